@@ -1,0 +1,230 @@
+/**
+ * Request and reply bodies of the object operations (docs/PROTOCOL.md §Operations). Shared by the
+ * replica, the TypeScript client and (through the document) the C client. All integers are
+ * little-endian. Decoders return null on a malformed body instead of throwing: a request from the
+ * network is untrusted.
+ */
+import { key_size_max, key_size_min, list_limit_max } from "../constants.ts";
+
+export enum Operation {
+  register = 1,
+  put = 2,
+  get = 3,
+  delete = 4,
+  list = 5,
+  stat = 6,
+}
+export const operation_max = 6;
+
+/** Writes go through the log; reads are served by the primary under the read rule. */
+export function isWrite(operation: Operation): boolean {
+  return operation === Operation.register || operation === Operation.put || operation === Operation.delete;
+}
+
+export enum Result {
+  ok = 0,
+  not_found = 1,
+  condition_failed = 2,
+  key_invalid = 3,
+  value_too_large = 4,
+  bad_request = 5,
+  /** The client's session was evicted from the client table: register again. */
+  evicted = 6,
+  /** This replica is not the primary of its view (header.view says which view it is in). */
+  not_primary = 7,
+  /** The primary's queues are full; retry after a short backoff. */
+  busy = 8,
+  /** The replica cannot read a value right now (damaged, being repaired); retry. */
+  unavailable = 9,
+  /** The primary's disk is full: writes are refused until space returns; reads still work. */
+  no_space = 10,
+}
+export const result_max = 10;
+
+export enum Condition {
+  none = 0,
+  if_version = 1,
+  if_absent = 2,
+}
+
+/** Fixed part of a key operation's body: u16 key_size, u8 condition, u8 reserved, u32 reserved,
+ * u64 if_version; then the key; then (put only) the value. */
+export const key_request_fixed_size = 16;
+/** Fixed part of a list body: u16 prefix_size, u16 after_size, u32 limit, u64 reserved. */
+export const list_request_fixed_size = 16;
+
+export interface KeyRequest {
+  key: Uint8Array;
+  condition: Condition;
+  if_version: number;
+  /** put only: a view of the value inside the body (no copy). */
+  value: Uint8Array;
+  /** Offset of the value inside the body, so the replica can locate it on disk. */
+  value_offset: number;
+}
+
+export interface ListRequest {
+  prefix: Uint8Array;
+  after: Uint8Array;
+  limit: number;
+}
+
+export function encodeKeyRequest(key: Uint8Array, value: Uint8Array | null, condition = Condition.none, if_version = 0): Uint8Array {
+  const body = new Uint8Array(key_request_fixed_size + key.length + (value?.length ?? 0));
+  const v = new DataView(body.buffer);
+  v.setUint16(0, key.length, true);
+  v.setUint8(2, condition);
+  v.setBigUint64(8, BigInt(if_version), true);
+  body.set(key, key_request_fixed_size);
+  if (value !== null) body.set(value, key_request_fixed_size + key.length);
+  return body;
+}
+
+export function decodeKeyRequest(body: Uint8Array, has_value: boolean): KeyRequest | null {
+  if (body.length < key_request_fixed_size) return null;
+  const v = new DataView(body.buffer, body.byteOffset, body.length);
+  const key_size = v.getUint16(0, true);
+  const condition = v.getUint8(2);
+  const if_version = Number(v.getBigUint64(8, true));
+  if (condition > Condition.if_absent || !Number.isSafeInteger(if_version)) return null;
+  const value_offset = key_request_fixed_size + key_size;
+  if (body.length < value_offset) return null;
+  if (!has_value && body.length !== value_offset) return null;
+  return {
+    key: body.subarray(key_request_fixed_size, value_offset),
+    condition,
+    if_version,
+    value: body.subarray(value_offset),
+    value_offset,
+  };
+}
+
+export function encodeListRequest(prefix: Uint8Array, after: Uint8Array, limit: number): Uint8Array {
+  const body = new Uint8Array(list_request_fixed_size + prefix.length + after.length);
+  const v = new DataView(body.buffer);
+  v.setUint16(0, prefix.length, true);
+  v.setUint16(2, after.length, true);
+  v.setUint32(4, limit, true);
+  body.set(prefix, list_request_fixed_size);
+  body.set(after, list_request_fixed_size + prefix.length);
+  return body;
+}
+
+export function decodeListRequest(body: Uint8Array): ListRequest | null {
+  if (body.length < list_request_fixed_size) return null;
+  const v = new DataView(body.buffer, body.byteOffset, body.length);
+  const prefix_size = v.getUint16(0, true);
+  const after_size = v.getUint16(2, true);
+  const limit = v.getUint32(4, true);
+  if (prefix_size > key_size_max || after_size > key_size_max) return null;
+  if (body.length !== list_request_fixed_size + prefix_size + after_size) return null;
+  if (limit < 1 || limit > list_limit_max) return null;
+  return {
+    prefix: body.subarray(list_request_fixed_size, list_request_fixed_size + prefix_size),
+    after: body.subarray(list_request_fixed_size + prefix_size),
+    limit,
+  };
+}
+
+export function validKey(key: Uint8Array): boolean {
+  return key.length >= key_size_min && key.length <= key_size_max;
+}
+
+/** Object metadata as replies carry it: u64 version, u64 timestamp (ms), u64 size, u64 checksum. */
+export const object_info_size = 32;
+
+export interface ObjectInfo {
+  version: number;
+  timestamp: number;
+  size: number;
+  checksum: bigint;
+}
+
+export function writeObjectInfo(info: ObjectInfo, body: Uint8Array, offset: number): void {
+  const v = new DataView(body.buffer, body.byteOffset + offset, object_info_size);
+  v.setBigUint64(0, BigInt(info.version), true);
+  v.setBigUint64(8, BigInt(info.timestamp), true);
+  v.setBigUint64(16, BigInt(info.size), true);
+  v.setBigUint64(24, info.checksum, true);
+}
+
+export function readObjectInfo(body: Uint8Array, offset: number): ObjectInfo | null {
+  if (body.length < offset + object_info_size) return null;
+  const v = new DataView(body.buffer, body.byteOffset + offset, object_info_size);
+  const info = {
+    version: Number(v.getBigUint64(0, true)),
+    timestamp: Number(v.getBigUint64(8, true)),
+    size: Number(v.getBigUint64(16, true)),
+    checksum: v.getBigUint64(24, true),
+  };
+  if (!Number.isSafeInteger(info.version) || !Number.isSafeInteger(info.timestamp) || !Number.isSafeInteger(info.size)) return null;
+  return info;
+}
+
+/** A reply body holding one u64 (put: new version; delete: deleted version; condition_failed:
+ * the current version, 0 if absent). */
+export function encodeU64(n: number): Uint8Array {
+  const body = new Uint8Array(8);
+  new DataView(body.buffer).setBigUint64(0, BigInt(n), true);
+  return body;
+}
+
+export function decodeU64(body: Uint8Array): number | null {
+  if (body.length !== 8) return null;
+  const n = Number(new DataView(body.buffer, body.byteOffset, 8).getBigUint64(0, true));
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+/** get reply: ObjectInfo then the value. stat reply: ObjectInfo only. */
+export function encodeGetReply(info: ObjectInfo, value: Uint8Array | null): Uint8Array {
+  const body = new Uint8Array(object_info_size + (value?.length ?? 0));
+  writeObjectInfo(info, body, 0);
+  if (value !== null) body.set(value, object_info_size);
+  return body;
+}
+
+/** list reply: u32 count, u8 truncated (more keys follow the last one), 3 reserved; then per key:
+ * ObjectInfo, u16 key_size, key. */
+export const list_reply_fixed_size = 8;
+export const list_entry_fixed_size = object_info_size + 2;
+
+export interface ListEntry extends ObjectInfo {
+  key: Uint8Array;
+}
+
+export function encodeListReply(entries: ListEntry[], truncated: boolean): Uint8Array {
+  let size = list_reply_fixed_size;
+  for (const e of entries) size += list_entry_fixed_size + e.key.length;
+  const body = new Uint8Array(size);
+  const v = new DataView(body.buffer);
+  v.setUint32(0, entries.length, true);
+  v.setUint8(4, truncated ? 1 : 0);
+  let offset = list_reply_fixed_size;
+  for (const e of entries) {
+    writeObjectInfo(e, body, offset);
+    v.setUint16(offset + object_info_size, e.key.length, true);
+    body.set(e.key, offset + list_entry_fixed_size);
+    offset += list_entry_fixed_size + e.key.length;
+  }
+  return body;
+}
+
+export function decodeListReply(body: Uint8Array): { entries: ListEntry[]; truncated: boolean } | null {
+  if (body.length < list_reply_fixed_size) return null;
+  const v = new DataView(body.buffer, body.byteOffset, body.length);
+  const count = v.getUint32(0, true);
+  const truncated = v.getUint8(4) === 1;
+  const entries: ListEntry[] = [];
+  let offset = list_reply_fixed_size;
+  for (let i = 0; i < count; i++) {
+    const info = readObjectInfo(body, offset);
+    if (info === null || body.length < offset + list_entry_fixed_size) return null;
+    const key_size = v.getUint16(offset + object_info_size, true);
+    const start = offset + list_entry_fixed_size;
+    if (body.length < start + key_size) return null;
+    entries.push({ ...info, key: body.slice(start, start + key_size) });
+    offset = start + key_size;
+  }
+  if (offset !== body.length) return null;
+  return { entries, truncated };
+}
