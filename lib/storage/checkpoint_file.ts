@@ -1,0 +1,97 @@
+/**
+ * A checkpoint file (docs/STORAGE.md §Checkpoint): the namespace index and client table after
+ * executing op, plus the anchor header. Written to a temporary name, made durable, renamed, and
+ * the directory made durable; it takes effect only when a superblock names it.
+ *
+ *   0  u64 checksum of bytes 8..end
+ *   8  u32 magic "TCKP", 12 u32 version, 16 u64 op, 24 u64 digest, 32 u64 anchor checksum,
+ *   40 u64 revision, 48 u32 sessions, 52 u32 reserved, 56 u64 objects
+ *   64 anchor header (128 bytes)
+ *   then sessions (records.ts), then objects: object meta (records.ts) followed by
+ *   u32 segment, u32 reserved, u64 offset.
+ */
+import { checksum } from "../util/checksum.ts";
+import { decodeHeader, writeHeader, type Header } from "../net/codec.ts";
+import { header_size } from "../constants.ts";
+import { ObjectStore } from "../store/object_store.ts";
+import { ClientTable } from "../vsr/client_table.ts";
+import type { CheckpointId } from "../vsr/storage.ts";
+import { Reader, Writer, readObjectMeta, readSession, writeObjectMeta, writeSession } from "./records.ts";
+
+const checkpoint_magic = 0x504b4354; // "TCKP"
+const checkpoint_version = 1;
+const fixed_size = 64;
+
+export function checkpointPath(op: number): string {
+  return `checkpoint/${op.toString().padStart(16, "0")}.ckpt`;
+}
+
+export function encodeCheckpoint(id: CheckpointId, anchor: Header, store: ObjectStore, clients: ClientTable): Uint8Array {
+  const w = new Writer(fixed_size + header_size + 64 * (store.count + clients.size + 1));
+  w.offset = fixed_size;
+  w.reserve(header_size);
+  writeHeader(anchor, w.bytes, w.offset);
+  w.offset += header_size;
+  const sessions = clients.entries();
+  for (const [client, session] of sessions) writeSession(w, client, session);
+  for (const [key, entry] of store.all()) {
+    writeObjectMeta(w, key, entry);
+    w.u32(entry.segment);
+    w.u32(0);
+    w.u64(entry.offset);
+  }
+  const bytes = w.finish();
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  v.setUint32(8, checkpoint_magic, true);
+  v.setUint32(12, checkpoint_version, true);
+  v.setBigUint64(16, BigInt(id.op), true);
+  v.setBigUint64(24, id.digest, true);
+  v.setBigUint64(32, id.checksum, true);
+  v.setBigUint64(40, BigInt(store.revision), true);
+  v.setUint32(48, sessions.length, true);
+  v.setBigUint64(56, BigInt(store.count), true);
+  v.setBigUint64(0, checksum(bytes.subarray(8)), true);
+  return bytes;
+}
+
+export interface DecodedCheckpoint {
+  id: CheckpointId;
+  anchor: Header;
+  store: ObjectStore;
+  clients: ClientTable;
+}
+
+/** Decodes and verifies a checkpoint file; null if it is damaged. */
+export function decodeCheckpoint(bytes: Uint8Array, clients_max: number): DecodedCheckpoint | null {
+  if (bytes.length < fixed_size + header_size) return null;
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  if (v.getUint32(8, true) !== checkpoint_magic || v.getUint32(12, true) !== checkpoint_version) return null;
+  if (checksum(bytes.subarray(8)) !== v.getBigUint64(0, true)) return null;
+  const id: CheckpointId = { op: Number(v.getBigUint64(16, true)), digest: v.getBigUint64(24, true), checksum: v.getBigUint64(32, true) };
+  const revision = Number(v.getBigUint64(40, true));
+  const session_count = v.getUint32(48, true);
+  const object_count = Number(v.getBigUint64(56, true));
+  const anchor = decodeHeader(bytes, fixed_size);
+  if (anchor === null || anchor.op !== id.op || anchor.checksum !== id.checksum) return null;
+  if (session_count > clients_max) return null;
+  const r = new Reader(bytes);
+  r.offset = fixed_size + header_size;
+  const clients = new ClientTable(clients_max);
+  for (let i = 0; i < session_count; i++) {
+    const session = readSession(r);
+    if (session === null) return null;
+    clients.restore(session[0], session[1]);
+  }
+  const store = new ObjectStore();
+  for (let i = 0; i < object_count; i++) {
+    const meta = readObjectMeta(r);
+    const segment = r.u32();
+    r.u32();
+    const offset = r.u64();
+    if (meta === null || r.bad) return null;
+    store.set(meta.key, { version: meta.version, timestamp: meta.timestamp, size: meta.size, checksum: meta.checksum, segment, offset });
+  }
+  if (!r.done) return null;
+  store.revision = revision;
+  return { id, anchor, store, clients };
+}

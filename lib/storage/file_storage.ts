@@ -1,0 +1,572 @@
+/**
+ * The replica's Storage over a FileSystem (DESIGN §5, docs/STORAGE.md). The simulator runs this
+ * exact code over its crashing file system; production runs it over node:fs.
+ *
+ * Data directory:
+ *   superblock                 4 copies of the VSR state (superblock.ts)
+ *   journal/headers            the redundant header ring: one 256-byte record per op slot
+ *   journal/<id>.seg           append-only segment files of prepares; values stay in them
+ *   checkpoint/<op>.ckpt       checkpoint files (checkpoint_file.ts)
+ *
+ * Write order per flush (group commit): prepares to segments, fdatasync them; header records to
+ * the ring, fdatasync it; then the superblock if queued. A prepare is acknowledged only after the
+ * flush, so a header record on disk means the prepare was durable first: at recovery, a record
+ * whose prepare is damaged is "faulty" (repair from peers), while a prepare with no record was never
+ * acknowledged.
+ */
+import { assert } from "../util/assert.ts";
+import { checksum } from "../util/checksum.ts";
+import { Header, decode, decodeHeader, encode, writeHeader, type Message } from "../net/codec.ts";
+import { header_size } from "../constants.ts";
+import { ObjectStore, type ObjectEntry, type ValueLocation } from "../store/object_store.ts";
+import { ClientTable, type ClientSession } from "../vsr/client_table.ts";
+import { rootPrepare } from "../vsr/root.ts";
+import type { CheckpointId, Recovered, RecoveredPrepare, Storage, SyncChunk, VsrState } from "../vsr/storage.ts";
+import { FsError, type Fd, type FileSystem } from "./fs.ts";
+import { readSuperblock, superblock_path, writeSuperblock, type SuperblockIdentity } from "./superblock.ts";
+import { checkpointPath, decodeCheckpoint, encodeCheckpoint, type DecodedCheckpoint } from "./checkpoint_file.ts";
+import { Reader, Writer, readObjectMeta, readSession, writeObjectMeta, writeSession } from "./records.ts";
+
+export const header_record_size = 256;
+const headers_path = "journal/headers";
+
+export interface StorageOptions extends SuperblockIdentity {
+  journal_slot_count: number;
+  segment_size_bytes: number;
+}
+
+/** A data directory that belongs to another cluster or replica: refuse it, touch nothing. */
+export class ForeignDataError extends Error {
+  override name = "ForeignDataError";
+}
+
+interface Segment {
+  id: number;
+  fd: Fd;
+  /** Next append offset (only for segments written since open). */
+  write_offset: number;
+  capacity: number;
+  /** Highest op of a prepare written into it (-1 if none known). */
+  max_op: number;
+  dirty: boolean;
+}
+
+interface PrepareLocation {
+  header: Header;
+  op: number;
+  checksum: bigint;
+  segment: number;
+  offset: number;
+  size: number;
+}
+
+interface RetainedCheckpoint {
+  id: CheckpointId;
+  /** Segments holding values this checkpoint's index refers to. */
+  segments: Set<number>;
+}
+
+const sync_record_anchor = 1;
+const sync_record_session = 2;
+const sync_record_object = 3;
+
+function segmentPath(id: number): string {
+  return `journal/${id.toString().padStart(10, "0")}.seg`;
+}
+
+function pad8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+export class FileStorage implements Storage {
+  private superblock_fd: Fd = -1;
+  private headers_fd: Fd = -1;
+  private sequence = 0;
+  private readonly segments = new Map<number, Segment>();
+  private active: Segment | null = null;
+  private next_segment_id = 1;
+  private segments_created = false;
+  private readonly prepares = new Map<number, PrepareLocation>();
+  private pending_records: PrepareLocation[] = [];
+  private pending_state: VsrState | null = null;
+  /** The published checkpoint and the one before it (kept so lagging peers can still sync). */
+  private current: RetainedCheckpoint | null = null;
+  private previous: RetainedCheckpoint | null = null;
+  /** Written, not yet named by a durable superblock. */
+  private written = new Map<number, RetainedCheckpoint>();
+  /** A decoded retained checkpoint, cached while a peer syncs from it. */
+  private serving: { id: CheckpointId; checkpoint: DecodedCheckpoint; sessions: [bigint, ClientSession][]; keys: string[] } | null = null;
+  private receiving: { id: CheckpointId; anchor: Header | null; revision: number; sessions: [bigint, ClientSession][]; store: ObjectStore; segment: Segment | null; bad: boolean } | null = null;
+  private readonly root: Header;
+
+  constructor(
+    readonly fs: FileSystem,
+    readonly options: StorageOptions,
+  ) {
+    this.root = rootPrepare(options.cluster, options.replica_count);
+  }
+
+  recover(clients_max: number): Recovered {
+    const fresh = !this.fs.exists(superblock_path) || !this.fs.exists(headers_path);
+    this.fs.mkdir("journal");
+    this.fs.mkdir("checkpoint");
+    this.superblock_fd = this.fs.open(superblock_path, true);
+    this.headers_fd = this.fs.open(headers_path, true);
+    if (fresh) {
+      // New directory entries are durable only once their directories are synced.
+      this.fs.fsyncDir("journal");
+      this.fs.fsyncDir("checkpoint");
+      this.fs.fsyncDir("");
+    }
+    const { record } = readSuperblock(this.fs, this.superblock_fd);
+    if (record === null) {
+      // Never formatted, or a format/recovery that crashed before its first superblock: nothing
+      // here was ever promised to anyone, so whatever files exist are garbage.
+      this.removeAll();
+      return { state: null, journal: [], anchor: null, store: new ObjectStore(), clients: new ClientTable(clients_max) };
+    }
+    const id = record.identity;
+    if (id.cluster !== this.options.cluster || id.replica !== this.options.replica || id.replica_count !== this.options.replica_count) {
+      throw new ForeignDataError(
+        `data directory belongs to cluster ${id.cluster.toString(16)} replica ${id.replica} of ${id.replica_count}, not cluster ${this.options.cluster.toString(16)} replica ${this.options.replica} of ${this.options.replica_count}`,
+      );
+    }
+    this.sequence = record.sequence;
+    const state = record.state;
+    let anchor = this.root;
+    let store = new ObjectStore();
+    let clients = new ClientTable(clients_max);
+    this.openSegments();
+    if (state.checkpoint.op > 0) {
+      const decoded = this.readCheckpoint(state.checkpoint, clients_max);
+      if (decoded === null) throw new FsError("EIO", `checkpoint ${checkpointPath(state.checkpoint.op)} named by the superblock is missing or damaged`);
+      anchor = decoded.anchor;
+      store = decoded.store;
+      clients = decoded.clients;
+      this.current = { id: state.checkpoint, segments: segmentsOf(store) };
+    } else {
+      this.current = { id: state.checkpoint, segments: new Set() };
+    }
+    const journal = this.readHeaderRing(state.checkpoint.op);
+    this.collectGarbage();
+    return { state, journal, anchor, store, clients };
+  }
+
+  private removeAll(): void {
+    for (const dir of ["journal", "checkpoint"]) {
+      for (const name of this.fs.readdir(dir)) {
+        if (`${dir}/${name}` !== headers_path) this.fs.unlink(`${dir}/${name}`);
+      }
+      this.fs.fsyncDir(dir);
+    }
+    this.fs.truncate(this.headers_fd, 0);
+    this.fs.fdatasync(this.headers_fd);
+  }
+
+  private openSegments(): void {
+    for (const name of this.fs.readdir("journal")) {
+      const match = /^(\d{10})\.seg$/.exec(name);
+      if (match === null) continue;
+      const id = Number(match[1]);
+      const fd = this.fs.open(segmentPath(id), false);
+      const size = this.fs.size(fd);
+      this.segments.set(id, { id, fd, write_offset: size, capacity: size, max_op: -1, dirty: false });
+      this.next_segment_id = Math.max(this.next_segment_id, id + 1);
+    }
+  }
+
+  /** Reads the header ring: for each record after the checkpoint, checks the prepare's header on
+   * disk matches. Bodies are verified when read (every read is checksummed), so startup reads only
+   * headers. */
+  private readHeaderRing(checkpoint_op: number): RecoveredPrepare[] {
+    const ring_size = this.options.journal_slot_count * header_record_size;
+    const ring = new Uint8Array(ring_size);
+    let n = 0;
+    try {
+      n = this.fs.pread(this.headers_fd, ring, 0);
+    } catch {
+      n = this.readRingSlots(ring);
+    }
+    const found: RecoveredPrepare[] = [];
+    const buffer = new Uint8Array(header_size);
+    for (let slot = 0; slot < this.options.journal_slot_count; slot++) {
+      const offset = slot * header_record_size;
+      if (offset + header_record_size > n) break;
+      const record = decodeRecord(ring, offset);
+      if (record === null) continue;
+      const { header, location } = record;
+      const segment = this.segments.get(location.segment);
+      if (segment !== undefined) segment.max_op = Math.max(segment.max_op, header.op);
+      if (header.op <= checkpoint_op) continue;
+      let intact = false;
+      if (segment !== undefined) {
+        try {
+          const read = this.fs.pread(segment.fd, buffer, location.offset);
+          const on_disk = read === header_size ? decodeHeader(buffer, 0) : null;
+          intact = on_disk !== null && on_disk.checksum === header.checksum;
+        } catch {
+          intact = false;
+        }
+      }
+      if (intact) this.prepares.set(header.op, location);
+      found.push({ header, faulty: !intact });
+    }
+    return found;
+  }
+
+  /** Reads the ring slot by slot when a bulk read hits a bad sector: only the bad slots are lost. */
+  private readRingSlots(ring: Uint8Array): number {
+    let n = 0;
+    for (let slot = 0; slot < this.options.journal_slot_count; slot++) {
+      try {
+        n = slot * header_record_size + this.fs.pread(this.headers_fd, ring.subarray(slot * header_record_size, (slot + 1) * header_record_size), slot * header_record_size);
+      } catch {
+        ring.fill(0, slot * header_record_size, (slot + 1) * header_record_size);
+        n = (slot + 1) * header_record_size;
+      }
+    }
+    return n;
+  }
+
+  writeState(state: VsrState): void {
+    this.pending_state = state;
+  }
+
+  writePrepare(message: Message): void {
+    const size = message.header.size;
+    const segment = this.segmentFor(size);
+    const bytes = encode(message);
+    this.fs.pwrite(segment.fd, bytes, segment.write_offset);
+    const location: PrepareLocation = { header: message.header, op: message.header.op, checksum: message.header.checksum, segment: segment.id, offset: segment.write_offset, size };
+    segment.write_offset += pad8(size);
+    segment.max_op = Math.max(segment.max_op, message.header.op);
+    segment.dirty = true;
+    this.prepares.set(location.op, location);
+    this.pending_records.push(location);
+  }
+
+  /** The active segment, or a new preallocated one if this write does not fit. */
+  private segmentFor(size: number): Segment {
+    if (this.active !== null && this.active.write_offset + size <= this.active.capacity) return this.active;
+    const id = this.next_segment_id++;
+    const capacity = Math.max(this.options.segment_size_bytes, pad8(size));
+    const fd = this.fs.open(segmentPath(id), true);
+    this.fs.truncate(fd, capacity);
+    const segment: Segment = { id, fd, write_offset: 0, capacity, max_op: -1, dirty: true };
+    this.segments.set(id, segment);
+    this.segments_created = true;
+    this.active = segment;
+    return segment;
+  }
+
+  pending(): boolean {
+    return this.pending_records.length > 0 || this.pending_state !== null || this.segments_created;
+  }
+
+  flush(): void {
+    this.syncSegments();
+    if (this.pending_records.length > 0) {
+      const record = new Uint8Array(header_record_size);
+      for (const location of this.pending_records) {
+        encodeRecord(record, location);
+        this.fs.pwrite(this.headers_fd, record, (location.op % this.options.journal_slot_count) * header_record_size);
+      }
+      this.fs.fdatasync(this.headers_fd);
+      this.pending_records = [];
+    }
+    const state = this.pending_state;
+    if (state !== null) {
+      this.pending_state = null;
+      this.sequence += 1;
+      writeSuperblock(this.fs, this.superblock_fd, { sequence: this.sequence, identity: this.options, state });
+      if (this.current === null && state.checkpoint.op === 0) this.current = { id: state.checkpoint, segments: new Set() };
+      else if (this.current === null || state.checkpoint.op > this.current.id.op) this.publish(state.checkpoint);
+    }
+  }
+
+  /** Makes every segment written since the last sync durable, and new segments' names too. */
+  private syncSegments(): void {
+    for (const segment of this.segments.values()) {
+      if (!segment.dirty) continue;
+      this.fs.fdatasync(segment.fd);
+      segment.dirty = false;
+    }
+    if (this.segments_created) {
+      this.fs.fsyncDir("journal");
+      this.segments_created = false;
+    }
+  }
+
+  private publish(id: CheckpointId): void {
+    const written = this.written.get(id.op);
+    assert(written !== undefined && written.id.digest === id.digest, () => `storage: superblock names checkpoint ${id.op}, which was not written`);
+    this.previous = this.current;
+    this.current = written;
+    for (const op of [...this.written.keys()]) if (op <= id.op) this.written.delete(op);
+    this.collectGarbage();
+  }
+
+  /** Deletes checkpoint files and segments nothing needs any more: a segment goes once no
+   * retained checkpoint refers to its values and all its prepares are at or below the previous
+   * checkpoint (values executed since are in segments with newer prepares). */
+  private collectGarbage(): void {
+    const keep_ops = new Set<number>([this.current?.id.op ?? 0, this.previous?.id.op ?? 0, ...this.written.keys()]);
+    let removed = false;
+    for (const name of this.fs.readdir("checkpoint")) {
+      const match = /^(\d{16})\.ckpt(\.tmp)?$/.exec(name);
+      if (match === null || (match[2] === undefined && keep_ops.has(Number(match[1])))) continue;
+      this.fs.unlink(`checkpoint/${name}`);
+      removed = true;
+    }
+    if (removed) this.fs.fsyncDir("checkpoint");
+    const horizon = this.previous?.id.op ?? 0;
+    removed = false;
+    for (const segment of [...this.segments.values()]) {
+      if (segment === this.active || segment === this.receiving?.segment) continue;
+      if (segment.max_op > horizon) continue;
+      if (this.current?.segments.has(segment.id) || this.previous?.segments.has(segment.id)) continue;
+      let referenced = false;
+      for (const w of this.written.values()) referenced ||= w.segments.has(segment.id);
+      if (referenced) continue;
+      this.fs.close(segment.fd);
+      this.fs.unlink(segmentPath(segment.id));
+      this.segments.delete(segment.id);
+      removed = true;
+    }
+    if (removed) this.fs.fsyncDir("journal");
+    const prune_below = (this.current?.id.op ?? 0) - this.options.journal_slot_count;
+    for (const op of [...this.prepares.keys()]) if (op <= prune_below) this.prepares.delete(op);
+  }
+
+  readPrepare(op: number, checksum_: bigint): Message | null {
+    const location = this.prepares.get(op);
+    if (location === undefined || location.checksum !== checksum_) return null;
+    const segment = this.segments.get(location.segment);
+    if (segment === undefined) return null;
+    const bytes = new Uint8Array(location.size);
+    try {
+      if (this.fs.pread(segment.fd, bytes, location.offset) !== location.size) return null;
+    } catch {
+      return null;
+    }
+    const decoded = decode(bytes, this.options.cluster);
+    if (!decoded.ok || decoded.message.header.checksum !== checksum_) return null;
+    return decoded.message;
+  }
+
+  prepareBodyLocation(op: number, checksum_: bigint): ValueLocation | null {
+    const location = this.prepares.get(op);
+    if (location === undefined || location.checksum !== checksum_) return null;
+    return { segment: location.segment, offset: location.offset + header_size };
+  }
+
+  readValue(entry: ObjectEntry): Uint8Array | null {
+    const segment = this.segments.get(entry.segment);
+    if (segment === undefined) return null;
+    const bytes = new Uint8Array(entry.size);
+    try {
+      if (entry.size > 0 && this.fs.pread(segment.fd, bytes, entry.offset) !== entry.size) return null;
+    } catch {
+      return null;
+    }
+    return checksum(bytes) === entry.checksum ? bytes : null;
+  }
+
+  writeCheckpoint(id: CheckpointId, anchor: Header, store: ObjectStore, clients: ClientTable): void {
+    // The values the index points at must be durable before anything points at the index.
+    this.syncSegments();
+    const bytes = encodeCheckpoint(id, anchor, store, clients);
+    const path = checkpointPath(id.op);
+    const tmp = `${path}.tmp`;
+    const fd = this.fs.open(tmp, true);
+    this.fs.truncate(fd, 0);
+    this.fs.pwrite(fd, bytes, 0);
+    this.fs.fdatasync(fd);
+    this.fs.close(fd);
+    this.fs.rename(tmp, path);
+    this.fs.fsyncDir("checkpoint");
+    this.written.set(id.op, { id, segments: segmentsOf(store) });
+  }
+
+  private readCheckpoint(id: CheckpointId, clients_max: number): DecodedCheckpoint | null {
+    let fd: Fd;
+    try {
+      fd = this.fs.open(checkpointPath(id.op), false);
+    } catch {
+      return null;
+    }
+    try {
+      const bytes = new Uint8Array(this.fs.size(fd));
+      if (this.fs.pread(fd, bytes, 0) !== bytes.length) return null;
+      const decoded = decodeCheckpoint(bytes, clients_max);
+      if (decoded === null || decoded.id.op !== id.op || decoded.id.digest !== id.digest || decoded.id.checksum !== id.checksum) return null;
+      return decoded;
+    } catch {
+      return null;
+    } finally {
+      this.fs.close(fd);
+    }
+  }
+
+  // --- State sync: the stream is the anchor, then sessions, then objects with their values;
+  // a position is the index of the next record.
+
+  readSyncChunk(id: CheckpointId, position: number, size_max: number): SyncChunk | null {
+    const retained = [this.current, this.previous].find((c) => c !== null && c.id.op === id.op && c.id.digest === id.digest && c.id.checksum === id.checksum);
+    if (retained === undefined) return null;
+    if (this.serving === null || this.serving.id.op !== id.op || this.serving.id.digest !== id.digest) {
+      const checkpoint = id.op === 0 ? null : this.readCheckpoint(id, 1 << 30);
+      if (checkpoint === null) return null;
+      this.serving = { id, checkpoint, sessions: checkpoint.clients.entries(), keys: [...checkpoint.store.all()].map(([k]) => k) };
+    }
+    const { checkpoint, sessions, keys } = this.serving;
+    const total = 1 + sessions.length + keys.length;
+    if (!Number.isSafeInteger(position) || position < 0 || position >= total) return null;
+    const w = new Writer(64 * 1024);
+    let index = position;
+    while (index < total && (index === position || w.offset < size_max)) {
+      if (index === 0) {
+        w.u8(sync_record_anchor);
+        w.align();
+        w.reserve(header_size);
+        writeHeader(checkpoint.anchor, w.bytes, w.offset);
+        w.offset += header_size;
+        w.u64(checkpoint.store.revision);
+      } else if (index <= sessions.length) {
+        w.u8(sync_record_session);
+        w.align();
+        writeSession(w, sessions[index - 1]![0], sessions[index - 1]![1]);
+      } else {
+        const key = keys[index - 1 - sessions.length]!;
+        const entry = checkpoint.store.get(key)!;
+        const value = this.readValue(entry);
+        if (value === null) return null; // damaged here: the peer asks another replica
+        w.u8(sync_record_object);
+        w.align();
+        writeObjectMeta(w, key, entry);
+        w.raw(value);
+        w.align();
+      }
+      index += 1;
+    }
+    return { bytes: w.finish().slice(), next: index < total ? index : null };
+  }
+
+  syncBegin(id: CheckpointId): void {
+    this.receiving = { id, anchor: null, revision: 0, sessions: [], store: new ObjectStore(), segment: null, bad: false };
+  }
+
+  syncApply(bytes: Uint8Array): boolean {
+    const rx = this.receiving;
+    if (rx === null || rx.bad) return false;
+    const r = new Reader(bytes);
+    while (!r.done && !r.bad) {
+      const type = r.u8();
+      r.align();
+      if (type === sync_record_anchor) {
+        const h = decodeHeader(r.raw(header_size), 0);
+        const revision = r.u64();
+        if (h === null || r.bad) return this.syncBad();
+        rx.anchor = h;
+        rx.revision = revision;
+      } else if (type === sync_record_session) {
+        const session = readSession(r);
+        if (session === null) return this.syncBad();
+        rx.sessions.push(session);
+      } else if (type === sync_record_object) {
+        const meta = readObjectMeta(r);
+        if (meta === null) return this.syncBad();
+        const value = r.raw(meta.size);
+        r.align();
+        if (r.bad || checksum(value) !== meta.checksum) return this.syncBad();
+        const location = this.appendValue(rx, value);
+        rx.store.set(meta.key, { version: meta.version, timestamp: meta.timestamp, size: meta.size, checksum: meta.checksum, ...location });
+      } else {
+        return this.syncBad();
+      }
+    }
+    return !r.bad || this.syncBad();
+  }
+
+  private syncBad(): boolean {
+    if (this.receiving !== null) this.receiving.bad = true;
+    return false;
+  }
+
+  /** Received values go into segments of their own, written once like journaled values. */
+  private appendValue(rx: NonNullable<FileStorage["receiving"]>, value: Uint8Array): ValueLocation {
+    let segment = rx.segment;
+    if (segment === null || segment.write_offset + value.length > segment.capacity) {
+      const id = this.next_segment_id++;
+      const capacity = Math.max(this.options.segment_size_bytes, pad8(value.length));
+      const fd = this.fs.open(segmentPath(id), true);
+      this.fs.truncate(fd, capacity);
+      segment = { id, fd, write_offset: 0, capacity, max_op: rx.id.op, dirty: true };
+      this.segments.set(id, segment);
+      this.segments_created = true;
+      rx.segment = segment;
+    }
+    this.fs.pwrite(segment.fd, value, segment.write_offset);
+    const location = { segment: segment.id, offset: segment.write_offset };
+    segment.write_offset += pad8(value.length);
+    segment.dirty = true;
+    return location;
+  }
+
+  syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; anchor: Header } | null {
+    const rx = this.receiving;
+    this.receiving = null;
+    if (rx === null || rx.bad || rx.anchor === null || rx.sessions.length > clients_max) return null;
+    const clients = new ClientTable(clients_max);
+    for (const [client, session] of rx.sessions) {
+      if (clients.get(client) !== undefined) return null;
+      clients.restore(client, session);
+    }
+    // Deletes advance the revision without leaving an entry, so the stream carries it.
+    if (rx.revision < rx.store.revision) return null;
+    rx.store.revision = rx.revision;
+    return { store: rx.store, clients, anchor: rx.anchor };
+  }
+
+  usedBytes(): number {
+    let total = 0;
+    for (const segment of this.segments.values()) total += this.fs.size(segment.fd);
+    return total;
+  }
+}
+
+function segmentsOf(store: ObjectStore): Set<number> {
+  const segments = new Set<number>();
+  for (const [, entry] of store.all()) segments.add(entry.segment);
+  return segments;
+}
+
+/** Header ring record: the prepare header, u32 segment, u32 size, u64 offset, reserved, and at
+ * 248 a u64 checksum of bytes 0..248. */
+function encodeRecord(record: Uint8Array, location: PrepareLocation): void {
+  record.fill(0);
+  writeHeader(location.header, record, 0);
+  const v = new DataView(record.buffer, record.byteOffset, header_record_size);
+  v.setUint32(128, location.segment, true);
+  v.setUint32(132, location.size, true);
+  v.setBigUint64(136, BigInt(location.offset), true);
+  v.setBigUint64(248, checksum(record.subarray(0, 248)), true);
+}
+
+function decodeRecord(ring: Uint8Array, offset: number): { header: Header; location: PrepareLocation } | null {
+  const record = ring.subarray(offset, offset + header_record_size);
+  const v = new DataView(record.buffer, record.byteOffset, header_record_size);
+  if (v.getBigUint64(248, true) !== checksum(record.subarray(0, 248))) return null;
+  const header = decodeHeader(record, 0);
+  if (header === null) return null;
+  const location: PrepareLocation = {
+    header,
+    op: header.op,
+    checksum: header.checksum,
+    segment: v.getUint32(128, true),
+    size: v.getUint32(132, true),
+    offset: Number(v.getBigUint64(136, true)),
+  };
+  if (location.size !== header.size) return null;
+  return { header, location };
+}

@@ -1,0 +1,1680 @@
+/**
+ * A Viewstamped Replication Revisited replica (DESIGN §3–§4), as a pure, synchronous state
+ * machine: one event in (tick, message, flush), effects out (messages through Env, writes through
+ * Storage). It never touches a socket, a file, a timer or a clock, so the simulator and the real
+ * node run exactly this code, and a seed replays a run exactly.
+ *
+ * The rules that guard against data loss, each marked "RULE" where it is enforced:
+ * - persist before you promise: view (and log_view with its suffix) is durable before DoViewChange,
+ *   StartView, PrepareOk or CommitOk is sent in it;
+ * - a prepare is acknowledged only once durable; an op commits with f+1 durable copies;
+ * - the hash chain decides which entries to trust; an op executes only if it chains to a known
+ *   canonical anchor;
+ * - the client table changes only when a committed op executes;
+ * - reads are served by the primary only, once commit >= read_op and f backups confirmed the view
+ *   after the read arrived;
+ * - a brand-new cluster formats only when every replica reports a blank disk; a replica that lost
+ *   its disk recovers without acknowledging anything until it has caught up.
+ */
+import { assert } from "../util/assert.ts";
+import type { Prng } from "../util/prng.ts";
+import { Command, Header, decodeHeader, finalize, writeHeader, type Message } from "../net/codec.ts";
+import { header_size, sender_client, view_headers_max, type Config } from "../constants.ts";
+import { ObjectStore } from "../store/object_store.ts";
+import { executeRead, executeWrite, validateRequest } from "../store/execute.ts";
+import { Operation, Result, isWrite } from "../store/operations.ts";
+import { ClientTable, type StoredReply } from "./client_table.ts";
+import { Journal } from "./journal.ts";
+import { Timeout } from "./timeout.ts";
+import { decodeBatch, encodeBatch, batchEntrySize, batch_header_size } from "./batch.ts";
+import type { CheckpointId, Recovered, Storage, VsrState } from "./storage.ts";
+import { rootPrepare, stateDigest } from "./root.ts";
+export { rootPrepare, stateDigest };
+
+export type Status = "blank" | "recovering" | "normal" | "view_change";
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+export interface Env {
+  sendToReplica(replica: number, message: Message): void;
+  sendToClient(client: bigint, message: Message): void;
+  random: Prng;
+  log(level: LogLevel, text: string): void;
+}
+
+/** Observations for the simulator's invariant checks; production leaves it unset. */
+export interface ReplicaObserver {
+  /** An op executed: its prepare (the header's checksum identifies it). */
+  executed(replica: number, prepare: Message): void;
+  /** A client request executed (or was found to be a duplicate) at op. */
+  request(replica: number, client: bigint, request: number, op: number, duplicate: boolean): void;
+  /** The replica acts as primary of view (first time it sends a prepare or start_view in it). */
+  primary(replica: number, view: number): void;
+}
+
+/** Repair requests sent per repair tick, so a far-behind replica does not flood its peers. */
+const repair_requests_max = 8;
+/** Size of one state-sync chunk request. */
+export const sync_chunk_size_max = 256 * 1024;
+
+interface PipelineEntry {
+  op: number;
+  checksum: bigint;
+  /** The prepare, kept while in flight for resending (null: read it back from the journal). */
+  message: Message | null;
+  oks: Set<number>;
+}
+
+interface ReadWaiter {
+  message: Message;
+  read_op: number;
+  /** The heartbeat round that must be confirmed (sent after this read arrived). */
+  round: number;
+}
+
+export interface DoViewChange {
+  log_view: number;
+  op: number;
+  commit: number;
+  headers: Header[];
+}
+
+interface SyncProgress {
+  target: CheckpointId;
+  position: number;
+  peer: number;
+}
+
+export function primaryIndex(view: number, replica_count: number): number {
+  return view % replica_count;
+}
+
+export class Replica {
+  status: Status = "blank";
+  view = 0;
+  log_view = 0;
+  /** What the superblock holds (RULE: persist before you promise). */
+  view_durable = -1;
+  log_view_durable = -1;
+  op = 0;
+  commit_min = 0;
+  commit_max = 0;
+  /** Checksum of the prepare at commit_min: the next op to execute must chain to it. */
+  private commit_min_checksum = 0n;
+  checkpoint: CheckpointId;
+  /** A checkpoint written whose superblock is not yet durable. */
+  private checkpoint_pending: CheckpointId | null = null;
+  store: ObjectStore;
+  clients: ClientTable;
+  readonly journal: Journal;
+  readonly quorum: number;
+  readonly f: number;
+  private realtime = 0;
+  private timestamp_last = 0;
+  private readonly root: Header;
+
+  // Primary state.
+  private pipeline: PipelineEntry[] = [];
+  private request_queue: Message[] = [];
+  private read_queue: ReadWaiter[] = [];
+  private heartbeat_round = 0;
+  private readonly heartbeat_acks: number[];
+  private readonly last_ack_tick: number[];
+  private ticks = 0;
+
+  // View change state.
+  private svc_from = new Set<number>();
+  /** Normal status: StartViewChange votes for higher views, per view. */
+  private svc_higher = new Map<number, Set<number>>();
+  private dvc_from = new Map<number, DoViewChange>();
+  private dvc_sent = false;
+  private start_view_pending = false;
+
+  // Backup state.
+  /** Checksum of the prepare at commit_max, from the primary's commit heartbeat. */
+  private commit_max_checksum: bigint | null = null;
+  /** Highest checkpoint op the primary has reported. */
+  private primary_checkpoint_op = 0;
+  private sync: SyncProgress | null = null;
+
+  // Blank/recovering state.
+  private probe_nonce = 0n;
+  private probe_replies = new Map<number, { formatted: boolean; pristine: boolean; view: number }>();
+
+  private readonly timeout_normal: Timeout;
+  private readonly timeout_heartbeat: Timeout;
+  private readonly timeout_view_change: Timeout;
+  private readonly timeout_view_change_resend: Timeout;
+  private readonly timeout_prepare: Timeout;
+  private readonly timeout_repair: Timeout;
+  private readonly timeout_probe: Timeout;
+
+  /** Counters for status and metrics. */
+  readonly stats = {
+    view_changes: 0,
+    requests_rejected: 0,
+    repairs_requested: 0,
+    syncs: 0,
+    messages_dropped: 0,
+  };
+
+  observer: ReplicaObserver | null = null;
+
+  constructor(
+    readonly config: Config,
+    readonly replica: number,
+    readonly storage: Storage,
+    readonly env: Env,
+  ) {
+    const n = config.replica_count;
+    assert(n >= 1 && replica >= 0 && replica < n, `replica ${replica} out of range for ${n} replicas`);
+    assert(config.checkpoint_interval_ops * 2 + config.pipeline_prepare_max <= config.journal_slot_count, "journal too small for two checkpoints and a pipeline");
+    this.f = Math.floor((n - 1) / 2);
+    this.quorum = Math.floor(n / 2) + 1;
+    this.journal = new Journal(config.journal_slot_count);
+    this.store = new ObjectStore();
+    this.clients = new ClientTable(config.clients_max);
+    this.root = rootPrepare(config.cluster, n);
+    this.checkpoint = { op: 0, digest: stateDigest(this.store, this.clients), checksum: this.root.checksum };
+    this.commit_min_checksum = this.root.checksum;
+    this.journal.setHeader(this.root);
+    this.heartbeat_acks = new Array<number>(n).fill(0);
+    this.last_ack_tick = new Array<number>(n).fill(0);
+    const jitter = Math.max(1, Math.floor(config.view_change_timeout_ticks / 10));
+    this.timeout_normal = new Timeout("normal", config.view_change_timeout_ticks - jitter + env.random.int(2 * jitter + 1));
+    this.timeout_heartbeat = new Timeout("heartbeat", config.heartbeat_ticks);
+    this.timeout_view_change = new Timeout("view_change", config.view_change_retry_ticks - jitter + env.random.int(2 * jitter + 1));
+    this.timeout_view_change_resend = new Timeout("view_change_resend", config.heartbeat_ticks);
+    this.timeout_prepare = new Timeout("prepare", config.prepare_retry_ticks);
+    this.timeout_repair = new Timeout("repair", config.repair_ticks);
+    this.timeout_probe = new Timeout("probe", config.probe_ticks);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Driver interface
+
+  /** Reads the data directory and joins the cluster in the view it has persisted. */
+  open(realtime: number): void {
+    this.realtime = realtime;
+    const recovered = this.storage.recover(this.config.clients_max);
+    if (recovered.state === null) {
+      this.status = "blank";
+      this.timeout_probe.start();
+      this.sendProbe();
+      return;
+    }
+    this.loadState(recovered);
+  }
+
+  tick(realtime: number): void {
+    this.realtime = realtime;
+    this.ticks += 1;
+    if (this.timeout_probe.tick()) this.sendProbe();
+    if (this.timeout_normal.tick()) this.onNormalTimeout();
+    if (this.timeout_heartbeat.tick()) this.onHeartbeatTimeout();
+    if (this.timeout_view_change.tick()) this.onViewChangeTimeout();
+    if (this.timeout_view_change_resend.tick()) this.onViewChangeResend();
+    if (this.timeout_prepare.tick()) this.onPrepareTimeout();
+    if (this.timeout_repair.tick()) this.repair();
+  }
+
+  /** Whether flush() has anything to make durable. */
+  needsFlush(): boolean {
+    return this.storage.pending();
+  }
+
+  /** Makes every queued write durable, then acts on what that allows. */
+  flush(): void {
+    if (!this.storage.pending()) return;
+    this.storage.flush();
+    this.onDurable();
+  }
+
+  isPrimary(): boolean {
+    return primaryIndex(this.view, this.config.replica_count) === this.replica;
+  }
+
+  onMessage(message: Message): void {
+    const h = message.header;
+    if (h.cluster !== this.config.cluster) return this.drop(message, "cluster mismatch");
+    const from_client = h.command === Command.request;
+    if (!from_client && (h.replica >= this.config.replica_count || h.replica_count !== this.config.replica_count)) {
+      return this.drop(message, `sender ${h.replica} with replica_count ${h.replica_count} does not match this cluster of ${this.config.replica_count}`);
+    }
+    if (!from_client && h.replica === this.replica && h.command !== Command.prepare) return this.drop(message, "message from self");
+    if (!this.formed && this.status === "normal" && formedOnly(h.command)) this.form();
+    switch (h.command) {
+      case Command.ping:
+        return this.onPing(message);
+      case Command.pong:
+        return this.onPong(message);
+      case Command.request:
+        return this.onRequest(message);
+      case Command.prepare:
+        return this.onPrepare(message);
+      case Command.prepare_ok:
+        return this.onPrepareOk(message);
+      case Command.commit:
+        return this.onCommit(message);
+      case Command.commit_ok:
+        return this.onCommitOk(message);
+      case Command.start_view_change:
+        return this.onStartViewChange(message);
+      case Command.do_view_change:
+        return this.onDoViewChange(message);
+      case Command.start_view:
+        return this.onStartView(message);
+      case Command.request_start_view:
+        return this.onRequestStartView(message);
+      case Command.request_headers:
+        return this.onRequestHeaders(message);
+      case Command.headers:
+        return this.onHeaders(message);
+      case Command.request_prepare:
+        return this.onRequestPrepare(message);
+      case Command.request_sync:
+        return this.onRequestSync(message);
+      case Command.sync_chunk:
+        return this.onSyncChunk(message);
+      case Command.reply:
+        return this.drop(message, "reply sent to a replica");
+    }
+  }
+
+  private drop(message: Message, why: string): void {
+    this.stats.messages_dropped += 1;
+    this.env.log("debug", `replica ${this.replica}: dropped ${Command[message.header.command] ?? message.header.command} from ${message.header.replica}: ${why}`);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Restart, formatting, and recovery from a lost disk
+
+  private loadState(recovered: Recovered): void {
+    const state = recovered.state!;
+    this.view = this.view_durable = state.view;
+    this.log_view = this.log_view_durable = state.log_view;
+    this.checkpoint = state.checkpoint;
+    this.commit_min = state.checkpoint.op;
+    this.commit_min_checksum = state.checkpoint.checksum;
+    this.commit_max = Math.max(state.commit_max, this.commit_min);
+    this.store = recovered.store;
+    this.clients = recovered.clients;
+    assert(stateDigest(this.store, this.clients) === state.checkpoint.digest, () => `replica ${this.replica}: checkpoint at op ${state.checkpoint.op} does not match its digest`);
+    assert(recovered.anchor !== null && recovered.anchor.op === state.checkpoint.op && recovered.anchor.checksum === state.checkpoint.checksum, "checkpoint anchor header does not match the checkpoint");
+    this.journal.setHeader(recovered.anchor);
+    const vh_max = state.view_headers.length > 0 ? state.view_headers[state.view_headers.length - 1]!.op : this.commit_min;
+    for (const entry of recovered.journal) {
+      const h = entry.header;
+      if (h.op <= this.commit_min || h.op > this.commit_min + this.config.journal_slot_count) continue;
+      // Beyond the suffix log_view vouches for, only prepares of log_view itself belong to the log.
+      if (h.op > vh_max && h.view !== state.log_view) continue;
+      this.journal.recovered(h, !entry.faulty);
+    }
+    this.view_headers = state.view_headers;
+    this.op = this.commit_min;
+    for (let op = this.commit_min + 1; op <= this.commit_min + this.config.journal_slot_count; op++) {
+      if (this.journal.header(op) !== null) this.op = op;
+    }
+    // The persisted suffix may reach past the journal window (installed while far behind).
+    this.op = Math.max(this.op, vh_max);
+    this.applyViewHeaders();
+    // Entries below the head that do not chain are removed, so repair fetches the right ones.
+    this.trimUnchained();
+    this.env.log("info", `replica ${this.replica}: opened at view ${this.view} (log_view ${this.log_view}), checkpoint ${this.checkpoint.op}, op ${this.op}, commit ${this.commit_max}`);
+    this.timeout_repair.start();
+    this.formed = this.view > 0 || this.log_view > 0 || this.op > 0 || this.commit_max > 0;
+    if (!this.formed) {
+      // Formatted but nothing happened yet: wait until every replica is formatted (see format()).
+      this.status = "normal";
+      this.timeout_probe.start();
+      this.sendProbe();
+    } else if (this.view === this.log_view) {
+      if (this.isPrimary() && this.config.replica_count > 1) {
+        // A restarted primary lost its pipeline and queues; a new view resolves the suffix.
+        this.startViewChange(this.view + 1);
+      } else if (this.isPrimary()) {
+        this.status = "normal";
+        this.start_view_pending = true;
+        this.maybeFinishStartView();
+      } else {
+        this.enterNormalBackup();
+      }
+    } else {
+      this.status = "view_change";
+      this.svc_from = new Set([this.replica]);
+      this.dvc_from = new Map();
+      this.dvc_sent = false;
+      this.timeout_view_change.start();
+      this.timeout_view_change_resend.start();
+      this.sendToOthers(this.makeStartViewChange());
+    }
+  }
+
+  /**
+   * A cluster is formed once every replica has formatted. Until then a formatted replica does
+   * nothing that changes its state (no prepares, no view changes), so it stays pristine and a
+   * replica whose formatting was delayed (a partition at birth) still sees a blank cluster and
+   * formats too, instead of mistaking itself for a replica that lost its disk.
+   */
+  private formed = false;
+  private probe_formatted = new Set<number>();
+
+  private sendProbe(): void {
+    if (this.status !== "blank" && this.formed) {
+      this.timeout_probe.stop();
+      return;
+    }
+    this.probe_nonce = this.env.random.u64();
+    this.probe_replies = new Map();
+    this.probe_formatted = new Set();
+    const h = this.makeHeader(Command.ping);
+    h.context = this.probe_nonce;
+    this.sendToOthers(finalize(h));
+    this.decideFormat();
+  }
+
+  private onPing(message: Message): void {
+    const h = this.makeHeader(Command.pong);
+    h.context = message.header.context;
+    // operation: 0 blank, 1 formatted, 2 recovering (a lost disk, catching up).
+    h.operation = this.status === "blank" ? 0 : this.status === "recovering" ? 2 : 1;
+    h.op = this.op;
+    h.commit = this.commit_max;
+    h.log_view = this.log_view;
+    this.env.sendToReplica(message.header.replica, finalize(h));
+  }
+
+  private onPong(message: Message): void {
+    const h = message.header;
+    if (h.context !== this.probe_nonce) return;
+    if (this.status !== "blank") {
+      if (this.formed || h.operation === 0) return;
+      this.probe_formatted.add(h.replica);
+      if (this.probe_formatted.size === this.config.replica_count - 1) this.form();
+      return;
+    }
+    this.probe_replies.set(h.replica, {
+      formatted: h.operation !== 0,
+      pristine: h.operation === 1 && h.view === 0 && h.log_view === 0 && h.op === 0 && h.commit === 0,
+      view: h.view,
+    });
+    this.decideFormat();
+  }
+
+  /**
+   * RULE (formatting): a blank replica formats only when every other replica answered this probe
+   * (a fresh nonce, so replayed answers do not count) with a blank or a pristine (formatted, view
+   * 0, nothing prepared) disk. If any answered with real state, this disk was lost: it adopts the
+   * highest view f+1 others report and recovers without acknowledging anything until caught up.
+   */
+  private decideFormat(): void {
+    if (this.status !== "blank") return;
+    const others = this.config.replica_count - 1;
+    const replies = [...this.probe_replies.values()];
+    const lost = replies.some((r) => r.formatted && !r.pristine);
+    if (!lost && replies.length === others) {
+      this.format();
+      return;
+    }
+    if (lost && replies.length >= this.f + 1) {
+      const view = Math.max(...replies.map((r) => r.view));
+      this.env.log("warn", `replica ${this.replica}: data directory is blank but the cluster has data: recovering from peers at view ${view}; this replica acknowledges nothing until it has caught up`);
+      this.timeout_probe.stop();
+      this.status = "recovering";
+      this.view = view;
+      this.log_view = 0;
+      this.timeout_repair.start();
+      this.timeout_normal.start();
+      this.requestStartView();
+    }
+  }
+
+  private format(): void {
+    this.env.log("info", `replica ${this.replica}: every replica reports a blank data directory: formatting a new cluster`);
+    this.status = "normal";
+    this.view = 0;
+    this.log_view = 0;
+    this.writeState();
+    this.timeout_repair.start();
+    if (this.config.replica_count === 1) this.form();
+    else this.sendProbe();
+  }
+
+  private form(): void {
+    this.formed = true;
+    this.timeout_probe.stop();
+    this.env.log("info", `replica ${this.replica}: every replica is formatted: the cluster is formed`);
+    if (this.isPrimary()) {
+      this.last_ack_tick.fill(this.ticks);
+      this.timeout_heartbeat.start();
+      this.timeout_prepare.start();
+      this.prepareQueued();
+    } else {
+      this.timeout_normal.start();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Durability
+
+  /** The view, log_view and checkpoint of the superblock write queued, if any. */
+  private state_written: { view: number; log_view: number; checkpoint: CheckpointId } | null = null;
+
+  /** Queues a superblock write of the current VSR state. */
+  private writeState(): void {
+    const checkpoint = this.checkpoint_pending ?? this.checkpoint;
+    const state: VsrState = {
+      view: this.view,
+      log_view: this.log_view,
+      commit_max: this.commit_max,
+      view_headers: this.suffixHeaders(),
+      checkpoint,
+    };
+    this.view_headers = state.view_headers;
+    this.storage.writeState(state);
+    this.state_written = { view: this.view, log_view: this.log_view, checkpoint };
+  }
+
+  /** Called after a flush: everything queued before it is durable now. */
+  private onDurable(): void {
+    const written = this.state_written;
+    if (written !== null) {
+      this.state_written = null;
+      assert(written.view >= this.view_durable && written.log_view >= this.log_view_durable, "durable view went backwards");
+      this.view_durable = written.view;
+      this.log_view_durable = written.log_view;
+      if (written.checkpoint.op > this.checkpoint.op) this.checkpoint = written.checkpoint;
+      if (this.checkpoint_pending !== null && this.checkpoint_pending.op <= this.checkpoint.op) this.checkpoint_pending = null;
+    }
+    const durable_ops = this.journal.flushed();
+    if (this.status === "recovering") {
+      this.maybeFinishRecovering();
+      return;
+    }
+    if (this.status === "view_change") {
+      this.maybeSendDoViewChange();
+      if (this.start_view_pending) this.maybeFinishStartView();
+      return;
+    }
+    if (this.status !== "normal") return;
+    if (this.isPrimary()) {
+      for (const op of durable_ops) {
+        const entry = this.pipeline.find((e) => e.op === op);
+        if (entry !== undefined && this.journal.hasDurable(op, entry.checksum)) entry.oks.add(this.replica);
+      }
+      this.commitPipeline();
+    } else if (this.acks_after_start_view) {
+      // The installed start_view is durable: acknowledge its uncommitted suffix in this view.
+      this.acks_after_start_view = false;
+      for (let op = this.commit_max + 1; op <= this.op; op++) this.sendPrepareOk(op);
+    } else {
+      for (const op of durable_ops) this.sendPrepareOk(op);
+    }
+  }
+
+  /** Set when a start_view is installed; its acknowledgements wait for it to be durable. */
+  private acks_after_start_view = false;
+
+  // ---------------------------------------------------------------------------------------------
+  // Normal operation: the primary
+
+  protected onRequest(message: Message): void {
+    const h = message.header;
+    if (this.status !== "normal" || !this.isPrimary() || this.start_view_pending) {
+      return this.replyError(message, Result.not_primary);
+    }
+    if (!this.formed) return this.replyError(message, Result.busy);
+    const operation = h.operation;
+    const valid = validateRequest(operation, message.body, this.config.value_size_max);
+    if (valid !== Result.ok) return this.replyError(message, valid);
+    if (!isWrite(operation)) return this.enqueueRead(message);
+    const session = this.clients.get(h.client);
+    if (operation !== Operation.register && (session === undefined || session.session !== h.session)) {
+      return this.replyError(message, Result.evicted);
+    }
+    if (session !== undefined && h.request <= session.request) {
+      // A retry of an executed request gets its stored reply; an older one is stale.
+      if (h.request === session.request) this.sendStoredReply(h.client, session.request, session.session, session.reply);
+      return;
+    }
+    if (this.isQueued(h.client, h.request)) return;
+    if (this.request_queue.length >= this.config.request_queue_max) return this.replyError(message, Result.busy);
+    this.request_queue.push(message);
+    this.prepareQueued();
+  }
+
+  /** Whether this client's request is already queued or being prepared (a retry). */
+  private isQueued(client: bigint, request: number): boolean {
+    for (const m of this.request_queue) {
+      if (m.header.client === client && m.header.request === request) return true;
+    }
+    for (const entry of this.pipeline) {
+      if (entry.message === null) continue;
+      const batch = decodeBatch(entry.message.body);
+      if (batch?.some((e) => e.client === client && e.request === request)) return true;
+    }
+    return false;
+  }
+
+  /** The highest op this primary may prepare: it must not overwrite journal slots that the last
+   * durable checkpoint still needs, and it keeps one checkpoint interval of history for peers. */
+  private opPrepareMax(): number {
+    return this.checkpoint.op + this.config.journal_slot_count - this.config.checkpoint_interval_ops;
+  }
+
+  /** Batches queued requests into prepares while the pipeline has room (no batching timers). */
+  private prepareQueued(): void {
+    while (
+      this.request_queue.length > 0 &&
+      this.pipeline.length < this.config.pipeline_prepare_max &&
+      this.op + 1 <= this.opPrepareMax() &&
+      this.status === "normal" &&
+      this.isPrimary() &&
+      !this.start_view_pending &&
+      this.log_view_durable === this.view &&
+      this.formed
+    ) {
+      const batch: Message[] = [];
+      let size = batch_header_size;
+      while (this.request_queue.length > 0 && batch.length < this.config.batch_requests_max) {
+        const next = this.request_queue[0]!;
+        const entry_size = batchEntrySize(next.body.length);
+        if (batch.length > 0 && size + entry_size > this.config.batch_size_max) break;
+        batch.push(this.request_queue.shift()!);
+        size += entry_size;
+      }
+      this.preparePrimary(batch);
+    }
+  }
+
+  private preparePrimary(requests: Message[]): void {
+    const parent = this.journal.header(this.op);
+    assert(parent !== null, () => `primary ${this.replica}: no header at its head op ${this.op}`);
+    const body = encodeBatch(
+      requests.map((m) => ({ client: m.header.client, session: m.header.session, request: m.header.request, operation: m.header.operation, body: m.body })),
+    );
+    const h = this.makeHeader(Command.prepare);
+    h.op = this.op + 1;
+    h.commit = this.commit_max;
+    h.parent = parent.checksum;
+    h.timestamp = Math.max(this.timestamp_last + 1, this.realtime);
+    h.checkpoint_op = this.checkpoint.op;
+    h.checkpoint_digest = this.checkpoint.digest;
+    h.context = this.checkpoint.checksum;
+    h.request = requests.length;
+    const prepare = finalize(h, body);
+    this.timestamp_last = h.timestamp;
+    this.op = h.op;
+    this.observer?.primary(this.replica, this.view);
+    this.pipeline.push({ op: h.op, checksum: h.checksum, message: prepare, oks: new Set() });
+    // Send first, then journal: the backups' writes overlap the primary's own.
+    this.sendToOthers(prepare);
+    this.storage.writePrepare(prepare);
+    this.journal.wrote(prepare.header);
+    if (!this.timeout_prepare.running) this.timeout_prepare.start();
+  }
+
+  private onPrepareOk(message: Message): void {
+    const h = message.header;
+    if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
+    this.last_ack_tick[h.replica] = this.ticks;
+    const entry = this.pipeline.find((e) => e.op === h.op);
+    if (entry === undefined || entry.checksum !== h.context) return;
+    entry.oks.add(h.replica);
+    this.commitPipeline();
+  }
+
+  /** Commits pipeline entries, in op order, once f+1 replicas (the primary included) hold each
+   * durably. RULE: a quorum of durable copies before commit. */
+  private commitPipeline(): void {
+    while (this.pipeline.length > 0 && this.pipeline[0]!.oks.size >= this.replicationQuorum()) {
+      const entry = this.pipeline.shift()!;
+      assert(entry.op === this.commit_max + 1 || entry.op <= this.commit_max, () => `primary ${this.replica}: committing op ${entry.op} after commit ${this.commit_max}`);
+      if (entry.op > this.commit_max) {
+        this.commit_max = entry.op;
+        this.commit_max_checksum = entry.checksum;
+      }
+    }
+    if (this.pipeline.length === 0) this.timeout_prepare.stop();
+    this.executeCommitted();
+    this.prepareQueued();
+  }
+
+  /** f+1 (the simulator's tests override this to prove a smaller quorum is caught). */
+  protected replicationQuorum(): number {
+    return this.quorum;
+  }
+
+  private onPrepareTimeout(): void {
+    if (this.status !== "normal" || !this.isPrimary()) {
+      this.timeout_prepare.stop();
+      return;
+    }
+    for (const entry of this.pipeline) {
+      const prepare = entry.message ?? this.storage.readPrepare(entry.op, entry.checksum);
+      if (prepare === null) continue; // repair will fetch it
+      for (let r = 0; r < this.config.replica_count; r++) {
+        if (r !== this.replica && !entry.oks.has(r)) this.env.sendToReplica(r, prepare);
+      }
+    }
+  }
+
+  private onHeartbeatTimeout(): void {
+    if (this.status !== "normal" || !this.isPrimary()) {
+      this.timeout_heartbeat.stop();
+      return;
+    }
+    if (this.log_view_durable !== this.view) return; // formatting: the superblock is on its way
+    // RULE (abdication): a primary that hears from no quorum within the view change timeout stops
+    // acting as primary, so a partitioned old primary cannot serve stale reads.
+    let heard = 1;
+    for (let r = 0; r < this.config.replica_count; r++) {
+      if (r !== this.replica && this.ticks - this.last_ack_tick[r]! <= this.config.view_change_timeout_ticks) heard += 1;
+    }
+    if (heard < this.quorum && this.ticks > this.config.view_change_timeout_ticks) {
+      this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} heard from no quorum for ${this.config.view_change_timeout_ticks} ticks: abdicating`);
+      this.startViewChange(this.view + 1);
+      return;
+    }
+    this.sendCommit();
+  }
+
+  /** A commit heartbeat starts a new round: backups answer with commit_ok, which confirms to
+   * waiting reads that this primary was still primary after they arrived. */
+  private sendCommit(): void {
+    this.heartbeat_round += 1;
+    const h = this.makeHeader(Command.commit);
+    h.commit = this.commit_max;
+    h.context = this.journal.header(this.commit_max)?.checksum ?? (this.commit_max === this.commit_min ? this.commit_min_checksum : 0n);
+    h.session = this.heartbeat_round;
+    h.checkpoint_op = this.checkpoint.op;
+    h.op = this.op;
+    this.timeout_heartbeat.reset();
+    this.sendToOthers(finalize(h));
+  }
+
+  private onCommitOk(message: Message): void {
+    const h = message.header;
+    if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
+    this.last_ack_tick[h.replica] = this.ticks;
+    if (h.session > this.heartbeat_acks[h.replica]! && h.session <= this.heartbeat_round) {
+      this.heartbeat_acks[h.replica] = h.session;
+      this.serveReads();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Linearizable reads
+
+  private enqueueRead(message: Message): void {
+    if (this.log_view_durable !== this.view) return this.replyError(message, Result.busy);
+    if (this.read_queue.length >= this.config.read_queue_max) return this.replyError(message, Result.busy);
+    // RULE (reads): the read needs commit >= the op at arrival, and a heartbeat round sent after
+    // it arrived, confirmed by f backups still in this view.
+    this.read_queue.push({ message, read_op: this.op, round: this.heartbeat_round + 1 });
+    this.serveReads();
+  }
+
+  private roundConfirmed(round: number): boolean {
+    if (this.f === 0) return true;
+    let confirmed = 0;
+    for (let r = 0; r < this.config.replica_count; r++) {
+      if (r !== this.replica && this.heartbeat_acks[r]! >= round) confirmed += 1;
+    }
+    return confirmed >= this.f;
+  }
+
+  /** Serves the reads whose conditions hold. Rounds are shared: reads that arrive while a round
+   * is in flight wait for the next one, which is sent as soon as the current one is confirmed. */
+  private serveReads(): void {
+    if (this.status !== "normal" || !this.isPrimary() || this.start_view_pending) return;
+    let served = 0;
+    for (const waiter of this.read_queue) {
+      if (waiter.read_op > this.commit_min || !this.roundConfirmed(waiter.round)) break;
+      served += 1;
+      const h = waiter.message.header;
+      const result = executeRead(this.store, h.operation, waiter.message.body, (entry) => this.storage.readValue(entry));
+      this.sendReply(h.client, h.request, h.session, h.operation, result.result, result.body, 0, this.realtime);
+    }
+    if (served > 0) this.read_queue.splice(0, served);
+    const waiting = this.read_queue.some((w) => w.round > this.heartbeat_round);
+    if (waiting && this.roundConfirmed(this.heartbeat_round)) this.sendCommit();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Normal operation: backups, and prepares arriving for repair
+
+  private onPrepare(message: Message): void {
+    const h = message.header;
+    if (h.op === 0 || h.op <= this.commit_min) return;
+    if (this.status === "blank") return;
+    if (this.wanted(h)) {
+      this.journalPrepare(message);
+      return;
+    }
+    if (this.status === "normal" && !this.isPrimary() && h.view <= this.view && this.journal.hasPrepare(h.op, h.checksum)) {
+      // Part of this view's log (perhaps prepared in an earlier view): the primary resends what
+      // it has no acknowledgement for in this view, so acknowledge it again.
+      this.sendPrepareOk(h.op);
+      return;
+    }
+    if (h.view > this.view || (h.view === this.view && this.status === "view_change")) {
+      // A view change completed without this replica: ask the new primary for its log.
+      if (h.replica === primaryIndex(h.view, this.config.replica_count)) this.requestStartView(h.view);
+      return;
+    }
+    if (h.view < this.view && this.mayJoinView(h.view) && h.replica === primaryIndex(h.view, this.config.replica_count)) {
+      this.requestStartView(h.view);
+      return;
+    }
+    if (h.view < this.view || this.status !== "normal" && this.status !== "recovering") return;
+    if (this.isPrimary()) return;
+    if (h.replica !== primaryIndex(this.view, this.config.replica_count)) return;
+    this.onPrimaryContact(h.commit, h.checkpoint_op);
+    if (this.journal.hasPrepare(h.op, h.checksum)) {
+      // The primary resends what it has no acknowledgement for: the ack may have been lost.
+      this.sendPrepareOk(h.op);
+      this.executeCommitted();
+      return;
+    }
+    if (h.op > this.commit_min + this.config.journal_slot_count) return; // too far ahead to journal
+    const existing = this.journal.header(h.op);
+    if (existing !== null && existing.view === this.view && existing.checksum !== h.checksum) {
+      assert(false, () => `replica ${this.replica}: two different prepares for op ${h.op} in view ${this.view}`);
+    }
+    this.journalPrepare(message);
+    if (h.op > this.op) {
+      // Ops between the old head and this one are unknown: repair fetches them by hash chain.
+      this.op = h.op;
+    }
+    this.trimUnchained();
+    this.sendPrepareOk(h.op); // sent now only if already durable; otherwise after the flush
+    this.executeCommitted();
+  }
+
+  /** Whether a prepare is one this replica is missing: its header is known (from a start_view,
+   * or as the parent of a known header) but the prepare itself is not on disk. */
+  private wanted(h: Header): boolean {
+    if (h.op > this.op || h.op <= this.commit_min) return false;
+    const known = this.journal.header(h.op);
+    if (known !== null && known.checksum === h.checksum) return !this.journal.hasPrepare(h.op, h.checksum);
+    const child = this.journal.header(h.op + 1);
+    return child !== null && child.parent === h.checksum;
+  }
+
+  private journalPrepare(message: Message): void {
+    const h = message.header;
+    this.storage.writePrepare(message);
+    this.journal.wrote(h);
+  }
+
+  /** Removes entries that do not chain to the entry above them (left over from an older view),
+   * walking down from the head, so repair fetches the canonical ones. */
+  private trimUnchained(): void {
+    let child = this.journal.header(this.op);
+    for (let op = this.op - 1; op > this.commit_min && op > this.op - this.config.journal_slot_count; op--) {
+      const h = this.journal.header(op);
+      if (child !== null && h !== null && h.checksum !== child.parent) {
+        this.journal.remove(op);
+        child = null;
+        continue;
+      }
+      child = h;
+    }
+  }
+
+  /** RULE (persist before you promise): an ack only for a durable prepare, in a durable view. */
+  private sendPrepareOk(op: number): void {
+    if (this.status !== "normal" || this.isPrimary()) return;
+    if (this.view_durable !== this.view || this.log_view_durable !== this.view) return;
+    const h = this.journal.header(op);
+    if (h === null || !this.prepareOkReady(op, h.checksum) || op <= this.commit_min && op !== this.commit_max) return;
+    if (op > this.op) return;
+    const ok = this.makeHeader(Command.prepare_ok);
+    ok.op = op;
+    ok.context = h.checksum;
+    ok.parent = h.parent;
+    this.env.sendToReplica(primaryIndex(this.view, this.config.replica_count), finalize(ok));
+  }
+
+  /** RULE: only a durable prepare may be acknowledged. */
+  protected prepareOkReady(op: number, checksum_: bigint): boolean {
+    return this.journal.hasDurable(op, checksum_);
+  }
+
+  private onCommit(message: Message): void {
+    const h = message.header;
+    if (this.status === "blank") return;
+    if (h.view > this.view || (h.view === this.view && this.status === "view_change") || (h.view < this.view && this.mayJoinView(h.view))) {
+      this.requestStartView(h.view);
+      return;
+    }
+    if (h.view < this.view || this.isPrimary()) return;
+    if (this.status !== "normal" && this.status !== "recovering") return;
+    this.onPrimaryContact(h.commit, h.checkpoint_op);
+    if (h.commit === this.commit_max) this.commit_max_checksum = h.context;
+    if (this.status === "normal" && this.view_durable === this.view) {
+      const ok = this.makeHeader(Command.commit_ok);
+      ok.session = h.session;
+      ok.commit = this.commit_max;
+      this.env.sendToReplica(h.replica, finalize(ok));
+    }
+    if (h.op > this.op && this.journal.header(this.op) !== null && this.status === "normal") {
+      // The primary is ahead: its prepares were lost on the way. Learn the headers, then repair.
+      this.requestHeaders(this.op + 1, Math.min(h.op, this.commit_min + this.config.journal_slot_count));
+    }
+    this.executeCommitted();
+  }
+
+  /** Heard from the primary of this view: reset the election timer, learn commit and checkpoint. */
+  private onPrimaryContact(commit: number, checkpoint_op: number): void {
+    this.timeout_normal.reset();
+    if (commit > this.commit_max) {
+      this.commit_max = commit;
+      this.commit_max_checksum = null;
+    }
+    if (checkpoint_op > this.primary_checkpoint_op) this.primary_checkpoint_op = checkpoint_op;
+    this.maybeStartSync();
+  }
+
+  private onNormalTimeout(): void {
+    if (this.status === "normal" && !this.isPrimary()) {
+      this.env.log("info", `replica ${this.replica}: no word from primary ${primaryIndex(this.view, this.config.replica_count)} of view ${this.view}: starting a view change`);
+      this.startViewChange(this.view + 1);
+    } else if (this.status === "recovering") {
+      this.requestStartView();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Execution
+
+  /** The highest op up to which this replica's log is verified: every op from commit_min+1 up to
+   * it is present and chains to an anchor known to be canonical (the head of the current view's
+   * log, or the commit checksum the primary sent). */
+  private verifiedUpTo(): number {
+    const limit = Math.min(this.commit_max, this.op);
+    // Walk down from the head (canonical in normal status), then check the link to commit_min.
+    let anchor_ok = false;
+    let child: Header | null = null;
+    let top = this.op;
+    if (this.commit_max_checksum !== null && this.commit_max < this.op) {
+      const h = this.journal.header(this.commit_max);
+      if (h !== null && h.checksum === this.commit_max_checksum) top = this.commit_max;
+    }
+    for (let op = top; op > this.commit_min; op--) {
+      const h = this.journal.header(op);
+      if (h === null || (child !== null && child.parent !== h.checksum)) return this.commit_min;
+      child = h;
+    }
+    anchor_ok = child === null || child.parent === this.commit_min_checksum;
+    if (!anchor_ok) return this.commit_min;
+    let up_to = this.commit_min;
+    for (let op = this.commit_min + 1; op <= limit; op++) {
+      const h = this.journal.header(op)!;
+      if (!this.journal.hasPrepare(op, h.checksum)) break;
+      up_to = op;
+    }
+    return up_to;
+  }
+
+  /** Executes committed ops in order; the primary replies to their clients. */
+  private executeCommitted(): void {
+    if (this.status !== "normal" && this.status !== "recovering") return;
+    if (this.sync !== null || this.start_view_pending) return;
+    if (this.commit_min >= this.commit_max) return;
+    const up_to = this.verifiedUpTo();
+    while (this.commit_min < up_to) {
+      const op = this.commit_min + 1;
+      const header = this.journal.header(op)!;
+      const prepare = this.pipelineMessage(op, header.checksum) ?? this.storage.readPrepare(op, header.checksum);
+      if (prepare === null) {
+        // Damaged on disk since it was written: forget it so repair fetches it again.
+        this.journal.setHeader(header);
+        break;
+      }
+      this.execute(prepare);
+      if (this.commit_min % this.config.checkpoint_interval_ops === 0) this.takeCheckpoint();
+    }
+    if (this.isPrimary() && this.status === "normal") this.serveReads();
+  }
+
+  private pipelineMessage(op: number, checksum_: bigint): Message | null {
+    for (const entry of this.pipeline) {
+      if (entry.op === op && entry.checksum === checksum_) return entry.message;
+    }
+    return null;
+  }
+
+  private execute(prepare: Message): void {
+    const h = prepare.header;
+    assert(h.op === this.commit_min + 1, () => `replica ${this.replica}: executing op ${h.op} after ${this.commit_min}`);
+    assert(h.parent === this.commit_min_checksum, () => `replica ${this.replica}: op ${h.op} does not chain to the op executed before it`);
+    const batch = decodeBatch(prepare.body);
+    assert(batch !== null, () => `replica ${this.replica}: prepare ${h.op} has a malformed batch`);
+    const location = this.storage.prepareBodyLocation(h.op, h.checksum);
+    assert(location !== null, () => `replica ${this.replica}: prepare ${h.op} executed but not journaled`);
+    const reply = this.status === "normal" && this.isPrimary();
+    for (const entry of batch) {
+      this.executeRequest(h, entry.client, entry.session, entry.request, entry.operation, entry.body, { segment: location.segment, offset: location.offset + entry.body_offset }, reply);
+    }
+    this.commit_min = h.op;
+    this.commit_min_checksum = h.checksum;
+    if (this.commit_min > this.commit_max) this.commit_max = this.commit_min;
+    this.observer?.executed(this.replica, prepare);
+  }
+
+  private executeRequest(
+    prepare: Header,
+    client: bigint,
+    session: number,
+    request: number,
+    operation: number,
+    body: Uint8Array,
+    body_location: { segment: number; offset: number },
+    reply: boolean,
+  ): void {
+    if (operation === Operation.register) {
+      const existing = this.clients.get(client);
+      // Registers are not checked for at-most-once: a register retried after its session was
+      // evicted is indistinguishable from a new one, and harmless (the client re-registers again
+      // when its next request is answered `evicted`).
+      if (existing !== undefined && request <= existing.request) {
+        if (reply && request === existing.request) this.sendStoredReply(client, request, existing.session, existing.reply);
+        return;
+      }
+      const stored: StoredReply = { op: prepare.op, timestamp: prepare.timestamp, operation, result: Result.ok, body: new Uint8Array(0) };
+      const evicted = this.clients.register(client, prepare.op, request, stored);
+      if (evicted !== null) this.env.log("debug", `replica ${this.replica}: client table full: evicted client ${evicted.toString(16)}`);
+      if (reply) this.sendReply(client, request, prepare.op, operation, Result.ok, stored.body, prepare.op, prepare.timestamp);
+      return;
+    }
+    const entry = this.clients.get(client);
+    if (entry === undefined || entry.session !== session) {
+      // RULE (sessions): evicted or stale sessions are refused at execution, on every replica alike.
+      if (reply) this.sendReply(client, request, session, operation, Result.evicted, new Uint8Array(0), prepare.op, prepare.timestamp);
+      return;
+    }
+    if (request <= entry.request) {
+      // A duplicate that was ordered twice (a retry across a view change): executed at most once.
+      this.observer?.request(this.replica, client, request, prepare.op, true);
+      if (reply && request === entry.request) this.sendStoredReply(client, request, session, entry.reply);
+      return;
+    }
+    const result = executeWrite(this.store, prepare.timestamp, operation, body, body_location);
+    const stored: StoredReply = { op: prepare.op, timestamp: prepare.timestamp, operation, result: result.result, body: result.body };
+    this.clients.record(client, prepare.op, request, stored);
+    this.observer?.request(this.replica, client, request, prepare.op, false);
+    if (reply) this.sendReply(client, request, session, operation, result.result, result.body, prepare.op, prepare.timestamp);
+  }
+
+  private sendStoredReply(client: bigint, request: number, session: number, stored: StoredReply): void {
+    this.sendReply(client, request, session, stored.operation, stored.result, stored.body, stored.op, stored.timestamp);
+  }
+
+  protected sendReply(client: bigint, request: number, session: number, operation: number, result: Result, body: Uint8Array, op: number, timestamp: number): void {
+    const h = this.makeHeader(Command.reply);
+    h.client = client;
+    h.request = request;
+    h.session = session;
+    h.operation = operation;
+    h.result = result;
+    h.op = op;
+    h.commit = this.commit_max;
+    h.timestamp = timestamp;
+    this.env.sendToClient(client, finalize(h, body));
+  }
+
+  private replyError(message: Message, result: Result): void {
+    this.stats.requests_rejected += 1;
+    const h = message.header;
+    const reply = this.makeHeader(Command.reply);
+    // A replica changing views names the last view whose primary it knew as a hint.
+    if (result === Result.not_primary && this.status !== "normal") reply.view = this.log_view;
+    reply.client = h.client;
+    reply.request = h.request;
+    reply.session = h.session;
+    reply.operation = h.operation;
+    reply.result = result;
+    reply.commit = this.commit_max;
+    this.env.sendToClient(h.client, finalize(reply));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Checkpoints and state sync
+
+  private takeCheckpoint(): void {
+    const id: CheckpointId = { op: this.commit_min, digest: stateDigest(this.store, this.clients), checksum: this.commit_min_checksum };
+    const anchor = this.journal.header(this.commit_min);
+    assert(anchor !== null && anchor.checksum === id.checksum, () => `replica ${this.replica}: no header for its checkpoint op ${id.op}`);
+    this.storage.writeCheckpoint(id, anchor, this.store, this.clients);
+    this.checkpoint_pending = id;
+    if (this.status === "normal") this.writeState();
+  }
+
+  /** RULE (state sync): a replica more than a checkpoint behind the primary's fetches a
+   * checkpoint, accepting only one whose digest a committed prepare names. */
+  private maybeStartSync(): void {
+    if (this.sync !== null || this.status === "blank" || this.status === "view_change") return;
+    const head = this.journal.header(this.op);
+    const cluster_checkpoint = Math.max(this.primary_checkpoint_op, head?.checkpoint_op ?? 0);
+    const behind = cluster_checkpoint > this.commit_min + this.config.checkpoint_interval_ops;
+    const blank = this.status === "recovering" && this.commit_min === 0 && cluster_checkpoint > 0;
+    if (!behind && !blank) return;
+    if (this.isPrimary() && this.status === "normal") {
+      // A primary's own log is canonical: its header at commit_max names a committed checkpoint.
+      const committed = this.journal.header(this.commit_max);
+      if (committed !== null) this.syncTargetFrom(committed);
+      return;
+    }
+    // The target comes from the header of a committed prepare: ask the primary for it.
+    this.requestHeaders(this.commit_max, this.commit_max);
+  }
+
+  private syncTargetFrom(h: Header): void {
+    if (this.sync !== null || h.op > this.commit_max || h.checkpoint_op <= this.commit_min) return;
+    if (h.checkpoint_op < this.primary_checkpoint_op - this.config.checkpoint_interval_ops) return;
+    const target: CheckpointId = { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.context };
+    this.env.log("info", `replica ${this.replica}: behind the cluster (executed ${this.commit_min}, primary checkpoint ${this.primary_checkpoint_op}): state-syncing checkpoint ${target.op}`);
+    this.stats.syncs += 1;
+    this.storage.syncBegin(target);
+    this.sync = { target, position: 0, peer: primaryIndex(this.view, this.config.replica_count) };
+    this.requestSyncChunk();
+  }
+
+  private requestSyncChunk(): void {
+    const sync = this.sync!;
+    const h = this.makeHeader(Command.request_sync);
+    h.op = sync.target.op;
+    h.checkpoint_digest = sync.target.digest;
+    h.context = sync.target.checksum;
+    h.commit = sync.position;
+    if (sync.peer === this.replica) sync.peer = (sync.peer + 1) % this.config.replica_count;
+    this.env.sendToReplica(sync.peer, finalize(h));
+  }
+
+  private onRequestSync(message: Message): void {
+    const h = message.header;
+    const id: CheckpointId = { op: h.op, digest: h.checkpoint_digest, checksum: h.context };
+    const chunk = this.storage.readSyncChunk(id, h.commit, sync_chunk_size_max);
+    if (chunk === null) return;
+    const reply = this.makeHeader(Command.sync_chunk);
+    reply.op = id.op;
+    reply.checkpoint_digest = id.digest;
+    reply.context = id.checksum;
+    reply.commit = h.commit;
+    reply.timestamp = chunk.next ?? 0;
+    reply.result = chunk.next === null ? 1 : 0;
+    this.env.sendToReplica(h.replica, finalize(reply, chunk.bytes));
+  }
+
+  private onSyncChunk(message: Message): void {
+    const h = message.header;
+    const sync = this.sync;
+    if (sync === null || h.op !== sync.target.op || h.checkpoint_digest !== sync.target.digest || h.commit !== sync.position) return;
+    if (!this.storage.syncApply(message.body)) {
+      this.env.log("warn", `replica ${this.replica}: state sync chunk from ${h.replica} does not parse: restarting the sync`);
+      this.storage.syncBegin(sync.target);
+      sync.position = 0;
+      return;
+    }
+    if (h.result === 0) {
+      sync.position = h.timestamp;
+      this.requestSyncChunk();
+      return;
+    }
+    this.finishSync();
+  }
+
+  private finishSync(): void {
+    const sync = this.sync!;
+    const received = this.storage.syncFinish(this.config.clients_max);
+    const digest = received === null ? 0n : stateDigest(received.store, received.clients);
+    if (received === null || digest !== sync.target.digest || received.anchor.op !== sync.target.op || received.anchor.checksum !== sync.target.checksum) {
+      this.env.log("error", `replica ${this.replica}: state sync of checkpoint ${sync.target.op} from replica ${sync.peer} does not match its digest: retrying with another peer`);
+      this.storage.syncBegin(sync.target);
+      sync.position = 0;
+      sync.peer = (sync.peer + 1) % this.config.replica_count;
+      this.requestSyncChunk();
+      return;
+    }
+    const { store, clients, anchor } = received;
+    this.storage.writeCheckpoint(sync.target, anchor, store, clients);
+    this.sync = null;
+    this.store = store;
+    this.clients = clients;
+    this.commit_min = sync.target.op;
+    this.commit_min_checksum = sync.target.checksum;
+    if (this.commit_max < this.commit_min) this.commit_max = this.commit_min;
+    if (this.op < this.commit_min) this.op = this.commit_min;
+    for (let op = this.commit_min; op > this.commit_min - this.config.journal_slot_count && op > 0; op--) this.journal.remove(op);
+    this.journal.setHeader(anchor);
+    this.applyViewHeaders();
+    this.checkpoint_pending = sync.target;
+    this.trimUnchained();
+    this.env.log("info", `replica ${this.replica}: state sync done at checkpoint ${sync.target.op}`);
+    if (this.status !== "recovering") this.writeState();
+    this.executeCommitted();
+    this.maybeFinishRecovering();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // View change
+
+  /** Leaves the current view for `view`: on this replica's own timeout, on start_view_change from
+   * f+1 others, or on a do_view_change/start_view_change for a higher view while changing views. */
+  private startViewChange(view: number): void {
+    assert(view > this.view || (view === this.view && this.status !== "normal"), "view change to an older view");
+    if (this.status === "recovering") return;
+    if (view > this.view) this.stats.view_changes += 1;
+    this.status = "view_change";
+    this.view = view;
+    this.svc_from = new Set([this.replica]);
+    this.svc_higher = new Map();
+    this.dvc_from = new Map();
+    this.dvc_sent = false;
+    this.start_view_pending = false;
+    this.pipeline = [];
+    this.request_queue = [];
+    this.read_queue = [];
+    this.sync = null;
+    this.timeout_normal.stop();
+    this.timeout_heartbeat.stop();
+    this.timeout_prepare.stop();
+    this.timeout_view_change.start();
+    this.timeout_view_change_resend.start();
+    this.sendToOthers(this.makeStartViewChange());
+    this.maybeSendDoViewChange();
+  }
+
+  private makeStartViewChange(): Message {
+    return finalize(this.makeHeader(Command.start_view_change));
+  }
+
+  private onStartViewChange(message: Message): void {
+    const h = message.header;
+    if (this.status === "blank" || this.status === "recovering" || h.view < this.view) return;
+    if (this.status === "normal") {
+      // RULE: a replica in normal status leaves its view only on its own timeout or when f+1
+      // others want to; one replica that cannot hear the primary must not depose it.
+      if (h.view <= this.view) return;
+      let votes = this.svc_higher.get(h.view);
+      if (votes === undefined) {
+        votes = new Set();
+        this.svc_higher.set(h.view, votes);
+      }
+      votes.add(h.replica);
+      if (votes.size >= this.f + 1) this.startViewChange(h.view);
+      return;
+    }
+    if (h.view > this.view) this.startViewChange(h.view);
+    this.svc_from.add(h.replica);
+    this.maybeSendDoViewChange();
+  }
+
+  private onViewChangeResend(): void {
+    if (this.status !== "view_change") {
+      this.timeout_view_change_resend.stop();
+      return;
+    }
+    this.sendToOthers(this.makeStartViewChange());
+    if (this.dvc_sent && !this.isPrimary()) this.sendDoViewChange();
+  }
+
+  /** A stalled view change moves on to the next view, but only once a quorum agreed to leave the
+   * current one: a replica cut off alone keeps its view instead of racing ahead of the cluster. */
+  private onViewChangeTimeout(): void {
+    if (this.status !== "view_change") {
+      this.timeout_view_change.stop();
+      return;
+    }
+    if (this.svc_from.size >= this.quorum) {
+      this.env.log("info", `replica ${this.replica}: view change to ${this.view} stalled: trying view ${this.view + 1}`);
+      this.startViewChange(this.view + 1);
+    }
+  }
+
+  /** RULE (persist before you promise): do_view_change is sent only once this view is durable,
+   * and is built only from durable state (nothing is left to flush). */
+  private maybeSendDoViewChange(): void {
+    if (this.status !== "view_change" || this.dvc_sent || this.svc_from.size < this.quorum) return;
+    if (this.view_durable !== this.view) {
+      if (this.state_written === null || this.state_written.view !== this.view) this.writeState();
+      return;
+    }
+    if (this.storage.pending()) return;
+    this.dvc_sent = true;
+    this.sendDoViewChange();
+  }
+
+  private sendDoViewChange(): void {
+    const primary = primaryIndex(this.view, this.config.replica_count);
+    const dvc: DoViewChange = { log_view: this.log_view, op: this.op, commit: this.commit_max, headers: this.suffixHeaders() };
+    if (primary === this.replica) {
+      this.dvc_from.set(this.replica, dvc);
+      this.maybeStartView();
+      return;
+    }
+    const h = this.makeHeader(Command.do_view_change);
+    h.log_view = dvc.log_view;
+    h.op = dvc.op;
+    h.commit = dvc.commit;
+    this.env.sendToReplica(primary, finalize(h, encodeHeaders(dvc.headers)));
+  }
+
+  private onDoViewChange(message: Message): void {
+    const h = message.header;
+    if (this.status === "blank" || this.status === "recovering" || h.view < this.view) return;
+    if (primaryIndex(h.view, this.config.replica_count) !== this.replica) return;
+    const headers = decodeHeaders(message.body, this.config.cluster);
+    if (headers === null || !suffixValid(headers, h.op)) return this.drop(message, "malformed do_view_change headers");
+    if (h.view === this.view && this.status === "normal") {
+      // It missed the start_view: resend it.
+      this.sendStartView(h.replica);
+      return;
+    }
+    if (h.view > this.view) this.startViewChange(h.view);
+    if (this.status !== "view_change") return;
+    // A do_view_change implies its sender voted to leave the old view.
+    this.svc_from.add(h.replica);
+    this.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: h.commit, headers });
+    this.maybeSendDoViewChange();
+    this.maybeStartView();
+  }
+
+  /** With do_view_change from a quorum (this replica's own included), the new primary takes the
+   * log with the highest (log_view, op): that log holds every committed op. */
+  private maybeStartView(): void {
+    if (this.status !== "view_change" || this.start_view_pending || !this.dvc_from.has(this.replica)) return;
+    if (this.dvc_from.size < this.quorum) return;
+    let commit = this.commit_max;
+    for (const dvc of this.dvc_from.values()) commit = Math.max(commit, dvc.commit);
+    const best = this.chooseLog([...this.dvc_from.values()]);
+    assert(best.op >= this.commit_min, () => `replica ${this.replica}: the chosen log (op ${best!.op}) is shorter than what it executed (${this.commit_min})`);
+    this.installLog(best.headers, best.op);
+    this.commit_max = Math.max(commit, this.commit_min);
+    this.commit_max_checksum = null;
+    this.log_view = this.view;
+    this.start_view_pending = true;
+    this.env.log("info", `replica ${this.replica}: starting view ${this.view} as primary with op ${this.op}, commit ${this.commit_max}`);
+    this.writeState();
+  }
+
+  /** The log with the highest (log_view, op): it holds every committed op. */
+  protected chooseLog(dvcs: DoViewChange[]): DoViewChange {
+    let best: DoViewChange | null = null;
+    for (const dvc of dvcs) {
+      if (best === null || dvc.log_view > best.log_view || (dvc.log_view === best.log_view && dvc.op > best.op)) best = dvc;
+    }
+    assert(best !== null, "no do_view_change to choose from");
+    return best;
+  }
+
+  /** Replaces this replica's log above its executed ops with the given suffix (ascending). */
+  private installLog(headers: Header[], op: number): void {
+    for (let o = Math.max(op, this.op); o > op && o > this.commit_min; o--) this.journal.remove(o);
+    this.view_headers = headers;
+    for (const h of headers) {
+      if (h.op === this.commit_min) {
+        assert(h.checksum === this.commit_min_checksum, () => `replica ${this.replica}: the new log diverges at op ${h.op}, which this replica executed`);
+      }
+    }
+    this.op = Math.max(op, this.commit_min);
+    this.applyViewHeaders();
+    this.trimUnchained();
+  }
+
+  /** Puts the suffix headers that fall inside the journal window into the journal. */
+  private applyViewHeaders(): void {
+    for (const h of this.view_headers) {
+      if (h.op > this.commit_min && h.op <= this.commit_min + this.config.journal_slot_count && h.op <= this.op) this.journal.setHeader(h);
+    }
+  }
+
+  /**
+   * The log suffix log_view vouches for, as last installed or persisted. The journal window
+   * (journal_slot_count ops above the last executed op) holds it normally; a replica far behind
+   * its view's log cannot hold its head until it state-syncs, and then this is its log.
+   */
+  private view_headers: Header[] = [];
+
+  /** RULE (persist before you promise): start_view goes out once log_view and its suffix are
+   * durable. */
+  private maybeFinishStartView(): void {
+    if (!this.start_view_pending || this.log_view_durable !== this.view || this.view_durable !== this.view) return;
+    // The pipeline needs every header of the uncommitted suffix; repair fetches missing ones.
+    for (let op = this.commit_max + 1; op <= this.op; op++) {
+      if (this.journal.header(op) === null) return;
+    }
+    this.start_view_pending = false;
+    this.status = "normal";
+    this.observer?.primary(this.replica, this.view);
+    this.pipeline = [];
+    for (let op = this.commit_max + 1; op <= this.op; op++) {
+      const h = this.journal.header(op)!;
+      const oks = new Set<number>();
+      if (this.journal.hasDurable(op, h.checksum)) oks.add(this.replica);
+      this.pipeline.push({ op, checksum: h.checksum, message: null, oks });
+    }
+    this.heartbeat_acks.fill(0);
+    this.last_ack_tick.fill(this.ticks);
+    this.heartbeat_round = 0;
+    this.timeout_view_change.stop();
+    this.timeout_view_change_resend.stop();
+    this.timeout_heartbeat.start();
+    this.timeout_prepare.start();
+    this.sendStartView(null);
+    this.onPrepareTimeout();
+    this.repair();
+    this.commitPipeline();
+  }
+
+  private sendStartView(to: number | null): void {
+    const h = this.makeHeader(Command.start_view);
+    h.op = this.op;
+    h.commit = this.commit_max;
+    h.checkpoint_op = this.checkpoint.op;
+    const message = finalize(h, encodeHeaders(this.suffixHeaders()));
+    if (to === null) this.sendToOthers(message);
+    else this.env.sendToReplica(to, message);
+  }
+
+  private onStartView(message: Message): void {
+    const h = message.header;
+    if (this.status === "blank" || (h.view < this.view && !this.mayJoinView(h.view))) return;
+    if (h.replica !== primaryIndex(h.view, this.config.replica_count)) return;
+    if (h.view === this.view && this.status === "normal") return;
+    const headers = decodeHeaders(message.body, this.config.cluster);
+    if (headers === null || !suffixValid(headers, h.op)) return this.drop(message, "malformed start_view headers");
+    if (this.status === "recovering" && h.view < this.view) return;
+    if (h.op < this.commit_min) return; // cannot be: a start_view's log holds every committed op
+    this.view = h.view;
+    this.log_view = h.view;
+    this.svc_from = new Set();
+    this.dvc_from = new Map();
+    this.dvc_sent = false;
+    this.svc_higher = new Map();
+    this.pipeline = [];
+    this.request_queue = [];
+    this.read_queue = [];
+    this.start_view_pending = false;
+    this.installLog(headers, h.op);
+    if (h.commit > this.commit_max) {
+      this.commit_max = h.commit;
+      this.commit_max_checksum = null;
+    }
+    if (h.checkpoint_op > this.primary_checkpoint_op) this.primary_checkpoint_op = h.checkpoint_op;
+    this.timeout_view_change.stop();
+    this.timeout_view_change_resend.stop();
+    if (this.status === "recovering") {
+      this.recovering_op = h.op;
+      this.timeout_normal.start();
+      this.maybeStartSync();
+      this.repair();
+      this.maybeFinishRecovering();
+      return;
+    }
+    this.enterNormalBackup();
+    this.writeState();
+    this.acks_after_start_view = true;
+    this.env.log("info", `replica ${this.replica}: installed view ${this.view} from primary ${h.replica}: op ${this.op}, commit ${this.commit_max}`);
+    this.maybeStartSync();
+    this.repair();
+    this.executeCommitted();
+  }
+
+  private enterNormalBackup(): void {
+    this.status = "normal";
+    this.timeout_normal.start();
+    this.timeout_heartbeat.stop();
+    this.timeout_prepare.stop();
+    this.timeout_view_change.stop();
+    this.timeout_view_change_resend.stop();
+  }
+
+  /**
+   * Whether this replica, changing views, may join the lower view v that it learns is alive: it
+   * left its old view on its own timeout or votes, but promised nothing beyond view_durable (no
+   * do_view_change or start_view is sent before the view is durable), so joining any view from
+   * view_durable on breaks no promise, and spares a cluster that never followed it from waiting
+   * for a view change it does not need.
+   */
+  private mayJoinView(v: number): boolean {
+    return this.status === "view_change" && v >= this.view_durable && v >= this.log_view && v < this.view;
+  }
+
+  private requestStartView(view?: number): void {
+    const v = view ?? this.view;
+    const primary = primaryIndex(v, this.config.replica_count);
+    if (primary === this.replica) return;
+    const h = this.makeHeader(Command.request_start_view);
+    h.view = v;
+    this.env.sendToReplica(primary, finalize(h));
+  }
+
+  private onRequestStartView(message: Message): void {
+    const h = message.header;
+    if (this.status === "normal" && h.view === this.view && this.isPrimary() && !this.start_view_pending) this.sendStartView(h.replica);
+  }
+
+  /** The op a recovering replica must have repaired up to before it may acknowledge anything. */
+  private recovering_op = 0;
+
+  /** RULE (lost disk): a recovering replica rejoins only once it has a checkpoint and every
+   * prepare up to the op of the start_view it installed; only then does it persist its state. */
+  private maybeFinishRecovering(): void {
+    if (this.status !== "recovering" || this.sync !== null || this.log_view !== this.view) return;
+    if (this.primary_checkpoint_op > this.commit_min + this.config.checkpoint_interval_ops) return;
+    for (let op = this.commit_min + 1; op <= this.recovering_op; op++) {
+      const h = this.journal.header(op);
+      if (h === null || !this.journal.hasPrepare(op, h.checksum)) return;
+    }
+    if (this.view_durable !== this.view || this.log_view_durable !== this.view) {
+      if (this.state_written === null) this.writeState();
+      return;
+    }
+    if (this.storage.pending()) return;
+    this.env.log("info", `replica ${this.replica}: recovered: caught up to op ${this.recovering_op} in view ${this.view}; acknowledging again`);
+    this.enterNormalBackup();
+    for (let op = this.commit_min + 1; op <= this.op; op++) this.sendPrepareOk(op);
+    this.executeCommitted();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Repair: missing or damaged prepares are fetched from peers by (op, checksum)
+
+  private repair(): void {
+    if (this.status === "blank" || (this.status === "view_change" && !this.start_view_pending)) return;
+    if (this.sync !== null) {
+      // A stalled sync asks the next peer (the one asked may have moved past this checkpoint).
+      this.sync.peer = (this.sync.peer + 1) % this.config.replica_count;
+      this.requestSyncChunk();
+      return;
+    }
+    if (this.status === "recovering" && this.log_view !== this.view) {
+      this.requestStartView();
+      return;
+    }
+    this.maybeStartSync();
+    if (!this.isPrimary() && this.commit_max > this.op) {
+      this.requestHeaders(this.op + 1, Math.min(this.commit_max, this.commit_min + this.config.journal_slot_count));
+    }
+    let requests = 0;
+    let child: Header | null = null;
+    let gap = false;
+    for (let op = this.op; op > this.commit_min && requests < repair_requests_max; op--) {
+      const h = this.journal.header(op);
+      if (h === null) {
+        if (child !== null) {
+          this.requestPrepare(op, child.parent);
+          requests += 1;
+        } else {
+          gap = true;
+        }
+      } else if (!this.journal.hasPrepare(op, h.checksum)) {
+        this.requestPrepare(op, h.checksum);
+        requests += 1;
+      }
+      child = h;
+    }
+    if (gap) this.requestHeaders(this.commit_min + 1, this.op);
+  }
+
+  private requestPrepare(op: number, checksum_: bigint): void {
+    this.stats.repairs_requested += 1;
+    const h = this.makeHeader(Command.request_prepare);
+    h.op = op;
+    h.context = checksum_;
+    this.env.sendToReplica(this.repairPeer(), finalize(h));
+  }
+
+  /** Backups ask the primary first and a random peer otherwise; the primary asks a random peer. */
+  private repairPeer(): number {
+    const primary = primaryIndex(this.view, this.config.replica_count);
+    if (primary !== this.replica && this.env.random.chance(0.5)) return primary;
+    let peer = this.env.random.int(this.config.replica_count - 1);
+    if (peer >= this.replica) peer += 1;
+    return peer;
+  }
+
+  private requestHeaders(op_min: number, op_max: number): void {
+    if (op_max < op_min || this.config.replica_count === 1) return;
+    const h = this.makeHeader(Command.request_headers);
+    h.commit = op_min;
+    h.op = op_max;
+    const primary = primaryIndex(this.view, this.config.replica_count);
+    this.env.sendToReplica(primary !== this.replica ? primary : this.repairPeer(), finalize(h));
+  }
+
+  private onRequestPrepare(message: Message): void {
+    const h = message.header;
+    if (!this.journal.hasPrepare(h.op, h.context)) return;
+    const prepare = this.storage.readPrepare(h.op, h.context);
+    if (prepare === null) {
+      // Damaged since it was written: forget the copy so this replica repairs it too.
+      const header = this.journal.header(h.op)!;
+      this.journal.setHeader(header);
+      return;
+    }
+    this.env.sendToReplica(h.replica, prepare);
+  }
+
+  private onRequestHeaders(message: Message): void {
+    const h = message.header;
+    if (this.status === "blank") return;
+    const headers = this.journal.range(Math.max(h.commit, h.op - view_headers_max + 1), Math.min(h.op, this.op));
+    if (headers.length === 0) return;
+    const reply = this.makeHeader(Command.headers);
+    reply.op = this.op;
+    reply.commit = this.commit_max;
+    // operation 1: these come from the primary of this view, in normal status: canonical.
+    reply.operation = this.status === "normal" && this.isPrimary() && !this.start_view_pending ? 1 : 0;
+    this.env.sendToReplica(h.replica, finalize(reply, encodeHeaders(headers)));
+  }
+
+  private onHeaders(message: Message): void {
+    const h = message.header;
+    if (this.status !== "normal" && this.status !== "recovering" && !this.start_view_pending) return;
+    const headers = decodeHeaders(message.body, this.config.cluster);
+    if (headers === null) return this.drop(message, "malformed headers");
+    const canonical = h.operation === 1 && h.view === this.view && h.replica === primaryIndex(this.view, this.config.replica_count);
+    if (canonical) {
+      for (const header of headers) {
+        if (header.op <= this.commit_max) this.syncTargetFrom(header);
+        if (header.op <= this.commit_min || header.op > this.commit_min + this.config.journal_slot_count) continue;
+        if (header.op > this.op) {
+          for (let op = this.op + 1; op < header.op; op++) this.journal.remove(op);
+          this.op = header.op;
+        }
+        this.journal.setHeader(header);
+      }
+      this.trimUnchained();
+    } else {
+      // From anyone else, a header is trusted only where it chains to one this replica holds.
+      for (let i = headers.length - 1; i >= 0; i--) {
+        const header = headers[i]!;
+        if (header.op <= this.commit_min || header.op >= this.op) continue;
+        const child = this.journal.header(header.op + 1);
+        if (child !== null && child.parent === header.checksum) this.journal.setHeader(header);
+      }
+    }
+    // The repair timer asks for what is still missing; answering every headers message with a
+    // new round of requests would let two replicas amplify each other's traffic.
+    if (this.start_view_pending) this.maybeFinishStartView();
+    this.executeCommitted();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Helpers
+
+  private makeHeader(command: Command): Header {
+    const h = new Header();
+    h.command = command;
+    h.cluster = this.config.cluster;
+    h.replica = this.replica;
+    h.replica_count = this.config.replica_count;
+    h.view = this.view;
+    return h;
+  }
+
+  private sendToOthers(message: Message): void {
+    for (let r = 0; r < this.config.replica_count; r++) {
+      if (r !== this.replica) this.env.sendToReplica(r, message);
+    }
+  }
+
+  /** The top of the log (up to view_headers_max headers ending at op), for do_view_change,
+   * start_view and the superblock. */
+  private suffixHeaders(): Header[] {
+    if (this.journal.header(this.op) !== null) return this.journal.range(this.op - view_headers_max + 1, this.op);
+    const persisted = this.view_headers.filter((h) => h.op <= this.op);
+    assert(persisted.length > 0 && persisted[persisted.length - 1]!.op === this.op, () => `replica ${this.replica}: no header for its head op ${this.op}`);
+    return persisted;
+  }
+
+  /** A summary for status displays and the simulator. */
+  describe(): { status: Status; view: number; log_view: number; op: number; commit_min: number; commit_max: number; checkpoint: number; primary: boolean } {
+    return {
+      status: this.status,
+      view: this.view,
+      log_view: this.log_view,
+      op: this.op,
+      commit_min: this.commit_min,
+      commit_max: this.commit_max,
+      checkpoint: this.checkpoint.op,
+      primary: this.status === "normal" && this.isPrimary() && !this.start_view_pending,
+    };
+  }
+}
+
+/** Messages only a replica of a formed cluster sends: receiving one proves every replica formatted. */
+function formedOnly(command: Command): boolean {
+  return command === Command.prepare || command === Command.commit || command === Command.start_view_change || command === Command.do_view_change || command === Command.start_view;
+}
+
+export function encodeHeaders(headers: Header[]): Uint8Array {
+  const body = new Uint8Array(headers.length * header_size);
+  headers.forEach((h, i) => writeHeader(h, body, i * header_size));
+  return body;
+}
+
+/** Decodes a list of prepare headers, verifying each one's checksum; null if any is bad. */
+export function decodeHeaders(body: Uint8Array, cluster: bigint): Header[] | null {
+  if (body.length % header_size !== 0 || body.length / header_size > view_headers_max) return null;
+  const headers: Header[] = [];
+  for (let offset = 0; offset < body.length; offset += header_size) {
+    const h = decodeHeader(body, offset);
+    if (h === null || h.command !== Command.prepare || h.cluster !== cluster || h.replica === sender_client) return null;
+    headers.push(h);
+  }
+  return headers;
+}
+
+/** A log suffix: strictly ascending, ending at op. */
+function suffixValid(headers: Header[], op: number): boolean {
+  if (headers.length === 0 || headers[headers.length - 1]!.op !== op) return false;
+  for (let i = 1; i < headers.length; i++) {
+    if (headers[i]!.op <= headers[i - 1]!.op) return false;
+  }
+  return true;
+}

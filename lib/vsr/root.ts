@@ -1,0 +1,25 @@
+/** The root of every cluster's hash chain, and the digest of a replica's logical state. */
+import { checksum } from "../util/checksum.ts";
+import { Command, Header, finalize } from "../net/codec.ts";
+import type { ObjectStore } from "../store/object_store.ts";
+import type { ClientTable } from "./client_table.ts";
+
+/** The prepare at op 0: a fixed header every replica of a cluster derives identically, so the
+ * hash chain has a common root. */
+export function rootPrepare(cluster: bigint, replica_count: number): Header {
+  const h = new Header();
+  h.command = Command.prepare;
+  h.cluster = cluster;
+  h.replica_count = replica_count;
+  return finalize(h).header;
+}
+
+export function stateDigest(store: ObjectStore, clients: ClientTable): bigint {
+  const bytes = new Uint8Array(24);
+  const v = new DataView(bytes.buffer);
+  v.setBigUint64(0, store.digest(), true);
+  v.setFloat64(8, store.revision, true);
+  v.setBigUint64(16, clients.digest(), true);
+  return checksum(bytes);
+}
+

@@ -1,0 +1,91 @@
+/**
+ * The Storage interface the replica uses (DESIGN §5). lib/storage implements it over a
+ * FileSystem; the replica never sees files. Writes are queued and become durable only when the
+ * driver calls flush() (one group commit per event-loop turn in production, at a simulated latency
+ * in the simulator); the replica acts on durability only after flush returns, which is how
+ * "persist before you promise" is enforced.
+ */
+import type { Header, Message } from "../net/codec.ts";
+import type { ObjectEntry, ObjectStore, ValueLocation } from "../store/object_store.ts";
+import type { ClientTable } from "./client_table.ts";
+
+/** A checkpoint: the state after executing `op`, its digest over the logical state, and the
+ * checksum of the prepare at `op` (the anchor the hash chain continues from). */
+export interface CheckpointId {
+  op: number;
+  digest: bigint;
+  checksum: bigint;
+}
+
+/** What the superblock holds for the replica. */
+export interface VsrState {
+  view: number;
+  /** The latest view in which this replica's log was in normal status. */
+  log_view: number;
+  commit_max: number;
+  /** The log suffix log_view vouches for, ascending by op, persisted atomically with it. */
+  view_headers: Header[];
+  checkpoint: CheckpointId;
+}
+
+export interface RecoveredPrepare {
+  header: Header;
+  /** The header is known (its redundant copy is intact) but the prepare is damaged: it was
+   * acknowledged, so it must be repaired from peers, never treated as absent. */
+  faulty: boolean;
+}
+
+export interface Recovered {
+  /** null: a never-formatted data directory. */
+  state: VsrState | null;
+  /** Journal entries found on disk (any order, any op; the replica filters them). */
+  journal: RecoveredPrepare[];
+  /** The header of the prepare at the checkpoint op: the log's anchor (null when blank). */
+  anchor: Header | null;
+  /** The object namespace and client table at state.checkpoint. */
+  store: ObjectStore;
+  clients: ClientTable;
+}
+
+/** One piece of a checkpoint's contents, streamed to a replica that state-syncs. */
+export interface SyncChunk {
+  /** Serialized records (docs/STORAGE.md §Sync stream); the receiver applies them in order. */
+  bytes: Uint8Array;
+  /** Position to ask for next; null when this was the last chunk. */
+  next: number | null;
+}
+
+export interface Storage {
+  /** Reads the superblock, checkpoint and journal. Called once, at open. */
+  recover(clients_max: number): Recovered;
+  /** Queues a superblock write of the whole VSR state. */
+  writeState(state: VsrState): void;
+  /** Queues a prepare (header + body) for the journal. */
+  writePrepare(message: Message): void;
+  /** Whether there are queued writes for flush() to make durable. */
+  pending(): boolean;
+  /** Writes everything queued and makes it durable (fdatasync), in the order that keeps every
+   * acknowledgement true at a crash. Throws on an I/O error: the replica must then stop. */
+  flush(): void;
+  /** A journaled prepare with this op and checksum, verified; null if absent or damaged. */
+  readPrepare(op: number, checksum: bigint): Message | null;
+  /** Where the body of that prepare starts on disk (values are located inside it). */
+  prepareBodyLocation(op: number, checksum: bigint): ValueLocation | null;
+  /** A value's bytes, checksum-verified; null if unreadable or damaged. */
+  readValue(entry: ObjectEntry): Uint8Array | null;
+  /** Writes a checkpoint's data files durably. It takes effect once a writeState naming it is
+   * flushed; until then the previous checkpoint stays valid. */
+  writeCheckpoint(id: CheckpointId, anchor: Header, store: ObjectStore, clients: ClientTable): void;
+  /** Reads part of a retained checkpoint, for a peer that is syncing; null if not retained. */
+  readSyncChunk(id: CheckpointId, position: number, size_max: number): SyncChunk | null;
+  /** Begins receiving a checkpoint by state sync (discarding any earlier partial sync). */
+  syncBegin(id: CheckpointId): void;
+  /** Applies one received chunk; false if the chunk does not parse. */
+  syncApply(bytes: Uint8Array): boolean;
+  /** Finishes a sync: makes the received values durable and returns the namespace, client table
+   * and anchor header (null if the stream was incomplete). The caller verifies the digest, then
+   * writes the checkpoint with writeCheckpoint. */
+  syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; anchor: Header } | null;
+  /** Bytes of data files and journal, for status. */
+  usedBytes(): number;
+}

@@ -1,0 +1,111 @@
+/**
+ * The simulator's invariants (DESIGN §6), checked after every step against ground truth the
+ * simulator keeps, never against what replicas claim about themselves. The first violation is
+ * recorded with the step it happened at; the simulator stops there.
+ */
+import type { Message } from "../lib/net/codec.ts";
+import { Command } from "../lib/net/codec.ts";
+import { decodeBatch } from "../lib/vsr/batch.ts";
+
+export class StateChecker {
+  /** The one canonical history: op -> checksum of the prepare executed at it. */
+  private readonly canonical = new Map<number, bigint>();
+  /** Requests each canonical op holds ("client:request"). */
+  private readonly canonical_requests = new Map<number, Set<string>>();
+  /** First execution of each request: "client:request" -> op. */
+  private readonly executions = new Map<string, number>();
+  private readonly primaries = new Map<number, number>();
+  /** Per replica: prepares its disk holds durably, op -> checksums (tracked at each flush). */
+  private readonly durable: Map<number, Set<bigint>>[];
+  /** Per replica: the highest view of any promise it sent since its disk was last wiped. */
+  private readonly promised_view: number[];
+  commit_max = 0;
+  violation: string | null = null;
+
+  constructor(readonly replica_count: number) {
+    this.durable = Array.from({ length: replica_count }, () => new Map());
+    this.promised_view = new Array<number>(replica_count).fill(0);
+  }
+
+  get quorum(): number {
+    return Math.floor(this.replica_count / 2) + 1;
+  }
+
+  private fail(message: string): void {
+    if (this.violation === null) this.violation = message;
+  }
+
+  executed(replica: number, prepare: Message): void {
+    const h = prepare.header;
+    const known = this.canonical.get(h.op);
+    if (known === undefined) {
+      const parent = this.canonical.get(h.op - 1);
+      if (parent !== undefined && parent !== h.parent) this.fail(`replica ${replica} executed op ${h.op} whose parent is not the canonical op ${h.op - 1}`);
+      this.canonical.set(h.op, h.checksum);
+      const requests = new Set<string>();
+      for (const e of decodeBatch(prepare.body) ?? []) requests.add(`${e.client}:${e.request}`);
+      this.canonical_requests.set(h.op, requests);
+      if (h.op > this.commit_max) this.commit_max = h.op;
+    } else if (known !== h.checksum) {
+      this.fail(`replica ${replica} executed op ${h.op} with checksum ${h.checksum.toString(16)}, but op ${h.op} was executed as ${known.toString(16)} before: two histories`);
+    }
+  }
+
+  request(replica: number, client: bigint, request: number, op: number, duplicate: boolean): void {
+    if (duplicate) return;
+    const key = `${client}:${request}`;
+    const first = this.executions.get(key);
+    if (first === undefined) this.executions.set(key, op);
+    else if (first !== op) this.fail(`replica ${replica} executed request ${request} of client ${client.toString(16)} at op ${op}, but it was executed at op ${first} already`);
+  }
+
+  primary(replica: number, view: number): void {
+    const existing = this.primaries.get(view);
+    if (existing === undefined) this.primaries.set(view, replica);
+    else if (existing !== replica) this.fail(`replicas ${existing} and ${replica} both acted as primary of view ${view}`);
+  }
+
+  /** A replica sent a message: promises must be in a durable view. */
+  sent(replica: number, message: Message, view_durable: number): void {
+    const h = message.header;
+    const promise =
+      h.command === Command.prepare_ok ||
+      h.command === Command.commit_ok ||
+      h.command === Command.do_view_change ||
+      h.command === Command.start_view ||
+      ((h.command === Command.prepare || h.command === Command.commit) && h.replica === replica);
+    if (!promise) return;
+    if (view_durable < h.view) this.fail(`replica ${replica} sent ${Command[h.command]} in view ${h.view} with only view ${view_durable} durable`);
+    if (h.view > this.promised_view[replica]!) this.promised_view[replica] = h.view;
+  }
+
+  /** A replica restarted with this durable view (its disk not wiped). */
+  restarted(replica: number, view_durable: number): void {
+    if (view_durable < this.promised_view[replica]!) this.fail(`replica ${replica} restarted in view ${view_durable} but had promised view ${this.promised_view[replica]}`);
+  }
+
+  flushed(replica: number, prepares: [number, bigint][]): void {
+    const durable = this.durable[replica]!;
+    for (const [op, checksum] of prepares) {
+      let set = durable.get(op);
+      if (set === undefined) durable.set(op, (set = new Set()));
+      set.add(checksum);
+    }
+  }
+
+  wiped(replica: number): void {
+    this.durable[replica] = new Map();
+    this.promised_view[replica] = 0;
+  }
+
+  /** A client got a reply to a write from op: the op must hold that request, and f+1 disks must
+   * have had the prepare durable. */
+  writeReplied(client: bigint, request: number, op: number): void {
+    const checksum = this.canonical.get(op);
+    if (checksum === undefined) return this.fail(`client ${client.toString(16)} got a reply from op ${op}, which no replica executed`);
+    if (!this.canonical_requests.get(op)!.has(`${client}:${request}`)) this.fail(`client ${client.toString(16)} got a reply for request ${request} from op ${op}, which does not hold it`);
+    let copies = 0;
+    for (const durable of this.durable) if (durable.get(op)?.has(checksum)) copies += 1;
+    if (copies < this.quorum) this.fail(`client ${client.toString(16)} got a reply for op ${op}, durable on only ${copies} of the ${this.quorum} replicas a commit needs`);
+  }
+}

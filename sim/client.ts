@@ -1,0 +1,285 @@
+/**
+ * A simulated client: registers, then issues random puts (conditional too), gets, deletes, stats
+ * and lists on a small key space so clients collide, one at a time, retrying each until it is
+ * answered. Records every operation for the linearizability check (sim/history.ts).
+ */
+import type { Prng } from "../lib/util/prng.ts";
+import { checksum } from "../lib/util/checksum.ts";
+import { Command, Header, encode, finalize, type Message } from "../lib/net/codec.ts";
+import { sender_client } from "../lib/constants.ts";
+import {
+  Condition,
+  Operation,
+  Result,
+  decodeListReply,
+  decodeU64,
+  encodeKeyRequest,
+  encodeListRequest,
+  object_info_size,
+  readObjectInfo,
+} from "../lib/store/operations.ts";
+import { keyToBytes } from "../lib/store/keys.ts";
+import type { HistoryInput, HistoryOperation, HistoryOutput } from "./history.ts";
+
+export interface ClientOptions {
+  keys: number;
+  /** Largest filler appended to a value after its tag. */
+  value_filler_max: number;
+  /** Wait before retrying an unanswered request, µs. */
+  request_timeout_us: number;
+  /** Think time between operations, µs (mean). */
+  think_mean_us: number;
+}
+
+interface Pending {
+  input: HistoryInput | null; // null: a register
+  call: number;
+  request: number;
+  operation: Operation;
+  body: Uint8Array;
+  attempts: number;
+  /** list: the prefix and after it covered. */
+  list?: { prefix: string; after: string };
+}
+
+export interface ClientHooks {
+  send(client: number, replica: number, bytes: Uint8Array): void;
+  /** A write was answered from op: the checker verifies the op holds this request and was durable
+   * on f+1 replicas. */
+  writeReplied(client: bigint, request: number, op: number): void;
+  violation(message: string): void;
+  record(operation: HistoryOperation): void;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export class SimClient {
+  readonly id: bigint;
+  private session = 0;
+  private request = 0;
+  private view_guess = 0;
+  private target = 0;
+  private pending: Pending | null = null;
+  private counter = 0;
+  /** Last version this client saw per key (for conditional puts). */
+  private readonly versions = new Map<string, number>();
+  /** The last reply named the primary: the next retry goes there rather than to the next replica. */
+  private redirected = false;
+  /** When to act next (µs): start an operation or retry the pending one. */
+  wake_at = 0;
+  /** Cleared in the liveness phase: finish the pending operation, start no new one. */
+  active = true;
+  completed = 0;
+
+  constructor(
+    readonly index: number,
+    readonly node: number,
+    readonly replica_count: number,
+    readonly cluster: bigint,
+    private readonly prng: Prng,
+    private readonly options: ClientOptions,
+    private readonly hooks: ClientHooks,
+  ) {
+    // 64 random bits mixed into the id, as the client libraries do (DESIGN §4).
+    this.id = (prng.u64() & ~0xffn) | BigInt(index & 0xff);
+    this.target = prng.int(replica_count);
+  }
+
+  get idle(): boolean {
+    return this.pending === null;
+  }
+
+  wake(now: number): void {
+    if (now < this.wake_at) return;
+    if (this.pending !== null) {
+      // No answer in time: try the next replica with the same request number.
+      this.pending.attempts += 1;
+      if (this.redirected) this.redirected = false;
+      else this.target = (this.target + 1) % this.replica_count;
+      this.transmit(now);
+      return;
+    }
+    if (!this.active) {
+      this.wake_at = Infinity;
+      return;
+    }
+    if (this.session === 0) this.begin(now, null, Operation.register, new Uint8Array(0));
+    else this.startOperation(now);
+  }
+
+  private begin(now: number, input: HistoryInput | null, operation: Operation, body: Uint8Array, list?: Pending["list"]): void {
+    this.request += 1;
+    this.pending = { input, call: now, request: this.request, operation, body, attempts: 0, ...(list ? { list } : {}) };
+    this.transmit(now);
+  }
+
+  private transmit(now: number): void {
+    const p = this.pending!;
+    const h = new Header();
+    h.command = Command.request;
+    h.cluster = this.cluster;
+    h.replica = sender_client;
+    h.client = this.id;
+    h.session = this.session;
+    h.request = p.request;
+    h.operation = p.operation;
+    h.view = this.view_guess;
+    this.hooks.send(this.node, this.target, encode(finalize(h, p.body)));
+    const backoff = Math.min(4, 1 + Math.floor(p.attempts / this.replica_count));
+    this.wake_at = now + this.options.request_timeout_us * backoff;
+  }
+
+  private startOperation(now: number): void {
+    const key = `k${this.prng.int(this.options.keys)}`;
+    const kb = keyToBytes(key);
+    const roll = this.prng.int(100);
+    if (roll < 30) return this.put(now, key, kb, Condition.none, 0);
+    if (roll < 45) {
+      const known = this.versions.get(key);
+      if (known !== undefined && known > 0 && this.prng.chance(0.8)) return this.put(now, key, kb, Condition.if_version, known);
+      return this.put(now, key, kb, Condition.if_absent, 0);
+    }
+    if (roll < 70) return this.begin(now, { kind: "get", key }, Operation.get, encodeKeyRequest(kb, null));
+    if (roll < 80) {
+      const known = this.versions.get(key);
+      if (known !== undefined && this.prng.chance(0.3)) {
+        return this.begin(now, { kind: "delete", key, if_version: known }, Operation.delete, encodeKeyRequest(kb, null, Condition.if_version, known));
+      }
+      return this.begin(now, { kind: "delete", key }, Operation.delete, encodeKeyRequest(kb, null));
+    }
+    if (roll < 88) return this.begin(now, { kind: "exists", key }, Operation.stat, encodeKeyRequest(kb, null));
+    const prefix = this.prng.pick(["", "k", `k${this.prng.int(this.options.keys)}`]);
+    const after = this.prng.chance(0.5) ? "" : `k${this.prng.int(this.options.keys)}`;
+    const limit = 1 + this.prng.int(this.options.keys + 1);
+    this.begin(now, null, Operation.list, encodeListRequest(keyToBytes(prefix), keyToBytes(after), limit), { prefix, after });
+  }
+
+  private put(now: number, key: string, kb: Uint8Array, condition: Condition, if_version: number): void {
+    this.counter += 1;
+    const tag = `c${this.index}.${this.counter}`;
+    const big = this.prng.chance(0.02);
+    const filler = big ? 4096 + this.prng.int(8192) : this.prng.int(this.options.value_filler_max + 1);
+    const value = new Uint8Array(tag.length + 1 + filler);
+    value.set(encoder.encode(tag + "|"), 0);
+    for (let i = tag.length + 1; i < value.length; i++) value[i] = (i * 31 + this.counter) & 0xff;
+    const input: HistoryInput = { kind: "put", key, value: tag };
+    if (condition === Condition.if_version) input.if_version = if_version;
+    if (condition === Condition.if_absent) input.if_absent = true;
+    this.begin(now, input, Operation.put, encodeKeyRequest(kb, value, condition, if_version));
+  }
+
+  onMessage(message: Message, now: number): void {
+    const h = message.header;
+    const p = this.pending;
+    if (h.command !== Command.reply || h.client !== this.id) return this.hooks.violation(`client ${this.index}: received ${Command[h.command]} for client ${h.client.toString(16)}`);
+    if (p === null || h.request !== p.request) return; // a late duplicate of an answered request
+    if (h.operation !== p.operation) return this.hooks.violation(`client ${this.index}: reply to request ${h.request} is for operation ${h.operation}, the request was ${p.operation}`);
+    this.view_guess = Math.max(this.view_guess, h.view);
+    switch (h.result as Result) {
+      case Result.not_primary:
+        // A replica that names itself is changing views: try the next one instead.
+        this.target = h.view % this.replica_count === h.replica ? (h.replica + 1) % this.replica_count : h.view % this.replica_count;
+        this.redirected = true;
+        this.wake_at = now + this.options.request_timeout_us / 8;
+        return;
+      case Result.busy:
+      case Result.unavailable:
+        this.redirected = true;
+        this.wake_at = now + this.options.request_timeout_us / 2;
+        return;
+      case Result.evicted:
+        // The session is gone; a write may or may not have happened before that: leave it open.
+        if (p.input !== null && p.input.kind !== "get" && p.input.kind !== "exists") this.finish(now, null);
+        this.pending = null;
+        this.session = 0;
+        this.wake_at = now;
+        return;
+      case Result.ok:
+      case Result.not_found:
+      case Result.condition_failed:
+        return this.answered(message, now);
+      default:
+        return this.hooks.violation(`client ${this.index}: request ${h.request} (operation ${p.operation}) failed with result ${h.result}`);
+    }
+  }
+
+  private answered(message: Message, now: number): void {
+    const h = message.header;
+    const p = this.pending!;
+    this.target = h.replica;
+    if (p.operation === Operation.register) {
+      this.session = h.session;
+      this.pending = null;
+      this.wake_at = now;
+      return;
+    }
+    if (h.op > 0) this.hooks.writeReplied(this.id, h.request, h.op);
+    if (p.operation === Operation.list) return this.listAnswered(message, now);
+    const input = p.input!;
+    let output: HistoryOutput;
+    if (h.result === Result.not_found) output = { status: "not_found" };
+    else if (h.result === Result.condition_failed) output = { status: "condition_failed" };
+    else if (p.operation === Operation.get || p.operation === Operation.stat) {
+      const info = readObjectInfo(message.body, 0);
+      if (info === null) return this.hooks.violation(`client ${this.index}: malformed ${Operation[p.operation]} reply`);
+      if (p.operation === Operation.get) {
+        const value = message.body.subarray(object_info_size);
+        if (value.length !== info.size || checksum(value) !== info.checksum) return this.hooks.violation(`client ${this.index}: get ${input.key} returned a value that does not match its checksum`);
+        const text = decoder.decode(value.subarray(0, Math.min(value.length, 32)));
+        output = { status: "ok", version: info.version, value: text.slice(0, text.indexOf("|")) };
+      } else {
+        output = { status: "ok", version: info.version };
+      }
+    } else {
+      const version = decodeU64(message.body);
+      if (version === null) return this.hooks.violation(`client ${this.index}: malformed ${Operation[p.operation]} reply`);
+      output = { status: "ok", version };
+    }
+    if (output.status === "ok" && input.kind !== "delete") this.versions.set(input.key, output.version);
+    if (input.kind === "delete" && output.status === "ok") this.versions.delete(input.key);
+    this.finish(now, output);
+  }
+
+  private listAnswered(message: Message, now: number): void {
+    const p = this.pending!;
+    const list = decodeListReply(message.body);
+    if (list === null) return this.hooks.violation(`client ${this.index}: malformed list reply`);
+    const { prefix, after } = p.list!;
+    const seen = new Map<string, number>();
+    let last = "";
+    for (const e of list.entries) {
+      const key = decoder.decode(e.key);
+      if (!key.startsWith(prefix) || key <= after || key <= last) return this.hooks.violation(`client ${this.index}: list(${prefix}, ${after}) returned ${key} out of order or range`);
+      seen.set(key, e.version);
+      last = key;
+    }
+    // Every key of the key space the list covered is an observation of that key's presence.
+    for (let k = 0; k < this.options.keys; k++) {
+      const key = `k${k}`;
+      if (!key.startsWith(prefix) || key <= after || (list.truncated && key > last)) continue;
+      const version = seen.get(key);
+      const output: HistoryOutput = version === undefined ? { status: "not_found" } : { status: "ok", version };
+      this.hooks.record({ client: this.index, input: { kind: "exists", key }, call: p.call, ret: now, output });
+    }
+    this.completed += 1;
+    this.pending = null;
+    this.wake_at = now + this.prng.exponential(this.options.think_mean_us);
+  }
+
+  private finish(now: number, output: HistoryOutput | null): void {
+    const p = this.pending!;
+    this.hooks.record({ client: this.index, input: p.input!, call: p.call, ret: output === null ? null : now, output });
+    if (output !== null) this.completed += 1;
+    this.pending = null;
+    this.wake_at = now + this.prng.exponential(this.options.think_mean_us);
+  }
+
+  /** At the end of the run, a still-pending operation stays open in the history. */
+  abandon(): void {
+    const p = this.pending;
+    if (p === null || p.input === null) return;
+    this.hooks.record({ client: this.index, input: p.input, call: p.call, ret: null, output: null });
+    this.pending = null;
+  }
+}

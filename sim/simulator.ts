@@ -1,0 +1,594 @@
+/**
+ * The deterministic simulator (DESIGN §6): N replicas and M clients in one process on virtual
+ * time, every random choice from one seed. The replicas are the real lib/vsr replicas over the
+ * real lib/storage on a simulated file system that loses unsynced writes at a crash, talking
+ * through a simulated network of encoded bytes. After every step the checker's invariants hold or
+ * the run stops at that step; after the fault phase, a liveness phase heals all but at most f
+ * faults and every request must complete; then every client history must be linearizable.
+ */
+import { Prng } from "../lib/util/prng.ts";
+import { AssertionError } from "../lib/util/assert.ts";
+import { decode, encode, type Message } from "../lib/net/codec.ts";
+import { defaultConfig, type Config } from "../lib/constants.ts";
+import { Replica, stateDigest, type Env } from "../lib/vsr/replica.ts";
+import type { Storage } from "../lib/vsr/storage.ts";
+import { FileStorage } from "../lib/storage/file_storage.ts";
+import { SimFs, SimulatedCrash } from "./sim_fs.ts";
+import { Heap, type Timed } from "./heap.ts";
+import { Network, type NetworkOptions, type Packet } from "./network.ts";
+import { SimClient } from "./client.ts";
+import { StateChecker } from "./checker.ts";
+import { TracedStorage } from "./traced_storage.ts";
+import type { History } from "./history.ts";
+import { checkLinearizable } from "./linearizability.ts";
+
+export type ReplicaClass = new (config: Config, replica: number, storage: Storage, env: Env) => Replica;
+
+export interface SimOptions {
+  seed: number;
+  replicas: number;
+  clients: number;
+  /** Length of the fault phase, in replica ticks (10 ms of virtual time each). */
+  ticks: number;
+  verbose?: boolean;
+  log?: (line: string) => void;
+  /** The replica to run: tests pass deliberately broken subclasses. */
+  replica_class?: ReplicaClass;
+  /** Turn off fault kinds (tests of one mechanism). */
+  faults?: { crashes?: boolean; network?: boolean; power_loss?: boolean };
+}
+
+export interface SimResult {
+  seed: number;
+  ok: boolean;
+  violation: string | null;
+  step: number;
+  time_ms: number;
+  ops_committed: number;
+  requests_completed: number;
+  view_changes: number;
+  faults: number;
+  history_size: number;
+  /** The linearizability check ran out of budget on some key (not a failure). */
+  check_unknown: boolean;
+}
+
+const tick_us = 10_000;
+const fault_interval_us = 10_000;
+const liveness_bound_us = 60_000_000;
+const epoch_ms = 1_767_225_600_000; // virtual wall clock starts at 2026-01-01
+
+enum Kind {
+  deliver,
+  tick,
+  flush,
+  client,
+  fault,
+}
+
+interface Event extends Timed {
+  kind: Kind;
+  node: number;
+  incarnation: number;
+  packet: Packet | null;
+}
+
+interface ReplicaNode {
+  index: number;
+  fs: SimFs;
+  replica: Replica | null;
+  incarnation: number;
+  paused: boolean;
+  inbox: Packet[];
+  flush_scheduled: boolean;
+  tick_us: number;
+  clock_offset_ms: number;
+  down_since: number;
+  /** The disk was wiped: the replica comes back blank (a storage fault, within f). */
+  wiped: boolean;
+}
+
+/** Per-seed fault rates (swarm testing: each seed draws its own mix). */
+interface FaultRates {
+  crash: number;
+  restart: number;
+  crash_in_io: number;
+  pause: number;
+  unpause: number;
+  partition: number;
+  heal: number;
+  clog: number;
+  power_loss_at_us: number | null;
+  disk_latency_mean_us: number;
+}
+
+export class Simulator {
+  private readonly prng: Prng;
+  private readonly events = new Heap<Event>();
+  private seq = 0;
+  private now = 0;
+  private step = 0;
+  private readonly config: Config;
+  private readonly nodes: ReplicaNode[] = [];
+  private readonly clients: SimClient[] = [];
+  private readonly client_nodes = new Map<bigint, number>();
+  private readonly client_scheduled: number[] = [];
+  private readonly network: Network;
+  private readonly checker: StateChecker;
+  private readonly history: History = [];
+  private readonly rates: FaultRates;
+  private faults = 0;
+  private violation: string | null = null;
+  private readonly f: number;
+  private liveness = false;
+  private last_message: Message | null = null;
+  private last_bytes: Uint8Array | null = null;
+
+  constructor(readonly options: SimOptions) {
+    const o = options;
+    this.prng = new Prng(o.seed);
+    this.f = Math.floor((o.replicas - 1) / 2);
+    this.config = this.drawConfig();
+    this.rates = this.drawRates();
+    this.checker = new StateChecker(o.replicas);
+    const network_prng = this.prng.fork();
+    this.network = new Network(o.replicas + o.clients, o.replicas, this.drawNetwork(), network_prng, (delay, packet) => this.schedule(delay, Kind.deliver, packet.to, 0, packet));
+    for (let i = 0; i < o.replicas; i++) {
+      const skew = 1 + (this.prng.float() * 2 - 1) * 0.1;
+      this.nodes.push({
+        index: i,
+        fs: new SimFs(this.prng.fork()),
+        replica: null,
+        incarnation: 0,
+        paused: false,
+        inbox: [],
+        flush_scheduled: false,
+        tick_us: Math.round(tick_us * skew),
+        clock_offset_ms: this.prng.int(2000) - 1000,
+        down_since: 0,
+        wiped: false,
+      });
+    }
+    const client_prng = this.prng.fork();
+    for (let c = 0; c < o.clients; c++) {
+      const node = o.replicas + c;
+      const client = new SimClient(c, node, o.replicas, this.config.cluster, client_prng.fork(), {
+        keys: 2 + this.prng.int(5),
+        value_filler_max: 64,
+        request_timeout_us: 300_000 + this.prng.int(300_000),
+        think_mean_us: this.prng.int(20_000),
+      }, {
+        send: (from, to, bytes) => this.network.send(from, to, bytes),
+        writeReplied: (client_id, request, op) => this.checker.writeReplied(client_id, request, op),
+        violation: (message) => this.fail(message),
+        record: (operation) => this.history.push(operation),
+      });
+      this.clients.push(client);
+      this.client_nodes.set(client.id, node);
+      this.client_scheduled.push(Infinity);
+    }
+  }
+
+  private drawConfig(): Config {
+    const config = defaultConfig(this.options.replicas, this.prng.u64());
+    // Small constants so every seed wraps the journal, checkpoints, collects segments and syncs.
+    config.journal_slot_count = 64;
+    config.checkpoint_interval_ops = 16;
+    config.pipeline_prepare_max = 1 + this.prng.int(8);
+    config.segment_size_bytes = 16 * 1024;
+    config.clients_max = Math.max(1, this.options.clients - 1 + this.prng.int(4));
+    config.request_queue_max = 64;
+    config.batch_requests_max = 1 + this.prng.int(8);
+    return config;
+  }
+
+  private drawRates(): FaultRates {
+    const p = this.prng;
+    const crashes = this.options.faults?.crashes ?? true;
+    const power_loss = (this.options.faults?.power_loss ?? true) && crashes && p.chance(0.3);
+    return {
+      crash: crashes ? p.float() * 0.004 : 0,
+      restart: 0.01 + p.float() * 0.05,
+      crash_in_io: p.float() * 0.5,
+      pause: crashes ? p.float() * 0.001 : 0,
+      unpause: 0.005 + p.float() * 0.05,
+      partition: this.options.faults?.network === false ? 0 : p.float() * 0.004,
+      heal: 0.005 + p.float() * 0.05,
+      clog: this.options.faults?.network === false ? 0 : p.float() * 0.002,
+      power_loss_at_us: power_loss ? p.int(Math.max(1, this.options.ticks)) * tick_us : null,
+      disk_latency_mean_us: 50 + p.int(p.chance(0.2) ? 20_000 : 1_000),
+    };
+  }
+
+  private drawNetwork(): NetworkOptions {
+    const p = this.prng;
+    if (this.options.faults?.network === false) {
+      return { delay_min_us: 100, delay_mean_us: 500, loss_probability: 0, duplicate_probability: 0, replay_probability: 0, corrupt_probability: 0 };
+    }
+    return {
+      delay_min_us: 50 + p.int(500),
+      delay_mean_us: 200 + p.int(p.chance(0.2) ? 50_000 : 5_000),
+      loss_probability: p.chance(0.3) ? 0 : p.float() * 0.2,
+      duplicate_probability: p.float() * 0.1,
+      replay_probability: p.float() * 0.02,
+      corrupt_probability: p.chance(0.5) ? 0 : p.float() * 0.005,
+    };
+  }
+
+  private schedule(delay_us: number, kind: Kind, node: number, incarnation: number, packet: Packet | null): void {
+    this.events.push({ time: this.now + Math.max(0, Math.floor(delay_us)), seq: this.seq++, kind, node, incarnation, packet });
+  }
+
+  private log(line: string): void {
+    if (this.options.verbose) (this.options.log ?? console.log)(`${(this.now / 1000).toFixed(3).padStart(10)}ms ${line}`);
+  }
+
+  private fail(message: string): void {
+    if (this.violation === null) this.violation = message;
+  }
+
+  run(): SimResult {
+    for (const node of this.nodes) this.start(node);
+    for (const client of this.clients) {
+      client.wake_at = this.prng.int(50_000);
+      this.scheduleClient(client);
+    }
+    this.schedule(fault_interval_us, Kind.fault, 0, 0, null);
+    const fault_end_us = this.options.ticks * tick_us;
+    while (this.violation === null && this.now < fault_end_us) this.runOne();
+    if (this.violation === null) this.runLiveness();
+    if (this.violation === null) this.checkHistory();
+    return this.result();
+  }
+
+  private check_unknown = false;
+
+  private checkHistory(): void {
+    for (const client of this.clients) client.abandon();
+    const result = checkLinearizable(this.history);
+    if (!result.ok) this.fail(`history not linearizable on key ${result.key}: ${result.reason}`);
+    this.check_unknown = result.unknown === true;
+  }
+
+  private result(): SimResult {
+    let view_changes = 0;
+    for (const node of this.nodes) view_changes = Math.max(view_changes, node.replica?.view ?? 0);
+    return {
+      seed: this.options.seed,
+      ok: this.violation === null,
+      violation: this.violation,
+      step: this.step,
+      time_ms: Math.round(this.now / 1000),
+      ops_committed: this.checker.commit_max,
+      requests_completed: this.clients.reduce((sum, c) => sum + c.completed, 0),
+      view_changes,
+      faults: this.faults,
+      history_size: this.history.length,
+      check_unknown: this.check_unknown,
+    };
+  }
+
+  private runOne(): void {
+    const event = this.events.pop();
+    if (event === undefined) {
+      this.fail("simulation ran out of events");
+      return;
+    }
+    this.now = event.time;
+    this.step += 1;
+    try {
+      this.dispatch(event);
+    } catch (error) {
+      if (error instanceof AssertionError) this.fail(`assertion failed: ${error.message}\n${error.stack ?? ""}`);
+      else this.fail(`unexpected exception: ${error instanceof Error ? `${error.message}\n${error.stack}` : String(error)}`);
+    }
+    if (this.checker.violation !== null) this.fail(this.checker.violation);
+  }
+
+  private dispatch(event: Event): void {
+    switch (event.kind) {
+      case Kind.deliver:
+        return this.deliver(event.packet!);
+      case Kind.tick:
+        return this.onTick(event);
+      case Kind.flush:
+        return this.onFlush(event);
+      case Kind.client:
+        return this.onClient(event.node);
+      case Kind.fault:
+        return this.onFault();
+    }
+  }
+
+  // --- Replicas
+
+  private start(node: ReplicaNode): void {
+    node.incarnation += 1;
+    node.flush_scheduled = false;
+    node.inbox = [];
+    const index = node.index;
+    const storage = new TracedStorage(
+      new FileStorage(node.fs, {
+        cluster: this.config.cluster,
+        replica: index,
+        replica_count: this.options.replicas,
+        journal_slot_count: this.config.journal_slot_count,
+        segment_size_bytes: this.config.segment_size_bytes,
+      }),
+      (prepares) => this.checker.flushed(index, prepares),
+    );
+    const env: Env = {
+      sendToReplica: (to, message) => this.send(index, to, message),
+      sendToClient: (client, message) => {
+        const to = this.client_nodes.get(client);
+        if (to !== undefined) this.send(index, to, message);
+      },
+      random: this.prng.fork(),
+      log: (level, text) => this.log(`${level} ${text}`),
+    };
+    const ReplicaClass = this.options.replica_class ?? Replica;
+    const replica = new ReplicaClass(this.config, index, storage, env);
+    replica.observer = {
+      executed: (r, prepare) => this.checker.executed(r, prepare),
+      request: (r, client, request, op, duplicate) => this.checker.request(r, client, request, op, duplicate),
+      primary: (r, view) => this.checker.primary(r, view),
+    };
+    node.replica = replica;
+    this.guard(node, () => {
+      replica.open(this.realtime(node));
+      if (!node.wiped && replica.status !== "blank") this.checker.restarted(index, replica.view_durable);
+    });
+    node.wiped = false;
+    this.schedule(node.tick_us, Kind.tick, index, node.incarnation, null);
+    this.afterReplicaEvent(node);
+  }
+
+  private realtime(node: ReplicaNode): number {
+    return epoch_ms + Math.floor(this.now / 1000) + node.clock_offset_ms;
+  }
+
+  private send(from: number, to: number, message: Message): void {
+    const node = this.nodes[from]!;
+    this.checker.sent(from, message, node.replica?.view_durable ?? -1);
+    if (message !== this.last_message) {
+      this.last_message = message;
+      this.last_bytes = encode(message);
+    }
+    this.network.send(from, to, this.last_bytes!);
+  }
+
+  /** Runs replica code; a simulated power cut inside it (an armed crash in the file system)
+   * takes the replica down at that point. */
+  private guard(node: ReplicaNode, fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      if (error instanceof SimulatedCrash) {
+        this.log(`replica ${node.index}: crashed during I/O`);
+        this.down(node);
+        return;
+      }
+      throw error;
+    }
+  }
+
+  private down(node: ReplicaNode): void {
+    node.replica = null;
+    node.incarnation += 1;
+    node.down_since = this.now;
+    node.paused = false;
+    node.inbox = [];
+  }
+
+  private deliver(packet: Packet): void {
+    if (packet.to >= this.options.replicas) {
+      const client = this.clients[packet.to - this.options.replicas]!;
+      const decoded = decode(packet.bytes, this.config.cluster);
+      if (!decoded.ok) return;
+      client.onMessage(decoded.message, this.now);
+      this.scheduleClient(client);
+      return;
+    }
+    const node = this.nodes[packet.to]!;
+    if (node.replica === null) return;
+    if (node.paused) {
+      if (node.inbox.length < 1000) node.inbox.push(packet);
+      return;
+    }
+    const decoded = decode(packet.bytes, this.config.cluster);
+    if (!decoded.ok) return; // corrupted on the way: dropped, as the real transport does
+    const replica = node.replica;
+    this.guard(node, () => replica.onMessage(decoded.message));
+    this.afterReplicaEvent(node);
+  }
+
+  private onTick(event: Event): void {
+    const node = this.nodes[event.node]!;
+    if (node.incarnation !== event.incarnation || node.replica === null) return;
+    this.schedule(node.tick_us, Kind.tick, node.index, node.incarnation, null);
+    if (node.paused) return;
+    const replica = node.replica;
+    this.guard(node, () => replica.tick(this.realtime(node)));
+    this.afterReplicaEvent(node);
+  }
+
+  private afterReplicaEvent(node: ReplicaNode): void {
+    if (node.replica === null || node.flush_scheduled || !node.replica.needsFlush()) return;
+    node.flush_scheduled = true;
+    this.schedule(this.prng.exponential(this.rates.disk_latency_mean_us), Kind.flush, node.index, node.incarnation, null);
+  }
+
+  private onFlush(event: Event): void {
+    const node = this.nodes[event.node]!;
+    if (node.incarnation !== event.incarnation || node.replica === null) return;
+    node.flush_scheduled = false;
+    if (node.paused) {
+      node.flush_scheduled = true;
+      this.schedule(tick_us, Kind.flush, node.index, node.incarnation, null);
+      return;
+    }
+    const replica = node.replica;
+    this.guard(node, () => replica.flush());
+    this.afterReplicaEvent(node);
+  }
+
+  // --- Clients
+
+  private scheduleClient(client: SimClient): void {
+    const at = client.wake_at;
+    if (at === Infinity || at >= this.client_scheduled[client.index]!) return;
+    this.client_scheduled[client.index] = at;
+    this.events.push({ time: Math.max(at, this.now), seq: this.seq++, kind: Kind.client, node: client.index, incarnation: 0, packet: null });
+  }
+
+  private onClient(index: number): void {
+    const client = this.clients[index]!;
+    if (this.now < this.client_scheduled[index]!) return; // superseded by an earlier wakeup
+    this.client_scheduled[index] = Infinity;
+    client.wake(this.now);
+    this.scheduleClient(client);
+  }
+
+  // --- Faults
+
+  private upCount(): number {
+    return this.nodes.filter((n) => n.replica !== null && !n.paused).length;
+  }
+
+  private onFault(): void {
+    if (this.liveness) return;
+    this.schedule(fault_interval_us, Kind.fault, 0, 0, null);
+    const p = this.prng;
+    const r = this.rates;
+    if (r.power_loss_at_us !== null && this.now >= r.power_loss_at_us) {
+      r.power_loss_at_us = null;
+      this.faults += 1;
+      this.log(`fault: power loss: every replica crashes at once`);
+      for (const node of this.nodes) {
+        if (node.replica === null) continue;
+        node.fs.crash(p);
+        this.down(node);
+      }
+      return;
+    }
+    const up = this.upCount();
+    const budget = up - (this.options.replicas - this.f);
+    for (const node of this.nodes) {
+      if (node.replica === null && p.chance(r.restart)) {
+        this.log(`fault: restart replica ${node.index}`);
+        this.start(node);
+      } else if (node.paused && p.chance(r.unpause)) {
+        this.log(`fault: unpause replica ${node.index}`);
+        node.paused = false;
+        const inbox = node.inbox;
+        node.inbox = [];
+        for (const packet of inbox) this.deliver(packet);
+        this.afterReplicaEvent(node);
+      }
+    }
+    if (budget > 0 && p.chance(r.crash)) {
+      const node = p.pick(this.nodes.filter((n) => n.replica !== null && !n.paused));
+      this.faults += 1;
+      if (p.chance(r.crash_in_io)) {
+        const after = 1 + p.int(20);
+        this.log(`fault: replica ${node.index} will lose power within its next ${after} writes`);
+        node.fs.armCrash(after);
+      } else {
+        this.log(`fault: crash replica ${node.index}`);
+        node.fs.crash(p);
+        this.down(node);
+      }
+    } else if (budget > 0 && p.chance(r.pause)) {
+      const node = p.pick(this.nodes.filter((n) => n.replica !== null && !n.paused));
+      this.faults += 1;
+      this.log(`fault: pause replica ${node.index}`);
+      node.paused = true;
+    }
+    if (p.chance(r.partition) && this.options.replicas > 1) {
+      this.faults += 1;
+      this.log(`fault: ${this.network.partition()}`);
+    } else if (p.chance(r.heal)) {
+      this.network.heal();
+    }
+    if (p.chance(r.clog) && this.options.replicas > 1) {
+      this.faults += 1;
+      this.log(`fault: ${this.network.clogRandom(50_000 + p.int(1_000_000))}`);
+    }
+  }
+
+  // --- Liveness
+
+  /** Heals everything but at most f crashed replicas; every request must then complete and every
+   * replica that is up must converge to the same state, within a bound. */
+  private runLiveness(): void {
+    this.liveness = true;
+    const p = this.prng;
+    this.network.heal();
+    this.network.options = { ...this.network.options, loss_probability: 0, duplicate_probability: 0, replay_probability: 0, corrupt_probability: 0 };
+    const keep_down = p.int(this.f + 1);
+    const down_order = p.shuffle([...this.nodes]);
+    let kept = 0;
+    for (const node of down_order) {
+      node.fs.disarmCrash();
+      if (node.paused) {
+        node.paused = false;
+        const inbox = node.inbox;
+        node.inbox = [];
+        for (const packet of inbox) this.deliver(packet);
+        this.afterReplicaEvent(node);
+      }
+      if (node.replica === null) {
+        if (kept < keep_down) kept += 1;
+        else this.start(node);
+      }
+    }
+    // Fill the budget of f down replicas from those that are up, so liveness is tested at the edge.
+    for (const node of down_order) {
+      if (kept >= keep_down) break;
+      if (node.replica !== null) {
+        this.log(`liveness: keeping replica ${node.index} down`);
+        node.fs.crash(p);
+        this.down(node);
+        kept += 1;
+      }
+    }
+    this.log(`liveness: network healed, ${kept} replica(s) left down`);
+    for (const client of this.clients) {
+      client.active = false;
+      if (client.idle) client.wake_at = Infinity;
+    }
+    const deadline = this.now + liveness_bound_us;
+    while (this.violation === null && this.now < deadline) {
+      if (this.now % 100_000 < 20_000 && this.converged()) return;
+      this.runOne();
+    }
+    if (this.violation !== null) return;
+    if (this.converged()) return;
+    const pending = this.clients.filter((c) => !c.idle).map((c) => c.index);
+    const states = this.nodes.map((n) => (n.replica === null ? `${n.index}:down` : `${n.index}:${JSON.stringify(n.replica.describe())}`));
+    this.fail(`liveness: not converged ${liveness_bound_us / 1_000_000}s after healing; clients still waiting: [${pending.join(",")}]; replicas: ${states.join(" ")}`);
+  }
+
+  private converged(): boolean {
+    if (this.clients.some((c) => !c.idle)) return false;
+    const up = this.nodes.filter((n) => n.replica !== null).map((n) => n.replica!);
+    if (up.length === 0) return false;
+    const commit = Math.max(...up.map((r) => r.commit_max));
+    if (commit < this.checker.commit_max) return false;
+    let digest: bigint | null = null;
+    for (const r of up) {
+      if (r.status !== "normal" || r.commit_min !== commit) return false;
+      const d = stateDigest(r.store, r.clients);
+      if (digest === null) digest = d;
+      else if (d !== digest) {
+        this.fail(`replicas converged to op ${commit} with different state digests`);
+        return false;
+      }
+    }
+    return true;
+  }
+}
+
+export function simulate(options: SimOptions): SimResult {
+  return new Simulator(options).run();
+}

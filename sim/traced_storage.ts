@@ -1,0 +1,69 @@
+/**
+ * Wraps the replica's real Storage to tell the checker which prepares each flush made durable:
+ * the ground truth for "a reply needs f+1 durable copies". Adds no behaviour of its own.
+ */
+import type { Header, Message } from "../lib/net/codec.ts";
+import type { ObjectEntry, ObjectStore, ValueLocation } from "../lib/store/object_store.ts";
+import type { ClientTable } from "../lib/vsr/client_table.ts";
+import type { CheckpointId, Recovered, Storage, SyncChunk, VsrState } from "../lib/vsr/storage.ts";
+
+export class TracedStorage implements Storage {
+  private written: [number, bigint][] = [];
+
+  constructor(
+    readonly inner: Storage,
+    private readonly onFlushed: (prepares: [number, bigint][]) => void,
+  ) {}
+
+  recover(clients_max: number): Recovered {
+    // Right after a restart the file system holds only durable data: whatever recovery finds
+    // intact survived (a crash inside a flush can make writes durable without the flush returning).
+    const recovered = this.inner.recover(clients_max);
+    this.onFlushed(recovered.journal.filter((e) => !e.faulty).map((e) => [e.header.op, e.header.checksum]));
+    return recovered;
+  }
+  writeState(state: VsrState): void {
+    this.inner.writeState(state);
+  }
+  writePrepare(message: Message): void {
+    this.inner.writePrepare(message);
+    this.written.push([message.header.op, message.header.checksum]);
+  }
+  pending(): boolean {
+    return this.inner.pending();
+  }
+  flush(): void {
+    const written = this.written;
+    this.written = [];
+    this.inner.flush();
+    this.onFlushed(written);
+  }
+  readPrepare(op: number, checksum: bigint): Message | null {
+    return this.inner.readPrepare(op, checksum);
+  }
+  prepareBodyLocation(op: number, checksum: bigint): ValueLocation | null {
+    return this.inner.prepareBodyLocation(op, checksum);
+  }
+  readValue(entry: ObjectEntry): Uint8Array | null {
+    return this.inner.readValue(entry);
+  }
+  writeCheckpoint(id: CheckpointId, anchor: Header, store: ObjectStore, clients: ClientTable): void {
+    // Durable for recovery only once a flush has written their header records too.
+    this.inner.writeCheckpoint(id, anchor, store, clients);
+  }
+  readSyncChunk(id: CheckpointId, position: number, size_max: number): SyncChunk | null {
+    return this.inner.readSyncChunk(id, position, size_max);
+  }
+  syncBegin(id: CheckpointId): void {
+    this.inner.syncBegin(id);
+  }
+  syncApply(bytes: Uint8Array): boolean {
+    return this.inner.syncApply(bytes);
+  }
+  syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; anchor: Header } | null {
+    return this.inner.syncFinish(clients_max);
+  }
+  usedBytes(): number {
+    return this.inner.usedBytes();
+  }
+}
