@@ -2,10 +2,10 @@
  * Wraps the replica's real Storage to tell the checker which prepares each flush made durable:
  * the ground truth for "a reply needs f+1 durable copies". Adds no behaviour of its own.
  */
-import type { Header, Message } from "../lib/net/codec.ts";
+import type { Message } from "../lib/net/codec.ts";
 import type { ObjectEntry, ObjectStore, ValueLocation } from "../lib/store/object_store.ts";
 import type { ClientTable } from "../lib/vsr/client_table.ts";
-import type { CheckpointId, Recovered, Storage, SyncChunk, VsrState } from "../lib/vsr/storage.ts";
+import type { CheckpointId, CheckpointMeta, Recovered, Storage, SyncChunk, VsrState } from "../lib/vsr/storage.ts";
 
 export class TracedStorage implements Storage {
   private written: [number, bigint][] = [];
@@ -47,9 +47,8 @@ export class TracedStorage implements Storage {
   readValue(entry: ObjectEntry): Uint8Array | null {
     return this.inner.readValue(entry);
   }
-  writeCheckpoint(id: CheckpointId, anchor: Header, store: ObjectStore, clients: ClientTable): void {
-    // Durable for recovery only once a flush has written their header records too.
-    this.inner.writeCheckpoint(id, anchor, store, clients);
+  writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void {
+    this.inner.writeCheckpoint(checkpoint, store, clients);
   }
   readSyncChunk(id: CheckpointId, position: number, size_max: number): SyncChunk | null {
     return this.inner.readSyncChunk(id, position, size_max);
@@ -60,7 +59,7 @@ export class TracedStorage implements Storage {
   syncApply(bytes: Uint8Array): boolean {
     return this.inner.syncApply(bytes);
   }
-  syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; anchor: Header } | null {
+  syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; checkpoint: CheckpointMeta } | null {
     return this.inner.syncFinish(clients_max);
   }
   usedBytes(): number {

@@ -5,28 +5,30 @@
  *
  *   0  u64 checksum of bytes 8..end
  *   8  u32 magic "TCKP", 12 u32 version, 16 u64 op, 24 u64 digest, 32 u64 anchor checksum,
- *   40 u64 revision, 48 u32 sessions, 52 u32 reserved, 56 u64 objects
- *   64 anchor header (128 bytes)
+ *   40 u64 revision, 48 u32 sessions, 52 u32 reserved, 56 u64 objects,
+ *   64 u64 previous checkpoint op, 72 u64 its digest, 80 u64 its anchor checksum, 88 reserved
+ *   96 anchor header (128 bytes)
  *   then sessions (records.ts), then objects: object meta (records.ts) followed by
  *   u32 segment, u32 reserved, u64 offset.
  */
 import { checksum } from "../util/checksum.ts";
-import { decodeHeader, writeHeader, type Header } from "../net/codec.ts";
+import { decodeHeader, writeHeader } from "../net/codec.ts";
 import { header_size } from "../constants.ts";
 import { ObjectStore } from "../store/object_store.ts";
 import { ClientTable } from "../vsr/client_table.ts";
-import type { CheckpointId } from "../vsr/storage.ts";
+import type { CheckpointId, CheckpointMeta } from "../vsr/storage.ts";
 import { Reader, Writer, readObjectMeta, readSession, writeObjectMeta, writeSession } from "./records.ts";
 
 const checkpoint_magic = 0x504b4354; // "TCKP"
 const checkpoint_version = 1;
-const fixed_size = 64;
+const fixed_size = 96;
 
 export function checkpointPath(op: number): string {
   return `checkpoint/${op.toString().padStart(16, "0")}.ckpt`;
 }
 
-export function encodeCheckpoint(id: CheckpointId, anchor: Header, store: ObjectStore, clients: ClientTable): Uint8Array {
+export function encodeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): Uint8Array {
+  const { id, anchor, previous } = checkpoint;
   const w = new Writer(fixed_size + header_size + 64 * (store.count + clients.size + 1));
   w.offset = fixed_size;
   w.reserve(header_size);
@@ -50,13 +52,15 @@ export function encodeCheckpoint(id: CheckpointId, anchor: Header, store: Object
   v.setBigUint64(40, BigInt(store.revision), true);
   v.setUint32(48, sessions.length, true);
   v.setBigUint64(56, BigInt(store.count), true);
+  v.setBigUint64(64, BigInt(previous.op), true);
+  v.setBigUint64(72, previous.digest, true);
+  v.setBigUint64(80, previous.checksum, true);
   v.setBigUint64(0, checksum(bytes.subarray(8)), true);
   return bytes;
 }
 
 export interface DecodedCheckpoint {
-  id: CheckpointId;
-  anchor: Header;
+  checkpoint: CheckpointMeta;
   store: ObjectStore;
   clients: ClientTable;
 }
@@ -71,6 +75,7 @@ export function decodeCheckpoint(bytes: Uint8Array, clients_max: number): Decode
   const revision = Number(v.getBigUint64(40, true));
   const session_count = v.getUint32(48, true);
   const object_count = Number(v.getBigUint64(56, true));
+  const previous: CheckpointId = { op: Number(v.getBigUint64(64, true)), digest: v.getBigUint64(72, true), checksum: v.getBigUint64(80, true) };
   const anchor = decodeHeader(bytes, fixed_size);
   if (anchor === null || anchor.op !== id.op || anchor.checksum !== id.checksum) return null;
   if (session_count > clients_max) return null;
@@ -93,5 +98,5 @@ export function decodeCheckpoint(bytes: Uint8Array, clients_max: number): Decode
   }
   if (!r.done) return null;
   store.revision = revision;
-  return { id, anchor, store, clients };
+  return { checkpoint: { id, anchor, previous }, store, clients };
 }

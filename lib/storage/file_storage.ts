@@ -21,7 +21,7 @@ import { header_size } from "../constants.ts";
 import { ObjectStore, type ObjectEntry, type ValueLocation } from "../store/object_store.ts";
 import { ClientTable, type ClientSession } from "../vsr/client_table.ts";
 import { rootPrepare } from "../vsr/root.ts";
-import type { CheckpointId, Recovered, RecoveredPrepare, Storage, SyncChunk, VsrState } from "../vsr/storage.ts";
+import type { CheckpointId, CheckpointMeta, Recovered, RecoveredPrepare, Storage, SyncChunk, VsrState } from "../vsr/storage.ts";
 import { FsError, type Fd, type FileSystem } from "./fs.ts";
 import { readSuperblock, superblock_path, writeSuperblock, type SuperblockIdentity } from "./superblock.ts";
 import { checkpointPath, decodeCheckpoint, encodeCheckpoint, type DecodedCheckpoint } from "./checkpoint_file.ts";
@@ -66,6 +66,7 @@ interface RetainedCheckpoint {
   segments: Set<number>;
 }
 
+const checkpoints_retained = 3;
 const sync_record_anchor = 1;
 const sync_record_session = 2;
 const sync_record_object = 3;
@@ -89,14 +90,14 @@ export class FileStorage implements Storage {
   private readonly prepares = new Map<number, PrepareLocation>();
   private pending_records: PrepareLocation[] = [];
   private pending_state: VsrState | null = null;
-  /** The published checkpoint and the one before it (kept so lagging peers can still sync). */
-  private current: RetainedCheckpoint | null = null;
-  private previous: RetainedCheckpoint | null = null;
+  /** The published checkpoint, then older ones kept so lagging peers can still sync: a prepare
+   * names a checkpoint up to two intervals behind it (lib/vsr/checkpoint.ts), so peers keep three. */
+  private retained: RetainedCheckpoint[] = [];
   /** Written, not yet named by a durable superblock. */
   private written = new Map<number, RetainedCheckpoint>();
   /** A decoded retained checkpoint, cached while a peer syncs from it. */
   private serving: { id: CheckpointId; checkpoint: DecodedCheckpoint; sessions: [bigint, ClientSession][]; keys: string[] } | null = null;
-  private receiving: { id: CheckpointId; anchor: Header | null; revision: number; sessions: [bigint, ClientSession][]; store: ObjectStore; segment: Segment | null; bad: boolean } | null = null;
+  private receiving: { id: CheckpointId; anchor: Header | null; previous: CheckpointId | null; revision: number; sessions: [bigint, ClientSession][]; store: ObjectStore; segment: Segment | null; bad: boolean } | null = null;
   private readonly root: Header;
 
   constructor(
@@ -123,7 +124,7 @@ export class FileStorage implements Storage {
       // Never formatted, or a format/recovery that crashed before its first superblock: nothing
       // here was ever promised to anyone, so whatever files exist are garbage.
       this.removeAll();
-      return { state: null, journal: [], anchor: null, store: new ObjectStore(), clients: new ClientTable(clients_max) };
+      return { state: null, journal: [], checkpoint: null, store: new ObjectStore(), clients: new ClientTable(clients_max) };
     }
     const id = record.identity;
     if (id.cluster !== this.options.cluster || id.replica !== this.options.replica || id.replica_count !== this.options.replica_count) {
@@ -133,23 +134,23 @@ export class FileStorage implements Storage {
     }
     this.sequence = record.sequence;
     const state = record.state;
-    let anchor = this.root;
+    let checkpoint: CheckpointMeta = { id: state.checkpoint, anchor: this.root, previous: state.checkpoint };
     let store = new ObjectStore();
     let clients = new ClientTable(clients_max);
     this.openSegments();
     if (state.checkpoint.op > 0) {
       const decoded = this.readCheckpoint(state.checkpoint, clients_max);
       if (decoded === null) throw new FsError("EIO", `checkpoint ${checkpointPath(state.checkpoint.op)} named by the superblock is missing or damaged`);
-      anchor = decoded.anchor;
+      checkpoint = decoded.checkpoint;
       store = decoded.store;
       clients = decoded.clients;
-      this.current = { id: state.checkpoint, segments: segmentsOf(store) };
+      this.retained = [{ id: state.checkpoint, segments: segmentsOf(store) }];
     } else {
-      this.current = { id: state.checkpoint, segments: new Set() };
+      this.retained = [{ id: state.checkpoint, segments: new Set() }];
     }
     const journal = this.readHeaderRing(state.checkpoint.op);
     this.collectGarbage();
-    return { state, journal, anchor, store, clients };
+    return { state, journal, checkpoint, store, clients };
   }
 
   private removeAll(): void {
@@ -279,8 +280,9 @@ export class FileStorage implements Storage {
       this.pending_state = null;
       this.sequence += 1;
       writeSuperblock(this.fs, this.superblock_fd, { sequence: this.sequence, identity: this.options, state });
-      if (this.current === null && state.checkpoint.op === 0) this.current = { id: state.checkpoint, segments: new Set() };
-      else if (this.current === null || state.checkpoint.op > this.current.id.op) this.publish(state.checkpoint);
+      const current = this.retained[0];
+      if (current === undefined && state.checkpoint.op === 0) this.retained = [{ id: state.checkpoint, segments: new Set() }];
+      else if (current === undefined || state.checkpoint.op > current.id.op) this.publish(state.checkpoint);
     }
   }
 
@@ -300,17 +302,16 @@ export class FileStorage implements Storage {
   private publish(id: CheckpointId): void {
     const written = this.written.get(id.op);
     assert(written !== undefined && written.id.digest === id.digest, () => `storage: superblock names checkpoint ${id.op}, which was not written`);
-    this.previous = this.current;
-    this.current = written;
+    this.retained = [written, ...this.retained].slice(0, checkpoints_retained);
     for (const op of [...this.written.keys()]) if (op <= id.op) this.written.delete(op);
     this.collectGarbage();
   }
 
   /** Deletes checkpoint files and segments nothing needs any more: a segment goes once no
-   * retained checkpoint refers to its values and all its prepares are at or below the previous
+   * retained checkpoint refers to its values and all its prepares are at or below the oldest
    * checkpoint (values executed since are in segments with newer prepares). */
   private collectGarbage(): void {
-    const keep_ops = new Set<number>([this.current?.id.op ?? 0, this.previous?.id.op ?? 0, ...this.written.keys()]);
+    const keep_ops = new Set<number>([...this.retained.map((c) => c.id.op), ...this.written.keys()]);
     let removed = false;
     for (const name of this.fs.readdir("checkpoint")) {
       const match = /^(\d{16})\.ckpt(\.tmp)?$/.exec(name);
@@ -319,12 +320,12 @@ export class FileStorage implements Storage {
       removed = true;
     }
     if (removed) this.fs.fsyncDir("checkpoint");
-    const horizon = this.previous?.id.op ?? 0;
+    const horizon = this.retained[this.retained.length - 1]?.id.op ?? 0;
     removed = false;
     for (const segment of [...this.segments.values()]) {
       if (segment === this.active || segment === this.receiving?.segment) continue;
       if (segment.max_op > horizon) continue;
-      if (this.current?.segments.has(segment.id) || this.previous?.segments.has(segment.id)) continue;
+      if (this.retained.some((c) => c.segments.has(segment.id))) continue;
       let referenced = false;
       for (const w of this.written.values()) referenced ||= w.segments.has(segment.id);
       if (referenced) continue;
@@ -334,7 +335,7 @@ export class FileStorage implements Storage {
       removed = true;
     }
     if (removed) this.fs.fsyncDir("journal");
-    const prune_below = (this.current?.id.op ?? 0) - this.options.journal_slot_count;
+    const prune_below = (this.retained[0]?.id.op ?? 0) - this.options.journal_slot_count;
     for (const op of [...this.prepares.keys()]) if (op <= prune_below) this.prepares.delete(op);
   }
 
@@ -372,10 +373,11 @@ export class FileStorage implements Storage {
     return checksum(bytes) === entry.checksum ? bytes : null;
   }
 
-  writeCheckpoint(id: CheckpointId, anchor: Header, store: ObjectStore, clients: ClientTable): void {
+  writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void {
+    const id = checkpoint.id;
     // The values the index points at must be durable before anything points at the index.
     this.syncSegments();
-    const bytes = encodeCheckpoint(id, anchor, store, clients);
+    const bytes = encodeCheckpoint(checkpoint, store, clients);
     const path = checkpointPath(id.op);
     const tmp = `${path}.tmp`;
     const fd = this.fs.open(tmp, true);
@@ -399,7 +401,8 @@ export class FileStorage implements Storage {
       const bytes = new Uint8Array(this.fs.size(fd));
       if (this.fs.pread(fd, bytes, 0) !== bytes.length) return null;
       const decoded = decodeCheckpoint(bytes, clients_max);
-      if (decoded === null || decoded.id.op !== id.op || decoded.id.digest !== id.digest || decoded.id.checksum !== id.checksum) return null;
+      const got = decoded?.checkpoint.id;
+      if (decoded === null || got!.op !== id.op || got!.digest !== id.digest || got!.checksum !== id.checksum) return null;
       return decoded;
     } catch {
       return null;
@@ -412,7 +415,7 @@ export class FileStorage implements Storage {
   // a position is the index of the next record.
 
   readSyncChunk(id: CheckpointId, position: number, size_max: number): SyncChunk | null {
-    const retained = [this.current, this.previous].find((c) => c !== null && c.id.op === id.op && c.id.digest === id.digest && c.id.checksum === id.checksum);
+    const retained = this.retained.find((c) => c.id.op === id.op && c.id.digest === id.digest && c.id.checksum === id.checksum);
     if (retained === undefined) return null;
     if (this.serving === null || this.serving.id.op !== id.op || this.serving.id.digest !== id.digest) {
       const checkpoint = id.op === 0 ? null : this.readCheckpoint(id, 1 << 30);
@@ -429,9 +432,12 @@ export class FileStorage implements Storage {
         w.u8(sync_record_anchor);
         w.align();
         w.reserve(header_size);
-        writeHeader(checkpoint.anchor, w.bytes, w.offset);
+        writeHeader(checkpoint.checkpoint.anchor, w.bytes, w.offset);
         w.offset += header_size;
         w.u64(checkpoint.store.revision);
+        w.u64(checkpoint.checkpoint.previous.op);
+        w.u64(checkpoint.checkpoint.previous.digest);
+        w.u64(checkpoint.checkpoint.previous.checksum);
       } else if (index <= sessions.length) {
         w.u8(sync_record_session);
         w.align();
@@ -453,7 +459,7 @@ export class FileStorage implements Storage {
   }
 
   syncBegin(id: CheckpointId): void {
-    this.receiving = { id, anchor: null, revision: 0, sessions: [], store: new ObjectStore(), segment: null, bad: false };
+    this.receiving = { id, anchor: null, previous: null, revision: 0, sessions: [], store: new ObjectStore(), segment: null, bad: false };
   }
 
   syncApply(bytes: Uint8Array): boolean {
@@ -466,9 +472,11 @@ export class FileStorage implements Storage {
       if (type === sync_record_anchor) {
         const h = decodeHeader(r.raw(header_size), 0);
         const revision = r.u64();
+        const previous: CheckpointId = { op: r.u64(), digest: r.u64n(), checksum: r.u64n() };
         if (h === null || r.bad) return this.syncBad();
         rx.anchor = h;
         rx.revision = revision;
+        rx.previous = previous;
       } else if (type === sync_record_session) {
         const session = readSession(r);
         if (session === null) return this.syncBad();
@@ -513,10 +521,10 @@ export class FileStorage implements Storage {
     return location;
   }
 
-  syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; anchor: Header } | null {
+  syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; checkpoint: CheckpointMeta } | null {
     const rx = this.receiving;
     this.receiving = null;
-    if (rx === null || rx.bad || rx.anchor === null || rx.sessions.length > clients_max) return null;
+    if (rx === null || rx.bad || rx.anchor === null || rx.previous === null || rx.sessions.length > clients_max) return null;
     const clients = new ClientTable(clients_max);
     for (const [client, session] of rx.sessions) {
       if (clients.get(client) !== undefined) return null;
@@ -525,7 +533,7 @@ export class FileStorage implements Storage {
     // Deletes advance the revision without leaving an entry, so the stream carries it.
     if (rx.revision < rx.store.revision) return null;
     rx.store.revision = rx.revision;
-    return { store: rx.store, clients, anchor: rx.anchor };
+    return { store: rx.store, clients, checkpoint: { id: rx.id, anchor: rx.anchor, previous: rx.previous } };
   }
 
   usedBytes(): number {

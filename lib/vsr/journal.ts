@@ -10,6 +10,7 @@ export class Journal {
   private readonly headers: (Header | null)[];
   private readonly present: boolean[];
   private readonly dirty: boolean[];
+  private readonly faulty: boolean[];
   private dirty_ops: number[] = [];
 
   constructor(readonly slot_count: number) {
@@ -17,6 +18,7 @@ export class Journal {
     this.headers = new Array<Header | null>(slot_count).fill(null);
     this.present = new Array<boolean>(slot_count).fill(false);
     this.dirty = new Array<boolean>(slot_count).fill(false);
+    this.faulty = new Array<boolean>(slot_count).fill(false);
   }
 
   private slot(op: number): number {
@@ -41,6 +43,13 @@ export class Journal {
     return this.hasPrepare(op, checksum) && !this.dirty[this.slot(op)]!;
   }
 
+  /** Whether the prepare for this header was found damaged on disk (it may have been
+   * acknowledged, so it must be repaired, never voted away). */
+  isFaulty(op: number, checksum: bigint): boolean {
+    const h = this.header(op);
+    return h !== null && h.checksum === checksum && this.faulty[this.slot(op)]!;
+  }
+
   /** Records a header without its prepare (learned from a peer; the prepare must be repaired). */
   setHeader(header: Header): void {
     const slot = this.slot(header.op);
@@ -49,6 +58,7 @@ export class Journal {
     this.headers[slot] = header;
     this.present[slot] = false;
     this.dirty[slot] = false;
+    this.faulty[slot] = false;
   }
 
   /** Records that the prepare was written to storage (durable at the next flush). */
@@ -57,6 +67,7 @@ export class Journal {
     this.headers[slot] = header;
     this.present[slot] = true;
     this.dirty[slot] = true;
+    this.faulty[slot] = false;
     this.dirty_ops.push(header.op);
   }
 
@@ -66,6 +77,16 @@ export class Journal {
     this.headers[slot] = header;
     this.present[slot] = intact;
     this.dirty[slot] = false;
+    this.faulty[slot] = !intact;
+  }
+
+  /** The prepare was damaged when read back: keep the header, repair the prepare. */
+  damaged(header: Header): void {
+    const slot = this.slot(header.op);
+    this.headers[slot] = header;
+    this.present[slot] = false;
+    this.dirty[slot] = false;
+    this.faulty[slot] = true;
   }
 
   /** Everything written so far is durable. Returns the ops that just became durable. */
@@ -91,6 +112,7 @@ export class Journal {
       this.headers[slot] = null;
       this.present[slot] = false;
       this.dirty[slot] = false;
+      this.faulty[slot] = false;
     }
   }
 

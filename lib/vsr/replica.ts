@@ -29,6 +29,7 @@ import { Timeout } from "./timeout.ts";
 import { decodeBatch, encodeBatch, batchEntrySize, batch_header_size } from "./batch.ts";
 import type { CheckpointId, Recovered, Storage, VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
+import { checkpointFor } from "./checkpoint.ts";
 export { rootPrepare, stateDigest };
 
 export type Status = "blank" | "recovering" | "normal" | "view_change";
@@ -77,12 +78,22 @@ export interface DoViewChange {
   op: number;
   commit: number;
   headers: Header[];
+  /** Per header: whether the sender holds that prepare durably (present), holds only the
+   * header (absent: it never had the prepare, so it may vote to discard it), or had it and found
+   * it damaged (faulty: it must not vote to discard what it may have acknowledged). */
+  presence: Uint8Array;
 }
+
+export const presence_absent = 0;
+export const presence_present = 1;
+export const presence_faulty = 2;
 
 interface SyncProgress {
   target: CheckpointId;
   position: number;
   peer: number;
+  /** Repair ticks without a chunk: every peer may have moved past the target. */
+  stalled: number;
 }
 
 export function primaryIndex(view: number, replica_count: number): number {
@@ -104,13 +115,14 @@ export class Replica {
   checkpoint: CheckpointId;
   /** A checkpoint written whose superblock is not yet durable. */
   private checkpoint_pending: CheckpointId | null = null;
+  /** Ids of the recent checkpoints this replica took or synced, by op: prepares name them. */
+  private readonly checkpoint_ids = new Map<number, CheckpointId>();
   store: ObjectStore;
   clients: ClientTable;
   readonly journal: Journal;
   readonly quorum: number;
   readonly f: number;
   private realtime = 0;
-  private timestamp_last = 0;
   private readonly root: Header;
 
   // Primary state.
@@ -169,6 +181,7 @@ export class Replica {
     const n = config.replica_count;
     assert(n >= 1 && replica >= 0 && replica < n, `replica ${replica} out of range for ${n} replicas`);
     assert(config.checkpoint_interval_ops * 2 + config.pipeline_prepare_max <= config.journal_slot_count, "journal too small for two checkpoints and a pipeline");
+    assert(config.pipeline_prepare_max <= config.checkpoint_interval_ops, "the pipeline must be shorter than a checkpoint interval (lib/vsr/checkpoint.ts)");
     this.f = Math.floor((n - 1) / 2);
     this.quorum = Math.floor(n / 2) + 1;
     this.journal = new Journal(config.journal_slot_count);
@@ -176,6 +189,7 @@ export class Replica {
     this.clients = new ClientTable(config.clients_max);
     this.root = rootPrepare(config.cluster, n);
     this.checkpoint = { op: 0, digest: stateDigest(this.store, this.clients), checksum: this.root.checksum };
+    this.checkpoint_ids.set(0, this.checkpoint);
     this.commit_min_checksum = this.root.checksum;
     this.journal.setHeader(this.root);
     this.heartbeat_acks = new Array<number>(n).fill(0);
@@ -294,18 +308,27 @@ export class Replica {
     this.view = this.view_durable = state.view;
     this.log_view = this.log_view_durable = state.log_view;
     this.checkpoint = state.checkpoint;
+    this.rememberCheckpoint(state.checkpoint);
     this.commit_min = state.checkpoint.op;
     this.commit_min_checksum = state.checkpoint.checksum;
     this.commit_max = Math.max(state.commit_max, this.commit_min);
     this.store = recovered.store;
     this.clients = recovered.clients;
     assert(stateDigest(this.store, this.clients) === state.checkpoint.digest, () => `replica ${this.replica}: checkpoint at op ${state.checkpoint.op} does not match its digest`);
-    assert(recovered.anchor !== null && recovered.anchor.op === state.checkpoint.op && recovered.anchor.checksum === state.checkpoint.checksum, "checkpoint anchor header does not match the checkpoint");
-    this.journal.setHeader(recovered.anchor);
+    const checkpoint = recovered.checkpoint;
+    assert(checkpoint !== null && checkpoint.anchor.op === state.checkpoint.op && checkpoint.anchor.checksum === state.checkpoint.checksum, "checkpoint anchor header does not match the checkpoint");
+    this.journal.setHeader(checkpoint.anchor);
+    this.rememberCheckpoint(checkpoint.previous);
     const vh_max = state.view_headers.length > 0 ? state.view_headers[state.view_headers.length - 1]!.op : this.commit_min;
     for (const entry of recovered.journal) {
       const h = entry.header;
-      if (h.op <= this.commit_min || h.op > this.commit_min + this.config.journal_slot_count) continue;
+      if (h.op > this.commit_min + this.config.journal_slot_count) continue;
+      // Executed ops stay in the journal while their slots last: peers that fall behind repair
+      // from them (a request names the exact checksum, so a stale entry is never served).
+      if (h.op <= this.commit_min) {
+        if (h.op < this.commit_min && !entry.faulty) this.journal.recovered(h, true);
+        continue;
+      }
       // Beyond the suffix log_view vouches for, only prepares of log_view itself belong to the log.
       if (h.op > vh_max && h.view !== state.log_view) continue;
       this.journal.recovered(h, !entry.faulty);
@@ -572,7 +595,8 @@ export class Replica {
       this.isPrimary() &&
       !this.start_view_pending &&
       this.log_view_durable === this.view &&
-      this.formed
+      this.formed &&
+      this.checkpointIdFor(this.op + 1) !== null
     ) {
       const batch: Message[] = [];
       let size = batch_header_size;
@@ -597,13 +621,14 @@ export class Replica {
     h.op = this.op + 1;
     h.commit = this.commit_max;
     h.parent = parent.checksum;
-    h.timestamp = Math.max(this.timestamp_last + 1, this.realtime);
-    h.checkpoint_op = this.checkpoint.op;
-    h.checkpoint_digest = this.checkpoint.digest;
-    h.context = this.checkpoint.checksum;
+    // Timestamps never go backwards, across primaries whose clocks disagree too.
+    h.timestamp = Math.max(parent.timestamp + 1, this.realtime);
+    const named = this.checkpointIdFor(h.op)!;
+    h.checkpoint_op = named.op;
+    h.checkpoint_digest = named.digest;
+    h.context = named.checksum;
     h.request = requests.length;
     const prepare = finalize(h, body);
-    this.timestamp_last = h.timestamp;
     this.op = h.op;
     this.observer?.primary(this.replica, this.view);
     this.pipeline.push({ op: h.op, checksum: h.checksum, message: prepare, oks: new Set() });
@@ -638,6 +663,25 @@ export class Replica {
     if (this.pipeline.length === 0) this.timeout_prepare.stop();
     this.executeCommitted();
     this.prepareQueued();
+  }
+
+  /** The id of the checkpoint a prepare at op names: one this replica took or synced, or the one
+   * its parent names already (the same checkpoint, within an interval). null: not taken yet, so
+   * the primary must execute further before it prepares op. */
+  private checkpointIdFor(op: number): CheckpointId | null {
+    const named = checkpointFor(op, this.config.checkpoint_interval_ops);
+    const own = this.checkpoint_ids.get(named);
+    if (own !== undefined) return own;
+    const parent = this.journal.header(op - 1);
+    if (parent !== null && parent.checkpoint_op === named) return { op: named, digest: parent.checkpoint_digest, checksum: parent.context };
+    return null;
+  }
+
+  private rememberCheckpoint(id: CheckpointId): void {
+    this.checkpoint_ids.set(id.op, id);
+    for (const op of this.checkpoint_ids.keys()) {
+      if (op < id.op - 4 * this.config.checkpoint_interval_ops) this.checkpoint_ids.delete(op);
+    }
   }
 
   /** f+1 (the simulator's tests override this to prove a smaller quorum is caught). */
@@ -676,8 +720,25 @@ export class Replica {
       this.startViewChange(this.view + 1);
       return;
     }
+    // A primary that cannot execute what is committed (the prepares it lacks are gone from its
+    // peers' journals, and no committed prepare names a checkpoint it could sync yet) would hold
+    // the cluster still: let the next replica, further ahead, lead.
+    if (this.commit_min < this.commit_max && this.commit_min === this.stall_commit_min) {
+      this.stall_ticks += this.config.heartbeat_ticks;
+      if (this.stall_ticks > this.config.view_change_timeout_ticks && this.config.replica_count > 1) {
+        this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} cannot execute past op ${this.commit_min} (commit ${this.commit_max}): abdicating to a replica that can`);
+        this.startViewChange(this.view + 1);
+        return;
+      }
+    } else {
+      this.stall_commit_min = this.commit_min;
+      this.stall_ticks = 0;
+    }
     this.sendCommit();
   }
+
+  private stall_commit_min = 0;
+  private stall_ticks = 0;
 
   /** A commit heartbeat starts a new round: backups answer with commit_ok, which confirms to
    * waiting reads that this primary was still primary after they arrived. */
@@ -828,8 +889,7 @@ export class Replica {
     if (this.status !== "normal" || this.isPrimary()) return;
     if (this.view_durable !== this.view || this.log_view_durable !== this.view) return;
     const h = this.journal.header(op);
-    if (h === null || !this.prepareOkReady(op, h.checksum) || op <= this.commit_min && op !== this.commit_max) return;
-    if (op > this.op) return;
+    if (h === null || op > this.op || !this.prepareOkReady(op, h.checksum)) return;
     const ok = this.makeHeader(Command.prepare_ok);
     ok.op = op;
     ok.context = h.checksum;
@@ -929,8 +989,8 @@ export class Replica {
       const header = this.journal.header(op)!;
       const prepare = this.pipelineMessage(op, header.checksum) ?? this.storage.readPrepare(op, header.checksum);
       if (prepare === null) {
-        // Damaged on disk since it was written: forget it so repair fetches it again.
-        this.journal.setHeader(header);
+        // Damaged on disk since it was written: repair fetches it again.
+        this.journal.damaged(header);
         break;
       }
       this.execute(prepare);
@@ -1047,7 +1107,10 @@ export class Replica {
     const id: CheckpointId = { op: this.commit_min, digest: stateDigest(this.store, this.clients), checksum: this.commit_min_checksum };
     const anchor = this.journal.header(this.commit_min);
     assert(anchor !== null && anchor.checksum === id.checksum, () => `replica ${this.replica}: no header for its checkpoint op ${id.op}`);
-    this.storage.writeCheckpoint(id, anchor, this.store, this.clients);
+    const previous = this.checkpoint_ids.get(id.op - this.config.checkpoint_interval_ops);
+    assert(previous !== undefined, () => `replica ${this.replica}: checkpoint ${id.op} without the one before it`);
+    this.storage.writeCheckpoint({ id, anchor, previous }, this.store, this.clients);
+    this.rememberCheckpoint(id);
     this.checkpoint_pending = id;
     if (this.status === "normal") this.writeState();
   }
@@ -1056,11 +1119,11 @@ export class Replica {
    * checkpoint, accepting only one whose digest a committed prepare names. */
   private maybeStartSync(): void {
     if (this.sync !== null || this.status === "blank" || this.status === "view_change") return;
-    const head = this.journal.header(this.op);
-    const cluster_checkpoint = Math.max(this.primary_checkpoint_op, head?.checkpoint_op ?? 0);
-    const behind = cluster_checkpoint > this.commit_min + this.config.checkpoint_interval_ops;
-    const blank = this.status === "recovering" && this.commit_min === 0 && cluster_checkpoint > 0;
-    if (!behind && !blank) return;
+    // Ops at or below the checkpoint the head names may be gone from every peer's journal (peers
+    // that synced past them never had them): fetch that checkpoint instead of repairing them.
+    const named = checkpointFor(this.op, this.config.checkpoint_interval_ops);
+    const cluster = Math.max(named, this.primary_checkpoint_op - this.config.checkpoint_interval_ops);
+    if (cluster <= this.commit_min) return;
     if (this.isPrimary() && this.status === "normal") {
       // A primary's own log is canonical: its header at commit_max names a committed checkpoint.
       const committed = this.journal.header(this.commit_max);
@@ -1073,12 +1136,12 @@ export class Replica {
 
   private syncTargetFrom(h: Header): void {
     if (this.sync !== null || h.op > this.commit_max || h.checkpoint_op <= this.commit_min) return;
-    if (h.checkpoint_op < this.primary_checkpoint_op - this.config.checkpoint_interval_ops) return;
+    if (h.checkpoint_op !== checkpointFor(h.op, this.config.checkpoint_interval_ops)) return;
     const target: CheckpointId = { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.context };
     this.env.log("info", `replica ${this.replica}: behind the cluster (executed ${this.commit_min}, primary checkpoint ${this.primary_checkpoint_op}): state-syncing checkpoint ${target.op}`);
     this.stats.syncs += 1;
     this.storage.syncBegin(target);
-    this.sync = { target, position: 0, peer: primaryIndex(this.view, this.config.replica_count) };
+    this.sync = { target, position: 0, peer: primaryIndex(this.view, this.config.replica_count), stalled: 0 };
     this.requestSyncChunk();
   }
 
@@ -1112,6 +1175,7 @@ export class Replica {
     const h = message.header;
     const sync = this.sync;
     if (sync === null || h.op !== sync.target.op || h.checkpoint_digest !== sync.target.digest || h.commit !== sync.position) return;
+    sync.stalled = 0;
     if (!this.storage.syncApply(message.body)) {
       this.env.log("warn", `replica ${this.replica}: state sync chunk from ${h.replica} does not parse: restarting the sync`);
       this.storage.syncBegin(sync.target);
@@ -1130,7 +1194,8 @@ export class Replica {
     const sync = this.sync!;
     const received = this.storage.syncFinish(this.config.clients_max);
     const digest = received === null ? 0n : stateDigest(received.store, received.clients);
-    if (received === null || digest !== sync.target.digest || received.anchor.op !== sync.target.op || received.anchor.checksum !== sync.target.checksum) {
+    const meta = received?.checkpoint;
+    if (received === null || digest !== sync.target.digest || meta!.anchor.op !== sync.target.op || meta!.anchor.checksum !== sync.target.checksum || meta!.previous.op !== sync.target.op - this.config.checkpoint_interval_ops) {
       this.env.log("error", `replica ${this.replica}: state sync of checkpoint ${sync.target.op} from replica ${sync.peer} does not match its digest: retrying with another peer`);
       this.storage.syncBegin(sync.target);
       sync.position = 0;
@@ -1138,8 +1203,11 @@ export class Replica {
       this.requestSyncChunk();
       return;
     }
-    const { store, clients, anchor } = received;
-    this.storage.writeCheckpoint(sync.target, anchor, store, clients);
+    const { store, clients, checkpoint } = received;
+    const anchor = checkpoint.anchor;
+    this.storage.writeCheckpoint(checkpoint, store, clients);
+    this.rememberCheckpoint(checkpoint.previous);
+    this.rememberCheckpoint(sync.target);
     this.sync = null;
     this.store = store;
     this.clients = clients;
@@ -1147,7 +1215,6 @@ export class Replica {
     this.commit_min_checksum = sync.target.checksum;
     if (this.commit_max < this.commit_min) this.commit_max = this.commit_min;
     if (this.op < this.commit_min) this.op = this.commit_min;
-    for (let op = this.commit_min; op > this.commit_min - this.config.journal_slot_count && op > 0; op--) this.journal.remove(op);
     this.journal.setHeader(anchor);
     this.applyViewHeaders();
     this.checkpoint_pending = sync.target;
@@ -1249,7 +1316,12 @@ export class Replica {
 
   private sendDoViewChange(): void {
     const primary = primaryIndex(this.view, this.config.replica_count);
-    const dvc: DoViewChange = { log_view: this.log_view, op: this.op, commit: this.commit_max, headers: this.suffixHeaders() };
+    const headers = this.suffixHeaders();
+    const presence = new Uint8Array(headers.length);
+    headers.forEach((header, i) => {
+      presence[i] = this.journal.hasDurable(header.op, header.checksum) || header.op <= this.commit_min ? presence_present : this.journal.isFaulty(header.op, header.checksum) ? presence_faulty : presence_absent;
+    });
+    const dvc: DoViewChange = { log_view: this.log_view, op: this.op, commit: this.commit_max, headers, presence };
     if (primary === this.replica) {
       this.dvc_from.set(this.replica, dvc);
       this.maybeStartView();
@@ -1259,15 +1331,17 @@ export class Replica {
     h.log_view = dvc.log_view;
     h.op = dvc.op;
     h.commit = dvc.commit;
-    this.env.sendToReplica(primary, finalize(h, encodeHeaders(dvc.headers)));
+    h.request = dvc.headers.length;
+    this.env.sendToReplica(primary, finalize(h, encodeDoViewChangeBody(dvc.headers, dvc.presence)));
   }
 
   private onDoViewChange(message: Message): void {
     const h = message.header;
     if (this.status === "blank" || this.status === "recovering" || h.view < this.view) return;
     if (primaryIndex(h.view, this.config.replica_count) !== this.replica) return;
-    const headers = decodeHeaders(message.body, this.config.cluster);
-    if (headers === null || !suffixValid(headers, h.op)) return this.drop(message, "malformed do_view_change headers");
+    const body = decodeDoViewChangeBody(message.body, h.request, this.config.cluster);
+    if (body === null || !suffixValid(body.headers, h.op)) return this.drop(message, "malformed do_view_change headers");
+    const { headers, presence } = body;
     if (h.view === this.view && this.status === "normal") {
       // It missed the start_view: resend it.
       this.sendStartView(h.replica);
@@ -1277,7 +1351,7 @@ export class Replica {
     if (this.status !== "view_change") return;
     // A do_view_change implies its sender voted to leave the old view.
     this.svc_from.add(h.replica);
-    this.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: h.commit, headers });
+    this.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: h.commit, headers, presence });
     this.maybeSendDoViewChange();
     this.maybeStartView();
   }
@@ -1289,15 +1363,47 @@ export class Replica {
     if (this.dvc_from.size < this.quorum) return;
     let commit = this.commit_max;
     for (const dvc of this.dvc_from.values()) commit = Math.max(commit, dvc.commit);
-    const best = this.chooseLog([...this.dvc_from.values()]);
-    assert(best.op >= this.commit_min, () => `replica ${this.replica}: the chosen log (op ${best!.op}) is shorter than what it executed (${this.commit_min})`);
-    this.installLog(best.headers, best.op);
+    const dvcs = [...this.dvc_from.values()];
+    const best = this.chooseLog(dvcs);
+    assert(best.op >= commit && best.op >= this.commit_min, () => `replica ${this.replica}: the chosen log (op ${best.op}) is shorter than what is committed (${commit}) or executed (${this.commit_min})`);
+    const cut = this.nackedOp(best, dvcs, commit);
+    if (cut !== null) {
+      this.env.log("info", `replica ${this.replica}: a quorum never had op ${cut} of the chosen log: it was not committed; discarding ops ${cut}..${best.op}`);
+      this.installLog(best.headers.filter((h) => h.op < cut), cut - 1);
+    } else {
+      this.installLog(best.headers, best.op);
+    }
     this.commit_max = Math.max(commit, this.commit_min);
     this.commit_max_checksum = null;
     this.log_view = this.view;
     this.start_view_pending = true;
     this.env.log("info", `replica ${this.replica}: starting view ${this.view} as primary with op ${this.op}, commit ${this.commit_max}`);
     this.writeState();
+  }
+
+  /**
+   * The lowest uncommitted op of the chosen log that a quorum of do_view_change senders never
+   * held (a nack quorum, as in Protocol-Aware Recovery): had it committed, f+1 replicas would hold
+   * it durably and one of them would be in this quorum. Without this, an op whose only copy is on
+   * a replica that stays down would block the new view forever. Faulty copies never count as
+   * "never held". Returns null when nothing can be discarded.
+   */
+  private nackedOp(best: DoViewChange, dvcs: DoViewChange[], commit: number): number | null {
+    for (let i = 0; i < best.headers.length; i++) {
+      const header = best.headers[i]!;
+      if (header.op <= commit) continue;
+      let nacks = 0;
+      for (const dvc of dvcs) {
+        const j = dvc.headers.findIndex((h) => h.op === header.op);
+        if (j === -1 ? dvc.op < header.op || dvc.headers.length > 0 && dvc.headers[0]!.op < header.op : dvc.headers[j]!.checksum !== header.checksum || dvc.presence[j] === presence_absent) nacks += 1;
+      }
+      if (nacks < this.quorum) continue;
+      // The new head must be a header this replica can name.
+      const below = header.op - 1;
+      if (below > this.commit_min && !best.headers.some((h) => h.op === below)) return null;
+      return header.op;
+    }
+    return null;
   }
 
   /** The log with the highest (log_view, op): it holds every committed op. */
@@ -1359,6 +1465,8 @@ export class Replica {
     this.heartbeat_acks.fill(0);
     this.last_ack_tick.fill(this.ticks);
     this.heartbeat_round = 0;
+    this.stall_commit_min = this.commit_min;
+    this.stall_ticks = 0;
     this.timeout_view_change.stop();
     this.timeout_view_change_resend.stop();
     this.timeout_heartbeat.start();
@@ -1486,7 +1594,15 @@ export class Replica {
   private repair(): void {
     if (this.status === "blank" || (this.status === "view_change" && !this.start_view_pending)) return;
     if (this.sync !== null) {
-      // A stalled sync asks the next peer (the one asked may have moved past this checkpoint).
+      // A stalled sync asks the next peer (the one asked may have moved past this checkpoint);
+      // when no peer answers, the cluster has moved on: start over from a newer checkpoint.
+      this.sync.stalled += 1;
+      if (this.sync.stalled > 2 * this.config.replica_count) {
+        this.env.log("info", `replica ${this.replica}: no peer serves checkpoint ${this.sync.target.op} any more: syncing a newer one`);
+        this.sync = null;
+        this.maybeStartSync();
+        return;
+      }
       this.sync.peer = (this.sync.peer + 1) % this.config.replica_count;
       this.requestSyncChunk();
       return;
@@ -1551,9 +1667,8 @@ export class Replica {
     if (!this.journal.hasPrepare(h.op, h.context)) return;
     const prepare = this.storage.readPrepare(h.op, h.context);
     if (prepare === null) {
-      // Damaged since it was written: forget the copy so this replica repairs it too.
-      const header = this.journal.header(h.op)!;
-      this.journal.setHeader(header);
+      // Damaged since it was written: this replica repairs it too.
+      this.journal.damaged(this.journal.header(h.op)!);
       return;
     }
     this.env.sendToReplica(h.replica, prepare);
@@ -1668,6 +1783,25 @@ export function decodeHeaders(body: Uint8Array, cluster: bigint): Header[] | nul
     headers.push(h);
   }
   return headers;
+}
+
+/** do_view_change body: count headers (128 bytes each), then one presence byte per header,
+ * zero-padded to a multiple of 8. */
+export function encodeDoViewChangeBody(headers: Header[], presence: Uint8Array): Uint8Array {
+  const body = new Uint8Array(headers.length * header_size + ((presence.length + 7) & ~7));
+  body.set(encodeHeaders(headers), 0);
+  body.set(presence, headers.length * header_size);
+  return body;
+}
+
+function decodeDoViewChangeBody(body: Uint8Array, count: number, cluster: bigint): { headers: Header[]; presence: Uint8Array } | null {
+  const headers_size = count * header_size;
+  if (count > view_headers_max || body.length !== headers_size + ((count + 7) & ~7)) return null;
+  const headers = decodeHeaders(body.subarray(0, headers_size), cluster);
+  if (headers === null) return null;
+  const presence = body.slice(headers_size, headers_size + count);
+  if (presence.some((p) => p > presence_faulty)) return null;
+  return { headers, presence };
 }
 
 /** A log suffix: strictly ascending, ending at op. */

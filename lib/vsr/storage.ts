@@ -17,6 +17,15 @@ export interface CheckpointId {
   checksum: bigint;
 }
 
+/** A checkpoint with what a replica needs to continue from it: the header of the prepare at its
+ * op (the log's anchor) and the id of the checkpoint one interval before it (which the next
+ * prepares name, lib/vsr/checkpoint.ts). */
+export interface CheckpointMeta {
+  id: CheckpointId;
+  anchor: Header;
+  previous: CheckpointId;
+}
+
 /** What the superblock holds for the replica. */
 export interface VsrState {
   view: number;
@@ -40,8 +49,8 @@ export interface Recovered {
   state: VsrState | null;
   /** Journal entries found on disk (any order, any op; the replica filters them). */
   journal: RecoveredPrepare[];
-  /** The header of the prepare at the checkpoint op: the log's anchor (null when blank). */
-  anchor: Header | null;
+  /** The checkpoint at state.checkpoint (null when blank). */
+  checkpoint: CheckpointMeta | null;
   /** The object namespace and client table at state.checkpoint. */
   store: ObjectStore;
   clients: ClientTable;
@@ -75,7 +84,7 @@ export interface Storage {
   readValue(entry: ObjectEntry): Uint8Array | null;
   /** Writes a checkpoint's data files durably. It takes effect once a writeState naming it is
    * flushed; until then the previous checkpoint stays valid. */
-  writeCheckpoint(id: CheckpointId, anchor: Header, store: ObjectStore, clients: ClientTable): void;
+  writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void;
   /** Reads part of a retained checkpoint, for a peer that is syncing; null if not retained. */
   readSyncChunk(id: CheckpointId, position: number, size_max: number): SyncChunk | null;
   /** Begins receiving a checkpoint by state sync (discarding any earlier partial sync). */
@@ -85,7 +94,7 @@ export interface Storage {
   /** Finishes a sync: makes the received values durable and returns the namespace, client table
    * and anchor header (null if the stream was incomplete). The caller verifies the digest, then
    * writes the checkpoint with writeCheckpoint. */
-  syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; anchor: Header } | null;
+  syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; checkpoint: CheckpointMeta } | null;
   /** Bytes of data files and journal, for status. */
   usedBytes(): number;
 }
