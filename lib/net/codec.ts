@@ -99,14 +99,19 @@ export interface Message {
 
 const empty_body = new Uint8Array(0);
 
+// Headers are encoded and decoded through one scratch buffer with a long-lived DataView: making a
+// DataView over each message's own bytes (which materializes its ArrayBuffer) cost more than the
+// whole rest of the codec. Single-threaded, and no call re-enters another.
+const scratch_bytes = new Uint8Array(header_size);
+const scratch = new DataView(scratch_bytes.buffer);
+
 /** Sets size and both checksums; after this the header is immutable by convention. */
 export function finalize(header: Header, body: Uint8Array = empty_body): Message {
   assert(header_size + body.length <= message_size_max, () => `message of ${header_size + body.length} bytes exceeds message_size_max ${message_size_max}`);
   header.size = header_size + body.length;
   header.checksum_body = checksum(body);
-  const scratch = new Uint8Array(header_size);
-  writeHeader(header, scratch, 0);
-  header.checksum = checksum(scratch.subarray(8, header_size));
+  fillScratch(header);
+  header.checksum = checksum(scratch_bytes.subarray(8, header_size));
   return { header, body };
 }
 
@@ -124,7 +129,12 @@ function getU64(view: DataView, offset: number): number {
 
 /** Writes the header (including the checksum field as it stands) at buffer[offset..+128). */
 export function writeHeader(header: Header, buffer: Uint8Array, offset: number): void {
-  const v = new DataView(buffer.buffer, buffer.byteOffset + offset, header_size);
+  fillScratch(header);
+  buffer.set(scratch_bytes, offset);
+}
+
+function fillScratch(header: Header): void {
+  const v = scratch;
   v.setBigUint64(Offset.checksum, header.checksum, true);
   v.setBigUint64(Offset.checksum_body, header.checksum_body, true);
   v.setBigUint64(Offset.cluster, header.cluster, true);
@@ -187,14 +197,15 @@ export type DecodeResult = { ok: true; message: Message } | { ok: false; error: 
  */
 export function decode(bytes: Uint8Array, cluster: bigint | null): DecodeResult {
   if (bytes.length < header_size) return fail("short", `message of ${bytes.length} bytes is shorter than the ${header_size}-byte header`);
-  const v = new DataView(bytes.buffer, bytes.byteOffset, header_size);
+  scratch_bytes.set(bytes.subarray(0, header_size));
+  const v = scratch;
   const magic = v.getUint32(Offset.magic, true);
   if (magic !== wire_magic) return fail("magic", `bad magic 0x${magic.toString(16)}`);
   const protocol = v.getUint16(Offset.protocol, true);
   if (protocol !== protocol_version) return fail("protocol", `protocol version ${protocol}, this replica speaks ${protocol_version}`);
   const size = v.getUint32(Offset.size, true);
   if (size !== bytes.length || size > message_size_max) return fail("size", `header says ${size} bytes, frame has ${bytes.length} (max ${message_size_max})`);
-  const header_checksum = checksum(bytes.subarray(8, header_size));
+  const header_checksum = checksum(scratch_bytes.subarray(8, header_size));
   if (header_checksum !== v.getBigUint64(Offset.checksum, true)) return fail("checksum_header", "header checksum mismatch");
   const body = bytes.slice(header_size, size);
   if (checksum(body) !== v.getBigUint64(Offset.checksum_body, true)) return fail("checksum_body", "body checksum mismatch");
@@ -245,8 +256,9 @@ function readHeader(v: DataView): Header | null {
 export function decodeHeader(bytes: Uint8Array, offset: number): Header | null {
   const slice = bytes.subarray(offset, offset + header_size);
   if (slice.length < header_size) return null;
-  const v = new DataView(slice.buffer, slice.byteOffset, header_size);
+  scratch_bytes.set(slice);
+  const v = scratch;
   if (v.getUint32(Offset.magic, true) !== wire_magic) return null;
-  if (checksum(slice.subarray(8)) !== v.getBigUint64(Offset.checksum, true)) return null;
+  if (checksum(scratch_bytes.subarray(8)) !== v.getBigUint64(Offset.checksum, true)) return null;
   return readHeader(v);
 }

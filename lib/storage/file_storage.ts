@@ -198,7 +198,8 @@ export class FileStorage implements Storage {
       const { header, location } = record;
       const segment = this.segments.get(location.segment);
       if (segment !== undefined) segment.max_op = Math.max(segment.max_op, header.op);
-      if (header.op <= checkpoint_op) continue;
+      // Ops at or below the checkpoint are not replayed, but they still serve peers' repairs.
+      if (header.op + this.options.journal_slot_count <= checkpoint_op) continue;
       let intact = false;
       if (segment !== undefined) {
         try {

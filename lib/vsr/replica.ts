@@ -326,7 +326,8 @@ export class Replica {
       // Executed ops stay in the journal while their slots last: peers that fall behind repair
       // from them (a request names the exact checksum, so a stale entry is never served).
       if (h.op <= this.commit_min) {
-        if (h.op < this.commit_min && !entry.faulty) this.journal.recovered(h, true);
+        const anchor_ok = h.op < this.commit_min || h.checksum === this.commit_min_checksum;
+        if (anchor_ok && !entry.faulty) this.journal.recovered(h, true);
         continue;
       }
       // Beyond the suffix log_view vouches for, only prepares of log_view itself belong to the log.
