@@ -24,7 +24,7 @@ export class StateChecker {
 
   constructor(readonly replica_count: number) {
     this.durable = Array.from({ length: replica_count }, () => new Map());
-    this.promised_view = new Array<number>(replica_count).fill(0);
+    this.promised_view = new Array<number>(replica_count).fill(-1);
   }
 
   get quorum(): number {
@@ -79,7 +79,8 @@ export class StateChecker {
     if (h.view > this.promised_view[replica]!) this.promised_view[replica] = h.view;
   }
 
-  /** A replica restarted with this durable view (its disk not wiped). */
+  /** A replica restarted with this durable view (its disk not wiped; -1: it found no superblock,
+   * which is only legal if it never promised anything). */
   restarted(replica: number, view_durable: number): void {
     if (view_durable < this.promised_view[replica]!) this.fail(`replica ${replica} restarted in view ${view_durable} but had promised view ${this.promised_view[replica]}`);
   }
@@ -95,7 +96,7 @@ export class StateChecker {
 
   wiped(replica: number): void {
     this.durable[replica] = new Map();
-    this.promised_view[replica] = 0;
+    this.promised_view[replica] = -1;
   }
 
   /** A client got a reply to a write from op: the op must hold that request, and f+1 disks must

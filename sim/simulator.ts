@@ -336,7 +336,7 @@ export class Simulator {
     node.replica = replica;
     this.guard(node, () => {
       replica.open(this.realtime(node));
-      if (!node.wiped && replica.status !== "blank") this.checker.restarted(index, replica.view_durable);
+      if (!node.wiped) this.checker.restarted(index, replica.view_durable);
     });
     node.wiped = false;
     this.schedule(node.tick_us, Kind.tick, index, node.incarnation, null);

@@ -527,17 +527,19 @@ export class Replica {
         if (entry !== undefined && this.journal.hasDurable(op, entry.checksum)) entry.oks.add(this.replica);
       }
       this.commitPipeline();
-    } else if (this.acks_after_start_view) {
-      // The installed start_view is durable: acknowledge its uncommitted suffix in this view.
-      this.acks_after_start_view = false;
-      for (let op = this.commit_max + 1; op <= this.op; op++) this.sendPrepareOk(op);
+    } else if (this.acks_after_start_view !== null) {
+      // The installed start_view is durable: acknowledge what the new primary has not seen
+      // committed, in this view (ops this replica knows are committed included).
+      const from = this.acks_after_start_view + 1;
+      this.acks_after_start_view = null;
+      for (let op = from; op <= this.op; op++) this.sendPrepareOk(op);
     } else {
       for (const op of durable_ops) this.sendPrepareOk(op);
     }
   }
 
-  /** Set when a start_view is installed; its acknowledgements wait for it to be durable. */
-  private acks_after_start_view = false;
+  /** The commit of a start_view just installed; its acknowledgements wait for it to be durable. */
+  private acks_after_start_view: number | null = null;
 
   // ---------------------------------------------------------------------------------------------
   // Normal operation: the primary
@@ -644,16 +646,27 @@ export class Replica {
     const h = message.header;
     if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
     this.last_ack_tick[h.replica] = this.ticks;
+    this.learnCommit(h.commit);
     const entry = this.pipeline.find((e) => e.op === h.op);
-    if (entry === undefined || entry.checksum !== h.context) return;
-    entry.oks.add(h.replica);
+    if (entry !== undefined && entry.checksum === h.context) entry.oks.add(h.replica);
     this.commitPipeline();
+  }
+
+  /** A backup in this view reports ops it knows are committed (perhaps committed in an earlier
+   * view that this new primary did not hear about): committed ops are in every later view's log,
+   * so they are committed here too. */
+  private learnCommit(commit: number): void {
+    if (commit <= this.commit_max || this.start_view_pending) return;
+    const known = Math.min(commit, this.op);
+    const header = this.journal.header(known);
+    this.commit_max = known;
+    this.commit_max_checksum = header?.checksum ?? null;
   }
 
   /** Commits pipeline entries, in op order, once f+1 replicas (the primary included) hold each
    * durably. RULE: a quorum of durable copies before commit. */
   private commitPipeline(): void {
-    while (this.pipeline.length > 0 && this.pipeline[0]!.oks.size >= this.replicationQuorum()) {
+    while (this.pipeline.length > 0 && (this.pipeline[0]!.oks.size >= this.replicationQuorum() || this.pipeline[0]!.op <= this.commit_max)) {
       const entry = this.pipeline.shift()!;
       assert(entry.op === this.commit_max + 1 || entry.op <= this.commit_max, () => `primary ${this.replica}: committing op ${entry.op} after commit ${this.commit_max}`);
       if (entry.op > this.commit_max) {
@@ -759,6 +772,10 @@ export class Replica {
     const h = message.header;
     if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
     this.last_ack_tick[h.replica] = this.ticks;
+    if (h.commit > this.commit_max) {
+      this.learnCommit(h.commit);
+      this.commitPipeline();
+    }
     if (h.session > this.heartbeat_acks[h.replica]! && h.session <= this.heartbeat_round) {
       this.heartbeat_acks[h.replica] = h.session;
       this.serveReads();
@@ -808,8 +825,12 @@ export class Replica {
 
   private onPrepare(message: Message): void {
     const h = message.header;
-    if (h.op === 0 || h.op <= this.commit_min) return;
-    if (this.status === "blank") return;
+    if (h.op === 0 || this.status === "blank") return;
+    if (h.op <= this.commit_min) {
+      // Executed here, so committed; a new primary that does not know it yet still needs the ack.
+      if (this.status === "normal" && !this.isPrimary() && this.journal.hasPrepare(h.op, h.checksum)) this.sendPrepareOk(h.op);
+      return;
+    }
     if (this.wanted(h)) {
       this.journalPrepare(message);
       return;
@@ -895,6 +916,7 @@ export class Replica {
     ok.op = op;
     ok.context = h.checksum;
     ok.parent = h.parent;
+    ok.commit = this.commit_max;
     this.env.sendToReplica(primaryIndex(this.view, this.config.replica_count), finalize(ok));
   }
 
@@ -1525,7 +1547,7 @@ export class Replica {
     }
     this.enterNormalBackup();
     this.writeState();
-    this.acks_after_start_view = true;
+    this.acks_after_start_view = h.commit;
     this.env.log("info", `replica ${this.replica}: installed view ${this.view} from primary ${h.replica}: op ${this.op}, commit ${this.commit_max}`);
     this.maybeStartSync();
     this.repair();

@@ -1,0 +1,91 @@
+/**
+ * The simulator is only as good as the bugs it catches (DESIGN §6). Each test breaks one rule of
+ * the protocol in a subclass of the real replica and asserts the simulation catches it within 500
+ * seeds; the seed that caught it is printed for the record.
+ */
+import { describe, expect, test } from "bun:test";
+import { Replica, type DoViewChange } from "../lib/vsr/replica.ts";
+import type { Message } from "../lib/net/codec.ts";
+import { Operation } from "../lib/store/operations.ts";
+import { executeRead } from "../lib/store/execute.ts";
+import { simulate, type ReplicaClass } from "../sim/simulator.ts";
+
+const seeds_max = 500;
+const timeout_ms = 600_000;
+
+function firstCaught(replica_class: ReplicaClass, first_seed: number): { seed: number; violation: string } | null {
+  for (let seed = first_seed; seed < first_seed + seeds_max; seed++) {
+    const result = simulate({ seed, replicas: 3, clients: 4, ticks: 1000, replica_class });
+    if (!result.ok) return { seed, violation: result.violation ?? "" };
+  }
+  return null;
+}
+
+function expectCaught(name: string, replica_class: ReplicaClass, first_seed: number): void {
+  const caught = firstCaught(replica_class, first_seed);
+  if (caught === null) throw new Error(`${name}: not caught within ${seeds_max} seeds`);
+  console.log(`${name}: caught after ${caught.seed - first_seed + 1} seed(s) (seed ${caught.seed}): ${caught.violation.split("\n")[0]}`);
+  expect(caught.violation.length).toBeGreaterThan(0);
+}
+
+/** Commits with f acknowledgements (the primary alone in a 3-replica cluster). */
+class QuorumOfF extends Replica {
+  protected override replicationQuorum(): number {
+    return this.f;
+  }
+}
+
+/** A backup acknowledges a prepare as soon as it is written, before it is durable. */
+class AckBeforeDurable extends Replica {
+  protected override prepareOkReady(op: number, checksum: bigint): boolean {
+    return this.journal.hasPrepare(op, checksum);
+  }
+}
+
+/** A new primary takes the shortest log offered in the view change instead of the longest. */
+class ShorterLog extends Replica {
+  protected override chooseLog(dvcs: DoViewChange[]): DoViewChange {
+    return dvcs.reduce((best, dvc) => (dvc.op < best.op ? dvc : best));
+  }
+}
+
+/** Subtler: the shortest log that still reaches every commit number reported, so the replica's
+ * own assertion does not fire and only the simulator's checkers can notice the lost ops. */
+class ShorterLogAboveCommit extends Replica {
+  protected override chooseLog(dvcs: DoViewChange[]): DoViewChange {
+    const commit = Math.max(...dvcs.map((d) => d.commit));
+    const covering = dvcs.filter((d) => d.op >= commit);
+    return covering.reduce((best, dvc) => (dvc.op < best.op ? dvc : best));
+  }
+}
+
+/** A backup answers reads from its own state. */
+class ReadFromBackup extends Replica {
+  protected override onRequest(message: Message): void {
+    const h = message.header;
+    const read = h.operation === Operation.get || h.operation === Operation.stat || h.operation === Operation.list;
+    if (read && this.status === "normal" && !this.isPrimary()) {
+      const result = executeRead(this.store, h.operation, message.body, (entry) => this.storage.readValue(entry));
+      this.sendReply(h.client, h.request, h.session, h.operation, result.result, result.body, 0, 0);
+      return;
+    }
+    super.onRequest(message);
+  }
+}
+
+describe("broken replicas are caught", () => {
+  test("a commit quorum of f", () => expectCaught("commit quorum of f", QuorumOfF, 100), timeout_ms);
+  test("a backup acknowledging before its write is durable", () => expectCaught("ack before durable", AckBeforeDurable, 200), timeout_ms);
+  test("a new primary choosing a shorter log", () => expectCaught("shorter log chosen", ShorterLog, 300), timeout_ms);
+  test("a new primary choosing a shorter log that covers the commit number", () => expectCaught("shorter log above commit", ShorterLogAboveCommit, 350), timeout_ms);
+  test("a read served by a backup", () => expectCaught("read served by a backup", ReadFromBackup, 400), timeout_ms);
+
+  test("the correct replica passes the same seeds", () => {
+    for (const first of [100, 200]) {
+      for (let seed = first; seed < first + 10; seed++) {
+        const result = simulate({ seed, replicas: 3, clients: 4, ticks: 1000 });
+        expect(result.violation).toBeNull();
+      }
+    }
+  }, timeout_ms);
+});
