@@ -104,6 +104,12 @@ const empty_body = new Uint8Array(0);
 // whole rest of the codec. Single-threaded, and no call re-enters another.
 const scratch_bytes = new Uint8Array(header_size);
 const scratch = new DataView(scratch_bytes.buffer);
+/** The bytes the header checksum covers (everything after the checksum field). */
+const scratch_checksummed = scratch_bytes.subarray(8);
+
+function copyHeader(from: Uint8Array, offset: number): void {
+  for (let i = 0; i < header_size; i++) scratch_bytes[i] = from[offset + i]!;
+}
 
 /** Sets size and both checksums; after this the header is immutable by convention. */
 export function finalize(header: Header, body: Uint8Array = empty_body): Message {
@@ -111,7 +117,7 @@ export function finalize(header: Header, body: Uint8Array = empty_body): Message
   header.size = header_size + body.length;
   header.checksum_body = checksum(body);
   fillScratch(header);
-  header.checksum = checksum(scratch_bytes.subarray(8, header_size));
+  header.checksum = checksum(scratch_checksummed);
   return { header, body };
 }
 
@@ -193,11 +199,12 @@ export type DecodeResult = { ok: true; message: Message } | { ok: false; error: 
 
 /**
  * Decodes and validates one whole message. The body is copied, so the caller may reuse `bytes`.
- * cluster: the expected cluster id, or null to accept any (a client learning the cluster).
+ * cluster: the expected cluster id, or null to accept any (tools that inspect captured bytes;
+ * replicas and clients always pass theirs, lib/net/address.ts).
  */
 export function decode(bytes: Uint8Array, cluster: bigint | null): DecodeResult {
   if (bytes.length < header_size) return fail("short", `message of ${bytes.length} bytes is shorter than the ${header_size}-byte header`);
-  scratch_bytes.set(bytes.subarray(0, header_size));
+  copyHeader(bytes, 0);
   const v = scratch;
   const magic = v.getUint32(Offset.magic, true);
   if (magic !== wire_magic) return fail("magic", `bad magic 0x${magic.toString(16)}`);
@@ -205,7 +212,7 @@ export function decode(bytes: Uint8Array, cluster: bigint | null): DecodeResult 
   if (protocol !== protocol_version) return fail("protocol", `protocol version ${protocol}, this replica speaks ${protocol_version}`);
   const size = v.getUint32(Offset.size, true);
   if (size !== bytes.length || size > message_size_max) return fail("size", `header says ${size} bytes, frame has ${bytes.length} (max ${message_size_max})`);
-  const header_checksum = checksum(scratch_bytes.subarray(8, header_size));
+  const header_checksum = checksum(scratch_checksummed);
   if (header_checksum !== v.getBigUint64(Offset.checksum, true)) return fail("checksum_header", "header checksum mismatch");
   const body = bytes.slice(header_size, size);
   if (checksum(body) !== v.getBigUint64(Offset.checksum_body, true)) return fail("checksum_body", "body checksum mismatch");
@@ -254,11 +261,10 @@ function readHeader(v: DataView): Header | null {
 /** Decodes a header stored on its own (journal header area, header lists in messages), verifying
  * its checksum. Returns null if it is damaged or blank. */
 export function decodeHeader(bytes: Uint8Array, offset: number): Header | null {
-  const slice = bytes.subarray(offset, offset + header_size);
-  if (slice.length < header_size) return null;
-  scratch_bytes.set(slice);
+  if (bytes.length < offset + header_size) return null;
+  copyHeader(bytes, offset);
   const v = scratch;
   if (v.getUint32(Offset.magic, true) !== wire_magic) return null;
-  if (checksum(scratch_bytes.subarray(8)) !== v.getBigUint64(Offset.checksum, true)) return null;
+  if (checksum(scratch_checksummed) !== v.getBigUint64(Offset.checksum, true)) return null;
   return readHeader(v);
 }

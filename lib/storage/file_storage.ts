@@ -67,6 +67,8 @@ interface RetainedCheckpoint {
 }
 
 const checkpoints_retained = 3;
+/** Bytes of an object record besides its key and value: type, meta and padding. */
+const sync_object_overhead = 8 + 40 + 16;
 const sync_record_anchor = 1;
 const sync_record_session = 2;
 const sync_record_object = 3;
@@ -446,6 +448,9 @@ export class FileStorage implements Storage {
       } else {
         const key = keys[index - 1 - sessions.length]!;
         const entry = checkpoint.store.get(key)!;
+        // A chunk holds at least one record and never more than size_max plus one record, so a
+        // maximum-size value travels alone and every chunk fits in a message.
+        if (index > position && w.offset + sync_object_overhead + key.length + entry.size > size_max) break;
         const value = this.readValue(entry);
         if (value === null) return null; // damaged here: the peer asks another replica
         w.u8(sync_record_object);

@@ -9,6 +9,7 @@
 import { assert } from "../util/assert.ts";
 import { checksum } from "../util/checksum.ts";
 import { SortedKeys } from "./sorted_keys.ts";
+import { key_size_max } from "../constants.ts";
 
 /** Where a value's bytes live: a journal (or compaction) segment and the byte offset in it. */
 export interface ValueLocation {
@@ -90,12 +91,17 @@ export class ObjectStore {
   }
 }
 
+/** A scratch buffer per hashed length (24 bytes of fields plus the key), made once each. */
+const entry_scratch = new Uint8Array(24 + key_size_max);
+const entry_view = new DataView(entry_scratch.buffer);
+const entry_lengths: Uint8Array[] = [];
+
 function entryHash(key: string, entry: ObjectEntry): bigint {
-  const buffer = new Uint8Array(24 + key.length);
-  const v = new DataView(buffer.buffer);
-  v.setFloat64(0, entry.version, true);
-  v.setFloat64(8, entry.size, true);
-  v.setBigUint64(16, entry.checksum, true);
-  for (let i = 0; i < key.length; i++) buffer[24 + i] = key.charCodeAt(i);
-  return checksum(buffer);
+  entry_view.setFloat64(0, entry.version, true);
+  entry_view.setFloat64(8, entry.size, true);
+  entry_view.setBigUint64(16, entry.checksum, true);
+  for (let i = 0; i < key.length; i++) entry_scratch[24 + i] = key.charCodeAt(i);
+  const n = 24 + key.length;
+  const bytes = (entry_lengths[n] ??= entry_scratch.subarray(0, n));
+  return checksum(bytes);
 }

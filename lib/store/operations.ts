@@ -5,6 +5,7 @@
  * network is untrusted.
  */
 import { key_size_max, key_size_min, list_limit_max } from "../constants.ts";
+import { readU16, readU32, readU64, readU64Big, writeU16, writeU32, writeU64, writeU64Big } from "../util/bytes.ts";
 
 export enum Operation {
   register = 1,
@@ -71,10 +72,9 @@ export interface ListRequest {
 
 export function encodeKeyRequest(key: Uint8Array, value: Uint8Array | null, condition = Condition.none, if_version = 0): Uint8Array {
   const body = new Uint8Array(key_request_fixed_size + key.length + (value?.length ?? 0));
-  const v = new DataView(body.buffer);
-  v.setUint16(0, key.length, true);
-  v.setUint8(2, condition);
-  v.setBigUint64(8, BigInt(if_version), true);
+  writeU16(body, 0, key.length);
+  body[2] = condition;
+  writeU64(body, 8, if_version);
   body.set(key, key_request_fixed_size);
   if (value !== null) body.set(value, key_request_fixed_size + key.length);
   return body;
@@ -82,10 +82,9 @@ export function encodeKeyRequest(key: Uint8Array, value: Uint8Array | null, cond
 
 export function decodeKeyRequest(body: Uint8Array, has_value: boolean): KeyRequest | null {
   if (body.length < key_request_fixed_size) return null;
-  const v = new DataView(body.buffer, body.byteOffset, body.length);
-  const key_size = v.getUint16(0, true);
-  const condition = v.getUint8(2);
-  const if_version = Number(v.getBigUint64(8, true));
+  const key_size = readU16(body, 0);
+  const condition = body[2]!;
+  const if_version = readU64(body, 8);
   if (condition > Condition.if_absent || !Number.isSafeInteger(if_version)) return null;
   const value_offset = key_request_fixed_size + key_size;
   if (body.length < value_offset) return null;
@@ -101,10 +100,9 @@ export function decodeKeyRequest(body: Uint8Array, has_value: boolean): KeyReque
 
 export function encodeListRequest(prefix: Uint8Array, after: Uint8Array, limit: number): Uint8Array {
   const body = new Uint8Array(list_request_fixed_size + prefix.length + after.length);
-  const v = new DataView(body.buffer);
-  v.setUint16(0, prefix.length, true);
-  v.setUint16(2, after.length, true);
-  v.setUint32(4, limit, true);
+  writeU16(body, 0, prefix.length);
+  writeU16(body, 2, after.length);
+  writeU32(body, 4, limit);
   body.set(prefix, list_request_fixed_size);
   body.set(after, list_request_fixed_size + prefix.length);
   return body;
@@ -112,10 +110,9 @@ export function encodeListRequest(prefix: Uint8Array, after: Uint8Array, limit: 
 
 export function decodeListRequest(body: Uint8Array): ListRequest | null {
   if (body.length < list_request_fixed_size) return null;
-  const v = new DataView(body.buffer, body.byteOffset, body.length);
-  const prefix_size = v.getUint16(0, true);
-  const after_size = v.getUint16(2, true);
-  const limit = v.getUint32(4, true);
+  const prefix_size = readU16(body, 0);
+  const after_size = readU16(body, 2);
+  const limit = readU32(body, 4);
   if (prefix_size > key_size_max || after_size > key_size_max) return null;
   if (body.length !== list_request_fixed_size + prefix_size + after_size) return null;
   if (limit < 1 || limit > list_limit_max) return null;
@@ -141,21 +138,19 @@ export interface ObjectInfo {
 }
 
 export function writeObjectInfo(info: ObjectInfo, body: Uint8Array, offset: number): void {
-  const v = new DataView(body.buffer, body.byteOffset + offset, object_info_size);
-  v.setBigUint64(0, BigInt(info.version), true);
-  v.setBigUint64(8, BigInt(info.timestamp), true);
-  v.setBigUint64(16, BigInt(info.size), true);
-  v.setBigUint64(24, info.checksum, true);
+  writeU64(body, offset, info.version);
+  writeU64(body, offset + 8, info.timestamp);
+  writeU64(body, offset + 16, info.size);
+  writeU64Big(body, offset + 24, info.checksum);
 }
 
 export function readObjectInfo(body: Uint8Array, offset: number): ObjectInfo | null {
   if (body.length < offset + object_info_size) return null;
-  const v = new DataView(body.buffer, body.byteOffset + offset, object_info_size);
   const info = {
-    version: Number(v.getBigUint64(0, true)),
-    timestamp: Number(v.getBigUint64(8, true)),
-    size: Number(v.getBigUint64(16, true)),
-    checksum: v.getBigUint64(24, true),
+    version: readU64(body, offset),
+    timestamp: readU64(body, offset + 8),
+    size: readU64(body, offset + 16),
+    checksum: readU64Big(body, offset + 24),
   };
   if (!Number.isSafeInteger(info.version) || !Number.isSafeInteger(info.timestamp) || !Number.isSafeInteger(info.size)) return null;
   return info;
@@ -165,13 +160,13 @@ export function readObjectInfo(body: Uint8Array, offset: number): ObjectInfo | n
  * the current version, 0 if absent). */
 export function encodeU64(n: number): Uint8Array {
   const body = new Uint8Array(8);
-  new DataView(body.buffer).setBigUint64(0, BigInt(n), true);
+  writeU64(body, 0, n);
   return body;
 }
 
 export function decodeU64(body: Uint8Array): number | null {
   if (body.length !== 8) return null;
-  const n = Number(new DataView(body.buffer, body.byteOffset, 8).getBigUint64(0, true));
+  const n = readU64(body, 0);
   return Number.isSafeInteger(n) ? n : null;
 }
 
@@ -196,13 +191,12 @@ export function encodeListReply(entries: ListEntry[], truncated: boolean): Uint8
   let size = list_reply_fixed_size;
   for (const e of entries) size += list_entry_fixed_size + e.key.length;
   const body = new Uint8Array(size);
-  const v = new DataView(body.buffer);
-  v.setUint32(0, entries.length, true);
-  v.setUint8(4, truncated ? 1 : 0);
+  writeU32(body, 0, entries.length);
+  body[4] = truncated ? 1 : 0;
   let offset = list_reply_fixed_size;
   for (const e of entries) {
     writeObjectInfo(e, body, offset);
-    v.setUint16(offset + object_info_size, e.key.length, true);
+    writeU16(body, offset + object_info_size, e.key.length);
     body.set(e.key, offset + list_entry_fixed_size);
     offset += list_entry_fixed_size + e.key.length;
   }
@@ -211,15 +205,14 @@ export function encodeListReply(entries: ListEntry[], truncated: boolean): Uint8
 
 export function decodeListReply(body: Uint8Array): { entries: ListEntry[]; truncated: boolean } | null {
   if (body.length < list_reply_fixed_size) return null;
-  const v = new DataView(body.buffer, body.byteOffset, body.length);
-  const count = v.getUint32(0, true);
-  const truncated = v.getUint8(4) === 1;
+  const count = readU32(body, 0);
+  const truncated = body[4] === 1;
   const entries: ListEntry[] = [];
   let offset = list_reply_fixed_size;
   for (let i = 0; i < count; i++) {
     const info = readObjectInfo(body, offset);
     if (info === null || body.length < offset + list_entry_fixed_size) return null;
-    const key_size = v.getUint16(offset + object_info_size, true);
+    const key_size = readU16(body, offset + object_info_size);
     const start = offset + list_entry_fixed_size;
     if (body.length < start + key_size) return null;
     entries.push({ ...info, key: body.slice(start, start + key_size) });

@@ -5,6 +5,7 @@
  *   then size bytes of request body, zero-padded to a multiple of 8.
  */
 import { assert } from "../util/assert.ts";
+import { readU32, readU64, readU64Big, writeU32, writeU64, writeU64Big } from "../util/bytes.ts";
 
 export const batch_header_size = 8;
 export const batch_entry_header_size = 32;
@@ -31,17 +32,14 @@ export function encodeBatch(entries: { client: bigint; session: number; request:
   let size = batch_header_size;
   for (const e of entries) size += batchEntrySize(e.body.length);
   const out = new Uint8Array(size);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, entries.length, true);
+  writeU32(out, 0, entries.length);
   let offset = batch_header_size;
   for (const e of entries) {
-    v.setBigUint64(offset, e.client, true);
-    v.setFloat64(offset + 8, 0, true);
-    v.setUint32(offset + 8, e.session >>> 0, true);
-    v.setUint32(offset + 12, Math.floor(e.session / 2 ** 32), true);
-    v.setUint32(offset + 16, e.request, true);
-    v.setUint8(offset + 20, e.operation);
-    v.setUint32(offset + 24, e.body.length, true);
+    writeU64Big(out, offset, e.client);
+    writeU64(out, offset + 8, e.session);
+    writeU32(out, offset + 16, e.request);
+    out[offset + 20] = e.operation;
+    writeU32(out, offset + 24, e.body.length);
     out.set(e.body, offset + batch_entry_header_size);
     offset += batchEntrySize(e.body.length);
   }
@@ -53,20 +51,19 @@ export function encodeBatch(entries: { client: bigint; session: number; request:
  * bug or corruption that passed a 64-bit checksum: null, and the caller treats the prepare as bad. */
 export function decodeBatch(body: Uint8Array): BatchEntry[] | null {
   if (body.length < batch_header_size) return null;
-  const v = new DataView(body.buffer, body.byteOffset, body.length);
-  const count = v.getUint32(0, true);
+  const count = readU32(body, 0);
   const entries: BatchEntry[] = [];
   let offset = batch_header_size;
   for (let i = 0; i < count; i++) {
     if (offset + batch_entry_header_size > body.length) return null;
-    const size = v.getUint32(offset + 24, true);
+    const size = readU32(body, offset + 24);
     const body_offset = offset + batch_entry_header_size;
     if (body_offset + size > body.length) return null;
     entries.push({
-      client: v.getBigUint64(offset, true),
-      session: v.getUint32(offset + 8, true) + v.getUint32(offset + 12, true) * 2 ** 32,
-      request: v.getUint32(offset + 16, true),
-      operation: v.getUint8(offset + 20),
+      client: readU64Big(body, offset),
+      session: readU64(body, offset + 8),
+      request: readU32(body, offset + 16),
+      operation: body[offset + 20]!,
       body: body.subarray(body_offset, body_offset + size),
       body_offset,
     });

@@ -118,9 +118,13 @@ export class ClientTable {
   }
 }
 
+/** One fixed-size scratch buffer for session hashes: the body is at most stored_reply_body_max
+ * bytes and its length is hashed too, so zero padding is unambiguous. */
+const session_scratch = new Uint8Array(56 + stored_reply_body_max);
+const session_view = new DataView(session_scratch.buffer);
+
 function sessionHash(client: bigint, entry: ClientSession): bigint {
-  const buffer = new Uint8Array(56 + entry.reply.body.length);
-  const v = new DataView(buffer.buffer);
+  const v = session_view;
   v.setBigUint64(0, client, true);
   v.setFloat64(8, entry.session, true);
   v.setFloat64(16, entry.request, true);
@@ -129,6 +133,8 @@ function sessionHash(client: bigint, entry: ClientSession): bigint {
   v.setFloat64(40, entry.reply.timestamp, true);
   v.setUint8(48, entry.reply.operation);
   v.setUint8(49, entry.reply.result);
-  buffer.set(entry.reply.body, 56);
-  return checksum(buffer);
+  v.setUint16(50, entry.reply.body.length, true);
+  session_scratch.fill(0, 56);
+  session_scratch.set(entry.reply.body, 56);
+  return checksum(session_scratch);
 }

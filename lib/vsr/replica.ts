@@ -19,10 +19,10 @@
 import { assert } from "../util/assert.ts";
 import type { Prng } from "../util/prng.ts";
 import { Command, Header, decodeHeader, finalize, writeHeader, type Message } from "../net/codec.ts";
-import { header_size, sender_client, view_headers_max, type Config } from "../constants.ts";
+import { header_size, key_size_max, sender_client, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
 import { ObjectStore } from "../store/object_store.ts";
 import { executeRead, executeWrite, validateRequest } from "../store/execute.ts";
-import { Operation, Result, isWrite } from "../store/operations.ts";
+import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
 import { ClientTable, type StoredReply } from "./client_table.ts";
 import { Journal } from "./journal.ts";
 import { Timeout } from "./timeout.ts";
@@ -182,6 +182,7 @@ export class Replica {
     assert(n >= 1 && replica >= 0 && replica < n, `replica ${replica} out of range for ${n} replicas`);
     assert(config.checkpoint_interval_ops * 2 + config.pipeline_prepare_max <= config.journal_slot_count, "journal too small for two checkpoints and a pipeline");
     assert(config.pipeline_prepare_max <= config.checkpoint_interval_ops, "the pipeline must be shorter than a checkpoint interval (lib/vsr/checkpoint.ts)");
+    assert(config.value_size_max >= 0 && config.value_size_max <= value_size_max_default, `value_size_max must be at most ${value_size_max_default} bytes (a prepare must fit in a message)`);
     this.f = Math.floor((n - 1) / 2);
     this.quorum = Math.floor(n / 2) + 1;
     this.journal = new Journal(config.journal_slot_count);
@@ -347,6 +348,7 @@ export class Replica {
     this.env.log("info", `replica ${this.replica}: opened at view ${this.view} (log_view ${this.log_view}), checkpoint ${this.checkpoint.op}, op ${this.op}, commit ${this.commit_max}`);
     this.timeout_repair.start();
     this.formed = this.view > 0 || this.log_view > 0 || this.op > 0 || this.commit_max > 0;
+    this.restarted = true;
     if (!this.formed) {
       // Formatted but nothing happened yet: wait until every replica is formatted (see format()).
       this.status = "normal";
@@ -382,6 +384,8 @@ export class Replica {
    */
   private formed = false;
   private probe_formatted = new Set<number>();
+  /** Opened from a data directory (not formatted in this run): it may have lost unsynced state. */
+  private restarted = false;
 
   private sendProbe(): void {
     if (this.status !== "blank" && this.formed) {
@@ -468,7 +472,11 @@ export class Replica {
     this.formed = true;
     this.timeout_probe.stop();
     this.env.log("info", `replica ${this.replica}: every replica is formatted: the cluster is formed`);
-    if (this.isPrimary()) {
+    if (this.isPrimary() && this.restarted && this.config.replica_count > 1) {
+      // The cluster may have moved on while this primary lost what it had not synced: as after any
+      // restart, a new view resolves the log rather than this replica's memory of it.
+      this.startViewChange(this.view + 1);
+    } else if (this.isPrimary()) {
       this.last_ack_tick.fill(this.ticks);
       this.timeout_heartbeat.start();
       this.timeout_prepare.start();
@@ -563,24 +571,17 @@ export class Replica {
       if (h.request === session.request) this.sendStoredReply(h.client, session.request, session.session, session.reply);
       return;
     }
-    if (this.isQueued(h.client, h.request)) return;
+    // A retry of a request already queued or being prepared is answered when that one executes.
+    if (this.inflight.get(h.client) === h.request) return;
     if (this.request_queue.length >= this.config.request_queue_max) return this.replyError(message, Result.busy);
     this.request_queue.push(message);
+    this.inflight.set(h.client, h.request);
     this.prepareQueued();
   }
 
-  /** Whether this client's request is already queued or being prepared (a retry). */
-  private isQueued(client: bigint, request: number): boolean {
-    for (const m of this.request_queue) {
-      if (m.header.client === client && m.header.request === request) return true;
-    }
-    for (const entry of this.pipeline) {
-      if (entry.message === null) continue;
-      const batch = decodeBatch(entry.message.body);
-      if (batch?.some((e) => e.client === client && e.request === request)) return true;
-    }
-    return false;
-  }
+  /** Per client, the request number this primary has queued or prepared and not yet executed
+   * (a client has one request outstanding at a time). Cleared when the primary leaves the view. */
+  private inflight = new Map<bigint, number>();
 
   /** The highest op this primary may prepare: it must not overwrite journal slots that the last
    * durable checkpoint still needs, and it keeps one checkpoint interval of history for peers. */
@@ -1039,6 +1040,7 @@ export class Replica {
     assert(location !== null, () => `replica ${this.replica}: prepare ${h.op} executed but not journaled`);
     const reply = this.status === "normal" && this.isPrimary();
     for (const entry of batch) {
+      if (this.inflight.get(entry.client) === entry.request) this.inflight.delete(entry.client);
       this.executeRequest(h, entry.client, entry.session, entry.request, entry.operation, entry.body, { segment: location.segment, offset: location.offset + entry.body_offset }, reply);
     }
     this.commit_min = h.op;
@@ -1112,15 +1114,18 @@ export class Replica {
     this.stats.requests_rejected += 1;
     const h = message.header;
     const reply = this.makeHeader(Command.reply);
-    // A replica changing views names the last view whose primary it knew as a hint.
-    if (result === Result.not_primary && this.status !== "normal") reply.view = this.log_view;
+    // A replica changing views names the last view whose primary it knew as a hint (a recovering
+    // one, the view it adopted from its peers).
+    if (result === Result.not_primary && this.status === "view_change") reply.view = this.log_view;
     reply.client = h.client;
     reply.request = h.request;
     reply.session = h.session;
     reply.operation = h.operation;
     reply.result = result;
     reply.commit = this.commit_max;
-    this.env.sendToClient(h.client, finalize(reply));
+    // The limit a request broke travels with the error, so a client can name it.
+    const limit = result === Result.value_too_large ? this.config.value_size_max : result === Result.key_invalid ? key_size_max : null;
+    this.env.sendToClient(h.client, finalize(reply, limit === null ? new Uint8Array(0) : encodeU64(limit)));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1266,6 +1271,7 @@ export class Replica {
     this.start_view_pending = false;
     this.pipeline = [];
     this.request_queue = [];
+    this.inflight = new Map();
     this.read_queue = [];
     this.sync = null;
     this.timeout_normal.stop();
@@ -1527,6 +1533,7 @@ export class Replica {
     this.svc_higher = new Map();
     this.pipeline = [];
     this.request_queue = [];
+    this.inflight = new Map();
     this.read_queue = [];
     this.start_view_pending = false;
     this.installLog(headers, h.op);
@@ -1620,14 +1627,17 @@ export class Replica {
       // A stalled sync asks the next peer (the one asked may have moved past this checkpoint);
       // when no peer answers, the cluster has moved on: start over from a newer checkpoint.
       this.sync.stalled += 1;
-      if (this.sync.stalled > 2 * this.config.replica_count) {
+      if (this.sync.stalled > 2 * this.config.replica_count + 1) {
         this.env.log("info", `replica ${this.replica}: no peer serves checkpoint ${this.sync.target.op} any more: syncing a newer one`);
         this.sync = null;
         this.maybeStartSync();
         return;
       }
-      this.sync.peer = (this.sync.peer + 1) % this.config.replica_count;
-      this.requestSyncChunk();
+      // Chunks arriving reset the count; only a sync silent for a whole repair tick asks again.
+      if (this.sync.stalled > 1) {
+        this.sync.peer = (this.sync.peer + 1) % this.config.replica_count;
+        this.requestSyncChunk();
+      }
       return;
     }
     if (this.status === "recovering" && this.log_view !== this.view) {
