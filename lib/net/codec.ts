@@ -26,8 +26,11 @@ export enum Command {
   request_prepare = 15,
   request_sync = 16,
   sync_chunk = 17,
+  /** A client (toastyfs status) asks one replica about itself; answered by the node, not by VSR. */
+  request_status = 18,
+  status = 19,
 }
-export const command_max = 17;
+export const command_max = 19;
 
 /** Byte offsets of the header fields. u64 fields sit at 8-aligned offsets. */
 export const Offset = {

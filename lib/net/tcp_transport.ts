@@ -1,0 +1,669 @@
+/**
+ * The Bun TCP transport under a real replica (lib/node) and the TypeScript client (DESIGN §2, §4,
+ * §7, §9). It moves validated messages; it knows nothing of VSR beyond two header fields:
+ *
+ * - Replica to replica: replica i sends to j over the connection i dialed to j, and receives on the
+ *   connections others dialed to it. So each direction of each pair has its own connection and its
+ *   own backpressure, and neither side has to agree on who dials whom.
+ * - Replica to client: a client dials a replica and sends requests; the replica learns from each
+ *   `request` header (`client`) which connection to answer on. sendToClient uses the connection
+ *   that client last sent a request on.
+ * - A client (self === null) uses the same class without listening: sendToReplica(i, m) dials
+ *   replica i, and replies come back on that connection.
+ *
+ * Robustness (DESIGN §7): every incoming byte goes through a FrameReader. Any invalid frame is
+ * counted, logged at most once per remote host per minute, and closes that connection only; the
+ * transport keeps serving everything else. Connects are lazy, time out on our own timer (Bun has
+ * no connect timeout) and back off exponentially with jitter. A dialed connection that carried a
+ * message and then heard nothing at all from its replica for peer_silence_timeout_ms is closed and
+ * redialed: that is how a half-open connection (peer powered off, partition) is noticed, because
+ * Bun's socket.timeout() is too coarse to use (notes/bun.md §4). TCP keepalive backs this up for
+ * accepted connections. Sends never block and never buffer without bound: above the write bound,
+ * messages are dropped and counted (VSR retries).
+ *
+ * Exceptions thrown by handlers.onMessage are not network errors: the connection they came in on is
+ * closed and the exception is rethrown from a microtask, so an assertion failure in the replica
+ * still stops the process instead of being swallowed here.
+ */
+import { assert } from "../util/assert.ts";
+import { sender_client } from "../constants.ts";
+import { formatAddress, type Address } from "./address.ts";
+import { Command, type Message } from "./codec.ts";
+import { Backoff, reconnect_backoff_max_ms, reconnect_backoff_min_ms } from "./backoff.ts";
+import { Connection, type ConnectionInfo, type Direction, type SocketData, type TransportSocket } from "./connection.ts";
+import { FrameError, FrameReader } from "./frame_reader.ts";
+import { FrameWriter, write_buffer_size_max } from "./frame_writer.ts";
+import { LogLimiter } from "./log_limiter.ts";
+import type { SocketHandler, TCPSocketConnectOptions } from "bun";
+
+export type { ConnectionInfo } from "./connection.ts";
+export type { Address } from "./address.ts";
+
+/** A connect attempt that has not completed by then is abandoned and counts as a failure. */
+export const connect_timeout_ms = 2000;
+/** A dialed connection whose replica has sent nothing for this long, while a message to it went
+ * unanswered, is presumed half-open: it is closed and redialed. VSR answers every heartbeat within
+ * ~100 ms, so 3 s of silence is far outside normal operation. */
+export const peer_silence_timeout_ms = 3000;
+/** How often the transport checks for silent peers and retries stalled writers. */
+export const transport_tick_ms = 100;
+/** A connection that stayed open this long proves the peer healthy: the next reconnect starts
+ * again from reconnect_backoff_min_ms. One that dies sooner keeps backing off (a peer that
+ * accepts and immediately closes must not be redialed 20 times a second). */
+export const connection_stable_ms = 1000;
+/** Accepted connections beyond this are closed at once (bounded memory under a connection flood). */
+export const incoming_connections_max = 4096;
+/** Client ids one connection may claim for reply routing; beyond it the oldest is forgotten. */
+export const clients_per_connection_max = 1024;
+/** TCP keepalive idle time (Bun then probes every 1 s, 10 times): reaps dead accepted connections. */
+export const keepalive_idle_ms = 10_000;
+/** close() waits this long for sockets to finish a graceful close before terminating them. */
+export const close_grace_ms = 500;
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+export interface TransportOptions {
+  cluster: bigint;
+  /** This replica's index in peers, or null for a client. */
+  self: number | null;
+  /** Replicas listen (port 0 picks a free port, see `port`); clients don't. */
+  listen?: Address;
+  /** Replica addresses by index (for a client: the cluster). */
+  peers: readonly Address[];
+  /** Frames above this are rejected from their header. Default message_size_max. */
+  frame_size_max?: number;
+  /** Per-connection bound on queued outgoing bytes. Default write_buffer_size_max. */
+  write_buffer_size_max?: number;
+  /** Opens a TCP connection; Bun.connect unless a test injects a slow or failing one. */
+  dial?: (options: TCPSocketConnectOptions<SocketData>) => Promise<TransportSocket>;
+  /** Overrides for the timing constants above (tests use short ones). */
+  connect_timeout_ms?: number;
+  peer_silence_timeout_ms?: number;
+  reconnect_backoff_min_ms?: number;
+  reconnect_backoff_max_ms?: number;
+  log(level: LogLevel, text: string): void;
+}
+
+export interface TransportHandlers {
+  /** One decoded, checksum-verified message. Called synchronously from the socket's data event. */
+  onMessage(message: Message, connection: ConnectionInfo): void;
+  onConnectionOpen?(connection: ConnectionInfo): void;
+  /** A connection closed, or (outgoing) a connect attempt failed; anything queued on it was
+   * dropped. A client uses this to retry on another replica at once (DESIGN §9). */
+  onConnectionClose?(connection: ConnectionInfo, reason: string): void;
+}
+
+export interface TransportStats {
+  /** Valid messages received. */
+  frames_in: number;
+  bytes_in: number;
+  /** Messages accepted into a write buffer (see bytes_dropped_disconnected for those lost later). */
+  frames_out: number;
+  /** Invalid frames; each closed its connection. */
+  frames_dropped_invalid: number;
+  /** Connections the peer closed in the middle of a frame (the partial frame is dropped). */
+  frames_truncated: number;
+  /** Messages dropped because their connection's write buffer was at its bound. */
+  messages_dropped_backpressure: number;
+  /** sendToClient calls with no connection known for that client. */
+  messages_dropped_no_route: number;
+  /** Queued bytes discarded because their connection closed or failed to connect. */
+  bytes_dropped_disconnected: number;
+  connections_accepted: number;
+  /** Accepted connections closed at once because incoming_connections_max were open. */
+  connections_rejected: number;
+  /** Connect attempts, and how they ended. */
+  connects: number;
+  connects_succeeded: number;
+  connect_failures: number;
+  connect_timeouts: number;
+  /** Dialed connections closed because their replica went silent (presumed half-open). */
+  connections_closed_silent: number;
+}
+
+export class TransportError extends Error {
+  override name = "TransportError";
+  constructor(
+    readonly code: "listen",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+type Timer = ReturnType<typeof setTimeout>;
+
+/** Per replica: the dialed connection (at most one, open or connecting) and its retry state. */
+class Peer {
+  connection: Connection | null = null;
+  connect_timer: Timer | null = null;
+  retry_timer: Timer | null = null;
+  /** Earliest time the next connect attempt may start (backoff after a failure or close). */
+  next_attempt_ms = 0;
+  /** When a message to this replica was first queued with no word from it since; null once any
+   * message from it arrives. Drives the half-open check. */
+  unanswered_since_ms: number | null = null;
+  last_received_ms: number | null = null;
+  /** Consecutive failed connect attempts, for logging. */
+  failures = 0;
+
+  constructor(
+    readonly index: number,
+    readonly address: Address,
+    readonly writer: FrameWriter,
+    readonly backoff: Backoff,
+  ) {}
+
+  get remote(): string {
+    return formatAddress(this.address);
+  }
+}
+
+export class TcpTransport {
+  readonly stats: Readonly<TransportStats>;
+  private readonly counters: TransportStats = {
+    frames_in: 0,
+    bytes_in: 0,
+    frames_out: 0,
+    frames_dropped_invalid: 0,
+    frames_truncated: 0,
+    messages_dropped_backpressure: 0,
+    messages_dropped_no_route: 0,
+    bytes_dropped_disconnected: 0,
+    connections_accepted: 0,
+    connections_rejected: 0,
+    connects: 0,
+    connects_succeeded: 0,
+    connect_failures: 0,
+    connect_timeouts: 0,
+    connections_closed_silent: 0,
+  };
+
+  private readonly peers: Peer[];
+  private readonly incoming = new Set<Connection>();
+  /** Client id -> the connection its last request came in on. */
+  private readonly routes = new Map<bigint, Connection>();
+  private readonly log_limiter = new LogLimiter();
+  private readonly connect_timeout_ms: number;
+  private readonly peer_silence_timeout_ms: number;
+  private readonly write_buffer_size_max: number;
+  private readonly dial: (options: TCPSocketConnectOptions<SocketData>) => Promise<TransportSocket>;
+  private listener: { stop(close_active?: boolean): void; readonly port: number } | null = null;
+  private tick_timer: ReturnType<typeof setInterval> | null = null;
+  private started = false;
+  private closed = false;
+  private connection_id_next = 1;
+  private closing: Promise<void> | null = null;
+  /** Resolves close() once every socket reported closed. */
+  private on_all_closed: (() => void) | null = null;
+
+  private readonly incoming_handlers: SocketHandler<SocketData>;
+  private readonly outgoing_handlers: SocketHandler<SocketData>;
+
+  constructor(
+    private readonly options: TransportOptions,
+    private readonly handlers: TransportHandlers,
+  ) {
+    const peer_count = options.peers.length;
+    assert(peer_count > 0, "TcpTransport: peers must list at least one replica");
+    assert(options.self === null || (Number.isInteger(options.self) && options.self >= 0 && options.self < peer_count), () => `TcpTransport: self ${options.self} is not an index into ${peer_count} peers`);
+    assert(options.self === null || options.listen !== undefined, "TcpTransport: a replica must listen");
+    this.connect_timeout_ms = options.connect_timeout_ms ?? connect_timeout_ms;
+    this.peer_silence_timeout_ms = options.peer_silence_timeout_ms ?? peer_silence_timeout_ms;
+    this.write_buffer_size_max = options.write_buffer_size_max ?? write_buffer_size_max;
+    this.dial = options.dial ?? ((dial_options) => Bun.connect<SocketData>(dial_options));
+    assert(this.connect_timeout_ms > 0 && this.peer_silence_timeout_ms > 0, "TcpTransport: timeouts must be positive");
+    const backoff_min = options.reconnect_backoff_min_ms ?? reconnect_backoff_min_ms;
+    const backoff_max = options.reconnect_backoff_max_ms ?? reconnect_backoff_max_ms;
+    this.peers = options.peers.map((address, index) => {
+      assert(Number.isInteger(address.port) && address.port >= 0 && address.port < 65536, () => `TcpTransport: bad port for replica ${index}: ${address.port}`);
+      return new Peer(index, address, this.newWriter(), new Backoff(backoff_min, backoff_max));
+    });
+    this.stats = this.counters;
+
+    // Bun calls these with socket.data set to our Connection (undefined for an accepted socket
+    // before open). Chunks are Uint8Array because of binaryType.
+    const common = {
+      binaryType: "uint8array" as const,
+      data: (socket: TransportSocket, chunk: Uint8Array) => {
+        if (socket.data !== undefined) this.onData(socket.data, chunk);
+      },
+      drain: (socket: TransportSocket) => {
+        if (socket.data !== undefined && !socket.data.closed) socket.data.writer.flush();
+      },
+      close: (socket: TransportSocket, error?: Error) => {
+        const connection = socket.data;
+        if (connection === undefined) return;
+        this.onClosed(connection, connection.closing_reason ?? (error === undefined ? "closed by the peer" : describeError(error)));
+      },
+      error: (socket: TransportSocket, error: Error) => this.onHandlerError(socket, error),
+    };
+    this.incoming_handlers = { ...common, open: (socket: TransportSocket) => this.onAccepted(socket) };
+    this.outgoing_handlers = { ...common, open: (socket: TransportSocket) => this.onConnected(socket) };
+  }
+
+  /** Listens (a replica) and starts the periodic checks. Rejects with a TransportError that says
+   * what to do when the address cannot be bound (port in use, no such local address, ...). */
+  async start(): Promise<void> {
+    assert(!this.started, "TcpTransport.start called twice");
+    this.started = true;
+    const listen = this.options.listen;
+    if (listen !== undefined) {
+      try {
+        this.listener = Bun.listen<SocketData>({ hostname: listen.host, port: listen.port, socket: this.incoming_handlers });
+      } catch (error) {
+        this.closed = true;
+        throw new TransportError("listen", `cannot listen on ${formatAddress(listen)}: ${listenAdvice(error)}`);
+      }
+      this.options.log("info", `listening on ${formatAddress({ host: listen.host, port: this.listener.port })}`);
+    }
+    this.tick_timer = setInterval(() => this.tick(), transport_tick_ms);
+    this.tick_timer.unref(); // the listener and open sockets keep the process alive, not this
+  }
+
+  /** The bound port (useful after listening on port 0); null for a client. */
+  get port(): number | null {
+    return this.listener?.port ?? null;
+  }
+
+  /**
+   * Queues a message to replica `index` over this node's own connection to it, dialing it if
+   * needed (after the backoff delay, if the last attempt failed). False if the message was dropped
+   * (write bound reached, or the transport is closed). True means queued, not delivered: it is
+   * dropped if the connection fails first.
+   */
+  sendToReplica(index: number, message: Message): boolean {
+    assert(this.started, "TcpTransport.sendToReplica before start()");
+    assert(Number.isInteger(index) && index >= 0 && index < this.peers.length, () => `sendToReplica: no replica ${index} (${this.peers.length} peers)`);
+    assert(index !== this.options.self, "sendToReplica: a replica never sends to itself");
+    if (this.closed) return false;
+    const peer = this.peers[index]!;
+    if (!this.queue(peer.writer, message, peer.remote)) return false;
+    const now = nowMs();
+    if (peer.unanswered_since_ms === null) peer.unanswered_since_ms = now;
+    if (peer.connection === null && peer.retry_timer === null) {
+      const wait_ms = peer.next_attempt_ms - now;
+      if (wait_ms <= 0) this.connect(peer);
+      else peer.retry_timer = setTimeout(() => this.retry(peer), wait_ms);
+    }
+    return true;
+  }
+
+  /** Queues a reply on the connection `client` last sent a request on. False if there is none
+   * (the client will retry, possibly elsewhere) or its write buffer is full. */
+  sendToClient(client: bigint, message: Message): boolean {
+    assert(this.started, "TcpTransport.sendToClient before start()");
+    assert(this.options.self !== null, "sendToClient: only a replica answers clients");
+    if (this.closed) return false;
+    const connection = this.routes.get(client);
+    if (connection === undefined || connection.closed) {
+      this.counters.messages_dropped_no_route += 1;
+      return false;
+    }
+    return this.queue(connection.writer, message, connection.info.remote);
+  }
+
+  /** Stops accepting, flushes what it can, closes every connection gracefully, and terminates any
+   * that have not closed within close_grace_ms. Messages queued after this are dropped. */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
+    this.closed = true;
+    if (this.tick_timer !== null) clearInterval(this.tick_timer);
+    this.tick_timer = null;
+    this.listener?.stop(false);
+    this.listener = null;
+    const open: Connection[] = [...this.incoming];
+    for (const peer of this.peers) {
+      if (peer.connect_timer !== null) clearTimeout(peer.connect_timer);
+      if (peer.retry_timer !== null) clearTimeout(peer.retry_timer);
+      peer.connect_timer = null;
+      peer.retry_timer = null;
+      const connection = peer.connection;
+      if (connection === null) continue;
+      if (connection.socket === null) {
+        connection.closed = true; // a connect in progress: onConnected will terminate it
+        peer.connection = null;
+      } else {
+        open.push(connection);
+      }
+    }
+    if (open.length === 0) return;
+    const all_closed = new Promise<void>((resolve) => (this.on_all_closed = resolve));
+    for (const connection of open) {
+      connection.closing_reason = "this node closed its transport";
+      connection.writer.flush();
+      connection.socket?.end();
+    }
+    let grace: Timer | null = null;
+    const timed_out = new Promise<void>((resolve) => (grace = setTimeout(resolve, close_grace_ms)));
+    await Promise.race([all_closed, timed_out]);
+    if (grace !== null) clearTimeout(grace);
+    for (const connection of open) {
+      if (!connection.closed) connection.socket?.terminate(); // close callback runs synchronously
+    }
+    this.on_all_closed = null;
+  }
+
+  /** Accepted connections currently open. */
+  get incoming_connections(): number {
+    return this.incoming.size;
+  }
+
+  /** Whether this node's own connection to replica `index` is established. */
+  isConnected(index: number): boolean {
+    return this.peers[index]?.connection?.established ?? false;
+  }
+
+  /** Outgoing bytes queued across all connections (bounded by write_buffer_size_max each). */
+  bufferedBytes(): number {
+    let total = 0;
+    for (const peer of this.peers) total += peer.writer.buffered_bytes;
+    for (const connection of this.incoming) total += connection.writer.buffered_bytes;
+    return total;
+  }
+
+  /** Milliseconds since anything arrived from replica `index`, or null if nothing ever did. */
+  silenceMs(index: number): number | null {
+    const last = this.peers[index]?.last_received_ms ?? null;
+    return last === null ? null : nowMs() - last;
+  }
+
+  // --- connections -------------------------------------------------------------------------
+
+  private newReader(): FrameReader {
+    return new FrameReader({ cluster: this.options.cluster, frame_size_max: this.options.frame_size_max, replica_count: this.peers.length });
+  }
+
+  private newWriter(): FrameWriter {
+    return new FrameWriter({ buffered_bytes_max: this.write_buffer_size_max });
+  }
+
+  private newInfo(direction: Direction, remote: string, peer: number | null): ConnectionInfo {
+    return { id: this.connection_id_next++, direction, remote, peer };
+  }
+
+  private connect(peer: Peer): void {
+    assert(!this.closed && peer.connection === null && peer.retry_timer === null && peer.connect_timer === null, "connect: peer already connecting");
+    const connection = new Connection(this.newInfo("outgoing", peer.remote, peer.index), peer.address.host, this.newReader(), peer.writer);
+    peer.connection = connection;
+    this.counters.connects += 1;
+    peer.connect_timer = setTimeout(() => {
+      peer.connect_timer = null;
+      if (peer.connection !== connection || connection.socket !== null) return;
+      this.counters.connect_timeouts += 1;
+      this.connectFailed(peer, connection, `no answer within ${this.connect_timeout_ms} ms`);
+    }, this.connect_timeout_ms);
+    const failed = (error: unknown): void => {
+      if (peer.connection === connection && connection.socket === null) this.connectFailed(peer, connection, describeError(error));
+    };
+    try {
+      this.dial({ hostname: peer.address.host, port: peer.address.port, data: connection, socket: this.outgoing_handlers }).then(undefined, failed);
+    } catch (error) {
+      failed(error);
+    }
+  }
+
+  private retry(peer: Peer): void {
+    peer.retry_timer = null;
+    if (this.closed || peer.connection !== null) return;
+    this.connect(peer);
+  }
+
+  private connectFailed(peer: Peer, connection: Connection, reason: string): void {
+    assert(peer.connection === connection && connection.socket === null, "connectFailed: not the pending attempt");
+    connection.closed = true; // if the socket opens after all, onConnected terminates it
+    peer.connection = null;
+    if (peer.connect_timer !== null) clearTimeout(peer.connect_timer);
+    peer.connect_timer = null;
+    this.counters.connect_failures += 1;
+    this.counters.bytes_dropped_disconnected += peer.writer.detach();
+    peer.failures += 1;
+    const delay_ms = peer.backoff.next();
+    peer.next_attempt_ms = nowMs() + delay_ms;
+    const limited = this.log_limiter.admit(`connect ${peer.remote}`, nowMs());
+    if (peer.failures === 1 || limited !== null) {
+      this.options.log("warn", `cannot connect to replica ${peer.index} at ${peer.remote}: ${reason} (attempt ${peer.failures}; retrying with backoff up to ${peer.backoff.max_ms} ms while there is something to send)`);
+    }
+    this.handlers.onConnectionClose?.(connection.info, `connect failed: ${reason}`);
+  }
+
+  private onConnected(socket: TransportSocket): void {
+    const connection = socket.data;
+    assert(connection !== undefined && connection.info.peer !== null, "onConnected: outgoing socket without its connection");
+    const peer = this.peers[connection.info.peer]!;
+    if (connection.closed || this.closed || peer.connection !== connection) {
+      socket.terminate(); // the attempt was abandoned (timeout, close) before it opened
+      return;
+    }
+    if (peer.connect_timer !== null) clearTimeout(peer.connect_timer);
+    peer.connect_timer = null;
+    this.counters.connects_succeeded += 1;
+    this.opened(connection, socket);
+    this.options.log("info", `connected to replica ${peer.index} at ${peer.remote}${peer.failures > 0 ? ` after ${peer.failures} failed attempts` : ""}`);
+    peer.failures = 0;
+  }
+
+  private onAccepted(socket: TransportSocket): void {
+    if (this.closed || this.incoming.size >= incoming_connections_max) {
+      this.counters.connections_rejected += 1;
+      const host = socket.remoteAddress;
+      if (!this.closed && this.log_limiter.admit(`accept ${host}`, nowMs()) !== null) {
+        this.options.log("warn", `refusing connection from ${formatAddress({ host, port: socket.remotePort })}: ${incoming_connections_max} connections already open`);
+      }
+      socket.terminate();
+      return;
+    }
+    const remote = formatAddress({ host: socket.remoteAddress, port: socket.remotePort });
+    const connection = new Connection(this.newInfo("incoming", remote, null), socket.remoteAddress, this.newReader(), this.newWriter());
+    socket.data = connection;
+    this.incoming.add(connection);
+    this.counters.connections_accepted += 1;
+    this.opened(connection, socket);
+    this.options.log("debug", `accepted connection from ${connection.info.remote}`);
+  }
+
+  private opened(connection: Connection, socket: TransportSocket): void {
+    connection.socket = socket;
+    connection.opened_at_ms = nowMs();
+    socket.setNoDelay(true); // coalescing is ours; Nagle would only add latency
+    socket.setKeepAlive(true, keepalive_idle_ms);
+    connection.writer.attach(socket);
+    this.handlers.onConnectionOpen?.(connection.info);
+  }
+
+  private onClosed(connection: Connection, reason: string): void {
+    if (connection.closed) return;
+    if (connection.socket === null) {
+      // An outgoing socket that never opened: a failed connect, whichever callback reports it.
+      const peer = this.peers[connection.info.peer!]!;
+      if (peer.connection === connection) this.connectFailed(peer, connection, reason);
+      return;
+    }
+    connection.closed = true;
+    if (connection.reader.buffered_bytes > 0 && connection.reader.error === null) {
+      this.counters.frames_truncated += 1;
+      this.options.log("debug", `connection ${connection.info.remote} closed in the middle of a frame (${connection.reader.buffered_bytes} bytes of it dropped)`);
+    }
+    const discarded = connection.writer.detach();
+    this.counters.bytes_dropped_disconnected += discarded;
+    if (connection.info.direction === "incoming") {
+      this.incoming.delete(connection);
+      for (const client of connection.clients) {
+        if (this.routes.get(client) === connection) this.routes.delete(client);
+      }
+      connection.clients.clear();
+      this.options.log("debug", `connection from ${connection.info.remote} closed: ${reason}`);
+    } else {
+      const peer = this.peers[connection.info.peer!]!;
+      if (peer.connection === connection) {
+        peer.connection = null;
+        if (nowMs() - connection.opened_at_ms >= connection_stable_ms) peer.backoff.reset();
+        peer.next_attempt_ms = nowMs() + peer.backoff.next();
+      }
+      if (!this.closed) this.options.log("info", `connection to replica ${connection.info.peer} at ${connection.info.remote} closed: ${reason}${discarded > 0 ? ` (${discarded} queued bytes dropped)` : ""}`);
+    }
+    this.handlers.onConnectionClose?.(connection.info, reason);
+    if (this.on_all_closed !== null && this.allClosed()) this.on_all_closed();
+  }
+
+  private allClosed(): boolean {
+    if (this.incoming.size > 0) return false;
+    return this.peers.every((peer) => peer.connection === null || peer.connection.socket === null);
+  }
+
+  /** Closes a connection abruptly (RST): used for invalid input and dead peers, whose queued data
+   * is worthless. The close callback runs synchronously and does the bookkeeping. */
+  private terminate(connection: Connection, reason: string): void {
+    if (connection.closed) return;
+    connection.closing_reason = reason;
+    if (connection.socket !== null) connection.socket.terminate();
+    if (!connection.closed) this.onClosed(connection, reason); // in case Bun did not call close
+  }
+
+  // --- input -------------------------------------------------------------------------------
+
+  private onData(connection: Connection, chunk: Uint8Array): void {
+    if (connection.closed || this.closed) return;
+    this.counters.bytes_in += chunk.length;
+    const reader = connection.reader;
+    try {
+      reader.push(chunk);
+      for (;;) {
+        const message = reader.next();
+        if (message === null) return;
+        this.counters.frames_in += 1;
+        this.noteReceived(connection, message);
+        this.handlers.onMessage(message, connection.info);
+        if (connection.closed || this.closed) return; // the handler closed it
+      }
+    } catch (error) {
+      if (!(error instanceof FrameError)) throw error; // a handler's bug: see onHandlerError
+      this.rejectFrame(connection, error);
+    }
+  }
+
+  private rejectFrame(connection: Connection, error: FrameError): void {
+    this.counters.frames_dropped_invalid += 1;
+    const host = connection.remote_host;
+    const suppressed = this.log_limiter.admit(`invalid ${host}`, nowMs());
+    if (suppressed !== null) {
+      const more = suppressed > 0 ? ` (${suppressed} more invalid frames from ${host} were not logged in the last minute)` : "";
+      this.options.log("warn", `closing ${connection.info.direction} connection ${connection.info.remote}: invalid frame (${error.code}): ${error.message}${more}`);
+    }
+    this.terminate(connection, `invalid frame (${error.code})`);
+  }
+
+  /** Liveness bookkeeping and reply routing: the only header fields the transport reads. */
+  private noteReceived(connection: Connection, message: Message): void {
+    const header = message.header;
+    const now = nowMs();
+    if (connection.info.peer !== null) this.heardFrom(connection.info.peer, now);
+    if (header.replica < this.peers.length && header.replica !== this.options.self && header.replica !== connection.info.peer) {
+      this.heardFrom(header.replica, now);
+    }
+    // Only a client's own request (sender 255, docs/PROTOCOL.md §1.1) teaches where that client is.
+    if ((header.command === Command.request || header.command === Command.request_status) && header.replica === sender_client && connection.info.direction === "incoming" && this.options.self !== null) {
+      this.route(header.client, connection);
+    }
+  }
+
+  private heardFrom(index: number, now: number): void {
+    const peer = this.peers[index]!;
+    peer.last_received_ms = now;
+    peer.unanswered_since_ms = null;
+  }
+
+  private route(client: bigint, connection: Connection): void {
+    const existing = this.routes.get(client);
+    if (existing === connection) return;
+    if (existing !== undefined) existing.clients.delete(client);
+    if (connection.clients.size >= clients_per_connection_max) {
+      const oldest = connection.clients.values().next();
+      assert(!oldest.done, "route: full client set is empty");
+      connection.clients.delete(oldest.value);
+      if (this.routes.get(oldest.value) === connection) this.routes.delete(oldest.value);
+    }
+    connection.clients.add(client);
+    this.routes.set(client, connection);
+  }
+
+  private onHandlerError(socket: TransportSocket, error: Error): void {
+    const connection = socket.data;
+    this.options.log("error", `handler failed on connection ${connection?.info.remote ?? "?"}: ${error.stack ?? error.message}`);
+    if (connection !== undefined) this.terminate(connection, `handler failed: ${error.message}`);
+    else socket.terminate();
+    queueMicrotask(() => {
+      throw error;
+    });
+  }
+
+  // --- output ------------------------------------------------------------------------------
+
+  private queue(writer: FrameWriter, message: Message, remote: string): boolean {
+    if (writer.send(message)) {
+      this.counters.frames_out += 1;
+      return true;
+    }
+    this.counters.messages_dropped_backpressure += 1;
+    const suppressed = this.log_limiter.admit(`backpressure ${remote}`, nowMs());
+    if (suppressed !== null) {
+      this.options.log("warn", `dropping messages to ${remote}: ${writer.buffered_bytes} bytes already queued (bound ${writer.buffered_bytes_max}); the peer is not reading fast enough${suppressed > 0 ? ` (${suppressed} more drops not logged)` : ""}`);
+    }
+    return false;
+  }
+
+  // --- periodic checks ---------------------------------------------------------------------
+
+  private tick(): void {
+    if (this.closed) return;
+    const now = nowMs();
+    for (const peer of this.peers) {
+      const connection = peer.connection;
+      if (connection !== null && connection.established && peer.unanswered_since_ms !== null) {
+        const since = Math.max(peer.unanswered_since_ms, connection.opened_at_ms);
+        if (now - since > this.peer_silence_timeout_ms) {
+          this.counters.connections_closed_silent += 1;
+          this.options.log("warn", `replica ${peer.index} at ${peer.remote} sent nothing for ${Math.round(now - since)} ms although messages to it are waiting for an answer: presuming the connection half-open (peer down or partitioned); closing and redialing`);
+          this.terminate(connection, "presumed half-open: no answer");
+        }
+      }
+      // A safety net: a writer blocked on a drain event that never came would otherwise stall.
+      if (peer.writer.is_blocked) peer.writer.flush();
+    }
+    for (const connection of this.incoming) {
+      if (connection.writer.is_blocked) connection.writer.flush();
+    }
+  }
+}
+
+function nowMs(): number {
+  return performance.now();
+}
+
+function errorCode(error: unknown): string | null {
+  if (typeof error === "object" && error !== null && "code" in error && typeof error.code === "string") return error.code;
+  return null;
+}
+
+function describeError(error: unknown): string {
+  const code = errorCode(error);
+  const message = error instanceof Error ? error.message : String(error);
+  return code === null ? message : `${code} (${message})`;
+}
+
+function listenAdvice(error: unknown): string {
+  switch (errorCode(error)) {
+    case "EADDRINUSE":
+      return "the address is already in use: another ToastyFS replica or another program is listening on this port (stop it, or choose another --addr)";
+    case "EACCES":
+      return "permission denied (ports below 1024 need privileges; choose a higher port)";
+    case "EADDRNOTAVAIL":
+      return "this machine has no such address (check the host part of --addr)";
+    default:
+      return describeError(error);
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * A real replica (DESIGN §2): lib/vsr's replica over lib/storage on node:fs, the Bun TCP
+ * transport, and the wall clock driving tick(). The same replica the simulator runs; this file
+ * only supplies time and I/O:
+ *
+ * - every message and tick is handed to the replica synchronously;
+ * - one flush per event-loop turn (setImmediate) makes every write of that turn durable with one
+ *   round of fdatasync (group commit), then the replica sends the acknowledgements it allows;
+ * - an I/O error during a flush is never retried: the files are closed and the replica is
+ *   reopened from disk, rejoining the cluster with whatever it finds there (DESIGN §5).
+ */
+import * as path from "node:path";
+import { randomBytes } from "node:crypto";
+import { Prng } from "../util/prng.ts";
+import { defaultConfig, type Config } from "../constants.ts";
+import { Command, finalize, Header, type Message } from "../net/codec.ts";
+import { TcpTransport, type ConnectionInfo } from "../net/tcp_transport.ts";
+import { formatAddress, indexOf, membership, type Address, type Membership } from "../net/address.ts";
+import { Replica, type Env } from "../vsr/replica.ts";
+import { FileStorage } from "../storage/file_storage.ts";
+import { FsError } from "../storage/fs.ts";
+import { NodeFs } from "./node_fs.ts";
+import { Logger } from "./log.ts";
+import { encodeStatus, type ReplicaStatus } from "./status.ts";
+import { DataDirectory } from "./data_directory.ts";
+import { StartupError } from "./startup_error.ts";
+
+export { StartupError };
+
+export interface ReplicaNodeOptions {
+  /** This replica's address; it must be one of `addresses`. */
+  self: Address;
+  /** Every replica of the cluster, this one included (order does not matter). */
+  addresses: Address[];
+  data_dir: string;
+  config?: Partial<Config>;
+  logger: Logger;
+}
+
+
+export class ReplicaNode {
+  readonly membership: Membership;
+  readonly index: number;
+  readonly config: Config;
+  private replica: Replica | null = null;
+  private storage: FileStorage | null = null;
+  private transport: TcpTransport | null = null;
+  private directory: DataDirectory | null = null;
+  private tick_timer: ReturnType<typeof setInterval> | null = null;
+  private flush_scheduled = false;
+  private stopping = false;
+  private readonly started_ms = Date.now();
+  private readonly log: Logger;
+  private problem: string | null = null;
+  readonly counters = { storage_errors: 0, reopens: 0, status_requests: 0 };
+
+  constructor(readonly options: ReplicaNodeOptions) {
+    this.membership = membership(options.addresses);
+    this.index = indexOf(this.membership, options.self);
+    if (this.index < 0) throw new StartupError(`--addr ${formatAddress(options.self)} is not among the cluster's addresses`);
+    this.config = { ...defaultConfig(this.membership.replicas.length, this.membership.cluster), ...options.config };
+    this.log = options.logger.child(`replica=${this.index}`);
+  }
+
+  /** Listens first (a port in use fails before the data directory is touched), then opens the
+   * data directory and joins the cluster. */
+  async start(): Promise<void> {
+    const transport = new TcpTransport(
+      {
+        cluster: this.membership.cluster,
+        self: this.index,
+        listen: this.options.self,
+        peers: this.membership.replicas,
+        log: (level, text) => this.log.log(level, text),
+      },
+      { onMessage: (message, connection) => this.onMessage(message, connection) },
+    );
+    await transport.start();
+    this.transport = transport;
+    try {
+      this.directory = DataDirectory.open(this.options.data_dir);
+      this.openReplica();
+    } catch (error) {
+      await transport.close();
+      this.directory?.release();
+      throw error;
+    }
+    this.tick_timer = setInterval(() => this.onTick(), this.config.tick_ms);
+    this.log.log("info", `listening on ${formatAddress(this.options.self)}, cluster ${this.membership.replicas.map(formatAddress).join(",")}, data ${path.resolve(this.options.data_dir)}`);
+  }
+
+  private openReplica(): void {
+    const storage = new FileStorage(new NodeFs(this.options.data_dir), {
+      cluster: this.membership.cluster,
+      replica: this.index,
+      replica_count: this.membership.replicas.length,
+      journal_slot_count: this.config.journal_slot_count,
+      segment_size_bytes: this.config.segment_size_bytes,
+    });
+    const seed = randomBytes(6).readUIntLE(0, 6);
+    const env: Env = {
+      sendToReplica: (to, message) => void this.transport!.sendToReplica(to, message),
+      sendToClient: (client, message) => void this.transport!.sendToClient(client, message),
+      random: new Prng(seed),
+      log: (level, text) => this.log.log(level, text),
+    };
+    const replica = new Replica(this.config, this.index, storage, env);
+    try {
+      replica.open(Date.now());
+    } catch (error) {
+      storage.close();
+      throw error;
+    }
+    this.storage = storage;
+    this.replica = replica;
+    this.afterEvent();
+  }
+
+  private onMessage(message: Message, connection: ConnectionInfo): void {
+    if (message.header.command === Command.request_status) return this.sendStatus(message, connection);
+    if (this.replica === null) return;
+    this.replica.onMessage(message);
+    this.afterEvent();
+  }
+
+  private onTick(): void {
+    if (this.replica === null) return;
+    this.replica.tick(Date.now());
+    this.afterEvent();
+  }
+
+  /** One flush per event-loop turn covers every write of the turn. */
+  private afterEvent(): void {
+    if (this.flush_scheduled || this.replica === null || !this.replica.needsFlush()) return;
+    this.flush_scheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flush_scheduled = false;
+    const replica = this.replica;
+    if (replica === null) return;
+    try {
+      replica.flush();
+      this.problem = null;
+    } catch (error) {
+      if (!(error instanceof FsError)) throw error;
+      this.onStorageError(error);
+      return;
+    }
+    this.afterEvent();
+  }
+
+  /** RULE (DESIGN §5): never retry a failed fsync and then acknowledge, since the kernel may have
+   * dropped the dirty pages. Close everything, reread the data directory, and let the protocol
+   * repair from peers what is missing. */
+  private onStorageError(error: FsError): void {
+    this.counters.storage_errors += 1;
+    this.problem = `storage error: ${error.message}`;
+    this.log.log("error", `${error.message}: closing the data directory and reopening it from disk; the replica acknowledges nothing until it has reread its journal (check the disk: dmesg, free space)`);
+    this.storage?.close();
+    this.replica = null;
+    this.storage = null;
+    try {
+      this.counters.reopens += 1;
+      this.openReplica();
+    } catch (reopen) {
+      this.log.log("error", `reopening the data directory failed: ${(reopen as Error).message}; retrying in 1s`);
+      setTimeout(() => {
+        if (!this.stopping && this.replica === null) this.onStorageError(reopen instanceof FsError ? reopen : new FsError("EIO", String(reopen)));
+      }, 1000);
+    }
+  }
+
+  status(): ReplicaStatus {
+    const r = this.replica;
+    const d = r?.describe();
+    return {
+      replica: this.index,
+      address: formatAddress(this.options.self),
+      status: d?.status ?? "down",
+      primary: d?.primary ?? false,
+      view: d?.view ?? 0,
+      log_view: d?.log_view ?? 0,
+      op: d?.op ?? 0,
+      commit_min: d?.commit_min ?? 0,
+      commit_max: d?.commit_max ?? 0,
+      checkpoint: d?.checkpoint ?? 0,
+      disk_bytes: this.storage?.usedBytes() ?? 0,
+      objects: r?.store.count ?? 0,
+      object_bytes: r?.store.bytes ?? 0,
+      uptime_ms: Date.now() - this.started_ms,
+      problem: this.problem,
+      counters: { ...(r?.stats ?? {}), ...this.counters, ...(this.transport?.stats ?? {}) },
+    };
+  }
+
+  private sendStatus(request: Message, connection: ConnectionInfo): void {
+    this.counters.status_requests += 1;
+    const h = new Header();
+    h.command = Command.status;
+    h.cluster = this.membership.cluster;
+    h.replica = this.index;
+    h.replica_count = this.membership.replicas.length;
+    h.client = request.header.client;
+    h.request = request.header.request;
+    h.view = this.replica?.view ?? 0;
+    void connection;
+    this.transport?.sendToClient(request.header.client, finalize(h, encodeStatus(this.status())));
+  }
+
+  /** SIGTERM/SIGINT: stop accepting, finish the in-flight flush, close the files. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.tick_timer !== null) clearInterval(this.tick_timer);
+    if (this.flush_scheduled && this.replica !== null) {
+      try {
+        this.replica.flush();
+      } catch (error) {
+        this.log.log("error", `final flush failed: ${(error as Error).message}`);
+      }
+    }
+    await this.transport?.close();
+    this.storage?.close();
+    this.directory?.release();
+    this.replica = null;
+    this.log.log("info", "stopped");
+  }
+}
+
+export function dataDirFor(address: Address): string {
+  return path.join("toastyfs-data", `${address.host.replace(/[^A-Za-z0-9.-]/g, "_")}_${address.port}`);
+}
