@@ -85,6 +85,8 @@ export class FileStorage implements Storage {
   private superblock_fd: Fd = -1;
   private headers_fd: Fd = -1;
   private sequence = 0;
+  /** Which half of the superblock the next write starts with (superblock.ts). */
+  private superblock_first_half = 0;
   private readonly segments = new Map<number, Segment>();
   private active: Segment | null = null;
   private next_segment_id = 1;
@@ -121,7 +123,8 @@ export class FileStorage implements Storage {
       this.fs.fsyncDir("checkpoint");
       this.fs.fsyncDir("");
     }
-    const { record } = readSuperblock(this.fs, this.superblock_fd);
+    const { record, damaged, first_half } = readSuperblock(this.fs, this.superblock_fd);
+    this.superblock_first_half = first_half;
     if (record === null) {
       // Never formatted, or a format/recovery that crashed before its first superblock: nothing
       // here was ever promised to anyone, so whatever files exist are garbage.
@@ -136,6 +139,12 @@ export class FileStorage implements Storage {
     }
     this.sequence = record.sequence;
     const state = record.state;
+    if (damaged > 0) {
+      // Restore full redundancy now rather than at the next view change or checkpoint.
+      this.sequence += 1;
+      writeSuperblock(this.fs, this.superblock_fd, { sequence: this.sequence, identity: this.options, state }, this.superblock_first_half);
+      this.superblock_first_half = 0;
+    }
     let checkpoint: CheckpointMeta = { id: state.checkpoint, anchor: this.root, previous: state.checkpoint };
     let store = new ObjectStore();
     let clients = new ClientTable(clients_max);
@@ -282,7 +291,8 @@ export class FileStorage implements Storage {
     if (state !== null) {
       this.pending_state = null;
       this.sequence += 1;
-      writeSuperblock(this.fs, this.superblock_fd, { sequence: this.sequence, identity: this.options, state });
+      writeSuperblock(this.fs, this.superblock_fd, { sequence: this.sequence, identity: this.options, state }, this.superblock_first_half);
+      this.superblock_first_half = 0;
       const current = this.retained[0];
       if (current === undefined && state.checkpoint.op === 0) this.retained = [{ id: state.checkpoint, segments: new Set() }];
       else if (current === undefined || state.checkpoint.op > current.id.op) this.publish(state.checkpoint);
@@ -323,7 +333,10 @@ export class FileStorage implements Storage {
       removed = true;
     }
     if (removed) this.fs.fsyncDir("checkpoint");
-    const horizon = this.retained[this.retained.length - 1]?.id.op ?? 0;
+    // Prepares within a journal window below the published checkpoint still serve peers' repairs
+    // (recovery reports them), and those above it are replayed; older ones only matter if a
+    // retained checkpoint's values live beside them.
+    const horizon = Math.min(this.retained[this.retained.length - 1]?.id.op ?? 0, (this.retained[0]?.id.op ?? 0) - this.options.journal_slot_count);
     removed = false;
     for (const segment of [...this.segments.values()]) {
       if (segment === this.active || segment === this.receiving?.segment) continue;
@@ -540,6 +553,22 @@ export class FileStorage implements Storage {
     if (rx.revision < rx.store.revision) return null;
     rx.store.revision = rx.revision;
     return { store: rx.store, clients, checkpoint: { id: rx.id, anchor: rx.anchor, previous: rx.previous } };
+  }
+
+  /** Closes every file (before reopening after an I/O error, or at shutdown). */
+  close(): void {
+    const fds = [this.superblock_fd, this.headers_fd, ...[...this.segments.values()].map((s) => s.fd)];
+    this.segments.clear();
+    this.active = null;
+    for (const fd of fds) {
+      if (fd < 0) continue;
+      try {
+        this.fs.close(fd);
+      } catch {
+        // Already invalid (the file system failed): nothing more to release.
+      }
+    }
+    this.superblock_fd = this.headers_fd = -1;
   }
 
   usedBytes(): number {

@@ -92,9 +92,16 @@ export function decodeSuperblock(bytes: Uint8Array): SuperblockRecord | null {
 
 /** Reads every copy; returns the valid one with the highest sequence, or null if none is valid,
  * and how many copies were damaged (a blank file has all four "damaged"). */
-export function readSuperblock(fs: FileSystem, fd: Fd): { record: SuperblockRecord | null; damaged: number } {
+/**
+ * Reads every copy; returns the valid one with the highest sequence (null if none is valid), how
+ * many copies are damaged (a blank file has all four "damaged"), and which half must be written
+ * first next time: the one that does not hold every valid copy of the newest state, so that a
+ * torn write never destroys its last copy.
+ */
+export function readSuperblock(fs: FileSystem, fd: Fd): { record: SuperblockRecord | null; damaged: number; first_half: number } {
   let best: SuperblockRecord | null = null;
   let damaged = 0;
+  const sequences: (number | null)[] = [];
   const buffer = new Uint8Array(superblock_copy_size);
   for (let copy = 0; copy < superblock_copies; copy++) {
     let record: SuperblockRecord | null = null;
@@ -104,19 +111,25 @@ export function readSuperblock(fs: FileSystem, fd: Fd): { record: SuperblockReco
     } catch {
       record = null; // an unreadable sector is a damaged copy; the others may be intact
     }
+    sequences.push(record?.sequence ?? null);
     if (record === null) {
       damaged += 1;
       continue;
     }
     if (best === null || record.sequence > best.sequence) best = record;
   }
-  return { record: best, damaged };
+  // Write first a half with no copy of the newest state; if both halves have one, either.
+  const newest = best?.sequence ?? null;
+  const holds = (half: number) => sequences[half * 2] === newest || sequences[half * 2 + 1] === newest;
+  const first_half = newest !== null && holds(0) && !holds(1) ? 1 : 0;
+  return { record: best, damaged, first_half };
 }
 
-/** Writes all copies in two halves, each made durable before the next begins. */
-export function writeSuperblock(fs: FileSystem, fd: Fd, record: SuperblockRecord): void {
+/** Writes all copies in two halves, each made durable before the next begins, first_half first
+ * (see readSuperblock). */
+export function writeSuperblock(fs: FileSystem, fd: Fd, record: SuperblockRecord, first_half = 0): void {
   const bytes = encodeSuperblock(record);
-  for (let half = 0; half < 2; half++) {
+  for (const half of [first_half, 1 - first_half]) {
     for (let copy = half * 2; copy < half * 2 + 2; copy++) fs.pwrite(fd, bytes, copy * superblock_copy_size);
     fs.fdatasync(fd);
   }

@@ -3,7 +3,7 @@
  * disk where their prepare was journaled (DESIGN §5), and an entry says where.
  *
  * The digest is a multiset hash (sum mod 2^64 of a hash per entry) over the logical state only
- * (key, version, size, value checksum), updated in O(1) per write, so replicas that lay their
+ * (key, version, size, time, value checksum), updated in O(1) per write, so replicas that lay their
  * files out differently still agree on it.
  */
 import { assert } from "../util/assert.ts";
@@ -91,8 +91,8 @@ export class ObjectStore {
   }
 }
 
-/** A scratch buffer per hashed length (24 bytes of fields plus the key), made once each. */
-const entry_scratch = new Uint8Array(24 + key_size_max);
+/** A scratch buffer per hashed length (32 bytes of fields plus the key), made once each. */
+const entry_scratch = new Uint8Array(32 + key_size_max);
 const entry_view = new DataView(entry_scratch.buffer);
 const entry_lengths: Uint8Array[] = [];
 
@@ -100,8 +100,9 @@ function entryHash(key: string, entry: ObjectEntry): bigint {
   entry_view.setFloat64(0, entry.version, true);
   entry_view.setFloat64(8, entry.size, true);
   entry_view.setBigUint64(16, entry.checksum, true);
-  for (let i = 0; i < key.length; i++) entry_scratch[24 + i] = key.charCodeAt(i);
-  const n = 24 + key.length;
+  entry_view.setFloat64(24, entry.timestamp, true);
+  for (let i = 0; i < key.length; i++) entry_scratch[32 + i] = key.charCodeAt(i);
+  const n = 32 + key.length;
   const bytes = (entry_lengths[n] ??= entry_scratch.subarray(0, n));
   return checksum(bytes);
 }

@@ -292,7 +292,9 @@ export class Replica {
       case Command.sync_chunk:
         return this.onSyncChunk(message);
       case Command.reply:
-        return this.drop(message, "reply sent to a replica");
+      case Command.request_status:
+      case Command.status:
+        return this.drop(message, "not a replication message");
     }
   }
 
