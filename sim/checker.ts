@@ -65,15 +65,16 @@ export class StateChecker {
     else if (existing !== replica) this.fail(`replicas ${existing} and ${replica} both acted as primary of view ${view}`);
   }
 
-  /** A replica sent a message: promises must be in a durable view. */
-  sent(replica: number, message: Message, view_durable: number): void {
+  /** A replica sent a message: promises must be in a durable view. A prepare it created in an
+   * earlier view and now forwards for repair is not a new promise. */
+  sent(replica: number, message: Message, view_durable: number, view: number): void {
     const h = message.header;
     const promise =
       h.command === Command.prepare_ok ||
       h.command === Command.commit_ok ||
       h.command === Command.do_view_change ||
       h.command === Command.start_view ||
-      ((h.command === Command.prepare || h.command === Command.commit) && h.replica === replica);
+      ((h.command === Command.prepare || h.command === Command.commit) && h.replica === replica && h.view === view);
     if (!promise) return;
     if (view_durable < h.view) this.fail(`replica ${replica} sent ${Command[h.command]} in view ${h.view} with only view ${view_durable} durable`);
     if (h.view > this.promised_view[replica]!) this.promised_view[replica] = h.view;
@@ -94,8 +95,10 @@ export class StateChecker {
     }
   }
 
+  /** A disk was replaced. What it held durably still counts for replies already earned (a reply
+   * needs f+1 copies at commit time; losing one later is the fault model's business, not the
+   * reply's), but its promises are gone with it. */
   wiped(replica: number): void {
-    this.durable[replica] = new Map();
     this.promised_view[replica] = -1;
   }
 

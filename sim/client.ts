@@ -183,6 +183,12 @@ export class SimClient {
         this.redirected = true;
         this.wake_at = now + this.options.request_timeout_us / 8;
         return;
+      case Result.no_space:
+        // That replica's disk is full: it abdicates; try the next one after a moment.
+        this.target = (h.replica + 1) % this.replica_count;
+        this.redirected = true;
+        this.wake_at = now + this.options.request_timeout_us / 2;
+        return;
       case Result.busy:
       case Result.unavailable:
         this.redirected = true;

@@ -14,6 +14,7 @@ import { Replica, stateDigest, type Env } from "../lib/vsr/replica.ts";
 import type { Storage } from "../lib/vsr/storage.ts";
 import { FileStorage } from "../lib/storage/file_storage.ts";
 import { SimFs, SimulatedCrash } from "./sim_fs.ts";
+import { FsError } from "../lib/storage/fs.ts";
 import { Heap, type Timed } from "./heap.ts";
 import { Network, type NetworkOptions, type Packet } from "./network.ts";
 import { SimClient } from "./client.ts";
@@ -35,7 +36,9 @@ export interface SimOptions {
   /** The replica to run: tests pass deliberately broken subclasses. */
   replica_class?: ReplicaClass;
   /** Turn off fault kinds (tests of one mechanism). */
-  faults?: { crashes?: boolean; network?: boolean; power_loss?: boolean };
+  faults?: { crashes?: boolean; network?: boolean; power_loss?: boolean; storage?: boolean };
+  /** The storage the replicas run on: tests pass deliberately broken variants. */
+  storage_class?: typeof FileStorage;
 }
 
 export interface SimResult {
@@ -64,6 +67,8 @@ enum Kind {
   flush,
   client,
   fault,
+  /** Reopen a replica's data directory after an I/O error (lib/node retries after a second). */
+  reopen,
 }
 
 interface Event extends Timed {
@@ -100,6 +105,17 @@ interface FaultRates {
   clog: number;
   power_loss_at_us: number | null;
   disk_latency_mean_us: number;
+  /** Replicas whose disks may be damaged: at most f, so some intact copy of every committed op
+   * always exists (DESIGN §6, the fault model). */
+  faulty_disks: Set<number>;
+  /** Per 10 ms, on a faulty disk: latent sector corruption, unreadable sector, failed fsync,
+   * wipe (a replaced disk), running out of space. */
+  corrupt: number;
+  read_error: number;
+  fsync_error: number;
+  wipe: number;
+  disk_full: number;
+  misdirect: number;
 }
 
 export class Simulator {
@@ -137,7 +153,7 @@ export class Simulator {
       const skew = 1 + (this.prng.float() * 2 - 1) * 0.1;
       this.nodes.push({
         index: i,
-        fs: new SimFs(this.prng.fork()),
+        fs: new SimFs(this.prng.fork(), { misdirect_probability: this.rates.faulty_disks.has(i) ? this.rates.misdirect : 0 }),
         replica: null,
         incarnation: 0,
         paused: false,
@@ -197,6 +213,27 @@ export class Simulator {
       clog: this.options.faults?.network === false ? 0 : p.float() * 0.002,
       power_loss_at_us: power_loss ? p.int(Math.max(1, this.options.ticks)) * tick_us : null,
       disk_latency_mean_us: 50 + p.int(p.chance(0.2) ? 20_000 : 1_000),
+      ...this.drawStorageRates(),
+    };
+  }
+
+  private drawStorageRates(): Pick<FaultRates, "faulty_disks" | "corrupt" | "read_error" | "fsync_error" | "wipe" | "disk_full" | "misdirect"> {
+    const p = this.prng;
+    const faulty_disks = new Set<number>();
+    const enabled = (this.options.faults?.storage ?? true) && this.f > 0 && p.chance(0.7);
+    if (enabled) {
+      const count = 1 + p.int(this.f);
+      for (const r of p.shuffle([...Array(this.options.replicas).keys()]).slice(0, count)) faulty_disks.add(r);
+    }
+    const rate = (max: number) => (enabled ? p.float() * max : 0);
+    return {
+      faulty_disks,
+      corrupt: rate(0.01),
+      read_error: rate(0.003),
+      fsync_error: rate(0.001),
+      wipe: rate(0.0005),
+      disk_full: rate(0.001),
+      misdirect: rate(0.002),
     };
   }
 
@@ -297,6 +334,11 @@ export class Simulator {
         return this.onClient(event.node);
       case Kind.fault:
         return this.onFault();
+      case Kind.reopen: {
+        const node = this.nodes[event.node]!;
+        if (node.replica === null && node.incarnation === event.incarnation) this.start(node);
+        return;
+      }
     }
   }
 
@@ -307,8 +349,9 @@ export class Simulator {
     node.flush_scheduled = false;
     node.inbox = [];
     const index = node.index;
+    const StorageClass = this.options.storage_class ?? FileStorage;
     const storage = new TracedStorage(
-      new FileStorage(node.fs, {
+      new StorageClass(node.fs, {
         cluster: this.config.cluster,
         replica: index,
         replica_count: this.options.replicas,
@@ -337,7 +380,9 @@ export class Simulator {
     this.guard(node, () => {
       replica.open(this.realtime(node));
       if (!node.wiped) this.checker.restarted(index, replica.view_durable);
+      this.reopening.delete(index);
     });
+    if (node.replica === null) return; // the open itself failed: a reopen is scheduled
     node.wiped = false;
     this.schedule(node.tick_us, Kind.tick, index, node.incarnation, null);
     this.afterReplicaEvent(node);
@@ -349,7 +394,7 @@ export class Simulator {
 
   private send(from: number, to: number, message: Message): void {
     const node = this.nodes[from]!;
-    this.checker.sent(from, message, node.replica?.view_durable ?? -1);
+    this.checker.sent(from, message, node.replica?.view_durable ?? -1, node.replica?.view ?? -1);
     if (message !== this.last_message) {
       this.last_message = message;
       this.last_bytes = encode(message);
@@ -368,9 +413,21 @@ export class Simulator {
         this.down(node);
         return;
       }
+      if (error instanceof FsError && this.rates.faulty_disks.has(node.index)) {
+        // What lib/node does on an I/O error: never retry it; reopen the data directory and let
+        // the protocol repair what is missing.
+        this.log(`replica ${node.index}: ${error.message}: reopening its data directory`);
+        this.down(node);
+        this.schedule(node.replica === null && this.reopening.has(node.index) ? 1_000_000 : 0, Kind.reopen, node.index, node.incarnation, null);
+        this.reopening.add(node.index);
+        return;
+      }
       throw error;
     }
   }
+
+  /** Replicas that hit an I/O error since their last good open: a second error waits a second. */
+  private readonly reopening = new Set<number>();
 
   private down(node: ReplicaNode): void {
     node.replica = null;
@@ -504,6 +561,7 @@ export class Simulator {
       this.log(`fault: pause replica ${node.index}`);
       node.paused = true;
     }
+    for (const index of r.faulty_disks) this.storageFaults(this.nodes[index]!);
     if (p.chance(r.partition) && this.options.replicas > 1) {
       this.faults += 1;
       this.log(`fault: ${this.network.partition()}`);
@@ -516,6 +574,46 @@ export class Simulator {
     }
   }
 
+  private storageFaults(node: ReplicaNode): void {
+    const p = this.prng;
+    const r = this.rates;
+    const fs = node.fs;
+    if (p.chance(r.corrupt)) {
+      const fault = fs.corruptRandomSector();
+      if (fault !== null) {
+        this.faults += 1;
+        this.log(`fault: replica ${node.index}: corrupted sector ${fault.sector} of ${fault.path}`);
+      }
+    }
+    if (p.chance(r.read_error)) {
+      const fault = fs.injectRandomReadError();
+      if (fault !== null) {
+        this.faults += 1;
+        this.log(`fault: replica ${node.index}: unreadable sector ${fault.sector} of ${fault.path}`);
+      }
+    }
+    if (p.chance(r.fsync_error)) {
+      this.faults += 1;
+      this.log(`fault: replica ${node.index}: its next fsync fails (and may drop the dirty data)`);
+      fs.failNextFsync();
+    }
+    if (p.chance(r.disk_full)) {
+      this.faults += 1;
+      const full = fs.capacity_bytes === Infinity;
+      fs.capacity_bytes = full ? fs.usedBytes() + p.int(64 * 1024) : Infinity;
+      this.log(`fault: replica ${node.index}: disk ${full ? "full" : "space freed"}`);
+    }
+    if (p.chance(r.wipe)) {
+      this.faults += 1;
+      this.log(`fault: replica ${node.index}: disk replaced (wiped)`);
+      fs.wipe();
+      this.checker.wiped(node.index);
+      this.down(node);
+      node.wiped = true;
+      this.start(node);
+    }
+  }
+
   // --- Liveness
 
   /** Heals everything but at most f crashed replicas; every request must then complete and every
@@ -525,7 +623,10 @@ export class Simulator {
     const p = this.prng;
     this.network.heal();
     this.network.options = { ...this.network.options, loss_probability: 0, duplicate_probability: 0, replay_probability: 0, corrupt_probability: 0 };
-    const keep_down = p.int(this.f + 1);
+    // Replicas whose disks were damaged count against the budget of f: they hold the only copies
+    // of nothing, but a replica kept down may have held the only other good copy.
+    for (const index of this.rates.faulty_disks) this.nodes[index]!.fs.capacity_bytes = Infinity;
+    const keep_down = p.int(Math.max(0, this.f - this.rates.faulty_disks.size) + 1);
     const down_order = p.shuffle([...this.nodes]);
     let kept = 0;
     for (const node of down_order) {

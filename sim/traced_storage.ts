@@ -47,6 +47,9 @@ export class TracedStorage implements Storage {
   readValue(entry: ObjectEntry): Uint8Array | null {
     return this.inner.readValue(entry);
   }
+  writeValue(value: Uint8Array): ValueLocation {
+    return this.inner.writeValue(value);
+  }
   writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void {
     this.inner.writeCheckpoint(checkpoint, store, clients);
   }
@@ -64,5 +67,8 @@ export class TracedStorage implements Storage {
   }
   usedBytes(): number {
     return this.inner.usedBytes();
+  }
+  hasSpace(bytes: number): boolean {
+    return this.inner.hasSpace(bytes);
   }
 }

@@ -276,6 +276,13 @@ export class Client {
         await sleepMs(attempts > n ? busy_backoff_ms : 0);
         continue;
       }
+      if (result === Result.no_space) {
+        // The primary's disk is full; it hands over to a replica with space. Try the next one.
+        this.target = (reply.header.replica + 1) % this.membership.replicas.length;
+        redirected = true;
+        await sleepMs(busy_backoff_ms * Math.min(attempts, 10));
+        continue;
+      }
       if (result === Result.busy || result === Result.unavailable) {
         redirected = true;
         await sleepMs(busy_backoff_ms * Math.min(attempts, 10));
@@ -347,7 +354,10 @@ export async function clusterStatus(addresses: Address[], timeout_ms = 1000): Pr
     h.client = id;
     transport.sendToReplica(i, finalize(h));
   }
-  await Promise.race([all, sleepMs(timeout_ms)]);
+  // The timer is cleared once everyone answered, so it does not keep a short-lived process alive.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([all, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeout_ms)))]);
+  clearTimeout(timer);
   await transport.close();
   return results;
 }

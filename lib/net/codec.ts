@@ -29,8 +29,11 @@ export enum Command {
   /** A client (toastyfs status) asks one replica about itself; answered by the node, not by VSR. */
   request_status = 18,
   status = 19,
+  /** A replica whose copy of a value is damaged asks a peer for it by key, version and checksum. */
+  request_value = 20,
+  value = 21,
 }
-export const command_max = 19;
+export const command_max = 21;
 
 /** Byte offsets of the header fields. u64 fields sit at 8-aligned offsets. */
 export const Offset = {

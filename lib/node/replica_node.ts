@@ -35,6 +35,14 @@ export interface ReplicaNodeOptions {
   data_dir: string;
   config?: Partial<Config>;
   logger: Logger;
+  /** Metrics hooks (lib/node/metrics.ts): told when a client request arrives and when a message
+   * to a client is handed to the transport, to count requests and time them at this node. */
+  requests?: RequestHooks;
+}
+
+export interface RequestHooks {
+  requestArrived(header: Header): void;
+  replySent(header: Header): void;
 }
 
 
@@ -100,7 +108,10 @@ export class ReplicaNode {
     const seed = randomBytes(6).readUIntLE(0, 6);
     const env: Env = {
       sendToReplica: (to, message) => void this.transport!.sendToReplica(to, message),
-      sendToClient: (client, message) => void this.transport!.sendToClient(client, message),
+      sendToClient: (client, message) => {
+        this.options.requests?.replySent(message.header); // metrics: reply time
+        this.transport!.sendToClient(client, message);
+      },
       random: new Prng(seed),
       log: (level, text) => this.log.log(level, text),
     };
@@ -119,6 +130,7 @@ export class ReplicaNode {
   private onMessage(message: Message, connection: ConnectionInfo): void {
     if (message.header.command === Command.request_status) return this.sendStatus(message, connection);
     if (this.replica === null) return;
+    if (message.header.command === Command.request) this.options.requests?.requestArrived(message.header); // metrics: arrival time
     this.replica.onMessage(message);
     this.afterEvent();
   }
@@ -190,7 +202,7 @@ export class ReplicaNode {
       objects: r?.store.count ?? 0,
       object_bytes: r?.store.bytes ?? 0,
       uptime_ms: Date.now() - this.started_ms,
-      problem: this.problem,
+      problem: this.problem ?? r?.problem() ?? null,
       counters: { ...(r?.stats ?? {}), ...this.counters, ...(this.transport?.stats ?? {}) },
     };
   }

@@ -22,9 +22,9 @@ import { ObjectStore, type ObjectEntry, type ValueLocation } from "../store/obje
 import { ClientTable, type ClientSession } from "../vsr/client_table.ts";
 import { rootPrepare } from "../vsr/root.ts";
 import type { CheckpointId, CheckpointMeta, Recovered, RecoveredPrepare, Storage, SyncChunk, VsrState } from "../vsr/storage.ts";
-import { FsError, type Fd, type FileSystem } from "./fs.ts";
+import { type Fd, type FileSystem } from "./fs.ts";
 import { readSuperblock, superblock_path, writeSuperblock, type SuperblockIdentity } from "./superblock.ts";
-import { checkpointPath, decodeCheckpoint, encodeCheckpoint, type DecodedCheckpoint } from "./checkpoint_file.ts";
+import { checkpointPath, valueSegments, checkpoint_summary_prefix_size, decodeCheckpoint, decodeCheckpointSummary, encodeCheckpoint, type DecodedCheckpoint } from "./checkpoint_file.ts";
 import { Reader, Writer, readObjectMeta, readSession, writeObjectMeta, writeSession } from "./records.ts";
 
 export const header_record_size = 256;
@@ -129,7 +129,7 @@ export class FileStorage implements Storage {
       // Never formatted, or a format/recovery that crashed before its first superblock: nothing
       // here was ever promised to anyone, so whatever files exist are garbage.
       this.removeAll();
-      return { state: null, journal: [], checkpoint: null, store: new ObjectStore(), clients: new ClientTable(clients_max) };
+      return { state: null, journal: [], journal_damaged: false, checkpoint: null, store: new ObjectStore(), clients: new ClientTable(clients_max) };
     }
     const id = record.identity;
     if (id.cluster !== this.options.cluster || id.replica !== this.options.replica || id.replica_count !== this.options.replica_count) {
@@ -151,17 +151,22 @@ export class FileStorage implements Storage {
     this.openSegments();
     if (state.checkpoint.op > 0) {
       const decoded = this.readCheckpoint(state.checkpoint, clients_max);
-      if (decoded === null) throw new FsError("EIO", `checkpoint ${checkpointPath(state.checkpoint.op)} named by the superblock is missing or damaged`);
+      if (decoded === null) {
+        // The state this replica executed is lost, but its promises (the superblock) are not: it
+        // recovers the state from peers. Nothing is collected until it has a checkpoint again.
+        this.retained = [];
+        return { state, journal: [], journal_damaged: true, checkpoint: null, store, clients };
+      }
       checkpoint = decoded.checkpoint;
       store = decoded.store;
       clients = decoded.clients;
-      this.retained = [{ id: state.checkpoint, segments: segmentsOf(store) }];
+      this.retained = [{ id: state.checkpoint, segments: valueSegments(store) }, ...this.olderCheckpoints(state.checkpoint.op)];
     } else {
       this.retained = [{ id: state.checkpoint, segments: new Set() }];
     }
-    const journal = this.readHeaderRing(state.checkpoint.op);
+    const { journal, damaged: journal_damaged } = this.readHeaderRing(state.checkpoint.op);
     this.collectGarbage();
-    return { state, journal, checkpoint, store, clients };
+    return { state, journal, journal_damaged, checkpoint, store, clients };
   }
 
   private removeAll(): void {
@@ -190,22 +195,29 @@ export class FileStorage implements Storage {
   /** Reads the header ring: for each record after the checkpoint, checks the prepare's header on
    * disk matches. Bodies are verified when read (every read is checksummed), so startup reads only
    * headers. */
-  private readHeaderRing(checkpoint_op: number): RecoveredPrepare[] {
+  private readHeaderRing(checkpoint_op: number): { journal: RecoveredPrepare[]; damaged: boolean } {
     const ring_size = this.options.journal_slot_count * header_record_size;
     const ring = new Uint8Array(ring_size);
     let n = 0;
+    const unreadable = new Set<number>();
     try {
       n = this.fs.pread(this.headers_fd, ring, 0);
     } catch {
-      n = this.readRingSlots(ring);
+      n = this.readRingSlots(ring, unreadable);
     }
     const found: RecoveredPrepare[] = [];
     const buffer = new Uint8Array(header_size);
+    // A slot that was written but no longer decodes held a record: of an op this replica may
+    // have acknowledged. Which op is unknown, so the replica must not vote any op away.
+    let damaged = unreadable.size > 0;
     for (let slot = 0; slot < this.options.journal_slot_count; slot++) {
       const offset = slot * header_record_size;
       if (offset + header_record_size > n) break;
-      const record = decodeRecord(ring, offset);
-      if (record === null) continue;
+      const record = decodeRecord(ring, offset, slot, this.options.journal_slot_count);
+      if (record === null) {
+        if (!isZero(ring, offset, header_record_size)) damaged = true;
+        continue;
+      }
       const { header, location } = record;
       const segment = this.segments.get(location.segment);
       if (segment !== undefined) segment.max_op = Math.max(segment.max_op, header.op);
@@ -224,17 +236,18 @@ export class FileStorage implements Storage {
       if (intact) this.prepares.set(header.op, location);
       found.push({ header, faulty: !intact });
     }
-    return found;
+    return { journal: found, damaged };
   }
 
   /** Reads the ring slot by slot when a bulk read hits a bad sector: only the bad slots are lost. */
-  private readRingSlots(ring: Uint8Array): number {
+  private readRingSlots(ring: Uint8Array, unreadable: Set<number>): number {
     let n = 0;
     for (let slot = 0; slot < this.options.journal_slot_count; slot++) {
       try {
         n = slot * header_record_size + this.fs.pread(this.headers_fd, ring.subarray(slot * header_record_size, (slot + 1) * header_record_size), slot * header_record_size);
       } catch {
         ring.fill(0, slot * header_record_size, (slot + 1) * header_record_size);
+        unreadable.add(slot);
         n = (slot + 1) * header_record_size;
       }
     }
@@ -389,11 +402,21 @@ export class FileStorage implements Storage {
     return checksum(bytes) === entry.checksum ? bytes : null;
   }
 
+  writeValue(value: Uint8Array): ValueLocation {
+    const segment = this.segmentFor(value.length);
+    this.fs.pwrite(segment.fd, value, segment.write_offset);
+    const location = { segment: segment.id, offset: segment.write_offset };
+    segment.write_offset += pad8(value.length);
+    segment.dirty = true;
+    return location;
+  }
+
   writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void {
     const id = checkpoint.id;
     // The values the index points at must be durable before anything points at the index.
     this.syncSegments();
-    const bytes = encodeCheckpoint(checkpoint, store, clients);
+    const segments = valueSegments(store);
+    const bytes = encodeCheckpoint(checkpoint, store, clients, segments);
     const path = checkpointPath(id.op);
     const tmp = `${path}.tmp`;
     const fd = this.fs.open(tmp, true);
@@ -403,7 +426,48 @@ export class FileStorage implements Storage {
     this.fs.close(fd);
     this.fs.rename(tmp, path);
     this.fs.fsyncDir("checkpoint");
-    this.written.set(id.op, { id, segments: segmentsOf(store) });
+    this.written.set(id.op, { id, segments });
+  }
+
+  /** The checkpoint files older than the published one that this replica still retains (so it
+   * can serve peers that sync, after a restart as before it), newest first. */
+  private olderCheckpoints(current_op: number): RetainedCheckpoint[] {
+    const older: RetainedCheckpoint[] = [];
+    const ops = this.fs
+      .readdir("checkpoint")
+      .map((name) => /^(\d{16})\.ckpt$/.exec(name))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .filter((op) => op < current_op)
+      .sort((a, b) => b - a)
+      .slice(0, checkpoints_retained - 1);
+    for (const op of ops) {
+      const summary = this.readCheckpointSummary(op);
+      if (summary !== null) older.push({ id: summary.checkpoint.id, segments: summary.segments });
+    }
+    return older;
+  }
+
+  private readCheckpointSummary(op: number): ReturnType<typeof decodeCheckpointSummary> {
+    let fd: Fd;
+    try {
+      fd = this.fs.open(checkpointPath(op), false);
+    } catch {
+      return null;
+    }
+    try {
+      const prefix = new Uint8Array(checkpoint_summary_prefix_size);
+      if (this.fs.pread(fd, prefix, 0) !== prefix.length) return null;
+      const first = decodeCheckpointSummary(prefix);
+      if (first === null) return null;
+      const whole = new Uint8Array(checkpoint_summary_prefix_size + first.segments_size);
+      if (this.fs.pread(fd, whole, 0) !== whole.length) return null;
+      return decodeCheckpointSummary(whole);
+    } catch {
+      return null;
+    } finally {
+      this.fs.close(fd);
+    }
   }
 
   private readCheckpoint(id: CheckpointId, clients_max: number): DecodedCheckpoint | null {
@@ -555,6 +619,23 @@ export class FileStorage implements Storage {
     return { store: rx.store, clients, checkpoint: { id: rx.id, anchor: rx.anchor, previous: rx.previous } };
   }
 
+  /** Writes and removes a probe file of `bytes` to see whether the disk has space again. */
+  hasSpace(bytes: number): boolean {
+    const path = "journal/space.probe";
+    try {
+      const fd = this.fs.open(path, true);
+      try {
+        this.fs.pwrite(fd, new Uint8Array(Math.min(bytes, 1 << 20)), 0);
+        return true;
+      } finally {
+        this.fs.close(fd);
+        this.fs.unlink(path);
+      }
+    } catch {
+      return false;
+    }
+  }
+
   /** Closes every file (before reopening after an I/O error, or at shutdown). */
   close(): void {
     const fds = [this.superblock_fd, this.headers_fd, ...[...this.segments.values()].map((s) => s.fd)];
@@ -578,11 +659,6 @@ export class FileStorage implements Storage {
   }
 }
 
-function segmentsOf(store: ObjectStore): Set<number> {
-  const segments = new Set<number>();
-  for (const [, entry] of store.all()) segments.add(entry.segment);
-  return segments;
-}
 
 /** Header ring record: the prepare header, u32 segment, u32 size, u64 offset, reserved, and at
  * 248 a u64 checksum of bytes 0..248. */
@@ -596,7 +672,13 @@ function encodeRecord(record: Uint8Array, location: PrepareLocation): void {
   v.setBigUint64(248, checksum(record.subarray(0, 248)), true);
 }
 
-function decodeRecord(ring: Uint8Array, offset: number): { header: Header; location: PrepareLocation } | null {
+function isZero(bytes: Uint8Array, offset: number, size: number): boolean {
+  for (let i = offset; i < offset + size; i++) if (bytes[i] !== 0) return false;
+  return true;
+}
+
+/** A record is valid only in its own slot: a misdirected write elsewhere is damage. */
+function decodeRecord(ring: Uint8Array, offset: number, slot: number, slot_count: number): { header: Header; location: PrepareLocation } | null {
   const record = ring.subarray(offset, offset + header_record_size);
   const v = new DataView(record.buffer, record.byteOffset, header_record_size);
   if (v.getBigUint64(248, true) !== checksum(record.subarray(0, 248))) return null;
@@ -610,6 +692,6 @@ function decodeRecord(ring: Uint8Array, offset: number): { header: Header; locat
     size: v.getUint32(132, true),
     offset: Number(v.getBigUint64(136, true)),
   };
-  if (location.size !== header.size) return null;
+  if (location.size !== header.size || header.op % slot_count !== slot) return null;
   return { header, location };
 }

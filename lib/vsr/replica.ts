@@ -20,7 +20,9 @@ import { assert } from "../util/assert.ts";
 import type { Prng } from "../util/prng.ts";
 import { Command, Header, decodeHeader, finalize, writeHeader, type Message } from "../net/codec.ts";
 import { header_size, key_size_max, sender_client, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
-import { ObjectStore } from "../store/object_store.ts";
+import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
+import { keyFromBytes, keyToBytes } from "../store/keys.ts";
+import { checksum } from "../util/checksum.ts";
 import { executeRead, executeWrite, validateRequest } from "../store/execute.ts";
 import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
 import { ClientTable, type StoredReply } from "./client_table.ts";
@@ -28,6 +30,7 @@ import { Journal } from "./journal.ts";
 import { Timeout } from "./timeout.ts";
 import { decodeBatch, encodeBatch, batchEntrySize, batch_header_size } from "./batch.ts";
 import type { CheckpointId, Recovered, Storage, VsrState } from "./storage.ts";
+import { FsError } from "../storage/fs.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { checkpointFor } from "./checkpoint.ts";
 export { rootPrepare, stateDigest };
@@ -53,6 +56,8 @@ export interface ReplicaObserver {
   primary(replica: number, view: number): void;
 }
 
+/** Damaged values queued for repair at once. */
+const value_repairs_max = 64;
 /** Repair requests sent per repair tick, so a far-behind replica does not flood its peers. */
 const repair_requests_max = 8;
 /** Size of one state-sync chunk request. */
@@ -82,6 +87,9 @@ export interface DoViewChange {
    * header (absent: it never had the prepare, so it may vote to discard it), or had it and found
    * it damaged (faulty: it must not vote to discard what it may have acknowledged). */
   presence: Uint8Array;
+  /** The sender's journal lost a record it cannot identify: none of its gaps count as "never
+   * held" (it may have acknowledged the op that was there). */
+  damaged: boolean;
 }
 
 export const presence_absent = 0;
@@ -231,6 +239,7 @@ export class Replica {
     if (this.timeout_view_change_resend.tick()) this.onViewChangeResend();
     if (this.timeout_prepare.tick()) this.onPrepareTimeout();
     if (this.timeout_repair.tick()) this.repair();
+    this.checkSpace();
   }
 
   /** Whether flush() has anything to make durable. */
@@ -291,6 +300,10 @@ export class Replica {
         return this.onRequestSync(message);
       case Command.sync_chunk:
         return this.onSyncChunk(message);
+      case Command.request_value:
+        return this.onRequestValue(message);
+      case Command.value:
+        return this.onValue(message);
       case Command.reply:
       case Command.request_status:
       case Command.status:
@@ -308,6 +321,11 @@ export class Replica {
 
   private loadState(recovered: Recovered): void {
     const state = recovered.state!;
+    if (recovered.checkpoint === null) return this.recoverLostCheckpoint(state);
+    if (recovered.journal_damaged) {
+      this.journal_damaged_until = state.checkpoint.op + this.config.journal_slot_count;
+      this.env.log("warn", `replica ${this.replica}: journal records damaged on disk: repairing from peers; this replica will not vote to discard any op until they are rewritten`);
+    }
     this.view = this.view_durable = state.view;
     this.log_view = this.log_view_durable = state.log_view;
     this.checkpoint = state.checkpoint;
@@ -388,6 +406,41 @@ export class Replica {
   private probe_formatted = new Set<number>();
   /** Opened from a data directory (not formatted in this run): it may have lost unsynced state. */
   private restarted = false;
+  /** A journal record was unreadable at open: until every slot of the window has been written
+   * since (commit past this op), this replica's gaps are not evidence an op was never held. */
+  private journal_damaged_until = -1;
+
+  private journalDamaged(): boolean {
+    return this.commit_min <= this.journal_damaged_until;
+  }
+
+  /** Why this replica refuses writes, if it does (status, metrics). */
+  problem(): string | null {
+    if (this.no_space) return "disk full: this replica refuses new writes until space is freed (reads are still served)";
+    if (this.journalDamaged()) return "journal damaged: repairing from peers";
+    return null;
+  }
+
+  /** The disk ran out of space: writes are refused (no_space) and retried only after a probe
+   * shows space again; reads go on. */
+  private no_space = false;
+  private no_space_ticks = 0;
+
+  /** The checkpoint file is damaged: the executed state is gone, the promises are not. Recover
+   * the state from peers as a lost disk would, in at least the view the superblock promised. */
+  private recoverLostCheckpoint(state: VsrState): void {
+    this.env.log("error", `replica ${this.replica}: checkpoint ${state.checkpoint.op} is damaged on disk: recovering the state from peers; this replica acknowledges nothing until it has caught up`);
+    this.view = this.view_durable = state.view;
+    this.log_view_durable = state.log_view;
+    this.log_view = 0;
+    this.recovering_view = -1;
+    this.restarted = true;
+    this.formed = true;
+    this.status = "recovering";
+    this.timeout_repair.start();
+    this.timeout_normal.start();
+    this.requestStartView();
+  }
 
   private sendProbe(): void {
     if (this.status !== "blank" && this.formed) {
@@ -451,8 +504,10 @@ export class Replica {
       this.env.log("warn", `replica ${this.replica}: data directory is blank but the cluster has data: recovering from peers at view ${view}; this replica acknowledges nothing until it has caught up`);
       this.timeout_probe.stop();
       this.status = "recovering";
+      this.formed = true;
       this.view = view;
       this.log_view = 0;
+      this.recovering_view = -1;
       this.timeout_repair.start();
       this.timeout_normal.start();
       this.requestStartView();
@@ -564,6 +619,7 @@ export class Replica {
     const valid = validateRequest(operation, message.body, this.config.value_size_max);
     if (valid !== Result.ok) return this.replyError(message, valid);
     if (!isWrite(operation)) return this.enqueueRead(message);
+    if (this.no_space) return this.replyError(message, Result.no_space);
     const session = this.clients.get(h.client);
     if (operation !== Operation.register && (session === undefined || session.session !== h.session)) {
       return this.replyError(message, Result.evicted);
@@ -602,6 +658,7 @@ export class Replica {
       !this.start_view_pending &&
       this.log_view_durable === this.view &&
       this.formed &&
+      !this.no_space &&
       this.checkpointIdFor(this.op + 1) !== null
     ) {
       const batch: Message[] = [];
@@ -640,8 +697,9 @@ export class Replica {
     this.pipeline.push({ op: h.op, checksum: h.checksum, message: prepare, oks: new Set() });
     // Send first, then journal: the backups' writes overlap the primary's own.
     this.sendToOthers(prepare);
-    this.storage.writePrepare(prepare);
-    this.journal.wrote(prepare.header);
+    // The op is in this primary's log even if its own copy could not be written (disk full): the
+    // header stays, and the prepare is repaired once there is space again.
+    if (!this.journalPrepare(prepare)) this.journal.setHeader(prepare.header);
     if (!this.timeout_prepare.running) this.timeout_prepare.start();
   }
 
@@ -815,7 +873,7 @@ export class Replica {
       if (waiter.read_op > this.commit_min || !this.roundConfirmed(waiter.round)) break;
       served += 1;
       const h = waiter.message.header;
-      const result = executeRead(this.store, h.operation, waiter.message.body, (entry) => this.storage.readValue(entry));
+      const result = executeRead(this.store, h.operation, waiter.message.body, (entry) => this.readValue(entry));
       this.sendReply(h.client, h.request, h.session, h.operation, result.result, result.body, 0, this.realtime);
     }
     if (served > 0) this.read_queue.splice(0, served);
@@ -868,7 +926,7 @@ export class Replica {
     if (existing !== null && existing.view === this.view && existing.checksum !== h.checksum) {
       assert(false, () => `replica ${this.replica}: two different prepares for op ${h.op} in view ${this.view}`);
     }
-    this.journalPrepare(message);
+    if (!this.journalPrepare(message)) return; // disk full: no acknowledgement
     if (h.op > this.op) {
       // Ops between the old head and this one are unknown: repair fetches them by hash chain.
       this.op = h.op;
@@ -888,10 +946,43 @@ export class Replica {
     return child !== null && child.parent === h.checksum;
   }
 
-  private journalPrepare(message: Message): void {
+  /** Writes a prepare to the journal; false if the disk is full (it is then not journaled: no
+   * acknowledgement, and repair fetches it again once space returns). */
+  private journalPrepare(message: Message): boolean {
     const h = message.header;
-    this.storage.writePrepare(message);
+    try {
+      this.storage.writePrepare(message);
+    } catch (error) {
+      if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
+      this.diskFull(error);
+      return false;
+    }
     this.journal.wrote(h);
+    return true;
+  }
+
+  private diskFull(error: FsError): void {
+    if (!this.no_space) this.env.log("error", `replica ${this.replica}: ${error.message}: the disk is full; refusing new writes (reads are still served) until space is freed`);
+    this.no_space = true;
+    this.no_space_ticks = 0;
+  }
+
+  /** Every second while the disk is full, checks whether space has come back. A primary whose
+   * journal cannot be written abdicates at once (DESIGN §5): a backup with space leads instead. */
+  private checkSpace(): void {
+    if (!this.no_space) return;
+    if (this.status === "normal" && this.isPrimary() && this.config.replica_count > 1) {
+      this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} cannot write its journal (disk full): abdicating`);
+      this.startViewChange(this.view + 1);
+    }
+    this.no_space_ticks += 1;
+    if (this.no_space_ticks < 100) return;
+    this.no_space_ticks = 0;
+    if (this.storage.hasSpace(this.config.batch_size_max)) {
+      this.no_space = false;
+      this.env.log("info", `replica ${this.replica}: disk space is available again: accepting writes`);
+      this.prepareQueued();
+    }
   }
 
   /** Removes entries that do not chain to the entry above them (left over from an older view),
@@ -1139,8 +1230,18 @@ export class Replica {
     assert(anchor !== null && anchor.checksum === id.checksum, () => `replica ${this.replica}: no header for its checkpoint op ${id.op}`);
     const previous = this.checkpoint_ids.get(id.op - this.config.checkpoint_interval_ops);
     assert(previous !== undefined, () => `replica ${this.replica}: checkpoint ${id.op} without the one before it`);
-    this.storage.writeCheckpoint({ id, anchor, previous }, this.store, this.clients);
+    // The id is known whether or not the file can be written (prepares name it; the next
+    // checkpoint records it as its predecessor).
     this.rememberCheckpoint(id);
+    try {
+      this.storage.writeCheckpoint({ id, anchor, previous }, this.store, this.clients);
+    } catch (error) {
+      // Without the checkpoint the journal cannot wrap: the primary stops preparing when it is
+      // full, which is the backpressure a full disk needs. The next checkpoint retries.
+      if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
+      this.diskFull(error);
+      return;
+    }
     this.checkpoint_pending = id;
     if (this.status === "normal") this.writeState();
   }
@@ -1352,7 +1453,7 @@ export class Replica {
     headers.forEach((header, i) => {
       presence[i] = this.journal.hasDurable(header.op, header.checksum) || header.op <= this.commit_min ? presence_present : this.journal.isFaulty(header.op, header.checksum) ? presence_faulty : presence_absent;
     });
-    const dvc: DoViewChange = { log_view: this.log_view, op: this.op, commit: this.commit_max, headers, presence };
+    const dvc: DoViewChange = { log_view: this.log_view, op: this.op, commit: this.commit_max, headers, presence, damaged: this.journalDamaged() };
     if (primary === this.replica) {
       this.dvc_from.set(this.replica, dvc);
       this.maybeStartView();
@@ -1363,6 +1464,7 @@ export class Replica {
     h.op = dvc.op;
     h.commit = dvc.commit;
     h.request = dvc.headers.length;
+    h.operation = dvc.damaged ? 1 : 0;
     this.env.sendToReplica(primary, finalize(h, encodeDoViewChangeBody(dvc.headers, dvc.presence)));
   }
 
@@ -1382,7 +1484,7 @@ export class Replica {
     if (this.status !== "view_change") return;
     // A do_view_change implies its sender voted to leave the old view.
     this.svc_from.add(h.replica);
-    this.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: h.commit, headers, presence });
+    this.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: h.commit, headers, presence, damaged: h.operation === 1 });
     this.maybeSendDoViewChange();
     this.maybeStartView();
   }
@@ -1425,6 +1527,7 @@ export class Replica {
       if (header.op <= commit) continue;
       let nacks = 0;
       for (const dvc of dvcs) {
+        if (dvc.damaged) continue;
         const j = dvc.headers.findIndex((h) => h.op === header.op);
         if (j === -1 ? dvc.op < header.op || dvc.headers.length > 0 && dvc.headers[0]!.op < header.op : dvc.headers[j]!.checksum !== header.checksum || dvc.presence[j] === presence_absent) nacks += 1;
       }
@@ -1548,6 +1651,7 @@ export class Replica {
     this.timeout_view_change_resend.stop();
     if (this.status === "recovering") {
       this.recovering_op = h.op;
+      this.recovering_view = h.view;
       this.timeout_normal.start();
       this.maybeStartSync();
       this.repair();
@@ -1599,11 +1703,14 @@ export class Replica {
 
   /** The op a recovering replica must have repaired up to before it may acknowledge anything. */
   private recovering_op = 0;
+  /** The view of the start_view a recovering replica installed (-1: none yet). Only a start_view
+   * from a primary gives it a log to vouch for; its own adopted view does not. */
+  private recovering_view = -1;
 
   /** RULE (lost disk): a recovering replica rejoins only once it has a checkpoint and every
    * prepare up to the op of the start_view it installed; only then does it persist its state. */
   private maybeFinishRecovering(): void {
-    if (this.status !== "recovering" || this.sync !== null || this.log_view !== this.view) return;
+    if (this.status !== "recovering" || this.sync !== null || this.recovering_view !== this.view) return;
     if (this.primary_checkpoint_op > this.commit_min + this.config.checkpoint_interval_ops) return;
     for (let op = this.commit_min + 1; op <= this.recovering_op; op++) {
       const h = this.journal.header(op);
@@ -1642,10 +1749,12 @@ export class Replica {
       }
       return;
     }
-    if (this.status === "recovering" && this.log_view !== this.view) {
+    if (this.status === "recovering" && this.recovering_view !== this.view) {
       this.requestStartView();
       return;
     }
+    if (this.status === "recovering") this.maybeFinishRecovering();
+    this.repairValues();
     this.maybeStartSync();
     if (!this.isPrimary() && this.commit_max > this.op) {
       this.requestHeaders(this.op + 1, Math.min(this.commit_max, this.commit_min + this.config.journal_slot_count));
@@ -1752,6 +1861,88 @@ export class Replica {
     // new round of requests would let two replicas amplify each other's traffic.
     if (this.start_view_pending) this.maybeFinishStartView();
     this.executeCommitted();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Values damaged on disk are fetched again from peers
+
+  /** Keys whose value this replica found damaged, with what it expects: bounded. */
+  private readonly value_repairs = new Map<string, { version: number; checksum: bigint }>();
+
+  /** Reads a value; a damaged one is queued for repair (the read is answered `unavailable` and
+   * the client retries). */
+  private readValue(entry: ObjectEntry): Uint8Array | null {
+    const value = this.storage.readValue(entry);
+    if (value !== null) return value;
+    for (const [key, e] of this.store.all()) {
+      if (e !== entry) continue;
+      if (!this.value_repairs.has(key) && this.value_repairs.size < value_repairs_max) {
+        this.env.log("warn", `replica ${this.replica}: value of version ${entry.version} is damaged on disk: repairing it from a peer`);
+        this.value_repairs.set(key, { version: entry.version, checksum: entry.checksum });
+        this.requestValue(key);
+      }
+      break;
+    }
+    return null;
+  }
+
+  private requestValue(key: string): void {
+    const want = this.value_repairs.get(key)!;
+    const h = this.makeHeader(Command.request_value);
+    h.op = want.version;
+    h.context = want.checksum;
+    let peer = this.env.random.int(this.config.replica_count - 1);
+    if (peer >= this.replica) peer += 1;
+    this.env.sendToReplica(peer, finalize(h, keyToBytes(key)));
+  }
+
+  private onRequestValue(message: Message): void {
+    const h = message.header;
+    if (this.status === "blank" || message.body.length < 1 || message.body.length > key_size_max) return;
+    const key = keyFromBytes(message.body);
+    const entry = this.store.get(key);
+    if (entry === undefined || entry.version !== h.op || entry.checksum !== h.context) return;
+    const value = this.storage.readValue(entry);
+    if (value === null) return;
+    const reply = this.makeHeader(Command.value);
+    reply.op = h.op;
+    reply.context = h.context;
+    const body = new Uint8Array(2 + message.body.length + value.length);
+    body[0] = message.body.length & 0xff;
+    body[1] = message.body.length >>> 8;
+    body.set(message.body, 2);
+    body.set(value, 2 + message.body.length);
+    this.env.sendToReplica(h.replica, finalize(reply, body));
+  }
+
+  private onValue(message: Message): void {
+    const h = message.header;
+    const key_size = message.body.length >= 2 ? message.body[0]! | (message.body[1]! << 8) : 0;
+    if (key_size < 1 || message.body.length < 2 + key_size) return this.drop(message, "malformed value");
+    const key = keyFromBytes(message.body.subarray(2, 2 + key_size));
+    const want = this.value_repairs.get(key);
+    const entry = this.store.get(key);
+    if (want === undefined || entry === undefined || want.version !== h.op || entry.version !== h.op || entry.checksum !== h.context) return;
+    const value = message.body.subarray(2 + key_size);
+    if (checksum(value) !== entry.checksum) return this.drop(message, "repaired value does not match its checksum");
+    try {
+      this.store.relocate(key, this.storage.writeValue(value));
+    } catch (error) {
+      if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
+      this.diskFull(error);
+      return;
+    }
+    this.value_repairs.delete(key);
+    this.env.log("info", `replica ${this.replica}: repaired a damaged value (version ${entry.version}) from replica ${h.replica}`);
+  }
+
+  /** Retries value repairs whose answer was lost; forgets those whose key has moved on. */
+  private repairValues(): void {
+    for (const [key, want] of this.value_repairs) {
+      const entry = this.store.get(key);
+      if (entry === undefined || entry.version !== want.version) this.value_repairs.delete(key);
+      else this.requestValue(key);
+    }
   }
 
   // ---------------------------------------------------------------------------------------------

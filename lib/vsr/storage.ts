@@ -49,7 +49,11 @@ export interface Recovered {
   state: VsrState | null;
   /** Journal entries found on disk (any order, any op; the replica filters them). */
   journal: RecoveredPrepare[];
-  /** The checkpoint at state.checkpoint (null when blank). */
+  /** Some journal slot held a record that no longer reads back: an op this replica may have
+   * acknowledged is unknown, so it must not vote to discard any op (do_view_change nacks). */
+  journal_damaged: boolean;
+  /** The checkpoint at state.checkpoint (null when blank, or when its file is damaged: the
+   * replica must then recover its state from peers, keeping the promises of `state`). */
   checkpoint: CheckpointMeta | null;
   /** The object namespace and client table at state.checkpoint. */
   store: ObjectStore;
@@ -82,6 +86,9 @@ export interface Storage {
   prepareBodyLocation(op: number, checksum: bigint): ValueLocation | null;
   /** A value's bytes, checksum-verified; null if unreadable or damaged. */
   readValue(entry: ObjectEntry): Uint8Array | null;
+  /** Writes a value repaired from a peer into a segment (durable at the next flush); returns
+   * where it now lives. Throws FsError ENOSPC when the disk is full. */
+  writeValue(value: Uint8Array): ValueLocation;
   /** Writes a checkpoint's data files durably. It takes effect once a writeState naming it is
    * flushed; until then the previous checkpoint stays valid. */
   writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void;
@@ -97,4 +104,6 @@ export interface Storage {
   syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; checkpoint: CheckpointMeta } | null;
   /** Bytes of data files and journal, for status. */
   usedBytes(): number;
+  /** Whether at least `bytes` more can be written (probed after the disk was found full). */
+  hasSpace(bytes: number): boolean;
 }
