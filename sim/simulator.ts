@@ -91,6 +91,7 @@ interface ReplicaNode {
   down_since: number;
   /** The disk was wiped: the replica comes back blank (a storage fault, within f). */
   wiped: boolean;
+  storage: TracedStorage | null;
 }
 
 /** Per-seed fault rates (swarm testing: each seed draws its own mix). */
@@ -116,6 +117,9 @@ interface FaultRates {
   wipe: number;
   disk_full: number;
   misdirect: number;
+  /** Damage the prepares a faulty replica acknowledged last, then crash it, and sometimes the
+   * primary too: the case a replica must report its damaged prepares as faulty, never blank. */
+  tail_corruption: number;
 }
 
 export class Simulator {
@@ -163,6 +167,7 @@ export class Simulator {
         clock_offset_ms: this.prng.int(2000) - 1000,
         down_since: 0,
         wiped: false,
+        storage: null,
       });
     }
     const client_prng = this.prng.fork();
@@ -217,7 +222,7 @@ export class Simulator {
     };
   }
 
-  private drawStorageRates(): Pick<FaultRates, "faulty_disks" | "corrupt" | "read_error" | "fsync_error" | "wipe" | "disk_full" | "misdirect"> {
+  private drawStorageRates(): Pick<FaultRates, "faulty_disks" | "corrupt" | "read_error" | "fsync_error" | "wipe" | "disk_full" | "misdirect" | "tail_corruption"> {
     const p = this.prng;
     const faulty_disks = new Set<number>();
     const enabled = (this.options.faults?.storage ?? true) && this.f > 0 && p.chance(0.7);
@@ -234,6 +239,7 @@ export class Simulator {
       wipe: rate(0.0005),
       disk_full: rate(0.001),
       misdirect: rate(0.002),
+      tail_corruption: rate(0.003),
     };
   }
 
@@ -377,9 +383,13 @@ export class Simulator {
       primary: (r, view) => this.checker.primary(r, view),
     };
     node.replica = replica;
+    node.storage = storage;
     this.guard(node, () => {
       replica.open(this.realtime(node));
-      if (!node.wiped) this.checker.restarted(index, replica.view_durable);
+      // A damaged disk may have lost the superblock (the replica then recovers as a blank one):
+      // like a wipe, that is within the fault model; anywhere else it would be a bug.
+      if (replica.view_durable === -1 && this.rates.faulty_disks.has(index)) this.checker.wiped(index);
+      else if (!node.wiped) this.checker.restarted(index, replica.view_durable);
       this.reopening.delete(index);
     });
     if (node.replica === null) return; // the open itself failed: a reopen is scheduled
@@ -603,6 +613,7 @@ export class Simulator {
       fs.capacity_bytes = full ? fs.usedBytes() + p.int(64 * 1024) : Infinity;
       this.log(`fault: replica ${node.index}: disk ${full ? "full" : "space freed"}`);
     }
+    if (p.chance(r.tail_corruption) && node.replica !== null && node.storage !== null) this.corruptTail(node);
     if (p.chance(r.wipe)) {
       this.faults += 1;
       this.log(`fault: replica ${node.index}: disk replaced (wiped)`);
@@ -611,6 +622,33 @@ export class Simulator {
       this.down(node);
       node.wiped = true;
       this.start(node);
+    }
+  }
+
+  private corruptTail(node: ReplicaNode): void {
+    const p = this.prng;
+    let damaged = 0;
+    for (const [op, checksum] of node.storage!.last_flushed) {
+      const location = node.storage!.prepareBodyLocation(op, checksum);
+      if (location === null) continue;
+      const path = `journal/${location.segment.toString().padStart(10, "0")}.seg`;
+      try {
+        node.fs.corruptSector(path, Math.floor(location.offset / 512));
+        damaged += 1;
+      } catch {
+        // Not durable there (a later crash dropped it): nothing to damage.
+      }
+    }
+    if (damaged === 0) return;
+    this.faults += 1;
+    node.fs.crash(p);
+    this.down(node);
+    this.log(`fault: replica ${node.index}: ${damaged} prepare(s) it just acknowledged damaged on disk, and it crashed`);
+    const primary = this.nodes.find((n) => n.replica?.describe().primary === true);
+    if (primary !== undefined && p.chance(0.7)) {
+      primary.fs.crash(p);
+      this.down(primary);
+      this.log(`fault: the primary, replica ${primary.index}, crashed too`);
     }
   }
 

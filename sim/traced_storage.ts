@@ -9,6 +9,8 @@ import type { CheckpointId, CheckpointMeta, Recovered, Storage, SyncChunk, VsrSt
 
 export class TracedStorage implements Storage {
   private written: [number, bigint][] = [];
+  /** The prepares the last successful flush made durable (the simulator aims faults at them). */
+  last_flushed: [number, bigint][] = [];
 
   constructor(
     readonly inner: Storage,
@@ -36,6 +38,7 @@ export class TracedStorage implements Storage {
     const written = this.written;
     this.written = [];
     this.inner.flush();
+    if (written.length > 0) this.last_flushed = written;
     this.onFlushed(written);
   }
   readPrepare(op: number, checksum: bigint): Message | null {

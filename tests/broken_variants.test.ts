@@ -8,21 +8,25 @@ import { Replica, type DoViewChange } from "../lib/vsr/replica.ts";
 import type { Message } from "../lib/net/codec.ts";
 import { Operation } from "../lib/store/operations.ts";
 import { executeRead } from "../lib/store/execute.ts";
-import { simulate, type ReplicaClass } from "../sim/simulator.ts";
+import { simulate, type ReplicaClass, type SimOptions } from "../sim/simulator.ts";
+import { FileStorage } from "../lib/storage/file_storage.ts";
+import type { Recovered } from "../lib/vsr/storage.ts";
 
 const seeds_max = 500;
 const timeout_ms = 600_000;
 
-function firstCaught(replica_class: ReplicaClass, first_seed: number): { seed: number; violation: string } | null {
+type Variant = Pick<SimOptions, "replica_class" | "storage_class">;
+
+function firstCaught(variant: Variant, first_seed: number): { seed: number; violation: string } | null {
   for (let seed = first_seed; seed < first_seed + seeds_max; seed++) {
-    const result = simulate({ seed, replicas: 3, clients: 4, ticks: 1000, replica_class });
+    const result = simulate({ seed, replicas: 3, clients: 4, ticks: 1000, ...variant });
     if (!result.ok) return { seed, violation: result.violation ?? "" };
   }
   return null;
 }
 
-function expectCaught(name: string, replica_class: ReplicaClass, first_seed: number): void {
-  const caught = firstCaught(replica_class, first_seed);
+function expectCaught(name: string, replica_class: ReplicaClass | Variant, first_seed: number): void {
+  const caught = firstCaught(typeof replica_class === "function" ? { replica_class } : replica_class, first_seed);
   if (caught === null) throw new Error(`${name}: not caught within ${seeds_max} seeds`);
   console.log(`${name}: caught after ${caught.seed - first_seed + 1} seed(s) (seed ${caught.seed}): ${caught.violation.split("\n")[0]}`);
   expect(caught.violation.length).toBeGreaterThan(0);
@@ -73,12 +77,31 @@ class ReadFromBackup extends Replica {
   }
 }
 
+/** A replica sends do_view_change before the view it promises is durable (it writes it after). */
+class ViewAfterDoViewChange extends Replica {
+  protected override promiseNeedsDurableView(): boolean {
+    return false;
+  }
+}
+
+/** Storage that reports an acknowledged prepare it finds damaged as never written (blank), and
+ * hides damaged journal records, so the replica votes away ops it may have acknowledged. */
+class DamagedAsBlank extends FileStorage {
+  override recover(clients_max: number): Recovered {
+    const recovered = super.recover(clients_max);
+    return { ...recovered, journal: recovered.journal.filter((e) => !e.faulty), journal_damaged: false };
+  }
+}
+
 describe("broken replicas are caught", () => {
   test("a commit quorum of f", () => expectCaught("commit quorum of f", QuorumOfF, 100), timeout_ms);
   test("a backup acknowledging before its write is durable", () => expectCaught("ack before durable", AckBeforeDurable, 200), timeout_ms);
   test("a new primary choosing a shorter log", () => expectCaught("shorter log chosen", ShorterLog, 300), timeout_ms);
   test("a new primary choosing a shorter log that covers the commit number", () => expectCaught("shorter log above commit", ShorterLogAboveCommit, 350), timeout_ms);
   test("a read served by a backup", () => expectCaught("read served by a backup", ReadFromBackup, 400), timeout_ms);
+
+  test("a replica writing its view after sending do_view_change", () => expectCaught("view persisted after do_view_change", ViewAfterDoViewChange, 500), timeout_ms);
+  test("storage treating a damaged acknowledged prepare as blank", () => expectCaught("damaged slot treated as blank", { storage_class: DamagedAsBlank }, 600), timeout_ms);
 
   test("the correct replica passes the same seeds", () => {
     for (const first of [100, 200]) {

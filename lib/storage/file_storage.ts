@@ -123,6 +123,10 @@ export class FileStorage implements Storage {
       this.fs.fsyncDir("checkpoint");
       this.fs.fsyncDir("");
     }
+    // With the write order of superblock.ts, the newest valid copy is never older than the last
+    // state this replica promised: a promise follows a complete write of all four copies, and the
+    // next write starts with a half that does not hold the only copies of the newest state. If the
+    // disk destroyed every copy, the replica recovers as one that lost its disk (below).
     const { record, damaged, first_half } = readSuperblock(this.fs, this.superblock_fd);
     this.superblock_first_half = first_half;
     if (record === null) {

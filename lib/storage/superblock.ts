@@ -98,7 +98,7 @@ export function decodeSuperblock(bytes: Uint8Array): SuperblockRecord | null {
  * first next time: the one that does not hold every valid copy of the newest state, so that a
  * torn write never destroys its last copy.
  */
-export function readSuperblock(fs: FileSystem, fd: Fd): { record: SuperblockRecord | null; damaged: number; first_half: number } {
+export function readSuperblock(fs: FileSystem, fd: Fd): { record: SuperblockRecord | null; damaged: number; first_half: number; newest_copies: number } {
   let best: SuperblockRecord | null = null;
   let damaged = 0;
   const sequences: (number | null)[] = [];
@@ -122,7 +122,8 @@ export function readSuperblock(fs: FileSystem, fd: Fd): { record: SuperblockReco
   const newest = best?.sequence ?? null;
   const holds = (half: number) => sequences[half * 2] === newest || sequences[half * 2 + 1] === newest;
   const first_half = newest !== null && holds(0) && !holds(1) ? 1 : 0;
-  return { record: best, damaged, first_half };
+  const newest_copies = sequences.filter((s) => s !== null && s === newest).length;
+  return { record: best, damaged, first_half, newest_copies };
 }
 
 /** Writes all copies in two halves, each made durable before the next begins, first_half first

@@ -464,6 +464,9 @@ export class Replica {
     h.op = this.op;
     h.commit = this.commit_max;
     h.log_view = this.log_view;
+    // The durable view: the floor a replica that lost its disk adopts (views being changed in
+    // memory are not promises, and the cluster may settle below them).
+    h.checkpoint_op = Math.max(0, this.view_durable);
     this.env.sendToReplica(message.header.replica, finalize(h));
   }
 
@@ -479,7 +482,7 @@ export class Replica {
     this.probe_replies.set(h.replica, {
       formatted: h.operation !== 0,
       pristine: h.operation === 1 && h.view === 0 && h.log_view === 0 && h.op === 0 && h.commit === 0,
-      view: h.view,
+      view: h.checkpoint_op,
     });
     this.decideFormat();
   }
@@ -488,7 +491,9 @@ export class Replica {
    * RULE (formatting): a blank replica formats only when every other replica answered this probe
    * (a fresh nonce, so replayed answers do not count) with a blank or a pristine (formatted, view
    * 0, nothing prepared) disk. If any answered with real state, this disk was lost: it adopts the
-   * highest view f+1 others report and recovers without acknowledging anything until caught up.
+   * highest durable view f+1 others report (any view it promised before, a quorum made durable,
+   * and f+1 answers include one of them) and recovers without acknowledging anything until caught
+   * up.
    */
   private decideFormat(): void {
     if (this.status !== "blank") return;
@@ -798,21 +803,26 @@ export class Replica {
     // A primary that cannot execute what is committed (the prepares it lacks are gone from its
     // peers' journals, and no committed prepare names a checkpoint it could sync yet) would hold
     // the cluster still: let the next replica, further ahead, lead.
-    if (this.commit_min < this.commit_max && this.commit_min === this.stall_commit_min) {
+    // Likewise a pipeline whose head no replica holds (its only copy was lost with a disk): only
+    // a view change can resolve it (its do_view_change quorum votes the op away).
+    const stuck = (this.commit_min < this.commit_max || this.pipeline.length > 0) && this.commit_min === this.stall_commit_min && this.commit_max === this.stall_commit_max;
+    if (stuck) {
       this.stall_ticks += this.config.heartbeat_ticks;
       if (this.stall_ticks > this.config.view_change_timeout_ticks && this.config.replica_count > 1) {
-        this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} cannot execute past op ${this.commit_min} (commit ${this.commit_max}): abdicating to a replica that can`);
+        this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} has made no progress past op ${this.commit_min} (commit ${this.commit_max}, ${this.pipeline.length} prepares in flight) for ${this.stall_ticks} ticks: abdicating so a view change resolves the log`);
         this.startViewChange(this.view + 1);
         return;
       }
     } else {
       this.stall_commit_min = this.commit_min;
+      this.stall_commit_max = this.commit_max;
       this.stall_ticks = 0;
     }
     this.sendCommit();
   }
 
   private stall_commit_min = 0;
+  private stall_commit_max = 0;
   private stall_ticks = 0;
 
   /** A commit heartbeat starts a new round: backups answer with commit_ok, which confirms to
@@ -1012,6 +1022,12 @@ export class Replica {
     ok.parent = h.parent;
     ok.commit = this.commit_max;
     this.env.sendToReplica(primaryIndex(this.view, this.config.replica_count), finalize(ok));
+  }
+
+  /** RULE (persist before you promise): do_view_change waits for the view to be durable. (The
+   * simulator's tests override this to prove a replica that does not wait is caught.) */
+  protected promiseNeedsDurableView(): boolean {
+    return true;
   }
 
   /** RULE: only a durable prepare may be acknowledged. */
@@ -1386,8 +1402,12 @@ export class Replica {
     this.maybeSendDoViewChange();
   }
 
+  /** start_view_change carries the sender's durable view (context): a replica that has made a
+   * view durable can never come back below it. */
   private makeStartViewChange(): Message {
-    return finalize(this.makeHeader(Command.start_view_change));
+    const h = this.makeHeader(Command.start_view_change);
+    h.context = BigInt(Math.max(0, this.view_durable));
+    return finalize(h);
   }
 
   private onStartViewChange(message: Message): void {
@@ -1397,6 +1417,15 @@ export class Replica {
       // RULE: a replica in normal status leaves its view only on its own timeout or when f+1
       // others want to; one replica that cannot hear the primary must not depose it.
       if (h.view <= this.view) return;
+      const promised = Number(h.context);
+      if (this.isPrimary() && promised > this.view && promised <= h.view) {
+        // The sender made a higher view durable (it sent do_view_change in it, after a quorum had
+        // agreed to leave the view before), so it can never rejoin this one: without a view change
+        // it would stay out for good. One view change to that view brings it back.
+        this.env.log("info", `replica ${this.replica}: replica ${h.replica} has promised view ${promised} and cannot return to view ${this.view}: moving the cluster to view ${promised} so it can rejoin`);
+        this.startViewChange(promised);
+        return;
+      }
       let votes = this.svc_higher.get(h.view);
       if (votes === undefined) {
         votes = new Set();
@@ -1439,9 +1468,9 @@ export class Replica {
     if (this.status !== "view_change" || this.dvc_sent || this.svc_from.size < this.quorum) return;
     if (this.view_durable !== this.view) {
       if (this.state_written === null || this.state_written.view !== this.view) this.writeState();
-      return;
+      if (this.promiseNeedsDurableView()) return;
     }
-    if (this.storage.pending()) return;
+    if (this.storage.pending() && this.promiseNeedsDurableView()) return;
     this.dvc_sent = true;
     this.sendDoViewChange();
   }
@@ -1600,6 +1629,7 @@ export class Replica {
     this.last_ack_tick.fill(this.ticks);
     this.heartbeat_round = 0;
     this.stall_commit_min = this.commit_min;
+    this.stall_commit_max = this.commit_max;
     this.stall_ticks = 0;
     this.timeout_view_change.stop();
     this.timeout_view_change_resend.stop();
