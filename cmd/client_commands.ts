@@ -1,30 +1,84 @@
-/** Client commands: put, get, delete, ls, stat, status. */
-import type { CAC } from "cac";
+/**
+ * Client commands: put, get, delete, ls, stat, status. Exit codes: 0 ok, 1 the operation failed
+ * (not found, condition failed, no quorum: the message says which), 2 a usage problem (unknown
+ * option, missing argument, bad address, a key over 1024 bytes, an input file that cannot be read).
+ */
+import type { CAC, Command } from "cac";
 import * as fs from "node:fs";
 import { Client, ClientError, clusterStatus } from "../lib/client/client.ts";
-import { parseAddressList, AddressError, formatAddress, type Address } from "../lib/net/address.ts";
-import { UsageError } from "./cli_util.ts";
+import { parseAddressList, AddressError, membership, type Address } from "../lib/net/address.ts";
+import { key_size_max, value_size_max_default } from "../lib/constants.ts";
+import { OperationError, UsageError, optionString } from "./cli_util.ts";
+import { formatBytes, formatListEntry, formatStat, renderStatus } from "./format.ts";
+import { Progress } from "./progress.ts";
 
 export const dev_cluster = "127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083";
+/** CLI commands give up sooner than the library default: a person is waiting. */
+export const cli_timeout_s_default = 10;
+/** How long `status` waits for each replica's answer. */
+export const status_timeout_ms = 1000;
 
-export function clusterFrom(option: unknown): Address[] {
-  const text = option !== undefined && option !== true ? String(option) : process.env.TOASTYFS_CLUSTER ?? dev_cluster;
+export interface ClusterSettings {
+  addresses: Address[];
+  /** Where the addresses came from, for error messages. */
+  source: string;
+  operation_timeout_ms: number;
+}
+
+/** --cluster, else $TOASTYFS_CLUSTER, else the dev cluster. */
+export function clusterFrom(option: unknown): { addresses: Address[]; source: string } {
+  const given = optionString("--cluster", option);
+  const env = process.env.TOASTYFS_CLUSTER;
+  const [text, source] = given !== undefined ? [given, "--cluster"] : env !== undefined && env.trim() !== "" ? [env, "TOASTYFS_CLUSTER"] : [dev_cluster, "the dev cluster (no --cluster or TOASTYFS_CLUSTER)"];
   try {
-    return parseAddressList(text);
+    const addresses = parseAddressList(text);
+    membership(addresses); // at least one, at most replicas_max, no duplicates
+    return { addresses, source };
   } catch (error) {
-    if (error instanceof AddressError) throw new UsageError(error.message);
+    if (error instanceof AddressError) throw new UsageError(`${source === "--cluster" || source === "TOASTYFS_CLUSTER" ? `${source}: ` : ""}${error.message}`);
     throw error;
   }
 }
 
-async function withClient<T>(options: Record<string, unknown>, fn: (client: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ addresses: clusterFrom(options.cluster) });
+export function timeoutFrom(option: unknown): number {
+  const text = optionString("--timeout", option);
+  if (text === undefined) return cli_timeout_s_default * 1000;
+  const seconds = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(seconds > 0) || seconds > 3600) throw new UsageError(`--timeout must be a number of seconds between 0 and 3600, got "${text}"`);
+  return Math.round(seconds * 1000);
+}
+
+export function settingsFrom(options: Record<string, unknown>): ClusterSettings {
+  return { ...clusterFrom(options.cluster), operation_timeout_ms: timeoutFrom(options.timeout) };
+}
+
+/** Keys are 1 to 1024 bytes of UTF-8 on the command line. */
+export function checkKey(key: unknown): string {
+  const text = String(key);
+  const size = Buffer.byteLength(text, "utf8");
+  if (size < 1 || size > key_size_max) throw new UsageError(`the key is ${size} bytes: keys are 1 to ${key_size_max} bytes`);
+  return text;
+}
+
+/** One line saying what failed; `what` names the operation and key ("get hello"). */
+export function describeClientError(what: string, error: ClientError): string {
+  return `${what}: ${error.message}`;
+}
+
+export async function withClient<T>(settings: ClusterSettings, what: string, fn: (client: Client) => Promise<T>): Promise<T> {
+  let client: Client;
+  try {
+    client = new Client({ addresses: settings.addresses, operation_timeout_ms: settings.operation_timeout_ms });
+  } catch (error) {
+    if (error instanceof AddressError) throw new UsageError(error.message);
+    throw error;
+  }
   try {
     return await fn(client);
   } catch (error) {
     if (error instanceof ClientError) {
-      console.error(`error: ${error.message}`);
-      process.exit(1);
+      if (error.code === "key_invalid" || error.code === "value_too_large") throw new UsageError(describeClientError(what, error));
+      throw new OperationError(describeClientError(what, error));
     }
     throw error;
   } finally {
@@ -32,102 +86,202 @@ async function withClient<T>(options: Record<string, unknown>, fn: (client: Clie
   }
 }
 
+function clusterOptions(command: Command): Command {
+  return command
+    .option("--cluster <host:port,...>", "The cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster 127.0.0.1:8081-8083)")
+    .option("--timeout <seconds>", `Give up after this long without an answer from a majority (default: ${cli_timeout_s_default})`);
+}
+
+export function parseVersion(value: unknown): number {
+  const text = optionString("--if-version", value) ?? "";
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`--if-version must be a version number (as printed by put or stat), got "${text}"`);
+  return Number(text);
+}
+
 export function registerClientCommands(cli: CAC): void {
-  cli
-    .command("put <key> [file]", "Store a file (or stdin with - or no file) under key; prints the new version")
-    .option("--cluster <addrs>", "host:port,... (default: $TOASTYFS_CLUSTER or the dev cluster)")
-    .option("--if-version <v>", "Only if the current version is v")
-    .option("--if-absent", "Only if the key does not exist")
+  clusterOptions(cli.command("put <key> [file]", "Store a file (or stdin: - or no file) under key; prints the new version"))
+    .option("--if-version <v>", "Only if the object's current version is v (compare-and-set)")
+    .option("--if-absent", "Only if the key does not exist yet")
+    .example("echo hi | toastyfs put hello -")
+    .example("toastyfs put photos/cat.jpg cat.jpg --if-absent")
     .action(async (key: string, file: string | undefined, options: Record<string, unknown>) => {
-      const value = file === undefined || file === "-" ? new Uint8Array(await Bun.stdin.arrayBuffer()) : readFile(file);
+      const k = checkKey(key);
+      const settings = settingsFrom(options);
       const put_options: { if_version?: number; if_absent?: boolean } = {};
       if (options.ifVersion !== undefined) put_options.if_version = parseVersion(options.ifVersion);
       if (options.ifAbsent === true) put_options.if_absent = true;
-      const result = await withClient(options, (client) => client.put(key, value, put_options));
-      console.log(result.version);
+      if (put_options.if_version !== undefined && put_options.if_absent) throw new UsageError("give --if-version or --if-absent, not both");
+      const source = file === undefined ? "-" : String(file);
+      const value = source === "-" ? await readStdin() : readInputFile(source);
+      const progress = Progress.forSize(value.length);
+      progress.phase(`put ${k} (${formatBytes(value.length)}): sending, waiting for a majority of replicas to store it`);
+      let version: number;
+      try {
+        version = (await withClient(settings, `put ${k}`, (client) => client.put(k, value, put_options))).version;
+      } finally {
+        progress.finish();
+      }
+      console.log(version);
     });
 
-  cli
-    .command("get <key>", "Print an object's value (raw bytes) to stdout")
-    .option("--cluster <addrs>", "host:port,...")
-    .option("-o, --output <file>", "Write the value to a file instead")
+  clusterOptions(cli.command("get <key>", "Write an object's value (raw bytes) to stdout, or to a file with -o"))
+    .option("-o, --output <file>", "Write the value to this file instead of stdout")
+    .example("toastyfs get hello")
+    .example("toastyfs get photos/cat.jpg -o cat.jpg")
     .action(async (key: string, options: Record<string, unknown>) => {
-      const result = await withClient(options, (client) => client.get(key));
-      if (options.output !== undefined) fs.writeFileSync(String(options.output), result.value);
-      else process.stdout.write(result.value);
+      const k = checkKey(key);
+      const settings = settingsFrom(options);
+      const output = optionString("--output", options.output);
+      const progress = Progress.forSize(Number.POSITIVE_INFINITY);
+      progress.phase(`get ${k}: waiting for the value`);
+      let value: Uint8Array;
+      try {
+        value = (await withClient(settings, `get ${k}`, (client) => client.get(k))).value;
+      } finally {
+        progress.finish();
+      }
+      if (output === undefined || output === "-") await writeStdout(value);
+      else writeOutputFile(output, value);
     });
 
-  cli
-    .command("delete <key>", "Delete an object")
-    .option("--cluster <addrs>", "host:port,...")
-    .option("--if-version <v>", "Only if the current version is v")
+  clusterOptions(cli.command("delete <key>", "Delete an object"))
+    .alias("rm")
+    .option("--if-version <v>", "Only if the object's current version is v")
     .action(async (key: string, options: Record<string, unknown>) => {
+      const k = checkKey(key);
+      const settings = settingsFrom(options);
       const del: { if_version?: number } = {};
       if (options.ifVersion !== undefined) del.if_version = parseVersion(options.ifVersion);
-      await withClient(options, (client) => client.delete(key, del));
+      await withClient(settings, `delete ${k}`, (client) => client.delete(k, del));
     });
 
-  cli
-    .command("stat <key>", "Print an object's version, size, time and checksum")
-    .option("--cluster <addrs>", "host:port,...")
+  clusterOptions(cli.command("stat <key>", "Print an object's version, size, time and checksum"))
     .action(async (key: string, options: Record<string, unknown>) => {
-      const info = await withClient(options, (client) => client.stat(key));
-      console.log(`version ${info.version}\nsize ${info.size}\ntime ${new Date(info.timestamp).toISOString()}\nchecksum ${info.checksum.toString(16).padStart(16, "0")}`);
+      const k = checkKey(key);
+      const settings = settingsFrom(options);
+      const info = await withClient(settings, `stat ${k}`, (client) => client.stat(k));
+      console.log(formatStat(k, info).join("\n"));
     });
 
-  cli
-    .command("ls [prefix]", "List keys (one per line)")
-    .option("--cluster <addrs>", "host:port,...")
-    .option("-l, --long", "Also print size, version and time")
+  clusterOptions(cli.command("ls [prefix]", "List keys, one per line, in byte order"))
+    .option("-l, --long", "Also print size (bytes), version and time: SIZE VERSION TIME KEY")
     .action(async (prefix: string | undefined, options: Record<string, unknown>) => {
-      await withClient(options, async (client) => {
-        const decoder = new TextDecoder();
-        for await (const entry of client.listAll(prefix ?? "")) {
-          const key = decoder.decode(entry.key);
-          if (options.long === true) console.log(`${String(entry.size).padStart(12)} ${String(entry.version).padStart(8)} ${new Date(entry.timestamp).toISOString()} ${key}`);
-          else console.log(key);
-        }
+      const settings = settingsFrom(options);
+      const p = prefix === undefined ? "" : String(prefix);
+      if (Buffer.byteLength(p, "utf8") > key_size_max) throw new UsageError(`the prefix is ${Buffer.byteLength(p, "utf8")} bytes: keys are at most ${key_size_max} bytes`);
+      const long = options.long === true;
+      await withClient(settings, `ls ${p}`.trimEnd(), async (client) => {
+        for await (const entry of client.listAll(p)) console.log(formatListEntry(entry, long));
       });
     });
 
   cli
-    .command("status", "One line per replica: address, reachable, role, view, op, commit, checkpoint, lag")
-    .option("--cluster <addrs>", "host:port,...")
+    .command("status", "One line per replica (address, reachable, role, view, op, commit, checkpoint, lag, disk) and a verdict")
+    .option("--cluster <host:port,...>", "The cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster)")
     .action(async (options: Record<string, unknown>) => {
-      const addresses = clusterFrom(options.cluster);
-      const statuses = await clusterStatus(addresses);
-      const commit = Math.max(0, ...statuses.map((s) => s?.commit_max ?? 0));
-      const sorted = [...addresses].map(formatAddress).sort();
-      let up = 0;
-      for (let i = 0; i < statuses.length; i++) {
-        const s = statuses[i];
-        if (s === null || s === undefined) {
-          console.log(`${sorted[i]!.padEnd(22)} down`);
-          continue;
-        }
-        up += 1;
-        const role = s.primary ? "primary" : s.status === "normal" ? "backup" : s.status;
-        console.log(
-          `${s.address.padEnd(22)} up   ${role.padEnd(11)} view ${s.view} op ${s.op} commit ${s.commit_min} checkpoint ${s.checkpoint} lag ${commit - s.commit_min} disk ${s.disk_bytes}${s.problem ? ` problem: ${s.problem}` : ""}`,
-        );
-      }
-      const quorum = Math.floor(addresses.length / 2) + 1;
-      const verdict = up === addresses.length ? "healthy" : up >= quorum ? `degraded: ${addresses.length - up} replica(s) down` : `no quorum: only ${up} of ${addresses.length} replicas answer (${quorum} needed)`;
-      console.log(verdict);
-      if (up < quorum) process.exitCode = 1;
+      const { addresses } = clusterFrom(options.cluster);
+      const report = renderStatus(addresses, await clusterStatus(addresses, status_timeout_ms));
+      console.log([...report.lines, report.verdict].join("\n"));
+      if (!report.serving) process.exitCode = 1;
     });
 }
 
-function readFile(file: string): Uint8Array {
+/** Reads a whole input file, checking it before reading (exists, a file, not over the limit). */
+export function readInputFile(file: string): Uint8Array {
+  let size: number;
+  let fd: number;
   try {
-    return fs.readFileSync(file);
+    fd = fs.openSync(file, "r");
+    const stat = fs.fstatSync(fd);
+    if (stat.isDirectory()) {
+      fs.closeSync(fd);
+      throw new UsageError(`cannot read ${file}: it is a directory`);
+    }
+    size = stat.size;
   } catch (error) {
-    throw new UsageError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (error as Error).message}`);
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`cannot read ${file}: ${fileErrorText(error)}`);
+  }
+  try {
+    if (size > value_size_max_default) throw new UsageError(`${file} is ${size} bytes (${formatBytes(size)}): the largest value is ${value_size_max_default} bytes (16 MiB)`);
+    const value = new Uint8Array(size);
+    const progress = Progress.forSize(size);
+    progress.phase(`reading ${file}`, size);
+    let offset = 0;
+    while (offset < size) {
+      const n = fs.readSync(fd, value, offset, Math.min(1 << 20, size - offset), offset);
+      if (n === 0) break;
+      offset += n;
+      progress.advance(offset);
+    }
+    progress.finish();
+    if (offset !== size) throw new UsageError(`cannot read ${file}: it shrank from ${size} to ${offset} bytes while being read`);
+    return value;
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`cannot read ${file}: ${fileErrorText(error)}`);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
-function parseVersion(value: unknown): number {
-  const text = String(value);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`--if-version must be a version number, got "${text}"`);
-  return Number(text);
+/** Reads stdin to its end, refusing more than the largest value. */
+export async function readStdin(): Promise<Uint8Array> {
+  if (process.stdin.isTTY) process.stderr.write("reading the value from the terminal: end it with Ctrl-D (or give a file: toastyfs put KEY FILE)\n");
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of Bun.stdin.stream()) {
+    total += chunk.length;
+    if (total > value_size_max_default) throw new UsageError(`stdin has more than ${value_size_max_default} bytes: the largest value is 16 MiB`);
+    chunks.push(chunk);
+  }
+  const value = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    value.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return value;
+}
+
+export function writeOutputFile(file: string, value: Uint8Array): void {
+  const progress = Progress.forSize(value.length);
+  progress.phase(`writing ${file}`, value.length);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, "w");
+  } catch (error) {
+    progress.finish();
+    throw new OperationError(`cannot write ${file}: ${fileErrorText(error)}`);
+  }
+  try {
+    let offset = 0;
+    while (offset < value.length) {
+      offset += fs.writeSync(fd, value, offset, Math.min(1 << 20, value.length - offset));
+      progress.advance(offset);
+    }
+  } catch (error) {
+    throw new OperationError(`cannot write ${file}: ${fileErrorText(error)}`);
+  } finally {
+    progress.finish();
+    fs.closeSync(fd);
+  }
+}
+
+/** Writes everything to stdout before returning; a closed pipe (`| head`) is not an error. */
+export function writeStdout(value: Uint8Array): Promise<void> {
+  if (value.length === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    process.stdout.once("error", () => resolve());
+    process.stdout.write(value, () => resolve());
+  });
+}
+
+function fileErrorText(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "ENOENT") return "no such file or directory";
+  if (code === "EACCES" || code === "EPERM") return "permission denied";
+  if (code === "EISDIR") return "it is a directory";
+  if (code === "ENOSPC") return "no space left on the device";
+  return (error as Error).message;
 }

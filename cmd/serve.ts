@@ -5,7 +5,9 @@ import { Logger, isLogLevel, type LogFormat } from "../lib/node/log.ts";
 import { TransportError } from "../lib/net/tcp_transport.ts";
 import { ForeignDataError } from "../lib/storage/file_storage.ts";
 import { FsError } from "../lib/storage/fs.ts";
-import { UsageError } from "./cli_util.ts";
+import { ActivityLog, check_interval_ms } from "../lib/node/activity_log.ts";
+import { MetricsError, MetricsServer, RequestMetrics } from "../lib/node/metrics.ts";
+import { UsageError, optionString } from "./cli_util.ts";
 
 export interface ServeOptions {
   addr?: unknown;
@@ -13,6 +15,7 @@ export interface ServeOptions {
   data?: unknown;
   logLevel?: unknown;
   logFormat?: unknown;
+  metrics?: unknown;
 }
 
 export function loggerFrom(options: { logLevel?: unknown; logFormat?: unknown }): Logger {
@@ -24,7 +27,7 @@ export function loggerFrom(options: { logLevel?: unknown; logFormat?: unknown })
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
-  if (options.addr === undefined || options.addr === true) throw new UsageError("--addr host:port is required (this replica's address)");
+  if (options.addr === undefined || options.addr === true) throw new UsageError("--addr host:port is required to run a replica (for a local cluster: toastyfs dev; every command: toastyfs --help)");
   const logger = loggerFrom(options);
   let self, peers;
   try {
@@ -35,29 +38,55 @@ export async function serve(options: ServeOptions): Promise<void> {
     if (error instanceof AddressError) throw new UsageError(error.message);
     throw error;
   }
-  const data_dir = options.data === undefined ? dataDirFor(self) : String(options.data);
+  const data_dir = optionString("--data", options.data) ?? dataDirFor(self);
+  const metrics_text = optionString("--metrics", options.metrics);
+  let metrics_address = null;
+  try {
+    metrics_address = metrics_text === undefined ? null : parseAddress(metrics_text);
+  } catch (error) {
+    if (error instanceof AddressError) throw new UsageError(`--metrics: ${error.message}`);
+    throw error;
+  }
+  const requests = metrics_address === null ? undefined : new RequestMetrics();
   let node: ReplicaNode;
   try {
-    node = new ReplicaNode({ self, addresses: [self, ...peers], data_dir, logger });
+    node = new ReplicaNode({ self, addresses: [self, ...peers], data_dir, logger, ...(requests ? { requests } : {}) });
   } catch (error) {
     if (error instanceof AddressError) throw new UsageError(error.message);
     throw error;
+  }
+  // Metrics bind first: a port in use fails before the data directory is touched.
+  let metrics: MetricsServer | null = null;
+  if (metrics_address !== null && requests !== undefined) {
+    metrics = new MetricsServer(metrics_address, { status: () => node.status(), data_dir }, requests);
+    try {
+      metrics.start();
+    } catch (error) {
+      if (!(error instanceof MetricsError)) throw error;
+      console.error(`error: ${formatAddress(self)}: ${error.message}`);
+      process.exit(1);
+    }
   }
   try {
     await node.start();
   } catch (error) {
     if (error instanceof TransportError || error instanceof StartupError || error instanceof ForeignDataError || error instanceof FsError) {
+      await metrics?.stop();
       console.error(`error: ${formatAddress(self)}: ${error.message}`);
       process.exit(1);
     }
     throw error;
   }
+  if (metrics_address !== null) logger.child(`replica=${node.index}`).log("info", `metrics on http://${formatAddress(metrics_address)}/metrics`);
+  const activity = new ActivityLog(logger.child(`replica=${node.index}`));
+  const activity_timer = setInterval(() => activity.check(node.status()), check_interval_ms);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.log("info", `${signal}: stopping replica ${node.index}`);
-    void node.stop().then(() => process.exit(0));
+    clearInterval(activity_timer);
+    logger.child(`replica=${node.index}`).log("info", `${signal}: stopping`);
+    void Promise.all([node.stop(), metrics?.stop()]).then(() => process.exit(0));
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));

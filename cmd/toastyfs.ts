@@ -7,6 +7,8 @@ import { cac } from "cac";
 import { runCli } from "./cli_util.ts";
 import { serve } from "./serve.ts";
 import { registerClientCommands } from "./client_commands.ts";
+import { dev } from "./dev.ts";
+import { admin } from "./admin.ts";
 
 const cli = cac("toastyfs");
 
@@ -16,6 +18,7 @@ function serveCommand(name: string, description: string) {
     .option("--addr <host:port>", "This replica's address (required)")
     .option("--peer <host:port>", "Another replica's address (repeat for each peer)", { type: [String] })
     .option("--data <dir>", "Data directory (default: ./toastyfs-data/<host>_<port>)")
+    .option("--metrics <host:port>", "Serve Prometheus metrics over HTTP at http://<host:port>/metrics")
     .option("--log-level <level>", "debug, info, warn or error", { default: "info" })
     .option("--log-format <format>", "text or json", { default: "text" })
     .action((options: Record<string, unknown>) => serve(options));
@@ -25,7 +28,30 @@ serveCommand("", "Run one replica (the same as `toastyfs serve`)").example(
   "toastyfs --addr 127.0.0.1:8081 --peer 127.0.0.1:8082 --peer 127.0.0.1:8083",
 );
 serveCommand("serve", "Run one replica");
+
+cli
+  .command("dev", "Run a local cluster (3 replicas on 127.0.0.1:8081-8083, data in ./toastyfs-data/) until Ctrl-C")
+  .option("--replicas <n>", "Number of replicas (odd: 2f+1 tolerate f failures)", { default: 3 })
+  .option("--base-port <port>", "Port of the first replica; the others follow", { default: 8081 })
+  .option("--host <host>", "Address to listen on", { default: "127.0.0.1" })
+  .option("--data <dir>", "Data directory (one subdirectory per replica)", { default: "toastyfs-data" })
+  .option("--no-metrics", "Do not serve metrics (by default on each replica's port + 100)")
+  .option("--log-level <level>", "debug, info, warn or error", { default: "info" })
+  .example("toastyfs dev")
+  .example("toastyfs dev --replicas 5 --base-port 9001 --data /tmp/toastyfs")
+  .action((options: Record<string, unknown>) => dev(options));
+
 registerClientCommands(cli);
+
+cli
+  .command("admin", "Admin shell: interactive on a terminal; one command per line from a pipe")
+  .option("--cluster <host:port,...>", "The cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster)")
+  .option("--timeout <seconds>", "Give up on an operation after this long (default: 10)")
+  .option("-c, --command <cmd>", "Run one command and exit (like a line on stdin)")
+  .example("toastyfs admin")
+  .example("printf 'status\\nls\\n' | toastyfs admin")
+  .example('toastyfs admin -c "get hello"')
+  .action((options: Record<string, unknown>) => admin(options));
 
 cli.help();
 cli.version("0.1.0");

@@ -1,0 +1,69 @@
+import { describe, expect, test } from "bun:test";
+import { Command, Header } from "../net/codec.ts";
+import { Operation, Result } from "../store/operations.ts";
+import { RequestMetrics, renderMetrics, requests_tracked_max } from "./metrics.ts";
+import type { ReplicaStatus } from "./status.ts";
+
+function header(command: Command, client: bigint, request: number, operation: Operation, result = Result.ok): Header {
+  const h = new Header();
+  h.command = command;
+  h.client = client;
+  h.request = request;
+  h.operation = operation;
+  h.result = result;
+  return h;
+}
+
+const status: ReplicaStatus = {
+  replica: 1, address: "127.0.0.1:8082", status: "normal", primary: true, view: 3, log_view: 3, op: 40, commit_min: 39, commit_max: 40,
+  checkpoint: 0, disk_bytes: 1024, objects: 2, object_bytes: 10, uptime_ms: 5000, problem: null,
+  counters: { view_changes: 2, frames_dropped_invalid: 4, frames_truncated: 1, repairs_requested: 7 },
+};
+
+describe("RequestMetrics", () => {
+  test("times a request from its first arrival to its reply, by operation; counts by result", () => {
+    let now = 1000;
+    const m = new RequestMetrics(() => now);
+    m.requestArrived(header(Command.request, 5n, 1, Operation.put));
+    now += 3;
+    m.requestArrived(header(Command.request, 5n, 1, Operation.put)); // a retry keeps the first arrival
+    now += 4;
+    m.replySent(header(Command.reply, 5n, 1, Operation.put));
+    m.requestArrived(header(Command.request, 6n, 1, Operation.get));
+    m.replySent(header(Command.reply, 6n, 1, Operation.get, Result.not_found));
+    expect(m.in_flight).toBe(0);
+    const text = renderMetrics(status, m, "/nonexistent");
+    expect(text).toContain('toastyfs_requests_total{operation="put",result="ok"} 1');
+    expect(text).toContain('toastyfs_requests_total{operation="get",result="not_found"} 1');
+    expect(text).toContain('toastyfs_request_duration_seconds_bucket{operation="put",le="0.005"} 0');
+    expect(text).toContain('toastyfs_request_duration_seconds_bucket{operation="put",le="0.01"} 1');
+    expect(text).toContain('toastyfs_request_duration_seconds_sum{operation="put"} 0.007');
+    expect(text).toContain('toastyfs_request_duration_seconds_count{operation="put"} 1');
+  });
+
+  test("never remembers more than requests_tracked_max unanswered requests", () => {
+    const m = new RequestMetrics(() => 0);
+    for (let i = 0; i < requests_tracked_max + 10; i++) m.requestArrived(header(Command.request, 1n, i + 1, Operation.get));
+    expect(m.in_flight).toBe(requests_tracked_max);
+  });
+});
+
+describe("renderMetrics", () => {
+  test("exposes status, view changes and dropped frames in the text format", () => {
+    const text = renderMetrics(status, new RequestMetrics(), "/nonexistent");
+    expect(text).toContain("toastyfs_view 3\n");
+    expect(text).toContain("toastyfs_commit_executed 39\n");
+    expect(text).toContain("toastyfs_journal_ops 40\n");
+    expect(text).toContain("toastyfs_view_changes_total 2\n");
+    expect(text).toContain('toastyfs_frames_dropped_total{reason="invalid"} 4');
+    expect(text).toContain('toastyfs_frames_dropped_total{reason="truncated"} 1');
+    expect(text).toContain("toastyfs_repairs_requested_total 7\n");
+    expect(text).toContain('toastyfs_replica_status{status="normal"} 1');
+    // Every sample line belongs to a family declared with # TYPE.
+    const families = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+    for (const line of text.split("\n").filter((l) => l !== "" && !l.startsWith("#"))) {
+      const name = line.split(/[{ ]/)[0]!.replace(/_(bucket|sum|count)$/, "");
+      expect(families.has(name) || families.has(line.split(/[{ ]/)[0]!)).toBe(true);
+    }
+  });
+});
