@@ -1,0 +1,372 @@
+/*
+ * The C client against a real cluster (or a fake replica), driven by tests/c_client.test.ts.
+ * Exit status: 0 when every check passed, 2 when a check failed (valgrind uses 1).
+ *
+ *   client_test roundtrip ADDRS   put/get/stat/delete/list round trips (0 B, 1 B, 1 MiB, 16 MiB
+ *                                 values), not found, conditions, bad inputs
+ *   client_test failover ADDRS    puts continuously (printing "progress N") until a line arrives on
+ *                                 stdin, then reads every key back; every put must succeed
+ *   client_test fake-error ADDRS  every operation must fail cleanly (the replicas send garbage)
+ *   client_test fake-recover ADDRS  a put and a get must succeed (one replica is good)
+ *   client_test fake-evict ADDRS  the first put is answered "evicted": it reports an unknown
+ *                                 outcome, and the next put registers anew and succeeds
+ *
+ * ADDRS is a comma-separated list of host:port.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <toastyfs.h>
+
+static int failures = 0;
+
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            failures++;                                                                                                \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                                 \
+        }                                                                                                              \
+    } while (0)
+
+#define CHECK_STATUS(call, expected, res)                                                                              \
+    do {                                                                                                               \
+        int code_ = (call);                                                                                            \
+        if (code_ != (expected) || (res).status != code_) {                                                            \
+            failures++;                                                                                                \
+            fprintf(stderr, "%s:%d: %s returned %d (%s: %s), expected %d\n", __FILE__, __LINE__, #call, code_,         \
+                    toastyfs_strerror(code_), (res).message, (expected));                                              \
+        }                                                                                                              \
+    } while (0)
+
+static char *addr_list[TOASTYFS_REPLICAS_MAX + 1];
+static int addr_count = 0;
+
+static void parse_addrs(char *arg)
+{
+    char *p = strtok(arg, ",");
+    while (p != NULL && addr_count < TOASTYFS_REPLICAS_MAX + 1) {
+        addr_list[addr_count++] = p;
+        p = strtok(NULL, ",");
+    }
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static char *pattern(size_t size, unsigned seed)
+{
+    char *p = (char *)malloc(size + 1);
+    size_t i;
+    uint32_t x = seed * 2654435761u + 1;
+    if (p == NULL) return NULL;
+    for (i = 0; i < size; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        p[i] = (char)(x & 0xff);
+    }
+    return p;
+}
+
+static void round_trip(ToastyFS *tfs, size_t size, unsigned seed)
+{
+    char key[64];
+    ToastyFS_Result res;
+    char *value = pattern(size, seed);
+    uint64_t version;
+    double start = now_s();
+    CHECK(value != NULL);
+    if (value == NULL) return;
+    snprintf(key, sizeof key, "size/%lu", (unsigned long)size);
+
+    CHECK_STATUS(toastyfs_put(tfs, key, (int)strlen(key), value, (int)size, &res), TOASTYFS_OK, res);
+    CHECK(res.version > 0 && res.data == NULL);
+    version = res.version;
+    CHECK_STATUS(toastyfs_get(tfs, key, (int)strlen(key), &res), TOASTYFS_OK, res);
+    CHECK(res.version == version && res.size == size && res.data_len == (int)size && res.data != NULL);
+    if (res.data != NULL && res.data_len == (int)size) {
+        CHECK(memcmp(res.data, value, size) == 0);
+        CHECK(res.data[size] == '\0');
+    }
+    toastyfs_result_free(&res);
+    CHECK(res.data == NULL && res.data_len == 0);
+    toastyfs_result_free(&res); /* twice is fine */
+    CHECK_STATUS(toastyfs_stat(tfs, key, (int)strlen(key), &res), TOASTYFS_OK, res);
+    CHECK(res.version == version && res.size == size && res.data == NULL && res.timestamp > 1600000000000ULL);
+    CHECK_STATUS(toastyfs_delete(tfs, key, (int)strlen(key), &res), TOASTYFS_OK, res);
+    CHECK(res.version == version);
+    CHECK_STATUS(toastyfs_get(tfs, key, (int)strlen(key), &res), TOASTYFS_NOT_FOUND, res);
+    CHECK(res.data == NULL);
+    toastyfs_result_free(&res);
+    free(value);
+    printf("round trip of %lu bytes: ok (%.2f s)\n", (unsigned long)size, now_s() - start);
+}
+
+static int roundtrip(void)
+{
+    ToastyFS *tfs = toastyfs_init((uint64_t)rand(), addr_list, addr_count);
+    ToastyFS_Result res;
+    char big_key[TOASTYFS_KEY_SIZE_MAX + 1];
+    char binary_key[] = {'b', 0, 'i', 0, 'n', (char)0xff};
+    uint64_t v1, v2;
+    char *bad1[] = {"127.0.0.1"}, *bad2[] = {"127.0.0.1:0"}, *bad3[] = {"127.0.0.1:99999"}, *bad4[] = {"a:b:c"};
+    char *bad5[] = {"127.0.0.1:8081", NULL};
+    char *too_big;
+
+    CHECK(tfs != NULL);
+    if (tfs == NULL) return 2;
+    CHECK(toastyfs_set_timeouts(tfs, 2000, 60000) == TOASTYFS_OK);
+    memset(big_key, 'K', sizeof big_key);
+
+    /* Bad addresses. */
+    CHECK(toastyfs_init(1, bad1, 1) == NULL);
+    CHECK(toastyfs_init(1, bad2, 1) == NULL);
+    CHECK(toastyfs_init(1, bad3, 1) == NULL);
+    CHECK(toastyfs_init(1, bad4, 1) == NULL);
+    CHECK(toastyfs_init(1, bad5, 2) == NULL);
+    CHECK(toastyfs_init(1, NULL, 1) == NULL);
+    CHECK(toastyfs_init(1, addr_list, -3) == NULL);
+
+    round_trip(tfs, 0, 1);
+    round_trip(tfs, 1, 2);
+    round_trip(tfs, 1 << 20, 3);
+    round_trip(tfs, TOASTYFS_VALUE_SIZE_MAX, 4);
+
+    /* Not found. */
+    CHECK_STATUS(toastyfs_get(tfs, "missing", 7, &res), TOASTYFS_NOT_FOUND, res);
+    CHECK_STATUS(toastyfs_stat(tfs, "missing", 7, &res), TOASTYFS_NOT_FOUND, res);
+    CHECK_STATUS(toastyfs_delete(tfs, "missing", 7, &res), TOASTYFS_NOT_FOUND, res);
+    CHECK(res.outcome_unknown == 0);
+
+    /* Keys: any bytes, up to 1024. */
+    CHECK_STATUS(toastyfs_put(tfs, binary_key, (int)sizeof binary_key, "bin", 3, &res), TOASTYFS_OK, res);
+    CHECK_STATUS(toastyfs_get(tfs, binary_key, (int)sizeof binary_key, &res), TOASTYFS_OK, res);
+    CHECK(res.data_len == 3 && res.data != NULL && memcmp(res.data, "bin", 3) == 0);
+    toastyfs_result_free(&res);
+    CHECK_STATUS(toastyfs_put(tfs, big_key, TOASTYFS_KEY_SIZE_MAX, "max", 3, &res), TOASTYFS_OK, res);
+    CHECK_STATUS(toastyfs_get(tfs, big_key, TOASTYFS_KEY_SIZE_MAX, &res), TOASTYFS_OK, res);
+    CHECK(res.data_len == 3);
+    toastyfs_result_free(&res);
+
+    /* Conditional writes. */
+    CHECK_STATUS(toastyfs_put_if(tfs, "cas", 3, "one", 3, TOASTYFS_IF_ABSENT, 0, &res), TOASTYFS_OK, res);
+    v1 = res.version;
+    CHECK_STATUS(toastyfs_put_if(tfs, "cas", 3, "two", 3, TOASTYFS_IF_ABSENT, 0, &res), TOASTYFS_CONDITION_FAILED, res);
+    CHECK(res.version == v1);
+    CHECK_STATUS(toastyfs_put_if(tfs, "cas", 3, "two", 3, TOASTYFS_IF_VERSION, v1 + 1000, &res),
+                 TOASTYFS_CONDITION_FAILED, res);
+    CHECK(res.version == v1);
+    CHECK_STATUS(toastyfs_put_if(tfs, "cas", 3, "two", 3, TOASTYFS_IF_VERSION, v1, &res), TOASTYFS_OK, res);
+    v2 = res.version;
+    CHECK(v2 > v1);
+    CHECK_STATUS(toastyfs_put_if(tfs, "cas-absent", 10, "x", 1, TOASTYFS_IF_VERSION, 5, &res),
+                 TOASTYFS_CONDITION_FAILED, res);
+    CHECK(res.version == 0);
+    CHECK_STATUS(toastyfs_delete_if(tfs, "cas", 3, v1, &res), TOASTYFS_CONDITION_FAILED, res);
+    CHECK(res.version == v2);
+    CHECK_STATUS(toastyfs_delete_if(tfs, "cas", 3, v2, &res), TOASTYFS_OK, res);
+    CHECK(res.version == v2);
+    CHECK_STATUS(toastyfs_delete_if(tfs, "cas", 3, v2, &res), TOASTYFS_NOT_FOUND, res);
+
+    /* List, page by page. */
+    CHECK_STATUS(toastyfs_put(tfs, "list/a", 6, "1", 1, &res), TOASTYFS_OK, res);
+    CHECK_STATUS(toastyfs_put(tfs, "list/b", 6, "22", 2, &res), TOASTYFS_OK, res);
+    CHECK_STATUS(toastyfs_put(tfs, "list/c", 6, "", 0, &res), TOASTYFS_OK, res);
+    CHECK_STATUS(toastyfs_put(tfs, "lisu", 4, "x", 1, &res), TOASTYFS_OK, res);
+    CHECK_STATUS(toastyfs_list(tfs, "list/", 5, NULL, 0, 2, &res), TOASTYFS_OK, res);
+    CHECK(res.num_entries == 2 && res.truncated == 1);
+    if (res.num_entries == 2) {
+        CHECK(res.entries[0].key_len == 6 && strcmp(res.entries[0].key, "list/a") == 0 && res.entries[0].size == 1);
+        CHECK(strcmp(res.entries[1].key, "list/b") == 0 && res.entries[1].size == 2 && res.entries[1].version > 0);
+    }
+    toastyfs_result_free(&res);
+    CHECK_STATUS(toastyfs_list(tfs, "list/", 5, "list/b", 6, 2, &res), TOASTYFS_OK, res);
+    CHECK(res.num_entries == 1 && res.truncated == 0);
+    if (res.num_entries == 1) CHECK(strcmp(res.entries[0].key, "list/c") == 0 && res.entries[0].size == 0);
+    toastyfs_result_free(&res);
+    CHECK_STATUS(toastyfs_list(tfs, "nothing/", 8, "", 0, 1000, &res), TOASTYFS_OK, res);
+    CHECK(res.num_entries == 0 && res.entries == NULL && res.truncated == 0);
+    toastyfs_result_free(&res);
+
+    /* Bad inputs on a live handle: errors, no crash, and the handle still works afterwards. */
+    too_big = (char *)malloc((size_t)TOASTYFS_VALUE_SIZE_MAX + 1);
+    CHECK(too_big != NULL);
+    CHECK_STATUS(toastyfs_put(tfs, NULL, 3, "x", 1, &res), TOASTYFS_INVALID_ARGUMENT, res);
+    CHECK_STATUS(toastyfs_put(tfs, "k", -1, "x", 1, &res), TOASTYFS_INVALID_ARGUMENT, res);
+    CHECK_STATUS(toastyfs_put(tfs, "k", 1, "x", -1, &res), TOASTYFS_INVALID_ARGUMENT, res);
+    CHECK_STATUS(toastyfs_put(tfs, "k", 1, NULL, 1, &res), TOASTYFS_INVALID_ARGUMENT, res);
+    CHECK_STATUS(toastyfs_put(tfs, big_key, TOASTYFS_KEY_SIZE_MAX + 1, "x", 1, &res), TOASTYFS_KEY_INVALID, res);
+    CHECK_STATUS(toastyfs_put(tfs, "", 0, "x", 1, &res), TOASTYFS_KEY_INVALID, res);
+    if (too_big != NULL)
+        CHECK_STATUS(toastyfs_put(tfs, "k", 1, too_big, TOASTYFS_VALUE_SIZE_MAX + 1, &res), TOASTYFS_VALUE_TOO_LARGE,
+                     res);
+    free(too_big);
+    CHECK_STATUS(toastyfs_get(tfs, NULL, 1, &res), TOASTYFS_INVALID_ARGUMENT, res);
+    CHECK_STATUS(toastyfs_get(tfs, "k", -7, &res), TOASTYFS_INVALID_ARGUMENT, res);
+    CHECK_STATUS(toastyfs_get(tfs, big_key, TOASTYFS_KEY_SIZE_MAX + 1, &res), TOASTYFS_KEY_INVALID, res);
+    CHECK_STATUS(toastyfs_delete(tfs, NULL, 1, &res), TOASTYFS_INVALID_ARGUMENT, res);
+    CHECK_STATUS(toastyfs_delete(tfs, "k", -1, &res), TOASTYFS_INVALID_ARGUMENT, res);
+    CHECK_STATUS(toastyfs_get(NULL, "k", 1, &res), TOASTYFS_INVALID_ARGUMENT, res);
+    CHECK(toastyfs_put(tfs, "k", 1, "x", 1, NULL) == TOASTYFS_INVALID_ARGUMENT);
+    CHECK_STATUS(toastyfs_put(tfs, "after-bad-inputs", 16, "fine", 4, &res), TOASTYFS_OK, res);
+    CHECK_STATUS(toastyfs_get(tfs, "after-bad-inputs", 16, &res), TOASTYFS_OK, res);
+    CHECK(res.data_len == 4 && res.data != NULL && strcmp(res.data, "fine") == 0);
+    toastyfs_result_free(&res);
+
+    toastyfs_free(tfs);
+    printf("roundtrip: %s\n", failures == 0 ? "ok" : "FAILED");
+    return failures == 0 ? 0 : 2;
+}
+
+static int stdin_has_line(void)
+{
+    struct pollfd p;
+    p.fd = 0;
+    p.events = POLLIN;
+    p.revents = 0;
+    return poll(&p, 1, 0) > 0;
+}
+
+static int failover(void)
+{
+    enum { value_size = 64 * 1024, max_keys = 100000 };
+    ToastyFS *tfs = toastyfs_init(0, addr_list, addr_count);
+    ToastyFS_Result res;
+    char key[64];
+    char *value;
+    int count = 0, i, bad = 0;
+    double slowest = 0;
+
+    CHECK(tfs != NULL);
+    if (tfs == NULL) return 2;
+    toastyfs_set_timeouts(tfs, 1000, 20000);
+    while (!stdin_has_line() && count < max_keys) {
+        double start = now_s(), took;
+        int code;
+        value = pattern(value_size, (unsigned)count);
+        snprintf(key, sizeof key, "failover/%d", count);
+        code = toastyfs_put(tfs, key, (int)strlen(key), value, value_size, &res);
+        free(value);
+        took = now_s() - start;
+        if (took > slowest) slowest = took;
+        if (code != TOASTYFS_OK) {
+            fprintf(stderr, "put %s failed: %d %s\n", key, code, res.message);
+            failures++;
+            break;
+        }
+        count++;
+        printf("progress %d %.3f\n", count, took);
+        fflush(stdout);
+    }
+    for (i = 0; i < count; i++) {
+        int code;
+        snprintf(key, sizeof key, "failover/%d", i);
+        value = pattern(value_size, (unsigned)i);
+        code = toastyfs_get(tfs, key, (int)strlen(key), &res);
+        if (code != TOASTYFS_OK || res.data_len != value_size || memcmp(res.data, value, value_size) != 0) {
+            fprintf(stderr, "get %s: %d %s\n", key, code, res.message);
+            bad++;
+        }
+        toastyfs_result_free(&res);
+        free(value);
+    }
+    CHECK(bad == 0);
+    toastyfs_free(tfs);
+    printf("failover: %d puts, all read back: %s, slowest put %.3f s\n", count, bad == 0 ? "yes" : "NO", slowest);
+    return failures == 0 ? 0 : 2;
+}
+
+static int fake_error(void)
+{
+    ToastyFS *tfs = toastyfs_init(7, addr_list, addr_count);
+    ToastyFS_Result res;
+    int code, round;
+    CHECK(tfs != NULL);
+    if (tfs == NULL) return 2;
+    toastyfs_set_timeouts(tfs, 200, 1200);
+    for (round = 0; round < 2; round++) {
+        code = toastyfs_put(tfs, "k", 1, "value", 5, &res);
+        printf("put: %d (%s) unknown=%d %s\n", code, toastyfs_strerror(code), res.outcome_unknown, res.message);
+        CHECK(code == TOASTYFS_PROTOCOL || code == TOASTYFS_NO_QUORUM);
+        CHECK(code == res.status && res.data == NULL);
+        /* Either registering failed (the put was never sent: its outcome is known) or the put
+         * itself was sent and got no final answer (it may have happened). */
+        CHECK(res.outcome_unknown == (strstr(res.message, "registering") == NULL));
+        code = toastyfs_get(tfs, "k", 1, &res);
+        printf("get: %d (%s) %s\n", code, toastyfs_strerror(code), res.message);
+        CHECK(code == TOASTYFS_PROTOCOL || code == TOASTYFS_NO_QUORUM);
+        CHECK(res.data == NULL && res.outcome_unknown == 0);
+        toastyfs_result_free(&res);
+        code = toastyfs_list(tfs, "", 0, "", 0, 10, &res);
+        printf("list: %d (%s)\n", code, toastyfs_strerror(code));
+        CHECK(code < 0 && res.entries == NULL);
+        toastyfs_result_free(&res);
+    }
+    toastyfs_free(tfs);
+    printf("fake-error: %s\n", failures == 0 ? "ok" : "FAILED");
+    return failures == 0 ? 0 : 2;
+}
+
+static int fake_recover(void)
+{
+    ToastyFS *tfs = toastyfs_init(9, addr_list, addr_count);
+    ToastyFS_Result res;
+    CHECK(tfs != NULL);
+    if (tfs == NULL) return 2;
+    toastyfs_set_timeouts(tfs, 500, 20000);
+    CHECK_STATUS(toastyfs_put(tfs, "hello", 5, "world", 5, &res), TOASTYFS_OK, res);
+    CHECK(res.version == 1);
+    CHECK_STATUS(toastyfs_get(tfs, "hello", 5, &res), TOASTYFS_OK, res);
+    CHECK(res.data_len == 5 && res.data != NULL && strcmp(res.data, "world") == 0);
+    toastyfs_result_free(&res);
+    toastyfs_free(tfs);
+    printf("fake-recover: %s\n", failures == 0 ? "ok" : "FAILED");
+    return failures == 0 ? 0 : 2;
+}
+
+static int fake_evict(void)
+{
+    ToastyFS *tfs = toastyfs_init(11, addr_list, addr_count);
+    ToastyFS_Result res;
+    CHECK(tfs != NULL);
+    if (tfs == NULL) return 2;
+    toastyfs_set_timeouts(tfs, 500, 20000);
+    CHECK_STATUS(toastyfs_put(tfs, "k", 1, "first", 5, &res), TOASTYFS_EVICTED, res);
+    CHECK(res.outcome_unknown == 1);
+    printf("evicted: %s\n", res.message);
+    CHECK_STATUS(toastyfs_put(tfs, "k", 1, "second", 6, &res), TOASTYFS_OK, res);
+    CHECK(res.outcome_unknown == 0);
+    CHECK_STATUS(toastyfs_get(tfs, "k", 1, &res), TOASTYFS_OK, res);
+    CHECK(res.data != NULL && strcmp(res.data, "second") == 0);
+    toastyfs_result_free(&res);
+    toastyfs_free(tfs);
+    printf("fake-evict: %s\n", failures == 0 ? "ok" : "FAILED");
+    return failures == 0 ? 0 : 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: client_test roundtrip|failover|fake-error|fake-recover|fake-evict host:port,...\n");
+        return 2;
+    }
+    srand((unsigned)time(NULL));
+    parse_addrs(argv[2]);
+    if (strcmp(argv[1], "roundtrip") == 0) return roundtrip();
+    if (strcmp(argv[1], "failover") == 0) return failover();
+    if (strcmp(argv[1], "fake-error") == 0) return fake_error();
+    if (strcmp(argv[1], "fake-recover") == 0) return fake_recover();
+    if (strcmp(argv[1], "fake-evict") == 0) return fake_evict();
+    fprintf(stderr, "unknown mode %s\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,513 @@
+/*
+ * Unit tests of the C client that need no cluster: xxHash64 and the wire codec against the vectors
+ * of docs/PROTOCOL.md, address parsing and the cluster id, and argument validation of every API
+ * call. Exit status 0 when every check passed, 2 otherwise.
+ *
+ *   unit_test                run every test
+ *   unit_test xxh64-prefixes print xxh64 of every prefix (0..300 bytes) of stdin, then of all of it,
+ *                            one hex value per line (tests/c_client.test.ts compares with Bun's)
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../tfs_internal.h"
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        checks++;                                                                                                      \
+        if (!(cond)) {                                                                                                 \
+            failures++;                                                                                                \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                                 \
+        }                                                                                                              \
+    } while (0)
+
+#define CHECK_EQ_U64(a, b)                                                                                             \
+    do {                                                                                                               \
+        unsigned long long a_ = (unsigned long long)(a), b_ = (unsigned long long)(b);                                 \
+        checks++;                                                                                                      \
+        if (a_ != b_) {                                                                                                \
+            failures++;                                                                                                \
+            fprintf(stderr, "%s:%d: %s = %016llx, expected %016llx\n", __FILE__, __LINE__, #a, a_, b_);              \
+        }                                                                                                              \
+    } while (0)
+
+/* Parses the hex dumps of PROTOCOL.md ("0000  ce 84 ..." lines): returns the byte count. */
+static size_t parse_dump(const char *dump, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+    const char *line = dump;
+    while (*line) {
+        const char *end = strchr(line, '\n');
+        const char *p = line + 4; /* skip the offset */
+        if (end == NULL) end = line + strlen(line);
+        while (p + 2 < end + 1 && p < end) {
+            unsigned v;
+            while (p < end && *p == ' ') p++;
+            if (p + 1 >= end + 1 || p >= end) break;
+            if (sscanf(p, "%2x", &v) != 1) break;
+            if (n < cap) out[n] = (uint8_t)v;
+            n++;
+            p += 2;
+        }
+        line = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+static const uint64_t CLUSTER = 0x0123456789abcdefULL;
+static const uint64_t CLIENT = 0xfedcba9876543210ULL;
+
+static void test_xxh64(void)
+{
+    uint8_t seq[32], zeros[24];
+    const char *fox = "The quick brown fox jumps over the lazy dog";
+    int i;
+    for (i = 0; i < 32; i++) seq[i] = (uint8_t)i;
+    memset(zeros, 0, sizeof zeros);
+    CHECK_EQ_U64(tfs_xxh64("", 0, 0), 0xef46db3751d8e999ULL);
+    CHECK_EQ_U64(tfs_xxh64(NULL, 0, 0), 0xef46db3751d8e999ULL);
+    CHECK_EQ_U64(tfs_xxh64("a", 1, 0), 0xd24ec4f1a98c6e5bULL);
+    CHECK_EQ_U64(tfs_xxh64("abc", 3, 0), 0x44bc2cf5ad770999ULL);
+    CHECK_EQ_U64(tfs_xxh64("hello", 5, 0), 0x26c7827d889f6da3ULL);
+    CHECK_EQ_U64(tfs_xxh64("world", 5, 0), 0xe778fbfe66ee51efULL);
+    CHECK_EQ_U64(tfs_xxh64(fox, strlen(fox), 0), 0x0b242d361fda71bcULL);
+    CHECK_EQ_U64(tfs_xxh64(seq, 32, 0), 0xcbf59c5116ff32b4ULL);
+    CHECK_EQ_U64(tfs_xxh64(zeros, 24, 0), 0xbb3302e8a9608868ULL);
+}
+
+static void test_addresses(void)
+{
+    tfs_address a;
+    tfs_address sorted[TOASTYFS_REPLICAS_MAX];
+    uint64_t cluster = 0;
+    char long_host[300];
+    char *good[] = {"127.0.0.1:8083", "127.0.0.1:8081", "127.0.0.1:8082"};
+    char *dup[] = {"127.0.0.1:8081", " 127.0.0.1:08081 "};
+    char *textual[] = {"10.0.0.2:80", "10.0.0.10:80"};
+    char *bad_one[] = {"127.0.0.1:8081", "127.0.0.1"};
+    char *many[16];
+    const char *bad[] = {"", "   ", "127.0.0.1", "127.0.0.1:", ":8081", "127.0.0.1:0", "127.0.0.1:65536",
+                         "127.0.0.1:123456", "127.0.0.1:80x", "127.0.0.1:-1", "a b:80", "[::1]", "[::1]8081",
+                         "[zz]:80", "[]:80", "host:80:90", "host:+80", "h\xc3\xa9:80", "[::1]:"};
+    size_t i;
+
+    CHECK(tfs_parse_address("127.0.0.1:8081", &a) == 0 && a.port == 8081 && strcmp(a.host, "127.0.0.1") == 0 &&
+          strcmp(a.text, "127.0.0.1:8081") == 0);
+    CHECK(tfs_parse_address("  my-host.example_1:1\n", &a) == 0 && a.port == 1 &&
+          strcmp(a.text, "my-host.example_1:1") == 0);
+    CHECK(tfs_parse_address("[::1]:8081", &a) == 0 && strcmp(a.host, "::1") == 0 && strcmp(a.text, "[::1]:8081") == 0);
+    CHECK(tfs_parse_address("[1.2.3.4]:80", &a) == 0 && strcmp(a.text, "1.2.3.4:80") == 0);
+    CHECK(tfs_parse_address("h:08081", &a) == 0 && strcmp(a.text, "h:8081") == 0);
+    CHECK(tfs_parse_address("h:65535", &a) == 0 && a.port == 65535);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int r = tfs_parse_address(bad[i], &a);
+        if (r == 0) fprintf(stderr, "accepted bad address \"%s\"\n", bad[i]);
+        CHECK(r != 0);
+    }
+    CHECK(tfs_parse_address(NULL, &a) != 0);
+    memset(long_host, 'h', sizeof long_host);
+    strcpy(long_host + 256, ":80"); /* a 256-character host */
+    CHECK(tfs_parse_address(long_host, &a) != 0);
+    strcpy(long_host + 255, ":80"); /* 255 characters: the maximum */
+    CHECK(tfs_parse_address(long_host, &a) == 0);
+
+    /* PROTOCOL §3.1: the dev cluster's id, whatever the order given. */
+    CHECK(tfs_membership(good, 3, sorted, &cluster) == 0);
+    CHECK_EQ_U64(cluster, 0xd39adf00e3ddf7abULL);
+    CHECK(strcmp(sorted[0].text, "127.0.0.1:8081") == 0 && strcmp(sorted[2].text, "127.0.0.1:8083") == 0);
+    /* Textual order: 10.0.0.10 sorts before 10.0.0.2. */
+    CHECK(tfs_membership(textual, 2, sorted, &cluster) == 0 && strcmp(sorted[0].text, "10.0.0.10:80") == 0);
+    CHECK(tfs_membership(dup, 2, sorted, &cluster) != 0);
+    CHECK(tfs_membership(bad_one, 2, sorted, &cluster) != 0);
+    CHECK(tfs_membership(good, 0, sorted, &cluster) != 0);
+    CHECK(tfs_membership(NULL, 3, sorted, &cluster) != 0);
+    for (i = 0; i < 16; i++) {
+        many[i] = (char *)malloc(32);
+        snprintf(many[i], 32, "127.0.0.1:%u", (unsigned)(9000 + i));
+    }
+    CHECK(tfs_membership(many, 15, sorted, &cluster) == 0);
+    CHECK(tfs_membership(many, 16, sorted, &cluster) != 0);
+    for (i = 0; i < 16; i++) free(many[i]);
+}
+
+static const char register_request[] =
+    "0000  ce 84 47 51 52 2d 59 25 99 e9 d8 51 37 db 46 ef\n"
+    "0010  ef cd ab 89 67 45 23 01 00 00 00 00 00 00 00 00\n"
+    "0020  10 32 54 76 98 ba dc fe 00 00 00 00 00 00 00 00\n"
+    "0030  00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00\n"
+    "0040  00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00\n"
+    "0050  00 00 00 00 00 00 00 00 54 46 53 31 80 00 00 00\n"
+    "0060  00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00\n"
+    "0070  01 00 03 ff 01 00 00 00 00 00 00 00 00 00 00 00\n";
+
+static const char register_reply[] =
+    "0000  3b 0b 98 55 82 24 90 fb 99 e9 d8 51 37 db 46 ef\n"
+    "0010  ef cd ab 89 67 45 23 01 00 00 00 00 00 00 00 00\n"
+    "0020  10 32 54 76 98 ba dc fe 00 00 00 00 00 00 00 00\n"
+    "0030  01 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00\n"
+    "0040  2c 69 e5 cf 8b 01 00 00 00 00 00 00 00 00 00 00\n"
+    "0050  00 00 00 00 00 00 00 00 54 46 53 31 80 00 00 00\n"
+    "0060  00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00\n"
+    "0070  01 00 06 00 01 00 03 00 01 00 00 00 00 00 00 00\n";
+
+static const char put_request[] =
+    "0000  66 77 8e a2 92 9f 75 a9 a1 ab e9 36 77 63 bd e1\n"
+    "0010  ef cd ab 89 67 45 23 01 00 00 00 00 00 00 00 00\n"
+    "0020  10 32 54 76 98 ba dc fe 00 00 00 00 00 00 00 00\n"
+    "0030  00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00\n"
+    "0040  00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00\n"
+    "0050  00 00 00 00 00 00 00 00 54 46 53 31 9a 00 00 00\n"
+    "0060  00 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00\n"
+    "0070  01 00 03 ff 02 00 00 00 01 00 00 00 00 00 00 00\n"
+    "0080  05 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00\n"
+    "0090  68 65 6c 6c 6f 77 6f 72 6c 64\n";
+
+static const char put_reply[] =
+    "0000  ff 37 dd 57 81 af b6 25 95 99 a4 a2 17 cb 29 9f\n"
+    "0010  ef cd ab 89 67 45 23 01 00 00 00 00 00 00 00 00\n"
+    "0020  10 32 54 76 98 ba dc fe 00 00 00 00 00 00 00 00\n"
+    "0030  02 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00\n"
+    "0040  2d 69 e5 cf 8b 01 00 00 00 00 00 00 00 00 00 00\n"
+    "0050  00 00 00 00 00 00 00 00 54 46 53 31 88 00 00 00\n"
+    "0060  00 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00\n"
+    "0070  01 00 06 00 02 00 03 00 01 00 00 00 00 00 00 00\n"
+    "0080  01 00 00 00 00 00 00 00\n";
+
+static const char get_reply_body[] =
+    "0000  01 00 00 00 00 00 00 00 2d 69 e5 cf 8b 01 00 00\n"
+    "0010  05 00 00 00 00 00 00 00 ef 51 ee 66 fe fb 78 e7\n"
+    "0020  77 6f 72 6c 64\n";
+
+static const char not_primary_reply[] =
+    "0000  94 fc ae 43 31 8b ea da 99 e9 d8 51 37 db 46 ef\n"
+    "0010  ef cd ab 89 67 45 23 01 00 00 00 00 00 00 00 00\n"
+    "0020  10 32 54 76 98 ba dc fe 00 00 00 00 00 00 00 00\n"
+    "0030  00 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00\n"
+    "0040  00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00\n"
+    "0050  00 00 00 00 00 00 00 00 54 46 53 31 80 00 00 00\n"
+    "0060  00 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00\n"
+    "0070  01 00 06 01 03 07 03 00 01 00 00 00 00 00 00 00\n";
+
+static const char list_reply_body[] =
+    "0000  01 00 00 00 01 00 00 00 04 00 00 00 00 00 00 00\n"
+    "0010  a7 69 e5 cf 8b 01 00 00 00 00 00 00 00 00 00 00\n"
+    "0020  99 e9 d8 51 37 db 46 ef 03 00 61 2f 62\n";
+
+/* Re-seals a header after a field was changed, so only the change itself is tested. */
+static void reseal(uint8_t *h) { tfs_put_u64(h, tfs_xxh64(h + 8, 120, 0)); }
+
+static void test_requests(void)
+{
+    uint8_t expected[256], msg[256];
+    size_t n;
+
+    n = parse_dump(register_request, expected, sizeof expected);
+    CHECK(n == 128);
+    tfs_request_header(msg, CLUSTER, CLIENT, 0, 1, TFS_OP_REGISTER);
+    tfs_seal_body(msg, 0);
+    tfs_seal_header(msg, 0);
+    CHECK(memcmp(msg, expected, 128) == 0);
+    CHECK_EQ_U64(tfs_get_u64(msg), 0x25592d52514784ceULL);
+
+    n = parse_dump(put_request, expected, sizeof expected);
+    CHECK(n == 154);
+    tfs_request_header(msg, CLUSTER, CLIENT, 1, 2, TFS_OP_PUT);
+    tfs_key_request(msg + 128, "hello", 5, 0, 0, "world", 5);
+    tfs_seal_body(msg, 26);
+    tfs_seal_header(msg, 0);
+    CHECK(memcmp(msg, expected, 154) == 0);
+    CHECK_EQ_U64(tfs_get_u64(msg + 8), 0xe1bd637736e9aba1ULL);
+    CHECK_EQ_U64(tfs_get_u64(msg), 0xa9759f92a28e7766ULL);
+
+    /* §5.5: the get request body for "hello". */
+    tfs_key_request(msg, "hello", 5, 0, 0, NULL, 0);
+    CHECK_EQ_U64(tfs_xxh64(msg, 21, 0), 0x698506e36dc78e20ULL);
+
+    /* A list request: prefix "a/", after "a/1", limit 10. */
+    tfs_list_request(msg, "a/", 2, "a/1", 3, 10);
+    CHECK(tfs_get_u16(msg) == 2 && tfs_get_u16(msg + 2) == 3 && tfs_get_u32(msg + 4) == 10);
+    CHECK(tfs_get_u64(msg + 8) == 0 && memcmp(msg + 16, "a/a/1", 5) == 0);
+}
+
+static void test_replies(void)
+{
+    uint8_t f[256], g[256];
+    uint32_t size = 0;
+    uint64_t version = 0;
+    size_t n;
+    tfs_object_info info;
+    ToastyFS_Result res;
+
+    n = parse_dump(register_reply, f, sizeof f);
+    CHECK(n == 128);
+    CHECK(tfs_check_header(f, CLUSTER, &size) == TFS_FRAME_OK && size == 128);
+    CHECK(tfs_check_body(f, f + 128, 0) == TFS_FRAME_OK);
+    CHECK(tfs_get_u64(f + TFS_OFF_SESSION) == 1 && f[TFS_OFF_COMMAND] == TFS_COMMAND_REPLY && f[TFS_OFF_REPLICA] == 0);
+    CHECK(tfs_check_header(f, CLUSTER + 1, &size) == TFS_FRAME_CLUSTER);
+
+    n = parse_dump(put_reply, f, sizeof f);
+    CHECK(n == 136);
+    CHECK(tfs_check_header(f, CLUSTER, &size) == TFS_FRAME_OK && size == 136);
+    CHECK(tfs_check_body(f, f + 128, 8) == TFS_FRAME_OK);
+    CHECK(tfs_read_version(f + 128, 8, &version) == 0 && version == 1);
+    CHECK(tfs_read_version(f + 128, 7, &version) != 0);
+    CHECK(tfs_read_version(f + 128, 9, &version) != 0);
+    /* Every corrupted body byte fails the body checksum. */
+    memcpy(g, f, n);
+    g[130] ^= 1;
+    CHECK(tfs_check_body(g, g + 128, 8) == TFS_FRAME_CHECKSUM_BODY);
+
+    /* Each validation step of §1.5, on a copy of the put reply. */
+    memcpy(g, f, n);
+    g[TFS_OFF_MAGIC] ^= 1;
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_MAGIC);
+    memcpy(g, f, n);
+    g[TFS_OFF_PROTOCOL] = 2;
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_PROTOCOL);
+    memcpy(g, f, n);
+    g[TFS_OFF_VIEW] = 1; /* any covered byte */
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_CHECKSUM_HEADER);
+    memcpy(g, f, n);
+    g[0] ^= 0x80; /* the checksum itself */
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_CHECKSUM_HEADER);
+    memcpy(g, f, n);
+    tfs_put_u32(g + TFS_OFF_SIZE, 127);
+    reseal(g);
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_SIZE);
+    tfs_put_u32(g + TFS_OFF_SIZE, TFS_MESSAGE_SIZE_MAX + 1);
+    reseal(g);
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_SIZE);
+    tfs_put_u32(g + TFS_OFF_SIZE, 0xffffffffu);
+    reseal(g);
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_SIZE);
+    tfs_put_u32(g + TFS_OFF_SIZE, TFS_MESSAGE_SIZE_MAX);
+    reseal(g);
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_OK && size == TFS_MESSAGE_SIZE_MAX);
+    memcpy(g, f, n);
+    tfs_put_u64(g + TFS_OFF_TIMESTAMP, TFS_U53);
+    reseal(g);
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_FIELD);
+    tfs_put_u64(g + TFS_OFF_TIMESTAMP, TFS_U53 - 1);
+    reseal(g);
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_OK);
+    memcpy(g, f, n);
+    tfs_put_u64(g + TFS_OFF_SESSION, ~0ULL);
+    reseal(g);
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_FIELD);
+    memcpy(g, f, n);
+    g[TFS_OFF_COMMAND] = 0;
+    reseal(g);
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_COMMAND);
+    g[TFS_OFF_COMMAND] = TFS_COMMAND_MAX + 1;
+    reseal(g);
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_COMMAND);
+    memcpy(g, f, n);
+    g[TFS_OFF_REPLICA] = 15;
+    reseal(g);
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_REPLICA);
+    g[TFS_OFF_REPLICA] = 255;
+    reseal(g);
+    CHECK(tfs_check_header(g, CLUSTER, &size) == TFS_FRAME_OK);
+
+    n = parse_dump(not_primary_reply, f, sizeof f);
+    CHECK(n == 128);
+    CHECK(tfs_check_header(f, CLUSTER, &size) == TFS_FRAME_OK);
+    CHECK(f[TFS_OFF_RESULT] == TFS_RESULT_NOT_PRIMARY && f[TFS_OFF_REPLICA] == 1 && tfs_get_u32(f + TFS_OFF_VIEW) == 0);
+    CHECK(tfs_get_u32(f + TFS_OFF_REQUEST) == 4 && f[TFS_OFF_OPERATION] == TFS_OP_GET);
+
+    n = parse_dump(get_reply_body, f, sizeof f);
+    CHECK(n == 37);
+    CHECK(tfs_read_object_info(f, &info) == 0);
+    CHECK(info.version == 1 && info.timestamp == 1700000000301ULL && info.size == 5);
+    CHECK_EQ_U64(info.checksum, tfs_xxh64(f + 32, 5, 0));
+    tfs_put_u64(f, 0); /* version 0 is not a version */
+    CHECK(tfs_read_object_info(f, &info) != 0);
+    tfs_put_u64(f, 1);
+    tfs_put_u64(f + 16, TFS_U53);
+    CHECK(tfs_read_object_info(f, &info) != 0);
+
+    n = parse_dump(list_reply_body, f, sizeof f);
+    CHECK(n == 45);
+    memset(&res, 0, sizeof res);
+    CHECK(tfs_read_list(f, n, &res) == 0);
+    CHECK(res.num_entries == 1 && res.truncated == 1 && res.entries != NULL);
+    if (res.num_entries == 1) {
+        CHECK(res.entries[0].key_len == 3 && strcmp(res.entries[0].key, "a/b") == 0);
+        CHECK(res.entries[0].version == 4 && res.entries[0].size == 0 && res.entries[0].timestamp == 1700000000423ULL);
+        CHECK_EQ_U64(res.entries[0].checksum, 0xef46db3751d8e999ULL);
+    }
+    toastyfs_result_free(&res);
+    CHECK(res.entries == NULL && res.num_entries == 0);
+    /* Malformed list bodies: every truncation, a trailing byte, a count too high, key size 0. */
+    for (size = 0; size < n; size++) {
+        memset(&res, 0, sizeof res);
+        CHECK(tfs_read_list(f, size, &res) != 0 && res.entries == NULL);
+    }
+    f[n] = 0;
+    CHECK(tfs_read_list(f, n + 1, &res) != 0);
+    memcpy(g, f, n);
+    tfs_put_u32(g, 2);
+    CHECK(tfs_read_list(g, n, &res) != 0);
+    tfs_put_u32(g, 0xffffffffu);
+    CHECK(tfs_read_list(g, n, &res) != 0);
+    memcpy(g, f, n);
+    tfs_put_u16(g + 40, 0);
+    CHECK(tfs_read_list(g, 42, &res) != 0);
+    memcpy(g, f, n);
+    tfs_put_u16(g + 40, 4);
+    CHECK(tfs_read_list(g, n, &res) != 0);
+    memcpy(g, f, n);
+    g[4] = 2; /* truncated is 0 or 1 */
+    CHECK(tfs_read_list(g, n, &res) != 0);
+    /* An empty list. */
+    memset(g, 0, 8);
+    memset(&res, 0, sizeof res);
+    CHECK(tfs_read_list(g, 8, &res) == 0 && res.num_entries == 0 && res.entries == NULL && res.truncated == 0);
+}
+
+/* Every call with bad arguments returns an error at once, without touching the network: the
+ * handle points at a port nothing listens on, with short timeouts, so a call that went to the
+ * network would come back TOASTYFS_NO_QUORUM instead of the expected code. */
+static void test_arguments(void)
+{
+    char a1[] = "127.0.0.1:1", a2[] = "127.0.0.1:2", a3[] = "127.0.0.1:3";
+    char *addrs[] = {a1, a2, a3};
+    char *bad_addrs[] = {a1, "127.0.0.1"};
+    char *bad_port[] = {a1, "127.0.0.1:99999"};
+    char *null_addr[] = {a1, NULL};
+    char key[TOASTYFS_KEY_SIZE_MAX + 1];
+    ToastyFS_Result res;
+    ToastyFS *tfs, *other;
+    int64_t start;
+    int code;
+
+    memset(key, 'k', sizeof key);
+    CHECK(toastyfs_init(1, NULL, 3) == NULL);
+    CHECK(toastyfs_init(1, addrs, 0) == NULL);
+    CHECK(toastyfs_init(1, addrs, -1) == NULL);
+    CHECK(toastyfs_init(1, addrs, 16) == NULL);
+    CHECK(toastyfs_init(1, bad_addrs, 2) == NULL);
+    CHECK(toastyfs_init(1, bad_port, 2) == NULL);
+    CHECK(toastyfs_init(1, null_addr, 2) == NULL);
+    tfs = toastyfs_init(42, addrs, 3);
+    other = toastyfs_init(42, addrs, 3);
+    CHECK(tfs != NULL && other != NULL);
+    if (tfs == NULL || other == NULL) return;
+    /* The same caller id gives different client ids (64 random bits mixed in). */
+    CHECK(toastyfs_client_id(tfs) != toastyfs_client_id(other) && toastyfs_client_id(tfs) != 0);
+    CHECK(toastyfs_client_id(NULL) == 0);
+    toastyfs_free(other);
+    CHECK(toastyfs_set_timeouts(tfs, 0, 100) == TOASTYFS_INVALID_ARGUMENT);
+    CHECK(toastyfs_set_timeouts(tfs, 100, -1) == TOASTYFS_INVALID_ARGUMENT);
+    CHECK(toastyfs_set_timeouts(NULL, 100, 100) == TOASTYFS_INVALID_ARGUMENT);
+    CHECK(toastyfs_set_timeouts(tfs, 100, 300) == TOASTYFS_OK);
+
+#define EXPECT(call, expected)                                                                                          \
+    do {                                                                                                               \
+        memset(&res, 0x5a, sizeof res);                                                                                \
+        code = (call);                                                                                                 \
+        if (code != (expected)) fprintf(stderr, "%s returned %d (%s)\n", #call, code, res.message);                    \
+        CHECK(code == (expected) && res.status == (expected) && res.data == NULL && res.entries == NULL);                 \
+        CHECK(res.message[0] != '\0' && strlen(res.message) < sizeof res.message);                                    \
+        toastyfs_result_free(&res);                                                                                    \
+    } while (0)
+
+    EXPECT(toastyfs_put(NULL, "k", 1, "v", 1, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_put(tfs, NULL, 1, "v", 1, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_put(tfs, "k", -1, "v", 1, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_put(tfs, "k", 0, "v", 1, &res), TOASTYFS_KEY_INVALID);
+    EXPECT(toastyfs_put(tfs, key, TOASTYFS_KEY_SIZE_MAX + 1, "v", 1, &res), TOASTYFS_KEY_INVALID);
+    EXPECT(toastyfs_put(tfs, "k", 1, NULL, 1, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_put(tfs, "k", 1, "v", -1, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_put(tfs, "k", 1, "v", TOASTYFS_VALUE_SIZE_MAX + 1, &res), TOASTYFS_VALUE_TOO_LARGE);
+    EXPECT(toastyfs_put(tfs, "k", 1, "v", 0x7fffffff, &res), TOASTYFS_VALUE_TOO_LARGE);
+    EXPECT(toastyfs_put_if(tfs, "k", 1, "v", 1, 0, 0, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_put_if(tfs, "k", 1, "v", 1, 3, 0, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_put_if(tfs, "k", 1, "v", 1, TOASTYFS_IF_VERSION, 1ULL << 53, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_put_if(NULL, "k", 1, "v", 1, TOASTYFS_IF_ABSENT, 0, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_put_if(tfs, "k", -5, "v", 1, TOASTYFS_IF_ABSENT, 0, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_get(NULL, "k", 1, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_get(tfs, NULL, 1, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_get(tfs, "k", -1, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_get(tfs, "k", 0, &res), TOASTYFS_KEY_INVALID);
+    EXPECT(toastyfs_get(tfs, key, TOASTYFS_KEY_SIZE_MAX + 1, &res), TOASTYFS_KEY_INVALID);
+    EXPECT(toastyfs_stat(tfs, NULL, 0, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_stat(tfs, key, 5000, &res), TOASTYFS_KEY_INVALID);
+    EXPECT(toastyfs_delete(NULL, "k", 1, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_delete(tfs, "k", -100, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_delete(tfs, key, TOASTYFS_KEY_SIZE_MAX + 1, &res), TOASTYFS_KEY_INVALID);
+    EXPECT(toastyfs_delete_if(tfs, "k", 1, 1ULL << 60, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_list(NULL, "", 0, "", 0, 10, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_list(tfs, "", 0, "", 0, 0, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_list(tfs, "", 0, "", 0, 1001, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_list(tfs, NULL, 1, "", 0, 10, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_list(tfs, "", -1, "", 0, 10, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_list(tfs, key, 1025, "", 0, 10, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_list(tfs, "", 0, key, 1025, 10, &res), TOASTYFS_INVALID_ARGUMENT);
+
+    /* A NULL result cannot be filled: the status is still returned. */
+    CHECK(toastyfs_put(tfs, "k", 1, "v", 1, NULL) == TOASTYFS_INVALID_ARGUMENT);
+    CHECK(toastyfs_get(tfs, "k", 1, NULL) == TOASTYFS_INVALID_ARGUMENT);
+    CHECK(toastyfs_delete(tfs, "k", 1, NULL) == TOASTYFS_INVALID_ARGUMENT);
+    CHECK(toastyfs_stat(tfs, "k", 1, NULL) == TOASTYFS_INVALID_ARGUMENT);
+    CHECK(toastyfs_list(tfs, "", 0, "", 0, 1, NULL) == TOASTYFS_INVALID_ARGUMENT);
+    toastyfs_result_free(NULL);
+    toastyfs_free(NULL);
+
+    /* Nothing listens: the operation fails with no quorum once its 300 ms are up, not before,
+     * not much later. */
+    start = tfs_now_ms();
+    EXPECT(toastyfs_put(tfs, "k", 1, "v", 1, &res), TOASTYFS_NO_QUORUM);
+    CHECK(tfs_now_ms() - start >= 300 && tfs_now_ms() - start < 2000);
+    start = tfs_now_ms();
+    EXPECT(toastyfs_get(tfs, "k", 1, &res), TOASTYFS_NO_QUORUM);
+    CHECK(tfs_now_ms() - start < 2000);
+    toastyfs_free(tfs);
+
+    for (code = 0; code >= -12; code--) CHECK(toastyfs_strerror(code) != NULL && toastyfs_strerror(code)[0] != '\0');
+    CHECK(strcmp(toastyfs_strerror(TOASTYFS_NOT_FOUND), "not found") == 0);
+    CHECK(strcmp(toastyfs_strerror(12345), "unknown error code") == 0);
+#undef EXPECT
+}
+
+static int xxh64_prefixes(void)
+{
+    size_t cap = 1 << 20, len = 0, i;
+    uint8_t *data = (uint8_t *)malloc(cap);
+    size_t got;
+    if (data == NULL) return 1;
+    while ((got = fread(data + len, 1, cap - len, stdin)) > 0) {
+        len += got;
+        if (len == cap) {
+            uint8_t *bigger = (uint8_t *)realloc(data, cap * 2);
+            if (bigger == NULL) {
+                free(data);
+                return 1;
+            }
+            data = bigger;
+            cap *= 2;
+        }
+    }
+    for (i = 0; i <= len && i <= 300; i++) printf("%016llx\n", (unsigned long long)tfs_xxh64(data, i, 0));
+    printf("%016llx\n", (unsigned long long)tfs_xxh64(data, len, 0));
+    free(data);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "xxh64-prefixes") == 0) return xxh64_prefixes();
+    test_xxh64();
+    test_addresses();
+    test_requests();
+    test_replies();
+    test_arguments();
+    printf("unit_test: %d checks, %d failed\n", checks, failures);
+    return failures == 0 ? 0 : 2;
+}

@@ -1,0 +1,848 @@
+/*
+ * The client: sessions, request numbers and retries (docs/PROTOCOL.md §3.8-§3.10, the same policy
+ * as lib/client/client.ts), over one lazily opened TCP connection per replica.
+ *
+ * One operation = (register if there is no session) + one request, retried with the same request
+ * number until a final answer or the operation deadline:
+ *   - no reply within the attempt timeout, a refused or closed connection, or a malformed frame:
+ *     the next replica (a connection that delivered a malformed frame is closed: the stream can no
+ *     longer be trusted to be in sync);
+ *   - not_primary: the hinted primary (view % n), or the next replica if the replier names itself;
+ *   - busy, unavailable: back off, then the same replica;
+ *   - evicted: forget the session (the next operation registers again); the write's outcome is
+ *     unknown.
+ * Replies are read on every open connection, and only a reply whose client id, request number and
+ * operation match the pending request is used; anything else is a late or duplicate reply.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "tfs_internal.h"
+
+#define ATTEMPT_TIMEOUT_MS_DEFAULT 1000
+#define OPERATION_TIMEOUT_MS_DEFAULT 15000
+/* Extra patience per MiB of request on one attempt (a large value takes a while to replicate). */
+#define ATTEMPT_MS_PER_MIB 100
+#define BACKOFF_MS 50
+/* Give up early with TOASTYFS_PROTOCOL after this many malformed replies per replica. */
+#define PROTOCOL_ERRORS_PER_REPLICA_MAX 2
+
+/* A connection to one replica and the frame being received on it. */
+typedef struct tfs_conn {
+    int fd; /* -1: not connected */
+    uint8_t header[TFS_HEADER_SIZE];
+    uint32_t header_have;
+    uint8_t *body; /* body_len + 1 bytes, allocated once the header is validated */
+    uint32_t body_len;
+    uint32_t body_have;
+    int64_t progress_ms; /* when bytes last arrived */
+} tfs_conn;
+
+/* A validated frame; the body (body_len + 1 bytes) is owned by whoever holds it. */
+typedef struct tfs_frame {
+    uint8_t header[TFS_HEADER_SIZE];
+    uint8_t *body;
+    uint32_t body_len;
+    int conn;
+} tfs_frame;
+
+struct ToastyFS {
+    uint64_t caller_id; /* as given to toastyfs_init */
+    uint64_t id;        /* caller_id XOR 64 random bits */
+    uint64_t cluster;
+    int n;
+    tfs_address replicas[TOASTYFS_REPLICAS_MAX];
+    tfs_conn conns[TOASTYFS_REPLICAS_MAX];
+    uint64_t session; /* 0: not registered */
+    uint32_t request_number;
+    uint32_t view_hint;
+    int target;
+    int attempt_timeout_ms;
+    int operation_timeout_ms;
+};
+
+/* One request being retried. */
+typedef struct tfs_call {
+    uint8_t operation;
+    uint8_t *msg; /* header + body */
+    size_t msg_len;
+    uint32_t request;
+    int64_t deadline;
+    int attempts;
+    int sent;            /* sent at least once: a write's outcome is then unknown on failure */
+    int protocol_errors; /* malformed frames or replies while this call was pending */
+    int no_memory;
+    char problem[200]; /* the last thing that went wrong, for the final message */
+} tfs_call;
+
+static void set_message(ToastyFS_Result *res, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(res->message, sizeof res->message, fmt, ap);
+    va_end(ap);
+}
+
+static void set_problem(tfs_call *call, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(call->problem, sizeof call->problem, fmt, ap);
+    va_end(ap);
+}
+
+static int fail(ToastyFS_Result *res, int status, const char *message)
+{
+    res->status = status;
+    set_message(res, "%s", message);
+    return status;
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* --- Connections and frames */
+
+static void conn_reset_frame(tfs_conn *c)
+{
+    free(c->body);
+    c->body = NULL;
+    c->header_have = 0;
+    c->body_len = 0;
+    c->body_have = 0;
+}
+
+static void conn_close(tfs_conn *c)
+{
+    tfs_close_fd(c->fd);
+    c->fd = -1;
+    conn_reset_frame(c);
+}
+
+/* Closes a connection that delivered something invalid and counts it against the call. */
+static void conn_reject(ToastyFS *t, int i, tfs_call *call, const char *what)
+{
+    conn_close(&t->conns[i]);
+    call->protocol_errors++;
+    set_problem(call, "%s sent %s; connection closed", t->replicas[i].text, what);
+}
+
+enum { READ_FRAME = 1, READ_MORE = 0, READ_CLOSED = -1, READ_INVALID = -2 };
+
+/* Reads what is available on connection i. READ_FRAME: a whole validated frame is in *out (the
+ * caller owns its body). READ_MORE: nothing more to read now. READ_CLOSED / READ_INVALID: the
+ * connection was closed (by the peer, an error, or because a frame failed validation). */
+static int conn_read(ToastyFS *t, int i, tfs_call *call, tfs_frame *out)
+{
+    tfs_conn *c = &t->conns[i];
+    for (;;) {
+        uint8_t *into;
+        size_t wanted;
+        ssize_t got;
+
+        if (c->header_have == TFS_HEADER_SIZE && c->body_have == c->body_len) {
+            /* A whole frame: the header was validated, the body is complete. */
+            if (tfs_check_body(c->header, c->body, c->body_len) != TFS_FRAME_OK) {
+                conn_reject(t, i, call, tfs_frame_error_name(TFS_FRAME_CHECKSUM_BODY));
+                return READ_INVALID;
+            }
+            memcpy(out->header, c->header, TFS_HEADER_SIZE);
+            out->body = c->body;
+            out->body_len = c->body_len;
+            out->conn = i;
+            c->body = NULL;
+            conn_reset_frame(c);
+            return READ_FRAME;
+        }
+        if (c->header_have < TFS_HEADER_SIZE) {
+            into = c->header + c->header_have;
+            wanted = TFS_HEADER_SIZE - c->header_have;
+        } else {
+            into = c->body + c->body_have;
+            wanted = c->body_len - c->body_have;
+        }
+        got = recv(c->fd, into, wanted, 0);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return READ_MORE;
+        if (got <= 0) {
+            set_problem(call, "%s closed the connection%s", t->replicas[i].text,
+                        c->header_have > 0 ? " in the middle of a frame" : "");
+            conn_close(c);
+            return READ_CLOSED;
+        }
+        c->progress_ms = tfs_now_ms();
+        if (c->header_have < TFS_HEADER_SIZE) {
+            c->header_have += (uint32_t)got;
+            if (c->header_have == TFS_HEADER_SIZE) {
+                uint32_t size = 0;
+                int reason = tfs_check_header(c->header, t->cluster, &size);
+                if (reason != TFS_FRAME_OK) {
+                    conn_reject(t, i, call, tfs_frame_error_name(reason));
+                    return READ_INVALID;
+                }
+                /* Only now, with the size bounded, is the body allocated (one spare byte lets a get
+                 * hand the buffer over NUL-terminated). */
+                c->body_len = size - TFS_HEADER_SIZE;
+                c->body_have = 0;
+                c->body = (uint8_t *)malloc((size_t)c->body_len + 1);
+                if (c->body == NULL) {
+                    call->no_memory = 1;
+                    conn_close(c);
+                    return READ_CLOSED;
+                }
+            }
+        } else {
+            c->body_have += (uint32_t)got;
+        }
+    }
+}
+
+/* Is this frame the reply to the pending request? Replies that are not (late, duplicate, for
+ * another request) are dropped; a reply that is but breaks the protocol closes its connection. */
+static int reply_matches(ToastyFS *t, tfs_call *call, const tfs_frame *f)
+{
+    const uint8_t *h = f->header;
+    if (h[TFS_OFF_COMMAND] != TFS_COMMAND_REPLY) return 0;
+    if (tfs_get_u64(h + TFS_OFF_CLIENT) != t->id) return 0;
+    if (tfs_get_u32(h + TFS_OFF_REQUEST) != call->request) return 0;
+    if (h[TFS_OFF_OPERATION] != call->operation) return 0;
+    return 1;
+}
+
+enum { PUMP_REPLY = 1, PUMP_TIMEOUT = 0, PUMP_TARGET_FAILED = -1 };
+
+/*
+ * Reads every open connection until the reply to the pending request arrives (PUMP_REPLY, in
+ * *reply), the connection to `target` fails (PUMP_TARGET_FAILED; target -1: none), or
+ * *attempt_deadline passes. Bytes arriving on the target connection push *attempt_deadline to
+ * idle_ms after them (a large reply keeps the attempt alive while it flows), never past the
+ * operation deadline. With idle_ms 0 it only drains what is already there.
+ */
+static int pump(ToastyFS *t, tfs_call *call, int target, int64_t *attempt_deadline, int64_t idle_ms,
+                tfs_frame *reply)
+{
+    for (;;) {
+        struct pollfd fds[TOASTYFS_REPLICAS_MAX];
+        int index[TOASTYFS_REPLICAS_MAX];
+        int count = 0, i, ready;
+        int64_t now = tfs_now_ms(), wait;
+
+        for (i = 0; i < t->n; i++) {
+            if (t->conns[i].fd < 0) continue;
+            fds[count].fd = t->conns[i].fd;
+            fds[count].events = POLLIN;
+            fds[count].revents = 0;
+            index[count++] = i;
+        }
+        if (target >= 0 && t->conns[target].fd < 0) return PUMP_TARGET_FAILED;
+        wait = idle_ms > 0 ? *attempt_deadline - now : 0;
+        if (wait < 0) wait = 0;
+        if (count == 0) {
+            if (wait == 0) return PUMP_TIMEOUT;
+            tfs_sleep_ms(wait);
+            return PUMP_TIMEOUT;
+        }
+        ready = poll(fds, (nfds_t)count, (int)min64(wait, 60000));
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready < 0) return PUMP_TIMEOUT;
+
+        for (i = 0; i < count; i++) {
+            int c = index[i], frames;
+            if (fds[i].revents == 0) continue;
+            /* A bounded number of frames per round, so a peer that floods us with replies to other
+             * requests cannot keep us here past the deadline. */
+            for (frames = 0; frames < 64; frames++) {
+                tfs_frame frame;
+                int r = conn_read(t, c, call, &frame);
+                if (r == READ_MORE) break;
+                if (r != READ_FRAME) {
+                    if (c == target) return PUMP_TARGET_FAILED;
+                    break;
+                }
+                if (!reply_matches(t, call, &frame)) {
+                    free(frame.body);
+                    continue;
+                }
+                if (frame.header[TFS_OFF_REPLICA] >= t->n || frame.header[TFS_OFF_REPLICA_COUNT] != t->n) {
+                    free(frame.body);
+                    conn_reject(t, c, call, "a reply with a replica index or count that does not fit this cluster");
+                    if (c == target) return PUMP_TARGET_FAILED;
+                    break;
+                }
+                *reply = frame;
+                return PUMP_REPLY;
+            }
+        }
+        if (call->no_memory) return PUMP_TARGET_FAILED;
+        if (idle_ms <= 0) return PUMP_TIMEOUT;
+        if (target >= 0 && t->conns[target].fd >= 0) {
+            int64_t extended = min64(t->conns[target].progress_ms + idle_ms, call->deadline);
+            if (extended > *attempt_deadline) *attempt_deadline = extended;
+        }
+        if (tfs_now_ms() >= *attempt_deadline) return PUMP_TIMEOUT;
+    }
+}
+
+/* --- Interpreting final replies */
+
+static int operation_is_write(uint8_t operation)
+{
+    return operation == TFS_OP_REGISTER || operation == TFS_OP_PUT || operation == TFS_OP_DELETE;
+}
+
+/*
+ * Fills res from a final reply. 0: done (res->status says how it went). -1: the reply is malformed
+ * for this request (wrong body size, a result this operation cannot have, a value that does not
+ * match its checksum): the caller closes the connection and retries elsewhere.
+ */
+static int interpret(ToastyFS *t, tfs_call *call, tfs_frame *f, ToastyFS_Result *res)
+{
+    const uint8_t *h = f->header;
+    uint8_t result = h[TFS_OFF_RESULT], op = call->operation;
+    uint64_t version = 0;
+    tfs_object_info info;
+
+    switch (result) {
+    case TFS_RESULT_OK:
+        switch (op) {
+        case TFS_OP_REGISTER: {
+            uint64_t session = tfs_get_u64(h + TFS_OFF_SESSION);
+            if (f->body_len != 0 || session == 0) return -1;
+            t->session = session;
+            res->status = TOASTYFS_OK;
+            return 0;
+        }
+        case TFS_OP_PUT:
+        case TFS_OP_DELETE:
+            if (tfs_read_version(f->body, f->body_len, &version) != 0 || version == 0) return -1;
+            res->version = version;
+            res->status = TOASTYFS_OK;
+            return 0;
+        case TFS_OP_STAT:
+            if (f->body_len != TFS_OBJECT_INFO_SIZE || tfs_read_object_info(f->body, &info) != 0) return -1;
+            break;
+        case TFS_OP_GET:
+            if (f->body_len < TFS_OBJECT_INFO_SIZE || tfs_read_object_info(f->body, &info) != 0) return -1;
+            if (info.size != f->body_len - TFS_OBJECT_INFO_SIZE) return -1;
+            /* End to end: the value must be the one the replicas checksummed when it was written. */
+            if (tfs_xxh64(f->body + TFS_OBJECT_INFO_SIZE, (size_t)info.size, 0) != info.checksum) return -1;
+            /* Hand the frame's buffer to the result: the value moves to its start, NUL-terminated
+             * (the buffer has one spare byte). */
+            memmove(f->body, f->body + TFS_OBJECT_INFO_SIZE, (size_t)info.size);
+            f->body[info.size] = '\0';
+            res->data = (char *)f->body;
+            res->data_len = (int)info.size;
+            f->body = NULL;
+            break;
+        case TFS_OP_LIST: {
+            int r = tfs_read_list(f->body, f->body_len, res);
+            if (r == -2) {
+                fail(res, TOASTYFS_NO_MEMORY, "out of memory for the list result");
+                return 0;
+            }
+            if (r != 0) return -1;
+            res->status = TOASTYFS_OK;
+            return 0;
+        }
+        default:
+            return -1;
+        }
+        res->version = info.version;
+        res->timestamp = info.timestamp;
+        res->size = info.size;
+        res->checksum = info.checksum;
+        res->status = TOASTYFS_OK;
+        return 0;
+
+    case TFS_RESULT_NOT_FOUND:
+        if (op != TFS_OP_GET && op != TFS_OP_STAT && op != TFS_OP_DELETE) return -1;
+        fail(res, TOASTYFS_NOT_FOUND, "not found");
+        return 0;
+
+    case TFS_RESULT_CONDITION_FAILED:
+        if (op != TFS_OP_PUT && op != TFS_OP_DELETE) return -1;
+        if (tfs_read_version(f->body, f->body_len, &version) != 0) return -1;
+        res->version = version;
+        res->status = TOASTYFS_CONDITION_FAILED;
+        if (version == 0)
+            set_message(res, "condition failed: the key is absent");
+        else
+            set_message(res, "condition failed: the current version is %llu", (unsigned long long)version);
+        return 0;
+
+    case TFS_RESULT_KEY_INVALID:
+        fail(res, TOASTYFS_KEY_INVALID, "the cluster rejected the key: keys are 1 to 1024 bytes");
+        return 0;
+
+    case TFS_RESULT_VALUE_TOO_LARGE:
+        if (f->body_len == 8)
+            set_message(res, "the cluster rejected the value: its limit is %llu bytes",
+                        (unsigned long long)tfs_get_u64(f->body));
+        else
+            set_message(res, "the cluster rejected the value as too large (over its configured limit)");
+        res->status = TOASTYFS_VALUE_TOO_LARGE;
+        return 0;
+
+    case TFS_RESULT_BAD_REQUEST:
+        fail(res, TOASTYFS_BAD_REQUEST, "the cluster rejected the request as malformed (a client bug)");
+        return 0;
+
+    case TFS_RESULT_EVICTED:
+        /* Never sent for reads, nor for a register. */
+        if (op != TFS_OP_PUT && op != TFS_OP_DELETE) return -1;
+        t->session = 0;
+        res->outcome_unknown = 1;
+        fail(res, TOASTYFS_EVICTED,
+             "the cluster evicted this client's session (too many clients): the write may or may not have "
+             "happened; check and retry (the next call registers a new session)");
+        return 0;
+
+    case TFS_RESULT_NO_SPACE:
+        fail(res, TOASTYFS_NO_SPACE, "the cluster's disk is full: writes are refused, reads work");
+        return 0;
+
+    default:
+        return -1; /* unknown result code, or not_primary/busy/unavailable handled by the caller */
+    }
+}
+
+/* --- The retry loop */
+
+static int64_t attempt_idle_ms(const ToastyFS *t, const tfs_call *call)
+{
+    int factor = 1 + (call->attempts - 1) / t->n;
+    if (factor > 4) factor = 4;
+    return (int64_t)t->attempt_timeout_ms * factor + (int64_t)(call->msg_len >> 20) * ATTEMPT_MS_PER_MIB;
+}
+
+static void sleep_until(int64_t until_ms) { tfs_sleep_ms(until_ms - tfs_now_ms()); }
+
+static int give_up(ToastyFS *t, tfs_call *call, ToastyFS_Result *res, int status)
+{
+    char list[TOASTYFS_REPLICAS_MAX * 24];
+    size_t used = 0;
+    int i;
+    list[0] = '\0';
+    for (i = 0; i < t->n && used + 2 < sizeof list; i++) {
+        int w = snprintf(list + used, sizeof list - used, "%s%s", i > 0 ? "," : "", t->replicas[i].text);
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+    if (used >= sizeof list) used = sizeof list - 1;
+    res->status = status;
+    res->outcome_unknown = call->sent && operation_is_write(call->operation) && call->operation != TFS_OP_REGISTER;
+    if (status == TOASTYFS_NO_MEMORY)
+        set_message(res, "out of memory while receiving a reply");
+    else if (status == TOASTYFS_PROTOCOL)
+        set_message(res, "replicas sent %d malformed messages, giving up; the last: %s", call->protocol_errors,
+                    call->problem);
+    else
+        set_message(res,
+                    "no replica completed the request within %d ms after %d attempts: is a majority (%d of %d) "
+                    "of %s running and reachable, and were the replicas started with exactly these addresses? "
+                    "(last problem: %s)",
+                    t->operation_timeout_ms, call->attempts, t->n / 2 + 1, t->n, list,
+                    call->problem[0] ? call->problem : "none");
+    return status;
+}
+
+/* Sends call->msg until a final answer (0, res filled) or a failure (negative, res filled). */
+static int run_call(ToastyFS *t, tfs_call *call, ToastyFS_Result *res)
+{
+    for (;;) {
+        int64_t now = tfs_now_ms(), attempt_start = now, attempt_deadline, idle;
+        int target = t->target, r;
+        tfs_frame reply;
+        tfs_conn *conn = &t->conns[target];
+
+        if (call->no_memory) return give_up(t, call, res, TOASTYFS_NO_MEMORY);
+        if (call->protocol_errors >= PROTOCOL_ERRORS_PER_REPLICA_MAX * t->n)
+            return give_up(t, call, res, TOASTYFS_PROTOCOL);
+        if (now >= call->deadline) return give_up(t, call, res, TOASTYFS_NO_QUORUM);
+        call->attempts++;
+        idle = attempt_idle_ms(t, call);
+        attempt_deadline = min64(call->deadline, now + idle);
+
+        /* Drain what arrived since the last attempt: late replies, and closes of idle
+         * connections (so a connection the replica dropped is redialed rather than written to). */
+        r = pump(t, call, -1, &attempt_deadline, 0, &reply);
+        if (r != PUMP_REPLY) {
+            if (conn->fd < 0) {
+                conn->fd = tfs_connect(&t->replicas[target], attempt_deadline);
+                if (conn->fd < 0) set_problem(call, "could not connect to %s", t->replicas[target].text);
+            }
+            if (conn->fd >= 0) {
+                conn->progress_ms = tfs_now_ms();
+                tfs_seal_header(call->msg, t->view_hint);
+                if (tfs_send_all(conn->fd, call->msg, call->msg_len, idle, call->deadline) != 0) {
+                    set_problem(call, "sending to %s failed", t->replicas[target].text);
+                    conn_close(conn); /* a partly sent frame leaves the stream out of sync */
+                } else {
+                    call->sent = 1;
+                    attempt_deadline = min64(call->deadline, tfs_now_ms() + idle);
+                    r = pump(t, call, target, &attempt_deadline, idle, &reply);
+                    if (r == PUMP_TIMEOUT && conn->fd >= 0)
+                        set_problem(call, "no reply from %s within %lld ms", t->replicas[target].text,
+                                    (long long)idle);
+                }
+            }
+        }
+
+        if (r != PUMP_REPLY) {
+            /* Timed out, refused, closed or malformed: the next replica. Once every replica has
+             * been tried, pace fast failures so a cluster in a view change is not hammered. */
+            t->target = (target + 1) % t->n;
+            if (call->attempts >= t->n) sleep_until(min64(call->deadline, attempt_start + BACKOFF_MS));
+            continue;
+        }
+
+        {
+            const uint8_t *h = reply.header;
+            uint32_t view = tfs_get_u32(h + TFS_OFF_VIEW);
+            int replica = h[TFS_OFF_REPLICA];
+            uint8_t result = h[TFS_OFF_RESULT];
+            if (view > t->view_hint) t->view_hint = view;
+
+            if (result == TFS_RESULT_NOT_PRIMARY) {
+                int p = (int)(view % (uint32_t)t->n);
+                t->target = p == replica ? (replica + 1) % t->n : p;
+                free(reply.body);
+                set_problem(call, "%s is not the primary", t->replicas[replica].text);
+                if (call->attempts > t->n) sleep_until(min64(call->deadline, tfs_now_ms() + BACKOFF_MS));
+                continue;
+            }
+            if (result == TFS_RESULT_BUSY || result == TFS_RESULT_UNAVAILABLE) {
+                int steps = call->attempts < 10 ? call->attempts : 10;
+                t->target = replica;
+                free(reply.body);
+                set_problem(call, "%s is %s", t->replicas[replica].text,
+                            result == TFS_RESULT_BUSY ? "busy" : "unable to read the value right now");
+                sleep_until(min64(call->deadline, tfs_now_ms() + (int64_t)BACKOFF_MS * steps));
+                continue;
+            }
+            if (interpret(t, call, &reply, res) != 0) {
+                char what[64];
+                (void)snprintf(what, sizeof what, "a malformed reply (result %u)", (unsigned)result);
+                free(reply.body);
+                conn_reject(t, reply.conn, call, what);
+                t->target = (reply.conn + 1) % t->n;
+                continue;
+            }
+            free(reply.body); /* NULL if interpret took it */
+            t->target = replica;
+            return res->status;
+        }
+    }
+}
+
+/* Builds a request of `operation` with a body of body_len bytes (filled by the caller into
+ * call->msg + 128 afterwards) and the next request number. */
+static int call_init(ToastyFS *t, tfs_call *call, uint8_t operation, size_t body_len, int64_t deadline)
+{
+    memset(call, 0, sizeof *call);
+    call->operation = operation;
+    call->msg_len = TFS_HEADER_SIZE + body_len;
+    call->msg = (uint8_t *)malloc(call->msg_len);
+    if (call->msg == NULL) return -1;
+    t->request_number++;
+    call->request = t->request_number;
+    call->deadline = deadline;
+    tfs_request_header(call->msg, t->cluster, t->id, operation == TFS_OP_REGISTER ? 0 : t->session, call->request,
+                       operation);
+    return 0;
+}
+
+static int ensure_session(ToastyFS *t, int64_t deadline, ToastyFS_Result *res)
+{
+    tfs_call call;
+    int status;
+    if (t->session != 0) return 0;
+    if (call_init(t, &call, TFS_OP_REGISTER, 0, deadline) != 0)
+        return fail(res, TOASTYFS_NO_MEMORY, "out of memory");
+    tfs_seal_body(call.msg, 0);
+    status = run_call(t, &call, res);
+    free(call.msg);
+    if (status == TOASTYFS_OK) {
+        res->message[0] = '\0';
+        return 0;
+    }
+    {
+        char detail[sizeof res->message];
+        memcpy(detail, res->message, sizeof detail);
+        set_message(res, "registering a session failed: %s", detail);
+    }
+    res->outcome_unknown = 0; /* the operation itself was never sent */
+    return status;
+}
+
+/* Before the request number would wrap, take a new client id and register anew (§3.1). */
+static void maybe_renew_id(ToastyFS *t)
+{
+    if (t->request_number < UINT32_MAX - 2) return;
+    t->id = t->caller_id ^ tfs_random64();
+    if (t->id == 0) t->id = 1;
+    t->session = 0;
+    t->request_number = 0;
+}
+
+typedef struct key_ctx {
+    const char *key;
+    size_t key_len;
+    uint8_t condition;
+    uint64_t if_version;
+    const char *value;
+    size_t value_len;
+} key_ctx;
+
+typedef struct list_ctx {
+    const char *prefix, *after;
+    size_t prefix_len, after_len;
+    uint32_t limit;
+} list_ctx;
+
+static void build_key(void *ctx, uint8_t *body)
+{
+    key_ctx *k = (key_ctx *)ctx;
+    tfs_key_request(body, k->key, k->key_len, k->condition, k->if_version, k->value, k->value_len);
+}
+
+static void build_list(void *ctx, uint8_t *body)
+{
+    list_ctx *l = (list_ctx *)ctx;
+    tfs_list_request(body, l->prefix, l->prefix_len, l->after, l->after_len, l->limit);
+}
+
+/* Runs one operation: registers first if there is no session, then sends a request whose body
+ * (body_len bytes) `build` writes, and retries it to a final answer or the deadline. */
+static int execute(ToastyFS *t, uint8_t operation, size_t body_len, void (*build)(void *ctx, uint8_t *body), void *ctx,
+                   ToastyFS_Result *res)
+{
+    int64_t deadline = tfs_now_ms() + t->operation_timeout_ms;
+    tfs_call call;
+    int status;
+
+    maybe_renew_id(t);
+    status = ensure_session(t, deadline, res);
+    if (status != 0) return status;
+    if (call_init(t, &call, operation, body_len, deadline) != 0) return fail(res, TOASTYFS_NO_MEMORY, "out of memory");
+    build(ctx, call.msg + TFS_HEADER_SIZE);
+    tfs_seal_body(call.msg, body_len);
+    status = run_call(t, &call, res);
+    free(call.msg);
+    if (status == TOASTYFS_OK) res->message[0] = '\0';
+    return status;
+}
+
+/* --- Public API */
+
+static int check_common(ToastyFS *tfs, ToastyFS_Result *res)
+{
+    if (res == NULL) return TOASTYFS_INVALID_ARGUMENT;
+    memset(res, 0, sizeof *res);
+    if (tfs == NULL) return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: the ToastyFS handle is NULL");
+    return 0;
+}
+
+static int check_key(const char *key, int key_len, ToastyFS_Result *res)
+{
+    if (key == NULL) return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: the key is NULL");
+    if (key_len < 0) return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: negative key length");
+    if (key_len < 1 || key_len > TOASTYFS_KEY_SIZE_MAX) {
+        res->status = TOASTYFS_KEY_INVALID;
+        set_message(res, "key of %d bytes: keys are 1 to %d bytes", key_len, TOASTYFS_KEY_SIZE_MAX);
+        return res->status;
+    }
+    return 0;
+}
+
+static int put_common(ToastyFS *tfs, const char *key, int key_len, const char *data, int data_len, int condition,
+                      uint64_t if_version, ToastyFS_Result *res)
+{
+    key_ctx k;
+    int status = check_common(tfs, res);
+    if (status != 0) return status;
+    if ((status = check_key(key, key_len, res)) != 0) return status;
+    if (data_len < 0) return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: negative value length");
+    if (data == NULL && data_len > 0) return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: the value is NULL");
+    if (data_len > TOASTYFS_VALUE_SIZE_MAX) {
+        res->status = TOASTYFS_VALUE_TOO_LARGE;
+        set_message(res, "value of %d bytes is over the limit of %d bytes", data_len, TOASTYFS_VALUE_SIZE_MAX);
+        return res->status;
+    }
+    if (condition == TOASTYFS_IF_VERSION && if_version >= TFS_U53)
+        return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: if_version must be below 2^53");
+    k.key = key;
+    k.key_len = (size_t)key_len;
+    k.condition = (uint8_t)condition;
+    k.if_version = condition == TOASTYFS_IF_VERSION ? if_version : 0;
+    k.value = data;
+    k.value_len = (size_t)data_len;
+    return execute(tfs, TFS_OP_PUT, TFS_KEY_REQUEST_FIXED + k.key_len + k.value_len, build_key, &k, res);
+}
+
+static int key_op(ToastyFS *tfs, uint8_t operation, const char *key, int key_len, uint8_t condition,
+                  uint64_t if_version, ToastyFS_Result *res)
+{
+    key_ctx k;
+    int status = check_common(tfs, res);
+    if (status != 0) return status;
+    if ((status = check_key(key, key_len, res)) != 0) return status;
+    if (condition == TOASTYFS_IF_VERSION && if_version >= TFS_U53)
+        return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: if_version must be below 2^53");
+    k.key = key;
+    k.key_len = (size_t)key_len;
+    k.condition = condition;
+    k.if_version = if_version;
+    k.value = NULL;
+    k.value_len = 0;
+    return execute(tfs, operation, TFS_KEY_REQUEST_FIXED + k.key_len, build_key, &k, res);
+}
+
+ToastyFS *toastyfs_init(uint64_t client_id, char **addrs, int num_addrs)
+{
+    tfs_address sorted[TOASTYFS_REPLICAS_MAX];
+    uint64_t cluster, random;
+    ToastyFS *t;
+    int i;
+
+    if (addrs == NULL || num_addrs < 1 || num_addrs > TOASTYFS_REPLICAS_MAX ||
+        tfs_membership(addrs, num_addrs, sorted, &cluster) != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    t = (ToastyFS *)calloc(1, sizeof *t);
+    if (t == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    random = tfs_random64();
+    t->caller_id = client_id;
+    /* DESIGN §4: callers often pass rand() after srand(time(NULL)); two processes started in the
+     * same second would share an id, so 64 bits from the OS are mixed in. */
+    t->id = client_id ^ random;
+    if (t->id == 0) t->id = 1;
+    t->cluster = cluster;
+    t->n = num_addrs;
+    for (i = 0; i < num_addrs; i++) {
+        t->replicas[i] = sorted[i];
+        t->conns[i].fd = -1;
+    }
+    t->target = (int)((random >> 32) % (uint64_t)num_addrs);
+    t->attempt_timeout_ms = ATTEMPT_TIMEOUT_MS_DEFAULT;
+    t->operation_timeout_ms = OPERATION_TIMEOUT_MS_DEFAULT;
+    return t;
+}
+
+void toastyfs_free(ToastyFS *tfs)
+{
+    int i;
+    if (tfs == NULL) return;
+    for (i = 0; i < tfs->n; i++) conn_close(&tfs->conns[i]);
+    free(tfs);
+}
+
+int toastyfs_set_timeouts(ToastyFS *tfs, int attempt_timeout_ms, int operation_timeout_ms)
+{
+    if (tfs == NULL || attempt_timeout_ms <= 0 || operation_timeout_ms <= 0) return TOASTYFS_INVALID_ARGUMENT;
+    tfs->attempt_timeout_ms = attempt_timeout_ms;
+    tfs->operation_timeout_ms = operation_timeout_ms;
+    return TOASTYFS_OK;
+}
+
+uint64_t toastyfs_client_id(const ToastyFS *tfs) { return tfs == NULL ? 0 : tfs->id; }
+
+int toastyfs_put(ToastyFS *tfs, const char *key, int key_len, const char *data, int data_len, ToastyFS_Result *res)
+{
+    return put_common(tfs, key, key_len, data, data_len, 0, 0, res);
+}
+
+int toastyfs_put_if(ToastyFS *tfs, const char *key, int key_len, const char *data, int data_len, int condition,
+                    uint64_t if_version, ToastyFS_Result *res)
+{
+    int status = check_common(tfs, res);
+    if (status != 0) return status;
+    if (condition != TOASTYFS_IF_VERSION && condition != TOASTYFS_IF_ABSENT)
+        return fail(res, TOASTYFS_INVALID_ARGUMENT,
+                    "invalid argument: the condition must be TOASTYFS_IF_VERSION or TOASTYFS_IF_ABSENT");
+    return put_common(tfs, key, key_len, data, data_len, condition, if_version, res);
+}
+
+int toastyfs_get(ToastyFS *tfs, const char *key, int key_len, ToastyFS_Result *res)
+{
+    return key_op(tfs, TFS_OP_GET, key, key_len, 0, 0, res);
+}
+
+int toastyfs_stat(ToastyFS *tfs, const char *key, int key_len, ToastyFS_Result *res)
+{
+    return key_op(tfs, TFS_OP_STAT, key, key_len, 0, 0, res);
+}
+
+int toastyfs_delete(ToastyFS *tfs, const char *key, int key_len, ToastyFS_Result *res)
+{
+    return key_op(tfs, TFS_OP_DELETE, key, key_len, 0, 0, res);
+}
+
+int toastyfs_delete_if(ToastyFS *tfs, const char *key, int key_len, uint64_t if_version, ToastyFS_Result *res)
+{
+    return key_op(tfs, TFS_OP_DELETE, key, key_len, TOASTYFS_IF_VERSION, if_version, res);
+}
+
+int toastyfs_list(ToastyFS *tfs, const char *prefix, int prefix_len, const char *after, int after_len, int limit,
+                  ToastyFS_Result *res)
+{
+    list_ctx l;
+    int status = check_common(tfs, res);
+    if (status != 0) return status;
+    if (prefix_len < 0 || after_len < 0)
+        return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: negative prefix or after length");
+    if ((prefix == NULL && prefix_len > 0) || (after == NULL && after_len > 0))
+        return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: the prefix or after is NULL");
+    if (prefix_len > TOASTYFS_KEY_SIZE_MAX || after_len > TOASTYFS_KEY_SIZE_MAX)
+        return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: prefix and after are at most 1024 bytes");
+    if (limit < 1 || limit > TOASTYFS_LIST_LIMIT_MAX)
+        return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: the limit must be 1 to 1000");
+    l.prefix = prefix;
+    l.prefix_len = (size_t)prefix_len;
+    l.after = after;
+    l.after_len = (size_t)after_len;
+    l.limit = (uint32_t)limit;
+    return execute(tfs, TFS_OP_LIST, TFS_LIST_REQUEST_FIXED + l.prefix_len + l.after_len, build_list, &l, res);
+}
+
+void toastyfs_result_free(ToastyFS_Result *res)
+{
+    if (res == NULL) return;
+    free(res->data);
+    res->data = NULL;
+    res->data_len = 0;
+    free(res->entries);
+    res->entries = NULL;
+    res->num_entries = 0;
+}
+
+const char *toastyfs_strerror(int code)
+{
+    switch (code) {
+    case TOASTYFS_OK: return "ok";
+    case TOASTYFS_NOT_FOUND: return "not found";
+    case TOASTYFS_CONDITION_FAILED: return "condition failed";
+    case TOASTYFS_KEY_INVALID: return "invalid key (keys are 1 to 1024 bytes)";
+    case TOASTYFS_VALUE_TOO_LARGE: return "value too large";
+    case TOASTYFS_BAD_REQUEST: return "bad request";
+    case TOASTYFS_EVICTED: return "session evicted: the write may or may not have happened";
+    case TOASTYFS_NO_SPACE: return "no space left on the cluster";
+    case TOASTYFS_NO_QUORUM: return "no quorum: no majority of replicas answered in time";
+    case TOASTYFS_PROTOCOL: return "protocol error: replicas sent malformed messages";
+    case TOASTYFS_INVALID_ARGUMENT: return "invalid argument";
+    case TOASTYFS_NO_MEMORY: return "out of memory";
+    default: return "unknown error code";
+    }
+}

@@ -1,0 +1,178 @@
+/*
+ * toastyfs.h: the C client library of ToastyFS, a replicated object store.
+ *
+ * C99, blocking, no dependencies beyond libc and POSIX sockets. Link with libtoasty.a (nothing
+ * else is needed: no -lpthread, no -lm) or libtoasty.so.
+ *
+ *     char *addrs[] = { "127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083" };
+ *     ToastyFS *tfs = toastyfs_init(0, addrs, 3);
+ *     ToastyFS_Result res;
+ *     if (toastyfs_put(tfs, "hello", 5, "world", 5, &res) < 0)
+ *         fprintf(stderr, "put: %s\n", res.message);
+ *     if (toastyfs_get(tfs, "hello", 5, &res) == 0)
+ *         printf("%.*s (version %llu)\n", res.data_len, res.data, (unsigned long long)res.version);
+ *     toastyfs_result_free(&res);
+ *     toastyfs_free(tfs);
+ *
+ * Every operation returns 0 (TOASTYFS_OK) on success and a negative TOASTYFS_* status otherwise;
+ * the same value is in res->status, and res->message says what happened in words. Invalid
+ * arguments (NULL pointers, negative lengths, a key outside 1..1024 bytes, a value over 16 MiB)
+ * are rejected before anything is sent.
+ *
+ * Every operation is retried internally, with the same request number, until a replica gives a
+ * final answer or the operation timeout (default 15 s) passes: on a timeout the library moves to
+ * the next replica, it follows "not primary" hints, backs off when the cluster is busy, and closes
+ * any connection that delivers a malformed frame. The cluster executes each write at most once, so
+ * these retries are safe. When no final answer comes in time the operation fails with
+ * TOASTYFS_NO_QUORUM; for a put or delete its outcome is then unknown (res->outcome_unknown = 1).
+ *
+ * A handle is not thread-safe: it has one request in flight at a time. Use one handle per thread
+ * (each gets its own client id and session); a cluster keeps up to 256 sessions by default.
+ */
+#ifndef TOASTYFS_H
+#define TOASTYFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(TOASTYFS_NO_VISIBILITY)
+#define TOASTYFS_API __attribute__((visibility("default")))
+#else
+#define TOASTYFS_API
+#endif
+
+/* Limits (docs/PROTOCOL.md §1.4). A cluster may be configured with a lower value limit; it then
+ * answers TOASTYFS_VALUE_TOO_LARGE. */
+#define TOASTYFS_KEY_SIZE_MAX 1024
+#define TOASTYFS_VALUE_SIZE_MAX (16 * 1024 * 1024)
+#define TOASTYFS_LIST_LIMIT_MAX 1000
+#define TOASTYFS_REPLICAS_MAX 15
+
+/* Status codes: the return value of every operation, and ToastyFS_Result.status. */
+#define TOASTYFS_OK 0
+#define TOASTYFS_NOT_FOUND (-1)          /* get, stat, delete: no such key */
+#define TOASTYFS_CONDITION_FAILED (-2)   /* put_if / delete_if: res->version = current version (0 = absent) */
+#define TOASTYFS_KEY_INVALID (-3)        /* key empty or longer than 1024 bytes */
+#define TOASTYFS_VALUE_TOO_LARGE (-4)    /* value over 16 MiB, or over the cluster's configured limit */
+#define TOASTYFS_BAD_REQUEST (-5)        /* the cluster rejected the request as malformed */
+#define TOASTYFS_EVICTED (-6)            /* session evicted (too many clients); the write may or may not have happened */
+#define TOASTYFS_NO_SPACE (-7)           /* the cluster's disk is full: writes refused */
+#define TOASTYFS_NO_QUORUM (-8)          /* no final answer within the operation timeout: is a majority up? */
+#define TOASTYFS_PROTOCOL (-9)           /* replicas answered with malformed or invalid messages */
+#define TOASTYFS_INVALID_ARGUMENT (-10)  /* NULL pointer, negative length, bad limit or condition */
+#define TOASTYFS_NO_MEMORY (-11)         /* malloc failed */
+
+/* Conditions of toastyfs_put_if (the values are the wire codes). */
+#define TOASTYFS_IF_VERSION 1  /* succeed only if the key exists with version == if_version */
+#define TOASTYFS_IF_ABSENT 2   /* succeed only if the key does not exist */
+
+typedef struct ToastyFS ToastyFS;
+
+/* One key of a list result. */
+typedef struct ToastyFS_Entry {
+    char *key;          /* key_len bytes plus a terminating NUL; owned by the result */
+    int key_len;
+    uint64_t version;
+    uint64_t timestamp; /* ms since the Unix epoch when this version was written */
+    uint64_t size;      /* value size in bytes */
+    uint64_t checksum;  /* xxHash64 (seed 0) of the value */
+} ToastyFS_Entry;
+
+/*
+ * The outcome of one operation. Every operation initializes the whole struct first (even when it
+ * rejects its arguments), so toastyfs_result_free() is always safe after a call, and twice.
+ * Only get and list results own memory (data, entries); a put, delete or stat result owns nothing.
+ */
+typedef struct ToastyFS_Result {
+    int status;           /* TOASTYFS_OK or a negative TOASTYFS_* code (= the return value) */
+    int outcome_unknown;  /* put/delete that failed after being sent (no quorum, evicted, protocol):
+                             it may or may not have been executed */
+    uint64_t version;     /* put: the new version; delete: the version deleted; get/stat: the
+                             object's version; condition failed: the current version (0 = absent) */
+    uint64_t timestamp;   /* get/stat: ms since the Unix epoch when this version was written */
+    uint64_t size;        /* get/stat: the value's size in bytes */
+    uint64_t checksum;    /* get/stat: xxHash64 (seed 0) of the value (get: verified) */
+    char *data;           /* get: the value, data_len bytes plus a terminating NUL (not counted);
+                             owned by the result; NULL for other operations */
+    int data_len;
+    ToastyFS_Entry *entries; /* list: num_entries keys in ascending byte order; owned by the result */
+    int num_entries;
+    int truncated;        /* list: 1 if more keys follow the last entry (list again with after = it) */
+    char message[512];    /* what happened, in words ("" on success) */
+} ToastyFS_Result;
+
+/*
+ * Connects to a cluster given all its replica addresses ("host:port", "[ipv6]:port"), in any order
+ * (the cluster id and replica order are derived from the sorted list, exactly as the replicas do).
+ * 64 random bits from the OS are mixed into client_id (XOR), so callers may pass any value, even
+ * rand() or 0. Nothing is sent until the first operation. Returns NULL (errno EINVAL or ENOMEM) if
+ * addrs is NULL, num_addrs is not 1..15, an address is malformed, has no port or a port outside
+ * 1..65535, or is listed twice.
+ */
+TOASTYFS_API ToastyFS *toastyfs_init(uint64_t client_id, char **addrs, int num_addrs);
+
+/* Closes the connections and frees the handle. NULL is ignored. */
+TOASTYFS_API void toastyfs_free(ToastyFS *tfs);
+
+/*
+ * Timeouts in milliseconds (defaults: 1000 per attempt, 15000 per operation). An attempt that
+ * hears nothing for attempt_timeout_ms (longer for large values and after many attempts) is retried
+ * on the next replica; an operation that has no final answer after operation_timeout_ms fails with
+ * TOASTYFS_NO_QUORUM. Returns 0, or TOASTYFS_INVALID_ARGUMENT if a value is not positive.
+ */
+TOASTYFS_API int toastyfs_set_timeouts(ToastyFS *tfs, int attempt_timeout_ms, int operation_timeout_ms);
+
+/* The client id actually used (the caller's id XOR 64 random bits); 0 if tfs is NULL. */
+TOASTYFS_API uint64_t toastyfs_client_id(const ToastyFS *tfs);
+
+/* Stores data (0..16 MiB; data may be NULL if data_len is 0) under key (1..1024 bytes, any bytes).
+ * On success res->version is the new version. */
+TOASTYFS_API int toastyfs_put(ToastyFS *tfs, const char *key, int key_len, const char *data, int data_len,
+                              ToastyFS_Result *res);
+
+/* A linearizable compare-and-set: condition TOASTYFS_IF_VERSION (the key exists with version
+ * if_version) or TOASTYFS_IF_ABSENT (if_version ignored). Fails with TOASTYFS_CONDITION_FAILED and
+ * res->version = the current version (0 if absent) when the condition does not hold. */
+TOASTYFS_API int toastyfs_put_if(ToastyFS *tfs, const char *key, int key_len, const char *data, int data_len,
+                                 int condition, uint64_t if_version, ToastyFS_Result *res);
+
+/* Reads a key: res->data / res->data_len (the value, checksum-verified), res->version,
+ * res->timestamp, res->size. TOASTYFS_NOT_FOUND if absent. Free with toastyfs_result_free(). */
+TOASTYFS_API int toastyfs_get(ToastyFS *tfs, const char *key, int key_len, ToastyFS_Result *res);
+
+/* The metadata of a key (version, timestamp, size, checksum) without its value. */
+TOASTYFS_API int toastyfs_stat(ToastyFS *tfs, const char *key, int key_len, ToastyFS_Result *res);
+
+/* Deletes a key: res->version is the version deleted. TOASTYFS_NOT_FOUND if absent. */
+TOASTYFS_API int toastyfs_delete(ToastyFS *tfs, const char *key, int key_len, ToastyFS_Result *res);
+
+/* Deletes a key only if its current version is if_version (else TOASTYFS_CONDITION_FAILED with the
+ * current version in res->version, or TOASTYFS_NOT_FOUND). */
+TOASTYFS_API int toastyfs_delete_if(ToastyFS *tfs, const char *key, int key_len, uint64_t if_version,
+                                    ToastyFS_Result *res);
+
+/*
+ * Lists up to limit (1..1000) keys starting with prefix (0..1024 bytes) and strictly greater than
+ * after (0..1024 bytes; empty: from the start), in ascending byte order: res->entries,
+ * res->num_entries. If res->truncated, list again with after = the last key returned. A reply also
+ * stops below 1 MiB, so it may hold fewer than limit keys and still be truncated. prefix and after
+ * may be NULL when their length is 0. Free with toastyfs_result_free().
+ */
+TOASTYFS_API int toastyfs_list(ToastyFS *tfs, const char *prefix, int prefix_len, const char *after, int after_len,
+                               int limit, ToastyFS_Result *res);
+
+/* Frees what a result owns (get data, list entries) and clears those fields. NULL is ignored. */
+TOASTYFS_API void toastyfs_result_free(ToastyFS_Result *res);
+
+/* A short description of a status code ("not found", ...); never NULL. */
+TOASTYFS_API const char *toastyfs_strerror(int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TOASTYFS_H */
