@@ -57,6 +57,10 @@ export interface SimResult {
 }
 
 const tick_us = 10_000;
+/** Each simulated disk's size. Far more than a run needs: the journal is a few hundred KiB. */
+const sim_disk_bytes = 64 * 1024 * 1024;
+/** Events queued at once beyond this are a message storm (an amplification bug): fail the run. */
+const events_max = 200_000;
 const fault_interval_us = 10_000;
 const liveness_bound_us = 60_000_000;
 const epoch_ms = 1_767_225_600_000; // virtual wall clock starts at 2026-01-01
@@ -157,7 +161,9 @@ export class Simulator {
       const skew = 1 + (this.prng.float() * 2 - 1) * 0.1;
       this.nodes.push({
         index: i,
-        fs: new SimFs(this.prng.fork(), { misdirect_probability: this.rates.faulty_disks.has(i) ? this.rates.misdirect : 0 }),
+        // A finite disk, so runaway disk use shows up as ENOSPC, which replicas handle, not as the
+        // simulator running out of memory.
+        fs: new SimFs(this.prng.fork(), { misdirect_probability: this.rates.faulty_disks.has(i) ? this.rates.misdirect : 0, capacity_bytes: sim_disk_bytes }),
         replica: null,
         incarnation: 0,
         paused: false,
@@ -319,6 +325,10 @@ export class Simulator {
     }
     this.now = event.time;
     this.step += 1;
+    if (this.events.size > events_max) {
+      this.fail(`message storm: ${this.events.size} events queued (more than ${events_max}): some message is answered with more messages than it carries`);
+      return;
+    }
     try {
       this.dispatch(event);
     } catch (error) {
@@ -390,7 +400,6 @@ export class Simulator {
       // like a wipe, that is within the fault model; anywhere else it would be a bug.
       if (replica.view_durable === -1 && this.rates.faulty_disks.has(index)) this.checker.wiped(index);
       else if (!node.wiped) this.checker.restarted(index, replica.view_durable);
-      this.reopening.delete(index);
     });
     if (node.replica === null) return; // the open itself failed: a reopen is scheduled
     node.wiped = false;
@@ -428,18 +437,22 @@ export class Simulator {
         // the protocol repair what is missing.
         this.log(`replica ${node.index}: ${error.message}: reopening its data directory`);
         this.down(node);
-        this.schedule(node.replica === null && this.reopening.has(node.index) ? 1_000_000 : 0, Kind.reopen, node.index, node.incarnation, null);
-        this.reopening.add(node.index);
+        // Like lib/node: at once the first time, then after a second while errors keep coming.
+        const recent = this.now - (this.last_reopen.get(node.index) ?? -Infinity) < 1_000_000;
+        this.last_reopen.set(node.index, this.now);
+        this.schedule(recent ? 1_000_000 : 0, Kind.reopen, node.index, node.incarnation, null);
         return;
       }
       throw error;
     }
   }
 
-  /** Replicas that hit an I/O error since their last good open: a second error waits a second. */
-  private readonly reopening = new Set<number>();
+  /** When each replica last reopened after an I/O error. */
+  private readonly last_reopen = new Map<number, number>();
 
   private down(node: ReplicaNode): void {
+    node.storage?.close();
+    node.storage = null;
     node.replica = null;
     node.incarnation += 1;
     node.down_since = this.now;
@@ -609,8 +622,8 @@ export class Simulator {
     }
     if (p.chance(r.disk_full)) {
       this.faults += 1;
-      const full = fs.capacity_bytes === Infinity;
-      fs.capacity_bytes = full ? fs.usedBytes() + p.int(64 * 1024) : Infinity;
+      const full = fs.capacity_bytes === sim_disk_bytes;
+      fs.capacity_bytes = full ? fs.usedBytes() + p.int(64 * 1024) : sim_disk_bytes;
       this.log(`fault: replica ${node.index}: disk ${full ? "full" : "space freed"}`);
     }
     if (p.chance(r.tail_corruption) && node.replica !== null && node.storage !== null) this.corruptTail(node);
@@ -663,7 +676,7 @@ export class Simulator {
     this.network.options = { ...this.network.options, loss_probability: 0, duplicate_probability: 0, replay_probability: 0, corrupt_probability: 0 };
     // Replicas whose disks were damaged count against the budget of f: they hold the only copies
     // of nothing, but a replica kept down may have held the only other good copy.
-    for (const index of this.rates.faulty_disks) this.nodes[index]!.fs.capacity_bytes = Infinity;
+    for (const index of this.rates.faulty_disks) this.nodes[index]!.fs.capacity_bytes = sim_disk_bytes;
     const keep_down = p.int(Math.max(0, this.f - this.rates.faulty_disks.size) + 1);
     const down_order = p.shuffle([...this.nodes]);
     let kept = 0;

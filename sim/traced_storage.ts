@@ -74,4 +74,7 @@ export class TracedStorage implements Storage {
   hasSpace(bytes: number): boolean {
     return this.inner.hasSpace(bytes);
   }
+  close(): void {
+    this.inner.close();
+  }
 }

@@ -131,13 +131,26 @@ export class ReplicaNode {
     if (message.header.command === Command.request_status) return this.sendStatus(message, connection);
     if (this.replica === null) return;
     if (message.header.command === Command.request) this.options.requests?.requestArrived(message.header); // metrics: arrival time
-    this.replica.onMessage(message);
-    this.afterEvent();
+    const replica = this.replica;
+    this.guard(() => replica.onMessage(message));
   }
 
   private onTick(): void {
-    if (this.replica === null) return;
-    this.replica.tick(Date.now());
+    const replica = this.replica;
+    if (replica === null) return;
+    this.guard(() => replica.tick(Date.now()));
+  }
+
+  /** Runs replica code: an I/O error from any storage call it makes gets the same treatment as one
+   * from a flush (reopen, never retry); anything else is a bug and stops the process. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      if (!(error instanceof FsError)) throw error;
+      this.onStorageError(error);
+      return;
+    }
     this.afterEvent();
   }
 

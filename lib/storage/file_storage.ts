@@ -23,7 +23,7 @@ import { ClientTable, type ClientSession } from "../vsr/client_table.ts";
 import { rootPrepare } from "../vsr/root.ts";
 import type { CheckpointId, CheckpointMeta, Recovered, RecoveredPrepare, Storage, SyncChunk, VsrState } from "../vsr/storage.ts";
 import { type Fd, type FileSystem } from "./fs.ts";
-import { readSuperblock, superblock_path, writeSuperblock, type SuperblockIdentity } from "./superblock.ts";
+import { readSuperblock, superblock_copies, superblock_copy_size, superblock_path, writeSuperblock, type SuperblockIdentity } from "./superblock.ts";
 import { checkpointPath, valueSegments, checkpoint_summary_prefix_size, decodeCheckpoint, decodeCheckpointSummary, encodeCheckpoint, type DecodedCheckpoint } from "./checkpoint_file.ts";
 import { Reader, Writer, readObjectMeta, readSession, writeObjectMeta, writeSession } from "./records.ts";
 
@@ -101,7 +101,11 @@ export class FileStorage implements Storage {
   private written = new Map<number, RetainedCheckpoint>();
   /** A decoded retained checkpoint, cached while a peer syncs from it. */
   private serving: { id: CheckpointId; checkpoint: DecodedCheckpoint; sessions: [bigint, ClientSession][]; keys: string[] } | null = null;
-  private receiving: { id: CheckpointId; anchor: Header | null; previous: CheckpointId | null; revision: number; sessions: [bigint, ClientSession][]; store: ObjectStore; segment: Segment | null; bad: boolean } | null = null;
+  private receiving: { id: CheckpointId; anchor: Header | null; previous: CheckpointId | null; revision: number; sessions: [bigint, ClientSession][]; store: ObjectStore; segment: Segment | null; segments: Segment[]; bad: boolean } | null = null;
+  /** Segments of a sync received but not yet adopted by writeCheckpoint: deleted if the replica
+   * rejects it (digest mismatch) and starts over, so a sync that keeps failing cannot fill the
+   * disk. */
+  private unadopted: Segment[] = [];
   private readonly root: Header;
 
   constructor(
@@ -118,6 +122,12 @@ export class FileStorage implements Storage {
     this.superblock_fd = this.fs.open(superblock_path, true);
     this.headers_fd = this.fs.open(headers_path, true);
     if (fresh) {
+      // The superblock and the header ring are written in place from now on: allocate them
+      // fully now, so a full disk can never make a flush (and so an acknowledgement) fail.
+      this.fs.pwrite(this.superblock_fd, new Uint8Array(superblock_copies * superblock_copy_size), 0);
+      this.fs.fdatasync(this.superblock_fd);
+      this.fs.pwrite(this.headers_fd, new Uint8Array(this.options.journal_slot_count * header_record_size), 0);
+      this.fs.fdatasync(this.headers_fd);
       // New directory entries are durable only once their directories are synced.
       this.fs.fsyncDir("journal");
       this.fs.fsyncDir("checkpoint");
@@ -356,7 +366,7 @@ export class FileStorage implements Storage {
     const horizon = Math.min(this.retained[this.retained.length - 1]?.id.op ?? 0, (this.retained[0]?.id.op ?? 0) - this.options.journal_slot_count);
     removed = false;
     for (const segment of [...this.segments.values()]) {
-      if (segment === this.active || segment === this.receiving?.segment) continue;
+      if (segment === this.active || this.receiving?.segments.includes(segment) || this.unadopted.includes(segment)) continue;
       if (segment.max_op > horizon) continue;
       if (this.retained.some((c) => c.segments.has(segment.id))) continue;
       let referenced = false;
@@ -417,6 +427,7 @@ export class FileStorage implements Storage {
 
   writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void {
     const id = checkpoint.id;
+    this.unadopted = []; // a synced state being checkpointed: its segments are now referenced
     // The values the index points at must be durable before anything points at the index.
     this.syncSegments();
     const segments = valueSegments(store);
@@ -546,7 +557,9 @@ export class FileStorage implements Storage {
   }
 
   syncBegin(id: CheckpointId): void {
-    this.receiving = { id, anchor: null, previous: null, revision: 0, sessions: [], store: new ObjectStore(), segment: null, bad: false };
+    this.discardSegments([...(this.receiving?.segments ?? []), ...this.unadopted]);
+    this.unadopted = [];
+    this.receiving = { id, anchor: null, previous: null, revision: 0, sessions: [], store: new ObjectStore(), segment: null, segments: [], bad: false };
   }
 
   syncApply(bytes: Uint8Array): boolean {
@@ -600,6 +613,7 @@ export class FileStorage implements Storage {
       this.segments.set(id, segment);
       this.segments_created = true;
       rx.segment = segment;
+      rx.segments.push(segment);
     }
     this.fs.pwrite(segment.fd, value, segment.write_offset);
     const location = { segment: segment.id, offset: segment.write_offset };
@@ -611,7 +625,9 @@ export class FileStorage implements Storage {
   syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; checkpoint: CheckpointMeta } | null {
     const rx = this.receiving;
     this.receiving = null;
-    if (rx === null || rx.bad || rx.anchor === null || rx.previous === null || rx.sessions.length > clients_max) return null;
+    if (rx === null) return null;
+    this.unadopted = rx.segments;
+    if (rx.bad || rx.anchor === null || rx.previous === null || rx.sessions.length > clients_max) return null;
     const clients = new ClientTable(clients_max);
     for (const [client, session] of rx.sessions) {
       if (clients.get(client) !== undefined) return null;
@@ -621,6 +637,17 @@ export class FileStorage implements Storage {
     if (rx.revision < rx.store.revision) return null;
     rx.store.revision = rx.revision;
     return { store: rx.store, clients, checkpoint: { id: rx.id, anchor: rx.anchor, previous: rx.previous } };
+  }
+
+  private discardSegments(segments: Segment[]): void {
+    if (segments.length === 0) return;
+    for (const segment of segments) {
+      if (!this.segments.has(segment.id)) continue;
+      this.fs.close(segment.fd);
+      this.fs.unlink(segmentPath(segment.id));
+      this.segments.delete(segment.id);
+    }
+    this.fs.fsyncDir("journal");
   }
 
   /** Writes and removes a probe file of `bytes` to see whether the disk has space again. */

@@ -58,8 +58,9 @@ export interface ReplicaObserver {
 
 /** Damaged values queued for repair at once. */
 const value_repairs_max = 64;
-/** Repair requests sent per repair tick, so a far-behind replica does not flood its peers. */
-const repair_requests_max = 8;
+/** Repair requests sent per repair tick (every 50 ms), so a far-behind replica catches up at
+ * hundreds of prepares a second without flooding its peers. */
+const repair_requests_max = 32;
 /** Size of one state-sync chunk request. */
 export const sync_chunk_size_max = 256 * 1024;
 
@@ -1265,7 +1266,7 @@ export class Replica {
   /** RULE (state sync): a replica more than a checkpoint behind the primary's fetches a
    * checkpoint, accepting only one whose digest a committed prepare names. */
   private maybeStartSync(): void {
-    if (this.sync !== null || this.status === "blank" || this.status === "view_change") return;
+    if (this.sync !== null || this.status === "blank" || this.status === "view_change" || this.no_space) return;
     // Ops at or below the checkpoint the head names may be gone from every peer's journal (peers
     // that synced past them never had them): fetch that checkpoint instead of repairing them.
     const named = checkpointFor(this.op, this.config.checkpoint_interval_ops);
@@ -1323,7 +1324,16 @@ export class Replica {
     const sync = this.sync;
     if (sync === null || h.op !== sync.target.op || h.checkpoint_digest !== sync.target.digest || h.commit !== sync.position) return;
     sync.stalled = 0;
-    if (!this.storage.syncApply(message.body)) {
+    let applied: boolean;
+    try {
+      applied = this.storage.syncApply(message.body);
+    } catch (error) {
+      if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
+      this.diskFull(error);
+      this.sync = null; // started again once there is space (maybeStartSync)
+      return;
+    }
+    if (!applied) {
       this.env.log("warn", `replica ${this.replica}: state sync chunk from ${h.replica} does not parse: restarting the sync`);
       this.storage.syncBegin(sync.target);
       sync.position = 0;
@@ -1352,7 +1362,14 @@ export class Replica {
     }
     const { store, clients, checkpoint } = received;
     const anchor = checkpoint.anchor;
-    this.storage.writeCheckpoint(checkpoint, store, clients);
+    try {
+      this.storage.writeCheckpoint(checkpoint, store, clients);
+    } catch (error) {
+      if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
+      this.diskFull(error);
+      this.sync = null;
+      return;
+    }
     this.rememberCheckpoint(checkpoint.previous);
     this.rememberCheckpoint(sync.target);
     this.sync = null;
@@ -1789,25 +1806,33 @@ export class Replica {
     if (!this.isPrimary() && this.commit_max > this.op) {
       this.requestHeaders(this.op + 1, Math.min(this.commit_max, this.commit_min + this.config.journal_slot_count));
     }
+    // Prepares whose header is known are fetched lowest first (they unblock execution); a run of
+    // unknown headers is fetched as headers, from the top of the lowest run down (so each reply
+    // chains to a header already held), up to view_headers_max per round.
     let requests = 0;
-    let child: Header | null = null;
-    let gap = false;
-    for (let op = this.op; op > this.commit_min && requests < repair_requests_max; op--) {
+    let gap_top = -1;
+    const top = Math.min(this.op, this.commit_min + this.config.journal_slot_count);
+    for (let op = this.commit_min + 1; op <= top; op++) {
       const h = this.journal.header(op);
       if (h === null) {
-        if (child !== null) {
-          this.requestPrepare(op, child.parent);
+        // The prepare (which carries its header) may be gone everywhere while peers still hold the
+        // header: ask for both.
+        const above = this.journal.header(op + 1);
+        if (above !== null && requests < repair_requests_max) {
+          this.requestPrepare(op, above.parent);
           requests += 1;
-        } else {
-          gap = true;
         }
-      } else if (!this.journal.hasPrepare(op, h.checksum)) {
+        if (gap_top === -1) {
+          let end = op;
+          while (end < top && this.journal.header(end + 1) === null) end += 1;
+          gap_top = end;
+        }
+      } else if (!this.journal.hasPrepare(op, h.checksum) && requests < repair_requests_max) {
         this.requestPrepare(op, h.checksum);
         requests += 1;
       }
-      child = h;
     }
-    if (gap) this.requestHeaders(this.commit_min + 1, this.op);
+    if (gap_top !== -1) this.requestHeaders(Math.max(this.commit_min + 1, gap_top - view_headers_max + 1), gap_top + 1);
   }
 
   private requestPrepare(op: number, checksum_: bigint): void {

@@ -106,4 +106,6 @@ export interface Storage {
   usedBytes(): number;
   /** Whether at least `bytes` more can be written (probed after the disk was found full). */
   hasSpace(bytes: number): boolean;
+  /** Releases every open file (the replica is being stopped or reopened). */
+  close(): void;
 }

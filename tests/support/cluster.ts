@@ -12,6 +12,7 @@ import * as net from "node:net";
 import { clusterStatus } from "../../lib/client/client.ts";
 import type { ReplicaStatus } from "../../lib/node/status.ts";
 import { parseAddress, type Address } from "../../lib/net/address.ts";
+import { ProxyNetwork } from "./proxy.ts";
 
 export const repo = path.resolve(import.meta.dir, "../..");
 const binary = path.join(repo, "toastyfs");
@@ -20,6 +21,17 @@ const bun = path.join(repo, "node_modules/.bin/bun");
 /** The command line that runs `toastyfs` here. */
 export function toastyfsCommand(): string[] {
   return fs.existsSync(binary) ? [binary] : [bun, path.join(repo, "cmd/toastyfs.ts")];
+}
+
+let listen_option: boolean | null = null;
+
+/** Whether `toastyfs serve` takes --listen (listen on another address than --addr). */
+function supportsListenOption(): boolean {
+  if (listen_option === null) {
+    const result = Bun.spawnSync([...toastyfsCommand(), "serve", "--help"], { stdout: "pipe", stderr: "pipe" });
+    listen_option = result.stdout.toString().includes("--listen");
+  }
+  return listen_option;
 }
 
 export async function freePorts(count: number): Promise<number[]> {
@@ -52,7 +64,10 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null | unde
 
 export interface ReplicaProcess {
   index: number;
+  /** The listed port (the address in the cluster's membership). */
   port: number;
+  /** Where the process really listens: `port`, or another one when a proxy sits on `port`. */
+  listen_port: number;
   address: string;
   data_dir: string;
   process: Subprocess | null;
@@ -63,14 +78,19 @@ export class TestCluster {
   readonly replicas: ReplicaProcess[];
   readonly addresses: Address[];
 
+  /** Set when started with `proxy: true`: the proxies on the listed addresses (tests/support/proxy.ts). */
+  network: ProxyNetwork | null = null;
+
   private constructor(
     readonly dir: string,
     ports: number[],
+    listen_ports: number[] | null = null,
   ) {
     const sorted = [...ports].sort((a, b) => String(`127.0.0.1:${a}`).localeCompare(`127.0.0.1:${b}`));
     this.replicas = sorted.map((port, index) => ({
       index,
       port,
+      listen_port: listen_ports === null ? port : listen_ports[index]!,
       address: `127.0.0.1:${port}`,
       data_dir: path.join(dir, `replica-${port}`),
       process: null,
@@ -79,11 +99,20 @@ export class TestCluster {
     this.addresses = this.replicas.map((r) => parseAddress(r.address));
   }
 
-  /** Starts `count` replicas and waits until they are formatted and one is primary. */
-  static async start(count = 3, options: { extra_args?: string[] } = {}): Promise<TestCluster> {
+  /**
+   * Starts `count` replicas and waits until they are formatted and one is primary.
+   * proxy: put a ProxyNetwork on the listed addresses (`cluster.network`), each forwarding to its
+   * replica's real port, so tests can cut replica-to-replica links while clients still reach
+   * every replica (see tests/support/proxy.ts).
+   */
+  static async start(count = 3, options: { extra_args?: string[]; proxy?: boolean } = {}): Promise<TestCluster> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-test-"));
-    const cluster = new TestCluster(dir, await freePorts(count));
+    const ports = await freePorts(options.proxy ? 2 * count : count);
+    const cluster = options.proxy ? new TestCluster(dir, ports.slice(0, count), ports.slice(count)) : new TestCluster(dir, ports);
     cluster.extra_args = options.extra_args ?? [];
+    if (options.proxy) {
+      cluster.network = await ProxyNetwork.start("127.0.0.1", cluster.replicas.map((r) => r.port), cluster.replicas.map((r) => r.listen_port));
+    }
     for (const r of cluster.replicas) cluster.spawn(r);
     await cluster.waitHealthy();
     return cluster;
@@ -97,17 +126,55 @@ export class TestCluster {
 
   spawn(r: ReplicaProcess): void {
     const peers = this.replicas.filter((p) => p !== r).flatMap((p) => ["--peer", p.address]);
+    const args = ["--addr", r.address, ...peers, "--data", r.data_dir, ...this.extra_args];
+    let command = [...toastyfsCommand(), ...args];
+    let env: Record<string, string | undefined> = process.env;
+    if (r.listen_port !== r.port) {
+      if (supportsListenOption()) {
+        command.push("--listen", `127.0.0.1:${r.listen_port}`);
+      } else {
+        // No --listen yet: run from source with a preload that moves the listener (listen_redirect.ts).
+        command = [bun, "--preload", path.join(import.meta.dir, "listen_redirect.ts"), path.join(repo, "cmd/toastyfs.ts"), ...args];
+        env = { ...process.env, TOASTYFS_TEST_LISTEN_REDIRECT: `${r.port}:${r.listen_port}` };
+      }
+    }
     const log = fs.openSync(r.log_path, "a");
-    r.process = spawn([...toastyfsCommand(), "--addr", r.address, ...peers, "--data", r.data_dir, ...this.extra_args], {
-      stdout: log,
-      stderr: log,
-      stdin: "ignore",
-    });
+    fs.writeSync(log, `--- test harness: starting replica ${r.index} at ${new Date().toISOString()}\n`);
+    r.process = spawn(command, { stdout: log, stderr: log, stdin: "ignore", env });
     fs.closeSync(log);
   }
 
-  async status(): Promise<(ReplicaStatus | null)[]> {
-    return clusterStatus(this.addresses, 500);
+  /** Whether the replica's process is running (paused counts as running). */
+  running(r: ReplicaProcess): boolean {
+    return r.process !== null && r.process.exitCode === null && r.process.signalCode === null;
+  }
+
+  /** kill -9, and waits until the process is gone (so its port and data directory are free). */
+  async crash(r: ReplicaProcess): Promise<void> {
+    const p = r.process;
+    this.kill(r, "SIGKILL");
+    if (p !== null) await p.exited;
+  }
+
+  /** kill -9 of every running replica at once (power loss, as far as processes go). */
+  async crashAll(): Promise<void> {
+    const running = this.replicas.flatMap((r) => (r.process === null ? [] : [r.process]));
+    for (const r of this.replicas) this.kill(r, "SIGKILL");
+    await Promise.all(running.map((p) => p.exited));
+  }
+
+  /** SIGSTOP: the process is frozen with its sockets open; resume() continues it. */
+  pause(r: ReplicaProcess): void {
+    this.kill(r, "SIGSTOP");
+  }
+
+  resume(r: ReplicaProcess): void {
+    this.kill(r, "SIGCONT");
+  }
+
+  /** Each replica's status; null for one that does not answer within timeout_ms. */
+  async status(timeout_ms = 500): Promise<(ReplicaStatus | null)[]> {
+    return clusterStatus(this.addresses, timeout_ms);
   }
 
   /** All running replicas answer, in normal status, one of them primary, all at the same commit. */
@@ -120,6 +187,31 @@ export class TestCluster {
       if (up.some((s) => s.status !== "normal")) return null;
       return statuses;
     }, timeout_ms);
+  }
+
+  /**
+   * Every running replica answers, in normal status in one view with one primary, and all agree:
+   * the same commit (fully executed) and the same object count and bytes. What a cluster at rest
+   * looks like once repair and state sync are done.
+   */
+  async waitConverged(timeout_ms = 30_000): Promise<ReplicaStatus[]> {
+    let last: (ReplicaStatus | null)[] = [];
+    try {
+      return await waitFor("the replicas to converge", async () => {
+        const statuses = (last = await this.status());
+        const up = this.replicas.filter((r) => r.process !== null).map((r) => statuses[r.index] ?? null);
+        if (up.some((s) => s === null)) return null;
+        const s = up as ReplicaStatus[];
+        const first = s[0]!;
+        if (s.filter((x) => x.primary).length !== 1) return null;
+        const agree = s.every(
+          (x) => x.status === "normal" && x.view === first.view && x.commit_min === first.commit_max && x.commit_max === first.commit_max && x.objects === first.objects && x.object_bytes === first.object_bytes,
+        );
+        return agree ? s : null;
+      }, timeout_ms, 100);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\nlast status:\n${describeStatuses(last)}`);
+    }
   }
 
   async primary(): Promise<ReplicaProcess> {
@@ -155,6 +247,8 @@ export class TestCluster {
 
   /** Stops every replica (SIGKILL) and removes the directory unless keep is set. */
   async destroy(keep = false): Promise<void> {
+    await this.network?.close();
+    this.network = null;
     for (const r of this.replicas) {
       if (r.process !== null) {
         r.process.kill("SIGKILL");
@@ -164,4 +258,15 @@ export class TestCluster {
     }
     if (!keep) fs.rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** One line per replica, for failure messages and test output. */
+export function describeStatuses(statuses: (ReplicaStatus | null)[]): string {
+  return statuses
+    .map((s, i) =>
+      s === null
+        ? `  replica ${i}: down`
+        : `  replica ${i}: ${s.status}${s.primary ? " primary" : ""} view ${s.view} op ${s.op} commit ${s.commit_min}/${s.commit_max} checkpoint ${s.checkpoint} objects ${s.objects} (${s.object_bytes} bytes)${s.problem ? ` problem: ${s.problem}` : ""}`,
+    )
+    .join("\n");
 }
