@@ -4,7 +4,7 @@
  * The same cluster and ledger carry through all rounds, so data from earlier rounds is checked
  * again after every later crash. Variants: one replica's data directory deleted before the restart
  * (it must rejoin from its peers, never format), and one byte of a live value flipped in a
- * replica's journal segment (it must detect and repair it). scripts/crash_test.ts runs more rounds.
+ * replica's journal segment (it must detect and repair it). scripts/crash_rounds.ts runs more rounds.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TestCluster, describeStatuses } from "./support/cluster.ts";

@@ -1,6 +1,6 @@
 /**
  * Whole-cluster crash rounds, shared by tests/crash_restart.test.ts, tests/cluster_faults.test.ts
- * and scripts/crash_test.ts: concurrent writers, kill -9 of every replica at a random moment,
+ * and scripts/crash_rounds.ts: concurrent writers, kill -9 of every replica at a random moment,
  * optionally a damaged data directory (wiped, or one byte of a journal segment flipped), restart,
  * and every acknowledged put must read back exactly (tests/support/workload.ts Ledger).
  */

@@ -5,7 +5,7 @@
  * checked again after each crash. Some rounds also delete one replica's data directory or flip one
  * byte of a live value in a replica's journal segment before the restart.
  *
- *   bun scripts/crash_test.ts [--rounds N] [--seed S] [--variants plain,wipe,flip] [--keep]
+ *   bun scripts/crash_rounds.ts [--rounds N] [--seed S] [--variants plain,wipe,flip] [--keep]
  *
  * Uses ./toastyfs when ./build.sh has made it, else runs cmd/toastyfs.ts with bun. Exits 0 when
  * every round passed; otherwise prints the problems and the replicas' logs, keeps the cluster's
@@ -19,7 +19,7 @@ import { logTails } from "../tests/support/harness.ts";
 import { Ledger } from "../tests/support/workload.ts";
 import { crashRound, describeRound, writeColdKeys, type CrashVariant } from "../tests/support/crash.ts";
 
-const usage = "usage: bun scripts/crash_test.ts [--rounds N] [--seed S] [--variants plain,wipe,flip] [--keep]";
+const usage = "usage: bun scripts/crash_rounds.ts [--rounds N] [--seed S] [--variants plain,wipe,flip] [--keep]";
 
 function fail(message: string): never {
   console.error(`error: ${message}\n${usage}`);
