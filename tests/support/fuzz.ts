@@ -284,7 +284,9 @@ export async function malformedRequests(port: number, prng: Prng, target: FuzzTa
       body = randomBody(prng, 64);
     } else if (roll === 1) {
       h.operation = prng.pick([Operation.get, Operation.stat, Operation.delete, Operation.list, Operation.register]);
-      body = randomBody(prng, 64); // a body that does not parse
+      // A body that does not parse (never empty: an empty body is a valid register).
+      do body = randomBody(prng, 64);
+      while (body.length === 0);
     } else if (roll === 2) {
       h.operation = prng.pick([Operation.get, Operation.stat, Operation.put]);
       body = encodeKeyRequest(new Uint8Array(0), null); // empty key
