@@ -62,6 +62,8 @@ export class SimClient {
   private target = 0;
   private pending: Pending | null = null;
   private counter = 0;
+  /** Cold keys this client has written (cold/c<index>.<n>). */
+  private cold = 0;
   /** Last version this client saw per key (for conditional puts). */
   private readonly versions = new Map<string, number>();
   /** The last reply named the primary: the next retry goes there rather than to the next replica. */
@@ -131,6 +133,18 @@ export class SimClient {
   }
 
   private startOperation(now: number): void {
+    if (this.prng.chance(0.08)) {
+      // A cold key, written once and read back later: its value stays live in an old segment while
+      // the hot keys churn around it, so segments end up mostly dead and get compacted.
+      this.cold += 1;
+      const key = `cold/c${this.index}.${this.cold}`;
+      if (this.cold > 1 && this.prng.chance(0.5)) {
+        const old = `cold/c${this.index}.${1 + this.prng.int(this.cold - 1)}`;
+        this.cold -= 1;
+        return this.begin(now, { kind: "get", key: old }, Operation.get, encodeKeyRequest(keyToBytes(old), null));
+      }
+      return this.put(now, key, keyToBytes(key), Condition.none, 0);
+    }
     const key = `k${this.prng.int(this.options.keys)}`;
     const kb = keyToBytes(key);
     const roll = this.prng.int(100);

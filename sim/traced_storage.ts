@@ -50,6 +50,9 @@ export class TracedStorage implements Storage {
   readValue(entry: ObjectEntry): Uint8Array | null {
     return this.inner.readValue(entry);
   }
+  compactionCandidate(store: ObjectStore): number | null {
+    return this.inner.compactionCandidate(store);
+  }
   writeValue(value: Uint8Array): ValueLocation {
     return this.inner.writeValue(value);
   }

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { checkpointPath, decodeCheckpoint, encodeCheckpoint } from "./checkpoint_file.ts";
+import { applyChain, baseContents, checkpointPath, decodeCheckpoint, encodeCheckpoint, type CheckpointContents } from "./checkpoint_file.ts";
 import { ObjectStore } from "../store/object_store.ts";
 import { ClientTable, stored_reply_body_max } from "../vsr/client_table.ts";
 import { Command, Header, finalize } from "../net/codec.ts";
@@ -42,6 +42,19 @@ function build(prng: Prng, objects: number, sessions: number): { meta: Checkpoin
   return { meta, store, clients };
 }
 
+/** A base file of the whole state, as FileStorage writes the first checkpoint of a store. */
+function encodeBase(meta: CheckpointMeta, store: ObjectStore, clients: ClientTable): Uint8Array {
+  return encodeCheckpoint(baseContents(meta, store, clients));
+}
+
+/** Decodes one base file into the state it describes. */
+function decodeBase(bytes: Uint8Array, clients_max: number): { checkpoint: CheckpointMeta; store: ObjectStore; clients: ClientTable } | null {
+  const contents = decodeCheckpoint(bytes, clients_max);
+  if (contents === null) return null;
+  const state = applyChain([contents], clients_max);
+  return state === null ? null : { checkpoint: contents.checkpoint, ...state };
+}
+
 describe("checkpoint file", () => {
   test("round trips stores with binary keys and client sessions", () => {
     const prng = new Prng(1);
@@ -49,8 +62,8 @@ describe("checkpoint file", () => {
       const objects = round === 0 ? 0 : prng.int(300);
       const sessions = round === 1 ? 0 : prng.int(20);
       const { meta, store, clients } = build(prng, objects, sessions);
-      const bytes = encodeCheckpoint(meta, store, clients);
-      const decoded = decodeCheckpoint(bytes, Math.max(1, sessions));
+      const bytes = encodeBase(meta, store, clients);
+      const decoded = decodeBase(bytes, Math.max(1, sessions));
       expect(decoded).not.toBeNull();
       const d = decoded!;
       expect(d.checkpoint).toEqual(meta);
@@ -63,14 +76,14 @@ describe("checkpoint file", () => {
       expect(d.clients.digest()).toBe(clients.digest());
       expect(stateDigest(d.store, d.clients)).toBe(meta.id.digest);
       // Deterministic: the same state encodes to the same bytes.
-      expect(encodeCheckpoint(d.checkpoint, d.store, d.clients)).toEqual(bytes);
+      expect(encodeBase(d.checkpoint, d.store, d.clients)).toEqual(bytes);
     }
   });
 
   test("every corrupted byte gives null", () => {
     const prng = new Prng(2);
     const { meta, store, clients } = build(prng, 12, 3);
-    const bytes = encodeCheckpoint(meta, store, clients);
+    const bytes = encodeBase(meta, store, clients);
     for (let i = 0; i < bytes.length; i++) {
       const damaged = bytes.slice();
       damaged[i]! ^= 1 << prng.int(8);
@@ -83,7 +96,7 @@ describe("checkpoint file", () => {
   test("truncated or extended files give null", () => {
     const prng = new Prng(3);
     const { meta, store, clients } = build(prng, 5, 2);
-    const bytes = encodeCheckpoint(meta, store, clients);
+    const bytes = encodeBase(meta, store, clients);
     for (let length = 0; length < bytes.length; length++) expect(decodeCheckpoint(bytes.subarray(0, length), 2)).toBeNull();
     for (const extra of [1, 8]) {
       const longer = new Uint8Array(bytes.length + extra);
@@ -96,7 +109,7 @@ describe("checkpoint file", () => {
   test("a checkpoint with more sessions than this replica's clients_max gives null", () => {
     const prng = new Prng(4);
     const { meta, store, clients } = build(prng, 3, 4);
-    const bytes = encodeCheckpoint(meta, store, clients);
+    const bytes = encodeBase(meta, store, clients);
     expect(decodeCheckpoint(bytes, 4)).not.toBeNull();
     expect(decodeCheckpoint(bytes, 3)).toBeNull();
   });
@@ -104,11 +117,56 @@ describe("checkpoint file", () => {
   test("decodes from a view at an offset of a larger buffer", () => {
     const prng = new Prng(5);
     const { meta, store, clients } = build(prng, 7, 2);
-    const bytes = encodeCheckpoint(meta, store, clients);
+    const bytes = encodeBase(meta, store, clients);
     const outer = new Uint8Array(bytes.length + 11);
     outer.set(bytes, 3);
-    const decoded = decodeCheckpoint(outer.subarray(3, 3 + bytes.length), 2);
+    const decoded = decodeBase(outer.subarray(3, 3 + bytes.length), 2);
     expect(decoded?.store.digest()).toBe(store.digest());
+  });
+
+  test("a delta applied to its base gives the later state: sets, moves and removals", () => {
+    const prng = new Prng(6);
+    for (let round = 0; round < 20; round++) {
+      const { meta, store, clients } = build(prng, prng.int(200), prng.int(5));
+      const base = decodeCheckpoint(encodeBase(meta, store, clients), 5)!;
+      store.takeChanges();
+      const keys = [...store.all()].map(([k]) => k);
+      let version = store.revision;
+      for (let i = 0; i < 50; i++) {
+        const roll = prng.int(3);
+        if (roll === 0 || keys.length === 0) {
+          store.set(binaryKey(prng), { version: ++version, timestamp: 1, size: prng.int(100), checksum: prng.u64(), segment: prng.range(1, 9), offset: prng.int(1000) * 8 });
+        } else if (roll === 1) {
+          store.remove(prng.pick(keys));
+        } else {
+          const key = prng.pick(keys);
+          if (store.get(key) !== undefined) store.relocate(key, { segment: prng.range(60, 70), offset: prng.int(1000) * 8 });
+        }
+      }
+      store.revision = version;
+      const anchor = new Header();
+      anchor.command = Command.prepare;
+      anchor.op = meta.id.op + 16;
+      finalize(anchor, new Uint8Array(8));
+      const later: CheckpointMeta = { anchor, previous: meta.id, id: { op: anchor.op, digest: stateDigest(store, clients), checksum: anchor.checksum } };
+      const delta: CheckpointContents = {
+        checkpoint: later,
+        link: { kind: "delta", parent_op: meta.id.op, base_op: meta.id.op },
+        revision: store.revision,
+        segments: store.segments(),
+        sessions: clients.entries(),
+        records: store.takeChanges(),
+      };
+      const decoded = decodeCheckpoint(encodeCheckpoint(delta), 5);
+      expect(decoded).not.toBeNull();
+      expect(decoded!.link).toEqual(delta.link);
+      const state = applyChain([base, decoded!], 5)!;
+      expect([...state.store.all()]).toEqual([...store.all()]);
+      expect(stateDigest(state.store, state.clients)).toBe(later.id.digest);
+      expect(state.store.segments()).toEqual(store.segments());
+      // A chain must start from a base.
+      expect(applyChain([decoded!], 5)).toBeNull();
+    }
   });
 
   test("paths sort by op", () => {

@@ -24,7 +24,16 @@ import { rootPrepare } from "../vsr/root.ts";
 import type { CheckpointId, CheckpointMeta, Recovered, RecoveredPrepare, Storage, SyncChunk, VsrState } from "../vsr/storage.ts";
 import { type Fd, type FileSystem } from "./fs.ts";
 import { readSuperblock, superblock_copies, superblock_copy_size, superblock_path, writeSuperblock, type SuperblockIdentity } from "./superblock.ts";
-import { checkpointPath, valueSegments, checkpoint_summary_prefix_size, decodeCheckpoint, decodeCheckpointSummary, encodeCheckpoint, type DecodedCheckpoint } from "./checkpoint_file.ts";
+import {
+  applyChain,
+  checkpointPath,
+  checkpoint_summary_prefix_size,
+  decodeCheckpoint,
+  decodeCheckpointSummary,
+  encodeCheckpoint,
+  type CheckpointContents,
+  type CheckpointSummary,
+} from "./checkpoint_file.ts";
 import { Reader, Writer, readObjectMeta, readSession, writeObjectMeta, writeSession } from "./records.ts";
 
 export const header_record_size = 256;
@@ -64,7 +73,17 @@ interface RetainedCheckpoint {
   id: CheckpointId;
   /** Segments holding values this checkpoint's index refers to. */
   segments: Set<number>;
+  /** The checkpoint files its state is read from: a base, then deltas, ending with its own. */
+  chain: number[];
 }
+
+/** A segment only values keep alive is compacted (its live values copied forward) when less
+ * than this fraction of it is live: disk use stays within about twice the live data. */
+const compaction_live_ratio_max = 0.5;
+
+/** A chain of delta files is cut (the next checkpoint is a base) when its deltas together
+ * outweigh the base, or when it is this long: a restart reads at most about twice the index. */
+const chain_length_max = 32;
 
 const checkpoints_retained = 3;
 /** Bytes of an object record besides its key and value: type, meta and padding. */
@@ -100,7 +119,10 @@ export class FileStorage implements Storage {
   /** Written, not yet named by a durable superblock. */
   private written = new Map<number, RetainedCheckpoint>();
   /** A decoded retained checkpoint, cached while a peer syncs from it. */
-  private serving: { id: CheckpointId; checkpoint: DecodedCheckpoint; sessions: [bigint, ClientSession][]; keys: string[] } | null = null;
+  private serving: { id: CheckpointId; checkpoint: CheckpointMeta; store: ObjectStore; sessions: [bigint, ClientSession][]; keys: string[] } | null = null;
+  /** The last checkpoint written, which the next one may be a delta of: only if it is of the same
+   * store object (a store replaced by state sync starts a new base) and nothing failed since. */
+  private tail: { op: number; store: ObjectStore; chain: number[]; base_bytes: number; delta_bytes: number } | null = null;
   private receiving: { id: CheckpointId; anchor: Header | null; previous: CheckpointId | null; revision: number; sessions: [bigint, ClientSession][]; store: ObjectStore; segment: Segment | null; segments: Segment[]; bad: boolean } | null = null;
   /** Segments of a sync received but not yet adopted by writeCheckpoint: deleted if the replica
    * rejects it (digest mismatch) and starts over, so a sync that keeps failing cannot fill the
@@ -164,19 +186,20 @@ export class FileStorage implements Storage {
     let clients = new ClientTable(clients_max);
     this.openSegments();
     if (state.checkpoint.op > 0) {
-      const decoded = this.readCheckpoint(state.checkpoint, clients_max);
-      if (decoded === null) {
+      const loaded = this.loadCheckpoint(state.checkpoint, clients_max);
+      if (loaded === null) {
         // The state this replica executed is lost, but its promises (the superblock) are not: it
         // recovers the state from peers. Nothing is collected until it has a checkpoint again.
         this.retained = [];
         return { state, journal: [], journal_damaged: true, checkpoint: null, store, clients };
       }
-      checkpoint = decoded.checkpoint;
-      store = decoded.store;
-      clients = decoded.clients;
-      this.retained = [{ id: state.checkpoint, segments: valueSegments(store) }, ...this.olderCheckpoints(state.checkpoint.op)];
+      checkpoint = loaded.checkpoint;
+      store = loaded.store;
+      clients = loaded.clients;
+      this.retained = [{ id: state.checkpoint, segments: store.segments(), chain: loaded.chain }, ...this.olderCheckpoints(state.checkpoint.op)];
+      this.tail = { op: state.checkpoint.op, store, chain: loaded.chain, base_bytes: loaded.base_bytes, delta_bytes: loaded.delta_bytes };
     } else {
-      this.retained = [{ id: state.checkpoint, segments: new Set() }];
+      this.retained = [{ id: state.checkpoint, segments: new Set(), chain: [] }];
     }
     const { journal, damaged: journal_damaged } = this.readHeaderRing(state.checkpoint.op);
     this.collectGarbage();
@@ -321,7 +344,7 @@ export class FileStorage implements Storage {
       writeSuperblock(this.fs, this.superblock_fd, { sequence: this.sequence, identity: this.options, state }, this.superblock_first_half);
       this.superblock_first_half = 0;
       const current = this.retained[0];
-      if (current === undefined && state.checkpoint.op === 0) this.retained = [{ id: state.checkpoint, segments: new Set() }];
+      if (current === undefined && state.checkpoint.op === 0) this.retained = [{ id: state.checkpoint, segments: new Set(), chain: [] }];
       else if (current === undefined || state.checkpoint.op > current.id.op) this.publish(state.checkpoint);
     }
   }
@@ -351,7 +374,8 @@ export class FileStorage implements Storage {
    * retained checkpoint refers to its values and all its prepares are at or below the oldest
    * checkpoint (values executed since are in segments with newer prepares). */
   private collectGarbage(): void {
-    const keep_ops = new Set<number>([...this.retained.map((c) => c.id.op), ...this.written.keys()]);
+    const keep_ops = new Set<number>();
+    for (const c of [...this.retained, ...this.written.values()]) for (const op of c.chain) keep_ops.add(op);
     let removed = false;
     for (const name of this.fs.readdir("checkpoint")) {
       const match = /^(\d{16})\.ckpt(\.tmp)?$/.exec(name);
@@ -360,10 +384,7 @@ export class FileStorage implements Storage {
       removed = true;
     }
     if (removed) this.fs.fsyncDir("checkpoint");
-    // Prepares within a journal window below the published checkpoint still serve peers' repairs
-    // (recovery reports them), and those above it are replayed; older ones only matter if a
-    // retained checkpoint's values live beside them.
-    const horizon = Math.min(this.retained[this.retained.length - 1]?.id.op ?? 0, (this.retained[0]?.id.op ?? 0) - this.options.journal_slot_count);
+    const horizon = this.horizon();
     removed = false;
     for (const segment of [...this.segments.values()]) {
       if (segment === this.active || this.receiving?.segments.includes(segment) || this.unadopted.includes(segment)) continue;
@@ -380,6 +401,30 @@ export class FileStorage implements Storage {
     if (removed) this.fs.fsyncDir("journal");
     const prune_below = (this.retained[0]?.id.op ?? 0) - this.options.journal_slot_count;
     for (const op of [...this.prepares.keys()]) if (op <= prune_below) this.prepares.delete(op);
+  }
+
+  /** Prepares within a journal window below the published checkpoint still serve peers' repairs
+   * (recovery reports them), and those above it are replayed; a segment whose prepares are all at
+   * or below this op is kept only for the values in it. */
+  private horizon(): number {
+    return Math.min(this.retained[this.retained.length - 1]?.id.op ?? 0, (this.retained[0]?.id.op ?? 0) - this.options.journal_slot_count);
+  }
+
+  compactionCandidate(store: ObjectStore): number | null {
+    const horizon = this.horizon();
+    let best: number | null = null;
+    let best_ratio = compaction_live_ratio_max;
+    for (const segment of this.segments.values()) {
+      if (segment === this.active || segment.max_op > horizon || this.receiving?.segments.includes(segment) || this.unadopted.includes(segment)) continue;
+      const live = store.liveBytesIn(segment.id);
+      if (live === 0) continue; // collected as soon as no retained checkpoint needs it
+      const ratio = live / Math.max(1, segment.capacity);
+      if (ratio < best_ratio) {
+        best = segment.id;
+        best_ratio = ratio;
+      }
+    }
+    return best;
   }
 
   readPrepare(op: number, checksum_: bigint): Message | null {
@@ -425,13 +470,28 @@ export class FileStorage implements Storage {
     return location;
   }
 
+  /** Writes a delta of what changed since the last checkpoint of the same store, or a base when
+   * there is none, or when the deltas since the last base would outweigh it. */
   writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void {
     const id = checkpoint.id;
     this.unadopted = []; // a synced state being checkpointed: its segments are now referenced
+    const changes = store.takeChanges();
+    const tail = this.tail;
+    this.tail = null; // until this write succeeds, the next checkpoint must be a base
     // The values the index points at must be durable before anything points at the index.
     this.syncSegments();
-    const segments = valueSegments(store);
-    const bytes = encodeCheckpoint(checkpoint, store, clients, segments);
+    const common = { checkpoint, revision: store.revision, segments: store.segments(), sessions: clients.entries() };
+    let contents: CheckpointContents | null = null;
+    let bytes: Uint8Array | null = null;
+    if (tail !== null && tail.store === store && tail.op < id.op && tail.chain.length < chain_length_max) {
+      contents = { ...common, link: { kind: "delta", parent_op: tail.op, base_op: tail.chain[0]! }, records: changes };
+      bytes = encodeCheckpoint(contents);
+      if (tail.delta_bytes + bytes.length > tail.base_bytes) bytes = null;
+    }
+    if (bytes === null) {
+      contents = { ...common, link: { kind: "base", parent_op: id.op, base_op: id.op }, records: new Map(store.all()) };
+      bytes = encodeCheckpoint(contents);
+    }
     const path = checkpointPath(id.op);
     const tmp = `${path}.tmp`;
     const fd = this.fs.open(tmp, true);
@@ -441,7 +501,10 @@ export class FileStorage implements Storage {
     this.fs.close(fd);
     this.fs.rename(tmp, path);
     this.fs.fsyncDir("checkpoint");
-    this.written.set(id.op, { id, segments });
+    const base = contents!.link.kind === "base";
+    const chain = base ? [id.op] : [...tail!.chain, id.op];
+    this.tail = { op: id.op, store, chain, base_bytes: base ? bytes.length : tail!.base_bytes, delta_bytes: base ? 0 : tail!.delta_bytes + bytes.length };
+    this.written.set(id.op, { id, segments: common.segments, chain });
   }
 
   /** The checkpoint files older than the published one that this replica still retains (so it
@@ -458,12 +521,27 @@ export class FileStorage implements Storage {
       .slice(0, checkpoints_retained - 1);
     for (const op of ops) {
       const summary = this.readCheckpointSummary(op);
-      if (summary !== null) older.push({ id: summary.checkpoint.id, segments: summary.segments });
+      const chain = summary === null ? null : this.chainOf(summary);
+      if (summary !== null && chain !== null) older.push({ id: summary.checkpoint.id, segments: summary.segments, chain });
     }
     return older;
   }
 
-  private readCheckpointSummary(op: number): ReturnType<typeof decodeCheckpointSummary> {
+  /** The files a checkpoint's state is read from, following parents from their headers. */
+  private chainOf(summary: CheckpointSummary): number[] | null {
+    const chain = [summary.checkpoint.id.op];
+    let link = summary.link;
+    while (link.kind === "delta") {
+      if (chain.length > chain_length_max) return null;
+      const parent = this.readCheckpointSummary(link.parent_op);
+      if (parent === null) return null;
+      chain.unshift(link.parent_op);
+      link = parent.link;
+    }
+    return chain;
+  }
+
+  private readCheckpointSummary(op: number): CheckpointSummary | null {
     let fd: Fd;
     try {
       fd = this.fs.open(checkpointPath(op), false);
@@ -485,25 +563,53 @@ export class FileStorage implements Storage {
     }
   }
 
-  private readCheckpoint(id: CheckpointId, clients_max: number): DecodedCheckpoint | null {
+  /** Reads one checkpoint file whole, verifying its checksum; null if missing or damaged. */
+  private readCheckpointFile(op: number, clients_max: number): { contents: CheckpointContents; size: number } | null {
     let fd: Fd;
     try {
-      fd = this.fs.open(checkpointPath(id.op), false);
+      fd = this.fs.open(checkpointPath(op), false);
     } catch {
       return null;
     }
     try {
       const bytes = new Uint8Array(this.fs.size(fd));
       if (this.fs.pread(fd, bytes, 0) !== bytes.length) return null;
-      const decoded = decodeCheckpoint(bytes, clients_max);
-      const got = decoded?.checkpoint.id;
-      if (decoded === null || got!.op !== id.op || got!.digest !== id.digest || got!.checksum !== id.checksum) return null;
-      return decoded;
+      const contents = decodeCheckpoint(bytes, clients_max);
+      return contents === null || contents.checkpoint.id.op !== op ? null : { contents, size: bytes.length };
     } catch {
       return null;
     } finally {
       this.fs.close(fd);
     }
+  }
+
+  /** The state at a checkpoint: its file, and the files of its chain back to a base, applied in
+   * order. null if any file is missing or damaged, or the result is not that checkpoint. */
+  private loadCheckpoint(
+    id: CheckpointId,
+    clients_max: number,
+  ): { checkpoint: CheckpointMeta; store: ObjectStore; clients: ClientTable; chain: number[]; base_bytes: number; delta_bytes: number } | null {
+    const files: CheckpointContents[] = [];
+    let delta_bytes = 0;
+    let base_bytes = 0;
+    let op = id.op;
+    for (;;) {
+      if (files.length > chain_length_max) return null;
+      const file = this.readCheckpointFile(op, clients_max);
+      if (file === null) return null;
+      files.unshift(file.contents);
+      if (file.contents.link.kind === "base") {
+        base_bytes = file.size;
+        break;
+      }
+      delta_bytes += file.size;
+      op = file.contents.link.parent_op;
+    }
+    const last = files[files.length - 1]!.checkpoint;
+    if (last.id.op !== id.op || last.id.digest !== id.digest || last.id.checksum !== id.checksum) return null;
+    const state = applyChain(files, clients_max);
+    if (state === null) return null;
+    return { checkpoint: last, ...state, chain: files.map((f) => f.checkpoint.id.op), base_bytes, delta_bytes };
   }
 
   // --- State sync: the stream is the anchor, then sessions, then objects with their values;
@@ -513,11 +619,12 @@ export class FileStorage implements Storage {
     const retained = this.retained.find((c) => c.id.op === id.op && c.id.digest === id.digest && c.id.checksum === id.checksum);
     if (retained === undefined) return null;
     if (this.serving === null || this.serving.id.op !== id.op || this.serving.id.digest !== id.digest) {
-      const checkpoint = id.op === 0 ? null : this.readCheckpoint(id, 1 << 30);
-      if (checkpoint === null) return null;
-      this.serving = { id, checkpoint, sessions: checkpoint.clients.entries(), keys: [...checkpoint.store.all()].map(([k]) => k) };
+      const loaded = id.op === 0 ? null : this.loadCheckpoint(id, 1 << 30);
+      if (loaded === null) return null;
+      this.serving = { id, checkpoint: loaded.checkpoint, store: loaded.store, sessions: loaded.clients.entries(), keys: [...loaded.store.all()].map(([k]) => k) };
     }
-    const { checkpoint, sessions, keys } = this.serving;
+    const { sessions, keys } = this.serving;
+    const checkpoint = { checkpoint: this.serving.checkpoint, store: this.serving.store };
     const total = 1 + sessions.length + keys.length;
     if (!Number.isSafeInteger(position) || position < 0 || position >= total) return null;
     const w = new Writer(64 * 1024);

@@ -34,6 +34,12 @@ export class ObjectStore {
   private digest_sum = 0n;
   /** Bytes of live values. */
   bytes = 0;
+  /** Per segment, the keys whose values live in it and their bytes: which segments a checkpoint
+   * needs, and how much compaction would move out of one. */
+  private readonly segment_keys = new Map<number, Set<string>>();
+  private readonly segment_bytes = new Map<number, number>();
+  /** Entries set, moved or removed (null) since takeChanges: what a delta checkpoint writes. */
+  private changes = new Map<string, ObjectEntry | null>();
 
   get count(): number {
     return this.entries.size;
@@ -49,17 +55,24 @@ export class ObjectStore {
     if (old !== undefined) this.unaccount(key, old);
     else this.sorted.insert(key);
     this.entries.set(key, entry);
+    this.account(key, entry);
     this.digest_sum = (this.digest_sum + entryHash(key, entry)) & u64_mask;
     this.bytes += entry.size;
     if (entry.version > this.revision) this.revision = entry.version;
+    this.changes.set(key, entry);
   }
 
-  /** Points an entry at a new copy of the same bytes (compaction, repair); logical state unchanged. */
+  /** Points an entry at a new copy of the same bytes (compaction, repair); logical state
+   * unchanged. The entry is replaced, never changed in place (a checkpoint being served may hold
+   * the old one). */
   relocate(key: string, location: ValueLocation): void {
-    const entry = this.entries.get(key);
-    assert(entry !== undefined, "relocate of a missing key");
-    entry.segment = location.segment;
-    entry.offset = location.offset;
+    const old = this.entries.get(key);
+    assert(old !== undefined, "relocate of a missing key");
+    this.unlocate(key, old);
+    const entry: ObjectEntry = { ...old, segment: location.segment, offset: location.offset };
+    this.entries.set(key, entry);
+    this.account(key, entry);
+    this.changes.set(key, entry);
   }
 
   remove(key: string): ObjectEntry | undefined {
@@ -68,12 +81,53 @@ export class ObjectStore {
     this.unaccount(key, old);
     this.entries.delete(key);
     this.sorted.remove(key);
+    this.changes.set(key, null);
     return old;
   }
 
   private unaccount(key: string, entry: ObjectEntry): void {
     this.digest_sum = (this.digest_sum - entryHash(key, entry)) & u64_mask;
     this.bytes -= entry.size;
+    this.unlocate(key, entry);
+  }
+
+  private account(key: string, entry: ObjectEntry): void {
+    let keys = this.segment_keys.get(entry.segment);
+    if (keys === undefined) this.segment_keys.set(entry.segment, (keys = new Set()));
+    keys.add(key);
+    this.segment_bytes.set(entry.segment, (this.segment_bytes.get(entry.segment) ?? 0) + entry.size);
+  }
+
+  private unlocate(key: string, entry: ObjectEntry): void {
+    const keys = this.segment_keys.get(entry.segment);
+    keys?.delete(key);
+    if (keys !== undefined && keys.size === 0) {
+      this.segment_keys.delete(entry.segment);
+      this.segment_bytes.delete(entry.segment);
+    } else {
+      this.segment_bytes.set(entry.segment, (this.segment_bytes.get(entry.segment) ?? 0) - entry.size);
+    }
+  }
+
+  /** Segments holding at least one live value. */
+  segments(): Set<number> {
+    return new Set(this.segment_keys.keys());
+  }
+
+  /** Keys whose values live in a segment (compaction moves them out). */
+  keysIn(segment: number): string[] {
+    return [...(this.segment_keys.get(segment) ?? [])];
+  }
+
+  liveBytesIn(segment: number): number {
+    return this.segment_bytes.get(segment) ?? 0;
+  }
+
+  /** The entries changed since the last call (null: removed), and forgets them. */
+  takeChanges(): Map<string, ObjectEntry | null> {
+    const changes = this.changes;
+    this.changes = new Map();
+    return changes;
   }
 
   list(prefix: string, after: string, limit: number): { keys: string[]; truncated: boolean } {

@@ -56,6 +56,10 @@ export interface ReplicaObserver {
   primary(replica: number, view: number): void;
 }
 
+/** Compaction runs every this many ticks and moves at most this many bytes each time (~10 MB/s),
+ * so it never stalls requests. */
+const compaction_interval_ticks = 10;
+const compaction_bytes_per_round = 1024 * 1024;
 /** Damaged values queued for repair at once. */
 const value_repairs_max = 64;
 /** Repair requests sent per repair tick (every 50 ms), so a far-behind replica catches up at
@@ -177,6 +181,7 @@ export class Replica {
     repairs_requested: 0,
     syncs: 0,
     messages_dropped: 0,
+    bytes_compacted: 0,
   };
 
   observer: ReplicaObserver | null = null;
@@ -241,6 +246,32 @@ export class Replica {
     if (this.timeout_prepare.tick()) this.onPrepareTimeout();
     if (this.timeout_repair.tick()) this.repair();
     this.checkSpace();
+    if (this.ticks % compaction_interval_ticks === 0) this.compact();
+  }
+
+  /** Copies the live values of a mostly-dead segment forward, a bounded amount per call, so the
+   * segment can be deleted once no retained checkpoint refers to it (DESIGN §5). Physical only:
+   * the logical state and its digest do not change. */
+  private compact(): void {
+    if (this.no_space || this.sync !== null || (this.status !== "normal" && this.status !== "recovering")) return;
+    const segment = this.storage.compactionCandidate(this.store);
+    if (segment === null) return;
+    let budget = compaction_bytes_per_round;
+    for (const key of this.store.keysIn(segment)) {
+      if (budget <= 0) return;
+      const entry = this.store.get(key)!;
+      const value = this.readValue(entry);
+      if (value === null) continue; // damaged: repaired from a peer into a new segment instead
+      try {
+        this.store.relocate(key, this.storage.writeValue(value));
+      } catch (error) {
+        if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
+        this.diskFull(error);
+        return;
+      }
+      this.stats.bytes_compacted += entry.size;
+      budget -= entry.size;
+    }
   }
 
   /** Whether flush() has anything to make durable. */

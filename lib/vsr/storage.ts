@@ -86,6 +86,9 @@ export interface Storage {
   prepareBodyLocation(op: number, checksum: bigint): ValueLocation | null;
   /** A value's bytes, checksum-verified; null if unreadable or damaged. */
   readValue(entry: ObjectEntry): Uint8Array | null;
+  /** A segment worth compacting: one that only values keep alive and that is mostly dead
+   * (DESIGN §5: "mostly-dead ones compacted"); null if none. */
+  compactionCandidate(store: ObjectStore): number | null;
   /** Writes a value repaired from a peer into a segment (durable at the next flush); returns
    * where it now lives. Throws FsError ENOSPC when the disk is full. */
   writeValue(value: Uint8Array): ValueLocation;
