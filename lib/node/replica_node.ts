@@ -216,7 +216,7 @@ export class ReplicaNode {
       object_bytes: r?.store.bytes ?? 0,
       uptime_ms: Date.now() - this.started_ms,
       problem: this.problem ?? r?.problem() ?? null,
-      counters: { ...(r?.stats ?? {}), ...this.counters, ...(this.transport?.stats ?? {}) },
+      counters: { ...(r?.stats ?? {}), ...(this.storage?.stats ?? {}), ...this.counters, ...(this.transport?.stats ?? {}) },
     };
   }
 
