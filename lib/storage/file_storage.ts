@@ -162,7 +162,7 @@ export class FileStorage implements Storage {
     // state this replica promised: a promise follows a complete write of all four copies, and the
     // next write starts with a half that does not hold the only copies of the newest state. If the
     // disk destroyed every copy, the replica recovers as one that lost its disk (below).
-    const { record, damaged, first_half } = readSuperblock(this.fs, this.superblock_fd);
+    const { record, first_half, newest_copies } = readSuperblock(this.fs, this.superblock_fd);
     this.superblock_first_half = first_half;
     if (record === null) {
       // Never formatted, or a format/recovery that crashed before its first superblock: nothing
@@ -178,8 +178,10 @@ export class FileStorage implements Storage {
     }
     this.sequence = record.sequence;
     const state = record.state;
-    if (damaged > 0) {
-      // Restore full redundancy now rather than at the next view change or checkpoint.
+    if (newest_copies < superblock_copies) {
+      // A copy is damaged, or a write was cut short between its halves: the state this replica
+      // may have acted on is in fewer than four copies. Restore full redundancy now, not at the
+      // next view change or checkpoint (a damaged sector then could leave only an older state).
       this.sequence += 1;
       writeSuperblock(this.fs, this.superblock_fd, { sequence: this.sequence, identity: this.options, state }, this.superblock_first_half);
       this.superblock_first_half = 0;
