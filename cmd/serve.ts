@@ -1,5 +1,5 @@
 /** `toastyfs serve` (the default command): runs one replica until SIGTERM/SIGINT. */
-import { parseAddress, parseAddressList, AddressError, formatAddress } from "../lib/net/address.ts";
+import { parseAddress, parseAddressList, AddressError, formatAddress, type Address } from "../lib/net/address.ts";
 import { ReplicaNode, StartupError, dataDirFor } from "../lib/node/replica_node.ts";
 import { Logger, isLogLevel, type LogFormat } from "../lib/node/log.ts";
 import { TransportError } from "../lib/net/tcp_transport.ts";
@@ -11,6 +11,7 @@ import { UsageError, optionString } from "./cli_util.ts";
 
 export interface ServeOptions {
   addr?: unknown;
+  listen?: unknown;
   peer?: unknown;
   data?: unknown;
   logLevel?: unknown;
@@ -38,6 +39,14 @@ export async function serve(options: ServeOptions): Promise<void> {
     if (error instanceof AddressError) throw new UsageError(error.message);
     throw error;
   }
+  const listen_text = optionString("--listen", options.listen);
+  let listen: Address | undefined;
+  try {
+    listen = listen_text === undefined ? undefined : parseAddress(listen_text);
+  } catch (error) {
+    if (error instanceof AddressError) throw new UsageError(`--listen: ${error.message}`);
+    throw error;
+  }
   const data_dir = optionString("--data", options.data) ?? dataDirFor(self);
   const metrics_text = optionString("--metrics", options.metrics);
   let metrics_address = null;
@@ -50,7 +59,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   const requests = metrics_address === null ? undefined : new RequestMetrics();
   let node: ReplicaNode;
   try {
-    node = new ReplicaNode({ self, addresses: [self, ...peers], data_dir, logger, ...(requests ? { requests } : {}) });
+    node = new ReplicaNode({ self, addresses: [self, ...peers], data_dir, logger, ...(listen ? { listen } : {}), ...(requests ? { requests } : {}) });
   } catch (error) {
     if (error instanceof AddressError) throw new UsageError(error.message);
     throw error;

@@ -15,7 +15,8 @@ const cli = cac("toastyfs");
 function serveCommand(name: string, description: string) {
   return cli
     .command(name, description)
-    .option("--addr <host:port>", "This replica's address (required)")
+    .option("--addr <host:port>", "This replica's address, as peers and clients dial it (required)")
+    .option("--listen <host:port>", "Address to bind, if not --addr (behind NAT, in a container, behind a proxy)")
     .option("--peer <host:port>", "Another replica's address (repeat for each peer)", { type: [String] })
     .option("--data <dir>", "Data directory (default: ./toastyfs-data/<host>_<port>)")
     .option("--metrics <host:port>", "Serve Prometheus metrics over HTTP at http://<host:port>/metrics")

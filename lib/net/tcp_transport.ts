@@ -41,6 +41,11 @@ export type { Address } from "./address.ts";
 
 /** A connect attempt that has not completed by then is abandoned and counts as a failure. */
 export const connect_timeout_ms = 2000;
+/** Failed connects are logged at info until the replica has left a message unanswered this long
+ * (or, if it is heard from on its own connection, until this many attempts failed in a row); then
+ * a warning. The replicas of a starting cluster refuse each other for a few milliseconds. */
+export const connect_failures_warn_ms = 2000;
+export const connect_failures_warn = 5;
 /** A dialed connection whose replica has sent nothing for this long, while a message to it went
  * unanswered, is presumed half-open: it is closed and redialed. VSR answers every heartbeat within
  * ~100 ms, so 3 s of silence is far outside normal operation. */
@@ -255,7 +260,8 @@ export class TcpTransport {
         this.closed = true;
         throw new TransportError("listen", `cannot listen on ${formatAddress(listen)}: ${listenAdvice(error)}`);
       }
-      this.options.log("info", `listening on ${formatAddress({ host: listen.host, port: this.listener.port })}`);
+      // debug: a replica node logs its own "listening on" line, with the cluster and data directory.
+      this.options.log("debug", `listening on ${formatAddress({ host: listen.host, port: this.listener.port })}`);
     }
     this.tick_timer = setInterval(() => this.tick(), transport_tick_ms);
     this.tick_timer.unref(); // the listener and open sockets keep the process alive, not this
@@ -424,9 +430,20 @@ export class TcpTransport {
     peer.failures += 1;
     const delay_ms = peer.backoff.next();
     peer.next_attempt_ms = nowMs() + delay_ms;
-    const limited = this.log_limiter.admit(`connect ${peer.remote}`, nowMs());
-    if (peer.failures === 1 || limited !== null) {
-      this.options.log("warn", `cannot connect to replica ${peer.index} at ${peer.remote}: ${reason} (attempt ${peer.failures}; retrying with backoff up to ${peer.backoff.max_ms} ms while there is something to send)`);
+    // Replicas start milliseconds apart, so a first refusal is normal: info. A warning only once
+    // failures persist, then at most once a minute per address.
+    const now = nowMs();
+    if (peer.failures === 1) {
+      this.options.log("info", `cannot connect to replica ${peer.index} at ${peer.remote} yet: ${reason} (normal while the cluster starts; retrying with backoff up to ${peer.backoff.max_ms} ms while there is something to send)`);
+    }
+    const waited_ms = peer.unanswered_since_ms === null ? null : now - peer.unanswered_since_ms;
+    const persistent = waited_ms === null ? peer.failures >= connect_failures_warn : waited_ms >= connect_failures_warn_ms;
+    if (persistent && this.log_limiter.admit(`connect ${peer.remote}`, now) !== null) {
+      const over = waited_ms === null ? "" : ` over ${(waited_ms / 1000).toFixed(1)} s`;
+      this.options.log(
+        "warn",
+        `replica ${peer.index} at ${peer.remote} is still unreachable after ${peer.failures} attempts${over}: ${reason}: check that it is running, that ${peer.remote} is its --addr (or is forwarded to its --listen), and that no firewall is in the way (retrying with backoff up to ${peer.backoff.max_ms} ms)`,
+      );
     }
     this.handlers.onConnectionClose?.(connection.info, `connect failed: ${reason}`);
   }
@@ -658,11 +675,11 @@ function describeError(error: unknown): string {
 function listenAdvice(error: unknown): string {
   switch (errorCode(error)) {
     case "EADDRINUSE":
-      return "the address is already in use: another ToastyFS replica or another program is listening on this port (stop it, or choose another --addr)";
+      return "the address is already in use: another ToastyFS replica or another program is listening on this port (stop it, or choose another --addr or --listen)";
     case "EACCES":
       return "permission denied (ports below 1024 need privileges; choose a higher port)";
     case "EADDRNOTAVAIL":
-      return "this machine has no such address (check the host part of --addr)";
+      return "this machine has no such address (check the host part of --addr, or of --listen if given)";
     default:
       return describeError(error);
   }

@@ -28,8 +28,11 @@ import { StartupError } from "./startup_error.ts";
 export { StartupError };
 
 export interface ReplicaNodeOptions {
-  /** This replica's address; it must be one of `addresses`. */
+  /** This replica's address, as peers and clients dial it; it must be one of `addresses`. */
   self: Address;
+  /** The address to bind, when it differs from `self` (NAT, containers, a proxy in front of the
+   * replica). Default: `self`. */
+  listen?: Address;
   /** Every replica of the cluster, this one included (order does not matter). */
   addresses: Address[];
   data_dir: string;
@@ -77,7 +80,7 @@ export class ReplicaNode {
       {
         cluster: this.membership.cluster,
         self: this.index,
-        listen: this.options.self,
+        listen: this.options.listen ?? this.options.self,
         peers: this.membership.replicas,
         log: (level, text) => this.log.log(level, text),
       },
@@ -94,7 +97,9 @@ export class ReplicaNode {
       throw error;
     }
     this.tick_timer = setInterval(() => this.onTick(), this.config.tick_ms);
-    this.log.log("info", `listening on ${formatAddress(this.options.self)}, cluster ${this.membership.replicas.map(formatAddress).join(",")}, data ${path.resolve(this.options.data_dir)}`);
+    const listen = this.options.listen ?? this.options.self;
+    const dialed = formatAddress(listen) === formatAddress(this.options.self) ? "" : ` (peers and clients dial ${formatAddress(this.options.self)})`;
+    this.log.log("info", `listening on ${formatAddress(listen)}${dialed}, cluster ${this.membership.replicas.map(formatAddress).join(",")}, data ${path.resolve(this.options.data_dir)}`);
   }
 
   private openReplica(): void {

@@ -25,7 +25,8 @@ export function toastyfsCommand(): string[] {
 
 let listen_option: boolean | null = null;
 
-/** Whether `toastyfs serve` takes --listen (listen on another address than --addr). */
+/** Whether the `toastyfs` that toastyfsCommand() runs takes --listen (an executable built before
+ * the option existed does not; the source always does). */
 function supportsListenOption(): boolean {
   if (listen_option === null) {
     const result = Bun.spawnSync([...toastyfsCommand(), "serve", "--help"], { stdout: "pipe", stderr: "pipe" });
@@ -128,19 +129,14 @@ export class TestCluster {
     const peers = this.replicas.filter((p) => p !== r).flatMap((p) => ["--peer", p.address]);
     const args = ["--addr", r.address, ...peers, "--data", r.data_dir, ...this.extra_args];
     let command = [...toastyfsCommand(), ...args];
-    let env: Record<string, string | undefined> = process.env;
     if (r.listen_port !== r.port) {
-      if (supportsListenOption()) {
-        command.push("--listen", `127.0.0.1:${r.listen_port}`);
-      } else {
-        // No --listen yet: run from source with a preload that moves the listener (listen_redirect.ts).
-        command = [bun, "--preload", path.join(import.meta.dir, "listen_redirect.ts"), path.join(repo, "cmd/toastyfs.ts"), ...args];
-        env = { ...process.env, TOASTYFS_TEST_LISTEN_REDIRECT: `${r.port}:${r.listen_port}` };
-      }
+      // A proxy sits on the listed address: the replica binds its real port (--listen).
+      const listen = ["--listen", `127.0.0.1:${r.listen_port}`];
+      command = supportsListenOption() ? [...command, ...listen] : [bun, path.join(repo, "cmd/toastyfs.ts"), ...args, ...listen];
     }
     const log = fs.openSync(r.log_path, "a");
     fs.writeSync(log, `--- test harness: starting replica ${r.index} at ${new Date().toISOString()}\n`);
-    r.process = spawn(command, { stdout: log, stderr: log, stdin: "ignore", env });
+    r.process = spawn(command, { stdout: log, stderr: log, stdin: "ignore" });
     fs.closeSync(log);
   }
 
