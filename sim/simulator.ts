@@ -573,9 +573,14 @@ export class Simulator {
         const after = 1 + p.int(20);
         this.log(`fault: replica ${node.index} will lose power within its next ${after} writes`);
         node.fs.armCrash(after);
-      } else {
-        this.log(`fault: crash replica ${node.index}`);
+      } else if (p.chance(0.5)) {
+        this.log(`fault: crash replica ${node.index} (power loss: unsynced writes lost or torn)`);
         node.fs.crash(p);
+        this.down(node);
+      } else {
+        // kill -9: the process dies, the page cache (what it wrote but did not sync) survives, and
+        // the next start reads it back; a power loss may still come later.
+        this.log(`fault: kill -9 replica ${node.index} (its unsynced writes stay in the page cache)`);
         this.down(node);
       }
     } else if (budget > 0 && p.chance(r.pause)) {

@@ -122,9 +122,8 @@ describe("faults against a real 3-replica cluster", () => {
   // proxy knows from the first header's sender byte whether a connection is replica i -> j or a
   // client's; isolate() blackholes every i -> j connection between the old primary and the backups
   // (bytes discarded, new connections accepted and silenced, as in a real partition), while client
-  // connections, the probe's to the old primary included, pass. `toastyfs serve` has no option to
-  // listen on another port than --addr, so until it gets one (--listen), the replicas run from
-  // source with tests/support/listen_redirect.ts preloaded to move their listener.
+  // connections, the probe's to the old primary included, pass. Each replica binds its real port
+  // with --listen while its --addr (the membership) is its proxy's.
   test("partition of the primary from both backups (clients still reach it): a new primary serves, nothing lost, history linearizable", async () => {
     const prng = seededPrng("partition of the primary");
     await withCluster({ proxy: true }, async (cluster) => {

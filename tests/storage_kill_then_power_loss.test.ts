@@ -1,16 +1,12 @@
 /**
  * docs/STORAGE.md §"kill -9 versus power loss": a process killed in the middle of a flush leaves
  * its writes in the kernel's page cache, not on the disk. The restarted replica reads them back
- * through that cache at recovery and, as lib/storage/file_storage.ts stands, never makes them
- * durable itself: it treats a superblock or a header record that is still only in the page cache
- * as durable, and acts on it (promises the view, acknowledges the prepare). A power loss before
- * the kernel writes those pages back (about 30 s by default) then takes back what the restarted
- * replica acted on.
+ * through that cache at recovery. If it acted on them (promised the view, acknowledged the
+ * prepare) without making them durable, a power loss before the kernel writes those pages back
+ * (about 30 s by default) would take back what the restarted replica acted on.
  *
- * These are `test.failing`: they assert the behaviour STORAGE.md asks for and fail today. When
- * recover() makes what it read durable (fdatasync of the superblock, the header ring and the
- * segments, and fsync of the directories, before returning), they pass, and `test.failing` turns
- * that into a failure so that the marker is removed.
+ * recover() makes what it reads durable (fdatasync of the superblock, the header ring and the
+ * segments, and fsync of the directories) before anything is used; these tests hold it to that.
  *
  * The simulated file system (sim/sim_fs.ts) models this exactly: its volatile image is the page
  * cache, which a process kill keeps and crash() (power loss) resolves against the durable image.
@@ -112,7 +108,7 @@ function prepare(op: number, parent: bigint, view: number): Message {
 }
 
 describe("kill -9 and then a power loss (docs/STORAGE.md)", () => {
-  test.failing("a view recovered after a kill during a superblock write is still there after a power loss", () => {
+  test("a view recovered after a kill during a superblock write is still there after a power loss", () => {
     const lost: string[] = [];
     for (let seed = 1; seed <= seeds; seed++) {
       const { sim, fs, storage, state } = formatted(seed);
@@ -133,7 +129,7 @@ describe("kill -9 and then a power loss (docs/STORAGE.md)", () => {
     expect(lost).toEqual([]);
   });
 
-  test.failing("a prepare recovered as journaled after a kill during a flush is still journaled after a power loss", () => {
+  test("a prepare recovered as journaled after a kill during a flush is still journaled after a power loss", () => {
     const lost: string[] = [];
     for (let seed = 1; seed <= seeds; seed++) {
       const { sim, fs, storage, root } = formatted(seed);

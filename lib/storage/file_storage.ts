@@ -162,6 +162,13 @@ export class FileStorage implements Storage {
     // state this replica promised: a promise follows a complete write of all four copies, and the
     // next write starts with a half that does not hold the only copies of the newest state. If the
     // disk destroyed every copy, the replica recovers as one that lost its disk (below).
+    // A process killed in the middle of a flush (kill -9) leaves its writes in the page cache, not
+    // on the disk: read back now they look durable, and a power loss later could still take them
+    // away after this replica acted on them (promised the view, acknowledged the prepare). So make
+    // what is read durable before it is used.
+    this.datasync(this.superblock_fd);
+    this.datasync(this.headers_fd);
+    for (const dir of ["journal", "checkpoint", ""]) this.fs.fsyncDir(dir);
     const { record, first_half, newest_copies } = readSuperblock(this.fs, this.superblock_fd);
     this.superblock_first_half = first_half;
     if (record === null) {
@@ -190,6 +197,7 @@ export class FileStorage implements Storage {
     let store = new ObjectStore();
     let clients = new ClientTable(clients_max);
     this.openSegments();
+    for (const segment of this.segments.values()) this.datasync(segment.fd);
     if (state.checkpoint.op > 0) {
       const loaded = this.loadCheckpoint(state.checkpoint, clients_max);
       if (loaded === null) {

@@ -1537,10 +1537,15 @@ export class Replica {
       return;
     }
     if (this.svc_from.size >= this.quorum) {
-      this.env.log("info", `replica ${this.replica}: view change to ${this.view} stalled: trying view ${this.view + 1}`);
+      // Once per episode at info (a partition stalls every ~600 ms while it lasts); then debug.
+      this.env.log(this.view_change_stalled ? "debug" : "info", `replica ${this.replica}: view change to ${this.view} stalled: trying view ${this.view + 1}${this.view_change_stalled ? "" : " (further stalls until a view is established are logged at debug)"}`);
+      this.view_change_stalled = true;
       this.startViewChange(this.view + 1);
     }
   }
+
+  /** A view change has stalled since this replica was last in normal status (log noise only). */
+  private view_change_stalled = false;
 
   /** RULE (persist before you promise): do_view_change is sent only once this view is durable,
    * and is built only from durable state (nothing is left to flush). */
@@ -1697,6 +1702,7 @@ export class Replica {
     }
     this.start_view_pending = false;
     this.status = "normal";
+    this.view_change_stalled = false;
     this.observer?.primary(this.replica, this.view);
     this.pipeline = [];
     for (let op = this.commit_max + 1; op <= this.op; op++) {
@@ -1779,6 +1785,7 @@ export class Replica {
 
   private enterNormalBackup(): void {
     this.status = "normal";
+    this.view_change_stalled = false;
     this.timeout_normal.start();
     this.timeout_heartbeat.stop();
     this.timeout_prepare.stop();
