@@ -1636,20 +1636,27 @@ export class Replica {
    * "never held". Returns null when nothing can be discarded.
    */
   private nackedOp(best: DoViewChange, dvcs: DoViewChange[], commit: number): number | null {
-    for (let i = 0; i < best.headers.length; i++) {
-      const header = best.headers[i]!;
-      if (header.op <= commit) continue;
+    if (best.headers.length === 0) return null;
+    // Only ops inside the chosen log's suffix window are judged (below it nothing is known).
+    for (let op = Math.max(commit + 1, best.headers[0]!.op); op <= best.op; op++) {
+      // The chosen log may have a gap here too: then no replica in the quorum holding any prepare
+      // at this op counts as a nack, since whatever was committed here, one of them would hold.
+      const header = best.headers.find((h) => h.op === op) ?? null;
       let nacks = 0;
       for (const dvc of dvcs) {
         if (dvc.damaged) continue;
-        const j = dvc.headers.findIndex((h) => h.op === header.op);
-        if (j === -1 ? dvc.op < header.op || dvc.headers.length > 0 && dvc.headers[0]!.op < header.op : dvc.headers[j]!.checksum !== header.checksum || dvc.presence[j] === presence_absent) nacks += 1;
+        const j = dvc.headers.findIndex((h) => h.op === op);
+        if (j === -1) {
+          if (dvc.op < op || (dvc.headers.length > 0 && dvc.headers[0]!.op < op)) nacks += 1;
+        } else if (dvc.presence[j] === presence_absent || (header !== null && dvc.headers[j]!.checksum !== header.checksum)) {
+          nacks += 1;
+        }
       }
       if (nacks < this.quorum) continue;
       // The new head must be a header this replica can name.
-      const below = header.op - 1;
+      const below = op - 1;
       if (below > this.commit_min && !best.headers.some((h) => h.op === below)) return null;
-      return header.op;
+      return op;
     }
     return null;
   }
