@@ -22,7 +22,7 @@ import { ObjectStore, type ObjectEntry, type ValueLocation } from "../store/obje
 import { ClientTable, type ClientSession } from "../vsr/client_table.ts";
 import { rootPrepare } from "../vsr/root.ts";
 import type { CheckpointId, CheckpointMeta, Recovered, RecoveredPrepare, Storage, SyncChunk, VsrState } from "../vsr/storage.ts";
-import { type Fd, type FileSystem } from "./fs.ts";
+import { FsError, type Fd, type FileSystem } from "./fs.ts";
 import { readSuperblock, superblock_copies, superblock_copy_size, superblock_path, writeSuperblock, type SuperblockIdentity } from "./superblock.ts";
 import {
   applyChain,
@@ -141,23 +141,23 @@ export class FileStorage implements Storage {
   }
 
   recover(clients_max: number): Recovered {
-    const fresh = !this.fs.exists(superblock_path) || !this.fs.exists(headers_path);
+    const superblock_missing = !this.fs.exists(superblock_path);
+    const headers_missing = !this.fs.exists(headers_path);
     this.fs.mkdir("journal");
     this.fs.mkdir("checkpoint");
     this.superblock_fd = this.fs.open(superblock_path, true);
     this.headers_fd = this.fs.open(headers_path, true);
-    if (fresh) {
-      // The superblock and the header ring are written in place from now on: allocate them
-      // fully now, so a full disk can never make a flush (and so an acknowledgement) fail.
-      this.fs.pwrite(this.superblock_fd, new Uint8Array(superblock_copies * superblock_copy_size), 0);
-      this.datasync(this.superblock_fd);
-      this.fs.pwrite(this.headers_fd, new Uint8Array(this.options.journal_slot_count * header_record_size), 0);
-      this.datasync(this.headers_fd);
-      // New directory entries are durable only once their directories are synced.
-      this.fs.fsyncDir("journal");
-      this.fs.fsyncDir("checkpoint");
-      this.fs.fsyncDir("");
-    }
+    // The superblock and the header ring are written in place from now on: allocate them fully
+    // (never over what is there), so a full disk can never make a flush, and so an
+    // acknowledgement, fail.
+    const superblock_size = superblock_copies * superblock_copy_size;
+    const ring_size = this.options.journal_slot_count * header_record_size;
+    const superblock_have = this.fs.size(this.superblock_fd);
+    if (superblock_have < superblock_size) this.fs.pwrite(this.superblock_fd, new Uint8Array(superblock_size - superblock_have), superblock_have);
+    const ring_have = this.fs.size(this.headers_fd);
+    if (ring_have < ring_size) this.fs.pwrite(this.headers_fd, new Uint8Array(ring_size - ring_have), ring_have);
+    // A superblock without its header ring lost every record of what it acknowledged.
+    const ring_lost = headers_missing && !superblock_missing;
     // With the write order of superblock.ts, the newest valid copy is never older than the last
     // state this replica promised: a promise follows a complete write of all four copies, and the
     // next write starts with a half that does not hold the only copies of the newest state. If the
@@ -174,7 +174,7 @@ export class FileStorage implements Storage {
     if (record === null) {
       // Never formatted, or a format/recovery that crashed before its first superblock: nothing
       // here was ever promised to anyone, so whatever files exist are garbage.
-      this.removeAll();
+      this.removeAll(ring_size);
       return { state: null, journal: [], journal_damaged: false, checkpoint: null, store: new ObjectStore(), clients: new ClientTable(clients_max) };
     }
     const id = record.identity;
@@ -214,19 +214,21 @@ export class FileStorage implements Storage {
     } else {
       this.retained = [{ id: state.checkpoint, segments: new Set(), chain: [] }];
     }
-    const { journal, damaged: journal_damaged } = this.readHeaderRing(state.checkpoint.op);
+    const { journal, damaged } = this.readHeaderRing(state.checkpoint.op);
+    const journal_damaged = damaged || ring_lost;
     this.collectGarbage();
     return { state, journal, journal_damaged, checkpoint, store, clients };
   }
 
-  private removeAll(): void {
+  private removeAll(ring_size: number): void {
     for (const dir of ["journal", "checkpoint"]) {
       for (const name of this.fs.readdir(dir)) {
         if (`${dir}/${name}` !== headers_path) this.fs.unlink(`${dir}/${name}`);
       }
       this.fs.fsyncDir(dir);
     }
-    this.fs.truncate(this.headers_fd, 0);
+    // Blank the records in place: the ring stays allocated (see recover()).
+    this.fs.pwrite(this.headers_fd, new Uint8Array(ring_size), 0);
     this.datasync(this.headers_fd);
   }
 
@@ -255,6 +257,10 @@ export class FileStorage implements Storage {
     } catch {
       n = this.readRingSlots(ring, unreadable);
     }
+    // Write back what was read: after a failed fsync a record may sit in a page the kernel marked
+    // clean, which syncing would not write (unreadable slots are zeroed, and counted as damage).
+    this.fs.pwrite(this.headers_fd, ring.subarray(0, n), 0);
+    this.datasync(this.headers_fd);
     const found: RecoveredPrepare[] = [];
     const buffer = new Uint8Array(header_size);
     // A slot that was written but no longer decodes held a record: of an op this replica may
@@ -813,7 +819,14 @@ export class FileStorage implements Storage {
   /** Every fdatasync of this storage goes through here, so group commit shows in the counters. */
   private datasync(fd: Fd): void {
     this.stats.fdatasyncs += 1;
-    this.fs.fdatasync(fd);
+    try {
+      this.fs.fdatasync(fd);
+    } catch (error) {
+      // Whatever the reason (EIO, or ENOSPC on some file systems), the kernel may have dropped the
+      // dirty pages: this is never a full disk to wait out and retry, it is a reopen (DESIGN §5).
+      if (error instanceof FsError) throw new FsError("EIO", `fdatasync failed: ${error.message}`);
+      throw error;
+    }
   }
 
   usedBytes(): number {

@@ -1,0 +1,144 @@
+/**
+ * docs/STORAGE.md §"A full disk" and §"A failed fsync": two rules of the storage layer, each of
+ * which the code once broke (both found while writing STORAGE.md).
+ *
+ * 1. The header ring is preallocated at format so that a full disk can never make a flush fail
+ *    (file_storage.ts recover()). A fresh directory has no superblock record yet, so recover()
+ *    goes on to removeAll(), which once truncated journal/headers back to 0 bytes: the ring then
+ *    grew by extending writes for its first journal_slot_count ops, and each of those flushes
+ *    could hit ENOSPC (an FsError out of flush(): the node reopened instead of entering no_space).
+ *
+ * 2. An fdatasync that fails with ENOSPC (NFS, thin provisioning, or EDQUOT, which NodeFs also
+ *    maps to ENOSPC) once surfaced from writeCheckpoint() as FsError ENOSPC, the code the replica
+ *    reads as "disk full" (replica.ts takeCheckpoint and finishSync catch it, mark no_space and
+ *    carry on with the same FileStorage). writeCheckpoint first fdatasyncs the segments, which may hold
+ *    prepares written since the last flush; the next flush fdatasyncs them again, Linux reports
+ *    success (the error was reported once), the header records go out and the prepares are
+ *    acknowledged although their pages may have been dropped. A failed fsync must never look like
+ *    a full disk: every fdatasync failure is reported as EIO, and the replica reopens from disk
+ *    (DESIGN §5).
+ */
+import { describe, expect, test } from "bun:test";
+import { FileStorage, header_record_size, type StorageOptions } from "../lib/storage/file_storage.ts";
+import { FsError, type Fd, type FileSystem } from "../lib/storage/fs.ts";
+import { Command, Header, finalize, type Message } from "../lib/net/codec.ts";
+import { encodeBatch } from "../lib/vsr/batch.ts";
+import { ObjectStore } from "../lib/store/object_store.ts";
+import { ClientTable } from "../lib/vsr/client_table.ts";
+import { rootPrepare, stateDigest } from "../lib/vsr/root.ts";
+import type { CheckpointId, VsrState } from "../lib/vsr/storage.ts";
+import { Operation } from "../lib/store/operations.ts";
+import { Prng } from "../lib/util/prng.ts";
+import { SimFs } from "../sim/sim_fs.ts";
+
+const cluster = 0xd15cf011n;
+const replica_count = 3;
+const clients_max = 8;
+const options: StorageOptions = { cluster, replica: 0, replica_count, journal_slot_count: 64, segment_size_bytes: 4096 };
+
+/** SimFs whose fdatasync can be made to fail with a chosen code, dropping the file's unsynced
+ * data as a failed write-back does (SimFs.failNextFsync). */
+class FailingFs implements FileSystem {
+  fail_with: "ENOSPC" | null = null;
+  constructor(readonly fs: SimFs) {}
+  open(path: string, create: boolean): Fd {
+    return this.fs.open(path, create);
+  }
+  close(fd: Fd): void {
+    this.fs.close(fd);
+  }
+  pread(fd: Fd, buffer: Uint8Array, offset: number): number {
+    return this.fs.pread(fd, buffer, offset);
+  }
+  pwrite(fd: Fd, buffer: Uint8Array, offset: number): void {
+    this.fs.pwrite(fd, buffer, offset);
+  }
+  fdatasync(fd: Fd): void {
+    if (this.fail_with === null) return this.fs.fdatasync(fd);
+    const code = this.fail_with;
+    this.fail_with = null;
+    this.fs.failNextFsync();
+    try {
+      this.fs.fdatasync(fd);
+    } catch {
+      throw new FsError(code, "fdatasync: No space left on device");
+    }
+  }
+  truncate(fd: Fd, size: number): void {
+    this.fs.truncate(fd, size);
+  }
+  size(fd: Fd): number {
+    return this.fs.size(fd);
+  }
+  fsyncDir(path: string): void {
+    this.fs.fsyncDir(path);
+  }
+  rename(from: string, to: string): void {
+    this.fs.rename(from, to);
+  }
+  unlink(path: string): void {
+    this.fs.unlink(path);
+  }
+  mkdir(path: string): void {
+    this.fs.mkdir(path);
+  }
+  readdir(path: string): string[] {
+    return this.fs.readdir(path);
+  }
+  exists(path: string): boolean {
+    return this.fs.exists(path);
+  }
+}
+
+function prepare(op: number, parent: bigint): Message {
+  const h = new Header();
+  h.command = Command.prepare;
+  h.cluster = cluster;
+  h.replica_count = replica_count;
+  h.op = op;
+  h.parent = parent;
+  h.timestamp = op * 1000;
+  h.request = 1;
+  return finalize(h, encodeBatch([{ client: 0xc11en, session: 0, request: op, operation: Operation.register, body: new Uint8Array(0) }]));
+}
+
+function format(fs: FileSystem): { storage: FileStorage; state: VsrState; root: Header } {
+  const storage = new FileStorage(fs, options);
+  expect(storage.recover(clients_max).state).toBeNull();
+  const root = rootPrepare(cluster, replica_count);
+  const digest = stateDigest(new ObjectStore(), new ClientTable(clients_max));
+  const state: VsrState = { view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint: { op: 0, digest, checksum: root.checksum } };
+  storage.writeState(state);
+  storage.flush();
+  return { storage, state, root };
+}
+
+describe("a full disk (docs/STORAGE.md)", () => {
+  test("a formatted directory's header ring is allocated in full, so a flush never extends it", () => {
+    const sim = new SimFs(new Prng(1));
+    format(sim);
+    const fd = sim.open("journal/headers", false);
+    expect(sim.size(fd)).toBe(options.journal_slot_count * header_record_size);
+    sim.close(fd);
+  });
+
+  test("an ENOSPC from fdatasync is not reported as a full disk", () => {
+    const fs = new FailingFs(new SimFs(new Prng(2)));
+    const { storage, root } = format(fs);
+    const first = prepare(1, root.checksum);
+    storage.writePrepare(first); // written, not yet flushed: its segment is dirty
+    const store = new ObjectStore();
+    const clients = new ClientTable(clients_max);
+    const id: CheckpointId = { op: 1, digest: stateDigest(store, clients), checksum: first.header.checksum };
+    const previous: CheckpointId = { op: 0, digest: stateDigest(store, clients), checksum: root.checksum };
+    fs.fail_with = "ENOSPC";
+    let code: string | null = null;
+    try {
+      storage.writeCheckpoint({ id, anchor: first.header, previous }, store, clients);
+    } catch (error) {
+      code = error instanceof FsError ? error.code : "not an FsError";
+    }
+    expect(code).not.toBeNull(); // the failure is reported...
+    expect(code).not.toBe("ENOSPC"); // ...but not as the code that means "refuse writes, carry on"
+  });
+});
