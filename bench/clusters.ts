@@ -6,7 +6,8 @@
  */
 import { spawn, type Subprocess } from "bun";
 import * as fs from "node:fs";
-import * as net from "node:net";
+import { freePorts } from "../tests/support/ports.ts";
+export { freePorts };
 import * as os from "node:os";
 import * as path from "node:path";
 import { Client, clusterStatus } from "../lib/client/client.ts";
@@ -45,18 +46,6 @@ export interface BenchCluster {
   stop(keep?: boolean): Promise<void>;
 }
 
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () => new Promise<net.Server>((resolve, reject) => {
-      const server = net.createServer();
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => resolve(server));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
-}
 
 export async function waitFor<T>(what: string, fn: () => Promise<T | null> | T | null, timeout_ms: number, interval_ms = 50): Promise<T> {
   const deadline = performance.now() + timeout_ms;

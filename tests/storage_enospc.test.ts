@@ -21,6 +21,7 @@
 import { describe, expect, test } from "bun:test";
 import { FileStorage, header_record_size, type StorageOptions } from "../lib/storage/file_storage.ts";
 import { FsError, type Fd, type FileSystem } from "../lib/storage/fs.ts";
+import { ForwardingFs } from "./support/forwarding_fs.ts";
 import { Command, Header, finalize, type Message } from "../lib/net/codec.ts";
 import { encodeBatch } from "../lib/vsr/batch.ts";
 import { ObjectStore } from "../lib/store/object_store.ts";
@@ -38,22 +39,12 @@ const options: StorageOptions = { cluster, replica: 0, replica_count, journal_sl
 
 /** SimFs whose fdatasync can be made to fail with a chosen code, dropping the file's unsynced
  * data as a failed write-back does (SimFs.failNextFsync). */
-class FailingFs implements FileSystem {
+class FailingFs extends ForwardingFs {
   fail_with: "ENOSPC" | null = null;
-  constructor(readonly fs: SimFs) {}
-  open(path: string, create: boolean): Fd {
-    return this.fs.open(path, create);
+  constructor(readonly fs: SimFs) {
+    super(fs);
   }
-  close(fd: Fd): void {
-    this.fs.close(fd);
-  }
-  pread(fd: Fd, buffer: Uint8Array, offset: number): number {
-    return this.fs.pread(fd, buffer, offset);
-  }
-  pwrite(fd: Fd, buffer: Uint8Array, offset: number): void {
-    this.fs.pwrite(fd, buffer, offset);
-  }
-  fdatasync(fd: Fd): void {
+  override fdatasync(fd: Fd): void {
     if (this.fail_with === null) return this.fs.fdatasync(fd);
     const code = this.fail_with;
     this.fail_with = null;
@@ -63,30 +54,6 @@ class FailingFs implements FileSystem {
     } catch {
       throw new FsError(code, "fdatasync: No space left on device");
     }
-  }
-  truncate(fd: Fd, size: number): void {
-    this.fs.truncate(fd, size);
-  }
-  size(fd: Fd): number {
-    return this.fs.size(fd);
-  }
-  fsyncDir(path: string): void {
-    this.fs.fsyncDir(path);
-  }
-  rename(from: string, to: string): void {
-    this.fs.rename(from, to);
-  }
-  unlink(path: string): void {
-    this.fs.unlink(path);
-  }
-  mkdir(path: string): void {
-    this.fs.mkdir(path);
-  }
-  readdir(path: string): string[] {
-    return this.fs.readdir(path);
-  }
-  exists(path: string): boolean {
-    return this.fs.exists(path);
   }
 }
 

@@ -13,7 +13,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import { FileStorage, type StorageOptions } from "../lib/storage/file_storage.ts";
-import type { Fd, FileSystem } from "../lib/storage/fs.ts";
+import type { Fd } from "../lib/storage/fs.ts";
+import { ForwardingFs } from "./support/forwarding_fs.ts";
 import { Command, Header, finalize, type Message } from "../lib/net/codec.ts";
 import { encodeBatch } from "../lib/vsr/batch.ts";
 import { ObjectStore } from "../lib/store/object_store.ts";
@@ -34,49 +35,18 @@ const seeds = 40;
  * wrote stays in the page cache (the SimFs volatile image). */
 class Killed extends Error {}
 
-class KillableFs implements FileSystem {
+class KillableFs extends ForwardingFs {
   armed = false;
-  constructor(readonly fs: SimFs) {}
-  open(path: string, create: boolean): Fd {
-    return this.fs.open(path, create);
+  constructor(readonly fs: SimFs) {
+    super(fs);
   }
-  close(fd: Fd): void {
-    this.fs.close(fd);
-  }
-  pread(fd: Fd, buffer: Uint8Array, offset: number): number {
-    return this.fs.pread(fd, buffer, offset);
-  }
-  pwrite(fd: Fd, buffer: Uint8Array, offset: number): void {
-    this.fs.pwrite(fd, buffer, offset);
-  }
-  fdatasync(fd: Fd): void {
+  override fdatasync(fd: Fd): void {
     if (this.armed) throw new Killed("kill -9");
     this.fs.fdatasync(fd);
   }
-  truncate(fd: Fd, size: number): void {
-    this.fs.truncate(fd, size);
-  }
-  size(fd: Fd): number {
-    return this.fs.size(fd);
-  }
-  fsyncDir(path: string): void {
+  override fsyncDir(path: string): void {
     if (this.armed) throw new Killed("kill -9");
     this.fs.fsyncDir(path);
-  }
-  rename(from: string, to: string): void {
-    this.fs.rename(from, to);
-  }
-  unlink(path: string): void {
-    this.fs.unlink(path);
-  }
-  mkdir(path: string): void {
-    this.fs.mkdir(path);
-  }
-  readdir(path: string): string[] {
-    return this.fs.readdir(path);
-  }
-  exists(path: string): boolean {
-    return this.fs.exists(path);
   }
 }
 

@@ -28,11 +28,11 @@
  */
 import { checksum } from "../util/checksum.ts";
 import { decodeHeader, writeHeader } from "../net/codec.ts";
-import { header_size, key_size_max } from "../constants.ts";
+import { header_size } from "../constants.ts";
 import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
 import { ClientTable, type ClientSession } from "../vsr/client_table.ts";
 import type { CheckpointId, CheckpointMeta } from "../vsr/storage.ts";
-import { Reader, Writer, readObjectMeta, readSession, writeObjectMeta, writeSession } from "./records.ts";
+import { Reader, Writer, readKey, readObjectMeta, readSession, writeObjectMeta, writeSession } from "./records.ts";
 
 const checkpoint_magic = 0x504b4354; // "TCKP"
 const checkpoint_version = 2;
@@ -184,12 +184,8 @@ export function decodeCheckpoint(bytes: Uint8Array, clients_max: number): Checkp
       const key_size = r.u16();
       r.u16();
       r.u32();
-      if (key_size < 1 || key_size > key_size_max) return null;
-      const key_bytes = r.raw(key_size);
-      r.align();
-      if (r.bad) return null;
-      let key = "";
-      for (let k = 0; k < key_bytes.length; k++) key += String.fromCharCode(key_bytes[k]!);
+      const key = readKey(r, key_size);
+      if (key === null) return null;
       records.set(key, null);
       continue;
     }

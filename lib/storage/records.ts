@@ -7,6 +7,7 @@ import type { ClientSession } from "../vsr/client_table.ts";
 import { stored_reply_body_max } from "../vsr/client_table.ts";
 import type { ObjectEntry } from "../store/object_store.ts";
 import { key_size_max } from "../constants.ts";
+import { keyFromBytes } from "../store/keys.ts";
 
 export class Writer {
   bytes: Uint8Array;
@@ -193,11 +194,17 @@ export function readObjectMeta(r: Reader): ObjectMeta | null {
   const timestamp = r.u64();
   const size = r.u64();
   const checksum = r.u64n();
+  const key = readKey(r, key_size);
+  if (key === null) return null;
+  return { key, version, timestamp, size, checksum };
+}
+
+/** Reads a key of key_size bytes and the padding after it; null if the size is out of range or the
+ * record is cut short. */
+export function readKey(r: Reader, key_size: number): string | null {
   if (key_size < 1 || key_size > key_size_max) return null;
   const key_bytes = r.raw(key_size);
   r.align();
   if (r.bad) return null;
-  let key = "";
-  for (let i = 0; i < key_bytes.length; i++) key += String.fromCharCode(key_bytes[i]!);
-  return { key, version, timestamp, size, checksum };
+  return keyFromBytes(key_bytes);
 }

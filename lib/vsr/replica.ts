@@ -264,13 +264,7 @@ export class Replica {
       const entry = this.store.get(key)!;
       const value = this.readValue(entry);
       if (value === null) continue; // damaged: repaired from a peer into a new segment instead
-      try {
-        this.store.relocate(key, this.storage.writeValue(value));
-      } catch (error) {
-        if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
-        this.diskFull(error);
-        return;
-      }
+      if (!this.relocateValue(key, value)) return;
       this.stats.bytes_compacted += entry.size;
       budget -= entry.size;
     }
@@ -2003,6 +1997,19 @@ export class Replica {
 
   /** Reads a value; a damaged one is queued for repair (the read is answered `unavailable` and
    * the client retries). */
+  /** Writes a value (compacted or repaired) to the head segment and points the index at it.
+   * False when the disk is full: the replica has then gone to no_space and the caller stops. */
+  private relocateValue(key: string, value: Uint8Array): boolean {
+    try {
+      this.store.relocate(key, this.storage.writeValue(value));
+      return true;
+    } catch (error) {
+      if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
+      this.diskFull(error);
+      return false;
+    }
+  }
+
   private readValue(entry: ObjectEntry): Uint8Array | null {
     const value = this.storage.readValue(entry);
     if (value !== null) return value;
@@ -2057,13 +2064,7 @@ export class Replica {
     if (want === undefined || entry === undefined || want.version !== h.op || entry.version !== h.op || entry.checksum !== h.context) return;
     const value = message.body.subarray(2 + key_size);
     if (checksum(value) !== entry.checksum) return this.drop(message, "repaired value does not match its checksum");
-    try {
-      this.store.relocate(key, this.storage.writeValue(value));
-    } catch (error) {
-      if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
-      this.diskFull(error);
-      return;
-    }
+    if (!this.relocateValue(key, value)) return;
     this.value_repairs.delete(key);
     this.env.log("info", `replica ${this.replica}: repaired a damaged value (version ${entry.version}) from replica ${h.replica}`);
   }

@@ -8,7 +8,8 @@ import { spawn, type Subprocess } from "bun";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as net from "node:net";
+import { freePorts } from "./ports.ts";
+export { freePorts };
 import { clusterStatus } from "../../lib/client/client.ts";
 import type { ReplicaStatus } from "../../lib/node/status.ts";
 import { parseAddress, type Address } from "../../lib/net/address.ts";
@@ -35,18 +36,6 @@ function supportsListenOption(): boolean {
   return listen_option;
 }
 
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () => new Promise<net.Server>((resolve, reject) => {
-      const server = net.createServer();
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => resolve(server));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
-}
 
 export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeout_ms = 20_000, interval_ms = 50): Promise<T> {
   const deadline = Date.now() + timeout_ms;
