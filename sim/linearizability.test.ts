@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import type { History, HistoryInput, HistoryOperation, HistoryOutput } from "./history.ts";
-import { checkLinearizable, formatHistory, initial_key_state, stepModel, type KeyState } from "./linearizability.ts";
+import { checkLinearizable, formatHistory, formatOperation, initial_key_state, stepModel, type KeyState } from "./linearizability.ts";
 import { Prng } from "../lib/util/prng.ts";
+import { assert } from "../lib/util/assert.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Builders for hand-written histories.
@@ -141,6 +142,63 @@ describe("rejects", () => {
       op(3, 30, 40, get("k"), ok(4, "b")),
       op(3, 50, 60, get("k"), ok(6, "b")),
     ]);
+  });
+
+  test("a read of a version after the delete of that version returned", () => {
+    // Not a precheck: the delete leaves the floor at 1, which the read allows; but version 1 is gone.
+    const history = [op(1, 0, 10, put("k", "a"), ok(1)), op(2, 20, 30, del("k"), ok(1)), op(3, 40, 50, get("k"), ok(1, "a"))];
+    expectRejected(history);
+    expect(checkLinearizable(history, { prechecks: false }).ok).toBe(false);
+    // Concurrent with the delete, it reads before it.
+    expectAccepted([op(1, 0, 10, put("k", "a"), ok(1)), op(2, 20, 40, del("k"), ok(1)), op(3, 30, 50, get("k"), ok(1, "a"))]);
+  });
+
+  test("what the prechecks catch, the search alone catches too, with a reason from each", () => {
+    const cases: { history: History; reason: string }[] = [
+      {
+        // A read called after a newer version was reported.
+        history: [
+          op(1, 0, 10, put("k", "a"), ok(1)),
+          op(1, 20, 30, put("k", "b"), ok(2)),
+          op(2, 25, 28, get("k"), ok(2, "b")),
+          op(3, 29, 40, get("k"), ok(1, "a")),
+        ],
+        reason: "versions only grow",
+      },
+      {
+        // Two concurrent puts conditional on one version, both successful.
+        history: [
+          op(1, 0, 10, put("k", "a"), ok(1)),
+          op(2, 20, 50, put("k", "b", { if_version: 1 }), ok(2)),
+          op(3, 20, 50, put("k", "c", { if_version: 1 }), ok(3)),
+        ],
+        reason: "each need the other to come after them",
+      },
+      {
+        // A version read with a value another put wrote with it.
+        history: [op(1, 0, 10, put("k", "a"), ok(1)), op(2, 0, 10, put("k", "b"), ok(2)), op(3, 20, 30, get("k"), ok(2, "a"))],
+        reason: "reported with two values",
+      },
+      {
+        // A version no put could have made by the time the read returned.
+        history: [op(1, 0, 10, exists("k"), ok(1)), op(2, 20, null, put("k", "a"), null)],
+        reason: "no put that could take effect before it returned",
+      },
+      {
+        history: [op(1, 0, 10, put("k", "a"), ok(1)), op(2, 0, 10, put("k", "b"), ok(1))],
+        reason: "two completed puts report version 1",
+      },
+    ];
+    for (const { history, reason } of cases) {
+      const fast = checkLinearizable(history);
+      expect(fast.ok).toBe(false);
+      expect(fast.reason).toContain(reason);
+      expect(fast.steps).toBe(0);
+      const searched = checkLinearizable(history, { prechecks: false });
+      expect(searched.ok).toBe(false);
+      expect(searched.unknown).toBeUndefined();
+      expect(searched.reason).toContain("completed operations linearize");
+    }
   });
 
   test("the failure is reported on the bad key only, with its sub-history", () => {
@@ -532,13 +590,21 @@ function randomHistory(prng: Prng): History {
   return history;
 }
 
-/** Exhaustive reference checker for tiny histories: every real-time-respecting order. */
+/**
+ * Exhaustive reference checker for small histories: every real-time-respecting order, with no
+ * pruning but a memo of (operations used, state) pairs already known to fail (exact: the same
+ * pair has the same futures).
+ */
 function bruteForceLinearizable(history: History): boolean {
   const ops = history;
+  assert(ops.length <= 40, "brute force: too many operations");
   const used = new Array<boolean>(ops.length).fill(false);
   const closed = ops.filter((o) => o.ret !== null).length;
-  const search = (state: KeyState, done: number): boolean => {
+  const failed = new Set<string>();
+  const search = (state: KeyState, done: number, mask: number): boolean => {
     if (done === closed) return true;
+    const memo = `${mask}|${JSON.stringify(state)}`;
+    if (failed.has(memo)) return false;
     for (let i = 0; i < ops.length; i++) {
       const candidate = ops[i]!;
       if (used[i]) continue;
@@ -548,13 +614,14 @@ function bruteForceLinearizable(history: History): boolean {
       const after = stepModel(state, candidate.input, candidate.output);
       if (after === null) continue;
       used[i] = true;
-      const found = search(after, done + (candidate.ret !== null ? 1 : 0));
+      const found = search(after, done + (candidate.ret !== null ? 1 : 0), mask + 2 ** i);
       used[i] = false;
       if (found) return true;
     }
+    failed.add(memo);
     return false;
   };
-  return search(initial_key_state, 0);
+  return search(initial_key_state, 0, 0);
 }
 
 describe("randomized", () => {
@@ -593,9 +660,12 @@ describe("randomized", () => {
       const history = generateHistory(prng, { clients: prng.range(2, 4), operations: prng.range(2, 7), keys: ["k"], open_chance: 0.25 });
       const candidate = prng.chance(0.5) ? (mutate(prng, history) ?? history) : history;
       const expected = bruteForceLinearizable(candidate);
-      const actual = checkLinearizable(candidate);
-      if (actual.ok !== expected) {
-        throw new Error(`round ${round}: checker says ${actual.ok}, exhaustive search says ${expected}\n${formatHistory(candidate)}`);
+      for (const prechecks of [true, false]) {
+        const actual = checkLinearizable(candidate, { prechecks });
+        if (actual.ok !== expected || actual.unknown) {
+          const verdict = `checker says ${actual.ok}, exhaustive search says ${expected}`;
+          throw new Error(`round ${round} (prechecks ${prechecks}): ${verdict}\n${formatHistory(candidate)}`);
+        }
       }
       if (!expected) rejections++;
     }
@@ -607,13 +677,36 @@ describe("randomized", () => {
     for (let seed = 0; seed < 3000; seed++) {
       const history = randomHistory(new Prng(seed));
       const expected = bruteForceLinearizable(history);
-      const actual = checkLinearizable(history);
-      if (actual.ok !== expected || actual.unknown) {
-        throw new Error(`seed ${seed}: checker says ${actual.ok}, exhaustive search says ${expected}\n${formatHistory(history)}`);
+      for (const prechecks of [true, false]) {
+        const actual = checkLinearizable(history, { prechecks });
+        if (actual.ok !== expected || actual.unknown) {
+          throw new Error(`seed ${seed} (prechecks ${prechecks}): checker says ${actual.ok}, exhaustive search says ${expected}\n${formatHistory(history)}`);
+        }
       }
       if (expected) accepted++;
     }
     expect(accepted).toBeGreaterThan(300);
+  });
+
+  test("agrees with an exhaustive search on small concurrent histories, with and without prechecks", () => {
+    // Large enough for forced choices, deadlines and stand-ins for open operations to matter.
+    const prng = new Prng(31337);
+    let rejections = 0;
+    for (let round = 0; round < 1000; round++) {
+      const options = { clients: prng.range(3, 6), operations: prng.range(8, 22), keys: ["k"], open_chance: prng.pick([0.1, 0.25]) };
+      const history = generateConcurrentHistory(prng, options);
+      const candidate = prng.chance(0.6) ? (mutate(prng, history) ?? history) : history;
+      const expected = bruteForceLinearizable(candidate);
+      for (const prechecks of [true, false]) {
+        const actual = checkLinearizable(candidate, { prechecks });
+        if (actual.ok !== expected || actual.unknown) {
+          const verdict = `checker says ${actual.ok}, exhaustive search says ${expected}`;
+          throw new Error(`round ${round} (prechecks ${prechecks}): ${verdict}\n${formatHistory(candidate)}`);
+        }
+      }
+      if (!expected) rejections++;
+    }
+    expect(rejections).toBeGreaterThan(200);
   });
 
   test("the checker is deterministic", () => {
@@ -663,5 +756,251 @@ describe("performance", () => {
     expect(result.ok).toBe(false);
     expect(result.unknown).toBeUndefined();
     expect(result.steps!).toBeLessThan(200_000);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Many concurrent clients on few keys: large histories linearizable by construction, and
+// doctored copies that are provably not.
+
+interface ConcurrentOptions {
+  clients: number;
+  operations: number;
+  keys: string[];
+  /** Probability that an operation gets no reply: its client gives up after a timeout, and it
+   * takes effect (at any later point, even after the client's next operations) or never. */
+  open_chance: number;
+}
+
+interface Slot {
+  client: number;
+  call: number;
+  /** The linearization point, or null for an unanswered operation that never took effect. */
+  point: number | null;
+  ret: number | null;
+  index: number;
+}
+
+/**
+ * Closed-loop clients with toastyfs_random_client's mix (lib/client/random_workload.ts): puts, a
+ * third of them conditional (on the version the client last saw, else if_absent), gets, deletes
+ * (some conditional), stats, and lists that observe several keys at one point. Latencies (in
+ * microseconds) are exponential with a long tail, so about `clients` operations are in flight at
+ * any time. Each operation takes effect at a point of its interval (an unanswered one: at any
+ * point after its call, or never), in point order, on a ReferenceStore, so the history is
+ * linearizable by construction.
+ */
+function generateConcurrentHistory(prng: Prng, options: ConcurrentOptions): History {
+  const timeout = 20_000;
+  const slots: Slot[] = [];
+  const per_client = Math.ceil(options.operations / options.clients);
+  for (let client = 0; client < options.clients && slots.length < options.operations; client++) {
+    let time = prng.range(0, 1000);
+    for (let i = 0; i < per_client && slots.length < options.operations; i++) {
+      const call = time;
+      if (prng.chance(options.open_chance)) {
+        const point = prng.chance(0.5) ? call + prng.range(0, 2 * timeout) : null;
+        slots.push({ client, call, point, ret: null, index: slots.length });
+        time = call + timeout;
+      } else {
+        let latency = 200 + prng.exponential(600);
+        if (prng.chance(0.03)) latency *= prng.range(3, 10);
+        slots.push({ client, call, point: call + prng.range(0, latency), ret: call + latency, index: slots.length });
+        time = call + latency + prng.range(0, 50);
+      }
+    }
+  }
+  // An operation that never takes effect is chosen at its call.
+  slots.sort((a, b) => (a.point ?? a.call) - (b.point ?? b.call) || a.index - b.index);
+  const store = new ReferenceStore();
+  const seen = Array.from({ length: options.clients }, () => new Map<string, number>());
+  const written = new Array<number>(options.clients).fill(0);
+  const history: History = [];
+  for (const slot of slots) {
+    const versions = seen[slot.client]!;
+    const key = prng.pick(options.keys);
+    const roll = prng.int(100);
+    const inputs: HistoryInput[] = [];
+    if (roll < 45) {
+      const value = `c${slot.client}.${++written[slot.client]!}`;
+      const known = versions.get(key);
+      if (roll < 30) inputs.push(put(key, value));
+      else if (known !== undefined && prng.chance(0.8)) inputs.push(put(key, value, { if_version: known }));
+      else inputs.push(put(key, value, { if_absent: true }));
+    } else if (roll < 70) {
+      inputs.push(get(key));
+    } else if (roll < 80) {
+      const known = versions.get(key);
+      inputs.push(del(key, known !== undefined && prng.chance(0.3) ? known : undefined));
+    } else if (roll < 88) {
+      inputs.push(exists(key));
+    } else if (slot.ret !== null) {
+      // A list (an unanswered one records nothing): one observation per key it covered.
+      for (const k of options.keys) if (prng.chance(0.7)) inputs.push(exists(k));
+    }
+    for (const input of inputs) {
+      const output = slot.point === null ? null : store.apply(input);
+      if (slot.ret !== null && output !== null && output.status === "ok") {
+        if (input.kind === "delete") versions.delete(input.key);
+        else versions.set(input.key, output.version);
+      }
+      history.push({ client: slot.client, call: slot.call, ret: slot.ret, input, output: slot.ret === null ? null : output });
+    }
+  }
+  history.sort((a, b) => a.call - b.call);
+  return history;
+}
+
+type DoctorKind = "stale read" | "lost write" | "conditional put succeeding twice";
+const doctor_kinds: readonly DoctorKind[] = ["stale read", "lost write", "conditional put succeeding twice"];
+
+interface Doctored {
+  history: History;
+  /** The operation changed. */
+  operation: HistoryOperation;
+}
+
+/**
+ * Change one completed operation's reply so that the history is provably not linearizable, or
+ * null if the history offers no place for this kind of bug. Candidates are tried in random order.
+ */
+function doctor(prng: Prng, history: History, kind: DoctorKind): Doctored | null {
+  const order = prng.shuffle([...history.keys()]);
+  const replace = (i: number, output: HistoryOutput): Doctored => {
+    const changed = { ...history[i]!, output };
+    const doctored = history.slice();
+    doctored[i] = changed;
+    return { history: doctored, operation: changed };
+  };
+  const onKey = (key: string): History => history.filter((o) => o.input.key === key);
+  const reportedVersion = (o: HistoryOperation): number | null => (o.output?.status === "ok" ? o.output.version : null);
+  let tries = 0;
+  for (const i of order) {
+    const o = history[i]!;
+    if (tries > 200) break;
+    if (kind === "stale read" && o.output?.status === "ok" && (o.input.kind === "get" || o.input.kind === "exists")) {
+      // A read reports an older put's value and version, though some operation that returned
+      // before the read was called reported a newer version: the version cannot go back.
+      tries++;
+      const ops = onKey(o.input.key);
+      const newest = Math.max(...ops.filter((p) => p.ret !== null && p.ret < o.call).map((p) => reportedVersion(p) ?? -1));
+      const older = ops.filter((p) => p.input.kind === "put" && p.ret !== null && p.ret < o.call && (reportedVersion(p) ?? Infinity) < newest);
+      if (older.length === 0) continue;
+      const stale = prng.pick(older.slice(-5));
+      const version = reportedVersion(stale)!;
+      return replace(i, o.input.kind === "get" ? ok(version, (stale.input as { value: string }).value) : ok(version));
+    }
+    if (kind === "lost write" && o.output?.status === "ok" && (o.input.kind === "get" || o.input.kind === "exists")) {
+      // A read reports not_found, though a put completed before it was called and no delete
+      // (answered ok, or unanswered) can take effect between the two.
+      tries++;
+      const ops = onKey(o.input.key);
+      const puts = ops.filter((p) => p.input.kind === "put" && p.output?.status === "ok" && p.ret! < o.call);
+      if (puts.length === 0) continue;
+      const last = puts.reduce((a, b) => (b.call > a.call ? b : a));
+      const deletes = ops.some(
+        (d) => d.input.kind === "delete" && (d.output === null || d.output.status === "ok") && d.call <= o.ret! && (d.ret ?? Infinity) >= last.call,
+      );
+      if (deletes) continue;
+      return replace(i, not_found);
+    }
+    if (kind === "conditional put succeeding twice" && o.input.kind === "put" && o.input.if_version !== undefined && o.output?.status === "condition_failed") {
+      // A put conditional on version x that failed succeeds instead, though another put
+      // conditional on x succeeded: whichever goes first leaves a version above x for good.
+      tries++;
+      const x = o.input.if_version;
+      const twice = onKey(o.input.key).some((p) => p !== o && p.input.kind === "put" && p.input.if_version === x && p.output?.status === "ok");
+      if (!twice) continue;
+      const used = new Set(history.map(reportedVersion));
+      let version = x + 1;
+      while (used.has(version)) version++;
+      return replace(i, ok(version));
+    }
+  }
+  return null;
+}
+
+const concurrent_configs: readonly ConcurrentOptions[] = [
+  { clients: 32, operations: 20_000, keys: ["k0", "k1", "k2"], open_chance: 0.02 },
+  { clients: 32, operations: 10_000, keys: ["k0", "k1"], open_chance: 0.02 },
+  { clients: 64, operations: 20_000, keys: ["k0", "k1", "k2", "k3", "k4"], open_chance: 0.02 },
+  { clients: 64, operations: 15_000, keys: ["k0", "k1"], open_chance: 0.02 },
+  { clients: 64, operations: 12_000, keys: ["k0", "k1", "k2"], open_chance: 0.02 },
+];
+
+function describeConfig(options: ConcurrentOptions): string {
+  return `${options.clients} clients, ${options.keys.length} keys, ${options.operations} operations`;
+}
+
+/** The large histories, generated once for the tests below. */
+const concurrent_histories: readonly { options: ConcurrentOptions; history: History }[] = concurrent_configs.map((options, i) => ({
+  options,
+  history: generateConcurrentHistory(new Prng(4242 + i), options),
+}));
+
+/** Check doctored copies of the large histories; returns how many were rejected of how many. */
+function checkDoctored(seed: number, per_kind: number, configs: number, prechecks: boolean): { rejected: number; doctored: number; steps: number } {
+  const prng = new Prng(seed);
+  let rejected = 0;
+  let doctored = 0;
+  let steps = 0;
+  for (const { options, history } of concurrent_histories.slice(0, configs)) {
+    for (const kind of doctor_kinds) {
+      for (let i = 0; i < per_kind; i++) {
+        const bad = doctor(prng, history, kind);
+        if (bad === null) continue;
+        doctored++;
+        const result = checkLinearizable(bad.history, { prechecks });
+        steps += result.steps!;
+        if (result.ok && !result.unknown) {
+          throw new Error(`${describeConfig(options)}: a ${kind} was accepted: ${formatOperation(bad.operation)}`);
+        }
+        if (!result.ok) {
+          // The other keys are linearizable: the violation must be found on the doctored one.
+          expect(result.key).toBe(bad.operation.input.key);
+          rejected++;
+        }
+      }
+    }
+  }
+  return { rejected, doctored, steps };
+}
+
+describe("many concurrent clients", () => {
+  test("the generated histories are what they claim: concurrent, with unanswered operations", () => {
+    for (const { options, history } of concurrent_histories) {
+      expect(history.length).toBeGreaterThanOrEqual(options.operations);
+      const open = history.filter((o) => o.ret === null).length;
+      expect(open / history.length).toBeGreaterThan(0.005);
+      // Operations in flight at the midpoint of the history, per key.
+      const middle = history[history.length >> 1]!.call;
+      const in_flight = history.filter((o) => o.ret !== null && o.call <= middle && middle <= o.ret).length;
+      expect(in_flight / options.keys.length).toBeGreaterThan(options.clients / options.keys.length / 3);
+    }
+  });
+
+  test("32 and 64 clients on 2–5 keys, 10–20k operations, 2% unanswered: accepted within the default budget", () => {
+    for (const { options, history } of concurrent_histories) {
+      const result = checkLinearizable(history);
+      if (!result.ok || result.unknown) throw new Error(`${describeConfig(options)}: ${result.reason}`);
+      expect(result.keys_checked).toBe(options.keys.length);
+      // A handful of steps per operation: the default budget is never near.
+      expect(result.steps!).toBeLessThan(20 * history.length);
+    }
+  });
+
+  test("doctored copies (stale read, lost write, conditional put succeeding twice) are rejected", () => {
+    const { rejected, doctored } = checkDoctored(77, 2, concurrent_histories.length, true);
+    expect(doctored).toBeGreaterThan(20);
+    expect(rejected / doctored).toBeGreaterThanOrEqual(0.95);
+  });
+
+  test("the search alone rejects them too, within the default budget", () => {
+    // Without the prechecks a violation is found only after every linearization of what comes
+    // before it failed: deadlines, forced choices and stand-ins for open operations keep that
+    // within the budget.
+    const { rejected, doctored } = checkDoctored(78, 2, concurrent_histories.length, false);
+    expect(doctored).toBeGreaterThan(20);
+    expect(rejected / doctored).toBeGreaterThanOrEqual(0.95);
   });
 });

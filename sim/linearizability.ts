@@ -12,12 +12,31 @@
  * search succeeds once every *completed* operation is linearized. Because "never" is always an
  * option for them, the cache prunes by dominance rather than equality: a configuration is skipped
  * if one already entered had the same completed operations, the same state (or one differing only
- * by a lower version floor), and a subset of its open operations linearized: that one has every
+ * by a lower version floor), and open operations left over that can do whatever this one's can
+ * (a subset of its open operations used, up to stronger stand-ins): that one has every
  * continuation this one has. Without that, k open writes would cost up to 2^k configurations. See
  * KeySearch.enterCache for why this is sound. Two more reductions keep unanswered writes cheap:
  * open writes with identical inputs (after giving the values nobody read one placeholder) are used
  * in call order only (earlierTwins), and an open write that overwrites the open write just before
  * it is not tried there (overwritesOpenPredecessor).
+ *
+ * Many concurrent clients on few keys (32+ clients, ~10 operations in flight per key) need more:
+ * plain WGL tries concurrent operations in every order. Versions come from a counter that only
+ * grows, and that orders most of the search:
+ * - deadlines (deadlineOf): a completed operation that reports version w (or names it in
+ *   if_version) can only take effect while the key's version floor is at most w, and floors never
+ *   decrease; a configuration in which some pending completed operation missed its deadline is
+ *   dead. So completed writes are applied in version order, and a write is never tried before a
+ *   read of the version it replaces;
+ * - forced choices (phase 0, KeySearch.run): a completed operation that leaves the state exactly as
+ *   it is (a read that agrees with it, a not_found, a condition_failed) is linearized at once, and
+ *   its configuration is never revisited for alternatives;
+ * - a version has one value: states that contradict what completed gets read are dead
+ *   (KeySearch.contradictsReads);
+ * - prechecks (findImpossibility): necessary conditions checked in O(n log n) before the search,
+ *   which otherwise finds such violations only after exhausting every linearization of what comes
+ *   before them (a read of an older version than one reported before it was called, two puts
+ *   conditional on the same version both succeeding, a value or version nobody wrote).
  *
  * Deterministic: keys are checked in sorted order; no randomness, no clock.
  */
@@ -42,15 +61,28 @@ export interface LinearizabilityResult {
   reason?: string;
   /** When !ok: the failing key's sub-history, sorted by call. */
   operations?: HistoryOperation[];
-  /** Search steps over all keys checked (candidates tried plus backtracks). */
+  /** Search steps over all keys checked (candidates tried plus backtracks; a key whose
+   * prechecks found a violation counts none). */
   steps?: number;
 }
 
 /** Per-key step budget: far beyond what the usual history needs (a few steps per operation). */
 export const default_step_budget = 5_000_000;
 
-export function checkLinearizable(history: History, options?: { step_budget?: number }): LinearizabilityResult {
+export interface CheckOptions {
+  /** Per-key step budget of the search (default_step_budget). */
+  step_budget?: number;
+  /**
+   * Whether to run findImpossibility before each key's search (default true). It never changes a
+   * verdict, only how fast some violations are found; false leaves every verdict to the search
+   * (tests use it to exercise the search on violations the prechecks would catch).
+   */
+  prechecks?: boolean;
+}
+
+export function checkLinearizable(history: History, options?: CheckOptions): LinearizabilityResult {
   const budget = options?.step_budget ?? default_step_budget;
+  const prechecks = options?.prechecks ?? true;
   assert(Number.isSafeInteger(budget) && budget > 0, `step_budget must be a positive integer, got ${budget}`);
   for (const op of history) validateOperation(op);
 
@@ -61,7 +93,8 @@ export function checkLinearizable(history: History, options?: { step_budget?: nu
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
     const operations = partitions.get(key)!;
-    const outcome = new KeySearch(operations, budget).run();
+    const impossible = prechecks ? findImpossibility(operations) : null;
+    const outcome: KeyOutcome = impossible !== null ? { verdict: "fail", steps: 0, reason: impossible } : new KeySearch(operations, budget).run();
     steps += outcome.steps;
     if (outcome.verdict === "fail") {
       return { ok: false, keys_checked: i + 1, key, reason: `key ${JSON.stringify(key)}: ${outcome.reason}`, operations, steps };
@@ -74,6 +107,113 @@ export function checkLinearizable(history: History, options?: { step_budget?: nu
     return { ok: true, unknown: true, keys_checked: keys.length, key: first_unknown.key, reason: first_unknown.reason, steps };
   }
   return { ok: true, keys_checked: keys.length, steps };
+}
+
+/**
+ * Necessary conditions for a key's sub-history, checked in O(n log n) before the search: the
+ * reason the history cannot be linearized, or null if these checks pass. They only speed up
+ * failures the search would find anyway (it may take long to: it must first exhaust every way of
+ * linearizing what comes before), so they never change a verdict, only the reason given.
+ *
+ * 1. A version is produced once: by a completed put that reports it, or by an open put whose
+ *    version a later reply reveals; and it has one value. A state with version w is left only by a
+ *    write, and every write makes a new version, above the floor: so the value a key has while its
+ *    version is w is the same whenever it is observed. Two completed puts reporting w, or two
+ *    values reported for w, cannot both be right.
+ * 2. What a completed operation observes must have been written by an operation that could take
+ *    effect before it (called no later than it returned): a value and version read by a get (a
+ *    completed put of both, or an open put of the value); a version reported by a list, a delete,
+ *    or named by a successful if_version (a completed put of it, or any open put).
+ * 3. Versions only grow along a linearization (the floor). A successful put needs the floor at
+ *    most its deadline (deadlineOf) and leaves it at its version: two puts whose ranges
+ *    (deadline, version] overlap each need to come before the other (two puts conditional on the
+ *    same version, say).
+ * 4. Likewise, an operation q that returned before an operation r was called leaves the floor at
+ *    least at the version q reports, and r cannot take effect once the floor exceeds r's deadline.
+ */
+function findImpossibility(ops: HistoryOperation[]): string | null {
+  const producer = new Map<number, HistoryOperation>();
+  const value_seen = new Map<number, HistoryOperation>();
+  const open_puts = new Map<string, number>();
+  let first_open_put = Infinity;
+  for (const op of ops) {
+    if (op.input.kind !== "put") continue;
+    if (op.output === null) {
+      open_puts.set(op.input.value, Math.min(op.call, open_puts.get(op.input.value) ?? Infinity));
+      first_open_put = Math.min(first_open_put, op.call);
+    } else if (op.output.status === "ok") {
+      const other = producer.get(op.output.version);
+      if (other !== undefined) return `two completed puts report version ${op.output.version}:\n    ${formatOperation(other)}\n    ${formatOperation(op)}`;
+      producer.set(op.output.version, op);
+    }
+  }
+  const valueAt = (op: HistoryOperation): string | undefined => {
+    if (op.output?.status !== "ok") return undefined;
+    if (op.input.kind === "put") return op.input.value;
+    return op.input.kind === "get" ? op.output.value : undefined;
+  };
+  for (const op of ops) {
+    if (op.output?.status !== "ok" || op.input.kind !== "get") continue;
+    const w = op.output.version;
+    const first = value_seen.get(w) ?? producer.get(w);
+    if (first !== undefined && valueAt(first) !== op.output.value) {
+      return `version ${w} is reported with two values:\n    ${formatOperation(first)}\n    ${formatOperation(op)}`;
+    }
+    if (first === undefined) value_seen.set(w, op);
+  }
+  for (const op of ops) {
+    if (op.output?.status !== "ok" || op.ret === null) continue;
+    const ret = op.ret;
+    let version: number | undefined;
+    if (op.input.kind === "put") version = op.input.if_version;
+    else version = op.output.version;
+    if (version === undefined) continue;
+    // A completed put that reports the version is its only producer; else an open put must be.
+    const made = producer.get(version);
+    const available = made !== undefined ? made.call : op.input.kind === "get" ? (open_puts.get(op.output.value!) ?? Infinity) : first_open_put;
+    if (available <= ret) continue;
+    const what = op.input.kind === "get" ? "this value with this version" : `version ${version}`;
+    return `${formatOperation(op)}: no put that could take effect before it returned wrote ${what}`;
+  }
+  const writes = ops
+    .filter((op) => op.output?.status === "ok" && op.input.kind === "put")
+    .map((op) => ({ op, from: deadlineOf(op.input, op.output), to: (op.output as { version: number }).version }))
+    .sort((a, b) => a.from - b.from);
+  let widest: { op: HistoryOperation; to: number } | null = null;
+  for (const write of writes) {
+    if (widest !== null && write.from < widest.to) {
+      return (
+        "two successful puts each need the other to come after them: each needs the key's version at most what it " +
+        `replaced and leaves it higher than that (versions only grow):` +
+        `\n    ${formatOperation(widest.op)}\n    ${formatOperation(write.op)}`
+      );
+    }
+    if (widest === null || write.to > widest.to) widest = write;
+  }
+  const completed = ops.filter((op) => op.ret !== null);
+  const by_return = [...completed].sort((a, b) => a.ret! - b.ret!);
+  const constrained = completed.filter((op) => deadlineOf(op.input, op.output) !== Infinity).sort((a, b) => a.call - b.call);
+  let next = 0;
+  let highest: HistoryOperation | null = null;
+  let highest_floor = -Infinity;
+  for (const op of constrained) {
+    while (next < by_return.length && by_return[next]!.ret! < op.call) {
+      const q = by_return[next++]!;
+      if (q.output!.status === "ok" && q.output!.version > highest_floor) {
+        highest_floor = q.output!.version;
+        highest = q;
+      }
+    }
+    const deadline = deadlineOf(op.input, op.output);
+    if (highest !== null && highest_floor > deadline) {
+      return (
+        `${formatOperation(op)} can only take effect while the key's version is at most ${deadline}, ` +
+        `but it was called after this operation had returned, leaving the version at least ${highest_floor} ` +
+        `(versions only grow):\n    ${formatOperation(highest)}`
+      );
+    }
+  }
+  return null;
 }
 
 /** Human-readable history, one line per operation: client, [call..ret], input -> output. */
@@ -296,6 +436,31 @@ function deletedState(state: KeyState, deleted_version: number): KeyState {
 }
 
 /**
+ * The largest floor at which a completed operation can still take effect; Infinity if none. A
+ * successful put of version w needs floor < w, and an if_version x needs the version to be x,
+ * so floor <= x (a known version equals the floor; an unknown one exceeds it). A read or delete that
+ * reports version w needs it current: floor <= w. Floors never decrease along a linearization
+ * (every step keeps max(floor, ...)), so once the floor exceeds the deadline of a completed
+ * operation not yet linearized, no continuation linearizes it: the configuration is dead.
+ * Replies other than ok (not_found, condition_failed) can fit again later: no deadline.
+ */
+function deadlineOf(input: HistoryInput, output: HistoryOutput | null): number {
+  if (output === null || output.status !== "ok") return Infinity;
+  const w = output.version;
+  switch (input.kind) {
+    case "put":
+      return input.if_version !== undefined ? Math.min(w - 1, input.if_version) : w - 1;
+    case "delete":
+      return input.if_version !== undefined ? Math.min(w, input.if_version) : w;
+    case "get":
+    case "exists":
+      return w;
+    default:
+      return unreachable(input, "history input kind");
+  }
+}
+
+/**
  * Everything about a state but its floor, injectively (the value goes last). Two states of one
  * shape differ only in floor, and the lower floor dominates: every check is "> floor" and every
  * step keeps floors ordered (max(floor, ...)), so whatever the higher floor allows, the lower does.
@@ -330,18 +495,57 @@ interface Frame {
   entry: number;
   phase: Phase;
   state_before: KeyState;
+  /** KeySearch.low before this operation was linearized. */
+  low_before: number;
 }
 
 /**
- * Candidates of a configuration are the call entries before the first return entry. Completed
- * operations are tried first (phase 0), open ones after (phase 1): an open write is then applied
- * only when nothing else fits, which keeps the search near-linear on the usual histories.
+ * Candidates of a configuration are the call entries before the first return entry, tried in four
+ * passes. Phase 0: completed operations that leave the state exactly as it is (a read that agrees
+ * with it, a not_found or condition_failed that fits); the first one that fits is a forced choice
+ * (KeySearch.run says why nothing else need be tried). Phase 1: the other completed operations.
+ * Phases 2 and 3: open ones, so an open write is applied only when nothing else fits, which keeps
+ * the search near-linear on the usual histories. Phase 2 has the open operations that some other
+ * one can stand in for (a conditional one, KeySearch.stronger), phase 3 those that stand in for
+ * them (an unconditional put of a value nobody read, an unconditional delete): trying the weaker
+ * one first lets the cache prune the stronger one used in its place (KeySearch.enterCache).
  */
-type Phase = 0 | 1;
+type Phase = 0 | 1 | 2 | 3;
+
+/** What tryLinearize did: entered the configuration, rejected the candidate, or found that the
+ * current configuration fails (a forced candidate's configuration was pruned). */
+enum Try {
+  entered,
+  rejected,
+  configuration_fails,
+}
 
 const head = 0;
 const end = -1;
 
+/**
+ * Why a "fail" verdict means the key's sub-history has no linearization, although the search
+ * prunes. A continuation of a configuration is an order of the remaining operations that respects
+ * real time and the model and contains every remaining completed operation. The search reports
+ * failure only after giving up on every configuration it entered, the root included. Suppose the
+ * root had a continuation anyway. Among the configurations entered, take G with a continuation σ
+ * that is shortest, and among those with one of that length, G the shallowest. Rewrite σ so that
+ * open twins are used in call order (earlierTwins): same length, same states. Its first operation
+ * a is a candidate of G. Either G made a forced choice r instead (run: G+r has a continuation
+ * shorter than σ), or G tried a (G+a has σ without a). Say the child C so obtained, with a
+ * continuation shorter than σ, was not entered and given up on (that would contradict the choice
+ * of G). Then it was rejected by:
+ * - the model, a missed deadline (missesDeadline) or a state no linearization can pass through
+ *   (contradictsReads): impossible, since C has a continuation;
+ * - the twin rule: impossible, σ uses twins in call order and G's linearized twins are a prefix;
+ * - overwritesOpenPredecessor (a open, and G = P+p with p open): P has the continuation a·σ[1:]
+ *   (a fits P's state with a result dominating a's in σ; dropping p frees real time), as long as σ,
+ *   and P is shallower than G, entered, given up: a contradiction. (If p is a's twin, the rewrite
+ *   uses p for a, and G itself has the continuation σ[1:].)
+ * - the cache: an entered configuration D dominates C (enterCache), so D has a continuation as
+ *   short as C's, shorter than σ: a contradiction again.
+ * So there was no continuation, and no linearization.
+ */
 class KeySearch {
   /** The operations to linearize (open reads dropped: they have no effect), in call order. */
   private readonly ops: HistoryOperation[];
@@ -361,6 +565,21 @@ class KeySearch {
   private readonly entry_is_call: Uint8Array;
   /** Call entry -> its return entry, or end for an open operation. */
   private readonly match: Int32Array;
+  /** Per op: its deadline (deadlineOf); the completed ops with a finite one, by deadline. */
+  private readonly deadline: Float64Array;
+  private readonly by_deadline: Int32Array;
+  /** What completed gets read: the value of a version, and the version of a value only one put
+   * writes (contradictsReads). */
+  private readonly value_of_version = new Map<number, string>();
+  private readonly version_of_value = new Map<string, number>();
+  /** Per op: whether its deadline is a version it needs current (not merely not yet exceeded). */
+  private readonly exact: Uint8Array;
+  /** Per op: the phase that tries it (0 stands for completed ops: phases 0 and 1). */
+  private readonly pass: Uint8Array;
+  /** Per open slot: its op. */
+  private readonly open_op: Int32Array;
+  /** Every op of by_deadline below this rank is linearized. */
+  private low = 0;
 
   private readonly closed_bits: Uint32Array;
   private readonly open_bits: Uint32Array;
@@ -411,6 +630,28 @@ class KeySearch {
     this.entry_is_call = new Uint8Array(entries + 1);
     this.match = new Int32Array(entries + 1).fill(end);
     this.buildEntryList();
+    this.pass = new Uint8Array(n);
+    this.open_op = new Int32Array(open_count);
+    for (let i = 0; i < n; i++) {
+      if (this.closed[i] === 1) continue;
+      this.open_op[this.slot[i]!] = i;
+      this.pass[i] = this.isStrongOpen(i) ? 3 : 2;
+    }
+    const writers = new Map<string, number>();
+    for (const op of this.ops) if (op.input.kind === "put") writers.set(op.input.value, (writers.get(op.input.value) ?? 0) + 1);
+    for (const op of this.ops) {
+      if (op.input.kind === "get" && op.output?.status === "ok" && op.output.value !== undefined) {
+        this.value_of_version.set(op.output.version, op.output.value);
+        if (writers.get(op.output.value) === 1) this.version_of_value.set(op.output.value, op.output.version);
+      }
+    }
+    this.deadline = Float64Array.from(this.ops, (op) => deadlineOf(op.input, op.output));
+    this.exact = Uint8Array.from(this.ops, (op, i) => {
+      if (this.deadline[i] === Infinity) return 0;
+      return op.input.kind !== "put" || (op.input.if_version !== undefined && op.input.if_version === this.deadline[i]) ? 1 : 0;
+    });
+    const with_deadline = [...this.ops.keys()].filter((i) => this.deadline[i] !== Infinity);
+    this.by_deadline = Int32Array.from(with_deadline.sort((a, b) => this.deadline[a]! - this.deadline[b]! || a - b));
   }
 
   /**
@@ -449,28 +690,49 @@ class KeySearch {
     this.next[previous] = end;
   }
 
+  /**
+   * The depth-first search. A forced choice (phase 0) is never backtracked into: when the subtree
+   * under it fails, so does its configuration, without trying its other candidates. Sound: say
+   * configuration G has state s, r is a candidate of G with stepModel(s, r) === s, and G has a
+   * continuation σ (a real-time respecting, model-respecting order of the remaining operations that
+   * contains every remaining completed one). Then r·(σ without r) is one too:
+   * - real time: r is a candidate, so it was called before every remaining completed operation
+   *   returned, and nothing needs to come before it; moving it earlier frees what came after it;
+   * - the model: from s, r leaves s, then σ's operations before r see the states they saw in σ.
+   *   Where σ had r, in some state t, r also left t as it was: a not_found or condition_failed
+   *   reply never changes the state it fits; a read of version w is identity in s only if s has
+   *   version w, so floor w, and t's floor is at least w (floors never decrease), so it fits t only
+   *   if t's version is w too, known, and then leaves t as it is. So σ's later states are unchanged.
+   * So G's child G+r has a continuation (one shorter than σ), and if G+r has none, neither has G.
+   */
   run(): KeyOutcome {
     if (this.remaining === 0) return { verdict: "ok", steps: 0 };
     let entry = this.next[head]!;
     let phase: Phase = 0;
+    /** The current configuration is known to fail: backtrack without trying its candidates. */
+    let exhausted = false;
     for (;;) {
-      const candidate = this.nextCandidate(entry, phase);
+      const candidate: { entry: number; phase: Phase } | null = exhausted ? null : this.nextCandidate(entry, phase);
       if (++this.steps > this.budget) return { verdict: "unknown", steps: this.steps - 1, reason: this.describeBest() };
       if (candidate === null) {
         // Every candidate of this configuration failed: undo the last choice and try the next one.
+        // A forced choice (phase 0) was the only one its configuration needed: that one failed too.
         this.saveBest();
         const frame = this.stack.pop();
         if (frame === undefined) return { verdict: "fail", steps: this.steps, reason: this.describeBest() };
         this.undo(frame);
+        exhausted = frame.phase === 0;
         entry = this.next[frame.entry]!;
         phase = frame.phase;
         continue;
       }
-      if (this.tryLinearize(candidate.entry, candidate.phase)) {
+      const outcome = this.tryLinearize(candidate.entry, candidate.phase);
+      if (outcome === Try.entered) {
         if (this.remaining === 0) return { verdict: "ok", steps: this.steps };
         entry = this.next[head]!;
         phase = 0;
       } else {
+        exhausted = outcome === Try.configuration_fails;
         entry = this.next[candidate.entry]!;
         phase = candidate.phase;
       }
@@ -479,42 +741,101 @@ class KeySearch {
 
   /**
    * The first call entry at or after `entry` whose operation the phase tries, stopping at the first
-   * return entry (an operation that returned before a call must be linearized before it). Phase 0
-   * then restarts from the head as phase 1. null once both phases are exhausted.
+   * return entry (an operation that returned before a call must be linearized before it). At the
+   * end of the candidates, the next phase restarts from the head. null once phase 3 is exhausted.
    */
   private nextCandidate(entry: number, phase: Phase): { entry: number; phase: Phase } | null {
     for (;;) {
       if (entry === end || this.entry_is_call[entry] === 0) {
-        if (phase === 1) return null;
-        phase = 1;
+        if (phase === 3) return null;
+        phase = (phase + 1) as Phase;
         entry = this.next[head]!;
         continue;
       }
-      const wanted_closed = phase === 0 ? 1 : 0;
-      if (this.closed[this.entry_op[entry]!] === wanted_closed) return { entry, phase };
+      const op = this.entry_op[entry]!;
+      if (phase <= 1 ? this.closed[op] === 1 : this.pass[op] === phase) return { entry, phase };
       entry = this.next[entry]!;
     }
   }
 
-  /** Linearize the operation of call entry `entry` next, if the model and the cache allow it. */
-  private tryLinearize(entry: number, phase: Phase): boolean {
+  /** Linearize the operation of call entry `entry` next, if the model, the deadlines and the cache allow it. */
+  private tryLinearize(entry: number, phase: Phase): Try {
     const op = this.entry_op[entry]!;
     const twin = this.twin_before[op]!;
-    if (twin !== -1 && !this.isLinearized(twin)) return false;
+    if (twin !== -1 && !this.isLinearized(twin)) return Try.rejected;
     const after = stepModel(this.state, this.inputs[op]!, this.ops[op]!.output);
-    if (after === null) return false;
-    if (this.overwritesOpenPredecessor(op, after)) return false;
+    if (after === null) return Try.rejected;
+    // Phase 0 takes only operations that leave the state as it is (stepModel returns it itself).
+    if (phase === 0 && after !== this.state) return Try.rejected;
+    if (this.contradictsReads(after)) return Try.rejected;
+    const low = this.firstPendingDeadline(op);
+    if (this.missesDeadline(op, low, after)) return Try.rejected;
+    if (this.overwritesOpenPredecessor(op, after)) return Try.rejected;
     this.flip(op);
     if (!this.enterCache(after)) {
       this.flip(op);
-      return false;
+      return phase === 0 ? Try.configuration_fails : Try.rejected;
     }
-    this.stack.push({ entry, phase, state_before: this.state });
+    this.stack.push({ entry, phase, state_before: this.state, low_before: this.low });
     this.state = after;
+    this.low = low;
     this.lift(entry);
     if (this.closed[op] === 1) this.remaining--;
     this.recordProgress();
-    return true;
+    return Try.entered;
+  }
+
+  /**
+   * Whether no linearization passes through `state`, by what completed gets read. A version is made
+   * once and keeps one value until the next write makes a new one (findImpossibility, 1): so a
+   * state whose version some get read has that get's value; and a state holding a value only one
+   * put writes, which a get read at version w, has version w, or an unknown one that can still
+   * become w (floor below w).
+   */
+  private contradictsReads(state: KeyState): boolean {
+    if (!state.exists) return false;
+    if (state.version !== null) {
+      const value = this.value_of_version.get(state.version);
+      if (value !== undefined && value !== state.value) return true;
+    }
+    const version = this.version_of_value.get(state.value!);
+    if (version === undefined) return false;
+    return state.version !== null ? state.version !== version : state.floor >= version;
+  }
+
+  /**
+   * Whether, with `op` linearized and state `after`, some other completed operation not yet
+   * linearized can no longer be (deadlineOf): the floor is past its deadline, or at it while the
+   * operation needs exactly that version current and it is not.
+   */
+  private missesDeadline(op: number, low: number, after: KeyState): boolean {
+    const order = this.by_deadline;
+    if (low >= order.length) return false;
+    const deadline = this.deadline[order[low]!]!;
+    if (after.floor !== deadline) return after.floor > deadline;
+    if (after.version === deadline) return false;
+    for (let rank = low; rank < order.length && this.deadline[order[rank]!] === deadline; rank++) {
+      const pending = order[rank]!;
+      if (pending !== op && this.exact[pending] === 1 && !this.isLinearized(pending)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * The rank in by_deadline of the first completed operation with a deadline that is neither
+   * linearized nor `op`. Every rank below low is linearized, and in a configuration the search
+   * entered every linearized operation's deadline is at most the floor, every pending one's at
+   * least the floor: so the scan passes over ties only.
+   */
+  private firstPendingDeadline(op: number): number {
+    const order = this.by_deadline;
+    let rank = this.low;
+    while (rank < order.length) {
+      const pending = order[rank]!;
+      if (pending !== op && !this.isLinearized(pending)) break;
+      rank++;
+    }
+    return rank;
   }
 
   /**
@@ -546,6 +867,7 @@ class KeySearch {
     this.flip(op);
     if (this.closed[op] === 1) this.remaining++;
     this.state = frame.state_before;
+    this.low = frame.low_before;
   }
 
   /** Toggle an operation's bit in the linearized set (and the hash, for completed ones). */
@@ -563,27 +885,91 @@ class KeySearch {
 
   /**
    * Record the current configuration (with state `after`) as entered; false, to prune it, if an
-   * entered one dominates it: the same completed operations, a dominating state (shapeKey), and a
-   * subset of its open operations linearized, so every continuation of this one is one of that one.
-   *
-   * Entered configurations are the ancestors on the stack and those whose subtree failed. Pruning
-   * against either is sound: if a pruned configuration K had a successful continuation, so would
-   * its dominator D, with one at most as long. Take, among the configurations the search entered
-   * and gave up on, one G with the shortest successful continuation σ (if any). G's child on σ was
-   * either entered and given up on (contradicting the choice of G), or pruned in favour of a
-   * dominator, whose continuation is shorter than σ. That dominator is entered by the search (if it
-   * was itself pruned, follow its dominator: under overwritesOpenPredecessor each hop is shallower,
-   * so this ends), and the search gives up on every configuration it entered before reporting
-   * failure: again a contradiction. So failure means there is no linearization.
+   * entered one D dominates it: the same completed operations, a dominating state (shapeKey, lower
+   * floor), and open operations left over that can do whatever this one's can (openDominates). Then
+   * every continuation of this configuration gives one of D, as long: an open operation x that D
+   * has used but this one has not is replaced by its stand-in y, which D has not used. y was called
+   * no later than x, and from every state x fits, y fits with a dominating result (stronger), so
+   * the replaced continuation respects real time and the model. Entered configurations are the
+   * ancestors on the stack and those whose subtree failed; see the note above KeySearch for why
+   * pruning against them is sound.
    */
   private enterCache(after: KeyState): boolean {
     const key = `${this.hash_hi}:${this.hash_lo}:${shapeKey(after)}`;
     let bucket = this.cache.get(key);
     if (bucket === undefined) this.cache.set(key, (bucket = []));
     for (const node of bucket) {
-      if (node.floor <= after.floor && equalWords(node.closed, this.closed_bits) && subsetWords(node.open, this.open_bits)) return false;
+      if (node.floor <= after.floor && equalWords(node.closed, this.closed_bits) && this.openDominates(node.open)) return false;
     }
     bucket.push({ closed: this.closed_bits.slice(), open: this.open_bits.slice(), floor: after.floor });
+    return true;
+  }
+
+  /** An unconditional open put of a value nobody read, or an unconditional open delete. */
+  private isStrongOpen(op: number): boolean {
+    const input = this.inputs[op]!;
+    if (input.kind === "put") return input.value === this.placeholder && input.if_version === undefined && !input.if_absent;
+    return input.kind === "delete" && input.if_version === undefined;
+  }
+
+  /**
+   * Whether open op y can stand in for open op x: y was called no later, and from every state in
+   * which x fits, y fits with a dominating result. An unconditional put of the same value does:
+   * where x's condition holds (the key absent, or its version x.if_version), it makes the same
+   * state, or one with a lower floor (when x's if_version named an unknown version). Likewise an
+   * unconditional delete for a conditional one; and identical inputs (twins).
+   */
+  private stronger(y: number, x: number): boolean {
+    if (this.ops[y]!.call > this.ops[x]!.call) return false;
+    const a = this.inputs[y]!;
+    const b = this.inputs[x]!;
+    if (a.kind === "put" && b.kind === "put") {
+      if (a.value !== b.value) return false;
+      if (a.if_version === undefined && !a.if_absent) return true;
+      return a.if_version === b.if_version && (a.if_absent ?? false) === (b.if_absent ?? false);
+    }
+    if (a.kind === "delete" && b.kind === "delete") return a.if_version === undefined || a.if_version === b.if_version;
+    return false;
+  }
+
+  /**
+   * Whether the open ops used by a cached configuration (node_open) but not by the current one can
+   * each be matched to a distinct open op used by the current one but not by node, that stands in
+   * for it (stronger): then every open op left to the current configuration is left to node's,
+   * or a stand-in for it is. With nothing to match, node used a subset.
+   */
+  private openDominates(node_open: Uint32Array): boolean {
+    const xs: number[] = [];
+    const ys: number[] = [];
+    for (let w = 0; w < node_open.length; w++) {
+      let only_node = node_open[w]! & ~this.open_bits[w]!;
+      let only_now = this.open_bits[w]! & ~node_open[w]!;
+      while (only_node !== 0) {
+        const bit = 31 - Math.clz32(only_node);
+        xs.push(this.open_op[w * 32 + bit]!);
+        only_node &= ~(1 << bit);
+      }
+      while (only_now !== 0) {
+        const bit = 31 - Math.clz32(only_now);
+        ys.push(this.open_op[w * 32 + bit]!);
+        only_now &= ~(1 << bit);
+      }
+    }
+    if (xs.length === 0) return true;
+    if (ys.length < xs.length) return false;
+    // Greedy, earliest-called x first (fewest choices): it may miss a matching (then nothing is
+    // pruned), never invent one.
+    xs.sort((a, b) => this.ops[a]!.call - this.ops[b]!.call);
+    const taken = new Uint8Array(ys.length);
+    for (const x of xs) {
+      let best = -1;
+      for (let j = 0; j < ys.length; j++) {
+        if (taken[j] === 1 || !this.stronger(ys[j]!, x)) continue;
+        if (best === -1 || this.ops[ys[j]!]!.call > this.ops[ys[best]!]!.call) best = j;
+      }
+      if (best === -1) return false;
+      taken[best] = 1;
+    }
     return true;
   }
 
@@ -704,12 +1090,6 @@ function twinKey(input: HistoryInput): string {
 
 function equalWords(a: Uint32Array, b: Uint32Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** Whether the bits of a are all set in b. */
-function subsetWords(a: Uint32Array, b: Uint32Array): boolean {
-  for (let i = 0; i < a.length; i++) if ((a[i]! & ~b[i]!) !== 0) return false;
   return true;
 }
 
