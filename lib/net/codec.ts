@@ -207,8 +207,11 @@ export type DecodeResult = { ok: true; message: Message } | { ok: false; error: 
  * Decodes and validates one whole message. The body is copied, so the caller may reuse `bytes`.
  * cluster: the expected cluster id, or null to accept any (tools that inspect captured bytes;
  * replicas and clients always pass theirs, lib/net/address.ts).
+ * owned: the caller hands `bytes` over (a buffer allocated for this one frame, never written
+ * again): the body is then a view into it instead of a copy. For a 1 MiB prepare that copy, into
+ * freshly allocated memory, was a large part of what a backup spent per put.
  */
-export function decode(bytes: Uint8Array, cluster: bigint | null): DecodeResult {
+export function decode(bytes: Uint8Array, cluster: bigint | null, owned = false): DecodeResult {
   if (bytes.length < header_size) return fail("short", `message of ${bytes.length} bytes is shorter than the ${header_size}-byte header`);
   copyHeader(bytes, 0);
   const v = scratch;
@@ -220,7 +223,7 @@ export function decode(bytes: Uint8Array, cluster: bigint | null): DecodeResult 
   if (size !== bytes.length || size > message_size_max) return fail("size", `header says ${size} bytes, frame has ${bytes.length} (max ${message_size_max})`);
   const header_checksum = checksum(scratch_checksummed);
   if (header_checksum !== v.getBigUint64(Offset.checksum, true)) return fail("checksum_header", "header checksum mismatch");
-  const body = bytes.slice(header_size, size);
+  const body = owned ? bytes.subarray(header_size, size) : bytes.slice(header_size, size);
   if (checksum(body) !== v.getBigUint64(Offset.checksum_body, true)) return fail("checksum_body", "body checksum mismatch");
   const h = readHeader(v);
   if (h === null) return fail("field", "a u64 field exceeds 2^53");

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { header_size, message_size_max, protocol_version, sender_client } from "../constants.ts";
 import { Prng } from "../util/prng.ts";
 import { Offset, encode, type Message } from "./codec.ts";
-import { FrameError, FrameReader, reader_buffer_size_initial, reader_buffer_size_retain_max, type FrameErrorCode } from "./frame_reader.ts";
+import { FrameError, FrameReader, reader_buffer_size_initial, type FrameErrorCode } from "./frame_reader.ts";
 import { concat, makeMessage, randomBytes, randomMessage, reseal, sameBytes, test_cluster, withU32 } from "./test_support.ts";
 
 /** Pushes each chunk and collects every message; rethrows FrameError. */
@@ -65,8 +65,8 @@ describe("FrameReader", () => {
       const reader = newReader();
       expectSame(readAll(reader, randomChunks(prng, stream)), messages);
       expect(reader.buffered_bytes).toBe(0);
-      // The partial-frame buffer never outgrows the largest frame (rounded up to a power of two).
-      expect(reader.buffer_capacity).toBeLessThanOrEqual(reader_buffer_size_retain_max);
+      // The retained buffer never grows: large frames are assembled in buffers of their own.
+      expect(reader.buffer_capacity).toBe(reader_buffer_size_initial);
 
       // The whole stream in one chunk takes the zero-copy path for every frame.
       expectSame(readAll(newReader(), [stream]), messages);
@@ -201,6 +201,40 @@ describe("FrameReader", () => {
 
     const field = withU32(frame, Offset.op + 4, 0xffff_ffff); // op >= 2^53
     expect(errorOf(newReader(), [field]).code).toBe("field");
+  });
+
+  test("a large frame's buffer grows with what arrives, not with what its header announces", () => {
+    const prng = new Prng(14);
+    const big = encode(randomMessage(prng, 16 * 1024 * 1024));
+    const reader = newReader();
+    reader.push(big.subarray(0, 1000));
+    expect(reader.next()).toBeNull();
+    expect(reader.large_frame_capacity).toBe(2 * reader_buffer_size_initial);
+    reader.push(big.subarray(1000, 1024 * 1024));
+    expect(reader.next()).toBeNull();
+    expect(reader.large_frame_capacity).toBeLessThanOrEqual(2 * 1024 * 1024);
+    reader.push(big.subarray(1024 * 1024, 4 * 1024 * 1024 + 200));
+    expect(reader.next()).toBeNull();
+    expect(reader.large_frame_capacity).toBe(big.length); // a quarter is here: straight to the frame size
+    reader.push(big.subarray(4 * 1024 * 1024 + 200));
+    const message = reader.next();
+    expect(message).not.toBeNull();
+    expect(message!.body.length).toBe(16 * 1024 * 1024);
+    expect(reader.large_frame_capacity).toBe(0); // the message owns it now
+    // The body is a view into the frame's own buffer, not into anything pushed.
+    big.fill(0);
+    expect(sameBytes(message!.body, big.subarray(128))).toBe(false);
+  });
+
+  test("a 1 MiB frame arriving in reads of 512 KiB gets one buffer, of its exact size", () => {
+    const prng = new Prng(15);
+    const frame = encode(randomMessage(prng, 1024 * 1024 + 32));
+    const reader = newReader();
+    reader.push(frame.subarray(0, 512 * 1024));
+    expect(reader.next()).toBeNull();
+    expect(reader.large_frame_capacity).toBe(frame.length);
+    reader.push(frame.subarray(512 * 1024));
+    expect(reader.next()!.body.length).toBe(1024 * 1024 + 32);
   });
 
   test("a buffer grown for a large frame is released afterwards", () => {

@@ -3,7 +3,7 @@ import { message_size_max } from "../constants.ts";
 import { Prng } from "../util/prng.ts";
 import { encode, type Message } from "./codec.ts";
 import { FrameReader } from "./frame_reader.ts";
-import { FrameWriter, write_buffer_size_initial, write_buffer_size_max, write_buffer_size_retain_max, type ByteSink } from "./frame_writer.ts";
+import { FrameWriter, external_body_size_min, write_buffer_size_initial, write_buffer_size_max, write_buffer_size_retain_max, type ByteSink } from "./frame_writer.ts";
 import { concat, randomMessage, sameBytes, test_cluster } from "./test_support.ts";
 
 /** A sink that records every write and accepts at most `accept` bytes per call (-1: closed). */
@@ -76,6 +76,97 @@ describe("FrameWriter", () => {
     expect(sameBytes(sink.bytes(), expected)).toBe(true);
     expect(decodeAll(sink.bytes()).length).toBe(50);
     expect(writer.bytes_written).toBe(expected.length);
+  });
+
+  test("a large body goes out from the message itself, right after the buffered bytes", async () => {
+    const prng = new Prng(7);
+    const sink = new FakeSink();
+    const writer = new FrameWriter();
+    writer.attach(sink);
+    const small = randomMessage(prng, 100);
+    const large = randomMessage(prng, external_body_size_min);
+    writer.send(small);
+    writer.send(large);
+    expect(writer.buffer_capacity).toBe(write_buffer_size_initial); // the body was not copied in
+    expect(writer.buffered_bytes).toBe(encode(small).length + encode(large).length);
+    await turn();
+    expect(sink.writes).toEqual([encode(small).length + 128, large.body.length]);
+    expect(sameBytes(sink.bytes(), concat([encode(small), encode(large)]))).toBe(true);
+    expect(writer.buffered_bytes).toBe(0);
+  });
+
+  test("per_turn: messages from several callbacks of one turn leave in one write", async () => {
+    const prng = new Prng(10);
+    for (const per_turn of [false, true]) {
+      const sink = new FakeSink();
+      const writer = new FrameWriter({ per_turn });
+      writer.attach(sink);
+      const messages = Array.from({ length: 3 }, () => randomMessage(prng, 100));
+      // Three timer callbacks due in the same turn, like three sockets' data events: microtasks
+      // run after each of them, immediates once after all.
+      for (const m of messages) setTimeout(() => writer.send(m), 0);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(sink.writes.length).toBe(per_turn ? 1 : 3);
+      expect(sameBytes(sink.bytes(), concat(messages.map(encode)))).toBe(true);
+    }
+  });
+
+  test("several large bodies in one turn are all written from their messages", async () => {
+    const prng = new Prng(9);
+    const sink = new FakeSink();
+    const writer = new FrameWriter();
+    writer.attach(sink);
+    const messages = [randomMessage(prng, external_body_size_min), randomMessage(prng, 10), randomMessage(prng, external_body_size_min + 1), randomMessage(prng, external_body_size_min + 2)];
+    for (const m of messages) writer.send(m);
+    expect(writer.buffer_capacity).toBe(write_buffer_size_initial);
+    await turn();
+    // header | body | small message + header | body | header | body
+    expect(sink.writes).toEqual([128, messages[0]!.body.length, encode(messages[1]!).length + 128, messages[2]!.body.length, 128, messages[3]!.body.length]);
+    expect(sameBytes(sink.bytes(), concat(messages.map(encode)))).toBe(true);
+  });
+
+  test("large and small messages, any write sizes: the stream is intact and in order", async () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const prng = new Prng(100 + seed);
+      const sink = new FakeSink(prng.chance(0.5) ? Infinity : prng.range(0, 300_000));
+      const writer = new FrameWriter();
+      writer.attach(sink);
+      const messages: Message[] = [];
+      for (let turns = 0; turns < 8; turns++) {
+        for (let i = prng.range(1, 4); i > 0; i--) {
+          const m = randomMessage(prng, prng.chance(0.4) ? prng.range(external_body_size_min, 300_000) : prng.range(0, 2000));
+          expect(writer.send(m)).toBe(true);
+          messages.push(m);
+        }
+        await turn();
+        if (prng.chance(0.5)) {
+          sink.accept = prng.chance(0.3) ? Infinity : prng.range(0, 300_000);
+          writer.flush(); // a drain
+        }
+      }
+      for (let drains = 0; writer.buffered_bytes > 0; drains++) {
+        expect(drains).toBeLessThan(10_000);
+        sink.accept = prng.range(0, 300_000);
+        writer.flush();
+      }
+      const expected = concat(messages.map(encode));
+      expect(writer.bytes_written).toBe(expected.length);
+      expect(sameBytes(sink.bytes(), expected)).toBe(true);
+      expect(writer.is_blocked).toBe(false);
+    }
+  });
+
+  test("a closed sink keeps a pending large body counted until detach", async () => {
+    const prng = new Prng(8);
+    const sink = new FakeSink(-1);
+    const writer = new FrameWriter();
+    writer.attach(sink);
+    const large = randomMessage(prng, external_body_size_min + 10);
+    writer.send(large);
+    await turn();
+    expect(writer.buffered_bytes).toBe(encode(large).length);
+    expect(writer.detach()).toBe(encode(large).length);
+    expect(writer.buffered_bytes).toBe(0);
   });
 
   test("a blocked writer drops new messages above its bound and counts them; memory stays bounded", async () => {

@@ -2,11 +2,22 @@
  * Per-connection coalescing writer (DESIGN §9: "coalesced socket writes, one write per connection
  * per turn; no per-message allocation on the hot path").
  *
- * send() encodes the message straight into one growable buffer and schedules a flush for the end of
- * the current event-loop turn (queueMicrotask), so every message produced while handling one batch
- * of input leaves in one write() syscall. Bun sockets do not buffer (notes/bun.md §4): write()
+ * send() encodes the message straight into one growable buffer and schedules a flush: by default
+ * right after the current callback (queueMicrotask), so every message produced while handling one
+ * batch of input leaves in one write() syscall; with `per_turn`, at the end of the event-loop turn
+ * (setImmediate), so messages produced by all the callbacks of one turn leave together (a replica
+ * node, whose primary makes a prepare in each of several callbacks of a turn, see TcpTransport
+ * flushWrites). Bun sockets do not buffer (notes/bun.md §4): write()
  * accepts what the kernel takes and returns that count (short or 0 under backpressure, -1 when
  * closed); the rest waits here for the socket's `drain` event, which must call flush().
+ *
+ * A large body (a 1 MiB value in a prepare or a get reply) is not copied into the buffer when it
+ * can go out as is: its header is encoded into the buffer and the body is written from the
+ * message itself right after the buffered bytes, in the same flush (one more write() call, one
+ * 1 MiB copy fewer per message and connection). Bodies are immutable once finalized, and the
+ * reference is held only until that flush: if the kernel does not take everything, or another
+ * message is queued behind it, the body is copied into the buffer after all, so the blocked and
+ * ordering logic below only ever deals with the buffer.
  *
  * The buffer is bounded. VSR tolerates message loss (everything is retried), unbounded buffering
  * toward a peer that stopped reading is a memory leak, so above the bound new messages are dropped
@@ -14,7 +25,7 @@
  */
 import { assert } from "../util/assert.ts";
 import { header_size, message_size_max } from "../constants.ts";
-import { encodeInto, type Message } from "./codec.ts";
+import { encodeInto, writeHeader, type Message } from "./codec.ts";
 
 /** Bytes queued per connection beyond which new messages are dropped: 64 MiB of backlog plus room
  * for one maximum-size message, so a writer below 64 MiB can always take any message. */
@@ -25,6 +36,9 @@ export const write_buffer_size_initial = 64 * 1024;
  * peer should not pin tens of MiB per connection forever). */
 export const write_buffer_size_retain_max = 4 * 1024 * 1024;
 
+/** Bodies at least this large are written from the message instead of being copied (see above). */
+export const external_body_size_min = 64 * 1024;
+
 /** Where bytes go: a Bun socket satisfies it. Returns bytes accepted (maybe fewer, or 0), -1 if closed. */
 export interface ByteSink {
   write(data: Uint8Array, byte_offset: number, byte_length: number): number;
@@ -33,6 +47,8 @@ export interface ByteSink {
 export interface FrameWriterOptions {
   /** Queued bytes above which messages are dropped. Default write_buffer_size_max. */
   buffered_bytes_max?: number;
+  /** Flush at the end of the event-loop turn instead of after the current callback. */
+  per_turn?: boolean;
 }
 
 export class FrameWriter {
@@ -50,27 +66,34 @@ export class FrameWriter {
 
   private sink: ByteSink | null = null;
   private buffer = new Uint8Array(write_buffer_size_initial);
-  /** Unwritten bytes are buffer[start..end). */
+  /** Unwritten bytes are buffer[start..end), with each of `externals` inserted at its `at`. */
   private start = 0;
   private end = 0;
+  /** Large bodies written from their messages (see above), in stream order: each goes right after
+   * buffer[..at), which ends with its header. Only queued while not blocked. */
+  private externals: { at: number; body: Uint8Array }[] = [];
+  private external_bytes = 0;
   private flush_scheduled = false;
   /** The last write was short: the kernel buffer is full, so wait for drain instead of retrying
    * every turn. flush() still writes when called (from drain, or a periodic safety net). */
   private blocked = false;
   // Bound once, so scheduling a flush allocates nothing.
-  private readonly flush_microtask = (): void => {
+  private readonly flush_scheduled_callback = (): void => {
     this.flush_scheduled = false;
     if (!this.blocked) this.flush();
   };
 
+  private readonly per_turn: boolean;
+
   constructor(options: FrameWriterOptions = {}) {
+    this.per_turn = options.per_turn ?? false;
     this.buffered_bytes_max = options.buffered_bytes_max ?? write_buffer_size_max;
     assert(Number.isInteger(this.buffered_bytes_max) && this.buffered_bytes_max >= header_size, `buffered_bytes_max must be an integer >= ${header_size}, got ${this.buffered_bytes_max}`);
   }
 
   /** Bytes queued and not yet accepted by the sink. */
   get buffered_bytes(): number {
-    return this.end - this.start;
+    return this.end - this.start + this.external_bytes;
   }
 
   /** Capacity of the buffer (for memory accounting and tests). */
@@ -98,12 +121,14 @@ export class FrameWriter {
   /** The connection closed: forgets the sink and discards what was queued (a frame cut halfway
    * cannot be resumed on another connection). Returns the bytes discarded. */
   detach(): number {
-    const discarded = this.end - this.start;
+    const discarded = this.buffered_bytes;
     this.bytes_discarded += discarded;
     this.sink = null;
     this.blocked = false;
     this.start = 0;
     this.end = 0;
+    this.externals = [];
+    this.external_bytes = 0;
     this.shrink();
     return discarded;
   }
@@ -112,14 +137,22 @@ export class FrameWriter {
   send(message: Message): boolean {
     const size = message.header.size;
     assert(size === header_size + message.body.length && size <= message_size_max, "FrameWriter.send: message not finalized");
-    if (this.end - this.start + size > this.buffered_bytes_max) {
+    if (this.buffered_bytes + size > this.buffered_bytes_max) {
       this.messages_dropped += 1;
       return false;
     }
-    this.reserve(size);
-    const written = encodeInto(message, this.buffer, this.end);
-    assert(written === size, "FrameWriter.send: encodeInto wrote an unexpected size");
-    this.end += size;
+    if (message.body.length >= external_body_size_min && this.sink !== null && !this.blocked) {
+      this.reserve(header_size);
+      writeHeader(message.header, this.buffer, this.end);
+      this.end += header_size;
+      this.externals.push({ at: this.end, body: message.body });
+      this.external_bytes += message.body.length;
+    } else {
+      this.reserve(size);
+      const written = encodeInto(message, this.buffer, this.end);
+      assert(written === size, "FrameWriter.send: encodeInto wrote an unexpected size");
+      this.end += size;
+    }
     this.messages_queued += 1;
     if (!this.blocked) this.schedule();
     return true;
@@ -128,35 +161,92 @@ export class FrameWriter {
   /** Writes as much as the sink accepts. Call from the socket's drain handler. */
   flush(): void {
     const sink = this.sink;
-    if (sink === null || this.end === this.start) {
+    if (sink === null || this.buffered_bytes === 0) {
       this.blocked = false;
       return;
     }
-    const pending = this.end - this.start;
-    const accepted = sink.write(this.buffer, this.start, pending);
-    this.writes += 1;
-    if (accepted < 0) return; // closed: the close handler detaches us
-    assert(accepted <= pending, () => `sink accepted ${accepted} of ${pending} bytes`);
-    this.bytes_written += accepted;
-    this.start += accepted;
-    this.blocked = this.start < this.end;
-    if (!this.blocked) {
-      this.start = 0;
-      this.end = 0;
-      this.shrink();
+    // The buffer up to each large body, then the body; then the rest of the buffer.
+    while (this.externals.length > 0) {
+      const next = this.externals[0]!;
+      if (next.at > this.start && !this.write(sink, this.buffer, this.start, next.at - this.start)) return;
+      if (!this.write(sink, next.body, 0, next.body.length)) return;
     }
+    if (this.end > this.start && !this.write(sink, this.buffer, this.start, this.end - this.start)) return;
+    this.blocked = false;
+    this.start = 0;
+    this.end = 0;
+    this.shrink();
+  }
+
+  /**
+   * One sink.write of bytes[offset..+length): the buffer from `start`, or the first external
+   * body. Consumes what was accepted and returns true if that was everything. Otherwise the writer
+   * is blocked with every unwritten byte in its buffer (internalize), or the sink is closed (then
+   * nothing changes: the close handler detaches and counts what is discarded).
+   */
+  private write(sink: ByteSink, bytes: Uint8Array, offset: number, length: number): boolean {
+    const accepted = sink.write(bytes, offset, length);
+    this.writes += 1;
+    if (accepted < 0) return false;
+    assert(accepted <= length, () => `sink accepted ${accepted} of ${length} bytes`);
+    this.bytes_written += accepted;
+    if (bytes === this.buffer) {
+      this.start += accepted;
+    } else {
+      const first = this.externals[0]!;
+      assert(first.body === bytes && offset === 0, "FrameWriter.write: not the first external body");
+      this.external_bytes -= accepted;
+      if (accepted === length) this.externals.shift();
+      else first.body = bytes.subarray(accepted);
+    }
+    if (accepted === length) return true;
+    this.internalize();
+    this.blocked = true;
+    return false;
+  }
+
+  /** Copies whatever is left of the external bodies into the buffer, each where it belongs in the
+   * stream, so that a blocked writer holds everything it has to send in the buffer alone. */
+  private internalize(): void {
+    if (this.externals.length === 0) return;
+    const pieces: Uint8Array[] = [];
+    let position = this.start;
+    for (const { at, body } of this.externals) {
+      pieces.push(this.buffer.subarray(position, at), body);
+      position = at;
+    }
+    pieces.push(this.buffer.subarray(position, this.end));
+    const total = this.buffered_bytes;
+    // A fresh buffer (the pieces include views of the old one); within the bound, as in reserve.
+    let capacity = write_buffer_size_initial;
+    while (capacity < total) capacity *= 2;
+    const next = new Uint8Array(Math.min(capacity, Math.max(this.buffered_bytes_max, write_buffer_size_initial)));
+    let offset = 0;
+    for (const piece of pieces) {
+      next.set(piece, offset);
+      offset += piece.length;
+    }
+    assert(offset === total, "FrameWriter.internalize: lost bytes");
+    this.buffer = next;
+    this.start = 0;
+    this.end = total;
+    this.externals = [];
+    this.external_bytes = 0;
   }
 
   private schedule(): void {
     if (this.flush_scheduled || this.sink === null) return;
     this.flush_scheduled = true;
-    queueMicrotask(this.flush_microtask);
+    if (this.per_turn) setImmediate(this.flush_scheduled_callback);
+    else queueMicrotask(this.flush_scheduled_callback);
   }
 
-  /** Makes room for `size` more bytes at `end`: compacts when that suffices, else grows. */
+  /** Makes room for `size` more bytes at `end`: compacts when that suffices, else grows. External
+   * bodies' positions move with the bytes. */
   private reserve(size: number): void {
     if (this.end + size <= this.buffer.length) return;
     const live = this.end - this.start;
+    for (const external of this.externals) external.at -= this.start;
     if (live + size <= this.buffer.length) {
       this.buffer.copyWithin(0, this.start, this.end);
     } else {

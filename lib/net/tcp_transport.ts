@@ -79,6 +79,9 @@ export interface TransportOptions {
   frame_size_max?: number;
   /** Per-connection bound on queued outgoing bytes. Default write_buffer_size_max. */
   write_buffer_size_max?: number;
+  /** Coalesce each connection's writes over the whole event-loop turn rather than per callback
+   * (FrameWriter per_turn); the owner may send them earlier with flushWrites(). */
+  flush_per_turn?: boolean;
   /** Opens a TCP connection; Bun.connect unless a test injects a slow or failing one. */
   dial?: (options: TCPSocketConnectOptions<SocketData>) => Promise<TransportSocket>;
   /** Overrides for the timing constants above (tests use short ones). */
@@ -188,6 +191,8 @@ export class TcpTransport {
   private readonly incoming = new Set<Connection>();
   /** Client id -> the connection its last request came in on. */
   private readonly routes = new Map<bigint, Connection>();
+  /** Writers that were sent something since the last flushWrites (flush_per_turn only). */
+  private readonly unflushed = new Set<FrameWriter>();
   private readonly log_limiter = new LogLimiter();
   private readonly connect_timeout_ms: number;
   private readonly peer_silence_timeout_ms: number;
@@ -385,7 +390,17 @@ export class TcpTransport {
   }
 
   private newWriter(): FrameWriter {
-    return new FrameWriter({ buffered_bytes_max: this.write_buffer_size_max });
+    return new FrameWriter({ buffered_bytes_max: this.write_buffer_size_max, per_turn: this.options.flush_per_turn === true });
+  }
+
+  /** Writes now what every connection has queued (each writer would otherwise do it at the end of
+   * the turn). A replica node calls it before a flush blocks the event loop in fdatasync, so what
+   * the turn produced (prepares above all) is on its way first, and after it. */
+  flushWrites(): void {
+    for (const writer of this.unflushed) {
+      if (writer.attached && !writer.is_blocked) writer.flush();
+    }
+    this.unflushed.clear();
   }
 
   private newInfo(direction: Direction, remote: string, peer: number | null): ConnectionInfo {
@@ -509,6 +524,7 @@ export class TcpTransport {
     this.counters.bytes_dropped_disconnected += discarded;
     if (connection.info.direction === "incoming") {
       this.incoming.delete(connection);
+      this.unflushed.delete(connection.writer);
       for (const client of connection.clients) {
         if (this.routes.get(client) === connection) this.routes.delete(client);
       }
@@ -623,6 +639,7 @@ export class TcpTransport {
   private queue(writer: FrameWriter, message: Message, remote: string): boolean {
     if (writer.send(message)) {
       this.counters.frames_out += 1;
+      if (this.options.flush_per_turn === true) this.unflushed.add(writer);
       return true;
     }
     this.counters.messages_dropped_backpressure += 1;

@@ -82,6 +82,10 @@ export class ReplicaNode {
         self: this.index,
         listen: this.options.listen ?? this.options.self,
         peers: this.membership.replicas,
+        // One write per connection per turn (DESIGN §9): a primary makes a prepare in each of
+        // several callbacks of a turn, and they now leave together (flush() below sends them
+        // before it blocks in fdatasync).
+        flush_per_turn: true,
         log: (level, text) => this.log.log(level, text),
       },
       { onMessage: (message, connection) => this.onMessage(message, connection) },
@@ -170,6 +174,10 @@ export class ReplicaNode {
     this.flush_scheduled = false;
     const replica = this.replica;
     if (replica === null) return;
+    // What this turn produced leaves before the fdatasync blocks the event loop (the backups'
+    // journal writes overlap the primary's), and what the flush allowed (acknowledgements,
+    // replies) right after it, not a turn later.
+    this.transport?.flushWrites();
     try {
       replica.flush();
       this.problem = null;
@@ -177,6 +185,8 @@ export class ReplicaNode {
       if (!(error instanceof FsError)) throw error;
       this.onStorageError(error);
       return;
+    } finally {
+      this.transport?.flushWrites();
     }
     this.afterEvent();
   }

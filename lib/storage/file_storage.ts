@@ -15,10 +15,12 @@
  * acknowledged.
  */
 import { assert } from "../util/assert.ts";
+import { allocUninitialized, writeU32, writeU64, writeU64Big } from "../util/bytes.ts";
 import { checksum } from "../util/checksum.ts";
-import { Header, decode, decodeHeader, encode, writeHeader, type Message } from "../net/codec.ts";
+import { Header, decode, decodeHeader, encodeInto, writeHeader, type Message } from "../net/codec.ts";
 import { header_size } from "../constants.ts";
 import { ObjectStore, type ObjectEntry, type ValueLocation } from "../store/object_store.ts";
+import { allocValueWithHeadroom } from "../store/operations.ts";
 import { ClientTable, type ClientSession } from "../vsr/client_table.ts";
 import { rootPrepare } from "../vsr/root.ts";
 import type { CheckpointId, CheckpointMeta, Recovered, RecoveredPrepare, Storage, SyncChunk, VsrState } from "../vsr/storage.ts";
@@ -39,6 +41,17 @@ import { Reader, Writer, readObjectMeta, readSession, writeObjectMeta, writeSess
 export const header_record_size = 256;
 const headers_path = "journal/headers";
 
+/** Prepares up to this size are encoded into a reused buffer and written with one pwrite; larger
+ * ones are written as header and body, the body straight from the message: a second system call
+ * costs less than copying a large body into a freshly allocated buffer (which profiling showed for
+ * every 1 MiB put, on every replica). */
+const prepare_scratch_size = 64 * 1024;
+
+/** Segments are zero-filled this far ahead of small appends (see preallocate). */
+const preallocate_step_bytes = 1024 * 1024;
+/** Source of those zeros (never written). */
+const zeros = new Uint8Array(preallocate_step_bytes + prepare_scratch_size);
+
 export interface StorageOptions extends SuperblockIdentity {
   journal_slot_count: number;
   segment_size_bytes: number;
@@ -55,6 +68,9 @@ interface Segment {
   /** Next append offset (only for segments written since open). */
   write_offset: number;
   capacity: number;
+  /** Bytes from the start known to have disk blocks: written, or zero-filled ahead of the appends
+   * (see preallocate). A segment opened at recovery is never appended to, so 0 there. */
+  allocated: number;
   /** Highest op of a prepare written into it (-1 if none known). */
   max_op: number;
   dirty: boolean;
@@ -115,6 +131,10 @@ export class FileStorage implements Storage {
   private segments_created = false;
   private readonly prepares = new Map<number, PrepareLocation>();
   private pending_records: PrepareLocation[] = [];
+  /** Reused for encoding small prepares, and a large prepare's header (see prepare_scratch_size). */
+  private readonly prepare_scratch = new Uint8Array(prepare_scratch_size);
+  /** Reused for the header records of one flush (grown as needed, see writeRecords). */
+  private records_scratch = new Uint8Array(16 * header_record_size);
   private pending_state: VsrState | null = null;
   /** The published checkpoint, then older ones kept so lagging peers can still sync: a prepare
    * names a checkpoint up to two intervals behind it (lib/vsr/checkpoint.ts), so peers keep three. */
@@ -169,7 +189,7 @@ export class FileStorage implements Storage {
     this.datasync(this.superblock_fd);
     this.datasync(this.headers_fd);
     for (const dir of ["journal", "checkpoint", ""]) this.fs.fsyncDir(dir);
-    const { record, first_half, newest_copies } = readSuperblock(this.fs, this.superblock_fd);
+    const { record, first_half } = readSuperblock(this.fs, this.superblock_fd);
     this.superblock_first_half = first_half;
     if (record === null) {
       // Never formatted, or a format/recovery that crashed before its first superblock: nothing
@@ -185,14 +205,13 @@ export class FileStorage implements Storage {
     }
     this.sequence = record.sequence;
     const state = record.state;
-    if (newest_copies < superblock_copies) {
-      // A copy is damaged, or a write was cut short between its halves: the state this replica
-      // may have acted on is in fewer than four copies. Restore full redundancy now, not at the
-      // next view change or checkpoint (a damaged sector then could leave only an older state).
-      this.sequence += 1;
-      writeSuperblock(this.fs, this.superblock_fd, { sequence: this.sequence, identity: this.options, state }, this.superblock_first_half);
-      this.superblock_first_half = 0;
-    }
+    // Rewrite the state this replica is about to act on in all four copies: a copy may be damaged
+    // or a write cut short between its halves (a damaged sector later could then leave only an
+    // older state), and after a failed fsync the kernel may hold the newest copy only in a page it
+    // marked clean, which syncing alone would not write.
+    this.sequence += 1;
+    writeSuperblock(this.fs, this.superblock_fd, { sequence: this.sequence, identity: this.options, state }, this.superblock_first_half);
+    this.superblock_first_half = 0;
     let checkpoint: CheckpointMeta = { id: state.checkpoint, anchor: this.root, previous: state.checkpoint };
     let store = new ObjectStore();
     let clients = new ClientTable(clients_max);
@@ -239,7 +258,7 @@ export class FileStorage implements Storage {
       const id = Number(match[1]);
       const fd = this.fs.open(segmentPath(id), false);
       const size = this.fs.size(fd);
-      this.segments.set(id, { id, fd, write_offset: size, capacity: size, max_op: -1, dirty: false });
+      this.segments.set(id, { id, fd, write_offset: size, capacity: size, allocated: 0, max_op: -1, dirty: false });
       this.next_segment_id = Math.max(this.next_segment_id, id + 1);
     }
   }
@@ -317,8 +336,16 @@ export class FileStorage implements Storage {
   writePrepare(message: Message): void {
     const size = message.header.size;
     const segment = this.segmentFor(size);
-    const bytes = encode(message);
-    this.fs.pwrite(segment.fd, bytes, segment.write_offset);
+    this.preallocate(segment, size);
+    const scratch = this.prepare_scratch;
+    if (size <= scratch.length) {
+      encodeInto(message, scratch, 0);
+      this.fs.pwrite(segment.fd, scratch.subarray(0, size), segment.write_offset);
+    } else {
+      writeHeader(message.header, scratch, 0);
+      this.fs.pwrite(segment.fd, scratch.subarray(0, header_size), segment.write_offset);
+      this.fs.pwrite(segment.fd, message.body, segment.write_offset + header_size);
+    }
     const location: PrepareLocation = { header: message.header, op: message.header.op, checksum: message.header.checksum, segment: segment.id, offset: segment.write_offset, size };
     segment.write_offset += pad8(size);
     segment.max_op = Math.max(segment.max_op, message.header.op);
@@ -335,11 +362,41 @@ export class FileStorage implements Storage {
     const capacity = Math.max(this.options.segment_size_bytes, pad8(size));
     const fd = this.fs.open(segmentPath(id), true);
     this.fs.truncate(fd, capacity);
-    const segment: Segment = { id, fd, write_offset: 0, capacity, max_op: -1, dirty: true };
+    const segment: Segment = { id, fd, write_offset: 0, capacity, allocated: 0, max_op: -1, dirty: true };
     this.segments.set(id, segment);
     this.segments_created = true;
     this.active = segment;
     return segment;
+  }
+
+  /**
+   * Before an append of `size` bytes at the segment's write offset: keeps the segment's allocated
+   * region (zero-filled, so its disk blocks exist) at least half a step ahead of the appends.
+   * ftruncate only makes a sparse file, so without this every flush's fdatasync would also
+   * allocate the blocks under the new prepares and commit that in the file system's journal;
+   * into allocated blocks it is a plain data write (DESIGN §5 "preallocate each segment";
+   * measured here: a flush of a few small prepares, three replicas on one disk, 0.50 -> 0.36 ms,
+   * CPU 0.13 -> 0.10 ms). Only small appends zero ahead: a large one allocates its own blocks in
+   * one go, and zeroing ahead of 1 MiB values would double what they write. The zeros go at or
+   * beyond the write offset, before the data, so they never cover anything written.
+   */
+  private preallocate(segment: Segment, size: number): void {
+    const end = segment.write_offset + size;
+    if (size < preallocate_step_bytes / 4 && end + preallocate_step_bytes / 2 > segment.allocated && segment.allocated < segment.capacity) {
+      const from = Math.max(segment.allocated, segment.write_offset);
+      const to = Math.min(segment.capacity, Math.max(end, from + preallocate_step_bytes));
+      try {
+        this.fs.pwrite(segment.fd, zeros.subarray(0, to - from), from);
+        segment.dirty = true;
+      } catch (error) {
+        // A disk too full to preallocate may still take the append itself: let that decide.
+        if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
+        segment.allocated = segment.capacity; // and stop trying in this segment
+        return;
+      }
+      segment.allocated = to;
+    }
+    segment.allocated = Math.max(segment.allocated, end);
   }
 
   pending(): boolean {
@@ -350,11 +407,7 @@ export class FileStorage implements Storage {
     this.stats.flushes += 1;
     this.syncSegments();
     if (this.pending_records.length > 0) {
-      const record = new Uint8Array(header_record_size);
-      for (const location of this.pending_records) {
-        encodeRecord(record, location);
-        this.fs.pwrite(this.headers_fd, record, (location.op % this.options.journal_slot_count) * header_record_size);
-      }
+      this.writeRecords(this.pending_records);
       this.datasync(this.headers_fd);
       this.pending_records = [];
     }
@@ -369,6 +422,29 @@ export class FileStorage implements Storage {
       const current = this.retained[0];
       if (current === undefined && state.checkpoint.op === 0) this.retained = [{ id: state.checkpoint, segments: new Set(), chain: [] }];
       else if (current === undefined || state.checkpoint.op > current.id.op) this.publish(state.checkpoint);
+    }
+  }
+
+  /**
+   * Writes header records to the ring, in the order given (a later record for the same slot wins),
+   * with one pwrite per run of consecutive slots instead of one per record: the prepares of one
+   * flush are usually consecutive ops, so this is usually a single system call.
+   */
+  private writeRecords(locations: PrepareLocation[]): void {
+    const slot_count = this.options.journal_slot_count;
+    const size = locations.length * header_record_size;
+    if (this.records_scratch.length < size) this.records_scratch = new Uint8Array(Math.max(size, 2 * this.records_scratch.length));
+    const buffer = this.records_scratch;
+    let run_start = 0;
+    for (let i = 0; i < locations.length; i++) {
+      encodeRecord(buffer.subarray(i * header_record_size, (i + 1) * header_record_size), locations[i]!);
+      const slot = locations[i]!.op % slot_count;
+      const next = locations[i + 1];
+      if (next === undefined || next.op % slot_count !== slot + 1) {
+        const first_slot = locations[run_start]!.op % slot_count;
+        this.fs.pwrite(this.headers_fd, buffer.subarray(run_start * header_record_size, (i + 1) * header_record_size), first_slot * header_record_size);
+        run_start = i + 1;
+      }
     }
   }
 
@@ -455,13 +531,14 @@ export class FileStorage implements Storage {
     if (location === undefined || location.checksum !== checksum_) return null;
     const segment = this.segments.get(location.segment);
     if (segment === undefined) return null;
-    const bytes = new Uint8Array(location.size);
+    // Filled by the read (or discarded), so not zeroed first; and the message keeps it (no copy).
+    const bytes = allocUninitialized(location.size);
     try {
       if (this.fs.pread(segment.fd, bytes, location.offset) !== location.size) return null;
     } catch {
       return null;
     }
-    const decoded = decode(bytes, this.options.cluster);
+    const decoded = decode(bytes, this.options.cluster, true);
     if (!decoded.ok || decoded.message.header.checksum !== checksum_) return null;
     return decoded.message;
   }
@@ -475,7 +552,9 @@ export class FileStorage implements Storage {
   readValue(entry: ObjectEntry): Uint8Array | null {
     const segment = this.segments.get(entry.segment);
     if (segment === undefined) return null;
-    const bytes = new Uint8Array(entry.size);
+    // Filled by the read (or discarded), so not zeroed first; with room in front for a get reply's
+    // header, so the reply is built around it instead of copying it (lib/store/operations.ts).
+    const bytes = allocValueWithHeadroom(entry.size);
     try {
       if (entry.size > 0 && this.fs.pread(segment.fd, bytes, entry.offset) !== entry.size) return null;
     } catch {
@@ -486,6 +565,7 @@ export class FileStorage implements Storage {
 
   writeValue(value: Uint8Array): ValueLocation {
     const segment = this.segmentFor(value.length);
+    this.preallocate(segment, value.length);
     this.fs.pwrite(segment.fd, value, segment.write_offset);
     const location = { segment: segment.id, offset: segment.write_offset };
     segment.write_offset += pad8(value.length);
@@ -742,7 +822,7 @@ export class FileStorage implements Storage {
       const capacity = Math.max(this.options.segment_size_bytes, pad8(value.length));
       const fd = this.fs.open(segmentPath(id), true);
       this.fs.truncate(fd, capacity);
-      segment = { id, fd, write_offset: 0, capacity, max_op: rx.id.op, dirty: true };
+      segment = { id, fd, write_offset: 0, capacity, allocated: 0, max_op: rx.id.op, dirty: true };
       this.segments.set(id, segment);
       this.segments_created = true;
       rx.segment = segment;
@@ -840,13 +920,13 @@ export class FileStorage implements Storage {
 /** Header ring record: the prepare header, u32 segment, u32 size, u64 offset, reserved, and at
  * 248 a u64 checksum of bytes 0..248. */
 function encodeRecord(record: Uint8Array, location: PrepareLocation): void {
-  record.fill(0);
+  assert(record.length === header_record_size, "encodeRecord: record size");
   writeHeader(location.header, record, 0);
-  const v = new DataView(record.buffer, record.byteOffset, header_record_size);
-  v.setUint32(128, location.segment, true);
-  v.setUint32(132, location.size, true);
-  v.setBigUint64(136, BigInt(location.offset), true);
-  v.setBigUint64(248, checksum(record.subarray(0, 248)), true);
+  record.fill(0, header_size, 248);
+  writeU32(record, 128, location.segment);
+  writeU32(record, 132, location.size);
+  writeU64(record, 136, location.offset);
+  writeU64Big(record, 248, checksum(record.subarray(0, 248)));
 }
 
 function isZero(bytes: Uint8Array, offset: number, size: number): boolean {

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import {
   Condition,
   Operation,
+  allocValueWithHeadroom,
   decodeKeyRequest,
   decodeListReply,
   decodeListRequest,
@@ -186,6 +187,32 @@ describe("replies", () => {
     const stat = encodeGetReply(info, null);
     expect(stat.length).toBe(object_info_size);
     expect(readObjectInfo(stat, 0)).toEqual(info);
+  });
+
+  test("a value read with headroom becomes a get reply without a copy, once", () => {
+    const prng = new Prng(6);
+    for (const size of [0, 100, 100_000]) {
+      const info = randomInfo(prng);
+      const value = allocValueWithHeadroom(size);
+      value.set(bytes(prng, size));
+      const expected = value.slice();
+      const get = encodeGetReply(info, value);
+      expect(get.buffer).toBe(value.buffer); // built in place
+      expect(readObjectInfo(get, 0)).toEqual(info);
+      expect(get.subarray(object_info_size)).toEqual(expected);
+      // A second reply from the same value gets a body of its own.
+      const other = randomInfo(prng);
+      const again = encodeGetReply(other, value);
+      expect(again.buffer).not.toBe(value.buffer);
+      expect(readObjectInfo(again, 0)).toEqual(other);
+      expect(readObjectInfo(get, 0)).toEqual(info);
+      // A view into some other buffer is copied, never written around.
+      const host = bytes(prng, size + 64);
+      const before = host.slice();
+      const view = host.subarray(object_info_size, object_info_size + size);
+      expect(encodeGetReply(info, view).buffer).not.toBe(host.buffer);
+      expect(host).toEqual(before);
+    }
   });
 
   test("list reply round trip", () => {

@@ -42,3 +42,18 @@ export function writeU64Big(b: Uint8Array, o: number, n: bigint): void {
   writeU32(b, o, Number(n & 0xffffffffn));
   writeU32(b, o + 4, Number((n >> 32n) & 0xffffffffn));
 }
+
+/** Below this size a zero-filled `new Uint8Array` is as cheap as anything else. */
+const uninitialized_size_min = 16 * 1024;
+
+/**
+ * A plain Uint8Array of `size` bytes whose contents are unspecified, for buffers the caller
+ * overwrites completely (a read into it, a copy into it). Zero-filling a fresh 1 MiB buffer cost
+ * about 35 µs of the 50 µs `new Uint8Array` takes here; for large buffers this skips it. It is a
+ * plain Uint8Array (not a Buffer) so that `slice` keeps copying, as everywhere else in lib/.
+ */
+export function allocUninitialized(size: number): Uint8Array {
+  if (size < uninitialized_size_min) return new Uint8Array(size);
+  const buffer = Buffer.allocUnsafeSlow(size);
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, size);
+}

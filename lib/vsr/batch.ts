@@ -5,7 +5,7 @@
  *   then size bytes of request body, zero-padded to a multiple of 8.
  */
 import { assert } from "../util/assert.ts";
-import { readU32, readU64, readU64Big, writeU32, writeU64, writeU64Big } from "../util/bytes.ts";
+import { allocUninitialized, readU32, readU64, readU64Big, writeU32, writeU64, writeU64Big } from "../util/bytes.ts";
 
 export const batch_header_size = 8;
 export const batch_entry_header_size = 32;
@@ -31,17 +31,27 @@ export function batchEntrySize(body_size: number): number {
 export function encodeBatch(entries: { client: bigint; session: number; request: number; operation: number; body: Uint8Array }[]): Uint8Array {
   let size = batch_header_size;
   for (const e of entries) size += batchEntrySize(e.body.length);
-  const out = new Uint8Array(size);
+  // Not zero-filled up front (for a 1 MiB put that was a third of the cost of building the batch):
+  // every byte is written below, reserved fields and padding as explicit zeros, so the prepare's
+  // bytes (and checksum) stay a function of its requests alone.
+  const out = allocUninitialized(size);
   writeU32(out, 0, entries.length);
+  writeU32(out, 4, 0);
   let offset = batch_header_size;
   for (const e of entries) {
     writeU64Big(out, offset, e.client);
     writeU64(out, offset + 8, e.session);
     writeU32(out, offset + 16, e.request);
     out[offset + 20] = e.operation;
+    out[offset + 21] = 0;
+    out[offset + 22] = 0;
+    out[offset + 23] = 0;
     writeU32(out, offset + 24, e.body.length);
+    writeU32(out, offset + 28, 0);
     out.set(e.body, offset + batch_entry_header_size);
-    offset += batchEntrySize(e.body.length);
+    const end = offset + batchEntrySize(e.body.length);
+    out.fill(0, offset + batch_entry_header_size + e.body.length, end);
+    offset = end;
   }
   assert(offset === size, "batch size mismatch");
   return out;
