@@ -26,6 +26,7 @@
  *   per object; a delta holds per change a u8 tag (1 set, 2 removed) padded to 8, then for a set
  *   the same object record, for a removal u16 key size, u16 reserved, u32 reserved, key, pad to 8.
  */
+import { assert } from "../util/assert.ts";
 import { checksum } from "../util/checksum.ts";
 import { decodeHeader, writeHeader } from "../net/codec.ts";
 import { header_size } from "../constants.ts";
@@ -63,7 +64,20 @@ export interface CheckpointContents {
   segments: Set<number>;
   sessions: [bigint, ClientSession][];
   /** base: every object; delta: the changes (null: removed). */
-  records: Map<string, ObjectEntry | null>;
+  records: CheckpointRecords;
+}
+
+/** What a checkpoint's records are read from: a Map (a delta's changes, a decoded file), or for a
+ * base the live store itself (storeRecords), so a base of 100,000 objects is not first copied into
+ * a Map (that copy was two thirds of the 80 ms a base took to encode). */
+export interface CheckpointRecords extends Iterable<[string, ObjectEntry | null]> {
+  readonly size: number;
+}
+
+/** The store's entries in key order, as checkpoint records, without a copy. Valid only while the
+ * store is not changed (writeCheckpoint encodes synchronously). */
+export function storeRecords(store: ObjectStore): CheckpointRecords {
+  return { size: store.count, [Symbol.iterator]: () => store.all() };
 }
 
 export function encodeCheckpoint(c: CheckpointContents): Uint8Array {
@@ -77,7 +91,9 @@ export function encodeCheckpoint(c: CheckpointContents): Uint8Array {
   for (const segment of segment_ids) w.u32(segment);
   w.align();
   for (const [client, session] of c.sessions) writeSession(w, client, session);
+  let record_count = 0;
   for (const [key, entry] of c.records) {
+    record_count += 1;
     if (c.link.kind === "delta") {
       w.u8(entry === null ? tag_removed : tag_set);
       w.align();
@@ -97,6 +113,7 @@ export function encodeCheckpoint(c: CheckpointContents): Uint8Array {
     w.u32(0);
     w.u64(entry.offset);
   }
+  assert(record_count === c.records.size, () => `checkpoint records: ${record_count} iterated, ${c.records.size} announced`);
   const bytes = w.finish();
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   v.setUint32(8, checkpoint_magic, true);
@@ -229,6 +246,6 @@ export function baseContents(checkpoint: CheckpointMeta, store: ObjectStore, cli
     revision: store.revision,
     segments: store.segments(),
     sessions: clients.entries(),
-    records: new Map(store.all()),
+    records: storeRecords(store),
   };
 }

@@ -33,6 +33,7 @@ import {
   decodeCheckpoint,
   decodeCheckpointSummary,
   encodeCheckpoint,
+  storeRecords,
   type CheckpointContents,
   type CheckpointSummary,
 } from "./checkpoint_file.ts";
@@ -592,7 +593,7 @@ export class FileStorage implements Storage {
       if (tail.delta_bytes + bytes.length > tail.base_bytes) bytes = null;
     }
     if (bytes === null) {
-      contents = { ...common, link: { kind: "base", parent_op: id.op, base_op: id.op }, records: new Map(store.all()) };
+      contents = { ...common, link: { kind: "base", parent_op: id.op, base_op: id.op }, records: storeRecords(store) };
       bytes = encodeCheckpoint(contents);
     }
     const path = checkpointPath(id.op);
