@@ -29,6 +29,11 @@ export const list_limit_max = 1000;
 /** A list reply stays below this size, whatever the limit asked. */
 export const list_reply_size_max = 1024 * 1024;
 
+/** A replica node asks for a garbage collection after this much input (lib/node/replica_node.ts
+ * collectGarbage): what arrives becomes garbage within a few turns, and this bounds how much of it
+ * waits for the collector. */
+export const gc_received_bytes_step = 64 * 1024 * 1024;
+
 export interface Config {
   /** Identifies the cluster; every message and data directory carries it. */
   cluster: bigint;

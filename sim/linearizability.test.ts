@@ -624,6 +624,20 @@ function bruteForceLinearizable(history: History): boolean {
   return search(initial_key_state, 0, 0);
 }
 
+/** The checker's verdict, with and without prechecks, must be the exhaustive search's, and
+ * decided; returns that verdict. */
+function expectAgreesWithExhaustiveSearch(history: Parameters<typeof checkLinearizable>[0], label: string): boolean {
+  const expected = bruteForceLinearizable(history);
+  for (const prechecks of [true, false]) {
+    const actual = checkLinearizable(history, { prechecks });
+    if (actual.ok !== expected || actual.unknown) {
+      const verdict = `checker says ${actual.ok}, exhaustive search says ${expected}`;
+      throw new Error(`${label} (prechecks ${prechecks}): ${verdict}\n${formatHistory(history)}`);
+    }
+  }
+  return expected;
+}
+
 describe("randomized", () => {
   test("generated linearizable histories are accepted; most mutations are rejected", () => {
     const prng = new Prng(20240607);
@@ -659,14 +673,7 @@ describe("randomized", () => {
     for (let round = 0; round < 400; round++) {
       const history = generateHistory(prng, { clients: prng.range(2, 4), operations: prng.range(2, 7), keys: ["k"], open_chance: 0.25 });
       const candidate = prng.chance(0.5) ? (mutate(prng, history) ?? history) : history;
-      const expected = bruteForceLinearizable(candidate);
-      for (const prechecks of [true, false]) {
-        const actual = checkLinearizable(candidate, { prechecks });
-        if (actual.ok !== expected || actual.unknown) {
-          const verdict = `checker says ${actual.ok}, exhaustive search says ${expected}`;
-          throw new Error(`round ${round} (prechecks ${prechecks}): ${verdict}\n${formatHistory(candidate)}`);
-        }
-      }
+      const expected = expectAgreesWithExhaustiveSearch(candidate, `round ${round}`);
       if (!expected) rejections++;
     }
     expect(rejections).toBeGreaterThan(50);
@@ -676,13 +683,7 @@ describe("randomized", () => {
     let accepted = 0;
     for (let seed = 0; seed < 3000; seed++) {
       const history = randomHistory(new Prng(seed));
-      const expected = bruteForceLinearizable(history);
-      for (const prechecks of [true, false]) {
-        const actual = checkLinearizable(history, { prechecks });
-        if (actual.ok !== expected || actual.unknown) {
-          throw new Error(`seed ${seed} (prechecks ${prechecks}): checker says ${actual.ok}, exhaustive search says ${expected}\n${formatHistory(history)}`);
-        }
-      }
+      const expected = expectAgreesWithExhaustiveSearch(history, `seed ${seed}`);
       if (expected) accepted++;
     }
     expect(accepted).toBeGreaterThan(300);
@@ -696,14 +697,7 @@ describe("randomized", () => {
       const options = { clients: prng.range(3, 6), operations: prng.range(8, 22), keys: ["k"], open_chance: prng.pick([0.1, 0.25]) };
       const history = generateConcurrentHistory(prng, options);
       const candidate = prng.chance(0.6) ? (mutate(prng, history) ?? history) : history;
-      const expected = bruteForceLinearizable(candidate);
-      for (const prechecks of [true, false]) {
-        const actual = checkLinearizable(candidate, { prechecks });
-        if (actual.ok !== expected || actual.unknown) {
-          const verdict = `checker says ${actual.ok}, exhaustive search says ${expected}`;
-          throw new Error(`round ${round} (prechecks ${prechecks}): ${verdict}\n${formatHistory(candidate)}`);
-        }
-      }
+      const expected = expectAgreesWithExhaustiveSearch(candidate, `round ${round}`);
       if (!expected) rejections++;
     }
     expect(rejections).toBeGreaterThan(200);
