@@ -366,6 +366,24 @@ describe("TcpTransport", () => {
     expect(a.logs.some((l) => l.includes("half-open"))).toBe(true);
   });
 
+  test("answers that call for nothing back (a pong) do not make a silent peer look half-open", async () => {
+    // Two backups: one answers the other's probe with a pong, and then neither sends anything.
+    const [pa] = freePorts(1);
+    const server = rawListen({ paused: false }); // reads everything, answers nothing
+    const a = await startNode({ self: 0, listen: addr(pa!), peers: [addr(pa!), addr(server.port)], peer_silence_timeout_ms: 200 });
+    const started = performance.now();
+    let op = 0;
+    await waitFor("five silence timeouts of pongs", () => {
+      a.transport.sendToReplica(1, makeMessage({ command: Command.pong, replica: 0, op: op++ }));
+      return performance.now() - started > 1000;
+    });
+    expect(server.sockets.length).toBe(1);
+    expect(a.transport.stats.connections_closed_silent).toBe(0);
+    // A message that does call for an answer still starts the clock.
+    a.transport.sendToReplica(1, ping(0, op++));
+    await waitFor("presumed half-open after a ping", () => a.transport.stats.connections_closed_silent >= 1);
+  });
+
   test("a peer that answers is never presumed half-open", async () => {
     const [p0, p1] = freePorts(2);
     const peers = [addr(p0!), addr(p1!)];

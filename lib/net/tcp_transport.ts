@@ -36,6 +36,14 @@ import { FrameWriter, write_buffer_size_max } from "./frame_writer.ts";
 import { LogLimiter } from "./log_limiter.ts";
 import type { SocketHandler, TCPSocketConnectOptions } from "bun";
 
+/**
+ * Messages that answer another and call for nothing back. Sending one does not start the
+ * half-open clock: two backups exchange nothing in normal operation, so the pong a backup sends
+ * another while the cluster forms, or the headers it serves in a repair, would otherwise be
+ * "waiting for an answer" forever and close a healthy connection 3 s later.
+ */
+const answers_expect_nothing: ReadonlySet<number> = new Set([Command.pong, Command.headers, Command.sync_chunk, Command.value, Command.reply, Command.status]);
+
 export type { ConnectionInfo } from "./connection.ts";
 export type { Address } from "./address.ts";
 
@@ -148,8 +156,9 @@ class Peer {
   retry_timer: Timer | null = null;
   /** Earliest time the next connect attempt may start (backoff after a failure or close). */
   next_attempt_ms = 0;
-  /** When a message to this replica was first queued with no word from it since; null once any
-   * message from it arrives. Drives the half-open check. */
+  /** When a message to this replica that calls for an answer (see answers_expect_nothing) was
+   * first queued with no word from it since; null once any message from it arrives. Drives the
+   * half-open check. */
   unanswered_since_ms: number | null = null;
   last_received_ms: number | null = null;
   /** Consecutive failed connect attempts, for logging. */
@@ -291,7 +300,7 @@ export class TcpTransport {
     const peer = this.peers[index]!;
     if (!this.queue(peer.writer, message, peer.remote)) return false;
     const now = nowMs();
-    if (peer.unanswered_since_ms === null) peer.unanswered_since_ms = now;
+    if (peer.unanswered_since_ms === null && !answers_expect_nothing.has(message.header.command)) peer.unanswered_since_ms = now;
     if (peer.connection === null && peer.retry_timer === null) {
       const wait_ms = peer.next_attempt_ms - now;
       if (wait_ms <= 0) this.connect(peer);
