@@ -723,10 +723,12 @@ export class Simulator {
     if (this.converged()) return;
     const pending = this.clients.filter((c) => !c.idle).map((c) => c.index);
     const states = this.nodes.map((n) => (n.replica === null ? `${n.index}:down` : `${n.index}:${JSON.stringify(n.replica.describe())}`));
-    this.fail(`liveness: not converged ${liveness_bound_us / 1_000_000}s after healing; clients still waiting: [${pending.join(",")}]; replicas: ${states.join(" ")}`);
+    const reason = this.unconverged_reason === "" ? "" : `; ${this.unconverged_reason}`;
+    this.fail(`liveness: not converged ${liveness_bound_us / 1_000_000}s after healing; clients still waiting: [${pending.join(",")}]${reason}; replicas: ${states.join(" ")}`);
   }
 
   private converged(): boolean {
+    this.unconverged_reason = "";
     if (this.clients.some((c) => !c.idle)) return false;
     const up = this.nodes.filter((n) => n.replica !== null).map((n) => n.replica!);
     if (up.length === 0) return false;
@@ -742,8 +744,22 @@ export class Simulator {
         return false;
       }
     }
+    // Full redundancy is restored too: every replica that is up holds an intact copy of every
+    // value (the scrubber finds values damaged at rest and repairs them from peers).
+    for (const node of this.nodes) {
+      if (node.replica === null || node.storage === null) continue;
+      let damaged = 0;
+      for (const [, entry] of node.replica.store.all()) {
+        if (node.storage.readValue(entry) === null) damaged += 1;
+      }
+      this.unconverged_reason = damaged > 0 ? `replica ${node.index} still holds ${damaged} damaged value(s)` : "";
+      if (damaged > 0) return false;
+    }
     return true;
   }
+
+  /** Why the last converged() check found the replicas not converged, when it was not the state. */
+  private unconverged_reason = "";
 }
 
 export function simulate(options: SimOptions): SimResult {

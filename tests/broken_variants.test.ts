@@ -69,7 +69,7 @@ class ReadFromBackup extends Replica {
     const h = message.header;
     const read = h.operation === Operation.get || h.operation === Operation.stat || h.operation === Operation.list;
     if (read && this.status === "normal" && !this.isPrimary()) {
-      const result = executeRead(this.store, h.operation, message.body, (entry) => this.storage.readValue(entry));
+      const result = executeRead(this.store, h.operation, message.body, (_key, entry) => this.storage.readValue(entry));
       this.sendReply(h.client, h.request, h.session, h.operation, result.result, result.body, 0, 0);
       return;
     }
@@ -93,6 +93,12 @@ class DamagedAsBlank extends FileStorage {
   }
 }
 
+/** A replica that never scrubs: values damaged at rest stay damaged until a client reads them,
+ * so redundancy silently decays (the liveness phase requires every copy intact). */
+class NoScrub extends Replica {
+  protected override scrub(): void {}
+}
+
 describe("broken replicas are caught", () => {
   test("a commit quorum of f", () => expectCaught("commit quorum of f", QuorumOfF, 100), timeout_ms);
   test("a backup acknowledging before its write is durable", () => expectCaught("ack before durable", AckBeforeDurable, 200), timeout_ms);
@@ -102,6 +108,7 @@ describe("broken replicas are caught", () => {
 
   test("a replica writing its view after sending do_view_change", () => expectCaught("view persisted after do_view_change", ViewAfterDoViewChange, 500), timeout_ms);
   test("storage treating a damaged acknowledged prepare as blank", () => expectCaught("damaged slot treated as blank", { storage_class: DamagedAsBlank }, 600), timeout_ms);
+  test("a replica that never scrubs its values", () => expectCaught("no scrubbing", NoScrub, 700), timeout_ms);
 
   test("the correct replica passes the same seeds", () => {
     for (const first of [100, 200]) {

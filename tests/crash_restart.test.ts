@@ -7,10 +7,10 @@
  * replica's journal segment (it must detect and repair it). scripts/crash_rounds.ts runs more rounds.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { TestCluster, describeStatuses } from "./support/cluster.ts";
+import { TestCluster, describeStatuses, waitFor } from "./support/cluster.ts";
 import { logTails, seededPrng } from "./support/harness.ts";
 import { Ledger } from "./support/workload.ts";
-import { crashRound, describeRound, writeColdKeys, type CrashRoundOptions, type CrashRoundResult } from "./support/crash.ts";
+import { crashRound, describeRound, flipJournalByte, writeColdKeys, type CrashRoundOptions, type CrashRoundResult } from "./support/crash.ts";
 import type { Prng } from "../lib/util/prng.ts";
 
 let cluster: TestCluster;
@@ -69,5 +69,20 @@ describe("kill -9 of every replica under load, then restart", () => {
     const [result] = await rounds(1, { variant: "wipe", read_through_victim: true });
     // A replica that lost its disk while the others did not must never format (DESIGN §4).
     expect(result!.victim_log.filter((line) => /formatting/i.test(line))).toEqual([]);
+  }), 60_000);
+
+  test("one byte of a cold value flipped on a running backup: the scrubber repairs it with no read", () => guarded(async () => {
+    // No crash and no read of the key: only the background scrubber can notice (DESIGN §5).
+    const statuses = await cluster.waitConverged();
+    const status = statuses.find((s) => !s.primary)!;
+    const backup = cluster.replicas[status.replica]!;
+    const log_offset = cluster.logs(backup).length;
+    const damage = flipJournalByte(backup.data_dir, ledger, prng, status.checkpoint);
+    console.log(`  replica ${backup.index} (backup, running): ${damage}`);
+    expect(damage).toContain("the live value of");
+    const started = performance.now();
+    await waitFor("the scrubber to find and repair the value", () => /repaired a damaged value/.test(cluster.logs(backup).slice(log_offset)), 40_000, 100);
+    console.log(`  found and repaired ${Math.round(performance.now() - started)} ms after the flip`);
+    expect(await ledger.verify(cluster.addresses)).toEqual([]);
   }), 60_000);
 });

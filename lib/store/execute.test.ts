@@ -34,7 +34,7 @@ class Disk {
     return this.write(Operation.delete, encodeKeyRequest(k(key), null, condition, if_version));
   }
 
-  readonly reader = (entry: ObjectEntry): Uint8Array | null => {
+  readonly reader = (_key: string, entry: ObjectEntry): Uint8Array | null => {
     const image = this.segments.get(entry.segment);
     if (image === undefined) return null;
     return image.slice(entry.offset, entry.offset + entry.size);
@@ -125,7 +125,7 @@ describe("executeWrite", () => {
     expect(entry.timestamp).toBe(d.timestamp);
     // Body at offset 100 of the segment; the value follows the 16-byte fixed part and the key.
     expect(entry.offset).toBe(100 + 16 + 3);
-    expect(d.reader(entry)).toEqual(value);
+    expect(d.reader("key", entry)).toEqual(value);
   });
 
   test("if_absent puts only when the key is absent", () => {

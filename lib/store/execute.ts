@@ -90,16 +90,17 @@ function conditionFails(condition: Condition, if_version: number, current: Objec
 }
 
 /** Reads a value from disk, verifying its checksum; null if it is damaged or unreadable. */
-export type ValueReader = (entry: ObjectEntry) => Uint8Array | null;
+export type ValueReader = (key: string, entry: ObjectEntry) => Uint8Array | null;
 
 export function executeRead(store: ObjectStore, operation: Operation, body: Uint8Array, read: ValueReader): ExecuteResult {
   if (operation === Operation.list) return executeList(store, body);
   const request = decodeKeyRequest(body, false);
   if (request === null || !validKey(request.key)) return { result: Result.bad_request, body: empty };
-  const entry = store.get(keyFromBytes(request.key));
+  const key = keyFromBytes(request.key);
+  const entry = store.get(key);
   if (entry === undefined) return { result: Result.not_found, body: empty };
   if (operation === Operation.stat) return { result: Result.ok, body: encodeGetReply(entry, null) };
-  const value = read(entry);
+  const value = read(key, entry);
   if (value === null) return { result: Result.unavailable, body: empty };
   return { result: Result.ok, body: encodeGetReply(entry, value) };
 }

@@ -149,7 +149,8 @@ export function flipJournalByte(data_dir: string, ledger: Ledger, prng: Prng, ch
   const live: Candidate[] = [];
   for (const key of ledger.keys) {
     const value = ledger.ackedValue(key)!;
-    if (value.length < 16) continue;
+    // A put of the key cut off by a crash may have committed a newer value: then this one is dead.
+    if (value.length < 16 || ledger.hasUnknown(key)) continue;
     const needle = Buffer.from(value.buffer, value.byteOffset, Math.min(value.length, 64));
     const found: { name: string; file: string; offset: number }[] = [];
     for (const segment of segments) {

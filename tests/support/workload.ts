@@ -85,6 +85,12 @@ export class Ledger {
     list.push(value);
   }
 
+  /** Whether a put of key ever had an unknown outcome: its newest acknowledged value may then
+   * have been overwritten by that put (so it may not be the live copy). */
+  hasUnknown(key: string): boolean {
+    return this.unknown.has(key);
+  }
+
   /** The bytes of the newest acknowledged version of key, or null. */
   ackedValue(key: string): Uint8Array | null {
     return this.acked.get(key)?.value ?? null;
