@@ -1231,6 +1231,7 @@ export class Replica {
       const prepare = this.pipelineMessage(op, header.checksum) ?? this.recentPrepare(op, header.checksum) ?? this.storage.readPrepare(op, header.checksum);
       if (prepare === null) {
         // Damaged on disk since it was written: repair fetches it again.
+        this.env.log("warn", `replica ${this.replica}: prepare op ${op} is damaged on disk: repairing it from a peer before executing it`);
         this.journal.damaged(header);
         break;
       }

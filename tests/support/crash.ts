@@ -11,6 +11,9 @@ import { TestCluster, describeStatuses, waitFor, type ReplicaProcess } from "./c
 import { Client } from "../../lib/client/client.ts";
 import { Ledger, WriteLoad, valueFor } from "./workload.ts";
 
+/** Keys written once before the first round (writeColdKeys). */
+const cold_prefix = "cold/";
+
 export type CrashVariant = "plain" | "wipe" | "flip";
 
 export interface CrashRoundOptions {
@@ -126,17 +129,20 @@ export async function makePrimary(cluster: TestCluster, target: ReplicaProcess, 
 
 interface Candidate {
   file: string;
-  op: number;
+  /** Written before the first round (writeColdKeys), so below every later checkpoint. */
+  cold: boolean;
   offset: number;
   what: string;
 }
 
 /**
  * Flips (inverts) one byte of one journal segment file of a stopped replica: in the middle of a
- * value that is still live (the newest acknowledged version of its key, so a read must touch it),
- * preferring one written at or below the replica's checkpoint (so a restart does not replay its
- * prepare: only a read finds the damage); if there is none, in the middle of the written part of
- * the largest segment. A live value is found by its bytes (the ledger knows them), whether it sits
+ * value that is still live (the newest acknowledged version of its key, so a read must touch it):
+ * half the time a cold one (written before the first round, so below the checkpoint: a restart
+ * does not replay its prepare, and only a read or the scrubber finds the damage), otherwise any
+ * (one above the checkpoint is found when its prepare is replayed). If there is none, in the
+ * middle of the written part of the largest segment. (Versions are a revision counter, not op
+ * numbers, so a version cannot be compared with the checkpoint op.) A live value is found by its bytes (the ledger knows them), whether it sits
  * in the prepare that wrote it or was copied since (repair, state sync, compaction); only values
  * with exactly one copy in this replica's segments qualify, so the flip hits the copy in use.
  * Returns what it damaged.
@@ -159,16 +165,17 @@ export function flipJournalByte(data_dir: string, ledger: Ledger, prng: Prng, ch
       }
     }
     if (found.length !== 1) continue;
-    const op = ledger.ackedVersion(key)!;
-    const where = op <= checkpoint_op ? `at or below checkpoint ${checkpoint_op}` : `above checkpoint ${checkpoint_op}`;
-    live.push({ file: found[0]!.file, op, offset: found[0]!.offset + Math.floor(value.length / 2), what: `the live value of ${key} (version ${op}, ${where}, ${value.length} bytes) in ${found[0]!.name}` });
+    const version = ledger.ackedVersion(key)!;
+    const cold = key.startsWith(cold_prefix);
+    const what = `the live value of ${key} (version ${version}, ${cold ? "cold" : "recent"}, ${value.length} bytes; checkpoint op ${checkpoint_op}) in ${found[0]!.name}`;
+    live.push({ file: found[0]!.file, cold, offset: found[0]!.offset + Math.floor(value.length / 2), what });
   }
-  const checkpointed = live.filter((c) => c.op <= checkpoint_op);
-  let target = checkpointed.length > 0 ? prng.pick(checkpointed) : live.length > 0 ? prng.pick(live) : null;
+  const cold = live.filter((c) => c.cold);
+  let target = cold.length > 0 && prng.chance(0.5) ? prng.pick(cold) : live.length > 0 ? prng.pick(live) : null;
   if (target === null) {
     const largest = segments.reduce((a, b) => (b.bytes.length > a.bytes.length ? b : a));
     if (largest.bytes.length === 0) throw new Error(`the segments of ${journal} hold no data`);
-    target = { file: largest.file, op: 0, offset: Math.floor(largest.bytes.length / 2), what: `the middle of the written part of ${largest.name} (no live value with a single copy found)` };
+    target = { file: largest.file, cold: false, offset: Math.floor(largest.bytes.length / 2), what: `the middle of the written part of ${largest.name} (no live value with a single copy found)` };
   }
   const fd = fs.openSync(target.file, "r+");
   try {
@@ -209,7 +216,7 @@ export async function writeColdKeys(cluster: TestCluster, ledger: Ledger, count:
   const client = new Client({ addresses: cluster.addresses, operation_timeout_ms: 20_000 });
   try {
     for (let i = 0; i < count; i++) {
-      const key = `cold/${i}`;
+      const key = `${cold_prefix}${i}`;
       const value = valueFor(`cold.${i}`, 64 + ((i * 977) % 8192));
       const { version } = await client.put(key, value);
       ledger.ack(key, version, value);
