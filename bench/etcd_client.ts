@@ -8,6 +8,7 @@
  * to the next endpoint and retries until its operation deadline.
  */
 import * as http2 from "node:http2";
+import { concat } from "../lib/util/bytes.ts";
 
 const encoder = new TextEncoder();
 
@@ -162,15 +163,6 @@ function field(number: number, bytes: Uint8Array): Uint8Array {
   return out;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** Calls fn for each field of a message: its number and, for wire type 2, its bytes. */
 function forEachField(message: Uint8Array, fn: (number: number, bytes: Uint8Array | null) => void): void {

@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import { Client, ClientError, clusterStatus } from "../lib/client/client.ts";
 import { parseAddressList, AddressError, membership, type Address } from "../lib/net/address.ts";
 import { key_size_max, value_size_max_default } from "../lib/constants.ts";
+import { concat } from "../lib/util/bytes.ts";
 import { OperationError, UsageError, optionString } from "./cli_util.ts";
 import { formatBytes, formatListEntry, formatStat, renderStatus } from "./format.ts";
 import { Progress } from "./progress.ts";
@@ -235,13 +236,7 @@ export async function readStdin(): Promise<Uint8Array> {
     if (total > value_size_max_default) throw new UsageError(`stdin has more than ${value_size_max_default} bytes: the largest value is 16 MiB`);
     chunks.push(chunk);
   }
-  const value = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    value.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return value;
+  return concat(chunks);
 }
 
 export function writeOutputFile(file: string, value: Uint8Array): void {

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { FsError } from "../lib/storage/fs.ts";
+import { concat } from "../lib/util/bytes.ts";
 import { Prng } from "../lib/util/prng.ts";
 import { SECTOR_SIZE, SimFs, SimulatedCrash } from "./sim_fs.ts";
 
@@ -54,15 +55,6 @@ function equal(a: Uint8Array | null | undefined, b: Uint8Array | null | undefine
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** Asserts that after a crash the volatile view equals the durable view and old fds are dead.
  * (usedBytes counts a file reachable by two names once, so the sum over paths is an upper bound
@@ -170,7 +162,7 @@ describe("crash semantics of file data", () => {
     fs.pwrite(fd, pattern(10, 4), 5000);
     fs.truncate(fd, 6000);
     fs.fdatasync(fd);
-    const expected = concat(pattern(3000, 3), new Uint8Array(2000), pattern(10, 4), new Uint8Array(990));
+    const expected = concat([pattern(3000, 3), new Uint8Array(2000), pattern(10, 4), new Uint8Array(990)]);
     expect(equal(fs.durableSnapshot().get("f"), expected)).toBe(true);
     fs.crash();
     expect(equal(read(fs, "f"), expected)).toBe(true);
@@ -399,13 +391,13 @@ describe("namespace and errors", () => {
     expect(fs.size(fd)).toBe(30);
     const out = new Uint8Array(16);
     expect(fs.pread(fd, out, 8)).toBe(16);
-    expect(equal(out, concat(pattern(10, 1).subarray(8), new Uint8Array(10), pattern(10, 2).subarray(0, 4)))).toBe(true);
+    expect(equal(out, concat([pattern(10, 1).subarray(8), new Uint8Array(10), pattern(10, 2).subarray(0, 4)]))).toBe(true);
     expect(fs.pread(fd, out, 25)).toBe(5);
     expect(fs.pread(fd, out, 30)).toBe(0);
     expect(fs.pread(fd, out, 100)).toBe(0);
     fs.truncate(fd, 5);
     fs.truncate(fd, 12); // the cut bytes come back as zeros
-    expect(equal(read(fs, "f"), concat(pattern(10, 1).subarray(0, 5), new Uint8Array(7)))).toBe(true);
+    expect(equal(read(fs, "f"), concat([pattern(10, 1).subarray(0, 5), new Uint8Array(7)]))).toBe(true);
   });
 
   test("the volatile view matches a plain in-memory model over random operations", () => {

@@ -22,13 +22,12 @@ import { describe, expect, test } from "bun:test";
 import { FileStorage, header_record_size, type StorageOptions } from "../lib/storage/file_storage.ts";
 import { FsError, type Fd, type FileSystem } from "../lib/storage/fs.ts";
 import { ForwardingFs } from "./support/forwarding_fs.ts";
-import { Command, Header, finalize, type Message } from "../lib/net/codec.ts";
-import { encodeBatch } from "../lib/vsr/batch.ts";
+import { formatStorage, registerPrepare } from "./support/storage_fixture.ts";
+import type { Header, Message } from "../lib/net/codec.ts";
 import { ObjectStore } from "../lib/store/object_store.ts";
 import { ClientTable } from "../lib/vsr/client_table.ts";
-import { rootPrepare, stateDigest } from "../lib/vsr/root.ts";
+import { stateDigest } from "../lib/vsr/root.ts";
 import type { CheckpointId, VsrState } from "../lib/vsr/storage.ts";
-import { Operation } from "../lib/store/operations.ts";
 import { Prng } from "../lib/util/prng.ts";
 import { SimFs } from "../sim/sim_fs.ts";
 
@@ -58,26 +57,11 @@ class FailingFs extends ForwardingFs {
 }
 
 function prepare(op: number, parent: bigint): Message {
-  const h = new Header();
-  h.command = Command.prepare;
-  h.cluster = cluster;
-  h.replica_count = replica_count;
-  h.op = op;
-  h.parent = parent;
-  h.timestamp = op * 1000;
-  h.request = 1;
-  return finalize(h, encodeBatch([{ client: 0xc11en, session: 0, request: op, operation: Operation.register, body: new Uint8Array(0) }]));
+  return registerPrepare(options, op, parent);
 }
 
 function format(fs: FileSystem): { storage: FileStorage; state: VsrState; root: Header } {
-  const storage = new FileStorage(fs, options);
-  expect(storage.recover(clients_max).state).toBeNull();
-  const root = rootPrepare(cluster, replica_count);
-  const digest = stateDigest(new ObjectStore(), new ClientTable(clients_max));
-  const state: VsrState = { view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint: { op: 0, digest, checksum: root.checksum } };
-  storage.writeState(state);
-  storage.flush();
-  return { storage, state, root };
+  return formatStorage(fs, options, clients_max);
 }
 
 describe("a full disk (docs/STORAGE.md)", () => {

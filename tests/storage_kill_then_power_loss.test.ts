@@ -15,13 +15,9 @@ import { describe, expect, test } from "bun:test";
 import { FileStorage, type StorageOptions } from "../lib/storage/file_storage.ts";
 import type { Fd } from "../lib/storage/fs.ts";
 import { ForwardingFs } from "./support/forwarding_fs.ts";
-import { Command, Header, finalize, type Message } from "../lib/net/codec.ts";
-import { encodeBatch } from "../lib/vsr/batch.ts";
-import { ObjectStore } from "../lib/store/object_store.ts";
-import { ClientTable } from "../lib/vsr/client_table.ts";
-import { rootPrepare, stateDigest } from "../lib/vsr/root.ts";
+import { formatStorage, registerPrepare } from "./support/storage_fixture.ts";
+import type { Header, Message } from "../lib/net/codec.ts";
 import type { VsrState } from "../lib/vsr/storage.ts";
-import { Operation } from "../lib/store/operations.ts";
 import { Prng } from "../lib/util/prng.ts";
 import { SimFs } from "../sim/sim_fs.ts";
 
@@ -53,28 +49,11 @@ class KillableFs extends ForwardingFs {
 function formatted(seed: number): { sim: SimFs; fs: KillableFs; storage: FileStorage; state: VsrState; root: Header } {
   const sim = new SimFs(new Prng(seed));
   const fs = new KillableFs(sim);
-  const storage = new FileStorage(fs, options);
-  expect(storage.recover(clients_max).state).toBeNull();
-  const root = rootPrepare(cluster, replica_count);
-  const digest = stateDigest(new ObjectStore(), new ClientTable(clients_max));
-  const state: VsrState = { view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint: { op: 0, digest, checksum: root.checksum } };
-  storage.writeState(state);
-  storage.flush();
-  return { sim, fs, storage, state, root };
+  return { sim, fs, ...formatStorage(fs, options, clients_max) };
 }
 
 function prepare(op: number, parent: bigint, view: number): Message {
-  const h = new Header();
-  h.command = Command.prepare;
-  h.cluster = cluster;
-  h.replica_count = replica_count;
-  h.op = op;
-  h.parent = parent;
-  h.view = view;
-  h.timestamp = op * 1000;
-  h.request = 1;
-  const body = encodeBatch([{ client: 0xc11en, session: 0, request: op, operation: Operation.register, body: new Uint8Array(0) }]);
-  return finalize(h, body);
+  return registerPrepare(options, op, parent, view);
 }
 
 describe("kill -9 and then a power loss (docs/STORAGE.md)", () => {

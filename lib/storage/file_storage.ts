@@ -649,13 +649,7 @@ export class FileStorage implements Storage {
   }
 
   private readCheckpointSummary(op: number): CheckpointSummary | null {
-    let fd: Fd;
-    try {
-      fd = this.fs.open(checkpointPath(op), false);
-    } catch {
-      return null;
-    }
-    try {
+    return this.withCheckpointFile(op, (fd) => {
       const prefix = new Uint8Array(checkpoint_summary_prefix_size);
       if (this.fs.pread(fd, prefix, 0) !== prefix.length) return null;
       const first = decodeCheckpointSummary(prefix);
@@ -663,15 +657,22 @@ export class FileStorage implements Storage {
       const whole = new Uint8Array(checkpoint_summary_prefix_size + first.segments_size);
       if (this.fs.pread(fd, whole, 0) !== whole.length) return null;
       return decodeCheckpointSummary(whole);
-    } catch {
-      return null;
-    } finally {
-      this.fs.close(fd);
-    }
+    });
   }
 
   /** Reads one checkpoint file whole, verifying its checksum; null if missing or damaged. */
   private readCheckpointFile(op: number, clients_max: number): { contents: CheckpointContents; size: number } | null {
+    return this.withCheckpointFile(op, (fd) => {
+      const bytes = new Uint8Array(this.fs.size(fd));
+      if (this.fs.pread(fd, bytes, 0) !== bytes.length) return null;
+      const contents = decodeCheckpoint(bytes, clients_max);
+      return contents === null || contents.checkpoint.id.op !== op ? null : { contents, size: bytes.length };
+    });
+  }
+
+  /** Opens the checkpoint file of `op`, runs read on it and closes it; null if it is missing or
+   * any read fails (a damaged or unreadable file is treated as absent by every caller). */
+  private withCheckpointFile<T>(op: number, read: (fd: Fd) => T | null): T | null {
     let fd: Fd;
     try {
       fd = this.fs.open(checkpointPath(op), false);
@@ -679,10 +680,7 @@ export class FileStorage implements Storage {
       return null;
     }
     try {
-      const bytes = new Uint8Array(this.fs.size(fd));
-      if (this.fs.pread(fd, bytes, 0) !== bytes.length) return null;
-      const contents = decodeCheckpoint(bytes, clients_max);
-      return contents === null || contents.checkpoint.id.op !== op ? null : { contents, size: bytes.length };
+      return read(fd);
     } catch {
       return null;
     } finally {

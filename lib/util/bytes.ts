@@ -43,6 +43,19 @@ export function writeU64Big(b: Uint8Array, o: number, n: bigint): void {
   writeU32(b, o + 4, Number((n >> 32n) & 0xffffffffn));
 }
 
+/** The parts one after another, in one new buffer. */
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
 /** Below this size a zero-filled `new Uint8Array` is as cheap as anything else. */
 const uninitialized_size_min = 16 * 1024;
 
