@@ -24,6 +24,10 @@ export const replicas_max = 15;
 export const sender_client = 255;
 /** At most this many log-suffix headers travel in do_view_change/start_view and the superblock. */
 export const view_headers_max = 64;
+/** The largest journal a replica may be configured with (slots); a do_view_change names at most
+ * this many damaged ops. */
+export const journal_slot_count_max = 65536;
+export const faulty_ops_max = journal_slot_count_max;
 /** A list returns at most this many keys per request. */
 export const list_limit_max = 1000;
 /** A list reply stays below this size, whatever the limit asked. */

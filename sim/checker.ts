@@ -6,6 +6,7 @@
 import type { Message } from "../lib/net/codec.ts";
 import { Command } from "../lib/net/codec.ts";
 import { decodeBatch } from "../lib/vsr/batch.ts";
+import { presence_absent, type DoViewChange } from "../lib/vsr/replica.ts";
 
 export class StateChecker {
   /** The one canonical history: op -> checksum of the prepare executed at it. */
@@ -19,12 +20,17 @@ export class StateChecker {
   private readonly durable: Map<number, Set<bigint>>[];
   /** Per replica: the highest view of any promise it sent since its disk was last wiped. */
   private readonly promised_view: number[];
+  /** Ghost state, per replica: every prepare_ok it sent since its disk was last wiped, by the view
+   * it was sent in, op -> checksum. A replica must remember each of them for as long as it can
+   * offer a log of that view in a view change. */
+  private readonly acks: Map<number, Map<number, bigint>>[];
   commit_max = 0;
   violation: string | null = null;
 
   constructor(readonly replica_count: number) {
     this.durable = Array.from({ length: replica_count }, () => new Map());
     this.promised_view = new Array<number>(replica_count).fill(-1);
+    this.acks = Array.from({ length: replica_count }, () => new Map());
   }
 
   get quorum(): number {
@@ -76,6 +82,13 @@ export class StateChecker {
       h.command === Command.start_view ||
       ((h.command === Command.prepare || h.command === Command.commit) && h.replica === replica && h.view === view);
     if (!promise) return;
+    if (h.command === Command.prepare_ok) {
+      let acked = this.acks[replica]!.get(h.view);
+      if (acked === undefined) this.acks[replica]!.set(h.view, (acked = new Map()));
+      const before = acked.get(h.op);
+      if (before !== undefined && before !== h.context) this.fail(`replica ${replica} acknowledged two different prepares for op ${h.op} in view ${h.view}`);
+      acked.set(h.op, h.context);
+    }
     if (view_durable < h.view) this.fail(`replica ${replica} sent ${Command[h.command]} in view ${h.view} with only view ${view_durable} durable`);
     if (h.view > this.promised_view[replica]!) this.promised_view[replica] = h.view;
   }
@@ -100,6 +113,31 @@ export class StateChecker {
    * reply's), but its promises are gone with it. */
   wiped(replica: number): void {
     this.promised_view[replica] = -1;
+    this.acks[replica]!.clear();
+  }
+
+  /**
+   * A replica offers its log for a view change (sent, or kept by the new primary itself): it must
+   * still hold every op it acknowledged in that log's view, or report it faulty; a log that
+   * silently lacks one lets a quorum vote away an op that may have committed. Ops at or below the
+   * commit number it offers are not judged by the view change (the new primary keeps every op up
+   * to the highest commit offered), and ops below the offered suffix window cannot be checked.
+   */
+  doViewChange(replica: number, view: number, dvc: DoViewChange): void {
+    const acked = this.acks[replica]!.get(dvc.log_view);
+    if (acked === undefined) return;
+    const window_min = dvc.headers.length > 0 ? dvc.headers[0]!.op : dvc.op + 1;
+    for (const [op, checksum] of acked) {
+      if (op <= dvc.commit || (op < window_min && op <= dvc.op)) continue;
+      if (dvc.faulty_ops.includes(op)) continue;
+      const i = dvc.headers.findIndex((h) => h.op === op);
+      const held = i !== -1 && dvc.headers[i]!.checksum === checksum && dvc.presence[i] !== presence_absent;
+      if (!held) {
+        const offered = i === -1 ? (op > dvc.op ? `its log ends at op ${dvc.op}` : "no header for it") : dvc.headers[i]!.checksum !== checksum ? "a different prepare" : "it as never held (absent)";
+        this.fail(`replica ${replica} acknowledged op ${op} (${checksum.toString(16)}) in view ${dvc.log_view}, but its do_view_change for view ${view} (log_view ${dvc.log_view}) offers ${offered}: a promise outlived its memory`);
+        return;
+      }
+    }
   }
 
   /** A client got a reply to a write from op: the op must hold that request, and f+1 disks must

@@ -72,6 +72,8 @@ export class SimClient {
   wake_at = 0;
   /** Cleared in the liveness phase: finish the pending operation, start no new one. */
   active = true;
+  /** An idle phase of the workload: no new operation starts before this time (µs). */
+  idle_until = 0;
   completed = 0;
 
   constructor(
@@ -104,6 +106,10 @@ export class SimClient {
     }
     if (!this.active) {
       this.wake_at = Infinity;
+      return;
+    }
+    if (now < this.idle_until) {
+      this.wake_at = this.idle_until;
       return;
     }
     if (this.session === 0) this.begin(now, null, Operation.register, new Uint8Array(0));

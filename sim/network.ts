@@ -25,7 +25,10 @@ export interface Packet {
   bytes: Uint8Array;
 }
 
-const replay_buffer_size = 256;
+/** Replays come half from the last packets sent, half from a uniform sample of the whole run
+ * (reservoir sampling), so messages of long-gone views come back too. */
+const replay_recent_size = 256;
+const replay_reservoir_size = 1024;
 
 export class Network {
   /** blocked[from * nodes + to]: the link drops everything. */
@@ -34,6 +37,8 @@ export class Network {
   private readonly clog_us: Float64Array;
   private readonly replay: Packet[] = [];
   private replay_next = 0;
+  private readonly reservoir: Packet[] = [];
+  private reservoir_seen = 0;
   readonly stats = { sent: 0, lost: 0, duplicated: 0, replayed: 0, corrupted: 0, blocked: 0 };
 
   constructor(
@@ -70,17 +75,28 @@ export class Network {
       this.stats.duplicated += 1;
       this.schedule(this.delay(from, to), packet);
     }
-    if (this.replay.length < replay_buffer_size) this.replay.push(packet);
-    else {
-      this.replay[this.replay_next] = packet;
-      this.replay_next = (this.replay_next + 1) % replay_buffer_size;
-    }
+    if (o.replay_probability > 0) this.remember(packet);
     if (this.replay.length > 0 && this.prng.chance(o.replay_probability)) {
-      const old = this.replay[this.prng.int(this.replay.length)]!;
+      const pool = this.reservoir.length > 0 && this.prng.chance(0.5) ? this.reservoir : this.replay;
+      const old = pool[this.prng.int(pool.length)]!;
       if (!this.blocked[old.from * this.nodes + old.to]) {
         this.stats.replayed += 1;
         this.schedule(this.delay(old.from, old.to), old);
       }
+    }
+  }
+
+  private remember(packet: Packet): void {
+    if (this.replay.length < replay_recent_size) this.replay.push(packet);
+    else {
+      this.replay[this.replay_next] = packet;
+      this.replay_next = (this.replay_next + 1) % replay_recent_size;
+    }
+    this.reservoir_seen += 1;
+    if (this.reservoir.length < replay_reservoir_size) this.reservoir.push(packet);
+    else {
+      const j = this.prng.int(this.reservoir_seen);
+      if (j < replay_reservoir_size) this.reservoir[j] = packet;
     }
   }
 
@@ -133,6 +149,16 @@ export class Network {
     }
     const modes = ["symmetric", "one-way out", "one-way in"];
     return `partition ${modes[mode]} {${[...side].sort().join(",")}}`;
+  }
+
+  /** Cuts one replica off from every other replica (and, if `clients`, from every client). */
+  isolate(replica: number, clients: boolean): void {
+    const last = clients ? this.nodes : this.replicas;
+    for (let other = 0; other < last; other++) {
+      if (other === replica) continue;
+      this.block(replica, other, true);
+      this.block(other, replica, true);
+    }
   }
 
   /** Clogs one random link between replicas (a slow path) by a large delay. */

@@ -8,7 +8,7 @@
  */
 import { Prng } from "../lib/util/prng.ts";
 import { AssertionError } from "../lib/util/assert.ts";
-import { decode, encode, type Message } from "../lib/net/codec.ts";
+import { Command, decode, encode, type Message } from "../lib/net/codec.ts";
 import { defaultConfig, type Config } from "../lib/constants.ts";
 import { Replica, stateDigest, type Env } from "../lib/vsr/replica.ts";
 import type { Storage } from "../lib/vsr/storage.ts";
@@ -73,6 +73,10 @@ enum Kind {
   fault,
   /** Reopen a replica's data directory after an I/O error (lib/node retries after a second). */
   reopen,
+  /** Cut off the primary that just sent prepares (FaultRates.isolate_after_prepare). */
+  isolate,
+  /** Power loss of one replica, restarted after a moment (a reopen of a damaged ring). */
+  bounce,
 }
 
 interface Event extends Timed {
@@ -96,6 +100,8 @@ interface ReplicaNode {
   /** The disk was wiped: the replica comes back blank (a storage fault, within f). */
   wiped: boolean;
   storage: TracedStorage | null;
+  /** A long pause ends at this time (µs); 0 for the random short pauses. */
+  pause_until: number;
 }
 
 /** Per-seed fault rates (swarm testing: each seed draws its own mix). */
@@ -124,6 +130,25 @@ interface FaultRates {
   /** Damage the prepares a faulty replica acknowledged last, then crash it, and sometimes the
    * primary too: the case a replica must report its damaged prepares as faulty, never blank. */
   tail_corruption: number;
+  /** Per 10 ms, on a faulty disk: make the ring records of the ops it made durable last unreadable
+   * or corrupt (sometimes their prepares too), then power it off and reopen it twice: damage must
+   * survive every reopen until a record replaces it. */
+  ring_damage: number;
+  /** Per prepare a primary sends: cut it off right after (its backups have the batch, it hears no
+   * acknowledgement), and heal only after another replica has started a newer view. */
+  isolate_after_prepare: number;
+  /** Per 10 ms: pause the primary for 1-6 s; it wakes with a stale view and a full inbox. */
+  primary_pause: number;
+}
+
+/** The workload's shape, drawn per seed: how often clients act and how often the whole workload
+ * goes quiet, so some views commit little and a stale suffix outlives them. */
+interface WorkloadShape {
+  /** Per client: mean think time between operations, µs. */
+  think_mean_us: number[];
+  /** Per 10 ms: the chance an idle phase starts (no client starts an operation). */
+  idle: number;
+  idle_mean_us: number;
 }
 
 export class Simulator {
@@ -141,6 +166,9 @@ export class Simulator {
   private readonly checker: StateChecker;
   private readonly history: History = [];
   private readonly rates: FaultRates;
+  private readonly shape: WorkloadShape;
+  /** The primary cut off by isolate_after_prepare, until a newer view starts elsewhere. */
+  private isolated: { replica: number; view: number; since: number } | null = null;
   private faults = 0;
   private violation: string | null = null;
   private readonly f: number;
@@ -154,6 +182,7 @@ export class Simulator {
     this.f = Math.floor((o.replicas - 1) / 2);
     this.config = this.drawConfig();
     this.rates = this.drawRates();
+    this.shape = this.drawShape();
     this.checker = new StateChecker(o.replicas);
     const network_prng = this.prng.fork();
     this.network = new Network(o.replicas + o.clients, o.replicas, this.drawNetwork(), network_prng, (delay, packet) => this.schedule(delay, Kind.deliver, packet.to, 0, packet));
@@ -174,6 +203,7 @@ export class Simulator {
         down_since: 0,
         wiped: false,
         storage: null,
+        pause_until: 0,
       });
     }
     const client_prng = this.prng.fork();
@@ -183,7 +213,7 @@ export class Simulator {
         keys: 2 + this.prng.int(5),
         value_filler_max: 64,
         request_timeout_us: 300_000 + this.prng.int(300_000),
-        think_mean_us: this.prng.int(20_000),
+        think_mean_us: this.shape.think_mean_us[c]!,
       }, {
         send: (from, to, bytes) => this.network.send(from, to, bytes),
         writeReplied: (client_id, request, op) => this.checker.writeReplied(client_id, request, op),
@@ -224,11 +254,25 @@ export class Simulator {
       clog: this.options.faults?.network === false ? 0 : p.float() * 0.002,
       power_loss_at_us: power_loss ? p.int(Math.max(1, this.options.ticks)) * tick_us : null,
       disk_latency_mean_us: 50 + p.int(p.chance(0.2) ? 20_000 : 1_000),
+      isolate_after_prepare: this.options.faults?.network === false || !p.chance(0.4) ? 0 : p.float() * 0.002,
+      primary_pause: crashes && p.chance(0.3) ? p.float() * 0.001 : 0,
       ...this.drawStorageRates(),
     };
   }
 
-  private drawStorageRates(): Pick<FaultRates, "faulty_disks" | "corrupt" | "read_error" | "fsync_error" | "wipe" | "disk_full" | "misdirect" | "tail_corruption"> {
+  private drawShape(): WorkloadShape {
+    const p = this.prng;
+    const kind = p.int(3); // busy, mixed, slow
+    const think_mean_us: number[] = [];
+    for (let c = 0; c < this.options.clients; c++) {
+      const slow = kind === 2 || (kind === 1 && p.chance(0.5));
+      think_mean_us.push(slow ? 50_000 + p.int(1_500_000) : p.int(20_000));
+    }
+    const idle = p.chance(0.4) ? p.float() * 0.004 : 0;
+    return { think_mean_us, idle, idle_mean_us: 300_000 + p.int(2_000_000) };
+  }
+
+  private drawStorageRates(): Pick<FaultRates, "faulty_disks" | "corrupt" | "read_error" | "fsync_error" | "wipe" | "disk_full" | "misdirect" | "tail_corruption" | "ring_damage"> {
     const p = this.prng;
     const faulty_disks = new Set<number>();
     const enabled = (this.options.faults?.storage ?? true) && this.f > 0 && p.chance(0.7);
@@ -246,6 +290,7 @@ export class Simulator {
       disk_full: rate(0.001),
       misdirect: rate(0.002),
       tail_corruption: rate(0.003),
+      ring_damage: rate(0.002),
     };
   }
 
@@ -355,6 +400,10 @@ export class Simulator {
         if (node.replica === null && node.incarnation === event.incarnation) this.start(node);
         return;
       }
+      case Kind.isolate:
+        return this.isolate(event.node);
+      case Kind.bounce:
+        return this.bounce(event.node);
     }
   }
 
@@ -391,6 +440,7 @@ export class Simulator {
       executed: (r, prepare) => this.checker.executed(r, prepare),
       request: (r, client, request, op, duplicate) => this.checker.request(r, client, request, op, duplicate),
       primary: (r, view) => this.checker.primary(r, view),
+      doViewChange: (r, view, dvc) => this.checker.doViewChange(r, view, dvc),
     };
     node.replica = replica;
     node.storage = storage;
@@ -414,6 +464,14 @@ export class Simulator {
   private send(from: number, to: number, message: Message): void {
     const node = this.nodes[from]!;
     this.checker.sent(from, message, node.replica?.view_durable ?? -1, node.replica?.view ?? -1);
+    const h = message.header;
+    if (h.command === Command.prepare && h.replica === from && message !== this.last_message && this.rates.isolate_after_prepare > 0 && this.isolated === null && !this.liveness) {
+      // Once per prepare (its first send): the rest of the batch still goes out before the cut.
+      if (this.prng.chance(this.rates.isolate_after_prepare)) {
+        this.isolated = { replica: from, view: h.view, since: this.now };
+        this.schedule(0, Kind.isolate, from, 0, null);
+      }
+    }
     if (message !== this.last_message) {
       this.last_message = message;
       this.last_bytes = encode(message);
@@ -493,7 +551,14 @@ export class Simulator {
   }
 
   private afterReplicaEvent(node: ReplicaNode): void {
-    if (node.replica === null || node.flush_scheduled || !node.replica.needsFlush()) return;
+    if (node.replica === null) return;
+    try {
+      node.replica.invariants();
+    } catch (error) {
+      if (!(error instanceof AssertionError)) throw error;
+      this.fail(`invariant broken: ${error.message}`);
+    }
+    if (node.flush_scheduled || !node.replica.needsFlush()) return;
     node.flush_scheduled = true;
     this.schedule(this.prng.exponential(this.rates.disk_latency_mean_us), Kind.flush, node.index, node.incarnation, null);
   }
@@ -557,15 +622,13 @@ export class Simulator {
       if (node.replica === null && p.chance(r.restart)) {
         this.log(`fault: restart replica ${node.index}`);
         this.start(node);
-      } else if (node.paused && p.chance(r.unpause)) {
+      } else if (node.paused && (node.pause_until > 0 ? this.now >= node.pause_until : p.chance(r.unpause))) {
         this.log(`fault: unpause replica ${node.index}`);
-        node.paused = false;
-        const inbox = node.inbox;
-        node.inbox = [];
-        for (const packet of inbox) this.deliver(packet);
-        this.afterReplicaEvent(node);
+        this.unpause(node);
       }
     }
+    this.healIsolated();
+    if (this.shape.idle > 0 && p.chance(this.shape.idle)) this.idlePhase();
     if (budget > 0 && p.chance(r.crash)) {
       const node = p.pick(this.nodes.filter((n) => n.replica !== null && !n.paused));
       this.faults += 1;
@@ -588,6 +651,15 @@ export class Simulator {
       this.faults += 1;
       this.log(`fault: pause replica ${node.index}`);
       node.paused = true;
+      node.pause_until = 0;
+    } else if (budget > 0 && p.chance(r.primary_pause)) {
+      const node = this.nodes.find((n) => n.replica !== null && !n.paused && n.replica.describe().primary);
+      if (node !== undefined) {
+        this.faults += 1;
+        node.paused = true;
+        node.pause_until = this.now + 1_000_000 + p.int(5_000_000);
+        this.log(`fault: pause the primary, replica ${node.index}, for ${Math.round((node.pause_until - this.now) / 1000)}ms`);
+      }
     }
     for (const index of r.faulty_disks) this.storageFaults(this.nodes[index]!);
     if (p.chance(r.partition) && this.options.replicas > 1) {
@@ -632,6 +704,7 @@ export class Simulator {
       this.log(`fault: replica ${node.index}: disk ${full ? "full" : "space freed"}`);
     }
     if (p.chance(r.tail_corruption) && node.replica !== null && node.storage !== null) this.corruptTail(node);
+    if (p.chance(r.ring_damage) && node.replica !== null && node.storage !== null) this.damageRing(node);
     if (p.chance(r.wipe)) {
       this.faults += 1;
       this.log(`fault: replica ${node.index}: disk replaced (wiped)`);
@@ -641,6 +714,95 @@ export class Simulator {
       node.wiped = true;
       this.start(node);
     }
+  }
+
+  private unpause(node: ReplicaNode): void {
+    node.paused = false;
+    node.pause_until = 0;
+    const inbox = node.inbox;
+    node.inbox = [];
+    for (const packet of inbox) this.deliver(packet);
+    this.afterReplicaEvent(node);
+  }
+
+  /** Cuts off the primary that just sent prepares (see FaultRates.isolate_after_prepare). */
+  private isolate(index: number): void {
+    const target = this.isolated;
+    if (target === null || target.replica !== index || this.liveness) return;
+    this.faults += 1;
+    const clients = this.prng.chance(0.5);
+    this.network.isolate(index, clients);
+    this.log(`fault: isolate replica ${index}, primary of view ${target.view}, right after it sent prepares${clients ? " (clients too)" : ""}`);
+  }
+
+  /** Heals the isolated primary once another replica has started a newer view (or after 10 s). */
+  private healIsolated(): void {
+    const target = this.isolated;
+    if (target === null) return;
+    const moved = this.nodes.some((n) => n.index !== target.replica && n.replica !== null && n.replica.status === "normal" && n.replica.view > target.view);
+    if (!moved && this.now - target.since < 10_000_000) return;
+    this.isolated = null;
+    this.network.heal();
+    this.log(`fault: heal the isolated replica ${target.replica}${moved ? " after a newer view started" : ""}`);
+  }
+
+  /** An idle phase: no client starts a new operation for a while (those in flight go on). */
+  private idlePhase(): void {
+    const until = this.now + Math.round(this.prng.exponential(this.shape.idle_mean_us));
+    this.log(`workload: idle for ${Math.round((until - this.now) / 1000)}ms`);
+    // A client that wakes before then waits it out (SimClient.wake).
+    for (const client of this.clients) client.idle_until = until;
+  }
+
+  /**
+   * Damages the header-ring records of the ops a faulty replica made durable last (unreadable or
+   * corrupted sectors, and sometimes their prepares in the segments too, so no unique copy can
+   * restore them), then cuts its power and reopens it twice: what it acknowledged must stay
+   * known as damaged at every reopen, until a valid record replaces it.
+   */
+  private damageRing(node: ReplicaNode): void {
+    const p = this.prng;
+    const slot_count = this.config.journal_slot_count;
+    let damaged = 0;
+    for (const [op, checksum] of node.storage!.last_flushed) {
+      if (damaged > 0 && p.chance(0.5)) continue;
+      const sector = Math.floor(((op % slot_count) * 256) / 512);
+      try {
+        if (p.chance(0.5)) node.fs.setReadErrorSector("journal/headers", sector);
+        else node.fs.corruptSector("journal/headers", sector);
+        damaged += 1;
+      } catch {
+        continue; // not durable there
+      }
+      const location = node.storage!.prepareBodyLocation(op, checksum);
+      if (location !== null && p.chance(0.5)) {
+        try {
+          node.fs.corruptSector(`journal/${location.segment.toString().padStart(10, "0")}.seg`, Math.floor((location.offset - 128) / 512));
+        } catch {
+          // Not durable there.
+        }
+      }
+    }
+    if (damaged === 0) return;
+    this.faults += 1;
+    this.log(`fault: replica ${node.index}: ${damaged} header-ring record(s) of ops it just made durable damaged; power off, reopened twice`);
+    node.fs.crash(p);
+    this.down(node);
+    const first = 20_000 + p.int(300_000);
+    this.schedule(first, Kind.reopen, node.index, node.incarnation, null);
+    this.schedule(first + 5_000 + p.int(500_000), Kind.bounce, node.index, 0, null);
+  }
+
+  /** Power loss of one replica and a restart a moment later. */
+  private bounce(index: number): void {
+    const node = this.nodes[index]!;
+    if (this.liveness) return;
+    if (node.replica !== null) {
+      this.log(`fault: replica ${index}: power off and reopen`);
+      node.fs.crash(this.prng);
+      this.down(node);
+    }
+    this.schedule(20_000 + this.prng.int(300_000), Kind.reopen, index, node.incarnation, null);
   }
 
   private corruptTail(node: ReplicaNode): void {
@@ -677,6 +839,7 @@ export class Simulator {
   private runLiveness(): void {
     this.liveness = true;
     const p = this.prng;
+    this.isolated = null;
     this.network.heal();
     this.network.options = { ...this.network.options, loss_probability: 0, duplicate_probability: 0, replay_probability: 0, corrupt_probability: 0 };
     // Replicas whose disks were damaged count against the budget of f: they hold the only copies
@@ -687,13 +850,7 @@ export class Simulator {
     let kept = 0;
     for (const node of down_order) {
       node.fs.disarmCrash();
-      if (node.paused) {
-        node.paused = false;
-        const inbox = node.inbox;
-        node.inbox = [];
-        for (const packet of inbox) this.deliver(packet);
-        this.afterReplicaEvent(node);
-      }
+      if (node.paused) this.unpause(node);
       if (node.replica === null) {
         if (kept < keep_down) kept += 1;
         else this.start(node);
@@ -712,6 +869,7 @@ export class Simulator {
     this.log(`liveness: network healed, ${kept} replica(s) left down`);
     for (const client of this.clients) {
       client.active = false;
+      client.idle_until = 0;
       if (client.idle) client.wake_at = Infinity;
     }
     const deadline = this.now + liveness_bound_us;

@@ -89,7 +89,7 @@ class ViewAfterDoViewChange extends Replica {
 class DamagedAsBlank extends FileStorage {
   override recover(clients_max: number): Recovered {
     const recovered = super.recover(clients_max);
-    return { ...recovered, journal: recovered.journal.filter((e) => !e.faulty), journal_damaged: false };
+    return { ...recovered, journal: recovered.journal.filter((e) => !e.faulty), damaged_slots: [] };
   }
 }
 

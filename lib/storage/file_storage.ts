@@ -8,8 +8,8 @@
  *   journal/<id>.seg           append-only segment files of prepares; values stay in them
  *   checkpoint/<op>.ckpt       checkpoint files (checkpoint_file.ts)
  *
- * Write order per flush (group commit): prepares to segments, fdatasync them; header records to
- * the ring, fdatasync it; then the superblock if queued. A prepare is acknowledged only after the
+ * Write order per flush (group commit): prepares to segments, fdatasync them; then the superblock
+ * if queued; then header records to the ring, fdatasync it. A prepare is acknowledged only after the
  * flush, so a header record on disk means the prepare was durable first: at recovery, a record
  * whose prepare is damaged is "faulty" (repair from peers), while a prepare with no record was never
  * acknowledged.
@@ -17,12 +17,13 @@
 import { assert } from "../util/assert.ts";
 import { allocUninitialized, writeU32, writeU64, writeU64Big } from "../util/bytes.ts";
 import { checksum } from "../util/checksum.ts";
-import { Header, decode, decodeHeader, encodeInto, writeHeader, type Message } from "../net/codec.ts";
-import { header_size } from "../constants.ts";
+import { Command, Header, decode, decodeHeader, encodeInto, writeHeader, type Message } from "../net/codec.ts";
+import { header_size, message_size_max, wire_magic } from "../constants.ts";
 import { ObjectStore, type ObjectEntry, type ValueLocation } from "../store/object_store.ts";
 import { allocValueWithHeadroom } from "../store/operations.ts";
 import { ClientTable, type ClientSession } from "../vsr/client_table.ts";
 import { rootPrepare } from "../vsr/root.ts";
+import { windowOp } from "../vsr/window.ts";
 import type { CheckpointId, CheckpointMeta, Recovered, RecoveredPrepare, Storage, SyncChunk, VsrState } from "../vsr/storage.ts";
 import { FsError, type Fd, type FileSystem } from "./fs.ts";
 import { readSuperblock, superblock_copies, superblock_copy_size, superblock_path, writeSuperblock, type SuperblockIdentity } from "./superblock.ts";
@@ -130,7 +131,8 @@ export class FileStorage implements Storage {
   private active: Segment | null = null;
   private next_segment_id = 1;
   private segments_created = false;
-  private readonly prepares = new Map<number, PrepareLocation>();
+  /** Journaled prepares by op: usually one; after recovery, every copy found (lib/vsr picks). */
+  private readonly prepares = new Map<number, PrepareLocation[]>();
   private pending_records: PrepareLocation[] = [];
   /** Reused for encoding small prepares, and a large prepare's header (see prepare_scratch_size). */
   private readonly prepare_scratch = new Uint8Array(prepare_scratch_size);
@@ -175,10 +177,12 @@ export class FileStorage implements Storage {
     const ring_size = this.options.journal_slot_count * header_record_size;
     const superblock_have = this.fs.size(this.superblock_fd);
     if (superblock_have < superblock_size) this.fs.pwrite(this.superblock_fd, new Uint8Array(superblock_size - superblock_have), superblock_have);
-    const ring_have = this.fs.size(this.headers_fd);
-    if (ring_have < ring_size) this.fs.pwrite(this.headers_fd, new Uint8Array(ring_size - ring_have), ring_have);
-    // A superblock without its header ring lost every record of what it acknowledged.
+    // A superblock without its header ring lost every record of what it acknowledged: the new ring
+    // is written as damaged records (not zeros, which mean "never written"), so the loss survives
+    // a crash before the next open reads it.
     const ring_lost = headers_missing && !superblock_missing;
+    const ring_have = this.fs.size(this.headers_fd);
+    if (ring_have < ring_size) this.fs.pwrite(this.headers_fd, ring_lost && this.persistsDamage() ? damagedRecords(ring_size - ring_have) : new Uint8Array(ring_size - ring_have), ring_have);
     // With the write order of superblock.ts, the newest valid copy is never older than the last
     // state this replica promised: a promise follows a complete write of all four copies, and the
     // next write starts with a half that does not hold the only copies of the newest state. If the
@@ -196,7 +200,7 @@ export class FileStorage implements Storage {
       // Never formatted, or a format/recovery that crashed before its first superblock: nothing
       // here was ever promised to anyone, so whatever files exist are garbage.
       this.removeAll(ring_size);
-      return { state: null, journal: [], journal_damaged: false, checkpoint: null, store: new ObjectStore(), clients: new ClientTable(clients_max) };
+      return { state: null, journal: [], damaged_slots: [], checkpoint: null, store: new ObjectStore(), clients: new ClientTable(clients_max) };
     }
     const id = record.identity;
     if (id.cluster !== this.options.cluster || id.replica !== this.options.replica || id.replica_count !== this.options.replica_count) {
@@ -224,7 +228,7 @@ export class FileStorage implements Storage {
         // The state this replica executed is lost, but its promises (the superblock) are not: it
         // recovers the state from peers. Nothing is collected until it has a checkpoint again.
         this.retained = [];
-        return { state, journal: [], journal_damaged: true, checkpoint: null, store, clients };
+        return { state, journal: [], damaged_slots: [], checkpoint: null, store, clients };
       }
       checkpoint = loaded.checkpoint;
       store = loaded.store;
@@ -234,10 +238,9 @@ export class FileStorage implements Storage {
     } else {
       this.retained = [{ id: state.checkpoint, segments: new Set(), chain: [] }];
     }
-    const { journal, damaged } = this.readHeaderRing(state.checkpoint.op);
-    const journal_damaged = damaged || ring_lost;
+    const { journal, damaged_slots } = this.readHeaderRing(state.checkpoint.op);
     this.collectGarbage();
-    return { state, journal, journal_damaged, checkpoint, store, clients };
+    return { state, journal, damaged_slots, checkpoint, store, clients };
   }
 
   private removeAll(ring_size: number): void {
@@ -264,11 +267,23 @@ export class FileStorage implements Storage {
     }
   }
 
-  /** Reads the header ring: for each record after the checkpoint, checks the prepare's header on
-   * disk matches. Bodies are verified when read (every read is checksummed), so startup reads only
-   * headers. */
-  private readHeaderRing(checkpoint_op: number): { journal: RecoveredPrepare[]; damaged: boolean } {
-    const ring_size = this.options.journal_slot_count * header_record_size;
+  /**
+   * Reads the header ring and finds every durable prepare of the window after the checkpoint,
+   * (C, C + slots]. A record names where its prepare is; but a record write can be lost or land
+   * elsewhere (a misdirected write) and leave an older record looking current, and a record can be
+   * torn or unreadable. Segments are synced before the ring, so every prepare whose record was
+   * being written is durable: the regions of recent segments that no record accounts for are
+   * scanned for prepare headers (findUnrecorded). Every copy found is reported, several per op if
+   * there are (the replica picks the one its log vouches for, lib/vsr/replica.ts loadState).
+   *
+   * A slot whose record does not decode is damaged: restored from the segments when exactly one
+   * prepare for its op exists and the scan was clean (TigerBeetle's "fix"), else reported and kept
+   * damaged on disk. If the scan met unreadable or damaged regions, a lost record cannot be ruled
+   * out, so every op of the window with no copy found is reported damaged too.
+   */
+  private readHeaderRing(checkpoint_op: number): { journal: RecoveredPrepare[]; damaged_slots: number[] } {
+    const slot_count = this.options.journal_slot_count;
+    const ring_size = slot_count * header_record_size;
     const ring = new Uint8Array(ring_size);
     let n = 0;
     const unreadable = new Set<number>();
@@ -277,42 +292,166 @@ export class FileStorage implements Storage {
     } catch {
       n = this.readRingSlots(ring, unreadable);
     }
+    // An unreadable slot is written back as a damaged record: zeros would say "never written",
+    // and the next open would take an op this replica may have acknowledged for one it never held.
+    if (this.persistsDamage()) for (const slot of unreadable) ring.set(damaged_record, slot * header_record_size);
     // Write back what was read: after a failed fsync a record may sit in a page the kernel marked
-    // clean, which syncing would not write (unreadable slots are zeroed, and counted as damage).
+    // clean, which syncing would not write.
     this.fs.pwrite(this.headers_fd, ring.subarray(0, n), 0);
     this.datasync(this.headers_fd);
-    const found: RecoveredPrepare[] = [];
-    const buffer = new Uint8Array(header_size);
-    // A slot that was written but no longer decodes held a record: of an op this replica may
-    // have acknowledged. Which op is unknown, so the replica must not vote any op away.
-    let damaged = unreadable.size > 0;
-    for (let slot = 0; slot < this.options.journal_slot_count; slot++) {
+    const window_min = checkpoint_op + 1;
+    const window_max = checkpoint_op + slot_count;
+    const records: PrepareLocation[] = [];
+    const damaged = new Set<number>();
+    for (let slot = 0; slot < slot_count; slot++) {
       const offset = slot * header_record_size;
       if (offset + header_record_size > n) break;
-      const record = decodeRecord(ring, offset, slot, this.options.journal_slot_count);
+      const record = decodeRecord(ring, offset, slot, slot_count);
       if (record === null) {
-        if (!isZero(ring, offset, header_record_size)) damaged = true;
+        if (!isZero(ring, offset, header_record_size)) damaged.add(slot);
         continue;
       }
-      const { header, location } = record;
-      const segment = this.segments.get(location.segment);
-      if (segment !== undefined) segment.max_op = Math.max(segment.max_op, header.op);
-      // Ops at or below the checkpoint are not replayed, but they still serve peers' repairs.
-      if (header.op + this.options.journal_slot_count <= checkpoint_op) continue;
-      let intact = false;
-      if (segment !== undefined) {
-        try {
-          const read = this.fs.pread(segment.fd, buffer, location.offset);
-          const on_disk = read === header_size ? decodeHeader(buffer, 0) : null;
-          intact = on_disk !== null && on_disk.checksum === header.checksum;
-        } catch {
-          intact = false;
-        }
-      }
-      if (intact) this.prepares.set(header.op, location);
-      found.push({ header, faulty: !intact });
+      records.push(record.location);
+      const segment = this.segments.get(record.location.segment);
+      if (segment !== undefined) segment.max_op = Math.max(segment.max_op, record.header.op);
     }
-    return { journal: found, damaged };
+    const found: RecoveredPrepare[] = [];
+    const intact = new Map<number, PrepareLocation[]>();
+    const faulty = new Map<number, PrepareLocation>();
+    for (const location of records) {
+      // Ops at or below the checkpoint are not replayed, but they still serve peers' repairs.
+      if (location.op + slot_count <= checkpoint_op || location.op > window_max) continue;
+      if (this.headerAt(location)) addCandidate(intact, location);
+      else faulty.set(location.op, location);
+    }
+    const scan = this.persistsDamage() ? this.findUnrecorded(records, window_min, window_max) : { found: [], suspects: new Set<number>(), clean: true };
+    // A copy found by the scan counts only if it is whole: its header may have reached the disk
+    // in a write the crash cut short.
+    for (const location of scan.found) {
+      if (this.readPrepareAt(location) === null) continue;
+      addCandidate(intact, location);
+      const segment = this.segments.get(location.segment)!;
+      segment.max_op = Math.max(segment.max_op, location.op); // so collection keeps it
+    }
+    // A record whose prepare was not where it said may have found it elsewhere.
+    for (const [op, location] of faulty) {
+      if (intact.get(op)?.some((c) => c.checksum === location.checksum)) faulty.delete(op);
+    }
+    const restored: PrepareLocation[] = [];
+    for (const slot of damaged) {
+      const op = windowOp(checkpoint_op, slot, slot_count);
+      const candidates = intact.get(op) ?? [];
+      if (scan.clean && !scan.suspects.has(op) && candidates.length === 1) restored.push(candidates[0]!);
+    }
+    if (restored.length > 0) {
+      // The fix is persisted: the next open finds a valid record there.
+      this.writeRecords(restored.sort((a, b) => a.op - b.op));
+      this.datasync(this.headers_fd);
+      for (const location of restored) damaged.delete(location.op % slot_count);
+    }
+    // Damage means "which prepare this slot held is unknown"; the replica settles it where its log
+    // picks a copy that is intact (lib/vsr/replica.ts damagedOps).
+    if (!scan.clean) for (let op = window_min; op <= window_max; op++) damaged.add(op % slot_count);
+    for (const op of scan.suspects) damaged.add(op % slot_count);
+    for (const [op, locations] of intact) {
+      this.prepares.set(op, locations);
+      for (const location of locations) found.push({ header: location.header, faulty: false });
+    }
+    for (const location of faulty.values()) found.push({ header: location.header, faulty: true });
+    return { journal: found, damaged_slots: [...damaged].sort((a, b) => a - b) };
+  }
+
+  /** Whether the prepare header at a record's location is the one the record names. */
+  private headerAt(location: PrepareLocation): boolean {
+    const segment = this.segments.get(location.segment);
+    if (segment === undefined) return false;
+    const buffer = new Uint8Array(header_size);
+    try {
+      const read = this.fs.pread(segment.fd, buffer, location.offset);
+      const on_disk = read === header_size ? decodeHeader(buffer, 0) : null;
+      return on_disk !== null && on_disk.checksum === location.checksum;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Scans the parts of recent segments that no record accounts for, at 8-byte-aligned offsets, for
+   * headers of prepares of ops in [op_min, op_max]. Recent: the segments from the one before the
+   * oldest holding a prepare of the window (or of the interval before it) on: prepares are written
+   * in time order, a pipeline at a time, so a prepare whose record was lost sits among or after
+   * those. With no record to go by (a lost ring), every segment is scanned. Not clean when a region
+   * could not be read: a copy may be hidden there. Damaged headers naming an op of the window make
+   * that op suspect.
+   */
+  private findUnrecorded(records: PrepareLocation[], op_min: number, op_max: number): { found: PrepareLocation[]; suspects: Set<number>; clean: boolean } {
+    const slot_count = this.options.journal_slot_count;
+    let first_segment = Infinity;
+    for (const r of records) if (r.op > op_min - 1 - slot_count && r.op <= op_max) first_segment = Math.min(first_segment, r.segment);
+    if (first_segment === Infinity && records.length > 0) first_segment = Math.max(...records.map((r) => r.segment));
+    first_segment = first_segment === Infinity ? 0 : first_segment - 1;
+    const known = new Map<number, [number, number][]>();
+    for (const r of records) {
+      let extents = known.get(r.segment);
+      if (extents === undefined) known.set(r.segment, (extents = []));
+      extents.push([r.offset, r.offset + pad8(r.size)]);
+    }
+    const found: PrepareLocation[] = [];
+    const suspects = new Set<number>();
+    let clean = true;
+    const ids = [...this.segments.keys()].filter((id) => id >= first_segment).sort((a, b) => a - b);
+    for (const id of ids) {
+      const segment = this.segments.get(id)!;
+      const extents = (known.get(id) ?? []).sort((a, b) => a[0] - b[0]);
+      const size = this.fs.size(segment.fd);
+      let from = 0;
+      for (const [start, end] of [...extents, [size, size] as [number, number]]) {
+        if (start > from) clean = this.scanRegion(segment, from, Math.min(start, size), size, op_min, op_max, found, suspects) && clean;
+        from = Math.max(from, end);
+      }
+    }
+    return { found, suspects, clean };
+  }
+
+  /** Scans [from, to) of a segment for prepare headers (see findUnrecorded). */
+  private scanRegion(segment: Segment, from: number, to: number, size: number, op_min: number, op_max: number, found: PrepareLocation[], suspects: Set<number>): boolean {
+    const chunk = new Uint8Array(scan_chunk_bytes + header_size);
+    const view = new DataView(chunk.buffer);
+    let clean = true;
+    for (let base = from; base < to; base += scan_chunk_bytes) {
+      let n: number;
+      try {
+        n = this.fs.pread(segment.fd, chunk.subarray(0, Math.min(chunk.length, size - base)), base);
+      } catch {
+        clean = false;
+        continue;
+      }
+      const stop = Math.min(scan_chunk_bytes, to - base);
+      for (let at = 0; at < stop && at + header_size <= n; at += 8) {
+        if (view.getUint32(at + 88, true) !== wire_magic) continue;
+        const header = decodeHeader(chunk, at);
+        if (header === null) {
+          // A damaged header naming an op of the window may be a prepare this replica journaled
+          // (and, if its record was lost too, acknowledged): that op is suspect. Most often it is
+          // one a crash cut short, never acknowledged; random bytes in a value almost never name
+          // an op of the window next to the magic.
+          const op = Number(view.getBigUint64(at + 48, true));
+          if (op >= op_min && op <= op_max) suspects.add(op);
+          continue;
+        }
+        if (header.cluster !== this.options.cluster || header.command !== Command.prepare || header.op < op_min || header.op > op_max) continue;
+        if (header.size < header_size || header.size > message_size_max || base + at + header.size > size) continue;
+        found.push({ header, op: header.op, checksum: header.checksum, segment: segment.id, offset: base + at, size: header.size });
+      }
+    }
+    return clean;
+  }
+
+  /** RULE (damage is sticky): damage found at open is written back as damaged records. (The
+   * simulator's tests override this to prove storage that forgets damage at the next open is
+   * caught.) */
+  protected persistsDamage(): boolean {
+    return true;
   }
 
   /** Reads the ring slot by slot when a bulk read hits a bad sector: only the bad slots are lost. */
@@ -352,7 +491,7 @@ export class FileStorage implements Storage {
     segment.max_op = Math.max(segment.max_op, message.header.op);
     segment.dirty = true;
     this.stats.prepares_written += 1;
-    this.prepares.set(location.op, location);
+    this.prepares.set(location.op, [location]);
     this.pending_records.push(location);
   }
 
@@ -407,11 +546,11 @@ export class FileStorage implements Storage {
   flush(): void {
     this.stats.flushes += 1;
     this.syncSegments();
-    if (this.pending_records.length > 0) {
-      this.writeRecords(this.pending_records);
-      this.datasync(this.headers_fd);
-      this.pending_records = [];
-    }
+    // The superblock before the ring records: a record of a new view's prepare may replace one of
+    // an op this replica acknowledged in its old log_view, and must not be durable while the
+    // superblock still offers that old log (a crash between the two would leave a log of the old
+    // view missing an op it acknowledged in it). The superblock vouches only for headers, so
+    // records that follow it are never missing from what it promises.
     const state = this.pending_state;
     if (state !== null) {
       this.pending_state = null;
@@ -423,6 +562,11 @@ export class FileStorage implements Storage {
       const current = this.retained[0];
       if (current === undefined && state.checkpoint.op === 0) this.retained = [{ id: state.checkpoint, segments: new Set(), chain: [] }];
       else if (current === undefined || state.checkpoint.op > current.id.op) this.publish(state.checkpoint);
+    }
+    if (this.pending_records.length > 0) {
+      this.writeRecords(this.pending_records);
+      this.datasync(this.headers_fd);
+      this.pending_records = [];
     }
   }
 
@@ -528,8 +672,12 @@ export class FileStorage implements Storage {
   }
 
   readPrepare(op: number, checksum_: bigint): Message | null {
-    const location = this.prepares.get(op);
-    if (location === undefined || location.checksum !== checksum_) return null;
+    const location = this.prepares.get(op)?.find((l) => l.checksum === checksum_);
+    return location === undefined ? null : this.readPrepareAt(location);
+  }
+
+  private readPrepareAt(location: PrepareLocation): Message | null {
+    const checksum_ = location.checksum;
     const segment = this.segments.get(location.segment);
     if (segment === undefined) return null;
     // Filled by the read (or discarded), so not zeroed first; and the message keeps it (no copy).
@@ -545,8 +693,8 @@ export class FileStorage implements Storage {
   }
 
   prepareBodyLocation(op: number, checksum_: bigint): ValueLocation | null {
-    const location = this.prepares.get(op);
-    if (location === undefined || location.checksum !== checksum_) return null;
+    const location = this.prepares.get(op)?.find((l) => l.checksum === checksum_);
+    if (location === undefined) return null;
     return { segment: location.segment, offset: location.offset + header_size };
   }
 
@@ -927,6 +1075,29 @@ function encodeRecord(record: Uint8Array, location: PrepareLocation): void {
   writeU64(record, 136, location.offset);
   writeU64Big(record, 248, checksum(record.subarray(0, 248)));
 }
+
+/** A header-ring record that stands for "damaged: the op this slot held is unknown" (docs/STORAGE.md
+ * §5). It never decodes (its checksum field is zero), and it is not all zeros ("never written"). */
+const damaged_record = (() => {
+  const record = new Uint8Array(header_record_size);
+  record.set(new TextEncoder().encode("toastyfs:damaged"), 0);
+  return record;
+})();
+
+function addCandidate(candidates: Map<number, PrepareLocation[]>, location: PrepareLocation): void {
+  let list = candidates.get(location.op);
+  if (list === undefined) candidates.set(location.op, (list = []));
+  if (!list.some((c) => c.checksum === location.checksum)) list.push(location);
+}
+
+function damagedRecords(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let offset = 0; offset + header_record_size <= size; offset += header_record_size) bytes.set(damaged_record, offset);
+  return bytes;
+}
+
+/** Segments are scanned for prepares in reads of this size (restoreDamaged). */
+const scan_chunk_bytes = 1024 * 1024;
 
 function isZero(bytes: Uint8Array, offset: number, size: number): boolean {
   for (let i = offset; i < offset + size; i++) if (bytes[i] !== 0) return false;

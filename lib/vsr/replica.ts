@@ -19,7 +19,7 @@
 import { assert } from "../util/assert.ts";
 import type { Prng } from "../util/prng.ts";
 import { Command, Header, decodeHeader, finalize, writeHeader, type Message } from "../net/codec.ts";
-import { header_size, key_size_max, sender_client, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
+import { faulty_ops_max, header_size, journal_slot_count_max, key_size_max, sender_client, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
 import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
 import { keyFromBytes, keyToBytes } from "../store/keys.ts";
 import { checksum } from "../util/checksum.ts";
@@ -29,10 +29,11 @@ import { ClientTable, type StoredReply } from "./client_table.ts";
 import { Journal } from "./journal.ts";
 import { Timeout } from "./timeout.ts";
 import { decodeBatch, encodeBatch, batchEntrySize, batch_header_size } from "./batch.ts";
-import type { CheckpointId, Recovered, Storage, VsrState } from "./storage.ts";
+import type { CheckpointId, Recovered, RecoveredPrepare, Storage, VsrState } from "./storage.ts";
 import { FsError } from "../storage/fs.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { checkpointFor } from "./checkpoint.ts";
+import { describeOps, windowOp } from "./window.ts";
 export { rootPrepare, stateDigest };
 
 export type Status = "blank" | "recovering" | "normal" | "view_change";
@@ -54,6 +55,8 @@ export interface ReplicaObserver {
   request(replica: number, client: bigint, request: number, op: number, duplicate: boolean): void;
   /** The replica acts as primary of view (first time it sends a prepare or start_view in it). */
   primary(replica: number, view: number): void;
+  /** The replica offers its log for view (a do_view_change sent, or kept by the new primary). */
+  doViewChange(replica: number, view: number, dvc: DoViewChange): void;
 }
 
 /** Compaction runs every this many ticks and moves at most this many bytes each time (~10 MB/s),
@@ -103,9 +106,10 @@ export interface DoViewChange {
    * header (absent: it never had the prepare, so it may vote to discard it), or had it and found
    * it damaged (faulty: it must not vote to discard what it may have acknowledged). */
   presence: Uint8Array;
-  /** The sender's journal lost a record it cannot identify: none of its gaps count as "never
-   * held" (it may have acknowledged the op that was there). */
-  damaged: boolean;
+  /** Ops whose journal slot the sender found damaged (its record unreadable, so which prepare it
+   * held is unknown), ascending: it may have acknowledged them, so it does not vote them away,
+   * whether or not a header for them is in its list. */
+  faulty_ops: number[];
 }
 
 export const presence_absent = 0;
@@ -136,6 +140,9 @@ export class Replica {
   commit_max = 0;
   /** Checksum of the prepare at commit_min: the next op to execute must chain to it. */
   private commit_min_checksum = 0n;
+  /** The header of the prepare at commit_min (a checkpoint there records it as its anchor; its
+   * journal slot may already hold the op a window later). */
+  private commit_min_header: Header;
   checkpoint: CheckpointId;
   /** A checkpoint written whose superblock is not yet durable. */
   private checkpoint_pending: CheckpointId | null = null;
@@ -209,6 +216,7 @@ export class Replica {
     const n = config.replica_count;
     assert(n >= 1 && replica >= 0 && replica < n, `replica ${replica} out of range for ${n} replicas`);
     assert(config.checkpoint_interval_ops * 2 + config.pipeline_prepare_max <= config.journal_slot_count, "journal too small for two checkpoints and a pipeline");
+    assert(config.journal_slot_count <= journal_slot_count_max, `journal_slot_count must be at most ${journal_slot_count_max}`);
     assert(config.pipeline_prepare_max <= config.checkpoint_interval_ops, "the pipeline must be shorter than a checkpoint interval (lib/vsr/checkpoint.ts)");
     assert(config.value_size_max >= 0 && config.value_size_max <= value_size_max_default, `value_size_max must be at most ${value_size_max_default} bytes (a prepare must fit in a message)`);
     this.f = Math.floor((n - 1) / 2);
@@ -220,6 +228,7 @@ export class Replica {
     this.checkpoint = { op: 0, digest: stateDigest(this.store, this.clients), checksum: this.root.checksum };
     this.checkpoint_ids.set(0, this.checkpoint);
     this.commit_min_checksum = this.root.checksum;
+    this.commit_min_header = this.root;
     this.journal.setHeader(this.root);
     this.heartbeat_acks = new Array<number>(n).fill(0);
     this.last_ack_tick = new Array<number>(n).fill(0);
@@ -260,6 +269,7 @@ export class Replica {
     if (this.timeout_prepare.tick()) this.onPrepareTimeout();
     if (this.timeout_repair.tick()) this.repair();
     this.checkSpace();
+    this.retryCheckpoint();
     if (this.ticks % compaction_interval_ticks === 0) this.compact();
     this.scrub();
   }
@@ -400,16 +410,13 @@ export class Replica {
   private loadState(recovered: Recovered): void {
     const state = recovered.state!;
     if (recovered.checkpoint === null) return this.recoverLostCheckpoint(state);
-    if (recovered.journal_damaged) {
-      this.journal_damaged_until = state.checkpoint.op + this.config.journal_slot_count;
-      this.env.log("warn", `replica ${this.replica}: journal records damaged on disk: repairing from peers; this replica will not vote to discard any op until they are rewritten`);
-    }
     this.view = this.view_durable = state.view;
     this.log_view = this.log_view_durable = state.log_view;
     this.checkpoint = state.checkpoint;
     this.rememberCheckpoint(state.checkpoint);
     this.commit_min = state.checkpoint.op;
     this.commit_min_checksum = state.checkpoint.checksum;
+    this.commit_min_header = recovered.checkpoint.anchor;
     this.commit_max = Math.max(state.commit_max, this.commit_min);
     this.store = recovered.store;
     this.clients = recovered.clients;
@@ -418,21 +425,15 @@ export class Replica {
     assert(checkpoint !== null && checkpoint.anchor.op === state.checkpoint.op && checkpoint.anchor.checksum === state.checkpoint.checksum, "checkpoint anchor header does not match the checkpoint");
     this.journal.setHeader(checkpoint.anchor);
     this.rememberCheckpoint(checkpoint.previous);
-    const vh_max = state.view_headers.length > 0 ? state.view_headers[state.view_headers.length - 1]!.op : this.commit_min;
-    for (const entry of recovered.journal) {
-      const h = entry.header;
-      if (h.op > this.commit_min + this.config.journal_slot_count) continue;
-      // Executed ops stay in the journal while their slots last: peers that fall behind repair
-      // from them (a request names the exact checksum, so a stale entry is never served).
-      if (h.op <= this.commit_min) {
-        const anchor_ok = h.op < this.commit_min || h.checksum === this.commit_min_checksum;
-        if (anchor_ok && !entry.faulty) this.journal.recovered(h, true);
-        continue;
-      }
-      // Beyond the suffix log_view vouches for, only prepares of log_view itself belong to the log.
-      if (h.op > vh_max && h.view !== state.log_view) continue;
-      this.journal.recovered(h, !entry.faulty);
+    // RULE (damage is sticky): a slot whose record is unreadable held an op of the window this
+    // replica may have acknowledged; it must not vote that op away until the slot is rewritten.
+    for (const slot of recovered.damaged_slots) this.journal.markDamaged(windowOp(this.commit_min, slot, this.config.journal_slot_count));
+    if (recovered.damaged_slots.length > 0) {
+      const ops = this.journal.damagedOps(this.commit_min, this.commit_min + this.config.journal_slot_count);
+      this.env.log("warn", `replica ${this.replica}: ${ops.length} journal record(s) damaged on disk (ops ${describeOps(ops)}): repairing from peers; this replica will not vote to discard those ops until they are rewritten`);
     }
+    const vh_max = state.view_headers.length > 0 ? state.view_headers[state.view_headers.length - 1]!.op : this.commit_min;
+    this.loadJournal(recovered.journal, state, vh_max);
     this.view_headers = state.view_headers;
     this.op = this.commit_min;
     for (let op = this.commit_min + 1; op <= this.commit_min + this.config.journal_slot_count; op++) {
@@ -475,6 +476,50 @@ export class Replica {
   }
 
   /**
+   * Puts into the journal, per op, the prepare found on disk that belongs to this replica's log.
+   * Storage may report several copies of an op (a record lost or misdirected hides which one was
+   * journaled last), so the log decides: above the suffix log_view vouches for, only prepares of
+   * log_view itself belong to the log (one per op); within the suffix, the vouched header; below
+   * it, down the hash chain from there and from the checkpoint's anchor. Executed ops are kept
+   * while their slots last, to serve peers' repairs.
+   */
+  private loadJournal(entries: RecoveredPrepare[], state: VsrState, vh_max: number): void {
+    const top = this.commit_min + this.config.journal_slot_count;
+    const by_op = new Map<number, RecoveredPrepare[]>();
+    for (const entry of entries) {
+      const op = entry.header.op;
+      if (op > top) continue;
+      let list = by_op.get(op);
+      if (list === undefined) by_op.set(op, (list = []));
+      list.push(entry);
+    }
+    const chain_top = Math.max(Math.min(vh_max, top), this.commit_min);
+    for (const [op, list] of by_op) {
+      if (op <= chain_top) continue;
+      const mine = list.filter((e) => e.header.view === state.log_view);
+      if (mine.length === 1) this.journal.recovered(mine[0]!.header, !mine[0]!.faulty);
+      else if (mine.length > 1) this.journal.markDamaged(op); // two prepares of one view: trust neither
+    }
+    const vouched = new Map<number, Header>();
+    for (const h of state.view_headers) vouched.set(h.op, h);
+    let expected: bigint | null = null;
+    for (let op = chain_top; op >= 0 && op > this.commit_min - this.config.journal_slot_count; op--) {
+      const v = vouched.get(op);
+      const want: bigint | null = op === this.commit_min ? this.commit_min_checksum : (v?.checksum ?? expected);
+      const list = by_op.get(op) ?? [];
+      const chosen: RecoveredPrepare | null = want === null ? (list.length === 1 ? list[0]! : null) : (list.find((e) => e.header.checksum === want) ?? null);
+      // An executed op shares its slot with the op a window later, which takes precedence.
+      const slot_taken = op <= this.commit_min && this.journal.header(op + this.config.journal_slot_count) !== null;
+      if (chosen !== null && (op > this.commit_min || !chosen.faulty) && !slot_taken) {
+        this.journal.recovered(chosen.header, !chosen.faulty);
+        expected = chosen.header.parent;
+      } else {
+        expected = v?.parent ?? null;
+      }
+    }
+  }
+
+  /**
    * A cluster is formed once every replica has formatted. Until then a formatted replica does
    * nothing that changes its state (no prepares, no view changes), so it stays pristine and a
    * replica whose formatting was delayed (a partition at birth) still sees a blank cluster and
@@ -484,18 +529,21 @@ export class Replica {
   private probe_formatted = new Set<number>();
   /** Opened from a data directory (not formatted in this run): it may have lost unsynced state. */
   private restarted = false;
-  /** A journal record was unreadable at open: until every slot of the window has been written
-   * since (commit past this op), this replica's gaps are not evidence an op was never held. */
-  private journal_damaged_until = -1;
 
-  private journalDamaged(): boolean {
-    return this.commit_min <= this.journal_damaged_until;
+  /** Ops above those executed whose journal slot was found damaged: this replica cannot tell
+   * whether it acknowledged them, so it never votes them away. */
+  protected damagedOps(): number[] {
+    return this.journal.damagedOps(this.commit_min, this.commit_min + this.config.journal_slot_count).filter((op) => {
+      const h = this.journal.header(op);
+      return h === null || !this.journal.hasDurable(op, h.checksum);
+    });
   }
 
   /** Why this replica refuses writes, if it does (status, metrics). */
   problem(): string | null {
     if (this.no_space) return "disk full: this replica refuses new writes until space is freed (reads are still served)";
-    if (this.journalDamaged()) return "journal damaged: repairing from peers";
+    const damaged = this.damagedOps();
+    if (damaged.length > 0) return `journal damaged (ops ${describeOps(damaged)}): repairing from peers`;
     return null;
   }
 
@@ -511,6 +559,8 @@ export class Replica {
     this.view = this.view_durable = state.view;
     this.log_view_durable = state.log_view;
     this.log_view = 0;
+    // The superblock it writes when it rejoins must not name an older checkpoint than this one.
+    this.checkpoint_floor = state.checkpoint.op;
     this.recovering_view = -1;
     this.restarted = true;
     this.formed = true;
@@ -527,7 +577,8 @@ export class Replica {
     }
     this.probe_nonce = this.env.random.u64();
     this.probe_replies = new Map();
-    this.probe_formatted = new Set();
+    // Formatted is durable (a formatted replica never becomes blank again but by losing its disk),
+    // so what earlier rounds heard still holds: under partitions no single round may hear everyone.
     const h = this.makeHeader(Command.ping);
     h.context = this.probe_nonce;
     this.sendToOthers(finalize(h));
@@ -537,8 +588,10 @@ export class Replica {
   private onPing(message: Message): void {
     const h = this.makeHeader(Command.pong);
     h.context = message.header.context;
-    // operation: 0 blank, 1 formatted, 2 recovering (a lost disk, catching up).
-    h.operation = this.status === "blank" ? 0 : this.status === "recovering" ? 2 : 1;
+    // operation: 0 blank, 1 formatted, 2 recovering (a lost disk, catching up). Formatted only once
+    // the format is durable: a peer counts it for good (onPong), and a crash before then would
+    // bring this replica back blank.
+    h.operation = this.status === "blank" || (this.status === "normal" && this.view_durable < 0) ? 0 : this.status === "recovering" ? 2 : 1;
     h.op = this.op;
     h.commit = this.commit_max;
     h.log_view = this.log_view;
@@ -552,7 +605,11 @@ export class Replica {
     const h = message.header;
     if (h.context !== this.probe_nonce) return;
     if (this.status !== "blank") {
-      if (this.formed || h.operation === 0) return;
+      if (this.formed) return;
+      if (h.operation === 0) {
+        this.probe_formatted.delete(h.replica); // its disk was replaced since
+        return;
+      }
       this.probe_formatted.add(h.replica);
       if (this.probe_formatted.size === this.config.replica_count - 1) this.form();
       return;
@@ -635,6 +692,7 @@ export class Replica {
   /** Queues a superblock write of the current VSR state. */
   private writeState(): void {
     const checkpoint = this.checkpoint_pending ?? this.checkpoint;
+    assert(checkpoint.op >= this.checkpoint.op, () => `replica ${this.replica}: writing checkpoint ${checkpoint.op} over the durable ${this.checkpoint.op}`);
     const state: VsrState = {
       view: this.view,
       log_view: this.log_view,
@@ -655,7 +713,9 @@ export class Replica {
       assert(written.view >= this.view_durable && written.log_view >= this.log_view_durable, "durable view went backwards");
       this.view_durable = written.view;
       this.log_view_durable = written.log_view;
-      if (written.checkpoint.op > this.checkpoint.op) this.checkpoint = written.checkpoint;
+      // The checkpoint a restart would load.
+      assert(written.checkpoint.op >= this.checkpoint.op, "durable checkpoint went backwards");
+      this.checkpoint = written.checkpoint;
       if (this.checkpoint_pending !== null && this.checkpoint_pending.op <= this.checkpoint.op) this.checkpoint_pending = null;
     }
     const durable_ops = this.journal.flushed();
@@ -672,7 +732,7 @@ export class Replica {
     if (this.isPrimary()) {
       for (const op of durable_ops) {
         const entry = this.pipeline.find((e) => e.op === op);
-        if (entry !== undefined && this.journal.hasDurable(op, entry.checksum)) entry.oks.add(this.replica);
+        if (entry !== undefined && op <= this.opPrepareOkMax() && this.journal.hasDurable(op, entry.checksum)) entry.oks.add(this.replica);
       }
       this.commitPipeline();
     } else if (this.acks_after_start_view !== null) {
@@ -728,6 +788,31 @@ export class Replica {
    * durable checkpoint still needs, and it keeps one checkpoint interval of history for peers. */
   private opPrepareMax(): number {
     return this.checkpoint.op + this.config.journal_slot_count - this.config.checkpoint_interval_ops;
+  }
+
+  /**
+   * RULE (a promise never outlives the memory behind it): the highest op this replica may
+   * acknowledge (or count as its own copy, as primary). A restart reloads the durable checkpoint
+   * and the journal window after it, ops (checkpoint, checkpoint + slots]; an acknowledged op
+   * beyond it would be forgotten, and a view change could then discard a committed op
+   * (TigerBeetle's op_prepare_ok_max). `checkpoint` is the durable one: a checkpoint taken or
+   * synced counts only once the superblock naming it is flushed.
+   */
+  protected opPrepareOkMax(): number {
+    return this.checkpoint.op + this.config.journal_slot_count;
+  }
+
+  /**
+   * The highest op this replica may write into its journal. Its slot is that of op - slots,
+   * which must be executed and inside the durable checkpoint: otherwise the write destroys an op
+   * the replay from that checkpoint needs (and that this replica may have acknowledged). A
+   * recovering replica has acknowledged nothing in this life and its durable state is not yet
+   * what it will restart from, so it fills the window above what it has executed; what it then
+   * acknowledges is bounded by opPrepareOkMax once it has made its checkpoint durable.
+   */
+  private opJournalMax(): number {
+    if (this.status === "recovering") return this.commit_min + this.config.journal_slot_count;
+    return this.opPrepareOkMax();
   }
 
   /** Batches queued requests into prepares while the pipeline has room (no batching timers). */
@@ -939,8 +1024,14 @@ export class Replica {
     if (this.read_queue.length >= this.config.read_queue_max) return this.replyError(message, Result.busy);
     // RULE (reads): the read needs commit >= the op at arrival, and a heartbeat round sent after
     // it arrived, confirmed by f backups still in this view.
-    this.read_queue.push({ message, read_op: this.op, round: this.heartbeat_round + 1 });
+    this.read_queue.push({ message, read_op: this.op, round: this.readRound() });
     this.serveReads();
+  }
+
+  /** The heartbeat round that confirms a read arriving now: the next one, sent after it arrived.
+   * (The simulator's tests override this to prove a read confirmed by an earlier round is caught.) */
+  protected readRound(): number {
+    return this.heartbeat_round + 1;
   }
 
   private roundConfirmed(round: number): boolean {
@@ -999,9 +1090,8 @@ export class Replica {
       this.requestStartView(h.view);
       return;
     }
-    if (h.view < this.view || this.status !== "normal" && this.status !== "recovering") return;
-    if (this.isPrimary()) return;
-    if (h.replica !== primaryIndex(this.view, this.config.replica_count)) return;
+    if (this.status !== "normal" && this.status !== "recovering") return;
+    if (this.isPrimary() || !this.fromPrimaryOfThisView(h)) return;
     this.onPrimaryContact(h.commit, h.checkpoint_op);
     if (this.journal.hasPrepare(h.op, h.checksum)) {
       // The primary resends what it has no acknowledgement for: the ack may have been lost.
@@ -1009,7 +1099,7 @@ export class Replica {
       this.executeCommitted();
       return;
     }
-    if (h.op > this.commit_min + this.config.journal_slot_count) return; // too far ahead to journal
+    if (h.op > this.opJournalMax()) return; // too far ahead to journal (the primary resends it)
     const existing = this.journal.header(h.op);
     if (existing !== null && existing.view === this.view && existing.checksum !== h.checksum) {
       assert(false, () => `replica ${this.replica}: two different prepares for op ${h.op} in view ${this.view}`);
@@ -1024,10 +1114,17 @@ export class Replica {
     this.executeCommitted();
   }
 
+  /** RULE: a backup journals new prepares only from the primary of its own view; an older view's
+   * primary may be deposed, and its prepares may conflict with this view's log. (The simulator's
+   * tests override this to prove a backup that takes an older view's prepares is caught.) */
+  protected fromPrimaryOfThisView(h: Header): boolean {
+    return h.view === this.view && h.replica === primaryIndex(this.view, this.config.replica_count);
+  }
+
   /** Whether a prepare is one this replica is missing: its header is known (from a start_view,
    * or as the parent of a known header) but the prepare itself is not on disk. */
   private wanted(h: Header): boolean {
-    if (h.op > this.op || h.op <= this.commit_min) return false;
+    if (h.op > this.op || h.op <= this.commit_min || h.op > this.opJournalMax()) return false;
     const known = this.journal.header(h.op);
     if (known !== null && known.checksum === h.checksum) return !this.journal.hasPrepare(h.op, h.checksum);
     const child = this.journal.header(h.op + 1);
@@ -1038,6 +1135,7 @@ export class Replica {
    * acknowledgement, and repair fetches it again once space returns). */
   private journalPrepare(message: Message): boolean {
     const h = message.header;
+    assert(h.op <= this.opJournalMax(), () => `replica ${this.replica}: journaling op ${h.op} would overwrite op ${h.op - this.config.journal_slot_count}, which its durable checkpoint ${this.checkpoint.op} still needs`);
     try {
       this.storage.writePrepare(message);
     } catch (error) {
@@ -1123,13 +1221,19 @@ export class Replica {
     if (this.status !== "normal" || this.isPrimary()) return;
     if (this.view_durable !== this.view || this.log_view_durable !== this.view) return;
     const h = this.journal.header(op);
-    if (h === null || op > this.op || !this.prepareOkReady(op, h.checksum)) return;
+    if (h === null || op > this.op || op > this.opPrepareOkMax() || !this.prepareOkReady(op, h.checksum)) return;
     const ok = this.makeHeader(Command.prepare_ok);
     ok.op = op;
     ok.context = h.checksum;
     ok.parent = h.parent;
     ok.commit = this.commit_max;
     this.env.sendToReplica(primaryIndex(this.view, this.config.replica_count), finalize(ok));
+  }
+
+  /** RULE: a recovering replica persists its synced checkpoint before it rejoins. (The
+   * simulator's tests override this to prove a replica that rejoins without it is caught.) */
+  protected recoveryPersists(): boolean {
+    return true;
   }
 
   /** RULE (persist before you promise): do_view_change waits for the view to be durable. (The
@@ -1263,6 +1367,7 @@ export class Replica {
     }
     this.commit_min = h.op;
     this.commit_min_checksum = h.checksum;
+    this.commit_min_header = h;
     if (this.commit_min > this.commit_max) this.commit_max = this.commit_min;
     this.observer?.executed(this.replica, prepare);
   }
@@ -1351,8 +1456,8 @@ export class Replica {
 
   private takeCheckpoint(): void {
     const id: CheckpointId = { op: this.commit_min, digest: stateDigest(this.store, this.clients), checksum: this.commit_min_checksum };
-    const anchor = this.journal.header(this.commit_min);
-    assert(anchor !== null && anchor.checksum === id.checksum, () => `replica ${this.replica}: no header for its checkpoint op ${id.op}`);
+    const anchor = this.commit_min_header;
+    assert(anchor.op === id.op && anchor.checksum === id.checksum, () => `replica ${this.replica}: no header for its checkpoint op ${id.op}`);
     const previous = this.checkpoint_ids.get(id.op - this.config.checkpoint_interval_ops);
     assert(previous !== undefined, () => `replica ${this.replica}: checkpoint ${id.op} without the one before it`);
     // The id is known whether or not the file can be written (prepares name it; the next
@@ -1369,6 +1474,18 @@ export class Replica {
     }
     this.checkpoint_pending = id;
     if (this.status === "normal") this.writeState();
+  }
+
+  /** A checkpoint that could not be written (disk full) is taken again once there is space: the
+   * journal cannot move past a window beyond the durable checkpoint (opJournalMax), so a replica
+   * whose checkpoints failed would otherwise stop executing at the end of that window for good. */
+  private retryCheckpoint(): void {
+    if (this.no_space || this.sync !== null || (this.status !== "normal" && this.status !== "recovering")) return;
+    const last = (this.checkpoint_pending ?? this.checkpoint).op;
+    if (this.commit_min <= last || this.commit_min % this.config.checkpoint_interval_ops !== 0) return;
+    if (!this.checkpoint_ids.has(this.commit_min - this.config.checkpoint_interval_ops)) return;
+    this.env.log("info", `replica ${this.replica}: retrying checkpoint ${this.commit_min}, which could not be written before`);
+    this.takeCheckpoint();
   }
 
   /** RULE (state sync): a replica more than a checkpoint behind the primary's fetches a
@@ -1485,6 +1602,7 @@ export class Replica {
     this.clients = clients;
     this.commit_min = sync.target.op;
     this.commit_min_checksum = sync.target.checksum;
+    this.commit_min_header = anchor;
     if (this.commit_max < this.commit_min) this.commit_max = this.commit_min;
     if (this.op < this.commit_min) this.op = this.commit_min;
     this.journal.setHeader(anchor);
@@ -1612,7 +1730,8 @@ export class Replica {
     headers.forEach((header, i) => {
       presence[i] = this.journal.hasDurable(header.op, header.checksum) || header.op <= this.commit_min ? presence_present : this.journal.isFaulty(header.op, header.checksum) ? presence_faulty : presence_absent;
     });
-    const dvc: DoViewChange = { log_view: this.log_view, op: this.op, commit: this.commit_max, headers, presence, damaged: this.journalDamaged() };
+    const dvc: DoViewChange = { log_view: this.log_view, op: this.op, commit: this.commit_max, headers, presence, faulty_ops: this.damagedOps() };
+    this.observer?.doViewChange(this.replica, this.view, dvc);
     if (primary === this.replica) {
       this.dvc_from.set(this.replica, dvc);
       this.maybeStartView();
@@ -1623,8 +1742,7 @@ export class Replica {
     h.op = dvc.op;
     h.commit = dvc.commit;
     h.request = dvc.headers.length;
-    h.operation = dvc.damaged ? 1 : 0;
-    this.env.sendToReplica(primary, finalize(h, encodeDoViewChangeBody(dvc.headers, dvc.presence)));
+    this.env.sendToReplica(primary, finalize(h, encodeDoViewChangeBody(dvc)));
   }
 
   private onDoViewChange(message: Message): void {
@@ -1633,7 +1751,7 @@ export class Replica {
     if (primaryIndex(h.view, this.config.replica_count) !== this.replica) return;
     const body = decodeDoViewChangeBody(message.body, h.request, this.config.cluster);
     if (body === null || !suffixValid(body.headers, h.op)) return this.drop(message, "malformed do_view_change headers");
-    const { headers, presence } = body;
+    const { headers, presence, faulty_ops } = body;
     if (h.view === this.view && this.status === "normal") {
       // It missed the start_view: resend it.
       this.sendStartView(h.replica);
@@ -1643,7 +1761,7 @@ export class Replica {
     if (this.status !== "view_change") return;
     // A do_view_change implies its sender voted to leave the old view.
     this.svc_from.add(h.replica);
-    this.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: h.commit, headers, presence, damaged: h.operation === 1 });
+    this.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: h.commit, headers, presence, faulty_ops });
     this.maybeSendDoViewChange();
     this.maybeStartView();
   }
@@ -1657,8 +1775,19 @@ export class Replica {
     for (const dvc of this.dvc_from.values()) commit = Math.max(commit, dvc.commit);
     const dvcs = [...this.dvc_from.values()];
     const best = this.chooseLog(dvcs);
+    if (best.op < commit && dvcs.some((dvc) => dvc.faulty_ops.some((op) => op > best.op && op <= commit))) {
+      // A committed op above the chosen log is damaged where this quorum holds it: only a
+      // replica not heard from yet can supply it.
+      return;
+    }
     assert(best.op >= commit && best.op >= this.commit_min, () => `replica ${this.replica}: the chosen log (op ${best.op}) is shorter than what is committed (${commit}) or executed (${this.commit_min})`);
-    const cut = this.nackedOp(best, dvcs, commit);
+    const cut = this.decideSuffix(best, dvcs, commit);
+    if (cut === "wait") {
+      if (this.dvc_from.size === this.config.replica_count) {
+        this.env.log("warn", `replica ${this.replica}: view ${this.view}: an uncommitted op of the chosen log is neither held intact by any replica nor known never to have committed (every copy is damaged): waiting for a replica to repair it`);
+      }
+      return;
+    }
     if (cut !== null) {
       this.env.log("info", `replica ${this.replica}: a quorum never had op ${cut} of the chosen log: it was not committed; discarding ops ${cut}..${best.op}`);
       this.installLog(best.headers.filter((h) => h.op < cut), cut - 1);
@@ -1674,34 +1803,54 @@ export class Replica {
   }
 
   /**
-   * The lowest uncommitted op of the chosen log that a quorum of do_view_change senders never
-   * held (a nack quorum, as in Protocol-Aware Recovery): had it committed, f+1 replicas would hold
-   * it durably and one of them would be in this quorum. Without this, an op whose only copy is on
-   * a replica that stays down would block the new view forever. Faulty copies never count as
-   * "never held". Returns null when nothing can be discarded.
+   * Decides the uncommitted part of the chosen log, op by op from the lowest (TigerBeetle's
+   * quorum_headers), and returns the op to cut the log at, null to keep all of it, or "wait":
+   * - an op a quorum of senders never held (a nack quorum, as in Protocol-Aware Recovery) did not
+   *   commit (had it, f+1 replicas would hold it durably and one of them would be in this quorum):
+   *   the log is cut there, else an op whose only copy is on a replica that stays down would block
+   *   the view forever. Faulty copies never count as "never held";
+   * - an op some sender holds intact is kept: the new primary can repair it from there;
+   * - otherwise it may have committed with its copies on replicas not heard from yet (or damaged):
+   *   keeping it would install a head nobody can repair, cutting it could lose a committed op, so
+   *   the new primary waits for more do_view_change messages.
+   * The op just above the chosen log is judged too when a sender of the same log_view reports it
+   * faulty: a damaged record may have cut that sender's head short of an op it acknowledged (ops
+   * commit in order, so if that one did not commit, none above it did).
    */
-  private nackedOp(best: DoViewChange, dvcs: DoViewChange[], commit: number): number | null {
+  protected decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: number): number | null | "wait" {
+    const above = best.op + 1;
+    if (dvcs.some((dvc) => dvc.log_view === best.log_view && dvc.faulty_ops.includes(above))) {
+      // Senders of older log views never acknowledged it in a view where it could commit.
+      const nacks = dvcs.filter((dvc) => dvc.log_view < best.log_view || !dvc.faulty_ops.includes(above)).length;
+      if (nacks < this.quorum) return "wait";
+    }
     if (best.headers.length === 0) return null;
     // Only ops inside the chosen log's suffix window are judged (below it nothing is known).
     for (let op = Math.max(commit + 1, best.headers[0]!.op); op <= best.op; op++) {
-      // The chosen log may have a gap here too: then no replica in the quorum holding any prepare
-      // at this op counts as a nack, since whatever was committed here, one of them would hold.
+      // The chosen log may have a gap here too: then the op is identified by its child's parent.
       const header = best.headers.find((h) => h.op === op) ?? null;
+      const expected = header?.checksum ?? best.headers.find((h) => h.op === op + 1)?.parent ?? null;
       let nacks = 0;
+      let present = false;
       for (const dvc of dvcs) {
-        if (dvc.damaged) continue;
+        if (dvc.faulty_ops.includes(op)) continue;
         const j = dvc.headers.findIndex((h) => h.op === op);
         if (j === -1) {
+          // No header here: it held no prepare at this op if its log covers the op.
           if (dvc.op < op || (dvc.headers.length > 0 && dvc.headers[0]!.op < op)) nacks += 1;
         } else if (dvc.presence[j] === presence_absent || (header !== null && dvc.headers[j]!.checksum !== header.checksum)) {
           nacks += 1;
+        } else if (dvc.presence[j] === presence_present && dvc.headers[j]!.checksum === expected) {
+          present = true;
         }
       }
-      if (nacks < this.quorum) continue;
-      // The new head must be a header this replica can name.
-      const below = op - 1;
-      if (below > this.commit_min && !best.headers.some((h) => h.op === below)) return null;
-      return op;
+      if (nacks >= this.quorum) {
+        // The new head must be a header this replica can name.
+        const below = op - 1;
+        if (below > this.commit_min && !best.headers.some((h) => h.op === below)) return "wait";
+        return op;
+      }
+      if (!present) return "wait";
     }
     return null;
   }
@@ -1760,7 +1909,7 @@ export class Replica {
     for (let op = this.commit_max + 1; op <= this.op; op++) {
       const h = this.journal.header(op)!;
       const oks = new Set<number>();
-      if (this.journal.hasDurable(op, h.checksum)) oks.add(this.replica);
+      if (op <= this.opPrepareOkMax() && this.journal.hasDurable(op, h.checksum)) oks.add(this.replica);
       this.pipeline.push({ op, checksum: h.checksum, message: null, oks });
     }
     this.heartbeat_acks.fill(0);
@@ -1797,7 +1946,11 @@ export class Replica {
     const headers = decodeHeaders(message.body, this.config.cluster);
     if (headers === null || !suffixValid(headers, h.op)) return this.drop(message, "malformed start_view headers");
     if (this.status === "recovering" && h.view < this.view) return;
-    if (h.op < this.commit_min) return; // cannot be: a start_view's log holds every committed op
+    if (h.op < this.commit_min) return; // a stale start_view: the view's log holds every committed op
+    // A start_view of the view this replica's log is already in (resent, delayed or replayed) is a
+    // prefix of that log, which only grows within its view: it must not cut the ops this replica
+    // has acknowledged since.
+    const same_log = this.log_view === h.view && this.op >= h.op && this.status !== "recovering";
     this.view = h.view;
     this.log_view = h.view;
     this.svc_from = new Set();
@@ -1809,7 +1962,14 @@ export class Replica {
     this.inflight = new Map();
     this.read_queue = [];
     this.start_view_pending = false;
-    this.installLog(headers, h.op);
+    if (same_log) {
+      for (const header of headers) {
+        if (header.op > this.commit_min && header.op <= this.commit_min + this.config.journal_slot_count) this.journal.setHeader(header);
+      }
+      this.trimUnchained();
+    } else {
+      this.installLog(headers, h.op);
+    }
     if (h.commit > this.commit_max) {
       this.commit_max = h.commit;
       this.commit_max_checksum = null;
@@ -1870,6 +2030,9 @@ export class Replica {
     if (this.status === "normal" && h.view === this.view && this.isPrimary() && !this.start_view_pending) this.sendStartView(h.replica);
   }
 
+  /** A replica recovering from a damaged checkpoint file: the op of that checkpoint. */
+  private checkpoint_floor = 0;
+
   /** The op a recovering replica must have repaired up to before it may acknowledge anything. */
   private recovering_op = 0;
   /** The view of the start_view a recovering replica installed (-1: none yet). Only a start_view
@@ -1877,7 +2040,9 @@ export class Replica {
   private recovering_view = -1;
 
   /** RULE (lost disk): a recovering replica rejoins only once it has a checkpoint and every
-   * prepare up to the op of the start_view it installed; only then does it persist its state. */
+   * prepare up to the op of the start_view it installed; only then does it persist its state: the
+   * view, the log it installed and the checkpoint it synced, all durable before it acknowledges
+   * anything (a restart must reload every op it will acknowledge: opPrepareOkMax). */
   private maybeFinishRecovering(): void {
     if (this.status !== "recovering" || this.sync !== null || this.recovering_view !== this.view) return;
     if (this.primary_checkpoint_op > this.commit_min + this.config.checkpoint_interval_ops) return;
@@ -1885,11 +2050,15 @@ export class Replica {
       const h = this.journal.header(op);
       if (h === null || !this.journal.hasPrepare(op, h.checksum)) return;
     }
-    if (this.view_durable !== this.view || this.log_view_durable !== this.view) {
+    // A checkpoint at least as new as the one its superblock named (damaged or not) is written, so
+    // what it persists never names an older one (retryCheckpoint takes it if a write failed).
+    if ((this.checkpoint_pending ?? this.checkpoint).op < this.checkpoint_floor) return;
+    if (this.view_durable !== this.view || this.log_view_durable !== this.view || (this.checkpoint_pending !== null && this.recoveryPersists())) {
       if (this.state_written === null) this.writeState();
       return;
     }
     if (this.storage.pending()) return;
+    assert(this.checkpoint_pending === null || !this.recoveryPersists(), () => `replica ${this.replica}: rejoining before its synced checkpoint ${this.checkpoint_pending?.op} is durable`);
     this.env.log("info", `replica ${this.replica}: recovered: caught up to op ${this.recovering_op} in view ${this.view}; acknowledging again`);
     this.enterNormalBackup();
     for (let op = this.commit_min + 1; op <= this.op; op++) this.sendPrepareOk(op);
@@ -1933,7 +2102,7 @@ export class Replica {
     // chains to a header already held), up to view_headers_max per round.
     let requests = 0;
     let gap_top = -1;
-    const top = Math.min(this.op, this.commit_min + this.config.journal_slot_count);
+    const top = Math.min(this.op, this.opJournalMax());
     for (let op = this.commit_min + 1; op <= top; op++) {
       const h = this.journal.header(op);
       if (h === null) {
@@ -2153,6 +2322,47 @@ export class Replica {
     return persisted;
   }
 
+  /**
+   * The replica's invariants (TigerBeetle style), checked by the simulator after every event so
+   * a broken one stops the run at the step that broke it. Cheap enough for that; never called on
+   * the hot path in production.
+   */
+  invariants(): void {
+    const who = `replica ${this.replica} (${this.status}, view ${this.view})`;
+    assert(this.commit_min <= this.commit_max, () => `${who}: commit_min ${this.commit_min} > commit_max ${this.commit_max}`);
+    assert(this.commit_min <= this.op, () => `${who}: commit_min ${this.commit_min} > op ${this.op}`);
+    assert(this.log_view <= this.view, () => `${who}: log_view ${this.log_view} > view`);
+    assert(this.view_durable <= this.view && this.log_view_durable <= Math.max(this.view_durable, 0), () => `${who}: durable view ${this.view_durable}/${this.log_view_durable} ahead of view`);
+    // (A recovering replica whose checkpoint file was damaged may sync one below it, and execute
+    // up to it before it persists anything: writeState checks what it writes.)
+    assert(this.checkpoint_pending === null || this.checkpoint_pending.op > this.checkpoint.op || this.status === "recovering", () => `${who}: pending checkpoint ${this.checkpoint_pending?.op} not above the durable ${this.checkpoint.op}`);
+    if (this.status !== "recovering" && this.status !== "blank") {
+      assert(this.checkpoint.op <= this.commit_min, () => `${who}: durable checkpoint ${this.checkpoint.op} above what it executed (${this.commit_min})`);
+      assert(this.log_view_durable <= this.log_view, () => `${who}: durable log_view ${this.log_view_durable} above log_view ${this.log_view}`);
+    }
+    if (this.status === "normal") assert(this.log_view === this.view, () => `${who}: normal with log_view ${this.log_view}`);
+    assert(this.sync === null || this.status === "normal" || this.status === "recovering", () => `${who}: state sync outside normal or recovering`);
+    assert(this.commit_min_header.op === this.commit_min && this.commit_min_header.checksum === this.commit_min_checksum, () => `${who}: the header it executed last is not op ${this.commit_min}`);
+    const anchor = this.journal.header(this.commit_min);
+    assert(anchor === null || anchor.checksum === this.commit_min_checksum, () => `${who}: journal op ${this.commit_min} does not match what it executed there`);
+    for (let op = this.op + 1; op <= this.commit_min + this.config.journal_slot_count; op++) {
+      assert(this.journal.header(op) === null, () => `${who}: a header at op ${op}, above its head ${this.op}`);
+    }
+    const leading = this.status === "normal" && this.isPrimary() && !this.start_view_pending && this.formed;
+    if (leading) {
+      assert(this.op === this.commit_max + this.pipeline.length, () => `${who}: primary op ${this.op} != commit ${this.commit_max} + ${this.pipeline.length} in flight`);
+      this.pipeline.forEach((entry, i) => {
+        assert(entry.op === this.commit_max + 1 + i, () => `${who}: pipeline entry ${i} is op ${entry.op}`);
+        assert(this.journal.header(entry.op)?.checksum === entry.checksum, () => `${who}: pipeline op ${entry.op} is not the journal's`);
+        assert(!entry.oks.has(this.replica) || entry.op <= this.opPrepareOkMax(), () => `${who}: counts its own copy of op ${entry.op} beyond what a restart reloads`);
+      });
+    } else {
+      assert(this.pipeline.length === 0 || (this.status === "normal" && this.isPrimary()), () => `${who}: a pipeline while not leading`);
+    }
+    assert(this.request_queue.length <= this.config.request_queue_max && this.read_queue.length <= this.config.read_queue_max, () => `${who}: queues over their bounds`);
+    this.journal.invariants();
+  }
+
   /** A summary for status displays and the simulator. */
   describe(): { status: Status; view: number; log_view: number; op: number; commit_min: number; commit_max: number; checkpoint: number; primary: boolean } {
     return {
@@ -2192,22 +2402,39 @@ export function decodeHeaders(body: Uint8Array, cluster: bigint): Header[] | nul
 }
 
 /** do_view_change body: count headers (128 bytes each), then one presence byte per header,
- * zero-padded to a multiple of 8. */
-export function encodeDoViewChangeBody(headers: Header[], presence: Uint8Array): Uint8Array {
-  const body = new Uint8Array(headers.length * header_size + ((presence.length + 7) & ~7));
+ * zero-padded to a multiple of 8, then u32 faulty op count, u32 reserved, and the faulty ops as
+ * u64, ascending (docs/PROTOCOL.md §4.6). */
+export function encodeDoViewChangeBody(dvc: Pick<DoViewChange, "headers" | "presence" | "faulty_ops">): Uint8Array {
+  const { headers, presence, faulty_ops } = dvc;
+  assert(faulty_ops.length <= faulty_ops_max, () => `do_view_change with ${faulty_ops.length} faulty ops (at most ${faulty_ops_max})`);
+  const presence_end = headers.length * header_size + ((presence.length + 7) & ~7);
+  const body = new Uint8Array(presence_end + 8 + 8 * faulty_ops.length);
   body.set(encodeHeaders(headers), 0);
   body.set(presence, headers.length * header_size);
+  const view = new DataView(body.buffer);
+  view.setUint32(presence_end, faulty_ops.length, true);
+  faulty_ops.forEach((op, i) => view.setBigUint64(presence_end + 8 + 8 * i, BigInt(op), true));
   return body;
 }
 
-function decodeDoViewChangeBody(body: Uint8Array, count: number, cluster: bigint): { headers: Header[]; presence: Uint8Array } | null {
+export function decodeDoViewChangeBody(body: Uint8Array, count: number, cluster: bigint): { headers: Header[]; presence: Uint8Array; faulty_ops: number[] } | null {
   const headers_size = count * header_size;
-  if (count > view_headers_max || body.length !== headers_size + ((count + 7) & ~7)) return null;
+  const presence_end = headers_size + ((count + 7) & ~7);
+  if (count > view_headers_max || body.length < presence_end + 8) return null;
   const headers = decodeHeaders(body.subarray(0, headers_size), cluster);
   if (headers === null) return null;
   const presence = body.slice(headers_size, headers_size + count);
   if (presence.some((p) => p > presence_faulty)) return null;
-  return { headers, presence };
+  const view = new DataView(body.buffer, body.byteOffset, body.length);
+  const faulty_count = view.getUint32(presence_end, true);
+  if (faulty_count > faulty_ops_max || view.getUint32(presence_end + 4, true) !== 0 || body.length !== presence_end + 8 + 8 * faulty_count) return null;
+  const faulty_ops: number[] = [];
+  for (let i = 0; i < faulty_count; i++) {
+    const op = Number(view.getBigUint64(presence_end + 8 + 8 * i, true));
+    if (!Number.isSafeInteger(op) || (i > 0 && op <= faulty_ops[i - 1]!)) return null;
+    faulty_ops.push(op);
+  }
+  return { headers, presence, faulty_ops };
 }
 
 /** A log suffix: strictly ascending, ending at op. */

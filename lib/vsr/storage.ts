@@ -49,9 +49,12 @@ export interface Recovered {
   state: VsrState | null;
   /** Journal entries found on disk (any order, any op; the replica filters them). */
   journal: RecoveredPrepare[];
-  /** Some journal slot held a record that no longer reads back: an op this replica may have
-   * acknowledged is unknown, so it must not vote to discard any op (do_view_change nacks). */
-  journal_damaged: boolean;
+  /** Journal slots whose record does not read back (torn, corrupted, unreadable, or the whole
+   * ring lost), and that no unique durable prepare could restore: the op each held is unknown, and
+   * it may have been acknowledged, so the replica must not vote to discard the op of its window
+   * that maps to such a slot. Damage is persisted: a damaged slot reads back damaged at every
+   * later open until a valid record is written into it. */
+  damaged_slots: number[];
   /** The checkpoint at state.checkpoint (null when blank, or when its file is damaged: the
    * replica must then recover its state from peers, keeping the promises of `state`). */
   checkpoint: CheckpointMeta | null;
