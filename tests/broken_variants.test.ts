@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Replica, type DoViewChange } from "../lib/vsr/replica.ts";
-import type { Message } from "../lib/net/codec.ts";
+import type { Header, Message } from "../lib/net/codec.ts";
 import { Operation } from "../lib/store/operations.ts";
 import { executeRead } from "../lib/store/execute.ts";
 import { simulate, type ReplicaClass, type SimOptions } from "../sim/simulator.ts";
@@ -17,18 +17,18 @@ const timeout_ms = 600_000;
 
 type Variant = Pick<SimOptions, "replica_class" | "storage_class">;
 
-function firstCaught(variant: Variant, first_seed: number): { seed: number; violation: string } | null {
+function firstCaught(variant: Variant, first_seed: number, replicas: number): { seed: number; violation: string } | null {
   for (let seed = first_seed; seed < first_seed + seeds_max; seed++) {
-    const result = simulate({ seed, replicas: 3, clients: 4, ticks: 1000, ...variant });
+    const result = simulate({ seed, replicas, clients: replicas + 1, ticks: 1000, ...variant });
     if (!result.ok) return { seed, violation: result.violation ?? "" };
   }
   return null;
 }
 
-function expectCaught(name: string, replica_class: ReplicaClass | Variant, first_seed: number): void {
-  const caught = firstCaught(typeof replica_class === "function" ? { replica_class } : replica_class, first_seed);
+function expectCaught(name: string, replica_class: ReplicaClass | Variant, first_seed: number, replicas = 3): void {
+  const caught = firstCaught(typeof replica_class === "function" ? { replica_class } : replica_class, first_seed, replicas);
   if (caught === null) throw new Error(`${name}: not caught within ${seeds_max} seeds`);
-  console.log(`${name}: caught after ${caught.seed - first_seed + 1} seed(s) (seed ${caught.seed}): ${caught.violation.split("\n")[0]}`);
+  console.log(`${name}: caught after ${caught.seed - first_seed + 1} seed(s) (seed ${caught.seed}, ${replicas} replicas): ${caught.violation.split("\n")[0]}`);
   expect(caught.violation.length).toBeGreaterThan(0);
 }
 
@@ -93,6 +93,70 @@ class DamagedAsBlank extends FileStorage {
   }
 }
 
+/** Item 1 of the safety issue (seed 297): acknowledgements bounded by what the replica has
+ * executed, not by what a restart from its durable checkpoint reloads. */
+class AckBeyondDurableCheckpoint extends Replica {
+  protected override opPrepareOkMax(): number {
+    return this.commit_min + this.config.journal_slot_count;
+  }
+}
+
+/** Item 2: a damaged header-ring slot written back as zeros ("never written"), so the next open
+ * takes an op it may have acknowledged for one it never held. */
+class DamageForgotten extends FileStorage {
+  protected override persistsDamage(): boolean {
+    return false;
+  }
+}
+
+/** Item 3: a recovering replica that rejoins before its synced checkpoint is durable. */
+class RejoinBeforeCheckpointDurable extends Replica {
+  protected override recoveryPersists(): boolean {
+    return false;
+  }
+}
+
+/** Item 5: any damaged journal slot makes the replica refuse to vote away any op of its window,
+ * as if its whole journal were damaged. */
+class WholeJournalDamaged extends Replica {
+  protected override damagedOps(): number[] {
+    const damaged = super.damagedOps();
+    if (damaged.length === 0) return damaged;
+    return Array.from({ length: this.config.journal_slot_count }, (_, i) => this.commit_min + 1 + i);
+  }
+}
+
+/** Item 6: a new primary keeps an uncommitted op nobody holds a copy of, instead of waiting for
+ * more do_view_change messages. */
+class HeadNobodyHolds extends Replica {
+  protected override decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: number): number | null | "wait" {
+    const decision = super.decideSuffix(best, dvcs, commit);
+    return decision === "wait" ? null : decision;
+  }
+}
+
+/** Missed by the simulator before the safety issue: a new primary that takes the longest log
+ * before the highest log_view. */
+class LongestLogFirst extends Replica {
+  protected override chooseLog(dvcs: DoViewChange[]): DoViewChange {
+    return dvcs.reduce((best, dvc) => (dvc.op > best.op || (dvc.op === best.op && dvc.log_view > best.log_view) ? dvc : best));
+  }
+}
+
+/** Missed before: a backup that journals and acknowledges prepares of an older view. */
+class OlderViewPrepares extends Replica {
+  protected override fromPrimaryOfThisView(h: Header): boolean {
+    return h.view <= this.view && h.replica === h.view % this.config.replica_count;
+  }
+}
+
+/** Missed before: a linearizable read confirmed by a heartbeat round sent before it arrived. */
+class ReadConfirmedByEarlierRound extends Replica {
+  protected override readRound(): number {
+    return Math.max(1, super.readRound() - 1);
+  }
+}
+
 /** A replica that never scrubs: values damaged at rest stay damaged until a client reads them,
  * so redundancy silently decays (the liveness phase requires every copy intact). */
 class NoScrub extends Replica {
@@ -109,6 +173,16 @@ describe("broken replicas are caught", () => {
   test("a replica writing its view after sending do_view_change", () => expectCaught("view persisted after do_view_change", ViewAfterDoViewChange, 500), timeout_ms);
   test("storage treating a damaged acknowledged prepare as blank", () => expectCaught("damaged slot treated as blank", { storage_class: DamagedAsBlank }, 600), timeout_ms);
   test("a replica that never scrubs its values", () => expectCaught("no scrubbing", NoScrub, 700), timeout_ms);
+
+  // The safety issue's items and the bugs the simulator used to miss.
+  test("acknowledging beyond what a restart reloads (item 1)", () => expectCaught("ack beyond durable checkpoint", AckBeyondDurableCheckpoint, 800), timeout_ms);
+  test("damage forgotten at the next open (item 2)", () => expectCaught("damage forgotten", { storage_class: DamageForgotten }, 900), timeout_ms);
+  test("rejoining before the synced checkpoint is durable (item 3)", () => expectCaught("rejoin before checkpoint durable", RejoinBeforeCheckpointDurable, 1000), timeout_ms);
+  test("a damaged slot blocking every nack (item 5)", () => expectCaught("whole journal damaged", WholeJournalDamaged, 1100), timeout_ms);
+  test("a view keeping an op nobody holds (item 6)", () => expectCaught("head nobody holds", HeadNobodyHolds, 1200), timeout_ms);
+  test("the longest log chosen before the highest log_view", () => expectCaught("longest log first", LongestLogFirst, 1300), timeout_ms);
+  test("prepares of an older view journaled and acknowledged", () => expectCaught("older view prepares", OlderViewPrepares, 1400), timeout_ms);
+  test("a read confirmed by a heartbeat round sent before it arrived", () => expectCaught("read confirmed by earlier round", ReadConfirmedByEarlierRound, 1500), timeout_ms);
 
   test("the correct replica passes the same seeds", () => {
     for (const first of [100, 200]) {

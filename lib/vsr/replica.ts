@@ -469,6 +469,7 @@ export class Replica {
       this.svc_from = new Set([this.replica]);
       this.dvc_from = new Map();
       this.dvc_sent = false;
+      this.dvc_message = null;
       this.timeout_view_change.start();
       this.timeout_view_change_resend.start();
       this.sendToOthers(this.makeStartViewChange());
@@ -1630,6 +1631,7 @@ export class Replica {
     this.svc_higher = new Map();
     this.dvc_from = new Map();
     this.dvc_sent = false;
+    this.dvc_message = null;
     this.start_view_pending = false;
     this.pipeline = [];
     this.request_queue = [];
@@ -1689,8 +1691,13 @@ export class Replica {
       return;
     }
     this.sendToOthers(this.makeStartViewChange());
-    if (this.dvc_sent && !this.isPrimary()) this.sendDoViewChange();
+    // The same do_view_change again: built from durable state when first sent, it stays true, while
+    // one rebuilt now could count a prepare written since, not yet durable, as never held.
+    if (this.dvc_message !== null && !this.isPrimary()) this.env.sendToReplica(primaryIndex(this.view, this.config.replica_count), this.dvc_message);
   }
+
+  /** The do_view_change sent in this view change (resent as is). */
+  private dvc_message: Message | null = null;
 
   /** A stalled view change moves on to the next view, but only once a quorum agreed to leave the
    * current one: a replica cut off alone keeps its view instead of racing ahead of the cluster. */
@@ -1742,7 +1749,8 @@ export class Replica {
     h.op = dvc.op;
     h.commit = dvc.commit;
     h.request = dvc.headers.length;
-    this.env.sendToReplica(primary, finalize(h, encodeDoViewChangeBody(dvc)));
+    this.dvc_message = finalize(h, encodeDoViewChangeBody(dvc));
+    this.env.sendToReplica(primary, this.dvc_message);
   }
 
   private onDoViewChange(message: Message): void {
@@ -1956,6 +1964,7 @@ export class Replica {
     this.svc_from = new Set();
     this.dvc_from = new Map();
     this.dvc_sent = false;
+    this.dvc_message = null;
     this.svc_higher = new Map();
     this.pipeline = [];
     this.request_queue = [];

@@ -1,0 +1,183 @@
+/**
+ * What recovery reports about the journal when the header ring is damaged or a record write went
+ * missing (docs/STORAGE.md §11): damage that stays damaged until a record replaces it, records
+ * restored from a unique durable prepare, records lost to misdirected writes found in the
+ * segments, and every copy of an op reported when more than one is on disk.
+ */
+import { describe, expect, test } from "bun:test";
+import { FileStorage, header_record_size, type StorageOptions } from "./file_storage.ts";
+import { Command, Header, finalize, type Message } from "../net/codec.ts";
+import { rootPrepare, stateDigest } from "../vsr/root.ts";
+import { ObjectStore } from "../store/object_store.ts";
+import { ClientTable } from "../vsr/client_table.ts";
+import type { Recovered, VsrState } from "../vsr/storage.ts";
+import { Prng } from "../util/prng.ts";
+import { SECTOR_SIZE, SimFs } from "../../sim/sim_fs.ts";
+
+
+const cluster = 0x5eed0f1e5n;
+const slots = 16;
+const clients_max = 4;
+const options: StorageOptions = { cluster, replica: 1, replica_count: 3, journal_slot_count: slots, segment_size_bytes: 4096 };
+
+/** A data directory formatted at checkpoint 0, with prepares journaled through FileStorage. */
+class Disk {
+  readonly fs = new SimFs(new Prng(7));
+  storage = new FileStorage(this.fs, options);
+  readonly root = rootPrepare(cluster, 3);
+  readonly state: VsrState;
+  /** The last prepare written per op. */
+  readonly written = new Map<number, Message>();
+
+  constructor() {
+    expect(this.storage.recover(clients_max).state).toBeNull();
+    const checkpoint = { op: 0, digest: stateDigest(new ObjectStore(), new ClientTable(clients_max)), checksum: this.root.checksum };
+    this.state = { view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint };
+    this.storage.writeState(this.state);
+    this.storage.flush();
+  }
+
+  /** Journals and flushes prepares for ops from..to of `view`, chained to what is written below. */
+  write(from: number, to: number, view = 0): Message[] {
+    const out: Message[] = [];
+    for (let op = from; op <= to; op++) {
+      const h = new Header();
+      h.command = Command.prepare;
+      h.cluster = cluster;
+      h.replica_count = 3;
+      h.replica = view % 3;
+      h.view = view;
+      h.op = op;
+      h.parent = (this.written.get(op - 1)?.header ?? this.root).checksum;
+      const prepare = finalize(h, new Uint8Array(40 + op).fill(op & 0xff));
+      this.storage.writePrepare(prepare);
+      this.written.set(op, prepare);
+      out.push(prepare);
+    }
+    this.storage.flush();
+    return out;
+  }
+
+  /** Power loss, then a new FileStorage on what survived. */
+  reopen(): Recovered {
+    this.fs.crash(new Prng(3));
+    this.storage = new FileStorage(this.fs, options);
+    return this.storage.recover(clients_max);
+  }
+
+  ringSector(op: number): number {
+    return Math.floor(((op % slots) * header_record_size) / SECTOR_SIZE);
+  }
+
+  /** Flips one byte of a prepare's header on disk (its parent field: the magic and op stay
+   * readable, the checksum fails), durably. */
+  damageHeader(prepare: Message): void {
+    const location = this.storage.prepareBodyLocation(prepare.header.op, prepare.header.checksum)!;
+    const fd = this.fs.open(`journal/${location.segment.toString().padStart(10, "0")}.seg`, false);
+    const at = location.offset - 128 + 24;
+    const byte = new Uint8Array(1);
+    this.fs.pread(fd, byte, at);
+    byte[0] = byte[0]! ^ 0x40;
+    this.fs.pwrite(fd, byte, at);
+    this.fs.fdatasync(fd);
+  }
+}
+
+function copies(recovered: Recovered, op: number): bigint[] {
+  return recovered.journal.filter((e) => e.header.op === op && !e.faulty).map((e) => e.header.checksum);
+}
+
+describe("journal recovery: damage is sticky", () => {
+  test("an unreadable ring slot whose op has no unique copy stays damaged across reopens, until a record replaces it", () => {
+    const disk = new Disk();
+    disk.write(1, 6);
+    // The ring sector of ops 6 and 7 becomes unreadable, and op 6's prepare is damaged too: no
+    // copy can restore its record.
+    disk.damageHeader(disk.written.get(6)!);
+    disk.fs.setReadErrorSector("journal/headers", disk.ringSector(6));
+    const first = disk.reopen();
+    expect(first.damaged_slots).toContain(6);
+    // Reopened again (and again): still damaged, never mistaken for "never written".
+    for (let i = 0; i < 2; i++) {
+      const again = disk.reopen();
+      expect(again.damaged_slots).toContain(6);
+      expect(copies(again, 6)).toEqual([]);
+    }
+    // A prepare written into the slot replaces the damage.
+    disk.write(6, 6, 1);
+    expect(disk.reopen().damaged_slots).not.toContain(6);
+  });
+
+  test("a lost ring file makes every slot damaged but those restored from unique copies, and that survives the next crash", () => {
+    const disk = new Disk();
+    disk.write(1, 4);
+    disk.damageHeader(disk.written.get(3)!);
+    disk.fs.unlink("journal/headers");
+    disk.fs.fsyncDir("journal");
+    const damaged = [0, ...Array.from({ length: slots - 5 }, (_, i) => i + 5), 3].sort((a, b) => a - b);
+    for (let open = 0; open < 2; open++) {
+      const recovered = disk.reopen();
+      expect(recovered.damaged_slots).toEqual(damaged);
+      for (const op of [1, 2, 4]) expect(copies(recovered, op)).toEqual([disk.written.get(op)!.header.checksum]);
+    }
+  });
+});
+
+describe("journal recovery: records restored and found", () => {
+  test("a torn record whose prepare is the only copy of its op is rewritten from it (TigerBeetle's fix)", () => {
+    const disk = new Disk();
+    disk.write(1, 5);
+    disk.fs.corruptSector("journal/headers", disk.ringSector(5));
+    const recovered = disk.reopen();
+    expect(recovered.damaged_slots).toEqual([]);
+    expect(copies(recovered, 5)).toEqual([disk.written.get(5)!.header.checksum]);
+    // The fix is persisted: the slot reads back valid without another restore.
+    const bytes = new Uint8Array(header_record_size);
+    const fd = disk.fs.open("journal/headers", false);
+    disk.fs.pread(fd, bytes, 5 * header_record_size);
+    expect(bytes.some((b) => b !== 0)).toBe(true);
+    expect(disk.reopen().damaged_slots).toEqual([]);
+  });
+
+  test("a record lost to a misdirected write is found in the segments", () => {
+    const disk = new Disk();
+    disk.write(1, 7);
+    // Op 7's record never reached its slot (the write landed elsewhere): its slot reads as never
+    // written, and its prepare is durable in the segment.
+    const fd = disk.fs.open("journal/headers", false);
+    disk.fs.pwrite(fd, new Uint8Array(header_record_size), 7 * header_record_size);
+    disk.fs.fdatasync(fd);
+    const recovered = disk.reopen();
+    expect(copies(recovered, 7)).toEqual([disk.written.get(7)!.header.checksum]);
+    expect(disk.storage.readPrepare(7, disk.written.get(7)!.header.checksum)?.header).toEqual(disk.written.get(7)!.header);
+  });
+
+  test("two copies of an op and a damaged record: both copies are reported and the slot stays damaged", () => {
+    const disk = new Disk();
+    disk.write(1, 4, 0);
+    const old = disk.written.get(4)!;
+    disk.write(4, 4, 1); // op 4 again, from a later view
+    disk.fs.setReadErrorSector("journal/headers", disk.ringSector(4));
+    const recovered = disk.reopen();
+    expect(recovered.damaged_slots).toContain(4);
+    expect(copies(recovered, 4).sort()).toEqual([old.header.checksum, disk.written.get(4)!.header.checksum].sort());
+  });
+
+  test("a copy whose header reached the disk but not its body is not reported", () => {
+    const disk = new Disk();
+    disk.write(1, 3);
+    // Op 4 written but never flushed: at the crash its write is lost, applied or torn.
+    const h = new Header();
+    h.command = Command.prepare;
+    h.cluster = cluster;
+    h.replica_count = 3;
+    h.op = 4;
+    h.parent = disk.written.get(3)!.header.checksum;
+    const prepare = finalize(h, new Uint8Array(3000).fill(9));
+    disk.storage.writePrepare(prepare);
+    for (let seed = 1; seed <= 20; seed++) {
+      const recovered = disk.reopen();
+      for (const checksum of copies(recovered, 4)) expect(disk.storage.readPrepare(4, checksum)).not.toBeNull();
+    }
+  });
+});
