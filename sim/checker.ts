@@ -25,12 +25,18 @@ export class StateChecker {
    * offer a log of that view in a view change. */
   private readonly acks: Map<number, Map<number, bigint>>[];
   commit_max = 0;
+  /** The highest op of a write whose reply a client has received. */
+  private acked_op_max = 0;
+  /** Ghost state for reads: per replica, "client:request" of a read that arrived there -> the
+   * highest acknowledged write op at its (first) arrival. */
+  private readonly read_floor: Map<string, number>[];
   violation: string | null = null;
 
   constructor(readonly replica_count: number) {
     this.durable = Array.from({ length: replica_count }, () => new Map());
     this.promised_view = new Array<number>(replica_count).fill(-1);
     this.acks = Array.from({ length: replica_count }, () => new Map());
+    this.read_floor = Array.from({ length: replica_count }, () => new Map());
   }
 
   get quorum(): number {
@@ -142,7 +148,29 @@ export class StateChecker {
 
   /** A client got a reply to a write from op: the op must hold that request, and f+1 disks must
    * have had the prepare durable. */
+  /** A read request reached a replica. */
+  readArrived(replica: number, client: bigint, request: number): void {
+    const key = `${client}:${request}`;
+    const floors = this.read_floor[replica]!;
+    if (!floors.has(key)) floors.set(key, this.acked_op_max);
+    if (floors.size > 4096) floors.delete(floors.keys().next().value!);
+  }
+
+  /**
+   * A replica answered a read from the state it executed up to commit_min. Every write whose reply
+   * some client had received before the read arrived must be in that state: a read answered by a
+   * deposed primary (or confirmed by a round sent before it arrived) fails this at once, whether
+   * or not the client takes that answer.
+   */
+  readServed(replica: number, client: bigint, request: number, commit_min: number): void {
+    const floor = this.read_floor[replica]!.get(`${client}:${request}`);
+    if (floor !== undefined && commit_min < floor) {
+      this.fail(`replica ${replica} answered read ${request} of client ${client.toString(16)} from the state at op ${commit_min}, but the write at op ${floor} had been acknowledged to a client before the read arrived: a stale read`);
+    }
+  }
+
   writeReplied(client: bigint, request: number, op: number): void {
+    if (op > this.acked_op_max) this.acked_op_max = op;
     const checksum = this.canonical.get(op);
     if (checksum === undefined) return this.fail(`client ${client.toString(16)} got a reply from op ${op}, which no replica executed`);
     if (!this.canonical_requests.get(op)!.has(`${client}:${request}`)) this.fail(`client ${client.toString(16)} got a reply for request ${request} from op ${op}, which does not hold it`);

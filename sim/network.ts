@@ -39,6 +39,8 @@ export class Network {
   private replay_next = 0;
   private readonly reservoir: Packet[] = [];
   private reservoir_seen = 0;
+  /** Nodes cut off by isolate(): kept apart from the random partitions, which heal() undoes. */
+  private readonly isolated = new Map<number, { clients: boolean }>();
   readonly stats = { sent: 0, lost: 0, duplicated: 0, replayed: 0, corrupted: 0, blocked: 0 };
 
   constructor(
@@ -54,7 +56,7 @@ export class Network {
 
   send(from: number, to: number, bytes: Uint8Array): void {
     this.stats.sent += 1;
-    if (this.blocked[from * this.nodes + to]) {
+    if (this.blocked[from * this.nodes + to] || (this.isolated.size > 0 && this.cut(from, to))) {
       this.stats.blocked += 1;
       return;
     }
@@ -151,14 +153,22 @@ export class Network {
     return `partition ${modes[mode]} {${[...side].sort().join(",")}}`;
   }
 
-  /** Cuts one replica off from every other replica (and, if `clients`, from every client). */
+  /** Cuts one replica off from every other replica (and, if `clients`, from every client) until
+   * unisolate(): random partitions and heal() leave this cut alone. */
   isolate(replica: number, clients: boolean): void {
-    const last = clients ? this.nodes : this.replicas;
-    for (let other = 0; other < last; other++) {
-      if (other === replica) continue;
-      this.block(replica, other, true);
-      this.block(other, replica, true);
+    this.isolated.set(replica, { clients });
+  }
+
+  unisolate(replica: number): void {
+    this.isolated.delete(replica);
+  }
+
+  private cut(from: number, to: number): boolean {
+    for (const [replica, { clients }] of this.isolated) {
+      const other = from === replica ? to : to === replica ? from : -1;
+      if (other !== -1 && other !== replica && (other < this.replicas || clients)) return true;
     }
+    return false;
   }
 
   /** Clogs one random link between replicas (a slow path) by a large delay. */

@@ -9,6 +9,7 @@
 import { Prng } from "../lib/util/prng.ts";
 import { AssertionError } from "../lib/util/assert.ts";
 import { Command, decode, encode, type Message } from "../lib/net/codec.ts";
+import { Result, isWrite } from "../lib/store/operations.ts";
 import { defaultConfig, type Config } from "../lib/constants.ts";
 import { Replica, stateDigest, type Env } from "../lib/vsr/replica.ts";
 import type { Storage } from "../lib/vsr/storage.ts";
@@ -149,6 +150,9 @@ interface WorkloadShape {
   /** Per 10 ms: the chance an idle phase starts (no client starts an operation). */
   idle: number;
   idle_mean_us: number;
+  /** Per client: how long it waits for an answer before it tries another replica (some wait
+   * seconds, as real clients do: a paused primary's late answers then count). */
+  request_timeout_us: number[];
 }
 
 export class Simulator {
@@ -168,7 +172,7 @@ export class Simulator {
   private readonly rates: FaultRates;
   private readonly shape: WorkloadShape;
   /** The primary cut off by isolate_after_prepare, until a newer view starts elsewhere. */
-  private isolated: { replica: number; view: number; since: number } | null = null;
+  private isolated: { replica: number; view: number; since: number; newer_op: number } | null = null;
   private faults = 0;
   private violation: string | null = null;
   private readonly f: number;
@@ -212,7 +216,7 @@ export class Simulator {
       const client = new SimClient(c, node, o.replicas, this.config.cluster, client_prng.fork(), {
         keys: 2 + this.prng.int(5),
         value_filler_max: 64,
-        request_timeout_us: 300_000 + this.prng.int(300_000),
+        request_timeout_us: this.shape.request_timeout_us[c]!,
         think_mean_us: this.shape.think_mean_us[c]!,
       }, {
         send: (from, to, bytes) => this.network.send(from, to, bytes),
@@ -255,7 +259,7 @@ export class Simulator {
       power_loss_at_us: power_loss ? p.int(Math.max(1, this.options.ticks)) * tick_us : null,
       disk_latency_mean_us: 50 + p.int(p.chance(0.2) ? 20_000 : 1_000),
       isolate_after_prepare: this.options.faults?.network === false || !p.chance(0.4) ? 0 : p.float() * 0.002,
-      primary_pause: crashes && p.chance(0.3) ? p.float() * 0.001 : 0,
+      primary_pause: crashes && p.chance(0.3) ? p.float() * 0.003 : 0,
       ...this.drawStorageRates(),
     };
   }
@@ -269,7 +273,9 @@ export class Simulator {
       think_mean_us.push(slow ? 50_000 + p.int(1_500_000) : p.int(20_000));
     }
     const idle = p.chance(0.4) ? p.float() * 0.004 : 0;
-    return { think_mean_us, idle, idle_mean_us: 300_000 + p.int(2_000_000) };
+    const patient = p.pick([0, 0.5, 1]); // the share of clients that wait seconds
+    const request_timeout_us = think_mean_us.map(() => (p.chance(patient) ? 1_000_000 + p.int(2_000_000) : 300_000 + p.int(300_000)));
+    return { think_mean_us, idle, idle_mean_us: 300_000 + p.int(2_000_000), request_timeout_us };
   }
 
   private drawStorageRates(): Pick<FaultRates, "faulty_disks" | "corrupt" | "read_error" | "fsync_error" | "wipe" | "disk_full" | "misdirect" | "tail_corruption" | "ring_damage"> {
@@ -465,11 +471,17 @@ export class Simulator {
     const node = this.nodes[from]!;
     this.checker.sent(from, message, node.replica?.view_durable ?? -1, node.replica?.view ?? -1);
     const h = message.header;
+    if (h.command === Command.reply && h.op === 0 && !isWrite(h.operation) && (h.result === Result.ok || h.result === Result.not_found) && node.replica !== null) {
+      this.checker.readServed(from, h.client, h.request, node.replica.commit_min);
+    }
     if (h.command === Command.prepare && h.replica === from && message !== this.last_message && this.rates.isolate_after_prepare > 0 && this.isolated === null && !this.liveness) {
-      // Once per prepare (its first send): the rest of the batch still goes out before the cut.
+      // Once per prepare (its first send). Half the time the cut comes before this prepare goes
+      // out (only the primary holds it: a stale suffix for a later view change to judge), half
+      // the time after the rest of the batch (the backups hold it, unacknowledged).
       if (this.prng.chance(this.rates.isolate_after_prepare)) {
-        this.isolated = { replica: from, view: h.view, since: this.now };
-        this.schedule(0, Kind.isolate, from, 0, null);
+        this.isolated = { replica: from, view: h.view, since: this.now, newer_op: -1 };
+        if (this.prng.chance(0.5)) this.isolate(from);
+        else this.schedule(0, Kind.isolate, from, 0, null);
       }
     }
     if (message !== this.last_message) {
@@ -535,6 +547,8 @@ export class Simulator {
     }
     const decoded = decode(packet.bytes, this.config.cluster);
     if (!decoded.ok) return; // corrupted on the way: dropped, as the real transport does
+    const rh = decoded.message.header;
+    if (rh.command === Command.request && !isWrite(rh.operation)) this.checker.readArrived(node.index, rh.client, rh.request);
     const replica = node.replica;
     this.guard(node, () => replica.onMessage(decoded.message));
     this.afterReplicaEvent(node);
@@ -732,18 +746,29 @@ export class Simulator {
     this.faults += 1;
     const clients = this.prng.chance(0.5);
     this.network.isolate(index, clients);
-    this.log(`fault: isolate replica ${index}, primary of view ${target.view}, right after it sent prepares${clients ? " (clients too)" : ""}`);
+    this.log(`fault: isolate replica ${index}, primary of view ${target.view}${clients ? " (clients too)" : ""}`);
   }
 
-  /** Heals the isolated primary once another replica has started a newer view (or after 10 s). */
+  /**
+   * Heals the isolated primary once another replica leads a newer view and has committed an op
+   * in it (or after 10 s). Half the time the partition flips instead: the primary of that newer
+   * view is cut off as the old one returns, so the next view change meets the old primary's stale
+   * log (possibly longer, from an older log_view) before it has installed the newer view's.
+   */
   private healIsolated(): void {
     const target = this.isolated;
     if (target === null) return;
-    const moved = this.nodes.some((n) => n.index !== target.replica && n.replica !== null && n.replica.status === "normal" && n.replica.view > target.view);
+    const newer = this.nodes.find((n) => n.index !== target.replica && n.replica !== null && n.replica.status === "normal" && n.replica.view > target.view && n.replica.describe().primary);
+    if (newer !== undefined && target.newer_op === -1) target.newer_op = newer.replica!.op;
+    const moved = newer !== undefined && newer.replica!.commit_max > target.newer_op;
     if (!moved && this.now - target.since < 10_000_000) return;
     this.isolated = null;
-    this.network.heal();
+    this.network.unisolate(target.replica);
     this.log(`fault: heal the isolated replica ${target.replica}${moved ? " after a newer view started" : ""}`);
+    if (newer !== undefined && this.prng.chance(0.5)) {
+      this.isolated = { replica: newer.index, view: newer.replica!.view, since: this.now, newer_op: -1 };
+      this.isolate(newer.index);
+    }
   }
 
   /** An idle phase: no client starts a new operation for a while (those in flight go on). */
@@ -839,6 +864,7 @@ export class Simulator {
   private runLiveness(): void {
     this.liveness = true;
     const p = this.prng;
+    if (this.isolated !== null) this.network.unisolate(this.isolated.replica);
     this.isolated = null;
     this.network.heal();
     this.network.options = { ...this.network.options, loss_probability: 0, duplicate_probability: 0, replay_probability: 0, corrupt_probability: 0 };

@@ -278,7 +278,8 @@ export class FileStorage implements Storage {
    *
    * A slot whose record does not decode is damaged: restored from the segments when exactly one
    * prepare for its op exists and the scan saw nothing that might be another (TigerBeetle's
-   * "fix"), else reported, and kept damaged on disk.
+   * "fix"), else reported, and kept damaged on disk. If part of the segments could not be read, a
+   * lost record cannot be ruled out: every op of the window with no copy found is damaged too.
    */
   private readHeaderRing(checkpoint_op: number): { journal: RecoveredPrepare[]; damaged_slots: number[] } {
     const slot_count = this.options.journal_slot_count;
@@ -349,11 +350,13 @@ export class FileStorage implements Storage {
       for (const location of restored) damaged.delete(location.op % slot_count);
     }
     // Damage means "which prepare this slot held is unknown"; the replica settles it where its log
-    // picks a copy that is intact (lib/vsr/replica.ts damagedOps). An unreadable region or a
-    // damaged header met by the scan only stops restores: a record lost to a misdirected write
-    // whose prepare is also damaged is two faults on one op, beyond what this detects (as in
-    // TigerBeetle, whose header and prepare rings would both have to fail), and counting every
-    // write a crash cut short as damage would stall view changes after any power loss.
+    // picks a copy that is intact (lib/vsr/replica.ts damagedOps). A region the scan could not
+    // read may hide the only copy of an op whose record was lost: every op of the window without
+    // a copy is then damaged. A damaged header met by the scan only stops restores: most are
+    // writes a crash cut short, never acknowledged, and counting them as damage would stall view
+    // changes after any power loss (a lost record whose prepare header is also corrupt is two
+    // faults on one op, beyond what this detects, as for TigerBeetle's two rings).
+    if (!scan.clean) for (let op = window_min; op <= window_max; op++) if (!intact.has(op)) damaged.add(op % slot_count);
     for (const [op, locations] of intact) {
       this.prepares.set(op, locations);
       for (const location of locations) found.push({ header: location.header, faulty: false });
@@ -383,7 +386,7 @@ export class FileStorage implements Storage {
    * in time order, a pipeline at a time, so a prepare whose record was lost sits among or after
    * those. With no record to go by (a lost ring), every segment is scanned. Not clean when a region
    * could not be read: a copy may be hidden there. Damaged headers naming an op of the window make
-   * that op suspect. (Both only stop restores: see readHeaderRing.)
+   * that op suspect (which only stops restores: see readHeaderRing).
    */
   private findUnrecorded(records: PrepareLocation[], op_min: number, op_max: number): { found: PrepareLocation[]; suspects: Set<number>; clean: boolean } {
     const slot_count = this.options.journal_slot_count;

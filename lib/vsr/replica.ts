@@ -576,10 +576,12 @@ export class Replica {
       this.timeout_probe.stop();
       return;
     }
+    // Answers accumulate across rounds (the latest per peer counts), since under partitions no
+    // single round may hear everyone. Formatted is durable (a formatted replica is blank again only
+    // if its disk is replaced), so a peer heard formatted stays counted. A peer heard blank or
+    // pristine cannot have moved on to real state while this replica is blank: forming needs this
+    // replica formatted too. (A fresh nonce per round still keeps replayed answers out.)
     this.probe_nonce = this.env.random.u64();
-    this.probe_replies = new Map();
-    // Formatted is durable (a formatted replica never becomes blank again but by losing its disk),
-    // so what earlier rounds heard still holds: under partitions no single round may hear everyone.
     const h = this.makeHeader(Command.ping);
     h.context = this.probe_nonce;
     this.sendToOthers(finalize(h));
