@@ -341,7 +341,7 @@ export class FileStorage implements Storage {
     for (const slot of damaged) {
       const op = windowOp(checkpoint_op, slot, slot_count);
       const candidates = intact.get(op) ?? [];
-      if (scan.clean && !scan.suspects.has(op) && candidates.length === 1) restored.push(candidates[0]!);
+      if (scan.clean && !scan.suspects.has(op) && candidates.length === 1 && this.restoresRecords()) restored.push(candidates[0]!);
     }
     if (restored.length > 0) {
       // The fix is persisted: the next open finds a valid record there.
@@ -419,7 +419,7 @@ export class FileStorage implements Storage {
 
   /** Scans [from, to) of a segment for prepare headers (see findUnrecorded). */
   private scanRegion(segment: Segment, from: number, to: number, size: number, op_min: number, op_max: number, found: PrepareLocation[], suspects: Set<number>): boolean {
-    const chunk = new Uint8Array(scan_chunk_bytes + header_size);
+    const chunk = new Uint8Array(Math.min(scan_chunk_bytes, to - from) + header_size);
     const view = new DataView(chunk.buffer);
     let clean = true;
     for (let base = from; base < to; base += scan_chunk_bytes) {
@@ -431,8 +431,11 @@ export class FileStorage implements Storage {
         continue;
       }
       const stop = Math.min(scan_chunk_bytes, to - base);
-      for (let at = 0; at < stop && at + header_size <= n; at += 8) {
-        if (view.getUint32(at + 88, true) !== wire_magic) continue;
+      // Headers start 8-byte aligned; find their magic's first byte natively (regions are mostly
+      // zeros or value bytes), then check alignment and the whole magic.
+      for (let m = chunk.indexOf(magic_first_byte, 88); m !== -1 && m - 88 < stop && m - 88 + header_size <= n; m = chunk.indexOf(magic_first_byte, m + 1)) {
+        const at = m - 88;
+        if (at % 8 !== 0 || view.getUint32(m, true) !== wire_magic) continue;
         const header = decodeHeader(chunk, at);
         if (header === null) {
           // A damaged header naming an op of the window may be a prepare this replica journaled
@@ -455,6 +458,13 @@ export class FileStorage implements Storage {
    * simulator's tests override this to prove storage that forgets damage at the next open is
    * caught.) */
   protected persistsDamage(): boolean {
+    return true;
+  }
+
+  /** RULE: a damaged record whose prepare is the only copy of its op is restored from it. (The
+   * simulator's tests override this to prove that without it, and with damage counted for the
+   * whole journal, a cluster stalls.) */
+  protected restoresRecords(): boolean {
     return true;
   }
 
@@ -1100,8 +1110,10 @@ function damagedRecords(size: number): Uint8Array {
   return bytes;
 }
 
-/** Segments are scanned for prepares in reads of this size (restoreDamaged). */
+/** Segments are scanned for prepares in reads of this size (findUnrecorded). */
 const scan_chunk_bytes = 1024 * 1024;
+/** The first byte of the header magic as stored (little-endian). */
+const magic_first_byte = wire_magic & 0xff;
 
 function isZero(bytes: Uint8Array, offset: number, size: number): boolean {
   for (let i = offset; i < offset + size; i++) if (bytes[i] !== 0) return false;

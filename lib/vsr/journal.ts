@@ -16,7 +16,7 @@
  * the op it held is unknown. Which op that is, within the window, is known (damaged_op): this
  * replica must not vote that op away until a prepare is written into the slot again.
  */
-import { assert } from "../util/assert.ts";
+import { AssertionError, assert } from "../util/assert.ts";
 import type { Header } from "../net/codec.ts";
 
 export class Journal {
@@ -27,6 +27,8 @@ export class Journal {
   /** Per slot: the op whose record was found unreadable there (-1: none). */
   private readonly damaged_op: number[];
   private dirty_ops: number[] = [];
+  /** Counts changes (for checks that only need to run when something changed). */
+  mutations = 0;
 
   constructor(readonly slot_count: number) {
     assert(slot_count >= 4, "journal needs at least 4 slots");
@@ -82,12 +84,14 @@ export class Journal {
 
   /** The slot's record was unreadable at open; `op` is the op of the window that maps to it. */
   markDamaged(op: number): void {
+    this.mutations += 1;
     this.damaged_op[this.slot(op)] = op;
   }
 
   /** Records a header without its prepare (learned from a peer; the prepare must be repaired). */
   setHeader(header: Header): void {
     const slot = this.slot(header.op);
+    this.mutations += 1;
     const old = this.headers[slot];
     if (old !== null && old !== undefined && old.op === header.op && old.checksum === header.checksum) return;
     this.headers[slot] = header;
@@ -99,6 +103,7 @@ export class Journal {
   /** Records that the prepare was written to storage (durable at the next flush). Its record
    * replaces whatever the slot held, damage included. */
   wrote(header: Header): void {
+    this.mutations += 1;
     const slot = this.slot(header.op);
     this.headers[slot] = header;
     this.present[slot] = true;
@@ -110,6 +115,7 @@ export class Journal {
 
   /** Records a prepare found on disk at recovery (its record intact; the prepare intact or not). */
   recovered(header: Header, intact: boolean): void {
+    this.mutations += 1;
     const slot = this.slot(header.op);
     this.headers[slot] = header;
     this.present[slot] = intact;
@@ -119,6 +125,7 @@ export class Journal {
 
   /** The prepare was damaged when read back: keep the header, repair the prepare. */
   damaged(header: Header): void {
+    this.mutations += 1;
     const slot = this.slot(header.op);
     this.headers[slot] = header;
     this.present[slot] = false;
@@ -128,6 +135,7 @@ export class Journal {
 
   /** Everything written so far is durable. Returns the ops that just became durable. */
   flushed(): number[] {
+    this.mutations += 1;
     const ops = this.dirty_ops;
     this.dirty_ops = [];
     const durable: number[] = [];
@@ -145,6 +153,7 @@ export class Journal {
   /** Forgets the header (a damaged slot stays damaged: removing a header proves nothing about
    * what the disk held). */
   remove(op: number): void {
+    this.mutations += 1;
     const slot = this.slot(op);
     const h = this.headers[slot];
     if (h !== null && h !== undefined && h.op === op) {
@@ -170,14 +179,14 @@ export class Journal {
     for (let slot = 0; slot < this.slot_count; slot++) {
       const h = this.headers[slot] ?? null;
       if (h === null) {
-        assert(!this.present[slot] && !this.dirty[slot] && !this.faulty[slot], () => `journal slot ${slot}: prepare state without a header`);
+        if (this.present[slot] || this.dirty[slot] || this.faulty[slot]) throw new AssertionError(`journal slot ${slot}: prepare state without a header`);
         continue;
       }
-      assert(h.op % this.slot_count === slot, () => `journal slot ${slot} holds op ${h.op}`);
-      assert(!this.dirty[slot] || this.present[slot], () => `journal slot ${slot} (op ${h.op}): dirty but not written`);
-      assert(!(this.faulty[slot] && this.present[slot]), () => `journal slot ${slot} (op ${h.op}): both faulty and present`);
+      if (h.op % this.slot_count !== slot) throw new AssertionError(`journal slot ${slot} holds op ${h.op}`);
+      if (this.dirty[slot] && !this.present[slot]) throw new AssertionError(`journal slot ${slot} (op ${h.op}): dirty but not written`);
+      if (this.faulty[slot] && this.present[slot]) throw new AssertionError(`journal slot ${slot} (op ${h.op}): both faulty and present`);
       const damaged = this.damaged_op[slot]!;
-      assert(damaged === -1 || damaged % this.slot_count === slot, () => `journal slot ${slot}: damaged op ${damaged} maps elsewhere`);
+      if (damaged !== -1 && damaged % this.slot_count !== slot) throw new AssertionError(`journal slot ${slot}: damaged op ${damaged} maps elsewhere`);
     }
   }
 }

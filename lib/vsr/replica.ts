@@ -16,7 +16,7 @@
  * - a brand-new cluster formats only when every replica reports a blank disk; a replica that lost
  *   its disk recovers without acknowledging anything until it has caught up.
  */
-import { assert } from "../util/assert.ts";
+import { AssertionError, assert } from "../util/assert.ts";
 import type { Prng } from "../util/prng.ts";
 import { Command, Header, decodeHeader, finalize, writeHeader, type Message } from "../net/codec.ts";
 import { faulty_ops_max, header_size, journal_slot_count_max, key_size_max, sender_client, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
@@ -2339,39 +2339,50 @@ export class Replica {
    * the hot path in production.
    */
   invariants(): void {
-    const who = `replica ${this.replica} (${this.status}, view ${this.view})`;
-    assert(this.commit_min <= this.commit_max, () => `${who}: commit_min ${this.commit_min} > commit_max ${this.commit_max}`);
-    assert(this.commit_min <= this.op, () => `${who}: commit_min ${this.commit_min} > op ${this.op}`);
-    assert(this.log_view <= this.view, () => `${who}: log_view ${this.log_view} > view`);
-    assert(this.view_durable <= this.view && this.log_view_durable <= Math.max(this.view_durable, 0), () => `${who}: durable view ${this.view_durable}/${this.log_view_durable} ahead of view`);
+    if (this.commit_min > this.commit_max) this.broken(`commit_min ${this.commit_min} > commit_max ${this.commit_max}`);
+    if (this.commit_min > this.op) this.broken(`commit_min ${this.commit_min} > op ${this.op}`);
+    if (this.log_view > this.view) this.broken(`log_view ${this.log_view} > view`);
+    if (this.view_durable > this.view || this.log_view_durable > Math.max(this.view_durable, 0)) this.broken(`durable view ${this.view_durable}/${this.log_view_durable} ahead of view`);
     // (A recovering replica whose checkpoint file was damaged may sync one below it, and execute
     // up to it before it persists anything: writeState checks what it writes.)
-    assert(this.checkpoint_pending === null || this.checkpoint_pending.op > this.checkpoint.op || this.status === "recovering", () => `${who}: pending checkpoint ${this.checkpoint_pending?.op} not above the durable ${this.checkpoint.op}`);
+    const pending = this.checkpoint_pending;
+    if (pending !== null && pending.op <= this.checkpoint.op && this.status !== "recovering") this.broken(`pending checkpoint ${pending.op} not above the durable ${this.checkpoint.op}`);
     if (this.status !== "recovering" && this.status !== "blank") {
-      assert(this.checkpoint.op <= this.commit_min, () => `${who}: durable checkpoint ${this.checkpoint.op} above what it executed (${this.commit_min})`);
-      assert(this.log_view_durable <= this.log_view, () => `${who}: durable log_view ${this.log_view_durable} above log_view ${this.log_view}`);
+      if (this.checkpoint.op > this.commit_min) this.broken(`durable checkpoint ${this.checkpoint.op} above what it executed (${this.commit_min})`);
+      if (this.log_view_durable > this.log_view) this.broken(`durable log_view ${this.log_view_durable} above log_view ${this.log_view}`);
     }
-    if (this.status === "normal") assert(this.log_view === this.view, () => `${who}: normal with log_view ${this.log_view}`);
-    assert(this.sync === null || this.status === "normal" || this.status === "recovering", () => `${who}: state sync outside normal or recovering`);
-    assert(this.commit_min_header.op === this.commit_min && this.commit_min_header.checksum === this.commit_min_checksum, () => `${who}: the header it executed last is not op ${this.commit_min}`);
+    if (this.status === "normal" && this.log_view !== this.view) this.broken(`normal with log_view ${this.log_view}`);
+    if (this.sync !== null && this.status !== "normal" && this.status !== "recovering") this.broken("state sync outside normal or recovering");
+    if (this.commit_min_header.op !== this.commit_min || this.commit_min_header.checksum !== this.commit_min_checksum) this.broken(`the header it executed last is not op ${this.commit_min}`);
     const anchor = this.journal.header(this.commit_min);
-    assert(anchor === null || anchor.checksum === this.commit_min_checksum, () => `${who}: journal op ${this.commit_min} does not match what it executed there`);
-    for (let op = this.op + 1; op <= this.commit_min + this.config.journal_slot_count; op++) {
-      assert(this.journal.header(op) === null, () => `${who}: a header at op ${op}, above its head ${this.op}`);
-    }
+    if (anchor !== null && anchor.checksum !== this.commit_min_checksum) this.broken(`journal op ${this.commit_min} does not match what it executed there`);
     const leading = this.status === "normal" && this.isPrimary() && !this.start_view_pending && this.formed;
     if (leading) {
-      assert(this.op === this.commit_max + this.pipeline.length, () => `${who}: primary op ${this.op} != commit ${this.commit_max} + ${this.pipeline.length} in flight`);
-      this.pipeline.forEach((entry, i) => {
-        assert(entry.op === this.commit_max + 1 + i, () => `${who}: pipeline entry ${i} is op ${entry.op}`);
-        assert(this.journal.header(entry.op)?.checksum === entry.checksum, () => `${who}: pipeline op ${entry.op} is not the journal's`);
-        assert(!entry.oks.has(this.replica) || entry.op <= this.opPrepareOkMax(), () => `${who}: counts its own copy of op ${entry.op} beyond what a restart reloads`);
-      });
-    } else {
-      assert(this.pipeline.length === 0 || (this.status === "normal" && this.isPrimary()), () => `${who}: a pipeline while not leading`);
+      if (this.op !== this.commit_max + this.pipeline.length) this.broken(`primary op ${this.op} != commit ${this.commit_max} + ${this.pipeline.length} in flight`);
+      for (let i = 0; i < this.pipeline.length; i++) {
+        const entry = this.pipeline[i]!;
+        if (entry.op !== this.commit_max + 1 + i) this.broken(`pipeline entry ${i} is op ${entry.op}`);
+        if (this.journal.header(entry.op)?.checksum !== entry.checksum) this.broken(`pipeline op ${entry.op} is not the journal's`);
+        if (entry.oks.has(this.replica) && entry.op > this.opPrepareOkMax()) this.broken(`counts its own copy of op ${entry.op} beyond what a restart reloads`);
+      }
+    } else if (this.pipeline.length > 0 && !(this.status === "normal" && this.isPrimary())) {
+      this.broken("a pipeline while not leading");
     }
-    assert(this.request_queue.length <= this.config.request_queue_max && this.read_queue.length <= this.config.read_queue_max, () => `${who}: queues over their bounds`);
+    if (this.request_queue.length > this.config.request_queue_max || this.read_queue.length > this.config.read_queue_max) this.broken("queues over their bounds");
+    // The window checks cost a pass over the journal: only when the journal or the head moved.
+    const mark = this.journal.mutations + this.op * 4096 + this.commit_min;
+    if (mark === this.invariants_mark) return;
+    this.invariants_mark = mark;
+    for (let op = this.op + 1; op <= this.commit_min + this.config.journal_slot_count; op++) {
+      if (this.journal.header(op) !== null) this.broken(`a header at op ${op}, above its head ${this.op}`);
+    }
     this.journal.invariants();
+  }
+
+  private invariants_mark = -1;
+
+  private broken(what: string): never {
+    throw new AssertionError(`replica ${this.replica} (${this.status}, view ${this.view}): ${what}`);
   }
 
   /** A summary for status displays and the simulator. */
