@@ -1333,6 +1333,7 @@ export class Replica {
     if (this.commit_min >= this.commit_max) return;
     const up_to = this.verifiedUpTo();
     while (this.commit_min < up_to) {
+      if (this.checkpointMissing()) break;
       const op = this.commit_min + 1;
       const header = this.journal.header(op)!;
       const prepare = this.pipelineMessage(op, header.checksum) ?? this.recentPrepare(op, header.checksum) ?? this.storage.readPrepare(op, header.checksum);
@@ -1457,7 +1458,8 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Checkpoints and state sync
 
-  private takeCheckpoint(): void {
+  /** Takes the checkpoint at commit_min; false if its file could not be written (disk full). */
+  private takeCheckpoint(): boolean {
     const id: CheckpointId = { op: this.commit_min, digest: stateDigest(this.store, this.clients), checksum: this.commit_min_checksum };
     const anchor = this.commit_min_header;
     assert(anchor.op === id.op && anchor.checksum === id.checksum, () => `replica ${this.replica}: no header for its checkpoint op ${id.op}`);
@@ -1470,13 +1472,21 @@ export class Replica {
       this.storage.writeCheckpoint({ id, anchor, previous }, this.store, this.clients);
     } catch (error) {
       // Without the checkpoint the journal cannot wrap: the primary stops preparing when it is
-      // full, which is the backpressure a full disk needs. The next checkpoint retries.
+      // full, which is the backpressure a full disk needs. retryCheckpoint tries again.
       if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
       this.diskFull(error);
-      return;
+      return false;
     }
     this.checkpoint_pending = id;
     if (this.status === "normal") this.writeState();
+    return true;
+  }
+
+  /** Execution stopped at a checkpoint whose file could not be written: it waits there until the
+   * file is (retryCheckpoint), since past it no later op could take its place (checkpoints are at
+   * multiples of the interval, and prepares name them). */
+  private checkpointMissing(): boolean {
+    return this.commit_min % this.config.checkpoint_interval_ops === 0 && this.commit_min > (this.checkpoint_pending ?? this.checkpoint).op;
   }
 
   /** A checkpoint that could not be written (disk full) is taken again once there is space: the
@@ -1484,11 +1494,9 @@ export class Replica {
    * whose checkpoints failed would otherwise stop executing at the end of that window for good. */
   private retryCheckpoint(): void {
     if (this.no_space || this.sync !== null || (this.status !== "normal" && this.status !== "recovering")) return;
-    const last = (this.checkpoint_pending ?? this.checkpoint).op;
-    if (this.commit_min <= last || this.commit_min % this.config.checkpoint_interval_ops !== 0) return;
-    if (!this.checkpoint_ids.has(this.commit_min - this.config.checkpoint_interval_ops)) return;
+    if (!this.checkpointMissing() || !this.checkpoint_ids.has(this.commit_min - this.config.checkpoint_interval_ops)) return;
     this.env.log("info", `replica ${this.replica}: retrying checkpoint ${this.commit_min}, which could not be written before`);
-    this.takeCheckpoint();
+    if (this.takeCheckpoint()) this.executeCommitted();
   }
 
   /** RULE (state sync): a replica more than a checkpoint behind the primary's fetches a
