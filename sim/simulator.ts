@@ -791,10 +791,15 @@ export class Simulator {
     let damaged = 0;
     for (const [op, checksum] of node.storage!.last_flushed) {
       if (damaged > 0 && p.chance(0.5)) continue;
-      const sector = Math.floor(((op % slot_count) * 256) / 512);
+      // The ring holds each record twice (lib/storage/file_storage.ts ring_copies): damage one
+      // copy, or both.
+      const copies = p.chance(0.5) ? [0, 1] : [p.int(2)];
       try {
-        if (p.chance(0.5)) node.fs.setReadErrorSector("journal/headers", sector);
-        else node.fs.corruptSector("journal/headers", sector);
+        for (const copy of copies) {
+          const sector = Math.floor(((copy * slot_count + (op % slot_count)) * 256) / 512);
+          if (p.chance(0.5)) node.fs.setReadErrorSector("journal/headers", sector);
+          else node.fs.corruptSector("journal/headers", sector);
+        }
         damaged += 1;
       } catch {
         continue; // not durable there

@@ -41,6 +41,8 @@ import {
 import { Reader, Writer, readObjectMeta, readSession, writeObjectMeta, writeSession } from "./records.ts";
 
 export const header_record_size = 256;
+/** The header ring holds every record twice: copy A at slot × 256, copy B at (slots + slot) × 256. */
+export const ring_copies = 2;
 const headers_path = "journal/headers";
 
 /** Prepares up to this size are encoded into a reused buffer and written with one pwrite; larger
@@ -138,6 +140,8 @@ export class FileStorage implements Storage {
   private readonly prepare_scratch = new Uint8Array(prepare_scratch_size);
   /** Reused for the header records of one flush (grown as needed, see writeRecords). */
   private records_scratch = new Uint8Array(16 * header_record_size);
+  /** The write sequence of the next header-ring record (above every one on disk). */
+  private record_sequence = 1;
   private pending_state: VsrState | null = null;
   /** The published checkpoint, then older ones kept so lagging peers can still sync: a prepare
    * names a checkpoint up to two intervals behind it (lib/vsr/checkpoint.ts), so peers keep three. */
@@ -174,7 +178,7 @@ export class FileStorage implements Storage {
     // (never over what is there), so a full disk can never make a flush, and so an
     // acknowledgement, fail.
     const superblock_size = superblock_copies * superblock_copy_size;
-    const ring_size = this.options.journal_slot_count * header_record_size;
+    const ring_size = ring_copies * this.options.journal_slot_count * header_record_size;
     const superblock_have = this.fs.size(this.superblock_fd);
     if (superblock_have < superblock_size) this.fs.pwrite(this.superblock_fd, new Uint8Array(superblock_size - superblock_have), superblock_have);
     // A superblock without its header ring lost every record of what it acknowledged: the new ring
@@ -207,6 +211,13 @@ export class FileStorage implements Storage {
       throw new ForeignDataError(
         `data directory belongs to cluster ${id.cluster.toString(16)} replica ${id.replica} of ${id.replica_count}, not cluster ${this.options.cluster.toString(16)} replica ${this.options.replica} of ${this.options.replica_count}`,
       );
+    }
+    if (this.ringSuperblockSequenceMax(ring_size) > record.sequence) {
+      // A header-ring record was written after a superblock newer than every copy that survives:
+      // the superblock lost its newest state (several damaged copies), and with it promises this
+      // replica made. It must not act on the older state: it recovers as one that lost its disk.
+      this.removeAll(ring_size);
+      return { state: null, journal: [], damaged_slots: [], checkpoint: null, store: new ObjectStore(), clients: new ClientTable(clients_max), superblock_lost: true };
     }
     this.sequence = record.sequence;
     const state = record.state;
@@ -241,6 +252,25 @@ export class FileStorage implements Storage {
     const { journal, damaged_slots } = this.readHeaderRing(state.checkpoint.op);
     this.collectGarbage();
     return { state, journal, damaged_slots, checkpoint, store, clients };
+  }
+
+  /** The highest superblock sequence any valid header-ring record names (0 if none): each record
+   * carries the sequence of the superblock that was durable when it was written (§5). */
+  private ringSuperblockSequenceMax(ring_size: number): number {
+    const slot_count = this.options.journal_slot_count;
+    const ring = new Uint8Array(ring_size);
+    let n = 0;
+    try {
+      n = this.fs.pread(this.headers_fd, ring, 0);
+    } catch {
+      return 0; // unreadable: readHeaderRing reads it record by record; no evidence here
+    }
+    let max = 0;
+    for (let index = 0; (index + 1) * header_record_size <= n; index++) {
+      const record = decodeRecord(ring, index * header_record_size, index % slot_count, slot_count);
+      if (record !== null) max = Math.max(max, record.superblock_sequence);
+    }
+    return max;
   }
 
   private removeAll(ring_size: number): void {
@@ -283,38 +313,60 @@ export class FileStorage implements Storage {
    */
   private readHeaderRing(checkpoint_op: number): { journal: RecoveredPrepare[]; damaged_slots: number[] } {
     const slot_count = this.options.journal_slot_count;
-    const ring_size = slot_count * header_record_size;
-    const ring = new Uint8Array(ring_size);
-    let n = 0;
+    const copy_size = slot_count * header_record_size;
+    const ring = new Uint8Array(ring_copies * copy_size);
     const unreadable = new Set<number>();
     try {
-      n = this.fs.pread(this.headers_fd, ring, 0);
+      if (this.fs.pread(this.headers_fd, ring, 0) !== ring.length) throw new FsError("EIO", "header ring short");
     } catch {
-      n = this.readRingSlots(ring, unreadable);
+      this.readRingRecords(ring, unreadable);
     }
-    // An unreadable slot is written back as a damaged record: zeros would say "never written",
-    // and the next open would take an op this replica may have acknowledged for one it never held.
-    if (this.persistsDamage()) for (const slot of unreadable) ring.set(damaged_record, slot * header_record_size);
-    // Write back what was read: after a failed fsync a record may sit in a page the kernel marked
-    // clean, which syncing would not write.
-    this.fs.pwrite(this.headers_fd, ring.subarray(0, n), 0);
+    // Each slot holds its record twice (a write lost or misdirected leaves the other copy). Per
+    // slot: the valid copy with the higher write sequence; if neither is valid, zeros in both
+    // mean never written, anything else (an unreadable copy included) damaged.
+    const chosen = new Uint8Array(copy_size);
+    const records: PrepareLocation[] = [];
+    const damaged = new Set<number>();
+    let sequence_max = 0;
+    for (let slot = 0; slot < slot_count; slot++) {
+      let best: { header: Header; location: PrepareLocation; sequence: number; offset: number } | null = null;
+      let blank = true;
+      for (let copy = 0; copy < ring_copies; copy++) {
+        const index = copy * slot_count + slot;
+        const offset = index * header_record_size;
+        if (unreadable.has(index)) {
+          if (this.persistsDamage()) blank = false;
+          continue;
+        }
+        const record = decodeRecord(ring, offset, slot, slot_count);
+        if (record === null) {
+          if (!isZero(ring, offset, header_record_size)) blank = false;
+          continue;
+        }
+        if (best === null || record.sequence > best.sequence) best = { ...record, offset };
+      }
+      const at = slot * header_record_size;
+      if (best !== null) {
+        chosen.set(ring.subarray(best.offset, best.offset + header_record_size), at);
+        sequence_max = Math.max(sequence_max, best.sequence);
+        records.push(best.location);
+        const segment = this.segments.get(best.location.segment);
+        if (segment !== undefined) segment.max_op = Math.max(segment.max_op, best.header.op);
+      } else if (!blank) {
+        // Written back as a damaged record: zeros would say "never written", and the next open
+        // would take an op this replica may have acknowledged for one it never held.
+        chosen.set(damaged_record, at);
+        damaged.add(slot);
+      }
+    }
+    this.record_sequence = sequence_max + 1;
+    // Write back what was chosen, to both copies: that repairs a copy a write missed, and after a
+    // failed fsync a record may sit in a page the kernel marked clean, which syncing would not
+    // write.
+    for (let copy = 0; copy < ring_copies; copy++) this.fs.pwrite(this.headers_fd, chosen, copy * copy_size);
     this.datasync(this.headers_fd);
     const window_min = checkpoint_op + 1;
     const window_max = checkpoint_op + slot_count;
-    const records: PrepareLocation[] = [];
-    const damaged = new Set<number>();
-    for (let slot = 0; slot < slot_count; slot++) {
-      const offset = slot * header_record_size;
-      if (offset + header_record_size > n) break;
-      const record = decodeRecord(ring, offset, slot, slot_count);
-      if (record === null) {
-        if (!isZero(ring, offset, header_record_size)) damaged.add(slot);
-        continue;
-      }
-      records.push(record.location);
-      const segment = this.segments.get(record.location.segment);
-      if (segment !== undefined) segment.max_op = Math.max(segment.max_op, record.header.op);
-    }
     const found: RecoveredPrepare[] = [];
     const intact = new Map<number, PrepareLocation[]>();
     const faulty = new Map<number, PrepareLocation>();
@@ -325,9 +377,12 @@ export class FileStorage implements Storage {
       else faulty.set(location.op, location);
     }
     const scan = this.persistsDamage() ? this.findUnrecorded(records, window_min, window_max) : { found: [], suspects: new Set<number>(), clean: true };
-    // A copy found by the scan counts only if it is whole: its header may have reached the disk
-    // in a write the crash cut short.
+    // A copy found by the scan is reported only if it is whole: its header may have reached the
+    // disk in a write the crash cut short. But any copy with a valid header is another candidate
+    // when deciding whether a damaged record can be restored from a unique copy.
+    const headers_found = new Map<number, PrepareLocation[]>();
     for (const location of scan.found) {
+      addCandidate(headers_found, location);
       if (this.readPrepareAt(location) === null) continue;
       addCandidate(intact, location);
       const segment = this.segments.get(location.segment)!;
@@ -341,7 +396,8 @@ export class FileStorage implements Storage {
     for (const slot of damaged) {
       const op = windowOp(checkpoint_op, slot, slot_count);
       const candidates = intact.get(op) ?? [];
-      if (scan.clean && !scan.suspects.has(op) && candidates.length === 1 && this.restoresRecords()) restored.push(candidates[0]!);
+      const unique = candidates.length === 1 && (headers_found.get(op) ?? []).every((c) => c.checksum === candidates[0]!.checksum);
+      if (scan.clean && !scan.suspects.has(op) && unique && this.restoresRecords()) restored.push(candidates[0]!);
     }
     if (restored.length > 0) {
       // The fix is persisted: the next open finds a valid record there.
@@ -352,10 +408,10 @@ export class FileStorage implements Storage {
     // Damage means "which prepare this slot held is unknown"; the replica settles it where its log
     // picks a copy that is intact (lib/vsr/replica.ts damagedOps). A region the scan could not
     // read may hide the only copy of an op whose record was lost: every op of the window without
-    // a copy is then damaged. A damaged header met by the scan only stops restores: most are
-    // writes a crash cut short, never acknowledged, and counting them as damage would stall view
-    // changes after any power loss (a lost record whose prepare header is also corrupt is two
-    // faults on one op, beyond what this detects, as for TigerBeetle's two rings).
+    // a copy is then damaged. A damaged header or body met by the scan only stops restores: most
+    // are writes a crash cut short, never acknowledged, and counting them as damage would stall
+    // view changes after any power loss. (A record lost from both ring copies whose prepare is also
+    // damaged is three faults on one op, beyond what this detects.)
     if (!scan.clean) for (let op = window_min; op <= window_max; op++) if (!intact.has(op)) damaged.add(op % slot_count);
     for (const [op, locations] of intact) {
       this.prepares.set(op, locations);
@@ -468,19 +524,17 @@ export class FileStorage implements Storage {
     return true;
   }
 
-  /** Reads the ring slot by slot when a bulk read hits a bad sector: only the bad slots are lost. */
-  private readRingSlots(ring: Uint8Array, unreadable: Set<number>): number {
-    let n = 0;
-    for (let slot = 0; slot < this.options.journal_slot_count; slot++) {
+  /** Reads the ring record by record when a bulk read fails: only the bad records are lost. */
+  private readRingRecords(ring: Uint8Array, unreadable: Set<number>): void {
+    for (let index = 0; index * header_record_size < ring.length; index++) {
+      const record = ring.subarray(index * header_record_size, (index + 1) * header_record_size);
       try {
-        n = slot * header_record_size + this.fs.pread(this.headers_fd, ring.subarray(slot * header_record_size, (slot + 1) * header_record_size), slot * header_record_size);
+        if (this.fs.pread(this.headers_fd, record, index * header_record_size) !== header_record_size) throw new FsError("EIO", "record short");
       } catch {
-        ring.fill(0, slot * header_record_size, (slot + 1) * header_record_size);
-        unreadable.add(slot);
-        n = (slot + 1) * header_record_size;
+        record.fill(0);
+        unreadable.add(index);
       }
     }
-    return n;
   }
 
   writeState(state: VsrState): void {
@@ -596,12 +650,14 @@ export class FileStorage implements Storage {
     const buffer = this.records_scratch;
     let run_start = 0;
     for (let i = 0; i < locations.length; i++) {
-      encodeRecord(buffer.subarray(i * header_record_size, (i + 1) * header_record_size), locations[i]!);
+      encodeRecord(buffer.subarray(i * header_record_size, (i + 1) * header_record_size), locations[i]!, this.record_sequence++, this.sequence);
       const slot = locations[i]!.op % slot_count;
       const next = locations[i + 1];
       if (next === undefined || next.op % slot_count !== slot + 1) {
         const first_slot = locations[run_start]!.op % slot_count;
-        this.fs.pwrite(this.headers_fd, buffer.subarray(run_start * header_record_size, (i + 1) * header_record_size), first_slot * header_record_size);
+        const run = buffer.subarray(run_start * header_record_size, (i + 1) * header_record_size);
+        // Both copies (§5): a write lost or misdirected leaves the other.
+        for (let copy = 0; copy < ring_copies; copy++) this.fs.pwrite(this.headers_fd, run, (copy * slot_count + first_slot) * header_record_size);
         run_start = i + 1;
       }
     }
@@ -1078,15 +1134,18 @@ export class FileStorage implements Storage {
 }
 
 
-/** Header ring record: the prepare header, u32 segment, u32 size, u64 offset, reserved, and at
- * 248 a u64 checksum of bytes 0..248. */
-function encodeRecord(record: Uint8Array, location: PrepareLocation): void {
+/** Header ring record: the prepare header, u32 segment, u32 size, u64 offset, u64 write sequence
+ * (which of two differing valid copies is newer), u64 the sequence of the superblock durable when
+ * it was written, reserved, and at 248 a u64 checksum of bytes 0..248. */
+function encodeRecord(record: Uint8Array, location: PrepareLocation, sequence: number, superblock_sequence: number): void {
   assert(record.length === header_record_size, "encodeRecord: record size");
   writeHeader(location.header, record, 0);
   record.fill(0, header_size, 248);
   writeU32(record, 128, location.segment);
   writeU32(record, 132, location.size);
   writeU64(record, 136, location.offset);
+  writeU64(record, 144, sequence);
+  writeU64(record, 152, superblock_sequence);
   writeU64Big(record, 248, checksum(record.subarray(0, 248)));
 }
 
@@ -1121,7 +1180,7 @@ function isZero(bytes: Uint8Array, offset: number, size: number): boolean {
 }
 
 /** A record is valid only in its own slot: a misdirected write elsewhere is damage. */
-function decodeRecord(ring: Uint8Array, offset: number, slot: number, slot_count: number): { header: Header; location: PrepareLocation } | null {
+function decodeRecord(ring: Uint8Array, offset: number, slot: number, slot_count: number): { header: Header; location: PrepareLocation; sequence: number; superblock_sequence: number } | null {
   const record = ring.subarray(offset, offset + header_record_size);
   const v = new DataView(record.buffer, record.byteOffset, header_record_size);
   if (v.getBigUint64(248, true) !== checksum(record.subarray(0, 248))) return null;
@@ -1135,6 +1194,8 @@ function decodeRecord(ring: Uint8Array, offset: number, slot: number, slot_count
     size: v.getUint32(132, true),
     offset: Number(v.getBigUint64(136, true)),
   };
-  if (location.size !== header.size || header.op % slot_count !== slot) return null;
-  return { header, location };
+  const sequence = Number(v.getBigUint64(144, true));
+  const superblock_sequence = Number(v.getBigUint64(152, true));
+  if (location.size !== header.size || header.op % slot_count !== slot || !Number.isSafeInteger(sequence) || !Number.isSafeInteger(superblock_sequence)) return null;
+  return { header, location, sequence, superblock_sequence };
 }

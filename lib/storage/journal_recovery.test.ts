@@ -65,8 +65,16 @@ class Disk {
     return this.storage.recover(clients_max);
   }
 
-  ringSector(op: number): number {
-    return Math.floor(((op % slots) * header_record_size) / SECTOR_SIZE);
+  /** The sectors holding the two copies of an op's ring record (§5). */
+  ringSectors(op: number): number[] {
+    return [0, 1].map((copy) => Math.floor(((copy * slots + (op % slots)) * header_record_size) / SECTOR_SIZE));
+  }
+
+  /** Overwrites both copies of an op's ring record, durably. */
+  overwriteRecord(op: number, bytes: Uint8Array): void {
+    const fd = this.fs.open("journal/headers", false);
+    for (let copy = 0; copy < 2; copy++) this.fs.pwrite(fd, bytes, (copy * slots + (op % slots)) * header_record_size);
+    this.fs.fdatasync(fd);
   }
 
   /** Flips one byte of a prepare's header on disk (its parent field: the magic and op stay
@@ -94,7 +102,7 @@ describe("journal recovery: damage is sticky", () => {
     // The ring sector of ops 6 and 7 becomes unreadable, and op 6's prepare is damaged too: no
     // copy can restore its record.
     disk.damageHeader(disk.written.get(6)!);
-    disk.fs.setReadErrorSector("journal/headers", disk.ringSector(6));
+    for (const sector of disk.ringSectors(6)) disk.fs.setReadErrorSector("journal/headers", sector);
     const first = disk.reopen();
     expect(first.damaged_slots).toContain(6);
     // Reopened again (and again): still damaged, never mistaken for "never written".
@@ -123,11 +131,82 @@ describe("journal recovery: damage is sticky", () => {
   });
 });
 
+describe("journal recovery: two copies of every record", () => {
+  test("a record whose write reached only one copy, or one copy damaged, is read from the other and rewritten to both", () => {
+    const disk = new Disk();
+    disk.write(1, 6);
+    const fd = disk.fs.open("journal/headers", false);
+    // Copy A of op 5 lost (zeros: a misdirected write), copy B of op 6 corrupted.
+    disk.fs.pwrite(fd, new Uint8Array(header_record_size), 5 * header_record_size);
+    disk.fs.pwrite(fd, new Uint8Array(header_record_size).fill(0x33), (slots + 6) * header_record_size);
+    disk.fs.fdatasync(fd);
+    const recovered = disk.reopen();
+    expect(recovered.damaged_slots).toEqual([]);
+    for (const op of [5, 6]) expect(copies(recovered, op)).toEqual([disk.written.get(op)!.header.checksum]);
+    // Both copies agree again.
+    const ring = new Uint8Array(2 * slots * header_record_size);
+    disk.fs.pread(disk.fs.open("journal/headers", false), ring, 0);
+    for (const op of [5, 6]) {
+      expect(ring.subarray(op * header_record_size, (op + 1) * header_record_size)).toEqual(ring.subarray((slots + op) * header_record_size, (slots + op + 1) * header_record_size));
+    }
+  });
+
+  test("when the copies disagree, the record written last wins", () => {
+    const disk = new Disk();
+    disk.write(1, 4, 0);
+    const fd = disk.fs.open("journal/headers", false);
+    const older = new Uint8Array(header_record_size);
+    disk.fs.pread(fd, older, 4 * header_record_size);
+    disk.write(4, 4, 1); // op 4 again, from a later view: a newer record in both copies
+    // Copy A goes back to the older record, as if the newer write to it had been lost.
+    disk.fs.pwrite(fd, older, 4 * header_record_size);
+    disk.fs.fdatasync(fd);
+    const recovered = disk.reopen();
+    const entries = recovered.journal.filter((e) => e.header.op === 4);
+    expect(entries.map((e) => e.header.checksum)).toContain(disk.written.get(4)!.header.checksum);
+    // The slot's record is the newer one again in both copies.
+    const a = new Uint8Array(header_record_size);
+    disk.fs.pread(disk.fs.open("journal/headers", false), a, 4 * header_record_size);
+    expect(a).not.toEqual(older);
+  });
+});
+
+describe("a superblock older than the journal", () => {
+  test("a superblock that lost its newest copies (records show a newer one was written) is not trusted: the directory recovers as lost", () => {
+    const disk = new Disk();
+    disk.storage.writeState({ ...disk.state, view: 1, log_view: 1 });
+    disk.write(1, 3, 1); // flushed with the view-1 superblock, so its records name that superblock
+    // Every copy of the newest superblock is destroyed but one older copy, kept from the first
+    // write (as several faults on one disk could leave it).
+    const fd = disk.fs.open("superblock", false);
+    const old_copy = new Uint8Array(16384);
+    const first = new SimFs(new Prng(7));
+    const fresh = new FileStorage(first, options);
+    fresh.recover(clients_max);
+    fresh.writeState(disk.state);
+    fresh.flush();
+    first.pread(first.open("superblock", false), old_copy, 0);
+    for (let copy = 0; copy < 4; copy++) disk.fs.pwrite(fd, copy === 0 ? old_copy : new Uint8Array(16384).fill(0xee), copy * 16384);
+    disk.fs.fdatasync(fd);
+    const recovered = disk.reopen();
+    expect(recovered.state).toBeNull();
+    expect(recovered.superblock_lost).toBe(true);
+  });
+
+  test("an intact superblock with records of its own sequence is trusted", () => {
+    const disk = new Disk();
+    disk.write(1, 3);
+    const recovered = disk.reopen();
+    expect(recovered.state).not.toBeNull();
+    expect(recovered.superblock_lost).toBeUndefined();
+  });
+});
+
 describe("journal recovery: records restored and found", () => {
   test("a torn record whose prepare is the only copy of its op is rewritten from it (TigerBeetle's fix)", () => {
     const disk = new Disk();
     disk.write(1, 5);
-    disk.fs.corruptSector("journal/headers", disk.ringSector(5));
+    disk.overwriteRecord(5, new Uint8Array(header_record_size).fill(0x5a));
     const recovered = disk.reopen();
     expect(recovered.damaged_slots).toEqual([]);
     expect(copies(recovered, 5)).toEqual([disk.written.get(5)!.header.checksum]);
@@ -142,11 +221,9 @@ describe("journal recovery: records restored and found", () => {
   test("a record lost to a misdirected write is found in the segments", () => {
     const disk = new Disk();
     disk.write(1, 7);
-    // Op 7's record never reached its slot (the write landed elsewhere): its slot reads as never
-    // written, and its prepare is durable in the segment.
-    const fd = disk.fs.open("journal/headers", false);
-    disk.fs.pwrite(fd, new Uint8Array(header_record_size), 7 * header_record_size);
-    disk.fs.fdatasync(fd);
+    // Op 7's record never reached its slot, in either copy (both writes landed elsewhere): the slot
+    // reads as never written, and its prepare is durable in the segment.
+    disk.overwriteRecord(7, new Uint8Array(header_record_size));
     const recovered = disk.reopen();
     expect(copies(recovered, 7)).toEqual([disk.written.get(7)!.header.checksum]);
     expect(disk.storage.readPrepare(7, disk.written.get(7)!.header.checksum)?.header).toEqual(disk.written.get(7)!.header);
@@ -157,7 +234,7 @@ describe("journal recovery: records restored and found", () => {
     disk.write(1, 4, 0);
     const old = disk.written.get(4)!;
     disk.write(4, 4, 1); // op 4 again, from a later view
-    disk.fs.setReadErrorSector("journal/headers", disk.ringSector(4));
+    for (const sector of disk.ringSectors(4)) disk.fs.setReadErrorSector("journal/headers", sector);
     const recovered = disk.reopen();
     expect(recovered.damaged_slots).toContain(4);
     expect(copies(recovered, 4).sort()).toEqual([old.header.checksum, disk.written.get(4)!.header.checksum].sort());

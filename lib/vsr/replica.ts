@@ -249,6 +249,9 @@ export class Replica {
   open(realtime: number): void {
     this.realtime = realtime;
     const recovered = this.storage.recover(this.config.clients_max);
+    if (recovered.superblock_lost === true) {
+      this.env.log("error", `replica ${this.replica}: the superblock on disk is older than journal records written after a newer one (several of its copies are damaged): the promises it held are lost, so this replica discards its data directory and recovers from peers as one that lost its disk; check this disk`);
+    }
     if (recovered.state === null) {
       this.status = "blank";
       this.timeout_probe.start();
@@ -1255,6 +1258,13 @@ export class Replica {
     if (this.status === "blank") return;
     if (h.view > this.view || (h.view === this.view && this.status === "view_change") || (h.view < this.view && this.mayJoinView(h.view))) {
       this.requestStartView(h.view);
+      return;
+    }
+    if (h.view < this.view && this.status === "recovering" && h.replica === primaryIndex(h.view, this.config.replica_count)) {
+      // A recovering replica that promised a view the cluster never reached waits for a start_view
+      // of it that would never come: start_view_change carries its durable view, and moves the
+      // cluster there (onStartViewChange).
+      this.env.sendToReplica(h.replica, this.makeStartViewChange());
       return;
     }
     if (h.view < this.view || this.isPrimary()) return;

@@ -58,6 +58,9 @@ export interface Recovered {
   /** The checkpoint at state.checkpoint (null when blank, or when its file is damaged: the
    * replica must then recover its state from peers, keeping the promises of `state`). */
   checkpoint: CheckpointMeta | null;
+  /** state is null because the superblock was found older than what the journal shows was
+   * written after it (several copies damaged): the replica's promises are lost with it. */
+  superblock_lost?: boolean;
   /** The object namespace and client table at state.checkpoint. */
   store: ObjectStore;
   clients: ClientTable;
