@@ -393,6 +393,18 @@ export class FileStorage implements Storage {
       if (intact.get(op)?.some((c) => c.checksum === location.checksum)) faulty.delete(op);
     }
     const restored: PrepareLocation[] = [];
+    // A whole copy found by the scan whose slot has no record of its op (blank, or an older op's)
+    // gets one: otherwise, once the checkpoint passes it, no later open would find it (the scan
+    // looks only at the window after the checkpoint) and it could no longer serve a peer's repair.
+    const recorded = new Map<number, number>(); // slot -> op of its valid record
+    for (const r of records) recorded.set(r.op % slot_count, r.op);
+    for (const [op, candidates] of intact) {
+      const slot = op % slot_count;
+      const at = recorded.get(slot);
+      if (candidates.length !== 1 || damaged.has(slot) || (at !== undefined && at >= op)) continue;
+      if ((headers_found.get(op) ?? []).some((c) => c.checksum !== candidates[0]!.checksum)) continue;
+      restored.push(candidates[0]!);
+    }
     for (const slot of damaged) {
       const op = windowOp(checkpoint_op, slot, slot_count);
       const candidates = intact.get(op) ?? [];
@@ -403,7 +415,11 @@ export class FileStorage implements Storage {
       // The fix is persisted: the next open finds a valid record there.
       this.writeRecords(restored.sort((a, b) => a.op - b.op));
       this.datasync(this.headers_fd);
-      for (const location of restored) damaged.delete(location.op % slot_count);
+      for (const location of restored) {
+        damaged.delete(location.op % slot_count);
+        const segment = this.segments.get(location.segment);
+        if (segment !== undefined) segment.max_op = Math.max(segment.max_op, location.op);
+      }
     }
     // Damage means "which prepare this slot held is unknown"; the replica settles it where its log
     // picks a copy that is intact (lib/vsr/replica.ts damagedOps). A region the scan could not

@@ -518,7 +518,9 @@ export class Replica {
         this.journal.recovered(chosen.header, !chosen.faulty);
         expected = chosen.header.parent;
       } else {
-        expected = v?.parent ?? null;
+        // The chain goes on through a header known without its prepare: the checkpoint's anchor,
+        // or one the log vouches for.
+        expected = op === this.commit_min ? this.commit_min_header.parent : (v?.parent ?? null);
       }
     }
   }
@@ -2181,13 +2183,15 @@ export class Replica {
     this.env.sendToReplica(primary !== this.replica ? primary : this.repairPeer(), finalize(h));
   }
 
+  /** Serves any prepare storage holds with that exact (op, checksum), whether or not this
+   * replica's log holds it (a copy of an executed op the log did not pick at open still serves a
+   * peer that needs it): the requester verifies what it receives by its checksum. */
   private onRequestPrepare(message: Message): void {
     const h = message.header;
-    if (!this.journal.hasPrepare(h.op, h.context)) return;
     const prepare = this.storage.readPrepare(h.op, h.context);
     if (prepare === null) {
       // Damaged since it was written: this replica repairs it too.
-      this.journal.damaged(this.journal.header(h.op)!);
+      if (this.journal.hasPrepare(h.op, h.context)) this.journal.damaged(this.journal.header(h.op)!);
       return;
     }
     this.env.sendToReplica(h.replica, prepare);
