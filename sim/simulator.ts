@@ -78,6 +78,8 @@ enum Kind {
   isolate,
   /** Power loss of one replica, restarted after a moment (a reopen of a damaged ring). */
   bounce,
+  /** Power loss of one replica, left down (restarted by the random restarts). */
+  crash,
 }
 
 interface Event extends Timed {
@@ -410,6 +412,14 @@ export class Simulator {
         return this.isolate(event.node);
       case Kind.bounce:
         return this.bounce(event.node);
+      case Kind.crash: {
+        const node = this.nodes[event.node]!;
+        if (node.replica === null || node.incarnation !== event.incarnation || this.liveness) return;
+        this.log(`fault: power loss of replica ${node.index}`);
+        node.fs.crash(this.prng);
+        this.down(node);
+        return;
+      }
     }
   }
 
@@ -793,7 +803,7 @@ export class Simulator {
       if (damaged > 0 && p.chance(0.5)) continue;
       // The ring holds each record twice (lib/storage/file_storage.ts ring_copies): damage one
       // copy, or both.
-      const copies = p.chance(0.5) ? [0, 1] : [p.int(2)];
+      const copies = p.chance(0.7) ? [0, 1] : [p.int(2)];
       try {
         for (const copy of copies) {
           const sector = Math.floor(((copy * slot_count + (op % slot_count)) * 256) / 512);
@@ -818,6 +828,13 @@ export class Simulator {
     this.log(`fault: replica ${node.index}: ${damaged} header-ring record(s) of ops it just made durable damaged; power off, reopened twice`);
     node.fs.crash(p);
     this.down(node);
+    // Sometimes the primary goes down a moment later (once it has likely committed and executed
+    // the ops whose acknowledgements were in flight): then those may be intact only there.
+    const primary = this.nodes.find((n) => n.replica?.describe().primary === true);
+    if (primary !== undefined && p.chance(0.5)) {
+      this.log(`fault: the primary, replica ${primary.index}, will lose power in a moment`);
+      this.schedule(p.int(60_000), Kind.crash, primary.index, primary.incarnation, null);
+    }
     const first = 20_000 + p.int(300_000);
     this.schedule(first, Kind.reopen, node.index, node.incarnation, null);
     this.schedule(first + 5_000 + p.int(500_000), Kind.bounce, node.index, 0, null);

@@ -19,7 +19,7 @@
  *    (DESIGN §5).
  */
 import { describe, expect, test } from "bun:test";
-import { FileStorage, header_record_size, type StorageOptions } from "../lib/storage/file_storage.ts";
+import { FileStorage, header_record_size, ring_copies, type StorageOptions } from "../lib/storage/file_storage.ts";
 import { FsError, type Fd, type FileSystem } from "../lib/storage/fs.ts";
 import { ForwardingFs } from "./support/forwarding_fs.ts";
 import { formatStorage, registerPrepare } from "./support/storage_fixture.ts";
@@ -69,7 +69,7 @@ describe("a full disk (docs/STORAGE.md)", () => {
     const sim = new SimFs(new Prng(1));
     format(sim);
     const fd = sim.open("journal/headers", false);
-    expect(sim.size(fd)).toBe(options.journal_slot_count * header_record_size);
+    expect(sim.size(fd)).toBe(ring_copies * options.journal_slot_count * header_record_size);
     sim.close(fd);
   });
 

@@ -1,6 +1,6 @@
 /**
  * The replica's rules that the safety issue fixed, each pinned in a scripted scenario (the
- * simulator finds them too: tests/broken_variants.test.ts). Scenarios run on lib/vsr/test_cluster.ts:
+ * simulator finds them too: tests/broken_variants.test.ts). Scenarios run on sim/test_cluster.ts:
  * real replicas, real storage on simulated disks, messages delivered when the test says.
  */
 import { describe, expect, test } from "bun:test";
@@ -11,7 +11,7 @@ import { Replica, presence_absent, presence_faulty, presence_present, type DoVie
 import type { CheckpointMeta, Storage } from "./storage.ts";
 import type { ObjectStore } from "../store/object_store.ts";
 import type { ClientTable } from "./client_table.ts";
-import { TestClient, TestCluster } from "./test_cluster.ts";
+import { TestClient, TestCluster } from "../../sim/test_cluster.ts";
 import { defaultConfig } from "../constants.ts";
 
 /** A replica whose decideSuffix a test can call directly. */

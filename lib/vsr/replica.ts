@@ -1759,7 +1759,10 @@ export class Replica {
     headers.forEach((header, i) => {
       presence[i] = this.journal.hasDurable(header.op, header.checksum) || header.op <= this.commit_min ? presence_present : this.journal.isFaulty(header.op, header.checksum) ? presence_faulty : presence_absent;
     });
-    const dvc: DoViewChange = { log_view: this.log_view, op: this.op, commit: this.commit_max, headers, presence, faulty_ops: this.damagedOps() };
+    const faulty_ops = this.damagedOps();
+    // RULE (damage is per slot): only the ops whose own slot is damaged are withheld from nacks.
+    for (const op of faulty_ops) assert(this.journal.isDamaged(op), () => `replica ${this.replica}: reports op ${op} faulty, but its journal slot is not damaged`);
+    const dvc: DoViewChange = { log_view: this.log_view, op: this.op, commit: this.commit_max, headers, presence, faulty_ops };
     this.observer?.doViewChange(this.replica, this.view, dvc);
     if (primary === this.replica) {
       this.dvc_from.set(this.replica, dvc);
@@ -1818,6 +1821,7 @@ export class Replica {
       }
       return;
     }
+    this.assertSuffixHeld(best, dvcs, commit, cut === null ? best.op : cut - 1);
     if (cut !== null) {
       this.env.log("info", `replica ${this.replica}: a quorum never had op ${cut} of the chosen log: it was not committed; discarding ops ${cut}..${best.op}`);
       this.installLog(best.headers.filter((h) => h.op < cut), cut - 1);
@@ -1883,6 +1887,25 @@ export class Replica {
       if (!present) return "wait";
     }
     return null;
+  }
+
+  /**
+   * RULE (a view keeps an uncommitted op only if some do_view_change holds a copy), checked apart
+   * from decideSuffix so that a wrong decision stops the replica here: every op kept above the
+   * commit is held intact by some sender, and an op just above the kept log that a sender of the
+   * chosen log_view reports faulty is one a quorum says never committed.
+   */
+  private assertSuffixHeld(best: DoViewChange, dvcs: DoViewChange[], commit: number, head: number): void {
+    for (const h of best.headers) {
+      if (h.op <= commit || h.op > head) continue;
+      const held = dvcs.some((dvc) => dvc.headers.some((x, i) => x.op === h.op && x.checksum === h.checksum && dvc.presence[i] === presence_present));
+      assert(held, () => `replica ${this.replica}: view ${this.view} would keep op ${h.op}, which no do_view_change holds intact`);
+    }
+    const above = head + 1;
+    if (head === best.op && dvcs.some((dvc) => dvc.log_view === best.log_view && dvc.faulty_ops.includes(above))) {
+      const nacks = dvcs.filter((dvc) => dvc.log_view < best.log_view || !dvc.faulty_ops.includes(above)).length;
+      assert(nacks >= this.quorum, () => `replica ${this.replica}: view ${this.view} would end at op ${head} while op ${above} may have committed (reported faulty, ${nacks} nacks)`);
+    }
   }
 
   /** The log with the highest (log_view, op): it holds every committed op. */

@@ -4,15 +4,15 @@
  * says so, and a filter that can drop any of them. Each replica's writes are flushed after every
  * event it handles. Much smaller than the simulator: a test scripts one scenario step by step.
  */
-import { defaultConfig, sender_client, type Config } from "../constants.ts";
-import { Command, Header, decode, encode, finalize, type Message } from "../net/codec.ts";
-import { FileStorage } from "../storage/file_storage.ts";
-import { Operation, Result, encodeKeyRequest } from "../store/operations.ts";
-import { keyToBytes } from "../store/keys.ts";
-import { Prng } from "../util/prng.ts";
-import { SimFs } from "../../sim/sim_fs.ts";
-import { Replica, type Env } from "./replica.ts";
-import type { Storage } from "./storage.ts";
+import { defaultConfig, sender_client, type Config } from "../lib/constants.ts";
+import { Command, Header, decode, encode, finalize, type Message } from "../lib/net/codec.ts";
+import { FileStorage } from "../lib/storage/file_storage.ts";
+import { Operation, Result, encodeKeyRequest } from "../lib/store/operations.ts";
+import { keyToBytes } from "../lib/store/keys.ts";
+import { Prng } from "../lib/util/prng.ts";
+import { SimFs } from "./sim_fs.ts";
+import { Replica, type Env } from "../lib/vsr/replica.ts";
+import type { Storage } from "../lib/vsr/storage.ts";
 
 export interface Envelope {
   from: number;
