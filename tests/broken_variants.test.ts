@@ -4,7 +4,7 @@
  * seeds; the seed that caught it is printed for the record.
  */
 import { describe, expect, test } from "bun:test";
-import { Replica, type DoViewChange } from "../lib/vsr/replica.ts";
+import { Replica, type DoViewChange, type SuffixDecision } from "../lib/vsr/replica.ts";
 import type { Header, Message } from "../lib/net/codec.ts";
 import { Operation } from "../lib/store/operations.ts";
 import { executeRead } from "../lib/store/execute.ts";
@@ -136,9 +136,9 @@ class WholeJournalDamaged extends Replica {
 /** Item 6: a new primary keeps an uncommitted op nobody holds a copy of, instead of waiting for
  * more do_view_change messages. */
 class HeadNobodyHolds extends Replica {
-  protected override decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: number): number | null | "wait" {
+  protected override decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: number): SuffixDecision {
     const decision = super.decideSuffix(best, dvcs, commit);
-    return decision === "wait" ? null : decision;
+    return decision === "wait" ? { head: best.op, headers: best.headers } : decision;
   }
 }
 

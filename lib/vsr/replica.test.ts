@@ -16,8 +16,10 @@ import { defaultConfig } from "../constants.ts";
 
 /** A replica whose decideSuffix a test can call directly. */
 class Judge extends Replica {
-  decide(best: DoViewChange, dvcs: DoViewChange[], commit: number): number | null | "wait" {
-    return this.decideSuffix(best, dvcs, commit);
+  /** The new head, or "wait". */
+  decide(best: DoViewChange, dvcs: DoViewChange[], commit: number): number | "wait" {
+    const decision = this.decideSuffix(best, dvcs, commit);
+    return decision === "wait" ? decision : decision.head;
   }
 }
 
@@ -59,13 +61,13 @@ describe("a new view keeps an uncommitted op only if some do_view_change holds i
   test("held intact by one sender: kept", () => {
     const a = dvc(log, 4, 6, [P, P, P]);
     const b = dvc(log, 4, 5, [P, P]);
-    expect(judge(3).decide(a, [a, b], 3)).toBeNull();
+    expect(judge(3).decide(a, [a, b], 3)).toBe(6);
   });
 
   test("never held by a quorum: cut there", () => {
     const a = dvc(log, 4, 6, [P, P, A]);
     const b = dvc(log, 4, 5, [P, P]);
-    expect(judge(3).decide(a, [a, b], 3)).toBe(6);
+    expect(judge(3).decide(a, [a, b], 3)).toBe(5);
   });
 
   test("held by nobody intact, and not nacked by a quorum (a faulty copy): wait for more senders", () => {
@@ -73,14 +75,33 @@ describe("a new view keeps an uncommitted op only if some do_view_change holds i
     const b = dvc(log, 4, 5, [P, P]);
     expect(judge(3).decide(a, [a, b], 3)).toBe("wait");
     // The third sender settles it either way.
-    expect(judge(3).decide(a, [a, b, dvc(log, 4, 5, [P, P])], 3)).toBe(6);
-    expect(judge(3).decide(a, [a, b, dvc(log, 4, 6, [P, P, P])], 3)).toBeNull();
+    expect(judge(3).decide(a, [a, b, dvc(log, 4, 5, [P, P])], 3)).toBe(5);
+    expect(judge(3).decide(a, [a, b, dvc(log, 4, 6, [P, P, P])], 3)).toBe(6);
   });
 
   test("the head of the chosen log present only as a header nobody holds: wait, never install it", () => {
     const a = dvc(log, 4, 6, [P, A, A]);
     const b = dvc(log, 4, 6, [P, F, F]);
     expect(judge(3).decide(a, [a, b], 3)).toBe("wait");
+  });
+});
+
+describe("a gap in the chosen log", () => {
+  test("is filled from a sender of the same log_view that holds the op intact, so a cut above it has a head to name", () => {
+    const log = chain(9);
+    const P = presence_present;
+    // a (the chosen log, the longest): ops 4..6 and 9, a gap at 7 and 8; b: ops 4..7. Op 7 is
+    // held intact by b and chains to a's op 6: it fills the gap and is kept. Op 8 is nacked by
+    // both (nobody holds it): the log is cut there, and its new head is b's op 7.
+    const a: DoViewChange = { log_view: 1, op: 9, commit: 3, headers: log.filter((h) => h.op >= 4 && h.op !== 7 && h.op !== 8), presence: Uint8Array.from([P, P, P, P]), faulty_ops: [] };
+    const b = dvc(log, 4, 7, [P, P, P, P]);
+    const j = judge(3);
+    const decision = (j as unknown as { decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: number): { head: number; headers: Header[] } | "wait" }).decideSuffix(a, [a, b], 3);
+    expect(decision).not.toBe("wait");
+    if (decision === "wait") return;
+    expect(decision.head).toBe(7);
+    expect(decision.headers.map((h) => h.op)).toEqual([4, 5, 6, 7]);
+    expect(decision.headers[3]!.checksum).toBe(log[6]!.checksum);
   });
 });
 
@@ -94,7 +115,7 @@ describe("damage is tracked per op (item 5)", () => {
     const b = { ...dvc(log, 4, 4, [P]), faulty_ops: [6] };
     const c = dvc(log, 4, 4, [P]);
     // Op 5: nacked by b and c (a quorum of 2 in 3): cut at 5, whatever b's damage at 6.
-    expect(judge(3).decide(a, [a, b, c], 3)).toBe(5);
+    expect(judge(3).decide(a, [a, b, c], 3)).toBe(4);
     // Only a and b: op 5 is nacked by b alone, op 5 is held by a: kept; op 6 has a's absent nack
     // and b's damage: no quorum, no copy: wait.
     expect(judge(3).decide(a, [a, b], 3)).toBe("wait");
@@ -104,9 +125,9 @@ describe("damage is tracked per op (item 5)", () => {
     const a = { ...dvc(log, 4, 5, [P, P]), faulty_ops: [6] };
     const b = dvc(log, 4, 5, [P, P]);
     expect(judge(3).decide(a, [a, b], 3)).toBe("wait");
-    expect(judge(3).decide(a, [a, b, dvc(log, 4, 5, [P, P])], 3)).toBeNull();
+    expect(judge(3).decide(a, [a, b, dvc(log, 4, 5, [P, P])], 3)).toBe(5);
     // Senders of an older log_view never acknowledged it in a view where it could commit.
-    expect(judge(3).decide(a, [a, b, dvc(log, 4, 5, [P, P], [], 0)], 3)).toBeNull();
+    expect(judge(3).decide(a, [a, b, dvc(log, 4, 5, [P, P], [], 0)], 3)).toBe(5);
   });
 });
 

@@ -112,6 +112,10 @@ export interface DoViewChange {
   faulty_ops: number[];
 }
 
+/** What a new primary makes of the chosen log (decideSuffix): its new head and headers (gaps
+ * filled where a sender holds the op intact), or wait for more do_view_change messages. */
+export type SuffixDecision = { head: number; headers: Header[] } | "wait";
+
 export const presence_absent = 0;
 export const presence_present = 1;
 export const presence_faulty = 2;
@@ -1814,20 +1818,18 @@ export class Replica {
       return;
     }
     assert(best.op >= commit && best.op >= this.commit_min, () => `replica ${this.replica}: the chosen log (op ${best.op}) is shorter than what is committed (${commit}) or executed (${this.commit_min})`);
-    const cut = this.decideSuffix(best, dvcs, commit);
-    if (cut === "wait") {
+    const decision = this.decideSuffix(best, dvcs, commit);
+    if (decision === "wait") {
       if (this.dvc_from.size === this.config.replica_count) {
         this.env.log("warn", `replica ${this.replica}: view ${this.view}: an uncommitted op of the chosen log is neither held intact by any replica nor known never to have committed (every copy is damaged): waiting for a replica to repair it`);
       }
       return;
     }
-    this.assertSuffixHeld(best, dvcs, commit, cut === null ? best.op : cut - 1);
-    if (cut !== null) {
-      this.env.log("info", `replica ${this.replica}: a quorum never had op ${cut} of the chosen log: it was not committed; discarding ops ${cut}..${best.op}`);
-      this.installLog(best.headers.filter((h) => h.op < cut), cut - 1);
-    } else {
-      this.installLog(best.headers, best.op);
+    this.assertSuffixHeld(best, dvcs, commit, decision);
+    if (decision.head < best.op) {
+      this.env.log("info", `replica ${this.replica}: a quorum never had op ${decision.head + 1} of the chosen log: it was not committed; discarding ops ${decision.head + 1}..${best.op}`);
     }
+    this.installLog(decision.headers, decision.head);
     this.commit_max = Math.max(commit, this.commit_min);
     this.commit_max_checksum = null;
     this.log_view = this.view;
@@ -1851,19 +1853,34 @@ export class Replica {
    * faulty: a damaged record may have cut that sender's head short of an op it acknowledged (ops
    * commit in order, so if that one did not commit, none above it did).
    */
-  protected decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: number): number | null | "wait" {
+  protected decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: number): SuffixDecision {
     const above = best.op + 1;
     if (dvcs.some((dvc) => dvc.log_view === best.log_view && dvc.faulty_ops.includes(above))) {
       // Senders of older log views never acknowledged it in a view where it could commit.
       const nacks = dvcs.filter((dvc) => dvc.log_view < best.log_view || !dvc.faulty_ops.includes(above)).length;
       if (nacks < this.quorum) return "wait";
     }
-    if (best.headers.length === 0) return null;
+    const log = new Map<number, Header>();
+    for (const h of best.headers) log.set(h.op, h);
+    const decided = (head: number): SuffixDecision => ({ head, headers: [...log.values()].filter((h) => h.op <= head).sort((a, b) => a.op - b.op) });
+    if (best.headers.length === 0) return decided(best.op);
     // Only ops inside the chosen log's suffix window are judged (below it nothing is known).
     for (let op = Math.max(commit + 1, best.headers[0]!.op); op <= best.op; op++) {
-      // The chosen log may have a gap here too: then the op is identified by its child's parent.
-      const header = best.headers.find((h) => h.op === op) ?? null;
-      const expected = header?.checksum ?? best.headers.find((h) => h.op === op + 1)?.parent ?? null;
+      let header = log.get(op) ?? null;
+      if (header === null) {
+        // A gap in the chosen log: a copy another sender of the same log_view holds intact and
+        // that chains to the chosen log here fills it (within one view, logs agree).
+        const below = log.get(op - 1);
+        const child = log.get(op + 1);
+        for (const dvc of dvcs) {
+          if (dvc.log_view !== best.log_view || header !== null) continue;
+          const j = dvc.headers.findIndex((h) => h.op === op && (child?.parent === h.checksum || below?.checksum === h.parent));
+          if (j !== -1 && dvc.presence[j] === presence_present) header = dvc.headers[j]!;
+        }
+        if (header !== null) log.set(op, header);
+      }
+      // Still a gap: the op is identified by its child's parent.
+      const expected = header?.checksum ?? log.get(op + 1)?.parent ?? null;
       let nacks = 0;
       let present = false;
       for (const dvc of dvcs) {
@@ -1881,12 +1898,12 @@ export class Replica {
       if (nacks >= this.quorum) {
         // The new head must be a header this replica can name.
         const below = op - 1;
-        if (below > this.commit_min && !best.headers.some((h) => h.op === below)) return "wait";
-        return op;
+        if (below > this.commit_min && !log.has(below)) return "wait";
+        return decided(below);
       }
       if (!present) return "wait";
     }
-    return null;
+    return decided(best.op);
   }
 
   /**
@@ -1895,8 +1912,9 @@ export class Replica {
    * commit is held intact by some sender, and an op just above the kept log that a sender of the
    * chosen log_view reports faulty is one a quorum says never committed.
    */
-  private assertSuffixHeld(best: DoViewChange, dvcs: DoViewChange[], commit: number, head: number): void {
-    for (const h of best.headers) {
+  private assertSuffixHeld(best: DoViewChange, dvcs: DoViewChange[], commit: number, decision: { head: number; headers: Header[] }): void {
+    const head = decision.head;
+    for (const h of decision.headers) {
       if (h.op <= commit || h.op > head) continue;
       const held = dvcs.some((dvc) => dvc.headers.some((x, i) => x.op === h.op && x.checksum === h.checksum && dvc.presence[i] === presence_present));
       assert(held, () => `replica ${this.replica}: view ${this.view} would keep op ${h.op}, which no do_view_change holds intact`);
