@@ -105,6 +105,23 @@ export class StateChecker {
     if (view_durable < this.promised_view[replica]!) this.fail(`replica ${replica} restarted in view ${view_durable} but had promised view ${this.promised_view[replica]}`);
   }
 
+  /**
+   * A replica reopened its data directory in log_view, having executed up to commit_min: it must
+   * still know every op it acknowledged in that view above what it executed (as held, or as
+   * damaged), whether or not a view change ever asks it. A restart that forgets one is caught here,
+   * at the restart.
+   */
+  reopened(replica: number, log_view: number, commit_min: number, knows: (op: number, checksum: bigint) => boolean): void {
+    const acked = this.acks[replica]!.get(log_view);
+    if (acked === undefined) return;
+    for (const [op, checksum] of acked) {
+      if (op > commit_min && !knows(op, checksum)) {
+        this.fail(`replica ${replica} acknowledged op ${op} (${checksum.toString(16)}) in view ${log_view}, and reopened in log_view ${log_view} without it (executed up to ${commit_min}): a promise outlived its memory`);
+        return;
+      }
+    }
+  }
+
   flushed(replica: number, prepares: [number, bigint][]): void {
     const durable = this.durable[replica]!;
     for (const [op, checksum] of prepares) {

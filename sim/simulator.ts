@@ -142,6 +142,9 @@ interface FaultRates {
   isolate_after_prepare: number;
   /** Per 10 ms: pause the primary for 1-6 s; it wakes with a stale view and a full inbox. */
   primary_pause: number;
+  /** Per 10 ms, for each replica whose log reaches into the last checkpoint interval of the window
+   * its durable checkpoint covers: cut its power (a restart then reloads only that window). */
+  edge_crash: number;
 }
 
 /** The workload's shape, drawn per seed: how often clients act and how often the whole workload
@@ -262,6 +265,7 @@ export class Simulator {
       disk_latency_mean_us: 50 + p.int(p.chance(0.2) ? 20_000 : 1_000),
       isolate_after_prepare: this.options.faults?.network === false || !p.chance(0.4) ? 0 : p.float() * 0.002,
       primary_pause: crashes && p.chance(0.3) ? p.float() * 0.003 : 0,
+      edge_crash: crashes && p.chance(0.4) ? p.float() * 0.05 : 0,
       ...this.drawStorageRates(),
     };
   }
@@ -465,7 +469,13 @@ export class Simulator {
       // A damaged disk may have lost the superblock (the replica then recovers as a blank one):
       // like a wipe, that is within the fault model; anywhere else it would be a bug.
       if (replica.view_durable === -1 && this.rates.faulty_disks.has(index)) this.checker.wiped(index);
-      else if (!node.wiped) this.checker.restarted(index, replica.view_durable);
+      else if (!node.wiped) {
+        this.checker.restarted(index, replica.view_durable);
+        if (replica.status !== "recovering" && replica.status !== "blank") {
+          const journal = replica.journal;
+          this.checker.reopened(index, replica.log_view, replica.commit_min, (op, checksum) => journal.header(op)?.checksum === checksum || journal.isDamaged(op));
+        }
+      }
     });
     if (node.replica === null) return; // the open itself failed: a reopen is scheduled
     node.wiped = false;
@@ -653,6 +663,17 @@ export class Simulator {
     }
     this.healIsolated();
     if (this.shape.idle > 0 && p.chance(this.shape.idle)) this.idlePhase();
+    if (budget > 0 && r.edge_crash > 0) {
+      const edge = this.config.journal_slot_count - this.config.checkpoint_interval_ops;
+      const node = this.nodes.find((n) => n.replica !== null && !n.paused && n.replica.status === "normal" && n.replica.op > n.replica.checkpoint.op + edge);
+      if (node !== undefined && p.chance(r.edge_crash)) {
+        this.faults += 1;
+        this.log(`fault: power loss of replica ${node.index}, its log at op ${node.replica!.op} near the end of the window of its durable checkpoint ${node.replica!.checkpoint.op}`);
+        node.fs.crash(p);
+        this.down(node);
+        return;
+      }
+    }
     if (budget > 0 && p.chance(r.crash)) {
       const node = p.pick(this.nodes.filter((n) => n.replica !== null && !n.paused));
       this.faults += 1;

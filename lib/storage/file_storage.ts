@@ -324,46 +324,57 @@ export class FileStorage implements Storage {
     // Each slot holds its record twice (a write lost or misdirected leaves the other copy). Per
     // slot: the valid copy with the higher write sequence; if neither is valid, zeros in both
     // mean never written, anything else (an unreadable copy included) damaged.
-    const chosen = new Uint8Array(copy_size);
+    // Written back per copy: normally both get the chosen record (repairing a copy a write missed;
+    // and after a failed fsync a record may sit in a page the kernel marked clean, which syncing
+    // would not write), but a damaged copy beside a valid one keeps a damaged record (below).
+    const written = new Uint8Array(ring_copies * copy_size);
     const records: PrepareLocation[] = [];
     const damaged = new Set<number>();
     let sequence_max = 0;
     for (let slot = 0; slot < slot_count; slot++) {
       let best: { header: Header; location: PrepareLocation; sequence: number; offset: number } | null = null;
-      let blank = true;
+      let damaged_copies = 0;
       for (let copy = 0; copy < ring_copies; copy++) {
         const index = copy * slot_count + slot;
         const offset = index * header_record_size;
         if (unreadable.has(index)) {
-          if (this.persistsDamage()) blank = false;
+          if (this.persistsDamage()) damaged_copies += 1;
           continue;
         }
         const record = decodeRecord(ring, offset, slot, slot_count);
         if (record === null) {
-          if (!isZero(ring, offset, header_record_size)) blank = false;
+          if (!isZero(ring, offset, header_record_size)) damaged_copies += 1;
           continue;
         }
         if (best === null || record.sequence > best.sequence) best = { ...record, offset };
       }
-      const at = slot * header_record_size;
+      for (let copy = 0; copy < ring_copies; copy++) {
+        const at = (copy * slot_count + slot) * header_record_size;
+        const index = copy * slot_count + slot;
+        const own = unreadable.has(index) ? null : ring.subarray(at, at + header_record_size);
+        const own_valid = own !== null && decodeRecord(ring, at, slot, slot_count) !== null;
+        if (best !== null && (own_valid || damaged_copies === 0)) written.set(ring.subarray(best.offset, best.offset + header_record_size), at);
+        else if (best !== null || damaged_copies > 0) written.set(own !== null && !isZero(ring, at, header_record_size) && !own_valid ? own : damaged_record, at);
+      }
       if (best !== null) {
-        chosen.set(ring.subarray(best.offset, best.offset + header_record_size), at);
         sequence_max = Math.max(sequence_max, best.sequence);
         records.push(best.location);
         const segment = this.segments.get(best.location.segment);
         if (segment !== undefined) segment.max_op = Math.max(segment.max_op, best.header.op);
-      } else if (!blank) {
-        // Written back as a damaged record: zeros would say "never written", and the next open
-        // would take an op this replica may have acknowledged for one it never held.
-        chosen.set(damaged_record, at);
-        damaged.add(slot);
       }
+      // A damaged copy may have held a newer record than the valid one (the write to the other
+      // copy lost): which op the slot held last is then unknown, so it counts as damaged (and is
+      // written back as a damaged record, not zeros, so the next open sees the same). The valid
+      // copy's record is still used; the replica settles the damage where its log holds the
+      // window's op for that slot intact.
+      if (damaged_copies > 0) damaged.add(slot);
     }
     this.record_sequence = sequence_max + 1;
-    // Write back what was chosen, to both copies: that repairs a copy a write missed, and after a
-    // failed fsync a record may sit in a page the kernel marked clean, which syncing would not
-    // write.
-    for (let copy = 0; copy < ring_copies; copy++) this.fs.pwrite(this.headers_fd, chosen, copy * copy_size);
+    if (!this.persistsDamage()) {
+      // (The simulator's variant that forgets damage writes zeros where a record was unreadable.)
+      for (const index of unreadable) written.fill(0, index * header_record_size, (index + 1) * header_record_size);
+    }
+    this.fs.pwrite(this.headers_fd, written, 0);
     this.datasync(this.headers_fd);
     const window_min = checkpoint_op + 1;
     const window_max = checkpoint_op + slot_count;

@@ -1234,6 +1234,9 @@ export class Replica {
     if (this.view_durable !== this.view || this.log_view_durable !== this.view) return;
     const h = this.journal.header(op);
     if (h === null || op > this.op || op > this.opPrepareOkMax() || !this.prepareOkReady(op, h.checksum)) return;
+    // RULE (a promise never outlives the memory behind it), asserted apart from opPrepareOkMax: a
+    // restart reloads the durable checkpoint and the window after it, and nothing beyond.
+    assert(op <= this.checkpoint.op + this.config.journal_slot_count, () => `replica ${this.replica}: acknowledging op ${op} beyond what a restart from its durable checkpoint ${this.checkpoint.op} reloads`);
     const ok = this.makeHeader(Command.prepare_ok);
     ok.op = op;
     ok.context = h.checksum;
@@ -2130,7 +2133,9 @@ export class Replica {
       return;
     }
     if (this.storage.pending()) return;
-    assert(this.checkpoint_pending === null || !this.recoveryPersists(), () => `replica ${this.replica}: rejoining before its synced checkpoint ${this.checkpoint_pending?.op} is durable`);
+    // RULE, asserted apart from the condition above: what it synced or took is durable before it
+    // acknowledges anything.
+    assert(this.checkpoint_pending === null, () => `replica ${this.replica}: rejoining before its synced checkpoint ${this.checkpoint_pending?.op} is durable`);
     this.env.log("info", `replica ${this.replica}: recovered: caught up to op ${this.recovering_op} in view ${this.view}; acknowledging again`);
     this.enterNormalBackup();
     for (let op = this.commit_min + 1; op <= this.op; op++) this.sendPrepareOk(op);
