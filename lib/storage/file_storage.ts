@@ -200,10 +200,16 @@ export class FileStorage implements Storage {
     for (const dir of ["journal", "checkpoint", ""]) this.fs.fsyncDir(dir);
     const { record, first_half } = readSuperblock(this.fs, this.superblock_fd);
     this.superblock_first_half = first_half;
+    // Sequences continue above anything left in the ring, whatever path this open takes: records
+    // left behind (a blanking write that went astray, an open that never read the ring) must never
+    // outrank new ones, nor name a superblock newer than the ones written from now on.
+    const peek = this.peekRing(ring_size);
+    this.record_sequence = peek.record_sequence_max + 1;
     if (record === null) {
       // Never formatted, or a format/recovery that crashed before its first superblock: nothing
       // here was ever promised to anyone, so whatever files exist are garbage.
       this.removeAll(ring_size);
+      this.sequence = peek.superblock_sequence_max;
       return { state: null, journal: [], damaged_slots: [], checkpoint: null, store: new ObjectStore(), clients: new ClientTable(clients_max) };
     }
     const id = record.identity;
@@ -212,11 +218,12 @@ export class FileStorage implements Storage {
         `data directory belongs to cluster ${id.cluster.toString(16)} replica ${id.replica} of ${id.replica_count}, not cluster ${this.options.cluster.toString(16)} replica ${this.options.replica} of ${this.options.replica_count}`,
       );
     }
-    if (this.ringSuperblockSequenceMax(ring_size) > record.sequence) {
+    if (peek.superblock_sequence_max > record.sequence) {
       // A header-ring record was written after a superblock newer than every copy that survives:
       // the superblock lost its newest state (several damaged copies), and with it promises this
       // replica made. It must not act on the older state: it recovers as one that lost its disk.
       this.removeAll(ring_size);
+      this.sequence = peek.superblock_sequence_max;
       return { state: null, journal: [], damaged_slots: [], checkpoint: null, store: new ObjectStore(), clients: new ClientTable(clients_max), superblock_lost: true };
     }
     this.sequence = record.sequence;
@@ -254,23 +261,28 @@ export class FileStorage implements Storage {
     return { state, journal, damaged_slots, checkpoint, store, clients };
   }
 
-  /** The highest superblock sequence any valid header-ring record names (0 if none): each record
-   * carries the sequence of the superblock that was durable when it was written (§5). */
-  private ringSuperblockSequenceMax(ring_size: number): number {
+  /** The highest write sequence of any valid header-ring record, and the highest superblock
+   * sequence one names (each record carries the sequence of the superblock that was durable when
+   * it was written, §5); 0 for none. */
+  private peekRing(ring_size: number): { record_sequence_max: number; superblock_sequence_max: number } {
     const slot_count = this.options.journal_slot_count;
     const ring = new Uint8Array(ring_size);
     let n = 0;
     try {
       n = this.fs.pread(this.headers_fd, ring, 0);
     } catch {
-      return 0; // unreadable: readHeaderRing reads it record by record; no evidence here
+      this.readRingRecords(ring, new Set());
+      n = ring_size;
     }
-    let max = 0;
+    let records = 0;
+    let superblocks = 0;
     for (let index = 0; (index + 1) * header_record_size <= n; index++) {
       const record = decodeRecord(ring, index * header_record_size, index % slot_count, slot_count);
-      if (record !== null) max = Math.max(max, record.superblock_sequence);
+      if (record === null) continue;
+      records = Math.max(records, record.sequence);
+      superblocks = Math.max(superblocks, record.superblock_sequence);
     }
-    return max;
+    return { record_sequence_max: records, superblock_sequence_max: superblocks };
   }
 
   private removeAll(ring_size: number): void {
@@ -369,7 +381,7 @@ export class FileStorage implements Storage {
       // window's op for that slot intact.
       if (damaged_copies > 0) damaged.add(slot);
     }
-    this.record_sequence = sequence_max + 1;
+    this.record_sequence = Math.max(this.record_sequence, sequence_max + 1);
     if (!this.persistsDamage()) {
       // (The simulator's variant that forgets damage writes zeros where a record was unreadable.)
       for (const index of unreadable) written.fill(0, index * header_record_size, (index + 1) * header_record_size);

@@ -79,6 +79,8 @@ const value_repairs_max = 64;
 /** Repair requests sent per repair tick (every 50 ms), so a far-behind replica catches up at
  * hundreds of prepares a second without flooding its peers. */
 const repair_requests_max = 32;
+/** Recent request_start_view nonces a recovering replica accepts answers to. */
+const recovery_nonces_max = 8;
 /** Size of one state-sync chunk request. */
 export const sync_chunk_size_max = 256 * 1024;
 
@@ -182,6 +184,9 @@ export class Replica {
   private commit_max_checksum: bigint | null = null;
   /** Highest checkpoint op the primary has reported. */
   private primary_checkpoint_op = 0;
+  /** The durable checkpoint the primary of `view` announced in its heartbeat (a sync target when
+   * no replica serves the one a committed prepare names). */
+  private primary_checkpoint: { view: number; id: CheckpointId } | null = null;
   private sync: SyncProgress | null = null;
 
   // Blank/recovering state.
@@ -1009,6 +1014,8 @@ export class Replica {
     h.context = this.journal.header(this.commit_max)?.checksum ?? (this.commit_max === this.commit_min ? this.commit_min_checksum : 0n);
     h.session = this.heartbeat_round;
     h.checkpoint_op = this.checkpoint.op;
+    h.checkpoint_digest = this.checkpoint.digest;
+    h.parent = this.checkpoint.checksum;
     h.op = this.op;
     this.timeout_heartbeat.reset();
     this.sendToOthers(finalize(h));
@@ -1280,6 +1287,9 @@ export class Replica {
     if (this.status !== "normal" && this.status !== "recovering") return;
     this.onPrimaryContact(h.commit, h.checkpoint_op);
     if (h.commit === this.commit_max) this.commit_max_checksum = h.context;
+    if (h.checkpoint_op > 0 && (this.primary_checkpoint === null || this.primary_checkpoint.view !== h.view || h.checkpoint_op > this.primary_checkpoint.id.op)) {
+      this.primary_checkpoint = { view: h.view, id: { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.parent } };
+    }
     if (this.status === "normal" && this.view_durable === this.view) {
       const ok = this.makeHeader(Command.commit_ok);
       ok.session = h.session;
@@ -1540,7 +1550,10 @@ export class Replica {
   private syncTargetFrom(h: Header): void {
     if (this.sync !== null || h.op > this.commit_max || h.checkpoint_op <= this.commit_min) return;
     if (h.checkpoint_op !== checkpointFor(h.op, this.config.checkpoint_interval_ops)) return;
-    const target: CheckpointId = { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.context };
+    this.beginSync({ op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.context });
+  }
+
+  private beginSync(target: CheckpointId): void {
     this.env.log("info", `replica ${this.replica}: behind the cluster (executed ${this.commit_min}, primary checkpoint ${this.primary_checkpoint_op}): state-syncing checkpoint ${target.op}`);
     this.stats.syncs += 1;
     this.storage.syncBegin(target);
@@ -2002,11 +2015,12 @@ export class Replica {
     this.commitPipeline();
   }
 
-  private sendStartView(to: number | null): void {
+  private sendStartView(to: number | null, nonce = 0n): void {
     const h = this.makeHeader(Command.start_view);
     h.op = this.op;
     h.commit = this.commit_max;
     h.checkpoint_op = this.checkpoint.op;
+    h.context = nonce;
     const message = finalize(h, encodeHeaders(this.suffixHeaders()));
     if (to === null) this.sendToOthers(message);
     else this.env.sendToReplica(to, message);
@@ -2020,6 +2034,11 @@ export class Replica {
     const headers = decodeHeaders(message.body, this.config.cluster);
     if (headers === null || !suffixValid(headers, h.op)) return this.drop(message, "malformed start_view headers");
     if (this.status === "recovering" && h.view < this.view) return;
+    // RULE (recovery): a replica that lost its state installs only a start_view answering its own
+    // request, so its log is the primary's as it is now. A start_view sent earlier (delayed,
+    // replayed) is a prefix of that view's log, and a replica that acknowledged ops of that view
+    // before it lost them would install a log without them, then offer it in a view change.
+    if (this.status === "recovering" && (h.context === 0n || !this.recovery_nonces.includes(h.context))) return;
     if (h.op < this.commit_min) return; // a stale start_view: the view's log holds every committed op
     // A start_view of the view this replica's log is already in (resent, delayed or replayed) is a
     // prefix of that log, which only grows within its view: it must not cut the ops this replica
@@ -2097,12 +2116,21 @@ export class Replica {
     if (primary === this.replica) return;
     const h = this.makeHeader(Command.request_start_view);
     h.view = v;
+    if (this.status === "recovering") {
+      h.context = this.env.random.u64() | 1n;
+      this.recovery_nonces.push(h.context);
+      if (this.recovery_nonces.length > recovery_nonces_max) this.recovery_nonces.shift();
+    }
     this.env.sendToReplica(primary, finalize(h));
   }
 
+  /** The nonces of the last request_start_view messages a recovering replica sent: it accepts only
+   * a start_view that answers one of them. */
+  private recovery_nonces: bigint[] = [];
+
   private onRequestStartView(message: Message): void {
     const h = message.header;
-    if (this.status === "normal" && h.view === this.view && this.isPrimary() && !this.start_view_pending) this.sendStartView(h.replica);
+    if (this.status === "normal" && h.view === this.view && this.isPrimary() && !this.start_view_pending) this.sendStartView(h.replica, h.context);
   }
 
   /** A replica recovering from a damaged checkpoint file: the op of that checkpoint. */
@@ -2153,7 +2181,17 @@ export class Replica {
       this.sync.stalled += 1;
       if (this.sync.stalled > 2 * this.config.replica_count + 1) {
         this.env.log("info", `replica ${this.replica}: no peer serves checkpoint ${this.sync.target.op} any more: syncing a newer one`);
+        const stalled = this.sync.target;
         this.sync = null;
+        // The checkpoint a committed prepare names may be served by nobody (the replicas that
+        // retain it have a value of it damaged, the others skipped it), and an idle cluster names
+        // no newer one: then the primary's own durable checkpoint, which its heartbeat announces
+        // (the state it executed, so committed, as trusted as the log it sends), is the target.
+        const own = this.primary_checkpoint;
+        if (own !== null && own.view === this.view && own.id.op > stalled.op && own.id.op > this.commit_min && own.id.op <= this.commit_max) {
+          this.beginSync(own.id);
+          return;
+        }
         this.maybeStartSync();
         return;
       }
