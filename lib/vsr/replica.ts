@@ -79,6 +79,8 @@ const value_repairs_max = 64;
 /** Repair requests sent per repair tick (every 50 ms), so a far-behind replica catches up at
  * hundreds of prepares a second without flooding its peers. */
 const repair_requests_max = 32;
+/** How long a replica repairs its log instead of asking again for a checkpoint no peer served. */
+const sync_backoff_ticks = 200;
 /** Recent request_start_view nonces a recovering replica accepts answers to. */
 const recovery_nonces_max = 8;
 /** Size of one state-sync chunk request. */
@@ -1553,7 +1555,11 @@ export class Replica {
     this.beginSync({ op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.context });
   }
 
+  /** A checkpoint no peer served: not asked for again until this tick (repair goes on). */
+  private sync_backoff: { op: number; until_tick: number } | null = null;
+
   private beginSync(target: CheckpointId): void {
+    if (this.sync_backoff !== null && target.op <= this.sync_backoff.op && this.ticks < this.sync_backoff.until_tick) return;
     this.env.log("info", `replica ${this.replica}: behind the cluster (executed ${this.commit_min}, primary checkpoint ${this.primary_checkpoint_op}): state-syncing checkpoint ${target.op}`);
     this.stats.syncs += 1;
     this.storage.syncBegin(target);
@@ -2192,7 +2198,9 @@ export class Replica {
           this.beginSync(own.id);
           return;
         }
-        this.maybeStartSync();
+        // Otherwise the ops up to it may still be in peers' journals: repair them for a while
+        // before asking for this checkpoint again (a newer one may be named meanwhile).
+        this.sync_backoff = { op: stalled.op, until_tick: this.ticks + sync_backoff_ticks };
         return;
       }
       // Chunks arriving reset the count; only a sync silent for a whole repair tick asks again.
