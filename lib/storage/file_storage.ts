@@ -240,12 +240,20 @@ export class FileStorage implements Storage {
     let clients = new ClientTable(clients_max);
     this.openSegments();
     for (const segment of this.segments.values()) this.datasync(segment.fd);
-    if (state.checkpoint.op > 0) {
-      const loaded = this.loadCheckpoint(state.checkpoint, clients_max);
+    if (state.checkpoint.op > 0 || state.recovering === true) {
+      const loaded = state.recovering === true ? null : this.loadCheckpoint(state.checkpoint, clients_max);
       if (loaded === null) {
         // The state this replica executed is lost, but its promises (the superblock) are not: it
         // recovers the state from peers. Nothing is collected until it has a checkpoint again.
+        // Recovery rewrites the journal, so from now on the journal no longer holds what this
+        // replica acknowledged before: the superblock says so, and every open until recovery
+        // completes recovers again, even if the checkpoint file reads back later.
         this.retained = [];
+        if (state.recovering !== true) {
+          this.sequence += 1;
+          writeSuperblock(this.fs, this.superblock_fd, { sequence: this.sequence, identity: this.options, state: { ...state, recovering: true } }, this.superblock_first_half);
+          this.superblock_first_half = 0;
+        }
         return { state, journal: [], damaged_slots: [], checkpoint: null, store, clients };
       }
       checkpoint = loaded.checkpoint;

@@ -38,7 +38,8 @@ export interface SuperblockRecord {
  *   32 u8 replica, 33 u8 replica_count, 34 u16 view_headers count, 36 u32 reserved,
  *   40 u32 view, 44 u32 log_view, 48 u64 commit_max,
  *   56 u64 checkpoint op, 64 u64 checkpoint digest, 72 u64 checkpoint checksum,
- *   80..128 reserved (zero), then view_headers × 128 bytes, zero-padded.
+ *   80 u8 flags (bit 0: recovering), 81..128 reserved (zero), then view_headers × 128 bytes,
+ *   zero-padded.
  */
 export function encodeSuperblock(record: SuperblockRecord): Uint8Array {
   const { state, identity } = record;
@@ -59,6 +60,7 @@ export function encodeSuperblock(record: SuperblockRecord): Uint8Array {
   v.setBigUint64(56, BigInt(state.checkpoint.op), true);
   v.setBigUint64(64, state.checkpoint.digest, true);
   v.setBigUint64(72, state.checkpoint.checksum, true);
+  v.setUint8(80, state.recovering === true ? 1 : 0);
   state.view_headers.forEach((h, i) => writeHeader(h, bytes, fixed_size + i * header_size));
   v.setBigUint64(0, checksum(bytes.subarray(8)), true);
   return bytes;
@@ -86,6 +88,7 @@ export function decodeSuperblock(bytes: Uint8Array): SuperblockRecord | null {
       commit_max: Number(v.getBigUint64(48, true)),
       checkpoint: { op: Number(v.getBigUint64(56, true)), digest: v.getBigUint64(64, true), checksum: v.getBigUint64(72, true) },
       view_headers,
+      ...((v.getUint8(80) & 1) === 1 ? { recovering: true } : {}),
     },
   };
 }

@@ -35,6 +35,10 @@ export interface VsrState {
   /** The log suffix log_view vouches for, ascending by op, persisted atomically with it. */
   view_headers: Header[];
   checkpoint: CheckpointId;
+  /** The replica lost the state of its checkpoint and is recovering it from peers: until a state
+   * without this flag is written, every open recovers again (its journal is being rewritten and
+   * no longer holds what it acknowledged before). */
+  recovering?: boolean;
 }
 
 export interface RecoveredPrepare {
