@@ -48,6 +48,8 @@ export interface SimFsOptions {
   /** Probability (0..1) that a pwrite lands at another sector-aligned offset of the same file.
    * Default 0. */
   misdirect_probability?: number;
+  /** Files whose writes are never misdirected (opened under exactly these paths). */
+  misdirect_exempt?: string[];
 }
 
 /** What a sector fault did, for the simulator's fault log. */
@@ -127,6 +129,8 @@ class FileNode {
   read_errors: Set<number> | null = null;
   /** Visit stamp for tree walks. */
   mark = 0;
+  /** Writes to it are never misdirected (SimFsOptions.misdirect_exempt). */
+  exempt = false;
 }
 
 class DirNode {
@@ -161,6 +165,7 @@ export class SimFs implements FileSystem {
   private used = 0;
   private capacity = Infinity;
   private misdirect = 0;
+  private readonly misdirect_exempt: Set<string>;
   private fail_next_fsync = false;
   /** Mutations left until an armed crash fires; 0 when not armed. */
   private crash_countdown = 0;
@@ -173,6 +178,7 @@ export class SimFs implements FileSystem {
   ) {
     if (options.capacity_bytes !== undefined) this.capacity_bytes = options.capacity_bytes;
     if (options.misdirect_probability !== undefined) this.misdirect_probability = options.misdirect_probability;
+    this.misdirect_exempt = new Set(options.misdirect_exempt ?? []);
   }
 
   // ---- FileSystem -------------------------------------------------------------------------------
@@ -380,8 +386,8 @@ export class SimFs implements FileSystem {
 
   /** Corrupts a random durable sector of a random file whose path starts with `path_prefix`; null
    * if no such file has durable data. */
-  corruptRandomSector(path_prefix = ""): SectorFault | null {
-    const path = this.pickFile(path_prefix);
+  corruptRandomSector(path_prefix = "", exclude: string[] = []): SectorFault | null {
+    const path = this.pickFile(path_prefix, exclude);
     return path === null ? null : this.corruptSector(path);
   }
 
@@ -402,8 +408,8 @@ export class SimFs implements FileSystem {
 
   /** Makes a random durable sector of a random file under `path_prefix` unreadable; null if no
    * such file has durable data. */
-  injectRandomReadError(path_prefix = ""): SectorFault | null {
-    const path = this.pickFile(path_prefix);
+  injectRandomReadError(path_prefix = "", exclude: string[] = []): SectorFault | null {
+    const path = this.pickFile(path_prefix, exclude);
     if (path === null) return null;
     const node = this.fileAt(path);
     const sector = this.prng.int(Math.ceil(node.durable_size / SECTOR_SIZE));
@@ -478,6 +484,7 @@ export class SimFs implements FileSystem {
     } else if (node.kind === "dir") {
       throw new FsError("EISDIR", `open: ${show(path)} is a directory`);
     }
+    if (this.misdirect_exempt.has(path)) node.exempt = true;
     const fd = this.next_fd++;
     this.fds.set(fd, node);
     node.opens++;
@@ -499,7 +506,7 @@ export class SimFs implements FileSystem {
       throw new FsError("ENOSPC", `pwrite: ${growth} more bytes would exceed the disk capacity (${this.used} of ${this.capacity} used)`);
     }
     if (node.read_errors !== null) clearReadErrors(node, offset, end);
-    if (this.misdirect > 0 && this.prng.chance(this.misdirect)) {
+    if (this.misdirect > 0 && !node.exempt && this.prng.chance(this.misdirect)) {
       this.pwriteMisdirected(node, buffer, offset, end);
     } else {
       writeVolatile(node, buffer, offset, end);
@@ -799,14 +806,14 @@ export class SimFs implements FileSystem {
   }
 
   /** A random file (volatile namespace) under the prefix with durable data, or null. */
-  private pickFile(path_prefix: string): string | null {
+  private pickFile(path_prefix: string, exclude: string[] = []): string | null {
     const candidates: string[] = [];
     const visit = (dir: DirNode, prefix: string): void => {
       for (const name of Array.from(dir.entries.keys()).sort()) {
         const node = dir.entries.get(name)!;
         const path = prefix === "" ? name : `${prefix}/${name}`;
         if (node.kind === "dir") visit(node, path);
-        else if (node.durable_size > 0 && path.startsWith(path_prefix)) candidates.push(path);
+        else if (node.durable_size > 0 && path.startsWith(path_prefix) && !exclude.includes(path)) candidates.push(path);
       }
     };
     visit(this.root, "");

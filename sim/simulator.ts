@@ -14,6 +14,7 @@ import { defaultConfig, type Config } from "../lib/constants.ts";
 import { Replica, stateDigest, type Env } from "../lib/vsr/replica.ts";
 import type { Storage } from "../lib/vsr/storage.ts";
 import { FileStorage } from "../lib/storage/file_storage.ts";
+import { readSuperblock, superblock_path } from "../lib/storage/superblock.ts";
 import { SimFs, SimulatedCrash } from "./sim_fs.ts";
 import { FsError } from "../lib/storage/fs.ts";
 import { Heap, type Timed } from "./heap.ts";
@@ -201,7 +202,11 @@ export class Simulator {
         index: i,
         // A finite disk, so runaway disk use shows up as ENOSPC, which replicas handle, not as the
         // simulator running out of memory.
-        fs: new SimFs(this.prng.fork(), { misdirect_probability: this.rates.faulty_disks.has(i) ? this.rates.misdirect : 0, capacity_bytes: sim_disk_bytes }),
+        // The superblock is exempt from misdirected writes (one would damage two copies at once)
+        // and gets latent damage only while all four copies are intact (storageFaults): a faulty
+        // disk never destroys the newest superblock state, as TigerBeetle's fault atlas keeps the
+        // superblock recoverable. Losing it silently would be undetectable by any replica.
+        fs: new SimFs(this.prng.fork(), { misdirect_probability: this.rates.faulty_disks.has(i) ? this.rates.misdirect : 0, capacity_bytes: sim_disk_bytes, misdirect_exempt: ["superblock"] }),
         replica: null,
         incarnation: 0,
         paused: false,
@@ -723,15 +728,17 @@ export class Simulator {
     const p = this.prng;
     const r = this.rates;
     const fs = node.fs;
+    const superblock_ok = this.superblockIntact(fs);
+    const exclude = superblock_ok ? [] : ["superblock"];
     if (p.chance(r.corrupt)) {
-      const fault = fs.corruptRandomSector();
+      const fault = fs.corruptRandomSector("", exclude);
       if (fault !== null) {
         this.faults += 1;
         this.log(`fault: replica ${node.index}: corrupted sector ${fault.sector} of ${fault.path}`);
       }
     }
     if (p.chance(r.read_error)) {
-      const fault = fs.injectRandomReadError();
+      const fault = fs.injectRandomReadError("", this.superblockIntact(fs) ? [] : ["superblock"]);
       if (fault !== null) {
         this.faults += 1;
         this.log(`fault: replica ${node.index}: unreadable sector ${fault.sector} of ${fault.path}`);
@@ -758,6 +765,20 @@ export class Simulator {
       this.down(node);
       node.wiped = true;
       this.start(node);
+    }
+  }
+
+  /** Whether every copy of a disk's superblock reads back valid (so one may be damaged). */
+  private superblockIntact(fs: SimFs): boolean {
+    if (!fs.exists(superblock_path)) return false;
+    const fd = fs.open(superblock_path, false);
+    try {
+      return readSuperblock(fs, fd).damaged === 0;
+    } catch (error) {
+      if (error instanceof FsError) return false;
+      throw error;
+    } finally {
+      fs.close(fd);
     }
   }
 

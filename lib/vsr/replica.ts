@@ -1911,7 +1911,8 @@ export class Replica {
         if (j === -1) {
           // No header here: it held no prepare at this op if its log covers the op.
           if (dvc.op < op || (dvc.headers.length > 0 && dvc.headers[0]!.op < op)) nacks += 1;
-        } else if (dvc.presence[j] === presence_absent || (header !== null && dvc.headers[j]!.checksum !== header.checksum)) {
+        } else if (dvc.presence[j] === presence_absent || (expected !== null && dvc.headers[j]!.checksum !== expected)) {
+          // It holds another prepare at this op (or only the header): it never held this one.
           nacks += 1;
         } else if (dvc.presence[j] === presence_present && dvc.headers[j]!.checksum === expected) {
           present = true;
