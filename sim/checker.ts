@@ -47,6 +47,12 @@ export class StateChecker {
     if (this.violation === null) this.violation = message;
   }
 
+  /** A replica received a message no honest replica sends: in the simulator every peer is honest
+   * (the network corrupts nothing that passes a checksum), so it is a bug. */
+  protocolViolation(replica: number, text: string): void {
+    this.fail(`replica ${replica} received a message no honest peer sends: ${text}`);
+  }
+
   executed(replica: number, prepare: Message): void {
     const h = prepare.header;
     const known = this.canonical.get(h.op);

@@ -466,6 +466,7 @@ export class Simulator {
       request: (r, client, request, op, duplicate) => this.checker.request(r, client, request, op, duplicate),
       primary: (r, view) => this.checker.primary(r, view),
       doViewChange: (r, view, dvc) => this.checker.doViewChange(r, view, dvc),
+      violation: (r, text) => this.checker.protocolViolation(r, text),
     };
     node.replica = replica;
     node.storage = storage;

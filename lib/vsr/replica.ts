@@ -57,6 +57,8 @@ export interface ReplicaObserver {
   primary(replica: number, view: number): void;
   /** The replica offers its log for view (a do_view_change sent, or kept by the new primary). */
   doViewChange(replica: number, view: number, dvc: DoViewChange): void;
+  /** A well-formed message that no honest replica sends (forged, or a bug): dropped. */
+  violation(replica: number, text: string): void;
 }
 
 /** Compaction runs every this many ticks and moves at most this many bytes each time (~10 MB/s),
@@ -184,6 +186,11 @@ export class Replica {
   // Backup state.
   /** Checksum of the prepare at commit_max, from the primary's commit heartbeat. */
   private commit_max_checksum: bigint | null = null;
+  /** The commit number the primary of this view claimed last, believed nowhere but in choosing
+   * what to repair or which checkpoint to fetch: commit_max (executed, persisted, sent in a
+   * do_view_change) takes only what this replica's own log confirms (learnPrimaryCommit). Without
+   * it, one forged commit frame with a huge number was persisted and wedged every view change. */
+  private commit_hint = 0;
   /** Highest checkpoint op the primary has reported. */
   private primary_checkpoint_op = 0;
   /** The durable checkpoint the primary of `view` announced in its heartbeat (a sync target when
@@ -210,6 +217,8 @@ export class Replica {
     repairs_requested: 0,
     syncs: 0,
     messages_dropped: 0,
+    /** Well-formed messages no honest replica sends (forged frames, or a bug), dropped. */
+    protocol_violations: 0,
     bytes_compacted: 0,
     /** Values read back and verified by the scrubber, and complete passes over the namespace. */
     values_scrubbed: 0,
@@ -416,6 +425,17 @@ export class Replica {
   private drop(message: Message, why: string): void {
     this.stats.messages_dropped += 1;
     this.env.log("debug", `replica ${this.replica}: dropped ${Command[message.header.command] ?? message.header.command} from ${message.header.replica}: ${why}`);
+  }
+
+  /** A message that passed every check of the frame but contradicts what an honest peer does.
+   * Only forged frames (or a bug) get here, and network input never trips an assertion: drop it,
+   * count it, say so (the simulator, whose peers are honest, fails the seed). */
+  private violation(from: number, command: Command, what: string): void {
+    this.stats.protocol_violations += 1;
+    this.stats.messages_dropped += 1;
+    const text = `${Command[command] ?? command} from replica ${from}: ${what}`;
+    this.env.log("warn", `replica ${this.replica}: dropped ${text}; a forged frame or a bug: check what can reach this port, and report it if only replicas can`);
+    this.observer?.violation(this.replica, text);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -894,21 +914,9 @@ export class Replica {
     const h = message.header;
     if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
     this.last_ack_tick[h.replica] = this.ticks;
-    this.learnCommit(h.commit);
     const entry = this.pipeline.find((e) => e.op === h.op);
     if (entry !== undefined && entry.checksum === h.context) entry.oks.add(h.replica);
     this.commitPipeline();
-  }
-
-  /** A backup in this view reports ops it knows are committed (perhaps committed in an earlier
-   * view that this new primary did not hear about): committed ops are in every later view's log,
-   * so they are committed here too. */
-  private learnCommit(commit: number): void {
-    if (commit <= this.commit_max || this.start_view_pending) return;
-    const known = Math.min(commit, this.op);
-    const header = this.journal.header(known);
-    this.commit_max = known;
-    this.commit_max_checksum = header?.checksum ?? null;
   }
 
   /** Commits pipeline entries, in op order, once f+1 replicas (the primary included) hold each
@@ -1027,10 +1035,9 @@ export class Replica {
     const h = message.header;
     if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
     this.last_ack_tick[h.replica] = this.ticks;
-    if (h.commit > this.commit_max) {
-      this.learnCommit(h.commit);
-      this.commitPipeline();
-    }
+    // A backup's commit number is not taken: nothing binds it to this log, so one forged frame
+    // would commit ops no quorum holds. The pipeline commits on acknowledgements alone (ops
+    // committed in an earlier view are in it, and their holders acknowledge them again).
     if (h.session > this.heartbeat_acks[h.replica]! && h.session <= this.heartbeat_round) {
       this.heartbeat_acks[h.replica] = h.session;
       this.serveReads();
@@ -1113,17 +1120,21 @@ export class Replica {
     }
     if (this.status !== "normal" && this.status !== "recovering") return;
     if (this.isPrimary() || !this.fromPrimaryOfThisView(h)) return;
-    this.onPrimaryContact(h.commit, h.checkpoint_op);
+    this.onPrimaryContact(h);
     if (this.journal.hasPrepare(h.op, h.checksum)) {
       // The primary resends what it has no acknowledgement for: the ack may have been lost.
       this.sendPrepareOk(h.op);
+      this.learnPrimaryCommit(Math.min(h.commit, h.op - 1), h.op - 1, h.parent);
       this.executeCommitted();
       return;
     }
     if (h.op > this.opJournalMax()) return; // too far ahead to journal (the primary resends it)
+    if (decodeBatch(message.body) === null) return this.drop(message, "malformed batch in a prepare");
     const existing = this.journal.header(h.op);
     if (existing !== null && existing.view === this.view && existing.checksum !== h.checksum) {
-      assert(false, () => `replica ${this.replica}: two different prepares for op ${h.op} in view ${this.view}`);
+      // One primary makes one prepare per op in its view: a second is forged (or this replica's
+      // memory is wrong). Never a reason to stop: keep the one held.
+      return this.violation(h.replica, h.command, `a second prepare for op ${h.op} in view ${this.view} (held ${existing.checksum.toString(16)}, got ${h.checksum.toString(16)})`);
     }
     if (!this.journalPrepare(message)) return; // disk full: no acknowledgement
     if (h.op > this.op) {
@@ -1132,6 +1143,7 @@ export class Replica {
     }
     this.trimUnchained();
     this.sendPrepareOk(h.op); // sent now only if already durable; otherwise after the flush
+    this.learnPrimaryCommit(Math.min(h.commit, h.op - 1), h.op - 1, h.parent);
     this.executeCommitted();
   }
 
@@ -1287,11 +1299,11 @@ export class Replica {
     }
     if (h.view < this.view || this.isPrimary()) return;
     if (this.status !== "normal" && this.status !== "recovering") return;
-    this.onPrimaryContact(h.commit, h.checkpoint_op);
-    if (h.commit === this.commit_max) this.commit_max_checksum = h.context;
-    if (h.checkpoint_op > 0 && (this.primary_checkpoint === null || this.primary_checkpoint.view !== h.view || h.checkpoint_op > this.primary_checkpoint.id.op)) {
-      this.primary_checkpoint = { view: h.view, id: { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.parent } };
-    }
+    this.onPrimaryContact(h);
+    // context: the checksum of the primary's prepare at its commit number.
+    this.learnPrimaryCommit(h.commit, h.commit, h.context);
+    // The latest announcement counts (not the highest): a forged one is replaced by the next.
+    if (h.checkpoint_op > 0) this.primary_checkpoint = { view: h.view, id: { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.parent } };
     if (this.status === "normal" && this.view_durable === this.view) {
       const ok = this.makeHeader(Command.commit_ok);
       ok.session = h.session;
@@ -1305,15 +1317,31 @@ export class Replica {
     this.executeCommitted();
   }
 
-  /** Heard from the primary of this view: reset the election timer, learn commit and checkpoint. */
-  private onPrimaryContact(commit: number, checkpoint_op: number): void {
+  /** Heard from the primary of this view: reset the election timer, note what it claims. Its
+   * numbers steer repair and state sync only; the latest claim replaces the one before, so a
+   * forged number is forgotten at the next heartbeat. */
+  private onPrimaryContact(h: Header): void {
     this.timeout_normal.reset();
-    if (commit > this.commit_max) {
-      this.commit_max = commit;
-      this.commit_max_checksum = null;
-    }
-    if (checkpoint_op > this.primary_checkpoint_op) this.primary_checkpoint_op = checkpoint_op;
+    this.commit_hint = h.commit;
+    this.primary_checkpoint_op = h.checkpoint_op;
     this.maybeStartSync();
+  }
+
+  /** RULE (commit numbers): a backup takes a commit number from the primary only when its own log
+   * holds the prepare the number is anchored to (anchor_op with checksum anchor, at or above the
+   * number): then the committed ops are in this replica's log, and the number is one of its
+   * history. Anything else is a hint (commit_hint), never executed on nor persisted. */
+  private learnPrimaryCommit(commit: number, anchor_op: number, anchor: bigint): void {
+    if (commit <= this.commit_max || commit > anchor_op || anchor_op > this.op) return;
+    const held = anchor_op === this.commit_min ? this.commit_min_checksum : this.journal.header(anchor_op)?.checksum;
+    if (held !== anchor) return;
+    this.commit_max = commit;
+    this.commit_max_checksum = commit === anchor_op ? anchor : null;
+  }
+
+  /** The highest commit number heard of, verified or not: what repair and state sync aim at. */
+  private commitKnown(): number {
+    return Math.max(this.commit_max, this.commit_hint);
   }
 
   private onNormalTimeout(): void {
@@ -1546,11 +1574,11 @@ export class Replica {
       return;
     }
     // The target comes from the header of a committed prepare: ask the primary for it.
-    this.requestHeaders(this.commit_max, this.commit_max);
+    this.requestHeaders(this.commitKnown(), this.commitKnown());
   }
 
   private syncTargetFrom(h: Header): void {
-    if (this.sync !== null || h.op > this.commit_max || h.checkpoint_op <= this.commit_min) return;
+    if (this.sync !== null || h.op > this.commitKnown() || h.checkpoint_op <= this.commit_min) return;
     if (h.checkpoint_op !== checkpointFor(h.op, this.config.checkpoint_interval_ops)) return;
     this.beginSync({ op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.context });
   }
@@ -1820,7 +1848,9 @@ export class Replica {
     if (this.status !== "view_change") return;
     // A do_view_change implies its sender voted to leave the old view.
     this.svc_from.add(h.replica);
-    this.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: h.commit, headers, presence, faulty_ops });
+    // A commit number above the sender's own head is none it could know (its log holds every op it
+    // learned committed): believe it only up to there.
+    this.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: Math.min(h.commit, h.op), headers, presence, faulty_ops });
     this.maybeSendDoViewChange();
     this.maybeStartView();
   }
@@ -1839,7 +1869,18 @@ export class Replica {
       // replica not heard from yet can supply it.
       return;
     }
-    assert(best.op >= commit && best.op >= this.commit_min, () => `replica ${this.replica}: the chosen log (op ${best.op}) is shorter than what is committed (${commit}) or executed (${this.commit_min})`);
+    if (best.op < commit) {
+      // Committed ops are in every later view's log, so an honest sender's commit number is never
+      // above the chosen log: a sender claiming so is forged (or buggy). Its vote is not counted.
+      for (const [from, dvc] of this.dvc_from) {
+        if (dvc.commit <= best.op) continue;
+        assert(from !== this.replica, () => `replica ${this.replica}: the chosen log (op ${best.op}) is shorter than what it committed (${dvc.commit})`);
+        this.violation(from, Command.do_view_change, `commit ${dvc.commit} above the chosen log's op ${best.op}`);
+        this.dvc_from.delete(from);
+      }
+      return;
+    }
+    assert(best.op >= this.commit_min, () => `replica ${this.replica}: the chosen log (op ${best.op}) is shorter than what it executed (${this.commit_min})`);
     const decision = this.decideSuffix(best, dvcs, commit);
     if (decision === "wait") {
       if (this.dvc_from.size === this.config.replica_count) {
@@ -2071,11 +2112,13 @@ export class Replica {
     } else {
       this.installLog(headers, h.op);
     }
-    if (h.commit > this.commit_max) {
-      this.commit_max = h.commit;
+    // The new view's log is installed up to h.op: a commit number above it is none of its.
+    this.commit_hint = h.commit;
+    if (Math.min(h.commit, h.op) > this.commit_max) {
+      this.commit_max = Math.min(h.commit, h.op);
       this.commit_max_checksum = null;
     }
-    if (h.checkpoint_op > this.primary_checkpoint_op) this.primary_checkpoint_op = h.checkpoint_op;
+    this.primary_checkpoint_op = h.checkpoint_op;
     this.timeout_view_change.stop();
     this.timeout_view_change_resend.stop();
     if (this.status === "recovering") {
@@ -2195,7 +2238,7 @@ export class Replica {
         // no newer one: then the primary's own durable checkpoint, which its heartbeat announces
         // (the state it executed, so committed, as trusted as the log it sends), is the target.
         const own = this.primary_checkpoint;
-        if (own !== null && own.view === this.view && own.id.op > stalled.op && own.id.op > this.commit_min && own.id.op <= this.commit_max) {
+        if (own !== null && own.view === this.view && own.id.op > stalled.op && own.id.op > this.commit_min && own.id.op <= this.commitKnown()) {
           this.beginSync(own.id);
           return;
         }
@@ -2218,8 +2261,8 @@ export class Replica {
     if (this.status === "recovering") this.maybeFinishRecovering();
     this.repairValues();
     this.maybeStartSync();
-    if (!this.isPrimary() && this.commit_max > this.op) {
-      this.requestHeaders(this.op + 1, Math.min(this.commit_max, this.commit_min + this.config.journal_slot_count));
+    if (!this.isPrimary() && this.commitKnown() > this.op) {
+      this.requestHeaders(this.op + 1, Math.min(this.commitKnown(), this.commit_min + this.config.journal_slot_count));
     }
     // Prepares whose header is known are fetched lowest first (they unblock execution); a run of
     // unknown headers is fetched as headers, from the top of the lowest run down (so each reply
@@ -2311,7 +2354,7 @@ export class Replica {
     const canonical = h.operation === 1 && h.view === this.view && h.replica === primaryIndex(this.view, this.config.replica_count);
     if (canonical) {
       for (const header of headers) {
-        if (header.op <= this.commit_max) this.syncTargetFrom(header);
+        if (header.op <= this.commitKnown()) this.syncTargetFrom(header);
         if (header.op <= this.commit_min || header.op > this.commit_min + this.config.journal_slot_count) continue;
         if (header.op > this.op) {
           for (let op = this.op + 1; op < header.op; op++) this.journal.remove(op);
