@@ -43,8 +43,9 @@ export class TestCluster {
     tune: (config: Config) => void = () => {},
     readonly make: ReplicaFactory = (config, index, storage, env) => new Replica(config, index, storage, env),
     readonly wrap: (storage: Storage, index: number) => Storage = (storage) => storage,
+    seed = 42,
   ) {
-    this.prng = new Prng(42);
+    this.prng = new Prng(seed);
     this.config = defaultConfig(replica_count, 0x7e57c1a5n);
     this.config.journal_slot_count = 16;
     this.config.checkpoint_interval_ops = 4;

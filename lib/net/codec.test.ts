@@ -43,7 +43,7 @@ function randomHeader(prng: Prng, command: Command): Header {
   h.view = prng.u32();
   h.log_view = prng.u32();
   h.request = prng.u32();
-  h.epoch = prng.u32();
+  h.incarnation = prng.u32();
   h.replica = prng.chance(0.2) ? sender_client : prng.int(replicas_max);
   h.operation = prng.int(256);
   h.result = prng.int(256);
@@ -160,7 +160,7 @@ describe("codec round trips", () => {
     h.command = Command.commit;
     h.op = h.commit = h.timestamp = h.checkpoint_op = h.session = Number.MAX_SAFE_INTEGER;
     h.cluster = h.parent = h.client = h.context = h.checkpoint_digest = (1n << 64n) - 1n;
-    h.view = h.log_view = h.request = h.epoch = 2 ** 32 - 1;
+    h.view = h.log_view = h.request = h.incarnation = 2 ** 32 - 1;
     const m = finalize(h);
     const decoded = decode(encode(m), (1n << 64n) - 1n);
     expect(decoded.ok).toBe(true);

@@ -53,7 +53,7 @@ export const Offset = {
   view: 96,
   log_view: 100,
   request: 104,
-  epoch: 108,
+  incarnation: 108,
   protocol: 112,
   command: 114,
   replica: 115,
@@ -85,7 +85,8 @@ export class Header {
   view = 0;
   log_view = 0;
   request = 0;
-  epoch = 0;
+  /** The cluster incarnation: chosen at random when the cluster forms (docs/PROTOCOL.md §4.1). */
+  incarnation = 0;
   command: Command = Command.ping;
   replica = 0;
   operation = 0;
@@ -163,7 +164,7 @@ function fillScratch(header: Header): void {
   v.setUint32(Offset.view, header.view, true);
   v.setUint32(Offset.log_view, header.log_view, true);
   v.setUint32(Offset.request, header.request, true);
-  v.setUint32(Offset.epoch, header.epoch, true);
+  v.setUint32(Offset.incarnation, header.incarnation, true);
   v.setUint16(Offset.protocol, protocol_version, true);
   v.setUint8(Offset.command, header.command);
   v.setUint8(Offset.replica, header.replica);
@@ -258,7 +259,7 @@ function readHeader(v: DataView): Header | null {
   h.view = v.getUint32(Offset.view, true);
   h.log_view = v.getUint32(Offset.log_view, true);
   h.request = v.getUint32(Offset.request, true);
-  h.epoch = v.getUint32(Offset.epoch, true);
+  h.incarnation = v.getUint32(Offset.incarnation, true);
   h.command = v.getUint8(Offset.command);
   h.replica = v.getUint8(Offset.replica);
   h.operation = v.getUint8(Offset.operation);

@@ -101,7 +101,7 @@ class World {
     this.snapshots.set(0, { id, anchor: this.root, previous: id, store: [], revision: 0, sessions: [], values: new Map(), segments: new Set() });
     this.digest_at.set(0, id.digest);
     this.values_at.set(0, new Map());
-    this.state = { view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint: id };
+    this.state = { incarnation: 7, view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint: id };
     this.storage = new FileStorage(this.fs, opts);
     const recovered = this.storage.recover(clients_max);
     expect(recovered.state).toBeNull();
@@ -455,7 +455,7 @@ describe("FileStorage: blank directories and identity", () => {
       const storage = new FileStorage(fs, options());
       expect(storage.recover(clients_max).state).toBeNull();
       const root = rootPrepare(cluster, replica_count);
-      const state: VsrState = { view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint: { op: 0, digest: 1n, checksum: root.checksum } };
+      const state: VsrState = { incarnation: 7, view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint: { op: 0, digest: 1n, checksum: root.checksum } };
       storage.writeState(state);
       fs.armCrash(1 + (seed % 6));
       expect(() => storage.flush()).toThrow(SimulatedCrash);
@@ -859,7 +859,7 @@ describe("FileStorage: state sync", () => {
       expectValues(b.storage, received.store, snapshot.values);
       // The replica then writes the checkpoint and publishes it; it survives a crash.
       b.storage.writeCheckpoint(received.checkpoint, received.store, received.clients);
-      const state: VsrState = { view: 0, log_view: 0, commit_max: snapshot.id.op, view_headers: [], checkpoint: snapshot.id };
+      const state: VsrState = { incarnation: 7, view: 0, log_view: 0, commit_max: snapshot.id.op, view_headers: [], checkpoint: snapshot.id };
       b.storage.writeState(state);
       b.storage.flush();
       b.fs.crash(new Prng(seed));

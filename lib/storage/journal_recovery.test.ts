@@ -32,7 +32,7 @@ class Disk {
   constructor() {
     expect(this.storage.recover(clients_max).state).toBeNull();
     const checkpoint = { op: 0, digest: stateDigest(new ObjectStore(), new ClientTable(clients_max)), checksum: this.root.checksum };
-    this.state = { view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint };
+    this.state = { incarnation: 7, view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint };
     this.storage.writeState(this.state);
     this.storage.flush();
   }

@@ -41,6 +41,7 @@ function record(prng: Prng, sequence: number, headers = prng.int(view_headers_ma
     sequence,
     identity: { cluster: prng.u64(), replica: prng.int(15), replica_count: prng.range(1, 15) },
     state: {
+      incarnation: prng.u32(),
       view: prng.u32(),
       log_view: prng.u32(),
       commit_max: prng.u32() * 2 ** 20,

@@ -35,7 +35,7 @@ export interface SuperblockRecord {
  * Copy layout (little-endian):
  *   0  u64 checksum of bytes 8..copy_size
  *   8  u32 magic, 12 u32 version, 16 u64 sequence, 24 u64 cluster,
- *   32 u8 replica, 33 u8 replica_count, 34 u16 view_headers count, 36 u32 reserved,
+ *   32 u8 replica, 33 u8 replica_count, 34 u16 view_headers count, 36 u32 incarnation,
  *   40 u32 view, 44 u32 log_view, 48 u64 commit_max,
  *   56 u64 checkpoint op, 64 u64 checkpoint digest, 72 u64 checkpoint checksum,
  *   80 u8 flags (bit 0: recovering), 81..128 reserved (zero), then view_headers × 128 bytes,
@@ -54,6 +54,7 @@ export function encodeSuperblock(record: SuperblockRecord): Uint8Array {
   v.setUint8(32, identity.replica);
   v.setUint8(33, identity.replica_count);
   v.setUint16(34, state.view_headers.length, true);
+  v.setUint32(36, state.incarnation, true);
   v.setUint32(40, state.view, true);
   v.setUint32(44, state.log_view, true);
   v.setBigUint64(48, BigInt(state.commit_max), true);
@@ -83,6 +84,7 @@ export function decodeSuperblock(bytes: Uint8Array): SuperblockRecord | null {
     sequence: Number(v.getBigUint64(16, true)),
     identity: { cluster: v.getBigUint64(24, true), replica: v.getUint8(32), replica_count: v.getUint8(33) },
     state: {
+      incarnation: v.getUint32(36, true),
       view: v.getUint32(40, true),
       log_view: v.getUint32(44, true),
       commit_max: Number(v.getBigUint64(48, true)),

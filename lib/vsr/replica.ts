@@ -83,6 +83,8 @@ const value_repairs_max = 64;
 const repair_requests_max = 32;
 /** How long a replica repairs its log instead of asking again for a checkpoint no peer served. */
 const sync_backoff_ticks = 200;
+/** A peer of another cluster incarnation is reported at most once a minute (10 ms ticks). */
+const incarnation_warning_interval_ticks = 6000;
 /** Recent request_start_view nonces a recovering replica accepts answers to. */
 const recovery_nonces_max = 8;
 /** Size of one state-sync chunk request. */
@@ -200,7 +202,22 @@ export class Replica {
 
   // Blank/recovering state.
   private probe_nonce = 0n;
-  private probe_replies = new Map<number, { formatted: boolean; pristine: boolean; view: number }>();
+  private probe_replies = new Map<number, { formatted: boolean; pristine: boolean; view: number; incarnation: number }>();
+  /**
+   * The cluster incarnation (RULE, incarnation): a random number the cluster chooses when it
+   * forms, persisted in every superblock and carried in every replica message. A data directory
+   * of an earlier cluster on the same addresses has another one, and its messages are refused: it
+   * would otherwise join with another history and outvote acknowledged writes. While blank, this is
+   * the replica's candidate; while formatted but not formed, it may still fall to a lower one a
+   * peer formatted with (they converge on the lowest); once formed it never changes.
+   */
+  incarnation = 0;
+  /** The incarnation the superblock holds (-1 while blank or not yet written). */
+  private incarnation_durable = -1;
+  /** Tick of the last warning that a blank replica cannot tell which incarnation to join. */
+  private lost_wait_warned = -1;
+  /** Tick of the last warning about a peer of another incarnation, per peer (rate limit). */
+  private readonly incarnation_warned: number[];
 
   private readonly timeout_normal: Timeout;
   private readonly timeout_heartbeat: Timeout;
@@ -252,6 +269,7 @@ export class Replica {
     this.journal.setHeader(this.root);
     this.heartbeat_acks = new Array<number>(n).fill(0);
     this.last_ack_tick = new Array<number>(n).fill(0);
+    this.incarnation_warned = new Array<number>(n).fill(-1);
     const jitter = Math.max(1, Math.floor(config.view_change_timeout_ticks / 10));
     this.timeout_normal = new Timeout("normal", config.view_change_timeout_ticks - jitter + env.random.int(2 * jitter + 1));
     this.timeout_heartbeat = new Timeout("heartbeat", config.heartbeat_ticks);
@@ -274,6 +292,7 @@ export class Replica {
     }
     if (recovered.state === null) {
       this.status = "blank";
+      this.incarnation = randomIncarnation(this.env.random);
       this.timeout_probe.start();
       this.sendProbe();
       return;
@@ -377,6 +396,9 @@ export class Replica {
       return this.drop(message, `sender ${h.replica} with replica_count ${h.replica_count} does not match this cluster of ${this.config.replica_count}`);
     }
     if (!from_client && h.replica === this.replica && h.command !== Command.prepare) return this.drop(message, "message from self");
+    if (!from_client && h.incarnation !== this.incarnation && h.command !== Command.ping && h.command !== Command.pong) {
+      return this.otherIncarnation(message);
+    }
     if (!this.formed && this.status === "normal" && formedOnly(h.command)) this.form();
     switch (h.command) {
       case Command.ping:
@@ -438,11 +460,24 @@ export class Replica {
     this.observer?.violation(this.replica, text);
   }
 
+  /** A peer of another cluster incarnation: its data directory belongs to another cluster that
+   * had the same addresses. Dropped, and said once a minute per peer, with what to do. */
+  private otherIncarnation(message: Message): void {
+    const h = message.header;
+    this.drop(message, `cluster incarnation ${hex32(h.incarnation)} is not ours (${hex32(this.incarnation)})`);
+    if (this.status === "blank") return; // it has none yet: it adopts one when it recovers or formats
+    const last = this.incarnation_warned[h.replica]!;
+    if (last >= 0 && this.ticks - last < incarnation_warning_interval_ticks) return;
+    this.incarnation_warned[h.replica] = this.ticks;
+    this.env.log("error", `replica ${this.replica}: refusing replica ${h.replica}: its data directory belongs to cluster incarnation ${hex32(h.incarnation)}, this replica's to ${hex32(this.incarnation)} (a directory of an earlier cluster on the same addresses, or a different cluster): stop it and give it the right data directory, or an empty one to have it recover from the others`);
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Restart, formatting, and recovery from a lost disk
 
   private loadState(recovered: Recovered): void {
     const state = recovered.state!;
+    this.incarnation = this.incarnation_durable = state.incarnation;
     if (recovered.checkpoint === null) return this.recoverLostCheckpoint(state);
     this.view = this.view_durable = state.view;
     this.log_view = this.log_view_durable = state.log_view;
@@ -630,7 +665,9 @@ export class Replica {
     // operation: 0 blank, 1 formatted, 2 recovering (a lost disk, catching up). Formatted only once
     // the format is durable: a peer counts it for good (onPong), and a crash before then would
     // bring this replica back blank.
-    h.operation = this.status === "blank" || (this.status === "normal" && this.view_durable < 0) ? 0 : this.status === "recovering" ? 2 : 1;
+    // (Its incarnation, in the header, counts as formatted only once durable, likewise.)
+    const durable = this.view_durable >= 0 && this.incarnation_durable === this.incarnation;
+    h.operation = this.status === "blank" || (this.status === "normal" && !durable) ? 0 : this.status === "recovering" ? 2 : 1;
     h.op = this.op;
     h.commit = this.commit_max;
     h.log_view = this.log_view;
@@ -649,14 +686,27 @@ export class Replica {
         this.probe_formatted.delete(h.replica); // its disk was replaced since
         return;
       }
+      if (h.incarnation < this.incarnation && this.status === "normal") {
+        // Formatted at the same time from other probe answers (a candidate changed by a restart
+        // in between): an unformed cluster holds nothing yet, so all settle on the lowest.
+        this.env.log("info", `replica ${this.replica}: replica ${h.replica} formatted with cluster incarnation ${hex32(h.incarnation)}, lower than ours (${hex32(this.incarnation)}): adopting it`);
+        this.incarnation = h.incarnation;
+        this.probe_formatted.clear();
+        this.writeState();
+      }
+      if (h.incarnation !== this.incarnation) {
+        this.probe_formatted.delete(h.replica);
+        return;
+      }
       this.probe_formatted.add(h.replica);
-      if (this.probe_formatted.size === this.config.replica_count - 1) this.form();
+      if (this.probe_formatted.size === this.config.replica_count - 1 && this.incarnation_durable === this.incarnation) this.form();
       return;
     }
     this.probe_replies.set(h.replica, {
       formatted: h.operation !== 0,
       pristine: h.operation === 1 && h.view === 0 && h.log_view === 0 && h.op === 0 && h.commit === 0,
       view: h.checkpoint_op,
+      incarnation: h.incarnation,
     });
     this.decideFormat();
   }
@@ -675,11 +725,30 @@ export class Replica {
     const replies = [...this.probe_replies.values()];
     const lost = replies.some((r) => r.formatted && !r.pristine);
     if (!lost && replies.length === others) {
+      // RULE (incarnation at formation): a formatted peer's if any (the lowest), else the lowest
+      // candidate heard (its own included): replicas formatting from the same answers agree, and
+      // those that did not converge on the lowest before the cluster forms (onPong).
+      const formatted = replies.filter((r) => r.formatted).map((r) => r.incarnation);
+      this.incarnation = formatted.length > 0 ? Math.min(...formatted) : Math.min(this.incarnation, ...replies.map((r) => r.incarnation));
       this.format();
       return;
     }
     if (lost && replies.length >= this.f + 1) {
-      const view = Math.max(...replies.map((r) => r.view));
+      // It joins the incarnation f+1 formatted peers agree on: a lone directory of an earlier
+      // cluster on these addresses must not be the one it follows.
+      const votes = new Map<number, number>();
+      for (const r of replies) if (r.formatted) votes.set(r.incarnation, (votes.get(r.incarnation) ?? 0) + 1);
+      const agreed = [...votes].find(([, count]) => count >= this.f + 1);
+      if (agreed === undefined) {
+        if (this.lost_wait_warned < 0 || this.ticks - this.lost_wait_warned >= incarnation_warning_interval_ticks) {
+          this.lost_wait_warned = this.ticks;
+          const heard = [...this.probe_replies].filter(([, r]) => r.formatted).map(([i, r]) => `replica ${i}: ${hex32(r.incarnation)}`).join(", ");
+          this.env.log("error", `replica ${this.replica}: data directory is blank, and the formatted peers do not agree on a cluster incarnation (${heard}; ${this.f + 1} must agree): waiting; a peer's data directory is probably from another cluster on these addresses`);
+        }
+        return;
+      }
+      this.incarnation = agreed[0];
+      const view = Math.max(...replies.filter((r) => r.formatted && r.incarnation === this.incarnation).map((r) => r.view));
       this.env.log("warn", `replica ${this.replica}: data directory is blank but the cluster has data: recovering from peers at view ${view}; this replica acknowledges nothing until it has caught up`);
       this.timeout_probe.stop();
       this.status = "recovering";
@@ -726,13 +795,14 @@ export class Replica {
   // Durability
 
   /** The view, log_view and checkpoint of the superblock write queued, if any. */
-  private state_written: { view: number; log_view: number; checkpoint: CheckpointId } | null = null;
+  private state_written: { view: number; log_view: number; checkpoint: CheckpointId; incarnation: number } | null = null;
 
   /** Queues a superblock write of the current VSR state. */
   private writeState(): void {
     const checkpoint = this.checkpoint_pending ?? this.checkpoint;
     assert(checkpoint.op >= this.checkpoint.op, () => `replica ${this.replica}: writing checkpoint ${checkpoint.op} over the durable ${this.checkpoint.op}`);
     const state: VsrState = {
+      incarnation: this.incarnation,
       view: this.view,
       log_view: this.log_view,
       commit_max: this.commit_max,
@@ -741,7 +811,7 @@ export class Replica {
     };
     this.view_headers = state.view_headers;
     this.storage.writeState(state);
-    this.state_written = { view: this.view, log_view: this.log_view, checkpoint };
+    this.state_written = { view: this.view, log_view: this.log_view, checkpoint, incarnation: this.incarnation };
   }
 
   /** Called after a flush: everything queued before it is durable now. */
@@ -752,6 +822,7 @@ export class Replica {
       assert(written.view >= this.view_durable && written.log_view >= this.log_view_durable, "durable view went backwards");
       this.view_durable = written.view;
       this.log_view_durable = written.log_view;
+      this.incarnation_durable = written.incarnation;
       // The checkpoint a restart would load.
       assert(written.checkpoint.op >= this.checkpoint.op, "durable checkpoint went backwards");
       this.checkpoint = written.checkpoint;
@@ -2473,6 +2544,7 @@ export class Replica {
     h.replica = this.replica;
     h.replica_count = this.config.replica_count;
     h.view = this.view;
+    h.incarnation = this.incarnation;
     return h;
   }
 
@@ -2624,4 +2696,13 @@ function suffixValid(headers: Header[], op: number): boolean {
     if (headers[i]!.op <= headers[i - 1]!.op) return false;
   }
   return true;
+}
+
+/** A random nonzero u32: a blank replica's candidate cluster incarnation. */
+function randomIncarnation(random: Prng): number {
+  return 1 + random.int(0xffff_fffe);
+}
+
+function hex32(n: number): string {
+  return n.toString(16).padStart(8, "0");
 }

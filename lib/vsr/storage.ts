@@ -28,6 +28,9 @@ export interface CheckpointMeta {
 
 /** What the superblock holds for the replica. */
 export interface VsrState {
+  /** The cluster incarnation this replica belongs to (random, chosen when the cluster formed; 0
+   * for a directory formatted before incarnations existed). Never changes once formed. */
+  incarnation: number;
   view: number;
   /** The latest view in which this replica's log was in normal status. */
   log_view: number;
