@@ -29,8 +29,8 @@
  * Versions: the cluster keeps one revision counter for the whole namespace, which every successful
  * put or delete (of any key) advances by one; a put's version is the revision it made, 1 for the
  * first write to a new cluster. A key's versions only grow and are never reused after a delete, and
- * a higher version was written later whatever the key; they are not consecutive per key, and they
- * are not the replicas' op numbers. A write that fails (condition failed, not found) advances
+ * a higher version was written later whatever the key; they need not be consecutive per key, and
+ * they are not the replicas' op numbers. A write that fails (condition failed, not found) advances
  * nothing.
  *
  * A handle is not thread-safe: it has one request in flight at a time. Use one handle per thread
