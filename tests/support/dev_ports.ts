@@ -71,7 +71,7 @@ async function namespaceWorks(): Promise<boolean> {
   return probe.code === 0;
 }
 
-/** Runs spec.script with a dev cluster on 127.0.0.1:8081-8083 (see the module comment). */
+/** Runs spec.scripts with a dev cluster on 127.0.0.1:8081-8083 (see the module comment). */
 export async function runWithDevCluster(spec: DevPortsSpec): Promise<DevPortsOutcome> {
   const timeout_ms = (spec.timeout_ms ?? 90_000) + 30_000;
   const self = [bun, path.join(import.meta.dir, "dev_ports.ts"), JSON.stringify(spec)];
@@ -82,7 +82,7 @@ export async function runWithDevCluster(spec: DevPortsSpec): Promise<DevPortsOut
   } else {
     const free = await Promise.all(dev_ports.map(portFree));
     const busy = dev_ports.filter((_, i) => !free[i]);
-    if (busy.length > 0) return { skipped: `no network namespace here (unshare --net --map-root-user failed) and 127.0.0.1 port(s) ${busy.join(", ")} are in use (is a \`toastyfs dev\` cluster running?)` };
+    if (busy.length > 0) return { skipped: `no network namespace here (unshare or ip missing, or unshare --net --map-root-user refused) and 127.0.0.1 port(s) ${busy.join(", ")} are in use (is a \`toastyfs dev\` cluster running?)` };
     cmd = [...self, "host"];
   }
   const ran = await capture(cmd, { timeout_ms });
