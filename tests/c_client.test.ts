@@ -2,22 +2,22 @@
  * The C client library (clients/c) as real processes: built with make, its unit tests (codec
  * vectors, argument validation) and a test program run against a real 3-replica cluster, natively
  * and under valgrind; a put stream that survives kill -9 of the primary; fake replicas (Bun TCP
- * servers) that answer with garbage, truncated frames and bad checksums; and the README example,
- * compiled exactly as documented, against a cluster on 127.0.0.1:8081-8083.
+ * servers) that answer with garbage, truncated frames and bad checksums; and the README example:
+ * the block of clients/c/README.md that builds it, run verbatim in a fresh copy of the tree next to
+ * `toastyfs dev` on 127.0.0.1:8081-8083 (tests/support/dev_ports.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { Subprocess } from "bun";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { Client, clusterStatus } from "../lib/client/client.ts";
 import { Command, encode, finalize, Header, type Message } from "../lib/net/codec.ts";
 import { FrameReader } from "../lib/net/frame_reader.ts";
 import { membership, parseAddress } from "../lib/net/address.ts";
 import { checksum } from "../lib/util/checksum.ts";
 import { Operation, Result, decodeKeyRequest, encodeGetReply, encodeListReply, encodeU64 } from "../lib/store/operations.ts";
-import { repo, TestCluster, toastyfsCommand, waitFor } from "./support/cluster.ts";
+import { repo, TestCluster, waitFor } from "./support/cluster.ts";
+import { copyCTree, readmeBlock } from "./support/c_docs.ts";
+import { runWithDevCluster } from "./support/dev_ports.ts";
 
 const c_dir = path.join(repo, "clients/c");
 const build_dir = path.join(c_dir, "build");
@@ -430,77 +430,43 @@ describe("C client against fake replicas that misbehave", () => {
   }, 60_000);
 });
 
-// --- The README example, exactly as documented, on 127.0.0.1:8081-8083
-
-const example_ports = [8081, 8082, 8083];
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-  });
-}
+// --- The README example: the documented commands, run as documented
 
 describe("C client README example", () => {
-  test("compiles with `gcc -I clients/c example_client.c clients/c/libtoasty.a -o example` and stores hello = world", async () => {
-    const free = await Promise.all(example_ports.map(portFree));
-    if (free.includes(false)) {
-      const busy = example_ports.filter((_, i) => !free[i]);
-      console.warn(`SKIPPED the README example: port(s) ${busy.join(", ")} on 127.0.0.1 are in use (is a \`toastyfs dev\` cluster running?)`);
-      return;
-    }
-    const gcc = Bun.which("gcc");
-    expect(gcc, "gcc is required for the README example").not.toBeNull();
+  test("the program listed in clients/c/README.md is clients/c/example_client.c", () => {
+    const markdown = fs.readFileSync(path.join(c_dir, "README.md"), "utf8");
+    const listings = [...markdown.matchAll(/^```c\n([\s\S]*?)^```$/gm)].map((m) => m[1]);
+    expect(listings).toEqual([fs.readFileSync(path.join(c_dir, "example_client.c"), "utf8")]);
+  });
 
-    // The example at the root of a copy of the tree, compiled with exactly the documented command.
+  test("the build-tree block of clients/c/README.md, run from the root of a fresh copy with `toastyfs dev` up, builds the example and it stores hello = world", async () => {
+    const block = readmeBlock("example_client.c", "clients/c/libtoasty.a");
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-c-example-"));
-    const addresses = example_ports.map((p) => `127.0.0.1:${p}`);
-    const processes: Subprocess[] = [];
     try {
-      fs.mkdirSync(path.join(root, "clients/c"), { recursive: true });
-      for (const f of ["toastyfs.h", "libtoasty.a"]) fs.copyFileSync(path.join(c_dir, f), path.join(root, "clients/c", f));
-      fs.copyFileSync(path.join(c_dir, "example_client.c"), path.join(root, "example_client.c"));
-      const compiled = await run(["gcc", "-I", "clients/c", "example_client.c", "clients/c/libtoasty.a", "-o", "example"], { cwd: root });
-      expect(compiled.code, compiled.stderr).toBe(0);
-      expect(compiled.stderr).toBe("");
-
-      for (const address of addresses) {
-        const peers = addresses.filter((a) => a !== address).flatMap((a) => ["--peer", a]);
-        const log = fs.openSync(path.join(root, `${address.replace(":", "_")}.log`), "a");
-        processes.push(Bun.spawn([...toastyfsCommand(), "--addr", address, ...peers, "--data", path.join(root, `data-${address.split(":")[1]}`)], { stdout: log, stderr: log, stdin: "ignore" }));
-        fs.closeSync(log);
-      }
-      const parsed = addresses.map(parseAddress);
-      let lost_port_race = false;
-      await waitFor("the 8081-8083 cluster to be healthy", async () => {
-        // Another process may have taken a port between the check and the replica's bind.
-        if (processes.some((p) => p.exitCode !== null)) return (lost_port_race = true);
-        const statuses = await clusterStatus(parsed, 500);
-        return statuses.every((s) => s !== null && s.status === "normal") && statuses.some((s) => s?.primary);
-      }, 30_000);
-      if (lost_port_race) {
-        const logs = fs.readdirSync(root).filter((f) => f.endsWith(".log")).map((f) => fs.readFileSync(path.join(root, f), "utf8")).join("");
-        console.warn(`SKIPPED the README example: a replica on 8081-8083 exited at startup (port taken meanwhile?):\n${logs.trim()}`);
+      copyCTree(root);
+      // The documented block verbatim, then the example it built once more under valgrind.
+      const scripts = [block, ...(valgrind === null ? [] : [`${valgrind} ${valgrind_args.join(" ")} ./example`])];
+      const outcome = await runWithDevCluster({ scripts, cwd: root, read_key: "hello" });
+      if ("skipped" in outcome) {
+        console.warn(`SKIPPED the README example: ${outcome.skipped}`);
         return;
       }
-
-      const ran = await run([path.join(root, "example")], { cwd: root, timeout_ms: 30_000 });
-      expect(ran.code, ran.stderr).toBe(0);
-      expect(ran.stdout).toBe("Done.\n");
-      if (valgrind !== null) await runValgrind([path.join(root, "example")], 30_000);
-
-      const client = new Client({ addresses: parsed });
-      try {
-        const got = await client.get("hello");
-        expect(new TextDecoder().decode(got.value)).toBe("world");
-      } finally {
-        await client.close();
+      const [documented, checked] = outcome.runs;
+      const context = `${block}\n--- stdout\n${documented?.stdout}\n--- stderr\n${documented?.stderr}\n--- toastyfs dev\n${outcome.dev_log}`;
+      expect(documented?.code, context).toBe(0);
+      expect(documented!.stdout, context).toContain("Done.\n");
+      if (checked !== undefined) {
+        expect(checked.code, checked.stderr).toBe(0);
+        expect(checked.stderr).toContain("All heap blocks were freed -- no leaks are possible");
       }
+      expect(outcome.value).toBe("world");
+      // Each run of the example was one put to a new cluster, and versions count the writes, as the
+      // READMEs say (1 for the first); they are not op numbers (each run registered first).
+      expect(outcome.version).toBe(outcome.runs.length);
+      expect(outcome.op).toBeGreaterThan(outcome.runs.length);
+      console.log(`README example (${outcome.isolated ? "own network namespace" : "host network"}): ${block.trim().split("\n").join(" ; ")}`);
     } finally {
-      for (const p of processes) p.kill("SIGKILL");
-      await Promise.all(processes.map((p) => p.exited));
       fs.rmSync(root, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, 240_000);
 });

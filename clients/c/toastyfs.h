@@ -26,6 +26,13 @@
  * these retries are safe. When no final answer comes in time the operation fails with
  * TOASTYFS_NO_QUORUM; for a put or delete its outcome is then unknown (res->outcome_unknown = 1).
  *
+ * Versions: the cluster keeps one revision counter for the whole namespace, which every successful
+ * put or delete (of any key) advances by one; a put's version is the revision it made, 1 for the
+ * first write to a new cluster. A key's versions only grow and are never reused after a delete, and
+ * a higher version was written later whatever the key; they need not be consecutive per key, and
+ * they are not the replicas' op numbers. A write that fails (condition failed, not found) advances
+ * nothing.
+ *
  * A handle is not thread-safe: it has one request in flight at a time. Use one handle per thread
  * (each gets its own client id and session); a cluster keeps up to 256 sessions by default.
  */
@@ -91,8 +98,9 @@ typedef struct ToastyFS_Result {
     int status;           /* TOASTYFS_OK or a negative TOASTYFS_* code (= the return value) */
     int outcome_unknown;  /* put/delete that failed after being sent (no quorum, evicted, protocol):
                              it may or may not have been executed */
-    uint64_t version;     /* put: the new version; delete: the version deleted; get/stat: the
-                             object's version; condition failed: the current version (0 = absent) */
+    uint64_t version;     /* put: the new version (the namespace revision it made); delete: the
+                             version deleted; get/stat: the object's version; condition failed:
+                             the current version (0 = absent) */
     uint64_t timestamp;   /* get/stat: ms since the Unix epoch when this version was written */
     uint64_t size;        /* get/stat: the value's size in bytes */
     uint64_t checksum;    /* get/stat: xxHash64 (seed 0) of the value (get: verified) */
