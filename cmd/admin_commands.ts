@@ -7,10 +7,11 @@
 import { Client, ClientError, clusterStatus } from "../lib/client/client.ts";
 import { formatAddress, parseAddress, AddressError } from "../lib/net/address.ts";
 import type { ReplicaStatus } from "../lib/node/status.ts";
-import { key_size_max, value_size_max_default } from "../lib/constants.ts";
+import { value_size_max_default } from "../lib/constants.ts";
+import { EscapeError, parseEscapeAt } from "../lib/util/escape.ts";
 import { OperationError, UsageError } from "./cli_util.ts";
-import { checkKey, readInputFile, status_timeout_ms, type ClusterSettings } from "./client_commands.ts";
-import { describeValue, formatListEntry, formatReplicaDetails, formatStat, renderStatus, type StatusReport } from "./format.ts";
+import { checkKey, checkPrefix, readInputFile, status_timeout_ms, type ClusterSettings } from "./client_commands.ts";
+import { describeValue, formatListEntry, formatReplicaDetails, formatStat, keyText, renderStatus, type StatusReport } from "./format.ts";
 
 export interface AdminCommand {
   name: string;
@@ -24,7 +25,7 @@ export const admin_commands: AdminCommand[] = [
   { name: "ls", usage: "ls [-l] [PREFIX]", description: "list keys (with -l: size, version, time)" },
   { name: "get", usage: "get KEY", description: "print a value (text as is, binary as a hex dump)" },
   { name: "stat", usage: "stat KEY", description: "version, size, time and checksum of an object" },
-  { name: "put", usage: "put [--if-absent|--if-version V] KEY TEXT|@FILE", description: "store the rest of the line (or a file's contents) under KEY" },
+  { name: "put", usage: "put [--if-absent|--if-version V] KEY TEXT|@FILE", description: "store the rest of the line (or a file's contents) under KEY; put KEY \"\" stores an empty value" },
   { name: "delete", usage: "delete [--if-version V] KEY", description: "delete an object" },
   { name: "help", usage: "help", description: "this list" },
   { name: "quit", usage: "quit", description: "leave the shell (also exit, or end of input)" },
@@ -36,58 +37,131 @@ export function helpLines(): string[] {
     "commands:",
     ...admin_commands.map((c) => `  ${c.usage.padEnd(width)}  ${c.description}`),
     "keys and text with spaces can be quoted: get \"my key\"; lines starting with # are comments",
+    "escapes in keys (outside single quotes): \\xHH for any byte, \\n, \\r, \\t, \\\\, \\\", \\' (as ls prints them)",
+    "a key starting with - goes after -- or in quotes: get -- -key, get \"-key\"",
   ];
 }
 
-/** A word of a command line and where the raw text after it starts. */
+/** A word of a command line, and where the raw text after it starts. */
 interface Token {
-  text: string;
+  bytes: Uint8Array;
   end: number;
+  /** Any part of it was quoted: never an option, and a quoted @ is not a file. */
+  quoted: boolean;
 }
 
-/** Splits a line like a shell would for plain words: whitespace separates, '...' and "..." quote
- * (with \" and \\ inside double quotes). */
-export function tokenize(line: string): Token[] {
+const backslash = 0x5c;
+const single_quote = 0x27;
+const double_quote = 0x22;
+const at_sign = 0x40;
+const utf8 = new TextDecoder();
+const encoder = new TextEncoder();
+
+function isSpace(b: number): boolean {
+  return b === 0x20 || (b >= 0x09 && b <= 0x0d);
+}
+
+/** Splits a line like a shell would for plain words: whitespace separates; '...' quotes literally;
+ * "..." quotes with escapes; outside quotes, escapes too (lib/util/escape.ts: \xHH, \n, \\, ...).
+ * Works on bytes, so a word may hold any byte, typed raw or as an escape. */
+export function tokenize(line: Uint8Array): Token[] {
   const tokens: Token[] = [];
   let i = 0;
+  const escape = (): number => {
+    try {
+      const { byte, next } = parseEscapeAt(line, i);
+      i = next;
+      return byte;
+    } catch (error) {
+      if (error instanceof EscapeError) throw new UsageError(error.message);
+      throw error;
+    }
+  };
   while (i < line.length) {
-    while (i < line.length && /\s/.test(line[i]!)) i++;
+    while (i < line.length && isSpace(line[i]!)) i++;
     if (i >= line.length) break;
-    let text = "";
-    while (i < line.length && !/\s/.test(line[i]!)) {
+    const word: number[] = [];
+    let quoted = false;
+    while (i < line.length && !isSpace(line[i]!)) {
       const c = line[i]!;
-      if (c === "'" || c === '"') {
-        const close = c;
+      if (c === single_quote || c === double_quote) {
+        quoted = true;
         i++;
-        while (i < line.length && line[i] !== close) {
-          if (close === '"' && line[i] === "\\" && i + 1 < line.length) i++;
-          text += line[i]!;
-          i++;
+        while (i < line.length && line[i] !== c) {
+          if (c === double_quote && line[i] === backslash) word.push(escape());
+          else word.push(line[i++]!);
         }
-        if (i >= line.length) throw new UsageError(`unterminated ${close === '"' ? "double" : "single"} quote`);
+        if (i >= line.length) throw new UsageError(`unterminated ${c === double_quote ? "double" : "single"} quote`);
         i++;
+      } else if (c === backslash) {
+        word.push(escape());
       } else {
-        text += c;
+        word.push(c);
         i++;
       }
     }
-    tokens.push({ text, end: i });
+    tokens.push({ bytes: Uint8Array.from(word), end: i, quoted });
   }
   return tokens;
 }
 
-/** The value of a put: the rest of the line after the key, as typed (one quoted word is
- * unquoted), or a file's contents with @FILE. */
-function putValue(line: string, tokens: Token[], index: number): Uint8Array {
+function trimSpace(bytes: Uint8Array): Uint8Array {
+  let start = 0;
+  let end = bytes.length;
+  while (start < end && isSpace(bytes[start]!)) start++;
+  while (end > start && isSpace(bytes[end - 1]!)) end--;
+  return bytes.subarray(start, end);
+}
+
+/** The value of a put: the rest of the line after the key, as typed; one quoted word unquoted
+ * (escapes read); a file's contents with an unquoted @FILE. Empty only when asked for with "". */
+function putValue(line: Uint8Array, tokens: Token[], index: number): Uint8Array {
   const rest = tokens.slice(index);
-  if (rest.length === 0) return new Uint8Array(0);
-  if (rest.length === 1 && rest[0]!.text.startsWith("@") && rest[0]!.text.length > 1) return readInputFile(rest[0]!.text.slice(1));
-  const raw = line.slice(tokens[index - 1]!.end).trim();
-  const text = rest.length === 1 && /^(['"]).*\1$/s.test(raw) ? rest[0]!.text : raw;
-  const value = new TextEncoder().encode(text);
+  const key = tokens[index - 1]!;
+  const shown = keyText(key.bytes);
+  if (rest.length === 0) {
+    if (!key.quoted && key.bytes[0] === at_sign && key.bytes.length > 1) {
+      const file = keyText(key.bytes.subarray(1));
+      throw new UsageError(`no value for ${shown}: to store the file ${file}, give a key first: put KEY @${file}; to store an empty value under the key "${shown}": put "${shown}" ""`);
+    }
+    throw new UsageError(`no value for ${shown}: give TEXT or @FILE after the key; for an empty value: put ${shown} ""`);
+  }
+  const first = rest[0]!;
+  if (rest.length === 1 && !first.quoted && first.bytes[0] === at_sign && first.bytes.length > 1) return readInputFile(first.bytes.subarray(1));
+  const value = rest.length === 1 && first.quoted ? first.bytes : trimSpace(line.subarray(key.end)).slice();
   if (value.length > value_size_max_default) throw new UsageError(`the value is ${value.length} bytes: the largest is 16 MiB`);
   return value;
 }
+
+/** Options before the arguments: words starting with - up to the first other word or `--`.
+ * `flags` maps each option to whether it takes a value. A quoted word is never an option. */
+function parseOptions(tokens: Token[], flags: ReadonlyMap<string, boolean>, usage: string): { options: Map<string, string | true>; rest: Token[] } {
+  const options = new Map<string, string | true>();
+  let i = 0;
+  while (i < tokens.length) {
+    const t = tokens[i]!;
+    const text = utf8.decode(t.bytes);
+    if (t.quoted || !text.startsWith("-") || text === "-") break;
+    i++;
+    if (text === "--") break;
+    const takes_value = flags.get(text);
+    if (takes_value === undefined) {
+      const command = usage.split(" ")[0];
+      throw new UsageError(`unknown option ${keyText(t.bytes)}: usage: ${usage}; a key starting with - goes after --: ${command} -- ${keyText(t.bytes)}`);
+    }
+    if (takes_value) {
+      const value = tokens[i];
+      if (value === undefined) throw new UsageError(`${text} needs a value: usage: ${usage}`);
+      options.set(text, utf8.decode(value.bytes));
+      i++;
+    } else {
+      options.set(text, true);
+    }
+  }
+  return { options, rest: tokens.slice(i) };
+}
+
+const no_options: ReadonlyMap<string, boolean> = new Map();
 
 /** A command that failed after producing output (status of a cluster that does not serve): the
  * lines go to stdout, the message to stderr. */
@@ -158,96 +232,92 @@ export class AdminSession {
     return formatReplicaDetails(names[index]!, statuses[index] ?? null);
   }
 
-  /** Parses and runs one command line; returns what it prints. Quit is the caller's business. */
-  async run(line: string): Promise<string[]> {
+  /** Parses and runs one command line (bytes, or text taken as UTF-8); returns what it prints.
+   * Quit is the caller's business. */
+  async run(input: Uint8Array | string): Promise<string[]> {
+    const line = typeof input === "string" ? encoder.encode(input) : input;
     const tokens = tokenize(line);
     if (tokens.length === 0) return [];
-    const [command, ...args] = tokens.map((t) => t.text);
-    const need = (n: number, usage: string) => {
-      if (args.length < n) throw new UsageError(`missing argument: usage: ${usage}`);
-    };
-    const atMost = (n: number, usage: string) => {
-      if (args.length > n) throw new UsageError(`too many arguments: usage: ${usage}`);
+    const command = utf8.decode(tokens[0]!.bytes);
+    const words = tokens.slice(1);
+    const args = words.map((t) => utf8.decode(t.bytes));
+    /** The arguments after the options, exactly n of them. */
+    const exactly = (n: number, list: Token[], usage: string): Token[] => {
+      if (list.length < n) throw new UsageError(`missing argument: usage: ${usage}`);
+      if (list.length > n) throw new UsageError(`too many arguments: usage: ${usage}`);
+      return list;
     };
     switch (command) {
       case "help":
       case "?":
         return helpLines();
       case "status": {
-        atMost(0, "status");
+        exactly(0, words, "status");
         const report = await this.statusReport();
         if (!report.serving) throw new FailureWithOutput(report.verdict, report.lines);
         return [...report.lines, report.verdict];
       }
       case "replica":
-        need(1, "replica ADDRESS|INDEX");
-        atMost(1, "replica ADDRESS|INDEX");
+        exactly(1, words, "replica ADDRESS|INDEX");
         return this.replicaDetails(args[0]!);
       case "ls":
       case "list": {
-        const long = args[0] === "-l" || args[0] === "--long";
-        const rest = long ? args.slice(1) : args;
-        if (rest.length > 1) throw new UsageError("too many arguments: usage: ls [-l] [PREFIX]");
-        const prefix = rest[0] ?? "";
-        if (Buffer.byteLength(prefix) > key_size_max) throw new UsageError(`the prefix is ${Buffer.byteLength(prefix)} bytes: keys are at most ${key_size_max} bytes`);
+        const usage = "ls [-l] [PREFIX]";
+        const { options, rest } = parseOptions(words, new Map([["-l", false], ["--long", false]]), usage);
+        if (rest.length > 1) throw new UsageError(`too many arguments: usage: ${usage}`);
+        const prefix = checkPrefix(rest[0]?.bytes ?? new Uint8Array(0));
+        const long = options.size > 0;
         const lines: string[] = [];
-        await this.op(`ls ${prefix}`.trimEnd(), async (client) => {
+        await this.op(`ls ${keyText(prefix)}`.trimEnd(), async (client) => {
           for await (const entry of client.listAll(prefix)) lines.push(formatListEntry(entry, long));
         });
         return lines;
       }
       case "get": {
-        need(1, "get KEY");
-        atMost(1, "get KEY");
-        const key = checkKey(args[0]);
-        const result = await this.op(`get ${key}`, (client) => client.get(key));
+        const usage = "get KEY";
+        const [t] = exactly(1, parseOptions(words, no_options, usage).rest, usage);
+        const key = checkKey(t!.bytes);
+        const result = await this.op(`get ${keyText(key)}`, (client) => client.get(key));
         return describeValue(result.value);
       }
       case "stat": {
-        need(1, "stat KEY");
-        atMost(1, "stat KEY");
-        const key = checkKey(args[0]);
-        return formatStat(key, await this.op(`stat ${key}`, (client) => client.stat(key)));
+        const usage = "stat KEY";
+        const [t] = exactly(1, parseOptions(words, no_options, usage).rest, usage);
+        const key = checkKey(t!.bytes);
+        return formatStat(key, await this.op(`stat ${keyText(key)}`, (client) => client.stat(key)));
       }
       case "put": {
         const usage = "put [--if-absent|--if-version V] KEY TEXT|@FILE";
-        const options: { if_absent?: boolean; if_version?: number } = {};
-        let i = 1;
-        while (i < tokens.length && tokens[i]!.text.startsWith("--")) {
-          const flag = tokens[i]!.text;
-          if (flag === "--if-absent") options.if_absent = true;
-          else if (flag === "--if-version") options.if_version = versionArg(tokens[++i]?.text);
-          else throw new UsageError(`unknown option ${flag}: usage: ${usage}`);
-          i++;
-        }
-        if (i >= tokens.length) throw new UsageError(`missing argument: usage: ${usage}`);
-        const key = checkKey(tokens[i]!.text);
-        const value = putValue(line, tokens, i + 1);
-        const { version } = await this.op(`put ${key}`, (client) => client.put(key, value, options));
-        return [`${key}: version ${version} (${value.length} bytes)`];
+        const { options, rest } = parseOptions(words, new Map([["--if-absent", false], ["--if-version", true]]), usage);
+        const put_options: { if_absent?: boolean; if_version?: number } = {};
+        if (options.has("--if-absent")) put_options.if_absent = true;
+        if (options.has("--if-version")) put_options.if_version = versionArg(options.get("--if-version") as string);
+        if (put_options.if_absent && put_options.if_version !== undefined) throw new UsageError(`give --if-version or --if-absent, not both: usage: ${usage}`);
+        if (rest.length === 0) throw new UsageError(`missing argument: usage: ${usage}`);
+        const key = checkKey(rest[0]!.bytes);
+        const value = putValue(line, tokens, tokens.indexOf(rest[0]!) + 1);
+        const { version } = await this.op(`put ${keyText(key)}`, (client) => client.put(key, value, put_options));
+        return [`${keyText(key)}: version ${version} (${value.length} bytes)`];
       }
       case "delete":
       case "rm": {
         const usage = "delete [--if-version V] KEY";
-        const options: { if_version?: number } = {};
-        let rest = args;
-        if (rest[0] === "--if-version") {
-          options.if_version = versionArg(rest[1]);
-          rest = rest.slice(2);
-        }
-        if (rest.length !== 1) throw new UsageError(`${rest.length === 0 ? "missing argument" : "too many arguments"}: usage: ${usage}`);
-        const key = checkKey(rest[0]);
-        await this.op(`delete ${key}`, (client) => client.delete(key, options));
-        return [`${key}: deleted`];
+        const { options, rest } = parseOptions(words, new Map([["--if-version", true]]), usage);
+        const delete_options: { if_version?: number } = {};
+        if (options.has("--if-version")) delete_options.if_version = versionArg(options.get("--if-version") as string);
+        const [t] = exactly(1, rest, usage);
+        const key = checkKey(t!.bytes);
+        await this.op(`delete ${keyText(key)}`, (client) => client.delete(key, delete_options));
+        return [`${keyText(key)}: deleted`];
       }
       default:
-        throw new UsageError(`unknown command "${command}" (type help for the list)`);
+        throw new UsageError(`unknown command "${keyText(tokens[0]!.bytes)}" (type help for the list)`);
     }
   }
 }
 
-function versionArg(text: string | undefined): number {
-  if (text === undefined || !/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`--if-version needs a version number, got ${text === undefined ? "nothing" : `"${text}"`}`);
+function versionArg(text: string): number {
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`--if-version needs a version number, got "${text}"`);
   return Number(text);
 }
 

@@ -1,19 +1,20 @@
 /**
  * The interactive admin shell (a terminal on stdin and stdout): a menu of @clack/prompts. Ctrl-C
- * in a prompt goes back to the menu; Ctrl-C in the menu (or "Quit") leaves.
+ * in a prompt goes back to the menu; Ctrl-C in the menu (or "Quit") leaves. Keys and prefixes are
+ * typed with escapes for bytes a terminal cannot type (\xff, \n, \\: lib/util/escape.ts) and
+ * shown escaped the same way.
  */
 import * as p from "@clack/prompts";
 import { key_size_max } from "../lib/constants.ts";
+import { EscapeError, unescapeBytes } from "../lib/util/escape.ts";
 import { UsageError, OperationError, oneLine } from "./cli_util.ts";
 import { AdminSession, FailureWithOutput, fileValue, helpLines } from "./admin_commands.ts";
-import { describeValue, formatBytes, formatStat, roleOf } from "./format.ts";
-import type { ListEntry } from "../lib/store/operations.ts";
+import { describeValue, formatBytes, formatStat, keyText, roleOf } from "./format.ts";
 
 type Action = "status" | "browse" | "get" | "put" | "delete" | "replica" | "command" | "quit";
 
 const page_size = 50;
 const value_lines_max = 40;
-const decoder = new TextDecoder();
 
 export async function interactive(session: AdminSession): Promise<number> {
   p.intro(`toastyfs admin · ${session.replicaNames.join(", ")}`);
@@ -76,16 +77,29 @@ async function perform(session: AdminSession, action: Exclude<Action, "quit">): 
   }
 }
 
+/** Typed text with escapes to bytes, or what is wrong with it. */
+function typedBytes(value: string | undefined): Uint8Array | string {
+  try {
+    return unescapeBytes(value ?? "");
+  } catch (error) {
+    if (error instanceof EscapeError) return error.message;
+    throw error;
+  }
+}
+
 function keyProblem(value: string | undefined): string | undefined {
-  const size = Buffer.byteLength(value ?? "", "utf8");
-  if (size === 0) return "a key is required (Ctrl-C to go back)";
-  if (size > key_size_max) return `the key is ${size} bytes: keys are 1 to ${key_size_max} bytes`;
+  const key = typedBytes(value);
+  if (typeof key === "string") return key;
+  if (key.length === 0) return "a key is required (Ctrl-C to go back)";
+  if (key.length > key_size_max) return `the key is ${key.length} bytes: keys are 1 to ${key_size_max} bytes`;
   return undefined;
 }
 
-async function askKey(message: string): Promise<string | null> {
-  const key = await p.text({ message, placeholder: "hello", validate: keyProblem });
-  return p.isCancel(key) ? null : key;
+async function askKey(message: string): Promise<Uint8Array | null> {
+  const key = await p.text({ message, placeholder: "hello (\\xff for a byte, \\n for a newline)", validate: keyProblem });
+  if (p.isCancel(key)) return null;
+  const bytes = typedBytes(key);
+  return typeof bytes === "string" ? null : bytes;
 }
 
 /** The status table, redrawn every second until a key is pressed. */
@@ -134,11 +148,12 @@ async function liveStatus(session: AdminSession): Promise<void> {
   }
 }
 
-async function showObject(session: AdminSession, key: string): Promise<void> {
-  const result = await session.op(`get ${key}`, (client) => client.get(key));
+async function showObject(session: AdminSession, key: Uint8Array): Promise<void> {
+  const shown = keyText(key);
+  const result = await session.op(`get ${shown}`, (client) => client.get(key));
   let lines = describeValue(result.value);
-  if (lines.length > value_lines_max) lines = [...lines.slice(0, value_lines_max), `... (${lines.length - value_lines_max} more lines; use toastyfs get ${key} -o FILE)`];
-  p.note(lines.join("\n") || "(empty)", `${key} · version ${result.version} · ${formatBytes(result.value.length)} · ${new Date(result.timestamp).toISOString()}`);
+  if (lines.length > value_lines_max) lines = [...lines.slice(0, value_lines_max), `... (${lines.length - value_lines_max} more lines; use toastyfs get --escaped '${shown}' -o FILE)`];
+  p.note(lines.join("\n") || "(empty)", `${shown} · version ${result.version} · ${formatBytes(result.value.length)} · ${new Date(result.timestamp).toISOString()}`);
 }
 
 async function put(session: AdminSession): Promise<void> {
@@ -170,62 +185,76 @@ async function put(session: AdminSession): Promise<void> {
     ],
   });
   if (p.isCancel(condition)) return;
+  const shown = keyText(key);
   const spin = p.spinner();
-  spin.start(`put ${key} (${formatBytes(value.length)})`);
+  spin.start(`put ${shown} (${formatBytes(value.length)})`);
   try {
-    const { version } = await session.op(`put ${key}`, (client) => client.put(key, value, condition === "absent" ? { if_absent: true } : {}));
-    spin.stop(`${key}: version ${version} (${formatBytes(value.length)})`);
+    const { version } = await session.op(`put ${shown}`, (client) => client.put(key, value, condition === "absent" ? { if_absent: true } : {}));
+    spin.stop(`${shown}: version ${version} (${formatBytes(value.length)})`);
   } catch (error) {
-    spin.stop(`put ${key} failed`);
+    spin.stop(`put ${shown} failed`);
     throw error;
   }
 }
 
-async function remove(session: AdminSession, key: string): Promise<boolean> {
-  const sure = await p.confirm({ message: `Delete ${key}?`, initialValue: false });
+async function remove(session: AdminSession, key: Uint8Array): Promise<boolean> {
+  const shown = keyText(key);
+  const sure = await p.confirm({ message: `Delete ${shown}?`, initialValue: false });
   if (p.isCancel(sure) || !sure) return false;
-  await session.op(`delete ${key}`, (client) => client.delete(key));
-  p.log.success(`${key}: deleted`);
+  await session.op(`delete ${shown}`, (client) => client.delete(key));
+  p.log.success(`${shown}: deleted`);
   return true;
 }
 
 async function browse(session: AdminSession): Promise<void> {
-  const prefix = await p.text({ message: "Prefix? (empty for every key)", placeholder: "photos/", defaultValue: "" });
-  if (p.isCancel(prefix)) return;
-  let after = "";
-  const stack: string[] = [];
+  const typed = await p.text({
+    message: "Prefix? (empty for every key)",
+    placeholder: "photos/",
+    defaultValue: "",
+    validate: (v) => {
+      const bytes = typedBytes(v);
+      if (typeof bytes === "string") return bytes;
+      return bytes.length > key_size_max ? `the prefix is ${bytes.length} bytes: keys are at most ${key_size_max} bytes` : undefined;
+    },
+  });
+  if (p.isCancel(typed)) return;
+  const prefix = typedBytes(typed);
+  if (typeof prefix === "string") return;
+  const shown_prefix = keyText(prefix);
+  let after: Uint8Array = new Uint8Array(0);
+  const stack: Uint8Array[] = [];
   for (;;) {
-    const page = await session.op(`ls ${prefix}`, (client) => client.list(prefix, { after, limit: page_size }));
+    const page = await session.op(`ls ${shown_prefix}`, (client) => client.list(prefix, { after, limit: page_size }));
     if (page.entries.length === 0 && stack.length === 0) {
-      p.log.info(prefix === "" ? "no keys yet: put one first" : `no keys start with "${prefix}"`);
+      p.log.info(prefix.length === 0 ? "no keys yet: put one first" : `no keys start with "${shown_prefix}"`);
       return;
     }
-    const byKey = new Map<string, ListEntry>();
-    const options: { value: string; label: string; hint?: string }[] = [];
-    for (const entry of page.entries) {
-      const key = decoder.decode(entry.key);
-      byKey.set(key, entry);
-      options.push({ value: `k:${key}`, label: key, hint: `${formatBytes(entry.size)} · v${entry.version}` });
-    }
+    // Options are named by position: a key's bytes need not be a string a select can hold.
+    const options: { value: string; label: string; hint?: string }[] = page.entries.map((entry, i) => ({
+      value: `k:${i}`,
+      label: keyText(entry.key),
+      hint: `${formatBytes(entry.size)} · v${entry.version}`,
+    }));
     if (page.truncated) options.push({ value: "next", label: "→ next page" });
     if (stack.length > 0) options.push({ value: "previous", label: "← previous page" });
     options.push({ value: "back", label: "↩ back to the menu" });
-    const choice = await p.select({ message: `Keys${prefix ? ` starting with "${prefix}"` : ""} (page ${stack.length + 1})`, options, maxItems: 15 });
+    const choice = await p.select({ message: `Keys${prefix.length > 0 ? ` starting with "${shown_prefix}"` : ""} (page ${stack.length + 1})`, options, maxItems: 15 });
     if (p.isCancel(choice) || choice === "back") return;
     if (choice === "next") {
       stack.push(after);
-      after = decoder.decode(page.entries[page.entries.length - 1]!.key);
+      after = page.entries[page.entries.length - 1]!.key;
       continue;
     }
     if (choice === "previous") {
-      after = stack.pop() ?? "";
+      after = stack.pop() ?? new Uint8Array(0);
       continue;
     }
-    const key = choice.slice(2);
-    const info = await session.op(`stat ${key}`, (client) => client.stat(key));
-    p.note(formatStat(key, info).join("\n"), key);
+    const key = page.entries[Number(choice.slice(2))]!.key;
+    const shown = keyText(key);
+    const info = await session.op(`stat ${shown}`, (client) => client.stat(key));
+    p.note(formatStat(key, info).join("\n"), shown);
     const next = await p.select({
-      message: key,
+      message: shown,
       options: [
         { value: "show", label: "Show the value" },
         { value: "delete", label: "Delete it" },

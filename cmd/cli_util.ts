@@ -1,5 +1,8 @@
-/** Command-line plumbing shared by the three executables (notes/bun.md §8: cac's pitfalls). */
-import type { CAC } from "cac";
+/** Command-line plumbing shared by the three executables (notes/bun.md §8: cac's pitfalls; the
+ * arguments as bytes: raw_argv.ts). */
+import type { CAC, Command } from "cac";
+import { MarkedArgs, kebabCase, processArgs, userArgs, type RawArg } from "./raw_argv.ts";
+import { escapeBytes } from "../lib/util/escape.ts";
 
 /** A usage problem (bad argument, option, address, key or input file): one line on stderr, exit 2. */
 export class UsageError extends Error {
@@ -28,7 +31,9 @@ export function optionString(name: string, value: unknown): string | undefined {
     if (value.length > 1) throw new UsageError(`${name} given ${value.length} times; give it once`);
     return optionString(name, value[0]);
   }
-  return String(value);
+  const text = String(value);
+  if (text === "") throw new UsageError(`${name} is empty: give it a value`);
+  return text;
 }
 
 /** The first line of a message, without control characters: errors are always one line. */
@@ -37,14 +42,57 @@ export function oneLine(text: string): string {
   return first.replace(/[\x00-\x1f\x7f]/g, " ").trim();
 }
 
+/** The arguments of the command being run, as bytes (set by runCli before the action runs). */
+interface CommandLine {
+  positional: RawArg[];
+  options: Map<string, RawArg>;
+}
+
+let current: CommandLine | null = null;
+
+/** The matched command's i-th positional argument as typed; `text` is what the action received,
+ * used when no command line was parsed (an action called directly). */
+export function positionalArg(i: number, text: string): RawArg {
+  return current?.positional[i] ?? { bytes: new TextEncoder().encode(text), text, exact: true };
+}
+
+/** An option's value as typed (camelCase name, as cac gives it: "output"), if it was given once
+ * with a value. */
+export function optionArg(name: string): RawArg | undefined {
+  return current?.options.get(name);
+}
+
+/** `--no-x` options say "(default: true)" in cac's help, which reads as if x were off by default. */
+export function helpWithoutNegatedDefaults(sections: { title?: string; body: string }[]): { title?: string; body: string }[] {
+  return sections.map((s) => ({ ...s, body: s.body.replace(/^(\s*--no-\S.*?) \(default: true\)/gm, "$1") }));
+}
+
+/** Where an unknown option came from among the arguments, and how to pass it as an argument. */
+function unknownOptionHint(cli: CAC, option: string, args: readonly RawArg[], full: string): { name: string; within: string; how: string } {
+  const letter = /^-[^-]$/.test(option) ? option.slice(1) : null;
+  const arg = args.find((a) => a.text === option || a.text.startsWith(`${option}=`)) ?? (letter === null ? undefined : args.find((a) => /^-[^-]/.test(a.text) && a.text.includes(letter)));
+  if (arg === undefined) return { name: option, within: "", how: "" };
+  const shown = escapeBytes(arg.bytes);
+  const takes_arguments = (cli.matchedCommand?.args.length ?? 0) > 0;
+  return {
+    name: arg.text === option ? shown : option,
+    within: arg.text === option ? "" : ` (in "${shown}")`,
+    how: takes_arguments ? `; if "${shown}" is meant as an argument (a key, a file), put -- before it: ${full} -- ${shown}` : "",
+  };
+}
+
 /** Rewrites cac's own errors as a person would say them, naming the command and where help is. */
-function explainCacError(cli: CAC, message: string): string {
+function explainCacError(cli: CAC, message: string, args: readonly RawArg[]): string {
   const name = cli.name;
   const command = cli.matchedCommand;
   const full = command === undefined || command.name === "" ? name : `${name} ${command.name}`;
   const help = `see ${full} --help`;
   let m: RegExpExecArray | null;
-  if ((m = /^Unknown option `(.+)`$/.exec(message)) !== null) return `unknown option ${m[1]} for ${full} (${help})`;
+  if ((m = /^Unknown option `(.+)`$/.exec(message)) !== null) {
+    const option = kebabCase(m[1]!);
+    const { name: shown, within, how } = unknownOptionHint(cli, option, args, full);
+    return `unknown option ${shown}${within} for ${full} (${help})${how}`;
+  }
   if (/^missing required args/.test(message)) return `missing argument: usage: ${name} ${command?.rawName ?? ""} (${help})`;
   if ((m = /^option `(.+)` value is missing$/.exec(message)) !== null) return `option ${m[1]} needs a value (${help})`;
   if ((m = /^Unused args: (.+)$/.exec(message)) !== null) {
@@ -54,24 +102,81 @@ function explainCacError(cli: CAC, message: string): string {
   return `${message} (${help})`;
 }
 
+/** Long boolean options with a dash in their name (if-absent), of every command. */
+function dashedFlags(cli: CAC): Set<string> {
+  const flags = new Set<string>();
+  for (const c of [cli.globalCommand, ...cli.commands]) {
+    for (const o of c.options) {
+      if (!o.isBoolean || o.negated) continue;
+      for (const part of o.rawName.split(",")) {
+        const name = part.trim();
+        if (name.startsWith("--") && name.slice(2).includes("-")) flags.add(name.slice(2));
+      }
+    }
+  }
+  return flags;
+}
+
+function commandNames(cli: CAC): Set<string> {
+  const names = new Set<string>();
+  for (const c of cli.commands) {
+    if (c.name !== "") names.add(c.name);
+    for (const alias of c.aliasNames) names.add(alias);
+  }
+  return names;
+}
+
+/** Parses the arguments (markers in place of values, raw_argv.ts), then puts the values back as
+ * text into cac's results and keeps their bytes for positionalArg and optionArg. */
+function parse(cli: CAC, args: readonly RawArg[]): MarkedArgs {
+  const marked = new MarkedArgs(args, commandNames(cli), dashedFlags(cli));
+  // Help and version are handled below, after unknown options are checked: `put -dash` is -d -a
+  // -s -h to the parser, and must be an error rather than help and exit 0.
+  cli.showHelpOnExit = false;
+  cli.showVersionOnExit = false;
+  cli.parse(["toastyfs", cli.name, ...marked.parser_args], { run: false });
+  const positional = cli.args.map((a) => marked.argOf(a) ?? { bytes: new TextEncoder().encode(a), text: a, exact: true });
+  const options = new Map<string, RawArg>();
+  for (const [key, value] of Object.entries(cli.options)) {
+    const arg = marked.argOf(value);
+    if (arg !== undefined) options.set(key, arg);
+    cli.options[key] = marked.unmark(value);
+  }
+  cli.args = cli.args.map((a) => marked.unmark(a) as string);
+  current = { positional, options };
+  return marked;
+}
+
+function versionLine(cli: CAC): string {
+  return `${cli.name} ${cli.globalCommand.versionNumber ?? "(unknown version)"} (bun ${Bun.version}, ${process.platform}-${process.arch})`;
+}
+
 /** Parses and runs. Unknown commands and options, missing arguments and UsageErrors print one
  * line and exit 2; OperationErrors and any other error print one line and exit 1. Never a stack
- * trace. */
-export async function runCli(cli: CAC, argv: string[]): Promise<void> {
+ * trace. Given process.argv, the arguments' exact bytes are read (raw_argv.ts). */
+export async function runCli(cli: CAC, argv: readonly string[]): Promise<void> {
+  const args = argv === process.argv ? processArgs() : userArgs(argv, null);
+  let before_double_dash: readonly RawArg[] = args;
   try {
-    cli.parse(argv, { run: false });
-    const command = cli.matchedCommand;
+    before_double_dash = parse(cli, args).before_double_dash;
+    const command: Command | undefined = cli.matchedCommand;
     // With a default command registered, cac sends `toastyfs frobnicate` to it as an argument.
     if (command !== undefined && command.name === "" && command.args.length === 0 && cli.args.length > 0) {
       const names = cli.commands.map((c) => c.name).filter((n) => n !== "");
       const list = names.length > 0 ? `: the commands are ${names.join(", ")}` : "";
       throw new UsageError(`unknown command "${cli.args[0]}"${list} (see ${cli.name} --help)`);
     }
+    if (cli.options.help === true || cli.options.version === true) {
+      command?.checkUnknownOptions();
+      if (cli.options.help === true) cli.outputHelp();
+      else console.log(versionLine(cli));
+      return;
+    }
     await cli.runMatchedCommand();
   } catch (error) {
     const e = error instanceof Error ? error : new Error(String(error));
     const usage = e.name === "CACError" || e instanceof UsageError;
-    const message = e.name === "CACError" ? explainCacError(cli, e.message) : e.message;
+    const message = e.name === "CACError" ? explainCacError(cli, e.message, before_double_dash) : e.message;
     console.error(`error: ${oneLine(message)}`);
     process.exit(usage ? 2 : 1);
   }

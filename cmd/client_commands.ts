@@ -2,6 +2,9 @@
  * Client commands: put, get, delete, ls, stat, status. Exit codes: 0 ok, 1 the operation failed
  * (not found, condition failed, no quorum: the message says which), 2 a usage problem (unknown
  * option, missing argument, bad address, a key over 1024 bytes, an input file that cannot be read).
+ *
+ * A key (or prefix, or file name) is the argument's exact bytes (raw_argv.ts), or with --escaped
+ * the bytes its escapes stand for (lib/util/escape.ts); keys are always printed escaped.
  */
 import type { CAC, Command } from "cac";
 import * as fs from "node:fs";
@@ -9,7 +12,9 @@ import { Client, ClientError, clusterStatus } from "../lib/client/client.ts";
 import { parseAddressList, AddressError, membership, type Address } from "../lib/net/address.ts";
 import { key_size_max, value_size_max_default } from "../lib/constants.ts";
 import { concat } from "../lib/util/bytes.ts";
-import { OperationError, UsageError, optionString } from "./cli_util.ts";
+import { escapeBytes, EscapeError, unescapeBytes } from "../lib/util/escape.ts";
+import { OperationError, UsageError, optionArg, optionString, positionalArg } from "./cli_util.ts";
+import type { RawArg } from "./raw_argv.ts";
 import { formatBytes, formatListEntry, formatStat, renderStatus } from "./format.ts";
 import { Progress } from "./progress.ts";
 
@@ -53,12 +58,40 @@ export function settingsFrom(options: Record<string, unknown>): ClusterSettings 
   return { ...clusterFrom(options.cluster), operation_timeout_ms: timeoutFrom(options.timeout) };
 }
 
-/** Keys are 1 to 1024 bytes of UTF-8 on the command line. */
-export function checkKey(key: unknown): string {
-  const text = String(key);
-  const size = Buffer.byteLength(text, "utf8");
-  if (size < 1 || size > key_size_max) throw new UsageError(`the key is ${size} bytes: keys are 1 to ${key_size_max} bytes`);
-  return text;
+/** Keys are 1 to 1024 bytes. */
+export function checkKey(key: Uint8Array): Uint8Array {
+  if (key.length < 1 || key.length > key_size_max) throw new UsageError(`the key is ${key.length} bytes: keys are 1 to ${key_size_max} bytes`);
+  return key;
+}
+
+/** A prefix is 0 to 1024 bytes. */
+export function checkPrefix(prefix: Uint8Array): Uint8Array {
+  if (prefix.length > key_size_max) throw new UsageError(`the prefix is ${prefix.length} bytes: keys are at most ${key_size_max} bytes`);
+  return prefix;
+}
+
+/** The bytes of a command-line argument, with escapes read when `escaped`. */
+export function argumentBytes(arg: RawArg, what: string, escaped: boolean): Uint8Array {
+  if (!arg.exact) {
+    throw new UsageError(`the ${what} "${arg.text}" is not valid UTF-8 and its exact bytes cannot be read here (no /proc/self/cmdline): give it with --escaped, as \\xHH escapes`);
+  }
+  if (!escaped) return arg.bytes;
+  try {
+    return unescapeBytes(arg.bytes);
+  } catch (error) {
+    if (error instanceof EscapeError) throw new UsageError(`the ${what} "${escapeBytes(arg.bytes)}": ${error.message}`);
+    throw error;
+  }
+}
+
+/** The key in positional argument `index` (its text as cac gave it: `text`). */
+function keyArgument(index: number, text: string, options: Record<string, unknown>): Uint8Array {
+  return checkKey(argumentBytes(positionalArg(index, text), "key", options.escaped === true));
+}
+
+/** A file name as the file system takes it: the exact bytes (a name need not be UTF-8). */
+export function fileArgument(arg: RawArg): Buffer {
+  return Buffer.from(argumentBytes(arg, "file name", false));
 }
 
 /** One line saying what failed; `what` names the operation and key ("get hello"). */
@@ -87,6 +120,10 @@ export async function withClient<T>(settings: ClusterSettings, what: string, fn:
   }
 }
 
+function keyOptions(command: Command): Command {
+  return command.option("--escaped", "Read \\xHH, \\n, \\t, \\r and \\\\ in the key as the bytes they stand for (the form ls prints)");
+}
+
 function clusterOptions(command: Command): Command {
   return command
     .option("--cluster <host:port,...>", "The cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster 127.0.0.1:8081-8083)")
@@ -100,78 +137,81 @@ export function parseVersion(value: unknown): number {
 }
 
 export function registerClientCommands(cli: CAC): void {
-  clusterOptions(cli.command("put <key> [file]", "Store a file (or stdin: - or no file) under key; prints the new version"))
+  keyOptions(clusterOptions(cli.command("put <key> [file]", "Store a file (or stdin: - or no file) under key; prints the new version")))
     .option("--if-version <v>", "Only if the object's current version is v (compare-and-set)")
     .option("--if-absent", "Only if the key does not exist yet")
     .example("echo hi | toastyfs put hello -")
     .example("toastyfs put photos/cat.jpg cat.jpg --if-absent")
+    .example("toastyfs put -- -key-with-a-dash file")
+    .example("toastyfs put --escaped 'bin/k\\xff' file")
     .action(async (key: string, file: string | undefined, options: Record<string, unknown>) => {
-      const k = checkKey(key);
+      const k = keyArgument(0, key, options);
+      const shown = escapeBytes(k);
       const settings = settingsFrom(options);
       const put_options: { if_version?: number; if_absent?: boolean } = {};
       if (options.ifVersion !== undefined) put_options.if_version = parseVersion(options.ifVersion);
       if (options.ifAbsent === true) put_options.if_absent = true;
       if (put_options.if_version !== undefined && put_options.if_absent) throw new UsageError("give --if-version or --if-absent, not both");
-      const source = file === undefined ? "-" : String(file);
-      const value = source === "-" ? await readStdin() : readInputFile(source);
+      const value = file === undefined || file === "-" ? await readStdin() : readInputFile(fileArgument(positionalArg(1, file)));
       const progress = Progress.forSize(value.length);
-      progress.phase(`put ${k} (${formatBytes(value.length)}): sending, waiting for a majority of replicas to store it`);
+      progress.phase(`put ${shown} (${formatBytes(value.length)}): sending, waiting for a majority of replicas to store it`);
       let version: number;
       try {
-        version = (await withClient(settings, `put ${k}`, (client) => client.put(k, value, put_options))).version;
+        version = (await withClient(settings, `put ${shown}`, (client) => client.put(k, value, put_options))).version;
       } finally {
         progress.finish();
       }
       console.log(version);
     });
 
-  clusterOptions(cli.command("get <key>", "Write an object's value (raw bytes) to stdout, or to a file with -o"))
+  keyOptions(clusterOptions(cli.command("get <key>", "Write an object's value (raw bytes) to stdout, or to a file with -o")))
     .option("-o, --output <file>", "Write the value to this file instead of stdout")
     .example("toastyfs get hello")
     .example("toastyfs get photos/cat.jpg -o cat.jpg")
     .action(async (key: string, options: Record<string, unknown>) => {
-      const k = checkKey(key);
+      const k = keyArgument(0, key, options);
+      const shown = escapeBytes(k);
       const settings = settingsFrom(options);
       const output = optionString("--output", options.output);
+      const output_arg = optionArg("output");
       const progress = Progress.forSize(Number.POSITIVE_INFINITY);
-      progress.phase(`get ${k}: waiting for the value`);
+      progress.phase(`get ${shown}: waiting for the value`);
       let value: Uint8Array;
       try {
-        value = (await withClient(settings, `get ${k}`, (client) => client.get(k))).value;
+        value = (await withClient(settings, `get ${shown}`, (client) => client.get(k))).value;
       } finally {
         progress.finish();
       }
       if (output === undefined || output === "-") await writeStdout(value);
-      else writeOutputFile(output, value);
+      else writeOutputFile(output_arg === undefined ? output : fileArgument(output_arg), value);
     });
 
-  clusterOptions(cli.command("delete <key>", "Delete an object"))
+  keyOptions(clusterOptions(cli.command("delete <key>", "Delete an object")))
     .alias("rm")
     .option("--if-version <v>", "Only if the object's current version is v")
     .action(async (key: string, options: Record<string, unknown>) => {
-      const k = checkKey(key);
+      const k = keyArgument(0, key, options);
       const settings = settingsFrom(options);
       const del: { if_version?: number } = {};
       if (options.ifVersion !== undefined) del.if_version = parseVersion(options.ifVersion);
-      await withClient(settings, `delete ${k}`, (client) => client.delete(k, del));
+      await withClient(settings, `delete ${escapeBytes(k)}`, (client) => client.delete(k, del));
     });
 
-  clusterOptions(cli.command("stat <key>", "Print an object's version, size, time and checksum"))
+  keyOptions(clusterOptions(cli.command("stat <key>", "Print an object's version, size, time and checksum")))
     .action(async (key: string, options: Record<string, unknown>) => {
-      const k = checkKey(key);
+      const k = keyArgument(0, key, options);
       const settings = settingsFrom(options);
-      const info = await withClient(settings, `stat ${k}`, (client) => client.stat(k));
+      const info = await withClient(settings, `stat ${escapeBytes(k)}`, (client) => client.stat(k));
       console.log(formatStat(k, info).join("\n"));
     });
 
-  clusterOptions(cli.command("ls [prefix]", "List keys, one per line, in byte order"))
+  keyOptions(clusterOptions(cli.command("ls [prefix]", "List keys, one per line, in byte order (escaped: \\xHH for bytes that are not printable UTF-8)")))
     .option("-l, --long", "Also print size (bytes), version and time: SIZE VERSION TIME KEY")
     .action(async (prefix: string | undefined, options: Record<string, unknown>) => {
       const settings = settingsFrom(options);
-      const p = prefix === undefined ? "" : String(prefix);
-      if (Buffer.byteLength(p, "utf8") > key_size_max) throw new UsageError(`the prefix is ${Buffer.byteLength(p, "utf8")} bytes: keys are at most ${key_size_max} bytes`);
+      const p = prefix === undefined ? new Uint8Array(0) : checkPrefix(argumentBytes(positionalArg(0, prefix), "prefix", options.escaped === true));
       const long = options.long === true;
-      await withClient(settings, `ls ${p}`.trimEnd(), async (client) => {
+      await withClient(settings, `ls ${escapeBytes(p)}`.trimEnd(), async (client) => {
         for await (const entry of client.listAll(p)) console.log(formatListEntry(entry, long));
       });
     });
@@ -187,12 +227,16 @@ export function registerClientCommands(cli: CAC): void {
     });
 }
 
-/** Reads a whole input file, checking it before reading (exists, a file, not over the limit). */
-export function readInputFile(file: string): Uint8Array {
+/** Reads a whole input file, checking it before reading (exists, a file, not over the limit). A
+ * name given as bytes is shown escaped in messages. */
+export function readInputFile(path: string | Uint8Array): Uint8Array {
+  const file = typeof path === "string" ? path : escapeBytes(path);
+  if (path.length === 0) throw new UsageError("the file name is empty");
+  const name = typeof path === "string" ? path : Buffer.from(path);
   let size: number;
   let fd: number;
   try {
-    fd = fs.openSync(file, "r");
+    fd = fs.openSync(name, "r");
     const stat = fs.fstatSync(fd);
     if (stat.isDirectory()) {
       fs.closeSync(fd);
@@ -239,12 +283,14 @@ export async function readStdin(): Promise<Uint8Array> {
   return concat(chunks);
 }
 
-export function writeOutputFile(file: string, value: Uint8Array): void {
+export function writeOutputFile(path: string | Uint8Array, value: Uint8Array): void {
+  const file = typeof path === "string" ? path : escapeBytes(path);
+  const name = typeof path === "string" ? path : Buffer.from(path);
   const progress = Progress.forSize(value.length);
   progress.phase(`writing ${file}`, value.length);
   let fd: number;
   try {
-    fd = fs.openSync(file, "w");
+    fd = fs.openSync(name, "w");
   } catch (error) {
     progress.finish();
     throw new OperationError(`cannot write ${file}: ${fileErrorText(error)}`);

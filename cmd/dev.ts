@@ -15,7 +15,7 @@ import { formatAddress, type Address } from "../lib/net/address.ts";
 import { isLogLevel } from "../lib/node/log.ts";
 import { dataDirFor } from "../lib/node/replica_node.ts";
 import { replicas_max } from "../lib/constants.ts";
-import { UsageError, optionString, parseIntArg } from "./cli_util.ts";
+import { OperationError, UsageError, optionString, parseIntArg } from "./cli_util.ts";
 import { dev_cluster } from "./client_commands.ts";
 
 /** The cluster must serve within this long of starting (formatting takes well under a second). */
@@ -80,10 +80,12 @@ export async function dev(options: DevOptions): Promise<void> {
 
   const addresses: Address[] = Array.from({ length: count }, (_, i) => ({ host, port: base_port + i }));
   const names = addresses.map(formatAddress);
+  // A busy port or an unusable data directory is not a mistake in the command line: exit 1, as
+  // for `serve` (README, exit codes).
   for (const a of addresses) {
-    if (!(await portFree(a.host, a.port))) throw new UsageError(`port ${formatAddress(a)} is in use: is another toastyfs dev (or replica) running? Stop it, or pick other ports with --base-port`);
+    if (!(await portFree(a.host, a.port))) throw new OperationError(`port ${formatAddress(a)} is in use: is another toastyfs dev (or replica) running? Stop it, or pick other ports with --base-port`);
     if (metrics && !(await portFree(a.host, a.port + metrics_port_offset))) {
-      throw new UsageError(`metrics port ${formatAddress({ host: a.host, port: a.port + metrics_port_offset })} is in use: pick other ports with --base-port, or use --no-metrics`);
+      throw new OperationError(`metrics port ${formatAddress({ host: a.host, port: a.port + metrics_port_offset })} is in use: pick other ports with --base-port, or use --no-metrics`);
     }
   }
   const data_dirs = addresses.map((a) => path.join(data_root, path.basename(dataDirFor(a))));
@@ -91,7 +93,7 @@ export async function dev(options: DevOptions): Promise<void> {
   try {
     fs.mkdirSync(data_root, { recursive: true });
   } catch (error) {
-    throw new UsageError(`cannot create data directory ${data_root}: ${(error as Error).message}`);
+    throw new OperationError(`cannot create data directory ${data_root}: ${(error as Error).message}`);
   }
 
   const tty = process.stderr.isTTY === true;

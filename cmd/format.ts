@@ -2,6 +2,7 @@
 import { formatAddress, type Address } from "../lib/net/address.ts";
 import type { ReplicaStatus } from "../lib/node/status.ts";
 import type { ListEntry, ObjectInfo } from "../lib/store/operations.ts";
+import { escapeBytes } from "../lib/util/escape.ts";
 
 const decoder = new TextDecoder();
 
@@ -21,13 +22,15 @@ export function formatTime(timestamp_ms: number): string {
   return new Date(timestamp_ms).toISOString();
 }
 
+/** A key as printed everywhere: one line, escaped where a terminal would not show it faithfully
+ * (lib/util/escape.ts), so that it can be typed back. */
 export function keyText(key: Uint8Array): string {
-  return decoder.decode(key);
+  return escapeBytes(key);
 }
 
-export function formatStat(key: string, info: ObjectInfo): string[] {
+export function formatStat(key: Uint8Array, info: ObjectInfo): string[] {
   return [
-    `key       ${key}`,
+    `key       ${keyText(key)}`,
     `version   ${info.version}`,
     `size      ${info.size} (${formatBytes(info.size)})`,
     `time      ${formatTime(info.timestamp)}`,

@@ -7,6 +7,7 @@
 import { cac } from "cac";
 import { simulate, type SimResult } from "../sim/simulator.ts";
 import { parseIntArg, runCli, UsageError } from "./cli_util.ts";
+import { toastyfs_version } from "./version.ts";
 
 const cli = cac("toastyfs_simulation");
 cli
@@ -57,6 +58,6 @@ function summary(r: SimResult): string {
 }
 
 cli.help();
-cli.version("0.1.0");
+cli.version(toastyfs_version);
 await runCli(cli, process.argv);
 export { UsageError };

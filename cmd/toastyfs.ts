@@ -4,11 +4,12 @@
  * is in lib/.
  */
 import { cac } from "cac";
-import { runCli } from "./cli_util.ts";
+import { helpWithoutNegatedDefaults, runCli } from "./cli_util.ts";
 import { serve } from "./serve.ts";
 import { registerClientCommands } from "./client_commands.ts";
 import { dev } from "./dev.ts";
 import { admin } from "./admin.ts";
+import { toastyfs_version } from "./version.ts";
 
 const cli = cac("toastyfs");
 
@@ -36,7 +37,7 @@ cli
   .option("--base-port <port>", "Port of the first replica; the others follow", { default: 8081 })
   .option("--host <host>", "Address to listen on", { default: "127.0.0.1" })
   .option("--data <dir>", "Data directory (one subdirectory per replica)", { default: "toastyfs-data" })
-  .option("--no-metrics", "Do not serve metrics (by default on each replica's port + 100)")
+  .option("--no-metrics", "Serve no metrics (metrics are served by default, at http://<host>:<replica port + 100>/metrics)")
   .option("--log-level <level>", "debug, info, warn or error", { default: "info" })
   .example("toastyfs dev")
   .example("toastyfs dev --replicas 5 --base-port 9001 --data /tmp/toastyfs")
@@ -54,6 +55,6 @@ cli
   .example('toastyfs admin -c "get hello"')
   .action((options: Record<string, unknown>) => admin(options));
 
-cli.help();
-cli.version("0.1.0");
+cli.help(helpWithoutNegatedDefaults);
+cli.version(toastyfs_version);
 await runCli(cli, process.argv);

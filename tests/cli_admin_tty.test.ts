@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TestCluster, toastyfsCommand, waitFor } from "./support/cluster.ts";
 import { toastyfs } from "./support/cli.ts";
+import { raw, toastyfsRaw } from "./support/raw_args.ts";
 
 const tmux_available = Bun.which("tmux") !== null;
 /** A private tmux server, so the test never touches anyone else's sessions. */
@@ -40,6 +41,9 @@ beforeAll(async () => {
   cluster = await TestCluster.start(3);
   const put = await toastyfs(["put", "tty/greeting", "-", "--cluster", cluster.cluster_arg], { stdin: "hello from the terminal" });
   expect(put.code).toBe(0);
+  // A key with a byte that is not UTF-8 and a newline, which a person types as escapes.
+  const binary = await toastyfsRaw(["put", raw("tty/k\\xff\nz"), "-", "--cluster", cluster.cluster_arg], { stdin: "bytes typed as escapes" });
+  expect(binary.code).toBe(0);
 }, 60_000);
 
 afterAll(async () => {
@@ -71,6 +75,15 @@ describe("admin shell on a terminal", () => {
     s = await waitScreen("the value", /hello from the terminal/);
     expect(s).toMatch(/tty\/greeting · version \d+ · 23 B/);
     await waitScreen("the menu after the get", /◆ {2}What now\?[\s\S]*└\s*$/);
+
+    // Get with escapes typed for the bytes of the key; the title shows the key escaped.
+    await keys("Down", "Down", "Enter");
+    await waitScreen("the key prompt again", /◆ {2}Key to get\?/);
+    await type("tty/k\\xff\\nz");
+    await keys("Enter");
+    s = await waitScreen("the value of the binary key", /bytes typed as escapes/);
+    expect(s).toContain("tty/k\\xff\\nz · version");
+    await waitScreen("the menu after the second get", /◆ {2}What now\?[\s\S]*└\s*$/);
 
     // Ctrl-C in the menu leaves cleanly.
     await keys("C-c");

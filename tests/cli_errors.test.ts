@@ -48,6 +48,19 @@ describe("usage errors exit 2 with one line", () => {
     ["dev with a bad port", ["dev", "--base-port", "abc"], /--base-port must be a whole number/],
     ["admin -c with an unknown command", ["admin", "-c", "bogus", "--cluster", "127.0.0.1:7001"], /unknown command "bogus"/],
     ["admin -c with a missing argument", ["admin", "-c", "get", "--cluster", "127.0.0.1:7001"], /missing argument: usage: get KEY/],
+    // Issue 12: a key starting with - is an unknown option (not `-h` hidden in `-dash`), and says how to pass it.
+    ["a key starting with - without --", ["put", "-dash", "/etc/hostname"], /unknown option -d \(in "-dash"\) for toastyfs put.*toastyfs put -- -dash/],
+    ["an unknown option before --help", ["get", "--bogus", "--help"], /unknown option --bogus/],
+    // Issue 12: one of the two conditions used to be dropped in the admin shell.
+    ["admin put with --if-absent and --if-version", ["admin", "-c", "put --if-absent --if-version 3 k v", "--timeout", "1"], /--if-version or --if-absent, not both/],
+    ["admin put of a file that does not exist", ["admin", "-c", "put @/nonexistent", "--timeout", "1"], /\/nonexistent/],
+    ["admin put with no value", ["admin", "-c", "put k", "--timeout", "1"], /no value for k.*put k ""/],
+    // Issue 12: an empty argument was read as the number 0.
+    ["empty --if-version", ["put", "k", "-", "--if-version", "", "--timeout", "1"], /--if-version is empty/],
+    ["empty --timeout", ["get", "k", "--timeout", ""], /--timeout is empty/],
+    ["empty --output", ["get", "k", "-o", "", "--timeout", "1"], /--output is empty/],
+    ["empty admin -c", ["admin", "-c", "", "--timeout", "1"], /--command is empty/],
+    ["a number-like --if-version", ["put", "k", "-", "--if-version", "1e3", "--timeout", "1"], /--if-version must be a version number.*"1e3"/],
   ];
   // Run them all at once: each is a separate process and none touches a cluster.
   let results: Awaited<ReturnType<typeof toastyfs>>[] = [];
@@ -123,9 +136,22 @@ describe("help and version", () => {
     expect(r.stdout).toContain("--cluster");
   });
 
-  test("--version exits 0", async () => {
-    const r = await toastyfs(["--version"]);
+  test("--version and -v print toastyfs's own version (package.json), not the runtime's", async () => {
+    const version = (await Bun.file(path.join(import.meta.dir, "../package.json")).json()).version as string;
+    for (const flag of ["--version", "-v"]) {
+      const r = await toastyfs([flag]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toStartWith(`toastyfs ${version} `);
+      expect(r.stdout).not.toMatch(/bun-v2\d/);
+    }
+  });
+
+  test("dev --help says metrics are on unless --no-metrics", async () => {
+    const r = await toastyfs(["dev", "--help"]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^toastyfs\/\d/);
+    const line = r.stdout.split("\n").find((l) => l.includes("--no-metrics"));
+    expect(line).toBeDefined();
+    expect(line).not.toContain("(default: true)");
+    expect(line).toMatch(/metrics are served by default/);
   });
 });

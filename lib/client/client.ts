@@ -56,6 +56,7 @@ export const operation_timeout_ms_default = 15_000;
 const attempt_ms_per_mib = 100;
 const busy_backoff_ms = 50;
 
+/** A key's bytes, or a string taken as its UTF-8 encoding. */
 type Key = Uint8Array | string;
 
 interface Pending {
@@ -151,7 +152,12 @@ export class Client {
 
   async list(prefix: Key = "", options: { after?: Key; limit?: number } = {}): Promise<{ entries: ListEntry[]; truncated: boolean }> {
     const limit = options.limit ?? 1000;
-    const reply = await this.call(Operation.list, encodeListRequest(keyBytes(prefix), keyBytes(options.after ?? ""), limit));
+    const prefix_bytes = keyBytes(prefix);
+    const after_bytes = keyBytes(options.after ?? "");
+    // Checked here so the caller learns the limit, not just that the cluster said bad_request.
+    if (prefix_bytes.length > key_size_max) throw new ClientError("key_invalid", `prefix of ${prefix_bytes.length} bytes: keys, and so prefixes, are at most ${key_size_max} bytes`);
+    if (after_bytes.length > key_size_max) throw new ClientError("key_invalid", `after key of ${after_bytes.length} bytes: keys are at most ${key_size_max} bytes`);
+    const reply = await this.call(Operation.list, encodeListRequest(prefix_bytes, after_bytes, limit));
     const list = decodeListReply(reply.body);
     if (list === null) throw new ClientError("protocol", "malformed list reply");
     return list;

@@ -323,6 +323,23 @@ describe("executeRead", () => {
     expect(d.read(Operation.list, encodeListRequest(k(""), k(""), list_limit_max + 1)).result).toBe(Result.bad_request);
   });
 
+  test("keys, prefixes and after are bytes: 0x00, 0xfe, 0xff and non-UTF-8 stay distinct", () => {
+    const d = new Disk();
+    const b = (...bytes: number[]) => new Uint8Array(bytes);
+    const keys = [b(107, 0xff), b(107, 0xfe), b(107, 0), b(107, 0, 0), b(107, 0xff, 0), b(107, 0xff, 0xff), b(0xff)];
+    for (const key of keys) expect(d.write(Operation.put, encodeKeyRequest(key, key)).result).toBe(Result.ok);
+    for (const key of keys) expect(d.read(Operation.get, encodeKeyRequest(key, null)).body.subarray(object_info_size)).toEqual(key);
+    // 0xc0 is what a lossy UTF-8 decoding would fold 0xfe and 0xff into (U+FFFD): no such key.
+    expect(d.read(Operation.get, encodeKeyRequest(b(107, 0xc0), null)).result).toBe(Result.not_found);
+    const list = (prefix: Uint8Array, after: Uint8Array) => decodeListReply(d.read(Operation.list, encodeListRequest(prefix, after, 100)).body)!.entries.map((e) => [...e.key]);
+    expect(list(b(107, 0xff), b())).toEqual([[107, 0xff], [107, 0xff, 0], [107, 0xff, 0xff]]);
+    expect(list(b(107, 0), b())).toEqual([[107, 0], [107, 0, 0]]);
+    expect(list(b(107), b(107, 0))).toEqual([[107, 0, 0], [107, 0xfe], [107, 0xff], [107, 0xff, 0], [107, 0xff, 0xff]]);
+    expect(list(b(107), b(107, 0xff))).toEqual([[107, 0xff, 0], [107, 0xff, 0xff]]);
+    expect(list(b(), b(107, 0xff, 0xff))).toEqual([[0xff]]);
+    expect(list(b(0xff), b(0xff))).toEqual([]);
+  });
+
   test("paging with after visits every key exactly once", () => {
     const prng = new Prng(3);
     const d = new Disk();
