@@ -1,8 +1,9 @@
 /**
  * `toastyfs dev`: a whole local cluster in one process tree, the quick start. Each replica is a
  * child process running this same executable (`toastyfs serve`), with its data in one directory
- * per replica under ./toastyfs-data/ (the directory `toastyfs serve` uses by default, so the same
- * data can be served by hand later). It waits until the cluster serves, prints the addresses and a
+ * per replica under ./toastyfs-dev/ (not ./toastyfs-data/, where `toastyfs serve` keeps its data by
+ * default: a replica served by hand on dev's addresses must not pick up a dev cluster's directory,
+ * which is another cluster's history). It waits until the cluster serves, prints the addresses and a
  * few commands to try, forwards every replica's output with a prefix, reports a replica that dies,
  * and on Ctrl-C or SIGTERM stops every replica cleanly (SIGTERM, wait) and exits 0.
  */
@@ -74,7 +75,7 @@ export async function dev(options: DevOptions): Promise<void> {
   const metrics = options.metrics !== false;
   const base_port = parseIntArg("--base-port", options.basePort ?? 8081, 1, 65535 - count + 1 - (metrics ? metrics_port_offset : 0));
   const host = optionString("--host", options.host) ?? "127.0.0.1";
-  const data_root = optionString("--data", options.data) ?? "toastyfs-data";
+  const data_root = optionString("--data", options.data) ?? "toastyfs-dev";
   const log_level = optionString("--log-level", options.logLevel) ?? "info";
   if (!isLogLevel(log_level)) throw new UsageError(`--log-level must be debug, info, warn or error, got "${log_level}"`);
 

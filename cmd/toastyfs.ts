@@ -32,11 +32,11 @@ serveCommand("", "Run one replica (the same as `toastyfs serve`)").example(
 serveCommand("serve", "Run one replica");
 
 cli
-  .command("dev", "Run a local cluster (3 replicas on 127.0.0.1:8081-8083, data in ./toastyfs-data/) until Ctrl-C")
+  .command("dev", "Run a local cluster (3 replicas on 127.0.0.1:8081-8083, data in ./toastyfs-dev/) until Ctrl-C")
   .option("--replicas <n>", "Number of replicas (odd: 2f+1 tolerate f failures)", { default: 3 })
   .option("--base-port <port>", "Port of the first replica; the others follow", { default: 8081 })
   .option("--host <host>", "Address to listen on", { default: "127.0.0.1" })
-  .option("--data <dir>", "Data directory (one subdirectory per replica)", { default: "toastyfs-data" })
+  .option("--data <dir>", "Data directory (one subdirectory per replica)", { default: "toastyfs-dev" })
   .option("--no-metrics", "Serve no metrics (metrics are served by default, at http://<host>:<replica port + 100>/metrics)")
   .option("--log-level <level>", "debug, info, warn or error", { default: "info" })
   .example("toastyfs dev")

@@ -108,7 +108,7 @@ describe("toastyfs dev", () => {
     expect(await stopDev(dev, "SIGINT")).toBe(0);
     expect(dev.stderr).toContain("all replicas stopped");
     for (const i of [0, 1, 2]) expect(await portFree(base + i)).toBe(true);
-    expect(fs.existsSync(path.join(cwd, "toastyfs-data", `127.0.0.1_${base}`, "superblock"))).toBe(true);
+    expect(fs.existsSync(path.join(cwd, "toastyfs-dev", `127.0.0.1_${base}`, "superblock"))).toBe(true);
 
     // A restart in the same directory reuses the data: the value is still there.
     const again = startDev();

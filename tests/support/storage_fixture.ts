@@ -19,7 +19,7 @@ export function formatStorage(fs: FileSystem, options: StorageOptions, clients_m
   expect(storage.recover(clients_max).state).toBeNull();
   const root = rootPrepare(options.cluster, options.replica_count);
   const digest = stateDigest(new ObjectStore(), new ClientTable(clients_max));
-  const state: VsrState = { view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint: { op: 0, digest, checksum: root.checksum } };
+  const state: VsrState = { incarnation: 7, view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint: { op: 0, digest, checksum: root.checksum } };
   storage.writeState(state);
   storage.flush();
   return { storage, state, root };
