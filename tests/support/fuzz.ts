@@ -414,3 +414,69 @@ export async function malformedPeerMessages(port: number, prng: Prng, target: Fu
     });
   });
 }
+
+/** Every command a replica sends to another (what a forger would imitate). */
+const replica_commands = [
+  Command.ping,
+  Command.pong,
+  Command.prepare,
+  Command.prepare_ok,
+  Command.commit,
+  Command.commit_ok,
+  Command.start_view_change,
+  Command.do_view_change,
+  Command.start_view,
+  Command.request_start_view,
+  Command.request_headers,
+  Command.headers,
+  Command.request_prepare,
+  Command.request_sync,
+  Command.sync_chunk,
+  Command.request_value,
+  Command.value,
+];
+
+/** What a forger knows of the cluster: its identity and roughly where it is. */
+export interface ForgeTarget extends FuzzTarget {
+  incarnation: number;
+  /** The cluster's commit number lately, so some forged numbers land near the real ones. */
+  op: number;
+}
+
+/** A number near `around` (sometimes far above, sometimes 0). */
+function nearby(prng: Prng, around: number): number {
+  const roll = prng.int(4);
+  if (roll === 0) return prng.int(1_000_000);
+  if (roll === 1) return 0;
+  return Math.max(0, around + prng.int(64) - 32);
+}
+
+/**
+ * A well-formed replica message that no replica sent: valid checksums, the right cluster id and
+ * incarnation, a sender index in range other than the receiver, a view near the current one, and
+ * random commands, ops, commit numbers, checkpoints, nonces and bodies (issue 12: two such commit
+ * frames once wedged the cluster). The receiver can only tell it from a real one by what its own
+ * log confirms.
+ */
+export function forgedPeerMessage(prng: Prng, target: ForgeTarget, receiver: number): Uint8Array {
+  const h = new Header();
+  h.command = prng.pick(replica_commands);
+  h.cluster = target.cluster;
+  h.incarnation = target.incarnation;
+  h.replica = (receiver + 1 + prng.int(target.replica_count - 1)) % target.replica_count;
+  h.replica_count = target.replica_count;
+  h.view = Math.max(0, target.view + prng.pick([-1, 0, 0, 0, 1, 2]));
+  h.log_view = prng.chance(0.5) ? h.view : prng.int(h.view + 1);
+  h.op = nearby(prng, target.op);
+  h.commit = prng.chance(0.5) ? nearby(prng, target.op) : prng.int(h.op + 1);
+  h.checkpoint_op = prng.chance(0.5) ? 0 : nearby(prng, target.op);
+  h.checkpoint_digest = prng.u64();
+  h.context = prng.u64();
+  h.parent = prng.u64();
+  h.session = prng.int(1000);
+  h.request = prng.int(4);
+  h.operation = prng.int(3);
+  h.timestamp = Date.now();
+  const body = prng.chance(0.5) ? new Uint8Array(0) : randomBody(prng, 512);
+  return encode(finalize(h, body));
+}
