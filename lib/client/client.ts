@@ -1,9 +1,9 @@
 /**
  * The TypeScript client library (DESIGN §4, docs/PROTOCOL.md §3): finds the primary, registers a
- * session, numbers requests, retries a request with the same number on timeouts and view changes
- * (the replicas' client table makes that at-most-once), and fails with a clear error when no
- * majority answers in time. One request is outstanding per client at a time; calls are queued.
- * Use several clients for concurrency.
+ * session before its first write (reads need none), numbers requests, retries a request with the
+ * same number on timeouts and view changes (the replicas' client table makes that at-most-once),
+ * and fails with a clear error when no majority answers in time. One request is outstanding per
+ * client at a time; calls are queued. Use several clients for concurrency.
  */
 import { randomBytes } from "node:crypto";
 import { checksum } from "../util/checksum.ts";
@@ -19,6 +19,7 @@ import {
   decodeU64,
   encodeKeyRequest,
   encodeListRequest,
+  isWrite,
   object_info_size,
   readObjectInfo,
   type ListEntry,
@@ -197,7 +198,9 @@ export class Client {
     if (this.closed) throw new ClientError("closed", "the client is closed");
     await this.start();
     const deadline = Date.now() + this.operation_timeout_ms;
-    if (this.session === 0 && operation !== Operation.register) await this.register(deadline);
+    // Lazily, before the first write only: a register is a replicated, fsynced op, and the table
+    // keeps clients_max sessions, so a session per reader would evict long-lived writers.
+    if (this.session === 0 && isWrite(operation) && operation !== Operation.register) await this.register(deadline);
     const reply = await this.send(operation, body, deadline);
     const result = reply.header.result as Result;
     if (result === Result.evicted) {
