@@ -4,14 +4,16 @@
  * returns the lines it prints on stdout and throws UsageError (a wrong command line) or
  * OperationError (the operation failed) with a one-line message.
  */
-import { Client, ClientError, clusterStatus } from "../lib/client/client.ts";
+import { Client, ClientError } from "../lib/client/client.ts";
 import { formatAddress, parseAddress, AddressError } from "../lib/net/address.ts";
 import type { ReplicaStatus } from "../lib/node/status.ts";
 import { value_size_max_default } from "../lib/constants.ts";
 import { EscapeError, parseEscapeAt } from "../lib/util/escape.ts";
 import { OperationError, UsageError } from "./cli_util.ts";
 import { checkKey, checkPrefix, readInputFile, status_timeout_ms, type ClusterSettings } from "./client_commands.ts";
-import { describeValue, formatListEntry, formatReplicaDetails, formatStat, keyText, renderStatus, type StatusReport } from "./format.ts";
+import { describeValue, formatListEntry, formatReplicaDetails, formatStat, keyText } from "./format.ts";
+import { renderStatus, type StatusReport } from "./status_report.ts";
+import { probeCluster, type ReplicaProbe } from "../lib/client/cluster_probe.ts";
 
 export interface AdminCommand {
   name: string;
@@ -202,12 +204,16 @@ export class AdminSession {
     }
   }
 
+  async probes(): Promise<ReplicaProbe[]> {
+    return probeCluster(this.settings.addresses, status_timeout_ms);
+  }
+
   async statuses(): Promise<(ReplicaStatus | null)[]> {
-    return clusterStatus(this.settings.addresses, status_timeout_ms);
+    return (await this.probes()).map((p) => p.status);
   }
 
   async statusReport(): Promise<StatusReport> {
-    return renderStatus(this.settings.addresses, await this.statuses());
+    return renderStatus(await this.probes(), status_timeout_ms);
   }
 
   /** The replica addresses in membership (index) order. */
@@ -228,8 +234,8 @@ export class AdminSession {
       index = names.indexOf(text);
     }
     if (index < 0 || index >= names.length) throw new UsageError(`no replica "${which}": give an index 0-${names.length - 1} or one of ${names.join(", ")}`);
-    const statuses = await this.statuses();
-    return formatReplicaDetails(names[index]!, statuses[index] ?? null);
+    const probes = await this.probes();
+    return formatReplicaDetails(probes[index]!, status_timeout_ms);
   }
 
   /** Parses and runs one command line (bytes, or text taken as UTF-8); returns what it prints.

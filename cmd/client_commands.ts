@@ -8,14 +8,16 @@
  */
 import type { CAC, Command } from "cac";
 import * as fs from "node:fs";
-import { Client, ClientError, clusterStatus } from "../lib/client/client.ts";
+import { Client, ClientError } from "../lib/client/client.ts";
 import { parseAddressList, AddressError, membership, type Address } from "../lib/net/address.ts";
 import { key_size_max, value_size_max_default } from "../lib/constants.ts";
 import { concat } from "../lib/util/bytes.ts";
 import { escapeBytes, EscapeError, unescapeBytes } from "../lib/util/escape.ts";
 import { OperationError, UsageError, optionArg, optionString, positionalArg } from "./cli_util.ts";
 import type { RawArg } from "./raw_argv.ts";
-import { formatBytes, formatListEntry, formatStat, renderStatus } from "./format.ts";
+import { formatBytes, formatListEntry, formatStat } from "./format.ts";
+import { renderStatus } from "./status_report.ts";
+import { probeCluster } from "../lib/client/cluster_probe.ts";
 import { Progress } from "./progress.ts";
 
 export const dev_cluster = "127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083";
@@ -221,7 +223,7 @@ export function registerClientCommands(cli: CAC): void {
     .option("--cluster <host:port,...>", "The cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster)")
     .action(async (options: Record<string, unknown>) => {
       const { addresses } = clusterFrom(options.cluster);
-      const report = renderStatus(addresses, await clusterStatus(addresses, status_timeout_ms));
+      const report = renderStatus(await probeCluster(addresses, status_timeout_ms), status_timeout_ms);
       console.log([...report.lines, report.verdict].join("\n"));
       if (!report.serving) process.exitCode = 1;
     });

@@ -1,6 +1,7 @@
 /** How the CLI and the admin shell print things: sizes, object info, list entries, cluster status. */
-import { formatAddress, type Address } from "../lib/net/address.ts";
 import type { ReplicaStatus } from "../lib/node/status.ts";
+import type { ReplicaProbe } from "../lib/client/cluster_probe.ts";
+import { formatDuration, unreachableReason } from "../lib/client/cluster_diagnosis.ts";
 import type { ListEntry, ObjectInfo } from "../lib/store/operations.ts";
 import { escapeBytes } from "../lib/util/escape.ts";
 
@@ -78,67 +79,10 @@ export function roleOf(status: ReplicaStatus | null): Role {
   return "down";
 }
 
-export interface StatusReport {
-  /** A header line, then one line per replica. */
-  lines: string[];
-  verdict: string;
-  /** A majority answers and one of them is primary: the cluster serves reads and writes. */
-  serving: boolean;
-}
-
-/** The `toastyfs status` table. statuses[i] belongs to the i-th address in sorted order (the
- * membership order clusterStatus answers in). */
-export function renderStatus(addresses: Address[], statuses: (ReplicaStatus | null)[]): StatusReport {
-  const names = addresses.map(formatAddress).sort();
-  const n = names.length;
-  const quorum = Math.floor(n / 2) + 1;
-  const commit_max = Math.max(0, ...statuses.map((s) => s?.commit_max ?? 0));
-  const rows: string[][] = [["ADDRESS", "REACHABLE", "ROLE", "VIEW", "OP", "COMMIT", "CHECKPOINT", "LAG", "DISK"]];
-  const problems: string[] = [];
-  const unwell: string[] = [];
-  let up = 0;
-  let primary: string | null = null;
-  for (let i = 0; i < n; i++) {
-    const s = statuses[i] ?? null;
-    const role = roleOf(s);
-    if (s === null) {
-      rows.push([names[i]!, "no", role, "-", "-", "-", "-", "-", "-"]);
-      unwell.push(`${names[i]} down`);
-      continue;
-    }
-    up += 1;
-    if (s.primary) primary = s.address;
-    if (role !== "primary" && role !== "backup") unwell.push(`${s.address} ${role.replace("_", " ")}`);
-    if (s.problem !== null) {
-      problems.push(`${s.address}: ${s.problem}`);
-      unwell.push(`${s.address} has a problem`);
-    }
-    const lag = Math.max(0, commit_max - s.commit_min);
-    rows.push([s.address, "yes", role, String(s.view), String(s.op), String(s.commit_min), String(s.checkpoint), String(lag), formatBytes(s.disk_bytes)]);
-  }
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const lines = rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]! + 2))).join("").trimEnd());
-  for (const p of problems) lines.push(`  problem: ${p}`);
-  let verdict: string;
-  let serving = false;
-  if (up < quorum) {
-    verdict = `no quorum: only ${up} of ${n} replicas answer and ${quorum} are needed; the cluster serves no reads or writes until a majority runs (start: ${names.filter((_, i) => (statuses[i] ?? null) === null).join(", ")})`;
-  } else if (primary === null) {
-    verdict = `degraded: no primary right now (a view change or the first formatting is in progress; it normally settles within a second or two)${unwell.length > 0 ? `; ${unwell.join(", ")}` : ""}`;
-  } else if (unwell.length > 0) {
-    serving = true;
-    const spare = up - quorum;
-    verdict = `degraded: ${unwell.join(", ")}; still serving (primary ${primary}), ${spare === 0 ? "but one more failure stops it" : `tolerates ${spare} more failure${spare === 1 ? "" : "s"}`}`;
-  } else {
-    serving = true;
-    verdict = `healthy: ${up} of ${n} replicas up, primary ${primary}`;
-  }
-  return { lines, verdict, serving };
-}
-
 /** Every field of one replica's status document, for the admin shell's replica details. */
-export function formatReplicaDetails(address: string, status: ReplicaStatus | null): string[] {
-  if (status === null) return [`${address}: down (no answer within the status timeout)`];
+export function formatReplicaDetails(probe: ReplicaProbe, timeout_ms: number): string[] {
+  const status = probe.status;
+  if (status === null) return [`${probe.address}: down: ${unreachableReason(probe, timeout_ms).long}`];
   const lines = [
     `address      ${status.address} (replica ${status.replica})`,
     `role         ${roleOf(status)} (status ${status.status})`,
@@ -150,6 +94,17 @@ export function formatReplicaDetails(address: string, status: ReplicaStatus | nu
     `disk         ${formatBytes(status.disk_bytes)}`,
     `uptime       ${(status.uptime_ms / 1000).toFixed(0)} s`,
     `problem      ${status.problem ?? "none"}`,
+    ...(status.status_ms === null ? [] : [`in status    ${formatDuration(status.status_ms)}${status.status_view !== null && status.status_view !== status.view ? ` (since view ${status.status_view})` : ""}`]),
+    ...(status.last_warning === null ? [] : [`warning      ${formatDuration(status.last_warning.ms_ago)} ago: ${status.last_warning.text}`]),
+    ...(status.peers === null
+      ? []
+      : [
+          "peers",
+          ...status.peers.map(
+            (p) =>
+              `  ${p.address.padEnd(21)}  heard ${p.heard_ms === null ? "never" : `${formatDuration(p.heard_ms)} ago`}, ${p.connected ? "connected" : "not connected"}${p.error === null ? "" : ` (last error: ${p.error})`}`,
+          ),
+        ]),
     "counters",
   ];
   const names = Object.keys(status.counters).sort();

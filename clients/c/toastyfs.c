@@ -2,8 +2,8 @@
  * The client: sessions, request numbers and retries (docs/PROTOCOL.md §3.8-§3.10, the same policy
  * as lib/client/client.ts), over one lazily opened TCP connection per replica.
  *
- * One operation = (register if there is no session) + one request, retried with the same request
- * number until a final answer or the operation deadline:
+ * One operation = (for a write, register if there is no session: reads need none) + one request,
+ * retried with the same request number until a final answer or the operation deadline:
  *   - no reply within the attempt timeout, a refused or closed connection, or a malformed frame:
  *     the next replica (a connection that delivered a malformed frame is closed: the stream can no
  *     longer be trusted to be in sync);
@@ -620,8 +620,8 @@ static void build_list(void *ctx, uint8_t *body)
     tfs_list_request(body, l->prefix, l->prefix_len, l->after, l->after_len, l->limit);
 }
 
-/* Runs one operation: registers first if there is no session, then sends a request whose body
- * (body_len bytes) `build` writes, and retries it to a final answer or the deadline. */
+/* Runs one operation: a write registers first if there is no session; then it sends a request
+ * whose body (body_len bytes) `build` writes, and retries it to a final answer or the deadline. */
 static int execute(ToastyFS *t, uint8_t operation, size_t body_len, void (*build)(void *ctx, uint8_t *body), void *ctx,
                    ToastyFS_Result *res)
 {
@@ -630,8 +630,12 @@ static int execute(ToastyFS *t, uint8_t operation, size_t body_len, void (*build
     int status;
 
     maybe_renew_id(t);
-    status = ensure_session(t, deadline, res);
-    if (status != 0) return status;
+    /* Lazily, before the first write only: a register is a replicated, fsynced op, and the cluster
+     * keeps a bounded number of sessions, so a session per reader would evict long-lived writers. */
+    if (operation == TFS_OP_PUT || operation == TFS_OP_DELETE) {
+        status = ensure_session(t, deadline, res);
+        if (status != 0) return status;
+    }
     if (call_init(t, &call, operation, body_len, deadline) != 0) return fail(res, TOASTYFS_NO_MEMORY, "out of memory");
     build(ctx, call.msg + TFS_HEADER_SIZE);
     tfs_seal_body(call.msg, body_len);

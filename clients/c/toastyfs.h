@@ -34,7 +34,9 @@
  * nothing.
  *
  * A handle is not thread-safe: it has one request in flight at a time. Use one handle per thread
- * (each gets its own client id and session); a cluster keeps up to 256 sessions by default.
+ * (each gets its own client id and session); a cluster keeps up to 256 sessions by default, and
+ * registering a new one evicts the one whose last write is the oldest. A handle registers its
+ * session at its first put or delete: handles that only read take none.
  */
 #ifndef TOASTYFS_H
 #define TOASTYFS_H

@@ -1,9 +1,9 @@
 /**
  * The TypeScript client library (DESIGN §4, docs/PROTOCOL.md §3): finds the primary, registers a
- * session, numbers requests, retries a request with the same number on timeouts and view changes
- * (the replicas' client table makes that at-most-once), and fails with a clear error when no
- * majority answers in time. One request is outstanding per client at a time; calls are queued.
- * Use several clients for concurrency.
+ * session before its first write (reads need none), numbers requests, retries a request with the
+ * same number on timeouts and view changes (the replicas' client table makes that at-most-once),
+ * and fails with a clear error when no majority answers in time. One request is outstanding per
+ * client at a time; calls are queued. Use several clients for concurrency.
  */
 import { randomBytes } from "node:crypto";
 import { checksum } from "../util/checksum.ts";
@@ -19,13 +19,15 @@ import {
   decodeU64,
   encodeKeyRequest,
   encodeListRequest,
+  isWrite,
   object_info_size,
   readObjectInfo,
   type ListEntry,
   type ObjectInfo,
 } from "../store/operations.ts";
 import { ClientError } from "./errors.ts";
-import { decodeStatus, type ReplicaStatus } from "../node/status.ts";
+import type { ReplicaStatus } from "../node/status.ts";
+import { probeCluster } from "./cluster_probe.ts";
 
 export { ClientError } from "./errors.ts";
 
@@ -203,7 +205,9 @@ export class Client {
     if (this.closed) throw new ClientError("closed", "the client is closed");
     await this.start();
     const deadline = Date.now() + this.operation_timeout_ms;
-    if (this.session === 0 && operation !== Operation.register) await this.register(deadline);
+    // Lazily, before the first write only: a register is a replicated, fsynced op, and the table
+    // keeps clients_max sessions, so a session per reader would evict long-lived writers.
+    if (this.session === 0 && isWrite(operation) && operation !== Operation.register) await this.register(deadline);
     const reply = await this.send(operation, body, deadline);
     const result = reply.header.result as Result;
     if (result === Result.evicted) {
@@ -331,39 +335,7 @@ function sleepMs(ms: number): Promise<void> {
 }
 
 /** Asks every replica about itself (toastyfs status); a replica that does not answer within
- * timeout_ms is reported as null. */
+ * timeout_ms is reported as null (probeCluster also says what its connection did). */
 export async function clusterStatus(addresses: Address[], timeout_ms = 1000): Promise<(ReplicaStatus | null)[]> {
-  const m = membership(addresses);
-  const id = randomBytes(8).readBigUInt64LE(0);
-  const results: (ReplicaStatus | null)[] = m.replicas.map(() => null);
-  let remaining = m.replicas.length;
-  let done: () => void = () => {};
-  const all = new Promise<void>((resolve) => (done = resolve));
-  const transport = new TcpTransport(
-    { cluster: m.cluster, self: null, peers: m.replicas, log: () => {} },
-    {
-      onMessage: (message) => {
-        const h = message.header;
-        if (h.command !== Command.status || h.client !== id || h.replica >= results.length || results[h.replica] !== null) return;
-        results[h.replica] = decodeStatus(message.body);
-        remaining -= 1;
-        if (remaining === 0) done();
-      },
-    },
-  );
-  await transport.start();
-  for (let i = 0; i < m.replicas.length; i++) {
-    const h = new Header();
-    h.command = Command.request_status;
-    h.cluster = m.cluster;
-    h.replica = sender_client;
-    h.client = id;
-    transport.sendToReplica(i, finalize(h));
-  }
-  // The timer is cleared once everyone answered, so it does not keep a short-lived process alive.
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([all, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeout_ms)))]);
-  clearTimeout(timer);
-  await transport.close();
-  return results;
+  return (await probeCluster(addresses, timeout_ms)).map((p) => p.status);
 }

@@ -21,7 +21,7 @@ import { FileStorage } from "../storage/file_storage.ts";
 import { FsError } from "../storage/fs.ts";
 import { NodeFs } from "./node_fs.ts";
 import { Logger } from "./log.ts";
-import { encodeStatus, type ReplicaStatus } from "./status.ts";
+import { encodeStatus, last_warning_chars_max, type ReplicaStatus } from "./status.ts";
 import { DataDirectory } from "./data_directory.ts";
 import { StartupError } from "./startup_error.ts";
 
@@ -66,6 +66,14 @@ export class ReplicaNode {
   readonly counters = { storage_errors: 0, reopens: 0, status_requests: 0, gc_requests: 0 };
   /** bytes_in at the last collectGarbage request. */
   private gc_received_bytes = 0;
+  /** The replica's status as last seen, since when (performance.now()) and in which view it was
+   * entered: how long a view change has been going on is what tells a stuck one from a normal one. */
+  private status_name = "down";
+  private status_since_ms = performance.now();
+  private status_view = 0;
+  /** Per replica index (this one's entry unused): what status reports about each peer. */
+  private readonly peers: { heard_at_ms: number | null; connected: boolean; error: string | null }[];
+  private last_warning: { text: string; at_ms: number } | null = null;
 
   constructor(readonly options: ReplicaNodeOptions) {
     this.membership = membership(options.addresses);
@@ -73,6 +81,13 @@ export class ReplicaNode {
     if (this.index < 0) throw new StartupError(`--addr ${formatAddress(options.self)} is not among the cluster's addresses`);
     this.config = { ...defaultConfig(this.membership.replicas.length, this.membership.cluster), ...options.config };
     this.log = options.logger.child(`replica=${this.index}`);
+    this.peers = this.membership.replicas.map(() => ({ heard_at_ms: null, connected: false, error: null }));
+  }
+
+  /** Logs, and keeps the latest warning or error for the status document. */
+  private note(level: "debug" | "info" | "warn" | "error", text: string): void {
+    if (level === "warn" || level === "error") this.last_warning = { text: text.length > last_warning_chars_max ? `${text.slice(0, last_warning_chars_max - 3)}...` : text, at_ms: performance.now() };
+    this.log.log(level, text);
   }
 
   /** Listens first (a port in use fails before the data directory is touched), then opens the
@@ -88,9 +103,23 @@ export class ReplicaNode {
         // several callbacks of a turn, and they now leave together (flush() below sends them
         // before it blocks in fdatasync).
         flush_per_turn: true,
-        log: (level, text) => this.log.log(level, text),
+        log: (level, text) => this.note(level, text),
       },
-      { onMessage: (message, connection) => this.onMessage(message, connection) },
+      {
+        onMessage: (message, connection) => this.onMessage(message, connection),
+        onConnectionOpen: (connection) => {
+          if (connection.direction !== "outgoing" || connection.peer === null) return;
+          const peer = this.peers[connection.peer]!;
+          peer.connected = true;
+          peer.error = null;
+        },
+        onConnectionClose: (connection, reason) => {
+          if (connection.direction !== "outgoing" || connection.peer === null) return;
+          const peer = this.peers[connection.peer]!;
+          peer.connected = false;
+          peer.error = reason;
+        },
+      },
     );
     await transport.start();
     this.transport = transport;
@@ -124,7 +153,7 @@ export class ReplicaNode {
         this.transport!.sendToClient(client, message);
       },
       random: new Prng(seed),
-      log: (level, text) => this.log.log(level, text),
+      log: (level, text) => this.note(level, text),
     };
     const replica = new Replica(this.config, this.index, storage, env);
     try {
@@ -139,6 +168,8 @@ export class ReplicaNode {
   }
 
   private onMessage(message: Message, connection: ConnectionInfo): void {
+    const sender = message.header.replica;
+    if (sender < this.peers.length) this.peers[sender]!.heard_at_ms = performance.now();
     if (message.header.command === Command.request_status) return this.sendStatus(message, connection);
     if (this.replica === null) return;
     if (message.header.command === Command.request) this.options.requests?.requestArrived(message.header); // metrics: arrival time
@@ -149,8 +180,17 @@ export class ReplicaNode {
   private onTick(): void {
     this.collectGarbage();
     const replica = this.replica;
-    if (replica === null) return;
-    this.guard(() => replica.tick(Date.now()));
+    if (replica !== null) this.guard(() => replica.tick(Date.now()));
+    this.trackStatus();
+  }
+
+  private trackStatus(): void {
+    const d = this.replica?.describe();
+    const name = d?.status ?? "down";
+    if (name === this.status_name) return;
+    this.status_name = name;
+    this.status_since_ms = performance.now();
+    this.status_view = d?.view ?? 0;
   }
 
   /**
@@ -215,7 +255,7 @@ export class ReplicaNode {
   private onStorageError(error: FsError): void {
     this.counters.storage_errors += 1;
     this.problem = `storage error: ${error.message}`;
-    this.log.log("error", `${error.message}: closing the data directory and reopening it from disk; the replica acknowledges nothing until it has reread its journal (check the disk: dmesg, free space)`);
+    this.note("error", `${error.message}: closing the data directory and reopening it from disk; the replica acknowledges nothing until it has reread its journal (check the disk: dmesg, free space)`);
     this.storage?.close();
     this.replica = null;
     this.storage = null;
@@ -223,7 +263,7 @@ export class ReplicaNode {
       this.counters.reopens += 1;
       this.openReplica();
     } catch (reopen) {
-      this.log.log("error", `reopening the data directory failed: ${(reopen as Error).message}; retrying in 1s`);
+      this.note("error", `reopening the data directory failed: ${(reopen as Error).message}; retrying in 1s`);
       setTimeout(() => {
         if (!this.stopping && this.replica === null) this.onStorageError(reopen instanceof FsError ? reopen : new FsError("EIO", String(reopen)));
       }, 1000);
@@ -231,6 +271,8 @@ export class ReplicaNode {
   }
 
   status(): ReplicaStatus {
+    this.trackStatus();
+    const now = performance.now();
     const r = this.replica;
     const d = r?.describe();
     return {
@@ -250,6 +292,14 @@ export class ReplicaNode {
       uptime_ms: Date.now() - this.started_ms,
       problem: this.problem ?? r?.problem() ?? null,
       counters: { ...(r?.stats ?? {}), ...(this.storage?.stats ?? {}), ...this.counters, ...(this.transport?.stats ?? {}) },
+      status_ms: Math.round(now - this.status_since_ms),
+      status_view: this.status_view,
+      peers: this.peers.flatMap((p, i) =>
+        i === this.index
+          ? []
+          : [{ replica: i, address: formatAddress(this.membership.replicas[i]!), heard_ms: p.heard_at_ms === null ? null : Math.round(now - p.heard_at_ms), connected: p.connected, error: p.error }],
+      ),
+      last_warning: this.last_warning === null ? null : { text: this.last_warning.text, ms_ago: Math.round(now - this.last_warning.at_ms) },
     };
   }
 

@@ -64,6 +64,10 @@ export interface ReplicaProcess {
   log_path: string;
 }
 
+/** Rewrites a replica's command line (e.g. to run it in its own mount namespace); the process it
+ * starts must end up being the replica itself (exec), so signals reach it. */
+export type CommandWrapper = (replica: ReplicaProcess, command: string[]) => string[];
+
 export class TestCluster {
   readonly replicas: ReplicaProcess[];
   readonly addresses: Address[];
@@ -95,11 +99,12 @@ export class TestCluster {
    * replica's real port, so tests can cut replica-to-replica links while clients still reach
    * every replica (see tests/support/proxy.ts).
    */
-  static async start(count = 3, options: { extra_args?: string[]; proxy?: boolean } = {}): Promise<TestCluster> {
+  static async start(count = 3, options: { extra_args?: string[]; proxy?: boolean; wrap?: CommandWrapper } = {}): Promise<TestCluster> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-test-"));
     const ports = await freePorts(options.proxy ? 2 * count : count);
     const cluster = options.proxy ? new TestCluster(dir, ports.slice(0, count), ports.slice(count)) : new TestCluster(dir, ports);
     cluster.extra_args = options.extra_args ?? [];
+    cluster.wrap = options.wrap ?? null;
     if (options.proxy) {
       cluster.network = await ProxyNetwork.start("127.0.0.1", cluster.replicas.map((r) => r.port), cluster.replicas.map((r) => r.listen_port));
     }
@@ -109,6 +114,7 @@ export class TestCluster {
   }
 
   private extra_args: string[] = [];
+  private wrap: CommandWrapper | null = null;
 
   get cluster_arg(): string {
     return this.replicas.map((r) => r.address).join(",");
@@ -123,6 +129,7 @@ export class TestCluster {
       const listen = ["--listen", `127.0.0.1:${r.listen_port}`];
       command = supportsListenOption() ? [...command, ...listen] : [bun, path.join(repo, "cmd/toastyfs.ts"), ...args, ...listen];
     }
+    if (this.wrap !== null) command = this.wrap(r, command);
     const log = fs.openSync(r.log_path, "a");
     fs.writeSync(log, `--- test harness: starting replica ${r.index} at ${new Date().toISOString()}\n`);
     r.process = spawn(command, { stdout: log, stderr: log, stdin: "ignore" });

@@ -10,6 +10,11 @@
  *   client_test fake-recover ADDRS  a put and a get must succeed (one replica is good)
  *   client_test fake-evict ADDRS  the first put is answered "evicted": it reports an unknown
  *                                 outcome, and the next put registers anew and succeeds
+ *   client_test long-lived ADDRS  one client puts "long/c" (printing "wrote VERSION"), waits for a
+ *                                 line on stdin, then puts it again with the same client: that put
+ *                                 must succeed (its session must not have been evicted meanwhile)
+ *   client_test reads ADDRS N KEY N fresh clients, each reading KEY once (get, stat or list in
+ *                                 turn) and freed: reads that must not cost a session each
  *
  * ADDRS is a comma-separated list of host:port.
  */
@@ -354,10 +359,58 @@ static int fake_evict(void)
     return failures == 0 ? 0 : 2;
 }
 
+static int long_lived(void)
+{
+    ToastyFS *tfs = toastyfs_init(0, addr_list, addr_count);
+    ToastyFS_Result res;
+    char line[64];
+    int code;
+    CHECK(tfs != NULL);
+    if (tfs == NULL) return 2;
+    toastyfs_set_timeouts(tfs, 1000, 20000);
+    CHECK_STATUS(toastyfs_put(tfs, "long/c", 6, "one", 3, &res), TOASTYFS_OK, res);
+    printf("wrote %llu\n", (unsigned long long)res.version);
+    fflush(stdout);
+    if (fgets(line, sizeof line, stdin) == NULL) return 2;
+    code = toastyfs_put(tfs, "long/c", 6, "two", 3, &res);
+    printf("second put: %d (%s) %s\n", code, toastyfs_strerror(code), res.message);
+    CHECK(code == TOASTYFS_OK);
+    CHECK_STATUS(toastyfs_get(tfs, "long/c", 6, &res), TOASTYFS_OK, res);
+    CHECK(res.data != NULL && strcmp(res.data, "two") == 0);
+    toastyfs_result_free(&res);
+    toastyfs_free(tfs);
+    printf("long-lived: %s\n", failures == 0 ? "ok" : "FAILED");
+    return failures == 0 ? 0 : 2;
+}
+
+static int reads(int count, const char *key)
+{
+    int i, key_len = (int)strlen(key);
+    for (i = 0; i < count; i++) {
+        ToastyFS *tfs = toastyfs_init(0, addr_list, addr_count);
+        ToastyFS_Result res;
+        CHECK(tfs != NULL);
+        if (tfs == NULL) return 2;
+        toastyfs_set_timeouts(tfs, 1000, 20000);
+        switch (i % 3) {
+        case 0: CHECK_STATUS(toastyfs_get(tfs, key, key_len, &res), TOASTYFS_OK, res); break;
+        case 1: CHECK_STATUS(toastyfs_stat(tfs, key, key_len, &res), TOASTYFS_OK, res); break;
+        default:
+            CHECK_STATUS(toastyfs_list(tfs, key, key_len, "", 0, 10, &res), TOASTYFS_OK, res);
+            CHECK(res.num_entries == 1);
+        }
+        toastyfs_result_free(&res);
+        toastyfs_free(tfs);
+    }
+    printf("reads: %d by fresh clients, %s\n", count, failures == 0 ? "ok" : "FAILED");
+    return failures == 0 ? 0 : 2;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: client_test roundtrip|failover|fake-error|fake-recover|fake-evict host:port,...\n");
+    if (argc != 3 && !(argc == 5 && strcmp(argv[1], "reads") == 0)) {
+        fprintf(stderr, "usage: client_test roundtrip|failover|fake-error|fake-recover|fake-evict|long-lived host:port,...\n"
+                        "       client_test reads host:port,... COUNT KEY\n");
         return 2;
     }
     srand((unsigned)time(NULL));
@@ -367,6 +420,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "fake-error") == 0) return fake_error();
     if (strcmp(argv[1], "fake-recover") == 0) return fake_recover();
     if (strcmp(argv[1], "fake-evict") == 0) return fake_evict();
+    if (strcmp(argv[1], "long-lived") == 0) return long_lived();
+    if (strcmp(argv[1], "reads") == 0 && argc == 5) return reads(atoi(argv[3]), argv[4]);
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
 }
