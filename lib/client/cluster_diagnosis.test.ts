@@ -28,6 +28,7 @@ function status(replica: number, fields: Partial<ReplicaStatus> = {}): ReplicaSt
     status_view: 0,
     peers,
     last_warning: null,
+    incarnation: 7,
     ...fields,
   };
 }
@@ -46,6 +47,13 @@ describe("diagnose", () => {
   test("a healthy cluster: the verdict names the primary, no notes", () => {
     const d = diagnose([answered(status(0)), answered(status(1)), answered(status(2))], 1000);
     expect(d).toEqual({ verdict: "healthy: 3 of 3 replicas up, primary 127.0.0.1:8081", serving: true, notes: [] });
+  });
+
+  test("a replica with an earlier cluster's data directory is named, and the cluster is degraded, not healthy", () => {
+    const d = diagnose([answered(status(0)), answered(status(1)), answered(status(2, { incarnation: 9, op: 300, commit_max: 300 }))], 1000);
+    expect(d.serving).toBe(true);
+    expect(d.verdict).toBe("degraded: 127.0.0.1:8083 of another cluster; still serving (primary 127.0.0.1:8081), but one more failure stops it");
+    expect(d.notes.join("\n")).toContain("other cluster: 127.0.0.1:8083 has the data directory of cluster incarnation 00000009, the others 00000007");
   });
 
   test("each silent replica gets the reason its connection gave", () => {

@@ -97,6 +97,22 @@ export function diagnose(probes: ReplicaProbe[], timeout_ms: number): Diagnosis 
     }
   }
 
+  // A replica whose data directory belongs to another cluster incarnation (an earlier cluster on
+  // the same addresses): the others refuse it. The cluster's is the primary's, else the most common.
+  const foreign = new Set<string>();
+  const formatted = answering.filter((p) => p.status.incarnation !== null && p.status.status !== "blank");
+  if (new Set(formatted.map((p) => p.status.incarnation)).size > 1) {
+    const counts = new Map<number, number>();
+    for (const p of formatted) counts.set(p.status.incarnation!, (counts.get(p.status.incarnation!) ?? 0) + 1);
+    const ours = primary?.status.incarnation ?? [...counts].sort((a, b) => b[1] - a[1])[0]![0];
+    for (const p of formatted) {
+      if (p.status.incarnation === ours) continue;
+      notes.push(`  other cluster: ${p.address} has the data directory of cluster incarnation ${hex32(p.status.incarnation!)}, the others ${hex32(ours)} (a directory of an earlier cluster on these addresses?): the others refuse it; stop it and give it its own directory, or an empty one to recover from the others`);
+      unwell.push(`${p.address} of another cluster`);
+      foreign.add(p.address);
+    }
+  }
+
   // Replicas that answer this command but not each other: a network problem between replicas,
   // or replicas started with different address lists (each refuses the other's messages).
   for (const p of answering) {
@@ -124,7 +140,7 @@ export function diagnose(probes: ReplicaProbe[], timeout_ms: number): Diagnosis 
     verdict = `no quorum: only ${up} of ${n} replicas answer and ${quorum} are needed;${for_text === "" ? "" : ` no primary${for_text};`} the cluster serves no reads or writes until a majority runs and reaches each other (not answering: ${down})`;
   } else if (primary !== null) {
     // A replica whose disk is full, or that is reopening its data directory, acknowledges no write.
-    const writable = answering.filter((p) => !refusesWrites(p.status)).length;
+    const writable = answering.filter((p) => !refusesWrites(p.status) && !foreign.has(p.address)).length;
     serving = writable >= quorum;
     if (!serving) {
       verdict = `degraded: ${unwell.join(", ")}; reads are served (primary ${primary.address}) but writes cannot commit: only ${writable} of ${n} replicas can take them and ${quorum} are needed`;
@@ -188,4 +204,8 @@ function noPrimaryVerdict(probes: ReplicaProbe[], statuses: ReplicaStatus[], rea
   ].filter((x) => x !== "");
   const others = unwell.filter((u) => !/ (view change|recovering)$/.test(u));
   return `stuck: no primary for ${formatDuration(no_primary_for)}, longer than a view change takes (${formatDuration(view_change_settle_ms)}); ${[...parts, ...others].join("; ")}`;
+}
+
+function hex32(n: number): string {
+  return n.toString(16).padStart(8, "0");
 }

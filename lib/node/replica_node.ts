@@ -300,6 +300,7 @@ export class ReplicaNode {
           : [{ replica: i, address: formatAddress(this.membership.replicas[i]!), heard_ms: p.heard_at_ms === null ? null : Math.round(now - p.heard_at_ms), connected: p.connected, error: p.error }],
       ),
       last_warning: this.last_warning === null ? null : { text: this.last_warning.text, ms_ago: Math.round(now - this.last_warning.at_ms) },
+      incarnation: r?.incarnation ?? null,
     };
   }
 

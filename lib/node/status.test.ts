@@ -11,6 +11,7 @@ const status: ReplicaStatus = {
     { replica: 2, address: "127.0.0.1:8083", heard_ms: null, connected: true, error: null },
   ],
   last_warning: { text: "replica 0 at 127.0.0.1:8081 is still unreachable", ms_ago: 900 },
+  incarnation: 0x1234abcd,
 };
 
 const raw = new Encoder({ useRecords: false, tagUint8Array: false });
@@ -20,9 +21,9 @@ test("a status document round-trips, peers and last warning included", () => {
 });
 
 test("a document from a replica without the later fields decodes, with them null", () => {
-  const { status_ms, status_view, peers, last_warning, ...old } = status;
-  void [status_ms, status_view, peers, last_warning];
-  expect(decodeStatus(raw.encode(old))).toEqual({ ...old, status_ms: null, status_view: null, peers: null, last_warning: null });
+  const { status_ms, status_view, peers, last_warning, incarnation, ...old } = status;
+  void [status_ms, status_view, peers, last_warning, incarnation];
+  expect(decodeStatus(raw.encode(old))).toEqual({ ...old, status_ms: null, status_view: null, peers: null, last_warning: null, incarnation: null });
 });
 
 test("a later field of the wrong type makes the document malformed", () => {

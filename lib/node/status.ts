@@ -31,6 +31,9 @@ export interface ReplicaStatus {
   peers: PeerStatus[] | null;
   /** Its most recent warning or error log line, and how long ago it was logged. */
   last_warning: { text: string; ms_ago: number } | null;
+  /** The cluster incarnation its data directory belongs to (docs/PROTOCOL.md §4.1; a blank
+   * replica's candidate); null from a replica too old to report it. */
+  incarnation: number | null;
 }
 
 /** One replica's view of another (toastyfs status explains a stuck cluster with it). */
@@ -70,7 +73,7 @@ export function decodeStatus(bytes: Uint8Array): ReplicaStatus | null {
   if (v.problem !== null && typeof v.problem !== "string") return null;
   if (typeof v.counters !== "object" || v.counters === null) return null;
   // Added later: absent from an older replica (null), but never of another type.
-  for (const key of ["status_ms", "status_view"]) {
+  for (const key of ["status_ms", "status_view", "incarnation"]) {
     if (v[key] === undefined) v[key] = null;
     else if (typeof v[key] !== "number") return null;
   }
