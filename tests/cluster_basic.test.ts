@@ -31,6 +31,7 @@ describe("object operations against a real cluster", () => {
     expect(list.entries.map((e) => new TextDecoder().decode(e.key))).toEqual(["a/1", "a/2"]);
     await expect(client.put("a/1", text("x"), { if_absent: true })).rejects.toMatchObject({ code: "condition_failed" });
     await expect(client.put("a/1", text("x"), { if_version: v1.version + 1000 })).rejects.toMatchObject({ code: "condition_failed" });
+    await expect(client.put("a/1", text("x"), { if_absent: true, if_version: v1.version })).rejects.toMatchObject({ code: "bad_request" });
     const v3 = await client.put("a/1", text("uno"), { if_version: v1.version });
     expect(v3.version).toBeGreaterThan(v2.version);
     await client.delete("a/1");

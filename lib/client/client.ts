@@ -121,6 +121,8 @@ export class Client {
   // --- Operations
 
   async put(key: Key, value: Uint8Array, options: PutOptions = {}): Promise<{ version: number }> {
+    // One condition per write: silently dropping either would write what the caller ruled out.
+    if (options.if_absent === true && options.if_version !== undefined) throw new ClientError("bad_request", "put: if_absent and if_version cannot be combined (a put has one condition)");
     const condition = options.if_absent ? Condition.if_absent : options.if_version !== undefined ? Condition.if_version : Condition.none;
     const kb = this.checkKey(key);
     if (value.length > value_size_max_default) throw new ClientError("value_too_large", `value of ${value.length} bytes is over the limit of ${value_size_max_default} bytes`);
