@@ -24,12 +24,17 @@ export interface RunOptions {
 }
 
 /** Runs toastyfs with args; stdin is empty (/dev/null) unless given. */
-export async function toastyfs(args: string[], options: RunOptions = {}): Promise<RunResult> {
+export function toastyfs(args: string[], options: RunOptions = {}): Promise<RunResult> {
+  return runCommand([...toastyfsCommand(), ...args], options);
+}
+
+/** Runs a command with a deadline, capturing its output; stdin is empty unless given. */
+export async function runCommand(command: string[], options: RunOptions = {}): Promise<RunResult> {
   const started = performance.now();
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) env[k] = v;
   const stdin = options.stdin === undefined || options.stdin === "ignore" ? "ignore" : typeof options.stdin === "string" ? new TextEncoder().encode(options.stdin) : options.stdin;
-  const child = Bun.spawn([...toastyfsCommand(), ...args], {
+  const child = Bun.spawn(command, {
     stdin,
     stdout: "pipe",
     stderr: "pipe",

@@ -416,25 +416,7 @@ export async function malformedPeerMessages(port: number, prng: Prng, target: Fu
 }
 
 /** Every command a replica sends to another (what a forger would imitate). */
-const replica_commands = [
-  Command.ping,
-  Command.pong,
-  Command.prepare,
-  Command.prepare_ok,
-  Command.commit,
-  Command.commit_ok,
-  Command.start_view_change,
-  Command.do_view_change,
-  Command.start_view,
-  Command.request_start_view,
-  Command.request_headers,
-  Command.headers,
-  Command.request_prepare,
-  Command.request_sync,
-  Command.sync_chunk,
-  Command.request_value,
-  Command.value,
-];
+const replica_commands = [...peer_commands, Command.request_value, Command.value];
 
 /** What a forger knows of the cluster: its identity and roughly where it is. */
 export interface ForgeTarget extends FuzzTarget {

@@ -4,7 +4,7 @@
  * and the script that carries it is plain ASCII.
  */
 import { toastyfsCommand } from "./cluster.ts";
-import type { RunOptions, RunResult } from "./cli.ts";
+import { runCommand, type RunOptions, type RunResult } from "./cli.ts";
 
 export type RawArg = string | Uint8Array;
 
@@ -30,20 +30,7 @@ export function raw(text: string): Uint8Array {
 }
 
 /** Runs toastyfs with these exact argument bytes; stdin is empty unless given. */
-export async function toastyfsRaw(args: RawArg[], options: RunOptions = {}): Promise<RunResult> {
-  const started = performance.now();
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) env[k] = v;
-  const stdin = options.stdin === undefined || options.stdin === "ignore" ? "ignore" : typeof options.stdin === "string" ? new TextEncoder().encode(options.stdin) : options.stdin;
+export function toastyfsRaw(args: RawArg[], options: RunOptions = {}): Promise<RunResult> {
   const script = `exec "$@" ${args.map(bashQuote).join(" ")}`;
-  const child = Bun.spawn(["bash", "-c", script, "bash", ...toastyfsCommand()], { stdin, stdout: "pipe", stderr: "pipe", env, ...(options.cwd ? { cwd: options.cwd } : {}) });
-  let timed_out = false;
-  const timer = setTimeout(() => {
-    timed_out = true;
-    child.kill("SIGKILL");
-  }, options.timeout_ms ?? 30_000);
-  const [stdout_bytes, stderr] = await Promise.all([new Response(child.stdout).bytes(), new Response(child.stderr).text()]);
-  const code = await child.exited;
-  clearTimeout(timer);
-  return { code: timed_out ? null : code, stdout: new TextDecoder().decode(stdout_bytes), stdout_bytes, stderr, elapsed_ms: performance.now() - started, timed_out };
+  return runCommand(["bash", "-c", script, "bash", ...toastyfsCommand()], options);
 }
