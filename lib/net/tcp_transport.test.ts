@@ -428,4 +428,94 @@ describe("TcpTransport", () => {
     await waitFor("all delivered", () => r.received.length === messages.length);
     expect(r.received.map((x) => x.message.header.checksum)).toEqual(messages.map((m) => m.header.checksum));
   });
+
+  // --- connection admission (lib/net/admission.ts) -----------------------------------------
+
+  /** A replica (index 0 of `peer_count`) that answers every client request with a reply. */
+  async function answeringReplica(port: number, peer_count: number, admission: TransportOptions["admission"]): Promise<{ node: Node; peers: Address[] }> {
+    const peers = [addr(port), ...freePorts(peer_count - 1).map(addr)];
+    const node = await startNode({ self: 0, listen: peers[0], peers, admission }, (n, m) => {
+      if (m.header.command === Command.request) n.transport.sendToClient(m.header.client, makeMessage({ command: Command.reply, replica: 0, client: m.header.client, request: m.header.request }));
+    });
+    return { node, peers };
+  }
+
+  /** A client transport that sends one request and waits for its reply. */
+  async function requestReply(peers: Address[], client: bigint): Promise<Node> {
+    const c = await startNode({ self: null, peers });
+    c.transport.sendToReplica(0, makeMessage({ command: Command.request, client, request: 1 }));
+    await waitFor(`client ${client} gets its reply`, () => c.received.length === 1);
+    return c;
+  }
+
+  test("connections that never send a frame cannot lock out a client from their own address, and time out", async () => {
+    const [port] = freePorts(1);
+    const { node: replica, peers } = await answeringReplica(port!, 1, { unidentified_per_address_max: 8, unidentified_connections_max: 16, first_frame_timeout_ms: 400 });
+    const idle = await Promise.all(Array.from({ length: 40 }, () => rawConnect(port!)));
+    idle[0]!.socket.write(new Uint8Array(20)); // part of a header, then nothing
+    await waitFor("the replica made room", () => replica.transport.stats.connections_evicted_unidentified === 32);
+    // Every one of those connections came from 127.0.0.1, like the client, whose own connection
+    // pushes out one more.
+    await requestReply(peers, 7n);
+    expect(replica.transport.stats.connections_evicted_unidentified).toBe(33);
+    // The 7 left close after the first-frame timeout.
+    await waitFor("the idle connections are all closed", () => idle.every((r) => r.closed));
+    expect(replica.transport.stats.connections_closed_first_frame_timeout).toBe(7);
+    expect(replica.transport.incoming_connections).toBe(1);
+    const warnings = replica.logs.filter((l) => l.includes("leaving them idle"));
+    expect(warnings.length).toBe(1); // one line per address per minute for the whole flood
+    expect(warnings[0]).toStartWith("warn: closing connection 127.0.0.1:");
+    expect(warnings[0]).toContain("8 connections from 127.0.0.1 have not sent their first frame (limit 8 per address)");
+  });
+
+  test("clients beyond the limits are refused at their first frame; a replica never is", async () => {
+    const [port] = freePorts(1);
+    const { node: replica, peers } = await answeringReplica(port!, 2, { client_connections_per_address_max: 3, client_connections_max: 5 });
+    for (let i = 1; i <= 3; i++) await requestReply(peers, BigInt(i));
+    const fourth = await startNode({ self: null, peers });
+    fourth.transport.sendToReplica(0, makeMessage({ command: Command.request, client: 4n, request: 1 }));
+    await waitFor("the fourth client from 127.0.0.1 is refused", () => fourth.closes.length > 0);
+    expect(fourth.received.length).toBe(0);
+    expect(replica.transport.stats.connections_rejected).toBe(1);
+    const refusals = replica.logs.filter((l) => l.includes("refusing client connection"));
+    expect(refusals.length).toBe(1);
+    expect(refusals[0]).toContain("3 client connections from 127.0.0.1 are open (limit 3 per address)");
+    // Every client slot of this address is taken; the other replica, from the same address, still
+    // gets in and is heard.
+    const other = await startNode({ self: 1, listen: peers[1], peers });
+    other.transport.sendToReplica(0, ping(1, 1));
+    await waitFor("replica 0 hears replica 1", () => replica.received.some((r) => r.message.header.command === Command.ping && r.message.header.replica === 1));
+    expect(replica.transport.stats.connections_rejected).toBe(1);
+  });
+
+  test("an idle client connection is closed after the idle timeout; an idle replica connection is not", async () => {
+    const [port] = freePorts(1);
+    const { node: replica, peers } = await answeringReplica(port!, 2, { client_idle_timeout_ms: 300 });
+    const other = await startNode({ self: 1, listen: peers[1], peers });
+    other.transport.sendToReplica(0, ping(1, 1));
+    const client = await requestReply(peers, 9n);
+    await waitFor("the idle client connection is closed", () => client.closes.length > 0, 5000);
+    expect(replica.transport.stats.connections_closed_idle).toBe(1);
+    expect(other.transport.isConnected(0)).toBe(true);
+    expect(replica.transport.incoming_connections).toBe(1);
+    // The client dials again when it next has a request.
+    client.transport.sendToReplica(0, makeMessage({ command: Command.request, client: 9n, request: 2 }));
+    await waitFor("the second reply", () => client.received.length === 2);
+  });
+
+  test("a replica's newer connections replace its least recently active one beyond the per-replica limit", async () => {
+    const [port] = freePorts(1);
+    const { node: replica } = await answeringReplica(port!, 2, { peer_connections_per_replica_max: 2 });
+    const connections: Raw[] = [];
+    for (let i = 0; i < 3; i++) {
+      const raw = await rawConnect(port!);
+      raw.socket.write(encode(ping(1, i)));
+      connections.push(raw);
+      await waitFor(`ping ${i} arrives`, () => replica.received.length === i + 1);
+    }
+    connections[1]!.socket.write(encode(ping(1, 10))); // the first is now the least recently active
+    await waitFor("the first connection is replaced", () => connections[0]!.closed);
+    expect(connections[1]!.closed || connections[2]!.closed).toBe(false);
+    expect(replica.transport.stats.connections_peer_replaced).toBe(1);
+  });
 });

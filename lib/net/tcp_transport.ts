@@ -18,8 +18,10 @@
  * message and then heard nothing at all from its replica for peer_silence_timeout_ms is closed and
  * redialed: that is how a half-open connection (peer powered off, partition) is noticed, because
  * Bun's socket.timeout() is too coarse to use (notes/bun.md §4). TCP keepalive backs this up for
- * accepted connections. Sends never block and never buffer without bound: above the write bound,
- * messages are dropped and counted (VSR retries).
+ * accepted connections. Accepted connections are admitted by lib/net/admission.ts: idle ones that
+ * never send a frame cannot lock clients or replicas out, clients are limited per address and in
+ * all, and replicas' connections are kept apart from clients'. Sends never block and never buffer
+ * without bound: above the write bound, messages are dropped and counted (VSR retries).
  *
  * Exceptions thrown by handlers.onMessage are not network errors: the connection they came in on is
  * closed and the exception is rethrown from a microtask, so an assertion failure in the replica
@@ -30,6 +32,7 @@ import { sender_client } from "../constants.ts";
 import { formatAddress, type Address } from "./address.ts";
 import { Command, type Message } from "./codec.ts";
 import { Backoff, reconnect_backoff_max_ms, reconnect_backoff_min_ms } from "./backoff.ts";
+import { Admission, type AdmissionLimits, type LimitScope } from "./admission.ts";
 import { Connection, type ConnectionInfo, type Direction, type SocketData, type TransportSocket } from "./connection.ts";
 import { FrameError, FrameReader } from "./frame_reader.ts";
 import { FrameWriter, write_buffer_size_max } from "./frame_writer.ts";
@@ -64,8 +67,6 @@ export const transport_tick_ms = 100;
  * again from reconnect_backoff_min_ms. One that dies sooner keeps backing off (a peer that
  * accepts and immediately closes must not be redialed 20 times a second). */
 export const connection_stable_ms = 1000;
-/** Accepted connections beyond this are closed at once (bounded memory under a connection flood). */
-export const incoming_connections_max = 4096;
 /** Client ids one connection may claim for reply routing; beyond it the oldest is forgotten. */
 export const clients_per_connection_max = 1024;
 /** TCP keepalive idle time (Bun then probes every 1 s, 10 times): reaps dead accepted connections. */
@@ -97,6 +98,8 @@ export interface TransportOptions {
   peer_silence_timeout_ms?: number;
   reconnect_backoff_min_ms?: number;
   reconnect_backoff_max_ms?: number;
+  /** Overrides for the connection limits of lib/net/admission.ts (tests use small ones). */
+  admission?: Partial<AdmissionLimits>;
   log(level: LogLevel, text: string): void;
 }
 
@@ -126,8 +129,17 @@ export interface TransportStats {
   /** Queued bytes discarded because their connection closed or failed to connect. */
   bytes_dropped_disconnected: number;
   connections_accepted: number;
-  /** Accepted connections closed at once because incoming_connections_max were open. */
+  /** Client connections closed at their first frame because the client limits (in all or per
+   * address, lib/net/admission.ts) were reached. */
   connections_rejected: number;
+  /** Accepted connections that had sent no complete frame, closed to make room for a new one. */
+  connections_evicted_unidentified: number;
+  /** Accepted connections closed for not completing a frame within first_frame_timeout_ms. */
+  connections_closed_first_frame_timeout: number;
+  /** Client connections closed after client_idle_timeout_ms without a frame. */
+  connections_closed_idle: number;
+  /** A replica's older connections closed when a newer one exceeded its per-replica limit. */
+  connections_peer_replaced: number;
   /** Connect attempts, and how they ended. */
   connects: number;
   connects_succeeded: number;
@@ -189,6 +201,10 @@ export class TcpTransport {
     bytes_dropped_disconnected: 0,
     connections_accepted: 0,
     connections_rejected: 0,
+    connections_evicted_unidentified: 0,
+    connections_closed_first_frame_timeout: 0,
+    connections_closed_idle: 0,
+    connections_peer_replaced: 0,
     connects: 0,
     connects_succeeded: 0,
     connect_failures: 0,
@@ -198,6 +214,9 @@ export class TcpTransport {
 
   private readonly peers: Peer[];
   private readonly incoming = new Set<Connection>();
+  private readonly admission: Admission<Connection>;
+  /** When idle client connections were last looked for (once a second is plenty). */
+  private idle_checked_ms = 0;
   /** Client id -> the connection its last request came in on. */
   private readonly routes = new Map<bigint, Connection>();
   /** Writers that were sent something since the last flushWrites (flush_per_turn only). */
@@ -231,6 +250,7 @@ export class TcpTransport {
     this.peer_silence_timeout_ms = options.peer_silence_timeout_ms ?? peer_silence_timeout_ms;
     this.write_buffer_size_max = options.write_buffer_size_max ?? write_buffer_size_max;
     this.dial = options.dial ?? ((dial_options) => Bun.connect<SocketData>(dial_options));
+    this.admission = new Admission(options.admission);
     assert(this.connect_timeout_ms > 0 && this.peer_silence_timeout_ms > 0, "TcpTransport: timeouts must be positive");
     const backoff_min = options.reconnect_backoff_min_ms ?? reconnect_backoff_min_ms;
     const backoff_max = options.reconnect_backoff_max_ms ?? reconnect_backoff_max_ms;
@@ -489,22 +509,65 @@ export class TcpTransport {
   }
 
   private onAccepted(socket: TransportSocket): void {
-    if (this.closed || this.incoming.size >= incoming_connections_max) {
-      this.counters.connections_rejected += 1;
-      const host = socket.remoteAddress;
-      if (!this.closed && this.log_limiter.admit(`accept ${host}`, nowMs()) !== null) {
-        this.options.log("warn", `refusing connection from ${formatAddress({ host, port: socket.remotePort })}: ${incoming_connections_max} connections already open`);
-      }
+    if (this.closed) {
       socket.terminate();
       return;
     }
     const remote = formatAddress({ host: socket.remoteAddress, port: socket.remotePort });
     const connection = new Connection(this.newInfo("incoming", remote, null), socket.remoteAddress, this.newReader(), this.newWriter());
     socket.data = connection;
+    connection.opened_at_ms = connection.last_frame_ms = nowMs();
     this.incoming.add(connection);
     this.counters.connections_accepted += 1;
+    const room = this.admission.accept(connection);
+    if (room !== null) {
+      this.counters.connections_evicted_unidentified += 1;
+      const limit = room.scope === "address" ? `${room.waiting} connections from ${room.evicted.remote_host} have not sent their first frame (limit ${this.admission.limits.unidentified_per_address_max} per address)` : `${room.waiting} connections in all have not sent their first frame (limit ${this.admission.limits.unidentified_connections_max})`;
+      this.idleWarning(room.evicted, `closing connection ${room.evicted.info.remote}, which sent no complete frame in ${Math.round(nowMs() - room.evicted.opened_at_ms)} ms, to make room: ${limit}`);
+      this.terminate(room.evicted, "no frame yet; closed to make room for a new connection");
+    }
     this.opened(connection, socket);
     this.options.log("debug", `accepted connection from ${connection.info.remote}`);
+  }
+
+  /** One line per address per minute for connections that stay idle, whatever closed them. */
+  private idleWarning(connection: Connection, what: string): void {
+    const host = connection.remote_host;
+    const suppressed = this.log_limiter.admit(`idle ${host}`, nowMs());
+    if (suppressed === null) return;
+    const more = suppressed > 0 ? ` (${suppressed} more such connections from ${host} closed since the last line)` : "";
+    this.options.log("warn", `${what}. Something at ${host} is opening connections and leaving them idle (a client or replica sends a frame as soon as it connects); clients and replicas can still connect${more}`);
+  }
+
+  /** The first whole frame on an accepted connection says whose it is (lib/net/admission.ts).
+   * False: the connection was closed and the message must not be delivered. */
+  private identify(connection: Connection, sender: number): boolean {
+    const outcome = this.admission.identify(connection, sender, this.peers.length);
+    if (!outcome.admitted) {
+      this.counters.connections_rejected += 1;
+      this.refusedClient(connection, outcome.scope);
+      this.terminate(connection, "client connection limit reached");
+      return false;
+    }
+    if (outcome.replaced !== null) {
+      this.counters.connections_peer_replaced += 1;
+      const replaced = outcome.replaced;
+      if (this.log_limiter.admit(`replaced ${sender}`, nowMs()) !== null) {
+        this.options.log("info", `closing connection ${replaced.info.remote} from replica ${sender}: its newer connection ${connection.info.remote} makes ${this.admission.limits.peer_connections_per_replica_max + 1} (a replica that reconnected while old connections lingered, or something else claiming to be replica ${sender})`);
+      }
+      this.terminate(replaced, `replaced by a newer connection from replica ${sender}`);
+    }
+    return true;
+  }
+
+  private refusedClient(connection: Connection, scope: LimitScope): void {
+    const host = connection.remote_host;
+    const suppressed = this.log_limiter.admit(`clients ${host}`, nowMs());
+    if (suppressed === null) return;
+    const limits = this.admission.limits;
+    const open = scope === "address" ? `${this.admission.fromHost(host).clients} client connections from ${host} are open (limit ${limits.client_connections_per_address_max} per address)` : `${this.admission.counts.clients} client connections are open (limit ${limits.client_connections_max})`;
+    const more = suppressed > 0 ? ` (${suppressed} more refused since the last line)` : "";
+    this.options.log("warn", `refusing client connection ${connection.info.remote}: ${open}; idle client connections are closed after ${limits.client_idle_timeout_ms / 1000} s without a request, or run fewer clients per host${more}`);
   }
 
   private opened(connection: Connection, socket: TransportSocket): void {
@@ -533,6 +596,7 @@ export class TcpTransport {
     this.counters.bytes_dropped_disconnected += discarded;
     if (connection.info.direction === "incoming") {
       this.incoming.delete(connection);
+      this.admission.remove(connection);
       this.unflushed.delete(connection.writer);
       for (const client of connection.clients) {
         if (this.routes.get(client) === connection) this.routes.delete(client);
@@ -572,12 +636,17 @@ export class TcpTransport {
     if (connection.closed || this.closed) return;
     this.counters.bytes_in += chunk.length;
     const reader = connection.reader;
+    const incoming = connection.info.direction === "incoming";
     try {
       reader.push(chunk);
       for (;;) {
         const message = reader.next();
         if (message === null) return;
         this.counters.frames_in += 1;
+        if (incoming) {
+          if (connection.role === "unidentified" && !this.identify(connection, message.header.replica)) return;
+          connection.last_frame_ms = nowMs();
+        }
         this.noteReceived(connection, message);
         this.handlers.onMessage(message, connection.info);
         if (connection.closed || this.closed) return; // the handler closed it
@@ -679,6 +748,23 @@ export class TcpTransport {
     }
     for (const connection of this.incoming) {
       if (connection.writer.is_blocked) connection.writer.flush();
+    }
+    this.closeIdle(now);
+  }
+
+  private closeIdle(now: number): void {
+    for (const connection of this.admission.firstFrameOverdue(now)) {
+      this.counters.connections_closed_first_frame_timeout += 1;
+      const partial = connection.reader.buffered_bytes > 0 ? ` (${connection.reader.buffered_bytes} bytes of one arrived)` : "";
+      this.idleWarning(connection, `closing connection ${connection.info.remote}: no complete frame within ${this.admission.limits.first_frame_timeout_ms} ms of connecting${partial}`);
+      this.terminate(connection, "no complete frame in time");
+    }
+    if (now - this.idle_checked_ms < 1000) return;
+    this.idle_checked_ms = now;
+    for (const connection of this.admission.idleClients(now)) {
+      this.counters.connections_closed_idle += 1;
+      this.options.log("debug", `closing client connection ${connection.info.remote}: no request for ${Math.round((now - connection.last_frame_ms) / 1000)} s (the client dials again when it needs to)`);
+      this.terminate(connection, "idle client connection");
     }
   }
 }
