@@ -6,7 +6,10 @@ import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { header_size, sender_client } from "../constants.ts";
 import { Prng } from "../util/prng.ts";
+import { Result } from "../store/operations.ts";
 import { Command, Offset, encode, type Message } from "./codec.ts";
+import { clusterMismatchOf } from "./cluster_mismatch.ts";
+import { FrameReader } from "./frame_reader.ts";
 import { TcpTransport, TransportError, type Address, type ConnectionInfo, type TransportOptions } from "./tcp_transport.ts";
 import { concat, freePorts, makeMessage, randomBytes, randomMessage, sameBytes, test_cluster, waitFor, withU32 } from "./test_support.ts";
 
@@ -517,5 +520,85 @@ describe("TcpTransport", () => {
     await waitFor("the first connection is replaced", () => connections[0]!.closed);
     expect(connections[1]!.closed || connections[2]!.closed).toBe(false);
     expect(replica.transport.stats.connections_peer_replaced).toBe(1);
+  });
+
+  // --- frames of another cluster (lib/net/cluster_mismatch.ts) -------------------------------
+
+  /** A raw connection that records every byte it receives. */
+  async function rawRecording(port: number): Promise<{ raw: Raw; bytes: () => Uint8Array }> {
+    const chunks: Uint8Array[] = [];
+    const state = { closed: false };
+    const socket = await Bun.connect({ hostname: host, port, socket: { binaryType: "uint8array", data: (_s, d) => void chunks.push(d), close: () => void (state.closed = true) } });
+    cleanup.push(() => socket.terminate());
+    const raw: Raw = {
+      socket,
+      get closed() {
+        return state.closed;
+      },
+    };
+    return { raw, bytes: () => concat(chunks) };
+  }
+
+  test("a client frame of another cluster gets one small wrong_cluster reply, however much follows, then the connection closes", async () => {
+    const [port] = freePorts(1);
+    const replica = await startNode({ self: 0, listen: addr(port!), peers: [addr(port!)] });
+    const { raw, bytes } = await rawRecording(port!);
+    const foreign = (request: number) => encode(makeMessage({ command: Command.request, cluster: 0xdeadn, client: 42n, request }));
+    raw.socket.write(concat([foreign(1), foreign(2), foreign(3), randomBytes(new Prng(1), 1000)]));
+    await waitFor("the replica closes the connection", () => raw.closed);
+    const answer = bytes();
+    expect(answer.length).toBe(header_size + 8);
+    const reader = new FrameReader({ cluster: 0xdeadn });
+    reader.push(answer);
+    const reply = reader.next()!;
+    expect([reply.header.command, reply.header.result, reply.header.client, reply.header.request]).toEqual([Command.reply, Result.wrong_cluster, 42n, 1]);
+    expect(clusterMismatchOf(reply)).toBe(test_cluster);
+    expect(replica.transport.stats.cluster_mismatch_replies).toBe(1);
+    expect(replica.transport.stats.frames_dropped_invalid).toBe(1);
+    expect(replica.received.length).toBe(0);
+    expect(replica.logs.filter((l) => l.includes("sent requests for cluster 0x000000000000dead, ours is")).length).toBe(1);
+  });
+
+  test("a frame of another cluster that no client or replica would send is not answered", async () => {
+    const [port] = freePorts(1);
+    const replica = await startNode({ self: 0, listen: addr(port!), peers: [addr(port!)] });
+    for (const fields of [{ command: Command.prepare, replica: sender_client }, { command: Command.reply, replica: sender_client }, { command: Command.ping, replica: 200 }]) {
+      const { raw, bytes } = await rawRecording(port!);
+      raw.socket.write(encode(makeMessage({ ...fields, cluster: 0xdeadn })));
+      await waitFor("the replica closes the connection", () => raw.closed);
+      expect(bytes().length).toBe(0);
+    }
+    expect(replica.transport.stats.cluster_mismatch_replies).toBe(0);
+    expect(replica.transport.stats.frames_dropped_invalid).toBe(3);
+  });
+
+  test("a client of another cluster hears wrong_cluster as a reply to its request", async () => {
+    const [port] = freePorts(1);
+    await startNode({ self: 0, listen: addr(port!), peers: [addr(port!)] });
+    const client = await startNode({ self: null, peers: [addr(port!)], cluster: 0xdeadn });
+    client.transport.sendToReplica(0, makeMessage({ command: Command.request, cluster: 0xdeadn, client: 5n, request: 1 }));
+    await waitFor("the reply", () => client.received.length === 1);
+    expect(client.received[0]!.message.header.result).toBe(Result.wrong_cluster);
+    expect(clusterMismatchOf(client.received[0]!.message)).toBe(test_cluster);
+  });
+
+  test("a replica of another cluster: both sides say why, once, and the refusal never reaches the replica", async () => {
+    const [pa, pb] = freePorts(2);
+    const peers = [addr(pa!), addr(pb!)];
+    const a = await startNode({ self: 0, listen: peers[0], peers, cluster: 0xaaaan, reconnect_backoff_max_ms: 50 });
+    const b = await startNode({ self: 1, listen: peers[1], peers, cluster: 0xbbbbn });
+    let op = 0;
+    await waitFor("a has been refused 10 times", () => {
+      a.transport.sendToReplica(1, makeMessage({ command: Command.ping, replica: 0, op: op++, cluster: 0xaaaan }));
+      return b.transport.stats.cluster_mismatch_replies >= 10;
+    });
+    expect(a.received.length).toBe(0);
+    expect(b.received.length).toBe(0);
+    const refused = a.logs.filter((l) => l.includes("refused our connection"));
+    expect(refused).toEqual([
+      `warn: replica 1 at 127.0.0.1:${pb} refused our connection: it belongs to cluster 0x000000000000bbbb, ours is 0x000000000000aaaa, because its --addr/--peer list differs from ours. Start every replica with the same set of addresses, in any order (retrying with backoff up to 50 ms)`,
+    ]);
+    expect(a.logs.filter((l) => l.startsWith("info:") && l.includes(`${pb}`)).length).toBeLessThanOrEqual(1);
+    expect(b.logs.filter((l) => l.includes("sent frames of cluster 0x000000000000aaaa, ours is 0x000000000000bbbb: its --addr/--peer list differs from ours")).length).toBe(1);
   });
 });

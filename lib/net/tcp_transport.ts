@@ -23,6 +23,10 @@
  * all, and replicas' connections are kept apart from clients'. Sends never block and never buffer
  * without bound: above the write bound, messages are dropped and counted (VSR retries).
  *
+ * A frame whose only fault is another cluster id (a client or replica given another address list)
+ * gets one wrong_cluster reply before its connection closes (lib/net/cluster_mismatch.ts); a
+ * replica that receives such a reply says in its log why its peer refused it.
+ *
  * Exceptions thrown by handlers.onMessage are not network errors: the connection they came in on is
  * closed and the exception is rethrown from a microtask, so an assertion failure in the replica
  * still stops the process instead of being swallowed here.
@@ -30,11 +34,12 @@
 import { assert } from "../util/assert.ts";
 import { sender_client } from "../constants.ts";
 import { formatAddress, type Address } from "./address.ts";
-import { Command, type Message } from "./codec.ts";
+import { Command, type Header, type Message } from "./codec.ts";
 import { Backoff, reconnect_backoff_max_ms, reconnect_backoff_min_ms } from "./backoff.ts";
 import { Admission, type AdmissionLimits, type LimitScope } from "./admission.ts";
 import { Connection, type ConnectionInfo, type Direction, type SocketData, type TransportSocket } from "./connection.ts";
-import { FrameError, FrameReader } from "./frame_reader.ts";
+import { FrameError, FrameReader, hex64 } from "./frame_reader.ts";
+import { answersClusterMismatch, clusterMismatchOf, clusterMismatchReply } from "./cluster_mismatch.ts";
 import { FrameWriter, write_buffer_size_max } from "./frame_writer.ts";
 import { LogLimiter } from "./log_limiter.ts";
 import type { SocketHandler, TCPSocketConnectOptions } from "bun";
@@ -120,6 +125,8 @@ export interface TransportStats {
   frames_out: number;
   /** Invalid frames; each closed its connection. */
   frames_dropped_invalid: number;
+  /** Of those, frames of another cluster answered with wrong_cluster (one per connection). */
+  cluster_mismatch_replies: number;
   /** Connections the peer closed in the middle of a frame (the partial frame is dropped). */
   frames_truncated: number;
   /** Messages dropped because their connection's write buffer was at its bound. */
@@ -175,6 +182,9 @@ class Peer {
   last_received_ms: number | null = null;
   /** Consecutive failed connect attempts, for logging. */
   failures = 0;
+  /** Set when this replica answered wrong_cluster: it belongs to another cluster (its cluster id,
+   * or null if it did not say). Quiets the reconnect log lines until it is heard from properly. */
+  foreign_cluster: bigint | null | undefined = undefined;
 
   constructor(
     readonly index: number,
@@ -195,6 +205,7 @@ export class TcpTransport {
     bytes_in: 0,
     frames_out: 0,
     frames_dropped_invalid: 0,
+    cluster_mismatch_replies: 0,
     frames_truncated: 0,
     messages_dropped_backpressure: 0,
     messages_dropped_no_route: 0,
@@ -504,7 +515,7 @@ export class TcpTransport {
     peer.connect_timer = null;
     this.counters.connects_succeeded += 1;
     this.opened(connection, socket);
-    this.options.log("info", `connected to replica ${peer.index} at ${peer.remote}${peer.failures > 0 ? ` after ${peer.failures} failed attempts` : ""}`);
+    this.options.log(peer.foreign_cluster === undefined ? "info" : "debug", `connected to replica ${peer.index} at ${peer.remote}${peer.failures > 0 ? ` after ${peer.failures} failed attempts` : ""}`);
     peer.failures = 0;
   }
 
@@ -610,7 +621,8 @@ export class TcpTransport {
         if (nowMs() - connection.opened_at_ms >= connection_stable_ms) peer.backoff.reset();
         peer.next_attempt_ms = nowMs() + peer.backoff.next();
       }
-      if (!this.closed) this.options.log("info", `connection to replica ${connection.info.peer} at ${connection.info.remote} closed: ${reason}${discarded > 0 ? ` (${discarded} queued bytes dropped)` : ""}`);
+      const level = peer.foreign_cluster === undefined ? "info" : "debug"; // said once a minute in onForeignReply
+      if (!this.closed) this.options.log(level, `connection to replica ${connection.info.peer} at ${connection.info.remote} closed: ${reason}${discarded > 0 ? ` (${discarded} queued bytes dropped)` : ""}`);
     }
     this.handlers.onConnectionClose?.(connection.info, reason);
     if (this.on_all_closed !== null && this.allClosed()) this.on_all_closed();
@@ -646,6 +658,9 @@ export class TcpTransport {
         if (incoming) {
           if (connection.role === "unidentified" && !this.identify(connection, message.header.replica)) return;
           connection.last_frame_ms = nowMs();
+        } else if (this.options.self !== null) {
+          const foreign = clusterMismatchOf(message);
+          if (foreign !== undefined) return this.onForeignReply(connection, foreign);
         }
         this.noteReceived(connection, message);
         this.handlers.onMessage(message, connection.info);
@@ -659,6 +674,10 @@ export class TcpTransport {
 
   private rejectFrame(connection: Connection, error: FrameError): void {
     this.counters.frames_dropped_invalid += 1;
+    const foreign = error.foreign;
+    if (foreign !== null && connection.info.direction === "incoming" && this.options.self !== null && answersClusterMismatch(foreign)) {
+      return this.answerForeign(connection, foreign);
+    }
     const host = connection.remote_host;
     const suppressed = this.log_limiter.admit(`invalid ${host}`, nowMs());
     if (suppressed !== null) {
@@ -666,6 +685,47 @@ export class TcpTransport {
       this.options.log("warn", `closing ${connection.info.direction} connection ${connection.info.remote}: invalid frame (${error.code}): ${error.message}${more}`);
     }
     this.terminate(connection, `invalid frame (${error.code})`);
+  }
+
+  /** A frame of another cluster: say so once (the sender learns why), log it once a minute per
+   * address, and close the connection after the answer has been written. */
+  private answerForeign(connection: Connection, foreign: Header): void {
+    this.counters.cluster_mismatch_replies += 1;
+    const host = connection.remote_host;
+    const suppressed = this.log_limiter.admit(`cluster ${host} ${foreign.replica === sender_client ? "client" : "replica"}`, nowMs());
+    if (suppressed !== null) {
+      const ours = hex64(this.options.cluster);
+      const theirs = hex64(foreign.cluster);
+      const more = suppressed > 0 ? ` (${suppressed} more such connections from ${host} since the last line)` : "";
+      this.options.log(
+        "warn",
+        foreign.replica === sender_client
+          ? `a client at ${connection.info.remote} sent requests for cluster ${theirs}, ours is ${ours}: its address list differs from the replicas' (localhost for 127.0.0.1, a missing or extra address); answered wrong_cluster and closed the connection. Give every client the same addresses as the replicas, in any order${more}`
+          : `replica at ${connection.info.remote} (replica ${foreign.replica} of its cluster) sent frames of cluster ${theirs}, ours is ${ours}: its --addr/--peer list differs from ours; answered wrong_cluster and closed the connection. Start every replica with the same set of addresses, in any order${more}`,
+      );
+    }
+    connection.closing_reason = "another cluster: answered wrong_cluster";
+    if (connection.socket !== null && connection.writer.send(clusterMismatchReply(foreign, this.options.cluster))) {
+      connection.writer.flush();
+      connection.socket.end(); // after the answer, not instead of it (terminate would discard it)
+    }
+    this.terminate(connection, connection.closing_reason); // bookkeeping, if end() did not close it yet
+  }
+
+  /** The replica this node dialed answered wrong_cluster: it belongs to another cluster. */
+  private onForeignReply(connection: Connection, theirs: bigint | null): void {
+    const peer = this.peers[connection.info.peer!]!;
+    peer.foreign_cluster = theirs;
+    const suppressed = this.log_limiter.admit(`foreign ${peer.remote}`, nowMs());
+    if (suppressed !== null) {
+      const more = suppressed > 0 ? ` (refused ${suppressed} more times since the last line)` : "";
+      const cluster = theirs === null ? "another cluster" : `cluster ${hex64(theirs)}`;
+      this.options.log(
+        "warn",
+        `replica ${peer.index} at ${peer.remote} refused our connection: it belongs to ${cluster}, ours is ${hex64(this.options.cluster)}, because its --addr/--peer list differs from ours. Start every replica with the same set of addresses, in any order (retrying with backoff up to ${peer.backoff.max_ms} ms)${more}`,
+      );
+    }
+    this.terminate(connection, "refused: the replica belongs to another cluster");
   }
 
   /** Liveness bookkeeping and reply routing: the only header fields the transport reads. */
@@ -684,6 +744,7 @@ export class TcpTransport {
 
   private heardFrom(index: number, now: number): void {
     const peer = this.peers[index]!;
+    peer.foreign_cluster = undefined;
     peer.last_received_ms = now;
     peer.unanswered_since_ms = null;
   }
