@@ -28,8 +28,9 @@
  * replica that receives such a reply says in its log why its peer refused it.
  *
  * Exceptions thrown by handlers.onMessage are not network errors: the connection they came in on is
- * closed and the exception is rethrown from a microtask, so an assertion failure in the replica
- * still stops the process instead of being swallowed here.
+ * closed and the exception is rethrown from a microtask rather than swallowed here. That alone
+ * does not stop a Bun process whose main module is still awaiting (it prints the error and runs
+ * on), so a replica node catches its replica's exceptions itself and exits (lib/node/replica_node.ts).
  */
 import { assert } from "../util/assert.ts";
 import { sender_client } from "../constants.ts";
@@ -72,6 +73,8 @@ export const transport_tick_ms = 100;
  * again from reconnect_backoff_min_ms. One that dies sooner keeps backing off (a peer that
  * accepts and immediately closes must not be redialed 20 times a second). */
 export const connection_stable_ms = 1000;
+/** How often client connections are checked for the idle timeout (lib/net/admission.ts). */
+export const idle_check_interval_ms = 1000;
 /** Client ids one connection may claim for reply routing; beyond it the oldest is forgotten. */
 export const clients_per_connection_max = 1024;
 /** TCP keepalive idle time (Bun then probes every 1 s, 10 times): reaps dead accepted connections. */
@@ -226,7 +229,7 @@ export class TcpTransport {
   private readonly peers: Peer[];
   private readonly incoming = new Set<Connection>();
   private readonly admission: Admission<Connection>;
-  /** When idle client connections were last looked for (once a second is plenty). */
+  /** When idle client connections were last looked for (every idle_check_interval_ms). */
   private idle_checked_ms = 0;
   /** Client id -> the connection its last request came in on. */
   private readonly routes = new Map<bigint, Connection>();
@@ -820,7 +823,7 @@ export class TcpTransport {
       this.idleWarning(connection, `closing connection ${connection.info.remote}: no complete frame within ${this.admission.limits.first_frame_timeout_ms} ms of connecting${partial}`);
       this.terminate(connection, "no complete frame in time");
     }
-    if (now - this.idle_checked_ms < 1000) return;
+    if (now - this.idle_checked_ms < idle_check_interval_ms) return;
     this.idle_checked_ms = now;
     for (const connection of this.admission.idleClients(now)) {
       this.counters.connections_closed_idle += 1;
