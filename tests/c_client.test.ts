@@ -126,6 +126,13 @@ describe("C client against a real 3-replica cluster", () => {
     console.log(`valgrind client_test roundtrip: ${summary(r)}`);
   }, 60_000);
 
+  test("given a subset of the addresses, an operation fails at once with TOASTYFS_WRONG_CLUSTER naming the replica (valgrind clean)", async () => {
+    const subset = cluster.replicas.slice(0, 2).map((r) => r.address).join(",");
+    const r = await runValgrind([path.join(build_dir, "client_test"), "wrong-cluster", subset], 45_000);
+    expect(r.stdout).toContain("wrong-cluster: ok");
+    console.log(r.stdout.trim());
+  }, 60_000);
+
   test("a stream of puts survives kill -9 of the primary: every put succeeds and reads back", async () => {
     const proc = Bun.spawn([path.join(build_dir, "client_test"), "failover", cluster.cluster_arg], {
       cwd: c_dir,

@@ -109,7 +109,8 @@ enum {
     TFS_RESULT_NOT_PRIMARY = 7,
     TFS_RESULT_BUSY = 8,
     TFS_RESULT_UNAVAILABLE = 9,
-    TFS_RESULT_NO_SPACE = 10
+    TFS_RESULT_NO_SPACE = 10,
+    TFS_RESULT_WRONG_CLUSTER = 11
 };
 
 /* Why a frame was rejected (§1.5). Each closes the connection it came on. */

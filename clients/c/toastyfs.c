@@ -271,7 +271,10 @@ static int pump(ToastyFS *t, tfs_call *call, int target, int64_t *attempt_deadli
                     free(frame.body);
                     continue;
                 }
-                if (frame.header[TFS_OFF_REPLICA] >= t->n || frame.header[TFS_OFF_REPLICA_COUNT] != t->n) {
+                /* A wrong_cluster reply comes from a replica of another cluster, which has no index
+                 * in ours: it carries 0 and 0 (docs/PROTOCOL.md §3.7). */
+                if (frame.header[TFS_OFF_RESULT] != TFS_RESULT_WRONG_CLUSTER &&
+                    (frame.header[TFS_OFF_REPLICA] >= t->n || frame.header[TFS_OFF_REPLICA_COUNT] != t->n)) {
                     free(frame.body);
                     conn_reject(t, c, call, "a reply with a replica index or count that does not fit this cluster");
                     if (c == target) return PUMP_TARGET_FAILED;
@@ -407,6 +410,16 @@ static int interpret(ToastyFS *t, tfs_call *call, tfs_frame *f, ToastyFS_Result 
 
     case TFS_RESULT_NO_SPACE:
         fail(res, TOASTYFS_NO_SPACE, "the cluster's disk is full: writes are refused, reads work");
+        return 0;
+
+    case TFS_RESULT_WRONG_CLUSTER:
+        /* Its cluster id (a checksum of the sorted address list) is not ours: the addresses this
+         * handle was given differ from the ones the replicas were started with. */
+        res->status = TOASTYFS_WRONG_CLUSTER;
+        set_message(res,
+                    "replica %s belongs to another cluster (its address list differs from yours: pass the same "
+                    "addresses as the replicas, in any order)",
+                    t->replicas[f->conn].text);
         return 0;
 
     default:
@@ -847,6 +860,7 @@ const char *toastyfs_strerror(int code)
     case TOASTYFS_PROTOCOL: return "protocol error: replicas sent malformed messages";
     case TOASTYFS_INVALID_ARGUMENT: return "invalid argument";
     case TOASTYFS_NO_MEMORY: return "out of memory";
+    case TOASTYFS_WRONG_CLUSTER: return "wrong cluster: a replica belongs to another cluster (the address list differs from the replicas')";
     default: return "unknown error code";
     }
 }

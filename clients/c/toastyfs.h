@@ -74,6 +74,8 @@ extern "C" {
 #define TOASTYFS_PROTOCOL (-9)           /* replicas answered with malformed or invalid messages */
 #define TOASTYFS_INVALID_ARGUMENT (-10)  /* NULL pointer, negative length, bad limit or condition */
 #define TOASTYFS_NO_MEMORY (-11)         /* malloc failed */
+#define TOASTYFS_WRONG_CLUSTER (-12)     /* a replica belongs to another cluster: the addresses given to
+                                            toastyfs_init differ from the replicas' (pass the same set) */
 
 /* Conditions of toastyfs_put_if (the values are the wire codes). */
 #define TOASTYFS_IF_VERSION 1  /* succeed only if the key exists with version == if_version */

@@ -88,6 +88,8 @@ export class Client {
   private readonly operation_timeout_ms: number;
   /** A connection to the current target closed: retry at once instead of waiting. */
   private nudge: (() => void) | null = null;
+  /** The replica (index) whose connection brought the reply awaitReply last resolved with. */
+  private replied_from: number | null = null;
 
   constructor(readonly options: ClientOptions) {
     this.membership = membership(options.addresses);
@@ -99,7 +101,7 @@ export class Client {
     this.transport = new TcpTransport(
       { cluster: this.membership.cluster, self: null, peers: this.membership.replicas, log: options.log ?? (() => {}) },
       {
-        onMessage: (message) => this.onMessage(message),
+        onMessage: (message, connection) => this.onMessage(message, connection),
         onConnectionClose: (connection: ConnectionInfo) => {
           if (connection.peer === this.target) this.nudge?.();
         },
@@ -261,13 +263,15 @@ export class Client {
     const attempt_ms = this.attempt_timeout_ms + Math.ceil((body.length / 2 ** 20) * attempt_ms_per_mib);
     let redirected = false;
     let attempts = 0;
+    /** Replicas that answered wrong_cluster: not part of the cluster these addresses describe. */
+    const foreign = new Set<number>();
     while (!this.closed) {
       const now = Date.now();
       if (now >= deadline) {
         const n = this.membership.replicas.length;
         throw new ClientError(
           "no_quorum",
-          `no replica completed the request within ${this.operation_timeout_ms} ms after ${attempts} attempts: is a majority (${Math.floor(n / 2) + 1} of ${n}) of ${this.membership.replicas.map(formatAddress).join(",")} running and reachable?`,
+          `no replica completed the request within ${this.operation_timeout_ms} ms after ${attempts} attempts: is a majority (${Math.floor(n / 2) + 1} of ${n}) of ${this.membership.replicas.map(formatAddress).join(",")} running and reachable?${foreign.size > 0 ? ` Also, ${this.describeForeign(foreign)}` : ""}`,
         );
       }
       attempts += 1;
@@ -280,6 +284,16 @@ export class Client {
         continue;
       }
       const result = reply.header.result as Result;
+      if (result === Result.wrong_cluster) {
+        // Its frames carry another cluster id. If every replica says so, the address list is wrong;
+        // if only some do, those addresses lead to another cluster, and the others may still serve.
+        const n = this.membership.replicas.length;
+        foreign.add(this.replied_from ?? this.target);
+        if (foreign.size === n) throw new ClientError("wrong_cluster", this.describeForeign(foreign));
+        while (foreign.has(this.target)) this.target = (this.target + 1) % n;
+        redirected = true;
+        continue;
+      }
       if (result === Result.not_primary) {
         const n = this.membership.replicas.length;
         const hinted = reply.header.view % n;
@@ -306,6 +320,13 @@ export class Client {
     throw new ClientError("closed", "the client is closed");
   }
 
+  private describeForeign(foreign: ReadonlySet<number>): string {
+    const addresses = [...foreign].sort((a, b) => a - b).map((i) => formatAddress(this.membership.replicas[i]!));
+    const hint = "pass the same --cluster addresses as the replicas, in any order";
+    if (addresses.length === 1) return `replica ${addresses[0]} belongs to another cluster (its address list differs from yours: ${hint})`;
+    return `replicas ${addresses.join(", ")} belong to another cluster (their address list differs from yours: ${hint})`;
+  }
+
   private awaitReply(request: number, operation: Operation, timeout_ms: number): Promise<Message | null> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => finish(null), timeout_ms);
@@ -320,7 +341,7 @@ export class Client {
     });
   }
 
-  private onMessage(message: Message): void {
+  private onMessage(message: Message, connection: ConnectionInfo): void {
     const h = message.header;
     const p = this.pending;
     if (h.command !== Command.reply || h.client !== this.id || p === null || h.request !== p.request) return;
@@ -328,6 +349,7 @@ export class Client {
       this.options.log?.("error", `reply to request ${h.request} is for operation ${h.operation}, not ${p.operation}: ignored`);
       return;
     }
+    this.replied_from = connection.peer;
     p.resolve(message);
   }
 }

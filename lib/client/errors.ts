@@ -10,6 +10,9 @@ export type ClientErrorCode =
   | "evicted"
   /** No replica answered in time: fewer than a majority are up and reachable. */
   | "no_quorum"
+  /** Every replica answered that it belongs to another cluster: the client's address list
+   * differs from the replicas' (docs/PROTOCOL.md §3.7 wrong_cluster). */
+  | "wrong_cluster"
   /** A reply that does not parse: a bug or a corrupted peer. */
   | "protocol"
   | "closed";

@@ -5,6 +5,7 @@
  * incoming connections (accepted from a client or a peer) own theirs.
  */
 import type { Socket } from "bun";
+import type { Admittee, ConnectionRole } from "./admission.ts";
 import type { FrameReader } from "./frame_reader.ts";
 import type { FrameWriter } from "./frame_writer.ts";
 
@@ -27,10 +28,15 @@ export interface ConnectionInfo {
 export type SocketData = Connection | undefined;
 export type TransportSocket = Socket<SocketData>;
 
-export class Connection {
+export class Connection implements Admittee {
   /** Set when the socket opens; null while an outgoing connect is in progress. */
   socket: TransportSocket | null = null;
   opened_at_ms = 0;
+  /** Incoming only (lib/net/admission.ts): when its last whole frame arrived, what its first frame
+   * made it, and a peer's replica index. */
+  last_frame_ms = 0;
+  role: ConnectionRole = "unidentified";
+  claimed_replica = -1;
   /** Closed, failed or abandoned: ignore any further callback for it. */
   closed = false;
   /** Why this node is closing it, for the close log line (null: the peer closed it). */

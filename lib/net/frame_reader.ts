@@ -24,7 +24,7 @@ import { assert } from "../util/assert.ts";
 import { allocUninitialized, readU16, readU32, readU64Big } from "../util/bytes.ts";
 import { checksum } from "../util/checksum.ts";
 import { header_size, message_size_max, protocol_version, sender_client, wire_magic } from "../constants.ts";
-import { Offset, command_max, decode, type DecodeError, type Message } from "./codec.ts";
+import { Offset, command_max, decode, decodeHeader, type DecodeError, type Header, type Message } from "./codec.ts";
 
 /** The retained partial-frame buffer: frames up to this size are assembled in it. Larger ones get
  * a buffer of their own (owned by the message afterwards), so an idle connection that once carried
@@ -42,6 +42,10 @@ export class FrameError extends Error {
   constructor(
     readonly code: FrameErrorCode,
     message: string,
+    /** code "cluster" only: the rejected frame's header (its checksum verified, so the sender
+     * really wrote it), for the one answer a replica gives such a sender (cluster_mismatch.ts).
+     * Null when a field of it is out of range. */
+    readonly foreign: Header | null = null,
   ) {
     super(message);
   }
@@ -249,7 +253,7 @@ export class FrameReader {
     if (this.cluster !== null) {
       const lo = readU32(bytes, offset + Offset.cluster);
       const hi = readU32(bytes, offset + Offset.cluster + 4);
-      if (lo !== this.cluster_lo || hi !== this.cluster_hi) throw this.clusterError(readU64Big(bytes, offset + Offset.cluster));
+      if (lo !== this.cluster_lo || hi !== this.cluster_hi) throw this.clusterError(bytes, offset);
     }
     const command = bytes[offset + Offset.command]!;
     if (command < 1 || command > command_max) {
@@ -262,12 +266,14 @@ export class FrameReader {
     return size;
   }
 
-  private clusterError(theirs: bigint): FrameError {
+  private clusterError(bytes: Uint8Array, offset: number): FrameError {
+    const theirs = readU64Big(bytes, offset + Offset.cluster);
     const ours = this.cluster ?? 0n;
     return new FrameError(
       "cluster",
       `message for cluster ${hex64(theirs)}, but this node belongs to cluster ${hex64(ours)}: the peer belongs to another cluster ` +
         `(replicas started with different --addr/--peer sets form different clusters; start every replica and client with the same set of addresses)`,
+      decodeHeader(bytes, offset),
     );
   }
 
@@ -276,7 +282,7 @@ export class FrameReader {
   private decodeFrame(frame: Uint8Array, owned = false): Message {
     const result = decode(frame, this.cluster, owned);
     if (result.ok) return result.message;
-    if (result.error === "cluster") throw this.clusterError(readU64Big(frame, Offset.cluster));
+    if (result.error === "cluster") throw this.clusterError(frame, 0);
     // checkHeader already verified the frame is at least a header, so "short" cannot happen.
     assert(result.error !== "short", "FrameReader: decode saw a short frame");
     const hint = result.error === "checksum_body" ? ": the frame was corrupted in transit" : "";
@@ -284,6 +290,6 @@ export class FrameReader {
   }
 }
 
-function hex64(value: bigint): string {
+export function hex64(value: bigint): string {
   return `0x${value.toString(16).padStart(16, "0")}`;
 }

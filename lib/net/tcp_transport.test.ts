@@ -6,7 +6,10 @@ import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { header_size, sender_client } from "../constants.ts";
 import { Prng } from "../util/prng.ts";
+import { Result } from "../store/operations.ts";
 import { Command, Offset, encode, type Message } from "./codec.ts";
+import { clusterMismatchOf } from "./cluster_mismatch.ts";
+import { FrameReader } from "./frame_reader.ts";
 import { TcpTransport, TransportError, type Address, type ConnectionInfo, type TransportOptions } from "./tcp_transport.ts";
 import { concat, freePorts, makeMessage, randomBytes, randomMessage, sameBytes, test_cluster, waitFor, withU32 } from "./test_support.ts";
 
@@ -427,5 +430,175 @@ describe("TcpTransport", () => {
     for (const m of messages) c.transport.sendToReplica(0, m);
     await waitFor("all delivered", () => r.received.length === messages.length);
     expect(r.received.map((x) => x.message.header.checksum)).toEqual(messages.map((m) => m.header.checksum));
+  });
+
+  // --- connection admission (lib/net/admission.ts) -----------------------------------------
+
+  /** A replica (index 0 of `peer_count`) that answers every client request with a reply. */
+  async function answeringReplica(port: number, peer_count: number, admission: TransportOptions["admission"]): Promise<{ node: Node; peers: Address[] }> {
+    const peers = [addr(port), ...freePorts(peer_count - 1).map(addr)];
+    const node = await startNode({ self: 0, listen: peers[0], peers, admission }, (n, m) => {
+      if (m.header.command === Command.request) n.transport.sendToClient(m.header.client, makeMessage({ command: Command.reply, replica: 0, client: m.header.client, request: m.header.request }));
+    });
+    return { node, peers };
+  }
+
+  /** A client transport that sends one request and waits for its reply. */
+  async function requestReply(peers: Address[], client: bigint): Promise<Node> {
+    const c = await startNode({ self: null, peers });
+    c.transport.sendToReplica(0, makeMessage({ command: Command.request, client, request: 1 }));
+    await waitFor(`client ${client} gets its reply`, () => c.received.length === 1);
+    return c;
+  }
+
+  test("connections that never send a frame cannot lock out a client from their own address, and time out", async () => {
+    const [port] = freePorts(1);
+    const { node: replica, peers } = await answeringReplica(port!, 1, { unidentified_per_address_max: 8, unidentified_connections_max: 16, first_frame_timeout_ms: 400 });
+    const idle = await Promise.all(Array.from({ length: 40 }, () => rawConnect(port!)));
+    idle[0]!.socket.write(new Uint8Array(20)); // part of a header, then nothing
+    await waitFor("the replica made room", () => replica.transport.stats.connections_evicted_unidentified === 32);
+    // Every one of those connections came from 127.0.0.1, like the client, whose own connection
+    // pushes out one more.
+    await requestReply(peers, 7n);
+    expect(replica.transport.stats.connections_evicted_unidentified).toBe(33);
+    // The 7 left close after the first-frame timeout.
+    await waitFor("the idle connections are all closed", () => idle.every((r) => r.closed));
+    expect(replica.transport.stats.connections_closed_first_frame_timeout).toBe(7);
+    expect(replica.transport.incoming_connections).toBe(1);
+    const warnings = replica.logs.filter((l) => l.includes("leaving them idle"));
+    expect(warnings.length).toBe(1); // one line per address per minute for the whole flood
+    expect(warnings[0]).toStartWith("warn: closing connection 127.0.0.1:");
+    expect(warnings[0]).toContain("8 connections from 127.0.0.1 have not sent their first frame (limit 8 per address)");
+  });
+
+  test("clients beyond the limits are refused at their first frame; a replica never is", async () => {
+    const [port] = freePorts(1);
+    const { node: replica, peers } = await answeringReplica(port!, 2, { client_connections_per_address_max: 3, client_connections_max: 5 });
+    for (let i = 1; i <= 3; i++) await requestReply(peers, BigInt(i));
+    const fourth = await startNode({ self: null, peers });
+    fourth.transport.sendToReplica(0, makeMessage({ command: Command.request, client: 4n, request: 1 }));
+    await waitFor("the fourth client from 127.0.0.1 is refused", () => fourth.closes.length > 0);
+    expect(fourth.received.length).toBe(0);
+    expect(replica.transport.stats.connections_rejected).toBe(1);
+    const refusals = replica.logs.filter((l) => l.includes("refusing client connection"));
+    expect(refusals.length).toBe(1);
+    expect(refusals[0]).toContain("3 client connections from 127.0.0.1 are open (limit 3 per address)");
+    // Every client slot of this address is taken; the other replica, from the same address, still
+    // gets in and is heard.
+    const other = await startNode({ self: 1, listen: peers[1], peers });
+    other.transport.sendToReplica(0, ping(1, 1));
+    await waitFor("replica 0 hears replica 1", () => replica.received.some((r) => r.message.header.command === Command.ping && r.message.header.replica === 1));
+    expect(replica.transport.stats.connections_rejected).toBe(1);
+  });
+
+  test("an idle client connection is closed after the idle timeout; an idle replica connection is not", async () => {
+    const [port] = freePorts(1);
+    const { node: replica, peers } = await answeringReplica(port!, 2, { client_idle_timeout_ms: 300 });
+    const other = await startNode({ self: 1, listen: peers[1], peers });
+    other.transport.sendToReplica(0, ping(1, 1));
+    const client = await requestReply(peers, 9n);
+    await waitFor("the idle client connection is closed", () => client.closes.length > 0, 5000);
+    expect(replica.transport.stats.connections_closed_idle).toBe(1);
+    expect(other.transport.isConnected(0)).toBe(true);
+    expect(replica.transport.incoming_connections).toBe(1);
+    // The client dials again when it next has a request.
+    client.transport.sendToReplica(0, makeMessage({ command: Command.request, client: 9n, request: 2 }));
+    await waitFor("the second reply", () => client.received.length === 2);
+  });
+
+  test("a replica's newer connections replace its least recently active one beyond the per-replica limit", async () => {
+    const [port] = freePorts(1);
+    const { node: replica } = await answeringReplica(port!, 2, { peer_connections_per_replica_max: 2 });
+    const connections: Raw[] = [];
+    for (let i = 0; i < 3; i++) {
+      const raw = await rawConnect(port!);
+      raw.socket.write(encode(ping(1, i)));
+      connections.push(raw);
+      await waitFor(`ping ${i} arrives`, () => replica.received.length === i + 1);
+    }
+    connections[1]!.socket.write(encode(ping(1, 10))); // the first is now the least recently active
+    await waitFor("the first connection is replaced", () => connections[0]!.closed);
+    expect(connections[1]!.closed || connections[2]!.closed).toBe(false);
+    expect(replica.transport.stats.connections_peer_replaced).toBe(1);
+  });
+
+  // --- frames of another cluster (lib/net/cluster_mismatch.ts) -------------------------------
+
+  /** A raw connection that records every byte it receives. */
+  async function rawRecording(port: number): Promise<{ raw: Raw; bytes: () => Uint8Array }> {
+    const chunks: Uint8Array[] = [];
+    const state = { closed: false };
+    const socket = await Bun.connect({ hostname: host, port, socket: { binaryType: "uint8array", data: (_s, d) => void chunks.push(d), close: () => void (state.closed = true) } });
+    cleanup.push(() => socket.terminate());
+    const raw: Raw = {
+      socket,
+      get closed() {
+        return state.closed;
+      },
+    };
+    return { raw, bytes: () => concat(chunks) };
+  }
+
+  test("a client frame of another cluster gets one small wrong_cluster reply, however much follows, then the connection closes", async () => {
+    const [port] = freePorts(1);
+    const replica = await startNode({ self: 0, listen: addr(port!), peers: [addr(port!)] });
+    const { raw, bytes } = await rawRecording(port!);
+    const foreign = (request: number) => encode(makeMessage({ command: Command.request, cluster: 0xdeadn, client: 42n, request }));
+    raw.socket.write(concat([foreign(1), foreign(2), foreign(3), randomBytes(new Prng(1), 1000)]));
+    await waitFor("the replica closes the connection", () => raw.closed);
+    const answer = bytes();
+    expect(answer.length).toBe(header_size + 8);
+    const reader = new FrameReader({ cluster: 0xdeadn });
+    reader.push(answer);
+    const reply = reader.next()!;
+    expect([reply.header.command, reply.header.result, reply.header.client, reply.header.request]).toEqual([Command.reply, Result.wrong_cluster, 42n, 1]);
+    expect(clusterMismatchOf(reply)).toBe(test_cluster);
+    expect(replica.transport.stats.cluster_mismatch_replies).toBe(1);
+    expect(replica.transport.stats.frames_dropped_invalid).toBe(1);
+    expect(replica.received.length).toBe(0);
+    expect(replica.logs.filter((l) => l.includes("sent requests for cluster 0x000000000000dead, ours is")).length).toBe(1);
+  });
+
+  test("a frame of another cluster that no client or replica would send is not answered", async () => {
+    const [port] = freePorts(1);
+    const replica = await startNode({ self: 0, listen: addr(port!), peers: [addr(port!)] });
+    for (const fields of [{ command: Command.prepare, replica: sender_client }, { command: Command.reply, replica: sender_client }, { command: Command.ping, replica: 200 }]) {
+      const { raw, bytes } = await rawRecording(port!);
+      raw.socket.write(encode(makeMessage({ ...fields, cluster: 0xdeadn })));
+      await waitFor("the replica closes the connection", () => raw.closed);
+      expect(bytes().length).toBe(0);
+    }
+    expect(replica.transport.stats.cluster_mismatch_replies).toBe(0);
+    expect(replica.transport.stats.frames_dropped_invalid).toBe(3);
+  });
+
+  test("a client of another cluster hears wrong_cluster as a reply to its request", async () => {
+    const [port] = freePorts(1);
+    await startNode({ self: 0, listen: addr(port!), peers: [addr(port!)] });
+    const client = await startNode({ self: null, peers: [addr(port!)], cluster: 0xdeadn });
+    client.transport.sendToReplica(0, makeMessage({ command: Command.request, cluster: 0xdeadn, client: 5n, request: 1 }));
+    await waitFor("the reply", () => client.received.length === 1);
+    expect(client.received[0]!.message.header.result).toBe(Result.wrong_cluster);
+    expect(clusterMismatchOf(client.received[0]!.message)).toBe(test_cluster);
+  });
+
+  test("a replica of another cluster: both sides say why, once, and the refusal never reaches the replica", async () => {
+    const [pa, pb] = freePorts(2);
+    const peers = [addr(pa!), addr(pb!)];
+    const a = await startNode({ self: 0, listen: peers[0], peers, cluster: 0xaaaan, reconnect_backoff_max_ms: 50 });
+    const b = await startNode({ self: 1, listen: peers[1], peers, cluster: 0xbbbbn });
+    let op = 0;
+    await waitFor("a has been refused 10 times", () => {
+      a.transport.sendToReplica(1, makeMessage({ command: Command.ping, replica: 0, op: op++, cluster: 0xaaaan }));
+      return b.transport.stats.cluster_mismatch_replies >= 10;
+    });
+    expect(a.received.length).toBe(0);
+    expect(b.received.length).toBe(0);
+    const refused = a.logs.filter((l) => l.includes("refused our connection"));
+    expect(refused).toEqual([
+      `warn: replica 1 at 127.0.0.1:${pb} refused our connection: it belongs to cluster 0x000000000000bbbb, ours is 0x000000000000aaaa, because its --addr/--peer list differs from ours. Start every replica with the same set of addresses, in any order (retrying with backoff up to 50 ms)`,
+    ]);
+    expect(a.logs.filter((l) => l.startsWith("info:") && l.includes(`${pb}`)).length).toBeLessThanOrEqual(1);
+    expect(b.logs.filter((l) => l.includes("sent frames of cluster 0x000000000000aaaa, ours is 0x000000000000bbbb: its --addr/--peer list differs from ours")).length).toBe(1);
   });
 });

@@ -18,20 +18,29 @@
  * message and then heard nothing at all from its replica for peer_silence_timeout_ms is closed and
  * redialed: that is how a half-open connection (peer powered off, partition) is noticed, because
  * Bun's socket.timeout() is too coarse to use (notes/bun.md §4). TCP keepalive backs this up for
- * accepted connections. Sends never block and never buffer without bound: above the write bound,
- * messages are dropped and counted (VSR retries).
+ * accepted connections. Accepted connections are admitted by lib/net/admission.ts: idle ones that
+ * never send a frame cannot lock clients or replicas out, clients are limited per address and in
+ * all, and replicas' connections are kept apart from clients'. Sends never block and never buffer
+ * without bound: above the write bound, messages are dropped and counted (VSR retries).
+ *
+ * A frame whose only fault is another cluster id (a client or replica given another address list)
+ * gets one wrong_cluster reply before its connection closes (lib/net/cluster_mismatch.ts); a
+ * replica that receives such a reply says in its log why its peer refused it.
  *
  * Exceptions thrown by handlers.onMessage are not network errors: the connection they came in on is
- * closed and the exception is rethrown from a microtask, so an assertion failure in the replica
- * still stops the process instead of being swallowed here.
+ * closed and the exception is rethrown from a microtask rather than swallowed here. That alone
+ * does not stop a Bun process whose main module is still awaiting (it prints the error and runs
+ * on), so a replica node catches its replica's exceptions itself and exits (lib/node/replica_node.ts).
  */
 import { assert } from "../util/assert.ts";
 import { sender_client } from "../constants.ts";
 import { formatAddress, type Address } from "./address.ts";
-import { Command, type Message } from "./codec.ts";
+import { Command, type Header, type Message } from "./codec.ts";
 import { Backoff, reconnect_backoff_max_ms, reconnect_backoff_min_ms } from "./backoff.ts";
+import { Admission, type AdmissionLimits, type LimitScope } from "./admission.ts";
 import { Connection, type ConnectionInfo, type Direction, type SocketData, type TransportSocket } from "./connection.ts";
-import { FrameError, FrameReader } from "./frame_reader.ts";
+import { FrameError, FrameReader, hex64 } from "./frame_reader.ts";
+import { answersClusterMismatch, clusterMismatchOf, clusterMismatchReply } from "./cluster_mismatch.ts";
 import { FrameWriter, write_buffer_size_max } from "./frame_writer.ts";
 import { LogLimiter } from "./log_limiter.ts";
 import type { SocketHandler, TCPSocketConnectOptions } from "bun";
@@ -64,8 +73,8 @@ export const transport_tick_ms = 100;
  * again from reconnect_backoff_min_ms. One that dies sooner keeps backing off (a peer that
  * accepts and immediately closes must not be redialed 20 times a second). */
 export const connection_stable_ms = 1000;
-/** Accepted connections beyond this are closed at once (bounded memory under a connection flood). */
-export const incoming_connections_max = 4096;
+/** How often client connections are checked for the idle timeout (lib/net/admission.ts). */
+export const idle_check_interval_ms = 1000;
 /** Client ids one connection may claim for reply routing; beyond it the oldest is forgotten. */
 export const clients_per_connection_max = 1024;
 /** TCP keepalive idle time (Bun then probes every 1 s, 10 times): reaps dead accepted connections. */
@@ -97,6 +106,8 @@ export interface TransportOptions {
   peer_silence_timeout_ms?: number;
   reconnect_backoff_min_ms?: number;
   reconnect_backoff_max_ms?: number;
+  /** Overrides for the connection limits of lib/net/admission.ts (tests use small ones). */
+  admission?: Partial<AdmissionLimits>;
   log(level: LogLevel, text: string): void;
 }
 
@@ -117,6 +128,8 @@ export interface TransportStats {
   frames_out: number;
   /** Invalid frames; each closed its connection. */
   frames_dropped_invalid: number;
+  /** Of those, frames of another cluster answered with wrong_cluster (one per connection). */
+  cluster_mismatch_replies: number;
   /** Connections the peer closed in the middle of a frame (the partial frame is dropped). */
   frames_truncated: number;
   /** Messages dropped because their connection's write buffer was at its bound. */
@@ -126,8 +139,17 @@ export interface TransportStats {
   /** Queued bytes discarded because their connection closed or failed to connect. */
   bytes_dropped_disconnected: number;
   connections_accepted: number;
-  /** Accepted connections closed at once because incoming_connections_max were open. */
+  /** Client connections closed at their first frame because the client limits (in all or per
+   * address, lib/net/admission.ts) were reached. */
   connections_rejected: number;
+  /** Accepted connections that had sent no complete frame, closed to make room for a new one. */
+  connections_evicted_unidentified: number;
+  /** Accepted connections closed for not completing a frame within first_frame_timeout_ms. */
+  connections_closed_first_frame_timeout: number;
+  /** Client connections closed after client_idle_timeout_ms without a frame. */
+  connections_closed_idle: number;
+  /** A replica's older connections closed when a newer one exceeded its per-replica limit. */
+  connections_peer_replaced: number;
   /** Connect attempts, and how they ended. */
   connects: number;
   connects_succeeded: number;
@@ -163,6 +185,9 @@ class Peer {
   last_received_ms: number | null = null;
   /** Consecutive failed connect attempts, for logging. */
   failures = 0;
+  /** Set when this replica answered wrong_cluster: it belongs to another cluster (its cluster id,
+   * or null if it did not say). Quiets the reconnect log lines until it is heard from properly. */
+  foreign_cluster: bigint | null | undefined = undefined;
 
   constructor(
     readonly index: number,
@@ -183,12 +208,17 @@ export class TcpTransport {
     bytes_in: 0,
     frames_out: 0,
     frames_dropped_invalid: 0,
+    cluster_mismatch_replies: 0,
     frames_truncated: 0,
     messages_dropped_backpressure: 0,
     messages_dropped_no_route: 0,
     bytes_dropped_disconnected: 0,
     connections_accepted: 0,
     connections_rejected: 0,
+    connections_evicted_unidentified: 0,
+    connections_closed_first_frame_timeout: 0,
+    connections_closed_idle: 0,
+    connections_peer_replaced: 0,
     connects: 0,
     connects_succeeded: 0,
     connect_failures: 0,
@@ -198,6 +228,9 @@ export class TcpTransport {
 
   private readonly peers: Peer[];
   private readonly incoming = new Set<Connection>();
+  private readonly admission: Admission<Connection>;
+  /** When idle client connections were last looked for (every idle_check_interval_ms). */
+  private idle_checked_ms = 0;
   /** Client id -> the connection its last request came in on. */
   private readonly routes = new Map<bigint, Connection>();
   /** Writers that were sent something since the last flushWrites (flush_per_turn only). */
@@ -231,6 +264,7 @@ export class TcpTransport {
     this.peer_silence_timeout_ms = options.peer_silence_timeout_ms ?? peer_silence_timeout_ms;
     this.write_buffer_size_max = options.write_buffer_size_max ?? write_buffer_size_max;
     this.dial = options.dial ?? ((dial_options) => Bun.connect<SocketData>(dial_options));
+    this.admission = new Admission(options.admission);
     assert(this.connect_timeout_ms > 0 && this.peer_silence_timeout_ms > 0, "TcpTransport: timeouts must be positive");
     const backoff_min = options.reconnect_backoff_min_ms ?? reconnect_backoff_min_ms;
     const backoff_max = options.reconnect_backoff_max_ms ?? reconnect_backoff_max_ms;
@@ -484,27 +518,70 @@ export class TcpTransport {
     peer.connect_timer = null;
     this.counters.connects_succeeded += 1;
     this.opened(connection, socket);
-    this.options.log("info", `connected to replica ${peer.index} at ${peer.remote}${peer.failures > 0 ? ` after ${peer.failures} failed attempts` : ""}`);
+    this.options.log(peer.foreign_cluster === undefined ? "info" : "debug", `connected to replica ${peer.index} at ${peer.remote}${peer.failures > 0 ? ` after ${peer.failures} failed attempts` : ""}`);
     peer.failures = 0;
   }
 
   private onAccepted(socket: TransportSocket): void {
-    if (this.closed || this.incoming.size >= incoming_connections_max) {
-      this.counters.connections_rejected += 1;
-      const host = socket.remoteAddress;
-      if (!this.closed && this.log_limiter.admit(`accept ${host}`, nowMs()) !== null) {
-        this.options.log("warn", `refusing connection from ${formatAddress({ host, port: socket.remotePort })}: ${incoming_connections_max} connections already open`);
-      }
+    if (this.closed) {
       socket.terminate();
       return;
     }
     const remote = formatAddress({ host: socket.remoteAddress, port: socket.remotePort });
     const connection = new Connection(this.newInfo("incoming", remote, null), socket.remoteAddress, this.newReader(), this.newWriter());
     socket.data = connection;
+    connection.opened_at_ms = connection.last_frame_ms = nowMs();
     this.incoming.add(connection);
     this.counters.connections_accepted += 1;
+    const room = this.admission.accept(connection);
+    if (room !== null) {
+      this.counters.connections_evicted_unidentified += 1;
+      const limit = room.scope === "address" ? `${room.waiting} connections from ${room.evicted.remote_host} have not sent their first frame (limit ${this.admission.limits.unidentified_per_address_max} per address)` : `${room.waiting} connections in all have not sent their first frame (limit ${this.admission.limits.unidentified_connections_max})`;
+      this.idleWarning(room.evicted, `closing connection ${room.evicted.info.remote}, which sent no complete frame in ${Math.round(nowMs() - room.evicted.opened_at_ms)} ms, to make room: ${limit}`);
+      this.terminate(room.evicted, "no frame yet; closed to make room for a new connection");
+    }
     this.opened(connection, socket);
     this.options.log("debug", `accepted connection from ${connection.info.remote}`);
+  }
+
+  /** One line per address per minute for connections that stay idle, whatever closed them. */
+  private idleWarning(connection: Connection, what: string): void {
+    const host = connection.remote_host;
+    const suppressed = this.log_limiter.admit(`idle ${host}`, nowMs());
+    if (suppressed === null) return;
+    const more = suppressed > 0 ? ` (${suppressed} more such connections from ${host} closed since the last line)` : "";
+    this.options.log("warn", `${what}. Something at ${host} is opening connections and leaving them idle (a client or replica sends a frame as soon as it connects); clients and replicas can still connect${more}`);
+  }
+
+  /** The first whole frame on an accepted connection says whose it is (lib/net/admission.ts).
+   * False: the connection was closed and the message must not be delivered. */
+  private identify(connection: Connection, sender: number): boolean {
+    const outcome = this.admission.identify(connection, sender, this.peers.length);
+    if (!outcome.admitted) {
+      this.counters.connections_rejected += 1;
+      this.refusedClient(connection, outcome.scope);
+      this.terminate(connection, "client connection limit reached");
+      return false;
+    }
+    if (outcome.replaced !== null) {
+      this.counters.connections_peer_replaced += 1;
+      const replaced = outcome.replaced;
+      if (this.log_limiter.admit(`replaced ${sender}`, nowMs()) !== null) {
+        this.options.log("info", `closing connection ${replaced.info.remote} from replica ${sender}: its newer connection ${connection.info.remote} makes ${this.admission.limits.peer_connections_per_replica_max + 1} (a replica that reconnected while old connections lingered, or something else claiming to be replica ${sender})`);
+      }
+      this.terminate(replaced, `replaced by a newer connection from replica ${sender}`);
+    }
+    return true;
+  }
+
+  private refusedClient(connection: Connection, scope: LimitScope): void {
+    const host = connection.remote_host;
+    const suppressed = this.log_limiter.admit(`clients ${host}`, nowMs());
+    if (suppressed === null) return;
+    const limits = this.admission.limits;
+    const open = scope === "address" ? `${this.admission.fromHost(host).clients} client connections from ${host} are open (limit ${limits.client_connections_per_address_max} per address)` : `${this.admission.counts.clients} client connections are open (limit ${limits.client_connections_max})`;
+    const more = suppressed > 0 ? ` (${suppressed} more refused since the last line)` : "";
+    this.options.log("warn", `refusing client connection ${connection.info.remote}: ${open}; idle client connections are closed after ${limits.client_idle_timeout_ms / 1000} s without a request, or run fewer clients per host${more}`);
   }
 
   private opened(connection: Connection, socket: TransportSocket): void {
@@ -533,6 +610,7 @@ export class TcpTransport {
     this.counters.bytes_dropped_disconnected += discarded;
     if (connection.info.direction === "incoming") {
       this.incoming.delete(connection);
+      this.admission.remove(connection);
       this.unflushed.delete(connection.writer);
       for (const client of connection.clients) {
         if (this.routes.get(client) === connection) this.routes.delete(client);
@@ -546,7 +624,8 @@ export class TcpTransport {
         if (nowMs() - connection.opened_at_ms >= connection_stable_ms) peer.backoff.reset();
         peer.next_attempt_ms = nowMs() + peer.backoff.next();
       }
-      if (!this.closed) this.options.log("info", `connection to replica ${connection.info.peer} at ${connection.info.remote} closed: ${reason}${discarded > 0 ? ` (${discarded} queued bytes dropped)` : ""}`);
+      const level = peer.foreign_cluster === undefined ? "info" : "debug"; // said once a minute in onForeignReply
+      if (!this.closed) this.options.log(level, `connection to replica ${connection.info.peer} at ${connection.info.remote} closed: ${reason}${discarded > 0 ? ` (${discarded} queued bytes dropped)` : ""}`);
     }
     this.handlers.onConnectionClose?.(connection.info, reason);
     if (this.on_all_closed !== null && this.allClosed()) this.on_all_closed();
@@ -572,12 +651,20 @@ export class TcpTransport {
     if (connection.closed || this.closed) return;
     this.counters.bytes_in += chunk.length;
     const reader = connection.reader;
+    const incoming = connection.info.direction === "incoming";
     try {
       reader.push(chunk);
       for (;;) {
         const message = reader.next();
         if (message === null) return;
         this.counters.frames_in += 1;
+        if (incoming) {
+          if (connection.role === "unidentified" && !this.identify(connection, message.header.replica)) return;
+          connection.last_frame_ms = nowMs();
+        } else if (this.options.self !== null) {
+          const foreign = clusterMismatchOf(message);
+          if (foreign !== undefined) return this.onForeignReply(connection, foreign);
+        }
         this.noteReceived(connection, message);
         this.handlers.onMessage(message, connection.info);
         if (connection.closed || this.closed) return; // the handler closed it
@@ -590,6 +677,10 @@ export class TcpTransport {
 
   private rejectFrame(connection: Connection, error: FrameError): void {
     this.counters.frames_dropped_invalid += 1;
+    const foreign = error.foreign;
+    if (foreign !== null && connection.info.direction === "incoming" && this.options.self !== null && answersClusterMismatch(foreign)) {
+      return this.answerForeign(connection, foreign);
+    }
     const host = connection.remote_host;
     const suppressed = this.log_limiter.admit(`invalid ${host}`, nowMs());
     if (suppressed !== null) {
@@ -597,6 +688,47 @@ export class TcpTransport {
       this.options.log("warn", `closing ${connection.info.direction} connection ${connection.info.remote}: invalid frame (${error.code}): ${error.message}${more}`);
     }
     this.terminate(connection, `invalid frame (${error.code})`);
+  }
+
+  /** A frame of another cluster: say so once (the sender learns why), log it once a minute per
+   * address, and close the connection after the answer has been written. */
+  private answerForeign(connection: Connection, foreign: Header): void {
+    this.counters.cluster_mismatch_replies += 1;
+    const host = connection.remote_host;
+    const suppressed = this.log_limiter.admit(`cluster ${host} ${foreign.replica === sender_client ? "client" : "replica"}`, nowMs());
+    if (suppressed !== null) {
+      const ours = hex64(this.options.cluster);
+      const theirs = hex64(foreign.cluster);
+      const more = suppressed > 0 ? ` (${suppressed} more such connections from ${host} since the last line)` : "";
+      this.options.log(
+        "warn",
+        foreign.replica === sender_client
+          ? `a client at ${connection.info.remote} sent requests for cluster ${theirs}, ours is ${ours}: its address list differs from the replicas' (localhost for 127.0.0.1, a missing or extra address); answered wrong_cluster and closed the connection. Give every client the same addresses as the replicas, in any order${more}`
+          : `replica at ${connection.info.remote} (replica ${foreign.replica} of its cluster) sent frames of cluster ${theirs}, ours is ${ours}: its --addr/--peer list differs from ours; answered wrong_cluster and closed the connection. Start every replica with the same set of addresses, in any order${more}`,
+      );
+    }
+    connection.closing_reason = "another cluster: answered wrong_cluster";
+    if (connection.socket !== null && connection.writer.send(clusterMismatchReply(foreign, this.options.cluster))) {
+      connection.writer.flush();
+      connection.socket.end(); // after the answer, not instead of it (terminate would discard it)
+    }
+    this.terminate(connection, connection.closing_reason); // bookkeeping, if end() did not close it yet
+  }
+
+  /** The replica this node dialed answered wrong_cluster: it belongs to another cluster. */
+  private onForeignReply(connection: Connection, theirs: bigint | null): void {
+    const peer = this.peers[connection.info.peer!]!;
+    peer.foreign_cluster = theirs;
+    const suppressed = this.log_limiter.admit(`foreign ${peer.remote}`, nowMs());
+    if (suppressed !== null) {
+      const more = suppressed > 0 ? ` (refused ${suppressed} more times since the last line)` : "";
+      const cluster = theirs === null ? "another cluster" : `cluster ${hex64(theirs)}`;
+      this.options.log(
+        "warn",
+        `replica ${peer.index} at ${peer.remote} refused our connection: it belongs to ${cluster}, ours is ${hex64(this.options.cluster)}, because its --addr/--peer list differs from ours. Start every replica with the same set of addresses, in any order (retrying with backoff up to ${peer.backoff.max_ms} ms)${more}`,
+      );
+    }
+    this.terminate(connection, "refused: the replica belongs to another cluster");
   }
 
   /** Liveness bookkeeping and reply routing: the only header fields the transport reads. */
@@ -615,6 +747,7 @@ export class TcpTransport {
 
   private heardFrom(index: number, now: number): void {
     const peer = this.peers[index]!;
+    peer.foreign_cluster = undefined;
     peer.last_received_ms = now;
     peer.unanswered_since_ms = null;
   }
@@ -679,6 +812,23 @@ export class TcpTransport {
     }
     for (const connection of this.incoming) {
       if (connection.writer.is_blocked) connection.writer.flush();
+    }
+    this.closeIdle(now);
+  }
+
+  private closeIdle(now: number): void {
+    for (const connection of this.admission.firstFrameOverdue(now)) {
+      this.counters.connections_closed_first_frame_timeout += 1;
+      const partial = connection.reader.buffered_bytes > 0 ? ` (${connection.reader.buffered_bytes} bytes of one arrived)` : "";
+      this.idleWarning(connection, `closing connection ${connection.info.remote}: no complete frame within ${this.admission.limits.first_frame_timeout_ms} ms of connecting${partial}`);
+      this.terminate(connection, "no complete frame in time");
+    }
+    if (now - this.idle_checked_ms < idle_check_interval_ms) return;
+    this.idle_checked_ms = now;
+    for (const connection of this.admission.idleClients(now)) {
+      this.counters.connections_closed_idle += 1;
+      this.options.log("debug", `closing client connection ${connection.info.remote}: no request for ${Math.round((now - connection.last_frame_ms) / 1000)} s (the client dials again when it needs to)`);
+      this.terminate(connection, "idle client connection");
     }
   }
 }

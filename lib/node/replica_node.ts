@@ -7,7 +7,10 @@
  * - one flush per event-loop turn (setImmediate) makes every write of that turn durable with one
  *   round of fdatasync (group commit), then the replica sends the acknowledgements it allows;
  * - an I/O error during a flush is never retried: the files are closed and the replica is
- *   reopened from disk, rejoining the cluster with whatever it finds there (DESIGN §5).
+ *   reopened from disk, rejoining the cluster with whatever it finds there (DESIGN §5);
+ * - any other exception from the replica (an assertion: a bug) stops the process, after its trace
+ *   is logged (once; repeats, across restarts too, as one line with a count: failure_log.ts) and
+ *   written out.
  */
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -17,12 +20,14 @@ import { Command, finalize, Header, type Message } from "../net/codec.ts";
 import { TcpTransport, type ConnectionInfo } from "../net/tcp_transport.ts";
 import { formatAddress, indexOf, membership, type Address, type Membership } from "../net/address.ts";
 import { Replica, type Env } from "../vsr/replica.ts";
-import { FileStorage } from "../storage/file_storage.ts";
+import { FileStorage, ForeignDataError } from "../storage/file_storage.ts";
 import { FsError } from "../storage/fs.ts";
 import { NodeFs } from "./node_fs.ts";
 import { Logger } from "./log.ts";
 import { encodeStatus, last_warning_chars_max, type ReplicaStatus } from "./status.ts";
 import { DataDirectory } from "./data_directory.ts";
+import { FailureLog } from "./failure_log.ts";
+import { LogLimiter } from "../net/log_limiter.ts";
 import { StartupError } from "./startup_error.ts";
 
 export { StartupError };
@@ -74,6 +79,11 @@ export class ReplicaNode {
   /** Per replica index (this one's entry unused): what status reports about each peer. */
   private readonly peers: { heard_at_ms: number | null; connected: boolean; error: string | null }[];
   private last_warning: { text: string; at_ms: number } | null = null;
+  private readonly failures: FailureLog;
+  /** A fatal failure was reported: nothing runs any more, the process is exiting. */
+  private failed = false;
+  /** Repeated storage error lines (a reopen that keeps failing): one per message per minute. */
+  private readonly storage_log_limiter = new LogLimiter();
 
   constructor(readonly options: ReplicaNodeOptions) {
     this.membership = membership(options.addresses);
@@ -82,6 +92,7 @@ export class ReplicaNode {
     this.config = { ...defaultConfig(this.membership.replicas.length, this.membership.cluster), ...options.config };
     this.log = options.logger.child(`replica=${this.index}`);
     this.peers = this.membership.replicas.map(() => ({ heard_at_ms: null, connected: false, error: null }));
+    this.failures = new FailureLog(options.data_dir, (level, text) => this.log.log(level, text));
   }
 
   /** Logs, and keeps the latest warning or error for the status document. */
@@ -168,9 +179,10 @@ export class ReplicaNode {
   }
 
   private onMessage(message: Message, connection: ConnectionInfo): void {
+    if (this.failed) return;
     const sender = message.header.replica;
     if (sender < this.peers.length) this.peers[sender]!.heard_at_ms = performance.now();
-    if (message.header.command === Command.request_status) return this.sendStatus(message, connection);
+    if (message.header.command === Command.request_status) return this.fatalOnThrow(() => this.sendStatus(message, connection));
     if (this.replica === null) return;
     if (message.header.command === Command.request) this.options.requests?.requestArrived(message.header); // metrics: arrival time
     const replica = this.replica;
@@ -178,6 +190,7 @@ export class ReplicaNode {
   }
 
   private onTick(): void {
+    if (this.failed) return;
     this.collectGarbage();
     const replica = this.replica;
     if (replica !== null) this.guard(() => replica.tick(Date.now()));
@@ -214,11 +227,34 @@ export class ReplicaNode {
     try {
       fn();
     } catch (error) {
-      if (!(error instanceof FsError)) throw error;
+      if (!(error instanceof FsError)) return this.fatal(error);
       this.onStorageError(error);
       return;
     }
     this.afterEvent();
+  }
+
+  private fatalOnThrow(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.fatal(error);
+    }
+  }
+
+  /**
+   * A bug (an assertion that failed): the state in memory can no longer be trusted, so nothing runs
+   * any more, storage is not touched again, and the process exits once the trace is written out
+   * (process.exit would cut a long write to a pipe short). Exit code 1, as for an uncaught error.
+   */
+  private fatal(error: unknown): void {
+    if (this.failed) return;
+    this.failed = true;
+    if (this.tick_timer !== null) clearInterval(this.tick_timer);
+    this.tick_timer = null;
+    this.failures.fatal(error);
+    process.stderr.write("", () => process.exit(1));
+    setTimeout(() => process.exit(1), fatal_exit_wait_ms);
   }
 
   /** One flush per event-loop turn covers every write of the turn. */
@@ -231,7 +267,7 @@ export class ReplicaNode {
   private flush(): void {
     this.flush_scheduled = false;
     const replica = this.replica;
-    if (replica === null) return;
+    if (replica === null || this.failed) return;
     // What this turn produced leaves before the fdatasync blocks the event loop (the backups'
     // journal writes overlap the primary's), and what the flush allowed (acknowledgements,
     // replies) right after it, not a turn later.
@@ -240,7 +276,7 @@ export class ReplicaNode {
       replica.flush();
       this.problem = null;
     } catch (error) {
-      if (!(error instanceof FsError)) throw error;
+      if (!(error instanceof FsError)) return this.fatal(error);
       this.onStorageError(error);
       return;
     } finally {
@@ -255,7 +291,7 @@ export class ReplicaNode {
   private onStorageError(error: FsError): void {
     this.counters.storage_errors += 1;
     this.problem = `storage error: ${error.message}`;
-    this.note("error", `${error.message}: closing the data directory and reopening it from disk; the replica acknowledges nothing until it has reread its journal (check the disk: dmesg, free space)`);
+    this.logRepeated(`${error.message}: closing the data directory and reopening it from disk; the replica acknowledges nothing until it has reread its journal (check the disk: dmesg, free space)`);
     this.storage?.close();
     this.replica = null;
     this.storage = null;
@@ -263,11 +299,23 @@ export class ReplicaNode {
       this.counters.reopens += 1;
       this.openReplica();
     } catch (reopen) {
-      this.note("error", `reopening the data directory failed: ${(reopen as Error).message}; retrying in 1s`);
+      // A directory that now belongs to another cluster may be put right while we wait; anything
+      // else that is not an I/O error is a bug.
+      if (!(reopen instanceof FsError) && !(reopen instanceof ForeignDataError)) return this.fatal(reopen);
+      this.logRepeated(`reopening the data directory failed: ${reopen.message}; retrying every ${reopen_retry_ms / 1000} s`);
+      const retry = reopen instanceof FsError ? reopen : new FsError("EIO", reopen.message);
       setTimeout(() => {
-        if (!this.stopping && this.replica === null) this.onStorageError(reopen instanceof FsError ? reopen : new FsError("EIO", String(reopen)));
-      }, 1000);
+        if (!this.stopping && !this.failed && this.replica === null) this.onStorageError(retry);
+      }, reopen_retry_ms);
     }
+  }
+
+  /** An error line that may repeat every second (a disk that stays broken): one per message per
+   * minute, with the count of those not logged. */
+  private logRepeated(text: string): void {
+    const suppressed = this.storage_log_limiter.admit(text, Date.now());
+    if (suppressed === null) return;
+    this.note("error", suppressed > 0 ? `${text} (${suppressed} more times since the last line)` : text);
   }
 
   status(): ReplicaStatus {
@@ -337,6 +385,11 @@ export class ReplicaNode {
     this.log.log("info", "stopped");
   }
 }
+
+/** A failed reopen of the data directory is retried this often. */
+export const reopen_retry_ms = 1000;
+/** After a fatal failure, the process exits once its trace is written, or after this long. */
+export const fatal_exit_wait_ms = 2000;
 
 export function dataDirFor(address: Address): string {
   return path.join("toastyfs-data", `${address.host.replace(/[^A-Za-z0-9.-]/g, "_")}_${address.port}`);

@@ -39,8 +39,12 @@ export enum Result {
   unavailable = 9,
   /** The primary's disk is full: writes are refused until space returns; reads still work. */
   no_space = 10,
+  /** The replier belongs to another cluster: the request carried another cluster id, because the
+   * sender's address list differs from the replicas'. Sent once, then the connection is closed
+   * (lib/net/cluster_mismatch.ts); the body is the replier's cluster id. */
+  wrong_cluster = 11,
 }
-export const result_max = 10;
+export const result_max = 11;
 
 export enum Condition {
   none = 0,

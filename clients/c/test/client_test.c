@@ -406,10 +406,32 @@ static int reads(int count, const char *key)
     return failures == 0 ? 0 : 2;
 }
 
+/* Given a subset of a real cluster's addresses: the replicas answer wrong_cluster, at once. */
+static int wrong_cluster(void)
+{
+    ToastyFS *tfs = toastyfs_init(13, addr_list, addr_count);
+    ToastyFS_Result res;
+    double started;
+    CHECK(tfs != NULL);
+    if (tfs == NULL) return 2;
+    toastyfs_set_timeouts(tfs, 1000, 10000);
+    started = now_s();
+    CHECK_STATUS(toastyfs_put(tfs, "k", 1, "v", 1, &res), TOASTYFS_WRONG_CLUSTER, res);
+    printf("put: %s (%.3f s)\n", res.message, now_s() - started);
+    CHECK(strstr(res.message, "belongs to another cluster (its address list differs from yours: pass the same addresses as the replicas, in any order)") != NULL);
+    CHECK(now_s() - started < 5.0);
+    CHECK(res.outcome_unknown == 0);
+    CHECK_STATUS(toastyfs_get(tfs, "k", 1, &res), TOASTYFS_WRONG_CLUSTER, res);
+    toastyfs_result_free(&res);
+    toastyfs_free(tfs);
+    printf("wrong-cluster: %s\n", failures == 0 ? "ok" : "FAILED");
+    return failures == 0 ? 0 : 2;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3 && !(argc == 5 && strcmp(argv[1], "reads") == 0)) {
-        fprintf(stderr, "usage: client_test roundtrip|failover|fake-error|fake-recover|fake-evict|long-lived host:port,...\n"
+        fprintf(stderr, "usage: client_test roundtrip|failover|fake-error|fake-recover|fake-evict|long-lived|wrong-cluster host:port,...\n"
                         "       client_test reads host:port,... COUNT KEY\n");
         return 2;
     }
@@ -422,6 +444,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "fake-evict") == 0) return fake_evict();
     if (strcmp(argv[1], "long-lived") == 0) return long_lived();
     if (strcmp(argv[1], "reads") == 0 && argc == 5) return reads(atoi(argv[3]), argv[4]);
+    if (strcmp(argv[1], "wrong-cluster") == 0) return wrong_cluster();
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
 }
