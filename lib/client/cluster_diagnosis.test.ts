@@ -34,11 +34,11 @@ function status(replica: number, fields: Partial<ReplicaStatus> = {}): ReplicaSt
 }
 
 function answered(s: ReplicaStatus): ReplicaProbe {
-  return { address: s.address, status: s, connected: true, failure: null, malformed: false };
+  return { address: s.address, status: s, connected: true, failure: null, malformed: false, other_cluster: null };
 }
 
 function silent(replica: number, connected: boolean, failure: string | null): ReplicaProbe {
-  return { address: addresses[replica]!, status: null, connected, failure, malformed: false };
+  return { address: addresses[replica]!, status: null, connected, failure, malformed: false, other_cluster: null };
 }
 
 const refused = "connect failed: ECONNREFUSED (Failed to connect)";

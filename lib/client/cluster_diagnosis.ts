@@ -28,6 +28,12 @@ export interface Diagnosis {
 /** Why a replica gave no status, in a few words (for the verdict) and in full (for a note). */
 export function unreachableReason(probe: ReplicaProbe, timeout_ms: number): { short: string; long: string } {
   const failure = probe.failure;
+  if (probe.other_cluster !== null) {
+    return {
+      short: "of another cluster",
+      long: `answered that it belongs to another cluster (id ${probe.other_cluster.toString(16).padStart(16, "0")}): its address list (--addr/--peer) differs from this command's --cluster; give every replica and client the same set of addresses, in any order`,
+    };
+  }
   if (probe.malformed) return { short: "answers garbage", long: "answered with a status document that does not decode (a different version of toastyfs, or not toastyfs at all)" };
   if (!probe.connected && failure !== null) {
     if (/ECONNREFUSED/.test(failure)) return { short: "not running", long: "nothing listens there (connection refused): the replica is not running, or listens on another address" };

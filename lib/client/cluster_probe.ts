@@ -10,6 +10,7 @@ import { TcpTransport } from "../net/tcp_transport.ts";
 import { formatAddress, membership, type Address } from "../net/address.ts";
 import { sender_client } from "../constants.ts";
 import { decodeStatus, type ReplicaStatus } from "../node/status.ts";
+import { Result } from "../store/operations.ts";
 
 export interface ReplicaProbe {
   /** The replica's address (membership order: probes[i] is replica i). */
@@ -23,13 +24,15 @@ export interface ReplicaProbe {
   failure: string | null;
   /** The answer did not decode as a status document. */
   malformed: boolean;
+  /** It answered wrong_cluster: it belongs to a cluster with another address list (its id). */
+  other_cluster: bigint | null;
 }
 
 /** A replica that does not answer within timeout_ms gets status null and what its connection did. */
 export async function probeCluster(addresses: Address[], timeout_ms = 1000): Promise<ReplicaProbe[]> {
   const m = membership(addresses);
   const id = randomBytes(8).readBigUInt64LE(0);
-  const probes: ReplicaProbe[] = m.replicas.map((a) => ({ address: formatAddress(a), status: null, connected: false, failure: null, malformed: false }));
+  const probes: ReplicaProbe[] = m.replicas.map((a) => ({ address: formatAddress(a), status: null, connected: false, failure: null, malformed: false, other_cluster: null }));
   const answered = probes.map(() => false);
   let remaining = m.replicas.length;
   let done: () => void = () => {};
@@ -37,8 +40,12 @@ export async function probeCluster(addresses: Address[], timeout_ms = 1000): Pro
   const transport = new TcpTransport(
     { cluster: m.cluster, self: null, peers: m.replicas, log: () => {} },
     {
-      onMessage: (message) => {
+      onMessage: (message, connection) => {
         const h = message.header;
+        if (h.command === Command.reply && h.result === Result.wrong_cluster && h.client === id && connection.peer !== null && message.body.length === 8) {
+          probes[connection.peer]!.other_cluster = new DataView(message.body.buffer, message.body.byteOffset, 8).getBigUint64(0, true);
+          return;
+        }
         if (h.command !== Command.status || h.client !== id || h.replica >= probes.length || answered[h.replica]) return;
         answered[h.replica] = true;
         const status = decodeStatus(message.body);

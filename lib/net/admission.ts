@@ -45,8 +45,10 @@ export const unidentified_per_address_max = 256;
  * clients on one host fit). */
 export const client_connections_max = 4096;
 export const client_connections_per_address_max = 1024;
-/** Connections one replica index may hold at once (one live one, and old ones lingering). */
-export const peer_connections_per_replica_max = 4;
+/** Connections one replica index may hold at once (one live one, and old ones lingering). Until
+ * connections are authenticated anything can claim an index, and the least recently active is
+ * replaced: room for a burst of such claimants keeps a real replica's busy connection in place. */
+export const peer_connections_per_replica_max = 16;
 
 export type ConnectionRole = "unidentified" | "client" | "peer";
 
