@@ -105,3 +105,30 @@ test("a forged prepare with a malformed batch, or a second prepare for an op of 
   expect(backup.describe().op).toBe(op);
   expect(backup.stats.messages_dropped).toBe(before + 1);
 });
+
+test("a forged commit_ok cannot confirm a heartbeat round, so it cannot release a read", () => {
+  const { cluster, client } = busyCluster();
+  const primary = cluster.primary()!;
+  const p = primary.replica;
+  const { view } = primary.describe();
+  // The backups' real commit_oks are lost: no round is confirmed, and a read must wait.
+  cluster.filter = (_from, _to, message) => message.header.command !== Command.commit_ok;
+  client.request += 1;
+  cluster.request(p, client.id, client.session, client.request, Operation.get, encodeKeyRequest(new TextEncoder().encode("k1"), null));
+  cluster.tick(5);
+  expect(cluster.lastReply(client.id)?.header.request).not.toBe(client.request);
+  for (const b of [0, 1, 2].filter((i) => i !== p)) {
+    for (let round = 1; round <= 100; round++) {
+      inject(cluster, b, p, forged(cluster, Command.commit_ok, b, (h) => {
+        h.view = view;
+        h.session = round;
+        h.client = BigInt(round) * 0x9e3779b97f4a7c15n & 0xffff_ffff_ffff_ffffn;
+      }));
+    }
+  }
+  expect(cluster.lastReply(client.id)?.header.request).not.toBe(client.request);
+  // The real answers confirm it.
+  cluster.filter = () => true;
+  cluster.tick(30);
+  expect(cluster.lastReply(client.id)?.header.request).toBe(client.request);
+});

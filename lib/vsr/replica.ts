@@ -83,6 +83,9 @@ const value_repairs_max = 64;
 const repair_requests_max = 32;
 /** How long a replica repairs its log instead of asking again for a checkpoint no peer served. */
 const sync_backoff_ticks = 200;
+/** Heartbeat rounds whose nonce the primary remembers: a commit_ok for an older round confirms
+ * nothing (reads wait for a newer round anyway). */
+const heartbeat_nonce_rounds = 64;
 /** A peer of another cluster incarnation is reported at most once a minute (10 ms ticks). */
 const incarnation_warning_interval_ticks = 6000;
 /** Recent request_start_view nonces a recovering replica accepts answers to. */
@@ -174,6 +177,8 @@ export class Replica {
   private read_queue: ReadWaiter[] = [];
   private heartbeat_round = 0;
   private readonly heartbeat_acks: number[];
+  /** The random nonce of each recent heartbeat round (round % heartbeat_nonce_rounds). */
+  private readonly heartbeat_nonces = new Array<bigint>(heartbeat_nonce_rounds).fill(0n);
   private readonly last_ack_tick: number[];
   private ticks = 0;
 
@@ -1090,7 +1095,10 @@ export class Replica {
    * waiting reads that this primary was still primary after they arrived. */
   private sendCommit(): void {
     this.heartbeat_round += 1;
+    const nonce = this.env.random.u64();
+    this.heartbeat_nonces[this.heartbeat_round % heartbeat_nonce_rounds] = nonce;
     const h = this.makeHeader(Command.commit);
+    h.client = nonce;
     h.commit = this.commit_max;
     h.context = this.journal.header(this.commit_max)?.checksum ?? (this.commit_max === this.commit_min ? this.commit_min_checksum : 0n);
     h.session = this.heartbeat_round;
@@ -1109,7 +1117,10 @@ export class Replica {
     // A backup's commit number is not taken: nothing binds it to this log, so one forged frame
     // would commit ops no quorum holds. The pipeline commits on acknowledgements alone (ops
     // committed in an earlier view are in it, and their holders acknowledge them again).
-    if (h.session > this.heartbeat_acks[h.replica]! && h.session <= this.heartbeat_round) {
+    // The round's nonce, echoed: a forged commit_ok cannot confirm a round (and so a read) that
+    // the backup never answered.
+    const recent = h.session <= this.heartbeat_round && h.session > this.heartbeat_round - heartbeat_nonce_rounds;
+    if (h.session > this.heartbeat_acks[h.replica]! && recent && h.client === this.heartbeat_nonces[h.session % heartbeat_nonce_rounds]) {
       this.heartbeat_acks[h.replica] = h.session;
       this.serveReads();
     }
@@ -1378,6 +1389,7 @@ export class Replica {
     if (this.status === "normal" && this.view_durable === this.view) {
       const ok = this.makeHeader(Command.commit_ok);
       ok.session = h.session;
+      ok.client = h.client; // the round's nonce
       ok.commit = this.commit_max;
       this.env.sendToReplica(h.replica, finalize(ok));
     }
