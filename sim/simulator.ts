@@ -16,6 +16,7 @@ import type { Storage } from "../lib/vsr/storage.ts";
 import { FileStorage } from "../lib/storage/file_storage.ts";
 import { readSuperblock, superblock_path } from "../lib/storage/superblock.ts";
 import { SimFs, SimulatedCrash } from "./sim_fs.ts";
+import { forgedReplicaMessage } from "./forger.ts";
 import { FsError } from "../lib/storage/fs.ts";
 import { Heap, type Timed } from "./heap.ts";
 import { Network, type NetworkOptions, type Packet } from "./network.ts";
@@ -146,6 +147,9 @@ interface FaultRates {
   /** Per 10 ms, for each replica whose log reaches into the last checkpoint interval of the window
    * its durable checkpoint covers: cut its power (a restart then reloads only that window). */
   edge_crash: number;
+  /** Per 10 ms: a burst of forged replica messages (sim/forger.ts) to random replicas. In these
+   * seeds a protocol violation is expected (counted, not a failure); everything else still is. */
+  forge: number;
 }
 
 /** The workload's shape, drawn per seed: how often clients act and how often the whole workload
@@ -194,6 +198,7 @@ export class Simulator {
     this.rates = this.drawRates();
     this.shape = this.drawShape();
     this.checker = new StateChecker(o.replicas);
+    this.checker.forgeries = this.rates.forge > 0;
     const network_prng = this.prng.fork();
     this.network = new Network(o.replicas + o.clients, o.replicas, this.drawNetwork(), network_prng, (delay, packet) => this.schedule(delay, Kind.deliver, packet.to, 0, packet));
     for (let i = 0; i < o.replicas; i++) {
@@ -271,6 +276,7 @@ export class Simulator {
       isolate_after_prepare: this.options.faults?.network === false || !p.chance(0.4) ? 0 : p.float() * 0.002,
       primary_pause: crashes && p.chance(0.3) ? p.float() * 0.003 : 0,
       edge_crash: crashes && p.chance(0.4) ? p.float() * 0.05 : 0,
+      forge: this.options.faults?.network === false || !p.chance(0.3) ? 0 : p.float() * 0.1,
       ...this.drawStorageRates(),
     };
   }
@@ -722,6 +728,27 @@ export class Simulator {
     if (p.chance(r.clog) && this.options.replicas > 1) {
       this.faults += 1;
       this.log(`fault: ${this.network.clogRandom(50_000 + p.int(1_000_000))}`);
+    }
+    if (r.forge > 0 && this.options.replicas > 1 && p.chance(r.forge)) this.forge();
+  }
+
+  /** A burst of forged replica messages, each to a random running replica, with numbers near that
+   * replica's own (its view, its commit number, its incarnation: what a forger on the network
+   * could learn). */
+  private forge(): void {
+    const p = this.prng;
+    const up = this.nodes.filter((n) => n.replica !== null);
+    if (up.length === 0) return;
+    const count = 1 + p.int(8);
+    this.faults += 1;
+    this.log(`fault: ${count} forged replica message(s)`);
+    for (let i = 0; i < count; i++) {
+      const node = p.pick(up);
+      const replica = node.replica!;
+      const d = replica.describe();
+      const target = { cluster: this.config.cluster, replica_count: this.options.replicas, incarnation: replica.incarnation, view: d.view, op: d.commit_max };
+      const bytes = forgedReplicaMessage(p, target, node.index, epoch_ms + Math.floor(this.now / 1000));
+      this.schedule(p.int(1000), Kind.deliver, node.index, 0, { from: node.index, to: node.index, bytes });
     }
   }
 

@@ -55,7 +55,7 @@ class Forger {
 
   /** One connection, a burst of forged frames, then close. */
   private burst(port: number, index: number): Promise<void> {
-    const frames = Array.from({ length: frames_per_round }, () => forgedPeerMessage(this.prng, this.target, index));
+    const frames = Array.from({ length: frames_per_round }, () => forgedPeerMessage(this.prng, this.target, index, Date.now()));
     return new Promise((resolve) => {
       const socket = net.connect(port, "127.0.0.1", () => {
         for (const f of frames) socket.write(f);

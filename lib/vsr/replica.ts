@@ -404,7 +404,7 @@ export class Replica {
     if (!from_client && h.incarnation !== this.incarnation && h.command !== Command.ping && h.command !== Command.pong) {
       return this.otherIncarnation(message);
     }
-    if (!this.formed && this.status === "normal" && formedOnly(h.command)) this.form();
+    if (!this.formed && this.status === "normal" && this.provesFormed(message)) this.form();
     switch (h.command) {
       case Command.ping:
         return this.onPing(message);
@@ -645,6 +645,20 @@ export class Replica {
     this.timeout_repair.start();
     this.timeout_normal.start();
     this.requestStartView();
+  }
+
+  /** Whether a message shows the cluster formed (so every replica formatted): only what a forged
+   * frame cannot fake by chance counts, the first prepare (it chains to the root) or a start_view
+   * whose headers verify. A forged commit or view-change vote once formed a replica whose peers
+   * were still blank, and the cluster never formed. Otherwise the probes tell (onPong). */
+  private provesFormed(message: Message): boolean {
+    const h = message.header;
+    if (h.command === Command.prepare) return h.op === 1 && h.parent === this.root.checksum && decodeBatch(message.body) !== null;
+    if (h.command === Command.start_view) {
+      const headers = decodeHeaders(message.body, this.config.cluster);
+      return headers !== null && suffixValid(headers, h.op);
+    }
+    return false;
   }
 
   private sendProbe(): void {
@@ -2642,10 +2656,6 @@ export class Replica {
   }
 }
 
-/** Messages only a replica of a formed cluster sends: receiving one proves every replica formatted. */
-function formedOnly(command: Command): boolean {
-  return command === Command.prepare || command === Command.commit || command === Command.start_view_change || command === Command.do_view_change || command === Command.start_view;
-}
 
 export function encodeHeaders(headers: Header[]): Uint8Array {
   const body = new Uint8Array(headers.length * header_size);
