@@ -10,7 +10,7 @@ import { Command, Header, encode, finalize } from "../lib/net/codec.ts";
 import type { Prng } from "../lib/util/prng.ts";
 
 /** Every command a replica sends to another. */
-const replica_commands = [
+export const replica_commands = [
   Command.ping,
   Command.pong,
   Command.prepare,

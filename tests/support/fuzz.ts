@@ -15,6 +15,7 @@ import { Condition, Operation, encodeKeyRequest, encodeListRequest } from "../..
 import { FrameReader } from "../../lib/net/frame_reader.ts";
 import { checksum } from "../../lib/util/checksum.ts";
 import type { Prng } from "../../lib/util/prng.ts";
+import { replica_commands } from "../../sim/forger.ts";
 
 const encoder = new TextEncoder();
 
@@ -77,25 +78,8 @@ export function clientRequest(prng: Prng, target: FuzzTarget): Uint8Array {
   return encode(finalize(h, body));
 }
 
-/** Peer commands whose fields and bodies are harmless when forged (questions and pings); mutated
- * copies of them are what the fuzzer sends as a peer, plus a few with bodies the replica parses. */
-const peer_commands = [
-  Command.ping,
-  Command.pong,
-  Command.prepare,
-  Command.prepare_ok,
-  Command.commit,
-  Command.commit_ok,
-  Command.start_view_change,
-  Command.do_view_change,
-  Command.start_view,
-  Command.request_start_view,
-  Command.request_headers,
-  Command.headers,
-  Command.request_prepare,
-  Command.request_sync,
-  Command.sync_chunk,
-];
+/** The replica commands the frame fuzzer mutates (all but the value repair pair). */
+const peer_commands = replica_commands.filter((c) => c !== Command.request_value && c !== Command.value);
 
 /** A valid peer message from a replica index in range (not necessarily meaningful). */
 export function peerMessage(prng: Prng, target: FuzzTarget, command = prng.pick(peer_commands)): Uint8Array {
