@@ -2161,6 +2161,10 @@ export class Replica {
   }
 
   private sendStartView(to: number | null, nonce = 0n): void {
+    // A start_view vouches for this view's log: only once the view and the log are durable, and
+    // only in a formed cluster (a forged request_start_view once got one out of a replica whose
+    // format was not yet durable).
+    if (!this.formed || this.view_durable !== this.view || this.log_view_durable !== this.view) return;
     const h = this.makeHeader(Command.start_view);
     h.op = this.op;
     h.commit = this.commit_max;
