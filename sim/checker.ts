@@ -49,13 +49,13 @@ export class StateChecker {
 
   /** A replica received a message no honest replica sends: in the simulator every peer is honest
    * (the network corrupts nothing that passes a checksum), so it is a bug. */
-  protocolViolation(replica: number, text: string): void {
+  protocolViolation(replica: number, text: string, checksum: bigint | null): void {
     this.protocol_violations += 1;
-    if (!this.forgeries) this.fail(`replica ${replica} received a message no honest peer sends: ${text}`);
+    if (checksum === null || !this.forged.has(checksum)) this.fail(`replica ${replica} received a message no honest peer sends${checksum === null ? "" : ` (not one the simulator forged)`}: ${text}`);
   }
 
-  /** The simulator forges replica messages in this run: a protocol violation is then expected. */
-  forgeries = false;
+  /** Checksums of the messages the simulator forged: a violation must name one of them. */
+  readonly forged = new Set<bigint>();
   protocol_violations = 0;
 
   executed(replica: number, prepare: Message): void {

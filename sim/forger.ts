@@ -5,6 +5,11 @@
  * network could send before connections are authenticated (issue 16). A replica can tell them
  * from real ones only by what its own log confirms (docs/PROTOCOL.md §4.4, commit numbers): the
  * simulator sends them in some seeds, tests/fuzz_forged.test.ts to real processes.
+ *
+ * Bodies are random, as a fuzzer's are: a do_view_change or start_view built from real prepare
+ * headers would be a vote or a new view from a replica that never sent it, which breaks quorum
+ * intersection itself; only authenticating the sender (issue 16) stops that, and the simulator
+ * found exactly that when it tried (a forged vote let a view drop a committed op).
  */
 import { Command, Header, encode, finalize } from "../lib/net/codec.ts";
 import type { Prng } from "../lib/util/prng.ts";

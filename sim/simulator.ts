@@ -198,7 +198,6 @@ export class Simulator {
     this.rates = this.drawRates();
     this.shape = this.drawShape();
     this.checker = new StateChecker(o.replicas);
-    this.checker.forgeries = this.rates.forge > 0;
     const network_prng = this.prng.fork();
     this.network = new Network(o.replicas + o.clients, o.replicas, this.drawNetwork(), network_prng, (delay, packet) => this.schedule(delay, Kind.deliver, packet.to, 0, packet));
     for (let i = 0; i < o.replicas; i++) {
@@ -472,7 +471,7 @@ export class Simulator {
       request: (r, client, request, op, duplicate) => this.checker.request(r, client, request, op, duplicate),
       primary: (r, view) => this.checker.primary(r, view),
       doViewChange: (r, view, dvc) => this.checker.doViewChange(r, view, dvc),
-      violation: (r, text) => this.checker.protocolViolation(r, text),
+      violation: (r, text, checksum) => this.checker.protocolViolation(r, text, checksum),
     };
     node.replica = replica;
     node.storage = storage;
@@ -748,6 +747,7 @@ export class Simulator {
       const d = replica.describe();
       const target = { cluster: this.config.cluster, replica_count: this.options.replicas, incarnation: replica.incarnation, view: d.view, op: d.commit_max };
       const bytes = forgedReplicaMessage(p, target, node.index, epoch_ms + Math.floor(this.now / 1000));
+      this.checker.forged.add(new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getBigUint64(0, true));
       this.schedule(p.int(1000), Kind.deliver, node.index, 0, { from: node.index, to: node.index, bytes });
     }
   }

@@ -264,7 +264,7 @@ export class FileStorage implements Storage {
     } else {
       this.retained = [{ id: state.checkpoint, segments: new Set(), chain: [] }];
     }
-    const { journal, damaged_slots } = this.readHeaderRing(state.checkpoint.op);
+    const { journal, damaged_slots } = this.readHeaderRing(state.checkpoint.op, restorable(state));
     this.collectGarbage();
     return { state, journal, damaged_slots, checkpoint, store, clients };
   }
@@ -331,7 +331,7 @@ export class FileStorage implements Storage {
    * "fix"), else reported, and kept damaged on disk. If part of the segments could not be read, a
    * lost record cannot be ruled out: every op of the window with no copy found is damaged too.
    */
-  private readHeaderRing(checkpoint_op: number): { journal: RecoveredPrepare[]; damaged_slots: number[] } {
+  private readHeaderRing(checkpoint_op: number, restorable: (location: PrepareLocation) => boolean): { journal: RecoveredPrepare[]; damaged_slots: number[] } {
     const slot_count = this.options.journal_slot_count;
     const copy_size = slot_count * header_record_size;
     const ring = new Uint8Array(ring_copies * copy_size);
@@ -440,7 +440,7 @@ export class FileStorage implements Storage {
       const op = windowOp(checkpoint_op, slot, slot_count);
       const candidates = intact.get(op) ?? [];
       const unique = candidates.length === 1 && (headers_found.get(op) ?? []).every((c) => c.checksum === candidates[0]!.checksum);
-      if (scan.clean && !scan.suspects.has(op) && unique && this.restoresRecords()) restored.push(candidates[0]!);
+      if (scan.clean && !scan.suspects.has(op) && unique && restorable(candidates[0]!) && this.restoresRecords()) restored.push(candidates[0]!);
     }
     if (restored.length > 0) {
       // The fix is persisted: the next open finds a valid record there.
@@ -1245,4 +1245,23 @@ function decodeRecord(ring: Uint8Array, offset: number, slot: number, slot_count
   const superblock_sequence = Number(v.getBigUint64(152, true));
   if (location.size !== header.size || header.op % slot_count !== slot || !Number.isSafeInteger(sequence) || !Number.isSafeInteger(superblock_sequence)) return null;
   return { header, location, sequence, superblock_sequence };
+}
+
+/**
+ * Whether a copy found on disk may restore a damaged ring slot: only one the replica's log could
+ * hold, by the rule it loads its journal with (lib/vsr/replica.ts loadJournal): within the suffix
+ * the superblock vouches for, the vouched prepare; above it, a prepare of the log_view. The unique
+ * intact copy of an op may be a stale one from an earlier view (this replica once prepared that op
+ * as a primary that was then deposed) while the prepare the slot really held is damaged too:
+ * restoring the stale one would make the slot look settled, and the op it acknowledged absent.
+ */
+function restorable(state: VsrState): (location: PrepareLocation) => boolean {
+  const vouched = new Map<number, bigint>();
+  for (const h of state.view_headers) vouched.set(h.op, h.checksum);
+  const vouched_max = state.view_headers.length > 0 ? state.view_headers[state.view_headers.length - 1]!.op : state.checkpoint.op;
+  return (location) => {
+    if (location.op > vouched_max) return location.header.view === state.log_view;
+    const want = vouched.get(location.op);
+    return want === undefined || want === location.checksum;
+  };
 }

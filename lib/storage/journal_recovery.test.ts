@@ -77,12 +77,13 @@ class Disk {
     this.fs.fdatasync(fd);
   }
 
-  /** Flips one byte of a prepare's header on disk (its parent field: the magic and op stay
-   * readable, the checksum fails), durably. */
-  damageHeader(prepare: Message): void {
+  /** Flips one byte of a prepare's header on disk (by default its parent field: the magic and op
+   * stay readable, the checksum fails; at 88, its magic: the scan no longer sees a header there),
+   * durably. */
+  damageHeader(prepare: Message, field_offset = 24): void {
     const location = this.storage.prepareBodyLocation(prepare.header.op, prepare.header.checksum)!;
     const fd = this.fs.open(`journal/${location.segment.toString().padStart(10, "0")}.seg`, false);
-    const at = location.offset - 128 + 24;
+    const at = location.offset - 128 + field_offset;
     const byte = new Uint8Array(1);
     this.fs.pread(fd, byte, at);
     byte[0] = byte[0]! ^ 0x40;
@@ -238,6 +239,25 @@ describe("journal recovery: records restored and found", () => {
     const recovered = disk.reopen();
     expect(recovered.damaged_slots).toContain(4);
     expect(copies(recovered, 4).sort()).toEqual([old.header.checksum, disk.written.get(4)!.header.checksum].sort());
+  });
+
+  test("a damaged slot is not restored from a stale copy of its op from an earlier view", () => {
+    const disk = new Disk();
+    // Deposed primary of view 0: it prepared ops 1-4. View 1 kept ops 1-2 (vouched by the
+    // superblock) and prepared new ops 3-4, which this replica journaled and acknowledged.
+    disk.write(1, 4, 0);
+    const stale = disk.written.get(4)!;
+    const vouched = [disk.written.get(1)!.header, disk.written.get(2)!.header];
+    disk.storage.writeState({ ...disk.state, view: 1, log_view: 1, view_headers: vouched });
+    disk.write(3, 4, 1);
+    const acked = disk.written.get(4)!;
+    // Both ring copies of op 4's slot and its view-1 prepare are damaged: the only intact copy of
+    // op 4 on disk is the stale one, which must not settle the slot.
+    disk.damageHeader(acked, 88);
+    for (const sector of disk.ringSectors(4)) disk.fs.setReadErrorSector("journal/headers", sector);
+    const recovered = disk.reopen();
+    expect(copies(recovered, 4)).toContain(stale.header.checksum);
+    expect(recovered.damaged_slots).toContain(4);
   });
 
   test("a copy whose header reached the disk but not its body is not reported", () => {

@@ -6,6 +6,7 @@
  */
 import { expect, test } from "bun:test";
 import { Command, Header, encode, finalize } from "../net/codec.ts";
+import { encodeDoViewChangeBody, encodeHeaders } from "./replica.ts";
 import { Operation, Result, encodeKeyRequest } from "../store/operations.ts";
 import { TestClient, TestCluster } from "../../sim/test_cluster.ts";
 
@@ -15,6 +16,8 @@ function forged(cluster: TestCluster, command: Command, from: number, fill: (h: 
   h.cluster = cluster.config.cluster;
   h.replica = from;
   h.replica_count = cluster.replica_count;
+  // The cluster's own incarnation: a forger on the network learns it from any frame.
+  h.incarnation = cluster.replicas.find((r) => r !== null)!.incarnation;
   fill(h);
   return encode(finalize(h, body));
 }
@@ -131,4 +134,60 @@ test("a forged commit_ok cannot confirm a heartbeat round, so it cannot release 
   cluster.filter = () => true;
   cluster.tick(30);
   expect(cluster.lastReply(client.id)?.header.request).toBe(client.request);
+});
+
+test("a forged do_view_change whose log is below this replica's commit is dropped, not asserted on", () => {
+  const { cluster } = busyCluster();
+  const p = cluster.primary()!.replica;
+  // The replica that leads view + 4 (as view + 1) gets a vote for it: a short log of one real
+  // header, with a log_view above its own, so that log would be chosen.
+  const next = (p + 1) % 3;
+  const target = cluster.replica(next);
+  const { view, commit_max } = target.describe();
+  expect(commit_max).toBeGreaterThan(1);
+  const liar = [0, 1, 2].find((i) => i !== next)!;
+  const body = encodeDoViewChangeBody({ headers: [target.journal.header(1)!], presence: new Uint8Array([1]), faulty_ops: [] });
+  inject(cluster, liar, next, forged(cluster, Command.do_view_change, liar, (h) => {
+    h.view = view + 4;
+    h.log_view = view + 1;
+    h.op = 1;
+    h.commit = 1;
+    h.request = 1;
+  }, new Uint8Array(body)));
+  cluster.tick(100);
+  expect(target.stats.protocol_violations).toBeGreaterThanOrEqual(1);
+  expect(target.describe().commit_max).toBeGreaterThanOrEqual(commit_max);
+});
+
+test("a forged start_view naming another prepare at an executed op is dropped, not asserted on", () => {
+  const { cluster } = busyCluster();
+  const p = cluster.primary()!.replica;
+  const b = [0, 1, 2].find((i) => i !== p)!;
+  const backup = cluster.replica(b);
+  const { view, commit_min } = backup.describe();
+  // Another prepare at the op it executed (a valid header, another checksum), from the primary of
+  // the next view that is not this backup.
+  const other = new Header();
+  Object.assign(other, backup.journal.header(commit_min)!);
+  other.timestamp += 1;
+  const v = (view + 1) % 3 !== b ? view + 1 : view + 2;
+  inject(cluster, v % 3, b, forged(cluster, Command.start_view, v % 3, (h) => {
+    h.view = v;
+    h.op = commit_min;
+    h.commit = commit_min;
+  }, new Uint8Array(encodeHeaders([finalize(other).header]))));
+  expect(backup.stats.protocol_violations).toBe(1);
+  expect(backup.describe().view).toBe(view);
+});
+
+test("a view number near 2^32 is dropped: the next view would wrap to 0 on the wire", () => {
+  const { cluster } = busyCluster();
+  const p = cluster.primary()!.replica;
+  const b = [0, 1, 2].find((i) => i !== p)!;
+  inject(cluster, p, b, forged(cluster, Command.do_view_change, p, (h) => {
+    h.view = 0xffff_ffff;
+    h.op = 1;
+  }));
+  expect(cluster.replica(b).stats.protocol_violations).toBe(1);
+  expect(cluster.replica(b).describe().view).toBeLessThan(1000);
 });

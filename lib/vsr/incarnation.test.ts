@@ -84,3 +84,18 @@ test("a replica that lost its disk recovers into the cluster's incarnation", () 
   cluster.until(() => cluster.replica(backup).describe().status === "normal", 20_000, "recovered");
   expect(cluster.replica(backup).incarnation).toBe(incarnation);
 });
+
+test("a replica restarted before anything was prepared learns from a formed peer's pong that the cluster formed", () => {
+  // Formed, idle: nothing on disk says it formed. The primary dies and a backup restarts: the two
+  // left must still elect a primary (the restarted one needs its election timer, so it must form).
+  const cluster = new TestCluster(3, () => {}, undefined, undefined, 5);
+  cluster.startAll();
+  cluster.until(() => cluster.primary() !== null && cluster.replicas.every((r) => r!.describe().status === "normal"), 5000, "a formed cluster");
+  cluster.tick(20);
+  const p = cluster.primary()!.replica;
+  const c = (p + 1) % 3;
+  cluster.crash(p);
+  cluster.crash(c);
+  cluster.start(c);
+  cluster.until(() => cluster.primary() !== null, 20_000, "a primary among the two left");
+});

@@ -57,8 +57,9 @@ export interface ReplicaObserver {
   primary(replica: number, view: number): void;
   /** The replica offers its log for view (a do_view_change sent, or kept by the new primary). */
   doViewChange(replica: number, view: number, dvc: DoViewChange): void;
-  /** A well-formed message that no honest replica sends (forged, or a bug): dropped. */
-  violation(replica: number, text: string): void;
+  /** A well-formed message that no honest replica sends (forged, or a bug): dropped. The
+   * checksum of the message, when one message is to blame. */
+  violation(replica: number, text: string, checksum: bigint | null): void;
 }
 
 /** Compaction runs every this many ticks and moves at most this many bytes each time (~10 MB/s),
@@ -83,6 +84,8 @@ const value_repairs_max = 64;
 const repair_requests_max = 32;
 /** How long a replica repairs its log instead of asking again for a checkpoint no peer served. */
 const sync_backoff_ticks = 200;
+/** The highest view a message may name. */
+const view_max = 0xffff_ffff - 0x10_0000;
 /** Heartbeat rounds whose nonce the primary remembers: a commit_ok for an older round confirms
  * nothing (reads wait for a newer round anyway). */
 const heartbeat_nonce_rounds = 64;
@@ -121,6 +124,8 @@ export interface DoViewChange {
    * held is unknown), ascending: it may have acknowledged them, so it does not vote them away,
    * whether or not a header for them is in its list. */
   faulty_ops: number[];
+  /** The checksum of the message it came in (absent for this replica's own). */
+  checksum?: bigint;
 }
 
 /** What a new primary makes of the chosen log (decideSuffix): its new head and headers (gaps
@@ -404,6 +409,9 @@ export class Replica {
     if (!from_client && h.incarnation !== this.incarnation && h.command !== Command.ping && h.command !== Command.pong) {
       return this.otherIncarnation(message);
     }
+    // A view this close to 2^32 is forged: the next view would wrap to 0 on the wire and wedge
+    // the cluster (4 billion view changes do not happen).
+    if (!from_client && h.view > view_max) return this.violation(h.replica, h.command, `view ${h.view} above ${view_max}`, h.checksum);
     if (!this.formed && this.status === "normal" && this.provesFormed(message)) this.form();
     switch (h.command) {
       case Command.ping:
@@ -457,12 +465,12 @@ export class Replica {
   /** A message that passed every check of the frame but contradicts what an honest peer does.
    * Only forged frames (or a bug) get here, and network input never trips an assertion: drop it,
    * count it, say so (the simulator, whose peers are honest, fails the seed). */
-  private violation(from: number, command: Command, what: string): void {
+  private violation(from: number, command: Command, what: string, checksum: bigint | null): void {
     this.stats.protocol_violations += 1;
     this.stats.messages_dropped += 1;
     const text = `${Command[command] ?? command} from replica ${from}: ${what}`;
     this.env.log("warn", `replica ${this.replica}: dropped ${text}; a forged frame or a bug: check what can reach this port, and report it if only replicas can`);
-    this.observer?.violation(this.replica, text);
+    this.observer?.violation(this.replica, text, checksum);
   }
 
   /** A peer of another cluster incarnation: its data directory belongs to another cluster that
@@ -513,6 +521,9 @@ export class Replica {
     for (let op = this.commit_min + 1; op <= this.commit_min + this.config.journal_slot_count; op++) {
       if (this.journal.header(op) !== null) this.op = op;
     }
+    // Its log holds every op it learned committed; a number above it (written by a release that
+    // took commit numbers from any frame) would execute ops no quorum may hold.
+    this.commit_max = Math.max(this.commit_min, Math.min(this.commit_max, this.op));
     // The persisted suffix may reach past the journal window (installed while far behind).
     this.op = Math.max(this.op, vh_max);
     this.applyViewHeaders();
@@ -681,12 +692,13 @@ export class Replica {
   private onPing(message: Message): void {
     const h = this.makeHeader(Command.pong);
     h.context = message.header.context;
-    // operation: 0 blank, 1 formatted, 2 recovering (a lost disk, catching up). Formatted only once
-    // the format is durable: a peer counts it for good (onPong), and a crash before then would
-    // bring this replica back blank.
-    // (Its incarnation, in the header, counts as formatted only once durable, likewise.)
+    // operation: 0 blank, 1 formatted, 2 recovering (a lost disk, catching up), 3 formed.
+    // Formatted only once the format is durable: a peer counts it for good (onPong), and a crash
+    // before then would bring this replica back blank. (Its incarnation, in the header, counts as
+    // formatted only once durable, likewise.) Formed: the cluster formed, which a replica that
+    // restarted before anything was prepared cannot tell from its disk.
     const durable = this.view_durable >= 0 && this.incarnation_durable === this.incarnation;
-    h.operation = this.status === "blank" || (this.status === "normal" && !durable) ? 0 : this.status === "recovering" ? 2 : 1;
+    h.operation = this.status === "blank" || (this.status === "normal" && !durable) ? 0 : this.status === "recovering" ? 2 : this.formed ? 3 : 1;
     h.op = this.op;
     h.commit = this.commit_max;
     h.log_view = this.log_view;
@@ -705,10 +717,14 @@ export class Replica {
         this.probe_formatted.delete(h.replica); // its disk was replaced since
         return;
       }
-      if (h.incarnation < this.incarnation && this.status === "normal") {
+      // A peer of a formed cluster (formed, or recovering a lost disk) proves the cluster formed,
+      // with its incarnation: this replica (pristine, nothing promised) takes both. A pong echoes
+      // this round's nonce, so a forged one cannot.
+      const formed = h.operation >= 2;
+      if (h.incarnation !== this.incarnation && this.status === "normal" && (formed || h.incarnation < this.incarnation)) {
         // Formatted at the same time from other probe answers (a candidate changed by a restart
         // in between): an unformed cluster holds nothing yet, so all settle on the lowest.
-        this.env.log("info", `replica ${this.replica}: replica ${h.replica} formatted with cluster incarnation ${hex32(h.incarnation)}, lower than ours (${hex32(this.incarnation)}): adopting it`);
+        this.env.log("info", `replica ${this.replica}: replica ${h.replica} ${formed ? "belongs to a formed cluster" : "formatted"} with cluster incarnation ${hex32(h.incarnation)}, ours is ${hex32(this.incarnation)}: adopting it`);
         this.incarnation = h.incarnation;
         this.probe_formatted.clear();
         this.writeState();
@@ -718,7 +734,7 @@ export class Replica {
         return;
       }
       this.probe_formatted.add(h.replica);
-      if (this.probe_formatted.size === this.config.replica_count - 1 && this.incarnation_durable === this.incarnation) this.form();
+      if ((formed || this.probe_formatted.size === this.config.replica_count - 1) && this.incarnation_durable === this.incarnation) this.form();
       return;
     }
     this.probe_replies.set(h.replica, {
@@ -1003,7 +1019,8 @@ export class Replica {
   private onPrepareOk(message: Message): void {
     const h = message.header;
     if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
-    this.last_ack_tick[h.replica] = this.ticks;
+    // Alive only if it acknowledges a prepare of this log (a forged ack names none).
+    if (this.journal.header(h.op)?.checksum === h.context) this.last_ack_tick[h.replica] = this.ticks;
     const entry = this.pipeline.find((e) => e.op === h.op);
     if (entry !== undefined && entry.checksum === h.context) entry.oks.add(h.replica);
     this.commitPipeline();
@@ -1127,14 +1144,15 @@ export class Replica {
   private onCommitOk(message: Message): void {
     const h = message.header;
     if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
-    this.last_ack_tick[h.replica] = this.ticks;
     // A backup's commit number is not taken: nothing binds it to this log, so one forged frame
     // would commit ops no quorum holds. The pipeline commits on acknowledgements alone (ops
     // committed in an earlier view are in it, and their holders acknowledge them again).
     // The round's nonce, echoed: a forged commit_ok cannot confirm a round (and so a read) that
     // the backup never answered.
     const recent = h.session <= this.heartbeat_round && h.session > this.heartbeat_round - heartbeat_nonce_rounds;
-    if (h.session > this.heartbeat_acks[h.replica]! && recent && h.client === this.heartbeat_nonces[h.session % heartbeat_nonce_rounds]) {
+    if (!recent || h.client !== this.heartbeat_nonces[h.session % heartbeat_nonce_rounds]) return;
+    this.last_ack_tick[h.replica] = this.ticks; // alive (a forged commit_ok must not keep a cut-off primary from abdicating)
+    if (h.session > this.heartbeat_acks[h.replica]!) {
       this.heartbeat_acks[h.replica] = h.session;
       this.serveReads();
     }
@@ -1230,7 +1248,7 @@ export class Replica {
     if (existing !== null && existing.view === this.view && existing.checksum !== h.checksum) {
       // One primary makes one prepare per op in its view: a second is forged (or this replica's
       // memory is wrong). Never a reason to stop: keep the one held.
-      return this.violation(h.replica, h.command, `a second prepare for op ${h.op} in view ${this.view} (held ${existing.checksum.toString(16)}, got ${h.checksum.toString(16)})`);
+      return this.violation(h.replica, h.command, `a second prepare for op ${h.op} in view ${this.view} (held ${existing.checksum.toString(16)}, got ${h.checksum.toString(16)})`, h.checksum);
     }
     if (!this.journalPrepare(message)) return; // disk full: no acknowledgement
     if (h.op > this.op) {
@@ -1420,7 +1438,8 @@ export class Replica {
   private onPrimaryContact(h: Header): void {
     this.timeout_normal.reset();
     this.commit_hint = h.commit;
-    this.primary_checkpoint_op = h.checkpoint_op;
+    // The primary's durable checkpoint, from its heartbeat (a prepare names an older one).
+    if (h.command === Command.commit) this.primary_checkpoint_op = h.checkpoint_op;
     this.maybeStartSync();
   }
 
@@ -1935,6 +1954,8 @@ export class Replica {
     if (primaryIndex(h.view, this.config.replica_count) !== this.replica) return;
     const body = decodeDoViewChangeBody(message.body, h.request, this.config.cluster);
     if (body === null || !suffixValid(body.headers, h.op)) return this.drop(message, "malformed do_view_change headers");
+    // Its log was normal in an earlier view than the one it votes for.
+    if (h.log_view >= h.view) return this.violation(h.replica, h.command, `log_view ${h.log_view} not below its view ${h.view}`, h.checksum);
     const { headers, presence, faulty_ops } = body;
     if (h.view === this.view && this.status === "normal") {
       // It missed the start_view: resend it.
@@ -1947,7 +1968,7 @@ export class Replica {
     this.svc_from.add(h.replica);
     // A commit number above the sender's own head is none it could know (its log holds every op it
     // learned committed): believe it only up to there.
-    this.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: Math.min(h.commit, h.op), headers, presence, faulty_ops });
+    this.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: Math.min(h.commit, h.op), headers, presence, faulty_ops, checksum: h.checksum });
     this.maybeSendDoViewChange();
     this.maybeStartView();
   }
@@ -1967,12 +1988,16 @@ export class Replica {
       return;
     }
     if (best.op < commit) {
-      // Committed ops are in every later view's log, so an honest sender's commit number is never
-      // above the chosen log: a sender claiming so is forged (or buggy). Its vote is not counted.
+      // Committed ops are in every later view's log, so among honest senders the chosen log is
+      // never below a commit number: one of them is forged (or buggy), and its vote is not
+      // counted. If this replica's own number is above it, the chosen log is the lie; otherwise
+      // the senders claiming more than it holds are.
+      const own = this.dvc_from.get(this.replica)!;
       for (const [from, dvc] of this.dvc_from) {
-        if (dvc.commit <= best.op) continue;
-        assert(from !== this.replica, () => `replica ${this.replica}: the chosen log (op ${best.op}) is shorter than what it committed (${dvc.commit})`);
-        this.violation(from, Command.do_view_change, `commit ${dvc.commit} above the chosen log's op ${best.op}`);
+        const liar = own.commit > best.op ? dvc === best : dvc.commit > best.op;
+        if (!liar) continue;
+        assert(from !== this.replica, () => `replica ${this.replica}: its own log (op ${dvc.op}) is below what it committed (${dvc.commit})`);
+        this.violation(from, Command.do_view_change, dvc === best ? `a log ending at op ${best.op} (log_view ${best.log_view}) below this replica's commit ${own.commit}` : `commit ${dvc.commit} above the chosen log's op ${best.op}`, dvc.checksum ?? null);
         this.dvc_from.delete(from);
       }
       return;
@@ -2161,6 +2186,10 @@ export class Replica {
   }
 
   private sendStartView(to: number | null, nonce = 0n): void {
+    // A start_view vouches for this view's log: only once the view and the log are durable, and
+    // only in a formed cluster (a forged request_start_view once got one out of a replica whose
+    // format was not yet durable).
+    if (!this.formed || this.view_durable !== this.view || this.log_view_durable !== this.view) return;
     const h = this.makeHeader(Command.start_view);
     h.op = this.op;
     h.commit = this.commit_max;
@@ -2185,6 +2214,12 @@ export class Replica {
     // before it lost them would install a log without them, then offer it in a view change.
     if (this.status === "recovering" && (h.context === 0n || !this.recovery_nonces.includes(h.context))) return;
     if (h.op < this.commit_min) return; // a stale start_view: the view's log holds every committed op
+    // Every later view's log holds what this replica executed: a log that names another prepare
+    // at its last executed op is none an honest primary sends.
+    const at_commit = headers.find((x) => x.op === this.commit_min);
+    if (at_commit !== undefined && at_commit.checksum !== this.commit_min_checksum) {
+      return this.violation(h.replica, h.command, `a log with another prepare at op ${this.commit_min}, which this replica executed`, h.checksum);
+    }
     // A start_view of the view this replica's log is already in (resent, delayed or replayed) is a
     // prefix of that log, which only grows within its view: it must not cut the ops this replica
     // has acknowledged since.
