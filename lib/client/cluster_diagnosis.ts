@@ -6,6 +6,7 @@
  */
 import type { ReplicaProbe } from "./cluster_probe.ts";
 import type { ReplicaStatus } from "../node/status.ts";
+import { hex32 } from "../util/hex.ts";
 
 /** A view change normally ends within a second or two; one running longer than this is stuck,
  * and status says why instead of "settling". */
@@ -210,8 +211,4 @@ function noPrimaryVerdict(probes: ReplicaProbe[], statuses: ReplicaStatus[], rea
   ].filter((x) => x !== "");
   const others = unwell.filter((u) => !/ (view change|recovering)$/.test(u));
   return `stuck: no primary for ${formatDuration(no_primary_for)}, longer than a view change takes (${formatDuration(view_change_settle_ms)}); ${[...parts, ...others].join("; ")}`;
-}
-
-function hex32(n: number): string {
-  return n.toString(16).padStart(8, "0");
 }

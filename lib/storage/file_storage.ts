@@ -24,7 +24,7 @@ import { allocValueWithHeadroom } from "../store/operations.ts";
 import { ClientTable, type ClientSession } from "../vsr/client_table.ts";
 import { rootPrepare } from "../vsr/root.ts";
 import { windowOp } from "../vsr/window.ts";
-import type { CheckpointId, CheckpointMeta, Recovered, RecoveredPrepare, Storage, SyncChunk, VsrState } from "../vsr/storage.ts";
+import { vouchedMax, type CheckpointId, type CheckpointMeta, type Recovered, type RecoveredPrepare, type Storage, type SyncChunk, type VsrState } from "../vsr/storage.ts";
 import { FsError, type Fd, type FileSystem } from "./fs.ts";
 import { readSuperblock, superblock_copies, superblock_copy_size, superblock_path, writeSuperblock, type SuperblockIdentity } from "./superblock.ts";
 import {
@@ -1258,7 +1258,7 @@ function decodeRecord(ring: Uint8Array, offset: number, slot: number, slot_count
 function restorable(state: VsrState): (location: PrepareLocation) => boolean {
   const vouched = new Map<number, bigint>();
   for (const h of state.view_headers) vouched.set(h.op, h.checksum);
-  const vouched_max = state.view_headers.length > 0 ? state.view_headers[state.view_headers.length - 1]!.op : state.checkpoint.op;
+  const vouched_max = vouchedMax(state);
   return (location) => {
     if (location.op > vouched_max) return location.header.view === state.log_view;
     const want = vouched.get(location.op);

@@ -18,6 +18,8 @@
  */
 import { AssertionError, assert } from "../util/assert.ts";
 import type { Prng } from "../util/prng.ts";
+import { hex32 } from "../util/hex.ts";
+import { LogLimiter } from "../net/log_limiter.ts";
 import { Command, Header, decodeHeader, finalize, writeHeader, type Message } from "../net/codec.ts";
 import { faulty_ops_max, header_size, journal_slot_count_max, key_size_max, sender_client, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
 import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
@@ -29,7 +31,7 @@ import { ClientTable, type StoredReply } from "./client_table.ts";
 import { Journal } from "./journal.ts";
 import { Timeout } from "./timeout.ts";
 import { decodeBatch, encodeBatch, batchEntrySize, batch_header_size } from "./batch.ts";
-import type { CheckpointId, Recovered, RecoveredPrepare, Storage, VsrState } from "./storage.ts";
+import { vouchedMax, type CheckpointId, type Recovered, type RecoveredPrepare, type Storage, type VsrState } from "./storage.ts";
 import { FsError } from "../storage/fs.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { checkpointFor } from "./checkpoint.ts";
@@ -89,8 +91,6 @@ const view_max = 0xffff_ffff - 0x10_0000;
 /** Heartbeat rounds whose nonce the primary remembers: a commit_ok for an older round confirms
  * nothing (reads wait for a newer round anyway). */
 const heartbeat_nonce_rounds = 64;
-/** A peer of another cluster incarnation is reported at most once a minute (10 ms ticks). */
-const incarnation_warning_interval_ticks = 6000;
 /** Recent request_start_view nonces a recovering replica accepts answers to. */
 const recovery_nonces_max = 8;
 /** Size of one state-sync chunk request. */
@@ -224,10 +224,10 @@ export class Replica {
   incarnation = 0;
   /** The incarnation the superblock holds (-1 while blank or not yet written). */
   private incarnation_durable = -1;
-  /** Tick of the last warning that a blank replica cannot tell which incarnation to join. */
-  private lost_wait_warned = -1;
-  /** Tick of the last warning about a peer of another incarnation, per peer (rate limit). */
-  private readonly incarnation_warned: number[];
+  /** Warnings that would repeat with every message or probe (a peer of another incarnation, a
+   * blank replica that cannot tell which incarnation to join): once a minute per subject, timed
+   * in ticks. */
+  private readonly warnings = new LogLimiter();
 
   private readonly timeout_normal: Timeout;
   private readonly timeout_heartbeat: Timeout;
@@ -279,7 +279,6 @@ export class Replica {
     this.journal.setHeader(this.root);
     this.heartbeat_acks = new Array<number>(n).fill(0);
     this.last_ack_tick = new Array<number>(n).fill(0);
-    this.incarnation_warned = new Array<number>(n).fill(-1);
     const jitter = Math.max(1, Math.floor(config.view_change_timeout_ticks / 10));
     this.timeout_normal = new Timeout("normal", config.view_change_timeout_ticks - jitter + env.random.int(2 * jitter + 1));
     this.timeout_heartbeat = new Timeout("heartbeat", config.heartbeat_ticks);
@@ -479,9 +478,7 @@ export class Replica {
     const h = message.header;
     this.drop(message, `cluster incarnation ${hex32(h.incarnation)} is not ours (${hex32(this.incarnation)})`);
     if (this.status === "blank") return; // it has none yet: it adopts one when it recovers or formats
-    const last = this.incarnation_warned[h.replica]!;
-    if (last >= 0 && this.ticks - last < incarnation_warning_interval_ticks) return;
-    this.incarnation_warned[h.replica] = this.ticks;
+    if (this.warnings.admit(`incarnation of replica ${h.replica}`, this.ticks * this.config.tick_ms) === null) return;
     this.env.log("error", `replica ${this.replica}: refusing replica ${h.replica}: its data directory belongs to cluster incarnation ${hex32(h.incarnation)}, this replica's to ${hex32(this.incarnation)} (a directory of an earlier cluster on the same addresses, or a different cluster): stop it and give it the right data directory, or an empty one to have it recover from the others`);
   }
 
@@ -514,7 +511,7 @@ export class Replica {
       const ops = this.journal.damagedOps(this.commit_min, this.commit_min + this.config.journal_slot_count);
       this.env.log("warn", `replica ${this.replica}: ${ops.length} journal record(s) damaged on disk (ops ${describeOps(ops)}): repairing from peers; this replica will not vote to discard those ops until they are rewritten`);
     }
-    const vh_max = state.view_headers.length > 0 ? state.view_headers[state.view_headers.length - 1]!.op : this.commit_min;
+    const vh_max = vouchedMax(state);
     this.loadJournal(recovered.journal, state, vh_max);
     this.view_headers = state.view_headers;
     this.op = this.commit_min;
@@ -775,8 +772,7 @@ export class Replica {
       for (const r of replies) if (r.formatted) votes.set(r.incarnation, (votes.get(r.incarnation) ?? 0) + 1);
       const agreed = [...votes].find(([, count]) => count >= this.f + 1);
       if (agreed === undefined) {
-        if (this.lost_wait_warned < 0 || this.ticks - this.lost_wait_warned >= incarnation_warning_interval_ticks) {
-          this.lost_wait_warned = this.ticks;
+        if (this.warnings.admit("no agreed incarnation", this.ticks * this.config.tick_ms) !== null) {
           const heard = [...this.probe_replies].filter(([, r]) => r.formatted).map(([i, r]) => `replica ${i}: ${hex32(r.incarnation)}`).join(", ");
           this.env.log("error", `replica ${this.replica}: data directory is blank, and the formatted peers do not agree on a cluster incarnation (${heard}; ${this.f + 1} must agree): waiting; a peer's data directory is probably from another cluster on these addresses`);
         }
@@ -2758,8 +2754,4 @@ function suffixValid(headers: Header[], op: number): boolean {
 /** A random nonzero u32: a blank replica's candidate cluster incarnation. */
 function randomIncarnation(random: Prng): number {
   return 1 + random.int(0xffff_fffe);
-}
-
-function hex32(n: number): string {
-  return n.toString(16).padStart(8, "0");
 }

@@ -44,6 +44,13 @@ export interface VsrState {
   recovering?: boolean;
 }
 
+/** The highest op the persisted state vouches for: the last of its view headers, or its
+ * checkpoint. Above it, only prepares of log_view belong to the log (loadJournal, and the ring
+ * restore that must not contradict it). */
+export function vouchedMax(state: VsrState): number {
+  return state.view_headers.length > 0 ? state.view_headers[state.view_headers.length - 1]!.op : state.checkpoint.op;
+}
+
 export interface RecoveredPrepare {
   header: Header;
   /** The header is known (its redundant copy is intact) but the prepare is damaged: it was
