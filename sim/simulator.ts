@@ -42,6 +42,9 @@ export interface SimOptions {
   faults?: { crashes?: boolean; network?: boolean; power_loss?: boolean; storage?: boolean };
   /** The storage the replicas run on: tests pass deliberately broken variants. */
   storage_class?: typeof FileStorage;
+  /** Sees every message a replica sends, in order (scripts/trace_fingerprint.ts hashes them to
+   * prove a refactoring changed no behaviour). */
+  trace?: (from: number, to: number, message: Message) => void;
 }
 
 export interface SimResult {
@@ -500,6 +503,7 @@ export class Simulator {
 
   private send(from: number, to: number, message: Message): void {
     const node = this.nodes[from]!;
+    this.options.trace?.(from, to, message);
     this.checker.sent(from, message, node.replica?.view_durable ?? -1, node.replica?.view ?? -1);
     const h = message.header;
     if (h.command === Command.reply && h.op === 0 && !isWrite(h.operation) && (h.result === Result.ok || h.result === Result.not_found) && node.replica !== null) {
