@@ -31,8 +31,7 @@ import { ClientTable, type StoredReply } from "./client_table.ts";
 import { Journal } from "./journal.ts";
 import { Timeout } from "./timeout.ts";
 import { decodeBatch, encodeBatch, batchEntrySize, batch_header_size } from "./batch.ts";
-import { vouchedMax, type CheckpointId, type Recovered, type RecoveredPrepare, type Storage, type VsrState } from "./storage.ts";
-import { FsError } from "../storage/fs.ts";
+import { isNoSpace, vouchedMax, type CheckpointId, type Recovered, type RecoveredPrepare, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { checkpointFor } from "./checkpoint.ts";
 import { describeOps, windowOp } from "./window.ts";
@@ -1282,7 +1281,7 @@ export class Replica {
     try {
       this.storage.writePrepare(message);
     } catch (error) {
-      if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
+      if (!isNoSpace(error)) throw error;
       this.diskFull(error);
       return false;
     }
@@ -1320,7 +1319,7 @@ export class Replica {
     return m.header.checksum === checksum_ ? m : null;
   }
 
-  private diskFull(error: FsError): void {
+  private diskFull(error: Error): void {
     if (!this.no_space) this.env.log("error", `replica ${this.replica}: ${error.message}: the disk is full; refusing new writes (reads are still served) until space is freed`);
     this.no_space = true;
     this.no_space_ticks = 0;
@@ -1644,7 +1643,7 @@ export class Replica {
     } catch (error) {
       // Without the checkpoint the journal cannot wrap: the primary stops preparing when it is
       // full, which is the backpressure a full disk needs. retryCheckpoint tries again.
-      if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
+      if (!isNoSpace(error)) throw error;
       this.diskFull(error);
       return false;
     }
@@ -1742,7 +1741,7 @@ export class Replica {
     try {
       applied = this.storage.syncApply(message.body);
     } catch (error) {
-      if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
+      if (!isNoSpace(error)) throw error;
       this.diskFull(error);
       this.sync = null; // started again once there is space (maybeStartSync)
       return;
@@ -1779,7 +1778,7 @@ export class Replica {
     try {
       this.storage.writeCheckpoint(checkpoint, store, clients);
     } catch (error) {
-      if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
+      if (!isNoSpace(error)) throw error;
       this.diskFull(error);
       this.sync = null;
       return;
@@ -2519,7 +2518,7 @@ export class Replica {
       this.store.relocate(key, this.storage.writeValue(value));
       return true;
     } catch (error) {
-      if (!(error instanceof FsError) || error.code !== "ENOSPC") throw error;
+      if (!isNoSpace(error)) throw error;
       this.diskFull(error);
       return false;
     }

@@ -9,6 +9,16 @@ import type { Header, Message } from "../net/codec.ts";
 import type { ObjectEntry, ObjectStore, ValueLocation } from "../store/object_store.ts";
 import type { ClientTable } from "./client_table.ts";
 
+/**
+ * The no-space signal of this port: a write that fails because the disk is full throws an Error
+ * whose `code` is "ENOSPC" (lib/storage's FsError is one; the simulated file system throws the
+ * same). The replica treats it as a condition to wait out (refuse writes, keep serving reads) and
+ * every other error as fatal. Declared here so lib/vsr never imports lib/storage.
+ */
+export function isNoSpace(error: unknown): error is Error & { code: "ENOSPC" } {
+  return error instanceof Error && (error as Error & { code?: unknown }).code === "ENOSPC";
+}
+
 /** A checkpoint: the state after executing `op`, its digest over the logical state, and the
  * checksum of the prepare at `op` (the anchor the hash chain continues from). */
 export interface CheckpointId {
@@ -110,7 +120,7 @@ export interface Storage {
    * (DESIGN §5: "mostly-dead ones compacted"); null if none. */
   compactionCandidate(store: ObjectStore): number | null;
   /** Writes a value repaired from a peer into a segment (durable at the next flush); returns
-   * where it now lives. Throws FsError ENOSPC when the disk is full. */
+   * where it now lives. Throws the no-space signal (isNoSpace) when the disk is full. */
   writeValue(value: Uint8Array): ValueLocation;
   /** Writes a checkpoint's data files durably. It takes effect once a writeState naming it is
    * flushed; until then the previous checkpoint stays valid. */
