@@ -30,6 +30,7 @@ import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
 import { ClientTable, type StoredReply } from "./client_table.ts";
 import { Journal } from "./journal.ts";
 import { Timeout } from "./timeout.ts";
+import { ReadQueue } from "./read_queue.ts";
 import { decodeBatch, encodeBatch, batchEntrySize, batch_header_size } from "./batch.ts";
 import { isNoSpace, vouchedMax, type CheckpointId, type Recovered, type RecoveredPrepare, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
@@ -87,9 +88,6 @@ const repair_requests_max = 32;
 const sync_backoff_ticks = 200;
 /** The highest view a message may name. */
 const view_max = 0xffff_ffff - 0x10_0000;
-/** Heartbeat rounds whose nonce the primary remembers: a commit_ok for an older round confirms
- * nothing (reads wait for a newer round anyway). */
-const heartbeat_nonce_rounds = 64;
 /** Recent request_start_view nonces a recovering replica accepts answers to. */
 const recovery_nonces_max = 8;
 /** Size of one state-sync chunk request. */
@@ -101,13 +99,6 @@ interface PipelineEntry {
   /** The prepare, kept while in flight for resending (null: read it back from the journal). */
   message: Message | null;
   oks: Set<number>;
-}
-
-interface ReadWaiter {
-  message: Message;
-  read_op: number;
-  /** The heartbeat round that must be confirmed (sent after this read arrived). */
-  round: number;
 }
 
 export interface DoViewChange {
@@ -178,11 +169,8 @@ export class Replica {
   // Primary state.
   private pipeline: PipelineEntry[] = [];
   private request_queue: Message[] = [];
-  private read_queue: ReadWaiter[] = [];
-  private heartbeat_round = 0;
-  private readonly heartbeat_acks: number[];
-  /** The random nonce of each recent heartbeat round (round % heartbeat_nonce_rounds). */
-  private readonly heartbeat_nonces = new Array<bigint>(heartbeat_nonce_rounds).fill(0n);
+  /** Heartbeat rounds and the reads waiting for them (lib/vsr/read_queue.ts). */
+  private readonly reads: ReadQueue<Message>;
   private readonly last_ack_tick: number[];
   private ticks = 0;
 
@@ -276,7 +264,7 @@ export class Replica {
     this.commit_min_checksum = this.root.checksum;
     this.commit_min_header = this.root;
     this.journal.setHeader(this.root);
-    this.heartbeat_acks = new Array<number>(n).fill(0);
+    this.reads = new ReadQueue<Message>(n, replica, this.f, config.read_queue_max);
     this.last_ack_tick = new Array<number>(n).fill(0);
     const jitter = Math.max(1, Math.floor(config.view_change_timeout_ticks / 10));
     this.timeout_normal = new Timeout("normal", config.view_change_timeout_ticks - jitter + env.random.int(2 * jitter + 1));
@@ -1120,14 +1108,13 @@ export class Replica {
   /** A commit heartbeat starts a new round: backups answer with commit_ok, which confirms to
    * waiting reads that this primary was still primary after they arrived. */
   private sendCommit(): void {
-    this.heartbeat_round += 1;
     const nonce = this.env.random.u64();
-    this.heartbeat_nonces[this.heartbeat_round % heartbeat_nonce_rounds] = nonce;
+    const round = this.reads.startRound(nonce);
     const h = this.makeHeader(Command.commit);
     h.client = nonce;
     h.commit = this.commit_max;
     h.context = this.journal.header(this.commit_max)?.checksum ?? (this.commit_max === this.commit_min ? this.commit_min_checksum : 0n);
-    h.session = this.heartbeat_round;
+    h.session = round;
     h.checkpoint_op = this.checkpoint.op;
     h.checkpoint_digest = this.checkpoint.digest;
     h.parent = this.checkpoint.checksum;
@@ -1144,13 +1131,9 @@ export class Replica {
     // committed in an earlier view are in it, and their holders acknowledge them again).
     // The round's nonce, echoed: a forged commit_ok cannot confirm a round (and so a read) that
     // the backup never answered.
-    const recent = h.session <= this.heartbeat_round && h.session > this.heartbeat_round - heartbeat_nonce_rounds;
-    if (!recent || h.client !== this.heartbeat_nonces[h.session % heartbeat_nonce_rounds]) return;
+    if (!this.reads.answers(h.session, h.client)) return;
     this.last_ack_tick[h.replica] = this.ticks; // alive (a forged commit_ok must not keep a cut-off primary from abdicating)
-    if (h.session > this.heartbeat_acks[h.replica]!) {
-      this.heartbeat_acks[h.replica] = h.session;
-      this.serveReads();
-    }
+    if (this.reads.ack(h.replica, h.session)) this.serveReads();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1158,43 +1141,28 @@ export class Replica {
 
   private enqueueRead(message: Message): void {
     if (this.log_view_durable !== this.view) return this.replyError(message, Result.busy);
-    if (this.read_queue.length >= this.config.read_queue_max) return this.replyError(message, Result.busy);
     // RULE (reads): the read needs commit >= the op at arrival, and a heartbeat round sent after
     // it arrived, confirmed by f backups still in this view.
-    this.read_queue.push({ message, read_op: this.op, round: this.readRound() });
+    if (!this.reads.enqueue(message, this.op, this.readRound())) return this.replyError(message, Result.busy);
     this.serveReads();
   }
 
   /** The heartbeat round that confirms a read arriving now: the next one, sent after it arrived.
    * (The simulator's tests override this to prove a read confirmed by an earlier round is caught.) */
   protected readRound(): number {
-    return this.heartbeat_round + 1;
-  }
-
-  private roundConfirmed(round: number): boolean {
-    if (this.f === 0) return true;
-    let confirmed = 0;
-    for (let r = 0; r < this.config.replica_count; r++) {
-      if (r !== this.replica && this.heartbeat_acks[r]! >= round) confirmed += 1;
-    }
-    return confirmed >= this.f;
+    return this.reads.round + 1;
   }
 
   /** Serves the reads whose conditions hold. Rounds are shared: reads that arrive while a round
    * is in flight wait for the next one, which is sent as soon as the current one is confirmed. */
   private serveReads(): void {
     if (this.status !== "normal" || !this.isPrimary() || this.start_view_pending) return;
-    let served = 0;
-    for (const waiter of this.read_queue) {
-      if (waiter.read_op > this.commit_min || !this.roundConfirmed(waiter.round)) break;
-      served += 1;
+    for (const waiter of this.reads.takeReady(this.commit_min)) {
       const h = waiter.message.header;
       const result = executeRead(this.store, h.operation, waiter.message.body, (key, entry) => this.readValue(key, entry));
       this.sendReply(h.client, h.request, h.session, h.operation, result.result, result.body, 0, this.realtime);
     }
-    if (served > 0) this.read_queue.splice(0, served);
-    const waiting = this.read_queue.some((w) => w.round > this.heartbeat_round);
-    if (waiting && this.roundConfirmed(this.heartbeat_round)) this.sendCommit();
+    if (this.reads.roundDue()) this.sendCommit();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1823,7 +1791,7 @@ export class Replica {
     this.pipeline = [];
     this.request_queue = [];
     this.inflight = new Map();
-    this.read_queue = [];
+    this.reads.dropWaiters();
     this.sync = null;
     this.timeout_normal.stop();
     this.timeout_heartbeat.stop();
@@ -2164,9 +2132,8 @@ export class Replica {
       if (op <= this.opPrepareOkMax() && this.journal.hasDurable(op, h.checksum)) oks.add(this.replica);
       this.pipeline.push({ op, checksum: h.checksum, message: null, oks });
     }
-    this.heartbeat_acks.fill(0);
+    this.reads.resetRounds();
     this.last_ack_tick.fill(this.ticks);
-    this.heartbeat_round = 0;
     this.stall_commit_min = this.commit_min;
     this.stall_commit_max = this.commit_max;
     this.stall_ticks = 0;
@@ -2229,7 +2196,7 @@ export class Replica {
     this.pipeline = [];
     this.request_queue = [];
     this.inflight = new Map();
-    this.read_queue = [];
+    this.reads.dropWaiters();
     this.start_view_pending = false;
     if (same_log) {
       for (const header of headers) {
@@ -2654,7 +2621,7 @@ export class Replica {
     } else if (this.pipeline.length > 0 && !(this.status === "normal" && this.isPrimary())) {
       this.broken("a pipeline while not leading");
     }
-    if (this.request_queue.length > this.config.request_queue_max || this.read_queue.length > this.config.read_queue_max) this.broken("queues over their bounds");
+    if (this.request_queue.length > this.config.request_queue_max || this.reads.length > this.config.read_queue_max) this.broken("queues over their bounds");
     // The window checks cost a pass over the journal: only when the journal or the head moved.
     const mark = this.journal.mutations + this.op * 4096 + this.commit_min;
     if (mark === this.invariants_mark) return;
