@@ -93,6 +93,42 @@ const recovery_nonces_max = 8;
 /** Size of one state-sync chunk request. */
 export const sync_chunk_size_max = 256 * 1024;
 
+/** What only the acting primary holds (isActingPrimary): created when it starts leading a view,
+ * dropped when it leaves the role, so nothing of one term as primary leaks into the next. */
+interface Leader {
+  /** Prepares in flight: ops commit_max+1..op in order, with the replicas that hold each durably. */
+  pipeline: PipelineEntry[];
+  /** Requests waiting for room in the pipeline (at most request_queue_max). */
+  request_queue: Message[];
+  /** Per client, the request number queued or prepared and not yet executed (a client has one
+   * request outstanding at a time): a retry of it is answered when it executes. */
+  inflight: Map<bigint, number>;
+  /** Heartbeat rounds and the linearizable reads waiting on them (lib/vsr/read_queue.ts). */
+  reads: ReadQueue<Message>;
+  /** The tick each backup last proved it is in this view and log (abdication when a quorum is
+   * silent for the view change timeout). */
+  last_ack_tick: number[];
+  /** Progress at the last heartbeat, and how long it has not moved (abdication when stuck). */
+  stall_commit_min: number;
+  stall_commit_max: number;
+  stall_ticks: number;
+}
+
+/** A view change in progress: present exactly while status is view_change. */
+interface ViewChanging {
+  /** Replicas known to want to leave the old view (start_view_change or do_view_change), this one
+   * included. */
+  svc_from: Set<number>;
+  /** As the new view's primary: the do_view_change of each sender, this replica's own included. */
+  dvc_from: Map<number, DoViewChange>;
+  /** Whether this replica has built its do_view_change for this view (sent once, resent as is). */
+  dvc_sent: boolean;
+  /** The do_view_change sent to the new primary, resent as is: built from durable state when first
+   * sent, it stays true, while one rebuilt later could count a prepare written since, not yet
+   * durable, as never held. */
+  dvc_message: Message | null;
+}
+
 interface PipelineEntry {
   op: number;
   checksum: bigint;
@@ -134,6 +170,10 @@ interface SyncProgress {
   stalled: number;
 }
 
+function newViewChange(replica: number): ViewChanging {
+  return { svc_from: new Set([replica]), dvc_from: new Map(), dvc_sent: false, dvc_message: null };
+}
+
 export function primaryIndex(view: number, replica_count: number): number {
   return view % replica_count;
 }
@@ -166,20 +206,17 @@ export class Replica {
   private realtime = 0;
   private readonly root: Header;
 
-  // Primary state.
-  private pipeline: PipelineEntry[] = [];
-  private request_queue: Message[] = [];
-  /** Heartbeat rounds and the reads waiting for them (lib/vsr/read_queue.ts). */
-  private readonly reads: ReadQueue<Message>;
-  private readonly last_ack_tick: number[];
   private ticks = 0;
 
-  // View change state.
-  private svc_from = new Set<number>();
-  /** Normal status: StartViewChange votes for higher views, per view. */
+  // Role state: each object exists only in its role (checked by invariants()).
+  /** Non-null exactly while isActingPrimary(). */
+  private leader: Leader | null = null;
+  /** Non-null exactly while status is view_change. */
+  private view_change: ViewChanging | null = null;
+  /** Normal status: start_view_change votes for higher views, per view (f+1 move this replica). */
   private svc_higher = new Map<number, Set<number>>();
-  private dvc_from = new Map<number, DoViewChange>();
-  private dvc_sent = false;
+  /** This replica, primary of `view`, has chosen the view's log but not yet sent start_view (it
+   * waits for the log to be durable and complete): it does not lead yet. */
   private start_view_pending = false;
 
   // Backup state.
@@ -264,8 +301,6 @@ export class Replica {
     this.commit_min_checksum = this.root.checksum;
     this.commit_min_header = this.root;
     this.journal.setHeader(this.root);
-    this.reads = new ReadQueue<Message>(n, replica, this.f, config.read_queue_max);
-    this.last_ack_tick = new Array<number>(n).fill(0);
     const jitter = Math.max(1, Math.floor(config.view_change_timeout_ticks / 10));
     this.timeout_normal = new Timeout("normal", config.view_change_timeout_ticks - jitter + env.random.int(2 * jitter + 1));
     this.timeout_heartbeat = new Timeout("heartbeat", config.heartbeat_ticks);
@@ -378,6 +413,29 @@ export class Replica {
     if (!this.storage.pending()) return;
     this.storage.flush();
     this.onDurable();
+  }
+
+  /** Primary of its view, in normal status, its start_view sent: it takes requests and reads. */
+  isActingPrimary(): boolean {
+    return this.status === "normal" && this.isPrimary() && !this.start_view_pending;
+  }
+
+  /** Starts leading this view with the given uncommitted suffix in flight: a fresh leader's state
+   * (no request, read or acknowledgement of an earlier term carries over). */
+  private lead(pipeline: PipelineEntry[]): void {
+    assert(this.isActingPrimary(), () => `replica ${this.replica}: leading view ${this.view} while ${this.status}${this.isPrimary() ? "" : " and not its primary"}`);
+    assert(pipeline.length === 0 || pipeline[0]!.op === this.commit_max + 1, "the pipeline starts after commit_max");
+    const n = this.config.replica_count;
+    this.leader = {
+      pipeline,
+      request_queue: [],
+      inflight: new Map(),
+      reads: new ReadQueue<Message>(n, this.replica, this.f, this.config.read_queue_max),
+      last_ack_tick: new Array<number>(n).fill(this.ticks),
+      stall_commit_min: this.commit_min,
+      stall_commit_max: this.commit_max,
+      stall_ticks: 0,
+    };
   }
 
   isPrimary(): boolean {
@@ -520,6 +578,7 @@ export class Replica {
     if (!this.formed) {
       // Formatted but nothing happened yet: wait until every replica is formatted (see format()).
       this.status = "normal";
+      if (this.isPrimary()) this.lead([]);
       this.timeout_probe.start();
       this.sendProbe();
     } else if (this.view === this.log_view) {
@@ -535,10 +594,7 @@ export class Replica {
       }
     } else {
       this.status = "view_change";
-      this.svc_from = new Set([this.replica]);
-      this.dvc_from = new Map();
-      this.dvc_sent = false;
-      this.dvc_message = null;
+      this.view_change = newViewChange(this.replica);
       this.timeout_view_change.start();
       this.timeout_view_change_resend.start();
       this.sendToOthers(this.makeStartViewChange());
@@ -785,6 +841,7 @@ export class Replica {
     this.status = "normal";
     this.view = 0;
     this.log_view = 0;
+    if (this.isPrimary()) this.lead([]);
     this.writeState();
     this.timeout_repair.start();
     if (this.config.replica_count === 1) this.form();
@@ -800,7 +857,8 @@ export class Replica {
       // restart, a new view resolves the log rather than this replica's memory of it.
       this.startViewChange(this.view + 1);
     } else if (this.isPrimary()) {
-      this.last_ack_tick.fill(this.ticks);
+      assert(this.leader !== null, () => `replica ${this.replica}: forming as primary of view ${this.view} without leading it`);
+      this.leader.last_ack_tick.fill(this.ticks);
       this.timeout_heartbeat.start();
       this.timeout_prepare.start();
       this.prepareQueued();
@@ -859,7 +917,7 @@ export class Replica {
     if (this.status !== "normal") return;
     if (this.isPrimary()) {
       for (const op of durable_ops) {
-        const entry = this.pipeline.find((e) => e.op === op);
+        const entry = this.leader?.pipeline.find((e) => e.op === op);
         if (entry !== undefined && op <= this.opPrepareOkMax() && this.journal.hasDurable(op, entry.checksum)) entry.oks.add(this.replica);
       }
       this.commitPipeline();
@@ -882,14 +940,13 @@ export class Replica {
 
   protected onRequest(message: Message): void {
     const h = message.header;
-    if (this.status !== "normal" || !this.isPrimary() || this.start_view_pending) {
-      return this.replyError(message, Result.not_primary);
-    }
+    const leader = this.leader;
+    if (leader === null) return this.replyError(message, Result.not_primary);
     if (!this.formed) return this.replyError(message, Result.busy);
     const operation = h.operation;
     const valid = validateRequest(operation, message.body, this.config.value_size_max);
     if (valid !== Result.ok) return this.replyError(message, valid);
-    if (!isWrite(operation)) return this.enqueueRead(message);
+    if (!isWrite(operation)) return this.enqueueRead(leader, message);
     if (this.no_space) return this.replyError(message, Result.no_space);
     const session = this.clients.get(h.client);
     if (operation !== Operation.register && (session === undefined || session.session !== h.session)) {
@@ -901,16 +958,12 @@ export class Replica {
       return;
     }
     // A retry of a request already queued or being prepared is answered when that one executes.
-    if (this.inflight.get(h.client) === h.request) return;
-    if (this.request_queue.length >= this.config.request_queue_max) return this.replyError(message, Result.busy);
-    this.request_queue.push(message);
-    this.inflight.set(h.client, h.request);
+    if (leader.inflight.get(h.client) === h.request) return;
+    if (leader.request_queue.length >= this.config.request_queue_max) return this.replyError(message, Result.busy);
+    leader.request_queue.push(message);
+    leader.inflight.set(h.client, h.request);
     this.prepareQueued();
   }
-
-  /** Per client, the request number this primary has queued or prepared and not yet executed
-   * (a client has one request outstanding at a time). Cleared when the primary leaves the view. */
-  private inflight = new Map<bigint, number>();
 
   /** The highest op this primary may prepare: it must not overwrite journal slots that the last
    * durable checkpoint still needs, and it keeps one checkpoint interval of history for peers. */
@@ -945,13 +998,13 @@ export class Replica {
 
   /** Batches queued requests into prepares while the pipeline has room (no batching timers). */
   private prepareQueued(): void {
+    const leader = this.leader;
+    if (leader === null) return;
     while (
-      this.request_queue.length > 0 &&
-      this.pipeline.length < this.config.pipeline_prepare_max &&
+      leader.request_queue.length > 0 &&
+      leader.pipeline.length < this.config.pipeline_prepare_max &&
       this.op + 1 <= this.opPrepareMax() &&
-      this.status === "normal" &&
-      this.isPrimary() &&
-      !this.start_view_pending &&
+      this.leader === leader &&
       this.log_view_durable === this.view &&
       this.formed &&
       !this.no_space &&
@@ -959,18 +1012,18 @@ export class Replica {
     ) {
       const batch: Message[] = [];
       let size = batch_header_size;
-      while (this.request_queue.length > 0 && batch.length < this.config.batch_requests_max) {
-        const next = this.request_queue[0]!;
+      while (leader.request_queue.length > 0 && batch.length < this.config.batch_requests_max) {
+        const next = leader.request_queue[0]!;
         const entry_size = batchEntrySize(next.body.length);
         if (batch.length > 0 && size + entry_size > this.config.batch_size_max) break;
-        batch.push(this.request_queue.shift()!);
+        batch.push(leader.request_queue.shift()!);
         size += entry_size;
       }
-      this.preparePrimary(batch);
+      this.preparePrimary(leader, batch);
     }
   }
 
-  private preparePrimary(requests: Message[]): void {
+  private preparePrimary(leader: Leader, requests: Message[]): void {
     const parent = this.journal.header(this.op);
     assert(parent !== null, () => `primary ${this.replica}: no header at its head op ${this.op}`);
     const body = encodeBatch(
@@ -990,7 +1043,7 @@ export class Replica {
     const prepare = finalize(h, body);
     this.op = h.op;
     this.observer?.primary(this.replica, this.view);
-    this.pipeline.push({ op: h.op, checksum: h.checksum, message: prepare, oks: new Set() });
+    leader.pipeline.push({ op: h.op, checksum: h.checksum, message: prepare, oks: new Set() });
     // Send first, then journal: the backups' writes overlap the primary's own.
     this.sendToOthers(prepare);
     // The op is in this primary's log even if its own copy could not be written (disk full): the
@@ -1003,8 +1056,8 @@ export class Replica {
     const h = message.header;
     if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
     // Alive only if it acknowledges a prepare of this log (a forged ack names none).
-    if (this.journal.header(h.op)?.checksum === h.context) this.last_ack_tick[h.replica] = this.ticks;
-    const entry = this.pipeline.find((e) => e.op === h.op);
+    if (this.leader !== null && this.journal.header(h.op)?.checksum === h.context) this.leader.last_ack_tick[h.replica] = this.ticks;
+    const entry = this.leader?.pipeline.find((e) => e.op === h.op);
     if (entry !== undefined && entry.checksum === h.context) entry.oks.add(h.replica);
     this.commitPipeline();
   }
@@ -1012,15 +1065,16 @@ export class Replica {
   /** Commits pipeline entries, in op order, once f+1 replicas (the primary included) hold each
    * durably. RULE: a quorum of durable copies before commit. */
   private commitPipeline(): void {
-    while (this.pipeline.length > 0 && (this.pipeline[0]!.oks.size >= this.replicationQuorum() || this.pipeline[0]!.op <= this.commit_max)) {
-      const entry = this.pipeline.shift()!;
+    const pipeline = this.leader?.pipeline ?? [];
+    while (pipeline.length > 0 && (pipeline[0]!.oks.size >= this.replicationQuorum() || pipeline[0]!.op <= this.commit_max)) {
+      const entry = pipeline.shift()!;
       assert(entry.op === this.commit_max + 1 || entry.op <= this.commit_max, () => `primary ${this.replica}: committing op ${entry.op} after commit ${this.commit_max}`);
       if (entry.op > this.commit_max) {
         this.commit_max = entry.op;
         this.commit_max_checksum = entry.checksum;
       }
     }
-    if (this.pipeline.length === 0) this.timeout_prepare.stop();
+    if (pipeline.length === 0) this.timeout_prepare.stop();
     this.executeCommitted();
     this.prepareQueued();
   }
@@ -1050,11 +1104,12 @@ export class Replica {
   }
 
   private onPrepareTimeout(): void {
-    if (this.status !== "normal" || !this.isPrimary()) {
+    const leader = this.leader;
+    if (leader === null) {
       this.timeout_prepare.stop();
       return;
     }
-    for (const entry of this.pipeline) {
+    for (const entry of leader.pipeline) {
       const prepare = entry.message ?? this.storage.readPrepare(entry.op, entry.checksum);
       if (prepare === null) continue; // repair will fetch it
       for (let r = 0; r < this.config.replica_count; r++) {
@@ -1064,7 +1119,8 @@ export class Replica {
   }
 
   private onHeartbeatTimeout(): void {
-    if (this.status !== "normal" || !this.isPrimary()) {
+    const leader = this.leader;
+    if (leader === null) {
       this.timeout_heartbeat.stop();
       return;
     }
@@ -1073,7 +1129,7 @@ export class Replica {
     // acting as primary, so a partitioned old primary cannot serve stale reads.
     let heard = 1;
     for (let r = 0; r < this.config.replica_count; r++) {
-      if (r !== this.replica && this.ticks - this.last_ack_tick[r]! <= this.config.view_change_timeout_ticks) heard += 1;
+      if (r !== this.replica && this.ticks - leader.last_ack_tick[r]! <= this.config.view_change_timeout_ticks) heard += 1;
     }
     if (heard < this.quorum && this.ticks > this.config.view_change_timeout_ticks) {
       this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} heard from no quorum for ${this.config.view_change_timeout_ticks} ticks: abdicating`);
@@ -1085,31 +1141,27 @@ export class Replica {
     // the cluster still: let the next replica, further ahead, lead.
     // Likewise a pipeline whose head no replica holds (its only copy was lost with a disk): only
     // a view change can resolve it (its do_view_change quorum votes the op away).
-    const stuck = (this.commit_min < this.commit_max || this.pipeline.length > 0) && this.commit_min === this.stall_commit_min && this.commit_max === this.stall_commit_max;
+    const stuck = (this.commit_min < this.commit_max || leader.pipeline.length > 0) && this.commit_min === leader.stall_commit_min && this.commit_max === leader.stall_commit_max;
     if (stuck) {
-      this.stall_ticks += this.config.heartbeat_ticks;
-      if (this.stall_ticks > this.config.view_change_timeout_ticks && this.config.replica_count > 1) {
-        this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} has made no progress past op ${this.commit_min} (commit ${this.commit_max}, ${this.pipeline.length} prepares in flight) for ${this.stall_ticks} ticks: abdicating so a view change resolves the log`);
+      leader.stall_ticks += this.config.heartbeat_ticks;
+      if (leader.stall_ticks > this.config.view_change_timeout_ticks && this.config.replica_count > 1) {
+        this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} has made no progress past op ${this.commit_min} (commit ${this.commit_max}, ${leader.pipeline.length} prepares in flight) for ${leader.stall_ticks} ticks: abdicating so a view change resolves the log`);
         this.startViewChange(this.view + 1);
         return;
       }
     } else {
-      this.stall_commit_min = this.commit_min;
-      this.stall_commit_max = this.commit_max;
-      this.stall_ticks = 0;
+      leader.stall_commit_min = this.commit_min;
+      leader.stall_commit_max = this.commit_max;
+      leader.stall_ticks = 0;
     }
-    this.sendCommit();
+    this.sendCommit(leader);
   }
-
-  private stall_commit_min = 0;
-  private stall_commit_max = 0;
-  private stall_ticks = 0;
 
   /** A commit heartbeat starts a new round: backups answer with commit_ok, which confirms to
    * waiting reads that this primary was still primary after they arrived. */
-  private sendCommit(): void {
+  private sendCommit(leader: Leader): void {
     const nonce = this.env.random.u64();
-    const round = this.reads.startRound(nonce);
+    const round = leader.reads.startRound(nonce);
     const h = this.makeHeader(Command.commit);
     h.client = nonce;
     h.commit = this.commit_max;
@@ -1125,44 +1177,47 @@ export class Replica {
 
   private onCommitOk(message: Message): void {
     const h = message.header;
-    if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
+    const leader = this.leader;
+    if (leader === null || h.view !== this.view) return;
     // A backup's commit number is not taken: nothing binds it to this log, so one forged frame
     // would commit ops no quorum holds. The pipeline commits on acknowledgements alone (ops
     // committed in an earlier view are in it, and their holders acknowledge them again).
     // The round's nonce, echoed: a forged commit_ok cannot confirm a round (and so a read) that
     // the backup never answered.
-    if (!this.reads.answers(h.session, h.client)) return;
-    this.last_ack_tick[h.replica] = this.ticks; // alive (a forged commit_ok must not keep a cut-off primary from abdicating)
-    if (this.reads.ack(h.replica, h.session)) this.serveReads();
+    if (!leader.reads.answers(h.session, h.client)) return;
+    leader.last_ack_tick[h.replica] = this.ticks; // alive (a forged commit_ok must not keep a cut-off primary from abdicating)
+    if (leader.reads.ack(h.replica, h.session)) this.serveReads();
   }
 
   // ---------------------------------------------------------------------------------------------
   // Linearizable reads
 
-  private enqueueRead(message: Message): void {
+  private enqueueRead(leader: Leader, message: Message): void {
     if (this.log_view_durable !== this.view) return this.replyError(message, Result.busy);
     // RULE (reads): the read needs commit >= the op at arrival, and a heartbeat round sent after
     // it arrived, confirmed by f backups still in this view.
-    if (!this.reads.enqueue(message, this.op, this.readRound())) return this.replyError(message, Result.busy);
+    if (!leader.reads.enqueue(message, this.op, this.readRound())) return this.replyError(message, Result.busy);
     this.serveReads();
   }
 
   /** The heartbeat round that confirms a read arriving now: the next one, sent after it arrived.
    * (The simulator's tests override this to prove a read confirmed by an earlier round is caught.) */
   protected readRound(): number {
-    return this.reads.round + 1;
+    assert(this.leader !== null, () => `replica ${this.replica}: a read round asked of a replica not leading`);
+    return this.leader.reads.round + 1;
   }
 
   /** Serves the reads whose conditions hold. Rounds are shared: reads that arrive while a round
    * is in flight wait for the next one, which is sent as soon as the current one is confirmed. */
   private serveReads(): void {
-    if (this.status !== "normal" || !this.isPrimary() || this.start_view_pending) return;
-    for (const waiter of this.reads.takeReady(this.commit_min)) {
+    const leader = this.leader;
+    if (leader === null) return;
+    for (const waiter of leader.reads.takeReady(this.commit_min)) {
       const h = waiter.message.header;
       const result = executeRead(this.store, h.operation, waiter.message.body, (key, entry) => this.readValue(key, entry));
       this.sendReply(h.client, h.request, h.session, h.operation, result.result, result.body, 0, this.realtime);
     }
-    if (this.reads.roundDue()) this.sendCommit();
+    if (leader.reads.roundDue()) this.sendCommit(leader);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1488,7 +1543,7 @@ export class Replica {
   }
 
   private pipelineMessage(op: number, checksum_: bigint): Message | null {
-    for (const entry of this.pipeline) {
+    for (const entry of this.leader?.pipeline ?? []) {
       if (entry.op === op && entry.checksum === checksum_) return entry.message;
     }
     return null;
@@ -1504,7 +1559,7 @@ export class Replica {
     assert(location !== null, () => `replica ${this.replica}: prepare ${h.op} executed but not journaled`);
     const reply = this.status === "normal" && this.isPrimary();
     for (const entry of batch) {
-      if (this.inflight.get(entry.client) === entry.request) this.inflight.delete(entry.client);
+      if (this.leader?.inflight.get(entry.client) === entry.request) this.leader.inflight.delete(entry.client);
       this.executeRequest(h, entry.client, entry.session, entry.request, entry.operation, entry.body, { segment: location.segment, offset: location.offset + entry.body_offset }, reply);
     }
     this.commit_min = h.op;
@@ -1782,16 +1837,10 @@ export class Replica {
     if (view > this.view) this.stats.view_changes += 1;
     this.status = "view_change";
     this.view = view;
-    this.svc_from = new Set([this.replica]);
+    this.view_change = newViewChange(this.replica);
     this.svc_higher = new Map();
-    this.dvc_from = new Map();
-    this.dvc_sent = false;
-    this.dvc_message = null;
     this.start_view_pending = false;
-    this.pipeline = [];
-    this.request_queue = [];
-    this.inflight = new Map();
-    this.reads.dropWaiters();
+    this.leader = null;
     this.sync = null;
     this.timeout_normal.stop();
     this.timeout_heartbeat.stop();
@@ -1836,7 +1885,7 @@ export class Replica {
       return;
     }
     if (h.view > this.view) this.startViewChange(h.view);
-    this.svc_from.add(h.replica);
+    this.view_change!.svc_from.add(h.replica);
     this.maybeSendDoViewChange();
   }
 
@@ -1848,11 +1897,9 @@ export class Replica {
     this.sendToOthers(this.makeStartViewChange());
     // The same do_view_change again: built from durable state when first sent, it stays true, while
     // one rebuilt now could count a prepare written since, not yet durable, as never held.
-    if (this.dvc_message !== null && !this.isPrimary()) this.env.sendToReplica(primaryIndex(this.view, this.config.replica_count), this.dvc_message);
+    const dvc = this.view_change!.dvc_message;
+    if (dvc !== null && !this.isPrimary()) this.env.sendToReplica(primaryIndex(this.view, this.config.replica_count), dvc);
   }
-
-  /** The do_view_change sent in this view change (resent as is). */
-  private dvc_message: Message | null = null;
 
   /** A stalled view change moves on to the next view, but only once a quorum agreed to leave the
    * current one: a replica cut off alone keeps its view instead of racing ahead of the cluster. */
@@ -1861,7 +1908,7 @@ export class Replica {
       this.timeout_view_change.stop();
       return;
     }
-    if (this.svc_from.size >= this.quorum) {
+    if (this.view_change!.svc_from.size >= this.quorum) {
       // Once per episode at info (a partition stalls every ~600 ms while it lasts); then debug.
       this.env.log(this.view_change_stalled ? "debug" : "info", `replica ${this.replica}: view change to ${this.view} stalled: trying view ${this.view + 1}${this.view_change_stalled ? "" : " (further stalls until a view is established are logged at debug)"}`);
       this.view_change_stalled = true;
@@ -1875,17 +1922,18 @@ export class Replica {
   /** RULE (persist before you promise): do_view_change is sent only once this view is durable,
    * and is built only from durable state (nothing is left to flush). */
   private maybeSendDoViewChange(): void {
-    if (this.status !== "view_change" || this.dvc_sent || this.svc_from.size < this.quorum) return;
+    const vc = this.view_change;
+    if (vc === null || vc.dvc_sent || vc.svc_from.size < this.quorum) return;
     if (this.view_durable !== this.view) {
       if (this.state_written === null || this.state_written.view !== this.view) this.writeState();
       if (this.promiseNeedsDurableView()) return;
     }
     if (this.storage.pending() && this.promiseNeedsDurableView()) return;
-    this.dvc_sent = true;
-    this.sendDoViewChange();
+    vc.dvc_sent = true;
+    this.sendDoViewChange(vc);
   }
 
-  private sendDoViewChange(): void {
+  private sendDoViewChange(vc: ViewChanging): void {
     const primary = primaryIndex(this.view, this.config.replica_count);
     const headers = this.suffixHeaders();
     const presence = new Uint8Array(headers.length);
@@ -1898,7 +1946,7 @@ export class Replica {
     const dvc: DoViewChange = { log_view: this.log_view, op: this.op, commit: this.commit_max, headers, presence, faulty_ops };
     this.observer?.doViewChange(this.replica, this.view, dvc);
     if (primary === this.replica) {
-      this.dvc_from.set(this.replica, dvc);
+      vc.dvc_from.set(this.replica, dvc);
       this.maybeStartView();
       return;
     }
@@ -1907,8 +1955,8 @@ export class Replica {
     h.op = dvc.op;
     h.commit = dvc.commit;
     h.request = dvc.headers.length;
-    this.dvc_message = finalize(h, encodeDoViewChangeBody(dvc));
-    this.env.sendToReplica(primary, this.dvc_message);
+    vc.dvc_message = finalize(h, encodeDoViewChangeBody(dvc));
+    this.env.sendToReplica(primary, vc.dvc_message);
   }
 
   private onDoViewChange(message: Message): void {
@@ -1926,12 +1974,13 @@ export class Replica {
       return;
     }
     if (h.view > this.view) this.startViewChange(h.view);
-    if (this.status !== "view_change") return;
+    const vc = this.view_change;
+    if (vc === null) return;
     // A do_view_change implies its sender voted to leave the old view.
-    this.svc_from.add(h.replica);
+    vc.svc_from.add(h.replica);
     // A commit number above the sender's own head is none it could know (its log holds every op it
     // learned committed): believe it only up to there.
-    this.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: Math.min(h.commit, h.op), headers, presence, faulty_ops, checksum: h.checksum });
+    vc.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: Math.min(h.commit, h.op), headers, presence, faulty_ops, checksum: h.checksum });
     this.maybeSendDoViewChange();
     this.maybeStartView();
   }
@@ -1939,11 +1988,12 @@ export class Replica {
   /** With do_view_change from a quorum (this replica's own included), the new primary takes the
    * log with the highest (log_view, op): that log holds every committed op. */
   private maybeStartView(): void {
-    if (this.status !== "view_change" || this.start_view_pending || !this.dvc_from.has(this.replica)) return;
-    if (this.dvc_from.size < this.quorum) return;
+    const vc = this.view_change;
+    if (vc === null || this.start_view_pending || !vc.dvc_from.has(this.replica)) return;
+    if (vc.dvc_from.size < this.quorum) return;
     let commit = this.commit_max;
-    for (const dvc of this.dvc_from.values()) commit = Math.max(commit, dvc.commit);
-    const dvcs = [...this.dvc_from.values()];
+    for (const dvc of vc.dvc_from.values()) commit = Math.max(commit, dvc.commit);
+    const dvcs = [...vc.dvc_from.values()];
     const best = this.chooseLog(dvcs);
     if (best.op < commit && dvcs.some((dvc) => dvc.faulty_ops.some((op) => op > best.op && op <= commit))) {
       // A committed op above the chosen log is damaged where this quorum holds it: only a
@@ -1955,20 +2005,20 @@ export class Replica {
       // never below a commit number: one of them is forged (or buggy), and its vote is not
       // counted. If this replica's own number is above it, the chosen log is the lie; otherwise
       // the senders claiming more than it holds are.
-      const own = this.dvc_from.get(this.replica)!;
-      for (const [from, dvc] of this.dvc_from) {
+      const own = vc.dvc_from.get(this.replica)!;
+      for (const [from, dvc] of vc.dvc_from) {
         const liar = own.commit > best.op ? dvc === best : dvc.commit > best.op;
         if (!liar) continue;
         assert(from !== this.replica, () => `replica ${this.replica}: its own log (op ${dvc.op}) is below what it committed (${dvc.commit})`);
         this.violation(from, Command.do_view_change, dvc === best ? `a log ending at op ${best.op} (log_view ${best.log_view}) below this replica's commit ${own.commit}` : `commit ${dvc.commit} above the chosen log's op ${best.op}`, dvc.checksum ?? null);
-        this.dvc_from.delete(from);
+        vc.dvc_from.delete(from);
       }
       return;
     }
     assert(best.op >= this.commit_min, () => `replica ${this.replica}: the chosen log (op ${best.op}) is shorter than what it executed (${this.commit_min})`);
     const decision = this.decideSuffix(best, dvcs, commit);
     if (decision === "wait") {
-      if (this.dvc_from.size === this.config.replica_count) {
+      if (vc.dvc_from.size === this.config.replica_count) {
         this.env.log("warn", `replica ${this.replica}: view ${this.view}: an uncommitted op of the chosen log is neither held intact by any replica nor known never to have committed (every copy is damaged): waiting for a replica to repair it`);
       }
       return;
@@ -2123,20 +2173,17 @@ export class Replica {
     }
     this.start_view_pending = false;
     this.status = "normal";
+    this.view_change = null;
     this.view_change_stalled = false;
     this.observer?.primary(this.replica, this.view);
-    this.pipeline = [];
+    const pipeline: PipelineEntry[] = [];
     for (let op = this.commit_max + 1; op <= this.op; op++) {
       const h = this.journal.header(op)!;
       const oks = new Set<number>();
       if (op <= this.opPrepareOkMax() && this.journal.hasDurable(op, h.checksum)) oks.add(this.replica);
-      this.pipeline.push({ op, checksum: h.checksum, message: null, oks });
+      pipeline.push({ op, checksum: h.checksum, message: null, oks });
     }
-    this.reads.resetRounds();
-    this.last_ack_tick.fill(this.ticks);
-    this.stall_commit_min = this.commit_min;
-    this.stall_commit_max = this.commit_max;
-    this.stall_ticks = 0;
+    this.lead(pipeline);
     this.timeout_view_change.stop();
     this.timeout_view_change_resend.stop();
     this.timeout_heartbeat.start();
@@ -2188,15 +2235,9 @@ export class Replica {
     const same_log = this.log_view === h.view && this.op >= h.op && this.status !== "recovering";
     this.view = h.view;
     this.log_view = h.view;
-    this.svc_from = new Set();
-    this.dvc_from = new Map();
-    this.dvc_sent = false;
-    this.dvc_message = null;
+    this.view_change = null;
     this.svc_higher = new Map();
-    this.pipeline = [];
-    this.request_queue = [];
-    this.inflight = new Map();
-    this.reads.dropWaiters();
+    this.leader = null;
     this.start_view_pending = false;
     if (same_log) {
       for (const header of headers) {
@@ -2609,19 +2650,19 @@ export class Replica {
     if (this.commit_min_header.op !== this.commit_min || this.commit_min_header.checksum !== this.commit_min_checksum) this.broken(`the header it executed last is not op ${this.commit_min}`);
     const anchor = this.journal.header(this.commit_min);
     if (anchor !== null && anchor.checksum !== this.commit_min_checksum) this.broken(`journal op ${this.commit_min} does not match what it executed there`);
-    const leading = this.status === "normal" && this.isPrimary() && !this.start_view_pending && this.formed;
-    if (leading) {
-      if (this.op !== this.commit_max + this.pipeline.length) this.broken(`primary op ${this.op} != commit ${this.commit_max} + ${this.pipeline.length} in flight`);
-      for (let i = 0; i < this.pipeline.length; i++) {
-        const entry = this.pipeline[i]!;
+    if ((this.leader !== null) !== this.isActingPrimary()) this.broken(this.leader === null ? "acting as primary without a leader's state" : "a leader's state while not acting as primary");
+    if ((this.view_change !== null) !== (this.status === "view_change")) this.broken(this.view_change === null ? "changing views without view change state" : "view change state outside a view change");
+    if (this.leader !== null && this.formed) {
+      const pipeline = this.leader.pipeline;
+      if (this.op !== this.commit_max + pipeline.length) this.broken(`primary op ${this.op} != commit ${this.commit_max} + ${pipeline.length} in flight`);
+      for (let i = 0; i < pipeline.length; i++) {
+        const entry = pipeline[i]!;
         if (entry.op !== this.commit_max + 1 + i) this.broken(`pipeline entry ${i} is op ${entry.op}`);
         if (this.journal.header(entry.op)?.checksum !== entry.checksum) this.broken(`pipeline op ${entry.op} is not the journal's`);
         if (entry.oks.has(this.replica) && entry.op > this.opPrepareOkMax()) this.broken(`counts its own copy of op ${entry.op} beyond what a restart reloads`);
       }
-    } else if (this.pipeline.length > 0 && !(this.status === "normal" && this.isPrimary())) {
-      this.broken("a pipeline while not leading");
     }
-    if (this.request_queue.length > this.config.request_queue_max || this.reads.length > this.config.read_queue_max) this.broken("queues over their bounds");
+    if (this.leader !== null && (this.leader.request_queue.length > this.config.request_queue_max || this.leader.reads.length > this.config.read_queue_max)) this.broken("queues over their bounds");
     // The window checks cost a pass over the journal: only when the journal or the head moved.
     const mark = this.journal.mutations + this.op * 4096 + this.commit_min;
     if (mark === this.invariants_mark) return;
@@ -2648,7 +2689,7 @@ export class Replica {
       commit_min: this.commit_min,
       commit_max: this.commit_max,
       checkpoint: this.checkpoint.op,
-      primary: this.status === "normal" && this.isPrimary() && !this.start_view_pending,
+      primary: this.isActingPrimary(),
     };
   }
 }
