@@ -31,10 +31,11 @@ import { ClientTable, type StoredReply } from "./client_table.ts";
 import { Journal } from "./journal.ts";
 import { Timeout } from "./timeout.ts";
 import { ReadQueue } from "./read_queue.ts";
+import { loadJournal } from "./journal_load.ts";
 import { assertSuffixHeld, chooseLog, decideSuffix, presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision } from "./view_change.ts";
 export { presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision };
 import { decodeBatch, encodeBatch, batchEntrySize, batch_header_size } from "./batch.ts";
-import { isNoSpace, vouchedMax, type CheckpointId, type Recovered, type RecoveredPrepare, type Storage, type VsrState } from "./storage.ts";
+import { isNoSpace, vouchedMax, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { checkpointFor } from "./checkpoint.ts";
 import { describeOps, windowOp } from "./window.ts";
@@ -535,7 +536,7 @@ export class Replica {
       this.env.log("warn", `replica ${this.replica}: ${ops.length} journal record(s) damaged on disk (ops ${describeOps(ops)}): repairing from peers; this replica will not vote to discard those ops until they are rewritten`);
     }
     const vh_max = vouchedMax(state);
-    this.loadJournal(recovered.journal, state, vh_max);
+    loadJournal(this.journal, recovered.journal, state, vh_max, this.commit_min_header);
     this.view_headers = state.view_headers;
     this.op = this.commit_min;
     for (let op = this.commit_min + 1; op <= this.commit_min + this.config.journal_slot_count; op++) {
@@ -576,52 +577,6 @@ export class Replica {
       this.timeout_view_change.start();
       this.timeout_view_change_resend.start();
       this.sendToOthers(this.makeStartViewChange());
-    }
-  }
-
-  /**
-   * Puts into the journal, per op, the prepare found on disk that belongs to this replica's log.
-   * Storage may report several copies of an op (a record lost or misdirected hides which one was
-   * journaled last), so the log decides: above the suffix log_view vouches for, only prepares of
-   * log_view itself belong to the log (one per op); within the suffix, the vouched header; below
-   * it, down the hash chain from there and from the checkpoint's anchor. Executed ops are kept
-   * while their slots last, to serve peers' repairs.
-   */
-  private loadJournal(entries: RecoveredPrepare[], state: VsrState, vh_max: number): void {
-    const top = this.commit_min + this.config.journal_slot_count;
-    const by_op = new Map<number, RecoveredPrepare[]>();
-    for (const entry of entries) {
-      const op = entry.header.op;
-      if (op > top) continue;
-      let list = by_op.get(op);
-      if (list === undefined) by_op.set(op, (list = []));
-      list.push(entry);
-    }
-    const chain_top = Math.max(Math.min(vh_max, top), this.commit_min);
-    for (const [op, list] of by_op) {
-      if (op <= chain_top) continue;
-      const mine = list.filter((e) => e.header.view === state.log_view);
-      if (mine.length === 1) this.journal.recovered(mine[0]!.header, !mine[0]!.faulty);
-      else if (mine.length > 1) this.journal.markDamaged(op); // two prepares of one view: trust neither
-    }
-    const vouched = new Map<number, Header>();
-    for (const h of state.view_headers) vouched.set(h.op, h);
-    let expected: bigint | null = null;
-    for (let op = chain_top; op >= 0 && op > this.commit_min - this.config.journal_slot_count; op--) {
-      const v = vouched.get(op);
-      const want: bigint | null = op === this.commit_min ? this.commit_min_checksum : (v?.checksum ?? expected);
-      const list = by_op.get(op) ?? [];
-      const chosen: RecoveredPrepare | null = want === null ? (list.length === 1 ? list[0]! : null) : (list.find((e) => e.header.checksum === want) ?? null);
-      // An executed op shares its slot with the op a window later, which takes precedence.
-      const slot_taken = op <= this.commit_min && this.journal.header(op + this.config.journal_slot_count) !== null;
-      if (chosen !== null && (op > this.commit_min || !chosen.faulty) && !slot_taken) {
-        this.journal.recovered(chosen.header, !chosen.faulty);
-        expected = chosen.header.parent;
-      } else {
-        // The chain goes on through a header known without its prepare: the checkpoint's anchor,
-        // or one the log vouches for.
-        expected = op === this.commit_min ? this.commit_min_header.parent : (v?.parent ?? null);
-      }
     }
   }
 
