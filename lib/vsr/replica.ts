@@ -32,6 +32,7 @@ import { Journal } from "./journal.ts";
 import { Timeout } from "./timeout.ts";
 import { ReadQueue } from "./read_queue.ts";
 import { loadJournal } from "./journal_load.ts";
+import { RecentPrepares } from "./recent_prepares.ts";
 import { assertSuffixHeld, chooseLog, decideSuffix, presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision } from "./view_change.ts";
 export { presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision };
 import { decodeBatch, encodeBatch, batchEntrySize, batch_header_size } from "./batch.ts";
@@ -80,8 +81,6 @@ const scrub_bytes_per_tick = 64 * 1024;
 /** A new pass starts at most this often (10 s): a small namespace is not re-read 100 times a
  * second, which would be all cost (a pread and a checksum each) and no benefit. */
 const scrub_pass_interval_ticks_min = 1000;
-/** Bytes of recently journaled prepares kept in memory for execution. */
-const recent_prepares_bytes_max = 64 * 1024 * 1024;
 /** Damaged values queued for repair at once. */
 const value_repairs_max = 64;
 /** Repair requests sent per repair tick (every 50 ms), so a far-behind replica catches up at
@@ -186,6 +185,8 @@ export class Replica {
   private readonly root: Header;
 
   private ticks = 0;
+  /** Prepares journaled and not yet executed, kept so a backup need not read them back. */
+  private readonly recent_prepares: RecentPrepares;
 
   // Role state: each object exists only in its role (checked by invariants()).
   /** Non-null exactly while isActingPrimary(). */
@@ -272,6 +273,7 @@ export class Replica {
     this.f = Math.floor((n - 1) / 2);
     this.quorum = Math.floor(n / 2) + 1;
     this.journal = new Journal(config.journal_slot_count);
+    this.recent_prepares = new RecentPrepares(config.pipeline_prepare_max * 4);
     this.store = new ObjectStore();
     this.clients = new ClientTable(config.clients_max);
     this.root = rootPrepare(config.cluster, n);
@@ -1242,37 +1244,8 @@ export class Replica {
       return false;
     }
     this.journal.wrote(h);
-    this.rememberPrepare(message);
+    this.recent_prepares.remember(message, this.commit_min);
     return true;
-  }
-
-  /** Prepares journaled recently, kept in memory until executed: a backup executes what it just
-   * wrote without reading it back from disk (profiling showed the reread, decode and checksum of
-   * every 1 MiB put costing a backup 18% of its time). Bounded by count and bytes. */
-  private readonly recent_prepares = new Map<number, Message>();
-  private recent_prepares_bytes = 0;
-
-  private rememberPrepare(message: Message): void {
-    const h = message.header;
-    if (h.op <= this.commit_min || h.size > recent_prepares_bytes_max) return;
-    const old = this.recent_prepares.get(h.op);
-    if (old !== undefined) this.recent_prepares_bytes -= old.header.size;
-    this.recent_prepares.set(h.op, message);
-    this.recent_prepares_bytes += h.size;
-    // Evict executed ops first, then the oldest, until within bounds.
-    for (const [op, m] of this.recent_prepares) {
-      if (this.recent_prepares_bytes <= recent_prepares_bytes_max && this.recent_prepares.size <= this.config.pipeline_prepare_max * 4 && op > this.commit_min) break;
-      this.recent_prepares.delete(op);
-      this.recent_prepares_bytes -= m.header.size;
-    }
-  }
-
-  private recentPrepare(op: number, checksum_: bigint): Message | null {
-    const m = this.recent_prepares.get(op);
-    if (m === undefined) return null;
-    this.recent_prepares.delete(op);
-    this.recent_prepares_bytes -= m.header.size;
-    return m.header.checksum === checksum_ ? m : null;
   }
 
   private diskFull(error: Error): void {
@@ -1462,7 +1435,7 @@ export class Replica {
       if (this.checkpointMissing()) break;
       const op = this.commit_min + 1;
       const header = this.journal.header(op)!;
-      const prepare = this.pipelineMessage(op, header.checksum) ?? this.recentPrepare(op, header.checksum) ?? this.storage.readPrepare(op, header.checksum);
+      const prepare = this.pipelineMessage(op, header.checksum) ?? this.recent_prepares.take(op, header.checksum) ?? this.storage.readPrepare(op, header.checksum);
       if (prepare === null) {
         // Damaged on disk since it was written: repair fetches it again.
         this.env.log("warn", `replica ${this.replica}: prepare op ${op} is damaged on disk: repairing it from a peer before executing it`);
