@@ -33,6 +33,7 @@ import { Timeout } from "./timeout.ts";
 import { ReadQueue } from "./read_queue.ts";
 import { loadJournal } from "./journal_load.ts";
 import { RecentPrepares } from "./recent_prepares.ts";
+import { planRepair } from "./repair_plan.ts";
 import { assertSuffixHeld, chooseLog, decideSuffix, presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision } from "./view_change.ts";
 export { presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision };
 import { decodeBatch, encodeBatch, batchEntrySize, batch_header_size } from "./batch.ts";
@@ -2217,33 +2218,9 @@ export class Replica {
     if (!this.isPrimary() && this.commitKnown() > this.op) {
       this.requestHeaders(this.op + 1, Math.min(this.commitKnown(), this.commit_min + this.config.journal_slot_count));
     }
-    // Prepares whose header is known are fetched lowest first (they unblock execution); a run of
-    // unknown headers is fetched as headers, from the top of the lowest run down (so each reply
-    // chains to a header already held), up to view_headers_max per round.
-    let requests = 0;
-    let gap_top = -1;
-    const top = Math.min(this.op, this.opJournalMax());
-    for (let op = this.commit_min + 1; op <= top; op++) {
-      const h = this.journal.header(op);
-      if (h === null) {
-        // The prepare (which carries its header) may be gone everywhere while peers still hold the
-        // header: ask for both.
-        const above = this.journal.header(op + 1);
-        if (above !== null && requests < repair_requests_max) {
-          this.requestPrepare(op, above.parent);
-          requests += 1;
-        }
-        if (gap_top === -1) {
-          let end = op;
-          while (end < top && this.journal.header(end + 1) === null) end += 1;
-          gap_top = end;
-        }
-      } else if (!this.journal.hasPrepare(op, h.checksum) && requests < repair_requests_max) {
-        this.requestPrepare(op, h.checksum);
-        requests += 1;
-      }
-    }
-    if (gap_top !== -1) this.requestHeaders(Math.max(this.commit_min + 1, gap_top - view_headers_max + 1), gap_top + 1);
+    const plan = planRepair(this.journal, this.commit_min, Math.min(this.op, this.opJournalMax()), repair_requests_max, view_headers_max);
+    for (const { op, checksum } of plan.prepares) this.requestPrepare(op, checksum);
+    if (plan.headers !== null) this.requestHeaders(plan.headers.op_min, plan.headers.op_max);
   }
 
   private requestPrepare(op: number, checksum_: bigint): void {
