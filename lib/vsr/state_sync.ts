@@ -135,6 +135,8 @@ export class SyncTransfer {
    * chunk): ask for that one, or verify what arrived. */
   applied(next: number | null): "request_next" | "complete" {
     assert(this.stalled === 0, "a chunk applied without being accepted");
+    // The codec refuses a timestamp of 2^53 or more (docs/PROTOCOL.md §1.2).
+    assert(next === null || (Number.isSafeInteger(next) && next >= 0), () => `next position ${next}`);
     if (next === null) return "complete";
     this.position = next;
     return "request_next";
