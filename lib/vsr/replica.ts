@@ -40,6 +40,7 @@ import { decodeBatch, encodeBatch, batchEntrySize, batch_header_size } from "./b
 import { isNoSpace, vouchedMax, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { checkpointFor } from "./checkpoint.ts";
+import { SyncTargets, SyncTransfer, syncNeeded, sync_chunk_size_max } from "./state_sync.ts";
 import { describeOps, windowOp } from "./window.ts";
 export { rootPrepare, stateDigest };
 
@@ -87,14 +88,10 @@ const value_repairs_max = 64;
 /** Repair requests sent per repair tick (every 50 ms), so a far-behind replica catches up at
  * hundreds of prepares a second without flooding its peers. */
 const repair_requests_max = 32;
-/** How long a replica repairs its log instead of asking again for a checkpoint no peer served. */
-const sync_backoff_ticks = 200;
 /** The highest view a message may name. */
 const view_max = 0xffff_ffff - 0x10_0000;
 /** Recent request_start_view nonces a recovering replica accepts answers to. */
 const recovery_nonces_max = 8;
-/** Size of one state-sync chunk request. */
-export const sync_chunk_size_max = 256 * 1024;
 
 /** What only the acting primary holds (isActingPrimary): created when it starts leading a view,
  * dropped when it leaves the role, so nothing of one term as primary leaks into the next. */
@@ -140,14 +137,6 @@ interface PipelineEntry {
   oks: Set<number>;
 }
 
-
-interface SyncProgress {
-  target: CheckpointId;
-  position: number;
-  peer: number;
-  /** Repair ticks without a chunk: every peer may have moved past the target. */
-  stalled: number;
-}
 
 function newViewChange(replica: number): ViewChanging {
   return { svc_from: new Set([replica]), dvc_from: new Map(), dvc_sent: false, dvc_message: null };
@@ -210,10 +199,10 @@ export class Replica {
   private commit_hint = 0;
   /** Highest checkpoint op the primary has reported. */
   private primary_checkpoint_op = 0;
-  /** The durable checkpoint the primary of `view` announced in its heartbeat (a sync target when
-   * no replica serves the one a committed prepare names). */
-  private primary_checkpoint: { view: number; id: CheckpointId } | null = null;
-  private sync: SyncProgress | null = null;
+  /** The checkpoint transfer in progress (lib/vsr/state_sync.ts). */
+  private sync: SyncTransfer | null = null;
+  /** Which checkpoint to sync: the primary's announced one, and a target no peer served. */
+  private readonly sync_targets = new SyncTargets();
 
   // Blank/recovering state.
   private probe_nonce = 0n;
@@ -1342,7 +1331,7 @@ export class Replica {
     // context: the checksum of the primary's prepare at its commit number.
     this.learnPrimaryCommit(h.commit, h.commit, h.context);
     // The latest announcement counts (not the highest): a forged one is replaced by the next.
-    if (h.checkpoint_op > 0) this.primary_checkpoint = { view: h.view, id: { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.parent } };
+    if (h.checkpoint_op > 0) this.sync_targets.primaryAnnounced(h.view, { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.parent });
     if (this.status === "normal" && this.view_durable === this.view) {
       const ok = this.makeHeader(Command.commit_ok);
       ok.session = h.session;
@@ -1605,9 +1594,7 @@ export class Replica {
     if (this.sync !== null || this.status === "blank" || this.status === "view_change" || this.no_space) return;
     // Ops at or below the checkpoint the head names may be gone from every peer's journal (peers
     // that synced past them never had them): fetch that checkpoint instead of repairing them.
-    const named = checkpointFor(this.op, this.config.checkpoint_interval_ops);
-    const cluster = Math.max(named, this.primary_checkpoint_op - this.config.checkpoint_interval_ops);
-    if (cluster <= this.commit_min) return;
+    if (!syncNeeded(this.op, this.primary_checkpoint_op, this.commit_min, this.config.checkpoint_interval_ops)) return;
     if (this.isPrimary() && this.status === "normal") {
       // A primary's own log is canonical: its header at commit_max names a committed checkpoint.
       const committed = this.journal.header(this.commit_max);
@@ -1619,20 +1606,17 @@ export class Replica {
   }
 
   private syncTargetFrom(h: Header): void {
-    if (this.sync !== null || h.op > this.commitKnown() || h.checkpoint_op <= this.commit_min) return;
-    if (h.checkpoint_op !== checkpointFor(h.op, this.config.checkpoint_interval_ops)) return;
-    this.beginSync({ op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.context });
+    if (this.sync !== null) return;
+    const target = this.sync_targets.fromCommitted(h, this.commitKnown(), this.commit_min, this.config.checkpoint_interval_ops);
+    if (target !== null) this.beginSync(target);
   }
 
-  /** A checkpoint no peer served: not asked for again until this tick (repair goes on). */
-  private sync_backoff: { op: number; until_tick: number } | null = null;
-
   private beginSync(target: CheckpointId): void {
-    if (this.sync_backoff !== null && target.op <= this.sync_backoff.op && this.ticks < this.sync_backoff.until_tick) return;
+    if (!this.sync_targets.allows(target, this.ticks)) return;
     this.env.log("info", `replica ${this.replica}: behind the cluster (executed ${this.commit_min}, primary checkpoint ${this.primary_checkpoint_op}): state-syncing checkpoint ${target.op}`);
     this.stats.syncs += 1;
     this.storage.syncBegin(target);
-    this.sync = { target, position: 0, peer: primaryIndex(this.view, this.config.replica_count), stalled: 0 };
+    this.sync = new SyncTransfer(target, primaryIndex(this.view, this.config.replica_count), this.replica, this.config);
     this.requestSyncChunk();
   }
 
@@ -1642,9 +1626,9 @@ export class Replica {
     h.op = sync.target.op;
     h.checkpoint_digest = sync.target.digest;
     h.context = sync.target.checksum;
-    h.commit = sync.position;
-    if (sync.peer === this.replica) sync.peer = (sync.peer + 1) % this.config.replica_count;
-    this.env.sendToReplica(sync.peer, finalize(h));
+    const { peer, position } = sync.request();
+    h.commit = position;
+    this.env.sendToReplica(peer, finalize(h));
   }
 
   private onRequestSync(message: Message): void {
@@ -1665,8 +1649,7 @@ export class Replica {
   private onSyncChunk(message: Message): void {
     const h = message.header;
     const sync = this.sync;
-    if (sync === null || h.op !== sync.target.op || h.checkpoint_digest !== sync.target.digest || h.commit !== sync.position) return;
-    sync.stalled = 0;
+    if (sync === null || !sync.accept(h.op, h.checkpoint_digest, h.commit)) return;
     let applied: boolean;
     try {
       applied = this.storage.syncApply(message.body);
@@ -1679,11 +1662,11 @@ export class Replica {
     if (!applied) {
       this.env.log("warn", `replica ${this.replica}: state sync chunk from ${h.replica} does not parse: restarting the sync`);
       this.storage.syncBegin(sync.target);
-      sync.position = 0;
+      sync.restart();
       return;
     }
-    if (h.result === 0) {
-      sync.position = h.timestamp;
+    // timestamp: the next position, result 1 on the last chunk (docs/PROTOCOL.md §4.4).
+    if (sync.applied(h.result === 0 ? h.timestamp : null) === "request_next") {
       this.requestSyncChunk();
       return;
     }
@@ -1693,13 +1676,10 @@ export class Replica {
   private finishSync(): void {
     const sync = this.sync!;
     const received = this.storage.syncFinish(this.config.clients_max);
-    const digest = received === null ? 0n : stateDigest(received.store, received.clients);
-    const meta = received?.checkpoint;
-    if (received === null || digest !== sync.target.digest || meta!.anchor.op !== sync.target.op || meta!.anchor.checksum !== sync.target.checksum || meta!.previous.op !== sync.target.op - this.config.checkpoint_interval_ops) {
+    if (received === null || !sync.verifies(received)) {
       this.env.log("error", `replica ${this.replica}: state sync of checkpoint ${sync.target.op} from replica ${sync.peer} does not match its digest: retrying with another peer`);
       this.storage.syncBegin(sync.target);
-      sync.position = 0;
-      sync.peer = (sync.peer + 1) % this.config.replica_count;
+      sync.retryElsewhere();
       this.requestSyncChunk();
       return;
     }
@@ -2181,31 +2161,18 @@ export class Replica {
     if (this.status === "blank" || (this.status === "view_change" && !this.start_view_pending)) return;
     if (this.sync !== null) {
       // A stalled sync asks the next peer (the one asked may have moved past this checkpoint);
-      // when no peer answers, the cluster has moved on: start over from a newer checkpoint.
-      this.sync.stalled += 1;
-      if (this.sync.stalled > 2 * this.config.replica_count + 1) {
+      // when no peer answers, the cluster has moved on: start over from a newer checkpoint, or
+      // repair for a while (SyncTargets.afterStall).
+      const stall = this.sync.repairTick();
+      if (stall === "give_up") {
         this.env.log("info", `replica ${this.replica}: no peer serves checkpoint ${this.sync.target.op} any more: syncing a newer one`);
         const stalled = this.sync.target;
         this.sync = null;
-        // The checkpoint a committed prepare names may be served by nobody (the replicas that
-        // retain it have a value of it damaged, the others skipped it), and an idle cluster names
-        // no newer one: then the primary's own durable checkpoint, which its heartbeat announces
-        // (the state it executed, so committed, as trusted as the log it sends), is the target.
-        const own = this.primary_checkpoint;
-        if (own !== null && own.view === this.view && own.id.op > stalled.op && own.id.op > this.commit_min && own.id.op <= this.commitKnown()) {
-          this.beginSync(own.id);
-          return;
-        }
-        // Otherwise the ops up to it may still be in peers' journals: repair them for a while
-        // before asking for this checkpoint again (a newer one may be named meanwhile).
-        this.sync_backoff = { op: stalled.op, until_tick: this.ticks + sync_backoff_ticks };
+        const next = this.sync_targets.afterStall(stalled, this.view, this.commit_min, this.commitKnown(), this.ticks);
+        if (next !== null) this.beginSync(next);
         return;
       }
-      // Chunks arriving reset the count; only a sync silent for a whole repair tick asks again.
-      if (this.sync.stalled > 1) {
-        this.sync.peer = (this.sync.peer + 1) % this.config.replica_count;
-        this.requestSyncChunk();
-      }
+      if (stall === "ask_next_peer") this.requestSyncChunk();
       return;
     }
     if (this.status === "recovering" && this.recovering_view !== this.view) {

@@ -1,0 +1,186 @@
+/**
+ * State sync (docs/PROTOCOL.md §4.4, request_sync and sync_chunk): a replica more than a
+ * checkpoint behind fetches a whole checkpoint from a peer in chunks, because the ops below the
+ * checkpoint its log names may be gone from every peer's journal. This file decides which
+ * checkpoint to fetch (SyncTargets) and tracks one transfer of it (SyncTransfer); it only answers
+ * with decisions, so the replica keeps the control flow: it sends the messages, drives storage
+ * (syncBegin, syncApply, syncFinish, writeCheckpoint) and installs what arrived.
+ */
+import { assert } from "../util/assert.ts";
+import type { Config } from "../constants.ts";
+import type { ObjectStore } from "../store/object_store.ts";
+import type { ClientTable } from "./client_table.ts";
+import { checkpointFor } from "./checkpoint.ts";
+import { stateDigest } from "./root.ts";
+import type { CheckpointId, CheckpointMeta } from "./storage.ts";
+
+/** Size of one state-sync chunk request. */
+export const sync_chunk_size_max = 256 * 1024;
+/** How long a replica repairs its log instead of asking again for a checkpoint no peer served. */
+export const sync_backoff_ticks = 200;
+
+/** Whether a replica whose head is head_op and that executed up to commit_min is more than a
+ * checkpoint behind: the checkpoint its head names, or the one before the primary's durable
+ * checkpoint, is above what it executed. Below those, peers may have synced past the ops it
+ * lacks and never held them. */
+export function syncNeeded(head_op: number, primary_checkpoint_op: number, commit_min: number, checkpoint_interval_ops: number): boolean {
+  assert(checkpoint_interval_ops > 0, "checkpoint interval must be positive");
+  const named = checkpointFor(head_op, checkpoint_interval_ops);
+  const cluster = Math.max(named, primary_checkpoint_op - checkpoint_interval_ops);
+  return cluster > commit_min;
+}
+
+/** The fields of a prepare header that name a checkpoint (its `context` is the anchor checksum). */
+export interface CheckpointNaming {
+  op: number;
+  checkpoint_op: number;
+  checkpoint_digest: bigint;
+  context: bigint;
+}
+
+/** What a transfer wants after a repair tick without an accepted chunk. */
+export type SyncStall = "wait" | "ask_next_peer" | "give_up";
+
+/** Which checkpoint to fetch. Only one a committed prepare names, or the one the primary of this
+ * view announced, is trusted: a received checkpoint is verified against this id alone. */
+export class SyncTargets {
+  /** The durable checkpoint the primary of `view` announced in its heartbeat (a sync target when
+   * no replica serves the one a committed prepare names). */
+  private primary_checkpoint: { view: number; id: CheckpointId } | null = null;
+  /** A checkpoint no peer served: not asked for again until this tick (repair goes on). */
+  private backoff: { op: number; until_tick: number } | null = null;
+
+  /** The latest announcement counts (not the highest): a forged one is replaced by the next. */
+  primaryAnnounced(view: number, id: CheckpointId): void {
+    assert(id.op > 0, "the primary announced no checkpoint");
+    this.primary_checkpoint = { view, id };
+  }
+
+  /** The checkpoint a header names, when that header is committed (at or below commit_known),
+   * the checkpoint is above what this replica executed, and it is the one its op must name (a
+   * header naming another is not a proof of anything). */
+  fromCommitted(h: CheckpointNaming, commit_known: number, commit_min: number, checkpoint_interval_ops: number): CheckpointId | null {
+    assert(commit_min <= commit_known, () => `executed ${commit_min} above the commit known ${commit_known}`);
+    if (h.op > commit_known || h.checkpoint_op <= commit_min) return null;
+    if (h.checkpoint_op !== checkpointFor(h.op, checkpoint_interval_ops)) return null;
+    return { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.context };
+  }
+
+  /** Whether a transfer of target may start at this tick: not while backing off from a checkpoint
+   * at or above it that no peer served. */
+  allows(target: CheckpointId, ticks: number): boolean {
+    assert(target.op > 0, "state sync to the root checkpoint");
+    return this.backoff === null || target.op > this.backoff.op || ticks >= this.backoff.until_tick;
+  }
+
+  /** No peer served `stalled` (the cluster moved on, or its only holders have a value of it
+   * damaged, and an idle cluster names no newer one). The primary's own durable checkpoint, the
+   * state it executed (so committed, as trusted as the log it sends), is the next target when it
+   * is newer and within what this replica knows is committed; otherwise the ops up to it may still
+   * be in peers' journals, so it repairs them for a while before asking again (a newer checkpoint
+   * may be named meanwhile), and null says so. */
+  afterStall(stalled: CheckpointId, view: number, commit_min: number, commit_known: number, ticks: number): CheckpointId | null {
+    assert(stalled.op > 0 && commit_min <= commit_known, () => `stalled on checkpoint ${stalled.op} with executed ${commit_min} above the commit known ${commit_known}`);
+    const own = this.primary_checkpoint;
+    if (own !== null && own.view === view && own.id.op > stalled.op && own.id.op > commit_min && own.id.op <= commit_known) return own.id;
+    this.backoff = { op: stalled.op, until_tick: ticks + sync_backoff_ticks };
+    return null;
+  }
+}
+
+/** One transfer of a checkpoint: the position of the next chunk, the peer asked, and how long it
+ * has been silent. Chunks are applied strictly in order, so only the chunk at the position asked
+ * for is accepted; any other (another target, a duplicate, a late answer to an earlier peer) is
+ * ignored. */
+export class SyncTransfer {
+  private position = 0;
+  private asked: number;
+  /** Repair ticks without an accepted chunk: every peer may have moved past the target. */
+  private stalled = 0;
+
+  constructor(
+    readonly target: CheckpointId,
+    first_peer: number,
+    private readonly replica: number,
+    private readonly config: Pick<Config, "replica_count" | "checkpoint_interval_ops">,
+  ) {
+    assert(target.op > 0, "state sync to the root checkpoint");
+    assert(first_peer >= 0 && first_peer < config.replica_count, () => `peer ${first_peer} out of range`);
+    assert(replica >= 0 && replica < config.replica_count, () => `replica ${replica} out of range`);
+    this.asked = first_peer;
+  }
+
+  /** The peer asked last (or to be asked next). */
+  get peer(): number {
+    return this.asked;
+  }
+
+  /** The next request: whom to ask, for the chunk at which position. Never this replica itself
+   * (a primary that fell behind may sync too). */
+  request(): { peer: number; position: number } {
+    if (this.asked === this.replica) this.asked = this.next(this.asked);
+    assert(this.asked !== this.replica || this.config.replica_count === 1, "state sync asks itself");
+    return { peer: this.asked, position: this.position };
+  }
+
+  /** Whether a chunk for checkpoint (op, digest) from `position` is the one this transfer waits
+   * for; accepting it means the peer answers, so the stall count starts again. */
+  accept(op: number, digest: bigint, position: number): boolean {
+    if (op !== this.target.op || digest !== this.target.digest || position !== this.position) return false;
+    this.stalled = 0;
+    return true;
+  }
+
+  /** The accepted chunk was applied; `next` is the position it says follows (null after the last
+   * chunk): ask for that one, or verify what arrived. */
+  applied(next: number | null): "request_next" | "complete" {
+    assert(this.stalled === 0, "a chunk applied without being accepted");
+    // The codec refuses a timestamp of 2^53 or more (docs/PROTOCOL.md §1.2).
+    assert(next === null || (Number.isSafeInteger(next) && next >= 0), () => `next position ${next}`);
+    if (next === null) return "complete";
+    this.position = next;
+    return "request_next";
+  }
+
+  /** The chunk did not parse: the stream starts over from its beginning (the same peer is asked
+   * again once the transfer stalls). */
+  restart(): void {
+    this.position = 0;
+    assert(this.stalled === 0, "restarted without an accepted chunk");
+  }
+
+  /** Whether the checkpoint storage assembled is the target: its state digest, its anchor's op and
+   * checksum, and the op of the checkpoint before it (which the next checkpoint records) must all
+   * be what the committed prepare named. */
+  verifies(received: { store: ObjectStore; clients: ClientTable; checkpoint: CheckpointMeta }): boolean {
+    const meta = received.checkpoint;
+    assert(this.stalled === 0, "verifying a transfer whose last chunk was not accepted");
+    if (stateDigest(received.store, received.clients) !== this.target.digest) return false;
+    return meta.anchor.op === this.target.op && meta.anchor.checksum === this.target.checksum && meta.previous.op === this.target.op - this.config.checkpoint_interval_ops;
+  }
+
+  /** What arrived did not verify (the peer that served it is broken or lying): start over from
+   * the beginning with the next peer. */
+  retryElsewhere(): void {
+    this.position = 0;
+    this.asked = this.next(this.asked);
+  }
+
+  /** A repair tick passed. A chunk arriving resets the count, so only a transfer silent for a whole
+   * repair tick asks the next peer (the one asked may have moved past this checkpoint), once per
+   * tick; after every peer had two chances, the cluster has moved on and the target is dropped. */
+  repairTick(): SyncStall {
+    this.stalled += 1;
+    if (this.stalled > 2 * this.config.replica_count + 1) return "give_up";
+    if (this.stalled > 1) {
+      this.asked = this.next(this.asked);
+      return "ask_next_peer";
+    }
+    return "wait";
+  }
+
+  private next(peer: number): number {
+    assert(peer >= 0 && peer < this.config.replica_count, () => `peer ${peer} out of range`);
+    return (peer + 1) % this.config.replica_count;
+  }
+}
