@@ -44,12 +44,13 @@ export interface ScrubIndex {
 
 export interface ScrubStep {
   /** The keys to read and verify now, in key order. */
-  keys: string[];
+  readonly keys: readonly string[];
   /** Whether this step reached the end of the namespace (the next step starts a new pass). */
-  pass_completed: boolean;
+  readonly pass_completed: boolean;
 }
 
-const idle: ScrubStep = { keys: [], pass_completed: false };
+/** Most ticks hand out nothing (between passes, or paying off a large value): no allocation. */
+const idle: ScrubStep = Object.freeze({ keys: Object.freeze([]), pass_completed: false });
 
 export class Scrubber {
   /** The key the scrubber handed out or skipped last ("" before the first of a pass). */
