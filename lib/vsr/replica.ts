@@ -24,7 +24,6 @@ import { Command, Header, decodeHeader, finalize, writeHeader, type Message } fr
 import { faulty_ops_max, header_size, journal_slot_count_max, key_size_max, sender_client, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
 import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
 import { keyFromBytes, keyToBytes } from "../store/keys.ts";
-import { checksum } from "../util/checksum.ts";
 import { executeRead, executeWrite, validateRequest } from "../store/execute.ts";
 import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
 import { ClientTable, type StoredReply } from "./client_table.ts";
@@ -42,6 +41,8 @@ import { rootPrepare, stateDigest } from "./root.ts";
 import { checkpointFor } from "./checkpoint.ts";
 import { SyncTargets, SyncTransfer, syncNeeded, sync_chunk_size_max } from "./state_sync.ts";
 import { describeOps, windowOp } from "./window.ts";
+import { Scrubber } from "./scrubber.ts";
+import { ValueRepairs, valueRepairPeer, type ValueRequest } from "./value_repair.ts";
 export { rootPrepare, stateDigest };
 
 export type Status = "blank" | "recovering" | "normal" | "view_change";
@@ -74,17 +75,6 @@ export interface ReplicaObserver {
  * so it never stalls requests. */
 const compaction_interval_ticks = 10;
 const compaction_bytes_per_round = 1024 * 1024;
-/** The scrubber reads and verifies this many values, or this many bytes, per tick (whichever
- * comes first): about 6 MB/s or 1,600 values/s at the real node's 10 ms tick, so 1 GiB of values
- * is verified every 3 minutes and 100,000 small ones every minute, a small share of a disk (and
- * of the CPU: each value is a pread and a checksum). */
-const scrub_values_per_tick = 16;
-const scrub_bytes_per_tick = 64 * 1024;
-/** A new pass starts at most this often (10 s): a small namespace is not re-read 100 times a
- * second, which would be all cost (a pread and a checksum each) and no benefit. */
-const scrub_pass_interval_ticks_min = 1000;
-/** Damaged values queued for repair at once. */
-const value_repairs_max = 64;
 /** Repair requests sent per repair tick (every 50 ms), so a far-behind replica catches up at
  * hundreds of prepares a second without flooding its peers. */
 const repair_requests_max = 32;
@@ -318,41 +308,21 @@ export class Replica {
     this.scrub();
   }
 
-  /** The key the scrubber verified last ("" before the first of a pass). */
-  private scrub_cursor = "";
-  private scrub_debt_bytes = 0;
-  /** The tick from which the next pass may start. */
-  private scrub_pass_next_tick = 0;
+  /** Which values to verify next (cursor, byte budget, pass interval): scrubber.ts. */
+  private readonly scrubber = new Scrubber();
 
   /**
-   * Reads a few values in key order per tick and verifies their checksums (readValue), so a value
-   * damaged at rest (a latent sector error, a bit flip) is found and repaired from a peer while
-   * the other copies are still good, not first when a client reads it, possibly after another
-   * replica lost its copy too. The journal needs no scrubbing: prepares leave it at the next
-   * checkpoint, and damaged ones are found by recovery and repair.
+   * Reads the values the scrubber names (a few in key order per tick) and verifies their checksums
+   * (readValue), so a value damaged at rest is repaired from a peer while the other copies are
+   * still good (scrubber.ts says why). Protected so a test can disable it.
    */
   protected scrub(): void {
-    // Bytes read beyond the rate so far: a 16 MiB value is paid off over the ticks after it.
-    this.scrub_debt_bytes = Math.max(0, this.scrub_debt_bytes - scrub_bytes_per_tick);
-    if (this.no_space || this.sync !== null || this.status !== "normal" || this.store.count === 0) return;
-    if (this.scrub_cursor === "") {
-      if (this.ticks < this.scrub_pass_next_tick) return;
-      this.scrub_pass_next_tick = this.ticks + scrub_pass_interval_ticks_min;
-    }
-    const { keys, truncated } = this.store.list("", this.scrub_cursor, scrub_values_per_tick);
-    for (const key of keys) {
-      if (this.scrub_debt_bytes >= scrub_bytes_per_tick) return;
-      this.scrub_cursor = key;
-      if (this.value_repairs.has(key)) continue;
-      const entry = this.store.get(key)!;
-      this.readValue(key, entry);
+    const step = this.scrubber.tick(this.ticks, !this.no_space && this.sync === null && this.status === "normal", this.store, (key) => this.value_repairs.has(key));
+    for (const key of step.keys) {
+      this.readValue(key, this.store.get(key)!);
       this.stats.values_scrubbed += 1;
-      this.scrub_debt_bytes += entry.size;
     }
-    if (!truncated) {
-      this.scrub_cursor = "";
-      this.stats.scrub_passes += 1;
-    }
+    if (step.pass_completed) this.stats.scrub_passes += 1;
   }
 
   /** Copies the live values of a mostly-dead segment forward, a bounded amount per call, so the
@@ -2278,8 +2248,8 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Values damaged on disk are fetched again from peers
 
-  /** Keys whose value this replica found damaged, with what it expects: bounded. */
-  private readonly value_repairs = new Map<string, { version: number; checksum: bigint }>();
+  /** Keys whose value this replica found damaged, with what it expects (value_repair.ts): bounded. */
+  private readonly value_repairs = new ValueRepairs();
 
   /** Writes a value (compacted or repaired) to the head segment and points the index at it.
    * False when the disk is full: the replica has then gone to no_space and the caller stops. */
@@ -2299,22 +2269,19 @@ export class Replica {
   private readValue(key: string, entry: ObjectEntry): Uint8Array | null {
     const value = this.storage.readValue(entry);
     if (value !== null) return value;
-    if (!this.value_repairs.has(key) && this.value_repairs.size < value_repairs_max) {
+    const request = this.value_repairs.damaged(key, entry);
+    if (request !== null) {
       this.env.log("warn", `replica ${this.replica}: value of version ${entry.version} is damaged on disk: repairing it from a peer`);
-      this.value_repairs.set(key, { version: entry.version, checksum: entry.checksum });
-      this.requestValue(key);
+      this.requestValue(request);
     }
     return null;
   }
 
-  private requestValue(key: string): void {
-    const want = this.value_repairs.get(key)!;
+  private requestValue(request: ValueRequest): void {
     const h = this.makeHeader(Command.request_value);
-    h.op = want.version;
-    h.context = want.checksum;
-    let peer = this.env.random.int(this.config.replica_count - 1);
-    if (peer >= this.replica) peer += 1;
-    this.env.sendToReplica(peer, finalize(h, keyToBytes(key)));
+    h.op = request.version;
+    h.context = request.checksum;
+    this.env.sendToReplica(valueRepairPeer(this.replica, this.config.replica_count, this.env.random), finalize(h, keyToBytes(request.key)));
   }
 
   private onRequestValue(message: Message): void {
@@ -2341,23 +2308,18 @@ export class Replica {
     const key_size = message.body.length >= 2 ? message.body[0]! | (message.body[1]! << 8) : 0;
     if (key_size < 1 || message.body.length < 2 + key_size) return this.drop(message, "malformed value");
     const key = keyFromBytes(message.body.subarray(2, 2 + key_size));
-    const want = this.value_repairs.get(key);
-    const entry = this.store.get(key);
-    if (want === undefined || entry === undefined || want.version !== h.op || entry.version !== h.op || entry.checksum !== h.context) return;
     const value = message.body.subarray(2 + key_size);
-    if (checksum(value) !== entry.checksum) return this.drop(message, "repaired value does not match its checksum");
+    const verdict = this.value_repairs.verdict(key, h.op, h.context, value, this.store.get(key));
+    if (verdict === "unwanted") return;
+    if (verdict === "mismatch") return this.drop(message, "repaired value does not match its checksum");
     if (!this.relocateValue(key, value)) return;
-    this.value_repairs.delete(key);
-    this.env.log("info", `replica ${this.replica}: repaired a damaged value (version ${entry.version}) from replica ${h.replica}`);
+    this.value_repairs.repaired(key);
+    this.env.log("info", `replica ${this.replica}: repaired a damaged value (version ${h.op}) from replica ${h.replica}`);
   }
 
   /** Retries value repairs whose answer was lost; forgets those whose key has moved on. */
   private repairValues(): void {
-    for (const [key, want] of this.value_repairs) {
-      const entry = this.store.get(key);
-      if (entry === undefined || entry.version !== want.version) this.value_repairs.delete(key);
-      else this.requestValue(key);
-    }
+    for (const request of this.value_repairs.outstanding(this.store)) this.requestValue(request);
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+/**
+ * Values found damaged on disk, fetched again from peers (docs/PROTOCOL.md §4.4, request_value and
+ * value). A read that finds a value damaged (a get on the primary, the scrubber, compaction) queues
+ * the key here with the version and checksum of its entry; this part decides which repairs are
+ * outstanding, whom to ask, and whether a value a peer sent is the one wanted. The replica sends
+ * the requests and writes the repaired value back through its storage.
+ */
+import { assert } from "../util/assert.ts";
+import { checksum } from "../util/checksum.ts";
+import type { Prng } from "../util/prng.ts";
+
+/** Damaged values queued for repair at once. */
+export const value_repairs_max = 64;
+
+/** The entry a repair is for: a peer's copy is taken only if it has this version and checksum. */
+export interface WantedValue {
+  readonly version: number;
+  readonly checksum: bigint;
+}
+
+/** A request_value to send: `op` = version, `context` = checksum, body = the key. */
+export interface ValueRequest extends WantedValue {
+  readonly key: string;
+}
+
+/** What the replica's index holds for a key now (its ObjectStore). */
+export interface ValueIndex {
+  get(key: string): WantedValue | undefined;
+}
+
+/** Of a value a peer sent: the one wanted; not wanted (no repair of that key at that version, or
+ * the key has moved on: a late or duplicate answer, ignored); or wanted but its bytes do not match
+ * the checksum (dropped as a protocol violation). */
+export type ValueVerdict = "accept" | "unwanted" | "mismatch";
+
+/** A random replica other than this one: a repair asks a different peer on each retry, so one
+ * peer that lost its copy too does not stall it. */
+export function valueRepairPeer(replica: number, replica_count: number, random: Prng): number {
+  assert(replica_count >= 2 && replica >= 0 && replica < replica_count, () => `value repair: no peer for replica ${replica} of ${replica_count}`);
+  let peer = random.int(replica_count - 1);
+  if (peer >= replica) peer += 1;
+  return peer;
+}
+
+export class ValueRepairs {
+  /** Keys whose value was found damaged, with the entry it had then: at most `max`. */
+  private readonly wanted = new Map<string, WantedValue>();
+
+  constructor(private readonly max: number = value_repairs_max) {
+    assert(max >= 1, () => `value repairs: max ${max} out of range`);
+  }
+
+  get size(): number {
+    return this.wanted.size;
+  }
+
+  has(key: string): boolean {
+    return this.wanted.has(key);
+  }
+
+  /**
+   * A read found the value of key (at entry) damaged: the request to send, or null when the key is
+   * queued already or the queue is full (then a later read or scrub pass finds it again).
+   */
+  damaged(key: string, entry: WantedValue): ValueRequest | null {
+    if (this.wanted.has(key) || this.wanted.size >= this.max) return null;
+    this.wanted.set(key, { version: entry.version, checksum: entry.checksum });
+    assert(this.wanted.size <= this.max, () => `value repairs: ${this.wanted.size} queued, at most ${this.max}`);
+    return { key, version: entry.version, checksum: entry.checksum };
+  }
+
+  /**
+   * The repairs still outstanding, to ask for again (an answer may have been lost), in the order
+   * they were queued. Forgets those whose key was deleted or has another version since: the damaged
+   * version is no longer part of the state, so no peer is asked for it.
+   */
+  outstanding(index: ValueIndex): ValueRequest[] {
+    const requests: ValueRequest[] = [];
+    for (const [key, want] of this.wanted) {
+      const entry = index.get(key);
+      if (entry === undefined || entry.version !== want.version) this.wanted.delete(key);
+      else requests.push({ key, version: want.version, checksum: want.checksum });
+    }
+    return requests;
+  }
+
+  /**
+   * Whether the value a peer sent for key (claiming version and checksum) is the one wanted: a
+   * repair of that key at that version is outstanding, and the index entry `current` still has
+   * that version and checksum, and the bytes match it.
+   */
+  verdict(key: string, version: number, claimed_checksum: bigint, value: Uint8Array, current: WantedValue | undefined): ValueVerdict {
+    const want = this.wanted.get(key);
+    if (want === undefined || current === undefined || want.version !== version || current.version !== version || current.checksum !== claimed_checksum) return "unwanted";
+    // Checked only once wanted: hashing a value nobody asked for would be work for a forger.
+    if (checksum(value) !== current.checksum) return "mismatch";
+    return "accept";
+  }
+
+  /** The accepted value was written back: the repair is done. */
+  repaired(key: string): void {
+    const removed = this.wanted.delete(key);
+    assert(removed, () => `value repairs: ${JSON.stringify(key)} repaired but not outstanding`);
+  }
+}
