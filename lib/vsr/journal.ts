@@ -1,29 +1,48 @@
 /**
  * The replica's in-memory view of its journal: for each op in the window of journal_slot_count
- * ops, the header it holds (or none), whether the prepare itself is on disk, and whether that
- * write is durable yet. The prepares themselves live in Storage.
+ * ops, the header it holds (or none) and what is known of its prepare on disk (SlotState). The
+ * prepares themselves live in Storage.
  *
- * A slot is in one of these states (the only legal combinations of the per-slot fields, checked by
- * invariants()):
- *   empty          no header
- *   header only    the header is known (from a peer, a start_view or the superblock), the
- *                  prepare is not on disk: repair fetches it
- *   dirty          the prepare is written, not yet durable (acknowledged only after the flush)
- *   durable        the prepare is written and durable
- *   faulty         the header is known and the prepare was on disk but reads back damaged: it may
- *                  have been acknowledged, so it is repaired, never voted away
- * and, independently of the header, a slot may be *damaged*: its record on disk was unreadable, so
- * the op it held is unknown. Which op that is, within the window, is known (damaged_op): this
- * replica must not vote that op away until a prepare is written into the slot again.
+ * Independently of its state, a slot may be *damaged*: its record on disk was unreadable, so the
+ * op it held is unknown. Which op that is, within the window, is known (damaged_op): this replica
+ * must not vote that op away until a prepare is written into the slot again.
  */
 import { AssertionError, assert } from "../util/assert.ts";
 import type { Header } from "../net/codec.ts";
 
+/**
+ * What a slot holds. This replaces three parallel flags per slot (present: the prepare is on disk
+ * and readable; dirty: its write is not durable yet; faulty: it was on disk and reads back
+ * damaged), whose 8 combinations were only 4 legal ones with a header:
+ *   present dirty faulty
+ *   no      no    no      header   (and, without a header, empty)
+ *   yes     yes   no      dirty
+ *   yes     no    no      durable
+ *   no      no    yes     faulty
+ * The other four cannot happen: dirty without present would be an unwritten write waiting for a
+ * flush (only a write sets dirty, and it sets present with it); present with faulty would be a
+ * prepare that reads back both intact and damaged (every change set faulty only with present
+ * false). Without a header no flag was ever set: a prepare is known only by its header.
+ */
+export enum SlotState {
+  /** No header for any op of this slot. */
+  empty,
+  /** The header is known (from a peer, a start_view or the superblock), the prepare is not on
+   * disk: repair fetches it. */
+  header,
+  /** The prepare is written, not yet durable (acknowledged only after the flush). */
+  dirty,
+  /** The prepare is written and durable. */
+  durable,
+  /** The header is known and the prepare was on disk but reads back damaged: it may have been
+   * acknowledged, so it is repaired, never voted away. */
+  faulty,
+}
+
 export class Journal {
   private readonly headers: (Header | null)[];
-  private readonly present: boolean[];
-  private readonly dirty: boolean[];
-  private readonly faulty: boolean[];
+  /** Per slot: empty exactly when its header is null. */
+  private readonly states: SlotState[];
   /** Per slot: the op whose record was found unreadable there (-1: none). */
   private readonly damaged_op: number[];
   private dirty_ops: number[] = [];
@@ -33,14 +52,25 @@ export class Journal {
   constructor(readonly slot_count: number) {
     assert(slot_count >= 4, "journal needs at least 4 slots");
     this.headers = new Array<Header | null>(slot_count).fill(null);
-    this.present = new Array<boolean>(slot_count).fill(false);
-    this.dirty = new Array<boolean>(slot_count).fill(false);
-    this.faulty = new Array<boolean>(slot_count).fill(false);
+    this.states = new Array<SlotState>(slot_count).fill(SlotState.empty);
     this.damaged_op = new Array<number>(slot_count).fill(-1);
   }
 
   private slot(op: number): number {
     return op % this.slot_count;
+  }
+
+  /** The state of the slot of this op, if it holds this op (empty if it holds another or none). */
+  state(op: number): SlotState {
+    return this.header(op) === null ? SlotState.empty : this.states[this.slot(op)]!;
+  }
+
+  /** Moves a slot to a new header and state: the one place slot states change. */
+  private set(slot: number, header: Header | null, to: SlotState): void {
+    assert((header === null) === (to === SlotState.empty), () => `journal slot ${slot}: state ${SlotState[to]} with${header === null ? "out" : ""} a header`);
+    assert(header === null || this.slot(header.op) === slot, () => `journal slot ${slot}: op ${header!.op} maps elsewhere`);
+    this.headers[slot] = header;
+    this.states[slot] = to;
   }
 
   /** The header held for exactly this op, if any. */
@@ -53,12 +83,15 @@ export class Journal {
   /** Whether the prepare for this op and checksum is written (readable from storage). */
   hasPrepare(op: number, checksum: bigint): boolean {
     const h = this.header(op);
-    return h !== null && h.checksum === checksum && this.present[this.slot(op)]!;
+    if (h === null || h.checksum !== checksum) return false;
+    const state = this.states[this.slot(op)]!;
+    return state === SlotState.dirty || state === SlotState.durable;
   }
 
   /** Whether the prepare for this op and checksum is written and durable. */
   hasDurable(op: number, checksum: bigint): boolean {
-    return this.hasPrepare(op, checksum) && !this.dirty[this.slot(op)]!;
+    const h = this.header(op);
+    return h !== null && h.checksum === checksum && this.states[this.slot(op)] === SlotState.durable;
   }
 
   /** Whether this replica may have held (and acknowledged) this prepare but cannot read it: found
@@ -67,7 +100,7 @@ export class Journal {
     const slot = this.slot(op);
     if (this.damaged_op[slot] === op) return true;
     const h = this.header(op);
-    return h !== null && h.checksum === checksum && this.faulty[slot]!;
+    return h !== null && h.checksum === checksum && this.states[slot] === SlotState.faulty;
   }
 
   /** Whether the record of this op's slot was unreadable (the op it held is unknown). */
@@ -84,6 +117,7 @@ export class Journal {
 
   /** The slot's record was unreadable at open; `op` is the op of the window that maps to it. */
   markDamaged(op: number): void {
+    assert(op >= 0, () => `damaged op ${op}`);
     this.mutations += 1;
     this.damaged_op[this.slot(op)] = op;
   }
@@ -94,10 +128,7 @@ export class Journal {
     this.mutations += 1;
     const old = this.headers[slot];
     if (old !== null && old !== undefined && old.op === header.op && old.checksum === header.checksum) return;
-    this.headers[slot] = header;
-    this.present[slot] = false;
-    this.dirty[slot] = false;
-    this.faulty[slot] = false;
+    this.set(slot, header, SlotState.header);
   }
 
   /** Records that the prepare was written to storage (durable at the next flush). Its record
@@ -105,32 +136,29 @@ export class Journal {
   wrote(header: Header): void {
     this.mutations += 1;
     const slot = this.slot(header.op);
-    this.headers[slot] = header;
-    this.present[slot] = true;
-    this.dirty[slot] = true;
-    this.faulty[slot] = false;
+    this.set(slot, header, SlotState.dirty);
     this.damaged_op[slot] = -1;
     this.dirty_ops.push(header.op);
   }
 
-  /** Records a prepare found on disk at recovery (its record intact; the prepare intact or not). */
+  /** Records a prepare found on disk at recovery (its record intact; the prepare intact or not).
+   * Recovery fills a journal nothing was written into yet: the slot holds at most a header (the
+   * checkpoint's anchor, or the root). */
   recovered(header: Header, intact: boolean): void {
     this.mutations += 1;
     const slot = this.slot(header.op);
-    this.headers[slot] = header;
-    this.present[slot] = intact;
-    this.dirty[slot] = false;
-    this.faulty[slot] = !intact;
+    const from = this.states[slot]!;
+    assert(from === SlotState.empty || from === SlotState.header, () => `journal slot ${slot}: op ${header.op} recovered over a ${SlotState[from]} slot`);
+    this.set(slot, header, intact ? SlotState.durable : SlotState.faulty);
   }
 
-  /** The prepare was damaged when read back: keep the header, repair the prepare. */
+  /** The prepare was damaged when read back: keep the header, repair the prepare. Only a prepare
+   * written (the header's own) can be read back. */
   damaged(header: Header): void {
     this.mutations += 1;
     const slot = this.slot(header.op);
-    this.headers[slot] = header;
-    this.present[slot] = false;
-    this.dirty[slot] = false;
-    this.faulty[slot] = true;
+    assert(this.hasPrepare(header.op, header.checksum), () => `journal slot ${slot}: op ${header.op} read back damaged, but its prepare was not written (${SlotState[this.states[slot]!]})`);
+    this.set(slot, header, SlotState.faulty);
   }
 
   /** Everything written so far is durable. Returns the ops that just became durable. */
@@ -142,8 +170,9 @@ export class Journal {
     for (const op of ops) {
       const slot = this.slot(op);
       const h = this.headers[slot];
-      if (h !== null && h !== undefined && h.op === op && this.dirty[slot]) {
-        this.dirty[slot] = false;
+      // Rewritten, removed or found damaged since: not this write's to complete.
+      if (h !== null && h !== undefined && h.op === op && this.states[slot] === SlotState.dirty) {
+        this.set(slot, h, SlotState.durable);
         durable.push(op);
       }
     }
@@ -156,12 +185,7 @@ export class Journal {
     this.mutations += 1;
     const slot = this.slot(op);
     const h = this.headers[slot];
-    if (h !== null && h !== undefined && h.op === op) {
-      this.headers[slot] = null;
-      this.present[slot] = false;
-      this.dirty[slot] = false;
-      this.faulty[slot] = false;
-    }
+    if (h !== null && h !== undefined && h.op === op) this.set(slot, null, SlotState.empty);
   }
 
   /** Known headers for ops in [op_min, op_max], ascending. */
@@ -174,17 +198,13 @@ export class Journal {
     return out;
   }
 
-  /** The per-slot states are one of the legal combinations (see the class comment). */
+  /** Each slot's state agrees with its header (see SlotState). */
   invariants(): void {
     for (let slot = 0; slot < this.slot_count; slot++) {
       const h = this.headers[slot] ?? null;
-      if (h === null) {
-        if (this.present[slot] || this.dirty[slot] || this.faulty[slot]) throw new AssertionError(`journal slot ${slot}: prepare state without a header`);
-        continue;
-      }
-      if (h.op % this.slot_count !== slot) throw new AssertionError(`journal slot ${slot} holds op ${h.op}`);
-      if (this.dirty[slot] && !this.present[slot]) throw new AssertionError(`journal slot ${slot} (op ${h.op}): dirty but not written`);
-      if (this.faulty[slot] && this.present[slot]) throw new AssertionError(`journal slot ${slot} (op ${h.op}): both faulty and present`);
+      const state = this.states[slot]!;
+      if ((h === null) !== (state === SlotState.empty)) throw new AssertionError(`journal slot ${slot}: state ${SlotState[state]} with${h === null ? "out" : ""} a header`);
+      if (h !== null && h.op % this.slot_count !== slot) throw new AssertionError(`journal slot ${slot} holds op ${h.op}`);
       const damaged = this.damaged_op[slot]!;
       if (damaged !== -1 && damaged % this.slot_count !== slot) throw new AssertionError(`journal slot ${slot}: damaged op ${damaged} maps elsewhere`);
     }

@@ -28,6 +28,7 @@ import { executeRead, executeWrite, validateRequest } from "../store/execute.ts"
 import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
 import { ClientTable, type StoredReply } from "./client_table.ts";
 import { Journal } from "./journal.ts";
+import { Formation, type FormationDecision } from "./formation.ts";
 import { Timeout } from "./timeout.ts";
 import { ReadQueue } from "./read_queue.ts";
 import { loadJournal } from "./journal_load.ts";
@@ -195,19 +196,18 @@ export class Replica {
   private readonly sync_targets = new SyncTargets();
 
   // Blank/recovering state.
-  private probe_nonce = 0n;
-  private probe_replies = new Map<number, { formatted: boolean; pristine: boolean; view: number; incarnation: number }>();
+  /** Probes, the incarnation, and whether the cluster formed: it decides, this replica acts. */
+  private readonly formation: Formation;
   /**
    * The cluster incarnation (RULE, incarnation): a random number the cluster chooses when it
    * forms, persisted in every superblock and carried in every replica message. A data directory
    * of an earlier cluster on the same addresses has another one, and its messages are refused: it
-   * would otherwise join with another history and outvote acknowledged writes. While blank, this is
-   * the replica's candidate; while formatted but not formed, it may still fall to a lower one a
-   * peer formatted with (they converge on the lowest); once formed it never changes.
+   * would otherwise join with another history and outvote acknowledged writes. Formation chooses
+   * it (formation.ts); once formed it never changes.
    */
-  incarnation = 0;
-  /** The incarnation the superblock holds (-1 while blank or not yet written). */
-  private incarnation_durable = -1;
+  get incarnation(): number {
+    return this.formation.incarnation;
+  }
   /** Warnings that would repeat with every message or probe (a peer of another incarnation, a
    * blank replica that cannot tell which incarnation to join): once a minute per subject, timed
    * in ticks. */
@@ -270,6 +270,7 @@ export class Replica {
     this.timeout_prepare = new Timeout("prepare", config.prepare_retry_ticks);
     this.timeout_repair = new Timeout("repair", config.repair_ticks);
     this.timeout_probe = new Timeout("probe", config.probe_ticks);
+    this.formation = new Formation(replica, n);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -284,7 +285,7 @@ export class Replica {
     }
     if (recovered.state === null) {
       this.status = "blank";
-      this.incarnation = randomIncarnation(this.env.random);
+      this.formation.candidate(randomIncarnation(this.env.random));
       this.timeout_probe.start();
       this.sendProbe();
       return;
@@ -473,7 +474,7 @@ export class Replica {
 
   private loadState(recovered: Recovered): void {
     const state = recovered.state!;
-    this.incarnation = this.incarnation_durable = state.incarnation;
+    this.formation.restart(state.incarnation);
     if (recovered.checkpoint === null) return this.recoverLostCheckpoint(state);
     this.view = this.view_durable = state.view;
     this.log_view = this.log_view_durable = state.log_view;
@@ -514,8 +515,7 @@ export class Replica {
     this.trimUnchained();
     this.env.log("info", `replica ${this.replica}: opened at view ${this.view} (log_view ${this.log_view}), checkpoint ${this.checkpoint.op}, op ${this.op}, commit ${this.commit_max}`);
     this.timeout_repair.start();
-    this.formed = this.view > 0 || this.log_view > 0 || this.op > 0 || this.commit_max > 0;
-    this.restarted = true;
+    if (this.view > 0 || this.log_view > 0 || this.op > 0 || this.commit_max > 0) this.formation.form();
     if (!this.formed) {
       // Formatted but nothing happened yet: wait until every replica is formatted (see format()).
       this.status = "normal";
@@ -548,10 +548,9 @@ export class Replica {
    * replica whose formatting was delayed (a partition at birth) still sees a blank cluster and
    * formats too, instead of mistaking itself for a replica that lost its disk.
    */
-  private formed = false;
-  private probe_formatted = new Set<number>();
-  /** Opened from a data directory (not formatted in this run): it may have lost unsynced state. */
-  private restarted = false;
+  private get formed(): boolean {
+    return this.formation.formed;
+  }
 
   /** Ops above those executed whose journal slot was found damaged: this replica cannot tell
    * whether it acknowledged them, so it never votes them away. */
@@ -585,8 +584,7 @@ export class Replica {
     // The superblock it writes when it rejoins must not name an older checkpoint than this one.
     this.checkpoint_floor = state.checkpoint.op;
     this.recovering_view = -1;
-    this.restarted = true;
-    this.formed = true;
+    this.formation.form();
     this.status = "recovering";
     this.timeout_repair.start();
     this.timeout_normal.start();
@@ -612,28 +610,18 @@ export class Replica {
       this.timeout_probe.stop();
       return;
     }
-    // Answers accumulate across rounds (the latest per peer counts), since under partitions no
-    // single round may hear everyone. Formatted is durable (a formatted replica is blank again only
-    // if its disk is replaced), so a peer heard formatted stays counted. A peer heard blank or
-    // pristine cannot have moved on to real state while this replica is blank: forming needs this
-    // replica formatted too. (A fresh nonce per round still keeps replayed answers out.)
-    this.probe_nonce = this.env.random.u64();
+    this.formation.round(this.env.random.u64());
     const h = this.makeHeader(Command.ping);
-    h.context = this.probe_nonce;
+    h.context = this.formation.nonce;
     this.sendToOthers(finalize(h));
-    this.decideFormat();
+    this.followFormation(this.formation.decide());
   }
 
   private onPing(message: Message): void {
     const h = this.makeHeader(Command.pong);
     h.context = message.header.context;
     // operation: 0 blank, 1 formatted, 2 recovering (a lost disk, catching up), 3 formed.
-    // Formatted only once the format is durable: a peer counts it for good (onPong), and a crash
-    // before then would bring this replica back blank. (Its incarnation, in the header, counts as
-    // formatted only once durable, likewise.) Formed: the cluster formed, which a replica that
-    // restarted before anything was prepared cannot tell from its disk.
-    const durable = this.view_durable >= 0 && this.incarnation_durable === this.incarnation;
-    h.operation = this.status === "blank" || (this.status === "normal" && !durable) ? 0 : this.status === "recovering" ? 2 : this.formed ? 3 : 1;
+    h.operation = this.formation.answer(this.status, this.view_durable);
     h.op = this.op;
     h.commit = this.commit_max;
     h.log_view = this.log_view;
@@ -645,89 +633,42 @@ export class Replica {
 
   private onPong(message: Message): void {
     const h = message.header;
-    if (h.context !== this.probe_nonce) return;
-    if (this.status !== "blank") {
-      if (this.formed) return;
-      if (h.operation === 0) {
-        this.probe_formatted.delete(h.replica); // its disk was replaced since
-        return;
-      }
-      // A peer of a formed cluster (formed, or recovering a lost disk) proves the cluster formed,
-      // with its incarnation: this replica (pristine, nothing promised) takes both. A pong echoes
-      // this round's nonce, so a forged one cannot.
-      const formed = h.operation >= 2;
-      if (h.incarnation !== this.incarnation && this.status === "normal" && (formed || h.incarnation < this.incarnation)) {
-        // Formatted at the same time from other probe answers (a candidate changed by a restart
-        // in between): an unformed cluster holds nothing yet, so all settle on the lowest.
-        this.env.log("info", `replica ${this.replica}: replica ${h.replica} ${formed ? "belongs to a formed cluster" : "formatted"} with cluster incarnation ${hex32(h.incarnation)}, ours is ${hex32(this.incarnation)}: adopting it`);
-        this.incarnation = h.incarnation;
-        this.probe_formatted.clear();
-        this.writeState();
-      }
-      if (h.incarnation !== this.incarnation) {
-        this.probe_formatted.delete(h.replica);
-        return;
-      }
-      this.probe_formatted.add(h.replica);
-      if ((formed || this.probe_formatted.size === this.config.replica_count - 1) && this.incarnation_durable === this.incarnation) this.form();
-      return;
-    }
-    this.probe_replies.set(h.replica, {
-      formatted: h.operation !== 0,
-      pristine: h.operation === 1 && h.view === 0 && h.log_view === 0 && h.op === 0 && h.commit === 0,
-      view: h.checkpoint_op,
-      incarnation: h.incarnation,
-    });
-    this.decideFormat();
+    const pong = { replica: h.replica, nonce: h.context, answer: h.operation, view: h.view, log_view: h.log_view, op: h.op, commit: h.commit, durable_view: h.checkpoint_op, incarnation: h.incarnation };
+    this.followFormation(this.formation.pong(pong, this.status));
   }
 
-  /**
-   * RULE (formatting): a blank replica formats only when every other replica answered this probe
-   * (a fresh nonce, so replayed answers do not count) with a blank or a pristine (formatted, view
-   * 0, nothing prepared) disk. If any answered with real state, this disk was lost: it adopts the
-   * highest durable view f+1 others report (any view it promised before, a quorum made durable,
-   * and f+1 answers include one of them) and recovers without acknowledging anything until caught
-   * up.
-   */
-  private decideFormat(): void {
-    if (this.status !== "blank") return;
-    const others = this.config.replica_count - 1;
-    const replies = [...this.probe_replies.values()];
-    const lost = replies.some((r) => r.formatted && !r.pristine);
-    if (!lost && replies.length === others) {
-      // RULE (incarnation at formation): a formatted peer's if any (the lowest), else the lowest
-      // candidate heard (its own included): replicas formatting from the same answers agree, and
-      // those that did not converge on the lowest before the cluster forms (onPong).
-      const formatted = replies.filter((r) => r.formatted).map((r) => r.incarnation);
-      this.incarnation = formatted.length > 0 ? Math.min(...formatted) : Math.min(this.incarnation, ...replies.map((r) => r.incarnation));
-      this.format();
-      return;
-    }
-    if (lost && replies.length >= this.f + 1) {
-      // It joins the incarnation f+1 formatted peers agree on: a lone directory of an earlier
-      // cluster on these addresses must not be the one it follows.
-      const votes = new Map<number, number>();
-      for (const r of replies) if (r.formatted) votes.set(r.incarnation, (votes.get(r.incarnation) ?? 0) + 1);
-      const agreed = [...votes].find(([, count]) => count >= this.f + 1);
-      if (agreed === undefined) {
+  /** Acts on what formation decided (RULE formatting and RULE incarnation at formation are
+   * decided in formation.ts). */
+  private followFormation(decision: FormationDecision): void {
+    switch (decision.kind) {
+      case "wait":
+        return;
+      case "format":
+        return this.format();
+      case "form":
+        return this.form();
+      case "adopt":
+        this.env.log("info", `replica ${this.replica}: replica ${decision.peer} ${decision.peer_formed ? "belongs to a formed cluster" : "formatted"} with cluster incarnation ${hex32(decision.incarnation)}, ours is ${hex32(decision.previous)}: adopting it`);
+        this.writeState();
+        if (decision.form) this.form();
+        return;
+      case "disagree":
         if (this.warnings.admit("no agreed incarnation", this.ticks * this.config.tick_ms) !== null) {
-          const heard = [...this.probe_replies].filter(([, r]) => r.formatted).map(([i, r]) => `replica ${i}: ${hex32(r.incarnation)}`).join(", ");
+          const heard = decision.heard.map((r) => `replica ${r.replica}: ${hex32(r.incarnation)}`).join(", ");
           this.env.log("error", `replica ${this.replica}: data directory is blank, and the formatted peers do not agree on a cluster incarnation (${heard}; ${this.f + 1} must agree): waiting; a peer's data directory is probably from another cluster on these addresses`);
         }
         return;
-      }
-      this.incarnation = agreed[0];
-      const view = Math.max(...replies.filter((r) => r.formatted && r.incarnation === this.incarnation).map((r) => r.view));
-      this.env.log("warn", `replica ${this.replica}: data directory is blank but the cluster has data: recovering from peers at view ${view}; this replica acknowledges nothing until it has caught up`);
-      this.timeout_probe.stop();
-      this.status = "recovering";
-      this.formed = true;
-      this.view = view;
-      this.log_view = 0;
-      this.recovering_view = -1;
-      this.timeout_repair.start();
-      this.timeout_normal.start();
-      this.requestStartView();
+      case "recover":
+        this.env.log("warn", `replica ${this.replica}: data directory is blank but the cluster has data: recovering from peers at view ${decision.view}; this replica acknowledges nothing until it has caught up`);
+        this.timeout_probe.stop();
+        this.status = "recovering";
+        this.view = decision.view;
+        this.log_view = 0;
+        this.recovering_view = -1;
+        this.timeout_repair.start();
+        this.timeout_normal.start();
+        this.requestStartView();
+        return;
     }
   }
 
@@ -744,10 +685,10 @@ export class Replica {
   }
 
   private form(): void {
-    this.formed = true;
+    this.formation.form();
     this.timeout_probe.stop();
     this.env.log("info", `replica ${this.replica}: every replica is formatted: the cluster is formed`);
-    if (this.isPrimary() && this.restarted && this.config.replica_count > 1) {
+    if (this.isPrimary() && this.formation.restarted && this.config.replica_count > 1) {
       // The cluster may have moved on while this primary lost what it had not synced: as after any
       // restart, a new view resolves the log rather than this replica's memory of it.
       this.startViewChange(this.view + 1);
@@ -793,7 +734,7 @@ export class Replica {
       assert(written.view >= this.view_durable && written.log_view >= this.log_view_durable, "durable view went backwards");
       this.view_durable = written.view;
       this.log_view_durable = written.log_view;
-      this.incarnation_durable = written.incarnation;
+      this.formation.durable(written.incarnation);
       // The checkpoint a restart would load.
       assert(written.checkpoint.op >= this.checkpoint.op, "durable checkpoint went backwards");
       this.checkpoint = written.checkpoint;
