@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Client } from "../lib/client/client.ts";
-import { unpackSparse } from "./support/sparse_archive.ts";
+import { packSparse, unpackSparse } from "./support/sparse_archive.ts";
 import { addresses, archive_path, expected_path, logs, startReplicas, stopReplicas, waitConverged, type ExpectedContents, type FixtureReplica } from "./support/old_data.ts";
 import { repo } from "./support/cluster.ts";
 
@@ -85,4 +85,30 @@ describe(`data directories written by ${expected.commit}`, () => {
     await client.put("overwritten", value);
     expect(new TextDecoder().decode((await client.get("overwritten")).value)).toBe("written by the current code");
   }), 60_000);
+});
+
+describe("the sparse archive the fixture is packed in", () => {
+  test("restores every file with its size and bytes, holes included, and skips what it is told to", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-sparse-"));
+    try {
+      const source = path.join(dir, "source");
+      fs.mkdirSync(path.join(source, "journal"), { recursive: true });
+      const segment = new Uint8Array(3 * 4096 + 100);
+      segment.set([1, 2, 3], 10);
+      segment.set([9], 2 * 4096 + 5);
+      segment[segment.length - 1] = 7;
+      fs.writeFileSync(path.join(source, "journal/segment"), segment);
+      fs.writeFileSync(path.join(source, "empty"), new Uint8Array(0));
+      fs.writeFileSync(path.join(source, "LOCK"), "123\n");
+      const archive = packSparse(source, (relative) => relative === "LOCK");
+      const target = path.join(dir, "target");
+      fs.mkdirSync(target);
+      expect(unpackSparse(archive, target).sort()).toEqual(["empty", "journal/segment"]);
+      expect(new Uint8Array(fs.readFileSync(path.join(target, "journal/segment")))).toEqual(segment);
+      expect(fs.statSync(path.join(target, "empty")).size).toBe(0);
+      expect(fs.existsSync(path.join(target, "LOCK"))).toBe(false);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
