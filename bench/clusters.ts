@@ -12,7 +12,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { Client, clusterStatus } from "../lib/client/client.ts";
 import { parseAddress, type Address } from "../lib/net/address.ts";
-import type { ReplicaStatus } from "../lib/node/status.ts";
+import type { ReplicaStatus } from "../lib/net/status_codec.ts";
 import { EtcdClient, etcdStatus } from "./etcd_client.ts";
 
 export const repo = path.resolve(import.meta.dir, "..");

@@ -29,7 +29,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { Client, clusterStatus } from "../lib/client/client.ts";
 import { parseAddress, type Address } from "../lib/net/address.ts";
-import type { ReplicaStatus } from "../lib/node/status.ts";
+import type { ReplicaStatus } from "../lib/net/status_codec.ts";
 import { freePorts, repo, toastyfsCommand, waitFor } from "./clusters.ts";
 import { summarizeProfile, type CpuProfile } from "./profile.ts";
 

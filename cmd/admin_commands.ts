@@ -6,7 +6,7 @@
  */
 import { Client, ClientError } from "../lib/client/client.ts";
 import { formatAddress, parseAddress, AddressError } from "../lib/net/address.ts";
-import type { ReplicaStatus } from "../lib/node/status.ts";
+import type { ReplicaStatus } from "../lib/net/status_codec.ts";
 import { value_size_max_default } from "../lib/constants.ts";
 import { EscapeError, parseEscapeAt } from "../lib/util/escape.ts";
 import { OperationError, UsageError } from "./cli_util.ts";

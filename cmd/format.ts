@@ -1,5 +1,5 @@
 /** How the CLI and the admin shell print things: sizes, object info, list entries, cluster status. */
-import type { ReplicaStatus } from "../lib/node/status.ts";
+import type { ReplicaStatus } from "../lib/net/status_codec.ts";
 import type { ReplicaProbe } from "../lib/client/cluster_probe.ts";
 import { formatDuration, unreachableReason } from "../lib/client/cluster_diagnosis.ts";
 import type { ListEntry, ObjectInfo } from "../lib/store/operations.ts";

@@ -8,8 +8,8 @@
  */
 import { cac } from "cac";
 import * as fs from "node:fs";
-import { runRandomWorkload, operation_kinds, type WorkloadResult } from "../lib/client/random_workload.ts";
-import { checkHistory, decodeHistoryFile, encodeHistoryFile, HistoryFileError, outcomes, type HistoryVerdict } from "../lib/client/history_recorder.ts";
+import { runRandomWorkload, operation_kinds, type WorkloadResult } from "../lib/check/random_workload.ts";
+import { checkHistory, decodeHistoryFile, encodeHistoryFile, HistoryFileError, outcomes, type HistoryVerdict } from "../lib/check/history_recorder.ts";
 import { parseIntArg, runCli, UsageError } from "./cli_util.ts";
 import { clusterFrom } from "./client_commands.ts";
 

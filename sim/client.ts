@@ -1,7 +1,7 @@
 /**
  * A simulated client: registers, then issues random puts (conditional too), gets, deletes, stats
  * and lists on a small key space so clients collide, one at a time, retrying each until it is
- * answered. Records every operation for the linearizability check (sim/history.ts).
+ * answered. Records every operation for the linearizability check (lib/check/history.ts).
  */
 import type { Prng } from "../lib/util/prng.ts";
 import { checksum } from "../lib/util/checksum.ts";
@@ -19,7 +19,7 @@ import {
   readObjectInfo,
 } from "../lib/store/operations.ts";
 import { keyToBytes } from "../lib/store/keys.ts";
-import type { HistoryInput, HistoryOperation, HistoryOutput } from "./history.ts";
+import type { HistoryInput, HistoryOperation, HistoryOutput } from "../lib/check/history.ts";
 
 export interface ClientOptions {
   keys: number;

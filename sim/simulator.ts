@@ -23,8 +23,8 @@ import { Network, type NetworkOptions, type Packet } from "./network.ts";
 import { SimClient } from "./client.ts";
 import { StateChecker } from "./checker.ts";
 import { TracedStorage } from "./traced_storage.ts";
-import type { History } from "./history.ts";
-import { checkLinearizable } from "./linearizability.ts";
+import type { History } from "../lib/check/history.ts";
+import { checkLinearizable } from "../lib/check/linearizability.ts";
 
 export type ReplicaClass = new (config: Config, replica: number, storage: Storage, env: Env) => Replica;
 

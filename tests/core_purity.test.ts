@@ -7,6 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { importSpecifiers, layeringViolations, type SourceFile } from "./support/layering.ts";
 
 const repo = path.resolve(import.meta.dir, "..");
 const core_dirs = ["lib/vsr", "lib/store", "lib/storage"];
@@ -105,5 +106,76 @@ describe("the deterministic core", () => {
     const sample = codeOnly('const t = Date.now(); // Math.random\nconst s = "await";\nawait x;');
     const hits = sample.split("\n").flatMap((line) => forbidden.filter(([p]) => p.test(line)).map(([, why]) => why));
     expect(hits).toEqual(["a clock (time comes in through tick(realtime))", "asynchrony (the core is synchronous)"]);
+  });
+});
+
+/** Every .ts file under dir (tests included), with its repository-relative path and text. */
+function allSources(dir: string): SourceFile[] {
+  const out: SourceFile[] = [];
+  for (const entry of fs.readdirSync(path.join(repo, dir), { withFileTypes: true })) {
+    const relative = `${dir}/${entry.name}`;
+    if (entry.isDirectory()) out.push(...allSources(relative));
+    else if (entry.name.endsWith(".ts")) out.push({ path: relative, source: fs.readFileSync(path.join(repo, relative), "utf8") });
+  }
+  return out;
+}
+
+describe("what lib may import (tests/support/layering.ts)", () => {
+  test("the repository obeys every rule", () => {
+    const files = allSources("lib");
+    expect(files.map((f) => f.path)).toContain("lib/vsr/replica.ts");
+    expect(layeringViolations(files)).toEqual([]);
+  });
+
+  test("imports are found in every form, and not in comments", () => {
+    const source = [
+      'import { a,',
+      '  b } from "./multi.ts";',
+      'import type { T } from "../types.ts";',
+      'export { c } from "./reexport.ts";',
+      'export * from "./star.ts";',
+      'import "./side_effect.ts";',
+      'const m = await import("./dynamic.ts");',
+      '// import { x } from "./commented.ts";',
+      '/* import { y } from "./block_commented.ts"; */',
+      'export const s = "not an import";',
+    ].join("\n");
+    expect(importSpecifiers(source)).toEqual(["./multi.ts", "../types.ts", "./reexport.ts", "./star.ts", "./side_effect.ts", "./dynamic.ts"]);
+  });
+
+  // The new purity rules fail when violated: each made-up file below breaks one.
+  const violations: [string, SourceFile][] = [
+    ["lib imports sim", { path: "lib/client/x.ts", source: 'import { Simulator } from "../../sim/simulator.ts";' }],
+    ["lib imports tests", { path: "lib/store/x.ts", source: 'import { TestCluster } from "../../tests/support/cluster.ts";' }],
+    ["lib imports bench", { path: "lib/net/x.ts", source: 'export { measure } from "../../bench/measure.ts";' }],
+    ["lib imports cmd", { path: "lib/node/x.ts", source: 'const m = await import("../../cmd/format.ts");' }],
+    ["lib imports scripts", { path: "lib/check/x.ts", source: 'import "../../scripts/sweep.ts";' }],
+    ["lib/vsr imports lib/storage", { path: "lib/vsr/x.ts", source: 'import { FsError } from "../storage/fs.ts";' }],
+    ["lib/vsr imports lib/node", { path: "lib/vsr/deep/x.ts", source: 'import type { Logger } from "../../node/log.ts";' }],
+    ["lib/client imports lib/node", { path: "lib/client/x.ts", source: 'import type {\n  ReplicaStatus,\n} from "../node/status.ts";' }],
+    ["a lib/client test imports lib/node", { path: "lib/client/x.test.ts", source: 'import { ReplicaNode } from "../node/replica_node.ts";' }],
+  ];
+  for (const [rule, file] of violations) {
+    test(`the rule "${rule}" reports a file that breaks it`, () => {
+      const problems = layeringViolations([file]);
+      expect(problems.length).toBe(1);
+      expect(problems[0]!.startsWith(`${file.path}: imports `)).toBe(true);
+    });
+  }
+
+  test("allowed imports are not reported", () => {
+    const allowed: SourceFile[] = [
+      { path: "lib/vsr/x.ts", source: 'import type { Storage } from "./storage.ts";\nimport { Header } from "../net/codec.ts";' },
+      // Unit tests beside the protocol use the simulator's harness and real storage.
+      { path: "lib/vsr/x.test.ts", source: 'import { TestCluster } from "../../sim/test_cluster.ts";\nimport { FsError } from "../storage/fs.ts";' },
+      { path: "lib/client/x.ts", source: 'import type { ReplicaStatus } from "../net/status_codec.ts";\nimport { randomBytes } from "node:crypto";' },
+      { path: "lib/check/x.ts", source: 'import { Client } from "../client/client.ts";' },
+      // Outside lib the rules do not apply.
+      { path: "sim/x.ts", source: 'import { Replica } from "../lib/vsr/replica.ts";\nimport "../tests/support/cluster.ts";' },
+      { path: "lib/node/x.ts", source: 'import { FileStorage } from "../storage/file_storage.ts";' },
+      // A path that only starts with a forbidden folder's name.
+      { path: "lib/client/x.ts", source: 'import { y } from "../nodes/y.ts";' },
+    ];
+    expect(layeringViolations(allowed)).toEqual([]);
   });
 });

@@ -10,9 +10,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { spawn } from "bun";
 import { TestCluster, repo, waitFor, type ReplicaProcess } from "./support/cluster.ts";
-import { OperationPlanner } from "../lib/client/random_workload.ts";
-import { decodeHistoryFile, encodeHistoryFile } from "../lib/client/history_recorder.ts";
-import type { History } from "../sim/history.ts";
+import { OperationPlanner } from "../lib/check/random_workload.ts";
+import { decodeHistoryFile, encodeHistoryFile } from "../lib/check/history_recorder.ts";
+import type { History } from "../lib/check/history.ts";
 
 const binary = path.join(repo, "toastyfs_random_client");
 const bun = path.join(repo, "node_modules/.bin/bun");

@@ -26,7 +26,7 @@ import {
   type ObjectInfo,
 } from "../store/operations.ts";
 import { ClientError } from "./errors.ts";
-import type { ReplicaStatus } from "../node/status.ts";
+import type { ReplicaStatus } from "../net/status_codec.ts";
 import { probeCluster } from "./cluster_probe.ts";
 
 export { ClientError } from "./errors.ts";

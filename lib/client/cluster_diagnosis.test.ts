@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { diagnose, formatDuration, view_change_settle_ms } from "./cluster_diagnosis.ts";
 import type { ReplicaProbe } from "./cluster_probe.ts";
-import type { PeerStatus, ReplicaStatus } from "../node/status.ts";
+import type { PeerStatus, ReplicaStatus } from "../net/status_codec.ts";
 
 const addresses = ["127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"];
 

@@ -5,7 +5,7 @@
  * and why, which replicas hear nothing from which peers, and what the replicas report as wrong.
  */
 import type { ReplicaProbe } from "./cluster_probe.ts";
-import type { ReplicaStatus } from "../node/status.ts";
+import type { ReplicaStatus } from "../net/status_codec.ts";
 import { hex32 } from "../util/hex.ts";
 
 /** A view change normally ends within a second or two; one running longer than this is stuck,

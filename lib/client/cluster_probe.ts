@@ -9,7 +9,7 @@ import { Command, finalize, Header } from "../net/codec.ts";
 import { TcpTransport } from "../net/tcp_transport.ts";
 import { formatAddress, membership, type Address } from "../net/address.ts";
 import { sender_client } from "../constants.ts";
-import { decodeStatus, type ReplicaStatus } from "../node/status.ts";
+import { decodeStatus, type ReplicaStatus } from "../net/status_codec.ts";
 import { Result } from "../store/operations.ts";
 
 export interface ReplicaProbe {

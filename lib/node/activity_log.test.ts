@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { ActivityLog } from "./activity_log.ts";
 import { Logger } from "./log.ts";
-import type { ReplicaStatus } from "./status.ts";
+import type { ReplicaStatus } from "../net/status_codec.ts";
 
 function status(repairs: number): ReplicaStatus {
   return {

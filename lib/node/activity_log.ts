@@ -6,7 +6,7 @@
  * where they happen (lib/vsr, lib/node/replica_node.ts, lib/net).
  */
 import type { Logger } from "./log.ts";
-import type { ReplicaStatus } from "./status.ts";
+import type { ReplicaStatus } from "../net/status_codec.ts";
 
 export const check_interval_ms = 5_000;
 

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { Command, Header } from "../net/codec.ts";
 import { Operation, Result } from "../store/operations.ts";
 import { RequestMetrics, renderMetrics, requests_tracked_max } from "./metrics.ts";
-import type { ReplicaStatus } from "./status.ts";
+import type { ReplicaStatus } from "../net/status_codec.ts";
 
 function header(command: Command, client: bigint, request: number, operation: Operation, result = Result.ok): Header {
   const h = new Header();

@@ -14,7 +14,7 @@ import * as path from "node:path";
 import { Command, type Header } from "../net/codec.ts";
 import { formatAddress, type Address } from "../net/address.ts";
 import { Operation, Result } from "../store/operations.ts";
-import type { ReplicaStatus } from "./status.ts";
+import type { ReplicaStatus } from "../net/status_codec.ts";
 
 /** Upper bounds of the latency buckets, in seconds. */
 export const latency_buckets_s = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

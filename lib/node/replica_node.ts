@@ -24,13 +24,16 @@ import { FileStorage, ForeignDataError } from "../storage/file_storage.ts";
 import { FsError } from "../storage/fs.ts";
 import { NodeFs } from "./node_fs.ts";
 import { Logger } from "./log.ts";
-import { encodeStatus, last_warning_chars_max, type ReplicaStatus } from "./status.ts";
+import { encodeStatus, type ReplicaStatus } from "../net/status_codec.ts";
 import { DataDirectory } from "./data_directory.ts";
 import { FailureLog } from "./failure_log.ts";
 import { LogLimiter } from "../net/log_limiter.ts";
 import { StartupError } from "./startup_error.ts";
 
 export { StartupError };
+
+/** A logged warning kept in the status document is cut to this many characters. */
+const last_warning_chars_max = 400;
 
 export interface ReplicaNodeOptions {
   /** This replica's address, as peers and clients dial it; it must be one of `addresses`. */

@@ -11,7 +11,7 @@ import * as path from "node:path";
 import { freePorts } from "./ports.ts";
 export { freePorts };
 import { clusterStatus } from "../../lib/client/client.ts";
-import type { ReplicaStatus } from "../../lib/node/status.ts";
+import type { ReplicaStatus } from "../../lib/net/status_codec.ts";
 import { parseAddress, type Address } from "../../lib/net/address.ts";
 import { ProxyNetwork } from "./proxy.ts";
 

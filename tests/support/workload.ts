@@ -1,7 +1,7 @@
 /**
  * Client workloads for the real-process fault tests: concurrent writers that keep a ledger of
  * every acknowledged put (and verify it reads back exactly), history clients that record what they
- * were told in the sim/history.ts format for sim/linearizability.ts, and a raw probe that sends a
+ * were told in the lib/check/history.ts format for lib/check/linearizability.ts, and a raw probe that sends a
  * get to one chosen replica only (to catch a deposed primary serving a stale read).
  */
 import { randomBytes } from "node:crypto";
@@ -13,8 +13,8 @@ import { sender_client } from "../../lib/constants.ts";
 import { Operation, Result, encodeKeyRequest, object_info_size, readObjectInfo } from "../../lib/store/operations.ts";
 import { checksum } from "../../lib/util/checksum.ts";
 import { Prng } from "../../lib/util/prng.ts";
-import type { History, HistoryInput, HistoryOperation, HistoryOutput } from "../../sim/history.ts";
-import { checkLinearizable, formatHistory } from "../../sim/linearizability.ts";
+import type { History, HistoryInput, HistoryOperation, HistoryOutput } from "../../lib/check/history.ts";
+import { checkLinearizable, formatHistory } from "../../lib/check/linearizability.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -242,7 +242,7 @@ export class WriteLoad {
 }
 
 /**
- * Clients that put and get a few shared keys and record a history (sim/history.ts): a put's value
+ * Clients that put and get a few shared keys and record a history (lib/check/history.ts): a put's value
  * is recorded by its tag; a get that returned records the tag it read. An operation that failed
  * with an unknown outcome stays open (ret null), and that client is replaced by a fresh one under
  * a new history client number, so every history client has at most one open operation.

@@ -1,7 +1,7 @@
 /**
  * Records a client history against a real cluster (toastyfs_random_client) in the format the
- * simulator records and checks (sim/history.ts), and checks it with the same checker
- * (sim/linearizability.ts).
+ * simulator records and checks (lib/check/history.ts), and checks it with the same checker
+ * (lib/check/linearizability.ts).
  *
  * Time is real: performance.now(), in milliseconds since the recorder was made, kept to the
  * microsecond. A call time is rounded down and a return time up, so rounding only ever widens an
@@ -15,9 +15,9 @@
  * - any other error (a malformed reply, a value that fails its checksum, a request the cluster
  *   rejected as invalid) is a bug: the operation is left open and the error is reported.
  */
-import type { History, HistoryInput, HistoryOperation, HistoryOutput } from "../../sim/history.ts";
-import { checkLinearizable, formatHistory } from "../../sim/linearizability.ts";
-import { ClientError } from "./errors.ts";
+import type { History, HistoryInput, HistoryOperation, HistoryOutput } from "./history.ts";
+import { checkLinearizable, formatHistory } from "./linearizability.ts";
+import { ClientError } from "../client/errors.ts";
 
 /** How one operation ended, for the counts a run prints. */
 export type Outcome = "ok" | "not_found" | "condition_failed" | "open" | "error";

@@ -1,6 +1,8 @@
 /**
  * The status document one replica reports about itself (toastyfs status, the admin shell,
- * metrics). Self-describing CBOR: it is off the hot path and its fields will grow.
+ * metrics). Self-describing CBOR: it is off the hot path and its fields will grow. It lives in
+ * lib/net because both ends share it: the replica node encodes it, the client decodes it, and the
+ * client must not depend on the node.
  */
 import { Encoder } from "cbor-x";
 
@@ -47,9 +49,6 @@ export interface PeerStatus {
   /** Why that connection last failed or closed (null while it has not since it last opened). */
   error: string | null;
 }
-
-/** A logged warning kept in the status document is cut to this many characters. */
-export const last_warning_chars_max = 400;
 
 const encoder = new Encoder({ useRecords: false, tagUint8Array: false });
 

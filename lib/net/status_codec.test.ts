@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import { Encoder } from "cbor-x";
-import { decodeStatus, encodeStatus, type ReplicaStatus } from "./status.ts";
+import { decodeStatus, encodeStatus, type ReplicaStatus } from "./status_codec.ts";
 
 const status: ReplicaStatus = {
   replica: 1, address: "127.0.0.1:8082", status: "view_change", primary: false, view: 7, log_view: 3, op: 40, commit_min: 39, commit_max: 40,

@@ -1,7 +1,7 @@
 /**
  * A client history: what every client asked, when, and what it was told. Recorded by the
  * simulator's clients (virtual time) and by toastyfs_random_client (real time), and checked for
- * linearizability per key by sim/linearizability.ts.
+ * linearizability per key by lib/check/linearizability.ts.
  *
  * Values are recorded by a short tag (for example "c3#17", unique per put) rather than their bytes,
  * so model states stay small.

@@ -1,5 +1,5 @@
 /**
- * Per-key linearizability checker for client histories (sim/history.ts).
+ * Per-key linearizability checker for client histories (lib/check/history.ts).
  *
  * A history of a key-value store is linearizable iff each key's sub-history is (P-compositionality,
  * Horn & Kroening), so the history is partitioned by key and every partition is checked on its own
@@ -41,7 +41,7 @@
  * Deterministic: keys are checked in sorted order; no randomness, no clock.
  */
 import type { History, HistoryInput, HistoryOperation, HistoryOutput } from "./history.ts";
-import { assert, unreachable } from "../lib/util/assert.ts";
+import { assert, unreachable } from "../util/assert.ts";
 
 export interface LinearizabilityResult {
   /** False only when some key is definitely not linearizable. */

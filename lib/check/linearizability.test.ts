@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import type { History, HistoryInput, HistoryOperation, HistoryOutput } from "./history.ts";
 import { checkLinearizable, formatHistory, formatOperation, initial_key_state, stepModel, type KeyState } from "./linearizability.ts";
-import { Prng } from "../lib/util/prng.ts";
-import { assert } from "../lib/util/assert.ts";
+import { Prng } from "../util/prng.ts";
+import { assert } from "../util/assert.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Builders for hand-written histories.
@@ -776,7 +776,7 @@ interface Slot {
 }
 
 /**
- * Closed-loop clients with toastyfs_random_client's mix (lib/client/random_workload.ts): puts, a
+ * Closed-loop clients with toastyfs_random_client's mix (lib/check/random_workload.ts): puts, a
  * third of them conditional (on the version the client last saw, else if_absent), gets, deletes
  * (some conditional), stats, and lists that observe several keys at one point. Latencies (in
  * microseconds) are exponential with a long tail, so about `clients` operations are in flight at

@@ -18,8 +18,8 @@ import { randomBytes } from "node:crypto";
 import { Prng } from "../util/prng.ts";
 import { checksum } from "../util/checksum.ts";
 import type { Address } from "../net/address.ts";
-import type { HistoryInput, HistoryOutput } from "../../sim/history.ts";
-import { Client, operation_timeout_ms_default } from "./client.ts";
+import type { HistoryInput, HistoryOutput } from "./history.ts";
+import { Client, operation_timeout_ms_default } from "../client/client.ts";
 import { HistoryRecorder, mapClientError, outcomes, type Outcome, type PendingCall } from "./history_recorder.ts";
 
 export type PutCondition = "none" | "if_version" | "if_absent";
