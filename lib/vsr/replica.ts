@@ -1145,11 +1145,13 @@ export class Replica {
       return false;
     }
     this.journal.wrote(h);
+    assert(this.journal.hasPrepare(h.op, h.checksum) && !this.journal.isDamaged(h.op), () => `replica ${this.replica}: op ${h.op} written but its slot does not hold it`);
     this.recent_prepares.remember(message, this.commit_min);
     return true;
   }
 
   private diskFull(error: Error): void {
+    assert(isNoSpace(error), () => `replica ${this.replica}: ${error.message} taken for a full disk`);
     if (!this.no_space) this.env.log("error", `replica ${this.replica}: ${error.message}: the disk is full; refusing new writes (reads are still served) until space is freed`);
     this.no_space = true;
     this.no_space_ticks = 0;
@@ -1176,6 +1178,7 @@ export class Replica {
   /** Removes entries that do not chain to the entry above them (left over from an older view),
    * walking down from the head, so repair fetches the canonical ones. */
   private trimUnchained(): void {
+    assert(this.op >= this.commit_min, () => `replica ${this.replica}: head op ${this.op} below what it executed (${this.commit_min})`);
     let child = this.journal.header(this.op);
     for (let op = this.op - 1; op > this.commit_min && op > this.op - this.config.journal_slot_count; op--) {
       const h = this.journal.header(op);
@@ -1261,6 +1264,7 @@ export class Replica {
    * numbers steer repair and state sync only; the latest claim replaces the one before, so a
    * forged number is forgotten at the next heartbeat. */
   private onPrimaryContact(h: Header): void {
+    assert(!this.isPrimary() && h.view <= this.view, () => `replica ${this.replica}: primary contact in view ${h.view} while it is primary or in view ${this.view}`);
     this.timeout_normal.reset();
     this.commit_hint = h.commit;
     // The primary's durable checkpoint, from its heartbeat (a prepare names an older one).
@@ -1278,6 +1282,7 @@ export class Replica {
     if (held !== anchor) return;
     this.commit_max = commit;
     this.commit_max_checksum = commit === anchor_op ? anchor : null;
+    assert(this.commit_max <= this.op, () => `replica ${this.replica}: learned commit ${commit} above its head ${this.op}`);
   }
 
   /** The highest commit number heard of, verified or not: what repair and state sync aim at. */
@@ -1640,6 +1645,7 @@ export class Replica {
     this.start_view_pending = false;
     this.leader = null;
     this.sync = null;
+    assert(!this.isActingPrimary(), "a replica changing views does not lead");
     this.timeout_normal.stop();
     this.timeout_heartbeat.stop();
     this.timeout_prepare.stop();
@@ -1727,11 +1733,15 @@ export class Replica {
       if (this.promiseNeedsDurableView()) return;
     }
     if (this.storage.pending() && this.promiseNeedsDurableView()) return;
+    // RULE (persist before you promise), asserted apart from the checks above.
+    assert(this.view_durable === this.view || !this.promiseNeedsDurableView(), () => `replica ${this.replica}: do_view_change for view ${this.view} before the view is durable (${this.view_durable})`);
     vc.dvc_sent = true;
     this.sendDoViewChange(vc);
   }
 
   private sendDoViewChange(vc: ViewChanging): void {
+    assert(this.status === "view_change" && this.view_change === vc && vc.dvc_sent, () => `replica ${this.replica}: a do_view_change outside its view change`);
+    assert(this.log_view < this.view, () => `replica ${this.replica}: do_view_change for view ${this.view} with log_view ${this.log_view}`);
     const primary = primaryIndex(this.view, this.config.replica_count);
     const headers = this.suffixHeaders();
     const presence = new Uint8Array(headers.length);
@@ -1778,6 +1788,7 @@ export class Replica {
     vc.svc_from.add(h.replica);
     // A commit number above the sender's own head is none it could know (its log holds every op it
     // learned committed): believe it only up to there.
+    assert(h.replica !== this.replica, "a do_view_change from itself arrives as a message");
     vc.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: Math.min(h.commit, h.op), headers, presence, faulty_ops, checksum: h.checksum });
     this.maybeSendDoViewChange();
     this.maybeStartView();
@@ -1828,6 +1839,7 @@ export class Replica {
     this.installLog(decision.headers, decision.head);
     this.commit_max = Math.max(commit, this.commit_min);
     this.commit_max_checksum = null;
+    assert(this.op >= this.commit_max && this.commit_max >= this.commit_min, () => `replica ${this.replica}: starting view ${this.view} with op ${this.op}, commit ${this.commit_max}, executed ${this.commit_min}`);
     this.log_view = this.view;
     this.start_view_pending = true;
     this.env.log("info", `replica ${this.replica}: starting view ${this.view} as primary with op ${this.op}, commit ${this.commit_max}`);
@@ -1847,6 +1859,8 @@ export class Replica {
 
   /** Replaces this replica's log above its executed ops with the given suffix (ascending). */
   private installLog(headers: Header[], op: number): void {
+    assert(headers.every((h, i) => i === 0 || h.op > headers[i - 1]!.op), () => `replica ${this.replica}: installing a log whose headers are not ascending`);
+    assert(headers.length === 0 || headers[headers.length - 1]!.op <= op, () => `replica ${this.replica}: installing headers above the new head op ${op}`);
     for (let o = Math.max(op, this.op); o > op && o > this.commit_min; o--) this.journal.remove(o);
     this.view_headers = headers;
     for (const h of headers) {
@@ -1857,6 +1871,8 @@ export class Replica {
     this.op = Math.max(op, this.commit_min);
     this.applyViewHeaders();
     this.trimUnchained();
+    const executed = this.journal.header(this.commit_min);
+    assert(executed === null || executed.checksum === this.commit_min_checksum, () => `replica ${this.replica}: the installed log replaced the op it executed last`);
   }
 
   /** Puts the suffix headers that fall inside the journal window into the journal. */
@@ -1894,6 +1910,7 @@ export class Replica {
       pipeline.push({ op, checksum: h.checksum, message: null, oks });
     }
     this.lead(pipeline);
+    assert(this.op === this.commit_max + pipeline.length, () => `replica ${this.replica}: leading view ${this.view} with op ${this.op} but ${pipeline.length} ops in flight above commit ${this.commit_max}`);
     this.timeout_view_change.stop();
     this.timeout_view_change_resend.stop();
     this.timeout_heartbeat.start();
@@ -1909,6 +1926,7 @@ export class Replica {
     // only in a formed cluster (a forged request_start_view once got one out of a replica whose
     // format was not yet durable).
     if (!this.formed || this.view_durable !== this.view || this.log_view_durable !== this.view) return;
+    assert(this.isPrimary() && this.log_view === this.view, () => `replica ${this.replica}: a start_view for view ${this.view} from a replica that is not its primary (log_view ${this.log_view})`);
     const h = this.makeHeader(Command.start_view);
     h.op = this.op;
     h.commit = this.commit_max;
@@ -1976,6 +1994,7 @@ export class Replica {
       return;
     }
     this.enterNormalBackup();
+    assert(this.view === h.view && this.log_view === h.view, () => `replica ${this.replica}: installed view ${h.view} as view ${this.view}, log_view ${this.log_view}`);
     this.writeState();
     this.acks_after_start_view = h.commit;
     this.env.log("info", `replica ${this.replica}: installed view ${this.view} from primary ${h.replica}: op ${this.op}, commit ${this.commit_max}`);
@@ -1985,6 +2004,7 @@ export class Replica {
   }
 
   private enterNormalBackup(): void {
+    assert(!this.isPrimary() && this.leader === null && !this.start_view_pending, () => `replica ${this.replica}: entering view ${this.view} as a backup while its primary`);
     this.status = "normal";
     this.view_change_stalled = false;
     this.timeout_normal.start();
@@ -2102,6 +2122,7 @@ export class Replica {
   }
 
   private requestPrepare(op: number, checksum_: bigint): void {
+    assert(op > this.commit_min, () => `replica ${this.replica}: repairing op ${op}, which it executed`);
     this.stats.repairs_requested += 1;
     const h = this.makeHeader(Command.request_prepare);
     h.op = op;
@@ -2115,10 +2136,13 @@ export class Replica {
     if (primary !== this.replica && this.env.random.chance(0.5)) return primary;
     let peer = this.env.random.int(this.config.replica_count - 1);
     if (peer >= this.replica) peer += 1;
+    // (A lone replica has no peer: what it asks for goes nowhere, and only its own disk can help.)
+    assert(this.config.replica_count === 1 || (peer !== this.replica && peer < this.config.replica_count), () => `replica ${this.replica}: repair peer ${peer}`);
     return peer;
   }
 
   private requestHeaders(op_min: number, op_max: number): void {
+    assert(op_min >= 0 && op_max - op_min <= this.config.journal_slot_count, () => `replica ${this.replica}: asking for headers ${op_min}..${op_max}`);
     if (op_max < op_min || this.config.replica_count === 1) return;
     const h = this.makeHeader(Command.request_headers);
     h.commit = op_min;
