@@ -135,6 +135,9 @@ export function encodeCheckpoint(c: CheckpointContents): Uint8Array {
   return bytes;
 }
 
+/** More segments than this (a segment list of 64 MiB) is a damaged count. */
+const segment_count_max = 1 << 24;
+
 /** Bytes a summary needs (the fixed part and the anchor), before the segment list. */
 export const checkpoint_summary_prefix_size = fixed_size + header_size;
 
@@ -161,6 +164,9 @@ export function decodeCheckpointSummary(bytes: Uint8Array): CheckpointSummary | 
   const anchor = decodeHeader(bytes, fixed_size);
   if (anchor === null || anchor.op !== id.op || anchor.checksum !== id.checksum) return null;
   const count = v.getUint32(52, true);
+  // The prefix is not covered by the file's checksum until the file is read whole: a damaged count
+  // must not make the reader allocate gigabytes (or throw doing so).
+  if (count > segment_count_max) return null;
   const segments_size = count * 4;
   const segments = new Set<number>();
   if (bytes.length >= checkpoint_summary_prefix_size + segments_size) {
