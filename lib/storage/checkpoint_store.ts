@@ -57,6 +57,7 @@ const chain_length_max = 32;
 export const checkpoints_retained = 3;
 
 export function sameCheckpoint(a: CheckpointId, b: CheckpointId): boolean {
+  assert(Number.isSafeInteger(a.op) && Number.isSafeInteger(b.op), "sameCheckpoint: op");
   return a.op === b.op && a.digest === b.digest && a.checksum === b.checksum;
 }
 
@@ -96,10 +97,12 @@ export class CheckpointStore {
 
   /** The state of the checkpoint is lost: nothing is retained, so nothing is collected for it. */
   forget(): void {
+    assert(this.written.size === 0, "checkpoint store: forgetting with checkpoints written but not published");
     this.retained = [];
   }
 
   find(id: CheckpointId): RetainedCheckpoint | undefined {
+    assert(this.retained.length <= checkpoints_retained, "checkpoint store: too many retained");
     return this.retained.find((c) => sameCheckpoint(c.id, id));
   }
 
@@ -119,6 +122,7 @@ export class CheckpointStore {
     assert(written !== undefined && written.id.digest === id.digest, () => `storage: superblock names checkpoint ${id.op}, which was not written`);
     this.retained = [written, ...this.retained].slice(0, checkpoints_retained);
     for (const op of [...this.written.keys()]) if (op <= id.op) this.written.delete(op);
+    assert(this.retained.every((c, i) => i === 0 || c.id.op < this.retained[i - 1]!.id.op), "checkpoint store: retained not newest first");
   }
 
   /** Deletes checkpoint files and segments nothing needs any more: a segment goes once no
@@ -149,6 +153,7 @@ export class CheckpointStore {
       removed = true;
     }
     if (removed) this.fs.fsyncDir("journal");
+    assert(this.segments.active === null || this.segments.segments.has(this.segments.active.id), "checkpoint store: collected the active segment");
     return (this.retained[0]?.id.op ?? 0) - this.slot_count;
   }
 
@@ -175,6 +180,7 @@ export class CheckpointStore {
         best_ratio = ratio;
       }
     }
+    assert(best === null || best !== this.segments.active?.id, "checkpoint store: compacting the active segment");
     return best;
   }
 
@@ -241,6 +247,7 @@ export class CheckpointStore {
 
   /** The files a checkpoint's state is read from, following parents from their headers. */
   private chainOf(summary: CheckpointSummary): number[] | null {
+    assert(summary.link.kind === "base" || summary.link.parent_op < summary.checkpoint.id.op, "chainOf: a parent not below its child");
     const chain = [summary.checkpoint.id.op];
     let link = summary.link;
     while (link.kind === "delta") {
@@ -254,6 +261,7 @@ export class CheckpointStore {
   }
 
   private readSummary(op: number): CheckpointSummary | null {
+    assert(Number.isSafeInteger(op) && op >= 0, "readSummary: op");
     return this.withFile(op, (fd) => {
       const prefix = new Uint8Array(checkpoint_summary_prefix_size);
       if (!readFully(this.fs, fd, prefix, 0)) return null;
@@ -267,6 +275,7 @@ export class CheckpointStore {
 
   /** Reads one checkpoint file whole, verifying its checksum; null if missing or damaged. */
   private readFile(op: number, clients_max: number): { contents: CheckpointContents; size: number } | null {
+    assert(clients_max > 0, "readFile: clients_max");
     return this.withFile(op, (fd) => {
       const size = fsOrNull(() => this.fs.size(fd));
       if (size === null) return null;
@@ -283,6 +292,7 @@ export class CheckpointStore {
   private withFile<T>(op: number, read: (fd: Fd) => T | null): T | null {
     const fd = fsOrNull(() => this.fs.open(checkpointPath(op), false));
     if (fd === null) return null;
+    assert(fd >= 0, "withFile: bad descriptor");
     try {
       return read(fd);
     } finally {
@@ -313,6 +323,7 @@ export class CheckpointStore {
     if (!sameCheckpoint(last.id, id)) return null;
     const state = applyChain(files, clients_max);
     if (state === null) return null;
+    assert(files[0]!.link.kind === "base" && files.length <= chain_length_max + 1, "checkpoint store: loaded chain");
     return { checkpoint: last, ...state, chain: files.map((f) => f.checkpoint.id.op), base_bytes, delta_bytes };
   }
 }

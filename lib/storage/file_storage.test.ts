@@ -2,7 +2,10 @@
  * FileStorage through its Storage port: blank and foreign directories, the journal and the superblock
  * across crashes, and errors that are not damage. The World fixture is tests/support/storage_world.ts.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
+import * as superblock_codec from "./superblock_codec.ts";
+import * as ring_record from "./ring_record.ts";
+import * as checkpoint_file from "./checkpoint_file.ts";
 import { checkRecovery, clients_max, cluster, expectSameMessage, interval, journalByOp, options, replica_count, SEEDS, segmentFiles, segmentPath, World } from "../../tests/support/storage_world.ts";
 import { FileStorage, ForeignDataError } from "./file_storage.ts";
 import { encode } from "../net/codec.ts";
@@ -272,5 +275,37 @@ describe("FileStorage: superblock", () => {
       else if (again.view < recovered.view) failures.push(`seed ${seed}: recovered view ${recovered.view}, then view ${again.view}`);
     }
     expect(failures).toEqual([]);
+  });
+});
+
+describe("FileStorage: a decoder bug is thrown, not read as damage", () => {
+  /** Recovery of a directory with a published checkpoint while `decoder` throws a TypeError. */
+  function recoverWithBrokenDecoder(spy: () => { mockRestore(): void }): void {
+    const w = new World(new Prng(7));
+    w.run(interval * 2 + 3);
+    expect(w.checkpoint.op).toBeGreaterThan(0);
+    const broken = spy();
+    try {
+      expect(() => w.reopen()).toThrow(TypeError);
+    } finally {
+      broken.mockRestore();
+    }
+    // With the decoder whole again, the same directory recovers as it is.
+    checkRecovery(w, w.reopen());
+  }
+  const bug = (): never => {
+    throw new TypeError("decoder bug");
+  };
+
+  test("decodeSuperblock: not four damaged copies (which would recover as a lost disk)", () => {
+    recoverWithBrokenDecoder(() => spyOn(superblock_codec, "decodeSuperblock").mockImplementation(bug));
+  });
+
+  test("decodeRecord: not a damaged header ring", () => {
+    recoverWithBrokenDecoder(() => spyOn(ring_record, "decodeRecord").mockImplementation(bug));
+  });
+
+  test("decodeCheckpoint: not a missing checkpoint (which would recover the state from peers)", () => {
+    recoverWithBrokenDecoder(() => spyOn(checkpoint_file, "decodeCheckpoint").mockImplementation(bug));
   });
 });

@@ -20,7 +20,7 @@
  * (checkpoints and garbage collection), sync_stream.ts (the state-sync stream), space_probe.ts.
  */
 import { assert } from "../util/assert.ts";
-import type { Header, Message } from "../net/codec.ts";
+import { Command, type Header, type Message } from "../net/codec.ts";
 import { ObjectStore, type ObjectEntry, type ValueLocation } from "../store/object_store.ts";
 import { ClientTable } from "../vsr/client_table.ts";
 import { rootPrepare } from "../vsr/root.ts";
@@ -81,6 +81,7 @@ export class FileStorage implements Storage {
   }
 
   recover(clients_max: number): Recovered {
+    assert(this.superblock_fd < 0 && this.ring.fd < 0, "recover: storage already open");
     const superblock_missing = !this.fs.exists(superblock_path);
     const headers_missing = !this.fs.exists(headers_path);
     this.fs.mkdir("journal");
@@ -180,6 +181,10 @@ export class FileStorage implements Storage {
     const { journal, damaged_slots, prepares } = recoverJournal(context, state.checkpoint.op, restorable(state));
     for (const [op, locations] of prepares) this.prepares.set(op, locations);
     this.collectGarbage();
+    assert(
+      damaged_slots.every((slot) => slot >= 0 && slot < this.options.journal_slot_count),
+      "recover: damaged slot outside the ring",
+    );
     return { state, journal, damaged_slots, checkpoint, store, clients };
   }
 
@@ -217,6 +222,8 @@ export class FileStorage implements Storage {
   }
 
   writePrepare(message: Message): void {
+    assert(this.ring.fd >= 0, "writePrepare: storage not open");
+    assert(message.header.command === Command.prepare && message.header.size === header_size + message.body.length, "writePrepare: not a whole prepare");
     const location = this.files.writePrepare(message);
     this.stats.prepares_written += 1;
     this.prepares.set(location.op, [location]);
@@ -224,10 +231,12 @@ export class FileStorage implements Storage {
   }
 
   pending(): boolean {
+    assert(this.pending_records.length === 0 || this.ring.fd >= 0, "pending: records queued on a closed storage");
     return this.pending_records.length > 0 || this.pending_state !== null || this.files.pendingCreate;
   }
 
   flush(): void {
+    assert(this.superblock_fd >= 0 && this.ring.fd >= 0, "flush: storage not open");
     this.stats.flushes += 1;
     this.files.sync();
     // The superblock before the ring records: a record of a new view's prepare may replace one of
@@ -255,16 +264,21 @@ export class FileStorage implements Storage {
   /** Deletes files nothing needs (checkpoint_store.ts), and forgets prepares no longer read. */
   private collectGarbage(): void {
     const prune_below = this.checkpoints.collectGarbage();
+    assert(prune_below < (this.checkpoints.retained[0]?.id.op ?? 0) + 1, "collectGarbage: pruning above the published checkpoint");
     for (const op of [...this.prepares.keys()]) if (op <= prune_below) this.prepares.delete(op);
   }
 
   compactionCandidate(store: ObjectStore): number | null {
-    return this.checkpoints.compactionCandidate(store);
+    const candidate = this.checkpoints.compactionCandidate(store);
+    assert(candidate === null || this.files.segments.has(candidate), "compactionCandidate: a segment that is not open");
+    return candidate;
   }
 
   readPrepare(op: number, checksum_: bigint): Message | null {
     const location = this.prepares.get(op)?.find((l) => l.checksum === checksum_);
-    return location === undefined ? null : this.files.readPrepareAt(location, this.options.cluster);
+    if (location === undefined) return null;
+    assert(location.op === op, "readPrepare: a location filed under another op");
+    return this.files.readPrepareAt(location, this.options.cluster);
   }
 
   prepareBodyLocation(op: number, checksum_: bigint): ValueLocation | null {
@@ -275,14 +289,18 @@ export class FileStorage implements Storage {
   }
 
   readValue(entry: ObjectEntry): Uint8Array | null {
-    return this.files.readValue(entry);
+    const value = this.files.readValue(entry);
+    assert(value === null || value.length === entry.size, "readValue: value of another size");
+    return value;
   }
 
   writeValue(value: Uint8Array): ValueLocation {
+    assert(this.ring.fd >= 0, "writeValue: storage not open");
     return this.files.writeValue(value);
   }
 
   writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void {
+    assert(checkpoint.id.op > (this.checkpoints.retained[0]?.id.op ?? -1), "writeCheckpoint: not above the published checkpoint");
     this.receiver.adopt();
     this.checkpoints.write(checkpoint, store, clients);
   }
@@ -299,18 +317,22 @@ export class FileStorage implements Storage {
   }
 
   syncBegin(id: CheckpointId): void {
+    assert(this.ring.fd >= 0, "syncBegin: storage not open");
     this.receiver.begin(id);
   }
 
   syncApply(bytes: Uint8Array): boolean {
+    assert(this.ring.fd >= 0, "syncApply: storage not open");
     return this.receiver.apply(bytes);
   }
 
   syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; checkpoint: CheckpointMeta } | null {
+    assert(clients_max > 0, "syncFinish: clients_max");
     return this.receiver.finish(clients_max);
   }
 
   hasSpace(bytes: number): boolean {
+    assert(Number.isSafeInteger(bytes), "hasSpace: bytes");
     return hasSpace(this.fs, bytes);
   }
 
@@ -327,6 +349,7 @@ export class FileStorage implements Storage {
       }
     }
     this.superblock_fd = this.ring.fd = -1;
+    assert(this.files.segments.size === 0 && this.files.active === null, "close: segments left open");
   }
 
   /** Every fdatasync of this storage goes through here, so group commit shows in the counters. */
@@ -345,6 +368,8 @@ export class FileStorage implements Storage {
   }
 
   usedBytes(): number {
-    return this.files.usedBytes();
+    const used = this.files.usedBytes();
+    assert(used >= 0, "usedBytes: negative");
+    return used;
   }
 }

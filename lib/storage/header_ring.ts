@@ -31,6 +31,7 @@ export class HeaderRing {
   }
 
   get size(): number {
+    assert(Number.isSafeInteger(ring_copies * this.slot_count * header_record_size), "header ring: size");
     return ring_copies * this.slot_count * header_record_size;
   }
 
@@ -63,6 +64,7 @@ export class HeaderRing {
   /** Reads the ring whole, or record by record when that fails: only the bad records are lost
    * (their indexes go into `unreadable`, their bytes read as zeros). */
   read(unreadable: Set<number>): Uint8Array {
+    assert(this.fd >= 0 && unreadable.size === 0, "header ring: read before open, or twice into one set");
     const ring = new Uint8Array(this.size);
     try {
       if (this.fs.pread(this.fd, ring, 0) !== ring.length) throw new FsError("EIO", "header ring short");
@@ -161,5 +163,6 @@ export class HeaderRing {
         run_start = i + 1;
       }
     }
+    assert(run_start === locations.length, "header ring: records left unwritten");
   }
 }

@@ -122,7 +122,10 @@ export function recoverJournal(ctx: JournalRecoveryContext, checkpoint_op: numbe
   // damaged is three faults on one op, beyond what this detects.)
   if (!scan.clean) for (let op = window_min; op <= window_max; op++) if (!intact.has(op)) damaged.add(op % slot_count);
   for (const locations of intact.values()) for (const location of locations) found.push({ header: location.header, faulty: false });
-  for (const location of faulty.values()) found.push({ header: location.header, faulty: true });
+  for (const location of faulty.values()) {
+    assert(!(intact.get(location.op) ?? []).some((c) => c.checksum === location.checksum), "recoverJournal: a prepare both intact and faulty");
+    found.push({ header: location.header, faulty: true });
+  }
   return { journal: found, damaged_slots: [...damaged].sort((a, b) => a - b), prepares: intact };
 }
 

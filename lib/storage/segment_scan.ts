@@ -60,6 +60,7 @@ export function findUnrecorded(fs: FileSystem, segments: Map<number, Segment>, c
       from = Math.max(from, end);
     }
   }
+  assert(result.found.every((l) => l.op >= op_min && l.op <= op_max), "findUnrecorded: found a prepare outside the window");
   return result;
 }
 

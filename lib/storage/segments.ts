@@ -67,6 +67,7 @@ export class SegmentFiles {
   }
 
   get pendingCreate(): boolean {
+    assert(!this.created || this.segments.size > 0, "segments: created flag without a segment");
     return this.created;
   }
 
@@ -91,6 +92,7 @@ export class SegmentFiles {
     const fd = this.fs.open(segmentPath(id), true);
     this.fs.truncate(fd, capacity);
     const segment: Segment = { id, fd, write_offset: 0, capacity, allocated: 0, max_op, dirty: true };
+    assert(!this.segments.has(id), "segments: id reused");
     this.segments.set(id, segment);
     this.created = true;
     return segment;
@@ -100,12 +102,14 @@ export class SegmentFiles {
   segmentFor(size: number): Segment {
     if (this.active !== null && this.active.write_offset + size <= this.active.capacity) return this.active;
     const segment = this.create(size, -1);
+    assert(segment.capacity >= size, "segmentFor: new segment too small");
     this.active = segment;
     return segment;
   }
 
   /** Raises what a segment is known to hold, so collection keeps it while that op matters. */
   noteOp(segment_id: number, op: number): void {
+    assert(Number.isSafeInteger(op) && op >= 0, "noteOp: op");
     const segment = this.segments.get(segment_id);
     if (segment !== undefined) segment.max_op = Math.max(segment.max_op, op);
   }
@@ -176,6 +180,7 @@ export class SegmentFiles {
   /** Writes a value into the active segment (durable at the next sync). */
   writeValue(value: Uint8Array): ValueLocation {
     const segment = this.segmentFor(value.length);
+    assert(segment === this.active, "writeValue: not the active segment");
     this.preallocate(segment, value.length);
     return this.appendValue(segment, value);
   }
@@ -205,6 +210,7 @@ export class SegmentFiles {
 
   /** A value's bytes, checksum-verified; null if unreadable or damaged. */
   readValue(entry: ObjectEntry): Uint8Array | null {
+    assert(entry.size >= 0 && entry.offset >= 0, "readValue: entry");
     const segment = this.segments.get(entry.segment);
     if (segment === undefined) return null;
     // Filled by the read (or discarded), so not zeroed first; with room in front for a get reply's
@@ -216,6 +222,7 @@ export class SegmentFiles {
 
   /** Makes every segment written since the last sync durable, and new segments' names too. */
   sync(): void {
+    assert(this.segments.size > 0 || !this.created, "segments: created flag without a segment");
     for (const segment of this.segments.values()) {
       if (!segment.dirty) continue;
       this.datasync(segment.fd);
@@ -238,6 +245,7 @@ export class SegmentFiles {
   /** Deletes segments that are still open, and makes that durable. */
   discard(segments: Segment[]): void {
     if (segments.length === 0) return;
+    assert(!segments.includes(this.active!), "segments: discarding the active segment");
     for (const segment of segments) {
       if (!this.segments.has(segment.id)) continue;
       this.remove(segment);
@@ -246,6 +254,7 @@ export class SegmentFiles {
   }
 
   usedBytes(): number {
+    assert(this.active === null || this.segments.get(this.active.id) === this.active, "segments: active segment not open");
     let total = 0;
     for (const segment of this.segments.values()) total += this.fs.size(segment.fd);
     return total;
@@ -254,6 +263,7 @@ export class SegmentFiles {
   /** Forgets every segment and returns their descriptors for the caller to close. */
   release(): Fd[] {
     const fds = [...this.segments.values()].map((s) => s.fd);
+    assert(fds.every((fd) => fd >= 0), "segments: a segment without a file");
     this.segments.clear();
     this.active = null;
     return fds;

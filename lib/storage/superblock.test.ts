@@ -1,4 +1,5 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
+import * as codec from "./superblock_codec.ts";
 import {
   decodeSuperblock,
   encodeSuperblock,
@@ -204,5 +205,32 @@ describe("write order", () => {
     fs.pwrite(fd, encodeSuperblock(older), superblock_copy_size);
     fs.pwrite(fd, encodeSuperblock(newer), 2 * superblock_copy_size);
     expect(readSuperblock(fs, fd)).toMatchObject({ record: newer, first_half: 0 });
+  });
+});
+
+describe("a decoder bug is not damage", () => {
+  test("an exception from decodeSuperblock that is not a file-system error propagates out of readSuperblock", () => {
+    const fs = new SimFs(new Prng(9));
+    const fd = open(fs);
+    writeSuperblock(fs, fd, record(new Prng(9), 3, 2));
+    const spy = spyOn(codec, "decodeSuperblock").mockImplementation(() => {
+      throw new TypeError("decoder bug");
+    });
+    try {
+      expect(() => readSuperblock(fs, fd)).toThrow(TypeError);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(readSuperblock(fs, fd).damaged).toBe(0);
+  });
+
+  test("an unreadable copy is still damage, not an exception", () => {
+    const fs = new SimFs(new Prng(10));
+    const fd = open(fs);
+    writeSuperblock(fs, fd, record(new Prng(10), 3, 2));
+    fs.setReadErrorSector(superblock_path, 0);
+    const result = readSuperblock(fs, fd);
+    expect(result.record?.sequence).toBe(3);
+    expect(result.damaged).toBe(1);
   });
 });

@@ -102,6 +102,7 @@ export function decodeSuperblock(bytes: Uint8Array): SuperblockRecord | null {
     if (h === null) return null;
     view_headers.push(h);
   }
+  assert(view_headers.length === count, "decodeSuperblock: view header count");
   return {
     sequence: Number(v.getBigUint64(16, true)),
     identity: { cluster: v.getBigUint64(24, true), replica: v.getUint8(32), replica_count: v.getUint8(33) },

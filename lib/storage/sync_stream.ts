@@ -43,6 +43,7 @@ export class SyncSource {
       this.serving = { id, checkpoint: loaded.checkpoint, store: loaded.store, sessions: loaded.clients.entries(), keys: [...loaded.store.all()].map(([k]) => k) };
     }
     const { sessions, keys } = this.serving;
+    assert(keys.length === this.serving.store.count, "sync source: keys of another store");
     const checkpoint = { checkpoint: this.serving.checkpoint, store: this.serving.store };
     const total = 1 + sessions.length + keys.length;
     if (!Number.isSafeInteger(position) || position < 0 || position >= total) return null;
@@ -108,6 +109,7 @@ export class SyncReceiver {
 
   /** Whether a segment belongs to a sync not yet adopted (garbage collection leaves it). */
   holds(segment: Segment): boolean {
+    assert(this.receiving === null || this.receiving.segment === null || this.receiving.segments.includes(this.receiving.segment), "sync receiver: current segment not listed");
     return (this.receiving?.segments.includes(segment) ?? false) || this.unadopted.includes(segment);
   }
 
@@ -120,6 +122,7 @@ export class SyncReceiver {
     this.segments.discard([...(this.receiving?.segments ?? []), ...this.unadopted]);
     this.unadopted = [];
     this.receiving = { id, anchor: null, previous: null, revision: 0, sessions: [], store: new ObjectStore(), segment: null, segments: [], bad: false };
+    assert(this.unadopted.length === 0, "sync receiver: begin");
   }
 
   apply(bytes: Uint8Array): boolean {
@@ -157,6 +160,7 @@ export class SyncReceiver {
   }
 
   private bad(): boolean {
+    assert(this.receiving !== null, "sync receiver: damage without a sync");
     if (this.receiving !== null) this.receiving.bad = true;
     return false;
   }
@@ -169,6 +173,7 @@ export class SyncReceiver {
       rx.segment = segment;
       rx.segments.push(segment);
     }
+    assert(segment.max_op === rx.id.op, "sync receiver: appending to a segment of another sync");
     return this.segments.appendValue(segment, value);
   }
 
