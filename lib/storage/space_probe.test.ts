@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { hasSpace, space_probe_path } from "./space_probe.ts";
 import { FsError, type Fd, type FileSystem } from "./fs.ts";
-import { SimFs } from "../../sim/sim_fs.ts";
+import { SimFs, SimulatedCrash } from "../../sim/sim_fs.ts";
 import { Prng } from "../util/prng.ts";
 
 /** A file system whose writes fail with `failure` (every other call passes through). */
@@ -29,5 +29,18 @@ describe("space probe", () => {
     fs.mkdir("journal");
     expect(hasSpace(fs, 4096)).toBe(false);
     expect(fs.exists(space_probe_path)).toBe(false);
+  });
+
+  test("an error that is not the file system's is a bug and propagates", () => {
+    const fs = failingWrites(new TypeError("bug"));
+    fs.mkdir("journal");
+    expect(() => hasSpace(fs, 4096)).toThrow(TypeError);
+  });
+
+  test("a power loss inside the probe takes the caller down instead of reading as no space", () => {
+    const fs = new SimFs(new Prng(4));
+    fs.mkdir("journal");
+    fs.armCrash(1);
+    expect(() => hasSpace(fs, 4096)).toThrow(SimulatedCrash);
   });
 });
