@@ -74,6 +74,18 @@ describe("superblock encoding", () => {
     expect(() => encodeSuperblock(r)).toThrow(AssertionError);
   });
 
+  test("paired assertion: a state that would not decode back is never written", () => {
+    const prng = new Prng(4);
+    for (const broken of [
+      (r: SuperblockRecord) => (r.identity.replica = 300), // does not fit its u8 field
+      (r: SuperblockRecord) => (r.state.view = 2 ** 32), // does not fit its u32 field
+    ]) {
+      const r = record(prng, 1, 2);
+      broken(r);
+      expect(() => encodeSuperblock(r)).toThrow(AssertionError);
+    }
+  });
+
   test("damage of any kind gives null", () => {
     const prng = new Prng(3);
     const bytes = encodeSuperblock(record(prng, 5, 3));
