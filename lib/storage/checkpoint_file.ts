@@ -44,6 +44,7 @@ const tag_removed = 2;
 export type CheckpointKind = "base" | "delta";
 
 export function checkpointPath(op: number): string {
+  assert(Number.isSafeInteger(op) && op >= 0, "checkpointPath: op");
   return `checkpoint/${op.toString().padStart(16, "0")}.ckpt`;
 }
 
@@ -77,11 +78,14 @@ export interface CheckpointRecords extends Iterable<[string, ObjectEntry | null]
 /** The store's entries in key order, as checkpoint records, without a copy. Valid only while the
  * store is not changed (writeCheckpoint encodes synchronously). */
 export function storeRecords(store: ObjectStore): CheckpointRecords {
+  assert(store.count >= 0, "storeRecords: count");
   return { size: store.count, [Symbol.iterator]: () => store.all() };
 }
 
 export function encodeCheckpoint(c: CheckpointContents): Uint8Array {
   const { id, anchor, previous } = c.checkpoint;
+  assert(anchor.op === id.op && anchor.checksum === id.checksum, "encodeCheckpoint: the anchor is not the checkpoint's prepare");
+  assert(c.link.kind === "base" ? c.link.parent_op === id.op : c.link.parent_op < id.op, "encodeCheckpoint: chain link");
   const w = new Writer(fixed_size + header_size + 4 * c.segments.size + 64 * (c.records.size + c.sessions.length + 1));
   w.offset = fixed_size;
   w.reserve(header_size);
@@ -135,6 +139,9 @@ export function encodeCheckpoint(c: CheckpointContents): Uint8Array {
   return bytes;
 }
 
+/** More segments than this (a segment list of 64 MiB) is a damaged count. */
+const segment_count_max = 1 << 24;
+
 /** Bytes a summary needs (the fixed part and the anchor), before the segment list. */
 export const checkpoint_summary_prefix_size = fixed_size + header_size;
 
@@ -149,6 +156,7 @@ export interface CheckpointSummary {
 /** The id, chain link and value segments of a checkpoint, from the start of its file (the
  * file's checksum is verified only when it is read whole). null if it does not parse. */
 export function decodeCheckpointSummary(bytes: Uint8Array): CheckpointSummary | null {
+  assert(checkpoint_summary_prefix_size <= fixed_size + header_size, "checkpoint summary prefix");
   if (bytes.length < checkpoint_summary_prefix_size) return null;
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   if (v.getUint32(8, true) !== checkpoint_magic || v.getUint32(12, true) !== checkpoint_version) return null;
@@ -161,6 +169,9 @@ export function decodeCheckpointSummary(bytes: Uint8Array): CheckpointSummary | 
   const anchor = decodeHeader(bytes, fixed_size);
   if (anchor === null || anchor.op !== id.op || anchor.checksum !== id.checksum) return null;
   const count = v.getUint32(52, true);
+  // The prefix is not covered by the file's checksum until the file is read whole: a damaged count
+  // must not make the reader allocate gigabytes (or throw doing so).
+  if (count > segment_count_max) return null;
   const segments_size = count * 4;
   const segments = new Set<number>();
   if (bytes.length >= checkpoint_summary_prefix_size + segments_size) {
@@ -171,6 +182,7 @@ export function decodeCheckpointSummary(bytes: Uint8Array): CheckpointSummary | 
 
 /** Decodes and verifies one checkpoint file; null if it is damaged. */
 export function decodeCheckpoint(bytes: Uint8Array, clients_max: number): CheckpointContents | null {
+  assert(clients_max > 0, "decodeCheckpoint: clients_max");
   const summary = decodeCheckpointSummary(bytes);
   if (summary === null) return null;
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
@@ -214,6 +226,7 @@ export function decodeCheckpoint(bytes: Uint8Array, clients_max: number): Checkp
     records.set(meta.key, { version: meta.version, timestamp: meta.timestamp, size: meta.size, checksum: meta.checksum, segment, offset });
   }
   if (!r.done) return null;
+  assert(sessions.length === session_count && records.size <= record_count, "decodeCheckpoint: counts");
   return { checkpoint: summary.checkpoint, link: summary.link, revision, segments: summary.segments, sessions, records };
 }
 
@@ -228,6 +241,7 @@ export function applyChain(chain: CheckpointContents[], clients_max: number): { 
     }
   }
   const last = chain[chain.length - 1]!;
+  assert(chain.every((f, i) => i === 0 || f.link.parent_op === chain[i - 1]!.checkpoint.id.op), "applyChain: files out of order");
   store.revision = last.revision;
   store.takeChanges(); // the loaded state is the checkpoint itself: nothing changed since
   const clients = new ClientTable(clients_max);
@@ -240,6 +254,7 @@ export function applyChain(chain: CheckpointContents[], clients_max: number): { 
 
 /** A base of the whole state (tests, and the first checkpoint of a store). */
 export function baseContents(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): CheckpointContents {
+  assert(checkpoint.anchor.op === checkpoint.id.op, "baseContents: the anchor is not the checkpoint's prepare");
   return {
     checkpoint,
     link: { kind: "base", parent_op: checkpoint.id.op, base_op: checkpoint.id.op },

@@ -7,6 +7,8 @@
  * Paths are relative to the file system's root (the replica's data directory), '/'-separated,
  * without '..'. Every call may throw an FsError.
  */
+import { assert } from "../util/assert.ts";
+
 export type FsErrorCode = "ENOENT" | "EEXIST" | "ENOSPC" | "EIO" | "EBADF" | "EINVAL" | "ENOTDIR" | "EISDIR" | "EACCES";
 
 export class FsError extends Error {
@@ -46,4 +48,27 @@ export interface FileSystem {
   /** Entry names in a directory, sorted. Throws ENOENT if it does not exist. */
   readdir(path: string): string[];
   exists(path: string): boolean;
+}
+
+/** Reads into `buffer` at `offset`; false if the read fails or comes up short. Only an FsError is a
+ * failed read: any other exception is a bug and propagates. */
+export function readFully(fs: FileSystem, fd: Fd, buffer: Uint8Array, offset: number): boolean {
+  assert(offset >= 0, "readFully: negative offset");
+  try {
+    return fs.pread(fd, buffer, offset) === buffer.length;
+  } catch (error) {
+    if (error instanceof FsError) return false;
+    throw error;
+  }
+}
+
+/** Runs one file-system call; null if it throws an FsError (the caller treats the file as absent or
+ * damaged). Any other exception is a bug and propagates. Keep decoding out of `call`. */
+export function fsOrNull<T>(call: () => T): T | null {
+  try {
+    return call();
+  } catch (error) {
+    if (error instanceof FsError) return null;
+    throw error;
+  }
 }

@@ -15,11 +15,13 @@ export class Writer {
   offset = 0;
 
   constructor(capacity = 4096) {
+    assert(Number.isSafeInteger(capacity) && capacity > 0, "Writer: capacity");
     this.bytes = new Uint8Array(capacity);
     this.view = new DataView(this.bytes.buffer);
   }
 
   reserve(n: number): void {
+    assert(n >= 0 && this.offset <= this.bytes.length, "Writer.reserve: negative size or offset past the end");
     if (this.offset + n <= this.bytes.length) return;
     let capacity = this.bytes.length * 2;
     while (capacity < this.offset + n) capacity *= 2;
@@ -30,26 +32,31 @@ export class Writer {
   }
 
   u8(n: number): void {
+    assert(n >= 0 && n <= 0xff, "Writer.u8: out of range");
     this.reserve(1);
     this.view.setUint8(this.offset, n);
     this.offset += 1;
   }
   u16(n: number): void {
+    assert(n >= 0 && n <= 0xffff, "Writer.u16: out of range");
     this.reserve(2);
     this.view.setUint16(this.offset, n, true);
     this.offset += 2;
   }
   u32(n: number): void {
+    assert(n >= 0 && n <= 0xffffffff, "Writer.u32: out of range");
     this.reserve(4);
     this.view.setUint32(this.offset, n, true);
     this.offset += 4;
   }
   u64(n: number | bigint): void {
+    assert(typeof n === "bigint" ? n >= 0n : Number.isSafeInteger(n) && n >= 0, "Writer.u64: out of range");
     this.reserve(8);
     this.view.setBigUint64(this.offset, BigInt(n), true);
     this.offset += 8;
   }
   raw(b: Uint8Array): void {
+    assert(b.buffer !== this.bytes.buffer, "Writer.raw: source aliases the buffer");
     this.reserve(b.length);
     this.bytes.set(b, this.offset);
     this.offset += b.length;
@@ -60,8 +67,10 @@ export class Writer {
     this.reserve(pad);
     this.bytes.fill(0, this.offset, this.offset + pad);
     this.offset += pad;
+    assert(this.offset % 8 === 0, "Writer.align");
   }
   finish(): Uint8Array {
+    assert(this.offset <= this.bytes.length, "Writer.finish: offset past the end");
     return this.bytes.subarray(0, this.offset);
   }
 }
@@ -77,6 +86,7 @@ export class Reader {
   }
 
   private need(n: number): boolean {
+    assert(n >= 0, "Reader.need: negative size");
     if (this.bad || this.offset + n > this.bytes.length) {
       this.bad = true;
       return false;
@@ -91,18 +101,21 @@ export class Reader {
     if (!this.need(2)) return 0;
     const n = this.view.getUint16(this.offset, true);
     this.offset += 2;
+    assert(this.offset <= this.bytes.length, "Reader.u16: read past the end");
     return n;
   }
   u32(): number {
     if (!this.need(4)) return 0;
     const n = this.view.getUint32(this.offset, true);
     this.offset += 4;
+    assert(this.offset <= this.bytes.length, "Reader.u32: read past the end");
     return n;
   }
   u64n(): bigint {
     if (!this.need(8)) return 0n;
     const n = this.view.getBigUint64(this.offset, true);
     this.offset += 8;
+    assert(this.offset <= this.bytes.length, "Reader.u64n: read past the end");
     return n;
   }
   u64(): number {
@@ -114,11 +127,13 @@ export class Reader {
     if (!this.need(n)) return new Uint8Array(0);
     const b = this.bytes.subarray(this.offset, this.offset + n);
     this.offset += n;
+    assert(b.length === n, "Reader.raw: short slice");
     return b;
   }
   align(): void {
     const pad = (8 - (this.offset % 8)) % 8;
     if (this.need(pad)) this.offset += pad;
+    assert(this.bad || this.offset % 8 === 0, "Reader.align");
   }
   get done(): boolean {
     return this.offset === this.bytes.length;
@@ -128,6 +143,7 @@ export class Reader {
 /** Session: u64 client, u64 session, u64 request, u64 commit_op, u64 reply op, u64 reply
  * timestamp, u8 operation, u8 result, u16 body size, u32 reserved, body, pad to 8. */
 export function writeSession(w: Writer, client: bigint, s: ClientSession): void {
+  assert(s.reply.body.length <= stored_reply_body_max, "writeSession: reply body too large to read back");
   w.u64(client);
   w.u64(s.session);
   w.u64(s.request);
@@ -157,6 +173,7 @@ export function readSession(r: Reader): [bigint, ClientSession] | null {
   const body = r.raw(size).slice();
   r.align();
   if (r.bad) return null;
+  assert(body.length === size, "readSession: body size");
   return [client, { session, request, commit_op, reply: { op, timestamp, operation, result, body } }];
 }
 
@@ -196,6 +213,7 @@ export function readObjectMeta(r: Reader): ObjectMeta | null {
   const checksum = r.u64n();
   const key = readKey(r, key_size);
   if (key === null) return null;
+  assert(key.length === key_size, "readObjectMeta: key size");
   return { key, version, timestamp, size, checksum };
 }
 
@@ -206,5 +224,6 @@ export function readKey(r: Reader, key_size: number): string | null {
   const key_bytes = r.raw(key_size);
   r.align();
   if (r.bad) return null;
+  assert(key_bytes.length === key_size, "readKey: short key");
   return keyFromBytes(key_bytes);
 }

@@ -1,6 +1,6 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
+import * as codec from "./superblock_codec.ts";
 import {
-  decodeSuperblock,
   encodeSuperblock,
   readSuperblock,
   superblock_copies,
@@ -9,93 +9,13 @@ import {
   writeSuperblock,
   type SuperblockRecord,
 } from "./superblock.ts";
-import { Command, Header, finalize } from "../net/codec.ts";
-import { view_headers_max } from "../constants.ts";
-import { checksum } from "../util/checksum.ts";
-import { AssertionError } from "../util/assert.ts";
 import { Prng } from "../util/prng.ts";
 import { SECTOR_SIZE, SimFs, SimulatedCrash } from "../../sim/sim_fs.ts";
-
-function viewHeaders(prng: Prng, count: number): Header[] {
-  const headers: Header[] = [];
-  let parent = prng.u64();
-  const base = prng.int(1000);
-  for (let i = 0; i < count; i++) {
-    const h = new Header();
-    h.command = Command.prepare;
-    h.cluster = 0xabcn;
-    h.op = base + i;
-    h.parent = parent;
-    h.view = prng.int(10);
-    h.timestamp = prng.u32();
-    h.checksum_body = prng.u64();
-    finalize(h, new Uint8Array(prng.int(16)));
-    parent = h.checksum;
-    headers.push(h);
-  }
-  return headers;
-}
-
-function record(prng: Prng, sequence: number, headers = prng.int(view_headers_max + 1)): SuperblockRecord {
-  return {
-    sequence,
-    identity: { cluster: prng.u64(), replica: prng.int(15), replica_count: prng.range(1, 15) },
-    state: {
-      incarnation: prng.u32(),
-      view: prng.u32(),
-      log_view: prng.u32(),
-      commit_max: prng.u32() * 2 ** 20,
-      checkpoint: { op: prng.u32() * 2 ** 10, digest: prng.u64(), checksum: prng.u64() },
-      view_headers: viewHeaders(prng, headers),
-    },
-  };
-}
+import { superblockRecord as record } from "../../tests/support/superblock_records.ts";
 
 function open(fs: SimFs): number {
   return fs.open(superblock_path, true);
 }
-
-describe("superblock encoding", () => {
-  test("round trips records with 0..64 view headers", () => {
-    const prng = new Prng(1);
-    for (let i = 0; i < 60; i++) {
-      const r = record(prng, prng.u32(), i === 0 ? 0 : i === 1 ? view_headers_max : undefined);
-      const bytes = encodeSuperblock(r);
-      expect(bytes.length).toBe(superblock_copy_size);
-      expect(decodeSuperblock(bytes)).toEqual(r);
-    }
-  });
-
-  test("refuses more than view_headers_max headers", () => {
-    const prng = new Prng(2);
-    const r = record(prng, 1, 0);
-    r.state.view_headers = viewHeaders(prng, view_headers_max + 1);
-    expect(() => encodeSuperblock(r)).toThrow(AssertionError);
-  });
-
-  test("damage of any kind gives null", () => {
-    const prng = new Prng(3);
-    const bytes = encodeSuperblock(record(prng, 5, 3));
-    // A flipped bit anywhere in the used part, and in the zero padding.
-    for (let i = 0; i < 200; i++) {
-      const bit = i < 100 ? prng.int(1024 * 8) : prng.int(superblock_copy_size * 8);
-      const damaged = bytes.slice();
-      damaged[bit >> 3]! ^= 1 << (bit & 7);
-      expect(decodeSuperblock(damaged)).toBeNull();
-    }
-    expect(decodeSuperblock(bytes.subarray(0, superblock_copy_size - 1))).toBeNull();
-    expect(decodeSuperblock(new Uint8Array(superblock_copy_size))).toBeNull();
-    const longer = new Uint8Array(superblock_copy_size + 1);
-    longer.set(bytes);
-    expect(decodeSuperblock(longer)).toBeNull();
-    // A resealed copy announcing too many view headers.
-    const many = bytes.slice();
-    const v = new DataView(many.buffer);
-    v.setUint16(34, view_headers_max + 1, true);
-    v.setBigUint64(0, checksum(many.subarray(8)), true);
-    expect(decodeSuperblock(many)).toBeNull();
-  });
-});
 
 describe("readSuperblock", () => {
   test("a blank file has no superblock and four damaged copies", () => {
@@ -204,5 +124,32 @@ describe("write order", () => {
     fs.pwrite(fd, encodeSuperblock(older), superblock_copy_size);
     fs.pwrite(fd, encodeSuperblock(newer), 2 * superblock_copy_size);
     expect(readSuperblock(fs, fd)).toMatchObject({ record: newer, first_half: 0 });
+  });
+});
+
+describe("a decoder bug is not damage", () => {
+  test("an exception from decodeSuperblock that is not a file-system error propagates out of readSuperblock", () => {
+    const fs = new SimFs(new Prng(9));
+    const fd = open(fs);
+    writeSuperblock(fs, fd, record(new Prng(9), 3, 2));
+    const spy = spyOn(codec, "decodeSuperblock").mockImplementation(() => {
+      throw new TypeError("decoder bug");
+    });
+    try {
+      expect(() => readSuperblock(fs, fd)).toThrow(TypeError);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(readSuperblock(fs, fd).damaged).toBe(0);
+  });
+
+  test("an unreadable copy is still damage, not an exception", () => {
+    const fs = new SimFs(new Prng(10));
+    const fd = open(fs);
+    writeSuperblock(fs, fd, record(new Prng(10), 3, 2));
+    fs.setReadErrorSector(superblock_path, 0);
+    const result = readSuperblock(fs, fd);
+    expect(result.record?.sequence).toBe(3);
+    expect(result.damaged).toBe(1);
   });
 });
