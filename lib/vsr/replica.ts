@@ -30,13 +30,13 @@ import { ClientTable, type StoredReply } from "./client_table.ts";
 import { Journal } from "./journal.ts";
 import { Formation, type FormationDecision } from "./formation.ts";
 import { Timeout } from "./timeout.ts";
-import { ReadQueue } from "./read_queue.ts";
+import { Leader, type PipelineEntry } from "./leader.ts";
 import { loadJournal } from "./journal_load.ts";
 import { RecentPrepares } from "./recent_prepares.ts";
 import { planRepair } from "./repair_plan.ts";
 import { assertSuffixHeld, chooseLog, decideSuffix, presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision } from "./view_change.ts";
 export { presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision };
-import { decodeBatch, encodeBatch, batchEntrySize, batch_header_size } from "./batch.ts";
+import { decodeBatch, encodeBatch } from "./batch.ts";
 import { isNoSpace, vouchedMax, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { checkpointFor } from "./checkpoint.ts";
@@ -84,27 +84,6 @@ const view_max = 0xffff_ffff - 0x10_0000;
 /** Recent request_start_view nonces a recovering replica accepts answers to. */
 const recovery_nonces_max = 8;
 
-/** What only the acting primary holds (isActingPrimary): created when it starts leading a view,
- * dropped when it leaves the role, so nothing of one term as primary leaks into the next. */
-interface Leader {
-  /** Prepares in flight: ops commit_max+1..op in order, with the replicas that hold each durably. */
-  pipeline: PipelineEntry[];
-  /** Requests waiting for room in the pipeline (at most request_queue_max). */
-  request_queue: Message[];
-  /** Per client, the request number queued or prepared and not yet executed (a client has one
-   * request outstanding at a time): a retry of it is answered when it executes. */
-  inflight: Map<bigint, number>;
-  /** Heartbeat rounds and the linearizable reads waiting on them (lib/vsr/read_queue.ts). */
-  reads: ReadQueue<Message>;
-  /** The tick each backup last proved it is in this view and log (abdication when a quorum is
-   * silent for the view change timeout). */
-  last_ack_tick: number[];
-  /** Progress at the last heartbeat, and how long it has not moved (abdication when stuck). */
-  stall_commit_min: number;
-  stall_commit_max: number;
-  stall_ticks: number;
-}
-
 /** A view change in progress: present exactly while status is view_change. */
 interface ViewChanging {
   /** Replicas known to want to leave the old view (start_view_change or do_view_change), this one
@@ -119,15 +98,6 @@ interface ViewChanging {
    * durable, as never held. */
   dvc_message: Message | null;
 }
-
-interface PipelineEntry {
-  op: number;
-  checksum: bigint;
-  /** The prepare, kept while in flight for resending (null: read it back from the journal). */
-  message: Message | null;
-  oks: Set<number>;
-}
-
 
 function newViewChange(replica: number): ViewChanging {
   return { svc_from: new Set([replica]), dvc_from: new Map(), dvc_sent: false, dvc_message: null };
@@ -367,17 +337,26 @@ export class Replica {
   private lead(pipeline: PipelineEntry[]): void {
     assert(this.isActingPrimary(), () => `replica ${this.replica}: leading view ${this.view} while ${this.status}${this.isPrimary() ? "" : " and not its primary"}`);
     assert(pipeline.length === 0 || pipeline[0]!.op === this.commit_max + 1, "the pipeline starts after commit_max");
-    const n = this.config.replica_count;
-    this.leader = {
+    const c = this.config;
+    this.leader = new Leader(
+      {
+        replica_count: c.replica_count,
+        replica: this.replica,
+        f: this.f,
+        quorum: this.quorum,
+        request_queue_max: c.request_queue_max,
+        read_queue_max: c.read_queue_max,
+        pipeline_prepare_max: c.pipeline_prepare_max,
+        batch_requests_max: c.batch_requests_max,
+        batch_size_max: c.batch_size_max,
+        heartbeat_ticks: c.heartbeat_ticks,
+        view_change_timeout_ticks: c.view_change_timeout_ticks,
+      },
       pipeline,
-      request_queue: [],
-      inflight: new Map(),
-      reads: new ReadQueue<Message>(n, this.replica, this.f, this.config.read_queue_max),
-      last_ack_tick: new Array<number>(n).fill(this.ticks),
-      stall_commit_min: this.commit_min,
-      stall_commit_max: this.commit_max,
-      stall_ticks: 0,
-    };
+      this.ticks,
+      this.commit_min,
+      this.commit_max,
+    );
   }
 
   isPrimary(): boolean {
@@ -694,7 +673,7 @@ export class Replica {
       this.startViewChange(this.view + 1);
     } else if (this.isPrimary()) {
       assert(this.leader !== null, () => `replica ${this.replica}: forming as primary of view ${this.view} without leading it`);
-      this.leader.last_ack_tick.fill(this.ticks);
+      this.leader.aliveAll(this.ticks);
       this.timeout_heartbeat.start();
       this.timeout_prepare.start();
       this.prepareQueued();
@@ -753,8 +732,8 @@ export class Replica {
     if (this.status !== "normal") return;
     if (this.isPrimary()) {
       for (const op of durable_ops) {
-        const entry = this.leader?.pipeline.find((e) => e.op === op);
-        if (entry !== undefined && op <= this.opPrepareOkMax() && this.journal.hasDurable(op, entry.checksum)) entry.oks.add(this.replica);
+        const entry = this.leader?.entry(op);
+        if (entry !== undefined && op <= this.opPrepareOkMax() && this.journal.hasDurable(op, entry.checksum)) this.leader!.ack(op, entry.checksum, this.replica);
       }
       this.commitPipeline();
     } else if (this.acks_after_start_view !== null) {
@@ -794,10 +773,9 @@ export class Replica {
       return;
     }
     // A retry of a request already queued or being prepared is answered when that one executes.
-    if (leader.inflight.get(h.client) === h.request) return;
-    if (leader.request_queue.length >= this.config.request_queue_max) return this.replyError(message, Result.busy);
-    leader.request_queue.push(message);
-    leader.inflight.set(h.client, h.request);
+    const queued = leader.queueRequest(message);
+    if (queued === "in_flight") return;
+    if (queued === "busy") return this.replyError(message, Result.busy);
     this.prepareQueued();
   }
 
@@ -837,8 +815,7 @@ export class Replica {
     const leader = this.leader;
     if (leader === null) return;
     while (
-      leader.request_queue.length > 0 &&
-      leader.pipeline.length < this.config.pipeline_prepare_max &&
+      leader.canPrepare() &&
       this.op + 1 <= this.opPrepareMax() &&
       this.leader === leader &&
       this.log_view_durable === this.view &&
@@ -846,16 +823,7 @@ export class Replica {
       !this.no_space &&
       this.checkpointIdFor(this.op + 1) !== null
     ) {
-      const batch: Message[] = [];
-      let size = batch_header_size;
-      while (leader.request_queue.length > 0 && batch.length < this.config.batch_requests_max) {
-        const next = leader.request_queue[0]!;
-        const entry_size = batchEntrySize(next.body.length);
-        if (batch.length > 0 && size + entry_size > this.config.batch_size_max) break;
-        batch.push(leader.request_queue.shift()!);
-        size += entry_size;
-      }
-      this.preparePrimary(leader, batch);
+      this.preparePrimary(leader, leader.takeBatch());
     }
   }
 
@@ -879,7 +847,7 @@ export class Replica {
     const prepare = finalize(h, body);
     this.op = h.op;
     this.observer?.primary(this.replica, this.view);
-    leader.pipeline.push({ op: h.op, checksum: h.checksum, message: prepare, oks: new Set() });
+    leader.prepared(h.op, h.checksum, prepare);
     // Send first, then journal: the backups' writes overlap the primary's own.
     this.sendToOthers(prepare);
     // The op is in this primary's log even if its own copy could not be written (disk full): the
@@ -892,25 +860,22 @@ export class Replica {
     const h = message.header;
     if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
     // Alive only if it acknowledges a prepare of this log (a forged ack names none).
-    if (this.leader !== null && this.journal.header(h.op)?.checksum === h.context) this.leader.last_ack_tick[h.replica] = this.ticks;
-    const entry = this.leader?.pipeline.find((e) => e.op === h.op);
-    if (entry !== undefined && entry.checksum === h.context) entry.oks.add(h.replica);
+    if (this.leader !== null && this.journal.header(h.op)?.checksum === h.context) this.leader.alive(h.replica, this.ticks);
+    this.leader?.ack(h.op, h.context, h.replica);
     this.commitPipeline();
   }
 
   /** Commits pipeline entries, in op order, once f+1 replicas (the primary included) hold each
    * durably. RULE: a quorum of durable copies before commit. */
   private commitPipeline(): void {
-    const pipeline = this.leader?.pipeline ?? [];
-    while (pipeline.length > 0 && (pipeline[0]!.oks.size >= this.replicationQuorum() || pipeline[0]!.op <= this.commit_max)) {
-      const entry = pipeline.shift()!;
-      assert(entry.op === this.commit_max + 1 || entry.op <= this.commit_max, () => `primary ${this.replica}: committing op ${entry.op} after commit ${this.commit_max}`);
+    const leader = this.leader;
+    for (const entry of leader?.popCommitted(this.replicationQuorum(), this.commit_max) ?? []) {
       if (entry.op > this.commit_max) {
         this.commit_max = entry.op;
         this.commit_max_checksum = entry.checksum;
       }
     }
-    if (pipeline.length === 0) this.timeout_prepare.stop();
+    if (leader === null || leader.pipeline.length === 0) this.timeout_prepare.stop();
     this.executeCommitted();
     this.prepareQueued();
   }
@@ -945,12 +910,10 @@ export class Replica {
       this.timeout_prepare.stop();
       return;
     }
-    for (const entry of leader.pipeline) {
+    for (const { entry, to } of leader.resends()) {
       const prepare = entry.message ?? this.storage.readPrepare(entry.op, entry.checksum);
       if (prepare === null) continue; // repair will fetch it
-      for (let r = 0; r < this.config.replica_count; r++) {
-        if (r !== this.replica && !entry.oks.has(r)) this.env.sendToReplica(r, prepare);
-      }
+      for (const r of to) this.env.sendToReplica(r, prepare);
     }
   }
 
@@ -962,33 +925,18 @@ export class Replica {
     }
     if (this.log_view_durable !== this.view) return; // formatting: the superblock is on its way
     // RULE (abdication): a primary that hears from no quorum within the view change timeout stops
-    // acting as primary, so a partitioned old primary cannot serve stale reads.
-    let heard = 1;
-    for (let r = 0; r < this.config.replica_count; r++) {
-      if (r !== this.replica && this.ticks - leader.last_ack_tick[r]! <= this.config.view_change_timeout_ticks) heard += 1;
-    }
-    if (heard < this.quorum && this.ticks > this.config.view_change_timeout_ticks) {
+    // acting as primary, so a partitioned old primary cannot serve stale reads. A primary stuck
+    // with work pending hands over too (Leader.heartbeat says when).
+    const decision = leader.heartbeat(this.ticks, this.commit_min, this.commit_max);
+    if (decision.kind === "abdicate_unheard") {
       this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} heard from no quorum for ${this.config.view_change_timeout_ticks} ticks: abdicating`);
       this.startViewChange(this.view + 1);
       return;
     }
-    // A primary that cannot execute what is committed (the prepares it lacks are gone from its
-    // peers' journals, and no committed prepare names a checkpoint it could sync yet) would hold
-    // the cluster still: let the next replica, further ahead, lead.
-    // Likewise a pipeline whose head no replica holds (its only copy was lost with a disk): only
-    // a view change can resolve it (its do_view_change quorum votes the op away).
-    const stuck = (this.commit_min < this.commit_max || leader.pipeline.length > 0) && this.commit_min === leader.stall_commit_min && this.commit_max === leader.stall_commit_max;
-    if (stuck) {
-      leader.stall_ticks += this.config.heartbeat_ticks;
-      if (leader.stall_ticks > this.config.view_change_timeout_ticks && this.config.replica_count > 1) {
-        this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} has made no progress past op ${this.commit_min} (commit ${this.commit_max}, ${leader.pipeline.length} prepares in flight) for ${leader.stall_ticks} ticks: abdicating so a view change resolves the log`);
-        this.startViewChange(this.view + 1);
-        return;
-      }
-    } else {
-      leader.stall_commit_min = this.commit_min;
-      leader.stall_commit_max = this.commit_max;
-      leader.stall_ticks = 0;
+    if (decision.kind === "abdicate_stuck") {
+      this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} has made no progress past op ${this.commit_min} (commit ${this.commit_max}, ${leader.pipeline.length} prepares in flight) for ${decision.stall_ticks} ticks: abdicating so a view change resolves the log`);
+      this.startViewChange(this.view + 1);
+      return;
     }
     this.sendCommit(leader);
   }
@@ -1021,7 +969,7 @@ export class Replica {
     // The round's nonce, echoed: a forged commit_ok cannot confirm a round (and so a read) that
     // the backup never answered.
     if (!leader.reads.answers(h.session, h.client)) return;
-    leader.last_ack_tick[h.replica] = this.ticks; // alive (a forged commit_ok must not keep a cut-off primary from abdicating)
+    leader.alive(h.replica, this.ticks); // alive (a forged commit_ok must not keep a cut-off primary from abdicating)
     if (leader.reads.ack(h.replica, h.session)) this.serveReads();
   }
 
@@ -1355,10 +1303,7 @@ export class Replica {
   }
 
   private pipelineMessage(op: number, checksum_: bigint): Message | null {
-    for (const entry of this.leader?.pipeline ?? []) {
-      if (entry.op === op && entry.checksum === checksum_) return entry.message;
-    }
-    return null;
+    return this.leader?.message(op, checksum_) ?? null;
   }
 
   private execute(prepare: Message): void {
@@ -1371,7 +1316,7 @@ export class Replica {
     assert(location !== null, () => `replica ${this.replica}: prepare ${h.op} executed but not journaled`);
     const reply = this.status === "normal" && this.isPrimary();
     for (const entry of batch) {
-      if (this.leader?.inflight.get(entry.client) === entry.request) this.leader.inflight.delete(entry.client);
+      this.leader?.executed(entry.client, entry.request);
       this.executeRequest(h, entry.client, entry.session, entry.request, entry.operation, entry.body, { segment: location.segment, offset: location.offset + entry.body_offset }, reply);
     }
     this.commit_min = h.op;
@@ -1614,6 +1559,7 @@ export class Replica {
     this.sync = null;
     this.store = store;
     this.clients = clients;
+    if (this.leader !== null && sync.target.op > this.commit_min) this.leader.skippedExecution();
     this.commit_min = sync.target.op;
     this.commit_min_checksum = sync.target.checksum;
     this.commit_min_header = anchor;
@@ -2341,17 +2287,10 @@ export class Replica {
     if (anchor !== null && anchor.checksum !== this.commit_min_checksum) this.broken(`journal op ${this.commit_min} does not match what it executed there`);
     if ((this.leader !== null) !== this.isActingPrimary()) this.broken(this.leader === null ? "acting as primary without a leader's state" : "a leader's state while not acting as primary");
     if ((this.view_change !== null) !== (this.status === "view_change")) this.broken(this.view_change === null ? "changing views without view change state" : "view change state outside a view change");
-    if (this.leader !== null && this.formed) {
-      const pipeline = this.leader.pipeline;
-      if (this.op !== this.commit_max + pipeline.length) this.broken(`primary op ${this.op} != commit ${this.commit_max} + ${pipeline.length} in flight`);
-      for (let i = 0; i < pipeline.length; i++) {
-        const entry = pipeline[i]!;
-        if (entry.op !== this.commit_max + 1 + i) this.broken(`pipeline entry ${i} is op ${entry.op}`);
-        if (this.journal.header(entry.op)?.checksum !== entry.checksum) this.broken(`pipeline op ${entry.op} is not the journal's`);
-        if (entry.oks.has(this.replica) && entry.op > this.opPrepareOkMax()) this.broken(`counts its own copy of op ${entry.op} beyond what a restart reloads`);
-      }
+    if (this.leader !== null) {
+      const at = { op: this.op, commit_min: this.commit_min, commit_max: this.commit_max, op_prepare_ok_max: this.opPrepareOkMax(), formed: this.formed, checksumAt: (op: number) => this.journal.header(op)?.checksum ?? null };
+      this.leader.invariants(at, (what) => this.broken(what));
     }
-    if (this.leader !== null && (this.leader.request_queue.length > this.config.request_queue_max || this.leader.reads.length > this.config.read_queue_max)) this.broken("queues over their bounds");
     // The window checks cost a pass over the journal: only when the journal or the head moved.
     const mark = this.journal.mutations + this.op * 4096 + this.commit_min;
     if (mark === this.invariants_mark) return;
