@@ -44,6 +44,7 @@ import { SyncTargets, SyncTransfer, syncNeeded, sync_chunk_size_max } from "./st
 import { describeOps, windowOp } from "./window.ts";
 import { Scrubber } from "./scrubber.ts";
 import { ValueRepairs, valueRepairPeer, type ValueRequest } from "./value_repair.ts";
+import { Recovering } from "./recovery.ts";
 export { rootPrepare, stateDigest };
 
 export type Status = "blank" | "recovering" | "normal" | "view_change";
@@ -81,8 +82,6 @@ const compaction_bytes_per_round = 1024 * 1024;
 const repair_requests_max = 32;
 /** The highest view a message may name. */
 const view_max = 0xffff_ffff - 0x10_0000;
-/** Recent request_start_view nonces a recovering replica accepts answers to. */
-const recovery_nonces_max = 8;
 
 /** A view change in progress: present exactly while status is view_change. */
 interface ViewChanging {
@@ -144,6 +143,8 @@ export class Replica {
   private leader: Leader | null = null;
   /** Non-null exactly while status is view_change. */
   private view_change: ViewChanging | null = null;
+  /** Non-null exactly while status is recovering (lib/vsr/recovery.ts). */
+  private recovering: Recovering | null = null;
   /** Normal status: start_view_change votes for higher views, per view (f+1 move this replica). */
   private svc_higher = new Map<number, Set<number>>();
   /** This replica, primary of `view`, has chosen the view's log but not yet sent start_view (it
@@ -557,17 +558,30 @@ export class Replica {
    * the state from peers as a lost disk would, in at least the view the superblock promised. */
   private recoverLostCheckpoint(state: VsrState): void {
     this.env.log("error", `replica ${this.replica}: checkpoint ${state.checkpoint.op} is damaged on disk: recovering the state from peers; this replica acknowledges nothing until it has caught up`);
-    this.view = this.view_durable = state.view;
+    this.view_durable = state.view;
     this.log_view_durable = state.log_view;
-    this.log_view = 0;
-    // The superblock it writes when it rejoins must not name an older checkpoint than this one.
-    this.checkpoint_floor = state.checkpoint.op;
-    this.recovering_view = -1;
     this.formation.form();
+    // The superblock it writes when it rejoins must not name an older checkpoint than this one.
+    this.enterRecovering(state.view, state.checkpoint.op);
+  }
+
+  /** Becomes recovering in view v (adopted, not installed: it waits for that view's start_view),
+   * with no log view of its own, and asks the primary for the view's log. */
+  private enterRecovering(view: number, checkpoint_floor: number): void {
+    assert(this.recovering === null && this.leader === null && this.view_change === null, () => `replica ${this.replica}: recovering from status ${this.status}`);
     this.status = "recovering";
+    this.recovering = new Recovering(checkpoint_floor);
+    this.view = view;
+    this.log_view = 0;
     this.timeout_repair.start();
     this.timeout_normal.start();
     this.requestStartView();
+  }
+
+  /** Caught up and durable: a normal backup again, which may acknowledge. */
+  private leaveRecovering(): void {
+    this.recovering = null;
+    this.enterNormalBackup();
   }
 
   /** Whether a message shows the cluster formed (so every replica formatted): only what a forged
@@ -640,13 +654,7 @@ export class Replica {
       case "recover":
         this.env.log("warn", `replica ${this.replica}: data directory is blank but the cluster has data: recovering from peers at view ${decision.view}; this replica acknowledges nothing until it has caught up`);
         this.timeout_probe.stop();
-        this.status = "recovering";
-        this.view = decision.view;
-        this.log_view = 0;
-        this.recovering_view = -1;
-        this.timeout_repair.start();
-        this.timeout_normal.start();
-        this.requestStartView();
+        this.enterRecovering(decision.view, 0);
         return;
     }
   }
@@ -1895,7 +1903,7 @@ export class Replica {
     // request, so its log is the primary's as it is now. A start_view sent earlier (delayed,
     // replayed) is a prefix of that view's log, and a replica that acknowledged ops of that view
     // before it lost them would install a log without them, then offer it in a view change.
-    if (this.status === "recovering" && (h.context === 0n || !this.recovery_nonces.includes(h.context))) return;
+    if (this.recovering !== null && !this.recovering.answers(h.context)) return;
     if (h.op < this.commit_min) return; // a stale start_view: the view's log holds every committed op
     // Every later view's log holds what this replica executed: a log that names another prepare
     // at its last executed op is none an honest primary sends.
@@ -1930,9 +1938,8 @@ export class Replica {
     this.primary_checkpoint_op = h.checkpoint_op;
     this.timeout_view_change.stop();
     this.timeout_view_change_resend.stop();
-    if (this.status === "recovering") {
-      this.recovering_op = h.op;
-      this.recovering_view = h.view;
+    if (this.recovering !== null) {
+      this.recovering.installed(h.view, h.op);
       this.timeout_normal.start();
       this.maybeStartSync();
       this.repair();
@@ -1977,56 +1984,52 @@ export class Replica {
     if (primary === this.replica) return;
     const h = this.makeHeader(Command.request_start_view);
     h.view = v;
-    if (this.status === "recovering") {
+    if (this.recovering !== null) {
+      // Odd, so never 0: a start_view echoing 0 answers nobody's recovery.
       h.context = this.env.random.u64() | 1n;
-      this.recovery_nonces.push(h.context);
-      if (this.recovery_nonces.length > recovery_nonces_max) this.recovery_nonces.shift();
+      this.recovering.asked(h.context);
     }
     this.env.sendToReplica(primary, finalize(h));
   }
-
-  /** The nonces of the last request_start_view messages a recovering replica sent: it accepts only
-   * a start_view that answers one of them. */
-  private recovery_nonces: bigint[] = [];
 
   private onRequestStartView(message: Message): void {
     const h = message.header;
     if (this.status === "normal" && h.view === this.view && this.isPrimary() && !this.start_view_pending) this.sendStartView(h.replica, h.context);
   }
 
-  /** A replica recovering from a damaged checkpoint file: the op of that checkpoint. */
-  private checkpoint_floor = 0;
-
-  /** The op a recovering replica must have repaired up to before it may acknowledge anything. */
-  private recovering_op = 0;
-  /** The view of the start_view a recovering replica installed (-1: none yet). Only a start_view
-   * from a primary gives it a log to vouch for; its own adopted view does not. */
-  private recovering_view = -1;
-
-  /** RULE (lost disk): a recovering replica rejoins only once it has a checkpoint and every
-   * prepare up to the op of the start_view it installed; only then does it persist its state: the
-   * view, the log it installed and the checkpoint it synced, all durable before it acknowledges
-   * anything (a restart must reload every op it will acknowledge: opPrepareOkMax). */
+  /** RULE (lost disk): a recovering replica rejoins once Recovering.step says it is ready; until
+   * its view, installed log and synced checkpoint are durable it persists them, since a restart
+   * must reload every op it will acknowledge (opPrepareOkMax). What it persists never names a
+   * checkpoint older than the floor (retryCheckpoint takes one if a write failed). */
   private maybeFinishRecovering(): void {
-    if (this.status !== "recovering" || this.sync !== null || this.recovering_view !== this.view) return;
-    if (this.primary_checkpoint_op > this.commit_min + this.config.checkpoint_interval_ops) return;
-    for (let op = this.commit_min + 1; op <= this.recovering_op; op++) {
-      const h = this.journal.header(op);
-      if (h === null || !this.journal.hasPrepare(op, h.checksum)) return;
-    }
-    // A checkpoint at least as new as the one its superblock named (damaged or not) is written, so
-    // what it persists never names an older one (retryCheckpoint takes it if a write failed).
-    if ((this.checkpoint_pending ?? this.checkpoint).op < this.checkpoint_floor) return;
-    if (this.view_durable !== this.view || this.log_view_durable !== this.view || (this.checkpoint_pending !== null && this.recoveryPersists())) {
+    const recovering = this.recovering;
+    if (recovering === null) return;
+    const step = recovering.step({
+      syncing: this.sync !== null,
+      view: this.view,
+      commit_min: this.commit_min,
+      checkpoint_interval_ops: this.config.checkpoint_interval_ops,
+      primary_checkpoint_op: this.primary_checkpoint_op,
+      hasPrepare: (op) => {
+        const h = this.journal.header(op);
+        return h !== null && this.journal.hasPrepare(op, h.checksum);
+      },
+      checkpoint_op: (this.checkpoint_pending ?? this.checkpoint).op,
+      view_durable: this.view_durable,
+      log_view_durable: this.log_view_durable,
+      checkpointToPersist: () => this.checkpoint_pending !== null && this.recoveryPersists(),
+      ioPending: () => this.storage.pending(),
+    });
+    if (step === "not_durable") {
       if (this.state_written === null) this.writeState();
       return;
     }
-    if (this.storage.pending()) return;
+    if (step !== "ready") return;
     // RULE, asserted apart from the condition above: what it synced or took is durable before it
     // acknowledges anything.
     assert(this.checkpoint_pending === null, () => `replica ${this.replica}: rejoining before its synced checkpoint ${this.checkpoint_pending?.op} is durable`);
-    this.env.log("info", `replica ${this.replica}: recovered: caught up to op ${this.recovering_op} in view ${this.view}; acknowledging again`);
-    this.enterNormalBackup();
+    this.env.log("info", `replica ${this.replica}: recovered: caught up to op ${recovering.op} in view ${this.view}; acknowledging again`);
+    this.leaveRecovering();
     for (let op = this.commit_min + 1; op <= this.op; op++) this.sendPrepareOk(op);
     this.executeCommitted();
   }
@@ -2052,7 +2055,7 @@ export class Replica {
       if (stall === "ask_next_peer") this.requestSyncChunk();
       return;
     }
-    if (this.status === "recovering" && this.recovering_view !== this.view) {
+    if (this.recovering !== null && this.recovering.view !== this.view) {
       this.requestStartView();
       return;
     }
@@ -2287,6 +2290,7 @@ export class Replica {
     if (anchor !== null && anchor.checksum !== this.commit_min_checksum) this.broken(`journal op ${this.commit_min} does not match what it executed there`);
     if ((this.leader !== null) !== this.isActingPrimary()) this.broken(this.leader === null ? "acting as primary without a leader's state" : "a leader's state while not acting as primary");
     if ((this.view_change !== null) !== (this.status === "view_change")) this.broken(this.view_change === null ? "changing views without view change state" : "view change state outside a view change");
+    if ((this.recovering !== null) !== (this.status === "recovering")) this.broken(this.recovering === null ? "recovering without recovery state" : "recovery state outside recovering");
     if (this.leader !== null) {
       const at = { op: this.op, commit_min: this.commit_min, commit_max: this.commit_max, op_prepare_ok_max: this.opPrepareOkMax(), formed: this.formed, checksumAt: (op: number) => this.journal.header(op)?.checksum ?? null };
       this.leader.invariants(at, (what) => this.broken(what));
