@@ -86,6 +86,17 @@ describe("DurableState", () => {
     expect(() => d.toWrite()).toThrow(AssertionError);
   });
 
+  test("a checkpoint is taken only after its predecessor, and its id is known before its file is written", () => {
+    const d = fresh();
+    expect(() => d.taking(id(2 * K))).toThrow(AssertionError);
+    const taken = id(K);
+    expect(d.taking(taken).op).toBe(0);
+    expect(d.pending).toBeNull();
+    expect(d.idFor(2 * K + 1, null)).toBe(taken);
+    d.written_checkpoint(taken);
+    expect(d.pending).toBe(taken);
+  });
+
   test("a checkpoint file written must have its id remembered", () => {
     const d = fresh();
     expect(() => d.written_checkpoint(id(K))).toThrow(AssertionError);

@@ -14,7 +14,7 @@ export interface StateWritten {
 /**
  * What this replica's superblock holds and what it is about to hold: the durable view, log_view
  * and checkpoint (RULE, persist before you promise: a replica promises only what a restart
- * reloads, docs/PROTOCOL.md), the checkpoint written whose superblock is not yet durable, the
+ * reloads, docs/STORAGE.md §12), the checkpoint written whose superblock is not yet durable, the
  * superblock write in flight, and the ids of the recent checkpoints that prepares name. It decides
  * and records; the replica calls storage and chooses what to do next.
  */
@@ -97,6 +97,16 @@ export class DurableState {
   /** The checkpoint an interval before op, which a checkpoint at op records as its predecessor. */
   previousOf(op: number): CheckpointId | undefined {
     return this.ids.get(op - this.interval_ops);
+  }
+
+  /** A checkpoint is being taken: its id is known whether or not its file can be written
+   * (prepares name it; the next checkpoint records it as its predecessor). Returns that
+   * predecessor, which the file records; taking one without it would break the chain. */
+  taking(id: CheckpointId): CheckpointId {
+    const previous = this.previousOf(id.op);
+    assert(previous !== undefined, () => `replica ${this.replica}: checkpoint ${id.op} without the one before it`);
+    this.remember(id);
+    return previous;
   }
 
   /** A checkpoint file was written (taken or synced): it is pending until a superblock names it. */

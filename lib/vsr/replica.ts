@@ -1390,11 +1390,7 @@ export class Replica {
     const id: CheckpointId = { op: this.commit_min, digest: stateDigest(this.store, this.clients), checksum: this.commit_min_checksum };
     const anchor = this.commit_min_header;
     assert(anchor.op === id.op && anchor.checksum === id.checksum, () => `replica ${this.replica}: no header for its checkpoint op ${id.op}`);
-    const previous = this.durable.previousOf(id.op);
-    assert(previous !== undefined, () => `replica ${this.replica}: checkpoint ${id.op} without the one before it`);
-    // The id is known whether or not the file can be written (prepares name it; the next
-    // checkpoint records it as its predecessor).
-    this.durable.remember(id);
+    const previous = this.durable.taking(id);
     try {
       this.storage.writeCheckpoint({ id, anchor, previous }, this.store, this.clients);
     } catch (error) {
