@@ -39,7 +39,7 @@ export { presence_absent, presence_faulty, presence_present, type DoViewChange, 
 import { decodeBatch, encodeBatch } from "./batch.ts";
 import { isNoSpace, vouchedMax, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
-import { checkpointFor } from "./checkpoint.ts";
+import { DurableState } from "./durable_state.ts";
 import { SyncTargets, SyncTransfer, syncNeeded, sync_chunk_size_max } from "./state_sync.ts";
 import { describeOps, windowOp } from "./window.ts";
 import { Scrubber } from "./scrubber.ts";
@@ -110,9 +110,13 @@ export class Replica {
   status: Status = "blank";
   view = 0;
   log_view = 0;
-  /** What the superblock holds (RULE: persist before you promise). */
-  view_durable = -1;
-  log_view_durable = -1;
+  /** What the superblock holds (RULE: persist before you promise): durable_state.ts. */
+  get view_durable(): number {
+    return this.durable.view;
+  }
+  get log_view_durable(): number {
+    return this.durable.log_view;
+  }
   op = 0;
   commit_min = 0;
   commit_max = 0;
@@ -121,11 +125,13 @@ export class Replica {
   /** The header of the prepare at commit_min (a checkpoint there records it as its anchor; its
    * journal slot may already hold the op a window later). */
   private commit_min_header: Header;
-  checkpoint: CheckpointId;
-  /** A checkpoint written whose superblock is not yet durable. */
-  private checkpoint_pending: CheckpointId | null = null;
-  /** Ids of the recent checkpoints this replica took or synced, by op: prepares name them. */
-  private readonly checkpoint_ids = new Map<number, CheckpointId>();
+  /** The checkpoint a restart would load. */
+  get checkpoint(): CheckpointId {
+    return this.durable.checkpoint;
+  }
+  /** The durable view, log_view and checkpoint, the pending checkpoint, the superblock write in
+   * flight, and the checkpoint ids prepares name. */
+  private readonly durable: DurableState;
   store: ObjectStore;
   clients: ClientTable;
   readonly journal: Journal;
@@ -228,8 +234,7 @@ export class Replica {
     this.store = new ObjectStore();
     this.clients = new ClientTable(config.clients_max);
     this.root = rootPrepare(config.cluster, n);
-    this.checkpoint = { op: 0, digest: stateDigest(this.store, this.clients), checksum: this.root.checksum };
-    this.checkpoint_ids.set(0, this.checkpoint);
+    this.durable = new DurableState(replica, config.checkpoint_interval_ops, { op: 0, digest: stateDigest(this.store, this.clients), checksum: this.root.checksum });
     this.commit_min_checksum = this.root.checksum;
     this.commit_min_header = this.root;
     this.journal.setHeader(this.root);
@@ -456,10 +461,9 @@ export class Replica {
     const state = recovered.state!;
     this.formation.restart(state.incarnation);
     if (recovered.checkpoint === null) return this.recoverLostCheckpoint(state);
-    this.view = this.view_durable = state.view;
-    this.log_view = this.log_view_durable = state.log_view;
-    this.checkpoint = state.checkpoint;
-    this.rememberCheckpoint(state.checkpoint);
+    this.view = state.view;
+    this.log_view = state.log_view;
+    this.durable.restart(state.view, state.log_view, state.checkpoint);
     this.commit_min = state.checkpoint.op;
     this.commit_min_checksum = state.checkpoint.checksum;
     this.commit_min_header = recovered.checkpoint.anchor;
@@ -470,7 +474,7 @@ export class Replica {
     const checkpoint = recovered.checkpoint;
     assert(checkpoint !== null && checkpoint.anchor.op === state.checkpoint.op && checkpoint.anchor.checksum === state.checkpoint.checksum, "checkpoint anchor header does not match the checkpoint");
     this.journal.setHeader(checkpoint.anchor);
-    this.rememberCheckpoint(checkpoint.previous);
+    this.durable.remember(checkpoint.previous);
     // RULE (damage is sticky): a slot whose record is unreadable held an op of the window this
     // replica may have acknowledged; it must not vote that op away until the slot is rewritten.
     for (const slot of recovered.damaged_slots) this.journal.markDamaged(windowOp(this.commit_min, slot, this.config.journal_slot_count));
@@ -558,8 +562,7 @@ export class Replica {
    * the state from peers as a lost disk would, in at least the view the superblock promised. */
   private recoverLostCheckpoint(state: VsrState): void {
     this.env.log("error", `replica ${this.replica}: checkpoint ${state.checkpoint.op} is damaged on disk: recovering the state from peers; this replica acknowledges nothing until it has caught up`);
-    this.view_durable = state.view;
-    this.log_view_durable = state.log_view;
+    this.durable.restart(state.view, state.log_view, null);
     this.formation.form();
     // The superblock it writes when it rejoins must not name an older checkpoint than this one.
     this.enterRecovering(state.view, state.checkpoint.op);
@@ -693,13 +696,9 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Durability
 
-  /** The view, log_view and checkpoint of the superblock write queued, if any. */
-  private state_written: { view: number; log_view: number; checkpoint: CheckpointId; incarnation: number } | null = null;
-
   /** Queues a superblock write of the current VSR state. */
   private writeState(): void {
-    const checkpoint = this.checkpoint_pending ?? this.checkpoint;
-    assert(checkpoint.op >= this.checkpoint.op, () => `replica ${this.replica}: writing checkpoint ${checkpoint.op} over the durable ${this.checkpoint.op}`);
+    const checkpoint = this.durable.toWrite();
     const state: VsrState = {
       incarnation: this.incarnation,
       view: this.view,
@@ -710,23 +709,13 @@ export class Replica {
     };
     this.view_headers = state.view_headers;
     this.storage.writeState(state);
-    this.state_written = { view: this.view, log_view: this.log_view, checkpoint, incarnation: this.incarnation };
+    this.durable.record(state);
   }
 
   /** Called after a flush: everything queued before it is durable now. */
   private onDurable(): void {
-    const written = this.state_written;
-    if (written !== null) {
-      this.state_written = null;
-      assert(written.view >= this.view_durable && written.log_view >= this.log_view_durable, "durable view went backwards");
-      this.view_durable = written.view;
-      this.log_view_durable = written.log_view;
-      this.formation.durable(written.incarnation);
-      // The checkpoint a restart would load.
-      assert(written.checkpoint.op >= this.checkpoint.op, "durable checkpoint went backwards");
-      this.checkpoint = written.checkpoint;
-      if (this.checkpoint_pending !== null && this.checkpoint_pending.op <= this.checkpoint.op) this.checkpoint_pending = null;
-    }
+    const written = this.durable.flushed();
+    if (written !== null) this.formation.durable(written.incarnation);
     const durable_ops = this.journal.flushed();
     if (this.status === "recovering") {
       this.maybeFinishRecovering();
@@ -888,23 +877,10 @@ export class Replica {
     this.prepareQueued();
   }
 
-  /** The id of the checkpoint a prepare at op names: one this replica took or synced, or the one
-   * its parent names already (the same checkpoint, within an interval). null: not taken yet, so
+  /** The id of the checkpoint a prepare at op names (durable_state.ts); null: not taken yet, so
    * the primary must execute further before it prepares op. */
   private checkpointIdFor(op: number): CheckpointId | null {
-    const named = checkpointFor(op, this.config.checkpoint_interval_ops);
-    const own = this.checkpoint_ids.get(named);
-    if (own !== undefined) return own;
-    const parent = this.journal.header(op - 1);
-    if (parent !== null && parent.checkpoint_op === named) return { op: named, digest: parent.checkpoint_digest, checksum: parent.context };
-    return null;
-  }
-
-  private rememberCheckpoint(id: CheckpointId): void {
-    this.checkpoint_ids.set(id.op, id);
-    for (const op of this.checkpoint_ids.keys()) {
-      if (op < id.op - 4 * this.config.checkpoint_interval_ops) this.checkpoint_ids.delete(op);
-    }
+    return this.durable.idFor(op, this.journal.header(op - 1));
   }
 
   /** f+1 (the simulator's tests override this to prove a smaller quorum is caught). */
@@ -1421,11 +1397,7 @@ export class Replica {
     const id: CheckpointId = { op: this.commit_min, digest: stateDigest(this.store, this.clients), checksum: this.commit_min_checksum };
     const anchor = this.commit_min_header;
     assert(anchor.op === id.op && anchor.checksum === id.checksum, () => `replica ${this.replica}: no header for its checkpoint op ${id.op}`);
-    const previous = this.checkpoint_ids.get(id.op - this.config.checkpoint_interval_ops);
-    assert(previous !== undefined, () => `replica ${this.replica}: checkpoint ${id.op} without the one before it`);
-    // The id is known whether or not the file can be written (prepares name it; the next
-    // checkpoint records it as its predecessor).
-    this.rememberCheckpoint(id);
+    const previous = this.durable.taking(id);
     try {
       this.storage.writeCheckpoint({ id, anchor, previous }, this.store, this.clients);
     } catch (error) {
@@ -1435,7 +1407,7 @@ export class Replica {
       this.diskFull(error);
       return false;
     }
-    this.checkpoint_pending = id;
+    this.durable.written_checkpoint(id);
     if (this.status === "normal") this.writeState();
     return true;
   }
@@ -1444,7 +1416,7 @@ export class Replica {
    * file is (retryCheckpoint), since past it no later op could take its place (checkpoints are at
    * multiples of the interval, and prepares name them). */
   private checkpointMissing(): boolean {
-    return this.commit_min % this.config.checkpoint_interval_ops === 0 && this.commit_min > (this.checkpoint_pending ?? this.checkpoint).op;
+    return this.durable.missing(this.commit_min);
   }
 
   /** A checkpoint that could not be written (disk full) is taken again once there is space: the
@@ -1452,7 +1424,7 @@ export class Replica {
    * whose checkpoints failed would otherwise stop executing at the end of that window for good. */
   private retryCheckpoint(): void {
     if (this.no_space || this.sync !== null || (this.status !== "normal" && this.status !== "recovering")) return;
-    if (!this.checkpointMissing() || !this.checkpoint_ids.has(this.commit_min - this.config.checkpoint_interval_ops)) return;
+    if (!this.durable.retryable(this.commit_min)) return;
     this.env.log("info", `replica ${this.replica}: retrying checkpoint ${this.commit_min}, which could not be written before`);
     if (this.takeCheckpoint()) this.executeCommitted();
   }
@@ -1562,8 +1534,6 @@ export class Replica {
       this.sync = null;
       return;
     }
-    this.rememberCheckpoint(checkpoint.previous);
-    this.rememberCheckpoint(sync.target);
     this.sync = null;
     this.store = store;
     this.clients = clients;
@@ -1575,7 +1545,7 @@ export class Replica {
     if (this.op < this.commit_min) this.op = this.commit_min;
     this.journal.setHeader(anchor);
     this.applyViewHeaders();
-    this.checkpoint_pending = sync.target;
+    this.durable.synced(sync.target, checkpoint.previous);
     this.trimUnchained();
     this.env.log("info", `replica ${this.replica}: state sync done at checkpoint ${sync.target.op}`);
     if (this.status !== "recovering") this.writeState();
@@ -1683,7 +1653,7 @@ export class Replica {
     const vc = this.view_change;
     if (vc === null || vc.dvc_sent || vc.svc_from.size < this.quorum) return;
     if (this.view_durable !== this.view) {
-      if (this.state_written === null || this.state_written.view !== this.view) this.writeState();
+      if (this.durable.in_flight?.view !== this.view) this.writeState();
       if (this.promiseNeedsDurableView()) return;
     }
     if (this.storage.pending() && this.promiseNeedsDurableView()) return;
@@ -2014,20 +1984,20 @@ export class Replica {
         const h = this.journal.header(op);
         return h !== null && this.journal.hasPrepare(op, h.checksum);
       },
-      checkpoint_op: (this.checkpoint_pending ?? this.checkpoint).op,
+      checkpoint_op: (this.durable.pending ?? this.checkpoint).op,
       view_durable: this.view_durable,
       log_view_durable: this.log_view_durable,
-      checkpointToPersist: () => this.checkpoint_pending !== null && this.recoveryPersists(),
+      checkpointToPersist: () => this.durable.pending !== null && this.recoveryPersists(),
       ioPending: () => this.storage.pending(),
     });
     if (step === "not_durable") {
-      if (this.state_written === null) this.writeState();
+      if (this.durable.in_flight === null) this.writeState();
       return;
     }
     if (step !== "ready") return;
     // RULE, asserted apart from the condition above: what it synced or took is durable before it
     // acknowledges anything.
-    assert(this.checkpoint_pending === null, () => `replica ${this.replica}: rejoining before its synced checkpoint ${this.checkpoint_pending?.op} is durable`);
+    assert(this.durable.pending === null, () => `replica ${this.replica}: rejoining before its synced checkpoint ${this.durable.pending?.op} is durable`);
     this.env.log("info", `replica ${this.replica}: recovered: caught up to op ${recovering.op} in view ${this.view}; acknowledging again`);
     this.leaveRecovering();
     for (let op = this.commit_min + 1; op <= this.op; op++) this.sendPrepareOk(op);
@@ -2275,10 +2245,7 @@ export class Replica {
     if (this.commit_min > this.op) this.broken(`commit_min ${this.commit_min} > op ${this.op}`);
     if (this.log_view > this.view) this.broken(`log_view ${this.log_view} > view`);
     if (this.view_durable > this.view || this.log_view_durable > Math.max(this.view_durable, 0)) this.broken(`durable view ${this.view_durable}/${this.log_view_durable} ahead of view`);
-    // (A recovering replica whose checkpoint file was damaged may sync one below it, and execute
-    // up to it before it persists anything: writeState checks what it writes.)
-    const pending = this.checkpoint_pending;
-    if (pending !== null && pending.op <= this.checkpoint.op && this.status !== "recovering") this.broken(`pending checkpoint ${pending.op} not above the durable ${this.checkpoint.op}`);
+    this.durable.invariants(this.status === "recovering");
     if (this.status !== "recovering" && this.status !== "blank") {
       if (this.checkpoint.op > this.commit_min) this.broken(`durable checkpoint ${this.checkpoint.op} above what it executed (${this.commit_min})`);
       if (this.log_view_durable > this.log_view) this.broken(`durable log_view ${this.log_view_durable} above log_view ${this.log_view}`);
