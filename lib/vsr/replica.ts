@@ -215,6 +215,28 @@ export class Replica {
 
   observer: ReplicaObserver | null = null;
 
+  // Declared here rather than beside their users, so every field of the replica is in one place.
+  /** Which values to verify next (cursor, byte budget, pass interval): scrubber.ts. */
+  private readonly scrubber = new Scrubber();
+  /** Keys whose value this replica found damaged, with what it expects (value_repair.ts): bounded. */
+  private readonly value_repairs = new ValueRepairs();
+  /** The disk ran out of space: writes are refused (no_space) and retried only after a probe
+   * shows space again; reads go on. */
+  private no_space = false;
+  private no_space_ticks = 0;
+  /** The commit of a start_view just installed; its acknowledgements wait for it to be durable. */
+  private acks_after_start_view: number | null = null;
+  /** A view change has stalled since this replica was last in normal status (log noise only). */
+  private view_change_stalled = false;
+  /**
+   * The log suffix log_view vouches for, as last installed or persisted. The journal window
+   * (journal_slot_count ops above the last executed op) holds it normally; a replica far behind
+   * its view's log cannot hold its head until it state-syncs, and then this is its log.
+   */
+  private view_headers: Header[] = [];
+  /** The journal and head last checked by invariants() (its window checks cost a pass). */
+  private invariants_mark = -1;
+
   constructor(
     readonly config: Config,
     readonly replica: number,
@@ -284,9 +306,6 @@ export class Replica {
     if (this.ticks % compaction_interval_ticks === 0) this.compact();
     this.scrub();
   }
-
-  /** Which values to verify next (cursor, byte budget, pass interval): scrubber.ts. */
-  private readonly scrubber = new Scrubber();
 
   /**
    * Reads the values the scrubber names (a few in key order per tick) and verifies their checksums
@@ -553,11 +572,6 @@ export class Replica {
     return null;
   }
 
-  /** The disk ran out of space: writes are refused (no_space) and retried only after a probe
-   * shows space again; reads go on. */
-  private no_space = false;
-  private no_space_ticks = 0;
-
   /** The checkpoint file is damaged: the executed state is gone, the promises are not. Recover
    * the state from peers as a lost disk would, in at least the view the superblock promised. */
   private recoverLostCheckpoint(state: VsrState): void {
@@ -743,9 +757,6 @@ export class Replica {
       for (const op of durable_ops) this.sendPrepareOk(op);
     }
   }
-
-  /** The commit of a start_view just installed; its acknowledgements wait for it to be durable. */
-  private acks_after_start_view: number | null = null;
 
   // ---------------------------------------------------------------------------------------------
   // Normal operation: the primary
@@ -1644,9 +1655,6 @@ export class Replica {
     }
   }
 
-  /** A view change has stalled since this replica was last in normal status (log noise only). */
-  private view_change_stalled = false;
-
   /** RULE (persist before you promise): do_view_change is sent only once this view is durable,
    * and is built only from durable state (nothing is left to flush). */
   private maybeSendDoViewChange(): void {
@@ -1805,13 +1813,6 @@ export class Replica {
       if (h.op > this.commit_min && h.op <= this.commit_min + this.config.journal_slot_count && h.op <= this.op) this.journal.setHeader(h);
     }
   }
-
-  /**
-   * The log suffix log_view vouches for, as last installed or persisted. The journal window
-   * (journal_slot_count ops above the last executed op) holds it normally; a replica far behind
-   * its view's log cannot hold its head until it state-syncs, and then this is its log.
-   */
-  private view_headers: Header[] = [];
 
   /** RULE (persist before you promise): start_view goes out once log_view and its suffix are
    * durable. */
@@ -2132,9 +2133,6 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Values damaged on disk are fetched again from peers
 
-  /** Keys whose value this replica found damaged, with what it expects (value_repair.ts): bounded. */
-  private readonly value_repairs = new ValueRepairs();
-
   /** Writes a value (compacted or repaired) to the head segment and points the index at it.
    * False when the disk is full: the replica has then gone to no_space and the caller stops. */
   private relocateValue(key: string, value: Uint8Array): boolean {
@@ -2272,8 +2270,6 @@ export class Replica {
     this.journal.invariants();
   }
 
-  private invariants_mark = -1;
-
   private broken(what: string): never {
     throw new AssertionError(`replica ${this.replica} (${this.status}, view ${this.view}): ${what}`);
   }
@@ -2292,7 +2288,6 @@ export class Replica {
     };
   }
 }
-
 
 export function encodeHeaders(headers: Header[]): Uint8Array {
   const body = new Uint8Array(headers.length * header_size);
