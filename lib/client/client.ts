@@ -3,7 +3,8 @@
  * session before its first write (reads need none), numbers requests, retries a request with the
  * same number on timeouts and view changes (the replicas' client table makes that at-most-once),
  * and fails with a clear error when no majority answers in time. One request is outstanding per
- * client at a time; calls are queued. Use several clients for concurrency.
+ * client at a time; calls are queued. Use several clients for concurrency. Those rules live in
+ * session.ts (the simulator runs them too); this class carries out its decisions over TCP.
  */
 import { randomBytes } from "node:crypto";
 import { checksum } from "../util/checksum.ts";
