@@ -215,6 +215,7 @@ export class Client {
   private async execute(operation: Operation, body: Uint8Array): Promise<Message> {
     if (this.closed) throw new ClientError("closed", "the client is closed");
     await this.start();
+    if (this.closed) throw new ClientError("closed", "the client is closed");
     let step = this.core.start(operation, body, Date.now());
     for (;;) {
       switch (step.kind) {

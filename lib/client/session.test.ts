@@ -23,7 +23,7 @@ function hex(text: string): Uint8Array {
 }
 
 /** A reply to the session's pending request (request and operation taken from what it sent). */
-function reply(to: Message, fields: Partial<Header>, body = new Uint8Array(0)): Message {
+function reply(to: Message, fields: Partial<Header>, body: Uint8Array = new Uint8Array(0)): Message {
   const h = new Header();
   h.command = Command.reply;
   h.cluster = cluster;
