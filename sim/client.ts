@@ -1,12 +1,11 @@
 /**
- * A simulated client: issues random puts (conditional too), gets, deletes, stats and lists on a
- * small key space so clients collide, one at a time. The client protocol (registering before the
- * first write, retries, hints, backoff) is the production client's, lib/client/session.ts; this
- * file draws the workload, sends what the session decides and records every operation for the
- * linearizability check (sim/history.ts).
+ * A simulated client: registers, then issues random puts (conditional too), gets, deletes, stats
+ * and lists on a small key space so clients collide, one at a time, retrying each until it is
+ * answered. Records every operation for the linearizability check (sim/history.ts).
  */
 import type { Prng } from "../lib/util/prng.ts";
 import { checksum } from "../lib/util/checksum.ts";
+import { ClientSession, type Step } from "../lib/client/session.ts";
 import { encode, type Message } from "../lib/net/codec.ts";
 import {
   Condition,
@@ -20,7 +19,6 @@ import {
   readObjectInfo,
 } from "../lib/store/operations.ts";
 import { keyToBytes } from "../lib/store/keys.ts";
-import { ClientSession, type Step } from "../lib/client/session.ts";
 import type { HistoryInput, HistoryOperation, HistoryOutput } from "./history.ts";
 
 export interface ClientOptions {
@@ -55,6 +53,9 @@ const decoder = new TextDecoder();
 
 export class SimClient {
   readonly id: bigint;
+  /** The client protocol (registering before the first write, retries, hints, backoff): the
+   * production client's core, so the simulator exercises what users run. This class draws the
+   * workload, sends what the core decides and records the history. */
   private readonly session: ClientSession;
   private pending: Pending | null = null;
   private counter = 0;

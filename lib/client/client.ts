@@ -8,6 +8,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { checksum } from "../util/checksum.ts";
+import { ClientSession, resultError } from "./session.ts";
 import type { Message } from "../net/codec.ts";
 import { TcpTransport, type ConnectionInfo } from "../net/tcp_transport.ts";
 import { formatAddress, membership, type Address, type Membership } from "../net/address.ts";
@@ -26,7 +27,6 @@ import {
   type ObjectInfo,
 } from "../store/operations.ts";
 import { ClientError } from "./errors.ts";
-import { ClientSession, resultError } from "./session.ts";
 import type { ReplicaStatus } from "../node/status.ts";
 import { probeCluster } from "./cluster_probe.ts";
 
