@@ -125,7 +125,7 @@ describe("ClientSession", () => {
     expect(waits).toEqual([1000, 1000, 2000, 2000, 2000, 3000]);
   });
 
-  test("not_primary: the hinted primary at once, the next replica if the replier names itself, a pause once every replica was tried", () => {
+  test("not_primary: the hinted primary at once; the next replica after a pause if the replier names itself; a pause once every replica was tried", () => {
     const s = session({ replica_count: 5 });
     const first = sent(s.start(Operation.get, get_hello, 0));
     // A backup of view 7 points at replica 2.
@@ -133,18 +133,20 @@ describe("ClientSession", () => {
     expect(hinted.replica).toBe(2);
     expect(hinted.message.header.view).toBe(7); // the hint travels in later requests
     expect(s.view_hint).toBe(7);
-    // Replica 2 is changing views and names itself (log_view 7): try replica 3.
-    const next = sent(s.onReply(reply(first.message, { replica: 2, view: 7, result: Result.not_primary }), 2, 2));
+    // Replica 2 is changing views and names itself (log_view 7): replica 3, after the backoff.
+    expect(s.onReply(reply(first.message, { replica: 2, view: 7, result: Result.not_primary }), 2, 2)).toEqual({ kind: "wait" });
+    expect(s.wake_at).toBe(52);
+    const next = sent(s.expire(52));
     expect(next.replica).toBe(3);
-    sent(s.onReply(reply(first.message, { replica: 3, view: 8, result: Result.not_primary }), 3, 3));
-    sent(s.onReply(reply(first.message, { replica: 3, view: 8, result: Result.not_primary }), 3, 4));
-    // Five sends so far, one per replica: the sixth waits the backoff.
-    sent(s.onReply(reply(first.message, { replica: 2, view: 8, result: Result.not_primary }), 2, 5));
-    expect(s.onReply(reply(first.message, { replica: 2, view: 8, result: Result.not_primary }), 2, 6)).toEqual({ kind: "wait" });
-    expect(s.wake_at).toBe(56);
+    expect(sent(s.onReply(reply(first.message, { replica: 3, view: 9, result: Result.not_primary }), 3, 53)).replica).toBe(4);
+    expect(sent(s.onReply(reply(first.message, { replica: 4, view: 10, result: Result.not_primary }), 4, 54)).replica).toBe(0);
+    expect(sent(s.onReply(reply(first.message, { replica: 0, view: 11, result: Result.not_primary }), 0, 55)).replica).toBe(1);
+    // Six sends, more than one per replica: even a hint from a backup in normal status waits now.
+    expect(s.onReply(reply(first.message, { replica: 1, view: 12, result: Result.not_primary }), 1, 56)).toEqual({ kind: "wait" });
+    expect(s.wake_at).toBe(106);
     // The redirect is retried once where it pointed, then the next replica.
-    expect(sent(s.expire(56)).replica).toBe(3);
-    expect(sent(s.expire(s.wake_at)).replica).toBe(4);
+    expect(sent(s.expire(106)).replica).toBe(2);
+    expect(sent(s.expire(s.wake_at)).replica).toBe(3);
   });
 
   test("busy and unavailable: the same replica after a growing pause; no_space: the next replica", () => {
