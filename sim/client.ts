@@ -5,8 +5,8 @@
  */
 import type { Prng } from "../lib/util/prng.ts";
 import { checksum } from "../lib/util/checksum.ts";
-import { Command, Header, encode, finalize, type Message } from "../lib/net/codec.ts";
-import { sender_client } from "../lib/constants.ts";
+import { ClientSession, type Step } from "../lib/client/session.ts";
+import { encode, type Message } from "../lib/net/codec.ts";
 import {
   Condition,
   Operation,
@@ -32,12 +32,9 @@ export interface ClientOptions {
 }
 
 interface Pending {
-  input: HistoryInput | null; // null: a register
+  input: HistoryInput | null; // null: a list, recorded per key it covered
   call: number;
-  request: number;
   operation: Operation;
-  body: Uint8Array;
-  attempts: number;
   /** list: the prefix and after it covered. */
   list?: { prefix: string; after: string };
 }
@@ -56,18 +53,16 @@ const decoder = new TextDecoder();
 
 export class SimClient {
   readonly id: bigint;
-  private session = 0;
-  private request = 0;
-  private view_guess = 0;
-  private target = 0;
+  /** The client protocol (registering before the first write, retries, hints, backoff): the
+   * production client's core, so the simulator exercises what users run. This class draws the
+   * workload, sends what the core decides and records the history. */
+  private readonly session: ClientSession;
   private pending: Pending | null = null;
   private counter = 0;
   /** Cold keys this client has written (cold/c<index>.<n>). */
   private cold = 0;
   /** Last version this client saw per key (for conditional puts). */
   private readonly versions = new Map<string, number>();
-  /** The last reply named the primary: the next retry goes there rather than to the next replica. */
-  private redirected = false;
   /** When to act next (µs): start an operation or retry the pending one. */
   wake_at = 0;
   /** Cleared in the liveness phase: finish the pending operation, start no new one. */
@@ -87,7 +82,9 @@ export class SimClient {
   ) {
     // 64 random bits mixed into the id, as the client libraries do (DESIGN §4).
     this.id = (prng.u64() & ~0xffn) | BigInt(index & 0xff);
-    this.target = prng.int(replica_count);
+    const timeout = options.request_timeout_us;
+    // backoff: the pause the simulated client used after not_primary before the core was shared.
+    this.session = new ClientSession({ client_id: this.id, cluster, replica_count, first_target: prng.int(replica_count), attempt_timeout: timeout, backoff: timeout / 8, operation_timeout: Infinity, unit: "µs" });
   }
 
   get idle(): boolean {
@@ -96,14 +93,7 @@ export class SimClient {
 
   wake(now: number): void {
     if (now < this.wake_at) return;
-    if (this.pending !== null) {
-      // No answer in time: try the next replica with the same request number.
-      this.pending.attempts += 1;
-      if (this.redirected) this.redirected = false;
-      else this.target = (this.target + 1) % this.replica_count;
-      this.transmit(now);
-      return;
-    }
+    if (this.pending !== null) return this.apply(this.session.expire(now), now);
     if (!this.active) {
       this.wake_at = Infinity;
       return;
@@ -112,30 +102,39 @@ export class SimClient {
       this.wake_at = this.idle_until;
       return;
     }
-    if (this.session === 0) this.begin(now, null, Operation.register, new Uint8Array(0));
-    else this.startOperation(now);
+    this.startOperation(now);
   }
 
   private begin(now: number, input: HistoryInput | null, operation: Operation, body: Uint8Array, list?: Pending["list"]): void {
-    this.request += 1;
-    this.pending = { input, call: now, request: this.request, operation, body, attempts: 0, ...(list ? { list } : {}) };
-    this.transmit(now);
+    this.pending = { input, call: now, operation, ...(list ? { list } : {}) };
+    this.apply(this.session.start(operation, body, now), now);
   }
 
-  private transmit(now: number): void {
-    const p = this.pending!;
-    const h = new Header();
-    h.command = Command.request;
-    h.cluster = this.cluster;
-    h.replica = sender_client;
-    h.client = this.id;
-    h.session = this.session;
-    h.request = p.request;
-    h.operation = p.operation;
-    h.view = this.view_guess;
-    this.hooks.send(this.node, this.target, encode(finalize(h, p.body)));
-    const backoff = Math.min(4, 1 + Math.floor(p.attempts / this.replica_count));
-    this.wake_at = now + this.options.request_timeout_us * backoff;
+  /** Carries out the session's decision. */
+  private apply(step: Step, now: number): void {
+    switch (step.kind) {
+      case "send":
+        this.hooks.send(this.node, step.replica, encode(step.message));
+        this.wake_at = this.session.wake_at;
+        return;
+      case "wait":
+        this.wake_at = this.session.wake_at;
+        return;
+      case "ignored":
+        if (step.problem !== null) this.hooks.violation(`client ${this.index}: ${step.problem}`);
+        return;
+      case "done":
+        return this.answered(step.reply, now);
+      case "failed": {
+        const p = this.pending!;
+        if (step.error.code !== "evicted") return this.hooks.violation(`client ${this.index}: ${Operation[p.operation]} failed: ${step.error.message}`);
+        // The session is gone; a write may or may not have happened before that: leave it open.
+        if (p.input !== null && p.input.kind !== "get" && p.input.kind !== "exists") this.finish(now, null);
+        this.pending = null;
+        this.wake_at = now;
+        return;
+      }
+    }
   }
 
   private startOperation(now: number): void {
@@ -189,57 +188,13 @@ export class SimClient {
     this.begin(now, input, Operation.put, encodeKeyRequest(kb, value, condition, if_version));
   }
 
-  onMessage(message: Message, now: number): void {
-    const h = message.header;
-    const p = this.pending;
-    if (h.command !== Command.reply || h.client !== this.id) return this.hooks.violation(`client ${this.index}: received ${Command[h.command]} for client ${h.client.toString(16)}`);
-    if (p === null || h.request !== p.request) return; // a late duplicate of an answered request
-    if (h.operation !== p.operation) return this.hooks.violation(`client ${this.index}: reply to request ${h.request} is for operation ${h.operation}, the request was ${p.operation}`);
-    this.view_guess = Math.max(this.view_guess, h.view);
-    switch (h.result as Result) {
-      case Result.not_primary:
-        // A replica that names itself is changing views: try the next one instead.
-        this.target = h.view % this.replica_count === h.replica ? (h.replica + 1) % this.replica_count : h.view % this.replica_count;
-        this.redirected = true;
-        this.wake_at = now + this.options.request_timeout_us / 8;
-        return;
-      case Result.no_space:
-        // That replica's disk is full: it abdicates; try the next one after a moment.
-        this.target = (h.replica + 1) % this.replica_count;
-        this.redirected = true;
-        this.wake_at = now + this.options.request_timeout_us / 2;
-        return;
-      case Result.busy:
-      case Result.unavailable:
-        this.redirected = true;
-        this.wake_at = now + this.options.request_timeout_us / 2;
-        return;
-      case Result.evicted:
-        // The session is gone; a write may or may not have happened before that: leave it open.
-        if (p.input !== null && p.input.kind !== "get" && p.input.kind !== "exists") this.finish(now, null);
-        this.pending = null;
-        this.session = 0;
-        this.wake_at = now;
-        return;
-      case Result.ok:
-      case Result.not_found:
-      case Result.condition_failed:
-        return this.answered(message, now);
-      default:
-        return this.hooks.violation(`client ${this.index}: request ${h.request} (operation ${p.operation}) failed with result ${h.result}`);
-    }
+  onMessage(message: Message, from: number, now: number): void {
+    this.apply(this.session.onReply(message, from, now), now);
   }
 
   private answered(message: Message, now: number): void {
     const h = message.header;
     const p = this.pending!;
-    this.target = h.replica;
-    if (p.operation === Operation.register) {
-      this.session = h.session;
-      this.pending = null;
-      this.wake_at = now;
-      return;
-    }
     if (h.op > 0) this.hooks.writeReplied(this.id, h.request, h.op);
     if (p.operation === Operation.list) return this.listAnswered(message, now);
     const input = p.input!;
@@ -304,6 +259,7 @@ export class SimClient {
   /** At the end of the run, a still-pending operation stays open in the history. */
   abandon(): void {
     const p = this.pending;
+    this.session.abandon();
     if (p === null || p.input === null) return;
     this.hooks.record({ client: this.index, input: p.input, call: p.call, ret: null, output: null });
     this.pending = null;

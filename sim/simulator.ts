@@ -570,7 +570,7 @@ export class Simulator {
       const client = this.clients[packet.to - this.options.replicas]!;
       const decoded = decode(packet.bytes, this.config.cluster);
       if (!decoded.ok) return;
-      client.onMessage(decoded.message, this.now);
+      client.onMessage(decoded.message, packet.from, this.now);
       this.scheduleClient(client);
       return;
     }

@@ -3,14 +3,16 @@
  * session before its first write (reads need none), numbers requests, retries a request with the
  * same number on timeouts and view changes (the replicas' client table makes that at-most-once),
  * and fails with a clear error when no majority answers in time. One request is outstanding per
- * client at a time; calls are queued. Use several clients for concurrency.
+ * client at a time; calls are queued. Use several clients for concurrency. Those rules live in
+ * session.ts (the simulator runs them too); this class carries out its decisions over TCP.
  */
 import { randomBytes } from "node:crypto";
 import { checksum } from "../util/checksum.ts";
-import { Command, finalize, Header, type Message } from "../net/codec.ts";
+import { ClientSession, resultError } from "./session.ts";
+import type { Message } from "../net/codec.ts";
 import { TcpTransport, type ConnectionInfo } from "../net/tcp_transport.ts";
 import { formatAddress, membership, type Address, type Membership } from "../net/address.ts";
-import { key_size_max, sender_client, value_size_max_default } from "../constants.ts";
+import { key_size_max, value_size_max_default } from "../constants.ts";
 import {
   Condition,
   Operation,
@@ -19,7 +21,6 @@ import {
   decodeU64,
   encodeKeyRequest,
   encodeListRequest,
-  isWrite,
   object_info_size,
   readObjectInfo,
   type ListEntry,
@@ -61,10 +62,10 @@ const busy_backoff_ms = 50;
 /** A key's bytes, or a string taken as its UTF-8 encoding. */
 type Key = Uint8Array | string;
 
-interface Pending {
-  request: number;
-  operation: Operation;
-  resolve(message: Message): void;
+interface Received {
+  message: Message;
+  /** The replica whose connection brought it (a wrong_cluster reply does not name its sender). */
+  from: number | null;
 }
 
 const encoder = new TextEncoder();
@@ -77,33 +78,37 @@ export class Client {
   readonly id: bigint;
   readonly membership: Membership;
   private readonly transport: TcpTransport;
-  private session = 0;
-  private request_number = 0;
-  private target: number;
-  private pending: Pending | null = null;
+  /** The client protocol itself (numbering, session, target, retries); this class does the I/O. */
+  private readonly core: ClientSession;
+  private waiter: ((received: Received | null) => void) | null = null;
   private chain: Promise<unknown> = Promise.resolve();
   private started: Promise<void> | null = null;
   private closed = false;
-  private readonly attempt_timeout_ms: number;
-  private readonly operation_timeout_ms: number;
   /** A connection to the current target closed: retry at once instead of waiting. */
   private nudge: (() => void) | null = null;
-  /** The replica (index) whose connection brought the reply awaitReply last resolved with. */
-  private replied_from: number | null = null;
 
   constructor(readonly options: ClientOptions) {
     this.membership = membership(options.addresses);
     const random = randomBytes(8).readBigUInt64LE(0);
     this.id = (options.client_id ?? 0n) ^ random;
-    this.attempt_timeout_ms = options.attempt_timeout_ms ?? attempt_timeout_ms_default;
-    this.operation_timeout_ms = options.operation_timeout_ms ?? operation_timeout_ms_default;
-    this.target = Number(random % BigInt(this.membership.replicas.length));
+    this.core = new ClientSession({
+      client_id: this.id,
+      cluster: this.membership.cluster,
+      replica_count: this.membership.replicas.length,
+      first_target: Number(random % BigInt(this.membership.replicas.length)),
+      attempt_timeout: options.attempt_timeout_ms ?? attempt_timeout_ms_default,
+      attempt_timeout_per_mib: attempt_ms_per_mib,
+      backoff: busy_backoff_ms,
+      operation_timeout: options.operation_timeout_ms ?? operation_timeout_ms_default,
+      unit: "ms",
+      names: this.membership.replicas.map(formatAddress),
+    });
     this.transport = new TcpTransport(
       { cluster: this.membership.cluster, self: null, peers: this.membership.replicas, log: options.log ?? (() => {}) },
       {
         onMessage: (message, connection) => this.onMessage(message, connection),
         onConnectionClose: (connection: ConnectionInfo) => {
-          if (connection.peer === this.target) this.nudge?.();
+          if (connection.peer === this.core.target) this.nudge?.();
         },
       },
     );
@@ -205,157 +210,57 @@ export class Client {
     return run;
   }
 
+  /** Carries out what the session core decides until it has an answer: sends, and waits for a
+   * reply, the core's wake_at, or the target's connection closing (retry at once then). */
   private async execute(operation: Operation, body: Uint8Array): Promise<Message> {
     if (this.closed) throw new ClientError("closed", "the client is closed");
     await this.start();
-    const deadline = Date.now() + this.operation_timeout_ms;
-    // Lazily, before the first write only: a register is a replicated, fsynced op, and the table
-    // keeps clients_max sessions, so a session per reader would evict long-lived writers.
-    if (this.session === 0 && isWrite(operation) && operation !== Operation.register) await this.register(deadline);
-    const reply = await this.send(operation, body, deadline);
-    const result = reply.header.result as Result;
-    if (result === Result.evicted) {
-      this.session = 0;
-      throw new ClientError("evicted", "the cluster evicted this client's session (too many clients): the write may or may not have happened; check and retry");
-    }
-    return this.check(reply);
-  }
-
-  private async register(deadline: number): Promise<void> {
-    const reply = await this.send(Operation.register, new Uint8Array(0), deadline);
-    if (reply.header.result !== Result.ok) throw new ClientError("protocol", `register failed with result ${reply.header.result}`);
-    this.session = reply.header.session;
-  }
-
-  private check(reply: Message): Message {
-    const result = reply.header.result as Result;
-    const limit = decodeU64(reply.body);
-    switch (result) {
-      case Result.ok:
-        return reply;
-      case Result.not_found:
-        throw new ClientError("not_found", "not found");
-      case Result.condition_failed:
-        throw new ClientError("condition_failed", `condition failed: the current version is ${limit ?? "unknown"}${limit === 0 ? " (absent)" : ""}`);
-      case Result.key_invalid:
-        throw new ClientError("key_invalid", `key rejected: keys are 1 to ${limit ?? key_size_max} bytes`);
-      case Result.value_too_large:
-        throw new ClientError("value_too_large", `value rejected: the cluster's limit is ${limit ?? "?"} bytes`);
-      default:
-        throw new ClientError("bad_request", `request rejected with result ${Result[result] ?? result}`);
+    if (this.closed) throw new ClientError("closed", "the client is closed");
+    let step = this.core.start(operation, body, Date.now());
+    for (;;) {
+      switch (step.kind) {
+        case "send":
+          this.transport.sendToReplica(step.replica, step.message);
+          break;
+        case "done":
+          if (step.reply.header.result !== Result.ok) throw resultError(step.reply);
+          return step.reply;
+        case "failed":
+          throw step.error;
+        case "ignored":
+          if (step.problem !== null) this.options.log?.("error", `${step.problem}: ignored`);
+          break;
+        case "wait":
+          break;
+      }
+      const event = await this.awaitReply(this.core.wake_at - Date.now());
+      if (this.closed) {
+        this.core.abandon();
+        throw new ClientError("closed", "the client is closed");
+      }
+      step = event === null ? this.core.expire(Date.now()) : this.core.onReply(event.message, event.from, Date.now());
     }
   }
 
-  /** Sends one request and retries it, with the same request number, until a final answer or the
-   * deadline. Follows not_primary hints, backs off on busy, moves on on timeouts and closes. */
-  private async send(operation: Operation, body: Uint8Array, deadline: number): Promise<Message> {
-    this.request_number += 1;
-    const request = this.request_number;
-    const h = new Header();
-    h.command = Command.request;
-    h.cluster = this.membership.cluster;
-    h.replica = sender_client;
-    h.client = this.id;
-    h.session = this.session;
-    h.request = request;
-    h.operation = operation;
-    const message = finalize(h, body);
-    const attempt_ms = this.attempt_timeout_ms + Math.ceil((body.length / 2 ** 20) * attempt_ms_per_mib);
-    let redirected = false;
-    let attempts = 0;
-    /** Replicas that answered wrong_cluster: not part of the cluster these addresses describe. */
-    const foreign = new Set<number>();
-    while (!this.closed) {
-      const now = Date.now();
-      if (now >= deadline) {
-        const n = this.membership.replicas.length;
-        throw new ClientError(
-          "no_quorum",
-          `no replica completed the request within ${this.operation_timeout_ms} ms after ${attempts} attempts: is a majority (${Math.floor(n / 2) + 1} of ${n}) of ${this.membership.replicas.map(formatAddress).join(",")} running and reachable?${foreign.size > 0 ? ` Also, ${this.describeForeign(foreign)}` : ""}`,
-        );
-      }
-      attempts += 1;
-      this.transport.sendToReplica(this.target, message);
-      const reply = await this.awaitReply(request, operation, Math.min(attempt_ms, deadline - now));
-      if (reply === null) {
-        // Timed out or the connection closed: the next replica (a hint from a not_primary is tried once).
-        if (!redirected) this.target = (this.target + 1) % this.membership.replicas.length;
-        redirected = false;
-        continue;
-      }
-      const result = reply.header.result as Result;
-      if (result === Result.wrong_cluster) {
-        // Its frames carry another cluster id. If every replica says so, the address list is wrong;
-        // if only some do, those addresses lead to another cluster, and the others may still serve.
-        const n = this.membership.replicas.length;
-        foreign.add(this.replied_from ?? this.target);
-        if (foreign.size === n) throw new ClientError("wrong_cluster", this.describeForeign(foreign));
-        while (foreign.has(this.target)) this.target = (this.target + 1) % n;
-        redirected = true;
-        continue;
-      }
-      if (result === Result.not_primary) {
-        const n = this.membership.replicas.length;
-        const hinted = reply.header.view % n;
-        this.target = hinted === reply.header.replica ? (reply.header.replica + 1) % n : hinted;
-        redirected = true;
-        await sleepMs(attempts > n ? busy_backoff_ms : 0);
-        continue;
-      }
-      if (result === Result.no_space) {
-        // The primary's disk is full; it hands over to a replica with space. Try the next one.
-        this.target = (reply.header.replica + 1) % this.membership.replicas.length;
-        redirected = true;
-        await sleepMs(busy_backoff_ms * Math.min(attempts, 10));
-        continue;
-      }
-      if (result === Result.busy || result === Result.unavailable) {
-        redirected = true;
-        await sleepMs(busy_backoff_ms * Math.min(attempts, 10));
-        continue;
-      }
-      this.target = reply.header.replica;
-      return reply;
-    }
-    throw new ClientError("closed", "the client is closed");
-  }
-
-  private describeForeign(foreign: ReadonlySet<number>): string {
-    const addresses = [...foreign].sort((a, b) => a - b).map((i) => formatAddress(this.membership.replicas[i]!));
-    const hint = "pass the same --cluster addresses as the replicas, in any order";
-    if (addresses.length === 1) return `replica ${addresses[0]} belongs to another cluster (its address list differs from yours: ${hint})`;
-    return `replicas ${addresses.join(", ")} belong to another cluster (their address list differs from yours: ${hint})`;
-  }
-
-  private awaitReply(request: number, operation: Operation, timeout_ms: number): Promise<Message | null> {
+  /** The next message from a replica, or null when timeout_ms passes or the target's connection
+   * closes first. */
+  private awaitReply(timeout_ms: number): Promise<Received | null> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => finish(null), timeout_ms);
-      const finish = (message: Message | null): void => {
+      const timer = setTimeout(() => finish(null), Math.max(0, timeout_ms));
+      const finish = (received: Received | null): void => {
         clearTimeout(timer);
-        this.pending = null;
+        this.waiter = null;
         this.nudge = null;
-        resolve(message);
+        resolve(received);
       };
-      this.pending = { request, operation, resolve: finish };
+      this.waiter = finish;
       this.nudge = () => finish(null);
     });
   }
 
   private onMessage(message: Message, connection: ConnectionInfo): void {
-    const h = message.header;
-    const p = this.pending;
-    if (h.command !== Command.reply || h.client !== this.id || p === null || h.request !== p.request) return;
-    if (h.operation !== p.operation) {
-      this.options.log?.("error", `reply to request ${h.request} is for operation ${h.operation}, not ${p.operation}: ignored`);
-      return;
-    }
-    this.replied_from = connection.peer;
-    p.resolve(message);
+    this.waiter?.({ message, from: connection.peer });
   }
-}
-
-function sleepMs(ms: number): Promise<void> {
-  return ms <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Asks every replica about itself (toastyfs status); a replica that does not answer within
