@@ -789,7 +789,7 @@ export class Simulator {
     }
     if (p.chance(r.tail_corruption) && node.replica !== null && node.storage !== null) this.corruptTail(node);
     if (p.chance(r.ring_damage) && node.replica !== null && node.storage !== null) this.damageRing(node);
-    if (p.chance(r.wipe)) {
+    if (p.chance(r.wipe) && !this.anotherWithoutData(node)) {
       this.faults += 1;
       this.log(`fault: replica ${node.index}: disk replaced (wiped)`);
       fs.wipe();
@@ -798,6 +798,14 @@ export class Simulator {
       node.wiped = true;
       this.start(node);
     }
+  }
+
+  /** Whether a replica other than this one is running without the cluster's data (blank, or
+   * recovering it from peers): a replaced disk now would leave two replicas without it, beyond
+   * the f faults the cluster is built to survive (a 3-replica cluster would keep its data on one
+   * disk and rightly refuse to re-form), so the simulator does not inject it. */
+  private anotherWithoutData(node: ReplicaNode): boolean {
+    return this.nodes.some((other) => other !== node && (other.replica?.status === "recovering" || other.replica?.status === "blank"));
   }
 
   /** Whether every copy of a disk's superblock reads back valid (so one may be damaged). */
