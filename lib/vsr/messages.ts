@@ -88,6 +88,7 @@ export interface Pong {
 }
 
 export function buildPong(from: Envelope, pong: Pong): Message {
+  assert(pong.state >= PeerState.blank && pong.state <= PeerState.formed, () => `pong with state ${pong.state}`);
   const h = start(Command.pong, from);
   h.context = pong.nonce;
   h.operation = pong.state;
@@ -198,6 +199,7 @@ export interface Prepare {
 
 /** `from` is the primary that creates it: relayed and repaired prepares travel unchanged. */
 export function buildPrepare(from: Envelope, prepare: Prepare): Message {
+  assert(prepare.op > 0 && prepare.requests > 0, () => `prepare of op ${prepare.op} with ${prepare.requests} requests`);
   const h = start(Command.prepare, from);
   h.op = prepare.op;
   h.parent = prepare.parent;
@@ -266,6 +268,7 @@ export interface Commit {
 }
 
 export function buildCommit(from: Envelope, commit: Commit): Message {
+  assert(commit.round > 0, "heartbeat rounds start at 1");
   const h = start(Command.commit, from);
   h.commit = commit.commit_max;
   h.context = commit.commit_checksum;
@@ -334,6 +337,9 @@ export function readStartViewChange(message: Message): StartViewChange {
 /** do_view_change: the sender's log for the new view (the envelope's view); the record is
  * lib/vsr/view_change.ts's DoViewChange, which the new primary's decisions take. */
 export function buildDoViewChange(from: Envelope, dvc: DoViewChange): Message {
+  // The receiver drops anything else as malformed or as a protocol violation: only a bug sends it.
+  assert(dvc.presence.length === dvc.headers.length && suffixValid(dvc.headers, dvc.op), () => `do_view_change of ${dvc.headers.length} headers is no suffix ending at op ${dvc.op}`);
+  assert(dvc.log_view < from.view, () => `do_view_change for view ${from.view} from log_view ${dvc.log_view}`);
   const h = start(Command.do_view_change, from);
   h.log_view = dvc.log_view;
   h.op = dvc.op;
@@ -365,6 +371,7 @@ export interface StartView {
 }
 
 export function buildStartView(from: Envelope, sv: StartView): Message {
+  assert(suffixValid(sv.headers, sv.op), () => `start_view of ${sv.headers.length} headers is no suffix ending at op ${sv.op}`);
   const h = start(Command.start_view, from);
   h.op = sv.op;
   h.commit = sv.commit_max;
@@ -407,6 +414,7 @@ export interface RequestHeaders {
 }
 
 export function buildRequestHeaders(from: Envelope, rh: RequestHeaders): Message {
+  assert(rh.op_min <= rh.op_max, () => `request_headers for ops ${rh.op_min}..${rh.op_max}`);
   const h = start(Command.request_headers, from);
   h.commit = rh.op_min;
   h.op = rh.op_max;
@@ -427,6 +435,7 @@ export interface Headers {
 }
 
 export function buildHeaders(from: Envelope, headers: Headers): Message {
+  assert(headers.headers.length > 0 && headers.headers.length <= view_headers_max, () => `headers message with ${headers.headers.length} headers`);
   const h = start(Command.headers, from);
   h.op = headers.op;
   h.commit = headers.commit_max;
@@ -492,6 +501,7 @@ export interface SyncChunk {
 }
 
 export function buildSyncChunk(from: Envelope, chunk: SyncChunk): Message {
+  assert(chunk.next === null || chunk.next > chunk.position, () => `sync chunk at ${chunk.position} names ${chunk.next} next`);
   const h = start(Command.sync_chunk, from);
   h.op = chunk.checkpoint.op;
   h.checkpoint_digest = chunk.checkpoint.digest;
@@ -558,6 +568,7 @@ export interface RequestValue {
 }
 
 export function buildRequestValue(from: Envelope, rv: RequestValue): Message {
+  assert(rv.key.length >= 1 && rv.key.length <= key_size_max, () => `request_value for a key of ${rv.key.length} bytes`);
   const h = start(Command.request_value, from);
   h.op = rv.version;
   h.context = rv.checksum;
@@ -580,6 +591,7 @@ export interface Value {
 
 /** Body: u16 key size, the key, then the value (the rest). */
 export function buildValue(from: Envelope, value: Value): Message {
+  assert(value.key.length >= 1 && value.key.length <= key_size_max, () => `value for a key of ${value.key.length} bytes`);
   const h = start(Command.value, from);
   h.op = value.version;
   h.context = value.checksum;
@@ -604,6 +616,7 @@ export function readValue(message: Message): Value | string {
 // Header-list bodies (§4.6)
 
 export function encodeHeaders(headers: Header[]): Uint8Array {
+  assert(headers.length <= view_headers_max, () => `a list of ${headers.length} headers (at most ${view_headers_max})`);
   const body = new Uint8Array(headers.length * header_size);
   headers.forEach((h, i) => writeHeader(h, body, i * header_size));
   return body;
