@@ -557,7 +557,8 @@ test("every message the replicas send in simulated runs is rebuilt byte for byte
 test("random field values survive every builder and reader", () => {
   const prng = new Prng(13);
   for (let i = 0; i < 200; i++) {
-    const env: Envelope = { cluster, replica: prng.int(15), replica_count: 1 + prng.int(15), view: prng.u32(), incarnation: prng.u32() };
+    const replica_count = 1 + prng.int(15);
+    const env: Envelope = { cluster, replica: prng.int(replica_count), replica_count, view: prng.u32(), incarnation: prng.u32() };
     const n = () => prng.int(2 ** 31) * 2 ** 21 + prng.int(2 ** 21);
     const id = { op: n(), digest: prng.u64(), checksum: prng.u64() };
     const records: [Message, unknown, unknown][] = [];

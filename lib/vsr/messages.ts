@@ -31,6 +31,7 @@ export interface Envelope {
 }
 
 function start(command: Command, from: Envelope): Header {
+  assert(from.replica < from.replica_count, () => `sender ${from.replica} of a cluster of ${from.replica_count}`);
   const h = new Header();
   h.command = command;
   h.cluster = from.cluster;
@@ -537,22 +538,23 @@ export function readRequestStatus(message: Message): RequestStatus {
   return { client: message.header.client, request: message.header.request };
 }
 
-/** From the node (its envelope's incarnation is 0: status is not a replica message). */
-export interface Status {
+/** status (19), from the node (its envelope's incarnation is 0: status is not a replica message).
+ * Not `Status`: that is the replica's status (lib/vsr/replica.ts). */
+export interface NodeStatus {
   client: bigint;
   request: number;
   /** The CBOR status document (lib/node/status.ts). */
   body: Uint8Array;
 }
 
-export function buildStatus(from: Envelope, status: Status): Message {
+export function buildStatus(from: Envelope, status: NodeStatus): Message {
   const h = start(Command.status, from);
   h.client = status.client;
   h.request = status.request;
   return finalize(h, status.body);
 }
 
-export function readStatus(message: Message): Status {
+export function readStatus(message: Message): NodeStatus {
   return { client: message.header.client, request: message.header.request, body: message.body };
 }
 
