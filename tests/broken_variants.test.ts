@@ -70,7 +70,7 @@ class ReadFromBackup extends Replica {
     const read = h.operation === Operation.get || h.operation === Operation.stat || h.operation === Operation.list;
     if (read && this.status === "normal" && !this.isPrimary()) {
       const result = executeRead(this.store, h.operation, message.body, (_key, entry) => this.storage.readValue(entry));
-      this.sendReply(h.client, h.request, h.session, h.operation, result.result, result.body, 0, 0);
+      this.sendReply({ client: h.client, request: h.request, session: h.session, operation: h.operation, result: result.result, body: result.body, op: 0, timestamp: 0 });
       return;
     }
     super.onRequest(message);

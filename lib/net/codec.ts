@@ -66,7 +66,7 @@ export const Offset = {
 
 /**
  * One header layout for every command; each command uses the fields docs/PROTOCOL.md lists for it
- * and leaves the others zero. u64 identifiers are bigints; op numbers, commits and timestamps are
+ * and leaves the others zero (lib/vsr/messages.ts gives them their per-command names). u64 identifiers are bigints; op numbers, commits and timestamps are
  * u64 on the wire but stay below 2^53, so they are numbers here.
  */
 export class Header {

@@ -6,7 +6,7 @@
  */
 import { expect, test } from "bun:test";
 import { Command, Header, encode, finalize } from "../net/codec.ts";
-import { encodeDoViewChangeBody, encodeHeaders } from "./replica.ts";
+import { encodeDoViewChangeBody, encodeHeaders } from "./messages.ts";
 import { Operation, Result, encodeKeyRequest } from "../store/operations.ts";
 import { TestClient, TestCluster } from "../../sim/test_cluster.ts";
 

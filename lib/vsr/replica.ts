@@ -20,8 +20,8 @@ import { AssertionError, assert } from "../util/assert.ts";
 import type { Prng } from "../util/prng.ts";
 import { hex32 } from "../util/hex.ts";
 import { LogLimiter } from "../net/log_limiter.ts";
-import { Command, Header, decodeHeader, finalize, writeHeader, type Message } from "../net/codec.ts";
-import { faulty_ops_max, header_size, journal_slot_count_max, key_size_max, sender_client, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
+import { Command, Header, finalize, type Message } from "../net/codec.ts";
+import { journal_slot_count_max, key_size_max, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
 import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
 import { keyFromBytes, keyToBytes } from "../store/keys.ts";
 import { executeRead, executeWrite, validateRequest } from "../store/execute.ts";
@@ -45,6 +45,7 @@ import { describeOps, windowOp } from "./window.ts";
 import { Scrubber } from "./scrubber.ts";
 import { ValueRepairs, valueRepairPeer, type ValueRequest } from "./value_repair.ts";
 import { Recovering } from "./recovery.ts";
+import { buildReply, decodeDoViewChangeBody, decodeHeaders, encodeDoViewChangeBody, encodeHeaders, suffixValid, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
 export { rootPrepare, stateDigest };
 
 export type Status = "blank" | "recovering" | "normal" | "view_change";
@@ -777,7 +778,7 @@ export class Replica {
     }
     if (session !== undefined && h.request <= session.request) {
       // A retry of an executed request gets its stored reply; an older one is stale.
-      if (h.request === session.request) this.sendStoredReply(h.client, session.request, session.session, session.reply);
+      if (h.request === session.request) this.sendStoredReply({ client: h.client, request: session.request, session: session.session }, session.reply);
       return;
     }
     // A retry of a request already queued or being prepared is answered when that one executes.
@@ -994,7 +995,7 @@ export class Replica {
     for (const waiter of leader.reads.takeReady(this.commit_min)) {
       const h = waiter.message.header;
       const result = executeRead(this.store, h.operation, waiter.message.body, (key, entry) => this.readValue(key, entry));
-      this.sendReply(h.client, h.request, h.session, h.operation, result.result, result.body, 0, this.realtime);
+      this.sendReply({ client: h.client, request: h.request, session: h.session, operation: h.operation, result: result.result, body: result.body, op: 0, timestamp: this.realtime });
     }
     if (leader.reads.roundDue()) this.sendCommit(leader);
   }
@@ -1312,7 +1313,7 @@ export class Replica {
     const reply = this.status === "normal" && this.isPrimary();
     for (const entry of batch) {
       this.leader?.executed(entry.client, entry.request);
-      this.executeRequest(h, entry.client, entry.session, entry.request, entry.operation, entry.body, { segment: location.segment, offset: location.offset + entry.body_offset }, reply);
+      this.executeRequest(h, entry, { segment: location.segment, offset: location.offset + entry.body_offset }, reply);
     }
     this.commit_min = h.op;
     this.commit_min_checksum = h.checksum;
@@ -1321,83 +1322,68 @@ export class Replica {
     this.observer?.executed(this.replica, prepare);
   }
 
-  private executeRequest(
-    prepare: Header,
-    client: bigint,
-    session: number,
-    request: number,
-    operation: number,
-    body: Uint8Array,
-    body_location: { segment: number; offset: number },
-    reply: boolean,
-  ): void {
+  /** Executes one request of a committed batch; the primary (reply) answers its client. */
+  private executeRequest(prepare: Header, req: OrderedRequest, body_location: { segment: number; offset: number }, reply: boolean): void {
+    const { client, session, request, operation } = req;
     if (operation === Operation.register) {
       const existing = this.clients.get(client);
       // Registers are not checked for at-most-once: a register retried after its session was
       // evicted is indistinguishable from a new one, and harmless (the client re-registers again
       // when its next request is answered `evicted`).
       if (existing !== undefined && request <= existing.request) {
-        if (reply && request === existing.request) this.sendStoredReply(client, request, existing.session, existing.reply);
+        if (reply && request === existing.request) this.sendStoredReply({ client, request, session: existing.session }, existing.reply);
         return;
       }
       const stored: StoredReply = { op: prepare.op, timestamp: prepare.timestamp, operation, result: Result.ok, body: new Uint8Array(0) };
       const evicted = this.clients.register(client, prepare.op, request, stored);
       if (evicted !== null) this.env.log("debug", `replica ${this.replica}: client table full: evicted client ${evicted.toString(16)}`);
-      if (reply) this.sendReply(client, request, prepare.op, operation, Result.ok, stored.body, prepare.op, prepare.timestamp);
+      // The new session is the register's op.
+      if (reply) this.sendStoredReply({ client, request, session: prepare.op }, stored);
       return;
     }
     const entry = this.clients.get(client);
     if (entry === undefined || entry.session !== session) {
       // RULE (sessions): evicted or stale sessions are refused at execution, on every replica alike.
-      if (reply) this.sendReply(client, request, session, operation, Result.evicted, new Uint8Array(0), prepare.op, prepare.timestamp);
+      if (reply) this.sendReply({ client, request, session, operation, result: Result.evicted, body: new Uint8Array(0), op: prepare.op, timestamp: prepare.timestamp });
       return;
     }
     if (request <= entry.request) {
       // A duplicate that was ordered twice (a retry across a view change): executed at most once.
       this.observer?.request(this.replica, client, request, prepare.op, true);
-      if (reply && request === entry.request) this.sendStoredReply(client, request, session, entry.reply);
+      if (reply && request === entry.request) this.sendStoredReply({ client, request, session }, entry.reply);
       return;
     }
-    const result = executeWrite(this.store, prepare.timestamp, operation, body, body_location);
+    const result = executeWrite(this.store, prepare.timestamp, operation, req.body, body_location);
     const stored: StoredReply = { op: prepare.op, timestamp: prepare.timestamp, operation, result: result.result, body: result.body };
     this.clients.record(client, prepare.op, request, stored);
     this.observer?.request(this.replica, client, request, prepare.op, false);
-    if (reply) this.sendReply(client, request, session, operation, result.result, result.body, prepare.op, prepare.timestamp);
+    if (reply) this.sendStoredReply({ client, request, session }, stored);
   }
 
-  private sendStoredReply(client: bigint, request: number, session: number, stored: StoredReply): void {
-    this.sendReply(client, request, session, stored.operation, stored.result, stored.body, stored.op, stored.timestamp);
+  private sendStoredReply(to: ReplyTo, stored: StoredReply): void {
+    this.sendReply({ client: to.client, request: to.request, session: to.session, operation: stored.operation, result: stored.result, body: stored.body, op: stored.op, timestamp: stored.timestamp });
   }
 
-  protected sendReply(client: bigint, request: number, session: number, operation: number, result: Result, body: Uint8Array, op: number, timestamp: number): void {
-    const h = this.makeHeader(Command.reply);
-    h.client = client;
-    h.request = request;
-    h.session = session;
-    h.operation = operation;
-    h.result = result;
-    h.op = op;
-    h.commit = this.commit_max;
-    h.timestamp = timestamp;
-    this.env.sendToClient(client, finalize(h, body));
+  protected sendReply(reply: ClientReply): void {
+    this.env.sendToClient(reply.client, buildReply(this.envelope(this.view), { ...reply, commit: this.commit_max }));
   }
 
   private replyError(message: Message, result: Result): void {
     this.stats.requests_rejected += 1;
     const h = message.header;
-    const reply = this.makeHeader(Command.reply);
     // A replica changing views names the last view whose primary it knew as a hint (a recovering
     // one, the view it adopted from its peers).
-    if (result === Result.not_primary && this.status === "view_change") reply.view = this.log_view;
-    reply.client = h.client;
-    reply.request = h.request;
-    reply.session = h.session;
-    reply.operation = h.operation;
-    reply.result = result;
-    reply.commit = this.commit_max;
+    const view = result === Result.not_primary && this.status === "view_change" ? this.log_view : this.view;
     // The limit a request broke travels with the error, so a client can name it.
     const limit = result === Result.value_too_large ? this.config.value_size_max : result === Result.key_invalid ? key_size_max : null;
-    this.env.sendToClient(h.client, finalize(reply, limit === null ? new Uint8Array(0) : encodeU64(limit)));
+    const body = limit === null ? new Uint8Array(0) : encodeU64(limit);
+    const reply: Reply = { client: h.client, request: h.request, session: h.session, operation: h.operation, result, body, op: 0, commit: this.commit_max, timestamp: 0 };
+    this.env.sendToClient(h.client, buildReply(this.envelope(view), reply));
+  }
+
+  /** The fields every message this replica sends carries (docs/PROTOCOL.md §4.2), in view. */
+  private envelope(view: number): Envelope {
+    return { cluster: this.config.cluster, replica: this.replica, replica_count: this.config.replica_count, view, incarnation: this.incarnation };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -2289,68 +2275,6 @@ export class Replica {
   }
 }
 
-export function encodeHeaders(headers: Header[]): Uint8Array {
-  const body = new Uint8Array(headers.length * header_size);
-  headers.forEach((h, i) => writeHeader(h, body, i * header_size));
-  return body;
-}
-
-/** Decodes a list of prepare headers, verifying each one's checksum; null if any is bad. */
-export function decodeHeaders(body: Uint8Array, cluster: bigint): Header[] | null {
-  if (body.length % header_size !== 0 || body.length / header_size > view_headers_max) return null;
-  const headers: Header[] = [];
-  for (let offset = 0; offset < body.length; offset += header_size) {
-    const h = decodeHeader(body, offset);
-    if (h === null || h.command !== Command.prepare || h.cluster !== cluster || h.replica === sender_client) return null;
-    headers.push(h);
-  }
-  return headers;
-}
-
-/** do_view_change body: count headers (128 bytes each), then one presence byte per header,
- * zero-padded to a multiple of 8, then u32 faulty op count, u32 reserved, and the faulty ops as
- * u64, ascending (docs/PROTOCOL.md §4.6). */
-export function encodeDoViewChangeBody(dvc: Pick<DoViewChange, "headers" | "presence" | "faulty_ops">): Uint8Array {
-  const { headers, presence, faulty_ops } = dvc;
-  assert(faulty_ops.length <= faulty_ops_max, () => `do_view_change with ${faulty_ops.length} faulty ops (at most ${faulty_ops_max})`);
-  const presence_end = headers.length * header_size + ((presence.length + 7) & ~7);
-  const body = new Uint8Array(presence_end + 8 + 8 * faulty_ops.length);
-  body.set(encodeHeaders(headers), 0);
-  body.set(presence, headers.length * header_size);
-  const view = new DataView(body.buffer);
-  view.setUint32(presence_end, faulty_ops.length, true);
-  faulty_ops.forEach((op, i) => view.setBigUint64(presence_end + 8 + 8 * i, BigInt(op), true));
-  return body;
-}
-
-export function decodeDoViewChangeBody(body: Uint8Array, count: number, cluster: bigint): { headers: Header[]; presence: Uint8Array; faulty_ops: number[] } | null {
-  const headers_size = count * header_size;
-  const presence_end = headers_size + ((count + 7) & ~7);
-  if (count > view_headers_max || body.length < presence_end + 8) return null;
-  const headers = decodeHeaders(body.subarray(0, headers_size), cluster);
-  if (headers === null) return null;
-  const presence = body.slice(headers_size, headers_size + count);
-  if (presence.some((p) => p > presence_faulty)) return null;
-  const view = new DataView(body.buffer, body.byteOffset, body.length);
-  const faulty_count = view.getUint32(presence_end, true);
-  if (faulty_count > faulty_ops_max || view.getUint32(presence_end + 4, true) !== 0 || body.length !== presence_end + 8 + 8 * faulty_count) return null;
-  const faulty_ops: number[] = [];
-  for (let i = 0; i < faulty_count; i++) {
-    const op = Number(view.getBigUint64(presence_end + 8 + 8 * i, true));
-    if (!Number.isSafeInteger(op) || (i > 0 && op <= faulty_ops[i - 1]!)) return null;
-    faulty_ops.push(op);
-  }
-  return { headers, presence, faulty_ops };
-}
-
-/** A log suffix: strictly ascending, ending at op. */
-function suffixValid(headers: Header[], op: number): boolean {
-  if (headers.length === 0 || headers[headers.length - 1]!.op !== op) return false;
-  for (let i = 1; i < headers.length; i++) {
-    if (headers[i]!.op <= headers[i - 1]!.op) return false;
-  }
-  return true;
-}
 
 /** A random nonzero u32: a blank replica's candidate cluster incarnation. */
 function randomIncarnation(random: Prng): number {
