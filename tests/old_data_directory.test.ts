@@ -56,7 +56,7 @@ describe(`data directories written by ${expected.commit}`, () => {
   });
 
   test("the replicas open them, recover the state and agree, without formatting anew", () => guarded(async () => {
-    const statuses = await waitConverged(60_000);
+    const statuses = await waitConverged(60_000, expected.commit_max);
     for (const s of statuses) {
       expect(s.checkpoint).toBeGreaterThanOrEqual(expected.checkpoint);
       expect(s.commit_max).toBeGreaterThanOrEqual(expected.commit_max);

@@ -68,14 +68,18 @@ export async function stopReplicas(replicas: FixtureReplica[]): Promise<void> {
 }
 
 /** Every replica answers in normal status, one primary, all at the same fully executed commit. */
-export async function waitConverged(timeout_ms = 30_000): Promise<ReplicaStatus[]> {
-  return waitFor("the fixture replicas to converge", async () => {
+/** Waits until one primary leads and every replica has executed the same ops, at least
+ * `commit_min` of them: right after a restart the persisted commit number may lag the log (the ops
+ * committed after the last superblock write are committed again by the new view's primary), and
+ * the replicas agree on the lower number for a moment first. */
+export async function waitConverged(timeout_ms = 30_000, commit_min = 0): Promise<ReplicaStatus[]> {
+  return waitFor(`the fixture replicas to converge at commit ${commit_min} or above`, async () => {
     const statuses = await clusterStatus(addresses, 500);
     if (statuses.some((s) => s === null)) return null;
     const s = statuses as ReplicaStatus[];
     if (s.filter((x) => x.primary).length !== 1) return null;
     const first = s[0]!;
-    const agree = s.every((x) => x.status === "normal" && x.view === first.view && x.commit_min === first.commit_max && x.commit_max === first.commit_max && x.objects === first.objects);
+    const agree = first.commit_max >= commit_min && s.every((x) => x.status === "normal" && x.view === first.view && x.commit_min === first.commit_max && x.commit_max === first.commit_max && x.objects === first.objects);
     return agree ? s : null;
   }, timeout_ms, 100);
 }
