@@ -1,27 +1,14 @@
 import { describe, expect, test } from "bun:test";
-import { Command, Header, finalize } from "../net/codec.ts";
+import type { Header } from "../net/codec.ts";
+import { prepareChain } from "./test_support.ts";
 import { Journal } from "./journal.ts";
 import { loadJournal } from "./journal_load.ts";
 import type { RecoveredPrepare, VsrState } from "./storage.ts";
 
 const slots = 16;
 
-/** A chain of prepare headers for ops 1..n in `view`, chained from `parent`. */
-function chain(n: number, view: number, parent = 0n, from = 1): Header[] {
-  const headers: Header[] = [];
-  for (let op = from; op <= n; op++) {
-    const h = new Header();
-    h.command = Command.prepare;
-    h.cluster = 1n;
-    h.op = op;
-    h.view = view;
-    h.parent = parent;
-    const header = finalize(h).header;
-    headers.push(header);
-    parent = header.checksum;
-  }
-  return headers;
-}
+/** A chain of prepare headers for ops from..n in `view`, chained from `parent`. */
+const chain = (n: number, view: number, parent = 0n, from = 1): Header[] => prepareChain(n, { view, parent, from });
 
 function state(anchor: Header, log_view: number, view_headers: Header[] = []): VsrState {
   return { incarnation: 1, view: log_view, log_view, commit_max: anchor.op, view_headers, checkpoint: { op: anchor.op, digest: 0n, checksum: anchor.checksum } };

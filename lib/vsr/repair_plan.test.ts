@@ -1,23 +1,10 @@
 import { describe, expect, test } from "bun:test";
-import { Command, Header, finalize } from "../net/codec.ts";
+import type { Header } from "../net/codec.ts";
+import { prepareChain } from "./test_support.ts";
 import { Journal } from "./journal.ts";
 import { planRepair } from "./repair_plan.ts";
 
-function chain(n: number): Header[] {
-  const headers: Header[] = [];
-  let parent = 0n;
-  for (let op = 1; op <= n; op++) {
-    const h = new Header();
-    h.command = Command.prepare;
-    h.cluster = 1n;
-    h.op = op;
-    h.parent = parent;
-    const header = finalize(h).header;
-    headers.push(header);
-    parent = header.checksum;
-  }
-  return headers;
-}
+const chain = (n: number): Header[] => prepareChain(n);
 
 describe("planRepair", () => {
   const log = chain(12);

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { Command, Header, finalize } from "../net/codec.ts";
+import type { Header } from "../net/codec.ts";
+import { prepareChain } from "./test_support.ts";
 import { chooseLog, decideSuffix, presence_absent, presence_faulty, presence_present, type DoViewChange } from "./view_change.ts";
 
 /** A new primary of a 3-replica cluster (quorum 2) that has executed nothing yet: the new head,
@@ -10,23 +11,7 @@ function decide(best: DoViewChange, dvcs: DoViewChange[], commit: number): numbe
 }
 
 /** A chain of prepare headers for ops 1..n (view 1). */
-function chain(n: number, seed = 0): Header[] {
-  const headers: Header[] = [];
-  let parent = 0n;
-  for (let op = 1; op <= n; op++) {
-    const h = new Header();
-    h.command = Command.prepare;
-    h.cluster = 1n;
-    h.op = op;
-    h.view = 1;
-    h.parent = parent;
-    h.timestamp = seed;
-    const header = finalize(h).header;
-    headers.push(header);
-    parent = header.checksum;
-  }
-  return headers;
-}
+const chain = (n: number, seed = 0): Header[] => prepareChain(n, { salt: seed });
 
 function dvc(log: Header[], from: number, to: number, presence: number[], faulty_ops: number[] = [], log_view = 1): DoViewChange {
   const headers = log.filter((h) => h.op >= from && h.op <= to);

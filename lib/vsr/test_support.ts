@@ -1,0 +1,27 @@
+/**
+ * Helpers for the lib/vsr unit tests: hash-chained prepare headers to build logs from.
+ */
+import { assert } from "../util/assert.ts";
+import { Command, Header, finalize } from "../net/codec.ts";
+
+/** Prepare headers for ops from..to of `view`, each naming the one before as its parent (the first
+ * names `parent`); `salt` (in the timestamp) makes a different chain of the same ops. */
+export function prepareChain(to: number, options: { view?: number; parent?: bigint; from?: number; salt?: number } = {}): Header[] {
+  const from = options.from ?? 1;
+  assert(from >= 1 && to >= from - 1, () => `a chain from op ${from} to op ${to}`);
+  const headers: Header[] = [];
+  let parent = options.parent ?? 0n;
+  for (let op = from; op <= to; op++) {
+    const h = new Header();
+    h.command = Command.prepare;
+    h.cluster = 1n;
+    h.op = op;
+    h.view = options.view ?? 1;
+    h.parent = parent;
+    h.timestamp = options.salt ?? 0;
+    const header = finalize(h).header;
+    headers.push(header);
+    parent = header.checksum;
+  }
+  return headers;
+}
