@@ -45,7 +45,7 @@ import { describeOps, windowOp } from "./window.ts";
 import { Scrubber } from "./scrubber.ts";
 import { ValueRepairs, valueRepairPeer, type ValueRequest } from "./value_repair.ts";
 import { Recovering } from "./recovery.ts";
-import { buildReply, decodeDoViewChangeBody, decodeHeaders, encodeDoViewChangeBody, encodeHeaders, suffixValid, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
+import { buildCommit, buildCommitOk, buildPing, buildPong, buildPrepare, buildPrepareOk, buildReply, readCommit, readPing, decodeDoViewChangeBody, decodeHeaders, encodeDoViewChangeBody, encodeHeaders, suffixValid, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
 export { rootPrepare, stateDigest };
 
 export type Status = "blank" | "recovering" | "normal" | "view_change";
@@ -622,24 +622,22 @@ export class Replica {
       return;
     }
     this.formation.round(this.env.random.u64());
-    const h = this.makeHeader(Command.ping);
-    h.context = this.formation.nonce;
-    this.sendToOthers(finalize(h));
+    this.sendToOthers(buildPing(this.envelope(this.view), { nonce: this.formation.nonce }));
     this.followFormation(this.formation.decide());
   }
 
   private onPing(message: Message): void {
-    const h = this.makeHeader(Command.pong);
-    h.context = message.header.context;
-    // operation: 0 blank, 1 formatted, 2 recovering (a lost disk, catching up), 3 formed.
-    h.operation = this.formation.answer(this.status, this.view_durable);
-    h.op = this.op;
-    h.commit = this.commit_max;
-    h.log_view = this.log_view;
-    // The durable view: the floor a replica that lost its disk adopts (views being changed in
-    // memory are not promises, and the cluster may settle below them).
-    h.checkpoint_op = Math.max(0, this.view_durable);
-    this.env.sendToReplica(message.header.replica, finalize(h));
+    const pong = buildPong(this.envelope(this.view), {
+      nonce: readPing(message).nonce,
+      state: this.formation.answer(this.status, this.view_durable),
+      op: this.op,
+      commit_max: this.commit_max,
+      log_view: this.log_view,
+      // The durable view: the floor a replica that lost its disk adopts (views being changed in
+      // memory are not promises, and the cluster may settle below them).
+      durable_view: Math.max(0, this.view_durable),
+    });
+    this.env.sendToReplica(message.header.replica, pong);
   }
 
   private onPong(message: Message): void {
@@ -842,18 +840,14 @@ export class Replica {
     const body = encodeBatch(
       requests.map((m) => ({ client: m.header.client, session: m.header.session, request: m.header.request, operation: m.header.operation, body: m.body })),
     );
-    const h = this.makeHeader(Command.prepare);
-    h.op = this.op + 1;
-    h.commit = this.commit_max;
-    h.parent = parent.checksum;
+    const op = this.op + 1;
+    const checkpoint = this.checkpointIdFor(op);
+    assert(checkpoint !== null, () => `primary ${this.replica}: no checkpoint named by op ${op}`);
     // Timestamps never go backwards, across primaries whose clocks disagree too.
-    h.timestamp = Math.max(parent.timestamp + 1, this.realtime);
-    const named = this.checkpointIdFor(h.op)!;
-    h.checkpoint_op = named.op;
-    h.checkpoint_digest = named.digest;
-    h.context = named.checksum;
-    h.request = requests.length;
-    const prepare = finalize(h, body);
+    const timestamp = Math.max(parent.timestamp + 1, this.realtime);
+    const prepare = buildPrepare(this.envelope(this.view), { op, parent: parent.checksum, commit_max: this.commit_max, timestamp, checkpoint, requests: requests.length, body });
+    const h = prepare.header;
+    assert(h.timestamp > parent.timestamp, "the hash chain's timestamps strictly increase");
     this.op = h.op;
     this.observer?.primary(this.replica, this.view);
     leader.prepared(h.op, h.checksum, prepare);
@@ -942,17 +936,10 @@ export class Replica {
   private sendCommit(leader: Leader): void {
     const nonce = this.env.random.u64();
     const round = leader.reads.startRound(nonce);
-    const h = this.makeHeader(Command.commit);
-    h.client = nonce;
-    h.commit = this.commit_max;
-    h.context = this.journal.header(this.commit_max)?.checksum ?? (this.commit_max === this.commit_min ? this.commit_min_checksum : 0n);
-    h.session = round;
-    h.checkpoint_op = this.checkpoint.op;
-    h.checkpoint_digest = this.checkpoint.digest;
-    h.parent = this.checkpoint.checksum;
-    h.op = this.op;
+    const commit_checksum = this.journal.header(this.commit_max)?.checksum ?? (this.commit_max === this.commit_min ? this.commit_min_checksum : 0n);
+    const commit = buildCommit(this.envelope(this.view), { commit_max: this.commit_max, commit_checksum, round, nonce, op: this.op, checkpoint: this.checkpoint });
     this.timeout_heartbeat.reset();
-    this.sendToOthers(finalize(h));
+    this.sendToOthers(commit);
   }
 
   private onCommitOk(message: Message): void {
@@ -1144,12 +1131,8 @@ export class Replica {
     // RULE (a promise never outlives the memory behind it), asserted apart from opPrepareOkMax: a
     // restart reloads the durable checkpoint and the window after it, and nothing beyond.
     assert(op <= this.checkpoint.op + this.config.journal_slot_count, () => `replica ${this.replica}: acknowledging op ${op} beyond what a restart from its durable checkpoint ${this.checkpoint.op} reloads`);
-    const ok = this.makeHeader(Command.prepare_ok);
-    ok.op = op;
-    ok.context = h.checksum;
-    ok.parent = h.parent;
-    ok.commit = this.commit_max;
-    this.env.sendToReplica(primaryIndex(this.view, this.config.replica_count), finalize(ok));
+    const ok = buildPrepareOk(this.envelope(this.view), { op, checksum: h.checksum, parent: h.parent, commit_max: this.commit_max });
+    this.env.sendToReplica(primaryIndex(this.view, this.config.replica_count), ok);
   }
 
   /** RULE: a recovering replica persists its synced checkpoint before it rejoins. (The
@@ -1191,11 +1174,8 @@ export class Replica {
     // The latest announcement counts (not the highest): a forged one is replaced by the next.
     if (h.checkpoint_op > 0) this.sync_targets.primaryAnnounced(h.view, { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.parent });
     if (this.status === "normal" && this.view_durable === this.view) {
-      const ok = this.makeHeader(Command.commit_ok);
-      ok.session = h.session;
-      ok.client = h.client; // the round's nonce
-      ok.commit = this.commit_max;
-      this.env.sendToReplica(h.replica, finalize(ok));
+      const { round, nonce } = readCommit(message);
+      this.env.sendToReplica(h.replica, buildCommitOk(this.envelope(this.view), { round, nonce, commit_max: this.commit_max }));
     }
     if (h.op > this.op && this.journal.header(this.op) !== null && this.status === "normal") {
       // The primary is ahead: its prepares were lost on the way. Learn the headers, then repair.
