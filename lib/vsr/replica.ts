@@ -45,7 +45,7 @@ import { describeOps, windowOp } from "./window.ts";
 import { Scrubber } from "./scrubber.ts";
 import { ValueRepairs, valueRepairPeer, type ValueRequest } from "./value_repair.ts";
 import { Recovering } from "./recovery.ts";
-import { buildCommit, buildCommitOk, buildPing, buildPong, buildPrepare, buildPrepareOk, buildReply, readCommit, readPing, decodeDoViewChangeBody, decodeHeaders, encodeDoViewChangeBody, encodeHeaders, suffixValid, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
+import { buildRequestSync, buildSyncChunk, readRequestSync, readSyncChunk, buildCommit, buildCommitOk, buildPing, buildPong, buildPrepare, buildPrepareOk, buildReply, readCommit, readPing, decodeDoViewChangeBody, decodeHeaders, encodeDoViewChangeBody, encodeHeaders, suffixValid, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
 export { rootPrepare, stateDigest };
 
 export type Status = "blank" | "recovering" | "normal" | "view_change";
@@ -1440,34 +1440,22 @@ export class Replica {
 
   private requestSyncChunk(): void {
     const sync = this.sync!;
-    const h = this.makeHeader(Command.request_sync);
-    h.op = sync.target.op;
-    h.checkpoint_digest = sync.target.digest;
-    h.context = sync.target.checksum;
     const { peer, position } = sync.request();
-    h.commit = position;
-    this.env.sendToReplica(peer, finalize(h));
+    this.env.sendToReplica(peer, buildRequestSync(this.envelope(this.view), { checkpoint: sync.target, position }));
   }
 
   private onRequestSync(message: Message): void {
-    const h = message.header;
-    const id: CheckpointId = { op: h.op, digest: h.checkpoint_digest, checksum: h.context };
-    const chunk = this.storage.readSyncChunk(id, h.commit, sync_chunk_size_max);
+    const { checkpoint, position } = readRequestSync(message);
+    const chunk = this.storage.readSyncChunk(checkpoint, position, sync_chunk_size_max);
     if (chunk === null) return;
-    const reply = this.makeHeader(Command.sync_chunk);
-    reply.op = id.op;
-    reply.checkpoint_digest = id.digest;
-    reply.context = id.checksum;
-    reply.commit = h.commit;
-    reply.timestamp = chunk.next ?? 0;
-    reply.result = chunk.next === null ? 1 : 0;
-    this.env.sendToReplica(h.replica, finalize(reply, chunk.bytes));
+    this.env.sendToReplica(message.header.replica, buildSyncChunk(this.envelope(this.view), { checkpoint, position, next: chunk.next, body: chunk.bytes }));
   }
 
   private onSyncChunk(message: Message): void {
     const h = message.header;
+    const chunk = readSyncChunk(message);
     const sync = this.sync;
-    if (sync === null || !sync.accept(h.op, h.checkpoint_digest, h.commit)) return;
+    if (sync === null || !sync.accept(chunk.checkpoint.op, chunk.checkpoint.digest, chunk.position)) return;
     let applied: boolean;
     try {
       applied = this.storage.syncApply(message.body);
@@ -1483,8 +1471,7 @@ export class Replica {
       sync.restart();
       return;
     }
-    // timestamp: the next position, result 1 on the last chunk (docs/PROTOCOL.md §4.4).
-    if (sync.applied(h.result === 0 ? h.timestamp : null) === "request_next") {
+    if (sync.applied(chunk.next) === "request_next") {
       this.requestSyncChunk();
       return;
     }
