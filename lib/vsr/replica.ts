@@ -20,10 +20,10 @@ import { AssertionError, assert } from "../util/assert.ts";
 import type { Prng } from "../util/prng.ts";
 import { hex32 } from "../util/hex.ts";
 import { LogLimiter } from "../net/log_limiter.ts";
-import { Command, Header, finalize, type Message } from "../net/codec.ts";
+import { Command, Header, type Message } from "../net/codec.ts";
 import { journal_slot_count_max, key_size_max, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
 import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
-import { keyFromBytes, keyToBytes } from "../store/keys.ts";
+import { keyFromBytes } from "../store/keys.ts";
 import { executeRead, executeWrite, validateRequest } from "../store/execute.ts";
 import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
 import { ClientTable, type StoredReply } from "./client_table.ts";
@@ -45,7 +45,7 @@ import { describeOps, windowOp } from "./window.ts";
 import { Scrubber } from "./scrubber.ts";
 import { ValueRepairs, valueRepairPeer, type ValueRequest } from "./value_repair.ts";
 import { Recovering } from "./recovery.ts";
-import { buildRequestSync, buildSyncChunk, readRequestSync, readSyncChunk, buildCommit, buildCommitOk, buildPing, buildPong, buildPrepare, buildPrepareOk, buildReply, readCommit, readPing, decodeDoViewChangeBody, decodeHeaders, encodeDoViewChangeBody, encodeHeaders, suffixValid, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
+import { buildCommit, buildCommitOk, buildDoViewChange, buildHeaders, buildPing, buildPong, buildPrepare, buildPrepareOk, buildReply, buildRequestHeaders, buildRequestPrepare, buildRequestStartView, buildRequestSync, buildRequestValue, buildStartView, buildStartViewChange, buildSyncChunk, buildValue, decodeDoViewChangeBody, decodeHeaders, readCommit, readPing, readRequestSync, readSyncChunk, suffixValid, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
 export { rootPrepare, stateDigest };
 
 export type Status = "blank" | "recovering" | "normal" | "view_change";
@@ -1546,9 +1546,7 @@ export class Replica {
   /** start_view_change carries the sender's durable view (context): a replica that has made a
    * view durable can never come back below it. */
   private makeStartViewChange(): Message {
-    const h = this.makeHeader(Command.start_view_change);
-    h.context = BigInt(Math.max(0, this.view_durable));
-    return finalize(h);
+    return buildStartViewChange(this.envelope(this.view), { durable_view: Math.max(0, this.view_durable) });
   }
 
   private onStartViewChange(message: Message): void {
@@ -1643,12 +1641,7 @@ export class Replica {
       this.maybeStartView();
       return;
     }
-    const h = this.makeHeader(Command.do_view_change);
-    h.log_view = dvc.log_view;
-    h.op = dvc.op;
-    h.commit = dvc.commit;
-    h.request = dvc.headers.length;
-    vc.dvc_message = finalize(h, encodeDoViewChangeBody(dvc));
+    vc.dvc_message = buildDoViewChange(this.envelope(this.view), dvc);
     this.env.sendToReplica(primary, vc.dvc_message);
   }
 
@@ -1805,12 +1798,7 @@ export class Replica {
     // format was not yet durable).
     if (!this.formed || this.view_durable !== this.view || this.log_view_durable !== this.view) return;
     assert(this.isPrimary() && this.log_view === this.view, () => `replica ${this.replica}: a start_view for view ${this.view} from a replica that is not its primary (log_view ${this.log_view})`);
-    const h = this.makeHeader(Command.start_view);
-    h.op = this.op;
-    h.commit = this.commit_max;
-    h.checkpoint_op = this.checkpoint.op;
-    h.context = nonce;
-    const message = finalize(h, encodeHeaders(this.suffixHeaders()));
+    const message = buildStartView(this.envelope(this.view), { op: this.op, commit_max: this.commit_max, checkpoint_op: this.checkpoint.op, nonce, headers: this.suffixHeaders() });
     if (to === null) this.sendToOthers(message);
     else this.env.sendToReplica(to, message);
   }
@@ -1906,14 +1894,13 @@ export class Replica {
     const v = view ?? this.view;
     const primary = primaryIndex(v, this.config.replica_count);
     if (primary === this.replica) return;
-    const h = this.makeHeader(Command.request_start_view);
-    h.view = v;
+    let nonce = 0n;
     if (this.recovering !== null) {
       // Odd, so never 0: a start_view echoing 0 answers nobody's recovery.
-      h.context = this.env.random.u64() | 1n;
-      this.recovering.asked(h.context);
+      nonce = this.env.random.u64() | 1n;
+      this.recovering.asked(nonce);
     }
-    this.env.sendToReplica(primary, finalize(h));
+    this.env.sendToReplica(primary, buildRequestStartView(this.envelope(this.view), { view: v, nonce }));
   }
 
   private onRequestStartView(message: Message): void {
@@ -1997,10 +1984,7 @@ export class Replica {
   private requestPrepare(op: number, checksum_: bigint): void {
     assert(op > this.commit_min, () => `replica ${this.replica}: repairing op ${op}, which it executed`);
     this.stats.repairs_requested += 1;
-    const h = this.makeHeader(Command.request_prepare);
-    h.op = op;
-    h.context = checksum_;
-    this.env.sendToReplica(this.repairPeer(), finalize(h));
+    this.env.sendToReplica(this.repairPeer(), buildRequestPrepare(this.envelope(this.view), { op, checksum: checksum_ }));
   }
 
   /** Backups ask the primary first and a random peer otherwise; the primary asks a random peer. */
@@ -2017,11 +2001,9 @@ export class Replica {
   private requestHeaders(op_min: number, op_max: number): void {
     assert(op_min >= 0 && op_max - op_min <= this.config.journal_slot_count, () => `replica ${this.replica}: asking for headers ${op_min}..${op_max}`);
     if (op_max < op_min || this.config.replica_count === 1) return;
-    const h = this.makeHeader(Command.request_headers);
-    h.commit = op_min;
-    h.op = op_max;
+    const request = buildRequestHeaders(this.envelope(this.view), { op_min, op_max });
     const primary = primaryIndex(this.view, this.config.replica_count);
-    this.env.sendToReplica(primary !== this.replica ? primary : this.repairPeer(), finalize(h));
+    this.env.sendToReplica(primary !== this.replica ? primary : this.repairPeer(), request);
   }
 
   /** Serves any prepare storage holds with that exact (op, checksum), whether or not this
@@ -2043,12 +2025,9 @@ export class Replica {
     if (this.status === "blank") return;
     const headers = this.journal.range(Math.max(h.commit, h.op - view_headers_max + 1), Math.min(h.op, this.op));
     if (headers.length === 0) return;
-    const reply = this.makeHeader(Command.headers);
-    reply.op = this.op;
-    reply.commit = this.commit_max;
-    // operation 1: these come from the primary of this view, in normal status: canonical.
-    reply.operation = this.status === "normal" && this.isPrimary() && !this.start_view_pending ? 1 : 0;
-    this.env.sendToReplica(h.replica, finalize(reply, encodeHeaders(headers)));
+    // These come from the primary of this view, in normal status: canonical.
+    const canonical = this.status === "normal" && this.isPrimary() && !this.start_view_pending;
+    this.env.sendToReplica(h.replica, buildHeaders(this.envelope(this.view), { op: this.op, commit_max: this.commit_max, canonical, headers }));
   }
 
   private onHeaders(message: Message): void {
@@ -2113,10 +2092,8 @@ export class Replica {
   }
 
   private requestValue(request: ValueRequest): void {
-    const h = this.makeHeader(Command.request_value);
-    h.op = request.version;
-    h.context = request.checksum;
-    this.env.sendToReplica(valueRepairPeer(this.replica, this.config.replica_count, this.env.random), finalize(h, keyToBytes(request.key)));
+    const message = buildRequestValue(this.envelope(this.view), { version: request.version, checksum: request.checksum, key: request.key });
+    this.env.sendToReplica(valueRepairPeer(this.replica, this.config.replica_count, this.env.random), message);
   }
 
   private onRequestValue(message: Message): void {
@@ -2127,15 +2104,7 @@ export class Replica {
     if (entry === undefined || entry.version !== h.op || entry.checksum !== h.context) return;
     const value = this.storage.readValue(entry);
     if (value === null) return;
-    const reply = this.makeHeader(Command.value);
-    reply.op = h.op;
-    reply.context = h.context;
-    const body = new Uint8Array(2 + message.body.length + value.length);
-    body[0] = message.body.length & 0xff;
-    body[1] = message.body.length >>> 8;
-    body.set(message.body, 2);
-    body.set(value, 2 + message.body.length);
-    this.env.sendToReplica(h.replica, finalize(reply, body));
+    this.env.sendToReplica(h.replica, buildValue(this.envelope(this.view), { version: entry.version, checksum: entry.checksum, key, value }));
   }
 
   private onValue(message: Message): void {
@@ -2159,17 +2128,6 @@ export class Replica {
 
   // ---------------------------------------------------------------------------------------------
   // Helpers
-
-  private makeHeader(command: Command): Header {
-    const h = new Header();
-    h.command = command;
-    h.cluster = this.config.cluster;
-    h.replica = this.replica;
-    h.replica_count = this.config.replica_count;
-    h.view = this.view;
-    h.incarnation = this.incarnation;
-    return h;
-  }
 
   private sendToOthers(message: Message): void {
     for (let r = 0; r < this.config.replica_count; r++) {
