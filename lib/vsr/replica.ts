@@ -23,7 +23,6 @@ import { LogLimiter } from "../net/log_limiter.ts";
 import { Command, Header, type Message } from "../net/codec.ts";
 import { journal_slot_count_max, key_size_max, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
 import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
-import { keyFromBytes } from "../store/keys.ts";
 import { executeRead, executeWrite, validateRequest } from "../store/execute.ts";
 import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
 import { ClientTable, type StoredReply } from "./client_table.ts";
@@ -45,7 +44,7 @@ import { describeOps, windowOp } from "./window.ts";
 import { Scrubber } from "./scrubber.ts";
 import { ValueRepairs, valueRepairPeer, type ValueRequest } from "./value_repair.ts";
 import { Recovering } from "./recovery.ts";
-import { buildCommit, buildCommitOk, buildDoViewChange, buildHeaders, buildPing, buildPong, buildPrepare, buildPrepareOk, buildReply, buildRequestHeaders, buildRequestPrepare, buildRequestStartView, buildRequestSync, buildRequestValue, buildStartView, buildStartViewChange, buildSyncChunk, buildValue, decodeDoViewChangeBody, decodeHeaders, readCommit, readPing, readRequestSync, readSyncChunk, suffixValid, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
+import { buildCommit, buildCommitOk, buildDoViewChange, buildHeaders, buildPing, buildPong, buildPrepare, buildPrepareOk, buildReply, buildRequestHeaders, buildRequestPrepare, buildRequestStartView, buildRequestSync, buildRequestValue, buildStartView, buildStartViewChange, buildSyncChunk, buildValue, decodeHeaders, readCommit, readCommitOk, readDoViewChange, readHeaders, readPing, readPong, readPrepareOk, readRequestPrepare, readRequestStartView, readRequestSync, readRequestValue, readStartView, readStartViewChange, readSyncChunk, readValue, suffixValid, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
 export { rootPrepare, stateDigest };
 
 export type Status = "blank" | "recovering" | "normal" | "view_change";
@@ -642,7 +641,8 @@ export class Replica {
 
   private onPong(message: Message): void {
     const h = message.header;
-    const pong = { replica: h.replica, nonce: h.context, answer: h.operation, view: h.view, log_view: h.log_view, op: h.op, commit: h.commit, durable_view: h.checkpoint_op, incarnation: h.incarnation };
+    const p = readPong(message);
+    const pong = { replica: h.replica, nonce: p.nonce, answer: p.state, view: h.view, log_view: p.log_view, op: p.op, commit: p.commit_max, durable_view: p.durable_view, incarnation: h.incarnation };
     this.followFormation(this.formation.pong(pong, this.status));
   }
 
@@ -862,9 +862,10 @@ export class Replica {
   private onPrepareOk(message: Message): void {
     const h = message.header;
     if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
+    const { op, checksum } = readPrepareOk(message);
     // Alive only if it acknowledges a prepare of this log (a forged ack names none).
-    if (this.leader !== null && this.journal.header(h.op)?.checksum === h.context) this.leader.alive(h.replica, this.ticks);
-    this.leader?.ack(h.op, h.context, h.replica);
+    if (this.leader !== null && this.journal.header(op)?.checksum === checksum) this.leader.alive(h.replica, this.ticks);
+    this.leader?.ack(op, checksum, h.replica);
     this.commitPipeline();
   }
 
@@ -951,9 +952,10 @@ export class Replica {
     // committed in an earlier view are in it, and their holders acknowledge them again).
     // The round's nonce, echoed: a forged commit_ok cannot confirm a round (and so a read) that
     // the backup never answered.
-    if (!leader.reads.answers(h.session, h.client)) return;
+    const { round, nonce } = readCommitOk(message);
+    if (!leader.reads.answers(round, nonce)) return;
     leader.alive(h.replica, this.ticks); // alive (a forged commit_ok must not keep a cut-off primary from abdicating)
-    if (leader.reads.ack(h.replica, h.session)) this.serveReads();
+    if (leader.reads.ack(h.replica, round)) this.serveReads();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1168,18 +1170,17 @@ export class Replica {
     }
     if (h.view < this.view || this.isPrimary()) return;
     if (this.status !== "normal" && this.status !== "recovering") return;
+    const commit = readCommit(message);
     this.onPrimaryContact(h);
-    // context: the checksum of the primary's prepare at its commit number.
-    this.learnPrimaryCommit(h.commit, h.commit, h.context);
+    this.learnPrimaryCommit(commit.commit_max, commit.commit_max, commit.commit_checksum);
     // The latest announcement counts (not the highest): a forged one is replaced by the next.
-    if (h.checkpoint_op > 0) this.sync_targets.primaryAnnounced(h.view, { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.parent });
+    if (commit.checkpoint.op > 0) this.sync_targets.primaryAnnounced(h.view, commit.checkpoint);
     if (this.status === "normal" && this.view_durable === this.view) {
-      const { round, nonce } = readCommit(message);
-      this.env.sendToReplica(h.replica, buildCommitOk(this.envelope(this.view), { round, nonce, commit_max: this.commit_max }));
+      this.env.sendToReplica(h.replica, buildCommitOk(this.envelope(this.view), { round: commit.round, nonce: commit.nonce, commit_max: this.commit_max }));
     }
-    if (h.op > this.op && this.journal.header(this.op) !== null && this.status === "normal") {
+    if (commit.op > this.op && this.journal.header(this.op) !== null && this.status === "normal") {
       // The primary is ahead: its prepares were lost on the way. Learn the headers, then repair.
-      this.requestHeaders(this.op + 1, Math.min(h.op, this.commit_min + this.config.journal_slot_count));
+      this.requestHeaders(this.op + 1, Math.min(commit.op, this.commit_min + this.config.journal_slot_count));
     }
     this.executeCommitted();
   }
@@ -1556,7 +1557,7 @@ export class Replica {
       // RULE: a replica in normal status leaves its view only on its own timeout or when f+1
       // others want to; one replica that cannot hear the primary must not depose it.
       if (h.view <= this.view) return;
-      const promised = Number(h.context);
+      const promised = readStartViewChange(message).durable_view;
       if (this.isPrimary() && promised > this.view && promised <= h.view) {
         // The sender made a higher view durable (it sent do_view_change in it, after a quorum had
         // agreed to leave the view before), so it can never rejoin this one: without a view change
@@ -1649,8 +1650,8 @@ export class Replica {
     const h = message.header;
     if (this.status === "blank" || this.status === "recovering" || h.view < this.view) return;
     if (primaryIndex(h.view, this.config.replica_count) !== this.replica) return;
-    const body = decodeDoViewChangeBody(message.body, h.request, this.config.cluster);
-    if (body === null || !suffixValid(body.headers, h.op)) return this.drop(message, "malformed do_view_change headers");
+    const body = readDoViewChange(message);
+    if (typeof body === "string") return this.drop(message, body);
     // Its log was normal in an earlier view than the one it votes for.
     if (h.log_view >= h.view) return this.violation(h.replica, h.command, `log_view ${h.log_view} not below its view ${h.view}`, h.checksum);
     const { headers, presence, faulty_ops } = body;
@@ -1808,14 +1809,15 @@ export class Replica {
     if (this.status === "blank" || (h.view < this.view && !this.mayJoinView(h.view))) return;
     if (h.replica !== primaryIndex(h.view, this.config.replica_count)) return;
     if (h.view === this.view && this.status === "normal") return;
-    const headers = decodeHeaders(message.body, this.config.cluster);
-    if (headers === null || !suffixValid(headers, h.op)) return this.drop(message, "malformed start_view headers");
+    const sv = readStartView(message);
+    if (typeof sv === "string") return this.drop(message, sv);
+    const headers = sv.headers;
     if (this.status === "recovering" && h.view < this.view) return;
     // RULE (recovery): a replica that lost its state installs only a start_view answering its own
     // request, so its log is the primary's as it is now. A start_view sent earlier (delayed,
     // replayed) is a prefix of that view's log, and a replica that acknowledged ops of that view
     // before it lost them would install a log without them, then offer it in a view change.
-    if (this.recovering !== null && !this.recovering.answers(h.context)) return;
+    if (this.recovering !== null && !this.recovering.answers(sv.nonce)) return;
     if (h.op < this.commit_min) return; // a stale start_view: the view's log holds every committed op
     // Every later view's log holds what this replica executed: a log that names another prepare
     // at its last executed op is none an honest primary sends.
@@ -1905,7 +1907,7 @@ export class Replica {
 
   private onRequestStartView(message: Message): void {
     const h = message.header;
-    if (this.status === "normal" && h.view === this.view && this.isPrimary() && !this.start_view_pending) this.sendStartView(h.replica, h.context);
+    if (this.status === "normal" && h.view === this.view && this.isPrimary() && !this.start_view_pending) this.sendStartView(h.replica, readRequestStartView(message).nonce);
   }
 
   /** RULE (lost disk): a recovering replica rejoins once Recovering.step says it is ready; until
@@ -2011,10 +2013,11 @@ export class Replica {
    * peer that needs it): the requester verifies what it receives by its checksum. */
   private onRequestPrepare(message: Message): void {
     const h = message.header;
-    const prepare = this.storage.readPrepare(h.op, h.context);
+    const { op, checksum } = readRequestPrepare(message);
+    const prepare = this.storage.readPrepare(op, checksum);
     if (prepare === null) {
       // Damaged since it was written: this replica repairs it too.
-      if (this.journal.hasPrepare(h.op, h.context)) this.journal.damaged(this.journal.header(h.op)!);
+      if (this.journal.hasPrepare(op, checksum)) this.journal.damaged(this.journal.header(op)!);
       return;
     }
     this.env.sendToReplica(h.replica, prepare);
@@ -2033,9 +2036,10 @@ export class Replica {
   private onHeaders(message: Message): void {
     const h = message.header;
     if (this.status !== "normal" && this.status !== "recovering" && !this.start_view_pending) return;
-    const headers = decodeHeaders(message.body, this.config.cluster);
-    if (headers === null) return this.drop(message, "malformed headers");
-    const canonical = h.operation === 1 && h.view === this.view && h.replica === primaryIndex(this.view, this.config.replica_count);
+    const received = readHeaders(message);
+    if (typeof received === "string") return this.drop(message, received);
+    const headers = received.headers;
+    const canonical = received.canonical && h.view === this.view && h.replica === primaryIndex(this.view, this.config.replica_count);
     if (canonical) {
       for (const header of headers) {
         if (header.op <= this.commitKnown()) this.syncTargetFrom(header);
@@ -2098,10 +2102,12 @@ export class Replica {
 
   private onRequestValue(message: Message): void {
     const h = message.header;
-    if (this.status === "blank" || message.body.length < 1 || message.body.length > key_size_max) return;
-    const key = keyFromBytes(message.body);
+    if (this.status === "blank") return;
+    const request = readRequestValue(message);
+    if (typeof request === "string") return; // silently, as always: a repair request is no claim
+    const { key } = request;
     const entry = this.store.get(key);
-    if (entry === undefined || entry.version !== h.op || entry.checksum !== h.context) return;
+    if (entry === undefined || entry.version !== request.version || entry.checksum !== request.checksum) return;
     const value = this.storage.readValue(entry);
     if (value === null) return;
     this.env.sendToReplica(h.replica, buildValue(this.envelope(this.view), { version: entry.version, checksum: entry.checksum, key, value }));
@@ -2109,11 +2115,10 @@ export class Replica {
 
   private onValue(message: Message): void {
     const h = message.header;
-    const key_size = message.body.length >= 2 ? message.body[0]! | (message.body[1]! << 8) : 0;
-    if (key_size < 1 || message.body.length < 2 + key_size) return this.drop(message, "malformed value");
-    const key = keyFromBytes(message.body.subarray(2, 2 + key_size));
-    const value = message.body.subarray(2 + key_size);
-    const verdict = this.value_repairs.verdict(key, h.op, h.context, value, this.store.get(key));
+    const repaired = readValue(message);
+    if (typeof repaired === "string") return this.drop(message, repaired);
+    const { key, value } = repaired;
+    const verdict = this.value_repairs.verdict(key, repaired.version, repaired.checksum, value, this.store.get(key));
     if (verdict === "unwanted") return;
     if (verdict === "mismatch") return this.drop(message, "repaired value does not match its checksum");
     if (!this.relocateValue(key, value)) return;
