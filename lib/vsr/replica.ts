@@ -597,8 +597,10 @@ export class Replica {
 
   /** Caught up and durable: a normal backup again, which may acknowledge. */
   private leaveRecovering(): void {
+    assert(this.status === "recovering" && this.recovering !== null && this.sync === null, () => `replica ${this.replica}: leaving recovery from status ${this.status}`);
     this.recovering = null;
     this.enterNormalBackup();
+    assert((this.status as Status) === "normal" && !this.isActingPrimary(), "a recovered replica rejoins as a backup");
   }
 
   /** Whether a message shows the cluster formed (so every replica formatted): only what a forged
@@ -849,6 +851,8 @@ export class Replica {
     const h = prepare.header;
     assert(h.timestamp > parent.timestamp, "the hash chain's timestamps strictly increase");
     this.op = h.op;
+    // prepareQueued stops at opPrepareMax: the primary's own copy is one it may count.
+    assert(this.op <= this.opPrepareOkMax(), () => `primary ${this.replica}: prepared op ${this.op} beyond what its durable checkpoint ${this.checkpoint.op} keeps`);
     this.observer?.primary(this.replica, this.view);
     leader.prepared(h.op, h.checksum, prepare);
     // Send first, then journal: the backups' writes overlap the primary's own.
@@ -874,6 +878,7 @@ export class Replica {
   private commitPipeline(): void {
     const leader = this.leader;
     for (const entry of leader?.popCommitted(this.replicationQuorum(), this.commit_max) ?? []) {
+      assert(entry.op <= this.op, () => `primary ${this.replica}: committed op ${entry.op} above its head ${this.op}`);
       if (entry.op > this.commit_max) {
         this.commit_max = entry.op;
         this.commit_max_checksum = entry.checksum;
@@ -887,6 +892,7 @@ export class Replica {
   /** The id of the checkpoint a prepare at op names (durable_state.ts); null: not taken yet, so
    * the primary must execute further before it prepares op. */
   private checkpointIdFor(op: number): CheckpointId | null {
+    assert(op > 0, "op 0 is the root, which names no checkpoint");
     return this.durable.idFor(op, this.journal.header(op - 1));
   }
 
@@ -938,6 +944,7 @@ export class Replica {
     const nonce = this.env.random.u64();
     const round = leader.reads.startRound(nonce);
     const commit_checksum = this.journal.header(this.commit_max)?.checksum ?? (this.commit_max === this.commit_min ? this.commit_min_checksum : 0n);
+    assert(this.isActingPrimary() && this.leader === leader, () => `replica ${this.replica}: heartbeat of view ${this.view} while not acting as its primary`);
     const commit = buildCommit(this.envelope(this.view), { commit_max: this.commit_max, commit_checksum, round, nonce, op: this.op, checkpoint: this.checkpoint });
     this.timeout_heartbeat.reset();
     this.sendToOthers(commit);
@@ -1212,7 +1219,9 @@ export class Replica {
 
   /** The highest commit number heard of, verified or not: what repair and state sync aim at. */
   private commitKnown(): number {
-    return Math.max(this.commit_max, this.commit_hint);
+    const known = Math.max(this.commit_max, this.commit_hint);
+    assert(known >= this.commit_min, () => `replica ${this.replica}: knows of commit ${known} below what it executed (${this.commit_min})`);
+    return known;
   }
 
   private onNormalTimeout(): void {
@@ -1253,6 +1262,7 @@ export class Replica {
       if (!this.journal.hasPrepare(op, h.checksum)) break;
       up_to = op;
     }
+    assert(up_to >= this.commit_min && up_to <= Math.max(this.commit_min, limit), () => `replica ${this.replica}: verified up to ${up_to} outside ${this.commit_min}..${limit}`);
     return up_to;
   }
 
@@ -1262,6 +1272,7 @@ export class Replica {
     if (this.sync !== null || this.start_view_pending) return;
     if (this.commit_min >= this.commit_max) return;
     const up_to = this.verifiedUpTo();
+    const executed_before = this.commit_min;
     while (this.commit_min < up_to) {
       if (this.checkpointMissing()) break;
       const op = this.commit_min + 1;
@@ -1276,11 +1287,15 @@ export class Replica {
       this.execute(prepare);
       if (this.commit_min % this.config.checkpoint_interval_ops === 0) this.takeCheckpoint();
     }
+    // Execution moves forward one op at a time, and never past the verified log.
+    assert(this.commit_min >= executed_before && this.commit_min <= up_to, () => `replica ${this.replica}: executed from ${executed_before} to ${this.commit_min}, verified up to ${up_to}`);
     if (this.isPrimary() && this.status === "normal") this.serveReads();
   }
 
   private pipelineMessage(op: number, checksum_: bigint): Message | null {
-    return this.leader?.message(op, checksum_) ?? null;
+    const message = this.leader?.message(op, checksum_) ?? null;
+    assert(message === null || (message.header.op === op && message.header.checksum === checksum_), () => `primary ${this.replica}: pipeline holds another prepare at op ${op}`);
+    return message;
   }
 
   private execute(prepare: Message): void {
@@ -1300,6 +1315,7 @@ export class Replica {
     this.commit_min_checksum = h.checksum;
     this.commit_min_header = h;
     if (this.commit_min > this.commit_max) this.commit_max = this.commit_min;
+    assert(this.commit_min <= this.op, () => `replica ${this.replica}: executed op ${this.commit_min} above its head ${this.op}`);
     this.observer?.executed(this.replica, prepare);
   }
 
@@ -1440,7 +1456,8 @@ export class Replica {
   }
 
   private requestSyncChunk(): void {
-    const sync = this.sync!;
+    const sync = this.sync;
+    assert(sync !== null, () => `replica ${this.replica}: asking for a sync chunk with no sync under way`);
     const { peer, position } = sync.request();
     this.env.sendToReplica(peer, buildRequestSync(this.envelope(this.view), { checkpoint: sync.target, position }));
   }
@@ -1480,7 +1497,8 @@ export class Replica {
   }
 
   private finishSync(): void {
-    const sync = this.sync!;
+    const sync = this.sync;
+    assert(sync !== null, () => `replica ${this.replica}: finishing a sync that is not under way`);
     const received = this.storage.syncFinish(this.config.clients_max);
     if (received === null || !sync.verifies(received)) {
       this.env.log("error", `replica ${this.replica}: state sync of checkpoint ${sync.target.op} from replica ${sync.peer} does not match its digest: retrying with another peer`);
@@ -2135,6 +2153,8 @@ export class Replica {
   // Helpers
 
   private sendToOthers(message: Message): void {
+    // Relayed prepares keep their primary's envelope; everything else this replica sends is its own.
+    assert(message.header.replica === this.replica || message.header.command === Command.prepare, () => `replica ${this.replica}: broadcasting replica ${message.header.replica}'s ${Command[message.header.command]}`);
     for (let r = 0; r < this.config.replica_count; r++) {
       if (r !== this.replica) this.env.sendToReplica(r, message);
     }
@@ -2143,7 +2163,11 @@ export class Replica {
   /** The top of the log (up to view_headers_max headers ending at op), for do_view_change,
    * start_view and the superblock. */
   private suffixHeaders(): Header[] {
-    if (this.journal.header(this.op) !== null) return this.journal.range(this.op - view_headers_max + 1, this.op);
+    if (this.journal.header(this.op) !== null) {
+      const headers = this.journal.range(this.op - view_headers_max + 1, this.op);
+      assert(headers.length > 0 && headers[headers.length - 1]!.op === this.op, () => `replica ${this.replica}: its log suffix does not end at its head op ${this.op}`);
+      return headers;
+    }
     const persisted = this.view_headers.filter((h) => h.op <= this.op);
     assert(persisted.length > 0 && persisted[persisted.length - 1]!.op === this.op, () => `replica ${this.replica}: no header for its head op ${this.op}`);
     return persisted;
