@@ -20,10 +20,9 @@ import { AssertionError, assert } from "../util/assert.ts";
 import type { Prng } from "../util/prng.ts";
 import { hex32 } from "../util/hex.ts";
 import { LogLimiter } from "../net/log_limiter.ts";
-import { Command, Header, finalize, type Message } from "../net/codec.ts";
+import { Command, Header, type Message } from "../net/codec.ts";
 import { journal_slot_count_max, key_size_max, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
 import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
-import { keyFromBytes, keyToBytes } from "../store/keys.ts";
 import { executeRead, executeWrite, validateRequest } from "../store/execute.ts";
 import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
 import { ClientTable, type StoredReply } from "./client_table.ts";
@@ -45,7 +44,7 @@ import { describeOps, windowOp } from "./window.ts";
 import { Scrubber } from "./scrubber.ts";
 import { ValueRepairs, valueRepairPeer, type ValueRequest } from "./value_repair.ts";
 import { Recovering } from "./recovery.ts";
-import { buildReply, decodeDoViewChangeBody, decodeHeaders, encodeDoViewChangeBody, encodeHeaders, suffixValid, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
+import { buildCommit, buildCommitOk, buildDoViewChange, buildHeaders, buildPing, buildPong, buildPrepare, buildPrepareOk, buildReply, buildRequestHeaders, buildRequestPrepare, buildRequestStartView, buildRequestSync, buildRequestValue, buildStartView, buildStartViewChange, buildSyncChunk, buildValue, decodeHeaders, readCommit, readCommitOk, readDoViewChange, readHeaders, readPing, readPong, readPrepareOk, readRequestPrepare, readRequestStartView, readRequestSync, readRequestValue, readStartView, readStartViewChange, readSyncChunk, readValue, suffixValid, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
 export { rootPrepare, stateDigest };
 
 export type Status = "blank" | "recovering" | "normal" | "view_change";
@@ -598,8 +597,10 @@ export class Replica {
 
   /** Caught up and durable: a normal backup again, which may acknowledge. */
   private leaveRecovering(): void {
+    assert(this.status === "recovering" && this.recovering !== null && this.sync === null, () => `replica ${this.replica}: leaving recovery from status ${this.status}`);
     this.recovering = null;
     this.enterNormalBackup();
+    assert((this.status as Status) === "normal" && !this.isActingPrimary(), "a recovered replica rejoins as a backup");
   }
 
   /** Whether a message shows the cluster formed (so every replica formatted): only what a forged
@@ -622,29 +623,28 @@ export class Replica {
       return;
     }
     this.formation.round(this.env.random.u64());
-    const h = this.makeHeader(Command.ping);
-    h.context = this.formation.nonce;
-    this.sendToOthers(finalize(h));
+    this.sendToOthers(buildPing(this.envelope(this.view), { nonce: this.formation.nonce }));
     this.followFormation(this.formation.decide());
   }
 
   private onPing(message: Message): void {
-    const h = this.makeHeader(Command.pong);
-    h.context = message.header.context;
-    // operation: 0 blank, 1 formatted, 2 recovering (a lost disk, catching up), 3 formed.
-    h.operation = this.formation.answer(this.status, this.view_durable);
-    h.op = this.op;
-    h.commit = this.commit_max;
-    h.log_view = this.log_view;
-    // The durable view: the floor a replica that lost its disk adopts (views being changed in
-    // memory are not promises, and the cluster may settle below them).
-    h.checkpoint_op = Math.max(0, this.view_durable);
-    this.env.sendToReplica(message.header.replica, finalize(h));
+    const pong = buildPong(this.envelope(this.view), {
+      nonce: readPing(message).nonce,
+      state: this.formation.answer(this.status, this.view_durable),
+      op: this.op,
+      commit_max: this.commit_max,
+      log_view: this.log_view,
+      // The durable view: the floor a replica that lost its disk adopts (views being changed in
+      // memory are not promises, and the cluster may settle below them).
+      durable_view: Math.max(0, this.view_durable),
+    });
+    this.env.sendToReplica(message.header.replica, pong);
   }
 
   private onPong(message: Message): void {
     const h = message.header;
-    const pong = { replica: h.replica, nonce: h.context, answer: h.operation, view: h.view, log_view: h.log_view, op: h.op, commit: h.commit, durable_view: h.checkpoint_op, incarnation: h.incarnation };
+    const p = readPong(message);
+    const pong = { replica: h.replica, nonce: p.nonce, answer: p.state, view: h.view, log_view: p.log_view, op: p.op, commit: p.commit_max, durable_view: p.durable_view, incarnation: h.incarnation };
     this.followFormation(this.formation.pong(pong, this.status));
   }
 
@@ -842,19 +842,17 @@ export class Replica {
     const body = encodeBatch(
       requests.map((m) => ({ client: m.header.client, session: m.header.session, request: m.header.request, operation: m.header.operation, body: m.body })),
     );
-    const h = this.makeHeader(Command.prepare);
-    h.op = this.op + 1;
-    h.commit = this.commit_max;
-    h.parent = parent.checksum;
+    const op = this.op + 1;
+    const checkpoint = this.checkpointIdFor(op);
+    assert(checkpoint !== null, () => `primary ${this.replica}: no checkpoint named by op ${op}`);
     // Timestamps never go backwards, across primaries whose clocks disagree too.
-    h.timestamp = Math.max(parent.timestamp + 1, this.realtime);
-    const named = this.checkpointIdFor(h.op)!;
-    h.checkpoint_op = named.op;
-    h.checkpoint_digest = named.digest;
-    h.context = named.checksum;
-    h.request = requests.length;
-    const prepare = finalize(h, body);
+    const timestamp = Math.max(parent.timestamp + 1, this.realtime);
+    const prepare = buildPrepare(this.envelope(this.view), { op, parent: parent.checksum, commit_max: this.commit_max, timestamp, checkpoint, requests: requests.length, body });
+    const h = prepare.header;
+    assert(h.timestamp > parent.timestamp, "the hash chain's timestamps strictly increase");
     this.op = h.op;
+    // prepareQueued stops at opPrepareMax: the primary's own copy is one it may count.
+    assert(this.op <= this.opPrepareOkMax(), () => `primary ${this.replica}: prepared op ${this.op} beyond what its durable checkpoint ${this.checkpoint.op} keeps`);
     this.observer?.primary(this.replica, this.view);
     leader.prepared(h.op, h.checksum, prepare);
     // Send first, then journal: the backups' writes overlap the primary's own.
@@ -868,9 +866,10 @@ export class Replica {
   private onPrepareOk(message: Message): void {
     const h = message.header;
     if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
+    const { op, checksum } = readPrepareOk(message);
     // Alive only if it acknowledges a prepare of this log (a forged ack names none).
-    if (this.leader !== null && this.journal.header(h.op)?.checksum === h.context) this.leader.alive(h.replica, this.ticks);
-    this.leader?.ack(h.op, h.context, h.replica);
+    if (this.leader !== null && this.journal.header(op)?.checksum === checksum) this.leader.alive(h.replica, this.ticks);
+    this.leader?.ack(op, checksum, h.replica);
     this.commitPipeline();
   }
 
@@ -879,6 +878,7 @@ export class Replica {
   private commitPipeline(): void {
     const leader = this.leader;
     for (const entry of leader?.popCommitted(this.replicationQuorum(), this.commit_max) ?? []) {
+      assert(entry.op <= this.op, () => `primary ${this.replica}: committed op ${entry.op} above its head ${this.op}`);
       if (entry.op > this.commit_max) {
         this.commit_max = entry.op;
         this.commit_max_checksum = entry.checksum;
@@ -892,6 +892,7 @@ export class Replica {
   /** The id of the checkpoint a prepare at op names (durable_state.ts); null: not taken yet, so
    * the primary must execute further before it prepares op. */
   private checkpointIdFor(op: number): CheckpointId | null {
+    assert(op > 0, "op 0 is the root, which names no checkpoint");
     return this.durable.idFor(op, this.journal.header(op - 1));
   }
 
@@ -942,17 +943,11 @@ export class Replica {
   private sendCommit(leader: Leader): void {
     const nonce = this.env.random.u64();
     const round = leader.reads.startRound(nonce);
-    const h = this.makeHeader(Command.commit);
-    h.client = nonce;
-    h.commit = this.commit_max;
-    h.context = this.journal.header(this.commit_max)?.checksum ?? (this.commit_max === this.commit_min ? this.commit_min_checksum : 0n);
-    h.session = round;
-    h.checkpoint_op = this.checkpoint.op;
-    h.checkpoint_digest = this.checkpoint.digest;
-    h.parent = this.checkpoint.checksum;
-    h.op = this.op;
+    const commit_checksum = this.journal.header(this.commit_max)?.checksum ?? (this.commit_max === this.commit_min ? this.commit_min_checksum : 0n);
+    assert(this.isActingPrimary() && this.leader === leader, () => `replica ${this.replica}: heartbeat of view ${this.view} while not acting as its primary`);
+    const commit = buildCommit(this.envelope(this.view), { commit_max: this.commit_max, commit_checksum, round, nonce, op: this.op, checkpoint: this.checkpoint });
     this.timeout_heartbeat.reset();
-    this.sendToOthers(finalize(h));
+    this.sendToOthers(commit);
   }
 
   private onCommitOk(message: Message): void {
@@ -964,9 +959,10 @@ export class Replica {
     // committed in an earlier view are in it, and their holders acknowledge them again).
     // The round's nonce, echoed: a forged commit_ok cannot confirm a round (and so a read) that
     // the backup never answered.
-    if (!leader.reads.answers(h.session, h.client)) return;
+    const { round, nonce } = readCommitOk(message);
+    if (!leader.reads.answers(round, nonce)) return;
     leader.alive(h.replica, this.ticks); // alive (a forged commit_ok must not keep a cut-off primary from abdicating)
-    if (leader.reads.ack(h.replica, h.session)) this.serveReads();
+    if (leader.reads.ack(h.replica, round)) this.serveReads();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1144,12 +1140,8 @@ export class Replica {
     // RULE (a promise never outlives the memory behind it), asserted apart from opPrepareOkMax: a
     // restart reloads the durable checkpoint and the window after it, and nothing beyond.
     assert(op <= this.checkpoint.op + this.config.journal_slot_count, () => `replica ${this.replica}: acknowledging op ${op} beyond what a restart from its durable checkpoint ${this.checkpoint.op} reloads`);
-    const ok = this.makeHeader(Command.prepare_ok);
-    ok.op = op;
-    ok.context = h.checksum;
-    ok.parent = h.parent;
-    ok.commit = this.commit_max;
-    this.env.sendToReplica(primaryIndex(this.view, this.config.replica_count), finalize(ok));
+    const ok = buildPrepareOk(this.envelope(this.view), { op, checksum: h.checksum, parent: h.parent, commit_max: this.commit_max });
+    this.env.sendToReplica(primaryIndex(this.view, this.config.replica_count), ok);
   }
 
   /** RULE: a recovering replica persists its synced checkpoint before it rejoins. (The
@@ -1185,21 +1177,17 @@ export class Replica {
     }
     if (h.view < this.view || this.isPrimary()) return;
     if (this.status !== "normal" && this.status !== "recovering") return;
+    const commit = readCommit(message);
     this.onPrimaryContact(h);
-    // context: the checksum of the primary's prepare at its commit number.
-    this.learnPrimaryCommit(h.commit, h.commit, h.context);
+    this.learnPrimaryCommit(commit.commit_max, commit.commit_max, commit.commit_checksum);
     // The latest announcement counts (not the highest): a forged one is replaced by the next.
-    if (h.checkpoint_op > 0) this.sync_targets.primaryAnnounced(h.view, { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.parent });
+    if (commit.checkpoint.op > 0) this.sync_targets.primaryAnnounced(h.view, commit.checkpoint);
     if (this.status === "normal" && this.view_durable === this.view) {
-      const ok = this.makeHeader(Command.commit_ok);
-      ok.session = h.session;
-      ok.client = h.client; // the round's nonce
-      ok.commit = this.commit_max;
-      this.env.sendToReplica(h.replica, finalize(ok));
+      this.env.sendToReplica(h.replica, buildCommitOk(this.envelope(this.view), { round: commit.round, nonce: commit.nonce, commit_max: this.commit_max }));
     }
-    if (h.op > this.op && this.journal.header(this.op) !== null && this.status === "normal") {
+    if (commit.op > this.op && this.journal.header(this.op) !== null && this.status === "normal") {
       // The primary is ahead: its prepares were lost on the way. Learn the headers, then repair.
-      this.requestHeaders(this.op + 1, Math.min(h.op, this.commit_min + this.config.journal_slot_count));
+      this.requestHeaders(this.op + 1, Math.min(commit.op, this.commit_min + this.config.journal_slot_count));
     }
     this.executeCommitted();
   }
@@ -1231,7 +1219,9 @@ export class Replica {
 
   /** The highest commit number heard of, verified or not: what repair and state sync aim at. */
   private commitKnown(): number {
-    return Math.max(this.commit_max, this.commit_hint);
+    const known = Math.max(this.commit_max, this.commit_hint);
+    assert(known >= this.commit_min, () => `replica ${this.replica}: knows of commit ${known} below what it executed (${this.commit_min})`);
+    return known;
   }
 
   private onNormalTimeout(): void {
@@ -1272,6 +1262,7 @@ export class Replica {
       if (!this.journal.hasPrepare(op, h.checksum)) break;
       up_to = op;
     }
+    assert(up_to >= this.commit_min && up_to <= Math.max(this.commit_min, limit), () => `replica ${this.replica}: verified up to ${up_to} outside ${this.commit_min}..${limit}`);
     return up_to;
   }
 
@@ -1281,6 +1272,7 @@ export class Replica {
     if (this.sync !== null || this.start_view_pending) return;
     if (this.commit_min >= this.commit_max) return;
     const up_to = this.verifiedUpTo();
+    const executed_before = this.commit_min;
     while (this.commit_min < up_to) {
       if (this.checkpointMissing()) break;
       const op = this.commit_min + 1;
@@ -1295,11 +1287,15 @@ export class Replica {
       this.execute(prepare);
       if (this.commit_min % this.config.checkpoint_interval_ops === 0) this.takeCheckpoint();
     }
+    // Execution moves forward one op at a time, and never past the verified log.
+    assert(this.commit_min >= executed_before && this.commit_min <= up_to, () => `replica ${this.replica}: executed from ${executed_before} to ${this.commit_min}, verified up to ${up_to}`);
     if (this.isPrimary() && this.status === "normal") this.serveReads();
   }
 
   private pipelineMessage(op: number, checksum_: bigint): Message | null {
-    return this.leader?.message(op, checksum_) ?? null;
+    const message = this.leader?.message(op, checksum_) ?? null;
+    assert(message === null || (message.header.op === op && message.header.checksum === checksum_), () => `primary ${this.replica}: pipeline holds another prepare at op ${op}`);
+    return message;
   }
 
   private execute(prepare: Message): void {
@@ -1319,6 +1315,7 @@ export class Replica {
     this.commit_min_checksum = h.checksum;
     this.commit_min_header = h;
     if (this.commit_min > this.commit_max) this.commit_max = this.commit_min;
+    assert(this.commit_min <= this.op, () => `replica ${this.replica}: executed op ${this.commit_min} above its head ${this.op}`);
     this.observer?.executed(this.replica, prepare);
   }
 
@@ -1459,35 +1456,24 @@ export class Replica {
   }
 
   private requestSyncChunk(): void {
-    const sync = this.sync!;
-    const h = this.makeHeader(Command.request_sync);
-    h.op = sync.target.op;
-    h.checkpoint_digest = sync.target.digest;
-    h.context = sync.target.checksum;
+    const sync = this.sync;
+    assert(sync !== null, () => `replica ${this.replica}: asking for a sync chunk with no sync under way`);
     const { peer, position } = sync.request();
-    h.commit = position;
-    this.env.sendToReplica(peer, finalize(h));
+    this.env.sendToReplica(peer, buildRequestSync(this.envelope(this.view), { checkpoint: sync.target, position }));
   }
 
   private onRequestSync(message: Message): void {
-    const h = message.header;
-    const id: CheckpointId = { op: h.op, digest: h.checkpoint_digest, checksum: h.context };
-    const chunk = this.storage.readSyncChunk(id, h.commit, sync_chunk_size_max);
+    const { checkpoint, position } = readRequestSync(message);
+    const chunk = this.storage.readSyncChunk(checkpoint, position, sync_chunk_size_max);
     if (chunk === null) return;
-    const reply = this.makeHeader(Command.sync_chunk);
-    reply.op = id.op;
-    reply.checkpoint_digest = id.digest;
-    reply.context = id.checksum;
-    reply.commit = h.commit;
-    reply.timestamp = chunk.next ?? 0;
-    reply.result = chunk.next === null ? 1 : 0;
-    this.env.sendToReplica(h.replica, finalize(reply, chunk.bytes));
+    this.env.sendToReplica(message.header.replica, buildSyncChunk(this.envelope(this.view), { checkpoint, position, next: chunk.next, body: chunk.bytes }));
   }
 
   private onSyncChunk(message: Message): void {
     const h = message.header;
+    const chunk = readSyncChunk(message);
     const sync = this.sync;
-    if (sync === null || !sync.accept(h.op, h.checkpoint_digest, h.commit)) return;
+    if (sync === null || !sync.accept(chunk.checkpoint.op, chunk.checkpoint.digest, chunk.position)) return;
     let applied: boolean;
     try {
       applied = this.storage.syncApply(message.body);
@@ -1503,8 +1489,7 @@ export class Replica {
       sync.restart();
       return;
     }
-    // timestamp: the next position, result 1 on the last chunk (docs/PROTOCOL.md §4.4).
-    if (sync.applied(h.result === 0 ? h.timestamp : null) === "request_next") {
+    if (sync.applied(chunk.next) === "request_next") {
       this.requestSyncChunk();
       return;
     }
@@ -1512,7 +1497,8 @@ export class Replica {
   }
 
   private finishSync(): void {
-    const sync = this.sync!;
+    const sync = this.sync;
+    assert(sync !== null, () => `replica ${this.replica}: finishing a sync that is not under way`);
     const received = this.storage.syncFinish(this.config.clients_max);
     if (received === null || !sync.verifies(received)) {
       this.env.log("error", `replica ${this.replica}: state sync of checkpoint ${sync.target.op} from replica ${sync.peer} does not match its digest: retrying with another peer`);
@@ -1579,9 +1565,7 @@ export class Replica {
   /** start_view_change carries the sender's durable view (context): a replica that has made a
    * view durable can never come back below it. */
   private makeStartViewChange(): Message {
-    const h = this.makeHeader(Command.start_view_change);
-    h.context = BigInt(Math.max(0, this.view_durable));
-    return finalize(h);
+    return buildStartViewChange(this.envelope(this.view), { durable_view: Math.max(0, this.view_durable) });
   }
 
   private onStartViewChange(message: Message): void {
@@ -1591,7 +1575,7 @@ export class Replica {
       // RULE: a replica in normal status leaves its view only on its own timeout or when f+1
       // others want to; one replica that cannot hear the primary must not depose it.
       if (h.view <= this.view) return;
-      const promised = Number(h.context);
+      const promised = readStartViewChange(message).durable_view;
       if (this.isPrimary() && promised > this.view && promised <= h.view) {
         // The sender made a higher view durable (it sent do_view_change in it, after a quorum had
         // agreed to leave the view before), so it can never rejoin this one: without a view change
@@ -1676,12 +1660,7 @@ export class Replica {
       this.maybeStartView();
       return;
     }
-    const h = this.makeHeader(Command.do_view_change);
-    h.log_view = dvc.log_view;
-    h.op = dvc.op;
-    h.commit = dvc.commit;
-    h.request = dvc.headers.length;
-    vc.dvc_message = finalize(h, encodeDoViewChangeBody(dvc));
+    vc.dvc_message = buildDoViewChange(this.envelope(this.view), dvc);
     this.env.sendToReplica(primary, vc.dvc_message);
   }
 
@@ -1689,8 +1668,8 @@ export class Replica {
     const h = message.header;
     if (this.status === "blank" || this.status === "recovering" || h.view < this.view) return;
     if (primaryIndex(h.view, this.config.replica_count) !== this.replica) return;
-    const body = decodeDoViewChangeBody(message.body, h.request, this.config.cluster);
-    if (body === null || !suffixValid(body.headers, h.op)) return this.drop(message, "malformed do_view_change headers");
+    const body = readDoViewChange(message);
+    if (typeof body === "string") return this.drop(message, body);
     // Its log was normal in an earlier view than the one it votes for.
     if (h.log_view >= h.view) return this.violation(h.replica, h.command, `log_view ${h.log_view} not below its view ${h.view}`, h.checksum);
     const { headers, presence, faulty_ops } = body;
@@ -1838,12 +1817,7 @@ export class Replica {
     // format was not yet durable).
     if (!this.formed || this.view_durable !== this.view || this.log_view_durable !== this.view) return;
     assert(this.isPrimary() && this.log_view === this.view, () => `replica ${this.replica}: a start_view for view ${this.view} from a replica that is not its primary (log_view ${this.log_view})`);
-    const h = this.makeHeader(Command.start_view);
-    h.op = this.op;
-    h.commit = this.commit_max;
-    h.checkpoint_op = this.checkpoint.op;
-    h.context = nonce;
-    const message = finalize(h, encodeHeaders(this.suffixHeaders()));
+    const message = buildStartView(this.envelope(this.view), { op: this.op, commit_max: this.commit_max, checkpoint_op: this.checkpoint.op, nonce, headers: this.suffixHeaders() });
     if (to === null) this.sendToOthers(message);
     else this.env.sendToReplica(to, message);
   }
@@ -1853,14 +1827,15 @@ export class Replica {
     if (this.status === "blank" || (h.view < this.view && !this.mayJoinView(h.view))) return;
     if (h.replica !== primaryIndex(h.view, this.config.replica_count)) return;
     if (h.view === this.view && this.status === "normal") return;
-    const headers = decodeHeaders(message.body, this.config.cluster);
-    if (headers === null || !suffixValid(headers, h.op)) return this.drop(message, "malformed start_view headers");
+    const sv = readStartView(message);
+    if (typeof sv === "string") return this.drop(message, sv);
+    const headers = sv.headers;
     if (this.status === "recovering" && h.view < this.view) return;
     // RULE (recovery): a replica that lost its state installs only a start_view answering its own
     // request, so its log is the primary's as it is now. A start_view sent earlier (delayed,
     // replayed) is a prefix of that view's log, and a replica that acknowledged ops of that view
     // before it lost them would install a log without them, then offer it in a view change.
-    if (this.recovering !== null && !this.recovering.answers(h.context)) return;
+    if (this.recovering !== null && !this.recovering.answers(sv.nonce)) return;
     if (h.op < this.commit_min) return; // a stale start_view: the view's log holds every committed op
     // Every later view's log holds what this replica executed: a log that names another prepare
     // at its last executed op is none an honest primary sends.
@@ -1939,19 +1914,18 @@ export class Replica {
     const v = view ?? this.view;
     const primary = primaryIndex(v, this.config.replica_count);
     if (primary === this.replica) return;
-    const h = this.makeHeader(Command.request_start_view);
-    h.view = v;
+    let nonce = 0n;
     if (this.recovering !== null) {
       // Odd, so never 0: a start_view echoing 0 answers nobody's recovery.
-      h.context = this.env.random.u64() | 1n;
-      this.recovering.asked(h.context);
+      nonce = this.env.random.u64() | 1n;
+      this.recovering.asked(nonce);
     }
-    this.env.sendToReplica(primary, finalize(h));
+    this.env.sendToReplica(primary, buildRequestStartView(this.envelope(this.view), { view: v, nonce }));
   }
 
   private onRequestStartView(message: Message): void {
     const h = message.header;
-    if (this.status === "normal" && h.view === this.view && this.isPrimary() && !this.start_view_pending) this.sendStartView(h.replica, h.context);
+    if (this.status === "normal" && h.view === this.view && this.isPrimary() && !this.start_view_pending) this.sendStartView(h.replica, readRequestStartView(message).nonce);
   }
 
   /** RULE (lost disk): a recovering replica rejoins once Recovering.step says it is ready; until
@@ -2030,10 +2004,7 @@ export class Replica {
   private requestPrepare(op: number, checksum_: bigint): void {
     assert(op > this.commit_min, () => `replica ${this.replica}: repairing op ${op}, which it executed`);
     this.stats.repairs_requested += 1;
-    const h = this.makeHeader(Command.request_prepare);
-    h.op = op;
-    h.context = checksum_;
-    this.env.sendToReplica(this.repairPeer(), finalize(h));
+    this.env.sendToReplica(this.repairPeer(), buildRequestPrepare(this.envelope(this.view), { op, checksum: checksum_ }));
   }
 
   /** Backups ask the primary first and a random peer otherwise; the primary asks a random peer. */
@@ -2050,11 +2021,9 @@ export class Replica {
   private requestHeaders(op_min: number, op_max: number): void {
     assert(op_min >= 0 && op_max - op_min <= this.config.journal_slot_count, () => `replica ${this.replica}: asking for headers ${op_min}..${op_max}`);
     if (op_max < op_min || this.config.replica_count === 1) return;
-    const h = this.makeHeader(Command.request_headers);
-    h.commit = op_min;
-    h.op = op_max;
+    const request = buildRequestHeaders(this.envelope(this.view), { op_min, op_max });
     const primary = primaryIndex(this.view, this.config.replica_count);
-    this.env.sendToReplica(primary !== this.replica ? primary : this.repairPeer(), finalize(h));
+    this.env.sendToReplica(primary !== this.replica ? primary : this.repairPeer(), request);
   }
 
   /** Serves any prepare storage holds with that exact (op, checksum), whether or not this
@@ -2062,10 +2031,11 @@ export class Replica {
    * peer that needs it): the requester verifies what it receives by its checksum. */
   private onRequestPrepare(message: Message): void {
     const h = message.header;
-    const prepare = this.storage.readPrepare(h.op, h.context);
+    const { op, checksum } = readRequestPrepare(message);
+    const prepare = this.storage.readPrepare(op, checksum);
     if (prepare === null) {
       // Damaged since it was written: this replica repairs it too.
-      if (this.journal.hasPrepare(h.op, h.context)) this.journal.damaged(this.journal.header(h.op)!);
+      if (this.journal.hasPrepare(op, checksum)) this.journal.damaged(this.journal.header(op)!);
       return;
     }
     this.env.sendToReplica(h.replica, prepare);
@@ -2076,20 +2046,18 @@ export class Replica {
     if (this.status === "blank") return;
     const headers = this.journal.range(Math.max(h.commit, h.op - view_headers_max + 1), Math.min(h.op, this.op));
     if (headers.length === 0) return;
-    const reply = this.makeHeader(Command.headers);
-    reply.op = this.op;
-    reply.commit = this.commit_max;
-    // operation 1: these come from the primary of this view, in normal status: canonical.
-    reply.operation = this.status === "normal" && this.isPrimary() && !this.start_view_pending ? 1 : 0;
-    this.env.sendToReplica(h.replica, finalize(reply, encodeHeaders(headers)));
+    // These come from the primary of this view, in normal status: canonical.
+    const canonical = this.status === "normal" && this.isPrimary() && !this.start_view_pending;
+    this.env.sendToReplica(h.replica, buildHeaders(this.envelope(this.view), { op: this.op, commit_max: this.commit_max, canonical, headers }));
   }
 
   private onHeaders(message: Message): void {
     const h = message.header;
     if (this.status !== "normal" && this.status !== "recovering" && !this.start_view_pending) return;
-    const headers = decodeHeaders(message.body, this.config.cluster);
-    if (headers === null) return this.drop(message, "malformed headers");
-    const canonical = h.operation === 1 && h.view === this.view && h.replica === primaryIndex(this.view, this.config.replica_count);
+    const received = readHeaders(message);
+    if (typeof received === "string") return this.drop(message, received);
+    const headers = received.headers;
+    const canonical = received.canonical && h.view === this.view && h.replica === primaryIndex(this.view, this.config.replica_count);
     if (canonical) {
       for (const header of headers) {
         if (header.op <= this.commitKnown()) this.syncTargetFrom(header);
@@ -2146,38 +2114,29 @@ export class Replica {
   }
 
   private requestValue(request: ValueRequest): void {
-    const h = this.makeHeader(Command.request_value);
-    h.op = request.version;
-    h.context = request.checksum;
-    this.env.sendToReplica(valueRepairPeer(this.replica, this.config.replica_count, this.env.random), finalize(h, keyToBytes(request.key)));
+    const message = buildRequestValue(this.envelope(this.view), { version: request.version, checksum: request.checksum, key: request.key });
+    this.env.sendToReplica(valueRepairPeer(this.replica, this.config.replica_count, this.env.random), message);
   }
 
   private onRequestValue(message: Message): void {
     const h = message.header;
-    if (this.status === "blank" || message.body.length < 1 || message.body.length > key_size_max) return;
-    const key = keyFromBytes(message.body);
+    if (this.status === "blank") return;
+    const request = readRequestValue(message);
+    if (typeof request === "string") return; // silently, as always: a repair request is no claim
+    const { key } = request;
     const entry = this.store.get(key);
-    if (entry === undefined || entry.version !== h.op || entry.checksum !== h.context) return;
+    if (entry === undefined || entry.version !== request.version || entry.checksum !== request.checksum) return;
     const value = this.storage.readValue(entry);
     if (value === null) return;
-    const reply = this.makeHeader(Command.value);
-    reply.op = h.op;
-    reply.context = h.context;
-    const body = new Uint8Array(2 + message.body.length + value.length);
-    body[0] = message.body.length & 0xff;
-    body[1] = message.body.length >>> 8;
-    body.set(message.body, 2);
-    body.set(value, 2 + message.body.length);
-    this.env.sendToReplica(h.replica, finalize(reply, body));
+    this.env.sendToReplica(h.replica, buildValue(this.envelope(this.view), { version: entry.version, checksum: entry.checksum, key, value }));
   }
 
   private onValue(message: Message): void {
     const h = message.header;
-    const key_size = message.body.length >= 2 ? message.body[0]! | (message.body[1]! << 8) : 0;
-    if (key_size < 1 || message.body.length < 2 + key_size) return this.drop(message, "malformed value");
-    const key = keyFromBytes(message.body.subarray(2, 2 + key_size));
-    const value = message.body.subarray(2 + key_size);
-    const verdict = this.value_repairs.verdict(key, h.op, h.context, value, this.store.get(key));
+    const repaired = readValue(message);
+    if (typeof repaired === "string") return this.drop(message, repaired);
+    const { key, value } = repaired;
+    const verdict = this.value_repairs.verdict(key, repaired.version, repaired.checksum, value, this.store.get(key));
     if (verdict === "unwanted") return;
     if (verdict === "mismatch") return this.drop(message, "repaired value does not match its checksum");
     if (!this.relocateValue(key, value)) return;
@@ -2193,18 +2152,9 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Helpers
 
-  private makeHeader(command: Command): Header {
-    const h = new Header();
-    h.command = command;
-    h.cluster = this.config.cluster;
-    h.replica = this.replica;
-    h.replica_count = this.config.replica_count;
-    h.view = this.view;
-    h.incarnation = this.incarnation;
-    return h;
-  }
-
   private sendToOthers(message: Message): void {
+    // Relayed prepares keep their primary's envelope; everything else this replica sends is its own.
+    assert(message.header.replica === this.replica || message.header.command === Command.prepare, () => `replica ${this.replica}: broadcasting replica ${message.header.replica}'s ${Command[message.header.command]}`);
     for (let r = 0; r < this.config.replica_count; r++) {
       if (r !== this.replica) this.env.sendToReplica(r, message);
     }
@@ -2213,7 +2163,11 @@ export class Replica {
   /** The top of the log (up to view_headers_max headers ending at op), for do_view_change,
    * start_view and the superblock. */
   private suffixHeaders(): Header[] {
-    if (this.journal.header(this.op) !== null) return this.journal.range(this.op - view_headers_max + 1, this.op);
+    if (this.journal.header(this.op) !== null) {
+      const headers = this.journal.range(this.op - view_headers_max + 1, this.op);
+      assert(headers.length > 0 && headers[headers.length - 1]!.op === this.op, () => `replica ${this.replica}: its log suffix does not end at its head op ${this.op}`);
+      return headers;
+    }
     const persisted = this.view_headers.filter((h) => h.op <= this.op);
     assert(persisted.length > 0 && persisted[persisted.length - 1]!.op === this.op, () => `replica ${this.replica}: no header for its head op ${this.op}`);
     return persisted;
