@@ -44,6 +44,8 @@ function start(command: Command, from: Envelope): Header {
 
 /** A client's header: it has no replica index, so `replica` = 255 and replica_count = incarnation = 0 (§3.2). */
 function startClient(command: Command, cluster: bigint): Header {
+  // DataView wraps a u64 silently: a cluster id outside it would address another cluster.
+  assert(cluster >= 0n && cluster < 1n << 64n, () => `cluster ${cluster} is no u64`);
   const h = new Header();
   h.command = command;
   h.cluster = cluster;
@@ -65,6 +67,7 @@ export interface Ping {
 }
 
 export function buildPing(from: Envelope, ping: Ping): Message {
+  assert(ping.nonce >= 0n && ping.nonce < 1n << 64n, "ping nonce is no u64: the echo would never match");
   const h = start(Command.ping, from);
   h.context = ping.nonce;
   return finalize(h);
@@ -90,6 +93,8 @@ export interface Pong {
 
 export function buildPong(from: Envelope, pong: Pong): Message {
   assert(pong.state >= PeerState.blank && pong.state <= PeerState.formed, () => `pong with state ${pong.state}`);
+  // A replica's log view never passes its view, nor does what it has made durable.
+  assert(pong.log_view <= from.view && pong.durable_view <= from.view, () => `pong in view ${from.view} with log_view ${pong.log_view}, durable view ${pong.durable_view}`);
   const h = start(Command.pong, from);
   h.context = pong.nonce;
   h.operation = pong.state;
@@ -120,6 +125,8 @@ export interface Request {
 }
 
 export function buildRequest(cluster: bigint, request: Request): Message {
+  // request is a u32 and operation a u8 on the wire: a wider value would be truncated to another request.
+  assert(Number.isInteger(request.request) && request.request >= 0 && request.request <= 0xffffffff && Number.isInteger(request.operation) && request.operation >= 0 && request.operation <= 0xff, () => `request ${request.request} operation ${request.operation} out of range`);
   const h = startClient(Command.request, cluster);
   h.client = request.client;
   h.session = request.session;
@@ -162,6 +169,7 @@ export interface Reply extends ClientReply {
 }
 
 export function buildReply(from: Envelope, reply: Reply): Message {
+  assert(Number.isInteger(reply.request) && reply.request >= 0 && reply.request <= 0xffffffff && Number.isInteger(reply.operation) && reply.operation >= 0 && reply.operation <= 0xff, () => `reply to request ${reply.request} operation ${reply.operation} out of range`);
   const h = start(Command.reply, from);
   h.client = reply.client;
   h.request = reply.request;
@@ -201,6 +209,8 @@ export interface Prepare {
 /** `from` is the primary that creates it: relayed and repaired prepares travel unchanged. */
 export function buildPrepare(from: Envelope, prepare: Prepare): Message {
   assert(prepare.op > 0 && prepare.requests > 0, () => `prepare of op ${prepare.op} with ${prepare.requests} requests`);
+  // The named checkpoint lags op (lib/vsr/checkpoint.ts) and op is not committed before it is prepared.
+  assert(prepare.checkpoint.op < prepare.op && prepare.commit_max < prepare.op, () => `prepare of op ${prepare.op} names checkpoint ${prepare.checkpoint.op}, commit ${prepare.commit_max}`);
   const h = start(Command.prepare, from);
   h.op = prepare.op;
   h.parent = prepare.parent;
@@ -270,6 +280,8 @@ export interface Commit {
 
 export function buildCommit(from: Envelope, commit: Commit): Message {
   assert(commit.round > 0, "heartbeat rounds start at 1");
+  // The primary holds every op it has committed, and checkpoints only committed state.
+  assert(commit.checkpoint.op <= commit.commit_max && commit.commit_max <= commit.op, () => `commit of ${commit.commit_max} with head ${commit.op}, checkpoint ${commit.checkpoint.op}`);
   const h = start(Command.commit, from);
   h.commit = commit.commit_max;
   h.context = commit.commit_checksum;
@@ -324,6 +336,8 @@ export interface StartViewChange {
 }
 
 export function buildStartViewChange(from: Envelope, svc: StartViewChange): Message {
+  // The sender moves to from.view; its superblock cannot already hold a higher view.
+  assert(Number.isSafeInteger(svc.durable_view) && svc.durable_view >= 0 && svc.durable_view <= from.view, () => `start_view_change to view ${from.view} with durable view ${svc.durable_view}`);
   const h = start(Command.start_view_change, from);
   h.context = BigInt(svc.durable_view);
   return finalize(h);
@@ -373,6 +387,8 @@ export interface StartView {
 
 export function buildStartView(from: Envelope, sv: StartView): Message {
   assert(suffixValid(sv.headers, sv.op), () => `start_view of ${sv.headers.length} headers is no suffix ending at op ${sv.op}`);
+  // A replica's log reaches at least its checkpoint (a synced replica's head starts there).
+  assert(sv.checkpoint_op <= sv.op, () => `start_view ending at op ${sv.op} below its checkpoint ${sv.checkpoint_op}`);
   const h = start(Command.start_view, from);
   h.op = sv.op;
   h.commit = sv.commit_max;
@@ -437,6 +453,8 @@ export interface Headers {
 
 export function buildHeaders(from: Envelope, headers: Headers): Message {
   assert(headers.headers.length > 0 && headers.headers.length <= view_headers_max, () => `headers message with ${headers.headers.length} headers`);
+  // The receiver drops the whole message if any header is not one of this cluster's prepares.
+  assert(headers.headers.every((x) => x.command === Command.prepare && x.cluster === from.cluster), "headers message carries a header that is not one of this cluster's prepares");
   const h = start(Command.headers, from);
   h.op = headers.op;
   h.commit = headers.commit_max;
@@ -458,6 +476,7 @@ export interface RequestPrepare {
 }
 
 export function buildRequestPrepare(from: Envelope, rp: RequestPrepare): Message {
+  assert(rp.checksum >= 0n && rp.checksum < 1n << 64n, "request_prepare checksum is no u64");
   const h = start(Command.request_prepare, from);
   h.op = rp.op;
   h.context = rp.checksum;
@@ -503,6 +522,8 @@ export interface SyncChunk {
 
 export function buildSyncChunk(from: Envelope, chunk: SyncChunk): Message {
   assert(chunk.next === null || chunk.next > chunk.position, () => `sync chunk at ${chunk.position} names ${chunk.next} next`);
+  // An empty chunk that is not the last would have the receiver ask for the same position forever.
+  assert(chunk.next === null || chunk.body.length > 0, () => `empty sync chunk at ${chunk.position} is not the last`);
   const h = start(Command.sync_chunk, from);
   h.op = chunk.checkpoint.op;
   h.checkpoint_digest = chunk.checkpoint.digest;
@@ -528,6 +549,7 @@ export interface RequestStatus {
 }
 
 export function buildRequestStatus(cluster: bigint, rs: RequestStatus): Message {
+  assert(Number.isInteger(rs.request) && rs.request >= 0 && rs.request <= 0xffffffff, () => `request_status number ${rs.request} is no u32`);
   const h = startClient(Command.request_status, cluster);
   h.client = rs.client;
   h.request = rs.request;
@@ -548,6 +570,7 @@ export interface NodeStatus {
 }
 
 export function buildStatus(from: Envelope, status: NodeStatus): Message {
+  assert(Number.isInteger(status.request) && status.request >= 0 && status.request <= 0xffffffff, () => `status for request ${status.request}: no u32`);
   const h = start(Command.status, from);
   h.client = status.client;
   h.request = status.request;
@@ -598,6 +621,8 @@ export function buildValue(from: Envelope, value: Value): Message {
   h.op = value.version;
   h.context = value.checksum;
   const key = keyToBytes(value.key);
+  // The key size is a u16 on the wire: the receiver splits key from value by it.
+  assert(key.length >= 1 && key.length <= 0xffff, () => `value key of ${key.length} bytes`);
   const body = new Uint8Array(2 + key.length + value.value.length);
   body[0] = key.length & 0xff;
   body[1] = key.length >>> 8;
@@ -633,6 +658,7 @@ export function decodeHeaders(body: Uint8Array, cluster: bigint): Header[] | nul
     if (h === null || h.command !== Command.prepare || h.cluster !== cluster || h.replica === sender_client) return null;
     headers.push(h);
   }
+  assert(headers.length * header_size === body.length, "decoded header count does not cover the body");
   return headers;
 }
 
@@ -642,6 +668,8 @@ export function decodeHeaders(body: Uint8Array, cluster: bigint): Header[] | nul
 export function encodeDoViewChangeBody(dvc: Pick<DoViewChange, "headers" | "presence" | "faulty_ops">): Uint8Array {
   const { headers, presence, faulty_ops } = dvc;
   assert(faulty_ops.length <= faulty_ops_max, () => `do_view_change with ${faulty_ops.length} faulty ops (at most ${faulty_ops_max})`);
+  // decodeDoViewChangeBody rejects all of these: sending one is this replica's bug.
+  assert(presence.length === headers.length && presence.every((p) => p <= presence_faulty), "do_view_change presence does not match its headers");
   const presence_end = headers.length * header_size + ((presence.length + 7) & ~7);
   const body = new Uint8Array(presence_end + 8 + 8 * faulty_ops.length);
   body.set(encodeHeaders(headers), 0);
@@ -669,6 +697,7 @@ export function decodeDoViewChangeBody(body: Uint8Array, count: number, cluster:
     if (!Number.isSafeInteger(op) || (i > 0 && op <= faulty_ops[i - 1]!)) return null;
     faulty_ops.push(op);
   }
+  assert(headers.length === count && presence.length === count, "decoded do_view_change does not hold count headers");
   return { headers, presence, faulty_ops };
 }
 

@@ -5,6 +5,7 @@
  * in the simulator); the replica acts on durability only after flush returns, which is how
  * "persist before you promise" is enforced.
  */
+import { assert } from "../util/assert.ts";
 import type { Header, Message } from "../net/codec.ts";
 import type { ObjectEntry, ObjectStore, ValueLocation } from "../store/object_store.ts";
 import type { ClientTable } from "./client_table.ts";
@@ -16,7 +17,10 @@ import type { ClientTable } from "./client_table.ts";
  * every other error as fatal. Declared here so lib/vsr never imports lib/storage.
  */
 export function isNoSpace(error: unknown): error is Error & { code: "ENOSPC" } {
-  return error instanceof Error && (error as Error & { code?: unknown }).code === "ENOSPC";
+  const no_space = error instanceof Error && (error as Error & { code?: unknown }).code === "ENOSPC";
+  // A failed assertion is a bug, never a full disk: it must not be waited out as one.
+  assert(!(no_space && error.name === "AssertionError"), "an assertion failure carries the no-space code");
+  return no_space;
 }
 
 /** A checkpoint: the state after executing `op`, its digest over the logical state, and the
@@ -58,7 +62,15 @@ export interface VsrState {
  * checkpoint. Above it, only prepares of log_view belong to the log (loadJournal, and the ring
  * restore that must not contradict it). */
 export function vouchedMax(state: VsrState): number {
-  return state.view_headers.length > 0 ? state.view_headers[state.view_headers.length - 1]!.op : state.checkpoint.op;
+  // The state comes from our own superblock (checksummed) or from the replica itself: an unsorted
+  // suffix would make the last header the wrong bound, and loadJournal would drop vouched ops.
+  for (let i = 1; i < state.view_headers.length; i++) {
+    assert(state.view_headers[i - 1]!.op < state.view_headers[i]!.op, () => `view headers not ascending at ${i}: op ${state.view_headers[i - 1]!.op} then ${state.view_headers[i]!.op}`);
+  }
+  assert(state.log_view <= state.view, () => `log_view ${state.log_view} above view ${state.view}`);
+  const max = state.view_headers.length > 0 ? state.view_headers[state.view_headers.length - 1]!.op : state.checkpoint.op;
+  assert(Number.isSafeInteger(max) && max >= 0, () => `vouched max ${max}`);
+  return max;
 }
 
 export interface RecoveredPrepare {
