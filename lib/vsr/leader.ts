@@ -270,6 +270,7 @@ export class Leader {
   /** Throws (through broken) if the leader's state contradicts itself or the replica's. */
   invariants(at: LeaderContext, broken: (what: string) => never): void {
     if (this.request_queue.length > this.limits.request_queue_max || this.reads.length > this.limits.read_queue_max) broken("queues over their bounds");
+    this.reads.invariants();
     // Every request this term prepared has executed, unless a state sync skipped some: then each
     // request still in flight must be queued (execution is what clears an entry).
     if (at.op === at.commit_min && !this.executions_skipped && this.inflight.size > 0) {
