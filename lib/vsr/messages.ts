@@ -370,6 +370,8 @@ export function readDoViewChange(message: Message): DoViewChange | string {
   const h = message.header;
   const body = decodeDoViewChangeBody(message.body, h.request, h.cluster);
   if (body === null || !suffixValid(body.headers, h.op)) return "malformed do_view_change headers";
+  // Past the checks above, any input: one presence byte per header, the suffix ending at the op named.
+  assert(body.presence.length === body.headers.length && body.headers[body.headers.length - 1]!.op === h.op, "do_view_change read back unlike its checks");
   return { log_view: h.log_view, op: h.op, commit: h.commit, headers: body.headers, presence: body.presence, faulty_ops: body.faulty_ops, checksum: h.checksum };
 }
 
@@ -401,6 +403,7 @@ export function readStartView(message: Message): StartView | string {
   const h = message.header;
   const headers = decodeHeaders(message.body, h.cluster);
   if (headers === null || !suffixValid(headers, h.op)) return "malformed start_view headers";
+  assert(headers.length >= 1 && headers.length <= view_headers_max && headers[headers.length - 1]!.op === h.op, "start_view read back unlike its checks");
   return { op: h.op, commit_max: h.commit, checkpoint_op: h.checkpoint_op, nonce: h.context, headers };
 }
 
@@ -466,6 +469,7 @@ export function readHeaders(message: Message): Headers | string {
   const h = message.header;
   const headers = decodeHeaders(message.body, h.cluster);
   if (headers === null) return "malformed headers";
+  assert(headers.length <= view_headers_max && headers.every((x) => x.cluster === h.cluster), "headers read back unlike their checks");
   return { op: h.op, commit_max: h.commit, canonical: h.operation === 1, headers };
 }
 
