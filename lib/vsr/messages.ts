@@ -247,6 +247,8 @@ export interface PrepareOk {
 }
 
 export function buildPrepareOk(from: Envelope, ok: PrepareOk): Message {
+  // The hash chain makes a prepare's parent another prepare's checksum: equal ones mean swapped fields.
+  assert(ok.checksum !== ok.parent, () => `prepare_ok for op ${ok.op} names its parent as the prepare acknowledged`);
   const h = start(Command.prepare_ok, from);
   h.op = ok.op;
   h.context = ok.checksum;
@@ -501,6 +503,8 @@ export interface RequestSync {
 }
 
 export function buildRequestSync(from: Envelope, rs: RequestSync): Message {
+  // A transfer never targets the root checkpoint (every replica holds it): lib/vsr/state_sync.ts.
+  assert(rs.checkpoint.op > 0 && Number.isSafeInteger(rs.position) && rs.position >= 0, () => `request_sync for checkpoint ${rs.checkpoint.op} at ${rs.position}`);
   const h = start(Command.request_sync, from);
   h.op = rs.checkpoint.op;
   h.checkpoint_digest = rs.checkpoint.digest;
