@@ -316,6 +316,7 @@ export interface CommitOk {
 }
 
 export function buildCommitOk(from: Envelope, ok: CommitOk): Message {
+  assert(ok.nonce >= 0n && ok.nonce < 1n << 64n, "commit_ok nonce is no u64: the echo would never match");
   const h = start(Command.commit_ok, from);
   h.session = ok.round;
   h.client = ok.nonce;
@@ -417,6 +418,7 @@ export interface RequestStartView {
 }
 
 export function buildRequestStartView(from: Envelope, rsv: RequestStartView): Message {
+  assert(rsv.nonce >= 0n && rsv.nonce < 1n << 64n, "request_start_view nonce is no u64: the answer would never match");
   const h = start(Command.request_start_view, from);
   h.view = rsv.view;
   h.context = rsv.nonce;
@@ -644,7 +646,10 @@ export function readValue(message: Message): Value | string {
   const body = message.body;
   const key_size = body.length >= 2 ? body[0]! | (body[1]! << 8) : 0;
   if (key_size < 1 || body.length < 2 + key_size) return "malformed value";
-  return { version: h.op, checksum: h.context, key: keyFromBytes(body.subarray(2, 2 + key_size)), value: body.subarray(2 + key_size) };
+  const value = body.subarray(2 + key_size);
+  // Size prefix, key and value partition the body: nothing of it is dropped or read twice.
+  assert(2 + key_size + value.length === body.length, "value body split unlike its key size");
+  return { version: h.op, checksum: h.context, key: keyFromBytes(body.subarray(2, 2 + key_size)), value };
 }
 
 // ---------------------------------------------------------------------------------------------
