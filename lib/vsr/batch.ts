@@ -21,6 +21,8 @@ export interface BatchEntry {
 }
 
 function padded(n: number): number {
+  // The bit trick is 32-bit: a size past 2^31 would wrap negative and corrupt every offset after it.
+  assert(Number.isSafeInteger(n) && n >= 0 && n < 2 ** 31 - 7, () => `batch size ${n} out of range`);
   return (n + 7) & ~7;
 }
 
@@ -39,6 +41,11 @@ export function encodeBatch(entries: { client: bigint; session: number; request:
   writeU32(out, 4, 0);
   let offset = batch_header_size;
   for (const e of entries) {
+    // Each field must fit its wire slot exactly, or it would be truncated and read back as another request.
+    assert(e.operation >= 0 && e.operation <= 0xff && Number.isInteger(e.operation), () => `batch operation ${e.operation}`);
+    assert(e.request >= 0 && e.request <= 0xffffffff && Number.isInteger(e.request), () => `batch request ${e.request}`);
+    assert(Number.isSafeInteger(e.session) && e.session >= 0, () => `batch session ${e.session}`);
+    assert(e.client >= 0n && e.client < 1n << 64n, () => `batch client ${e.client}`);
     writeU64Big(out, offset, e.client);
     writeU64(out, offset + 8, e.session);
     writeU32(out, offset + 16, e.request);
@@ -80,5 +87,8 @@ export function decodeBatch(body: Uint8Array): BatchEntry[] | null {
     offset += batchEntrySize(size);
   }
   if (offset !== body.length) return null;
+  // Values are located inside the journaled prepare by body_offset: each must point into the body, 8-aligned.
+  assert(entries.length === count, "decoded batch count");
+  for (const e of entries) assert(e.body_offset % 8 === 0 && e.body_offset + e.body.length <= body.length, () => `batch entry at ${e.body_offset} outside the body`);
   return entries;
 }

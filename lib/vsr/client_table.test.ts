@@ -155,4 +155,14 @@ describe("ClientTable", () => {
     expect(() => table.restore(3n, session)).toThrow(AssertionError);
     expect(() => new ClientTable(0)).toThrow(AssertionError);
   });
+
+  test("a session's commit op never moves back; the running digest matches the sessions", () => {
+    const table = new ClientTable(2);
+    table.register(1n, 5, 1, reply(5));
+    expect(() => table.record(1n, 4, 2, reply(4))).toThrow(AssertionError);
+    table.record(1n, 6, 2, reply(6));
+    table.register(2n, 7, 1, reply(7));
+    table.register(3n, 8, 1, reply(8));
+    table.invariants();
+  });
 });

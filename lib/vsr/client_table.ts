@@ -61,6 +61,8 @@ export class ClientTable {
       this.remove(evicted);
     }
     this.insert(client, { session: op, request, reply, commit_op: op });
+    // A registering client never evicts itself, and the table stays within clients_max.
+    assert(evicted !== client && this.sessions.size <= this.clients_max, () => `client table: register of ${client} left ${this.sessions.size} sessions, evicted ${evicted}`);
     return evicted;
   }
 
@@ -70,6 +72,8 @@ export class ClientTable {
     assert(entry !== undefined, "client table: record for a client without a session");
     assert(request > entry.request, () => `client table: request ${request} not after ${entry.request}`);
     assert(reply.body.length <= stored_reply_body_max, "client table: stored reply too large");
+    // Ops execute in order: a session's latest commit never moves back (eviction picks the oldest by it).
+    assert(op >= entry.commit_op, () => `client table: client ${client} recorded at op ${op} after op ${entry.commit_op}`);
     this.remove(client);
     this.insert(client, { session: entry.session, request, reply, commit_op: op });
   }
@@ -90,6 +94,8 @@ export class ClientTable {
   }
 
   private insert(client: bigint, entry: ClientSession): void {
+    // The digest adds one hash per session: inserting over a live entry would count it twice.
+    assert(!this.sessions.has(client), () => `client table: ${client} inserted over its own session`);
     this.sessions.set(client, entry);
     this.digest_sum = (this.digest_sum + sessionHash(client, entry)) & u64_mask;
   }
@@ -105,6 +111,15 @@ export class ClientTable {
     return this.digest_sum;
   }
 
+  /** The running digest is the sum of the sessions' hashes, and the table within its bound. O(n):
+   * for tests and Replica.invariants(), not for every mutation. */
+  invariants(): void {
+    let sum = 0n;
+    for (const [client, entry] of this.sessions) sum = (sum + sessionHash(client, entry)) & u64_mask;
+    assert(sum === this.digest_sum, "client table: running digest disagrees with its sessions");
+    assert(this.sessions.size <= this.clients_max, () => `client table: ${this.sessions.size} sessions over ${this.clients_max}`);
+  }
+
   /** Sessions in a deterministic order (by client id), for checkpoints. */
   entries(): [bigint, ClientSession][] {
     return [...this.sessions].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
@@ -114,6 +129,7 @@ export class ClientTable {
   restore(client: bigint, entry: ClientSession): void {
     assert(!this.sessions.has(client), "client table: duplicate session in checkpoint");
     assert(this.sessions.size < this.clients_max, "client table: checkpoint has more sessions than clients_max");
+    assert(entry.reply.body.length <= stored_reply_body_max, "client table: checkpoint holds a stored reply too large");
     this.insert(client, entry);
   }
 }
@@ -124,6 +140,8 @@ const session_scratch = new Uint8Array(56 + stored_reply_body_max);
 const session_view = new DataView(session_scratch.buffer);
 
 function sessionHash(client: bigint, entry: ClientSession): bigint {
+  // setUint8 wraps silently: an out-of-range operation or result would hash as another reply.
+  assert(entry.reply.operation >= 0 && entry.reply.operation <= 0xff && entry.reply.result >= 0 && entry.reply.result <= 0xff, () => `client ${client}: stored reply operation ${entry.reply.operation} result ${entry.reply.result}`);
   const v = session_view;
   v.setBigUint64(0, client, true);
   v.setFloat64(8, entry.session, true);

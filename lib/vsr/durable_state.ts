@@ -76,6 +76,8 @@ export class DurableState {
   /** Keeps id for prepares to name; ids more than 4 intervals below it are dropped (a prepare
    * names one at most 2 intervals back, lib/vsr/checkpoint.ts; the rest is margin for peers). */
   remember(id: CheckpointId): void {
+    // Checkpoints sit at multiples of the interval (lib/vsr/checkpoint.ts): prepares name no other op.
+    assert(id.op >= 0 && id.op % this.interval_ops === 0, () => `replica ${this.replica}: checkpoint at op ${id.op}, not a multiple of ${this.interval_ops}`);
     this.ids.set(id.op, id);
     this.remembered_op = id.op;
     for (const op of this.ids.keys()) {
@@ -117,6 +119,8 @@ export class DurableState {
 
   /** A checkpoint synced from a peer: its id and its predecessor's are known, its file written. */
   synced(target: CheckpointId, previous: CheckpointId): void {
+    // The file records its predecessor: one interval before it, or the root for the first ones.
+    assert(previous.op === Math.max(0, target.op - this.interval_ops), () => `replica ${this.replica}: synced checkpoint ${target.op} with predecessor ${previous.op}`);
     this.remember(previous);
     this.remember(target);
     this.written_checkpoint(target);

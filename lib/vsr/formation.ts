@@ -124,6 +124,8 @@ export class Formation {
    * Replica can tell from the disk (form()) or a peer tells it. */
   restart(incarnation: number): void {
     assert(this.phase_ === "blank" && this.incarnation_ === 0 && !this.restarted_, "restarted twice");
+    // 0 is a directory formatted before incarnations existed; anything else is the u32 it was formatted with.
+    assert(Number.isInteger(incarnation) && incarnation >= 0 && incarnation <= 0xffff_ffff, () => `restarted with incarnation ${incarnation}`);
     this.phase_ = "formatted";
     this.incarnation_ = this.incarnation_durable = incarnation;
     this.restarted_ = true;
@@ -131,6 +133,8 @@ export class Formation {
 
   /** A superblock naming this incarnation is durable. */
   durable(incarnation: number): void {
+    // A superblock can only hold an incarnation this replica chose or adopted: never the unset -1 or a non-u32.
+    assert(Number.isInteger(incarnation) && incarnation >= 0 && incarnation <= 0xffff_ffff, () => `durable incarnation ${incarnation}`);
     this.incarnation_durable = incarnation;
   }
 
@@ -180,6 +184,8 @@ export class Formation {
         view: pong.durable_view,
         incarnation: pong.incarnation,
       });
+      // One answer per peer, never this replica's own: decide() counts them against replica_count - 1.
+      assert(this.replies.size <= this.replica_count - 1 && !this.replies.has(this.replica), () => `replica ${this.replica}: ${this.replies.size} probe answers from ${this.replica_count - 1} peers`);
       return this.decide();
     }
     if (this.phase_ === "formed") return wait;

@@ -57,7 +57,10 @@ export class Journal {
   }
 
   private slot(op: number): number {
-    return op % this.slot_count;
+    const slot = op % this.slot_count;
+    // Negative or fractional ops would index outside the arrays and read undefined as "no header".
+    assert(slot >= 0 && Number.isInteger(slot), () => `journal: op ${op} has no slot`);
+    return slot;
   }
 
   /** The state of the slot of this op, if it holds this op (empty if it holds another or none). */
@@ -69,6 +72,7 @@ export class Journal {
   private set(slot: number, header: Header | null, to: SlotState): void {
     assert((header === null) === (to === SlotState.empty), () => `journal slot ${slot}: state ${SlotState[to]} with${header === null ? "out" : ""} a header`);
     assert(header === null || this.slot(header.op) === slot, () => `journal slot ${slot}: op ${header!.op} maps elsewhere`);
+    assert(header === null || Number.isSafeInteger(header.op) && header.op >= 0, () => `journal slot ${slot}: op ${header!.op}`);
     this.headers[slot] = header;
     this.states[slot] = to;
   }
@@ -139,6 +143,7 @@ export class Journal {
     this.set(slot, header, SlotState.dirty);
     this.damaged_op[slot] = -1;
     this.dirty_ops.push(header.op);
+    assert(this.hasPrepare(header.op, header.checksum) && !this.isDamaged(header.op), () => `journal op ${header.op}: written but not readable`);
   }
 
   /** Records a prepare found on disk at recovery (its record intact; the prepare intact or not).
@@ -176,6 +181,8 @@ export class Journal {
         durable.push(op);
       }
     }
+    // No write may survive the flush as dirty: it would never be acknowledged.
+    assert(this.dirty_ops.length === 0, "journal: writes queued during flushed()");
     return durable;
   }
 
@@ -186,6 +193,8 @@ export class Journal {
     const slot = this.slot(op);
     const h = this.headers[slot];
     if (h !== null && h !== undefined && h.op === op) this.set(slot, null, SlotState.empty);
+    // A damaged slot stays damaged (see above): remove must never clear what the disk told us.
+    assert(this.damaged_op[slot] === -1 || this.damaged_op[slot]! % this.slot_count === slot, () => `journal slot ${slot}: damaged op ${this.damaged_op[slot]} maps elsewhere`);
   }
 
   /** Known headers for ops in [op_min, op_max], ascending. */
@@ -195,6 +204,8 @@ export class Journal {
       const h = this.header(op);
       if (h !== null) out.push(h);
     }
+    // Callers (start_view, do_view_change) send this as the vouched suffix: ascending, within the range.
+    assert(out.length <= this.slot_count && (out.length === 0 || (out[0]!.op >= op_min && out[out.length - 1]!.op <= op_max)), () => `journal range [${op_min}, ${op_max}] out of bounds`);
     return out;
   }
 

@@ -127,6 +127,9 @@ export class Leader {
     if (this.request_queue.length >= this.limits.request_queue_max) return "busy";
     this.request_queue.push(message);
     this.inflight.set(h.client, h.request);
+    // One in-flight entry per client: a client never has two requests in flight (§3), so the map
+    // is bounded by the queue plus the pipeline's batches.
+    assert(this.request_queue.length <= this.limits.request_queue_max, () => `leader ${this.limits.replica}: request queue of ${this.request_queue.length} over ${this.limits.request_queue_max}`);
     return "queued";
   }
 
@@ -149,6 +152,8 @@ export class Leader {
       batch.push(this.request_queue.shift()!);
       size += entry_size;
     }
+    // A single request larger than batch_size_max still goes alone (the request limit bounds it).
+    assert(batch.length >= 1 && batch.length <= this.limits.batch_requests_max && (batch.length === 1 || size <= this.limits.batch_size_max), () => `leader ${this.limits.replica}: batch of ${batch.length} requests, ${size} bytes`);
     return batch;
   }
 
@@ -156,6 +161,8 @@ export class Leader {
   prepared(op: number, checksum: bigint, message: Message): void {
     const last = this.pipeline[this.pipeline.length - 1];
     assert(last === undefined || op === last.op + 1, () => `leader ${this.limits.replica}: op ${op} prepared after pipeline op ${last!.op}`);
+    // prepared() follows canPrepare(): the pipeline is bounded by pipeline_prepare_max.
+    assert(this.pipeline.length < this.limits.pipeline_prepare_max, () => `leader ${this.limits.replica}: op ${op} prepared into a full pipeline of ${this.pipeline.length}`);
     this.pipeline.push({ op, checksum, message, oks: new Set() });
   }
 
@@ -171,6 +178,7 @@ export class Leader {
     const entry = this.entry(op);
     if (entry === undefined || entry.checksum !== checksum) return false;
     entry.oks.add(replica);
+    assert(entry.oks.size <= this.limits.replica_count, () => `op ${op}: ${entry.oks.size} acks from ${this.limits.replica_count} replicas`);
     return true;
   }
 
@@ -220,11 +228,14 @@ export class Leader {
   /** A backup proved it is in this view and log at tick. */
   alive(replica: number, tick: number): void {
     assert(replica >= 0 && replica < this.limits.replica_count, () => `replica ${replica} alive of ${this.limits.replica_count}`);
+    // Ticks only advance: a step back would make a silent replica look recently heard.
+    assert(tick >= this.last_ack_tick[replica]!, () => `replica ${replica} heard at tick ${tick}, after tick ${this.last_ack_tick[replica]}`);
     this.last_ack_tick[replica] = tick;
   }
 
   /** Every replica counts as heard at tick (the cluster just formed: nobody could answer before). */
   aliveAll(tick: number): void {
+    assert(this.last_ack_tick.every((t) => t <= tick), () => `leader ${this.limits.replica}: all heard at tick ${tick}, before an earlier ack`);
     this.last_ack_tick.fill(tick);
   }
 
@@ -232,6 +243,8 @@ export class Leader {
    * Keeps the stall counters. */
   heartbeat(tick: number, commit_min: number, commit_max: number): HeartbeatDecision {
     const l = this.limits;
+    // The stall detector compares against the last progress seen: commits never go back in a term.
+    assert(commit_min <= commit_max && commit_min >= this.stall_commit_min && commit_max >= this.stall_commit_max, () => `leader ${l.replica}: commit ${commit_min}/${commit_max} after ${this.stall_commit_min}/${this.stall_commit_max}`);
     let heard = 1;
     for (let r = 0; r < l.replica_count; r++) {
       if (r !== l.replica && tick - this.last_ack_tick[r]! <= l.view_change_timeout_ticks) heard += 1;
@@ -257,6 +270,7 @@ export class Leader {
   /** Throws (through broken) if the leader's state contradicts itself or the replica's. */
   invariants(at: LeaderContext, broken: (what: string) => never): void {
     if (this.request_queue.length > this.limits.request_queue_max || this.reads.length > this.limits.read_queue_max) broken("queues over their bounds");
+    this.reads.invariants();
     // Every request this term prepared has executed, unless a state sync skipped some: then each
     // request still in flight must be queued (execution is what clears an entry).
     if (at.op === at.commit_min && !this.executions_skipped && this.inflight.size > 0) {

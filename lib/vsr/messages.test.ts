@@ -562,14 +562,17 @@ test("random field values survive every builder and reader", () => {
     const n = () => prng.int(2 ** 31) * 2 ** 21 + prng.int(2 ** 21);
     const id = { op: n(), digest: prng.u64(), checksum: prng.u64() };
     const records: [Message, unknown, unknown][] = [];
-    const pong = { nonce: prng.u64(), state: prng.int(4), log_view: prng.u32(), op: n(), commit_max: n(), durable_view: n() };
+    // Builders refuse what no honest replica sends, so the numbers keep the rules they check.
+    const pong = { nonce: prng.u64(), state: prng.int(4), log_view: prng.int(env.view + 1), op: n(), commit_max: n(), durable_view: prng.int(env.view + 1) };
     records.push([buildPong(env, pong), readPong, pong]);
-    const commit = { commit_max: n(), commit_checksum: prng.u64(), round: 1 + n(), nonce: prng.u64(), op: n(), checkpoint: id };
+    const commit = { commit_max: id.op + n(), commit_checksum: prng.u64(), round: 1 + n(), nonce: prng.u64(), op: 0, checkpoint: id };
+    commit.op = commit.commit_max + prng.int(100);
     records.push([buildCommit(env, commit), readCommit, commit]);
-    const prepare = { op: 1 + n(), parent: prng.u64(), commit_max: n(), timestamp: n(), checkpoint: id, requests: 1 + prng.int(2 ** 31), body: new Uint8Array(prng.int(20)) };
+    const prepare_op = id.op + 1 + n();
+    const prepare = { op: prepare_op, parent: prng.u64(), commit_max: prepare_op - 1 - prng.int(Math.min(prepare_op, 2 ** 32)), timestamp: n(), checkpoint: id, requests: 1 + prng.int(2 ** 31), body: new Uint8Array(prng.int(20)) };
     records.push([buildPrepare(env, prepare), readPrepare, prepare]);
     const position = n();
-    const chunk = { checkpoint: id, position, next: prng.chance(0.5) ? null : position + 1 + prng.int(1000), body: new Uint8Array(0) };
+    const chunk = { checkpoint: id, position, next: prng.chance(0.5) ? null : position + 1 + prng.int(1000), body: new Uint8Array(1 + prng.int(8)) };
     records.push([buildSyncChunk(env, chunk), readSyncChunk, chunk]);
     const reply = { client: prng.u64(), request: prng.u32(), session: n(), operation: prng.int(256), result: prng.int(256), body: new Uint8Array(prng.int(9)), op: n(), commit: n(), timestamp: n() };
     records.push([buildReply(env, reply), readReply, reply]);
@@ -595,6 +598,14 @@ test("builders refuse what no honest replica sends", () => {
   expect(() => buildStartView(from, { op: 4, commit_max: 0, checkpoint_op: 0, nonce: 0n, headers })).toThrow(AssertionError);
   expect(() => buildDoViewChange(from, { log_view: from.view, op: 3, commit: 0, headers, presence: new Uint8Array(3), faulty_ops: [] })).toThrow(AssertionError);
   expect(() => buildDoViewChange(from, { log_view: 1, op: 3, commit: 0, headers, presence: new Uint8Array(2), faulty_ops: [] })).toThrow(AssertionError);
+  // A start_view below its own checkpoint, a prepare naming a checkpoint or commit at or past its
+  // op, a commit past the primary's head, an empty chunk that is not the last.
+  expect(() => buildStartView(from, { op: 3, commit_max: 0, checkpoint_op: 4, nonce: 0n, headers })).toThrow(AssertionError);
+  const id = { op: 8, digest: 1n, checksum: 2n };
+  expect(() => buildPrepare(from, { op: 8, parent: 0n, commit_max: 0, timestamp: 1, checkpoint: id, requests: 1, body: new Uint8Array(8) })).toThrow(AssertionError);
+  expect(() => buildPrepare(from, { op: 9, parent: 0n, commit_max: 9, timestamp: 1, checkpoint: id, requests: 1, body: new Uint8Array(8) })).toThrow(AssertionError);
+  expect(() => buildCommit(from, { commit_max: 10, commit_checksum: 0n, round: 1, nonce: 0n, op: 9, checkpoint: id })).toThrow(AssertionError);
+  expect(() => buildSyncChunk(from, { checkpoint: id, position: 0, next: 1, body: new Uint8Array(0) })).toThrow(AssertionError);
   expect(() => buildHeaders(from, { op: 3, commit_max: 0, canonical: true, headers: [] })).toThrow(AssertionError);
   expect(() => buildSyncChunk(from, { checkpoint, position: 5, next: 5, body: new Uint8Array(0) })).toThrow(AssertionError);
   expect(() => buildRequestValue(from, { version: 1, checksum: 0n, key: "" })).toThrow(AssertionError);

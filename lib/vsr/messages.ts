@@ -44,6 +44,8 @@ function start(command: Command, from: Envelope): Header {
 
 /** A client's header: it has no replica index, so `replica` = 255 and replica_count = incarnation = 0 (§3.2). */
 function startClient(command: Command, cluster: bigint): Header {
+  // DataView wraps a u64 silently: a cluster id outside it would address another cluster.
+  assert(cluster >= 0n && cluster < 1n << 64n, () => `cluster ${cluster} is no u64`);
   const h = new Header();
   h.command = command;
   h.cluster = cluster;
@@ -65,6 +67,7 @@ export interface Ping {
 }
 
 export function buildPing(from: Envelope, ping: Ping): Message {
+  assert(ping.nonce >= 0n && ping.nonce < 1n << 64n, "ping nonce is no u64: the echo would never match");
   const h = start(Command.ping, from);
   h.context = ping.nonce;
   return finalize(h);
@@ -90,6 +93,8 @@ export interface Pong {
 
 export function buildPong(from: Envelope, pong: Pong): Message {
   assert(pong.state >= PeerState.blank && pong.state <= PeerState.formed, () => `pong with state ${pong.state}`);
+  // A replica's log view never passes its view, nor does what it has made durable.
+  assert(pong.log_view <= from.view && pong.durable_view <= from.view, () => `pong in view ${from.view} with log_view ${pong.log_view}, durable view ${pong.durable_view}`);
   const h = start(Command.pong, from);
   h.context = pong.nonce;
   h.operation = pong.state;
@@ -120,6 +125,8 @@ export interface Request {
 }
 
 export function buildRequest(cluster: bigint, request: Request): Message {
+  // request is a u32 and operation a u8 on the wire: a wider value would be truncated to another request.
+  assert(Number.isInteger(request.request) && request.request >= 0 && request.request <= 0xffffffff && Number.isInteger(request.operation) && request.operation >= 0 && request.operation <= 0xff, () => `request ${request.request} operation ${request.operation} out of range`);
   const h = startClient(Command.request, cluster);
   h.client = request.client;
   h.session = request.session;
@@ -162,6 +169,7 @@ export interface Reply extends ClientReply {
 }
 
 export function buildReply(from: Envelope, reply: Reply): Message {
+  assert(Number.isInteger(reply.request) && reply.request >= 0 && reply.request <= 0xffffffff && Number.isInteger(reply.operation) && reply.operation >= 0 && reply.operation <= 0xff, () => `reply to request ${reply.request} operation ${reply.operation} out of range`);
   const h = start(Command.reply, from);
   h.client = reply.client;
   h.request = reply.request;
@@ -201,6 +209,8 @@ export interface Prepare {
 /** `from` is the primary that creates it: relayed and repaired prepares travel unchanged. */
 export function buildPrepare(from: Envelope, prepare: Prepare): Message {
   assert(prepare.op > 0 && prepare.requests > 0, () => `prepare of op ${prepare.op} with ${prepare.requests} requests`);
+  // The named checkpoint lags op (lib/vsr/checkpoint.ts) and op is not committed before it is prepared.
+  assert(prepare.checkpoint.op < prepare.op && prepare.commit_max < prepare.op, () => `prepare of op ${prepare.op} names checkpoint ${prepare.checkpoint.op}, commit ${prepare.commit_max}`);
   const h = start(Command.prepare, from);
   h.op = prepare.op;
   h.parent = prepare.parent;
@@ -237,6 +247,8 @@ export interface PrepareOk {
 }
 
 export function buildPrepareOk(from: Envelope, ok: PrepareOk): Message {
+  // The hash chain makes a prepare's parent another prepare's checksum: equal ones mean swapped fields.
+  assert(ok.checksum !== ok.parent, () => `prepare_ok for op ${ok.op} names its parent as the prepare acknowledged`);
   const h = start(Command.prepare_ok, from);
   h.op = ok.op;
   h.context = ok.checksum;
@@ -270,6 +282,8 @@ export interface Commit {
 
 export function buildCommit(from: Envelope, commit: Commit): Message {
   assert(commit.round > 0, "heartbeat rounds start at 1");
+  // The primary holds every op it has committed, and checkpoints only committed state.
+  assert(commit.checkpoint.op <= commit.commit_max && commit.commit_max <= commit.op, () => `commit of ${commit.commit_max} with head ${commit.op}, checkpoint ${commit.checkpoint.op}`);
   const h = start(Command.commit, from);
   h.commit = commit.commit_max;
   h.context = commit.commit_checksum;
@@ -302,6 +316,7 @@ export interface CommitOk {
 }
 
 export function buildCommitOk(from: Envelope, ok: CommitOk): Message {
+  assert(ok.nonce >= 0n && ok.nonce < 1n << 64n, "commit_ok nonce is no u64: the echo would never match");
   const h = start(Command.commit_ok, from);
   h.session = ok.round;
   h.client = ok.nonce;
@@ -324,6 +339,8 @@ export interface StartViewChange {
 }
 
 export function buildStartViewChange(from: Envelope, svc: StartViewChange): Message {
+  // The sender moves to from.view; its superblock cannot already hold a higher view.
+  assert(Number.isSafeInteger(svc.durable_view) && svc.durable_view >= 0 && svc.durable_view <= from.view, () => `start_view_change to view ${from.view} with durable view ${svc.durable_view}`);
   const h = start(Command.start_view_change, from);
   h.context = BigInt(svc.durable_view);
   return finalize(h);
@@ -356,6 +373,8 @@ export function readDoViewChange(message: Message): DoViewChange | string {
   const h = message.header;
   const body = decodeDoViewChangeBody(message.body, h.request, h.cluster);
   if (body === null || !suffixValid(body.headers, h.op)) return "malformed do_view_change headers";
+  // Past the checks above, any input: one presence byte per header, the suffix ending at the op named.
+  assert(body.presence.length === body.headers.length && body.headers[body.headers.length - 1]!.op === h.op, "do_view_change read back unlike its checks");
   return { log_view: h.log_view, op: h.op, commit: h.commit, headers: body.headers, presence: body.presence, faulty_ops: body.faulty_ops, checksum: h.checksum };
 }
 
@@ -373,6 +392,8 @@ export interface StartView {
 
 export function buildStartView(from: Envelope, sv: StartView): Message {
   assert(suffixValid(sv.headers, sv.op), () => `start_view of ${sv.headers.length} headers is no suffix ending at op ${sv.op}`);
+  // A replica's log reaches at least its checkpoint (a synced replica's head starts there).
+  assert(sv.checkpoint_op <= sv.op, () => `start_view ending at op ${sv.op} below its checkpoint ${sv.checkpoint_op}`);
   const h = start(Command.start_view, from);
   h.op = sv.op;
   h.commit = sv.commit_max;
@@ -385,6 +406,7 @@ export function readStartView(message: Message): StartView | string {
   const h = message.header;
   const headers = decodeHeaders(message.body, h.cluster);
   if (headers === null || !suffixValid(headers, h.op)) return "malformed start_view headers";
+  assert(headers.length >= 1 && headers.length <= view_headers_max && headers[headers.length - 1]!.op === h.op, "start_view read back unlike its checks");
   return { op: h.op, commit_max: h.commit, checkpoint_op: h.checkpoint_op, nonce: h.context, headers };
 }
 
@@ -396,6 +418,7 @@ export interface RequestStartView {
 }
 
 export function buildRequestStartView(from: Envelope, rsv: RequestStartView): Message {
+  assert(rsv.nonce >= 0n && rsv.nonce < 1n << 64n, "request_start_view nonce is no u64: the answer would never match");
   const h = start(Command.request_start_view, from);
   h.view = rsv.view;
   h.context = rsv.nonce;
@@ -437,6 +460,8 @@ export interface Headers {
 
 export function buildHeaders(from: Envelope, headers: Headers): Message {
   assert(headers.headers.length > 0 && headers.headers.length <= view_headers_max, () => `headers message with ${headers.headers.length} headers`);
+  // The receiver drops the whole message if any header is not one of this cluster's prepares.
+  assert(headers.headers.every((x) => x.command === Command.prepare && x.cluster === from.cluster), "headers message carries a header that is not one of this cluster's prepares");
   const h = start(Command.headers, from);
   h.op = headers.op;
   h.commit = headers.commit_max;
@@ -448,6 +473,7 @@ export function readHeaders(message: Message): Headers | string {
   const h = message.header;
   const headers = decodeHeaders(message.body, h.cluster);
   if (headers === null) return "malformed headers";
+  assert(headers.length <= view_headers_max && headers.every((x) => x.cluster === h.cluster), "headers read back unlike their checks");
   return { op: h.op, commit_max: h.commit, canonical: h.operation === 1, headers };
 }
 
@@ -458,6 +484,7 @@ export interface RequestPrepare {
 }
 
 export function buildRequestPrepare(from: Envelope, rp: RequestPrepare): Message {
+  assert(rp.checksum >= 0n && rp.checksum < 1n << 64n, "request_prepare checksum is no u64");
   const h = start(Command.request_prepare, from);
   h.op = rp.op;
   h.context = rp.checksum;
@@ -478,6 +505,8 @@ export interface RequestSync {
 }
 
 export function buildRequestSync(from: Envelope, rs: RequestSync): Message {
+  // A transfer never targets the root checkpoint (every replica holds it): lib/vsr/state_sync.ts.
+  assert(rs.checkpoint.op > 0 && Number.isSafeInteger(rs.position) && rs.position >= 0, () => `request_sync for checkpoint ${rs.checkpoint.op} at ${rs.position}`);
   const h = start(Command.request_sync, from);
   h.op = rs.checkpoint.op;
   h.checkpoint_digest = rs.checkpoint.digest;
@@ -503,6 +532,8 @@ export interface SyncChunk {
 
 export function buildSyncChunk(from: Envelope, chunk: SyncChunk): Message {
   assert(chunk.next === null || chunk.next > chunk.position, () => `sync chunk at ${chunk.position} names ${chunk.next} next`);
+  // An empty chunk that is not the last would have the receiver ask for the same position forever.
+  assert(chunk.next === null || chunk.body.length > 0, () => `empty sync chunk at ${chunk.position} is not the last`);
   const h = start(Command.sync_chunk, from);
   h.op = chunk.checkpoint.op;
   h.checkpoint_digest = chunk.checkpoint.digest;
@@ -528,6 +559,7 @@ export interface RequestStatus {
 }
 
 export function buildRequestStatus(cluster: bigint, rs: RequestStatus): Message {
+  assert(Number.isInteger(rs.request) && rs.request >= 0 && rs.request <= 0xffffffff, () => `request_status number ${rs.request} is no u32`);
   const h = startClient(Command.request_status, cluster);
   h.client = rs.client;
   h.request = rs.request;
@@ -548,6 +580,7 @@ export interface NodeStatus {
 }
 
 export function buildStatus(from: Envelope, status: NodeStatus): Message {
+  assert(Number.isInteger(status.request) && status.request >= 0 && status.request <= 0xffffffff, () => `status for request ${status.request}: no u32`);
   const h = start(Command.status, from);
   h.client = status.client;
   h.request = status.request;
@@ -598,6 +631,8 @@ export function buildValue(from: Envelope, value: Value): Message {
   h.op = value.version;
   h.context = value.checksum;
   const key = keyToBytes(value.key);
+  // The key size is a u16 on the wire: the receiver splits key from value by it.
+  assert(key.length >= 1 && key.length <= 0xffff, () => `value key of ${key.length} bytes`);
   const body = new Uint8Array(2 + key.length + value.value.length);
   body[0] = key.length & 0xff;
   body[1] = key.length >>> 8;
@@ -611,7 +646,10 @@ export function readValue(message: Message): Value | string {
   const body = message.body;
   const key_size = body.length >= 2 ? body[0]! | (body[1]! << 8) : 0;
   if (key_size < 1 || body.length < 2 + key_size) return "malformed value";
-  return { version: h.op, checksum: h.context, key: keyFromBytes(body.subarray(2, 2 + key_size)), value: body.subarray(2 + key_size) };
+  const value = body.subarray(2 + key_size);
+  // Size prefix, key and value partition the body: nothing of it is dropped or read twice.
+  assert(2 + key_size + value.length === body.length, "value body split unlike its key size");
+  return { version: h.op, checksum: h.context, key: keyFromBytes(body.subarray(2, 2 + key_size)), value };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,6 +671,7 @@ export function decodeHeaders(body: Uint8Array, cluster: bigint): Header[] | nul
     if (h === null || h.command !== Command.prepare || h.cluster !== cluster || h.replica === sender_client) return null;
     headers.push(h);
   }
+  assert(headers.length * header_size === body.length, "decoded header count does not cover the body");
   return headers;
 }
 
@@ -642,6 +681,8 @@ export function decodeHeaders(body: Uint8Array, cluster: bigint): Header[] | nul
 export function encodeDoViewChangeBody(dvc: Pick<DoViewChange, "headers" | "presence" | "faulty_ops">): Uint8Array {
   const { headers, presence, faulty_ops } = dvc;
   assert(faulty_ops.length <= faulty_ops_max, () => `do_view_change with ${faulty_ops.length} faulty ops (at most ${faulty_ops_max})`);
+  // decodeDoViewChangeBody rejects all of these: sending one is this replica's bug.
+  assert(presence.length === headers.length && presence.every((p) => p <= presence_faulty), "do_view_change presence does not match its headers");
   const presence_end = headers.length * header_size + ((presence.length + 7) & ~7);
   const body = new Uint8Array(presence_end + 8 + 8 * faulty_ops.length);
   body.set(encodeHeaders(headers), 0);
@@ -669,6 +710,7 @@ export function decodeDoViewChangeBody(body: Uint8Array, count: number, cluster:
     if (!Number.isSafeInteger(op) || (i > 0 && op <= faulty_ops[i - 1]!)) return null;
     faulty_ops.push(op);
   }
+  assert(headers.length === count && presence.length === count, "decoded do_view_change does not hold count headers");
   return { headers, presence, faulty_ops };
 }
 

@@ -67,6 +67,8 @@ export class ReadQueue<M> {
   startRound(nonce: bigint): number {
     this.round += 1;
     this.nonces[this.round % heartbeat_nonce_rounds] = nonce;
+    // The round just started must be answerable by its own nonce, or no read would ever confirm.
+    assert(this.answers(this.round, nonce), () => `round ${this.round} does not answer its own nonce`);
     return this.round;
   }
 
@@ -92,6 +94,7 @@ export class ReadQueue<M> {
     const last = this.waiters[this.waiters.length - 1];
     assert(last === undefined || (last.round <= round && last.read_op <= read_op), "reads queue in arrival order");
     this.waiters.push({ message, read_op, round });
+    assert(this.waiters.length <= this.queue_max, () => `read queue of ${this.waiters.length} over ${this.queue_max}`);
     return true;
   }
 
@@ -111,7 +114,20 @@ export class ReadQueue<M> {
       if (waiter.read_op > commit_min || !this.confirmed(waiter.round)) break;
       ready += 1;
     }
-    return ready === 0 ? [] : this.waiters.splice(0, ready);
+    const taken = ready === 0 ? [] : this.waiters.splice(0, ready);
+    // Linearizability: a read is answered only once its op has executed here.
+    assert(taken.every((w) => w.read_op <= commit_min), () => `read answered before commit ${commit_min} reached its op`);
+    return taken;
+  }
+
+  /** Acks never name a round not yet sent; waiters stay in arrival order within the bound. Called
+   * from Leader.invariants(). */
+  invariants(): void {
+    assert(this.round >= 0 && this.acks.every((a) => a >= 0 && a <= this.round), () => `read queue: acks ${this.acks.join(",")} beyond round ${this.round}`);
+    assert(this.waiters.length <= this.queue_max, () => `read queue of ${this.waiters.length} over ${this.queue_max}`);
+    for (let i = 1; i < this.waiters.length; i++) {
+      assert(this.waiters[i - 1]!.round <= this.waiters[i]!.round && this.waiters[i - 1]!.read_op <= this.waiters[i]!.read_op, () => `read queue: waiter ${i} out of arrival order`);
+    }
   }
 
   /** Reads wait for a round not yet sent, and the current one is confirmed: send the next now

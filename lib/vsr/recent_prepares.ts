@@ -34,6 +34,7 @@ export class RecentPrepares {
       this.bytes -= m.header.size;
     }
     assert(this.bytes >= 0 && this.bytes <= recent_prepares_bytes_max, () => `recent prepares hold ${this.bytes} bytes`);
+    assert(this.prepares.size <= this.count_max, () => `recent prepares hold ${this.prepares.size}, at most ${this.count_max}`);
   }
 
   /** Takes the prepare at op if it is the one with this checksum (removed either way: an op is
@@ -43,6 +44,8 @@ export class RecentPrepares {
     if (m === undefined) return null;
     this.prepares.delete(op);
     this.bytes -= m.header.size;
+    // The byte count tracks exactly the prepares held: it empties with them.
+    assert(this.bytes >= 0 && (this.prepares.size > 0 || this.bytes === 0), () => `recent prepares: ${this.bytes} bytes counted for ${this.prepares.size} prepares`);
     return m.header.checksum === checksum ? m : null;
   }
 

@@ -1,4 +1,5 @@
 /** The root of every cluster's hash chain, and the digest of a replica's logical state. */
+import { assert } from "../util/assert.ts";
 import { checksum } from "../util/checksum.ts";
 import { Command, Header, finalize } from "../net/codec.ts";
 import type { ObjectStore } from "../store/object_store.ts";
@@ -11,10 +12,15 @@ export function rootPrepare(cluster: bigint, replica_count: number): Header {
   h.command = Command.prepare;
   h.cluster = cluster;
   h.replica_count = replica_count;
-  return finalize(h).header;
+  const root = finalize(h).header;
+  // Every replica of the cluster must derive the same root: nothing but cluster and size may shape it.
+  assert(root.op === 0 && root.view === 0 && root.cluster === cluster && root.replica_count === replica_count && root.command === Command.prepare, "root prepare does not read back as built");
+  return root;
 }
 
 export function stateDigest(store: ObjectStore, clients: ClientTable): bigint {
+  // The revision is hashed as a float64: a NaN or negative revision would hash but mean nothing.
+  assert(Number.isSafeInteger(store.revision) && store.revision >= 0, () => `store revision ${store.revision}`);
   const bytes = new Uint8Array(24);
   const v = new DataView(bytes.buffer);
   v.setBigUint64(0, store.digest(), true);

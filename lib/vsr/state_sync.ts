@@ -63,6 +63,9 @@ export class SyncTargets {
     assert(commit_min <= commit_known, () => `executed ${commit_min} above the commit known ${commit_known}`);
     if (h.op > commit_known || h.checkpoint_op <= commit_min) return null;
     if (h.checkpoint_op !== checkpointFor(h.op, checkpoint_interval_ops)) return null;
+    // A target is always a real checkpoint above what was executed (a sync to the root or below
+    // commit_min would throw executed state away); the checks above guarantee it for any header.
+    assert(h.checkpoint_op > commit_min && h.checkpoint_op > 0 && h.checkpoint_op < h.op, () => `sync target ${h.checkpoint_op} named by op ${h.op}, executed ${commit_min}`);
     return { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.context };
   }
 
@@ -84,6 +87,8 @@ export class SyncTargets {
     const own = this.primary_checkpoint;
     if (own !== null && own.view === view && own.id.op > stalled.op && own.id.op > commit_min && own.id.op <= commit_known) return own.id;
     this.backoff = { op: stalled.op, until_tick: ticks + sync_backoff_ticks };
+    // The stalled target itself is refused until the backoff ends (repair gets its turn first).
+    assert(!this.allows(stalled, ticks), () => `sync to ${stalled.op} still allowed right after it stalled`);
     return null;
   }
 }
@@ -162,8 +167,11 @@ export class SyncTransfer {
   /** What arrived did not verify (the peer that served it is broken or lying): start over from
    * the beginning with the next peer. */
   retryElsewhere(): void {
+    const broken = this.asked;
     this.position = 0;
     this.asked = this.next(this.asked);
+    // The peer that served a stream that did not verify is not asked again right away.
+    assert(this.asked !== broken || this.config.replica_count === 1, () => `state sync retries the peer ${broken} whose stream did not verify`);
   }
 
   /** A repair tick passed. A chunk arriving resets the count, so only a transfer silent for a whole

@@ -5,6 +5,7 @@
  * in the simulator); the replica acts on durability only after flush returns, which is how
  * "persist before you promise" is enforced.
  */
+import { assert } from "../util/assert.ts";
 import type { Header, Message } from "../net/codec.ts";
 import type { ObjectEntry, ObjectStore, ValueLocation } from "../store/object_store.ts";
 import type { ClientTable } from "./client_table.ts";
@@ -58,7 +59,15 @@ export interface VsrState {
  * checkpoint. Above it, only prepares of log_view belong to the log (loadJournal, and the ring
  * restore that must not contradict it). */
 export function vouchedMax(state: VsrState): number {
-  return state.view_headers.length > 0 ? state.view_headers[state.view_headers.length - 1]!.op : state.checkpoint.op;
+  // The state comes from our own superblock (checksummed) or from the replica itself: an unsorted
+  // suffix would make the last header the wrong bound, and loadJournal would drop vouched ops.
+  for (let i = 1; i < state.view_headers.length; i++) {
+    assert(state.view_headers[i - 1]!.op < state.view_headers[i]!.op, () => `view headers not ascending at ${i}: op ${state.view_headers[i - 1]!.op} then ${state.view_headers[i]!.op}`);
+  }
+  assert(state.log_view <= state.view, () => `log_view ${state.log_view} above view ${state.view}`);
+  const max = state.view_headers.length > 0 ? state.view_headers[state.view_headers.length - 1]!.op : state.checkpoint.op;
+  assert(Number.isSafeInteger(max) && max >= 0, () => `vouched max ${max}`);
+  return max;
 }
 
 export interface RecoveredPrepare {

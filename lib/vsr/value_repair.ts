@@ -39,6 +39,7 @@ export function valueRepairPeer(replica: number, replica_count: number, random: 
   assert(replica_count >= 2 && replica >= 0 && replica < replica_count, () => `value repair: no peer for replica ${replica} of ${replica_count}`);
   let peer = random.int(replica_count - 1);
   if (peer >= replica) peer += 1;
+  assert(peer !== replica && peer >= 0 && peer < replica_count, () => `value repair: replica ${replica} picked peer ${peer}`);
   return peer;
 }
 
@@ -81,6 +82,8 @@ export class ValueRepairs {
       if (entry === undefined || entry.version !== want.version) this.wanted.delete(key);
       else requests.push({ key, version: want.version, checksum: want.checksum });
     }
+    // What is still wanted is exactly what is asked for again: a kept entry never asked for would never be repaired.
+    assert(requests.length === this.wanted.size && requests.length <= this.max, () => `value repairs: ${requests.length} requests for ${this.wanted.size} wanted`);
     return requests;
   }
 
@@ -94,6 +97,8 @@ export class ValueRepairs {
     if (want === undefined || current === undefined || want.version !== version || current.version !== version || current.checksum !== claimed_checksum) return "unwanted";
     // Checked only once wanted: hashing a value nobody asked for would be work for a forger.
     if (checksum(value) !== current.checksum) return "mismatch";
+    // Both records are ours: a version names one value, so what we wanted is what the index now holds.
+    assert(want.checksum === current.checksum, () => `value repair of ${JSON.stringify(key)} version ${version}: wanted and current checksums differ`);
     return "accept";
   }
 

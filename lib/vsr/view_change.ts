@@ -130,5 +130,8 @@ export function chooseLog(dvcs: DoViewChange[]): DoViewChange {
     if (best === null || dvc.log_view > best.log_view || (dvc.log_view === best.log_view && dvc.op > best.op)) best = dvc;
   }
   assert(best !== null, "no do_view_change to choose from");
-  return best;
+  const chosen = best;
+  // The chosen log is at least every other in (log_view, op): a lower one could miss a committed op.
+  assert(dvcs.every((dvc) => dvc.log_view < chosen.log_view || (dvc.log_view === chosen.log_view && dvc.op <= chosen.op)), () => `chose log (${chosen.log_view}, ${chosen.op}) below another`);
+  return chosen;
 }

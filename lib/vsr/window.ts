@@ -8,8 +8,11 @@ import { assert } from "../util/assert.ts";
 /** The op of the window after checkpoint_op that maps to this slot. */
 export function windowOp(checkpoint_op: number, slot: number, slot_count: number): number {
   assert(slot >= 0 && slot < slot_count, () => `slot ${slot} out of range for ${slot_count} slots`);
+  assert(Number.isSafeInteger(checkpoint_op) && checkpoint_op >= 0, () => `checkpoint op ${checkpoint_op}`);
   const first = checkpoint_op + 1;
-  return first + ((((slot - first) % slot_count) + slot_count) % slot_count);
+  const op = first + ((((slot - first) % slot_count) + slot_count) % slot_count);
+  assert(op > checkpoint_op && op <= checkpoint_op + slot_count && op % slot_count === slot, () => `window op ${op} for slot ${slot} after checkpoint ${checkpoint_op}`);
+  return op;
 }
 
 /** A short description of a sorted list of ops for log lines: "5, 7..9". */
