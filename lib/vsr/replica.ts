@@ -1380,6 +1380,7 @@ export class Replica {
 
   /** The fields every message this replica sends carries (docs/PROTOCOL.md §4.2), in view. */
   private envelope(view: number): Envelope {
+    assert(view <= this.view, () => `replica ${this.replica}: a message stamped view ${view}, ahead of its own view ${this.view}`);
     return { cluster: this.config.cluster, replica: this.replica, replica_count: this.config.replica_count, view, incarnation: this.incarnation };
   }
 
@@ -1553,6 +1554,7 @@ export class Replica {
     this.leader = null;
     this.sync = null;
     assert(!this.isActingPrimary(), "a replica changing views does not lead");
+    assert(this.view === view && this.view_change !== null && this.log_view <= this.view, () => `replica ${this.replica}: left for view ${view} but holds view ${this.view}, log_view ${this.log_view}`);
     this.timeout_normal.stop();
     this.timeout_heartbeat.stop();
     this.timeout_prepare.stop();
@@ -1768,6 +1770,7 @@ export class Replica {
     this.op = Math.max(op, this.commit_min);
     this.applyViewHeaders();
     this.trimUnchained();
+    assert(this.op >= this.commit_min && this.commit_min <= this.commit_max, () => `replica ${this.replica}: installed head op ${this.op} below what it executed (${this.commit_min})`);
     const executed = this.journal.header(this.commit_min);
     assert(executed === null || executed.checksum === this.commit_min_checksum, () => `replica ${this.replica}: the installed log replaced the op it executed last`);
   }
@@ -2208,6 +2211,7 @@ export class Replica {
       if (this.journal.header(op) !== null) this.broken(`a header at op ${op}, above its head ${this.op}`);
     }
     this.journal.invariants();
+    this.clients.invariants();
   }
 
   private broken(what: string): never {
