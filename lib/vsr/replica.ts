@@ -276,6 +276,7 @@ export class Replica {
 
   /** Reads the data directory and joins the cluster in the view it has persisted. */
   open(realtime: number): void {
+    assert(this.ticks === 0, () => `replica ${this.replica}: opened after ${this.ticks} ticks`);
     this.realtime = realtime;
     const recovered = this.storage.recover(this.config.clients_max);
     if (recovered.superblock_lost === true) {
@@ -349,6 +350,7 @@ export class Replica {
   flush(): void {
     if (!this.storage.pending()) return;
     this.storage.flush();
+    assert(!this.storage.pending(), () => `replica ${this.replica}: writes still pending after a flush`);
     this.onDurable();
   }
 
@@ -1883,6 +1885,7 @@ export class Replica {
     }
     this.enterNormalBackup();
     assert(this.view === h.view && this.log_view === h.view, () => `replica ${this.replica}: installed view ${h.view} as view ${this.view}, log_view ${this.log_view}`);
+    assert(this.view_change === null && this.leader === null && this.status === "normal", () => `replica ${this.replica}: installed view ${h.view} but still holds view change or leader state`);
     this.writeState();
     this.acks_after_start_view = h.commit;
     this.env.log("info", `replica ${this.replica}: installed view ${this.view} from primary ${h.replica}: op ${this.op}, commit ${this.commit_max}`);
@@ -1900,6 +1903,7 @@ export class Replica {
     this.timeout_prepare.stop();
     this.timeout_view_change.stop();
     this.timeout_view_change_resend.stop();
+    assert(!this.isActingPrimary() && this.leader === null, () => `replica ${this.replica}: a backup of view ${this.view} holding a leader's state`);
   }
 
   /**
