@@ -306,6 +306,8 @@ export class Replica {
     this.retryCheckpoint();
     if (this.ticks % compaction_interval_ticks === 0) this.compact();
     this.scrub();
+    // Timeouts change roles: the role objects must still match the status they belong to.
+    assert((this.view_change !== null) === (this.status === "view_change") && (this.recovering !== null) === (this.status === "recovering"), () => `replica ${this.replica}: role state does not match status ${this.status} after a tick`);
   }
 
   /**
@@ -1685,6 +1687,7 @@ export class Replica {
     if (h.view > this.view) this.startViewChange(h.view);
     const vc = this.view_change;
     if (vc === null) return;
+    assert(this.view === h.view && this.status === "view_change", () => `replica ${this.replica}: counting a do_view_change for view ${h.view} while in view ${this.view}`);
     // A do_view_change implies its sender voted to leave the old view.
     vc.svc_from.add(h.replica);
     // A commit number above the sender's own head is none it could know (its log holds every op it
