@@ -1600,6 +1600,7 @@ export class Replica {
       return;
     }
     if (h.view > this.view) this.startViewChange(h.view);
+    assert(this.view === h.view && this.view_change !== null, () => `replica ${this.replica}: counting a start_view_change for view ${h.view} while in view ${this.view} (${this.status})`);
     this.view_change!.svc_from.add(h.replica);
     this.maybeSendDoViewChange();
   }
