@@ -1809,6 +1809,7 @@ export class Replica {
       pipeline.push({ op, checksum: h.checksum, message: null, oks });
     }
     this.lead(pipeline);
+    assert(this.leader !== null && this.view_change === null && this.log_view === this.view, () => `replica ${this.replica}: leading view ${this.view} without a leader's state, or still changing views (log_view ${this.log_view})`);
     assert(this.op === this.commit_max + pipeline.length, () => `replica ${this.replica}: leading view ${this.view} with op ${this.op} but ${pipeline.length} ops in flight above commit ${this.commit_max}`);
     this.timeout_view_change.stop();
     this.timeout_view_change_resend.stop();
