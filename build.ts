@@ -1,6 +1,6 @@
 export {};
 // Compiles the three standalone executables at the repo root. Called by ./build.sh.
-// Host target only: another target makes Bun download a runtime (notes/bun.md §2).
+// Host target only: another target makes Bun download a runtime, and builds must work offline.
 const executables: [entry: string, outfile: string][] = [
   ["cmd/toastyfs.ts", "toastyfs"],
   ["cmd/random_client.ts", "toastyfs_random_client"],

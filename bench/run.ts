@@ -1,5 +1,5 @@
 /**
- * The DESIGN §9 benchmark: ToastyFS and (when Debian's etcd-server is installed) etcd, each as a
+ * The docs/DESIGN.md §9 benchmark: ToastyFS and (when Debian's etcd-server is installed) etcd, each as a
  * 3-member cluster on loopback with every write fsynced on a quorum, under the same closed-loop
  * workloads driven from this process. Prints a table with ratios ToastyFS/etcd from the same run.
  *
@@ -206,7 +206,7 @@ interface Row {
   name: string;
   cell(r: SuiteResult): string;
   value(r: SuiteResult): number;
-  /** DESIGN §9: the absolute target, etcd's figure there, and whether lower is better. */
+  /** docs/DESIGN.md §9: the absolute target, etcd's figure there, and whether lower is better. */
   target: number;
   design_etcd: number;
   lower_is_better?: boolean;
@@ -241,7 +241,7 @@ function table(header: string[], body: string[][]): string {
 
 function report(toasty: SuiteResult, etcd: SuiteResult | null): string {
   const out: string[] = [];
-  const header = ["workload", `ToastyFS`, ...(etcd ? [`etcd ${etcd.version}`, "ToastyFS/etcd"] : []), "DESIGN §9 target", "target met", ...(etcd ? ["target as etcd ratio", "ratio met"] : [])];
+  const header = ["workload", `ToastyFS`, ...(etcd ? [`etcd ${etcd.version}`, "ToastyFS/etcd"] : []), "docs/DESIGN.md §9 target", "target met", ...(etcd ? ["target as etcd ratio", "ratio met"] : [])];
   const body = rows.map((row) => {
     const t = row.value(toasty);
     const met_abs = (row.lower_is_better ? t <= row.target : t >= row.target) && (row.also?.(toasty) ?? true);

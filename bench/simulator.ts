@@ -1,5 +1,5 @@
 /**
- * Simulator speed (DESIGN §9: target 1 M simulated events per second per core): runs a fixed set
+ * Simulator speed (docs/DESIGN.md §9: target 1 M simulated events per second per core): runs a fixed set
  * of seeds, one after another on one core, and prints events per second for each cluster size.
  *
  *   bun bench/simulator.ts [--seeds N] [--from S] [--replicas 3,5]

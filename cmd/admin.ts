@@ -3,8 +3,7 @@
  *
  * - stdin and stdout both terminals: the interactive shell (@clack/prompts, admin_tty.ts);
  * - otherwise a line mode: one command per line, `#` comments, results on stdout, errors on stderr,
- *   exit 1 if any command failed. clack is never used here: with piped stdin it hangs at EOF
- *   (notes/bun.md §7);
+ *   exit 1 if any command failed. clack is never used here: with piped stdin it hangs at EOF;
  * - `-c "cmd"`: one command, exit 0, 1 (it failed) or 2 (usage).
  */
 import { OperationError, UsageError, oneLine, optionArg, optionString } from "./cli_util.ts";

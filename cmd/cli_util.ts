@@ -1,4 +1,4 @@
-/** Command-line plumbing shared by the three executables (notes/bun.md §8: cac's pitfalls; the
+/** Command-line plumbing shared by the three executables (cac's own errors are stack traces or nothing; the
  * arguments as bytes: raw_argv.ts). */
 import type { CAC, Command } from "cac";
 import { MarkedArgs, kebabCase, processArgs, userArgs, type RawArg } from "./raw_argv.ts";

@@ -1,6 +1,6 @@
 /**
  * toastyfs_random_client: a random concurrent workload against a real cluster; records the
- * history and checks that it is linearizable (DESIGN §6). Exit 0: linearizable (or the checker ran
+ * history and checks that it is linearizable (docs/DESIGN.md §6). Exit 0: linearizable (or the checker ran
  * out of budget: a warning); 1: a violation or an unexpected error; 2: bad arguments.
  *
  * Ctrl-C (SIGINT) or SIGTERM stops it early: no new operations, the ones in flight finish, and the

@@ -42,7 +42,7 @@ export interface Config {
   /** Identifies the cluster; every message and data directory carries it. */
   cluster: bigint;
   replica_count: number;
-  /** Prepares in flight at once at the primary (DESIGN §4: 4–8). */
+  /** Prepares in flight at once at the primary (docs/DESIGN.md §4: 4–8). */
   pipeline_prepare_max: number;
   /** Requests the primary queues while the pipeline is full; more are dropped (clients retry). */
   request_queue_max: number;
@@ -56,7 +56,7 @@ export interface Config {
   journal_slot_count: number;
   /** A checkpoint every this many ops; must divide into the journal with room for a pipeline. */
   checkpoint_interval_ops: number;
-  /** Journal segment files are preallocated to this size; values stay in them (DESIGN §5). */
+  /** Journal segment files are preallocated to this size; values stay in them (docs/DESIGN.md §5). */
   segment_size_bytes: number;
   /** Client sessions kept in the (replicated) client table; least recently committed is evicted. */
   clients_max: number;

@@ -1,6 +1,6 @@
 /**
  * Runs many simulation seeds on every core and reports each failure with the one command that
- * replays it (DESIGN §6). The CI range is a smoke test; this is the evidence.
+ * replays it (docs/DESIGN.md §6). The CI range is a smoke test; this is the evidence.
  *
  *   bun scripts/sweep.ts --seeds N [--replicas 1,3,5,7] [--jobs J] [--from S] [--clients C] [--ticks T]
  *

@@ -1,5 +1,5 @@
 /**
- * The simulator's invariants (DESIGN §6), checked after every step against ground truth the
+ * The simulator's invariants (docs/DESIGN.md §6), checked after every step against ground truth the
  * simulator keeps, never against what replicas claim about themselves. The first violation is
  * recorded with the step it happened at; the simulator stops there.
  */

@@ -80,7 +80,7 @@ export class SimClient {
     private readonly options: ClientOptions,
     private readonly hooks: ClientHooks,
   ) {
-    // 64 random bits mixed into the id, as the client libraries do (DESIGN §4).
+    // 64 random bits mixed into the id, as the client libraries do (docs/DESIGN.md §4).
     this.id = (prng.u64() & ~0xffn) | BigInt(index & 0xff);
     const timeout = options.request_timeout_us;
     // backoff: the pause the simulated client used after not_primary before the core was shared.

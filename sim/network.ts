@@ -1,5 +1,5 @@
 /**
- * The simulated network (DESIGN §6): delivers encoded bytes (never shared objects, so codec bugs
+ * The simulated network (docs/DESIGN.md §6): delivers encoded bytes (never shared objects, so codec bugs
  * and aliasing show up) with a latency distribution, loss, duplication, reordering, replay of old
  * packets, corruption, clogged links, and symmetric or asymmetric partitions that change over time.
  * Nodes 0..replicas-1 are replicas; the rest are clients.

@@ -4,7 +4,7 @@ import { checksum } from "../lib/util/checksum.ts";
 import type { Prng } from "../lib/util/prng.ts";
 
 /**
- * The simulator's file system (DESIGN §5–§6): in memory, synchronous, deterministic, and honest
+ * The simulator's file system (docs/DESIGN.md §5–§6): in memory, synchronous, deterministic, and honest
  * about power loss, which `kill -9` cannot test.
  *
  * Every file (inode) holds two images: the durable one (what a power cut leaves on the medium)

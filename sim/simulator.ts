@@ -1,5 +1,5 @@
 /**
- * The deterministic simulator (DESIGN §6): N replicas and M clients in one process on virtual
+ * The deterministic simulator (docs/DESIGN.md §6): N replicas and M clients in one process on virtual
  * time, every random choice from one seed. The replicas are the real lib/vsr replicas over the
  * real lib/storage on a simulated file system that loses unsynced writes at a crash, talking
  * through a simulated network of encoded bytes. After every step the checker's invariants hold or
@@ -125,7 +125,7 @@ interface FaultRates {
   power_loss_at_us: number | null;
   disk_latency_mean_us: number;
   /** Replicas whose disks may be damaged: at most f, so some intact copy of every committed op
-   * always exists (DESIGN §6, the fault model). */
+   * always exists (docs/DESIGN.md §6, the fault model). */
   faulty_disks: Set<number>;
   /** Per 10 ms, on a faulty disk: latent sector corruption, unreadable sector, failed fsync,
    * wipe (a replaced disk), running out of space. */

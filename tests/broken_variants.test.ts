@@ -1,5 +1,5 @@
 /**
- * The simulator is only as good as the bugs it catches (DESIGN §6). Each test breaks one rule of
+ * The simulator is only as good as the bugs it catches (docs/DESIGN.md §6). Each test breaks one rule of
  * the protocol in a subclass of the real replica and asserts the simulation catches it within 500
  * seeds; the seed that caught it is printed for the record.
  */

@@ -1,5 +1,5 @@
 /**
- * Real replica processes under process and network faults (DESIGN §4, §5): kill -9 and SIGSTOP of
+ * Real replica processes under process and network faults (docs/DESIGN.md §4, §5): kill -9 and SIGSTOP of
  * the primary under load, a partition of the primary from both backups, and kill -9 of every
  * replica. In each: no acknowledged write is lost, and where several clients share keys, the
  * recorded history is linearizable (so a paused or partitioned old primary served no stale read).

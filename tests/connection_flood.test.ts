@@ -1,5 +1,5 @@
 /**
- * Idle connections to a real primary (DESIGN §7): a program that opens thousands of TCP
+ * Idle connections to a real primary (docs/DESIGN.md §7): a program that opens thousands of TCP
  * connections and sends nothing must not lock out clients, nor a replica that reconnects, even
  * from the same address as both (loopback here). The primary closes what it must, says so in one
  * log line, and counts it.

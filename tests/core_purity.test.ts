@@ -1,6 +1,6 @@
 /**
  * The deterministic core (lib/vsr, lib/store, lib/storage) does no I/O of its own, reads no clock,
- * draws no unseeded randomness and never awaits (DESIGN §3): the simulator replays a seed exactly
+ * draws no unseeded randomness and never awaits (docs/DESIGN.md §3): the simulator replays a seed exactly
  * only if that holds. The simulator would notice a violation only by luck (a seed that happens to
  * diverge), so this scans the source for the ways it could be broken.
  */

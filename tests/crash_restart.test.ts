@@ -1,6 +1,6 @@
 /**
  * kill -9 of every replica at a random moment under concurrent writes, then a restart: every
- * acknowledged put reads back with its exact bytes (DESIGN §5 "nothing acknowledged is lost").
+ * acknowledged put reads back with its exact bytes (docs/DESIGN.md §5 "nothing acknowledged is lost").
  * The same cluster and ledger carry through all rounds, so data from earlier rounds is checked
  * again after every later crash. Variants: one replica's data directory deleted before the restart
  * (it must rejoin from its peers, never format), and one byte of a live value flipped in a
@@ -70,12 +70,12 @@ describe("kill -9 of every replica under load, then restart", () => {
 
   test("one replica's data directory deleted before the restart: it recovers from its peers, nothing is lost", () => guarded(async () => {
     const [result] = await rounds(1, { variant: "wipe", read_through_victim: true });
-    // A replica that lost its disk while the others did not must never format (DESIGN §4).
+    // A replica that lost its disk while the others did not must never format (docs/DESIGN.md §4).
     expect(result!.victim_log.filter((line) => /formatting/i.test(line))).toEqual([]);
   }), 60_000);
 
   test("one byte of a cold value flipped on a running backup: the scrubber repairs it with no read", () => guarded(async () => {
-    // No crash and no read of the key: only the background scrubber can notice (DESIGN §5).
+    // No crash and no read of the key: only the background scrubber can notice (docs/STORAGE.md §10.8).
     const statuses = await cluster.waitConverged();
     const status = statuses.find((s) => !s.primary)!;
     const backup = cluster.replicas[status.replica]!;

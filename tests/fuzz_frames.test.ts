@@ -1,7 +1,7 @@
 /**
  * Thousands of random, truncated, oversized and corrupted frames, as a peer (sender index in range,
  * valid cluster id) and as a client, over thousands of connections to every replica of a running
- * cluster (DESIGN §7, docs/PROTOCOL.md §1.5): every replica stays up, the cluster keeps serving
+ * cluster (docs/DESIGN.md §7, docs/PROTOCOL.md §1.5): every replica stays up, the cluster keeps serving
  * while it happens (a write load runs throughout), nothing written before or during is lost, and
  * each replica's counters show exactly the frames it dropped. Well-formed requests with malformed
  * contents each get an error reply.

@@ -1,5 +1,5 @@
 /**
- * The deterministic simulation over many seeds (DESIGN §6): every run injects network, crash,
+ * The deterministic simulation over many seeds (docs/DESIGN.md §6): every run injects network, crash,
  * pause and power-loss faults, checks the invariants after every step, then heals and demands
  * liveness, then checks every client history for linearizability. A failure message carries the
  * command that replays it.

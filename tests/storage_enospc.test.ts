@@ -16,7 +16,7 @@
  *    success (the error was reported once), the header records go out and the prepares are
  *    acknowledged although their pages may have been dropped. A failed fsync must never look like
  *    a full disk: every fdatasync failure is reported as EIO, and the replica reopens from disk
- *    (DESIGN §5).
+ *    (docs/DESIGN.md §5).
  */
 import { describe, expect, test } from "bun:test";
 import { FileStorage, header_record_size, ring_copies, type StorageOptions } from "../lib/storage/file_storage.ts";

@@ -742,7 +742,7 @@ ToastyFS *toastyfs_init(uint64_t client_id, char **addrs, int num_addrs)
     }
     random = tfs_random64();
     t->caller_id = client_id;
-    /* DESIGN §4: callers often pass rand() after srand(time(NULL)); two processes started in the
+    /* docs/DESIGN.md §4: callers often pass rand() after srand(time(NULL)); two processes started in the
      * same second would share an id, so 64 bits from the OS are mixed in. */
     t->id = client_id ^ random;
     if (t->id == 0) t->id = 1;

@@ -1,5 +1,5 @@
 /**
- * The TypeScript client library (DESIGN §4, docs/PROTOCOL.md §3): finds the primary, registers a
+ * The TypeScript client library (docs/DESIGN.md §4, docs/PROTOCOL.md §3): finds the primary, registers a
  * session before its first write (reads need none), numbers requests, retries a request with the
  * same number on timeouts and view changes (the replicas' client table makes that at-most-once),
  * and fails with a clear error when no majority answers in time. One request is outstanding per
@@ -35,7 +35,7 @@ export { ClientError } from "./errors.ts";
 export interface ClientOptions {
   /** The cluster's replica addresses (all of them, in any order). */
   addresses: Address[];
-  /** The caller's part of the client id; 64 random bits are mixed in (DESIGN §4). */
+  /** The caller's part of the client id; 64 random bits are mixed in (docs/DESIGN.md §4). */
   client_id?: bigint;
   /** An attempt with no reply is retried on the next replica after this long. */
   attempt_timeout_ms?: number;

@@ -1,5 +1,5 @@
 /**
- * Which accepted connections a replica keeps (DESIGN §7). Without limits, a program that opens a
+ * Which accepted connections a replica keeps (docs/DESIGN.md §7). Without limits, a program that opens a
  * few thousand TCP connections and sends nothing fills every connection slot, and the replica
  * refuses clients and reconnecting replicas alike for as long as it holds them.
  *

@@ -1,7 +1,7 @@
 /**
  * Exponential backoff with jitter for reconnecting to a peer. Doubling keeps a dead peer from
  * costing more than a few attempts per second; the cap keeps a restarted peer from waiting long
- * (DESIGN §9 wants failover within 1.5 s); jitter keeps the replicas of a cluster that lost the
+ * (docs/DESIGN.md §9 wants failover within 1.5 s); jitter keeps the replicas of a cluster that lost the
  * same peer from reconnecting in lockstep.
  */
 import { assert } from "../util/assert.ts";

@@ -1,5 +1,5 @@
 /**
- * Turns a TCP byte stream into whole, validated messages (DESIGN §4 "Every message", §7).
+ * Turns a TCP byte stream into whole, validated messages (docs/PROTOCOL.md §1.5, docs/DESIGN.md §7).
  *
  * Messages are self-delimiting: the 128-byte header carries the total size. A size field is only
  * trusted after the magic, the protocol version and the header checksum have been verified, and a
@@ -212,7 +212,7 @@ export class FrameReader {
    * quarter of the frame is here (a 1 MiB frame arrives in two or three reads of up to 512 KiB, and
    * gets one buffer, never regrown and copied), else to twice what has arrived. So a peer that
    * announces a 16 MiB frame and sends little of it costs no more than a few times what it sent
-   * (DESIGN §7). The last growth makes it exactly the frame size, which decode requires.
+   * (docs/DESIGN.md §7). The last growth makes it exactly the frame size, which decode requires.
    */
   private reserveLarge(size: number): Uint8Array {
     assert(size <= this.frame_size && this.frame_size > this.buffer.length, "FrameReader: reserveLarge beyond the validated frame");

@@ -1,13 +1,13 @@
 /**
- * Per-connection coalescing writer (DESIGN §9: "coalesced socket writes, one write per connection
- * per turn; no per-message allocation on the hot path").
+ * Per-connection coalescing writer (docs/DESIGN.md §9: coalesced socket writes, one write per connection
+ * per turn; no per-message allocation on the hot path).
  *
  * send() encodes the message straight into one growable buffer and schedules a flush: by default
  * right after the current callback (queueMicrotask), so every message produced while handling one
  * batch of input leaves in one write() syscall; with `per_turn`, at the end of the event-loop turn
  * (setImmediate), so messages produced by all the callbacks of one turn leave together (a replica
  * node, whose primary makes a prepare in each of several callbacks of a turn, see TcpTransport
- * flushWrites). Bun sockets do not buffer (notes/bun.md §4): write()
+ * flushWrites). Bun sockets do not buffer: write()
  * accepts what the kernel takes and returns that count (short or 0 under backpressure, -1 when
  * closed); the rest waits here for the socket's `drain` event, which must call flush().
  *

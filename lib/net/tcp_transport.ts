@@ -1,5 +1,5 @@
 /**
- * The Bun TCP transport under a real replica (lib/node) and the TypeScript client (DESIGN §2, §4,
+ * The Bun TCP transport under a real replica (lib/node) and the TypeScript client (docs/DESIGN.md §2, §4,
  * §7, §9). It moves validated messages; it knows nothing of VSR beyond two header fields:
  *
  * - Replica to replica: replica i sends to j over the connection i dialed to j, and receives on the
@@ -11,13 +11,13 @@
  * - A client (self === null) uses the same class without listening: sendToReplica(i, m) dials
  *   replica i, and replies come back on that connection.
  *
- * Robustness (DESIGN §7): every incoming byte goes through a FrameReader. Any invalid frame is
+ * Robustness (docs/DESIGN.md §7): every incoming byte goes through a FrameReader. Any invalid frame is
  * counted, logged at most once per remote host per minute, and closes that connection only; the
  * transport keeps serving everything else. Connects are lazy, time out on our own timer (Bun has
  * no connect timeout) and back off exponentially with jitter. A dialed connection that carried a
  * message and then heard nothing at all from its replica for peer_silence_timeout_ms is closed and
  * redialed: that is how a half-open connection (peer powered off, partition) is noticed, because
- * Bun's socket.timeout() is too coarse to use (notes/bun.md §4). TCP keepalive backs this up for
+ * Bun's socket.timeout() is too coarse to use (about 4 s granularity, and it only notifies). TCP keepalive backs this up for
  * accepted connections. Accepted connections are admitted by lib/net/admission.ts: idle ones that
  * never send a frame cannot lock clients or replicas out, clients are limited per address and in
  * all, and replicas' connections are kept apart from clients'. Sends never block and never buffer
@@ -116,7 +116,7 @@ export interface TransportHandlers {
   onMessage(message: Message, connection: ConnectionInfo): void;
   onConnectionOpen?(connection: ConnectionInfo): void;
   /** A connection closed, or (outgoing) a connect attempt failed; anything queued on it was
-   * dropped. A client uses this to retry on another replica at once (DESIGN §9). */
+   * dropped. A client uses this to retry on another replica at once (docs/DESIGN.md §9). */
   onConnectionClose?(connection: ConnectionInfo, reason: string): void;
 }
 

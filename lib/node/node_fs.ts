@@ -1,7 +1,7 @@
 /**
  * The FileSystem of lib/storage over node:fs synchronous calls, rooted at a data directory.
  * Synchronous on purpose: one fdatasync per event-loop turn covers every write of that turn
- * (group commit), and the async forms cost about twice as much per call (notes/bun.md §5).
+ * (group commit), and the async forms cost about twice as much per call (a round trip through the thread pool).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";

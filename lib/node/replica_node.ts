@@ -1,5 +1,5 @@
 /**
- * A real replica (DESIGN §2): lib/vsr's replica over lib/storage on node:fs, the Bun TCP
+ * A real replica (docs/DESIGN.md §2): lib/vsr's replica over lib/storage on node:fs, the Bun TCP
  * transport, and the wall clock driving tick(). The same replica the simulator runs; this file
  * only supplies time and I/O:
  *
@@ -7,7 +7,7 @@
  * - one flush per event-loop turn (setImmediate) makes every write of that turn durable with one
  *   round of fdatasync (group commit), then the replica sends the acknowledgements it allows;
  * - an I/O error during a flush is never retried: the files are closed and the replica is
- *   reopened from disk, rejoining the cluster with whatever it finds there (DESIGN §5);
+ *   reopened from disk, rejoining the cluster with whatever it finds there (docs/STORAGE.md §14.6);
  * - any other exception from the replica (an assertion: a bug) stops the process, after its trace
  *   is logged (once; repeats, across restarts too, as one line with a count: failure_log.ts) and
  *   written out.
@@ -113,7 +113,7 @@ export class ReplicaNode {
         self: this.index,
         listen: this.options.listen ?? this.options.self,
         peers: this.membership.replicas,
-        // One write per connection per turn (DESIGN §9): a primary makes a prepare in each of
+        // One write per connection per turn (docs/DESIGN.md §9): a primary makes a prepare in each of
         // several callbacks of a turn, and they now leave together (flush() below sends them
         // before it blocks in fdatasync).
         flush_per_turn: true,
@@ -288,7 +288,7 @@ export class ReplicaNode {
     this.afterEvent();
   }
 
-  /** RULE (DESIGN §5): never retry a failed fsync and then acknowledge, since the kernel may have
+  /** RULE (docs/STORAGE.md §14.6): never retry a failed fsync and then acknowledge, since the kernel may have
    * dropped the dirty pages. Close everything, reread the data directory, and let the protocol
    * repair from peers what is missing. */
   private onStorageError(error: FsError): void {

@@ -1,5 +1,5 @@
 /**
- * The small file-system interface lib/storage is written against (DESIGN §5). Production passes
+ * The small file-system interface lib/storage is written against (docs/DESIGN.md §5). Production passes
  * node:fs sync calls (lib/node/node_fs.ts); the simulator passes a file system that loses or tears
  * every write and directory entry not yet synced when it crashes (sim/sim_fs.ts). Keeping the
  * interface synchronous keeps the storage code free of await, so the simulator can run it.

@@ -65,7 +65,7 @@ class Disk {
     return this.storage.recover(clients_max);
   }
 
-  /** The sectors holding the two copies of an op's ring record (§5). */
+  /** The sectors holding the two copies of an op's ring record (docs/STORAGE.md §5). */
   ringSectors(op: number): number[] {
     return [0, 1].map((copy) => Math.floor(((copy * slots + (op % slots)) * header_record_size) / SECTOR_SIZE));
   }

@@ -1,6 +1,6 @@
 /**
  * Binary records shared by checkpoint files and the state-sync stream (docs/STORAGE.md
- * §Checkpoint): client sessions and object metadata. Little-endian, 8-byte aligned.
+ * §7, §8): client sessions and object metadata. Little-endian, 8-byte aligned.
  */
 import { assert } from "../util/assert.ts";
 import type { ClientSession } from "../vsr/client_table.ts";

@@ -1,6 +1,6 @@
 /**
  * The replicated object namespace: key -> object entry, in memory; the values themselves stay on
- * disk where their prepare was journaled (DESIGN §5), and an entry says where.
+ * disk where their prepare was journaled (docs/DESIGN.md §5), and an entry says where.
  *
  * The digest is a multiset hash (sum mod 2^64 of a hash per entry) over the logical state only
  * (key, version, size, time, value checksum), updated in O(1) per write, so replicas that lay their

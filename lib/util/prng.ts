@@ -1,7 +1,7 @@
 import { assert } from "./assert.ts";
 
 /**
- * xoshiro128**: a small, fast, seedable PRNG (notes/bun.md §9). The only source of randomness
+ * xoshiro128**: a small, fast, seedable PRNG (Math.random cannot be seeded). The only source of randomness
  * in the core and the simulator, so a seed replays a run exactly.
  */
 export class Prng {

@@ -1,5 +1,5 @@
 /**
- * The client table (DESIGN §4, "sessions"): per client, its session, the number of its last
+ * The client table (docs/DESIGN.md §4, "sessions"): per client, its session, the number of its last
  * executed request and the reply to it. Part of the replicated state: it changes only when a
  * committed op executes, never when a request arrives, so every replica's table is identical at
  * every op. Bounded by clients_max; when full, registering evicts the session that committed least

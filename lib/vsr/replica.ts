@@ -1,5 +1,5 @@
 /**
- * A Viewstamped Replication Revisited replica (DESIGN §3–§4), as a pure, synchronous state
+ * A Viewstamped Replication Revisited replica (docs/DESIGN.md §3–§4), as a pure, synchronous state
  * machine: one event in (tick, message, flush), effects out (messages through Env, writes through
  * Storage). It never touches a socket, a file, a timer or a clock, so the simulator and the real
  * node run exactly this code, and a seed replays a run exactly.
@@ -325,7 +325,7 @@ export class Replica {
   }
 
   /** Copies the live values of a mostly-dead segment forward, a bounded amount per call, so the
-   * segment can be deleted once no retained checkpoint refers to it (DESIGN §5). Physical only:
+   * segment can be deleted once no retained checkpoint refers to it (docs/STORAGE.md §10.6). Physical only:
    * the logical state and its digest do not change. */
   private compact(): void {
     if (this.no_space || this.sync !== null || (this.status !== "normal" && this.status !== "recovering")) return;
@@ -1102,7 +1102,7 @@ export class Replica {
   }
 
   /** Every second while the disk is full, checks whether space has come back. A primary whose
-   * journal cannot be written abdicates at once (DESIGN §5): a backup with space leads instead. */
+   * journal cannot be written abdicates at once (docs/STORAGE.md §12): a backup with space leads instead. */
   private checkSpace(): void {
     if (!this.no_space) return;
     if (this.status === "normal" && this.isPrimary() && this.config.replica_count > 1) {

@@ -1,5 +1,5 @@
 /**
- * The Storage interface the replica uses (DESIGN §5). lib/storage implements it over a
+ * The Storage interface the replica uses (docs/STORAGE.md §12). lib/storage implements it over a
  * FileSystem; the replica never sees files. Writes are queued and become durable only when the
  * driver calls flush() (one group commit per event-loop turn in production, at a simulated latency
  * in the simulator); the replica acts on durability only after flush returns, which is how
@@ -126,7 +126,7 @@ export interface Storage {
   /** A value's bytes, checksum-verified; null if unreadable or damaged. */
   readValue(entry: ObjectEntry): Uint8Array | null;
   /** A segment worth compacting: one that only values keep alive and that is mostly dead
-   * (DESIGN §5: "mostly-dead ones compacted"); null if none. */
+   * (docs/STORAGE.md §10.6); null if none. */
   compactionCandidate(store: ObjectStore): number | null;
   /** Writes a value repaired from a peer into a segment (durable at the next flush); returns
    * where it now lives. Throws the no-space signal (isNoSpace) when the disk is full. */

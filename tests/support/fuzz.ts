@@ -5,7 +5,7 @@
  * connections to one replica, one bad frame per connection (after 0-3 valid ones), so that the
  * replica's counters can be checked exactly: each invalid frame closes its connection and counts
  * once in frames_dropped_invalid; each connection closed in the middle of a frame counts once in
- * frames_truncated (docs/PROTOCOL.md §1.5, DESIGN §7).
+ * frames_truncated (docs/PROTOCOL.md §1.5, docs/DESIGN.md §7).
  */
 import * as net from "node:net";
 import { randomBytes } from "node:crypto";
