@@ -46,7 +46,6 @@ export interface BenchCluster {
   stop(keep?: boolean): Promise<void>;
 }
 
-
 export async function waitFor<T>(what: string, fn: () => Promise<T | null> | T | null, timeout_ms: number, interval_ms = 50): Promise<T> {
   const deadline = performance.now() + timeout_ms;
   for (;;) {
@@ -155,7 +154,11 @@ export class ToastyCluster extends ProcessCluster implements BenchCluster {
   readonly compiled: boolean;
   private readonly base: string[];
 
-  private constructor(dir: string, private readonly ports: number[], private readonly options: ToastyOptions) {
+  private constructor(
+    dir: string,
+    private readonly ports: number[],
+    private readonly options: ToastyOptions,
+  ) {
     super(dir, ports.length);
     // Replica index = position in the sorted address list (lib/net/address.ts membership).
     this.ports.sort((a, b) => (`127.0.0.1:${a}` < `127.0.0.1:${b}` ? -1 : 1));
@@ -174,7 +177,11 @@ export class ToastyCluster extends ProcessCluster implements BenchCluster {
   }
 
   get description(): string {
-    return this.options.profile_dir !== undefined ? "bun --cpu-prof cmd/toastyfs.ts" : this.compiled ? "./toastyfs (compiled)" : "bun cmd/toastyfs.ts (source; ./toastyfs missing or older than the sources)";
+    return this.options.profile_dir !== undefined
+      ? "bun --cpu-prof cmd/toastyfs.ts"
+      : this.compiled
+        ? "./toastyfs (compiled)"
+        : "bun cmd/toastyfs.ts (source; ./toastyfs missing or older than the sources)";
   }
 
   protected command(index: number): string[] {
@@ -183,7 +190,14 @@ export class ToastyCluster extends ProcessCluster implements BenchCluster {
     const args = ["--addr", self, ...peers, "--data", path.join(this.dir, `replica-${index}`), "--log-level", "warn"];
     const profile = this.options.profile_dir;
     if (profile !== undefined) {
-      return [bun, "--cpu-prof", `--cpu-prof-dir=${profile}`, `--cpu-prof-name=replica-${index}.cpuprofile`, path.join(repo, "cmd/toastyfs.ts"), ...args];
+      return [
+        bun,
+        "--cpu-prof",
+        `--cpu-prof-dir=${profile}`,
+        `--cpu-prof-name=replica-${index}.cpuprofile`,
+        path.join(repo, "cmd/toastyfs.ts"),
+        ...args,
+      ];
     }
     return [...this.base, ...args];
   }
@@ -193,24 +207,32 @@ export class ToastyCluster extends ProcessCluster implements BenchCluster {
   }
 
   async leader(timeout_ms = 20_000): Promise<number> {
-    return waitFor("a ToastyFS primary", async () => {
-      const s = (await this.status()).find((x) => x?.primary && x.status === "normal");
-      return s ? s.replica : null;
-    }, timeout_ms);
+    return waitFor(
+      "a ToastyFS primary",
+      async () => {
+        const s = (await this.status()).find((x) => x?.primary && x.status === "normal");
+        return s ? s.replica : null;
+      },
+      timeout_ms,
+    );
   }
 
   async waitHealthy(timeout_ms = 30_000, caught_up?: number): Promise<void> {
-    await waitFor("a healthy ToastyFS cluster", async () => {
-      const statuses = await this.status();
-      const up = statuses.filter((s, i) => s !== null && this.running(i)) as ReplicaStatus[];
-      if (up.length < this.members.filter((m) => m.process !== null).length) return null;
-      if (!up.some((s) => s.primary) || up.some((s) => s.status !== "normal")) return null;
-      if (caught_up !== undefined) {
-        const commit = Math.max(...up.map((s) => s.commit_max));
-        if ((statuses[caught_up]?.commit_min ?? -1) < commit - 64) return null;
-      }
-      return true;
-    }, timeout_ms);
+    await waitFor(
+      "a healthy ToastyFS cluster",
+      async () => {
+        const statuses = await this.status();
+        const up = statuses.filter((s, i) => s !== null && this.running(i)) as ReplicaStatus[];
+        if (up.length < this.members.filter((m) => m.process !== null).length) return null;
+        if (!up.some((s) => s.primary) || up.some((s) => s.status !== "normal")) return null;
+        if (caught_up !== undefined) {
+          const commit = Math.max(...up.map((s) => s.commit_max));
+          if ((statuses[caught_up]?.commit_min ?? -1) < commit - 64) return null;
+        }
+        return true;
+      },
+      timeout_ms,
+    );
   }
 
   async commitCount(): Promise<number> {
@@ -218,7 +240,12 @@ export class ToastyCluster extends ProcessCluster implements BenchCluster {
   }
 
   client(index: number, attempt_timeout_ms?: number): Store {
-    const client = new Client({ addresses: this.addresses, client_id: BigInt(index), operation_timeout_ms: 30_000, ...(attempt_timeout_ms !== undefined ? { attempt_timeout_ms } : {}) });
+    const client = new Client({
+      addresses: this.addresses,
+      client_id: BigInt(index),
+      operation_timeout_ms: 30_000,
+      ...(attempt_timeout_ms !== undefined ? { attempt_timeout_ms } : {}),
+    });
     return {
       put: async (key, value) => void (await client.put(key, value)),
       get: async (key) => (await client.get(key)).value.length,
@@ -243,7 +270,11 @@ export class EtcdCluster extends ProcessCluster implements BenchCluster {
   readonly endpoints: string[];
   private member_ids: (string | null)[];
 
-  private constructor(dir: string, client_ports: number[], private readonly peer_ports: number[]) {
+  private constructor(
+    dir: string,
+    client_ports: number[],
+    private readonly peer_ports: number[],
+  ) {
     super(dir, client_ports.length);
     this.endpoints = client_ports.map((p) => `127.0.0.1:${p}`);
     this.member_ids = client_ports.map(() => null);
@@ -263,19 +294,31 @@ export class EtcdCluster extends ProcessCluster implements BenchCluster {
     const initial = this.peer_ports.map((_, i) => `m${i}=${peer(i)}`).join(",");
     return [
       "etcd",
-      "--name", `m${index}`,
-      "--data-dir", path.join(this.dir, `m${index}`),
-      "--listen-client-urls", `http://${this.endpoints[index]}`,
-      "--advertise-client-urls", `http://${this.endpoints[index]}`,
-      "--listen-peer-urls", peer(index),
-      "--initial-advertise-peer-urls", peer(index),
-      "--initial-cluster", initial,
-      "--initial-cluster-state", "new",
-      "--initial-cluster-token", path.basename(this.dir),
+      "--name",
+      `m${index}`,
+      "--data-dir",
+      path.join(this.dir, `m${index}`),
+      "--listen-client-urls",
+      `http://${this.endpoints[index]}`,
+      "--advertise-client-urls",
+      `http://${this.endpoints[index]}`,
+      "--listen-peer-urls",
+      peer(index),
+      "--initial-advertise-peer-urls",
+      peer(index),
+      "--initial-cluster",
+      initial,
+      "--initial-cluster-state",
+      "new",
+      "--initial-cluster-token",
+      path.basename(this.dir),
       // 1 MiB puts keep every revision until compaction: room for the whole run.
-      "--quota-backend-bytes", String(8 * 2 ** 30),
-      "--logger", "zap",
-      "--log-level", "warn",
+      "--quota-backend-bytes",
+      String(8 * 2 ** 30),
+      "--logger",
+      "zap",
+      "--log-level",
+      "warn",
     ];
   }
 
@@ -284,33 +327,41 @@ export class EtcdCluster extends ProcessCluster implements BenchCluster {
   }
 
   async leader(timeout_ms = 20_000): Promise<number> {
-    return waitFor("an etcd leader", async () => {
-      const statuses = await this.statuses();
-      statuses.forEach((s, i) => {
-        if (s !== null) this.member_ids[i] = s.member_id;
-      });
-      for (let i = 0; i < statuses.length; i++) {
-        const s = statuses[i];
-        if (s && s.leader !== "0" && s.leader === s.member_id) return i;
-      }
-      return null;
-    }, timeout_ms);
+    return waitFor(
+      "an etcd leader",
+      async () => {
+        const statuses = await this.statuses();
+        statuses.forEach((s, i) => {
+          if (s !== null) this.member_ids[i] = s.member_id;
+        });
+        for (let i = 0; i < statuses.length; i++) {
+          const s = statuses[i];
+          if (s && s.leader !== "0" && s.leader === s.member_id) return i;
+        }
+        return null;
+      },
+      timeout_ms,
+    );
   }
 
   async waitHealthy(timeout_ms = 30_000, caught_up?: number): Promise<void> {
-    await waitFor("a healthy etcd cluster", async () => {
-      const statuses = await this.statuses();
-      const running = this.members.filter((m) => m.process !== null).length;
-      const up = statuses.filter((s) => s !== null);
-      if (up.length < running) return null;
-      const leader = up[0]!.leader;
-      if (leader === "0" || up.some((s) => s!.leader !== leader) || !up.some((s) => s!.member_id === leader)) return null;
-      if (caught_up !== undefined) {
-        const index = Math.max(...up.map((s) => s!.raft_index));
-        if ((statuses[caught_up]?.raft_index ?? -1) < index - 64) return null;
-      }
-      return true;
-    }, timeout_ms);
+    await waitFor(
+      "a healthy etcd cluster",
+      async () => {
+        const statuses = await this.statuses();
+        const running = this.members.filter((m) => m.process !== null).length;
+        const up = statuses.filter((s) => s !== null);
+        if (up.length < running) return null;
+        const leader = up[0]!.leader;
+        if (leader === "0" || up.some((s) => s!.leader !== leader) || !up.some((s) => s!.member_id === leader)) return null;
+        if (caught_up !== undefined) {
+          const index = Math.max(...up.map((s) => s!.raft_index));
+          if ((statuses[caught_up]?.raft_index ?? -1) < index - 64) return null;
+        }
+        return true;
+      },
+      timeout_ms,
+    );
   }
 
   async commitCount(): Promise<number> {

@@ -21,7 +21,11 @@ export interface EtcdMemberStatus {
 
 export async function etcdStatus(endpoint: string, timeout_ms = 1000): Promise<EtcdMemberStatus | null> {
   try {
-    const response = await fetch(`http://${endpoint}/v3/maintenance/status`, { method: "POST", body: "{}", signal: AbortSignal.timeout(timeout_ms) });
+    const response = await fetch(`http://${endpoint}/v3/maintenance/status`, {
+      method: "POST",
+      body: "{}",
+      signal: AbortSignal.timeout(timeout_ms),
+    });
     if (!response.ok) return null;
     const body = (await response.json()) as { header?: { member_id?: string }; leader?: string; raftIndex?: string };
     if (body.header?.member_id === undefined || body.leader === undefined) return null;
@@ -162,7 +166,6 @@ function field(number: number, bytes: Uint8Array): Uint8Array {
   out.set(bytes, head.length);
   return out;
 }
-
 
 /** Calls fn for each field of a message: its number and, for wire type 2, its bytes. */
 function forEachField(message: Uint8Array, fn: (number: number, bytes: Uint8Array | null) => void): void {

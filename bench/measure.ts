@@ -35,7 +35,11 @@ export interface LoadOptions {
 }
 
 /** Runs op on every store in a closed loop; returns throughput and latency over the window. */
-export async function closedLoop(stores: Store[], op: (store: Store, client: number, i: number) => Promise<number>, options: LoadOptions): Promise<LoadResult> {
+export async function closedLoop(
+  stores: Store[],
+  op: (store: Store, client: number, i: number) => Promise<number>,
+  options: LoadOptions,
+): Promise<LoadResult> {
   let window_start = Infinity;
   let window_end = Infinity;
   let stopped = false;
@@ -126,8 +130,15 @@ export async function idleCpuPercent(pids: (number | null)[], ms: number): Promi
 // --- fsync counting
 
 export function perfAvailable(): boolean {
-  const result = spawnSync(["perf", "stat", "-x", ",", "-e", "syscalls:sys_enter_fdatasync", "--", "true"], { stdout: "pipe", stderr: "pipe" });
-  return result.exitCode === 0 && /sys_enter_fdatasync/.test(result.stderr.toString()) && !/not supported|<not counted>/.test(result.stderr.toString());
+  const result = spawnSync(["perf", "stat", "-x", ",", "-e", "syscalls:sys_enter_fdatasync", "--", "true"], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  return (
+    result.exitCode === 0 &&
+    /sys_enter_fdatasync/.test(result.stderr.toString()) &&
+    !/not supported|<not counted>/.test(result.stderr.toString())
+  );
 }
 
 /**
@@ -153,7 +164,20 @@ export class SyncCounter {
     this.control_fd = fs.openSync(control, fs.constants.O_RDWR);
     this.ack_fd = fs.openSync(ack, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     this.perf = spawn(
-      ["perf", "stat", "-x", ",", "-D", "-1", "-e", "syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync", "-p", String(pid), "--control", `fifo:${control},${ack}`],
+      [
+        "perf",
+        "stat",
+        "-x",
+        ",",
+        "-D",
+        "-1",
+        "-e",
+        "syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync",
+        "-p",
+        String(pid),
+        "--control",
+        `fifo:${control},${ack}`,
+      ],
       { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
     );
   }
@@ -162,17 +186,22 @@ export class SyncCounter {
     const wanted = this.acks_seen + 1;
     fs.writeSync(this.control_fd, `${text}\n`);
     const buffer = Buffer.alloc(64);
-    await waitFor(`perf to acknowledge "${text}"`, () => {
-      if (this.perf.exitCode !== null) throw new Error(`perf exited with code ${this.perf.exitCode}`);
-      try {
-        const n = fs.readSync(this.ack_fd, buffer, 0, buffer.length, null);
-        this.acks_text += buffer.toString("utf8", 0, n);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error;
-      }
-      this.acks_seen = this.acks_text.split("ack").length - 1;
-      return this.acks_seen >= wanted ? true : null;
-    }, 10_000, 2);
+    await waitFor(
+      `perf to acknowledge "${text}"`,
+      () => {
+        if (this.perf.exitCode !== null) throw new Error(`perf exited with code ${this.perf.exitCode}`);
+        try {
+          const n = fs.readSync(this.ack_fd, buffer, 0, buffer.length, null);
+          this.acks_text += buffer.toString("utf8", 0, n);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error;
+        }
+        this.acks_seen = this.acks_text.split("ack").length - 1;
+        return this.acks_seen >= wanted ? true : null;
+      },
+      10_000,
+      2,
+    );
   }
 
   enable(): Promise<void> {
@@ -218,7 +247,13 @@ export const probe_interval_ms = 20;
  * cluster accepts writes again, to within the probe interval. Then restarts the member and waits until
  * it has caught up.
  */
-export async function failoverOnce(cluster: BenchCluster, writers: Store[], probes: Store[], value: Uint8Array, label: string): Promise<FailoverSample> {
+export async function failoverOnce(
+  cluster: BenchCluster,
+  writers: Store[],
+  probes: Store[],
+  value: Uint8Array,
+  label: string,
+): Promise<FailoverSample> {
   await cluster.waitHealthy(30_000);
   let kill_at = Infinity;
   let first_success = Infinity;
@@ -246,15 +281,20 @@ export async function failoverOnce(cluster: BenchCluster, writers: Store[], prob
   const idle = [...probes];
   const in_flight: Promise<void>[] = [];
   let n = 0;
-  await waitFor("a write to succeed after the leader was killed", () => {
-    if (first_success < Infinity) return true;
-    const probe = idle.pop();
-    if (probe !== undefined) {
-      const i = n++;
-      in_flight.push(write(probe, `${label}/probe/${i % 64}`).then(() => void idle.push(probe)));
-    }
-    return null;
-  }, 60_000, probe_interval_ms);
+  await waitFor(
+    "a write to succeed after the leader was killed",
+    () => {
+      if (first_success < Infinity) return true;
+      const probe = idle.pop();
+      if (probe !== undefined) {
+        const i = n++;
+        in_flight.push(write(probe, `${label}/probe/${i % 64}`).then(() => void idle.push(probe)));
+      }
+      return null;
+    },
+    60_000,
+    probe_interval_ms,
+  );
   stopped = true;
   await killing;
   await Promise.all([...loops, ...in_flight]);

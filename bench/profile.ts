@@ -55,9 +55,15 @@ export function summarizeProfile(profile: CpuProfile, top: number): string {
   }
   const pct = (us: number) => `${((100 * us) / Math.max(busy, 1)).toFixed(1).padStart(5)}%`;
   const wall_ms = (profile.endTime - profile.startTime) / 1000;
-  const lines = [`  ${busy} busy samples (${all} in all) over ${(wall_ms / 1000).toFixed(1)} s of wall time; self samples, as a share of busy ones:`];
+  const lines = [
+    `  ${busy} busy samples (${all} in all) over ${(wall_ms / 1000).toFixed(1)} s of wall time; self samples, as a share of busy ones:`,
+  ];
   for (const [name, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`  ${pct(us)}  ${name}`);
   lines.push(`  inclusive samples, project code (cmd/, lib/):`);
-  for (const [name, us] of [...total].filter(([n]) => / (cmd|lib)\//.test(n)).sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`  ${pct(us)}  ${name}`);
+  for (const [name, us] of [...total]
+    .filter(([n]) => / (cmd|lib)\//.test(n))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top))
+    lines.push(`  ${pct(us)}  ${name}`);
   return lines.join("\n");
 }

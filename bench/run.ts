@@ -39,7 +39,9 @@ for (let i = 0; i < args.length; i++) {
     process.exit(2);
   }
 }
-const settings: Settings = flags.quick ? { warmup_ms: 500, measure_ms: 2000, failover_reps: 2 } : { warmup_ms: 1000, measure_ms: 5000, failover_reps: 5 };
+const settings: Settings = flags.quick
+  ? { warmup_ms: 500, measure_ms: 2000, failover_reps: 2 }
+  : { warmup_ms: 1000, measure_ms: 5000, failover_reps: 5 };
 
 const kib = 1024;
 const mib = 1024 * 1024;
@@ -81,9 +83,11 @@ interface SuiteResult {
 
 async function prefill(stores: Store[], keys: string[], value: Uint8Array): Promise<void> {
   let next = 0;
-  await Promise.all(stores.map(async (store) => {
-    while (next < keys.length) await store.put(keys[next++]!, value);
-  }));
+  await Promise.all(
+    stores.map(async (store) => {
+      while (next < keys.length) await store.put(keys[next++]!, value);
+    }),
+  );
 }
 
 /**
@@ -102,7 +106,9 @@ class SystemRun {
     version: string,
     private readonly count_syncs: boolean,
   ) {
-    this.stores = Array.from({ length: clients_many + failover_probes }, (_, i) => (i < clients_many ? cluster.client(i) : cluster.client(i, probe_attempt_timeout_ms)));
+    this.stores = Array.from({ length: clients_many + failover_probes }, (_, i) =>
+      i < clients_many ? cluster.client(i) : cluster.client(i, probe_attempt_timeout_ms),
+    );
     this.result = { system: cluster.name, version, failover_ms: [], sync: null };
   }
 
@@ -121,7 +127,10 @@ class SystemRun {
   async put1(): Promise<void> {
     this.result.leader = await this.cluster.leader();
     this.log("1 KiB put, 1 client");
-    this.result.put1 = await closedLoop([this.stores[0]!], async (s, _c, i) => (await s.put(`p1/${i % 1000}`, this.small), kib), { ...this.load, pids: this.cluster.pids() });
+    this.result.put1 = await closedLoop([this.stores[0]!], async (s, _c, i) => (await s.put(`p1/${i % 1000}`, this.small), kib), {
+      ...this.load,
+      pids: this.cluster.pids(),
+    });
   }
 
   async put64(): Promise<void> {
@@ -145,7 +154,11 @@ class SystemRun {
     if (this.count_syncs) {
       const counts = await Promise.all(counters.map((c) => c?.finish() ?? Promise.resolve({ fdatasync: NaN, fsync: NaN })));
       const current = await this.cluster.leader();
-      this.result.sync = { puts: put64.ops, commits: commits_after - commits_before, members: counts.map((c, i) => ({ ...c, leader: i === current })) };
+      this.result.sync = {
+        puts: put64.ops,
+        commits: commits_after - commits_before,
+        members: counts.map((c, i) => ({ ...c, leader: i === current })),
+      };
     }
   }
 
@@ -154,12 +167,18 @@ class SystemRun {
     const names = Array.from({ length: get_keys }, (_, k) => `g/${k}`);
     await prefill(this.many, names, this.small);
     this.log(`1 KiB linearizable get, ${clients_many} clients`);
-    this.result.get64 = await closedLoop(this.many, (s, c, i) => s.get(names[(c * 7919 + i * 31) % get_keys]!), { ...this.load, pids: this.cluster.pids() });
+    this.result.get64 = await closedLoop(this.many, (s, c, i) => s.get(names[(c * 7919 + i * 31) % get_keys]!), {
+      ...this.load,
+      pids: this.cluster.pids(),
+    });
   }
 
   async putBig(): Promise<void> {
     this.log(`1 MiB put, ${clients_big} clients`);
-    this.result.putBig = await closedLoop(this.big, async (s, c, i) => (await s.put(`bp/${c}/${i % 4}`, this.large), mib), { ...this.load, pids: this.cluster.pids() });
+    this.result.putBig = await closedLoop(this.big, async (s, c, i) => (await s.put(`bp/${c}/${i % 4}`, this.large), mib), {
+      ...this.load,
+      pids: this.cluster.pids(),
+    });
   }
 
   async getBig(): Promise<void> {
@@ -167,18 +186,30 @@ class SystemRun {
     const names = Array.from({ length: big_get_keys }, (_, k) => `bg/${k}`);
     await prefill(this.big, names, this.large);
     this.log(`1 MiB get, ${clients_big} clients`);
-    this.result.getBig = await closedLoop(this.big, (s, c, i) => s.get(names[(c + i) % big_get_keys]!), { ...this.load, pids: this.cluster.pids() });
+    this.result.getBig = await closedLoop(this.big, (s, c, i) => s.get(names[(c + i) % big_get_keys]!), {
+      ...this.load,
+      pids: this.cluster.pids(),
+    });
   }
 
   async failover(rep: number): Promise<void> {
     const sample = await failoverOnce(this.cluster, this.stores.slice(8, 16), this.stores.slice(clients_many), this.small, `f${rep}`);
-    this.log(`failover ${rep + 1}/${settings.failover_reps}: killed member ${sample.killed}, writes succeeded again after ${sample.recovery_ms.toFixed(0)} ms`);
+    this.log(
+      `failover ${rep + 1}/${settings.failover_reps}: killed member ${sample.killed}, writes succeeded again after ${sample.recovery_ms.toFixed(0)} ms`,
+    );
     this.result.failover_ms.push(sample.recovery_ms);
   }
 
   finished(): SuiteResult {
     const r = this.result;
-    if (r.put1 === undefined || r.put64 === undefined || r.get64 === undefined || r.putBig === undefined || r.getBig === undefined || r.leader === undefined) {
+    if (
+      r.put1 === undefined ||
+      r.put64 === undefined ||
+      r.get64 === undefined ||
+      r.putBig === undefined ||
+      r.getBig === undefined ||
+      r.leader === undefined
+    ) {
       throw new Error(`${r.system}: a workload did not run`);
     }
     return { ...r, put1: r.put1, put64: r.put64, get64: r.get64, putBig: r.putBig, getBig: r.getBig, leader: r.leader };
@@ -217,14 +248,51 @@ interface Row {
 
 const latency = (l: LoadResult) => `p50 ${fmt(l.p50_ms, 1)} p99 ${fmt(l.p99_ms, 1)} ms`;
 const rows: Row[] = [
-  { name: "1 KiB put, 1 client", cell: (r) => `${fmt(r.put1.ops_per_s)} ops/s, ${latency(r.put1)}`, value: (r) => r.put1.ops_per_s, target: 600, design_etcd: 487, target_text: ">= 600 ops/s" },
-  { name: "1 KiB put, 64 clients", cell: (r) => `${fmt(r.put64.ops_per_s)} ops/s, ${latency(r.put64)}`, value: (r) => r.put64.ops_per_s, target: 6000, design_etcd: 3050, target_text: ">= 6,000 ops/s, p99 <= 30 ms", also: (r) => r.put64.p99_ms <= 30 },
-  { name: "1 KiB lin. get, 64 clients", cell: (r) => `${fmt(r.get64.ops_per_s)} ops/s, ${latency(r.get64)}`, value: (r) => r.get64.ops_per_s, target: 10000, design_etcd: 4432, target_text: ">= 10,000 ops/s" },
-  { name: "1 MiB put, 8 clients", cell: (r) => `${fmt(r.putBig.mb_per_s)} MB/s, ${latency(r.putBig)}`, value: (r) => r.putBig.mb_per_s, target: 100, design_etcd: 49, target_text: ">= 100 MB/s" },
-  { name: "1 MiB get, 8 clients", cell: (r) => `${fmt(r.getBig.mb_per_s)} MB/s, ${latency(r.getBig)}`, value: (r) => r.getBig.mb_per_s, target: 800, design_etcd: 440, target_text: ">= 800 MB/s" },
+  {
+    name: "1 KiB put, 1 client",
+    cell: (r) => `${fmt(r.put1.ops_per_s)} ops/s, ${latency(r.put1)}`,
+    value: (r) => r.put1.ops_per_s,
+    target: 600,
+    design_etcd: 487,
+    target_text: ">= 600 ops/s",
+  },
+  {
+    name: "1 KiB put, 64 clients",
+    cell: (r) => `${fmt(r.put64.ops_per_s)} ops/s, ${latency(r.put64)}`,
+    value: (r) => r.put64.ops_per_s,
+    target: 6000,
+    design_etcd: 3050,
+    target_text: ">= 6,000 ops/s, p99 <= 30 ms",
+    also: (r) => r.put64.p99_ms <= 30,
+  },
+  {
+    name: "1 KiB lin. get, 64 clients",
+    cell: (r) => `${fmt(r.get64.ops_per_s)} ops/s, ${latency(r.get64)}`,
+    value: (r) => r.get64.ops_per_s,
+    target: 10000,
+    design_etcd: 4432,
+    target_text: ">= 10,000 ops/s",
+  },
+  {
+    name: "1 MiB put, 8 clients",
+    cell: (r) => `${fmt(r.putBig.mb_per_s)} MB/s, ${latency(r.putBig)}`,
+    value: (r) => r.putBig.mb_per_s,
+    target: 100,
+    design_etcd: 49,
+    target_text: ">= 100 MB/s",
+  },
+  {
+    name: "1 MiB get, 8 clients",
+    cell: (r) => `${fmt(r.getBig.mb_per_s)} MB/s, ${latency(r.getBig)}`,
+    value: (r) => r.getBig.mb_per_s,
+    target: 800,
+    design_etcd: 440,
+    target_text: ">= 800 MB/s",
+  },
   {
     name: "primary SIGKILL -> writes ok",
-    cell: (r) => `${fmt(median(r.failover_ms) / 1000, 2)} s (${fmt(Math.min(...r.failover_ms) / 1000, 2)}-${fmt(Math.max(...r.failover_ms) / 1000, 2)}, n=${r.failover_ms.length})`,
+    cell: (r) =>
+      `${fmt(median(r.failover_ms) / 1000, 2)} s (${fmt(Math.min(...r.failover_ms) / 1000, 2)}-${fmt(Math.max(...r.failover_ms) / 1000, 2)}, n=${r.failover_ms.length})`,
     value: (r) => median(r.failover_ms) / 1000,
     target: 1.5,
     design_etcd: 1.8,
@@ -241,7 +309,14 @@ function table(header: string[], body: string[][]): string {
 
 function report(toasty: SuiteResult, etcd: SuiteResult | null): string {
   const out: string[] = [];
-  const header = ["workload", `ToastyFS`, ...(etcd ? [`etcd ${etcd.version}`, "ToastyFS/etcd"] : []), "docs/DESIGN.md §9 target", "target met", ...(etcd ? ["target as etcd ratio", "ratio met"] : [])];
+  const header = [
+    "workload",
+    `ToastyFS`,
+    ...(etcd ? [`etcd ${etcd.version}`, "ToastyFS/etcd"] : []),
+    "docs/DESIGN.md §9 target",
+    "target met",
+    ...(etcd ? ["target as etcd ratio", "ratio met"] : []),
+  ];
   const body = rows.map((row) => {
     const t = row.value(toasty);
     const met_abs = (row.lower_is_better ? t <= row.target : t >= row.target) && (row.also?.(toasty) ?? true);
@@ -262,7 +337,10 @@ function report(toasty: SuiteResult, etcd: SuiteResult | null): string {
   out.push(table(header, body));
 
   out.push("");
-  const cpu_header = ["CPU ms per 1000 ops", ...[toasty, ...(etcd ? [etcd] : [])].flatMap((r) => [`${r.system} leader`, `${r.system} followers`, `${r.system} client`])];
+  const cpu_header = [
+    "CPU ms per 1000 ops",
+    ...[toasty, ...(etcd ? [etcd] : [])].flatMap((r) => [`${r.system} leader`, `${r.system} followers`, `${r.system} client`]),
+  ];
   const cpu_rows = (["put1", "put64", "get64", "putBig", "getBig"] as const).map((w, i) => {
     const cells = [rows[i]!.name];
     for (const r of [toasty, ...(etcd ? [etcd] : [])]) {
@@ -278,13 +356,20 @@ function report(toasty: SuiteResult, etcd: SuiteResult | null): string {
   for (const r of [toasty, ...(etcd ? [etcd] : [])]) {
     const s = r.sync;
     if (s === null) continue;
-    const per = s.members.map((m, i) => `member ${i}${m.leader ? " (leader)" : ""}: ${fmt(m.fdatasync)} fdatasync + ${fmt(m.fsync)} fsync = ${fmt(s.puts / Math.max(1, m.fdatasync + m.fsync), 1)} puts per sync`);
+    const per = s.members.map(
+      (m, i) =>
+        `member ${i}${m.leader ? " (leader)" : ""}: ${fmt(m.fdatasync)} fdatasync + ${fmt(m.fsync)} fsync = ${fmt(s.puts / Math.max(1, m.fdatasync + m.fsync), 1)} puts per sync`,
+    );
     const unit = r.system === "ToastyFS" ? "prepares" : "raft entries";
     out.push("");
-    out.push(`Group commit, ${r.system}, 1 KiB put x 64 clients (perf stat on syscalls:sys_enter_fdatasync/fsync): ${fmt(s.puts)} puts, ${fmt(s.commits)} ${unit} committed (${fmt(s.puts / Math.max(1, s.commits), 1)} puts per ${unit === "prepares" ? "prepare" : "entry"})`);
+    out.push(
+      `Group commit, ${r.system}, 1 KiB put x 64 clients (perf stat on syscalls:sys_enter_fdatasync/fsync): ${fmt(s.puts)} puts, ${fmt(s.commits)} ${unit} committed (${fmt(s.puts / Math.max(1, s.commits), 1)} puts per ${unit === "prepares" ? "prepare" : "entry"})`,
+    );
     for (const line of per) out.push(`  ${line}`);
   }
-  const errors = [toasty, ...(etcd ? [etcd] : [])].map((r) => `${r.system}: ${[r.put1, r.put64, r.get64, r.putBig, r.getBig].reduce((a, l) => a + l.errors, 0)}`);
+  const errors = [toasty, ...(etcd ? [etcd] : [])].map(
+    (r) => `${r.system}: ${[r.put1, r.put64, r.get64, r.putBig, r.getBig].reduce((a, l) => a + l.errors, 0)}`,
+  );
   out.push("", `client errors during measured workloads (retried): ${errors.join(", ")}`);
   return out.join("\n");
 }
@@ -292,7 +377,10 @@ function report(toasty: SuiteResult, etcd: SuiteResult | null): string {
 function machine(): string {
   const disk = spawnSync(["findmnt", "-n", "-o", "SOURCE,FSTYPE", "-T", os.tmpdir()]).stdout.toString().trim();
   const mem = `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`;
-  const load = os.loadavg().map((l) => l.toFixed(2)).join(" ");
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
   return `${new Date().toISOString()}; load average ${load}; ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), ${mem}; ${spawnSync(["uname", "-a"]).stdout.toString().trim()}; data on ${disk || "?"} (${os.tmpdir()})`;
 }
 
@@ -302,19 +390,34 @@ function machine(): string {
 async function runProfile(): Promise<void> {
   const small = randomValue(kib);
   const large = randomValue(mib);
-  const workloads: { name: string; clients: number; prepare?: (stores: Store[]) => Promise<void>; op: (s: Store, c: number, i: number) => Promise<number> }[] = [
+  const workloads: {
+    name: string;
+    clients: number;
+    prepare?: (stores: Store[]) => Promise<void>;
+    op: (s: Store, c: number, i: number) => Promise<number>;
+  }[] = [
     { name: "1 KiB put x 64", clients: clients_many, op: async (s, c, i) => (await s.put(`p/${c}/${i % 100}`, small), kib) },
     {
       name: "1 KiB get x 64",
       clients: clients_many,
-      prepare: (stores) => prefill(stores, Array.from({ length: get_keys }, (_, k) => `g/${k}`), small),
+      prepare: (stores) =>
+        prefill(
+          stores,
+          Array.from({ length: get_keys }, (_, k) => `g/${k}`),
+          small,
+        ),
       op: (s, c, i) => s.get(`g/${(c * 7919 + i * 31) % get_keys}`),
     },
     { name: "1 MiB put x 8", clients: clients_big, op: async (s, c, i) => (await s.put(`bp/${c}/${i % 4}`, large), mib) },
     {
       name: "1 MiB get x 8",
       clients: clients_big,
-      prepare: (stores) => prefill(stores, Array.from({ length: big_get_keys }, (_, k) => `bg/${k}`), large),
+      prepare: (stores) =>
+        prefill(
+          stores,
+          Array.from({ length: big_get_keys }, (_, k) => `bg/${k}`),
+          large,
+        ),
       op: (s, c, i) => s.get(`bg/${(c + i) % big_get_keys}`),
     },
   ];
@@ -334,8 +437,13 @@ async function runProfile(): Promise<void> {
       await Promise.all(stores.map((s) => s.close()));
       await cluster.stop();
     }
-    console.log(`\n=== ${w.name}: ${fmt(result.ops_per_s)} ops/s (${fmt(result.mb_per_s)} MB/s), ${latency(result)} under the profiler; CPU ms per 1000 ops: ${result.server_cpu_ms_per_kop.map((c, i) => `replica ${i}${i === leader ? " (primary)" : ""} ${fmt(c)}`).join(", ")}, client ${fmt(result.client_cpu_ms_per_kop)}; profiles in ${dir}`);
-    for (const file of fs.readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")).sort()) {
+    console.log(
+      `\n=== ${w.name}: ${fmt(result.ops_per_s)} ops/s (${fmt(result.mb_per_s)} MB/s), ${latency(result)} under the profiler; CPU ms per 1000 ops: ${result.server_cpu_ms_per_kop.map((c, i) => `replica ${i}${i === leader ? " (primary)" : ""} ${fmt(c)}`).join(", ")}, client ${fmt(result.client_cpu_ms_per_kop)}; profiles in ${dir}`,
+    );
+    for (const file of fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith(".cpuprofile"))
+      .sort()) {
       const index = Number(/replica-(\d+)/.exec(file)?.[1] ?? -1);
       if (index !== leader && index !== (leader + 1) % 3) continue; // the primary and one backup
       console.log(`\n${file}${index === leader ? " (primary)" : " (backup)"}:`);
@@ -348,7 +456,9 @@ async function main(): Promise<void> {
   if (flags.profile) return runProfile();
   const started = performance.now();
   console.log(`machine: ${machine()}`);
-  console.log(`settings: ${flags.quick ? "--quick, " : ""}warm-up ${settings.warmup_ms} ms, measure ${settings.measure_ms} ms per workload, ${settings.failover_reps} failovers`);
+  console.log(
+    `settings: ${flags.quick ? "--quick, " : ""}warm-up ${settings.warmup_ms} ms, measure ${settings.measure_ms} ms per workload, ${settings.failover_reps} failovers`,
+  );
   const count_syncs = perfAvailable();
   if (!count_syncs) console.log("perf with syscall tracepoints is not available: fsyncs are not counted");
   const etcd_version = flags.etcd ? etcdInstalled() : null;
@@ -369,7 +479,9 @@ async function main(): Promise<void> {
       console.log("both clusters stay up; each workload runs on one system, then the other (order alternating)");
     }
     const idle = await Promise.all(clusters.map((c) => idleCpuPercent(c.pids(), 2000)));
-    console.log(`idle CPU of each cluster (3 processes together): ${clusters.map((c, i) => `${c.name} ${fmt(idle[i]!, 1)}% of a core`).join(", ")}`);
+    console.log(
+      `idle CPU of each cluster (3 processes together): ${clusters.map((c, i) => `${c.name} ${fmt(idle[i]!, 1)}% of a core`).join(", ")}`,
+    );
     const steps: ((r: SystemRun) => Promise<void>)[] = [
       (r) => r.put1(),
       (r) => r.put64(),
@@ -389,7 +501,12 @@ async function main(): Promise<void> {
   const etcd = runs[1]?.finished() ?? null;
   console.log("");
   console.log(report(toasty, etcd));
-  console.log(`\nbench took ${((performance.now() - started) / 1000).toFixed(0)} s; load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  console.log(
+    `\nbench took ${((performance.now() - started) / 1000).toFixed(0)} s; load average at the end ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`,
+  );
   if (flags.json !== null) fs.writeFileSync(flags.json, JSON.stringify({ machine: machine(), settings, toasty, etcd }, null, 2));
 }
 

@@ -21,7 +21,13 @@ const { values } = parseArgs({
 const seeds = Number(values.seeds);
 const from = Number(values.from);
 const counts = values.replicas.split(",").map(Number);
-if (!Number.isSafeInteger(seeds) || seeds < 1 || !Number.isSafeInteger(from) || from < 0 || counts.some((r) => !Number.isSafeInteger(r) || r < 1 || r > 15)) {
+if (
+  !Number.isSafeInteger(seeds) ||
+  seeds < 1 ||
+  !Number.isSafeInteger(from) ||
+  from < 0 ||
+  counts.some((r) => !Number.isSafeInteger(r) || r < 1 || r > 15)
+) {
   console.error("error: --seeds and --from must be whole numbers (seeds >= 1), --replicas a list of 1..15");
   process.exit(2);
 }

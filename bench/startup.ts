@@ -53,7 +53,17 @@ function parseSize(text: string): number {
 }
 
 const args = process.argv.slice(2);
-const flags = { objects: 100_000, bytes_total: gib, clients: 64, gets: 5000, dir: os.tmpdir(), keep: false, record: true, profile: null as string | null, results: path.join(repo, "bench/RESULTS.md") };
+const flags = {
+  objects: 100_000,
+  bytes_total: gib,
+  clients: 64,
+  gets: 5000,
+  dir: os.tmpdir(),
+  keep: false,
+  record: true,
+  profile: null as string | null,
+  results: path.join(repo, "bench/RESULTS.md"),
+};
 try {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -76,7 +86,11 @@ try {
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
-  for (const [name, v] of [["--objects", flags.objects], ["--clients", flags.clients], ["--gets", flags.gets]] as const) {
+  for (const [name, v] of [
+    ["--objects", flags.objects],
+    ["--clients", flags.clients],
+    ["--gets", flags.gets],
+  ] as const) {
     if (!Number.isSafeInteger(v) || v < (name === "--gets" ? 0 : 1)) throw new Error(`${name} must be a positive integer`);
   }
 } catch (error) {
@@ -165,7 +179,14 @@ class Cluster {
     const peers = this.ports.filter((_, i) => i !== index).flatMap((p) => ["--peer", `127.0.0.1:${p}`]);
     const args = ["--addr", self, ...peers, "--data", this.members[index]!.data, "--log-level", "info"];
     if (profile_dir !== null) {
-      return [bun, "--cpu-prof", `--cpu-prof-dir=${profile_dir}`, `--cpu-prof-name=replica-${index}.cpuprofile`, path.join(repo, "cmd/toastyfs.ts"), ...args];
+      return [
+        bun,
+        "--cpu-prof",
+        `--cpu-prof-dir=${profile_dir}`,
+        `--cpu-prof-name=replica-${index}.cpuprofile`,
+        path.join(repo, "cmd/toastyfs.ts"),
+        ...args,
+      ];
     }
     return [...this.base, ...args];
   }
@@ -273,7 +294,10 @@ interface LoadFigures {
 
 async function writeAll(cluster: Cluster, objects: number, value_size: number, client_count: number): Promise<LoadFigures> {
   const pool = randomPool(4 * mib + value_size);
-  const clients = Array.from({ length: client_count }, (_, i) => new Client({ addresses: cluster.addresses, client_id: BigInt(i), operation_timeout_ms: 60_000 }));
+  const clients = Array.from(
+    { length: client_count },
+    (_, i) => new Client({ addresses: cluster.addresses, client_id: BigInt(i), operation_timeout_ms: 60_000 }),
+  );
   let next = 0;
   let done = 0;
   let errors = 0;
@@ -310,7 +334,9 @@ async function writeAll(cluster: Cluster, objects: number, value_size: number, c
         last_report = now;
         const s = (now - start) / 1000;
         const rss = cluster.members.map((m) => (m.process === null ? "-" : fmtMb(memOf(m.process.pid)?.rss_mb ?? NaN))).join(", ");
-        console.log(`  ${done.toLocaleString("en")} / ${objects.toLocaleString("en")} puts, ${(done / s).toFixed(0)} puts/s, ${((done * value_size) / 1e6 / s).toFixed(1)} MB/s; replica RSS ${rss}`);
+        console.log(
+          `  ${done.toLocaleString("en")} / ${objects.toLocaleString("en")} puts, ${(done / s).toFixed(0)} puts/s, ${((done * value_size) / 1e6 / s).toFixed(1)} MB/s; replica RSS ${rss}`,
+        );
       }
     }
   });
@@ -323,7 +349,14 @@ async function writeAll(cluster: Cluster, objects: number, value_size: number, c
   sample();
   const seconds = (performance.now() - start) / 1000;
   const end = cluster.members.map((m) => (m.process === null ? null : memOf(m.process.pid)));
-  return { seconds, puts: done, errors, rss_max_mb: rss_max, rss_end_mb: end.map((m) => m?.rss_mb ?? NaN), hwm_end_mb: end.map((m) => m?.hwm_mb ?? NaN) };
+  return {
+    seconds,
+    puts: done,
+    errors,
+    rss_max_mb: rss_max,
+    rss_end_mb: end.map((m) => m?.rss_mb ?? NaN),
+    hwm_end_mb: end.map((m) => m?.hwm_mb ?? NaN),
+  };
 }
 
 interface RestartFigures {
@@ -388,8 +421,17 @@ async function restart(cluster: Cluster, index: number, profile_dir: string | nu
   };
 }
 
-async function serveGets(cluster: Cluster, objects: number, value_size: number, gets: number, client_count: number): Promise<{ seconds: number; gets: number; errors: number }> {
-  const clients = Array.from({ length: client_count }, (_, i) => new Client({ addresses: cluster.addresses, client_id: BigInt(1000 + i), operation_timeout_ms: 30_000 }));
+async function serveGets(
+  cluster: Cluster,
+  objects: number,
+  value_size: number,
+  gets: number,
+  client_count: number,
+): Promise<{ seconds: number; gets: number; errors: number }> {
+  const clients = Array.from(
+    { length: client_count },
+    (_, i) => new Client({ addresses: cluster.addresses, client_id: BigInt(1000 + i), operation_timeout_ms: 30_000 }),
+  );
   let next = 0;
   let errors = 0;
   const start = performance.now();
@@ -419,10 +461,12 @@ const command_line = `./node_modules/.bin/bun bench/startup.ts ${args.join(" ")}
 const date = new Date().toUTCString();
 const machine = {
   nproc: sh("nproc"),
-  mem: sh("free -g | awk '/^Mem:/ {print $2 \" GiB total, \" $7 \" GiB available\"}'"),
+  mem: sh('free -g | awk \'/^Mem:/ {print $2 " GiB total, " $7 " GiB available"}\''),
   uname: sh("uname -srm"),
   load: sh("cut -d' ' -f1-3 /proc/loadavg"),
-  commit: sh(`cd ${JSON.stringify(repo)} && git rev-parse --short HEAD && git status --porcelain -- lib cmd | grep -q . && echo "(with uncommitted changes in lib/ or cmd/)"`).replace(/\n/g, " "),
+  commit: sh(
+    `cd ${JSON.stringify(repo)} && git rev-parse --short HEAD && git status --porcelain -- lib cmd | grep -q . && echo "(with uncommitted changes in lib/ or cmd/)"`,
+  ).replace(/\n/g, " "),
 };
 
 fs.mkdirSync(flags.dir, { recursive: true });
@@ -437,7 +481,9 @@ let scaled = "";
 if (needed(bytes_total) > free) {
   const fits = Math.floor((free - margin - 3 * flags.objects * 300) / 3 / 1.1);
   if (fits < flags.objects * 64) {
-    console.error(`error: ${flags.dir} has ${fmtBytes(free)} free; even ${flags.objects} objects of 64 bytes need about ${fmtBytes(needed(flags.objects * 64))}. Use --dir on a bigger disk or fewer --objects.`);
+    console.error(
+      `error: ${flags.dir} has ${fmtBytes(free)} free; even ${flags.objects} objects of 64 bytes need about ${fmtBytes(needed(flags.objects * 64))}. Use --dir on a bigger disk or fewer --objects.`,
+    );
     process.exit(1);
   }
   scaled = `SCALED DOWN: ${flags.dir} has ${fmtBytes(free)} free, ${fmtBytes(bytes_total)} across 3 replicas needs about ${fmtBytes(needed(bytes_total))}; writing ${fmtBytes(fits)} instead.`;
@@ -447,8 +493,12 @@ if (needed(bytes_total) > free) {
 const value_size = Math.max(1, Math.floor(bytes_total / flags.objects));
 const { command: base, compiled } = toastyfsCommand();
 
-console.log(`startup bench: ${flags.objects.toLocaleString("en")} objects x ${value_size.toLocaleString("en")} bytes = ${fmtBytes(value_size * flags.objects)} per replica, ${flags.clients} clients`);
-console.log(`  replicas: ${compiled ? "./toastyfs (compiled)" : "bun cmd/toastyfs.ts (source: ./toastyfs missing or older than the sources)"}; data under ${flags.dir} (${fmtBytes(free)} free)`);
+console.log(
+  `startup bench: ${flags.objects.toLocaleString("en")} objects x ${value_size.toLocaleString("en")} bytes = ${fmtBytes(value_size * flags.objects)} per replica, ${flags.clients} clients`,
+);
+console.log(
+  `  replicas: ${compiled ? "./toastyfs (compiled)" : "bun cmd/toastyfs.ts (source: ./toastyfs missing or older than the sources)"}; data under ${flags.dir} (${fmtBytes(free)} free)`,
+);
 console.log(`  machine: nproc ${machine.nproc}, ${machine.mem}, ${machine.uname}, load ${machine.load}`);
 
 const dir = fs.mkdtempSync(path.join(flags.dir, "toastyfs-startup-"));
@@ -469,8 +519,12 @@ try {
 
   console.log(`writing ${flags.objects.toLocaleString("en")} objects...`);
   const load = await writeAll(cluster, flags.objects, value_size, flags.clients);
-  console.log(`  ${load.puts.toLocaleString("en")} puts in ${load.seconds.toFixed(1)} s (${(load.puts / load.seconds).toFixed(0)} puts/s, ${((load.puts * value_size) / 1e6 / load.seconds).toFixed(1)} MB/s), ${load.errors} retried errors`);
-  console.log(`  RSS during the load (max of samples every 0.5 s): ${load.rss_max_mb.map(fmtMb).join(", ")}; at the end RSS ${load.rss_end_mb.map(fmtMb).join(", ")}, HWM ${load.hwm_end_mb.map(fmtMb).join(", ")}`);
+  console.log(
+    `  ${load.puts.toLocaleString("en")} puts in ${load.seconds.toFixed(1)} s (${(load.puts / load.seconds).toFixed(0)} puts/s, ${((load.puts * value_size) / 1e6 / load.seconds).toFixed(1)} MB/s), ${load.errors} retried errors`,
+  );
+  console.log(
+    `  RSS during the load (max of samples every 0.5 s): ${load.rss_max_mb.map(fmtMb).join(", ")}; at the end RSS ${load.rss_end_mb.map(fmtMb).join(", ")}, HWM ${load.hwm_end_mb.map(fmtMb).join(", ")}`,
+  );
 
   const settled = await cluster.waitHealthy(120_000, 0);
   const primary = settled.find((s) => s.primary)!.replica;
@@ -491,7 +545,9 @@ try {
     );
   }
 
-  console.log(`restarting each replica (backups first, then the primary ${primary}, which the others replace by a view change while it is down)...`);
+  console.log(
+    `restarting each replica (backups first, then the primary ${primary}, which the others replace by a view change while it is down)...`,
+  );
   const order = [...[0, 1, 2].filter((i) => i !== primary), primary];
   const restarts: RestartFigures[] = [];
   for (const [k, index] of order.entries()) {
@@ -514,8 +570,12 @@ try {
   console.log(`serving ${flags.gets.toLocaleString("en")} gets through the primary (replica ${get_primary}, restarted)...`);
   const gets = await serveGets(cluster, flags.objects, value_size, flags.gets, 16);
   const after_gets = cluster.members.map((m) => memOf(m.process!.pid)!);
-  console.log(`  ${gets.gets.toLocaleString("en")} gets in ${gets.seconds.toFixed(1)} s (${(gets.gets / gets.seconds).toFixed(0)}/s), ${gets.errors} errors`);
-  console.log(`  after the gets: ${after_gets.map((m, i) => `replica ${i}${i === get_primary ? " (primary)" : ""} RSS ${fmtMb(m.rss_mb)} HWM ${fmtMb(m.hwm_mb)}`).join("; ")}`);
+  console.log(
+    `  ${gets.gets.toLocaleString("en")} gets in ${gets.seconds.toFixed(1)} s (${(gets.gets / gets.seconds).toFixed(0)}/s), ${gets.errors} errors`,
+  );
+  console.log(
+    `  after the gets: ${after_gets.map((m, i) => `replica ${i}${i === get_primary ? " (primary)" : ""} RSS ${fmtMb(m.rss_mb)} HWM ${fmtMb(m.hwm_mb)}`).join("; ")}`,
+  );
 
   // Profiles are written when the profiled process exits.
   let profile_summary = "";
@@ -536,7 +596,9 @@ try {
   const worst_rss = Math.max(...rss_all);
   const start_ok = worst_ready < 3000;
   const rss_ok = worst_rss < 300;
-  console.log(`targets: start < 3 s: ${start_ok ? "met" : "MISSED"} (slowest backup restart ${fmtS(worst_ready)}); RSS < 300 MB: ${rss_ok ? "met" : "MISSED"} (highest VmHWM/VmRSS seen ${fmtMb(worst_rss)})`);
+  console.log(
+    `targets: start < 3 s: ${start_ok ? "met" : "MISSED"} (slowest backup restart ${fmtS(worst_ready)}); RSS < 300 MB: ${rss_ok ? "met" : "MISSED"} (highest VmHWM/VmRSS seen ${fmtMb(worst_rss)})`,
+  );
 
   if (flags.record) {
     const rows = restarts

@@ -63,7 +63,9 @@ async function lineMode(session: AdminSession): Promise<number> {
   let failures = 0;
   for await (const line of splitLines(process.stdin, admin_line_bytes_max)) {
     if (line.too_long) {
-      console.error(`error: line ${line.number}: longer than ${admin_line_bytes_max} bytes (a value is at most 16 MiB; put a larger one from a file with @FILE); skipped`);
+      console.error(
+        `error: line ${line.number}: longer than ${admin_line_bytes_max} bytes (a value is at most 16 MiB; put a larger one from a file with @FILE); skipped`,
+      );
       failures += 1;
       continue;
     }

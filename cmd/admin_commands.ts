@@ -27,7 +27,11 @@ export const admin_commands: AdminCommand[] = [
   { name: "ls", usage: "ls [-l] [PREFIX]", description: "list keys (with -l: size, version, time)" },
   { name: "get", usage: "get KEY", description: "print a value (text as is, binary as a hex dump)" },
   { name: "stat", usage: "stat KEY", description: "version, size, time and checksum of an object" },
-  { name: "put", usage: "put [--if-absent|--if-version V] KEY TEXT|@FILE", description: "store the rest of the line (or a file's contents) under KEY; put KEY \"\" stores an empty value" },
+  {
+    name: "put",
+    usage: "put [--if-absent|--if-version V] KEY TEXT|@FILE",
+    description: 'store the rest of the line (or a file\'s contents) under KEY; put KEY "" stores an empty value',
+  },
   { name: "delete", usage: "delete [--if-version V] KEY", description: "delete an object" },
   { name: "help", usage: "help", description: "this list" },
   { name: "quit", usage: "quit", description: "leave the shell (also exit, or end of input)" },
@@ -38,9 +42,9 @@ export function helpLines(): string[] {
   return [
     "commands:",
     ...admin_commands.map((c) => `  ${c.usage.padEnd(width)}  ${c.description}`),
-    "keys and text with spaces can be quoted: get \"my key\"; lines starting with # are comments",
+    'keys and text with spaces can be quoted: get "my key"; lines starting with # are comments',
     "escapes in keys (outside single quotes): \\xHH for any byte, \\n, \\r, \\t, \\\\, \\\", \\' (as ls prints them)",
-    "a key starting with - goes after -- or in quotes: get -- -key, get \"-key\"",
+    'a key starting with - goes after -- or in quotes: get -- -key, get "-key"',
   ];
 }
 
@@ -124,12 +128,15 @@ function putValue(line: Uint8Array, tokens: Token[], index: number): Uint8Array 
   if (rest.length === 0) {
     if (!key.quoted && key.bytes[0] === at_sign && key.bytes.length > 1) {
       const file = keyText(key.bytes.subarray(1));
-      throw new UsageError(`no value for ${shown}: to store the file ${file}, give a key first: put KEY @${file}; to store an empty value under the key "${shown}": put "${shown}" ""`);
+      throw new UsageError(
+        `no value for ${shown}: to store the file ${file}, give a key first: put KEY @${file}; to store an empty value under the key "${shown}": put "${shown}" ""`,
+      );
     }
     throw new UsageError(`no value for ${shown}: give TEXT or @FILE after the key; for an empty value: put ${shown} ""`);
   }
   const first = rest[0]!;
-  if (rest.length === 1 && !first.quoted && first.bytes[0] === at_sign && first.bytes.length > 1) return readInputFile(first.bytes.subarray(1));
+  if (rest.length === 1 && !first.quoted && first.bytes[0] === at_sign && first.bytes.length > 1)
+    return readInputFile(first.bytes.subarray(1));
   const value = rest.length === 1 && first.quoted ? first.bytes : trimSpace(line.subarray(key.end)).slice();
   if (value.length > value_size_max_default) throw new UsageError(`the value is ${value.length} bytes: the largest is 16 MiB`);
   return value;
@@ -137,7 +144,11 @@ function putValue(line: Uint8Array, tokens: Token[], index: number): Uint8Array 
 
 /** Options before the arguments: words starting with - up to the first other word or `--`.
  * `flags` maps each option to whether it takes a value. A quoted word is never an option. */
-function parseOptions(tokens: Token[], flags: ReadonlyMap<string, boolean>, usage: string): { options: Map<string, string | true>; rest: Token[] } {
+function parseOptions(
+  tokens: Token[],
+  flags: ReadonlyMap<string, boolean>,
+  usage: string,
+): { options: Map<string, string | true>; rest: Token[] } {
   const options = new Map<string, string | true>();
   let i = 0;
   while (i < tokens.length) {
@@ -149,7 +160,9 @@ function parseOptions(tokens: Token[], flags: ReadonlyMap<string, boolean>, usag
     const takes_value = flags.get(text);
     if (takes_value === undefined) {
       const command = usage.split(" ")[0];
-      throw new UsageError(`unknown option ${keyText(t.bytes)}: usage: ${usage}; a key starting with - goes after --: ${command} -- ${keyText(t.bytes)}`);
+      throw new UsageError(
+        `unknown option ${keyText(t.bytes)}: usage: ${usage}; a key starting with - goes after --: ${command} -- ${keyText(t.bytes)}`,
+      );
     }
     if (takes_value) {
       const value = tokens[i];
@@ -233,7 +246,8 @@ export class AdminSession {
       }
       index = names.indexOf(text);
     }
-    if (index < 0 || index >= names.length) throw new UsageError(`no replica "${which}": give an index 0-${names.length - 1} or one of ${names.join(", ")}`);
+    if (index < 0 || index >= names.length)
+      throw new UsageError(`no replica "${which}": give an index 0-${names.length - 1} or one of ${names.join(", ")}`);
     const probes = await this.probes();
     return formatReplicaDetails(probes[index]!, status_timeout_ms);
   }
@@ -269,7 +283,14 @@ export class AdminSession {
       case "ls":
       case "list": {
         const usage = "ls [-l] [PREFIX]";
-        const { options, rest } = parseOptions(words, new Map([["-l", false], ["--long", false]]), usage);
+        const { options, rest } = parseOptions(
+          words,
+          new Map([
+            ["-l", false],
+            ["--long", false],
+          ]),
+          usage,
+        );
         if (rest.length > 1) throw new UsageError(`too many arguments: usage: ${usage}`);
         const prefix = checkPrefix(rest[0]?.bytes ?? new Uint8Array(0));
         const long = options.size > 0;
@@ -294,11 +315,19 @@ export class AdminSession {
       }
       case "put": {
         const usage = "put [--if-absent|--if-version V] KEY TEXT|@FILE";
-        const { options, rest } = parseOptions(words, new Map([["--if-absent", false], ["--if-version", true]]), usage);
+        const { options, rest } = parseOptions(
+          words,
+          new Map([
+            ["--if-absent", false],
+            ["--if-version", true],
+          ]),
+          usage,
+        );
         const put_options: { if_absent?: boolean; if_version?: number } = {};
         if (options.has("--if-absent")) put_options.if_absent = true;
         if (options.has("--if-version")) put_options.if_version = versionArg(options.get("--if-version") as string);
-        if (put_options.if_absent && put_options.if_version !== undefined) throw new UsageError(`give --if-version or --if-absent, not both: usage: ${usage}`);
+        if (put_options.if_absent && put_options.if_version !== undefined)
+          throw new UsageError(`give --if-version or --if-absent, not both: usage: ${usage}`);
         if (rest.length === 0) throw new UsageError(`missing argument: usage: ${usage}`);
         const key = checkKey(rest[0]!.bytes);
         const value = putValue(line, tokens, tokens.indexOf(rest[0]!) + 1);
@@ -323,7 +352,8 @@ export class AdminSession {
 }
 
 function versionArg(text: string): number {
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`--if-version needs a version number, got "${text}"`);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text)))
+    throw new UsageError(`--if-version needs a version number, got "${text}"`);
   return Number(text);
 }
 

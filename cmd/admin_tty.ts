@@ -67,7 +67,11 @@ async function perform(session: AdminSession, action: Exclude<Action, "quit">): 
     case "replica":
       return replica(session);
     case "command": {
-      const line = await p.text({ message: "Command?", placeholder: "help", validate: (v) => (v === undefined || v.trim() === "" ? "type a command, or Ctrl-C to go back" : undefined) });
+      const line = await p.text({
+        message: "Command?",
+        placeholder: "help",
+        validate: (v) => (v === undefined || v.trim() === "" ? "type a command, or Ctrl-C to go back" : undefined),
+      });
       if (p.isCancel(line)) return;
       if (line.trim() === "help") return p.note(helpLines().join("\n"), "help");
       const lines = await session.run(line);
@@ -152,8 +156,15 @@ async function showObject(session: AdminSession, key: Uint8Array): Promise<void>
   const shown = keyText(key);
   const result = await session.op(`get ${shown}`, (client) => client.get(key));
   let lines = describeValue(result.value);
-  if (lines.length > value_lines_max) lines = [...lines.slice(0, value_lines_max), `... (${lines.length - value_lines_max} more lines; use toastyfs get --escaped '${shown}' -o FILE)`];
-  p.note(lines.join("\n") || "(empty)", `${shown} · version ${result.version} · ${formatBytes(result.value.length)} · ${new Date(result.timestamp).toISOString()}`);
+  if (lines.length > value_lines_max)
+    lines = [
+      ...lines.slice(0, value_lines_max),
+      `... (${lines.length - value_lines_max} more lines; use toastyfs get --escaped '${shown}' -o FILE)`,
+    ];
+  p.note(
+    lines.join("\n") || "(empty)",
+    `${shown} · version ${result.version} · ${formatBytes(result.value.length)} · ${new Date(result.timestamp).toISOString()}`,
+  );
 }
 
 async function put(session: AdminSession): Promise<void> {
@@ -173,7 +184,11 @@ async function put(session: AdminSession): Promise<void> {
     if (p.isCancel(text)) return;
     value = new TextEncoder().encode(text ?? "");
   } else {
-    const file = await p.text({ message: "File?", placeholder: "./photo.jpg", validate: (v) => (v === undefined || v === "" ? "a file name is required" : undefined) });
+    const file = await p.text({
+      message: "File?",
+      placeholder: "./photo.jpg",
+      validate: (v) => (v === undefined || v === "" ? "a file name is required" : undefined),
+    });
     if (p.isCancel(file)) return;
     value = fileValue(file);
   }
@@ -189,7 +204,9 @@ async function put(session: AdminSession): Promise<void> {
   const spin = p.spinner();
   spin.start(`put ${shown} (${formatBytes(value.length)})`);
   try {
-    const { version } = await session.op(`put ${shown}`, (client) => client.put(key, value, condition === "absent" ? { if_absent: true } : {}));
+    const { version } = await session.op(`put ${shown}`, (client) =>
+      client.put(key, value, condition === "absent" ? { if_absent: true } : {}),
+    );
     spin.stop(`${shown}: version ${version} (${formatBytes(value.length)})`);
   } catch (error) {
     spin.stop(`put ${shown} failed`);
@@ -238,7 +255,11 @@ async function browse(session: AdminSession): Promise<void> {
     if (page.truncated) options.push({ value: "next", label: "→ next page" });
     if (stack.length > 0) options.push({ value: "previous", label: "← previous page" });
     options.push({ value: "back", label: "↩ back to the menu" });
-    const choice = await p.select({ message: `Keys${prefix.length > 0 ? ` starting with "${shown_prefix}"` : ""} (page ${stack.length + 1})`, options, maxItems: 15 });
+    const choice = await p.select({
+      message: `Keys${prefix.length > 0 ? ` starting with "${shown_prefix}"` : ""} (page ${stack.length + 1})`,
+      options,
+      maxItems: 15,
+    });
     if (p.isCancel(choice) || choice === "back") return;
     if (choice === "next") {
       stack.push(after);

@@ -70,7 +70,9 @@ export function helpWithoutNegatedDefaults(sections: { title?: string; body: str
 /** Where an unknown option came from among the arguments, and how to pass it as an argument. */
 function unknownOptionHint(cli: CAC, option: string, args: readonly RawArg[], full: string): { name: string; within: string; how: string } {
   const letter = /^-[^-]$/.test(option) ? option.slice(1) : null;
-  const arg = args.find((a) => a.text === option || a.text.startsWith(`${option}=`)) ?? (letter === null ? undefined : args.find((a) => /^-[^-]/.test(a.text) && a.text.includes(letter)));
+  const arg =
+    args.find((a) => a.text === option || a.text.startsWith(`${option}=`)) ??
+    (letter === null ? undefined : args.find((a) => /^-[^-]/.test(a.text) && a.text.includes(letter)));
   if (arg === undefined) return { name: option, within: "", how: "" };
   const shown = escapeBytes(arg.bytes);
   const takes_arguments = (cli.matchedCommand?.args.length ?? 0) > 0;

@@ -37,13 +37,19 @@ export interface ClusterSettings {
 export function clusterFrom(option: unknown): { addresses: Address[]; source: string } {
   const given = optionString("--cluster", option);
   const env = process.env.TOASTYFS_CLUSTER;
-  const [text, source] = given !== undefined ? [given, "--cluster"] : env !== undefined && env.trim() !== "" ? [env, "TOASTYFS_CLUSTER"] : [dev_cluster, "the dev cluster (no --cluster or TOASTYFS_CLUSTER)"];
+  const [text, source] =
+    given !== undefined
+      ? [given, "--cluster"]
+      : env !== undefined && env.trim() !== ""
+        ? [env, "TOASTYFS_CLUSTER"]
+        : [dev_cluster, "the dev cluster (no --cluster or TOASTYFS_CLUSTER)"];
   try {
     const addresses = parseAddressList(text);
     membership(addresses); // at least one, at most replicas_max, no duplicates
     return { addresses, source };
   } catch (error) {
-    if (error instanceof AddressError) throw new UsageError(`${source === "--cluster" || source === "TOASTYFS_CLUSTER" ? `${source}: ` : ""}${error.message}`);
+    if (error instanceof AddressError)
+      throw new UsageError(`${source === "--cluster" || source === "TOASTYFS_CLUSTER" ? `${source}: ` : ""}${error.message}`);
     throw error;
   }
 }
@@ -52,7 +58,8 @@ export function timeoutFrom(option: unknown): number {
   const text = optionString("--timeout", option);
   if (text === undefined) return cli_timeout_s_default * 1000;
   const seconds = Number(text);
-  if (!/^\d+(\.\d+)?$/.test(text) || !(seconds > 0) || seconds > 3600) throw new UsageError(`--timeout must be a number of seconds between 0 and 3600, got "${text}"`);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(seconds > 0) || seconds > 3600)
+    throw new UsageError(`--timeout must be a number of seconds between 0 and 3600, got "${text}"`);
   return Math.round(seconds * 1000);
 }
 
@@ -62,7 +69,8 @@ export function settingsFrom(options: Record<string, unknown>): ClusterSettings 
 
 /** Keys are 1 to 1024 bytes. */
 export function checkKey(key: Uint8Array): Uint8Array {
-  if (key.length < 1 || key.length > key_size_max) throw new UsageError(`the key is ${key.length} bytes: keys are 1 to ${key_size_max} bytes`);
+  if (key.length < 1 || key.length > key_size_max)
+    throw new UsageError(`the key is ${key.length} bytes: keys are 1 to ${key_size_max} bytes`);
   return key;
 }
 
@@ -75,7 +83,9 @@ export function checkPrefix(prefix: Uint8Array): Uint8Array {
 /** The bytes of a command-line argument, with escapes read when `escaped`. */
 export function argumentBytes(arg: RawArg, what: string, escaped: boolean): Uint8Array {
   if (!arg.exact) {
-    throw new UsageError(`the ${what} "${arg.text}" is not valid UTF-8 and its exact bytes cannot be read here (no /proc/self/cmdline): give it with --escaped, as \\xHH escapes`);
+    throw new UsageError(
+      `the ${what} "${arg.text}" is not valid UTF-8 and its exact bytes cannot be read here (no /proc/self/cmdline): give it with --escaped, as \\xHH escapes`,
+    );
   }
   if (!escaped) return arg.bytes;
   try {
@@ -134,7 +144,8 @@ function clusterOptions(command: Command): Command {
 
 export function parseVersion(value: unknown): number {
   const text = optionString("--if-version", value) ?? "";
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`--if-version must be a version number (as printed by put or stat), got "${text}"`);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text)))
+    throw new UsageError(`--if-version must be a version number (as printed by put or stat), got "${text}"`);
   return Number(text);
 }
 
@@ -199,19 +210,25 @@ export function registerClientCommands(cli: CAC): void {
       await withClient(settings, `delete ${escapeBytes(k)}`, (client) => client.delete(k, del));
     });
 
-  keyOptions(clusterOptions(cli.command("stat <key>", "Print an object's version, size, time and checksum")))
-    .action(async (key: string, options: Record<string, unknown>) => {
+  keyOptions(clusterOptions(cli.command("stat <key>", "Print an object's version, size, time and checksum"))).action(
+    async (key: string, options: Record<string, unknown>) => {
       const k = keyArgument(0, key, options);
       const settings = settingsFrom(options);
       const info = await withClient(settings, `stat ${escapeBytes(k)}`, (client) => client.stat(k));
       console.log(formatStat(k, info).join("\n"));
-    });
+    },
+  );
 
-  keyOptions(clusterOptions(cli.command("ls [prefix]", "List keys, one per line, in byte order (escaped: \\xHH for bytes that are not printable UTF-8)")))
+  keyOptions(
+    clusterOptions(
+      cli.command("ls [prefix]", "List keys, one per line, in byte order (escaped: \\xHH for bytes that are not printable UTF-8)"),
+    ),
+  )
     .option("-l, --long", "Also print size (bytes), version and time: SIZE VERSION TIME KEY")
     .action(async (prefix: string | undefined, options: Record<string, unknown>) => {
       const settings = settingsFrom(options);
-      const p = prefix === undefined ? new Uint8Array(0) : checkPrefix(argumentBytes(positionalArg(0, prefix), "prefix", options.escaped === true));
+      const p =
+        prefix === undefined ? new Uint8Array(0) : checkPrefix(argumentBytes(positionalArg(0, prefix), "prefix", options.escaped === true));
       const long = options.long === true;
       await withClient(settings, `ls ${escapeBytes(p)}`.trimEnd(), async (client) => {
         for await (const entry of client.listAll(p)) console.log(formatListEntry(entry, long));
@@ -250,7 +267,10 @@ export function readInputFile(path: string | Uint8Array): Uint8Array {
     throw new UsageError(`cannot read ${file}: ${fileErrorText(error)}`);
   }
   try {
-    if (size > value_size_max_default) throw new UsageError(`${file} is ${size} bytes (${formatBytes(size)}): the largest value is ${value_size_max_default} bytes (16 MiB)`);
+    if (size > value_size_max_default)
+      throw new UsageError(
+        `${file} is ${size} bytes (${formatBytes(size)}): the largest value is ${value_size_max_default} bytes (16 MiB)`,
+      );
     const value = new Uint8Array(size);
     const progress = Progress.forSize(size);
     progress.phase(`reading ${file}`, size);
@@ -274,12 +294,14 @@ export function readInputFile(path: string | Uint8Array): Uint8Array {
 
 /** Reads stdin to its end, refusing more than the largest value. */
 export async function readStdin(): Promise<Uint8Array> {
-  if (process.stdin.isTTY) process.stderr.write("reading the value from the terminal: end it with Ctrl-D (or give a file: toastyfs put KEY FILE)\n");
+  if (process.stdin.isTTY)
+    process.stderr.write("reading the value from the terminal: end it with Ctrl-D (or give a file: toastyfs put KEY FILE)\n");
   const chunks: Uint8Array[] = [];
   let total = 0;
   for await (const chunk of Bun.stdin.stream()) {
     total += chunk.length;
-    if (total > value_size_max_default) throw new UsageError(`stdin has more than ${value_size_max_default} bytes: the largest value is 16 MiB`);
+    if (total > value_size_max_default)
+      throw new UsageError(`stdin has more than ${value_size_max_default} bytes: the largest value is 16 MiB`);
     chunks.push(chunk);
   }
   return concat(chunks);

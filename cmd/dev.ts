@@ -71,7 +71,10 @@ const colors = [36, 33, 35, 32, 34, 31];
 
 export async function dev(options: DevOptions): Promise<void> {
   const count = parseIntArg("--replicas", options.replicas ?? 3, 1, replicas_max);
-  if (count % 2 === 0) throw new UsageError(`--replicas must be odd (1, 3, 5, ...): 2f+1 replicas tolerate f failed replicas, so ${count} tolerate no more than ${count - 1} would`);
+  if (count % 2 === 0)
+    throw new UsageError(
+      `--replicas must be odd (1, 3, 5, ...): 2f+1 replicas tolerate f failed replicas, so ${count} tolerate no more than ${count - 1} would`,
+    );
   const metrics = options.metrics !== false;
   const base_port = parseIntArg("--base-port", options.basePort ?? 8081, 1, 65535 - count + 1 - (metrics ? metrics_port_offset : 0));
   const host = optionString("--host", options.host) ?? "127.0.0.1";
@@ -84,9 +87,14 @@ export async function dev(options: DevOptions): Promise<void> {
   // A busy port or an unusable data directory is not a mistake in the command line: exit 1, as
   // for `serve` (README, exit codes).
   for (const a of addresses) {
-    if (!(await portFree(a.host, a.port))) throw new OperationError(`port ${formatAddress(a)} is in use: is another toastyfs dev (or replica) running? Stop it, or pick other ports with --base-port`);
+    if (!(await portFree(a.host, a.port)))
+      throw new OperationError(
+        `port ${formatAddress(a)} is in use: is another toastyfs dev (or replica) running? Stop it, or pick other ports with --base-port`,
+      );
     if (metrics && !(await portFree(a.host, a.port + metrics_port_offset))) {
-      throw new OperationError(`metrics port ${formatAddress({ host: a.host, port: a.port + metrics_port_offset })} is in use: pick other ports with --base-port, or use --no-metrics`);
+      throw new OperationError(
+        `metrics port ${formatAddress({ host: a.host, port: a.port + metrics_port_offset })} is in use: pick other ports with --base-port, or use --no-metrics`,
+      );
     }
   }
   const data_dirs = addresses.map((a) => path.join(data_root, path.basename(dataDirFor(a))));
@@ -102,7 +110,16 @@ export async function dev(options: DevOptions): Promise<void> {
     const name = names[i]!;
     const label = `[${address.port}]`;
     const prefix = tty ? `\x1b[${colors[i % colors.length]}m${label}\x1b[0m ` : `${label} `;
-    const args = ["serve", "--addr", name, ...names.filter((n) => n !== name).flatMap((n) => ["--peer", n]), "--data", data_dirs[i]!, "--log-level", log_level];
+    const args = [
+      "serve",
+      "--addr",
+      name,
+      ...names.filter((n) => n !== name).flatMap((n) => ["--peer", n]),
+      "--data",
+      data_dirs[i]!,
+      "--log-level",
+      log_level,
+    ];
     if (metrics) args.push("--metrics", formatAddress({ host, port: address.port + metrics_port_offset }));
     const child = Bun.spawn([...selfCommand(), ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     const c: Child = { address, name, prefix, args, process: child, exited: false };
@@ -124,14 +141,20 @@ export async function dev(options: DevOptions): Promise<void> {
     const timer = setTimeout(() => {
       for (const c of children) {
         if (c.exited) continue;
-        say(`replica ${c.name} did not stop within ${stop_timeout_ms / 1000} s: killing it (its data is safe: nothing unsynced was acknowledged)`);
+        say(
+          `replica ${c.name} did not stop within ${stop_timeout_ms / 1000} s: killing it (its data is safe: nothing unsynced was acknowledged)`,
+        );
         c.process.kill("SIGKILL");
       }
     }, stop_timeout_ms);
     await Promise.all(children.map((c) => c.process.exited));
     clearTimeout(timer);
     const failed = children.filter((c) => c.process.exitCode !== 0 && c.process.exitCode !== null);
-    say(failed.length === 0 ? "all replicas stopped" : `stopped; ${failed.map((c) => `${c.name} exited with code ${c.process.exitCode}`).join(", ")}`);
+    say(
+      failed.length === 0
+        ? "all replicas stopped"
+        : `stopped; ${failed.map((c) => `${c.name} exited with code ${c.process.exitCode}`).join(", ")}`,
+    );
     return 0;
   };
 
@@ -157,15 +180,20 @@ export async function dev(options: DevOptions): Promise<void> {
       if (stopping) return;
       const how = c.process.signalCode !== null ? `was killed by ${c.process.signalCode}` : `exited with code ${c.process.exitCode}`;
       if (!started) {
-        console.error(`error: replica ${c.name} ${how} while the cluster was starting (its output is above, prefixed ${c.prefix.trim()}); stopping the others`);
+        console.error(
+          `error: replica ${c.name} ${how} while the cluster was starting (its output is above, prefixed ${c.prefix.trim()}); stopping the others`,
+        );
         await stopAll("startup failed");
         process.exit(1);
       }
       const left = alive();
-      const state = left >= quorum
-        ? `the cluster keeps serving with ${left} of ${count} replicas (a majority, ${quorum}, is needed)`
-        : `only ${left} of ${count} replicas are left: the cluster cannot serve until a majority (${quorum}) runs`;
-      console.error(`error: replica ${c.name} ${how} unexpectedly; ${state}. To bring it back, run in another terminal: ${displayCommand()} ${c.args.join(" ")}`);
+      const state =
+        left >= quorum
+          ? `the cluster keeps serving with ${left} of ${count} replicas (a majority, ${quorum}, is needed)`
+          : `only ${left} of ${count} replicas are left: the cluster cannot serve until a majority (${quorum}) runs`;
+      console.error(
+        `error: replica ${c.name} ${how} unexpectedly; ${state}. To bring it back, run in another terminal: ${displayCommand()} ${c.args.join(" ")}`,
+      );
       if (left === 0) {
         console.error("error: every replica has stopped; exiting");
         process.exit(1);
@@ -173,14 +201,18 @@ export async function dev(options: DevOptions): Promise<void> {
     });
   }
 
-  say(`starting ${count} replica${count === 1 ? "" : "s"} on ${names.join(", ")}; data in ${path.resolve(data_root)}${reused.length > 0 ? ` (reusing the data of ${reused.length === count ? "every replica" : reused.map((d) => path.basename(d)).join(", ")})` : ""}`);
+  say(
+    `starting ${count} replica${count === 1 ? "" : "s"} on ${names.join(", ")}; data in ${path.resolve(data_root)}${reused.length > 0 ? ` (reusing the data of ${reused.length === count ? "every replica" : reused.map((d) => path.basename(d)).join(", ")})` : ""}`,
+  );
   const deadline = Date.now() + startup_timeout_ms;
   let primary: string | null = null;
   let view = 0;
   while (primary === null) {
     if (stopping) return new Promise<never>(() => {});
     if (Date.now() > deadline) {
-      console.error(`error: the cluster did not elect a primary within ${startup_timeout_ms / 1000} s (see the replicas' output above); stopping`);
+      console.error(
+        `error: the cluster did not elect a primary within ${startup_timeout_ms / 1000} s (see the replicas' output above); stopping`,
+      );
       await stopAll("startup timed out");
       process.exit(1);
     }
@@ -201,7 +233,11 @@ export async function dev(options: DevOptions): Promise<void> {
     `toastyfs dev: ${count} replica${count === 1 ? "" : "s"} serving (primary ${primary}, view ${view}); tolerates ${Math.floor((count - 1) / 2)} failed replica${Math.floor((count - 1) / 2) === 1 ? "" : "s"}`,
     `  replicas  ${names.join("  ")}`,
     `  data      ${path.resolve(data_root)}/ (one directory per replica; reused on the next start)`,
-    ...(metrics ? [`  metrics   ${addresses.map((a) => `http://${formatAddress({ host: a.host, port: a.port + metrics_port_offset })}/metrics`).join("  ")}`] : []),
+    ...(metrics
+      ? [
+          `  metrics   ${addresses.map((a) => `http://${formatAddress({ host: a.host, port: a.port + metrics_port_offset })}/metrics`).join("  ")}`,
+        ]
+      : []),
     "",
     "Try, in another terminal:",
     ...(cluster === dev_cluster ? [] : [`  export TOASTYFS_CLUSTER=${cluster}`]),

@@ -94,8 +94,14 @@ export function formatReplicaDetails(probe: ReplicaProbe, timeout_ms: number): s
     `disk         ${formatBytes(status.disk_bytes)}`,
     `uptime       ${(status.uptime_ms / 1000).toFixed(0)} s`,
     `problem      ${status.problem ?? "none"}`,
-    ...(status.status_ms === null ? [] : [`in status    ${formatDuration(status.status_ms)}${status.status_view !== null && status.status_view !== status.view ? ` (since view ${status.status_view})` : ""}`]),
-    ...(status.last_warning === null ? [] : [`warning      ${formatDuration(status.last_warning.ms_ago)} ago: ${status.last_warning.text}`]),
+    ...(status.status_ms === null
+      ? []
+      : [
+          `in status    ${formatDuration(status.status_ms)}${status.status_view !== null && status.status_view !== status.view ? ` (since view ${status.status_view})` : ""}`,
+        ]),
+    ...(status.last_warning === null
+      ? []
+      : [`warning      ${formatDuration(status.last_warning.ms_ago)} ago: ${status.last_warning.text}`]),
     ...(status.peers === null
       ? []
       : [

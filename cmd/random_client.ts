@@ -9,7 +9,14 @@
 import { cac } from "cac";
 import * as fs from "node:fs";
 import { runRandomWorkload, operation_kinds, type WorkloadResult } from "../lib/check/random_workload.ts";
-import { checkHistory, decodeHistoryFile, encodeHistoryFile, HistoryFileError, outcomes, type HistoryVerdict } from "../lib/check/history_recorder.ts";
+import {
+  checkHistory,
+  decodeHistoryFile,
+  encodeHistoryFile,
+  HistoryFileError,
+  outcomes,
+  type HistoryVerdict,
+} from "../lib/check/history_recorder.ts";
 import { parseIntArg, runCli, UsageError } from "./cli_util.ts";
 import { clusterFrom } from "./client_commands.ts";
 
@@ -22,7 +29,11 @@ cli
   .option("--ops <k>", "Operations in total over all clients", { default: 1000 })
   .option("--keys <k>", "Size of the key space (small, so clients collide)", { default: 5 })
   .option("--duration <s>", "Start no new operation after this many seconds")
-  .option("--timeout <ms>", "An operation no replica completes in this long is left open; the run stops when nothing is answered for 3 times this", { default: 10_000 })
+  .option(
+    "--timeout <ms>",
+    "An operation no replica completes in this long is left open; the run stops when nothing is answered for 3 times this",
+    { default: 10_000 },
+  )
   .option("--history-out <file>", "Save the recorded history (JSON) to a file")
   .option("--check-history <file>", "Run nothing: check a saved history file")
   .example("toastyfs_random_client --cluster 127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083 --seed 7 --clients 8 --ops 5000")
@@ -47,7 +58,9 @@ cli
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
 
-    console.log(`seed ${seed}: ${clients} clients, ${ops} operations, ${keys} keys${duration_s !== undefined ? `, at most ${duration_s} s` : ""}, cluster ${addresses.map((a) => `${a.host}:${a.port}`).join(",")}`);
+    console.log(
+      `seed ${seed}: ${clients} clients, ${ops} operations, ${keys} keys${duration_s !== undefined ? `, at most ${duration_s} s` : ""}, cluster ${addresses.map((a) => `${a.host}:${a.port}`).join(",")}`,
+    );
     const result = await runRandomWorkload({
       addresses,
       seed,
@@ -57,13 +70,17 @@ cli
       operation_timeout_ms: timeout_ms,
       ...(duration_s !== undefined ? { duration_ms: duration_s * 1000 } : {}),
       shouldStop: () => stopping,
-      onProgress: (p) => console.error(`progress: ${(p.elapsed_ms / 1000).toFixed(0)} s, ${p.completed} answered, ${p.open} open, ${p.errors} errors`),
+      onProgress: (p) =>
+        console.error(`progress: ${(p.elapsed_ms / 1000).toFixed(0)} s, ${p.completed} answered, ${p.open} open, ${p.errors} errors`),
     });
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     printRun(result);
     if (history_out !== null) {
-      fs.writeFileSync(history_out, encodeHistoryFile(result.recorder.history, { seed, clients, ops, keys, key_prefix: result.key_prefix, plan: result.plan_digest }));
+      fs.writeFileSync(
+        history_out,
+        encodeHistoryFile(result.recorder.history, { seed, clients, ops, keys, key_prefix: result.key_prefix, plan: result.plan_digest }),
+      );
       console.log(`history saved to ${history_out}`);
     }
     const verdict = checkHistory(result.recorder.history);
@@ -74,7 +91,9 @@ cli
       process.exitCode = 1;
     }
     if (result.stalled || result.completed === 0) {
-      console.log(`FAILED: ${result.completed === 0 ? "no operation was answered" : `no operation was answered for ${(3 * timeout_ms) / 1000} s, so the run stopped`}: is a majority of the cluster up and reachable?`);
+      console.log(
+        `FAILED: ${result.completed === 0 ? "no operation was answered" : `no operation was answered for ${(3 * timeout_ms) / 1000} s, so the run stopped`}: is a majority of the cluster up and reachable?`,
+      );
       process.exitCode = 1;
     }
     if (verdict.verdict === "violation") process.exitCode = 1;
@@ -94,7 +113,9 @@ function checkFile(file: string): void {
     if (error instanceof HistoryFileError) throw new UsageError(`${file}: ${error.message}`);
     throw error;
   }
-  const about = Object.entries(saved.about).map(([k, v]) => `${k} ${v}`).join(", ");
+  const about = Object.entries(saved.about)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
   console.log(`${file}: ${saved.history.length} operations${about ? ` (${about})` : ""}`);
   const verdict = checkHistory(saved.history);
   printVerdict(verdict);
@@ -103,12 +124,16 @@ function checkFile(file: string): void {
 
 function printRun(r: WorkloadResult): void {
   const seconds = r.elapsed_ms / 1000;
-  console.log(`${r.issued} operations in ${seconds.toFixed(1)} s: ${Math.round(r.completed / Math.max(seconds, 1e-3))} answered ops/s; plan ${r.plan_digest}; keys under ${r.key_prefix}`);
+  console.log(
+    `${r.issued} operations in ${seconds.toFixed(1)} s: ${Math.round(r.completed / Math.max(seconds, 1e-3))} answered ops/s; plan ${r.plan_digest}; keys under ${r.key_prefix}`,
+  );
   const width = 17;
   console.log(["outcome".padEnd(width), ...operation_kinds.map((k) => k.padStart(7)), "total".padStart(8)].join(""));
   for (const outcome of outcomes) {
     const row = operation_kinds.map((k) => r.counts.get(k)!.get(outcome)!);
-    console.log([outcome.padEnd(width), ...row.map((n) => String(n).padStart(7)), String(row.reduce((a, b) => a + b, 0)).padStart(8)].join(""));
+    console.log(
+      [outcome.padEnd(width), ...row.map((n) => String(n).padStart(7)), String(row.reduce((a, b) => a + b, 0)).padStart(8)].join(""),
+    );
   }
 }
 

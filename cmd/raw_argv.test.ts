@@ -8,7 +8,10 @@ const arg = (text: string, bytes: Uint8Array = enc(text)): RawArg => ({ bytes, t
 
 describe("userArgs", () => {
   test("under bun: cmdline is bun, the script, the arguments", () => {
-    const args = userArgs(["/usr/bin/bun", "/repo/cmd/toastyfs.ts", "put", "k\uFFFD", "-"], cmdline("/usr/bin/bun", "cmd/toastyfs.ts", "put", [0x6b, 0xff], "-"));
+    const args = userArgs(
+      ["/usr/bin/bun", "/repo/cmd/toastyfs.ts", "put", "k\uFFFD", "-"],
+      cmdline("/usr/bin/bun", "cmd/toastyfs.ts", "put", [0x6b, 0xff], "-"),
+    );
     expect(args.map((a) => [...a.bytes])).toEqual([[...enc("put")], [0x6b, 0xff], [0x2d]]);
     expect(args.every((a) => a.exact)).toBe(true);
   });
@@ -30,9 +33,15 @@ describe("userArgs", () => {
 
   test("a cmdline that does not match argv is not trusted: argv's strings, and U+FFFD marked inexact", () => {
     const args = userArgs(["bun", "/s.ts", "get", "k\uFFFD"], cmdline("bun", "s.ts", "get", "other"));
-    expect(args.map((a) => [a.text, a.exact])).toEqual([["get", true], ["k\uFFFD", false]]);
+    expect(args.map((a) => [a.text, a.exact])).toEqual([
+      ["get", true],
+      ["k\uFFFD", false],
+    ]);
     const none = userArgs(["bun", "/s.ts", "get", "é"], null);
-    expect(none.map((a) => [[...a.bytes], a.exact])).toEqual([[[...enc("get")], true], [[0xc3, 0xa9], true]]);
+    expect(none.map((a) => [[...a.bytes], a.exact])).toEqual([
+      [[...enc("get")], true],
+      [[0xc3, 0xa9], true],
+    ]);
   });
 });
 

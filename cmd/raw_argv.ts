@@ -58,7 +58,8 @@ export function userArgs(argv: readonly string[], cmdline: Uint8Array | null): R
     if (start < cmdline.length) entries.push(cmdline.subarray(start)); // no final NUL
     if (entries.length >= texts.length) {
       const tail = entries.slice(entries.length - texts.length);
-      if (tail.every((bytes, i) => utf8.decode(bytes) === texts[i])) return tail.map((bytes, i) => ({ bytes: bytes.slice(), text: texts[i]!, exact: true }));
+      if (tail.every((bytes, i) => utf8.decode(bytes) === texts[i]))
+        return tail.map((bytes, i) => ({ bytes: bytes.slice(), text: texts[i]!, exact: true }));
     }
   }
   return texts.map((text) => ({ bytes: encoder.encode(text), text, exact: !text.includes("\uFFFD") }));

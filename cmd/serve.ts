@@ -28,7 +28,10 @@ export function loggerFrom(options: { logLevel?: unknown; logFormat?: unknown })
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
-  if (options.addr === undefined || options.addr === true) throw new UsageError("--addr host:port is required to run a replica (for a local cluster: toastyfs dev; every command: toastyfs --help)");
+  if (options.addr === undefined || options.addr === true)
+    throw new UsageError(
+      "--addr host:port is required to run a replica (for a local cluster: toastyfs dev; every command: toastyfs --help)",
+    );
   const logger = loggerFrom(options);
   let self, peers;
   try {
@@ -59,7 +62,14 @@ export async function serve(options: ServeOptions): Promise<void> {
   const requests = metrics_address === null ? undefined : new RequestMetrics();
   let node: ReplicaNode;
   try {
-    node = new ReplicaNode({ self, addresses: [self, ...peers], data_dir, logger, ...(listen ? { listen } : {}), ...(requests ? { requests } : {}) });
+    node = new ReplicaNode({
+      self,
+      addresses: [self, ...peers],
+      data_dir,
+      logger,
+      ...(listen ? { listen } : {}),
+      ...(requests ? { requests } : {}),
+    });
   } catch (error) {
     if (error instanceof AddressError) throw new UsageError(error.message);
     throw error;
@@ -86,7 +96,8 @@ export async function serve(options: ServeOptions): Promise<void> {
     }
     throw error;
   }
-  if (metrics_address !== null) logger.child(`replica=${node.index}`).log("info", `metrics on http://${formatAddress(metrics_address)}/metrics`);
+  if (metrics_address !== null)
+    logger.child(`replica=${node.index}`).log("info", `metrics on http://${formatAddress(metrics_address)}/metrics`);
   const activity = new ActivityLog(logger.child(`replica=${node.index}`));
   const activity_timer = setInterval(() => activity.check(node.status()), check_interval_ms);
   let stopping = false;

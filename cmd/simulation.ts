@@ -46,7 +46,9 @@ cli
       }
     }
     const seconds = (performance.now() - started) / 1000;
-    console.error(`${seeds} seed(s) passed in ${seconds.toFixed(1)}s, ${Math.round(steps / seconds).toLocaleString("en-US")} simulated events/s`);
+    console.error(
+      `${seeds} seed(s) passed in ${seconds.toFixed(1)}s, ${Math.round(steps / seconds).toLocaleString("en-US")} simulated events/s`,
+    );
   });
 
 function summary(r: SimResult): string {

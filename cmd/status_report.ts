@@ -23,10 +23,25 @@ export function renderStatus(probes: ReplicaProbe[], timeout_ms: number): Status
       continue;
     }
     const lag = Math.max(0, commit_max - s.commit_min);
-    rows.push([s.address, "yes", roleOf(s), String(s.view), String(s.op), String(s.commit_min), String(s.checkpoint), String(lag), formatBytes(s.disk_bytes)]);
+    rows.push([
+      s.address,
+      "yes",
+      roleOf(s),
+      String(s.view),
+      String(s.op),
+      String(s.commit_min),
+      String(s.checkpoint),
+      String(lag),
+      formatBytes(s.disk_bytes),
+    ]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const lines = rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]! + 2))).join("").trimEnd());
+  const lines = rows.map((r) =>
+    r
+      .map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]! + 2)))
+      .join("")
+      .trimEnd(),
+  );
   const diagnosis = diagnose(probes, timeout_ms);
   return { lines: [...lines, ...diagnosis.notes], verdict: diagnosis.verdict, serving: diagnosis.serving };
 }

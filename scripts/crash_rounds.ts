@@ -97,7 +97,9 @@ if (failed) {
   console.error(`crash test failed after ${elapsed_s} s (seed ${seed})`);
   process.exit(1);
 }
-console.log(`crash test passed: ${rounds} rounds in ${elapsed_s} s; ${ledger.size} keys, ${ledger.acknowledged_puts} acknowledged puts all read back exactly; ${ledger.unknown_puts} puts cut off by crashes`);
+console.log(
+  `crash test passed: ${rounds} rounds in ${elapsed_s} s; ${ledger.size} keys, ${ledger.acknowledged_puts} acknowledged puts all read back exactly; ${ledger.unknown_puts} puts cut off by crashes`,
+);
 await cluster.destroy(args.keep);
 if (args.keep) console.log(`cluster directory kept at ${cluster.dir}`);
 process.exit(0);

@@ -28,7 +28,17 @@ import * as path from "node:path";
 import { Client, clusterStatus } from "../lib/client/client.ts";
 import { Prng } from "../lib/util/prng.ts";
 import { packSparse } from "../tests/support/sparse_archive.ts";
-import { addresses, archive_path, expected_path, fixture_dir, logs, startReplicas, stopReplicas, waitConverged, type ExpectedContents } from "../tests/support/old_data.ts";
+import {
+  addresses,
+  archive_path,
+  expected_path,
+  fixture_dir,
+  logs,
+  startReplicas,
+  stopReplicas,
+  waitConverged,
+  type ExpectedContents,
+} from "../tests/support/old_data.ts";
 import { waitFor } from "../tests/support/cluster.ts";
 
 const usage = "usage: bun scripts/make_old_data_fixture.ts --source <tree of the commit> --commit <sha>";
@@ -86,7 +96,9 @@ try {
   await put("after-checkpoint", text("only in the journal suffix"), "written after the checkpoint");
 
   const statuses = await waitConverged();
-  await waitFor("every replica's checkpoint", async () => (await clusterStatus(addresses, 500)).every((s) => s !== null && s.checkpoint >= checkpoint_interval_ops));
+  await waitFor("every replica's checkpoint", async () =>
+    (await clusterStatus(addresses, 500)).every((s) => s !== null && s.checkpoint >= checkpoint_interval_ops),
+  );
   await client.close();
   await stopReplicas(replicas);
 
@@ -99,9 +111,14 @@ try {
     commit_max: statuses[0]!.commit_max,
   };
   fs.mkdirSync(fixture_dir, { recursive: true });
-  fs.writeFileSync(archive_path, packSparse(root, (relative) => path.basename(relative) === "LOCK"));
+  fs.writeFileSync(
+    archive_path,
+    packSparse(root, (relative) => path.basename(relative) === "LOCK"),
+  );
   fs.writeFileSync(expected_path, `${JSON.stringify(expected, null, 1)}\n`);
-  console.log(`wrote ${archive_path} (${fs.statSync(archive_path).size} bytes) and ${expected_path}: ${expected.objects.length} objects, commit ${expected.commit_max}, checkpoint ${expected.checkpoint}, ${filler} filler puts`);
+  console.log(
+    `wrote ${archive_path} (${fs.statSync(archive_path).size} bytes) and ${expected_path}: ${expected.objects.length} objects, commit ${expected.commit_max}, checkpoint ${expected.checkpoint}, ${filler} filler puts`,
+  );
   fs.rmSync(root, { recursive: true, force: true });
   fs.rmSync(log_dir, { recursive: true, force: true });
 } catch (error) {

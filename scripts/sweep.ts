@@ -57,16 +57,21 @@ const jobs = wholeNumber("--jobs", values.jobs, 1, 256);
 const clients = wholeNumber("--clients", values.clients, 1, 64);
 const ticks = wholeNumber("--ticks", values.ticks, 1, 10_000_000);
 const replica_counts = values.replicas.split(",").map((r) => wholeNumber("--replicas", r.trim(), 1, 15));
-const from = values.from !== undefined ? wholeNumber("--from", values.from, 0, Number.MAX_SAFE_INTEGER - seeds) : Math.floor(Math.random() * 2 ** 40);
+const from =
+  values.from !== undefined ? wholeNumber("--from", values.from, 0, Number.MAX_SAFE_INTEGER - seeds) : Math.floor(Math.random() * 2 ** 40);
 
-console.log(`sweep: seeds ${from}..${from + seeds - 1} with ${replica_counts.join(", ")} replicas, ${clients} clients, ${ticks} ticks, ${jobs} jobs`);
+console.log(
+  `sweep: seeds ${from}..${from + seeds - 1} with ${replica_counts.join(", ")} replicas, ${clients} clients, ${ticks} ticks, ${jobs} jobs`,
+);
 
 const queue: SweepJob[] = [];
 for (const replicas of replica_counts) {
   for (let seed = from; seed < from + seeds; seed++) queue.push({ seed, replicas, clients, ticks });
 }
 const total = queue.length;
-const per_count = new Map<number, { done: number; failed: number; steps: number; ms: number }>(replica_counts.map((r) => [r, { done: 0, failed: 0, steps: 0, ms: 0 }]));
+const per_count = new Map<number, { done: number; failed: number; steps: number; ms: number }>(
+  replica_counts.map((r) => [r, { done: 0, failed: 0, steps: 0, ms: 0 }]),
+);
 const failures: SweepOutcome[] = [];
 let done = 0;
 const started = performance.now();
@@ -77,7 +82,10 @@ function reproduce(o: SweepJob): string {
 
 function report(final: boolean): void {
   const seconds = (performance.now() - started) / 1000;
-  const parts = [...per_count].map(([r, c]) => `${r} replicas ${c.done}/${seeds} (${c.failed} failed, ${Math.round(c.steps / Math.max(c.ms / 1000, 1e-9) / 1000)} k events/s/core)`);
+  const parts = [...per_count].map(
+    ([r, c]) =>
+      `${r} replicas ${c.done}/${seeds} (${c.failed} failed, ${Math.round(c.steps / Math.max(c.ms / 1000, 1e-9) / 1000)} k events/s/core)`,
+  );
   (final ? console.log : console.error)(`${final ? "done" : "progress"} ${done}/${total} in ${seconds.toFixed(0)} s: ${parts.join("; ")}`);
 }
 
@@ -108,7 +116,9 @@ await new Promise<void>((resolve) => {
       if (!o.ok) {
         c.failed += 1;
         failures.push(o);
-        console.log(`FAILED seed ${o.seed} (${o.replicas} replicas): ${(o.violation ?? "").split("\n")[0]}\n  reproduce: ${reproduce(o)} --verbose`);
+        console.log(
+          `FAILED seed ${o.seed} (${o.replicas} replicas): ${(o.violation ?? "").split("\n")[0]}\n  reproduce: ${reproduce(o)} --verbose`,
+        );
       }
       next(worker);
     };

@@ -29,7 +29,13 @@ self.onmessage = (event: MessageEvent<SweepJob>) => {
     outcome = { ...job, ok: result.ok, violation: result.violation, steps: result.step, ms: performance.now() - started };
   } catch (error) {
     // The simulator reports violations as results; anything thrown is a bug in it, and a failure.
-    outcome = { ...job, ok: false, violation: `simulator threw: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`, steps: 0, ms: performance.now() - started };
+    outcome = {
+      ...job,
+      ok: false,
+      violation: `simulator threw: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+      steps: 0,
+      ms: performance.now() - started,
+    };
   }
   self.postMessage(outcome);
 };

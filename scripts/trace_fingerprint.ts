@@ -11,7 +11,11 @@ import { createHash } from "node:crypto";
 import { simulate } from "../sim/simulator.ts";
 
 const { values } = parseArgs({
-  options: { from: { type: "string", default: "1" }, seeds: { type: "string", default: "40" }, replicas: { type: "string", default: "3,5" } },
+  options: {
+    from: { type: "string", default: "1" },
+    seeds: { type: "string", default: "40" },
+    replicas: { type: "string", default: "3,5" },
+  },
 });
 const from = Number(values.from);
 const seeds = Number(values.seeds);
@@ -27,7 +31,10 @@ for (const replicas of replica_counts) {
     const hash = createHash("sha256");
     let messages = 0;
     const result = simulate({
-      seed, replicas, clients: 4, ticks: 3000,
+      seed,
+      replicas,
+      clients: 4,
+      ticks: 3000,
       trace: (sender, to, message) => {
         messages += 1;
         hash.update(`${sender}>${to}:${message.header.command}:${message.header.checksum}:${message.header.checksum_body}\n`);

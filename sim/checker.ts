@@ -51,7 +51,10 @@ export class StateChecker {
    * (the network corrupts nothing that passes a checksum), so it is a bug. */
   protocolViolation(replica: number, text: string, checksum: bigint | null): void {
     this.protocol_violations += 1;
-    if (checksum === null || !this.forged.has(checksum)) this.fail(`replica ${replica} received a message no honest peer sends${checksum === null ? "" : ` (not one the simulator forged)`}: ${text}`);
+    if (checksum === null || !this.forged.has(checksum))
+      this.fail(
+        `replica ${replica} received a message no honest peer sends${checksum === null ? "" : ` (not one the simulator forged)`}: ${text}`,
+      );
   }
 
   /** Checksums of the messages the simulator forged: a violation must name one of them. */
@@ -63,14 +66,17 @@ export class StateChecker {
     const known = this.canonical.get(h.op);
     if (known === undefined) {
       const parent = this.canonical.get(h.op - 1);
-      if (parent !== undefined && parent !== h.parent) this.fail(`replica ${replica} executed op ${h.op} whose parent is not the canonical op ${h.op - 1}`);
+      if (parent !== undefined && parent !== h.parent)
+        this.fail(`replica ${replica} executed op ${h.op} whose parent is not the canonical op ${h.op - 1}`);
       this.canonical.set(h.op, h.checksum);
       const requests = new Set<string>();
       for (const e of decodeBatch(prepare.body) ?? []) requests.add(`${e.client}:${e.request}`);
       this.canonical_requests.set(h.op, requests);
       if (h.op > this.commit_max) this.commit_max = h.op;
     } else if (known !== h.checksum) {
-      this.fail(`replica ${replica} executed op ${h.op} with checksum ${h.checksum.toString(16)}, but op ${h.op} was executed as ${known.toString(16)} before: two histories`);
+      this.fail(
+        `replica ${replica} executed op ${h.op} with checksum ${h.checksum.toString(16)}, but op ${h.op} was executed as ${known.toString(16)} before: two histories`,
+      );
     }
   }
 
@@ -79,7 +85,10 @@ export class StateChecker {
     const key = `${client}:${request}`;
     const first = this.executions.get(key);
     if (first === undefined) this.executions.set(key, op);
-    else if (first !== op) this.fail(`replica ${replica} executed request ${request} of client ${client.toString(16)} at op ${op}, but it was executed at op ${first} already`);
+    else if (first !== op)
+      this.fail(
+        `replica ${replica} executed request ${request} of client ${client.toString(16)} at op ${op}, but it was executed at op ${first} already`,
+      );
   }
 
   primary(replica: number, view: number): void {
@@ -103,17 +112,20 @@ export class StateChecker {
       let acked = this.acks[replica]!.get(h.view);
       if (acked === undefined) this.acks[replica]!.set(h.view, (acked = new Map()));
       const before = acked.get(h.op);
-      if (before !== undefined && before !== h.context) this.fail(`replica ${replica} acknowledged two different prepares for op ${h.op} in view ${h.view}`);
+      if (before !== undefined && before !== h.context)
+        this.fail(`replica ${replica} acknowledged two different prepares for op ${h.op} in view ${h.view}`);
       acked.set(h.op, h.context);
     }
-    if (view_durable < h.view) this.fail(`replica ${replica} sent ${Command[h.command]} in view ${h.view} with only view ${view_durable} durable`);
+    if (view_durable < h.view)
+      this.fail(`replica ${replica} sent ${Command[h.command]} in view ${h.view} with only view ${view_durable} durable`);
     if (h.view > this.promised_view[replica]!) this.promised_view[replica] = h.view;
   }
 
   /** A replica restarted with this durable view (its disk not wiped; -1: it found no superblock,
    * which is only legal if it never promised anything). */
   restarted(replica: number, view_durable: number): void {
-    if (view_durable < this.promised_view[replica]!) this.fail(`replica ${replica} restarted in view ${view_durable} but had promised view ${this.promised_view[replica]}`);
+    if (view_durable < this.promised_view[replica]!)
+      this.fail(`replica ${replica} restarted in view ${view_durable} but had promised view ${this.promised_view[replica]}`);
   }
 
   /**
@@ -127,7 +139,9 @@ export class StateChecker {
     if (acked === undefined) return;
     for (const [op, checksum] of acked) {
       if (op > commit_min && !knows(op, checksum)) {
-        this.fail(`replica ${replica} acknowledged op ${op} (${checksum.toString(16)}) in view ${log_view}, and reopened in log_view ${log_view} without it (executed up to ${commit_min}): a promise outlived its memory`);
+        this.fail(
+          `replica ${replica} acknowledged op ${op} (${checksum.toString(16)}) in view ${log_view}, and reopened in log_view ${log_view} without it (executed up to ${commit_min}): a promise outlived its memory`,
+        );
         return;
       }
     }
@@ -167,8 +181,17 @@ export class StateChecker {
       const i = dvc.headers.findIndex((h) => h.op === op);
       const held = i !== -1 && dvc.headers[i]!.checksum === checksum && dvc.presence[i] !== presence_absent;
       if (!held) {
-        const offered = i === -1 ? (op > dvc.op ? `its log ends at op ${dvc.op}` : "no header for it") : dvc.headers[i]!.checksum !== checksum ? "a different prepare" : "it as never held (absent)";
-        this.fail(`replica ${replica} acknowledged op ${op} (${checksum.toString(16)}) in view ${dvc.log_view}, but its do_view_change for view ${view} (log_view ${dvc.log_view}) offers ${offered}: a promise outlived its memory`);
+        const offered =
+          i === -1
+            ? op > dvc.op
+              ? `its log ends at op ${dvc.op}`
+              : "no header for it"
+            : dvc.headers[i]!.checksum !== checksum
+              ? "a different prepare"
+              : "it as never held (absent)";
+        this.fail(
+          `replica ${replica} acknowledged op ${op} (${checksum.toString(16)}) in view ${dvc.log_view}, but its do_view_change for view ${view} (log_view ${dvc.log_view}) offers ${offered}: a promise outlived its memory`,
+        );
         return;
       }
     }
@@ -193,7 +216,9 @@ export class StateChecker {
   readServed(replica: number, client: bigint, request: number, commit_min: number): void {
     const floor = this.read_floor[replica]!.get(`${client}:${request}`);
     if (floor !== undefined && commit_min < floor) {
-      this.fail(`replica ${replica} answered read ${request} of client ${client.toString(16)} from the state at op ${commit_min}, but the write at op ${floor} had been acknowledged to a client before the read arrived: a stale read`);
+      this.fail(
+        `replica ${replica} answered read ${request} of client ${client.toString(16)} from the state at op ${commit_min}, but the write at op ${floor} had been acknowledged to a client before the read arrived: a stale read`,
+      );
     }
   }
 
@@ -201,9 +226,13 @@ export class StateChecker {
     if (op > this.acked_op_max) this.acked_op_max = op;
     const checksum = this.canonical.get(op);
     if (checksum === undefined) return this.fail(`client ${client.toString(16)} got a reply from op ${op}, which no replica executed`);
-    if (!this.canonical_requests.get(op)!.has(`${client}:${request}`)) this.fail(`client ${client.toString(16)} got a reply for request ${request} from op ${op}, which does not hold it`);
+    if (!this.canonical_requests.get(op)!.has(`${client}:${request}`))
+      this.fail(`client ${client.toString(16)} got a reply for request ${request} from op ${op}, which does not hold it`);
     let copies = 0;
     for (const durable of this.durable) if (durable.get(op)?.has(checksum)) copies += 1;
-    if (copies < this.quorum) this.fail(`client ${client.toString(16)} got a reply for op ${op}, durable on only ${copies} of the ${this.quorum} replicas a commit needs`);
+    if (copies < this.quorum)
+      this.fail(
+        `client ${client.toString(16)} got a reply for op ${op}, durable on only ${copies} of the ${this.quorum} replicas a commit needs`,
+      );
   }
 }

@@ -84,7 +84,16 @@ export class SimClient {
     this.id = (prng.u64() & ~0xffn) | BigInt(index & 0xff);
     const timeout = options.request_timeout_us;
     // backoff: the pause the simulated client used after not_primary before the core was shared.
-    this.session = new ClientSession({ client_id: this.id, cluster, replica_count, first_target: prng.int(replica_count), attempt_timeout: timeout, backoff: timeout / 8, operation_timeout: Infinity, unit: "µs" });
+    this.session = new ClientSession({
+      client_id: this.id,
+      cluster,
+      replica_count,
+      first_target: prng.int(replica_count),
+      attempt_timeout: timeout,
+      backoff: timeout / 8,
+      operation_timeout: Infinity,
+      unit: "µs",
+    });
   }
 
   get idle(): boolean {
@@ -127,7 +136,8 @@ export class SimClient {
         return this.answered(step.reply, now);
       case "failed": {
         const p = this.pending!;
-        if (step.error.code !== "evicted") return this.hooks.violation(`client ${this.index}: ${Operation[p.operation]} failed: ${step.error.message}`);
+        if (step.error.code !== "evicted")
+          return this.hooks.violation(`client ${this.index}: ${Operation[p.operation]} failed: ${step.error.message}`);
         // The session is gone; a write may or may not have happened before that: leave it open.
         if (p.input !== null && p.input.kind !== "get" && p.input.kind !== "exists") this.finish(now, null);
         this.pending = null;
@@ -163,7 +173,12 @@ export class SimClient {
     if (roll < 80) {
       const known = this.versions.get(key);
       if (known !== undefined && this.prng.chance(0.3)) {
-        return this.begin(now, { kind: "delete", key, if_version: known }, Operation.delete, encodeKeyRequest(kb, null, Condition.if_version, known));
+        return this.begin(
+          now,
+          { kind: "delete", key, if_version: known },
+          Operation.delete,
+          encodeKeyRequest(kb, null, Condition.if_version, known),
+        );
       }
       return this.begin(now, { kind: "delete", key }, Operation.delete, encodeKeyRequest(kb, null));
     }
@@ -206,7 +221,8 @@ export class SimClient {
       if (info === null) return this.hooks.violation(`client ${this.index}: malformed ${Operation[p.operation]} reply`);
       if (p.operation === Operation.get) {
         const value = message.body.subarray(object_info_size);
-        if (value.length !== info.size || checksum(value) !== info.checksum) return this.hooks.violation(`client ${this.index}: get ${input.key} returned a value that does not match its checksum`);
+        if (value.length !== info.size || checksum(value) !== info.checksum)
+          return this.hooks.violation(`client ${this.index}: get ${input.key} returned a value that does not match its checksum`);
         const text = decoder.decode(value.subarray(0, Math.min(value.length, 32)));
         output = { status: "ok", version: info.version, value: text.slice(0, text.indexOf("|")) };
       } else {
@@ -231,7 +247,8 @@ export class SimClient {
     let last = "";
     for (const e of list.entries) {
       const key = decoder.decode(e.key);
-      if (!key.startsWith(prefix) || key <= after || key <= last) return this.hooks.violation(`client ${this.index}: list(${prefix}, ${after}) returned ${key} out of order or range`);
+      if (!key.startsWith(prefix) || key <= after || key <= last)
+        return this.hooks.violation(`client ${this.index}: list(${prefix}, ${after}) returned ${key} out of order or range`);
       seen.set(key, e.version);
       last = key;
     }

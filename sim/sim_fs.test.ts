@@ -55,7 +55,6 @@ function equal(a: Uint8Array | null | undefined, b: Uint8Array | null | undefine
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
-
 /** Asserts that after a crash the volatile view equals the durable view and old fds are dead.
  * (usedBytes counts a file reachable by two names once, so the sum over paths is an upper bound
  * when renames may have left a file under two names.) */
@@ -576,9 +575,19 @@ describe("faults", () => {
     const fd = fs.open("f", false);
     fs.pwrite(fd, new Uint8Array(SECTOR_SIZE).fill(7), 0); // covers all of sector 0
     fs.corruptSector("f", 0);
-    expect(read(fs, "f")!.subarray(0, SECTOR_SIZE).every((b) => b === 7)).toBe(true);
+    expect(
+      read(fs, "f")!
+        .subarray(0, SECTOR_SIZE)
+        .every((b) => b === 7),
+    ).toBe(true);
     fs.fdatasync(fd);
-    expect(fs.durableSnapshot().get("f")!.subarray(0, SECTOR_SIZE).every((b) => b === 7)).toBe(true);
+    expect(
+      fs
+        .durableSnapshot()
+        .get("f")!
+        .subarray(0, SECTOR_SIZE)
+        .every((b) => b === 7),
+    ).toBe(true);
   });
 
   test("a read-error sector makes preads touching it throw EIO until rewritten", () => {
@@ -807,7 +816,14 @@ describe("determinism", () => {
       fingerprints.add(first.fingerprint);
       // The workload really exercises crashes and faults.
       const counters = JSON.parse(first.counters) as Record<string, number>;
-      for (const name of ["crashes", "unsynced_writes_torn", "unsynced_dir_changes_lost", "misdirected_writes", "corruptions", "fsync_errors"]) {
+      for (const name of [
+        "crashes",
+        "unsynced_writes_torn",
+        "unsynced_dir_changes_lost",
+        "misdirected_writes",
+        "corruptions",
+        "fsync_errors",
+      ]) {
         expect(counters[name], name).toBeGreaterThan(0);
       }
     }

@@ -424,7 +424,10 @@ export class SimFs implements FileSystem {
   /** Settable at any time (Infinity: unlimited). Lowering it below usedBytes() removes nothing;
    * it only makes growing writes fail. */
   set capacity_bytes(bytes: number) {
-    assert(bytes === Infinity || (Number.isSafeInteger(bytes) && bytes >= 0), `capacity_bytes must be a non-negative integer or Infinity, got ${bytes}`);
+    assert(
+      bytes === Infinity || (Number.isSafeInteger(bytes) && bytes >= 0),
+      `capacity_bytes must be a non-negative integer or Infinity, got ${bytes}`,
+    );
     this.capacity = bytes;
   }
 
@@ -605,7 +608,10 @@ export class SimFs implements FileSystem {
     if (existing === node) return; // POSIX: renaming a file onto itself (or another link to it) does nothing.
     if (node.kind === "dir") {
       if (source.dir !== target.dir) {
-        throw new FsError("EINVAL", `rename: the simulated file system moves directories only within their parent (${show(from)} -> ${show(to)})`);
+        throw new FsError(
+          "EINVAL",
+          `rename: the simulated file system moves directories only within their parent (${show(from)} -> ${show(to)})`,
+        );
       }
       if (existing !== undefined && existing.kind === "file") throw new FsError("ENOTDIR", `rename: ${show(to)} is not a directory`);
       if (existing !== undefined && existing.kind === "dir" && existing.entries.size > 0) {
@@ -860,7 +866,8 @@ export class SimFs implements FileSystem {
     for (let i = 0; i < count; i++) {
       const next = dir.entries.get(parts[i]!);
       if (next === undefined) throw new FsError("ENOENT", `no such directory ${show(parts.slice(0, i + 1).join("/"))} (in ${show(path)})`);
-      if (next.kind !== "dir") throw new FsError("ENOTDIR", `${show(parts.slice(0, i + 1).join("/"))} is not a directory (in ${show(path)})`);
+      if (next.kind !== "dir")
+        throw new FsError("ENOTDIR", `${show(parts.slice(0, i + 1).join("/"))} is not a directory (in ${show(path)})`);
       dir = next;
     }
     return dir;
@@ -887,7 +894,8 @@ function show(path: string): string {
 }
 
 function checkOffset(offset: number, operation: string): void {
-  if (!Number.isSafeInteger(offset) || offset < 0) throw new FsError("EINVAL", `${operation}: offset must be a non-negative integer, got ${offset}`);
+  if (!Number.isSafeInteger(offset) || offset < 0)
+    throw new FsError("EINVAL", `${operation}: offset must be a non-negative integer, got ${offset}`);
 }
 
 /** A buffer of at least `need` bytes (doubling), holding the first `used` bytes of `buffer`. */

@@ -202,7 +202,9 @@ export class Simulator {
     this.shape = this.drawShape();
     this.checker = new StateChecker(o.replicas);
     const network_prng = this.prng.fork();
-    this.network = new Network(o.replicas + o.clients, o.replicas, this.drawNetwork(), network_prng, (delay, packet) => this.schedule(delay, Kind.deliver, packet.to, 0, packet));
+    this.network = new Network(o.replicas + o.clients, o.replicas, this.drawNetwork(), network_prng, (delay, packet) =>
+      this.schedule(delay, Kind.deliver, packet.to, 0, packet),
+    );
     for (let i = 0; i < o.replicas; i++) {
       const skew = 1 + (this.prng.float() * 2 - 1) * 0.1;
       this.nodes.push({
@@ -213,7 +215,11 @@ export class Simulator {
         // and gets latent damage only while all four copies are intact (storageFaults): a faulty
         // disk never destroys the newest superblock state, as TigerBeetle's fault atlas keeps the
         // superblock recoverable. Losing it silently would be undetectable by any replica.
-        fs: new SimFs(this.prng.fork(), { misdirect_probability: this.rates.faulty_disks.has(i) ? this.rates.misdirect : 0, capacity_bytes: sim_disk_bytes, misdirect_exempt: ["superblock"] }),
+        fs: new SimFs(this.prng.fork(), {
+          misdirect_probability: this.rates.faulty_disks.has(i) ? this.rates.misdirect : 0,
+          capacity_bytes: sim_disk_bytes,
+          misdirect_exempt: ["superblock"],
+        }),
         replica: null,
         incarnation: 0,
         paused: false,
@@ -230,17 +236,25 @@ export class Simulator {
     const client_prng = this.prng.fork();
     for (let c = 0; c < o.clients; c++) {
       const node = o.replicas + c;
-      const client = new SimClient(c, node, o.replicas, this.config.cluster, client_prng.fork(), {
-        keys: 2 + this.prng.int(5),
-        value_filler_max: 64,
-        request_timeout_us: this.shape.request_timeout_us[c]!,
-        think_mean_us: this.shape.think_mean_us[c]!,
-      }, {
-        send: (from, to, bytes) => this.network.send(from, to, bytes),
-        writeReplied: (client_id, request, op) => this.checker.writeReplied(client_id, request, op),
-        violation: (message) => this.fail(message),
-        record: (operation) => this.history.push(operation),
-      });
+      const client = new SimClient(
+        c,
+        node,
+        o.replicas,
+        this.config.cluster,
+        client_prng.fork(),
+        {
+          keys: 2 + this.prng.int(5),
+          value_filler_max: 64,
+          request_timeout_us: this.shape.request_timeout_us[c]!,
+          think_mean_us: this.shape.think_mean_us[c]!,
+        },
+        {
+          send: (from, to, bytes) => this.network.send(from, to, bytes),
+          writeReplied: (client_id, request, op) => this.checker.writeReplied(client_id, request, op),
+          violation: (message) => this.fail(message),
+          record: (operation) => this.history.push(operation),
+        },
+      );
       this.clients.push(client);
       this.client_nodes.set(client.id, node);
       this.client_scheduled.push(Infinity);
@@ -297,7 +311,10 @@ export class Simulator {
     return { think_mean_us, idle, idle_mean_us: 300_000 + p.int(2_000_000), request_timeout_us };
   }
 
-  private drawStorageRates(): Pick<FaultRates, "faulty_disks" | "corrupt" | "read_error" | "fsync_error" | "wipe" | "disk_full" | "misdirect" | "tail_corruption" | "ring_damage"> {
+  private drawStorageRates(): Pick<
+    FaultRates,
+    "faulty_disks" | "corrupt" | "read_error" | "fsync_error" | "wipe" | "disk_full" | "misdirect" | "tail_corruption" | "ring_damage"
+  > {
     const p = this.prng;
     const faulty_disks = new Set<number>();
     const enabled = (this.options.faults?.storage ?? true) && this.f > 0 && p.chance(0.7);
@@ -322,7 +339,14 @@ export class Simulator {
   private drawNetwork(): NetworkOptions {
     const p = this.prng;
     if (this.options.faults?.network === false) {
-      return { delay_min_us: 100, delay_mean_us: 500, loss_probability: 0, duplicate_probability: 0, replay_probability: 0, corrupt_probability: 0 };
+      return {
+        delay_min_us: 100,
+        delay_mean_us: 500,
+        loss_probability: 0,
+        duplicate_probability: 0,
+        replay_probability: 0,
+        corrupt_probability: 0,
+      };
     }
     return {
       delay_min_us: 50 + p.int(500),
@@ -396,7 +420,9 @@ export class Simulator {
     this.now = event.time;
     this.step += 1;
     if (this.events.size > events_max) {
-      this.fail(`message storm: ${this.events.size} events queued (more than ${events_max}): some message is answered with more messages than it carries`);
+      this.fail(
+        `message storm: ${this.events.size} events queued (more than ${events_max}): some message is answered with more messages than it carries`,
+      );
       return;
     }
     try {
@@ -487,7 +513,12 @@ export class Simulator {
         this.checker.restarted(index, replica.view_durable);
         if (replica.status !== "recovering" && replica.status !== "blank") {
           const journal = replica.journal;
-          this.checker.reopened(index, replica.log_view, replica.commit_min, (op, checksum) => journal.header(op)?.checksum === checksum || journal.isDamaged(op));
+          this.checker.reopened(
+            index,
+            replica.log_view,
+            replica.commit_min,
+            (op, checksum) => journal.header(op)?.checksum === checksum || journal.isDamaged(op),
+          );
         }
       }
     });
@@ -506,10 +537,23 @@ export class Simulator {
     this.options.trace?.(from, to, message);
     this.checker.sent(from, message, node.replica?.view_durable ?? -1, node.replica?.view ?? -1);
     const h = message.header;
-    if (h.command === Command.reply && h.op === 0 && !isWrite(h.operation) && (h.result === Result.ok || h.result === Result.not_found) && node.replica !== null) {
+    if (
+      h.command === Command.reply &&
+      h.op === 0 &&
+      !isWrite(h.operation) &&
+      (h.result === Result.ok || h.result === Result.not_found) &&
+      node.replica !== null
+    ) {
       this.checker.readServed(from, h.client, h.request, node.replica.commit_min);
     }
-    if (h.command === Command.prepare && h.replica === from && message !== this.last_message && this.rates.isolate_after_prepare > 0 && this.isolated === null && !this.liveness) {
+    if (
+      h.command === Command.prepare &&
+      h.replica === from &&
+      message !== this.last_message &&
+      this.rates.isolate_after_prepare > 0 &&
+      this.isolated === null &&
+      !this.liveness
+    ) {
       // Once per prepare (its first send). Half the time the cut comes before this prepare goes
       // out (only the primary holds it: a stale suffix for a later view change to judge), half
       // the time after the rest of the batch (the backups hold it, unacknowledged).
@@ -632,7 +676,14 @@ export class Simulator {
     const at = client.wake_at;
     if (at === Infinity || at >= this.client_scheduled[client.index]!) return;
     this.client_scheduled[client.index] = at;
-    this.events.push({ time: Math.max(at, this.now), seq: this.seq++, kind: Kind.client, node: client.index, incarnation: 0, packet: null });
+    this.events.push({
+      time: Math.max(at, this.now),
+      seq: this.seq++,
+      kind: Kind.client,
+      node: client.index,
+      incarnation: 0,
+      packet: null,
+    });
   }
 
   private onClient(index: number): void {
@@ -680,10 +731,14 @@ export class Simulator {
     if (this.shape.idle > 0 && p.chance(this.shape.idle)) this.idlePhase();
     if (budget > 0 && r.edge_crash > 0) {
       const edge = this.config.journal_slot_count - this.config.checkpoint_interval_ops;
-      const node = this.nodes.find((n) => n.replica !== null && !n.paused && n.replica.status === "normal" && n.replica.op > n.replica.checkpoint.op + edge);
+      const node = this.nodes.find(
+        (n) => n.replica !== null && !n.paused && n.replica.status === "normal" && n.replica.op > n.replica.checkpoint.op + edge,
+      );
       if (node !== undefined && p.chance(r.edge_crash)) {
         this.faults += 1;
-        this.log(`fault: power loss of replica ${node.index}, its log at op ${node.replica!.op} near the end of the window of its durable checkpoint ${node.replica!.checkpoint.op}`);
+        this.log(
+          `fault: power loss of replica ${node.index}, its log at op ${node.replica!.op} near the end of the window of its durable checkpoint ${node.replica!.checkpoint.op}`,
+        );
         node.fs.crash(p);
         this.down(node);
         return;
@@ -749,7 +804,13 @@ export class Simulator {
       const node = p.pick(up);
       const replica = node.replica!;
       const d = replica.describe();
-      const target = { cluster: this.config.cluster, replica_count: this.options.replicas, incarnation: replica.incarnation, view: d.view, op: d.commit_max };
+      const target = {
+        cluster: this.config.cluster,
+        replica_count: this.options.replicas,
+        incarnation: replica.incarnation,
+        view: d.view,
+        op: d.commit_max,
+      };
       const bytes = forgedReplicaMessage(p, target, node.index, epoch_ms + Math.floor(this.now / 1000));
       this.checker.forged.add(new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getBigUint64(0, true));
       this.schedule(p.int(1000), Kind.deliver, node.index, 0, { from: node.index, to: node.index, bytes });
@@ -850,7 +911,14 @@ export class Simulator {
   private healIsolated(): void {
     const target = this.isolated;
     if (target === null) return;
-    const newer = this.nodes.find((n) => n.index !== target.replica && n.replica !== null && n.replica.status === "normal" && n.replica.view > target.view && n.replica.describe().primary);
+    const newer = this.nodes.find(
+      (n) =>
+        n.index !== target.replica &&
+        n.replica !== null &&
+        n.replica.status === "normal" &&
+        n.replica.view > target.view &&
+        n.replica.describe().primary,
+    );
     if (newer !== undefined && target.newer_op === -1) target.newer_op = newer.replica!.op;
     const moved = newer !== undefined && newer.replica!.commit_max > target.newer_op;
     if (!moved && this.now - target.since < 10_000_000) return;
@@ -907,7 +975,9 @@ export class Simulator {
     }
     if (damaged === 0) return;
     this.faults += 1;
-    this.log(`fault: replica ${node.index}: ${damaged} header-ring record(s) of ops it just made durable damaged; power off, reopened twice`);
+    this.log(
+      `fault: replica ${node.index}: ${damaged} header-ring record(s) of ops it just made durable damaged; power off, reopened twice`,
+    );
     node.fs.crash(p);
     this.down(node);
     // Sometimes the primary goes down a moment later (once it has likely committed and executed
@@ -971,7 +1041,13 @@ export class Simulator {
     if (this.isolated !== null) this.network.unisolate(this.isolated.replica);
     this.isolated = null;
     this.network.heal();
-    this.network.options = { ...this.network.options, loss_probability: 0, duplicate_probability: 0, replay_probability: 0, corrupt_probability: 0 };
+    this.network.options = {
+      ...this.network.options,
+      loss_probability: 0,
+      duplicate_probability: 0,
+      replay_probability: 0,
+      corrupt_probability: 0,
+    };
     // Replicas whose disks were damaged count against the budget of f: they hold the only copies
     // of nothing, but a replica kept down may have held the only other good copy.
     for (const index of this.rates.faulty_disks) this.nodes[index]!.fs.capacity_bytes = sim_disk_bytes;
@@ -1012,7 +1088,9 @@ export class Simulator {
     const pending = this.clients.filter((c) => !c.idle).map((c) => c.index);
     const states = this.nodes.map((n) => (n.replica === null ? `${n.index}:down` : `${n.index}:${JSON.stringify(n.replica.describe())}`));
     const reason = this.unconverged_reason === "" ? "" : `; ${this.unconverged_reason}`;
-    this.fail(`liveness: not converged ${liveness_bound_us / 1_000_000}s after healing; clients still waiting: [${pending.join(",")}]${reason}; replicas: ${states.join(" ")}`);
+    this.fail(
+      `liveness: not converged ${liveness_bound_us / 1_000_000}s after healing; clients still waiting: [${pending.join(",")}]${reason}; replicas: ${states.join(" ")}`,
+    );
   }
 
   private converged(): boolean {

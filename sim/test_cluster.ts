@@ -202,7 +202,9 @@ export class TestClient {
     this.request += 1;
     const request = this.request;
     for (let t = 0; t < ticks_max; t++) {
-      const reply = this.cluster.replies.get(this.id)?.find((m) => m.header.request === request && m.header.result !== Result.not_primary && m.header.result !== Result.busy);
+      const reply = this.cluster.replies
+        .get(this.id)
+        ?.find((m) => m.header.request === request && m.header.result !== Result.not_primary && m.header.result !== Result.busy);
       if (reply !== undefined) return reply;
       if (t % 50 === 0) {
         const primary = this.cluster.replicas.findIndex((r) => r?.describe().primary === true);

@@ -28,7 +28,9 @@ function firstCaught(variant: Variant, first_seed: number, replicas: number): { 
 function expectCaught(name: string, replica_class: ReplicaClass | Variant, first_seed: number, replicas = 3): void {
   const caught = firstCaught(typeof replica_class === "function" ? { replica_class } : replica_class, first_seed, replicas);
   if (caught === null) throw new Error(`${name}: not caught within ${seeds_max} seeds`);
-  console.log(`${name}: caught after ${caught.seed - first_seed + 1} seed(s) (seed ${caught.seed}, ${replicas} replicas): ${caught.violation.split("\n")[0]}`);
+  console.log(
+    `${name}: caught after ${caught.seed - first_seed + 1} seed(s) (seed ${caught.seed}, ${replicas} replicas): ${caught.violation.split("\n")[0]}`,
+  );
   expect(caught.violation.length).toBeGreaterThan(0);
 }
 
@@ -70,7 +72,16 @@ class ReadFromBackup extends Replica {
     const read = h.operation === Operation.get || h.operation === Operation.stat || h.operation === Operation.list;
     if (read && this.status === "normal" && !this.isPrimary()) {
       const result = executeRead(this.store, h.operation, message.body, (_key, entry) => this.storage.readValue(entry));
-      this.sendReply({ client: h.client, request: h.request, session: h.session, operation: h.operation, result: result.result, body: result.body, op: 0, timestamp: 0 });
+      this.sendReply({
+        client: h.client,
+        request: h.request,
+        session: h.session,
+        operation: h.operation,
+        result: result.result,
+        body: result.body,
+        op: 0,
+        timestamp: 0,
+      });
       return;
     }
     super.onRequest(message);
@@ -174,29 +185,69 @@ describe("broken replicas are caught", () => {
   test("a commit quorum of f", () => expectCaught("commit quorum of f", QuorumOfF, 100), timeout_ms);
   test("a backup acknowledging before its write is durable", () => expectCaught("ack before durable", AckBeforeDurable, 200), timeout_ms);
   test("a new primary choosing a shorter log", () => expectCaught("shorter log chosen", ShorterLog, 300), timeout_ms);
-  test("a new primary choosing a shorter log that covers the commit number", () => expectCaught("shorter log above commit", ShorterLogAboveCommit, 350), timeout_ms);
+  test(
+    "a new primary choosing a shorter log that covers the commit number",
+    () => expectCaught("shorter log above commit", ShorterLogAboveCommit, 350),
+    timeout_ms,
+  );
   test("a read served by a backup", () => expectCaught("read served by a backup", ReadFromBackup, 400), timeout_ms);
 
-  test("a replica writing its view after sending do_view_change", () => expectCaught("view persisted after do_view_change", ViewAfterDoViewChange, 500), timeout_ms);
-  test("storage treating a damaged acknowledged prepare as blank", () => expectCaught("damaged slot treated as blank", { storage_class: DamagedAsBlank }, 600), timeout_ms);
+  test(
+    "a replica writing its view after sending do_view_change",
+    () => expectCaught("view persisted after do_view_change", ViewAfterDoViewChange, 500),
+    timeout_ms,
+  );
+  test(
+    "storage treating a damaged acknowledged prepare as blank",
+    () => expectCaught("damaged slot treated as blank", { storage_class: DamagedAsBlank }, 600),
+    timeout_ms,
+  );
   test("a replica that never scrubs its values", () => expectCaught("no scrubbing", NoScrub, 700), timeout_ms);
 
   // The safety issue's items and the bugs the simulator used to miss.
-  test("acknowledging beyond what a restart reloads (item 1)", () => expectCaught("ack beyond durable checkpoint", AckBeyondDurableCheckpoint, 800), timeout_ms);
-  test("damage forgotten at the next open (item 2)", () => expectCaught("damage forgotten", { storage_class: DamageForgotten }, 900), timeout_ms);
-  test("rejoining before the synced checkpoint is durable (item 3)", () => expectCaught("rejoin before checkpoint durable", RejoinBeforeCheckpointDurable, 1000), timeout_ms);
-  test("a damaged slot blocking every nack (item 5)", () => expectCaught("whole journal damaged", { replica_class: WholeJournalDamaged, storage_class: TornRecordsKept }, 1100), timeout_ms);
+  test(
+    "acknowledging beyond what a restart reloads (item 1)",
+    () => expectCaught("ack beyond durable checkpoint", AckBeyondDurableCheckpoint, 800),
+    timeout_ms,
+  );
+  test(
+    "damage forgotten at the next open (item 2)",
+    () => expectCaught("damage forgotten", { storage_class: DamageForgotten }, 900),
+    timeout_ms,
+  );
+  test(
+    "rejoining before the synced checkpoint is durable (item 3)",
+    () => expectCaught("rejoin before checkpoint durable", RejoinBeforeCheckpointDurable, 1000),
+    timeout_ms,
+  );
+  test(
+    "a damaged slot blocking every nack (item 5)",
+    () => expectCaught("whole journal damaged", { replica_class: WholeJournalDamaged, storage_class: TornRecordsKept }, 1100),
+    timeout_ms,
+  );
   test("a view keeping an op nobody holds (item 6)", () => expectCaught("head nobody holds", HeadNobodyHolds, 1200), timeout_ms);
   test("the longest log chosen before the highest log_view", () => expectCaught("longest log first", LongestLogFirst, 1300), timeout_ms);
-  test("prepares of an older view journaled and acknowledged", () => expectCaught("older view prepares", OlderViewPrepares, 1400), timeout_ms);
-  test("a read confirmed by a heartbeat round sent before it arrived", () => expectCaught("read confirmed by earlier round", ReadConfirmedByEarlierRound, 1500), timeout_ms);
+  test(
+    "prepares of an older view journaled and acknowledged",
+    () => expectCaught("older view prepares", OlderViewPrepares, 1400),
+    timeout_ms,
+  );
+  test(
+    "a read confirmed by a heartbeat round sent before it arrived",
+    () => expectCaught("read confirmed by earlier round", ReadConfirmedByEarlierRound, 1500),
+    timeout_ms,
+  );
 
-  test("the correct replica passes the same seeds", () => {
-    for (const first of [100, 200]) {
-      for (let seed = first; seed < first + 10; seed++) {
-        const result = simulate({ seed, replicas: 3, clients: 4, ticks: 1000 });
-        expect(result.violation).toBeNull();
+  test(
+    "the correct replica passes the same seeds",
+    () => {
+      for (const first of [100, 200]) {
+        for (let seed = first; seed < first + 10; seed++) {
+          const result = simulate({ seed, replicas: 3, clients: 4, ticks: 1000 });
+          expect(result.violation).toBeNull();
+        }
       }
-    }
-  }, timeout_ms);
+    },
+    timeout_ms,
+  );
 });

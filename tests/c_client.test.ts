@@ -75,7 +75,10 @@ describe("C client: build and unit tests", () => {
       for (const f of ["lib/libtoasty.a", "lib/libtoasty.so", "include/toastyfs.h"]) expect(fs.existsSync(path.join(prefix, f))).toBe(true);
       // The shared library exports the API and nothing else.
       const nm = await run(["nm", "-D", "--defined-only", path.join(prefix, "lib/libtoasty.so")]);
-      const symbols = nm.stdout.split("\n").filter((l) => / T /.test(l)).map((l) => l.split(" ").pop());
+      const symbols = nm.stdout
+        .split("\n")
+        .filter((l) => / T /.test(l))
+        .map((l) => l.split(" ").pop());
       expect(symbols.length).toBeGreaterThan(5);
       for (const s of symbols) expect(s).toStartWith("toastyfs_");
     } finally {
@@ -97,7 +100,8 @@ describe("C client: build and unit tests", () => {
     const lines = (await new Response(proc.stdout).text()).trim().split("\n");
     expect(await proc.exited).toBe(0);
     expect(lines.length).toBe(302);
-    for (let len = 0; len <= 300; len++) expect(lines[len], `length ${len}`).toBe(checksum(data.subarray(0, len)).toString(16).padStart(16, "0"));
+    for (let len = 0; len <= 300; len++)
+      expect(lines[len], `length ${len}`).toBe(checksum(data.subarray(0, len)).toString(16).padStart(16, "0"));
     expect(lines[301]).toBe(checksum(data).toString(16).padStart(16, "0"));
   });
 });
@@ -127,7 +131,10 @@ describe("C client against a real 3-replica cluster", () => {
   }, 60_000);
 
   test("given a subset of the addresses, an operation fails at once with TOASTYFS_WRONG_CLUSTER naming the replica (valgrind clean)", async () => {
-    const subset = cluster.replicas.slice(0, 2).map((r) => r.address).join(",");
+    const subset = cluster.replicas
+      .slice(0, 2)
+      .map((r) => r.address)
+      .join(",");
     const r = await runValgrind([path.join(build_dir, "client_test"), "wrong-cluster", subset], 45_000);
     expect(r.stdout).toContain("wrong-cluster: ok");
     console.log(r.stdout.trim());
@@ -157,7 +164,9 @@ describe("C client against a real 3-replica cluster", () => {
       cluster.kill(primary); // SIGKILL while puts are streaming: one is in flight
       const killed_at = Date.now();
       await waitFor("20 more puts after the kill", () => progress >= at_kill + 20 || proc.exitCode !== null, 25_000, 10);
-      console.log(`failover: puts resumed; ${progress - at_kill} puts in ${Date.now() - killed_at} ms after kill -9 of replica ${primary.index}`);
+      console.log(
+        `failover: puts resumed; ${progress - at_kill} puts in ${Date.now() - killed_at} ms after kill -9 of replica ${primary.index}`,
+      );
       proc.stdin.write("stop\n");
       await proc.stdin.end();
       const code = await proc.exited;
@@ -345,7 +354,11 @@ class FakeCluster {
         const k = decodeKeyRequest(request.body, false);
         const entry = k === null ? undefined : this.store.get(Buffer.from(k.key).toString("hex"));
         if (entry === undefined) h.result = Result.not_found;
-        else body = encodeGetReply({ version: entry.version, timestamp: h.timestamp, size: entry.value.length, checksum: checksum(entry.value) }, entry.value);
+        else
+          body = encodeGetReply(
+            { version: entry.version, timestamp: h.timestamp, size: entry.value.length, checksum: checksum(entry.value) },
+            entry.value,
+          );
         break;
       }
       case Operation.list:
@@ -396,7 +409,8 @@ describe("C client against fake replicas that misbehave", () => {
       runs.forEach((r, i) => {
         expect(r.stdout, failing[i]!.join(",")).toContain("fake-error: ok");
         // Registering works there, so the put is sent and then times out: its outcome is unknown.
-        if (failing[i]![0] === "register_only") expect(r.stdout).toContain("put: -8 (no quorum: no majority of replicas answered in time) unknown=1");
+        if (failing[i]![0] === "register_only")
+          expect(r.stdout).toContain("put: -8 (no quorum: no majority of replicas answered in time) unknown=1");
         // Registered, then every reply is malformed: put, get and list each give up with a protocol error.
         if (failing[i]![0] === "malformed_after_register") {
           expect(r.stdout).toContain("put: -9 (protocol error: replicas sent malformed messages) unknown=1");
@@ -471,7 +485,9 @@ describe("C client README example", () => {
       // READMEs say (1 for the first); they are not op numbers (each run registered first).
       expect(outcome.version).toBe(outcome.runs.length);
       expect(outcome.op).toBeGreaterThan(outcome.runs.length);
-      console.log(`README example (${outcome.isolated ? "own network namespace" : "host network"}): ${block.trim().split("\n").join(" ; ")}`);
+      console.log(
+        `README example (${outcome.isolated ? "own network namespace" : "host network"}): ${block.trim().split("\n").join(" ; ")}`,
+      );
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }

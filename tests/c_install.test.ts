@@ -21,7 +21,13 @@ interface Run {
 }
 
 async function run(cmd: string[], options: { cwd: string; env?: Record<string, string>; timeout_ms?: number }): Promise<Run> {
-  const proc = Bun.spawn(cmd, { cwd: options.cwd, env: { ...process.env, ...options.env }, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = Bun.spawn(cmd, {
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
   const timer = setTimeout(() => proc.kill("SIGKILL"), options.timeout_ms ?? 120_000);
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
@@ -48,7 +54,11 @@ const soversion = version.split(".")[0]!;
 async function ensurePkgConfig(): Promise<string | null> {
   if (Bun.which("pkg-config") !== null) return null;
   if (Bun.which("apt-get") === null) return "pkg-config is not installed and there is no apt-get to install it";
-  const installed = await run(["apt-get", "install", "-y", "--no-install-recommends", "pkg-config"], { cwd: repo, env: { DEBIAN_FRONTEND: "noninteractive" }, timeout_ms: 300_000 });
+  const installed = await run(["apt-get", "install", "-y", "--no-install-recommends", "pkg-config"], {
+    cwd: repo,
+    env: { DEBIAN_FRONTEND: "noninteractive" },
+    timeout_ms: 300_000,
+  });
   if (Bun.which("pkg-config") !== null) return null;
   return `pkg-config is not installed and \`apt-get install -y pkg-config\` failed (exit ${installed.code}): ${installed.stderr.trim().split("\n").pop()}`;
 }
@@ -82,8 +92,16 @@ describe("C client packaging", () => {
     expect(outputs.length).toBeGreaterThan(3);
     if (fs.existsSync(path.join(repo, ".git"))) {
       // Paths as they would be in the repository; --no-index: whether tracked or not.
-      const check = Bun.spawnSync(["git", "check-ignore", "--no-index", "--verbose", "--non-matching", "--stdin"], { cwd: repo, stdin: new TextEncoder().encode(outputs.join("\n") + "\n"), stdout: "pipe" });
-      const not_ignored = check.stdout.toString().split("\n").filter((l) => l.startsWith("::")).map((l) => l.slice(2).trim());
+      const check = Bun.spawnSync(["git", "check-ignore", "--no-index", "--verbose", "--non-matching", "--stdin"], {
+        cwd: repo,
+        stdin: new TextEncoder().encode(outputs.join("\n") + "\n"),
+        stdout: "pipe",
+      });
+      const not_ignored = check.stdout
+        .toString()
+        .split("\n")
+        .filter((l) => l.startsWith("::"))
+        .map((l) => l.slice(2).trim());
       expect(not_ignored, "build outputs that .gitignore does not cover").toEqual([]);
     }
 
@@ -108,7 +126,9 @@ describe("C client packaging", () => {
     const lib = path.join(dest, "usr/lib");
     expect(fs.readlinkSync(path.join(lib, "libtoasty.so"))).toBe(`libtoasty.so.${soversion}`);
     expect(fs.readlinkSync(path.join(lib, `libtoasty.so.${soversion}`))).toBe(`libtoasty.so.${version}`);
-    expect(fs.readFileSync(path.join(dest, "usr/include/toastyfs.h"), "utf8")).toBe(fs.readFileSync(path.join(repo, "clients/c/toastyfs.h"), "utf8"));
+    expect(fs.readFileSync(path.join(dest, "usr/include/toastyfs.h"), "utf8")).toBe(
+      fs.readFileSync(path.join(repo, "clients/c/toastyfs.h"), "utf8"),
+    );
 
     // The .pc file names where the files will be at run time (PREFIX), never the staging DESTDIR.
     const pc = fs.readFileSync(path.join(lib, "pkgconfig/toasty.pc"), "utf8");
@@ -124,7 +144,9 @@ describe("C client packaging", () => {
       const flags = ok(await run(["pkg-config", "--cflags", "--libs", "toasty"], { cwd: tree, env }), "pkg-config toasty").stdout.trim();
       expect(flags).toContain(`-I${dest}/usr/include`);
       expect(flags).toContain("-ltoasty");
-      expect(ok(await run(["pkg-config", "--modversion", "toasty"], { cwd: tree, env }), "pkg-config --modversion").stdout.trim()).toBe(version);
+      expect(ok(await run(["pkg-config", "--modversion", "toasty"], { cwd: tree, env }), "pkg-config --modversion").stdout.trim()).toBe(
+        version,
+      );
       const program = path.join(scratch, "example_staged");
       ok(await run(["sh", "-c", `gcc clients/c/example_client.c ${flags} -o ${program}`], { cwd: tree }), "gcc against the staged library");
       expect((await dynamic(program)).needed).toContain(`libtoasty.so.${soversion}`);
@@ -168,7 +190,9 @@ describe("C client packaging", () => {
     const static_ = linked.filter((d) => !d.needed.some((n) => n.startsWith("libtoasty")));
     expect(shared.length, `${programs.join(", ")}: ${JSON.stringify(linked)}`).toBe(1);
     expect(static_.length, `${programs.join(", ")}: ${JSON.stringify(linked)}`).toBe(1);
-    console.log(`installed example (${outcome.isolated ? "own network namespace" : "host network"}): ${programs.map((p, i) => `${p} needs [${linked[i]!.needed.join(", ")}]`).join("; ")}`);
+    console.log(
+      `installed example (${outcome.isolated ? "own network namespace" : "host network"}): ${programs.map((p, i) => `${p} needs [${linked[i]!.needed.join(", ")}]`).join("; ")}`,
+    );
 
     ok(await run(["make", "uninstall", `PREFIX=${prefix}`], { cwd: tree }), "make uninstall");
     expect(listFiles(prefix)).toEqual([]);

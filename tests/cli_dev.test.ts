@@ -21,7 +21,12 @@ let base: number;
 const running: Dev[] = [];
 
 function startDev(): Dev {
-  const child = Bun.spawn([...toastyfsCommand(), "dev", "--base-port", String(base)], { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const child = Bun.spawn([...toastyfsCommand(), "dev", "--base-port", String(base)], {
+    cwd,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   const dev: Dev = { process: child, stdout: "", stderr: "" };
   const collect = async (stream: ReadableStream<Uint8Array>, field: "stdout" | "stderr") => {
     const decoder = new TextDecoder();
@@ -49,7 +54,10 @@ async function childrenOf(pid: number): Promise<number[]> {
   const ps = Bun.spawn(["ps", "-o", "pid=", "--ppid", String(pid)], { stdout: "pipe" });
   const text = await new Response(ps.stdout).text();
   await ps.exited;
-  return text.split("\n").map((s) => Number(s.trim())).filter((n) => n > 0);
+  return text
+    .split("\n")
+    .map((s) => Number(s.trim()))
+    .filter((n) => n > 0);
 }
 
 beforeAll(async () => {
@@ -101,7 +109,11 @@ describe("toastyfs dev", () => {
     const children = await childrenOf(dev.process.pid);
     expect(children.length).toBe(3);
     process.kill(children[2]!, "SIGKILL");
-    await waitFor("dev to report the dead replica", () => /error: replica 127\.0\.0\.1:\d+ was killed by SIGKILL unexpectedly; the cluster keeps serving with 2 of 3/.test(dev.stderr), 10_000);
+    await waitFor(
+      "dev to report the dead replica",
+      () => /error: replica 127\.0\.0\.1:\d+ was killed by SIGKILL unexpectedly; the cluster keeps serving with 2 of 3/.test(dev.stderr),
+      10_000,
+    );
     expect((await toastyfs(["get", "hello", "--cluster", cluster()])).stdout).toBe("hello from dev\n");
 
     // SIGINT: every replica stops, dev exits 0, the ports are free again.
@@ -125,7 +137,9 @@ describe("toastyfs dev", () => {
     try {
       const r = await toastyfs(["dev", "--base-port", String(base)], { cwd, timeout_ms: 20_000 });
       expect(r.code).toBe(1);
-      expect(r.stderr.trim()).toBe(`error: port 127.0.0.1:${base + 1} is in use: is another toastyfs dev (or replica) running? Stop it, or pick other ports with --base-port`);
+      expect(r.stderr.trim()).toBe(
+        `error: port 127.0.0.1:${base + 1} is in use: is another toastyfs dev (or replica) running? Stop it, or pick other ports with --base-port`,
+      );
     } finally {
       blocker.stop(true);
     }

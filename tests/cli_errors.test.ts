@@ -49,10 +49,18 @@ describe("usage errors exit 2 with one line", () => {
     ["admin -c with an unknown command", ["admin", "-c", "bogus", "--cluster", "127.0.0.1:7001"], /unknown command "bogus"/],
     ["admin -c with a missing argument", ["admin", "-c", "get", "--cluster", "127.0.0.1:7001"], /missing argument: usage: get KEY/],
     // Issue 12: a key starting with - is an unknown option (not `-h` hidden in `-dash`), and says how to pass it.
-    ["a key starting with - without --", ["put", "-dash", "/etc/hostname"], /unknown option -d \(in "-dash"\) for toastyfs put.*toastyfs put -- -dash/],
+    [
+      "a key starting with - without --",
+      ["put", "-dash", "/etc/hostname"],
+      /unknown option -d \(in "-dash"\) for toastyfs put.*toastyfs put -- -dash/,
+    ],
     ["an unknown option before --help", ["get", "--bogus", "--help"], /unknown option --bogus/],
     // Issue 12: one of the two conditions used to be dropped in the admin shell.
-    ["admin put with --if-absent and --if-version", ["admin", "-c", "put --if-absent --if-version 3 k v", "--timeout", "1"], /--if-version or --if-absent, not both/],
+    [
+      "admin put with --if-absent and --if-version",
+      ["admin", "-c", "put --if-absent --if-version 3 k v", "--timeout", "1"],
+      /--if-version or --if-absent, not both/,
+    ],
     ["admin put of a file that does not exist", ["admin", "-c", "put @/nonexistent", "--timeout", "1"], /\/nonexistent/],
     ["admin put with no value", ["admin", "-c", "put k", "--timeout", "1"], /no value for k.*put k ""/],
     // Issue 12: an empty argument was read as the number 0.
@@ -60,7 +68,11 @@ describe("usage errors exit 2 with one line", () => {
     ["empty --timeout", ["get", "k", "--timeout", ""], /--timeout is empty/],
     ["empty --output", ["get", "k", "-o", "", "--timeout", "1"], /--output is empty/],
     ["empty admin -c", ["admin", "-c", "", "--timeout", "1"], /--command is empty/],
-    ["a number-like --if-version", ["put", "k", "-", "--if-version", "1e3", "--timeout", "1"], /--if-version must be a version number.*"1e3"/],
+    [
+      "a number-like --if-version",
+      ["put", "k", "-", "--if-version", "1e3", "--timeout", "1"],
+      /--if-version must be a version number.*"1e3"/,
+    ],
   ];
   // Run them all at once: each is a separate process and none touches a cluster.
   let results: Awaited<ReturnType<typeof toastyfs>>[] = [];

@@ -99,7 +99,11 @@ describe("object commands", () => {
     expect(first.code).toBe(0);
     const v1 = Number(first.stdout);
     expectOneError(await cli(["put", "cas", "-", "--if-absent"], { stdin: "two" }), 1, /condition failed: the current version is \d+/);
-    expectOneError(await cli(["put", "cas", "-", "--if-version", String(v1 + 1000)], { stdin: "two" }), 1, new RegExp(`condition failed: the current version is ${v1}`));
+    expectOneError(
+      await cli(["put", "cas", "-", "--if-version", String(v1 + 1000)], { stdin: "two" }),
+      1,
+      new RegExp(`condition failed: the current version is ${v1}`),
+    );
     const second = await cli(["put", "cas", "-", "--if-version", String(v1)], { stdin: "two" });
     expect(second.code).toBe(0);
     expect((await cli(["get", "cas"])).stdout).toBe("two");
@@ -131,7 +135,13 @@ describe("status", () => {
     expect(r.stderr).toBe("");
     const lines = r.stdout.trim().split("\n");
     expect(lines[0]).toMatch(/^ADDRESS\s+REACHABLE\s+ROLE\s+VIEW\s+OP\s+COMMIT\s+CHECKPOINT\s+LAG\s+DISK$/);
-    for (const replica of cluster.replicas) expect(r.stdout).toMatch(new RegExp(`^${replica.address.replace(/\./g, "\\.")}\\s+yes\\s+(primary|backup)\\s+\\d+\\s+\\d+\\s+\\d+\\s+\\d+\\s+\\d+\\s+\\S+`, "m"));
+    for (const replica of cluster.replicas)
+      expect(r.stdout).toMatch(
+        new RegExp(
+          `^${replica.address.replace(/\./g, "\\.")}\\s+yes\\s+(primary|backup)\\s+\\d+\\s+\\d+\\s+\\d+\\s+\\d+\\s+\\d+\\s+\\S+`,
+          "m",
+        ),
+      );
     expect(lines.filter((l) => /^\S+\s+yes\s+primary\s/.test(l)).length).toBe(1);
     expect(lines[lines.length - 1]).toMatch(/^healthy: 3 of 3 replicas up, primary 127\.0\.0\.1:\d+$/);
   }, 30_000);
@@ -150,7 +160,17 @@ describe("admin in line mode (stdin is a pipe)", () => {
   }, 30_000);
 
   test("comments and blank lines are skipped; put, stat, ls, delete work; quit stops reading", async () => {
-    const script = ["# a comment", "", 'put "admin/with space" hello   world', 'stat "admin/with space"', 'get "admin/with space"', "ls admin/", "delete admin/key", "quit", "bogus after quit"].join("\n");
+    const script = [
+      "# a comment",
+      "",
+      'put "admin/with space" hello   world',
+      'stat "admin/with space"',
+      'get "admin/with space"',
+      "ls admin/",
+      "delete admin/key",
+      "quit",
+      "bogus after quit",
+    ].join("\n");
     const r = await cli(["admin"], { stdin: script + "\n", timeout_ms: 20_000 });
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
@@ -163,14 +183,18 @@ describe("admin in line mode (stdin is a pipe)", () => {
   test("an unknown command: one error line naming the line, the rest still runs, exit 1", async () => {
     const r = await cli(["admin"], { stdin: "bogus\nget hello\nget admin/nothing\n", timeout_ms: 20_000 });
     expect(r.code).toBe(1);
-    expect(r.stderr.trim().split("\n")).toEqual(['error: line 1: unknown command "bogus" (type help for the list)', "error: line 3: get admin/nothing: not found"]);
+    expect(r.stderr.trim().split("\n")).toEqual([
+      'error: line 1: unknown command "bogus" (type help for the list)',
+      "error: line 3: get admin/nothing: not found",
+    ]);
     expect(r.stdout).toBe("second\n");
   }, 30_000);
 
   test("help lists the commands; empty input exits 0 at once (never waits past EOF)", async () => {
     const help = await cli(["admin"], { stdin: "help\n", timeout_ms: 10_000 });
     expect(help.code).toBe(0);
-    for (const command of ["status", "replica", "ls", "get", "stat", "put", "delete", "quit"]) expect(help.stdout).toMatch(new RegExp(`^  ${command}\\b`, "m"));
+    for (const command of ["status", "replica", "ls", "get", "stat", "put", "delete", "quit"])
+      expect(help.stdout).toMatch(new RegExp(`^  ${command}\\b`, "m"));
     const empty = await cli(["admin"], { timeout_ms: 10_000 });
     expect(empty.timed_out).toBe(false);
     expect(empty.code).toBe(0);

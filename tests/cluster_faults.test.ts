@@ -16,10 +16,17 @@ const history_keys = 4;
 
 /** A primary other than `old`, in a view above old_view, as seen by the replicas that answer. */
 async function waitNewPrimary(cluster: TestCluster, old: ReplicaProcess, old_view: number): Promise<{ replica: number; view: number }> {
-  return waitFor(`a new primary (other than replica ${old.index}, view > ${old_view})`, async () => {
-    const s = (await cluster.status(100)).find((x) => x !== null && x.primary && x.replica !== old.index && x.view > old_view && x.status === "normal");
-    return s ? { replica: s.replica, view: s.view } : null;
-  }, 20_000, 20);
+  return waitFor(
+    `a new primary (other than replica ${old.index}, view > ${old_view})`,
+    async () => {
+      const s = (await cluster.status(100)).find(
+        (x) => x !== null && x.primary && x.replica !== old.index && x.view > old_view && x.status === "normal",
+      );
+      return s ? { replica: s.replica, view: s.view } : null;
+    },
+    20_000,
+    20,
+  );
 }
 
 /**
@@ -55,14 +62,22 @@ async function isolatePrimaryUnderLoad(
   const elected_ms = Math.round(performance.now() - isolated_at);
   const at_election = load.completed;
   // Several seconds cut off, and the new primary serving meanwhile.
-  await waitFor("100 operations in the new view and 4 s of isolation", () => load.completed >= at_election + 100 && performance.now() - isolated_at >= 4000, 30_000);
+  await waitFor(
+    "100 operations in the new view and 4 s of isolation",
+    () => load.completed >= at_election + 100 && performance.now() - isolated_at >= 4000,
+    30_000,
+  );
   const during = load.completed - at_isolation;
   rejoin(old);
   const rejoined_at = performance.now();
-  await waitFor(`replica ${old.index} back in normal status in a view >= ${elected.view}`, async () => {
-    const s = (await cluster.status())[old.index];
-    return s !== null && s !== undefined && s.status === "normal" && s.view >= elected.view && !s.primary;
-  }, 30_000);
+  await waitFor(
+    `replica ${old.index} back in normal status in a view >= ${elected.view}`,
+    async () => {
+      const s = (await cluster.status())[old.index];
+      return s !== null && s !== undefined && s.status === "normal" && s.view >= elected.view && !s.primary;
+    },
+    30_000,
+  );
   const rejoin_ms = Math.round(performance.now() - rejoined_at);
   const at_rejoin = load.completed;
   await waitFor("100 more operations after the rejoin", () => load.completed >= at_rejoin + 100, 30_000);
@@ -75,7 +90,9 @@ async function isolatePrimaryUnderLoad(
   const statuses = await cluster.waitConverged(40_000);
   const converge_ms = Math.round(performance.now() - converging_at);
   const problems = load.check();
-  console.log(`${what}: replica ${old.index} (primary of view ${old_view}) cut off for ${Math.round(rejoined_at - isolated_at)} ms; replica ${elected.replica} primary of view ${elected.view} after ${elected_ms} ms; ${during} operations completed meanwhile; the old primary back in normal status ${rejoin_ms} ms after it rejoined, all replicas converged ${converge_ms} ms after the load stopped`);
+  console.log(
+    `${what}: replica ${old.index} (primary of view ${old_view}) cut off for ${Math.round(rejoined_at - isolated_at)} ms; replica ${elected.replica} primary of view ${elected.view} after ${elected_ms} ms; ${during} operations completed meanwhile; the old primary back in normal status ${rejoin_ms} ms after it rejoined, all replicas converged ${converge_ms} ms after the load stopped`,
+  );
   console.log(`  history: ${load.summary()}; the probe of the old primary got ${JSON.stringify(Object.fromEntries(probe.answers))}`);
   console.log(describeStatuses(statuses));
   expect(problems).toEqual([]);
@@ -97,7 +114,9 @@ describe("faults against a real 3-replica cluster", () => {
       await waitFor("200 more acknowledged puts", () => load.acksAfter(first.acked_ms) >= 200);
       await load.stop();
       const after = await cluster.status();
-      console.log(`failover: kill -9 of primary replica ${primary.index} (view ${before[primary.index]?.view}): first put issued after the kill was acknowledged ${failover_ms} ms later; new view ${after.find((s) => s?.primary)?.view}`);
+      console.log(
+        `failover: kill -9 of primary replica ${primary.index} (view ${before[primary.index]?.view}): first put issued after the kill was acknowledged ${failover_ms} ms later; new view ${after.find((s) => s?.primary)?.view}`,
+      );
       console.log(`  ${ledger.acknowledged_puts} puts acknowledged, ${ledger.unknown_puts} with unknown outcome, ${ledger.size} keys`);
       expect(load.errors).toEqual([]);
       expect(await ledger.verify(cluster.addresses)).toEqual([]);
@@ -112,7 +131,13 @@ describe("faults against a real 3-replica cluster", () => {
   test("SIGSTOP of the primary for several seconds under load, then SIGCONT: nothing lost, no stale read, history linearizable", async () => {
     const prng = seededPrng("SIGSTOP of the primary");
     await withCluster({}, (cluster) =>
-      isolatePrimaryUnderLoad(cluster, prng, "SIGSTOP", (r) => cluster.pause(r), (r) => cluster.resume(r)),
+      isolatePrimaryUnderLoad(
+        cluster,
+        prng,
+        "SIGSTOP",
+        (r) => cluster.pause(r),
+        (r) => cluster.resume(r),
+      ),
     );
   }, 60_000);
 
@@ -128,7 +153,13 @@ describe("faults against a real 3-replica cluster", () => {
     const prng = seededPrng("partition of the primary");
     await withCluster({ proxy: true }, async (cluster) => {
       const network = cluster.network!;
-      await isolatePrimaryUnderLoad(cluster, prng, "partition", (r) => network.isolate(r.index), () => network.heal());
+      await isolatePrimaryUnderLoad(
+        cluster,
+        prng,
+        "partition",
+        (r) => network.isolate(r.index),
+        () => network.heal(),
+      );
       console.log(`  proxies: ${JSON.stringify(network.stats)}`);
       expect(network.stats.bytes_dropped).toBeGreaterThan(0);
     });

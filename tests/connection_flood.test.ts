@@ -23,7 +23,9 @@ test("4,200 idle connections to the primary: clients and a restarted replica sti
 
     const flood = await openIdleConnections(primary.port, flood_connections, { partial_header_every: 7 });
     try {
-      console.log(`flood: ${flood.opened} connections opened, ${flood.failed} failed, ${flood.closed_by_peer} closed by the primary so far`);
+      console.log(
+        `flood: ${flood.opened} connections opened, ${flood.failed} failed, ${flood.closed_by_peer} closed by the primary so far`,
+      );
 
       // A new client (a new connection, from the flood's own address) is served.
       const client = new Client({ addresses: cluster.addresses, operation_timeout_ms: 10_000 });
@@ -50,7 +52,10 @@ test("4,200 idle connections to the primary: clients and a restarted replica sti
       console.log(`primary closed ${closed} idle connections to make room; the flood saw ${flood.closed_by_peer} closed`);
       expect(closed).toBeGreaterThan(flood_connections / 2);
       // One warning line for the whole flood (rate-limited), saying what to look for.
-      const warnings = cluster.logs(primary).split("\n").filter((line) => line.includes("leaving them idle"));
+      const warnings = cluster
+        .logs(primary)
+        .split("\n")
+        .filter((line) => line.includes("leaving them idle"));
       console.log(`primary log: ${warnings.join("\n")}`);
       expect(warnings.length).toBe(1);
       expect(warnings[0]).toMatch(/127\.0\.0\.1/);

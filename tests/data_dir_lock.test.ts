@@ -52,7 +52,10 @@ describe("data directory lock", () => {
     const serve = [...toastyfsCommand(), "serve", "--addr", address, "--data", data].map(quote).join(" ");
     // The replica's parent is `sleep` (bash execs it after starting the replica in the
     // background), which never waits for its children: once killed, the replica stays a zombie.
-    const parent = Bun.spawn(["bash", "-c", `${serve} >${quote(path.join(dir, "first.log"))} 2>&1 & echo $!; exec sleep 600`], { stdout: "pipe", stderr: "inherit" });
+    const parent = Bun.spawn(["bash", "-c", `${serve} >${quote(path.join(dir, "first.log"))} 2>&1 & echo $!; exec sleep 600`], {
+      stdout: "pipe",
+      stderr: "inherit",
+    });
     cleanup.push(() => parent.kill("SIGKILL"));
     const reader = parent.stdout.getReader();
     const first = await reader.read();

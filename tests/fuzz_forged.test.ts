@@ -80,7 +80,13 @@ test("forged well-formed replica messages, and two primary kills: the cluster se
     const incarnations = cluster.replicas.map((r) => incarnationOf(r.data_dir));
     expect(new Set(incarnations).size).toBe(1);
     const probe = new Client({ addresses: cluster.addresses });
-    const target: ForgeTarget = { cluster: probe.membership.cluster, replica_count: cluster.replicas.length, view: 0, incarnation: incarnations[0]!, op: 0 };
+    const target: ForgeTarget = {
+      cluster: probe.membership.cluster,
+      replica_count: cluster.replicas.length,
+      view: 0,
+      incarnation: incarnations[0]!,
+      op: 0,
+    };
     await probe.close();
 
     const ledger = new Ledger();

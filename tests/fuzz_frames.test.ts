@@ -76,12 +76,18 @@ test("fuzzed frames: replicas stay up, keep serving, lose nothing, and count wha
       const a = after[r.index]!.counters;
       return { invalid: a.frames_dropped_invalid! - b.frames_dropped_invalid!, truncated: a.frames_truncated! - b.frames_truncated! };
     });
-    const dropped_messages = cluster.replicas.map((r) => after[r.index]!.counters.messages_dropped! - before[r.index]!.counters.messages_dropped!);
-    console.log(`fuzzed ${total} connections (${frames} frames, one bad frame each) in ${fuzz_ms} ms; ${acks_during} puts acknowledged meanwhile`);
+    const dropped_messages = cluster.replicas.map(
+      (r) => after[r.index]!.counters.messages_dropped! - before[r.index]!.counters.messages_dropped!,
+    );
+    console.log(
+      `fuzzed ${total} connections (${frames} frames, one bad frame each) in ${fuzz_ms} ms; ${acks_during} puts acknowledged meanwhile`,
+    );
     console.log(`  cases: ${JSON.stringify(Object.fromEntries([...kinds].sort()))}`);
     console.log(`  connection outcomes: ${JSON.stringify(Object.fromEntries(outcomes))}`);
     for (const r of cluster.replicas) {
-      console.log(`  replica ${r.index}: expected ${JSON.stringify(expected[r.index])}, counted ${JSON.stringify(counted[r.index])}; malformed requests answered ${answers[r.index]!.results.size}/${answers[r.index]!.sent}: ${JSON.stringify(resultCounts(answers[r.index]!.results))}; ${malformed_peer_messages} malformed peer messages: ${dropped_messages[r.index]} dropped as messages, connection ${peers[r.index]!.closed_by_replica ? "CLOSED" : "kept open"}`);
+      console.log(
+        `  replica ${r.index}: expected ${JSON.stringify(expected[r.index])}, counted ${JSON.stringify(counted[r.index])}; malformed requests answered ${answers[r.index]!.results.size}/${answers[r.index]!.sent}: ${JSON.stringify(resultCounts(answers[r.index]!.results))}; ${malformed_peer_messages} malformed peer messages: ${dropped_messages[r.index]} dropped as messages, connection ${peers[r.index]!.closed_by_replica ? "CLOSED" : "kept open"}`,
+      );
     }
     console.log(describeStatuses(after));
     expect(outcomes.get("timeout") ?? 0).toBe(0);

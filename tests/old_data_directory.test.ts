@@ -11,7 +11,17 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { Client } from "../lib/client/client.ts";
 import { packSparse, unpackSparse } from "./support/sparse_archive.ts";
-import { addresses, archive_path, expected_path, logs, startReplicas, stopReplicas, waitConverged, type ExpectedContents, type FixtureReplica } from "./support/old_data.ts";
+import {
+  addresses,
+  archive_path,
+  expected_path,
+  logs,
+  startReplicas,
+  stopReplicas,
+  waitConverged,
+  type ExpectedContents,
+  type FixtureReplica,
+} from "./support/old_data.ts";
 import { repo } from "./support/cluster.ts";
 
 const expected = JSON.parse(fs.readFileSync(expected_path, "utf8")) as ExpectedContents;
@@ -55,36 +65,55 @@ describe(`data directories written by ${expected.commit}`, () => {
     expect(expected.deleted_hex.length).toBeGreaterThan(0);
   });
 
-  test("the replicas open them, recover the state and agree, without formatting anew", () => guarded(async () => {
-    const statuses = await waitConverged(60_000, expected.commit_max);
-    for (const s of statuses) {
-      expect(s.checkpoint).toBeGreaterThanOrEqual(expected.checkpoint);
-      expect(s.commit_max).toBeGreaterThanOrEqual(expected.commit_max);
-      expect(s.objects).toBe(expected.objects.length);
-    }
-    for (const r of replicas) expect(fs.readFileSync(r.log_path, "utf8")).not.toMatch(/formatting/i);
-  }), 90_000);
+  test(
+    "the replicas open them, recover the state and agree, without formatting anew",
+    () =>
+      guarded(async () => {
+        const statuses = await waitConverged(60_000, expected.commit_max);
+        for (const s of statuses) {
+          expect(s.checkpoint).toBeGreaterThanOrEqual(expected.checkpoint);
+          expect(s.commit_max).toBeGreaterThanOrEqual(expected.commit_max);
+          expect(s.objects).toBe(expected.objects.length);
+        }
+        for (const r of replicas) expect(fs.readFileSync(r.log_path, "utf8")).not.toMatch(/formatting/i);
+      }),
+    90_000,
+  );
 
-  test("every object reads back with its bytes and version; deleted keys are absent", () => guarded(async () => {
-    for (const o of expected.objects) {
-      const got = await client.get(bytes(o.key_hex));
-      expect({ key: o.key_hex, value: Buffer.from(got.value).toString("hex"), version: got.version }).toEqual({ key: o.key_hex, value: o.value_hex, version: o.version });
-    }
-    for (const key of expected.deleted_hex) await expect(client.get(bytes(key))).rejects.toMatchObject({ code: "not_found" });
-    const listed: string[] = [];
-    for await (const entry of client.listAll()) listed.push(Buffer.from(entry.key).toString("hex"));
-    expect(listed.sort()).toEqual(expected.objects.map((o) => o.key_hex).sort());
-  }), 60_000);
+  test(
+    "every object reads back with its bytes and version; deleted keys are absent",
+    () =>
+      guarded(async () => {
+        for (const o of expected.objects) {
+          const got = await client.get(bytes(o.key_hex));
+          expect({ key: o.key_hex, value: Buffer.from(got.value).toString("hex"), version: got.version }).toEqual({
+            key: o.key_hex,
+            value: o.value_hex,
+            version: o.version,
+          });
+        }
+        for (const key of expected.deleted_hex) await expect(client.get(bytes(key))).rejects.toMatchObject({ code: "not_found" });
+        const listed: string[] = [];
+        for await (const entry of client.listAll()) listed.push(Buffer.from(entry.key).toString("hex"));
+        expect(listed.sort()).toEqual(expected.objects.map((o) => o.key_hex).sort());
+      }),
+    60_000,
+  );
 
-  test("a new write succeeds and reads back", () => guarded(async () => {
-    const value = new TextEncoder().encode("written by the current code");
-    const { version } = await client.put("new-after-upgrade", value);
-    expect(version).toBeGreaterThan(Math.max(...expected.objects.map((o) => o.version)));
-    const got = await client.get("new-after-upgrade");
-    expect(new TextDecoder().decode(got.value)).toBe("written by the current code");
-    await client.put("overwritten", value);
-    expect(new TextDecoder().decode((await client.get("overwritten")).value)).toBe("written by the current code");
-  }), 60_000);
+  test(
+    "a new write succeeds and reads back",
+    () =>
+      guarded(async () => {
+        const value = new TextEncoder().encode("written by the current code");
+        const { version } = await client.put("new-after-upgrade", value);
+        expect(version).toBeGreaterThan(Math.max(...expected.objects.map((o) => o.version)));
+        const got = await client.get("new-after-upgrade");
+        expect(new TextDecoder().decode(got.value)).toBe("written by the current code");
+        await client.put("overwritten", value);
+        expect(new TextDecoder().decode((await client.get("overwritten")).value)).toBe("written by the current code");
+      }),
+    60_000,
+  );
 });
 
 describe("the sparse archive the fixture is packed in", () => {

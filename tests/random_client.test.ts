@@ -60,10 +60,14 @@ async function commitMax(c: TestCluster): Promise<number> {
 
 /** Waits until the cluster's commit point has moved `ops` past `from` (the workload is making progress). */
 async function waitProgress(c: TestCluster, from: number, ops: number, what: string): Promise<number> {
-  return waitFor(what, async () => {
-    const commit = await commitMax(c);
-    return commit >= from + ops ? commit : null;
-  }, 20_000);
+  return waitFor(
+    what,
+    async () => {
+      const commit = await commitMax(c);
+      return commit >= from + ops ? commit : null;
+    },
+    20_000,
+  );
 }
 
 describe("toastyfs_random_client", () => {
@@ -72,7 +76,23 @@ describe("toastyfs_random_client", () => {
     const c = cluster;
     const history_file = path.join(dir, "history.json");
     const proc = spawn(
-      [...randomClientCommand(), "--cluster", c.cluster_arg, "--seed", "11", "--clients", "8", "--keys", "5", "--ops", "10000000", "--duration", "40", "--history-out", history_file],
+      [
+        ...randomClientCommand(),
+        "--cluster",
+        c.cluster_arg,
+        "--seed",
+        "11",
+        "--clients",
+        "8",
+        "--keys",
+        "5",
+        "--ops",
+        "10000000",
+        "--duration",
+        "40",
+        "--history-out",
+        history_file,
+      ],
       { stdout: "pipe", stderr: "pipe", stdin: "ignore" },
     );
     const output = Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
@@ -91,18 +111,29 @@ describe("toastyfs_random_client", () => {
       // Restart it: it rejoins, catches up, and the workload goes on with all three.
       c.restart(victim);
       await c.waitHealthy();
-      const caught_up = await waitFor("the restarted replica to catch up", async () => {
-        const s = await c.status();
-        const mine = s[victim.index];
-        return mine !== null && mine !== undefined && mine.commit_min >= survivors ? mine.commit_min : null;
-      }, 20_000);
+      const caught_up = await waitFor(
+        "the restarted replica to catch up",
+        async () => {
+          const s = await c.status();
+          const mine = s[victim.index];
+          return mine !== null && mine !== undefined && mine.commit_min >= survivors ? mine.commit_min : null;
+        },
+        20_000,
+      );
       await waitProgress(c, caught_up, 300, "progress after the restart");
     } finally {
       proc.kill("SIGTERM"); // the client stops issuing, finishes what is in flight, and checks
     }
     const code = await proc.exited;
     const [stdout, stderr] = await output;
-    console.log(code === 0 ? stdout.split("\n").filter((l) => !l.startsWith("history saved")).join("\n") : `${stdout}\n${stderr}`);
+    console.log(
+      code === 0
+        ? stdout
+            .split("\n")
+            .filter((l) => !l.startsWith("history saved"))
+            .join("\n")
+        : `${stdout}\n${stderr}`,
+    );
     expect(stdout).toContain("verdict: linearizable");
     expect(stdout).toMatch(/^ok\s+\d+/m);
     expect(stdout).toMatch(/^error\s+0\s+0\s+0\s+0\s+0\s+0$/m);
@@ -170,7 +201,8 @@ describe("toastyfs_random_client", () => {
   }, 30_000);
 
   test("a seed fixes every client's planned operations", () => {
-    const plans = (seed: number, clients: number) => OperationPlanner.forSeed(seed, clients, 5).map((p) => Array.from({ length: 300 }, () => p.next()));
+    const plans = (seed: number, clients: number) =>
+      OperationPlanner.forSeed(seed, clients, 5).map((p) => Array.from({ length: 300 }, () => p.next()));
     const a = plans(7, 4);
     expect(plans(7, 4)).toEqual(a);
     // Client i's plan does not depend on how many clients there are.

@@ -75,12 +75,21 @@ describe("reads need no session", () => {
         await Promise.all(batch);
       }
       // Fresh C clients.
-      const c_reads = Bun.spawnSync([client_test, "reads", cluster.cluster_arg, String(c_readers), "long/c"], { stdout: "pipe", stderr: "pipe", timeout: 60_000 });
+      const c_reads = Bun.spawnSync([client_test, "reads", cluster.cluster_arg, String(c_readers), "long/c"], {
+        stdout: "pipe",
+        stderr: "pipe",
+        timeout: 60_000,
+      });
       expect(c_reads.exitCode, `${c_reads.stdout}\n${c_reads.stderr}`).toBe(0);
       expect(c_reads.stdout.toString()).toContain(`reads: ${c_readers} by fresh clients, ok`);
       // Fresh CLI runs and one admin shell.
-      const cli = (args: string[], stdin?: string) => toastyfs([...args, "--cluster", cluster.cluster_arg], stdin === undefined ? {} : { stdin });
-      for (const args of [["get", "long/ts"], ["stat", "long/ts"], ["ls", "long/"]]) {
+      const cli = (args: string[], stdin?: string) =>
+        toastyfs([...args, "--cluster", cluster.cluster_arg], stdin === undefined ? {} : { stdin });
+      for (const args of [
+        ["get", "long/ts"],
+        ["stat", "long/ts"],
+        ["ls", "long/"],
+      ]) {
         const r = await cli(args);
         expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(0);
       }
@@ -109,7 +118,9 @@ describe("reads need no session", () => {
 
       // Not one op was committed for all those reads: no session was registered.
       expect(after_reads).toBe(before);
-      console.log(`${ts_readers} TS, ${c_readers} C, 3 CLI and 1 admin reader(s): committed op stayed at ${before}; both long-lived writers wrote again`);
+      console.log(
+        `${ts_readers} TS, ${c_readers} C, 3 CLI and 1 admin reader(s): committed op stayed at ${before}; both long-lived writers wrote again`,
+      );
     } finally {
       if (c_writer.exitCode === null) c_writer.kill("SIGKILL");
       await writer.close();

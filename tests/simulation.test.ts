@@ -27,30 +27,46 @@ function runSeeds(first: number, count: number, options: Omit<SimOptions, "seed"
 describe("simulation, 3 replicas", () => {
   // 200 seeds in four tests so each stays well inside the per-test timeout.
   for (let batch = 0; batch < 4; batch++) {
-    test(`seeds ${10_000 + batch * 50}..${10_000 + batch * 50 + 49}`, () => {
-      const results = runSeeds(10_000 + batch * 50, 50, { replicas: 3, clients: 4, ticks: 3000 });
-      // The runs did real work: ops committed and client requests answered through the faults.
-      const committed = results.reduce((sum, r) => sum + r.ops_committed, 0);
-      const answered = results.reduce((sum, r) => sum + r.requests_completed, 0);
-      expect(committed).toBeGreaterThan(50 * 100);
-      expect(answered).toBeGreaterThan(50 * 100);
-      expect(results.some((r) => r.view_changes > 0)).toBe(true);
-    }, timeout_ms);
+    test(
+      `seeds ${10_000 + batch * 50}..${10_000 + batch * 50 + 49}`,
+      () => {
+        const results = runSeeds(10_000 + batch * 50, 50, { replicas: 3, clients: 4, ticks: 3000 });
+        // The runs did real work: ops committed and client requests answered through the faults.
+        const committed = results.reduce((sum, r) => sum + r.ops_committed, 0);
+        const answered = results.reduce((sum, r) => sum + r.requests_completed, 0);
+        expect(committed).toBeGreaterThan(50 * 100);
+        expect(answered).toBeGreaterThan(50 * 100);
+        expect(results.some((r) => r.view_changes > 0)).toBe(true);
+      },
+      timeout_ms,
+    );
   }
 });
 
 describe("simulation, other cluster sizes", () => {
-  test("5 replicas, up to two faulty at a time: 20 seeds", () => {
-    runSeeds(20_000, 20, { replicas: 5, clients: 6, ticks: 3000 });
-  }, timeout_ms);
+  test(
+    "5 replicas, up to two faulty at a time: 20 seeds",
+    () => {
+      runSeeds(20_000, 20, { replicas: 5, clients: 6, ticks: 3000 });
+    },
+    timeout_ms,
+  );
 
-  test("1 replica (no fault tolerance, crashes and power loss still lose nothing): 10 seeds", () => {
-    runSeeds(30_000, 10, { replicas: 1, clients: 3, ticks: 2000 });
-  }, timeout_ms);
+  test(
+    "1 replica (no fault tolerance, crashes and power loss still lose nothing): 10 seeds",
+    () => {
+      runSeeds(30_000, 10, { replicas: 1, clients: 3, ticks: 2000 });
+    },
+    timeout_ms,
+  );
 
-  test("2 replicas (a quorum is both): 10 seeds", () => {
-    runSeeds(40_000, 10, { replicas: 2, clients: 3, ticks: 2000 });
-  }, timeout_ms);
+  test(
+    "2 replicas (a quorum is both): 10 seeds",
+    () => {
+      runSeeds(40_000, 10, { replicas: 2, clients: 3, ticks: 2000 });
+    },
+    timeout_ms,
+  );
 });
 
 describe("determinism", () => {

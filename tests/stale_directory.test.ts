@@ -48,11 +48,27 @@ test("a replica given an earlier cluster's directory is refused and loses nothin
     fs.rmSync(victim.data_dir, { recursive: true, force: true });
     fs.cpSync(staleCopy(victim.index), victim.data_dir, { recursive: true });
     cluster.spawn(victim);
-    await waitFor("the others to refuse it", () => cluster.replicas.some((r) => r !== victim && cluster.logs(r).includes(`refusing replica ${victim.index}: its data directory belongs to cluster incarnation`)), 20_000);
+    await waitFor(
+      "the others to refuse it",
+      () =>
+        cluster.replicas.some(
+          (r) =>
+            r !== victim && cluster.logs(r).includes(`refusing replica ${victim.index}: its data directory belongs to cluster incarnation`),
+        ),
+      20_000,
+    );
     await b.put("b/after", new TextEncoder().encode("acknowledged"));
     written.push("b/after");
     // Said once (per peer per minute), not in a loop.
-    const refusals = cluster.replicas.filter((r) => r !== victim).map((r) => cluster.logs(r).split("\n").filter((l) => l.includes(`refusing replica ${victim.index}`)).length);
+    const refusals = cluster.replicas
+      .filter((r) => r !== victim)
+      .map(
+        (r) =>
+          cluster
+            .logs(r)
+            .split("\n")
+            .filter((l) => l.includes(`refusing replica ${victim.index}`)).length,
+      );
     for (const n of refusals) expect(n).toBeLessThanOrEqual(1);
 
     // B's primary dies: its remaining backup and the stale replica must not form a view.
@@ -63,13 +79,17 @@ test("a replica given an earlier cluster's directory is refused and loses nothin
 
     // It comes back: every acknowledged write of B is there, and none of A's.
     cluster.spawn(primary);
-    const after = await waitFor("B to serve again", async () => {
-      try {
-        return await keys(b);
-      } catch {
-        return null;
-      }
-    }, 30_000);
+    const after = await waitFor(
+      "B to serve again",
+      async () => {
+        try {
+          return await keys(b);
+        } catch {
+          return null;
+        }
+      },
+      30_000,
+    );
     expect(after).toEqual(written.sort());
     expect(decoder.decode((await b.get("b/after")).value)).toBe("acknowledged");
     await b.close();

@@ -26,7 +26,10 @@ let tmpfs_available: boolean | null = null;
 function tmpfsAvailable(): boolean {
   if (tmpfs_available === null) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-tmpfs-probe-"));
-    const r = Bun.spawnSync(["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$0"', dir], { stdout: "ignore", stderr: "ignore" });
+    const r = Bun.spawnSync(["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$0"', dir], {
+      stdout: "ignore",
+      stderr: "ignore",
+    });
     fs.rmSync(dir, { recursive: true, force: true });
     tmpfs_available = r.exitCode === 0;
   }
@@ -67,7 +70,8 @@ describe("toastyfs status explains what is wrong", () => {
     await waitFor("the survivor in a view change", async () => (await c.status())[survivor.index]?.status === "view_change");
     const r = await status(c);
     expect(r.code).toBe(1);
-    for (const dead of [primary, backup]) expect(r.stdout).toContain(`  down: ${dead.address}: nothing listens there (connection refused): the replica is not running`);
+    for (const dead of [primary, backup])
+      expect(r.stdout).toContain(`  down: ${dead.address}: nothing listens there (connection refused): the replica is not running`);
     expect(verdictOf(r)).toMatch(/^no quorum: only 1 of 3 replicas answer and 2 are needed; no primary for \d[\d.]* (ms|s);/);
     expect(verdictOf(r)).toContain(`${primary.address} not running`);
   }, 60_000);
@@ -82,7 +86,9 @@ describe("toastyfs status explains what is wrong", () => {
     await waitFor("the survivor in a view change", async () => (await c.status())[survivor.index]?.status === "view_change");
     const r = await status(c);
     expect(r.code).toBe(1);
-    expect(r.stdout).toContain(`  down: ${paused.address}: accepted the connection but did not answer within 1000 ms: the process is paused (SIGSTOP), hung, or overloaded`);
+    expect(r.stdout).toContain(
+      `  down: ${paused.address}: accepted the connection but did not answer within 1000 ms: the process is paused (SIGSTOP), hung, or overloaded`,
+    );
     expect(verdictOf(r)).toContain(`${paused.address} paused or hung`);
     expect(verdictOf(r)).toContain(`${primary.address} not running`);
   }, 60_000);
@@ -97,16 +103,23 @@ describe("toastyfs status explains what is wrong", () => {
 
     let late: RunResult | null = null;
     try {
-      await waitFor(`status to stop saying the view change settles (it has lasted over ${view_change_settle_ms} ms)`, async () => {
-        late = await toastyfs(["status", "--cluster", c.cluster_arg], { timeout_ms: 20_000 });
-        return !late.stdout.includes("settles");
-      }, view_change_settle_ms + 15_000, 500);
+      await waitFor(
+        `status to stop saying the view change settles (it has lasted over ${view_change_settle_ms} ms)`,
+        async () => {
+          late = await toastyfs(["status", "--cluster", c.cluster_arg], { timeout_ms: 20_000 });
+          return !late.stdout.includes("settles");
+        },
+        view_change_settle_ms + 15_000,
+        500,
+      );
     } finally {
       console.log(`$ toastyfs status\n${late === null ? "" : (late as RunResult).stdout.trimEnd()}`);
     }
     const r = late! as RunResult;
     expect(r.code).toBe(1);
-    expect(verdictOf(r)).toMatch(/^stuck: no primary for \d[\d.]* s, longer than a view change takes \(5\.0 s\); view change not finishing: /);
+    expect(verdictOf(r)).toMatch(
+      /^stuck: no primary for \d[\d.]* s, longer than a view change takes \(5\.0 s\); view change not finishing: /,
+    );
     for (const replica of c.replicas) expect(verdictOf(r)).toMatch(new RegExp(`${replica.address.replaceAll(".", "\\.")} in view \\d+`));
     for (const replica of c.replicas) {
       const others = c.replicas.filter((o) => o !== replica).map((o) => o.address);
@@ -116,7 +129,9 @@ describe("toastyfs status explains what is wrong", () => {
     }
     expect(verdictOf(r)).toEndWith("the lines above say why");
     expect(early.code).toBe(1);
-    expect(verdictOf(early)).toMatch(/^degraded: no primary right now \(a view change is in progress, for [\d.]+ (ms|s); it normally settles within a second or two\)/);
+    expect(verdictOf(early)).toMatch(
+      /^degraded: no primary right now \(a view change is in progress, for [\d.]+ (ms|s); it normally settles within a second or two\)/,
+    );
   }, 90_000);
 
   test("a backup whose disk is full (an 8 MiB tmpfs): the verdict names it and says 'disk full', not just 'has a problem'", async () => {
@@ -126,25 +141,37 @@ describe("toastyfs status explains what is wrong", () => {
     }
     // Replica 2 is a backup in view 0; its data directory is a small tmpfs of its own.
     const c = (cluster = await TestCluster.start(3, {
-      wrap: (r, command) => (r.index === 2 ? ["unshare", "-rm", "sh", "-c", 'mkdir -p "$0" && mount -t tmpfs -o size=8m tmpfs "$0" && exec "$@"', r.data_dir, ...command] : command),
+      wrap: (r, command) =>
+        r.index === 2
+          ? ["unshare", "-rm", "sh", "-c", 'mkdir -p "$0" && mount -t tmpfs -o size=8m tmpfs "$0" && exec "$@"', r.data_dir, ...command]
+          : command,
     }));
     const full = c.replicas[2]!;
     const client = new Client({ addresses: c.addresses });
     try {
       const value = new Uint8Array(1 << 20);
       let puts = 0;
-      await waitFor("replica 2 to report its disk full", async () => {
-        if ((await c.status())[2]?.problem?.startsWith("disk full")) return true;
-        await client.put(`fill/${puts++}`, value); // the other two still make a quorum
-        return puts > 40 ? Promise.reject(new Error(`no disk full after ${puts} puts of 1 MiB`)) : false;
-      }, 60_000, 10);
+      await waitFor(
+        "replica 2 to report its disk full",
+        async () => {
+          if ((await c.status())[2]?.problem?.startsWith("disk full")) return true;
+          await client.put(`fill/${puts++}`, value); // the other two still make a quorum
+          return puts > 40 ? Promise.reject(new Error(`no disk full after ${puts} puts of 1 MiB`)) : false;
+        },
+        60_000,
+        10,
+      );
     } finally {
       await client.close();
     }
     const r = await status(c);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`  problem: ${full.address}: disk full`);
-    expect(verdictOf(r)).toMatch(new RegExp(`^degraded: ${full.address.replaceAll(".", "\\.")}: disk full; still serving \\(primary [^)]*\\), but one more failure stops it$`));
+    expect(verdictOf(r)).toMatch(
+      new RegExp(
+        `^degraded: ${full.address.replaceAll(".", "\\.")}: disk full; still serving \\(primary [^)]*\\), but one more failure stops it$`,
+      ),
+    );
   }, 90_000);
 
   test("a replica started with a different address list: named as of another cluster (its wrong_cluster answer), with the log line of the replica that refused it", async () => {
@@ -155,15 +182,31 @@ describe("toastyfs status explains what is wrong", () => {
     // Restarted with one peer replaced: its cluster id differs, so it and the others refuse each
     // other's messages (a fresh directory: its old one belongs to the real cluster).
     const [elsewhere] = await freePorts(1);
-    const peers = [...c.replicas.filter((r) => r !== odd).map((r) => r.address).slice(0, 1), `127.0.0.1:${elsewhere}`];
-    const proc = spawn([...toastyfsCommand(), "--addr", odd.address, ...peers.flatMap((p) => ["--peer", p]), "--data", path.join(c.dir, "odd")], { stdout: "ignore", stderr: "ignore", stdin: "ignore" });
+    const peers = [
+      ...c.replicas
+        .filter((r) => r !== odd)
+        .map((r) => r.address)
+        .slice(0, 1),
+      `127.0.0.1:${elsewhere}`,
+    ];
+    const proc = spawn(
+      [...toastyfsCommand(), "--addr", odd.address, ...peers.flatMap((p) => ["--peer", p]), "--data", path.join(c.dir, "odd")],
+      { stdout: "ignore", stderr: "ignore", stdin: "ignore" },
+    );
     extra.push(proc);
-    const r = await waitFor("status to see the odd replica refuse it", async () => {
-      const out = await toastyfs(["status", "--cluster", c.cluster_arg], { timeout_ms: 20_000 });
-      // The replica it dials as it probes its peers logs why it refuses it, and status shows that.
-      const logged = new RegExp(`^  logged: ${peers[0]!.replaceAll(".", "\\.")}, .* ago: .*(another cluster|belongs to cluster)`, "m");
-      return out.stdout.includes(`down: ${odd.address}: answered that it belongs to another cluster`) && logged.test(out.stdout) ? out : null;
-    }, 20_000, 300).catch(async (error) => {
+    const r = await waitFor(
+      "status to see the odd replica refuse it",
+      async () => {
+        const out = await toastyfs(["status", "--cluster", c.cluster_arg], { timeout_ms: 20_000 });
+        // The replica it dials as it probes its peers logs why it refuses it, and status shows that.
+        const logged = new RegExp(`^  logged: ${peers[0]!.replaceAll(".", "\\.")}, .* ago: .*(another cluster|belongs to cluster)`, "m");
+        return out.stdout.includes(`down: ${odd.address}: answered that it belongs to another cluster`) && logged.test(out.stdout)
+          ? out
+          : null;
+      },
+      20_000,
+      300,
+    ).catch(async (error) => {
       await status(c);
       throw error;
     });

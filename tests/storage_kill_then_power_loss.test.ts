@@ -73,7 +73,8 @@ describe("kill -9 and then a power loss (docs/STORAGE.md)", () => {
       expect(restarted.view).toBe(2);
       sim.crash(); // power loss before the kernel wrote the page back
       const after = new FileStorage(fs, options).recover(clients_max).state;
-      if (after === null || after.view < restarted.view) lost.push(`seed ${seed}: acted on view ${restarted.view}, then view ${after?.view ?? "none"}`);
+      if (after === null || after.view < restarted.view)
+        lost.push(`seed ${seed}: acted on view ${restarted.view}, then view ${after?.view ?? "none"}`);
     }
     expect(lost).toEqual([]);
   });

@@ -16,9 +16,7 @@ export type HistoryInput =
 export type HistoryOutput =
   /** put: version is the new version. get: value and version read. delete: version deleted.
    * exists: version of the key as listed. */
-  | { status: "ok"; version: number; value?: string }
-  | { status: "not_found" }
-  | { status: "condition_failed" };
+  { status: "ok"; version: number; value?: string } | { status: "not_found" } | { status: "condition_failed" };
 
 export interface HistoryOperation {
   /** The client (process) that issued it; a client has one operation open at a time. */

@@ -126,9 +126,23 @@ export function checkHistory(history: History, options?: { step_budget?: number 
     };
   }
   if (result.unknown) {
-    return { verdict: "unknown", summary: `verdict: unknown: ${result.reason ?? ""} (${checked})`, details: "", keys_checked: result.keys_checked, steps, check_ms };
+    return {
+      verdict: "unknown",
+      summary: `verdict: unknown: ${result.reason ?? ""} (${checked})`,
+      details: "",
+      keys_checked: result.keys_checked,
+      steps,
+      check_ms,
+    };
   }
-  return { verdict: "linearizable", summary: `verdict: linearizable (${checked})`, details: "", keys_checked: result.keys_checked, steps, check_ms };
+  return {
+    verdict: "linearizable",
+    summary: `verdict: linearizable (${checked})`,
+    details: "",
+    keys_checked: result.keys_checked,
+    steps,
+    check_ms,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -160,7 +174,8 @@ export function decodeHistoryFile(text: string): HistoryFile {
   } catch (error) {
     throw new HistoryFileError(`not JSON: ${(error as Error).message}`);
   }
-  if (!isRecord(value) || value.format !== history_file_format) throw new HistoryFileError(`not a history file (expected "format": "${history_file_format}")`);
+  if (!isRecord(value) || value.format !== history_file_format)
+    throw new HistoryFileError(`not a history file (expected "format": "${history_file_format}")`);
   if (!Array.isArray(value.history)) throw new HistoryFileError(`"history" must be an array`);
   const about: Record<string, string | number> = {};
   if (isRecord(value.about)) {

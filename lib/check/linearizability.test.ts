@@ -20,7 +20,8 @@ const get = (key: string): HistoryInput => ({ kind: "get", key });
 const del = (key: string, if_version?: number): HistoryInput =>
   if_version === undefined ? { kind: "delete", key } : { kind: "delete", key, if_version };
 const exists = (key: string): HistoryInput => ({ kind: "exists", key });
-const ok = (version: number, value?: string): HistoryOutput => (value === undefined ? { status: "ok", version } : { status: "ok", version, value });
+const ok = (version: number, value?: string): HistoryOutput =>
+  value === undefined ? { status: "ok", version } : { status: "ok", version, value };
 const not_found: HistoryOutput = { status: "not_found" };
 const condition_failed: HistoryOutput = { status: "condition_failed" };
 
@@ -43,19 +44,11 @@ function expectAccepted(history: History): void {
 
 describe("rejects", () => {
   test("a stale read", () => {
-    expectRejected([
-      op(1, 0, 10, put("k", "a"), ok(1)),
-      op(1, 20, 30, put("k", "b"), ok(2)),
-      op(2, 40, 50, get("k"), ok(1, "a")),
-    ]);
+    expectRejected([op(1, 0, 10, put("k", "a"), ok(1)), op(1, 20, 30, put("k", "b"), ok(2)), op(2, 40, 50, get("k"), ok(1, "a"))]);
   });
 
   test("a stale read of an older value with its newer version", () => {
-    expectRejected([
-      op(1, 0, 10, put("k", "a"), ok(1)),
-      op(1, 20, 30, put("k", "b"), ok(2)),
-      op(2, 40, 50, get("k"), ok(2, "a")),
-    ]);
+    expectRejected([op(1, 0, 10, put("k", "a"), ok(1)), op(1, 20, 30, put("k", "b"), ok(2)), op(2, 40, 50, get("k"), ok(2, "a"))]);
   });
 
   test("a lost write", () => {
@@ -75,11 +68,7 @@ describe("rejects", () => {
   });
 
   test("a delete that succeeded on a key already deleted", () => {
-    expectRejected([
-      op(1, 0, 10, put("k", "a"), ok(1)),
-      op(1, 20, 30, del("k"), ok(1)),
-      op(2, 40, 50, del("k"), ok(1)),
-    ]);
+    expectRejected([op(1, 0, 10, put("k", "a"), ok(1)), op(1, 20, 30, del("k"), ok(1)), op(2, 40, 50, del("k"), ok(1))]);
   });
 
   test("a version that goes backwards", () => {
@@ -87,11 +76,7 @@ describe("rejects", () => {
   });
 
   test("a re-create below the deleted version", () => {
-    expectRejected([
-      op(1, 0, 10, put("k", "a"), ok(5)),
-      op(1, 20, 30, del("k"), ok(5)),
-      op(1, 40, 50, put("k", "b"), ok(4)),
-    ]);
+    expectRejected([op(1, 0, 10, put("k", "a"), ok(5)), op(1, 20, 30, del("k"), ok(5)), op(1, 40, 50, put("k", "b"), ok(4))]);
   });
 
   test("a read whose version differs from the write's", () => {
@@ -99,11 +84,7 @@ describe("rejects", () => {
   });
 
   test("a list that misses a key that was surely present", () => {
-    expectRejected([
-      op(1, 0, 10, put("k", "a"), ok(1)),
-      op(2, 20, 30, exists("k"), not_found),
-      op(3, 40, 50, get("k"), ok(1, "a")),
-    ]);
+    expectRejected([op(1, 0, 10, put("k", "a"), ok(1)), op(2, 20, 30, exists("k"), not_found), op(3, 40, 50, get("k"), ok(1, "a"))]);
   });
 
   test("a list that reports a version the key never had", () => {
@@ -132,16 +113,8 @@ describe("rejects", () => {
   });
 
   test("an open put's version must exceed the floor and, once read, stay fixed", () => {
-    expectRejected([
-      op(1, 0, 10, put("k", "a"), ok(5)),
-      op(2, 20, null, put("k", "b"), null),
-      op(3, 30, 40, get("k"), ok(4, "b")),
-    ]);
-    expectRejected([
-      op(2, 0, null, put("k", "b"), null),
-      op(3, 30, 40, get("k"), ok(4, "b")),
-      op(3, 50, 60, get("k"), ok(6, "b")),
-    ]);
+    expectRejected([op(1, 0, 10, put("k", "a"), ok(5)), op(2, 20, null, put("k", "b"), null), op(3, 30, 40, get("k"), ok(4, "b"))]);
+    expectRejected([op(2, 0, null, put("k", "b"), null), op(3, 30, 40, get("k"), ok(4, "b")), op(3, 50, 60, get("k"), ok(6, "b"))]);
   });
 
   test("a read of a version after the delete of that version returned", () => {
@@ -542,7 +515,9 @@ function mutate(prng: Prng, history: History): History | null {
   if (candidates.length === 0) return null;
   const { o, i } = prng.pick(candidates);
   const output = o.output!;
-  const values = history.filter((h) => h.input.kind === "put" && h.input.key === o.input.key && h !== o).map((h) => (h.input as { value: string }).value);
+  const values = history
+    .filter((h) => h.input.kind === "put" && h.input.key === o.input.key && h !== o)
+    .map((h) => (h.input as { value: string }).value);
   const versions = history.flatMap((h) => (h.input.key === o.input.key && h.output?.status === "ok" && h !== o ? [h.output.version] : []));
   let replacement: HistoryOutput;
   if (output.status === "ok") {
@@ -558,7 +533,8 @@ function mutate(prng: Prng, history: History): History | null {
     }
   } else if (output.status === "not_found") {
     if (versions.length === 0) return null;
-    replacement = o.input.kind === "get" ? ok(prng.pick(versions), values.length > 0 ? prng.pick(values) : "ghost") : ok(prng.pick(versions));
+    replacement =
+      o.input.kind === "get" ? ok(prng.pick(versions), values.length > 0 ? prng.pick(values) : "ghost") : ok(prng.pick(versions));
   } else {
     replacement = ok(versions.length > 0 ? Math.max(...versions) + 1 : 1, o.input.kind === "get" ? "ghost" : undefined);
   }
@@ -584,7 +560,9 @@ function randomHistory(prng: Prng): History {
     } else {
       input = kind === "get" ? get("k") : exists("k");
     }
-    const output = open ? null : prng.pick([ok(prng.range(1, 4), kind === "get" ? prng.pick(values) : undefined), not_found, condition_failed]);
+    const output = open
+      ? null
+      : prng.pick([ok(prng.range(1, 4), kind === "get" ? prng.pick(values) : undefined), not_found, condition_failed]);
     history.push(op(i % 3, call, open ? null : call + prng.range(0, 10), input, output));
   }
   return history;
@@ -878,7 +856,9 @@ function doctor(prng: Prng, history: History, kind: DoctorKind): Doctored | null
       tries++;
       const ops = onKey(o.input.key);
       const newest = Math.max(...ops.filter((p) => p.ret !== null && p.ret < o.call).map((p) => reportedVersion(p) ?? -1));
-      const older = ops.filter((p) => p.input.kind === "put" && p.ret !== null && p.ret < o.call && (reportedVersion(p) ?? Infinity) < newest);
+      const older = ops.filter(
+        (p) => p.input.kind === "put" && p.ret !== null && p.ret < o.call && (reportedVersion(p) ?? Infinity) < newest,
+      );
       if (older.length === 0) continue;
       const stale = prng.pick(older.slice(-5));
       const version = reportedVersion(stale)!;
@@ -893,17 +873,28 @@ function doctor(prng: Prng, history: History, kind: DoctorKind): Doctored | null
       if (puts.length === 0) continue;
       const last = puts.reduce((a, b) => (b.call > a.call ? b : a));
       const deletes = ops.some(
-        (d) => d.input.kind === "delete" && (d.output === null || d.output.status === "ok") && d.call <= o.ret! && (d.ret ?? Infinity) >= last.call,
+        (d) =>
+          d.input.kind === "delete" &&
+          (d.output === null || d.output.status === "ok") &&
+          d.call <= o.ret! &&
+          (d.ret ?? Infinity) >= last.call,
       );
       if (deletes) continue;
       return replace(i, not_found);
     }
-    if (kind === "conditional put succeeding twice" && o.input.kind === "put" && o.input.if_version !== undefined && o.output?.status === "condition_failed") {
+    if (
+      kind === "conditional put succeeding twice" &&
+      o.input.kind === "put" &&
+      o.input.if_version !== undefined &&
+      o.output?.status === "condition_failed"
+    ) {
       // A put conditional on version x that failed succeeds instead, though another put
       // conditional on x succeeded: whichever goes first leaves a version above x for good.
       tries++;
       const x = o.input.if_version;
-      const twice = onKey(o.input.key).some((p) => p !== o && p.input.kind === "put" && p.input.if_version === x && p.output?.status === "ok");
+      const twice = onKey(o.input.key).some(
+        (p) => p !== o && p.input.kind === "put" && p.input.if_version === x && p.output?.status === "ok",
+      );
       if (!twice) continue;
       const used = new Set(history.map(reportedVersion));
       let version = x + 1;
@@ -933,7 +924,12 @@ const concurrent_histories: readonly { options: ConcurrentOptions; history: Hist
 }));
 
 /** Check doctored copies of the large histories; returns how many were rejected of how many. */
-function checkDoctored(seed: number, per_kind: number, configs: number, prechecks: boolean): { rejected: number; doctored: number; steps: number } {
+function checkDoctored(
+  seed: number,
+  per_kind: number,
+  configs: number,
+  prechecks: boolean,
+): { rejected: number; doctored: number; steps: number } {
   const prng = new Prng(seed);
   let rejected = 0;
   let doctored = 0;

@@ -94,7 +94,8 @@ export function checkLinearizable(history: History, options?: CheckOptions): Lin
     const key = keys[i]!;
     const operations = partitions.get(key)!;
     const impossible = prechecks ? findImpossibility(operations) : null;
-    const outcome: KeyOutcome = impossible !== null ? { verdict: "fail", steps: 0, reason: impossible } : new KeySearch(operations, budget).run();
+    const outcome: KeyOutcome =
+      impossible !== null ? { verdict: "fail", steps: 0, reason: impossible } : new KeySearch(operations, budget).run();
     steps += outcome.steps;
     if (outcome.verdict === "fail") {
       return { ok: false, keys_checked: i + 1, key, reason: `key ${JSON.stringify(key)}: ${outcome.reason}`, operations, steps };
@@ -143,7 +144,8 @@ function findImpossibility(ops: HistoryOperation[]): string | null {
       first_open_put = Math.min(first_open_put, op.call);
     } else if (op.output.status === "ok") {
       const other = producer.get(op.output.version);
-      if (other !== undefined) return `two completed puts report version ${op.output.version}:\n    ${formatOperation(other)}\n    ${formatOperation(op)}`;
+      if (other !== undefined)
+        return `two completed puts report version ${op.output.version}:\n    ${formatOperation(other)}\n    ${formatOperation(op)}`;
       producer.set(op.output.version, op);
     }
   }
@@ -170,7 +172,8 @@ function findImpossibility(ops: HistoryOperation[]): string | null {
     if (version === undefined) continue;
     // A completed put that reports the version is its only producer; else an open put must be.
     const made = producer.get(version);
-    const available = made !== undefined ? made.call : op.input.kind === "get" ? (open_puts.get(op.output.value!) ?? Infinity) : first_open_put;
+    const available =
+      made !== undefined ? made.call : op.input.kind === "get" ? (open_puts.get(op.output.value!) ?? Infinity) : first_open_put;
     if (available <= ret) continue;
     const what = op.input.kind === "get" ? "this value with this version" : `version ${version}`;
     return `${formatOperation(op)}: no put that could take effect before it returned wrote ${what}`;
@@ -479,9 +482,7 @@ function dominates(a: KeyState, b: KeyState): boolean {
 // ---------------------------------------------------------------------------------------------
 // The WGL search over one key.
 
-type KeyOutcome =
-  | { verdict: "ok"; steps: number }
-  | { verdict: "fail" | "unknown"; steps: number; reason: string };
+type KeyOutcome = { verdict: "ok"; steps: number } | { verdict: "fail" | "unknown"; steps: number; reason: string };
 
 /** A configuration entered by the search: its linearized set and floor (its shape is the cache key). */
 interface CacheNode {
@@ -1027,7 +1028,10 @@ class KeySearch {
       if (op.ret === null || linearized.has(i)) continue;
       if (blocker === null || op.ret < blocker.ret!) blocker = op;
     }
-    const tail = this.best_path.slice(-5).map((i) => `\n    ${formatOperation(this.ops[i]!)}`).join("");
+    const tail = this.best_path
+      .slice(-5)
+      .map((i) => `\n    ${formatOperation(this.ops[i]!)}`)
+      .join("");
     const path = this.best_path.length === 0 ? " (none)" : `${this.best_path.length > 5 ? "\n    ..." : ""}${tail}`;
     const stuck = blocker === null ? "" : `\n  first completed operation left out (earliest return): ${formatOperation(blocker)}`;
     return (

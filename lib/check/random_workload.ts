@@ -157,9 +157,7 @@ export async function runRandomWorkload(options: RandomWorkloadOptions): Promise
   const recorder = new HistoryRecorder();
   const key_prefix = `rc-${randomBytes(6).toString("hex")}/`;
   const digest = new PlanDigest();
-  const counts = new Map<OperationKind, Map<Outcome, number>>(
-    operation_kinds.map((kind) => [kind, new Map(outcomes.map((o) => [o, 0]))]),
-  );
+  const counts = new Map<OperationKind, Map<Outcome, number>>(operation_kinds.map((kind) => [kind, new Map(outcomes.map((o) => [o, 0]))]));
   const state = { issued: 0, completed: 0, open: 0, errors: [] as string[], error_count: 0, last_answer_ms: 0, stalled: false };
   const count = (kind: OperationKind, outcome: Outcome): void => {
     const row = counts.get(kind)!;
@@ -183,7 +181,10 @@ export async function runRandomWorkload(options: RandomWorkloadOptions): Promise
   };
 
   const progress = options.onProgress
-    ? setInterval(() => options.onProgress!({ elapsed_ms: recorder.now(), completed: state.completed, open: state.open, errors: state.error_count }), progress_interval_ms)
+    ? setInterval(
+        () => options.onProgress!({ elapsed_ms: recorder.now(), completed: state.completed, open: state.open, errors: state.error_count }),
+        progress_interval_ms,
+      )
     : null;
   const planners = OperationPlanner.forSeed(options.seed, options.clients, options.keys);
   const run = async (planner: OperationPlanner): Promise<void> => {
@@ -304,11 +305,15 @@ class WorkloadClient {
     const pending = this.recorder.begin(this.planner.client);
     let page: Awaited<ReturnType<Client["list"]>>;
     try {
-      page = await this.client.list(this.prefix + plan.prefix, { after: plan.after === "" ? "" : this.prefix + plan.after, limit: plan.limit });
+      page = await this.client.list(this.prefix + plan.prefix, {
+        after: plan.after === "" ? "" : this.prefix + plan.after,
+        limit: plan.limit,
+      });
     } catch (error) {
       // An unanswered list observed nothing: open reads are not recorded (the checker drops them).
       const mapped = mapClientError(error);
-      if (mapped.outcome === "error") this.error(`client ${this.planner.client}: list ${this.prefix}${plan.prefix} after ${plan.after}: ${mapped.message}`);
+      if (mapped.outcome === "error")
+        this.error(`client ${this.planner.client}: list ${this.prefix}${plan.prefix} after ${plan.after}: ${mapped.message}`);
       this.count("list", mapped.outcome);
       return;
     }
@@ -322,7 +327,12 @@ class WorkloadClient {
     this.count("list", "ok");
   }
 
-  private recordList(pending: PendingCall, ret: number, plan: Extract<PlannedOperation, { kind: "list" }>, page: Awaited<ReturnType<Client["list"]>>): string | null {
+  private recordList(
+    pending: PendingCall,
+    ret: number,
+    plan: Extract<PlannedOperation, { kind: "list" }>,
+    page: Awaited<ReturnType<Client["list"]>>,
+  ): string | null {
     if (page.entries.length > plan.limit) return `returned ${page.entries.length} entries, over the limit of ${plan.limit}`;
     const seen = new Map<string, number>();
     let last = "";
@@ -330,7 +340,8 @@ class WorkloadClient {
       const full = decoder.decode(entry.key);
       if (!full.startsWith(this.prefix + plan.prefix)) return `returned ${JSON.stringify(full)}, outside the prefix`;
       const key = full.slice(this.prefix.length);
-      if ((plan.after !== "" && key <= plan.after) || key <= last) return `returned ${JSON.stringify(full)} out of order or at or before "after"`;
+      if ((plan.after !== "" && key <= plan.after) || key <= last)
+        return `returned ${JSON.stringify(full)} out of order or at or before "after"`;
       seen.set(key, entry.version);
       last = key;
     }

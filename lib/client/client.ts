@@ -129,10 +129,12 @@ export class Client {
 
   async put(key: Key, value: Uint8Array, options: PutOptions = {}): Promise<{ version: number }> {
     // One condition per write: silently dropping either would write what the caller ruled out.
-    if (options.if_absent === true && options.if_version !== undefined) throw new ClientError("bad_request", "put: if_absent and if_version cannot be combined (a put has one condition)");
+    if (options.if_absent === true && options.if_version !== undefined)
+      throw new ClientError("bad_request", "put: if_absent and if_version cannot be combined (a put has one condition)");
     const condition = options.if_absent ? Condition.if_absent : options.if_version !== undefined ? Condition.if_version : Condition.none;
     const kb = this.checkKey(key);
-    if (value.length > value_size_max_default) throw new ClientError("value_too_large", `value of ${value.length} bytes is over the limit of ${value_size_max_default} bytes`);
+    if (value.length > value_size_max_default)
+      throw new ClientError("value_too_large", `value of ${value.length} bytes is over the limit of ${value_size_max_default} bytes`);
     const reply = await this.write(Operation.put, encodeKeyRequest(kb, value, condition, options.if_version ?? 0));
     return { version: this.u64(reply) };
   }
@@ -166,8 +168,13 @@ export class Client {
     const prefix_bytes = keyBytes(prefix);
     const after_bytes = keyBytes(options.after ?? "");
     // Checked here so the caller learns the limit, not just that the cluster said bad_request.
-    if (prefix_bytes.length > key_size_max) throw new ClientError("key_invalid", `prefix of ${prefix_bytes.length} bytes: keys, and so prefixes, are at most ${key_size_max} bytes`);
-    if (after_bytes.length > key_size_max) throw new ClientError("key_invalid", `after key of ${after_bytes.length} bytes: keys are at most ${key_size_max} bytes`);
+    if (prefix_bytes.length > key_size_max)
+      throw new ClientError(
+        "key_invalid",
+        `prefix of ${prefix_bytes.length} bytes: keys, and so prefixes, are at most ${key_size_max} bytes`,
+      );
+    if (after_bytes.length > key_size_max)
+      throw new ClientError("key_invalid", `after key of ${after_bytes.length} bytes: keys are at most ${key_size_max} bytes`);
     const reply = await this.call(Operation.list, encodeListRequest(prefix_bytes, after_bytes, limit));
     const list = decodeListReply(reply.body);
     if (list === null) throw new ClientError("protocol", "malformed list reply");
@@ -187,7 +194,8 @@ export class Client {
 
   private checkKey(key: Key): Uint8Array {
     const kb = keyBytes(key);
-    if (kb.length < 1 || kb.length > key_size_max) throw new ClientError("key_invalid", `key of ${kb.length} bytes: keys are 1 to ${key_size_max} bytes`);
+    if (kb.length < 1 || kb.length > key_size_max)
+      throw new ClientError("key_invalid", `key of ${kb.length} bytes: keys are 1 to ${key_size_max} bytes`);
     return kb;
   }
 

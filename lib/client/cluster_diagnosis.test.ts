@@ -6,7 +6,9 @@ import type { PeerStatus, ReplicaStatus } from "../net/status_codec.ts";
 const addresses = ["127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"];
 
 function status(replica: number, fields: Partial<ReplicaStatus> = {}): ReplicaStatus {
-  const peers: PeerStatus[] = addresses.flatMap((address, i) => (i === replica ? [] : [{ replica: i, address, heard_ms: 50, connected: true, error: null }]));
+  const peers: PeerStatus[] = addresses.flatMap((address, i) =>
+    i === replica ? [] : [{ replica: i, address, heard_ms: 50, connected: true, error: null }],
+  );
   return {
     replica,
     address: addresses[replica]!,
@@ -52,8 +54,12 @@ describe("diagnose", () => {
   test("a replica with an earlier cluster's data directory is named, and the cluster is degraded, not healthy", () => {
     const d = diagnose([answered(status(0)), answered(status(1)), answered(status(2, { incarnation: 9, op: 300, commit_max: 300 }))], 1000);
     expect(d.serving).toBe(true);
-    expect(d.verdict).toBe("degraded: 127.0.0.1:8083 of another cluster; still serving (primary 127.0.0.1:8081), but one more failure stops it");
-    expect(d.notes.join("\n")).toContain("other cluster: 127.0.0.1:8083 has the data directory of cluster incarnation 00000009, the others 00000007");
+    expect(d.verdict).toBe(
+      "degraded: 127.0.0.1:8083 of another cluster; still serving (primary 127.0.0.1:8081), but one more failure stops it",
+    );
+    expect(d.notes.join("\n")).toContain(
+      "other cluster: 127.0.0.1:8083 has the data directory of cluster incarnation 00000009, the others 00000007",
+    );
   });
 
   test("each silent replica gets the reason its connection gave", () => {
@@ -65,15 +71,30 @@ describe("diagnose", () => {
     expect(d.verdict).toBe(
       "no quorum: only 0 of 3 replicas answer and 2 are needed; the cluster serves no reads or writes until a majority runs and reaches each other (not answering: 127.0.0.1:8081 not running, 127.0.0.1:8082 paused or hung, 127.0.0.1:8083 closes connections unanswered)",
     );
-    expect(d.notes[0]).toBe("  down: 127.0.0.1:8081: nothing listens there (connection refused): the replica is not running, or listens on another address");
-    expect(d.notes[1]).toBe("  down: 127.0.0.1:8082: accepted the connection but did not answer within 1000 ms: the process is paused (SIGSTOP), hung, or overloaded");
-    expect(d.notes[2]).toMatch(/^ {2}down: 127\.0\.0\.1:8083: accepted the connection, then closed it on the status request \(ECONNRESET .*\): it refuses this command's messages, so it most likely runs with a different address list/);
+    expect(d.notes[0]).toBe(
+      "  down: 127.0.0.1:8081: nothing listens there (connection refused): the replica is not running, or listens on another address",
+    );
+    expect(d.notes[1]).toBe(
+      "  down: 127.0.0.1:8082: accepted the connection but did not answer within 1000 ms: the process is paused (SIGSTOP), hung, or overloaded",
+    );
+    expect(d.notes[2]).toMatch(
+      /^ {2}down: 127\.0\.0\.1:8083: accepted the connection, then closed it on the status request \(ECONNRESET .*\): it refuses this command's messages, so it most likely runs with a different address list/,
+    );
     const none = diagnose([silent(0, false, null), answered(status(1)), answered(status(2))], 1000);
-    expect(none.notes[0]).toBe("  down: 127.0.0.1:8081: no TCP connection within 1000 ms: the host is down, or a firewall drops the packets");
+    expect(none.notes[0]).toBe(
+      "  down: 127.0.0.1:8081: no TCP connection within 1000 ms: the host is down, or a firewall drops the packets",
+    );
   });
 
   test("no quorum says how long the answering replica has been without a primary", () => {
-    const d = diagnose([silent(0, false, refused), silent(1, false, refused), answered(status(2, { status: "view_change", view: 14, status_ms: 125_000, status_view: 1 }))], 1000);
+    const d = diagnose(
+      [
+        silent(0, false, refused),
+        silent(1, false, refused),
+        answered(status(2, { status: "view_change", view: 14, status_ms: 125_000, status_view: 1 })),
+      ],
+      1000,
+    );
     expect(d.verdict).toStartWith("no quorum: only 1 of 3 replicas answer and 2 are needed; no primary for 2 min 5 s;");
   });
 
@@ -87,13 +108,17 @@ describe("diagnose", () => {
             view: 40 + i,
             status_ms: ms,
             status_view: 3,
-            peers: addresses.flatMap((address, j) => (j === i ? [] : [{ replica: j, address, heard_ms: ms, connected: false, error: "closed by the peer" }])),
+            peers: addresses.flatMap((address, j) =>
+              j === i ? [] : [{ replica: j, address, heard_ms: ms, connected: false, error: "closed by the peer" }],
+            ),
           }),
         ),
       );
     const early = diagnose(changing(1200), 1000);
     expect(early.serving).toBe(false);
-    expect(early.verdict).toStartWith("degraded: no primary right now (a view change is in progress, for 1.2 s; it normally settles within a second or two)");
+    expect(early.verdict).toStartWith(
+      "degraded: no primary right now (a view change is in progress, for 1.2 s; it normally settles within a second or two)",
+    );
 
     const late = diagnose(changing(view_change_settle_ms + 40_000), 1000);
     expect(late.verdict).not.toContain("settles");
@@ -108,12 +133,24 @@ describe("diagnose", () => {
 
   test("a stuck view change nothing explains points at the logs; recent warnings are shown, old ones are not", () => {
     const probes = [0, 1, 2].map((i) =>
-      answered(status(i, { status: "view_change", primary: false, view: 9, status_ms: 30_000, status_view: 9, last_warning: i === 0 ? { text: "journal write failed", ms_ago: 2000 } : i === 1 ? { text: "old news", ms_ago: 3_600_000 } : null })),
+      answered(
+        status(i, {
+          status: "view_change",
+          primary: false,
+          view: 9,
+          status_ms: 30_000,
+          status_view: 9,
+          last_warning: i === 0 ? { text: "journal write failed", ms_ago: 2000 } : i === 1 ? { text: "old news", ms_ago: 3_600_000 } : null,
+        }),
+      ),
     );
     const d = diagnose(probes, 1000);
     expect(d.notes).toEqual(["  logged: 127.0.0.1:8081, 2.0 s ago: journal write failed"]);
     expect(d.verdict).toEndWith("; the lines above say why");
-    const quiet = diagnose(probes.map((p) => answered({ ...p.status!, last_warning: null })), 1000);
+    const quiet = diagnose(
+      probes.map((p) => answered({ ...p.status!, last_warning: null })),
+      1000,
+    );
     expect(quiet.verdict).toEndWith("; nothing visible from here explains it: read the replicas' logs");
     expect(quiet.verdict).toContain("127.0.0.1:8081 in view 9, ");
   });
@@ -125,8 +162,13 @@ describe("diagnose", () => {
     // It takes no writes: one more failure stops them.
     expect(d.verdict).toBe("degraded: 127.0.0.1:8082: disk full; still serving (primary 127.0.0.1:8081), but one more failure stops it");
     expect(d.notes).toEqual([`  problem: 127.0.0.1:8082: ${full}`]);
-    const damaged = diagnose([answered(status(0)), answered(status(1, { problem: "journal damaged (ops 5-7): repairing from peers" })), answered(status(2))], 1000);
-    expect(damaged.verdict).toBe("degraded: 127.0.0.1:8082: journal damaged (ops 5-7); still serving (primary 127.0.0.1:8081), tolerates 1 more failure");
+    const damaged = diagnose(
+      [answered(status(0)), answered(status(1, { problem: "journal damaged (ops 5-7): repairing from peers" })), answered(status(2))],
+      1000,
+    );
+    expect(damaged.verdict).toBe(
+      "degraded: 127.0.0.1:8082: journal damaged (ops 5-7); still serving (primary 127.0.0.1:8081), tolerates 1 more failure",
+    );
     const two = diagnose([answered(status(0)), answered(status(1, { problem: full })), silent(2, false, refused)], 1000);
     expect(two.serving).toBe(false);
     expect(two.verdict).toBe(
@@ -137,16 +179,30 @@ describe("diagnose", () => {
   test("backups that follow a primary this command cannot reach say so", () => {
     const d = diagnose([silent(0, true, "closed by the peer"), answered(status(1)), answered(status(2))], 1000);
     expect(d.serving).toBe(false);
-    expect(d.verdict).toStartWith("degraded: no primary answers: the backups follow 127.0.0.1:8081 (view 0), which does not answer this command (closes connections unanswered); it may still serve clients that can reach it");
+    expect(d.verdict).toStartWith(
+      "degraded: no primary answers: the backups follow 127.0.0.1:8081 (view 0), which does not answer this command (closes connections unanswered); it may still serve clients that can reach it",
+    );
   });
 
   test("a new cluster waits for every replica before it formats", () => {
-    const d = diagnose([answered(status(0, { status: "blank", primary: false })), answered(status(1, { status: "blank", primary: false })), silent(2, false, refused)], 1000);
+    const d = diagnose(
+      [
+        answered(status(0, { status: "blank", primary: false })),
+        answered(status(1, { status: "blank", primary: false })),
+        silent(2, false, refused),
+      ],
+      1000,
+    );
     expect(d.verdict).toStartWith("not formed yet: a new cluster formats itself once all 3 replicas run; waiting for 127.0.0.1:8083");
   });
 
   test("a backup that hears nothing from its primary, which answers this command, is cut off from it", () => {
-    const cut = status(2, { peers: [{ replica: 0, address: addresses[0]!, heard_ms: 8000, connected: true, error: null }, { replica: 1, address: addresses[1]!, heard_ms: 900_000, connected: true, error: null }] });
+    const cut = status(2, {
+      peers: [
+        { replica: 0, address: addresses[0]!, heard_ms: 8000, connected: true, error: null },
+        { replica: 1, address: addresses[1]!, heard_ms: 900_000, connected: true, error: null },
+      ],
+    });
     const d = diagnose([answered(status(0)), answered(status(1)), answered(cut)], 1000);
     // Backups do not talk to each other in normal operation: only the primary's silence counts.
     expect(d.notes).toEqual([

@@ -35,9 +35,17 @@ export function unreachableReason(probe: ReplicaProbe, timeout_ms: number): { sh
       long: `answered that it belongs to another cluster (id ${probe.other_cluster.toString(16).padStart(16, "0")}): its address list (--addr/--peer) differs from this command's --cluster; give every replica and client the same set of addresses, in any order`,
     };
   }
-  if (probe.malformed) return { short: "answers garbage", long: "answered with a status document that does not decode (a different version of toastyfs, or not toastyfs at all)" };
+  if (probe.malformed)
+    return {
+      short: "answers garbage",
+      long: "answered with a status document that does not decode (a different version of toastyfs, or not toastyfs at all)",
+    };
   if (!probe.connected && failure !== null) {
-    if (/ECONNREFUSED/.test(failure)) return { short: "not running", long: "nothing listens there (connection refused): the replica is not running, or listens on another address" };
+    if (/ECONNREFUSED/.test(failure))
+      return {
+        short: "not running",
+        long: "nothing listens there (connection refused): the replica is not running, or listens on another address",
+      };
     if (/ENOTFOUND|EAI_|getaddrinfo/i.test(failure)) return { short: "unknown host", long: `the host name does not resolve (${failure})` };
     if (/EHOSTUNREACH|ENETUNREACH/.test(failure)) return { short: "no route", long: `no route to the host (${failure})` };
     return { short: "cannot connect", long: `cannot connect: ${failure}` };
@@ -48,7 +56,11 @@ export function unreachableReason(probe: ReplicaProbe, timeout_ms: number): { sh
       long: `accepted the connection, then closed it on the status request (${failure}): it refuses this command's messages, so it most likely runs with a different address list (--addr/--peer) than this command's --cluster, or belongs to another cluster (or it has no connection slots left)`,
     };
   }
-  if (probe.connected) return { short: "paused or hung", long: `accepted the connection but did not answer within ${timeout_ms} ms: the process is paused (SIGSTOP), hung, or overloaded` };
+  if (probe.connected)
+    return {
+      short: "paused or hung",
+      long: `accepted the connection but did not answer within ${timeout_ms} ms: the process is paused (SIGSTOP), hung, or overloaded`,
+    };
   return { short: "unreachable", long: `no TCP connection within ${timeout_ms} ms: the host is down, or a firewall drops the packets` };
 }
 
@@ -114,7 +126,9 @@ export function diagnose(probes: ReplicaProbe[], timeout_ms: number): Diagnosis 
     const ours = primary?.status.incarnation ?? [...counts].sort((a, b) => b[1] - a[1])[0]![0];
     for (const p of formatted) {
       if (p.status.incarnation === ours) continue;
-      notes.push(`  other cluster: ${p.address} has the data directory of cluster incarnation ${hex32(p.status.incarnation!)}, the others ${hex32(ours)} (a directory of an earlier cluster on these addresses?): the others refuse it; stop it and give it its own directory, or an empty one to recover from the others`);
+      notes.push(
+        `  other cluster: ${p.address} has the data directory of cluster incarnation ${hex32(p.status.incarnation!)}, the others ${hex32(ours)} (a directory of an earlier cluster on these addresses?): the others refuse it; stop it and give it its own directory, or an empty one to recover from the others`,
+      );
       unwell.push(`${p.address} of another cluster`);
       foreign.add(p.address);
     }
@@ -135,7 +149,10 @@ export function diagnose(probes: ReplicaProbe[], timeout_ms: number): Diagnosis 
       const heard = peer.heard_ms === null ? "never since it started" : `for ${formatDuration(peer.heard_ms)}`;
       cut.push(`${peer.address} (${heard}${peer.error === null ? "" : `; its connection: ${peer.error}`})`);
     }
-    if (cut.length > 0) notes.push(`  cut off: ${p.address} (${roleText(s)}) hears nothing from ${cut.join(", ")}, although that replica answers this command: check the network between the replicas, and that every replica was started with the same --addr/--peer set`);
+    if (cut.length > 0)
+      notes.push(
+        `  cut off: ${p.address} (${roleText(s)}) hears nothing from ${cut.join(", ")}, although that replica answers this command: check the network between the replicas, and that every replica was started with the same --addr/--peer set`,
+      );
   }
 
   let verdict: string;
@@ -158,7 +175,13 @@ export function diagnose(probes: ReplicaProbe[], timeout_ms: number): Diagnosis 
       verdict = `healthy: ${up} of ${n} replicas up, primary ${primary.address}`;
     }
   } else {
-    verdict = noPrimaryVerdict(probes, answering.map((p) => p.status), reasons, no_primary_for, unwell);
+    verdict = noPrimaryVerdict(
+      probes,
+      answering.map((p) => p.status),
+      reasons,
+      no_primary_for,
+      unwell,
+    );
   }
   if (!serving || unwell.length > 0) {
     for (const p of answering) {
@@ -166,7 +189,8 @@ export function diagnose(probes: ReplicaProbe[], timeout_ms: number): Diagnosis 
       if (w !== null && w.ms_ago < warning_recent_ms) notes.push(`  logged: ${p.address}, ${formatDuration(w.ms_ago)} ago: ${w.text}`);
     }
   }
-  if (verdict.startsWith("stuck:")) verdict += notes.length > 0 ? "; the lines above say why" : "; nothing visible from here explains it: read the replicas' logs";
+  if (verdict.startsWith("stuck:"))
+    verdict += notes.length > 0 ? "; the lines above say why" : "; nothing visible from here explains it: read the replicas' logs";
   return { verdict, serving, notes };
 }
 
@@ -177,7 +201,13 @@ function noPrimaryFor(statuses: ReplicaStatus[]): number | null {
   return Math.min(...statuses.map((s) => s.status_ms!));
 }
 
-function noPrimaryVerdict(probes: ReplicaProbe[], statuses: ReplicaStatus[], reasons: Map<string, { short: string }>, no_primary_for: number | null, unwell: string[]): string {
+function noPrimaryVerdict(
+  probes: ReplicaProbe[],
+  statuses: ReplicaStatus[],
+  reasons: Map<string, { short: string }>,
+  no_primary_for: number | null,
+  unwell: string[],
+): string {
   const n = probes.length;
   const tail = unwell.length > 0 ? `; ${unwell.join(", ")}` : "";
   // Backups following a primary that does not answer this command (it may still serve others).
@@ -191,7 +221,8 @@ function noPrimaryVerdict(probes: ReplicaProbe[], statuses: ReplicaStatus[], rea
   }
   if (statuses.length > 0 && statuses.every((s) => s.status === "blank")) {
     const missing = probes.filter((p) => p.status === null).map((p) => p.address);
-    if (missing.length > 0) return `not formed yet: a new cluster formats itself once all ${n} replicas run; waiting for ${missing.join(", ")}${tail}`;
+    if (missing.length > 0)
+      return `not formed yet: a new cluster formats itself once all ${n} replicas run; waiting for ${missing.join(", ")}${tail}`;
     return `degraded: no primary right now (the first formatting is in progress; it normally settles within a second or two)${tail}`;
   }
   if (no_primary_for !== null && no_primary_for <= view_change_settle_ms) {
@@ -203,7 +234,9 @@ function noPrimaryVerdict(probes: ReplicaProbe[], statuses: ReplicaStatus[], rea
   }
   const changing = statuses
     .filter((s) => s.status === "view_change")
-    .map((s) => `${s.address} in view ${s.view}${s.status_view !== null && s.status_view !== s.view ? ` (since view ${s.status_view})` : ""}`);
+    .map(
+      (s) => `${s.address} in view ${s.view}${s.status_view !== null && s.status_view !== s.view ? ` (since view ${s.status_view})` : ""}`,
+    );
   const recovering = statuses.filter((s) => s.status === "recovering").map((s) => s.address);
   const parts = [
     changing.length > 0 ? `view change not finishing: ${changing.join(", ")}` : "",

@@ -32,7 +32,14 @@ export interface ReplicaProbe {
 export async function probeCluster(addresses: Address[], timeout_ms = 1000): Promise<ReplicaProbe[]> {
   const m = membership(addresses);
   const id = randomBytes(8).readBigUInt64LE(0);
-  const probes: ReplicaProbe[] = m.replicas.map((a) => ({ address: formatAddress(a), status: null, connected: false, failure: null, malformed: false, other_cluster: null }));
+  const probes: ReplicaProbe[] = m.replicas.map((a) => ({
+    address: formatAddress(a),
+    status: null,
+    connected: false,
+    failure: null,
+    malformed: false,
+    other_cluster: null,
+  }));
   const answered = probes.map(() => false);
   let remaining = m.replicas.length;
   let done: () => void = () => {};
@@ -42,7 +49,13 @@ export async function probeCluster(addresses: Address[], timeout_ms = 1000): Pro
     {
       onMessage: (message, connection) => {
         const h = message.header;
-        if (h.command === Command.reply && h.result === Result.wrong_cluster && h.client === id && connection.peer !== null && message.body.length === 8) {
+        if (
+          h.command === Command.reply &&
+          h.result === Result.wrong_cluster &&
+          h.client === id &&
+          connection.peer !== null &&
+          message.body.length === 8
+        ) {
           probes[connection.peer]!.other_cluster = new DataView(message.body.buffer, message.body.byteOffset, 8).getBigUint64(0, true);
           return;
         }

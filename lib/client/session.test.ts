@@ -10,7 +10,16 @@ const client_id = 0xfedcba9876543210n;
 const encoder = new TextEncoder();
 
 function session(options: Partial<SessionOptions> = {}): ClientSession {
-  return new ClientSession({ client_id, cluster, replica_count: 3, first_target: 0, attempt_timeout: 1000, backoff: 50, operation_timeout: 15_000, ...options });
+  return new ClientSession({
+    client_id,
+    cluster,
+    replica_count: 3,
+    first_target: 0,
+    attempt_timeout: 1000,
+    backoff: 50,
+    operation_timeout: 15_000,
+    ...options,
+  });
 }
 
 function hex(text: string): Uint8Array {
@@ -233,7 +242,11 @@ describe("ClientSession", () => {
   });
 
   test("the session core reads no clock, sets no timer and never awaits", () => {
-    const source = fs.readFileSync(path.join(import.meta.dir, "session.ts"), "utf8").replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/.*$/gm, "");
-    for (const forbidden of [/Date\.now/, /performance\.now/, /setTimeout/, /\bawait\b/, /Math\.random/, /node:/]) expect(source).not.toMatch(forbidden);
+    const source = fs
+      .readFileSync(path.join(import.meta.dir, "session.ts"), "utf8")
+      .replace(/\/\*[\s\S]*?\*\//g, "")
+      .replace(/\/\/.*$/gm, "");
+    for (const forbidden of [/Date\.now/, /performance\.now/, /setTimeout/, /\bawait\b/, /Math\.random/, /node:/])
+      expect(source).not.toMatch(forbidden);
   });
 });

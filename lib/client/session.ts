@@ -99,7 +99,10 @@ export class ClientSession {
   constructor(readonly options: SessionOptions) {
     this.n = options.replica_count;
     assert(Number.isInteger(this.n) && this.n >= 1 && this.n <= 255, () => `replica_count ${this.n} is not 1..255`);
-    assert(Number.isInteger(options.first_target) && options.first_target >= 0 && options.first_target < this.n, () => `first_target ${options.first_target} is not a replica index below ${this.n}`);
+    assert(
+      Number.isInteger(options.first_target) && options.first_target >= 0 && options.first_target < this.n,
+      () => `first_target ${options.first_target} is not a replica index below ${this.n}`,
+    );
     assert(options.attempt_timeout > 0 && options.backoff >= 0 && options.operation_timeout > 0, "session timeouts must be positive");
     this.target = options.first_target;
   }
@@ -113,7 +116,8 @@ export class ClientSession {
   start(operation: Operation, body: Uint8Array, now: number): Step {
     assert(this.operation === null, "one operation at a time per client");
     this.operation = { operation, body, deadline: now + this.options.operation_timeout };
-    if (this.session === 0 && isWrite(operation) && operation !== Operation.register) return this.begin(Operation.register, new Uint8Array(0), now);
+    if (this.session === 0 && isWrite(operation) && operation !== Operation.register)
+      return this.begin(Operation.register, new Uint8Array(0), now);
     return this.begin(operation, body, now);
   }
 
@@ -139,7 +143,8 @@ export class ClientSession {
     if (h.client !== this.options.client_id) return { kind: "ignored", problem: `received a reply for client ${h.client.toString(16)}` };
     const r = this.current;
     if (r === null || h.request !== r.request) return duplicate;
-    if (h.operation !== r.operation) return { kind: "ignored", problem: `reply to request ${h.request} is for operation ${h.operation}, the request was ${r.operation}` };
+    if (h.operation !== r.operation)
+      return { kind: "ignored", problem: `reply to request ${h.request} is for operation ${h.operation}, the request was ${r.operation}` };
     this.view_hint = Math.max(this.view_hint, h.view);
     const result = h.result as Result;
     switch (result) {
@@ -192,7 +197,12 @@ export class ClientSession {
     if (result === Result.evicted) {
       // The write may have executed before the session went: its outcome is unknown (§3.7).
       this.session = 0;
-      return this.fail(new ClientError("evicted", "the cluster evicted this client's session (too many clients): the write may or may not have happened; check and retry"));
+      return this.fail(
+        new ClientError(
+          "evicted",
+          "the cluster evicted this client's session (too many clients): the write may or may not have happened; check and retry",
+        ),
+      );
     }
     if (r.operation === Operation.register) {
       if (result !== Result.ok) return this.fail(new ClientError("protocol", `register failed with result ${Result[result] ?? result}`));
@@ -214,7 +224,16 @@ export class ClientSession {
     this.request_number += 1;
     const per_mib = this.options.attempt_timeout_per_mib ?? 0;
     const attempt_timeout = this.options.attempt_timeout + Math.ceil((body.length / mib) * per_mib);
-    this.current = { request: this.request_number, operation, body, attempt_timeout, sends: 0, redirected: false, foreign: new Set(), message: null };
+    this.current = {
+      request: this.request_number,
+      operation,
+      body,
+      attempt_timeout,
+      sends: 0,
+      redirected: false,
+      foreign: new Set(),
+      message: null,
+    };
     return this.transmit(now);
   }
 
@@ -300,7 +319,10 @@ export function resultError(reply: Message): ClientError {
     case Result.not_found:
       return new ClientError("not_found", "not found");
     case Result.condition_failed:
-      return new ClientError("condition_failed", `condition failed: the current version is ${limit ?? "unknown"}${limit === 0 ? " (absent)" : ""}`);
+      return new ClientError(
+        "condition_failed",
+        `condition failed: the current version is ${limit ?? "unknown"}${limit === 0 ? " (absent)" : ""}`,
+      );
     case Result.key_invalid:
       return new ClientError("key_invalid", `key rejected: keys are 1 to ${limit ?? key_size_max} bytes`);
     case Result.value_too_large:

@@ -101,7 +101,8 @@ export class Admission<T extends Admittee> {
 
   constructor(limits: Partial<AdmissionLimits> = {}) {
     this.limits = { ...admission_limits_default, ...limits };
-    for (const [name, value] of Object.entries(this.limits)) assert(Number.isInteger(value) && value > 0, `Admission: ${name} must be a positive integer, got ${value}`);
+    for (const [name, value] of Object.entries(this.limits))
+      assert(Number.isInteger(value) && value > 0, `Admission: ${name} must be a positive integer, got ${value}`);
   }
 
   /** A connection was just accepted. Returns the connection to close to make room for it (already
@@ -127,7 +128,10 @@ export class Admission<T extends Admittee> {
    * admitted: close it. A replaced peer connection (forgotten here) is to be closed too. */
   identify(connection: T, sender: number, replica_count: number): Identified<T> {
     assert(connection.role === "unidentified", "Admission.identify: already identified");
-    assert(sender === sender_client || (sender >= 0 && sender < replica_count), () => `Admission.identify: sender ${sender} was not validated`);
+    assert(
+      sender === sender_client || (sender >= 0 && sender < replica_count),
+      () => `Admission.identify: sender ${sender} was not validated`,
+    );
     this.forgetUnidentified(connection);
     if (sender === sender_client) {
       const from_host = this.clients_by_host.get(connection.remote_host) ?? 0;

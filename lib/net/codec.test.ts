@@ -1,5 +1,18 @@
 import { describe, expect, test } from "bun:test";
-import { Command, Header, Offset, command_max, decode, decodeHeader, encode, encodeInto, finalize, writeHeader, type DecodeError, type Message } from "./codec.ts";
+import {
+  Command,
+  Header,
+  Offset,
+  command_max,
+  decode,
+  decodeHeader,
+  encode,
+  encodeInto,
+  finalize,
+  writeHeader,
+  type DecodeError,
+  type Message,
+} from "./codec.ts";
 import { Prng } from "../util/prng.ts";
 import { checksum } from "../util/checksum.ts";
 import { AssertionError } from "../util/assert.ts";

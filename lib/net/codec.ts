@@ -120,7 +120,10 @@ function copyHeader(from: Uint8Array, offset: number): void {
 
 /** Sets size and both checksums; after this the header is immutable by convention. */
 export function finalize(header: Header, body: Uint8Array = empty_body): Message {
-  assert(header_size + body.length <= message_size_max, () => `message of ${header_size + body.length} bytes exceeds message_size_max ${message_size_max}`);
+  assert(
+    header_size + body.length <= message_size_max,
+    () => `message of ${header_size + body.length} bytes exceeds message_size_max ${message_size_max}`,
+  );
   header.size = header_size + body.length;
   header.checksum_body = checksum(body);
   fillScratch(header);
@@ -191,16 +194,7 @@ export function encodeInto(message: Message, buffer: Uint8Array, offset: number)
 }
 
 export type DecodeError =
-  | "short"
-  | "magic"
-  | "protocol"
-  | "size"
-  | "checksum_header"
-  | "checksum_body"
-  | "cluster"
-  | "command"
-  | "replica"
-  | "field";
+  "short" | "magic" | "protocol" | "size" | "checksum_header" | "checksum_body" | "cluster" | "command" | "replica" | "field";
 
 export type DecodeResult = { ok: true; message: Message } | { ok: false; error: DecodeError; detail: string };
 
@@ -221,14 +215,16 @@ export function decode(bytes: Uint8Array, cluster: bigint | null, owned = false)
   const protocol = v.getUint16(Offset.protocol, true);
   if (protocol !== protocol_version) return fail("protocol", `protocol version ${protocol}, this replica speaks ${protocol_version}`);
   const size = v.getUint32(Offset.size, true);
-  if (size !== bytes.length || size > message_size_max) return fail("size", `header says ${size} bytes, frame has ${bytes.length} (max ${message_size_max})`);
+  if (size !== bytes.length || size > message_size_max)
+    return fail("size", `header says ${size} bytes, frame has ${bytes.length} (max ${message_size_max})`);
   const header_checksum = checksum(scratch_checksummed);
   if (header_checksum !== v.getBigUint64(Offset.checksum, true)) return fail("checksum_header", "header checksum mismatch");
   const body = owned ? bytes.subarray(header_size, size) : bytes.slice(header_size, size);
   if (checksum(body) !== v.getBigUint64(Offset.checksum_body, true)) return fail("checksum_body", "body checksum mismatch");
   const h = readHeader(v);
   if (h === null) return fail("field", "a u64 field exceeds 2^53");
-  if (cluster !== null && h.cluster !== cluster) return fail("cluster", `cluster ${h.cluster.toString(16)} is not this cluster ${cluster.toString(16)}`);
+  if (cluster !== null && h.cluster !== cluster)
+    return fail("cluster", `cluster ${h.cluster.toString(16)} is not this cluster ${cluster.toString(16)}`);
   if (h.command < 1 || h.command > command_max) return fail("command", `unknown command ${h.command}`);
   if (h.replica >= replicas_max && h.replica !== sender_client) return fail("replica", `sender ${h.replica} out of range`);
   return { ok: true, message: { header: h, body } };

@@ -108,10 +108,13 @@ describe("FrameReader", () => {
         flipped[bit >> 3]! ^= 1 << (bit & 7);
         const byte = bit >> 3;
         const expected: FrameErrorCode =
-          byte >= header_size ? "checksum_body"
-          : byte >= Offset.magic && byte < Offset.magic + 4 ? "magic"
-          : byte >= Offset.protocol && byte < Offset.protocol + 2 ? "protocol"
-          : "checksum_header";
+          byte >= header_size
+            ? "checksum_body"
+            : byte >= Offset.magic && byte < Offset.magic + 4
+              ? "magic"
+              : byte >= Offset.protocol && byte < Offset.protocol + 2
+                ? "protocol"
+                : "checksum_header";
         // Header damage is caught from the header alone; body damage once the body is complete.
         const chunks = byte < header_size ? [flipped.subarray(0, header_size)] : [flipped];
         expect(errorOf(newReader(), chunks).code).toBe(expected);

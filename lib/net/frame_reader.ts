@@ -87,9 +87,15 @@ export class FrameReader {
   constructor(options: FrameReaderOptions) {
     const frame_size_max = options.frame_size_max ?? message_size_max;
     assert(Number.isInteger(frame_size_max), `frame_size_max must be an integer, got ${frame_size_max}`);
-    assert(frame_size_max >= header_size && frame_size_max <= message_size_max, () => `frame_size_max ${frame_size_max} is outside [${header_size}, ${message_size_max}]`);
+    assert(
+      frame_size_max >= header_size && frame_size_max <= message_size_max,
+      () => `frame_size_max ${frame_size_max} is outside [${header_size}, ${message_size_max}]`,
+    );
     if (options.replica_count !== undefined) {
-      assert(Number.isInteger(options.replica_count) && options.replica_count > 0 && options.replica_count < sender_client, `bad replica_count ${options.replica_count}`);
+      assert(
+        Number.isInteger(options.replica_count) && options.replica_count > 0 && options.replica_count < sender_client,
+        `bad replica_count ${options.replica_count}`,
+      );
     }
     this.cluster = options.cluster;
     this.cluster_lo = options.cluster === null ? 0 : Number(options.cluster & 0xffffffffn);
@@ -188,7 +194,10 @@ export class FrameReader {
       const large = this.large;
       // A large frame's buffer is exactly its size by now and goes with the message (no body copy);
       // a small frame's body is copied out of the retained buffer by decode.
-      assert((large === null) === (size <= this.buffer.length) && (large === null || large.length === size), "FrameReader: large frame buffer out of step");
+      assert(
+        (large === null) === size <= this.buffer.length && (large === null || large.length === size),
+        "FrameReader: large frame buffer out of step",
+      );
       const message = large !== null ? this.decodeFrame(large, true) : this.decodeFrame(this.buffer.subarray(0, size), false);
       this.large = null;
       this.buffered = 0;
@@ -236,19 +245,31 @@ export class FrameReader {
   private checkHeader(bytes: Uint8Array, offset: number): number {
     const magic = readU32(bytes, offset + Offset.magic);
     if (magic !== wire_magic) {
-      throw new FrameError("magic", `bad magic 0x${magic.toString(16).padStart(8, "0")} (expected 0x${wire_magic.toString(16)}): the peer does not speak the ToastyFS protocol, or the stream is corrupt`);
+      throw new FrameError(
+        "magic",
+        `bad magic 0x${magic.toString(16).padStart(8, "0")} (expected 0x${wire_magic.toString(16)}): the peer does not speak the ToastyFS protocol, or the stream is corrupt`,
+      );
     }
     const protocol = readU16(bytes, offset + Offset.protocol);
     if (protocol !== protocol_version) {
-      throw new FrameError("protocol", `the peer speaks protocol version ${protocol}, this node speaks ${protocol_version}: run the same ToastyFS version on every replica and client`);
+      throw new FrameError(
+        "protocol",
+        `the peer speaks protocol version ${protocol}, this node speaks ${protocol_version}: run the same ToastyFS version on every replica and client`,
+      );
     }
     const expected = readU64Big(bytes, offset + Offset.checksum);
     if (checksum(bytes.subarray(offset + 8, offset + header_size)) !== expected) {
-      throw new FrameError("checksum_header", "header checksum mismatch: the frame was corrupted in transit, or the peer is not a ToastyFS node");
+      throw new FrameError(
+        "checksum_header",
+        "header checksum mismatch: the frame was corrupted in transit, or the peer is not a ToastyFS node",
+      );
     }
     const size = readU32(bytes, offset + Offset.size);
     if (size < header_size || size > this.frame_size_max) {
-      throw new FrameError("size", `frame size ${size} is outside [${header_size}, ${this.frame_size_max}] bytes: the peer sent a message larger than this node accepts`);
+      throw new FrameError(
+        "size",
+        `frame size ${size} is outside [${header_size}, ${this.frame_size_max}] bytes: the peer sent a message larger than this node accepts`,
+      );
     }
     if (this.cluster !== null) {
       const lo = readU32(bytes, offset + Offset.cluster);
@@ -261,7 +282,10 @@ export class FrameReader {
     }
     const replica = bytes[offset + Offset.replica]!;
     if (this.replica_count !== null && replica >= this.replica_count && replica !== sender_client) {
-      throw new FrameError("replica", `sender replica index ${replica} is not below the replica count ${this.replica_count} (nor a client, ${sender_client}): the peer was configured with a different set of replicas`);
+      throw new FrameError(
+        "replica",
+        `sender replica index ${replica} is not below the replica count ${this.replica_count} (nor a client, ${sender_client}): the peer was configured with a different set of replicas`,
+      );
     }
     return size;
   }

@@ -3,7 +3,14 @@ import { message_size_max } from "../constants.ts";
 import { Prng } from "../util/prng.ts";
 import { encode, type Message } from "./codec.ts";
 import { FrameReader } from "./frame_reader.ts";
-import { FrameWriter, external_body_size_min, write_buffer_size_initial, write_buffer_size_max, write_buffer_size_retain_max, type ByteSink } from "./frame_writer.ts";
+import {
+  FrameWriter,
+  external_body_size_min,
+  write_buffer_size_initial,
+  write_buffer_size_max,
+  write_buffer_size_retain_max,
+  type ByteSink,
+} from "./frame_writer.ts";
 import { concat, randomMessage, sameBytes, test_cluster } from "./test_support.ts";
 
 /** A sink that records every write and accepts at most `accept` bytes per call (-1: closed). */
@@ -116,12 +123,24 @@ describe("FrameWriter", () => {
     const sink = new FakeSink();
     const writer = new FrameWriter();
     writer.attach(sink);
-    const messages = [randomMessage(prng, external_body_size_min), randomMessage(prng, 10), randomMessage(prng, external_body_size_min + 1), randomMessage(prng, external_body_size_min + 2)];
+    const messages = [
+      randomMessage(prng, external_body_size_min),
+      randomMessage(prng, 10),
+      randomMessage(prng, external_body_size_min + 1),
+      randomMessage(prng, external_body_size_min + 2),
+    ];
     for (const m of messages) writer.send(m);
     expect(writer.buffer_capacity).toBe(write_buffer_size_initial);
     await turn();
     // header | body | small message + header | body | header | body
-    expect(sink.writes).toEqual([128, messages[0]!.body.length, encode(messages[1]!).length + 128, messages[2]!.body.length, 128, messages[3]!.body.length]);
+    expect(sink.writes).toEqual([
+      128,
+      messages[0]!.body.length,
+      encode(messages[1]!).length + 128,
+      messages[2]!.body.length,
+      128,
+      messages[3]!.body.length,
+    ]);
     expect(sameBytes(sink.bytes(), concat(messages.map(encode)))).toBe(true);
   });
 

@@ -88,7 +88,10 @@ export class FrameWriter {
   constructor(options: FrameWriterOptions = {}) {
     this.per_turn = options.per_turn ?? false;
     this.buffered_bytes_max = options.buffered_bytes_max ?? write_buffer_size_max;
-    assert(Number.isInteger(this.buffered_bytes_max) && this.buffered_bytes_max >= header_size, `buffered_bytes_max must be an integer >= ${header_size}, got ${this.buffered_bytes_max}`);
+    assert(
+      Number.isInteger(this.buffered_bytes_max) && this.buffered_bytes_max >= header_size,
+      `buffered_bytes_max must be an integer >= ${header_size}, got ${this.buffered_bytes_max}`,
+    );
   }
 
   /** Bytes queued and not yet accepted by the sink. */

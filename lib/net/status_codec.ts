@@ -66,7 +66,19 @@ export function decodeStatus(bytes: Uint8Array): ReplicaStatus | null {
   }
   if (typeof value !== "object" || value === null) return null;
   const v = value as Record<string, unknown>;
-  const numbers = ["replica", "view", "log_view", "op", "commit_min", "commit_max", "checkpoint", "disk_bytes", "objects", "object_bytes", "uptime_ms"];
+  const numbers = [
+    "replica",
+    "view",
+    "log_view",
+    "op",
+    "commit_min",
+    "commit_max",
+    "checkpoint",
+    "disk_bytes",
+    "objects",
+    "object_bytes",
+    "uptime_ms",
+  ];
   for (const key of numbers) if (typeof v[key] !== "number") return null;
   if (typeof v.address !== "string" || typeof v.status !== "string" || typeof v.primary !== "boolean") return null;
   if (v.problem !== null && typeof v.problem !== "string") return null;

@@ -199,7 +199,10 @@ describe("TcpTransport", () => {
     expect(a.transport.stats.connect_timeouts).toBe(1);
     expect(a.logs.some((l) => l.includes("no answer within 100 ms"))).toBe(true);
     // The late socket reached b, and a closed it: b ends with just the live connection.
-    await waitFor("the late socket is accepted and closed", () => b.transport.stats.connections_accepted === 2 && b.transport.incoming_connections === 1);
+    await waitFor(
+      "the late socket is accepted and closed",
+      () => b.transport.stats.connections_accepted === 2 && b.transport.incoming_connections === 1,
+    );
     expect(a.transport.stats.connects_succeeded).toBe(1);
     expect(a.transport.isConnected(1)).toBe(true);
   });
@@ -231,7 +234,8 @@ describe("TcpTransport", () => {
     const peers = [addr(pb!), addr(pa!)];
     // b echoes every ping from replica 1 back to it.
     const b = await startNode({ self: 0, listen: peers[0], peers }, (node, m) => {
-      if (m.header.command === Command.ping && m.header.replica === 1) node.transport.sendToReplica(1, makeMessage({ command: Command.pong, replica: 0, op: m.header.op }));
+      if (m.header.command === Command.ping && m.header.replica === 1)
+        node.transport.sendToReplica(1, makeMessage({ command: Command.pong, replica: 0, op: m.header.op }));
     });
     const a = await startNode({ self: 1, listen: peers[1], peers });
     let op = 0;
@@ -248,7 +252,10 @@ describe("TcpTransport", () => {
     flipped[header_size + 10]! ^= 0x04;
     const bad_inputs: [string, Uint8Array][] = [
       ["garbage", randomBytes(prng, 4096)],
-      ["a truncated frame followed by the next frame", concat([valid.subarray(0, valid.length - 200), encode(ping(1, 100, randomBytes(prng, 500)))])],
+      [
+        "a truncated frame followed by the next frame",
+        concat([valid.subarray(0, valid.length - 200), encode(ping(1, 100, randomBytes(prng, 500)))]),
+      ],
       ["a flipped body bit", flipped],
       ["another cluster", encode(makeMessage({ cluster: 0xdeadn, replica: 1 }))],
       ["a 1 GiB size field", withU32(valid, Offset.size, 1 << 30).subarray(0, header_size)],
@@ -283,7 +290,13 @@ describe("TcpTransport", () => {
     const [pa] = freePorts(1);
     const server = rawListen({ paused: true });
     const bound = 4 * 1024 * 1024;
-    const a = await startNode({ self: 0, listen: addr(pa!), peers: [addr(pa!), addr(server.port)], write_buffer_size_max: bound, peer_silence_timeout_ms: 60_000 });
+    const a = await startNode({
+      self: 0,
+      listen: addr(pa!),
+      peers: [addr(pa!), addr(server.port)],
+      write_buffer_size_max: bound,
+      peer_silence_timeout_ms: 60_000,
+    });
     const prng = new Prng(5);
     const big = ping(0, 1, randomBytes(prng, 256 * 1024));
     const frame_size = big.header.size;
@@ -308,7 +321,10 @@ describe("TcpTransport", () => {
 
     // The peer reads again: the backlog drains, every accepted message arrives, sends succeed.
     for (const s of server.sockets) s.resume();
-    await waitFor("the backlog drains", () => a.transport.bufferedBytes() === 0 && server.bytes === a.transport.stats.frames_out * frame_size);
+    await waitFor(
+      "the backlog drains",
+      () => a.transport.bufferedBytes() === 0 && server.bytes === a.transport.stats.frames_out * frame_size,
+    );
     expect(a.transport.sendToReplica(1, big)).toBe(true);
     expect(a.transport.stats.messages_dropped_backpressure).toBe(dropped);
     expect(a.transport.stats.connects).toBe(1);
@@ -435,10 +451,18 @@ describe("TcpTransport", () => {
   // --- connection admission (lib/net/admission.ts) -----------------------------------------
 
   /** A replica (index 0 of `peer_count`) that answers every client request with a reply. */
-  async function answeringReplica(port: number, peer_count: number, admission: TransportOptions["admission"]): Promise<{ node: Node; peers: Address[] }> {
+  async function answeringReplica(
+    port: number,
+    peer_count: number,
+    admission: TransportOptions["admission"],
+  ): Promise<{ node: Node; peers: Address[] }> {
     const peers = [addr(port), ...freePorts(peer_count - 1).map(addr)];
     const node = await startNode({ self: 0, listen: peers[0], peers, admission }, (n, m) => {
-      if (m.header.command === Command.request) n.transport.sendToClient(m.header.client, makeMessage({ command: Command.reply, replica: 0, client: m.header.client, request: m.header.request }));
+      if (m.header.command === Command.request)
+        n.transport.sendToClient(
+          m.header.client,
+          makeMessage({ command: Command.reply, replica: 0, client: m.header.client, request: m.header.request }),
+        );
     });
     return { node, peers };
   }
@@ -453,7 +477,11 @@ describe("TcpTransport", () => {
 
   test("connections that never send a frame cannot lock out a client from their own address, and time out", async () => {
     const [port] = freePorts(1);
-    const { node: replica, peers } = await answeringReplica(port!, 1, { unidentified_per_address_max: 8, unidentified_connections_max: 16, first_frame_timeout_ms: 400 });
+    const { node: replica, peers } = await answeringReplica(port!, 1, {
+      unidentified_per_address_max: 8,
+      unidentified_connections_max: 16,
+      first_frame_timeout_ms: 400,
+    });
     const idle = await Promise.all(Array.from({ length: 40 }, () => rawConnect(port!)));
     idle[0]!.socket.write(new Uint8Array(20)); // part of a header, then nothing
     await waitFor("the replica made room", () => replica.transport.stats.connections_evicted_unidentified === 32);
@@ -487,7 +515,9 @@ describe("TcpTransport", () => {
     // gets in and is heard.
     const other = await startNode({ self: 1, listen: peers[1], peers });
     other.transport.sendToReplica(0, ping(1, 1));
-    await waitFor("replica 0 hears replica 1", () => replica.received.some((r) => r.message.header.command === Command.ping && r.message.header.replica === 1));
+    await waitFor("replica 0 hears replica 1", () =>
+      replica.received.some((r) => r.message.header.command === Command.ping && r.message.header.replica === 1),
+    );
     expect(replica.transport.stats.connections_rejected).toBe(1);
   });
 
@@ -528,7 +558,11 @@ describe("TcpTransport", () => {
   async function rawRecording(port: number): Promise<{ raw: Raw; bytes: () => Uint8Array }> {
     const chunks: Uint8Array[] = [];
     const state = { closed: false };
-    const socket = await Bun.connect({ hostname: host, port, socket: { binaryType: "uint8array", data: (_s, d) => void chunks.push(d), close: () => void (state.closed = true) } });
+    const socket = await Bun.connect({
+      hostname: host,
+      port,
+      socket: { binaryType: "uint8array", data: (_s, d) => void chunks.push(d), close: () => void (state.closed = true) },
+    });
     cleanup.push(() => socket.terminate());
     const raw: Raw = {
       socket,
@@ -551,7 +585,12 @@ describe("TcpTransport", () => {
     const reader = new FrameReader({ cluster: 0xdeadn });
     reader.push(answer);
     const reply = reader.next()!;
-    expect([reply.header.command, reply.header.result, reply.header.client, reply.header.request]).toEqual([Command.reply, Result.wrong_cluster, 42n, 1]);
+    expect([reply.header.command, reply.header.result, reply.header.client, reply.header.request]).toEqual([
+      Command.reply,
+      Result.wrong_cluster,
+      42n,
+      1,
+    ]);
     expect(clusterMismatchOf(reply)).toBe(test_cluster);
     expect(replica.transport.stats.cluster_mismatch_replies).toBe(1);
     expect(replica.transport.stats.frames_dropped_invalid).toBe(1);
@@ -562,7 +601,11 @@ describe("TcpTransport", () => {
   test("a frame of another cluster that no client or replica would send is not answered", async () => {
     const [port] = freePorts(1);
     const replica = await startNode({ self: 0, listen: addr(port!), peers: [addr(port!)] });
-    for (const fields of [{ command: Command.prepare, replica: sender_client }, { command: Command.reply, replica: sender_client }, { command: Command.ping, replica: 200 }]) {
+    for (const fields of [
+      { command: Command.prepare, replica: sender_client },
+      { command: Command.reply, replica: sender_client },
+      { command: Command.ping, replica: 200 },
+    ]) {
       const { raw, bytes } = await rawRecording(port!);
       raw.socket.write(encode(makeMessage({ ...fields, cluster: 0xdeadn })));
       await waitFor("the replica closes the connection", () => raw.closed);
@@ -599,6 +642,10 @@ describe("TcpTransport", () => {
       `warn: replica 1 at 127.0.0.1:${pb} refused our connection: it belongs to cluster 0x000000000000bbbb, ours is 0x000000000000aaaa, because its --addr/--peer list differs from ours. Start every replica with the same set of addresses, in any order (retrying with backoff up to 50 ms)`,
     ]);
     expect(a.logs.filter((l) => l.startsWith("info:") && l.includes(`${pb}`)).length).toBeLessThanOrEqual(1);
-    expect(b.logs.filter((l) => l.includes("sent frames of cluster 0x000000000000aaaa, ours is 0x000000000000bbbb: its --addr/--peer list differs from ours")).length).toBe(1);
+    expect(
+      b.logs.filter((l) =>
+        l.includes("sent frames of cluster 0x000000000000aaaa, ours is 0x000000000000bbbb: its --addr/--peer list differs from ours"),
+      ).length,
+    ).toBe(1);
   });
 });

@@ -51,7 +51,14 @@ import type { SocketHandler, TCPSocketConnectOptions } from "bun";
  * another while the cluster forms, or the headers it serves in a repair, would otherwise be
  * "waiting for an answer" forever and close a healthy connection 3 s later.
  */
-const answers_expect_nothing: ReadonlySet<number> = new Set([Command.pong, Command.headers, Command.sync_chunk, Command.value, Command.reply, Command.status]);
+const answers_expect_nothing: ReadonlySet<number> = new Set([
+  Command.pong,
+  Command.headers,
+  Command.sync_chunk,
+  Command.value,
+  Command.reply,
+  Command.status,
+]);
 
 export type { ConnectionInfo } from "./connection.ts";
 export type { Address } from "./address.ts";
@@ -258,7 +265,10 @@ export class TcpTransport {
   ) {
     const peer_count = options.peers.length;
     assert(peer_count > 0, "TcpTransport: peers must list at least one replica");
-    assert(options.self === null || (Number.isInteger(options.self) && options.self >= 0 && options.self < peer_count), () => `TcpTransport: self ${options.self} is not an index into ${peer_count} peers`);
+    assert(
+      options.self === null || (Number.isInteger(options.self) && options.self >= 0 && options.self < peer_count),
+      () => `TcpTransport: self ${options.self} is not an index into ${peer_count} peers`,
+    );
     assert(options.self === null || options.listen !== undefined, "TcpTransport: a replica must listen");
     this.connect_timeout_ms = options.connect_timeout_ms ?? connect_timeout_ms;
     this.peer_silence_timeout_ms = options.peer_silence_timeout_ms ?? peer_silence_timeout_ms;
@@ -269,7 +279,10 @@ export class TcpTransport {
     const backoff_min = options.reconnect_backoff_min_ms ?? reconnect_backoff_min_ms;
     const backoff_max = options.reconnect_backoff_max_ms ?? reconnect_backoff_max_ms;
     this.peers = options.peers.map((address, index) => {
-      assert(Number.isInteger(address.port) && address.port >= 0 && address.port < 65536, () => `TcpTransport: bad port for replica ${index}: ${address.port}`);
+      assert(
+        Number.isInteger(address.port) && address.port >= 0 && address.port < 65536,
+        () => `TcpTransport: bad port for replica ${index}: ${address.port}`,
+      );
       return new Peer(index, address, this.newWriter(), new Backoff(backoff_min, backoff_max));
     });
     this.stats = this.counters;
@@ -328,7 +341,10 @@ export class TcpTransport {
    */
   sendToReplica(index: number, message: Message): boolean {
     assert(this.started, "TcpTransport.sendToReplica before start()");
-    assert(Number.isInteger(index) && index >= 0 && index < this.peers.length, () => `sendToReplica: no replica ${index} (${this.peers.length} peers)`);
+    assert(
+      Number.isInteger(index) && index >= 0 && index < this.peers.length,
+      () => `sendToReplica: no replica ${index} (${this.peers.length} peers)`,
+    );
     assert(index !== this.options.self, "sendToReplica: a replica never sends to itself");
     if (this.closed) return false;
     const peer = this.peers[index]!;
@@ -429,7 +445,11 @@ export class TcpTransport {
   // --- connections -------------------------------------------------------------------------
 
   private newReader(): FrameReader {
-    return new FrameReader({ cluster: this.options.cluster, frame_size_max: this.options.frame_size_max, replica_count: this.peers.length });
+    return new FrameReader({
+      cluster: this.options.cluster,
+      frame_size_max: this.options.frame_size_max,
+      replica_count: this.peers.length,
+    });
   }
 
   private newWriter(): FrameWriter {
@@ -451,7 +471,10 @@ export class TcpTransport {
   }
 
   private connect(peer: Peer): void {
-    assert(!this.closed && peer.connection === null && peer.retry_timer === null && peer.connect_timer === null, "connect: peer already connecting");
+    assert(
+      !this.closed && peer.connection === null && peer.retry_timer === null && peer.connect_timer === null,
+      "connect: peer already connecting",
+    );
     const connection = new Connection(this.newInfo("outgoing", peer.remote, peer.index), peer.address.host, this.newReader(), peer.writer);
     peer.connection = connection;
     this.counters.connects += 1;
@@ -465,7 +488,10 @@ export class TcpTransport {
       if (peer.connection === connection && connection.socket === null) this.connectFailed(peer, connection, describeError(error));
     };
     try {
-      this.dial({ hostname: peer.address.host, port: peer.address.port, data: connection, socket: this.outgoing_handlers }).then(undefined, failed);
+      this.dial({ hostname: peer.address.host, port: peer.address.port, data: connection, socket: this.outgoing_handlers }).then(
+        undefined,
+        failed,
+      );
     } catch (error) {
       failed(error);
     }
@@ -492,7 +518,10 @@ export class TcpTransport {
     // failures persist, then at most once a minute per address.
     const now = nowMs();
     if (peer.failures === 1) {
-      this.options.log("info", `cannot connect to replica ${peer.index} at ${peer.remote} yet: ${reason} (normal while the cluster starts; retrying with backoff up to ${peer.backoff.max_ms} ms while there is something to send)`);
+      this.options.log(
+        "info",
+        `cannot connect to replica ${peer.index} at ${peer.remote} yet: ${reason} (normal while the cluster starts; retrying with backoff up to ${peer.backoff.max_ms} ms while there is something to send)`,
+      );
     }
     const waited_ms = peer.unanswered_since_ms === null ? null : now - peer.unanswered_since_ms;
     const persistent = waited_ms === null ? peer.failures >= connect_failures_warn : waited_ms >= connect_failures_warn_ms;
@@ -518,7 +547,10 @@ export class TcpTransport {
     peer.connect_timer = null;
     this.counters.connects_succeeded += 1;
     this.opened(connection, socket);
-    this.options.log(peer.foreign_cluster === undefined ? "info" : "debug", `connected to replica ${peer.index} at ${peer.remote}${peer.failures > 0 ? ` after ${peer.failures} failed attempts` : ""}`);
+    this.options.log(
+      peer.foreign_cluster === undefined ? "info" : "debug",
+      `connected to replica ${peer.index} at ${peer.remote}${peer.failures > 0 ? ` after ${peer.failures} failed attempts` : ""}`,
+    );
     peer.failures = 0;
   }
 
@@ -536,8 +568,14 @@ export class TcpTransport {
     const room = this.admission.accept(connection);
     if (room !== null) {
       this.counters.connections_evicted_unidentified += 1;
-      const limit = room.scope === "address" ? `${room.waiting} connections from ${room.evicted.remote_host} have not sent their first frame (limit ${this.admission.limits.unidentified_per_address_max} per address)` : `${room.waiting} connections in all have not sent their first frame (limit ${this.admission.limits.unidentified_connections_max})`;
-      this.idleWarning(room.evicted, `closing connection ${room.evicted.info.remote}, which sent no complete frame in ${Math.round(nowMs() - room.evicted.opened_at_ms)} ms, to make room: ${limit}`);
+      const limit =
+        room.scope === "address"
+          ? `${room.waiting} connections from ${room.evicted.remote_host} have not sent their first frame (limit ${this.admission.limits.unidentified_per_address_max} per address)`
+          : `${room.waiting} connections in all have not sent their first frame (limit ${this.admission.limits.unidentified_connections_max})`;
+      this.idleWarning(
+        room.evicted,
+        `closing connection ${room.evicted.info.remote}, which sent no complete frame in ${Math.round(nowMs() - room.evicted.opened_at_ms)} ms, to make room: ${limit}`,
+      );
       this.terminate(room.evicted, "no frame yet; closed to make room for a new connection");
     }
     this.opened(connection, socket);
@@ -550,7 +588,10 @@ export class TcpTransport {
     const suppressed = this.log_limiter.admit(`idle ${host}`, nowMs());
     if (suppressed === null) return;
     const more = suppressed > 0 ? ` (${suppressed} more such connections from ${host} closed since the last line)` : "";
-    this.options.log("warn", `${what}. Something at ${host} is opening connections and leaving them idle (a client or replica sends a frame as soon as it connects); clients and replicas can still connect${more}`);
+    this.options.log(
+      "warn",
+      `${what}. Something at ${host} is opening connections and leaving them idle (a client or replica sends a frame as soon as it connects); clients and replicas can still connect${more}`,
+    );
   }
 
   /** The first whole frame on an accepted connection says whose it is (lib/net/admission.ts).
@@ -567,7 +608,10 @@ export class TcpTransport {
       this.counters.connections_peer_replaced += 1;
       const replaced = outcome.replaced;
       if (this.log_limiter.admit(`replaced ${sender}`, nowMs()) !== null) {
-        this.options.log("info", `closing connection ${replaced.info.remote} from replica ${sender}: its newer connection ${connection.info.remote} makes ${this.admission.limits.peer_connections_per_replica_max + 1} (a replica that reconnected while old connections lingered, or something else claiming to be replica ${sender})`);
+        this.options.log(
+          "info",
+          `closing connection ${replaced.info.remote} from replica ${sender}: its newer connection ${connection.info.remote} makes ${this.admission.limits.peer_connections_per_replica_max + 1} (a replica that reconnected while old connections lingered, or something else claiming to be replica ${sender})`,
+        );
       }
       this.terminate(replaced, `replaced by a newer connection from replica ${sender}`);
     }
@@ -579,9 +623,15 @@ export class TcpTransport {
     const suppressed = this.log_limiter.admit(`clients ${host}`, nowMs());
     if (suppressed === null) return;
     const limits = this.admission.limits;
-    const open = scope === "address" ? `${this.admission.fromHost(host).clients} client connections from ${host} are open (limit ${limits.client_connections_per_address_max} per address)` : `${this.admission.counts.clients} client connections are open (limit ${limits.client_connections_max})`;
+    const open =
+      scope === "address"
+        ? `${this.admission.fromHost(host).clients} client connections from ${host} are open (limit ${limits.client_connections_per_address_max} per address)`
+        : `${this.admission.counts.clients} client connections are open (limit ${limits.client_connections_max})`;
     const more = suppressed > 0 ? ` (${suppressed} more refused since the last line)` : "";
-    this.options.log("warn", `refusing client connection ${connection.info.remote}: ${open}; idle client connections are closed after ${limits.client_idle_timeout_ms / 1000} s without a request, or run fewer clients per host${more}`);
+    this.options.log(
+      "warn",
+      `refusing client connection ${connection.info.remote}: ${open}; idle client connections are closed after ${limits.client_idle_timeout_ms / 1000} s without a request, or run fewer clients per host${more}`,
+    );
   }
 
   private opened(connection: Connection, socket: TransportSocket): void {
@@ -604,7 +654,10 @@ export class TcpTransport {
     connection.closed = true;
     if (connection.reader.buffered_bytes > 0 && connection.reader.error === null) {
       this.counters.frames_truncated += 1;
-      this.options.log("debug", `connection ${connection.info.remote} closed in the middle of a frame (${connection.reader.buffered_bytes} bytes of it dropped)`);
+      this.options.log(
+        "debug",
+        `connection ${connection.info.remote} closed in the middle of a frame (${connection.reader.buffered_bytes} bytes of it dropped)`,
+      );
     }
     const discarded = connection.writer.detach();
     this.counters.bytes_dropped_disconnected += discarded;
@@ -625,7 +678,11 @@ export class TcpTransport {
         peer.next_attempt_ms = nowMs() + peer.backoff.next();
       }
       const level = peer.foreign_cluster === undefined ? "info" : "debug"; // said once a minute in onForeignReply
-      if (!this.closed) this.options.log(level, `connection to replica ${connection.info.peer} at ${connection.info.remote} closed: ${reason}${discarded > 0 ? ` (${discarded} queued bytes dropped)` : ""}`);
+      if (!this.closed)
+        this.options.log(
+          level,
+          `connection to replica ${connection.info.peer} at ${connection.info.remote} closed: ${reason}${discarded > 0 ? ` (${discarded} queued bytes dropped)` : ""}`,
+        );
     }
     this.handlers.onConnectionClose?.(connection.info, reason);
     if (this.on_all_closed !== null && this.allClosed()) this.on_all_closed();
@@ -685,7 +742,10 @@ export class TcpTransport {
     const suppressed = this.log_limiter.admit(`invalid ${host}`, nowMs());
     if (suppressed !== null) {
       const more = suppressed > 0 ? ` (${suppressed} more invalid frames from ${host} were not logged in the last minute)` : "";
-      this.options.log("warn", `closing ${connection.info.direction} connection ${connection.info.remote}: invalid frame (${error.code}): ${error.message}${more}`);
+      this.options.log(
+        "warn",
+        `closing ${connection.info.direction} connection ${connection.info.remote}: invalid frame (${error.code}): ${error.message}${more}`,
+      );
     }
     this.terminate(connection, `invalid frame (${error.code})`);
   }
@@ -740,7 +800,12 @@ export class TcpTransport {
       this.heardFrom(header.replica, now);
     }
     // Only a client's own request (sender 255, docs/PROTOCOL.md §1.1) teaches where that client is.
-    if ((header.command === Command.request || header.command === Command.request_status) && header.replica === sender_client && connection.info.direction === "incoming" && this.options.self !== null) {
+    if (
+      (header.command === Command.request || header.command === Command.request_status) &&
+      header.replica === sender_client &&
+      connection.info.direction === "incoming" &&
+      this.options.self !== null
+    ) {
       this.route(header.client, connection);
     }
   }
@@ -787,7 +852,10 @@ export class TcpTransport {
     this.counters.messages_dropped_backpressure += 1;
     const suppressed = this.log_limiter.admit(`backpressure ${remote}`, nowMs());
     if (suppressed !== null) {
-      this.options.log("warn", `dropping messages to ${remote}: ${writer.buffered_bytes} bytes already queued (bound ${writer.buffered_bytes_max}); the peer is not reading fast enough${suppressed > 0 ? ` (${suppressed} more drops not logged)` : ""}`);
+      this.options.log(
+        "warn",
+        `dropping messages to ${remote}: ${writer.buffered_bytes} bytes already queued (bound ${writer.buffered_bytes_max}); the peer is not reading fast enough${suppressed > 0 ? ` (${suppressed} more drops not logged)` : ""}`,
+      );
     }
     return false;
   }
@@ -803,7 +871,10 @@ export class TcpTransport {
         const since = Math.max(peer.unanswered_since_ms, connection.opened_at_ms);
         if (now - since > this.peer_silence_timeout_ms) {
           this.counters.connections_closed_silent += 1;
-          this.options.log("warn", `replica ${peer.index} at ${peer.remote} sent nothing for ${Math.round(now - since)} ms although messages to it are waiting for an answer: presuming the connection half-open (peer down or partitioned); closing and redialing`);
+          this.options.log(
+            "warn",
+            `replica ${peer.index} at ${peer.remote} sent nothing for ${Math.round(now - since)} ms although messages to it are waiting for an answer: presuming the connection half-open (peer down or partitioned); closing and redialing`,
+          );
           this.terminate(connection, "presumed half-open: no answer");
         }
       }
@@ -820,14 +891,20 @@ export class TcpTransport {
     for (const connection of this.admission.firstFrameOverdue(now)) {
       this.counters.connections_closed_first_frame_timeout += 1;
       const partial = connection.reader.buffered_bytes > 0 ? ` (${connection.reader.buffered_bytes} bytes of one arrived)` : "";
-      this.idleWarning(connection, `closing connection ${connection.info.remote}: no complete frame within ${this.admission.limits.first_frame_timeout_ms} ms of connecting${partial}`);
+      this.idleWarning(
+        connection,
+        `closing connection ${connection.info.remote}: no complete frame within ${this.admission.limits.first_frame_timeout_ms} ms of connecting${partial}`,
+      );
       this.terminate(connection, "no complete frame in time");
     }
     if (now - this.idle_checked_ms < idle_check_interval_ms) return;
     this.idle_checked_ms = now;
     for (const connection of this.admission.idleClients(now)) {
       this.counters.connections_closed_idle += 1;
-      this.options.log("debug", `closing client connection ${connection.info.remote}: no request for ${Math.round((now - connection.last_frame_ms) / 1000)} s (the client dials again when it needs to)`);
+      this.options.log(
+        "debug",
+        `closing client connection ${connection.info.remote}: no request for ${Math.round((now - connection.last_frame_ms) / 1000)} s (the client dials again when it needs to)`,
+      );
       this.terminate(connection, "idle client connection");
     }
   }

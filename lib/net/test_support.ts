@@ -62,7 +62,11 @@ export function randomMessage(prng: Prng, body_size: number, replica_count = 3):
 
 /** Rewrites the header checksum of an encoded frame after its header bytes were edited. */
 export function reseal(frame: Uint8Array): void {
-  new DataView(frame.buffer, frame.byteOffset, frame.byteLength).setBigUint64(Offset.checksum, checksum(frame.subarray(8, header_size)), true);
+  new DataView(frame.buffer, frame.byteOffset, frame.byteLength).setBigUint64(
+    Offset.checksum,
+    checksum(frame.subarray(8, header_size)),
+    true,
+  );
 }
 
 /** Sets a u32 header field of an encoded frame and reseals it (a frame a buggy or hostile peer

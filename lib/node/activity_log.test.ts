@@ -5,9 +5,27 @@ import type { ReplicaStatus } from "../net/status_codec.ts";
 
 function status(repairs: number): ReplicaStatus {
   return {
-    replica: 0, address: "127.0.0.1:8081", status: "normal", primary: false, view: 1, log_view: 1, op: 1, commit_min: 1, commit_max: 1,
-    checkpoint: 0, disk_bytes: 0, objects: 0, object_bytes: 0, uptime_ms: 0, problem: null, counters: { repairs_requested: repairs },
-    status_ms: 0, status_view: 1, peers: [], last_warning: null, incarnation: 7,
+    replica: 0,
+    address: "127.0.0.1:8081",
+    status: "normal",
+    primary: false,
+    view: 1,
+    log_view: 1,
+    op: 1,
+    commit_min: 1,
+    commit_max: 1,
+    checkpoint: 0,
+    disk_bytes: 0,
+    objects: 0,
+    object_bytes: 0,
+    uptime_ms: 0,
+    problem: null,
+    counters: { repairs_requested: repairs },
+    status_ms: 0,
+    status_view: 1,
+    peers: [],
+    last_warning: null,
+    incarnation: 7,
   };
 }
 

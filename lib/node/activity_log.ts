@@ -32,7 +32,10 @@ export class ActivityLog {
       if (this.repair_started_ms === null) {
         this.repair_started_ms = now_ms;
         this.repairs_in_episode = 0;
-        this.log.log("info", "repairing: fetching missing or damaged prepares from peers (normal after a restart or lost messages; if it never stops, check this replica's disk and network)");
+        this.log.log(
+          "info",
+          "repairing: fetching missing or damaged prepares from peers (normal after a restart or lost messages; if it never stops, check this replica's disk and network)",
+        );
       }
       this.repairs_in_episode += delta;
     } else if (this.repair_started_ms !== null) {
@@ -41,5 +44,4 @@ export class ActivityLog {
       this.repair_started_ms = null;
     }
   }
-
 }

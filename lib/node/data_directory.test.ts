@@ -22,7 +22,9 @@ test("a locked directory is refused until its holder releases it; LOCK names the
   expect(fs.readFileSync(path.join(dir, "LOCK"), "utf8")).toBe(`${process.pid}\n`);
   // flock conflicts between two open files even within one process.
   expect(() => DataDirectory.open(dir)).toThrow(StartupError);
-  expect(() => DataDirectory.open(dir)).toThrow(`data directory ${dir} is in use by process ${process.pid}; each replica needs its own --data directory`);
+  expect(() => DataDirectory.open(dir)).toThrow(
+    `data directory ${dir} is in use by process ${process.pid}; each replica needs its own --data directory`,
+  );
   first.release();
   const second = DataDirectory.open(dir);
   second.release();

@@ -53,7 +53,9 @@ export class DataDirectory {
       const owner = result === "held" ? readOwner(lock_path) : null;
       fs.closeSync(fd);
       if (result === "held") throw inUse(dir, owner);
-      throw new StartupError(`cannot lock data directory ${dir}: flock failed with errno ${result.errno} (a file system without locks, such as some NFS mounts, cannot hold a data directory)`);
+      throw new StartupError(
+        `cannot lock data directory ${dir}: flock failed with errno ${result.errno} (a file system without locks, such as some NFS mounts, cannot hold a data directory)`,
+      );
     }
     try {
       fs.ftruncateSync(fd, 0);
@@ -73,7 +75,8 @@ export class DataDirectory {
         fs.closeSync(fd);
         return new DataDirectory(dir, lock_path, null);
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw new StartupError(`cannot lock data directory ${dir}: ${(error as Error).message}`);
+        if ((error as NodeJS.ErrnoException).code !== "EEXIST")
+          throw new StartupError(`cannot lock data directory ${dir}: ${(error as Error).message}`);
       }
       const owner = readOwner(lock_path);
       if (owner !== null && owner !== process.pid && running(owner)) throw inUse(dir, owner);
@@ -93,7 +96,9 @@ export class DataDirectory {
 }
 
 function inUse(dir: string, owner: number | null): StartupError {
-  return new StartupError(`data directory ${dir} is in use by ${owner === null ? "another process" : `process ${owner}`}; each replica needs its own --data directory`);
+  return new StartupError(
+    `data directory ${dir} is in use by ${owner === null ? "another process" : `process ${owner}`}; each replica needs its own --data directory`,
+  );
 }
 
 function readOwner(lock_path: string): number | null {

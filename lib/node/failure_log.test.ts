@@ -44,7 +44,9 @@ test("a failure that repeats at every restart logs its trace once, then one line
   const later = restart(dir, error, t0 + 11 * 60_000);
   expect(later[0]).toStartWith("error stopping on an unexpected failure (101 times since 2026-01-01T00:00:00.000Z), a bug");
   expect(later[0]).toContain(error.stack!);
-  expect(restart(dir, error, t0 + 11 * 60_000 + 1)[0]).toContain("(102 times since 2026-01-01T00:00:00.000Z; its full trace was logged at 2026-01-01T00:11:00.000Z");
+  expect(restart(dir, error, t0 + 11 * 60_000 + 1)[0]).toContain(
+    "(102 times since 2026-01-01T00:00:00.000Z; its full trace was logged at 2026-01-01T00:11:00.000Z",
+  );
 });
 
 test("another failure logs its own trace; a damaged record costs one trace, nothing else", () => {

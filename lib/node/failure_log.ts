@@ -52,7 +52,10 @@ export class FailureLog {
       this.record = { message, first_ms, count, trace_ms: now_ms };
       const stack = error instanceof Error && error.stack !== undefined ? error.stack : message;
       const seen = count > 1 ? ` (${count} times since ${iso(first_ms)})` : "";
-      this.log("error", `stopping on an unexpected failure${seen}, a bug: please report it with this trace and the log lines before it. Repeats of it are logged as one line each, with this trace at most every ${this.interval_ms / 60_000} minutes.\n${stack}`);
+      this.log(
+        "error",
+        `stopping on an unexpected failure${seen}, a bug: please report it with this trace and the log lines before it. Repeats of it are logged as one line each, with this trace at most every ${this.interval_ms / 60_000} minutes.\n${stack}`,
+      );
     }
     this.save();
   }
@@ -85,7 +88,15 @@ function readRecord(file: string): FailureRecord | null {
   }
   if (typeof value !== "object" || value === null) return null;
   const r = value as Record<string, unknown>;
-  if (typeof r.message !== "string" || !isTime(r.first_ms) || !isTime(r.trace_ms) || typeof r.count !== "number" || !Number.isSafeInteger(r.count) || r.count < 1) return null;
+  if (
+    typeof r.message !== "string" ||
+    !isTime(r.first_ms) ||
+    !isTime(r.trace_ms) ||
+    typeof r.count !== "number" ||
+    !Number.isSafeInteger(r.count) ||
+    r.count < 1
+  )
+    return null;
   return { message: r.message, first_ms: r.first_ms, count: r.count, trace_ms: r.trace_ms };
 }
 

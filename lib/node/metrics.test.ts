@@ -15,10 +15,27 @@ function header(command: Command, client: bigint, request: number, operation: Op
 }
 
 const status: ReplicaStatus = {
-  replica: 1, address: "127.0.0.1:8082", status: "normal", primary: true, view: 3, log_view: 3, op: 40, commit_min: 39, commit_max: 40,
-  checkpoint: 0, disk_bytes: 1024, objects: 2, object_bytes: 10, uptime_ms: 5000, problem: null,
+  replica: 1,
+  address: "127.0.0.1:8082",
+  status: "normal",
+  primary: true,
+  view: 3,
+  log_view: 3,
+  op: 40,
+  commit_min: 39,
+  commit_max: 40,
+  checkpoint: 0,
+  disk_bytes: 1024,
+  objects: 2,
+  object_bytes: 10,
+  uptime_ms: 5000,
+  problem: null,
   counters: { view_changes: 2, frames_dropped_invalid: 4, frames_truncated: 1, repairs_requested: 7 },
-  status_ms: 4000, status_view: 3, peers: [], last_warning: null, incarnation: 7,
+  status_ms: 4000,
+  status_view: 3,
+  peers: [],
+  last_warning: null,
+  incarnation: 7,
 };
 
 describe("RequestMetrics", () => {

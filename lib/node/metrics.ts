@@ -169,9 +169,14 @@ export function renderMetrics(status: ReplicaStatus, requests: RequestMetrics, d
   const replica = { replica: String(status.replica), address: status.address };
   e.gauge("toastyfs_replica_info", "This replica's index and address (always 1).", 1, replica);
   e.family("toastyfs_replica_status", "gauge", "1 for the replica's current status (normal, view_change, recovering, blank, down).");
-  for (const s of ["normal", "view_change", "recovering", "blank", "down"]) e.sample("toastyfs_replica_status", status.status === s ? 1 : 0, { status: s });
+  for (const s of ["normal", "view_change", "recovering", "blank", "down"])
+    e.sample("toastyfs_replica_status", status.status === s ? 1 : 0, { status: s });
   e.gauge("toastyfs_replica_primary", "1 if this replica is the primary of its view.", status.primary ? 1 : 0);
-  e.gauge("toastyfs_replica_problem", "1 if the replica reports a problem (disk full, storage error); see toastyfs status.", status.problem === null ? 0 : 1);
+  e.gauge(
+    "toastyfs_replica_problem",
+    "1 if the replica reports a problem (disk full, storage error); see toastyfs status.",
+    status.problem === null ? 0 : 1,
+  );
   e.gauge("toastyfs_view", "Current view number.", status.view);
   e.gauge("toastyfs_log_view", "The view of the newest log this replica vouches for.", status.log_view);
   e.gauge("toastyfs_op", "Highest op number in the journal.", status.op);
@@ -205,8 +210,13 @@ export function renderMetrics(status: ReplicaStatus, requests: RequestMetrics, d
     e.sample("toastyfs_request_duration_seconds_count", h.count, { operation });
   }
 
-  e.family("toastyfs_frames_dropped_total", "counter", "Messages dropped by the transport, by reason (invalid frames close their connection).");
-  for (const [counter, reason] of Object.entries(frames_dropped)) e.sample("toastyfs_frames_dropped_total", status.counters[counter] ?? 0, { reason });
+  e.family(
+    "toastyfs_frames_dropped_total",
+    "counter",
+    "Messages dropped by the transport, by reason (invalid frames close their connection).",
+  );
+  for (const [counter, reason] of Object.entries(frames_dropped))
+    e.sample("toastyfs_frames_dropped_total", status.counters[counter] ?? 0, { reason });
   for (const name of Object.keys(status.counters).sort()) {
     if (name === "view_changes" || name in frames_dropped) continue;
     const metric = `toastyfs_${name.replace(/[^a-zA-Z0-9_]/g, "_")}_total`;
@@ -243,7 +253,8 @@ export class MetricsServer {
       });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      const why = code === "EADDRINUSE" ? "the port is in use" : code === "EADDRNOTAVAIL" ? "no such local address" : (error as Error).message;
+      const why =
+        code === "EADDRINUSE" ? "the port is in use" : code === "EADDRNOTAVAIL" ? "no such local address" : (error as Error).message;
       throw new MetricsError(`cannot serve metrics on ${formatAddress(this.address)}: ${why}`);
     }
   }
@@ -259,7 +270,8 @@ export class MetricsServer {
         headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
       });
     }
-    if (url.pathname === "/") return new Response("toastyfs replica metrics: see /metrics\n", { headers: { "content-type": "text/plain" } });
+    if (url.pathname === "/")
+      return new Response("toastyfs replica metrics: see /metrics\n", { headers: { "content-type": "text/plain" } });
     return new Response("not found: see /metrics\n", { status: 404 });
   }
 

@@ -14,7 +14,14 @@ function wrap<T>(what: string, fn: () => T): T {
     return fn();
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
-    const code = e.code !== undefined && codes.has(e.code) ? (e.code as FsErrorCode) : e.code === "EPERM" || e.code === "EROFS" ? "EACCES" : e.code === "EDQUOT" ? "ENOSPC" : "EIO";
+    const code =
+      e.code !== undefined && codes.has(e.code)
+        ? (e.code as FsErrorCode)
+        : e.code === "EPERM" || e.code === "EROFS"
+          ? "EACCES"
+          : e.code === "EDQUOT"
+            ? "ENOSPC"
+            : "EIO";
     throw new FsError(code, `${what}: ${e.message}`);
   }
 }

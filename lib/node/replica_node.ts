@@ -56,7 +56,6 @@ export interface RequestHooks {
   replySent(header: Header): void;
 }
 
-
 export class ReplicaNode {
   readonly membership: Membership;
   readonly index: number;
@@ -100,7 +99,11 @@ export class ReplicaNode {
 
   /** Logs, and keeps the latest warning or error for the status document. */
   private note(level: "debug" | "info" | "warn" | "error", text: string): void {
-    if (level === "warn" || level === "error") this.last_warning = { text: text.length > last_warning_chars_max ? `${text.slice(0, last_warning_chars_max - 3)}...` : text, at_ms: performance.now() };
+    if (level === "warn" || level === "error")
+      this.last_warning = {
+        text: text.length > last_warning_chars_max ? `${text.slice(0, last_warning_chars_max - 3)}...` : text,
+        at_ms: performance.now(),
+      };
     this.log.log(level, text);
   }
 
@@ -147,8 +150,12 @@ export class ReplicaNode {
     }
     this.tick_timer = setInterval(() => this.onTick(), this.config.tick_ms);
     const listen = this.options.listen ?? this.options.self;
-    const dialed = formatAddress(listen) === formatAddress(this.options.self) ? "" : ` (peers and clients dial ${formatAddress(this.options.self)})`;
-    this.log.log("info", `listening on ${formatAddress(listen)}${dialed}, cluster ${this.membership.replicas.map(formatAddress).join(",")}, data ${path.resolve(this.options.data_dir)}`);
+    const dialed =
+      formatAddress(listen) === formatAddress(this.options.self) ? "" : ` (peers and clients dial ${formatAddress(this.options.self)})`;
+    this.log.log(
+      "info",
+      `listening on ${formatAddress(listen)}${dialed}, cluster ${this.membership.replicas.map(formatAddress).join(",")}, data ${path.resolve(this.options.data_dir)}`,
+    );
   }
 
   private openReplica(): void {
@@ -294,7 +301,9 @@ export class ReplicaNode {
   private onStorageError(error: FsError): void {
     this.counters.storage_errors += 1;
     this.problem = `storage error: ${error.message}`;
-    this.logRepeated(`${error.message}: closing the data directory and reopening it from disk; the replica acknowledges nothing until it has reread its journal (check the disk: dmesg, free space)`);
+    this.logRepeated(
+      `${error.message}: closing the data directory and reopening it from disk; the replica acknowledges nothing until it has reread its journal (check the disk: dmesg, free space)`,
+    );
     this.storage?.close();
     this.replica = null;
     this.storage = null;
@@ -348,7 +357,15 @@ export class ReplicaNode {
       peers: this.peers.flatMap((p, i) =>
         i === this.index
           ? []
-          : [{ replica: i, address: formatAddress(this.membership.replicas[i]!), heard_ms: p.heard_at_ms === null ? null : Math.round(now - p.heard_at_ms), connected: p.connected, error: p.error }],
+          : [
+              {
+                replica: i,
+                address: formatAddress(this.membership.replicas[i]!),
+                heard_ms: p.heard_at_ms === null ? null : Math.round(now - p.heard_at_ms),
+                connected: p.connected,
+                error: p.error,
+              },
+            ],
       ),
       last_warning: this.last_warning === null ? null : { text: this.last_warning.text, ms_ago: Math.round(now - this.last_warning.at_ms) },
       incarnation: r?.incarnation ?? null,

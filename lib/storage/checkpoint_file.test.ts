@@ -1,5 +1,12 @@
 import { describe, expect, test } from "bun:test";
-import { applyChain, baseContents, checkpointPath, decodeCheckpoint, encodeCheckpoint, type CheckpointContents } from "./checkpoint_file.ts";
+import {
+  applyChain,
+  baseContents,
+  checkpointPath,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  type CheckpointContents,
+} from "./checkpoint_file.ts";
 import { ObjectStore } from "../store/object_store.ts";
 import { ClientTable, stored_reply_body_max } from "../vsr/client_table.ts";
 import { Command, Header, finalize } from "../net/codec.ts";
@@ -20,13 +27,25 @@ function build(prng: Prng, objects: number, sessions: number): { meta: Checkpoin
   let version = 0;
   while (store.count < objects) {
     version += prng.range(1, 3);
-    store.set(binaryKey(prng), { version, timestamp: prng.u32() * 1000, size: prng.int(1 << 20), checksum: prng.u64(), segment: prng.range(1, 50), offset: prng.u32() * 4 });
+    store.set(binaryKey(prng), {
+      version,
+      timestamp: prng.u32() * 1000,
+      size: prng.int(1 << 20),
+      checksum: prng.u64(),
+      segment: prng.range(1, 50),
+      offset: prng.u32() * 4,
+    });
   }
   store.revision = version + prng.int(5); // deletes advance the revision too
   const clients = new ClientTable(Math.max(1, sessions));
   for (let i = 0; i < sessions; i++) {
     const body = new Uint8Array(prng.int(stored_reply_body_max + 1)).map(() => prng.pick([0, 0xff, prng.int(256)]));
-    clients.restore(prng.u64(), { session: prng.u32(), request: prng.u32(), commit_op: prng.u32(), reply: { op: prng.u32(), timestamp: prng.u32(), operation: prng.int(7), result: prng.int(11), body } });
+    clients.restore(prng.u64(), {
+      session: prng.u32(),
+      request: prng.u32(),
+      commit_op: prng.u32(),
+      reply: { op: prng.u32(), timestamp: prng.u32(), operation: prng.int(7), result: prng.int(11), body },
+    });
   }
   const anchor = new Header();
   anchor.command = Command.prepare;
@@ -48,7 +67,10 @@ function encodeBase(meta: CheckpointMeta, store: ObjectStore, clients: ClientTab
 }
 
 /** Decodes one base file into the state it describes. */
-function decodeBase(bytes: Uint8Array, clients_max: number): { checkpoint: CheckpointMeta; store: ObjectStore; clients: ClientTable } | null {
+function decodeBase(
+  bytes: Uint8Array,
+  clients_max: number,
+): { checkpoint: CheckpointMeta; store: ObjectStore; clients: ClientTable } | null {
   const contents = decodeCheckpoint(bytes, clients_max);
   if (contents === null) return null;
   const state = applyChain([contents], clients_max);
@@ -135,7 +157,14 @@ describe("checkpoint file", () => {
       for (let i = 0; i < 50; i++) {
         const roll = prng.int(3);
         if (roll === 0 || keys.length === 0) {
-          store.set(binaryKey(prng), { version: ++version, timestamp: 1, size: prng.int(100), checksum: prng.u64(), segment: prng.range(1, 9), offset: prng.int(1000) * 8 });
+          store.set(binaryKey(prng), {
+            version: ++version,
+            timestamp: 1,
+            size: prng.int(100),
+            checksum: prng.u64(),
+            segment: prng.range(1, 9),
+            offset: prng.int(1000) * 8,
+          });
         } else if (roll === 1) {
           store.remove(prng.pick(keys));
         } else {
@@ -148,7 +177,11 @@ describe("checkpoint file", () => {
       anchor.command = Command.prepare;
       anchor.op = meta.id.op + 16;
       finalize(anchor, new Uint8Array(8));
-      const later: CheckpointMeta = { anchor, previous: meta.id, id: { op: anchor.op, digest: stateDigest(store, clients), checksum: anchor.checksum } };
+      const later: CheckpointMeta = {
+        anchor,
+        previous: meta.id,
+        id: { op: anchor.op, digest: stateDigest(store, clients), checksum: anchor.checksum },
+      };
       const delta: CheckpointContents = {
         checkpoint: later,
         link: { kind: "delta", parent_op: meta.id.op, base_op: meta.id.op },

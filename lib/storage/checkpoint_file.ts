@@ -161,11 +161,20 @@ export function decodeCheckpointSummary(bytes: Uint8Array): CheckpointSummary | 
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   if (v.getUint32(8, true) !== checkpoint_magic || v.getUint32(12, true) !== checkpoint_version) return null;
   const id: CheckpointId = { op: Number(v.getBigUint64(16, true)), digest: v.getBigUint64(24, true), checksum: v.getBigUint64(32, true) };
-  const previous: CheckpointId = { op: Number(v.getBigUint64(64, true)), digest: v.getBigUint64(72, true), checksum: v.getBigUint64(80, true) };
+  const previous: CheckpointId = {
+    op: Number(v.getBigUint64(64, true)),
+    digest: v.getBigUint64(72, true),
+    checksum: v.getBigUint64(80, true),
+  };
   const kind_byte = v.getUint8(88);
   if (kind_byte > 1) return null;
-  const link: ChainLink = { kind: kind_byte === 0 ? "base" : "delta", parent_op: Number(v.getBigUint64(96, true)), base_op: Number(v.getBigUint64(104, true)) };
-  if (link.kind === "base" ? link.parent_op !== id.op || link.base_op !== id.op : link.parent_op >= id.op || link.base_op > link.parent_op) return null;
+  const link: ChainLink = {
+    kind: kind_byte === 0 ? "base" : "delta",
+    parent_op: Number(v.getBigUint64(96, true)),
+    base_op: Number(v.getBigUint64(104, true)),
+  };
+  if (link.kind === "base" ? link.parent_op !== id.op || link.base_op !== id.op : link.parent_op >= id.op || link.base_op > link.parent_op)
+    return null;
   const anchor = decodeHeader(bytes, fixed_size);
   if (anchor === null || anchor.op !== id.op || anchor.checksum !== id.checksum) return null;
   const count = v.getUint32(52, true);
@@ -241,7 +250,10 @@ export function applyChain(chain: CheckpointContents[], clients_max: number): { 
     }
   }
   const last = chain[chain.length - 1]!;
-  assert(chain.every((f, i) => i === 0 || f.link.parent_op === chain[i - 1]!.checkpoint.id.op), "applyChain: files out of order");
+  assert(
+    chain.every((f, i) => i === 0 || f.link.parent_op === chain[i - 1]!.checkpoint.id.op),
+    "applyChain: files out of order",
+  );
   store.revision = last.revision;
   store.takeChanges(); // the loaded state is the checkpoint itself: nothing changed since
   const clients = new ClientTable(clients_max);

@@ -87,8 +87,13 @@ describe("FileStorage: checkpoints", () => {
       w.run(150);
       w.fs.crash(w.prng);
       const recovered = w.reopen();
-      const unreadable = recovered.journal.filter((e) => !e.faulty && w.storage.readPrepare(e.header.op, e.header.checksum) === null).map((e) => e.header.op);
-      if (unreadable.length > 0) failures.push(`seed ${seed}: checkpoint ${recovered.state!.checkpoint.op}, intact but unreadable ops ${unreadable.sort((a, b) => a - b).join(",")}`);
+      const unreadable = recovered.journal
+        .filter((e) => !e.faulty && w.storage.readPrepare(e.header.op, e.header.checksum) === null)
+        .map((e) => e.header.op);
+      if (unreadable.length > 0)
+        failures.push(
+          `seed ${seed}: checkpoint ${recovered.state!.checkpoint.op}, intact but unreadable ops ${unreadable.sort((a, b) => a - b).join(",")}`,
+        );
     }
     expect(failures).toEqual([]);
   });

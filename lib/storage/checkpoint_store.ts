@@ -119,10 +119,16 @@ export class CheckpointStore {
 
   private publish(id: CheckpointId): void {
     const written = this.written.get(id.op);
-    assert(written !== undefined && written.id.digest === id.digest, () => `storage: superblock names checkpoint ${id.op}, which was not written`);
+    assert(
+      written !== undefined && written.id.digest === id.digest,
+      () => `storage: superblock names checkpoint ${id.op}, which was not written`,
+    );
     this.retained = [written, ...this.retained].slice(0, checkpoints_retained);
     for (const op of [...this.written.keys()]) if (op <= id.op) this.written.delete(op);
-    assert(this.retained.every((c, i) => i === 0 || c.id.op < this.retained[i - 1]!.id.op), "checkpoint store: retained not newest first");
+    assert(
+      this.retained.every((c, i) => i === 0 || c.id.op < this.retained[i - 1]!.id.op),
+      "checkpoint store: retained not newest first",
+    );
   }
 
   /** Deletes checkpoint files and segments nothing needs any more: a segment goes once no
@@ -153,7 +159,10 @@ export class CheckpointStore {
       removed = true;
     }
     if (removed) this.fs.fsyncDir("journal");
-    assert(this.segments.active === null || this.segments.segments.has(this.segments.active.id), "checkpoint store: collected the active segment");
+    assert(
+      this.segments.active === null || this.segments.segments.has(this.segments.active.id),
+      "checkpoint store: collected the active segment",
+    );
     return (this.retained[0]?.id.op ?? 0) - this.slot_count;
   }
 
@@ -220,7 +229,13 @@ export class CheckpointStore {
     else this.stats.checkpoints_delta += 1;
     this.stats.checkpoint_bytes += bytes.length;
     const chain = base ? [id.op] : [...tail!.chain, id.op];
-    this.tail = { op: id.op, store, chain, base_bytes: base ? bytes.length : tail!.base_bytes, delta_bytes: base ? 0 : tail!.delta_bytes + bytes.length };
+    this.tail = {
+      op: id.op,
+      store,
+      chain,
+      base_bytes: base ? bytes.length : tail!.base_bytes,
+      delta_bytes: base ? 0 : tail!.delta_bytes + bytes.length,
+    };
     this.written.set(id.op, { id, segments: common.segments, chain });
   }
 

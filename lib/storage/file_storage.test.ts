@@ -6,7 +6,20 @@ import { describe, expect, spyOn, test } from "bun:test";
 import * as superblock_codec from "./superblock_codec.ts";
 import * as ring_record from "./ring_record.ts";
 import * as checkpoint_file from "./checkpoint_file.ts";
-import { checkRecovery, clients_max, cluster, expectSameMessage, interval, journalByOp, options, replica_count, SEEDS, segmentFiles, segmentPath, World } from "../../tests/support/storage_world.ts";
+import {
+  checkRecovery,
+  clients_max,
+  cluster,
+  expectSameMessage,
+  interval,
+  journalByOp,
+  options,
+  replica_count,
+  SEEDS,
+  segmentFiles,
+  segmentPath,
+  World,
+} from "../../tests/support/storage_world.ts";
 import { FileStorage, ForeignDataError } from "./file_storage.ts";
 import { encode } from "../net/codec.ts";
 import { rootPrepare } from "../vsr/root.ts";
@@ -46,7 +59,14 @@ describe("FileStorage: blank directories and identity", () => {
       const storage = new FileStorage(fs, options());
       expect(storage.recover(clients_max).state).toBeNull();
       const root = rootPrepare(cluster, replica_count);
-      const state: VsrState = { incarnation: 7, view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint: { op: 0, digest: 1n, checksum: root.checksum } };
+      const state: VsrState = {
+        incarnation: 7,
+        view: 0,
+        log_view: 0,
+        commit_max: 0,
+        view_headers: [],
+        checkpoint: { op: 0, digest: 1n, checksum: root.checksum },
+      };
       storage.writeState(state);
       fs.armCrash(1 + (seed % 6));
       expect(() => storage.flush()).toThrow(SimulatedCrash);
@@ -161,12 +181,17 @@ describe("FileStorage: journal durability across crashes", () => {
       w.run(12);
       const locations = new Map<number, { path: string; offset: number }>();
       for (let op = 1; op <= w.op; op++) {
-        locations.set(op, { path: segmentPath(w.segment_of.get(op)!), offset: w.storage.prepareBodyLocation(op, w.prepares.get(op)!.header.checksum)!.offset - header_size });
+        locations.set(op, {
+          path: segmentPath(w.segment_of.get(op)!),
+          offset: w.storage.prepareBodyLocation(op, w.prepares.get(op)!.header.checksum)!.offset - header_size,
+        });
       }
       const op = w.prng.range(2, w.op);
       const target = locations.get(op)!;
       // A sector holding the header, or one inside the body only.
-      const sector = w.prng.chance(0.5) ? Math.floor(target.offset / SECTOR_SIZE) : Math.floor((target.offset + header_size) / SECTOR_SIZE) + 1;
+      const sector = w.prng.chance(0.5)
+        ? Math.floor(target.offset / SECTOR_SIZE)
+        : Math.floor((target.offset + header_size) / SECTOR_SIZE) + 1;
       if (sector * SECTOR_SIZE >= target.offset + w.prepares.get(op)!.header.size) continue;
       w.fs.corruptSector(target.path, sector);
       const disk = w.fs.durableSnapshot();
@@ -233,7 +258,12 @@ describe("FileStorage: superblock", () => {
         const w = new World(new Prng(seed * 8 + n));
         w.run(w.prng.int(40));
         const old_state = w.state;
-        const new_state: VsrState = { ...w.state, view: w.state.view + 1, log_view: w.state.view + 1, view_headers: w.op > 0 ? w.suffix() : [] };
+        const new_state: VsrState = {
+          ...w.state,
+          view: w.state.view + 1,
+          log_view: w.state.view + 1,
+          view_headers: w.op > 0 ? w.suffix() : [],
+        };
         w.writeState(new_state);
         expect(w.fs.dirtyCount()).toBe(0); // the flush writes nothing but the superblock
         w.fs.armCrash(n);
@@ -271,7 +301,10 @@ describe("FileStorage: superblock", () => {
       w.fs.armCrash(second);
       expect(() => w.flush([])).toThrow(SimulatedCrash);
       const again = w.reopen().state;
-      if (again === null) failures.push(`seed ${seed}: recovered view ${recovered.view}, then no superblock (data directory wiped: ${segmentFiles(w.fs).length} segments left)`);
+      if (again === null)
+        failures.push(
+          `seed ${seed}: recovered view ${recovered.view}, then no superblock (data directory wiped: ${segmentFiles(w.fs).length} segments left)`,
+        );
       else if (again.view < recovered.view) failures.push(`seed ${seed}: recovered view ${recovered.view}, then view ${again.view}`);
     }
     expect(failures).toEqual([]);

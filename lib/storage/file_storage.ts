@@ -26,7 +26,14 @@ import { ClientTable } from "../vsr/client_table.ts";
 import { rootPrepare } from "../vsr/root.ts";
 import type { CheckpointId, CheckpointMeta, Recovered, Storage, SyncChunk, VsrState } from "../vsr/storage.ts";
 import { FsError, type Fd, type FileSystem } from "./fs.ts";
-import { readSuperblock, superblock_copies, superblock_copy_size, superblock_path, writeSuperblock, type SuperblockIdentity } from "./superblock.ts";
+import {
+  readSuperblock,
+  superblock_copies,
+  superblock_copy_size,
+  superblock_path,
+  writeSuperblock,
+  type SuperblockIdentity,
+} from "./superblock.ts";
 import { damagedRecords, headers_path, type PrepareLocation } from "./ring_record.ts";
 import { HeaderRing } from "./header_ring.ts";
 import { SegmentFiles } from "./segments.ts";
@@ -53,7 +60,15 @@ export class FileStorage implements Storage {
   private sequence = 0;
   /** Counters for status and metrics: with many clients, flushes (and fdatasyncs) are far fewer
    * than prepares, and prepares fewer than puts (docs/STORAGE.md, group commit). */
-  readonly stats = { flushes: 0, fdatasyncs: 0, prepares_written: 0, checkpoints_base: 0, checkpoints_delta: 0, checkpoint_bytes: 0, superblock_writes: 0 };
+  readonly stats = {
+    flushes: 0,
+    fdatasyncs: 0,
+    prepares_written: 0,
+    checkpoints_base: 0,
+    checkpoints_delta: 0,
+    checkpoint_bytes: 0,
+    superblock_writes: 0,
+  };
   /** Which half of the superblock the next write starts with (superblock.ts). */
   private superblock_first_half = 0;
   private readonly ring: HeaderRing;
@@ -77,7 +92,9 @@ export class FileStorage implements Storage {
     this.ring = new HeaderRing(fs, options.journal_slot_count);
     this.files = new SegmentFiles(fs, options.segment_size_bytes, datasync);
     this.receiver = new SyncReceiver(this.files);
-    this.checkpoints = new CheckpointStore(fs, this.files, options.journal_slot_count, datasync, this.stats, (segment) => this.receiver.holds(segment));
+    this.checkpoints = new CheckpointStore(fs, this.files, options.journal_slot_count, datasync, this.stats, (segment) =>
+      this.receiver.holds(segment),
+    );
   }
 
   recover(clients_max: number): Recovered {
@@ -94,13 +111,19 @@ export class FileStorage implements Storage {
     const superblock_size = superblock_copies * superblock_copy_size;
     const ring_size = this.ring.size;
     const superblock_have = this.fs.size(this.superblock_fd);
-    if (superblock_have < superblock_size) this.fs.pwrite(this.superblock_fd, new Uint8Array(superblock_size - superblock_have), superblock_have);
+    if (superblock_have < superblock_size)
+      this.fs.pwrite(this.superblock_fd, new Uint8Array(superblock_size - superblock_have), superblock_have);
     // A superblock without its header ring lost every record of what it acknowledged: the new ring
     // is written as damaged records (not zeros, which mean "never written"), so the loss survives
     // a crash before the next open reads it.
     const ring_lost = headers_missing && !superblock_missing;
     const ring_have = this.fs.size(this.ring.fd);
-    if (ring_have < ring_size) this.fs.pwrite(this.ring.fd, ring_lost && this.persistsDamage() ? damagedRecords(ring_size - ring_have) : new Uint8Array(ring_size - ring_have), ring_have);
+    if (ring_have < ring_size)
+      this.fs.pwrite(
+        this.ring.fd,
+        ring_lost && this.persistsDamage() ? damagedRecords(ring_size - ring_have) : new Uint8Array(ring_size - ring_have),
+        ring_have,
+      );
     // With the write order of superblock.ts, the newest valid copy is never older than the last
     // state this replica promised: a promise follows a complete write of all four copies, and the
     // next write starts with a half that does not hold the only copies of the newest state. If the
@@ -124,7 +147,14 @@ export class FileStorage implements Storage {
       // here was ever promised to anyone, so whatever files exist are garbage.
       this.removeAll(ring_size);
       this.sequence = peek.superblock_sequence_max;
-      return { state: null, journal: [], damaged_slots: [], checkpoint: null, store: new ObjectStore(), clients: new ClientTable(clients_max) };
+      return {
+        state: null,
+        journal: [],
+        damaged_slots: [],
+        checkpoint: null,
+        store: new ObjectStore(),
+        clients: new ClientTable(clients_max),
+      };
     }
     const id = record.identity;
     if (id.cluster !== this.options.cluster || id.replica !== this.options.replica || id.replica_count !== this.options.replica_count) {
@@ -138,7 +168,15 @@ export class FileStorage implements Storage {
       // replica made. It must not act on the older state: it recovers as one that lost its disk.
       this.removeAll(ring_size);
       this.sequence = peek.superblock_sequence_max;
-      return { state: null, journal: [], damaged_slots: [], checkpoint: null, store: new ObjectStore(), clients: new ClientTable(clients_max), superblock_lost: true };
+      return {
+        state: null,
+        journal: [],
+        damaged_slots: [],
+        checkpoint: null,
+        store: new ObjectStore(),
+        clients: new ClientTable(clients_max),
+        superblock_lost: true,
+      };
     }
     this.sequence = record.sequence;
     const state = record.state;
@@ -165,7 +203,12 @@ export class FileStorage implements Storage {
         this.checkpoints.forget();
         if (state.recovering !== true) {
           this.sequence += 1;
-          writeSuperblock(this.fs, this.superblock_fd, { sequence: this.sequence, identity: this.options, state: { ...state, recovering: true } }, this.superblock_first_half);
+          writeSuperblock(
+            this.fs,
+            this.superblock_fd,
+            { sequence: this.sequence, identity: this.options, state: { ...state, recovering: true } },
+            this.superblock_first_half,
+          );
           this.superblock_first_half = 0;
         }
         return { state, journal: [], damaged_slots: [], checkpoint: null, store, clients };
@@ -177,7 +220,16 @@ export class FileStorage implements Storage {
     } else {
       this.checkpoints.adoptRoot(state.checkpoint);
     }
-    const context = { fs: this.fs, cluster: this.options.cluster, ring: this.ring, segments: this.files, datasync: (fd: Fd) => this.datasync(fd), superblock_sequence: this.sequence, persists_damage: this.persistsDamage(), restores_records: this.restoresRecords() };
+    const context = {
+      fs: this.fs,
+      cluster: this.options.cluster,
+      ring: this.ring,
+      segments: this.files,
+      datasync: (fd: Fd) => this.datasync(fd),
+      superblock_sequence: this.sequence,
+      persists_damage: this.persistsDamage(),
+      restores_records: this.restoresRecords(),
+    };
     const { journal, damaged_slots, prepares } = recoverJournal(context, state.checkpoint.op, restorable(state));
     for (const [op, locations] of prepares) this.prepares.set(op, locations);
     this.collectGarbage();
@@ -223,7 +275,10 @@ export class FileStorage implements Storage {
 
   writePrepare(message: Message): void {
     assert(this.ring.fd >= 0, "writePrepare: storage not open");
-    assert(message.header.command === Command.prepare && message.header.size === header_size + message.body.length, "writePrepare: not a whole prepare");
+    assert(
+      message.header.command === Command.prepare && message.header.size === header_size + message.body.length,
+      "writePrepare: not a whole prepare",
+    );
     const location = this.files.writePrepare(message);
     this.stats.prepares_written += 1;
     this.prepares.set(location.op, [location]);

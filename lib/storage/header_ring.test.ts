@@ -65,16 +65,23 @@ function check(persists: boolean): void {
   cases.forEach(([a, b, newer], slot) => {
     const row = classifySlot(a, b, newer);
     const trusted = contents.records.find((r) => r.location.op % slot_count === slot);
-    expect({ slot, label: row.label, trusted: trusted?.location.op ?? null }).toEqual({ slot, label: row.label, trusted: row.trust === null ? null : slot + (row.trust === "a" ? 0 : slot_count) });
+    expect({ slot, label: row.label, trusted: trusted?.location.op ?? null }).toEqual({
+      slot,
+      label: row.label,
+      trusted: row.trust === null ? null : slot + (row.trust === "a" ? 0 : slot_count),
+    });
     expect({ label: row.label, damaged: contents.damaged.has(slot) }).toEqual({ label: row.label, damaged: row.damaged });
     [row.write_a, row.write_b].forEach((write, copy) => {
       const got = after.subarray(at(copy, slot), at(copy, slot) + header_record_size);
       const trusted_copy = row.trust === "a" ? 0 : 1;
       const want =
-        write === "trusted" ? before.subarray(at(trusted_copy, slot), at(trusted_copy, slot) + header_record_size)
-        : write === "own" ? before.subarray(at(copy, slot), at(copy, slot) + header_record_size)
-        : write === "damaged_record" ? damaged_record
-        : new Uint8Array(header_record_size);
+        write === "trusted"
+          ? before.subarray(at(trusted_copy, slot), at(trusted_copy, slot) + header_record_size)
+          : write === "own"
+            ? before.subarray(at(copy, slot), at(copy, slot) + header_record_size)
+            : write === "damaged_record"
+              ? damaged_record
+              : new Uint8Array(header_record_size);
       expect({ label: row.label, copy, bytes: [...got] }).toEqual({ label: row.label, copy, bytes: [...want] });
     });
   });
@@ -100,6 +107,9 @@ describe("header ring recovery follows the slot table", () => {
     expect(ring.peek()).toEqual({ record_sequence_max: 8, superblock_sequence_max: 9 });
     const bytes = new Uint8Array(ring.size);
     fs.pread(ring.fd, bytes, 0);
-    for (const slot of [6, 7, 0, 3]) expect(bytes.subarray(slot * header_record_size, (slot + 1) * header_record_size)).toEqual(bytes.subarray((8 + slot) * header_record_size, (9 + slot) * header_record_size));
+    for (const slot of [6, 7, 0, 3])
+      expect(bytes.subarray(slot * header_record_size, (slot + 1) * header_record_size)).toEqual(
+        bytes.subarray((8 + slot) * header_record_size, (9 + slot) * header_record_size),
+      );
   });
 });

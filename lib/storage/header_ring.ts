@@ -5,7 +5,16 @@
  */
 import { assert } from "../util/assert.ts";
 import { FsError, type Fd, type FileSystem } from "./fs.ts";
-import { damaged_record, decodeRecord, encodeRecord, header_record_size, isZero, ring_copies, type DecodedRecord, type PrepareLocation } from "./ring_record.ts";
+import {
+  damaged_record,
+  decodeRecord,
+  encodeRecord,
+  header_record_size,
+  isZero,
+  ring_copies,
+  type DecodedRecord,
+  type PrepareLocation,
+} from "./ring_record.ts";
 import { classifySlot, newerCopy, type CopyState, type WriteBack } from "./ring_slot.ts";
 
 /** What the ring says at recovery, slot by slot. */
@@ -152,7 +161,13 @@ export class HeaderRing {
     const buffer = this.scratch;
     let run_start = 0;
     for (let i = 0; i < locations.length; i++) {
-      encodeRecord(buffer.subarray(i * header_record_size, (i + 1) * header_record_size), locations[i]!, this.record_sequence++, superblock_sequence, slot_count);
+      encodeRecord(
+        buffer.subarray(i * header_record_size, (i + 1) * header_record_size),
+        locations[i]!,
+        this.record_sequence++,
+        superblock_sequence,
+        slot_count,
+      );
       const slot = locations[i]!.op % slot_count;
       const next = locations[i + 1];
       if (next === undefined || next.op % slot_count !== slot + 1) {

@@ -14,7 +14,6 @@ import type { Recovered, VsrState } from "../vsr/storage.ts";
 import { Prng } from "../util/prng.ts";
 import { SECTOR_SIZE, SimFs } from "../../sim/sim_fs.ts";
 
-
 const cluster = 0x5eed0f1e5n;
 const slots = 16;
 const clients_max = 4;
@@ -148,7 +147,9 @@ describe("journal recovery: two copies of every record", () => {
     const ring = new Uint8Array(2 * slots * header_record_size);
     disk.fs.pread(disk.fs.open("journal/headers", false), ring, 0);
     for (const op of [5, 6]) {
-      expect(ring.subarray(op * header_record_size, (op + 1) * header_record_size)).toEqual(ring.subarray((slots + op) * header_record_size, (slots + op + 1) * header_record_size));
+      expect(ring.subarray(op * header_record_size, (op + 1) * header_record_size)).toEqual(
+        ring.subarray((slots + op) * header_record_size, (slots + op + 1) * header_record_size),
+      );
     }
   });
 

@@ -46,7 +46,11 @@ export interface RecoveredJournal {
  * "fix"), else reported, and kept damaged on disk. If part of the segments could not be read, a
  * lost record cannot be ruled out: every op of the window with no copy found is damaged too.
  */
-export function recoverJournal(ctx: JournalRecoveryContext, checkpoint_op: number, restorable: (location: PrepareLocation) => boolean): RecoveredJournal {
+export function recoverJournal(
+  ctx: JournalRecoveryContext,
+  checkpoint_op: number,
+  restorable: (location: PrepareLocation) => boolean,
+): RecoveredJournal {
   const { ring, segments } = ctx;
   const slot_count = ring.slot_count;
   assert(Number.isSafeInteger(checkpoint_op) && checkpoint_op >= 0, "recoverJournal: checkpoint op");
@@ -66,7 +70,9 @@ export function recoverJournal(ctx: JournalRecoveryContext, checkpoint_op: numbe
     if (segments.headerAt(location)) addCandidate(intact, location);
     else faulty.set(location.op, location);
   }
-  const scan = ctx.persists_damage ? findUnrecorded(ctx.fs, segments.segments, ctx.cluster, slot_count, records, window_min, window_max) : { found: [], suspects: new Set<number>(), clean: true };
+  const scan = ctx.persists_damage
+    ? findUnrecorded(ctx.fs, segments.segments, ctx.cluster, slot_count, records, window_min, window_max)
+    : { found: [], suspects: new Set<number>(), clean: true };
   // A copy found by the scan is reported only if it is whole: its header may have reached the
   // disk in a write the crash cut short. But any copy with a valid header is another candidate
   // when deciding whether a damaged record can be restored from a unique copy.
@@ -123,7 +129,10 @@ export function recoverJournal(ctx: JournalRecoveryContext, checkpoint_op: numbe
   if (!scan.clean) for (let op = window_min; op <= window_max; op++) if (!intact.has(op)) damaged.add(op % slot_count);
   for (const locations of intact.values()) for (const location of locations) found.push({ header: location.header, faulty: false });
   for (const location of faulty.values()) {
-    assert(!(intact.get(location.op) ?? []).some((c) => c.checksum === location.checksum), "recoverJournal: a prepare both intact and faulty");
+    assert(
+      !(intact.get(location.op) ?? []).some((c) => c.checksum === location.checksum),
+      "recoverJournal: a prepare both intact and faulty",
+    );
     found.push({ header: location.header, faulty: true });
   }
   return { journal: found, damaged_slots: [...damaged].sort((a, b) => a - b), prepares: intact };

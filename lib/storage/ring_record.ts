@@ -40,9 +40,18 @@ export interface DecodedRecord {
  * (which of two differing valid copies is newer), u64 the sequence of the superblock durable when
  * it was written, reserved, and at 248 a u64 checksum of bytes 0..248. Decoding the bytes written
  * must give back what was encoded (asserted: a record that cannot be read back is never written). */
-export function encodeRecord(record: Uint8Array, location: PrepareLocation, sequence: number, superblock_sequence: number, slot_count: number): void {
+export function encodeRecord(
+  record: Uint8Array,
+  location: PrepareLocation,
+  sequence: number,
+  superblock_sequence: number,
+  slot_count: number,
+): void {
   assert(record.length === header_record_size, "encodeRecord: record size");
-  assert(Number.isSafeInteger(sequence) && sequence > 0 && Number.isSafeInteger(superblock_sequence) && superblock_sequence >= 0, "encodeRecord: sequences out of range");
+  assert(
+    Number.isSafeInteger(sequence) && sequence > 0 && Number.isSafeInteger(superblock_sequence) && superblock_sequence >= 0,
+    "encodeRecord: sequences out of range",
+  );
   writeHeader(location.header, record, 0);
   record.fill(0, header_size, checksum_offset);
   writeU32(record, 128, location.segment);
@@ -68,7 +77,10 @@ export function encodeRecord(record: Uint8Array, location: PrepareLocation, sequ
 /** A record is valid only in its own slot: a misdirected write elsewhere is damage. Damage of any
  * kind gives null; this never throws on what the disk holds. */
 export function decodeRecord(ring: Uint8Array, offset: number, slot: number, slot_count: number): DecodedRecord | null {
-  assert(offset >= 0 && offset + header_record_size <= ring.length && slot >= 0 && slot < slot_count, "decodeRecord: record outside the ring");
+  assert(
+    offset >= 0 && offset + header_record_size <= ring.length && slot >= 0 && slot < slot_count,
+    "decodeRecord: record outside the ring",
+  );
   const record = ring.subarray(offset, offset + header_record_size);
   const v = new DataView(record.buffer, record.byteOffset, header_record_size);
   if (v.getBigUint64(checksum_offset, true) !== checksum(record.subarray(0, checksum_offset))) return null;
@@ -84,7 +96,13 @@ export function decodeRecord(ring: Uint8Array, offset: number, slot: number, slo
   };
   const sequence = Number(v.getBigUint64(144, true));
   const superblock_sequence = Number(v.getBigUint64(152, true));
-  if (location.size !== header.size || header.op % slot_count !== slot || !Number.isSafeInteger(sequence) || !Number.isSafeInteger(superblock_sequence)) return null;
+  if (
+    location.size !== header.size ||
+    header.op % slot_count !== slot ||
+    !Number.isSafeInteger(sequence) ||
+    !Number.isSafeInteger(superblock_sequence)
+  )
+    return null;
   return { header, location, sequence, superblock_sequence };
 }
 

@@ -1,5 +1,15 @@
 import { describe, expect, test } from "bun:test";
-import { classifySlot, copy_states, legalInputs, matchingCases, newerCopy, slot_cases, type CopyState, type Newer, type WriteBack } from "./ring_slot.ts";
+import {
+  classifySlot,
+  copy_states,
+  legalInputs,
+  matchingCases,
+  newerCopy,
+  slot_cases,
+  type CopyState,
+  type Newer,
+  type WriteBack,
+} from "./ring_slot.ts";
 
 const newers: Newer[] = ["a", "b", "-"];
 
@@ -53,7 +63,12 @@ describe("ring slot decision table", () => {
   test("agrees with the per-slot loop it replaced", () => {
     for (const [a, b, n] of legal()) {
       const row = classifySlot(a, b, n);
-      expect({ a, b, n, trust: row.trust, damaged: row.damaged, write: [row.write_a, row.write_b] }).toEqual({ a, b, n, ...reference(a, b, n) });
+      expect({ a, b, n, trust: row.trust, damaged: row.damaged, write: [row.write_a, row.write_b] }).toEqual({
+        a,
+        b,
+        n,
+        ...reference(a, b, n),
+      });
     }
   });
 

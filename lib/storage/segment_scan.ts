@@ -36,7 +36,15 @@ export interface ScanResult {
  * could not be read: a copy may be hidden there. Damaged headers naming an op of the window make
  * that op suspect (which only stops restores: see journal_recovery.ts).
  */
-export function findUnrecorded(fs: FileSystem, segments: Map<number, Segment>, cluster: bigint, slot_count: number, records: PrepareLocation[], op_min: number, op_max: number): ScanResult {
+export function findUnrecorded(
+  fs: FileSystem,
+  segments: Map<number, Segment>,
+  cluster: bigint,
+  slot_count: number,
+  records: PrepareLocation[],
+  op_min: number,
+  op_max: number,
+): ScanResult {
   assert(op_min <= op_max + 1 && slot_count > 0, "findUnrecorded: window");
   let first_segment = Infinity;
   for (const r of records) if (r.op > op_min - 1 - slot_count && r.op <= op_max) first_segment = Math.min(first_segment, r.segment);
@@ -56,17 +64,31 @@ export function findUnrecorded(fs: FileSystem, segments: Map<number, Segment>, c
     const size = fs.size(segment.fd);
     let from = 0;
     for (const [start, end] of [...extents, [size, size] as [number, number]]) {
-      if (start > from) result.clean = scanRegion(fs, segment, cluster, from, Math.min(start, size), size, op_min, op_max, result) && result.clean;
+      if (start > from)
+        result.clean = scanRegion(fs, segment, cluster, from, Math.min(start, size), size, op_min, op_max, result) && result.clean;
       from = Math.max(from, end);
     }
   }
-  assert(result.found.every((l) => l.op >= op_min && l.op <= op_max), "findUnrecorded: found a prepare outside the window");
+  assert(
+    result.found.every((l) => l.op >= op_min && l.op <= op_max),
+    "findUnrecorded: found a prepare outside the window",
+  );
   return result;
 }
 
 /** Scans [from, to) of a segment for prepare headers (see findUnrecorded); false if part of it
  * could not be read. */
-function scanRegion(fs: FileSystem, segment: Segment, cluster: bigint, from: number, to: number, size: number, op_min: number, op_max: number, result: ScanResult): boolean {
+function scanRegion(
+  fs: FileSystem,
+  segment: Segment,
+  cluster: bigint,
+  from: number,
+  to: number,
+  size: number,
+  op_min: number,
+  op_max: number,
+  result: ScanResult,
+): boolean {
   assert(from >= 0 && to <= size, "scanRegion: region outside the segment");
   const chunk = new Uint8Array(Math.min(scan_chunk_bytes, to - from) + header_size);
   const view = new DataView(chunk.buffer);
@@ -83,7 +105,11 @@ function scanRegion(fs: FileSystem, segment: Segment, cluster: bigint, from: num
     const stop = Math.min(scan_chunk_bytes, to - base);
     // Headers start 8-byte aligned; find their magic's first byte natively (regions are mostly
     // zeros or value bytes), then check alignment and the whole magic.
-    for (let m = chunk.indexOf(magic_first_byte, magic_offset); m !== -1 && m - magic_offset < stop && m - magic_offset + header_size <= n; m = chunk.indexOf(magic_first_byte, m + 1)) {
+    for (
+      let m = chunk.indexOf(magic_first_byte, magic_offset);
+      m !== -1 && m - magic_offset < stop && m - magic_offset + header_size <= n;
+      m = chunk.indexOf(magic_first_byte, m + 1)
+    ) {
       const at = m - magic_offset;
       if (at % 8 !== 0 || view.getUint32(m, true) !== wire_magic) continue;
       const header = decodeHeader(chunk, at);

@@ -13,7 +13,9 @@ describe("FileStorage: values", () => {
       const w = new World(new Prng(seed), options(), 12, 3000);
       w.run(30);
       // A value with a whole sector inside it.
-      const candidates = [...w.store.all()].filter(([, e]) => Math.ceil(e.offset / SECTOR_SIZE) * SECTOR_SIZE + SECTOR_SIZE <= e.offset + e.size);
+      const candidates = [...w.store.all()].filter(
+        ([, e]) => Math.ceil(e.offset / SECTOR_SIZE) * SECTOR_SIZE + SECTOR_SIZE <= e.offset + e.size,
+      );
       if (candidates.length === 0) continue;
       const [key, entry] = w.prng.pick(candidates);
       w.fs.corruptSector(segmentPath(entry.segment), Math.ceil(entry.offset / SECTOR_SIZE));
@@ -21,7 +23,10 @@ describe("FileStorage: values", () => {
       expect(w.storage.readValue(entry)).toBeNull();
       for (const [other, e] of w.store.all()) {
         if (other === key) continue;
-        const overlaps = e.segment === entry.segment && e.offset < (Math.ceil(entry.offset / SECTOR_SIZE) + 1) * SECTOR_SIZE && e.offset + e.size > Math.ceil(entry.offset / SECTOR_SIZE) * SECTOR_SIZE;
+        const overlaps =
+          e.segment === entry.segment &&
+          e.offset < (Math.ceil(entry.offset / SECTOR_SIZE) + 1) * SECTOR_SIZE &&
+          e.offset + e.size > Math.ceil(entry.offset / SECTOR_SIZE) * SECTOR_SIZE;
         if (!overlaps) expect(w.storage.readValue(e)).toEqual(w.values.get(other)!);
       }
       // Also after a restart.

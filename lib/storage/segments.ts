@@ -159,7 +159,14 @@ export class SegmentFiles {
       this.fs.pwrite(segment.fd, scratch.subarray(0, header_size), segment.write_offset);
       this.fs.pwrite(segment.fd, message.body, segment.write_offset + header_size);
     }
-    const location: PrepareLocation = { header: message.header, op: message.header.op, checksum: message.header.checksum, segment: segment.id, offset: segment.write_offset, size };
+    const location: PrepareLocation = {
+      header: message.header,
+      op: message.header.op,
+      checksum: message.header.checksum,
+      segment: segment.id,
+      offset: segment.write_offset,
+      size,
+    };
     segment.write_offset += pad8(size);
     segment.max_op = Math.max(segment.max_op, message.header.op);
     segment.dirty = true;
@@ -263,7 +270,10 @@ export class SegmentFiles {
   /** Forgets every segment and returns their descriptors for the caller to close. */
   release(): Fd[] {
     const fds = [...this.segments.values()].map((s) => s.fd);
-    assert(fds.every((fd) => fd >= 0), "segments: a segment without a file");
+    assert(
+      fds.every((fd) => fd >= 0),
+      "segments: a segment without a file",
+    );
     this.segments.clear();
     this.active = null;
     return fds;

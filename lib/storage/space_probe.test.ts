@@ -9,7 +9,10 @@ function failingWrites(failure: Error): FileSystem {
   const inner = new SimFs(new Prng(3));
   return new Proxy(inner, {
     get(target, name, receiver) {
-      if (name === "pwrite") return (_fd: Fd, _b: Uint8Array, _o: number) => { throw failure; };
+      if (name === "pwrite")
+        return (_fd: Fd, _b: Uint8Array, _o: number) => {
+          throw failure;
+        };
       const value = Reflect.get(target, name, receiver) as unknown;
       return typeof value === "function" ? value.bind(target) : value;
     },

@@ -8,7 +8,15 @@ import { assert } from "../util/assert.ts";
 import { readFully, type FileSystem, type Fd } from "./fs.ts";
 import { decodeSuperblock, encodeSuperblock, superblock_copies, superblock_copy_size, type SuperblockRecord } from "./superblock_codec.ts";
 
-export { decodeSuperblock, encodeSuperblock, sameRecord, superblock_copies, superblock_copy_size, type SuperblockIdentity, type SuperblockRecord } from "./superblock_codec.ts";
+export {
+  decodeSuperblock,
+  encodeSuperblock,
+  sameRecord,
+  superblock_copies,
+  superblock_copy_size,
+  type SuperblockIdentity,
+  type SuperblockRecord,
+} from "./superblock_codec.ts";
 
 export const superblock_path = "superblock";
 
@@ -18,7 +26,10 @@ export const superblock_path = "superblock";
  * first next time: the one that does not hold every valid copy of the newest state, so that a
  * torn write never destroys its last copy.
  */
-export function readSuperblock(fs: FileSystem, fd: Fd): { record: SuperblockRecord | null; damaged: number; first_half: number; newest_copies: number } {
+export function readSuperblock(
+  fs: FileSystem,
+  fd: Fd,
+): { record: SuperblockRecord | null; damaged: number; first_half: number; newest_copies: number } {
   let best: SuperblockRecord | null = null;
   let damaged = 0;
   const sequences: (number | null)[] = [];

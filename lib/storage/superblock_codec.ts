@@ -117,4 +117,3 @@ export function decodeSuperblock(bytes: Uint8Array): SuperblockRecord | null {
     },
   };
 }
-

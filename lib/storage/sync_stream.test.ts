@@ -56,7 +56,14 @@ describe("FileStorage: state sync", () => {
       expectValues(b.storage, received.store, snapshot.values);
       // The replica then writes the checkpoint and publishes it; it survives a crash.
       b.storage.writeCheckpoint(received.checkpoint, received.store, received.clients);
-      const state: VsrState = { incarnation: 7, view: 0, log_view: 0, commit_max: snapshot.id.op, view_headers: [], checkpoint: snapshot.id };
+      const state: VsrState = {
+        incarnation: 7,
+        view: 0,
+        log_view: 0,
+        commit_max: snapshot.id.op,
+        view_headers: [],
+        checkpoint: snapshot.id,
+      };
       b.storage.writeState(state);
       b.storage.flush();
       b.fs.crash(new Prng(seed));
@@ -124,7 +131,8 @@ describe("FileStorage: state sync", () => {
     for (const id of retained) expect(w.storage.readSyncChunk(id, 0, 4096)).not.toBeNull();
     w.fs.crash(w.prng);
     w.reopen();
-    for (const id of retained) expect({ op: id.op, served: w.storage.readSyncChunk(id, 0, 4096) !== null }).toEqual({ op: id.op, served: true });
+    for (const id of retained)
+      expect({ op: id.op, served: w.storage.readSyncChunk(id, 0, 4096) !== null }).toEqual({ op: id.op, served: true });
   });
 
   test("a source whose value is damaged refuses to serve it", () => {

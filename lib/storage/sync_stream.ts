@@ -35,12 +35,24 @@ export class SyncSource {
 
   /** Part of a retained checkpoint (`load` reads its state when it is not the one cached);
    * null if it cannot be loaded, the position is out of range, or a value is damaged here. */
-  readChunk(id: CheckpointId, position: number, size_max: number, load: () => LoadedCheckpoint | null, readValue: (entry: ObjectEntry) => Uint8Array | null): SyncChunk | null {
+  readChunk(
+    id: CheckpointId,
+    position: number,
+    size_max: number,
+    load: () => LoadedCheckpoint | null,
+    readValue: (entry: ObjectEntry) => Uint8Array | null,
+  ): SyncChunk | null {
     assert(size_max > 0, "sync source: size_max");
     if (this.serving === null || this.serving.id.op !== id.op || this.serving.id.digest !== id.digest) {
       const loaded = id.op === 0 ? null : load();
       if (loaded === null) return null;
-      this.serving = { id, checkpoint: loaded.checkpoint, store: loaded.store, sessions: loaded.clients.entries(), keys: [...loaded.store.all()].map(([k]) => k) };
+      this.serving = {
+        id,
+        checkpoint: loaded.checkpoint,
+        store: loaded.store,
+        sessions: loaded.clients.entries(),
+        keys: [...loaded.store.all()].map(([k]) => k),
+      };
     }
     const { sessions, keys } = this.serving;
     assert(keys.length === this.serving.store.count, "sync source: keys of another store");
@@ -109,7 +121,10 @@ export class SyncReceiver {
 
   /** Whether a segment belongs to a sync not yet adopted (garbage collection leaves it). */
   holds(segment: Segment): boolean {
-    assert(this.receiving === null || this.receiving.segment === null || this.receiving.segments.includes(this.receiving.segment), "sync receiver: current segment not listed");
+    assert(
+      this.receiving === null || this.receiving.segment === null || this.receiving.segments.includes(this.receiving.segment),
+      "sync receiver: current segment not listed",
+    );
     return (this.receiving?.segments.includes(segment) ?? false) || this.unadopted.includes(segment);
   }
 
@@ -121,7 +136,17 @@ export class SyncReceiver {
   begin(id: CheckpointId): void {
     this.segments.discard([...(this.receiving?.segments ?? []), ...this.unadopted]);
     this.unadopted = [];
-    this.receiving = { id, anchor: null, previous: null, revision: 0, sessions: [], store: new ObjectStore(), segment: null, segments: [], bad: false };
+    this.receiving = {
+      id,
+      anchor: null,
+      previous: null,
+      revision: 0,
+      sessions: [],
+      store: new ObjectStore(),
+      segment: null,
+      segments: [],
+      bad: false,
+    };
     assert(this.unadopted.length === 0, "sync receiver: begin");
   }
 

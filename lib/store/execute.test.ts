@@ -1,7 +1,17 @@
 import { describe, expect, test } from "bun:test";
 import { executeRead, executeWrite, validateRequest, type ExecuteResult } from "./execute.ts";
 import { ObjectStore, type ObjectEntry } from "./object_store.ts";
-import { Condition, Operation, Result, decodeListReply, decodeU64, encodeKeyRequest, encodeListRequest, object_info_size, readObjectInfo } from "./operations.ts";
+import {
+  Condition,
+  Operation,
+  Result,
+  decodeListReply,
+  decodeU64,
+  encodeKeyRequest,
+  encodeListRequest,
+  object_info_size,
+  readObjectInfo,
+} from "./operations.ts";
 import { keyFromBytes } from "./keys.ts";
 import { key_size_max, list_limit_max, list_reply_size_max } from "../constants.ts";
 import { checksum } from "../util/checksum.ts";
@@ -55,7 +65,8 @@ function version(result: ExecuteResult): number | null {
 
 describe("validateRequest", () => {
   const max = 100;
-  const key_request = (key: Uint8Array, value: Uint8Array | null, condition = Condition.none, v = 0) => encodeKeyRequest(key, value, condition, v);
+  const key_request = (key: Uint8Array, value: Uint8Array | null, condition = Condition.none, v = 0) =>
+    encodeKeyRequest(key, value, condition, v);
 
   test("register takes an empty body", () => {
     expect(validateRequest(Operation.register, new Uint8Array(0), max)).toBe(Result.ok);
@@ -230,7 +241,9 @@ describe("executeWrite", () => {
           const value = new Uint8Array(prng.int(20)).map(() => prng.int(256));
           const condition = prng.pick([Condition.none, Condition.if_absent, Condition.if_version]);
           const result = d.put(key, value, condition, guess);
-          const fails = (condition === Condition.if_absent && current !== undefined) || (condition === Condition.if_version && current?.version !== guess);
+          const fails =
+            (condition === Condition.if_absent && current !== undefined) ||
+            (condition === Condition.if_version && current?.version !== guess);
           if (fails) {
             expect(result.result).toBe(Result.condition_failed);
             expect(version(result)).toBe(current?.version ?? 0);
@@ -331,11 +344,28 @@ describe("executeRead", () => {
     for (const key of keys) expect(d.read(Operation.get, encodeKeyRequest(key, null)).body.subarray(object_info_size)).toEqual(key);
     // 0xc0 is what a lossy UTF-8 decoding would fold 0xfe and 0xff into (U+FFFD): no such key.
     expect(d.read(Operation.get, encodeKeyRequest(b(107, 0xc0), null)).result).toBe(Result.not_found);
-    const list = (prefix: Uint8Array, after: Uint8Array) => decodeListReply(d.read(Operation.list, encodeListRequest(prefix, after, 100)).body)!.entries.map((e) => [...e.key]);
-    expect(list(b(107, 0xff), b())).toEqual([[107, 0xff], [107, 0xff, 0], [107, 0xff, 0xff]]);
-    expect(list(b(107, 0), b())).toEqual([[107, 0], [107, 0, 0]]);
-    expect(list(b(107), b(107, 0))).toEqual([[107, 0, 0], [107, 0xfe], [107, 0xff], [107, 0xff, 0], [107, 0xff, 0xff]]);
-    expect(list(b(107), b(107, 0xff))).toEqual([[107, 0xff, 0], [107, 0xff, 0xff]]);
+    const list = (prefix: Uint8Array, after: Uint8Array) =>
+      decodeListReply(d.read(Operation.list, encodeListRequest(prefix, after, 100)).body)!.entries.map((e) => [...e.key]);
+    expect(list(b(107, 0xff), b())).toEqual([
+      [107, 0xff],
+      [107, 0xff, 0],
+      [107, 0xff, 0xff],
+    ]);
+    expect(list(b(107, 0), b())).toEqual([
+      [107, 0],
+      [107, 0, 0],
+    ]);
+    expect(list(b(107), b(107, 0))).toEqual([
+      [107, 0, 0],
+      [107, 0xfe],
+      [107, 0xff],
+      [107, 0xff, 0],
+      [107, 0xff, 0xff],
+    ]);
+    expect(list(b(107), b(107, 0xff))).toEqual([
+      [107, 0xff, 0],
+      [107, 0xff, 0xff],
+    ]);
     expect(list(b(), b(107, 0xff, 0xff))).toEqual([[0xff]]);
     expect(list(b(0xff), b(0xff))).toEqual([]);
   });
@@ -353,7 +383,9 @@ describe("executeRead", () => {
       const seen: string[] = [];
       let after: Uint8Array = new Uint8Array(0);
       for (;;) {
-        const reply = decodeListReply(d.read(Operation.list, encodeListRequest(new Uint8Array([...prefix].map((c) => c.charCodeAt(0))), after, 7)).body)!;
+        const reply = decodeListReply(
+          d.read(Operation.list, encodeListRequest(new Uint8Array([...prefix].map((c) => c.charCodeAt(0))), after, 7)).body,
+        )!;
         for (const e of reply.entries) seen.push(keyFromBytes(e.key));
         if (!reply.truncated) break;
         after = reply.entries[reply.entries.length - 1]!.key;

@@ -56,7 +56,13 @@ export function validateRequest(operation: number, body: Uint8Array, value_size_
  * Executes a put or delete. body_location: where this request's body starts on disk (the value is
  * stored where its prepare was journaled, never copied).
  */
-export function executeWrite(store: ObjectStore, timestamp: number, operation: Operation, body: Uint8Array, body_location: ValueLocation): ExecuteResult {
+export function executeWrite(
+  store: ObjectStore,
+  timestamp: number,
+  operation: Operation,
+  body: Uint8Array,
+  body_location: ValueLocation,
+): ExecuteResult {
   const request = decodeKeyRequest(body, operation === Operation.put);
   if (request === null || !validKey(request.key)) return { result: Result.bad_request, body: empty };
   const key = keyFromBytes(request.key);

@@ -73,7 +73,11 @@ describe("ObjectStore digest", () => {
       ["version", (s) => s.set(key, { ...entry, version: entry.version + 100 }), (s) => s.set(key, { ...entry })],
       ["size", (s) => s.set(key, { ...entry, size: entry.size + 1 }), (s) => s.set(key, { ...entry })],
       ["checksum", (s) => s.set(key, { ...entry, checksum: entry.checksum ^ 1n }), (s) => s.set(key, { ...entry })],
-      ["key extended", (s) => (s.remove(key), s.set(key + "\u0000", { ...entry })), (s) => (s.remove(key + "\u0000"), s.set(key, { ...entry }))],
+      [
+        "key extended",
+        (s) => (s.remove(key), s.set(key + "\u0000", { ...entry })),
+        (s) => (s.remove(key + "\u0000"), s.set(key, { ...entry })),
+      ],
       ["key byte", (s) => (s.remove(key), s.set(other_key, { ...entry })), (s) => (s.remove(other_key), s.set(key, { ...entry }))],
     ];
     const digests = new Set<bigint>([base]);
@@ -156,7 +160,8 @@ describe("ObjectStore accounting", () => {
 
   test("list: prefix, after and limit in byte order", () => {
     const store = new ObjectStore();
-    for (const key of ["b", "a\u00ff", "a", "a\u0000", "ab"]) store.set(key, { version: 1, timestamp: 0, size: 0, checksum: 0n, segment: 0, offset: 0 });
+    for (const key of ["b", "a\u00ff", "a", "a\u0000", "ab"])
+      store.set(key, { version: 1, timestamp: 0, size: 0, checksum: 0n, segment: 0, offset: 0 });
     expect(store.list("a", "", 10)).toEqual({ keys: ["a", "a\u0000", "ab", "a\u00ff"], truncated: false });
     expect(store.list("a", "a", 2)).toEqual({ keys: ["a\u0000", "ab"], truncated: true });
     store.remove("ab");

@@ -121,7 +121,14 @@ describe("key requests", () => {
   });
 
   test("isWrite: register, put and delete go through the log", () => {
-    expect([Operation.register, Operation.put, Operation.get, Operation.delete, Operation.list, Operation.stat].map(isWrite)).toEqual([true, true, false, true, false, false]);
+    expect([Operation.register, Operation.put, Operation.get, Operation.delete, Operation.list, Operation.stat].map(isWrite)).toEqual([
+      true,
+      true,
+      false,
+      true,
+      false,
+      false,
+    ]);
   });
 });
 
@@ -144,7 +151,8 @@ describe("list requests", () => {
     const longer = new Uint8Array(good.length + 1);
     longer.set(good);
     expect(decodeListRequest(longer)).toBeNull();
-    for (const limit of [0, list_limit_max + 1, 2 ** 32 - 1]) expect(decodeListRequest(encodeListRequest(new Uint8Array(0), new Uint8Array(0), limit))).toBeNull();
+    for (const limit of [0, list_limit_max + 1, 2 ** 32 - 1])
+      expect(decodeListRequest(encodeListRequest(new Uint8Array(0), new Uint8Array(0), limit))).toBeNull();
     expect(decodeListRequest(encodeListRequest(new Uint8Array(0), new Uint8Array(0), list_limit_max))).not.toBeNull();
     expect(decodeListRequest(encodeListRequest(new Uint8Array(key_size_max + 1), new Uint8Array(0), 1))).toBeNull();
     expect(decodeListRequest(encodeListRequest(new Uint8Array(0), new Uint8Array(key_size_max + 1), 1))).toBeNull();
@@ -218,7 +226,10 @@ describe("replies", () => {
   test("list reply round trip", () => {
     const prng = new Prng(5);
     for (let i = 0; i < 100; i++) {
-      const entries: ListEntry[] = Array.from({ length: prng.int(20) }, () => ({ ...randomInfo(prng), key: bytes(prng, prng.range(1, 300)) }));
+      const entries: ListEntry[] = Array.from({ length: prng.int(20) }, () => ({
+        ...randomInfo(prng),
+        key: bytes(prng, prng.range(1, 300)),
+      }));
       const truncated = prng.chance(0.5);
       const body = encodeListReply(entries, truncated);
       expect(decodeListReply(body)).toEqual({ entries, truncated });

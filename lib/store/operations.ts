@@ -197,7 +197,12 @@ export function allocValueWithHeadroom(size: number): Uint8Array {
 
 /** get reply: ObjectInfo then the value. stat reply: ObjectInfo only. */
 export function encodeGetReply(info: ObjectInfo, value: Uint8Array | null): Uint8Array {
-  if (value !== null && value.byteOffset === object_info_size && value.buffer.byteLength === object_info_size + value.length && values_with_headroom.delete(value.buffer)) {
+  if (
+    value !== null &&
+    value.byteOffset === object_info_size &&
+    value.buffer.byteLength === object_info_size + value.length &&
+    values_with_headroom.delete(value.buffer)
+  ) {
     // The value sits right behind free room for the info (allocValueWithHeadroom): fill that in and
     // answer with the whole buffer. Used once, so two replies never share one buffer.
     const body = new Uint8Array(value.buffer, 0, object_info_size + value.length);

@@ -113,13 +113,18 @@ export function parseEscapeAt(input: Uint8Array, i: number): { byte: number; nex
       // x
       const high = hexValue(input[i + 2]);
       const low = hexValue(input[i + 3]);
-      if (high < 0 || low < 0) throw new EscapeError(`\\x needs two hex digits (\\x00 to \\xff), got "${escapeBytes(input.subarray(i, Math.min(input.length, i + 4)))}"`);
+      if (high < 0 || low < 0)
+        throw new EscapeError(
+          `\\x needs two hex digits (\\x00 to \\xff), got "${escapeBytes(input.subarray(i, Math.min(input.length, i + 4)))}"`,
+        );
       return { byte: high * 16 + low, next: i + 4 };
     }
     case undefined:
       throw new EscapeError(`a backslash at the end: write \\\\ for a backslash (escapes are ${escapes_accepted})`);
     default:
-      throw new EscapeError(`unknown escape \\${escapeBytes(input.subarray(i + 1, i + 1 + Math.max(1, utf8Length(input, i + 1))))}: write \\\\ for a backslash (escapes are ${escapes_accepted})`);
+      throw new EscapeError(
+        `unknown escape \\${escapeBytes(input.subarray(i + 1, i + 1 + Math.max(1, utf8Length(input, i + 1))))}: write \\\\ for a backslash (escapes are ${escapes_accepted})`,
+      );
   }
 }
 

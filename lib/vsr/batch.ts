@@ -30,7 +30,9 @@ export function batchEntrySize(body_size: number): number {
   return batch_entry_header_size + padded(body_size);
 }
 
-export function encodeBatch(entries: { client: bigint; session: number; request: number; operation: number; body: Uint8Array }[]): Uint8Array {
+export function encodeBatch(
+  entries: { client: bigint; session: number; request: number; operation: number; body: Uint8Array }[],
+): Uint8Array {
   let size = batch_header_size;
   for (const e of entries) size += batchEntrySize(e.body.length);
   // Not zero-filled up front (for a 1 MiB put that was a third of the cost of building the batch):
@@ -89,6 +91,10 @@ export function decodeBatch(body: Uint8Array): BatchEntry[] | null {
   if (offset !== body.length) return null;
   // Values are located inside the journaled prepare by body_offset: each must point into the body, 8-aligned.
   assert(entries.length === count, "decoded batch count");
-  for (const e of entries) assert(e.body_offset % 8 === 0 && e.body_offset + e.body.length <= body.length, () => `batch entry at ${e.body_offset} outside the body`);
+  for (const e of entries)
+    assert(
+      e.body_offset % 8 === 0 && e.body_offset + e.body.length <= body.length,
+      () => `batch entry at ${e.body_offset} outside the body`,
+    );
   return entries;
 }

@@ -15,7 +15,10 @@ export function checkpointFor(op: number, interval_ops: number): number {
   // op may come from a peer's header (state_sync compares against it), so only an op that is a
   // plausible log position is held to the lag rule; anything else is the caller's to reject.
   if (Number.isSafeInteger(op) && op >= 0 && op <= 2 ** 48) {
-    assert(named % interval_ops === 0 && (named === 0 ? op <= 2 * interval_ops : op - named > interval_ops && op - named <= 2 * interval_ops), () => `checkpoint ${named} named by op ${op} (interval ${interval_ops})`);
+    assert(
+      named % interval_ops === 0 && (named === 0 ? op <= 2 * interval_ops : op - named > interval_ops && op - named <= 2 * interval_ops),
+      () => `checkpoint ${named} named by op ${op} (interval ${interval_ops})`,
+    );
   }
   return named;
 }

@@ -106,7 +106,12 @@ describe("ClientTable", () => {
   test("the digest covers every field of a session and the stored reply", () => {
     const base = (): ClientTable => {
       const t = new ClientTable(4);
-      t.restore(5n, { session: 1, request: 2, commit_op: 3, reply: { op: 3, timestamp: 4, operation: 2, result: 0, body: new Uint8Array([9]) } });
+      t.restore(5n, {
+        session: 1,
+        request: 2,
+        commit_op: 3,
+        reply: { op: 3, timestamp: 4, operation: 2, result: 0, body: new Uint8Array([9]) },
+      });
       return t;
     };
     const digest = base().digest();

@@ -62,7 +62,10 @@ export class ClientTable {
     }
     this.insert(client, { session: op, request, reply, commit_op: op });
     // A registering client never evicts itself, and the table stays within clients_max.
-    assert(evicted !== client && this.sessions.size <= this.clients_max, () => `client table: register of ${client} left ${this.sessions.size} sessions, evicted ${evicted}`);
+    assert(
+      evicted !== client && this.sessions.size <= this.clients_max,
+      () => `client table: register of ${client} left ${this.sessions.size} sessions, evicted ${evicted}`,
+    );
     return evicted;
   }
 
@@ -141,7 +144,10 @@ const session_view = new DataView(session_scratch.buffer);
 
 function sessionHash(client: bigint, entry: ClientSession): bigint {
   // setUint8 wraps silently: an out-of-range operation or result would hash as another reply.
-  assert(entry.reply.operation >= 0 && entry.reply.operation <= 0xff && entry.reply.result >= 0 && entry.reply.result <= 0xff, () => `client ${client}: stored reply operation ${entry.reply.operation} result ${entry.reply.result}`);
+  assert(
+    entry.reply.operation >= 0 && entry.reply.operation <= 0xff && entry.reply.result >= 0 && entry.reply.result <= 0xff,
+    () => `client ${client}: stored reply operation ${entry.reply.operation} result ${entry.reply.result}`,
+  );
   const v = session_view;
   v.setBigUint64(0, client, true);
   v.setFloat64(8, entry.session, true);

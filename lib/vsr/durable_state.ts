@@ -77,7 +77,10 @@ export class DurableState {
    * names one at most 2 intervals back, lib/vsr/checkpoint.ts; the rest is margin for peers). */
   remember(id: CheckpointId): void {
     // Checkpoints sit at multiples of the interval (lib/vsr/checkpoint.ts): prepares name no other op.
-    assert(id.op >= 0 && id.op % this.interval_ops === 0, () => `replica ${this.replica}: checkpoint at op ${id.op}, not a multiple of ${this.interval_ops}`);
+    assert(
+      id.op >= 0 && id.op % this.interval_ops === 0,
+      () => `replica ${this.replica}: checkpoint at op ${id.op}, not a multiple of ${this.interval_ops}`,
+    );
     this.ids.set(id.op, id);
     this.remembered_op = id.op;
     for (const op of this.ids.keys()) {
@@ -120,7 +123,10 @@ export class DurableState {
   /** A checkpoint synced from a peer: its id and its predecessor's are known, its file written. */
   synced(target: CheckpointId, previous: CheckpointId): void {
     // The file records its predecessor: one interval before it, or the root for the first ones.
-    assert(previous.op === Math.max(0, target.op - this.interval_ops), () => `replica ${this.replica}: synced checkpoint ${target.op} with predecessor ${previous.op}`);
+    assert(
+      previous.op === Math.max(0, target.op - this.interval_ops),
+      () => `replica ${this.replica}: synced checkpoint ${target.op} with predecessor ${previous.op}`,
+    );
     this.remember(previous);
     this.remember(target);
     this.written_checkpoint(target);
@@ -141,14 +147,23 @@ export class DurableState {
   /** The checkpoint the next superblock names: the pending one, else the durable one. */
   toWrite(): CheckpointId {
     const checkpoint = this.pending_ ?? this.checkpoint_;
-    assert(checkpoint.op >= this.checkpoint_.op, () => `replica ${this.replica}: writing checkpoint ${checkpoint.op} over the durable ${this.checkpoint_.op}`);
+    assert(
+      checkpoint.op >= this.checkpoint_.op,
+      () => `replica ${this.replica}: writing checkpoint ${checkpoint.op} over the durable ${this.checkpoint_.op}`,
+    );
     return checkpoint;
   }
 
   /** A superblock write of state was queued. */
   record(state: VsrState): void {
-    assert(state.view >= this.view_ && state.log_view >= this.log_view_, () => `replica ${this.replica}: writing view ${state.view}/${state.log_view} below the durable ${this.view_}/${this.log_view_}`);
-    assert(state.checkpoint.op >= this.checkpoint_.op, () => `replica ${this.replica}: writing checkpoint ${state.checkpoint.op} over the durable ${this.checkpoint_.op}`);
+    assert(
+      state.view >= this.view_ && state.log_view >= this.log_view_,
+      () => `replica ${this.replica}: writing view ${state.view}/${state.log_view} below the durable ${this.view_}/${this.log_view_}`,
+    );
+    assert(
+      state.checkpoint.op >= this.checkpoint_.op,
+      () => `replica ${this.replica}: writing checkpoint ${state.checkpoint.op} over the durable ${this.checkpoint_.op}`,
+    );
     this.written = { view: state.view, log_view: state.log_view, checkpoint: state.checkpoint, incarnation: state.incarnation };
   }
 
@@ -170,20 +185,38 @@ export class DurableState {
   /** recovering: a recovering replica whose checkpoint file was damaged may sync one below the
    * durable one (the root until then), and execute up to it before it persists anything. */
   invariants(recovering: boolean): void {
-    assert(this.log_view_ <= Math.max(this.view_, 0), () => `replica ${this.replica}: durable log_view ${this.log_view_} above the durable view ${this.view_}`);
+    assert(
+      this.log_view_ <= Math.max(this.view_, 0),
+      () => `replica ${this.replica}: durable log_view ${this.log_view_} above the durable view ${this.view_}`,
+    );
     const pending = this.pending_;
     if (pending !== null) {
-      assert(recovering || pending.op > this.checkpoint_.op, () => `replica ${this.replica}: pending checkpoint ${pending.op} not above the durable ${this.checkpoint_.op}`);
-      assert(this.ids.get(pending.op) === pending, () => `replica ${this.replica}: pending checkpoint ${pending.op} is not among the ids prepares name`);
+      assert(
+        recovering || pending.op > this.checkpoint_.op,
+        () => `replica ${this.replica}: pending checkpoint ${pending.op} not above the durable ${this.checkpoint_.op}`,
+      );
+      assert(
+        this.ids.get(pending.op) === pending,
+        () => `replica ${this.replica}: pending checkpoint ${pending.op} is not among the ids prepares name`,
+      );
     }
     const written = this.written;
     if (written !== null) {
-      assert(written.view >= this.view_ && written.log_view >= this.log_view_, () => `replica ${this.replica}: queued view ${written.view}/${written.log_view} below the durable ${this.view_}/${this.log_view_}`);
-      assert(written.checkpoint.op >= this.checkpoint_.op, () => `replica ${this.replica}: queued checkpoint ${written.checkpoint.op} below the durable ${this.checkpoint_.op}`);
+      assert(
+        written.view >= this.view_ && written.log_view >= this.log_view_,
+        () => `replica ${this.replica}: queued view ${written.view}/${written.log_view} below the durable ${this.view_}/${this.log_view_}`,
+      );
+      assert(
+        written.checkpoint.op >= this.checkpoint_.op,
+        () => `replica ${this.replica}: queued checkpoint ${written.checkpoint.op} below the durable ${this.checkpoint_.op}`,
+      );
     }
     for (const [op, id] of this.ids) {
       assert(id.op === op, () => `replica ${this.replica}: checkpoint id ${id.op} kept under op ${op}`);
-      assert(op >= this.remembered_op - 4 * this.interval_ops, () => `replica ${this.replica}: checkpoint id ${op} kept beyond 4 intervals below ${this.remembered_op}`);
+      assert(
+        op >= this.remembered_op - 4 * this.interval_ops,
+        () => `replica ${this.replica}: checkpoint id ${op} kept beyond 4 intervals below ${this.remembered_op}`,
+      );
     }
   }
 }

@@ -45,12 +45,17 @@ test("a forged commit number is not taken, persisted or carried into a view chan
   const p = primary.replica;
   const { view, op } = primary.describe();
   for (const b of [0, 1, 2].filter((i) => i !== p)) {
-    inject(cluster, p, b, forged(cluster, Command.commit, p, (h) => {
-      h.view = view;
-      h.commit = 1_000_000;
-      h.op = 1_000_000;
-      h.context = 0x1234n;
-    }));
+    inject(
+      cluster,
+      p,
+      b,
+      forged(cluster, Command.commit, p, (h) => {
+        h.view = view;
+        h.commit = 1_000_000;
+        h.op = 1_000_000;
+        h.context = 0x1234n;
+      }),
+    );
     const backup = cluster.replica(b).describe();
     expect(backup.commit_max).toBeLessThanOrEqual(op);
     expect(backup.commit_max).toBeLessThanOrEqual(backup.op);
@@ -70,22 +75,39 @@ test("a forged commit_ok does not commit an op that no backup acknowledged", () 
   // The backups never see the next prepare, so nobody but the primary holds it.
   cluster.filter = (from, _to, message) => !(from === p && message.header.command === Command.prepare);
   client.request += 1;
-  cluster.request(p, client.id, client.session, client.request, Operation.put, encodeKeyRequest(new TextEncoder().encode("k"), new TextEncoder().encode("v")));
+  cluster.request(
+    p,
+    client.id,
+    client.session,
+    client.request,
+    Operation.put,
+    encodeKeyRequest(new TextEncoder().encode("k"), new TextEncoder().encode("v")),
+  );
   cluster.deliver();
   const { op, commit_max, view } = primary.describe();
   expect(op).toBe(commit_max + 1);
   for (const b of backups) {
-    inject(cluster, b, p, forged(cluster, Command.commit_ok, b, (h) => {
-      h.view = view;
-      h.commit = op;
-      h.session = 0;
-    }));
-    inject(cluster, b, p, forged(cluster, Command.prepare_ok, b, (h) => {
-      h.view = view;
-      h.op = op - 1;
-      h.commit = op;
-      h.context = 0x55n;
-    }));
+    inject(
+      cluster,
+      b,
+      p,
+      forged(cluster, Command.commit_ok, b, (h) => {
+        h.view = view;
+        h.commit = op;
+        h.session = 0;
+      }),
+    );
+    inject(
+      cluster,
+      b,
+      p,
+      forged(cluster, Command.prepare_ok, b, (h) => {
+        h.view = view;
+        h.op = op - 1;
+        h.commit = op;
+        h.context = 0x55n;
+      }),
+    );
   }
   expect(primary.describe().commit_max).toBe(commit_max);
   expect(cluster.lastReply(client.id)?.header.request).not.toBe(client.request);
@@ -99,12 +121,23 @@ test("a forged prepare with a malformed batch, or a second prepare for an op of 
   const backup = cluster.replica(b);
   const { view, op } = backup.describe();
   const before = backup.stats.messages_dropped;
-  inject(cluster, p, b, forged(cluster, Command.prepare, p, (h) => {
-    h.view = view;
-    h.op = op + 1;
-    h.commit = op;
-    h.parent = 0x77n;
-  }, new Uint8Array([1, 2, 3])));
+  inject(
+    cluster,
+    p,
+    b,
+    forged(
+      cluster,
+      Command.prepare,
+      p,
+      (h) => {
+        h.view = view;
+        h.op = op + 1;
+        h.commit = op;
+        h.parent = 0x77n;
+      },
+      new Uint8Array([1, 2, 3]),
+    ),
+  );
   expect(backup.describe().op).toBe(op);
   expect(backup.stats.messages_dropped).toBe(before + 1);
 });
@@ -122,11 +155,16 @@ test("a forged commit_ok cannot confirm a heartbeat round, so it cannot release 
   expect(cluster.lastReply(client.id)?.header.request).not.toBe(client.request);
   for (const b of [0, 1, 2].filter((i) => i !== p)) {
     for (let round = 1; round <= 100; round++) {
-      inject(cluster, b, p, forged(cluster, Command.commit_ok, b, (h) => {
-        h.view = view;
-        h.session = round;
-        h.client = BigInt(round) * 0x9e3779b97f4a7c15n & 0xffff_ffff_ffff_ffffn;
-      }));
+      inject(
+        cluster,
+        b,
+        p,
+        forged(cluster, Command.commit_ok, b, (h) => {
+          h.view = view;
+          h.session = round;
+          h.client = (BigInt(round) * 0x9e3779b97f4a7c15n) & 0xffff_ffff_ffff_ffffn;
+        }),
+      );
     }
   }
   expect(cluster.lastReply(client.id)?.header.request).not.toBe(client.request);
@@ -147,13 +185,24 @@ test("a forged do_view_change whose log is below this replica's commit is droppe
   expect(commit_max).toBeGreaterThan(1);
   const liar = [0, 1, 2].find((i) => i !== next)!;
   const body = encodeDoViewChangeBody({ headers: [target.journal.header(1)!], presence: new Uint8Array([1]), faulty_ops: [] });
-  inject(cluster, liar, next, forged(cluster, Command.do_view_change, liar, (h) => {
-    h.view = view + 4;
-    h.log_view = view + 1;
-    h.op = 1;
-    h.commit = 1;
-    h.request = 1;
-  }, new Uint8Array(body)));
+  inject(
+    cluster,
+    liar,
+    next,
+    forged(
+      cluster,
+      Command.do_view_change,
+      liar,
+      (h) => {
+        h.view = view + 4;
+        h.log_view = view + 1;
+        h.op = 1;
+        h.commit = 1;
+        h.request = 1;
+      },
+      new Uint8Array(body),
+    ),
+  );
   cluster.tick(100);
   expect(target.stats.protocol_violations).toBeGreaterThanOrEqual(1);
   expect(target.describe().commit_max).toBeGreaterThanOrEqual(commit_max);
@@ -171,11 +220,22 @@ test("a forged start_view naming another prepare at an executed op is dropped, n
   Object.assign(other, backup.journal.header(commit_min)!);
   other.timestamp += 1;
   const v = (view + 1) % 3 !== b ? view + 1 : view + 2;
-  inject(cluster, v % 3, b, forged(cluster, Command.start_view, v % 3, (h) => {
-    h.view = v;
-    h.op = commit_min;
-    h.commit = commit_min;
-  }, new Uint8Array(encodeHeaders([finalize(other).header]))));
+  inject(
+    cluster,
+    v % 3,
+    b,
+    forged(
+      cluster,
+      Command.start_view,
+      v % 3,
+      (h) => {
+        h.view = v;
+        h.op = commit_min;
+        h.commit = commit_min;
+      },
+      new Uint8Array(encodeHeaders([finalize(other).header])),
+    ),
+  );
   expect(backup.stats.protocol_violations).toBe(1);
   expect(backup.describe().view).toBe(view);
 });
@@ -184,10 +244,15 @@ test("a view number near 2^32 is dropped: the next view would wrap to 0 on the w
   const { cluster } = busyCluster();
   const p = cluster.primary()!.replica;
   const b = [0, 1, 2].find((i) => i !== p)!;
-  inject(cluster, p, b, forged(cluster, Command.do_view_change, p, (h) => {
-    h.view = 0xffff_ffff;
-    h.op = 1;
-  }));
+  inject(
+    cluster,
+    p,
+    b,
+    forged(cluster, Command.do_view_change, p, (h) => {
+      h.view = 0xffff_ffff;
+      h.op = 1;
+    }),
+  );
   expect(cluster.replica(b).stats.protocol_violations).toBe(1);
   expect(cluster.replica(b).describe().view).toBeLessThan(1000);
 });

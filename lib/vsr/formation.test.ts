@@ -5,7 +5,18 @@ const nonce = 0x1234n;
 
 /** A pong to this round's nonce; by default a blank peer with candidate 100. */
 function pong(replica: number, fields: Partial<Pong> = {}): Pong {
-  return { replica, nonce, answer: ProbeAnswer.blank, view: 0, log_view: 0, op: 0, commit: 0, durable_view: 0, incarnation: 100, ...fields };
+  return {
+    replica,
+    nonce,
+    answer: ProbeAnswer.blank,
+    view: 0,
+    log_view: 0,
+    op: 0,
+    commit: 0,
+    durable_view: 0,
+    incarnation: 100,
+    ...fields,
+  };
 }
 
 /** A formatted peer that holds data (not pristine) at durable view `view`. */
@@ -39,7 +50,10 @@ describe("a blank cluster", () => {
   test("a pristine formatted peer's incarnation wins over lower candidates", () => {
     const formation = blank(0, 3, 5);
     formation.pong(pong(1, { incarnation: 3 }), "blank");
-    expect(formation.pong(pong(2, { answer: ProbeAnswer.formatted, incarnation: 60 }), "blank")).toEqual({ kind: "format", incarnation: 60 });
+    expect(formation.pong(pong(2, { answer: ProbeAnswer.formatted, incarnation: 60 }), "blank")).toEqual({
+      kind: "format",
+      incarnation: 60,
+    });
   });
 
   test("answers of an older round, and a missing peer, keep it waiting", () => {
@@ -94,7 +108,14 @@ describe("a blank cluster", () => {
     formation.durable(50);
     // A higher one is not taken, and that peer is not counted.
     expect(formation.pong(pong(1, { answer: ProbeAnswer.formatted, incarnation: 80 }), "normal")).toEqual({ kind: "wait" });
-    expect(formation.pong(pong(2, { answer: ProbeAnswer.formatted, incarnation: 20 }), "normal")).toEqual({ kind: "adopt", peer: 2, peer_formed: false, previous: 50, incarnation: 20, form: false });
+    expect(formation.pong(pong(2, { answer: ProbeAnswer.formatted, incarnation: 20 }), "normal")).toEqual({
+      kind: "adopt",
+      peer: 2,
+      peer_formed: false,
+      previous: 50,
+      incarnation: 20,
+      form: false,
+    });
     expect(formation.incarnation).toBe(20);
     expect(formation.answer("normal", 0)).toBe(ProbeAnswer.blank); // 20 is not durable yet
     formation.durable(20);
@@ -136,7 +157,14 @@ describe("a restart", () => {
     const formation = new Formation(1, 3);
     formation.restart(30);
     formation.round(nonce);
-    expect(formation.pong(pong(2, { answer: ProbeAnswer.recovering, incarnation: 90 }), "normal")).toEqual({ kind: "adopt", peer: 2, peer_formed: true, previous: 30, incarnation: 90, form: false });
+    expect(formation.pong(pong(2, { answer: ProbeAnswer.recovering, incarnation: 90 }), "normal")).toEqual({
+      kind: "adopt",
+      peer: 2,
+      peer_formed: true,
+      previous: 30,
+      incarnation: 90,
+      form: false,
+    });
     formation.durable(90);
     expect(formation.pong(pong(2, { answer: ProbeAnswer.recovering, incarnation: 90 }), "normal")).toEqual({ kind: "form" });
   });
@@ -156,7 +184,14 @@ describe("a lost disk", () => {
     expect(formation.pong(busy(1, 42, 6), "blank")).toEqual({ kind: "wait" }); // one answer: f+1 = 3 needed
     expect(formation.pong(busy(2, 42, 7), "blank")).toEqual({ kind: "wait" });
     // A lone directory of an earlier cluster, at a higher view, is not followed.
-    expect(formation.pong(busy(3, 11, 50), "blank")).toEqual({ kind: "disagree", heard: [{ replica: 1, incarnation: 42 }, { replica: 2, incarnation: 42 }, { replica: 3, incarnation: 11 }] });
+    expect(formation.pong(busy(3, 11, 50), "blank")).toEqual({
+      kind: "disagree",
+      heard: [
+        { replica: 1, incarnation: 42 },
+        { replica: 2, incarnation: 42 },
+        { replica: 3, incarnation: 11 },
+      ],
+    });
     expect(formation.pong(busy(4, 42, 5), "blank")).toEqual({ kind: "recover", incarnation: 42, view: 7 });
     expect(formation.incarnation).toBe(42);
     expect(formation.formed).toBe(true);
@@ -173,7 +208,13 @@ describe("a lost disk", () => {
   test("disagreeing peers keep it waiting until f+1 agree", () => {
     const formation = blank(0, 3, 3);
     formation.pong(busy(1, 42, 2), "blank");
-    expect(formation.pong(busy(2, 43, 2), "blank")).toEqual({ kind: "disagree", heard: [{ replica: 1, incarnation: 42 }, { replica: 2, incarnation: 43 }] });
+    expect(formation.pong(busy(2, 43, 2), "blank")).toEqual({
+      kind: "disagree",
+      heard: [
+        { replica: 1, incarnation: 42 },
+        { replica: 2, incarnation: 43 },
+      ],
+    });
     expect(formation.phase).toBe("blank");
     expect(formation.incarnation).toBe(3);
     // The latest answer per peer counts: replica 2 was given the cluster's directory back.

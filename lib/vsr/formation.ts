@@ -115,7 +115,10 @@ export class Formation {
 
   /** Opened blank, with a random nonzero candidate incarnation. */
   candidate(incarnation: number): void {
-    assert(this.phase_ === "blank" && this.incarnation_ === 0 && !this.restarted_, "a candidate incarnation for a replica that already chose one");
+    assert(
+      this.phase_ === "blank" && this.incarnation_ === 0 && !this.restarted_,
+      "a candidate incarnation for a replica that already chose one",
+    );
     assert(incarnation > 0 && incarnation <= 0xffff_ffff, () => `candidate incarnation ${incarnation} is not a nonzero u32`);
     this.incarnation_ = incarnation;
   }
@@ -125,7 +128,10 @@ export class Formation {
   restart(incarnation: number): void {
     assert(this.phase_ === "blank" && this.incarnation_ === 0 && !this.restarted_, "restarted twice");
     // 0 is a directory formatted before incarnations existed; anything else is the u32 it was formatted with.
-    assert(Number.isInteger(incarnation) && incarnation >= 0 && incarnation <= 0xffff_ffff, () => `restarted with incarnation ${incarnation}`);
+    assert(
+      Number.isInteger(incarnation) && incarnation >= 0 && incarnation <= 0xffff_ffff,
+      () => `restarted with incarnation ${incarnation}`,
+    );
     this.phase_ = "formatted";
     this.incarnation_ = this.incarnation_durable = incarnation;
     this.restarted_ = true;
@@ -176,7 +182,10 @@ export class Formation {
   pong(pong: Pong, status: ProbeStatus): FormationDecision {
     if (pong.nonce !== this.nonce_) return wait;
     this.checkStatus(status);
-    assert(pong.replica !== this.replica && pong.replica >= 0 && pong.replica < this.replica_count, () => `pong from replica ${pong.replica}`);
+    assert(
+      pong.replica !== this.replica && pong.replica >= 0 && pong.replica < this.replica_count,
+      () => `pong from replica ${pong.replica}`,
+    );
     if (this.phase_ === "blank") {
       this.replies.set(pong.replica, {
         formatted: pong.answer !== ProbeAnswer.blank,
@@ -185,7 +194,10 @@ export class Formation {
         incarnation: pong.incarnation,
       });
       // One answer per peer, never this replica's own: decide() counts them against replica_count - 1.
-      assert(this.replies.size <= this.replica_count - 1 && !this.replies.has(this.replica), () => `replica ${this.replica}: ${this.replies.size} probe answers from ${this.replica_count - 1} peers`);
+      assert(
+        this.replies.size <= this.replica_count - 1 && !this.replies.has(this.replica),
+        () => `replica ${this.replica}: ${this.replies.size} probe answers from ${this.replica_count - 1} peers`,
+      );
       return this.decide();
     }
     if (this.phase_ === "formed") return wait;
@@ -211,7 +223,8 @@ export class Formation {
     }
     this.formatted_peers.add(pong.replica);
     const form = (peer_formed || this.formatted_peers.size === this.replica_count - 1) && this.incarnation_durable === this.incarnation_;
-    if (adopted !== null) return { kind: "adopt", peer: pong.replica, peer_formed, previous: adopted, incarnation: this.incarnation_, form };
+    if (adopted !== null)
+      return { kind: "adopt", peer: pong.replica, peer_formed, previous: adopted, incarnation: this.incarnation_, form };
     return form ? { kind: "form" } : wait;
   }
 
@@ -256,7 +269,13 @@ export class Formation {
   /** Blank status is the blank phase, and a replica recovering has formed (only formation takes
    * it out of blank, straight to formed when recovering). */
   private checkStatus(status: ProbeStatus): void {
-    assert((status === "blank") === (this.phase_ === "blank"), () => `replica ${this.replica}: status ${status} in formation phase ${this.phase_}`);
-    assert(status !== "recovering" || this.phase_ === "formed", () => `replica ${this.replica}: recovering in formation phase ${this.phase_}`);
+    assert(
+      (status === "blank") === (this.phase_ === "blank"),
+      () => `replica ${this.replica}: status ${status} in formation phase ${this.phase_}`,
+    );
+    assert(
+      status !== "recovering" || this.phase_ === "formed",
+      () => `replica ${this.replica}: recovering in formation phase ${this.phase_}`,
+    );
   }
 }

@@ -15,7 +15,11 @@ const decoder = new TextDecoder();
 function formed(seed: number): { cluster: TestCluster; client: TestClient } {
   const cluster = new TestCluster(3, () => {}, undefined, undefined, seed);
   cluster.startAll();
-  cluster.until(() => cluster.primary() !== null && cluster.replicas.every((r) => r!.describe().status === "normal"), 5000, "a formed cluster");
+  cluster.until(
+    () => cluster.primary() !== null && cluster.replicas.every((r) => r!.describe().status === "normal"),
+    5000,
+    "a formed cluster",
+  );
   const client = new TestClient(cluster, BigInt(seed) * 1000n + 1n);
   client.register();
   return { cluster, client };
@@ -90,7 +94,11 @@ test("a replica restarted before anything was prepared learns from a formed peer
   // left must still elect a primary (the restarted one needs its election timer, so it must form).
   const cluster = new TestCluster(3, () => {}, undefined, undefined, 5);
   cluster.startAll();
-  cluster.until(() => cluster.primary() !== null && cluster.replicas.every((r) => r!.describe().status === "normal"), 5000, "a formed cluster");
+  cluster.until(
+    () => cluster.primary() !== null && cluster.replicas.every((r) => r!.describe().status === "normal"),
+    5000,
+    "a formed cluster",
+  );
   cluster.tick(20);
   const p = cluster.primary()!.replica;
   const c = (p + 1) % 3;

@@ -70,9 +70,12 @@ export class Journal {
 
   /** Moves a slot to a new header and state: the one place slot states change. */
   private set(slot: number, header: Header | null, to: SlotState): void {
-    assert((header === null) === (to === SlotState.empty), () => `journal slot ${slot}: state ${SlotState[to]} with${header === null ? "out" : ""} a header`);
+    assert(
+      (header === null) === (to === SlotState.empty),
+      () => `journal slot ${slot}: state ${SlotState[to]} with${header === null ? "out" : ""} a header`,
+    );
     assert(header === null || this.slot(header.op) === slot, () => `journal slot ${slot}: op ${header!.op} maps elsewhere`);
-    assert(header === null || Number.isSafeInteger(header.op) && header.op >= 0, () => `journal slot ${slot}: op ${header!.op}`);
+    assert(header === null || (Number.isSafeInteger(header.op) && header.op >= 0), () => `journal slot ${slot}: op ${header!.op}`);
     this.headers[slot] = header;
     this.states[slot] = to;
   }
@@ -143,7 +146,10 @@ export class Journal {
     this.set(slot, header, SlotState.dirty);
     this.damaged_op[slot] = -1;
     this.dirty_ops.push(header.op);
-    assert(this.hasPrepare(header.op, header.checksum) && !this.isDamaged(header.op), () => `journal op ${header.op}: written but not readable`);
+    assert(
+      this.hasPrepare(header.op, header.checksum) && !this.isDamaged(header.op),
+      () => `journal op ${header.op}: written but not readable`,
+    );
   }
 
   /** Records a prepare found on disk at recovery (its record intact; the prepare intact or not).
@@ -153,7 +159,10 @@ export class Journal {
     this.mutations += 1;
     const slot = this.slot(header.op);
     const from = this.states[slot]!;
-    assert(from === SlotState.empty || from === SlotState.header, () => `journal slot ${slot}: op ${header.op} recovered over a ${SlotState[from]} slot`);
+    assert(
+      from === SlotState.empty || from === SlotState.header,
+      () => `journal slot ${slot}: op ${header.op} recovered over a ${SlotState[from]} slot`,
+    );
     this.set(slot, header, intact ? SlotState.durable : SlotState.faulty);
   }
 
@@ -162,7 +171,10 @@ export class Journal {
   damaged(header: Header): void {
     this.mutations += 1;
     const slot = this.slot(header.op);
-    assert(this.hasPrepare(header.op, header.checksum), () => `journal slot ${slot}: op ${header.op} read back damaged, but its prepare was not written (${SlotState[this.states[slot]!]})`);
+    assert(
+      this.hasPrepare(header.op, header.checksum),
+      () => `journal slot ${slot}: op ${header.op} read back damaged, but its prepare was not written (${SlotState[this.states[slot]!]})`,
+    );
     this.set(slot, header, SlotState.faulty);
   }
 
@@ -194,7 +206,10 @@ export class Journal {
     const h = this.headers[slot];
     if (h !== null && h !== undefined && h.op === op) this.set(slot, null, SlotState.empty);
     // A damaged slot stays damaged (see above): remove must never clear what the disk told us.
-    assert(this.damaged_op[slot] === -1 || this.damaged_op[slot]! % this.slot_count === slot, () => `journal slot ${slot}: damaged op ${this.damaged_op[slot]} maps elsewhere`);
+    assert(
+      this.damaged_op[slot] === -1 || this.damaged_op[slot]! % this.slot_count === slot,
+      () => `journal slot ${slot}: damaged op ${this.damaged_op[slot]} maps elsewhere`,
+    );
   }
 
   /** Known headers for ops in [op_min, op_max], ascending. */
@@ -205,7 +220,10 @@ export class Journal {
       if (h !== null) out.push(h);
     }
     // Callers (start_view, do_view_change) send this as the vouched suffix: ascending, within the range.
-    assert(out.length <= this.slot_count && (out.length === 0 || (out[0]!.op >= op_min && out[out.length - 1]!.op <= op_max)), () => `journal range [${op_min}, ${op_max}] out of bounds`);
+    assert(
+      out.length <= this.slot_count && (out.length === 0 || (out[0]!.op >= op_min && out[out.length - 1]!.op <= op_max)),
+      () => `journal range [${op_min}, ${op_max}] out of bounds`,
+    );
     return out;
   }
 
@@ -214,10 +232,12 @@ export class Journal {
     for (let slot = 0; slot < this.slot_count; slot++) {
       const h = this.headers[slot] ?? null;
       const state = this.states[slot]!;
-      if ((h === null) !== (state === SlotState.empty)) throw new AssertionError(`journal slot ${slot}: state ${SlotState[state]} with${h === null ? "out" : ""} a header`);
+      if ((h === null) !== (state === SlotState.empty))
+        throw new AssertionError(`journal slot ${slot}: state ${SlotState[state]} with${h === null ? "out" : ""} a header`);
       if (h !== null && h.op % this.slot_count !== slot) throw new AssertionError(`journal slot ${slot} holds op ${h.op}`);
       const damaged = this.damaged_op[slot]!;
-      if (damaged !== -1 && damaged % this.slot_count !== slot) throw new AssertionError(`journal slot ${slot}: damaged op ${damaged} maps elsewhere`);
+      if (damaged !== -1 && damaged % this.slot_count !== slot)
+        throw new AssertionError(`journal slot ${slot}: damaged op ${damaged} maps elsewhere`);
     }
   }
 }

@@ -11,7 +11,14 @@ const slots = 16;
 const chain = (n: number, view: number, parent = 0n, from = 1): Header[] => prepareChain(n, { view, parent, from });
 
 function state(anchor: Header, log_view: number, view_headers: Header[] = []): VsrState {
-  return { incarnation: 1, view: log_view, log_view, commit_max: anchor.op, view_headers, checkpoint: { op: anchor.op, digest: 0n, checksum: anchor.checksum } };
+  return {
+    incarnation: 1,
+    view: log_view,
+    log_view,
+    commit_max: anchor.op,
+    view_headers,
+    checkpoint: { op: anchor.op, digest: 0n, checksum: anchor.checksum },
+  };
 }
 
 function load(anchor: Header, log_view: number, entries: RecoveredPrepare[], view_headers: Header[] = []): Journal {

@@ -22,8 +22,14 @@ import type { RecoveredPrepare, VsrState } from "./storage.ts";
 export function loadJournal(journal: Journal, entries: RecoveredPrepare[], state: VsrState, vh_max: number, anchor: Header): void {
   const slot_count = journal.slot_count;
   const commit_min = state.checkpoint.op;
-  assert(anchor.op === commit_min && anchor.checksum === state.checkpoint.checksum, () => `loading the journal above checkpoint ${commit_min} with the anchor of op ${anchor.op}`);
-  assert(journal.header(commit_min)?.checksum === anchor.checksum, () => `the journal does not hold the checkpoint's anchor at op ${commit_min}`);
+  assert(
+    anchor.op === commit_min && anchor.checksum === state.checkpoint.checksum,
+    () => `loading the journal above checkpoint ${commit_min} with the anchor of op ${anchor.op}`,
+  );
+  assert(
+    journal.header(commit_min)?.checksum === anchor.checksum,
+    () => `the journal does not hold the checkpoint's anchor at op ${commit_min}`,
+  );
   const top = commit_min + slot_count;
   const by_op = new Map<number, RecoveredPrepare[]>();
   for (const entry of entries) {
@@ -47,7 +53,8 @@ export function loadJournal(journal: Journal, entries: RecoveredPrepare[], state
     const v = vouched.get(op);
     const want: bigint | null = op === commit_min ? anchor.checksum : (v?.checksum ?? expected);
     const list = by_op.get(op) ?? [];
-    const chosen: RecoveredPrepare | null = want === null ? (list.length === 1 ? list[0]! : null) : (list.find((e) => e.header.checksum === want) ?? null);
+    const chosen: RecoveredPrepare | null =
+      want === null ? (list.length === 1 ? list[0]! : null) : (list.find((e) => e.header.checksum === want) ?? null);
     // An executed op shares its slot with the op a window later, which takes precedence.
     const slot_taken = op <= commit_min && journal.header(op + slot_count) !== null;
     if (chosen !== null && (op > commit_min || !chosen.faulty) && !slot_taken) {

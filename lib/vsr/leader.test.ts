@@ -35,7 +35,15 @@ function failing(what: string): never {
 
 function context(l: Leader, over: Partial<LeaderContext> = {}): LeaderContext {
   const commit_max = over.commit_max ?? 0;
-  return { op: commit_max + l.pipeline.length, commit_min: commit_max, commit_max, op_prepare_ok_max: 100, formed: true, checksumAt: (op) => l.entry(op)?.checksum ?? null, ...over };
+  return {
+    op: commit_max + l.pipeline.length,
+    commit_min: commit_max,
+    commit_max,
+    op_prepare_ok_max: 100,
+    formed: true,
+    checksumAt: (op) => l.entry(op)?.checksum ?? null,
+    ...over,
+  };
 }
 
 describe("Leader", () => {

@@ -107,7 +107,10 @@ export class Leader {
     const n = limits.replica_count;
     assert(limits.replica >= 0 && limits.replica < n, () => `leader ${limits.replica} out of range for ${n} replicas`);
     assert(limits.quorum > n / 2 && limits.quorum <= n, () => `quorum ${limits.quorum} is not a majority of ${n}`);
-    assert(limits.request_queue_max >= 1 && limits.pipeline_prepare_max >= 1 && limits.batch_requests_max >= 1, "a leader needs room for one request");
+    assert(
+      limits.request_queue_max >= 1 && limits.pipeline_prepare_max >= 1 && limits.batch_requests_max >= 1,
+      "a leader needs room for one request",
+    );
     assert(pipeline.length === 0 || pipeline[0]!.op === commit_max + 1, "the pipeline starts after commit_max");
     this.pipeline = pipeline;
     this.reads = new ReadQueue<Message>(n, limits.replica, limits.f, limits.read_queue_max);
@@ -129,7 +132,10 @@ export class Leader {
     this.inflight.set(h.client, h.request);
     // One in-flight entry per client: a client never has two requests in flight (§3), so the map
     // is bounded by the queue plus the pipeline's batches.
-    assert(this.request_queue.length <= this.limits.request_queue_max, () => `leader ${this.limits.replica}: request queue of ${this.request_queue.length} over ${this.limits.request_queue_max}`);
+    assert(
+      this.request_queue.length <= this.limits.request_queue_max,
+      () => `leader ${this.limits.replica}: request queue of ${this.request_queue.length} over ${this.limits.request_queue_max}`,
+    );
     return "queued";
   }
 
@@ -153,16 +159,25 @@ export class Leader {
       size += entry_size;
     }
     // A single request larger than batch_size_max still goes alone (the request limit bounds it).
-    assert(batch.length >= 1 && batch.length <= this.limits.batch_requests_max && (batch.length === 1 || size <= this.limits.batch_size_max), () => `leader ${this.limits.replica}: batch of ${batch.length} requests, ${size} bytes`);
+    assert(
+      batch.length >= 1 && batch.length <= this.limits.batch_requests_max && (batch.length === 1 || size <= this.limits.batch_size_max),
+      () => `leader ${this.limits.replica}: batch of ${batch.length} requests, ${size} bytes`,
+    );
     return batch;
   }
 
   /** A prepare this primary sent: it follows the pipeline's last op (or commit_max). */
   prepared(op: number, checksum: bigint, message: Message): void {
     const last = this.pipeline[this.pipeline.length - 1];
-    assert(last === undefined || op === last.op + 1, () => `leader ${this.limits.replica}: op ${op} prepared after pipeline op ${last!.op}`);
+    assert(
+      last === undefined || op === last.op + 1,
+      () => `leader ${this.limits.replica}: op ${op} prepared after pipeline op ${last!.op}`,
+    );
     // prepared() follows canPrepare(): the pipeline is bounded by pipeline_prepare_max.
-    assert(this.pipeline.length < this.limits.pipeline_prepare_max, () => `leader ${this.limits.replica}: op ${op} prepared into a full pipeline of ${this.pipeline.length}`);
+    assert(
+      this.pipeline.length < this.limits.pipeline_prepare_max,
+      () => `leader ${this.limits.replica}: op ${op} prepared into a full pipeline of ${this.pipeline.length}`,
+    );
     this.pipeline.push({ op, checksum, message, oks: new Set() });
   }
 
@@ -178,7 +193,10 @@ export class Leader {
     const entry = this.entry(op);
     if (entry === undefined || entry.checksum !== checksum) return false;
     entry.oks.add(replica);
-    assert(entry.oks.size <= this.limits.replica_count, () => `op ${op}: ${entry.oks.size} acks from ${this.limits.replica_count} replicas`);
+    assert(
+      entry.oks.size <= this.limits.replica_count,
+      () => `op ${op}: ${entry.oks.size} acks from ${this.limits.replica_count} replicas`,
+    );
     return true;
   }
 
@@ -189,7 +207,10 @@ export class Leader {
     let commit = commit_max;
     while (this.pipeline.length > 0 && (this.pipeline[0]!.oks.size >= quorum || this.pipeline[0]!.op <= commit)) {
       const entry = this.pipeline.shift()!;
-      assert(entry.op === commit + 1 || entry.op <= commit, () => `primary ${this.limits.replica}: committing op ${entry.op} after commit ${commit}`);
+      assert(
+        entry.op === commit + 1 || entry.op <= commit,
+        () => `primary ${this.limits.replica}: committing op ${entry.op} after commit ${commit}`,
+      );
       if (entry.op > commit) commit = entry.op;
       popped.push(entry);
     }
@@ -229,13 +250,19 @@ export class Leader {
   alive(replica: number, tick: number): void {
     assert(replica >= 0 && replica < this.limits.replica_count, () => `replica ${replica} alive of ${this.limits.replica_count}`);
     // Ticks only advance: a step back would make a silent replica look recently heard.
-    assert(tick >= this.last_ack_tick[replica]!, () => `replica ${replica} heard at tick ${tick}, after tick ${this.last_ack_tick[replica]}`);
+    assert(
+      tick >= this.last_ack_tick[replica]!,
+      () => `replica ${replica} heard at tick ${tick}, after tick ${this.last_ack_tick[replica]}`,
+    );
     this.last_ack_tick[replica] = tick;
   }
 
   /** Every replica counts as heard at tick (the cluster just formed: nobody could answer before). */
   aliveAll(tick: number): void {
-    assert(this.last_ack_tick.every((t) => t <= tick), () => `leader ${this.limits.replica}: all heard at tick ${tick}, before an earlier ack`);
+    assert(
+      this.last_ack_tick.every((t) => t <= tick),
+      () => `leader ${this.limits.replica}: all heard at tick ${tick}, before an earlier ack`,
+    );
     this.last_ack_tick.fill(tick);
   }
 
@@ -244,7 +271,10 @@ export class Leader {
   heartbeat(tick: number, commit_min: number, commit_max: number): HeartbeatDecision {
     const l = this.limits;
     // The stall detector compares against the last progress seen: commits never go back in a term.
-    assert(commit_min <= commit_max && commit_min >= this.stall_commit_min && commit_max >= this.stall_commit_max, () => `leader ${l.replica}: commit ${commit_min}/${commit_max} after ${this.stall_commit_min}/${this.stall_commit_max}`);
+    assert(
+      commit_min <= commit_max && commit_min >= this.stall_commit_min && commit_max >= this.stall_commit_max,
+      () => `leader ${l.replica}: commit ${commit_min}/${commit_max} after ${this.stall_commit_min}/${this.stall_commit_max}`,
+    );
     let heard = 1;
     for (let r = 0; r < l.replica_count; r++) {
       if (r !== l.replica && tick - this.last_ack_tick[r]! <= l.view_change_timeout_ticks) heard += 1;
@@ -255,10 +285,12 @@ export class Leader {
     // the cluster still: let the next replica, further ahead, lead.
     // Likewise a pipeline whose head no replica holds (its only copy was lost with a disk): only
     // a view change can resolve it (its do_view_change quorum votes the op away).
-    const stuck = (commit_min < commit_max || this.pipeline.length > 0) && commit_min === this.stall_commit_min && commit_max === this.stall_commit_max;
+    const stuck =
+      (commit_min < commit_max || this.pipeline.length > 0) && commit_min === this.stall_commit_min && commit_max === this.stall_commit_max;
     if (stuck) {
       this.stall_ticks += l.heartbeat_ticks;
-      if (this.stall_ticks > l.view_change_timeout_ticks && l.replica_count > 1) return { kind: "abdicate_stuck", stall_ticks: this.stall_ticks };
+      if (this.stall_ticks > l.view_change_timeout_ticks && l.replica_count > 1)
+        return { kind: "abdicate_stuck", stall_ticks: this.stall_ticks };
     } else {
       this.stall_commit_min = commit_min;
       this.stall_commit_max = commit_max;
@@ -269,7 +301,8 @@ export class Leader {
 
   /** Throws (through broken) if the leader's state contradicts itself or the replica's. */
   invariants(at: LeaderContext, broken: (what: string) => never): void {
-    if (this.request_queue.length > this.limits.request_queue_max || this.reads.length > this.limits.read_queue_max) broken("queues over their bounds");
+    if (this.request_queue.length > this.limits.request_queue_max || this.reads.length > this.limits.read_queue_max)
+      broken("queues over their bounds");
     this.reads.invariants();
     // Every request this term prepared has executed, unless a state sync skipped some: then each
     // request still in flight must be queued (execution is what clears an entry).
@@ -277,19 +310,22 @@ export class Leader {
       const queued = new Set<string>();
       for (const m of this.request_queue) queued.add(`${m.header.client}:${m.header.request}`);
       for (const [client, request] of this.inflight) {
-        if (!queued.has(`${client}:${request}`)) broken(`client ${client} request ${request} in flight, neither queued nor in a prepare awaiting execution`);
+        if (!queued.has(`${client}:${request}`))
+          broken(`client ${client} request ${request} in flight, neither queued nor in a prepare awaiting execution`);
       }
     }
     if (!at.formed) {
       if (this.pipeline.length > 0) broken("a pipeline before the cluster formed");
       return;
     }
-    if (at.op !== at.commit_max + this.pipeline.length) broken(`primary op ${at.op} != commit ${at.commit_max} + ${this.pipeline.length} in flight`);
+    if (at.op !== at.commit_max + this.pipeline.length)
+      broken(`primary op ${at.op} != commit ${at.commit_max} + ${this.pipeline.length} in flight`);
     for (let i = 0; i < this.pipeline.length; i++) {
       const entry = this.pipeline[i]!;
       if (entry.op !== at.commit_max + 1 + i) broken(`pipeline entry ${i} is op ${entry.op}`);
       if (at.checksumAt(entry.op) !== entry.checksum) broken(`pipeline op ${entry.op} is not the journal's`);
-      if (entry.oks.has(this.limits.replica) && entry.op > at.op_prepare_ok_max) broken(`counts its own copy of op ${entry.op} beyond what a restart reloads`);
+      if (entry.oks.has(this.limits.replica) && entry.op > at.op_prepare_ok_max)
+        broken(`counts its own copy of op ${entry.op} beyond what a restart reloads`);
       for (const r of entry.oks) {
         if (r < 0 || r >= this.limits.replica_count) broken(`pipeline op ${entry.op} acknowledged by replica ${r}`);
       }

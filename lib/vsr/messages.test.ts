@@ -8,11 +8,53 @@ import { Operation, Result, encodeU64 } from "../store/operations.ts";
 import { simulate } from "../../sim/simulator.ts";
 import {
   PeerState,
-  buildCommit, buildCommitOk, buildDoViewChange, buildHeaders, buildPing, buildPong, buildPrepare, buildPrepareOk, buildReply, buildRequest, buildRequestHeaders, buildRequestPrepare,
-  buildRequestStartView, buildRequestStatus, buildRequestSync, buildRequestValue, buildStartView, buildStartViewChange, buildStatus, buildSyncChunk, buildValue,
-  decodeDoViewChangeBody, decodeHeaders, encodeDoViewChangeBody, encodeHeaders,
-  readCommit, readCommitOk, readDoViewChange, readEnvelope, readHeaders, readPing, readPong, readPrepare, readPrepareOk, readReply, readRequest, readRequestHeaders,
-  readRequestPrepare, readRequestStartView, readRequestStatus, readRequestSync, readRequestValue, readStartView, readStartViewChange, readStatus, readSyncChunk, readValue,
+  buildCommit,
+  buildCommitOk,
+  buildDoViewChange,
+  buildHeaders,
+  buildPing,
+  buildPong,
+  buildPrepare,
+  buildPrepareOk,
+  buildReply,
+  buildRequest,
+  buildRequestHeaders,
+  buildRequestPrepare,
+  buildRequestStartView,
+  buildRequestStatus,
+  buildRequestSync,
+  buildRequestValue,
+  buildStartView,
+  buildStartViewChange,
+  buildStatus,
+  buildSyncChunk,
+  buildValue,
+  decodeDoViewChangeBody,
+  decodeHeaders,
+  encodeDoViewChangeBody,
+  encodeHeaders,
+  readCommit,
+  readCommitOk,
+  readDoViewChange,
+  readEnvelope,
+  readHeaders,
+  readPing,
+  readPong,
+  readPrepare,
+  readPrepareOk,
+  readReply,
+  readRequest,
+  readRequestHeaders,
+  readRequestPrepare,
+  readRequestStartView,
+  readRequestStatus,
+  readRequestSync,
+  readRequestValue,
+  readStartView,
+  readStartViewChange,
+  readStatus,
+  readSyncChunk,
+  readValue,
   type Envelope,
 } from "./messages.ts";
 import { presence_absent, presence_faulty, presence_present } from "./view_change.ts";
@@ -114,7 +156,15 @@ describe("every command: round trip through the wire, and the same bytes as repl
   });
 
   test("prepare", () => {
-    const prepare = { op: 513, parent: 0xaan, commit_max: 510, timestamp: 1_700_000_000_123, checkpoint, requests: 2, body: new Uint8Array(40).fill(9) };
+    const prepare = {
+      op: 513,
+      parent: 0xaan,
+      commit_max: 510,
+      timestamp: 1_700_000_000_123,
+      checkpoint,
+      requests: 2,
+      body: new Uint8Array(40).fill(9),
+    };
     const m = buildPrepare(from, prepare);
     expect(readPrepare(wire(m))).toEqual(prepare);
     expect(encode(m)).toEqual(
@@ -150,7 +200,17 @@ describe("every command: round trip through the wire, and the same bytes as repl
   });
 
   test("reply (sendReply, and replyError with its view hint and the limit in the body)", () => {
-    const reply = { client: 0xc1n, request: 5, session: 3, operation: Operation.put, result: Result.ok, body: encodeU64(4), op: 20, commit: 19, timestamp: 1_700_000_000_999 };
+    const reply = {
+      client: 0xc1n,
+      request: 5,
+      session: 3,
+      operation: Operation.put,
+      result: Result.ok,
+      body: encodeU64(4),
+      op: 20,
+      commit: 19,
+      timestamp: 1_700_000_000_999,
+    };
     const m = buildReply(from, reply);
     expect(readReply(wire(m))).toEqual(reply);
     expect(encode(m)).toEqual(
@@ -169,7 +229,20 @@ describe("every command: round trip through the wire, and the same bytes as repl
         encodeU64(4),
       ),
     );
-    const error = buildReply({ ...from, view: 4 }, { client: 0xc1n, request: 5, session: 3, operation: Operation.put, result: Result.not_primary, body: new Uint8Array(0), op: 0, commit: 19, timestamp: 0 });
+    const error = buildReply(
+      { ...from, view: 4 },
+      {
+        client: 0xc1n,
+        request: 5,
+        session: 3,
+        operation: Operation.put,
+        result: Result.not_primary,
+        body: new Uint8Array(0),
+        op: 0,
+        commit: 19,
+        timestamp: 0,
+      },
+    );
     expect(encode(error)).toEqual(
       legacy(Command.reply, (h) => {
         h.view = 4;
@@ -429,11 +502,17 @@ describe("readers reject what the replica drops as malformed", () => {
     const headers = suffix(5, 8);
     expect(readStartView(bare(Command.start_view, (h) => (h.op = 9), encodeHeaders(headers)))).toBe("malformed start_view headers");
     expect(readStartView(bare(Command.start_view, (h) => (h.op = 0), new Uint8Array(0)))).toBe("malformed start_view headers");
-    expect(readStartView(bare(Command.start_view, (h) => (h.op = 8), encodeHeaders([headers[1]!, headers[0]!, headers[3]!])))).toBe("malformed start_view headers");
+    expect(readStartView(bare(Command.start_view, (h) => (h.op = 8), encodeHeaders([headers[1]!, headers[0]!, headers[3]!])))).toBe(
+      "malformed start_view headers",
+    );
     const body = encodeDoViewChangeBody({ headers, presence: new Uint8Array(4).fill(presence_present), faulty_ops: [] });
-    expect(readDoViewChange(bare(Command.do_view_change, (h) => ((h.op = 7), (h.request = 4)), body))).toBe("malformed do_view_change headers");
+    expect(readDoViewChange(bare(Command.do_view_change, (h) => ((h.op = 7), (h.request = 4)), body))).toBe(
+      "malformed do_view_change headers",
+    );
     expect(typeof readDoViewChange(bare(Command.do_view_change, (h) => ((h.op = 8), (h.request = 4)), body))).toBe("object");
-    expect(readDoViewChange(bare(Command.do_view_change, (h) => ((h.op = 8), (h.request = 3)), body))).toBe("malformed do_view_change headers");
+    expect(readDoViewChange(bare(Command.do_view_change, (h) => ((h.op = 8), (h.request = 3)), body))).toBe(
+      "malformed do_view_change headers",
+    );
   });
 
   test("headers: a damaged, foreign or non-prepare header", () => {
@@ -443,7 +522,9 @@ describe("readers reject what the replica drops as malformed", () => {
     expect(readHeaders(bare(Command.headers, () => {}, new Uint8Array(100)))).toBe("malformed headers");
     const foreign = bare(Command.headers, (h) => (h.cluster = 1n), encodeHeaders(suffix(5, 6)));
     expect(readHeaders(foreign)).toBe("malformed headers");
-    expect(decodeHeaders(encodeHeaders([finalize(Object.assign(new Header(), { cluster, command: Command.commit })).header]), cluster)).toBeNull();
+    expect(
+      decodeHeaders(encodeHeaders([finalize(Object.assign(new Header(), { cluster, command: Command.commit })).header]), cluster),
+    ).toBeNull();
   });
 
   test("do_view_change body: presence above faulty, reserved word, faulty ops not ascending", () => {
@@ -456,7 +537,9 @@ describe("readers reject what the replica drops as malformed", () => {
     const reserved = good.slice();
     reserved[256 + 8 + 4] = 1;
     expect(decodeDoViewChangeBody(reserved, 2, cluster)).toBeNull();
-    expect(decodeDoViewChangeBody(encodeDoViewChangeBody({ headers, presence: new Uint8Array([1, 1]), faulty_ops: [4, 4] }), 2, cluster)).toBeNull();
+    expect(
+      decodeDoViewChangeBody(encodeDoViewChangeBody({ headers, presence: new Uint8Array([1, 1]), faulty_ops: [4, 4] }), 2, cluster),
+    ).toBeNull();
     expect(decodeDoViewChangeBody(good.subarray(0, good.length - 8), 2, cluster)).toBeNull();
   });
 
@@ -549,7 +632,22 @@ test("every message the replicas send in simulated runs is rebuilt byte for byte
   }
   console.log([...seen].map(([name, count]) => `${name} ${count}`).join(", "));
   // The commands of a run with faults: formation, normal operation, view changes and repair.
-  for (const name of ["ping", "pong", "prepare", "prepare_ok", "reply", "commit", "commit_ok", "start_view_change", "do_view_change", "start_view", "request_start_view", "request_headers", "headers", "request_prepare"]) {
+  for (const name of [
+    "ping",
+    "pong",
+    "prepare",
+    "prepare_ok",
+    "reply",
+    "commit",
+    "commit_ok",
+    "start_view_change",
+    "do_view_change",
+    "start_view",
+    "request_start_view",
+    "request_headers",
+    "headers",
+    "request_prepare",
+  ]) {
     expect(seen.get(name) ?? 0).toBeGreaterThan(0);
   }
 }, 120_000);
@@ -563,18 +661,48 @@ test("random field values survive every builder and reader", () => {
     const id = { op: n(), digest: prng.u64(), checksum: prng.u64() };
     const records: [Message, unknown, unknown][] = [];
     // Builders refuse what no honest replica sends, so the numbers keep the rules they check.
-    const pong = { nonce: prng.u64(), state: prng.int(4), log_view: prng.int(env.view + 1), op: n(), commit_max: n(), durable_view: prng.int(env.view + 1) };
+    const pong = {
+      nonce: prng.u64(),
+      state: prng.int(4),
+      log_view: prng.int(env.view + 1),
+      op: n(),
+      commit_max: n(),
+      durable_view: prng.int(env.view + 1),
+    };
     records.push([buildPong(env, pong), readPong, pong]);
     const commit = { commit_max: id.op + n(), commit_checksum: prng.u64(), round: 1 + n(), nonce: prng.u64(), op: 0, checkpoint: id };
     commit.op = commit.commit_max + prng.int(100);
     records.push([buildCommit(env, commit), readCommit, commit]);
     const prepare_op = id.op + 1 + n();
-    const prepare = { op: prepare_op, parent: prng.u64(), commit_max: prepare_op - 1 - prng.int(Math.min(prepare_op, 2 ** 32)), timestamp: n(), checkpoint: id, requests: 1 + prng.int(2 ** 31), body: new Uint8Array(prng.int(20)) };
+    const prepare = {
+      op: prepare_op,
+      parent: prng.u64(),
+      commit_max: prepare_op - 1 - prng.int(Math.min(prepare_op, 2 ** 32)),
+      timestamp: n(),
+      checkpoint: id,
+      requests: 1 + prng.int(2 ** 31),
+      body: new Uint8Array(prng.int(20)),
+    };
     records.push([buildPrepare(env, prepare), readPrepare, prepare]);
     const position = n();
-    const chunk = { checkpoint: id, position, next: prng.chance(0.5) ? null : position + 1 + prng.int(1000), body: new Uint8Array(1 + prng.int(8)) };
+    const chunk = {
+      checkpoint: id,
+      position,
+      next: prng.chance(0.5) ? null : position + 1 + prng.int(1000),
+      body: new Uint8Array(1 + prng.int(8)),
+    };
     records.push([buildSyncChunk(env, chunk), readSyncChunk, chunk]);
-    const reply = { client: prng.u64(), request: prng.u32(), session: n(), operation: prng.int(256), result: prng.int(256), body: new Uint8Array(prng.int(9)), op: n(), commit: n(), timestamp: n() };
+    const reply = {
+      client: prng.u64(),
+      request: prng.u32(),
+      session: n(),
+      operation: prng.int(256),
+      result: prng.int(256),
+      body: new Uint8Array(prng.int(9)),
+      op: n(),
+      commit: n(),
+      timestamp: n(),
+    };
     records.push([buildReply(env, reply), readReply, reply]);
     for (const [message, read, record] of records) {
       const received = decode(encode(message), null);
@@ -596,15 +724,25 @@ test("a builder for every command", () => {
 test("builders refuse what no honest replica sends", () => {
   const headers = suffix(1, 3);
   expect(() => buildStartView(from, { op: 4, commit_max: 0, checkpoint_op: 0, nonce: 0n, headers })).toThrow(AssertionError);
-  expect(() => buildDoViewChange(from, { log_view: from.view, op: 3, commit: 0, headers, presence: new Uint8Array(3), faulty_ops: [] })).toThrow(AssertionError);
-  expect(() => buildDoViewChange(from, { log_view: 1, op: 3, commit: 0, headers, presence: new Uint8Array(2), faulty_ops: [] })).toThrow(AssertionError);
+  expect(() =>
+    buildDoViewChange(from, { log_view: from.view, op: 3, commit: 0, headers, presence: new Uint8Array(3), faulty_ops: [] }),
+  ).toThrow(AssertionError);
+  expect(() => buildDoViewChange(from, { log_view: 1, op: 3, commit: 0, headers, presence: new Uint8Array(2), faulty_ops: [] })).toThrow(
+    AssertionError,
+  );
   // A start_view below its own checkpoint, a prepare naming a checkpoint or commit at or past its
   // op, a commit past the primary's head, an empty chunk that is not the last.
   expect(() => buildStartView(from, { op: 3, commit_max: 0, checkpoint_op: 4, nonce: 0n, headers })).toThrow(AssertionError);
   const id = { op: 8, digest: 1n, checksum: 2n };
-  expect(() => buildPrepare(from, { op: 8, parent: 0n, commit_max: 0, timestamp: 1, checkpoint: id, requests: 1, body: new Uint8Array(8) })).toThrow(AssertionError);
-  expect(() => buildPrepare(from, { op: 9, parent: 0n, commit_max: 9, timestamp: 1, checkpoint: id, requests: 1, body: new Uint8Array(8) })).toThrow(AssertionError);
-  expect(() => buildCommit(from, { commit_max: 10, commit_checksum: 0n, round: 1, nonce: 0n, op: 9, checkpoint: id })).toThrow(AssertionError);
+  expect(() =>
+    buildPrepare(from, { op: 8, parent: 0n, commit_max: 0, timestamp: 1, checkpoint: id, requests: 1, body: new Uint8Array(8) }),
+  ).toThrow(AssertionError);
+  expect(() =>
+    buildPrepare(from, { op: 9, parent: 0n, commit_max: 9, timestamp: 1, checkpoint: id, requests: 1, body: new Uint8Array(8) }),
+  ).toThrow(AssertionError);
+  expect(() => buildCommit(from, { commit_max: 10, commit_checksum: 0n, round: 1, nonce: 0n, op: 9, checkpoint: id })).toThrow(
+    AssertionError,
+  );
   expect(() => buildSyncChunk(from, { checkpoint: id, position: 0, next: 1, body: new Uint8Array(0) })).toThrow(AssertionError);
   expect(() => buildHeaders(from, { op: 3, commit_max: 0, canonical: true, headers: [] })).toThrow(AssertionError);
   expect(() => buildSyncChunk(from, { checkpoint, position: 5, next: 5, body: new Uint8Array(0) })).toThrow(AssertionError);

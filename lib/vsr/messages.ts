@@ -94,7 +94,10 @@ export interface Pong {
 export function buildPong(from: Envelope, pong: Pong): Message {
   assert(pong.state >= PeerState.blank && pong.state <= PeerState.formed, () => `pong with state ${pong.state}`);
   // A replica's log view never passes its view, nor does what it has made durable.
-  assert(pong.log_view <= from.view && pong.durable_view <= from.view, () => `pong in view ${from.view} with log_view ${pong.log_view}, durable view ${pong.durable_view}`);
+  assert(
+    pong.log_view <= from.view && pong.durable_view <= from.view,
+    () => `pong in view ${from.view} with log_view ${pong.log_view}, durable view ${pong.durable_view}`,
+  );
   const h = start(Command.pong, from);
   h.context = pong.nonce;
   h.operation = pong.state;
@@ -126,7 +129,15 @@ export interface Request {
 
 export function buildRequest(cluster: bigint, request: Request): Message {
   // request is a u32 and operation a u8 on the wire: a wider value would be truncated to another request.
-  assert(Number.isInteger(request.request) && request.request >= 0 && request.request <= 0xffffffff && Number.isInteger(request.operation) && request.operation >= 0 && request.operation <= 0xff, () => `request ${request.request} operation ${request.operation} out of range`);
+  assert(
+    Number.isInteger(request.request) &&
+      request.request >= 0 &&
+      request.request <= 0xffffffff &&
+      Number.isInteger(request.operation) &&
+      request.operation >= 0 &&
+      request.operation <= 0xff,
+    () => `request ${request.request} operation ${request.operation} out of range`,
+  );
   const h = startClient(Command.request, cluster);
   h.client = request.client;
   h.session = request.session;
@@ -169,7 +180,15 @@ export interface Reply extends ClientReply {
 }
 
 export function buildReply(from: Envelope, reply: Reply): Message {
-  assert(Number.isInteger(reply.request) && reply.request >= 0 && reply.request <= 0xffffffff && Number.isInteger(reply.operation) && reply.operation >= 0 && reply.operation <= 0xff, () => `reply to request ${reply.request} operation ${reply.operation} out of range`);
+  assert(
+    Number.isInteger(reply.request) &&
+      reply.request >= 0 &&
+      reply.request <= 0xffffffff &&
+      Number.isInteger(reply.operation) &&
+      reply.operation >= 0 &&
+      reply.operation <= 0xff,
+    () => `reply to request ${reply.request} operation ${reply.operation} out of range`,
+  );
   const h = start(Command.reply, from);
   h.client = reply.client;
   h.request = reply.request;
@@ -184,7 +203,17 @@ export function buildReply(from: Envelope, reply: Reply): Message {
 
 export function readReply(message: Message): Reply {
   const h = message.header;
-  return { client: h.client, request: h.request, session: h.session, operation: h.operation, result: h.result, body: message.body, op: h.op, commit: h.commit, timestamp: h.timestamp };
+  return {
+    client: h.client,
+    request: h.request,
+    session: h.session,
+    operation: h.operation,
+    result: h.result,
+    body: message.body,
+    op: h.op,
+    commit: h.commit,
+    timestamp: h.timestamp,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -210,7 +239,10 @@ export interface Prepare {
 export function buildPrepare(from: Envelope, prepare: Prepare): Message {
   assert(prepare.op > 0 && prepare.requests > 0, () => `prepare of op ${prepare.op} with ${prepare.requests} requests`);
   // The named checkpoint lags op (lib/vsr/checkpoint.ts) and op is not committed before it is prepared.
-  assert(prepare.checkpoint.op < prepare.op && prepare.commit_max < prepare.op, () => `prepare of op ${prepare.op} names checkpoint ${prepare.checkpoint.op}, commit ${prepare.commit_max}`);
+  assert(
+    prepare.checkpoint.op < prepare.op && prepare.commit_max < prepare.op,
+    () => `prepare of op ${prepare.op} names checkpoint ${prepare.checkpoint.op}, commit ${prepare.commit_max}`,
+  );
   const h = start(Command.prepare, from);
   h.op = prepare.op;
   h.parent = prepare.parent;
@@ -283,7 +315,10 @@ export interface Commit {
 export function buildCommit(from: Envelope, commit: Commit): Message {
   assert(commit.round > 0, "heartbeat rounds start at 1");
   // The primary holds every op it has committed, and checkpoints only committed state.
-  assert(commit.checkpoint.op <= commit.commit_max && commit.commit_max <= commit.op, () => `commit of ${commit.commit_max} with head ${commit.op}, checkpoint ${commit.checkpoint.op}`);
+  assert(
+    commit.checkpoint.op <= commit.commit_max && commit.commit_max <= commit.op,
+    () => `commit of ${commit.commit_max} with head ${commit.op}, checkpoint ${commit.checkpoint.op}`,
+  );
   const h = start(Command.commit, from);
   h.commit = commit.commit_max;
   h.context = commit.commit_checksum;
@@ -340,7 +375,10 @@ export interface StartViewChange {
 
 export function buildStartViewChange(from: Envelope, svc: StartViewChange): Message {
   // The sender moves to from.view; its superblock cannot already hold a higher view.
-  assert(Number.isSafeInteger(svc.durable_view) && svc.durable_view >= 0 && svc.durable_view <= from.view, () => `start_view_change to view ${from.view} with durable view ${svc.durable_view}`);
+  assert(
+    Number.isSafeInteger(svc.durable_view) && svc.durable_view >= 0 && svc.durable_view <= from.view,
+    () => `start_view_change to view ${from.view} with durable view ${svc.durable_view}`,
+  );
   const h = start(Command.start_view_change, from);
   h.context = BigInt(svc.durable_view);
   return finalize(h);
@@ -356,7 +394,10 @@ export function readStartViewChange(message: Message): StartViewChange {
  * lib/vsr/view_change.ts's DoViewChange, which the new primary's decisions take. */
 export function buildDoViewChange(from: Envelope, dvc: DoViewChange): Message {
   // The receiver drops anything else as malformed or as a protocol violation: only a bug sends it.
-  assert(dvc.presence.length === dvc.headers.length && suffixValid(dvc.headers, dvc.op), () => `do_view_change of ${dvc.headers.length} headers is no suffix ending at op ${dvc.op}`);
+  assert(
+    dvc.presence.length === dvc.headers.length && suffixValid(dvc.headers, dvc.op),
+    () => `do_view_change of ${dvc.headers.length} headers is no suffix ending at op ${dvc.op}`,
+  );
   assert(dvc.log_view < from.view, () => `do_view_change for view ${from.view} from log_view ${dvc.log_view}`);
   const h = start(Command.do_view_change, from);
   h.log_view = dvc.log_view;
@@ -374,8 +415,19 @@ export function readDoViewChange(message: Message): DoViewChange | string {
   const body = decodeDoViewChangeBody(message.body, h.request, h.cluster);
   if (body === null || !suffixValid(body.headers, h.op)) return "malformed do_view_change headers";
   // Past the checks above, any input: one presence byte per header, the suffix ending at the op named.
-  assert(body.presence.length === body.headers.length && body.headers[body.headers.length - 1]!.op === h.op, "do_view_change read back unlike its checks");
-  return { log_view: h.log_view, op: h.op, commit: h.commit, headers: body.headers, presence: body.presence, faulty_ops: body.faulty_ops, checksum: h.checksum };
+  assert(
+    body.presence.length === body.headers.length && body.headers[body.headers.length - 1]!.op === h.op,
+    "do_view_change read back unlike its checks",
+  );
+  return {
+    log_view: h.log_view,
+    op: h.op,
+    commit: h.commit,
+    headers: body.headers,
+    presence: body.presence,
+    faulty_ops: body.faulty_ops,
+    checksum: h.checksum,
+  };
 }
 
 /** start_view: the new primary's log suffix for the envelope's view. */
@@ -406,7 +458,10 @@ export function readStartView(message: Message): StartView | string {
   const h = message.header;
   const headers = decodeHeaders(message.body, h.cluster);
   if (headers === null || !suffixValid(headers, h.op)) return "malformed start_view headers";
-  assert(headers.length >= 1 && headers.length <= view_headers_max && headers[headers.length - 1]!.op === h.op, "start_view read back unlike its checks");
+  assert(
+    headers.length >= 1 && headers.length <= view_headers_max && headers[headers.length - 1]!.op === h.op,
+    "start_view read back unlike its checks",
+  );
   return { op: h.op, commit_max: h.commit, checkpoint_op: h.checkpoint_op, nonce: h.context, headers };
 }
 
@@ -459,9 +514,15 @@ export interface Headers {
 }
 
 export function buildHeaders(from: Envelope, headers: Headers): Message {
-  assert(headers.headers.length > 0 && headers.headers.length <= view_headers_max, () => `headers message with ${headers.headers.length} headers`);
+  assert(
+    headers.headers.length > 0 && headers.headers.length <= view_headers_max,
+    () => `headers message with ${headers.headers.length} headers`,
+  );
   // The receiver drops the whole message if any header is not one of this cluster's prepares.
-  assert(headers.headers.every((x) => x.command === Command.prepare && x.cluster === from.cluster), "headers message carries a header that is not one of this cluster's prepares");
+  assert(
+    headers.headers.every((x) => x.command === Command.prepare && x.cluster === from.cluster),
+    "headers message carries a header that is not one of this cluster's prepares",
+  );
   const h = start(Command.headers, from);
   h.op = headers.op;
   h.commit = headers.commit_max;
@@ -506,7 +567,10 @@ export interface RequestSync {
 
 export function buildRequestSync(from: Envelope, rs: RequestSync): Message {
   // A transfer never targets the root checkpoint (every replica holds it): lib/vsr/state_sync.ts.
-  assert(rs.checkpoint.op > 0 && Number.isSafeInteger(rs.position) && rs.position >= 0, () => `request_sync for checkpoint ${rs.checkpoint.op} at ${rs.position}`);
+  assert(
+    rs.checkpoint.op > 0 && Number.isSafeInteger(rs.position) && rs.position >= 0,
+    () => `request_sync for checkpoint ${rs.checkpoint.op} at ${rs.position}`,
+  );
   const h = start(Command.request_sync, from);
   h.op = rs.checkpoint.op;
   h.checkpoint_digest = rs.checkpoint.digest;
@@ -547,7 +611,12 @@ export function buildSyncChunk(from: Envelope, chunk: SyncChunk): Message {
 /** Any nonzero `result` is the last chunk, as the receiver reads it today. */
 export function readSyncChunk(message: Message): SyncChunk {
   const h = message.header;
-  return { checkpoint: { op: h.op, digest: h.checkpoint_digest, checksum: h.context }, position: h.commit, next: h.result === 0 ? h.timestamp : null, body: message.body };
+  return {
+    checkpoint: { op: h.op, digest: h.checkpoint_digest, checksum: h.context },
+    position: h.commit,
+    next: h.result === 0 ? h.timestamp : null,
+    body: message.body,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -559,7 +628,10 @@ export interface RequestStatus {
 }
 
 export function buildRequestStatus(cluster: bigint, rs: RequestStatus): Message {
-  assert(Number.isInteger(rs.request) && rs.request >= 0 && rs.request <= 0xffffffff, () => `request_status number ${rs.request} is no u32`);
+  assert(
+    Number.isInteger(rs.request) && rs.request >= 0 && rs.request <= 0xffffffff,
+    () => `request_status number ${rs.request} is no u32`,
+  );
   const h = startClient(Command.request_status, cluster);
   h.client = rs.client;
   h.request = rs.request;
@@ -580,7 +652,10 @@ export interface NodeStatus {
 }
 
 export function buildStatus(from: Envelope, status: NodeStatus): Message {
-  assert(Number.isInteger(status.request) && status.request >= 0 && status.request <= 0xffffffff, () => `status for request ${status.request}: no u32`);
+  assert(
+    Number.isInteger(status.request) && status.request >= 0 && status.request <= 0xffffffff,
+    () => `status for request ${status.request}: no u32`,
+  );
   const h = start(Command.status, from);
   h.client = status.client;
   h.request = status.request;
@@ -682,7 +757,10 @@ export function encodeDoViewChangeBody(dvc: Pick<DoViewChange, "headers" | "pres
   const { headers, presence, faulty_ops } = dvc;
   assert(faulty_ops.length <= faulty_ops_max, () => `do_view_change with ${faulty_ops.length} faulty ops (at most ${faulty_ops_max})`);
   // decodeDoViewChangeBody rejects all of these: sending one is this replica's bug.
-  assert(presence.length === headers.length && presence.every((p) => p <= presence_faulty), "do_view_change presence does not match its headers");
+  assert(
+    presence.length === headers.length && presence.every((p) => p <= presence_faulty),
+    "do_view_change presence does not match its headers",
+  );
   const presence_end = headers.length * header_size + ((presence.length + 7) & ~7);
   const body = new Uint8Array(presence_end + 8 + 8 * faulty_ops.length);
   body.set(encodeHeaders(headers), 0);
@@ -693,7 +771,11 @@ export function encodeDoViewChangeBody(dvc: Pick<DoViewChange, "headers" | "pres
   return body;
 }
 
-export function decodeDoViewChangeBody(body: Uint8Array, count: number, cluster: bigint): { headers: Header[]; presence: Uint8Array; faulty_ops: number[] } | null {
+export function decodeDoViewChangeBody(
+  body: Uint8Array,
+  count: number,
+  cluster: bigint,
+): { headers: Header[]; presence: Uint8Array; faulty_ops: number[] } | null {
   const headers_size = count * header_size;
   const presence_end = headers_size + ((count + 7) & ~7);
   if (count > view_headers_max || body.length < presence_end + 8) return null;
@@ -703,7 +785,8 @@ export function decodeDoViewChangeBody(body: Uint8Array, count: number, cluster:
   if (presence.some((p) => p > presence_faulty)) return null;
   const view = new DataView(body.buffer, body.byteOffset, body.length);
   const faulty_count = view.getUint32(presence_end, true);
-  if (faulty_count > faulty_ops_max || view.getUint32(presence_end + 4, true) !== 0 || body.length !== presence_end + 8 + 8 * faulty_count) return null;
+  if (faulty_count > faulty_ops_max || view.getUint32(presence_end + 4, true) !== 0 || body.length !== presence_end + 8 + 8 * faulty_count)
+    return null;
   const faulty_ops: number[] = [];
   for (let i = 0; i < faulty_count; i++) {
     const op = Number(view.getBigUint64(presence_end + 8 + 8 * i, true));

@@ -116,17 +116,26 @@ export class ReadQueue<M> {
     }
     const taken = ready === 0 ? [] : this.waiters.splice(0, ready);
     // Linearizability: a read is answered only once its op has executed here.
-    assert(taken.every((w) => w.read_op <= commit_min), () => `read answered before commit ${commit_min} reached its op`);
+    assert(
+      taken.every((w) => w.read_op <= commit_min),
+      () => `read answered before commit ${commit_min} reached its op`,
+    );
     return taken;
   }
 
   /** Acks never name a round not yet sent; waiters stay in arrival order within the bound. Called
    * from Leader.invariants(). */
   invariants(): void {
-    assert(this.round >= 0 && this.acks.every((a) => a >= 0 && a <= this.round), () => `read queue: acks ${this.acks.join(",")} beyond round ${this.round}`);
+    assert(
+      this.round >= 0 && this.acks.every((a) => a >= 0 && a <= this.round),
+      () => `read queue: acks ${this.acks.join(",")} beyond round ${this.round}`,
+    );
     assert(this.waiters.length <= this.queue_max, () => `read queue of ${this.waiters.length} over ${this.queue_max}`);
     for (let i = 1; i < this.waiters.length; i++) {
-      assert(this.waiters[i - 1]!.round <= this.waiters[i]!.round && this.waiters[i - 1]!.read_op <= this.waiters[i]!.read_op, () => `read queue: waiter ${i} out of arrival order`);
+      assert(
+        this.waiters[i - 1]!.round <= this.waiters[i]!.round && this.waiters[i - 1]!.read_op <= this.waiters[i]!.read_op,
+        () => `read queue: waiter ${i} out of arrival order`,
+      );
     }
   }
 

@@ -45,7 +45,10 @@ export class RecentPrepares {
     this.prepares.delete(op);
     this.bytes -= m.header.size;
     // The byte count tracks exactly the prepares held: it empties with them.
-    assert(this.bytes >= 0 && (this.prepares.size > 0 || this.bytes === 0), () => `recent prepares: ${this.bytes} bytes counted for ${this.prepares.size} prepares`);
+    assert(
+      this.bytes >= 0 && (this.prepares.size > 0 || this.bytes === 0),
+      () => `recent prepares: ${this.bytes} bytes counted for ${this.prepares.size} prepares`,
+    );
     return m.header.checksum === checksum ? m : null;
   }
 

@@ -76,7 +76,10 @@ export class Recovering {
     assert(nonce !== 0n, "a recovering replica's nonce is never 0 (0 is a start_view that answers no request)");
     this.nonces.push(nonce);
     if (this.nonces.length > this.nonces_max) this.nonces.shift();
-    assert(this.nonces.length <= this.nonces_max && this.answers(nonce), () => `recovering: ${this.nonces.length} nonces kept, latest not answerable`);
+    assert(
+      this.nonces.length <= this.nonces_max && this.answers(nonce),
+      () => `recovering: ${this.nonces.length} nonces kept, latest not answerable`,
+    );
   }
 
   /** RULE (recovery): it installs only a start_view answering one of its own recent requests, so

@@ -29,7 +29,7 @@ describe("planRepair", () => {
     const plan = planRepair(journal, 0, 12, 32, 64);
     // Only op 8 is identified (by op 9's parent); 5..7 are not known yet.
     expect(plan.prepares).toEqual([{ op: 8, checksum: log[7]!.checksum }]);
-    expect(plan.headers).toEqual({ op_min: 1, op_max: 9 }) // up to headers_max below the top of the run;
+    expect(plan.headers).toEqual({ op_min: 1, op_max: 9 }); // up to headers_max below the top of the run;
   });
 
   test("a long run asks for at most headers_max headers, the top of the run first", () => {

@@ -22,7 +22,11 @@ describe("formation (item 4)", () => {
       return (from + to + Math.floor(round / 10)) % 2 === 0;
     };
     cluster.startAll();
-    for (let t = 0; t < 600 && !cluster.replicas.every((r) => r!.describe().status === "normal" && (r as unknown as { formed: boolean }).formed); t++) {
+    for (
+      let t = 0;
+      t < 600 && !cluster.replicas.every((r) => r!.describe().status === "normal" && (r as unknown as { formed: boolean }).formed);
+      t++
+    ) {
       round += 1;
       cluster.tick();
     }
@@ -49,7 +53,12 @@ function checkpointsFail(storage: Storage, state: { full: boolean }): Storage {
 describe("a promise never outlives the memory behind it (items 1 and 3)", () => {
   test("a backup whose checkpoints cannot be written acknowledges only what a restart from its durable checkpoint reloads", () => {
     const full = { full: false };
-    const cluster = new TestCluster(3, () => {}, undefined, (storage, index) => (index === 1 ? checkpointsFail(storage, full) : storage));
+    const cluster = new TestCluster(
+      3,
+      () => {},
+      undefined,
+      (storage, index) => (index === 1 ? checkpointsFail(storage, full) : storage),
+    );
     cluster.startAll();
     cluster.until(() => cluster.primary() !== null, 2000, "a primary");
     const client = new TestClient(cluster, 0xc1n);

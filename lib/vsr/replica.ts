@@ -33,7 +33,16 @@ import { Leader, type PipelineEntry } from "./leader.ts";
 import { loadJournal } from "./journal_load.ts";
 import { RecentPrepares } from "./recent_prepares.ts";
 import { planRepair } from "./repair_plan.ts";
-import { assertSuffixHeld, chooseLog, decideSuffix, presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision } from "./view_change.ts";
+import {
+  assertSuffixHeld,
+  chooseLog,
+  decideSuffix,
+  presence_absent,
+  presence_faulty,
+  presence_present,
+  type DoViewChange,
+  type SuffixDecision,
+} from "./view_change.ts";
 export { presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision };
 import { decodeBatch, encodeBatch } from "./batch.ts";
 import { isNoSpace, vouchedMax, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
@@ -44,7 +53,48 @@ import { describeOps, windowOp } from "./window.ts";
 import { Scrubber } from "./scrubber.ts";
 import { ValueRepairs, valueRepairPeer, type ValueRequest } from "./value_repair.ts";
 import { Recovering } from "./recovery.ts";
-import { buildCommit, buildCommitOk, buildDoViewChange, buildHeaders, buildPing, buildPong, buildPrepare, buildPrepareOk, buildReply, buildRequestHeaders, buildRequestPrepare, buildRequestStartView, buildRequestSync, buildRequestValue, buildStartView, buildStartViewChange, buildSyncChunk, buildValue, decodeHeaders, readCommit, readCommitOk, readDoViewChange, readHeaders, readPing, readPong, readPrepareOk, readRequestPrepare, readRequestStartView, readRequestSync, readRequestValue, readStartView, readStartViewChange, readSyncChunk, readValue, suffixValid, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
+import {
+  buildCommit,
+  buildCommitOk,
+  buildDoViewChange,
+  buildHeaders,
+  buildPing,
+  buildPong,
+  buildPrepare,
+  buildPrepareOk,
+  buildReply,
+  buildRequestHeaders,
+  buildRequestPrepare,
+  buildRequestStartView,
+  buildRequestSync,
+  buildRequestValue,
+  buildStartView,
+  buildStartViewChange,
+  buildSyncChunk,
+  buildValue,
+  decodeHeaders,
+  readCommit,
+  readCommitOk,
+  readDoViewChange,
+  readHeaders,
+  readPing,
+  readPong,
+  readPrepareOk,
+  readRequestPrepare,
+  readRequestStartView,
+  readRequestSync,
+  readRequestValue,
+  readStartView,
+  readStartViewChange,
+  readSyncChunk,
+  readValue,
+  suffixValid,
+  type ClientReply,
+  type Envelope,
+  type OrderedRequest,
+  type Reply,
+  type ReplyTo,
+} from "./messages.ts";
 export { rootPrepare, stateDigest };
 
 export type Status = "blank" | "recovering" | "normal" | "view_change";
@@ -245,10 +295,19 @@ export class Replica {
   ) {
     const n = config.replica_count;
     assert(n >= 1 && replica >= 0 && replica < n, `replica ${replica} out of range for ${n} replicas`);
-    assert(config.checkpoint_interval_ops * 2 + config.pipeline_prepare_max <= config.journal_slot_count, "journal too small for two checkpoints and a pipeline");
+    assert(
+      config.checkpoint_interval_ops * 2 + config.pipeline_prepare_max <= config.journal_slot_count,
+      "journal too small for two checkpoints and a pipeline",
+    );
     assert(config.journal_slot_count <= journal_slot_count_max, `journal_slot_count must be at most ${journal_slot_count_max}`);
-    assert(config.pipeline_prepare_max <= config.checkpoint_interval_ops, "the pipeline must be shorter than a checkpoint interval (lib/vsr/checkpoint.ts)");
-    assert(config.value_size_max >= 0 && config.value_size_max <= value_size_max_default, `value_size_max must be at most ${value_size_max_default} bytes (a prepare must fit in a message)`);
+    assert(
+      config.pipeline_prepare_max <= config.checkpoint_interval_ops,
+      "the pipeline must be shorter than a checkpoint interval (lib/vsr/checkpoint.ts)",
+    );
+    assert(
+      config.value_size_max >= 0 && config.value_size_max <= value_size_max_default,
+      `value_size_max must be at most ${value_size_max_default} bytes (a prepare must fit in a message)`,
+    );
     this.f = Math.floor((n - 1) / 2);
     this.quorum = Math.floor(n / 2) + 1;
     this.journal = new Journal(config.journal_slot_count);
@@ -256,7 +315,11 @@ export class Replica {
     this.store = new ObjectStore();
     this.clients = new ClientTable(config.clients_max);
     this.root = rootPrepare(config.cluster, n);
-    this.durable = new DurableState(replica, config.checkpoint_interval_ops, { op: 0, digest: stateDigest(this.store, this.clients), checksum: this.root.checksum });
+    this.durable = new DurableState(replica, config.checkpoint_interval_ops, {
+      op: 0,
+      digest: stateDigest(this.store, this.clients),
+      checksum: this.root.checksum,
+    });
     this.commit_min_checksum = this.root.checksum;
     this.commit_min_header = this.root;
     this.journal.setHeader(this.root);
@@ -280,7 +343,10 @@ export class Replica {
     this.realtime = realtime;
     const recovered = this.storage.recover(this.config.clients_max);
     if (recovered.superblock_lost === true) {
-      this.env.log("error", `replica ${this.replica}: the superblock on disk is older than journal records written after a newer one (several of its copies are damaged): the promises it held are lost, so this replica discards its data directory and recovers from peers as one that lost its disk; check this disk`);
+      this.env.log(
+        "error",
+        `replica ${this.replica}: the superblock on disk is older than journal records written after a newer one (several of its copies are damaged): the promises it held are lost, so this replica discards its data directory and recovers from peers as one that lost its disk; check this disk`,
+      );
     }
     if (recovered.state === null) {
       this.status = "blank";
@@ -307,7 +373,10 @@ export class Replica {
     if (this.ticks % compaction_interval_ticks === 0) this.compact();
     this.scrub();
     // Timeouts change roles: the role objects must still match the status they belong to.
-    assert((this.view_change !== null) === (this.status === "view_change") && (this.recovering !== null) === (this.status === "recovering"), () => `replica ${this.replica}: role state does not match status ${this.status} after a tick`);
+    assert(
+      (this.view_change !== null) === (this.status === "view_change") && (this.recovering !== null) === (this.status === "recovering"),
+      () => `replica ${this.replica}: role state does not match status ${this.status} after a tick`,
+    );
   }
 
   /**
@@ -316,7 +385,9 @@ export class Replica {
    * still good (scrubber.ts says why). Protected so a test can disable it.
    */
   protected scrub(): void {
-    const step = this.scrubber.tick(this.ticks, !this.no_space && this.sync === null && this.status === "normal", this.store, (key) => this.value_repairs.has(key));
+    const step = this.scrubber.tick(this.ticks, !this.no_space && this.sync === null && this.status === "normal", this.store, (key) =>
+      this.value_repairs.has(key),
+    );
     for (const key of step.keys) {
       this.readValue(key, this.store.get(key)!);
       this.stats.values_scrubbed += 1;
@@ -364,7 +435,10 @@ export class Replica {
   /** Starts leading this view with the given uncommitted suffix in flight: a fresh leader's state
    * (no request, read or acknowledgement of an earlier term carries over). */
   private lead(pipeline: PipelineEntry[]): void {
-    assert(this.isActingPrimary(), () => `replica ${this.replica}: leading view ${this.view} while ${this.status}${this.isPrimary() ? "" : " and not its primary"}`);
+    assert(
+      this.isActingPrimary(),
+      () => `replica ${this.replica}: leading view ${this.view} while ${this.status}${this.isPrimary() ? "" : " and not its primary"}`,
+    );
     assert(pipeline.length === 0 || pipeline[0]!.op === this.commit_max + 1, "the pipeline starts after commit_max");
     const c = this.config;
     this.leader = new Leader(
@@ -397,7 +471,10 @@ export class Replica {
     if (h.cluster !== this.config.cluster) return this.drop(message, "cluster mismatch");
     const from_client = h.command === Command.request;
     if (!from_client && (h.replica >= this.config.replica_count || h.replica_count !== this.config.replica_count)) {
-      return this.drop(message, `sender ${h.replica} with replica_count ${h.replica_count} does not match this cluster of ${this.config.replica_count}`);
+      return this.drop(
+        message,
+        `sender ${h.replica} with replica_count ${h.replica_count} does not match this cluster of ${this.config.replica_count}`,
+      );
     }
     if (!from_client && h.replica === this.replica && h.command !== Command.prepare) return this.drop(message, "message from self");
     if (!from_client && h.incarnation !== this.incarnation && h.command !== Command.ping && h.command !== Command.pong) {
@@ -453,7 +530,10 @@ export class Replica {
 
   private drop(message: Message, why: string): void {
     this.stats.messages_dropped += 1;
-    this.env.log("debug", `replica ${this.replica}: dropped ${Command[message.header.command] ?? message.header.command} from ${message.header.replica}: ${why}`);
+    this.env.log(
+      "debug",
+      `replica ${this.replica}: dropped ${Command[message.header.command] ?? message.header.command} from ${message.header.replica}: ${why}`,
+    );
   }
 
   /** A message that passed every check of the frame but contradicts what an honest peer does.
@@ -463,7 +543,10 @@ export class Replica {
     this.stats.protocol_violations += 1;
     this.stats.messages_dropped += 1;
     const text = `${Command[command] ?? command} from replica ${from}: ${what}`;
-    this.env.log("warn", `replica ${this.replica}: dropped ${text}; a forged frame or a bug: check what can reach this port, and report it if only replicas can`);
+    this.env.log(
+      "warn",
+      `replica ${this.replica}: dropped ${text}; a forged frame or a bug: check what can reach this port, and report it if only replicas can`,
+    );
     this.observer?.violation(this.replica, text, checksum);
   }
 
@@ -474,7 +557,10 @@ export class Replica {
     this.drop(message, `cluster incarnation ${hex32(h.incarnation)} is not ours (${hex32(this.incarnation)})`);
     if (this.status === "blank") return; // it has none yet: it adopts one when it recovers or formats
     if (this.warnings.admit(`incarnation of replica ${h.replica}`, this.ticks * this.config.tick_ms) === null) return;
-    this.env.log("error", `replica ${this.replica}: refusing replica ${h.replica}: its data directory belongs to cluster incarnation ${hex32(h.incarnation)}, this replica's to ${hex32(this.incarnation)} (a directory of an earlier cluster on the same addresses, or a different cluster): stop it and give it the right data directory, or an empty one to have it recover from the others`);
+    this.env.log(
+      "error",
+      `replica ${this.replica}: refusing replica ${h.replica}: its data directory belongs to cluster incarnation ${hex32(h.incarnation)}, this replica's to ${hex32(this.incarnation)} (a directory of an earlier cluster on the same addresses, or a different cluster): stop it and give it the right data directory, or an empty one to have it recover from the others`,
+    );
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -493,9 +579,15 @@ export class Replica {
     this.commit_max = Math.max(state.commit_max, this.commit_min);
     this.store = recovered.store;
     this.clients = recovered.clients;
-    assert(stateDigest(this.store, this.clients) === state.checkpoint.digest, () => `replica ${this.replica}: checkpoint at op ${state.checkpoint.op} does not match its digest`);
+    assert(
+      stateDigest(this.store, this.clients) === state.checkpoint.digest,
+      () => `replica ${this.replica}: checkpoint at op ${state.checkpoint.op} does not match its digest`,
+    );
     const checkpoint = recovered.checkpoint;
-    assert(checkpoint !== null && checkpoint.anchor.op === state.checkpoint.op && checkpoint.anchor.checksum === state.checkpoint.checksum, "checkpoint anchor header does not match the checkpoint");
+    assert(
+      checkpoint !== null && checkpoint.anchor.op === state.checkpoint.op && checkpoint.anchor.checksum === state.checkpoint.checksum,
+      "checkpoint anchor header does not match the checkpoint",
+    );
     this.journal.setHeader(checkpoint.anchor);
     this.durable.remember(checkpoint.previous);
     // RULE (damage is sticky): a slot whose record is unreadable held an op of the window this
@@ -503,7 +595,10 @@ export class Replica {
     for (const slot of recovered.damaged_slots) this.journal.markDamaged(windowOp(this.commit_min, slot, this.config.journal_slot_count));
     if (recovered.damaged_slots.length > 0) {
       const ops = this.journal.damagedOps(this.commit_min, this.commit_min + this.config.journal_slot_count);
-      this.env.log("warn", `replica ${this.replica}: ${ops.length} journal record(s) damaged on disk (ops ${describeOps(ops)}): repairing from peers; this replica will not vote to discard those ops until they are rewritten`);
+      this.env.log(
+        "warn",
+        `replica ${this.replica}: ${ops.length} journal record(s) damaged on disk (ops ${describeOps(ops)}): repairing from peers; this replica will not vote to discard those ops until they are rewritten`,
+      );
     }
     const vh_max = vouchedMax(state);
     loadJournal(this.journal, recovered.journal, state, vh_max, this.commit_min_header);
@@ -520,7 +615,10 @@ export class Replica {
     this.applyViewHeaders();
     // Entries below the head that do not chain are removed, so repair fetches the right ones.
     this.trimUnchained();
-    this.env.log("info", `replica ${this.replica}: opened at view ${this.view} (log_view ${this.log_view}), checkpoint ${this.checkpoint.op}, op ${this.op}, commit ${this.commit_max}`);
+    this.env.log(
+      "info",
+      `replica ${this.replica}: opened at view ${this.view} (log_view ${this.log_view}), checkpoint ${this.checkpoint.op}, op ${this.op}, commit ${this.commit_max}`,
+    );
     this.timeout_repair.start();
     if (this.view > 0 || this.log_view > 0 || this.op > 0 || this.commit_max > 0) this.formation.form();
     if (!this.formed) {
@@ -579,7 +677,10 @@ export class Replica {
   /** The checkpoint file is damaged: the executed state is gone, the promises are not. Recover
    * the state from peers as a lost disk would, in at least the view the superblock promised. */
   private recoverLostCheckpoint(state: VsrState): void {
-    this.env.log("error", `replica ${this.replica}: checkpoint ${state.checkpoint.op} is damaged on disk: recovering the state from peers; this replica acknowledges nothing until it has caught up`);
+    this.env.log(
+      "error",
+      `replica ${this.replica}: checkpoint ${state.checkpoint.op} is damaged on disk: recovering the state from peers; this replica acknowledges nothing until it has caught up`,
+    );
     this.durable.restart(state.view, state.log_view, null);
     this.formation.form();
     // The superblock it writes when it rejoins must not name an older checkpoint than this one.
@@ -589,7 +690,10 @@ export class Replica {
   /** Becomes recovering in view v (adopted, not installed: it waits for that view's start_view),
    * with no log view of its own, and asks the primary for the view's log. */
   private enterRecovering(view: number, checkpoint_floor: number): void {
-    assert(this.recovering === null && this.leader === null && this.view_change === null, () => `replica ${this.replica}: recovering from status ${this.status}`);
+    assert(
+      this.recovering === null && this.leader === null && this.view_change === null,
+      () => `replica ${this.replica}: recovering from status ${this.status}`,
+    );
     this.status = "recovering";
     this.recovering = new Recovering(checkpoint_floor);
     this.view = view;
@@ -601,7 +705,10 @@ export class Replica {
 
   /** Caught up and durable: a normal backup again, which may acknowledge. */
   private leaveRecovering(): void {
-    assert(this.status === "recovering" && this.recovering !== null && this.sync === null, () => `replica ${this.replica}: leaving recovery from status ${this.status}`);
+    assert(
+      this.status === "recovering" && this.recovering !== null && this.sync === null,
+      () => `replica ${this.replica}: leaving recovery from status ${this.status}`,
+    );
     this.recovering = null;
     this.enterNormalBackup();
     assert((this.status as Status) === "normal" && !this.isActingPrimary(), "a recovered replica rejoins as a backup");
@@ -648,7 +755,17 @@ export class Replica {
   private onPong(message: Message): void {
     const h = message.header;
     const p = readPong(message);
-    const pong = { replica: h.replica, nonce: p.nonce, answer: p.state, view: h.view, log_view: p.log_view, op: p.op, commit: p.commit_max, durable_view: p.durable_view, incarnation: h.incarnation };
+    const pong = {
+      replica: h.replica,
+      nonce: p.nonce,
+      answer: p.state,
+      view: h.view,
+      log_view: p.log_view,
+      op: p.op,
+      commit: p.commit_max,
+      durable_view: p.durable_view,
+      incarnation: h.incarnation,
+    };
     this.followFormation(this.formation.pong(pong, this.status));
   }
 
@@ -663,18 +780,27 @@ export class Replica {
       case "form":
         return this.form();
       case "adopt":
-        this.env.log("info", `replica ${this.replica}: replica ${decision.peer} ${decision.peer_formed ? "belongs to a formed cluster" : "formatted"} with cluster incarnation ${hex32(decision.incarnation)}, ours is ${hex32(decision.previous)}: adopting it`);
+        this.env.log(
+          "info",
+          `replica ${this.replica}: replica ${decision.peer} ${decision.peer_formed ? "belongs to a formed cluster" : "formatted"} with cluster incarnation ${hex32(decision.incarnation)}, ours is ${hex32(decision.previous)}: adopting it`,
+        );
         this.writeState();
         if (decision.form) this.form();
         return;
       case "disagree":
         if (this.warnings.admit("no agreed incarnation", this.ticks * this.config.tick_ms) !== null) {
           const heard = decision.heard.map((r) => `replica ${r.replica}: ${hex32(r.incarnation)}`).join(", ");
-          this.env.log("error", `replica ${this.replica}: data directory is blank, and the formatted peers do not agree on a cluster incarnation (${heard}; ${this.f + 1} must agree): waiting; a peer's data directory is probably from another cluster on these addresses`);
+          this.env.log(
+            "error",
+            `replica ${this.replica}: data directory is blank, and the formatted peers do not agree on a cluster incarnation (${heard}; ${this.f + 1} must agree): waiting; a peer's data directory is probably from another cluster on these addresses`,
+          );
         }
         return;
       case "recover":
-        this.env.log("warn", `replica ${this.replica}: data directory is blank but the cluster has data: recovering from peers at view ${decision.view}; this replica acknowledges nothing until it has caught up`);
+        this.env.log(
+          "warn",
+          `replica ${this.replica}: data directory is blank but the cluster has data: recovering from peers at view ${decision.view}; this replica acknowledges nothing until it has caught up`,
+        );
         this.timeout_probe.stop();
         this.enterRecovering(decision.view, 0);
         return;
@@ -749,7 +875,8 @@ export class Replica {
     if (this.isPrimary()) {
       for (const op of durable_ops) {
         const entry = this.leader?.entry(op);
-        if (entry !== undefined && op <= this.opPrepareOkMax() && this.journal.hasDurable(op, entry.checksum)) this.leader!.ack(op, entry.checksum, this.replica);
+        if (entry !== undefined && op <= this.opPrepareOkMax() && this.journal.hasDurable(op, entry.checksum))
+          this.leader!.ack(op, entry.checksum, this.replica);
       }
       this.commitPipeline();
     } else if (this.acks_after_start_view !== null) {
@@ -782,7 +909,8 @@ export class Replica {
     }
     if (session !== undefined && h.request <= session.request) {
       // A retry of an executed request gets its stored reply; an older one is stale.
-      if (h.request === session.request) this.sendStoredReply({ client: h.client, request: session.request, session: session.session }, session.reply);
+      if (h.request === session.request)
+        this.sendStoredReply({ client: h.client, request: session.request, session: session.session }, session.reply);
       return;
     }
     // A retry of a request already queued or being prepared is answered when that one executes.
@@ -844,19 +972,36 @@ export class Replica {
     const parent = this.journal.header(this.op);
     assert(parent !== null, () => `primary ${this.replica}: no header at its head op ${this.op}`);
     const body = encodeBatch(
-      requests.map((m) => ({ client: m.header.client, session: m.header.session, request: m.header.request, operation: m.header.operation, body: m.body })),
+      requests.map((m) => ({
+        client: m.header.client,
+        session: m.header.session,
+        request: m.header.request,
+        operation: m.header.operation,
+        body: m.body,
+      })),
     );
     const op = this.op + 1;
     const checkpoint = this.checkpointIdFor(op);
     assert(checkpoint !== null, () => `primary ${this.replica}: no checkpoint named by op ${op}`);
     // Timestamps never go backwards, across primaries whose clocks disagree too.
     const timestamp = Math.max(parent.timestamp + 1, this.realtime);
-    const prepare = buildPrepare(this.envelope(this.view), { op, parent: parent.checksum, commit_max: this.commit_max, timestamp, checkpoint, requests: requests.length, body });
+    const prepare = buildPrepare(this.envelope(this.view), {
+      op,
+      parent: parent.checksum,
+      commit_max: this.commit_max,
+      timestamp,
+      checkpoint,
+      requests: requests.length,
+      body,
+    });
     const h = prepare.header;
     assert(h.timestamp > parent.timestamp, "the hash chain's timestamps strictly increase");
     this.op = h.op;
     // prepareQueued stops at opPrepareMax: the primary's own copy is one it may count.
-    assert(this.op <= this.opPrepareOkMax(), () => `primary ${this.replica}: prepared op ${this.op} beyond what its durable checkpoint ${this.checkpoint.op} keeps`);
+    assert(
+      this.op <= this.opPrepareOkMax(),
+      () => `primary ${this.replica}: prepared op ${this.op} beyond what its durable checkpoint ${this.checkpoint.op} keeps`,
+    );
     this.observer?.primary(this.replica, this.view);
     leader.prepared(h.op, h.checksum, prepare);
     // Send first, then journal: the backups' writes overlap the primary's own.
@@ -930,12 +1075,18 @@ export class Replica {
     // with work pending hands over too (Leader.heartbeat says when).
     const decision = leader.heartbeat(this.ticks, this.commit_min, this.commit_max);
     if (decision.kind === "abdicate_unheard") {
-      this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} heard from no quorum for ${this.config.view_change_timeout_ticks} ticks: abdicating`);
+      this.env.log(
+        "warn",
+        `replica ${this.replica}: primary of view ${this.view} heard from no quorum for ${this.config.view_change_timeout_ticks} ticks: abdicating`,
+      );
       this.startViewChange(this.view + 1);
       return;
     }
     if (decision.kind === "abdicate_stuck") {
-      this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} has made no progress past op ${this.commit_min} (commit ${this.commit_max}, ${leader.pipeline.length} prepares in flight) for ${decision.stall_ticks} ticks: abdicating so a view change resolves the log`);
+      this.env.log(
+        "warn",
+        `replica ${this.replica}: primary of view ${this.view} has made no progress past op ${this.commit_min} (commit ${this.commit_max}, ${leader.pipeline.length} prepares in flight) for ${decision.stall_ticks} ticks: abdicating so a view change resolves the log`,
+      );
       this.startViewChange(this.view + 1);
       return;
     }
@@ -947,9 +1098,20 @@ export class Replica {
   private sendCommit(leader: Leader): void {
     const nonce = this.env.random.u64();
     const round = leader.reads.startRound(nonce);
-    const commit_checksum = this.journal.header(this.commit_max)?.checksum ?? (this.commit_max === this.commit_min ? this.commit_min_checksum : 0n);
-    assert(this.isActingPrimary() && this.leader === leader, () => `replica ${this.replica}: heartbeat of view ${this.view} while not acting as its primary`);
-    const commit = buildCommit(this.envelope(this.view), { commit_max: this.commit_max, commit_checksum, round, nonce, op: this.op, checkpoint: this.checkpoint });
+    const commit_checksum =
+      this.journal.header(this.commit_max)?.checksum ?? (this.commit_max === this.commit_min ? this.commit_min_checksum : 0n);
+    assert(
+      this.isActingPrimary() && this.leader === leader,
+      () => `replica ${this.replica}: heartbeat of view ${this.view} while not acting as its primary`,
+    );
+    const commit = buildCommit(this.envelope(this.view), {
+      commit_max: this.commit_max,
+      commit_checksum,
+      round,
+      nonce,
+      op: this.op,
+      checkpoint: this.checkpoint,
+    });
     this.timeout_heartbeat.reset();
     this.sendToOthers(commit);
   }
@@ -995,7 +1157,16 @@ export class Replica {
     for (const waiter of leader.reads.takeReady(this.commit_min)) {
       const h = waiter.message.header;
       const result = executeRead(this.store, h.operation, waiter.message.body, (key, entry) => this.readValue(key, entry));
-      this.sendReply({ client: h.client, request: h.request, session: h.session, operation: h.operation, result: result.result, body: result.body, op: 0, timestamp: this.realtime });
+      this.sendReply({
+        client: h.client,
+        request: h.request,
+        session: h.session,
+        operation: h.operation,
+        result: result.result,
+        body: result.body,
+        op: 0,
+        timestamp: this.realtime,
+      });
     }
     if (leader.reads.roundDue()) this.sendCommit(leader);
   }
@@ -1046,7 +1217,12 @@ export class Replica {
     if (existing !== null && existing.view === this.view && existing.checksum !== h.checksum) {
       // One primary makes one prepare per op in its view: a second is forged (or this replica's
       // memory is wrong). Never a reason to stop: keep the one held.
-      return this.violation(h.replica, h.command, `a second prepare for op ${h.op} in view ${this.view} (held ${existing.checksum.toString(16)}, got ${h.checksum.toString(16)})`, h.checksum);
+      return this.violation(
+        h.replica,
+        h.command,
+        `a second prepare for op ${h.op} in view ${this.view} (held ${existing.checksum.toString(16)}, got ${h.checksum.toString(16)})`,
+        h.checksum,
+      );
     }
     if (!this.journalPrepare(message)) return; // disk full: no acknowledgement
     if (h.op > this.op) {
@@ -1080,7 +1256,11 @@ export class Replica {
    * acknowledgement, and repair fetches it again once space returns). */
   private journalPrepare(message: Message): boolean {
     const h = message.header;
-    assert(h.op <= this.opJournalMax(), () => `replica ${this.replica}: journaling op ${h.op} would overwrite op ${h.op - this.config.journal_slot_count}, which its durable checkpoint ${this.checkpoint.op} still needs`);
+    assert(
+      h.op <= this.opJournalMax(),
+      () =>
+        `replica ${this.replica}: journaling op ${h.op} would overwrite op ${h.op - this.config.journal_slot_count}, which its durable checkpoint ${this.checkpoint.op} still needs`,
+    );
     try {
       this.storage.writePrepare(message);
     } catch (error) {
@@ -1089,14 +1269,21 @@ export class Replica {
       return false;
     }
     this.journal.wrote(h);
-    assert(this.journal.hasPrepare(h.op, h.checksum) && !this.journal.isDamaged(h.op), () => `replica ${this.replica}: op ${h.op} written but its slot does not hold it`);
+    assert(
+      this.journal.hasPrepare(h.op, h.checksum) && !this.journal.isDamaged(h.op),
+      () => `replica ${this.replica}: op ${h.op} written but its slot does not hold it`,
+    );
     this.recent_prepares.remember(message, this.commit_min);
     return true;
   }
 
   private diskFull(error: Error): void {
     assert(isNoSpace(error), () => `replica ${this.replica}: ${error.message} taken for a full disk`);
-    if (!this.no_space) this.env.log("error", `replica ${this.replica}: ${error.message}: the disk is full; refusing new writes (reads are still served) until space is freed`);
+    if (!this.no_space)
+      this.env.log(
+        "error",
+        `replica ${this.replica}: ${error.message}: the disk is full; refusing new writes (reads are still served) until space is freed`,
+      );
     this.no_space = true;
     this.no_space_ticks = 0;
   }
@@ -1143,7 +1330,11 @@ export class Replica {
     if (h === null || op > this.op || op > this.opPrepareOkMax() || !this.prepareOkReady(op, h.checksum)) return;
     // RULE (a promise never outlives the memory behind it), asserted apart from opPrepareOkMax: a
     // restart reloads the durable checkpoint and the window after it, and nothing beyond.
-    assert(op <= this.checkpoint.op + this.config.journal_slot_count, () => `replica ${this.replica}: acknowledging op ${op} beyond what a restart from its durable checkpoint ${this.checkpoint.op} reloads`);
+    assert(
+      op <= this.checkpoint.op + this.config.journal_slot_count,
+      () =>
+        `replica ${this.replica}: acknowledging op ${op} beyond what a restart from its durable checkpoint ${this.checkpoint.op} reloads`,
+    );
     const ok = buildPrepareOk(this.envelope(this.view), { op, checksum: h.checksum, parent: h.parent, commit_max: this.commit_max });
     this.env.sendToReplica(primaryIndex(this.view, this.config.replica_count), ok);
   }
@@ -1187,7 +1378,10 @@ export class Replica {
     // The latest announcement counts (not the highest): a forged one is replaced by the next.
     if (commit.checkpoint.op > 0) this.sync_targets.primaryAnnounced(h.view, commit.checkpoint);
     if (this.status === "normal" && this.view_durable === this.view) {
-      this.env.sendToReplica(h.replica, buildCommitOk(this.envelope(this.view), { round: commit.round, nonce: commit.nonce, commit_max: this.commit_max }));
+      this.env.sendToReplica(
+        h.replica,
+        buildCommitOk(this.envelope(this.view), { round: commit.round, nonce: commit.nonce, commit_max: this.commit_max }),
+      );
     }
     if (commit.op > this.op && this.journal.header(this.op) !== null && this.status === "normal") {
       // The primary is ahead: its prepares were lost on the way. Learn the headers, then repair.
@@ -1200,7 +1394,10 @@ export class Replica {
    * numbers steer repair and state sync only; the latest claim replaces the one before, so a
    * forged number is forgotten at the next heartbeat. */
   private onPrimaryContact(h: Header): void {
-    assert(!this.isPrimary() && h.view <= this.view, () => `replica ${this.replica}: primary contact in view ${h.view} while it is primary or in view ${this.view}`);
+    assert(
+      !this.isPrimary() && h.view <= this.view,
+      () => `replica ${this.replica}: primary contact in view ${h.view} while it is primary or in view ${this.view}`,
+    );
     this.timeout_normal.reset();
     this.commit_hint = h.commit;
     // The primary's durable checkpoint, from its heartbeat (a prepare names an older one).
@@ -1230,7 +1427,10 @@ export class Replica {
 
   private onNormalTimeout(): void {
     if (this.status === "normal" && !this.isPrimary()) {
-      this.env.log("info", `replica ${this.replica}: no word from primary ${primaryIndex(this.view, this.config.replica_count)} of view ${this.view}: starting a view change`);
+      this.env.log(
+        "info",
+        `replica ${this.replica}: no word from primary ${primaryIndex(this.view, this.config.replica_count)} of view ${this.view}: starting a view change`,
+      );
       this.startViewChange(this.view + 1);
     } else if (this.status === "recovering") {
       this.requestStartView();
@@ -1266,7 +1466,10 @@ export class Replica {
       if (!this.journal.hasPrepare(op, h.checksum)) break;
       up_to = op;
     }
-    assert(up_to >= this.commit_min && up_to <= Math.max(this.commit_min, limit), () => `replica ${this.replica}: verified up to ${up_to} outside ${this.commit_min}..${limit}`);
+    assert(
+      up_to >= this.commit_min && up_to <= Math.max(this.commit_min, limit),
+      () => `replica ${this.replica}: verified up to ${up_to} outside ${this.commit_min}..${limit}`,
+    );
     return up_to;
   }
 
@@ -1281,7 +1484,10 @@ export class Replica {
       if (this.checkpointMissing()) break;
       const op = this.commit_min + 1;
       const header = this.journal.header(op)!;
-      const prepare = this.pipelineMessage(op, header.checksum) ?? this.recent_prepares.take(op, header.checksum) ?? this.storage.readPrepare(op, header.checksum);
+      const prepare =
+        this.pipelineMessage(op, header.checksum) ??
+        this.recent_prepares.take(op, header.checksum) ??
+        this.storage.readPrepare(op, header.checksum);
       if (prepare === null) {
         // Damaged on disk since it was written: repair fetches it again.
         this.env.log("warn", `replica ${this.replica}: prepare op ${op} is damaged on disk: repairing it from a peer before executing it`);
@@ -1292,13 +1498,19 @@ export class Replica {
       if (this.commit_min % this.config.checkpoint_interval_ops === 0) this.takeCheckpoint();
     }
     // Execution moves forward one op at a time, and never past the verified log.
-    assert(this.commit_min >= executed_before && this.commit_min <= up_to, () => `replica ${this.replica}: executed from ${executed_before} to ${this.commit_min}, verified up to ${up_to}`);
+    assert(
+      this.commit_min >= executed_before && this.commit_min <= up_to,
+      () => `replica ${this.replica}: executed from ${executed_before} to ${this.commit_min}, verified up to ${up_to}`,
+    );
     if (this.isPrimary() && this.status === "normal") this.serveReads();
   }
 
   private pipelineMessage(op: number, checksum_: bigint): Message | null {
     const message = this.leader?.message(op, checksum_) ?? null;
-    assert(message === null || (message.header.op === op && message.header.checksum === checksum_), () => `primary ${this.replica}: pipeline holds another prepare at op ${op}`);
+    assert(
+      message === null || (message.header.op === op && message.header.checksum === checksum_),
+      () => `primary ${this.replica}: pipeline holds another prepare at op ${op}`,
+    );
     return message;
   }
 
@@ -1345,7 +1557,17 @@ export class Replica {
     const entry = this.clients.get(client);
     if (entry === undefined || entry.session !== session) {
       // RULE (sessions): evicted or stale sessions are refused at execution, on every replica alike.
-      if (reply) this.sendReply({ client, request, session, operation, result: Result.evicted, body: new Uint8Array(0), op: prepare.op, timestamp: prepare.timestamp });
+      if (reply)
+        this.sendReply({
+          client,
+          request,
+          session,
+          operation,
+          result: Result.evicted,
+          body: new Uint8Array(0),
+          op: prepare.op,
+          timestamp: prepare.timestamp,
+        });
       return;
     }
     if (request <= entry.request) {
@@ -1362,7 +1584,16 @@ export class Replica {
   }
 
   private sendStoredReply(to: ReplyTo, stored: StoredReply): void {
-    this.sendReply({ client: to.client, request: to.request, session: to.session, operation: stored.operation, result: stored.result, body: stored.body, op: stored.op, timestamp: stored.timestamp });
+    this.sendReply({
+      client: to.client,
+      request: to.request,
+      session: to.session,
+      operation: stored.operation,
+      result: stored.result,
+      body: stored.body,
+      op: stored.op,
+      timestamp: stored.timestamp,
+    });
   }
 
   protected sendReply(reply: ClientReply): void {
@@ -1378,14 +1609,30 @@ export class Replica {
     // The limit a request broke travels with the error, so a client can name it.
     const limit = result === Result.value_too_large ? this.config.value_size_max : result === Result.key_invalid ? key_size_max : null;
     const body = limit === null ? new Uint8Array(0) : encodeU64(limit);
-    const reply: Reply = { client: h.client, request: h.request, session: h.session, operation: h.operation, result, body, op: 0, commit: this.commit_max, timestamp: 0 };
+    const reply: Reply = {
+      client: h.client,
+      request: h.request,
+      session: h.session,
+      operation: h.operation,
+      result,
+      body,
+      op: 0,
+      commit: this.commit_max,
+      timestamp: 0,
+    };
     this.env.sendToClient(h.client, buildReply(this.envelope(view), reply));
   }
 
   /** The fields every message this replica sends carries (docs/PROTOCOL.md §4.2), in view. */
   private envelope(view: number): Envelope {
     assert(view <= this.view, () => `replica ${this.replica}: a message stamped view ${view}, ahead of its own view ${this.view}`);
-    return { cluster: this.config.cluster, replica: this.replica, replica_count: this.config.replica_count, view, incarnation: this.incarnation };
+    return {
+      cluster: this.config.cluster,
+      replica: this.replica,
+      replica_count: this.config.replica_count,
+      view,
+      incarnation: this.incarnation,
+    };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1395,7 +1642,10 @@ export class Replica {
   private takeCheckpoint(): boolean {
     const id: CheckpointId = { op: this.commit_min, digest: stateDigest(this.store, this.clients), checksum: this.commit_min_checksum };
     const anchor = this.commit_min_header;
-    assert(anchor.op === id.op && anchor.checksum === id.checksum, () => `replica ${this.replica}: no header for its checkpoint op ${id.op}`);
+    assert(
+      anchor.op === id.op && anchor.checksum === id.checksum,
+      () => `replica ${this.replica}: no header for its checkpoint op ${id.op}`,
+    );
     const previous = this.durable.taking(id);
     try {
       this.storage.writeCheckpoint({ id, anchor, previous }, this.store, this.clients);
@@ -1453,7 +1703,10 @@ export class Replica {
 
   private beginSync(target: CheckpointId): void {
     if (!this.sync_targets.allows(target, this.ticks)) return;
-    this.env.log("info", `replica ${this.replica}: behind the cluster (executed ${this.commit_min}, primary checkpoint ${this.primary_checkpoint_op}): state-syncing checkpoint ${target.op}`);
+    this.env.log(
+      "info",
+      `replica ${this.replica}: behind the cluster (executed ${this.commit_min}, primary checkpoint ${this.primary_checkpoint_op}): state-syncing checkpoint ${target.op}`,
+    );
     this.stats.syncs += 1;
     this.storage.syncBegin(target);
     this.sync = new SyncTransfer(target, primaryIndex(this.view, this.config.replica_count), this.replica, this.config);
@@ -1471,7 +1724,10 @@ export class Replica {
     const { checkpoint, position } = readRequestSync(message);
     const chunk = this.storage.readSyncChunk(checkpoint, position, sync_chunk_size_max);
     if (chunk === null) return;
-    this.env.sendToReplica(message.header.replica, buildSyncChunk(this.envelope(this.view), { checkpoint, position, next: chunk.next, body: chunk.bytes }));
+    this.env.sendToReplica(
+      message.header.replica,
+      buildSyncChunk(this.envelope(this.view), { checkpoint, position, next: chunk.next, body: chunk.bytes }),
+    );
   }
 
   private onSyncChunk(message: Message): void {
@@ -1506,7 +1762,10 @@ export class Replica {
     assert(sync !== null, () => `replica ${this.replica}: finishing a sync that is not under way`);
     const received = this.storage.syncFinish(this.config.clients_max);
     if (received === null || !sync.verifies(received)) {
-      this.env.log("error", `replica ${this.replica}: state sync of checkpoint ${sync.target.op} from replica ${sync.peer} does not match its digest: retrying with another peer`);
+      this.env.log(
+        "error",
+        `replica ${this.replica}: state sync of checkpoint ${sync.target.op} from replica ${sync.peer} does not match its digest: retrying with another peer`,
+      );
       this.storage.syncBegin(sync.target);
       sync.retryElsewhere();
       this.requestSyncChunk();
@@ -1558,7 +1817,10 @@ export class Replica {
     this.leader = null;
     this.sync = null;
     assert(!this.isActingPrimary(), "a replica changing views does not lead");
-    assert(this.view === view && this.view_change !== null && this.log_view <= this.view, () => `replica ${this.replica}: left for view ${view} but holds view ${this.view}, log_view ${this.log_view}`);
+    assert(
+      this.view === view && this.view_change !== null && this.log_view <= this.view,
+      () => `replica ${this.replica}: left for view ${view} but holds view ${this.view}, log_view ${this.log_view}`,
+    );
     this.timeout_normal.stop();
     this.timeout_heartbeat.stop();
     this.timeout_prepare.stop();
@@ -1586,7 +1848,10 @@ export class Replica {
         // The sender made a higher view durable (it sent do_view_change in it, after a quorum had
         // agreed to leave the view before), so it can never rejoin this one: without a view change
         // it would stay out for good. One view change to that view brings it back.
-        this.env.log("info", `replica ${this.replica}: replica ${h.replica} has promised view ${promised} and cannot return to view ${this.view}: moving the cluster to view ${promised} so it can rejoin`);
+        this.env.log(
+          "info",
+          `replica ${this.replica}: replica ${h.replica} has promised view ${promised} and cannot return to view ${this.view}: moving the cluster to view ${promised} so it can rejoin`,
+        );
         this.startViewChange(promised);
         return;
       }
@@ -1600,7 +1865,10 @@ export class Replica {
       return;
     }
     if (h.view > this.view) this.startViewChange(h.view);
-    assert(this.view === h.view && this.view_change !== null, () => `replica ${this.replica}: counting a start_view_change for view ${h.view} while in view ${this.view} (${this.status})`);
+    assert(
+      this.view === h.view && this.view_change !== null,
+      () => `replica ${this.replica}: counting a start_view_change for view ${h.view} while in view ${this.view} (${this.status})`,
+    );
     this.view_change!.svc_from.add(h.replica);
     this.maybeSendDoViewChange();
   }
@@ -1626,7 +1894,10 @@ export class Replica {
     }
     if (this.view_change!.svc_from.size >= this.quorum) {
       // Once per episode at info (a partition stalls every ~600 ms while it lasts); then debug.
-      this.env.log(this.view_change_stalled ? "debug" : "info", `replica ${this.replica}: view change to ${this.view} stalled: trying view ${this.view + 1}${this.view_change_stalled ? "" : " (further stalls until a view is established are logged at debug)"}`);
+      this.env.log(
+        this.view_change_stalled ? "debug" : "info",
+        `replica ${this.replica}: view change to ${this.view} stalled: trying view ${this.view + 1}${this.view_change_stalled ? "" : " (further stalls until a view is established are logged at debug)"}`,
+      );
       this.view_change_stalled = true;
       this.startViewChange(this.view + 1);
     }
@@ -1643,23 +1914,35 @@ export class Replica {
     }
     if (this.storage.pending() && this.promiseNeedsDurableView()) return;
     // RULE (persist before you promise), asserted apart from the checks above.
-    assert(this.view_durable === this.view || !this.promiseNeedsDurableView(), () => `replica ${this.replica}: do_view_change for view ${this.view} before the view is durable (${this.view_durable})`);
+    assert(
+      this.view_durable === this.view || !this.promiseNeedsDurableView(),
+      () => `replica ${this.replica}: do_view_change for view ${this.view} before the view is durable (${this.view_durable})`,
+    );
     vc.dvc_sent = true;
     this.sendDoViewChange(vc);
   }
 
   private sendDoViewChange(vc: ViewChanging): void {
-    assert(this.status === "view_change" && this.view_change === vc && vc.dvc_sent, () => `replica ${this.replica}: a do_view_change outside its view change`);
+    assert(
+      this.status === "view_change" && this.view_change === vc && vc.dvc_sent,
+      () => `replica ${this.replica}: a do_view_change outside its view change`,
+    );
     assert(this.log_view < this.view, () => `replica ${this.replica}: do_view_change for view ${this.view} with log_view ${this.log_view}`);
     const primary = primaryIndex(this.view, this.config.replica_count);
     const headers = this.suffixHeaders();
     const presence = new Uint8Array(headers.length);
     headers.forEach((header, i) => {
-      presence[i] = this.journal.hasDurable(header.op, header.checksum) || header.op <= this.commit_min ? presence_present : this.journal.isFaulty(header.op, header.checksum) ? presence_faulty : presence_absent;
+      presence[i] =
+        this.journal.hasDurable(header.op, header.checksum) || header.op <= this.commit_min
+          ? presence_present
+          : this.journal.isFaulty(header.op, header.checksum)
+            ? presence_faulty
+            : presence_absent;
     });
     const faulty_ops = this.damagedOps();
     // RULE (damage is per slot): only the ops whose own slot is damaged are withheld from nacks.
-    for (const op of faulty_ops) assert(this.journal.isDamaged(op), () => `replica ${this.replica}: reports op ${op} faulty, but its journal slot is not damaged`);
+    for (const op of faulty_ops)
+      assert(this.journal.isDamaged(op), () => `replica ${this.replica}: reports op ${op} faulty, but its journal slot is not damaged`);
     const dvc: DoViewChange = { log_view: this.log_view, op: this.op, commit: this.commit_max, headers, presence, faulty_ops };
     this.observer?.doViewChange(this.replica, this.view, dvc);
     if (primary === this.replica) {
@@ -1678,7 +1961,8 @@ export class Replica {
     const body = readDoViewChange(message);
     if (typeof body === "string") return this.drop(message, body);
     // Its log was normal in an earlier view than the one it votes for.
-    if (h.log_view >= h.view) return this.violation(h.replica, h.command, `log_view ${h.log_view} not below its view ${h.view}`, h.checksum);
+    if (h.log_view >= h.view)
+      return this.violation(h.replica, h.command, `log_view ${h.log_view} not below its view ${h.view}`, h.checksum);
     const { headers, presence, faulty_ops } = body;
     if (h.view === this.view && this.status === "normal") {
       // It missed the start_view: resend it.
@@ -1688,13 +1972,24 @@ export class Replica {
     if (h.view > this.view) this.startViewChange(h.view);
     const vc = this.view_change;
     if (vc === null) return;
-    assert(this.view === h.view && this.status === "view_change", () => `replica ${this.replica}: counting a do_view_change for view ${h.view} while in view ${this.view}`);
+    assert(
+      this.view === h.view && this.status === "view_change",
+      () => `replica ${this.replica}: counting a do_view_change for view ${h.view} while in view ${this.view}`,
+    );
     // A do_view_change implies its sender voted to leave the old view.
     vc.svc_from.add(h.replica);
     // A commit number above the sender's own head is none it could know (its log holds every op it
     // learned committed): believe it only up to there.
     assert(h.replica !== this.replica, "a do_view_change from itself arrives as a message");
-    vc.dvc_from.set(h.replica, { log_view: h.log_view, op: h.op, commit: Math.min(h.commit, h.op), headers, presence, faulty_ops, checksum: h.checksum });
+    vc.dvc_from.set(h.replica, {
+      log_view: h.log_view,
+      op: h.op,
+      commit: Math.min(h.commit, h.op),
+      headers,
+      presence,
+      faulty_ops,
+      checksum: h.checksum,
+    });
     this.maybeSendDoViewChange();
     this.maybeStartView();
   }
@@ -1723,28 +2018,51 @@ export class Replica {
       for (const [from, dvc] of vc.dvc_from) {
         const liar = own.commit > best.op ? dvc === best : dvc.commit > best.op;
         if (!liar) continue;
-        assert(from !== this.replica, () => `replica ${this.replica}: its own log (op ${dvc.op}) is below what it committed (${dvc.commit})`);
-        this.violation(from, Command.do_view_change, dvc === best ? `a log ending at op ${best.op} (log_view ${best.log_view}) below this replica's commit ${own.commit}` : `commit ${dvc.commit} above the chosen log's op ${best.op}`, dvc.checksum ?? null);
+        assert(
+          from !== this.replica,
+          () => `replica ${this.replica}: its own log (op ${dvc.op}) is below what it committed (${dvc.commit})`,
+        );
+        this.violation(
+          from,
+          Command.do_view_change,
+          dvc === best
+            ? `a log ending at op ${best.op} (log_view ${best.log_view}) below this replica's commit ${own.commit}`
+            : `commit ${dvc.commit} above the chosen log's op ${best.op}`,
+          dvc.checksum ?? null,
+        );
         vc.dvc_from.delete(from);
       }
       return;
     }
-    assert(best.op >= this.commit_min, () => `replica ${this.replica}: the chosen log (op ${best.op}) is shorter than what it executed (${this.commit_min})`);
+    assert(
+      best.op >= this.commit_min,
+      () => `replica ${this.replica}: the chosen log (op ${best.op}) is shorter than what it executed (${this.commit_min})`,
+    );
     const decision = this.decideSuffix(best, dvcs, commit);
     if (decision === "wait") {
       if (vc.dvc_from.size === this.config.replica_count) {
-        this.env.log("warn", `replica ${this.replica}: view ${this.view}: an uncommitted op of the chosen log is neither held intact by any replica nor known never to have committed (every copy is damaged): waiting for a replica to repair it`);
+        this.env.log(
+          "warn",
+          `replica ${this.replica}: view ${this.view}: an uncommitted op of the chosen log is neither held intact by any replica nor known never to have committed (every copy is damaged): waiting for a replica to repair it`,
+        );
       }
       return;
     }
     assertSuffixHeld(best, dvcs, commit, decision, this.quorum, () => `replica ${this.replica}: view ${this.view}`);
     if (decision.head < best.op) {
-      this.env.log("info", `replica ${this.replica}: a quorum never had op ${decision.head + 1} of the chosen log: it was not committed; discarding ops ${decision.head + 1}..${best.op}`);
+      this.env.log(
+        "info",
+        `replica ${this.replica}: a quorum never had op ${decision.head + 1} of the chosen log: it was not committed; discarding ops ${decision.head + 1}..${best.op}`,
+      );
     }
     this.installLog(decision.headers, decision.head);
     this.commit_max = Math.max(commit, this.commit_min);
     this.commit_max_checksum = null;
-    assert(this.op >= this.commit_max && this.commit_max >= this.commit_min, () => `replica ${this.replica}: starting view ${this.view} with op ${this.op}, commit ${this.commit_max}, executed ${this.commit_min}`);
+    assert(
+      this.op >= this.commit_max && this.commit_max >= this.commit_min,
+      () =>
+        `replica ${this.replica}: starting view ${this.view} with op ${this.op}, commit ${this.commit_max}, executed ${this.commit_min}`,
+    );
     this.log_view = this.view;
     this.start_view_pending = true;
     this.env.log("info", `replica ${this.replica}: starting view ${this.view} as primary with op ${this.op}, commit ${this.commit_max}`);
@@ -1764,21 +2082,36 @@ export class Replica {
 
   /** Replaces this replica's log above its executed ops with the given suffix (ascending). */
   private installLog(headers: Header[], op: number): void {
-    assert(headers.every((h, i) => i === 0 || h.op > headers[i - 1]!.op), () => `replica ${this.replica}: installing a log whose headers are not ascending`);
-    assert(headers.length === 0 || headers[headers.length - 1]!.op <= op, () => `replica ${this.replica}: installing headers above the new head op ${op}`);
+    assert(
+      headers.every((h, i) => i === 0 || h.op > headers[i - 1]!.op),
+      () => `replica ${this.replica}: installing a log whose headers are not ascending`,
+    );
+    assert(
+      headers.length === 0 || headers[headers.length - 1]!.op <= op,
+      () => `replica ${this.replica}: installing headers above the new head op ${op}`,
+    );
     for (let o = Math.max(op, this.op); o > op && o > this.commit_min; o--) this.journal.remove(o);
     this.view_headers = headers;
     for (const h of headers) {
       if (h.op === this.commit_min) {
-        assert(h.checksum === this.commit_min_checksum, () => `replica ${this.replica}: the new log diverges at op ${h.op}, which this replica executed`);
+        assert(
+          h.checksum === this.commit_min_checksum,
+          () => `replica ${this.replica}: the new log diverges at op ${h.op}, which this replica executed`,
+        );
       }
     }
     this.op = Math.max(op, this.commit_min);
     this.applyViewHeaders();
     this.trimUnchained();
-    assert(this.op >= this.commit_min && this.commit_min <= this.commit_max, () => `replica ${this.replica}: installed head op ${this.op} below what it executed (${this.commit_min})`);
+    assert(
+      this.op >= this.commit_min && this.commit_min <= this.commit_max,
+      () => `replica ${this.replica}: installed head op ${this.op} below what it executed (${this.commit_min})`,
+    );
     const executed = this.journal.header(this.commit_min);
-    assert(executed === null || executed.checksum === this.commit_min_checksum, () => `replica ${this.replica}: the installed log replaced the op it executed last`);
+    assert(
+      executed === null || executed.checksum === this.commit_min_checksum,
+      () => `replica ${this.replica}: the installed log replaced the op it executed last`,
+    );
   }
 
   /** Puts the suffix headers that fall inside the journal window into the journal. */
@@ -1809,8 +2142,16 @@ export class Replica {
       pipeline.push({ op, checksum: h.checksum, message: null, oks });
     }
     this.lead(pipeline);
-    assert(this.leader !== null && this.view_change === null && this.log_view === this.view, () => `replica ${this.replica}: leading view ${this.view} without a leader's state, or still changing views (log_view ${this.log_view})`);
-    assert(this.op === this.commit_max + pipeline.length, () => `replica ${this.replica}: leading view ${this.view} with op ${this.op} but ${pipeline.length} ops in flight above commit ${this.commit_max}`);
+    assert(
+      this.leader !== null && this.view_change === null && this.log_view === this.view,
+      () =>
+        `replica ${this.replica}: leading view ${this.view} without a leader's state, or still changing views (log_view ${this.log_view})`,
+    );
+    assert(
+      this.op === this.commit_max + pipeline.length,
+      () =>
+        `replica ${this.replica}: leading view ${this.view} with op ${this.op} but ${pipeline.length} ops in flight above commit ${this.commit_max}`,
+    );
     this.timeout_view_change.stop();
     this.timeout_view_change_resend.stop();
     this.timeout_heartbeat.start();
@@ -1826,8 +2167,18 @@ export class Replica {
     // only in a formed cluster (a forged request_start_view once got one out of a replica whose
     // format was not yet durable).
     if (!this.formed || this.view_durable !== this.view || this.log_view_durable !== this.view) return;
-    assert(this.isPrimary() && this.log_view === this.view, () => `replica ${this.replica}: a start_view for view ${this.view} from a replica that is not its primary (log_view ${this.log_view})`);
-    const message = buildStartView(this.envelope(this.view), { op: this.op, commit_max: this.commit_max, checkpoint_op: this.checkpoint.op, nonce, headers: this.suffixHeaders() });
+    assert(
+      this.isPrimary() && this.log_view === this.view,
+      () =>
+        `replica ${this.replica}: a start_view for view ${this.view} from a replica that is not its primary (log_view ${this.log_view})`,
+    );
+    const message = buildStartView(this.envelope(this.view), {
+      op: this.op,
+      commit_max: this.commit_max,
+      checkpoint_op: this.checkpoint.op,
+      nonce,
+      headers: this.suffixHeaders(),
+    });
     if (to === null) this.sendToOthers(message);
     else this.env.sendToReplica(to, message);
   }
@@ -1851,7 +2202,12 @@ export class Replica {
     // at its last executed op is none an honest primary sends.
     const at_commit = headers.find((x) => x.op === this.commit_min);
     if (at_commit !== undefined && at_commit.checksum !== this.commit_min_checksum) {
-      return this.violation(h.replica, h.command, `a log with another prepare at op ${this.commit_min}, which this replica executed`, h.checksum);
+      return this.violation(
+        h.replica,
+        h.command,
+        `a log with another prepare at op ${this.commit_min}, which this replica executed`,
+        h.checksum,
+      );
     }
     // A start_view of the view this replica's log is already in (resent, delayed or replayed) is a
     // prefix of that log, which only grows within its view: it must not cut the ops this replica
@@ -1889,18 +2245,30 @@ export class Replica {
       return;
     }
     this.enterNormalBackup();
-    assert(this.view === h.view && this.log_view === h.view, () => `replica ${this.replica}: installed view ${h.view} as view ${this.view}, log_view ${this.log_view}`);
-    assert(this.view_change === null && this.leader === null && this.status === "normal", () => `replica ${this.replica}: installed view ${h.view} but still holds view change or leader state`);
+    assert(
+      this.view === h.view && this.log_view === h.view,
+      () => `replica ${this.replica}: installed view ${h.view} as view ${this.view}, log_view ${this.log_view}`,
+    );
+    assert(
+      this.view_change === null && this.leader === null && this.status === "normal",
+      () => `replica ${this.replica}: installed view ${h.view} but still holds view change or leader state`,
+    );
     this.writeState();
     this.acks_after_start_view = h.commit;
-    this.env.log("info", `replica ${this.replica}: installed view ${this.view} from primary ${h.replica}: op ${this.op}, commit ${this.commit_max}`);
+    this.env.log(
+      "info",
+      `replica ${this.replica}: installed view ${this.view} from primary ${h.replica}: op ${this.op}, commit ${this.commit_max}`,
+    );
     this.maybeStartSync();
     this.repair();
     this.executeCommitted();
   }
 
   private enterNormalBackup(): void {
-    assert(!this.isPrimary() && this.leader === null && !this.start_view_pending, () => `replica ${this.replica}: entering view ${this.view} as a backup while its primary`);
+    assert(
+      !this.isPrimary() && this.leader === null && !this.start_view_pending,
+      () => `replica ${this.replica}: entering view ${this.view} as a backup while its primary`,
+    );
     this.status = "normal";
     this.view_change_stalled = false;
     this.timeout_normal.start();
@@ -1908,7 +2276,10 @@ export class Replica {
     this.timeout_prepare.stop();
     this.timeout_view_change.stop();
     this.timeout_view_change_resend.stop();
-    assert(!this.isActingPrimary() && this.leader === null, () => `replica ${this.replica}: a backup of view ${this.view} holding a leader's state`);
+    assert(
+      !this.isActingPrimary() && this.leader === null,
+      () => `replica ${this.replica}: a backup of view ${this.view} holding a leader's state`,
+    );
   }
 
   /**
@@ -1937,7 +2308,8 @@ export class Replica {
 
   private onRequestStartView(message: Message): void {
     const h = message.header;
-    if (this.status === "normal" && h.view === this.view && this.isPrimary() && !this.start_view_pending) this.sendStartView(h.replica, readRequestStartView(message).nonce);
+    if (this.status === "normal" && h.view === this.view && this.isPrimary() && !this.start_view_pending)
+      this.sendStartView(h.replica, readRequestStartView(message).nonce);
   }
 
   /** RULE (lost disk): a recovering replica rejoins once Recovering.step says it is ready; until
@@ -1970,7 +2342,10 @@ export class Replica {
     if (step !== "ready") return;
     // RULE, asserted apart from the condition above: what it synced or took is durable before it
     // acknowledges anything.
-    assert(this.durable.pending === null, () => `replica ${this.replica}: rejoining before its synced checkpoint ${this.durable.pending?.op} is durable`);
+    assert(
+      this.durable.pending === null,
+      () => `replica ${this.replica}: rejoining before its synced checkpoint ${this.durable.pending?.op} is durable`,
+    );
     this.env.log("info", `replica ${this.replica}: recovered: caught up to op ${recovering.op} in view ${this.view}; acknowledging again`);
     this.leaveRecovering();
     for (let op = this.commit_min + 1; op <= this.op; op++) this.sendPrepareOk(op);
@@ -2026,12 +2401,18 @@ export class Replica {
     let peer = this.env.random.int(this.config.replica_count - 1);
     if (peer >= this.replica) peer += 1;
     // (A lone replica has no peer: what it asks for goes nowhere, and only its own disk can help.)
-    assert(this.config.replica_count === 1 || (peer !== this.replica && peer < this.config.replica_count), () => `replica ${this.replica}: repair peer ${peer}`);
+    assert(
+      this.config.replica_count === 1 || (peer !== this.replica && peer < this.config.replica_count),
+      () => `replica ${this.replica}: repair peer ${peer}`,
+    );
     return peer;
   }
 
   private requestHeaders(op_min: number, op_max: number): void {
-    assert(op_min >= 0 && op_max - op_min <= this.config.journal_slot_count, () => `replica ${this.replica}: asking for headers ${op_min}..${op_max}`);
+    assert(
+      op_min >= 0 && op_max - op_min <= this.config.journal_slot_count,
+      () => `replica ${this.replica}: asking for headers ${op_min}..${op_max}`,
+    );
     if (op_max < op_min || this.config.replica_count === 1) return;
     const request = buildRequestHeaders(this.envelope(this.view), { op_min, op_max });
     const primary = primaryIndex(this.view, this.config.replica_count);
@@ -2060,7 +2441,10 @@ export class Replica {
     if (headers.length === 0) return;
     // These come from the primary of this view, in normal status: canonical.
     const canonical = this.status === "normal" && this.isPrimary() && !this.start_view_pending;
-    this.env.sendToReplica(h.replica, buildHeaders(this.envelope(this.view), { op: this.op, commit_max: this.commit_max, canonical, headers }));
+    this.env.sendToReplica(
+      h.replica,
+      buildHeaders(this.envelope(this.view), { op: this.op, commit_max: this.commit_max, canonical, headers }),
+    );
   }
 
   private onHeaders(message: Message): void {
@@ -2140,7 +2524,10 @@ export class Replica {
     if (entry === undefined || entry.version !== request.version || entry.checksum !== request.checksum) return;
     const value = this.storage.readValue(entry);
     if (value === null) return;
-    this.env.sendToReplica(h.replica, buildValue(this.envelope(this.view), { version: entry.version, checksum: entry.checksum, key, value }));
+    this.env.sendToReplica(
+      h.replica,
+      buildValue(this.envelope(this.view), { version: entry.version, checksum: entry.checksum, key, value }),
+    );
   }
 
   private onValue(message: Message): void {
@@ -2166,7 +2553,10 @@ export class Replica {
 
   private sendToOthers(message: Message): void {
     // Relayed prepares keep their primary's envelope; everything else this replica sends is its own.
-    assert(message.header.replica === this.replica || message.header.command === Command.prepare, () => `replica ${this.replica}: broadcasting replica ${message.header.replica}'s ${Command[message.header.command]}`);
+    assert(
+      message.header.replica === this.replica || message.header.command === Command.prepare,
+      () => `replica ${this.replica}: broadcasting replica ${message.header.replica}'s ${Command[message.header.command]}`,
+    );
     for (let r = 0; r < this.config.replica_count; r++) {
       if (r !== this.replica) this.env.sendToReplica(r, message);
     }
@@ -2177,11 +2567,17 @@ export class Replica {
   private suffixHeaders(): Header[] {
     if (this.journal.header(this.op) !== null) {
       const headers = this.journal.range(this.op - view_headers_max + 1, this.op);
-      assert(headers.length > 0 && headers[headers.length - 1]!.op === this.op, () => `replica ${this.replica}: its log suffix does not end at its head op ${this.op}`);
+      assert(
+        headers.length > 0 && headers[headers.length - 1]!.op === this.op,
+        () => `replica ${this.replica}: its log suffix does not end at its head op ${this.op}`,
+      );
       return headers;
     }
     const persisted = this.view_headers.filter((h) => h.op <= this.op);
-    assert(persisted.length > 0 && persisted[persisted.length - 1]!.op === this.op, () => `replica ${this.replica}: no header for its head op ${this.op}`);
+    assert(
+      persisted.length > 0 && persisted[persisted.length - 1]!.op === this.op,
+      () => `replica ${this.replica}: no header for its head op ${this.op}`,
+    );
     return persisted;
   }
 
@@ -2194,22 +2590,37 @@ export class Replica {
     if (this.commit_min > this.commit_max) this.broken(`commit_min ${this.commit_min} > commit_max ${this.commit_max}`);
     if (this.commit_min > this.op) this.broken(`commit_min ${this.commit_min} > op ${this.op}`);
     if (this.log_view > this.view) this.broken(`log_view ${this.log_view} > view`);
-    if (this.view_durable > this.view || this.log_view_durable > Math.max(this.view_durable, 0)) this.broken(`durable view ${this.view_durable}/${this.log_view_durable} ahead of view`);
+    if (this.view_durable > this.view || this.log_view_durable > Math.max(this.view_durable, 0))
+      this.broken(`durable view ${this.view_durable}/${this.log_view_durable} ahead of view`);
     this.durable.invariants(this.status === "recovering");
     if (this.status !== "recovering" && this.status !== "blank") {
-      if (this.checkpoint.op > this.commit_min) this.broken(`durable checkpoint ${this.checkpoint.op} above what it executed (${this.commit_min})`);
+      if (this.checkpoint.op > this.commit_min)
+        this.broken(`durable checkpoint ${this.checkpoint.op} above what it executed (${this.commit_min})`);
       if (this.log_view_durable > this.log_view) this.broken(`durable log_view ${this.log_view_durable} above log_view ${this.log_view}`);
     }
     if (this.status === "normal" && this.log_view !== this.view) this.broken(`normal with log_view ${this.log_view}`);
-    if (this.sync !== null && this.status !== "normal" && this.status !== "recovering") this.broken("state sync outside normal or recovering");
-    if (this.commit_min_header.op !== this.commit_min || this.commit_min_header.checksum !== this.commit_min_checksum) this.broken(`the header it executed last is not op ${this.commit_min}`);
+    if (this.sync !== null && this.status !== "normal" && this.status !== "recovering")
+      this.broken("state sync outside normal or recovering");
+    if (this.commit_min_header.op !== this.commit_min || this.commit_min_header.checksum !== this.commit_min_checksum)
+      this.broken(`the header it executed last is not op ${this.commit_min}`);
     const anchor = this.journal.header(this.commit_min);
-    if (anchor !== null && anchor.checksum !== this.commit_min_checksum) this.broken(`journal op ${this.commit_min} does not match what it executed there`);
-    if ((this.leader !== null) !== this.isActingPrimary()) this.broken(this.leader === null ? "acting as primary without a leader's state" : "a leader's state while not acting as primary");
-    if ((this.view_change !== null) !== (this.status === "view_change")) this.broken(this.view_change === null ? "changing views without view change state" : "view change state outside a view change");
-    if ((this.recovering !== null) !== (this.status === "recovering")) this.broken(this.recovering === null ? "recovering without recovery state" : "recovery state outside recovering");
+    if (anchor !== null && anchor.checksum !== this.commit_min_checksum)
+      this.broken(`journal op ${this.commit_min} does not match what it executed there`);
+    if ((this.leader !== null) !== this.isActingPrimary())
+      this.broken(this.leader === null ? "acting as primary without a leader's state" : "a leader's state while not acting as primary");
+    if ((this.view_change !== null) !== (this.status === "view_change"))
+      this.broken(this.view_change === null ? "changing views without view change state" : "view change state outside a view change");
+    if ((this.recovering !== null) !== (this.status === "recovering"))
+      this.broken(this.recovering === null ? "recovering without recovery state" : "recovery state outside recovering");
     if (this.leader !== null) {
-      const at = { op: this.op, commit_min: this.commit_min, commit_max: this.commit_max, op_prepare_ok_max: this.opPrepareOkMax(), formed: this.formed, checksumAt: (op: number) => this.journal.header(op)?.checksum ?? null };
+      const at = {
+        op: this.op,
+        commit_min: this.commit_min,
+        commit_max: this.commit_max,
+        op_prepare_ok_max: this.opPrepareOkMax(),
+        formed: this.formed,
+        checksumAt: (op: number) => this.journal.header(op)?.checksum ?? null,
+      };
       this.leader.invariants(at, (what) => this.broken(what));
     }
     // The window checks cost a pass over the journal: only when the journal or the head moved.
@@ -2228,7 +2639,16 @@ export class Replica {
   }
 
   /** A summary for status displays and the simulator. */
-  describe(): { status: Status; view: number; log_view: number; op: number; commit_min: number; commit_max: number; checkpoint: number; primary: boolean } {
+  describe(): {
+    status: Status;
+    view: number;
+    log_view: number;
+    op: number;
+    commit_min: number;
+    commit_max: number;
+    checkpoint: number;
+    primary: boolean;
+  } {
     return {
       status: this.status,
       view: this.view,
@@ -2241,7 +2661,6 @@ export class Replica {
     };
   }
 }
-
 
 /** A random nonzero u32: a blank replica's candidate cluster incarnation. */
 function randomIncarnation(random: Prng): number {

@@ -14,7 +14,14 @@ export function rootPrepare(cluster: bigint, replica_count: number): Header {
   h.replica_count = replica_count;
   const root = finalize(h).header;
   // Every replica of the cluster must derive the same root: nothing but cluster and size may shape it.
-  assert(root.op === 0 && root.view === 0 && root.cluster === cluster && root.replica_count === replica_count && root.command === Command.prepare, "root prepare does not read back as built");
+  assert(
+    root.op === 0 &&
+      root.view === 0 &&
+      root.cluster === cluster &&
+      root.replica_count === replica_count &&
+      root.command === Command.prepare,
+    "root prepare does not read back as built",
+  );
   return root;
 }
 
@@ -28,4 +35,3 @@ export function stateDigest(store: ObjectStore, clients: ClientTable): bigint {
   v.setBigUint64(16, clients.digest(), true);
   return checksum(bytes);
 }
-

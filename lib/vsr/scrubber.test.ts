@@ -8,7 +8,8 @@ const limits: ScrubLimits = { values_per_tick: 3, bytes_per_tick: 100, pass_inte
 function storeOf(sizes: [string, number][]): ObjectStore {
   const store = new ObjectStore();
   let version = 0;
-  for (const [key, size] of sizes) store.set(key, { version: ++version, timestamp: 0, size, checksum: BigInt(version), segment: 1, offset: 0 });
+  for (const [key, size] of sizes)
+    store.set(key, { version: ++version, timestamp: 0, size, checksum: BigInt(version), segment: 1, offset: 0 });
   return store;
 }
 
@@ -16,7 +17,13 @@ const none = (): boolean => false;
 
 /** Ticks the scrubber from tick `from` until `until`, collecting every key it hands out and the
  * ticks on which a pass completed. */
-function run(scrubber: Scrubber, index: ScrubIndex, from: number, until: number, repairing: (key: string) => boolean = none): { keys: string[]; passes: number[] } {
+function run(
+  scrubber: Scrubber,
+  index: ScrubIndex,
+  from: number,
+  until: number,
+  repairing: (key: string) => boolean = none,
+): { keys: string[]; passes: number[] } {
   const keys: string[] = [];
   const passes: number[] = [];
   for (let tick = from; tick < until; tick++) {
@@ -29,14 +36,25 @@ function run(scrubber: Scrubber, index: ScrubIndex, from: number, until: number,
 
 describe("Scrubber", () => {
   test("walks the namespace in key order, values_per_tick at a time, and completes a pass at the end", () => {
-    const store = storeOf([["e", 1], ["a", 1], ["d", 1], ["b", 1], ["c", 1]]);
+    const store = storeOf([
+      ["e", 1],
+      ["a", 1],
+      ["d", 1],
+      ["b", 1],
+      ["c", 1],
+    ]);
     const scrubber = new Scrubber(limits);
     expect(scrubber.tick(0, true, store, none)).toEqual({ keys: ["a", "b", "c"], pass_completed: false });
     expect(scrubber.tick(1, true, store, none)).toEqual({ keys: ["d", "e"], pass_completed: true });
   });
 
   test("the cursor wraps around, and a new pass starts no sooner than pass_interval_ticks_min after the last one started", () => {
-    const store = storeOf([["a", 1], ["b", 1], ["c", 1], ["d", 1]]);
+    const store = storeOf([
+      ["a", 1],
+      ["b", 1],
+      ["c", 1],
+      ["d", 1],
+    ]);
     const scrubber = new Scrubber(limits);
     const { keys, passes } = run(scrubber, store, 0, 35);
     // Passes start at ticks 0, 10, 20, 30 and each takes two ticks.
@@ -55,7 +73,12 @@ describe("Scrubber", () => {
   });
 
   test("keys written or deleted during a pass: the cursor carries on after the last key handed out", () => {
-    const store = storeOf([["a", 1], ["c", 1], ["e", 1], ["g", 1]]);
+    const store = storeOf([
+      ["a", 1],
+      ["c", 1],
+      ["e", 1],
+      ["g", 1],
+    ]);
     const scrubber = new Scrubber(limits);
     expect(scrubber.tick(0, true, store, none).keys).toEqual(["a", "c", "e"]);
     store.set("b", { version: 10, timestamp: 0, size: 1, checksum: 1n, segment: 1, offset: 0 }); // behind the cursor: next pass
@@ -65,7 +88,12 @@ describe("Scrubber", () => {
   });
 
   test("the byte budget: a large value is paid off over the ticks after it, also ticks it may not scrub", () => {
-    const store = storeOf([["a", 50], ["b", 350], ["c", 10], ["d", 10]]);
+    const store = storeOf([
+      ["a", 50],
+      ["b", 350],
+      ["c", 10],
+      ["d", 10],
+    ]);
     const scrubber = new Scrubber(limits);
     // a and b are handed out (the budget is checked before each key), then the debt is 400 - 0.
     expect(scrubber.tick(0, true, store, none)).toEqual({ keys: ["a", "b"], pass_completed: false });
@@ -100,7 +128,12 @@ describe("Scrubber", () => {
   });
 
   test("keys under repair are passed over at no cost, and the cursor moves past them", () => {
-    const store = storeOf([["a", 1000], ["b", 1000], ["c", 10], ["d", 10]]);
+    const store = storeOf([
+      ["a", 1000],
+      ["b", 1000],
+      ["c", 10],
+      ["d", 10],
+    ]);
     const scrubber = new Scrubber(limits);
     const repairing = (key: string): boolean => key === "a" || key === "b";
     expect(scrubber.tick(0, true, store, repairing)).toEqual({ keys: ["c"], pass_completed: false });

@@ -61,7 +61,10 @@ export class Scrubber {
   private pass_next_tick = 0;
 
   constructor(private readonly limits: ScrubLimits = scrub_limits) {
-    assert(limits.values_per_tick >= 1 && limits.bytes_per_tick >= 1 && limits.pass_interval_ticks_min >= 0, () => `scrub limits out of range: ${JSON.stringify(limits)}`);
+    assert(
+      limits.values_per_tick >= 1 && limits.bytes_per_tick >= 1 && limits.pass_interval_ticks_min >= 0,
+      () => `scrub limits out of range: ${JSON.stringify(limits)}`,
+    );
   }
 
   /**
@@ -78,11 +81,17 @@ export class Scrubber {
       this.pass_next_tick = now + this.limits.pass_interval_ticks_min;
     }
     const { keys, truncated } = index.list("", this.cursor, this.limits.values_per_tick);
-    assert(keys.length <= this.limits.values_per_tick, () => `scrub: the index listed ${keys.length} keys, asked for ${this.limits.values_per_tick}`);
+    assert(
+      keys.length <= this.limits.values_per_tick,
+      () => `scrub: the index listed ${keys.length} keys, asked for ${this.limits.values_per_tick}`,
+    );
     const verify: string[] = [];
     for (const key of keys) {
       // A key not after the cursor would make a pass that never ends.
-      assert(key > this.cursor, () => `scrub: the index listed ${JSON.stringify(key)} at or before the cursor ${JSON.stringify(this.cursor)}`);
+      assert(
+        key > this.cursor,
+        () => `scrub: the index listed ${JSON.stringify(key)} at or before the cursor ${JSON.stringify(this.cursor)}`,
+      );
       if (this.debt_bytes >= this.limits.bytes_per_tick) return { keys: verify, pass_completed: false };
       this.cursor = key;
       if (repairing(key)) continue;

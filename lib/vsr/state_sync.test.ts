@@ -49,7 +49,12 @@ describe("syncNeeded", () => {
 });
 
 describe("SyncTargets", () => {
-  const naming = (op: number, checkpoint_op: number): CheckpointNaming => ({ op, checkpoint_op, checkpoint_digest: 0x1234n, context: 0xabcn });
+  const naming = (op: number, checkpoint_op: number): CheckpointNaming => ({
+    op,
+    checkpoint_op,
+    checkpoint_digest: 0x1234n,
+    context: 0xabcn,
+  });
 
   test("a committed header names the checkpoint to fetch; its context is the anchor checksum", () => {
     const targets = new SyncTargets();
@@ -84,7 +89,13 @@ describe("SyncTargets", () => {
   });
 
   test("an announcement of another view, not newer than the stalled target, executed or not committed is not used", () => {
-    for (const [view, op, commit_min, commit_known] of [[2, 24, 0, 40], [1, 16, 0, 40], [1, 8, 0, 40], [1, 24, 24, 40], [1, 24, 0, 23]] as const) {
+    for (const [view, op, commit_min, commit_known] of [
+      [2, 24, 0, 40],
+      [1, 16, 0, 40],
+      [1, 8, 0, 40],
+      [1, 24, 24, 40],
+      [1, 24, 0, 23],
+    ] as const) {
       const targets = new SyncTargets();
       targets.primaryAnnounced(1, { op, digest: 5n, checksum: 6n });
       expect(targets.afterStall(target, view, commit_min, commit_known, 100)).toBeNull();
@@ -153,7 +164,16 @@ describe("SyncTransfer", () => {
       decisions.push(sync.repairTick());
       peers.push(sync.request().peer);
     }
-    expect(decisions).toEqual(["wait", "ask_next_peer", "ask_next_peer", "ask_next_peer", "ask_next_peer", "ask_next_peer", "ask_next_peer", "give_up"]);
+    expect(decisions).toEqual([
+      "wait",
+      "ask_next_peer",
+      "ask_next_peer",
+      "ask_next_peer",
+      "ask_next_peer",
+      "ask_next_peer",
+      "ask_next_peer",
+      "give_up",
+    ]);
     // Itself (2) is skipped: the others are asked in turn.
     expect(peers).toEqual([0, 1, 0, 1, 0, 1, 0, 0]);
   });

@@ -65,7 +65,10 @@ export class SyncTargets {
     if (h.checkpoint_op !== checkpointFor(h.op, checkpoint_interval_ops)) return null;
     // A target is always a real checkpoint above what was executed (a sync to the root or below
     // commit_min would throw executed state away); the checks above guarantee it for any header.
-    assert(h.checkpoint_op > commit_min && h.checkpoint_op > 0 && h.checkpoint_op < h.op, () => `sync target ${h.checkpoint_op} named by op ${h.op}, executed ${commit_min}`);
+    assert(
+      h.checkpoint_op > commit_min && h.checkpoint_op > 0 && h.checkpoint_op < h.op,
+      () => `sync target ${h.checkpoint_op} named by op ${h.op}, executed ${commit_min}`,
+    );
     return { op: h.checkpoint_op, digest: h.checkpoint_digest, checksum: h.context };
   }
 
@@ -83,7 +86,10 @@ export class SyncTargets {
    * be in peers' journals, so it repairs them for a while before asking again (a newer checkpoint
    * may be named meanwhile), and null says so. */
   afterStall(stalled: CheckpointId, view: number, commit_min: number, commit_known: number, ticks: number): CheckpointId | null {
-    assert(stalled.op > 0 && commit_min <= commit_known, () => `stalled on checkpoint ${stalled.op} with executed ${commit_min} above the commit known ${commit_known}`);
+    assert(
+      stalled.op > 0 && commit_min <= commit_known,
+      () => `stalled on checkpoint ${stalled.op} with executed ${commit_min} above the commit known ${commit_known}`,
+    );
     const own = this.primary_checkpoint;
     if (own !== null && own.view === view && own.id.op > stalled.op && own.id.op > commit_min && own.id.op <= commit_known) return own.id;
     this.backoff = { op: stalled.op, until_tick: ticks + sync_backoff_ticks };
@@ -161,7 +167,11 @@ export class SyncTransfer {
     const meta = received.checkpoint;
     assert(this.stalled === 0, "verifying a transfer whose last chunk was not accepted");
     if (stateDigest(received.store, received.clients) !== this.target.digest) return false;
-    return meta.anchor.op === this.target.op && meta.anchor.checksum === this.target.checksum && meta.previous.op === this.target.op - this.config.checkpoint_interval_ops;
+    return (
+      meta.anchor.op === this.target.op &&
+      meta.anchor.checksum === this.target.checksum &&
+      meta.previous.op === this.target.op - this.config.checkpoint_interval_ops
+    );
   }
 
   /** What arrived did not verify (the peer that served it is broken or lying): start over from
@@ -171,7 +181,10 @@ export class SyncTransfer {
     this.position = 0;
     this.asked = this.next(this.asked);
     // The peer that served a stream that did not verify is not asked again right away.
-    assert(this.asked !== broken || this.config.replica_count === 1, () => `state sync retries the peer ${broken} whose stream did not verify`);
+    assert(
+      this.asked !== broken || this.config.replica_count === 1,
+      () => `state sync retries the peer ${broken} whose stream did not verify`,
+    );
   }
 
   /** A repair tick passed. A chunk arriving resets the count, so only a transfer silent for a whole

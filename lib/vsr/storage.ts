@@ -62,7 +62,10 @@ export function vouchedMax(state: VsrState): number {
   // The state comes from our own superblock (checksummed) or from the replica itself: an unsorted
   // suffix would make the last header the wrong bound, and loadJournal would drop vouched ops.
   for (let i = 1; i < state.view_headers.length; i++) {
-    assert(state.view_headers[i - 1]!.op < state.view_headers[i]!.op, () => `view headers not ascending at ${i}: op ${state.view_headers[i - 1]!.op} then ${state.view_headers[i]!.op}`);
+    assert(
+      state.view_headers[i - 1]!.op < state.view_headers[i]!.op,
+      () => `view headers not ascending at ${i}: op ${state.view_headers[i - 1]!.op} then ${state.view_headers[i]!.op}`,
+    );
   }
   assert(state.log_view <= state.view, () => `log_view ${state.log_view} above view ${state.view}`);
   const max = state.view_headers.length > 0 ? state.view_headers[state.view_headers.length - 1]!.op : state.checkpoint.op;

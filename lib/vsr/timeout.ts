@@ -15,7 +15,10 @@ export class Timeout {
 
   start(): void {
     // after_ticks is public (backoff rescales it): recheck the period every time the timer is armed.
-    assert(Number.isSafeInteger(this.after_ticks) && this.after_ticks >= 1, () => `timeout ${this.name}: started with after_ticks ${this.after_ticks}`);
+    assert(
+      Number.isSafeInteger(this.after_ticks) && this.after_ticks >= 1,
+      () => `timeout ${this.name}: started with after_ticks ${this.after_ticks}`,
+    );
     this.ticks = 0;
     this.running = true;
   }

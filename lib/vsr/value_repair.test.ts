@@ -38,13 +38,21 @@ describe("ValueRepairs", () => {
   test("outstanding repairs are asked for again in queue order; a key deleted or overwritten since is forgotten", () => {
     const repairs = new ValueRepairs(8);
     const store = new ObjectStore();
-    for (const [key, version] of [["c", 1], ["a", 2], ["b", 3], ["d", 4]] as const) {
+    for (const [key, version] of [
+      ["c", 1],
+      ["a", 2],
+      ["b", 3],
+      ["d", 4],
+    ] as const) {
       store.set(key, { version, timestamp: 0, size: 1, checksum: BigInt(version), segment: 1, offset: 0 });
       repairs.damaged(key, store.get(key)!);
     }
     store.remove("a");
     store.set("b", { version: 9, timestamp: 0, size: 1, checksum: 9n, segment: 1, offset: 0 });
-    expect(repairs.outstanding(store)).toEqual([{ key: "c", version: 1, checksum: 1n }, { key: "d", version: 4, checksum: 4n }]);
+    expect(repairs.outstanding(store)).toEqual([
+      { key: "c", version: 1, checksum: 1n },
+      { key: "d", version: 4, checksum: 4n },
+    ]);
     expect(repairs.has("a")).toBe(false);
     expect(repairs.has("b")).toBe(false);
     expect(repairs.size).toBe(2);

@@ -36,7 +36,10 @@ export type ValueVerdict = "accept" | "unwanted" | "mismatch";
 /** A random replica other than this one: a repair asks a different peer on each retry, so one
  * peer that lost its copy too does not stall it. */
 export function valueRepairPeer(replica: number, replica_count: number, random: Prng): number {
-  assert(replica_count >= 2 && replica >= 0 && replica < replica_count, () => `value repair: no peer for replica ${replica} of ${replica_count}`);
+  assert(
+    replica_count >= 2 && replica >= 0 && replica < replica_count,
+    () => `value repair: no peer for replica ${replica} of ${replica_count}`,
+  );
   let peer = random.int(replica_count - 1);
   if (peer >= replica) peer += 1;
   assert(peer !== replica && peer >= 0 && peer < replica_count, () => `value repair: replica ${replica} picked peer ${peer}`);
@@ -83,7 +86,10 @@ export class ValueRepairs {
       else requests.push({ key, version: want.version, checksum: want.checksum });
     }
     // What is still wanted is exactly what is asked for again: a kept entry never asked for would never be repaired.
-    assert(requests.length === this.wanted.size && requests.length <= this.max, () => `value repairs: ${requests.length} requests for ${this.wanted.size} wanted`);
+    assert(
+      requests.length === this.wanted.size && requests.length <= this.max,
+      () => `value repairs: ${requests.length} requests for ${this.wanted.size} wanted`,
+    );
     return requests;
   }
 
@@ -94,11 +100,21 @@ export class ValueRepairs {
    */
   verdict(key: string, version: number, claimed_checksum: bigint, value: Uint8Array, current: WantedValue | undefined): ValueVerdict {
     const want = this.wanted.get(key);
-    if (want === undefined || current === undefined || want.version !== version || current.version !== version || current.checksum !== claimed_checksum) return "unwanted";
+    if (
+      want === undefined ||
+      current === undefined ||
+      want.version !== version ||
+      current.version !== version ||
+      current.checksum !== claimed_checksum
+    )
+      return "unwanted";
     // Checked only once wanted: hashing a value nobody asked for would be work for a forger.
     if (checksum(value) !== current.checksum) return "mismatch";
     // Both records are ours: a version names one value, so what we wanted is what the index now holds.
-    assert(want.checksum === current.checksum, () => `value repair of ${JSON.stringify(key)} version ${version}: wanted and current checksums differ`);
+    assert(
+      want.checksum === current.checksum,
+      () => `value repair of ${JSON.stringify(key)} version ${version}: wanted and current checksums differ`,
+    );
     return "accept";
   }
 

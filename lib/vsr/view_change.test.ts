@@ -59,7 +59,14 @@ describe("a gap in the chosen log", () => {
     // a (the chosen log, the longest): ops 4..6 and 9, a gap at 7 and 8; b: ops 4..7. Op 7 is
     // held intact by b and chains to a's op 6: it fills the gap and is kept. Op 8 is nacked by
     // both (nobody holds it): the log is cut there, and its new head is b's op 7.
-    const a: DoViewChange = { log_view: 1, op: 9, commit: 3, headers: log.filter((h) => h.op >= 4 && h.op !== 7 && h.op !== 8), presence: Uint8Array.from([P, P, P, P]), faulty_ops: [] };
+    const a: DoViewChange = {
+      log_view: 1,
+      op: 9,
+      commit: 3,
+      headers: log.filter((h) => h.op >= 4 && h.op !== 7 && h.op !== 8),
+      presence: Uint8Array.from([P, P, P, P]),
+      faulty_ops: [],
+    };
     const b = dvc(log, 4, 7, [P, P, P, P]);
     const decision = decideSuffix(a, [a, b], 3, 2, 0);
     expect(decision).not.toBe("wait");
@@ -95,7 +102,6 @@ describe("damage is tracked per op (item 5)", () => {
     expect(decide(a, [a, b, dvc(log, 4, 5, [P, P], [], 0)], 3)).toBe(5);
   });
 });
-
 
 describe("the chosen log", () => {
   const log = chain(6);

@@ -58,7 +58,10 @@ export function decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: n
   }
   const log = new Map<number, Header>();
   for (const h of best.headers) log.set(h.op, h);
-  const decided = (head: number): SuffixDecision => ({ head, headers: [...log.values()].filter((h) => h.op <= head).sort((a, b) => a.op - b.op) });
+  const decided = (head: number): SuffixDecision => ({
+    head,
+    headers: [...log.values()].filter((h) => h.op <= head).sort((a, b) => a.op - b.op),
+  });
   if (best.headers.length === 0) return decided(best.op);
   // Only ops inside the chosen log's suffix window are judged (below it nothing is known).
   for (let op = Math.max(commit + 1, best.headers[0]!.op); op <= best.op; op++) {
@@ -109,17 +112,29 @@ export function decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: n
  * commit is held intact by some sender, and an op just above the kept log that a sender of the
  * chosen log_view reports faulty is one a quorum says never committed.
  */
-export function assertSuffixHeld(best: DoViewChange, dvcs: DoViewChange[], commit: number, decision: { head: number; headers: Header[] }, quorum: number, who: () => string): void {
+export function assertSuffixHeld(
+  best: DoViewChange,
+  dvcs: DoViewChange[],
+  commit: number,
+  decision: { head: number; headers: Header[] },
+  quorum: number,
+  who: () => string,
+): void {
   const head = decision.head;
   for (const h of decision.headers) {
     if (h.op <= commit || h.op > head) continue;
-    const held = dvcs.some((dvc) => dvc.headers.some((x, i) => x.op === h.op && x.checksum === h.checksum && dvc.presence[i] === presence_present));
+    const held = dvcs.some((dvc) =>
+      dvc.headers.some((x, i) => x.op === h.op && x.checksum === h.checksum && dvc.presence[i] === presence_present),
+    );
     assert(held, () => `${who()} would keep op ${h.op}, which no do_view_change holds intact`);
   }
   const above = head + 1;
   if (head === best.op && dvcs.some((dvc) => dvc.log_view === best.log_view && dvc.faulty_ops.includes(above))) {
     const nacks = dvcs.filter((dvc) => dvc.log_view < best.log_view || !dvc.faulty_ops.includes(above)).length;
-    assert(nacks >= quorum, () => `${who()} would end at op ${head} while op ${above} may have committed (reported faulty, ${nacks} nacks)`);
+    assert(
+      nacks >= quorum,
+      () => `${who()} would end at op ${head} while op ${above} may have committed (reported faulty, ${nacks} nacks)`,
+    );
   }
 }
 
@@ -132,6 +147,9 @@ export function chooseLog(dvcs: DoViewChange[]): DoViewChange {
   assert(best !== null, "no do_view_change to choose from");
   const chosen = best;
   // The chosen log is at least every other in (log_view, op): a lower one could miss a committed op.
-  assert(dvcs.every((dvc) => dvc.log_view < chosen.log_view || (dvc.log_view === chosen.log_view && dvc.op <= chosen.op)), () => `chose log (${chosen.log_view}, ${chosen.op}) below another`);
+  assert(
+    dvcs.every((dvc) => dvc.log_view < chosen.log_view || (dvc.log_view === chosen.log_view && dvc.op <= chosen.op)),
+    () => `chose log (${chosen.log_view}, ${chosen.op}) below another`,
+  );
   return chosen;
 }

@@ -3,7 +3,12 @@ import { describeOps, windowOp } from "./window.ts";
 
 describe("windowOp", () => {
   test("each slot names the one op of the window (C, C + N] that maps to it", () => {
-    for (const [checkpoint, slots] of [[0, 8], [16, 8], [21, 8], [1000, 64]] as const) {
+    for (const [checkpoint, slots] of [
+      [0, 8],
+      [16, 8],
+      [21, 8],
+      [1000, 64],
+    ] as const) {
       const seen = new Set<number>();
       for (let slot = 0; slot < slots; slot++) {
         const op = windowOp(checkpoint, slot, slots);

@@ -11,7 +11,10 @@ export function windowOp(checkpoint_op: number, slot: number, slot_count: number
   assert(Number.isSafeInteger(checkpoint_op) && checkpoint_op >= 0, () => `checkpoint op ${checkpoint_op}`);
   const first = checkpoint_op + 1;
   const op = first + ((((slot - first) % slot_count) + slot_count) % slot_count);
-  assert(op > checkpoint_op && op <= checkpoint_op + slot_count && op % slot_count === slot, () => `window op ${op} for slot ${slot} after checkpoint ${checkpoint_op}`);
+  assert(
+    op > checkpoint_op && op <= checkpoint_op + slot_count && op % slot_count === slot,
+    () => `window op ${op} for slot ${slot} after checkpoint ${checkpoint_op}`,
+  );
   return op;
 }
 

@@ -17,15 +17,26 @@ export function shBlocks(markdown: string): string[] {
 /** The one sh block of clients/c/README.md that contains every needle. */
 export function readmeBlock(...needles: string[]): string {
   const blocks = shBlocks(fs.readFileSync(c_readme, "utf8")).filter((b) => needles.every((n) => b.includes(n)));
-  if (blocks.length !== 1) throw new Error(`clients/c/README.md has ${blocks.length} sh blocks containing ${needles.map((n) => JSON.stringify(n)).join(" and ")}; expected exactly one`);
+  if (blocks.length !== 1)
+    throw new Error(
+      `clients/c/README.md has ${blocks.length} sh blocks containing ${needles.map((n) => JSON.stringify(n)).join(" and ")}; expected exactly one`,
+    );
   return blocks[0]!;
 }
 
 /** What a clone of the repository holds of the C client: the files git tracks or would track
  * (ignored files, i.e. build outputs, left out), or without git, the tree minus known outputs. */
 function cFiles(): string[] {
-  const listed = Bun.spawnSync(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", "Makefile", "clients/c"], { cwd: repo, stdout: "pipe", stderr: "pipe" });
-  if (listed.exitCode === 0) return listed.stdout.toString().split("\0").filter((f) => f !== "" && fs.existsSync(path.join(repo, f)));
+  const listed = Bun.spawnSync(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", "Makefile", "clients/c"], {
+    cwd: repo,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  if (listed.exitCode === 0)
+    return listed.stdout
+      .toString()
+      .split("\0")
+      .filter((f) => f !== "" && fs.existsSync(path.join(repo, f)));
   const out: string[] = fs.existsSync(path.join(repo, "Makefile")) ? ["Makefile"] : [];
   const walk = (rel: string) => {
     for (const entry of fs.readdirSync(path.join(repo, rel), { withFileTypes: true })) {

@@ -33,7 +33,12 @@ export async function runCommand(command: string[], options: RunOptions = {}): P
   const started = performance.now();
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) env[k] = v;
-  const stdin = options.stdin === undefined || options.stdin === "ignore" ? "ignore" : typeof options.stdin === "string" ? new TextEncoder().encode(options.stdin) : options.stdin;
+  const stdin =
+    options.stdin === undefined || options.stdin === "ignore"
+      ? "ignore"
+      : typeof options.stdin === "string"
+        ? new TextEncoder().encode(options.stdin)
+        : options.stdin;
   const child = Bun.spawn(command, {
     stdin,
     stdout: "pipe",
@@ -49,7 +54,14 @@ export async function runCommand(command: string[], options: RunOptions = {}): P
   const [stdout_bytes, stderr] = await Promise.all([new Response(child.stdout).bytes(), new Response(child.stderr).text()]);
   const code = await child.exited;
   clearTimeout(timer);
-  return { code: timed_out ? null : code, stdout: new TextDecoder().decode(stdout_bytes), stdout_bytes, stderr, elapsed_ms: performance.now() - started, timed_out };
+  return {
+    code: timed_out ? null : code,
+    stdout: new TextDecoder().decode(stdout_bytes),
+    stdout_bytes,
+    stderr,
+    elapsed_ms: performance.now() - started,
+    timed_out,
+  };
 }
 
 /** Exactly one line on stderr, `error: ...`, no stack trace, and the exit code. */

@@ -36,8 +36,12 @@ function supportsListenOption(): boolean {
   return listen_option;
 }
 
-
-export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeout_ms = 20_000, interval_ms = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | null | undefined | false> | T | null | undefined | false,
+  timeout_ms = 20_000,
+  interval_ms = 50,
+): Promise<T> {
   const deadline = Date.now() + timeout_ms;
   let last_error: unknown = null;
   for (;;) {
@@ -47,7 +51,8 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null | unde
     } catch (error) {
       last_error = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout_ms} ms waiting for ${what}${last_error ? `: ${String(last_error)}` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeout_ms} ms waiting for ${what}${last_error ? `: ${String(last_error)}` : ""}`);
     await Bun.sleep(interval_ms);
   }
 }
@@ -106,7 +111,11 @@ export class TestCluster {
     cluster.extra_args = options.extra_args ?? [];
     cluster.wrap = options.wrap ?? null;
     if (options.proxy) {
-      cluster.network = await ProxyNetwork.start("127.0.0.1", cluster.replicas.map((r) => r.port), cluster.replicas.map((r) => r.listen_port));
+      cluster.network = await ProxyNetwork.start(
+        "127.0.0.1",
+        cluster.replicas.map((r) => r.port),
+        cluster.replicas.map((r) => r.listen_port),
+      );
     }
     for (const r of cluster.replicas) cluster.spawn(r);
     await cluster.waitHealthy();
@@ -171,14 +180,18 @@ export class TestCluster {
 
   /** All running replicas answer, in normal status, one of them primary, all at the same commit. */
   async waitHealthy(timeout_ms = 30_000): Promise<(ReplicaStatus | null)[]> {
-    return waitFor("a healthy cluster", async () => {
-      const statuses = await this.status();
-      const running = this.replicas.filter((r) => r.process !== null);
-      const up = statuses.filter((s): s is ReplicaStatus => s !== null);
-      if (up.length < running.length || !up.some((s) => s.primary)) return null;
-      if (up.some((s) => s.status !== "normal")) return null;
-      return statuses;
-    }, timeout_ms);
+    return waitFor(
+      "a healthy cluster",
+      async () => {
+        const statuses = await this.status();
+        const running = this.replicas.filter((r) => r.process !== null);
+        const up = statuses.filter((s): s is ReplicaStatus => s !== null);
+        if (up.length < running.length || !up.some((s) => s.primary)) return null;
+        if (up.some((s) => s.status !== "normal")) return null;
+        return statuses;
+      },
+      timeout_ms,
+    );
   }
 
   /**
@@ -189,18 +202,29 @@ export class TestCluster {
   async waitConverged(timeout_ms = 30_000): Promise<ReplicaStatus[]> {
     let last: (ReplicaStatus | null)[] = [];
     try {
-      return await waitFor("the replicas to converge", async () => {
-        const statuses = (last = await this.status());
-        const up = this.replicas.filter((r) => r.process !== null).map((r) => statuses[r.index] ?? null);
-        if (up.some((s) => s === null)) return null;
-        const s = up as ReplicaStatus[];
-        const first = s[0]!;
-        if (s.filter((x) => x.primary).length !== 1) return null;
-        const agree = s.every(
-          (x) => x.status === "normal" && x.view === first.view && x.commit_min === first.commit_max && x.commit_max === first.commit_max && x.objects === first.objects && x.object_bytes === first.object_bytes,
-        );
-        return agree ? s : null;
-      }, timeout_ms, 100);
+      return await waitFor(
+        "the replicas to converge",
+        async () => {
+          const statuses = (last = await this.status());
+          const up = this.replicas.filter((r) => r.process !== null).map((r) => statuses[r.index] ?? null);
+          if (up.some((s) => s === null)) return null;
+          const s = up as ReplicaStatus[];
+          const first = s[0]!;
+          if (s.filter((x) => x.primary).length !== 1) return null;
+          const agree = s.every(
+            (x) =>
+              x.status === "normal" &&
+              x.view === first.view &&
+              x.commit_min === first.commit_max &&
+              x.commit_max === first.commit_max &&
+              x.objects === first.objects &&
+              x.object_bytes === first.object_bytes,
+          );
+          return agree ? s : null;
+        },
+        timeout_ms,
+        100,
+      );
     } catch (error) {
       throw new Error(`${(error as Error).message}\nlast status:\n${describeStatuses(last)}`);
     }

@@ -50,11 +50,20 @@ export interface CrashRoundResult {
 }
 
 /** One crash round on a running cluster; the ledger carries over from earlier rounds. */
-export async function crashRound(cluster: TestCluster, ledger: Ledger, prng: Prng, round: number, options: CrashRoundOptions): Promise<CrashRoundResult> {
+export async function crashRound(
+  cluster: TestCluster,
+  ledger: Ledger,
+  prng: Prng,
+  round: number,
+  options: CrashRoundOptions,
+): Promise<CrashRoundResult> {
   const log = options.log ?? (() => {});
   const acked_before = ledger.acknowledged_puts;
   const unknown_before = ledger.unknown_puts;
-  const load = new WriteLoad(cluster.addresses, ledger, prng.fork(), { keys: options.keys ?? 40, prefix: "c" }).start(options.writers ?? 4, round);
+  const load = new WriteLoad(cluster.addresses, ledger, prng.fork(), { keys: options.keys ?? 40, prefix: "c" }).start(
+    options.writers ?? 4,
+    round,
+  );
   const first = await waitFor("the round's first acknowledged put", () => (load.acks.length > 0 ? load.acks[0]! : null), 30_000, 5);
   const load_ms = prng.range(options.load_ms_min ?? 100, options.load_ms_max ?? 1500);
   // The random moment of the crash is the point of the test, not a stand-in for a condition.
@@ -99,7 +108,14 @@ export async function crashRound(cluster: TestCluster, ledger: Ledger, prng: Prn
     converged_ms,
     victim: victim?.index ?? null,
     damage,
-    victim_log: victim === null ? [] : cluster.logs(victim).slice(log_offset).split("\n").filter((line) => /damaged|repair|recover|sync|format/i.test(line)),
+    victim_log:
+      victim === null
+        ? []
+        : cluster
+            .logs(victim)
+            .slice(log_offset)
+            .split("\n")
+            .filter((line) => /damaged|repair|recover|sync|format/i.test(line)),
     problems,
   };
 }
@@ -121,7 +137,11 @@ export async function makePrimary(cluster: TestCluster, target: ReplicaProcess, 
     const r = cluster.replicas[primary.replica]!;
     log(`  making replica ${target.index} primary: crashing primary ${r.index} (view ${primary.view})`);
     await cluster.crash(r);
-    await waitFor("a new primary", async () => (await cluster.status()).some((s) => s !== null && s.primary && s.view > primary.view), 30_000);
+    await waitFor(
+      "a new primary",
+      async () => (await cluster.status()).some((s) => s !== null && s.primary && s.view > primary.view),
+      30_000,
+    );
     cluster.spawn(r);
   }
   throw new Error(`replica ${target.index} did not become primary:\n${describeStatuses(await cluster.status())}`);
@@ -149,7 +169,10 @@ interface Candidate {
  */
 export function flipJournalByte(data_dir: string, ledger: Ledger, prng: Prng, checkpoint_op: number): string {
   const journal = path.join(data_dir, "journal");
-  const files = fs.readdirSync(journal).filter((name) => name.endsWith(".seg")).sort();
+  const files = fs
+    .readdirSync(journal)
+    .filter((name) => name.endsWith(".seg"))
+    .sort();
   if (files.length === 0) throw new Error(`no journal segment in ${journal}`);
   const segments = files.map((name) => ({ name, file: path.join(journal, name), bytes: writtenPart(path.join(journal, name)) }));
   const live: Candidate[] = [];
@@ -175,7 +198,12 @@ export function flipJournalByte(data_dir: string, ledger: Ledger, prng: Prng, ch
   if (target === null) {
     const largest = segments.reduce((a, b) => (b.bytes.length > a.bytes.length ? b : a));
     if (largest.bytes.length === 0) throw new Error(`the segments of ${journal} hold no data`);
-    target = { file: largest.file, cold: false, offset: Math.floor(largest.bytes.length / 2), what: `the middle of the written part of ${largest.name} (no live value with a single copy found)` };
+    target = {
+      file: largest.file,
+      cold: false,
+      offset: Math.floor(largest.bytes.length / 2),
+      what: `the middle of the written part of ${largest.name} (no live value with a single copy found)`,
+    };
   }
   const fd = fs.openSync(target.file, "r+");
   try {

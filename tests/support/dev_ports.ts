@@ -53,7 +53,13 @@ export interface Captured {
 }
 
 async function capture(cmd: string[], options: { cwd?: string; env?: Record<string, string>; timeout_ms: number }): Promise<Captured> {
-  const child = Bun.spawn(cmd, { cwd: options.cwd, env: { ...process.env, ...options.env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const child = Bun.spawn(cmd, {
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   let timed_out = false;
   const timer = setTimeout(() => {
     timed_out = true;
@@ -82,7 +88,10 @@ export async function runWithDevCluster(spec: DevPortsSpec): Promise<DevPortsOut
   } else {
     const free = await Promise.all(dev_ports.map(portFree));
     const busy = dev_ports.filter((_, i) => !free[i]);
-    if (busy.length > 0) return { skipped: `no network namespace here (unshare or ip missing, or unshare --net --map-root-user refused) and 127.0.0.1 port(s) ${busy.join(", ")} are in use (is a \`toastyfs dev\` cluster running?)` };
+    if (busy.length > 0)
+      return {
+        skipped: `no network namespace here (unshare or ip missing, or unshare --net --map-root-user refused) and 127.0.0.1 port(s) ${busy.join(", ")} are in use (is a \`toastyfs dev\` cluster running?)`,
+      };
     cmd = [...self, "host"];
   }
   const ran = await capture(cmd, { timeout_ms });

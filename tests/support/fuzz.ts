@@ -72,7 +72,8 @@ export function clientRequest(prng: Prng, target: FuzzTarget): Uint8Array {
   const op = prng.pick([Operation.register, Operation.put, Operation.get, Operation.delete, Operation.list, Operation.stat]);
   h.operation = op;
   let body: Uint8Array = new Uint8Array(0);
-  if (op === Operation.put) body = encodeKeyRequest(randomKey(prng), randomBody(prng, prng.chance(0.05) ? 200_000 : 2000), Condition.none, 0);
+  if (op === Operation.put)
+    body = encodeKeyRequest(randomKey(prng), randomBody(prng, prng.chance(0.05) ? 200_000 : 2000), Condition.none, 0);
   else if (op === Operation.get || op === Operation.delete || op === Operation.stat) body = encodeKeyRequest(randomKey(prng), null);
   else if (op === Operation.list) body = encodeListRequest(encoder.encode("fuzz/"), new Uint8Array(0), 1 + prng.int(100));
   return encode(finalize(h, body));
@@ -137,7 +138,9 @@ export const mutations: Record<string, Mutation> = {
   truncated: (frame, prng) => ({ bytes: frame.slice(0, 1 + prng.int(frame.length - 1)), expect: "truncated" }),
   oversized: (frame, prng) => {
     const bytes = frame.slice(0, header_size);
-    const size = prng.chance(0.5) ? message_size_max + 1 + prng.int(1000) : message_size_max + 1 + prng.int(0xffffffff - message_size_max - 1);
+    const size = prng.chance(0.5)
+      ? message_size_max + 1 + prng.int(1000)
+      : message_size_max + 1 + prng.int(0xffffffff - message_size_max - 1);
     new DataView(bytes.buffer).setUint32(Offset.size, size, true);
     return { bytes: reseal(bytes), expect: "invalid" };
   },
@@ -205,7 +208,7 @@ export function fuzzCase(prng: Prng, role: Role, target: FuzzTarget): FuzzCase {
   else {
     const all = Buffer.concat(frames);
     writes = [];
-    for (let at = 0; at < all.length; ) {
+    for (let at = 0; at < all.length;) {
       const n = 1 + prng.int(Math.min(300, all.length - at));
       writes.push(all.subarray(at, at + n));
       at += n;
@@ -250,7 +253,13 @@ export function sendCase(port: number, c: FuzzCase, timeout_ms = 5000): Promise<
  * reply (docs/PROTOCOL.md §1.5: a client request is never silently dropped for being well-formed
  * but invalid). Sent over one connection; resolves with the replies' results by request number.
  */
-export async function malformedRequests(port: number, prng: Prng, target: FuzzTarget, count: number, timeout_ms = 10_000): Promise<{ sent: number; results: Map<number, number> }> {
+export async function malformedRequests(
+  port: number,
+  prng: Prng,
+  target: FuzzTarget,
+  count: number,
+  timeout_ms = 10_000,
+): Promise<{ sent: number; results: Map<number, number> }> {
   const client = randomBytes(8).readBigUInt64LE(0);
   const frames: Uint8Array[] = [];
   for (let request = 1; request <= count; request++) {
@@ -337,7 +346,13 @@ const parsed_body_commands = [
  * whether the replica closed the connection, and whether it answered the status request sent
  * after them all.
  */
-export async function malformedPeerMessages(port: number, prng: Prng, target: FuzzTarget, count: number, self: number): Promise<{ closed_by_replica: boolean; answered: boolean }> {
+export async function malformedPeerMessages(
+  port: number,
+  prng: Prng,
+  target: FuzzTarget,
+  count: number,
+  self: number,
+): Promise<{ closed_by_replica: boolean; answered: boolean }> {
   const frames: Uint8Array[] = [];
   for (let i = 0; i < count; i++) {
     const command = prng.pick(parsed_body_commands);
@@ -359,7 +374,14 @@ export async function malformedPeerMessages(port: number, prng: Prng, target: Fu
     h.checkpoint_op = prng.int(h.op + 1);
     h.checkpoint_digest = prng.u64();
     const shape = prng.int(4);
-    const body = shape === 0 ? new Uint8Array(0) : shape === 1 ? randomBody(prng, 64) : shape === 2 ? randomBody(prng, 128 * view_headers_max + 64) : new Uint8Array(128 * (1 + prng.int(8)));
+    const body =
+      shape === 0
+        ? new Uint8Array(0)
+        : shape === 1
+          ? randomBody(prng, 64)
+          : shape === 2
+            ? randomBody(prng, 128 * view_headers_max + 64)
+            : new Uint8Array(128 * (1 + prng.int(8)));
     frames.push(encode(finalize(h, body)));
   }
   // Then a status request on the same connection: its answer proves the replica read everything

@@ -15,7 +15,10 @@ export function logTails(cluster: TestCluster, lines = 80): string {
 }
 
 /** Runs fn against a fresh cluster; on failure prints the status and logs and keeps the data. */
-export async function withCluster<T>(options: Parameters<typeof TestCluster.start>[1] & { count?: number }, fn: (cluster: TestCluster) => Promise<T>): Promise<T> {
+export async function withCluster<T>(
+  options: Parameters<typeof TestCluster.start>[1] & { count?: number },
+  fn: (cluster: TestCluster) => Promise<T>,
+): Promise<T> {
   const cluster = await TestCluster.start(options.count ?? 3, options);
   let ok = false;
   try {

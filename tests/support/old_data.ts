@@ -55,7 +55,11 @@ export function startReplicas(source: string, root: string, log_dir: string): Fi
     const peers = fixture_addresses.filter((a) => a !== address).flatMap((a) => ["--peer", a]);
     const log_path = path.join(log_dir, `replica-${index}.log`);
     const log = fs.openSync(log_path, "a");
-    const process = spawn([bun, path.join(source, "cmd/toastyfs.ts"), "--addr", address, ...peers, "--data", replicaDir(root, index)], { stdout: log, stderr: log, stdin: "ignore" });
+    const process = spawn([bun, path.join(source, "cmd/toastyfs.ts"), "--addr", address, ...peers, "--data", replicaDir(root, index)], {
+      stdout: log,
+      stderr: log,
+      stdin: "ignore",
+    });
     fs.closeSync(log);
     return { address, process, log_path };
   });
@@ -73,17 +77,35 @@ export async function stopReplicas(replicas: FixtureReplica[]): Promise<void> {
  * committed after the last superblock write are committed again by the new view's primary), and
  * the replicas agree on the lower number for a moment first. */
 export async function waitConverged(timeout_ms = 30_000, commit_min = 0): Promise<ReplicaStatus[]> {
-  return waitFor(`the fixture replicas to converge at commit ${commit_min} or above`, async () => {
-    const statuses = await clusterStatus(addresses, 500);
-    if (statuses.some((s) => s === null)) return null;
-    const s = statuses as ReplicaStatus[];
-    if (s.filter((x) => x.primary).length !== 1) return null;
-    const first = s[0]!;
-    const agree = first.commit_max >= commit_min && s.every((x) => x.status === "normal" && x.view === first.view && x.commit_min === first.commit_max && x.commit_max === first.commit_max && x.objects === first.objects);
-    return agree ? s : null;
-  }, timeout_ms, 100);
+  return waitFor(
+    `the fixture replicas to converge at commit ${commit_min} or above`,
+    async () => {
+      const statuses = await clusterStatus(addresses, 500);
+      if (statuses.some((s) => s === null)) return null;
+      const s = statuses as ReplicaStatus[];
+      if (s.filter((x) => x.primary).length !== 1) return null;
+      const first = s[0]!;
+      const agree =
+        first.commit_max >= commit_min &&
+        s.every(
+          (x) =>
+            x.status === "normal" &&
+            x.view === first.view &&
+            x.commit_min === first.commit_max &&
+            x.commit_max === first.commit_max &&
+            x.objects === first.objects,
+        );
+      return agree ? s : null;
+    },
+    timeout_ms,
+    100,
+  );
 }
 
 export function logs(replicas: FixtureReplica[]): string {
-  return replicas.map((r) => `--- ${r.address}\n${fs.existsSync(r.log_path) ? fs.readFileSync(r.log_path, "utf8").split("\n").slice(-40).join("\n") : ""}`).join("\n");
+  return replicas
+    .map(
+      (r) => `--- ${r.address}\n${fs.existsSync(r.log_path) ? fs.readFileSync(r.log_path, "utf8").split("\n").slice(-40).join("\n") : ""}`,
+    )
+    .join("\n");
 }

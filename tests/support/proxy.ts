@@ -90,7 +90,16 @@ export class ProxyNetwork {
     downstream.setNoDelay(true);
     const upstream = net.connect({ host: this.host, port: this.target_ports[dest]! });
     upstream.setNoDelay(true);
-    const c: ProxiedConnection = { sender: null, dest, downstream, upstream, pending: [], pending_bytes: 0, lost_bytes: false, closed: false };
+    const c: ProxiedConnection = {
+      sender: null,
+      dest,
+      downstream,
+      upstream,
+      pending: [],
+      pending_bytes: 0,
+      lost_bytes: false,
+      closed: false,
+    };
     this.connections.add(c);
     const close = () => this.drop(c);
     downstream.on("error", close);

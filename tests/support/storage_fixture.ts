@@ -14,12 +14,23 @@ import type { VsrState } from "../../lib/vsr/storage.ts";
 import { Operation } from "../../lib/store/operations.ts";
 
 /** Formats an empty directory as a replica would (view 0, the root checkpoint) and flushes it. */
-export function formatStorage(fs: FileSystem, options: StorageOptions, clients_max: number): { storage: FileStorage; state: VsrState; root: Header } {
+export function formatStorage(
+  fs: FileSystem,
+  options: StorageOptions,
+  clients_max: number,
+): { storage: FileStorage; state: VsrState; root: Header } {
   const storage = new FileStorage(fs, options);
   expect(storage.recover(clients_max).state).toBeNull();
   const root = rootPrepare(options.cluster, options.replica_count);
   const digest = stateDigest(new ObjectStore(), new ClientTable(clients_max));
-  const state: VsrState = { incarnation: 7, view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint: { op: 0, digest, checksum: root.checksum } };
+  const state: VsrState = {
+    incarnation: 7,
+    view: 0,
+    log_view: 0,
+    commit_max: 0,
+    view_headers: [],
+    checkpoint: { op: 0, digest, checksum: root.checksum },
+  };
   storage.writeState(state);
   storage.flush();
   return { storage, state, root };

@@ -101,7 +101,16 @@ export class World {
     this.root = rootPrepare(opts.cluster, opts.replica_count);
     this.parent = this.root.checksum;
     const id: CheckpointId = { op: 0, digest: stateDigest(this.store, this.clients), checksum: this.root.checksum };
-    this.snapshots.set(0, { id, anchor: this.root, previous: id, store: [], revision: 0, sessions: [], values: new Map(), segments: new Set() });
+    this.snapshots.set(0, {
+      id,
+      anchor: this.root,
+      previous: id,
+      store: [],
+      revision: 0,
+      sessions: [],
+      values: new Map(),
+      segments: new Set(),
+    });
     this.digest_at.set(0, id.digest);
     this.values_at.set(0, new Map());
     this.state = { incarnation: 7, view: 0, log_view: 0, commit_max: 0, view_headers: [], checkpoint: id };
@@ -143,10 +152,22 @@ export class World {
         const key = `key/${this.prng.int(this.keys)}\u0000\u00ff`;
         if (present.has(key) && this.prng.chance(0.15)) {
           // Deletes advance the revision without leaving an entry.
-          entries.push({ client: this.client, session: 1, request: ++this.request, operation: Operation.delete, body: encodeKeyRequest(keyToBytes(key), null) });
+          entries.push({
+            client: this.client,
+            session: 1,
+            request: ++this.request,
+            operation: Operation.delete,
+            body: encodeKeyRequest(keyToBytes(key), null),
+          });
           present.delete(key);
         } else {
-          entries.push({ client: this.client, session: 1, request: ++this.request, operation: Operation.put, body: encodeKeyRequest(keyToBytes(key), this.randomValue()) });
+          entries.push({
+            client: this.client,
+            session: 1,
+            request: ++this.request,
+            operation: Operation.put,
+            body: encodeKeyRequest(keyToBytes(key), this.randomValue()),
+          });
           present.add(key);
         }
       }
@@ -274,7 +295,8 @@ export class World {
     this.executed = state.checkpoint.op;
     this.op = op;
     this.parent = parent;
-    for (const map of [this.prepares, this.segment_of, this.digest_at, this.values_at]) for (const o of [...map.keys()]) if (o > op) map.delete(o);
+    for (const map of [this.prepares, this.segment_of, this.digest_at, this.values_at])
+      for (const o of [...map.keys()]) if (o > op) map.delete(o);
     for (const o of [...this.flushed]) if (o > op) this.flushed.delete(o);
     // What recovery found is durable, even if its flush never returned.
     for (let o = state.checkpoint.op + 1; o <= op; o++) this.flushed.add(o);
@@ -309,16 +331,36 @@ export function valuesAfter(before: Map<string, Uint8Array>, message: Message): 
 }
 
 /** Executes a prepare's batch as the replica does. */
-export function applyPrepare(message: Message, location: { segment: number; offset: number }, store: ObjectStore, clients: ClientTable): void {
+export function applyPrepare(
+  message: Message,
+  location: { segment: number; offset: number },
+  store: ObjectStore,
+  clients: ClientTable,
+): void {
   const h = message.header;
   for (const entry of decodeBatch(message.body)!) {
     if (entry.operation === Operation.register) {
-      clients.register(entry.client, h.op, entry.request, { op: h.op, timestamp: h.timestamp, operation: entry.operation, result: Result.ok, body: new Uint8Array(0) });
+      clients.register(entry.client, h.op, entry.request, {
+        op: h.op,
+        timestamp: h.timestamp,
+        operation: entry.operation,
+        result: Result.ok,
+        body: new Uint8Array(0),
+      });
       continue;
     }
-    const result = executeWrite(store, h.timestamp, entry.operation, entry.body, { segment: location.segment, offset: location.offset + entry.body_offset });
+    const result = executeWrite(store, h.timestamp, entry.operation, entry.body, {
+      segment: location.segment,
+      offset: location.offset + entry.body_offset,
+    });
     expect(result.result).toBe(Result.ok);
-    clients.record(entry.client, h.op, entry.request, { op: h.op, timestamp: h.timestamp, operation: entry.operation, result: result.result, body: result.body });
+    clients.record(entry.client, h.op, entry.request, {
+      op: h.op,
+      timestamp: h.timestamp,
+      operation: entry.operation,
+      result: result.result,
+      body: result.body,
+    });
   }
 }
 

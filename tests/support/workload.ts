@@ -49,7 +49,10 @@ export function tagOf(value: Uint8Array): string {
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
+  return (
+    a.length === b.length &&
+    Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0
+  );
 }
 
 interface Acked {
@@ -115,9 +118,12 @@ export class Ledger {
     if (want === undefined) return null;
     const expect = `version ${want.version} (${tagOf(want.value)}, ${want.value.length} bytes)`;
     if (got === null) return `key ${key}: not found, but ${expect} was acknowledged`;
-    if (got.version < want.version) return `key ${key}: read version ${got.version} (${tagOf(got.value)}), older than the acknowledged ${expect}`;
+    if (got.version < want.version)
+      return `key ${key}: read version ${got.version} (${tagOf(got.value)}), older than the acknowledged ${expect}`;
     if (got.version === want.version) {
-      return sameBytes(got.value, want.value) ? null : `key ${key}: version ${got.version} reads back as ${tagOf(got.value)} (${got.value.length} bytes), not the acknowledged ${tagOf(want.value)} (${want.value.length} bytes)`;
+      return sameBytes(got.value, want.value)
+        ? null
+        : `key ${key}: version ${got.version} reads back as ${tagOf(got.value)} (${got.value.length} bytes), not the acknowledged ${tagOf(want.value)} (${want.value.length} bytes)`;
     }
     const candidates = this.unknown.get(key) ?? [];
     if (candidates.some((c) => sameBytes(c, got.value))) return null;
@@ -378,12 +384,16 @@ export class HistoryLoad {
     const problems = [...this.errors];
     const newest_acked = new Map<string, number>();
     for (const op of this.history) {
-      if (op.input.kind === "put" && op.output?.status === "ok") newest_acked.set(op.input.key, Math.max(newest_acked.get(op.input.key) ?? 0, op.output.version));
+      if (op.input.kind === "put" && op.output?.status === "ok")
+        newest_acked.set(op.input.key, Math.max(newest_acked.get(op.input.key) ?? 0, op.output.version));
     }
     for (const [key, version] of newest_acked) {
       const last = this.final_reads.get(key);
       const seen = last?.output?.status === "ok" ? last.output.version : 0;
-      if (seen < version) problems.push(`key ${key}: the last read saw version ${seen}, but version ${version} was acknowledged: an acknowledged write was lost`);
+      if (seen < version)
+        problems.push(
+          `key ${key}: the last read saw version ${seen}, but version ${version} was acknowledged: an acknowledged write was lost`,
+        );
     }
     const started = performance.now();
     const result = checkLinearizable(this.history);
@@ -428,7 +438,10 @@ export class ReadProbe {
     const m = membership(addresses);
     // A long silence timeout: gets queued at a paused replica must stay queued (not be discarded
     // with a redialed connection) so that it answers them the moment it wakes up.
-    this.transport = new TcpTransport({ cluster: m.cluster, self: null, peers: m.replicas, peer_silence_timeout_ms: 120_000, log: () => {} }, { onMessage: (message) => this.onMessage(message) });
+    this.transport = new TcpTransport(
+      { cluster: m.cluster, self: null, peers: m.replicas, peer_silence_timeout_ms: 120_000, log: () => {} },
+      { onMessage: (message) => this.onMessage(message) },
+    );
   }
 
   async send(key: string): Promise<void> {
@@ -467,7 +480,8 @@ export class ReadProbe {
     } else if (h.result === Result.not_found) {
       output = { status: "not_found" };
     }
-    if (output !== null) this.load.record({ client: this.history_client, input: { kind: "get", key: p.key }, call: p.call, ret: this.load.now(), output });
+    if (output !== null)
+      this.load.record({ client: this.history_client, input: { kind: "get", key: p.key }, call: p.call, ret: this.load.now(), output });
   }
 
   async close(): Promise<void> {
