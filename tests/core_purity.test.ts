@@ -7,7 +7,14 @@
 import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { importSpecifiers, layeringViolations, type SourceFile } from "./support/layering.ts";
+import {
+  importSpecifiers,
+  layeringViolations,
+  lib_file_lines_max,
+  long_files_allowed,
+  longFiles,
+  type SourceFile,
+} from "./support/layering.ts";
 
 const repo = path.resolve(import.meta.dir, "..");
 const core_dirs = ["lib/vsr", "lib/store", "lib/storage"];
@@ -68,7 +75,13 @@ describe("the deterministic core", () => {
   const files = coreClosure();
 
   test("the files checked include the replica, the store, the storage and what they import", () => {
-    for (const file of ["lib/vsr/replica.ts", "lib/store/object_store.ts", "lib/storage/file_storage.ts", "lib/net/codec.ts", "lib/util/checksum.ts"]) {
+    for (const file of [
+      "lib/vsr/replica.ts",
+      "lib/store/object_store.ts",
+      "lib/storage/file_storage.ts",
+      "lib/net/codec.ts",
+      "lib/util/checksum.ts",
+    ]) {
       expect(files).toContain(file);
     }
     // The transport is not part of it.
@@ -129,7 +142,7 @@ describe("what lib may import (tests/support/layering.ts)", () => {
 
   test("imports are found in every form, and not in comments", () => {
     const source = [
-      'import { a,',
+      "import { a,",
       '  b } from "./multi.ts";',
       'import type { T } from "../types.ts";',
       'export { c } from "./reexport.ts";',
@@ -140,7 +153,14 @@ describe("what lib may import (tests/support/layering.ts)", () => {
       '/* import { y } from "./block_commented.ts"; */',
       'export const s = "not an import";',
     ].join("\n");
-    expect(importSpecifiers(source)).toEqual(["./multi.ts", "../types.ts", "./reexport.ts", "./star.ts", "./side_effect.ts", "./dynamic.ts"]);
+    expect(importSpecifiers(source)).toEqual([
+      "./multi.ts",
+      "../types.ts",
+      "./reexport.ts",
+      "./star.ts",
+      "./side_effect.ts",
+      "./dynamic.ts",
+    ]);
   });
 
   // The new purity rules fail when violated: each made-up file below breaks one.
@@ -153,7 +173,10 @@ describe("what lib may import (tests/support/layering.ts)", () => {
     ["lib/vsr imports lib/storage", { path: "lib/vsr/x.ts", source: 'import { FsError } from "../storage/fs.ts";' }],
     ["lib/vsr imports lib/node", { path: "lib/vsr/deep/x.ts", source: 'import type { Logger } from "../../node/log.ts";' }],
     ["lib/client imports lib/node", { path: "lib/client/x.ts", source: 'import type {\n  ReplicaStatus,\n} from "../node/status.ts";' }],
-    ["a lib/client test imports lib/node", { path: "lib/client/x.test.ts", source: 'import { ReplicaNode } from "../node/replica_node.ts";' }],
+    [
+      "a lib/client test imports lib/node",
+      { path: "lib/client/x.test.ts", source: 'import { ReplicaNode } from "../node/replica_node.ts";' },
+    ],
   ];
   for (const [rule, file] of violations) {
     test(`the rule "${rule}" reports a file that breaks it`, () => {
@@ -167,8 +190,14 @@ describe("what lib may import (tests/support/layering.ts)", () => {
     const allowed: SourceFile[] = [
       { path: "lib/vsr/x.ts", source: 'import type { Storage } from "./storage.ts";\nimport { Header } from "../net/codec.ts";' },
       // Unit tests beside the protocol use the simulator's harness and real storage.
-      { path: "lib/vsr/x.test.ts", source: 'import { TestCluster } from "../../sim/test_cluster.ts";\nimport { FsError } from "../storage/fs.ts";' },
-      { path: "lib/client/x.ts", source: 'import type { ReplicaStatus } from "../net/status_codec.ts";\nimport { randomBytes } from "node:crypto";' },
+      {
+        path: "lib/vsr/x.test.ts",
+        source: 'import { TestCluster } from "../../sim/test_cluster.ts";\nimport { FsError } from "../storage/fs.ts";',
+      },
+      {
+        path: "lib/client/x.ts",
+        source: 'import type { ReplicaStatus } from "../net/status_codec.ts";\nimport { randomBytes } from "node:crypto";',
+      },
       { path: "lib/check/x.ts", source: 'import { Client } from "../client/client.ts";' },
       // Outside lib the rules do not apply.
       { path: "sim/x.ts", source: 'import { Replica } from "../lib/vsr/replica.ts";\nimport "../tests/support/cluster.ts";' },
@@ -177,5 +206,31 @@ describe("what lib may import (tests/support/layering.ts)", () => {
       { path: "lib/client/x.ts", source: 'import { y } from "../nodes/y.ts";' },
     ];
     expect(layeringViolations(allowed)).toEqual([]);
+  });
+});
+
+describe(`no production file in lib above ${lib_file_lines_max} lines`, () => {
+  test("the repository obeys it (replica.ts: a ceiling it may not grow past)", () => {
+    expect(longFiles(allSources("lib"), long_files_allowed)).toEqual([]);
+    for (const ceiling of long_files_allowed.values()) expect(ceiling).toBeGreaterThan(lib_file_lines_max);
+  });
+
+  test("the rule reports a file one line over, and not one at the limit, a test, or a file outside lib", () => {
+    const lines = (n: number) => "x;\n".repeat(n);
+    expect(
+      longFiles([
+        { path: "lib/vsr/long.ts", source: lines(lib_file_lines_max + 1) },
+        { path: "lib/vsr/at_limit.ts", source: lines(lib_file_lines_max) },
+        { path: "lib/vsr/long.test.ts", source: lines(3 * lib_file_lines_max) },
+        { path: "sim/long.ts", source: lines(3 * lib_file_lines_max) },
+      ]),
+    ).toEqual([`lib/vsr/long.ts: ${lib_file_lines_max + 1} lines (at most ${lib_file_lines_max})`]);
+  });
+
+  test("a file with a ceiling is reported only past its ceiling", () => {
+    const lines = (n: number) => "x;\n".repeat(n);
+    const allowed = new Map([["lib/vsr/big.ts", 2000]]);
+    expect(longFiles([{ path: "lib/vsr/big.ts", source: lines(2000) }], allowed)).toEqual([]);
+    expect(longFiles([{ path: "lib/vsr/big.ts", source: lines(2001) }], allowed)).toEqual(["lib/vsr/big.ts: 2001 lines (at most 2000)"]);
   });
 });
