@@ -647,7 +647,7 @@ export function readRequestStatus(message: Message): RequestStatus {
 export interface NodeStatus {
   client: bigint;
   request: number;
-  /** The CBOR status document (lib/node/status.ts). */
+  /** The CBOR status document (lib/net/status_codec.ts). */
   body: Uint8Array;
 }
 
