@@ -828,8 +828,9 @@ export class Replica {
       // restart, a new view resolves the log rather than this replica's memory of it.
       this.startViewChange(this.view + 1);
     } else if (this.isPrimary()) {
-      assert(this.leader !== null, () => `replica ${this.replica}: forming as primary of view ${this.view} without leading it`);
-      this.leader.aliveAll(this.ticks);
+      // Votes (forged ones too) may have moved it into a view change it will lead: it forms all the same.
+      assert(this.leader !== null || this.status === "view_change", () => `replica ${this.replica}: forming as primary without leading`);
+      this.leader?.aliveAll(this.ticks);
       this.timeout_heartbeat.start();
       this.timeout_prepare.start();
       this.prepareQueued();
