@@ -162,8 +162,9 @@ describe("Leader", () => {
     expect(() => l.invariants(context(l, { checksumAt: () => 11n }), failing)).toThrow("pipeline op 2 is not the journal's");
     l.ack(2, 12n, 0);
     expect(() => l.invariants(context(l, { op_prepare_ok_max: 1 }), failing)).toThrow("counts its own copy of op 2");
-    // Before the cluster forms there is nothing to prepare.
-    expect(() => l.invariants(context(l, { formed: false }), failing)).toThrow("a pipeline before the cluster formed");
+    // A replica that has not learned the cluster formed may lead a view whose log has ops (sweep
+    // seed 194927161161): the pipeline checks wait until it knows.
+    expect(() => l.invariants(context(l, { formed: false, op: 3 }), failing)).not.toThrow();
   });
 
   test("invariants: a request in flight is queued or awaits execution", () => {
