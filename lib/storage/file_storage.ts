@@ -147,14 +147,7 @@ export class FileStorage implements Storage {
       // here was ever promised to anyone, so whatever files exist are garbage.
       this.removeAll(ring_size);
       this.sequence = peek.superblock_sequence_max;
-      return {
-        state: null,
-        journal: [],
-        damaged_slots: [],
-        checkpoint: null,
-        store: new ObjectStore(),
-        clients: new ClientTable(clients_max),
-      };
+      return blankRecovery(clients_max);
     }
     const id = record.identity;
     if (id.cluster !== this.options.cluster || id.replica !== this.options.replica || id.replica_count !== this.options.replica_count) {
@@ -168,15 +161,7 @@ export class FileStorage implements Storage {
       // replica made. It must not act on the older state: it recovers as one that lost its disk.
       this.removeAll(ring_size);
       this.sequence = peek.superblock_sequence_max;
-      return {
-        state: null,
-        journal: [],
-        damaged_slots: [],
-        checkpoint: null,
-        store: new ObjectStore(),
-        clients: new ClientTable(clients_max),
-        superblock_lost: true,
-      };
+      return { ...blankRecovery(clients_max), superblock_lost: true };
     }
     this.sequence = record.sequence;
     const state = record.state;
@@ -427,4 +412,10 @@ export class FileStorage implements Storage {
     assert(used >= 0, "usedBytes: negative");
     return used;
   }
+}
+
+/** What recovery reports for a directory holding nothing this replica promised: no state, an empty
+ * log and namespace. */
+function blankRecovery(clients_max: number): Recovered {
+  return { state: null, journal: [], damaged_slots: [], checkpoint: null, store: new ObjectStore(), clients: new ClientTable(clients_max) };
 }

@@ -2309,8 +2309,7 @@ export class Replica {
 
   private onRequestStartView(message: Message): void {
     const h = message.header;
-    if (this.status === "normal" && h.view === this.view && this.isPrimary() && !this.start_view_pending)
-      this.sendStartView(h.replica, readRequestStartView(message).nonce);
+    if (h.view === this.view && this.isActingPrimary()) this.sendStartView(h.replica, readRequestStartView(message).nonce);
   }
 
   /** RULE (lost disk): a recovering replica rejoins once Recovering.step says it is ready; until
@@ -2441,7 +2440,7 @@ export class Replica {
     const headers = this.journal.range(Math.max(h.commit, h.op - view_headers_max + 1), Math.min(h.op, this.op));
     if (headers.length === 0) return;
     // These come from the primary of this view, in normal status: canonical.
-    const canonical = this.status === "normal" && this.isPrimary() && !this.start_view_pending;
+    const canonical = this.isActingPrimary();
     this.env.sendToReplica(
       h.replica,
       buildHeaders(this.envelope(this.view), { op: this.op, commit_max: this.commit_max, canonical, headers }),

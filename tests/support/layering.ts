@@ -89,7 +89,7 @@ export const lib_file_lines_max = 1200;
  * lib/vsr/replica.ts is here (the protocol's control flow; its state-owning parts are out, issue
  * 13); lower its ceiling whenever it shrinks, and remove it once it is under lib_file_lines_max.
  */
-export const long_files_allowed = new Map<string, number>([["lib/vsr/replica.ts", 2669]]);
+export const long_files_allowed = new Map<string, number>([["lib/vsr/replica.ts", 2668]]);
 
 /** Production files in lib longer than their limit, one line each: "file: N lines". */
 export function longFiles(files: Iterable<SourceFile>, allowed: ReadonlyMap<string, number> = new Map()): string[] {
