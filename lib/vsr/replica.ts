@@ -53,6 +53,7 @@ import { describeOps, windowOp } from "./window.ts";
 import { Scrubber } from "./scrubber.ts";
 import { ValueRepairs, valueRepairPeer, type ValueRequest } from "./value_repair.ts";
 import { Recovering } from "./recovery.ts";
+import { primaryIndex, type Env, type LogLevel, type ReplicaObserver, type Status } from "./env.ts";
 import {
   buildCommit,
   buildCommitOk,
@@ -97,31 +98,8 @@ import {
 } from "./messages.ts";
 export { rootPrepare, stateDigest };
 
-export type Status = "blank" | "recovering" | "normal" | "view_change";
-
-export type LogLevel = "debug" | "info" | "warn" | "error";
-
-export interface Env {
-  sendToReplica(replica: number, message: Message): void;
-  sendToClient(client: bigint, message: Message): void;
-  random: Prng;
-  log(level: LogLevel, text: string): void;
-}
-
-/** Observations for the simulator's invariant checks; production leaves it unset. */
-export interface ReplicaObserver {
-  /** An op executed: its prepare (the header's checksum identifies it). */
-  executed(replica: number, prepare: Message): void;
-  /** A client request executed (or was found to be a duplicate) at op. */
-  request(replica: number, client: bigint, request: number, op: number, duplicate: boolean): void;
-  /** The replica acts as primary of view (first time it sends a prepare or start_view in it). */
-  primary(replica: number, view: number): void;
-  /** The replica offers its log for view (a do_view_change sent, or kept by the new primary). */
-  doViewChange(replica: number, view: number, dvc: DoViewChange): void;
-  /** A well-formed message that no honest replica sends (forged, or a bug): dropped. The
-   * checksum of the message, when one message is to blame. */
-  violation(replica: number, text: string, checksum: bigint | null): void;
-}
+export type { Env, LogLevel, ReplicaObserver, Status };
+export { primaryIndex };
 
 /** Compaction runs every this many ticks and moves at most this many bytes each time (~10 MB/s),
  * so it never stalls requests. */
@@ -150,10 +128,6 @@ interface ViewChanging {
 
 function newViewChange(replica: number): ViewChanging {
   return { svc_from: new Set([replica]), dvc_from: new Map(), dvc_sent: false, dvc_message: null };
-}
-
-export function primaryIndex(view: number, replica_count: number): number {
-  return view % replica_count;
 }
 
 export class Replica {

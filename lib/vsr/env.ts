@@ -1,0 +1,39 @@
+/**
+ * What a replica and its parts (lib/vsr/*.ts) share with the world: the effects port (Env), the
+ * simulator's observation hooks, the status names, and who leads a view. In its own file so a part
+ * can name them without importing replica.ts (which imports the parts).
+ */
+import type { Message } from "../net/codec.ts";
+import type { Prng } from "../util/prng.ts";
+import type { DoViewChange } from "./view_change.ts";
+
+export type Status = "blank" | "recovering" | "normal" | "view_change";
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+export interface Env {
+  sendToReplica(replica: number, message: Message): void;
+  sendToClient(client: bigint, message: Message): void;
+  random: Prng;
+  log(level: LogLevel, text: string): void;
+}
+
+/** Observations for the simulator's invariant checks; production leaves it unset. */
+export interface ReplicaObserver {
+  /** An op executed: its prepare (the header's checksum identifies it). */
+  executed(replica: number, prepare: Message): void;
+  /** A client request executed (or was found to be a duplicate) at op. */
+  request(replica: number, client: bigint, request: number, op: number, duplicate: boolean): void;
+  /** The replica acts as primary of view (first time it sends a prepare or start_view in it). */
+  primary(replica: number, view: number): void;
+  /** The replica offers its log for view (a do_view_change sent, or kept by the new primary). */
+  doViewChange(replica: number, view: number, dvc: DoViewChange): void;
+  /** A well-formed message that no honest replica sends (forged, or a bug): dropped. The
+   * checksum of the message, when one message is to blame. */
+  violation(replica: number, text: string, checksum: bigint | null): void;
+}
+
+/** The primary of a view: views rotate through the replicas in index order. */
+export function primaryIndex(view: number, replica_count: number): number {
+  return view % replica_count;
+}
