@@ -37,11 +37,13 @@ import {
   assertSuffixHeld,
   chooseLog,
   decideSuffix,
+  newViewChange,
   presence_absent,
   presence_faulty,
   presence_present,
   type DoViewChange,
   type SuffixDecision,
+  type ViewChanging,
 } from "./view_change.ts";
 export { presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision };
 import { decodeBatch, encodeBatch } from "./batch.ts";
@@ -110,25 +112,6 @@ const compaction_bytes_per_round = 1024 * 1024;
 const repair_requests_max = 32;
 /** The highest view a message may name. */
 const view_max = 0xffff_ffff - 0x10_0000;
-
-/** A view change in progress: present exactly while status is view_change. */
-interface ViewChanging {
-  /** Replicas known to want to leave the old view (start_view_change or do_view_change), this one
-   * included. */
-  svc_from: Set<number>;
-  /** As the new view's primary: the do_view_change of each sender, this replica's own included. */
-  dvc_from: Map<number, DoViewChange>;
-  /** Whether this replica has built its do_view_change for this view (sent once, resent as is). */
-  dvc_sent: boolean;
-  /** The do_view_change sent to the new primary, resent as is: built from durable state when first
-   * sent, it stays true, while one rebuilt later could count a prepare written since, not yet
-   * durable, as never held. */
-  dvc_message: Message | null;
-}
-
-function newViewChange(replica: number): ViewChanging {
-  return { svc_from: new Set([replica]), dvc_from: new Map(), dvc_sent: false, dvc_message: null };
-}
 
 export class Replica {
   status: Status = "blank";

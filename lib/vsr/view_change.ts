@@ -5,7 +5,7 @@
  * The replica gathers the messages, asks, and installs what is decided.
  */
 import { assert } from "../util/assert.ts";
-import type { Header } from "../net/codec.ts";
+import type { Header, Message } from "../net/codec.ts";
 
 export interface DoViewChange {
   log_view: number;
@@ -152,4 +152,23 @@ export function chooseLog(dvcs: DoViewChange[]): DoViewChange {
     () => `chose log (${chosen.log_view}, ${chosen.op}) below another`,
   );
   return chosen;
+}
+
+/** A view change in progress: present exactly while status is view_change. */
+export interface ViewChanging {
+  /** Replicas known to want to leave the old view (start_view_change or do_view_change), this one
+   * included. */
+  svc_from: Set<number>;
+  /** As the new view's primary: the do_view_change of each sender, this replica's own included. */
+  dvc_from: Map<number, DoViewChange>;
+  /** Whether this replica has built its do_view_change for this view (sent once, resent as is). */
+  dvc_sent: boolean;
+  /** The do_view_change sent to the new primary, resent as is: built from durable state when first
+   * sent, it stays true, while one rebuilt later could count a prepare written since, not yet
+   * durable, as never held. */
+  dvc_message: Message | null;
+}
+
+export function newViewChange(replica: number): ViewChanging {
+  return { svc_from: new Set([replica]), dvc_from: new Map(), dvc_sent: false, dvc_message: null };
 }
