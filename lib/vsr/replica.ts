@@ -22,7 +22,7 @@ import { hex32 } from "../util/hex.ts";
 import { LogLimiter } from "../net/log_limiter.ts";
 import { Command, Header, type Message } from "../net/codec.ts";
 import { journal_slot_count_max, key_size_max, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
-import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
+import { ObjectStore } from "../store/object_store.ts";
 import { executeRead, executeWrite, validateRequest } from "../store/execute.ts";
 import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
 import { ClientTable, type StoredReply } from "./client_table.ts";
@@ -32,7 +32,6 @@ import { Timeout } from "./timeout.ts";
 import { Leader, type PipelineEntry } from "./leader.ts";
 import { loadJournal } from "./journal_load.ts";
 import { RecentPrepares } from "./recent_prepares.ts";
-import { planRepair } from "./repair_plan.ts";
 import {
   assertSuffixHeld,
   chooseLog,
@@ -52,29 +51,24 @@ import { rootPrepare, stateDigest } from "./root.ts";
 import { DurableState } from "./durable_state.ts";
 import { SyncTargets, SyncTransfer, syncNeeded, sync_chunk_size_max } from "./state_sync.ts";
 import { describeOps, windowOp } from "./window.ts";
-import { Scrubber } from "./scrubber.ts";
-import { ValueRepairs, valueRepairPeer, type ValueRequest } from "./value_repair.ts";
+import { ValueKeeper } from "./value_keeper.ts";
+import { Repairer } from "./repairer.ts";
 import { Recovering } from "./recovery.ts";
 import { primaryIndex, type Env, type LogLevel, type ReplicaObserver, type Status } from "./env.ts";
 import {
   buildCommit,
   buildCommitOk,
   buildDoViewChange,
-  buildHeaders,
   buildPing,
   buildPong,
   buildPrepare,
   buildPrepareOk,
   buildReply,
-  buildRequestHeaders,
-  buildRequestPrepare,
   buildRequestStartView,
   buildRequestSync,
-  buildRequestValue,
   buildStartView,
   buildStartViewChange,
   buildSyncChunk,
-  buildValue,
   decodeHeaders,
   readCommit,
   readCommitOk,
@@ -83,14 +77,11 @@ import {
   readPing,
   readPong,
   readPrepareOk,
-  readRequestPrepare,
   readRequestStartView,
   readRequestSync,
-  readRequestValue,
   readStartView,
   readStartViewChange,
   readSyncChunk,
-  readValue,
   suffixValid,
   type ClientReply,
   type Envelope,
@@ -103,13 +94,6 @@ export { rootPrepare, stateDigest };
 export type { Env, LogLevel, ReplicaObserver, Status };
 export { primaryIndex };
 
-/** Compaction runs every this many ticks and moves at most this many bytes each time (~10 MB/s),
- * so it never stalls requests. */
-const compaction_interval_ticks = 10;
-const compaction_bytes_per_round = 1024 * 1024;
-/** Repair requests sent per repair tick (every 50 ms), so a far-behind replica catches up at
- * hundreds of prepares a second without flooding its peers. */
-const repair_requests_max = 32;
 /** The highest view a message may name. */
 const view_max = 0xffff_ffff - 0x10_0000;
 
@@ -223,10 +207,6 @@ export class Replica {
   observer: ReplicaObserver | null = null;
 
   // Declared here rather than beside their users, so every field of the replica is in one place.
-  /** Which values to verify next (cursor, byte budget, pass interval): scrubber.ts. */
-  private readonly scrubber = new Scrubber();
-  /** Keys whose value this replica found damaged, with what it expects (value_repair.ts): bounded. */
-  private readonly value_repairs = new ValueRepairs();
   /** The disk ran out of space: writes are refused (no_space) and retried only after a probe
    * shows space again; reads go on. */
   private no_space = false;
@@ -241,6 +221,10 @@ export class Replica {
    * its view's log cannot hold its head until it state-syncs, and then this is its log.
    */
   private view_headers: Header[] = [];
+  /** Values at rest: scrubbing, compaction, repair of damaged values (value_keeper.ts). */
+  private readonly values: ValueKeeper;
+  /** What the log is missing, asked of peers, and peers' requests answered (repairer.ts). */
+  private readonly repairer: Repairer;
   /** The journal and head last checked by invariants() (its window checks cost a pass). */
   private invariants_mark = -1;
 
@@ -289,6 +273,8 @@ export class Replica {
     this.timeout_repair = new Timeout("repair", config.repair_ticks);
     this.timeout_probe = new Timeout("probe", config.probe_ticks);
     this.formation = new Formation(replica, n);
+    this.values = new ValueKeeper(this);
+    this.repairer = new Repairer(this);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -327,7 +313,7 @@ export class Replica {
     if (this.timeout_repair.tick()) this.repair();
     this.checkSpace();
     this.retryCheckpoint();
-    if (this.ticks % compaction_interval_ticks === 0) this.compact();
+    this.values.compact(this.ticks, !this.no_space && this.sync === null && (this.status === "normal" || this.status === "recovering"));
     this.scrub();
     // Timeouts change roles: the role objects must still match the status they belong to.
     assert(
@@ -336,39 +322,9 @@ export class Replica {
     );
   }
 
-  /**
-   * Reads the values the scrubber names (a few in key order per tick) and verifies their checksums
-   * (readValue), so a value damaged at rest is repaired from a peer while the other copies are
-   * still good (scrubber.ts says why). Protected so a test can disable it.
-   */
+  /** Verifies a few values at rest per tick (value_keeper.ts). Protected so a test can disable it. */
   protected scrub(): void {
-    const step = this.scrubber.tick(this.ticks, !this.no_space && this.sync === null && this.status === "normal", this.store, (key) =>
-      this.value_repairs.has(key),
-    );
-    for (const key of step.keys) {
-      this.readValue(key, this.store.get(key)!);
-      this.stats.values_scrubbed += 1;
-    }
-    if (step.pass_completed) this.stats.scrub_passes += 1;
-  }
-
-  /** Copies the live values of a mostly-dead segment forward, a bounded amount per call, so the
-   * segment can be deleted once no retained checkpoint refers to it (docs/STORAGE.md §10.6). Physical only:
-   * the logical state and its digest do not change. */
-  private compact(): void {
-    if (this.no_space || this.sync !== null || (this.status !== "normal" && this.status !== "recovering")) return;
-    const segment = this.storage.compactionCandidate(this.store);
-    if (segment === null) return;
-    let budget = compaction_bytes_per_round;
-    for (const key of this.store.keysIn(segment)) {
-      if (budget <= 0) return;
-      const entry = this.store.get(key)!;
-      const value = this.readValue(key, entry);
-      if (value === null) continue; // damaged: repaired from a peer into a new segment instead
-      if (!this.relocateValue(key, value)) return;
-      this.stats.bytes_compacted += entry.size;
-      budget -= entry.size;
-    }
+    this.values.scrub(this.ticks, !this.no_space && this.sync === null && this.status === "normal");
   }
 
   /** Whether flush() has anything to make durable. */
@@ -465,19 +421,19 @@ export class Replica {
       case Command.request_start_view:
         return this.onRequestStartView(message);
       case Command.request_headers:
-        return this.onRequestHeaders(message);
+        return this.repairer.onRequestHeaders(message);
       case Command.headers:
         return this.onHeaders(message);
       case Command.request_prepare:
-        return this.onRequestPrepare(message);
+        return this.repairer.onRequestPrepare(message);
       case Command.request_sync:
         return this.onRequestSync(message);
       case Command.sync_chunk:
         return this.onSyncChunk(message);
       case Command.request_value:
-        return this.onRequestValue(message);
+        return this.values.onRequestValue(message);
       case Command.value:
-        return this.onValue(message);
+        return this.values.onValue(message);
       case Command.reply:
       case Command.request_status:
       case Command.status:
@@ -485,7 +441,7 @@ export class Replica {
     }
   }
 
-  private drop(message: Message, why: string): void {
+  drop(message: Message, why: string): void {
     this.stats.messages_dropped += 1;
     this.env.log(
       "debug",
@@ -904,7 +860,7 @@ export class Replica {
    * what it will restart from, so it fills the window above what it has executed; what it then
    * acknowledges is bounded by opPrepareOkMax once it has made its checkpoint durable.
    */
-  private opJournalMax(): number {
+  opJournalMax(): number {
     if (this.status === "recovering") return this.commit_min + this.config.journal_slot_count;
     return this.opPrepareOkMax();
   }
@@ -1114,7 +1070,7 @@ export class Replica {
     if (leader === null) return;
     for (const waiter of leader.reads.takeReady(this.commit_min)) {
       const h = waiter.message.header;
-      const result = executeRead(this.store, h.operation, waiter.message.body, (key, entry) => this.readValue(key, entry));
+      const result = executeRead(this.store, h.operation, waiter.message.body, (key, entry) => this.values.readValue(key, entry));
       this.sendReply({
         client: h.client,
         request: h.request,
@@ -1235,7 +1191,7 @@ export class Replica {
     return true;
   }
 
-  private diskFull(error: Error): void {
+  diskFull(error: Error): void {
     assert(isNoSpace(error), () => `replica ${this.replica}: ${error.message} taken for a full disk`);
     if (!this.no_space)
       this.env.log(
@@ -1343,7 +1299,7 @@ export class Replica {
     }
     if (commit.op > this.op && this.journal.header(this.op) !== null && this.status === "normal") {
       // The primary is ahead: its prepares were lost on the way. Learn the headers, then repair.
-      this.requestHeaders(this.op + 1, Math.min(commit.op, this.commit_min + this.config.journal_slot_count));
+      this.repairer.requestHeaders(this.op + 1, Math.min(commit.op, this.commit_min + this.config.journal_slot_count));
     }
     this.executeCommitted();
   }
@@ -1377,7 +1333,7 @@ export class Replica {
   }
 
   /** The highest commit number heard of, verified or not: what repair and state sync aim at. */
-  private commitKnown(): number {
+  commitKnown(): number {
     const known = Math.max(this.commit_max, this.commit_hint);
     assert(known >= this.commit_min, () => `replica ${this.replica}: knows of commit ${known} below what it executed (${this.commit_min})`);
     return known;
@@ -1582,7 +1538,7 @@ export class Replica {
   }
 
   /** The fields every message this replica sends carries (docs/PROTOCOL.md §4.2), in view. */
-  private envelope(view: number): Envelope {
+  envelope(view: number): Envelope {
     assert(view <= this.view, () => `replica ${this.replica}: a message stamped view ${view}, ahead of its own view ${this.view}`);
     return {
       cluster: this.config.cluster,
@@ -1650,7 +1606,7 @@ export class Replica {
       return;
     }
     // The target comes from the header of a committed prepare: ask the primary for it.
-    this.requestHeaders(this.commitKnown(), this.commitKnown());
+    this.repairer.requestHeaders(this.commitKnown(), this.commitKnown());
   }
 
   private syncTargetFrom(h: Header): void {
@@ -2335,73 +2291,9 @@ export class Replica {
       return;
     }
     if (this.status === "recovering") this.maybeFinishRecovering();
-    this.repairValues();
+    this.values.repairValues();
     this.maybeStartSync();
-    if (!this.isPrimary() && this.commitKnown() > this.op) {
-      this.requestHeaders(this.op + 1, Math.min(this.commitKnown(), this.commit_min + this.config.journal_slot_count));
-    }
-    const plan = planRepair(this.journal, this.commit_min, Math.min(this.op, this.opJournalMax()), repair_requests_max, view_headers_max);
-    for (const { op, checksum } of plan.prepares) this.requestPrepare(op, checksum);
-    if (plan.headers !== null) this.requestHeaders(plan.headers.op_min, plan.headers.op_max);
-  }
-
-  private requestPrepare(op: number, checksum_: bigint): void {
-    assert(op > this.commit_min, () => `replica ${this.replica}: repairing op ${op}, which it executed`);
-    this.stats.repairs_requested += 1;
-    this.env.sendToReplica(this.repairPeer(), buildRequestPrepare(this.envelope(this.view), { op, checksum: checksum_ }));
-  }
-
-  /** Backups ask the primary first and a random peer otherwise; the primary asks a random peer. */
-  private repairPeer(): number {
-    const primary = primaryIndex(this.view, this.config.replica_count);
-    if (primary !== this.replica && this.env.random.chance(0.5)) return primary;
-    let peer = this.env.random.int(this.config.replica_count - 1);
-    if (peer >= this.replica) peer += 1;
-    // (A lone replica has no peer: what it asks for goes nowhere, and only its own disk can help.)
-    assert(
-      this.config.replica_count === 1 || (peer !== this.replica && peer < this.config.replica_count),
-      () => `replica ${this.replica}: repair peer ${peer}`,
-    );
-    return peer;
-  }
-
-  private requestHeaders(op_min: number, op_max: number): void {
-    assert(
-      op_min >= 0 && op_max - op_min <= this.config.journal_slot_count,
-      () => `replica ${this.replica}: asking for headers ${op_min}..${op_max}`,
-    );
-    if (op_max < op_min || this.config.replica_count === 1) return;
-    const request = buildRequestHeaders(this.envelope(this.view), { op_min, op_max });
-    const primary = primaryIndex(this.view, this.config.replica_count);
-    this.env.sendToReplica(primary !== this.replica ? primary : this.repairPeer(), request);
-  }
-
-  /** Serves any prepare storage holds with that exact (op, checksum), whether or not this
-   * replica's log holds it (a copy of an executed op the log did not pick at open still serves a
-   * peer that needs it): the requester verifies what it receives by its checksum. */
-  private onRequestPrepare(message: Message): void {
-    const h = message.header;
-    const { op, checksum } = readRequestPrepare(message);
-    const prepare = this.storage.readPrepare(op, checksum);
-    if (prepare === null) {
-      // Damaged since it was written: this replica repairs it too.
-      if (this.journal.hasPrepare(op, checksum)) this.journal.damaged(this.journal.header(op)!);
-      return;
-    }
-    this.env.sendToReplica(h.replica, prepare);
-  }
-
-  private onRequestHeaders(message: Message): void {
-    const h = message.header;
-    if (this.status === "blank") return;
-    const headers = this.journal.range(Math.max(h.commit, h.op - view_headers_max + 1), Math.min(h.op, this.op));
-    if (headers.length === 0) return;
-    // These come from the primary of this view, in normal status: canonical.
-    const canonical = this.isActingPrimary();
-    this.env.sendToReplica(
-      h.replica,
-      buildHeaders(this.envelope(this.view), { op: this.op, commit_max: this.commit_max, canonical, headers }),
-    );
+    this.repairer.repair();
   }
 
   private onHeaders(message: Message): void {
@@ -2435,74 +2327,6 @@ export class Replica {
     // new round of requests would let two replicas amplify each other's traffic.
     if (this.start_view_pending) this.maybeFinishStartView();
     this.executeCommitted();
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Values damaged on disk are fetched again from peers
-
-  /** Writes a value (compacted or repaired) to the head segment and points the index at it.
-   * False when the disk is full: the replica has then gone to no_space and the caller stops. */
-  private relocateValue(key: string, value: Uint8Array): boolean {
-    try {
-      this.store.relocate(key, this.storage.writeValue(value));
-      return true;
-    } catch (error) {
-      if (!isNoSpace(error)) throw error;
-      this.diskFull(error);
-      return false;
-    }
-  }
-
-  /** Reads a value (verified against its checksum); a damaged one is queued for repair, and a
-   * read of it is answered `unavailable` (the client retries). */
-  private readValue(key: string, entry: ObjectEntry): Uint8Array | null {
-    const value = this.storage.readValue(entry);
-    if (value !== null) return value;
-    const request = this.value_repairs.damaged(key, entry);
-    if (request !== null) {
-      this.env.log("warn", `replica ${this.replica}: value of version ${entry.version} is damaged on disk: repairing it from a peer`);
-      this.requestValue(request);
-    }
-    return null;
-  }
-
-  private requestValue(request: ValueRequest): void {
-    const message = buildRequestValue(this.envelope(this.view), { version: request.version, checksum: request.checksum, key: request.key });
-    this.env.sendToReplica(valueRepairPeer(this.replica, this.config.replica_count, this.env.random), message);
-  }
-
-  private onRequestValue(message: Message): void {
-    const h = message.header;
-    if (this.status === "blank") return;
-    const request = readRequestValue(message);
-    if (typeof request === "string") return; // silently, as always: a repair request is no claim
-    const { key } = request;
-    const entry = this.store.get(key);
-    if (entry === undefined || entry.version !== request.version || entry.checksum !== request.checksum) return;
-    const value = this.storage.readValue(entry);
-    if (value === null) return;
-    this.env.sendToReplica(
-      h.replica,
-      buildValue(this.envelope(this.view), { version: entry.version, checksum: entry.checksum, key, value }),
-    );
-  }
-
-  private onValue(message: Message): void {
-    const h = message.header;
-    const repaired = readValue(message);
-    if (typeof repaired === "string") return this.drop(message, repaired);
-    const { key, value } = repaired;
-    const verdict = this.value_repairs.verdict(key, repaired.version, repaired.checksum, value, this.store.get(key));
-    if (verdict === "unwanted") return;
-    if (verdict === "mismatch") return this.drop(message, "repaired value does not match its checksum");
-    if (!this.relocateValue(key, value)) return;
-    this.value_repairs.repaired(key);
-    this.env.log("info", `replica ${this.replica}: repaired a damaged value (version ${h.op}) from replica ${h.replica}`);
-  }
-
-  /** Retries value repairs whose answer was lost; forgets those whose key has moved on. */
-  private repairValues(): void {
-    for (const request of this.value_repairs.outstanding(this.store)) this.requestValue(request);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -2580,6 +2404,7 @@ export class Replica {
       };
       this.leader.invariants(at, (what) => this.broken(what));
     }
+    this.values.invariants();
     // The window checks cost a pass over the journal: only when the journal or the head moved.
     const mark = this.journal.mutations + this.op * 4096 + this.commit_min;
     if (mark === this.invariants_mark) return;
