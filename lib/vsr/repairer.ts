@@ -23,7 +23,7 @@ export interface RepairerHost {
   readonly replica: number;
   readonly config: Config;
   readonly env: Env;
-  readonly storage: Storage;
+  readonly storage: Pick<Storage, "readPrepare">;
   readonly journal: Journal;
   readonly status: Status;
   readonly view: number;
@@ -41,7 +41,9 @@ export interface RepairerHost {
 }
 
 export class Repairer {
-  constructor(private readonly host: RepairerHost) {}
+  constructor(private readonly host: RepairerHost) {
+    assert(host.replica >= 0 && host.replica < host.config.replica_count, () => `repairer for replica ${host.replica}`);
+  }
 
   /** One repair tick's requests: the headers up to the commit this replica knows of, then the
    * prepares and headers its journal is missing, at most repair_requests_max prepares. */
@@ -114,6 +116,8 @@ export class Repairer {
     if (host.status === "blank") return;
     const headers = host.journal.range(Math.max(h.commit, h.op - view_headers_max + 1), Math.min(h.op, host.op));
     if (headers.length === 0) return;
+    // Never a header above this replica's head: a peer could take it for the log of this view.
+    assert(headers[headers.length - 1]!.op <= host.op, () => `replica ${host.replica}: answering with headers above its head ${host.op}`);
     // These come from the primary of this view, in normal status: canonical.
     const canonical = host.isActingPrimary();
     host.env.sendToReplica(

@@ -25,7 +25,7 @@ export interface ValueKeeperHost {
   readonly replica: number;
   readonly config: Config;
   readonly env: Env;
-  readonly storage: Storage;
+  readonly storage: Pick<Storage, "readValue" | "writeValue" | "compactionCandidate">;
   /** Read afresh on every call: a state sync replaces the whole index. */
   readonly store: ObjectStore;
   readonly status: Status;
@@ -43,10 +43,14 @@ export class ValueKeeper {
   /** Keys whose value this replica found damaged, with what it expects (value_repair.ts): bounded. */
   private readonly value_repairs = new ValueRepairs();
 
-  constructor(private readonly host: ValueKeeperHost) {}
+  constructor(private readonly host: ValueKeeperHost) {
+    // Value repair asks a peer: a replica that is not one of its cluster's has none to ask.
+    assert(host.replica >= 0 && host.replica < host.config.replica_count, () => `value keeper for replica ${host.replica}`);
+  }
 
   /** Repairs outstanding (for status displays and tests). */
   get repairing(): number {
+    assert(this.value_repairs.size <= value_repairs_max, () => `replica ${this.host.replica}: ${this.value_repairs.size} value repairs`);
     return this.value_repairs.size;
   }
 
@@ -157,6 +161,11 @@ export class ValueKeeper {
     if (verdict === "unwanted") return;
     if (verdict === "mismatch") return host.drop(message, "repaired value does not match its checksum");
     if (!this.relocateValue(key, value)) return;
+    // Relocation is physical: the index still names the version and checksum that were wanted.
+    assert(
+      host.store.get(key)?.checksum === repaired.checksum,
+      () => `replica ${host.replica}: repaired ${JSON.stringify(key)} but the index names another value`,
+    );
     this.value_repairs.repaired(key);
     host.env.log("info", `replica ${host.replica}: repaired a damaged value (version ${h.op}) from replica ${h.replica}`);
   }
