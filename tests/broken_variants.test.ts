@@ -36,7 +36,7 @@ function expectCaught(name: string, replica_class: ReplicaClass | Variant, first
 
 /** Commits with f acknowledgements (the primary alone in a 3-replica cluster). */
 class QuorumOfF extends Replica {
-  protected override replicationQuorum(): number {
+  override replicationQuorum(): number {
     return this.f;
   }
 }
@@ -107,7 +107,7 @@ class DamagedAsBlank extends FileStorage {
 /** Item 1 of the safety issue (seed 297): acknowledgements bounded by what the replica has
  * executed, not by what a restart from its durable checkpoint reloads. */
 class AckBeyondDurableCheckpoint extends Replica {
-  protected override opPrepareOkMax(): number {
+  override opPrepareOkMax(): number {
     return this.commit_min + this.config.journal_slot_count;
   }
 }

@@ -5,9 +5,9 @@
  * It owns the pipeline of prepares in flight, the queue of requests waiting for room in it, the
  * requests in flight per client, the linearizable-read queue (read_queue.ts), the tick each
  * backup last proved alive, and the progress counters behind abdication. It sends, journals and
- * executes nothing: Replica asks it for decisions (queue this request? which batch next? which
- * ops commit? which prepares to resend, and to whom? abdicate or send a heartbeat?) and carries
- * them out. The rules themselves are in docs/PROTOCOL.md (normal operation, reads, view change).
+ * executes nothing: the replica and the part driving its normal operation (primary.ts) ask it for
+ * decisions (queue this request? which batch next? which ops commit? which prepares to resend, and
+ * to whom? abdicate or send a heartbeat?) and carry them out. The rules themselves are in docs/PROTOCOL.md (normal operation, reads, view change).
  */
 import { assert } from "../util/assert.ts";
 import type { Message } from "../net/codec.ts";

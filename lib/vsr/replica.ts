@@ -30,6 +30,7 @@ import { Journal } from "./journal.ts";
 import { Formation, type FormationDecision } from "./formation.ts";
 import { Timeout } from "./timeout.ts";
 import { Leader, type PipelineEntry } from "./leader.ts";
+import { Primary } from "./primary.ts";
 import { loadJournal } from "./journal_load.ts";
 import { RecentPrepares } from "./recent_prepares.ts";
 import {
@@ -45,7 +46,7 @@ import {
   type ViewChanging,
 } from "./view_change.ts";
 export { presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision };
-import { decodeBatch, encodeBatch } from "./batch.ts";
+import { decodeBatch } from "./batch.ts";
 import { isNoSpace, vouchedMax, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { DurableState } from "./durable_state.ts";
@@ -56,12 +57,10 @@ import { Repairer } from "./repairer.ts";
 import { Recovering } from "./recovery.ts";
 import { primaryIndex, type Env, type LogLevel, type ReplicaObserver, type Status } from "./env.ts";
 import {
-  buildCommit,
   buildCommitOk,
   buildDoViewChange,
   buildPing,
   buildPong,
-  buildPrepare,
   buildPrepareOk,
   buildReply,
   buildRequestStartView,
@@ -71,12 +70,10 @@ import {
   buildSyncChunk,
   decodeHeaders,
   readCommit,
-  readCommitOk,
   readDoViewChange,
   readHeaders,
   readPing,
   readPong,
-  readPrepareOk,
   readRequestStartView,
   readRequestSync,
   readStartView,
@@ -112,7 +109,7 @@ export class Replica {
   commit_min = 0;
   commit_max = 0;
   /** Checksum of the prepare at commit_min: the next op to execute must chain to it. */
-  private commit_min_checksum = 0n;
+  commit_min_checksum = 0n;
   /** The header of the prepare at commit_min (a checkpoint there records it as its anchor; its
    * journal slot may already hold the op a window later). */
   private commit_min_header: Header;
@@ -122,22 +119,22 @@ export class Replica {
   }
   /** The durable view, log_view and checkpoint, the pending checkpoint, the superblock write in
    * flight, and the checkpoint ids prepares name. */
-  private readonly durable: DurableState;
+  readonly durable: DurableState;
   store: ObjectStore;
   clients: ClientTable;
   readonly journal: Journal;
   readonly quorum: number;
   readonly f: number;
-  private realtime = 0;
+  realtime = 0;
   private readonly root: Header;
 
-  private ticks = 0;
+  ticks = 0;
   /** Prepares journaled and not yet executed, kept so a backup need not read them back. */
   private readonly recent_prepares: RecentPrepares;
 
   // Role state: each object exists only in its role (checked by invariants()).
   /** Non-null exactly while isActingPrimary(). */
-  private leader: Leader | null = null;
+  leader: Leader | null = null;
   /** Non-null exactly while status is view_change. */
   private view_change: ViewChanging | null = null;
   /** Non-null exactly while status is recovering (lib/vsr/recovery.ts). */
@@ -150,7 +147,7 @@ export class Replica {
 
   // Backup state.
   /** Checksum of the prepare at commit_max, from the primary's commit heartbeat. */
-  private commit_max_checksum: bigint | null = null;
+  commit_max_checksum: bigint | null = null;
   /** The commit number the primary of this view claimed last, believed nowhere but in choosing
    * what to repair or which checkpoint to fetch: commit_max (executed, persisted, sent in a
    * do_view_change) takes only what this replica's own log confirms (learnPrimaryCommit). Without
@@ -182,10 +179,10 @@ export class Replica {
   private readonly warnings = new LogLimiter();
 
   private readonly timeout_normal: Timeout;
-  private readonly timeout_heartbeat: Timeout;
+  readonly timeout_heartbeat: Timeout;
   private readonly timeout_view_change: Timeout;
   private readonly timeout_view_change_resend: Timeout;
-  private readonly timeout_prepare: Timeout;
+  readonly timeout_prepare: Timeout;
   private readonly timeout_repair: Timeout;
   private readonly timeout_probe: Timeout;
 
@@ -209,7 +206,7 @@ export class Replica {
   // Declared here rather than beside their users, so every field of the replica is in one place.
   /** The disk ran out of space: writes are refused (no_space) and retried only after a probe
    * shows space again; reads go on. */
-  private no_space = false;
+  no_space = false;
   private no_space_ticks = 0;
   /** The commit of a start_view just installed; its acknowledgements wait for it to be durable. */
   private acks_after_start_view: number | null = null;
@@ -225,6 +222,8 @@ export class Replica {
   private readonly values: ValueKeeper;
   /** What the log is missing, asked of peers, and peers' requests answered (repairer.ts). */
   private readonly repairer: Repairer;
+  /** The acting primary's normal operation, driving the Leader (primary.ts). */
+  private readonly primary: Primary;
   /** The journal and head last checked by invariants() (its window checks cost a pass). */
   private invariants_mark = -1;
 
@@ -275,6 +274,7 @@ export class Replica {
     this.formation = new Formation(replica, n);
     this.values = new ValueKeeper(this);
     this.repairer = new Repairer(this);
+    this.primary = new Primary(this);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -306,10 +306,10 @@ export class Replica {
     this.ticks += 1;
     if (this.timeout_probe.tick()) this.sendProbe();
     if (this.timeout_normal.tick()) this.onNormalTimeout();
-    if (this.timeout_heartbeat.tick()) this.onHeartbeatTimeout();
+    if (this.timeout_heartbeat.tick() && this.primary.onHeartbeatTimeout() === "abdicate") this.startViewChange(this.view + 1);
     if (this.timeout_view_change.tick()) this.onViewChangeTimeout();
     if (this.timeout_view_change_resend.tick()) this.onViewChangeResend();
-    if (this.timeout_prepare.tick()) this.onPrepareTimeout();
+    if (this.timeout_prepare.tick()) this.primary.onPrepareTimeout();
     if (this.timeout_repair.tick()) this.repair();
     this.checkSpace();
     this.retryCheckpoint();
@@ -407,11 +407,12 @@ export class Replica {
       case Command.prepare:
         return this.onPrepare(message);
       case Command.prepare_ok:
-        return this.onPrepareOk(message);
+        return this.primary.onPrepareOk(message);
       case Command.commit:
         return this.onCommit(message);
       case Command.commit_ok:
-        return this.onCommitOk(message);
+        if (this.primary.onCommitOk(message)) this.serveReads();
+        return;
       case Command.start_view_change:
         return this.onStartViewChange(message);
       case Command.do_view_change:
@@ -566,7 +567,7 @@ export class Replica {
    * replica whose formatting was delayed (a partition at birth) still sees a blank cluster and
    * formats too, instead of mistaking itself for a replica that lost its disk.
    */
-  private get formed(): boolean {
+  get formed(): boolean {
     return this.formation.formed;
   }
 
@@ -746,7 +747,7 @@ export class Replica {
       this.leader?.aliveAll(this.ticks);
       this.timeout_heartbeat.start();
       this.timeout_prepare.start();
-      this.prepareQueued();
+      this.primary.prepareQueued();
     } else {
       this.timeout_normal.start();
     }
@@ -787,12 +788,7 @@ export class Replica {
     }
     if (this.status !== "normal") return;
     if (this.isPrimary()) {
-      for (const op of durable_ops) {
-        const entry = this.leader?.entry(op);
-        if (entry !== undefined && op <= this.opPrepareOkMax() && this.journal.hasDurable(op, entry.checksum))
-          this.leader!.ack(op, entry.checksum, this.replica);
-      }
-      this.commitPipeline();
+      this.primary.onDurable(durable_ops);
     } else if (this.acks_after_start_view !== null) {
       // The installed start_view is durable: acknowledge what the new primary has not seen
       // committed, in this view (ops this replica knows are committed included).
@@ -831,13 +827,7 @@ export class Replica {
     const queued = leader.queueRequest(message);
     if (queued === "in_flight") return;
     if (queued === "busy") return this.replyError(message, Result.busy);
-    this.prepareQueued();
-  }
-
-  /** The highest op this primary may prepare: it must not overwrite journal slots that the last
-   * durable checkpoint still needs, and it keeps one checkpoint interval of history for peers. */
-  private opPrepareMax(): number {
-    return this.checkpoint.op + this.config.journal_slot_count - this.config.checkpoint_interval_ops;
+    this.primary.prepareQueued();
   }
 
   /**
@@ -848,7 +838,7 @@ export class Replica {
    * (TigerBeetle's op_prepare_ok_max). `checkpoint` is the durable one: a checkpoint taken or
    * synced counts only once the superblock naming it is flushed.
    */
-  protected opPrepareOkMax(): number {
+  opPrepareOkMax(): number {
     return this.checkpoint.op + this.config.journal_slot_count;
   }
 
@@ -865,184 +855,9 @@ export class Replica {
     return this.opPrepareOkMax();
   }
 
-  /** Batches queued requests into prepares while the pipeline has room (no batching timers). */
-  private prepareQueued(): void {
-    const leader = this.leader;
-    if (leader === null) return;
-    while (
-      leader.canPrepare() &&
-      this.op + 1 <= this.opPrepareMax() &&
-      this.leader === leader &&
-      this.log_view_durable === this.view &&
-      this.formed &&
-      !this.no_space &&
-      this.checkpointIdFor(this.op + 1) !== null
-    ) {
-      this.preparePrimary(leader, leader.takeBatch());
-    }
-  }
-
-  private preparePrimary(leader: Leader, requests: Message[]): void {
-    const parent = this.journal.header(this.op);
-    assert(parent !== null, () => `primary ${this.replica}: no header at its head op ${this.op}`);
-    const body = encodeBatch(
-      requests.map((m) => ({
-        client: m.header.client,
-        session: m.header.session,
-        request: m.header.request,
-        operation: m.header.operation,
-        body: m.body,
-      })),
-    );
-    const op = this.op + 1;
-    const checkpoint = this.checkpointIdFor(op);
-    assert(checkpoint !== null, () => `primary ${this.replica}: no checkpoint named by op ${op}`);
-    // Timestamps never go backwards, across primaries whose clocks disagree too.
-    const timestamp = Math.max(parent.timestamp + 1, this.realtime);
-    const prepare = buildPrepare(this.envelope(this.view), {
-      op,
-      parent: parent.checksum,
-      commit_max: this.commit_max,
-      timestamp,
-      checkpoint,
-      requests: requests.length,
-      body,
-    });
-    const h = prepare.header;
-    assert(h.timestamp > parent.timestamp, "the hash chain's timestamps strictly increase");
-    this.op = h.op;
-    // prepareQueued stops at opPrepareMax: the primary's own copy is one it may count.
-    assert(
-      this.op <= this.opPrepareOkMax(),
-      () => `primary ${this.replica}: prepared op ${this.op} beyond what its durable checkpoint ${this.checkpoint.op} keeps`,
-    );
-    this.observer?.primary(this.replica, this.view);
-    leader.prepared(h.op, h.checksum, prepare);
-    // Send first, then journal: the backups' writes overlap the primary's own.
-    this.sendToOthers(prepare);
-    // The op is in this primary's log even if its own copy could not be written (disk full): the
-    // header stays, and the prepare is repaired once there is space again.
-    if (!this.journalPrepare(prepare)) this.journal.setHeader(prepare.header);
-    if (!this.timeout_prepare.running) this.timeout_prepare.start();
-  }
-
-  private onPrepareOk(message: Message): void {
-    const h = message.header;
-    if (this.status !== "normal" || !this.isPrimary() || h.view !== this.view) return;
-    const { op, checksum } = readPrepareOk(message);
-    // Alive only if it acknowledges a prepare of this log (a forged ack names none).
-    if (this.leader !== null && this.journal.header(op)?.checksum === checksum) this.leader.alive(h.replica, this.ticks);
-    this.leader?.ack(op, checksum, h.replica);
-    this.commitPipeline();
-  }
-
-  /** Commits pipeline entries, in op order, once f+1 replicas (the primary included) hold each
-   * durably. RULE: a quorum of durable copies before commit. */
-  private commitPipeline(): void {
-    const leader = this.leader;
-    for (const entry of leader?.popCommitted(this.replicationQuorum(), this.commit_max) ?? []) {
-      assert(entry.op <= this.op, () => `primary ${this.replica}: committed op ${entry.op} above its head ${this.op}`);
-      if (entry.op > this.commit_max) {
-        this.commit_max = entry.op;
-        this.commit_max_checksum = entry.checksum;
-      }
-    }
-    if (leader === null || leader.pipeline.length === 0) this.timeout_prepare.stop();
-    this.executeCommitted();
-    this.prepareQueued();
-  }
-
-  /** The id of the checkpoint a prepare at op names (durable_state.ts); null: not taken yet, so
-   * the primary must execute further before it prepares op. */
-  private checkpointIdFor(op: number): CheckpointId | null {
-    assert(op > 0, "op 0 is the root, which names no checkpoint");
-    return this.durable.idFor(op, this.journal.header(op - 1));
-  }
-
   /** f+1 (the simulator's tests override this to prove a smaller quorum is caught). */
-  protected replicationQuorum(): number {
+  replicationQuorum(): number {
     return this.quorum;
-  }
-
-  private onPrepareTimeout(): void {
-    const leader = this.leader;
-    if (leader === null) {
-      this.timeout_prepare.stop();
-      return;
-    }
-    for (const { entry, to } of leader.resends()) {
-      const prepare = entry.message ?? this.storage.readPrepare(entry.op, entry.checksum);
-      if (prepare === null) continue; // repair will fetch it
-      for (const r of to) this.env.sendToReplica(r, prepare);
-    }
-  }
-
-  private onHeartbeatTimeout(): void {
-    const leader = this.leader;
-    if (leader === null) {
-      this.timeout_heartbeat.stop();
-      return;
-    }
-    if (this.log_view_durable !== this.view) return; // formatting: the superblock is on its way
-    // RULE (abdication): a primary that hears from no quorum within the view change timeout stops
-    // acting as primary, so a partitioned old primary cannot serve stale reads. A primary stuck
-    // with work pending hands over too (Leader.heartbeat says when).
-    const decision = leader.heartbeat(this.ticks, this.commit_min, this.commit_max);
-    if (decision.kind === "abdicate_unheard") {
-      this.env.log(
-        "warn",
-        `replica ${this.replica}: primary of view ${this.view} heard from no quorum for ${this.config.view_change_timeout_ticks} ticks: abdicating`,
-      );
-      this.startViewChange(this.view + 1);
-      return;
-    }
-    if (decision.kind === "abdicate_stuck") {
-      this.env.log(
-        "warn",
-        `replica ${this.replica}: primary of view ${this.view} has made no progress past op ${this.commit_min} (commit ${this.commit_max}, ${leader.pipeline.length} prepares in flight) for ${decision.stall_ticks} ticks: abdicating so a view change resolves the log`,
-      );
-      this.startViewChange(this.view + 1);
-      return;
-    }
-    this.sendCommit(leader);
-  }
-
-  /** A commit heartbeat starts a new round: backups answer with commit_ok, which confirms to
-   * waiting reads that this primary was still primary after they arrived. */
-  private sendCommit(leader: Leader): void {
-    const nonce = this.env.random.u64();
-    const round = leader.reads.startRound(nonce);
-    const commit_checksum =
-      this.journal.header(this.commit_max)?.checksum ?? (this.commit_max === this.commit_min ? this.commit_min_checksum : 0n);
-    assert(
-      this.isActingPrimary() && this.leader === leader,
-      () => `replica ${this.replica}: heartbeat of view ${this.view} while not acting as its primary`,
-    );
-    const commit = buildCommit(this.envelope(this.view), {
-      commit_max: this.commit_max,
-      commit_checksum,
-      round,
-      nonce,
-      op: this.op,
-      checkpoint: this.checkpoint,
-    });
-    this.timeout_heartbeat.reset();
-    this.sendToOthers(commit);
-  }
-
-  private onCommitOk(message: Message): void {
-    const h = message.header;
-    const leader = this.leader;
-    if (leader === null || h.view !== this.view) return;
-    // A backup's commit number is not taken: nothing binds it to this log, so one forged frame
-    // would commit ops no quorum holds. The pipeline commits on acknowledgements alone (ops
-    // committed in an earlier view are in it, and their holders acknowledge them again).
-    // The round's nonce, echoed: a forged commit_ok cannot confirm a round (and so a read) that
-    // the backup never answered.
-    const { round, nonce } = readCommitOk(message);
-    if (!leader.reads.answers(round, nonce)) return;
-    leader.alive(h.replica, this.ticks); // alive (a forged commit_ok must not keep a cut-off primary from abdicating)
-    if (leader.reads.ack(h.replica, round)) this.serveReads();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1082,7 +897,7 @@ export class Replica {
         timestamp: this.realtime,
       });
     }
-    if (leader.reads.roundDue()) this.sendCommit(leader);
+    if (leader.reads.roundDue()) this.primary.sendCommit(leader);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1168,7 +983,7 @@ export class Replica {
 
   /** Writes a prepare to the journal; false if the disk is full (it is then not journaled: no
    * acknowledgement, and repair fetches it again once space returns). */
-  private journalPrepare(message: Message): boolean {
+  journalPrepare(message: Message): boolean {
     const h = message.header;
     assert(
       h.op <= this.opJournalMax(),
@@ -1216,7 +1031,7 @@ export class Replica {
     if (this.storage.hasSpace(this.config.batch_size_max)) {
       this.no_space = false;
       this.env.log("info", `replica ${this.replica}: disk space is available again: accepting writes`);
-      this.prepareQueued();
+      this.primary.prepareQueued();
     }
   }
 
@@ -1388,7 +1203,7 @@ export class Replica {
   }
 
   /** Executes committed ops in order; the primary replies to their clients. */
-  private executeCommitted(): void {
+  executeCommitted(): void {
     if (this.status !== "normal" && this.status !== "recovering") return;
     if (this.sync !== null || this.start_view_pending) return;
     if (this.commit_min >= this.commit_max) return;
@@ -2071,9 +1886,9 @@ export class Replica {
     this.timeout_heartbeat.start();
     this.timeout_prepare.start();
     this.sendStartView(null);
-    this.onPrepareTimeout();
+    this.primary.onPrepareTimeout();
     this.repair();
-    this.commitPipeline();
+    this.primary.commitPipeline();
   }
 
   private sendStartView(to: number | null, nonce = 0n): void {
@@ -2332,7 +2147,7 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Helpers
 
-  private sendToOthers(message: Message): void {
+  sendToOthers(message: Message): void {
     // Relayed prepares keep their primary's envelope; everything else this replica sends is its own.
     assert(
       message.header.replica === this.replica || message.header.command === Command.prepare,

@@ -1,0 +1,339 @@
+import { describe, expect, test } from "bun:test";
+import { Command, Header, type Message } from "../net/codec.ts";
+import { defaultConfig, type Config } from "../constants.ts";
+import { Operation } from "../store/operations.ts";
+import { Prng } from "../util/prng.ts";
+import { DurableState } from "./durable_state.ts";
+import type { Env, ReplicaObserver, Status } from "./env.ts";
+import { Journal } from "./journal.ts";
+import { Leader } from "./leader.ts";
+import { buildCommitOk, buildPrepareOk, readCommit, readPrepare, type Envelope } from "./messages.ts";
+import { Primary, type PrimaryHost } from "./primary.ts";
+import { rootPrepare } from "./root.ts";
+import type { CheckpointId } from "./storage.ts";
+import { Timeout } from "./timeout.ts";
+
+// Replica 0 leads view 0 of a 3-replica cluster (quorum 2) with a small journal: 64 slots, a
+// checkpoint every 16 ops, at most 4 prepares in flight.
+const config: Config = {
+  ...defaultConfig(3, 1n),
+  journal_slot_count: 64,
+  checkpoint_interval_ops: 16,
+  pipeline_prepare_max: 4,
+};
+
+interface Sent {
+  to: number;
+  message: Message;
+}
+
+/** The replica as the primary sees it: real journal, durable state, leader and timers; sends,
+ * the disk and execution recorded. */
+class FakeHost implements PrimaryHost {
+  readonly config: Config;
+  readonly replica = 0;
+  readonly sent: Sent[] = [];
+  readonly logs: string[] = [];
+  readonly env: Env;
+  /** Prepares written, by checksum (what storage reads back). */
+  readonly disk = new Map<bigint, Message>();
+  readonly storage = { readPrepare: (op: number, checksum: bigint) => this.disk.get(checksum) ?? null };
+  readonly journal: Journal;
+  readonly durable: DurableState;
+  readonly primaries: number[] = [];
+  readonly observer: ReplicaObserver;
+  status: Status = "normal";
+  view = 0;
+  log_view_durable = 0;
+  formed = true;
+  no_space = false;
+  disk_full = false;
+  ticks = 0;
+  realtime = 1_000;
+  leader: Leader | null;
+  op = 0;
+  commit_min = 0;
+  commit_min_checksum: bigint;
+  commit_max = 0;
+  commit_max_checksum: bigint | null = null;
+  readonly timeout_prepare = new Timeout("prepare", 20);
+  readonly timeout_heartbeat = new Timeout("heartbeat", 10);
+  /** commit_max at each executeCommitted call. */
+  readonly executions: number[] = [];
+
+  constructor(over: Partial<Config> = {}) {
+    this.config = { ...config, ...over };
+    const c = this.config;
+    this.env = {
+      sendToReplica: (to, message) => this.sent.push({ to, message }),
+      sendToClient: () => {
+        throw new Error("the primary's normal operation sends nothing to clients");
+      },
+      random: new Prng(7),
+      log: (_level, text) => this.logs.push(text),
+    };
+    this.observer = {
+      executed: () => {},
+      request: () => {},
+      primary: (_replica, view) => this.primaries.push(view),
+      doViewChange: () => {},
+      violation: () => {},
+    };
+    this.journal = new Journal(c.journal_slot_count);
+    const root = rootPrepare(c.cluster, c.replica_count);
+    this.journal.setHeader(root);
+    this.commit_min_checksum = root.checksum;
+    this.durable = new DurableState(0, c.checkpoint_interval_ops, { op: 0, digest: 0n, checksum: root.checksum });
+    this.leader = new Leader(
+      {
+        replica_count: c.replica_count,
+        replica: 0,
+        f: 1,
+        quorum: 2,
+        request_queue_max: c.request_queue_max,
+        read_queue_max: c.read_queue_max,
+        pipeline_prepare_max: c.pipeline_prepare_max,
+        batch_requests_max: c.batch_requests_max,
+        batch_size_max: c.batch_size_max,
+        heartbeat_ticks: c.heartbeat_ticks,
+        view_change_timeout_ticks: c.view_change_timeout_ticks,
+      },
+      [],
+      0,
+      0,
+      0,
+    );
+  }
+
+  get checkpoint(): CheckpointId {
+    return this.durable.checkpoint;
+  }
+  isPrimary(): boolean {
+    return this.view % this.config.replica_count === this.replica;
+  }
+  isActingPrimary(): boolean {
+    return this.status === "normal" && this.isPrimary();
+  }
+  envelope(view: number): Envelope {
+    return envelopeOf(this.replica, view);
+  }
+  sendToOthers(message: Message): void {
+    for (let r = 1; r < this.config.replica_count; r++) this.env.sendToReplica(r, message);
+  }
+  journalPrepare(message: Message): boolean {
+    if (this.disk_full) return false;
+    this.journal.wrote(message.header);
+    this.disk.set(message.header.checksum, message);
+    return true;
+  }
+  executeCommitted(): void {
+    this.executions.push(this.commit_max);
+    this.commit_min = this.commit_max;
+    this.commit_min_checksum = this.journal.header(this.commit_max)!.checksum;
+  }
+  replicationQuorum(): number {
+    return 2;
+  }
+  opPrepareOkMax(): number {
+    return this.checkpoint.op + this.config.journal_slot_count;
+  }
+
+  /** Queues write requests from clients 1..count with the leader. */
+  queue(count: number, first_client = 1): void {
+    for (let i = 0; i < count; i++) {
+      const h = new Header();
+      h.command = Command.request;
+      h.client = BigInt(first_client + i);
+      h.session = 1;
+      h.request = 1;
+      h.operation = Operation.put;
+      expect(this.leader!.queueRequest({ header: h, body: new Uint8Array(8) })).toBe("queued");
+    }
+  }
+
+  takeSent(): Sent[] {
+    return this.sent.splice(0);
+  }
+}
+
+function envelopeOf(replica: number, view: number): Envelope {
+  return { cluster: config.cluster, replica, replica_count: config.replica_count, view, incarnation: 0 };
+}
+
+function prepareOk(from: number, prepare: Message, checksum = prepare.header.checksum): Message {
+  const h = prepare.header;
+  return buildPrepareOk(envelopeOf(from, h.view), { op: h.op, checksum, parent: h.parent, commit_max: 0 });
+}
+
+describe("Primary", () => {
+  test("batches queued requests into a prepare, sends it, journals it, and commits it on a quorum of durable copies", () => {
+    const host = new FakeHost();
+    const primary = new Primary(host);
+    host.queue(2);
+    primary.prepareQueued();
+    expect(host.op).toBe(1);
+    const sent = host.takeSent();
+    expect(sent.map((s) => s.to)).toEqual([1, 2]);
+    const prepare = sent[0]!.message;
+    expect(readPrepare(prepare).requests).toBe(2);
+    expect(prepare.header.parent).toBe(host.journal.header(0)!.checksum);
+    expect(prepare.header.timestamp).toBe(host.realtime);
+    expect(host.journal.hasPrepare(1, prepare.header.checksum)).toBe(true);
+    expect(host.timeout_prepare.running).toBe(true);
+    expect(host.primaries).toEqual([0]);
+
+    // Its own durable copy is one of two.
+    primary.onDurable(host.journal.flushed());
+    expect(host.commit_max).toBe(0);
+    // An ack naming another prepare of op 1 counts for nothing.
+    primary.onPrepareOk(prepareOk(1, prepare, 12345n));
+    expect(host.commit_max).toBe(0);
+    // An ack from another view neither.
+    primary.onPrepareOk(buildPrepareOk(envelopeOf(1, 1), { op: 1, checksum: prepare.header.checksum, parent: 0n, commit_max: 0 }));
+    expect(host.commit_max).toBe(0);
+    primary.onPrepareOk(prepareOk(1, prepare));
+    expect(host.commit_max).toBe(1);
+    expect(host.commit_max_checksum).toBe(prepare.header.checksum);
+    expect(host.executions[host.executions.length - 1]).toBe(1);
+    expect(host.leader!.pipeline.length).toBe(0);
+    expect(host.timeout_prepare.running).toBe(false);
+  });
+
+  test("the primary's own copy counts only once durable", () => {
+    const host = new FakeHost();
+    const primary = new Primary(host);
+    host.queue(1);
+    primary.prepareQueued();
+    const prepare = host.takeSent()[0]!.message;
+    primary.onPrepareOk(prepareOk(1, prepare));
+    expect(host.commit_max).toBe(0);
+    primary.onDurable(host.journal.flushed());
+    expect(host.commit_max).toBe(1);
+  });
+
+  test("fills the pipeline to its bound and prepares more as ops commit", () => {
+    const host = new FakeHost({ batch_requests_max: 1 });
+    const primary = new Primary(host);
+    host.queue(6);
+    primary.prepareQueued();
+    expect(host.op).toBe(4);
+    expect(host.leader!.queued).toBe(2);
+    const prepares = host.takeSent().filter((s) => s.to === 1);
+    primary.onDurable(host.journal.flushed());
+    // Op 2's ack alone commits nothing: op 1 goes first.
+    primary.onPrepareOk(prepareOk(1, prepares[1]!.message));
+    expect(host.commit_max).toBe(0);
+    primary.onPrepareOk(prepareOk(1, prepares[0]!.message));
+    expect(host.commit_max).toBe(2);
+    expect(host.op).toBe(6);
+    expect(host.leader!.queued).toBe(0);
+    expect(host.leader!.pipeline.map((e) => e.op)).toEqual([3, 4, 5, 6]);
+  });
+
+  test("prepares nothing until the log view is durable, the cluster formed and the disk has room", () => {
+    const host = new FakeHost();
+    const primary = new Primary(host);
+    host.queue(1);
+    host.log_view_durable = -1;
+    primary.prepareQueued();
+    host.log_view_durable = 0;
+    host.formed = false;
+    primary.prepareQueued();
+    host.formed = true;
+    host.no_space = true;
+    primary.prepareQueued();
+    expect(host.op).toBe(0);
+    expect(host.sent.length).toBe(0);
+    host.no_space = false;
+    primary.prepareQueued();
+    expect(host.op).toBe(1);
+  });
+
+  test("a prepare its own disk could not take stays in its log as a header", () => {
+    const host = new FakeHost();
+    const primary = new Primary(host);
+    host.queue(1);
+    host.disk_full = true;
+    primary.prepareQueued();
+    expect(host.op).toBe(1);
+    const checksum = host.takeSent()[0]!.message.header.checksum;
+    expect(host.journal.header(1)?.checksum).toBe(checksum);
+    expect(host.journal.hasPrepare(1, checksum)).toBe(false);
+  });
+
+  test("prepares name the checkpoint two intervals back, and go no further than one interval short of overwriting the durable checkpoint", () => {
+    const host = new FakeHost();
+    const primary = new Primary(host);
+    expect(primary.opPrepareMax()).toBe(64 - 16);
+    expect(primary.checkpointIdFor(1)?.op).toBe(0);
+    expect(primary.checkpointIdFor(32)?.op).toBe(0);
+    // Op 33 names the checkpoint at 16, not yet taken.
+    expect(primary.checkpointIdFor(33)).toBeNull();
+    host.durable.remember({ op: 16, digest: 5n, checksum: 6n });
+    expect(primary.checkpointIdFor(33)).toEqual({ op: 16, digest: 5n, checksum: 6n });
+  });
+
+  test("resends each prepare in flight to the replicas that have not acknowledged it, read back if not kept", () => {
+    const host = new FakeHost();
+    const primary = new Primary(host);
+    host.queue(1);
+    primary.prepareQueued();
+    const prepare = host.takeSent()[0]!.message;
+    primary.onPrepareOk(prepareOk(1, prepare));
+    primary.onPrepareTimeout();
+    expect(host.takeSent().map((s) => [s.to, s.message.header.checksum])).toEqual([[2, prepare.header.checksum]]);
+    host.leader!.entry(1)!.message = null;
+    primary.onPrepareTimeout();
+    expect(host.takeSent().map((s) => s.message)).toEqual([prepare]);
+    // Neither kept nor readable: repair fetches it, nothing is sent.
+    host.disk.clear();
+    primary.onPrepareTimeout();
+    expect(host.sent.length).toBe(0);
+    // Not leading: the timer stops.
+    host.leader = null;
+    host.timeout_prepare.start();
+    primary.onPrepareTimeout();
+    expect(host.timeout_prepare.running).toBe(false);
+  });
+
+  test("a heartbeat starts a round that commit_oks confirm, echoing its nonce", () => {
+    const host = new FakeHost();
+    const primary = new Primary(host);
+    host.timeout_heartbeat.start();
+    expect(primary.onHeartbeatTimeout()).toBe("done");
+    const sent = host.takeSent();
+    expect(sent.map((s) => s.to)).toEqual([1, 2]);
+    const commit = readCommit(sent[0]!.message);
+    expect(commit.round).toBe(1);
+    expect(commit.commit_max).toBe(0);
+    expect(commit.commit_checksum).toBe(host.commit_min_checksum);
+    const forged = buildCommitOk(envelopeOf(1, 0), { round: 1, nonce: commit.nonce ^ 1n, commit_max: 0 });
+    expect(primary.onCommitOk(forged)).toBe(false);
+    const ok = buildCommitOk(envelopeOf(1, 0), { round: 1, nonce: commit.nonce, commit_max: 0 });
+    expect(primary.onCommitOk(ok)).toBe(true);
+    // The same answer again confirms nothing new.
+    expect(primary.onCommitOk(ok)).toBe(false);
+  });
+
+  test("abdicates when no quorum has answered within the view change timeout", () => {
+    const host = new FakeHost();
+    const primary = new Primary(host);
+    host.ticks = config.view_change_timeout_ticks + 1;
+    expect(primary.onHeartbeatTimeout()).toBe("abdicate");
+    expect(host.sent.length).toBe(0);
+    expect(host.logs.some((l) => l.includes("heard from no quorum"))).toBe(true);
+  });
+
+  test("sends no heartbeat before its log view is durable, and stops the timer when not leading", () => {
+    const host = new FakeHost();
+    const primary = new Primary(host);
+    host.log_view_durable = -1;
+    expect(primary.onHeartbeatTimeout()).toBe("done");
+    expect(host.sent.length).toBe(0);
+    host.leader = null;
+    host.timeout_heartbeat.start();
+    expect(primary.onHeartbeatTimeout()).toBe("done");
+    expect(host.timeout_heartbeat.running).toBe(false);
+    expect(primary.onCommitOk(buildCommitOk(envelopeOf(1, 0), { round: 1, nonce: 1n, commit_max: 0 }))).toBe(false);
+  });
+});

@@ -1,0 +1,289 @@
+/**
+ * The acting primary's normal operation: it batches queued requests into prepares, counts the
+ * durable copies that commit them, resends what backups have not acknowledged, and sends the
+ * commit heartbeat that keeps backups following and confirms linearizable reads.
+ *
+ * Its state is the Leader's (leader.ts), a role object the replica creates when it starts leading
+ * and drops when it stops; this part drives it against the replica's log and numbers through a
+ * narrow host. Role changes stay with the replica: where a step ends this primary's term
+ * (abdication) or hands work back (reads to serve), it returns that decision instead of acting.
+ */
+import { assert } from "../util/assert.ts";
+import type { Message } from "../net/codec.ts";
+import type { Config } from "../constants.ts";
+import { encodeBatch } from "./batch.ts";
+import type { DurableState } from "./durable_state.ts";
+import type { Env, ReplicaObserver, Status } from "./env.ts";
+import type { Journal } from "./journal.ts";
+import type { Leader } from "./leader.ts";
+import { buildCommit, buildPrepare, readCommitOk, readPrepareOk, type Envelope } from "./messages.ts";
+import type { CheckpointId, Storage } from "./storage.ts";
+import type { Timeout } from "./timeout.ts";
+
+/** What the primary reads and changes of the replica (Replica passes itself). */
+export interface PrimaryHost {
+  readonly config: Config;
+  readonly replica: number;
+  readonly env: Env;
+  readonly storage: Pick<Storage, "readPrepare">;
+  readonly journal: Journal;
+  readonly durable: DurableState;
+  readonly observer: ReplicaObserver | null;
+  readonly status: Status;
+  readonly view: number;
+  readonly log_view_durable: number;
+  readonly checkpoint: CheckpointId;
+  readonly formed: boolean;
+  readonly no_space: boolean;
+  readonly ticks: number;
+  readonly realtime: number;
+  /** Non-null exactly while the replica is the acting primary. */
+  readonly leader: Leader | null;
+  op: number;
+  readonly commit_min: number;
+  readonly commit_min_checksum: bigint;
+  commit_max: number;
+  commit_max_checksum: bigint | null;
+  readonly timeout_prepare: Timeout;
+  readonly timeout_heartbeat: Timeout;
+  isPrimary(): boolean;
+  isActingPrimary(): boolean;
+  envelope(view: number): Envelope;
+  sendToOthers(message: Message): void;
+  journalPrepare(message: Message): boolean;
+  executeCommitted(): void;
+  replicationQuorum(): number;
+  opPrepareOkMax(): number;
+}
+
+/** What the heartbeat timeout asks of the replica: nothing more, or a view change (abdication). */
+export type HeartbeatOutcome = "abdicate" | "done";
+
+export class Primary {
+  constructor(private readonly host: PrimaryHost) {}
+
+  /** The highest op this primary may prepare: it must not overwrite journal slots that the last
+   * durable checkpoint still needs, and it keeps one checkpoint interval of history for peers. */
+  opPrepareMax(): number {
+    const c = this.host.config;
+    const max = this.host.checkpoint.op + c.journal_slot_count - c.checkpoint_interval_ops;
+    // The replica's constructor keeps two intervals and a pipeline in the journal.
+    assert(
+      max > this.host.checkpoint.op,
+      () => `primary ${this.host.replica}: no op to prepare above checkpoint ${this.host.checkpoint.op}`,
+    );
+    return max;
+  }
+
+  /** Batches queued requests into prepares while the pipeline has room (no batching timers). */
+  prepareQueued(): void {
+    const host = this.host;
+    const leader = host.leader;
+    if (leader === null) return;
+    assert(host.isActingPrimary(), () => `primary ${host.replica}: a leader's state while not acting as primary of view ${host.view}`);
+    while (
+      leader.canPrepare() &&
+      host.op + 1 <= this.opPrepareMax() &&
+      host.leader === leader &&
+      host.log_view_durable === host.view &&
+      host.formed &&
+      !host.no_space &&
+      this.checkpointIdFor(host.op + 1) !== null
+    ) {
+      this.preparePrimary(leader, leader.takeBatch());
+    }
+  }
+
+  private preparePrimary(leader: Leader, requests: Message[]): void {
+    const host = this.host;
+    const parent = host.journal.header(host.op);
+    assert(parent !== null, () => `primary ${host.replica}: no header at its head op ${host.op}`);
+    const body = encodeBatch(
+      requests.map((m) => ({
+        client: m.header.client,
+        session: m.header.session,
+        request: m.header.request,
+        operation: m.header.operation,
+        body: m.body,
+      })),
+    );
+    const op = host.op + 1;
+    const checkpoint = this.checkpointIdFor(op);
+    assert(checkpoint !== null, () => `primary ${host.replica}: no checkpoint named by op ${op}`);
+    // Timestamps never go backwards, across primaries whose clocks disagree too.
+    const timestamp = Math.max(parent.timestamp + 1, host.realtime);
+    const prepare = buildPrepare(host.envelope(host.view), {
+      op,
+      parent: parent.checksum,
+      commit_max: host.commit_max,
+      timestamp,
+      checkpoint,
+      requests: requests.length,
+      body,
+    });
+    const h = prepare.header;
+    assert(h.timestamp > parent.timestamp, "the hash chain's timestamps strictly increase");
+    host.op = h.op;
+    // prepareQueued stops at opPrepareMax: the primary's own copy is one it may count.
+    assert(
+      host.op <= host.opPrepareOkMax(),
+      () => `primary ${host.replica}: prepared op ${host.op} beyond what its durable checkpoint ${host.checkpoint.op} keeps`,
+    );
+    host.observer?.primary(host.replica, host.view);
+    leader.prepared(h.op, h.checksum, prepare);
+    // Send first, then journal: the backups' writes overlap the primary's own.
+    host.sendToOthers(prepare);
+    // The op is in this primary's log even if its own copy could not be written (disk full): the
+    // header stays, and the prepare is repaired once there is space again.
+    if (!host.journalPrepare(prepare)) host.journal.setHeader(prepare.header);
+    if (!host.timeout_prepare.running) host.timeout_prepare.start();
+  }
+
+  onPrepareOk(message: Message): void {
+    const host = this.host;
+    const h = message.header;
+    if (host.status !== "normal" || !host.isPrimary() || h.view !== host.view) return;
+    // The replica drops messages from itself but prepares: its own copy is counted in onDurable.
+    assert(h.replica !== host.replica, () => `primary ${host.replica}: a prepare_ok from itself`);
+    const { op, checksum } = readPrepareOk(message);
+    // Alive only if it acknowledges a prepare of this log (a forged ack names none).
+    if (host.leader !== null && host.journal.header(op)?.checksum === checksum) host.leader.alive(h.replica, host.ticks);
+    host.leader?.ack(op, checksum, h.replica);
+    this.commitPipeline();
+  }
+
+  /** After a flush, as primary in normal status: its own copies of the ops just made durable
+   * count toward their quorum, up to what a restart reloads. */
+  onDurable(durable_ops: number[]): void {
+    const host = this.host;
+    assert(host.status === "normal" && host.isPrimary(), () => `primary ${host.replica}: its durable ops counted while ${host.status}`);
+    for (const op of durable_ops) {
+      const entry = host.leader?.entry(op);
+      if (entry !== undefined && op <= host.opPrepareOkMax() && host.journal.hasDurable(op, entry.checksum))
+        host.leader!.ack(op, entry.checksum, host.replica);
+    }
+    this.commitPipeline();
+  }
+
+  /** Commits pipeline entries, in op order, once f+1 replicas (the primary included) hold each
+   * durably. RULE: a quorum of durable copies before commit. */
+  commitPipeline(): void {
+    const host = this.host;
+    const leader = host.leader;
+    for (const entry of leader?.popCommitted(host.replicationQuorum(), host.commit_max) ?? []) {
+      assert(entry.op <= host.op, () => `primary ${host.replica}: committed op ${entry.op} above its head ${host.op}`);
+      if (entry.op > host.commit_max) {
+        host.commit_max = entry.op;
+        host.commit_max_checksum = entry.checksum;
+      }
+    }
+    // What stays in flight is above what committed (popCommitted took everything at or below it).
+    assert(
+      leader === null || leader.pipeline.length === 0 || leader.pipeline[0]!.op > host.commit_max,
+      () => `primary ${host.replica}: op ${leader!.pipeline[0]!.op} left in flight at or below commit ${host.commit_max}`,
+    );
+    if (leader === null || leader.pipeline.length === 0) host.timeout_prepare.stop();
+    host.executeCommitted();
+    this.prepareQueued();
+  }
+
+  /** The id of the checkpoint a prepare at op names (durable_state.ts); null: not taken yet, so
+   * the primary must execute further before it prepares op. */
+  checkpointIdFor(op: number): CheckpointId | null {
+    assert(op > 0, "op 0 is the root, which names no checkpoint");
+    return this.host.durable.idFor(op, this.host.journal.header(op - 1));
+  }
+
+  onPrepareTimeout(): void {
+    const host = this.host;
+    const leader = host.leader;
+    if (leader === null) {
+      host.timeout_prepare.stop();
+      return;
+    }
+    for (const { entry, to } of leader.resends()) {
+      const prepare = entry.message ?? host.storage.readPrepare(entry.op, entry.checksum);
+      if (prepare === null) continue; // repair will fetch it
+      // Resent as kept or read back: either way the very prepare the entry counts acks for.
+      assert(
+        prepare.header.op === entry.op && prepare.header.checksum === entry.checksum,
+        () => `primary ${host.replica}: resending another prepare for op ${entry.op}`,
+      );
+      for (const r of to) host.env.sendToReplica(r, prepare);
+    }
+  }
+
+  /** The heartbeat timeout: a heartbeat, or "abdicate" when the replica must start a view change
+   * to the next view (it has logged why). */
+  onHeartbeatTimeout(): HeartbeatOutcome {
+    const host = this.host;
+    const leader = host.leader;
+    if (leader === null) {
+      host.timeout_heartbeat.stop();
+      return "done";
+    }
+    if (host.log_view_durable !== host.view) return "done"; // formatting: the superblock is on its way
+    // RULE (abdication): a primary that hears from no quorum within the view change timeout stops
+    // acting as primary, so a partitioned old primary cannot serve stale reads. A primary stuck
+    // with work pending hands over too (Leader.heartbeat says when).
+    const decision = leader.heartbeat(host.ticks, host.commit_min, host.commit_max);
+    if (decision.kind === "abdicate_unheard") {
+      host.env.log(
+        "warn",
+        `replica ${host.replica}: primary of view ${host.view} heard from no quorum for ${host.config.view_change_timeout_ticks} ticks: abdicating`,
+      );
+      return "abdicate";
+    }
+    if (decision.kind === "abdicate_stuck") {
+      host.env.log(
+        "warn",
+        `replica ${host.replica}: primary of view ${host.view} has made no progress past op ${host.commit_min} (commit ${host.commit_max}, ${leader.pipeline.length} prepares in flight) for ${decision.stall_ticks} ticks: abdicating so a view change resolves the log`,
+      );
+      return "abdicate";
+    }
+    this.sendCommit(leader);
+    return "done";
+  }
+
+  /** A commit heartbeat starts a new round: backups answer with commit_ok, which confirms to
+   * waiting reads that this primary was still primary after they arrived. */
+  sendCommit(leader: Leader): void {
+    const host = this.host;
+    const nonce = host.env.random.u64();
+    const round = leader.reads.startRound(nonce);
+    const commit_checksum =
+      host.journal.header(host.commit_max)?.checksum ?? (host.commit_max === host.commit_min ? host.commit_min_checksum : 0n);
+    assert(
+      host.isActingPrimary() && host.leader === leader,
+      () => `replica ${host.replica}: heartbeat of view ${host.view} while not acting as its primary`,
+    );
+    const commit = buildCommit(host.envelope(host.view), {
+      commit_max: host.commit_max,
+      commit_checksum,
+      round,
+      nonce,
+      op: host.op,
+      checkpoint: host.checkpoint,
+    });
+    host.timeout_heartbeat.reset();
+    host.sendToOthers(commit);
+  }
+
+  /** A backup answered a heartbeat round; true if that confirmed reads the replica may now serve. */
+  onCommitOk(message: Message): boolean {
+    const host = this.host;
+    const h = message.header;
+    const leader = host.leader;
+    if (leader === null || h.view !== host.view) return false;
+    assert(h.replica !== host.replica, () => `primary ${host.replica}: a commit_ok from itself`);
+    // A backup's commit number is not taken: nothing binds it to this log, so one forged frame
+    // would commit ops no quorum holds. The pipeline commits on acknowledgements alone (ops
+    // committed in an earlier view are in it, and their holders acknowledge them again).
+    // The round's nonce, echoed: a forged commit_ok cannot confirm a round (and so a read) that
+    // the backup never answered.
+    const { round, nonce } = readCommitOk(message);
+    if (!leader.reads.answers(round, nonce)) return false;
+    leader.alive(h.replica, host.ticks); // alive (a forged commit_ok must not keep a cut-off primary from abdicating)
+    return leader.reads.ack(h.replica, round);
+  }
+}
