@@ -50,7 +50,7 @@ class AckBeforeDurable extends Replica {
 
 /** A new primary takes the shortest log offered in the view change instead of the longest. */
 class ShorterLog extends Replica {
-  protected override chooseLog(dvcs: DoViewChange[]): DoViewChange {
+  override chooseLog(dvcs: DoViewChange[]): DoViewChange {
     return dvcs.reduce((best, dvc) => (dvc.op < best.op ? dvc : best));
   }
 }
@@ -58,7 +58,7 @@ class ShorterLog extends Replica {
 /** Subtler: the shortest log that still reaches every commit number reported, so the replica's
  * own assertion does not fire and only the simulator's checkers can notice the lost ops. */
 class ShorterLogAboveCommit extends Replica {
-  protected override chooseLog(dvcs: DoViewChange[]): DoViewChange {
+  override chooseLog(dvcs: DoViewChange[]): DoViewChange {
     const commit = Math.max(...dvcs.map((d) => d.commit));
     const covering = dvcs.filter((d) => d.op >= commit);
     return covering.reduce((best, dvc) => (dvc.op < best.op ? dvc : best));
@@ -147,7 +147,7 @@ class WholeJournalDamaged extends Replica {
 /** Item 6: a new primary keeps an uncommitted op nobody holds a copy of, instead of waiting for
  * more do_view_change messages. */
 class HeadNobodyHolds extends Replica {
-  protected override decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: number): SuffixDecision {
+  override decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: number): SuffixDecision {
     const decision = super.decideSuffix(best, dvcs, commit);
     return decision === "wait" ? { head: best.op, headers: best.headers } : decision;
   }
@@ -156,7 +156,7 @@ class HeadNobodyHolds extends Replica {
 /** Missed by the simulator before the safety issue: a new primary that takes the longest log
  * before the highest log_view. */
 class LongestLogFirst extends Replica {
-  protected override chooseLog(dvcs: DoViewChange[]): DoViewChange {
+  override chooseLog(dvcs: DoViewChange[]): DoViewChange {
     return dvcs.reduce((best, dvc) => (dvc.op > best.op || (dvc.op === best.op && dvc.log_view > best.log_view) ? dvc : best));
   }
 }

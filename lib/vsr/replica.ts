@@ -34,7 +34,6 @@ import { Primary } from "./primary.ts";
 import { loadJournal } from "./journal_load.ts";
 import { RecentPrepares } from "./recent_prepares.ts";
 import {
-  assertSuffixHeld,
   chooseLog,
   decideSuffix,
   newViewChange,
@@ -55,6 +54,7 @@ import { describeOps, windowOp } from "./window.ts";
 import { ValueKeeper } from "./value_keeper.ts";
 import { Repairer } from "./repairer.ts";
 import { Recovering } from "./recovery.ts";
+import { ViewInstall } from "./start_view.ts";
 import { primaryIndex, type Env, type LogLevel, type ReplicaObserver, type Status } from "./env.ts";
 import {
   buildCommitOk,
@@ -63,9 +63,7 @@ import {
   buildPong,
   buildPrepareOk,
   buildReply,
-  buildRequestStartView,
   buildRequestSync,
-  buildStartView,
   buildStartViewChange,
   buildSyncChunk,
   decodeHeaders,
@@ -74,9 +72,7 @@ import {
   readHeaders,
   readPing,
   readPong,
-  readRequestStartView,
   readRequestSync,
-  readStartView,
   readStartViewChange,
   readSyncChunk,
   suffixValid,
@@ -136,14 +132,14 @@ export class Replica {
   /** Non-null exactly while isActingPrimary(). */
   leader: Leader | null = null;
   /** Non-null exactly while status is view_change. */
-  private view_change: ViewChanging | null = null;
+  view_change: ViewChanging | null = null;
   /** Non-null exactly while status is recovering (lib/vsr/recovery.ts). */
-  private recovering: Recovering | null = null;
+  recovering: Recovering | null = null;
   /** Normal status: start_view_change votes for higher views, per view (f+1 move this replica). */
-  private svc_higher = new Map<number, Set<number>>();
+  svc_higher = new Map<number, Set<number>>();
   /** This replica, primary of `view`, has chosen the view's log but not yet sent start_view (it
    * waits for the log to be durable and complete): it does not lead yet. */
-  private start_view_pending = false;
+  start_view_pending = false;
 
   // Backup state.
   /** Checksum of the prepare at commit_max, from the primary's commit heartbeat. */
@@ -152,9 +148,9 @@ export class Replica {
    * what to repair or which checkpoint to fetch: commit_max (executed, persisted, sent in a
    * do_view_change) takes only what this replica's own log confirms (learnPrimaryCommit). Without
    * it, one forged commit frame with a huge number was persisted and wedged every view change. */
-  private commit_hint = 0;
+  commit_hint = 0;
   /** Highest checkpoint op the primary has reported. */
-  private primary_checkpoint_op = 0;
+  primary_checkpoint_op = 0;
   /** The checkpoint transfer in progress (lib/vsr/state_sync.ts). */
   private sync: SyncTransfer | null = null;
   /** Which checkpoint to sync: the primary's announced one, and a target no peer served. */
@@ -178,10 +174,10 @@ export class Replica {
    * in ticks. */
   private readonly warnings = new LogLimiter();
 
-  private readonly timeout_normal: Timeout;
+  readonly timeout_normal: Timeout;
   readonly timeout_heartbeat: Timeout;
-  private readonly timeout_view_change: Timeout;
-  private readonly timeout_view_change_resend: Timeout;
+  readonly timeout_view_change: Timeout;
+  readonly timeout_view_change_resend: Timeout;
   readonly timeout_prepare: Timeout;
   private readonly timeout_repair: Timeout;
   private readonly timeout_probe: Timeout;
@@ -209,9 +205,9 @@ export class Replica {
   no_space = false;
   private no_space_ticks = 0;
   /** The commit of a start_view just installed; its acknowledgements wait for it to be durable. */
-  private acks_after_start_view: number | null = null;
+  acks_after_start_view: number | null = null;
   /** A view change has stalled since this replica was last in normal status (log noise only). */
-  private view_change_stalled = false;
+  view_change_stalled = false;
   /**
    * The log suffix log_view vouches for, as last installed or persisted. The journal window
    * (journal_slot_count ops above the last executed op) holds it normally; a replica far behind
@@ -223,7 +219,9 @@ export class Replica {
   /** What the log is missing, asked of peers, and peers' requests answered (repairer.ts). */
   private readonly repairer: Repairer;
   /** The acting primary's normal operation, driving the Leader (primary.ts). */
-  private readonly primary: Primary;
+  readonly primary: Primary;
+  /** The new view's log and start_view: choosing, sending, installing, asking (start_view.ts). */
+  private readonly view_install: ViewInstall;
   /** The journal and head last checked by invariants() (its window checks cost a pass). */
   private invariants_mark = -1;
 
@@ -275,6 +273,7 @@ export class Replica {
     this.values = new ValueKeeper(this);
     this.repairer = new Repairer(this);
     this.primary = new Primary(this);
+    this.view_install = new ViewInstall(this);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -347,7 +346,7 @@ export class Replica {
 
   /** Starts leading this view with the given uncommitted suffix in flight: a fresh leader's state
    * (no request, read or acknowledgement of an earlier term carries over). */
-  private lead(pipeline: PipelineEntry[]): void {
+  lead(pipeline: PipelineEntry[]): void {
     assert(
       this.isActingPrimary(),
       () => `replica ${this.replica}: leading view ${this.view} while ${this.status}${this.isPrimary() ? "" : " and not its primary"}`,
@@ -418,9 +417,9 @@ export class Replica {
       case Command.do_view_change:
         return this.onDoViewChange(message);
       case Command.start_view:
-        return this.onStartView(message);
+        return this.view_install.onStartView(message);
       case Command.request_start_view:
-        return this.onRequestStartView(message);
+        return this.view_install.onRequestStartView(message);
       case Command.request_headers:
         return this.repairer.onRequestHeaders(message);
       case Command.headers:
@@ -453,7 +452,7 @@ export class Replica {
   /** A message that passed every check of the frame but contradicts what an honest peer does.
    * Only forged frames (or a bug) get here, and network input never trips an assertion: drop it,
    * count it, say so (the simulator, whose peers are honest, fails the seed). */
-  private violation(from: number, command: Command, what: string, checksum: bigint | null): void {
+  violation(from: number, command: Command, what: string, checksum: bigint | null): void {
     this.stats.protocol_violations += 1;
     this.stats.messages_dropped += 1;
     const text = `${Command[command] ?? command} from replica ${from}: ${what}`;
@@ -548,7 +547,7 @@ export class Replica {
       } else if (this.isPrimary()) {
         this.status = "normal";
         this.start_view_pending = true;
-        this.maybeFinishStartView();
+        this.view_install.maybeFinishStartView();
       } else {
         this.enterNormalBackup();
       }
@@ -614,7 +613,7 @@ export class Replica {
     this.log_view = 0;
     this.timeout_repair.start();
     this.timeout_normal.start();
-    this.requestStartView();
+    this.view_install.requestStartView();
   }
 
   /** Caught up and durable: a normal backup again, which may acknowledge. */
@@ -757,7 +756,7 @@ export class Replica {
   // Durability
 
   /** Queues a superblock write of the current VSR state. */
-  private writeState(): void {
+  writeState(): void {
     const checkpoint = this.durable.toWrite();
     const state: VsrState = {
       incarnation: this.incarnation,
@@ -783,7 +782,7 @@ export class Replica {
     }
     if (this.status === "view_change") {
       this.maybeSendDoViewChange();
-      if (this.start_view_pending) this.maybeFinishStartView();
+      if (this.start_view_pending) this.view_install.maybeFinishStartView();
       return;
     }
     if (this.status !== "normal") return;
@@ -923,11 +922,11 @@ export class Replica {
     }
     if (h.view > this.view || (h.view === this.view && this.status === "view_change")) {
       // A view change completed without this replica: ask the new primary for its log.
-      if (h.replica === primaryIndex(h.view, this.config.replica_count)) this.requestStartView(h.view);
+      if (h.replica === primaryIndex(h.view, this.config.replica_count)) this.view_install.requestStartView(h.view);
       return;
     }
-    if (h.view < this.view && this.mayJoinView(h.view) && h.replica === primaryIndex(h.view, this.config.replica_count)) {
-      this.requestStartView(h.view);
+    if (h.view < this.view && this.view_install.mayJoinView(h.view) && h.replica === primaryIndex(h.view, this.config.replica_count)) {
+      this.view_install.requestStartView(h.view);
       return;
     }
     if (this.status !== "normal" && this.status !== "recovering") return;
@@ -1037,7 +1036,7 @@ export class Replica {
 
   /** Removes entries that do not chain to the entry above them (left over from an older view),
    * walking down from the head, so repair fetches the canonical ones. */
-  private trimUnchained(): void {
+  trimUnchained(): void {
     assert(this.op >= this.commit_min, () => `replica ${this.replica}: head op ${this.op} below what it executed (${this.commit_min})`);
     let child = this.journal.header(this.op);
     for (let op = this.op - 1; op > this.commit_min && op > this.op - this.config.journal_slot_count; op--) {
@@ -1088,8 +1087,12 @@ export class Replica {
   private onCommit(message: Message): void {
     const h = message.header;
     if (this.status === "blank") return;
-    if (h.view > this.view || (h.view === this.view && this.status === "view_change") || (h.view < this.view && this.mayJoinView(h.view))) {
-      this.requestStartView(h.view);
+    if (
+      h.view > this.view ||
+      (h.view === this.view && this.status === "view_change") ||
+      (h.view < this.view && this.view_install.mayJoinView(h.view))
+    ) {
+      this.view_install.requestStartView(h.view);
       return;
     }
     if (h.view < this.view && this.status === "recovering" && h.replica === primaryIndex(h.view, this.config.replica_count)) {
@@ -1162,7 +1165,7 @@ export class Replica {
       );
       this.startViewChange(this.view + 1);
     } else if (this.status === "recovering") {
-      this.requestStartView();
+      this.view_install.requestStartView();
     }
   }
 
@@ -1409,7 +1412,7 @@ export class Replica {
 
   /** RULE (state sync): a replica more than a checkpoint behind the primary's fetches a
    * checkpoint, accepting only one whose digest a committed prepare names. */
-  private maybeStartSync(): void {
+  maybeStartSync(): void {
     if (this.sync !== null || this.status === "blank" || this.status === "view_change" || this.no_space) return;
     // Ops at or below the checkpoint the head names may be gone from every peer's journal (peers
     // that synced past them never had them): fetch that checkpoint instead of repairing them.
@@ -1676,7 +1679,7 @@ export class Replica {
     this.observer?.doViewChange(this.replica, this.view, dvc);
     if (primary === this.replica) {
       vc.dvc_from.set(this.replica, dvc);
-      this.maybeStartView();
+      this.view_install.maybeStartView();
       return;
     }
     vc.dvc_message = buildDoViewChange(this.envelope(this.view), dvc);
@@ -1695,7 +1698,7 @@ export class Replica {
     const { headers, presence, faulty_ops } = body;
     if (h.view === this.view && this.status === "normal") {
       // It missed the start_view: resend it.
-      this.sendStartView(h.replica);
+      this.view_install.sendStartView(h.replica);
       return;
     }
     if (h.view > this.view) this.startViewChange(h.view);
@@ -1720,97 +1723,22 @@ export class Replica {
       checksum: h.checksum,
     });
     this.maybeSendDoViewChange();
-    this.maybeStartView();
-  }
-
-  /** With do_view_change from a quorum (this replica's own included), the new primary takes the
-   * log with the highest (log_view, op): that log holds every committed op. */
-  private maybeStartView(): void {
-    const vc = this.view_change;
-    if (vc === null || this.start_view_pending || !vc.dvc_from.has(this.replica)) return;
-    if (vc.dvc_from.size < this.quorum) return;
-    let commit = this.commit_max;
-    for (const dvc of vc.dvc_from.values()) commit = Math.max(commit, dvc.commit);
-    const dvcs = [...vc.dvc_from.values()];
-    const best = this.chooseLog(dvcs);
-    if (best.op < commit && dvcs.some((dvc) => dvc.faulty_ops.some((op) => op > best.op && op <= commit))) {
-      // A committed op above the chosen log is damaged where this quorum holds it: only a
-      // replica not heard from yet can supply it.
-      return;
-    }
-    if (best.op < commit) {
-      // Committed ops are in every later view's log, so among honest senders the chosen log is
-      // never below a commit number: one of them is forged (or buggy), and its vote is not
-      // counted. If this replica's own number is above it, the chosen log is the lie; otherwise
-      // the senders claiming more than it holds are.
-      const own = vc.dvc_from.get(this.replica)!;
-      for (const [from, dvc] of vc.dvc_from) {
-        const liar = own.commit > best.op ? dvc === best : dvc.commit > best.op;
-        if (!liar) continue;
-        assert(
-          from !== this.replica,
-          () => `replica ${this.replica}: its own log (op ${dvc.op}) is below what it committed (${dvc.commit})`,
-        );
-        this.violation(
-          from,
-          Command.do_view_change,
-          dvc === best
-            ? `a log ending at op ${best.op} (log_view ${best.log_view}) below this replica's commit ${own.commit}`
-            : `commit ${dvc.commit} above the chosen log's op ${best.op}`,
-          dvc.checksum ?? null,
-        );
-        vc.dvc_from.delete(from);
-      }
-      return;
-    }
-    assert(
-      best.op >= this.commit_min,
-      () => `replica ${this.replica}: the chosen log (op ${best.op}) is shorter than what it executed (${this.commit_min})`,
-    );
-    const decision = this.decideSuffix(best, dvcs, commit);
-    if (decision === "wait") {
-      if (vc.dvc_from.size === this.config.replica_count) {
-        this.env.log(
-          "warn",
-          `replica ${this.replica}: view ${this.view}: an uncommitted op of the chosen log is neither held intact by any replica nor known never to have committed (every copy is damaged): waiting for a replica to repair it`,
-        );
-      }
-      return;
-    }
-    assertSuffixHeld(best, dvcs, commit, decision, this.quorum, () => `replica ${this.replica}: view ${this.view}`);
-    if (decision.head < best.op) {
-      this.env.log(
-        "info",
-        `replica ${this.replica}: a quorum never had op ${decision.head + 1} of the chosen log: it was not committed; discarding ops ${decision.head + 1}..${best.op}`,
-      );
-    }
-    this.installLog(decision.headers, decision.head);
-    this.commit_max = Math.max(commit, this.commit_min);
-    this.commit_max_checksum = null;
-    assert(
-      this.op >= this.commit_max && this.commit_max >= this.commit_min,
-      () =>
-        `replica ${this.replica}: starting view ${this.view} with op ${this.op}, commit ${this.commit_max}, executed ${this.commit_min}`,
-    );
-    this.log_view = this.view;
-    this.start_view_pending = true;
-    this.env.log("info", `replica ${this.replica}: starting view ${this.view} as primary with op ${this.op}, commit ${this.commit_max}`);
-    this.writeState();
+    this.view_install.maybeStartView();
   }
 
   /** The view's log above the commit (lib/vsr/view_change.ts; the simulator's tests override
    * this to prove a wrong decision is caught). */
-  protected decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: number): SuffixDecision {
+  decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: number): SuffixDecision {
     return decideSuffix(best, dvcs, commit, this.quorum, this.commit_min);
   }
 
   /** The log with the highest (log_view, op) (the simulator's tests override this). */
-  protected chooseLog(dvcs: DoViewChange[]): DoViewChange {
+  chooseLog(dvcs: DoViewChange[]): DoViewChange {
     return chooseLog(dvcs);
   }
 
   /** Replaces this replica's log above its executed ops with the given suffix (ascending). */
-  private installLog(headers: Header[], op: number): void {
+  installLog(headers: Header[], op: number): void {
     assert(
       headers.every((h, i) => i === 0 || h.op > headers[i - 1]!.op),
       () => `replica ${this.replica}: installing a log whose headers are not ascending`,
@@ -1850,150 +1778,7 @@ export class Replica {
     }
   }
 
-  /** RULE (persist before you promise): start_view goes out once log_view and its suffix are
-   * durable. */
-  private maybeFinishStartView(): void {
-    if (!this.start_view_pending || this.log_view_durable !== this.view || this.view_durable !== this.view) return;
-    // The pipeline needs every header of the uncommitted suffix; repair fetches missing ones.
-    for (let op = this.commit_max + 1; op <= this.op; op++) {
-      if (this.journal.header(op) === null) return;
-    }
-    this.start_view_pending = false;
-    this.status = "normal";
-    this.view_change = null;
-    this.view_change_stalled = false;
-    this.observer?.primary(this.replica, this.view);
-    const pipeline: PipelineEntry[] = [];
-    for (let op = this.commit_max + 1; op <= this.op; op++) {
-      const h = this.journal.header(op)!;
-      const oks = new Set<number>();
-      if (op <= this.opPrepareOkMax() && this.journal.hasDurable(op, h.checksum)) oks.add(this.replica);
-      pipeline.push({ op, checksum: h.checksum, message: null, oks });
-    }
-    this.lead(pipeline);
-    assert(
-      this.leader !== null && this.view_change === null && this.log_view === this.view,
-      () =>
-        `replica ${this.replica}: leading view ${this.view} without a leader's state, or still changing views (log_view ${this.log_view})`,
-    );
-    assert(
-      this.op === this.commit_max + pipeline.length,
-      () =>
-        `replica ${this.replica}: leading view ${this.view} with op ${this.op} but ${pipeline.length} ops in flight above commit ${this.commit_max}`,
-    );
-    this.timeout_view_change.stop();
-    this.timeout_view_change_resend.stop();
-    this.timeout_heartbeat.start();
-    this.timeout_prepare.start();
-    this.sendStartView(null);
-    this.primary.onPrepareTimeout();
-    this.repair();
-    this.primary.commitPipeline();
-  }
-
-  private sendStartView(to: number | null, nonce = 0n): void {
-    // A start_view vouches for this view's log: only once the view and the log are durable, and
-    // only in a formed cluster (a forged request_start_view once got one out of a replica whose
-    // format was not yet durable).
-    if (!this.formed || this.view_durable !== this.view || this.log_view_durable !== this.view) return;
-    assert(
-      this.isPrimary() && this.log_view === this.view,
-      () =>
-        `replica ${this.replica}: a start_view for view ${this.view} from a replica that is not its primary (log_view ${this.log_view})`,
-    );
-    const message = buildStartView(this.envelope(this.view), {
-      op: this.op,
-      commit_max: this.commit_max,
-      checkpoint_op: this.checkpoint.op,
-      nonce,
-      headers: this.suffixHeaders(),
-    });
-    if (to === null) this.sendToOthers(message);
-    else this.env.sendToReplica(to, message);
-  }
-
-  private onStartView(message: Message): void {
-    const h = message.header;
-    if (this.status === "blank" || (h.view < this.view && !this.mayJoinView(h.view))) return;
-    if (h.replica !== primaryIndex(h.view, this.config.replica_count)) return;
-    if (h.view === this.view && this.status === "normal") return;
-    const sv = readStartView(message);
-    if (typeof sv === "string") return this.drop(message, sv);
-    const headers = sv.headers;
-    if (this.status === "recovering" && h.view < this.view) return;
-    // RULE (recovery): a replica that lost its state installs only a start_view answering its own
-    // request, so its log is the primary's as it is now. A start_view sent earlier (delayed,
-    // replayed) is a prefix of that view's log, and a replica that acknowledged ops of that view
-    // before it lost them would install a log without them, then offer it in a view change.
-    if (this.recovering !== null && !this.recovering.answers(sv.nonce)) return;
-    if (h.op < this.commit_min) return; // a stale start_view: the view's log holds every committed op
-    // Every later view's log holds what this replica executed: a log that names another prepare
-    // at its last executed op is none an honest primary sends.
-    const at_commit = headers.find((x) => x.op === this.commit_min);
-    if (at_commit !== undefined && at_commit.checksum !== this.commit_min_checksum) {
-      return this.violation(
-        h.replica,
-        h.command,
-        `a log with another prepare at op ${this.commit_min}, which this replica executed`,
-        h.checksum,
-      );
-    }
-    // A start_view of the view this replica's log is already in (resent, delayed or replayed) is a
-    // prefix of that log, which only grows within its view: it must not cut the ops this replica
-    // has acknowledged since.
-    const same_log = this.log_view === h.view && this.op >= h.op && this.status !== "recovering";
-    this.view = h.view;
-    this.log_view = h.view;
-    this.view_change = null;
-    this.svc_higher = new Map();
-    this.leader = null;
-    this.start_view_pending = false;
-    if (same_log) {
-      for (const header of headers) {
-        if (header.op > this.commit_min && header.op <= this.commit_min + this.config.journal_slot_count) this.journal.setHeader(header);
-      }
-      this.trimUnchained();
-    } else {
-      this.installLog(headers, h.op);
-    }
-    // The new view's log is installed up to h.op: a commit number above it is none of its.
-    this.commit_hint = h.commit;
-    if (Math.min(h.commit, h.op) > this.commit_max) {
-      this.commit_max = Math.min(h.commit, h.op);
-      this.commit_max_checksum = null;
-    }
-    this.primary_checkpoint_op = h.checkpoint_op;
-    this.timeout_view_change.stop();
-    this.timeout_view_change_resend.stop();
-    if (this.recovering !== null) {
-      this.recovering.installed(h.view, h.op);
-      this.timeout_normal.start();
-      this.maybeStartSync();
-      this.repair();
-      this.maybeFinishRecovering();
-      return;
-    }
-    this.enterNormalBackup();
-    assert(
-      this.view === h.view && this.log_view === h.view,
-      () => `replica ${this.replica}: installed view ${h.view} as view ${this.view}, log_view ${this.log_view}`,
-    );
-    assert(
-      this.view_change === null && this.leader === null && this.status === "normal",
-      () => `replica ${this.replica}: installed view ${h.view} but still holds view change or leader state`,
-    );
-    this.writeState();
-    this.acks_after_start_view = h.commit;
-    this.env.log(
-      "info",
-      `replica ${this.replica}: installed view ${this.view} from primary ${h.replica}: op ${this.op}, commit ${this.commit_max}`,
-    );
-    this.maybeStartSync();
-    this.repair();
-    this.executeCommitted();
-  }
-
-  private enterNormalBackup(): void {
+  enterNormalBackup(): void {
     assert(
       !this.isPrimary() && this.leader === null && !this.start_view_pending,
       () => `replica ${this.replica}: entering view ${this.view} as a backup while its primary`,
@@ -2011,40 +1796,11 @@ export class Replica {
     );
   }
 
-  /**
-   * Whether this replica, changing views, may join the lower view v that it learns is alive: it
-   * left its old view on its own timeout or votes, but promised nothing beyond view_durable (no
-   * do_view_change or start_view is sent before the view is durable), so joining any view from
-   * view_durable on breaks no promise, and spares a cluster that never followed it from waiting
-   * for a view change it does not need.
-   */
-  private mayJoinView(v: number): boolean {
-    return this.status === "view_change" && v >= this.view_durable && v >= this.log_view && v < this.view;
-  }
-
-  private requestStartView(view?: number): void {
-    const v = view ?? this.view;
-    const primary = primaryIndex(v, this.config.replica_count);
-    if (primary === this.replica) return;
-    let nonce = 0n;
-    if (this.recovering !== null) {
-      // Odd, so never 0: a start_view echoing 0 answers nobody's recovery.
-      nonce = this.env.random.u64() | 1n;
-      this.recovering.asked(nonce);
-    }
-    this.env.sendToReplica(primary, buildRequestStartView(this.envelope(this.view), { view: v, nonce }));
-  }
-
-  private onRequestStartView(message: Message): void {
-    const h = message.header;
-    if (h.view === this.view && this.isActingPrimary()) this.sendStartView(h.replica, readRequestStartView(message).nonce);
-  }
-
   /** RULE (lost disk): a recovering replica rejoins once Recovering.step says it is ready; until
    * its view, installed log and synced checkpoint are durable it persists them, since a restart
    * must reload every op it will acknowledge (opPrepareOkMax). What it persists never names a
    * checkpoint older than the floor (retryCheckpoint takes one if a write failed). */
-  private maybeFinishRecovering(): void {
+  maybeFinishRecovering(): void {
     const recovering = this.recovering;
     if (recovering === null) return;
     const step = recovering.step({
@@ -2083,7 +1839,7 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Repair: missing or damaged prepares are fetched from peers by (op, checksum)
 
-  private repair(): void {
+  repair(): void {
     if (this.status === "blank" || (this.status === "view_change" && !this.start_view_pending)) return;
     if (this.sync !== null) {
       // A stalled sync asks the next peer (the one asked may have moved past this checkpoint);
@@ -2102,7 +1858,7 @@ export class Replica {
       return;
     }
     if (this.recovering !== null && this.recovering.view !== this.view) {
-      this.requestStartView();
+      this.view_install.requestStartView();
       return;
     }
     if (this.status === "recovering") this.maybeFinishRecovering();
@@ -2140,7 +1896,7 @@ export class Replica {
     }
     // The repair timer asks for what is still missing; answering every headers message with a
     // new round of requests would let two replicas amplify each other's traffic.
-    if (this.start_view_pending) this.maybeFinishStartView();
+    if (this.start_view_pending) this.view_install.maybeFinishStartView();
     this.executeCommitted();
   }
 
@@ -2160,7 +1916,7 @@ export class Replica {
 
   /** The top of the log (up to view_headers_max headers ending at op), for do_view_change,
    * start_view and the superblock. */
-  private suffixHeaders(): Header[] {
+  suffixHeaders(): Header[] {
     if (this.journal.header(this.op) !== null) {
       const headers = this.journal.range(this.op - view_headers_max + 1, this.op);
       assert(
