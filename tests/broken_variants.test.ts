@@ -90,7 +90,7 @@ class ReadFromBackup extends Replica {
 
 /** A replica sends do_view_change before the view it promises is durable (it writes it after). */
 class ViewAfterDoViewChange extends Replica {
-  protected override promiseNeedsDurableView(): boolean {
+  override promiseNeedsDurableView(): boolean {
     return false;
   }
 }
@@ -137,7 +137,7 @@ class TornRecordsKept extends FileStorage {
 }
 
 class WholeJournalDamaged extends Replica {
-  protected override damagedOps(): number[] {
+  override damagedOps(): number[] {
     const damaged = super.damagedOps();
     if (damaged.length === 0) return damaged;
     return Array.from({ length: this.config.journal_slot_count }, (_, i) => this.commit_min + 1 + i);

@@ -55,25 +55,22 @@ import { ValueKeeper } from "./value_keeper.ts";
 import { Repairer } from "./repairer.ts";
 import { Recovering } from "./recovery.ts";
 import { ViewInstall } from "./start_view.ts";
+import { ViewChangeVotes } from "./view_change_votes.ts";
 import { primaryIndex, type Env, type LogLevel, type ReplicaObserver, type Status } from "./env.ts";
 import {
   buildCommitOk,
-  buildDoViewChange,
   buildPing,
   buildPong,
   buildPrepareOk,
   buildReply,
   buildRequestSync,
-  buildStartViewChange,
   buildSyncChunk,
   decodeHeaders,
   readCommit,
-  readDoViewChange,
   readHeaders,
   readPing,
   readPong,
   readRequestSync,
-  readStartViewChange,
   readSyncChunk,
   suffixValid,
   type ClientReply,
@@ -135,8 +132,6 @@ export class Replica {
   view_change: ViewChanging | null = null;
   /** Non-null exactly while status is recovering (lib/vsr/recovery.ts). */
   recovering: Recovering | null = null;
-  /** Normal status: start_view_change votes for higher views, per view (f+1 move this replica). */
-  svc_higher = new Map<number, Set<number>>();
   /** This replica, primary of `view`, has chosen the view's log but not yet sent start_view (it
    * waits for the log to be durable and complete): it does not lead yet. */
   start_view_pending = false;
@@ -206,8 +201,6 @@ export class Replica {
   private no_space_ticks = 0;
   /** The commit of a start_view just installed; its acknowledgements wait for it to be durable. */
   acks_after_start_view: number | null = null;
-  /** A view change has stalled since this replica was last in normal status (log noise only). */
-  view_change_stalled = false;
   /**
    * The log suffix log_view vouches for, as last installed or persisted. The journal window
    * (journal_slot_count ops above the last executed op) holds it normally; a replica far behind
@@ -221,7 +214,8 @@ export class Replica {
   /** The acting primary's normal operation, driving the Leader (primary.ts). */
   readonly primary: Primary;
   /** The new view's log and start_view: choosing, sending, installing, asking (start_view.ts). */
-  private readonly view_install: ViewInstall;
+  readonly view_install: ViewInstall;
+  readonly votes: ViewChangeVotes;
   /** The journal and head last checked by invariants() (its window checks cost a pass). */
   private invariants_mark = -1;
 
@@ -274,6 +268,7 @@ export class Replica {
     this.repairer = new Repairer(this);
     this.primary = new Primary(this);
     this.view_install = new ViewInstall(this);
+    this.votes = new ViewChangeVotes(this);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -306,8 +301,8 @@ export class Replica {
     if (this.timeout_probe.tick()) this.sendProbe();
     if (this.timeout_normal.tick()) this.onNormalTimeout();
     if (this.timeout_heartbeat.tick() && this.primary.onHeartbeatTimeout() === "abdicate") this.startViewChange(this.view + 1);
-    if (this.timeout_view_change.tick()) this.onViewChangeTimeout();
-    if (this.timeout_view_change_resend.tick()) this.onViewChangeResend();
+    if (this.timeout_view_change.tick() && !this.votes.onViewChangeTimeout()) this.timeout_view_change.stop();
+    if (this.timeout_view_change_resend.tick() && !this.votes.onViewChangeResend()) this.timeout_view_change_resend.stop();
     if (this.timeout_prepare.tick()) this.primary.onPrepareTimeout();
     if (this.timeout_repair.tick()) this.repair();
     this.checkSpace();
@@ -413,9 +408,9 @@ export class Replica {
         if (this.primary.onCommitOk(message)) this.serveReads();
         return;
       case Command.start_view_change:
-        return this.onStartViewChange(message);
+        return this.votes.onStartViewChange(message);
       case Command.do_view_change:
-        return this.onDoViewChange(message);
+        return this.votes.onDoViewChange(message);
       case Command.start_view:
         return this.view_install.onStartView(message);
       case Command.request_start_view:
@@ -556,7 +551,7 @@ export class Replica {
       this.view_change = newViewChange(this.replica);
       this.timeout_view_change.start();
       this.timeout_view_change_resend.start();
-      this.sendToOthers(this.makeStartViewChange());
+      this.sendToOthers(this.votes.makeStartViewChange());
     }
   }
 
@@ -572,7 +567,7 @@ export class Replica {
 
   /** Ops above those executed whose journal slot was found damaged: this replica cannot tell
    * whether it acknowledged them, so it never votes them away. */
-  protected damagedOps(): number[] {
+  damagedOps(): number[] {
     return this.journal.damagedOps(this.commit_min, this.commit_min + this.config.journal_slot_count).filter((op) => {
       const h = this.journal.header(op);
       return h === null || !this.journal.hasDurable(op, h.checksum);
@@ -781,7 +776,7 @@ export class Replica {
       return;
     }
     if (this.status === "view_change") {
-      this.maybeSendDoViewChange();
+      this.votes.maybeSendDoViewChange();
       if (this.start_view_pending) this.view_install.maybeFinishStartView();
       return;
     }
@@ -1075,7 +1070,7 @@ export class Replica {
 
   /** RULE (persist before you promise): do_view_change waits for the view to be durable. (The
    * simulator's tests override this to prove a replica that does not wait is caught.) */
-  protected promiseNeedsDurableView(): boolean {
+  promiseNeedsDurableView(): boolean {
     return true;
   }
 
@@ -1099,7 +1094,7 @@ export class Replica {
       // A recovering replica that promised a view the cluster never reached waits for a start_view
       // of it that would never come: start_view_change carries its durable view, and moves the
       // cluster there (onStartViewChange).
-      this.env.sendToReplica(h.replica, this.makeStartViewChange());
+      this.env.sendToReplica(h.replica, this.votes.makeStartViewChange());
       return;
     }
     if (h.view < this.view || this.isPrimary()) return;
@@ -1537,14 +1532,14 @@ export class Replica {
 
   /** Leaves the current view for `view`: on this replica's own timeout, on start_view_change from
    * f+1 others, or on a do_view_change/start_view_change for a higher view while changing views. */
-  private startViewChange(view: number): void {
+  startViewChange(view: number): void {
     assert(view > this.view || (view === this.view && this.status !== "normal"), "view change to an older view");
     if (this.status === "recovering") return;
     if (view > this.view) this.stats.view_changes += 1;
     this.status = "view_change";
     this.view = view;
     this.view_change = newViewChange(this.replica);
-    this.svc_higher = new Map();
+    this.votes.forgetHigherViews();
     this.start_view_pending = false;
     this.leader = null;
     this.sync = null;
@@ -1558,172 +1553,8 @@ export class Replica {
     this.timeout_prepare.stop();
     this.timeout_view_change.start();
     this.timeout_view_change_resend.start();
-    this.sendToOthers(this.makeStartViewChange());
-    this.maybeSendDoViewChange();
-  }
-
-  /** start_view_change carries the sender's durable view (context): a replica that has made a
-   * view durable can never come back below it. */
-  private makeStartViewChange(): Message {
-    return buildStartViewChange(this.envelope(this.view), { durable_view: Math.max(0, this.view_durable) });
-  }
-
-  private onStartViewChange(message: Message): void {
-    const h = message.header;
-    if (this.status === "blank" || this.status === "recovering" || h.view < this.view) return;
-    if (this.status === "normal") {
-      // RULE: a replica in normal status leaves its view only on its own timeout or when f+1
-      // others want to; one replica that cannot hear the primary must not depose it.
-      if (h.view <= this.view) return;
-      const promised = readStartViewChange(message).durable_view;
-      if (this.isPrimary() && promised > this.view && promised <= h.view) {
-        // The sender made a higher view durable (it sent do_view_change in it, after a quorum had
-        // agreed to leave the view before), so it can never rejoin this one: without a view change
-        // it would stay out for good. One view change to that view brings it back.
-        this.env.log(
-          "info",
-          `replica ${this.replica}: replica ${h.replica} has promised view ${promised} and cannot return to view ${this.view}: moving the cluster to view ${promised} so it can rejoin`,
-        );
-        this.startViewChange(promised);
-        return;
-      }
-      let votes = this.svc_higher.get(h.view);
-      if (votes === undefined) {
-        votes = new Set();
-        this.svc_higher.set(h.view, votes);
-      }
-      votes.add(h.replica);
-      if (votes.size >= this.f + 1) this.startViewChange(h.view);
-      return;
-    }
-    if (h.view > this.view) this.startViewChange(h.view);
-    assert(
-      this.view === h.view && this.view_change !== null,
-      () => `replica ${this.replica}: counting a start_view_change for view ${h.view} while in view ${this.view} (${this.status})`,
-    );
-    this.view_change!.svc_from.add(h.replica);
-    this.maybeSendDoViewChange();
-  }
-
-  private onViewChangeResend(): void {
-    if (this.status !== "view_change") {
-      this.timeout_view_change_resend.stop();
-      return;
-    }
-    this.sendToOthers(this.makeStartViewChange());
-    // The same do_view_change again: built from durable state when first sent, it stays true, while
-    // one rebuilt now could count a prepare written since, not yet durable, as never held.
-    const dvc = this.view_change!.dvc_message;
-    if (dvc !== null && !this.isPrimary()) this.env.sendToReplica(primaryIndex(this.view, this.config.replica_count), dvc);
-  }
-
-  /** A stalled view change moves on to the next view, but only once a quorum agreed to leave the
-   * current one: a replica cut off alone keeps its view instead of racing ahead of the cluster. */
-  private onViewChangeTimeout(): void {
-    if (this.status !== "view_change") {
-      this.timeout_view_change.stop();
-      return;
-    }
-    if (this.view_change!.svc_from.size >= this.quorum) {
-      // Once per episode at info (a partition stalls every ~600 ms while it lasts); then debug.
-      this.env.log(
-        this.view_change_stalled ? "debug" : "info",
-        `replica ${this.replica}: view change to ${this.view} stalled: trying view ${this.view + 1}${this.view_change_stalled ? "" : " (further stalls until a view is established are logged at debug)"}`,
-      );
-      this.view_change_stalled = true;
-      this.startViewChange(this.view + 1);
-    }
-  }
-
-  /** RULE (persist before you promise): do_view_change is sent only once this view is durable,
-   * and is built only from durable state (nothing is left to flush). */
-  private maybeSendDoViewChange(): void {
-    const vc = this.view_change;
-    if (vc === null || vc.dvc_sent || vc.svc_from.size < this.quorum) return;
-    if (this.view_durable !== this.view) {
-      if (this.durable.in_flight?.view !== this.view) this.writeState();
-      if (this.promiseNeedsDurableView()) return;
-    }
-    if (this.storage.pending() && this.promiseNeedsDurableView()) return;
-    // RULE (persist before you promise), asserted apart from the checks above.
-    assert(
-      this.view_durable === this.view || !this.promiseNeedsDurableView(),
-      () => `replica ${this.replica}: do_view_change for view ${this.view} before the view is durable (${this.view_durable})`,
-    );
-    vc.dvc_sent = true;
-    this.sendDoViewChange(vc);
-  }
-
-  private sendDoViewChange(vc: ViewChanging): void {
-    assert(
-      this.status === "view_change" && this.view_change === vc && vc.dvc_sent,
-      () => `replica ${this.replica}: a do_view_change outside its view change`,
-    );
-    assert(this.log_view < this.view, () => `replica ${this.replica}: do_view_change for view ${this.view} with log_view ${this.log_view}`);
-    const primary = primaryIndex(this.view, this.config.replica_count);
-    const headers = this.suffixHeaders();
-    const presence = new Uint8Array(headers.length);
-    headers.forEach((header, i) => {
-      presence[i] =
-        this.journal.hasDurable(header.op, header.checksum) || header.op <= this.commit_min
-          ? presence_present
-          : this.journal.isFaulty(header.op, header.checksum)
-            ? presence_faulty
-            : presence_absent;
-    });
-    const faulty_ops = this.damagedOps();
-    // RULE (damage is per slot): only the ops whose own slot is damaged are withheld from nacks.
-    for (const op of faulty_ops)
-      assert(this.journal.isDamaged(op), () => `replica ${this.replica}: reports op ${op} faulty, but its journal slot is not damaged`);
-    const dvc: DoViewChange = { log_view: this.log_view, op: this.op, commit: this.commit_max, headers, presence, faulty_ops };
-    this.observer?.doViewChange(this.replica, this.view, dvc);
-    if (primary === this.replica) {
-      vc.dvc_from.set(this.replica, dvc);
-      this.view_install.maybeStartView();
-      return;
-    }
-    vc.dvc_message = buildDoViewChange(this.envelope(this.view), dvc);
-    this.env.sendToReplica(primary, vc.dvc_message);
-  }
-
-  private onDoViewChange(message: Message): void {
-    const h = message.header;
-    if (this.status === "blank" || this.status === "recovering" || h.view < this.view) return;
-    if (primaryIndex(h.view, this.config.replica_count) !== this.replica) return;
-    const body = readDoViewChange(message);
-    if (typeof body === "string") return this.drop(message, body);
-    // Its log was normal in an earlier view than the one it votes for.
-    if (h.log_view >= h.view)
-      return this.violation(h.replica, h.command, `log_view ${h.log_view} not below its view ${h.view}`, h.checksum);
-    const { headers, presence, faulty_ops } = body;
-    if (h.view === this.view && this.status === "normal") {
-      // It missed the start_view: resend it.
-      this.view_install.sendStartView(h.replica);
-      return;
-    }
-    if (h.view > this.view) this.startViewChange(h.view);
-    const vc = this.view_change;
-    if (vc === null) return;
-    assert(
-      this.view === h.view && this.status === "view_change",
-      () => `replica ${this.replica}: counting a do_view_change for view ${h.view} while in view ${this.view}`,
-    );
-    // A do_view_change implies its sender voted to leave the old view.
-    vc.svc_from.add(h.replica);
-    // A commit number above the sender's own head is none it could know (its log holds every op it
-    // learned committed): believe it only up to there.
-    assert(h.replica !== this.replica, "a do_view_change from itself arrives as a message");
-    vc.dvc_from.set(h.replica, {
-      log_view: h.log_view,
-      op: h.op,
-      commit: Math.min(h.commit, h.op),
-      headers,
-      presence,
-      faulty_ops,
-      checksum: h.checksum,
-    });
-    this.maybeSendDoViewChange();
-    this.view_install.maybeStartView();
+    this.sendToOthers(this.votes.makeStartViewChange());
+    this.votes.maybeSendDoViewChange();
   }
 
   /** The view's log above the commit (lib/vsr/view_change.ts; the simulator's tests override
@@ -1784,7 +1615,7 @@ export class Replica {
       () => `replica ${this.replica}: entering view ${this.view} as a backup while its primary`,
     );
     this.status = "normal";
-    this.view_change_stalled = false;
+    this.votes.viewEstablished();
     this.timeout_normal.start();
     this.timeout_heartbeat.stop();
     this.timeout_prepare.stop();
@@ -1945,6 +1776,7 @@ export class Replica {
     if (this.view_durable > this.view || this.log_view_durable > Math.max(this.view_durable, 0))
       this.broken(`durable view ${this.view_durable}/${this.log_view_durable} ahead of view`);
     this.durable.invariants(this.status === "recovering");
+    this.votes.invariants((what) => this.broken(what));
     if (this.status !== "recovering" && this.status !== "blank") {
       if (this.checkpoint.op > this.commit_min)
         this.broken(`durable checkpoint ${this.checkpoint.op} above what it executed (${this.commit_min})`);

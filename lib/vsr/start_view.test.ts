@@ -58,6 +58,14 @@ class FakeHost implements ViewInstallHost {
   view_change: ViewChanging | null;
   svc_higher = new Map<number, Set<number>>();
   view_change_stalled = true;
+  readonly votes = {
+    viewEstablished: (): void => {
+      this.view_change_stalled = false;
+    },
+    forgetHigherViews: (): void => {
+      this.svc_higher = new Map();
+    },
+  };
   leader: Leader | null = null;
   recovering: Recovering | null = null;
   formed = true;

@@ -44,8 +44,9 @@ export interface ViewInstallHost {
   acks_after_start_view: number | null;
   start_view_pending: boolean;
   view_change: ViewChanging | null;
-  svc_higher: Map<number, Set<number>>;
-  view_change_stalled: boolean;
+  /** The votes to leave a view (view_change_votes.ts): a view established ends a stall episode and
+   * the votes for higher views. */
+  readonly votes: { viewEstablished(): void; forgetHigherViews(): void };
   leader: Leader | null;
   readonly recovering: Recovering | null;
   readonly formed: boolean;
@@ -212,7 +213,7 @@ export class ViewInstall {
     r.start_view_pending = false;
     r.status = "normal";
     r.view_change = null;
-    r.view_change_stalled = false;
+    r.votes.viewEstablished();
     r.observer?.primary(r.replica, r.view);
     const pipeline: PipelineEntry[] = [];
     for (let op = r.commit_max + 1; op <= r.op; op++) {
@@ -303,7 +304,7 @@ export class ViewInstall {
     r.view = h.view;
     r.log_view = h.view;
     r.view_change = null;
-    r.svc_higher = new Map();
+    r.votes.forgetHigherViews();
     r.leader = null;
     r.start_view_pending = false;
     if (same_log) {
