@@ -170,7 +170,7 @@ class OlderViewPrepares extends Replica {
 
 /** Missed before: a linearizable read confirmed by a heartbeat round sent before it arrived. */
 class ReadConfirmedByEarlierRound extends Replica {
-  protected override readRound(): number {
+  override readRound(): number {
     return Math.max(1, super.readRound() - 1);
   }
 }

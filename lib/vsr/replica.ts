@@ -21,11 +21,9 @@ import type { Prng } from "../util/prng.ts";
 import { hex32 } from "../util/hex.ts";
 import { LogLimiter } from "../net/log_limiter.ts";
 import { Command, Header, type Message } from "../net/codec.ts";
-import { journal_slot_count_max, key_size_max, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
+import { journal_slot_count_max, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
 import { ObjectStore } from "../store/object_store.ts";
-import { executeRead, executeWrite, validateRequest } from "../store/execute.ts";
-import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
-import { ClientTable, type StoredReply } from "./client_table.ts";
+import { ClientTable } from "./client_table.ts";
 import { Journal } from "./journal.ts";
 import { Formation, type FormationDecision } from "./formation.ts";
 import { Timeout } from "./timeout.ts";
@@ -56,6 +54,7 @@ import { Repairer } from "./repairer.ts";
 import { Recovering } from "./recovery.ts";
 import { ViewInstall } from "./start_view.ts";
 import { ViewChangeVotes } from "./view_change_votes.ts";
+import { StateMachine } from "./state_machine.ts";
 import { primaryIndex, type Env, type LogLevel, type ReplicaObserver, type Status } from "./env.ts";
 import {
   buildCommitOk,
@@ -75,9 +74,6 @@ import {
   suffixValid,
   type ClientReply,
   type Envelope,
-  type OrderedRequest,
-  type Reply,
-  type ReplyTo,
 } from "./messages.ts";
 export { rootPrepare, stateDigest };
 
@@ -105,7 +101,7 @@ export class Replica {
   commit_min_checksum = 0n;
   /** The header of the prepare at commit_min (a checkpoint there records it as its anchor; its
    * journal slot may already hold the op a window later). */
-  private commit_min_header: Header;
+  commit_min_header: Header;
   /** The checkpoint a restart would load. */
   get checkpoint(): CheckpointId {
     return this.durable.checkpoint;
@@ -208,7 +204,7 @@ export class Replica {
    */
   private view_headers: Header[] = [];
   /** Values at rest: scrubbing, compaction, repair of damaged values (value_keeper.ts). */
-  private readonly values: ValueKeeper;
+  readonly values: ValueKeeper;
   /** What the log is missing, asked of peers, and peers' requests answered (repairer.ts). */
   private readonly repairer: Repairer;
   /** The acting primary's normal operation, driving the Leader (primary.ts). */
@@ -216,6 +212,8 @@ export class Replica {
   /** The new view's log and start_view: choosing, sending, installing, asking (start_view.ts). */
   readonly view_install: ViewInstall;
   readonly votes: ViewChangeVotes;
+  /** Requests on arrival, and committed batches applied to the store and the client table: state_machine.ts. */
+  private readonly state_machine: StateMachine;
   /** The journal and head last checked by invariants() (its window checks cost a pass). */
   private invariants_mark = -1;
 
@@ -269,6 +267,7 @@ export class Replica {
     this.primary = new Primary(this);
     this.view_install = new ViewInstall(this);
     this.votes = new ViewChangeVotes(this);
+    this.state_machine = new StateMachine(this);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -405,7 +404,7 @@ export class Replica {
       case Command.commit:
         return this.onCommit(message);
       case Command.commit_ok:
-        if (this.primary.onCommitOk(message)) this.serveReads();
+        if (this.primary.onCommitOk(message)) this.state_machine.serveReads();
         return;
       case Command.start_view_change:
         return this.votes.onStartViewChange(message);
@@ -798,30 +797,7 @@ export class Replica {
   // Normal operation: the primary
 
   protected onRequest(message: Message): void {
-    const h = message.header;
-    const leader = this.leader;
-    if (leader === null) return this.replyError(message, Result.not_primary);
-    if (!this.formed) return this.replyError(message, Result.busy);
-    const operation = h.operation;
-    const valid = validateRequest(operation, message.body, this.config.value_size_max);
-    if (valid !== Result.ok) return this.replyError(message, valid);
-    if (!isWrite(operation)) return this.enqueueRead(leader, message);
-    if (this.no_space) return this.replyError(message, Result.no_space);
-    const session = this.clients.get(h.client);
-    if (operation !== Operation.register && (session === undefined || session.session !== h.session)) {
-      return this.replyError(message, Result.evicted);
-    }
-    if (session !== undefined && h.request <= session.request) {
-      // A retry of an executed request gets its stored reply; an older one is stale.
-      if (h.request === session.request)
-        this.sendStoredReply({ client: h.client, request: session.request, session: session.session }, session.reply);
-      return;
-    }
-    // A retry of a request already queued or being prepared is answered when that one executes.
-    const queued = leader.queueRequest(message);
-    if (queued === "in_flight") return;
-    if (queued === "busy") return this.replyError(message, Result.busy);
-    this.primary.prepareQueued();
+    if (this.state_machine.onRequest(message)) this.primary.prepareQueued();
   }
 
   /**
@@ -857,41 +833,11 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Linearizable reads
 
-  private enqueueRead(leader: Leader, message: Message): void {
-    if (this.log_view_durable !== this.view) return this.replyError(message, Result.busy);
-    // RULE (reads): the read needs commit >= the op at arrival, and a heartbeat round sent after
-    // it arrived, confirmed by f backups still in this view.
-    if (!leader.reads.enqueue(message, this.op, this.readRound())) return this.replyError(message, Result.busy);
-    this.serveReads();
-  }
-
   /** The heartbeat round that confirms a read arriving now: the next one, sent after it arrived.
    * (The simulator's tests override this to prove a read confirmed by an earlier round is caught.) */
-  protected readRound(): number {
+  readRound(): number {
     assert(this.leader !== null, () => `replica ${this.replica}: a read round asked of a replica not leading`);
     return this.leader.reads.round + 1;
-  }
-
-  /** Serves the reads whose conditions hold. Rounds are shared: reads that arrive while a round
-   * is in flight wait for the next one, which is sent as soon as the current one is confirmed. */
-  private serveReads(): void {
-    const leader = this.leader;
-    if (leader === null) return;
-    for (const waiter of leader.reads.takeReady(this.commit_min)) {
-      const h = waiter.message.header;
-      const result = executeRead(this.store, h.operation, waiter.message.body, (key, entry) => this.values.readValue(key, entry));
-      this.sendReply({
-        client: h.client,
-        request: h.request,
-        session: h.session,
-        operation: h.operation,
-        result: result.result,
-        body: result.body,
-        op: 0,
-        timestamp: this.realtime,
-      });
-    }
-    if (leader.reads.roundDue()) this.primary.sendCommit(leader);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1212,7 +1158,7 @@ export class Replica {
       const op = this.commit_min + 1;
       const header = this.journal.header(op)!;
       const prepare =
-        this.pipelineMessage(op, header.checksum) ??
+        this.state_machine.pipelineMessage(op, header.checksum) ??
         this.recent_prepares.take(op, header.checksum) ??
         this.storage.readPrepare(op, header.checksum);
       if (prepare === null) {
@@ -1221,7 +1167,7 @@ export class Replica {
         this.journal.damaged(header);
         break;
       }
-      this.execute(prepare);
+      this.state_machine.execute(prepare);
       if (this.commit_min % this.config.checkpoint_interval_ops === 0) this.takeCheckpoint();
     }
     // Execution moves forward one op at a time, and never past the verified log.
@@ -1229,125 +1175,11 @@ export class Replica {
       this.commit_min >= executed_before && this.commit_min <= up_to,
       () => `replica ${this.replica}: executed from ${executed_before} to ${this.commit_min}, verified up to ${up_to}`,
     );
-    if (this.isPrimary() && this.status === "normal") this.serveReads();
+    if (this.isPrimary() && this.status === "normal") this.state_machine.serveReads();
   }
 
-  private pipelineMessage(op: number, checksum_: bigint): Message | null {
-    const message = this.leader?.message(op, checksum_) ?? null;
-    assert(
-      message === null || (message.header.op === op && message.header.checksum === checksum_),
-      () => `primary ${this.replica}: pipeline holds another prepare at op ${op}`,
-    );
-    return message;
-  }
-
-  private execute(prepare: Message): void {
-    const h = prepare.header;
-    assert(h.op === this.commit_min + 1, () => `replica ${this.replica}: executing op ${h.op} after ${this.commit_min}`);
-    assert(h.parent === this.commit_min_checksum, () => `replica ${this.replica}: op ${h.op} does not chain to the op executed before it`);
-    const batch = decodeBatch(prepare.body);
-    assert(batch !== null, () => `replica ${this.replica}: prepare ${h.op} has a malformed batch`);
-    const location = this.storage.prepareBodyLocation(h.op, h.checksum);
-    assert(location !== null, () => `replica ${this.replica}: prepare ${h.op} executed but not journaled`);
-    const reply = this.status === "normal" && this.isPrimary();
-    for (const entry of batch) {
-      this.leader?.executed(entry.client, entry.request);
-      this.executeRequest(h, entry, { segment: location.segment, offset: location.offset + entry.body_offset }, reply);
-    }
-    this.commit_min = h.op;
-    this.commit_min_checksum = h.checksum;
-    this.commit_min_header = h;
-    if (this.commit_min > this.commit_max) this.commit_max = this.commit_min;
-    assert(this.commit_min <= this.op, () => `replica ${this.replica}: executed op ${this.commit_min} above its head ${this.op}`);
-    this.observer?.executed(this.replica, prepare);
-  }
-
-  /** Executes one request of a committed batch; the primary (reply) answers its client. */
-  private executeRequest(prepare: Header, req: OrderedRequest, body_location: { segment: number; offset: number }, reply: boolean): void {
-    const { client, session, request, operation } = req;
-    if (operation === Operation.register) {
-      const existing = this.clients.get(client);
-      // Registers are not checked for at-most-once: a register retried after its session was
-      // evicted is indistinguishable from a new one, and harmless (the client re-registers again
-      // when its next request is answered `evicted`).
-      if (existing !== undefined && request <= existing.request) {
-        if (reply && request === existing.request) this.sendStoredReply({ client, request, session: existing.session }, existing.reply);
-        return;
-      }
-      const stored: StoredReply = { op: prepare.op, timestamp: prepare.timestamp, operation, result: Result.ok, body: new Uint8Array(0) };
-      const evicted = this.clients.register(client, prepare.op, request, stored);
-      if (evicted !== null) this.env.log("debug", `replica ${this.replica}: client table full: evicted client ${evicted.toString(16)}`);
-      // The new session is the register's op.
-      if (reply) this.sendStoredReply({ client, request, session: prepare.op }, stored);
-      return;
-    }
-    const entry = this.clients.get(client);
-    if (entry === undefined || entry.session !== session) {
-      // RULE (sessions): evicted or stale sessions are refused at execution, on every replica alike.
-      if (reply)
-        this.sendReply({
-          client,
-          request,
-          session,
-          operation,
-          result: Result.evicted,
-          body: new Uint8Array(0),
-          op: prepare.op,
-          timestamp: prepare.timestamp,
-        });
-      return;
-    }
-    if (request <= entry.request) {
-      // A duplicate that was ordered twice (a retry across a view change): executed at most once.
-      this.observer?.request(this.replica, client, request, prepare.op, true);
-      if (reply && request === entry.request) this.sendStoredReply({ client, request, session }, entry.reply);
-      return;
-    }
-    const result = executeWrite(this.store, prepare.timestamp, operation, req.body, body_location);
-    const stored: StoredReply = { op: prepare.op, timestamp: prepare.timestamp, operation, result: result.result, body: result.body };
-    this.clients.record(client, prepare.op, request, stored);
-    this.observer?.request(this.replica, client, request, prepare.op, false);
-    if (reply) this.sendStoredReply({ client, request, session }, stored);
-  }
-
-  private sendStoredReply(to: ReplyTo, stored: StoredReply): void {
-    this.sendReply({
-      client: to.client,
-      request: to.request,
-      session: to.session,
-      operation: stored.operation,
-      result: stored.result,
-      body: stored.body,
-      op: stored.op,
-      timestamp: stored.timestamp,
-    });
-  }
-
-  protected sendReply(reply: ClientReply): void {
+  sendReply(reply: ClientReply): void {
     this.env.sendToClient(reply.client, buildReply(this.envelope(this.view), { ...reply, commit: this.commit_max }));
-  }
-
-  private replyError(message: Message, result: Result): void {
-    this.stats.requests_rejected += 1;
-    const h = message.header;
-    // A replica changing views names the last view whose primary it knew as a hint (a recovering
-    // one, the view it adopted from its peers).
-    const view = result === Result.not_primary && this.status === "view_change" ? this.log_view : this.view;
-    // The limit a request broke travels with the error, so a client can name it.
-    const limit = result === Result.value_too_large ? this.config.value_size_max : result === Result.key_invalid ? key_size_max : null;
-    const body = limit === null ? new Uint8Array(0) : encodeU64(limit);
-    const reply: Reply = {
-      client: h.client,
-      request: h.request,
-      session: h.session,
-      operation: h.operation,
-      result,
-      body,
-      op: 0,
-      commit: this.commit_max,
-      timestamp: 0,
-    };
-    this.env.sendToClient(h.client, buildReply(this.envelope(view), reply));
   }
 
   /** The fields every message this replica sends carries (docs/PROTOCOL.md §4.2), in view. */

@@ -1,0 +1,271 @@
+import { describe, expect, test } from "bun:test";
+import { Command, Header, type Message } from "../net/codec.ts";
+import { defaultConfig } from "../constants.ts";
+import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
+import { Operation, Result, decodeU64, encodeKeyRequest } from "../store/operations.ts";
+import { ClientTable } from "./client_table.ts";
+import { Leader } from "./leader.ts";
+import { encodeBatch } from "./batch.ts";
+import { buildPrepare, buildRequest, readReply, type ClientReply, type Envelope } from "./messages.ts";
+import type { Env, ReplicaObserver, Status } from "./env.ts";
+import { StateMachine, type StateMachineHost } from "./state_machine.ts";
+import { rootPrepare } from "./root.ts";
+import { Prng } from "../util/prng.ts";
+
+const config = { ...defaultConfig(3, 7n), value_size_max: 64 };
+const root = rootPrepare(config.cluster, config.replica_count);
+const enc = new TextEncoder();
+
+/** Replica 0 of three, primary of view 1, with the hooks recorded instead of sent. */
+class FakeHost implements StateMachineHost {
+  readonly config = config;
+  readonly replica = 0;
+  readonly sent_errors: { client: bigint; view: number; result: Result; body: Uint8Array }[] = [];
+  readonly replies: ClientReply[] = [];
+  readonly logs: string[] = [];
+  readonly env: Env = {
+    sendToReplica: () => {
+      throw new Error("the state machine sends nothing to replicas");
+    },
+    sendToClient: (client, message) => {
+      const r = readReply(message);
+      this.sent_errors.push({ client, view: message.header.view, result: r.result, body: r.body });
+    },
+    random: new Prng(1),
+    log: (_level, text) => this.logs.push(text),
+  };
+  readonly storage = { prepareBodyLocation: (op: number) => ({ segment: 1, offset: op * 1000 }) };
+  readonly stats = { requests_rejected: 0 };
+  readonly requests: { client: bigint; request: number; op: number; duplicate: boolean }[] = [];
+  readonly observer: ReplicaObserver = {
+    executed: () => {},
+    request: (_replica, client, request, op, duplicate) => this.requests.push({ client, request, op, duplicate }),
+    primary: () => {},
+    doViewChange: () => {},
+    violation: () => {},
+  };
+  status: Status = "normal";
+  view = 1;
+  log_view = 1;
+  log_view_durable = 1;
+  op = 0;
+  commit_min = 0;
+  commit_max = 0;
+  commit_min_checksum = root.checksum;
+  commit_min_header: Header = root;
+  realtime = 5000;
+  leader: Leader | null = new Leader(
+    {
+      replica_count: 3,
+      replica: 0,
+      f: 1,
+      quorum: 2,
+      request_queue_max: 4,
+      read_queue_max: 4,
+      pipeline_prepare_max: 4,
+      batch_requests_max: 4,
+      batch_size_max: 1 << 16,
+      heartbeat_ticks: 10,
+      view_change_timeout_ticks: 50,
+    },
+    [],
+    0,
+    0,
+    0,
+  );
+  formed = true;
+  no_space = false;
+  store = new ObjectStore();
+  clients = new ClientTable(2);
+  /** What a value read from disk returns (null: damaged). */
+  stored = new Map<string, Uint8Array>();
+  commits_sent = 0;
+
+  isPrimary(): boolean {
+    return this.leader !== null;
+  }
+  envelope(view: number): Envelope {
+    return { cluster: config.cluster, replica: 0, replica_count: 3, view, incarnation: 9 };
+  }
+  readRound(): number {
+    return this.leader!.reads.round + 1;
+  }
+  sendReply(reply: ClientReply): void {
+    this.replies.push(reply);
+  }
+  readonly primary = {
+    sendCommit: (leader: Leader): void => {
+      this.commits_sent += 1;
+      leader.reads.startRound(BigInt(this.commits_sent));
+    },
+  };
+  readonly values = {
+    readValue: (key: string, _entry: ObjectEntry): Uint8Array | null => this.stored.get(key) ?? null,
+  };
+}
+
+function request(client: bigint, session: number, number: number, operation: Operation, body: Uint8Array = new Uint8Array(0)): Message {
+  return buildRequest(config.cluster, { client, session, request: number, operation, view: 1, body });
+}
+
+/** The prepare of op after host.commit_min ordering these requests, chained to what it executed. */
+function prepare(host: FakeHost, requests: Message[]): Message {
+  const op = host.commit_min + 1;
+  host.op = Math.max(host.op, op);
+  host.commit_max = Math.max(host.commit_max, op);
+  const body = encodeBatch(requests.map((m) => ({ ...m.header, body: m.body })));
+  return buildPrepare(host.envelope(1), {
+    op,
+    parent: host.commit_min_checksum,
+    commit_max: op - 1,
+    timestamp: 100 + op,
+    checkpoint: { op: 0, digest: 0n, checksum: root.checksum },
+    requests: requests.length,
+    body,
+  });
+}
+
+describe("requests on arrival", () => {
+  test("a backup refuses with not_primary, naming the view it last knew a primary of while changing views", () => {
+    const host = new FakeHost();
+    host.leader = null;
+    host.status = "view_change";
+    host.view = 3;
+    const sm = new StateMachine(host);
+    expect(sm.onRequest(request(1n, 0, 1, Operation.register))).toBe(false);
+    expect(host.sent_errors).toEqual([{ client: 1n, view: 1, result: Result.not_primary, body: new Uint8Array(0) }]);
+    expect(host.stats.requests_rejected).toBe(1);
+  });
+
+  test("an invalid request is refused with the limit it broke", () => {
+    const host = new FakeHost();
+    const sm = new StateMachine(host);
+    const put = request(1n, 1, 2, Operation.put, encodeKeyRequest(enc.encode("k"), new Uint8Array(65)));
+    expect(sm.onRequest(put)).toBe(false);
+    expect(host.sent_errors[0]!.result).toBe(Result.value_too_large);
+    expect(decodeU64(host.sent_errors[0]!.body)).toBe(64);
+  });
+
+  test("writes wait for formation and space; a session unknown to the table is evicted", () => {
+    const host = new FakeHost();
+    const sm = new StateMachine(host);
+    host.formed = false;
+    expect(sm.onRequest(request(1n, 0, 1, Operation.register))).toBe(false);
+    host.formed = true;
+    host.no_space = true;
+    expect(sm.onRequest(request(1n, 0, 1, Operation.register))).toBe(false);
+    host.no_space = false;
+    expect(sm.onRequest(request(1n, 5, 2, Operation.put, encodeKeyRequest(enc.encode("k"), enc.encode("v"))))).toBe(false);
+    expect(host.sent_errors.map((e) => e.result)).toEqual([Result.busy, Result.no_space, Result.evicted]);
+  });
+
+  test("a new write asks the primary to prepare; its retry in flight waits for the one queued", () => {
+    const host = new FakeHost();
+    const sm = new StateMachine(host);
+    expect(sm.onRequest(request(1n, 0, 1, Operation.register))).toBe(true);
+    expect(sm.onRequest(request(1n, 0, 1, Operation.register))).toBe(false);
+    expect(host.sent_errors).toEqual([]);
+    expect(host.leader!.queued).toBe(1);
+  });
+});
+
+describe("committed batches", () => {
+  test("execute at most once per session, advance commit_min, and the primary answers each client", () => {
+    const host = new FakeHost();
+    const sm = new StateMachine(host);
+    const p1 = prepare(host, [request(1n, 0, 1, Operation.register)]);
+    sm.execute(p1);
+    expect(host.commit_min).toBe(1);
+    expect(host.commit_min_checksum).toBe(p1.header.checksum);
+    expect(host.clients.get(1n)?.session).toBe(1);
+    // The new session is the register's op.
+    expect(host.replies.map((r) => [r.result, r.session, r.op])).toEqual([[Result.ok, 1, 1]]);
+
+    const put = request(1n, 1, 2, Operation.put, encodeKeyRequest(enc.encode("k"), enc.encode("value")));
+    const stale = request(2n, 3, 1, Operation.put, encodeKeyRequest(enc.encode("j"), enc.encode("x")));
+    sm.execute(prepare(host, [put, stale]));
+    // Ordered again across a view change: not applied twice, answered from the table.
+    sm.execute(prepare(host, [put]));
+    expect(host.commit_min).toBe(3);
+    expect(host.store.get("k")?.version).toBe(1);
+    expect(host.store.get("j")).toBeUndefined();
+    expect(host.replies.slice(1).map((r) => [r.client, r.result, r.op])).toEqual([
+      [1n, Result.ok, 2],
+      [2n, Result.evicted, 2],
+      [1n, Result.ok, 2],
+    ]);
+    expect(host.requests.map((r) => [r.request, r.op, r.duplicate])).toEqual([
+      [2, 2, false],
+      [2, 3, true],
+    ]);
+    // A retry of the executed request on arrival gets the stored reply, not a second execution.
+    expect(sm.onRequest(put)).toBe(false);
+    expect(host.replies.at(-1)).toMatchObject({ client: 1n, request: 2, result: Result.ok, op: 2 });
+  });
+
+  test("a backup executes without replying", () => {
+    const host = new FakeHost();
+    host.leader = null;
+    const sm = new StateMachine(host);
+    sm.execute(prepare(host, [request(1n, 0, 1, Operation.register)]));
+    expect(host.commit_min).toBe(1);
+    expect(host.clients.size).toBe(1);
+    expect(host.replies).toEqual([]);
+  });
+
+  test("refuses a prepare that does not chain to the op executed last", () => {
+    const host = new FakeHost();
+    const sm = new StateMachine(host);
+    const p = prepare(host, [request(1n, 0, 1, Operation.register)]);
+    host.commit_min_checksum = 1n;
+    expect(() => sm.execute(p)).toThrow("does not chain");
+  });
+
+  test("the pipeline's copy of a prepare is found by op and checksum", () => {
+    const host = new FakeHost();
+    const sm = new StateMachine(host);
+    const p = prepare(host, [request(1n, 0, 1, Operation.register)]);
+    host.leader!.prepared(1, p.header.checksum, p);
+    expect(sm.pipelineMessage(1, p.header.checksum)).toBe(p);
+    expect(sm.pipelineMessage(1, 5n)).toBeNull();
+  });
+});
+
+describe("linearizable reads", () => {
+  test("a read waits for commit and a round sent after it arrived, confirmed by a backup", () => {
+    const host = new FakeHost();
+    const sm = new StateMachine(host);
+    sm.execute(prepare(host, [request(1n, 0, 1, Operation.register)]));
+    sm.execute(prepare(host, [request(1n, 1, 2, Operation.put, encodeKeyRequest(enc.encode("k"), enc.encode("v")))]));
+    host.stored.set("k", enc.encode("v"));
+    host.replies.length = 0;
+    const get = request(1n, 1, 3, Operation.get, encodeKeyRequest(enc.encode("k"), null));
+    expect(sm.onRequest(get)).toBe(false);
+    // Queued, and the round it waits for was started at once.
+    expect(host.replies).toEqual([]);
+    expect(host.commits_sent).toBe(1);
+    expect(host.leader!.reads.ack(1, host.leader!.reads.round)).toBe(true);
+    sm.serveReads();
+    expect(host.replies.map((r) => [r.request, r.result, r.op, r.timestamp])).toEqual([[3, Result.ok, 0, 5000]]);
+  });
+
+  test("a read is busy while the view is not durable", () => {
+    const host = new FakeHost();
+    host.log_view_durable = 0;
+    const sm = new StateMachine(host);
+    expect(sm.onRequest(request(1n, 1, 3, Operation.get, encodeKeyRequest(enc.encode("k"), null)))).toBe(false);
+    expect(host.sent_errors.map((e) => e.result)).toEqual([Result.busy]);
+    expect(host.commits_sent).toBe(0);
+  });
+});
+
+test("an error reply travels in the replica's envelope as a reply", () => {
+  const host = new FakeHost();
+  host.leader = null;
+  const captured: Message[] = [];
+  (host as { env: Env }).env = { ...host.env, sendToClient: (_client, m) => captured.push(m) };
+  new StateMachine(host).onRequest(request(4n, 0, 1, Operation.register));
+  expect(captured.map((m) => [m.header.command, m.header.client, m.header.view, m.header.incarnation])).toEqual([
+    [Command.reply, 4n, 1, 9],
+  ]);
+});

@@ -1,0 +1,258 @@
+/**
+ * The client's side of a replica: a request arriving at the primary is refused with the limit it
+ * broke, answered from the client table, queued for a read round, or queued to be prepared; a
+ * committed batch is applied to the object store and the client table, at most once per session,
+ * and the primary answers each request's client.
+ *
+ * It owns no state: the store, the client table and the commit numbers are the Replica's (the
+ * simulator, storage and state sync read and replace them), read and advanced through the host.
+ * Replies go out through the host's sendReply and a read round through its sendCommit, so the
+ * simulator's broken variants that override those hooks still run. docs/PROTOCOL.md says what the
+ * client sees: §3.13 the checks on arrival, in order; §3.10 at-most-once; §3.12 linearizable reads.
+ */
+import { assert } from "../util/assert.ts";
+import { Command, type Header, type Message } from "../net/codec.ts";
+import { key_size_max, type Config } from "../constants.ts";
+import type { ObjectEntry, ObjectStore } from "../store/object_store.ts";
+import { executeRead, executeWrite, validateRequest } from "../store/execute.ts";
+import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
+import type { ClientTable, StoredReply } from "./client_table.ts";
+import type { Leader } from "./leader.ts";
+import type { Storage } from "./storage.ts";
+import { decodeBatch } from "./batch.ts";
+import { buildReply, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
+import type { Env, ReplicaObserver, Status } from "./env.ts";
+
+/** What the state machine reads of its Replica, and the commit numbers it advances as it executes. */
+export interface StateMachineHost {
+  readonly config: Config;
+  readonly replica: number;
+  readonly env: Env;
+  readonly storage: Pick<Storage, "prepareBodyLocation">;
+  readonly stats: { requests_rejected: number };
+  readonly observer: ReplicaObserver | null;
+  readonly status: Status;
+  readonly view: number;
+  readonly log_view: number;
+  readonly log_view_durable: number;
+  readonly op: number;
+  commit_min: number;
+  commit_max: number;
+  commit_min_checksum: bigint;
+  commit_min_header: Header;
+  readonly realtime: number;
+  readonly leader: Leader | null;
+  readonly formed: boolean;
+  readonly no_space: boolean;
+  readonly store: ObjectStore;
+  readonly clients: ClientTable;
+  isPrimary(): boolean;
+  envelope(view: number): Envelope;
+  /** The heartbeat round a read arriving now waits for (a hook the simulator's tests override). */
+  readRound(): number;
+  /** Sends a reply to its client (a hook the simulator's tests use). */
+  sendReply(reply: ClientReply): void;
+  /** The primary's normal operation (primary.ts): starts a heartbeat round, which waiting reads need confirmed. */
+  readonly primary: { sendCommit(leader: Leader): void };
+  /** Values at rest (value_keeper.ts): a read verifies the value it returns. */
+  readonly values: { readValue(key: string, entry: ObjectEntry): Uint8Array | null };
+}
+
+export class StateMachine {
+  constructor(private readonly host: StateMachineHost) {}
+
+  /** A client's request at this replica. True: it was queued to be prepared, and the primary
+   * should prepare what its pipeline has room for. */
+  onRequest(message: Message): boolean {
+    const host = this.host;
+    const h = message.header;
+    assert(h.command === Command.request, () => `replica ${host.replica}: command ${h.command} handled as a request`);
+    const leader = host.leader;
+    if (leader === null) return this.replyError(message, Result.not_primary);
+    if (!host.formed) return this.replyError(message, Result.busy);
+    const operation = h.operation;
+    const valid = validateRequest(operation, message.body, host.config.value_size_max);
+    if (valid !== Result.ok) return this.replyError(message, valid);
+    if (!isWrite(operation)) return this.enqueueRead(leader, message);
+    if (host.no_space) return this.replyError(message, Result.no_space);
+    const session = host.clients.get(h.client);
+    if (operation !== Operation.register && (session === undefined || session.session !== h.session)) {
+      return this.replyError(message, Result.evicted);
+    }
+    if (session !== undefined && h.request <= session.request) {
+      // A retry of an executed request gets its stored reply; an older one is stale.
+      if (h.request === session.request)
+        this.sendStoredReply({ client: h.client, request: session.request, session: session.session }, session.reply);
+      return false;
+    }
+    // A retry of a request already queued or being prepared is answered when that one executes.
+    const queued = leader.queueRequest(message);
+    if (queued === "in_flight") return false;
+    if (queued === "busy") return this.replyError(message, Result.busy);
+    return true;
+  }
+
+  private enqueueRead(leader: Leader, message: Message): false {
+    const host = this.host;
+    assert(!isWrite(message.header.operation), () => `replica ${host.replica}: a write queued as a read`);
+    if (host.log_view_durable !== host.view) return this.replyError(message, Result.busy);
+    // RULE (reads): the read needs commit >= the op at arrival, and a heartbeat round sent after
+    // it arrived, confirmed by f backups still in this view.
+    if (!leader.reads.enqueue(message, host.op, host.readRound())) return this.replyError(message, Result.busy);
+    this.serveReads();
+    return false;
+  }
+
+  /** Serves the reads whose conditions hold. Rounds are shared: reads that arrive while a round
+   * is in flight wait for the next one, which is sent as soon as the current one is confirmed. */
+  serveReads(): void {
+    const host = this.host;
+    const leader = host.leader;
+    if (leader === null) return;
+    // RULE (reads): only the primary of this view, in normal status, answers reads.
+    assert(
+      host.status === "normal" && host.isPrimary(),
+      () => `replica ${host.replica}: serving reads while not normal primary of view ${host.view} (${host.status})`,
+    );
+    for (const waiter of leader.reads.takeReady(host.commit_min)) {
+      const h = waiter.message.header;
+      const result = executeRead(host.store, h.operation, waiter.message.body, (key, entry) => host.values.readValue(key, entry));
+      host.sendReply({
+        client: h.client,
+        request: h.request,
+        session: h.session,
+        operation: h.operation,
+        result: result.result,
+        body: result.body,
+        op: 0,
+        timestamp: host.realtime,
+      });
+    }
+    if (leader.reads.roundDue()) host.primary.sendCommit(leader);
+  }
+
+  /** The prepare at op from the primary's pipeline, which still holds it in memory; null if none. */
+  pipelineMessage(op: number, checksum_: bigint): Message | null {
+    const message = this.host.leader?.message(op, checksum_) ?? null;
+    assert(
+      message === null || (message.header.op === op && message.header.checksum === checksum_),
+      () => `primary ${this.host.replica}: pipeline holds another prepare at op ${op}`,
+    );
+    return message;
+  }
+
+  /** Executes the committed prepare after commit_min and advances commit_min to it. */
+  execute(prepare: Message): void {
+    const host = this.host;
+    const h = prepare.header;
+    assert(h.op === host.commit_min + 1, () => `replica ${host.replica}: executing op ${h.op} after ${host.commit_min}`);
+    assert(h.parent === host.commit_min_checksum, () => `replica ${host.replica}: op ${h.op} does not chain to the op executed before it`);
+    const batch = decodeBatch(prepare.body);
+    assert(batch !== null, () => `replica ${host.replica}: prepare ${h.op} has a malformed batch`);
+    const location = host.storage.prepareBodyLocation(h.op, h.checksum);
+    assert(location !== null, () => `replica ${host.replica}: prepare ${h.op} executed but not journaled`);
+    const reply = host.status === "normal" && host.isPrimary();
+    for (const entry of batch) {
+      host.leader?.executed(entry.client, entry.request);
+      this.executeRequest(h, entry, { segment: location.segment, offset: location.offset + entry.body_offset }, reply);
+    }
+    host.commit_min = h.op;
+    host.commit_min_checksum = h.checksum;
+    host.commit_min_header = h;
+    if (host.commit_min > host.commit_max) host.commit_max = host.commit_min;
+    assert(host.commit_min <= host.op, () => `replica ${host.replica}: executed op ${host.commit_min} above its head ${host.op}`);
+    host.observer?.executed(host.replica, prepare);
+  }
+
+  /** Executes one request of a committed batch; the primary (reply) answers its client. */
+  private executeRequest(prepare: Header, req: OrderedRequest, body_location: { segment: number; offset: number }, reply: boolean): void {
+    const host = this.host;
+    assert(prepare.op === host.commit_min + 1, () => `replica ${host.replica}: a request of op ${prepare.op} after ${host.commit_min}`);
+    const { client, session, request, operation } = req;
+    if (operation === Operation.register) {
+      const existing = host.clients.get(client);
+      // Registers are not checked for at-most-once: a register retried after its session was
+      // evicted is indistinguishable from a new one, and harmless (the client re-registers again
+      // when its next request is answered `evicted`).
+      if (existing !== undefined && request <= existing.request) {
+        if (reply && request === existing.request) this.sendStoredReply({ client, request, session: existing.session }, existing.reply);
+        return;
+      }
+      const stored: StoredReply = { op: prepare.op, timestamp: prepare.timestamp, operation, result: Result.ok, body: new Uint8Array(0) };
+      const evicted = host.clients.register(client, prepare.op, request, stored);
+      if (evicted !== null) host.env.log("debug", `replica ${host.replica}: client table full: evicted client ${evicted.toString(16)}`);
+      // The new session is the register's op.
+      if (reply) this.sendStoredReply({ client, request, session: prepare.op }, stored);
+      return;
+    }
+    const entry = host.clients.get(client);
+    if (entry === undefined || entry.session !== session) {
+      // RULE (sessions): evicted or stale sessions are refused at execution, on every replica alike.
+      if (reply)
+        host.sendReply({
+          client,
+          request,
+          session,
+          operation,
+          result: Result.evicted,
+          body: new Uint8Array(0),
+          op: prepare.op,
+          timestamp: prepare.timestamp,
+        });
+      return;
+    }
+    if (request <= entry.request) {
+      // A duplicate that was ordered twice (a retry across a view change): executed at most once.
+      host.observer?.request(host.replica, client, request, prepare.op, true);
+      if (reply && request === entry.request) this.sendStoredReply({ client, request, session }, entry.reply);
+      return;
+    }
+    const result = executeWrite(host.store, prepare.timestamp, operation, req.body, body_location);
+    const stored: StoredReply = { op: prepare.op, timestamp: prepare.timestamp, operation, result: result.result, body: result.body };
+    host.clients.record(client, prepare.op, request, stored);
+    host.observer?.request(host.replica, client, request, prepare.op, false);
+    if (reply) this.sendStoredReply({ client, request, session }, stored);
+  }
+
+  private sendStoredReply(to: ReplyTo, stored: StoredReply): void {
+    // A stored reply is of an executed op, or of the one executing now.
+    assert(stored.op <= this.host.commit_min + 1, () => `replica ${this.host.replica}: a stored reply of op ${stored.op} not executed`);
+    this.host.sendReply({
+      client: to.client,
+      request: to.request,
+      session: to.session,
+      operation: stored.operation,
+      result: stored.result,
+      body: stored.body,
+      op: stored.op,
+      timestamp: stored.timestamp,
+    });
+  }
+
+  /** Refuses a request on arrival; false, so a refusal never asks the primary to prepare. */
+  private replyError(message: Message, result: Result): false {
+    const host = this.host;
+    assert(result !== Result.ok, () => `replica ${host.replica}: an error reply without an error`);
+    host.stats.requests_rejected += 1;
+    const h = message.header;
+    // A replica changing views names the last view whose primary it knew as a hint (a recovering
+    // one, the view it adopted from its peers).
+    const view = result === Result.not_primary && host.status === "view_change" ? host.log_view : host.view;
+    // The limit a request broke travels with the error, so a client can name it.
+    const limit = result === Result.value_too_large ? host.config.value_size_max : result === Result.key_invalid ? key_size_max : null;
+    const body = limit === null ? new Uint8Array(0) : encodeU64(limit);
+    const reply: Reply = {
+      client: h.client,
+      request: h.request,
+      session: h.session,
+      operation: h.operation,
+      result,
+      body,
+      op: 0,
+      commit: host.commit_max,
+      timestamp: 0,
+    };
+    host.env.sendToClient(h.client, buildReply(host.envelope(view), reply));
+    return false;
+  }
+}
