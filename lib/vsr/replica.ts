@@ -50,7 +50,7 @@ import { decodeBatch, encodeBatch } from "./batch.ts";
 import { isNoSpace, vouchedMax, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { DurableState } from "./durable_state.ts";
-import { SyncTargets, SyncTransfer, syncNeeded, sync_chunk_size_max } from "./state_sync.ts";
+import { StateSync, type SyncReceived } from "./state_sync_driver.ts";
 import { describeOps, windowOp } from "./window.ts";
 import { Scrubber } from "./scrubber.ts";
 import { ValueRepairs, valueRepairPeer, type ValueRequest } from "./value_repair.ts";
@@ -69,11 +69,9 @@ import {
   buildRequestHeaders,
   buildRequestPrepare,
   buildRequestStartView,
-  buildRequestSync,
   buildRequestValue,
   buildStartView,
   buildStartViewChange,
-  buildSyncChunk,
   buildValue,
   decodeHeaders,
   readCommit,
@@ -85,11 +83,9 @@ import {
   readPrepareOk,
   readRequestPrepare,
   readRequestStartView,
-  readRequestSync,
   readRequestValue,
   readStartView,
   readStartViewChange,
-  readSyncChunk,
   readValue,
   suffixValid,
   type ClientReply,
@@ -128,17 +124,17 @@ export class Replica {
   commit_min = 0;
   commit_max = 0;
   /** Checksum of the prepare at commit_min: the next op to execute must chain to it. */
-  private commit_min_checksum = 0n;
+  commit_min_checksum = 0n;
   /** The header of the prepare at commit_min (a checkpoint there records it as its anchor; its
    * journal slot may already hold the op a window later). */
-  private commit_min_header: Header;
+  commit_min_header: Header;
   /** The checkpoint a restart would load. */
   get checkpoint(): CheckpointId {
     return this.durable.checkpoint;
   }
   /** The durable view, log_view and checkpoint, the pending checkpoint, the superblock write in
    * flight, and the checkpoint ids prepares name. */
-  private readonly durable: DurableState;
+  readonly durable: DurableState;
   store: ObjectStore;
   clients: ClientTable;
   readonly journal: Journal;
@@ -147,7 +143,7 @@ export class Replica {
   private realtime = 0;
   private readonly root: Header;
 
-  private ticks = 0;
+  ticks = 0;
   /** Prepares journaled and not yet executed, kept so a backup need not read them back. */
   private readonly recent_prepares: RecentPrepares;
 
@@ -172,12 +168,6 @@ export class Replica {
    * do_view_change) takes only what this replica's own log confirms (learnPrimaryCommit). Without
    * it, one forged commit frame with a huge number was persisted and wedged every view change. */
   private commit_hint = 0;
-  /** Highest checkpoint op the primary has reported. */
-  private primary_checkpoint_op = 0;
-  /** The checkpoint transfer in progress (lib/vsr/state_sync.ts). */
-  private sync: SyncTransfer | null = null;
-  /** Which checkpoint to sync: the primary's announced one, and a target no peer served. */
-  private readonly sync_targets = new SyncTargets();
 
   // Blank/recovering state.
   /** Probes, the incarnation, and whether the cluster formed: it decides, this replica acts. */
@@ -229,7 +219,7 @@ export class Replica {
   private readonly value_repairs = new ValueRepairs();
   /** The disk ran out of space: writes are refused (no_space) and retried only after a probe
    * shows space again; reads go on. */
-  private no_space = false;
+  no_space = false;
   private no_space_ticks = 0;
   /** The commit of a start_view just installed; its acknowledgements wait for it to be durable. */
   private acks_after_start_view: number | null = null;
@@ -241,6 +231,8 @@ export class Replica {
    * its view's log cannot hold its head until it state-syncs, and then this is its log.
    */
   private view_headers: Header[] = [];
+  /** Checkpoints taken and retried, the primary's checkpoint, and the transfer in progress. */
+  private readonly state_sync: StateSync;
   /** The journal and head last checked by invariants() (its window checks cost a pass). */
   private invariants_mark = -1;
 
@@ -289,6 +281,7 @@ export class Replica {
     this.timeout_repair = new Timeout("repair", config.repair_ticks);
     this.timeout_probe = new Timeout("probe", config.probe_ticks);
     this.formation = new Formation(replica, n);
+    this.state_sync = new StateSync(this);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -326,7 +319,7 @@ export class Replica {
     if (this.timeout_prepare.tick()) this.onPrepareTimeout();
     if (this.timeout_repair.tick()) this.repair();
     this.checkSpace();
-    this.retryCheckpoint();
+    this.state_sync.retryCheckpoint();
     if (this.ticks % compaction_interval_ticks === 0) this.compact();
     this.scrub();
     // Timeouts change roles: the role objects must still match the status they belong to.
@@ -342,7 +335,7 @@ export class Replica {
    * still good (scrubber.ts says why). Protected so a test can disable it.
    */
   protected scrub(): void {
-    const step = this.scrubber.tick(this.ticks, !this.no_space && this.sync === null && this.status === "normal", this.store, (key) =>
+    const step = this.scrubber.tick(this.ticks, !this.no_space && !this.state_sync.syncing && this.status === "normal", this.store, (key) =>
       this.value_repairs.has(key),
     );
     for (const key of step.keys) {
@@ -356,7 +349,7 @@ export class Replica {
    * segment can be deleted once no retained checkpoint refers to it (docs/STORAGE.md §10.6). Physical only:
    * the logical state and its digest do not change. */
   private compact(): void {
-    if (this.no_space || this.sync !== null || (this.status !== "normal" && this.status !== "recovering")) return;
+    if (this.no_space || this.state_sync.syncing || (this.status !== "normal" && this.status !== "recovering")) return;
     const segment = this.storage.compactionCandidate(this.store);
     if (segment === null) return;
     let budget = compaction_bytes_per_round;
@@ -471,9 +464,9 @@ export class Replica {
       case Command.request_prepare:
         return this.onRequestPrepare(message);
       case Command.request_sync:
-        return this.onRequestSync(message);
+        return this.state_sync.onRequestSync(message);
       case Command.sync_chunk:
-        return this.onSyncChunk(message);
+        return this.state_sync.onSyncChunk(message);
       case Command.request_value:
         return this.onRequestValue(message);
       case Command.value:
@@ -663,7 +656,7 @@ export class Replica {
   /** Caught up and durable: a normal backup again, which may acknowledge. */
   private leaveRecovering(): void {
     assert(
-      this.status === "recovering" && this.recovering !== null && this.sync === null,
+      this.status === "recovering" && this.recovering !== null && !this.state_sync.syncing,
       () => `replica ${this.replica}: leaving recovery from status ${this.status}`,
     );
     this.recovering = null;
@@ -800,7 +793,7 @@ export class Replica {
   // Durability
 
   /** Queues a superblock write of the current VSR state. */
-  private writeState(): void {
+  writeState(): void {
     const checkpoint = this.durable.toWrite();
     const state: VsrState = {
       incarnation: this.incarnation,
@@ -1235,7 +1228,7 @@ export class Replica {
     return true;
   }
 
-  private diskFull(error: Error): void {
+  diskFull(error: Error): void {
     assert(isNoSpace(error), () => `replica ${this.replica}: ${error.message} taken for a full disk`);
     if (!this.no_space)
       this.env.log(
@@ -1334,7 +1327,7 @@ export class Replica {
     this.onPrimaryContact(h);
     this.learnPrimaryCommit(commit.commit_max, commit.commit_max, commit.commit_checksum);
     // The latest announcement counts (not the highest): a forged one is replaced by the next.
-    if (commit.checkpoint.op > 0) this.sync_targets.primaryAnnounced(h.view, commit.checkpoint);
+    if (commit.checkpoint.op > 0) this.state_sync.primaryAnnounced(h.view, commit.checkpoint);
     if (this.status === "normal" && this.view_durable === this.view) {
       this.env.sendToReplica(
         h.replica,
@@ -1359,8 +1352,8 @@ export class Replica {
     this.timeout_normal.reset();
     this.commit_hint = h.commit;
     // The primary's durable checkpoint, from its heartbeat (a prepare names an older one).
-    if (h.command === Command.commit) this.primary_checkpoint_op = h.checkpoint_op;
-    this.maybeStartSync();
+    if (h.command === Command.commit) this.state_sync.primaryCheckpointIs(h.checkpoint_op);
+    this.state_sync.maybeStart();
   }
 
   /** RULE (commit numbers): a backup takes a commit number from the primary only when its own log
@@ -1377,7 +1370,7 @@ export class Replica {
   }
 
   /** The highest commit number heard of, verified or not: what repair and state sync aim at. */
-  private commitKnown(): number {
+  commitKnown(): number {
     const known = Math.max(this.commit_max, this.commit_hint);
     assert(known >= this.commit_min, () => `replica ${this.replica}: knows of commit ${known} below what it executed (${this.commit_min})`);
     return known;
@@ -1432,14 +1425,14 @@ export class Replica {
   }
 
   /** Executes committed ops in order; the primary replies to their clients. */
-  private executeCommitted(): void {
+  executeCommitted(): void {
     if (this.status !== "normal" && this.status !== "recovering") return;
-    if (this.sync !== null || this.start_view_pending) return;
+    if (this.state_sync.syncing || this.start_view_pending) return;
     if (this.commit_min >= this.commit_max) return;
     const up_to = this.verifiedUpTo();
     const executed_before = this.commit_min;
     while (this.commit_min < up_to) {
-      if (this.checkpointMissing()) break;
+      if (this.state_sync.checkpointMissing()) break;
       const op = this.commit_min + 1;
       const header = this.journal.header(op)!;
       const prepare =
@@ -1453,7 +1446,7 @@ export class Replica {
         break;
       }
       this.execute(prepare);
-      if (this.commit_min % this.config.checkpoint_interval_ops === 0) this.takeCheckpoint();
+      if (this.commit_min % this.config.checkpoint_interval_ops === 0) this.state_sync.takeCheckpoint();
     }
     // Execution moves forward one op at a time, and never past the verified log.
     assert(
@@ -1582,7 +1575,7 @@ export class Replica {
   }
 
   /** The fields every message this replica sends carries (docs/PROTOCOL.md §4.2), in view. */
-  private envelope(view: number): Envelope {
+  envelope(view: number): Envelope {
     assert(view <= this.view, () => `replica ${this.replica}: a message stamped view ${view}, ahead of its own view ${this.view}`);
     return {
       cluster: this.config.cluster,
@@ -1596,163 +1589,28 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Checkpoints and state sync
 
-  /** Takes the checkpoint at commit_min; false if its file could not be written (disk full). */
-  private takeCheckpoint(): boolean {
-    const id: CheckpointId = { op: this.commit_min, digest: stateDigest(this.store, this.clients), checksum: this.commit_min_checksum };
-    const anchor = this.commit_min_header;
-    assert(
-      anchor.op === id.op && anchor.checksum === id.checksum,
-      () => `replica ${this.replica}: no header for its checkpoint op ${id.op}`,
-    );
-    const previous = this.durable.taking(id);
-    try {
-      this.storage.writeCheckpoint({ id, anchor, previous }, this.store, this.clients);
-    } catch (error) {
-      // Without the checkpoint the journal cannot wrap: the primary stops preparing when it is
-      // full, which is the backpressure a full disk needs. retryCheckpoint tries again.
-      if (!isNoSpace(error)) throw error;
-      this.diskFull(error);
-      return false;
-    }
-    this.durable.written_checkpoint(id);
-    if (this.status === "normal") this.writeState();
-    return true;
-  }
-
-  /** Execution stopped at a checkpoint whose file could not be written: it waits there until the
-   * file is (retryCheckpoint), since past it no later op could take its place (checkpoints are at
-   * multiples of the interval, and prepares name them). */
-  private checkpointMissing(): boolean {
-    return this.durable.missing(this.commit_min);
-  }
-
-  /** A checkpoint that could not be written (disk full) is taken again once there is space: the
-   * journal cannot move past a window beyond the durable checkpoint (opJournalMax), so a replica
-   * whose checkpoints failed would otherwise stop executing at the end of that window for good. */
-  private retryCheckpoint(): void {
-    if (this.no_space || this.sync !== null || (this.status !== "normal" && this.status !== "recovering")) return;
-    if (!this.durable.retryable(this.commit_min)) return;
-    this.env.log("info", `replica ${this.replica}: retrying checkpoint ${this.commit_min}, which could not be written before`);
-    if (this.takeCheckpoint()) this.executeCommitted();
-  }
-
-  /** RULE (state sync): a replica more than a checkpoint behind the primary's fetches a
-   * checkpoint, accepting only one whose digest a committed prepare names. */
-  private maybeStartSync(): void {
-    if (this.sync !== null || this.status === "blank" || this.status === "view_change" || this.no_space) return;
-    // Ops at or below the checkpoint the head names may be gone from every peer's journal (peers
-    // that synced past them never had them): fetch that checkpoint instead of repairing them.
-    if (!syncNeeded(this.op, this.primary_checkpoint_op, this.commit_min, this.config.checkpoint_interval_ops)) return;
-    if (this.isPrimary() && this.status === "normal") {
-      // A primary's own log is canonical: its header at commit_max names a committed checkpoint.
-      const committed = this.journal.header(this.commit_max);
-      if (committed !== null) this.syncTargetFrom(committed);
-      return;
-    }
-    // The target comes from the header of a committed prepare: ask the primary for it.
-    this.requestHeaders(this.commitKnown(), this.commitKnown());
-  }
-
-  private syncTargetFrom(h: Header): void {
-    if (this.sync !== null) return;
-    const target = this.sync_targets.fromCommitted(h, this.commitKnown(), this.commit_min, this.config.checkpoint_interval_ops);
-    if (target !== null) this.beginSync(target);
-  }
-
-  private beginSync(target: CheckpointId): void {
-    if (!this.sync_targets.allows(target, this.ticks)) return;
-    this.env.log(
-      "info",
-      `replica ${this.replica}: behind the cluster (executed ${this.commit_min}, primary checkpoint ${this.primary_checkpoint_op}): state-syncing checkpoint ${target.op}`,
-    );
-    this.stats.syncs += 1;
-    this.storage.syncBegin(target);
-    this.sync = new SyncTransfer(target, primaryIndex(this.view, this.config.replica_count), this.replica, this.config);
-    this.requestSyncChunk();
-  }
-
-  private requestSyncChunk(): void {
-    const sync = this.sync;
-    assert(sync !== null, () => `replica ${this.replica}: asking for a sync chunk with no sync under way`);
-    const { peer, position } = sync.request();
-    this.env.sendToReplica(peer, buildRequestSync(this.envelope(this.view), { checkpoint: sync.target, position }));
-  }
-
-  private onRequestSync(message: Message): void {
-    const { checkpoint, position } = readRequestSync(message);
-    const chunk = this.storage.readSyncChunk(checkpoint, position, sync_chunk_size_max);
-    if (chunk === null) return;
-    this.env.sendToReplica(
-      message.header.replica,
-      buildSyncChunk(this.envelope(this.view), { checkpoint, position, next: chunk.next, body: chunk.bytes }),
-    );
-  }
-
-  private onSyncChunk(message: Message): void {
-    const h = message.header;
-    const chunk = readSyncChunk(message);
-    const sync = this.sync;
-    if (sync === null || !sync.accept(chunk.checkpoint.op, chunk.checkpoint.digest, chunk.position)) return;
-    let applied: boolean;
-    try {
-      applied = this.storage.syncApply(message.body);
-    } catch (error) {
-      if (!isNoSpace(error)) throw error;
-      this.diskFull(error);
-      this.sync = null; // started again once there is space (maybeStartSync)
-      return;
-    }
-    if (!applied) {
-      this.env.log("warn", `replica ${this.replica}: state sync chunk from ${h.replica} does not parse: restarting the sync`);
-      this.storage.syncBegin(sync.target);
-      sync.restart();
-      return;
-    }
-    if (sync.applied(chunk.next) === "request_next") {
-      this.requestSyncChunk();
-      return;
-    }
-    this.finishSync();
-  }
-
-  private finishSync(): void {
-    const sync = this.sync;
-    assert(sync !== null, () => `replica ${this.replica}: finishing a sync that is not under way`);
-    const received = this.storage.syncFinish(this.config.clients_max);
-    if (received === null || !sync.verifies(received)) {
-      this.env.log(
-        "error",
-        `replica ${this.replica}: state sync of checkpoint ${sync.target.op} from replica ${sync.peer} does not match its digest: retrying with another peer`,
-      );
-      this.storage.syncBegin(sync.target);
-      sync.retryElsewhere();
-      this.requestSyncChunk();
-      return;
-    }
+  /** A synced checkpoint verified and durable (StateSync): it becomes this replica's state, as if
+   * it had executed up to it. */
+  installSynced(target: CheckpointId, received: SyncReceived): void {
     const { store, clients, checkpoint } = received;
     const anchor = checkpoint.anchor;
-    try {
-      this.storage.writeCheckpoint(checkpoint, store, clients);
-    } catch (error) {
-      if (!isNoSpace(error)) throw error;
-      this.diskFull(error);
-      this.sync = null;
-      return;
-    }
-    this.sync = null;
+    assert(
+      anchor.op === target.op && anchor.checksum === target.checksum,
+      () => `replica ${this.replica}: synced checkpoint ${target.op} anchored at op ${anchor.op}`,
+    );
     this.store = store;
     this.clients = clients;
-    if (this.leader !== null && sync.target.op > this.commit_min) this.leader.skippedExecution();
-    this.commit_min = sync.target.op;
-    this.commit_min_checksum = sync.target.checksum;
+    if (this.leader !== null && target.op > this.commit_min) this.leader.skippedExecution();
+    this.commit_min = target.op;
+    this.commit_min_checksum = target.checksum;
     this.commit_min_header = anchor;
     if (this.commit_max < this.commit_min) this.commit_max = this.commit_min;
     if (this.op < this.commit_min) this.op = this.commit_min;
     this.journal.setHeader(anchor);
     this.applyViewHeaders();
-    this.durable.synced(sync.target, checkpoint.previous);
+    this.durable.synced(target, checkpoint.previous);
     this.trimUnchained();
-    this.env.log("info", `replica ${this.replica}: state sync done at checkpoint ${sync.target.op}`);
+    this.env.log("info", `replica ${this.replica}: state sync done at checkpoint ${target.op}`);
     if (this.status !== "recovering") this.writeState();
     this.executeCommitted();
     this.maybeFinishRecovering();
@@ -1773,7 +1631,7 @@ export class Replica {
     this.svc_higher = new Map();
     this.start_view_pending = false;
     this.leader = null;
-    this.sync = null;
+    this.state_sync.cancel();
     assert(!this.isActingPrimary(), "a replica changing views does not lead");
     assert(
       this.view === view && this.view_change !== null && this.log_view <= this.view,
@@ -2191,13 +2049,13 @@ export class Replica {
       this.commit_max = Math.min(h.commit, h.op);
       this.commit_max_checksum = null;
     }
-    this.primary_checkpoint_op = h.checkpoint_op;
+    this.state_sync.primaryCheckpointIs(h.checkpoint_op);
     this.timeout_view_change.stop();
     this.timeout_view_change_resend.stop();
     if (this.recovering !== null) {
       this.recovering.installed(h.view, h.op);
       this.timeout_normal.start();
-      this.maybeStartSync();
+      this.state_sync.maybeStart();
       this.repair();
       this.maybeFinishRecovering();
       return;
@@ -2217,7 +2075,7 @@ export class Replica {
       "info",
       `replica ${this.replica}: installed view ${this.view} from primary ${h.replica}: op ${this.op}, commit ${this.commit_max}`,
     );
-    this.maybeStartSync();
+    this.state_sync.maybeStart();
     this.repair();
     this.executeCommitted();
   }
@@ -2277,11 +2135,11 @@ export class Replica {
     const recovering = this.recovering;
     if (recovering === null) return;
     const step = recovering.step({
-      syncing: this.sync !== null,
+      syncing: this.state_sync.syncing,
       view: this.view,
       commit_min: this.commit_min,
       checkpoint_interval_ops: this.config.checkpoint_interval_ops,
-      primary_checkpoint_op: this.primary_checkpoint_op,
+      primary_checkpoint_op: this.state_sync.primary_checkpoint_op,
       hasPrepare: (op) => {
         const h = this.journal.header(op);
         return h !== null && this.journal.hasPrepare(op, h.checksum);
@@ -2314,29 +2172,14 @@ export class Replica {
 
   private repair(): void {
     if (this.status === "blank" || (this.status === "view_change" && !this.start_view_pending)) return;
-    if (this.sync !== null) {
-      // A stalled sync asks the next peer (the one asked may have moved past this checkpoint);
-      // when no peer answers, the cluster has moved on: start over from a newer checkpoint, or
-      // repair for a while (SyncTargets.afterStall).
-      const stall = this.sync.repairTick();
-      if (stall === "give_up") {
-        this.env.log("info", `replica ${this.replica}: no peer serves checkpoint ${this.sync.target.op} any more: syncing a newer one`);
-        const stalled = this.sync.target;
-        this.sync = null;
-        const next = this.sync_targets.afterStall(stalled, this.view, this.commit_min, this.commitKnown(), this.ticks);
-        if (next !== null) this.beginSync(next);
-        return;
-      }
-      if (stall === "ask_next_peer") this.requestSyncChunk();
-      return;
-    }
+    if (this.state_sync.repairTick()) return;
     if (this.recovering !== null && this.recovering.view !== this.view) {
       this.requestStartView();
       return;
     }
     if (this.status === "recovering") this.maybeFinishRecovering();
     this.repairValues();
-    this.maybeStartSync();
+    this.state_sync.maybeStart();
     if (!this.isPrimary() && this.commitKnown() > this.op) {
       this.requestHeaders(this.op + 1, Math.min(this.commitKnown(), this.commit_min + this.config.journal_slot_count));
     }
@@ -2365,7 +2208,7 @@ export class Replica {
     return peer;
   }
 
-  private requestHeaders(op_min: number, op_max: number): void {
+  requestHeaders(op_min: number, op_max: number): void {
     assert(
       op_min >= 0 && op_max - op_min <= this.config.journal_slot_count,
       () => `replica ${this.replica}: asking for headers ${op_min}..${op_max}`,
@@ -2413,7 +2256,7 @@ export class Replica {
     const canonical = received.canonical && h.view === this.view && h.replica === primaryIndex(this.view, this.config.replica_count);
     if (canonical) {
       for (const header of headers) {
-        if (header.op <= this.commitKnown()) this.syncTargetFrom(header);
+        if (header.op <= this.commitKnown()) this.state_sync.targetFrom(header);
         if (header.op <= this.commit_min || header.op > this.commit_min + this.config.journal_slot_count) continue;
         if (header.op > this.op) {
           for (let op = this.op + 1; op < header.op; op++) this.journal.remove(op);
@@ -2556,8 +2399,9 @@ export class Replica {
       if (this.log_view_durable > this.log_view) this.broken(`durable log_view ${this.log_view_durable} above log_view ${this.log_view}`);
     }
     if (this.status === "normal" && this.log_view !== this.view) this.broken(`normal with log_view ${this.log_view}`);
-    if (this.sync !== null && this.status !== "normal" && this.status !== "recovering")
+    if (this.state_sync.syncing && this.status !== "normal" && this.status !== "recovering")
       this.broken("state sync outside normal or recovering");
+    this.state_sync.invariants();
     if (this.commit_min_header.op !== this.commit_min || this.commit_min_header.checksum !== this.commit_min_checksum)
       this.broken(`the header it executed last is not op ${this.commit_min}`);
     const anchor = this.journal.header(this.commit_min);
