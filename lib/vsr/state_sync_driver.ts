@@ -32,11 +32,11 @@ export interface SyncReceived {
 /** The members of Replica this part reads or calls. */
 export interface StateSyncHost {
   readonly replica: number;
-  readonly config: Config;
-  readonly env: Env;
-  readonly storage: Storage;
-  readonly journal: Journal;
-  readonly durable: DurableState;
+  readonly config: Pick<Config, "replica_count" | "checkpoint_interval_ops" | "clients_max">;
+  readonly env: Pick<Env, "sendToReplica" | "log">;
+  readonly storage: Pick<Storage, "writeCheckpoint" | "readSyncChunk" | "syncBegin" | "syncApply" | "syncFinish">;
+  readonly journal: Pick<Journal, "header">;
+  readonly durable: Pick<DurableState, "taking" | "written_checkpoint" | "missing" | "retryable">;
   readonly stats: { syncs: number };
   readonly status: Status;
   readonly view: number;
@@ -120,6 +120,7 @@ export class StateSync {
       return false;
     }
     host.durable.written_checkpoint(id);
+    assert(!host.durable.missing(id.op), () => `replica ${host.replica}: checkpoint ${id.op} written but still missing`);
     if (host.status === "normal") host.writeState();
     return true;
   }
@@ -139,6 +140,10 @@ export class StateSync {
     const host = this.host;
     if (host.no_space || this.sync !== null || (host.status !== "normal" && host.status !== "recovering")) return;
     if (!host.durable.retryable(host.commit_min)) return;
+    assert(
+      host.commit_min > 0 && host.commit_min % host.config.checkpoint_interval_ops === 0,
+      () => `replica ${host.replica}: retrying a checkpoint at op ${host.commit_min}, off the interval`,
+    );
     host.env.log("info", `replica ${host.replica}: retrying checkpoint ${host.commit_min}, which could not be written before`);
     if (this.takeCheckpoint()) host.executeCommitted();
   }
@@ -151,6 +156,7 @@ export class StateSync {
     // Ops at or below the checkpoint the head names may be gone from every peer's journal (peers
     // that synced past them never had them): fetch that checkpoint instead of repairing them.
     if (!syncNeeded(host.op, this.primary_checkpoint_op_, host.commit_min, host.config.checkpoint_interval_ops)) return;
+    assert(host.status === "normal" || host.status === "recovering", () => `replica ${host.replica}: syncing while ${host.status}`);
     if (host.isPrimary() && host.status === "normal") {
       // A primary's own log is canonical: its header at commit_max names a committed checkpoint.
       const committed = host.journal.header(host.commit_max);
@@ -211,6 +217,7 @@ export class StateSync {
     const chunk = readSyncChunk(message);
     const sync = this.sync;
     if (sync === null || !sync.accept(chunk.checkpoint.op, chunk.checkpoint.digest, chunk.position)) return;
+    assert(chunk.checkpoint.op === sync.target.op, () => `replica ${host.replica}: a chunk of ${chunk.checkpoint.op} accepted`);
     let applied: boolean;
     try {
       applied = host.storage.syncApply(message.body);
@@ -274,6 +281,8 @@ export class StateSync {
       const stalled = sync.target;
       this.sync = null;
       const next = this.sync_targets.afterStall(stalled, host.view, host.commit_min, host.commitKnown(), host.ticks);
+      // Only a newer checkpoint follows one no peer served.
+      assert(next === null || next.op > stalled.op, () => `replica ${host.replica}: syncing ${stalled.op} again right after it stalled`);
       if (next !== null) this.begin(next);
       return true;
     }
