@@ -1595,8 +1595,8 @@ export class Replica {
     const { store, clients, checkpoint } = received;
     const anchor = checkpoint.anchor;
     assert(
-      anchor.op === target.op && anchor.checksum === target.checksum,
-      () => `replica ${this.replica}: synced checkpoint ${target.op} anchored at op ${anchor.op}`,
+      !this.state_sync.syncing && anchor.op === target.op && anchor.checksum === target.checksum,
+      () => `replica ${this.replica}: synced checkpoint ${target.op} anchored at op ${anchor.op}, or installed mid-transfer`,
     );
     this.store = store;
     this.clients = clients;
