@@ -10,7 +10,7 @@
  *
  * 2. An fdatasync that fails with ENOSPC (NFS, thin provisioning, or EDQUOT, which NodeFs also
  *    maps to ENOSPC) once surfaced from writeCheckpoint() as FsError ENOSPC, the code the replica
- *    reads as "disk full" (replica.ts takeCheckpoint and finishSync catch it, mark no_space and
+ *    reads as "disk full" (lib/vsr/state_sync_driver.ts takeCheckpoint and finish catch it, mark no_space and
  *    carry on with the same FileStorage). writeCheckpoint first fdatasyncs the segments, which may hold
  *    prepares written since the last flush; the next flush fdatasyncs them again, Linux reports
  *    success (the error was reported once), the header records go out and the prepares are

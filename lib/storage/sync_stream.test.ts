@@ -195,7 +195,7 @@ describe("FileStorage: state sync", () => {
 
   // Not every field of the stream is covered by a check: syncApply verifies structure, the anchor
   // header and value checksums, and the replica then checks the state digest, the anchor and
-  // previous.op (lib/vsr/replica.ts finishSync). An object's timestamp is in neither the digest
+  // previous.op (lib/vsr/state_sync_driver.ts, StateSync finishing a transfer). An object's timestamp is in neither the digest
   // (lib/store/object_store.ts entryHash) nor any checksum, and neither are previous.digest and
   // previous.checksum, so a chunk damaged there installs a different state than the source's.
   // Sync chunks travel in checksummed messages, so this needs damage outside the wire.

@@ -47,7 +47,7 @@ import { decodeBatch } from "./batch.ts";
 import { isNoSpace, vouchedMax, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { DurableState } from "./durable_state.ts";
-import { SyncTargets, SyncTransfer, syncNeeded, sync_chunk_size_max } from "./state_sync.ts";
+import { StateSync, type SyncReceived } from "./state_sync_driver.ts";
 import { describeOps, windowOp } from "./window.ts";
 import { ValueKeeper } from "./value_keeper.ts";
 import { Repairer } from "./repairer.ts";
@@ -62,15 +62,11 @@ import {
   buildPong,
   buildPrepareOk,
   buildReply,
-  buildRequestSync,
-  buildSyncChunk,
   decodeHeaders,
   readCommit,
   readHeaders,
   readPing,
   readPong,
-  readRequestSync,
-  readSyncChunk,
   suffixValid,
   type ClientReply,
   type Envelope,
@@ -140,12 +136,6 @@ export class Replica {
    * do_view_change) takes only what this replica's own log confirms (learnPrimaryCommit). Without
    * it, one forged commit frame with a huge number was persisted and wedged every view change. */
   commit_hint = 0;
-  /** Highest checkpoint op the primary has reported. */
-  primary_checkpoint_op = 0;
-  /** The checkpoint transfer in progress (lib/vsr/state_sync.ts). */
-  private sync: SyncTransfer | null = null;
-  /** Which checkpoint to sync: the primary's announced one, and a target no peer served. */
-  private readonly sync_targets = new SyncTargets();
 
   // Blank/recovering state.
   /** Probes, the incarnation, and whether the cluster formed: it decides, this replica acts. */
@@ -206,7 +196,7 @@ export class Replica {
   /** Values at rest: scrubbing, compaction, repair of damaged values (value_keeper.ts). */
   readonly values: ValueKeeper;
   /** What the log is missing, asked of peers, and peers' requests answered (repairer.ts). */
-  private readonly repairer: Repairer;
+  readonly repairer: Repairer;
   /** The acting primary's normal operation, driving the Leader (primary.ts). */
   readonly primary: Primary;
   /** The new view's log and start_view: choosing, sending, installing, asking (start_view.ts). */
@@ -214,6 +204,8 @@ export class Replica {
   readonly votes: ViewChangeVotes;
   /** Requests on arrival, and committed batches applied to the store and the client table: state_machine.ts. */
   private readonly state_machine: StateMachine;
+  /** Checkpoints taken and retried, the primary's checkpoint, and the transfer in progress. */
+  readonly state_sync: StateSync;
   /** The journal and head last checked by invariants() (its window checks cost a pass). */
   private invariants_mark = -1;
 
@@ -268,6 +260,7 @@ export class Replica {
     this.view_install = new ViewInstall(this);
     this.votes = new ViewChangeVotes(this);
     this.state_machine = new StateMachine(this);
+    this.state_sync = new StateSync(this);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -305,8 +298,11 @@ export class Replica {
     if (this.timeout_prepare.tick()) this.primary.onPrepareTimeout();
     if (this.timeout_repair.tick()) this.repair();
     this.checkSpace();
-    this.retryCheckpoint();
-    this.values.compact(this.ticks, !this.no_space && this.sync === null && (this.status === "normal" || this.status === "recovering"));
+    this.state_sync.retryCheckpoint();
+    this.values.compact(
+      this.ticks,
+      !this.no_space && !this.state_sync.syncing && (this.status === "normal" || this.status === "recovering"),
+    );
     this.scrub();
     // Timeouts change roles: the role objects must still match the status they belong to.
     assert(
@@ -317,7 +313,7 @@ export class Replica {
 
   /** Verifies a few values at rest per tick (value_keeper.ts). Protected so a test can disable it. */
   protected scrub(): void {
-    this.values.scrub(this.ticks, !this.no_space && this.sync === null && this.status === "normal");
+    this.values.scrub(this.ticks, !this.no_space && !this.state_sync.syncing && this.status === "normal");
   }
 
   /** Whether flush() has anything to make durable. */
@@ -421,9 +417,9 @@ export class Replica {
       case Command.request_prepare:
         return this.repairer.onRequestPrepare(message);
       case Command.request_sync:
-        return this.onRequestSync(message);
+        return this.state_sync.onRequestSync(message);
       case Command.sync_chunk:
-        return this.onSyncChunk(message);
+        return this.state_sync.onSyncChunk(message);
       case Command.request_value:
         return this.values.onRequestValue(message);
       case Command.value:
@@ -613,7 +609,7 @@ export class Replica {
   /** Caught up and durable: a normal backup again, which may acknowledge. */
   private leaveRecovering(): void {
     assert(
-      this.status === "recovering" && this.recovering !== null && this.sync === null,
+      this.status === "recovering" && this.recovering !== null && !this.state_sync.syncing,
       () => `replica ${this.replica}: leaving recovery from status ${this.status}`,
     );
     this.recovering = null;
@@ -1049,7 +1045,7 @@ export class Replica {
     this.onPrimaryContact(h);
     this.learnPrimaryCommit(commit.commit_max, commit.commit_max, commit.commit_checksum);
     // The latest announcement counts (not the highest): a forged one is replaced by the next.
-    if (commit.checkpoint.op > 0) this.sync_targets.primaryAnnounced(h.view, commit.checkpoint);
+    if (commit.checkpoint.op > 0) this.state_sync.primaryAnnounced(h.view, commit.checkpoint);
     if (this.status === "normal" && this.view_durable === this.view) {
       this.env.sendToReplica(
         h.replica,
@@ -1074,8 +1070,8 @@ export class Replica {
     this.timeout_normal.reset();
     this.commit_hint = h.commit;
     // The primary's durable checkpoint, from its heartbeat (a prepare names an older one).
-    if (h.command === Command.commit) this.primary_checkpoint_op = h.checkpoint_op;
-    this.maybeStartSync();
+    if (h.command === Command.commit) this.state_sync.primaryCheckpointIs(h.checkpoint_op);
+    this.state_sync.maybeStart();
   }
 
   /** RULE (commit numbers): a backup takes a commit number from the primary only when its own log
@@ -1149,12 +1145,12 @@ export class Replica {
   /** Executes committed ops in order; the primary replies to their clients. */
   executeCommitted(): void {
     if (this.status !== "normal" && this.status !== "recovering") return;
-    if (this.sync !== null || this.start_view_pending) return;
+    if (this.state_sync.syncing || this.start_view_pending) return;
     if (this.commit_min >= this.commit_max) return;
     const up_to = this.verifiedUpTo();
     const executed_before = this.commit_min;
     while (this.commit_min < up_to) {
-      if (this.checkpointMissing()) break;
+      if (this.state_sync.checkpointMissing()) break;
       const op = this.commit_min + 1;
       const header = this.journal.header(op)!;
       const prepare =
@@ -1168,7 +1164,7 @@ export class Replica {
         break;
       }
       this.state_machine.execute(prepare);
-      if (this.commit_min % this.config.checkpoint_interval_ops === 0) this.takeCheckpoint();
+      if (this.commit_min % this.config.checkpoint_interval_ops === 0) this.state_sync.takeCheckpoint();
     }
     // Execution moves forward one op at a time, and never past the verified log.
     assert(
@@ -1197,163 +1193,28 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Checkpoints and state sync
 
-  /** Takes the checkpoint at commit_min; false if its file could not be written (disk full). */
-  private takeCheckpoint(): boolean {
-    const id: CheckpointId = { op: this.commit_min, digest: stateDigest(this.store, this.clients), checksum: this.commit_min_checksum };
-    const anchor = this.commit_min_header;
-    assert(
-      anchor.op === id.op && anchor.checksum === id.checksum,
-      () => `replica ${this.replica}: no header for its checkpoint op ${id.op}`,
-    );
-    const previous = this.durable.taking(id);
-    try {
-      this.storage.writeCheckpoint({ id, anchor, previous }, this.store, this.clients);
-    } catch (error) {
-      // Without the checkpoint the journal cannot wrap: the primary stops preparing when it is
-      // full, which is the backpressure a full disk needs. retryCheckpoint tries again.
-      if (!isNoSpace(error)) throw error;
-      this.diskFull(error);
-      return false;
-    }
-    this.durable.written_checkpoint(id);
-    if (this.status === "normal") this.writeState();
-    return true;
-  }
-
-  /** Execution stopped at a checkpoint whose file could not be written: it waits there until the
-   * file is (retryCheckpoint), since past it no later op could take its place (checkpoints are at
-   * multiples of the interval, and prepares name them). */
-  private checkpointMissing(): boolean {
-    return this.durable.missing(this.commit_min);
-  }
-
-  /** A checkpoint that could not be written (disk full) is taken again once there is space: the
-   * journal cannot move past a window beyond the durable checkpoint (opJournalMax), so a replica
-   * whose checkpoints failed would otherwise stop executing at the end of that window for good. */
-  private retryCheckpoint(): void {
-    if (this.no_space || this.sync !== null || (this.status !== "normal" && this.status !== "recovering")) return;
-    if (!this.durable.retryable(this.commit_min)) return;
-    this.env.log("info", `replica ${this.replica}: retrying checkpoint ${this.commit_min}, which could not be written before`);
-    if (this.takeCheckpoint()) this.executeCommitted();
-  }
-
-  /** RULE (state sync): a replica more than a checkpoint behind the primary's fetches a
-   * checkpoint, accepting only one whose digest a committed prepare names. */
-  maybeStartSync(): void {
-    if (this.sync !== null || this.status === "blank" || this.status === "view_change" || this.no_space) return;
-    // Ops at or below the checkpoint the head names may be gone from every peer's journal (peers
-    // that synced past them never had them): fetch that checkpoint instead of repairing them.
-    if (!syncNeeded(this.op, this.primary_checkpoint_op, this.commit_min, this.config.checkpoint_interval_ops)) return;
-    if (this.isPrimary() && this.status === "normal") {
-      // A primary's own log is canonical: its header at commit_max names a committed checkpoint.
-      const committed = this.journal.header(this.commit_max);
-      if (committed !== null) this.syncTargetFrom(committed);
-      return;
-    }
-    // The target comes from the header of a committed prepare: ask the primary for it.
-    this.repairer.requestHeaders(this.commitKnown(), this.commitKnown());
-  }
-
-  private syncTargetFrom(h: Header): void {
-    if (this.sync !== null) return;
-    const target = this.sync_targets.fromCommitted(h, this.commitKnown(), this.commit_min, this.config.checkpoint_interval_ops);
-    if (target !== null) this.beginSync(target);
-  }
-
-  private beginSync(target: CheckpointId): void {
-    if (!this.sync_targets.allows(target, this.ticks)) return;
-    this.env.log(
-      "info",
-      `replica ${this.replica}: behind the cluster (executed ${this.commit_min}, primary checkpoint ${this.primary_checkpoint_op}): state-syncing checkpoint ${target.op}`,
-    );
-    this.stats.syncs += 1;
-    this.storage.syncBegin(target);
-    this.sync = new SyncTransfer(target, primaryIndex(this.view, this.config.replica_count), this.replica, this.config);
-    this.requestSyncChunk();
-  }
-
-  private requestSyncChunk(): void {
-    const sync = this.sync;
-    assert(sync !== null, () => `replica ${this.replica}: asking for a sync chunk with no sync under way`);
-    const { peer, position } = sync.request();
-    this.env.sendToReplica(peer, buildRequestSync(this.envelope(this.view), { checkpoint: sync.target, position }));
-  }
-
-  private onRequestSync(message: Message): void {
-    const { checkpoint, position } = readRequestSync(message);
-    const chunk = this.storage.readSyncChunk(checkpoint, position, sync_chunk_size_max);
-    if (chunk === null) return;
-    this.env.sendToReplica(
-      message.header.replica,
-      buildSyncChunk(this.envelope(this.view), { checkpoint, position, next: chunk.next, body: chunk.bytes }),
-    );
-  }
-
-  private onSyncChunk(message: Message): void {
-    const h = message.header;
-    const chunk = readSyncChunk(message);
-    const sync = this.sync;
-    if (sync === null || !sync.accept(chunk.checkpoint.op, chunk.checkpoint.digest, chunk.position)) return;
-    let applied: boolean;
-    try {
-      applied = this.storage.syncApply(message.body);
-    } catch (error) {
-      if (!isNoSpace(error)) throw error;
-      this.diskFull(error);
-      this.sync = null; // started again once there is space (maybeStartSync)
-      return;
-    }
-    if (!applied) {
-      this.env.log("warn", `replica ${this.replica}: state sync chunk from ${h.replica} does not parse: restarting the sync`);
-      this.storage.syncBegin(sync.target);
-      sync.restart();
-      return;
-    }
-    if (sync.applied(chunk.next) === "request_next") {
-      this.requestSyncChunk();
-      return;
-    }
-    this.finishSync();
-  }
-
-  private finishSync(): void {
-    const sync = this.sync;
-    assert(sync !== null, () => `replica ${this.replica}: finishing a sync that is not under way`);
-    const received = this.storage.syncFinish(this.config.clients_max);
-    if (received === null || !sync.verifies(received)) {
-      this.env.log(
-        "error",
-        `replica ${this.replica}: state sync of checkpoint ${sync.target.op} from replica ${sync.peer} does not match its digest: retrying with another peer`,
-      );
-      this.storage.syncBegin(sync.target);
-      sync.retryElsewhere();
-      this.requestSyncChunk();
-      return;
-    }
+  /** A synced checkpoint verified and durable (StateSync): it becomes this replica's state, as if
+   * it had executed up to it. */
+  installSynced(target: CheckpointId, received: SyncReceived): void {
     const { store, clients, checkpoint } = received;
     const anchor = checkpoint.anchor;
-    try {
-      this.storage.writeCheckpoint(checkpoint, store, clients);
-    } catch (error) {
-      if (!isNoSpace(error)) throw error;
-      this.diskFull(error);
-      this.sync = null;
-      return;
-    }
-    this.sync = null;
+    assert(
+      !this.state_sync.syncing && anchor.op === target.op && anchor.checksum === target.checksum,
+      () => `replica ${this.replica}: synced checkpoint ${target.op} anchored at op ${anchor.op}, or installed mid-transfer`,
+    );
     this.store = store;
     this.clients = clients;
-    if (this.leader !== null && sync.target.op > this.commit_min) this.leader.skippedExecution();
-    this.commit_min = sync.target.op;
-    this.commit_min_checksum = sync.target.checksum;
+    if (this.leader !== null && target.op > this.commit_min) this.leader.skippedExecution();
+    this.commit_min = target.op;
+    this.commit_min_checksum = target.checksum;
     this.commit_min_header = anchor;
     if (this.commit_max < this.commit_min) this.commit_max = this.commit_min;
     if (this.op < this.commit_min) this.op = this.commit_min;
     this.journal.setHeader(anchor);
     this.applyViewHeaders();
-    this.durable.synced(sync.target, checkpoint.previous);
+    this.durable.synced(target, checkpoint.previous);
     this.trimUnchained();
-    this.env.log("info", `replica ${this.replica}: state sync done at checkpoint ${sync.target.op}`);
+    this.env.log("info", `replica ${this.replica}: state sync done at checkpoint ${target.op}`);
     if (this.status !== "recovering") this.writeState();
     this.executeCommitted();
     this.maybeFinishRecovering();
@@ -1374,7 +1235,7 @@ export class Replica {
     this.votes.forgetHigherViews();
     this.start_view_pending = false;
     this.leader = null;
-    this.sync = null;
+    this.state_sync.cancel();
     assert(!this.isActingPrimary(), "a replica changing views does not lead");
     assert(
       this.view === view && this.view_change !== null && this.log_view <= this.view,
@@ -1467,11 +1328,11 @@ export class Replica {
     const recovering = this.recovering;
     if (recovering === null) return;
     const step = recovering.step({
-      syncing: this.sync !== null,
+      syncing: this.state_sync.syncing,
       view: this.view,
       commit_min: this.commit_min,
       checkpoint_interval_ops: this.config.checkpoint_interval_ops,
-      primary_checkpoint_op: this.primary_checkpoint_op,
+      primary_checkpoint_op: this.state_sync.primary_checkpoint_op,
       hasPrepare: (op) => {
         const h = this.journal.header(op);
         return h !== null && this.journal.hasPrepare(op, h.checksum);
@@ -1504,29 +1365,14 @@ export class Replica {
 
   repair(): void {
     if (this.status === "blank" || (this.status === "view_change" && !this.start_view_pending)) return;
-    if (this.sync !== null) {
-      // A stalled sync asks the next peer (the one asked may have moved past this checkpoint);
-      // when no peer answers, the cluster has moved on: start over from a newer checkpoint, or
-      // repair for a while (SyncTargets.afterStall).
-      const stall = this.sync.repairTick();
-      if (stall === "give_up") {
-        this.env.log("info", `replica ${this.replica}: no peer serves checkpoint ${this.sync.target.op} any more: syncing a newer one`);
-        const stalled = this.sync.target;
-        this.sync = null;
-        const next = this.sync_targets.afterStall(stalled, this.view, this.commit_min, this.commitKnown(), this.ticks);
-        if (next !== null) this.beginSync(next);
-        return;
-      }
-      if (stall === "ask_next_peer") this.requestSyncChunk();
-      return;
-    }
+    if (this.state_sync.repairTick()) return;
     if (this.recovering !== null && this.recovering.view !== this.view) {
       this.view_install.requestStartView();
       return;
     }
     if (this.status === "recovering") this.maybeFinishRecovering();
     this.values.repairValues();
-    this.maybeStartSync();
+    this.state_sync.maybeStart();
     this.repairer.repair();
   }
 
@@ -1539,7 +1385,7 @@ export class Replica {
     const canonical = received.canonical && h.view === this.view && h.replica === primaryIndex(this.view, this.config.replica_count);
     if (canonical) {
       for (const header of headers) {
-        if (header.op <= this.commitKnown()) this.syncTargetFrom(header);
+        if (header.op <= this.commitKnown()) this.state_sync.targetFrom(header);
         if (header.op <= this.commit_min || header.op > this.commit_min + this.config.journal_slot_count) continue;
         if (header.op > this.op) {
           for (let op = this.op + 1; op < header.op; op++) this.journal.remove(op);
@@ -1615,8 +1461,9 @@ export class Replica {
       if (this.log_view_durable > this.log_view) this.broken(`durable log_view ${this.log_view_durable} above log_view ${this.log_view}`);
     }
     if (this.status === "normal" && this.log_view !== this.view) this.broken(`normal with log_view ${this.log_view}`);
-    if (this.sync !== null && this.status !== "normal" && this.status !== "recovering")
+    if (this.state_sync.syncing && this.status !== "normal" && this.status !== "recovering")
       this.broken("state sync outside normal or recovering");
+    this.state_sync.invariants();
     if (this.commit_min_header.op !== this.commit_min || this.commit_min_header.checksum !== this.commit_min_checksum)
       this.broken(`the header it executed last is not op ${this.commit_min}`);
     const anchor = this.journal.header(this.commit_min);

@@ -143,9 +143,14 @@ class FakeHost implements ViewInstallHost {
   repair(): void {
     this.calls.push("repair");
   }
-  maybeStartSync(): void {
-    this.calls.push("maybeStartSync");
-  }
+  readonly state_sync = {
+    primaryCheckpointIs: (op: number): void => {
+      this.primary_checkpoint_op = op;
+    },
+    maybeStart: (): void => {
+      this.calls.push("maybeStartSync");
+    },
+  };
   maybeFinishRecovering(): void {
     this.calls.push("maybeFinishRecovering");
   }

@@ -40,7 +40,6 @@ export interface ViewInstallHost {
   commit_max: number;
   commit_max_checksum: bigint | null;
   commit_hint: number;
-  primary_checkpoint_op: number;
   acks_after_start_view: number | null;
   start_view_pending: boolean;
   view_change: ViewChanging | null;
@@ -74,7 +73,9 @@ export interface ViewInstallHost {
   /** The primary's normal operation (primary.ts): resend what the new pipeline holds, commit what it may. */
   readonly primary: { onPrepareTimeout(): void; commitPipeline(): void };
   repair(): void;
-  maybeStartSync(): void;
+  /** Checkpoints and state sync (state_sync_driver.ts): the installed view's primary names its
+   * checkpoint, and a replica far behind it fetches that checkpoint. */
+  readonly state_sync: { primaryCheckpointIs(op: number): void; maybeStart(): void };
   maybeFinishRecovering(): void;
   executeCommitted(): void;
 }
@@ -321,13 +322,13 @@ export class ViewInstall {
       r.commit_max = Math.min(h.commit, h.op);
       r.commit_max_checksum = null;
     }
-    r.primary_checkpoint_op = h.checkpoint_op;
+    r.state_sync.primaryCheckpointIs(h.checkpoint_op);
     r.timeout_view_change.stop();
     r.timeout_view_change_resend.stop();
     if (r.recovering !== null) {
       r.recovering.installed(h.view, h.op);
       r.timeout_normal.start();
-      r.maybeStartSync();
+      r.state_sync.maybeStart();
       r.repair();
       r.maybeFinishRecovering();
       return;
@@ -344,7 +345,7 @@ export class ViewInstall {
     r.writeState();
     r.acks_after_start_view = h.commit;
     r.env.log("info", `replica ${r.replica}: installed view ${r.view} from primary ${h.replica}: op ${r.op}, commit ${r.commit_max}`);
-    r.maybeStartSync();
+    r.state_sync.maybeStart();
     r.repair();
     r.executeCommitted();
   }

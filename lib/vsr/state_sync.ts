@@ -3,8 +3,9 @@
  * checkpoint behind fetches a whole checkpoint from a peer in chunks, because the ops below the
  * checkpoint its log names may be gone from every peer's journal. This file decides which
  * checkpoint to fetch (SyncTargets) and tracks one transfer of it (SyncTransfer); it only answers
- * with decisions, so the replica keeps the control flow: it sends the messages, drives storage
- * (syncBegin, syncApply, syncFinish, writeCheckpoint) and installs what arrived.
+ * with decisions, so its driver keeps the control flow (StateSync, state_sync_driver.ts): it sends
+ * the messages and drives storage (syncBegin, syncApply, syncFinish, writeCheckpoint), and the
+ * replica installs what arrived.
  */
 import { assert } from "../util/assert.ts";
 import type { Config } from "../constants.ts";

@@ -1,0 +1,352 @@
+import { describe, expect, test } from "bun:test";
+import { Header, type Message } from "../net/codec.ts";
+import { ObjectStore } from "../store/object_store.ts";
+import { ClientTable } from "./client_table.ts";
+import { DurableState } from "./durable_state.ts";
+import { Journal } from "./journal.ts";
+import { buildRequestSync, buildSyncChunk, readRequestSync, type Envelope } from "./messages.ts";
+import { rootPrepare, stateDigest } from "./root.ts";
+import { sync_backoff_ticks } from "./state_sync.ts";
+import { StateSync, type StateSyncHost, type SyncReceived } from "./state_sync_driver.ts";
+import type { CheckpointId, CheckpointMeta, SyncChunk } from "./storage.ts";
+import type { Status } from "./env.ts";
+import { prepareChain } from "./test_support.ts";
+
+const interval = 8;
+
+function noSpace(): Error {
+  return Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC" });
+}
+
+/** A namespace with one object and one session: its digest is not the empty state's. */
+function state(): { store: ObjectStore; clients: ClientTable } {
+  const store = new ObjectStore();
+  store.set("k", { version: 1, timestamp: 5, size: 3, checksum: 77n, segment: 1, offset: 0 });
+  store.revision = 1;
+  const clients = new ClientTable(4);
+  clients.register(9n, 3, 1, { op: 3, timestamp: 30, operation: 1, result: 0, body: new Uint8Array(0) });
+  return { store, clients };
+}
+
+/** The storage calls the part makes, recorded; a sync stream is whatever syncFinish is told to return. */
+class FakeStorage {
+  readonly checkpoints: CheckpointMeta[] = [];
+  readonly begun: CheckpointId[] = [];
+  readonly applied: Uint8Array[] = [];
+  full = false;
+  parses = true;
+  finished: SyncReceived | null = null;
+  served: SyncChunk | null = null;
+
+  writeCheckpoint(checkpoint: CheckpointMeta): void {
+    if (this.full) throw noSpace();
+    this.checkpoints.push(checkpoint);
+  }
+  readSyncChunk(): SyncChunk | null {
+    return this.served;
+  }
+  syncBegin(id: CheckpointId): void {
+    this.begun.push(id);
+    this.applied.length = 0;
+  }
+  syncApply(bytes: Uint8Array): boolean {
+    if (this.full) throw noSpace();
+    if (!this.parses) return false;
+    this.applied.push(bytes);
+    return true;
+  }
+  syncFinish(): SyncReceived | null {
+    return this.finished;
+  }
+}
+
+/** Replica 1 of 3, a backup of view 0 unless a test moves it: the members StateSync reads. */
+class FakeHost implements StateSyncHost {
+  readonly replica = 1;
+  readonly config = { replica_count: 3, checkpoint_interval_ops: interval, clients_max: 4 };
+  readonly sent: { to: number; message: Message }[] = [];
+  readonly logs: string[] = [];
+  readonly env = {
+    sendToReplica: (to: number, message: Message): void => {
+      this.sent.push({ to, message });
+    },
+    log: (_level: string, text: string): void => {
+      this.logs.push(text);
+    },
+  };
+  readonly storage = new FakeStorage();
+  readonly journal = new Journal(64);
+  readonly durable: DurableState;
+  readonly stats = { syncs: 0 };
+  readonly calls: string[] = [];
+  readonly installed: { target: CheckpointId; received: SyncReceived }[] = [];
+  status: Status = "normal";
+  view = 0;
+  op = 0;
+  commit_min = 0;
+  commit_max = 0;
+  commit_hint = 0;
+  commit_min_checksum: bigint;
+  commit_min_header: Header;
+  store = new ObjectStore();
+  clients = new ClientTable(4);
+  no_space = false;
+  ticks = 0;
+
+  constructor() {
+    const root = rootPrepare(1n, 3);
+    this.commit_min_checksum = root.checksum;
+    this.commit_min_header = root;
+    this.durable = new DurableState(this.replica, interval, {
+      op: 0,
+      digest: stateDigest(this.store, this.clients),
+      checksum: root.checksum,
+    });
+  }
+
+  envelope(view: number): Envelope {
+    return { cluster: 1n, replica: this.replica, replica_count: 3, view, incarnation: 7 };
+  }
+  diskFull(): void {
+    this.calls.push("diskFull");
+    this.no_space = true;
+  }
+  writeState(): void {
+    this.calls.push("writeState");
+  }
+  executeCommitted(): void {
+    this.calls.push("executeCommitted");
+  }
+  isPrimary(): boolean {
+    return this.view % 3 === this.replica;
+  }
+  commitKnown(): number {
+    return Math.max(this.commit_max, this.commit_hint);
+  }
+  readonly repairer = {
+    requestHeaders: (op_min: number, op_max: number): void => {
+      this.calls.push(`requestHeaders ${op_min}..${op_max}`);
+    },
+  };
+  installSynced(target: CheckpointId, received: SyncReceived): void {
+    this.installed.push({ target, received });
+    this.commit_min = target.op;
+  }
+
+  /** Executed up to op `to` of a chain: the anchor a checkpoint there records. */
+  executedTo(to: number): void {
+    const header = prepareChain(to).at(-1)!;
+    this.commit_min = to;
+    this.commit_max = Math.max(this.commit_max, to);
+    this.op = Math.max(this.op, to);
+    this.commit_min_checksum = header.checksum;
+    this.commit_min_header = header;
+  }
+}
+
+/** A committed prepare at op 25 naming the checkpoint at 16 (checkpointFor lags by K+1..2K). */
+function naming(target: CheckpointId): Header {
+  const h = new Header();
+  h.op = 25;
+  h.checkpoint_op = target.op;
+  h.checkpoint_digest = target.digest;
+  h.context = target.checksum;
+  return h;
+}
+
+/** A backup far behind (executed nothing, head and commit at 25), its target the checkpoint at 16
+ * holding state(), and what storage assembles from the stream. */
+function behind(): { host: FakeHost; sync: StateSync; target: CheckpointId; received: SyncReceived } {
+  const host = new FakeHost();
+  host.op = 25;
+  host.commit_max = 25;
+  const sync = new StateSync(host);
+  const { store, clients } = state();
+  const anchor = prepareChain(16).at(-1)!;
+  const target: CheckpointId = { op: 16, digest: stateDigest(store, clients), checksum: anchor.checksum };
+  const previous: CheckpointId = { op: 8, digest: 1n, checksum: 2n };
+  return { host, sync, target, received: { store, clients, checkpoint: { id: target, anchor, previous } } };
+}
+
+function chunk(host: FakeHost, from: number, target: CheckpointId, position: number, next: number | null): Message {
+  const envelope = { ...host.envelope(host.view), replica: from };
+  return buildSyncChunk(envelope, { checkpoint: target, position, next, body: new Uint8Array([position & 0xff]) });
+}
+
+describe("StateSync checkpoints", () => {
+  test("takes the checkpoint at commit_min with the state's digest and its anchor", () => {
+    const host = new FakeHost();
+    const sync = new StateSync(host);
+    host.executedTo(8);
+    expect(sync.checkpointMissing()).toBe(true);
+    expect(sync.takeCheckpoint()).toBe(true);
+    const written = host.storage.checkpoints[0]!;
+    expect(written.id).toEqual({ op: 8, digest: stateDigest(host.store, host.clients), checksum: host.commit_min_checksum });
+    expect(written.anchor).toBe(host.commit_min_header);
+    expect(written.previous.op).toBe(0);
+    expect(host.calls).toEqual(["writeState"]);
+    expect(sync.checkpointMissing()).toBe(false);
+  });
+
+  test("a full disk leaves the checkpoint missing; it is taken again once there is space", () => {
+    const host = new FakeHost();
+    const sync = new StateSync(host);
+    host.executedTo(8);
+    host.storage.full = true;
+    expect(sync.takeCheckpoint()).toBe(false);
+    expect(host.calls).toEqual(["diskFull"]);
+    expect(sync.checkpointMissing()).toBe(true);
+    // Not while the disk is still full.
+    sync.retryCheckpoint();
+    expect(host.storage.checkpoints).toHaveLength(0);
+    host.storage.full = false;
+    host.no_space = false;
+    sync.retryCheckpoint();
+    expect(host.storage.checkpoints).toHaveLength(1);
+    expect(host.calls).toEqual(["diskFull", "writeState", "executeCommitted"]);
+    expect(sync.checkpointMissing()).toBe(false);
+  });
+});
+
+describe("StateSync transfers", () => {
+  test("a backup behind asks the primary for the committed header that names its target", () => {
+    const { host, sync } = behind();
+    sync.maybeStart();
+    expect(host.calls).toEqual(["requestHeaders 25..25"]);
+    expect(sync.syncing).toBe(false);
+  });
+
+  test("nothing to fetch when the head names no checkpoint above what was executed", () => {
+    const host = new FakeHost();
+    host.op = 10;
+    host.commit_max = 10;
+    const sync = new StateSync(host);
+    sync.maybeStart();
+    expect(host.calls).toEqual([]);
+  });
+
+  test("a primary behind takes the target from its own header at commit_max", () => {
+    const { host, sync, target } = behind();
+    host.view = 1;
+    host.journal.setHeader(naming(target));
+    sync.maybeStart();
+    expect(sync.syncing).toBe(true);
+    // It never asks itself: the next peer after it.
+    expect(host.sent.map((s) => s.to)).toEqual([2]);
+  });
+
+  test("fetches the checkpoint chunk by chunk and hands what verified to the replica", () => {
+    const { host, sync, target, received } = behind();
+    sync.targetFrom(naming(target));
+    expect(sync.syncing).toBe(true);
+    expect(host.stats.syncs).toBe(1);
+    expect(host.storage.begun).toEqual([target]);
+    expect(host.sent).toHaveLength(1);
+    expect(host.sent[0]!.to).toBe(0);
+    expect(readRequestSync(host.sent[0]!.message)).toEqual({ checkpoint: target, position: 0 });
+
+    // A chunk of another position is not the one asked for.
+    sync.onSyncChunk(chunk(host, 0, target, 5, 9));
+    expect(host.storage.applied).toHaveLength(0);
+    sync.onSyncChunk(chunk(host, 0, target, 0, 100));
+    expect(readRequestSync(host.sent[1]!.message)).toEqual({ checkpoint: target, position: 100 });
+    host.storage.finished = received;
+    sync.onSyncChunk(chunk(host, 0, target, 100, null));
+    expect(host.storage.applied).toHaveLength(2);
+    expect(host.storage.checkpoints).toEqual([received.checkpoint]);
+    expect(host.installed).toEqual([{ target, received }]);
+    expect(sync.syncing).toBe(false);
+    sync.invariants();
+  });
+
+  test("a stream that does not verify starts over with the next peer", () => {
+    const { host, sync, target, received } = behind();
+    sync.targetFrom(naming(target));
+    host.storage.finished = { ...received, store: new ObjectStore() };
+    sync.onSyncChunk(chunk(host, 0, target, 0, null));
+    expect(host.installed).toHaveLength(0);
+    expect(host.storage.begun).toEqual([target, target]);
+    expect(host.sent.map((s) => s.to)).toEqual([0, 2]);
+    expect(readRequestSync(host.sent[1]!.message).position).toBe(0);
+    expect(sync.syncing).toBe(true);
+  });
+
+  test("a chunk that does not parse restarts the stream", () => {
+    const { host, sync, target } = behind();
+    sync.targetFrom(naming(target));
+    host.storage.parses = false;
+    sync.onSyncChunk(chunk(host, 0, target, 0, 100));
+    expect(host.storage.begun).toEqual([target, target]);
+    expect(sync.syncing).toBe(true);
+  });
+
+  test("a full disk drops the transfer", () => {
+    const { host, sync, target } = behind();
+    sync.targetFrom(naming(target));
+    host.storage.full = true;
+    sync.onSyncChunk(chunk(host, 0, target, 0, 100));
+    expect(host.calls).toEqual(["diskFull"]);
+    expect(sync.syncing).toBe(false);
+    // Not started again while the disk is full.
+    sync.maybeStart();
+    expect(host.calls).toEqual(["diskFull"]);
+  });
+
+  test("a stalled transfer asks the next peer, then gives up and backs off", () => {
+    const { host, sync, target } = behind();
+    expect(sync.repairTick()).toBe(false);
+    sync.targetFrom(naming(target));
+    expect(sync.repairTick()).toBe(true);
+    expect(host.sent).toHaveLength(1);
+    expect(sync.repairTick()).toBe(true);
+    expect(host.sent.map((s) => s.to)).toEqual([0, 2]);
+    for (let tick = 0; tick < 10 && sync.syncing; tick++) sync.repairTick();
+    expect(sync.syncing).toBe(false);
+    expect(host.logs.at(-1)).toContain("no peer serves checkpoint 16");
+    // The same target waits out the backoff.
+    sync.targetFrom(naming(target));
+    expect(sync.syncing).toBe(false);
+    host.ticks = sync_backoff_ticks;
+    sync.targetFrom(naming(target));
+    expect(sync.syncing).toBe(true);
+  });
+
+  test("a stalled transfer moves to the primary's newer announced checkpoint", () => {
+    const { host, sync, target } = behind();
+    const newer: CheckpointId = { op: 24, digest: 5n, checksum: 6n };
+    sync.primaryAnnounced(0, newer);
+    sync.targetFrom(naming(target));
+    while (host.storage.begun.length === 1) sync.repairTick();
+    expect(host.storage.begun).toEqual([target, newer]);
+    expect(sync.syncing).toBe(true);
+    expect(host.stats.syncs).toBe(2);
+  });
+
+  test("a view change cancels the transfer", () => {
+    const { sync, target } = behind();
+    sync.targetFrom(naming(target));
+    sync.cancel();
+    expect(sync.syncing).toBe(false);
+    expect(sync.repairTick()).toBe(false);
+  });
+
+  test("serves a peer the chunk storage holds, and nothing for a checkpoint it does not", () => {
+    const { host, sync, target } = behind();
+    const request = buildRequestSync({ ...host.envelope(0), replica: 2 }, { checkpoint: target, position: 0 });
+    sync.onRequestSync(request);
+    expect(host.sent).toHaveLength(0);
+    host.storage.served = { bytes: new Uint8Array([1, 2, 3]), next: 3 };
+    sync.onRequestSync(request);
+    expect(host.sent).toHaveLength(1);
+    expect(host.sent[0]!.to).toBe(2);
+    expect(host.sent[0]!.message.body).toEqual(new Uint8Array([1, 2, 3]));
+  });
+
+  test("remembers the latest checkpoint op the primary reported", () => {
+    const { sync } = behind();
+    sync.primaryCheckpointIs(32);
+    sync.primaryCheckpointIs(16);
+    expect(sync.primary_checkpoint_op).toBe(16);
+    sync.invariants();
+  });
+});
