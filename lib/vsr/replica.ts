@@ -172,7 +172,7 @@ export class Replica {
   private readonly sync_targets = new SyncTargets();
 
   // Blank/recovering state.
-  /** Probes, the incarnation, and whether the cluster formed: it decides, this replica acts. */
+  /** Probes, the incarnation, and whether the cluster formed: it decides, formation_driver acts. */
   readonly formation: Formation;
   /**
    * The cluster incarnation (RULE, incarnation): a random number the cluster chooses when it
