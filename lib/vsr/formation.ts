@@ -1,8 +1,9 @@
 /**
  * Cluster formation (docs/PROTOCOL.md §4.1 Incarnation, §4.4 ping and pong): whether this replica
  * formats a new cluster, recovers a lost disk, or waits, and which cluster incarnation it ends up
- * in. It owns the probe state and the incarnation and only decides; Replica (replica.ts) sends the
- * pings and pongs, writes the superblock and changes its status as a decision says.
+ * in. It owns the probe state and the incarnation and only decides; FormationDriver
+ * (formation_driver.ts) sends the pings and pongs, and Replica writes the superblock and changes
+ * its status as a decision says.
  *
  * Phases, one way only: blank (no data directory: probing whether to format or recover) →
  * formatted (a superblock exists, or is being written, but not every replica is known to have

@@ -17,15 +17,13 @@
  *   its disk recovers without acknowledging anything until it has caught up.
  */
 import { AssertionError, assert } from "../util/assert.ts";
-import type { Prng } from "../util/prng.ts";
-import { hex32 } from "../util/hex.ts";
-import { LogLimiter } from "../net/log_limiter.ts";
 import { Command, Header, type Message } from "../net/codec.ts";
 import { journal_slot_count_max, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
 import { ObjectStore } from "../store/object_store.ts";
 import { ClientTable } from "./client_table.ts";
 import { Journal } from "./journal.ts";
-import { Formation, type FormationDecision } from "./formation.ts";
+import { Formation } from "./formation.ts";
+import { FormationDriver } from "./formation_driver.ts";
 import { Timeout } from "./timeout.ts";
 import { Leader, type PipelineEntry } from "./leader.ts";
 import { Primary } from "./primary.ts";
@@ -56,21 +54,7 @@ import { ViewInstall } from "./start_view.ts";
 import { ViewChangeVotes } from "./view_change_votes.ts";
 import { StateMachine } from "./state_machine.ts";
 import { primaryIndex, type Env, type LogLevel, type ReplicaObserver, type Status } from "./env.ts";
-import {
-  buildCommitOk,
-  buildPing,
-  buildPong,
-  buildPrepareOk,
-  buildReply,
-  decodeHeaders,
-  readCommit,
-  readHeaders,
-  readPing,
-  readPong,
-  suffixValid,
-  type ClientReply,
-  type Envelope,
-} from "./messages.ts";
+import { buildCommitOk, buildPrepareOk, buildReply, readCommit, readHeaders, type ClientReply, type Envelope } from "./messages.ts";
 export { rootPrepare, stateDigest };
 
 export type { Env, LogLevel, ReplicaObserver, Status };
@@ -111,7 +95,7 @@ export class Replica {
   readonly quorum: number;
   readonly f: number;
   realtime = 0;
-  private readonly root: Header;
+  readonly root: Header;
 
   ticks = 0;
   /** Prepares journaled and not yet executed, kept so a backup need not read them back. */
@@ -138,8 +122,8 @@ export class Replica {
   commit_hint = 0;
 
   // Blank/recovering state.
-  /** Probes, the incarnation, and whether the cluster formed: it decides, this replica acts. */
-  private readonly formation: Formation;
+  /** Probes, the incarnation, and whether the cluster formed: it decides, formation_driver acts. */
+  readonly formation: Formation;
   /**
    * The cluster incarnation (RULE, incarnation): a random number the cluster chooses when it
    * forms, persisted in every superblock and carried in every replica message. A data directory
@@ -150,10 +134,6 @@ export class Replica {
   get incarnation(): number {
     return this.formation.incarnation;
   }
-  /** Warnings that would repeat with every message or probe (a peer of another incarnation, a
-   * blank replica that cannot tell which incarnation to join): once a minute per subject, timed
-   * in ticks. */
-  private readonly warnings = new LogLimiter();
 
   readonly timeout_normal: Timeout;
   readonly timeout_heartbeat: Timeout;
@@ -161,7 +141,6 @@ export class Replica {
   readonly timeout_view_change_resend: Timeout;
   readonly timeout_prepare: Timeout;
   private readonly timeout_repair: Timeout;
-  private readonly timeout_probe: Timeout;
 
   /** Counters for status and metrics. */
   readonly stats = {
@@ -206,6 +185,8 @@ export class Replica {
   private readonly state_machine: StateMachine;
   /** Checkpoints taken and retried, the primary's checkpoint, and the transfer in progress. */
   readonly state_sync: StateSync;
+  /** Sends and answers the probes and follows what formation decides: formation_driver.ts. */
+  private readonly formation_driver: FormationDriver;
   /** The journal and head last checked by invariants() (its window checks cost a pass). */
   private invariants_mark = -1;
 
@@ -252,7 +233,6 @@ export class Replica {
     this.timeout_view_change_resend = new Timeout("view_change_resend", config.heartbeat_ticks);
     this.timeout_prepare = new Timeout("prepare", config.prepare_retry_ticks);
     this.timeout_repair = new Timeout("repair", config.repair_ticks);
-    this.timeout_probe = new Timeout("probe", config.probe_ticks);
     this.formation = new Formation(replica, n);
     this.values = new ValueKeeper(this);
     this.repairer = new Repairer(this);
@@ -261,6 +241,7 @@ export class Replica {
     this.votes = new ViewChangeVotes(this);
     this.state_machine = new StateMachine(this);
     this.state_sync = new StateSync(this);
+    this.formation_driver = new FormationDriver(this);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -279,9 +260,7 @@ export class Replica {
     }
     if (recovered.state === null) {
       this.status = "blank";
-      this.formation.candidate(randomIncarnation(this.env.random));
-      this.timeout_probe.start();
-      this.sendProbe();
+      this.formation_driver.openBlank();
       return;
     }
     this.loadState(recovered);
@@ -290,7 +269,7 @@ export class Replica {
   tick(realtime: number): void {
     this.realtime = realtime;
     this.ticks += 1;
-    if (this.timeout_probe.tick()) this.sendProbe();
+    this.formation_driver.tick();
     if (this.timeout_normal.tick()) this.onNormalTimeout();
     if (this.timeout_heartbeat.tick() && this.primary.onHeartbeatTimeout() === "abdicate") this.startViewChange(this.view + 1);
     if (this.timeout_view_change.tick() && !this.votes.onViewChangeTimeout()) this.timeout_view_change.stop();
@@ -380,17 +359,17 @@ export class Replica {
     }
     if (!from_client && h.replica === this.replica && h.command !== Command.prepare) return this.drop(message, "message from self");
     if (!from_client && h.incarnation !== this.incarnation && h.command !== Command.ping && h.command !== Command.pong) {
-      return this.otherIncarnation(message);
+      return this.formation_driver.otherIncarnation(message);
     }
     // A view this close to 2^32 is forged: the next view would wrap to 0 on the wire and wedge
     // the cluster (4 billion view changes do not happen).
     if (!from_client && h.view > view_max) return this.violation(h.replica, h.command, `view ${h.view} above ${view_max}`, h.checksum);
-    if (!this.formed && this.status === "normal" && this.provesFormed(message)) this.form();
+    if (!this.formed && this.status === "normal" && this.formation_driver.provesFormed(message)) this.form();
     switch (h.command) {
       case Command.ping:
-        return this.onPing(message);
+        return this.formation_driver.onPing(message);
       case Command.pong:
-        return this.onPong(message);
+        return this.formation_driver.onPong(message);
       case Command.request:
         return this.onRequest(message);
       case Command.prepare:
@@ -451,19 +430,6 @@ export class Replica {
       `replica ${this.replica}: dropped ${text}; a forged frame or a bug: check what can reach this port, and report it if only replicas can`,
     );
     this.observer?.violation(this.replica, text, checksum);
-  }
-
-  /** A peer of another cluster incarnation: its data directory belongs to another cluster that
-   * had the same addresses. Dropped, and said once a minute per peer, with what to do. */
-  private otherIncarnation(message: Message): void {
-    const h = message.header;
-    this.drop(message, `cluster incarnation ${hex32(h.incarnation)} is not ours (${hex32(this.incarnation)})`);
-    if (this.status === "blank") return; // it has none yet: it adopts one when it recovers or formats
-    if (this.warnings.admit(`incarnation of replica ${h.replica}`, this.ticks * this.config.tick_ms) === null) return;
-    this.env.log(
-      "error",
-      `replica ${this.replica}: refusing replica ${h.replica}: its data directory belongs to cluster incarnation ${hex32(h.incarnation)}, this replica's to ${hex32(this.incarnation)} (a directory of an earlier cluster on the same addresses, or a different cluster): stop it and give it the right data directory, or an empty one to have it recover from the others`,
-    );
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -528,8 +494,7 @@ export class Replica {
       // Formatted but nothing happened yet: wait until every replica is formatted (see format()).
       this.status = "normal";
       if (this.isPrimary()) this.lead([]);
-      this.timeout_probe.start();
-      this.sendProbe();
+      this.formation_driver.start();
     } else if (this.view === this.log_view) {
       if (this.isPrimary() && this.config.replica_count > 1) {
         // A restarted primary lost its pipeline and queues; a new view resolves the suffix.
@@ -592,7 +557,7 @@ export class Replica {
 
   /** Becomes recovering in view v (adopted, not installed: it waits for that view's start_view),
    * with no log view of its own, and asks the primary for the view's log. */
-  private enterRecovering(view: number, checkpoint_floor: number): void {
+  enterRecovering(view: number, checkpoint_floor: number): void {
     assert(
       this.recovering === null && this.leader === null && this.view_change === null,
       () => `replica ${this.replica}: recovering from status ${this.status}`,
@@ -617,100 +582,7 @@ export class Replica {
     assert((this.status as Status) === "normal" && !this.isActingPrimary(), "a recovered replica rejoins as a backup");
   }
 
-  /** Whether a message shows the cluster formed (so every replica formatted): only what a forged
-   * frame cannot fake by chance counts, the first prepare (it chains to the root) or a start_view
-   * whose headers verify. A forged commit or view-change vote once formed a replica whose peers
-   * were still blank, and the cluster never formed. Otherwise the probes tell (onPong). */
-  private provesFormed(message: Message): boolean {
-    const h = message.header;
-    if (h.command === Command.prepare) return h.op === 1 && h.parent === this.root.checksum && decodeBatch(message.body) !== null;
-    if (h.command === Command.start_view) {
-      const headers = decodeHeaders(message.body, this.config.cluster);
-      return headers !== null && suffixValid(headers, h.op);
-    }
-    return false;
-  }
-
-  private sendProbe(): void {
-    if (this.status !== "blank" && this.formed) {
-      this.timeout_probe.stop();
-      return;
-    }
-    this.formation.round(this.env.random.u64());
-    this.sendToOthers(buildPing(this.envelope(this.view), { nonce: this.formation.nonce }));
-    this.followFormation(this.formation.decide());
-  }
-
-  private onPing(message: Message): void {
-    const pong = buildPong(this.envelope(this.view), {
-      nonce: readPing(message).nonce,
-      state: this.formation.answer(this.status, this.view_durable),
-      op: this.op,
-      commit_max: this.commit_max,
-      log_view: this.log_view,
-      // The durable view: the floor a replica that lost its disk adopts (views being changed in
-      // memory are not promises, and the cluster may settle below them).
-      durable_view: Math.max(0, this.view_durable),
-    });
-    this.env.sendToReplica(message.header.replica, pong);
-  }
-
-  private onPong(message: Message): void {
-    const h = message.header;
-    const p = readPong(message);
-    const pong = {
-      replica: h.replica,
-      nonce: p.nonce,
-      answer: p.state,
-      view: h.view,
-      log_view: p.log_view,
-      op: p.op,
-      commit: p.commit_max,
-      durable_view: p.durable_view,
-      incarnation: h.incarnation,
-    };
-    this.followFormation(this.formation.pong(pong, this.status));
-  }
-
-  /** Acts on what formation decided (RULE formatting and RULE incarnation at formation are
-   * decided in formation.ts). */
-  private followFormation(decision: FormationDecision): void {
-    switch (decision.kind) {
-      case "wait":
-        return;
-      case "format":
-        return this.format();
-      case "form":
-        return this.form();
-      case "adopt":
-        this.env.log(
-          "info",
-          `replica ${this.replica}: replica ${decision.peer} ${decision.peer_formed ? "belongs to a formed cluster" : "formatted"} with cluster incarnation ${hex32(decision.incarnation)}, ours is ${hex32(decision.previous)}: adopting it`,
-        );
-        this.writeState();
-        if (decision.form) this.form();
-        return;
-      case "disagree":
-        if (this.warnings.admit("no agreed incarnation", this.ticks * this.config.tick_ms) !== null) {
-          const heard = decision.heard.map((r) => `replica ${r.replica}: ${hex32(r.incarnation)}`).join(", ");
-          this.env.log(
-            "error",
-            `replica ${this.replica}: data directory is blank, and the formatted peers do not agree on a cluster incarnation (${heard}; ${this.f + 1} must agree): waiting; a peer's data directory is probably from another cluster on these addresses`,
-          );
-        }
-        return;
-      case "recover":
-        this.env.log(
-          "warn",
-          `replica ${this.replica}: data directory is blank but the cluster has data: recovering from peers at view ${decision.view}; this replica acknowledges nothing until it has caught up`,
-        );
-        this.timeout_probe.stop();
-        this.enterRecovering(decision.view, 0);
-        return;
-    }
-  }
-
-  private format(): void {
+  format(): void {
     this.env.log("info", `replica ${this.replica}: every replica reports a blank data directory: formatting a new cluster`);
     this.status = "normal";
     this.view = 0;
@@ -719,12 +591,12 @@ export class Replica {
     this.writeState();
     this.timeout_repair.start();
     if (this.config.replica_count === 1) this.form();
-    else this.sendProbe();
+    else this.formation_driver.sendProbe();
   }
 
-  private form(): void {
+  form(): void {
     this.formation.form();
-    this.timeout_probe.stop();
+    this.formation_driver.stop();
     this.env.log("info", `replica ${this.replica}: every replica is formatted: the cluster is formed`);
     if (this.isPrimary() && this.formation.restarted && this.config.replica_count > 1) {
       // The cluster may have moved on while this primary lost what it had not synced: as after any
@@ -1455,6 +1327,7 @@ export class Replica {
       this.broken(`durable view ${this.view_durable}/${this.log_view_durable} ahead of view`);
     this.durable.invariants(this.status === "recovering");
     this.votes.invariants((what) => this.broken(what));
+    this.formation_driver.invariants();
     if (this.status !== "recovering" && this.status !== "blank") {
       if (this.checkpoint.op > this.commit_min)
         this.broken(`durable checkpoint ${this.checkpoint.op} above what it executed (${this.commit_min})`);
@@ -1524,9 +1397,4 @@ export class Replica {
       primary: this.isActingPrimary(),
     };
   }
-}
-
-/** A random nonzero u32: a blank replica's candidate cluster incarnation. */
-function randomIncarnation(random: Prng): number {
-  return 1 + random.int(0xffff_fffe);
 }
