@@ -30,7 +30,8 @@ import { Journal } from "./journal.ts";
 import { Formation, type FormationDecision } from "./formation.ts";
 import { Timeout } from "./timeout.ts";
 import { Leader, type PipelineEntry } from "./leader.ts";
-import { loadJournal } from "./journal_load.ts";
+import { restartLog } from "./journal_load.ts";
+import { LogChain } from "./log_chain.ts";
 import { RecentPrepares } from "./recent_prepares.ts";
 import { planRepair } from "./repair_plan.ts";
 import {
@@ -47,11 +48,11 @@ import {
 } from "./view_change.ts";
 export { presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision };
 import { decodeBatch, encodeBatch } from "./batch.ts";
-import { isNoSpace, vouchedMax, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
+import { isNoSpace, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { DurableState } from "./durable_state.ts";
 import { SyncTargets, SyncTransfer, syncNeeded, sync_chunk_size_max } from "./state_sync.ts";
-import { describeOps, windowOp } from "./window.ts";
+import { describeOps } from "./window.ts";
 import { Scrubber } from "./scrubber.ts";
 import { ValueRepairs, valueRepairPeer, type ValueRequest } from "./value_repair.ts";
 import { Recovering } from "./recovery.ts";
@@ -79,7 +80,6 @@ import {
   readCommit,
   readCommitOk,
   readDoViewChange,
-  readHeaders,
   readPing,
   readPong,
   readPrepareOk,
@@ -128,7 +128,7 @@ export class Replica {
   commit_min = 0;
   commit_max = 0;
   /** Checksum of the prepare at commit_min: the next op to execute must chain to it. */
-  private commit_min_checksum = 0n;
+  commit_min_checksum = 0n;
   /** The header of the prepare at commit_min (a checkpoint there records it as its anchor; its
    * journal slot may already hold the op a window later). */
   private commit_min_header: Header;
@@ -166,7 +166,7 @@ export class Replica {
 
   // Backup state.
   /** Checksum of the prepare at commit_max, from the primary's commit heartbeat. */
-  private commit_max_checksum: bigint | null = null;
+  commit_max_checksum: bigint | null = null;
   /** The commit number the primary of this view claimed last, believed nowhere but in choosing
    * what to repair or which checkpoint to fetch: commit_max (executed, persisted, sent in a
    * do_view_change) takes only what this replica's own log confirms (learnPrimaryCommit). Without
@@ -235,12 +235,8 @@ export class Replica {
   private acks_after_start_view: number | null = null;
   /** A view change has stalled since this replica was last in normal status (log noise only). */
   private view_change_stalled = false;
-  /**
-   * The log suffix log_view vouches for, as last installed or persisted. The journal window
-   * (journal_slot_count ops above the last executed op) holds it normally; a replica far behind
-   * its view's log cannot hold its head until it state-syncs, and then this is its log.
-   */
-  private view_headers: Header[] = [];
+  /** The log's shape: hash chain, window, and the suffix log_view vouches for (log_chain.ts). */
+  private readonly chain: LogChain;
   /** The journal and head last checked by invariants() (its window checks cost a pass). */
   private invariants_mark = -1;
 
@@ -289,6 +285,7 @@ export class Replica {
     this.timeout_repair = new Timeout("repair", config.repair_ticks);
     this.timeout_probe = new Timeout("probe", config.probe_ticks);
     this.formation = new Formation(replica, n);
+    this.chain = new LogChain(this);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -485,7 +482,7 @@ export class Replica {
     }
   }
 
-  private drop(message: Message, why: string): void {
+  drop(message: Message, why: string): void {
     this.stats.messages_dropped += 1;
     this.env.log(
       "debug",
@@ -533,45 +530,19 @@ export class Replica {
     this.commit_min = state.checkpoint.op;
     this.commit_min_checksum = state.checkpoint.checksum;
     this.commit_min_header = recovered.checkpoint.anchor;
-    this.commit_max = Math.max(state.commit_max, this.commit_min);
     this.store = recovered.store;
     this.clients = recovered.clients;
-    assert(
-      stateDigest(this.store, this.clients) === state.checkpoint.digest,
-      () => `replica ${this.replica}: checkpoint at op ${state.checkpoint.op} does not match its digest`,
-    );
-    const checkpoint = recovered.checkpoint;
-    assert(
-      checkpoint !== null && checkpoint.anchor.op === state.checkpoint.op && checkpoint.anchor.checksum === state.checkpoint.checksum,
-      "checkpoint anchor header does not match the checkpoint",
-    );
-    this.journal.setHeader(checkpoint.anchor);
-    this.durable.remember(checkpoint.previous);
-    // RULE (damage is sticky): a slot whose record is unreadable held an op of the window this
-    // replica may have acknowledged; it must not vote that op away until the slot is rewritten.
-    for (const slot of recovered.damaged_slots) this.journal.markDamaged(windowOp(this.commit_min, slot, this.config.journal_slot_count));
-    if (recovered.damaged_slots.length > 0) {
-      const ops = this.journal.damagedOps(this.commit_min, this.commit_min + this.config.journal_slot_count);
+    this.durable.remember(recovered.checkpoint.previous);
+    const restart = restartLog(this.journal, recovered, recovered.checkpoint);
+    if (restart.damaged.length > 0) {
       this.env.log(
         "warn",
-        `replica ${this.replica}: ${ops.length} journal record(s) damaged on disk (ops ${describeOps(ops)}): repairing from peers; this replica will not vote to discard those ops until they are rewritten`,
+        `replica ${this.replica}: ${restart.damaged.length} journal record(s) damaged on disk (ops ${describeOps(restart.damaged)}): repairing from peers; this replica will not vote to discard those ops until they are rewritten`,
       );
     }
-    const vh_max = vouchedMax(state);
-    loadJournal(this.journal, recovered.journal, state, vh_max, this.commit_min_header);
-    this.view_headers = state.view_headers;
-    this.op = this.commit_min;
-    for (let op = this.commit_min + 1; op <= this.commit_min + this.config.journal_slot_count; op++) {
-      if (this.journal.header(op) !== null) this.op = op;
-    }
-    // Its log holds every op it learned committed; a number above it (written by a release that
-    // took commit numbers from any frame) would execute ops no quorum may hold.
-    this.commit_max = Math.max(this.commit_min, Math.min(this.commit_max, this.op));
-    // The persisted suffix may reach past the journal window (installed while far behind).
-    this.op = Math.max(this.op, vh_max);
-    this.applyViewHeaders();
-    // Entries below the head that do not chain are removed, so repair fetches the right ones.
-    this.trimUnchained();
+    this.chain.vouched(state.view_headers);
+    this.op = restart.op;
+    this.commit_max = restart.commit_max;
     this.env.log(
       "info",
       `replica ${this.replica}: opened at view ${this.view} (log_view ${this.log_view}), checkpoint ${this.checkpoint.op}, op ${this.op}, commit ${this.commit_max}`,
@@ -807,10 +778,10 @@ export class Replica {
       view: this.view,
       log_view: this.log_view,
       commit_max: this.commit_max,
-      view_headers: this.suffixHeaders(),
+      view_headers: this.chain.suffixHeaders(),
       checkpoint,
     };
-    this.view_headers = state.view_headers;
+    this.chain.vouched(state.view_headers);
     this.storage.writeState(state);
     this.durable.record(state);
   }
@@ -904,7 +875,7 @@ export class Replica {
    * what it will restart from, so it fills the window above what it has executed; what it then
    * acknowledges is bounded by opPrepareOkMax once it has made its checkpoint durable.
    */
-  private opJournalMax(): number {
+  opJournalMax(): number {
     if (this.status === "recovering") return this.commit_min + this.config.journal_slot_count;
     return this.opPrepareOkMax();
   }
@@ -1140,7 +1111,7 @@ export class Replica {
       if (this.status === "normal" && !this.isPrimary() && this.journal.hasPrepare(h.op, h.checksum)) this.sendPrepareOk(h.op);
       return;
     }
-    if (this.wanted(h)) {
+    if (this.chain.wanted(h)) {
       this.journalPrepare(message);
       return;
     }
@@ -1187,7 +1158,7 @@ export class Replica {
       // Ops between the old head and this one are unknown: repair fetches them by hash chain.
       this.op = h.op;
     }
-    this.trimUnchained();
+    this.chain.trimUnchained();
     this.sendPrepareOk(h.op); // sent now only if already durable; otherwise after the flush
     this.learnPrimaryCommit(Math.min(h.commit, h.op - 1), h.op - 1, h.parent);
     this.executeCommitted();
@@ -1198,16 +1169,6 @@ export class Replica {
    * tests override this to prove a backup that takes an older view's prepares is caught.) */
   protected fromPrimaryOfThisView(h: Header): boolean {
     return h.view === this.view && h.replica === primaryIndex(this.view, this.config.replica_count);
-  }
-
-  /** Whether a prepare is one this replica is missing: its header is known (from a start_view,
-   * or as the parent of a known header) but the prepare itself is not on disk. */
-  private wanted(h: Header): boolean {
-    if (h.op > this.op || h.op <= this.commit_min || h.op > this.opJournalMax()) return false;
-    const known = this.journal.header(h.op);
-    if (known !== null && known.checksum === h.checksum) return !this.journal.hasPrepare(h.op, h.checksum);
-    const child = this.journal.header(h.op + 1);
-    return child !== null && child.parent === h.checksum;
   }
 
   /** Writes a prepare to the journal; false if the disk is full (it is then not journaled: no
@@ -1261,22 +1222,6 @@ export class Replica {
       this.no_space = false;
       this.env.log("info", `replica ${this.replica}: disk space is available again: accepting writes`);
       this.prepareQueued();
-    }
-  }
-
-  /** Removes entries that do not chain to the entry above them (left over from an older view),
-   * walking down from the head, so repair fetches the canonical ones. */
-  private trimUnchained(): void {
-    assert(this.op >= this.commit_min, () => `replica ${this.replica}: head op ${this.op} below what it executed (${this.commit_min})`);
-    let child = this.journal.header(this.op);
-    for (let op = this.op - 1; op > this.commit_min && op > this.op - this.config.journal_slot_count; op--) {
-      const h = this.journal.header(op);
-      if (child !== null && h !== null && h.checksum !== child.parent) {
-        this.journal.remove(op);
-        child = null;
-        continue;
-      }
-      child = h;
     }
   }
 
@@ -1377,7 +1322,7 @@ export class Replica {
   }
 
   /** The highest commit number heard of, verified or not: what repair and state sync aim at. */
-  private commitKnown(): number {
+  commitKnown(): number {
     const known = Math.max(this.commit_max, this.commit_hint);
     assert(known >= this.commit_min, () => `replica ${this.replica}: knows of commit ${known} below what it executed (${this.commit_min})`);
     return known;
@@ -1398,45 +1343,12 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Execution
 
-  /** The highest op up to which this replica's log is verified: every op from commit_min+1 up to
-   * it is present and chains to an anchor known to be canonical (the head of the current view's
-   * log, or the commit checksum the primary sent). */
-  private verifiedUpTo(): number {
-    const limit = Math.min(this.commit_max, this.op);
-    // Walk down from the head (canonical in normal status), then check the link to commit_min.
-    let anchor_ok = false;
-    let child: Header | null = null;
-    let top = this.op;
-    if (this.commit_max_checksum !== null && this.commit_max < this.op) {
-      const h = this.journal.header(this.commit_max);
-      if (h !== null && h.checksum === this.commit_max_checksum) top = this.commit_max;
-    }
-    for (let op = top; op > this.commit_min; op--) {
-      const h = this.journal.header(op);
-      if (h === null || (child !== null && child.parent !== h.checksum)) return this.commit_min;
-      child = h;
-    }
-    anchor_ok = child === null || child.parent === this.commit_min_checksum;
-    if (!anchor_ok) return this.commit_min;
-    let up_to = this.commit_min;
-    for (let op = this.commit_min + 1; op <= limit; op++) {
-      const h = this.journal.header(op)!;
-      if (!this.journal.hasPrepare(op, h.checksum)) break;
-      up_to = op;
-    }
-    assert(
-      up_to >= this.commit_min && up_to <= Math.max(this.commit_min, limit),
-      () => `replica ${this.replica}: verified up to ${up_to} outside ${this.commit_min}..${limit}`,
-    );
-    return up_to;
-  }
-
   /** Executes committed ops in order; the primary replies to their clients. */
   private executeCommitted(): void {
     if (this.status !== "normal" && this.status !== "recovering") return;
     if (this.sync !== null || this.start_view_pending) return;
     if (this.commit_min >= this.commit_max) return;
-    const up_to = this.verifiedUpTo();
+    const up_to = this.chain.verifiedUpTo();
     const executed_before = this.commit_min;
     while (this.commit_min < up_to) {
       if (this.checkpointMissing()) break;
@@ -1653,7 +1565,7 @@ export class Replica {
     this.requestHeaders(this.commitKnown(), this.commitKnown());
   }
 
-  private syncTargetFrom(h: Header): void {
+  syncTargetFrom(h: Header): void {
     if (this.sync !== null) return;
     const target = this.sync_targets.fromCommitted(h, this.commitKnown(), this.commit_min, this.config.checkpoint_interval_ops);
     if (target !== null) this.beginSync(target);
@@ -1749,9 +1661,9 @@ export class Replica {
     if (this.commit_max < this.commit_min) this.commit_max = this.commit_min;
     if (this.op < this.commit_min) this.op = this.commit_min;
     this.journal.setHeader(anchor);
-    this.applyViewHeaders();
+    this.chain.applyViewHeaders();
     this.durable.synced(sync.target, checkpoint.previous);
-    this.trimUnchained();
+    this.chain.trimUnchained();
     this.env.log("info", `replica ${this.replica}: state sync done at checkpoint ${sync.target.op}`);
     if (this.status !== "recovering") this.writeState();
     this.executeCommitted();
@@ -1887,7 +1799,7 @@ export class Replica {
     );
     assert(this.log_view < this.view, () => `replica ${this.replica}: do_view_change for view ${this.view} with log_view ${this.log_view}`);
     const primary = primaryIndex(this.view, this.config.replica_count);
-    const headers = this.suffixHeaders();
+    const headers = this.chain.suffixHeaders();
     const presence = new Uint8Array(headers.length);
     headers.forEach((header, i) => {
       presence[i] =
@@ -2013,7 +1925,7 @@ export class Replica {
         `replica ${this.replica}: a quorum never had op ${decision.head + 1} of the chosen log: it was not committed; discarding ops ${decision.head + 1}..${best.op}`,
       );
     }
-    this.installLog(decision.headers, decision.head);
+    this.chain.installLog(decision.headers, decision.head);
     this.commit_max = Math.max(commit, this.commit_min);
     this.commit_max_checksum = null;
     assert(
@@ -2036,47 +1948,6 @@ export class Replica {
   /** The log with the highest (log_view, op) (the simulator's tests override this). */
   protected chooseLog(dvcs: DoViewChange[]): DoViewChange {
     return chooseLog(dvcs);
-  }
-
-  /** Replaces this replica's log above its executed ops with the given suffix (ascending). */
-  private installLog(headers: Header[], op: number): void {
-    assert(
-      headers.every((h, i) => i === 0 || h.op > headers[i - 1]!.op),
-      () => `replica ${this.replica}: installing a log whose headers are not ascending`,
-    );
-    assert(
-      headers.length === 0 || headers[headers.length - 1]!.op <= op,
-      () => `replica ${this.replica}: installing headers above the new head op ${op}`,
-    );
-    for (let o = Math.max(op, this.op); o > op && o > this.commit_min; o--) this.journal.remove(o);
-    this.view_headers = headers;
-    for (const h of headers) {
-      if (h.op === this.commit_min) {
-        assert(
-          h.checksum === this.commit_min_checksum,
-          () => `replica ${this.replica}: the new log diverges at op ${h.op}, which this replica executed`,
-        );
-      }
-    }
-    this.op = Math.max(op, this.commit_min);
-    this.applyViewHeaders();
-    this.trimUnchained();
-    assert(
-      this.op >= this.commit_min && this.commit_min <= this.commit_max,
-      () => `replica ${this.replica}: installed head op ${this.op} below what it executed (${this.commit_min})`,
-    );
-    const executed = this.journal.header(this.commit_min);
-    assert(
-      executed === null || executed.checksum === this.commit_min_checksum,
-      () => `replica ${this.replica}: the installed log replaced the op it executed last`,
-    );
-  }
-
-  /** Puts the suffix headers that fall inside the journal window into the journal. */
-  private applyViewHeaders(): void {
-    for (const h of this.view_headers) {
-      if (h.op > this.commit_min && h.op <= this.commit_min + this.config.journal_slot_count && h.op <= this.op) this.journal.setHeader(h);
-    }
   }
 
   /** RULE (persist before you promise): start_view goes out once log_view and its suffix are
@@ -2135,7 +2006,7 @@ export class Replica {
       commit_max: this.commit_max,
       checkpoint_op: this.checkpoint.op,
       nonce,
-      headers: this.suffixHeaders(),
+      headers: this.chain.suffixHeaders(),
     });
     if (to === null) this.sendToOthers(message);
     else this.env.sendToReplica(to, message);
@@ -2181,9 +2052,9 @@ export class Replica {
       for (const header of headers) {
         if (header.op > this.commit_min && header.op <= this.commit_min + this.config.journal_slot_count) this.journal.setHeader(header);
       }
-      this.trimUnchained();
+      this.chain.trimUnchained();
     } else {
-      this.installLog(headers, h.op);
+      this.chain.installLog(headers, h.op);
     }
     // The new view's log is installed up to h.op: a commit number above it is none of its.
     this.commit_hint = h.commit;
@@ -2405,32 +2276,8 @@ export class Replica {
   }
 
   private onHeaders(message: Message): void {
-    const h = message.header;
     if (this.status !== "normal" && this.status !== "recovering" && !this.start_view_pending) return;
-    const received = readHeaders(message);
-    if (typeof received === "string") return this.drop(message, received);
-    const headers = received.headers;
-    const canonical = received.canonical && h.view === this.view && h.replica === primaryIndex(this.view, this.config.replica_count);
-    if (canonical) {
-      for (const header of headers) {
-        if (header.op <= this.commitKnown()) this.syncTargetFrom(header);
-        if (header.op <= this.commit_min || header.op > this.commit_min + this.config.journal_slot_count) continue;
-        if (header.op > this.op) {
-          for (let op = this.op + 1; op < header.op; op++) this.journal.remove(op);
-          this.op = header.op;
-        }
-        this.journal.setHeader(header);
-      }
-      this.trimUnchained();
-    } else {
-      // From anyone else, a header is trusted only where it chains to one this replica holds.
-      for (let i = headers.length - 1; i >= 0; i--) {
-        const header = headers[i]!;
-        if (header.op <= this.commit_min || header.op >= this.op) continue;
-        const child = this.journal.header(header.op + 1);
-        if (child !== null && child.parent === header.checksum) this.journal.setHeader(header);
-      }
-    }
+    if (!this.chain.acceptHeaders(message)) return;
     // The repair timer asks for what is still missing; answering every headers message with a
     // new round of requests would let two replicas amplify each other's traffic.
     if (this.start_view_pending) this.maybeFinishStartView();
@@ -2519,25 +2366,6 @@ export class Replica {
     }
   }
 
-  /** The top of the log (up to view_headers_max headers ending at op), for do_view_change,
-   * start_view and the superblock. */
-  private suffixHeaders(): Header[] {
-    if (this.journal.header(this.op) !== null) {
-      const headers = this.journal.range(this.op - view_headers_max + 1, this.op);
-      assert(
-        headers.length > 0 && headers[headers.length - 1]!.op === this.op,
-        () => `replica ${this.replica}: its log suffix does not end at its head op ${this.op}`,
-      );
-      return headers;
-    }
-    const persisted = this.view_headers.filter((h) => h.op <= this.op);
-    assert(
-      persisted.length > 0 && persisted[persisted.length - 1]!.op === this.op,
-      () => `replica ${this.replica}: no header for its head op ${this.op}`,
-    );
-    return persisted;
-  }
-
   /**
    * The replica's invariants (TigerBeetle style), checked by the simulator after every event so
    * a broken one stops the run at the step that broke it. Cheap enough for that; never called on
@@ -2550,6 +2378,7 @@ export class Replica {
     if (this.view_durable > this.view || this.log_view_durable > Math.max(this.view_durable, 0))
       this.broken(`durable view ${this.view_durable}/${this.log_view_durable} ahead of view`);
     this.durable.invariants(this.status === "recovering");
+    this.chain.invariants();
     if (this.status !== "recovering" && this.status !== "blank") {
       if (this.checkpoint.op > this.commit_min)
         this.broken(`durable checkpoint ${this.checkpoint.op} above what it executed (${this.commit_min})`);
