@@ -2,8 +2,11 @@ import { describe, expect, test } from "bun:test";
 import type { Header } from "../net/codec.ts";
 import { prepareChain } from "./test_support.ts";
 import { Journal } from "./journal.ts";
-import { loadJournal } from "./journal_load.ts";
-import type { RecoveredPrepare, VsrState } from "./storage.ts";
+import { loadJournal, restartLog } from "./journal_load.ts";
+import type { Recovered, RecoveredPrepare, VsrState } from "./storage.ts";
+import { ObjectStore } from "../store/object_store.ts";
+import { ClientTable } from "./client_table.ts";
+import { stateDigest } from "./root.ts";
 
 const slots = 16;
 
@@ -80,5 +83,81 @@ describe("loading the journal at open", () => {
     const journal = new Journal(slots);
     journal.setHeader(anchor);
     expect(() => loadJournal(journal, [], state(anchor, 1), 4, log[2]!)).toThrow(/anchor/);
+  });
+});
+
+describe("restarting from what storage recovered", () => {
+  const log = chain(12, 1);
+  const anchor = log[3]!; // checkpoint at op 4
+
+  function recovered(
+    entries: RecoveredPrepare[],
+    options: { commit_max?: number; view_headers?: Header[]; damaged_slots?: number[] } = {},
+  ): Recovered {
+    const store = new ObjectStore();
+    const clients = new ClientTable(4);
+    const s = state(anchor, 1, options.view_headers ?? []);
+    s.commit_max = options.commit_max ?? anchor.op;
+    s.checkpoint.digest = stateDigest(store, clients);
+    const id = s.checkpoint;
+    return {
+      state: s,
+      journal: entries,
+      damaged_slots: options.damaged_slots ?? [],
+      checkpoint: { id, anchor, previous: { op: 0, digest: 0n, checksum: 0n } },
+      store,
+      clients,
+    };
+  }
+
+  function restart(r: Recovered): { journal: Journal; op: number; commit_max: number; damaged: number[] } {
+    const journal = new Journal(slots);
+    return { journal, ...restartLog(journal, r, r.checkpoint!) };
+  }
+
+  test("the head is the highest op loaded, and the commit number never above it", () => {
+    const r = restart(recovered(log.slice(0, 9).map(intact), { commit_max: 11 }));
+    expect(r.op).toBe(9);
+    expect(r.commit_max).toBe(9); // a commit number above the log would execute ops no quorum may hold
+    expect(r.journal.header(4)?.checksum).toBe(anchor.checksum);
+    expect(r.damaged).toEqual([]);
+  });
+
+  test("a commit number below the checkpoint is raised to it", () => {
+    const r = restart(recovered(log.slice(4, 6).map(intact), { commit_max: 2 }));
+    expect(r.commit_max).toBe(4);
+    expect(r.op).toBe(6);
+  });
+
+  test("the persisted suffix may reach past the window: the head is its last op", () => {
+    const long = chain(30, 1, anchor.checksum, 5); // ops 5..30, past the window 5..20
+    const r = restart(recovered([], { view_headers: long.slice(20) })); // ops 25..30 vouched
+    expect(r.op).toBe(30);
+    expect(r.journal.header(20)).toBeNull(); // not vouched, not on disk
+    expect(r.journal.header(30)).toBeNull(); // beyond the window: only in the suffix
+  });
+
+  test("vouched headers inside the window go into the journal, to be repaired; a copy the log does not name stays out", () => {
+    const stale6 = chain(6, 0, log[4]!.checksum, 6)[0]!; // op 6 of view 0, above the vouched suffix
+    const r = restart(recovered([intact(log[4]!), intact(stale6)], { view_headers: log.slice(6, 8) })); // ops 7..8 vouched
+    expect(r.op).toBe(8);
+    expect(r.journal.header(7)?.checksum).toBe(log[6]!.checksum);
+    expect(r.journal.header(8)?.checksum).toBe(log[7]!.checksum);
+    expect(r.journal.hasPrepare(8, log[7]!.checksum)).toBe(false); // a header without its prepare: repaired
+    expect(r.journal.header(6)).toBeNull(); // the stale copy is not the parent of vouched op 7
+    expect(r.journal.header(5)?.checksum).toBe(log[4]!.checksum);
+  });
+
+  test("damaged slots are marked at the op of the window that maps to them, and reported", () => {
+    const r = restart(recovered(log.slice(4, 6).map(intact), { damaged_slots: [7 % slots, 3 % slots] }));
+    expect(r.damaged).toEqual([7, 19]); // slot 3 is op 19 of the window 5..20
+    expect(r.journal.isDamaged(7)).toBe(true);
+    expect(r.op).toBe(6);
+  });
+
+  test("a checkpoint whose state does not match its digest is a bug", () => {
+    const r = recovered([]);
+    r.state!.checkpoint.digest += 1n;
+    expect(() => restartLog(new Journal(slots), r, r.checkpoint!)).toThrow(/digest/);
   });
 });

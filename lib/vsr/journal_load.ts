@@ -9,7 +9,10 @@
 import { assert } from "../util/assert.ts";
 import type { Header } from "../net/codec.ts";
 import type { Journal } from "./journal.ts";
-import type { RecoveredPrepare, VsrState } from "./storage.ts";
+import { vouchedMax, type CheckpointMeta, type Recovered, type RecoveredPrepare, type VsrState } from "./storage.ts";
+import { stateDigest } from "./root.ts";
+import { windowOp } from "./window.ts";
+import { applyViewHeaders, trimUnchained } from "./log_chain.ts";
 
 /**
  * Puts into the journal, per op, the prepare found on disk that belongs to this replica's log.
@@ -66,4 +69,58 @@ export function loadJournal(journal: Journal, entries: RecoveredPrepare[], state
       expected = op === commit_min ? anchor.parent : (v?.parent ?? null);
     }
   }
+}
+
+/** The log a replica restarts with: its head op, the commit number it may keep, and the ops of
+ * its window whose journal slot was found damaged (it says so: it will not vote them away). */
+export interface Restart {
+  op: number;
+  commit_max: number;
+  damaged: number[];
+}
+
+/**
+ * Restarts from what storage recovered with an intact checkpoint: fills the journal (the
+ * checkpoint's anchor, the damaged slots, the prepares of the log, the persisted suffix inside the
+ * window, with entries that do not chain removed) and computes the head and commit number. The
+ * replica takes its view, log_view and executed state from the superblock and checkpoint as they are.
+ */
+export function restartLog(journal: Journal, recovered: Recovered, checkpoint: CheckpointMeta): Restart {
+  const state = recovered.state;
+  assert(state !== null, "restarting from a blank data directory");
+  const commit_min = state.checkpoint.op;
+  assert(
+    stateDigest(recovered.store, recovered.clients) === state.checkpoint.digest,
+    () => `checkpoint at op ${state.checkpoint.op} does not match its digest`,
+  );
+  assert(
+    checkpoint.anchor.op === state.checkpoint.op && checkpoint.anchor.checksum === state.checkpoint.checksum,
+    "checkpoint anchor header does not match the checkpoint",
+  );
+  journal.setHeader(checkpoint.anchor);
+  // RULE (damage is sticky): a slot whose record is unreadable held an op of the window this
+  // replica may have acknowledged; it must not vote that op away until the slot is rewritten.
+  for (const slot of recovered.damaged_slots) journal.markDamaged(windowOp(commit_min, slot, journal.slot_count));
+  const damaged = recovered.damaged_slots.length > 0 ? journal.damagedOps(commit_min, commit_min + journal.slot_count) : [];
+  const vh_max = vouchedMax(state);
+  loadJournal(journal, recovered.journal, state, vh_max, checkpoint.anchor);
+  let op = commit_min;
+  for (let o = commit_min + 1; o <= commit_min + journal.slot_count; o++) {
+    if (journal.header(o) !== null) op = o;
+  }
+  // Its log holds every op it learned committed; a number above it (written by a release that
+  // took commit numbers from any frame) would execute ops no quorum may hold.
+  const commit_max = Math.max(commit_min, Math.min(Math.max(state.commit_max, commit_min), op));
+  // The persisted suffix may reach past the journal window (installed while far behind).
+  op = Math.max(op, vh_max);
+  applyViewHeaders(journal, state.view_headers, op, commit_min);
+  // Entries below the head that do not chain are removed, so repair fetches the right ones.
+  trimUnchained(journal, op, commit_min);
+  assert(
+    commit_min <= commit_max &&
+      commit_max <= op &&
+      (journal.header(commit_min)?.checksum ?? checkpoint.anchor.checksum) === checkpoint.anchor.checksum,
+    () => `restarted with op ${op}, commit ${commit_max}, executed ${commit_min}`,
+  );
+  return { op, commit_max, damaged };
 }

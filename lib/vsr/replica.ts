@@ -18,7 +18,7 @@
  */
 import { AssertionError, assert } from "../util/assert.ts";
 import { Command, Header, type Message } from "../net/codec.ts";
-import { journal_slot_count_max, value_size_max_default, view_headers_max, type Config } from "../constants.ts";
+import { journal_slot_count_max, value_size_max_default, type Config } from "../constants.ts";
 import { ObjectStore } from "../store/object_store.ts";
 import { ClientTable } from "./client_table.ts";
 import { Journal } from "./journal.ts";
@@ -27,7 +27,8 @@ import { FormationDriver } from "./formation_driver.ts";
 import { Timeout } from "./timeout.ts";
 import { Leader, type PipelineEntry } from "./leader.ts";
 import { Primary } from "./primary.ts";
-import { loadJournal } from "./journal_load.ts";
+import { restartLog } from "./journal_load.ts";
+import { LogChain } from "./log_chain.ts";
 import { RecentPrepares } from "./recent_prepares.ts";
 import {
   chooseLog,
@@ -42,11 +43,11 @@ import {
 } from "./view_change.ts";
 export { presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision };
 import { decodeBatch } from "./batch.ts";
-import { isNoSpace, vouchedMax, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
+import { isNoSpace, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { DurableState } from "./durable_state.ts";
 import { StateSync, type SyncReceived } from "./state_sync_driver.ts";
-import { describeOps, windowOp } from "./window.ts";
+import { describeOps } from "./window.ts";
 import { ValueKeeper } from "./value_keeper.ts";
 import { Repairer } from "./repairer.ts";
 import { Recovering } from "./recovery.ts";
@@ -54,7 +55,7 @@ import { ViewInstall } from "./start_view.ts";
 import { ViewChangeVotes } from "./view_change_votes.ts";
 import { StateMachine } from "./state_machine.ts";
 import { primaryIndex, type Env, type LogLevel, type ReplicaObserver, type Status } from "./env.ts";
-import { buildCommitOk, buildPrepareOk, buildReply, readCommit, readHeaders, type ClientReply, type Envelope } from "./messages.ts";
+import { buildCommitOk, buildPrepareOk, buildReply, readCommit, type ClientReply, type Envelope } from "./messages.ts";
 export { rootPrepare, stateDigest };
 
 export type { Env, LogLevel, ReplicaObserver, Status };
@@ -166,12 +167,6 @@ export class Replica {
   private no_space_ticks = 0;
   /** The commit of a start_view just installed; its acknowledgements wait for it to be durable. */
   acks_after_start_view: number | null = null;
-  /**
-   * The log suffix log_view vouches for, as last installed or persisted. The journal window
-   * (journal_slot_count ops above the last executed op) holds it normally; a replica far behind
-   * its view's log cannot hold its head until it state-syncs, and then this is its log.
-   */
-  private view_headers: Header[] = [];
   /** Values at rest: scrubbing, compaction, repair of damaged values (value_keeper.ts). */
   readonly values: ValueKeeper;
   /** What the log is missing, asked of peers, and peers' requests answered (repairer.ts). */
@@ -187,6 +182,8 @@ export class Replica {
   readonly state_sync: StateSync;
   /** Sends and answers the probes and follows what formation decides: formation_driver.ts. */
   private readonly formation_driver: FormationDriver;
+  /** The log's shape: hash chain, window, and the suffix log_view vouches for (log_chain.ts). */
+  readonly chain: LogChain;
   /** The journal and head last checked by invariants() (its window checks cost a pass). */
   private invariants_mark = -1;
 
@@ -242,6 +239,7 @@ export class Replica {
     this.state_machine = new StateMachine(this);
     this.state_sync = new StateSync(this);
     this.formation_driver = new FormationDriver(this);
+    this.chain = new LogChain(this);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -445,45 +443,19 @@ export class Replica {
     this.commit_min = state.checkpoint.op;
     this.commit_min_checksum = state.checkpoint.checksum;
     this.commit_min_header = recovered.checkpoint.anchor;
-    this.commit_max = Math.max(state.commit_max, this.commit_min);
     this.store = recovered.store;
     this.clients = recovered.clients;
-    assert(
-      stateDigest(this.store, this.clients) === state.checkpoint.digest,
-      () => `replica ${this.replica}: checkpoint at op ${state.checkpoint.op} does not match its digest`,
-    );
-    const checkpoint = recovered.checkpoint;
-    assert(
-      checkpoint !== null && checkpoint.anchor.op === state.checkpoint.op && checkpoint.anchor.checksum === state.checkpoint.checksum,
-      "checkpoint anchor header does not match the checkpoint",
-    );
-    this.journal.setHeader(checkpoint.anchor);
-    this.durable.remember(checkpoint.previous);
-    // RULE (damage is sticky): a slot whose record is unreadable held an op of the window this
-    // replica may have acknowledged; it must not vote that op away until the slot is rewritten.
-    for (const slot of recovered.damaged_slots) this.journal.markDamaged(windowOp(this.commit_min, slot, this.config.journal_slot_count));
-    if (recovered.damaged_slots.length > 0) {
-      const ops = this.journal.damagedOps(this.commit_min, this.commit_min + this.config.journal_slot_count);
+    this.durable.remember(recovered.checkpoint.previous);
+    const restart = restartLog(this.journal, recovered, recovered.checkpoint);
+    if (restart.damaged.length > 0) {
       this.env.log(
         "warn",
-        `replica ${this.replica}: ${ops.length} journal record(s) damaged on disk (ops ${describeOps(ops)}): repairing from peers; this replica will not vote to discard those ops until they are rewritten`,
+        `replica ${this.replica}: ${restart.damaged.length} journal record(s) damaged on disk (ops ${describeOps(restart.damaged)}): repairing from peers; this replica will not vote to discard those ops until they are rewritten`,
       );
     }
-    const vh_max = vouchedMax(state);
-    loadJournal(this.journal, recovered.journal, state, vh_max, this.commit_min_header);
-    this.view_headers = state.view_headers;
-    this.op = this.commit_min;
-    for (let op = this.commit_min + 1; op <= this.commit_min + this.config.journal_slot_count; op++) {
-      if (this.journal.header(op) !== null) this.op = op;
-    }
-    // Its log holds every op it learned committed; a number above it (written by a release that
-    // took commit numbers from any frame) would execute ops no quorum may hold.
-    this.commit_max = Math.max(this.commit_min, Math.min(this.commit_max, this.op));
-    // The persisted suffix may reach past the journal window (installed while far behind).
-    this.op = Math.max(this.op, vh_max);
-    this.applyViewHeaders();
-    // Entries below the head that do not chain are removed, so repair fetches the right ones.
-    this.trimUnchained();
+    this.chain.vouched(state.view_headers);
+    this.op = restart.op;
+    this.commit_max = restart.commit_max;
     this.env.log(
       "info",
       `replica ${this.replica}: opened at view ${this.view} (log_view ${this.log_view}), checkpoint ${this.checkpoint.op}, op ${this.op}, commit ${this.commit_max}`,
@@ -625,10 +597,10 @@ export class Replica {
       view: this.view,
       log_view: this.log_view,
       commit_max: this.commit_max,
-      view_headers: this.suffixHeaders(),
+      view_headers: this.chain.suffixHeaders(),
       checkpoint,
     };
-    this.view_headers = state.view_headers;
+    this.chain.vouched(state.view_headers);
     this.storage.writeState(state);
     this.durable.record(state);
   }
@@ -719,7 +691,7 @@ export class Replica {
       if (this.status === "normal" && !this.isPrimary() && this.journal.hasPrepare(h.op, h.checksum)) this.sendPrepareOk(h.op);
       return;
     }
-    if (this.wanted(h)) {
+    if (this.chain.wanted(h)) {
       this.journalPrepare(message);
       return;
     }
@@ -766,7 +738,7 @@ export class Replica {
       // Ops between the old head and this one are unknown: repair fetches them by hash chain.
       this.op = h.op;
     }
-    this.trimUnchained();
+    this.chain.trimUnchained();
     this.sendPrepareOk(h.op); // sent now only if already durable; otherwise after the flush
     this.learnPrimaryCommit(Math.min(h.commit, h.op - 1), h.op - 1, h.parent);
     this.executeCommitted();
@@ -777,16 +749,6 @@ export class Replica {
    * tests override this to prove a backup that takes an older view's prepares is caught.) */
   protected fromPrimaryOfThisView(h: Header): boolean {
     return h.view === this.view && h.replica === primaryIndex(this.view, this.config.replica_count);
-  }
-
-  /** Whether a prepare is one this replica is missing: its header is known (from a start_view,
-   * or as the parent of a known header) but the prepare itself is not on disk. */
-  private wanted(h: Header): boolean {
-    if (h.op > this.op || h.op <= this.commit_min || h.op > this.opJournalMax()) return false;
-    const known = this.journal.header(h.op);
-    if (known !== null && known.checksum === h.checksum) return !this.journal.hasPrepare(h.op, h.checksum);
-    const child = this.journal.header(h.op + 1);
-    return child !== null && child.parent === h.checksum;
   }
 
   /** Writes a prepare to the journal; false if the disk is full (it is then not journaled: no
@@ -840,22 +802,6 @@ export class Replica {
       this.no_space = false;
       this.env.log("info", `replica ${this.replica}: disk space is available again: accepting writes`);
       this.primary.prepareQueued();
-    }
-  }
-
-  /** Removes entries that do not chain to the entry above them (left over from an older view),
-   * walking down from the head, so repair fetches the canonical ones. */
-  trimUnchained(): void {
-    assert(this.op >= this.commit_min, () => `replica ${this.replica}: head op ${this.op} below what it executed (${this.commit_min})`);
-    let child = this.journal.header(this.op);
-    for (let op = this.op - 1; op > this.commit_min && op > this.op - this.config.journal_slot_count; op--) {
-      const h = this.journal.header(op);
-      if (child !== null && h !== null && h.checksum !== child.parent) {
-        this.journal.remove(op);
-        child = null;
-        continue;
-      }
-      child = h;
     }
   }
 
@@ -981,45 +927,12 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Execution
 
-  /** The highest op up to which this replica's log is verified: every op from commit_min+1 up to
-   * it is present and chains to an anchor known to be canonical (the head of the current view's
-   * log, or the commit checksum the primary sent). */
-  private verifiedUpTo(): number {
-    const limit = Math.min(this.commit_max, this.op);
-    // Walk down from the head (canonical in normal status), then check the link to commit_min.
-    let anchor_ok = false;
-    let child: Header | null = null;
-    let top = this.op;
-    if (this.commit_max_checksum !== null && this.commit_max < this.op) {
-      const h = this.journal.header(this.commit_max);
-      if (h !== null && h.checksum === this.commit_max_checksum) top = this.commit_max;
-    }
-    for (let op = top; op > this.commit_min; op--) {
-      const h = this.journal.header(op);
-      if (h === null || (child !== null && child.parent !== h.checksum)) return this.commit_min;
-      child = h;
-    }
-    anchor_ok = child === null || child.parent === this.commit_min_checksum;
-    if (!anchor_ok) return this.commit_min;
-    let up_to = this.commit_min;
-    for (let op = this.commit_min + 1; op <= limit; op++) {
-      const h = this.journal.header(op)!;
-      if (!this.journal.hasPrepare(op, h.checksum)) break;
-      up_to = op;
-    }
-    assert(
-      up_to >= this.commit_min && up_to <= Math.max(this.commit_min, limit),
-      () => `replica ${this.replica}: verified up to ${up_to} outside ${this.commit_min}..${limit}`,
-    );
-    return up_to;
-  }
-
   /** Executes committed ops in order; the primary replies to their clients. */
   executeCommitted(): void {
     if (this.status !== "normal" && this.status !== "recovering") return;
     if (this.state_sync.syncing || this.start_view_pending) return;
     if (this.commit_min >= this.commit_max) return;
-    const up_to = this.verifiedUpTo();
+    const up_to = this.chain.verifiedUpTo();
     const executed_before = this.commit_min;
     while (this.commit_min < up_to) {
       if (this.state_sync.checkpointMissing()) break;
@@ -1083,9 +996,9 @@ export class Replica {
     if (this.commit_max < this.commit_min) this.commit_max = this.commit_min;
     if (this.op < this.commit_min) this.op = this.commit_min;
     this.journal.setHeader(anchor);
-    this.applyViewHeaders();
+    this.chain.applyViewHeaders();
     this.durable.synced(target, checkpoint.previous);
-    this.trimUnchained();
+    this.chain.trimUnchained();
     this.env.log("info", `replica ${this.replica}: state sync done at checkpoint ${target.op}`);
     if (this.status !== "recovering") this.writeState();
     this.executeCommitted();
@@ -1131,47 +1044,6 @@ export class Replica {
   /** The log with the highest (log_view, op) (the simulator's tests override this). */
   chooseLog(dvcs: DoViewChange[]): DoViewChange {
     return chooseLog(dvcs);
-  }
-
-  /** Replaces this replica's log above its executed ops with the given suffix (ascending). */
-  installLog(headers: Header[], op: number): void {
-    assert(
-      headers.every((h, i) => i === 0 || h.op > headers[i - 1]!.op),
-      () => `replica ${this.replica}: installing a log whose headers are not ascending`,
-    );
-    assert(
-      headers.length === 0 || headers[headers.length - 1]!.op <= op,
-      () => `replica ${this.replica}: installing headers above the new head op ${op}`,
-    );
-    for (let o = Math.max(op, this.op); o > op && o > this.commit_min; o--) this.journal.remove(o);
-    this.view_headers = headers;
-    for (const h of headers) {
-      if (h.op === this.commit_min) {
-        assert(
-          h.checksum === this.commit_min_checksum,
-          () => `replica ${this.replica}: the new log diverges at op ${h.op}, which this replica executed`,
-        );
-      }
-    }
-    this.op = Math.max(op, this.commit_min);
-    this.applyViewHeaders();
-    this.trimUnchained();
-    assert(
-      this.op >= this.commit_min && this.commit_min <= this.commit_max,
-      () => `replica ${this.replica}: installed head op ${this.op} below what it executed (${this.commit_min})`,
-    );
-    const executed = this.journal.header(this.commit_min);
-    assert(
-      executed === null || executed.checksum === this.commit_min_checksum,
-      () => `replica ${this.replica}: the installed log replaced the op it executed last`,
-    );
-  }
-
-  /** Puts the suffix headers that fall inside the journal window into the journal. */
-  private applyViewHeaders(): void {
-    for (const h of this.view_headers) {
-      if (h.op > this.commit_min && h.op <= this.commit_min + this.config.journal_slot_count && h.op <= this.op) this.journal.setHeader(h);
-    }
   }
 
   enterNormalBackup(): void {
@@ -1249,32 +1121,8 @@ export class Replica {
   }
 
   private onHeaders(message: Message): void {
-    const h = message.header;
     if (this.status !== "normal" && this.status !== "recovering" && !this.start_view_pending) return;
-    const received = readHeaders(message);
-    if (typeof received === "string") return this.drop(message, received);
-    const headers = received.headers;
-    const canonical = received.canonical && h.view === this.view && h.replica === primaryIndex(this.view, this.config.replica_count);
-    if (canonical) {
-      for (const header of headers) {
-        if (header.op <= this.commitKnown()) this.state_sync.targetFrom(header);
-        if (header.op <= this.commit_min || header.op > this.commit_min + this.config.journal_slot_count) continue;
-        if (header.op > this.op) {
-          for (let op = this.op + 1; op < header.op; op++) this.journal.remove(op);
-          this.op = header.op;
-        }
-        this.journal.setHeader(header);
-      }
-      this.trimUnchained();
-    } else {
-      // From anyone else, a header is trusted only where it chains to one this replica holds.
-      for (let i = headers.length - 1; i >= 0; i--) {
-        const header = headers[i]!;
-        if (header.op <= this.commit_min || header.op >= this.op) continue;
-        const child = this.journal.header(header.op + 1);
-        if (child !== null && child.parent === header.checksum) this.journal.setHeader(header);
-      }
-    }
+    if (!this.chain.acceptHeaders(message)) return;
     // The repair timer asks for what is still missing; answering every headers message with a
     // new round of requests would let two replicas amplify each other's traffic.
     if (this.start_view_pending) this.view_install.maybeFinishStartView();
@@ -1295,25 +1143,6 @@ export class Replica {
     }
   }
 
-  /** The top of the log (up to view_headers_max headers ending at op), for do_view_change,
-   * start_view and the superblock. */
-  suffixHeaders(): Header[] {
-    if (this.journal.header(this.op) !== null) {
-      const headers = this.journal.range(this.op - view_headers_max + 1, this.op);
-      assert(
-        headers.length > 0 && headers[headers.length - 1]!.op === this.op,
-        () => `replica ${this.replica}: its log suffix does not end at its head op ${this.op}`,
-      );
-      return headers;
-    }
-    const persisted = this.view_headers.filter((h) => h.op <= this.op);
-    assert(
-      persisted.length > 0 && persisted[persisted.length - 1]!.op === this.op,
-      () => `replica ${this.replica}: no header for its head op ${this.op}`,
-    );
-    return persisted;
-  }
-
   /**
    * The replica's invariants (TigerBeetle style), checked by the simulator after every event so
    * a broken one stops the run at the step that broke it. Cheap enough for that; never called on
@@ -1328,6 +1157,7 @@ export class Replica {
     this.durable.invariants(this.status === "recovering");
     this.votes.invariants((what) => this.broken(what));
     this.formation_driver.invariants();
+    this.chain.invariants();
     if (this.status !== "recovering" && this.status !== "blank") {
       if (this.checkpoint.op > this.commit_min)
         this.broken(`durable checkpoint ${this.checkpoint.op} above what it executed (${this.commit_min})`);

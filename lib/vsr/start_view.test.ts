@@ -109,17 +109,17 @@ class FakeHost implements ViewInstallHost {
   opPrepareOkMax(): number {
     return this.commit_min + this.config.journal_slot_count;
   }
-  installLog(headers: Header[], op: number): void {
-    this.calls.push(`installLog ${op}`);
-    for (const h of headers) if (h.op > this.commit_min) this.journal.setHeader(h);
-    this.op = Math.max(op, this.commit_min);
-  }
-  trimUnchained(): void {
-    this.calls.push("trimUnchained");
-  }
-  suffixHeaders(): Header[] {
-    return this.journal.range(Math.max(1, this.op - 7), this.op);
-  }
+  readonly chain = {
+    installLog: (headers: Header[], op: number): void => {
+      this.calls.push(`installLog ${op}`);
+      for (const h of headers) if (h.op > this.commit_min) this.journal.setHeader(h);
+      this.op = Math.max(op, this.commit_min);
+    },
+    trimUnchained: (): void => {
+      this.calls.push("trimUnchained");
+    },
+    suffixHeaders: (): Header[] => this.journal.range(Math.max(1, this.op - 7), this.op),
+  };
   writeState(): void {
     this.calls.push("writeState");
   }

@@ -64,9 +64,9 @@ export interface ViewInstallHost {
   chooseLog(dvcs: DoViewChange[]): DoViewChange;
   decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: number): SuffixDecision;
   opPrepareOkMax(): number;
-  installLog(headers: Header[], op: number): void;
-  trimUnchained(): void;
-  suffixHeaders(): Header[];
+  /** The log's shape (log_chain.ts): the chosen or received suffix installed, entries that do not
+   * chain trimmed, the suffix a start_view vouches for. */
+  readonly chain: { installLog(headers: Header[], op: number): void; trimUnchained(): void; suffixHeaders(): Header[] };
   writeState(): void;
   lead(pipeline: PipelineEntry[]): void;
   enterNormalBackup(): void;
@@ -189,7 +189,7 @@ export class ViewInstall {
         `replica ${r.replica}: a quorum never had op ${suffix.head + 1} of the chosen log: it was not committed; discarding ops ${suffix.head + 1}..${best.op}`,
       );
     }
-    r.installLog(suffix.headers, suffix.head);
+    r.chain.installLog(suffix.headers, suffix.head);
     r.commit_max = Math.max(commit, r.commit_min);
     r.commit_max_checksum = null;
     assert(
@@ -258,7 +258,7 @@ export class ViewInstall {
       commit_max: r.commit_max,
       checkpoint_op: r.checkpoint.op,
       nonce,
-      headers: r.suffixHeaders(),
+      headers: r.chain.suffixHeaders(),
     });
     if (to === null) r.sendToOthers(message);
     else r.env.sendToReplica(to, message);
@@ -312,9 +312,9 @@ export class ViewInstall {
       for (const header of headers) {
         if (header.op > r.commit_min && header.op <= r.commit_min + r.config.journal_slot_count) r.journal.setHeader(header);
       }
-      r.trimUnchained();
+      r.chain.trimUnchained();
     } else {
-      r.installLog(headers, h.op);
+      r.chain.installLog(headers, h.op);
     }
     // The new view's log is installed up to h.op: a commit number above it is none of its.
     r.commit_hint = h.commit;

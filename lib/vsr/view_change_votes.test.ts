@@ -71,9 +71,9 @@ class FakeHost implements ViewChangeVotesHost {
   promiseNeedsDurableView(): boolean {
     return this.needs_durable_view;
   }
-  suffixHeaders(): Header[] {
-    return prepareChain(this.op, { from: this.op - 2, view: this.log_view });
-  }
+  readonly chain = {
+    suffixHeaders: (): Header[] => prepareChain(this.op, { from: this.op - 2, view: this.log_view }),
+  };
   damagedOps(): number[] {
     return [...this.faulty_ops];
   }

@@ -44,7 +44,8 @@ export interface ViewChangeVotesHost {
   startViewChange(view: number): void;
   writeState(): void;
   promiseNeedsDurableView(): boolean;
-  suffixHeaders(): Header[];
+  /** The log's shape (log_chain.ts): the top of the log a do_view_change offers. */
+  readonly chain: { suffixHeaders(): Header[] };
   damagedOps(): number[];
   /** The new view's log and start_view (start_view.ts): the new primary's next step once it holds
    * do_view_change messages, and start_view resent to a replica that missed it. */
@@ -190,7 +191,7 @@ export class ViewChangeVotes {
     );
     assert(host.log_view < host.view, () => `replica ${host.replica}: do_view_change for view ${host.view} with log_view ${host.log_view}`);
     const primary = primaryIndex(host.view, host.config.replica_count);
-    const headers = host.suffixHeaders();
+    const headers = host.chain.suffixHeaders();
     const presence = new Uint8Array(headers.length);
     headers.forEach((header, i) => {
       presence[i] =
