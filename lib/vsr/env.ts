@@ -37,3 +37,46 @@ export interface ReplicaObserver {
 export function primaryIndex(view: number, replica_count: number): number {
   return view % replica_count;
 }
+
+/** A replica's counters, for status and metrics. */
+export interface ReplicaStats {
+  view_changes: number;
+  requests_rejected: number;
+  repairs_requested: number;
+  syncs: number;
+  messages_dropped: number;
+  /** Well-formed messages no honest replica sends (forged frames, or a bug), dropped. */
+  protocol_violations: number;
+  bytes_compacted: number;
+  /** Values read back and verified by the scrubber, and complete passes over the namespace. */
+  values_scrubbed: number;
+  scrub_passes: number;
+}
+
+export function newReplicaStats(): ReplicaStats {
+  return {
+    view_changes: 0,
+    requests_rejected: 0,
+    repairs_requested: 0,
+    syncs: 0,
+    messages_dropped: 0,
+    protocol_violations: 0,
+    bytes_compacted: 0,
+    values_scrubbed: 0,
+    scrub_passes: 0,
+  };
+}
+
+/** Where a replica stands, for status displays and the simulator. */
+export interface ReplicaSummary {
+  status: Status;
+  view: number;
+  log_view: number;
+  op: number;
+  commit_min: number;
+  commit_max: number;
+  /** The op of the durable checkpoint. */
+  checkpoint: number;
+  /** Whether it acts as primary (isActingPrimary). */
+  primary: boolean;
+}

@@ -54,7 +54,16 @@ import { Recovering } from "./recovery.ts";
 import { ViewInstall } from "./start_view.ts";
 import { ViewChangeVotes } from "./view_change_votes.ts";
 import { StateMachine } from "./state_machine.ts";
-import { primaryIndex, type Env, type LogLevel, type ReplicaObserver, type Status } from "./env.ts";
+import {
+  newReplicaStats,
+  primaryIndex,
+  type Env,
+  type LogLevel,
+  type ReplicaObserver,
+  type ReplicaStats,
+  type ReplicaSummary,
+  type Status,
+} from "./env.ts";
 import { buildCommitOk, buildPrepareOk, buildReply, readCommit, type ClientReply, type Envelope } from "./messages.ts";
 export { rootPrepare, stateDigest };
 
@@ -143,20 +152,8 @@ export class Replica {
   readonly timeout_prepare: Timeout;
   private readonly timeout_repair: Timeout;
 
-  /** Counters for status and metrics. */
-  readonly stats = {
-    view_changes: 0,
-    requests_rejected: 0,
-    repairs_requested: 0,
-    syncs: 0,
-    messages_dropped: 0,
-    /** Well-formed messages no honest replica sends (forged frames, or a bug), dropped. */
-    protocol_violations: 0,
-    bytes_compacted: 0,
-    /** Values read back and verified by the scrubber, and complete passes over the namespace. */
-    values_scrubbed: 0,
-    scrub_passes: 0,
-  };
+  /** Counters for status and metrics (env.ts). */
+  readonly stats: ReplicaStats = newReplicaStats();
 
   observer: ReplicaObserver | null = null;
 
@@ -319,26 +316,8 @@ export class Replica {
       () => `replica ${this.replica}: leading view ${this.view} while ${this.status}${this.isPrimary() ? "" : " and not its primary"}`,
     );
     assert(pipeline.length === 0 || pipeline[0]!.op === this.commit_max + 1, "the pipeline starts after commit_max");
-    const c = this.config;
-    this.leader = new Leader(
-      {
-        replica_count: c.replica_count,
-        replica: this.replica,
-        f: this.f,
-        quorum: this.quorum,
-        request_queue_max: c.request_queue_max,
-        read_queue_max: c.read_queue_max,
-        pipeline_prepare_max: c.pipeline_prepare_max,
-        batch_requests_max: c.batch_requests_max,
-        batch_size_max: c.batch_size_max,
-        heartbeat_ticks: c.heartbeat_ticks,
-        view_change_timeout_ticks: c.view_change_timeout_ticks,
-      },
-      pipeline,
-      this.ticks,
-      this.commit_min,
-      this.commit_max,
-    );
+    const limits = { ...this.config, replica: this.replica, f: this.f, quorum: this.quorum };
+    this.leader = new Leader(limits, pipeline, this.ticks, this.commit_min, this.commit_max);
   }
 
   isPrimary(): boolean {
@@ -1206,16 +1185,7 @@ export class Replica {
   }
 
   /** A summary for status displays and the simulator. */
-  describe(): {
-    status: Status;
-    view: number;
-    log_view: number;
-    op: number;
-    commit_min: number;
-    commit_max: number;
-    checkpoint: number;
-    primary: boolean;
-  } {
+  describe(): ReplicaSummary {
     return {
       status: this.status,
       view: this.view,
