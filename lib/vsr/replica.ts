@@ -51,6 +51,7 @@ import { describeOps } from "./window.ts";
 import { ValueKeeper } from "./value_keeper.ts";
 import { Repairer } from "./repairer.ts";
 import { Recovering } from "./recovery.ts";
+import { DiskSpace } from "./disk_space.ts";
 import { ViewInstall } from "./start_view.ts";
 import { ViewChangeVotes } from "./view_change_votes.ts";
 import { StateMachine } from "./state_machine.ts";
@@ -158,10 +159,12 @@ export class Replica {
   observer: ReplicaObserver | null = null;
 
   // Declared here rather than beside their users, so every field of the replica is in one place.
-  /** The disk ran out of space: writes are refused (no_space) and retried only after a probe
-   * shows space again; reads go on. */
-  no_space = false;
-  private no_space_ticks = 0;
+  /** Whether the disk has room, probed while it has not (disk_space.ts). */
+  private readonly space: DiskSpace;
+  /** The disk ran out of space: writes are refused (no_space), reads go on. */
+  get no_space(): boolean {
+    return this.space.full;
+  }
   /** The commit of a start_view just installed; its acknowledgements wait for it to be durable. */
   acks_after_start_view: number | null = null;
   /** Values at rest: scrubbing, compaction, repair of damaged values (value_keeper.ts). */
@@ -228,6 +231,7 @@ export class Replica {
     this.timeout_prepare = new Timeout("prepare", config.prepare_retry_ticks);
     this.timeout_repair = new Timeout("repair", config.repair_ticks);
     this.formation = new Formation(replica, n);
+    this.space = new DiskSpace(replica, env, storage, config.batch_size_max);
     this.values = new ValueKeeper(this);
     this.repairer = new Repairer(this);
     this.primary = new Primary(this);
@@ -755,33 +759,21 @@ export class Replica {
     return true;
   }
 
+  /** A write failed for lack of space (disk_space.ts). */
   diskFull(error: Error): void {
-    assert(isNoSpace(error), () => `replica ${this.replica}: ${error.message} taken for a full disk`);
-    if (!this.no_space)
-      this.env.log(
-        "error",
-        `replica ${this.replica}: ${error.message}: the disk is full; refusing new writes (reads are still served) until space is freed`,
-      );
-    this.no_space = true;
-    this.no_space_ticks = 0;
+    this.space.filled(error);
   }
 
-  /** Every second while the disk is full, checks whether space has come back. A primary whose
-   * journal cannot be written abdicates at once (docs/STORAGE.md §12): a backup with space leads instead. */
+  /** While the disk is full: a primary whose journal cannot be written abdicates at once
+   * (docs/STORAGE.md §12), so a backup with space leads instead; once space is back, queued
+   * requests are prepared. */
   private checkSpace(): void {
-    if (!this.no_space) return;
+    if (!this.space.full) return;
     if (this.status === "normal" && this.isPrimary() && this.config.replica_count > 1) {
       this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} cannot write its journal (disk full): abdicating`);
       this.startViewChange(this.view + 1);
     }
-    this.no_space_ticks += 1;
-    if (this.no_space_ticks < 100) return;
-    this.no_space_ticks = 0;
-    if (this.storage.hasSpace(this.config.batch_size_max)) {
-      this.no_space = false;
-      this.env.log("info", `replica ${this.replica}: disk space is available again: accepting writes`);
-      this.primary.prepareQueued();
-    }
+    if (this.space.tick()) this.primary.prepareQueued();
   }
 
   /** RULE (persist before you promise): an ack only for a durable prepare, in a durable view. */
@@ -1169,6 +1161,7 @@ export class Replica {
       this.leader.invariants(at, (what) => this.broken(what));
     }
     this.values.invariants();
+    this.space.invariants();
     // The window checks cost a pass over the journal: only when the journal or the head moved.
     const mark = this.journal.mutations + this.op * 4096 + this.commit_min;
     if (mark === this.invariants_mark) return;
