@@ -52,6 +52,7 @@ import { ValueKeeper } from "./value_keeper.ts";
 import { Repairer } from "./repairer.ts";
 import { Recovering } from "./recovery.ts";
 import { DiskSpace } from "./disk_space.ts";
+import { admit } from "./admission.ts";
 import { ViewInstall } from "./start_view.ts";
 import { ViewChangeVotes } from "./view_change_votes.ts";
 import { StateMachine } from "./state_machine.ts";
@@ -70,9 +71,6 @@ export { rootPrepare, stateDigest };
 
 export type { Env, LogLevel, ReplicaObserver, Status };
 export { primaryIndex };
-
-/** The highest view a message may name. */
-const view_max = 0xffff_ffff - 0x10_0000;
 
 export class Replica {
   status: Status = "blank";
@@ -330,21 +328,10 @@ export class Replica {
 
   onMessage(message: Message): void {
     const h = message.header;
-    if (h.cluster !== this.config.cluster) return this.drop(message, "cluster mismatch");
-    const from_client = h.command === Command.request;
-    if (!from_client && (h.replica >= this.config.replica_count || h.replica_count !== this.config.replica_count)) {
-      return this.drop(
-        message,
-        `sender ${h.replica} with replica_count ${h.replica_count} does not match this cluster of ${this.config.replica_count}`,
-      );
-    }
-    if (!from_client && h.replica === this.replica && h.command !== Command.prepare) return this.drop(message, "message from self");
-    if (!from_client && h.incarnation !== this.incarnation && h.command !== Command.ping && h.command !== Command.pong) {
-      return this.formation_driver.otherIncarnation(message);
-    }
-    // A view this close to 2^32 is forged: the next view would wrap to 0 on the wire and wedge
-    // the cluster (4 billion view changes do not happen).
-    if (!from_client && h.view > view_max) return this.violation(h.replica, h.command, `view ${h.view} above ${view_max}`, h.checksum);
+    const admission = admit(h, this.config, this.replica, this.incarnation);
+    if (admission.kind === "drop") return this.drop(message, admission.why);
+    if (admission.kind === "other_incarnation") return this.formation_driver.otherIncarnation(message);
+    if (admission.kind === "violation") return this.violation(h.replica, h.command, admission.what, h.checksum);
     if (!this.formed && this.status === "normal" && this.formation_driver.provesFormed(message)) this.form();
     switch (h.command) {
       case Command.ping:
