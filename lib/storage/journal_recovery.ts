@@ -39,7 +39,7 @@ export interface RecoveredJournal {
  * torn or unreadable. Segments are synced before the ring, so every prepare whose record was
  * being written is durable: the regions of recent segments that no record accounts for are
  * scanned for prepare headers (segment_scan.ts). Every copy found is reported, several per op if
- * there are (the replica picks the one its log vouches for, lib/vsr/replica.ts loadState).
+ * there are (the replica picks the one its log vouches for, lib/vsr/journal_load.ts restartLog).
  *
  * A slot whose record does not decode is damaged: restored from the segments when exactly one
  * prepare for its op exists and the scan saw nothing that might be another (TigerBeetle's
@@ -147,7 +147,7 @@ function addCandidate(candidates: Map<number, PrepareLocation[]>, location: Prep
 
 /**
  * Whether a copy found on disk may restore a damaged ring slot: only one the replica's log could
- * hold, by the rule it loads its journal with (lib/vsr/replica.ts loadJournal): within the suffix
+ * hold, by the rule it loads its journal with (lib/vsr/journal_load.ts loadJournal): within the suffix
  * the superblock vouches for, the vouched prepare; above it, a prepare of the log_view. The unique
  * intact copy of an op may be a stale one from an earlier view (this replica once prepared that op
  * as a primary that was then deposed) while the prepare the slot really held is damaged too:

@@ -4,6 +4,10 @@
  * Storage). It never touches a socket, a file, a timer or a clock, so the simulator and the real
  * node run exactly this code, and a seed replays a run exactly.
  *
+ * This file holds the state every phase shares, the role changes, the dispatch of messages and
+ * timeouts, and the backup's normal path; each other phase is a part in its own file (the list is
+ * in docs/DESIGN.md §2.1), so a rule below may be enforced in a part: search for "RULE".
+ *
  * The rules that guard against data loss, each marked "RULE" where it is enforced:
  * - persist before you promise: view (and log_view with its suffix) is durable before DoViewChange,
  *   StartView, PrepareOk or CommitOk is sent in it;
@@ -52,7 +56,7 @@ import { ValueKeeper } from "./value_keeper.ts";
 import { Repairer } from "./repairer.ts";
 import { Recovering } from "./recovery.ts";
 import { DiskSpace } from "./disk_space.ts";
-import { admit } from "./admission.ts";
+import { admit } from "./admit.ts";
 import { ViewInstall } from "./start_view.ts";
 import { ViewChangeVotes } from "./view_change_votes.ts";
 import { StateMachine } from "./state_machine.ts";
@@ -156,32 +160,35 @@ export class Replica {
 
   observer: ReplicaObserver | null = null;
 
-  // Declared here rather than beside their users, so every field of the replica is in one place.
-  /** Whether the disk has room, probed while it has not (disk_space.ts). */
-  private readonly space: DiskSpace;
+  /** The commit of a start_view just installed; its acknowledgements wait for it to be durable. */
+  acks_after_start_view: number | null = null;
   /** The disk ran out of space: writes are refused (no_space), reads go on. */
   get no_space(): boolean {
     return this.space.full;
   }
-  /** The commit of a start_view just installed; its acknowledgements wait for it to be durable. */
-  acks_after_start_view: number | null = null;
-  /** Values at rest: scrubbing, compaction, repair of damaged values (value_keeper.ts). */
-  readonly values: ValueKeeper;
-  /** What the log is missing, asked of peers, and peers' requests answered (repairer.ts). */
-  readonly repairer: Repairer;
+
+  // The parts (docs/DESIGN.md §2.1): each owns its state and sees this replica through the host
+  // interface its file declares. Public where another part's host names it.
   /** The acting primary's normal operation, driving the Leader (primary.ts). */
   readonly primary: Primary;
-  /** The new view's log and start_view: choosing, sending, installing, asking (start_view.ts). */
-  readonly view_install: ViewInstall;
-  readonly votes: ViewChangeVotes;
-  /** Requests on arrival, and committed batches applied to the store and the client table: state_machine.ts. */
+  /** Requests on arrival, and committed batches applied to the store and the client table (state_machine.ts). */
   private readonly state_machine: StateMachine;
-  /** Checkpoints taken and retried, the primary's checkpoint, and the transfer in progress. */
-  readonly state_sync: StateSync;
-  /** Sends and answers the probes and follows what formation decides: formation_driver.ts. */
-  private readonly formation_driver: FormationDriver;
   /** The log's shape: hash chain, window, and the suffix log_view vouches for (log_chain.ts). */
   readonly chain: LogChain;
+  /** Votes to leave a view, and the do_view_change sent once (view_change_votes.ts). */
+  readonly votes: ViewChangeVotes;
+  /** The new view's log and start_view: choosing, sending, installing, asking (start_view.ts). */
+  readonly view_install: ViewInstall;
+  /** What the log is missing, asked of peers, and peers' requests answered (repairer.ts). */
+  readonly repairer: Repairer;
+  /** Checkpoints taken and retried, the primary's checkpoint, and the transfer in progress (state_sync_driver.ts). */
+  readonly state_sync: StateSync;
+  /** Values at rest: scrubbing, compaction, repair of damaged values (value_keeper.ts). */
+  readonly values: ValueKeeper;
+  /** Whether the disk has room, probed while it has not (disk_space.ts). */
+  private readonly space: DiskSpace;
+  /** Sends and answers the probes and follows what formation decides (formation_driver.ts). */
+  private readonly formation_driver: FormationDriver;
   /** The journal and head last checked by invariants() (its window checks cost a pass). */
   private invariants_mark = -1;
 

@@ -85,11 +85,12 @@ export function layeringViolations(files: Iterable<SourceFile>): string[] {
 export const lib_file_lines_max = 1200;
 
 /**
- * Files known to be over the limit, each with the ceiling it may not grow past: a ratchet. Only
- * lib/vsr/replica.ts is here (the protocol's control flow; its state-owning parts are out, issue
- * 13); lower its ceiling whenever it shrinks, and remove it once it is under lib_file_lines_max.
+ * Files allowed over the limit, each with a ceiling it may not grow past: a ratchet for a file that
+ * has to be split over several commits. Empty: lib/vsr/replica.ts, the last one (2,757 lines at the
+ * start of issue 13), is under the limit since its parts moved out. A file that grows past the limit
+ * is split, not added here.
  */
-export const long_files_allowed = new Map<string, number>([["lib/vsr/replica.ts", 2668]]);
+export const long_files_allowed = new Map<string, number>();
 
 /** Production files in lib longer than their limit, one line each: "file: N lines". */
 export function longFiles(files: Iterable<SourceFile>, allowed: ReadonlyMap<string, number> = new Map()): string[] {

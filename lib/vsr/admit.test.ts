@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { Command, Header } from "../net/codec.ts";
-import { admit, view_max } from "./admission.ts";
+import { admit, view_max } from "./admit.ts";
 
 const config = { cluster: 7n, replica_count: 3 };
 
