@@ -6,7 +6,7 @@
 import type { Message } from "../lib/net/codec.ts";
 import { Command } from "../lib/net/codec.ts";
 import { decodeBatch } from "../lib/vsr/batch.ts";
-import { presence_absent, type DoViewChange } from "../lib/vsr/replica.ts";
+import { presence_absent, type DoViewChange } from "../lib/vsr/view_change.ts";
 
 export class StateChecker {
   /** The one canonical history: op -> checksum of the prepare executed at it. */

@@ -11,7 +11,8 @@ import { Operation, Result, encodeKeyRequest } from "../lib/store/operations.ts"
 import { keyToBytes } from "../lib/store/keys.ts";
 import { Prng } from "../lib/util/prng.ts";
 import { SimFs } from "./sim_fs.ts";
-import { Replica, type Env } from "../lib/vsr/replica.ts";
+import { Replica } from "../lib/vsr/replica.ts";
+import type { Env } from "../lib/vsr/env.ts";
 import type { Storage } from "../lib/vsr/storage.ts";
 
 export interface Envelope {

@@ -4,7 +4,8 @@
  * seeds; the seed that caught it is printed for the record.
  */
 import { describe, expect, test } from "bun:test";
-import { Replica, type DoViewChange, type SuffixDecision } from "../lib/vsr/replica.ts";
+import { Replica } from "../lib/vsr/replica.ts";
+import type { DoViewChange, SuffixDecision } from "../lib/vsr/view_change.ts";
 import type { Header, Message } from "../lib/net/codec.ts";
 import { Operation } from "../lib/store/operations.ts";
 import { executeRead } from "../lib/store/execute.ts";
@@ -122,7 +123,7 @@ class DamageForgotten extends FileStorage {
 
 /** Item 3: a recovering replica that rejoins before its synced checkpoint is durable. */
 class RejoinBeforeCheckpointDurable extends Replica {
-  protected override recoveryPersists(): boolean {
+  override recoveryPersists(): boolean {
     return false;
   }
 }

@@ -19,7 +19,8 @@ import { defaultConfig, gc_received_bytes_step, type Config } from "../constants
 import { Command, finalize, Header, type Message } from "../net/codec.ts";
 import { TcpTransport, type ConnectionInfo } from "../net/tcp_transport.ts";
 import { formatAddress, indexOf, membership, type Address, type Membership } from "../net/address.ts";
-import { Replica, type Env } from "../vsr/replica.ts";
+import { Replica } from "../vsr/replica.ts";
+import type { Env } from "../vsr/env.ts";
 import { FileStorage, ForeignDataError } from "../storage/file_storage.ts";
 import { FsError } from "../storage/fs.ts";
 import { NodeFs } from "./node_fs.ts";

@@ -4,6 +4,10 @@
  * §3–§4, RULE: the hash chain decides which entries to trust). The functions work on a Journal
  * and plain numbers, so restart (journal_load.ts) uses them before a replica has any state; the
  * LogChain part applies them to a running replica and owns the persisted suffix.
+ *
+ * Calls between parts, through the host: a canonical header at or below the commit can name a
+ * checkpoint to fetch (host.state_sync.targetFrom); a finished sync is installed by the replica,
+ * which then re-applies the suffix and trims here (installSynced).
  */
 import { assert } from "../util/assert.ts";
 import type { Header, Message } from "../net/codec.ts";

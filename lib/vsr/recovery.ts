@@ -6,6 +6,9 @@
  * decides when it may rejoin.
  */
 import { assert } from "../util/assert.ts";
+import type { Config } from "../constants.ts";
+import type { Header } from "../net/codec.ts";
+import type { CheckpointId } from "./storage.ts";
 
 /** Recent request_start_view nonces a recovering replica accepts answers to. */
 export const recovery_nonces_max = 8;
@@ -47,6 +50,44 @@ export interface RecoveryFacts {
    * replica persists its synced checkpoint before it rejoins). */
   checkpointToPersist(): boolean;
   ioPending(): boolean;
+}
+
+/** The members of Replica the facts are read from. */
+export interface RecoveryHost {
+  readonly view: number;
+  readonly commit_min: number;
+  readonly config: Pick<Config, "checkpoint_interval_ops">;
+  readonly state_sync: { readonly syncing: boolean; readonly primary_checkpoint_op: number };
+  readonly journal: { header(op: number): Header | null; hasPrepare(op: number, checksum: bigint): boolean };
+  readonly durable: { readonly pending: CheckpointId | null };
+  readonly checkpoint: CheckpointId;
+  readonly view_durable: number;
+  readonly log_view_durable: number;
+  /** RULE: a recovering replica persists its synced checkpoint before it rejoins (a hook the
+   * simulator's broken variants override). */
+  recoveryPersists(): boolean;
+  readonly storage: { pending(): boolean };
+}
+
+/** What step() decides on, as the replica stands now. */
+export function recoveryFacts(r: RecoveryHost): RecoveryFacts {
+  const facts: RecoveryFacts = {
+    syncing: r.state_sync.syncing,
+    view: r.view,
+    commit_min: r.commit_min,
+    checkpoint_interval_ops: r.config.checkpoint_interval_ops,
+    primary_checkpoint_op: r.state_sync.primary_checkpoint_op,
+    hasPrepare: (op) => {
+      const h = r.journal.header(op);
+      return h !== null && r.journal.hasPrepare(op, h.checksum);
+    },
+    checkpoint_op: (r.durable.pending ?? r.checkpoint).op,
+    view_durable: r.view_durable,
+    log_view_durable: r.log_view_durable,
+    checkpointToPersist: () => r.durable.pending !== null && r.recoveryPersists(),
+    ioPending: () => r.storage.pending(),
+  };
+  return facts;
 }
 
 export class Recovering {

@@ -34,18 +34,7 @@ import { Primary } from "./primary.ts";
 import { restartLog } from "./journal_load.ts";
 import { LogChain } from "./log_chain.ts";
 import { RecentPrepares } from "./recent_prepares.ts";
-import {
-  chooseLog,
-  decideSuffix,
-  newViewChange,
-  presence_absent,
-  presence_faulty,
-  presence_present,
-  type DoViewChange,
-  type SuffixDecision,
-  type ViewChanging,
-} from "./view_change.ts";
-export { presence_absent, presence_faulty, presence_present, type DoViewChange, type SuffixDecision };
+import { chooseLog, decideSuffix, newViewChange, type DoViewChange, type SuffixDecision, type ViewChanging } from "./view_change.ts";
 import { decodeBatch } from "./batch.ts";
 import { isNoSpace, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
@@ -54,7 +43,7 @@ import { StateSync, type SyncReceived } from "./state_sync_driver.ts";
 import { describeOps } from "./window.ts";
 import { ValueKeeper } from "./value_keeper.ts";
 import { Repairer } from "./repairer.ts";
-import { Recovering } from "./recovery.ts";
+import { Recovering, recoveryFacts } from "./recovery.ts";
 import { DiskSpace } from "./disk_space.ts";
 import { admit } from "./admit.ts";
 import { ViewInstall } from "./start_view.ts";
@@ -64,17 +53,12 @@ import {
   newReplicaStats,
   primaryIndex,
   type Env,
-  type LogLevel,
   type ReplicaObserver,
   type ReplicaStats,
   type ReplicaSummary,
   type Status,
 } from "./env.ts";
 import { buildCommitOk, buildPrepareOk, buildReply, readCommit, type ClientReply, type Envelope } from "./messages.ts";
-export { rootPrepare, stateDigest };
-
-export type { Env, LogLevel, ReplicaObserver, Status };
-export { primaryIndex };
 
 export class Replica {
   status: Status = "blank";
@@ -168,7 +152,9 @@ export class Replica {
   }
 
   // The parts (docs/DESIGN.md §2.1): each owns its state and sees this replica through the host
-  // interface its file declares. Public where another part's host names it.
+  // interface its file declares. Members are public where a host names them; nothing outside
+  // lib/vsr calls or writes them (only open, tick, onMessage, flush, describe, problem, stats,
+  // invariants and the read-only state are for drivers and the simulator).
   /** The acting primary's normal operation, driving the Leader (primary.ts). */
   readonly primary: Primary;
   /** Requests on arrival, and committed batches applied to the store and the client table (state_machine.ts). */
@@ -236,7 +222,10 @@ export class Replica {
     this.timeout_prepare = new Timeout("prepare", config.prepare_retry_ticks);
     this.timeout_repair = new Timeout("repair", config.repair_ticks);
     this.formation = new Formation(replica, n);
+    // A part's constructor never calls its host: each receives this half-built replica and first
+    // uses it when the replica is opened, so their order here does not matter.
     this.space = new DiskSpace(replica, env, storage, config.batch_size_max);
+    this.chain = new LogChain(this);
     this.values = new ValueKeeper(this);
     this.repairer = new Repairer(this);
     this.primary = new Primary(this);
@@ -245,7 +234,6 @@ export class Replica {
     this.state_machine = new StateMachine(this);
     this.state_sync = new StateSync(this);
     this.formation_driver = new FormationDriver(this);
-    this.chain = new LogChain(this);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -789,7 +777,7 @@ export class Replica {
 
   /** RULE: a recovering replica persists its synced checkpoint before it rejoins. (The
    * simulator's tests override this to prove a replica that rejoins without it is caught.) */
-  protected recoveryPersists(): boolean {
+  recoveryPersists(): boolean {
     return true;
   }
 
@@ -982,9 +970,7 @@ export class Replica {
     this.status = "view_change";
     this.view = view;
     this.view_change = newViewChange(this.replica);
-    this.votes.forgetHigherViews();
-    this.start_view_pending = false;
-    this.leader = null;
+    this.leaveRole();
     this.state_sync.cancel();
     assert(!this.isActingPrimary(), "a replica changing views does not lead");
     assert(
@@ -1009,6 +995,56 @@ export class Replica {
   /** The log with the highest (log_view, op) (the simulator's tests override this). */
   chooseLog(dvcs: DoViewChange[]): DoViewChange {
     return chooseLog(dvcs);
+  }
+
+  /** What any change of view resets: no leader, no start_view pending, no votes for higher views
+   * (they were for leaving the view this replica is leaving now). */
+  private leaveRole(): void {
+    this.votes.forgetHigherViews();
+    this.start_view_pending = false;
+    this.leader = null;
+  }
+
+  /** Takes view `view` and its log from a start_view (start_view.ts): it is no longer changing
+   * views; it becomes a backup (enterNormalBackup) or, recovering, waits to catch up. */
+  adoptView(view: number): void {
+    assert(view >= this.view || this.status === "view_change", () => `replica ${this.replica}: adopting view ${view} below ${this.view}`);
+    this.view = view;
+    this.log_view = view;
+    this.view_change = null;
+    this.leaveRole();
+    this.timeout_view_change.stop();
+    this.timeout_view_change_resend.stop();
+  }
+
+  /** As the new view's primary, has chosen its log (start_view.ts): start_view waits until that
+   * log is durable and complete (enterNormalPrimary). */
+  awaitStartView(): void {
+    assert(
+      this.status === "view_change" && this.isPrimary() && this.view_change !== null && !this.start_view_pending,
+      () => `replica ${this.replica}: choosing the log of view ${this.view} while ${this.status}`,
+    );
+    this.log_view = this.view;
+    this.start_view_pending = true;
+  }
+
+  /** The new primary's log is durable and complete: it leaves the view change and leads, with the
+   * uncommitted suffix as its pipeline. */
+  enterNormalPrimary(pipeline: PipelineEntry[]): void {
+    assert(
+      this.start_view_pending && this.isPrimary() && this.log_view === this.view,
+      () => `replica ${this.replica}: leading view ${this.view} without having chosen its log (log_view ${this.log_view})`,
+    );
+    this.start_view_pending = false;
+    this.status = "normal";
+    this.view_change = null;
+    this.votes.viewEstablished();
+    this.observer?.primary(this.replica, this.view);
+    this.lead(pipeline);
+    this.timeout_view_change.stop();
+    this.timeout_view_change_resend.stop();
+    this.timeout_heartbeat.start();
+    this.timeout_prepare.start();
   }
 
   enterNormalBackup(): void {
@@ -1036,22 +1072,7 @@ export class Replica {
   maybeFinishRecovering(): void {
     const recovering = this.recovering;
     if (recovering === null) return;
-    const step = recovering.step({
-      syncing: this.state_sync.syncing,
-      view: this.view,
-      commit_min: this.commit_min,
-      checkpoint_interval_ops: this.config.checkpoint_interval_ops,
-      primary_checkpoint_op: this.state_sync.primary_checkpoint_op,
-      hasPrepare: (op) => {
-        const h = this.journal.header(op);
-        return h !== null && this.journal.hasPrepare(op, h.checksum);
-      },
-      checkpoint_op: (this.durable.pending ?? this.checkpoint).op,
-      view_durable: this.view_durable,
-      log_view_durable: this.log_view_durable,
-      checkpointToPersist: () => this.durable.pending !== null && this.recoveryPersists(),
-      ioPending: () => this.storage.pending(),
-    });
+    const step = recovering.step(recoveryFacts(this));
     if (step === "not_durable") {
       if (this.durable.in_flight === null) this.writeState();
       return;

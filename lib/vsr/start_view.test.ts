@@ -123,10 +123,28 @@ class FakeHost implements ViewInstallHost {
   writeState(): void {
     this.calls.push("writeState");
   }
-  lead(pipeline: PipelineEntry[]): void {
+  awaitStartView(): void {
+    this.log_view = this.view;
+    this.start_view_pending = true;
+  }
+  enterNormalPrimary(pipeline: PipelineEntry[]): void {
     this.calls.push("lead");
+    this.start_view_pending = false;
+    this.status = "normal";
+    this.view_change = null;
+    this.votes.viewEstablished();
     this.pipeline = pipeline;
     this.leader = {} as Leader;
+    this.timeout_heartbeat.start();
+    this.timeout_prepare.start();
+  }
+  adoptView(view: number): void {
+    this.view = view;
+    this.log_view = view;
+    this.view_change = null;
+    this.votes.forgetHigherViews();
+    this.leader = null;
+    this.start_view_pending = false;
   }
   enterNormalBackup(): void {
     this.calls.push("enterNormalBackup");

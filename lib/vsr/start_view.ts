@@ -3,8 +3,14 @@
  * the view's log from a quorum of do_view_change, waits for it to be durable and complete, then
  * sends start_view and leads; a backup or a recovering replica installs a start_view, or asks for
  * one (request_start_view). The choice is returned as a decision (decide, check) that this part
- * then carries out through its host, the Replica, which owns every field it changes and keeps the
- * role changes (lead, enterNormalBackup) and the overridable hooks (chooseLog, decideSuffix).
+ * then carries out through its host, the Replica, which owns the fields it changes and makes the
+ * role changes (awaitStartView, enterNormalPrimary, adoptView, enterNormalBackup); the hooks the
+ * broken variants override (chooseLog, decideSuffix) stay there too.
+ *
+ * Calls between parts, through the host: the log is installed, trimmed and offered by log_chain.ts
+ * (host.chain), the new pipeline resent and committed by primary.ts (host.primary), the primary's
+ * checkpoint handed to state_sync_driver.ts (host.state_sync); view_change_votes.ts calls back
+ * into this part (maybeStartView, sendStartView) through its own host.
  */
 import { assert } from "../util/assert.ts";
 import { Command, type Header, type Message } from "../net/codec.ts";
@@ -13,7 +19,7 @@ import type { Leader, PipelineEntry } from "./leader.ts";
 import type { Recovering } from "./recovery.ts";
 import type { Timeout } from "./timeout.ts";
 import type { CheckpointId } from "./storage.ts";
-import { primaryIndex, type Env, type ReplicaObserver, type Status } from "./env.ts";
+import { primaryIndex, type Env, type Status } from "./env.ts";
 import { assertSuffixHeld, type DoViewChange, type SuffixDecision, type ViewChanging } from "./view_change.ts";
 import { buildRequestStartView, buildStartView, readRequestStartView, readStartView, type Envelope, type StartView } from "./messages.ts";
 
@@ -28,10 +34,9 @@ export interface ViewInstallHost {
     hasDurable(op: number, checksum: bigint): boolean;
     setHeader(header: Header): void;
   };
-  readonly observer: ReplicaObserver | null;
-  status: Status;
-  view: number;
-  log_view: number;
+  readonly status: Status;
+  readonly view: number;
+  readonly log_view: number;
   readonly view_durable: number;
   readonly log_view_durable: number;
   readonly op: number;
@@ -41,20 +46,13 @@ export interface ViewInstallHost {
   commit_max_checksum: bigint | null;
   commit_hint: number;
   acks_after_start_view: number | null;
-  start_view_pending: boolean;
-  view_change: ViewChanging | null;
-  /** The votes to leave a view (view_change_votes.ts): a view established ends a stall episode and
-   * the votes for higher views. */
-  readonly votes: { viewEstablished(): void; forgetHigherViews(): void };
-  leader: Leader | null;
+  readonly start_view_pending: boolean;
+  readonly view_change: ViewChanging | null;
+  readonly leader: Leader | null;
   readonly recovering: Recovering | null;
   readonly formed: boolean;
   readonly checkpoint: CheckpointId;
   readonly timeout_normal: Timeout;
-  readonly timeout_heartbeat: Timeout;
-  readonly timeout_prepare: Timeout;
-  readonly timeout_view_change: Timeout;
-  readonly timeout_view_change_resend: Timeout;
   isPrimary(): boolean;
   isActingPrimary(): boolean;
   envelope(view: number): Envelope;
@@ -68,7 +66,11 @@ export interface ViewInstallHost {
    * chain trimmed, the suffix a start_view vouches for. */
   readonly chain: { installLog(headers: Header[], op: number): void; trimUnchained(): void; suffixHeaders(): Header[] };
   writeState(): void;
-  lead(pipeline: PipelineEntry[]): void;
+  /** The role changes this part asks for (replica.ts): the chosen log awaiting start_view, leading
+   * once it is durable, a received view adopted, a backup of it. */
+  awaitStartView(): void;
+  enterNormalPrimary(pipeline: PipelineEntry[]): void;
+  adoptView(view: number): void;
   enterNormalBackup(): void;
   /** The primary's normal operation (primary.ts): resend what the new pipeline holds, commit what it may. */
   readonly primary: { onPrepareTimeout(): void; commitPipeline(): void };
@@ -196,8 +198,7 @@ export class ViewInstall {
       r.op >= r.commit_max && r.commit_max >= r.commit_min,
       () => `replica ${r.replica}: starting view ${r.view} with op ${r.op}, commit ${r.commit_max}, executed ${r.commit_min}`,
     );
-    r.log_view = r.view;
-    r.start_view_pending = true;
+    r.awaitStartView();
     r.env.log("info", `replica ${r.replica}: starting view ${r.view} as primary with op ${r.op}, commit ${r.commit_max}`);
     r.writeState();
   }
@@ -211,11 +212,6 @@ export class ViewInstall {
     for (let op = r.commit_max + 1; op <= r.op; op++) {
       if (r.journal.header(op) === null) return;
     }
-    r.start_view_pending = false;
-    r.status = "normal";
-    r.view_change = null;
-    r.votes.viewEstablished();
-    r.observer?.primary(r.replica, r.view);
     const pipeline: PipelineEntry[] = [];
     for (let op = r.commit_max + 1; op <= r.op; op++) {
       const h = r.journal.header(op)!;
@@ -223,7 +219,7 @@ export class ViewInstall {
       if (op <= r.opPrepareOkMax() && r.journal.hasDurable(op, h.checksum)) oks.add(r.replica);
       pipeline.push({ op, checksum: h.checksum, message: null, oks });
     }
-    r.lead(pipeline);
+    r.enterNormalPrimary(pipeline);
     assert(
       r.leader !== null && r.view_change === null && r.log_view === r.view,
       () => `replica ${r.replica}: leading view ${r.view} without a leader's state, or still changing views (log_view ${r.log_view})`,
@@ -233,10 +229,6 @@ export class ViewInstall {
       () =>
         `replica ${r.replica}: leading view ${r.view} with op ${r.op} but ${pipeline.length} ops in flight above commit ${r.commit_max}`,
     );
-    r.timeout_view_change.stop();
-    r.timeout_view_change_resend.stop();
-    r.timeout_heartbeat.start();
-    r.timeout_prepare.start();
     this.sendStartView(null);
     r.primary.onPrepareTimeout();
     r.repair();
@@ -302,12 +294,7 @@ export class ViewInstall {
     // prefix of that log, which only grows within its view: it must not cut the ops this replica
     // has acknowledged since.
     const same_log = r.log_view === h.view && r.op >= h.op && r.status !== "recovering";
-    r.view = h.view;
-    r.log_view = h.view;
-    r.view_change = null;
-    r.votes.forgetHigherViews();
-    r.leader = null;
-    r.start_view_pending = false;
+    r.adoptView(h.view);
     if (same_log) {
       for (const header of headers) {
         if (header.op > r.commit_min && header.op <= r.commit_min + r.config.journal_slot_count) r.journal.setHeader(header);
@@ -323,8 +310,6 @@ export class ViewInstall {
       r.commit_max_checksum = null;
     }
     r.state_sync.primaryCheckpointIs(h.checkpoint_op);
-    r.timeout_view_change.stop();
-    r.timeout_view_change_resend.stop();
     if (r.recovering !== null) {
       r.recovering.installed(h.view, h.op);
       r.timeout_normal.start();

@@ -8,6 +8,10 @@
  *
  * Checkpoint taking lives here too because the two are one concern on disk: a sync writes the
  * checkpoint it received, and a checkpoint retried after a full disk waits while a sync is under way.
+ *
+ * Calls between parts, through the host: a backup asks for the header naming its target through
+ * repairer.ts (host.repairer); log_chain.ts and start_view.ts call into this part (targetFrom,
+ * primaryCheckpointIs, maybeStart) through their hosts.
  */
 import { assert } from "../util/assert.ts";
 import type { Header, Message } from "../net/codec.ts";
@@ -97,8 +101,8 @@ export class StateSync {
 
   /** The transfer is dropped (a view change; it starts again once needed, maybeStart). */
   cancel(): void {
+    assert(this.host.status === "view_change", () => `a sync cancelled in status ${this.host.status}: only a view change cancels one`);
     this.sync = null;
-    assert(!this.syncing, "a cancelled sync still under way");
   }
 
   /** Takes the checkpoint at commit_min; false if its file could not be written (disk full). */

@@ -8,6 +8,10 @@
  * replica's role object, null exactly outside status view_change. Leaving a view is a role change
  * the replica makes (startViewChange); what to do with a quorum of do_view_change messages is the
  * start_view code's (maybeStartView). This part decides when to ask for either.
+ *
+ * Calls between parts: this one asks start_view.ts (host.view_install) to choose the log or resend
+ * start_view, and start_view.ts asks this one (host.votes) to forget its votes once a view is
+ * established. Neither imports the other; the replica passes itself to both.
  */
 import { assert } from "../util/assert.ts";
 import type { Command, Header, Message } from "../net/codec.ts";
