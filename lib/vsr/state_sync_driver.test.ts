@@ -10,7 +10,7 @@ import { sync_backoff_ticks } from "./state_sync.ts";
 import { StateSync, type StateSyncHost, type SyncReceived } from "./state_sync_driver.ts";
 import type { CheckpointId, CheckpointMeta, SyncChunk } from "./storage.ts";
 import type { Status } from "./env.ts";
-import { prepareChain } from "./test_support.ts";
+import { commitKnown, prepareChain } from "./test_support.ts";
 
 const interval = 8;
 
@@ -121,7 +121,7 @@ class FakeHost implements StateSyncHost {
     return this.view % 3 === this.replica;
   }
   commitKnown(): number {
-    return Math.max(this.commit_max, this.commit_hint);
+    return commitKnown(this);
   }
   readonly repairer = {
     requestHeaders: (op_min: number, op_max: number): void => {
