@@ -221,7 +221,6 @@ describe(`no production file in lib above ${lib_file_lines_max} lines`, () => {
   test("the repository obeys it, with no file allowed over", () => {
     expect(longFiles(allSources("lib"), long_files_allowed)).toEqual([]);
     expect([...long_files_allowed.keys()]).toEqual([]);
-    for (const ceiling of long_files_allowed.values()) expect(ceiling).toBeGreaterThan(lib_file_lines_max);
   });
 
   test("the rule reports a file one line over, and not one at the limit, a test, or a file outside lib", () => {
