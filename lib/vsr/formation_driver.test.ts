@@ -30,6 +30,8 @@ class FakeHost implements FormationDriverHost {
   commit_max = 0;
   ticks = 0;
   driver!: FormationDriver;
+  /** False: a superblock write is queued but not yet durable (writeState returns before it is). */
+  writes_durable = true;
 
   constructor(replica_count = 3, seed = 7) {
     this.config = defaultConfig(replica_count, cluster);
@@ -62,6 +64,7 @@ class FakeHost implements FormationDriverHost {
   }
   writeState(): void {
     this.asked.push("writeState");
+    if (!this.writes_durable) return;
     this.view_durable = this.view;
     this.formation.durable(this.incarnation);
   }
@@ -125,6 +128,51 @@ describe("FormationDriver", () => {
     driver.onPong(pongTo(host, 1, host.incarnation, PeerState.formatted));
     driver.onPong(pongTo(host, 2, host.incarnation, PeerState.formatted));
     expect(host.asked.at(-1)).toBe("form");
+    expect(driver.probing).toBe(false);
+    driver.invariants();
+  });
+
+  test("a formatted replica adopts a peer's lower incarnation and persists it, forming only once that incarnation is durable", () => {
+    const { host, driver } = setup();
+    driver.openBlank();
+    driver.onPong(pongTo(host, 1, 0x40, PeerState.blank));
+    driver.onPong(pongTo(host, 2, 0x50, PeerState.blank));
+    expect(host.asked).toEqual(["format", "writeState"]);
+    expect(host.incarnation).toBe(0x40);
+    // Peer 1 formatted at the same time from other answers, with a lower incarnation: adopted and
+    // persisted, but not formed (the superblock holds 0x40 still when the decision is made).
+    driver.onPong(pongTo(host, 1, 0x30, PeerState.formatted));
+    expect(host.logs.at(-1)!.text).toBe("replica 0: replica 1 formatted with cluster incarnation 00000030, ours is 00000040: adopting it");
+    expect(host.asked).toEqual(["format", "writeState", "writeState"]);
+    expect(host.incarnation).toBe(0x30);
+    expect(host.formation.phase).toBe("formatted");
+    expect(driver.probing).toBe(true);
+    // Both peers formatted in 0x30, now durable here: formed (a plain form, nothing adopted).
+    driver.onPong(pongTo(host, 2, 0x30, PeerState.formatted));
+    expect(host.asked).toEqual(["format", "writeState", "writeState", "form"]);
+    expect(driver.probing).toBe(false);
+    driver.invariants();
+  });
+
+  test("adopting the incarnation a formed peer proves, already durable here, forms the cluster at once", () => {
+    const { host, driver } = setup();
+    driver.openBlank();
+    driver.onPong(pongTo(host, 1, 0x40, PeerState.blank));
+    driver.onPong(pongTo(host, 2, 0x50, PeerState.blank));
+    expect(host.incarnation).toBe(0x40);
+    // A lower incarnation adopted, its superblock write not durable yet: 0x40 stays durable.
+    host.writes_durable = false;
+    driver.onPong(pongTo(host, 1, 0x30, PeerState.formatted));
+    expect(host.incarnation).toBe(0x30);
+    expect(host.asked.at(-1)).toBe("writeState");
+    // Peer 2 belongs to a cluster formed in 0x40, the incarnation this superblock holds: adopted and formed.
+    driver.onPong(pongTo(host, 2, 0x40, PeerState.formed, { view: 2, op: 5 }));
+    expect(host.logs.at(-1)!.text).toBe(
+      "replica 0: replica 2 belongs to a formed cluster with cluster incarnation 00000040, ours is 00000030: adopting it",
+    );
+    expect(host.asked).toEqual(["format", "writeState", "writeState", "writeState", "form"]);
+    expect(host.incarnation).toBe(0x40);
+    expect(host.formation.phase).toBe("formed");
     expect(driver.probing).toBe(false);
     driver.invariants();
   });

@@ -4,7 +4,7 @@ import type { Header, Message } from "../net/codec.ts";
 import { Journal } from "./journal.ts";
 import { LogChain, applyViewHeaders, trimUnchained, verifiedUpTo, type LogChainHost } from "./log_chain.ts";
 import { buildHeaders, type Envelope } from "./messages.ts";
-import { prepareChain } from "./test_support.ts";
+import { commitKnown, prepareChain } from "./test_support.ts";
 
 const slots = 16;
 const log = prepareChain(12, { view: 1 });
@@ -40,7 +40,7 @@ class FakeHost implements LogChainHost {
     return this.journal_max;
   }
   commitKnown(): number {
-    return Math.max(this.commit_max, this.commit_hint);
+    return commitKnown(this);
   }
   readonly state_sync = {
     targetFrom: (h: Header): void => {

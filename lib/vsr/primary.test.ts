@@ -262,15 +262,40 @@ describe("Primary", () => {
   });
 
   test("prepares name the checkpoint two intervals back, and go no further than one interval short of overwriting the durable checkpoint", () => {
-    const host = new FakeHost();
+    const host = new FakeHost({ batch_requests_max: 1 });
     const primary = new Primary(host);
     expect(primary.opPrepareMax()).toBe(64 - 16);
     expect(primary.checkpointIdFor(1)?.op).toBe(0);
     expect(primary.checkpointIdFor(32)?.op).toBe(0);
     // Op 33 names the checkpoint at 16, not yet taken.
     expect(primary.checkpointIdFor(33)).toBeNull();
+
+    // More requests than the journal may take: each prepare commits as soon as it is sent.
+    host.queue(60);
+    const commitAll = (): void => {
+      primary.prepareQueued();
+      for (let sent = host.takeSent(); sent.length > 0; sent = host.takeSent()) {
+        primary.onDurable(host.journal.flushed());
+        for (const s of sent) if (s.to === 1) primary.onPrepareOk(prepareOk(1, s.message));
+      }
+    };
+    commitAll();
+    // It stops before op 33, whose checkpoint it does not know yet, with requests still queued.
+    expect(host.op).toBe(32);
+    expect(host.commit_max).toBe(32);
+    expect(host.leader!.queued).toBe(28);
     host.durable.remember({ op: 16, digest: 5n, checksum: 6n });
     expect(primary.checkpointIdFor(33)).toEqual({ op: 16, digest: 5n, checksum: 6n });
+    // Op 49 names the checkpoint at 32, known too: what stops it now is opPrepareMax alone.
+    host.durable.remember({ op: 32, digest: 7n, checksum: 8n });
+    expect(primary.checkpointIdFor(49)).toEqual({ op: 32, digest: 7n, checksum: 8n });
+    commitAll();
+    expect(host.op).toBe(primary.opPrepareMax());
+    expect(host.commit_max).toBe(48);
+    expect(host.leader!.queued).toBe(12);
+    // Nothing moves it further while the durable checkpoint stays at 0.
+    commitAll();
+    expect(host.op).toBe(48);
   });
 
   test("resends each prepare in flight to the replicas that have not acknowledged it, read back if not kept", () => {
@@ -322,6 +347,29 @@ describe("Primary", () => {
     expect(primary.onHeartbeatTimeout()).toBe("abdicate");
     expect(host.sent.length).toBe(0);
     expect(host.logs.some((l) => l.includes("heard from no quorum"))).toBe(true);
+  });
+
+  test("abdicates when stuck with work pending, though a quorum answers its heartbeats", () => {
+    const host = new FakeHost();
+    const primary = new Primary(host);
+    host.queue(1);
+    primary.prepareQueued();
+    host.takeSent();
+    // Op 1 stays in flight: no backup acknowledges it, but replica 1 answers every heartbeat.
+    const outcomes: string[] = [];
+    for (let round = 0; round < 10 && outcomes.at(-1) !== "abdicate"; round++) {
+      host.ticks += config.heartbeat_ticks;
+      outcomes.push(primary.onHeartbeatTimeout());
+      const commits = host.takeSent().filter((s) => s.to === 1);
+      if (commits.length === 0) continue;
+      const { round: r, nonce } = readCommit(commits[0]!.message);
+      primary.onCommitOk(buildCommitOk(envelopeOf(1, 0), { round: r, nonce, commit_max: 0 }));
+    }
+    // Heartbeats while the stall is shorter than the view change timeout, then abdication.
+    expect(outcomes).toEqual(["done", "done", "done", "done", "done", "done", "abdicate"]);
+    expect(host.commit_max).toBe(0);
+    expect(host.logs.at(-1)).toContain("has made no progress past op 0 (commit 0, 1 prepares in flight) for 70 ticks");
+    expect(host.logs.some((l) => l.includes("heard from no quorum"))).toBe(false);
   });
 
   test("sends no heartbeat before its log view is durable, and stops the timer when not leading", () => {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { Repairer, repair_requests_max, type RepairerHost } from "./repairer.ts";
 import { Journal } from "./journal.ts";
-import { prepareChain } from "./test_support.ts";
+import { commitKnown, prepareChain } from "./test_support.ts";
 import {
   buildRequestHeaders,
   buildRequestPrepare,
@@ -62,7 +62,7 @@ class FakeHost implements RepairerHost {
     return this.acting_primary;
   }
   commitKnown(): number {
-    return Math.max(this.commit_max, this.commit_hint);
+    return commitKnown(this);
   }
   opJournalMax(): number {
     return this.commit_min + this.config.journal_slot_count;

@@ -10,7 +10,7 @@ import { sync_backoff_ticks } from "./state_sync.ts";
 import { StateSync, type StateSyncHost, type SyncReceived } from "./state_sync_driver.ts";
 import type { CheckpointId, CheckpointMeta, SyncChunk } from "./storage.ts";
 import type { Status } from "./env.ts";
-import { prepareChain } from "./test_support.ts";
+import { commitKnown, prepareChain } from "./test_support.ts";
 
 const interval = 8;
 
@@ -121,7 +121,7 @@ class FakeHost implements StateSyncHost {
     return this.view % 3 === this.replica;
   }
   commitKnown(): number {
-    return Math.max(this.commit_max, this.commit_hint);
+    return commitKnown(this);
   }
   readonly repairer = {
     requestHeaders: (op_min: number, op_max: number): void => {
@@ -322,12 +322,28 @@ describe("StateSync transfers", () => {
     expect(host.stats.syncs).toBe(2);
   });
 
-  test("a view change cancels the transfer", () => {
-    const { sync, target } = behind();
-    sync.targetFrom(naming(target));
+  test("a view change cancels the transfer: a late chunk of it is ignored, and the next maybeStart begins afresh", () => {
+    const { host, sync, target, received } = behind();
+    // A primary behind (view 1 is replica 1's), so maybeStart takes its target from its own log.
+    host.view = 1;
+    host.journal.setHeader(naming(target));
+    sync.maybeStart();
+    expect(host.storage.begun).toEqual([target]);
     sync.cancel();
-    expect(sync.syncing).toBe(false);
+    // The last chunk of the cancelled transfer arrives late: nothing is applied, nothing installed.
+    host.storage.finished = received;
+    sync.onSyncChunk(chunk(host, 2, target, 0, null));
+    expect(host.storage.applied).toHaveLength(0);
+    expect(host.storage.checkpoints).toHaveLength(0);
+    expect(host.installed).toHaveLength(0);
     expect(sync.repairTick()).toBe(false);
+    // Still behind: a fresh transfer, storage begun again and the stream asked from position 0.
+    sync.maybeStart();
+    expect(sync.syncing).toBe(true);
+    expect(host.stats.syncs).toBe(2);
+    expect(host.storage.begun).toEqual([target, target]);
+    expect(host.sent).toHaveLength(2);
+    expect(readRequestSync(host.sent[1]!.message)).toEqual({ checkpoint: target, position: 0 });
   });
 
   test("serves a peer the chunk storage holds, and nothing for a checkpoint it does not", () => {

@@ -1,5 +1,6 @@
 /**
- * Helpers for the lib/vsr unit tests: hash-chained prepare headers to build logs from.
+ * Helpers for the lib/vsr unit tests: hash-chained prepare headers to build logs from, and what
+ * the fake hosts share of Replica.
  */
 import { assert } from "../util/assert.ts";
 import { Command, Header, finalize } from "../net/codec.ts";
@@ -24,4 +25,10 @@ export function prepareChain(to: number, options: { view?: number; parent?: bigi
     parent = header.checksum;
   }
   return headers;
+}
+
+/** Replica.commitKnown for the fake hosts: the highest commit number heard of, verified
+ * (commit_max) or not (commit_hint), which repair and state sync aim at. */
+export function commitKnown(numbers: { readonly commit_max: number; readonly commit_hint: number }): number {
+  return Math.max(numbers.commit_max, numbers.commit_hint);
 }

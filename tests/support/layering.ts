@@ -10,6 +10,9 @@
  * - lib/vsr's production code never imports lib/storage or lib/node: the protocol reaches storage
  *   only through its Storage port (lib/vsr/storage.ts) and knows nothing of processes.
  * - lib/client never imports lib/node: a client library must not pull in the server.
+ * - No file in lib/vsr imports lib/vsr/replica.ts but replica.ts and replica.test.ts: a part sees
+ *   the replica only through the host interface it declares, which its test fakes (docs/DESIGN.md
+ *   §2.1). Code outside lib/vsr (the node, the simulator) drives the Replica itself.
  * - No production file in lib is longer than lib_file_lines_max: one concept per file, and a
  *   reader can hold a file in mind (issue 13).
  */
@@ -62,6 +65,12 @@ const import_rules: ImportRule[] = [
     why: "the protocol reaches storage only through its Storage port",
   },
   { applies: (f) => under(f, "lib/client"), forbidden: ["lib/node"], why: "the client library must not depend on the server" },
+  {
+    applies: (f) => under(f, "lib/vsr") && f !== "lib/vsr/replica.ts" && f !== "lib/vsr/replica.test.ts",
+    // With and without the extension (Bun resolves both).
+    forbidden: ["lib/vsr/replica.ts", "lib/vsr/replica"],
+    why: "a part sees the replica only through its host interface",
+  },
 ];
 
 /** One line per violation: "file: imports target (why)". Empty when every rule holds. */
