@@ -329,6 +329,7 @@ describe("StateSync transfers", () => {
     host.journal.setHeader(naming(target));
     sync.maybeStart();
     expect(host.storage.begun).toEqual([target]);
+    host.status = "view_change"; // as Replica.startViewChange sets it before it cancels
     sync.cancel();
     // The last chunk of the cancelled transfer arrives late: nothing is applied, nothing installed.
     host.storage.finished = received;
@@ -337,13 +338,20 @@ describe("StateSync transfers", () => {
     expect(host.storage.checkpoints).toHaveLength(0);
     expect(host.installed).toHaveLength(0);
     expect(sync.repairTick()).toBe(false);
-    // Still behind: a fresh transfer, storage begun again and the stream asked from position 0.
+    // The new view is established, and this replica is still behind: a fresh transfer, storage
+    // begun again and the stream asked from position 0.
+    host.status = "normal";
     sync.maybeStart();
     expect(sync.syncing).toBe(true);
     expect(host.stats.syncs).toBe(2);
     expect(host.storage.begun).toEqual([target, target]);
     expect(host.sent).toHaveLength(2);
     expect(readRequestSync(host.sent[1]!.message)).toEqual({ checkpoint: target, position: 0 });
+  });
+
+  test("only a view change cancels a transfer", () => {
+    const { sync } = behind();
+    expect(() => sync.cancel()).toThrow("only a view change cancels one");
   });
 
   test("serves a peer the chunk storage holds, and nothing for a checkpoint it does not", () => {
