@@ -25,12 +25,12 @@ import type { Env, ReplicaObserver, Status } from "./env.ts";
 
 /** What the state machine reads of its Replica, and the commit numbers it advances as it executes. */
 export interface StateMachineHost {
-  readonly config: Config;
+  readonly config: Pick<Config, "value_size_max">;
   readonly replica: number;
-  readonly env: Env;
+  readonly env: Pick<Env, "log" | "sendToClient">;
   readonly storage: Pick<Storage, "prepareBodyLocation">;
   readonly stats: { requests_rejected: number };
-  readonly observer: ReplicaObserver | null;
+  readonly observer: Pick<ReplicaObserver, "executed" | "request"> | null;
   readonly status: Status;
   readonly view: number;
   readonly log_view: number;
