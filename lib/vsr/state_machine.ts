@@ -6,9 +6,10 @@
  *
  * It owns no state: the store, the client table and the commit numbers are the Replica's (the
  * simulator, storage and state sync read and replace them), read and advanced through the host.
- * Replies go out through the host's sendReply and a read round through its sendCommit, so the
- * simulator's broken variants that override those hooks still run. docs/PROTOCOL.md says what the
- * client sees: §3.13 the checks on arrival, in order; §3.10 at-most-once; §3.12 linearizable reads.
+ * Replies go out through Replica.sendReply (a hook), a read round through Primary.sendCommit
+ * (host.primary); the round a read waits for is Replica.readRound's, a hook a broken variant in
+ * tests/broken_variants.test.ts overrides. docs/PROTOCOL.md says what the client sees: §3.13 the
+ * checks on arrival, in order; §3.10 at-most-once; §3.12 linearizable reads.
  */
 import { assert } from "../util/assert.ts";
 import { Command, type Header, type Message } from "../net/codec.ts";
