@@ -23,8 +23,8 @@ export const compaction_bytes_per_round = 1024 * 1024;
 /** What the value keeper reads of its replica, and the few effects it asks of it. */
 export interface ValueKeeperHost {
   readonly replica: number;
-  readonly config: Config;
-  readonly env: Env;
+  readonly config: Pick<Config, "replica_count">;
+  readonly env: Pick<Env, "sendToReplica" | "random" | "log">;
   readonly storage: Pick<Storage, "readValue" | "writeValue" | "compactionCandidate">;
   /** Read afresh on every call: a state sync replaces the whole index. */
   readonly store: ObjectStore;
