@@ -21,7 +21,7 @@ import { buildPing, buildPong, decodeHeaders, readPing, readPong, suffixValid, t
 export interface FormationDriverHost {
   readonly replica: number;
   readonly config: Pick<Config, "cluster" | "replica_count" | "probe_ticks" | "tick_ms">;
-  readonly env: Env;
+  readonly env: Pick<Env, "sendToReplica" | "random" | "log">;
   readonly formation: Formation;
   readonly status: Status;
   readonly view: number;
