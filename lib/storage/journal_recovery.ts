@@ -120,12 +120,12 @@ export function recoverJournal(
     }
   }
   // Damage means "which prepare this slot held is unknown"; the replica settles it where its log
-  // picks a copy that is intact (lib/vsr/replica.ts damagedOps). A region the scan could not
-  // read may hide the only copy of an op whose record was lost: every op of the window without
-  // a copy is then damaged. A damaged header or body met by the scan only stops restores: most
-  // are writes a crash cut short, never acknowledged, and counting them as damage would stall
-  // view changes after any power loss. (A record lost from both ring copies whose prepare is also
-  // damaged is three faults on one op, beyond what this detects.)
+  // picks a copy that is intact (lib/vsr/journal_load.ts, restartLog and loadJournal). A region the
+  // scan could not read may hide the only copy of an op whose record was lost: every op of the
+  // window without a copy is then damaged. A damaged header or body met by the scan only stops
+  // restores: most are writes a crash cut short, never acknowledged, and counting them as damage
+  // would stall view changes after any power loss. (A record lost from both ring copies whose
+  // prepare is also damaged is three faults on one op, beyond what this detects.)
   if (!scan.clean) for (let op = window_min; op <= window_max; op++) if (!intact.has(op)) damaged.add(op % slot_count);
   for (const locations of intact.values()) for (const location of locations) found.push({ header: location.header, faulty: false });
   for (const location of faulty.values()) {

@@ -22,7 +22,7 @@ export enum ProbeAnswer {
   formed = 3,
 }
 
-/** The statuses of a Replica (its Status in replica.ts), as far as its probe answers depend on them. */
+/** The statuses of a Replica (its Status in lib/vsr/env.ts), as far as its probe answers depend on them. */
 export type ProbeStatus = "blank" | "recovering" | "normal" | "view_change";
 
 export type FormationPhase = "blank" | "formatted" | "formed";

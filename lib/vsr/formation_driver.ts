@@ -21,7 +21,7 @@ import { buildPing, buildPong, decodeHeaders, readPing, readPong, suffixValid, t
 export interface FormationDriverHost {
   readonly replica: number;
   readonly config: Pick<Config, "cluster" | "replica_count" | "probe_ticks" | "tick_ms">;
-  readonly env: Env;
+  readonly env: Pick<Env, "sendToReplica" | "random" | "log">;
   readonly formation: Formation;
   readonly status: Status;
   readonly view: number;
@@ -79,10 +79,11 @@ export class FormationDriver {
     this.sendProbe();
   }
 
-  /** The cluster formed (or this replica recovers into it): no more probes. */
+  /** The cluster formed: no more probes. (A replica that recovers a lost disk stops them where
+   * it decides to, in follow.) */
   stop(): void {
+    assert(this.host.formation.formed, () => `replica ${this.host.replica}: probes stopped before the cluster formed`);
     this.timeout_probe.stop();
-    assert(!this.probing, "the probe timer still runs");
   }
 
   tick(): void {

@@ -99,7 +99,8 @@ function ok<T>(read: T | string): T {
   return read;
 }
 
-/** The bytes of a message built the way lib/vsr/replica.ts builds it (makeHeader, then fields). */
+/** The bytes of a message built the way the send sites built it before messages.ts existed
+ * (makeHeader, then fields). */
 function legacy(command: Command, fill: (h: Header) => void, body?: Uint8Array): Uint8Array {
   const h = new Header();
   h.command = command;
@@ -114,7 +115,7 @@ function legacy(command: Command, fill: (h: Header) => void, body?: Uint8Array):
 
 const checkpoint = { op: 256, digest: 0xbb33_02e8_a960_8868n, checksum: 0x0102_0304_0506_0708n };
 
-describe("every command: round trip through the wire, and the same bytes as replica.ts's send site", () => {
+describe("every command: round trip through the wire, and the same bytes as the send sites before messages.ts existed", () => {
   test("ping", () => {
     const m = buildPing(from, { nonce: 0xfeed_f00d_1234_5678n });
     expect(readPing(wire(m))).toEqual({ nonce: 0xfeed_f00d_1234_5678n });

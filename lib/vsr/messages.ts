@@ -643,7 +643,7 @@ export function readRequestStatus(message: Message): RequestStatus {
 }
 
 /** status (19), from the node (its envelope's incarnation is 0: status is not a replica message).
- * Not `Status`: that is the replica's status (lib/vsr/replica.ts). */
+ * Not `Status`: that is the replica's status (lib/vsr/env.ts). */
 export interface NodeStatus {
   client: bigint;
   request: number;

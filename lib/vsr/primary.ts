@@ -22,13 +22,13 @@ import type { Timeout } from "./timeout.ts";
 
 /** What the primary reads and changes of the replica (Replica passes itself). */
 export interface PrimaryHost {
-  readonly config: Config;
+  readonly config: Pick<Config, "journal_slot_count" | "checkpoint_interval_ops" | "view_change_timeout_ticks">;
   readonly replica: number;
-  readonly env: Env;
+  readonly env: Pick<Env, "sendToReplica" | "random" | "log">;
   readonly storage: Pick<Storage, "readPrepare">;
-  readonly journal: Journal;
-  readonly durable: DurableState;
-  readonly observer: ReplicaObserver | null;
+  readonly journal: Pick<Journal, "header" | "setHeader" | "hasDurable">;
+  readonly durable: Pick<DurableState, "idFor">;
+  readonly observer: Pick<ReplicaObserver, "primary"> | null;
   readonly status: Status;
   readonly view: number;
   readonly log_view_durable: number;
@@ -44,8 +44,8 @@ export interface PrimaryHost {
   readonly commit_min_checksum: bigint;
   commit_max: number;
   commit_max_checksum: bigint | null;
-  readonly timeout_prepare: Timeout;
-  readonly timeout_heartbeat: Timeout;
+  readonly timeout_prepare: Readonly<Pick<Timeout, "running" | "start" | "stop">>;
+  readonly timeout_heartbeat: Readonly<Pick<Timeout, "stop" | "reset">>;
   isPrimary(): boolean;
   isActingPrimary(): boolean;
   envelope(view: number): Envelope;

@@ -21,8 +21,8 @@ export const repair_requests_max = 32;
 /** What the repairer reads of its replica, and the few effects it asks of it. */
 export interface RepairerHost {
   readonly replica: number;
-  readonly config: Config;
-  readonly env: Env;
+  readonly config: Pick<Config, "replica_count" | "journal_slot_count">;
+  readonly env: Pick<Env, "sendToReplica" | "random">;
   readonly storage: Pick<Storage, "readPrepare">;
   readonly journal: Journal;
   readonly status: Status;

@@ -6,9 +6,10 @@
  *
  * It owns no state: the store, the client table and the commit numbers are the Replica's (the
  * simulator, storage and state sync read and replace them), read and advanced through the host.
- * Replies go out through the host's sendReply and a read round through its sendCommit, so the
- * simulator's broken variants that override those hooks still run. docs/PROTOCOL.md says what the
- * client sees: §3.13 the checks on arrival, in order; §3.10 at-most-once; §3.12 linearizable reads.
+ * Replies go out through Replica.sendReply (a hook), a read round through Primary.sendCommit
+ * (host.primary); the round a read waits for is Replica.readRound's, a hook a broken variant in
+ * tests/broken_variants.test.ts overrides. docs/PROTOCOL.md says what the client sees: §3.13 the
+ * checks on arrival, in order; §3.10 at-most-once; §3.12 linearizable reads.
  */
 import { assert } from "../util/assert.ts";
 import { Command, type Header, type Message } from "../net/codec.ts";
@@ -25,12 +26,12 @@ import type { Env, ReplicaObserver, Status } from "./env.ts";
 
 /** What the state machine reads of its Replica, and the commit numbers it advances as it executes. */
 export interface StateMachineHost {
-  readonly config: Config;
+  readonly config: Pick<Config, "value_size_max">;
   readonly replica: number;
-  readonly env: Env;
+  readonly env: Pick<Env, "log" | "sendToClient">;
   readonly storage: Pick<Storage, "prepareBodyLocation">;
   readonly stats: { requests_rejected: number };
-  readonly observer: ReplicaObserver | null;
+  readonly observer: Pick<ReplicaObserver, "executed" | "request"> | null;
   readonly status: Status;
   readonly view: number;
   readonly log_view: number;

@@ -2,8 +2,9 @@
  * Values at rest: the scrubber's reads, compaction, and the repair of values found damaged on disk
  * from peers (docs/PROTOCOL.md §4.4, request_value and value). It owns the scrubber's schedule
  * (scrubber.ts) and the repairs outstanding (value_repair.ts); the replica tells it when it may
- * scrub or compact (not while the disk is full, a sync is in progress, or outside normal status),
- * because those facts belong to other parts of the replica.
+ * scrub or compact (neither while the disk is full or a sync is in progress; scrubbing in normal
+ * status only, compaction in normal or recovering), because those facts belong to other parts of
+ * the replica.
  */
 import { assert } from "../util/assert.ts";
 import type { Message } from "../net/codec.ts";
@@ -23,8 +24,8 @@ export const compaction_bytes_per_round = 1024 * 1024;
 /** What the value keeper reads of its replica, and the few effects it asks of it. */
 export interface ValueKeeperHost {
   readonly replica: number;
-  readonly config: Config;
-  readonly env: Env;
+  readonly config: Pick<Config, "replica_count">;
+  readonly env: Pick<Env, "sendToReplica" | "random" | "log">;
   readonly storage: Pick<Storage, "readValue" | "writeValue" | "compactionCandidate">;
   /** Read afresh on every call: a state sync replaces the whole index. */
   readonly store: ObjectStore;
@@ -48,7 +49,7 @@ export class ValueKeeper {
     assert(host.replica >= 0 && host.replica < host.config.replica_count, () => `value keeper for replica ${host.replica}`);
   }
 
-  /** Repairs outstanding (for status displays and tests). */
+  /** Repairs outstanding (only tests read it). */
   get repairing(): number {
     assert(this.value_repairs.size <= value_repairs_max, () => `replica ${this.host.replica}: ${this.value_repairs.size} value repairs`);
     return this.value_repairs.size;

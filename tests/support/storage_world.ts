@@ -52,10 +52,10 @@ export interface Snapshot {
 
 /**
  * A minimal replica above the storage: it prepares batches of puts, journals them, executes them
- * once flushed (locating values through prepareBodyLocation, as lib/vsr/replica.ts does),
- * checkpoints every `interval` ops and publishes checkpoints through writeState, and remembers
- * everything it wrote to check what recovery returns. After a crash, resume() continues from what
- * recovery returned, as a restarted replica does.
+ * once flushed (locating values through prepareBodyLocation, as StateMachine.execute in
+ * lib/vsr/state_machine.ts does), checkpoints every `interval` ops and publishes checkpoints
+ * through writeState, and remembers everything it wrote to check what recovery returns. After a
+ * crash, resume() continues from what recovery returned, as a restarted replica does.
  */
 export class World {
   readonly fs: SimFs;
