@@ -96,7 +96,7 @@ export class Replica {
 
   ticks = 0;
   /** Prepares journaled and not yet executed, kept so a backup need not read them back. */
-  private readonly recent_prepares: RecentPrepares;
+  readonly recent_prepares: RecentPrepares;
 
   // Role state: each object exists only in its role (checked by invariants()).
   /** Non-null exactly while isActingPrimary(). */
@@ -880,36 +880,9 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Execution
 
-  /** Executes committed ops in order; the primary replies to their clients. */
+  /** Executes committed ops in order (state_machine.ts). */
   executeCommitted(): void {
-    if (this.status !== "normal" && this.status !== "recovering") return;
-    if (this.state_sync.syncing || this.start_view_pending) return;
-    if (this.commit_min >= this.commit_max) return;
-    const up_to = this.chain.verifiedUpTo();
-    const executed_before = this.commit_min;
-    while (this.commit_min < up_to) {
-      if (this.state_sync.checkpointMissing()) break;
-      const op = this.commit_min + 1;
-      const header = this.journal.header(op)!;
-      const prepare =
-        this.state_machine.pipelineMessage(op, header.checksum) ??
-        this.recent_prepares.take(op, header.checksum) ??
-        this.storage.readPrepare(op, header.checksum);
-      if (prepare === null) {
-        // Damaged on disk since it was written: repair fetches it again.
-        this.env.log("warn", `replica ${this.replica}: prepare op ${op} is damaged on disk: repairing it from a peer before executing it`);
-        this.journal.damaged(header);
-        break;
-      }
-      this.state_machine.execute(prepare);
-      if (this.commit_min % this.config.checkpoint_interval_ops === 0) this.state_sync.takeCheckpoint();
-    }
-    // Execution moves forward one op at a time, and never past the verified log.
-    assert(
-      this.commit_min >= executed_before && this.commit_min <= up_to,
-      () => `replica ${this.replica}: executed from ${executed_before} to ${this.commit_min}, verified up to ${up_to}`,
-    );
-    if (this.isPrimary() && this.status === "normal") this.state_machine.serveReads();
+    this.state_machine.executeCommitted();
   }
 
   sendReply(reply: ClientReply): void {

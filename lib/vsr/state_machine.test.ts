@@ -3,6 +3,7 @@ import { Command, Header, type Message } from "../net/codec.ts";
 import { defaultConfig } from "../constants.ts";
 import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
 import { Operation, Result, decodeU64, encodeKeyRequest } from "../store/operations.ts";
+import { Journal } from "./journal.ts";
 import { ClientTable } from "./client_table.ts";
 import { Leader } from "./leader.ts";
 import { encodeBatch } from "./batch.ts";
@@ -12,7 +13,7 @@ import { StateMachine, type StateMachineHost } from "./state_machine.ts";
 import { rootPrepare } from "./root.ts";
 import { Prng } from "../util/prng.ts";
 
-const config = { ...defaultConfig(3, 7n), value_size_max: 64 };
+const config = { ...defaultConfig(3, 7n), value_size_max: 64, checkpoint_interval_ops: 16 };
 const root = rootPrepare(config.cluster, config.replica_count);
 const enc = new TextEncoder();
 
@@ -34,7 +35,30 @@ class FakeHost implements StateMachineHost {
     random: new Prng(1),
     log: (_level, text) => this.logs.push(text),
   };
-  readonly storage = { prepareBodyLocation: (op: number) => ({ segment: 1, offset: op * 1000 }) };
+  /** Prepares on disk by op (a missing one reads as damaged). */
+  readonly on_disk = new Map<number, Message>();
+  readonly storage = {
+    prepareBodyLocation: (op: number) => ({ segment: 1, offset: op * 1000 }),
+    readPrepare: (op: number, checksum: bigint): Message | null => {
+      const m = this.on_disk.get(op);
+      return m !== undefined && m.header.checksum === checksum ? m : null;
+    },
+  };
+  readonly journal = new Journal(64);
+  readonly recent_prepares = { take: (): Message | null => null };
+  start_view_pending = false;
+  /** How far the log is verified (LogChain.verifiedUpTo). */
+  verified_up_to = 0;
+  readonly chain = { verifiedUpTo: (): number => this.verified_up_to };
+  readonly checkpoints: number[] = [];
+  readonly state_sync = {
+    syncing: false,
+    checkpointMissing: (): boolean => false,
+    takeCheckpoint: (): boolean => {
+      this.checkpoints.push(this.commit_min);
+      return true;
+    },
+  };
   readonly stats = { requests_rejected: 0 };
   readonly requests: { client: bigint; request: number; op: number; duplicate: boolean }[] = [];
   readonly observer: ReplicaObserver = {
@@ -228,6 +252,75 @@ describe("committed batches", () => {
     host.leader!.prepared(1, p.header.checksum, p);
     expect(sm.pipelineMessage(1, p.header.checksum)).toBe(p);
     expect(sm.pipelineMessage(1, 5n)).toBeNull();
+  });
+});
+
+describe("the execution loop", () => {
+  /** Journals a chain of prepares above what host executed, each registering a new client. */
+  function committedChain(host: FakeHost, count: number): Message[] {
+    const prepares: Message[] = [];
+    let parent = host.commit_min_checksum;
+    for (let i = 1; i <= count; i++) {
+      const op = host.commit_min + i;
+      const body = encodeBatch([{ ...request(BigInt(op), 0, 1, Operation.register).header, body: new Uint8Array(0) }]);
+      const m = buildPrepare(host.envelope(1), {
+        op,
+        parent,
+        commit_max: op - 1,
+        timestamp: 100 + op,
+        checkpoint: { op: 0, digest: 0n, checksum: root.checksum },
+        requests: 1,
+        body,
+      });
+      parent = m.header.checksum;
+      host.journal.wrote(m.header);
+      host.on_disk.set(op, m);
+      prepares.push(m);
+    }
+    host.op = host.commit_min + count;
+    host.commit_max = host.op;
+    return prepares;
+  }
+
+  test("executes committed ops in order up to the verified log, with a checkpoint at each interval", () => {
+    const host = new FakeHost();
+    host.leader = null; // a backup: executes, replies to nobody
+    const sm = new StateMachine(host);
+    committedChain(host, 20);
+    host.verified_up_to = 18;
+    sm.executeCommitted();
+    expect(host.commit_min).toBe(18);
+    expect(host.clients.get(18n)?.session).toBe(18);
+    expect(host.checkpoints).toEqual([16]);
+    expect(host.replies).toEqual([]);
+  });
+
+  test("stops at a prepare damaged on disk, marks it for repair, and says so", () => {
+    const host = new FakeHost();
+    host.leader = null;
+    const sm = new StateMachine(host);
+    committedChain(host, 5);
+    host.on_disk.delete(3);
+    host.verified_up_to = 5;
+    sm.executeCommitted();
+    expect(host.commit_min).toBe(2);
+    expect(host.journal.hasPrepare(3, host.journal.header(3)!.checksum)).toBe(false);
+    expect(host.logs.some((l) => l.includes("prepare op 3 is damaged on disk"))).toBe(true);
+  });
+
+  test("executes nothing during a state sync, while a start_view is pending, or outside normal and recovering", () => {
+    for (const block of ["sync", "pending", "status"] as const) {
+      const host = new FakeHost();
+      host.leader = null;
+      const sm = new StateMachine(host);
+      committedChain(host, 3);
+      host.verified_up_to = 3;
+      if (block === "sync") host.state_sync.syncing = true;
+      if (block === "pending") host.start_view_pending = true;
+      if (block === "status") host.status = "view_change";
+      sm.executeCommitted();
+      expect(host.commit_min).toBe(0);
+    }
   });
 });
 

@@ -19,6 +19,8 @@ import { executeRead, executeWrite, validateRequest } from "../store/execute.ts"
 import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
 import type { ClientTable, StoredReply } from "./client_table.ts";
 import type { Leader } from "./leader.ts";
+import type { Journal } from "./journal.ts";
+import type { RecentPrepares } from "./recent_prepares.ts";
 import type { Storage } from "./storage.ts";
 import { decodeBatch } from "./batch.ts";
 import { buildReply, type ClientReply, type Envelope, type OrderedRequest, type Reply, type ReplyTo } from "./messages.ts";
@@ -26,10 +28,10 @@ import type { Env, ReplicaObserver, Status } from "./env.ts";
 
 /** What the state machine reads of its Replica, and the commit numbers it advances as it executes. */
 export interface StateMachineHost {
-  readonly config: Pick<Config, "value_size_max">;
+  readonly config: Pick<Config, "value_size_max" | "checkpoint_interval_ops">;
   readonly replica: number;
   readonly env: Pick<Env, "log" | "sendToClient">;
-  readonly storage: Pick<Storage, "prepareBodyLocation">;
+  readonly storage: Pick<Storage, "prepareBodyLocation" | "readPrepare">;
   readonly stats: { requests_rejected: number };
   readonly observer: Pick<ReplicaObserver, "executed" | "request"> | null;
   readonly status: Status;
@@ -55,6 +57,15 @@ export interface StateMachineHost {
   sendReply(reply: ClientReply): void;
   /** The primary's normal operation (primary.ts): starts a heartbeat round, which waiting reads need confirmed. */
   readonly primary: { sendCommit(leader: Leader): void };
+  readonly journal: Pick<Journal, "header" | "damaged">;
+  /** Prepares journaled and not yet executed, kept so a backup need not read them back. */
+  readonly recent_prepares: Pick<RecentPrepares, "take">;
+  readonly start_view_pending: boolean;
+  /** The log's shape (log_chain.ts): how far the log is verified, so far it may execute. */
+  readonly chain: { verifiedUpTo(): number };
+  /** Checkpoints (state_sync_driver.ts): none is executed during a transfer, execution waits at a
+   * checkpoint that could not be written, and one is taken at each interval. */
+  readonly state_sync: { readonly syncing: boolean; checkpointMissing(): boolean; takeCheckpoint(): boolean };
   /** Values at rest (value_keeper.ts): a read verifies the value it returns. */
   readonly values: { readValue(key: string, entry: ObjectEntry): Uint8Array | null };
 }
@@ -140,6 +151,41 @@ export class StateMachine {
       () => `primary ${this.host.replica}: pipeline holds another prepare at op ${op}`,
     );
     return message;
+  }
+
+  /** Executes committed ops in order, as far as the log is verified (log_chain.ts), taking a
+   * checkpoint at each interval; the primary replies to their clients and serves the reads that
+   * were waiting for them. */
+  executeCommitted(): void {
+    const host = this.host;
+    if (host.status !== "normal" && host.status !== "recovering") return;
+    if (host.state_sync.syncing || host.start_view_pending) return;
+    if (host.commit_min >= host.commit_max) return;
+    const up_to = host.chain.verifiedUpTo();
+    const executed_before = host.commit_min;
+    while (host.commit_min < up_to) {
+      if (host.state_sync.checkpointMissing()) break;
+      const op = host.commit_min + 1;
+      const header = host.journal.header(op)!;
+      const prepare =
+        this.pipelineMessage(op, header.checksum) ??
+        host.recent_prepares.take(op, header.checksum) ??
+        host.storage.readPrepare(op, header.checksum);
+      if (prepare === null) {
+        // Damaged on disk since it was written: repair fetches it again.
+        host.env.log("warn", `replica ${host.replica}: prepare op ${op} is damaged on disk: repairing it from a peer before executing it`);
+        host.journal.damaged(header);
+        break;
+      }
+      this.execute(prepare);
+      if (host.commit_min % host.config.checkpoint_interval_ops === 0) host.state_sync.takeCheckpoint();
+    }
+    // Execution moves forward one op at a time, and never past the verified log.
+    assert(
+      host.commit_min >= executed_before && host.commit_min <= up_to,
+      () => `replica ${host.replica}: executed from ${executed_before} to ${host.commit_min}, verified up to ${up_to}`,
+    );
+    if (host.isPrimary() && host.status === "normal") this.serveReads();
   }
 
   /** Executes the committed prepare after commit_min and advances commit_min to it. */
