@@ -760,6 +760,7 @@ describe("read", () => {
   });
 
   test("the largest read reply fits in a message, and so does the largest write_block", () => {
+    expect(read_reply_size_max).toBe(10_488_184); // PROTOCOL.md §3.15.8
     expect(header_size + read_reply_size_max).toBeLessThanOrEqual(message_size_max);
     expect(header_size + write_block_fixed_size + block_size_max_ceiling_bytes).toBeLessThanOrEqual(message_size_max);
     // Halving the floor of block_size_max would break it: the floor is not arbitrary.
@@ -777,6 +778,7 @@ describe("checksums", () => {
     expect(partChecksum([1n, 2n])).toBe(checksum(le([1n, 2n])));
     expect(manifestChecksum([1n, 2n], 300)).toBe(checksum(le([1n, 2n, 300n])));
     expect(manifestChecksum([], 0)).toBe(checksum(le([0n])));
+    expect(manifestChecksum([], 0).toString(16)).toBe("34c96acdcadb1bbb"); // PROTOCOL.md §3.15.2
     expect(() => partChecksum([])).toThrow(AssertionError);
     expect(() => manifestChecksum([], object_size_max_bytes + 1)).toThrow(AssertionError);
   });
