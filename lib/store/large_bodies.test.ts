@@ -743,6 +743,7 @@ describe("read", () => {
       ["an empty block", (b) => setU64(b, entries + 8, 0n)],
       ["a block past the object's end", (b) => setU64(b, entries + 24 + 8, 21n)],
       ["a block start of 2^53", (b) => setU64(b, entries, 1n << 53n)],
+      ["more blocks in the map than in the object", (b) => setU32(b, 40, 1)],
     ];
     for (const [what, change] of bad) expect([what, decodeReadReply(mutated(good, change))]).toEqual([what, null]);
     // More data than the object holds.
@@ -751,6 +752,13 @@ describe("read", () => {
     // An inline object: one block, or none when empty.
     const inline = { ...header, kind: ObjectKind.inline, block_count: 1, metadata: null };
     expect(decodeReadReply(encodeReadReply({ header: inline, block_map: null, data: new Uint8Array(30) }))).not.toBeNull();
+    const inline_map = encodeReadReply({ header: inline, block_map: [{ start: 0, size: 30, checksum: 1n }], data: new Uint8Array(3) });
+    expect(decodeReadReply(inline_map)).not.toBeNull();
+    const inline_entry = object_header_fixed_size + 8;
+    expect(decodeReadReply(mutated(inline_map, (b) => setU64(b, inline_entry + 8, 29n)))).toBeNull(); // not the whole value
+    expect(() => encodeReadReply({ header: inline, block_map: [{ start: 0, size: 29, checksum: 1n }], data: new Uint8Array(0) })).toThrow(
+      AssertionError,
+    );
     expect(() => encodeReadReply({ header: { ...inline, block_count: 2 }, block_map: null, data: new Uint8Array(0) })).toThrow(
       AssertionError,
     );

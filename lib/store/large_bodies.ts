@@ -793,7 +793,11 @@ export function encodeReadReply(r: ReadReply): Uint8Array {
   assertHeader(h);
   assert(r.data.length <= read_size_max_bytes && r.data.length <= h.size, () => `read of ${r.data.length} bytes`);
   assert(r.block_map === null || r.block_map.length <= block_map_entries_max, "block map within its bound");
-  assert(r.block_map === null || h.kind === ObjectKind.chunked || r.block_map.length <= 1, "an inline object is one block");
+  assert(r.block_map === null || r.block_map.length <= h.block_count, "no more blocks in the map than in the object");
+  assert(
+    r.block_map === null || h.kind === ObjectKind.chunked || r.block_map.every((b) => b.start === 0 && b.size === h.size),
+    "an inline object's one block is the whole value",
+  );
   const map_start = object_header_fixed_size + metadataSize(h.metadata);
   const data_start = map_start + (r.block_map === null ? 0 : block_map_fixed_size + block_map_entry_size * r.block_map.length);
   const body = allocUninitialized(data_start + r.data.length);
@@ -875,7 +879,7 @@ export function decodeReadReply(body: Uint8Array): ReadReply | null {
   if (parsed.block_map) {
     if (body.length < offset + block_map_fixed_size) return null;
     const count = readU32(body, offset);
-    if (count > block_map_entries_max || (header.kind === ObjectKind.inline && count > 1)) return null;
+    if (count > block_map_entries_max || count > header.block_count) return null;
     offset += block_map_fixed_size;
     if (body.length < offset + block_map_entry_size * count) return null;
     block_map = [];
@@ -883,6 +887,8 @@ export function decodeReadReply(body: Uint8Array): ReadReply | null {
       const b = { start: readU64(body, offset), size: readU64(body, offset + 8), checksum: readU64Big(body, offset + 16) };
       if (!isU53(b.start) || !isU53(b.size) || b.size < 1 || b.start + b.size > header.size) return null;
       if (i > 0 && b.start !== block_map[i - 1]!.start + block_map[i - 1]!.size) return null;
+      // An inline object's one block is the whole value.
+      if (header.kind === ObjectKind.inline && (b.start !== 0 || b.size !== header.size)) return null;
       block_map.push(b);
     }
   }
