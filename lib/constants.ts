@@ -38,6 +38,44 @@ export const list_reply_size_max = 1024 * 1024;
  * waits for the collector. */
 export const gc_received_bytes_step = 64 * 1024 * 1024;
 
+/*
+ * Large objects (docs/LARGE_OBJECTS.md §2, issue 14). Defined for the operation bodies of
+ * lib/store/large_bodies.ts; no replica or simulator behaviour reads them yet (§13 step 1).
+ */
+/** The hard ceiling of Config.block_size_max, in bytes: a write_block of this size plus its 32
+ * bytes of fields and the key fits in message_size_max with room to spare. */
+export const block_size_max_ceiling_bytes = 4 * 1024 * 1024;
+/** The floor of Config.block_size_max, in bytes (the simulator draws 16..512). Below it the block
+ * map of a read_size_max read would no longer fit in one reply (lib/store/large_bodies.ts
+ * read_reply_size_max). */
+export const block_size_min_bytes = 16;
+/** The largest `length` of a read, in bytes. */
+export const read_size_max_bytes = 4 * 1024 * 1024;
+/** The largest object, in bytes: 5 TiB, S3's limit (below 2^53, so sizes stay exact numbers). */
+export const object_size_max_bytes = 5 * 1024 * 1024 * 1024 * 1024;
+/** Part numbers of an upload are 1..upload_parts_max (S3's range). */
+export const upload_parts_max = 10_000;
+/** Block indexes within a part are 0..part_blocks_max-1. */
+export const part_blocks_max = 1024 * 1024;
+/** Bytes of an object's content type. */
+export const content_type_size_max_bytes = 255;
+/** Bytes of an object's encoded user metadata (S3's user-metadata limit is 2 KB). */
+export const object_meta_size_max_bytes = 2048;
+/** Bytes of one user-metadata name. */
+export const meta_name_size_max_bytes = 128;
+/** Uploads one housekeeping entry may expire. */
+export const expire_per_op_max = 64;
+/** How often the primary considers a housekeeping entry (100 ticks of 10 ms: 1 s). */
+export const housekeeping_interval_ticks = 100;
+/** Blocks or reads a TypeScript client keeps in flight. */
+export const client_lanes_default = 4;
+/** The ceiling of Config.uploads_open_max: open uploads are replicated state held in memory by
+ * every replica. */
+export const uploads_open_max_ceiling = 65_536;
+/** The ceiling of Config.upload_abandon_ms and of a housekeeping entry's age: 2^40 ms (~35 years)
+ * keeps `touched + age` far below 2^53 for any timestamp. */
+export const upload_abandon_ms_ceiling = 2 ** 40;
+
 export interface Config {
   /** Identifies the cluster; every message and data directory carries it. */
   cluster: bigint;
@@ -75,6 +113,19 @@ export interface Config {
   repair_ticks: number;
   /** A blank replica probes its peers this often while deciding whether to format. */
   probe_ticks: number;
+  /** The largest write_block data, in bytes (docs/LARGE_OBJECTS.md §2): block_size_min_bytes up to
+   * block_size_max_ceiling_bytes and value_size_max (a value of one block may always be put inline).
+   * Not read by the replica yet (issue 14). */
+  block_size_max: number;
+  /** Open uploads in the cluster (replicated state); beyond it create_upload is too_many_uploads.
+   * Not read yet. */
+  uploads_open_max: number;
+  /** An upload untouched this long in log time is aborted by a housekeeping entry. Not read yet. */
+  upload_abandon_ms: number;
+  /** Bytes of requests queued at the primary; beyond it a request is busy. Not read yet. */
+  request_queue_bytes_max: number;
+  /** Dead bytes pinned by retention that make an idle primary prepare no-op entries. Not read yet. */
+  reclaim_nudge_bytes_min: number;
 }
 
 export function defaultConfig(replica_count: number, cluster: bigint): Config {
@@ -98,5 +149,37 @@ export function defaultConfig(replica_count: number, cluster: bigint): Config {
     prepare_retry_ticks: 20,
     repair_ticks: 5,
     probe_ticks: 10,
+    block_size_max: block_size_max_ceiling_bytes,
+    uploads_open_max: 1024,
+    upload_abandon_ms: 24 * 60 * 60 * 1000,
+    request_queue_bytes_max: 64 * 1024 * 1024,
+    reclaim_nudge_bytes_min: 64 * 1024 * 1024,
   };
+}
+
+/**
+ * Why a configuration's large-object limits are out of range, or null if they are in range. The
+ * replica asserts it at startup with the rest of its Config checks.
+ */
+export function largeObjectConfigProblem(config: Config): string | null {
+  const whole = (n: number, min: number, max: number): boolean => Number.isSafeInteger(n) && n >= min && n <= max;
+  const block_ceiling = Math.min(block_size_max_ceiling_bytes, config.value_size_max);
+  if (!whole(config.block_size_max, block_size_min_bytes, block_ceiling)) {
+    return `block_size_max must be ${block_size_min_bytes}..${block_ceiling} bytes (at most value_size_max), got ${config.block_size_max}`;
+  }
+  if (!whole(config.uploads_open_max, 1, uploads_open_max_ceiling)) {
+    return `uploads_open_max must be 1..${uploads_open_max_ceiling}, got ${config.uploads_open_max}`;
+  }
+  if (!whole(config.upload_abandon_ms, 1, upload_abandon_ms_ceiling)) {
+    return `upload_abandon_ms must be 1..${upload_abandon_ms_ceiling}, got ${config.upload_abandon_ms}`;
+  }
+  // One write_block of the largest size (its 32 bytes of fields included) must always fit the
+  // queue, or a primary would answer it busy forever.
+  if (!whole(config.request_queue_bytes_max, config.block_size_max + 32, Number.MAX_SAFE_INTEGER)) {
+    return `request_queue_bytes_max must be at least block_size_max + 32 = ${config.block_size_max + 32} bytes, got ${config.request_queue_bytes_max}`;
+  }
+  if (!whole(config.reclaim_nudge_bytes_min, 1, Number.MAX_SAFE_INTEGER)) {
+    return `reclaim_nudge_bytes_min must be a positive number of bytes, got ${config.reclaim_nudge_bytes_min}`;
+  }
+  return null;
 }

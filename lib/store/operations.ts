@@ -14,12 +14,49 @@ export enum Operation {
   delete = 4,
   list = 5,
   stat = 6,
+  // Large objects (docs/LARGE_OBJECTS.md §5; bodies in large_bodies.ts). Defined, not yet
+  // executed: validateRequest (execute.ts) answers them bad_request until issue 14's later steps.
+  create_upload = 7,
+  write_block = 8,
+  complete_upload = 9,
+  abort_upload = 10,
+  read = 11,
+  put_object = 12,
+  /** Made only by the primary, as a batch entry of client 0; a client's is bad_request on arrival. */
+  housekeeping = 13,
 }
-export const operation_max = 6;
+/** The highest code a client may send (13, housekeeping, is internal). */
+export const operation_max = 12;
+/** The highest code a replica executes today: 7..13 are defined but answered bad_request. */
+export const operation_executed_max = 6;
 
-/** Writes go through the log; reads are served by the primary under the read rule. */
+/** Writes go through the log; reads are served by the primary under the read rule. The large-object
+ * writes are listed so that later steps need not redefine the kinds; a replica rejects them on
+ * arrival (validateRequest) before this is asked. */
 export function isWrite(operation: Operation): boolean {
-  return operation === Operation.register || operation === Operation.put || operation === Operation.delete;
+  switch (operation) {
+    case Operation.register:
+    case Operation.put:
+    case Operation.delete:
+    case Operation.create_upload:
+    case Operation.write_block:
+    case Operation.complete_upload:
+    case Operation.abort_upload:
+    case Operation.put_object:
+    case Operation.housekeeping:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Whether a client must hold a session to send it (docs/LARGE_OBJECTS.md §5): writes recorded in
+ * the client table do; register makes one; write_block is idempotent and not recorded, so a
+ * client's extra lanes never register; reads never need one; housekeeping is not a client's. */
+export function needsSession(operation: Operation): boolean {
+  return (
+    isWrite(operation) && operation !== Operation.register && operation !== Operation.write_block && operation !== Operation.housekeeping
+  );
 }
 
 export enum Result {
@@ -43,8 +80,21 @@ export enum Result {
    * sender's address list differs from the replicas'. Sent once, then the connection is closed
    * (lib/net/cluster_mismatch.ts); the body is the replier's cluster id. */
   wrong_cluster = 11,
+  // Large objects (docs/LARGE_OBJECTS.md §5.8). Defined, not yet sent by any replica.
+  /** A read named a version that is no longer current; the body is the current version (0: absent). */
+  object_changed = 12,
+  /** The upload is unknown, completed, aborted or expired. */
+  upload_not_found = 13,
+  /** A read's offset is beyond the object; the body is the object's size. */
+  range_invalid = 14,
+  /** A complete named a block that is missing or does not match (body: large_bodies.ts UploadIncomplete). */
+  upload_incomplete = 15,
+  /** The completed size differs from the declared one; the body is the actual size. */
+  size_mismatch = 16,
+  /** The cluster's uploads_open_max uploads are open; the body is that limit. */
+  too_many_uploads = 17,
 }
-export const result_max = 11;
+export const result_max = 17;
 
 export enum Condition {
   none = 0,

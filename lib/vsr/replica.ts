@@ -22,7 +22,7 @@
  */
 import { AssertionError, assert } from "../util/assert.ts";
 import { Command, Header, type Message } from "../net/codec.ts";
-import { journal_slot_count_max, value_size_max_default, type Config } from "../constants.ts";
+import { journal_slot_count_max, largeObjectConfigProblem, value_size_max_default, type Config } from "../constants.ts";
 import { ObjectStore } from "../store/object_store.ts";
 import { ClientTable } from "./client_table.ts";
 import { Journal } from "./journal.ts";
@@ -199,6 +199,8 @@ export class Replica {
       config.value_size_max >= 0 && config.value_size_max <= value_size_max_default,
       `value_size_max must be at most ${value_size_max_default} bytes (a prepare must fit in a message)`,
     );
+    const large_object_problem = largeObjectConfigProblem(config);
+    assert(large_object_problem === null, () => `${large_object_problem}`);
     this.f = Math.floor((n - 1) / 2);
     this.quorum = Math.floor(n / 2) + 1;
     this.journal = new Journal(config.journal_slot_count);
