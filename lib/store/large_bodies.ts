@@ -249,45 +249,21 @@ export function encodeCreateUpload(r: CreateUploadRequest): Uint8Array {
   assert(isCondition(r.condition) && isU53(r.if_version), "condition and if_version");
   assert(r.declared_size === null || isU53(r.declared_size), () => `declared_size ${r.declared_size} is not below 2^53`);
   assertMetadata(r.metadata);
-  const ct = r.metadata.content_type.length;
-  const body = new Uint8Array(create_upload_fixed_size + r.key.length + ct + r.metadata.user_meta.length);
-  writeU16(body, 0, r.key.length);
-  body[2] = r.condition;
-  body[3] = r.declared_size === null ? 0 : create_flag_declared_size;
-  body[4] = ct;
-  writeU16(body, 6, r.metadata.user_meta.length);
-  writeU64(body, 8, r.if_version);
+  const body = new Uint8Array(create_upload_fixed_size + keyedTailSize(r));
+  writeKeyed(body, create_upload_fixed_size, r, r.declared_size === null ? 0 : create_flag_declared_size);
   writeU64(body, 16, r.declared_size ?? 0);
-  body.set(r.key, create_upload_fixed_size);
-  writeAscii(body, create_upload_fixed_size + r.key.length, r.metadata.content_type);
-  body.set(r.metadata.user_meta, create_upload_fixed_size + r.key.length + ct);
   return body;
 }
 
 /** The key is returned whatever its size: the caller answers key_invalid for 0 or > 1024 bytes,
  * and value_too_large for a declared size above object_size_max (validateLargeRequest). */
 export function decodeCreateUpload(body: Uint8Array): CreateUploadRequest | null {
-  if (body.length < create_upload_fixed_size) return null;
-  const key_size = readU16(body, 0);
-  const condition = body[2]!;
-  const flags = body[3]!;
-  const content_type_size = body[4]!;
-  const user_meta_size = readU16(body, 6);
-  const if_version = readU64(body, 8);
+  const keyed = readKeyed(body, create_upload_fixed_size, create_flag_declared_size);
+  if (keyed === null || body.length !== keyed.end) return null;
   const declared = readU64(body, 16);
-  if (!isCondition(condition) || (flags & ~create_flag_declared_size) !== 0) return null;
-  if (!isU53(if_version) || !isU53(declared)) return null;
-  if ((flags & create_flag_declared_size) === 0 && declared !== 0) return null;
-  if (body.length !== create_upload_fixed_size + key_size + content_type_size + user_meta_size) return null;
-  const metadata = readMetadata(body, create_upload_fixed_size + key_size, content_type_size, user_meta_size);
-  if (metadata === null) return null;
-  return {
-    key: body.subarray(create_upload_fixed_size, create_upload_fixed_size + key_size),
-    condition,
-    if_version,
-    declared_size: (flags & create_flag_declared_size) !== 0 ? declared : null,
-    metadata,
-  };
+  if (!isU53(declared) || ((keyed.flags & create_flag_declared_size) === 0 && declared !== 0)) return null;
+  const { key, condition, if_version, metadata } = keyed;
+  return { key, condition, if_version, declared_size: (keyed.flags & create_flag_declared_size) !== 0 ? declared : null, metadata };
 }
 
 /** create_upload's ok reply: u64 upload_id, u64 block_size_max, u64 object_size_max (24 bytes). */
@@ -613,19 +589,10 @@ export function encodePutObject(r: Omit<PutObjectRequest, "value_offset">): Uint
   assertMd5(r.md5);
   assertMetadata(r.metadata);
   assert(r.value.length <= value_size_max_default, () => `value of ${r.value.length} bytes`);
-  const ct = r.metadata.content_type.length;
-  const value_offset = put_object_fixed_size + r.key.length + ct + r.metadata.user_meta.length;
+  const value_offset = put_object_fixed_size + keyedTailSize(r);
   const body = new Uint8Array(value_offset + r.value.length);
-  writeU16(body, 0, r.key.length);
-  body[2] = r.condition;
-  body[3] = r.md5 === null ? 0 : put_object_flag_md5;
-  body[4] = ct;
-  writeU16(body, 6, r.metadata.user_meta.length);
-  writeU64(body, 8, r.if_version);
+  writeKeyed(body, put_object_fixed_size, r, r.md5 === null ? 0 : put_object_flag_md5);
   if (r.md5 !== null) body.set(r.md5, 16);
-  body.set(r.key, put_object_fixed_size);
-  writeAscii(body, put_object_fixed_size + r.key.length, r.metadata.content_type);
-  body.set(r.metadata.user_meta, put_object_fixed_size + r.key.length + ct);
   body.set(r.value, value_offset);
   return body;
 }
@@ -633,29 +600,62 @@ export function encodePutObject(r: Omit<PutObjectRequest, "value_offset">): Uint
 /** The key and value are returned whatever their sizes: key_invalid and value_too_large are the
  * caller's answers (validateLargeRequest). */
 export function decodePutObject(body: Uint8Array): PutObjectRequest | null {
-  if (body.length < put_object_fixed_size) return null;
+  const keyed = readKeyed(body, put_object_fixed_size, put_object_flag_md5);
+  if (keyed === null) return null;
+  const md5 = body.subarray(16, 32);
+  if ((keyed.flags & put_object_flag_md5) === 0 && !allZero(md5)) return null;
+  const { key, condition, if_version, metadata, end: value_offset } = keyed;
+  const has_md5 = (keyed.flags & put_object_flag_md5) !== 0;
+  return { key, condition, if_version, md5: has_md5 ? md5.slice() : null, metadata, value: body.subarray(value_offset), value_offset };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The layout create_upload and put_object share: u16 key_size @0, u8 condition @2, u8 flags @3,
+// u8 content_type_size @4, u8 reserved @5, u16 user_meta_size @6, u64 if_version @8; after the
+// fixed part, the key, the content type and the user metadata.
+
+interface Keyed {
+  key: Uint8Array;
+  condition: Condition;
+  if_version: number;
+  metadata: ObjectMetadata;
+}
+
+/** Bytes of the key, content type and user metadata after the fixed part. */
+function keyedTailSize(r: Keyed): number {
+  return r.key.length + r.metadata.content_type.length + r.metadata.user_meta.length;
+}
+
+function writeKeyed(body: Uint8Array, fixed: number, r: Keyed, flags: number): void {
+  assert(body.length >= fixed + keyedTailSize(r), () => `a body of ${body.length} bytes holds no key and metadata after ${fixed}`);
+  const ct = r.metadata.content_type.length;
+  writeU16(body, 0, r.key.length);
+  body[2] = r.condition;
+  body[3] = flags;
+  body[4] = ct;
+  writeU16(body, 6, r.metadata.user_meta.length);
+  writeU64(body, 8, r.if_version);
+  body.set(r.key, fixed);
+  writeAscii(body, fixed + r.key.length, r.metadata.content_type);
+  body.set(r.metadata.user_meta, fixed + r.key.length + ct);
+}
+
+/** The shared fields, with flags outside `flags_known` malformed; `end` is the offset after the
+ * metadata (null: malformed, or the body ends before it). */
+function readKeyed(body: Uint8Array, fixed: number, flags_known: number): (Keyed & { flags: number; end: number }) | null {
+  if (body.length < fixed) return null;
   const key_size = readU16(body, 0);
   const condition = body[2]!;
   const flags = body[3]!;
   const content_type_size = body[4]!;
   const user_meta_size = readU16(body, 6);
   const if_version = readU64(body, 8);
-  const md5 = body.subarray(16, 32);
-  if (!isCondition(condition) || (flags & ~put_object_flag_md5) !== 0 || !isU53(if_version)) return null;
-  if ((flags & put_object_flag_md5) === 0 && !allZero(md5)) return null;
-  const value_offset = put_object_fixed_size + key_size + content_type_size + user_meta_size;
-  if (body.length < value_offset) return null;
-  const metadata = readMetadata(body, put_object_fixed_size + key_size, content_type_size, user_meta_size);
+  if (!isCondition(condition) || (flags & ~flags_known) !== 0 || !isU53(if_version)) return null;
+  const end = fixed + key_size + content_type_size + user_meta_size;
+  if (body.length < end) return null;
+  const metadata = readMetadata(body, fixed + key_size, content_type_size, user_meta_size);
   if (metadata === null) return null;
-  return {
-    key: body.subarray(put_object_fixed_size, put_object_fixed_size + key_size),
-    condition,
-    if_version,
-    md5: (flags & put_object_flag_md5) !== 0 ? md5.slice() : null,
-    metadata,
-    value: body.subarray(value_offset),
-    value_offset,
-  };
+  return { key: body.subarray(fixed, fixed + key_size), condition, if_version, metadata, flags, end };
 }
 
 // ---------------------------------------------------------------------------------------------
