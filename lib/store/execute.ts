@@ -226,6 +226,7 @@ function executeCreateUpload(store: ObjectStore, limits: LargeLimits, timestamp:
   }
   const metadata: ObjectMetadata = { content_type: request.metadata.content_type, user_meta: request.metadata.user_meta.slice() };
   const upload = store.large.createUpload(key, timestamp, request.declared_size, metadata, limits.uploads_open_max);
+  assert(upload.id === store.large.upload_counter && store.large.upload_count <= limits.uploads_open_max, "a new id, within the limit");
   const reply = { upload_id: upload.id, block_size_max: limits.block_size_max, object_size_max: object_size_max_bytes };
   return { result: Result.ok, body: encodeCreateUploadReply(reply) };
 }
@@ -244,8 +245,12 @@ function executeWriteBlock(store: ObjectStore, timestamp: number, body: Uint8Arr
   }
   const slot = { upload_id: upload.id, part: request.part_number, attempt: request.attempt, index: request.block_index };
   const location = { segment: body_location.segment, offset: body_location.offset + request.data_offset };
-  store.large.writeBlock(slot, request.data.length, request.checksum, location);
+  const { id } = store.large.writeBlock(slot, request.data.length, request.checksum, location);
   store.large.touch(upload, timestamp);
+  assert(
+    store.large.block(id)!.checksum === request.checksum && upload.stored_bytes <= 2 * object_size_max_bytes,
+    "the slot holds this block",
+  );
   return { result: Result.ok, body: empty };
 }
 
@@ -283,6 +288,7 @@ function executeCompleteUpload(store: ObjectStore, timestamp: number, body: Uint
   store.large.adopt(upload, ids, upload.key);
   store.set(upload.key, entry); // the previous version's blocks (or value) die
   store.large.removeUpload(upload); // and so do the blocks the manifest does not name
+  assert(store.revision === version && (ends.length === 0 ? 0 : ends[ends.length - 1]) === size, "the manifest is installed whole");
   return { result: Result.ok, body: encodeCompleteUploadReply({ version, checksum: manifest }) };
 }
 
@@ -293,6 +299,7 @@ function completePart(
   part: { part_number: number; block_count: number; attempt: bigint; part_size: number; part_checksum: bigint },
   out: Block[],
 ): { part_number: number; block_index: number | null; stored_size: number } | null {
+  assert(part.block_count >= 1 && store.large.upload(upload.id) === upload, "a part of an open upload has blocks");
   const first = out.length;
   let stored = 0;
   for (let index = 0; index < part.block_count; index++) {
@@ -316,6 +323,7 @@ function completePart(
 /** Metadata worth storing: none when there is no content type, no user metadata and no md5, so such
  * an object hashes like any legacy entry. */
 function entryMeta(metadata: ObjectMetadata, md5: Uint8Array | null): EntryMeta | undefined {
+  assert(md5 === null || md5.length === 16, "an md5 is 16 bytes");
   if (metadata.content_type.length === 0 && metadata.user_meta.length === 0 && md5 === null) return undefined;
   return { content_type: metadata.content_type, user_meta: metadata.user_meta.slice(), md5: md5 === null ? null : md5.slice() };
 }
@@ -342,6 +350,7 @@ function executePutObject(store: ObjectStore, timestamp: number, body: Uint8Arra
   const meta = entryMeta(request.metadata, request.md5);
   if (meta !== undefined) entry.meta = meta;
   store.set(key, entry);
+  assert(store.revision === version, "put_object takes the next version");
   return { result: Result.ok, body: encodeU64(version) };
 }
 

@@ -272,6 +272,7 @@ export class LargeState {
    * recomputation. object_blocks: every object version's block ids, by key (from ObjectStore).
    */
   invariants(object_blocks: Iterable<[string, readonly number[]]>): void {
+    assert(this.uploads.size <= uploads_open_max_ceiling, () => `${this.uploads.size} uploads open, above any limit`);
     const owned = new Set<number>();
     let sum = 0n;
     for (const [id, u] of this.uploads) {
