@@ -28,6 +28,21 @@ export function rootPrepare(cluster: bigint, replica_count: number): Header {
 export function stateDigest(store: ObjectStore, clients: ClientTable): bigint {
   // The revision is hashed as a float64: a NaN or negative revision would hash but mean nothing.
   assert(Number.isSafeInteger(store.revision) && store.revision >= 0, () => `store revision ${store.revision}`);
+  const large = store.large;
+  const uploads_sum = large.digest();
+  if (uploads_sum !== 0n || large.upload_counter !== 0 || large.block_counter !== 0) {
+    // A state that ever had an upload (LARGE_OBJECTS.md §9.1): 48 bytes, counters included. A state
+    // that never did keeps the 24-byte formula, so old data directories verify unchanged.
+    const wide = new Uint8Array(48);
+    const w = new DataView(wide.buffer);
+    w.setBigUint64(0, store.digest(), true);
+    w.setFloat64(8, store.revision, true);
+    w.setBigUint64(16, clients.digest(), true);
+    w.setBigUint64(24, uploads_sum, true);
+    w.setFloat64(32, large.upload_counter, true);
+    w.setFloat64(40, large.block_counter, true);
+    return checksum(wide);
+  }
   const bytes = new Uint8Array(24);
   const v = new DataView(bytes.buffer);
   v.setBigUint64(0, store.digest(), true);
