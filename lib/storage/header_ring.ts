@@ -4,13 +4,13 @@
  * are durable (file_storage.ts flush), so a valid record means its prepare was durable first.
  */
 import { assert } from "../util/assert.ts";
+import { isZero } from "../util/bytes.ts";
 import { FsError, type Fd, type FileSystem } from "./fs.ts";
 import {
   damaged_record,
   decodeRecord,
   encodeRecord,
   header_record_size,
-  isZero,
   ring_copies,
   type DecodedRecord,
   type PrepareLocation,

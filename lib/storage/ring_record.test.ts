@@ -1,17 +1,10 @@
 import { describe, expect, test } from "bun:test";
-import {
-  damaged_record,
-  damagedRecords,
-  decodeRecord,
-  encodeRecord,
-  header_record_size,
-  isZero,
-  type PrepareLocation,
-} from "./ring_record.ts";
+import { damaged_record, damagedRecords, decodeRecord, encodeRecord, header_record_size, type PrepareLocation } from "./ring_record.ts";
 import { Command, Header, finalize } from "../net/codec.ts";
 import { header_size } from "../constants.ts";
 import { AssertionError } from "../util/assert.ts";
 import { Prng } from "../util/prng.ts";
+import { isZero } from "../util/bytes.ts";
 
 const slot_count = 16;
 

@@ -121,9 +121,3 @@ export function damagedRecords(size: number): Uint8Array {
   for (let offset = 0; offset + header_record_size <= size; offset += header_record_size) bytes.set(damaged_record, offset);
   return bytes;
 }
-
-export function isZero(bytes: Uint8Array, offset: number, size: number): boolean {
-  assert(offset >= 0 && offset + size <= bytes.length, "isZero: range outside the buffer");
-  for (let i = offset; i < offset + size; i++) if (bytes[i] !== 0) return false;
-  return true;
-}

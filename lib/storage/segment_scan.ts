@@ -7,7 +7,8 @@ import { assert } from "../util/assert.ts";
 import { Command, decodeHeader } from "../net/codec.ts";
 import { header_size, message_size_max, wire_magic } from "../constants.ts";
 import { FsError, type FileSystem } from "./fs.ts";
-import { pad8, type Segment } from "./segments.ts";
+import type { Segment } from "./segments.ts";
+import { pad8 } from "../util/bytes.ts";
 import type { PrepareLocation } from "./ring_record.ts";
 
 /** Segments are scanned for prepares in reads of this size. */

@@ -4,7 +4,7 @@
  * prepare put it; a segment is deleted once nothing refers to it (checkpoint_store.ts).
  */
 import { assert } from "../util/assert.ts";
-import { allocUninitialized } from "../util/bytes.ts";
+import { allocUninitialized, pad8 } from "../util/bytes.ts";
 import { checksum } from "../util/checksum.ts";
 import { decode, decodeHeader, encodeInto, writeHeader, type Message } from "../net/codec.ts";
 import { header_size } from "../constants.ts";
@@ -41,11 +41,6 @@ export interface Segment {
 export function segmentPath(id: number): string {
   assert(Number.isSafeInteger(id) && id >= 0, "segmentPath: id");
   return `journal/${id.toString().padStart(10, "0")}.seg`;
-}
-
-export function pad8(n: number): number {
-  assert(n >= 0, "pad8: negative size");
-  return (n + 7) & ~7;
 }
 
 export class SegmentFiles {

@@ -24,7 +24,19 @@ import {
   value_size_max_default,
 } from "../constants.ts";
 import { assert } from "../util/assert.ts";
-import { allocUninitialized, readU16, readU32, readU64, readU64Big, writeU16, writeU32, writeU64, writeU64Big } from "../util/bytes.ts";
+import {
+  allocUninitialized,
+  isZero,
+  pad8,
+  readU16,
+  readU32,
+  readU64,
+  readU64Big,
+  writeU16,
+  writeU32,
+  writeU64,
+  writeU64Big,
+} from "../util/bytes.ts";
 import { checksum } from "../util/checksum.ts";
 import {
   Condition,
@@ -44,10 +56,6 @@ function isU53(n: number): boolean {
   return Number.isSafeInteger(n) && n >= 0;
 }
 
-function pad8(n: number): number {
-  return (n + 7) & ~7;
-}
-
 function isCondition(c: number): c is Condition {
   return c === Condition.none || c === Condition.if_version || c === Condition.if_absent;
 }
@@ -58,11 +66,6 @@ function assertU64Big(n: bigint, what: string): void {
 
 function assertMd5(md5: Uint8Array | null): void {
   assert(md5 === null || md5.length === md5_size, () => `md5 must be ${md5_size} bytes, got ${md5?.length}`);
-}
-
-function allZero(bytes: Uint8Array): boolean {
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 0) return false;
-  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -435,7 +438,7 @@ export function decodeCompleteUpload(body: Uint8Array): CompleteUploadRequest | 
   if (!isU53(upload_id) || !isCondition(condition) || (flags & ~(complete_flag_md5 | complete_flag_declared_size)) !== 0) return null;
   if (!isU53(if_version) || !isU53(declared)) return null;
   if ((flags & complete_flag_declared_size) === 0 && declared !== 0) return null;
-  if ((flags & complete_flag_md5) === 0 && !allZero(md5)) return null;
+  if ((flags & complete_flag_md5) === 0 && !isZero(md5, 0, md5.length)) return null;
   if (part_count > upload_parts_max || body.length !== complete_upload_fixed_size + upload_part_size * part_count) return null;
   const parts: UploadPart[] = [];
   let previous = 0;
@@ -603,7 +606,7 @@ export function decodePutObject(body: Uint8Array): PutObjectRequest | null {
   const keyed = readKeyed(body, put_object_fixed_size, put_object_flag_md5);
   if (keyed === null) return null;
   const md5 = body.subarray(16, 32);
-  if ((keyed.flags & put_object_flag_md5) === 0 && !allZero(md5)) return null;
+  if ((keyed.flags & put_object_flag_md5) === 0 && !isZero(md5, 0, md5.length)) return null;
   const { key, condition, if_version, metadata, end: value_offset } = keyed;
   const has_md5 = (keyed.flags & put_object_flag_md5) !== 0;
   return { key, condition, if_version, md5: has_md5 ? md5.slice() : null, metadata, value: body.subarray(value_offset), value_offset };
@@ -848,7 +851,7 @@ export function readObjectHeader(body: Uint8Array): { header: ObjectHeader; end:
   const block_count = readU32(body, 40);
   const md5 = body.subarray(48, 64);
   if ((flags & ~(header_flag_md5 | header_flag_metadata | header_flag_block_map)) !== 0) return null;
-  if ((flags & header_flag_md5) === 0 && !allZero(md5)) return null;
+  if ((flags & header_flag_md5) === 0 && !isZero(md5, 0, md5.length)) return null;
   if (kind === ObjectKind.inline) {
     if (info.size > value_size_max_default || block_count !== (info.size > 0 ? 1 : 0)) return null;
   } else if (kind === ObjectKind.chunked) {

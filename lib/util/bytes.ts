@@ -3,6 +3,8 @@
  * the engine to materialize its ArrayBuffer, which profiling showed cost more than the checksums
  * on the hot path; these read and write the bytes directly.
  */
+import { assert } from "./assert.ts";
+
 export function readU16(b: Uint8Array, o: number): number {
   return b[o]! | (b[o + 1]! << 8);
 }
@@ -69,4 +71,17 @@ export function allocUninitialized(size: number): Uint8Array {
   if (size < uninitialized_size_min) return new Uint8Array(size);
   const buffer = Buffer.allocUnsafeSlow(size);
   return new Uint8Array(buffer.buffer, buffer.byteOffset, size);
+}
+
+/** n rounded up to a multiple of 8 (records and values are 8-byte aligned on disk and on the wire). */
+export function pad8(n: number): number {
+  assert(n >= 0, "pad8: negative size");
+  return (n + 7) & ~7;
+}
+
+/** Whether bytes[offset, offset + size) are all zero. */
+export function isZero(bytes: Uint8Array, offset: number, size: number): boolean {
+  assert(offset >= 0 && offset + size <= bytes.length, "isZero: range outside the buffer");
+  for (let i = offset; i < offset + size; i++) if (bytes[i] !== 0) return false;
+  return true;
 }
