@@ -98,17 +98,27 @@ export function executeWrite(
     store.revision += 1;
     return { result: Result.ok, body: encodeU64(current.version) };
   }
-  const version = store.revision + 1;
-  const entry: ObjectEntry = {
-    version,
+  const entry = inlineEntry(store, timestamp, request, body_location);
+  store.set(key, entry);
+  return { result: Result.ok, body: encodeU64(entry.version) };
+}
+
+/** The next version of a key whose value is stored inline: its bytes stay where the prepare was
+ * journaled (value_offset into the request body at body_location). */
+function inlineEntry(
+  store: ObjectStore,
+  timestamp: number,
+  request: { value: Uint8Array; value_offset: number },
+  body_location: ValueLocation,
+): ObjectEntry {
+  return {
+    version: store.revision + 1,
     timestamp,
     size: request.value.length,
     checksum: checksum(request.value),
     segment: body_location.segment,
     offset: body_location.offset + request.value_offset,
   };
-  store.set(key, entry);
-  return { result: Result.ok, body: encodeU64(version) };
 }
 
 function conditionFails(condition: Condition, if_version: number, current: ObjectEntry | undefined): boolean {
@@ -338,20 +348,12 @@ function executePutObject(store: ObjectStore, timestamp: number, body: Uint8Arra
   if (conditionFails(request.condition, request.if_version, current)) {
     return { result: Result.condition_failed, body: encodeU64(current?.version ?? 0) };
   }
-  const version = store.revision + 1;
-  const entry: ObjectEntry = {
-    version,
-    timestamp,
-    size: request.value.length,
-    checksum: checksum(request.value),
-    segment: body_location.segment,
-    offset: body_location.offset + request.value_offset,
-  };
+  const entry = inlineEntry(store, timestamp, request, body_location);
   const meta = entryMeta(request.metadata, request.md5);
   if (meta !== undefined) entry.meta = meta;
   store.set(key, entry);
-  assert(store.revision === version, "put_object takes the next version");
-  return { result: Result.ok, body: encodeU64(version) };
+  assert(store.revision === entry.version, "put_object takes the next version");
+  return { result: Result.ok, body: encodeU64(entry.version) };
 }
 
 /** Reads a block's bytes from disk, verifying its checksum; null if damaged or unreadable. */
