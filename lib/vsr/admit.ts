@@ -21,13 +21,17 @@ export type Admission =
   /** Well-formed, but no honest replica sends it. */
   | { kind: "violation"; what: string };
 
+// Every message gets one of these two verdicts: shared, so the hot path allocates nothing for them.
+const admitted: Admission = Object.freeze({ kind: "admit" });
+const other_incarnation: Admission = Object.freeze({ kind: "other_incarnation" });
+
 /** h arrived at replica `replica` of the cluster `config` describes, whose incarnation it holds is
  * `incarnation` (a blank replica's candidate). */
 export function admit(h: Header, config: Pick<Config, "cluster" | "replica_count">, replica: number, incarnation: number): Admission {
   assert(replica >= 0 && replica < config.replica_count, () => `receiver ${replica} of ${config.replica_count} replicas`);
   if (h.cluster !== config.cluster) return { kind: "drop", why: "cluster mismatch" };
   // Requests come from clients: the replica fields of their header name no sender.
-  if (h.command === Command.request) return { kind: "admit" };
+  if (h.command === Command.request) return admitted;
   if (h.replica >= config.replica_count || h.replica_count !== config.replica_count) {
     return {
       kind: "drop",
@@ -37,7 +41,7 @@ export function admit(h: Header, config: Pick<Config, "cluster" | "replica_count
   // A primary's prepare can come back to it relayed by a backup (repair).
   if (h.replica === replica && h.command !== Command.prepare) return { kind: "drop", why: "message from self" };
   // Probes carry the incarnation being decided: formation compares them itself.
-  if (h.incarnation !== incarnation && h.command !== Command.ping && h.command !== Command.pong) return { kind: "other_incarnation" };
+  if (h.incarnation !== incarnation && h.command !== Command.ping && h.command !== Command.pong) return other_incarnation;
   if (h.view > view_max) return { kind: "violation", what: `view ${h.view} above ${view_max}` };
-  return { kind: "admit" };
+  return admitted;
 }
