@@ -992,5 +992,7 @@ describe("many concurrent clients", () => {
     const { rejected, doctored } = checkDoctored(78, 2, concurrent_histories.length, false);
     expect(doctored).toBeGreaterThan(20);
     expect(rejected / doctored).toBeGreaterThanOrEqual(0.95);
-  });
+    // The budget is the checker's step budget, not time: about 3 s of CPU when the machine is
+    // quiet, which bun's 5 s default test timeout failed while a seed sweep shared the two cores.
+  }, 60_000);
 });
