@@ -83,7 +83,10 @@ type Next = "more" | "stop" | "done";
 /**
  * A pass visits the keys in key order (an inline value is one item; a chunked object is its
  * blocks, in object order), then the blocks of open uploads (uploads in id order, each one's
- * blocks in id order): every block live throughout a pass is handed out once in it. What is
+ * blocks in the order its slots were filled): every block live throughout a pass, and owned by
+ * the same object or upload throughout it, is handed out once in it. A block whose upload is
+ * completed during the pass moves to its object's key, perhaps behind the cursor: then it waits
+ * for the next pass, as any key written behind the cursor does. What is
  * written behind the cursor waits for the next pass; what dies ahead of it is never handed out.
  * Everything is looked up afresh in the index passed on each tick, so a state sync that replaces
  * the store leaves a cursor that is merely out of date: it carries on after its key, and ids that
@@ -95,9 +98,11 @@ export class Scrubber {
   /** The chunked object at the cursor whose blocks are being handed out: its version and the
    * index of its next block; null between keys. */
   private chunk: { version: number; next: number } | null = null;
-  /** After the keys: the ids of the uploads open then, the position in them, and the current
-   * upload's block ids (ascending) and the position in those. null while walking the keys. */
-  private uploads: { ids: number[]; next: number; blocks: number[] | null; next_block: number } | null = null;
+  /** After the keys: the ids of the uploads open then, the position in them, and an iterator
+   * over the current upload's slots (live: a Map iterator sees slots filled after it started, and
+   * never one deleted before it got there, so an upload of a million blocks costs no tick more
+   * than a step per block). null while walking the keys. */
+  private uploads: { ids: number[]; next: number; slots: Iterator<number> | null } | null = null;
   /** Bytes handed out beyond the rate so far: a 16 MiB value is paid off over the ticks after it. */
   private debt_bytes = 0;
   /** The tick from which the next pass may start. */
@@ -188,31 +193,32 @@ export class Scrubber {
     if (truncated) return "more";
     const uploads = index.large.allUploads();
     if (uploads.length === 0) return "done";
-    this.uploads = { ids: uploads.map((u) => u.id), next: 0, blocks: null, next_block: 0 };
+    this.uploads = { ids: uploads.map((u) => u.id), next: 0, slots: null };
     return "more";
   }
 
   /** A step through the open uploads' blocks. */
   private walkUploads(index: ScrubIndex, repairing: ScrubRepairing, step: Walk): Next {
     const walk = this.uploads!;
-    if (walk.blocks === null) {
+    if (walk.slots === null) {
       if (walk.next >= walk.ids.length) return "done";
       step.steps += 1;
       const upload = index.large.upload(walk.ids[walk.next]!);
       if (upload === undefined)
         walk.next += 1; // closed since (or gone with a state sync)
-      else walk.blocks = [...upload.slots.values()].sort((a, b) => a - b);
-      walk.next_block = 0;
-      return "more";
-    }
-    if (walk.next_block >= walk.blocks.length) {
-      walk.blocks = null;
-      walk.next += 1;
+      else walk.slots = upload.slots.values();
       return "more";
     }
     if (this.debt_bytes >= this.limits.bytes_per_tick) return "stop";
-    // Blocks written to this upload after it was entered wait for the next pass.
-    this.visitBlock(walk.blocks[walk.next_block++]!, index, repairing, step);
+    const slot = walk.slots.next();
+    if (slot.done === true) {
+      walk.slots = null;
+      walk.next += 1;
+      return "more";
+    }
+    // An upload closed (or replaced by a state sync) while its slots are walked leaves ids that
+    // are no longer live: visitBlock passes over them.
+    this.visitBlock(slot.value, index, repairing, step);
     return "more";
   }
 }
