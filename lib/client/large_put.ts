@@ -106,10 +106,14 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
 }
 
 /** Puts body under key: inline when it fits in one block, else as an upload. */
-export async function putBody(calls: PutCalls, key: Uint8Array, body: Body, o: LargePutOptions = {}): Promise<PutResult> {
+export function putBody(calls: PutCalls, key: Uint8Array, body: Body, o: LargePutOptions = {}): Promise<PutResult> {
+  return putSource(calls, key, bodySource(body, o.size ?? null, o.source_name), o);
+}
+
+/** putBody for a source already opened (a file: body_source.ts FileSource). */
+export async function putSource(calls: PutCalls, key: Uint8Array, source: BlockSource, o: LargePutOptions = {}): Promise<PutResult> {
   const { condition, if_version } = conditionOf(o);
   const metadata = metadataOf(o);
-  const source = bodySource(body, o.size ?? null, o.source_name);
   throwIfAborted(o.signal);
   // Known to fit, or a stream that ends within one block: one request.
   if (source.size !== null && source.size <= calls.inline_max) {
@@ -201,11 +205,15 @@ export interface CompleteOptions {
  * complete or abort.
  */
 export class Upload {
+  private readonly pool: LanePool;
+
   private constructor(
     private readonly calls: PutCalls,
     readonly id: number,
     readonly block_size_max: number,
-  ) {}
+  ) {
+    this.pool = new LanePool(calls.lanes);
+  }
 
   static async create(
     calls: PutCalls,
@@ -236,31 +244,56 @@ export class Upload {
   ): Promise<PartInfo> {
     assert(Number.isInteger(part_number) && part_number >= 1 && part_number <= upload_parts_max, "part number in range");
     const attempt = randomAttempt();
-    const pool = new LanePool(this.calls.lanes);
     const checksums = new ChecksumList();
     const block_checksums: bigint[] = [];
+    const running = new Set<Promise<void>>();
+    const state: { failed: boolean; failure: unknown } = { failed: false, failure: null };
     let part_size = 0;
     let acked = 0;
     try {
-      while (checksums.count < part_blocks_max && !(await source.atEnd())) {
+      while (!state.failed && checksums.count < part_blocks_max && !(await source.atEnd())) {
         throwIfAborted(o.signal);
-        const data = await source.next(this.block_size_max);
-        o.md5?.update(data);
-        const sum = checksum(data);
-        const body = encodeWriteBlock({ upload_id: this.id, part_number, block_index: checksums.count, attempt, checksum: sum, data });
-        checksums.add(sum);
-        block_checksums.push(sum);
-        part_size += data.length;
-        const size = data.length;
-        await pool.submit(Operation.write_block, body, o.signal, () => {
-          acked += size;
-          o.onProgress?.(acked);
-        });
+        // A lane first, then the block: one block read ahead at most, (lanes + 1) in memory.
+        const lane = await this.pool.acquire(o.signal);
+        let body: Uint8Array;
+        let size: number;
+        try {
+          const data = await source.next(this.block_size_max);
+          o.md5?.update(data);
+          const sum = checksum(data);
+          body = encodeWriteBlock({ upload_id: this.id, part_number, block_index: checksums.count, attempt, checksum: sum, data });
+          checksums.add(sum);
+          block_checksums.push(sum);
+          size = data.length;
+          part_size += size;
+        } catch (error) {
+          this.pool.release(lane);
+          throw error;
+        }
+        const run: Promise<void> = lane
+          .call(Operation.write_block, body)
+          .then(
+            () => {
+              acked += size;
+              o.onProgress?.(acked);
+            },
+            (error: unknown) => {
+              if (state.failed) return;
+              state.failed = true;
+              state.failure = error;
+            },
+          )
+          .finally(() => {
+            this.pool.release(lane);
+            running.delete(run);
+          });
+        running.add(run);
       }
     } finally {
-      await pool.drain();
+      // Blocks in flight finish (their calls never reject: failures are kept in state).
+      while (running.size > 0) await Promise.all([...running]);
     }
-    pool.throwIfFailed();
+    if (state.failed) throw state.failure;
     if (checksums.count === 0) throw new ClientError("bad_request", `part ${part_number} is empty: a part has at least one byte`);
     return {
       part_number,
@@ -324,63 +357,37 @@ function randomAttempt(): bigint {
   }
 }
 
-/** Runs calls on a fixed set of lanes, at most one per lane: submit waits for a free lane. The
- * first failure is kept; later submits after it are refused. */
+/** The lanes of an upload, shared by its parts: a block waits for a free lane, so each lane has
+ * at most one block in flight whatever the number of parts being sent. */
 export class LanePool {
   private readonly free: Caller[];
-  private readonly running = new Set<Promise<void>>();
-  private waiting: (() => void) | null = null;
-  private failure: unknown = null;
-  private failed = false;
+  private waiters: (() => void)[] = [];
 
   constructor(lanes: readonly Caller[]) {
     assert(lanes.length >= 1, "at least one lane");
     this.free = [...lanes];
   }
 
-  /** Starts the call on a free lane (waiting for one); throws the first failure so far. */
-  async submit(operation: Operation, body: Uint8Array, signal: AbortSignal | undefined, ok: () => void): Promise<void> {
-    while (this.free.length === 0 && !this.failed) {
+  async acquire(signal: AbortSignal | undefined): Promise<Caller> {
+    while (this.free.length === 0) {
       await new Promise<void>((resolve) => {
         const onAbort = (): void => resolve();
-        this.waiting = () => {
+        this.waiters.push(() => {
           signal?.removeEventListener("abort", onAbort);
           resolve();
-        };
+        });
         signal?.addEventListener("abort", onAbort, { once: true });
       });
       throwIfAborted(signal);
     }
-    this.throwIfFailed();
-    const lane = this.free.pop()!;
-    const run = lane.call(operation, body).then(
-      () => {
-        this.free.push(lane);
-        ok();
-      },
-      (error: unknown) => {
-        this.free.push(lane);
-        if (!this.failed) {
-          this.failed = true;
-          this.failure = error;
-        }
-      },
-    );
-    const tracked = run.finally(() => {
-      this.running.delete(tracked);
-      const wake = this.waiting;
-      this.waiting = null;
-      wake?.();
-    });
-    this.running.add(tracked);
+    return this.free.pop()!;
   }
 
-  /** Waits for every call in flight. */
-  async drain(): Promise<void> {
-    while (this.running.size > 0) await Promise.all([...this.running]);
-  }
-
-  throwIfFailed(): void {
-    if (this.failed) throw this.failure;
+  release(lane: Caller): void {
+    this.free.push(lane);
+    // Every waiter looks again (one woken by an abort may be gone; waking all loses no lane).
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
   }
 }
