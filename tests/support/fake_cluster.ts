@@ -73,9 +73,13 @@ export class FakeCluster {
       });
       if (arrival !== Result.ok) return { result: arrival, body: new Uint8Array(0) };
     }
-    if (operation === Operation.read) return executeLargeRead(this.store, body, this.readValue, this.readBlock);
+    if (operation === Operation.read) return executeLargeRead(this.store, body, { value: this.readValue, block: this.readBlock });
     if (operation === Operation.get || operation === Operation.stat || operation === Operation.list)
-      return executeRead(this.store, operation, body, this.readValue);
+      return executeRead(this.store, operation, body, {
+        value: this.readValue,
+        block: this.readBlock,
+        value_size_max: value_size_max_default,
+      });
     const segment = this.next_segment++;
     const image = new Uint8Array(body_offset + body.length);
     image.set(body, body_offset);
