@@ -34,12 +34,13 @@ import { ClientError } from "./errors.ts";
 import type { ReplicaStatus } from "../net/status_codec.ts";
 import { probeCluster } from "./cluster_probe.ts";
 import { Channel, type ChannelIo } from "./channel.ts";
-import type { Body } from "./body_source.ts";
+import type { BlockSource, Body } from "./body_source.ts";
 import {
   Upload,
   conditionOf,
   metadataOf,
   putBody,
+  putSource,
   type Conditions,
   type LargePutOptions,
   type ObjectOptions,
@@ -49,10 +50,10 @@ import {
 import { getStream, head, type GetOptions, type GetStream } from "./large_get.ts";
 
 export { ClientError } from "./errors.ts";
-export type { Body } from "./body_source.ts";
+export { FileSource, type BlockSource, type Body } from "./body_source.ts";
 export type { LargePutOptions, PutResult } from "./large_put.ts";
 export { Upload } from "./large_put.ts";
-export type { ByteRange, GetOptions, GetStream } from "./large_get.ts";
+export { formatRange, parseRange, type ByteRange, type GetOptions, type GetStream } from "./large_get.ts";
 
 /** Lanes a client may ask for: each holds up to one block (4 MiB) or one read in flight. */
 const client_lanes_max = 64;
@@ -185,6 +186,12 @@ export class Client {
   put(key: Key, body: Body, options: LargePutOptions = {}): Promise<PutResult> {
     const kb = this.checkKey(key);
     return putBody(this.putCalls(), kb, body, options);
+  }
+
+  /** put for a source already opened: a file read with pread (body_source.ts FileSource). */
+  putSource(key: Key, source: BlockSource, options: LargePutOptions = {}): Promise<PutResult> {
+    const kb = this.checkKey(key);
+    return putSource(this.putCalls(), kb, source, options);
   }
 
   /** Opens an upload for parts sent in any order (Upload.sendPart), then complete or abort. */
