@@ -101,6 +101,14 @@ export function metadataOf(o: ObjectOptions): ObjectMetadata | null {
   return { content_type, user_meta: encodeUserMeta(entries) };
 }
 
+/** Only the conditions of o (not its other options). */
+function conditions(o: Conditions): Conditions {
+  return {
+    ...(o.if_version === undefined ? {} : { if_version: o.if_version }),
+    ...(o.if_absent === undefined ? {} : { if_absent: o.if_absent }),
+  };
+}
+
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw new ClientError("aborted", "the put was cancelled");
 }
@@ -140,7 +148,8 @@ export async function putSource(calls: PutCalls, key: Uint8Array, source: BlockS
       parts.push(part);
       sent += part.part_size;
     }
-    return await upload.complete(parts, { condition, if_version, declared_size: source.size, md5: md5?.digest() ?? null });
+    const digest = md5 === null ? null : new Uint8Array(md5.digest() as Uint8Array);
+    return await upload.complete(parts, { ...conditions(o), size: source.size, md5: digest });
   } catch (error) {
     throw await upload.abortAfter(error);
   }
@@ -192,11 +201,12 @@ export interface PartInfo extends UploadPart {
   block_checksums: bigint[];
 }
 
-export interface CompleteOptions {
-  condition: Condition;
-  if_version: number;
-  declared_size: number | null;
-  md5: Uint8Array | null;
+/** The condition binds at complete (the one given to create is an early check only, §5.4). */
+export interface CompleteOptions extends Conditions {
+  /** The object's size if known: complete fails with size_mismatch if the parts differ. */
+  size?: number | null;
+  /** The MD5 of the whole content, stored with the object. */
+  md5?: Uint8Array | null;
 }
 
 /**
@@ -306,9 +316,10 @@ export class Upload {
   }
 
   /** Installs the object made of parts (ascending part numbers) if the condition holds. */
-  async complete(parts: readonly PartInfo[], o: CompleteOptions): Promise<PutResult> {
+  async complete(parts: readonly PartInfo[], o: CompleteOptions = {}): Promise<PutResult> {
     const sorted = [...parts].sort((a, b) => a.part_number - b.part_number);
-    const body = encodeCompleteUpload({ upload_id: this.id, ...o, parts: sorted });
+    const md5 = o.md5 ?? null;
+    const body = encodeCompleteUpload({ upload_id: this.id, ...conditionOf(o), declared_size: o.size ?? null, md5, parts: sorted });
     const reply = decodeCompleteUploadReply(await this.calls.main.call(Operation.complete_upload, body));
     if (reply === null) throw new ClientError("protocol", "malformed complete_upload reply");
     const all = new ChecksumList();
@@ -321,7 +332,7 @@ export class Upload {
         "protocol",
         `the cluster's manifest checksum ${hex(reply.checksum)} differs from ${hex(expected)}, computed from the blocks sent`,
       );
-    return { version: reply.version, size, checksum: reply.checksum, md5: o.md5 };
+    return { version: reply.version, size, checksum: reply.checksum, md5 };
   }
 
   async abort(): Promise<void> {
