@@ -63,6 +63,22 @@ async function noOpenUploads(): Promise<void> {
   await waitFor("no open upload on any replica", async () => (await statuses()).every((n) => n === 0), 10_000, 10);
 }
 
+/** Starts `put KEY FILE` of a fresh 64 MiB file, calls disturb once the upload is open (the put is
+ * then streaming the file), and returns how the put ended. */
+async function putAndDisturb(
+  key: string,
+  name: string,
+  disturb: (file: string, child: Bun.Subprocess) => void,
+): Promise<{ code: number; stderr: string }> {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, pattern(64 * mib, name.length));
+  const child = Bun.spawn([...toastyfsCommand(), "put", key, file, "--cluster", cluster.cluster_arg], { stdout: "pipe", stderr: "pipe" });
+  await waitFor("the upload to open", async () => (await openUploads()) > 0, 30_000, 5);
+  disturb(file, child);
+  const code = await child.exited;
+  return { code, stderr: await new Response(child.stderr).text() };
+}
+
 describe("large objects through the CLI", () => {
   test("a 64 MiB file put with 1 MiB blocks and got with -o is the same bytes; stat shows 64 blocks and the MD5", async () => {
     const put = await cli(["put", "big/one", big]);
@@ -131,19 +147,10 @@ describe("large objects through the CLI", () => {
   }, 60_000);
 
   test("a source file that shrinks while it is put: source_changed naming the sizes, the upload aborted, nothing stored", async () => {
-    const file = path.join(dir, "shrinking");
-    fs.writeFileSync(file, pattern(64 * mib, 4));
-    const child = Bun.spawn([...toastyfsCommand(), "put", "big/shrink", file, "--cluster", cluster.cluster_arg], {
-      stdout: "pipe",
-      stderr: "pipe",
-    });
     // Once the upload is open the put is reading the file: cut it short under it.
-    await waitFor("the upload to open", async () => (await openUploads()) > 0, 30_000, 5);
-    fs.truncateSync(file, 2 * mib);
-    const code = await child.exited;
-    const stderr = await new Response(child.stderr).text();
-    expect(code).toBe(1);
-    expect(stderr).toMatch(
+    const r = await putAndDisturb("big/shrink", "shrinking", (file) => fs.truncateSync(file, 2 * mib));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
       /^error: put big\/shrink: .*shrinking shrank from 67108864 to \d+ bytes while it was read; upload \d+ was aborted\n$/,
     );
     await noOpenUploads();
@@ -151,18 +158,9 @@ describe("large objects through the CLI", () => {
   }, 60_000);
 
   test("Ctrl-C during a put aborts its upload before exiting", async () => {
-    const file = path.join(dir, "interrupted");
-    fs.writeFileSync(file, pattern(64 * mib, 5));
-    const child = Bun.spawn([...toastyfsCommand(), "put", "big/interrupted", file, "--cluster", cluster.cluster_arg], {
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    await waitFor("the upload to open", async () => (await openUploads()) > 0, 30_000, 5);
-    child.kill("SIGINT");
-    expect(await child.exited).toBe(1);
-    expect(await new Response(child.stderr).text()).toMatch(
-      /^error: put big\/interrupted: the put was cancelled; upload \d+ was aborted\n$/,
-    );
+    const r = await putAndDisturb("big/interrupted", "interrupted", (_file, child) => child.kill("SIGINT"));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: put big\/interrupted: the put was cancelled; upload \d+ was aborted\n$/);
     await noOpenUploads();
     expectOneError(await cli(["stat", "big/interrupted"]), 1, /not found/);
   }, 60_000);

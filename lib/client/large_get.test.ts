@@ -1,23 +1,12 @@
 import { describe, expect, test } from "bun:test";
-import { FakeCluster } from "../../tests/support/fake_cluster.ts";
+import { FakeCluster, clientFailure as failure, testBytes as bytes } from "../../tests/support/fake_cluster.ts";
 import { Operation } from "../store/operations.ts";
 import { ObjectKind } from "../store/large_bodies.ts";
-import { ClientError } from "./errors.ts";
 import { getStream, head, parseRange, type ByteRange, type GetCalls } from "./large_get.ts";
 import { putBody } from "./large_put.ts";
 
 const block = 1000;
 const key = new TextEncoder().encode("obj");
-
-function bytes(n: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
 
 async function stored(value: Uint8Array, lanes = 2): Promise<{ cluster: FakeCluster; calls: GetCalls }> {
   const cluster = new FakeCluster(block);
@@ -27,16 +16,6 @@ async function stored(value: Uint8Array, lanes = 2): Promise<{ cluster: FakeClus
 
 async function all(body: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   return new Uint8Array(await new Response(body).arrayBuffer());
-}
-
-async function failure(p: Promise<unknown>): Promise<ClientError> {
-  try {
-    await p;
-  } catch (error) {
-    if (error instanceof ClientError) return error;
-    throw error;
-  }
-  throw new Error("expected the get to fail");
 }
 
 describe("parseRange", () => {

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { FakeCluster } from "../../tests/support/fake_cluster.ts";
+import { FakeCluster, clientFailure as failure, testBytes as bytes } from "../../tests/support/fake_cluster.ts";
 import { Operation } from "../store/operations.ts";
 import { decodeCompleteUpload, decodeWriteBlock, partChecksum } from "../store/large_bodies.ts";
 import { checksum } from "../util/checksum.ts";
@@ -12,16 +12,6 @@ import { Upload, putBody, putSource, type LargePutOptions, type PutCalls } from 
 import { ClientError } from "./errors.ts";
 
 const block = 1024;
-
-function bytes(n: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
 
 const key = new TextEncoder().encode("big/object");
 
@@ -37,16 +27,6 @@ async function readBack(cluster: FakeCluster): Promise<Uint8Array> {
 
 function md5(value: Uint8Array): Uint8Array {
   return new Uint8Array(Bun.CryptoHasher.hash("md5", value) as Uint8Array);
-}
-
-async function failure(p: Promise<unknown>): Promise<ClientError> {
-  try {
-    await p;
-  } catch (error) {
-    if (error instanceof ClientError) return error;
-    throw error;
-  }
-  throw new Error("expected the put to fail");
 }
 
 describe("putBody", () => {

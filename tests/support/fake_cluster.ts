@@ -14,6 +14,7 @@ import { validateLargeRequest } from "../../lib/store/large_bodies.ts";
 import type { Block } from "../../lib/store/uploads.ts";
 import type { Caller } from "../../lib/client/channel.ts";
 import { resultError } from "../../lib/client/session.ts";
+import { ClientError } from "../../lib/client/errors.ts";
 
 const body_offset = 100;
 
@@ -113,4 +114,26 @@ function reply(r: ExecuteResult) {
   h.command = Command.reply;
   h.result = r.result;
   return finalize(h, r.body);
+}
+
+/** Deterministic bytes that differ with the seed. */
+export function testBytes(n: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed;
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+/** The ClientError p fails with (anything else, or success, fails the test). */
+export async function clientFailure(p: Promise<unknown>): Promise<ClientError> {
+  try {
+    await p;
+  } catch (error) {
+    if (error instanceof ClientError) return error;
+    throw error;
+  }
+  throw new Error("expected a ClientError");
 }
