@@ -27,6 +27,8 @@ export interface ChannelIo {
   send(replica: number, message: Message): void;
   closed(): boolean;
   log(level: "error", text: string): void;
+  /** A request ended with a reply: the bytes of both bodies. */
+  moved(bytes: number): void;
 }
 
 export class Channel implements Caller {
@@ -78,6 +80,7 @@ export class Channel implements Caller {
           this.io.send(step.replica, step.message);
           break;
         case "done":
+          this.io.moved(body.length + step.reply.body.length);
           if (step.reply.header.result !== Result.ok) throw resultError(step.reply);
           return step.reply;
         case "failed":

@@ -16,7 +16,7 @@ import { ClientSession } from "./session.ts";
 import type { Message } from "../net/codec.ts";
 import { TcpTransport, type ConnectionInfo } from "../net/tcp_transport.ts";
 import { formatAddress, membership, type Address, type Membership } from "../net/address.ts";
-import { block_size_max_ceiling_bytes, client_lanes_default, key_size_max } from "../constants.ts";
+import { block_size_max_ceiling_bytes, client_lanes_default, gc_received_bytes_step, key_size_max } from "../constants.ts";
 import {
   Condition,
   Operation,
@@ -107,6 +107,8 @@ export class Client {
   private closed = false;
   /** The cluster's block_size_max, once a create_upload reply has said it. */
   private block_size_max: number | null = null;
+  /** Bytes of request and reply bodies since the last collection (collectGarbage). */
+  private moved_bytes = 0;
 
   constructor(readonly options: ClientOptions) {
     this.membership = membership(options.addresses);
@@ -118,6 +120,7 @@ export class Client {
       send: (replica, message) => this.transport.sendToReplica(replica, message),
       closed: () => this.closed,
       log: (level, text) => options.log?.(level, text),
+      moved: (bytes) => this.collectGarbage(bytes),
     };
     const random = randomBytes(8).readBigUInt64LE(0);
     this.id = (options.client_id ?? 0n) ^ random;
@@ -296,6 +299,20 @@ export class Client {
     const n = decodeU64(body);
     if (n === null) throw new ClientError("protocol", "malformed reply");
     return n;
+  }
+
+  /**
+   * Collects garbage after every gc_received_bytes_step of bodies sent or received. A streamed put
+   * or get turns every block into garbage (the request body, the reply) and the collector lets it
+   * pile up far beyond the few blocks alive at once; as in the replica (ReplicaNode.collectGarbage),
+   * this bounds the pile. Synchronous: measured once on a 1.5 GiB put in 4 MiB blocks, the CLI's
+   * peak RSS was 174 MB with it, 201-214 MB with Bun.gc(false) or none (the target is < 200 MB).
+   */
+  private collectGarbage(bytes: number): void {
+    this.moved_bytes += bytes;
+    if (this.moved_bytes < gc_received_bytes_step) return;
+    this.moved_bytes = 0;
+    Bun.gc(true);
   }
 
   /** A reply goes to the channel of its client id; one for no channel of ours goes to the main
