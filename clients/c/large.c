@@ -322,6 +322,15 @@ static int put_one(ToastyFS *t, const char *key, size_t key_len, const put_args 
     return status;
 }
 
+/* create_upload answered bad_request before anything was created: an older cluster. */
+static int predates_uploads(ToastyFS_Result *res, size_t limit)
+{
+    return tfs_fail(res, TOASTYFS_BAD_REQUEST,
+                    "the cluster refused create_upload as malformed: it predates uploads, and takes at most %lu bytes "
+                    "in one put",
+                    (unsigned long)limit);
+}
+
 int tfs_put_large(ToastyFS *t, const char *key, size_t key_len, const char *data, size_t data_len, uint8_t condition,
                   uint64_t if_version, ToastyFS_Result *res)
 {
@@ -340,6 +349,7 @@ int tfs_put_large(ToastyFS *t, const char *key, size_t key_len, const char *data
     /* A cluster that predates uploads still takes a value of up to 16 MiB in one put. */
     if (status == TOASTYFS_BAD_REQUEST && !created && data_len <= TOASTYFS_VALUE_SIZE_MAX)
         return tfs_put_inline(t, key, key_len, data, data_len, condition, if_version, res);
+    if (status == TOASTYFS_BAD_REQUEST && !created) return predates_uploads(res, TOASTYFS_VALUE_SIZE_MAX);
     return status;
 }
 
@@ -381,11 +391,7 @@ static int put_source(ToastyFS *t, const char *key, size_t key_len, const put_ar
         status = put_one(t, key, key_len, a, s->buf, s->have, res);
     } else if (status == 0) {
         status = upload(t, key, key_len, a, s, &created, res);
-        if (status == TOASTYFS_BAD_REQUEST && !created)
-            (void)tfs_fail(res, status,
-                           "the cluster refused create_upload as malformed: it predates uploads, and takes at most "
-                           "%lu bytes in one request from a stream",
-                           (unsigned long)threshold);
+        if (status == TOASTYFS_BAD_REQUEST && !created) status = predates_uploads(res, threshold);
     }
     free(s->buf);
     s->buf = NULL;
