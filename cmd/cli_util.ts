@@ -3,6 +3,7 @@
 import type { CAC, Command } from "cac";
 import { MarkedArgs, kebabCase, processArgs, userArgs, type RawArg } from "./raw_argv.ts";
 import { escapeBytes } from "../lib/util/escape.ts";
+import { block_size_max_ceiling_bytes, block_size_min_bytes, upload_abandon_ms_ceiling } from "../lib/constants.ts";
 
 /** A usage problem (bad argument, option, address, key or input file): one line on stderr, exit 2. */
 export class UsageError extends Error {
@@ -21,6 +22,26 @@ export function parseIntArg(name: string, value: unknown, min: number, max: numb
   const n = Number(text);
   if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${name} must be between ${min} and ${max}, got ${text}`);
   return n;
+}
+
+/** The large-object settings a replica takes from its command line (LARGE_OBJECTS.md §2): every
+ * replica of a cluster must be given the same ones. Absent options keep the defaults. */
+export function largeObjectOptions(options: { blockSizeMax?: unknown; uploadAbandonAge?: unknown }): {
+  config: { block_size_max?: number; upload_abandon_ms?: number };
+  args: string[];
+} {
+  const config: { block_size_max?: number; upload_abandon_ms?: number } = {};
+  const args: string[] = [];
+  if (options.blockSizeMax !== undefined) {
+    config.block_size_max = parseIntArg("--block-size-max", options.blockSizeMax, block_size_min_bytes, block_size_max_ceiling_bytes);
+    args.push("--block-size-max", String(config.block_size_max));
+  }
+  if (options.uploadAbandonAge !== undefined) {
+    const seconds = parseIntArg("--upload-abandon-age", options.uploadAbandonAge, 1, Math.floor(upload_abandon_ms_ceiling / 1000));
+    config.upload_abandon_ms = seconds * 1000;
+    args.push("--upload-abandon-age", String(seconds));
+  }
+  return { config, args };
 }
 
 /** An option given as `--name` with no value arrives as `true`; an absent one as undefined. */

@@ -16,7 +16,7 @@ import { formatAddress, type Address } from "../lib/net/address.ts";
 import { isLogLevel } from "../lib/node/log.ts";
 import { dataDirFor } from "../lib/node/replica_node.ts";
 import { replicas_max } from "../lib/constants.ts";
-import { OperationError, UsageError, optionString, parseIntArg } from "./cli_util.ts";
+import { OperationError, UsageError, largeObjectOptions, optionString, parseIntArg } from "./cli_util.ts";
 import { dev_cluster } from "./client_commands.ts";
 
 /** The cluster must serve within this long of starting (formatting takes well under a second). */
@@ -33,6 +33,8 @@ export interface DevOptions {
   host?: unknown;
   metrics?: unknown;
   logLevel?: unknown;
+  blockSizeMax?: unknown;
+  uploadAbandonAge?: unknown;
 }
 
 interface Child {
@@ -81,6 +83,7 @@ export async function dev(options: DevOptions): Promise<void> {
   const data_root = optionString("--data", options.data) ?? "toastyfs-dev";
   const log_level = optionString("--log-level", options.logLevel) ?? "info";
   if (!isLogLevel(log_level)) throw new UsageError(`--log-level must be debug, info, warn or error, got "${log_level}"`);
+  const large = largeObjectOptions(options);
 
   const addresses: Address[] = Array.from({ length: count }, (_, i) => ({ host, port: base_port + i }));
   const names = addresses.map(formatAddress);
@@ -119,6 +122,7 @@ export async function dev(options: DevOptions): Promise<void> {
       data_dirs[i]!,
       "--log-level",
       log_level,
+      ...large.args,
     ];
     if (metrics) args.push("--metrics", formatAddress({ host, port: address.port + metrics_port_offset }));
     const child = Bun.spawn([...selfCommand(), ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });

@@ -7,7 +7,7 @@ import { ForeignDataError } from "../lib/storage/file_storage.ts";
 import { FsError } from "../lib/storage/fs.ts";
 import { ActivityLog, check_interval_ms } from "../lib/node/activity_log.ts";
 import { MetricsError, MetricsServer, RequestMetrics } from "../lib/node/metrics.ts";
-import { UsageError, optionString } from "./cli_util.ts";
+import { UsageError, largeObjectOptions, optionString } from "./cli_util.ts";
 
 export interface ServeOptions {
   addr?: unknown;
@@ -17,6 +17,8 @@ export interface ServeOptions {
   logLevel?: unknown;
   logFormat?: unknown;
   metrics?: unknown;
+  blockSizeMax?: unknown;
+  uploadAbandonAge?: unknown;
 }
 
 export function loggerFrom(options: { logLevel?: unknown; logFormat?: unknown }): Logger {
@@ -51,6 +53,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     throw error;
   }
   const data_dir = optionString("--data", options.data) ?? dataDirFor(self);
+  const large = largeObjectOptions(options);
   const metrics_text = optionString("--metrics", options.metrics);
   let metrics_address = null;
   try {
@@ -67,6 +70,7 @@ export async function serve(options: ServeOptions): Promise<void> {
       addresses: [self, ...peers],
       data_dir,
       logger,
+      config: large.config,
       ...(listen ? { listen } : {}),
       ...(requests ? { requests } : {}),
     });

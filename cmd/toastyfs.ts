@@ -23,6 +23,8 @@ function serveCommand(name: string, description: string) {
     .option("--metrics <host:port>", "Serve Prometheus metrics over HTTP at http://<host:port>/metrics")
     .option("--log-level <level>", "debug, info, warn or error", { default: "info" })
     .option("--log-format <format>", "text or json", { default: "text" })
+    .option("--block-size-max <bytes>", "Largest block of a streamed object, 16..4194304 (default 4 MiB; the same on every replica)")
+    .option("--upload-abandon-age <seconds>", "An upload untouched this long is aborted and its blocks reclaimed (default 86400)")
     .action((options: Record<string, unknown>) => serve(options));
 }
 
@@ -39,6 +41,8 @@ cli
   .option("--data <dir>", "Data directory (one subdirectory per replica)", { default: "toastyfs-dev" })
   .option("--no-metrics", "Serve no metrics (metrics are served by default, at http://<host>:<replica port + 100>/metrics)")
   .option("--log-level <level>", "debug, info, warn or error", { default: "info" })
+  .option("--block-size-max <bytes>", "Largest block of a streamed object, 16..4194304 (default 4 MiB)")
+  .option("--upload-abandon-age <seconds>", "An upload untouched this long is aborted and its blocks reclaimed (default 86400)")
   .example("toastyfs dev")
   .example("toastyfs dev --replicas 5 --base-port 9001 --data /tmp/toastyfs")
   .action((options: Record<string, unknown>) => dev(options));

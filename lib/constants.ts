@@ -40,7 +40,8 @@ export const gc_received_bytes_step = 64 * 1024 * 1024;
 
 /*
  * Large objects (docs/LARGE_OBJECTS.md §2, issue 14). Defined for the operation bodies of
- * lib/store/large_bodies.ts; no replica or simulator behaviour reads them yet (§13 step 1).
+ * lib/store/large_bodies.ts and the primary's checks (docs/PROTOCOL.md §3.15). The simulator
+ * keeps the production values until it drives large objects (§13 step 8).
  */
 /** The hard ceiling of Config.block_size_max, in bytes: a write_block of this size plus its 32
  * bytes of fields and the key fits in message_size_max with room to spare. */
@@ -115,16 +116,19 @@ export interface Config {
   probe_ticks: number;
   /** The largest write_block data, in bytes (docs/LARGE_OBJECTS.md §2): block_size_min_bytes up to
    * block_size_max_ceiling_bytes and value_size_max (a value of one block may always be put inline).
-   * Not read by the replica yet (issue 14). */
+   * Checked on arrival only: execution must not depend on it. */
   block_size_max: number;
   /** Open uploads in the cluster (replicated state); beyond it create_upload is too_many_uploads.
-   * Not read yet. */
+   * Read at execution: every replica of a cluster must be configured alike. */
   uploads_open_max: number;
-  /** An upload untouched this long in log time is aborted by a housekeeping entry. Not read yet. */
+  /** An upload untouched this long in log time is aborted by a housekeeping entry the
+   * primary proposes; execution uses the age the entry carries. */
   upload_abandon_ms: number;
-  /** Bytes of requests queued at the primary; beyond it a request is busy. Not read yet. */
+  /** Bytes of requests queued at the primary; beyond it a request is busy (one request
+   * is always let in). */
   request_queue_bytes_max: number;
-  /** Dead bytes pinned by retention that make an idle primary prepare no-op entries. Not read yet. */
+  /** Dead bytes pinned by retention that make an idle primary prepare no-op entries. Not read yet
+   * (the nudge, docs/LARGE_OBJECTS.md §8). */
   reclaim_nudge_bytes_min: number;
 }
 

@@ -8,6 +8,7 @@ import { Replica } from "../lib/vsr/replica.ts";
 import type { DoViewChange, SuffixDecision } from "../lib/vsr/view_change.ts";
 import type { Header, Message } from "../lib/net/codec.ts";
 import { Operation } from "../lib/store/operations.ts";
+import type { ObjectEntry } from "../lib/store/object_store.ts";
 import { executeRead } from "../lib/store/execute.ts";
 import { simulate, type ReplicaClass, type SimOptions } from "../sim/simulator.ts";
 import { FileStorage } from "../lib/storage/file_storage.ts";
@@ -72,7 +73,12 @@ class ReadFromBackup extends Replica {
     const h = message.header;
     const read = h.operation === Operation.get || h.operation === Operation.stat || h.operation === Operation.list;
     if (read && this.status === "normal" && !this.isPrimary()) {
-      const result = executeRead(this.store, h.operation, message.body, (_key, entry) => this.storage.readValue(entry));
+      const readers = {
+        value: (_key: string, entry: ObjectEntry) => this.storage.readValue(entry),
+        block: () => null,
+        value_size_max: 1 << 24,
+      };
+      const result = executeRead(this.store, h.operation, message.body, readers);
       this.sendReply({
         client: h.client,
         request: h.request,

@@ -352,7 +352,16 @@ export class ReplicaNode {
       object_bytes: r?.store.bytes ?? 0,
       uptime_ms: Date.now() - this.started_ms,
       problem: this.problem ?? r?.problem() ?? null,
-      counters: { ...(r?.stats ?? {}), ...(this.storage?.stats ?? {}), ...this.counters, ...(this.transport?.stats ?? {}) },
+      counters: {
+        ...(r?.stats ?? {}),
+        ...(this.storage?.stats ?? {}),
+        ...this.counters,
+        ...(this.transport?.stats ?? {}),
+        // Large objects (docs/PROTOCOL.md §3.15): what uploads and blocks hold now.
+        uploads_open: r?.store.large.upload_count ?? 0,
+        blocks_live: r?.store.large.block_count ?? 0,
+        block_bytes_live: r?.store.large.block_bytes ?? 0,
+      },
       status_ms: Math.round(now - this.status_since_ms),
       status_view: this.status_view,
       peers: this.peers.flatMap((p, i) =>

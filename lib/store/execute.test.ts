@@ -51,7 +51,7 @@ class Disk {
   };
 
   read(operation: Operation, body: Uint8Array): ExecuteResult {
-    return executeRead(this.store, operation, body, this.reader);
+    return executeRead(this.store, operation, body, { value: this.reader, block: () => null, value_size_max: 1 << 20 });
   }
 
   get(key: string): ExecuteResult {
@@ -65,52 +65,53 @@ function version(result: ExecuteResult): number | null {
 
 describe("validateRequest", () => {
   const max = 100;
+  const limits = { value_size_max: max, block_size_max: 64 };
   const key_request = (key: Uint8Array, value: Uint8Array | null, condition = Condition.none, v = 0) =>
     encodeKeyRequest(key, value, condition, v);
 
   test("register takes an empty body", () => {
-    expect(validateRequest(Operation.register, new Uint8Array(0), max)).toBe(Result.ok);
-    expect(validateRequest(Operation.register, new Uint8Array(1), max)).toBe(Result.bad_request);
+    expect(validateRequest(Operation.register, new Uint8Array(0), limits)).toBe(Result.ok);
+    expect(validateRequest(Operation.register, new Uint8Array(1), limits)).toBe(Result.bad_request);
   });
 
   test("keys of 0 and 1025 bytes are invalid, 1 and 1024 are fine", () => {
     for (const op of [Operation.put, Operation.get, Operation.stat, Operation.delete]) {
       const value = op === Operation.put ? new Uint8Array(3) : null;
-      expect(validateRequest(op, key_request(new Uint8Array(0), value), max)).toBe(Result.key_invalid);
-      expect(validateRequest(op, key_request(new Uint8Array(key_size_max + 1), value), max)).toBe(Result.key_invalid);
-      expect(validateRequest(op, key_request(new Uint8Array(1), value), max)).toBe(Result.ok);
-      expect(validateRequest(op, key_request(new Uint8Array(key_size_max), value), max)).toBe(Result.ok);
+      expect(validateRequest(op, key_request(new Uint8Array(0), value), limits)).toBe(Result.key_invalid);
+      expect(validateRequest(op, key_request(new Uint8Array(key_size_max + 1), value), limits)).toBe(Result.key_invalid);
+      expect(validateRequest(op, key_request(new Uint8Array(1), value), limits)).toBe(Result.ok);
+      expect(validateRequest(op, key_request(new Uint8Array(key_size_max), value), limits)).toBe(Result.ok);
     }
   });
 
   test("values above the configured maximum are too large", () => {
-    expect(validateRequest(Operation.put, key_request(k("a"), new Uint8Array(max)), max)).toBe(Result.ok);
-    expect(validateRequest(Operation.put, key_request(k("a"), new Uint8Array(max + 1)), max)).toBe(Result.value_too_large);
-    expect(validateRequest(Operation.put, key_request(k("a"), new Uint8Array(0)), max)).toBe(Result.ok);
+    expect(validateRequest(Operation.put, key_request(k("a"), new Uint8Array(max)), limits)).toBe(Result.ok);
+    expect(validateRequest(Operation.put, key_request(k("a"), new Uint8Array(max + 1)), limits)).toBe(Result.value_too_large);
+    expect(validateRequest(Operation.put, key_request(k("a"), new Uint8Array(0)), limits)).toBe(Result.ok);
   });
 
   test("unknown operations are bad requests", () => {
-    for (const op of [0, 7, 8, 255]) expect(validateRequest(op, key_request(k("a"), null), max)).toBe(Result.bad_request);
+    for (const op of [0, 13, 14, 255]) expect(validateRequest(op, key_request(k("a"), null), limits)).toBe(Result.bad_request);
   });
 
   test("conditions: on puts both, on deletes if_version only, on reads none", () => {
     for (const condition of [Condition.if_version, Condition.if_absent]) {
-      expect(validateRequest(Operation.put, key_request(k("a"), new Uint8Array(1), condition, 3), max)).toBe(Result.ok);
-      expect(validateRequest(Operation.get, key_request(k("a"), null, condition, 3), max)).toBe(Result.bad_request);
-      expect(validateRequest(Operation.stat, key_request(k("a"), null, condition, 3), max)).toBe(Result.bad_request);
+      expect(validateRequest(Operation.put, key_request(k("a"), new Uint8Array(1), condition, 3), limits)).toBe(Result.ok);
+      expect(validateRequest(Operation.get, key_request(k("a"), null, condition, 3), limits)).toBe(Result.bad_request);
+      expect(validateRequest(Operation.stat, key_request(k("a"), null, condition, 3), limits)).toBe(Result.bad_request);
     }
-    expect(validateRequest(Operation.delete, key_request(k("a"), null, Condition.if_version, 3), max)).toBe(Result.ok);
-    expect(validateRequest(Operation.delete, key_request(k("a"), null, Condition.if_absent), max)).toBe(Result.bad_request);
+    expect(validateRequest(Operation.delete, key_request(k("a"), null, Condition.if_version, 3), limits)).toBe(Result.ok);
+    expect(validateRequest(Operation.delete, key_request(k("a"), null, Condition.if_absent), limits)).toBe(Result.bad_request);
   });
 
   test("malformed bodies are bad requests", () => {
-    expect(validateRequest(Operation.get, new Uint8Array(3), max)).toBe(Result.bad_request);
+    expect(validateRequest(Operation.get, new Uint8Array(3), limits)).toBe(Result.bad_request);
     // A get carrying a value.
-    expect(validateRequest(Operation.get, key_request(k("a"), new Uint8Array(2)), max)).toBe(Result.bad_request);
-    expect(validateRequest(Operation.delete, key_request(k("a"), new Uint8Array(2)), max)).toBe(Result.bad_request);
-    expect(validateRequest(Operation.list, encodeListRequest(k("a"), k(""), 10), max)).toBe(Result.ok);
-    expect(validateRequest(Operation.list, encodeListRequest(k("a"), k(""), 0), max)).toBe(Result.bad_request);
-    expect(validateRequest(Operation.list, new Uint8Array(15), max)).toBe(Result.bad_request);
+    expect(validateRequest(Operation.get, key_request(k("a"), new Uint8Array(2)), limits)).toBe(Result.bad_request);
+    expect(validateRequest(Operation.delete, key_request(k("a"), new Uint8Array(2)), limits)).toBe(Result.bad_request);
+    expect(validateRequest(Operation.list, encodeListRequest(k("a"), k(""), 10), limits)).toBe(Result.ok);
+    expect(validateRequest(Operation.list, encodeListRequest(k("a"), k(""), 0), limits)).toBe(Result.bad_request);
+    expect(validateRequest(Operation.list, new Uint8Array(15), limits)).toBe(Result.bad_request);
   });
 });
 
@@ -307,9 +308,10 @@ describe("executeRead", () => {
   test("a value that cannot be read is unavailable (retry), never an empty success", () => {
     const d = new Disk();
     d.put("x", k("hello"));
-    expect(executeRead(d.store, Operation.get, encodeKeyRequest(k("x"), null), () => null).result).toBe(Result.unavailable);
+    const unreadable = { value: () => null, block: () => null, value_size_max: 1 << 20 };
+    expect(executeRead(d.store, Operation.get, encodeKeyRequest(k("x"), null), unreadable).result).toBe(Result.unavailable);
     // stat needs no value.
-    expect(executeRead(d.store, Operation.stat, encodeKeyRequest(k("x"), null), () => null).result).toBe(Result.ok);
+    expect(executeRead(d.store, Operation.stat, encodeKeyRequest(k("x"), null), unreadable).result).toBe(Result.ok);
   });
 
   test("list honours prefix, after, limit and the truncated flag", () => {

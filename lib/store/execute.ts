@@ -36,6 +36,7 @@ import {
   encodeUploadIncomplete,
   manifestChecksum,
   partChecksum,
+  validateLargeRequest,
   type BlockMapEntry,
   type ObjectHeader,
   type ObjectMetadata,
@@ -50,8 +51,15 @@ export interface ExecuteResult {
 
 const empty = new Uint8Array(0);
 
-/** Validates a request when it arrives, before it is ordered: bad requests never reach the log. */
-export function validateRequest(operation: number, body: Uint8Array, value_size_max: number): Result {
+/** The configuration a request is checked against on arrival. */
+export interface ArrivalLimits {
+  readonly value_size_max: number;
+  readonly block_size_max: number;
+}
+
+/** Validates a request when it arrives, before it is ordered: bad requests never reach the log.
+ * housekeeping (13) is the primary's own and bad_request from a client. */
+export function validateRequest(operation: number, body: Uint8Array, limits: ArrivalLimits): Result {
   switch (operation) {
     case Operation.register:
       return body.length === 0 ? Result.ok : Result.bad_request;
@@ -64,13 +72,34 @@ export function validateRequest(operation: number, body: Uint8Array, value_size_
       if (!validKey(request.key)) return Result.key_invalid;
       if (operation !== Operation.put && operation !== Operation.delete && request.condition !== Condition.none) return Result.bad_request;
       if (operation === Operation.delete && request.condition === Condition.if_absent) return Result.bad_request;
-      if (request.value.length > value_size_max) return Result.value_too_large;
+      if (request.value.length > limits.value_size_max) return Result.value_too_large;
       return Result.ok;
     }
     case Operation.list:
       return decodeListRequest(body) === null ? Result.bad_request : Result.ok;
+    case Operation.create_upload:
+    case Operation.write_block:
+    case Operation.complete_upload:
+    case Operation.abort_upload:
+    case Operation.read:
+    case Operation.put_object:
+      return validateLargeRequest(operation, body, limits);
     default:
       return Result.bad_request;
+  }
+}
+
+/** The limit a value_too_large answer to this operation names (PROTOCOL.md §3.7): the block size
+ * for a block, the object size for an upload's declared or completed size, else the value size. */
+export function sizeLimitOf(operation: number, limits: ArrivalLimits): number {
+  switch (operation) {
+    case Operation.write_block:
+      return limits.block_size_max;
+    case Operation.create_upload:
+    case Operation.complete_upload:
+      return object_size_max_bytes;
+    default:
+      return limits.value_size_max;
   }
 }
 
@@ -130,7 +159,18 @@ function conditionFails(condition: Condition, if_version: number, current: Objec
 /** Reads a value from disk, verifying its checksum; null if it is damaged or unreadable. */
 export type ValueReader = (key: string, entry: ObjectEntry) => Uint8Array | null;
 
-export function executeRead(store: ObjectStore, operation: Operation, body: Uint8Array, read: ValueReader): ExecuteResult {
+/** How a read reaches the bytes at rest, and the largest value a get may return whole. */
+export interface Readers {
+  value: ValueReader;
+  block: BlockReader;
+  value_size_max: number;
+}
+
+/** get, stat and list. A get of a chunked object up to value_size_max is assembled from its blocks
+ * and carries the xxh64 of its bytes, so an old client's check passes (LARGE_OBJECTS.md §5.7);
+ * above, value_too_large naming value_size_max (use read). stat and list carry the manifest
+ * checksum of a chunked object. */
+export function executeRead(store: ObjectStore, operation: Operation, body: Uint8Array, readers: Readers): ExecuteResult {
   if (operation === Operation.list) return executeList(store, body);
   const request = decodeKeyRequest(body, false);
   if (request === null || !validKey(request.key)) return { result: Result.bad_request, body: empty };
@@ -138,7 +178,13 @@ export function executeRead(store: ObjectStore, operation: Operation, body: Uint
   const entry = store.get(key);
   if (entry === undefined) return { result: Result.not_found, body: empty };
   if (operation === Operation.stat) return { result: Result.ok, body: encodeGetReply(entry, null) };
-  const value = read(key, entry);
+  if (entry.chunks !== undefined) {
+    if (entry.size > readers.value_size_max) return { result: Result.value_too_large, body: encodeU64(readers.value_size_max) };
+    const whole = readChunks(store, entry, 0, entry.size, readers.block);
+    if (whole === null) return { result: Result.unavailable, body: empty };
+    return { result: Result.ok, body: encodeGetReply({ ...entry, checksum: checksum(whole.data) }, whole.data) };
+  }
+  const value = readers.value(key, entry);
   if (value === null) return { result: Result.unavailable, body: empty };
   return { result: Result.ok, body: encodeGetReply(entry, value) };
 }
@@ -163,8 +209,7 @@ function executeList(store: ObjectStore, body: Uint8Array): ExecuteResult {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Large objects (docs/LARGE_OBJECTS.md §5). Not reachable from a replica yet: validateRequest still
-// answers codes 7..13 bad_request until the primary is wired (issue 14, §13 step 3).
+// Large objects (docs/LARGE_OBJECTS.md §5, PROTOCOL.md §3.15).
 
 /** Cluster-wide configuration execution depends on: every replica must be configured alike. */
 export interface LargeLimits {
@@ -365,7 +410,7 @@ export type BlockReader = (block: Block) => Uint8Array | null;
  * object_changed. The bytes are min(length, size − offset) from offset; whole blocks are read (and
  * verified by the readers) and sliced.
  */
-export function executeLargeRead(store: ObjectStore, body: Uint8Array, read_value: ValueReader, read_block: BlockReader): ExecuteResult {
+export function executeLargeRead(store: ObjectStore, body: Uint8Array, readers: Pick<Readers, "value" | "block">): ExecuteResult {
   const request = decodeReadRequest(body);
   if (request === null) return { result: Result.bad_request, body: empty };
   if (!validKey(request.key)) return { result: Result.key_invalid, body: empty };
@@ -390,8 +435,8 @@ export function executeLargeRead(store: ObjectStore, body: Uint8Array, read_valu
   };
   const served =
     entry.chunks === undefined
-      ? readInline(key, entry, request.offset, length, read_value)
-      : readChunks(store, entry, request.offset, length, read_block);
+      ? readInline(key, entry, request.offset, length, readers.value)
+      : readChunks(store, entry, request.offset, length, readers.block);
   if (served === null) return { result: Result.unavailable, body: empty };
   return { result: Result.ok, body: encodeReadReply({ header, block_map: request.block_map ? served.map : null, data: served.data }) };
 }

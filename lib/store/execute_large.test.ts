@@ -1,8 +1,17 @@
 /** Execution of the large-object operations (docs/LARGE_OBJECTS.md §5, §8), against an in-memory disk. */
 import { describe, expect, test } from "bun:test";
-import { executeLargeRead, executeLargeWrite, executeWrite, validateRequest, type ExecuteResult, type LargeLimits } from "./execute.ts";
+import {
+  executeLargeRead,
+  executeLargeWrite,
+  executeRead,
+  executeWrite,
+  sizeLimitOf,
+  validateRequest,
+  type ExecuteResult,
+  type LargeLimits,
+} from "./execute.ts";
 import { ObjectStore, type ObjectEntry } from "./object_store.ts";
-import { Condition, Operation, Result, decodeU64, encodeKeyRequest } from "./operations.ts";
+import { Condition, Operation, Result, decodeU64, encodeKeyRequest, object_info_size, readObjectInfo } from "./operations.ts";
 import {
   ObjectKind,
   decodeCompleteUploadReply,
@@ -129,7 +138,7 @@ class Disk {
       metadata: o.metadata ?? false,
       block_map: o.block_map ?? false,
     });
-    return executeLargeRead(this.store, body, this.value_reader, this.block_reader);
+    return executeLargeRead(this.store, body, { value: this.value_reader, block: this.block_reader });
   }
 
   /** Writes data in blocks of `size` as one part, and returns the part to complete with. */
@@ -175,11 +184,48 @@ function withoutKey(body: Uint8Array, at: number): Uint8Array {
 
 const u64 = (r: ExecuteResult): number | null => decodeU64(r.body);
 
-describe("arrival is not wired yet", () => {
-  test("validateRequest still answers bad_request for codes 7..13", () => {
-    for (let op = 7; op <= 13; op++) expect(validateRequest(op, new Uint8Array(64), 1 << 20)).toBe(Result.bad_request);
+describe("arrival (validateRequest)", () => {
+  const arrival = { value_size_max: 1 << 20, block_size_max: 64 };
+
+  test("a well-formed large-object request is let in; housekeeping never is, from a client", () => {
     const create = encodeCreateUpload({ key: k("a"), condition: Condition.none, if_version: 0, declared_size: null, metadata: no_meta });
-    expect(validateRequest(Operation.create_upload, create, 1 << 20)).toBe(Result.bad_request);
+    expect(validateRequest(Operation.create_upload, create, arrival)).toBe(Result.ok);
+    const data = bytes(64, 1);
+    const block = encodeWriteBlock({ upload_id: 1, part_number: 1, block_index: 0, attempt: 1n, checksum: checksum(data), data });
+    expect(validateRequest(Operation.write_block, block, arrival)).toBe(Result.ok);
+    expect(validateRequest(Operation.abort_upload, encodeAbortUpload(1), arrival)).toBe(Result.ok);
+    expect(validateRequest(Operation.housekeeping, encodeHousekeeping({ abandon_age_ms: null }), arrival)).toBe(Result.bad_request);
+  });
+
+  test("a block above block_size_max is too large and names that limit; a wrong checksum is a bad request", () => {
+    const data = bytes(65, 2);
+    const block = encodeWriteBlock({ upload_id: 1, part_number: 1, block_index: 0, attempt: 1n, checksum: checksum(data), data });
+    expect(validateRequest(Operation.write_block, block, arrival)).toBe(Result.value_too_large);
+    expect(sizeLimitOf(Operation.write_block, arrival)).toBe(64);
+    expect(sizeLimitOf(Operation.create_upload, arrival)).toBe(object_size_max_bytes);
+    expect(sizeLimitOf(Operation.put, arrival)).toBe(1 << 20);
+    const lying = encodeWriteBlock({ upload_id: 1, part_number: 1, block_index: 0, attempt: 1n, checksum: 7n, data: bytes(8, 3) });
+    expect(validateRequest(Operation.write_block, lying, arrival)).toBe(Result.bad_request);
+  });
+});
+
+describe("get (3) and stat (6) of a chunked object", () => {
+  test("get assembles a chunked object up to value_size_max with the xxh64 of its bytes; above, value_too_large", () => {
+    const d = new Disk();
+    const data = bytes(300, 4);
+    d.upload("a", data, 200, 64);
+    const readers = { value: d.value_reader, block: d.block_reader, value_size_max: 300 };
+    const got = executeRead(d.store, Operation.get, encodeKeyRequest(k("a"), null), readers);
+    expect(got.result).toBe(Result.ok);
+    const info = readObjectInfo(got.body, 0)!;
+    expect(info.checksum).toBe(checksum(data));
+    expect(got.body.subarray(object_info_size)).toEqual(data);
+    const stat = executeRead(d.store, Operation.stat, encodeKeyRequest(k("a"), null), readers);
+    expect(readObjectInfo(stat.body, 0)!.checksum).toBe(d.store.get("a")!.checksum); // the manifest checksum
+    const small = executeRead(d.store, Operation.get, encodeKeyRequest(k("a"), null), { ...readers, value_size_max: 299 });
+    expect([small.result, decodeU64(small.body)]).toEqual([Result.value_too_large, 299]);
+    d.broken.add(d.store.get("a")!.chunks!.blocks[2]!);
+    expect(executeRead(d.store, Operation.get, encodeKeyRequest(k("a"), null), readers).result).toBe(Result.unavailable);
   });
 });
 
@@ -609,8 +655,8 @@ describe("read", () => {
     expect(d.read("c", { offset: 0, length: 10 }).result).toBe(Result.ok); // only block 0
     expect(d.read("c", { offset: 10, length: 10 }).result).toBe(Result.unavailable);
     const keyless = withoutKey(encodeReadRequest({ key: k("a"), version: 0, offset: 0, length: 1, metadata: false, block_map: false }), 24);
-    expect(executeLargeRead(d.store, keyless, d.value_reader, d.block_reader).result).toBe(Result.key_invalid);
-    expect(executeLargeRead(d.store, new Uint8Array(5), d.value_reader, d.block_reader).result).toBe(Result.bad_request);
+    expect(executeLargeRead(d.store, keyless, { value: d.value_reader, block: d.block_reader }).result).toBe(Result.key_invalid);
+    expect(executeLargeRead(d.store, new Uint8Array(5), { value: d.value_reader, block: d.block_reader }).result).toBe(Result.bad_request);
   });
 });
 

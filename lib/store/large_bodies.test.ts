@@ -71,7 +71,6 @@ import {
   upload_abandon_ms_ceiling,
   upload_parts_max,
   uploads_open_max_ceiling,
-  value_size_max_default,
   type Config,
 } from "../constants.ts";
 import { checksum } from "../util/checksum.ts";
@@ -902,7 +901,7 @@ describe("arrival checks (not wired into the replica yet)", () => {
     expect(validateLargeRequest(Operation.put, new Uint8Array(0), limits)).toBe(Result.bad_request);
   });
 
-  test("the replica still answers every new operation bad_request, even with a well-formed body", () => {
+  test("validateRequest lets every well-formed new operation in, except housekeeping (the primary's own)", () => {
     const data = new Uint8Array([1]);
     const well_formed: [Operation, Uint8Array][] = [
       [
@@ -927,10 +926,13 @@ describe("arrival checks (not wired into the replica yet)", () => {
       expect(validateLargeRequest(operation, body, defaultConfig(3, 0n))).toBe(
         operation === Operation.housekeeping ? Result.bad_request : Result.ok,
       );
-      expect([operation, validateRequest(operation, body, value_size_max_default)]).toEqual([operation, Result.bad_request]);
+      expect([operation, validateRequest(operation, body, defaultConfig(3, 0n))]).toEqual([
+        operation,
+        operation === Operation.housekeeping ? Result.bad_request : Result.ok,
+      ]);
     }
     for (const operation of [0, 14, 255])
-      expect(validateRequest(operation, new Uint8Array(0), value_size_max_default)).toBe(Result.bad_request);
+      expect(validateRequest(operation, new Uint8Array(0), defaultConfig(3, 0n))).toBe(Result.bad_request);
   });
 });
 

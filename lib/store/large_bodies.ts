@@ -1,7 +1,6 @@
 /**
  * Request and reply bodies of the large-object operations (docs/LARGE_OBJECTS.md §5, issue 14;
- * docs/PROTOCOL.md §3.15). Defined, not yet executed: a replica answers codes 7..13 bad_request
- * (execute.ts validateRequest) until issue 14's later steps wire these in.
+ * docs/PROTOCOL.md §3.15): the one definition clients and replicas are written against.
  *
  * As in operations.ts: little-endian; decoders return null for a malformed body and never throw
  * (a body from the network is untrusted); encoders assert their inputs (a bad input is a bug of
@@ -905,9 +904,8 @@ export function decodeReadReply(body: Uint8Array): ReadReply | null {
 
 /**
  * What a primary answers a large-object request on arrival, as far as the body alone decides:
- * bad_request, key_invalid, value_too_large, else ok (the state decides the rest). NOT called by
- * the replica yet: validateRequest (execute.ts) still answers codes 7..13 bad_request. The md5 of
- * put_object is not verified here: MD5 is not a Bun.hash function the core may use (issue 14 step 3).
+ * bad_request, key_invalid, value_too_large, else ok (the state decides the rest); called by
+ * validateRequest (execute.ts). An md5 is the client's claim and is not verified (PROTOCOL.md §3.15.6).
  */
 export function validateLargeRequest(
   operation: number,

@@ -14,8 +14,7 @@ export enum Operation {
   delete = 4,
   list = 5,
   stat = 6,
-  // Large objects (docs/LARGE_OBJECTS.md §5; bodies in large_bodies.ts). Defined, not yet
-  // executed: validateRequest (execute.ts) answers them bad_request until issue 14's later steps.
+  // Large objects (docs/PROTOCOL.md §3.15; bodies in large_bodies.ts).
   create_upload = 7,
   write_block = 8,
   complete_upload = 9,
@@ -80,7 +79,7 @@ export enum Result {
    * sender's address list differs from the replicas'. Sent once, then the connection is closed
    * (lib/net/cluster_mismatch.ts); the body is the replier's cluster id. */
   wrong_cluster = 11,
-  // Large objects (docs/LARGE_OBJECTS.md §5.8). Defined, not yet sent by any replica.
+  // Large objects (docs/PROTOCOL.md §3.15.9).
   /** A read named a version that is no longer current; the body is the current version (0: absent). */
   object_changed = 12,
   /** The upload is unknown, completed, aborted or expired. */

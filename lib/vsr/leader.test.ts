@@ -10,6 +10,7 @@ const limits: LeaderLimits = {
   f: 1,
   quorum: 2,
   request_queue_max: 4,
+  request_queue_bytes_max: 4096,
   read_queue_max: 4,
   pipeline_prepare_max: 2,
   batch_requests_max: 3,
@@ -62,14 +63,42 @@ describe("Leader", () => {
     const l = leader();
     for (let c = 1n; c <= 4n; c++) l.queueRequest(request(c, 1));
     expect(l.canPrepare()).toBe(true);
-    expect(l.takeBatch().map((m) => m.header.client)).toEqual([1n, 2n, 3n]);
-    expect(l.takeBatch().map((m) => m.header.client)).toEqual([4n]);
+    expect(l.takeBatch().map((m) => m.client)).toEqual([1n, 2n, 3n]);
+    expect(l.takeBatch().map((m) => m.client)).toEqual([4n]);
     expect(l.canPrepare()).toBe(false);
     const big = leader();
     big.queueRequest(request(1n, 1, 1000));
     big.queueRequest(request(2n, 1));
-    expect(big.takeBatch().map((m) => m.header.client)).toEqual([1n]);
-    expect(big.takeBatch().map((m) => m.header.client)).toEqual([2n]);
+    expect(big.takeBatch().map((m) => m.client)).toEqual([1n]);
+    expect(big.takeBatch().map((m) => m.client)).toEqual([2n]);
+  });
+
+  test("the queue's bytes are bounded, but one request of any size is always let in", () => {
+    const l = leader([], 0, { request_queue_bytes_max: 1000 });
+    expect(l.queueRequest(request(1n, 1, 4000))).toBe("queued"); // alone: let in whatever its size
+    expect(l.queueRequest(request(2n, 1, 8))).toBe("busy"); // 4,008 bytes would be over 1,000
+    expect(l.takeBatch().map((m) => m.client)).toEqual([1n]);
+    l.executed(1n, 1);
+    expect(l.queueRequest(request(2n, 1, 600))).toBe("queued");
+    expect(l.queueRequest(request(3n, 1, 400))).toBe("queued"); // exactly 1,000
+    expect(l.queueRequest(request(4n, 1, 1))).toBe("busy");
+    expect(() => l.invariants(context(l, { op: 0 }), failing)).not.toThrow();
+  });
+
+  test("the primary's own entry (client 0) is queued once at a time, batched like any request", () => {
+    const l = leader();
+    expect(l.queueInternal(13, new Uint8Array(8))).toBe(true);
+    expect(l.queueInternal(13, new Uint8Array(8))).toBe(false); // one is queued already
+    l.queueRequest(request(1n, 1));
+    const batch = l.takeBatch();
+    expect(batch.map((m) => [m.client, m.session, m.request, m.operation])).toEqual([
+      [0n, 0, 0, 13],
+      [1n, 0, 1, 0],
+    ]);
+    expect(l.queueInternal(13, new Uint8Array(0))).toBe(true); // taken: another may be queued
+    for (let c = 2n; c <= 4n; c++) l.queueRequest(request(c, 1));
+    expect(l.queued).toBe(4);
+    expect(l.queueInternal(13, new Uint8Array(0))).toBe(false);
   });
 
   test("the pipeline limit stops preparing", () => {
@@ -179,7 +208,7 @@ describe("Leader", () => {
     l.popCommitted(0, 1);
     // Executed without the leader hearing of it: an entry no prepare explains.
     expect(() => l.invariants(context(l, { commit_min: 1, commit_max: 1, op: 1 }), failing)).toThrow("client 1 request 1 in flight");
-    for (const m of batch) l.executed(m.header.client, m.header.request);
+    for (const m of batch) l.executed(m.client, m.request);
     expect(() => l.invariants(context(l, { commit_min: 1, commit_max: 1, op: 1 }), failing)).not.toThrow();
     // A state sync past prepared ops leaves their entries: no longer checkable.
     l.queueRequest(request(3n, 1));

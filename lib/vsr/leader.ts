@@ -33,12 +33,24 @@ export interface LeaderLimits {
   /** Replicas that must be heard within the view change timeout for the primary to stay. */
   quorum: number;
   request_queue_max: number;
+  /** Bytes of request bodies the queue may hold (blocks are up to 4 MiB each): beyond, busy. */
+  request_queue_bytes_max: number;
   read_queue_max: number;
   pipeline_prepare_max: number;
   batch_requests_max: number;
   batch_size_max: number;
   heartbeat_ticks: number;
   view_change_timeout_ticks: number;
+}
+
+/** A request waiting for room in the pipeline, as it will be written into a batch. Client 0 is the
+ * primary itself (housekeeping, docs/LARGE_OBJECTS.md §5.5), never a client. */
+export interface QueuedRequest {
+  client: bigint;
+  session: number;
+  request: number;
+  operation: number;
+  body: Uint8Array;
 }
 
 /** What becomes of a write request offered to the queue. */
@@ -79,8 +91,12 @@ export interface LeaderContext {
 export class Leader {
   /** Prepares in flight: ops commit_max+1..op in order, with the replicas that hold each durably. */
   readonly pipeline: PipelineEntry[];
-  /** Requests waiting for room in the pipeline (at most request_queue_max). */
-  private readonly request_queue: Message[] = [];
+  /** Requests waiting for room in the pipeline (at most request_queue_max, and
+   * request_queue_bytes_max bytes of bodies unless it holds a single request). */
+  private readonly request_queue: QueuedRequest[] = [];
+  private request_queue_bytes = 0;
+  /** Whether the queue holds an entry of the primary's own (at most one at a time). */
+  private internal_queued = false;
   /** Per client, the request number queued or prepared and not yet executed (a client has one
    * request outstanding at a time): a retry of it is answered when it executes. */
   private readonly inflight = new Map<bigint, number>();
@@ -126,9 +142,14 @@ export class Leader {
   /** Offers a validated write request, new to the client table, to the queue. */
   queueRequest(message: Message): QueueDecision {
     const h = message.header;
+    assert(h.client !== 0n, () => `leader ${this.limits.replica}: a client request from client 0`);
     if (this.inflight.get(h.client) === h.request) return "in_flight";
     if (this.request_queue.length >= this.limits.request_queue_max) return "busy";
-    this.request_queue.push(message);
+    // Bytes bound memory (a queue of 4 MiB blocks); one request is always let in, whatever its size.
+    if (this.request_queue.length > 0 && this.request_queue_bytes + message.body.length > this.limits.request_queue_bytes_max)
+      return "busy";
+    this.request_queue.push({ client: h.client, session: h.session, request: h.request, operation: h.operation, body: message.body });
+    this.request_queue_bytes += message.body.length;
     this.inflight.set(h.client, h.request);
     // One in-flight entry per client: a client never has two requests in flight (§3), so the map
     // is bounded by the queue plus the pipeline's batches.
@@ -139,6 +160,16 @@ export class Leader {
     return "queued";
   }
 
+  /** Queues an entry of the primary's own (client 0: housekeeping); false if one is queued
+   * already or the queue is full. It is not in flight for any client and gets no reply. */
+  queueInternal(operation: number, body: Uint8Array): boolean {
+    if (this.internal_queued || this.request_queue.length >= this.limits.request_queue_max) return false;
+    this.request_queue.push({ client: 0n, session: 0, request: 0, operation, body });
+    this.request_queue_bytes += body.length;
+    this.internal_queued = true;
+    return true;
+  }
+
   /** Whether a request waits and the pipeline has room for one more prepare (the replica adds
    * its own conditions: journal room, durable view, checkpoint known, disk space). */
   canPrepare(): boolean {
@@ -147,17 +178,23 @@ export class Leader {
 
   /** Takes the next batch off the queue: in arrival order, at most batch_requests_max requests
    * and batch_size_max bytes encoded (one request always fits, whatever its size). */
-  takeBatch(): Message[] {
+  takeBatch(): QueuedRequest[] {
     assert(this.request_queue.length > 0, "a batch taken from an empty request queue");
-    const batch: Message[] = [];
+    const batch: QueuedRequest[] = [];
     let size = batch_header_size;
     while (this.request_queue.length > 0 && batch.length < this.limits.batch_requests_max) {
       const next = this.request_queue[0]!;
       const entry_size = batchEntrySize(next.body.length);
       if (batch.length > 0 && size + entry_size > this.limits.batch_size_max) break;
       batch.push(this.request_queue.shift()!);
+      this.request_queue_bytes -= next.body.length;
+      if (next.client === 0n) this.internal_queued = false;
       size += entry_size;
     }
+    assert(
+      this.request_queue_bytes >= 0 && (this.request_queue.length > 0 || this.request_queue_bytes === 0),
+      () => `leader ${this.limits.replica}: ${this.request_queue_bytes} bytes counted in a queue of ${this.request_queue.length}`,
+    );
     // A single request larger than batch_size_max still goes alone (the request limit bounds it).
     assert(
       batch.length >= 1 && batch.length <= this.limits.batch_requests_max && (batch.length === 1 || size <= this.limits.batch_size_max),
@@ -303,12 +340,21 @@ export class Leader {
   invariants(at: LeaderContext, broken: (what: string) => never): void {
     if (this.request_queue.length > this.limits.request_queue_max || this.reads.length > this.limits.read_queue_max)
       broken("queues over their bounds");
+    let bytes = 0;
+    let internal = 0;
+    for (const m of this.request_queue) {
+      bytes += m.body.length;
+      if (m.client === 0n) internal += 1;
+    }
+    if (bytes !== this.request_queue_bytes || internal !== (this.internal_queued ? 1 : 0))
+      broken("request queue bytes or internal entries miscounted");
+    if (this.request_queue.length > 1 && bytes > this.limits.request_queue_bytes_max) broken(`request queue holds ${bytes} bytes`);
     this.reads.invariants();
     // Every request this term prepared has executed, unless a state sync skipped some: then each
     // request still in flight must be queued (execution is what clears an entry).
     if (at.op === at.commit_min && !this.executions_skipped && this.inflight.size > 0) {
       const queued = new Set<string>();
-      for (const m of this.request_queue) queued.add(`${m.header.client}:${m.header.request}`);
+      for (const m of this.request_queue) queued.add(`${m.client}:${m.request}`);
       for (const [client, request] of this.inflight) {
         if (!queued.has(`${client}:${request}`))
           broken(`client ${client} request ${request} in flight, neither queued nor in a prepare awaiting execution`);

@@ -2,6 +2,9 @@ import { describe, expect, test } from "bun:test";
 import { Command, Header, type Message } from "../net/codec.ts";
 import { defaultConfig, type Config } from "../constants.ts";
 import { Operation } from "../store/operations.ts";
+import { ObjectStore } from "../store/object_store.ts";
+import { decodeBatch } from "./batch.ts";
+import { decodeHousekeeping } from "../store/large_bodies.ts";
 import { Prng } from "../util/prng.ts";
 import { DurableState } from "./durable_state.ts";
 import type { Env, ReplicaObserver, Status } from "./env.ts";
@@ -60,6 +63,8 @@ class FakeHost implements PrimaryHost {
   readonly timeout_heartbeat = new Timeout("heartbeat", 10);
   /** commit_max at each executeCommitted call. */
   readonly executions: number[] = [];
+  readonly store = new ObjectStore();
+  readonly state_sync = { syncing: false };
 
   constructor(over: Partial<Config> = {}) {
     this.config = { ...config, ...over };
@@ -91,6 +96,7 @@ class FakeHost implements PrimaryHost {
         f: 1,
         quorum: 2,
         request_queue_max: c.request_queue_max,
+        request_queue_bytes_max: 64 * 1024 * 1024,
         read_queue_max: c.read_queue_max,
         pipeline_prepare_max: c.pipeline_prepare_max,
         batch_requests_max: c.batch_requests_max,
@@ -197,6 +203,30 @@ describe("Primary", () => {
     expect(host.executions[host.executions.length - 1]).toBe(1);
     expect(host.leader!.pipeline.length).toBe(0);
     expect(host.timeout_prepare.running).toBe(false);
+  });
+
+  test("proposes housekeeping once a second while an upload is older than upload_abandon_ms by its clock", () => {
+    const host = new FakeHost({ upload_abandon_ms: 5_000 });
+    const primary = new Primary(host);
+    host.store.large.createUpload("k", 1_000, null, { content_type: "", user_meta: new Uint8Array(0) }, 4);
+    host.ticks = 100;
+    host.realtime = 5_999; // touched at 1,000: not yet 5,000 ms old
+    primary.housekeeping();
+    expect(host.op).toBe(0);
+    host.realtime = 6_000;
+    host.ticks = 150; // not a housekeeping tick
+    primary.housekeeping();
+    expect(host.op).toBe(0);
+    host.state_sync.syncing = true;
+    host.ticks = 200;
+    primary.housekeeping();
+    expect(host.op).toBe(0);
+    host.state_sync.syncing = false;
+    primary.housekeeping();
+    expect(host.op).toBe(1);
+    const batch = decodeBatch(readPrepare(host.takeSent()[0]!.message).body)!;
+    expect(batch.map((e) => [e.client, e.session, e.request, e.operation])).toEqual([[0n, 0, 0, Operation.housekeeping]]);
+    expect(decodeHousekeeping(batch[0]!.body)).toEqual({ abandon_age_ms: 5_000 });
   });
 
   test("the primary's own copy counts only once durable", () => {

@@ -10,19 +10,22 @@
  */
 import { assert } from "../util/assert.ts";
 import type { Message } from "../net/codec.ts";
-import type { Config } from "../constants.ts";
+import { housekeeping_interval_ticks, type Config } from "../constants.ts";
+import { encodeHousekeeping } from "../store/large_bodies.ts";
+import { Operation } from "../store/operations.ts";
+import type { LargeState } from "../store/uploads.ts";
 import { encodeBatch } from "./batch.ts";
 import type { DurableState } from "./durable_state.ts";
 import type { Env, ReplicaObserver, Status } from "./env.ts";
 import type { Journal } from "./journal.ts";
-import type { Leader } from "./leader.ts";
+import type { Leader, QueuedRequest } from "./leader.ts";
 import { buildCommit, buildPrepare, readCommitOk, readPrepareOk, type Envelope } from "./messages.ts";
 import type { CheckpointId, Storage } from "./storage.ts";
 import type { Timeout } from "./timeout.ts";
 
 /** What the primary reads and changes of the replica (Replica passes itself). */
 export interface PrimaryHost {
-  readonly config: Pick<Config, "journal_slot_count" | "checkpoint_interval_ops" | "view_change_timeout_ticks">;
+  readonly config: Pick<Config, "journal_slot_count" | "checkpoint_interval_ops" | "view_change_timeout_ticks" | "upload_abandon_ms">;
   readonly replica: number;
   readonly env: Pick<Env, "sendToReplica" | "random" | "log">;
   readonly storage: Pick<Storage, "readPrepare">;
@@ -39,6 +42,9 @@ export interface PrimaryHost {
   readonly realtime: number;
   /** Non-null exactly while the replica is the acting primary. */
   readonly leader: Leader | null;
+  /** The executed state: its open uploads are what housekeeping expires. */
+  readonly store: { readonly large: Pick<LargeState, "expired"> };
+  readonly state_sync: { readonly syncing: boolean };
   op: number;
   readonly commit_min: number;
   readonly commit_min_checksum: bigint;
@@ -94,19 +100,26 @@ export class Primary {
     }
   }
 
-  private preparePrimary(leader: Leader, requests: Message[]): void {
+  /**
+   * Every housekeeping_interval_ticks, if an open upload is untouched for upload_abandon_ms by this
+   * primary's clock, queues a housekeeping entry carrying that age (LARGE_OBJECTS.md §8). Execution
+   * compares the age with the prepare's timestamp only, so every replica expires the same uploads;
+   * a wrong clock makes the proposal early (it expires nothing) or late, never divergent.
+   */
+  housekeeping(): void {
+    const host = this.host;
+    const leader = host.leader;
+    if (leader === null || host.ticks % housekeeping_interval_ticks !== 0 || !host.formed || host.state_sync.syncing) return;
+    const age = host.config.upload_abandon_ms;
+    if (host.store.large.expired(host.realtime, age, 1).length === 0) return;
+    if (leader.queueInternal(Operation.housekeeping, encodeHousekeeping({ abandon_age_ms: age }))) this.prepareQueued();
+  }
+
+  private preparePrimary(leader: Leader, requests: QueuedRequest[]): void {
     const host = this.host;
     const parent = host.journal.header(host.op);
     assert(parent !== null, () => `primary ${host.replica}: no header at its head op ${host.op}`);
-    const body = encodeBatch(
-      requests.map((m) => ({
-        client: m.header.client,
-        session: m.header.session,
-        request: m.header.request,
-        operation: m.header.operation,
-        body: m.body,
-      })),
-    );
+    const body = encodeBatch(requests);
     const op = host.op + 1;
     const checkpoint = this.checkpointIdFor(op);
     assert(checkpoint !== null, () => `primary ${host.replica}: no checkpoint named by op ${op}`);

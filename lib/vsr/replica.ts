@@ -270,6 +270,7 @@ export class Replica {
     if (this.timeout_view_change_resend.tick() && !this.votes.onViewChangeResend()) this.timeout_view_change_resend.stop();
     if (this.timeout_prepare.tick()) this.primary.onPrepareTimeout();
     if (this.timeout_repair.tick()) this.repair();
+    this.primary.housekeeping();
     this.checkSpace();
     this.state_sync.retryCheckpoint();
     this.values.compact(

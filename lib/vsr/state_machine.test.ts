@@ -2,6 +2,19 @@ import { describe, expect, test } from "bun:test";
 import { Command, Header, type Message } from "../net/codec.ts";
 import { defaultConfig } from "../constants.ts";
 import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
+import type { Block } from "../store/uploads.ts";
+import {
+  decodeCreateUploadReply,
+  decodeReadReply,
+  encodeAbortUpload,
+  encodeCompleteUpload,
+  encodeCreateUpload,
+  encodeHousekeeping,
+  encodeReadRequest,
+  encodeWriteBlock,
+  partChecksum,
+} from "../store/large_bodies.ts";
+import { checksum } from "../util/checksum.ts";
 import { Operation, Result, decodeU64, encodeKeyRequest } from "../store/operations.ts";
 import { Journal } from "./journal.ts";
 import { ClientTable } from "./client_table.ts";
@@ -13,7 +26,7 @@ import { StateMachine, type StateMachineHost } from "./state_machine.ts";
 import { rootPrepare } from "./root.ts";
 import { Prng } from "../util/prng.ts";
 
-const config = { ...defaultConfig(3, 7n), value_size_max: 64, checkpoint_interval_ops: 16 };
+const config = { ...defaultConfig(3, 7n), value_size_max: 64, block_size_max: 32, checkpoint_interval_ops: 16 };
 const root = rootPrepare(config.cluster, config.replica_count);
 const enc = new TextEncoder();
 
@@ -85,6 +98,7 @@ class FakeHost implements StateMachineHost {
       f: 1,
       quorum: 2,
       request_queue_max: 4,
+      request_queue_bytes_max: 64 * 1024 * 1024,
       read_queue_max: 4,
       pipeline_prepare_max: 4,
       batch_requests_max: 4,
@@ -123,8 +137,11 @@ class FakeHost implements StateMachineHost {
       leader.reads.startRound(BigInt(this.commits_sent));
     },
   };
+  /** What a block read from disk returns, by checksum (absent: damaged). */
+  blocks = new Map<bigint, Uint8Array>();
   readonly values = {
     readValue: (key: string, _entry: ObjectEntry): Uint8Array | null => this.stored.get(key) ?? null,
+    readBlock: (block: Block): Uint8Array | null => this.blocks.get(block.checksum) ?? null,
   };
 }
 
@@ -361,4 +378,134 @@ test("an error reply travels in the replica's envelope as a reply", () => {
   expect(captured.map((m) => [m.header.command, m.header.client, m.header.view, m.header.incarnation])).toEqual([
     [Command.reply, 4n, 1, 9],
   ]);
+});
+
+describe("large objects (LARGE_OBJECTS.md §5, §7)", () => {
+  const no_meta = { content_type: "", user_meta: new Uint8Array(0) };
+
+  /** A primary with client 1 registered (session 1) and an upload of key "big" open (id 1). */
+  function withUpload(): { host: FakeHost; sm: StateMachine } {
+    const host = new FakeHost();
+    const sm = new StateMachine(host);
+    sm.execute(prepare(host, [request(1n, 0, 1, Operation.register)]));
+    const create = encodeCreateUpload({ key: enc.encode("big"), condition: 0, if_version: 0, declared_size: null, metadata: no_meta });
+    sm.execute(prepare(host, [request(1n, 1, 2, Operation.create_upload, create)]));
+    expect(decodeCreateUploadReply(host.replies.at(-1)!.body)?.upload_id).toBe(1);
+    host.replies.length = 0;
+    return { host, sm };
+  }
+
+  function block(lane: bigint, number: number, upload_id: number, index: number, data: Uint8Array): Message {
+    const body = encodeWriteBlock({ upload_id, part_number: 1, block_index: index, attempt: 5n, checksum: checksum(data), data });
+    return request(lane, 0, number, Operation.write_block, body);
+  }
+
+  test("client 0 is the primary's own: a request naming it is a bad request", () => {
+    const host = new FakeHost();
+    expect(new StateMachine(host).onRequest(request(0n, 0, 1, Operation.register))).toBe(false);
+    expect(host.sent_errors.map((e) => e.result)).toEqual([Result.bad_request]);
+  });
+
+  test("write_block needs no session and is never recorded; a retry of a block the state holds is answered at once", () => {
+    const { host, sm } = withUpload();
+    const data = enc.encode("0123456789abcdef");
+    const lane = block(77n, 1, 1, 0, data); // lane 77 never registered
+    expect(sm.onRequest(lane)).toBe(true);
+    expect(host.leader!.queued).toBe(1);
+    sm.execute(prepare(host, [lane]));
+    expect(host.replies.map((r) => [r.client, r.result, r.op])).toEqual([[77n, Result.ok, 3]]);
+    expect(host.clients.get(77n)).toBeUndefined();
+    expect(host.requests.map((r) => r.client)).toEqual([1n]); // the lane's block is no at-most-once request
+    // The lane retries (its reply was lost): answered from the executed state, nothing prepared.
+    expect(sm.onRequest(lane)).toBe(false);
+    expect(host.replies.at(-1)).toMatchObject({ client: 77n, result: Result.ok, op: 0 });
+    // Ordered twice (a retry across a view change): harmless, the slot already holds it.
+    sm.execute(prepare(host, [lane]));
+    expect(host.store.large.block_count).toBe(1);
+  });
+
+  test("a block for an upload the state closed is upload_not_found; one above the counter is prepared", () => {
+    const { host, sm } = withUpload();
+    const data = enc.encode("x");
+    sm.execute(prepare(host, [request(1n, 1, 3, Operation.abort_upload, encodeAbortUpload(1))]));
+    expect(host.store.large.upload_count).toBe(0);
+    expect(sm.onRequest(block(77n, 1, 1, 0, data))).toBe(false);
+    expect(host.sent_errors.map((e) => e.result)).toEqual([Result.upload_not_found]);
+    // Upload 2 may be created by an op this primary has not executed: execution decides.
+    expect(sm.onRequest(block(78n, 1, 2, 0, data))).toBe(true);
+  });
+
+  test("a block above block_size_max is refused naming block_size_max", () => {
+    const { host, sm } = withUpload();
+    const data = new Uint8Array(config.block_size_max + 1);
+    expect(sm.onRequest(block(77n, 1, 1, 0, data))).toBe(false);
+    expect(host.sent_errors.map((e) => [e.result, decodeU64(e.body)])).toEqual([[Result.value_too_large, config.block_size_max]]);
+  });
+
+  test("reads: version 0 waits for a round; a pinned version held is served at once; a replaced one is object_changed", () => {
+    const { host, sm } = withUpload();
+    const a = enc.encode("aaaaaaaaaaaaaaaa");
+    const b = enc.encode("bbbbbbbb");
+    host.blocks.set(checksum(a), a);
+    host.blocks.set(checksum(b), b);
+    sm.execute(prepare(host, [block(77n, 1, 1, 0, a), block(78n, 1, 1, 1, b)]));
+    const part = { part_number: 1, block_count: 2, attempt: 5n, part_size: 24, part_checksum: partChecksum([checksum(a), checksum(b)]) };
+    const complete = encodeCompleteUpload({ upload_id: 1, condition: 0, if_version: 0, declared_size: 24, md5: null, parts: [part] });
+    sm.execute(prepare(host, [request(1n, 1, 3, Operation.complete_upload, complete)]));
+    expect(host.replies.at(-1)).toMatchObject({ client: 1n, result: Result.ok });
+    const version = host.store.get("big")!.version;
+    host.replies.length = 0;
+
+    const read = (v: number, offset: number, length: number): Message =>
+      request(
+        90n,
+        0,
+        1,
+        Operation.read,
+        encodeReadRequest({ key: enc.encode("big"), version: v, offset, length, metadata: false, block_map: true }),
+      );
+    expect(sm.onRequest(read(0, 10, 10))).toBe(false);
+    expect(host.replies).toEqual([]); // waits for a read round
+    expect(host.commits_sent).toBe(1);
+    expect(sm.onRequest(read(version, 12, 100))).toBe(false);
+    const pinned = decodeReadReply(host.replies[0]!.body)!;
+    expect(new TextDecoder().decode(pinned.data)).toBe("aaaabbbbbbbb");
+    expect(pinned.block_map!.map((e) => [e.start, e.size])).toEqual([
+      [0, 16],
+      [16, 8],
+    ]);
+    // Replaced: a read pinned to the old version waits for a round, then is told it changed.
+    sm.execute(prepare(host, [request(1n, 1, 4, Operation.delete, encodeKeyRequest(enc.encode("big"), null))]));
+    host.replies.length = 0;
+    expect(sm.onRequest(read(version, 0, 4))).toBe(false);
+    expect(host.replies).toEqual([]);
+  });
+
+  test("a housekeeping entry (client 0) expires old uploads on every replica, with no reply and no client-table record", () => {
+    const { host, sm } = withUpload();
+    host.leader = null; // a backup executes it alike
+    const entry = {
+      client: 0n,
+      session: 0,
+      request: 0,
+      operation: Operation.housekeeping,
+      body: encodeHousekeeping({ abandon_age_ms: 1 }),
+    };
+    const op = host.commit_min + 1;
+    host.op = op;
+    host.commit_max = op;
+    const p = buildPrepare(host.envelope(1), {
+      op,
+      parent: host.commit_min_checksum,
+      commit_max: op - 1,
+      timestamp: 100_000,
+      checkpoint: { op: 0, digest: 0n, checksum: root.checksum },
+      requests: 1,
+      body: encodeBatch([entry]),
+    });
+    sm.execute(p);
+    expect(host.store.large.upload_count).toBe(0);
+    expect(host.replies).toEqual([]);
+    expect(host.clients.get(0n)).toBeUndefined();
+  });
 });

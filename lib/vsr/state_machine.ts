@@ -15,7 +15,19 @@ import { assert } from "../util/assert.ts";
 import { Command, type Header, type Message } from "../net/codec.ts";
 import { key_size_max, type Config } from "../constants.ts";
 import type { ObjectEntry, ObjectStore } from "../store/object_store.ts";
-import { executeRead, executeWrite, validateRequest } from "../store/execute.ts";
+import type { Block } from "../store/uploads.ts";
+import { slotKey } from "../store/uploads.ts";
+import {
+  executeLargeRead,
+  executeLargeWrite,
+  executeRead,
+  executeWrite,
+  sizeLimitOf,
+  validateRequest,
+  type Readers,
+} from "../store/execute.ts";
+import { decodeReadRequest, decodeWriteBlock } from "../store/large_bodies.ts";
+import { keyFromBytes } from "../store/keys.ts";
 import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
 import type { ClientTable, StoredReply } from "./client_table.ts";
 import type { Leader } from "./leader.ts";
@@ -28,7 +40,7 @@ import type { Env, ReplicaObserver, Status } from "./env.ts";
 
 /** What the state machine reads of its Replica, and the commit numbers it advances as it executes. */
 export interface StateMachineHost {
-  readonly config: Pick<Config, "value_size_max" | "checkpoint_interval_ops">;
+  readonly config: Pick<Config, "value_size_max" | "block_size_max" | "uploads_open_max" | "checkpoint_interval_ops">;
   readonly replica: number;
   readonly env: Pick<Env, "log" | "sendToClient">;
   readonly storage: Pick<Storage, "prepareBodyLocation" | "readPrepare">;
@@ -66,8 +78,8 @@ export interface StateMachineHost {
   /** Checkpoints (state_sync_driver.ts): none is executed during a transfer, execution waits at a
    * checkpoint that could not be written, and one is taken at each interval. */
   readonly state_sync: { readonly syncing: boolean; checkpointMissing(): boolean; takeCheckpoint(): boolean };
-  /** Values at rest (value_keeper.ts): a read verifies the value it returns. */
-  readonly values: { readValue(key: string, entry: ObjectEntry): Uint8Array | null };
+  /** Values and blocks at rest (value_keeper.ts): a read verifies the bytes it returns. */
+  readonly values: { readValue(key: string, entry: ObjectEntry): Uint8Array | null; readBlock(block: Block): Uint8Array | null };
 }
 
 export class StateMachine {
@@ -83,10 +95,14 @@ export class StateMachine {
     if (leader === null) return this.replyError(message, Result.not_primary);
     if (!host.formed) return this.replyError(message, Result.busy);
     const operation = h.operation;
-    const valid = validateRequest(operation, message.body, host.config.value_size_max);
+    // Client 0 is the primary's own (housekeeping entries in a batch), never a client's.
+    if (h.client === 0n) return this.replyError(message, Result.bad_request);
+    const valid = validateRequest(operation, message.body, host.config);
     if (valid !== Result.ok) return this.replyError(message, valid);
+    if (operation === Operation.read) return this.onRead(leader, message);
     if (!isWrite(operation)) return this.enqueueRead(leader, message);
     if (host.no_space) return this.replyError(message, Result.no_space);
+    if (operation === Operation.write_block) return this.onWriteBlock(leader, message);
     const session = host.clients.get(h.client);
     if (operation !== Operation.register && (session === undefined || session.session !== h.session)) {
       return this.replyError(message, Result.evicted);
@@ -102,6 +118,84 @@ export class StateMachine {
     if (queued === "in_flight") return false;
     if (queued === "busy") return this.replyError(message, Result.busy);
     return true;
+  }
+
+  /**
+   * write_block (LARGE_OBJECTS.md §5.3) needs no session and is not recorded in the client table:
+   * executing it twice is harmless. A block the executed state already holds in that slot is
+   * answered at once (the executed state is committed, so the block is durable on a quorum); an
+   * upload the executed state closed is gone for good. An upload id above the counter may be
+   * created by an op not executed here yet: it is prepared, and execution decides.
+   */
+  private onWriteBlock(leader: Leader, message: Message): boolean {
+    const host = this.host;
+    const request = decodeWriteBlock(message.body);
+    assert(request !== null, () => `replica ${host.replica}: a write_block let in with a malformed body`);
+    const large = host.store.large;
+    const upload = large.upload(request.upload_id);
+    if (upload === undefined && request.upload_id <= large.upload_counter) return this.replyError(message, Result.upload_not_found);
+    const held = upload?.slots.get(slotKey(request.part_number, request.attempt, request.block_index));
+    const block = held === undefined ? undefined : large.block(held);
+    if (block !== undefined && block.checksum === request.checksum && block.size === request.data.length) {
+      this.replyNow(message, Result.ok, new Uint8Array(0));
+      return false;
+    }
+    const queued = leader.queueRequest(message);
+    if (queued === "in_flight") return false;
+    if (queued === "busy") return this.replyError(message, Result.busy);
+    return true;
+  }
+
+  /**
+   * read (LARGE_OBJECTS.md §7): version 0 takes the linearizable read path; a named version the
+   * executed store holds is served at once, without a read round, since its bytes are all a read of
+   * it can return; otherwise the read waits for a round (this primary may not have executed that
+   * version yet), then is served or answered object_changed.
+   */
+  private onRead(leader: Leader, message: Message): false {
+    const request = decodeReadRequest(message.body);
+    assert(request !== null, () => `replica ${this.host.replica}: a read let in with a malformed body`);
+    if (request.version !== 0 && this.host.store.get(keyFromBytes(request.key))?.version === request.version) {
+      this.serveRead(message);
+      return false;
+    }
+    return this.enqueueRead(leader, message);
+  }
+
+  /** The bytes at rest, as reads reach them. */
+  private readers(): Readers {
+    const values = this.host.values;
+    return {
+      value: (key, entry) => values.readValue(key, entry),
+      block: (block) => values.readBlock(block),
+      value_size_max: this.host.config.value_size_max,
+    };
+  }
+
+  /** Answers a read from the executed store (the caller checked the read rule). */
+  private serveRead(message: Message): void {
+    const h = message.header;
+    const host = this.host;
+    const result =
+      h.operation === Operation.read
+        ? executeLargeRead(host.store, message.body, this.readers())
+        : executeRead(host.store, h.operation, message.body, this.readers());
+    this.replyNow(message, result.result, result.body);
+  }
+
+  /** A reply decided at arrival, from the executed state: it names no op. */
+  private replyNow(message: Message, result: Result, body: Uint8Array): void {
+    const h = message.header;
+    this.host.sendReply({
+      client: h.client,
+      request: h.request,
+      session: h.session,
+      operation: h.operation,
+      result,
+      body,
+      op: 0,
+      timestamp: this.host.realtime,
+    });
   }
 
   private enqueueRead(leader: Leader, message: Message): false {
@@ -126,20 +220,7 @@ export class StateMachine {
       host.status === "normal" && host.isPrimary(),
       () => `replica ${host.replica}: serving reads while not normal primary of view ${host.view} (${host.status})`,
     );
-    for (const waiter of leader.reads.takeReady(host.commit_min)) {
-      const h = waiter.message.header;
-      const result = executeRead(host.store, h.operation, waiter.message.body, (key, entry) => host.values.readValue(key, entry));
-      host.sendReply({
-        client: h.client,
-        request: h.request,
-        session: h.session,
-        operation: h.operation,
-        result: result.result,
-        body: result.body,
-        op: 0,
-        timestamp: host.realtime,
-      });
-    }
+    for (const waiter of leader.reads.takeReady(host.commit_min)) this.serveRead(waiter.message);
     if (leader.reads.roundDue()) host.primary.sendCommit(leader);
   }
 
@@ -200,8 +281,13 @@ export class StateMachine {
     assert(location !== null, () => `replica ${host.replica}: prepare ${h.op} executed but not journaled`);
     const reply = host.status === "normal" && host.isPrimary();
     for (const entry of batch) {
+      const body_location = { segment: location.segment, offset: location.offset + entry.body_offset };
+      if (entry.client === 0n) {
+        this.executeInternal(h, entry, body_location);
+        continue;
+      }
       host.leader?.executed(entry.client, entry.request);
-      this.executeRequest(h, entry, { segment: location.segment, offset: location.offset + entry.body_offset }, reply);
+      this.executeRequest(h, entry, body_location, reply);
     }
     host.commit_min = h.op;
     host.commit_min_checksum = h.checksum;
@@ -209,6 +295,18 @@ export class StateMachine {
     if (host.commit_min > host.commit_max) host.commit_max = host.commit_min;
     assert(host.commit_min <= host.op, () => `replica ${host.replica}: executed op ${host.commit_min} above its head ${host.op}`);
     host.observer?.executed(host.replica, prepare);
+  }
+
+  /** An entry of the primary's own (client 0): housekeeping, which no client waits for and the
+   * client table does not record (LARGE_OBJECTS.md §5.5). */
+  private executeInternal(prepare: Header, req: OrderedRequest, body_location: { segment: number; offset: number }): void {
+    const host = this.host;
+    assert(
+      req.operation === Operation.housekeeping && req.session === 0 && req.request === 0,
+      () => `replica ${host.replica}: op ${prepare.op} has a client-0 entry of operation ${req.operation}`,
+    );
+    const result = executeLargeWrite(host.store, host.config, prepare.timestamp, req.operation, req.body, body_location);
+    assert(result.result === Result.ok, () => `replica ${host.replica}: housekeeping at op ${prepare.op} failed with ${result.result}`);
   }
 
   /** Executes one request of a committed batch; the primary (reply) answers its client. */
@@ -230,6 +328,23 @@ export class StateMachine {
       if (evicted !== null) host.env.log("debug", `replica ${host.replica}: client table full: evicted client ${evicted.toString(16)}`);
       // The new session is the register's op.
       if (reply) this.sendStoredReply({ client, request, session: prepare.op }, stored);
+      return;
+    }
+    if (operation === Operation.write_block) {
+      // write_block: idempotent, so neither a session nor at-most-once is needed; the reply is
+      // never stored (a retry is answered from the executed state on arrival).
+      const result = executeLargeWrite(host.store, host.config, prepare.timestamp, operation, req.body, body_location);
+      if (reply)
+        host.sendReply({
+          client,
+          request,
+          session,
+          operation,
+          result: result.result,
+          body: result.body,
+          op: prepare.op,
+          timestamp: prepare.timestamp,
+        });
       return;
     }
     const entry = host.clients.get(client);
@@ -254,7 +369,10 @@ export class StateMachine {
       if (reply && request === entry.request) this.sendStoredReply({ client, request, session }, entry.reply);
       return;
     }
-    const result = executeWrite(host.store, prepare.timestamp, operation, req.body, body_location);
+    const result =
+      operation === Operation.put || operation === Operation.delete
+        ? executeWrite(host.store, prepare.timestamp, operation, req.body, body_location)
+        : executeLargeWrite(host.store, host.config, prepare.timestamp, operation, req.body, body_location);
     const stored: StoredReply = { op: prepare.op, timestamp: prepare.timestamp, operation, result: result.result, body: result.body };
     host.clients.record(client, prepare.op, request, stored);
     host.observer?.request(host.replica, client, request, prepare.op, false);
@@ -286,7 +404,8 @@ export class StateMachine {
     // one, the view it adopted from its peers).
     const view = result === Result.not_primary && host.status === "view_change" ? host.log_view : host.view;
     // The limit a request broke travels with the error, so a client can name it.
-    const limit = result === Result.value_too_large ? host.config.value_size_max : result === Result.key_invalid ? key_size_max : null;
+    const limit =
+      result === Result.value_too_large ? sizeLimitOf(h.operation, host.config) : result === Result.key_invalid ? key_size_max : null;
     const body = limit === null ? new Uint8Array(0) : encodeU64(limit);
     const reply: Reply = {
       client: h.client,

@@ -10,6 +10,7 @@ import { assert } from "../util/assert.ts";
 import type { Message } from "../net/codec.ts";
 import type { Config } from "../constants.ts";
 import type { ObjectEntry, ObjectStore } from "../store/object_store.ts";
+import type { Block } from "../store/uploads.ts";
 import { isNoSpace, type Storage } from "./storage.ts";
 import { Scrubber } from "./scrubber.ts";
 import { ValueRepairs, valueRepairPeer, value_repairs_max, type ValueRequest } from "./value_repair.ts";
@@ -70,6 +71,13 @@ export class ValueKeeper {
       host.stats.values_scrubbed += 1;
     }
     if (step.pass_completed) host.stats.scrub_passes += 1;
+  }
+
+  /** A block's bytes, checksum-verified; null if unreadable or damaged. (Repair of damaged blocks:
+   * issue 14 step 5.) */
+  readBlock(block: Block): Uint8Array | null {
+    const { size, checksum, segment, offset } = block;
+    return this.host.storage.readValue({ version: 1, timestamp: 0, size, checksum, segment, offset });
   }
 
   /** Copies the live values of a mostly-dead segment forward, a bounded amount every
