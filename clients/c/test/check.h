@@ -32,7 +32,7 @@ static int checks = 0;
     } while (0)
 
 /* Parses the hex dumps of PROTOCOL.md ("0000  ce 84 ..." lines): returns the byte count. */
-static size_t parse_dump(const char *dump, uint8_t *out, size_t cap)
+static inline size_t parse_dump(const char *dump, uint8_t *out, size_t cap)
 {
     size_t n = 0;
     const char *line = dump;
