@@ -6,14 +6,22 @@
  * (valid and corrupted) parsed alike by both, and MD5 against Bun's. Against a real 3-replica cluster
  * with 1 MiB blocks, under valgrind: a 64 MiB put_fd/get_fd round trip, toastyfs_put/get above the
  * block size and above 16 MiB, get_stream ranges, a source that fails mid-way (upload aborted, no
- * leak), declared sizes and conditions, metadata, an object replaced while it is read.
+ * leak), declared sizes and conditions, metadata, an object replaced while it is read. Against a
+ * fake replica that forges replies (short data, wrong block or object checksums, a missing block
+ * map, a version that changes, a 3 GiB object, bad upload replies): every call fails cleanly with
+ * the status that names the problem, valgrind clean.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as path from "node:path";
-import { Condition } from "../lib/store/operations.ts";
+import { Command, encode, finalize, Header, type Message } from "../lib/net/codec.ts";
+import { FrameReader } from "../lib/net/frame_reader.ts";
+import { membership, parseAddress } from "../lib/net/address.ts";
+import { Condition, Operation, Result, encodeU64 } from "../lib/store/operations.ts";
 import {
   ObjectKind,
   decodeReadReply,
+  decodeReadRequest,
+  decodeWriteBlock,
   encodeAbortUpload,
   encodeCompleteUpload,
   encodeCreateUpload,
@@ -238,4 +246,244 @@ describe("C client large objects against a real 3-replica cluster with 1 MiB blo
     await waitFor("no open upload on any replica", async () => (await open()).every((n) => n === 0), 10_000, 50);
     console.log(`uploads_open per replica after the run: ${(await open()).join(", ")}`);
   }, 420_000);
+});
+
+// --- A fake one-replica cluster that serves one chunked object and forges its replies
+
+type Forgery =
+  | "none"
+  | "short_data" // a read returns one byte less than asked
+  | "bad_block_checksum" // the block map's first checksum is wrong
+  | "map_missing" // data without a block map
+  | "version_flip" // a pinned read is answered with another version in its header
+  | "manifest_wrong" // every block is right, the object's checksum is not
+  | "md5_wrong" // the stored MD5 is not the bytes'
+  | "object_changed" // the object is replaced after the first read
+  | "huge" // get: value_too_large; the object is 3 GiB
+  | "create_bad_block_size" // create_upload announces 4 MiB + 1 byte blocks
+  | "complete_checksum_wrong"; // complete_upload answers a manifest checksum that is not the blocks'
+
+const MiB = 1024 * 1024;
+
+class ForgingReplica {
+  private server: { stop(closeActiveConnections?: boolean): void; port: number } | null = null;
+  cluster = 0n;
+  address = "";
+  private version = 3;
+  private readonly data: Uint8Array;
+  private readonly blocks: { start: number; size: number; checksum: bigint }[] = [];
+  private readonly md5: Uint8Array;
+  private received: bigint[] = [];
+  private received_bytes = 0;
+
+  constructor(private readonly forgery: Forgery) {
+    const size = forgery === "huge" ? 3 * 1024 * MiB : 10 * MiB + 7;
+    this.data = new Uint8Array(forgery === "huge" ? 0 : size);
+    for (let i = 0; i < this.data.length; i++) this.data[i] = (i * 2654435761) >>> 24;
+    for (let start = 0; start < size; start += MiB) {
+      const end = Math.min(size, start + MiB);
+      this.blocks.push({ start, size: end - start, checksum: forgery === "huge" ? 0n : checksum(this.data.subarray(start, end)) });
+    }
+    this.md5 = new Bun.CryptoHasher("md5").update(this.data).digest() as Uint8Array;
+    if (forgery === "md5_wrong") this.md5[0] = this.md5[0]! ^ 1;
+  }
+
+  get size(): number {
+    return this.blocks.length === 0 ? 0 : this.blocks[this.blocks.length - 1]!.start + this.blocks[this.blocks.length - 1]!.size;
+  }
+
+  start(): void {
+    // A reply of 4 MiB does not fit the socket's buffer: what write() did not take waits for drain.
+    type State = { reader: FrameReader; pending: Uint8Array[] };
+    const flush = (socket: { data: State; write(b: Uint8Array): number }) => {
+      while (socket.data.pending.length > 0) {
+        const next = socket.data.pending[0]!;
+        const written = socket.write(next);
+        if (written === next.length) socket.data.pending.shift();
+        else {
+          socket.data.pending[0] = next.subarray(Math.max(0, written));
+          return;
+        }
+      }
+    };
+    const server = Bun.listen<State>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: (socket) => {
+          socket.data = { reader: new FrameReader({ cluster: this.cluster }), pending: [] };
+        },
+        data: (socket, chunk) => {
+          let message: Message | null;
+          try {
+            socket.data.reader.push(chunk);
+            while ((message = socket.data.reader.next()) !== null) {
+              if (message.header.command !== Command.request) continue;
+              socket.data.pending.push(this.answer(message));
+              flush(socket);
+            }
+          } catch {
+            socket.end();
+          }
+        },
+        drain: (socket) => flush(socket),
+      },
+    });
+    this.server = server;
+    const m = membership([parseAddress(`127.0.0.1:${server.port}`)]);
+    this.cluster = m.cluster;
+    this.address = `127.0.0.1:${server.port}`;
+  }
+
+  stop(): void {
+    this.server?.stop(true);
+  }
+
+  private answer(request: Message): Uint8Array {
+    const h = new Header();
+    h.command = Command.reply;
+    h.cluster = this.cluster;
+    h.replica = 0;
+    h.replica_count = 1;
+    h.client = request.header.client;
+    h.request = request.header.request;
+    h.operation = request.header.operation;
+    h.session = request.header.session;
+    h.timestamp = 1700000000000;
+    let body: Uint8Array = new Uint8Array(0);
+    const f = this.forgery;
+    switch (request.header.operation as Operation) {
+      case Operation.register:
+        h.session = 1;
+        h.op = 1;
+        break;
+      case Operation.get:
+        h.result = Result.value_too_large;
+        body = encodeU64(16 * MiB);
+        break;
+      case Operation.read: {
+        const r = decodeReadRequest(request.body)!;
+        if (r.version !== 0 && r.version !== this.version) {
+          h.result = Result.object_changed;
+          body = encodeU64(this.version);
+          break;
+        }
+        if (r.offset > this.size) {
+          h.result = Result.range_invalid;
+          body = encodeU64(this.size);
+          break;
+        }
+        body = this.readReply(r.version, r.offset, r.length);
+        if (f === "object_changed" && r.version === 0) this.version += 1; // replaced after every first read
+        break;
+      }
+      case Operation.create_upload: {
+        body = new Uint8Array(24);
+        const view = new DataView(body.buffer);
+        view.setBigUint64(0, 9n, true);
+        view.setBigUint64(8, BigInt(f === "create_bad_block_size" ? 4 * MiB + 1 : MiB), true);
+        view.setBigUint64(16, 5497558138880n, true);
+        this.received = [];
+        this.received_bytes = 0;
+        break;
+      }
+      case Operation.write_block: {
+        const w = decodeWriteBlock(request.body)!;
+        this.received.push(w.checksum);
+        this.received_bytes += w.data.length;
+        break;
+      }
+      case Operation.complete_upload: {
+        body = new Uint8Array(16);
+        const view = new DataView(body.buffer);
+        const manifest = manifestChecksum(this.received, this.received_bytes);
+        view.setBigUint64(0, 10n, true);
+        view.setBigUint64(8, f === "complete_checksum_wrong" ? manifest ^ 1n : manifest, true);
+        break;
+      }
+      default:
+        h.result = Result.bad_request;
+    }
+    return encode(finalize(h, body));
+  }
+
+  private readReply(version: number, offset: number, length: number): Uint8Array {
+    const f = this.forgery;
+    const end = Math.min(this.size, offset + length);
+    const map = end > offset ? this.blocks.filter((b) => b.start < end && b.start + b.size > offset).map((b) => ({ ...b })) : [];
+    if (f === "bad_block_checksum" && map.length > 0) map[0]!.checksum ^= 1n;
+    const manifest = manifestChecksum(
+      this.blocks.map((b) => b.checksum),
+      this.size,
+    );
+    const header = {
+      version: f === "version_flip" && version !== 0 ? this.version + 1 : this.version,
+      timestamp: 1700000000000,
+      size: this.size,
+      checksum: f === "manifest_wrong" ? manifest ^ 1n : manifest,
+      kind: ObjectKind.chunked,
+      block_count: this.blocks.length,
+      md5: this.md5,
+      metadata: null,
+    };
+    let data = f === "huge" ? new Uint8Array(0) : this.data.subarray(offset, end);
+    if (f === "short_data" && data.length > 1) data = data.subarray(0, data.length - 1);
+    return encodeReadReply({ header, block_map: f === "map_missing" ? null : map, data });
+  }
+}
+
+describe("C client large objects against a replica that forges replies", () => {
+  // What each call of `large_client_test forged` must end with: get_stream of the whole object, a
+  // 2 MiB range at 3 MiB + 5, toastyfs_get, a 5 MiB toastyfs_put (codes of toastyfs.h).
+  const OK = 0,
+    VALUE_TOO_LARGE = -4,
+    PROTOCOL = -9,
+    OBJECT_CHANGED = -13;
+  const cases: [Forgery, [number, number, number, number]][] = [
+    ["none", [OK, OK, OK, OK]],
+    ["short_data", [PROTOCOL, PROTOCOL, PROTOCOL, OK]],
+    ["bad_block_checksum", [PROTOCOL, PROTOCOL, PROTOCOL, OK]],
+    ["map_missing", [PROTOCOL, PROTOCOL, PROTOCOL, OK]],
+    ["version_flip", [PROTOCOL, PROTOCOL, PROTOCOL, OK]],
+    ["manifest_wrong", [PROTOCOL, OK, PROTOCOL, OK]],
+    ["md5_wrong", [PROTOCOL, OK, PROTOCOL, OK]],
+    ["object_changed", [OBJECT_CHANGED, OBJECT_CHANGED, OBJECT_CHANGED, OK]],
+    ["huge", [PROTOCOL, PROTOCOL, VALUE_TOO_LARGE, OK]],
+    ["create_bad_block_size", [OK, OK, OK, PROTOCOL]],
+    ["complete_checksum_wrong", [OK, OK, OK, PROTOCOL]],
+  ];
+
+  test("each forgery makes the calls it touches fail with the status that names it, and nothing else (valgrind clean)", async () => {
+    const replicas = cases.map(([forgery]) => new ForgingReplica(forgery));
+    for (const r of replicas) r.start();
+    try {
+      const tool = path.join(build_dir, "large_client_test");
+      const runs: Run[] = [];
+      // Three at a time: valgrind is slow, and the machine is shared.
+      for (let i = 0; i < replicas.length; i += 3)
+        runs.push(
+          ...(await Promise.all(
+            replicas
+              .slice(i, i + 3)
+              .map((r) =>
+                run([...(valgrind === null ? [] : [valgrind, ...valgrind_args]), tool, "forged", r.address], { timeout_ms: 120_000 }),
+              ),
+          )),
+        );
+      runs.forEach((r, i) => {
+        const [forgery, expected] = cases[i]!;
+        const context = `${forgery}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr.slice(-4000)}`;
+        expect(r.code, context).toBe(0);
+        expect(r.stdout, context).toContain("forged: ok");
+        if (valgrind !== null) expect(r.stderr, context).toContain("All heap blocks were freed -- no leaks are possible");
+        const codes = ["get_stream", "range", "get", "put"].map((what) =>
+          Number(new RegExp(`^${what}: (-?\\d+)`, "m").exec(r.stdout)?.[1]),
+        );
+        expect(codes, context).toEqual(expected);
+        console.log(`${forgery}: ${r.stdout.trim().split("\n").slice(0, 4).join(" | ")}`);
+      });
+    } finally {
+      for (const r of replicas) r.stop();
+    }
+  }, 400_000);
 });

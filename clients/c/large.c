@@ -151,9 +151,15 @@ static int abort_upload(ToastyFS *t, uint64_t upload_id, ToastyFS_Result *res)
     memcpy(first, res->message, sizeof first);
     memset(&aborted, 0, sizeof aborted);
     tfs_abort_upload_request(body, upload_id);
-    if (tfs_execute(t, TFS_OP_ABORT_UPLOAD, body, sizeof body, NULL, 0, NULL, &aborted) == TOASTYFS_OK ||
-        aborted.status == TOASTYFS_UPLOAD_NOT_FOUND)
+    if (tfs_execute(t, TFS_OP_ABORT_UPLOAD, body, sizeof body, NULL, 0, NULL, &aborted) == TOASTYFS_OK)
         (void)tfs_fail(res, status, "%s; upload %llu aborted, nothing stored", first, (unsigned long long)upload_id);
+    else if (aborted.status == TOASTYFS_UPLOAD_NOT_FOUND && res->outcome_unknown)
+        /* The complete whose answer was lost may have installed the object, which ended the upload. */
+        (void)tfs_fail(res, status, "%s; upload %llu is no longer open: the object may have been stored", first,
+                       (unsigned long long)upload_id);
+    else if (aborted.status == TOASTYFS_UPLOAD_NOT_FOUND)
+        (void)tfs_fail(res, status, "%s; upload %llu was already gone, nothing stored", first,
+                       (unsigned long long)upload_id);
     else
         (void)tfs_fail(res, status, "%s; aborting upload %llu failed too (%s): the cluster expires it", first,
                        (unsigned long long)upload_id, aborted.message);
@@ -279,7 +285,11 @@ static int upload(ToastyFS *t, const char *key, size_t key_len, const put_args *
 
     memset(&out, 0, sizeof out);
     status = tfs_execute(t, TFS_OP_CREATE_UPLOAD, body, len, NULL, 0, &out, res);
-    if (status != TOASTYFS_OK) return status;
+    if (status != TOASTYFS_OK) {
+        /* At most an upload was opened, which the cluster expires: the object is untouched. */
+        res->outcome_unknown = 0;
+        return status;
+    }
     *created = 1;
     tfs_learn_block_size(t, (uint32_t)out.block_size_max);
     if (s->fn != NULL && s->cap < out.block_size_max) {

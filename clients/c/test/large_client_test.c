@@ -8,6 +8,11 @@
  *                             fails mid-way, a declared size the source does not keep, conditions,
  *                             metadata; an object replaced while it is read
  *
+ *   large_client_test forged ADDRS  against one fake replica (tests/c_client_large.test.ts) that
+ *                             forges replies: prints the status of a whole get_stream, a ranged one,
+ *                             a toastyfs_get and a 5 MiB toastyfs_put, one line each; they must fail
+ *                             cleanly, and the test checks which status each gets
+ *
  * ADDRS is a comma-separated list of host:port.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -284,16 +289,53 @@ static void replaced_while_read(ToastyFS *tfs, size_t size)
     toastyfs_free(other);
 }
 
+/* A sink that only counts. */
+static int count_bytes(void *ctx, const char *buf, size_t len)
+{
+    (void)buf;
+    *(uint64_t *)ctx += len;
+    return 0;
+}
+
+static int forged(void)
+{
+    ToastyFS *tfs = toastyfs_init(0, addr_list, addr_count);
+    ToastyFS_Result res;
+    uint64_t bytes = 0;
+    char *value = pattern(5 * MIB, 5);
+    int code;
+    CHECK(tfs != NULL && value != NULL);
+    if (tfs == NULL || value == NULL) return 2;
+    toastyfs_set_timeouts(tfs, 5000, 30000);
+    code = toastyfs_get_stream(tfs, "obj", 3, 0, UINT64_MAX, count_bytes, &bytes, &res);
+    printf("get_stream: %d bytes %llu version %llu: %s\n", code, (unsigned long long)bytes,
+           (unsigned long long)res.version, res.message);
+    bytes = 0;
+    code = toastyfs_get_stream(tfs, "obj", 3, 3 * MIB + 5, 2 * MIB, count_bytes, &bytes, &res);
+    printf("range: %d bytes %llu: %s\n", code, (unsigned long long)bytes, res.message);
+    code = toastyfs_get(tfs, "obj", 3, &res);
+    printf("get: %d size %llu data_len %d: %s\n", code, (unsigned long long)res.size, res.data_len, res.message);
+    CHECK(code == res.status && (code == TOASTYFS_OK) == (res.data != NULL));
+    toastyfs_result_free(&res);
+    code = toastyfs_put(tfs, "obj2", 4, value, 5 * MIB, &res);
+    printf("put: %d: %s\n", code, res.message);
+    free(value);
+    toastyfs_free(tfs);
+    printf("forged: %s\n", failures == 0 ? "ok" : "FAILED");
+    return failures == 0 ? 0 : 2;
+}
+
 int main(int argc, char **argv)
 {
     const size_t size = 64 * MIB;
     ToastyFS *tfs;
     char *value;
-    if (argc != 3 || strcmp(argv[1], "large") != 0) {
-        fprintf(stderr, "usage: large_client_test large host:port,...\n");
+    if (argc != 3 || (strcmp(argv[1], "large") != 0 && strcmp(argv[1], "forged") != 0)) {
+        fprintf(stderr, "usage: large_client_test large|forged host:port,...\n");
         return 2;
     }
     parse_addrs(argv[2]);
+    if (strcmp(argv[1], "forged") == 0) return forged();
     tfs = toastyfs_init(0, addr_list, addr_count);
     value = pattern(size, 64);
     CHECK(tfs != NULL && value != NULL);
