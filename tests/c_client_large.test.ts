@@ -12,6 +12,8 @@
  * the status that names the problem, valgrind clean.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { Command, encode, finalize, Header, type Message } from "../lib/net/codec.ts";
 import { FrameReader } from "../lib/net/frame_reader.ts";
@@ -56,6 +58,7 @@ async function run(cmd: string[], options: { stdin?: Uint8Array; timeout_ms?: nu
   return { code, stdout, stderr };
 }
 
+const MiB = 1024 * 1024;
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const u64hex = (n: bigint) => n.toString(16).padStart(16, "0");
 const ascii = (s: string) => new TextEncoder().encode(s);
@@ -246,6 +249,32 @@ describe("C client large objects against a real 3-replica cluster with 1 MiB blo
     await waitFor("no open upload on any replica", async () => (await open()).every((n) => n === 0), 10_000, 50);
     console.log(`uploads_open per replica after the run: ${(await open()).join(", ")}`);
   }, 420_000);
+
+  test("a 128 MiB put_fd and get_fd through files: the process peaks far below the object's size (one block, one message)", async () => {
+    const file = path.join(os.tmpdir(), `toastyfs-c-memory-${process.pid}`);
+    const chunk = new Uint8Array(MiB);
+    crypto.getRandomValues(chunk.subarray(0, 65536));
+    const sink = fs.openSync(file, "w");
+    try {
+      for (let i = 0; i < 128; i++) {
+        chunk[65536 + i] = i; // every 1 MiB block differs
+        for (let at = 65536; at < MiB; at += 65536) chunk.copyWithin(at, 0, 65536);
+        chunk[MiB - 1] = i;
+        fs.writeSync(sink, chunk);
+      }
+      fs.closeSync(sink);
+      const r = await run([path.join(build_dir, "large_client_test"), "memory", cluster.cluster_arg, file], { timeout_ms: 120_000 });
+      expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+      const hwm_kib = Number(/VmHWM (\d+) KiB/.exec(r.stdout)?.[1]);
+      console.log(`${r.stdout.trim()}`);
+      // A 4 MiB block buffer (the handle's size until the cluster says 1 MiB), a 4 MiB read reply and
+      // the program itself; 128 MiB would show if anything held the object.
+      expect(hwm_kib).toBeGreaterThan(0);
+      expect(hwm_kib).toBeLessThan(24 * 1024);
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  }, 150_000);
 });
 
 // --- A fake one-replica cluster that serves one chunked object and forges its replies
@@ -262,8 +291,6 @@ type Forgery =
   | "huge" // get: value_too_large; the object is 3 GiB
   | "create_bad_block_size" // create_upload announces 4 MiB + 1 byte blocks
   | "complete_checksum_wrong"; // complete_upload answers a manifest checksum that is not the blocks'
-
-const MiB = 1024 * 1024;
 
 class ForgingReplica {
   private server: { stop(closeActiveConnections?: boolean): void; port: number } | null = null;

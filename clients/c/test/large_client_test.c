@@ -13,6 +13,10 @@
  *                             a toastyfs_get and a 5 MiB toastyfs_put, one line each; they must fail
  *                             cleanly, and the test checks which status each gets
  *
+ *   large_client_test memory ADDRS FILE  put_fd FILE as "memory", get_fd it into a temporary file,
+ *                             compare, and print the peak resident set ("VmHWM N KiB"): the library
+ *                             holds one block and one message, whatever the object's size
+ *
  * ADDRS is a comma-separated list of host:port.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -23,6 +27,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <fcntl.h>
 
 #include <toastyfs.h>
 
@@ -325,13 +331,63 @@ static int forged(void)
     return failures == 0 ? 0 : 2;
 }
 
+/* Does the file at a hold what the file at b holds? */
+static int files_equal(int a, int b)
+{
+    char *x = (char *)malloc(MIB), *y = (char *)malloc(MIB);
+    int same = x != NULL && y != NULL && lseek(a, 0, SEEK_SET) == 0 && lseek(b, 0, SEEK_SET) == 0;
+    while (same) {
+        ssize_t n = read(a, x, MIB), m = n > 0 ? read(b, y, (size_t)n) : read(b, y, 1);
+        if (n <= 0) {
+            same = n == 0 && m == 0;
+            break;
+        }
+        same = m == n && memcmp(x, y, (size_t)n) == 0;
+    }
+    free(x);
+    free(y);
+    return same;
+}
+
+static int memory(const char *file)
+{
+    ToastyFS *tfs = toastyfs_init(0, addr_list, addr_count);
+    ToastyFS_Result res;
+    char out_path[] = "/tmp/toastyfs-c-memory-XXXXXX";
+    int in = open(file, O_RDONLY), out = temp_file(out_path);
+    char line[256];
+    long hwm_kib = -1;
+    FILE *status;
+    CHECK(tfs != NULL && in >= 0 && out >= 0);
+    if (tfs == NULL || in < 0 || out < 0) return 2;
+    CHECK(toastyfs_set_timeouts(tfs, 5000, 60000) == TOASTYFS_OK);
+    CHECK_STATUS(toastyfs_put_fd(tfs, "memory", 6, in, NULL, &res), TOASTYFS_OK, res);
+    CHECK_STATUS(toastyfs_get_fd(tfs, "memory", 6, 0, UINT64_MAX, out, &res), TOASTYFS_OK, res);
+    CHECK(files_equal(in, out));
+    /* VmHWM, not getrusage's ru_maxrss: that one also counts the parent's memory at fork when the
+     * child was spawned by a large process (Bun). */
+    status = fopen("/proc/self/status", "r");
+    while (status != NULL && fgets(line, sizeof line, status) != NULL)
+        if (strncmp(line, "VmHWM:", 6) == 0) hwm_kib = strtol(line + 6, NULL, 10);
+    if (status != NULL) fclose(status);
+    printf("memory: %llu bytes through put_fd and get_fd, VmHWM %ld KiB\n", (unsigned long long)res.size, hwm_kib);
+    close(in);
+    close(out);
+    toastyfs_free(tfs);
+    return failures == 0 ? 0 : 2;
+}
+
 int main(int argc, char **argv)
 {
     const size_t size = 64 * MIB;
     ToastyFS *tfs;
     char *value;
+    if (argc == 4 && strcmp(argv[1], "memory") == 0) {
+        parse_addrs(argv[2]);
+        return memory(argv[3]);
+    }
     if (argc != 3 || (strcmp(argv[1], "large") != 0 && strcmp(argv[1], "forged") != 0)) {
-        fprintf(stderr, "usage: large_client_test large|forged host:port,...\n");
+        fprintf(stderr, "usage: large_client_test large|forged host:port,...\n       large_client_test memory host:port,... FILE\n");
         return 2;
     }
     parse_addrs(argv[2]);
