@@ -37,26 +37,8 @@ import {
   type ReadReply,
 } from "../lib/store/large_bodies.ts";
 import { checksum } from "../lib/util/checksum.ts";
-import { repo, TestCluster, waitFor } from "./support/cluster.ts";
-
-const c_dir = path.join(repo, "clients/c");
-const build_dir = path.join(c_dir, "build");
-const valgrind = Bun.which("valgrind");
-const valgrind_args = ["--leak-check=full", "--error-exitcode=1", "--errors-for-leak-kinds=definite,indirect,possible"];
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(cmd: string[], options: { stdin?: Uint8Array; timeout_ms?: number } = {}): Promise<Run> {
-  const proc = Bun.spawn(cmd, { cwd: c_dir, stdout: "pipe", stderr: "pipe", stdin: options.stdin ?? "ignore" });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), options.timeout_ms ?? 60_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  clearTimeout(timer);
-  return { code, stdout, stderr };
-}
+import { TestCluster, waitFor } from "./support/cluster.ts";
+import { build_dir, c_dir, run, underValgrind, valgrind, type Run } from "./support/c_run.ts";
 
 const MiB = 1024 * 1024;
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -71,7 +53,7 @@ beforeAll(async () => {
 describe("C client large objects: codec", () => {
   test("large_unit_test (MD5 test suite of RFC 1321, PROTOCOL.md §5.11-5.12, malformed replies) passes under valgrind", async () => {
     const cmd = [path.join(build_dir, "large_unit_test")];
-    const r = valgrind === null ? await run(cmd) : await run([valgrind, ...valgrind_args, ...cmd]);
+    const r = await run(underValgrind(cmd));
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.stdout).toContain(", 0 failed");
     if (valgrind !== null) expect(r.stderr).toContain("All heap blocks were freed -- no leaks are possible");
@@ -232,10 +214,7 @@ describe("C client large objects against a real 3-replica cluster with 1 MiB blo
   test("64 MiB put_fd/get_fd, puts and gets above the block size and 16 MiB, ranges, failing sources, conditions, metadata, object_changed: valgrind clean, no upload left open", async () => {
     const cmd = [path.join(build_dir, "large_client_test"), "large", cluster.cluster_arg];
     const started = Date.now();
-    const r =
-      valgrind === null
-        ? await run(cmd, { timeout_ms: 400_000 })
-        : await run([valgrind, ...valgrind_args, ...cmd], { timeout_ms: 400_000 });
+    const r = await run(underValgrind(cmd), { timeout_ms: 400_000 });
     const context = `--- stdout\n${r.stdout}\n--- stderr\n${r.stderr.slice(-6000)}`;
     expect(r.code, context).toBe(0);
     expect(r.stdout, context).toContain("large: ok");
@@ -490,11 +469,7 @@ describe("C client large objects against a replica that forges replies", () => {
       for (let i = 0; i < replicas.length; i += 3)
         runs.push(
           ...(await Promise.all(
-            replicas
-              .slice(i, i + 3)
-              .map((r) =>
-                run([...(valgrind === null ? [] : [valgrind, ...valgrind_args]), tool, "forged", r.address], { timeout_ms: 120_000 }),
-              ),
+            replicas.slice(i, i + 3).map((r) => run(underValgrind([tool, "forged", r.address]), { timeout_ms: 120_000 })),
           )),
         );
       runs.forEach((r, i) => {

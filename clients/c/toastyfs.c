@@ -324,8 +324,14 @@ static int operation_needs_session(uint8_t operation)
     return operation_is_write(operation) && operation != TFS_OP_REGISTER;
 }
 
-/* A u64 reply body below 2^53 (a version, a size, a limit): 0 or -1. */
-static int reply_u64(const tfs_frame *f, uint64_t *value) { return tfs_read_version(f->body, f->body_len, value); }
+/* A result that only operation `only` can get, whose body is a u64 below 2^53 (a version, a size, a
+ * limit): *value, copied to *field unless it is NULL. 0, or -1 if the reply does not fit. */
+static int u64_result(const tfs_frame *f, uint8_t op, uint8_t only, uint64_t *field, uint64_t *value)
+{
+    if (op != only || tfs_read_version(f->body, f->body_len, value) != 0) return -1;
+    if (field != NULL) *field = *value;
+    return 0;
+}
 
 /*
  * Fills res from a final reply. 0: done (res->status says how it went). -1: the reply is malformed
@@ -487,8 +493,7 @@ static int interpret(ToastyFS *t, tfs_call *call, tfs_frame *f, ToastyFS_Result 
         return 0;
 
     case TFS_RESULT_OBJECT_CHANGED:
-        if (op != TFS_OP_READ || reply_u64(f, &version) != 0) return -1;
-        res->version = version;
+        if (u64_result(f, op, TFS_OP_READ, &res->version, &version) != 0) return -1;
         if (version == 0)
             tfs_fail(res, TOASTYFS_OBJECT_CHANGED, "the object was deleted while it was read");
         else
@@ -503,10 +508,9 @@ static int interpret(ToastyFS *t, tfs_call *call, tfs_frame *f, ToastyFS_Result 
         return 0;
 
     case TFS_RESULT_RANGE_INVALID:
-        if (op != TFS_OP_READ || reply_u64(f, &version) != 0) return -1;
-        res->size = version;
+        if (u64_result(f, op, TFS_OP_READ, &res->size, &version) != 0) return -1;
         tfs_fail(res, TOASTYFS_RANGE_INVALID, "the offset is past the end of the object (%llu bytes)",
-                        (unsigned long long)version);
+                 (unsigned long long)version);
         return 0;
 
     case TFS_RESULT_UPLOAD_INCOMPLETE:
@@ -514,22 +518,21 @@ static int interpret(ToastyFS *t, tfs_call *call, tfs_frame *f, ToastyFS_Result 
          * broke the protocol. */
         if (op != TFS_OP_COMPLETE_UPLOAD || f->body_len != 16) return -1;
         tfs_fail(res, TOASTYFS_PROTOCOL,
-                        "the cluster says part %u block %u of the upload is missing, though it acknowledged it",
-                        (unsigned)tfs_get_u32(f->body), (unsigned)tfs_get_u32(f->body + 4));
+                 "the cluster says part %u block %u of the upload is missing, though it acknowledged it",
+                 (unsigned)tfs_get_u32(f->body), (unsigned)tfs_get_u32(f->body + 4));
         return 0;
 
     case TFS_RESULT_SIZE_MISMATCH:
-        if (op != TFS_OP_COMPLETE_UPLOAD || reply_u64(f, &version) != 0) return -1;
-        res->size = version;
+        if (u64_result(f, op, TFS_OP_COMPLETE_UPLOAD, &res->size, &version) != 0) return -1;
         tfs_fail(res, TOASTYFS_SIZE_MISMATCH, "the upload holds %llu bytes, not the declared size",
-                        (unsigned long long)version);
+                 (unsigned long long)version);
         return 0;
 
     case TFS_RESULT_TOO_MANY_UPLOADS:
-        if (op != TFS_OP_CREATE_UPLOAD || reply_u64(f, &version) != 0) return -1;
-        if (call->out != NULL) call->out->limit = version;
+        if (u64_result(f, op, TFS_OP_CREATE_UPLOAD, call->out != NULL ? &call->out->limit : NULL, &version) != 0)
+            return -1;
         tfs_fail(res, TOASTYFS_TOO_MANY_UPLOADS, "the cluster has its limit of %llu open uploads",
-                        (unsigned long long)version);
+                 (unsigned long long)version);
         return 0;
 
     default:

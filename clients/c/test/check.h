@@ -54,4 +54,11 @@ static inline size_t parse_dump(const char *dump, uint8_t *out, size_t cap)
     return n;
 }
 
+/* Prints "NAME: N checks, F failed" and gives the exit status: 0 if every check passed, else 2. */
+static inline int check_report(const char *name)
+{
+    printf("%s: %d checks, %d failed\n", name, checks, failures);
+    return failures == 0 ? 0 : 2;
+}
+
 #endif /* TFS_TEST_CHECK_H */

@@ -383,6 +383,5 @@ int main(int argc, char **argv)
     test_vectors();
     test_replies();
     test_metadata();
-    printf("large_unit_test: %d checks, %d failed\n", checks, failures);
-    return failures == 0 ? 0 : 2;
+    return check_report("large_unit_test");
 }

@@ -500,6 +500,5 @@ int main(int argc, char **argv)
     test_requests();
     test_replies();
     test_arguments();
-    printf("unit_test: %d checks, %d failed\n", checks, failures);
-    return failures == 0 ? 0 : 2;
+    return check_report("unit_test");
 }
