@@ -687,8 +687,9 @@ static int read_range(ToastyFS *t, const char *key, size_t key_len, uint64_t ver
         (void)tfs_fail(res, status, "%.*s changed while it was read (version %llu): %s", (int)(key_len > 64 ? 64 : key_len),
                        key, (unsigned long long)g.version, detail);
     }
-    if (status == TOASTYFS_OK) {
-        res->message[0] = '\0';
+    if (status == TOASTYFS_OK) res->message[0] = '\0';
+    /* The version read (object_changed reports the one now current instead). */
+    if (g.started && status != TOASTYFS_OBJECT_CHANGED) {
         res->version = g.version;
         res->size = g.size;
         res->checksum = g.checksum;
