@@ -1,5 +1,5 @@
 /**
- * The C client's large objects (clients/c: md5.c, wire_large.c, large.c). Without a cluster: its
+ * The C client's large objects (clients/c: md5.c, wire_large.c, upload.c, read_stream.c). Without a cluster: its
  * unit tests under valgrind (MD5 against RFC 1321's test suite, PROTOCOL.md §5.11-5.12 vectors,
  * malformed read replies), every request body it encodes compared byte for byte with what
  * lib/store/large_bodies.ts encodes for the same input, read replies built by the TypeScript encoder

@@ -287,9 +287,9 @@ typedef struct tfs_read_reply {
 /* Validates a whole read reply body as lib/store/large_bodies.ts decodeReadReply does: 0, or -1. */
 TFS_HIDDEN int tfs_read_read_reply(const uint8_t *body, size_t len, tfs_read_reply *out);
 
-/* --- The client core (toastyfs.c) as the large-object calls (large.c) use it */
+/* --- The client core (toastyfs.c) as the large-object calls (upload.c, read_stream.c) use it */
 
-/* What a reply carried besides res: toastyfs.c fills it, large.c reads it. */
+/* What a reply carried besides res: toastyfs.c fills it, upload.c and read_stream.c read it. */
 typedef struct tfs_out {
     uint64_t upload_id, block_size_max, object_size_max; /* create_upload */
     uint64_t checksum;                                   /* complete_upload: the manifest checksum */
@@ -319,7 +319,7 @@ TFS_HIDDEN void tfs_learn_block_size(ToastyFS *t, uint32_t block_size);
 TFS_HIDDEN int tfs_put_inline(ToastyFS *t, const char *key, size_t key_len, const char *data, size_t data_len,
                               uint8_t condition, uint64_t if_version, ToastyFS_Result *res);
 
-/* --- Large objects (large.c) */
+/* --- Large objects (upload.c, read_stream.c) */
 
 /* toastyfs_put of a value above the block size: an upload from memory, blocks sliced from data. */
 TFS_HIDDEN int tfs_put_large(ToastyFS *t, const char *key, size_t key_len, const char *data, size_t data_len,
