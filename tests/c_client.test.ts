@@ -18,25 +18,7 @@ import { Operation, Result, decodeKeyRequest, encodeGetReply, encodeListReply, e
 import { repo, TestCluster, waitFor } from "./support/cluster.ts";
 import { copyCTree, readmeBlock } from "./support/c_docs.ts";
 import { runWithDevCluster } from "./support/dev_ports.ts";
-
-const c_dir = path.join(repo, "clients/c");
-const build_dir = path.join(c_dir, "build");
-const valgrind = Bun.which("valgrind");
-const valgrind_args = ["--leak-check=full", "--error-exitcode=1", "--errors-for-leak-kinds=definite,indirect,possible"];
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(cmd: string[], options: { cwd?: string; timeout_ms?: number } = {}): Promise<Run> {
-  const proc = Bun.spawn(cmd, { cwd: options.cwd ?? c_dir, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), options.timeout_ms ?? 60_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  clearTimeout(timer);
-  return { code, stdout, stderr };
-}
+import { build_dir, c_dir, run, valgrind, valgrind_args, type Run } from "./support/c_run.ts";
 
 /** Runs a program under valgrind and asserts it exited 0 with no memory errors and no leaks. */
 async function runValgrind(cmd: string[], timeout_ms = 60_000): Promise<Run> {

@@ -48,6 +48,30 @@ static inline void tfs_put_u64(uint8_t *p, uint64_t v)
 /* --- xxHash64 (xxhash64.c) */
 
 TFS_HIDDEN uint64_t tfs_xxh64(const void *data, size_t len, uint64_t seed);
+typedef struct tfs_xxh64_state {
+    uint64_t v[4];
+    uint64_t seed;
+    uint64_t total;
+    uint8_t buf[32];
+    size_t buf_len;
+} tfs_xxh64_state;
+TFS_HIDDEN void tfs_xxh64_init(tfs_xxh64_state *s, uint64_t seed);
+TFS_HIDDEN void tfs_xxh64_update(tfs_xxh64_state *s, const void *data, size_t len);
+/* Feeds v as 8 little-endian bytes (part and manifest checksums hash checksums this way). */
+TFS_HIDDEN void tfs_xxh64_update_u64(tfs_xxh64_state *s, uint64_t v);
+/* The hash of everything fed so far; the state may be fed further. */
+TFS_HIDDEN uint64_t tfs_xxh64_digest(const tfs_xxh64_state *s);
+
+/* --- MD5, RFC 1321 (md5.c) */
+
+typedef struct tfs_md5 {
+    uint32_t state[4];
+    uint64_t bytes;
+    uint8_t buf[64];
+} tfs_md5;
+TFS_HIDDEN void tfs_md5_init(tfs_md5 *m);
+TFS_HIDDEN void tfs_md5_update(tfs_md5 *m, const void *data, size_t len);
+TFS_HIDDEN void tfs_md5_final(tfs_md5 *m, uint8_t out[16]);
 
 /* --- Wire format (wire.c): docs/PROTOCOL.md §1.4, §2, §3 */
 
@@ -133,6 +157,8 @@ TFS_HIDDEN void tfs_request_header(uint8_t *header, uint64_t cluster, uint64_t c
                                    uint32_t request, uint8_t operation);
 /* Sets size and checksum_body for the body that follows the header in msg (§2.3 step 2). */
 TFS_HIDDEN void tfs_seal_body(uint8_t *msg, size_t body_len);
+/* The same for a body whose last tail_len bytes are sent from elsewhere (a block of the caller's). */
+TFS_HIDDEN void tfs_seal_body_tail(uint8_t *msg, size_t head_len, const uint8_t *tail, size_t tail_len);
 /* Sets the view hint and then the header checksum (§2.3 step 3); cheap, done per send. */
 TFS_HIDDEN void tfs_seal_header(uint8_t *msg, uint32_t view);
 
@@ -159,6 +185,147 @@ TFS_HIDDEN int tfs_read_version(const uint8_t *body, size_t len, uint64_t *versi
 /* A list reply body (§3.6.4), validated completely, into res->entries (one allocation holding the
  * array and the keys). 0, -1 if malformed, -2 if out of memory. */
 TFS_HIDDEN int tfs_read_list(const uint8_t *body, size_t len, ToastyFS_Result *res);
+
+/* --- Large-object bodies (wire_large.c): docs/PROTOCOL.md §3.15, lib/store/large_bodies.ts */
+
+enum {
+    TFS_OP_CREATE_UPLOAD = 7,
+    TFS_OP_WRITE_BLOCK = 8,
+    TFS_OP_COMPLETE_UPLOAD = 9,
+    TFS_OP_ABORT_UPLOAD = 10,
+    TFS_OP_READ = 11,
+    TFS_OP_PUT_OBJECT = 12
+};
+enum {
+    TFS_RESULT_OBJECT_CHANGED = 12,
+    TFS_RESULT_UPLOAD_NOT_FOUND = 13,
+    TFS_RESULT_RANGE_INVALID = 14,
+    TFS_RESULT_UPLOAD_INCOMPLETE = 15,
+    TFS_RESULT_SIZE_MISMATCH = 16,
+    TFS_RESULT_TOO_MANY_UPLOADS = 17
+};
+
+#define TFS_BLOCK_SIZE_MIN 16u
+#define TFS_READ_SIZE_MAX 4194304u
+#define TFS_UPLOAD_PARTS_MAX 10000u
+#define TFS_PART_BLOCKS_MAX 1048576u
+#define TFS_BLOCK_MAP_ENTRIES_MAX (TFS_READ_SIZE_MAX / TFS_BLOCK_SIZE_MIN + 2u)
+#define TFS_CREATE_UPLOAD_FIXED 32u
+#define TFS_CREATE_UPLOAD_REPLY 24u
+#define TFS_WRITE_BLOCK_FIXED 32u
+#define TFS_COMPLETE_UPLOAD_FIXED 48u
+#define TFS_UPLOAD_PART_SIZE 32u
+#define TFS_COMPLETE_UPLOAD_REPLY 16u
+#define TFS_ABORT_UPLOAD_SIZE 8u
+#define TFS_READ_REQUEST_FIXED 24u
+#define TFS_PUT_OBJECT_FIXED 32u
+#define TFS_OBJECT_HEADER_FIXED 64u
+#define TFS_BLOCK_MAP_FIXED 8u
+#define TFS_BLOCK_MAP_ENTRY 24u
+#define TFS_MD5_SIZE 16u
+#define TFS_READ_FLAG_METADATA 1u
+#define TFS_READ_FLAG_BLOCK_MAP 2u
+#define TFS_KIND_INLINE 0u
+#define TFS_KIND_CHUNKED 1u
+
+/* Content type and canonical user metadata, as they go on the wire. */
+typedef struct tfs_metadata {
+    const char *content_type;
+    size_t content_type_len;
+    uint8_t user_meta[TOASTYFS_USER_META_SIZE_MAX];
+    size_t user_meta_len;
+} tfs_metadata;
+
+/* Checks and encodes the caller's metadata into meta (sorted by name, §3.15.2). 0, or -1 with
+ * *problem saying which limit or rule was broken. value_lens NULL: values are NUL-terminated. */
+TFS_HIDDEN int tfs_metadata_encode(const char *content_type, const char *const *names, const char *const *values,
+                                   const size_t *value_lens, int count, tfs_metadata *meta, const char **problem);
+
+/* create_upload body (§3.15.3) into body (room for 32 + key + metadata): its length. */
+TFS_HIDDEN size_t tfs_create_upload_request(uint8_t *body, const char *key, size_t key_len, uint8_t condition,
+                                            uint64_t if_version, int has_declared, uint64_t declared,
+                                            const tfs_metadata *meta);
+/* put_object body (§3.15.6) up to the value, which follows it on the wire: its length. md5 NULL:
+ * absent. */
+TFS_HIDDEN size_t tfs_put_object_head(uint8_t *body, const char *key, size_t key_len, uint8_t condition,
+                                      uint64_t if_version, const uint8_t *md5, const tfs_metadata *meta);
+/* The 32 bytes of a write_block body (§3.15.4) before its data. */
+TFS_HIDDEN void tfs_write_block_head(uint8_t *head, uint64_t upload_id, uint32_t part, uint32_t index, uint64_t attempt,
+                                     uint64_t checksum);
+
+typedef struct tfs_part {
+    uint32_t number, block_count;
+    uint64_t attempt, size, checksum;
+} tfs_part;
+/* complete_upload body (§3.15.5) into body (room for 48 + 32 * count): its length. */
+TFS_HIDDEN size_t tfs_complete_upload_request(uint8_t *body, uint64_t upload_id, uint8_t condition, uint64_t if_version,
+                                              int has_declared, uint64_t declared, const uint8_t *md5,
+                                              const tfs_part *parts, uint32_t count);
+TFS_HIDDEN void tfs_abort_upload_request(uint8_t *body, uint64_t upload_id);
+/* read body (§3.15.7) into body (room for 24 + key): its length. */
+TFS_HIDDEN size_t tfs_read_request(uint8_t *body, const char *key, size_t key_len, uint8_t flags, uint32_t length,
+                                   uint64_t version, uint64_t offset);
+
+/* create_upload's and complete_upload's ok replies. 0, or -1 if malformed. */
+TFS_HIDDEN int tfs_read_create_upload_reply(const uint8_t *body, size_t len, uint64_t *upload_id,
+                                            uint64_t *block_size_max, uint64_t *object_size_max);
+TFS_HIDDEN int tfs_read_complete_upload_reply(const uint8_t *body, size_t len, uint64_t *version, uint64_t *checksum);
+
+/* A read reply (§3.15.8), pointing into the body it was parsed from. */
+typedef struct tfs_read_reply {
+    tfs_object_info info;
+    uint8_t kind;
+    int has_md5;
+    uint8_t md5[TFS_MD5_SIZE];
+    uint32_t block_count;
+    int has_map;
+    uint32_t map_count;
+    const uint8_t *map; /* map_count entries of TFS_BLOCK_MAP_ENTRY bytes: u64 start, size, checksum */
+    const uint8_t *data;
+    size_t data_len;
+} tfs_read_reply;
+/* Validates a whole read reply body as lib/store/large_bodies.ts decodeReadReply does: 0, or -1. */
+TFS_HIDDEN int tfs_read_read_reply(const uint8_t *body, size_t len, tfs_read_reply *out);
+
+/* --- The client core (toastyfs.c) as the large-object calls (upload.c, read_stream.c) use it */
+
+/* What a reply carried besides res: toastyfs.c fills it, upload.c and read_stream.c read it. */
+typedef struct tfs_out {
+    uint64_t upload_id, block_size_max, object_size_max; /* create_upload */
+    uint64_t checksum;                                   /* complete_upload: the manifest checksum */
+    uint8_t *body;         /* read: the reply body, now the caller's to free */
+    tfs_read_reply read;   /* read: the reply, parsed and validated, pointing into body */
+    uint64_t limit;        /* value_too_large, too_many_uploads: the cluster's limit (0: not given) */
+} tfs_out;
+
+/* Runs one operation to a final answer (registering first if it is a write that needs a session):
+ * body (body_len bytes) is copied into the request, tail (tail_len bytes, may be NULL) is sent after
+ * it from where it is. out may be NULL. Returns res->status. */
+TFS_HIDDEN int tfs_execute(ToastyFS *t, uint8_t operation, const uint8_t *body, size_t body_len, const uint8_t *tail,
+                           size_t tail_len, tfs_out *out, ToastyFS_Result *res);
+/* Clears res and checks the handle (res NULL, tfs NULL): 0 or the failing status. */
+TFS_HIDDEN int tfs_check_common(ToastyFS *t, ToastyFS_Result *res);
+TFS_HIDDEN int tfs_check_key(const char *key, int key_len, ToastyFS_Result *res);
+/* Sets res->status and a printf-style res->message; returns status. */
+TFS_HIDDEN int tfs_fail(ToastyFS_Result *res, int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* The block size this handle uploads with: 4 MiB until a cluster announces its own. */
+TFS_HIDDEN uint32_t tfs_block_size(const ToastyFS *t);
+TFS_HIDDEN void tfs_learn_block_size(ToastyFS *t, uint32_t block_size);
+/* The put of one request (op 2), as toastyfs_put_if did before uploads. */
+TFS_HIDDEN int tfs_put_inline(ToastyFS *t, const char *key, size_t key_len, const char *data, size_t data_len,
+                              uint8_t condition, uint64_t if_version, ToastyFS_Result *res);
+
+/* --- Large objects (upload.c, read_stream.c) */
+
+/* toastyfs_put of a value above the block size: an upload from memory, blocks sliced from data. */
+TFS_HIDDEN int tfs_put_large(ToastyFS *t, const char *key, size_t key_len, const char *data, size_t data_len,
+                             uint8_t condition, uint64_t if_version, ToastyFS_Result *res);
+/* toastyfs_get of a value above what one get returns: head, allocate, read. */
+TFS_HIDDEN int tfs_get_large(ToastyFS *t, const char *key, size_t key_len, ToastyFS_Result *res);
 
 /* --- Addresses and membership (address.c): lib/net/address.ts, PROTOCOL §3.1 */
 

@@ -68,13 +68,17 @@ struct ToastyFS {
     int target;
     int attempt_timeout_ms;
     int operation_timeout_ms;
+    uint32_t block_size; /* the block size uploads use: 4 MiB until a create_upload reply says otherwise */
 };
 
 /* One request being retried. */
 typedef struct tfs_call {
     uint8_t operation;
-    uint8_t *msg; /* header + body */
+    uint8_t *msg; /* header + body (without the tail) */
     size_t msg_len;
+    const uint8_t *tail; /* the rest of the body, sent from where it is (a block of the caller's) */
+    size_t tail_len;
+    tfs_out *out;
     uint32_t request;
     int64_t deadline;
     int attempts;
@@ -104,6 +108,16 @@ static int fail(ToastyFS_Result *res, int status, const char *message)
 {
     res->status = status;
     set_message(res, "%s", message);
+    return status;
+}
+
+int tfs_fail(ToastyFS_Result *res, int status, const char *fmt, ...)
+{
+    va_list ap;
+    res->status = status;
+    va_start(ap, fmt);
+    (void)vsnprintf(res->message, sizeof res->message, fmt, ap);
+    va_end(ap);
     return status;
 }
 
@@ -298,7 +312,25 @@ static int pump(ToastyFS *t, tfs_call *call, int target, int64_t *attempt_deadli
 
 static int operation_is_write(uint8_t operation)
 {
-    return operation == TFS_OP_REGISTER || operation == TFS_OP_PUT || operation == TFS_OP_DELETE;
+    return operation == TFS_OP_REGISTER || operation == TFS_OP_PUT || operation == TFS_OP_DELETE ||
+           operation == TFS_OP_CREATE_UPLOAD || operation == TFS_OP_COMPLETE_UPLOAD ||
+           operation == TFS_OP_ABORT_UPLOAD || operation == TFS_OP_PUT_OBJECT;
+}
+
+/* Writes that the cluster records in its client table, and so need a session (write_block does not:
+ * it is idempotent, docs/PROTOCOL.md §3.15.1). */
+static int operation_needs_session(uint8_t operation)
+{
+    return operation_is_write(operation) && operation != TFS_OP_REGISTER;
+}
+
+/* A result that only operation `only` can get, whose body is a u64 below 2^53 (a version, a size, a
+ * limit): *value, copied to *field unless it is NULL. 0, or -1 if the reply does not fit. */
+static int u64_result(const tfs_frame *f, uint8_t op, uint8_t only, uint64_t *field, uint64_t *value)
+{
+    if (op != only || tfs_read_version(f->body, f->body_len, value) != 0) return -1;
+    if (field != NULL) *field = *value;
+    return 0;
 }
 
 /*
@@ -325,10 +357,45 @@ static int interpret(ToastyFS *t, tfs_call *call, tfs_frame *f, ToastyFS_Result 
         }
         case TFS_OP_PUT:
         case TFS_OP_DELETE:
+        case TFS_OP_PUT_OBJECT:
             if (tfs_read_version(f->body, f->body_len, &version) != 0 || version == 0) return -1;
             res->version = version;
             res->status = TOASTYFS_OK;
             return 0;
+        case TFS_OP_CREATE_UPLOAD: {
+            uint64_t id, block, object;
+            if (tfs_read_create_upload_reply(f->body, f->body_len, &id, &block, &object) != 0) return -1;
+            if (call->out != NULL) {
+                call->out->upload_id = id;
+                call->out->block_size_max = block;
+                call->out->object_size_max = object;
+            }
+            res->status = TOASTYFS_OK;
+            return 0;
+        }
+        case TFS_OP_WRITE_BLOCK:
+        case TFS_OP_ABORT_UPLOAD:
+            if (f->body_len != 0) return -1;
+            res->status = TOASTYFS_OK;
+            return 0;
+        case TFS_OP_COMPLETE_UPLOAD: {
+            uint64_t checksum;
+            if (tfs_read_complete_upload_reply(f->body, f->body_len, &version, &checksum) != 0) return -1;
+            if (call->out != NULL) call->out->checksum = checksum;
+            res->version = version;
+            res->checksum = checksum;
+            res->status = TOASTYFS_OK;
+            return 0;
+        }
+        case TFS_OP_READ: {
+            tfs_read_reply read;
+            if (call->out == NULL || tfs_read_read_reply(f->body, f->body_len, &read) != 0) return -1;
+            call->out->read = read;
+            call->out->body = f->body;
+            f->body = NULL;
+            info = read.info;
+            break;
+        }
         case TFS_OP_STAT:
             if (f->body_len != TFS_OBJECT_INFO_SIZE || tfs_read_object_info(f->body, &info) != 0) return -1;
             break;
@@ -366,12 +433,14 @@ static int interpret(ToastyFS *t, tfs_call *call, tfs_frame *f, ToastyFS_Result 
         return 0;
 
     case TFS_RESULT_NOT_FOUND:
-        if (op != TFS_OP_GET && op != TFS_OP_STAT && op != TFS_OP_DELETE) return -1;
+        if (op != TFS_OP_GET && op != TFS_OP_STAT && op != TFS_OP_DELETE && op != TFS_OP_READ) return -1;
         fail(res, TOASTYFS_NOT_FOUND, "not found");
         return 0;
 
     case TFS_RESULT_CONDITION_FAILED:
-        if (op != TFS_OP_PUT && op != TFS_OP_DELETE) return -1;
+        if (op != TFS_OP_PUT && op != TFS_OP_DELETE && op != TFS_OP_CREATE_UPLOAD && op != TFS_OP_COMPLETE_UPLOAD &&
+            op != TFS_OP_PUT_OBJECT)
+            return -1;
         if (tfs_read_version(f->body, f->body_len, &version) != 0) return -1;
         res->version = version;
         res->status = TOASTYFS_CONDITION_FAILED;
@@ -386,6 +455,7 @@ static int interpret(ToastyFS *t, tfs_call *call, tfs_frame *f, ToastyFS_Result 
         return 0;
 
     case TFS_RESULT_VALUE_TOO_LARGE:
+        if (f->body_len == 8 && call->out != NULL) call->out->limit = tfs_get_u64(f->body);
         if (f->body_len == 8)
             set_message(res, "the cluster rejected the value: its limit is %llu bytes",
                         (unsigned long long)tfs_get_u64(f->body));
@@ -399,8 +469,8 @@ static int interpret(ToastyFS *t, tfs_call *call, tfs_frame *f, ToastyFS_Result 
         return 0;
 
     case TFS_RESULT_EVICTED:
-        /* Never sent for reads, nor for a register. */
-        if (op != TFS_OP_PUT && op != TFS_OP_DELETE) return -1;
+        /* Never sent for reads, nor for a register or a write_block. */
+        if (!operation_needs_session(op)) return -1;
         t->session = 0;
         res->outcome_unknown = 1;
         fail(res, TOASTYFS_EVICTED,
@@ -422,6 +492,49 @@ static int interpret(ToastyFS *t, tfs_call *call, tfs_frame *f, ToastyFS_Result 
                     t->replicas[f->conn].text);
         return 0;
 
+    case TFS_RESULT_OBJECT_CHANGED:
+        if (u64_result(f, op, TFS_OP_READ, &res->version, &version) != 0) return -1;
+        if (version == 0)
+            tfs_fail(res, TOASTYFS_OBJECT_CHANGED, "the object was deleted while it was read");
+        else
+            tfs_fail(res, TOASTYFS_OBJECT_CHANGED, "the object was replaced by version %llu while it was read",
+                     (unsigned long long)version);
+        return 0;
+
+    case TFS_RESULT_UPLOAD_NOT_FOUND:
+        if ((op != TFS_OP_WRITE_BLOCK && op != TFS_OP_COMPLETE_UPLOAD && op != TFS_OP_ABORT_UPLOAD) || f->body_len != 0)
+            return -1;
+        fail(res, TOASTYFS_UPLOAD_NOT_FOUND, "the cluster no longer knows this upload (expired or aborted)");
+        return 0;
+
+    case TFS_RESULT_RANGE_INVALID:
+        if (u64_result(f, op, TFS_OP_READ, &res->size, &version) != 0) return -1;
+        tfs_fail(res, TOASTYFS_RANGE_INVALID, "the offset is past the end of the object (%llu bytes)",
+                 (unsigned long long)version);
+        return 0;
+
+    case TFS_RESULT_UPLOAD_INCOMPLETE:
+        /* Every block was acknowledged before the complete was sent: a cluster that then misses one
+         * broke the protocol. */
+        if (op != TFS_OP_COMPLETE_UPLOAD || f->body_len != 16) return -1;
+        tfs_fail(res, TOASTYFS_PROTOCOL,
+                 "the cluster says part %u block %u of the upload is missing, though it acknowledged it",
+                 (unsigned)tfs_get_u32(f->body), (unsigned)tfs_get_u32(f->body + 4));
+        return 0;
+
+    case TFS_RESULT_SIZE_MISMATCH:
+        if (u64_result(f, op, TFS_OP_COMPLETE_UPLOAD, &res->size, &version) != 0) return -1;
+        tfs_fail(res, TOASTYFS_SIZE_MISMATCH, "the upload holds %llu bytes, not the declared size",
+                 (unsigned long long)version);
+        return 0;
+
+    case TFS_RESULT_TOO_MANY_UPLOADS:
+        if (u64_result(f, op, TFS_OP_CREATE_UPLOAD, call->out != NULL ? &call->out->limit : NULL, &version) != 0)
+            return -1;
+        tfs_fail(res, TOASTYFS_TOO_MANY_UPLOADS, "the cluster has its limit of %llu open uploads",
+                 (unsigned long long)version);
+        return 0;
+
     default:
         return -1; /* unknown result code, or not_primary/busy/unavailable handled by the caller */
     }
@@ -433,7 +546,7 @@ static int64_t attempt_idle_ms(const ToastyFS *t, const tfs_call *call)
 {
     int factor = 1 + (call->attempts - 1) / t->n;
     if (factor > 4) factor = 4;
-    return (int64_t)t->attempt_timeout_ms * factor + (int64_t)(call->msg_len >> 20) * ATTEMPT_MS_PER_MIB;
+    return (int64_t)t->attempt_timeout_ms * factor + (int64_t)((call->msg_len + call->tail_len) >> 20) * ATTEMPT_MS_PER_MIB;
 }
 
 static void sleep_until(int64_t until_ms) { tfs_sleep_ms(until_ms - tfs_now_ms()); }
@@ -495,7 +608,8 @@ static int run_call(ToastyFS *t, tfs_call *call, ToastyFS_Result *res)
             if (conn->fd >= 0) {
                 conn->progress_ms = tfs_now_ms();
                 tfs_seal_header(call->msg, t->view_hint);
-                if (tfs_send_all(conn->fd, call->msg, call->msg_len, idle, call->deadline) != 0) {
+                if (tfs_send_all(conn->fd, call->msg, call->msg_len, idle, call->deadline) != 0 ||
+                    (call->tail_len > 0 && tfs_send_all(conn->fd, call->tail, call->tail_len, idle, call->deadline) != 0)) {
                     set_problem(call, "sending to %s failed", t->replicas[target].text);
                     conn_close(conn); /* a partly sent frame leaves the stream out of sync */
                 } else {
@@ -634,9 +748,10 @@ static void build_list(void *ctx, uint8_t *body)
 }
 
 /* Runs one operation: a write registers first if there is no session; then it sends a request
- * whose body (body_len bytes) `build` writes, and retries it to a final answer or the deadline. */
-static int execute(ToastyFS *t, uint8_t operation, size_t body_len, void (*build)(void *ctx, uint8_t *body), void *ctx,
-                   ToastyFS_Result *res)
+ * whose body is the body_len bytes `build` writes followed by tail (sent from where it is), and
+ * retries it to a final answer or the deadline. */
+static int execute_tail(ToastyFS *t, uint8_t operation, size_t body_len, void (*build)(void *ctx, uint8_t *body),
+                        void *ctx, const uint8_t *tail, size_t tail_len, tfs_out *out, ToastyFS_Result *res)
 {
     int64_t deadline = tfs_now_ms() + t->operation_timeout_ms;
     tfs_call call;
@@ -645,22 +760,55 @@ static int execute(ToastyFS *t, uint8_t operation, size_t body_len, void (*build
     maybe_renew_id(t);
     /* Lazily, before the first write only: a register is a replicated, fsynced op, and the cluster
      * keeps a bounded number of sessions, so a session per reader would evict long-lived writers. */
-    if (operation == TFS_OP_PUT || operation == TFS_OP_DELETE) {
+    if (operation_needs_session(operation)) {
         status = ensure_session(t, deadline, res);
         if (status != 0) return status;
     }
     if (call_init(t, &call, operation, body_len, deadline) != 0) return fail(res, TOASTYFS_NO_MEMORY, "out of memory");
     build(ctx, call.msg + TFS_HEADER_SIZE);
-    tfs_seal_body(call.msg, body_len);
+    call.tail = tail;
+    call.tail_len = tail_len;
+    call.out = out;
+    tfs_seal_body_tail(call.msg, body_len, tail, tail_len);
     status = run_call(t, &call, res);
     free(call.msg);
     if (status == TOASTYFS_OK) res->message[0] = '\0';
     return status;
 }
 
+static int execute(ToastyFS *t, uint8_t operation, size_t body_len, void (*build)(void *ctx, uint8_t *body), void *ctx,
+                   ToastyFS_Result *res)
+{
+    return execute_tail(t, operation, body_len, build, ctx, NULL, 0, NULL, res);
+}
+
+typedef struct bytes_ctx {
+    const uint8_t *body;
+    size_t len;
+} bytes_ctx;
+
+static void build_bytes(void *ctx, uint8_t *body)
+{
+    bytes_ctx *b = (bytes_ctx *)ctx;
+    if (b->len > 0) memcpy(body, b->body, b->len);
+}
+
+int tfs_execute(ToastyFS *t, uint8_t operation, const uint8_t *body, size_t body_len, const uint8_t *tail,
+                size_t tail_len, tfs_out *out, ToastyFS_Result *res)
+{
+    bytes_ctx b;
+    b.body = body;
+    b.len = body_len;
+    return execute_tail(t, operation, body_len, build_bytes, &b, tail, tail_len, out, res);
+}
+
+uint32_t tfs_block_size(const ToastyFS *t) { return t->block_size; }
+
+void tfs_learn_block_size(ToastyFS *t, uint32_t block_size) { t->block_size = block_size; }
+
 /* --- Public API */
 
-static int check_common(ToastyFS *tfs, ToastyFS_Result *res)
+int tfs_check_common(ToastyFS *tfs, ToastyFS_Result *res)
 {
     if (res == NULL) return TOASTYFS_INVALID_ARGUMENT;
     memset(res, 0, sizeof *res);
@@ -668,7 +816,7 @@ static int check_common(ToastyFS *tfs, ToastyFS_Result *res)
     return 0;
 }
 
-static int check_key(const char *key, int key_len, ToastyFS_Result *res)
+int tfs_check_key(const char *key, int key_len, ToastyFS_Result *res)
 {
     if (key == NULL) return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: the key is NULL");
     if (key_len < 0) return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: negative key length");
@@ -683,35 +831,40 @@ static int check_key(const char *key, int key_len, ToastyFS_Result *res)
 static int put_common(ToastyFS *tfs, const char *key, int key_len, const char *data, int data_len, int condition,
                       uint64_t if_version, ToastyFS_Result *res)
 {
-    key_ctx k;
-    int status = check_common(tfs, res);
+    int status = tfs_check_common(tfs, res);
     if (status != 0) return status;
-    if ((status = check_key(key, key_len, res)) != 0) return status;
+    if ((status = tfs_check_key(key, key_len, res)) != 0) return status;
     if (data_len < 0) return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: negative value length");
     if (data == NULL && data_len > 0) return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: the value is NULL");
-    if (data_len > TOASTYFS_VALUE_SIZE_MAX) {
-        res->status = TOASTYFS_VALUE_TOO_LARGE;
-        set_message(res, "value of %d bytes is over the limit of %d bytes", data_len, TOASTYFS_VALUE_SIZE_MAX);
-        return res->status;
-    }
     if (condition == TOASTYFS_IF_VERSION && if_version >= TFS_U53)
         return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: if_version must be below 2^53");
+    if (condition != TOASTYFS_IF_VERSION) if_version = 0;
+    /* Above one block, an upload (docs/LARGE_OBJECTS.md §2: the inline boundary is the block size). */
+    if ((uint32_t)data_len > tfs->block_size)
+        return tfs_put_large(tfs, key, (size_t)key_len, data, (size_t)data_len, (uint8_t)condition, if_version, res);
+    return tfs_put_inline(tfs, key, (size_t)key_len, data, (size_t)data_len, (uint8_t)condition, if_version, res);
+}
+
+int tfs_put_inline(ToastyFS *t, const char *key, size_t key_len, const char *data, size_t data_len, uint8_t condition,
+                   uint64_t if_version, ToastyFS_Result *res)
+{
+    key_ctx k;
     k.key = key;
-    k.key_len = (size_t)key_len;
-    k.condition = (uint8_t)condition;
-    k.if_version = condition == TOASTYFS_IF_VERSION ? if_version : 0;
+    k.key_len = key_len;
+    k.condition = condition;
+    k.if_version = if_version;
     k.value = data;
-    k.value_len = (size_t)data_len;
-    return execute(tfs, TFS_OP_PUT, TFS_KEY_REQUEST_FIXED + k.key_len + k.value_len, build_key, &k, res);
+    k.value_len = data_len;
+    return execute(t, TFS_OP_PUT, TFS_KEY_REQUEST_FIXED + k.key_len + k.value_len, build_key, &k, res);
 }
 
 static int key_op(ToastyFS *tfs, uint8_t operation, const char *key, int key_len, uint8_t condition,
                   uint64_t if_version, ToastyFS_Result *res)
 {
     key_ctx k;
-    int status = check_common(tfs, res);
+    int status = tfs_check_common(tfs, res);
     if (status != 0) return status;
-    if ((status = check_key(key, key_len, res)) != 0) return status;
+    if ((status = tfs_check_key(key, key_len, res)) != 0) return status;
     if (condition == TOASTYFS_IF_VERSION && if_version >= TFS_U53)
         return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: if_version must be below 2^53");
     k.key = key;
@@ -755,6 +908,7 @@ ToastyFS *toastyfs_init(uint64_t client_id, char **addrs, int num_addrs)
     t->target = (int)((random >> 32) % (uint64_t)num_addrs);
     t->attempt_timeout_ms = ATTEMPT_TIMEOUT_MS_DEFAULT;
     t->operation_timeout_ms = OPERATION_TIMEOUT_MS_DEFAULT;
+    t->block_size = TOASTYFS_BLOCK_SIZE_MAX;
     return t;
 }
 
@@ -784,7 +938,7 @@ int toastyfs_put(ToastyFS *tfs, const char *key, int key_len, const char *data, 
 int toastyfs_put_if(ToastyFS *tfs, const char *key, int key_len, const char *data, int data_len, int condition,
                     uint64_t if_version, ToastyFS_Result *res)
 {
-    int status = check_common(tfs, res);
+    int status = tfs_check_common(tfs, res);
     if (status != 0) return status;
     if (condition != TOASTYFS_IF_VERSION && condition != TOASTYFS_IF_ABSENT)
         return fail(res, TOASTYFS_INVALID_ARGUMENT,
@@ -794,7 +948,10 @@ int toastyfs_put_if(ToastyFS *tfs, const char *key, int key_len, const char *dat
 
 int toastyfs_get(ToastyFS *tfs, const char *key, int key_len, ToastyFS_Result *res)
 {
-    return key_op(tfs, TFS_OP_GET, key, key_len, 0, 0, res);
+    int status = key_op(tfs, TFS_OP_GET, key, key_len, 0, 0, res);
+    /* Too large for one get (docs/LARGE_OBJECTS.md §5.7): read it in pieces. */
+    if (status == TOASTYFS_VALUE_TOO_LARGE) return tfs_get_large(tfs, key, (size_t)key_len, res);
+    return status;
 }
 
 int toastyfs_stat(ToastyFS *tfs, const char *key, int key_len, ToastyFS_Result *res)
@@ -816,7 +973,7 @@ int toastyfs_list(ToastyFS *tfs, const char *prefix, int prefix_len, const char 
                   ToastyFS_Result *res)
 {
     list_ctx l;
-    int status = check_common(tfs, res);
+    int status = tfs_check_common(tfs, res);
     if (status != 0) return status;
     if (prefix_len < 0 || after_len < 0)
         return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: negative prefix or after length");
@@ -861,6 +1018,13 @@ const char *toastyfs_strerror(int code)
     case TOASTYFS_INVALID_ARGUMENT: return "invalid argument";
     case TOASTYFS_NO_MEMORY: return "out of memory";
     case TOASTYFS_WRONG_CLUSTER: return "wrong cluster: a replica belongs to another cluster (the address list differs from the replicas')";
+    case TOASTYFS_OBJECT_CHANGED: return "object changed: it was replaced while it was read";
+    case TOASTYFS_UPLOAD_NOT_FOUND: return "upload not found: the cluster no longer knows the upload (expired or aborted)";
+    case TOASTYFS_RANGE_INVALID: return "range invalid: the offset is past the end of the object";
+    case TOASTYFS_SIZE_MISMATCH: return "size mismatch: the bytes given differ from the declared size";
+    case TOASTYFS_SOURCE_CHANGED: return "source changed: the file shrank or grew while it was read";
+    case TOASTYFS_CALLBACK: return "callback failed: a source or sink stopped the operation, or the file descriptor failed";
+    case TOASTYFS_TOO_MANY_UPLOADS: return "too many uploads: the cluster has its limit of open uploads";
     default: return "unknown error code";
     }
 }

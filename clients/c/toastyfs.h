@@ -16,7 +16,7 @@
  *
  * Every operation returns 0 (TOASTYFS_OK) on success and a negative TOASTYFS_* status otherwise;
  * the same value is in res->status, and res->message says what happened in words. Invalid
- * arguments (NULL pointers, negative lengths, a key outside 1..1024 bytes, a value over 16 MiB)
+ * arguments (NULL pointers, negative lengths, a key outside 1..1024 bytes)
  * are rejected before anything is sent.
  *
  * Every operation is retried internally, with the same request number, until a replica gives a
@@ -60,13 +60,21 @@ extern "C" {
 #define TOASTYFS_VALUE_SIZE_MAX (16 * 1024 * 1024)
 #define TOASTYFS_LIST_LIMIT_MAX 1000
 #define TOASTYFS_REPLICAS_MAX 15
+/* Large objects (docs/PROTOCOL.md §3.15). Objects above a cluster's block size (4 MiB unless the
+ * cluster was started with a smaller --block-size-max) are uploaded in blocks of that size. */
+#define TOASTYFS_BLOCK_SIZE_MAX (4 * 1024 * 1024)
+#define TOASTYFS_OBJECT_SIZE_MAX 5497558138880ULL /* 5 TiB */
+#define TOASTYFS_CONTENT_TYPE_SIZE_MAX 255
+#define TOASTYFS_USER_META_SIZE_MAX 2048 /* encoded: 3 bytes + name + value per entry */
+#define TOASTYFS_META_NAME_SIZE_MAX 128
 
 /* Status codes: the return value of every operation, and ToastyFS_Result.status. */
 #define TOASTYFS_OK 0
 #define TOASTYFS_NOT_FOUND (-1)          /* get, stat, delete: no such key */
 #define TOASTYFS_CONDITION_FAILED (-2)   /* put_if / delete_if: res->version = current version (0 = absent) */
 #define TOASTYFS_KEY_INVALID (-3)        /* key empty or longer than 1024 bytes */
-#define TOASTYFS_VALUE_TOO_LARGE (-4)    /* value over 16 MiB, or over the cluster's configured limit */
+#define TOASTYFS_VALUE_TOO_LARGE (-4)    /* over the cluster's limit (16 MiB in one request, 5 TiB uploaded), or a
+                                            get of more than INT_MAX bytes */
 #define TOASTYFS_BAD_REQUEST (-5)        /* the cluster rejected the request as malformed */
 #define TOASTYFS_EVICTED (-6)            /* session evicted (too many clients); the write may or may not have happened */
 #define TOASTYFS_NO_SPACE (-7)           /* the cluster's disk is full: writes refused */
@@ -76,6 +84,15 @@ extern "C" {
 #define TOASTYFS_NO_MEMORY (-11)         /* malloc failed */
 #define TOASTYFS_WRONG_CLUSTER (-12)     /* a replica belongs to another cluster: the addresses given to
                                             toastyfs_init differ from the replicas' (pass the same set) */
+#define TOASTYFS_OBJECT_CHANGED (-13)   /* the object was replaced while it was read in several requests:
+                                            res->version = the version now current (0 = deleted) */
+#define TOASTYFS_UPLOAD_NOT_FOUND (-14) /* the cluster no longer knows the upload (expired, aborted) */
+#define TOASTYFS_RANGE_INVALID (-15)    /* get_stream/get_fd: offset is past the end; res->size = the size */
+#define TOASTYFS_SIZE_MISMATCH (-16)    /* the bytes given differ from the declared size; res->size = actual */
+#define TOASTYFS_SOURCE_CHANGED (-17)   /* put_fd: the file shrank or grew while it was read */
+#define TOASTYFS_CALLBACK (-18)         /* a source or sink callback returned nonzero, or reading or writing the
+                                            file descriptor failed (res->message says which) */
+#define TOASTYFS_TOO_MANY_UPLOADS (-19) /* the cluster has its limit of open uploads */
 
 /* Conditions of toastyfs_put_if (the values are the wire codes). */
 #define TOASTYFS_IF_VERSION 1  /* succeed only if the key exists with version == if_version */
@@ -141,8 +158,10 @@ TOASTYFS_API int toastyfs_set_timeouts(ToastyFS *tfs, int attempt_timeout_ms, in
 /* The client id actually used (the caller's id XOR 64 random bits); 0 if tfs is NULL. */
 TOASTYFS_API uint64_t toastyfs_client_id(const ToastyFS *tfs);
 
-/* Stores data (0..16 MiB; data may be NULL if data_len is 0) under key (1..1024 bytes, any bytes).
- * On success res->version is the new version. */
+/* Stores data (0..INT_MAX bytes; data may be NULL if data_len is 0) under key (1..1024 bytes, any
+ * bytes). On success res->version is the new version. Above the cluster's block size (4 MiB by
+ * default) the value is uploaded in blocks sliced from data (nothing is copied); a cluster that does
+ * not know uploads yet still takes values up to 16 MiB in one request. */
 TOASTYFS_API int toastyfs_put(ToastyFS *tfs, const char *key, int key_len, const char *data, int data_len,
                               ToastyFS_Result *res);
 
@@ -153,7 +172,10 @@ TOASTYFS_API int toastyfs_put_if(ToastyFS *tfs, const char *key, int key_len, co
                                  int condition, uint64_t if_version, ToastyFS_Result *res);
 
 /* Reads a key: res->data / res->data_len (the value, checksum-verified), res->version,
- * res->timestamp, res->size. TOASTYFS_NOT_FOUND if absent. Free with toastyfs_result_free(). */
+ * res->timestamp, res->size. TOASTYFS_NOT_FOUND if absent. Free with toastyfs_result_free(). A value
+ * above 16 MiB is read in 4 MiB reads of one version (TOASTYFS_OBJECT_CHANGED if it is replaced
+ * meanwhile); above INT_MAX bytes it is refused with TOASTYFS_VALUE_TOO_LARGE: use
+ * toastyfs_get_stream or toastyfs_get_fd. */
 TOASTYFS_API int toastyfs_get(ToastyFS *tfs, const char *key, int key_len, ToastyFS_Result *res);
 
 /* The metadata of a key (version, timestamp, size, checksum) without its value. */
@@ -176,6 +198,67 @@ TOASTYFS_API int toastyfs_delete_if(ToastyFS *tfs, const char *key, int key_len,
  */
 TOASTYFS_API int toastyfs_list(ToastyFS *tfs, const char *prefix, int prefix_len, const char *after, int after_len,
                                int limit, ToastyFS_Result *res);
+
+/*
+ * Large objects and streaming (docs/LARGE_OBJECTS.md §11.3).
+ *
+ * Content up to the cluster's block size (4 MiB, or what the cluster announced in an earlier upload)
+ * is sent in one request; above it, as an upload: the cluster hands out an upload id, the content
+ * goes in blocks of the cluster's block size, one at a time (each with its xxHash64), and a final
+ * request installs the object atomically (with the MD5 of the whole content), or nothing is
+ * installed and the upload is aborted. A reader sees the old version or the new one, never a mix.
+ * Each request of an upload or of a streamed read has its own operation timeout.
+ *
+ * Reading above 4 MiB is a sequence of reads: the first reads the current version, every later one
+ * reads exactly that version, so the bytes returned are one version's; if the object is replaced
+ * meanwhile the call fails with TOASTYFS_OBJECT_CHANGED. Each block is verified against its
+ * checksum before any of its bytes is handed over, and a whole-object read also checks the object's
+ * checksum (and its MD5 when the uploader stored one).
+ *
+ * Memory: one block buffer (none when uploading from memory) and one message of at most ~8 MiB.
+ */
+
+/* Fills buf with up to cap bytes and sets *got; *got = 0 means end of data. A nonzero return stops
+ * the put: it fails with TOASTYFS_CALLBACK and any upload is aborted (nothing is stored). */
+typedef int (*toastyfs_source_fn)(void *ctx, char *buf, size_t cap, size_t *got);
+/* Receives the next len (>= 1) verified bytes. A nonzero return stops the get (TOASTYFS_CALLBACK). */
+typedef int (*toastyfs_sink_fn)(void *ctx, const char *buf, size_t len);
+
+/* Options of the streaming puts; a NULL pointer means all defaults (zeroed struct). */
+typedef struct ToastyFS_PutOptions {
+    int condition;               /* 0, TOASTYFS_IF_VERSION or TOASTYFS_IF_ABSENT (as toastyfs_put_if) */
+    uint64_t if_version;         /* with TOASTYFS_IF_VERSION */
+    const char *content_type;    /* NULL or "": none; printable ASCII, at most 255 bytes */
+    const char *const *meta_names;   /* meta_count user metadata names: 1..128 bytes of a-z, 0-9, - each, distinct */
+    const char *const *meta_values;  /* their values: any bytes */
+    const size_t *meta_value_lens;   /* their lengths; NULL: the values are NUL-terminated strings */
+    int meta_count;              /* encoded (3 bytes + name + value each) at most 2048 bytes */
+    int has_declared_size;       /* 1: the source gives exactly declared_size bytes (checked; else
+                                    TOASTYFS_SIZE_MISMATCH and nothing is stored) */
+    uint64_t declared_size;
+} ToastyFS_PutOptions;
+
+/* Stores the bytes a source callback gives (any size up to 5 TiB) under key. res->version is the new
+ * version, res->size the bytes stored, res->checksum the object's checksum (xxHash64 of the bytes for
+ * content stored in one request, else the manifest checksum of docs/PROTOCOL.md §3.15.2). */
+TOASTYFS_API int toastyfs_put_stream(ToastyFS *tfs, const char *key, int key_len, toastyfs_source_fn source, void *ctx,
+                                     const ToastyFS_PutOptions *opts, ToastyFS_Result *res);
+
+/* Stores what fd holds from its current position to its end. A regular file's size is taken by
+ * fstat first; if the file shrinks or grows while it is read the put fails with
+ * TOASTYFS_SOURCE_CHANGED and nothing is stored. Pipes and sockets are read to their end. */
+TOASTYFS_API int toastyfs_put_fd(ToastyFS *tfs, const char *key, int key_len, int fd, const ToastyFS_PutOptions *opts,
+                                 ToastyFS_Result *res);
+
+/* Reads length bytes (UINT64_MAX: to the end) of key starting at offset and hands them to sink in
+ * order. res->version, timestamp, size (of the whole object) and checksum describe the version read.
+ * An offset past the end is TOASTYFS_RANGE_INVALID; a range that runs past the end stops at it. */
+TOASTYFS_API int toastyfs_get_stream(ToastyFS *tfs, const char *key, int key_len, uint64_t offset, uint64_t length,
+                                     toastyfs_sink_fn sink, void *ctx, ToastyFS_Result *res);
+
+/* toastyfs_get_stream writing to fd (all of each chunk, retrying short writes). */
+TOASTYFS_API int toastyfs_get_fd(ToastyFS *tfs, const char *key, int key_len, uint64_t offset, uint64_t length, int fd,
+                                 ToastyFS_Result *res);
 
 /* Frees what a result owns (get data, list entries) and clears those fields. NULL is ignored. */
 TOASTYFS_API void toastyfs_result_free(ToastyFS_Result *res);

@@ -46,6 +46,16 @@ void tfs_seal_body(uint8_t *msg, size_t body_len)
     tfs_put_u64(msg + TFS_OFF_CHECKSUM_BODY, tfs_xxh64(msg + TFS_HEADER_SIZE, body_len, 0));
 }
 
+void tfs_seal_body_tail(uint8_t *msg, size_t head_len, const uint8_t *tail, size_t tail_len)
+{
+    tfs_xxh64_state s;
+    tfs_xxh64_init(&s, 0);
+    tfs_xxh64_update(&s, msg + TFS_HEADER_SIZE, head_len);
+    tfs_xxh64_update(&s, tail, tail_len);
+    tfs_put_u32(msg + TFS_OFF_SIZE, (uint32_t)(TFS_HEADER_SIZE + head_len + tail_len));
+    tfs_put_u64(msg + TFS_OFF_CHECKSUM_BODY, tfs_xxh64_digest(&s));
+}
+
 void tfs_seal_header(uint8_t *msg, uint32_t view)
 {
     tfs_put_u32(msg + TFS_OFF_VIEW, view);

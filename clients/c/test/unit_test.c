@@ -15,50 +15,7 @@
 
 #include "../tfs_internal.h"
 
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond)                                                                                                    \
-    do {                                                                                                               \
-        checks++;                                                                                                      \
-        if (!(cond)) {                                                                                                 \
-            failures++;                                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                                 \
-        }                                                                                                              \
-    } while (0)
-
-#define CHECK_EQ_U64(a, b)                                                                                             \
-    do {                                                                                                               \
-        unsigned long long a_ = (unsigned long long)(a), b_ = (unsigned long long)(b);                                 \
-        checks++;                                                                                                      \
-        if (a_ != b_) {                                                                                                \
-            failures++;                                                                                                \
-            fprintf(stderr, "%s:%d: %s = %016llx, expected %016llx\n", __FILE__, __LINE__, #a, a_, b_);              \
-        }                                                                                                              \
-    } while (0)
-
-/* Parses the hex dumps of PROTOCOL.md ("0000  ce 84 ..." lines): returns the byte count. */
-static size_t parse_dump(const char *dump, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-    const char *line = dump;
-    while (*line) {
-        const char *end = strchr(line, '\n');
-        const char *p = line + 4; /* skip the offset */
-        if (end == NULL) end = line + strlen(line);
-        while (p + 2 < end + 1 && p < end) {
-            unsigned v;
-            while (p < end && *p == ' ') p++;
-            if (p + 1 >= end + 1 || p >= end) break;
-            if (sscanf(p, "%2x", &v) != 1) break;
-            if (n < cap) out[n] = (uint8_t)v;
-            n++;
-            p += 2;
-        }
-        line = *end ? end + 1 : end;
-    }
-    return n;
-}
+#include "check.h"
 
 static const uint64_t CLUSTER = 0x0123456789abcdefULL;
 static const uint64_t CLIENT = 0xfedcba9876543210ULL;
@@ -425,8 +382,42 @@ static void test_arguments(void)
     EXPECT(toastyfs_put(tfs, key, TOASTYFS_KEY_SIZE_MAX + 1, "v", 1, &res), TOASTYFS_KEY_INVALID);
     EXPECT(toastyfs_put(tfs, "k", 1, NULL, 1, &res), TOASTYFS_INVALID_ARGUMENT);
     EXPECT(toastyfs_put(tfs, "k", 1, "v", -1, &res), TOASTYFS_INVALID_ARGUMENT);
-    EXPECT(toastyfs_put(tfs, "k", 1, "v", TOASTYFS_VALUE_SIZE_MAX + 1, &res), TOASTYFS_VALUE_TOO_LARGE);
-    EXPECT(toastyfs_put(tfs, "k", 1, "v", 0x7fffffff, &res), TOASTYFS_VALUE_TOO_LARGE);
+    {
+        /* The streaming calls: bad arguments and options are refused before anything is sent. */
+        const char *upper[] = {"Bad"}, *values[] = {"v"};
+        ToastyFS_PutOptions o;
+        memset(&o, 0, sizeof o);
+        EXPECT(toastyfs_put_stream(tfs, "k", 1, NULL, NULL, NULL, &res), TOASTYFS_INVALID_ARGUMENT);
+        EXPECT(toastyfs_put_stream(NULL, "k", 1, NULL, NULL, NULL, &res), TOASTYFS_INVALID_ARGUMENT);
+        EXPECT(toastyfs_put_stream(tfs, "k", 0, NULL, NULL, NULL, &res), TOASTYFS_KEY_INVALID);
+        EXPECT(toastyfs_put_fd(tfs, "k", 1, -1, NULL, &res), TOASTYFS_INVALID_ARGUMENT);
+        EXPECT(toastyfs_put_fd(tfs, NULL, 1, 0, NULL, &res), TOASTYFS_INVALID_ARGUMENT);
+        o.condition = 5;
+        EXPECT(toastyfs_put_fd(tfs, "k", 1, 0, &o, &res), TOASTYFS_INVALID_ARGUMENT);
+        o.condition = TOASTYFS_IF_VERSION;
+        o.if_version = 1ULL << 53;
+        EXPECT(toastyfs_put_fd(tfs, "k", 1, 0, &o, &res), TOASTYFS_INVALID_ARGUMENT);
+        o.condition = 0;
+        o.meta_names = upper;
+        o.meta_values = values;
+        o.meta_count = 1;
+        EXPECT(toastyfs_put_fd(tfs, "k", 1, 0, &o, &res), TOASTYFS_INVALID_ARGUMENT);
+        CHECK(strstr(res.message, "a-z") != NULL);
+        o.meta_count = 0;
+        o.content_type = "a\tb";
+        EXPECT(toastyfs_put_fd(tfs, "k", 1, 0, &o, &res), TOASTYFS_INVALID_ARGUMENT);
+        o.content_type = NULL;
+        o.has_declared_size = 1;
+        o.declared_size = TOASTYFS_OBJECT_SIZE_MAX + 1;
+        EXPECT(toastyfs_put_fd(tfs, "k", 1, 0, &o, &res), TOASTYFS_VALUE_TOO_LARGE);
+        EXPECT(toastyfs_get_stream(tfs, "k", 1, 0, 10, NULL, NULL, &res), TOASTYFS_INVALID_ARGUMENT);
+        EXPECT(toastyfs_get_stream(NULL, "k", 1, 0, 10, NULL, NULL, &res), TOASTYFS_INVALID_ARGUMENT);
+        EXPECT(toastyfs_get_fd(tfs, "k", 1, 0, 10, -1, &res), TOASTYFS_INVALID_ARGUMENT);
+        EXPECT(toastyfs_get_fd(tfs, "k", 1, 1ULL << 53, 10, 1, &res), TOASTYFS_INVALID_ARGUMENT);
+        EXPECT(toastyfs_get_fd(tfs, key, TOASTYFS_KEY_SIZE_MAX + 1, 0, 10, 1, &res), TOASTYFS_KEY_INVALID);
+        CHECK(toastyfs_get_fd(tfs, "k", 1, 0, 1, 1, NULL) == TOASTYFS_INVALID_ARGUMENT);
+        CHECK(toastyfs_put_fd(tfs, "k", 1, 0, NULL, NULL) == TOASTYFS_INVALID_ARGUMENT);
+    }
     EXPECT(toastyfs_put_if(tfs, "k", 1, "v", 1, 0, 0, &res), TOASTYFS_INVALID_ARGUMENT);
     EXPECT(toastyfs_put_if(tfs, "k", 1, "v", 1, 3, 0, &res), TOASTYFS_INVALID_ARGUMENT);
     EXPECT(toastyfs_put_if(tfs, "k", 1, "v", 1, TOASTYFS_IF_VERSION, 1ULL << 53, &res), TOASTYFS_INVALID_ARGUMENT);
@@ -470,9 +461,10 @@ static void test_arguments(void)
     CHECK(tfs_now_ms() - start < 2000);
     toastyfs_free(tfs);
 
-    for (code = 0; code >= -12; code--) CHECK(toastyfs_strerror(code) != NULL && toastyfs_strerror(code)[0] != '\0');
+    for (code = 0; code >= TOASTYFS_TOO_MANY_UPLOADS; code--) CHECK(toastyfs_strerror(code) != NULL && toastyfs_strerror(code)[0] != '\0');
     CHECK(strcmp(toastyfs_strerror(TOASTYFS_NOT_FOUND), "not found") == 0);
     CHECK(strcmp(toastyfs_strerror(12345), "unknown error code") == 0);
+    CHECK(strcmp(toastyfs_strerror(TOASTYFS_TOO_MANY_UPLOADS - 1), "unknown error code") == 0);
 #undef EXPECT
 }
 
@@ -508,6 +500,5 @@ int main(int argc, char **argv)
     test_requests();
     test_replies();
     test_arguments();
-    printf("unit_test: %d checks, %d failed\n", checks, failures);
-    return failures == 0 ? 0 : 2;
+    return check_report("unit_test");
 }
