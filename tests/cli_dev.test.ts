@@ -103,7 +103,9 @@ describe("toastyfs dev", () => {
     expect(primary).toBeDefined();
     expect(primary).toMatch(/^toastyfs_requests_total\{operation="put",result="ok"\} 1$/m);
     expect(primary).toMatch(/^toastyfs_request_duration_seconds_count\{operation="put"\} 1$/m);
-    expect(primary).toMatch(/^toastyfs_request_duration_seconds_bucket\{operation="get",le="\+Inf"\} 1$/m);
+    // toastyfs get streams the object with read requests (docs/PROTOCOL.md §3.15).
+    expect(primary).toMatch(/^toastyfs_request_duration_seconds_bucket\{operation="read",le="\+Inf"\} 1$/m);
+    expect(primary).toMatch(/^toastyfs_uploads_open 0$/m);
 
     // A replica that dies is reported; the other two keep serving.
     const children = await childrenOf(dev.process.pid);
