@@ -16,7 +16,8 @@ import {
   decodeCheckpoint,
   decodeCheckpointSummary,
   encodeCheckpoint,
-  storeRecords,
+  baseRecords,
+  deltaRecords,
   type CheckpointContents,
   type CheckpointSummary,
 } from "./checkpoint_file.ts";
@@ -206,12 +207,12 @@ export class CheckpointStore {
     let contents: CheckpointContents | null = null;
     let bytes: Uint8Array | null = null;
     if (tail !== null && tail.store === store && tail.op < id.op && tail.chain.length < chain_length_max) {
-      contents = { ...common, link: { kind: "delta", parent_op: tail.op, base_op: tail.chain[0]! }, records: changes };
+      contents = { ...common, link: { kind: "delta", parent_op: tail.op, base_op: tail.chain[0]! }, records: deltaRecords(store, changes) };
       bytes = encodeCheckpoint(contents);
       if (tail.delta_bytes + bytes.length > tail.base_bytes) bytes = null;
     }
     if (bytes === null) {
-      contents = { ...common, link: { kind: "base", parent_op: id.op, base_op: id.op }, records: storeRecords(store) };
+      contents = { ...common, link: { kind: "base", parent_op: id.op, base_op: id.op }, records: baseRecords(store) };
       bytes = encodeCheckpoint(contents);
     }
     const path = checkpointPath(id.op);
