@@ -391,10 +391,13 @@ export function applyChain(chain: CheckpointContents[], clients_max: number): { 
   return { store, clients };
 }
 
+/** Applies a file's records over the state so far. A record set again moves to the end, so the
+ * state is then built in the order its records were last written, as applying them one by one would
+ * (the order of keys within a segment, which compaction moves in, stays what it was). */
 function overlay<K, V>(into: Map<K, V>, records: Records<K, V>): void {
   for (const [k, value] of records) {
-    if (value === null) into.delete(k);
-    else into.set(k, value);
+    into.delete(k);
+    if (value !== null) into.set(k, value);
   }
 }
 

@@ -176,6 +176,21 @@ export class CheckpointStore {
     return horizon;
   }
 
+  /** Bytes of segments that hold nothing the live store references (no value, no block) but are
+   * still on disk: a retained or written checkpoint lists them, or prepares in them are above the
+   * horizon (docs/LARGE_OBJECTS.md §8). The active segment and a sync's segments are not dead. A
+   * segment counts its bytes written (reopened after a restart: its file size). */
+  pinnedDeadBytes(store: ObjectStore): number {
+    const live = store.segments();
+    let bytes = 0;
+    for (const segment of this.segments.segments.values()) {
+      if (segment === this.segments.active || this.busy(segment) || live.has(segment.id)) continue;
+      bytes += segment.write_offset;
+    }
+    assert(Number.isSafeInteger(bytes) && bytes >= 0, "pinnedDeadBytes: bytes");
+    return bytes;
+  }
+
   compactionCandidate(store: ObjectStore): number | null {
     const horizon = this.horizon();
     let best: number | null = null;
