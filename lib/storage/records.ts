@@ -328,7 +328,7 @@ function readEntryMeta(r: Reader, flags: number): EntryMeta | null {
   r.u32();
   const md5 = r.raw(md5_size).slice();
   const has_md5 = (flags & object_flag_md5) !== 0;
-  if (!has_md5 && !isZero(md5, 0, md5_size)) return null;
+  if (r.bad || (!has_md5 && !isZero(md5, 0, md5_size))) return null;
   const metadata = readMetadata(r, ct_size, meta_size);
   if (metadata === null) return null;
   // The flag says whether there is metadata: a record that disagrees is not one this code wrote.

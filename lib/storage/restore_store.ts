@@ -25,8 +25,7 @@ export function restoreStore(state: RecordedState): ObjectStore | null {
   for (const upload of state.uploads) if (!large.restoreUpload(upload)) return null;
   for (const block of state.blocks) if (!large.restoreBlock(block)) return null;
   for (const [key, entry] of state.objects) if (!store.restoreEntry(key, entry)) return null;
-  if (!large.restoreDone()) return null;
-  store.takeChanges(); // the loaded state is the recorded one: nothing changed since
+  if (!store.restoreDone()) return null; // and the loaded state is the recorded one: nothing changed since
   assert(store.large.upload_counter === state.upload_counter && store.large.block_counter === state.block_counter, "restore: counters");
   return store;
 }

@@ -172,7 +172,7 @@ export class ObjectStore {
 
   /**
    * Loading (a checkpoint chain, a state sync, after LargeState's restoreCounters, restoreUpload
-   * and restoreBlock): installs a version as recorded. A chunked entry claims its blocks, and its
+   * and restoreBlock; then restoreDone): installs a version as recorded. A chunked entry claims its blocks, and its
    * ends are computed from their sizes. false if the record does not fit the state (a block
    * missing or owned twice, sizes that do not add up): the caller treats its source as damaged.
    */
@@ -194,6 +194,12 @@ export class ObjectStore {
     }
     this.set(key, entry);
     return true;
+  }
+
+  /** Ends a load: every block has an owner, and nothing restored counts as a change. */
+  restoreDone(): boolean {
+    this.changes = new Map();
+    return this.large.restoreDone();
   }
 
   list(prefix: string, after: string, limit: number): { keys: string[]; truncated: boolean } {

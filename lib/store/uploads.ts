@@ -262,7 +262,7 @@ export class LargeState {
   // Loading (a checkpoint chain, a state sync): the state is rebuilt from records that came from a
   // disk or a peer, so bad records answer false (the caller treats the source as damaged) instead
   // of asserting. Order: restoreCounters, every upload, every block, then each object version
-  // claims its blocks (ObjectStore.restoreEntry), then restoreDone.
+  // claims its blocks (ObjectStore.restoreEntry), then ObjectStore.restoreDone.
 
   /** Starts a load on an empty state: the counters as recorded. */
   restoreCounters(upload_counter: number, block_counter: number): boolean {
