@@ -13,7 +13,7 @@
  * durable; it takes effect only when a superblock names it.
  *
  *   0   u64 checksum of bytes 8..end
- *   8   u32 magic "TCKP", 12 u32 version (3 written; 2 still read)
+ *   8   u32 magic "TCKP", 12 u32 version (3; 2 when it represents the state exactly, see needsVersion3)
  *   16  u64 op, 24 u64 digest, 32 u64 anchor checksum
  *   40  u64 revision, 48 u32 sessions, 52 u32 segments, 56 u64 records
  *   64  u64 previous checkpoint op, 72 u64 its digest, 80 u64 its anchor checksum
@@ -148,8 +148,10 @@ export function encodeCheckpoint(c: CheckpointContents): Uint8Array {
   for (const [client, session] of c.sessions) writeSession(w, client, session);
   const delta = c.link.kind === "delta";
   const r = c.records;
+  const version = needsVersion3(r) ? checkpoint_version : checkpoint_version_old;
   const tag = (t: number): void => {
     assert(delta || t % 2 === 1, "a base holds no removals");
+    if (!delta && version === checkpoint_version_old) return; // version 2 bases are untagged
     w.u8(t);
     w.align();
   };
@@ -186,7 +188,7 @@ export function encodeCheckpoint(c: CheckpointContents): Uint8Array {
   const bytes = w.finish();
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   v.setUint32(8, checkpoint_magic, true);
-  v.setUint32(12, checkpoint_version, true);
+  v.setUint32(12, version, true);
   v.setBigUint64(16, BigInt(id.op), true);
   v.setBigUint64(24, id.digest, true);
   v.setBigUint64(32, id.checksum, true);
@@ -204,6 +206,20 @@ export function encodeCheckpoint(c: CheckpointContents): Uint8Array {
   v.setBigUint64(120, BigInt(c.records.upload_counter), true);
   v.setBigUint64(0, checksum(bytes.subarray(8)), true);
   return bytes;
+}
+
+/**
+ * Whether a file needs version 3: a state that never had an upload (both counters 0, so no upload
+ * or block) and whose records are all inline objects without metadata is written as version 2,
+ * byte for byte as before issue 14, as the sync stream keeps its old records for such a state. Old
+ * data directories then keep their files and their sizes (which the rebase rule and the simulator's
+ * disk see), so nothing changes for a cluster that does not use large objects. A base scans its
+ * entries once; the encoding after it costs far more.
+ */
+function needsVersion3(r: StateRecords): boolean {
+  if (r.upload_counter !== 0 || r.block_counter !== 0 || r.uploads.size > 0 || r.blocks.size > 0) return true;
+  for (const [, entry] of r.objects) if (entry !== null && (entry.chunks !== undefined || entry.meta !== undefined)) return true;
+  return false;
 }
 
 /** More segments than this (a segment list of 64 MiB) is a damaged count. */
