@@ -58,12 +58,15 @@ const checkpoint_version = 3;
 /** Files of version 2 (objects inline only, untagged base records) are still read. */
 const checkpoint_version_old = 2;
 const fixed_size = 128;
-const tag_object_set = 1;
-const tag_object_removed = 2;
-const tag_upload_set = 3;
-const tag_upload_removed = 4;
-const tag_block_set = 5;
-const tag_block_removed = 6;
+/** Record tags: odd ones set, even ones remove (a base holds only odd ones). */
+enum Tag {
+  object_set = 1,
+  object_removed,
+  upload_set,
+  upload_removed,
+  block_set,
+  block_removed,
+}
 
 export type CheckpointKind = "base" | "delta";
 
@@ -158,7 +161,7 @@ export function encodeCheckpoint(c: CheckpointContents): Uint8Array {
   let record_count = 0;
   for (const [key, entry] of r.objects) {
     record_count += 1;
-    tag(entry === null ? tag_object_removed : tag_object_set);
+    tag(entry === null ? Tag.object_removed : Tag.object_set);
     if (entry !== null) {
       writeObjectRecord(w, key, entry, true);
       continue;
@@ -173,13 +176,13 @@ export function encodeCheckpoint(c: CheckpointContents): Uint8Array {
   }
   for (const [id, upload] of r.uploads) {
     record_count += 1;
-    tag(upload === null ? tag_upload_removed : tag_upload_set);
+    tag(upload === null ? Tag.upload_removed : Tag.upload_set);
     if (upload === null) w.u64(id);
     else writeUploadRecord(w, upload);
   }
   for (const [id, block] of r.blocks) {
     record_count += 1;
-    tag(block === null ? tag_block_removed : tag_block_set);
+    tag(block === null ? Tag.block_removed : Tag.block_set);
     if (block === null) w.u64(id);
     else writeBlockRecord(w, block, true);
   }
@@ -305,12 +308,12 @@ export function decodeCheckpoint(bytes: Uint8Array, clients_max: number): Checkp
   if (!Number.isSafeInteger(records.upload_counter) || !Number.isSafeInteger(records.block_counter)) return null;
   const delta = summary.link.kind === "delta";
   for (let i = 0; i < record_count; i++) {
-    let tag = tag_object_set;
+    let tag = Tag.object_set;
     if (delta || !old) {
       tag = r.u8();
       r.align();
       // A base holds no removals; a version 2 file, only objects.
-      if (tag < tag_object_set || tag > tag_block_removed || (!delta && tag % 2 === 0) || (old && tag > tag_object_removed)) return null;
+      if (tag < Tag.object_set || tag > Tag.block_removed || (!delta && tag % 2 === 0) || (old && tag > Tag.object_removed)) return null;
     }
     if (!readRecord(r, tag, old, records)) return null;
   }
@@ -328,14 +331,14 @@ interface DecodedRecords extends StateRecords {
 
 /** Reads one record of a tag into records; false if it is malformed. */
 function readRecord(r: Reader, tag: number, old: boolean, records: DecodedRecords): boolean {
-  if (tag === tag_object_removed) {
+  if (tag === Tag.object_removed) {
     const key_size = r.u16();
     r.u16();
     r.u32();
     const key = readKey(r, key_size);
     if (key === null) return false;
     records.objects.set(key, null);
-  } else if (tag === tag_object_set && old) {
+  } else if (tag === Tag.object_set && old) {
     const meta = readObjectMeta(r);
     const segment = r.u32();
     r.u32();
@@ -349,22 +352,22 @@ function readRecord(r: Reader, tag: number, old: boolean, records: DecodedRecord
       segment,
       offset,
     });
-  } else if (tag === tag_object_set) {
+  } else if (tag === Tag.object_set) {
     const object = readObjectRecord(r, true);
     if (object === null) return false;
     records.objects.set(object.key, object.entry);
-  } else if (tag === tag_upload_set) {
+  } else if (tag === Tag.upload_set) {
     const upload = readUploadRecord(r);
     if (upload === null) return false;
     records.uploads.set(upload.id, upload);
-  } else if (tag === tag_block_set) {
+  } else if (tag === Tag.block_set) {
     const block = readBlockRecord(r);
     if (block === null) return false;
     records.blocks.set(block.id, block);
   } else {
     const id = r.u64();
     if (r.bad) return false;
-    if (tag === tag_upload_removed) records.uploads.set(id, null);
+    if (tag === Tag.upload_removed) records.uploads.set(id, null);
     else records.blocks.set(id, null);
   }
   return !r.bad;

@@ -38,13 +38,16 @@ import type { Segment, SegmentFiles, StoredBytes } from "./segments.ts";
 const sync_object_overhead = 8 + 40 + 16;
 /** Bytes of a block record besides its data: type, the record and padding. */
 const sync_block_overhead = 8 + block_record_size + 8;
-const sync_record_anchor = 1;
-const sync_record_session = 2;
-const sync_record_object = 3;
-const sync_record_anchor_v2 = 4;
-const sync_record_object_v2 = 5;
-const sync_record_block = 6;
-const sync_record_upload = 7;
+/** Record types (docs/STORAGE.md §8). */
+enum Type {
+  anchor = 1,
+  session,
+  object,
+  anchor_v2,
+  object_v2,
+  block,
+  upload,
+}
 
 /** Reads stored bytes (a value or a block), checksum-verified; null if damaged or unreadable. */
 export type StoredReader = (stored: StoredBytes) => Uint8Array | null;
@@ -173,7 +176,7 @@ function writeRecord(w: Writer, serving: Serving, record: StreamRecord, readStor
   const large = store.large;
   if (record.kind === "anchor") {
     const v2 = large.upload_counter !== 0 || large.block_counter !== 0;
-    w.u8(v2 ? sync_record_anchor_v2 : sync_record_anchor);
+    w.u8(v2 ? Type.anchor_v2 : Type.anchor);
     w.align();
     w.reserve(header_size);
     writeHeader(checkpoint.anchor, w.bytes, w.offset);
@@ -188,7 +191,7 @@ function writeRecord(w: Writer, serving: Serving, record: StreamRecord, readStor
     }
   } else if (record.kind === "session") {
     const [client, session] = serving.sessions[record.index]!;
-    w.u8(sync_record_session);
+    w.u8(Type.session);
     w.align();
     writeSession(w, client, session);
   } else if (record.kind === "object") {
@@ -197,7 +200,7 @@ function writeRecord(w: Writer, serving: Serving, record: StreamRecord, readStor
     const v2 = entry.chunks !== undefined || entry.meta !== undefined;
     const value = entry.chunks === undefined ? readStored(entry) : null;
     if (entry.chunks === undefined && value === null) return false;
-    w.u8(v2 ? sync_record_object_v2 : sync_record_object);
+    w.u8(v2 ? Type.object_v2 : Type.object);
     w.align();
     if (v2) writeObjectRecord(w, key, entry, false);
     else writeObjectMeta(w, key, entry);
@@ -206,13 +209,13 @@ function writeRecord(w: Writer, serving: Serving, record: StreamRecord, readStor
       w.align();
     }
   } else if (record.kind === "upload") {
-    w.u8(sync_record_upload);
+    w.u8(Type.upload);
     w.align();
     writeUploadRecord(w, record.upload);
   } else {
     const data = readStored(record.block);
     if (data === null) return false;
-    w.u8(sync_record_block);
+    w.u8(Type.block);
     w.align();
     writeBlockRecord(w, record.block, false);
     w.raw(data);
@@ -298,7 +301,7 @@ export class SyncReceiver {
       const type = r.u8();
       r.align();
       // A chunked object's blocks follow it before anything else.
-      if (rx.expecting !== null && type !== sync_record_block) return this.bad();
+      if (rx.expecting !== null && type !== Type.block) return this.bad();
       if (!this.applyRecord(rx, r, type)) return this.bad();
     }
     return !r.bad || this.bad();
@@ -306,11 +309,11 @@ export class SyncReceiver {
 
   /** One record of a type; false if it is malformed or does not fit where it is. */
   private applyRecord(rx: Receiving, r: Reader, type: number): boolean {
-    if (type === sync_record_anchor || type === sync_record_anchor_v2) {
+    if (type === Type.anchor || type === Type.anchor_v2) {
       const h = decodeHeader(r.raw(header_size), 0);
       const revision = r.u64();
       const previous: CheckpointId = { op: r.u64(), digest: r.u64n(), checksum: r.u64n() };
-      if (type === sync_record_anchor_v2) {
+      if (type === Type.anchor_v2) {
         rx.upload_counter = r.u64();
         rx.block_counter = r.u64();
       }
@@ -318,12 +321,12 @@ export class SyncReceiver {
       rx.anchor = h;
       rx.revision = revision;
       rx.previous = previous;
-    } else if (type === sync_record_session) {
+    } else if (type === Type.session) {
       const session = readSession(r);
       if (session === null) return false;
       rx.sessions.push(session);
-    } else if (type === sync_record_object || type === sync_record_object_v2) {
-      const object = type === sync_record_object ? legacyObject(r) : readObjectRecord(r, false);
+    } else if (type === Type.object || type === Type.object_v2) {
+      const object = type === Type.object ? legacyObject(r) : readObjectRecord(r, false);
       if (object === null || rx.objects.has(object.key)) return false;
       const { key, entry } = object;
       rx.upload_id = null;
@@ -336,12 +339,12 @@ export class SyncReceiver {
         Object.assign(entry, this.append(rx, value));
       }
       rx.objects.set(key, entry);
-    } else if (type === sync_record_upload) {
+    } else if (type === Type.upload) {
       const upload = readUploadRecord(r);
       if (upload === null) return false;
       rx.uploads.push(upload);
       rx.upload_id = upload.id;
-    } else if (type === sync_record_block) {
+    } else if (type === Type.block) {
       return this.applyBlock(rx, r);
     } else {
       return false;
