@@ -53,6 +53,9 @@ export class TracedStorage implements Storage {
   compactionCandidate(store: ObjectStore): number | null {
     return this.inner.compactionCandidate(store);
   }
+  pinnedDeadBytes(store: ObjectStore): number {
+    return this.inner.pinnedDeadBytes(store);
+  }
   writeValue(value: Uint8Array): ValueLocation {
     return this.inner.writeValue(value);
   }

@@ -4,6 +4,7 @@ import {
   baseContents,
   checkpointPath,
   decodeCheckpoint,
+  deltaRecords,
   encodeCheckpoint,
   type CheckpointContents,
 } from "./checkpoint_file.ts";
@@ -188,7 +189,7 @@ describe("checkpoint file", () => {
         revision: store.revision,
         segments: store.segments(),
         sessions: clients.entries(),
-        records: store.takeChanges(),
+        records: deltaRecords(store, store.takeChanges()),
       };
       const decoded = decodeCheckpoint(encodeCheckpoint(delta), 5);
       expect(decoded).not.toBeNull();

@@ -3,7 +3,17 @@
  * garbage collection of what nothing needs.
  */
 import { describe, expect, test } from "bun:test";
-import { checkRecovery, expectValues, interval, options, SEEDS, segmentFiles, World } from "../../tests/support/storage_world.ts";
+import {
+  checkRecovery,
+  expectValues,
+  interval,
+  options,
+  SEEDS,
+  segmentFiles,
+  segmentPath,
+  World,
+} from "../../tests/support/storage_world.ts";
+import { ObjectStore } from "../store/object_store.ts";
 import { checkpointPath } from "./checkpoint_file.ts";
 import { Prng } from "../util/prng.ts";
 
@@ -96,5 +106,72 @@ describe("FileStorage: checkpoints", () => {
         );
     }
     expect(failures).toEqual([]);
+  });
+});
+
+describe("FileStorage: pinnedDeadBytes (the idle nudge's figure, docs/LARGE_OBJECTS.md §8)", () => {
+  /** The live store without the values in one segment: as if they were all overwritten or deleted. */
+  function without(store: ObjectStore, segment: number): ObjectStore {
+    const out = new ObjectStore();
+    for (const [key, entry] of store.all()) if (entry.segment !== segment) out.set(key, entry);
+    out.revision = store.revision;
+    return out;
+  }
+
+  test("a segment whose values and blocks died counts while a retained checkpoint still lists it", () => {
+    for (let seed = 1; seed <= 10; seed++) {
+      const w = new World(new Prng(seed));
+      w.run(interval * 4);
+      const listed = w.snapshots.get(w.checkpoint.op)!.segments;
+      const on_disk = new Set(segmentFiles(w.fs));
+      const everything = w.storage.pinnedDeadBytes(new ObjectStore());
+      const live = w.storage.pinnedDeadBytes(w.store);
+      expect(live).toBeLessThan(everything);
+      // Every live segment but the active one: its bytes join the figure when its values die, and
+      // the file is still there because the published checkpoint lists it.
+      let live_bytes = 0;
+      let active = 0;
+      let pinned_by_checkpoint = 0;
+      for (const segment of w.store.segments()) {
+        expect(on_disk.has(segment)).toBe(true);
+        const dead = w.storage.pinnedDeadBytes(without(w.store, segment)) - live;
+        if (dead === 0) active += 1;
+        else expect(dead).toBeLessThanOrEqual(w.fs.size(w.fs.open(segmentPath(segment), false)));
+        if (dead > 0 && listed.has(segment)) pinned_by_checkpoint += 1;
+        live_bytes += dead;
+      }
+      expect(active).toBeLessThanOrEqual(1); // the segment being appended to is never dead
+      expect(pinned_by_checkpoint).toBeGreaterThan(0);
+      expect(live + live_bytes).toBe(everything);
+
+      // A block keeps its segment live the same way, and its death (its upload closed) frees it.
+      const [segment] = [...w.store.segments()].filter((s) => w.storage.pinnedDeadBytes(without(w.store, s)) > live);
+      const store = without(w.store, segment!);
+      const dead = w.storage.pinnedDeadBytes(store);
+      const upload = store.large.createUpload("big", 1, null, { content_type: "", user_meta: new Uint8Array(0) }, 1);
+      store.large.writeBlock({ upload_id: upload.id, part: 1, attempt: 1n, index: 0 }, 64, 0xabn, { segment: segment!, offset: 0 });
+      expect(w.storage.pinnedDeadBytes(store)).toBe(live);
+      store.large.removeUpload(upload);
+      expect(w.storage.pinnedDeadBytes(store)).toBe(dead);
+    }
+  });
+
+  test("once no retained checkpoint lists a dead segment and the horizon passed it, it is unlinked and no longer counts", () => {
+    const w = new World(new Prng(3), undefined, 4); // 4 keys: values are overwritten quickly
+    w.run(interval * 3);
+    const old = [...w.snapshots.get(interval)!.segments].filter((s) => w.fs.exists(segmentPath(s)));
+    expect(old.length).toBeGreaterThan(0);
+    w.run(interval * 12);
+    let unlinked = 0;
+    for (const segment of old) {
+      if (w.store.segments().has(segment)) continue; // still live: never dead
+      expect(w.fs.exists(segmentPath(segment))).toBe(false);
+      unlinked += 1;
+    }
+    expect(unlinked).toBeGreaterThan(0);
+    // What counts now is only what is still on disk: the unlinked segments left the figure.
+    let on_disk = 0;
+    for (const segment of segmentFiles(w.fs)) on_disk += w.fs.size(w.fs.open(segmentPath(segment), false));
+    expect(w.storage.pinnedDeadBytes(new ObjectStore())).toBeLessThanOrEqual(on_disk);
   });
 });

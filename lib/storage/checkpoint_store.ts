@@ -16,7 +16,8 @@ import {
   decodeCheckpoint,
   decodeCheckpointSummary,
   encodeCheckpoint,
-  storeRecords,
+  baseRecords,
+  deltaRecords,
   type CheckpointContents,
   type CheckpointSummary,
 } from "./checkpoint_file.ts";
@@ -175,6 +176,21 @@ export class CheckpointStore {
     return horizon;
   }
 
+  /** Bytes of segments that hold nothing the live store references (no value, no block) but are
+   * still on disk: a retained or written checkpoint lists them, or prepares in them are above the
+   * horizon (docs/LARGE_OBJECTS.md §8). The active segment and a sync's segments are not dead. A
+   * segment counts its bytes written (reopened after a restart: its file size). */
+  pinnedDeadBytes(store: ObjectStore): number {
+    const live = store.segments();
+    let bytes = 0;
+    for (const segment of this.segments.segments.values()) {
+      if (segment === this.segments.active || this.busy(segment) || live.has(segment.id)) continue;
+      bytes += segment.write_offset;
+    }
+    assert(Number.isSafeInteger(bytes) && bytes >= 0, "pinnedDeadBytes: bytes");
+    return bytes;
+  }
+
   compactionCandidate(store: ObjectStore): number | null {
     const horizon = this.horizon();
     let best: number | null = null;
@@ -206,12 +222,12 @@ export class CheckpointStore {
     let contents: CheckpointContents | null = null;
     let bytes: Uint8Array | null = null;
     if (tail !== null && tail.store === store && tail.op < id.op && tail.chain.length < chain_length_max) {
-      contents = { ...common, link: { kind: "delta", parent_op: tail.op, base_op: tail.chain[0]! }, records: changes };
+      contents = { ...common, link: { kind: "delta", parent_op: tail.op, base_op: tail.chain[0]! }, records: deltaRecords(store, changes) };
       bytes = encodeCheckpoint(contents);
       if (tail.delta_bytes + bytes.length > tail.base_bytes) bytes = null;
     }
     if (bytes === null) {
-      contents = { ...common, link: { kind: "base", parent_op: id.op, base_op: id.op }, records: storeRecords(store) };
+      contents = { ...common, link: { kind: "base", parent_op: id.op, base_op: id.op }, records: baseRecords(store) };
       bytes = encodeCheckpoint(contents);
     }
     const path = checkpointPath(id.op);

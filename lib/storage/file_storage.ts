@@ -314,6 +314,10 @@ export class FileStorage implements Storage {
     return candidate;
   }
 
+  pinnedDeadBytes(store: ObjectStore): number {
+    return this.checkpoints.pinnedDeadBytes(store);
+  }
+
   readPrepare(op: number, checksum_: bigint): Message | null {
     const location = this.prepares.get(op)?.find((l) => l.checksum === checksum_);
     if (location === undefined) return null;

@@ -8,10 +8,16 @@ import { allocUninitialized, pad8 } from "../util/bytes.ts";
 import { checksum } from "../util/checksum.ts";
 import { decode, decodeHeader, encodeInto, writeHeader, type Message } from "../net/codec.ts";
 import { header_size } from "../constants.ts";
-import type { ObjectEntry, ValueLocation } from "../store/object_store.ts";
+import type { ValueLocation } from "../store/object_store.ts";
 import { allocValueWithHeadroom } from "../store/operations.ts";
 import { FsError, readFully, type Fd, type FileSystem } from "./fs.ts";
 import type { PrepareLocation } from "./ring_record.ts";
+
+/** Bytes stored in a segment with their checksum: a value (ObjectEntry) or a block (Block). */
+export interface StoredBytes extends ValueLocation {
+  size: number;
+  checksum: bigint;
+}
 
 /** Prepares up to this size are encoded into a reused buffer and written with one pwrite; larger
  * ones are written as header and body, the body straight from the message: a second system call
@@ -209,8 +215,8 @@ export class SegmentFiles {
     return on_disk !== null && on_disk.checksum === location.checksum;
   }
 
-  /** A value's bytes, checksum-verified; null if unreadable or damaged. */
-  readValue(entry: ObjectEntry): Uint8Array | null {
+  /** A value's or a block's bytes, checksum-verified; null if unreadable or damaged. */
+  readValue(entry: StoredBytes): Uint8Array | null {
     assert(entry.size >= 0 && entry.offset >= 0, "readValue: entry");
     const segment = this.segments.get(entry.segment);
     if (segment === undefined) return null;

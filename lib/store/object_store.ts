@@ -10,7 +10,7 @@ import { assert } from "../util/assert.ts";
 import { checksum } from "../util/checksum.ts";
 import { SortedKeys } from "./sorted_keys.ts";
 import { key_size_max } from "../constants.ts";
-import { LargeState } from "./uploads.ts";
+import { LargeState, type Block, type Upload } from "./uploads.ts";
 
 /** Where a value's bytes live: a journal (or compaction) segment and the byte offset in it. */
 export interface ValueLocation {
@@ -40,6 +40,13 @@ export interface EntryMeta {
   content_type: string;
   user_meta: Uint8Array;
   md5: Uint8Array | null;
+}
+
+/** What a delta checkpoint writes: each changed entry, block and upload, or null when it is gone. */
+export interface StoreChanges {
+  objects: Map<string, ObjectEntry | null>;
+  blocks: Map<number, Block | null>;
+  uploads: Map<number, Upload | null>;
 }
 
 const u64_mask = (1n << 64n) - 1n;
@@ -155,11 +162,44 @@ export class ObjectStore {
     return (this.segment_bytes.get(segment) ?? 0) + this.large.liveBytesIn(segment);
   }
 
-  /** The entries changed since the last call (null: removed), and forgets them. */
-  takeChanges(): Map<string, ObjectEntry | null> {
-    const changes = this.changes;
+  /** What changed since the last call (null: removed): entries, blocks and uploads, which a delta
+   * checkpoint writes; and forgets it. */
+  takeChanges(): StoreChanges {
+    const objects = this.changes;
     this.changes = new Map();
-    return changes;
+    return { objects, ...this.large.takeChanges() };
+  }
+
+  /**
+   * Loading (a checkpoint chain, a state sync, after LargeState's restoreCounters, restoreUpload
+   * and restoreBlock; then restoreDone): installs a version as recorded. A chunked entry claims its blocks, and its
+   * ends are computed from their sizes. false if the record does not fit the state (a block
+   * missing or owned twice, sizes that do not add up): the caller treats its source as damaged.
+   */
+  restoreEntry(key: string, recorded: ObjectEntry): boolean {
+    assert(!this.entries.has(key), () => `restore of ${key} twice`);
+    if (!Number.isSafeInteger(recorded.version) || recorded.version < 1) return false;
+    let entry = recorded;
+    if (recorded.chunks !== undefined) {
+      const { blocks } = recorded.chunks;
+      const ends = new Float64Array(blocks.length);
+      let end = 0;
+      for (let i = 0; i < blocks.length; i++) {
+        const block = this.large.claimBlock(blocks[i]!, key);
+        if (block === null) return false;
+        ends[i] = end += block.size;
+      }
+      if (end !== recorded.size || recorded.segment !== 0 || recorded.offset !== 0) return false;
+      entry = { ...recorded, chunks: { blocks, ends } };
+    }
+    this.set(key, entry);
+    return true;
+  }
+
+  /** Ends a load: every block has an owner, and nothing restored counts as a change. */
+  restoreDone(): boolean {
+    this.changes = new Map();
+    return this.large.restoreDone();
   }
 
   list(prefix: string, after: string, limit: number): { keys: string[]; truncated: boolean } {

@@ -1,7 +1,7 @@
 /** The large-object state (docs/LARGE_OBJECTS.md §4, §9.1): ownership, accounting, digest, invariants. */
 import { describe, expect, test } from "bun:test";
 import { ObjectStore } from "./object_store.ts";
-import { slotKey } from "./uploads.ts";
+import { slotKey, type Block, type Upload } from "./uploads.ts";
 import { ClientTable } from "../vsr/client_table.ts";
 import { stateDigest } from "../vsr/root.ts";
 import { manifestChecksum } from "./large_bodies.ts";
@@ -178,5 +178,104 @@ describe("upload table", () => {
     expect(s.large.expired(60, 20, 2).map((u) => u.id)).toEqual([ids[1], ids[2]]);
     expect(s.large.expired(29, 20, 10).map((u) => u.id)).toEqual([]);
     expect(s.large.expired(30, 20, 10).map((u) => u.id)).toEqual([ids[1], ids[2]]);
+  });
+});
+
+describe("changes (what a delta checkpoint writes)", () => {
+  test("every block and upload change is recorded once, with its newest record, and taking forgets them", () => {
+    const s = largeStore();
+    const first = s.takeChanges();
+    // Blocks 1 and 2 were adopted (their newest record names the key), upload 1 closed, upload 2 open.
+    expect([...first.blocks.keys()].sort()).toEqual([1, 2, 3]);
+    expect(first.blocks.get(1)).toBe(s.large.block(1)!);
+    expect(first.blocks.get(1)!.key).toBe("big");
+    expect(first.uploads.get(1)).toBeNull();
+    expect(first.uploads.get(2)).toBe(s.large.upload(2)!);
+    expect([...first.objects.keys()]).toEqual(["big"]);
+    const empty = s.takeChanges();
+    expect([empty.objects.size, empty.blocks.size, empty.uploads.size]).toEqual([0, 0, 0]);
+
+    const before = s.large.block(1)!;
+    s.large.relocateBlock(1, { segment: 9, offset: 0 });
+    s.large.touch(s.large.upload(2)!, 40);
+    const moved = s.takeChanges();
+    expect(moved.blocks.get(1)).toEqual({ ...before, segment: 9, offset: 0 });
+    // Replaced, never changed in place: a checkpoint being written still holds the old record.
+    expect(before.segment).toBe(5);
+    expect(moved.uploads.get(2)!.touched).toBe(40);
+    expect(moved.objects.size).toBe(0);
+
+    s.remove("big"); // its blocks die
+    s.large.removeUpload(s.large.upload(2)!); // and so does the pending one
+    const gone = s.takeChanges();
+    expect([...gone.blocks]).toEqual([
+      [1, null],
+      [2, null],
+      [3, null],
+    ]);
+    expect(gone.uploads.get(2)).toBeNull();
+    expect(gone.objects.get("big")).toBeNull();
+  });
+
+  test("a slot rewritten with other bytes records the new block and the death of the old", () => {
+    const s = largeStore();
+    s.takeChanges();
+    s.large.writeBlock({ upload_id: 2, part: 2, attempt: 1n, index: 0 }, 8, 0xddn, { segment: 7, offset: 0 });
+    expect([...s.takeChanges().blocks.entries()].map(([id, b]) => [id, b?.checksum ?? null])).toEqual([
+      [3, null],
+      [4, 0xddn],
+    ]);
+  });
+});
+
+describe("restore (loading a checkpoint or a sync)", () => {
+  /** The records a checkpoint would hold of a store: uploads, blocks (no key: objects claim them), entries. */
+  function rebuild(s: ObjectStore, edit: (blocks: Block[], uploads: Upload[]) => void = () => {}): ObjectStore | null {
+    const uploads = s.large.allUploads().map((u) => ({ ...u, slots: new Map<string, number>(), stored_bytes: 0 }));
+    const blocks = [...s.large.allBlocks()].map((b) => ({ ...b, key: null }));
+    edit(blocks, uploads);
+    const out = new ObjectStore();
+    if (!out.large.restoreCounters(s.large.upload_counter, s.large.block_counter)) return null;
+    for (const u of uploads) if (!out.large.restoreUpload(u)) return null;
+    for (const b of blocks) if (!out.large.restoreBlock(b)) return null;
+    for (const [key, entry] of s.all())
+      if (!out.restoreEntry(key, { ...entry, chunks: entry.chunks && { blocks: entry.chunks.blocks, ends: new Float64Array(0) } }))
+        return null;
+    if (!out.restoreDone()) return null;
+    out.revision = s.revision;
+    return out;
+  }
+
+  test("rebuilds the same state: slots, ends, accounting, digest, and no changes", () => {
+    const s = largeStore();
+    const out = rebuild(s)!;
+    out.invariants();
+    expect(stateDigest(out, new ClientTable(4))).toBe(stateDigest(s, new ClientTable(4)));
+    expect(out.get("big")!.chunks!.ends).toEqual(new Float64Array([16, 20]));
+    expect(out.large.upload(2)!.slots.get(slotKey(2, 1n, 0))).toBe(3);
+    expect(out.large.upload(2)!.stored_bytes).toBe(8);
+    expect([...out.segments()].sort()).toEqual([...s.segments()].sort());
+    expect(out.liveBytesIn(6)).toBe(s.liveBytesIn(6));
+    const changes = out.takeChanges();
+    expect([changes.objects.size, changes.blocks.size, changes.uploads.size]).toEqual([0, 0, 0]);
+  });
+
+  test("records that do not make a state are refused, not asserted", () => {
+    expect(rebuild(largeStore(), (blocks) => blocks.shift())).toBeNull(); // a version's block is missing
+    expect(rebuild(largeStore(), (_b, uploads) => uploads.pop())).toBeNull(); // a pending block without its upload
+    expect(rebuild(largeStore(), (blocks) => blocks.push({ ...blocks[0]!, id: 4 }))).toBeNull(); // above the counter
+    expect(rebuild(largeStore(), (blocks) => (blocks[2] = { ...blocks[2]!, slot: null }))).toBeNull(); // a block nobody owns
+    expect(rebuild(largeStore(), (blocks) => (blocks[0] = { ...blocks[0]!, size: 17 }))).toBeNull(); // sizes do not add up
+    expect(
+      rebuild(largeStore(), (blocks) => blocks.push({ ...blocks[2]!, id: 3 })), // the same id twice
+    ).toBeNull();
+    expect(rebuild(largeStore(), (_b, uploads) => (uploads[0] = { ...uploads[0]!, touched: 1 }))).toBeNull(); // touched before created
+  });
+
+  test("a version cannot claim a block another version or a slot owns", () => {
+    const s = largeStore();
+    s.set("twin", { ...s.get("big")!, version: 2 }); // names blocks 1 and 2 too: not a state execution makes
+    s.revision = 2;
+    expect(rebuild(s)).toBeNull();
   });
 });

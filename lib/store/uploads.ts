@@ -12,7 +12,14 @@
  */
 import { assert } from "../util/assert.ts";
 import { checksum } from "../util/checksum.ts";
-import { key_size_max, object_size_max_bytes, part_blocks_max, upload_parts_max, uploads_open_max_ceiling } from "../constants.ts";
+import {
+  block_size_max_ceiling_bytes,
+  key_size_max,
+  object_size_max_bytes,
+  part_blocks_max,
+  upload_parts_max,
+  uploads_open_max_ceiling,
+} from "../constants.ts";
 import type { ObjectMetadata } from "./large_bodies.ts";
 
 /** Where bytes live: a journal (or compaction) segment and the byte offset in it. */
@@ -75,6 +82,10 @@ export class LargeState {
   private readonly segment_bytes = new Map<number, number>();
   /** Bytes of every live block (pending or owned by an object). */
   block_bytes = 0;
+  /** Blocks set, replaced or moved (the new record) or killed (null), and uploads opened, touched
+   * or closed (null), since takeChanges: what a delta checkpoint writes. Bounded by what changed. */
+  private block_changes = new Map<number, Block | null>();
+  private upload_changes = new Map<number, Upload | null>();
 
   get upload_count(): number {
     return this.uploads.size;
@@ -92,9 +103,30 @@ export class LargeState {
     return this.blocks.get(id);
   }
 
-  /** Open uploads in id order (tests, checkpoints later). */
+  /** Open uploads in id order (checkpoints, state sync, tests). */
   allUploads(): Upload[] {
     return [...this.uploads.values()].sort((a, b) => a.id - b.id);
+  }
+
+  /** Every live block, pending or owned by an object (a base checkpoint writes them all). */
+  allBlocks(): IterableIterator<Block> {
+    return this.blocks.values();
+  }
+
+  /** The ids of an upload's pending blocks, ascending (the order the sync stream sends them in). */
+  pendingBlocks(upload: Upload): number[] {
+    assert(this.uploads.get(upload.id) === upload, "pending blocks of an upload that is not open");
+    return [...upload.slots.values()].sort((a, b) => a - b);
+  }
+
+  /** The blocks and uploads changed since the last call (null: gone), and forgets them. An upload
+   * in the map is the live object (it is changed in place by touch and its slots), so it is read
+   * before the next execution; a block never changes in place. */
+  takeChanges(): { blocks: Map<number, Block | null>; uploads: Map<number, Upload | null> } {
+    const changes = { blocks: this.block_changes, uploads: this.upload_changes };
+    this.block_changes = new Map();
+    this.upload_changes = new Map();
+    return changes;
   }
 
   digest(): bigint {
@@ -118,6 +150,7 @@ export class LargeState {
     };
     this.uploads.set(upload.id, upload);
     this.uploads_sum = (this.uploads_sum + uploadHash(upload)) & u64_mask;
+    this.upload_changes.set(upload.id, upload);
     return upload;
   }
 
@@ -127,6 +160,7 @@ export class LargeState {
     this.uploads_sum = (this.uploads_sum - uploadHash(upload)) & u64_mask;
     upload.touched = timestamp;
     this.uploads_sum = (this.uploads_sum + uploadHash(upload)) & u64_mask;
+    this.upload_changes.set(upload.id, upload);
   }
 
   /**
@@ -159,6 +193,7 @@ export class LargeState {
     upload.stored_bytes += size;
     this.uploads_sum = (this.uploads_sum + pendingBlockHash(block)) & u64_mask;
     this.locate(block);
+    this.block_changes.set(block.id, block);
     return { id: block.id, written: true };
   }
 
@@ -175,7 +210,9 @@ export class LargeState {
       upload.slots.delete(slotKey(old.slot.part, old.slot.attempt, old.slot.index));
       upload.stored_bytes -= old.size;
       // Replaced, not changed in place: a checkpoint being written may hold the old record.
-      this.blocks.set(id, { ...old, slot: null, key });
+      const adopted: Block = { ...old, slot: null, key };
+      this.blocks.set(id, adopted);
+      this.block_changes.set(id, adopted);
     }
   }
 
@@ -195,6 +232,7 @@ export class LargeState {
     assert(upload.slots.size === 0 && upload.stored_bytes === 0, "an upload's blocks all died with it");
     this.uploads_sum = (this.uploads_sum - uploadHash(upload)) & u64_mask;
     this.uploads.delete(upload.id);
+    this.upload_changes.set(upload.id, null);
   }
 
   /**
@@ -218,6 +256,79 @@ export class LargeState {
     const block = { ...old, segment: location.segment, offset: location.offset };
     this.blocks.set(id, block);
     this.locate(block);
+    this.block_changes.set(id, block);
+  }
+
+  // Loading (a checkpoint chain, a state sync): the state is rebuilt from records that came from a
+  // disk or a peer, so bad records answer false (the caller treats the source as damaged) instead
+  // of asserting. Order: restoreCounters, every upload, every block, then each object version
+  // claims its blocks (ObjectStore.restoreEntry), then ObjectStore.restoreDone.
+
+  /** Starts a load on an empty state: the counters as recorded. */
+  restoreCounters(upload_counter: number, block_counter: number): boolean {
+    assert(
+      this.blocks.size === 0 && this.uploads.size === 0 && this.upload_counter === 0 && this.block_counter === 0,
+      "restore into an empty state",
+    );
+    if (!Number.isSafeInteger(upload_counter) || !Number.isSafeInteger(block_counter) || upload_counter < 0 || block_counter < 0)
+      return false;
+    this.upload_counter = upload_counter;
+    this.block_counter = block_counter;
+    return true;
+  }
+
+  /** An open upload as recorded, without slots (its pending blocks fill them). */
+  restoreUpload(record: Upload): boolean {
+    const { id, key, created, touched, declared_size } = record;
+    if (!Number.isSafeInteger(id) || id < 1 || id > this.upload_counter || this.uploads.has(id)) return false;
+    if (this.uploads.size >= uploads_open_max_ceiling || key.length < 1 || key.length > key_size_max || !(created <= touched)) return false;
+    if (declared_size !== null && !(Number.isSafeInteger(declared_size) && declared_size >= 0 && declared_size <= object_size_max_bytes))
+      return false;
+    const upload: Upload = { ...record, slots: new Map(), stored_bytes: 0 };
+    this.uploads.set(id, upload);
+    this.uploads_sum = (this.uploads_sum + uploadHash(upload)) & u64_mask;
+    return true;
+  }
+
+  /** A block as recorded: a pending one fills its upload's slot (restored before it); one an object
+   * owns (slot null) waits for its object version to claim it. */
+  restoreBlock(record: Block): boolean {
+    const { id, size, slot } = record;
+    if (!Number.isSafeInteger(id) || id < 1 || id > this.block_counter || this.blocks.has(id) || record.key !== null) return false;
+    if (!Number.isSafeInteger(size) || size < 1 || size > block_size_max_ceiling_bytes) return false;
+    const block: Block = { ...record };
+    if (slot !== null) {
+      const upload = this.uploads.get(slot.upload_id);
+      if (upload === undefined || slot.part < 1 || slot.part > upload_parts_max || slot.index < 0 || slot.index >= part_blocks_max)
+        return false;
+      const key = slotKey(slot.part, slot.attempt, slot.index);
+      if (upload.slots.has(key)) return false;
+      upload.slots.set(key, id);
+      upload.stored_bytes += size;
+      this.uploads_sum = (this.uploads_sum + pendingBlockHash(block)) & u64_mask;
+    }
+    this.blocks.set(id, block);
+    this.locate(block);
+    return true;
+  }
+
+  /** Gives an object version its restored block: the block, or null if it is missing, pending or
+   * already claimed. */
+  claimBlock(id: number, key: string): Block | null {
+    const old = this.blocks.get(id);
+    if (old === undefined || old.slot !== null || old.key !== null) return null;
+    const block: Block = { ...old, key };
+    this.blocks.set(id, block);
+    return block;
+  }
+
+  /** Ends a load: every block has an owner (an object version claimed each unowned one), and
+   * nothing restored counts as a change. */
+  restoreDone(): boolean {
+    this.block_changes = new Map();
+    this.upload_changes = new Map();
+    for (const block of this.blocks.values()) if (block.slot === null && block.key === null) return false;
+    return true;
   }
 
   segments(): IterableIterator<number> {
@@ -243,6 +354,7 @@ export class LargeState {
     }
     this.blocks.delete(block.id);
     this.unlocate(block);
+    this.block_changes.set(block.id, null);
   }
 
   private locate(block: Block): void {

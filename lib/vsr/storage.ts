@@ -135,6 +135,10 @@ export interface Storage {
   /** A segment worth compacting: one that only values keep alive and that is mostly dead
    * (docs/STORAGE.md §10.6); null if none. */
   compactionCandidate(store: ObjectStore): number | null;
+  /** Bytes in segments that hold no value or block `store` references but are not unlinked yet,
+   * because a retained checkpoint lists them or the horizon keeps their prepares
+   * (docs/STORAGE.md §10.5; the primary's idle nudge, docs/LARGE_OBJECTS.md §8). */
+  pinnedDeadBytes(store: ObjectStore): number;
   /** Writes a value repaired from a peer into a segment (durable at the next flush); returns
    * where it now lives. Throws the no-space signal (isNoSpace) when the disk is full. */
   writeValue(value: Uint8Array): ValueLocation;
