@@ -11,7 +11,7 @@
  */
 import { Command, Header, finalize, type Message } from "../net/codec.ts";
 import { key_size_max, sender_client } from "../constants.ts";
-import { Operation, Result, decodeU64, isWrite } from "../store/operations.ts";
+import { Operation, Result, decodeU64, needsSession } from "../store/operations.ts";
 import { assert } from "../util/assert.ts";
 import { ClientError } from "./errors.ts";
 
@@ -116,7 +116,7 @@ export class ClientSession {
   start(operation: Operation, body: Uint8Array, now: number): Step {
     assert(this.operation === null, "one operation at a time per client");
     this.operation = { operation, body, deadline: now + this.options.operation_timeout };
-    if (this.session === 0 && isWrite(operation) && operation !== Operation.register)
+    if (this.session === 0 && needsSession(operation))
       return this.begin(Operation.register, new Uint8Array(0), now);
     return this.begin(operation, body, now);
   }
@@ -211,7 +211,7 @@ export class ClientSession {
       const op = this.operation!;
       if (op.operation !== Operation.register) return this.begin(op.operation, op.body, now);
     }
-    if (result === Result.ok || result === Result.not_found || result === Result.condition_failed) {
+    if (result === Result.ok || result === Result.not_found || result === Result.condition_failed || answersLargeObject(result)) {
       this.end();
       return { kind: "done", reply };
     }
@@ -309,6 +309,12 @@ export class ClientSession {
     if (names.length === 1) return `replica ${names[0]} belongs to another cluster (its address list differs from yours: ${hint})`;
     return `replicas ${names.join(", ")} belong to another cluster (their address list differs from yours: ${hint})`;
   }
+}
+
+/** Results 12-17 answer a large-object operation (docs/PROTOCOL.md §3.15.9): the caller decides
+ * what each means for what it is doing (restart a read, send blocks again, give up). */
+function answersLargeObject(result: Result): boolean {
+  return result >= Result.object_changed && result <= Result.too_many_uploads;
 }
 
 /** The error a final reply other than ok stands for, with the limit the cluster reported. */
