@@ -1,5 +1,5 @@
 /**
- * Client commands: put, get, delete, ls, stat, status. Exit codes: 0 ok, 1 the operation failed
+ * Client commands: put, get, delete, ls, stat, status, abort-upload. Exit codes: 0 ok, 1 the operation failed
  * (not found, condition failed, no quorum: the message says which), 2 a usage problem (unknown
  * option, missing argument, bad address, a key over 1024 bytes, an input file that cannot be read).
  *
@@ -8,17 +8,19 @@
  */
 import type { CAC, Command } from "cac";
 import * as fs from "node:fs";
-import { Client, ClientError } from "../lib/client/client.ts";
+import { Client, ClientError, parseRange, type BlockSource, type LargePutOptions } from "../lib/client/client.ts";
+import { bodySource } from "../lib/client/body_source.ts";
 import { parseAddressList, AddressError, membership, type Address } from "../lib/net/address.ts";
 import { key_size_max, value_size_max_default } from "../lib/constants.ts";
-import { concat } from "../lib/util/bytes.ts";
 import { escapeBytes, EscapeError, unescapeBytes } from "../lib/util/escape.ts";
-import { OperationError, UsageError, optionArg, optionString, positionalArg } from "./cli_util.ts";
+import { OperationError, UsageError, optionArg, optionString, parseIntArg, positionalArg } from "./cli_util.ts";
 import type { RawArg } from "./raw_argv.ts";
 import { formatBytes, formatListEntry, formatStat } from "./format.ts";
 import { renderStatus } from "./status_report.ts";
 import { probeCluster } from "../lib/client/cluster_probe.ts";
-import { Progress } from "./progress.ts";
+import { Progress, progress_size_min } from "./progress.ts";
+import { fileErrorText, openInputFile, streamToFile, streamToStdout } from "./transfer.ts";
+import { checkMetadata, formatHeader, metaOption } from "./object_options.ts";
 
 export const dev_cluster = "127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083";
 /** CLI commands give up sooner than the library default: a person is waiting. */
@@ -106,9 +108,15 @@ export function fileArgument(arg: RawArg): Buffer {
   return Buffer.from(argumentBytes(arg, "file name", false));
 }
 
-/** One line saying what failed; `what` names the operation and key ("get hello"). */
+/** One line saying what failed; `what` names the operation and key ("get hello"). A put that
+ * failed after create_upload says what became of its upload. */
 export function describeClientError(what: string, error: ClientError): string {
-  return `${what}: ${error.message}`;
+  const id = error.upload_id;
+  if (id === null) return `${what}: ${error.message}`;
+  const upload = error.upload_aborted
+    ? `upload ${id} was aborted`
+    : `upload ${id} is still open: toastyfs abort-upload ${id} frees its space (else it expires)`;
+  return `${what}: ${error.message}; ${upload}`;
 }
 
 export async function withClient<T>(settings: ClusterSettings, what: string, fn: (client: Client) => Promise<T>): Promise<T> {
@@ -150,53 +158,98 @@ export function parseVersion(value: unknown): number {
 }
 
 export function registerClientCommands(cli: CAC): void {
-  keyOptions(clusterOptions(cli.command("put <key> [file]", "Store a file (or stdin: - or no file) under key; prints the new version")))
+  keyOptions(
+    clusterOptions(cli.command("put <key> [file]", "Store a file (or stdin: - or no file) of any size under key; prints the new version")),
+  )
     .option("--if-version <v>", "Only if the object's current version is v (compare-and-set)")
     .option("--if-absent", "Only if the key does not exist yet")
+    .option("--content-type <type>", "Store this content type with the object (printable ASCII, at most 255 bytes)")
+    .option("--meta <name=value>", "Store user metadata (repeat for more; names of a-z, 0-9 and -)")
     .example("echo hi | toastyfs put hello -")
-    .example("toastyfs put photos/cat.jpg cat.jpg --if-absent")
+    .example("toastyfs put photos/cat.jpg cat.jpg --if-absent --content-type image/jpeg --meta owner=ann")
     .example("toastyfs put -- -key-with-a-dash file")
     .example("toastyfs put --escaped 'bin/k\\xff' file")
     .action(async (key: string, file: string | undefined, options: Record<string, unknown>) => {
       const k = keyArgument(0, key, options);
       const shown = escapeBytes(k);
       const settings = settingsFrom(options);
-      const put_options: { if_version?: number; if_absent?: boolean } = {};
+      const put_options: LargePutOptions = {};
       if (options.ifVersion !== undefined) put_options.if_version = parseVersion(options.ifVersion);
       if (options.ifAbsent === true) put_options.if_absent = true;
       if (put_options.if_version !== undefined && put_options.if_absent) throw new UsageError("give --if-version or --if-absent, not both");
-      const value = file === undefined || file === "-" ? await readStdin() : readInputFile(fileArgument(positionalArg(1, file)));
-      const progress = Progress.forSize(value.length);
-      progress.phase(`put ${shown} (${formatBytes(value.length)}): sending, waiting for a majority of replicas to store it`);
+      const content_type = optionString("--content-type", options.contentType);
+      if (content_type !== undefined) put_options.content_type = content_type;
+      const meta = metaOption(options.meta);
+      if (meta !== undefined) put_options.meta = meta;
+      checkMetadata(put_options);
+      let input: { fd: number; source: BlockSource } | null = null;
+      if (file !== undefined && file !== "-") input = openInputFile(fileArgument(positionalArg(1, file)));
+      else if (process.stdin.isTTY)
+        process.stderr.write("reading the value from the terminal: end it with Ctrl-D (or give a file: toastyfs put KEY FILE)\n");
+      const source = input?.source ?? bodySource(Bun.stdin.stream(), null, "stdin");
+      const progress = Progress.forSize(source.size);
+      progress.phase(`put ${shown}`, source.size);
+      // Ctrl-C aborts the upload before exiting, so that it does not hold space until it expires.
+      const interrupt = new AbortController();
+      const onSigint = (): void => interrupt.abort();
+      process.on("SIGINT", onSigint);
       let version: number;
       try {
-        version = (await withClient(settings, `put ${shown}`, (client) => client.put(k, value, put_options))).version;
+        const run = (client: Client) =>
+          client.putSource(k, source, { ...put_options, signal: interrupt.signal, onProgress: (n) => progress.advance(n) });
+        version = (await withClient(settings, `put ${shown}`, run)).version;
       } finally {
+        process.off("SIGINT", onSigint);
         progress.finish();
+        if (input !== null) fs.closeSync(input.fd);
       }
       console.log(version);
     });
 
-  keyOptions(clusterOptions(cli.command("get <key>", "Write an object's value (raw bytes) to stdout, or to a file with -o")))
-    .option("-o, --output <file>", "Write the value to this file instead of stdout")
+  keyOptions(clusterOptions(cli.command("get <key>", "Write an object's bytes to stdout, or to a file with -o; streamed, of any size")))
+    .option("-o, --output <file>", "Write to this file (through FILE.toastyfs-PID.tmp, renamed when complete) instead of stdout")
+    .option("--range <range>", "Only bytes START-END (inclusive, from 0), START- (to the end) or -N (the last N: write --range=-N)")
     .example("toastyfs get hello")
     .example("toastyfs get photos/cat.jpg -o cat.jpg")
+    .example("toastyfs get logs/big --range=-4096")
     .action(async (key: string, options: Record<string, unknown>) => {
       const k = keyArgument(0, key, options);
       const shown = escapeBytes(k);
       const settings = settingsFrom(options);
       const output = optionString("--output", options.output);
       const output_arg = optionArg("output");
-      const progress = Progress.forSize(Number.POSITIVE_INFINITY);
-      progress.phase(`get ${shown}: waiting for the value`);
-      let value: Uint8Array;
+      const range_text = optionString("--range", options.range);
+      const range = range_text === undefined ? undefined : parseRange(range_text);
+      if (range === null)
+        throw new UsageError(`--range must be START-END, START- or -N (byte positions from 0, inclusive), got "${range_text}"`);
+      const target = output === undefined || output === "-" ? null : output_arg === undefined ? output : fileArgument(output_arg);
+      const interrupt = new AbortController();
+      const onSigint = (): void => interrupt.abort();
+      process.on("SIGINT", onSigint);
+      const progress = Progress.forSize(null);
       try {
-        value = (await withClient(settings, `get ${shown}`, (client) => client.get(k))).value;
+        await withClient(settings, `get ${shown}`, async (client) => {
+          progress.phase(`get ${shown}: waiting for the cluster`);
+          const got = await client.getStream(k, { ...(range === undefined ? {} : { range }), onProgress: (n) => progress.advance(n) });
+          if (got.length >= progress_size_min) progress.phase(`get ${shown}`, got.length);
+          else progress.finish();
+          if (target === null) await streamToStdout(got.body, interrupt.signal);
+          else await streamToFile(got.body, target, interrupt.signal);
+        });
       } finally {
+        process.off("SIGINT", onSigint);
         progress.finish();
       }
-      if (output === undefined || output === "-") await writeStdout(value);
-      else writeOutputFile(output_arg === undefined ? output : fileArgument(output_arg), value);
+    });
+
+  cli
+    .command("abort-upload <id>", "Abort an upload a failed put left open (put prints its id), freeing its space at once")
+    .option("--cluster <host:port,...>", "The cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster 127.0.0.1:8081-8083)")
+    .option("--timeout <seconds>", `Give up after this long without an answer from a majority (default: ${cli_timeout_s_default})`)
+    .action(async (id: string, options: Record<string, unknown>) => {
+      const upload_id = parseIntArg("the upload id", id, 1, Number.MAX_SAFE_INTEGER);
+      const settings = settingsFrom(options);
+      await withClient(settings, `abort-upload ${upload_id}`, (client) => client.abortUpload(upload_id));
     });
 
   keyOptions(clusterOptions(cli.command("delete <key>", "Delete an object")))
@@ -210,21 +263,23 @@ export function registerClientCommands(cli: CAC): void {
       await withClient(settings, `delete ${escapeBytes(k)}`, (client) => client.delete(k, del));
     });
 
-  keyOptions(clusterOptions(cli.command("stat <key>", "Print an object's version, size, time and checksum"))).action(
-    async (key: string, options: Record<string, unknown>) => {
-      const k = keyArgument(0, key, options);
-      const settings = settingsFrom(options);
-      const info = await withClient(settings, `stat ${escapeBytes(k)}`, (client) => client.stat(k));
-      console.log(formatStat(k, info).join("\n"));
-    },
-  );
+  keyOptions(
+    clusterOptions(
+      cli.command("stat <key>", "Print an object's version, size, time and checksum; its kind, blocks, MD5, content type and metadata"),
+    ),
+  ).action(async (key: string, options: Record<string, unknown>) => {
+    const k = keyArgument(0, key, options);
+    const settings = settingsFrom(options);
+    const header = await withClient(settings, `stat ${escapeBytes(k)}`, (client) => client.head(k));
+    console.log([...formatStat(k, header), ...formatHeader(header)].join("\n"));
+  });
 
   keyOptions(
     clusterOptions(
       cli.command("ls [prefix]", "List keys, one per line, in byte order (escaped: \\xHH for bytes that are not printable UTF-8)"),
     ),
   )
-    .option("-l, --long", "Also print size (bytes), version and time: SIZE VERSION TIME KEY")
+    .option("-l, --long", "Also print size (bytes), version, checksum and time: SIZE VERSION CHECKSUM TIME KEY")
     .action(async (prefix: string | undefined, options: Record<string, unknown>) => {
       const settings = settingsFrom(options);
       const p =
@@ -290,63 +345,4 @@ export function readInputFile(path: string | Uint8Array): Uint8Array {
   } finally {
     fs.closeSync(fd);
   }
-}
-
-/** Reads stdin to its end, refusing more than the largest value. */
-export async function readStdin(): Promise<Uint8Array> {
-  if (process.stdin.isTTY)
-    process.stderr.write("reading the value from the terminal: end it with Ctrl-D (or give a file: toastyfs put KEY FILE)\n");
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of Bun.stdin.stream()) {
-    total += chunk.length;
-    if (total > value_size_max_default)
-      throw new UsageError(`stdin has more than ${value_size_max_default} bytes: the largest value is 16 MiB`);
-    chunks.push(chunk);
-  }
-  return concat(chunks);
-}
-
-export function writeOutputFile(path: string | Uint8Array, value: Uint8Array): void {
-  const file = typeof path === "string" ? path : escapeBytes(path);
-  const name = typeof path === "string" ? path : Buffer.from(path);
-  const progress = Progress.forSize(value.length);
-  progress.phase(`writing ${file}`, value.length);
-  let fd: number;
-  try {
-    fd = fs.openSync(name, "w");
-  } catch (error) {
-    progress.finish();
-    throw new OperationError(`cannot write ${file}: ${fileErrorText(error)}`);
-  }
-  try {
-    let offset = 0;
-    while (offset < value.length) {
-      offset += fs.writeSync(fd, value, offset, Math.min(1 << 20, value.length - offset));
-      progress.advance(offset);
-    }
-  } catch (error) {
-    throw new OperationError(`cannot write ${file}: ${fileErrorText(error)}`);
-  } finally {
-    progress.finish();
-    fs.closeSync(fd);
-  }
-}
-
-/** Writes everything to stdout before returning; a closed pipe (`| head`) is not an error. */
-export function writeStdout(value: Uint8Array): Promise<void> {
-  if (value.length === 0) return Promise.resolve();
-  return new Promise((resolve) => {
-    process.stdout.once("error", () => resolve());
-    process.stdout.write(value, () => resolve());
-  });
-}
-
-function fileErrorText(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === "ENOENT") return "no such file or directory";
-  if (code === "EACCES" || code === "EPERM") return "permission denied";
-  if (code === "EISDIR") return "it is a directory";
-  if (code === "ENOSPC") return "no space left on the device";
-  return (error as Error).message;
 }

@@ -42,7 +42,8 @@ export function formatStat(key: Uint8Array, info: ObjectInfo): string[] {
 export function formatListEntry(entry: ListEntry, long: boolean): string {
   const key = keyText(entry.key);
   if (!long) return key;
-  return `${String(entry.size).padStart(10)}  ${String(entry.version).padStart(8)}  ${formatTime(entry.timestamp)}  ${key}`;
+  const sum = entry.checksum.toString(16).padStart(16, "0");
+  return `${String(entry.size).padStart(10)}  ${String(entry.version).padStart(8)}  ${sum}  ${formatTime(entry.timestamp)}  ${key}`;
 }
 
 /** True if the bytes are UTF-8 text a terminal can show (no control characters but tab/newline). */

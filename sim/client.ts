@@ -10,6 +10,7 @@ import type { Prng } from "../lib/util/prng.ts";
 import { assert } from "../lib/util/assert.ts";
 import { checksum } from "../lib/util/checksum.ts";
 import { ClientSession, type Step } from "../lib/client/session.ts";
+import type { ClientErrorCode } from "../lib/client/errors.ts";
 import { encode, type Message } from "../lib/net/codec.ts";
 import {
   Condition,
@@ -213,6 +214,9 @@ export class SimClient {
         return this.answered(step.reply, now);
       case "failed": {
         const p = this.pending!;
+        const large = largeResult(step.error.code);
+        if (large !== null && p.operation === Operation.read) return this.readAnswered(large, null, now);
+        if (large !== null && this.upload !== null) return this.uploadAnswered(large, null, now);
         if (step.error.code !== "evicted")
           return this.hooks.violation(`client ${this.index}: ${Operation[p.operation]} failed: ${step.error.message}`);
         // The session is gone; a write may or may not have happened before that: leave it open.
@@ -352,58 +356,61 @@ export class SimClient {
         if (step.problem !== null) this.hooks.violation(`client ${this.index} lane: ${step.problem}`);
         return;
       case "failed":
-        return this.hooks.violation(`client ${this.index}: write_block failed: ${step.error.message}`);
-      case "done": {
-        const block = lane.block!;
-        lane.block = null;
-        const h = step.reply.header;
-        const upload = this.upload;
-        if (upload === null) return; // an upload given up while this block was in flight
-        if (h.result === Result.upload_not_found) {
-          // Closed by the complete or abort in flight (its answer decides), or expired by the
-          // cluster (a long partition outlasted the abandon age): then the put had no effect.
-          if (this.pending !== null) return;
-          this.dropUpload();
-          this.wake_at = now;
-          return;
-        }
-        if (h.result !== Result.ok) return this.hooks.violation(`client ${this.index}: write_block answered ${Result[h.result]}`);
-        if (h.op > 0) this.hooks.writeReplied(h.client, h.request, h.op);
-        this.hooks.blockAcked(slotName(upload.plan.upload_id, block.part, block.attempt, block.index), block.checksum, h.op);
-        block.acked = true;
-        if (this.pending === null) this.wake_at = now;
-        return;
-      }
+        if (step.error.code !== "upload_not_found")
+          return this.hooks.violation(`client ${this.index}: write_block failed: ${step.error.message}`);
+        return this.laneAnswered(lane, Result.upload_not_found, null, now);
+      case "done":
+        return this.laneAnswered(lane, step.reply.header.result, step.reply, now);
     }
   }
 
+  private laneAnswered(lane: Lane, result: Result, reply: Message | null, now: number): void {
+    const block = lane.block!;
+    lane.block = null;
+    const upload = this.upload;
+    if (upload === null) return; // an upload given up while this block was in flight
+    if (result === Result.upload_not_found) {
+      // Closed by the complete or abort in flight (its answer decides), or expired by the cluster
+      // (a long partition outlasted the abandon age): then the put had no effect.
+      if (this.pending !== null) return;
+      this.dropUpload();
+      this.wake_at = now;
+      return;
+    }
+    if (result !== Result.ok || reply === null) return this.hooks.violation(`client ${this.index}: write_block answered ${Result[result]}`);
+    const h = reply.header;
+    if (h.op > 0) this.hooks.writeReplied(h.client, h.request, h.op);
+    this.hooks.blockAcked(slotName(upload.plan.upload_id, block.part, block.attempt, block.index), block.checksum, h.op);
+    block.acked = true;
+    if (this.pending === null) this.wake_at = now;
+  }
+
   /** The answer to create_upload, complete_upload or abort_upload. */
-  private uploadAnswered(message: Message, now: number): void {
-    const h = message.header;
+  private uploadAnswered(result: Result, message: Message | null, now: number): void {
     const upload = this.upload!;
     const plan = upload.plan;
     const operation = this.pending!.operation;
     this.pending = null;
     this.wake_at = now;
     if (operation === Operation.create_upload) {
-      if (h.result === Result.condition_failed) return this.recordUpload(upload, now, { status: "condition_failed" });
-      if (h.result === Result.too_many_uploads) return this.dropUpload();
-      const reply = decodeCreateUploadReply(message.body);
-      if (h.result !== Result.ok || reply === null)
-        return this.hooks.violation(`client ${this.index}: create_upload answered ${Result[h.result]}`);
+      if (result === Result.condition_failed) return this.recordUpload(upload, now, { status: "condition_failed" });
+      if (result === Result.too_many_uploads) return this.dropUpload();
+      const reply = message === null ? null : decodeCreateUploadReply(message.body);
+      if (result !== Result.ok || reply === null)
+        return this.hooks.violation(`client ${this.index}: create_upload answered ${Result[result]}`);
       plan.cut(reply.upload_id, reply.block_size_max);
       return;
     }
     if (operation === Operation.abort_upload) {
-      if (h.result !== Result.ok && h.result !== Result.upload_not_found)
-        return this.hooks.violation(`client ${this.index}: abort_upload answered ${Result[h.result]}`);
+      if (result !== Result.ok && result !== Result.upload_not_found)
+        return this.hooks.violation(`client ${this.index}: abort_upload answered ${Result[result]}`);
       return this.dropUpload();
     }
-    switch (h.result) {
+    switch (result) {
       case Result.ok: {
-        const reply = decodeCompleteUploadReply(message.body);
+        const reply = message === null ? null : decodeCompleteUploadReply(message.body);
         if (reply === null) return this.hooks.violation(`client ${this.index}: malformed complete_upload reply`);
-        this.hooks.manifestInstalled(plan.slots(), h.op);
+        this.hooks.manifestInstalled(plan.slots(), message!.header.op);
         this.versions.set(upload.input.key, reply.version);
         return this.recordUpload(upload, now, { status: "ok", version: reply.version });
       }
@@ -420,7 +427,7 @@ export class SimClient {
         for (const b of plan.blocks) if (!b.acked && this.lanes.every((l) => l.block !== b)) plan.again(b);
         return;
       default:
-        return this.hooks.violation(`client ${this.index}: complete_upload answered ${Result[h.result]}`);
+        return this.hooks.violation(`client ${this.index}: complete_upload answered ${Result[result]}`);
     }
   }
 
@@ -463,22 +470,21 @@ export class SimClient {
     this.begin(now, null, Operation.read, body);
   }
 
-  private readAnswered(message: Message, now: number): void {
+  private readAnswered(result: Result, message: Message | null, now: number): void {
     const r = this.reading!;
-    const h = message.header;
     this.pending = null;
-    if (h.result === Result.not_found && r.version === 0) {
+    if (result === Result.not_found && r.version === 0) {
       this.reading = null;
       return this.record(r.input, r.call, now, { status: "not_found" });
     }
-    if (h.result === Result.object_changed && r.version !== 0) {
+    if (result === Result.object_changed && r.version !== 0) {
       // Replaced while it was read: this get returns nothing, so it is left out of the history.
       this.reading = null;
       this.wake_at = now;
       return;
     }
-    const reply = h.result === Result.ok ? decodeReadReply(message.body) : null;
-    if (reply === null) return this.hooks.violation(`client ${this.index}: read of ${r.input.key} answered ${Result[h.result]}`);
+    const reply = result === Result.ok && message !== null ? decodeReadReply(message.body) : null;
+    if (reply === null) return this.hooks.violation(`client ${this.index}: read of ${r.input.key} answered ${Result[result]}`);
     if (r.version === 0) {
       r.version = reply.header.version;
       r.size = reply.header.size;
@@ -525,9 +531,9 @@ export class SimClient {
     const p = this.pending!;
     if (h.op > 0) this.hooks.writeReplied(this.id, h.request, h.op);
     if (p.operation === Operation.list) return this.listAnswered(message, now);
-    if (p.operation === Operation.read) return this.readAnswered(message, now);
+    if (p.operation === Operation.read) return this.readAnswered(h.result, message, now);
     if (p.operation === Operation.create_upload || p.operation === Operation.complete_upload || p.operation === Operation.abort_upload)
-      return this.uploadAnswered(message, now);
+      return this.uploadAnswered(h.result, message, now);
     const input = p.input!;
     let output: HistoryOutput;
     if (h.result === Result.not_found) output = { status: "not_found" };
@@ -605,5 +611,25 @@ export class SimClient {
     if (p === null || p.input === null) return;
     this.hooks.record({ client: this.index, input: p.input, call: p.call, ret: null, output: null });
     this.pending = null;
+  }
+}
+
+/** The result a large-object answer stood for, when the session core ended it as an error. */
+function largeResult(code: ClientErrorCode): Result | null {
+  switch (code) {
+    case "object_changed":
+      return Result.object_changed;
+    case "upload_not_found":
+      return Result.upload_not_found;
+    case "range_invalid":
+      return Result.range_invalid;
+    case "upload_incomplete":
+      return Result.upload_incomplete;
+    case "size_mismatch":
+      return Result.size_mismatch;
+    case "too_many_uploads":
+      return Result.too_many_uploads;
+    default:
+      return null;
   }
 }

@@ -65,7 +65,7 @@ describe("object commands", () => {
     expect(get.stdout_bytes.length).toBe(0);
   }, 30_000);
 
-  test("ls lists keys by prefix, ls --long adds size, version and time; stat shows one", async () => {
+  test("ls lists keys by prefix, ls --long adds size, version, checksum and time; stat shows one", async () => {
     for (const k of ["dir/a", "dir/b", "dir/c"]) expect((await cli(["put", k, "-"], { stdin: k })).code).toBe(0);
     const ls = await cli(["ls", "dir/"]);
     expect(ls.code).toBe(0);
@@ -75,7 +75,7 @@ describe("object commands", () => {
     const long = await cli(["ls", "--long", "dir/"]);
     const rows = long.stdout.trim().split("\n");
     expect(rows.length).toBe(3);
-    expect(rows[0]).toMatch(/^\s*5\s+\d+\s+\d{4}-\d\d-\d\dT\S+Z\s+dir\/a$/);
+    expect(rows[0]).toMatch(/^\s*5\s+\d+\s+[0-9a-f]{16}\s+\d{4}-\d\d-\d\dT\S+Z\s+dir\/a$/);
     const stat = await cli(["stat", "dir/b"]);
     expect(stat.code).toBe(0);
     expect(stat.stdout).toMatch(/^key\s+dir\/b$/m);
@@ -121,10 +121,12 @@ describe("object commands", () => {
     expectOneError(await cli(["get", "hello", "-o", path.join(dir, "no/such/dir/file")]), 1, /cannot write .*no such file or directory/);
   }, 30_000);
 
-  test("a value over 16 MiB is refused before anything is sent", async () => {
-    const big = path.join(dir, "17mib");
-    fs.writeFileSync(big, new Uint8Array(17 * 1024 * 1024));
-    expectOneError(await cli(["put", "big", big]), 2, /the largest value is 16777216 bytes/);
+  test("put of a missing file or a directory, or with bad metadata: one error line, exit 2, nothing stored", async () => {
+    expectOneError(await cli(["put", "nofile", path.join(dir, "missing")]), 2, /cannot read .*missing: no such file or directory/);
+    expectOneError(await cli(["put", "nofile", dir]), 2, /cannot read .*: it is a directory/);
+    expectOneError(await cli(["put", "nofile", "-", "--meta", "Owner=ann"], { stdin: "x" }), 2, /only a-z, 0-9 and - are allowed/);
+    expectOneError(await cli(["put", "nofile", "-", "--meta", "owner"], { stdin: "x" }), 2, /--meta must be name=value/);
+    expectOneError(await cli(["stat", "nofile"]), 1, /not found/);
   }, 30_000);
 });
 

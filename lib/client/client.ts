@@ -3,20 +3,23 @@
  * session before its first write (reads need none), numbers requests, retries a request with the
  * same number on timeouts and view changes (the replicas' client table makes that at-most-once),
  * and fails with a clear error when no majority answers in time. One request is outstanding per
- * client at a time; calls are queued. Use several clients for concurrency. Those rules live in
- * session.ts (the simulator runs them too); this class carries out its decisions over TCP.
+ * client id at a time; calls are queued. Use several clients for concurrency. Those rules live in
+ * session.ts (the simulator runs them too); channel.ts carries out its decisions over TCP.
+ *
+ * Objects of any size (docs/LARGE_OBJECTS.md §11.1): put streams a body larger than a block as an
+ * upload (large_put.ts) and getStream reads one version in order (large_get.ts), both with a few
+ * lanes: extra client ids, each its own channel, that keep blocks or reads in flight at once.
  */
 import { randomBytes } from "node:crypto";
 import { checksum } from "../util/checksum.ts";
-import { ClientSession, resultError } from "./session.ts";
+import { ClientSession } from "./session.ts";
 import type { Message } from "../net/codec.ts";
 import { TcpTransport, type ConnectionInfo } from "../net/tcp_transport.ts";
 import { formatAddress, membership, type Address, type Membership } from "../net/address.ts";
-import { key_size_max, value_size_max_default } from "../constants.ts";
+import { block_size_max_ceiling_bytes, client_lanes_default, gc_received_bytes_step, key_size_max } from "../constants.ts";
 import {
   Condition,
   Operation,
-  Result,
   decodeListReply,
   decodeU64,
   encodeKeyRequest,
@@ -26,11 +29,34 @@ import {
   type ListEntry,
   type ObjectInfo,
 } from "../store/operations.ts";
+import { encodeAbortUpload, type ObjectHeader } from "../store/large_bodies.ts";
 import { ClientError } from "./errors.ts";
 import type { ReplicaStatus } from "../net/status_codec.ts";
 import { probeCluster } from "./cluster_probe.ts";
+import { Channel, type ChannelIo } from "./channel.ts";
+import type { BlockSource, Body } from "./body_source.ts";
+import {
+  Upload,
+  conditionOf,
+  metadataOf,
+  putBody,
+  putSource,
+  type Conditions,
+  type LargePutOptions,
+  type ObjectOptions,
+  type PutCalls,
+  type PutResult,
+} from "./large_put.ts";
+import { getStream, head, type GetOptions, type GetStream } from "./large_get.ts";
 
 export { ClientError } from "./errors.ts";
+export { FileSource, type BlockSource, type Body } from "./body_source.ts";
+export type { LargePutOptions, PutResult } from "./large_put.ts";
+export { Upload } from "./large_put.ts";
+export { formatRange, parseRange, type ByteRange, type GetOptions, type GetStream } from "./large_get.ts";
+
+/** Lanes a client may ask for: each holds up to one block (4 MiB) or one read in flight. */
+const client_lanes_max = 64;
 
 export interface ClientOptions {
   /** The cluster's replica addresses (all of them, in any order). */
@@ -42,11 +68,8 @@ export interface ClientOptions {
   /** An operation that no replica completes within this long fails with no_quorum. */
   operation_timeout_ms?: number;
   log?: (level: "debug" | "info" | "warn" | "error", text: string) => void;
-}
-
-export interface PutOptions {
-  if_version?: number;
-  if_absent?: boolean;
+  /** Extra client ids for blocks and reads in flight at once (default client_lanes_default). */
+  lanes?: number;
 }
 
 export interface GetResult extends ObjectInfo {
@@ -62,12 +85,6 @@ const busy_backoff_ms = 50;
 /** A key's bytes, or a string taken as its UTF-8 encoding. */
 type Key = Uint8Array | string;
 
-interface Received {
-  message: Message;
-  /** The replica whose connection brought it (a wrong_cluster reply does not name its sender). */
-  from: number | null;
-}
-
 const encoder = new TextEncoder();
 
 function keyBytes(key: Key): Uint8Array {
@@ -78,40 +95,77 @@ export class Client {
   readonly id: bigint;
   readonly membership: Membership;
   private readonly transport: TcpTransport;
-  /** The client protocol itself (numbering, session, target, retries); this class does the I/O. */
-  private readonly core: ClientSession;
-  private waiter: ((received: Received | null) => void) | null = null;
-  private chain: Promise<unknown> = Promise.resolve();
+  /** This client's own requests (register, puts, gets, create and complete of uploads). */
+  private readonly main: Channel;
+  /** Extra client ids for blocks and reads in flight at once (created on first use). */
+  private readonly lanes: Channel[] = [];
+  private readonly lane_count: number;
+  /** Channels by client id, to route replies. */
+  private readonly channels = new Map<bigint, Channel>();
+  private readonly io: ChannelIo;
   private started: Promise<void> | null = null;
   private closed = false;
-  /** A connection to the current target closed: retry at once instead of waiting. */
-  private nudge: (() => void) | null = null;
+  /** The cluster's block_size_max, once a create_upload reply has said it. */
+  private block_size_max: number | null = null;
+  /** Bytes of request and reply bodies since the last collection (collectGarbage). */
+  private moved_bytes = 0;
 
   constructor(readonly options: ClientOptions) {
     this.membership = membership(options.addresses);
+    this.lane_count = options.lanes ?? client_lanes_default;
+    if (!Number.isInteger(this.lane_count) || this.lane_count < 1 || this.lane_count > client_lanes_max)
+      throw new ClientError("bad_request", `lanes must be 1 to ${client_lanes_max}, got ${this.lane_count}`);
+    this.io = {
+      start: () => this.start(),
+      send: (replica, message) => this.transport.sendToReplica(replica, message),
+      closed: () => this.closed,
+      log: (level, text) => options.log?.(level, text),
+      moved: (bytes) => this.collectGarbage(bytes),
+    };
     const random = randomBytes(8).readBigUInt64LE(0);
     this.id = (options.client_id ?? 0n) ^ random;
-    this.core = new ClientSession({
-      client_id: this.id,
-      cluster: this.membership.cluster,
-      replica_count: this.membership.replicas.length,
-      first_target: Number(random % BigInt(this.membership.replicas.length)),
-      attempt_timeout: options.attempt_timeout_ms ?? attempt_timeout_ms_default,
-      attempt_timeout_per_mib: attempt_ms_per_mib,
-      backoff: busy_backoff_ms,
-      operation_timeout: options.operation_timeout_ms ?? operation_timeout_ms_default,
-      unit: "ms",
-      names: this.membership.replicas.map(formatAddress),
-    });
+    this.main = this.channel(this.id, Number(random % BigInt(this.membership.replicas.length)));
     this.transport = new TcpTransport(
       { cluster: this.membership.cluster, self: null, peers: this.membership.replicas, log: options.log ?? (() => {}) },
       {
         onMessage: (message, connection) => this.onMessage(message, connection),
         onConnectionClose: (connection: ConnectionInfo) => {
-          if (connection.peer === this.core.target) this.nudge?.();
+          // Retry at once instead of waiting out the attempt.
+          for (const c of this.channels.values()) if (connection.peer === c.core.target) c.nudge();
         },
       },
     );
+  }
+
+  private channel(id: bigint, first_target: number): Channel {
+    const core = new ClientSession({
+      client_id: id,
+      cluster: this.membership.cluster,
+      replica_count: this.membership.replicas.length,
+      first_target,
+      attempt_timeout: this.options.attempt_timeout_ms ?? attempt_timeout_ms_default,
+      attempt_timeout_per_mib: attempt_ms_per_mib,
+      backoff: busy_backoff_ms,
+      operation_timeout: this.options.operation_timeout_ms ?? operation_timeout_ms_default,
+      unit: "ms",
+      names: this.membership.replicas.map(formatAddress),
+    });
+    const channel = new Channel(core, this.io);
+    this.channels.set(id, channel);
+    return channel;
+  }
+
+  /** The lanes, created on first use with fresh random ids; they start at the main channel's
+   * target, the replica that last answered it (most likely the primary). They never register:
+   * write_block and read need no session (LARGE_OBJECTS.md §11.1). */
+  private laneChannels(): Channel[] {
+    while (this.lanes.length < this.lane_count) {
+      let id: bigint;
+      do id = randomBytes(8).readBigUInt64LE(0);
+      while (id === 0n || this.channels.has(id));
+      this.lanes.push(this.channel(id, this.main.core.target));
+    }
+    return this.lanes;
   }
 
   private start(): Promise<void> {
@@ -121,44 +175,86 @@ export class Client {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.nudge?.();
+    for (const c of this.channels.values()) c.nudge();
     await this.transport.close();
   }
 
   // --- Operations
 
-  async put(key: Key, value: Uint8Array, options: PutOptions = {}): Promise<{ version: number }> {
-    // One condition per write: silently dropping either would write what the caller ruled out.
-    if (options.if_absent === true && options.if_version !== undefined)
-      throw new ClientError("bad_request", "put: if_absent and if_version cannot be combined (a put has one condition)");
-    const condition = options.if_absent ? Condition.if_absent : options.if_version !== undefined ? Condition.if_version : Condition.none;
+  /**
+   * Stores body under key: bytes, a Blob or Bun.file, a ReadableStream or an async iterable, of
+   * any size up to the cluster's object limit. A body that fits in one block is one put (or
+   * put_object with metadata); a larger one is streamed as an upload (large_put.ts).
+   */
+  put(key: Key, body: Body, options: LargePutOptions = {}): Promise<PutResult> {
     const kb = this.checkKey(key);
-    if (value.length > value_size_max_default)
-      throw new ClientError("value_too_large", `value of ${value.length} bytes is over the limit of ${value_size_max_default} bytes`);
-    const reply = await this.write(Operation.put, encodeKeyRequest(kb, value, condition, options.if_version ?? 0));
-    return { version: this.u64(reply) };
+    return putBody(this.putCalls(), kb, body, options);
+  }
+
+  /** put for a source already opened: a file read with pread (body_source.ts FileSource). */
+  putSource(key: Key, source: BlockSource, options: LargePutOptions = {}): Promise<PutResult> {
+    const kb = this.checkKey(key);
+    return putSource(this.putCalls(), kb, source, options);
+  }
+
+  /** Opens an upload for parts sent in any order (Upload.sendPart), then complete or abort. */
+  createUpload(key: Key, options: Conditions & ObjectOptions & { size?: number } = {}): Promise<Upload> {
+    const { condition, if_version } = conditionOf(options);
+    return Upload.create(this.putCalls(), this.checkKey(key), {
+      condition,
+      if_version,
+      declared_size: options.size ?? null,
+      metadata: metadataOf(options),
+    });
+  }
+
+  /** Aborts an upload a failed put left open (its id is in the error: ClientError.upload_id). */
+  async abortUpload(upload_id: number): Promise<void> {
+    if (!Number.isSafeInteger(upload_id) || upload_id < 1)
+      throw new ClientError("bad_request", `an upload id is a positive whole number, got ${upload_id}`);
+    await this.main.call(Operation.abort_upload, encodeAbortUpload(upload_id));
+  }
+
+  private putCalls(): PutCalls {
+    return {
+      main: this.main,
+      lanes: this.laneChannels(),
+      inline_max: this.block_size_max ?? block_size_max_ceiling_bytes,
+      learned: (n) => (this.block_size_max = n),
+    };
   }
 
   async delete(key: Key, options: { if_version?: number } = {}): Promise<{ version: number }> {
     const kb = this.checkKey(key);
     const condition = options.if_version !== undefined ? Condition.if_version : Condition.none;
-    const reply = await this.write(Operation.delete, encodeKeyRequest(kb, null, condition, options.if_version ?? 0));
+    const reply = await this.main.call(Operation.delete, encodeKeyRequest(kb, null, condition, options.if_version ?? 0));
     return { version: this.u64(reply) };
   }
 
+  /** The whole value in memory, with one get (objects up to value_size_max; getStream for any size). */
   async get(key: Key): Promise<GetResult> {
-    const reply = await this.call(Operation.get, encodeKeyRequest(this.checkKey(key), null));
-    const info = readObjectInfo(reply.body, 0);
-    const value = reply.body.subarray(object_info_size);
+    const reply = await this.main.call(Operation.get, encodeKeyRequest(this.checkKey(key), null));
+    const info = readObjectInfo(reply, 0);
+    const value = reply.subarray(object_info_size);
     if (info === null || value.length !== info.size) throw new ClientError("protocol", "malformed get reply");
     // End to end: the value must be the one the replicas checksummed when it was written.
     if (checksum(value) !== info.checksum) throw new ClientError("protocol", "get reply value does not match its checksum");
     return { ...info, value };
   }
 
+  /** The object's header and a stream of its bytes (or of a range), all of one version. */
+  getStream(key: Key, options: GetOptions = {}): Promise<GetStream> {
+    return getStream({ main: this.main, lanes: this.laneChannels() }, this.checkKey(key), options);
+  }
+
+  /** The object's header: kind, size, version, checksum, block count, MD5, content type, metadata. */
+  head(key: Key): Promise<ObjectHeader> {
+    return head(this.main, this.checkKey(key));
+  }
+
   async stat(key: Key): Promise<ObjectInfo> {
-    const reply = await this.call(Operation.stat, encodeKeyRequest(this.checkKey(key), null));
-    const info = readObjectInfo(reply.body, 0);
+    const reply = await this.main.call(Operation.stat, encodeKeyRequest(this.checkKey(key), null));
+    const info = readObjectInfo(reply, 0);
     if (info === null) throw new ClientError("protocol", "malformed stat reply");
     return info;
   }
@@ -175,8 +271,8 @@ export class Client {
       );
     if (after_bytes.length > key_size_max)
       throw new ClientError("key_invalid", `after key of ${after_bytes.length} bytes: keys are at most ${key_size_max} bytes`);
-    const reply = await this.call(Operation.list, encodeListRequest(prefix_bytes, after_bytes, limit));
-    const list = decodeListReply(reply.body);
+    const reply = await this.main.call(Operation.list, encodeListRequest(prefix_bytes, after_bytes, limit));
+    const list = decodeListReply(reply);
     if (list === null) throw new ClientError("protocol", "malformed list reply");
     return list;
   }
@@ -199,75 +295,31 @@ export class Client {
     return kb;
   }
 
-  private u64(reply: Message): number {
-    const n = decodeU64(reply.body);
+  private u64(body: Uint8Array): number {
+    const n = decodeU64(body);
     if (n === null) throw new ClientError("protocol", "malformed reply");
     return n;
   }
 
-  // --- Requests
-
-  private async write(operation: Operation, body: Uint8Array): Promise<Message> {
-    return this.call(operation, body);
+  /**
+   * Collects garbage after every gc_received_bytes_step of bodies sent or received. A streamed put
+   * or get turns every block into garbage (the request body, the reply) and the collector lets it
+   * pile up far beyond the few blocks alive at once; as in the replica (ReplicaNode.collectGarbage),
+   * this bounds the pile. Synchronous: measured once on a 1.5 GiB put in 4 MiB blocks, the CLI's
+   * peak RSS was 174 MB with it, 201-214 MB with Bun.gc(false) or none (the target is < 200 MB).
+   */
+  private collectGarbage(bytes: number): void {
+    this.moved_bytes += bytes;
+    if (this.moved_bytes < gc_received_bytes_step) return;
+    this.moved_bytes = 0;
+    Bun.gc(true);
   }
 
-  /** Queues the operation behind any outstanding one (one request per client at a time). */
-  private call(operation: Operation, body: Uint8Array): Promise<Message> {
-    const run = this.chain.then(() => this.execute(operation, body));
-    this.chain = run.catch(() => undefined);
-    return run;
-  }
-
-  /** Carries out what the session core decides until it has an answer: sends, and waits for a
-   * reply, the core's wake_at, or the target's connection closing (retry at once then). */
-  private async execute(operation: Operation, body: Uint8Array): Promise<Message> {
-    if (this.closed) throw new ClientError("closed", "the client is closed");
-    await this.start();
-    if (this.closed) throw new ClientError("closed", "the client is closed");
-    let step = this.core.start(operation, body, Date.now());
-    for (;;) {
-      switch (step.kind) {
-        case "send":
-          this.transport.sendToReplica(step.replica, step.message);
-          break;
-        case "done":
-          if (step.reply.header.result !== Result.ok) throw resultError(step.reply);
-          return step.reply;
-        case "failed":
-          throw step.error;
-        case "ignored":
-          if (step.problem !== null) this.options.log?.("error", `${step.problem}: ignored`);
-          break;
-        case "wait":
-          break;
-      }
-      const event = await this.awaitReply(this.core.wake_at - Date.now());
-      if (this.closed) {
-        this.core.abandon();
-        throw new ClientError("closed", "the client is closed");
-      }
-      step = event === null ? this.core.expire(Date.now()) : this.core.onReply(event.message, event.from, Date.now());
-    }
-  }
-
-  /** The next message from a replica, or null when timeout_ms passes or the target's connection
-   * closes first. */
-  private awaitReply(timeout_ms: number): Promise<Received | null> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => finish(null), Math.max(0, timeout_ms));
-      const finish = (received: Received | null): void => {
-        clearTimeout(timer);
-        this.waiter = null;
-        this.nudge = null;
-        resolve(received);
-      };
-      this.waiter = finish;
-      this.nudge = () => finish(null);
-    });
-  }
-
+  /** A reply goes to the channel of its client id; one for no channel of ours goes to the main
+   * one, whose session reports it as misdirected. */
   private onMessage(message: Message, connection: ConnectionInfo): void {
-    this.waiter?.({ message, from: connection.peer });
+    const channel = this.channels.get(message.header.client) ?? this.main;
+    channel.deliver({ message, from: connection.peer });
   }
 }
 

@@ -15,13 +15,40 @@ export type ClientErrorCode =
   | "wrong_cluster"
   /** A reply that does not parse: a bug or a corrupted peer. */
   | "protocol"
-  | "closed";
+  | "closed"
+  // Large objects (docs/LARGE_OBJECTS.md §5.8, §10).
+  /** The object was replaced (or deleted) while a streamed get read it. */
+  | "object_changed"
+  /** The upload is unknown, completed, aborted or expired. */
+  | "upload_not_found"
+  /** A range starts beyond the object's end. */
+  | "range_invalid"
+  /** A complete named a block the cluster does not have (a client bug: blocks are sent first). */
+  | "upload_incomplete"
+  /** The bytes sent differ from the size declared for the upload. */
+  | "size_mismatch"
+  /** The cluster's limit of open uploads is reached. */
+  | "too_many_uploads"
+  /** The source file shrank or grew while it was streamed. */
+  | "source_changed"
+  /** The caller cancelled the operation (an AbortSignal, Ctrl-C). */
+  | "aborted"
+  /** A read's bytes do not match the checksums the cluster stored: a bug or damage in transit. */
+  | "checksum_mismatch";
 
 export class ClientError extends Error {
   override name = "ClientError";
+  /** A put that failed after create_upload: the upload's id, so that a person can abort it
+   * (toastyfs abort-upload ID) if the client could not. */
+  upload_id: number | null = null;
+  /** Whether the client aborted that upload itself. */
+  upload_aborted = false;
   constructor(
     readonly code: ClientErrorCode,
     message: string,
+    /** The number the cluster's reply carried, when it carried one: the current version
+     * (condition_failed, object_changed), the object's size (range_invalid), a limit. */
+    readonly detail: number | null = null,
   ) {
     super(message);
   }

@@ -53,6 +53,37 @@ function sent(step: Step): { replica: number; message: Message } {
 const get_hello = encodeKeyRequest(encoder.encode("hello"), null);
 
 describe("ClientSession", () => {
+  test("write_block and read go out at once without registering (a lane never takes a client-table slot)", () => {
+    const s = session();
+    const body = new Uint8Array(40);
+    for (const operation of [Operation.write_block, Operation.read]) {
+      const first = sent(s.start(operation, body, 0));
+      expect({ operation: first.message.header.operation, session: first.message.header.session }).toEqual({ operation, session: 0 });
+      const done = s.onReply(reply(first.message, { replica: 0, result: Result.ok }), 0, 1);
+      expect(done.kind).toBe("done");
+    }
+    // A write that needs a session still registers first.
+    expect(sent(s.start(Operation.create_upload, body, 2)).message.header.operation).toBe(Operation.register);
+  });
+
+  test("the large-object results fail with their own codes and the number they carry", () => {
+    const s = session();
+    const cases: [Result, string][] = [
+      [Result.object_changed, "object_changed"],
+      [Result.upload_not_found, "upload_not_found"],
+      [Result.range_invalid, "range_invalid"],
+      [Result.size_mismatch, "size_mismatch"],
+      [Result.too_many_uploads, "too_many_uploads"],
+    ];
+    for (const [result, code] of cases) {
+      const request = sent(s.start(Operation.read, get_hello, 0));
+      const step = s.onReply(reply(request.message, { replica: 0, result }, encodeU64(77)), 0, 1);
+      if (step.kind !== "failed") throw new Error(`expected failed, got ${step.kind}`);
+      expect(step.error.code).toBe(code as never);
+      if (result === Result.object_changed || result === Result.range_invalid) expect(step.error.detail).toBe(77);
+    }
+  });
+
   // docs/PROTOCOL.md §5.1–5.3: the bytes on the wire are the documented ones.
   test("a first write registers, then sends the write with the session: the bytes of the test vectors", () => {
     const s = session();

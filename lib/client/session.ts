@@ -12,6 +12,7 @@
 import { Command, Header, finalize, type Message } from "../net/codec.ts";
 import { key_size_max, sender_client } from "../constants.ts";
 import { Operation, Result, decodeU64, needsSession } from "../store/operations.ts";
+import { decodeUploadIncomplete } from "../store/large_bodies.ts";
 import { assert } from "../util/assert.ts";
 import { ClientError } from "./errors.ts";
 
@@ -112,12 +113,12 @@ export class ClientSession {
   }
 
   /** Starts an operation. A write with no session registers first (§3.8); reads need none, so a
-   * client that only reads never takes a slot in the cluster's client table. */
+   * client that only reads never takes a slot in the cluster's client table. Nor does write_block
+   * (idempotent, not recorded): the lanes of a large put never register (LARGE_OBJECTS.md §11.1). */
   start(operation: Operation, body: Uint8Array, now: number): Step {
     assert(this.operation === null, "one operation at a time per client");
     this.operation = { operation, body, deadline: now + this.options.operation_timeout };
-    if (this.session === 0 && needsSession(operation))
-      return this.begin(Operation.register, new Uint8Array(0), now);
+    if (this.session === 0 && needsSession(operation)) return this.begin(Operation.register, new Uint8Array(0), now);
     return this.begin(operation, body, now);
   }
 
@@ -211,7 +212,7 @@ export class ClientSession {
       const op = this.operation!;
       if (op.operation !== Operation.register) return this.begin(op.operation, op.body, now);
     }
-    if (result === Result.ok || result === Result.not_found || result === Result.condition_failed || answersLargeObject(result)) {
+    if (result === Result.ok || result === Result.not_found || result === Result.condition_failed) {
       this.end();
       return { kind: "done", reply };
     }
@@ -311,12 +312,6 @@ export class ClientSession {
   }
 }
 
-/** Results 12-17 answer a large-object operation (docs/PROTOCOL.md §3.15.9): the caller decides
- * what each means for what it is doing (restart a read, send blocks again, give up). */
-function answersLargeObject(result: Result): boolean {
-  return result >= Result.object_changed && result <= Result.too_many_uploads;
-}
-
 /** The error a final reply other than ok stands for, with the limit the cluster reported. */
 export function resultError(reply: Message): ClientError {
   const result = reply.header.result as Result;
@@ -328,11 +323,39 @@ export function resultError(reply: Message): ClientError {
       return new ClientError(
         "condition_failed",
         `condition failed: the current version is ${limit ?? "unknown"}${limit === 0 ? " (absent)" : ""}`,
+        limit,
       );
     case Result.key_invalid:
       return new ClientError("key_invalid", `key rejected: keys are 1 to ${limit ?? key_size_max} bytes`);
     case Result.value_too_large:
       return new ClientError("value_too_large", `value rejected: the cluster's limit is ${limit ?? "?"} bytes`);
+    case Result.object_changed:
+      return new ClientError(
+        "object_changed",
+        `the object changed while it was read (now ${limit === 0 ? "deleted" : `version ${limit ?? "unknown"}`})`,
+        limit,
+      );
+    case Result.upload_not_found:
+      return new ClientError("upload_not_found", "upload not found: it was completed, aborted or expired (or never existed)");
+    case Result.range_invalid:
+      return new ClientError("range_invalid", `the range starts beyond the object's end (it is ${limit ?? "?"} bytes)`, limit);
+    case Result.upload_incomplete: {
+      const missing = decodeUploadIncomplete(reply.body);
+      const where =
+        missing === null
+          ? ""
+          : missing.block_index === null
+            ? `: part ${missing.part_number}'s size or checksum differs (the cluster holds ${missing.stored_size} bytes of it)`
+            : `: part ${missing.part_number} block ${missing.block_index} is missing or differs`;
+      return new ClientError("upload_incomplete", `the upload is incomplete${where}`);
+    }
+    case Result.size_mismatch:
+      return new ClientError("size_mismatch", `the upload holds ${limit ?? "?"} bytes, not the size declared for it`);
+    case Result.too_many_uploads:
+      return new ClientError(
+        "too_many_uploads",
+        `the cluster already has ${limit ?? "its limit of"} uploads open: complete or abort some (toastyfs abort-upload ID), or wait for abandoned ones to expire`,
+      );
     default:
       return new ClientError("bad_request", `request rejected with result ${Result[result] ?? result}`);
   }

@@ -32,8 +32,11 @@ export enum Command {
   /** A replica whose copy of a value is damaged asks a peer for it by key, version and checksum. */
   request_value = 20,
   value = 21,
+  /** A replica whose copy of a block is damaged asks a peer for it by block id and checksum. */
+  request_block = 22,
+  block = 23,
 }
-export const command_max = 21;
+export const command_max = 23;
 
 /** Byte offsets of the header fields. u64 fields sit at 8-aligned offsets. */
 export const Offset = {

@@ -56,6 +56,7 @@ const answers_expect_nothing: ReadonlySet<number> = new Set([
   Command.headers,
   Command.sync_chunk,
   Command.value,
+  Command.block,
   Command.reply,
   Command.status,
 ]);

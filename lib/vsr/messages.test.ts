@@ -23,6 +23,8 @@ import {
   buildRequestStartView,
   buildRequestStatus,
   buildRequestSync,
+  buildBlock,
+  buildRequestBlock,
   buildRequestValue,
   buildStartView,
   buildStartViewChange,
@@ -49,6 +51,8 @@ import {
   readRequestStartView,
   readRequestStatus,
   readRequestSync,
+  readBlock,
+  readRequestBlock,
   readRequestValue,
   readStartView,
   readStartViewChange,
@@ -488,6 +492,34 @@ describe("every command: round trip through the wire, and the same bytes as the 
       ),
     );
   });
+
+  test("request_block: op = block id, context = its checksum, no body", () => {
+    const m = buildRequestBlock(from, { id: 2 ** 40 + 3, checksum: 0xfeedfacecafebeefn });
+    expect(ok(readRequestBlock(wire(m)))).toEqual({ id: 2 ** 40 + 3, checksum: 0xfeedfacecafebeefn });
+    expect(m.body.length).toBe(0);
+    expect(encode(m)).toEqual(
+      legacy(Command.request_block, (h) => {
+        h.op = 2 ** 40 + 3;
+        h.context = 0xfeedfacecafebeefn;
+      }),
+    );
+  });
+
+  test("block: the same op and context, the body is the block's bytes", () => {
+    const data = new Uint8Array([1, 2, 3, 4, 5]);
+    const m = buildBlock(from, { id: 7, checksum: 0xcafen, data });
+    expect(ok(readBlock(wire(m)))).toEqual({ id: 7, checksum: 0xcafen, data });
+    expect(encode(m)).toEqual(
+      legacy(
+        Command.block,
+        (h) => {
+          h.op = 7;
+          h.context = 0xcafen;
+        },
+        data,
+      ),
+    );
+  });
 });
 
 describe("readers reject what the replica drops as malformed", () => {
@@ -554,6 +586,18 @@ describe("readers reject what the replica drops as malformed", () => {
     expect(ok(readValue(bare(Command.value, () => {}, new Uint8Array([1, 0, 65]))))).toMatchObject({ key: "A", value: new Uint8Array(0) });
   });
 
+  test("request_block: block id 0 or a body; block: block id 0 or no data", () => {
+    const id = (op: number) => (h: Header) => {
+      h.op = op;
+    };
+    expect(readRequestBlock(bare(Command.request_block, id(0)))).toBe("malformed request_block");
+    expect(readRequestBlock(bare(Command.request_block, id(1), new Uint8Array(1)))).toBe("malformed request_block");
+    expect(ok(readRequestBlock(bare(Command.request_block, id(1))))).toEqual({ id: 1, checksum: 0n });
+    expect(readBlock(bare(Command.block, id(0), new Uint8Array(1)))).toBe("malformed block");
+    expect(readBlock(bare(Command.block, id(1)))).toBe("malformed block");
+    expect(ok(readBlock(bare(Command.block, id(1), new Uint8Array([9]))))).toEqual({ id: 1, checksum: 0n, data: new Uint8Array([9]) });
+  });
+
   test("sync_chunk: any nonzero result is the last chunk, as onSyncChunk reads it", () => {
     expect(readSyncChunk(bare(Command.sync_chunk, (h) => ((h.result = 2), (h.timestamp = 5)))).next).toBeNull();
     expect(readSyncChunk(bare(Command.sync_chunk, (h) => (h.timestamp = 0))).next).toBe(0);
@@ -607,6 +651,10 @@ function rebuild(m: Message): Message {
       return buildRequestValue(env, ok(readRequestValue(m)));
     case Command.value:
       return buildValue(env, ok(readValue(m)));
+    case Command.request_block:
+      return buildRequestBlock(env, ok(readRequestBlock(m)));
+    case Command.block:
+      return buildBlock(env, ok(readBlock(m)));
   }
 }
 
@@ -719,7 +767,7 @@ test("random field values survive every builder and reader", () => {
 test("a builder for every command", () => {
   // rebuild's switch is exhaustive over Command (a new command fails to typecheck there); this
   // guards the numbering it relies on.
-  expect(command_max).toBe(Command.value);
+  expect(command_max).toBe(Command.block);
 });
 
 test("builders refuse what no honest replica sends", () => {
@@ -748,5 +796,7 @@ test("builders refuse what no honest replica sends", () => {
   expect(() => buildHeaders(from, { op: 3, commit_max: 0, canonical: true, headers: [] })).toThrow(AssertionError);
   expect(() => buildSyncChunk(from, { checkpoint, position: 5, next: 5, body: new Uint8Array(0) })).toThrow(AssertionError);
   expect(() => buildRequestValue(from, { version: 1, checksum: 0n, key: "" })).toThrow(AssertionError);
+  expect(() => buildRequestBlock(from, { id: 0, checksum: 0n })).toThrow(AssertionError);
+  expect(() => buildBlock(from, { id: 1, checksum: 0n, data: new Uint8Array(0) })).toThrow(AssertionError);
   expect(() => buildRequestHeaders(from, { op_min: 5, op_max: 4 })).toThrow(AssertionError);
 });

@@ -728,6 +728,51 @@ export function readValue(message: Message): Value | string {
 }
 
 // ---------------------------------------------------------------------------------------------
+// request_block (22), block (23): repair of a block damaged on disk (§4.4)
+
+export interface RequestBlock {
+  /** The block's id (never reused, so it names one block's bytes for good). */
+  id: number;
+  /** Its checksum. */
+  checksum: bigint;
+}
+
+export function buildRequestBlock(from: Envelope, rb: RequestBlock): Message {
+  assert(Number.isSafeInteger(rb.id) && rb.id >= 1, () => `request_block for block id ${rb.id}`);
+  const h = start(Command.request_block, from);
+  h.op = rb.id;
+  h.context = rb.checksum;
+  return finalize(h);
+}
+
+/** The replica ignores a malformed one silently, as a request_value. */
+export function readRequestBlock(message: Message): RequestBlock | string {
+  const h = message.header;
+  if (h.op < 1 || message.body.length !== 0) return "malformed request_block";
+  return { id: h.op, checksum: h.context };
+}
+
+export interface BlockData extends RequestBlock {
+  data: Uint8Array;
+}
+
+/** Body: the block's bytes, all of them (a block is never empty). */
+export function buildBlock(from: Envelope, block: BlockData): Message {
+  assert(Number.isSafeInteger(block.id) && block.id >= 1, () => `block reply for block id ${block.id}`);
+  assert(block.data.length >= 1, () => `block reply for block ${block.id} without data`);
+  const h = start(Command.block, from);
+  h.op = block.id;
+  h.context = block.checksum;
+  return finalize(h, block.data);
+}
+
+export function readBlock(message: Message): BlockData | string {
+  const h = message.header;
+  if (h.op < 1 || message.body.length === 0) return "malformed block";
+  return { id: h.op, checksum: h.context, data: message.body };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Header-list bodies (§4.6)
 
 export function encodeHeaders(headers: Header[]): Uint8Array {

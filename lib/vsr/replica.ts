@@ -369,6 +369,10 @@ export class Replica {
         return this.values.onRequestValue(message);
       case Command.value:
         return this.values.onValue(message);
+      case Command.request_block:
+        return this.values.onRequestBlock(message);
+      case Command.block:
+        return this.values.onBlock(message);
       case Command.reply:
       case Command.request_status:
       case Command.status:

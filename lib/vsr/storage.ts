@@ -110,6 +110,9 @@ export interface SyncChunk {
   next: number | null;
 }
 
+/** What a read of bytes at rest needs: an inline entry and a block (ObjectStore.large) both are one. */
+export type StoredBytes = Pick<ObjectEntry, "segment" | "offset" | "size" | "checksum">;
+
 export interface Storage {
   /** Reads the superblock, checkpoint and journal. Called once, at open. */
   recover(clients_max: number): Recovered;
@@ -126,8 +129,9 @@ export interface Storage {
   readPrepare(op: number, checksum: bigint): Message | null;
   /** Where the body of that prepare starts on disk (values are located inside it). */
   prepareBodyLocation(op: number, checksum: bigint): ValueLocation | null;
-  /** A value's bytes, checksum-verified; null if unreadable or damaged. */
-  readValue(entry: ObjectEntry): Uint8Array | null;
+  /** A value's or a block's bytes (whatever names where they are, how many, and their
+   * checksum), checksum-verified; null if unreadable or damaged. */
+  readValue(stored: StoredBytes): Uint8Array | null;
   /** A segment worth compacting: one that only values keep alive and that is mostly dead
    * (docs/STORAGE.md §10.6); null if none. */
   compactionCandidate(store: ObjectStore): number | null;

@@ -2,12 +2,10 @@ import { describe, expect, test } from "bun:test";
 import { ValueKeeper, compaction_bytes_per_round, compaction_interval_ticks, type ValueKeeperHost } from "./value_keeper.ts";
 import { value_repairs_max } from "./value_repair.ts";
 import { buildRequestValue, buildValue, readRequestValue, readValue, type Envelope } from "./messages.ts";
-import type { Env, Status } from "./env.ts";
-import { Command, type Message } from "../net/codec.ts";
-import { defaultConfig } from "../constants.ts";
+import { RecordingHost } from "./value_keeper_fixture.ts";
+import { Command } from "../net/codec.ts";
 import { ObjectStore, type ObjectEntry, type ValueLocation } from "../store/object_store.ts";
 import { checksum } from "../util/checksum.ts";
-import { Prng } from "../util/prng.ts";
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 
@@ -36,34 +34,11 @@ class FakeDisk {
   }
 }
 
-class FakeHost implements ValueKeeperHost {
-  readonly replica = 0;
-  readonly config = defaultConfig(3, 1n);
-  readonly sent: { to: number; message: Message }[] = [];
-  readonly logs: string[] = [];
-  readonly dropped: string[] = [];
-  readonly full_errors: Error[] = [];
-  readonly env: Env = {
-    sendToReplica: (to, message) => this.sent.push({ to, message }),
-    sendToClient: () => {
-      throw new Error("the value keeper never answers a client");
-    },
-    random: new Prng(7),
-    log: (_level, text) => this.logs.push(text),
-  };
+class FakeHost extends RecordingHost implements ValueKeeperHost {
   readonly storage = new FakeDisk();
   store = new ObjectStore();
-  status: Status = "normal";
-  view = 1;
-  readonly stats = { bytes_compacted: 0, values_scrubbed: 0, scrub_passes: 0 };
-  envelope(view: number): Envelope {
-    return { cluster: 1n, replica: this.replica, replica_count: 3, view, incarnation: 5 };
-  }
-  diskFull(error: Error): void {
-    this.full_errors.push(error);
-  }
-  drop(_message: Message, why: string): void {
-    this.dropped.push(why);
+  constructor() {
+    super(0, 7);
   }
 
   /** Puts key at (segment, offset) in the index and its bytes on the disk. */

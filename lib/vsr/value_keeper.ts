@@ -1,6 +1,7 @@
 /**
- * Values at rest: the scrubber's reads, compaction, and the repair of values found damaged on disk
- * from peers (docs/PROTOCOL.md §4.4, request_value and value). It owns the scrubber's schedule
+ * Values and blocks at rest: the scrubber's reads, compaction, and the repair of values and blocks
+ * found damaged on disk from peers (docs/PROTOCOL.md §4.4: request_value and value by key,
+ * request_block and block by block id). It owns the scrubber's schedule
  * (scrubber.ts) and the repairs outstanding (value_repair.ts); the replica tells it when it may
  * scrub or compact (neither while the disk is full or a sync is in progress; scrubbing in normal
  * status only, compaction in normal or recovering), because those facts belong to other parts of
@@ -9,16 +10,28 @@
 import { assert } from "../util/assert.ts";
 import type { Message } from "../net/codec.ts";
 import type { Config } from "../constants.ts";
-import type { ObjectEntry, ObjectStore } from "../store/object_store.ts";
+import type { ObjectEntry, ObjectStore, ValueLocation } from "../store/object_store.ts";
 import type { Block } from "../store/uploads.ts";
 import { isNoSpace, type Storage } from "./storage.ts";
 import { Scrubber } from "./scrubber.ts";
-import { ValueRepairs, valueRepairPeer, value_repairs_max, type ValueRequest } from "./value_repair.ts";
-import { buildRequestValue, buildValue, readRequestValue, readValue, type Envelope } from "./messages.ts";
+import { ValueRepairs, valueRepairPeer, value_repairs_max, type BlockRequest, type ValueRequest } from "./value_repair.ts";
+import {
+  buildBlock,
+  buildRequestBlock,
+  buildRequestValue,
+  buildValue,
+  readBlock,
+  readRequestBlock,
+  readRequestValue,
+  readValue,
+  type Envelope,
+} from "./messages.ts";
 import type { Env, Status } from "./env.ts";
 
-/** Compaction runs every this many ticks and moves at most this many bytes each time (~10 MB/s),
- * so it never stalls requests. */
+/** Compaction runs every this many ticks and moves about this many bytes each time (~10 MB/s),
+ * so it never stalls requests. A round moves values and blocks while any of its budget is left, so
+ * the one that crosses it moves whole: a round moves at most the budget plus one value or block,
+ * and a 4 MiB block (or 16 MiB value) moves at all (docs/LARGE_OBJECTS.md §8). */
 export const compaction_interval_ticks = 10;
 export const compaction_bytes_per_round = 1024 * 1024;
 
@@ -32,6 +45,7 @@ export interface ValueKeeperHost {
   readonly store: ObjectStore;
   readonly status: Status;
   readonly view: number;
+  /** values_scrubbed counts blocks too: each is one read and one checksum, as a value is. */
   readonly stats: { bytes_compacted: number; values_scrubbed: number; scrub_passes: number };
   envelope(view: number): Envelope;
   /** The disk is full: the replica refuses writes until a probe shows space again. */
@@ -42,47 +56,54 @@ export interface ValueKeeperHost {
 export class ValueKeeper {
   /** Which values to verify next (cursor, byte budget, pass interval): scrubber.ts. */
   private readonly scrubber = new Scrubber();
-  /** Keys whose value this replica found damaged, with what it expects (value_repair.ts): bounded. */
+  /** Keys and blocks whose bytes this replica found damaged, with what it expects (value_repair.ts): bounded. */
   private readonly value_repairs = new ValueRepairs();
+  /** Answers the scrubber's question "queued for repair already?" without a closure per tick. */
+  private readonly repairing_now = {
+    value: (key: string): boolean => this.value_repairs.has(key),
+    block: (id: number): boolean => this.value_repairs.hasBlock(id),
+  };
 
   constructor(private readonly host: ValueKeeperHost) {
     // Value repair asks a peer: a replica that is not one of its cluster's has none to ask.
     assert(host.replica >= 0 && host.replica < host.config.replica_count, () => `value keeper for replica ${host.replica}`);
   }
 
-  /** Repairs outstanding (only tests read it). */
+  /** Repairs outstanding, of values and blocks (only tests read it). */
   get repairing(): number {
     assert(this.value_repairs.size <= value_repairs_max, () => `replica ${this.host.replica}: ${this.value_repairs.size} value repairs`);
     return this.value_repairs.size;
   }
 
   /**
-   * Reads the values the scrubber names (a few in key order per tick) and verifies their checksums
-   * (readValue), so a value damaged at rest is repaired from a peer while the other copies are
-   * still good (scrubber.ts says why). Called every tick, `active` or not: the scrubber's byte
-   * budget is paid off by time passing either way.
+   * Reads the values and blocks the scrubber names (a few per tick) and verifies their checksums
+   * (readValue, readBlock), so bytes damaged at rest are repaired from a peer while the other
+   * copies are still good (scrubber.ts says why). Called every tick, `active` or not: the
+   * scrubber's byte budget is paid off by time passing either way.
    */
   scrub(ticks: number, active: boolean): void {
     const host = this.host;
-    const step = this.scrubber.tick(ticks, active, host.store, (key) => this.value_repairs.has(key));
-    assert(active || step.keys.length === 0, () => `replica ${host.replica}: scrubbing ${step.keys.length} values while it may not`);
+    const step = this.scrubber.tick(ticks, active, host.store, this.repairing_now);
+    assert(
+      active || step.keys.length + step.blocks.length === 0,
+      () => `replica ${host.replica}: scrubbing ${step.keys.length} values and ${step.blocks.length} blocks while it may not`,
+    );
     for (const key of step.keys) {
       this.readValue(key, host.store.get(key)!);
+      host.stats.values_scrubbed += 1;
+    }
+    for (const id of step.blocks) {
+      this.readBlock(host.store.large.block(id)!);
       host.stats.values_scrubbed += 1;
     }
     if (step.pass_completed) host.stats.scrub_passes += 1;
   }
 
-  /** A block's bytes, checksum-verified; null if unreadable or damaged. (Repair of damaged blocks:
-   * issue 14 step 5.) */
-  readBlock(block: Block): Uint8Array | null {
-    const { size, checksum, segment, offset } = block;
-    return this.host.storage.readValue({ version: 1, timestamp: 0, size, checksum, segment, offset });
-  }
-
-  /** Copies the live values of a mostly-dead segment forward, a bounded amount every
+  /** Copies the live values and blocks of a mostly-dead segment forward, a bounded amount every
    * compaction_interval_ticks, so the segment can be deleted once no retained checkpoint refers to
    * it (docs/STORAGE.md §10.6). Physical only: the logical state and its digest do not change.
+   * Every copy is of bytes read back and verified against their checksum: a damaged value or block
+   * is repaired from a peer (into another segment) instead, never copied forward.
    * `active`: the replica may write (not full, not syncing, normal or recovering). */
   compact(ticks: number, active: boolean): void {
     assert(ticks >= 0, () => `replica ${this.host.replica}: compaction at tick ${ticks}`);
@@ -100,6 +121,19 @@ export class ValueKeeper {
       host.stats.bytes_compacted += entry.size;
       budget -= entry.size;
     }
+    for (const id of host.store.blocksIn(segment)) {
+      if (budget <= 0) return;
+      const block = host.store.large.block(id)!;
+      assert(
+        block.segment === segment,
+        () => `replica ${host.replica}: block ${id} listed in segment ${segment}, lives in ${block.segment}`,
+      );
+      const data = this.readBlock(block);
+      if (data === null) continue; // damaged: repaired from a peer into a new segment instead
+      if (!this.relocateBlock(id, data)) return;
+      host.stats.bytes_compacted += block.size;
+      budget -= block.size;
+    }
   }
 
   /** Writes a value (compacted or repaired) to the head segment and points the index at it.
@@ -109,8 +143,25 @@ export class ValueKeeper {
       this.host.store.get(key) !== undefined,
       () => `replica ${this.host.replica}: relocating ${JSON.stringify(key)}, not in the index`,
     );
+    return this.writeBack(value, (location) => this.host.store.relocate(key, location));
+  }
+
+  /** Writes a block's bytes (compacted or repaired) to the head segment and points the block
+   * table at them. False when the disk is full, as relocateValue. */
+  private relocateBlock(id: number, data: Uint8Array): boolean {
+    const block = this.host.store.large.block(id);
+    assert(
+      block !== undefined && block.size === data.length,
+      () => `replica ${this.host.replica}: relocating block ${id} (${data.length} bytes), not in the block table at that size`,
+    );
+    return this.writeBack(data, (location) => this.host.store.large.relocateBlock(id, location));
+  }
+
+  /** Writes bytes with storage.writeValue and hands their new location to `point`; false (and
+   * the replica in no_space) when the disk is full. */
+  private writeBack(bytes: Uint8Array, point: (location: ValueLocation) => void): boolean {
     try {
-      this.host.store.relocate(key, this.host.storage.writeValue(value));
+      point(this.host.storage.writeValue(bytes));
       return true;
     } catch (error) {
       if (!isNoSpace(error)) throw error;
@@ -134,10 +185,37 @@ export class ValueKeeper {
     return null;
   }
 
+  /** Reads a block whole (verified against its checksum); a damaged one is queued for repair by
+   * its id, and a read of it is answered `unavailable` (the client retries). */
+  readBlock(block: Block): Uint8Array | null {
+    const host = this.host;
+    const data = host.storage.readValue(block);
+    assert(data === null || data.length === block.size, () => `replica ${host.replica}: block ${block.id} read back at another size`);
+    if (data !== null) return data;
+    const request = this.value_repairs.damagedBlock(block.id, block.checksum);
+    if (request !== null) {
+      host.env.log("warn", `replica ${host.replica}: block ${block.id} is damaged on disk: repairing it from a peer`);
+      this.requestBlock(request);
+    }
+    assert(this.value_repairs.size <= value_repairs_max, () => `replica ${host.replica}: ${this.value_repairs.size} value repairs queued`);
+    return null;
+  }
+
+  private requestBlock(request: BlockRequest): void {
+    const host = this.host;
+    assert(this.value_repairs.hasBlock(request.id), () => `replica ${host.replica}: asking for block ${request.id}, not queued`);
+    this.askPeer(buildRequestBlock(host.envelope(host.view), request));
+  }
+
   private requestValue(request: ValueRequest): void {
     const host = this.host;
     assert(this.value_repairs.has(request.key), () => `replica ${host.replica}: asking for ${JSON.stringify(request.key)}, not queued`);
-    const message = buildRequestValue(host.envelope(host.view), { version: request.version, checksum: request.checksum, key: request.key });
+    this.askPeer(buildRequestValue(host.envelope(host.view), { version: request.version, checksum: request.checksum, key: request.key }));
+  }
+
+  /** Sends a repair request to a random peer: each retry asks another (value_repair.ts). */
+  private askPeer(message: Message): void {
+    const host = this.host;
     host.env.sendToReplica(valueRepairPeer(host.replica, host.config.replica_count, host.env.random), message);
   }
 
@@ -151,6 +229,8 @@ export class ValueKeeper {
     const { key } = request;
     const entry = host.store.get(key);
     if (entry === undefined || entry.version !== request.version || entry.checksum !== request.checksum) return;
+    // A chunked object's bytes are its blocks, repaired by id (request_block): it has no value to send.
+    if (entry.chunks !== undefined) return;
     const value = host.storage.readValue(entry);
     if (value === null) return;
     host.env.sendToReplica(
@@ -179,9 +259,39 @@ export class ValueKeeper {
     host.env.log("info", `replica ${host.replica}: repaired a damaged value (version ${h.op}) from replica ${h.replica}`);
   }
 
-  /** Retries value repairs whose answer was lost; forgets those whose key has moved on. */
+  onRequestBlock(message: Message): void {
+    const host = this.host;
+    const h = message.header;
+    assert(h.replica !== host.replica, () => `replica ${host.replica}: a request_block from itself`);
+    if (host.status === "blank") return;
+    const request = readRequestBlock(message);
+    if (typeof request === "string") return; // silently, as a request_value
+    const block = host.store.large.block(request.id);
+    if (block === undefined || block.checksum !== request.checksum) return;
+    const data = host.storage.readValue(block);
+    if (data === null) return;
+    host.env.sendToReplica(h.replica, buildBlock(host.envelope(host.view), { id: block.id, checksum: block.checksum, data }));
+  }
+
+  onBlock(message: Message): void {
+    const host = this.host;
+    const h = message.header;
+    assert(h.replica !== host.replica, () => `replica ${host.replica}: a block from itself`);
+    const repaired = readBlock(message);
+    if (typeof repaired === "string") return host.drop(message, repaired);
+    const verdict = this.value_repairs.blockVerdict(repaired.id, repaired.checksum, repaired.data, host.store.large);
+    if (verdict === "unwanted") return;
+    if (verdict === "mismatch") return host.drop(message, "repaired block does not match its checksum");
+    if (!this.relocateBlock(repaired.id, repaired.data)) return;
+    this.value_repairs.repairedBlock(repaired.id);
+    host.env.log("info", `replica ${host.replica}: repaired a damaged block (${repaired.id}) from replica ${h.replica}`);
+  }
+
+  /** Retries value and block repairs whose answer was lost; forgets those whose key has moved on
+   * or whose block has died. */
   repairValues(): void {
     for (const request of this.value_repairs.outstanding(this.host.store)) this.requestValue(request);
+    for (const request of this.value_repairs.outstandingBlocks(this.host.store.large)) this.requestBlock(request);
     assert(this.value_repairs.size <= value_repairs_max, () => `replica ${this.host.replica}: ${this.value_repairs.size} value repairs`);
   }
 

@@ -127,3 +127,65 @@ describe("valueRepairPeer", () => {
     expect(() => valueRepairPeer(0, 1, new Prng(1))).toThrow(AssertionError);
   });
 });
+
+describe("ValueRepairs of blocks", () => {
+  const data = new TextEncoder().encode("a block's bytes");
+  const sum = checksum(data);
+  /** A block table holding the given ids, each with `data`'s size and checksum. */
+  const table = (...ids: number[]) => {
+    const blocks = new Map(ids.map((id) => [id, { size: data.length, checksum: sum }]));
+    return { block: (id: number) => blocks.get(id), blocks };
+  };
+
+  test("a damaged block is queued once by id, and counts against the limit values share", () => {
+    const repairs = new ValueRepairs(3);
+    expect(repairs.damagedBlock(5, sum)).toEqual({ id: 5, checksum: sum });
+    expect(repairs.damagedBlock(5, sum)).toBeNull();
+    expect(repairs.hasBlock(5)).toBe(true);
+    expect(repairs.damaged("k", good)).not.toBeNull();
+    expect(repairs.damagedBlock(6, sum)).not.toBeNull();
+    expect(repairs.size).toBe(3);
+    // Full: neither a value nor a block is queued until one finishes.
+    expect(repairs.damagedBlock(7, sum)).toBeNull();
+    expect(repairs.damaged("j", good)).toBeNull();
+    repairs.repairedBlock(5);
+    expect(repairs.damaged("j", good)).not.toBeNull();
+  });
+
+  test("outstanding block repairs are asked for again in queue order; a block that died since is forgotten", () => {
+    const repairs = new ValueRepairs();
+    repairs.damagedBlock(9, sum);
+    repairs.damagedBlock(4, sum);
+    repairs.damagedBlock(6, sum);
+    expect(repairs.outstandingBlocks(table(4, 9))).toEqual([
+      { id: 9, checksum: sum },
+      { id: 4, checksum: sum },
+    ]);
+    expect(repairs.size).toBe(2);
+    expect(repairs.hasBlock(6)).toBe(false);
+  });
+
+  test("the wanted bytes are accepted; bytes not asked for, of a dead block or another checksum are not wanted", () => {
+    const repairs = new ValueRepairs();
+    const { block } = table(1, 2);
+    repairs.damagedBlock(1, sum);
+    expect(repairs.blockVerdict(1, sum, data, { block })).toBe("accept");
+    expect(repairs.blockVerdict(2, sum, data, { block })).toBe("unwanted");
+    expect(repairs.blockVerdict(1, sum ^ 1n, data, { block })).toBe("unwanted");
+    expect(repairs.blockVerdict(1, sum, data, table())).toBe("unwanted");
+    repairs.repairedBlock(1);
+    expect(repairs.blockVerdict(1, sum, data, { block })).toBe("unwanted");
+    expect(() => repairs.repairedBlock(1)).toThrow(AssertionError);
+  });
+
+  test("wanted bytes that do not match the block's checksum or size are refused", () => {
+    const repairs = new ValueRepairs();
+    const { block } = table(1);
+    repairs.damagedBlock(1, sum);
+    const flipped = data.slice();
+    flipped[3] = flipped[3]! ^ 0x10;
+    expect(repairs.blockVerdict(1, sum, flipped, { block })).toBe("mismatch");
+    expect(repairs.blockVerdict(1, sum, data.subarray(1), { block })).toBe("mismatch");
+    expect(repairs.hasBlock(1)).toBe(true);
+  });
+});

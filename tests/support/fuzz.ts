@@ -331,6 +331,8 @@ const parsed_body_commands = [
   Command.sync_chunk,
   Command.value,
   Command.request_value,
+  Command.block,
+  Command.request_block,
   Command.request_headers,
   Command.request_prepare,
   Command.request_sync,
