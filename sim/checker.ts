@@ -6,6 +6,9 @@
 import type { Message } from "../lib/net/codec.ts";
 import { Command } from "../lib/net/codec.ts";
 import { decodeBatch } from "../lib/vsr/batch.ts";
+import { Operation } from "../lib/store/operations.ts";
+import { decodeWriteBlock } from "../lib/store/large_bodies.ts";
+import { slotName } from "./upload_plan.ts";
 import { presence_absent, type DoViewChange } from "../lib/vsr/view_change.ts";
 
 export class StateChecker {
@@ -13,6 +16,9 @@ export class StateChecker {
   private readonly canonical = new Map<number, bigint>();
   /** Requests each canonical op holds ("client:request"). */
   private readonly canonical_requests = new Map<number, Set<string>>();
+  /** Ground truth for large objects: per block slot ("upload:part:attempt:index"), the first
+   * canonical op that wrote it with each checksum. */
+  private readonly slot_writes = new Map<string, Map<bigint, number>>();
   /** First execution of each request: "client:request" -> op. */
   private readonly executions = new Map<string, number>();
   private readonly primaries = new Map<number, number>();
@@ -70,13 +76,51 @@ export class StateChecker {
         this.fail(`replica ${replica} executed op ${h.op} whose parent is not the canonical op ${h.op - 1}`);
       this.canonical.set(h.op, h.checksum);
       const requests = new Set<string>();
-      for (const e of decodeBatch(prepare.body) ?? []) requests.add(`${e.client}:${e.request}`);
+      for (const e of decodeBatch(prepare.body) ?? []) {
+        requests.add(`${e.client}:${e.request}`);
+        if (e.operation === Operation.write_block) this.slotWritten(h.op, e.body);
+      }
       this.canonical_requests.set(h.op, requests);
       if (h.op > this.commit_max) this.commit_max = h.op;
     } else if (known !== h.checksum) {
       this.fail(
         `replica ${replica} executed op ${h.op} with checksum ${h.checksum.toString(16)}, but op ${h.op} was executed as ${known.toString(16)} before: two histories`,
       );
+    }
+  }
+
+  private slotWritten(op: number, body: Uint8Array): void {
+    const b = decodeWriteBlock(body);
+    if (b === null) return this.fail(`op ${op} holds a malformed write_block`);
+    const slot = slotName(b.upload_id, b.part_number, b.attempt, b.block_index);
+    let writes = this.slot_writes.get(slot);
+    if (writes === undefined) this.slot_writes.set(slot, (writes = new Map()));
+    if (!writes.has(b.checksum)) writes.set(b.checksum, op);
+  }
+
+  /**
+   * A write_block was answered ok, from op (0: at arrival, from the primary's executed state). Only
+   * a committed op that wrote that slot with those bytes earns it: an answer from anything else (a
+   * block still in a pipeline, say) would let a complete name a block a view change can lose.
+   */
+  blockAcked(slot: string, block_checksum: bigint, op: number): void {
+    const written = this.slot_writes.get(slot)?.get(block_checksum);
+    if (written === undefined || (op > 0 && written > op))
+      this.fail(
+        `block ${slot} (${block_checksum.toString(16)}) was acknowledged from op ${op}, but no executed op wrote it${written === undefined ? "" : ` before op ${written}`}`,
+      );
+  }
+
+  /** A complete_upload at op made an object of these blocks: each must have been written by an
+   * executed op below it, so the object is visible only once its blocks are durable on a quorum
+   * (docs/LARGE_OBJECTS.md §6). */
+  manifestInstalled(slots: [string, bigint][], op: number): void {
+    for (const [slot, block_checksum] of slots) {
+      const written = this.slot_writes.get(slot)?.get(block_checksum);
+      if (written === undefined || written >= op)
+        return this.fail(
+          `the object completed at op ${op} names block ${slot} (${block_checksum.toString(16)}), which ${written === undefined ? "no executed op wrote" : `op ${written} wrote only after it`}`,
+        );
     }
   }
 

@@ -1,11 +1,16 @@
 /**
  * A simulated client: registers, then issues random puts (conditional too), gets, deletes, stats
  * and lists on a small key space so clients collide, one at a time, retrying each until it is
- * answered. Records every operation for the linearizability check (lib/check/history.ts).
+ * answered. Some puts are large (docs/LARGE_OBJECTS.md §12.1): an upload whose blocks its lanes
+ * (extra client ids that never register) send in any order, completed, aborted or abandoned; some
+ * gets read an object in ranges pinned to the version the first range returned. Records every
+ * operation for the linearizability check (lib/check/history.ts).
  */
 import type { Prng } from "../lib/util/prng.ts";
+import { assert } from "../lib/util/assert.ts";
 import { checksum } from "../lib/util/checksum.ts";
 import { ClientSession, type Step } from "../lib/client/session.ts";
+import type { ClientErrorCode } from "../lib/client/errors.ts";
 import { encode, type Message } from "../lib/net/codec.ts";
 import {
   Condition,
@@ -19,7 +24,16 @@ import {
   readObjectInfo,
 } from "../lib/store/operations.ts";
 import { keyToBytes } from "../lib/store/keys.ts";
+import {
+  decodeCompleteUploadReply,
+  decodeCreateUploadReply,
+  decodeReadReply,
+  encodeAbortUpload,
+  encodeReadRequest,
+} from "../lib/store/large_bodies.ts";
 import type { HistoryInput, HistoryOperation, HistoryOutput } from "../lib/check/history.ts";
+import { UploadPlan, slotName, type PlannedBlock } from "./upload_plan.ts";
+import { objectBytes, tagOf } from "./object_bytes.ts";
 
 export interface ClientOptions {
   keys: number;
@@ -39,16 +53,53 @@ interface Pending {
   list?: { prefix: string; after: string };
 }
 
+/** A large put in progress: one history operation from create_upload's call to complete_upload's
+ * answer. fate: what the workload does with it once some blocks are in. */
+interface Upload {
+  plan: UploadPlan;
+  input: HistoryInput;
+  call: number;
+  fate: "complete" | "abort" | "abandon";
+  /** Complete while blocks are still missing, once (the replica must answer upload_incomplete). */
+  early: boolean;
+  /** Whether every block was acknowledged when the complete in flight was sent. */
+  complete_after_acks: boolean;
+}
+
+/** A get by ranges: the first read names version 0, the rest the version it returned. */
+interface Reading {
+  input: HistoryInput;
+  call: number;
+  key: Uint8Array;
+  version: number;
+  size: number;
+  chunks: Uint8Array[];
+  received: number;
+  /** The length the read in flight asked for. */
+  asked: number;
+}
+
+/** An extra client id that sends blocks (write_block needs no session, so it never registers). */
+interface Lane {
+  session: ClientSession;
+  block: PlannedBlock | null;
+}
+
 export interface ClientHooks {
   send(client: number, replica: number, bytes: Uint8Array): void;
   /** A write was answered from op: the checker verifies the op holds this request and was durable
    * on f+1 replicas. */
   writeReplied(client: bigint, request: number, op: number): void;
+  /** A write_block was answered ok, from op (0: at once, from the primary's executed state): a
+   * committed op must have written that slot with that checksum. */
+  blockAcked(slot: string, checksum: bigint, op: number): void;
+  /** A complete_upload installed these blocks at op: each must have been written by a committed op
+   * below it. */
+  manifestInstalled(slots: [string, bigint][], op: number): void;
   violation(message: string): void;
   record(operation: HistoryOperation): void;
 }
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export class SimClient {
@@ -70,6 +121,9 @@ export class SimClient {
   /** An idle phase of the workload: no new operation starts before this time (µs). */
   idle_until = 0;
   completed = 0;
+  private readonly lanes: Lane[] = [];
+  private upload: Upload | null = null;
+  private reading: Reading | null = null;
 
   constructor(
     readonly index: number,
@@ -94,15 +148,38 @@ export class SimClient {
       operation_timeout: Infinity,
       unit: "µs",
     });
+    const lanes = 1 + prng.int(3);
+    for (let l = 0; l < lanes; l++) {
+      const id = (prng.u64() & ~0xffn) | BigInt(index & 0xff);
+      this.lanes.push({
+        session: new ClientSession({ ...this.session.options, client_id: id, first_target: prng.int(replica_count) }),
+        block: null,
+      });
+    }
+  }
+
+  /** Every client id this client sends from (replies to each come here). */
+  get ids(): bigint[] {
+    return [this.id, ...this.lanes.map((l) => l.session.options.client_id)];
   }
 
   get idle(): boolean {
-    return this.pending === null;
+    return this.pending === null && this.upload === null && this.reading === null;
+  }
+
+  /** When to call wake next: the client's own time, or a lane's retry. */
+  get next_wake(): number {
+    let at = this.wake_at;
+    for (const lane of this.lanes) if (lane.block !== null && lane.session.wake_at < at) at = lane.session.wake_at;
+    return at;
   }
 
   wake(now: number): void {
+    for (const lane of this.lanes)
+      if (lane.block !== null && now >= lane.session.wake_at) this.applyLane(lane, lane.session.expire(now), now);
     if (now < this.wake_at) return;
     if (this.pending !== null) return this.apply(this.session.expire(now), now);
+    if (this.upload !== null) return this.driveUpload(now);
     if (!this.active) {
       this.wake_at = Infinity;
       return;
@@ -115,6 +192,7 @@ export class SimClient {
   }
 
   private begin(now: number, input: HistoryInput | null, operation: Operation, body: Uint8Array, list?: Pending["list"]): void {
+    assert(this.pending === null, "one operation at a time on the client's session");
     this.pending = { input, call: now, operation, ...(list ? { list } : {}) };
     this.apply(this.session.start(operation, body, now), now);
   }
@@ -136,10 +214,19 @@ export class SimClient {
         return this.answered(step.reply, now);
       case "failed": {
         const p = this.pending!;
+        const large = largeResult(step.error.code);
+        if (large !== null && p.operation === Operation.read) return this.readAnswered(large, null, now);
+        if (large !== null && this.upload !== null) return this.uploadAnswered(large, null, now);
         if (step.error.code !== "evicted")
           return this.hooks.violation(`client ${this.index}: ${Operation[p.operation]} failed: ${step.error.message}`);
         // The session is gone; a write may or may not have happened before that: leave it open.
-        if (p.input !== null && p.input.kind !== "get" && p.input.kind !== "exists") this.finish(now, null);
+        // (A large put's create or abort changes no object: it is simply dropped.)
+        const upload = this.upload;
+        if (upload !== null) {
+          this.dropUpload();
+          if (p.operation === Operation.complete_upload)
+            this.hooks.record({ client: this.index, input: upload.input, call: upload.call, ret: null, output: null });
+        } else if (p.input !== null && p.input.kind !== "get" && p.input.kind !== "exists") this.finish(now, null);
         this.pending = null;
         this.wake_at = now;
         return;
@@ -148,6 +235,8 @@ export class SimClient {
   }
 
   private startOperation(now: number): void {
+    if (this.prng.chance(0.06)) return this.startUpload(now);
+    if (this.prng.chance(0.1)) return this.startReading(now);
     if (this.prng.chance(0.08)) {
       // A cold key, written once and read back later: its value stays live in an old segment while
       // the hot keys churn around it, so segments end up mostly dead and get compacted.
@@ -194,16 +283,246 @@ export class SimClient {
     const tag = `c${this.index}.${this.counter}`;
     const big = this.prng.chance(0.02);
     const filler = big ? 4096 + this.prng.int(8192) : this.prng.int(this.options.value_filler_max + 1);
-    const value = new Uint8Array(tag.length + 1 + filler);
-    value.set(encoder.encode(tag + "|"), 0);
-    for (let i = tag.length + 1; i < value.length; i++) value[i] = (i * 31 + this.counter) & 0xff;
+    const value = objectBytes(tag, tag.length + 1 + filler);
     const input: HistoryInput = { kind: "put", key, value: tag };
     if (condition === Condition.if_version) input.if_version = if_version;
     if (condition === Condition.if_absent) input.if_absent = true;
     this.begin(now, input, Operation.put, encodeKeyRequest(kb, value, condition, if_version));
   }
 
+  // --- Large puts (docs/LARGE_OBJECTS.md §12.1)
+
+  private startUpload(now: number): void {
+    this.counter += 1;
+    const tag = `c${this.index}.${this.counter}`;
+    const key = `k${this.prng.int(this.options.keys)}`;
+    const input: HistoryInput = { kind: "put", key, value: tag };
+    const known = this.versions.get(key);
+    let condition = Condition.none;
+    if (this.prng.chance(0.2)) {
+      condition = known !== undefined && known > 0 && this.prng.chance(0.8) ? Condition.if_version : Condition.if_absent;
+      if (condition === Condition.if_version) input.if_version = known!;
+      else input.if_absent = true;
+    }
+    const plan = new UploadPlan(this.prng, keyToBytes(key), tag, condition, input.if_version ?? 0);
+    const roll = this.prng.int(100);
+    const fate = roll < 6 ? "abort" : roll < 12 ? "abandon" : "complete";
+    this.upload = { plan, input, call: now, fate, early: this.prng.chance(0.15), complete_after_acks: false };
+    this.begin(now, null, Operation.create_upload, plan.createBody());
+  }
+
+  /** The blocks phase: keep every lane busy with a block; then complete, abort or walk away. */
+  private driveUpload(now: number): void {
+    const upload = this.upload!;
+    const plan = upload.plan;
+    assert(this.pending === null && plan.upload_id > 0, "blocks are sent once the upload exists, between session operations");
+    const acked = plan.blocks.some((b) => b.acked);
+    if (acked && upload.fate === "abandon" && this.active) {
+      // The client walks away: the upload stays open until the cluster expires it.
+      this.dropUpload();
+      this.wake_at = now + this.prng.exponential(this.options.think_mean_us);
+      return;
+    }
+    if (acked && upload.fate === "abort") return this.begin(now, null, Operation.abort_upload, encodeAbortUpload(plan.upload_id));
+    if (acked && upload.early && plan.waiting > 0) {
+      upload.early = false;
+      return this.complete(upload, now);
+    }
+    for (const lane of this.lanes) {
+      if (lane.block !== null) continue;
+      const block = plan.next();
+      if (block === null) break;
+      lane.block = block;
+      this.applyLane(lane, lane.session.start(Operation.write_block, plan.blockBody(block), now), now);
+      if (this.upload !== upload) return; // an answer ended it
+    }
+    if (plan.allAcked && this.lanes.every((l) => l.block === null)) return this.complete(upload, now);
+    this.wake_at = Infinity; // a lane's answer drives the next step
+  }
+
+  private complete(upload: Upload, now: number): void {
+    upload.complete_after_acks = upload.plan.allAcked;
+    this.begin(now, null, Operation.complete_upload, upload.plan.completeBody());
+  }
+
+  private applyLane(lane: Lane, step: Step, now: number): void {
+    switch (step.kind) {
+      case "send":
+        this.hooks.send(this.node, step.replica, encode(step.message));
+        return;
+      case "wait":
+        return;
+      case "ignored":
+        if (step.problem !== null) this.hooks.violation(`client ${this.index} lane: ${step.problem}`);
+        return;
+      case "failed":
+        if (step.error.code !== "upload_not_found")
+          return this.hooks.violation(`client ${this.index}: write_block failed: ${step.error.message}`);
+        return this.laneAnswered(lane, Result.upload_not_found, null, now);
+      case "done":
+        return this.laneAnswered(lane, step.reply.header.result, step.reply, now);
+    }
+  }
+
+  private laneAnswered(lane: Lane, result: Result, reply: Message | null, now: number): void {
+    const block = lane.block!;
+    lane.block = null;
+    const upload = this.upload;
+    if (upload === null) return; // an upload given up while this block was in flight
+    if (result === Result.upload_not_found) {
+      // Closed by the complete or abort in flight (its answer decides), or expired by the cluster
+      // (a long partition outlasted the abandon age): then the put had no effect.
+      if (this.pending !== null) return;
+      this.dropUpload();
+      this.wake_at = now;
+      return;
+    }
+    if (result !== Result.ok || reply === null) return this.hooks.violation(`client ${this.index}: write_block answered ${Result[result]}`);
+    const h = reply.header;
+    if (h.op > 0) this.hooks.writeReplied(h.client, h.request, h.op);
+    this.hooks.blockAcked(slotName(upload.plan.upload_id, block.part, block.attempt, block.index), block.checksum, h.op);
+    block.acked = true;
+    if (this.pending === null) this.wake_at = now;
+  }
+
+  /** The answer to create_upload, complete_upload or abort_upload. */
+  private uploadAnswered(result: Result, message: Message | null, now: number): void {
+    const upload = this.upload!;
+    const plan = upload.plan;
+    const operation = this.pending!.operation;
+    this.pending = null;
+    this.wake_at = now;
+    if (operation === Operation.create_upload) {
+      if (result === Result.condition_failed) return this.recordUpload(upload, now, { status: "condition_failed" });
+      if (result === Result.too_many_uploads) return this.dropUpload();
+      const reply = message === null ? null : decodeCreateUploadReply(message.body);
+      if (result !== Result.ok || reply === null)
+        return this.hooks.violation(`client ${this.index}: create_upload answered ${Result[result]}`);
+      plan.cut(reply.upload_id, reply.block_size_max);
+      return;
+    }
+    if (operation === Operation.abort_upload) {
+      if (result !== Result.ok && result !== Result.upload_not_found)
+        return this.hooks.violation(`client ${this.index}: abort_upload answered ${Result[result]}`);
+      return this.dropUpload();
+    }
+    switch (result) {
+      case Result.ok: {
+        const reply = message === null ? null : decodeCompleteUploadReply(message.body);
+        if (reply === null) return this.hooks.violation(`client ${this.index}: malformed complete_upload reply`);
+        this.hooks.manifestInstalled(plan.slots(), message!.header.op);
+        this.versions.set(upload.input.key, reply.version);
+        return this.recordUpload(upload, now, { status: "ok", version: reply.version });
+      }
+      case Result.condition_failed:
+        return this.recordUpload(upload, now, { status: "condition_failed" });
+      case Result.upload_not_found:
+        return this.dropUpload(); // expired before it completed: no effect
+      case Result.upload_incomplete:
+        // Sent early on purpose: send every block not yet acknowledged, then complete again.
+        if (upload.complete_after_acks)
+          return this.hooks.violation(
+            `client ${this.index}: complete_upload answered upload_incomplete, sent after every block was acknowledged`,
+          );
+        for (const b of plan.blocks) if (!b.acked && this.lanes.every((l) => l.block !== b)) plan.again(b);
+        return;
+      default:
+        return this.hooks.violation(`client ${this.index}: complete_upload answered ${Result[result]}`);
+    }
+  }
+
+  private recordUpload(upload: Upload, now: number, output: HistoryOutput): void {
+    this.hooks.record({ client: this.index, input: upload.input, call: upload.call, ret: now, output });
+    this.completed += 1;
+    this.dropUpload();
+    this.wake_at = now + this.prng.exponential(this.options.think_mean_us);
+  }
+
+  /** Ends the large put: lanes stop retrying what they had in flight. */
+  private dropUpload(): void {
+    this.upload = null;
+    for (const lane of this.lanes) {
+      lane.session.abandon();
+      lane.block = null;
+    }
+  }
+
+  // --- Gets by ranges (docs/LARGE_OBJECTS.md §7)
+
+  private startReading(now: number): void {
+    const key = `k${this.prng.int(this.options.keys)}`;
+    this.reading = { input: { kind: "get", key }, call: now, key: keyToBytes(key), version: 0, size: 0, chunks: [], received: 0, asked: 0 };
+    this.nextRead(now);
+  }
+
+  private nextRead(now: number): void {
+    const r = this.reading!;
+    const length = 1 + this.prng.int(this.prng.chance(0.3) ? 4096 : 256);
+    r.asked = length;
+    const body = encodeReadRequest({
+      key: r.key,
+      version: r.version,
+      offset: r.received,
+      length,
+      metadata: false,
+      block_map: this.prng.chance(0.5),
+    });
+    this.begin(now, null, Operation.read, body);
+  }
+
+  private readAnswered(result: Result, message: Message | null, now: number): void {
+    const r = this.reading!;
+    this.pending = null;
+    if (result === Result.not_found && r.version === 0) {
+      this.reading = null;
+      return this.record(r.input, r.call, now, { status: "not_found" });
+    }
+    if (result === Result.object_changed && r.version !== 0) {
+      // Replaced while it was read: this get returns nothing, so it is left out of the history.
+      this.reading = null;
+      this.wake_at = now;
+      return;
+    }
+    const reply = result === Result.ok && message !== null ? decodeReadReply(message.body) : null;
+    if (reply === null) return this.hooks.violation(`client ${this.index}: read of ${r.input.key} answered ${Result[result]}`);
+    if (r.version === 0) {
+      r.version = reply.header.version;
+      r.size = reply.header.size;
+    } else if (reply.header.version !== r.version || reply.header.size !== r.size) {
+      return this.hooks.violation(
+        `client ${this.index}: read of ${r.input.key} pinned to version ${r.version} returned version ${reply.header.version}`,
+      );
+    }
+    if (r.received > r.size || reply.data.length !== Math.min(r.asked, r.size - r.received))
+      return this.hooks.violation(
+        `client ${this.index}: read of ${r.input.key} at ${r.received} returned ${reply.data.length} bytes of ${r.size}`,
+      );
+    r.chunks.push(reply.data.slice());
+    r.received += reply.data.length;
+    if (r.received < r.size) return this.nextRead(now);
+    const bytes = new Uint8Array(r.size);
+    let at = 0;
+    for (const c of r.chunks) {
+      bytes.set(c, at);
+      at += c.length;
+    }
+    const tag = tagOf(bytes);
+    if (tag === null)
+      return this.hooks.violation(`client ${this.index}: ranges read of ${r.input.key} at version ${r.version} are not one put's bytes`);
+    this.reading = null;
+    this.versions.set(r.input.key, r.version);
+    this.record(r.input, r.call, now, { status: "ok", version: r.version, value: tag });
+  }
+
+  private record(input: HistoryInput, call: number, now: number, output: HistoryOutput): void {
+    this.hooks.record({ client: this.index, input, call, ret: now, output });
+    this.completed += 1;
+    this.wake_at = now + this.prng.exponential(this.options.think_mean_us);
+  }
+
   onMessage(message: Message, from: number, now: number): void {
+    const lane = this.lanes.find((l) => l.session.options.client_id === message.header.client);
+    if (lane !== undefined) return this.applyLane(lane, lane.session.onReply(message, from, now), now);
     this.apply(this.session.onReply(message, from, now), now);
   }
 
@@ -212,6 +531,9 @@ export class SimClient {
     const p = this.pending!;
     if (h.op > 0) this.hooks.writeReplied(this.id, h.request, h.op);
     if (p.operation === Operation.list) return this.listAnswered(message, now);
+    if (p.operation === Operation.read) return this.readAnswered(h.result, message, now);
+    if (p.operation === Operation.create_upload || p.operation === Operation.complete_upload || p.operation === Operation.abort_upload)
+      return this.uploadAnswered(h.result, message, now);
     const input = p.input!;
     let output: HistoryOutput;
     if (h.result === Result.not_found) output = { status: "not_found" };
@@ -223,8 +545,9 @@ export class SimClient {
         const value = message.body.subarray(object_info_size);
         if (value.length !== info.size || checksum(value) !== info.checksum)
           return this.hooks.violation(`client ${this.index}: get ${input.key} returned a value that does not match its checksum`);
-        const text = decoder.decode(value.subarray(0, Math.min(value.length, 32)));
-        output = { status: "ok", version: info.version, value: text.slice(0, text.indexOf("|")) };
+        const tag = tagOf(value);
+        if (tag === null) return this.hooks.violation(`client ${this.index}: get ${input.key} returned bytes no put wrote`);
+        output = { status: "ok", version: info.version, value: tag };
       } else {
         output = { status: "ok", version: info.version };
       }
@@ -276,9 +599,37 @@ export class SimClient {
   /** At the end of the run, a still-pending operation stays open in the history. */
   abandon(): void {
     const p = this.pending;
+    const upload = this.upload;
     this.session.abandon();
+    this.dropUpload();
+    this.reading = null;
+    if (upload !== null && p !== null && p.operation === Operation.complete_upload) {
+      this.hooks.record({ client: this.index, input: upload.input, call: upload.call, ret: null, output: null });
+      this.pending = null;
+      return;
+    }
     if (p === null || p.input === null) return;
     this.hooks.record({ client: this.index, input: p.input, call: p.call, ret: null, output: null });
     this.pending = null;
+  }
+}
+
+/** The result a large-object answer stood for, when the session core ended it as an error. */
+function largeResult(code: ClientErrorCode): Result | null {
+  switch (code) {
+    case "object_changed":
+      return Result.object_changed;
+    case "upload_not_found":
+      return Result.upload_not_found;
+    case "range_invalid":
+      return Result.range_invalid;
+    case "upload_incomplete":
+      return Result.upload_incomplete;
+    case "size_mismatch":
+      return Result.size_mismatch;
+    case "too_many_uploads":
+      return Result.too_many_uploads;
+    default:
+      return null;
   }
 }

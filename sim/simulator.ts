@@ -9,7 +9,8 @@
 import { Prng } from "../lib/util/prng.ts";
 import { AssertionError } from "../lib/util/assert.ts";
 import { Command, decode, encode, type Message } from "../lib/net/codec.ts";
-import { Result, isWrite } from "../lib/store/operations.ts";
+import { Operation, Result, isWrite } from "../lib/store/operations.ts";
+import { decodeReadRequest } from "../lib/store/large_bodies.ts";
 import { defaultConfig, type Config } from "../lib/constants.ts";
 import { Replica } from "../lib/vsr/replica.ts";
 import { stateDigest } from "../lib/vsr/root.ts";
@@ -112,6 +113,8 @@ interface ReplicaNode {
   storage: TracedStorage | null;
   /** A long pause ends at this time (µs); 0 for the random short pauses. */
   pause_until: number;
+  /** The checkpoint op at which the replica's whole store was last checked. */
+  store_checked_at: number;
 }
 
 /** Per-seed fault rates (swarm testing: each seed draws its own mix). */
@@ -233,6 +236,7 @@ export class Simulator {
         wiped: false,
         storage: null,
         pause_until: 0,
+        store_checked_at: -1,
       });
     }
     const client_prng = this.prng.fork();
@@ -253,12 +257,14 @@ export class Simulator {
         {
           send: (from, to, bytes) => this.network.send(from, to, bytes),
           writeReplied: (client_id, request, op) => this.checker.writeReplied(client_id, request, op),
+          blockAcked: (slot, block_checksum, op) => this.checker.blockAcked(slot, block_checksum, op),
+          manifestInstalled: (slots, op) => this.checker.manifestInstalled(slots, op),
           violation: (message) => this.fail(message),
           record: (operation) => this.history.push(operation),
         },
       );
       this.clients.push(client);
-      this.client_nodes.set(client.id, node);
+      for (const id of client.ids) this.client_nodes.set(id, node);
       this.client_scheduled.push(Infinity);
     }
   }
@@ -273,6 +279,11 @@ export class Simulator {
     config.clients_max = Math.max(1, this.options.clients - 1 + this.prng.int(4));
     config.request_queue_max = 64;
     config.batch_requests_max = 1 + this.prng.int(8);
+    // Large objects in tiny blocks (docs/LARGE_OBJECTS.md §12.1), few uploads, a short abandon age.
+    config.block_size_max = 16 + this.prng.int(497);
+    config.uploads_open_max = 2 + this.prng.int(7);
+    config.upload_abandon_ms = 2_000 + this.prng.int(18_001);
+    config.request_queue_bytes_max = 64 * 1024;
     return config;
   }
 
@@ -629,7 +640,10 @@ export class Simulator {
     const decoded = decode(packet.bytes, this.config.cluster);
     if (!decoded.ok) return; // corrupted on the way: dropped, as the real transport does
     const rh = decoded.message.header;
-    if (rh.command === Command.request && !isWrite(rh.operation)) this.checker.readArrived(node.index, rh.client, rh.request);
+    // A read pinned to a version is served at once when the primary holds that version: it needs no
+    // floor (its bytes can only be that version's, PROTOCOL.md §3.15.10).
+    if (rh.command === Command.request && !isWrite(rh.operation) && !pinnedRead(decoded.message))
+      this.checker.readArrived(node.index, rh.client, rh.request);
     const replica = node.replica;
     this.guard(node, () => replica.onMessage(decoded.message));
     this.afterReplicaEvent(node);
@@ -649,6 +663,12 @@ export class Simulator {
     if (node.replica === null) return;
     try {
       node.replica.invariants();
+      // The whole store at each checkpoint (O(state)): every block owned once, by an upload slot or
+      // an object version that names it, and every byte count adds up (docs/LARGE_OBJECTS.md §12.2).
+      if (node.replica.checkpoint.op !== node.store_checked_at) {
+        node.store_checked_at = node.replica.checkpoint.op;
+        node.replica.store.invariants();
+      }
     } catch (error) {
       if (!(error instanceof AssertionError)) throw error;
       this.fail(`invariant broken: ${error.message}`);
@@ -675,7 +695,7 @@ export class Simulator {
   // --- Clients
 
   private scheduleClient(client: SimClient): void {
-    const at = client.wake_at;
+    const at = client.next_wake;
     if (at === Infinity || at >= this.client_scheduled[client.index]!) return;
     this.client_scheduled[client.index] = at;
     this.events.push({
@@ -1114,12 +1134,24 @@ export class Simulator {
       }
     }
     // Full redundancy is restored too: every replica that is up holds an intact copy of every
-    // value (the scrubber finds values damaged at rest and repairs them from peers).
+    // value and block (the scrubber finds them damaged at rest and repairs them from peers).
     for (const node of this.nodes) {
       if (node.replica === null || node.storage === null) continue;
       let damaged = 0;
       for (const [, entry] of node.replica.store.all()) {
-        if (node.storage.readValue(entry) === null) damaged += 1;
+        if (entry.chunks === undefined && node.storage.readValue(entry) === null) damaged += 1;
+      }
+      const large = node.replica.store.large;
+      const ids: number[] = [];
+      for (const [, entry] of node.replica.store.all()) if (entry.chunks !== undefined) ids.push(...entry.chunks.blocks);
+      for (const upload of large.allUploads()) ids.push(...upload.slots.values());
+      for (const id of ids) {
+        const b = large.block(id)!;
+        if (
+          node.storage.readValue({ version: 1, timestamp: 0, size: b.size, checksum: b.checksum, segment: b.segment, offset: b.offset }) ===
+          null
+        )
+          damaged += 1;
       }
       this.unconverged_reason = damaged > 0 ? `replica ${node.index} still holds ${damaged} damaged value(s)` : "";
       if (damaged > 0) return false;
@@ -1129,6 +1161,12 @@ export class Simulator {
 
   /** Why the last converged() check found the replicas not converged, when it was not the state. */
   private unconverged_reason = "";
+}
+
+function pinnedRead(message: Message): boolean {
+  if (message.header.operation !== Operation.read) return false;
+  const request = decodeReadRequest(message.body);
+  return request !== null && request.version !== 0;
 }
 
 export function simulate(options: SimOptions): SimResult {

@@ -9,7 +9,9 @@ import type { DoViewChange, SuffixDecision } from "../lib/vsr/view_change.ts";
 import type { Header, Message } from "../lib/net/codec.ts";
 import { Operation } from "../lib/store/operations.ts";
 import type { ObjectEntry } from "../lib/store/object_store.ts";
-import { executeRead } from "../lib/store/execute.ts";
+import { executeRead, type ExecuteResult, type Readers } from "../lib/store/execute.ts";
+import { decodeReadRequest, decodeWriteBlock, encodeReadRequest, type WriteBlockRequest } from "../lib/store/large_bodies.ts";
+import { decodeBatch } from "../lib/vsr/batch.ts";
 import { simulate, type ReplicaClass, type SimOptions } from "../sim/simulator.ts";
 import { FileStorage } from "../lib/storage/file_storage.ts";
 import type { Recovered } from "../lib/vsr/storage.ts";
@@ -188,6 +190,35 @@ class NoScrub extends Replica {
   protected override scrub(): void {}
 }
 
+/** Issue 14: a write_block retry answered ok because the same block is in the primary's pipeline,
+ * not in its executed state: a view change may drop that prepare after the client was told its
+ * block is safe (caught by the checker's block acknowledgements, docs/LARGE_OBJECTS.md §12.2). */
+class BlockDedupeFromPipeline extends Replica {
+  override blockHeld(request: WriteBlockRequest): boolean {
+    if (super.blockHeld(request)) return true;
+    for (const entry of this.leader?.pipeline ?? []) {
+      for (const e of entry.message === null ? [] : (decodeBatch(entry.message.body) ?? [])) {
+        const b = e.operation === Operation.write_block ? decodeWriteBlock(e.body) : null;
+        const same_slot = b !== null && b.upload_id === request.upload_id && b.part_number === request.part_number;
+        if (same_slot && b.attempt === request.attempt && b.block_index === request.block_index && b.checksum === request.checksum)
+          return true;
+      }
+    }
+    return false;
+  }
+}
+
+/** Issue 14: a read pinned to a version served from whatever version is current, so a get by
+ * ranges that spans an overwrite returns bytes of two puts (docs/LARGE_OBJECTS.md §7). */
+class PinnedReadNotChecked extends Replica {
+  override executeReadRequest(operation: Operation, body: Uint8Array, readers: Readers): ExecuteResult {
+    const request = operation === Operation.read ? decodeReadRequest(body) : null;
+    if (request !== null && request.version !== 0)
+      return super.executeReadRequest(operation, encodeReadRequest({ ...request, version: 0 }), readers);
+    return super.executeReadRequest(operation, body, readers);
+  }
+}
+
 describe("broken replicas are caught", () => {
   test("a commit quorum of f", () => expectCaught("commit quorum of f", QuorumOfF, 100), timeout_ms);
   test("a backup acknowledging before its write is durable", () => expectCaught("ack before durable", AckBeforeDurable, 200), timeout_ms);
@@ -242,6 +273,17 @@ describe("broken replicas are caught", () => {
   test(
     "a read confirmed by a heartbeat round sent before it arrived",
     () => expectCaught("read confirmed by earlier round", ReadConfirmedByEarlierRound, 1500),
+    timeout_ms,
+  );
+
+  test(
+    "a block retry answered from the pipeline (issue 14)",
+    () => expectCaught("block deduplicated from the pipeline", BlockDedupeFromPipeline, 1600),
+    timeout_ms,
+  );
+  test(
+    "a pinned read served from the current version (issue 14)",
+    () => expectCaught("pinned read not checked", PinnedReadNotChecked, 1700),
     timeout_ms,
   );
 

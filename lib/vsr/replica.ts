@@ -48,7 +48,10 @@ import { DiskSpace } from "./disk_space.ts";
 import { admit } from "./admit.ts";
 import { ViewInstall } from "./start_view.ts";
 import { ViewChangeVotes } from "./view_change_votes.ts";
-import { StateMachine } from "./state_machine.ts";
+import { StateMachine, executedStateHolds, readFromStore } from "./state_machine.ts";
+import type { ExecuteResult, Readers } from "../store/execute.ts";
+import type { WriteBlockRequest } from "../store/large_bodies.ts";
+import type { Operation } from "../store/operations.ts";
 import {
   newReplicaStats,
   primaryIndex,
@@ -650,6 +653,15 @@ export class Replica {
   readRound(): number {
     assert(this.leader !== null, () => `replica ${this.replica}: a read round asked of a replica not leading`);
     return this.leader.reads.round + 1;
+  }
+
+  /** Hooks broken variants override (tests/broken_variants.test.ts): a write_block answered on
+   * arrival only when the executed state holds it; a read answered from the executed state. */
+  blockHeld(request: WriteBlockRequest): boolean {
+    return executedStateHolds(this.store, request);
+  }
+  executeReadRequest(operation: Operation, body: Uint8Array, readers: Readers): ExecuteResult {
+    return readFromStore(this.store, operation, body, readers);
   }
 
   // ---------------------------------------------------------------------------------------------

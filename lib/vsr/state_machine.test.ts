@@ -22,7 +22,9 @@ import { Leader } from "./leader.ts";
 import { encodeBatch } from "./batch.ts";
 import { buildPrepare, buildRequest, readReply, type ClientReply, type Envelope } from "./messages.ts";
 import type { Env, ReplicaObserver, Status } from "./env.ts";
-import { StateMachine, type StateMachineHost } from "./state_machine.ts";
+import { StateMachine, executedStateHolds, readFromStore, type StateMachineHost } from "./state_machine.ts";
+import type { ExecuteResult, Readers } from "../store/execute.ts";
+import type { WriteBlockRequest } from "../store/large_bodies.ts";
 import { rootPrepare } from "./root.ts";
 import { Prng } from "../util/prng.ts";
 
@@ -130,6 +132,12 @@ class FakeHost implements StateMachineHost {
   }
   sendReply(reply: ClientReply): void {
     this.replies.push(reply);
+  }
+  blockHeld(request: WriteBlockRequest): boolean {
+    return executedStateHolds(this.store, request);
+  }
+  executeReadRequest(operation: Operation, body: Uint8Array, readers: Readers): ExecuteResult {
+    return readFromStore(this.store, operation, body, readers);
   }
   readonly primary = {
     sendCommit: (leader: Leader): void => {

@@ -24,9 +24,10 @@ import {
   executeWrite,
   sizeLimitOf,
   validateRequest,
+  type ExecuteResult,
   type Readers,
 } from "../store/execute.ts";
-import { decodeReadRequest, decodeWriteBlock } from "../store/large_bodies.ts";
+import { decodeReadRequest, decodeWriteBlock, type WriteBlockRequest } from "../store/large_bodies.ts";
 import { keyFromBytes } from "../store/keys.ts";
 import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
 import type { ClientTable, StoredReply } from "./client_table.ts";
@@ -67,6 +68,10 @@ export interface StateMachineHost {
   readRound(): number;
   /** Sends a reply to its client (a hook the simulator's tests use). */
   sendReply(reply: ClientReply): void;
+  /** Whether a write_block may be answered at once (executedStateHolds; a hook broken variants override). */
+  blockHeld(request: WriteBlockRequest): boolean;
+  /** Answers a read from the executed state (executeRead/executeLargeRead; a hook broken variants override). */
+  executeReadRequest(operation: Operation, body: Uint8Array, readers: Readers): ExecuteResult;
   /** The primary's normal operation (primary.ts): starts a heartbeat round, which waiting reads need confirmed. */
   readonly primary: { sendCommit(leader: Leader): void };
   readonly journal: Pick<Journal, "header" | "damaged">;
@@ -80,6 +85,20 @@ export interface StateMachineHost {
   readonly state_sync: { readonly syncing: boolean; checkpointMissing(): boolean; takeCheckpoint(): boolean };
   /** Values and blocks at rest (value_keeper.ts): a read verifies the bytes it returns. */
   readonly values: { readValue(key: string, entry: ObjectEntry): Uint8Array | null; readBlock(block: Block): Uint8Array | null };
+}
+
+/** The executed state holds this block in its slot (the same checksum and size): it was written by
+ * a committed op, so it is durable on a quorum and a retry of it may be answered at once. */
+export function executedStateHolds(store: ObjectStore, request: WriteBlockRequest): boolean {
+  const upload = store.large.upload(request.upload_id);
+  const held = upload?.slots.get(slotKey(request.part_number, request.attempt, request.block_index));
+  const block = held === undefined ? undefined : store.large.block(held);
+  return block !== undefined && block.checksum === request.checksum && block.size === request.data.length;
+}
+
+/** A read (get, stat, list or read) answered from the executed state. */
+export function readFromStore(store: ObjectStore, operation: Operation, body: Uint8Array, readers: Readers): ExecuteResult {
+  return operation === Operation.read ? executeLargeRead(store, body, readers) : executeRead(store, operation, body, readers);
 }
 
 export class StateMachine {
@@ -134,9 +153,7 @@ export class StateMachine {
     const large = host.store.large;
     const upload = large.upload(request.upload_id);
     if (upload === undefined && request.upload_id <= large.upload_counter) return this.replyError(message, Result.upload_not_found);
-    const held = upload?.slots.get(slotKey(request.part_number, request.attempt, request.block_index));
-    const block = held === undefined ? undefined : large.block(held);
-    if (block !== undefined && block.checksum === request.checksum && block.size === request.data.length) {
+    if (host.blockHeld(request)) {
       this.replyNow(message, Result.ok, new Uint8Array(0));
       return false;
     }
@@ -176,10 +193,7 @@ export class StateMachine {
   private serveRead(message: Message): void {
     const h = message.header;
     const host = this.host;
-    const result =
-      h.operation === Operation.read
-        ? executeLargeRead(host.store, message.body, this.readers())
-        : executeRead(host.store, h.operation, message.body, this.readers());
+    const result = host.executeReadRequest(h.operation, message.body, this.readers());
     this.replyNow(message, result.result, result.body);
   }
 
