@@ -132,7 +132,12 @@ export class StateMachine {
         this.sendStoredReply({ client: h.client, request: session.request, session: session.session }, session.reply);
       return false;
     }
-    // A retry of a request already queued or being prepared is answered when that one executes.
+    return this.enqueueWrite(leader, message);
+  }
+
+  /** Queues a write to be prepared. True: the primary should prepare what its pipeline has room
+   * for. A retry of a request already queued or being prepared is answered when that one executes. */
+  private enqueueWrite(leader: Leader, message: Message): boolean {
     const queued = leader.queueRequest(message);
     if (queued === "in_flight") return false;
     if (queued === "busy") return this.replyError(message, Result.busy);
@@ -157,10 +162,7 @@ export class StateMachine {
       this.replyNow(message, Result.ok, new Uint8Array(0));
       return false;
     }
-    const queued = leader.queueRequest(message);
-    if (queued === "in_flight") return false;
-    if (queued === "busy") return this.replyError(message, Result.busy);
-    return true;
+    return this.enqueueWrite(leader, message);
   }
 
   /**
