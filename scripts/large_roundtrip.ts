@@ -279,9 +279,15 @@ async function startCluster(data: string): Promise<Dev> {
   return d;
 }
 
-async function stopCluster(): Promise<void> {
+function devRunning(): boolean {
+  return dev !== null && dev.process.exitCode === null;
+}
+
+/** Stops the cluster with SIGINT; returns toastyfs dev's exit code (0: every replica stopped cleanly). */
+async function stopCluster(): Promise<number | null> {
   const d = dev;
-  if (d === null || d.process.exitCode !== null) return;
+  if (d === null) return null;
+  if (d.process.exitCode !== null) return d.process.exitCode;
   d.process.kill("SIGINT");
   const code = await Promise.race([d.process.exited, Bun.sleep(30_000).then(() => "timeout" as const)]);
   if (code === "timeout") {
@@ -294,7 +300,9 @@ async function stopCluster(): Promise<void> {
       }
     }
     d.process.kill("SIGKILL");
+    return null;
   }
+  return code;
 }
 
 // --- The CLI path
@@ -324,26 +332,32 @@ function childPid(ppid: number): number | null {
   return null;
 }
 
+/** The toastyfs put or get running now, and /usr/bin/time around it if any (stopped on Ctrl-C:
+ * SIGTERM to time alone would leave toastyfs running). */
+let cli_child: { time: Subprocess | null; toastyfs: number | null } | null = null;
+const time_file = path.join(os.tmpdir(), `large_roundtrip-time-${process.pid}`);
+
 /** Runs a toastyfs command, measuring its wall time and peak RSS. */
 async function measureCli(what: string, toastyfs_args: string[], timeout_ms: number): Promise<Measured> {
-  const time_file = path.join(os.tmpdir(), `large_roundtrip-time-${process.pid}`);
   const command = time_binary !== null ? [time_binary, "-o", time_file, "-f", "%M", binary, ...toastyfs_args] : [binary, ...toastyfs_args];
   const started = performance.now();
   const child = Bun.spawn(command, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const running = { time: time_binary !== null ? child : null, toastyfs: time_binary === null ? child.pid : null };
+  cli_child = running;
   const outputs = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
   // Poll VmHWM every 50 ms and keep the last value read: it is a high-water mark, so the last read
   // is the peak so far; the final few ms before exit may be missed (the /usr/bin/time figure is exact).
-  let target: number | null = time_binary === null ? child.pid : null;
   let polled: number | null = null;
   const poller = setInterval(() => {
-    target ??= childPid(child.pid);
-    if (target === null) return;
-    const hwm = vmHWM(target);
+    running.toastyfs ??= childPid(child.pid);
+    if (running.toastyfs === null) return;
+    const hwm = vmHWM(running.toastyfs);
     if (hwm !== null) polled = hwm;
   }, rss_poll_ms);
   const timer = setTimeout(() => child.kill("SIGKILL"), timeout_ms);
   const code = await child.exited;
   const seconds = (performance.now() - started) / 1000;
+  cli_child = null;
   clearInterval(poller);
   clearTimeout(timer);
   const [stdout, stderr] = await outputs;
@@ -442,6 +456,10 @@ function printSummary(): boolean {
       limit("cli: toastyfs get peak", r.client_get_hwm, cli_limit_bytes);
     }
   }
+  const primary = /primary (\S+), view/.exec(dev?.output ?? "")?.[1];
+  console.log(
+    `replica i is ${dev?.cluster.split(",").join(", ")} in that order${primary !== undefined ? `; primary at start: ${primary}` : ""}`,
+  );
   for (const note of notes) console.log(`note: ${note}`);
   console.log(`reproduce: ${reproduce}`);
   return ok;
@@ -457,6 +475,7 @@ const output = path.join(work, "output.bin");
 const cluster_dir = path.join(work, "cluster");
 
 function cleanUp(): void {
+  fs.rmSync(time_file, { force: true });
   if (keep) {
     log(`kept ${work} (source, output, cluster data)`);
     return;
@@ -472,6 +491,14 @@ process.on("SIGINT", () => {
   if (interrupted) return;
   interrupted = true;
   log("interrupted: stopping the cluster");
+  if (cli_child !== null) {
+    try {
+      if (cli_child.toastyfs !== null) process.kill(cli_child.toastyfs, "SIGTERM");
+    } catch {
+      // already gone
+    }
+    cli_child.time?.kill("SIGTERM");
+  }
   void stopCluster().then(() => {
     cleanUp();
     process.exit(130);
@@ -491,12 +518,12 @@ async function main(): Promise<void> {
         `(${peak_copies} copies of ${formatSize(size)}: source${paths.includes("cli") ? ", output" : ""}, 3 replicas × ${paths.length} put${paths.length === 1 ? "" : "s"}; plus margin). Use --dir on a larger disk, or --client cli`,
     );
 
+  // The cluster first: a cluster that does not start fails the run before gigabytes are written.
+  const d = await startCluster(cluster_dir);
   log(`writing ${formatSize(size)} of random bytes to ${source}`);
   const t0 = performance.now();
   const source_sha = writeRandomFile(source, size);
   log(`source written in ${((performance.now() - t0) / 1000).toFixed(1)} s, sha256 ${source_sha}`);
-
-  const d = await startCluster(cluster_dir);
   // A generous deadline for each transfer: 2 minutes plus 4 MB/s.
   const transfer_timeout_ms = 120_000 + (size / (4 * mb)) * 1000;
 
@@ -568,11 +595,19 @@ let exit_code = 0;
 try {
   await main();
 } catch (error) {
+  // Ctrl-C: the SIGINT handler stops the cluster, cleans up and exits.
+  if (interrupted) await new Promise(() => {});
   exit_code = 1;
   const message = error instanceof Failure ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
   console.error(`error: ${message}${devTail()}`);
 }
-await stopCluster();
+// A dev that exited by itself was reported by the failure it caused.
+const dev_running = devRunning();
+const dev_code = await stopCluster();
+if (dev_running && dev_code !== 0) {
+  exit_code = 1;
+  console.error(`error: toastyfs dev did not stop cleanly on SIGINT (exit ${dev_code ?? "none: killed"})${devTail()}`);
+}
 if (rows.length > 0 && !printSummary()) exit_code = 1;
 if (rows.length === 0) console.log(`reproduce: ${reproduce}`);
 if (exit_code !== 0) console.error("large round trip: FAILED");
