@@ -11,11 +11,20 @@ import { decodeWriteBlock } from "../lib/store/large_bodies.ts";
 import { slotName } from "./upload_plan.ts";
 import { presence_absent, type DoViewChange } from "../lib/vsr/view_change.ts";
 
+/** A request's place in the canonical history: its op, then its index in that op's batch. */
+const batch_positions = 1 << 16;
+function position(op: number, index: number): number {
+  return op * batch_positions + index;
+}
+function opOf(at: number): number {
+  return Math.floor(at / batch_positions);
+}
+
 export class StateChecker {
   /** The one canonical history: op -> checksum of the prepare executed at it. */
   private readonly canonical = new Map<number, bigint>();
-  /** Requests each canonical op holds ("client:request"). */
-  private readonly canonical_requests = new Map<number, Set<string>>();
+  /** Requests each canonical op holds ("client:request"), with their place in its batch. */
+  private readonly canonical_requests = new Map<number, Map<string, number>>();
   /** Ground truth for large objects: per block slot ("upload:part:attempt:index"), the first
    * canonical op that wrote it with each checksum. */
   private readonly slot_writes = new Map<string, Map<bigint, number>>();
@@ -75,11 +84,12 @@ export class StateChecker {
       if (parent !== undefined && parent !== h.parent)
         this.fail(`replica ${replica} executed op ${h.op} whose parent is not the canonical op ${h.op - 1}`);
       this.canonical.set(h.op, h.checksum);
-      const requests = new Set<string>();
-      for (const e of decodeBatch(prepare.body) ?? []) {
-        requests.add(`${e.client}:${e.request}`);
-        if (e.operation === Operation.write_block) this.slotWritten(h.op, e.body);
-      }
+      const requests = new Map<string, number>();
+      (decodeBatch(prepare.body) ?? []).forEach((e, index) => {
+        const key = `${e.client}:${e.request}`;
+        if (!requests.has(key)) requests.set(key, index); // a duplicate later in the batch is answered from the first
+        if (e.operation === Operation.write_block) this.slotWritten(position(h.op, index), e.body);
+      });
       this.canonical_requests.set(h.op, requests);
       if (h.op > this.commit_max) this.commit_max = h.op;
     } else if (known !== h.checksum) {
@@ -89,13 +99,13 @@ export class StateChecker {
     }
   }
 
-  private slotWritten(op: number, body: Uint8Array): void {
+  private slotWritten(at: number, body: Uint8Array): void {
     const b = decodeWriteBlock(body);
-    if (b === null) return this.fail(`op ${op} holds a malformed write_block`);
+    if (b === null) return this.fail(`op ${opOf(at)} holds a malformed write_block`);
     const slot = slotName(b.upload_id, b.part_number, b.attempt, b.block_index);
     let writes = this.slot_writes.get(slot);
     if (writes === undefined) this.slot_writes.set(slot, (writes = new Map()));
-    if (!writes.has(b.checksum)) writes.set(b.checksum, op);
+    if (!writes.has(b.checksum)) writes.set(b.checksum, at);
   }
 
   /**
@@ -104,22 +114,28 @@ export class StateChecker {
    * block still in a pipeline, say) would let a complete name a block a view change can lose.
    */
   blockAcked(slot: string, block_checksum: bigint, op: number): void {
-    const written = this.slot_writes.get(slot)?.get(block_checksum);
+    const at = this.slot_writes.get(slot)?.get(block_checksum);
+    const written = at === undefined ? undefined : opOf(at);
     if (written === undefined || (op > 0 && written > op))
       this.fail(
         `block ${slot} (${block_checksum.toString(16)}) was acknowledged from op ${op}, but no executed op wrote it${written === undefined ? "" : ` before op ${written}`}`,
       );
   }
 
-  /** A complete_upload at op made an object of these blocks: each must have been written by an
-   * executed op below it, so the object is visible only once its blocks are durable on a quorum
-   * (docs/LARGE_OBJECTS.md §6). */
-  manifestInstalled(slots: [string, bigint][], op: number): void {
+  /** The complete_upload of client's request at op made an object of these blocks: each must
+   * have been written by an executed request ordered before it (an op below, or earlier in the same
+   * batch, which commits with it), so the object is visible only once its blocks are durable on a
+   * quorum (docs/LARGE_OBJECTS.md §6). */
+  manifestInstalled(slots: [string, bigint][], op: number, client: bigint, request: number): void {
+    const index = this.canonical_requests.get(op)?.get(`${client}:${request}`);
+    if (index === undefined)
+      return this.fail(`client ${client.toString(16)} was told its upload completed at op ${op}, which does not hold it`);
+    const complete = position(op, index);
     for (const [slot, block_checksum] of slots) {
       const written = this.slot_writes.get(slot)?.get(block_checksum);
-      if (written === undefined || written >= op)
+      if (written === undefined || written >= complete)
         return this.fail(
-          `the object completed at op ${op} names block ${slot} (${block_checksum.toString(16)}), which ${written === undefined ? "no executed op wrote" : `op ${written} wrote only after it`}`,
+          `the object completed at op ${op} names block ${slot} (${block_checksum.toString(16)}), which ${written === undefined ? "no executed op wrote" : `op ${opOf(written)} wrote only after it`}`,
         );
     }
   }

@@ -95,7 +95,7 @@ export interface ClientHooks {
   blockAcked(slot: string, checksum: bigint, op: number): void;
   /** A complete_upload installed these blocks at op: each must have been written by a committed op
    * below it. */
-  manifestInstalled(slots: [string, bigint][], op: number): void;
+  manifestInstalled(slots: [string, bigint][], op: number, client: bigint, request: number): void;
   violation(message: string): void;
   record(operation: HistoryOperation): void;
 }
@@ -410,7 +410,7 @@ export class SimClient {
       case Result.ok: {
         const reply = message === null ? null : decodeCompleteUploadReply(message.body);
         if (reply === null) return this.hooks.violation(`client ${this.index}: malformed complete_upload reply`);
-        this.hooks.manifestInstalled(plan.slots(), message!.header.op);
+        this.hooks.manifestInstalled(plan.slots(), message!.header.op, message!.header.client, message!.header.request);
         this.versions.set(upload.input.key, reply.version);
         return this.recordUpload(upload, now, { status: "ok", version: reply.version });
       }

@@ -258,7 +258,7 @@ export class Simulator {
           send: (from, to, bytes) => this.network.send(from, to, bytes),
           writeReplied: (client_id, request, op) => this.checker.writeReplied(client_id, request, op),
           blockAcked: (slot, block_checksum, op) => this.checker.blockAcked(slot, block_checksum, op),
-          manifestInstalled: (slots, op) => this.checker.manifestInstalled(slots, op),
+          manifestInstalled: (slots, op, client, request) => this.checker.manifestInstalled(slots, op, client, request),
           violation: (message) => this.fail(message),
           record: (operation) => this.history.push(operation),
         },

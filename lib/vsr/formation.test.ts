@@ -226,4 +226,17 @@ describe("a lost disk", () => {
     formation.pong(pong(1, { answer: ProbeAnswer.formatted, incarnation: 42 }), "blank");
     expect(formation.pong(pong(2), "blank")).toEqual({ kind: "format", incarnation: 42 });
   });
+
+  test("a formatted peer that changed views but holds nothing is still pristine: the blank ones format and join it", () => {
+    // Replica 2 formatted alone (its peers crashed before formatting) and timed out into view 16;
+    // it cannot form without them, and they must not wait for f+1 formatted peers that never come.
+    const formation = blank(0, 3, 3);
+    formation.pong(pong(1), "blank");
+    const lone = pong(2, { answer: ProbeAnswer.formatted, view: 16, durable_view: 4, incarnation: 42 });
+    expect(formation.pong(lone, "blank")).toEqual({ kind: "format", incarnation: 42 });
+    // A peer with anything in its log is data: this disk was lost.
+    const other = blank(0, 3, 3);
+    other.pong(pong(1), "blank");
+    expect(other.pong(pong(2, { answer: ProbeAnswer.formatted, view: 16, op: 1, incarnation: 42 }), "blank").kind).toBe("disagree");
+  });
 });

@@ -188,9 +188,13 @@ export class Formation {
       () => `pong from replica ${pong.replica}`,
     );
     if (this.phase_ === "blank") {
+      // Pristine: formatted, not formed, nothing in its log. Its view may have moved (a formatted
+      // replica whose peers crashed before formatting times out and starts view changes), but no
+      // view of an unformed cluster holds anything: counting it as data left the blank replicas
+      // waiting for f+1 formatted peers that would never come (sweep seed 831852234929).
       this.replies.set(pong.replica, {
         formatted: pong.answer !== ProbeAnswer.blank,
-        pristine: pong.answer === ProbeAnswer.formatted && pong.view === 0 && pong.log_view === 0 && pong.op === 0 && pong.commit === 0,
+        pristine: pong.answer === ProbeAnswer.formatted && pong.log_view === 0 && pong.op === 0 && pong.commit === 0,
         view: pong.durable_view,
         incarnation: pong.incarnation,
       });
