@@ -1141,18 +1141,7 @@ export class Simulator {
       for (const [, entry] of node.replica.store.all()) {
         if (entry.chunks === undefined && node.storage.readValue(entry) === null) damaged += 1;
       }
-      const large = node.replica.store.large;
-      const ids: number[] = [];
-      for (const [, entry] of node.replica.store.all()) if (entry.chunks !== undefined) ids.push(...entry.chunks.blocks);
-      for (const upload of large.allUploads()) ids.push(...upload.slots.values());
-      for (const id of ids) {
-        const b = large.block(id)!;
-        if (
-          node.storage.readValue({ version: 1, timestamp: 0, size: b.size, checksum: b.checksum, segment: b.segment, offset: b.offset }) ===
-          null
-        )
-          damaged += 1;
-      }
+      for (const block of node.replica.store.large.allBlocks()) if (node.storage.readValue(block) === null) damaged += 1;
       this.unconverged_reason = damaged > 0 ? `replica ${node.index} still holds ${damaged} damaged value(s)` : "";
       if (damaged > 0) return false;
     }

@@ -3,9 +3,9 @@
  * the ground truth for "a reply needs f+1 durable copies". Adds no behaviour of its own.
  */
 import type { Message } from "../lib/net/codec.ts";
-import type { ObjectEntry, ObjectStore, ValueLocation } from "../lib/store/object_store.ts";
+import type { ObjectStore, ValueLocation } from "../lib/store/object_store.ts";
 import type { ClientTable } from "../lib/vsr/client_table.ts";
-import type { CheckpointId, CheckpointMeta, Recovered, Storage, SyncChunk, VsrState } from "../lib/vsr/storage.ts";
+import type { CheckpointId, CheckpointMeta, Recovered, Storage, StoredBytes, SyncChunk, VsrState } from "../lib/vsr/storage.ts";
 
 export class TracedStorage implements Storage {
   private written: [number, bigint][] = [];
@@ -47,8 +47,8 @@ export class TracedStorage implements Storage {
   prepareBodyLocation(op: number, checksum: bigint): ValueLocation | null {
     return this.inner.prepareBodyLocation(op, checksum);
   }
-  readValue(entry: ObjectEntry): Uint8Array | null {
-    return this.inner.readValue(entry);
+  readValue(stored: StoredBytes): Uint8Array | null {
+    return this.inner.readValue(stored);
   }
   compactionCandidate(store: ObjectStore): number | null {
     return this.inner.compactionCandidate(store);

@@ -21,10 +21,10 @@
  */
 import { assert } from "../util/assert.ts";
 import { Command, type Header, type Message } from "../net/codec.ts";
-import { ObjectStore, type ObjectEntry, type ValueLocation } from "../store/object_store.ts";
+import { ObjectStore, type ValueLocation } from "../store/object_store.ts";
 import { ClientTable } from "../vsr/client_table.ts";
 import { rootPrepare } from "../vsr/root.ts";
-import type { CheckpointId, CheckpointMeta, Recovered, Storage, SyncChunk, VsrState } from "../vsr/storage.ts";
+import type { CheckpointId, CheckpointMeta, Recovered, Storage, StoredBytes, SyncChunk, VsrState } from "../vsr/storage.ts";
 import { FsError, type Fd, type FileSystem } from "./fs.ts";
 import {
   readSuperblock,
@@ -332,9 +332,9 @@ export class FileStorage implements Storage {
     return { segment: location.segment, offset: location.offset + header_size };
   }
 
-  readValue(entry: ObjectEntry): Uint8Array | null {
-    const value = this.files.readValue(entry);
-    assert(value === null || value.length === entry.size, "readValue: value of another size");
+  readValue(stored: StoredBytes): Uint8Array | null {
+    const value = this.files.readValue(stored);
+    assert(value === null || value.length === stored.size, "readValue: value of another size");
     return value;
   }
 

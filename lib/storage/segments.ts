@@ -12,12 +12,7 @@ import type { ValueLocation } from "../store/object_store.ts";
 import { allocValueWithHeadroom } from "../store/operations.ts";
 import { FsError, readFully, type Fd, type FileSystem } from "./fs.ts";
 import type { PrepareLocation } from "./ring_record.ts";
-
-/** Bytes stored in a segment with their checksum: a value (ObjectEntry) or a block (Block). */
-export interface StoredBytes extends ValueLocation {
-  size: number;
-  checksum: bigint;
-}
+import type { StoredBytes } from "../vsr/storage.ts";
 
 /** Prepares up to this size are encoded into a reused buffer and written with one pwrite; larger
  * ones are written as header and body, the body straight from the message: a second system call

@@ -13,7 +13,7 @@ import { block_size_max_ceiling_bytes, header_size } from "../constants.ts";
 import type { ObjectEntry, ObjectStore, ValueLocation } from "../store/object_store.ts";
 import type { Block, Upload } from "../store/uploads.ts";
 import { ClientTable, type ClientSession } from "../vsr/client_table.ts";
-import type { CheckpointId, CheckpointMeta, SyncChunk } from "../vsr/storage.ts";
+import type { CheckpointId, CheckpointMeta, StoredBytes, SyncChunk } from "../vsr/storage.ts";
 import {
   Reader,
   Writer,
@@ -32,7 +32,7 @@ import {
 } from "./records.ts";
 import { restoreStore } from "./restore_store.ts";
 import type { LoadedCheckpoint } from "./checkpoint_store.ts";
-import type { Segment, SegmentFiles, StoredBytes } from "./segments.ts";
+import type { Segment, SegmentFiles } from "./segments.ts";
 
 /** Bytes of an object record besides its key and value: type, meta and padding. */
 const sync_object_overhead = 8 + 40 + 16;
