@@ -351,32 +351,20 @@ export class StateMachine {
       // never stored (a retry is answered from the executed state on arrival).
       const result = executeLargeWrite(host.store, host.config, prepare.timestamp, operation, req.body, body_location);
       if (reply)
-        host.sendReply({
-          client,
-          request,
-          session,
-          operation,
-          result: result.result,
-          body: result.body,
-          op: prepare.op,
-          timestamp: prepare.timestamp,
-        });
+        this.sendStoredReply(
+          { client, request, session },
+          { op: prepare.op, timestamp: prepare.timestamp, operation, result: result.result, body: result.body },
+        );
       return;
     }
     const entry = host.clients.get(client);
     if (entry === undefined || entry.session !== session) {
       // RULE (sessions): evicted or stale sessions are refused at execution, on every replica alike.
       if (reply)
-        host.sendReply({
-          client,
-          request,
-          session,
-          operation,
-          result: Result.evicted,
-          body: new Uint8Array(0),
-          op: prepare.op,
-          timestamp: prepare.timestamp,
-        });
+        this.sendStoredReply(
+          { client, request, session },
+          { op: prepare.op, timestamp: prepare.timestamp, operation, result: Result.evicted, body: new Uint8Array(0) },
+        );
       return;
     }
     if (request <= entry.request) {
