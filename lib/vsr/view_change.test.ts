@@ -75,6 +75,34 @@ describe("a gap in the chosen log", () => {
     expect(decision.headers.map((h) => h.op)).toEqual([4, 5, 6, 7]);
     expect(decision.headers[3]!.checksum).toBe(log[6]!.checksum);
   });
+
+  test("that runs from below the commit to above it is filled from the lowest, so the ops above the commit chain to the log", () => {
+    // Seed 556626282718: a replica restarted with ops up to 4, and only op 11 of the primary's
+    // later prepares reached it before the primary lost power; its log (the longest, so chosen)
+    // has a gap at 5..10. The others hold 5..9 intact and committed up to 7; op 10 is damaged on
+    // one and was never held by the others. The gap at 5..7 (committed) must be filled too,
+    // else op 8 has nothing to chain to, counts as held by nobody, and every view waits forever.
+    const log = chain(11);
+    const P = presence_present;
+    const F = presence_faulty;
+    const a: DoViewChange = {
+      log_view: 1,
+      op: 11,
+      commit: 4,
+      headers: log.filter((h) => h.op >= 2 && (h.op <= 4 || h.op === 11)),
+      presence: Uint8Array.from([P, P, P, P]),
+      faulty_ops: [],
+    };
+    const b = { ...dvc(log, 2, 9, [P, P, P, P, P, P, P, P]), commit: 7 };
+    const c = { ...dvc(log, 2, 10, [P, P, P, P, P, P, P, P, F]), commit: 7, faulty_ops: [10] };
+    const decision = decideSuffix(a, [a, b, c], 7, 2, 4);
+    expect(decision).not.toBe("wait");
+    if (decision === "wait") return;
+    // Op 10 was held by none but the damaged copy (never by a quorum): cut there, keeping 8 and 9.
+    expect(decision.head).toBe(9);
+    expect(decision.headers.map((h) => h.op)).toEqual([2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(decision.headers.map((h) => h.checksum)).toEqual(log.slice(1, 9).map((h) => h.checksum));
+  });
 });
 
 describe("damage is tracked per op (item 5)", () => {

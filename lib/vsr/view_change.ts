@@ -63,21 +63,31 @@ export function decideSuffix(best: DoViewChange, dvcs: DoViewChange[], commit: n
     headers: [...log.values()].filter((h) => h.op <= head).sort((a, b) => a.op - b.op),
   });
   if (best.headers.length === 0) return decided(best.op);
+  // A gap in the chosen log: a copy another sender of the same log_view holds intact and that
+  // chains to the chosen log here fills it (within one view, logs agree).
+  const fill = (op: number): Header | null => {
+    const below = log.get(op - 1);
+    const child = log.get(op + 1);
+    for (const dvc of dvcs) {
+      if (dvc.log_view !== best.log_view) continue;
+      const j = dvc.headers.findIndex((h) => h.op === op && (child?.parent === h.checksum || below?.checksum === h.parent));
+      if (j !== -1 && dvc.presence[j] === presence_present) {
+        log.set(op, dvc.headers[j]!);
+        return dvc.headers[j]!;
+      }
+    }
+    return null;
+  };
+  // Gaps at or below the commit are filled first, from the lowest: a chosen log that a restarted
+  // replica left with a run of gaps up to past the commit (only its newest prepare arrived) is
+  // otherwise never chained to the copies above the commit that other senders hold intact, and
+  // every new primary waits on it forever.
+  for (let op = best.headers[0]!.op; op <= Math.min(commit, best.op); op++) {
+    if (!log.has(op)) fill(op);
+  }
   // Only ops inside the chosen log's suffix window are judged (below it nothing is known).
   for (let op = Math.max(commit + 1, best.headers[0]!.op); op <= best.op; op++) {
-    let header = log.get(op) ?? null;
-    if (header === null) {
-      // A gap in the chosen log: a copy another sender of the same log_view holds intact and
-      // that chains to the chosen log here fills it (within one view, logs agree).
-      const below = log.get(op - 1);
-      const child = log.get(op + 1);
-      for (const dvc of dvcs) {
-        if (dvc.log_view !== best.log_view || header !== null) continue;
-        const j = dvc.headers.findIndex((h) => h.op === op && (child?.parent === h.checksum || below?.checksum === h.parent));
-        if (j !== -1 && dvc.presence[j] === presence_present) header = dvc.headers[j]!;
-      }
-      if (header !== null) log.set(op, header);
-    }
+    const header = log.get(op) ?? fill(op);
     // Still a gap: the op is identified by its child's parent.
     const expected = header?.checksum ?? log.get(op + 1)?.parent ?? null;
     let nacks = 0;
