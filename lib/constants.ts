@@ -127,8 +127,8 @@ export interface Config {
   /** Bytes of requests queued at the primary; beyond it a request is busy (one request
    * is always let in). */
   request_queue_bytes_max: number;
-  /** Dead bytes pinned by retention that make an idle primary prepare no-op entries. Not read yet
-   * (the nudge, docs/LARGE_OBJECTS.md §8). */
+  /** Dead bytes pinned by retention that make an idle primary prepare no-op entries (the nudge,
+   * docs/LARGE_OBJECTS.md §8). Below one segment, so that one dead segment is freed too. */
   reclaim_nudge_bytes_min: number;
 }
 
@@ -157,7 +157,7 @@ export function defaultConfig(replica_count: number, cluster: bigint): Config {
     uploads_open_max: 1024,
     upload_abandon_ms: 24 * 60 * 60 * 1000,
     request_queue_bytes_max: 64 * 1024 * 1024,
-    reclaim_nudge_bytes_min: 64 * 1024 * 1024,
+    reclaim_nudge_bytes_min: 16 * 1024 * 1024,
   };
 }
 

@@ -231,6 +231,7 @@ const large_object_gauges: Record<string, string> = {
   uploads_open: "Uploads open (created, neither completed, aborted nor expired).",
   blocks_live: "Blocks held by open uploads and stored objects.",
   block_bytes_live: "Bytes of those blocks.",
+  pinned_dead_bytes: "Bytes of segments nothing live references that checkpoint retention still keeps (an idle primary nudges them free).",
 };
 
 export class MetricsError extends Error {

@@ -361,6 +361,8 @@ export class ReplicaNode {
         uploads_open: r?.store.large.upload_count ?? 0,
         blocks_live: r?.store.large.block_count ?? 0,
         block_bytes_live: r?.store.large.block_bytes ?? 0,
+        // Segments nothing live references that retention still keeps (the idle nudge frees them).
+        pinned_dead_bytes: r && this.storage ? this.storage.pinnedDeadBytes(r.store) : 0,
       },
       status_ms: Math.round(now - this.status_since_ms),
       status_view: this.status_view,

@@ -139,6 +139,11 @@ export class Leader {
     return this.request_queue.length;
   }
 
+  /** Requests of clients waiting in the queue (the primary's own entry not counted). */
+  get clientsQueued(): number {
+    return this.request_queue.length - (this.internal_queued ? 1 : 0);
+  }
+
   /** Offers a validated write request, new to the client table, to the queue. */
   queueRequest(message: Message): QueueDecision {
     const h = message.header;

@@ -40,7 +40,12 @@ class FakeHost implements PrimaryHost {
   readonly env: Env;
   /** Prepares written, by checksum (what storage reads back). */
   readonly disk = new Map<bigint, Message>();
-  readonly storage = { readPrepare: (op: number, checksum: bigint) => this.disk.get(checksum) ?? null };
+  /** What storage reports as dead bytes pinned by retention (the nudge's figure). */
+  pinned = 0;
+  readonly storage = {
+    readPrepare: (op: number, checksum: bigint) => this.disk.get(checksum) ?? null,
+    pinnedDeadBytes: () => this.pinned,
+  };
   readonly journal: Journal;
   readonly durable: DurableState;
   readonly primaries: number[] = [];
@@ -111,8 +116,20 @@ class FakeHost implements PrimaryHost {
     );
   }
 
+  /** The newest durable checkpoint, when a test takes checkpoints itself (takeCheckpoints). */
+  checkpoint_taken: CheckpointId | null = null;
   get checkpoint(): CheckpointId {
-    return this.durable.checkpoint;
+    return this.checkpoint_taken ?? this.durable.checkpoint;
+  }
+  /** Takes every checkpoint up to what executed, as a replica would (ids made up). */
+  takeCheckpoints(): void {
+    const interval = this.config.checkpoint_interval_ops;
+    for (let op = interval; op <= this.commit_min; op += interval) {
+      if (this.checkpoint.op >= op) continue;
+      const id = { op, digest: BigInt(op), checksum: BigInt(op) };
+      this.durable.remember(id);
+      this.checkpoint_taken = id;
+    }
   }
   isPrimary(): boolean {
     return this.view % this.config.replica_count === this.replica;
@@ -171,6 +188,12 @@ function prepareOk(from: number, prepare: Message, checksum = prepare.header.che
   return buildPrepareOk(envelopeOf(from, h.view), { op: h.op, checksum, parent: h.parent, commit_max: 0 });
 }
 
+/** Commits the prepares sent to replica 1: the primary's copies durable, and replica 1's acks. */
+function commitSent(host: FakeHost, primary: Primary, prepares: Sent[]): void {
+  primary.onDurable(host.journal.flushed());
+  for (const { message } of prepares) primary.onPrepareOk(prepareOk(1, message));
+}
+
 describe("Primary", () => {
   test("batches queued requests into a prepare, sends it, journals it, and commits it on a quorum of durable copies", () => {
     const host = new FakeHost();
@@ -227,6 +250,120 @@ describe("Primary", () => {
     const batch = decodeBatch(readPrepare(host.takeSent()[0]!.message).body)!;
     expect(batch.map((e) => [e.client, e.session, e.request, e.operation])).toEqual([[0n, 0, 0, Operation.housekeeping]]);
     expect(decodeHousekeeping(batch[0]!.body)).toEqual({ abandon_age_ms: 5_000 });
+  });
+
+  test("an idle primary with dead segments pinned by retention prepares no-ops until they are freed", () => {
+    const host = new FakeHost({ reclaim_nudge_bytes_min: 1_000 });
+    const primary = new Primary(host);
+    host.pinned = 5_000;
+    host.ticks = 100;
+    primary.housekeeping(); // the first look: idleness is a second without a new op
+    expect(host.op).toBe(0);
+    host.ticks = 200;
+    primary.housekeeping();
+    // As many no-ops as the pipeline takes, each alone in its prepare, with an empty body.
+    expect(host.op).toBe(config.pipeline_prepare_max);
+    const prepares = host.takeSent().filter((s) => s.to === 1);
+    expect(prepares.length).toBe(config.pipeline_prepare_max);
+    for (const { message } of prepares) {
+      const batch = decodeBatch(readPrepare(message).body)!;
+      expect(batch.map((e) => [e.client, e.operation, e.body.length])).toEqual([[0n, Operation.housekeeping, 0]]);
+    }
+    expect(host.logs.some((l) => l.includes("5000 bytes of segments that nothing live references"))).toBe(true);
+    // Committed: the next tick fills the pipeline again.
+    commitSent(host, primary, prepares);
+    expect(host.commit_max).toBe(config.pipeline_prepare_max);
+    host.ticks = 201;
+    primary.housekeeping();
+    expect(host.op).toBe(2 * config.pipeline_prepare_max);
+    // Below the threshold it goes on: it frees everything it can, not just down to the threshold.
+    const commitAll = () =>
+      commitSent(
+        host,
+        primary,
+        host.takeSent().filter((s) => s.to === 1),
+      );
+    commitAll();
+    host.pinned = 999;
+    host.ticks = 300;
+    primary.housekeeping();
+    expect(host.op).toBe(3 * config.pipeline_prepare_max);
+    // Nothing dead is left: at the next look the nudge stops.
+    commitAll();
+    host.pinned = 0;
+    host.ticks = 400;
+    primary.housekeeping();
+    commitAll();
+    const op = host.op;
+    host.ticks = 401;
+    primary.housekeeping();
+    expect(host.op).toBe(op);
+  });
+
+  test("a nudge is bounded, and what it could not free starts no second one", () => {
+    const host = new FakeHost({ reclaim_nudge_bytes_min: 1_000 });
+    const primary = new Primary(host);
+    const bound = config.journal_slot_count + 3 * config.checkpoint_interval_ops;
+    host.pinned = 5_000; // never freed: a segment something else holds
+    let tick = 100;
+    const second = () => {
+      for (let i = 0; i < 100; i++) {
+        host.ticks = tick++;
+        primary.housekeeping();
+        commitSent(
+          host,
+          primary,
+          host.takeSent().filter((s) => s.to === 1),
+        );
+        host.takeCheckpoints();
+      }
+    };
+    second(); // the first look
+    second(); // idle: the nudge runs to its bound within the second
+    expect(host.op).toBe(bound);
+    second();
+    second();
+    expect(host.op).toBe(bound);
+    // More dead bytes: a new nudge. It runs out of ops having freed some: it may go again.
+    host.pinned = 6_000;
+    second();
+    expect(host.op).toBe(2 * bound);
+    host.pinned = 3_000;
+    second(); // ops went in this second: not idle yet
+    second();
+    expect(host.op).toBe(3 * bound);
+  });
+
+  test("the nudge waits for an idle second and yields to a client's request", () => {
+    const host = new FakeHost({ reclaim_nudge_bytes_min: 1_000 });
+    const primary = new Primary(host);
+    host.pinned = 5_000;
+    host.ticks = 100;
+    primary.housekeeping();
+    host.queue(1); // a write in the second: not idle
+    primary.prepareQueued();
+    host.ticks = 200;
+    primary.housekeeping();
+    expect(host.op).toBe(1);
+    commitSent(
+      host,
+      primary,
+      host.takeSent().filter((s) => s.to === 1),
+    );
+    host.ticks = 300;
+    primary.housekeeping(); // idle since tick 200: nudging
+    expect(host.op).toBe(1 + config.pipeline_prepare_max);
+    // A client's request waits behind the full pipeline: the nudge stops, the request goes next.
+    host.queue(1, 2);
+    commitSent(
+      host,
+      primary,
+      host.takeSent().filter((s) => s.to === 1),
+    );
+    expect(host.op).toBe(2 + config.pipeline_prepare_max);
+    host.ticks = 301;
+    primary.housekeeping();
+    expect(host.op).toBe(2 + config.pipeline_prepare_max);
   });
 
   test("the primary's own copy counts only once durable", () => {

@@ -13,7 +13,7 @@ import type { Message } from "../net/codec.ts";
 import { housekeeping_interval_ticks, type Config } from "../constants.ts";
 import { encodeHousekeeping } from "../store/large_bodies.ts";
 import { Operation } from "../store/operations.ts";
-import type { LargeState } from "../store/uploads.ts";
+import type { ObjectStore } from "../store/object_store.ts";
 import { encodeBatch } from "./batch.ts";
 import type { DurableState } from "./durable_state.ts";
 import type { Env, ReplicaObserver, Status } from "./env.ts";
@@ -25,10 +25,13 @@ import type { Timeout } from "./timeout.ts";
 
 /** What the primary reads and changes of the replica (Replica passes itself). */
 export interface PrimaryHost {
-  readonly config: Pick<Config, "journal_slot_count" | "checkpoint_interval_ops" | "view_change_timeout_ticks" | "upload_abandon_ms">;
+  readonly config: Pick<
+    Config,
+    "journal_slot_count" | "checkpoint_interval_ops" | "view_change_timeout_ticks" | "upload_abandon_ms" | "reclaim_nudge_bytes_min"
+  >;
   readonly replica: number;
   readonly env: Pick<Env, "sendToReplica" | "random" | "log">;
-  readonly storage: Pick<Storage, "readPrepare">;
+  readonly storage: Pick<Storage, "readPrepare" | "pinnedDeadBytes">;
   readonly journal: Pick<Journal, "header" | "setHeader" | "hasDurable">;
   readonly durable: Pick<DurableState, "idFor">;
   readonly observer: Pick<ReplicaObserver, "primary"> | null;
@@ -42,8 +45,9 @@ export interface PrimaryHost {
   readonly realtime: number;
   /** Non-null exactly while the replica is the acting primary. */
   readonly leader: Leader | null;
-  /** The executed state: its open uploads are what housekeeping expires. */
-  readonly store: { readonly large: Pick<LargeState, "expired"> };
+  /** The executed state: its open uploads are what housekeeping expires; what it references is
+   * what the nudge's dead bytes exclude. */
+  readonly store: ObjectStore;
   readonly state_sync: { readonly syncing: boolean };
   op: number;
   readonly commit_min: number;
@@ -66,6 +70,18 @@ export interface PrimaryHost {
 export type HeartbeatOutcome = "abdicate" | "done";
 
 export class Primary {
+  /** The op at the last housekeeping tick: unchanged a second later, with nothing queued or in
+   * flight, the cluster is idle. */
+  private op_at_last_look = -1;
+  /** Ops the idle nudge may still prepare; 0: not nudging. */
+  private nudge_ops_left = 0;
+  /** The last nudge ran out of ops: the next idle look records what it could not free. */
+  private nudge_exhausted = false;
+  /** What the last nudge that ran out of ops could not free (lowered as bytes are freed). */
+  private pinned_after_nudge = 0;
+  /** The dead bytes when the current or last nudge began. */
+  private pinned_at_nudge_start = 0;
+
   constructor(private readonly host: PrimaryHost) {}
 
   /** The highest op this primary may prepare: it must not overwrite journal slots that the last
@@ -109,14 +125,85 @@ export class Primary {
   housekeeping(): void {
     const host = this.host;
     const leader = host.leader;
-    if (leader === null || host.ticks % housekeeping_interval_ticks !== 0 || !host.formed || host.state_sync.syncing) return;
+    if (leader === null || !host.formed || host.state_sync.syncing) {
+      this.nudge_ops_left = 0;
+      return;
+    }
+    if (this.nudge_ops_left > 0) this.nudge(leader);
+    if (host.ticks % housekeeping_interval_ticks !== 0) return;
+    const idle = leader.queued === 0 && leader.pipeline.length === 0 && host.op === this.op_at_last_look;
+    this.op_at_last_look = host.op;
     const age = host.config.upload_abandon_ms;
-    if (host.store.large.expired(host.realtime, age, 1).length === 0) return;
-    if (leader.queueInternal(Operation.housekeeping, encodeHousekeeping({ abandon_age_ms: age }))) this.prepareQueued();
+    if (host.store.large.expired(host.realtime, age, 1).length > 0) {
+      if (leader.queueInternal(Operation.housekeeping, encodeHousekeeping({ abandon_age_ms: age }))) this.prepareQueued();
+    }
+    this.considerNudge(leader, idle);
+  }
+
+  /**
+   * The idle nudge (LARGE_OBJECTS.md §8): checkpoints advance only with ops, so on an idle cluster
+   * the segments of deleted objects stay pinned by checkpoint retention and the journal horizon
+   * forever. Once a second: an idle primary whose storage holds at least reclaim_nudge_bytes_min
+   * such bytes starts preparing empty housekeeping entries (no-ops); a nudging one stops when none
+   * are left or a client's request arrives. A journal and three checkpoint intervals of ops move
+   * the horizon past everything dead when the nudge began, so that bounds it.
+   */
+  private considerNudge(leader: Leader, idle: boolean): void {
+    const host = this.host;
+    if (this.nudge_ops_left === 0 && !idle) return;
+    const pinned = host.storage.pinnedDeadBytes(host.store);
+    if (this.nudge_ops_left > 0) {
+      // Once started it frees everything it can, not just down to the threshold: a delete of a
+      // few segments' worth would otherwise leave one segment on disk for good.
+      if (pinned === 0) this.nudge_ops_left = 0;
+      return;
+    }
+    // A nudge that ran out of ops and freed something may go again (compaction during it can
+    // leave one more segment for retention to let go of); bytes a whole nudge could not lower (a
+    // peer's sync holding a segment, say) start no other one until more become dead: an idle
+    // cluster never nudges in a loop.
+    if (this.nudge_exhausted) {
+      this.nudge_exhausted = false;
+      this.pinned_after_nudge = pinned < this.pinned_at_nudge_start ? 0 : pinned;
+    }
+    this.pinned_after_nudge = Math.min(this.pinned_after_nudge, pinned);
+    if (pinned < host.config.reclaim_nudge_bytes_min || pinned <= this.pinned_after_nudge || host.no_space) return;
+    this.nudge_ops_left = host.config.journal_slot_count + 3 * host.config.checkpoint_interval_ops;
+    this.pinned_at_nudge_start = pinned;
+    host.env.log(
+      "info",
+      `replica ${host.replica}: idle, with ${pinned} bytes of segments that nothing live references still kept by checkpoint retention: preparing up to ${this.nudge_ops_left} no-op entries to move the checkpoints on and free them`,
+    );
+    this.nudge(leader);
+  }
+
+  /** A client's request ends a nudge, which says nothing of what the nudge could free. */
+  private stopNudge(): void {
+    this.nudge_ops_left = 0;
+    this.nudge_exhausted = false;
+    this.pinned_after_nudge = 0;
+  }
+
+  /** Prepares no-op entries while the pipeline has room, until a client's request waits. */
+  private nudge(leader: Leader): void {
+    if (leader.clientsQueued > 0) {
+      this.stopNudge();
+      return;
+    }
+    // One entry at a time: one left in the queue waits for room (pipeline, journal, checkpoint
+    // or disk) and is prepared when ops commit.
+    while (this.nudge_ops_left > 0 && leader.queued === 0) {
+      if (!leader.queueInternal(Operation.housekeeping, encodeHousekeeping({ abandon_age_ms: null }))) return;
+      this.nudge_ops_left -= 1;
+      this.nudge_exhausted = this.nudge_ops_left === 0;
+      this.prepareQueued();
+    }
   }
 
   private preparePrimary(leader: Leader, requests: QueuedRequest[]): void {
     const host = this.host;
+    // A client's request ends the idle nudge: the cluster is no longer idle.
+    if (requests.some((r) => r.client !== 0n)) this.stopNudge();
     const parent = host.journal.header(host.op);
     assert(parent !== null, () => `primary ${host.replica}: no header at its head op ${host.op}`);
     const body = encodeBatch(requests);
