@@ -34,6 +34,8 @@ export class TestCluster {
   readonly replies = new Map<bigint, Message[]>();
   /** Every message a replica sent (decoded), for assertions. */
   readonly sent: { from: number; to: number; message: Message }[] = [];
+  /** Every log line of every replica, with the time (for a failing test to print). */
+  readonly logs: string[] = [];
   /** Return false to drop a message as it is sent. */
   filter: (from: number, to: number, message: Message) => boolean = () => true;
   readonly prng: Prng;
@@ -81,7 +83,7 @@ export class TestCluster {
         list.push(decoded.message);
       },
       random: this.prng.fork(),
-      log: () => {},
+      log: (level, text) => this.logs.push(`${this.now} ${level} ${text}`),
     };
     const replica = this.make(this.config, index, storage, env);
     this.replicas[index] = replica;

@@ -960,7 +960,7 @@ describe("configuration of the large-object limits", () => {
     expect(config.uploads_open_max).toBe(1024);
     expect(config.upload_abandon_ms).toBe(86_400_000);
     expect(config.request_queue_bytes_max).toBe(64 * 1024 * 1024);
-    expect(config.reclaim_nudge_bytes_min).toBe(64 * 1024 * 1024);
+    expect(config.reclaim_nudge_bytes_min).toBe(16 * 1024 * 1024);
     expect(largeObjectConfigProblem(config)).toBeNull();
     expect(object_size_max_bytes).toBe(5_497_558_138_880);
     expect(object_size_max_bytes).toBeLessThan(2 ** 53);

@@ -49,6 +49,18 @@ export function isWrite(operation: Operation): boolean {
   }
 }
 
+/** Writes a replica with a full disk still takes (docs/PROTOCOL.md §6, "A full disk"): they are a
+ * few bytes each and free space (delete, abort_upload, the primary's housekeeping), or a client
+ * needs one to send them (register). */
+export function freesSpace(operation: Operation): boolean {
+  return (
+    operation === Operation.delete ||
+    operation === Operation.abort_upload ||
+    operation === Operation.housekeeping ||
+    operation === Operation.register
+  );
+}
+
 /** Whether a client must hold a session to send it (docs/LARGE_OBJECTS.md §5): writes recorded in
  * the client table do; register makes one; write_block is idempotent and not recorded, so a
  * client's extra lanes never register; reads never need one; housekeeping is not a client's. */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { DiskSpace, space_probe_interval_ticks } from "./disk_space.ts";
+import { DiskSpace, no_space_abdicate_interval_ticks, space_probe_interval_ticks } from "./disk_space.ts";
 
 function enospc(): Error & { code: string } {
   return Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
@@ -54,6 +54,18 @@ describe("DiskSpace", () => {
     expect(disk.probes).toEqual([4096, 4096]);
     expect(space.full).toBe(false);
     expect(logs.at(-1)).toBe("info replica 2: disk space is available again: accepting writes");
+    space.invariants();
+  });
+
+  test("a full primary abdicates at once, then at most once per interval of being full", () => {
+    const { space } = setup();
+    space.filled(enospc());
+    expect(space.abdicate()).toBe(true);
+    expect(space.abdicate()).toBe(false);
+    for (let i = 1; i < no_space_abdicate_interval_ticks; i++) space.tick();
+    expect(space.abdicate()).toBe(false);
+    space.tick();
+    expect(space.abdicate()).toBe(true);
     space.invariants();
   });
 

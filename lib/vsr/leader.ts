@@ -175,23 +175,33 @@ export class Leader {
     return true;
   }
 
-  /** Whether a request waits and the pipeline has room for one more prepare (the replica adds
-   * its own conditions: journal room, durable view, checkpoint known, disk space). */
-  canPrepare(): boolean {
-    return this.request_queue.length > 0 && this.pipeline.length < this.limits.pipeline_prepare_max;
+  /** Whether a request (one `only` accepts, if given) waits and the pipeline has room for one more
+   * prepare (the replica adds its own conditions: journal room, durable view, checkpoint known,
+   * disk space). */
+  canPrepare(only: ((operation: number) => boolean) | null = null): boolean {
+    if (this.pipeline.length >= this.limits.pipeline_prepare_max) return false;
+    return only === null ? this.request_queue.length > 0 : this.request_queue.some((r) => only(r.operation));
   }
 
   /** Takes the next batch off the queue: in arrival order, at most batch_requests_max requests
-   * and batch_size_max bytes encoded (one request always fits, whatever its size). */
-  takeBatch(): QueuedRequest[] {
+   * and batch_size_max bytes encoded (one request always fits, whatever its size). With `only`,
+   * just the requests it accepts, the others left queued in order: requests of different clients
+   * are concurrent, so any order among them is one a client could have seen (a full disk takes
+   * space-freeing writes past the others). */
+  takeBatch(only: ((operation: number) => boolean) | null = null): QueuedRequest[] {
     assert(this.request_queue.length > 0, "a batch taken from an empty request queue");
     const batch: QueuedRequest[] = [];
     let size = batch_header_size;
-    while (this.request_queue.length > 0 && batch.length < this.limits.batch_requests_max) {
-      const next = this.request_queue[0]!;
+    for (let i = 0; i < this.request_queue.length && batch.length < this.limits.batch_requests_max;) {
+      const next = this.request_queue[i]!;
+      if (only !== null && !only(next.operation)) {
+        i += 1;
+        continue;
+      }
       const entry_size = batchEntrySize(next.body.length);
       if (batch.length > 0 && size + entry_size > this.limits.batch_size_max) break;
-      batch.push(this.request_queue.shift()!);
+      batch.push(next);
+      this.request_queue.splice(i, 1);
       this.request_queue_bytes -= next.body.length;
       if (next.client === 0n) this.internal_queued = false;
       size += entry_size;

@@ -162,14 +162,14 @@ class FakeHost implements PrimaryHost {
   }
 
   /** Queues write requests from clients 1..count with the leader. */
-  queue(count: number, first_client = 1): void {
+  queue(count: number, first_client = 1, operation = Operation.put): void {
     for (let i = 0; i < count; i++) {
       const h = new Header();
       h.command = Command.request;
       h.client = BigInt(first_client + i);
       h.session = 1;
       h.request = 1;
-      h.operation = Operation.put;
+      h.operation = operation;
       expect(this.leader!.queueRequest({ header: h, body: new Uint8Array(8) })).toBe("queued");
     }
   }
@@ -407,13 +407,35 @@ describe("Primary", () => {
     host.formed = false;
     primary.prepareQueued();
     host.formed = true;
-    host.no_space = true;
+    host.no_space = true; // and the put frees no space
     primary.prepareQueued();
     expect(host.op).toBe(0);
     expect(host.sent.length).toBe(0);
     host.no_space = false;
     primary.prepareQueued();
     expect(host.op).toBe(1);
+  });
+
+  test("with a full disk it prepares only the writes that free space, past the others queued before them", () => {
+    const host = new FakeHost();
+    const primary = new Primary(host);
+    host.no_space = true;
+    host.queue(2, 1); // puts, queued before the disk filled
+    host.queue(1, 3, Operation.delete);
+    host.queue(1, 4, Operation.put);
+    host.queue(1, 5, Operation.abort_upload);
+    primary.prepareQueued();
+    expect(host.op).toBe(1);
+    const batch = decodeBatch(readPrepare(host.takeSent()[0]!.message).body)!;
+    expect(batch.map((e) => [e.client, e.operation])).toEqual([
+      [3n, Operation.delete],
+      [5n, Operation.abort_upload],
+    ]);
+    // Room again: the puts go, in their order.
+    host.no_space = false;
+    primary.prepareQueued();
+    const rest = decodeBatch(readPrepare(host.takeSent()[0]!.message).body)!;
+    expect(rest.map((e) => e.client)).toEqual([1n, 2n, 4n]);
   });
 
   test("a prepare its own disk could not take stays in its log as a header", () => {

@@ -12,7 +12,7 @@ import { assert } from "../util/assert.ts";
 import type { Message } from "../net/codec.ts";
 import { housekeeping_interval_ticks, type Config } from "../constants.ts";
 import { encodeHousekeeping } from "../store/large_bodies.ts";
-import { Operation } from "../store/operations.ts";
+import { Operation, freesSpace } from "../store/operations.ts";
 import type { ObjectStore } from "../store/object_store.ts";
 import { encodeBatch } from "./batch.ts";
 import type { DurableState } from "./durable_state.ts";
@@ -103,16 +103,18 @@ export class Primary {
     const leader = host.leader;
     if (leader === null) return;
     assert(host.isActingPrimary(), () => `primary ${host.replica}: a leader's state while not acting as primary of view ${host.view}`);
+    // A full disk still takes the few bytes of writes that free space (and the nudge's no-ops,
+    // which let retention release what they free): batches of nothing else.
+    const only = host.no_space ? freesSpace : null;
     while (
-      leader.canPrepare() &&
+      leader.canPrepare(only) &&
       host.op + 1 <= this.opPrepareMax() &&
       host.leader === leader &&
       host.log_view_durable === host.view &&
       host.formed &&
-      !host.no_space &&
       this.checkpointIdFor(host.op + 1) !== null
     ) {
-      this.preparePrimary(leader, leader.takeBatch());
+      this.preparePrimary(leader, leader.takeBatch(only));
     }
   }
 
@@ -167,7 +169,8 @@ export class Primary {
       this.pinned_after_nudge = pinned < this.pinned_at_nudge_start ? 0 : pinned;
     }
     this.pinned_after_nudge = Math.min(this.pinned_after_nudge, pinned);
-    if (pinned < host.config.reclaim_nudge_bytes_min || pinned <= this.pinned_after_nudge || host.no_space) return;
+    // A full disk too: what a delete freed comes back only once retention lets go of it.
+    if (pinned < host.config.reclaim_nudge_bytes_min || pinned <= this.pinned_after_nudge) return;
     this.nudge_ops_left = host.config.journal_slot_count + 3 * host.config.checkpoint_interval_ops;
     this.pinned_at_nudge_start = pinned;
     host.env.log(

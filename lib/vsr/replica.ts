@@ -483,7 +483,7 @@ export class Replica {
 
   /** Why this replica refuses writes, if it does (status, metrics). */
   problem(): string | null {
-    if (this.no_space) return "disk full: this replica refuses new writes until space is freed (reads are still served)";
+    if (this.no_space) return "disk full: this replica refuses new writes until space is freed (reads, deletes and abort-upload are still served)";
     const damaged = this.damagedOps();
     if (damaged.length > 0) return `journal damaged (ops ${describeOps(damaged)}): repairing from peers`;
     return null;
@@ -765,12 +765,12 @@ export class Replica {
     this.space.filled(error);
   }
 
-  /** While the disk is full: a primary whose journal cannot be written abdicates at once
-   * (docs/STORAGE.md §12), so a backup with space leads instead; once space is back, queued
+  /** While the disk is full: a primary abdicates (docs/STORAGE.md §12), so a backup with space
+   * leads instead, but at most once per interval (disk_space.ts); once space is back, queued
    * requests are prepared. */
   private checkSpace(): void {
     if (!this.space.full) return;
-    if (this.status === "normal" && this.isPrimary() && this.config.replica_count > 1) {
+    if (this.status === "normal" && this.isPrimary() && this.config.replica_count > 1 && this.space.abdicate()) {
       this.env.log("warn", `replica ${this.replica}: primary of view ${this.view} cannot write its journal (disk full): abdicating`);
       this.startViewChange(this.view + 1);
     }

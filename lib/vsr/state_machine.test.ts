@@ -202,10 +202,23 @@ describe("requests on arrival", () => {
     expect(sm.onRequest(request(1n, 0, 1, Operation.register))).toBe(false);
     host.formed = true;
     host.no_space = true;
-    expect(sm.onRequest(request(1n, 0, 1, Operation.register))).toBe(false);
+    expect(sm.onRequest(request(1n, 5, 2, Operation.put, encodeKeyRequest(enc.encode("k"), enc.encode("v"))))).toBe(false);
     host.no_space = false;
     expect(sm.onRequest(request(1n, 5, 2, Operation.put, encodeKeyRequest(enc.encode("k"), enc.encode("v"))))).toBe(false);
     expect(host.sent_errors.map((e) => e.result)).toEqual([Result.busy, Result.no_space, Result.evicted]);
+  });
+
+  test("a full disk still takes the writes that free space, and the register a client needs to send them", () => {
+    const host = new FakeHost();
+    const sm = new StateMachine(host);
+    sm.execute(prepare(host, [request(1n, 0, 1, Operation.register)]));
+    host.no_space = true;
+    expect(sm.onRequest(request(2n, 0, 1, Operation.register))).toBe(true);
+    expect(sm.onRequest(request(1n, 1, 2, Operation.delete, encodeKeyRequest(enc.encode("k"), new Uint8Array(0))))).toBe(true);
+    expect(sm.onRequest(request(3n, 1, 2, Operation.abort_upload, encodeAbortUpload(1)))).toBe(false);
+    expect(host.sent_errors.map((e) => e.result)).toEqual([Result.evicted]); // client 3 has no session: not refused for space
+    expect(sm.onRequest(request(1n, 1, 3, Operation.put, encodeKeyRequest(enc.encode("k"), enc.encode("v"))))).toBe(false);
+    expect(host.sent_errors.map((e) => e.result)).toEqual([Result.evicted, Result.no_space]);
   });
 
   test("a new write asks the primary to prepare; its retry in flight waits for the one queued", () => {

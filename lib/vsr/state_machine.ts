@@ -29,7 +29,7 @@ import {
 } from "../store/execute.ts";
 import { decodeReadRequest, decodeWriteBlock, type WriteBlockRequest } from "../store/large_bodies.ts";
 import { keyFromBytes } from "../store/keys.ts";
-import { Operation, Result, encodeU64, isWrite } from "../store/operations.ts";
+import { Operation, Result, encodeU64, freesSpace, isWrite } from "../store/operations.ts";
 import type { ClientTable, StoredReply } from "./client_table.ts";
 import type { Leader } from "./leader.ts";
 import type { Journal } from "./journal.ts";
@@ -120,7 +120,7 @@ export class StateMachine {
     if (valid !== Result.ok) return this.replyError(message, valid);
     if (operation === Operation.read) return this.onRead(leader, message);
     if (!isWrite(operation)) return this.enqueueRead(leader, message);
-    if (host.no_space) return this.replyError(message, Result.no_space);
+    if (host.no_space && !freesSpace(operation)) return this.replyError(message, Result.no_space);
     if (operation === Operation.write_block) return this.onWriteBlock(leader, message);
     const session = host.clients.get(h.client);
     if (operation !== Operation.register && (session === undefined || session.session !== h.session)) {
