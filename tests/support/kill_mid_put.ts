@@ -134,6 +134,8 @@ export interface KillMidPutResult {
   problems: string[];
   /** disk_bytes above allowed_disk (reported apart, see step 6 above). */
   disk_problems: string[];
+  /** Warning and error lines of the replicas' logs during the run, for the report. */
+  log_warnings: string[];
 }
 
 async function statuses(cluster: TestCluster): Promise<(ReplicaStatus | null)[]> {
@@ -375,6 +377,13 @@ export async function killPrimaryMidPut(cluster: TestCluster, o: KillMidPutOptio
     replicas,
     problems,
     disk_problems,
+    log_warnings: cluster.replicas.flatMap((r) =>
+      cluster
+        .logs(r)
+        .split("\n")
+        .filter((line) => / (warn|error) /.test(line))
+        .map((line) => `replica ${r.index}: ${line}`),
+    ),
   };
 }
 
@@ -404,6 +413,9 @@ export function describeKillMidPut(r: KillMidPutResult, new_size: number): strin
     lines.push(
       `  replica ${i}${i === r.victim ? " (killed)" : ""}: uploads_open ${f.uploads_open} blocks_live ${f.blocks_live} block_bytes_live ${f.block_bytes_live}; disk_bytes ${f.disk} (baseline ${f.baseline_disk}, expected ${f.expected_disk}, at most ${f.allowed_disk}: ${f.disk <= f.allowed_disk ? "ok" : `${f.disk - f.allowed_disk} bytes over`})`,
     );
+  const shown = 8;
+  lines.push(`  replica log warnings and errors: ${r.log_warnings.length}${r.log_warnings.length > shown ? ` (the first ${shown})` : ""}`);
+  for (const line of r.log_warnings.slice(0, shown)) lines.push(`    ${line}`);
   lines.push(
     `  ${r.problems.length === 0 ? "PASS" : "FAIL"}  outcome and leaks${r.problems.length === 0 ? "" : `: ${r.problems.join("; ")}`}`,
   );
