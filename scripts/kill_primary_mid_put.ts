@@ -16,8 +16,8 @@
  * FRACTION of NEW's bytes (--kill-at; else drawn from --seed, printed: the same seed replays the
  * same kill points; the processes themselves are not deterministic); restarts the killed replica
  * once another leads; checks the outcome rules above (tests/support/kill_mid_put.ts); and
- * reports each replica's disk_bytes against baseline + live block bytes (at most 5% + one segment
- * above it; until the idle nudge of §8 lands dead segments stay pinned, so this line may FAIL).
+ * reports each replica's disk_bytes against baseline + live block bytes as packed in segments (at
+ * most 5% + one segment above it, two on the killed replica: it opens a new segment at restart).
  *
  * Exit 0: every run passed every check; 1: an outcome rule broke or an upload or block leaked (the
  * cluster's directory is kept); 3: only the disk check failed; 2: a bad command line.
