@@ -302,3 +302,25 @@ export async function failoverOnce(
   await cluster.waitHealthy(60_000, killed);
   return { recovery_ms: first_success - kill_at, killed };
 }
+
+// --- Peak memory
+
+/** VmHWM (peak resident set) of a process in bytes; null once it has exited. */
+export function peakRss(pid: number | "self"): number | null {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m === null ? null : Number(m[1]) * 1024;
+  } catch {
+    return null;
+  }
+}
+
+/** Starts a new peak: VmHWM back to the current RSS (Linux >= 4.0). False when not allowed. */
+export function restartPeakRss(pid: number | "self"): boolean {
+  try {
+    fs.writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
