@@ -14,16 +14,19 @@
  * process (the clients). etcd refuses requests above 1.5 MiB, so it cannot run these workloads;
  * when it is installed, its 1 MiB put figure (bench/run.ts's workload) is printed beside ToastyFS's.
  *
- *   ./node_modules/.bin/bun bench/run.ts --large [--rss] [--quick] [--no-etcd] [--json FILE]
+ *   ./node_modules/.bin/bun bench/run.ts --large [--rss] [--quick] [--lanes N] [--no-etcd] [--json FILE]
  *
- * --quick: 256 MiB and 8 × 32 MiB. MB = 10^6 bytes. Ctrl-C stops every cluster and removes its data.
+ * --quick: 256 MiB and 8 × 32 MiB. --lanes: blocks (reads) each client keeps in flight, default
+ * client_lanes_default. MB = 10^6 bytes. Ctrl-C stops every cluster and removes its data.
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { Client } from "../lib/client/client.ts";
+import { client_lanes_default } from "../lib/constants.ts";
 import { EtcdCluster, ToastyCluster, etcdInstalled, type BenchCluster, type Store } from "./clusters.ts";
 import { getLimit, putLimit, ratioToLimit, type LimitResult } from "./disk_limit.ts";
-import { closedLoop, peakRss, restartPeakRss, type LoadResult } from "./measure.ts";
+import { closedLoop, cpuSnapshot, peakRss, restartPeakRss, type LoadResult } from "./measure.ts";
 import { Pattern, PatternCheck } from "./pattern.ts";
 import { fmt, loadAverage, machine, table } from "./report.ts";
 
@@ -32,6 +35,8 @@ export interface LargeFlags {
   rss: boolean;
   etcd: boolean;
   json: string | null;
+  /** Lanes per client (ClientOptions.lanes); null: the client's default. */
+  lanes: number | null;
 }
 
 const mib = 1024 * 1024;
@@ -50,6 +55,19 @@ interface Peaks {
   bench: number | null;
 }
 
+/** CPU seconds (user + system) spent during a workload: by replica index, and this process (the
+ * clients and the pattern). */
+interface CpuSeconds {
+  replicas: number[];
+  bench: number;
+}
+
+/** What a workload cost besides its time. */
+interface Seen {
+  peaks: Peaks | null;
+  cpu: CpuSeconds;
+}
+
 interface WorkloadResult {
   name: string;
   bytes: number;
@@ -64,6 +82,7 @@ interface WorkloadResult {
   check: string;
   check_ok: boolean;
   peaks: Peaks | null;
+  cpu: CpuSeconds;
 }
 
 interface EtcdResult {
@@ -117,16 +136,25 @@ class Bench {
   }
 
   private client(id: number): Client {
-    return new Client({ addresses: this.cluster.addresses, client_id: BigInt(id), operation_timeout_ms });
+    const lanes = this.flags.lanes;
+    return new Client({
+      addresses: this.cluster.addresses,
+      client_id: BigInt(id),
+      operation_timeout_ms,
+      ...(lanes !== null ? { lanes } : {}),
+    });
   }
 
-  /** Runs fn with every peak RSS restarted before and read after (with --rss). */
-  private async peaks<T>(fn: () => Promise<T>): Promise<{ value: T; peaks: Peaks | null }> {
+  /** Runs fn and measures the CPU time of every process, and (with --rss) every peak RSS, restarted before. */
+  private async observe<T>(fn: () => Promise<T>): Promise<{ value: T; seen: Seen }> {
     const pids = this.cluster.pids();
     if (this.flags.rss) for (const pid of [...pids, "self" as const]) if (pid !== null) restartPeakRss(pid);
+    const before = cpuSnapshot(pids);
     const value = await fn();
-    if (!this.flags.rss) return { value, peaks: null };
-    return { value, peaks: { replicas: pids.map((pid) => (pid === null ? null : peakRss(pid))), bench: peakRss("self") } };
+    const after = cpuSnapshot(pids);
+    const cpu = { replicas: after.servers.map((ms, i) => (ms - before.servers[i]!) / 1000), bench: (after.self - before.self) / 1000 };
+    const peaks = this.flags.rss ? { replicas: pids.map((pid) => (pid === null ? null : peakRss(pid))), bench: peakRss("self") } : null;
+    return { value, seen: { peaks, cpu } };
   }
 
   async primaryIndex(): Promise<number> {
@@ -149,12 +177,12 @@ class Bench {
     limits: LimitResult[],
     check: string,
     check_ok: boolean,
-    peaks: Peaks | null,
+    seen: Seen,
   ): WorkloadResult {
     const mb_per_s = bytes / 1e6 / seconds;
     const { limit_mb_per_s, ratio } = ratioToLimit(mb_per_s, limits);
     log(`  ${name}: ${fmt(seconds, 2)} s = ${fmt(mb_per_s)} MB/s, ratio ${fmt(ratio, 2)}; ${check}`);
-    return { name, bytes, seconds, mb_per_s, limit_kind, limits, limit_mb_per_s, ratio, check, check_ok, peaks };
+    return { name, bytes, seconds, mb_per_s, limit_kind, limits, limit_mb_per_s, ratio, check, check_ok, ...seen };
   }
 
   /** One client puts `size` bytes under key; the put limit before and after; keeps the last
@@ -167,15 +195,15 @@ class Bench {
     let seconds: number;
     let check: string;
     let check_ok: boolean;
-    let peaks: Peaks | null;
+    let seen: Seen;
     try {
-      const measured = await this.peaks(async () => {
+      const measured = await this.observe(async () => {
         const started = performance.now();
         const put = await client.put(key, new Pattern(seed).chunks(size), { size });
         return { put, seconds: (performance.now() - started) / 1000 };
       });
       seconds = measured.value.seconds;
-      peaks = measured.peaks;
+      seen = measured.seen;
       const head = await client.head(key);
       check_ok = head.size === size && head.version === measured.value.put.version;
       check = `head: ${head.size} bytes, ${head.block_count} blocks, version ${head.version}${check_ok ? "" : " (NOT the put's)"}`;
@@ -183,7 +211,7 @@ class Bench {
       await client.close();
     }
     const after = await this.putLimit(size, seed, true);
-    return this.finish(name, size, seconds, "put limit", [before, after], check, check_ok, peaks);
+    return this.finish(name, size, seconds, "put limit", [before, after], check, check_ok, seen);
   }
 
   /** One client reads key back with getStream and compares every byte with the pattern. */
@@ -196,16 +224,16 @@ class Bench {
     const client = this.client(2);
     const check = new PatternCheck(new Pattern(seed));
     let seconds: number;
-    let peaks: Peaks | null;
+    let seen: Seen;
     try {
-      const measured = await this.peaks(async () => {
+      const measured = await this.observe(async () => {
         const started = performance.now();
         const stream = await client.getStream(key);
         for await (const chunk of stream.body) check.update(chunk);
         return (performance.now() - started) / 1000;
       });
       seconds = measured.value;
-      peaks = measured.peaks;
+      seen = measured.seen;
     } finally {
       await client.close();
     }
@@ -219,7 +247,7 @@ class Bench {
         : check.received !== size
           ? `${check.received} bytes, NOT ${size}`
           : `all ${size} bytes equal to what was put`;
-    return this.finish(name, size, seconds, "get limit", [before, after], text, check_ok, peaks);
+    return this.finish(name, size, seconds, "get limit", [before, after], text, check_ok, seen);
   }
 
   /** `clients` clients put `size` bytes each at once (each its own pattern); the put limit for
@@ -231,11 +259,11 @@ class Bench {
     const before = await this.putLimit(total, 100, false);
     const members = Array.from({ length: clients }, (_, c) => this.client(10 + c));
     let seconds: number;
-    let peaks: Peaks | null;
+    let seen: Seen;
     let check_ok = true;
     let check: string;
     try {
-      const measured = await this.peaks(async () => {
+      const measured = await this.observe(async () => {
         const started = performance.now();
         const puts = await Promise.all(
           members.map(async (client, c) => {
@@ -246,7 +274,7 @@ class Bench {
         return { puts, seconds: (performance.now() - started) / 1000 };
       });
       seconds = measured.value.seconds;
-      peaks = measured.peaks;
+      seen = measured.seen;
       const heads = await Promise.all(members.map((client, c) => client.head(`large/many/${c}`)));
       const wrong = heads.filter((h, c) => h.size !== size || h.version !== measured.value.puts[c]!.put.version);
       check_ok = wrong.length === 0;
@@ -256,7 +284,7 @@ class Bench {
       await Promise.all(members.map((m) => m.close()));
     }
     const after = await this.putLimit(total, 100, false);
-    return this.finish(name, total, seconds, "put limit", [before, after], check, check_ok, peaks);
+    return this.finish(name, total, seconds, "put limit", [before, after], check, check_ok, seen);
   }
 }
 
@@ -319,6 +347,26 @@ function report(results: WorkloadResult[], primary: number, etcd: EtcdResult | s
     "put limit: the same bytes written to one file in each of 3 directories beside the replicas' data, 4 MiB pwrites, " +
       "fdatasync every 32 MiB, the 3 copies concurrently (as 3 replicas write theirs); get limit: a cached file of the object's size read in 4 MiB reads",
   );
+  out.push("");
+  const per_gib = (cpu_s: number, r: WorkloadResult) => fmt(cpu_s / (r.bytes / gib), 2);
+  out.push(
+    table(
+      [
+        "CPU seconds per GiB",
+        ...results[0]!.cpu.replicas.map((_, i) => `replica ${i}${i === primary ? " (primary)" : ""}`),
+        "bench process",
+        "all",
+        "cores busy",
+      ],
+      results.map((r) => {
+        const all = r.cpu.replicas.reduce((a, b) => a + b, 0) + r.cpu.bench;
+        return [r.name, ...r.cpu.replicas.map((c) => per_gib(c, r)), per_gib(r.cpu.bench, r), per_gib(all, r), fmt(all / r.seconds, 2)];
+      }),
+    ),
+  );
+  out.push(
+    `user + system time from /proc/PID/stat and process.cpuUsage() over each workload; cores busy = all / wall time, of the ${os.cpus().length} this machine has (shared with anything else running)`,
+  );
   const with_peaks = results.filter((r) => r.peaks !== null);
   if (with_peaks.length > 0) {
     const mb = (b: number | null) => (b === null ? "?" : `${fmt(b / 1e6, 1)} MB`);
@@ -368,7 +416,9 @@ export async function runLarge(flags: LargeFlags): Promise<void> {
     const needed = 3 * (single + many_clients * each) + 3 * Math.max(single, many_clients * each) + gib;
     if (stat.bavail * stat.bsize < needed)
       throw new Error(`${cluster.dir}: ${fmt((stat.bavail * stat.bsize) / gib, 1)} GiB free, the run needs ${fmt(needed / gib, 1)} GiB`);
-    console.log(`ToastyFS: 3 replicas, ${cluster.description}, data in ${cluster.dir}`);
+    console.log(
+      `ToastyFS: 3 replicas, ${cluster.description}, data in ${cluster.dir}; lanes per client: ${flags.lanes ?? client_lanes_default}`,
+    );
     const bench = new Bench(cluster, flags);
     primary = await bench.primaryIndex();
     results.push(await bench.putOne("large/single", single, 1));

@@ -103,7 +103,7 @@ function percentile(sorted: number[], q: number): number {
 const clock_ticks_per_s = Number(spawnSync(["getconf", "CLK_TCK"]).stdout.toString().trim()) || 100;
 
 /** CPU ms (user + system, all threads) of each pid, and of this process. */
-function cpuSnapshot(pids: (number | null)[]): { servers: number[]; self: number } {
+export function cpuSnapshot(pids: (number | null)[]): { servers: number[]; self: number } {
   const servers = pids.map((pid) => {
     if (pid === null) return 0;
     try {

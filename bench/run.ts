@@ -25,9 +25,17 @@ interface Settings {
 }
 
 const usage =
-  "usage: bun bench/run.ts [--quick] [--no-etcd] [--json FILE] [--profile] | --large [--rss] [--quick] [--no-etcd] [--json FILE]";
+  "usage: bun bench/run.ts [--quick] [--no-etcd] [--json FILE] [--profile] | --large [--rss] [--quick] [--lanes N] [--no-etcd] [--json FILE]";
 const args = process.argv.slice(2);
-const flags = { quick: false, etcd: true, profile: false, large: false, rss: false, json: null as string | null };
+const flags = {
+  quick: false,
+  etcd: true,
+  profile: false,
+  large: false,
+  rss: false,
+  lanes: null as number | null,
+  json: null as string | null,
+};
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
   if (a === "--quick") flags.quick = true;
@@ -35,7 +43,14 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--profile") flags.profile = true;
   else if (a === "--large") flags.large = true;
   else if (a === "--rss") flags.rss = true;
-  else if (a === "--json" && args[i + 1] !== undefined) flags.json = args[++i]!;
+  else if (a === "--lanes" && args[i + 1] !== undefined) {
+    const text = args[++i]!;
+    flags.lanes = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!(flags.lanes >= 1 && flags.lanes <= 64)) {
+      console.error(`error: --lanes must be a whole number from 1 to 64 (the client's limit), got "${text}"`);
+      process.exit(2);
+    }
+  } else if (a === "--json" && args[i + 1] !== undefined) flags.json = args[++i]!;
   else if (a === "--help" || a === "-h") {
     console.log(usage);
     process.exit(0);
@@ -44,8 +59,8 @@ for (let i = 0; i < args.length; i++) {
     process.exit(2);
   }
 }
-if (flags.rss && !flags.large) {
-  console.error(`error: --rss goes with --large (${usage})`);
+if ((flags.rss || flags.lanes !== null) && !flags.large) {
+  console.error(`error: --rss and --lanes go with --large (${usage})`);
   process.exit(2);
 }
 if (flags.profile && flags.large) {
