@@ -56,6 +56,20 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null> | T |
   }
 }
 
+/** Launches every member and waits until the cluster is healthy; stops it (and removes its data)
+ * if it is not. */
+async function startHealthy<C extends ProcessCluster & BenchCluster>(cluster: C, launched?: (cluster: BenchCluster) => void): Promise<C> {
+  cluster.launchAll();
+  launched?.(cluster);
+  try {
+    await cluster.waitHealthy(30_000);
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  return cluster;
+}
+
 interface Member {
   index: number;
   process: Subprocess | null;
@@ -73,6 +87,11 @@ abstract class ProcessCluster {
   }
 
   protected abstract command(index: number): string[];
+
+  /** Every member, for start. */
+  launchAll(): void {
+    for (let i = 0; i < this.size; i++) this.launch(i);
+  }
 
   protected launch(index: number): void {
     const m = this.members[index]!;
@@ -146,6 +165,8 @@ function newestSource(): number {
 export interface ToastyOptions {
   /** Run replicas from source under `bun --cpu-prof`, profiles into this directory. */
   profile_dir?: string;
+  /** Called once the processes are started, before they are healthy (so Ctrl-C can stop them). */
+  launched?: (cluster: BenchCluster) => void;
 }
 
 export class ToastyCluster extends ProcessCluster implements BenchCluster {
@@ -170,10 +191,7 @@ export class ToastyCluster extends ProcessCluster implements BenchCluster {
 
   static async start(size = 3, options: ToastyOptions = {}): Promise<ToastyCluster> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-bench-"));
-    const cluster = new ToastyCluster(dir, await freePorts(size), options);
-    for (let i = 0; i < size; i++) cluster.launch(i);
-    await cluster.waitHealthy(30_000);
-    return cluster;
+    return startHealthy(new ToastyCluster(dir, await freePorts(size), options), options.launched);
   }
 
   get description(): string {
@@ -280,13 +298,10 @@ export class EtcdCluster extends ProcessCluster implements BenchCluster {
     this.member_ids = client_ports.map(() => null);
   }
 
-  static async start(size = 3): Promise<EtcdCluster> {
+  static async start(size = 3, launched?: (cluster: BenchCluster) => void): Promise<EtcdCluster> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "etcd-bench-"));
     const ports = await freePorts(2 * size);
-    const cluster = new EtcdCluster(dir, ports.slice(0, size), ports.slice(size));
-    for (let i = 0; i < size; i++) cluster.launch(i);
-    await cluster.waitHealthy(30_000);
-    return cluster;
+    return startHealthy(new EtcdCluster(dir, ports.slice(0, size), ports.slice(size)), launched);
   }
 
   protected command(index: number): string[] {

@@ -103,7 +103,7 @@ function percentile(sorted: number[], q: number): number {
 const clock_ticks_per_s = Number(spawnSync(["getconf", "CLK_TCK"]).stdout.toString().trim()) || 100;
 
 /** CPU ms (user + system, all threads) of each pid, and of this process. */
-function cpuSnapshot(pids: (number | null)[]): { servers: number[]; self: number } {
+export function cpuSnapshot(pids: (number | null)[]): { servers: number[]; self: number } {
   const servers = pids.map((pid) => {
     if (pid === null) return 0;
     try {
@@ -301,4 +301,26 @@ export async function failoverOnce(
   cluster.restart(killed);
   await cluster.waitHealthy(60_000, killed);
   return { recovery_ms: first_success - kill_at, killed };
+}
+
+// --- Peak memory
+
+/** VmHWM (peak resident set) of a process in bytes; null once it has exited. */
+export function peakRss(pid: number | "self"): number | null {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m === null ? null : Number(m[1]) * 1024;
+  } catch {
+    return null;
+  }
+}
+
+/** Starts a new peak: VmHWM back to the current RSS (Linux >= 4.0). False when not allowed. */
+export function restartPeakRss(pid: number | "self"): boolean {
+  try {
+    fs.writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
 }

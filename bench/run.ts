@@ -5,16 +5,18 @@
  *
  *   ./node_modules/.bin/bun bench/run.ts [--quick] [--no-etcd] [--json FILE]
  *   ./node_modules/.bin/bun bench/run.ts --profile     (ToastyFS only, replicas under bun --cpu-prof)
+ *   ./node_modules/.bin/bun bench/run.ts --large [--rss] (issue 14: 1 GiB objects against the machine's limit; bench/large.ts)
  *
  * Results move ±40% between runs on a shared 2-core machine; compare ratios, not absolutes.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { spawnSync } from "bun";
 import { EtcdCluster, ToastyCluster, etcdInstalled, type BenchCluster, type Store } from "./clusters.ts";
 import { SyncCounter, closedLoop, failoverOnce, idleCpuPercent, perfAvailable, type LoadResult } from "./measure.ts";
 import { summarizeProfile } from "./profile.ts";
+import { fmt, loadAverage, machine, table } from "./report.ts";
+import { runLarge } from "./large.ts";
 
 interface Settings {
   warmup_ms: number;
@@ -22,15 +24,33 @@ interface Settings {
   failover_reps: number;
 }
 
-const usage = "usage: bun bench/run.ts [--quick] [--no-etcd] [--json FILE] [--profile]";
+const usage =
+  "usage: bun bench/run.ts [--quick] [--no-etcd] [--json FILE] [--profile] | --large [--rss] [--quick] [--lanes N] [--no-etcd] [--json FILE]";
 const args = process.argv.slice(2);
-const flags = { quick: false, etcd: true, profile: false, json: null as string | null };
+const flags = {
+  quick: false,
+  etcd: true,
+  profile: false,
+  large: false,
+  rss: false,
+  lanes: null as number | null,
+  json: null as string | null,
+};
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
   if (a === "--quick") flags.quick = true;
   else if (a === "--no-etcd") flags.etcd = false;
   else if (a === "--profile") flags.profile = true;
-  else if (a === "--json" && args[i + 1] !== undefined) flags.json = args[++i]!;
+  else if (a === "--large") flags.large = true;
+  else if (a === "--rss") flags.rss = true;
+  else if (a === "--lanes" && args[i + 1] !== undefined) {
+    const text = args[++i]!;
+    flags.lanes = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!(flags.lanes >= 1 && flags.lanes <= 64)) {
+      console.error(`error: --lanes must be a whole number from 1 to 64 (the client's limit), got "${text}"`);
+      process.exit(2);
+    }
+  } else if (a === "--json" && args[i + 1] !== undefined) flags.json = args[++i]!;
   else if (a === "--help" || a === "-h") {
     console.log(usage);
     process.exit(0);
@@ -38,6 +58,14 @@ for (let i = 0; i < args.length; i++) {
     console.error(`error: unknown argument ${a} (${usage})`);
     process.exit(2);
   }
+}
+if ((flags.rss || flags.lanes !== null) && !flags.large) {
+  console.error(`error: --rss and --lanes go with --large (${usage})`);
+  process.exit(2);
+}
+if (flags.profile && flags.large) {
+  console.error(`error: --profile and --large are separate runs (${usage})`);
+  process.exit(2);
 }
 const settings: Settings = flags.quick
   ? { warmup_ms: 500, measure_ms: 2000, failover_reps: 2 }
@@ -222,11 +250,6 @@ class SystemRun {
 
 // --- Report
 
-function fmt(n: number, digits = 0): string {
-  if (!Number.isFinite(n)) return "-";
-  return n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-}
-
 function median(xs: number[]): number {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -301,12 +324,6 @@ const rows: Row[] = [
   },
 ];
 
-function table(header: string[], body: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => (row[i] ?? "").length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
-  return [line(header), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(line)].join("\n");
-}
-
 function report(toasty: SuiteResult, etcd: SuiteResult | null): string {
   const out: string[] = [];
   const header = [
@@ -372,16 +389,6 @@ function report(toasty: SuiteResult, etcd: SuiteResult | null): string {
   );
   out.push("", `client errors during measured workloads (retried): ${errors.join(", ")}`);
   return out.join("\n");
-}
-
-function machine(): string {
-  const disk = spawnSync(["findmnt", "-n", "-o", "SOURCE,FSTYPE", "-T", os.tmpdir()]).stdout.toString().trim();
-  const mem = `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`;
-  const load = os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(" ");
-  return `${new Date().toISOString()}; load average ${load}; ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), ${mem}; ${spawnSync(["uname", "-a"]).stdout.toString().trim()}; data on ${disk || "?"} (${os.tmpdir()})`;
 }
 
 // --- Main
@@ -454,6 +461,7 @@ async function runProfile(): Promise<void> {
 
 async function main(): Promise<void> {
   if (flags.profile) return runProfile();
+  if (flags.large) return runLarge(flags);
   const started = performance.now();
   console.log(`machine: ${machine()}`);
   console.log(
@@ -501,12 +509,7 @@ async function main(): Promise<void> {
   const etcd = runs[1]?.finished() ?? null;
   console.log("");
   console.log(report(toasty, etcd));
-  console.log(
-    `\nbench took ${((performance.now() - started) / 1000).toFixed(0)} s; load average at the end ${os
-      .loadavg()
-      .map((l) => l.toFixed(2))
-      .join(" ")}`,
-  );
+  console.log(`\nbench took ${((performance.now() - started) / 1000).toFixed(0)} s; load average at the end ${loadAverage()}`);
   if (flags.json !== null) fs.writeFileSync(flags.json, JSON.stringify({ machine: machine(), settings, toasty, etcd }, null, 2));
 }
 
