@@ -78,8 +78,11 @@ export interface GetResult extends ObjectInfo {
 
 export const attempt_timeout_ms_default = 1000;
 export const operation_timeout_ms_default = 15_000;
-/** Extra patience per byte of request or reply on one attempt (large values take a while). */
-const attempt_ms_per_mib = 100;
+/** Extra patience per MiB of request on one attempt, times the client's lanes: a block waits in
+ * the primary's queue behind the others this client (and others) keep in flight, and an attempt
+ * that times out there resends the whole block (4 lanes × 4 MiB: 1 s + 3.2 s). At 100 ms per MiB
+ * without the lanes, 8 clients of 4 lanes resent blocks by the hundred (bench/RESULTS.md). */
+const attempt_ms_per_mib = 200;
 const busy_backoff_ms = 50;
 
 /** A key's bytes, or a string taken as its UTF-8 encoding. */
@@ -144,7 +147,7 @@ export class Client {
       replica_count: this.membership.replicas.length,
       first_target,
       attempt_timeout: this.options.attempt_timeout_ms ?? attempt_timeout_ms_default,
-      attempt_timeout_per_mib: attempt_ms_per_mib,
+      attempt_timeout_per_mib: attempt_ms_per_mib * this.lane_count,
       backoff: busy_backoff_ms,
       operation_timeout: this.options.operation_timeout_ms ?? operation_timeout_ms_default,
       unit: "ms",
