@@ -403,6 +403,28 @@ describe("TcpTransport", () => {
     await waitFor("presumed half-open after a ping", () => a.transport.stats.connections_closed_silent >= 1);
   });
 
+  test("a prepare forwarded in a repair (another replica's) does not make a silent peer look half-open; its own does", async () => {
+    // A backup serves a restarted replica the prepares it missed, which the primary made: that
+    // replica may send this backup nothing back for good.
+    const [pa] = freePorts(1);
+    const server = rawListen({ paused: false }); // reads everything, answers nothing
+    const a = await startNode({
+      self: 0,
+      listen: addr(pa!),
+      peers: [addr(pa!), addr(server.port), addr(pa!)],
+      peer_silence_timeout_ms: 200,
+    });
+    const started = performance.now();
+    let op = 0;
+    await waitFor("five silence timeouts of forwarded prepares", () => {
+      a.transport.sendToReplica(1, makeMessage({ command: Command.prepare, replica: 2, op: op++ }));
+      return performance.now() - started > 1000;
+    });
+    expect(a.transport.stats.connections_closed_silent).toBe(0);
+    a.transport.sendToReplica(1, makeMessage({ command: Command.prepare, replica: 0, op: op++ }));
+    await waitFor("presumed half-open after its own prepare", () => a.transport.stats.connections_closed_silent >= 1);
+  });
+
   test("a peer that answers is never presumed half-open", async () => {
     const [p0, p1] = freePorts(2);
     const peers = [addr(p0!), addr(p1!)];

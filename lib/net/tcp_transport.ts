@@ -61,6 +61,17 @@ const answers_expect_nothing: ReadonlySet<number> = new Set([
   Command.status,
 ]);
 
+/** Whether sending this message starts the half-open clock. A prepare another replica made
+ * (repair forwarding a copy to a replica that is catching up) calls for nothing back either: the
+ * restarted replica it goes to may have nothing to say to this backup for good, and its
+ * connection was closed 3 s later as half-open (a primary's own prepares, and its heartbeats,
+ * still start the clock). */
+function expectsAnswer(message: Message, self: number | null): boolean {
+  const h = message.header;
+  if (answers_expect_nothing.has(h.command)) return false;
+  return !(h.command === Command.prepare && h.replica !== self);
+}
+
 export type { ConnectionInfo } from "./connection.ts";
 export type { Address } from "./address.ts";
 
@@ -351,7 +362,7 @@ export class TcpTransport {
     const peer = this.peers[index]!;
     if (!this.queue(peer.writer, message, peer.remote)) return false;
     const now = nowMs();
-    if (peer.unanswered_since_ms === null && !answers_expect_nothing.has(message.header.command)) peer.unanswered_since_ms = now;
+    if (peer.unanswered_since_ms === null && expectsAnswer(message, this.options.self)) peer.unanswered_since_ms = now;
     if (peer.connection === null && peer.retry_timer === null) {
       const wait_ms = peer.next_attempt_ms - now;
       if (wait_ms <= 0) this.connect(peer);
