@@ -4,13 +4,15 @@
  * returns the lines it prints on stdout and throws UsageError (a wrong command line) or
  * OperationError (the operation failed) with a one-line message.
  */
-import { Client, ClientError } from "../lib/client/client.ts";
+import * as fs from "node:fs";
+import { Client, ClientError, type LargePutOptions } from "../lib/client/client.ts";
 import { formatAddress, parseAddress, AddressError } from "../lib/net/address.ts";
 import type { ReplicaStatus } from "../lib/net/status_codec.ts";
 import { value_size_max_default } from "../lib/constants.ts";
 import { EscapeError, parseEscapeAt } from "../lib/util/escape.ts";
 import { OperationError, UsageError } from "./cli_util.ts";
-import { checkKey, checkPrefix, readInputFile, status_timeout_ms, type ClusterSettings } from "./client_commands.ts";
+import { checkKey, checkPrefix, status_timeout_ms, type ClusterSettings } from "./client_commands.ts";
+import { openInputFile } from "./transfer.ts";
 import { describeValue, formatListEntry, formatReplicaDetails, formatStat, keyText } from "./format.ts";
 import { renderStatus, type StatusReport } from "./status_report.ts";
 import { probeCluster, type ReplicaProbe } from "../lib/client/cluster_probe.ts";
@@ -30,7 +32,7 @@ export const admin_commands: AdminCommand[] = [
   {
     name: "put",
     usage: "put [--if-absent|--if-version V] KEY TEXT|@FILE",
-    description: 'store the rest of the line (or a file\'s contents) under KEY; put KEY "" stores an empty value',
+    description: 'store the rest of the line (or a file of any size, streamed) under KEY; put KEY "" stores an empty value',
   },
   { name: "delete", usage: "delete [--if-version V] KEY", description: "delete an object" },
   { name: "help", usage: "help", description: "this list" },
@@ -119,9 +121,12 @@ function trimSpace(bytes: Uint8Array): Uint8Array {
   return bytes.subarray(start, end);
 }
 
+/** What a put stores: bytes typed, or a file streamed (any size: a block per lane in memory). */
+export type PutValue = { bytes: Uint8Array } | { file: Uint8Array | string };
+
 /** The value of a put: the rest of the line after the key, as typed; one quoted word unquoted
- * (escapes read); a file's contents with an unquoted @FILE. Empty only when asked for with "". */
-function putValue(line: Uint8Array, tokens: Token[], index: number): Uint8Array {
+ * (escapes read); a file with an unquoted @FILE. Empty only when asked for with "". */
+function putValue(line: Uint8Array, tokens: Token[], index: number): PutValue {
   const rest = tokens.slice(index);
   const key = tokens[index - 1]!;
   const shown = keyText(key.bytes);
@@ -135,11 +140,10 @@ function putValue(line: Uint8Array, tokens: Token[], index: number): Uint8Array 
     throw new UsageError(`no value for ${shown}: give TEXT or @FILE after the key; for an empty value: put ${shown} ""`);
   }
   const first = rest[0]!;
-  if (rest.length === 1 && !first.quoted && first.bytes[0] === at_sign && first.bytes.length > 1)
-    return readInputFile(first.bytes.subarray(1));
+  if (rest.length === 1 && !first.quoted && first.bytes[0] === at_sign && first.bytes.length > 1) return { file: first.bytes.subarray(1) };
   const value = rest.length === 1 && first.quoted ? first.bytes : trimSpace(line.subarray(key.end)).slice();
   if (value.length > value_size_max_default) throw new UsageError(`the value is ${value.length} bytes: the largest is 16 MiB`);
-  return value;
+  return { bytes: value };
 }
 
 /** Options before the arguments: words starting with - up to the first other word or `--`.
@@ -214,6 +218,23 @@ export class AdminSession {
         throw new OperationError(`${what}: ${error.message}`);
       }
       throw error;
+    }
+  }
+
+  /** Stores bytes, or streams a file through an upload (a file is checked when opened: a usage
+   * error if it cannot be read). */
+  async put(key: Uint8Array, value: PutValue, options: LargePutOptions): Promise<{ version: number; size: number }> {
+    const what = `put ${keyText(key)}`;
+    if ("bytes" in value) {
+      const { version } = await this.op(what, (client) => client.put(key, value.bytes, options));
+      return { version, size: value.bytes.length };
+    }
+    const input = openInputFile(value.file);
+    try {
+      const { version, size } = await this.op(what, (client) => client.putSource(key, input.source, options));
+      return { version, size };
+    } finally {
+      fs.closeSync(input.fd);
     }
   }
 
@@ -330,9 +351,8 @@ export class AdminSession {
           throw new UsageError(`give --if-version or --if-absent, not both: usage: ${usage}`);
         if (rest.length === 0) throw new UsageError(`missing argument: usage: ${usage}`);
         const key = checkKey(rest[0]!.bytes);
-        const value = putValue(line, tokens, tokens.indexOf(rest[0]!) + 1);
-        const { version } = await this.op(`put ${keyText(key)}`, (client) => client.put(key, value, put_options));
-        return [`${keyText(key)}: version ${version} (${value.length} bytes)`];
+        const { version, size } = await this.put(key, putValue(line, tokens, tokens.indexOf(rest[0]!) + 1), put_options);
+        return [`${keyText(key)}: version ${version} (${size} bytes)`];
       }
       case "delete":
       case "rm": {
@@ -355,9 +375,4 @@ function versionArg(text: string): number {
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text)))
     throw new UsageError(`--if-version needs a version number, got "${text}"`);
   return Number(text);
-}
-
-/** Reads a put's value from a file for the interactive shell (same checks as the CLI). */
-export function fileValue(file: string): Uint8Array {
-  return readInputFile(file);
 }

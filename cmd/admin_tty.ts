@@ -8,7 +8,7 @@ import * as p from "@clack/prompts";
 import { key_size_max } from "../lib/constants.ts";
 import { EscapeError, unescapeBytes } from "../lib/util/escape.ts";
 import { UsageError, OperationError, oneLine } from "./cli_util.ts";
-import { AdminSession, FailureWithOutput, fileValue, helpLines } from "./admin_commands.ts";
+import { AdminSession, FailureWithOutput, helpLines, type PutValue } from "./admin_commands.ts";
 import { describeValue, formatBytes, formatStat, keyText, roleOf } from "./format.ts";
 
 type Action = "status" | "browse" | "get" | "put" | "delete" | "replica" | "command" | "quit";
@@ -178,11 +178,11 @@ async function put(session: AdminSession): Promise<void> {
     ],
   });
   if (p.isCancel(source)) return;
-  let value: Uint8Array;
+  let value: PutValue;
   if (source === "text") {
     const text = await p.text({ message: "Value?", placeholder: "hello, world" });
     if (p.isCancel(text)) return;
-    value = new TextEncoder().encode(text ?? "");
+    value = { bytes: new TextEncoder().encode(text ?? "") };
   } else {
     const file = await p.text({
       message: "File?",
@@ -190,7 +190,7 @@ async function put(session: AdminSession): Promise<void> {
       validate: (v) => (v === undefined || v === "" ? "a file name is required" : undefined),
     });
     if (p.isCancel(file)) return;
-    value = fileValue(file);
+    value = { file };
   }
   const condition = await p.select({
     message: "Condition",
@@ -202,12 +202,10 @@ async function put(session: AdminSession): Promise<void> {
   if (p.isCancel(condition)) return;
   const shown = keyText(key);
   const spin = p.spinner();
-  spin.start(`put ${shown} (${formatBytes(value.length)})`);
+  spin.start("bytes" in value ? `put ${shown} (${formatBytes(value.bytes.length)})` : `put ${shown} from ${value.file}`);
   try {
-    const { version } = await session.op(`put ${shown}`, (client) =>
-      client.put(key, value, condition === "absent" ? { if_absent: true } : {}),
-    );
-    spin.stop(`${shown}: version ${version} (${formatBytes(value.length)})`);
+    const { version, size } = await session.put(key, value, condition === "absent" ? { if_absent: true } : {});
+    spin.stop(`${shown}: version ${version} (${formatBytes(size)})`);
   } catch (error) {
     spin.stop(`put ${shown} failed`);
     throw error;

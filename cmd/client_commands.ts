@@ -11,15 +11,15 @@ import * as fs from "node:fs";
 import { Client, ClientError, parseRange, type BlockSource, type LargePutOptions } from "../lib/client/client.ts";
 import { bodySource } from "../lib/client/body_source.ts";
 import { parseAddressList, AddressError, membership, type Address } from "../lib/net/address.ts";
-import { key_size_max, value_size_max_default } from "../lib/constants.ts";
+import { key_size_max } from "../lib/constants.ts";
 import { escapeBytes, EscapeError, unescapeBytes } from "../lib/util/escape.ts";
 import { OperationError, UsageError, optionArg, optionString, parseIntArg, positionalArg } from "./cli_util.ts";
 import type { RawArg } from "./raw_argv.ts";
-import { formatBytes, formatListEntry, formatStat } from "./format.ts";
+import { formatListEntry, formatStat } from "./format.ts";
 import { renderStatus } from "./status_report.ts";
 import { probeCluster } from "../lib/client/cluster_probe.ts";
 import { Progress, progress_size_min } from "./progress.ts";
-import { fileErrorText, openInputFile, streamToFile, streamToStdout } from "./transfer.ts";
+import { openInputFile, streamToFile, streamToStdout } from "./transfer.ts";
 import { checkMetadata, formatHeader, metaOption } from "./object_options.ts";
 
 export const dev_cluster = "127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083";
@@ -299,50 +299,4 @@ export function registerClientCommands(cli: CAC): void {
       console.log([...report.lines, report.verdict].join("\n"));
       if (!report.serving) process.exitCode = 1;
     });
-}
-
-/** Reads a whole input file, checking it before reading (exists, a file, not over the limit). A
- * name given as bytes is shown escaped in messages. */
-export function readInputFile(path: string | Uint8Array): Uint8Array {
-  const file = typeof path === "string" ? path : escapeBytes(path);
-  if (path.length === 0) throw new UsageError("the file name is empty");
-  const name = typeof path === "string" ? path : Buffer.from(path);
-  let size: number;
-  let fd: number;
-  try {
-    fd = fs.openSync(name, "r");
-    const stat = fs.fstatSync(fd);
-    if (stat.isDirectory()) {
-      fs.closeSync(fd);
-      throw new UsageError(`cannot read ${file}: it is a directory`);
-    }
-    size = stat.size;
-  } catch (error) {
-    if (error instanceof UsageError) throw error;
-    throw new UsageError(`cannot read ${file}: ${fileErrorText(error)}`);
-  }
-  try {
-    if (size > value_size_max_default)
-      throw new UsageError(
-        `${file} is ${size} bytes (${formatBytes(size)}): the largest value is ${value_size_max_default} bytes (16 MiB)`,
-      );
-    const value = new Uint8Array(size);
-    const progress = Progress.forSize(size);
-    progress.phase(`reading ${file}`, size);
-    let offset = 0;
-    while (offset < size) {
-      const n = fs.readSync(fd, value, offset, Math.min(1 << 20, size - offset), offset);
-      if (n === 0) break;
-      offset += n;
-      progress.advance(offset);
-    }
-    progress.finish();
-    if (offset !== size) throw new UsageError(`cannot read ${file}: it shrank from ${size} to ${offset} bytes while being read`);
-    return value;
-  } catch (error) {
-    if (error instanceof UsageError) throw error;
-    throw new UsageError(`cannot read ${file}: ${fileErrorText(error)}`);
-  } finally {
-    fs.closeSync(fd);
-  }
 }

@@ -100,6 +100,16 @@ describe("large objects through the CLI", () => {
     expect(sha256(stdout.stdout_bytes)).toBe(big_sha);
   }, 120_000);
 
+  test("the admin shell's put @FILE streams a file above the 16 MiB value limit as an upload", async () => {
+    const put = await cli(["admin", "-c", "put admin/big @" + big]);
+    expect(put.stderr).toBe("");
+    expect(put.code).toBe(0);
+    expect(put.stdout).toMatch(/^admin\/big: version \d+ \(67108864 bytes\)\n$/);
+    const out = path.join(dir, "admin.out");
+    expect((await cli(["get", "admin/big", "-o", out])).code).toBe(0);
+    expect(sha256(fs.readFileSync(out))).toBe(big_sha);
+  }, 120_000);
+
   test("--range START-END, START- and -N give exactly those bytes; a range past the end names the size", async () => {
     expect((await cli(["put", "big/range", big])).code).toBe(0);
     const bytes = fs.readFileSync(big);
