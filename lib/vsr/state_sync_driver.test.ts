@@ -328,6 +328,7 @@ describe("StateSync transfers", () => {
     const horizon = 20_000;
     for (; host.ticks < horizon; host.ticks++) {
       if (host.ticks % 5 === 0) sync.repairTick();
+      sync.invariants();
       while (requested_at.length < host.sent.length) {
         const { to, message } = host.sent[requested_at.length]!;
         requested_at.push(host.ticks);

@@ -324,5 +324,7 @@ export class StateSync {
       this.sync.target.op > 0 && this.sync.peer >= 0 && this.sync.peer < host.config.replica_count,
       () => `replica ${host.replica}: a sync of checkpoint ${this.sync?.target.op} from peer ${this.sync?.peer}`,
     );
+    // Only failed attempts make a transfer wait.
+    assert(!this.sync.waiting || this.failures.count > 0, () => `replica ${host.replica}: a sync waiting with no failed attempt`);
   }
 }
