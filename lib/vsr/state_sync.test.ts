@@ -3,7 +3,17 @@ import { Header } from "../net/codec.ts";
 import { ObjectStore } from "../store/object_store.ts";
 import { ClientTable } from "./client_table.ts";
 import { stateDigest } from "./root.ts";
-import { SyncTargets, SyncTransfer, sync_backoff_ticks, syncNeeded, type CheckpointNaming } from "./state_sync.ts";
+import {
+  SyncFailures,
+  SyncTargets,
+  SyncTransfer,
+  sync_backoff_ticks,
+  sync_failure_log_every,
+  sync_retry_ticks_max,
+  sync_retry_ticks_min,
+  syncNeeded,
+  type CheckpointNaming,
+} from "./state_sync.ts";
 import type { CheckpointId, CheckpointMeta } from "./storage.ts";
 
 const interval = 8;
@@ -136,23 +146,35 @@ describe("SyncTransfer", () => {
     const sync = new SyncTransfer(target, 0, 2, config);
     expect(sync.accept(16, 0x1234n, 0)).toBe(true);
     expect(sync.applied(5)).toBe("request_next");
-    expect(sync.repairTick()).toBe("wait");
+    expect(sync.repairTick(1)).toBe("wait");
     expect(sync.accept(16, 0x1234n, 0)).toBe(false); // the chunk already applied, again
     expect(sync.accept(16, 0x1234n, 9)).toBe(false); // ahead of the position
     expect(sync.accept(24, 0x1234n, 5)).toBe(false); // another checkpoint
     expect(sync.accept(16, 0x9999n, 5)).toBe(false); // same op, another digest
-    expect(sync.repairTick()).toBe("ask_next_peer"); // still silent
+    expect(sync.repairTick(2)).toBe("ask_next_peer"); // still silent
     expect(sync.request()).toEqual({ peer: 1, position: 5 });
   });
 
-  test("a chunk that does not parse starts the stream over at position 0 with the same peer", () => {
+  test("a failed attempt waits until its resume tick: no request, no chunk accepted, no stall counted; then it retries from 0", () => {
     const sync = new SyncTransfer(target, 0, 2, config);
     sync.accept(16, 0x1234n, 0);
     sync.applied(5);
     expect(sync.accept(16, 0x1234n, 5)).toBe(true);
-    sync.restart();
-    expect(sync.request()).toEqual({ peer: 0, position: 0 });
-    expect(sync.accept(16, 0x1234n, 5)).toBe(false);
+    // The chunk at 5 did not parse.
+    sync.retryElsewhere(100);
+    expect(sync.waiting).toBe(true);
+    expect(() => sync.request()).toThrow("while waiting until tick 100");
+    // A late chunk of the failed stream, even at the position the next attempt starts from.
+    expect(sync.accept(16, 0x1234n, 0)).toBe(false);
+    // Longer than a stall gives up after (2n + 2 repair ticks), yet it does not give up.
+    for (let tick = 5; tick < 100; tick += 5) expect(sync.repairTick(tick)).toBe("wait");
+    expect(sync.repairTick(100)).toBe("retry");
+    expect(sync.waiting).toBe(false);
+    expect(sync.request()).toEqual({ peer: 1, position: 0 });
+    expect(sync.accept(16, 0x1234n, 0)).toBe(true);
+    // The stall count starts afresh after the wait.
+    expect(sync.repairTick(101)).toBe("wait");
+    expect(sync.repairTick(102)).toBe("ask_next_peer");
   });
 
   test("a stalled peer: wait one repair tick, then the next peer each tick, and give up after 2n + 2", () => {
@@ -161,7 +183,7 @@ describe("SyncTransfer", () => {
     const decisions: string[] = [];
     const peers: number[] = [];
     for (let tick = 0; tick < 8; tick++) {
-      decisions.push(sync.repairTick());
+      decisions.push(sync.repairTick(tick));
       peers.push(sync.request().peer);
     }
     expect(decisions).toEqual([
@@ -182,7 +204,7 @@ describe("SyncTransfer", () => {
     const sync = new SyncTransfer(target, 0, 2, config);
     let position = 0;
     for (let round = 0; round < 20; round++) {
-      expect(sync.repairTick()).toBe("wait");
+      expect(sync.repairTick(round)).toBe("wait");
       expect(sync.accept(16, 0x1234n, position)).toBe(true);
       position += 3;
       sync.applied(position);
@@ -207,14 +229,49 @@ describe("SyncTransfer", () => {
     sync.applied(7);
     sync.accept(16, 0x1234n, 7);
     expect(sync.applied(null)).toBe("complete");
-    sync.retryElsewhere();
+    sync.retryElsewhere(10);
+    expect(sync.peer).toBe(2);
+    expect(sync.repairTick(10)).toBe("retry");
     expect(sync.request()).toEqual({ peer: 2, position: 0 });
-    sync.retryElsewhere();
-    expect(sync.request()).toEqual({ peer: 1, position: 0 }); // wraps past itself (0)
+    sync.retryElsewhere(20);
+    expect(sync.peer).toBe(1); // wraps past itself (0): the peer named is the one asked
+    expect(sync.repairTick(20)).toBe("retry");
+    expect(sync.request()).toEqual({ peer: 1, position: 0 });
   });
 
   test("a transfer to the root checkpoint or from a peer out of range is a bug", () => {
     expect(() => new SyncTransfer({ ...target, op: 0 }, 0, 1, config)).toThrow("root checkpoint");
     expect(() => new SyncTransfer(target, 3, 1, config)).toThrow("out of range");
+  });
+});
+
+describe("SyncFailures", () => {
+  test("each consecutive failure doubles the wait from the minimum up to the cap, however long it goes on", () => {
+    const failures = new SyncFailures();
+    expect(failures.resume).toBe(0);
+    const waits: number[] = [];
+    for (let tick = 1000; waits.length < 200; tick += 7) {
+      waits.push(failures.failed(tick));
+      expect(failures.resume).toBe(tick + waits.at(-1)!);
+    }
+    expect(waits.slice(0, 4)).toEqual([sync_retry_ticks_min, 2 * sync_retry_ticks_min, 4 * sync_retry_ticks_min, 8 * sync_retry_ticks_min]);
+    for (let i = 1; i < waits.length; i++) expect(waits[i]).toBe(Math.min(2 * waits[i - 1]!, sync_retry_ticks_max));
+    expect(waits.at(-1)).toBe(sync_retry_ticks_max);
+    expect(failures.count).toBe(200);
+  });
+
+  test("the first failure and every Nth are loud; a success resets the count and the wait", () => {
+    const failures = new SyncFailures();
+    const loud: number[] = [];
+    for (let n = 1; n <= 3 * sync_failure_log_every; n++) {
+      failures.failed(n);
+      if (failures.loud()) loud.push(n);
+    }
+    expect(loud).toEqual([1, sync_failure_log_every, 2 * sync_failure_log_every, 3 * sync_failure_log_every]);
+    failures.succeeded();
+    expect(failures.count).toBe(0);
+    expect(failures.resume).toBe(0);
+    expect(failures.failed(500)).toBe(sync_retry_ticks_min);
+    expect(failures.loud()).toBe(true);
   });
 });

@@ -19,6 +19,15 @@ import type { CheckpointId, CheckpointMeta } from "./storage.ts";
 export const sync_chunk_size_max = 256 * 1024;
 /** How long a replica repairs its log instead of asking again for a checkpoint no peer served. */
 export const sync_backoff_ticks = 200;
+/** Ticks a replica waits after its first failed sync attempt before the next (100 ms at 10 ms
+ * ticks); each further consecutive failure doubles the wait. */
+export const sync_retry_ticks_min = 10;
+/** The longest wait between failed sync attempts (5 s at 10 ms ticks): a stream that never
+ * verifies (a bug, a corrupt or lying peer) costs one attempt per 5 s, not one per round trip. */
+export const sync_retry_ticks_max = 500;
+/** Of consecutive failed sync attempts, the first and every this many are logged at warn or error,
+ * the others at debug, so a sync that keeps failing does not flood the log. */
+export const sync_failure_log_every = 10;
 
 /** Whether a replica whose head is head_op and that executed up to commit_min is more than a
  * checkpoint behind: the checkpoint its head names, or the one before the primary's durable
@@ -39,8 +48,53 @@ export interface CheckpointNaming {
   context: bigint;
 }
 
-/** What a transfer wants after a repair tick without an accepted chunk. */
-export type SyncStall = "wait" | "ask_next_peer" | "give_up";
+/** What a transfer wants after a repair tick without an accepted chunk ("retry": its wait after a
+ * failed attempt ended, so it asks for the stream from the start). */
+export type SyncStall = "wait" | "ask_next_peer" | "give_up" | "retry";
+
+/** Consecutive failed sync attempts (a stream that did not parse or did not verify), across
+ * transfers and targets until one succeeds: each failure makes the next attempt wait longer,
+ * exponentially in ticks up to sync_retry_ticks_max. Without it a stream that never verifies is
+ * fetched again as fast as messages flow, forever. Ticks only: no clock, no randomness. */
+export class SyncFailures {
+  private failures = 0;
+  /** The next attempt sends no request before this tick. */
+  private resume_tick = 0;
+
+  /** Consecutive failed attempts since the last sync that succeeded. */
+  get count(): number {
+    return this.failures;
+  }
+
+  /** An attempt failed at tick `ticks`: the ticks the next one waits. */
+  failed(ticks: number): number {
+    assert(Number.isSafeInteger(ticks) && ticks >= 0, () => `sync failure at tick ${ticks}`);
+    this.failures += 1;
+    // The exponent is capped before the power so the arithmetic stays exact however long it fails.
+    const doublings = Math.min(this.failures - 1, Math.ceil(Math.log2(sync_retry_ticks_max / sync_retry_ticks_min)));
+    const wait = Math.min(sync_retry_ticks_max, sync_retry_ticks_min * 2 ** doublings);
+    assert(wait >= sync_retry_ticks_min && wait <= sync_retry_ticks_max, () => `sync retry wait ${wait} ticks`);
+    this.resume_tick = ticks + wait;
+    return wait;
+  }
+
+  /** The tick before which no attempt may send its first request (0: none is waiting). */
+  get resume(): number {
+    return this.resume_tick;
+  }
+
+  /** Whether the last failure is one to report loudly: the first, and every sync_failure_log_every. */
+  loud(): boolean {
+    assert(this.failures > 0, "no failed sync attempt to log");
+    return this.failures === 1 || this.failures % sync_failure_log_every === 0;
+  }
+
+  /** A sync verified and was installed: the next failure waits the shortest time again. */
+  succeeded(): void {
+    this.failures = 0;
+    this.resume_tick = 0;
+  }
+}
 
 /** Which checkpoint to fetch. Only one a committed prepare names, or the one the primary of this
  * view announced, is trusted: a received checkpoint is verified against this id alone. */
@@ -109,6 +163,8 @@ export class SyncTransfer {
   private asked: number;
   /** Repair ticks without an accepted chunk: every peer may have moved past the target. */
   private stalled = 0;
+  /** After a failed attempt (SyncFailures): no request, and no chunk accepted, before this tick. */
+  private resume_tick: number | null = null;
 
   constructor(
     readonly target: CheckpointId,
@@ -130,6 +186,7 @@ export class SyncTransfer {
   /** The next request: whom to ask, for the chunk at which position. Never this replica itself
    * (a primary that fell behind may sync too). */
   request(): { peer: number; position: number } {
+    assert(this.resume_tick === null, () => `state sync asks for a chunk while waiting until tick ${this.resume_tick}`);
     if (this.asked === this.replica) this.asked = this.next(this.asked);
     assert(this.asked !== this.replica || this.config.replica_count === 1, "state sync asks itself");
     return { peer: this.asked, position: this.position };
@@ -138,6 +195,9 @@ export class SyncTransfer {
   /** Whether a chunk for checkpoint (op, digest) from `position` is the one this transfer waits
    * for; accepting it means the peer answers, so the stall count starts again. */
   accept(op: number, digest: bigint, position: number): boolean {
+    // While waiting after a failed attempt nothing was asked: a late chunk of the failed stream
+    // must not start the next attempt early.
+    if (this.resume_tick !== null) return false;
     if (op !== this.target.op || digest !== this.target.digest || position !== this.position) return false;
     this.stalled = 0;
     return true;
@@ -154,11 +214,16 @@ export class SyncTransfer {
     return "request_next";
   }
 
-  /** The chunk did not parse: the stream starts over from its beginning (the same peer is asked
-   * again once the transfer stalls). */
-  restart(): void {
-    this.position = 0;
-    assert(this.stalled === 0, "restarted without an accepted chunk");
+  /** Whether the transfer is waiting out the backoff after a failed attempt. */
+  get waiting(): boolean {
+    return this.resume_tick !== null;
+  }
+
+  /** No request before tick `resume_tick` (a failed attempt's backoff, SyncFailures); the repair
+   * tick at or after it says "retry". */
+  waitUntil(resume_tick: number): void {
+    assert(Number.isSafeInteger(resume_tick) && resume_tick > 0, () => `state sync waits until tick ${resume_tick}`);
+    this.resume_tick = resume_tick;
   }
 
   /** Whether the checkpoint storage assembled is the target: its state digest, its anchor's op and
@@ -175,12 +240,15 @@ export class SyncTransfer {
     );
   }
 
-  /** What arrived did not verify (the peer that served it is broken or lying): start over from
-   * the beginning with the next peer. */
-  retryElsewhere(): void {
+  /** What arrived did not parse or did not verify (the peer that served it is broken or lying):
+   * start over from the beginning with the next peer other than this replica, at tick
+   * `resume_tick`. */
+  retryElsewhere(resume_tick: number): void {
     const broken = this.asked;
     this.position = 0;
     this.asked = this.next(this.asked);
+    if (this.asked === this.replica) this.asked = this.next(this.asked);
+    this.waitUntil(resume_tick);
     // The peer that served a stream that did not verify is not asked again right away.
     assert(
       this.asked !== broken || this.config.replica_count === 1,
@@ -188,10 +256,19 @@ export class SyncTransfer {
     );
   }
 
-  /** A repair tick passed. A chunk arriving resets the count, so only a transfer silent for a whole
-   * repair tick asks the next peer (the one asked may have moved past this checkpoint), once per
-   * tick; after every peer had two chances, the cluster has moved on and the target is dropped. */
-  repairTick(): SyncStall {
+  /** A repair tick passed at tick `ticks`. While waiting after a failed attempt, nothing counts as
+   * a stall; once the wait is over, "retry" (ask for the stream from its start). Otherwise a
+   * chunk arriving resets the count, so only a transfer silent for a whole repair tick asks the
+   * next peer (the one asked may have moved past this checkpoint), once per tick; after every peer
+   * had two chances, the cluster has moved on and the target is dropped. */
+  repairTick(ticks: number): SyncStall {
+    if (this.resume_tick !== null) {
+      if (ticks < this.resume_tick) return "wait";
+      this.resume_tick = null;
+      this.stalled = 0;
+      assert(this.position === 0, () => `state sync retries from position ${this.position}`);
+      return "retry";
+    }
     this.stalled += 1;
     if (this.stalled > 2 * this.config.replica_count + 1) return "give_up";
     if (this.stalled > 1) {

@@ -6,11 +6,15 @@ import { DurableState } from "./durable_state.ts";
 import { Journal } from "./journal.ts";
 import { buildRequestSync, buildSyncChunk, readRequestSync, type Envelope } from "./messages.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
-import { sync_backoff_ticks } from "./state_sync.ts";
+import { sync_backoff_ticks, sync_retry_ticks_max, sync_retry_ticks_min } from "./state_sync.ts";
 import { StateSync, type StateSyncHost, type SyncReceived } from "./state_sync_driver.ts";
 import type { CheckpointId, CheckpointMeta, SyncChunk } from "./storage.ts";
 import type { Status } from "./env.ts";
 import { commitKnown, prepareChain } from "./test_support.ts";
+import { FileStorage } from "../storage/file_storage.ts";
+import { Prng } from "../util/prng.ts";
+import { SimFs } from "../../sim/sim_fs.ts";
+import { World, clients_max as world_clients_max, options as worldOptions, segmentFiles } from "../../tests/support/storage_world.ts";
 
 const interval = 8;
 
@@ -60,21 +64,23 @@ class FakeStorage {
   }
 }
 
-/** Replica 1 of 3, a backup of view 0 unless a test moves it: the members StateSync reads. */
-class FakeHost implements StateSyncHost {
+/** Replica 1 of 3, a backup of view 0 unless a test moves it: the members StateSync reads. Its
+ * storage is a FakeStorage unless a test gives it a real one. */
+class FakeHost<S extends StateSyncHost["storage"] = FakeStorage> implements StateSyncHost {
   readonly replica = 1;
-  readonly config = { replica_count: 3, checkpoint_interval_ops: interval, clients_max: 4 };
+  readonly config = { replica_count: 3, checkpoint_interval_ops: interval, clients_max: 4, tick_ms: 10 };
   readonly sent: { to: number; message: Message }[] = [];
   readonly logs: string[] = [];
+  readonly levels: string[] = [];
   readonly env = {
     sendToReplica: (to: number, message: Message): void => {
       this.sent.push({ to, message });
     },
-    log: (_level: string, text: string): void => {
+    log: (level: string, text: string): void => {
+      this.levels.push(level);
       this.logs.push(text);
     },
   };
-  readonly storage = new FakeStorage();
   readonly journal = new Journal(64);
   readonly durable: DurableState;
   readonly stats = { syncs: 0 };
@@ -93,7 +99,7 @@ class FakeHost implements StateSyncHost {
   no_space = false;
   ticks = 0;
 
-  constructor() {
+  constructor(readonly storage: S) {
     const root = rootPrepare(1n, 3);
     this.commit_min_checksum = root.checksum;
     this.commit_min_header = root;
@@ -133,6 +139,11 @@ class FakeHost implements StateSyncHost {
     this.commit_min = target.op;
   }
 
+  /** The log lines about failed sync attempts, with their levels. */
+  failures(): { level: string; text: string }[] {
+    return this.logs.flatMap((text, i) => (text.includes("state sync of checkpoint") ? [{ level: this.levels[i]!, text }] : []));
+  }
+
   /** Executed up to op `to` of a chain: the anchor a checkpoint there records. */
   executedTo(to: number): void {
     const header = prepareChain(to).at(-1)!;
@@ -144,10 +155,11 @@ class FakeHost implements StateSyncHost {
   }
 }
 
-/** A committed prepare at op 25 naming the checkpoint at 16 (checkpointFor lags by K+1..2K). */
-function naming(target: CheckpointId): Header {
+/** A committed prepare at op 25 naming the checkpoint at 16 (checkpointFor lags by K+1..2K), or
+ * at another op naming another. */
+function naming(target: CheckpointId, op = 25): Header {
   const h = new Header();
-  h.op = 25;
+  h.op = op;
   h.checkpoint_op = target.op;
   h.checkpoint_digest = target.digest;
   h.context = target.checksum;
@@ -157,7 +169,7 @@ function naming(target: CheckpointId): Header {
 /** A backup far behind (executed nothing, head and commit at 25), its target the checkpoint at 16
  * holding state(), and what storage assembles from the stream. */
 function behind(): { host: FakeHost; sync: StateSync; target: CheckpointId; received: SyncReceived } {
-  const host = new FakeHost();
+  const host = new FakeHost(new FakeStorage());
   host.op = 25;
   host.commit_max = 25;
   const sync = new StateSync(host);
@@ -175,7 +187,7 @@ function chunk(host: FakeHost, from: number, target: CheckpointId, position: num
 
 describe("StateSync checkpoints", () => {
   test("takes the checkpoint at commit_min with the state's digest and its anchor", () => {
-    const host = new FakeHost();
+    const host = new FakeHost(new FakeStorage());
     const sync = new StateSync(host);
     host.executedTo(8);
     expect(sync.checkpointMissing()).toBe(true);
@@ -189,7 +201,7 @@ describe("StateSync checkpoints", () => {
   });
 
   test("a full disk leaves the checkpoint missing; it is taken again once there is space", () => {
-    const host = new FakeHost();
+    const host = new FakeHost(new FakeStorage());
     const sync = new StateSync(host);
     host.executedTo(8);
     host.storage.full = true;
@@ -217,7 +229,7 @@ describe("StateSync transfers", () => {
   });
 
   test("nothing to fetch when the head names no checkpoint above what was executed", () => {
-    const host = new FakeHost();
+    const host = new FakeHost(new FakeStorage());
     host.op = 10;
     host.commit_max = 10;
     const sync = new StateSync(host);
@@ -259,25 +271,140 @@ describe("StateSync transfers", () => {
     sync.invariants();
   });
 
-  test("a stream that does not verify starts over with the next peer", () => {
+  test("a stream that does not verify is released at once and fetched again from the next peer after a backoff", () => {
     const { host, sync, target, received } = behind();
     sync.targetFrom(naming(target));
     host.storage.finished = { ...received, store: new ObjectStore() };
+    host.ticks = 3;
     sync.onSyncChunk(chunk(host, 0, target, 0, null));
     expect(host.installed).toHaveLength(0);
+    // Storage began again right away: the rejected state's bytes are discarded (FileStorage), not
+    // held through the wait.
     expect(host.storage.begun).toEqual([target, target]);
-    expect(host.sent.map((s) => s.to)).toEqual([0, 2]);
-    expect(readRequestSync(host.sent[1]!.message).position).toBe(0);
+    expect(host.sent.map((s) => s.to)).toEqual([0]);
     expect(sync.syncing).toBe(true);
+    expect(host.failures()).toEqual([
+      {
+        level: "error",
+        text:
+          "replica 1: state sync of checkpoint 16 failed on attempt 1: replica 0 sent a state that does not match its digest; " +
+          `retrying with replica 2 in ${sync_retry_ticks_min * 10} ms (attempt 2)`,
+      },
+    ]);
+    // The same stream delivered late is not taken for the next attempt.
+    sync.onSyncChunk(chunk(host, 0, target, 0, null));
+    expect(host.storage.applied).toHaveLength(0); // (syncBegin emptied it)
+    expect(host.failures()).toHaveLength(1);
+    host.ticks = 3 + sync_retry_ticks_min - 1;
+    expect(sync.repairTick()).toBe(true);
+    expect(host.sent).toHaveLength(1);
+    host.ticks += 1;
+    expect(sync.repairTick()).toBe(true);
+    expect(host.sent.map((s) => s.to)).toEqual([0, 2]);
+    expect(readRequestSync(host.sent[1]!.message)).toEqual({ checkpoint: target, position: 0 });
   });
 
-  test("a chunk that does not parse restarts the stream", () => {
+  test("a chunk that does not parse restarts the stream from the next peer after a backoff", () => {
     const { host, sync, target } = behind();
     sync.targetFrom(naming(target));
     host.storage.parses = false;
     sync.onSyncChunk(chunk(host, 0, target, 0, 100));
     expect(host.storage.begun).toEqual([target, target]);
     expect(sync.syncing).toBe(true);
+    expect(host.failures().map((f) => f.level)).toEqual(["warn"]);
+    expect(host.failures()[0]!.text).toContain("replica 0 sent a chunk that does not parse; retrying with replica 2 in 100 ms (attempt 2)");
+    host.ticks = sync_retry_ticks_min;
+    sync.repairTick();
+    expect(host.sent.map((s) => s.to)).toEqual([0, 2]);
+    expect(readRequestSync(host.sent[1]!.message).position).toBe(0);
+  });
+
+  test("a stream that never verifies is fetched at most once per backoff, doubling up to its cap, one log line per attempt", () => {
+    const { host, sync, target, received } = behind();
+    host.storage.finished = { ...received, store: new ObjectStore() };
+    sync.targetFrom(naming(target));
+    // Peers answer every request at once with a whole (bad) stream; repair ticks every 5 ticks.
+    const requested_at: number[] = [];
+    const horizon = 20_000;
+    for (; host.ticks < horizon; host.ticks++) {
+      if (host.ticks % 5 === 0) sync.repairTick();
+      sync.invariants();
+      while (requested_at.length < host.sent.length) {
+        const { to, message } = host.sent[requested_at.length]!;
+        requested_at.push(host.ticks);
+        expect(readRequestSync(message).position).toBe(0);
+        sync.onSyncChunk(chunk(host, to, target, 0, null));
+      }
+    }
+    expect(sync.syncing).toBe(true);
+    // Attempt n + 1 starts at the first repair tick after the n-th wait: 10, 20, 40, ... ticks, at
+    // most 500, never sooner.
+    const gaps = requested_at.slice(1).map((at, i) => at - requested_at[i]!);
+    gaps.forEach((gap, i) => {
+      const wait = Math.min(sync_retry_ticks_min * 2 ** i, sync_retry_ticks_max);
+      expect(gap).toBeGreaterThanOrEqual(wait);
+      expect(gap).toBeLessThan(wait + 5);
+    });
+    // Bounded: about horizon / cap attempts, not one per round trip.
+    expect(requested_at.length).toBeLessThan(horizon / sync_retry_ticks_max + 10);
+    expect(requested_at.length).toBeGreaterThan(horizon / (sync_retry_ticks_max + 5));
+    // Peers are asked in turn, never itself; the storage began once per attempt and the next.
+    expect(new Set(host.sent.map((s) => s.to))).toEqual(new Set([0, 2]));
+    expect(host.storage.begun).toHaveLength(requested_at.length + 1);
+    // One line per failed attempt; the first and every tenth loud, the rest at debug.
+    const failures = host.failures();
+    expect(host.logs).toHaveLength(failures.length + 1); // and the line that began the sync
+    expect(failures).toHaveLength(requested_at.length);
+    failures.forEach((f, i) => expect(f.text).toContain(`failed on attempt ${i + 1}:`));
+    const loud = failures.flatMap((f, i) => (f.level === "debug" ? [] : [i + 1]));
+    expect(loud).toEqual(Array.from({ length: 1 + Math.floor(requested_at.length / 10) }, (_, k) => Math.max(1, k * 10)));
+    expect(host.logs.at(-1)).toContain(`in ${sync_retry_ticks_max * 10} ms`);
+  });
+
+  test("a transfer begun while failed attempts' backoff lasts waits it out too (a view change cancelled the failing one)", () => {
+    const { host, sync, target, received } = behind();
+    host.view = 1; // replica 1's view: maybeStart takes the target from its own log
+    host.journal.setHeader(naming(target));
+    host.storage.finished = { ...received, store: new ObjectStore() };
+    sync.maybeStart();
+    sync.onSyncChunk(chunk(host, 2, target, 0, null));
+    host.status = "view_change";
+    sync.cancel();
+    host.status = "normal";
+    sync.maybeStart();
+    expect(sync.syncing).toBe(true);
+    expect(host.storage.begun).toHaveLength(3);
+    expect(host.sent).toHaveLength(1); // not asked before the backoff ends
+    host.ticks = sync_retry_ticks_min;
+    sync.repairTick();
+    expect(host.sent).toHaveLength(2);
+  });
+
+  test("a sync that succeeds resets the backoff: the next failure waits the shortest time again", () => {
+    const { host, sync, target, received } = behind();
+    const bad = { ...received, store: new ObjectStore() };
+    host.storage.finished = bad;
+    sync.targetFrom(naming(target));
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      sync.onSyncChunk(chunk(host, host.sent.at(-1)!.to, target, 0, null));
+      host.ticks += sync_retry_ticks_min * 2 ** (attempt - 1);
+      sync.repairTick();
+    }
+    expect(host.logs.at(-1)).toContain(`in ${8 * sync_retry_ticks_min * 10} ms (attempt 5)`);
+    host.storage.finished = received;
+    sync.onSyncChunk(chunk(host, host.sent.at(-1)!.to, target, 0, null));
+    expect(host.installed).toHaveLength(1);
+    expect(sync.syncing).toBe(false);
+    // Later, behind again: the checkpoint at 32 named by op 41.
+    host.op = host.commit_max = 41;
+    const next: CheckpointId = { op: 32, digest: 9n, checksum: 10n };
+    host.storage.finished = bad;
+    sync.targetFrom(naming(next, 41));
+    expect(readRequestSync(host.sent.at(-1)!.message).checkpoint).toEqual(next); // asked at once
+    sync.onSyncChunk(chunk(host, host.sent.at(-1)!.to, next, 0, null));
+    expect(host.logs.at(-1)).toContain(`failed on attempt 1:`);
+    expect(host.logs.at(-1)).toContain(`in ${sync_retry_ticks_min * 10} ms (attempt 2)`);
+    expect(host.levels.at(-1)).toBe("error");
   });
 
   test("a full disk drops the transfer", () => {
@@ -372,5 +499,48 @@ describe("StateSync transfers", () => {
     sync.primaryCheckpointIs(16);
     expect(sync.primary_checkpoint_op).toBe(16);
     sync.invariants();
+  });
+});
+
+describe("StateSync on a real storage", () => {
+  test("a stream that never verifies holds at most one attempt's bytes: disk, files and descriptors do not grow per attempt", () => {
+    // A peer's real checkpoint at 16 (the world checkpoints every 16 ops), with its values.
+    const source = new World(new Prng(5));
+    source.run(32);
+    const served = source.snapshots.get(16)!.id;
+    const fs = new SimFs(new Prng(6));
+    const storage = new FileStorage(fs, worldOptions({ replica: 1 }));
+    expect(storage.recover(world_clients_max).state).toBeNull();
+    const host = new FakeHost(storage);
+    host.op = host.commit_max = 25;
+    const sync = new StateSync(host);
+    // The committed prepare names a digest the served state does not have (peers that all serve a
+    // damaged state, or a bug): no attempt can verify.
+    const target: CheckpointId = { ...served, digest: served.digest ^ 1n };
+    const idle = { bytes: fs.usedBytes(), files: segmentFiles(fs).length, fds: fs.openFdCount() };
+    sync.targetFrom(naming(target));
+    const peaks: number[] = [];
+    const after: (typeof idle)[] = [];
+    let answered = 0;
+    while (after.length < 30) {
+      host.ticks += 1;
+      if (host.ticks % 5 === 0) sync.repairTick();
+      for (; answered < host.sent.length; answered++) {
+        const { to, message } = host.sent[answered]!;
+        const position = readRequestSync(message).position;
+        const served_chunk = source.storage.readSyncChunk(served, position, 2048)!;
+        if (served_chunk.next === null) peaks.push(fs.usedBytes()); // every value but the last chunk's is written
+        const envelope = { ...host.envelope(host.view), replica: to };
+        sync.onSyncChunk(buildSyncChunk(envelope, { checkpoint: target, position, next: served_chunk.next, body: served_chunk.bytes }));
+        if (served_chunk.next === null) after.push({ bytes: fs.usedBytes(), files: segmentFiles(fs).length, fds: fs.openFdCount() });
+      }
+    }
+    expect(host.failures()).toHaveLength(30);
+    expect(host.installed).toHaveLength(0);
+    // Each attempt wrote the values it received into segments of its own...
+    expect(peaks[0]!).toBeGreaterThan(idle.bytes + 4096);
+    expect(new Set(peaks)).toEqual(new Set([peaks[0]!]));
+    // ...and its failure released them before the next attempt began.
+    for (const measured of after) expect(measured).toEqual(idle);
   });
 });

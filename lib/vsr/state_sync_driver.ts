@@ -22,7 +22,7 @@ import type { Journal } from "./journal.ts";
 import type { DurableState } from "./durable_state.ts";
 import { isNoSpace, type CheckpointId, type CheckpointMeta, type Storage } from "./storage.ts";
 import { stateDigest } from "./root.ts";
-import { SyncTargets, SyncTransfer, syncNeeded, sync_chunk_size_max } from "./state_sync.ts";
+import { SyncFailures, SyncTargets, SyncTransfer, syncNeeded, sync_chunk_size_max } from "./state_sync.ts";
 import { primaryIndex, type Env, type Status } from "./env.ts";
 import { buildRequestSync, buildSyncChunk, readRequestSync, readSyncChunk, type Envelope } from "./messages.ts";
 
@@ -36,7 +36,7 @@ export interface SyncReceived {
 /** The members of Replica this part reads or calls. */
 export interface StateSyncHost {
   readonly replica: number;
-  readonly config: Pick<Config, "replica_count" | "checkpoint_interval_ops" | "clients_max">;
+  readonly config: Pick<Config, "replica_count" | "checkpoint_interval_ops" | "clients_max" | "tick_ms">;
   readonly env: Pick<Env, "sendToReplica" | "log">;
   readonly storage: Pick<Storage, "writeCheckpoint" | "readSyncChunk" | "syncBegin" | "syncApply" | "syncFinish">;
   readonly journal: Pick<Journal, "header">;
@@ -72,6 +72,8 @@ export class StateSync {
   private sync: SyncTransfer | null = null;
   /** Which checkpoint to sync: the primary's announced one, and a target no peer served. */
   private readonly sync_targets = new SyncTargets();
+  /** Consecutive failed attempts and the backoff they impose on the next one (state_sync.ts). */
+  private readonly failures = new SyncFailures();
 
   constructor(private readonly host: StateSyncHost) {
     assert(host.config.checkpoint_interval_ops > 0, "checkpoint interval must be positive");
@@ -193,7 +195,10 @@ export class StateSync {
     host.stats.syncs += 1;
     host.storage.syncBegin(target);
     this.sync = new SyncTransfer(target, primaryIndex(host.view, host.config.replica_count), host.replica, host.config);
-    this.requestChunk();
+    // A new transfer after failed attempts (a view change cancelled the last, or it stalled) still
+    // waits out their backoff: only a success lifts it.
+    if (host.ticks < this.failures.resume) this.sync.waitUntil(this.failures.resume);
+    else this.requestChunk();
   }
 
   private requestChunk(): void {
@@ -233,9 +238,7 @@ export class StateSync {
       return;
     }
     if (!applied) {
-      host.env.log("warn", `replica ${host.replica}: state sync chunk from ${h.replica} does not parse: restarting the sync`);
-      host.storage.syncBegin(sync.target);
-      sync.restart();
+      this.attemptFailed(sync, h.replica, "a chunk that does not parse", "warn");
       return;
     }
     if (sync.applied(chunk.next) === "request_next") {
@@ -251,13 +254,7 @@ export class StateSync {
     assert(sync !== null, () => `replica ${host.replica}: finishing a sync that is not under way`);
     const received = host.storage.syncFinish(host.config.clients_max);
     if (received === null || !sync.verifies(received)) {
-      host.env.log(
-        "error",
-        `replica ${host.replica}: state sync of checkpoint ${sync.target.op} from replica ${sync.peer} does not match its digest: retrying with another peer`,
-      );
-      host.storage.syncBegin(sync.target);
-      sync.retryElsewhere();
-      this.requestChunk();
+      this.attemptFailed(sync, sync.peer, "a state that does not match its digest", "error");
       return;
     }
     try {
@@ -269,18 +266,38 @@ export class StateSync {
       return;
     }
     this.sync = null;
+    this.failures.succeeded();
     host.installSynced(sync.target, received);
+  }
+
+  /** An attempt failed (what `from` sent did not parse, or the state assembled did not verify):
+   * its bytes are released now (syncBegin discards the partial or rejected state's segments, so a
+   * sync that keeps failing holds at most one attempt's bytes), and the stream is fetched again
+   * from the start from the next peer once the backoff has passed (SyncFailures). One line per
+   * attempt, loud only for the first and every sync_failure_log_every-th. */
+  private attemptFailed(sync: SyncTransfer, from: number, what: string, level: "warn" | "error"): void {
+    const host = this.host;
+    host.storage.syncBegin(sync.target);
+    const wait = this.failures.failed(host.ticks);
+    sync.retryElsewhere(host.ticks + wait);
+    const attempt = this.failures.count;
+    host.env.log(
+      this.failures.loud() ? level : "debug",
+      `replica ${host.replica}: state sync of checkpoint ${sync.target.op} failed on attempt ${attempt}: replica ${from} sent ${what}; ` +
+        `retrying with replica ${sync.peer} in ${wait * host.config.tick_ms} ms (attempt ${attempt + 1})`,
+    );
   }
 
   /** A repair tick: true while a transfer is under way (repair waits for it). A stalled sync asks
    * the next peer (the one asked may have moved past this checkpoint); when no peer answers, the
    * cluster has moved on: start over from a newer checkpoint, or repair for a while
-   * (SyncTargets.afterStall). */
+   * (SyncTargets.afterStall). A transfer waiting after a failed attempt asks again once its wait
+   * is over. */
   repairTick(): boolean {
     const host = this.host;
     const sync = this.sync;
     if (sync === null) return false;
-    const stall = sync.repairTick();
+    const stall = sync.repairTick(host.ticks);
     if (stall === "give_up") {
       host.env.log("info", `replica ${host.replica}: no peer serves checkpoint ${sync.target.op} any more: syncing a newer one`);
       const stalled = sync.target;
@@ -291,7 +308,7 @@ export class StateSync {
       if (next !== null) this.begin(next);
       return true;
     }
-    if (stall === "ask_next_peer") this.requestChunk();
+    if (stall === "ask_next_peer" || stall === "retry") this.requestChunk();
     return true;
   }
 
@@ -307,5 +324,7 @@ export class StateSync {
       this.sync.target.op > 0 && this.sync.peer >= 0 && this.sync.peer < host.config.replica_count,
       () => `replica ${host.replica}: a sync of checkpoint ${this.sync?.target.op} from peer ${this.sync?.peer}`,
     );
+    // Only failed attempts make a transfer wait.
+    assert(!this.sync.waiting || this.failures.count > 0, () => `replica ${host.replica}: a sync waiting with no failed attempt`);
   }
 }
