@@ -74,6 +74,10 @@ export class TracedStorage implements Storage {
   syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; checkpoint: CheckpointMeta } | null {
     return this.inner.syncFinish(clients_max);
   }
+  syncAbort(): void {
+    this.inner.syncAbort();
+  }
+
   usedBytes(): number {
     return this.inner.usedBytes();
   }

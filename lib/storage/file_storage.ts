@@ -375,6 +375,11 @@ export class FileStorage implements Storage {
     return this.receiver.finish(clients_max);
   }
 
+  syncAbort(): void {
+    assert(this.ring.fd >= 0, "syncAbort: storage not open");
+    this.receiver.abort();
+  }
+
   hasSpace(bytes: number): boolean {
     assert(Number.isSafeInteger(bytes), "hasSpace: bytes");
     return hasSpace(this.fs, bytes);

@@ -200,6 +200,20 @@ describe("FileStorage: state sync", () => {
   // previous.checksum, so a chunk damaged there installs a different state than the source's.
   // Sync chunks travel in checksummed messages, so this needs damage outside the wire.
 
+  test("an aborted sync deletes the segments it wrote, and takes no more chunks", () => {
+    const w = new World(new Prng(10));
+    w.run(interval * 2);
+    const stream = chunks(w.storage, w.checkpoint, 1);
+    const b = newReplica(10);
+    const idle = b.fs.usedBytes();
+    b.storage.syncBegin(w.checkpoint);
+    for (const chunk of stream.slice(0, -1)) expect(b.storage.syncApply(chunk)).toBe(true);
+    expect(b.fs.usedBytes()).toBeGreaterThan(idle);
+    b.storage.syncAbort();
+    expect(b.fs.usedBytes()).toBe(idle);
+    expect(b.storage.syncApply(stream.at(-1)!)).toBe(false);
+  });
+
   test("an incomplete stream does not finish", () => {
     const w = new World(new Prng(9));
     w.run(interval * 2);

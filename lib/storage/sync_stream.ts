@@ -270,9 +270,15 @@ export class SyncReceiver {
     this.unadopted = [];
   }
 
-  begin(id: CheckpointId): void {
+  /** Deletes what a sync received and not adopted, and expects no more of it. */
+  abort(): void {
     this.segments.discard([...(this.receiving?.segments ?? []), ...this.unadopted]);
     this.unadopted = [];
+    this.receiving = null;
+  }
+
+  begin(id: CheckpointId): void {
+    this.abort();
     this.receiving = {
       id,
       anchor: null,

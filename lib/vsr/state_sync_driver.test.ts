@@ -49,6 +49,11 @@ class FakeStorage {
   readSyncChunk(): SyncChunk | null {
     return this.served;
   }
+  /** Transfers dropped for good (syncAbort). */
+  aborted = 0;
+  syncAbort(): void {
+    this.aborted += 1;
+  }
   syncBegin(id: CheckpointId): void {
     this.begun.push(id);
     this.applied.length = 0;
@@ -370,6 +375,7 @@ describe("StateSync transfers", () => {
     sync.onSyncChunk(chunk(host, 2, target, 0, null));
     host.status = "view_change";
     sync.cancel();
+    expect(host.storage.aborted).toBe(1);
     host.status = "normal";
     sync.maybeStart();
     expect(sync.syncing).toBe(true);
@@ -407,13 +413,15 @@ describe("StateSync transfers", () => {
     expect(host.levels.at(-1)).toBe("error");
   });
 
-  test("a full disk drops the transfer", () => {
+  test("a full disk drops the transfer, and what it received with it", () => {
     const { host, sync, target } = behind();
     sync.targetFrom(naming(target));
     host.storage.full = true;
     sync.onSyncChunk(chunk(host, 0, target, 0, 100));
     expect(host.calls).toEqual(["diskFull"]);
     expect(sync.syncing).toBe(false);
+    // Its segments may be what fills the disk: deleted now, not when a next sync begins.
+    expect(host.storage.aborted).toBe(1);
     // Not started again while the disk is full.
     sync.maybeStart();
     expect(host.calls).toEqual(["diskFull"]);

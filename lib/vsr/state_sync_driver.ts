@@ -38,7 +38,7 @@ export interface StateSyncHost {
   readonly replica: number;
   readonly config: Pick<Config, "replica_count" | "checkpoint_interval_ops" | "clients_max" | "tick_ms">;
   readonly env: Pick<Env, "sendToReplica" | "log">;
-  readonly storage: Pick<Storage, "writeCheckpoint" | "readSyncChunk" | "syncBegin" | "syncApply" | "syncFinish">;
+  readonly storage: Pick<Storage, "writeCheckpoint" | "readSyncChunk" | "syncBegin" | "syncApply" | "syncFinish" | "syncAbort">;
   readonly journal: Pick<Journal, "header">;
   readonly durable: Pick<DurableState, "taking" | "written_checkpoint" | "missing" | "retryable">;
   readonly stats: { syncs: number };
@@ -104,6 +104,13 @@ export class StateSync {
   /** The transfer is dropped (a view change; it starts again once needed, maybeStart). */
   cancel(): void {
     assert(this.host.status === "view_change", () => `a sync cancelled in status ${this.host.status}: only a view change cancels one`);
+    this.drop();
+  }
+
+  /** Ends the transfer for good: what it received is deleted now (on a full disk, those segments
+   * may be what keeps the replica out of space). */
+  private drop(): void {
+    if (this.sync !== null) this.host.storage.syncAbort();
     this.sync = null;
   }
 
@@ -234,7 +241,7 @@ export class StateSync {
     } catch (error) {
       if (!isNoSpace(error)) throw error;
       host.diskFull(error);
-      this.sync = null; // started again once there is space (maybeStart)
+      this.drop(); // started again once there is space (maybeStart)
       return;
     }
     if (!applied) {
@@ -262,7 +269,7 @@ export class StateSync {
     } catch (error) {
       if (!isNoSpace(error)) throw error;
       host.diskFull(error);
-      this.sync = null;
+      this.drop();
       return;
     }
     this.sync = null;
@@ -301,7 +308,7 @@ export class StateSync {
     if (stall === "give_up") {
       host.env.log("info", `replica ${host.replica}: no peer serves checkpoint ${sync.target.op} any more: syncing a newer one`);
       const stalled = sync.target;
-      this.sync = null;
+      this.drop();
       const next = this.sync_targets.afterStall(stalled, host.view, host.commit_min, host.commitKnown(), host.ticks);
       // Only a newer checkpoint follows one no peer served.
       assert(next === null || next.op > stalled.op, () => `replica ${host.replica}: syncing ${stalled.op} again right after it stalled`);

@@ -155,6 +155,9 @@ export interface Storage {
    * and anchor header (null if the stream was incomplete). The caller verifies the digest, then
    * writes the checkpoint with writeCheckpoint. */
   syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; checkpoint: CheckpointMeta } | null;
+  /** Drops a sync that will not be finished (a view change, a full disk, no peer serving it): its
+   * segments are deleted now, not when the next sync begins, which may be never. */
+  syncAbort(): void;
   /** Bytes of data files and journal, for status. */
   usedBytes(): number;
   /** Whether at least `bytes` more can be written (probed after the disk was found full). */
