@@ -3,7 +3,14 @@
 import type { CAC, Command } from "cac";
 import { MarkedArgs, kebabCase, processArgs, userArgs, type RawArg } from "./raw_argv.ts";
 import { escapeBytes } from "../lib/util/escape.ts";
-import { block_size_max_ceiling_bytes, block_size_min_bytes, upload_abandon_ms_ceiling } from "../lib/constants.ts";
+import {
+  block_size_max_ceiling_bytes,
+  block_size_min_bytes,
+  defaultConfig,
+  scrub_bytes_per_tick_max,
+  scrub_bytes_per_tick_min,
+  upload_abandon_ms_ceiling,
+} from "../lib/constants.ts";
 
 /** A usage problem (bad argument, option, address, key or input file): one line on stderr, exit 2. */
 export class UsageError extends Error {
@@ -26,11 +33,11 @@ export function parseIntArg(name: string, value: unknown, min: number, max: numb
 
 /** The large-object settings a replica takes from its command line (LARGE_OBJECTS.md §2): every
  * replica of a cluster must be given the same ones. Absent options keep the defaults. */
-export function largeObjectOptions(options: { blockSizeMax?: unknown; uploadAbandonAge?: unknown }): {
-  config: { block_size_max?: number; upload_abandon_ms?: number };
+export function largeObjectOptions(options: { blockSizeMax?: unknown; uploadAbandonAge?: unknown; scrubRate?: unknown }): {
+  config: { block_size_max?: number; upload_abandon_ms?: number; scrub_bytes_per_tick?: number };
   args: string[];
 } {
-  const config: { block_size_max?: number; upload_abandon_ms?: number } = {};
+  const config: { block_size_max?: number; upload_abandon_ms?: number; scrub_bytes_per_tick?: number } = {};
   const args: string[] = [];
   if (options.blockSizeMax !== undefined) {
     config.block_size_max = parseIntArg("--block-size-max", options.blockSizeMax, block_size_min_bytes, block_size_max_ceiling_bytes);
@@ -40,6 +47,15 @@ export function largeObjectOptions(options: { blockSizeMax?: unknown; uploadAban
     const seconds = parseIntArg("--upload-abandon-age", options.uploadAbandonAge, 1, Math.floor(upload_abandon_ms_ceiling / 1000));
     config.upload_abandon_ms = seconds * 1000;
     args.push("--upload-abandon-age", String(seconds));
+  }
+  if (options.scrubRate !== undefined) {
+    // MB/s at the replica's 10 ms tick: bytes per tick = MB/s × 10^6 / 100.
+    const ticks_per_second = 1000 / defaultConfig(1, 0n).tick_ms;
+    const min = Math.ceil((scrub_bytes_per_tick_min * ticks_per_second) / 1e6);
+    const max = Math.floor((scrub_bytes_per_tick_max * ticks_per_second) / 1e6);
+    const rate = parseIntArg("--scrub-rate", options.scrubRate, min, max);
+    config.scrub_bytes_per_tick = Math.round((rate * 1e6) / ticks_per_second);
+    args.push("--scrub-rate", String(rate));
   }
   return { config, args };
 }

@@ -35,6 +35,7 @@ export interface DevOptions {
   logLevel?: unknown;
   blockSizeMax?: unknown;
   uploadAbandonAge?: unknown;
+  scrubRate?: unknown;
 }
 
 interface Child {

@@ -19,6 +19,7 @@ export interface ServeOptions {
   metrics?: unknown;
   blockSizeMax?: unknown;
   uploadAbandonAge?: unknown;
+  scrubRate?: unknown;
 }
 
 export function loggerFrom(options: { logLevel?: unknown; logFormat?: unknown }): Logger {

@@ -25,6 +25,7 @@ function serveCommand(name: string, description: string) {
     .option("--log-format <format>", "text or json", { default: "text" })
     .option("--block-size-max <bytes>", "Largest block of a streamed object, 16..4194304 (default 4 MiB; the same on every replica)")
     .option("--upload-abandon-age <seconds>", "An upload untouched this long is aborted and its blocks reclaimed (default 86400)")
+    .option("--scrub-rate <MB/s>", "How fast each replica re-reads and verifies stored values and blocks, 1..6710 (default 6)")
     .action((options: Record<string, unknown>) => serve(options));
 }
 
@@ -43,6 +44,7 @@ cli
   .option("--log-level <level>", "debug, info, warn or error", { default: "info" })
   .option("--block-size-max <bytes>", "Largest block of a streamed object, 16..4194304 (default 4 MiB)")
   .option("--upload-abandon-age <seconds>", "An upload untouched this long is aborted and its blocks reclaimed (default 86400)")
+  .option("--scrub-rate <MB/s>", "How fast each replica re-reads and verifies stored values and blocks, 1..6710 (default 6)")
   .example("toastyfs dev")
   .example("toastyfs dev --replicas 5 --base-port 9001 --data /tmp/toastyfs")
   .action((options: Record<string, unknown>) => dev(options));

@@ -44,6 +44,7 @@ describe("usage errors exit 2 with one line", () => {
     ["serve with a bad address", ["--addr", "localhost"], /bad address "localhost"/],
     ["serve with a bad metrics address", ["--addr", "127.0.0.1:7001", "--metrics", "x"], /--metrics: bad address/],
     ["serve with a bad log level", ["--addr", "127.0.0.1:7001", "--log-level", "loud"], /--log-level must be/],
+    ["serve with a scrub rate of 0", ["--addr", "127.0.0.1:7001", "--scrub-rate", "0"], /--scrub-rate must be between 1 and 6710, got 0/],
     ["dev with an even replica count", ["dev", "--replicas", "2"], /--replicas must be odd/],
     ["dev with a bad port", ["dev", "--base-port", "abc"], /--base-port must be a whole number/],
     ["admin -c with an unknown command", ["admin", "-c", "bogus", "--cluster", "127.0.0.1:7001"], /unknown command "bogus"/],

@@ -961,6 +961,7 @@ describe("configuration of the large-object limits", () => {
     expect(config.upload_abandon_ms).toBe(86_400_000);
     expect(config.request_queue_bytes_max).toBe(64 * 1024 * 1024);
     expect(config.reclaim_nudge_bytes_min).toBe(16 * 1024 * 1024);
+    expect(config.scrub_bytes_per_tick).toBe(64 * 1024);
     expect(largeObjectConfigProblem(config)).toBeNull();
     expect(object_size_max_bytes).toBe(5_497_558_138_880);
     expect(object_size_max_bytes).toBeLessThan(2 ** 53);
@@ -973,6 +974,8 @@ describe("configuration of the large-object limits", () => {
       [{ block_size_max: block_size_max_ceiling_bytes + 1 }, "block_size_max"],
       [{ block_size_max: 1000, value_size_max: 999 }, "block_size_max"],
       [{ block_size_max: 1.5 }, "block_size_max"],
+      [{ scrub_bytes_per_tick: 4095 }, "scrub_bytes_per_tick"],
+      [{ scrub_bytes_per_tick: 64 * 1024 * 1024 + 1 }, "scrub_bytes_per_tick"],
       [{ uploads_open_max: 0 }, "uploads_open_max"],
       [{ uploads_open_max: uploads_open_max_ceiling + 1 }, "uploads_open_max"],
       [{ upload_abandon_ms: 0 }, "upload_abandon_ms"],

@@ -13,7 +13,7 @@ import type { Config } from "../constants.ts";
 import type { ObjectEntry, ObjectStore, ValueLocation } from "../store/object_store.ts";
 import type { Block } from "../store/uploads.ts";
 import { isNoSpace, type Storage } from "./storage.ts";
-import { Scrubber } from "./scrubber.ts";
+import { Scrubber, scrub_limits } from "./scrubber.ts";
 import { ValueRepairs, valueRepairPeer, value_repairs_max, type BlockRequest, type ValueRequest } from "./value_repair.ts";
 import {
   buildBlock,
@@ -38,7 +38,7 @@ export const compaction_bytes_per_round = 1024 * 1024;
 /** What the value keeper reads of its replica, and the few effects it asks of it. */
 export interface ValueKeeperHost {
   readonly replica: number;
-  readonly config: Pick<Config, "replica_count">;
+  readonly config: Pick<Config, "replica_count" | "scrub_bytes_per_tick">;
   readonly env: Pick<Env, "sendToReplica" | "random" | "log">;
   readonly storage: Pick<Storage, "readValue" | "writeValue" | "compactionCandidate">;
   /** Read afresh on every call: a state sync replaces the whole index. */
@@ -55,7 +55,7 @@ export interface ValueKeeperHost {
 
 export class ValueKeeper {
   /** Which values to verify next (cursor, byte budget, pass interval): scrubber.ts. */
-  private readonly scrubber = new Scrubber();
+  private readonly scrubber: Scrubber;
   /** Keys and blocks whose bytes this replica found damaged, with what it expects (value_repair.ts): bounded. */
   private readonly value_repairs = new ValueRepairs();
   /** Answers the scrubber's question "queued for repair already?" without a closure per tick. */
@@ -67,6 +67,7 @@ export class ValueKeeper {
   constructor(private readonly host: ValueKeeperHost) {
     // Value repair asks a peer: a replica that is not one of its cluster's has none to ask.
     assert(host.replica >= 0 && host.replica < host.config.replica_count, () => `value keeper for replica ${host.replica}`);
+    this.scrubber = new Scrubber({ ...scrub_limits, bytes_per_tick: host.config.scrub_bytes_per_tick });
   }
 
   /** Repairs outstanding, of values and blocks (only tests read it). */
