@@ -22,7 +22,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { Client } from "../lib/client/client.ts";
+import { Client, clusterStatus } from "../lib/client/client.ts";
 import { client_lanes_default } from "../lib/constants.ts";
 import { EtcdCluster, ToastyCluster, etcdInstalled, type BenchCluster, type Store } from "./clusters.ts";
 import { getLimit, putLimit, ratioToLimit, type LimitResult } from "./disk_limit.ts";
@@ -66,6 +66,9 @@ interface CpuSeconds {
 interface Seen {
   peaks: Peaks | null;
   cpu: CpuSeconds;
+  /** Requests the replicas refused on arrival during the workload (busy, not_primary, ...: each a
+   * whole block sent for nothing), summed over the replicas; null if a status did not answer. */
+  refused: number | null;
 }
 
 interface WorkloadResult {
@@ -149,12 +152,22 @@ class Bench {
   private async observe<T>(fn: () => Promise<T>): Promise<{ value: T; seen: Seen }> {
     const pids = this.cluster.pids();
     if (this.flags.rss) for (const pid of [...pids, "self" as const]) if (pid !== null) restartPeakRss(pid);
+    const refused_before = await this.refused();
     const before = cpuSnapshot(pids);
     const value = await fn();
     const after = cpuSnapshot(pids);
+    const refused_after = await this.refused();
     const cpu = { replicas: after.servers.map((ms, i) => (ms - before.servers[i]!) / 1000), bench: (after.self - before.self) / 1000 };
     const peaks = this.flags.rss ? { replicas: pids.map((pid) => (pid === null ? null : peakRss(pid))), bench: peakRss("self") } : null;
-    return { value, seen: { peaks, cpu } };
+    const refused = refused_before === null || refused_after === null ? null : refused_after - refused_before;
+    return { value, seen: { peaks, cpu, refused } };
+  }
+
+  /** The replicas' requests_rejected counters, summed; null if one does not answer. */
+  private async refused(): Promise<number | null> {
+    const statuses = await clusterStatus(this.cluster.addresses);
+    if (statuses.some((s) => s === null)) return null;
+    return statuses.reduce((sum, s) => sum + (s!.counters.requests_rejected ?? 0), 0);
   }
 
   async primaryIndex(): Promise<number> {
@@ -181,7 +194,9 @@ class Bench {
   ): WorkloadResult {
     const mb_per_s = bytes / 1e6 / seconds;
     const { limit_mb_per_s, ratio } = ratioToLimit(mb_per_s, limits);
-    log(`  ${name}: ${fmt(seconds, 2)} s = ${fmt(mb_per_s)} MB/s, ratio ${fmt(ratio, 2)}; ${check}`);
+    log(
+      `  ${name}: ${fmt(seconds, 2)} s = ${fmt(mb_per_s)} MB/s, ratio ${fmt(ratio, 2)}; ${check}; requests refused on arrival: ${seen.refused ?? "?"}`,
+    );
     return { name, bytes, seconds, mb_per_s, limit_kind, limits, limit_mb_per_s, ratio, check, check_ok, ...seen };
   }
 
