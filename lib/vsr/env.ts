@@ -80,3 +80,18 @@ export interface ReplicaSummary {
   /** Whether it acts as primary (isActingPrimary). */
   primary: boolean;
 }
+
+/** Where a replica stands (Replica.describe), from the fields it shares with status displays. */
+export function summarize(replica: {
+  readonly status: Status;
+  readonly view: number;
+  readonly log_view: number;
+  readonly op: number;
+  readonly commit_min: number;
+  readonly commit_max: number;
+  readonly checkpoint: { readonly op: number };
+  isActingPrimary(): boolean;
+}): ReplicaSummary {
+  const { status, view, log_view, op, commit_min, commit_max } = replica;
+  return { status, view, log_view, op, commit_min, commit_max, checkpoint: replica.checkpoint.op, primary: replica.isActingPrimary() };
+}
