@@ -246,9 +246,19 @@ class ManifestTrusted extends Replica {
   }
 }
 
-/** Issue 14 (docs/LARGE_OBJECTS.md §6): the primary checks a complete_upload's blocks when it
+/**
+ * Issue 14 (docs/LARGE_OBJECTS.md §6): the primary checks a complete_upload's blocks when it
  * arrives, against its request queue, its pipeline and its executed store, and answers
- * upload_incomplete at once if a block is in none of them; execution trusts the manifest. */
+ * upload_incomplete at once if a block is in none of them; execution trusts the manifest.
+ *
+ * The primary prepares requests in arrival order, so a block found in its queue or pipeline is
+ * ordered before the complete and commits with it (or is lost with it): this check is unsafe only
+ * where it lets a complete through unchecked (an upload this primary has not executed the create
+ * of). Where it mostly goes wrong is the other way: a new primary that has not yet executed blocks
+ * committed in the view before holds them nowhere it looks, and answers upload_incomplete for
+ * blocks already acknowledged, which the simulated client reports. Seen in about 1 seed in 100
+ * with 5 replicas, 1 in 500 with 3: hence 5 replicas here.
+ */
 class ManifestCheckedAtArrival extends ManifestTrusted {
   protected override onRequest(message: Message): void {
     const missing = this.missingOnArrival(message);
@@ -353,7 +363,7 @@ describe("broken replicas are caught", () => {
 
   test(
     "a manifest checked on arrival against queue, pipeline and store, trusted at execution (issue 14)",
-    () => expectCaught("manifest checked at arrival", ManifestCheckedAtArrival, 1800),
+    () => expectCaught("manifest checked at arrival", ManifestCheckedAtArrival, 1800, 5),
     timeout_ms,
   );
   test(
