@@ -81,17 +81,11 @@ export interface ReplicaSummary {
   primary: boolean;
 }
 
-/** Where a replica stands (Replica.describe), from the fields it shares with status displays. */
-export function summarize(replica: {
-  readonly status: Status;
-  readonly view: number;
-  readonly log_view: number;
-  readonly op: number;
-  readonly commit_min: number;
-  readonly commit_max: number;
-  readonly checkpoint: { readonly op: number };
-  isActingPrimary(): boolean;
-}): ReplicaSummary {
+/** Where a replica stands (Replica.describe): its own fields, but the checkpoint's op and whether
+ * it acts as primary. */
+export function summarize(
+  replica: Omit<ReplicaSummary, "checkpoint" | "primary"> & { readonly checkpoint: { readonly op: number }; isActingPrimary(): boolean },
+): ReplicaSummary {
   const { status, view, log_view, op, commit_min, commit_max } = replica;
   return { status, view, log_view, op, commit_min, commit_max, checkpoint: replica.checkpoint.op, primary: replica.isActingPrimary() };
 }
