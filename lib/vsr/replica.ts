@@ -485,7 +485,8 @@ export class Replica {
 
   /** Why this replica refuses writes, if it does (status, metrics). */
   problem(): string | null {
-    if (this.no_space) return "disk full: this replica refuses new writes until space is freed (reads, deletes and abort-upload are still served)";
+    if (this.no_space)
+      return "disk full: this replica refuses new writes until space is freed (reads, deletes and abort-upload are still served)";
     const damaged = this.damagedOps();
     if (damaged.length > 0) return `journal damaged (ops ${describeOps(damaged)}): repairing from peers`;
     return null;
