@@ -9,7 +9,10 @@
  * Bodies are random, as a fuzzer's are: a do_view_change or start_view built from real prepare
  * headers would be a vote or a new view from a replica that never sent it, which breaks quorum
  * intersection itself; only authenticating the sender (issue 16) stops that, and the simulator
- * found exactly that when it tried (a forged vote let a view drop a committed op).
+ * found exactly that when it tried (a forged vote let a view drop a committed op). Block repair
+ * frames (request_block, block) are the exception: half of them are well-formed and name a real
+ * block of the receiver, since they claim nothing about the log and only a block's checksum
+ * decides what a replica takes from them.
  */
 import { Command, Header, encode, finalize } from "../lib/net/codec.ts";
 import type { Prng } from "../lib/util/prng.ts";
@@ -33,7 +36,16 @@ export const replica_commands = [
   Command.sync_chunk,
   Command.request_value,
   Command.value,
+  Command.request_block,
+  Command.block,
 ];
+
+/** A live block of the receiver's: a forged repair frame may name it (its id and checksum). */
+export interface ForgedBlock {
+  id: number;
+  checksum: bigint;
+  size: number;
+}
 
 /** What a forger knows of the cluster: its identity and roughly where it is. */
 export interface ForgeTarget {
@@ -43,6 +55,9 @@ export interface ForgeTarget {
   view: number;
   /** The cluster's commit number lately, so some forged numbers land near the real ones. */
   op: number;
+  /** The receiver's block counter and live blocks, so some forged block repair frames name a real
+   * block or one about to be written (absent: ids near 1). */
+  blocks?: { counter: number; live: readonly ForgedBlock[] };
 }
 
 /** A number near `around` (sometimes far above it, sometimes 0). */
@@ -74,7 +89,29 @@ export function forgedReplicaMessage(prng: Prng, target: ForgeTarget, receiver: 
   h.request = prng.int(4);
   h.operation = prng.int(3);
   h.timestamp = timestamp_ms;
-  const body = new Uint8Array(prng.chance(0.5) ? 0 : prng.int(513));
-  for (let i = 0; i < body.length; i++) body[i] = prng.int(256);
+  let body = randomBytes(prng, prng.chance(0.5) ? 0 : prng.int(513));
+  if ((h.command === Command.request_block || h.command === Command.block) && prng.chance(0.5)) body = blockRepair(prng, h, target);
   return encode(finalize(h, body));
+}
+
+function randomBytes(prng: Prng, size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i++) bytes[i] = prng.int(256);
+  return bytes;
+}
+
+/**
+ * A well-formed request_block or block (docs/PROTOCOL.md §4.4: `op` the block id, `context` its
+ * checksum; a request's body empty, a block's its bytes): often a live block of the receiver with
+ * its real checksum, so a request is answered with real bytes to a replica that never asked, and a
+ * block claims to repair a real block with bytes of its size that are not its own. Sets h's fields;
+ * returns the body.
+ */
+function blockRepair(prng: Prng, h: Header, target: ForgeTarget): Uint8Array {
+  const live = target.blocks?.live ?? [];
+  const real = live.length > 0 && prng.chance(0.6) ? prng.pick(live) : null;
+  h.op = real?.id ?? 1 + prng.int((target.blocks?.counter ?? 0) + 8);
+  h.context = real !== null && prng.chance(0.8) ? real.checksum : prng.u64();
+  if (h.command === Command.request_block) return new Uint8Array(0);
+  return randomBytes(prng, real !== null && prng.chance(0.5) ? real.size : 1 + prng.int(512));
 }

@@ -832,6 +832,7 @@ export class Simulator {
         incarnation: replica.incarnation,
         view: d.view,
         op: d.commit_max,
+        blocks: { counter: replica.store.large.block_counter, live: [...replica.store.large.allBlocks()] },
       };
       const bytes = forgedReplicaMessage(p, target, node.index, epoch_ms + Math.floor(this.now / 1000));
       this.checker.forged.add(new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getBigUint64(0, true));

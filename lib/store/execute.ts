@@ -40,6 +40,8 @@ import {
   type BlockMapEntry,
   type ObjectHeader,
   type ObjectMetadata,
+  type UploadIncomplete,
+  type UploadPart,
 } from "./large_bodies.ts";
 import type { Block, Upload } from "./uploads.ts";
 import { slotKey } from "./uploads.ts";
@@ -231,6 +233,7 @@ export function executeLargeWrite(
   operation: Operation,
   body: Uint8Array,
   body_location: ValueLocation,
+  manifest_blocks: ManifestBlocks = (upload, parts) => executedManifestBlocks(store, upload, parts),
 ): ExecuteResult {
   assert(Number.isSafeInteger(timestamp) && timestamp >= 0, () => `timestamp ${timestamp}`);
   switch (operation) {
@@ -239,7 +242,7 @@ export function executeLargeWrite(
     case Operation.write_block:
       return executeWriteBlock(store, timestamp, body, body_location);
     case Operation.complete_upload:
-      return executeCompleteUpload(store, timestamp, body);
+      return executeCompleteUpload(store, timestamp, body, manifest_blocks);
     case Operation.abort_upload: {
       const upload_id = decodeAbortUpload(body);
       if (upload_id === null) return { result: Result.bad_request, body: empty };
@@ -309,16 +312,14 @@ function executeWriteBlock(store: ObjectStore, timestamp: number, body: Uint8Arr
   return { result: Result.ok, body: empty };
 }
 
-function executeCompleteUpload(store: ObjectStore, timestamp: number, body: Uint8Array): ExecuteResult {
+function executeCompleteUpload(store: ObjectStore, timestamp: number, body: Uint8Array, manifest_blocks: ManifestBlocks): ExecuteResult {
   const request = decodeCompleteUpload(body);
   if (request === null) return { result: Result.bad_request, body: empty };
   const upload = store.large.upload(request.upload_id);
   if (upload === undefined) return { result: Result.upload_not_found, body: empty };
-  const blocks: Block[] = [];
-  for (const part of request.parts) {
-    const missing = completePart(upload, store, part, blocks);
-    if (missing !== null) return { result: Result.upload_incomplete, body: encodeUploadIncomplete(missing) };
-  }
+  const found = manifest_blocks(upload, request.parts);
+  if ("missing" in found) return { result: Result.upload_incomplete, body: encodeUploadIncomplete(found.missing) };
+  const blocks = found.blocks;
   let size = 0;
   for (const b of blocks) size += b.size;
   const declared = request.declared_size ?? upload.declared_size;
@@ -347,13 +348,29 @@ function executeCompleteUpload(store: ObjectStore, timestamp: number, body: Uint
   return { result: Result.ok, body: encodeCompleteUploadReply({ version, checksum: manifest }) };
 }
 
+/** Step 2 of complete_upload (§5.4): the blocks a manifest names, in object order, or the first one
+ * missing or mismatching. */
+export type ManifestBlocksFound = { blocks: Block[] } | { missing: UploadIncomplete };
+
+/** How execution finds a manifest's blocks. The rule is executedManifestBlocks (the executed store
+ * only, which log order makes "durable on a quorum", §6); a replica passes it through a hook
+ * (Replica.manifestBlocksReady) so tests/broken_variants.test.ts can prove that trusting a check
+ * made on arrival instead is caught. */
+export type ManifestBlocks = (upload: Upload, parts: readonly UploadPart[]) => ManifestBlocksFound;
+
+/** Step 2 against the executed store: every named slot holds a block, and each part's blocks match
+ * its size and checksum. */
+export function executedManifestBlocks(store: ObjectStore, upload: Upload, parts: readonly UploadPart[]): ManifestBlocksFound {
+  const blocks: Block[] = [];
+  for (const part of parts) {
+    const missing = completePart(upload, store, part, blocks);
+    if (missing !== null) return { missing };
+  }
+  return { blocks };
+}
+
 /** Appends a part's blocks to out, or says what is missing or mismatching (§5.4 step 2). */
-function completePart(
-  upload: Upload,
-  store: ObjectStore,
-  part: { part_number: number; block_count: number; attempt: bigint; part_size: number; part_checksum: bigint },
-  out: Block[],
-): { part_number: number; block_index: number | null; stored_size: number } | null {
+function completePart(upload: Upload, store: ObjectStore, part: UploadPart, out: Block[]): UploadIncomplete | null {
   assert(part.block_count >= 1 && store.large.upload(upload.id) === upload, "a part of an open upload has blocks");
   const first = out.length;
   let stored = 0;

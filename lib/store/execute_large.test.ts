@@ -5,6 +5,7 @@ import {
   executeLargeWrite,
   executeRead,
   executeWrite,
+  executedManifestBlocks,
   sizeLimitOf,
   validateRequest,
   type ExecuteResult,
@@ -406,6 +407,32 @@ describe("complete_upload", () => {
     d.block(id, 1, 1, bytes(16, 99));
     const rewritten = d.complete(id, [part]);
     expect(decodeUploadIncomplete(rewritten.body)!.block_index).toBeNull();
+  });
+
+  test("step 2 is asked of the manifest hook: executedManifestBlocks by default, and its answer decides", () => {
+    const d = new Disk();
+    const id = d.createId("a");
+    const part = d.part(id, 1, bytes(40, 4), 16);
+    const upload = d.store.large.upload(id)!;
+    const found = executedManifestBlocks(d.store, upload, [part]);
+    expect("blocks" in found ? found.blocks.map((b) => b.size) : found).toEqual([16, 16, 8]);
+    expect(executedManifestBlocks(d.store, upload, [{ ...part, block_count: 4 }])).toEqual({
+      missing: { part_number: 1, block_index: 3, stored_size: 40 },
+    });
+    // A hook that reports a block missing wins over a store that holds every block.
+    const body = encodeCompleteUpload({
+      upload_id: id,
+      condition: Condition.none,
+      if_version: 0,
+      declared_size: null,
+      md5: null,
+      parts: [part],
+    });
+    const missing = { part_number: 1, block_index: 2, stored_size: 32 };
+    const r = executeLargeWrite(d.store, limits, 2000, Operation.complete_upload, body, { segment: 99, offset: 0 }, () => ({ missing }));
+    expect([r.result, decodeUploadIncomplete(r.body)]).toEqual([Result.upload_incomplete, missing]);
+    expect(d.store.get("a")).toBeUndefined();
+    expect(d.complete(id, [part]).result).toBe(Result.ok);
   });
 
   test("size_mismatch against complete's declared size, else create's", () => {

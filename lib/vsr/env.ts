@@ -80,3 +80,12 @@ export interface ReplicaSummary {
   /** Whether it acts as primary (isActingPrimary). */
   primary: boolean;
 }
+
+/** Where a replica stands (Replica.describe): its own fields, but the checkpoint's op and whether
+ * it acts as primary. */
+export function summarize(
+  replica: Omit<ReplicaSummary, "checkpoint" | "primary"> & { readonly checkpoint: { readonly op: number }; isActingPrimary(): boolean },
+): ReplicaSummary {
+  const { status, view, log_view, op, commit_min, commit_max } = replica;
+  return { status, view, log_view, op, commit_min, commit_max, checkpoint: replica.checkpoint.op, primary: replica.isActingPrimary() };
+}

@@ -49,12 +49,14 @@ import { admit } from "./admit.ts";
 import { ViewInstall } from "./start_view.ts";
 import { ViewChangeVotes } from "./view_change_votes.ts";
 import { StateMachine, executedStateHolds, readFromStore } from "./state_machine.ts";
-import type { ExecuteResult, Readers } from "../store/execute.ts";
-import type { WriteBlockRequest } from "../store/large_bodies.ts";
+import { executedManifestBlocks, type ExecuteResult, type ManifestBlocksFound, type Readers } from "../store/execute.ts";
+import type { UploadPart, WriteBlockRequest } from "../store/large_bodies.ts";
+import type { Upload } from "../store/uploads.ts";
 import type { Operation } from "../store/operations.ts";
 import {
   newReplicaStats,
   primaryIndex,
+  summarize,
   type Env,
   type ReplicaObserver,
   type ReplicaStats,
@@ -656,9 +658,13 @@ export class Replica {
   }
 
   /** Hooks broken variants override (tests/broken_variants.test.ts): a write_block answered on
-   * arrival only when the executed state holds it; a read answered from the executed state. */
+   * arrival only when the executed state holds it; a manifest's blocks found in the executed state
+   * only (LARGE_OBJECTS.md §6); a read answered from the executed state. */
   blockHeld(request: WriteBlockRequest): boolean {
     return executedStateHolds(this.store, request);
+  }
+  manifestBlocksReady(upload: Upload, parts: readonly UploadPart[]): ManifestBlocksFound {
+    return executedManifestBlocks(this.store, upload, parts);
   }
   executeReadRequest(operation: Operation, body: Uint8Array, readers: Readers): ExecuteResult {
     return readFromStore(this.store, operation, body, readers);
@@ -1186,15 +1192,6 @@ export class Replica {
 
   /** A summary for status displays and the simulator. */
   describe(): ReplicaSummary {
-    return {
-      status: this.status,
-      view: this.view,
-      log_view: this.log_view,
-      op: this.op,
-      commit_min: this.commit_min,
-      commit_max: this.commit_max,
-      checkpoint: this.checkpoint.op,
-      primary: this.isActingPrimary(),
-    };
+    return summarize(this);
   }
 }

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { Command, Header, type Message } from "../net/codec.ts";
 import { defaultConfig } from "../constants.ts";
 import { ObjectStore, type ObjectEntry } from "../store/object_store.ts";
-import type { Block } from "../store/uploads.ts";
+import type { Block, Upload } from "../store/uploads.ts";
 import {
   decodeCreateUploadReply,
   decodeReadReply,
@@ -23,8 +23,8 @@ import { encodeBatch } from "./batch.ts";
 import { buildPrepare, buildRequest, readReply, type ClientReply, type Envelope } from "./messages.ts";
 import type { Env, ReplicaObserver, Status } from "./env.ts";
 import { StateMachine, executedStateHolds, readFromStore, type StateMachineHost } from "./state_machine.ts";
-import type { ExecuteResult, Readers } from "../store/execute.ts";
-import type { WriteBlockRequest } from "../store/large_bodies.ts";
+import { executedManifestBlocks, type ExecuteResult, type ManifestBlocksFound, type Readers } from "../store/execute.ts";
+import type { UploadPart, WriteBlockRequest } from "../store/large_bodies.ts";
 import { rootPrepare } from "./root.ts";
 import { Prng } from "../util/prng.ts";
 
@@ -135,6 +135,9 @@ class FakeHost implements StateMachineHost {
   }
   blockHeld(request: WriteBlockRequest): boolean {
     return executedStateHolds(this.store, request);
+  }
+  manifestBlocksReady(upload: Upload, parts: readonly UploadPart[]): ManifestBlocksFound {
+    return executedManifestBlocks(this.store, upload, parts);
   }
   executeReadRequest(operation: Operation, body: Uint8Array, readers: Readers): ExecuteResult {
     return readFromStore(this.store, operation, body, readers);

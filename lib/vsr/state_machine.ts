@@ -25,6 +25,7 @@ import {
   sizeLimitOf,
   validateRequest,
   type ExecuteResult,
+  type ManifestBlocks,
   type Readers,
 } from "../store/execute.ts";
 import { decodeReadRequest, decodeWriteBlock, type WriteBlockRequest } from "../store/large_bodies.ts";
@@ -70,6 +71,8 @@ export interface StateMachineHost {
   sendReply(reply: ClientReply): void;
   /** Whether a write_block may be answered at once (executedStateHolds; a hook broken variants override). */
   blockHeld(request: WriteBlockRequest): boolean;
+  /** complete_upload's blocks at execution (executedManifestBlocks; a hook broken variants override). */
+  manifestBlocksReady: ManifestBlocks;
   /** Answers a read from the executed state (executeRead/executeLargeRead; a hook broken variants override). */
   executeReadRequest(operation: Operation, body: Uint8Array, readers: Readers): ExecuteResult;
   /** The primary's normal operation (primary.ts): starts a heartbeat round, which waiting reads need confirmed. */
@@ -376,7 +379,9 @@ export class StateMachine {
     const result =
       operation === Operation.put || operation === Operation.delete
         ? executeWrite(host.store, prepare.timestamp, operation, req.body, body_location)
-        : executeLargeWrite(host.store, host.config, prepare.timestamp, operation, req.body, body_location);
+        : executeLargeWrite(host.store, host.config, prepare.timestamp, operation, req.body, body_location, (upload, parts) =>
+            host.manifestBlocksReady(upload, parts),
+          );
     const stored: StoredReply = { op: prepare.op, timestamp: prepare.timestamp, operation, result: result.result, body: result.body };
     host.clients.record(client, prepare.op, request, stored);
     host.observer?.request(host.replica, client, request, prepare.op, false);

@@ -79,8 +79,9 @@ export function clientRequest(prng: Prng, target: FuzzTarget): Uint8Array {
   return encode(finalize(h, body));
 }
 
-/** The replica commands the frame fuzzer mutates (all but the value repair pair). */
-const peer_commands = replica_commands.filter((c) => c !== Command.request_value && c !== Command.value);
+/** The replica commands the frame fuzzer mutates (all but the value and block repair pairs). */
+const repair_commands = [Command.request_value, Command.value, Command.request_block, Command.block];
+const peer_commands = replica_commands.filter((c) => !repair_commands.includes(c));
 
 /** A valid peer message from a replica index in range (not necessarily meaningful). */
 export function peerMessage(prng: Prng, target: FuzzTarget, command = prng.pick(peer_commands)): Uint8Array {
