@@ -188,6 +188,24 @@ function prepareOk(from: number, prepare: Message, checksum = prepare.header.che
   return buildPrepareOk(envelopeOf(from, h.view), { op: h.op, checksum, parent: h.parent, commit_max: 0 });
 }
 
+/** A second of ticks at a time (from tick 100): housekeeping each tick, committing what the primary
+ * sent and taking checkpoints as a replica would. */
+function secondsOf(host: FakeHost, primary: Primary): () => void {
+  let tick = 100;
+  return () => {
+    for (let i = 0; i < 100; i++) {
+      host.ticks = tick++;
+      primary.housekeeping();
+      commitSent(
+        host,
+        primary,
+        host.takeSent().filter((s) => s.to === 1),
+      );
+      host.takeCheckpoints();
+    }
+  };
+}
+
 /** Commits the prepares sent to replica 1: the primary's copies durable, and replica 1's acks. */
 function commitSent(host: FakeHost, primary: Primary, prepares: Sent[]): void {
   primary.onDurable(host.journal.flushed());
@@ -300,38 +318,59 @@ describe("Primary", () => {
     expect(host.op).toBe(op);
   });
 
-  test("a nudge is bounded, and what it could not free starts no second one", () => {
+  test("a nudge is bounded, and what two in a row could not lower starts no third", () => {
     const host = new FakeHost({ reclaim_nudge_bytes_min: 1_000 });
     const primary = new Primary(host);
     const bound = config.journal_slot_count + 3 * config.checkpoint_interval_ops;
-    host.pinned = 5_000; // never freed: a segment something else holds
-    let tick = 100;
-    const second = () => {
-      for (let i = 0; i < 100; i++) {
-        host.ticks = tick++;
-        primary.housekeeping();
-        commitSent(
-          host,
-          primary,
-          host.takeSent().filter((s) => s.to === 1),
-        );
-        host.takeCheckpoints();
-      }
-    };
+    host.pinned = 5_000; // never freed: what every nudge leaves (its own prepares' segments, say)
+    const second = secondsOf(host, primary);
     second(); // the first look
     second(); // idle: the nudge runs to its bound within the second
     expect(host.op).toBe(bound);
+    // What it left may have died during it (compaction it triggered): one more nudge.
+    second(); // ops went in this second: not idle yet
+    second();
+    expect(host.op).toBe(2 * bound);
+    // It ended with no fewer dead bytes than the one before: no third.
+    second();
+    second();
+    second();
+    expect(host.op).toBe(2 * bound);
+    // More dead bytes: a new nudge. It runs out of ops having lowered them: it may go again.
+    host.pinned = 6_000;
+    second();
+    expect(host.op).toBe(3 * bound);
+    host.pinned = 3_000;
+    second();
+    second();
+    expect(host.op).toBe(4 * bound);
+    second();
+    second();
+    second();
+    expect(host.op).toBe(4 * bound);
+  });
+
+  test("segments a nudge's compaction emptied are freed by the next nudge, however many bytes they are", () => {
+    const host = new FakeHost({ reclaim_nudge_bytes_min: 1_000 });
+    const primary = new Primary(host);
+    const bound = config.journal_slot_count + 3 * config.checkpoint_interval_ops;
+    host.pinned = 2_000;
+    const second = secondsOf(host, primary);
     second();
     second();
     expect(host.op).toBe(bound);
-    // More dead bytes: a new nudge. It runs out of ops having freed some: it may go again.
-    host.pinned = 6_000;
+    // The horizon it moved let compaction copy the live values out of sparse segments: they are
+    // dead now, more bytes than the nudge began with, and retained checkpoints still list them.
+    host.pinned = 8_000;
+    second();
     second();
     expect(host.op).toBe(2 * bound);
-    host.pinned = 3_000;
-    second(); // ops went in this second: not idle yet
+    // That nudge moved retention past them: freed, and nothing more to do.
+    host.pinned = 0;
     second();
-    expect(host.op).toBe(3 * bound);
+    second();
+    second();
+    expect(host.op).toBe(2 * bound);
   });
 
   test("the nudge waits for an idle second and yields to a client's request", () => {
