@@ -188,12 +188,12 @@ function prepareOk(from: number, prepare: Message, checksum = prepare.header.che
   return buildPrepareOk(envelopeOf(from, h.view), { op: h.op, checksum, parent: h.parent, commit_max: 0 });
 }
 
-/** A second of ticks at a time (from tick 100): housekeeping each tick, committing what the primary
+/** Seconds of ticks (from tick 100): housekeeping each tick, committing what the primary
  * sent and taking checkpoints as a replica would. */
-function secondsOf(host: FakeHost, primary: Primary): () => void {
+function secondsOf(host: FakeHost, primary: Primary): (seconds?: number) => void {
   let tick = 100;
-  return () => {
-    for (let i = 0; i < 100; i++) {
+  return (seconds = 1) => {
+    for (let i = 0; i < 100 * seconds; i++) {
       host.ticks = tick++;
       primary.housekeeping();
       commitSent(
@@ -324,29 +324,22 @@ describe("Primary", () => {
     const bound = config.journal_slot_count + 3 * config.checkpoint_interval_ops;
     host.pinned = 5_000; // never freed: what every nudge leaves (its own prepares' segments, say)
     const second = secondsOf(host, primary);
-    second(); // the first look
-    second(); // idle: the nudge runs to its bound within the second
+    second(2); // the first look; then idle: the nudge runs to its bound within the second
     expect(host.op).toBe(bound);
     // What it left may have died during it (compaction it triggered): one more nudge.
-    second(); // ops went in this second: not idle yet
-    second();
+    second(2); // the first: ops went in that second, not idle yet
     expect(host.op).toBe(2 * bound);
     // It ended with no fewer dead bytes than the one before: no third.
-    second();
-    second();
-    second();
+    second(3);
     expect(host.op).toBe(2 * bound);
     // More dead bytes: a new nudge. It runs out of ops having lowered them: it may go again.
     host.pinned = 6_000;
     second();
     expect(host.op).toBe(3 * bound);
     host.pinned = 3_000;
-    second();
-    second();
+    second(2);
     expect(host.op).toBe(4 * bound);
-    second();
-    second();
-    second();
+    second(3);
     expect(host.op).toBe(4 * bound);
   });
 
@@ -356,20 +349,16 @@ describe("Primary", () => {
     const bound = config.journal_slot_count + 3 * config.checkpoint_interval_ops;
     host.pinned = 2_000;
     const second = secondsOf(host, primary);
-    second();
-    second();
+    second(2);
     expect(host.op).toBe(bound);
     // The horizon it moved let compaction copy the live values out of sparse segments: they are
     // dead now, more bytes than the nudge began with, and retained checkpoints still list them.
     host.pinned = 8_000;
-    second();
-    second();
+    second(2);
     expect(host.op).toBe(2 * bound);
     // That nudge moved retention past them: freed, and nothing more to do.
     host.pinned = 0;
-    second();
-    second();
-    second();
+    second(3);
     expect(host.op).toBe(2 * bound);
   });
 
