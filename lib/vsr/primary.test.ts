@@ -94,7 +94,12 @@ class FakeHost implements PrimaryHost {
     this.journal.setHeader(root);
     this.commit_min_checksum = root.checksum;
     this.durable = new DurableState(0, c.checkpoint_interval_ops, { op: 0, digest: 0n, checksum: root.checksum });
-    this.leader = new Leader(
+    this.leader = FakeHost.newLeader(c);
+  }
+
+  /** A leader's state for a new term of replica 0, starting with everything up to commit executed. */
+  static newLeader(c: Config, ticks = 0, commit = 0): Leader {
+    return new Leader(
       {
         replica_count: c.replica_count,
         replica: 0,
@@ -110,9 +115,9 @@ class FakeHost implements PrimaryHost {
         view_change_timeout_ticks: c.view_change_timeout_ticks,
       },
       [],
-      0,
-      0,
-      0,
+      ticks,
+      commit,
+      commit,
     );
   }
 
@@ -360,6 +365,24 @@ describe("Primary", () => {
     host.pinned = 0;
     second(3);
     expect(host.op).toBe(2 * bound);
+  });
+
+  test("a new term forgets what the replica's nudges could not lower when it last led", () => {
+    const host = new FakeHost({ reclaim_nudge_bytes_min: 1_000 });
+    const primary = new Primary(host);
+    const bound = config.journal_slot_count + 3 * config.checkpoint_interval_ops;
+    host.pinned = 5_000;
+    const second = secondsOf(host, primary);
+    second(6); // two nudges that could not lower it, then none
+    expect(host.op).toBe(2 * bound);
+    // It stops leading; clients delete under another primary, whose requests it never prepares;
+    // it leads again over an idle cluster with fewer dead bytes than its nudges had left.
+    host.leader = null;
+    second();
+    host.leader = FakeHost.newLeader(host.config, host.ticks, host.commit_max);
+    host.pinned = 4_000;
+    second(2);
+    expect(host.op).toBe(3 * bound);
   });
 
   test("the nudge waits for an idle second and yields to a client's request", () => {

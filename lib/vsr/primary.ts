@@ -73,6 +73,8 @@ export class Primary {
   /** The op at the last housekeeping tick: unchanged a second later, with nothing queued or in
    * flight, the cluster is idle. */
   private op_at_last_look = -1;
+  /** The term (its Leader) the nudge's memory below belongs to. */
+  private nudge_leader: Leader | null = null;
   /** Ops the idle nudge may still prepare; 0: not nudging. */
   private nudge_ops_left = 0;
   /** The last nudge ran out of ops: the next idle look records what it left. */
@@ -130,6 +132,12 @@ export class Primary {
     if (leader === null || !host.formed || host.state_sync.syncing) {
       this.nudge_ops_left = 0;
       return;
+    }
+    // A new term: what this replica's nudges could not lower when it last led says nothing of
+    // what clients deleted under other primaries since (it saw none of their requests).
+    if (leader !== this.nudge_leader) {
+      this.nudge_leader = leader;
+      this.stopNudge();
     }
     if (this.nudge_ops_left > 0) this.nudge(leader);
     if (host.ticks % housekeeping_interval_ticks !== 0) return;
