@@ -10,6 +10,9 @@ import { Operation } from "../lib/store/operations.ts";
 import { decodeWriteBlock } from "../lib/store/large_bodies.ts";
 import { slotName } from "./upload_plan.ts";
 import { presence_absent, type DoViewChange } from "../lib/vsr/view_change.ts";
+import type { Upload } from "../lib/store/uploads.ts";
+import type { ReclaimView } from "../lib/storage/checkpoint_store.ts";
+import type { Config } from "../lib/constants.ts";
 
 /** A request's place in the canonical history: its op, then its index in that op's batch. */
 const batch_positions = 1 << 16;
@@ -18,6 +21,47 @@ function position(op: number, index: number): number {
 }
 function opOf(at: number): number {
   return Math.floor(at / batch_positions);
+}
+
+/** What one replica held when the cluster went idle (the reclaim phase began). */
+export interface IdleSnapshot {
+  /** Its commit number then. */
+  op: number;
+  /** Segments that nothing live referenced then (deadSegments), and their bytes. */
+  dead: ReadonlyMap<number, number>;
+  /** Nudge ops had run since the last client's request: a primary's nudge remembers what earlier
+   * nudges could not lower, so then nothing obliges it to nudge again. */
+  nudged: boolean;
+  /** It acted as primary. */
+  primary: boolean;
+}
+
+/** What one replica holds once the cluster has stood idle past the abandon age (see reclaimed). */
+export interface ReclaimFacts {
+  replica: number;
+  /** It acts as primary, as it did when the cluster went idle: its idle nudge is the one that ran. */
+  primary: boolean;
+  /** Its commit number now. */
+  op: number;
+  uploads: readonly Upload[];
+  /** Segments its live store references (values and blocks). */
+  live_segments: ReadonlySet<number>;
+  storage: ReclaimView;
+  /** Every upload untouched since at or before this (log time, ms) must be expired by now. */
+  expired_by_ms: number;
+  idle: IdleSnapshot;
+  config: Pick<Config, "reclaim_nudge_bytes_min" | "journal_slot_count" | "checkpoint_interval_ops">;
+}
+
+/** Segments that hold nothing live and that garbage collection may delete once nothing else needs
+ * them: not the active segment (still appended to), not a state sync's. */
+function dead(segment: ReclaimView["segments"][number], live: ReadonlySet<number>): boolean {
+  return !segment.active && !segment.busy && !live.has(segment.id);
+}
+
+/** Segments that nothing live references, id -> bytes. */
+export function deadSegments(view: ReclaimView, live: ReadonlySet<number>): Map<number, number> {
+  return new Map(view.segments.filter((s) => dead(s, live)).map((s) => [s.id, s.bytes]));
 }
 
 export class StateChecker {
@@ -40,6 +84,9 @@ export class StateChecker {
    * offer a log of that view in a view change. */
   private readonly acks: Map<number, Map<number, bigint>>[];
   commit_max = 0;
+  /** Ops of the idle nudge (a prepare of one empty housekeeping entry) executed since the last op
+   * that held a client's request. */
+  nudge_ops_since_client = 0;
   /** The highest op of a write whose reply a client has received. */
   private acked_op_max = 0;
   /** Ghost state for reads: per replica, "client:request" of a read that arrived there -> the
@@ -85,11 +132,15 @@ export class StateChecker {
         this.fail(`replica ${replica} executed op ${h.op} whose parent is not the canonical op ${h.op - 1}`);
       this.canonical.set(h.op, h.checksum);
       const requests = new Map<string, number>();
-      (decodeBatch(prepare.body) ?? []).forEach((e, index) => {
+      const entries = decodeBatch(prepare.body) ?? [];
+      entries.forEach((e, index) => {
         const key = `${e.client}:${e.request}`;
         if (!requests.has(key)) requests.set(key, index); // a duplicate later in the batch is answered from the first
         if (e.operation === Operation.write_block) this.slotWritten(position(h.op, index), e.body);
       });
+      if (entries.some((e) => e.client !== 0n)) this.nudge_ops_since_client = 0;
+      else if (entries.length === 1 && entries[0]!.operation === Operation.housekeeping && entries[0]!.body.length === 0)
+        this.nudge_ops_since_client += 1;
       this.canonical_requests.set(h.op, requests);
       if (h.op > this.commit_max) this.commit_max = h.op;
     } else if (known !== h.checksum) {
@@ -280,6 +331,54 @@ export class StateChecker {
         `replica ${replica} answered read ${request} of client ${client.toString(16)} from the state at op ${commit_min}, but the write at op ${floor} had been acknowledged to a client before the read arrived: a stale read`,
       );
     }
+  }
+
+  /**
+   * Invariant 3, reclaim (docs/LARGE_OBJECTS.md §12.2), on a replica of a cluster that stood idle,
+   * healed, past upload_abandon_ms with the idle nudge on, until no op was committed for a while:
+   * 1. no upload untouched since expired_by_ms is still open (housekeeping expired it);
+   * 2. no segment is left that nothing live references, no retained checkpoint lists, whose
+   *    prepares are all at or below the horizon, and that is neither the active segment nor a
+   *    state sync's: garbage collection must have deleted it;
+   * 3. a segment dead when the cluster went idle is gone once journal_slot_count + 3 ×
+   *    checkpoint_interval_ops ops have been committed since: the horizon and checkpoint
+   *    retention have moved past it;
+   * 4. on the primary, if the segments dead when the cluster went idle add up to at least
+   *    reclaim_nudge_bytes_min (and no nudge had run since the last client's request), they are
+   *    gone: its idle nudge prepares no-ops until nothing dead is left or it has prepared that many
+   *    (PROTOCOL.md §3.15.10). Segments that died during the idle phase are not judged: each
+   *    nudge's compaction can leave one, and nudges stop when they cannot lower what is left.
+   */
+  reclaimed(facts: ReclaimFacts): void {
+    const r = facts.replica;
+    for (const u of facts.uploads) {
+      if (u.touched <= facts.expired_by_ms)
+        return this.fail(
+          `reclaim: replica ${r} still holds upload ${u.id} (key ${JSON.stringify(u.key)}), untouched since ${u.touched} (log time), after the cluster stood idle past its abandon age`,
+        );
+    }
+    const view = facts.storage;
+    for (const s of view.segments) {
+      if (dead(s, facts.live_segments) && s.max_op <= view.horizon && !view.checkpoint_segments.has(s.id))
+        return this.fail(
+          `reclaim: replica ${r} keeps segment ${s.id} (${s.bytes} bytes, prepares up to op ${s.max_op}), which nothing live and no retained checkpoint references, its prepares at or below the horizon ${view.horizon}`,
+        );
+    }
+    const c = facts.config;
+    const ops = facts.op - facts.idle.op;
+    const left = view.segments.filter((s) => facts.idle.dead.has(s.id));
+    if (left.length === 0) return;
+    const listed = left.map((s) => `${s.id} (prepares up to op ${s.max_op})`).join(", ");
+    if (ops >= c.journal_slot_count + 3 * c.checkpoint_interval_ops)
+      return this.fail(
+        `reclaim: replica ${r} still keeps segment(s) ${listed}, dead already at op ${facts.idle.op}, ${ops} ops later (horizon ${view.horizon}): retention must let go of them within journal_slot_count + 3 × checkpoint_interval_ops`,
+      );
+    let dead_bytes = 0;
+    for (const bytes of facts.idle.dead.values()) dead_bytes += bytes;
+    if (facts.primary && !facts.idle.nudged && dead_bytes >= c.reclaim_nudge_bytes_min)
+      this.fail(
+        `reclaim: the idle primary, replica ${r}, held ${dead_bytes} bytes of dead segments at op ${facts.idle.op} (reclaim_nudge_bytes_min = ${c.reclaim_nudge_bytes_min}) and still keeps ${listed} after ${ops} more ops: its idle nudge should have freed them`,
+      );
   }
 
   writeReplied(client: bigint, request: number, op: number): void {

@@ -11,7 +11,7 @@ import { AssertionError } from "../lib/util/assert.ts";
 import { Command, decode, encode, type Message } from "../lib/net/codec.ts";
 import { Operation, Result, isWrite } from "../lib/store/operations.ts";
 import { decodeReadRequest } from "../lib/store/large_bodies.ts";
-import { defaultConfig, type Config } from "../lib/constants.ts";
+import { defaultConfig, housekeeping_interval_ticks, type Config } from "../lib/constants.ts";
 import { Replica } from "../lib/vsr/replica.ts";
 import { stateDigest } from "../lib/vsr/root.ts";
 import type { Env } from "../lib/vsr/env.ts";
@@ -24,7 +24,7 @@ import { FsError } from "../lib/storage/fs.ts";
 import { Heap, type Timed } from "./heap.ts";
 import { Network, type NetworkOptions, type Packet } from "./network.ts";
 import { SimClient } from "./client.ts";
-import { StateChecker } from "./checker.ts";
+import { StateChecker, deadSegments, type IdleSnapshot } from "./checker.ts";
 import { TracedStorage } from "./traced_storage.ts";
 import type { History } from "../lib/check/history.ts";
 import { checkLinearizable } from "../lib/check/linearizability.ts";
@@ -72,6 +72,13 @@ const sim_disk_bytes = 64 * 1024 * 1024;
 const events_max = 200_000;
 const fault_interval_us = 10_000;
 const liveness_bound_us = 60_000_000;
+/** The reclaim phase: the cluster is settled once no op has been committed for this long (more
+ * than the two housekeeping looks, 1 s apart, that an idle nudge needs to begin), and it must
+ * settle within reclaim_bound_us of every open upload passing its abandon age. */
+const reclaim_quiet_us = 4_000_000;
+const reclaim_bound_us = 60_000_000;
+/** Replicas' clocks are off by at most this much (clock_offset_ms below). */
+const clock_offset_max_ms = 1000;
 const epoch_ms = 1_767_225_600_000; // virtual wall clock starts at 2026-01-01
 
 enum Kind {
@@ -284,6 +291,10 @@ export class Simulator {
     config.uploads_open_max = 2 + this.prng.int(7);
     config.upload_abandon_ms = 2_000 + this.prng.int(18_001);
     config.request_queue_bytes_max = 64 * 1024;
+    // The idle nudge (PROTOCOL.md §3.15.10) at a few segments' worth of dead bytes or less, so it
+    // runs in most seeds' reclaim phase; in some, never (the production value is above anything a
+    // simulated disk holds), so retention alone is exercised too.
+    if (!this.prng.chance(0.2)) config.reclaim_nudge_bytes_min = 1 + this.prng.int(4 * config.segment_size_bytes);
     return config;
   }
 
@@ -393,6 +404,7 @@ export class Simulator {
     const fault_end_us = this.options.ticks * tick_us;
     while (this.violation === null && this.now < fault_end_us) this.runOne();
     if (this.violation === null) this.runLiveness();
+    if (this.violation === null) this.runReclaim();
     if (this.violation === null) this.checkHistory();
     return this.result();
   }
@@ -1115,6 +1127,69 @@ export class Simulator {
     this.fail(
       `liveness: not converged ${liveness_bound_us / 1_000_000}s after healing; clients still waiting: [${pending.join(",")}]${reason}; replicas: ${states.join(" ")}`,
     );
+  }
+
+  /**
+   * Invariant 3, reclaim (docs/LARGE_OBJECTS.md §12.2): the converged cluster stays healed and
+   * idle (no client starts anything) until every open upload is past upload_abandon_ms by every
+   * replica's clock and no op has been committed for reclaim_quiet_us (housekeeping and the idle
+   * nudge are done), within a bound; then every replica that is up must have expired every such
+   * upload and let go of every segment that nothing needs, and the replicas must still agree.
+   */
+  private runReclaim(): void {
+    const up = () => this.nodes.filter((n) => n.replica !== null);
+    const age = this.config.upload_abandon_ms;
+    let touched_max: number | null = null;
+    const idle = new Map<number, IdleSnapshot>();
+    const nudged = this.checker.nudge_ops_since_client > 0;
+    for (const node of up()) {
+      const replica = node.replica!;
+      for (const u of replica.store.large.allUploads()) touched_max = Math.max(touched_max ?? u.touched, u.touched);
+      const dead = deadSegments(node.storage!.reclaimView(), replica.store.segments());
+      idle.set(node.index, { op: replica.commit_min, dead, nudged, primary: replica.describe().primary });
+    }
+    // Housekeeping looks once a second (up to 10% slower on a slow tick), and a clock may be behind.
+    const look_ms = Math.ceil(housekeeping_interval_ticks * tick_us * 1.1) / 1000;
+    const due_ms = touched_max === null ? null : touched_max + age + 2 * look_ms;
+    this.log(`reclaim: idle${due_ms === null ? "" : ` until every open upload is past its abandon age (${age}ms)`}`);
+    const wall_min = () => epoch_ms + Math.floor(this.now / 1000) - clock_offset_max_ms;
+    while (this.violation === null && due_ms !== null && wall_min() < due_ms) this.runOne();
+    const deadline = this.now + reclaim_bound_us;
+    let commit = -1;
+    let commit_since = this.now;
+    for (;;) {
+      if (this.violation !== null) return;
+      const now_commit = Math.max(...up().map((n) => n.replica!.commit_max));
+      if (now_commit !== commit) {
+        commit = now_commit;
+        commit_since = this.now;
+      }
+      if (this.now - commit_since >= reclaim_quiet_us && this.now % 100_000 < 20_000 && this.converged()) break;
+      if (this.now >= deadline) {
+        const reason = this.unconverged_reason === "" ? "" : ` (${this.unconverged_reason})`;
+        return this.fail(
+          `reclaim: the idle cluster did not settle within ${reclaim_bound_us / 1_000_000}s (ops still committed ${Math.round((this.now - commit_since) / 1000)}ms ago, at op ${commit})${reason}`,
+        );
+      }
+      this.runOne();
+    }
+    for (const node of up()) {
+      const replica = node.replica!;
+      const at_idle = idle.get(node.index);
+      if (at_idle === undefined) continue; // down when the phase began (never: no faults now)
+      this.checker.reclaimed({
+        replica: node.index,
+        primary: replica.describe().primary && at_idle.primary,
+        op: replica.commit_min,
+        uploads: replica.store.large.allUploads(),
+        live_segments: replica.store.segments(),
+        storage: node.storage!.reclaimView(),
+        expired_by_ms: due_ms === null ? -Infinity : due_ms - age,
+        idle: at_idle,
+        config: this.config,
+      });
+    }
+    if (this.checker.violation !== null) this.fail(this.checker.violation);
   }
 
   private converged(): boolean {

@@ -293,6 +293,15 @@ class ManifestCheckedAtArrival extends ManifestTrusted {
   }
 }
 
+/** Issue 14: storage that reports no dead bytes, so an idle primary never nudges: the segments
+ * of deleted objects stay kept by checkpoint retention on an idle cluster (caught by the reclaim
+ * invariant, docs/LARGE_OBJECTS.md §12.2 (3)). */
+class NudgeNeverNeeded extends FileStorage {
+  override pinnedDeadBytes(): number {
+    return 0;
+  }
+}
+
 describe("broken replicas are caught", () => {
   test("a commit quorum of f", () => expectCaught("commit quorum of f", QuorumOfF, 100), timeout_ms);
   test("a backup acknowledging before its write is durable", () => expectCaught("ack before durable", AckBeforeDurable, 200), timeout_ms);
@@ -358,6 +367,11 @@ describe("broken replicas are caught", () => {
   test(
     "a pinned read served from the current version (issue 14)",
     () => expectCaught("pinned read not checked", PinnedReadNotChecked, 1700),
+    timeout_ms,
+  );
+  test(
+    "an idle primary that never nudges (issue 14)",
+    () => expectCaught("no idle nudge", { storage_class: NudgeNeverNeeded }, 1800),
     timeout_ms,
   );
 

@@ -174,4 +174,28 @@ describe("FileStorage: pinnedDeadBytes (the idle nudge's figure, docs/LARGE_OBJE
     for (const segment of segmentFiles(w.fs)) on_disk += w.fs.size(w.fs.open(segmentPath(segment), false));
     expect(w.storage.pinnedDeadBytes(new ObjectStore())).toBeLessThanOrEqual(on_disk);
   });
+
+  test("reclaimView shows what collection decided on: the files on disk, their bytes as the figure counts them, what checkpoints list", () => {
+    let seeds_with_dead = 0;
+    for (let seed = 1; seed <= 10; seed++) {
+      const w = new World(new Prng(seed), undefined, 4);
+      w.run(interval * 6);
+      const view = w.storage.reclaimView();
+      expect(new Set(view.segments.map((s) => s.id))).toEqual(new Set(segmentFiles(w.fs)));
+      expect(view.segments.filter((s) => s.active).length).toBeLessThanOrEqual(1);
+      for (const segment of w.snapshots.get(w.checkpoint.op)!.segments) expect(view.checkpoint_segments.has(segment)).toBe(true);
+      expect(view.horizon).toBeLessThanOrEqual(w.checkpoint.op);
+      const live = w.store.segments();
+      let dead = 0;
+      for (const s of view.segments) {
+        if (s.active || s.busy || live.has(s.id)) continue;
+        dead += s.bytes;
+        // Collection ran at the last checkpoint: what it left, a checkpoint lists or the journal still needs.
+        expect(view.checkpoint_segments.has(s.id) || s.max_op > view.horizon).toBe(true);
+      }
+      expect(dead).toBe(w.storage.pinnedDeadBytes(w.store));
+      if (dead > 0) seeds_with_dead += 1;
+    }
+    expect(seeds_with_dead).toBeGreaterThan(0);
+  });
 });

@@ -38,7 +38,7 @@ import { damagedRecords, headers_path, type PrepareLocation } from "./ring_recor
 import { HeaderRing } from "./header_ring.ts";
 import { SegmentFiles } from "./segments.ts";
 import { recoverJournal, restorable } from "./journal_recovery.ts";
-import { CheckpointStore } from "./checkpoint_store.ts";
+import { CheckpointStore, type ReclaimView } from "./checkpoint_store.ts";
 import { SyncReceiver, SyncSource } from "./sync_stream.ts";
 import { hasSpace } from "./space_probe.ts";
 import { header_size } from "../constants.ts";
@@ -316,6 +316,11 @@ export class FileStorage implements Storage {
 
   pinnedDeadBytes(store: ObjectStore): number {
     return this.checkpoints.pinnedDeadBytes(store);
+  }
+
+  /** Read-only: what garbage collection decides on (checkpoint_store.ts reclaimView). */
+  reclaimView(): ReclaimView {
+    return this.checkpoints.reclaimView();
   }
 
   readPrepare(op: number, checksum_: bigint): Message | null {

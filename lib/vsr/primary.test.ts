@@ -94,7 +94,12 @@ class FakeHost implements PrimaryHost {
     this.journal.setHeader(root);
     this.commit_min_checksum = root.checksum;
     this.durable = new DurableState(0, c.checkpoint_interval_ops, { op: 0, digest: 0n, checksum: root.checksum });
-    this.leader = new Leader(
+    this.leader = FakeHost.newLeader(c);
+  }
+
+  /** A leader's state for a new term of replica 0, starting with everything up to commit executed. */
+  static newLeader(c: Config, ticks = 0, commit = 0): Leader {
+    return new Leader(
       {
         replica_count: c.replica_count,
         replica: 0,
@@ -110,9 +115,9 @@ class FakeHost implements PrimaryHost {
         view_change_timeout_ticks: c.view_change_timeout_ticks,
       },
       [],
-      0,
-      0,
-      0,
+      ticks,
+      commit,
+      commit,
     );
   }
 
@@ -186,6 +191,24 @@ function envelopeOf(replica: number, view: number): Envelope {
 function prepareOk(from: number, prepare: Message, checksum = prepare.header.checksum): Message {
   const h = prepare.header;
   return buildPrepareOk(envelopeOf(from, h.view), { op: h.op, checksum, parent: h.parent, commit_max: 0 });
+}
+
+/** Seconds of ticks (from tick 100): housekeeping each tick, committing what the primary
+ * sent and taking checkpoints as a replica would. */
+function secondsOf(host: FakeHost, primary: Primary): (seconds?: number) => void {
+  let tick = 100;
+  return (seconds = 1) => {
+    for (let i = 0; i < 100 * seconds; i++) {
+      host.ticks = tick++;
+      primary.housekeeping();
+      commitSent(
+        host,
+        primary,
+        host.takeSent().filter((s) => s.to === 1),
+      );
+      host.takeCheckpoints();
+    }
+  };
 }
 
 /** Commits the prepares sent to replica 1: the primary's copies durable, and replica 1's acks. */
@@ -300,37 +323,65 @@ describe("Primary", () => {
     expect(host.op).toBe(op);
   });
 
-  test("a nudge is bounded, and what it could not free starts no second one", () => {
+  test("a nudge is bounded, and what two in a row could not lower starts no third", () => {
     const host = new FakeHost({ reclaim_nudge_bytes_min: 1_000 });
     const primary = new Primary(host);
     const bound = config.journal_slot_count + 3 * config.checkpoint_interval_ops;
-    host.pinned = 5_000; // never freed: a segment something else holds
-    let tick = 100;
-    const second = () => {
-      for (let i = 0; i < 100; i++) {
-        host.ticks = tick++;
-        primary.housekeeping();
-        commitSent(
-          host,
-          primary,
-          host.takeSent().filter((s) => s.to === 1),
-        );
-        host.takeCheckpoints();
-      }
-    };
-    second(); // the first look
-    second(); // idle: the nudge runs to its bound within the second
+    host.pinned = 5_000; // never freed: what every nudge leaves (its own prepares' segments, say)
+    const second = secondsOf(host, primary);
+    second(2); // the first look; then idle: the nudge runs to its bound within the second
     expect(host.op).toBe(bound);
-    second();
-    second();
-    expect(host.op).toBe(bound);
-    // More dead bytes: a new nudge. It runs out of ops having freed some: it may go again.
+    // What it left may have died during it (compaction it triggered): one more nudge.
+    second(2); // the first: ops went in that second, not idle yet
+    expect(host.op).toBe(2 * bound);
+    // It ended with no fewer dead bytes than the one before: no third.
+    second(3);
+    expect(host.op).toBe(2 * bound);
+    // More dead bytes: a new nudge. It runs out of ops having lowered them: it may go again.
     host.pinned = 6_000;
     second();
-    expect(host.op).toBe(2 * bound);
+    expect(host.op).toBe(3 * bound);
     host.pinned = 3_000;
-    second(); // ops went in this second: not idle yet
+    second(2);
+    expect(host.op).toBe(4 * bound);
+    second(3);
+    expect(host.op).toBe(4 * bound);
+  });
+
+  test("segments a nudge's compaction emptied are freed by the next nudge, however many bytes they are", () => {
+    const host = new FakeHost({ reclaim_nudge_bytes_min: 1_000 });
+    const primary = new Primary(host);
+    const bound = config.journal_slot_count + 3 * config.checkpoint_interval_ops;
+    host.pinned = 2_000;
+    const second = secondsOf(host, primary);
+    second(2);
+    expect(host.op).toBe(bound);
+    // The horizon it moved let compaction copy the live values out of sparse segments: they are
+    // dead now, more bytes than the nudge began with, and retained checkpoints still list them.
+    host.pinned = 8_000;
+    second(2);
+    expect(host.op).toBe(2 * bound);
+    // That nudge moved retention past them: freed, and nothing more to do.
+    host.pinned = 0;
+    second(3);
+    expect(host.op).toBe(2 * bound);
+  });
+
+  test("a new term forgets what the replica's nudges could not lower when it last led", () => {
+    const host = new FakeHost({ reclaim_nudge_bytes_min: 1_000 });
+    const primary = new Primary(host);
+    const bound = config.journal_slot_count + 3 * config.checkpoint_interval_ops;
+    host.pinned = 5_000;
+    const second = secondsOf(host, primary);
+    second(6); // two nudges that could not lower it, then none
+    expect(host.op).toBe(2 * bound);
+    // It stops leading; clients delete under another primary, whose requests it never prepares;
+    // it leads again over an idle cluster with fewer dead bytes than its nudges had left.
+    host.leader = null;
     second();
+    host.leader = FakeHost.newLeader(host.config, host.ticks, host.commit_max);
+    host.pinned = 4_000;
+    second(2);
     expect(host.op).toBe(3 * bound);
   });
 

@@ -73,14 +73,18 @@ export class Primary {
   /** The op at the last housekeeping tick: unchanged a second later, with nothing queued or in
    * flight, the cluster is idle. */
   private op_at_last_look = -1;
+  /** The term (its Leader) the nudge's memory below belongs to. */
+  private nudge_leader: Leader | null = null;
   /** Ops the idle nudge may still prepare; 0: not nudging. */
   private nudge_ops_left = 0;
-  /** The last nudge ran out of ops: the next idle look records what it could not free. */
+  /** The last nudge ran out of ops: the next idle look records what it left. */
   private nudge_exhausted = false;
-  /** What the last nudge that ran out of ops could not free (lowered as bytes are freed). */
+  /** The dead bytes the last nudge that ran out of ops left (Infinity: none since a client's
+   * request). */
+  private pinned_after_last_nudge = Infinity;
+  /** What nudges could not lower: no nudge starts while the dead bytes are at most this (lowered
+   * as bytes are freed). */
   private pinned_after_nudge = 0;
-  /** The dead bytes when the current or last nudge began. */
-  private pinned_at_nudge_start = 0;
 
   constructor(private readonly host: PrimaryHost) {}
 
@@ -131,6 +135,12 @@ export class Primary {
       this.nudge_ops_left = 0;
       return;
     }
+    // A new term: what this replica's nudges could not lower when it last led says nothing of
+    // what clients deleted under other primaries since (it saw none of their requests).
+    if (leader !== this.nudge_leader) {
+      this.nudge_leader = leader;
+      this.stopNudge();
+    }
     if (this.nudge_ops_left > 0) this.nudge(leader);
     if (host.ticks % housekeeping_interval_ticks !== 0) return;
     const idle = leader.queued === 0 && leader.pipeline.length === 0 && host.op === this.op_at_last_look;
@@ -160,19 +170,22 @@ export class Primary {
       if (pinned === 0) this.nudge_ops_left = 0;
       return;
     }
-    // A nudge that ran out of ops and freed something may go again (compaction during it can
-    // leave one more segment for retention to let go of); bytes a whole nudge could not lower (a
-    // peer's sync holding a segment, say) start no other one until more become dead: an idle
-    // cluster never nudges in a loop.
+    // A nudge that ran out of ops moved the horizon past everything dead when it began: what is
+    // dead now died during it. That may be segments its own compaction emptied, still listed by
+    // retained checkpoints, which the next nudge frees, however many bytes they are (judging by
+    // what the nudge began with kept them for good when they outweighed what it freed). Or it is
+    // what every nudge leaves, its own prepares' segments above the horizon: a nudge that ends
+    // with no fewer dead bytes than the one before starts no other until more become dead, so an
+    // idle cluster never nudges in a loop.
     if (this.nudge_exhausted) {
       this.nudge_exhausted = false;
-      this.pinned_after_nudge = pinned < this.pinned_at_nudge_start ? 0 : pinned;
+      this.pinned_after_nudge = pinned < this.pinned_after_last_nudge ? 0 : pinned;
+      this.pinned_after_last_nudge = pinned;
     }
     this.pinned_after_nudge = Math.min(this.pinned_after_nudge, pinned);
     // A full disk too: what a delete freed comes back only once retention lets go of it.
     if (pinned < host.config.reclaim_nudge_bytes_min || pinned <= this.pinned_after_nudge) return;
     this.nudge_ops_left = host.config.journal_slot_count + 3 * host.config.checkpoint_interval_ops;
-    this.pinned_at_nudge_start = pinned;
     host.env.log(
       "info",
       `replica ${host.replica}: idle, with ${pinned} bytes of segments that nothing live references still kept by checkpoint retention: preparing up to ${this.nudge_ops_left} no-op entries to move the checkpoints on and free them`,
@@ -184,6 +197,7 @@ export class Primary {
   private stopNudge(): void {
     this.nudge_ops_left = 0;
     this.nudge_exhausted = false;
+    this.pinned_after_last_nudge = Infinity;
     this.pinned_after_nudge = 0;
   }
 
