@@ -139,12 +139,6 @@ export class Leader {
     return this.request_queue.length;
   }
 
-  /** The requests waiting for room in the pipeline, in the order they will be prepared (read only:
-   * a broken variant in tests/broken_variants.test.ts looks for blocks in it). */
-  get queue(): readonly QueuedRequest[] {
-    return this.request_queue;
-  }
-
   /** Requests of clients waiting in the queue (the primary's own entry not counted). */
   get clientsQueued(): number {
     return this.request_queue.length - (this.internal_queued ? 1 : 0);
