@@ -358,13 +358,22 @@ export class StateChecker {
         );
     }
     const view = facts.storage;
+    const c = facts.config;
+    // Garbage collection runs when a checkpoint is published, and only then: at any other time a
+    // segment written since the newest checkpoint (compaction's, a repair's) holds live values no
+    // list protects. So a segment is judged collectable-but-kept only if it was dead already when
+    // the cluster went idle and a checkpoint was taken since; one that died after the last one
+    // (a backup's repaired values superseded, say) waits for the next, which an idle backup that
+    // no nudge reaches may never take (the gap of §12.2).
+    const checkpointed_since_idle =
+      Math.floor(facts.op / c.checkpoint_interval_ops) > Math.floor(facts.idle.op / c.checkpoint_interval_ops);
     for (const s of view.segments) {
+      if (!checkpointed_since_idle || !facts.idle.dead.has(s.id)) continue;
       if (dead(s, facts.live_segments) && s.max_op <= view.horizon && !view.checkpoint_segments.has(s.id))
         return this.fail(
           `reclaim: replica ${r} keeps segment ${s.id} (${s.bytes} bytes, prepares up to op ${s.max_op}), which nothing live and no retained checkpoint references, its prepares at or below the horizon ${view.horizon}`,
         );
     }
-    const c = facts.config;
     const ops = facts.op - facts.idle.op;
     const left = view.segments.filter((s) => facts.idle.dead.has(s.id));
     if (left.length === 0) return;
