@@ -68,7 +68,14 @@ interface Seen {
   cpu: CpuSeconds;
   /** Requests the replicas refused on arrival during the workload (busy, not_primary, ...: each a
    * whole block sent for nothing), summed over the replicas; null if a status did not answer. */
-  refused: number | null;
+  refused: Refused | null;
+}
+
+/** Requests refused on arrival, and of those busy (the primary's queue full) and not_primary. */
+interface Refused {
+  all: number;
+  busy: number;
+  not_primary: number;
 }
 
 interface WorkloadResult {
@@ -159,15 +166,23 @@ class Bench {
     const refused_after = await this.refused();
     const cpu = { replicas: after.servers.map((ms, i) => (ms - before.servers[i]!) / 1000), bench: (after.self - before.self) / 1000 };
     const peaks = this.flags.rss ? { replicas: pids.map((pid) => (pid === null ? null : peakRss(pid))), bench: peakRss("self") } : null;
-    const refused = refused_before === null || refused_after === null ? null : refused_after - refused_before;
+    const refused =
+      refused_before === null || refused_after === null
+        ? null
+        : {
+            all: refused_after.all - refused_before.all,
+            busy: refused_after.busy - refused_before.busy,
+            not_primary: refused_after.not_primary - refused_before.not_primary,
+          };
     return { value, seen: { peaks, cpu, refused } };
   }
 
-  /** The replicas' requests_rejected counters, summed; null if one does not answer. */
-  private async refused(): Promise<number | null> {
+  /** The replicas' refusal counters, summed; null if one does not answer. */
+  private async refused(): Promise<Refused | null> {
     const statuses = await clusterStatus(this.cluster.addresses);
     if (statuses.some((s) => s === null)) return null;
-    return statuses.reduce((sum, s) => sum + (s!.counters.requests_rejected ?? 0), 0);
+    const sum = (name: string): number => statuses.reduce((n, s) => n + (s!.counters[name] ?? 0), 0);
+    return { all: sum("requests_rejected"), busy: sum("requests_busy"), not_primary: sum("requests_not_primary") };
   }
 
   async primaryIndex(): Promise<number> {
@@ -195,7 +210,7 @@ class Bench {
     const mb_per_s = bytes / 1e6 / seconds;
     const { limit_mb_per_s, ratio } = ratioToLimit(mb_per_s, limits);
     log(
-      `  ${name}: ${fmt(seconds, 2)} s = ${fmt(mb_per_s)} MB/s, ratio ${fmt(ratio, 2)}; ${check}; requests refused on arrival: ${seen.refused ?? "?"}`,
+      `  ${name}: ${fmt(seconds, 2)} s = ${fmt(mb_per_s)} MB/s, ratio ${fmt(ratio, 2)}; ${check}; requests refused on arrival: ${refusedText(seen.refused)}`,
     );
     return { name, bytes, seconds, mb_per_s, limit_kind, limits, limit_mb_per_s, ratio, check, check_ok, ...seen };
   }
@@ -451,4 +466,8 @@ export async function runLarge(flags: LargeFlags): Promise<void> {
     process.exitCode = 1;
   }
   if (flags.json !== null) fs.writeFileSync(flags.json, JSON.stringify({ machine: machine(), flags, results, etcd }, null, 2));
+}
+
+function refusedText(r: Refused | null): string {
+  return r === null ? "?" : `${r.all} (busy ${r.busy}, not_primary ${r.not_primary})`;
 }

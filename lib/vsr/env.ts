@@ -42,6 +42,10 @@ export function primaryIndex(view: number, replica_count: number): number {
 export interface ReplicaStats {
   view_changes: number;
   requests_rejected: number;
+  /** Of those, refused because the primary's queue was full (busy), and because this replica is
+   * not the primary (not_primary): a large request refused is its whole body sent for nothing. */
+  requests_busy: number;
+  requests_not_primary: number;
   repairs_requested: number;
   syncs: number;
   messages_dropped: number;
@@ -57,6 +61,8 @@ export function newReplicaStats(): ReplicaStats {
   return {
     view_changes: 0,
     requests_rejected: 0,
+    requests_busy: 0,
+    requests_not_primary: 0,
     repairs_requested: 0,
     syncs: 0,
     messages_dropped: 0,

@@ -74,7 +74,7 @@ class FakeHost implements StateMachineHost {
       return true;
     },
   };
-  readonly stats = { requests_rejected: 0 };
+  readonly stats = { requests_rejected: 0, requests_busy: 0, requests_not_primary: 0 };
   readonly requests: { client: bigint; request: number; op: number; duplicate: boolean }[] = [];
   readonly observer: ReplicaObserver = {
     executed: () => {},
@@ -186,7 +186,7 @@ describe("requests on arrival", () => {
     const sm = new StateMachine(host);
     expect(sm.onRequest(request(1n, 0, 1, Operation.register))).toBe(false);
     expect(host.sent_errors).toEqual([{ client: 1n, view: 1, result: Result.not_primary, body: new Uint8Array(0) }]);
-    expect(host.stats.requests_rejected).toBe(1);
+    expect(host.stats).toEqual({ requests_rejected: 1, requests_busy: 0, requests_not_primary: 1 });
   });
 
   test("an invalid request is refused with the limit it broke", () => {
@@ -209,6 +209,7 @@ describe("requests on arrival", () => {
     host.no_space = false;
     expect(sm.onRequest(request(1n, 5, 2, Operation.put, encodeKeyRequest(enc.encode("k"), enc.encode("v"))))).toBe(false);
     expect(host.sent_errors.map((e) => e.result)).toEqual([Result.busy, Result.no_space, Result.evicted]);
+    expect(host.stats).toEqual({ requests_rejected: 3, requests_busy: 1, requests_not_primary: 0 });
   });
 
   test("a full disk still takes the writes that free space, and the register a client needs to send them", () => {

@@ -46,7 +46,7 @@ export interface StateMachineHost {
   readonly replica: number;
   readonly env: Pick<Env, "log" | "sendToClient">;
   readonly storage: Pick<Storage, "prepareBodyLocation" | "readPrepare">;
-  readonly stats: { requests_rejected: number };
+  readonly stats: { requests_rejected: number; requests_busy: number; requests_not_primary: number };
   readonly observer: Pick<ReplicaObserver, "executed" | "request"> | null;
   readonly status: Status;
   readonly view: number;
@@ -408,6 +408,8 @@ export class StateMachine {
     const host = this.host;
     assert(result !== Result.ok, () => `replica ${host.replica}: an error reply without an error`);
     host.stats.requests_rejected += 1;
+    if (result === Result.busy) host.stats.requests_busy += 1;
+    if (result === Result.not_primary) host.stats.requests_not_primary += 1;
     const h = message.header;
     // A replica changing views names the last view whose primary it knew as a hint (a recovering
     // one, the view it adopted from its peers).
