@@ -13,6 +13,8 @@ import { ClientSession, resultError } from "./session.ts";
 /** What a large put or get needs of a channel: the ok reply's body, or a ClientError. */
 export interface Caller {
   call(operation: Operation, body: Uint8Array): Promise<Uint8Array>;
+  /** Replies of busy (the primary's queue full) it has had and retried, if it counts them. */
+  readonly busy_replies?: number;
 }
 
 export interface Received {
@@ -34,6 +36,7 @@ export interface ChannelIo {
 export class Channel implements Caller {
   private waiter: ((received: Received | null) => void) | null = null;
   private chain: Promise<unknown> = Promise.resolve();
+  busy_replies = 0;
 
   constructor(
     readonly core: ClientSession,
@@ -96,6 +99,7 @@ export class Channel implements Caller {
         this.core.abandon();
         throw new ClientError("closed", "the client is closed");
       }
+      if (event !== null && event.message.header.result === Result.busy) this.busy_replies += 1;
       step = event === null ? this.core.expire(Date.now()) : this.core.onReply(event.message, event.from, Date.now());
     }
   }

@@ -8,7 +8,7 @@ import { decodeCompleteUpload, decodeWriteBlock, partChecksum } from "../store/l
 import { checksum } from "../util/checksum.ts";
 import { FileSource, bodySource, type BlockSource, type Body } from "./body_source.ts";
 import { getStream } from "./large_get.ts";
-import { Upload, putBody, putSource, type LargePutOptions, type PutCalls } from "./large_put.ts";
+import { LanePool, Upload, putBody, putSource, type LargePutOptions, type PutCalls } from "./large_put.ts";
 import { ClientError } from "./errors.ts";
 
 const block = 1024;
@@ -290,5 +290,43 @@ describe("Upload", () => {
     await other.abort();
     expect(cluster.store.large.upload_count).toBe(0);
     await expect(other.abort()).rejects.toMatchObject({ code: "upload_not_found" });
+  });
+});
+
+describe("the lane window", () => {
+  /** A lane whose busy replies a test sets. */
+  const lane = (): { call: () => Promise<Uint8Array>; busy_replies: number } => ({
+    call: () => Promise.resolve(new Uint8Array(0)),
+    busy_replies: 0,
+  });
+
+  test("a block refused busy halves the blocks in flight, once per round; acknowledged blocks grow it back to every lane", async () => {
+    const lanes = [lane(), lane(), lane(), lane()];
+    const pool = new LanePool(lanes);
+    const held = [];
+    for (let i = 0; i < 4; i++) held.push(await pool.acquire(undefined));
+    expect(pool.allowed).toBe(4);
+    // Two blocks of the same round were refused busy: one halving.
+    (held[0] as { busy_replies: number }).busy_replies += 1;
+    (held[1] as { busy_replies: number }).busy_replies += 1;
+    pool.release(held[0]!);
+    pool.release(held[1]!);
+    expect(pool.allowed).toBe(2);
+    // Two still in flight: a third waits until one comes back.
+    let third = false;
+    const waiting = pool.acquire(undefined).then((l) => ((third = true), l));
+    await Promise.resolve();
+    expect(third).toBe(false);
+    pool.release(held[2]!);
+    const l3 = await waiting;
+    expect(third).toBe(true);
+    // A refusal after the halving is news: halved again, to 1 at the least.
+    (l3 as { busy_replies: number }).busy_replies += 1;
+    pool.release(l3);
+    expect(pool.allowed).toBe(1);
+    pool.release(held[3]!);
+    // Blocks acknowledged without a refusal grow it back, up to the lanes there are.
+    for (let i = 0; i < 40; i++) pool.release(await pool.acquire(undefined));
+    expect(pool.allowed).toBe(4);
   });
 });
