@@ -59,13 +59,8 @@ import { parseArgs } from "node:util";
 import { Prng } from "../lib/util/prng.ts";
 import { TestCluster } from "../tests/support/cluster.ts";
 import { logTails } from "../tests/support/harness.ts";
-import {
-  describeKillMidPut,
-  killMidPutServeArgs,
-  killPrimaryMidPut,
-  writeRandomFile,
-  type KillMidPutResult,
-} from "../tests/support/kill_mid_put.ts";
+import { describeKillMidPut, killMidPutServeArgs, killPrimaryMidPut, type KillMidPutResult } from "../tests/support/kill_mid_put.ts";
+import { writeRandomFile } from "../tests/support/random_file.ts";
 
 const usage =
   "usage: bun scripts/kill_primary_mid_put.ts [--size 2GiB] [--old-size 10MiB] [--block-size-max BYTES] [--abandon-age SECONDS]\n" +

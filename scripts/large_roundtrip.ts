@@ -26,6 +26,7 @@ import { parseArgs } from "node:util";
 import type { Subprocess } from "bun";
 import { Client } from "../lib/client/client.ts";
 import { parseAddressList } from "../lib/net/address.ts";
+import { sha256File, writeRandomFile } from "../tests/support/random_file.ts";
 
 const usage =
   "usage: bun scripts/large_roundtrip.ts --size SIZE [--block-size-max BYTES] [--dir DIR] [--keep] [--client cli|ts|both]\n" +
@@ -33,7 +34,6 @@ const usage =
 
 const repo = path.resolve(import.meta.dir, "..");
 const binary = path.join(repo, "toastyfs");
-const chunk_bytes = 8 * 1024 * 1024;
 const mb = 1e6;
 const replica_limit_bytes = 400 * mb;
 const cli_limit_bytes = 200 * mb;
@@ -191,42 +191,6 @@ async function childrenOf(pid: number): Promise<number[]> {
     .split("\n")
     .map((s) => Number(s.trim()))
     .filter((n) => n > 0);
-}
-
-async function sha256File(file: string): Promise<string> {
-  const hash = crypto.createHash("sha256");
-  const fd = fs.openSync(file, "r");
-  const buffer = Buffer.allocUnsafe(chunk_bytes);
-  try {
-    for (;;) {
-      const n = fs.readSync(fd, buffer, 0, chunk_bytes, null);
-      if (n === 0) break;
-      hash.update(buffer.subarray(0, n));
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return hash.digest("hex");
-}
-
-/** Writes size random bytes to file in chunks, returning their sha256. */
-function writeRandomFile(file: string, bytes: number): string {
-  const hash = crypto.createHash("sha256");
-  const fd = fs.openSync(file, "w");
-  const buffer = Buffer.allocUnsafe(chunk_bytes);
-  try {
-    for (let written = 0; written < bytes;) {
-      const n = Math.min(chunk_bytes, bytes - written);
-      const chunk = buffer.subarray(0, n);
-      crypto.randomFillSync(chunk);
-      hash.update(chunk);
-      for (let off = 0; off < n;) off += fs.writeSync(fd, chunk, off, n - off);
-      written += n;
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return hash.digest("hex");
 }
 
 // --- The cluster
@@ -522,7 +486,7 @@ async function main(): Promise<void> {
   const d = await startCluster(cluster_dir);
   log(`writing ${formatSize(size)} of random bytes to ${source}`);
   const t0 = performance.now();
-  const source_sha = writeRandomFile(source, size);
+  const source_sha = writeRandomFile(source, size).sha256;
   log(`source written in ${((performance.now() - t0) / 1000).toFixed(1)} s, sha256 ${source_sha}`);
   // A generous deadline for each transfer: 2 minutes plus 4 MB/s.
   const transfer_timeout_ms = 120_000 + (size / (4 * mb)) * 1000;

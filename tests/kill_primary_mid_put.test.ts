@@ -11,14 +11,8 @@ import { afterEach, expect, test } from "bun:test";
 import * as path from "node:path";
 import { TestCluster } from "./support/cluster.ts";
 import { logTails } from "./support/harness.ts";
-import {
-  describeKillMidPut,
-  filesDir,
-  killMidPutServeArgs,
-  killPrimaryMidPut,
-  writeRandomFile,
-  type KillMidPutResult,
-} from "./support/kill_mid_put.ts";
+import { describeKillMidPut, filesDir, killMidPutServeArgs, killPrimaryMidPut, type KillMidPutResult } from "./support/kill_mid_put.ts";
+import { writeRandomFile } from "./support/random_file.ts";
 
 const mib = 1024 * 1024;
 const abandon_age_s = 3;

@@ -19,7 +19,6 @@
  *    opens a new one, hence a second on the killed replica.
  *    Below the figure is fine (bytes still fitting in a segment already counted).
  */
-import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Client, clusterStatus } from "../../lib/client/client.ts";
@@ -27,6 +26,7 @@ import { ObjectKind } from "../../lib/store/large_bodies.ts";
 import { defaultConfig } from "../../lib/constants.ts";
 import type { ReplicaStatus } from "../../lib/net/status_codec.ts";
 import { describeStatuses, toastyfsCommand, waitFor, type ReplicaProcess, type TestCluster } from "./cluster.ts";
+import { sha256File, type SourceFile } from "./random_file.ts";
 
 export const kill_mid_put_key = "kill-mid-put";
 /** How far disk_bytes may be above the expected figure (LARGE_OBJECTS.md §12.3: within 5%), on
@@ -44,46 +44,14 @@ function packed(bytes: number, blocks: number): number {
   const per_segment = Math.max(1, Math.floor(segment_bytes / (block + block_overhead_bytes)));
   return Math.ceil((bytes * segment_bytes) / (per_segment * block));
 }
-const write_chunk_bytes = 8 * 1024 * 1024;
 /** How often the primary's counters are read while waiting for the kill point. */
 const kill_poll_ms = 10;
 /** A newly elected primary, after the kill. */
 const election_timeout_ms = 30_000;
 
-export interface SourceFile {
-  path: string;
-  size: number;
-  sha256: string;
-}
-
 /** The options of `toastyfs serve` for a run: the abandon age and, if given, the block size. */
 export function killMidPutServeArgs(abandon_age_s: number, block_size_max: number | null): string[] {
   return ["--upload-abandon-age", String(abandon_age_s), ...(block_size_max === null ? [] : ["--block-size-max", String(block_size_max)])];
-}
-
-/** Writes size random bytes to file in chunks (never held whole), returning their sha256. */
-export function writeRandomFile(file: string, size: number): SourceFile {
-  const hash = crypto.createHash("sha256");
-  const fd = fs.openSync(file, "w");
-  const buffer = Buffer.allocUnsafe(Math.min(write_chunk_bytes, Math.max(size, 1)));
-  try {
-    for (let written = 0; written < size;) {
-      const chunk = buffer.subarray(0, Math.min(buffer.length, size - written));
-      crypto.randomFillSync(chunk);
-      hash.update(chunk);
-      for (let off = 0; off < chunk.length;) off += fs.writeSync(fd, chunk, off, chunk.length - off);
-      written += chunk.length;
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return { path: file, size, sha256: hash.digest("hex") };
-}
-
-export async function sha256File(file: string): Promise<string> {
-  const hash = crypto.createHash("sha256");
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: write_chunk_bytes })) hash.update(chunk as Buffer);
-  return hash.digest("hex");
 }
 
 export interface KillMidPutOptions {
