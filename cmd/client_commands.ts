@@ -1,7 +1,7 @@
 /**
  * Client commands: put, get, delete, ls, stat, status, abort-upload. Exit codes: 0 ok, 1 the operation failed
  * (not found, condition failed, no quorum: the message says which), 2 a usage problem (unknown
- * option, missing argument, bad address, a key over 1024 bytes, an input file that cannot be read).
+ * option, missing argument, bad address, a key over 1088 bytes, an input file that cannot be read).
  *
  * A key (or prefix, or file name) is the argument's exact bytes (raw_argv.ts), or with --escaped
  * the bytes its escapes stand for (lib/util/escape.ts); keys are always printed escaped.
@@ -69,14 +69,14 @@ export function settingsFrom(options: Record<string, unknown>): ClusterSettings 
   return { ...clusterFrom(options.cluster), operation_timeout_ms: timeoutFrom(options.timeout) };
 }
 
-/** Keys are 1 to 1024 bytes. */
+/** Keys are 1 to key_size_max (1088) bytes. */
 export function checkKey(key: Uint8Array): Uint8Array {
   if (key.length < 1 || key.length > key_size_max)
     throw new UsageError(`the key is ${key.length} bytes: keys are 1 to ${key_size_max} bytes`);
   return key;
 }
 
-/** A prefix is 0 to 1024 bytes. */
+/** A prefix is 0 to key_size_max (1088) bytes. */
 export function checkPrefix(prefix: Uint8Array): Uint8Array {
   if (prefix.length > key_size_max) throw new UsageError(`the prefix is ${prefix.length} bytes: keys are at most ${key_size_max} bytes`);
   return prefix;

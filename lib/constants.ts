@@ -11,7 +11,9 @@ export const protocol_version = 1;
 export const header_size = 128;
 
 export const key_size_min = 1;
-export const key_size_max = 1024;
+/** An S3 bucket name (63), "/" and an S3 key (1,024): the gateway stores object K of bucket B
+ * under "B/K" (docs/S3.md §2). */
+export const key_size_max = 1088;
 /** The default and the hard ceiling for a value; a cluster may configure a lower maximum. */
 export const value_size_max_default = 16 * 1024 * 1024;
 /** A request body holds the operation's fixed fields, the key and the value. */

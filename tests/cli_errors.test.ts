@@ -12,7 +12,7 @@ import { expectOneError, toastyfs } from "./support/cli.ts";
 
 let nobody: string;
 let tmp: string;
-const long_key = "k".repeat(1025);
+const long_key = "k".repeat(1089);
 
 beforeAll(async () => {
   nobody = (await freePorts(3)).map((p) => `127.0.0.1:${p}`).join(",");
@@ -33,10 +33,10 @@ describe("usage errors exit 2 with one line", () => {
     ["bad --cluster address", ["get", "k", "--cluster", "nope"], /bad address "nope"/],
     ["bad port", ["ls", "--cluster", "127.0.0.1:99999"], /port must be 1-65535/],
     ["duplicate address", ["ls", "--cluster", "127.0.0.1:7001,127.0.0.1:7001"], /listed twice/],
-    ["key over 1024 bytes (get)", ["get", long_key], /1025 bytes: keys are 1 to 1024 bytes/],
-    ["key over 1024 bytes (put)", ["put", long_key, "-"], /1025 bytes/],
-    ["key over 1024 bytes (delete)", ["delete", long_key], /1025 bytes/],
-    ["key over 1024 bytes (stat)", ["stat", long_key], /1025 bytes/],
+    ["key over 1088 bytes (get)", ["get", long_key], /1089 bytes: keys are 1 to 1088 bytes/],
+    ["key over 1088 bytes (put)", ["put", long_key, "-"], /1089 bytes/],
+    ["key over 1088 bytes (delete)", ["delete", long_key], /1089 bytes/],
+    ["key over 1088 bytes (stat)", ["stat", long_key], /1089 bytes/],
     ["file that does not exist", ["put", "k", "/nonexistent/file"], /cannot read \/nonexistent\/file: no such file/],
     ["bad --if-version", ["put", "k", "-", "--if-version", "abc"], /--if-version must be a version number/],
     ["bad --timeout", ["get", "k", "--timeout", "soon"], /--timeout must be/],

@@ -78,7 +78,7 @@ TFS_HIDDEN void tfs_md5_final(tfs_md5 *m, uint8_t out[16]);
 #define TFS_HEADER_SIZE 128u
 #define TFS_WIRE_MAGIC 0x31534654u
 #define TFS_PROTOCOL_VERSION 1u
-#define TFS_MESSAGE_SIZE_MAX 16778496u /* 128 + 64 + (64 + 1024) + 16 MiB */
+#define TFS_MESSAGE_SIZE_MAX 16778560u /* 128 + 64 + (64 + 1088) + 16 MiB */
 #define TFS_SENDER_CLIENT 255u
 #define TFS_COMMAND_REQUEST 3u
 #define TFS_COMMAND_REPLY 6u

@@ -451,7 +451,7 @@ static int interpret(ToastyFS *t, tfs_call *call, tfs_frame *f, ToastyFS_Result 
         return 0;
 
     case TFS_RESULT_KEY_INVALID:
-        fail(res, TOASTYFS_KEY_INVALID, "the cluster rejected the key: keys are 1 to 1024 bytes");
+        fail(res, TOASTYFS_KEY_INVALID, "the cluster rejected the key: keys are 1 to 1088 bytes");
         return 0;
 
     case TFS_RESULT_VALUE_TOO_LARGE:
@@ -980,7 +980,7 @@ int toastyfs_list(ToastyFS *tfs, const char *prefix, int prefix_len, const char 
     if ((prefix == NULL && prefix_len > 0) || (after == NULL && after_len > 0))
         return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: the prefix or after is NULL");
     if (prefix_len > TOASTYFS_KEY_SIZE_MAX || after_len > TOASTYFS_KEY_SIZE_MAX)
-        return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: prefix and after are at most 1024 bytes");
+        return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: prefix and after are at most 1088 bytes");
     if (limit < 1 || limit > TOASTYFS_LIST_LIMIT_MAX)
         return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: the limit must be 1 to 1000");
     l.prefix = prefix;
@@ -1008,7 +1008,7 @@ const char *toastyfs_strerror(int code)
     case TOASTYFS_OK: return "ok";
     case TOASTYFS_NOT_FOUND: return "not found";
     case TOASTYFS_CONDITION_FAILED: return "condition failed";
-    case TOASTYFS_KEY_INVALID: return "invalid key (keys are 1 to 1024 bytes)";
+    case TOASTYFS_KEY_INVALID: return "invalid key (keys are 1 to 1088 bytes)";
     case TOASTYFS_VALUE_TOO_LARGE: return "value too large";
     case TOASTYFS_BAD_REQUEST: return "bad request";
     case TOASTYFS_EVICTED: return "session evicted: the write may or may not have happened";

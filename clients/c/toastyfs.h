@@ -16,7 +16,7 @@
  *
  * Every operation returns 0 (TOASTYFS_OK) on success and a negative TOASTYFS_* status otherwise;
  * the same value is in res->status, and res->message says what happened in words. Invalid
- * arguments (NULL pointers, negative lengths, a key outside 1..1024 bytes)
+ * arguments (NULL pointers, negative lengths, a key outside 1..1088 bytes)
  * are rejected before anything is sent.
  *
  * Every operation is retried internally, with the same request number, until a replica gives a
@@ -56,7 +56,7 @@ extern "C" {
 
 /* Limits (docs/PROTOCOL.md §1.4). A cluster may be configured with a lower value limit; it then
  * answers TOASTYFS_VALUE_TOO_LARGE. */
-#define TOASTYFS_KEY_SIZE_MAX 1024
+#define TOASTYFS_KEY_SIZE_MAX 1088
 #define TOASTYFS_VALUE_SIZE_MAX (16 * 1024 * 1024)
 #define TOASTYFS_LIST_LIMIT_MAX 1000
 #define TOASTYFS_REPLICAS_MAX 15
@@ -72,7 +72,7 @@ extern "C" {
 #define TOASTYFS_OK 0
 #define TOASTYFS_NOT_FOUND (-1)          /* get, stat, delete: no such key */
 #define TOASTYFS_CONDITION_FAILED (-2)   /* put_if / delete_if: res->version = current version (0 = absent) */
-#define TOASTYFS_KEY_INVALID (-3)        /* key empty or longer than 1024 bytes */
+#define TOASTYFS_KEY_INVALID (-3)        /* key empty or longer than 1088 bytes */
 #define TOASTYFS_VALUE_TOO_LARGE (-4)    /* over the cluster's limit (16 MiB in one request, 5 TiB uploaded), or a
                                             get of more than INT_MAX bytes */
 #define TOASTYFS_BAD_REQUEST (-5)        /* the cluster rejected the request as malformed */
@@ -158,7 +158,7 @@ TOASTYFS_API int toastyfs_set_timeouts(ToastyFS *tfs, int attempt_timeout_ms, in
 /* The client id actually used (the caller's id XOR 64 random bits); 0 if tfs is NULL. */
 TOASTYFS_API uint64_t toastyfs_client_id(const ToastyFS *tfs);
 
-/* Stores data (0..INT_MAX bytes; data may be NULL if data_len is 0) under key (1..1024 bytes, any
+/* Stores data (0..INT_MAX bytes; data may be NULL if data_len is 0) under key (1..1088 bytes, any
  * bytes). On success res->version is the new version. Above the cluster's block size (4 MiB by
  * default) the value is uploaded in blocks sliced from data (nothing is copied); a cluster that does
  * not know uploads yet still takes values up to 16 MiB in one request. */
@@ -190,8 +190,8 @@ TOASTYFS_API int toastyfs_delete_if(ToastyFS *tfs, const char *key, int key_len,
                                     ToastyFS_Result *res);
 
 /*
- * Lists up to limit (1..1000) keys starting with prefix (0..1024 bytes) and strictly greater than
- * after (0..1024 bytes; empty: from the start), in ascending byte order: res->entries,
+ * Lists up to limit (1..1000) keys starting with prefix (0..1088 bytes) and strictly greater than
+ * after (0..1088 bytes; empty: from the start), in ascending byte order: res->entries,
  * res->num_entries. If res->truncated, list again with after = the last key returned. A reply also
  * stops below 1 MiB, so it may hold fewer than limit keys and still be truncated. prefix and after
  * may be NULL when their length is 0. Free with toastyfs_result_free().

@@ -74,7 +74,7 @@ describe("validateRequest", () => {
     expect(validateRequest(Operation.register, new Uint8Array(1), limits)).toBe(Result.bad_request);
   });
 
-  test("keys of 0 and 1025 bytes are invalid, 1 and 1024 are fine", () => {
+  test("keys of 0 and key_size_max + 1 bytes are invalid, 1 and key_size_max are fine", () => {
     for (const op of [Operation.put, Operation.get, Operation.stat, Operation.delete]) {
       const value = op === Operation.put ? new Uint8Array(3) : null;
       expect(validateRequest(op, key_request(new Uint8Array(0), value), limits)).toBe(Result.key_invalid);

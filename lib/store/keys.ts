@@ -1,5 +1,5 @@
 /**
- * Keys are any 1–1024 bytes. In memory they are latin1 strings (one char per byte): Map-friendly,
+ * Keys are any 1–1088 bytes (key_size_max). In memory they are latin1 strings (one char per byte): Map-friendly,
  * and JavaScript's string order is then byte order.
  */
 export function keyFromBytes(bytes: Uint8Array): string {

@@ -257,7 +257,7 @@ export function encodeCreateUpload(r: CreateUploadRequest): Uint8Array {
   return body;
 }
 
-/** The key is returned whatever its size: the caller answers key_invalid for 0 or > 1024 bytes,
+/** The key is returned whatever its size: the caller answers key_invalid for 0 or > key_size_max bytes,
  * and value_too_large for a declared size above object_size_max (validateLargeRequest). */
 export function decodeCreateUpload(body: Uint8Array): CreateUploadRequest | null {
   const keyed = readKeyed(body, create_upload_fixed_size, create_flag_declared_size);

@@ -113,7 +113,7 @@ describe("key requests", () => {
     expect(decodeKeyRequest(edge, false)!.if_version).toBe(Number.MAX_SAFE_INTEGER);
   });
 
-  test("validKey accepts 1..1024 bytes", () => {
+  test("validKey accepts 1..key_size_max bytes", () => {
     expect(validKey(new Uint8Array(0))).toBe(false);
     expect(validKey(new Uint8Array(1))).toBe(true);
     expect(validKey(new Uint8Array(key_size_max))).toBe(true);

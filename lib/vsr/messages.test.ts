@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { Command, Header, command_max, decode, encode, finalize, type Message } from "../net/codec.ts";
-import { sender_client } from "../constants.ts";
+import { key_size_max, sender_client } from "../constants.ts";
 import { AssertionError } from "../util/assert.ts";
 import { Prng } from "../util/prng.ts";
 import { keyToBytes } from "../store/keys.ts";
@@ -576,10 +576,10 @@ describe("readers reject what the replica drops as malformed", () => {
     expect(decodeDoViewChangeBody(good.subarray(0, good.length - 8), 2, cluster)).toBeNull();
   });
 
-  test("request_value: a key of 0 or more than 1024 bytes; value: a short body", () => {
+  test("request_value: a key of 0 or more than key_size_max bytes; value: a short body", () => {
     expect(readRequestValue(bare(Command.request_value, () => {}, new Uint8Array(0)))).toBe("malformed request_value key");
-    expect(readRequestValue(bare(Command.request_value, () => {}, new Uint8Array(1025)))).toBe("malformed request_value key");
-    expect(typeof readRequestValue(bare(Command.request_value, () => {}, new Uint8Array(1024)))).toBe("object");
+    expect(readRequestValue(bare(Command.request_value, () => {}, new Uint8Array(key_size_max + 1)))).toBe("malformed request_value key");
+    expect(typeof readRequestValue(bare(Command.request_value, () => {}, new Uint8Array(key_size_max)))).toBe("object");
     expect(readValue(bare(Command.value, () => {}, new Uint8Array([0, 0, 9])))).toBe("malformed value");
     expect(readValue(bare(Command.value, () => {}, new Uint8Array([3, 0, 9, 9])))).toBe("malformed value");
     expect(readValue(bare(Command.value, () => {}, new Uint8Array([1])))).toBe("malformed value");

@@ -100,7 +100,7 @@ static int roundtrip(void)
     CHECK_STATUS(toastyfs_delete(tfs, "missing", 7, &res), TOASTYFS_NOT_FOUND, res);
     CHECK(res.outcome_unknown == 0);
 
-    /* Keys: any bytes, up to 1024. */
+    /* Keys: any bytes, up to TOASTYFS_KEY_SIZE_MAX (1088). */
     CHECK_STATUS(toastyfs_put(tfs, binary_key, (int)sizeof binary_key, "bin", 3, &res), TOASTYFS_OK, res);
     CHECK_STATUS(toastyfs_get(tfs, binary_key, (int)sizeof binary_key, &res), TOASTYFS_OK, res);
     CHECK(res.data_len == 3 && res.data != NULL && memcmp(res.data, "bin", 3) == 0);

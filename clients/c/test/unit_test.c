@@ -439,8 +439,8 @@ static void test_arguments(void)
     EXPECT(toastyfs_list(tfs, "", 0, "", 0, 1001, &res), TOASTYFS_INVALID_ARGUMENT);
     EXPECT(toastyfs_list(tfs, NULL, 1, "", 0, 10, &res), TOASTYFS_INVALID_ARGUMENT);
     EXPECT(toastyfs_list(tfs, "", -1, "", 0, 10, &res), TOASTYFS_INVALID_ARGUMENT);
-    EXPECT(toastyfs_list(tfs, key, 1025, "", 0, 10, &res), TOASTYFS_INVALID_ARGUMENT);
-    EXPECT(toastyfs_list(tfs, "", 0, key, 1025, 10, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_list(tfs, key, TOASTYFS_KEY_SIZE_MAX + 1, "", 0, 10, &res), TOASTYFS_INVALID_ARGUMENT);
+    EXPECT(toastyfs_list(tfs, "", 0, key, TOASTYFS_KEY_SIZE_MAX + 1, 10, &res), TOASTYFS_INVALID_ARGUMENT);
 
     /* A NULL result cannot be filled: the status is still returned. */
     CHECK(toastyfs_put(tfs, "k", 1, "v", 1, NULL) == TOASTYFS_INVALID_ARGUMENT);
