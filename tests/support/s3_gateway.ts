@@ -185,6 +185,8 @@ export class AwsSdk {
   }
 }
 
+let recorders = 0;
+
 /** One client: `call("PutObject", {...})` runs PutObjectCommand. */
 export class S3Api {
   constructor(
@@ -218,10 +220,15 @@ export class S3Api {
     const sent: SentRequest[] = [];
     this.client.middlewareStack.add(
       (next: (args: { request: SentRequest }) => Promise<unknown>) => async (args: { request: SentRequest }) => {
-        sent.push({ method: args.request.method, path: args.request.path, headers: { ...args.request.headers } });
+        sent.push({
+          method: args.request.method,
+          path: args.request.path,
+          query: { ...args.request.query },
+          headers: { ...args.request.headers },
+        });
         return next(args);
       },
-      { step: "finalizeRequest", priority: "low", name: "toastyfsRecordRequests" },
+      { step: "finalizeRequest", priority: "low", name: `toastyfsRecordRequests${++recorders}` },
     );
     return sent;
   }
@@ -234,6 +241,7 @@ export class S3Api {
 export interface SentRequest {
   method: string;
   path: string;
+  query: Record<string, string | string[] | null>;
   headers: Record<string, string>;
 }
 
