@@ -264,7 +264,10 @@ export async function expectSdkError(promise: Promise<unknown>, code: string, st
 
 /** The part of smithy's SignatureV4 the tests use. */
 export interface Signer {
-  sign(request: HttpRequestLike, options?: { signingDate?: Date; unsignableHeaders?: Set<string> }): Promise<HttpRequestLike>;
+  sign(
+    request: HttpRequestLike,
+    options?: { signingDate?: Date; signingRegion?: string; unsignableHeaders?: Set<string> },
+  ): Promise<HttpRequestLike>;
   sign(string_to_sign: string, options?: { signingDate?: Date }): Promise<string>;
   presign(
     request: HttpRequestLike,
