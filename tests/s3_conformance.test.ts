@@ -922,7 +922,11 @@ describe("bad input", () => {
       // Stored under the literal key, as S3 does.
       expect(listed(await list(b, { "list-type": "2" })).keys).toContain("dots/../key");
       expect((await get(b, "key")).status).toBe(404);
-    } else expect(r.status).toBe(400);
+    } else {
+      // Refused: a bad request, or a signature that no longer matches a path something normalized.
+      expect([400, 403]).toContain(r.status);
+      expect(xmlValue(r.text, "Code")).toBeTruthy();
+    }
   });
 
   test("%2F in a key is a / of the key", async () => {
