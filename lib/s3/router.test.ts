@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { Prng } from "../util/prng.ts";
 import { S3Error, type S3ErrorCode } from "./s3_error.ts";
 import { route, unsupported_subresources, type Route, type S3Operation } from "./router.ts";
 
@@ -235,26 +236,37 @@ describe("bad requests", () => {
 });
 
 describe("path tricks", () => {
+  /** Each path routes to an object with that key. */
+  function keysAre(pairs: [string, string][]): void {
+    for (const [path, key] of pairs) expect(at("GET", path)).toEqual({ operation: "GetObject", bucket: "bk1", key });
+  }
+
   test("'..' and '.' segments are kept: keys are names, not paths", () => {
-    expect(at("GET", "/bk1/a/../c")).toEqual({ operation: "GetObject", bucket: "bk1", key: "a/../c" });
-    expect(at("GET", "/bk1/..").key).toBe("..");
-    expect(at("GET", "/bk1/.").key).toBe(".");
-    expect(at("GET", "/bk1/%2E%2E/%2e").key).toBe("../.");
-    expect(at("PUT", "/bk1/../bk2/k").key).toBe("../bk2/k");
+    keysAre([
+      ["/bk1/a/../c", "a/../c"],
+      ["/bk1/..", ".."],
+      ["/bk1/.", "."],
+      ["/bk1/%2E%2E/%2e", "../."],
+      ["/bk1/../bk2/k", "../bk2/k"],
+    ]);
   });
 
   test("%2F is a '/' inside the key, '+' is a plus, escapes are decoded once", () => {
-    expect(at("GET", "/bk1/a%2Fb").key).toBe("a/b");
-    expect(at("GET", "/bk1/a+b%2B").key).toBe("a+b+");
-    expect(at("GET", "/bk1/%2541").key).toBe("%41");
-    expect(at("GET", "/bk1/%C3%A9%20x%F0%9F%98%80").key).toBe("é x😀");
-    expect(at("GET", "/bk1/é").key).toBe("é");
+    keysAre([
+      ["/bk1/a%2Fb", "a/b"],
+      ["/bk1/a+b%2B", "a+b+"],
+      ["/bk1/%2541", "%41"],
+      ["/bk1/%C3%A9%20x%F0%9F%98%80", "é x😀"],
+      ["/bk1/é", "é"],
+    ]);
   });
 
   test("the key keeps every slash after the bucket's", () => {
-    expect(at("GET", "/bk1//").key).toBe("/");
-    expect(at("GET", "/bk1/a//b/").key).toBe("a//b/");
-    expect(at("GET", "/bk1///k").key).toBe("//k");
+    keysAre([
+      ["/bk1//", "/"],
+      ["/bk1/a//b/", "a//b/"],
+      ["/bk1///k", "//k"],
+    ]);
   });
 
   test("a trailing slash on the bucket is the bucket; an empty key is the bucket operation", () => {
@@ -325,4 +337,44 @@ describe("virtual-hosted style", () => {
     fails(() => route("GET", "/k", "", "Bad_Bucket.s3.example.com", "s3.example.com"), "InvalidBucketName", /bucket name "bad_bucket"/);
     fails(() => route("GET", "/k", "", "ab.s3.example.com", "s3.example.com"), "InvalidBucketName", /has 2 characters/);
   });
+});
+
+test("random targets route or fail with an S3Error, never another error", () => {
+  const pieces = [
+    "/",
+    "%",
+    "%2F",
+    "%2",
+    "%ZZ",
+    "%00",
+    "%C3",
+    "%A9",
+    "bk1",
+    "k",
+    ".",
+    "..",
+    "+",
+    "?",
+    "&",
+    "=",
+    "uploadId",
+    "uploads",
+    "partNumber",
+    "acl",
+    "é",
+  ];
+  const prng = new Prng(15);
+  for (let round = 0; round < 20_000; round++) {
+    let path = "";
+    for (let n = prng.range(0, 8); n > 0; n--) path += pieces[prng.int(pieces.length)]!;
+    let query = "";
+    for (let n = prng.range(0, 3); n > 0; n--) query += pieces[prng.int(pieces.length)]!;
+    const method = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH"][prng.int(6)]!;
+    try {
+      const r = route(method, path, query, prng.int(2) === 0 ? "bk1.s3.test:1" : null, "s3.test");
+      if (r.key !== null) expect(r.key.includes("\u0000")).toBe(false);
+    } catch (e) {
+      if (!(e instanceof S3Error)) throw e;
+    }
+  }
 });

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { AssertionError } from "../util/assert.ts";
+import { Prng } from "../util/prng.ts";
 import { S3Error, type S3ErrorCode } from "./s3_error.ts";
 import {
   errorXml,
@@ -264,6 +265,34 @@ describe("parseXml refuses", () => {
     malformed(' <?xml version="1.0"?><x/>', /XML declaration is allowed only at the very start/);
     malformed('<x><?xml version="1.0"?></x>', /XML declaration is allowed only at the very start/);
     expect(parseXml('<?xml version="1.1" encoding="utf8" standalone="yes" ?><x/>').name).toBe("x");
+  });
+});
+
+describe("parseXml on damaged documents", () => {
+  test("a mutated document parses or is MalformedXML, never another error", () => {
+    const doc =
+      '<?xml version="1.0"?><!-- c --><s:Delete xmlns:s="x" a=\'1\'><Object><Key>a&amp;&#x42;<![CDATA[<c>]]></Key></Object><?p q?><Quiet>true</Quiet></s:Delete>';
+    const alphabet = ["<", ">", "/", "&", ";", "#", "x", "!", "-", "[", "]", "?", '"', "'", "=", " ", "\n", "\r", ":", "a", "\u0001", "é"];
+    const prng = new Prng(15);
+    let parsed = 0;
+    for (let round = 0; round < 20_000; round++) {
+      let text = doc;
+      for (let edits = prng.range(1, 4); edits > 0; edits--) {
+        const at = prng.int(text.length + 1);
+        const c = alphabet[prng.int(alphabet.length)]!;
+        const kind = prng.int(3);
+        text = text.slice(0, at) + (kind === 2 ? "" : c) + text.slice(kind === 0 ? at : at + 1);
+      }
+      try {
+        parseXml(text);
+        parsed += 1;
+      } catch (e) {
+        if (!(e instanceof S3Error) || e.code !== "MalformedXML" || !/ at line \d+, column \d+$/.test(e.message)) throw e;
+      }
+    }
+    // Some mutations keep the document well-formed (in text, in a comment), most do not.
+    expect(parsed).toBeGreaterThan(100);
+    expect(parsed).toBeLessThan(19_000);
   });
 });
 
