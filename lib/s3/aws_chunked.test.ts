@@ -2,6 +2,8 @@ import { describe, expect, test } from "bun:test";
 import {
   ChunkSigner,
   collect,
+  randomBytes,
+  s3Failure,
   encodeAwsChunked,
   piecesOf,
   realChunkCheck,
@@ -16,16 +18,9 @@ import {
   aws_chunked_trailers_max_bytes,
   decodeAwsChunked,
 } from "./aws_chunked.ts";
-import { S3Error } from "./s3_error.ts";
 
 const encoder = new TextEncoder();
 const text = (s: string): Uint8Array => encoder.encode(s);
-
-function randomBytes(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let at = 0; at < n; at += 65536) crypto.getRandomValues(out.subarray(at, Math.min(n, at + 65536)));
-  return out;
-}
 
 async function decode(
   body: Uint8Array | Uint8Array[],
@@ -34,16 +29,6 @@ async function decode(
   const decoded = decodeAwsChunked(piecesOf(Array.isArray(body) ? body : [body]), o);
   const data = await collect(decoded.data);
   return { data, trailers: decoded.trailers };
-}
-
-async function failure(promise: Promise<unknown>): Promise<S3Error> {
-  try {
-    await promise;
-  } catch (e) {
-    if (e instanceof S3Error) return e;
-    throw e;
-  }
-  throw new Error("expected an S3Error, but the body was accepted");
 }
 
 const unsigned = (decoded_length: number, trailer = false): AwsChunkedOptions => ({ decoded_length, signatures: null, trailer });
@@ -226,25 +211,25 @@ describe("failures, each an S3Error thrown before the data ends", () => {
     const body = encodeAwsChunked(data, { chunk_sizes: [200], signer: ChunkSigner.example(seed) });
     const offset = body.indexOf(13) + 2 + 250 + 86; // inside the second chunk's data
     body[offset] ^= 1;
-    const e = await failure(decode(body, signedOptions()));
+    const e = await s3Failure(() => decode(body, signedOptions()));
     expect(e.code).toBe("SignatureDoesNotMatch");
     expect(e.message).toContain("chunk 1");
   });
 
   test("chunks swapped in order, or signed with another chain, do not verify", async () => {
     const body = encodeAwsChunked(data, { chunk_sizes: [250], signer: ChunkSigner.example("3".repeat(64)) });
-    expect((await failure(decode(body, signedOptions()))).code).toBe("SignatureDoesNotMatch");
+    expect((await s3Failure(() => decode(body, signedOptions()))).code).toBe("SignatureDoesNotMatch");
   });
 
   test("a signed body whose chunk lacks its signature; an unsigned body whose chunk has one", async () => {
     const plain = encodeAwsChunked(data, { chunk_sizes: [250] });
-    const e = await failure(decode(plain, signedOptions()));
+    const e = await s3Failure(() => decode(plain, signedOptions()));
     expect(e.code).toBe("SignatureDoesNotMatch");
     expect(e.message).toContain("no chunk-signature");
     const signed = encodeAwsChunked(data, { chunk_sizes: [250], signer: ChunkSigner.example(seed) });
-    expect((await failure(decode(signed, unsigned(data.length)))).code).toBe("InvalidRequest");
+    expect((await s3Failure(() => decode(signed, unsigned(data.length)))).code).toBe("InvalidRequest");
     const short_sig = text("3;chunk-signature=abc\r\nabc\r\n0;chunk-signature=abc\r\n\r\n");
-    expect((await failure(decode(short_sig, { decoded_length: 3, signatures: acceptingCheck(), trailer: false }))).code).toBe(
+    expect((await s3Failure(() => decode(short_sig, { decoded_length: 3, signatures: acceptingCheck(), trailer: false }))).code).toBe(
       "SignatureDoesNotMatch",
     );
   });
@@ -254,27 +239,27 @@ describe("failures, each an S3Error thrown before the data ends", () => {
     const good = encodeAwsChunked(data, { chunk_sizes: [250], signer: ChunkSigner.example(seed), trailers });
     const o = (): AwsChunkedOptions => ({ ...signedOptions(), trailer: true });
     const tampered = Buffer.from(good).toString("latin1").replace("AAAAAA==", "AAAAAB==");
-    const wrong = await failure(decode(Buffer.from(tampered, "latin1"), o()));
+    const wrong = await s3Failure(() => decode(Buffer.from(tampered, "latin1"), o()));
     expect([wrong.code, wrong.message]).toEqual(["SignatureDoesNotMatch", "the signature of the trailers does not match"]);
     const cut = Buffer.from(good)
       .toString("latin1")
       .replace(/x-amz-trailer-signature:[0-9a-f]+\r\n/, "");
-    const e = await failure(decode(Buffer.from(cut, "latin1"), o()));
+    const e = await s3Failure(() => decode(Buffer.from(cut, "latin1"), o()));
     expect(e.code).toBe("SignatureDoesNotMatch");
     expect(e.message).toContain("x-amz-trailer-signature");
   });
 
   test("limits: header line, trailers, chunk size, each named in the message", async () => {
     const long_header = text(`3;chunk-signature=${"a".repeat(aws_chunked_header_line_max_bytes)}\r\nabc\r\n0\r\n\r\n`);
-    let e = await failure(decode(long_header, { decoded_length: 3, signatures: acceptingCheck(), trailer: false }));
+    let e = await s3Failure(() => decode(long_header, { decoded_length: 3, signatures: acceptingCheck(), trailer: false }));
     expect([e.code, e.message]).toEqual(["InvalidRequest", expect.stringContaining(`${aws_chunked_header_line_max_bytes} bytes`)]);
     const many_trailers = Array.from({ length: 600 }, (_, i) => `x-amz-meta-${i}:${"v".repeat(20)}\r\n`).join("");
-    e = await failure(decode(text(`0\r\n${many_trailers}\r\n`), unsigned(0, true)));
+    e = await s3Failure(() => decode(text(`0\r\n${many_trailers}\r\n`), unsigned(0, true)));
     expect([e.code, e.message]).toEqual(["InvalidRequest", expect.stringContaining(`${aws_chunked_trailers_max_bytes} bytes`)]);
     const huge = (aws_chunked_chunk_size_max_bytes + 1).toString(16);
-    e = await failure(decode(text(`${huge}\r\nabc`), unsigned(1 << 30)));
+    e = await s3Failure(() => decode(text(`${huge}\r\nabc`), unsigned(1 << 30)));
     expect([e.code, e.message]).toEqual(["InvalidRequest", expect.stringContaining("16 MiB")]);
-    e = await failure(decode(text(`${"f".repeat(40)}\r\nabc`), unsigned(1 << 30)));
+    e = await s3Failure(() => decode(text(`${"f".repeat(40)}\r\nabc`), unsigned(1 << 30)));
     expect(e.code).toBe("InvalidRequest");
     // Exactly 16 MiB is allowed.
     const max = encodeAwsChunked(new Uint8Array(aws_chunked_chunk_size_max_bytes), { chunk_sizes: [aws_chunked_chunk_size_max_bytes] });
@@ -291,13 +276,13 @@ describe("failures, each an S3Error thrown before the data ends", () => {
       "3;foo=bar\r\nabc\r\n0\r\n\r\n",
       "3\nabc\r\n0\r\n\r\n",
     ]) {
-      const e = await failure(decode(text(bad), unsigned(3)));
+      const e = await s3Failure(() => decode(text(bad), unsigned(3)));
       expect(e.code).toBe("InvalidRequest");
     }
   });
 
   test("a chunk longer than it announced", async () => {
-    const e = await failure(decode(text("3\r\nabcd\r\n0\r\n\r\n"), unsigned(4)));
+    const e = await s3Failure(() => decode(text("3\r\nabcd\r\n0\r\n\r\n"), unsigned(4)));
     expect([e.code, e.message]).toEqual(["InvalidRequest", expect.stringContaining("longer than its announced 3 bytes")]);
   });
 
@@ -305,7 +290,7 @@ describe("failures, each an S3Error thrown before the data ends", () => {
     const body = encodeAwsChunked(data, { chunk_sizes: [300] });
     const decoded = decodeAwsChunked(piecesOf([body]), unsigned(400));
     let passed = 0;
-    const e = await failure(
+    const e = await s3Failure(() =>
       (async () => {
         for await (const p of decoded.data) passed += p.length;
       })(),
@@ -315,37 +300,37 @@ describe("failures, each an S3Error thrown before the data ends", () => {
   });
 
   test("less data than x-amz-decoded-content-length", async () => {
-    const e = await failure(decode(encodeAwsChunked(data, { chunk_sizes: [300] }), unsigned(600)));
+    const e = await s3Failure(() => decode(encodeAwsChunked(data, { chunk_sizes: [300] }), unsigned(600)));
     expect([e.code, e.message]).toEqual(["IncompleteBody", expect.stringContaining("500 of x-amz-decoded-content-length 600")]);
   });
 
   test("the body ending early: inside a chunk, between chunks, inside the trailers", async () => {
     const body = encodeAwsChunked(data, { chunk_sizes: [300], trailers: [["x-amz-checksum-crc32", "AAAAAA=="]] });
-    let e = await failure(decode(body.subarray(0, 100), unsigned(500, true)));
+    let e = await s3Failure(() => decode(body.subarray(0, 100), unsigned(500, true)));
     expect([e.code, e.message]).toEqual(["IncompleteBody", expect.stringContaining("received 95 of 500 bytes")]);
-    e = await failure(decode(body.subarray(0, 5 + 300 + 2), unsigned(500, true)));
+    e = await s3Failure(() => decode(body.subarray(0, 5 + 300 + 2), unsigned(500, true)));
     expect([e.code, e.message]).toEqual(["IncompleteBody", expect.stringContaining("received 300 of 500 bytes")]);
-    e = await failure(decode(body.subarray(0, 5 + 300 + 1), unsigned(500, true)));
+    e = await s3Failure(() => decode(body.subarray(0, 5 + 300 + 1), unsigned(500, true)));
     expect(e.code).toBe("IncompleteBody");
-    e = await failure(decode(body.subarray(0, body.length - 8), unsigned(500, true)));
+    e = await s3Failure(() => decode(body.subarray(0, body.length - 8), unsigned(500, true)));
     expect([e.code, e.message]).toEqual(["IncompleteBody", expect.stringContaining("trailers")]);
     // Right after all the data but before the final chunk.
     const all_data = body.subarray(0, Buffer.from(body).indexOf("0\r\nx-amz"));
-    e = await failure(decode(all_data, unsigned(500, true)));
+    e = await s3Failure(() => decode(all_data, unsigned(500, true)));
     expect([e.code, e.message]).toEqual(["IncompleteBody", expect.stringContaining("before its final chunk")]);
   });
 
   test("trailers where none may be, undeclared forms, and bytes after the end", async () => {
-    let e = await failure(decode(text("3\r\nabc\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"), unsigned(3, false)));
+    let e = await s3Failure(() => decode(text("3\r\nabc\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"), unsigned(3, false)));
     expect([e.code, e.message]).toEqual(["InvalidRequest", expect.stringContaining("announces none")]);
-    e = await failure(decode(text("0\r\nno colon here\r\n\r\n"), unsigned(0, true)));
+    e = await s3Failure(() => decode(text("0\r\nno colon here\r\n\r\n"), unsigned(0, true)));
     expect(e.code).toBe("InvalidRequest");
-    e = await failure(decode(text("0\r\na:1\r\na:2\r\n\r\n"), unsigned(0, true)));
+    e = await s3Failure(() => decode(text("0\r\na:1\r\na:2\r\n\r\n"), unsigned(0, true)));
     expect([e.code, e.message]).toEqual(["InvalidRequest", expect.stringContaining("twice")]);
     const after_signature = `0;chunk-signature=${"a".repeat(64)}\r\nx-amz-trailer-signature:${"b".repeat(64)}\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n`;
-    e = await failure(decode(text(after_signature), { decoded_length: 0, signatures: acceptingCheck(), trailer: true }));
+    e = await s3Failure(() => decode(text(after_signature), { decoded_length: 0, signatures: acceptingCheck(), trailer: true }));
     expect([e.code, e.message]).toEqual(["InvalidRequest", expect.stringContaining("must come last")]);
-    e = await failure(decode(text("3\r\nabc\r\n0\r\n\r\nextra"), unsigned(3)));
+    e = await s3Failure(() => decode(text("3\r\nabc\r\n0\r\n\r\nextra"), unsigned(3)));
     expect([e.code, e.message]).toEqual(["InvalidRequest", expect.stringContaining("follow the end")]);
   });
 });

@@ -2,6 +2,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import {
   ChunkSigner,
   collect,
+  randomBytes,
+  s3Failure,
   encodeAwsChunked,
   failingStreamOf,
   realChunkCheck,
@@ -19,12 +21,6 @@ const text = (s: string): Uint8Array => encoder.encode(s);
 const unsigned: PayloadMode = { kind: "unsigned" };
 const unsigned_trailer: PayloadMode = { kind: "streaming_unsigned_trailer" };
 
-function randomBytes(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let at = 0; at < n; at += 65536) crypto.getRandomValues(out.subarray(at, Math.min(n, at + 65536)));
-  return out;
-}
-
 function checksumOf(algorithm: ChecksumAlgorithm, data: Uint8Array): string {
   const c = newChecksum(algorithm);
   c.update(data);
@@ -40,20 +36,10 @@ function read(raw: Uint8Array, headers: Record<string, string>, mode: PayloadMod
   return collect(verifiedBody(streamOf(splitBytes(raw, pieces)), new Headers(headers), mode).body);
 }
 
-async function failure(action: () => Promise<unknown> | unknown): Promise<S3Error> {
-  try {
-    await action();
-  } catch (e) {
-    if (e instanceof S3Error) return e;
-    throw e;
-  }
-  throw new Error("expected an S3Error, but the body was accepted");
-}
-
 /** The iterator yields every byte it was given and still throws instead of reporting its end. */
 async function failsAtEnd(raw: Uint8Array, headers: Record<string, string>, mode: PayloadMode): Promise<S3Error> {
   const iterator = verifiedBody(streamOf([raw]), new Headers(headers), mode).body[Symbol.asyncIterator]();
-  return failure(async () => {
+  return s3Failure(async () => {
     for (;;) if ((await iterator.next()).done) return;
   });
 }
@@ -89,13 +75,13 @@ describe("plain bodies", () => {
       new Headers({ "content-length": "1000" }),
       unsigned,
     );
-    e = await failure(() => collect(broken.body));
+    e = await s3Failure(() => collect(broken.body));
     expect([e.code, e.message]).toEqual([
       "IncompleteBody",
       expect.stringMatching(/300 of its Content-Length of 1000 bytes.*socket closed/),
     ]);
     const unknown = verifiedBody(failingStreamOf([data.subarray(0, 300)], new Error("reset")), new Headers(), unsigned);
-    e = await failure(() => collect(unknown.body));
+    e = await s3Failure(() => collect(unknown.body));
     expect([e.code, e.message]).toEqual(["IncompleteBody", expect.stringContaining("after 300 bytes")]);
   });
 
@@ -106,7 +92,7 @@ describe("plain bodies", () => {
       unsigned,
     );
     let passed = 0;
-    const e = await failure(async () => {
+    const e = await s3Failure(async () => {
       for await (const p of verified.body) passed += p.length;
     });
     expect([e.code, passed]).toEqual(["InvalidRequest", 500]);
@@ -114,7 +100,7 @@ describe("plain bodies", () => {
 
   test("Content-Length that is not a byte count", async () => {
     for (const bad of ["-1", "1e3", "5x", "99999999999999999999"]) {
-      const e = await failure(() => verifiedBody(null, new Headers({ "content-length": bad }), unsigned));
+      const e = await s3Failure(() => verifiedBody(null, new Headers({ "content-length": bad }), unsigned));
       expect(e.code).toBe("InvalidArgument");
     }
   });
@@ -131,7 +117,7 @@ describe("Content-MD5", () => {
 
   test("InvalidDigest at once when it is not the base64 of 16 bytes", async () => {
     for (const bad of ["", "abc", md5Base64(data).slice(0, 20), "!!!!!!!!!!!!!!!!!!!!!!==", Buffer.alloc(20).toString("base64")]) {
-      const e = await failure(() => verifiedBody(null, new Headers({ "content-md5": bad }), unsigned));
+      const e = await s3Failure(() => verifiedBody(null, new Headers({ "content-md5": bad }), unsigned));
       expect(e.code).toBe("InvalidDigest");
     }
   });
@@ -166,11 +152,11 @@ describe("x-amz-checksum-* headers", () => {
   });
 
   test("two algorithms, or a value of the wrong size, are InvalidRequest at once", async () => {
-    let e = await failure(() =>
+    let e = await s3Failure(() =>
       verifiedBody(null, new Headers({ "x-amz-checksum-crc32": "AAAAAA==", "x-amz-checksum-sha1": checksumOf("sha1", data) }), unsigned),
     );
     expect([e.code, e.message]).toEqual(["InvalidRequest", expect.stringContaining("more than one checksum")]);
-    e = await failure(() => verifiedBody(null, new Headers({ "x-amz-checksum-crc64nvme": "AAAAAA==" }), unsigned));
+    e = await s3Failure(() => verifiedBody(null, new Headers({ "x-amz-checksum-crc64nvme": "AAAAAA==" }), unsigned));
     expect([e.code, e.message]).toEqual(["InvalidRequest", expect.stringContaining("8 bytes")]);
   });
 
@@ -241,13 +227,13 @@ describe("aws-chunked bodies", () => {
   });
 
   test("x-amz-trailer where no trailer can come, or beside a checksum header, or naming a non-checksum", async () => {
-    let e = await failure(() => verifiedBody(null, new Headers({ "x-amz-trailer": "x-amz-checksum-crc32" }), unsigned));
+    let e = await s3Failure(() => verifiedBody(null, new Headers({ "x-amz-trailer": "x-amz-checksum-crc32" }), unsigned));
     expect(e.code).toBe("InvalidRequest");
-    e = await failure(() =>
+    e = await s3Failure(() =>
       verifiedBody(null, new Headers({ ...chunkedHeaders("crc32"), "x-amz-checksum-crc32": "AAAAAA==" }), unsigned_trailer),
     );
     expect(e.code).toBe("InvalidRequest");
-    e = await failure(() =>
+    e = await s3Failure(() =>
       verifiedBody(
         null,
         new Headers({ ...chunkedHeaders("crc32"), "x-amz-checksum-sha256": checksumOf("sha256", data) }),
@@ -255,7 +241,7 @@ describe("aws-chunked bodies", () => {
       ),
     );
     expect([e.code, e.message]).toEqual(["InvalidRequest", expect.stringContaining("more than one checksum")]);
-    e = await failure(() =>
+    e = await s3Failure(() =>
       verifiedBody(null, new Headers({ ...chunkedHeaders(null), "x-amz-trailer": "x-amz-meta-a" }), unsigned_trailer),
     );
     expect(e.code).toBe("InvalidRequest");
@@ -296,7 +282,7 @@ describe("aws-chunked bodies", () => {
 
   test("x-amz-decoded-content-length missing, wrong, or longer than the data", async () => {
     const body = encodeAwsChunked(data, { chunk_sizes: [65536], trailers: [] });
-    let e = await failure(() => verifiedBody(streamOf([body]), new Headers({ "content-encoding": "aws-chunked" }), unsigned_trailer));
+    let e = await s3Failure(() => verifiedBody(streamOf([body]), new Headers({ "content-encoding": "aws-chunked" }), unsigned_trailer));
     expect(e.code).toBe("MissingContentLength");
     e = await failsAtEnd(body, chunkedHeaders(null, data.length + 1), unsigned_trailer);
     expect([e.code, e.message]).toEqual([
@@ -314,14 +300,14 @@ describe("aws-chunked bodies", () => {
       new Headers(chunkedHeaders(null)),
       unsigned_trailer,
     );
-    const e = await failure(() => collect(verified.body));
+    const e = await s3Failure(() => collect(verified.body));
     expect([e.code, e.message]).toEqual(["IncompleteBody", expect.stringMatching(/received \d+ of 1000003 bytes.*reset/)]);
   });
 
   test("Content-Encoding aws-chunked on a body that is not STREAMING-* is refused; stored encodings drop it", async () => {
-    let e = await failure(() => verifiedBody(null, new Headers({ "content-encoding": "aws-chunked" }), unsigned));
+    let e = await s3Failure(() => verifiedBody(null, new Headers({ "content-encoding": "aws-chunked" }), unsigned));
     expect(e.code).toBe("InvalidRequest");
-    e = await failure(() => verifiedBody(null, new Headers({ "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER" }), unsigned));
+    e = await s3Failure(() => verifiedBody(null, new Headers({ "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER" }), unsigned));
     expect(e.code).toBe("InvalidRequest");
     expect(storedContentEncoding("aws-chunked")).toBeNull();
     expect(storedContentEncoding("aws-chunked, gzip")).toBe("gzip");

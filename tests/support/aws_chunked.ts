@@ -7,6 +7,7 @@
  */
 import { createHash, createHmac } from "node:crypto";
 import type { ChunkSignatureCheck } from "../../lib/s3/auth_result.ts";
+import { S3Error } from "../../lib/s3/s3_error.ts";
 
 /** The credentials and time of AWS's published SigV4 streaming examples. */
 export const aws_example = {
@@ -154,4 +155,21 @@ export async function collect(body: AsyncIterable<Uint8Array>): Promise<Uint8Arr
   const parts: Uint8Array[] = [];
   for await (const p of body) parts.push(new Uint8Array(p));
   return Buffer.concat(parts);
+}
+
+export function randomBytes(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let at = 0; at < n; at += 65536) crypto.getRandomValues(out.subarray(at, Math.min(n, at + 65536)));
+  return out;
+}
+
+/** The S3Error the action fails with; any other outcome fails the test. */
+export async function s3Failure(action: () => Promise<unknown> | unknown): Promise<S3Error> {
+  try {
+    await action();
+  } catch (e) {
+    if (e instanceof S3Error) return e;
+    throw e;
+  }
+  throw new Error("expected an S3Error, but the body was accepted");
 }
