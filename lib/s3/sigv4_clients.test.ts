@@ -158,12 +158,14 @@ describe("Bun.S3Client", () => {
     const client = bunClient("eu-north-9");
     const from = server.requests.length;
     for (const key of keys) await client.file(key).write(`body of ${key}`);
+    // Options that become x-amz-* headers: Bun signs them (the gateway refuses unsigned x-amz-* headers).
+    await client.file("with-options", { acl: "public-read", storageClass: "STANDARD_IA", type: "text/plain" }).write("x");
     await client.file("a b").text();
     await client.file("a+b").exists();
     await client.delete("p%q");
     await client.list({ prefix: "a b+/é", startAfter: "x+y=z", maxKeys: 5 });
     const requests = server.since(from);
-    expect(requests.length).toBe(keys.length + 4);
+    expect(requests.length).toBe(keys.length + 5);
     const results = expectAllAuthenticate(requests, Date.now());
     // Bun signs UNSIGNED-PAYLOAD.
     for (const result of results) expect(result.payload).toEqual({ kind: "unsigned" });
@@ -187,6 +189,9 @@ describe("Bun.S3Client", () => {
       "DELETE /bkt/p%25q",
     ])
       expect(paths).toContain(expected);
+    const with_options = requests.find((r) => r.raw_path === "/bkt/with-options")!;
+    expect(with_options.headers.get("x-amz-acl")).toBe("public-read");
+    expect(with_options.headers.get("x-amz-storage-class")).toBe("STANDARD_IA");
     const list = requests[requests.length - 1];
     expect(list.raw_query).toContain("prefix=a%20b%2B%2F%C3%A9");
     expect(list.raw_query).toContain("start-after=x%2By%3Dz");
