@@ -78,11 +78,12 @@ function authenticateHeader(
   };
   // The request time: x-amz-date, else the HTTP Date header (SigV4 allows either).
   const x_amz_date = request.headers.get("x-amz-date");
+  const http_date = request.headers.get("date");
   const date_header = x_amz_date !== null ? "x-amz-date" : "date";
-  const date_value = x_amz_date ?? request.headers.get("date");
-  const date_ms = date_value === null ? null : x_amz_date !== null ? parseAmzDate(x_amz_date) : Date.parse(date_value);
-  if (date_ms === null || Number.isNaN(date_ms))
-    throw new S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
+  let date_ms: number | null = null;
+  if (x_amz_date !== null) date_ms = parseAmzDate(x_amz_date);
+  else if (http_date !== null && !Number.isNaN(Date.parse(http_date))) date_ms = Date.parse(http_date);
+  if (date_ms === null) throw new S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
   const amz_date = x_amz_date ?? formatAmzDate(date_ms);
   for (const required of [date_header, "x-amz-content-sha256"])
     if (!claim.signed_headers.includes(required)) malformed(`SignedHeaders must include ${required}`);
@@ -104,7 +105,7 @@ function authenticateHeader(
   if (Math.abs(skew_ms) > sigv4_clock_skew_max_ms)
     throw new S3Error(
       "RequestTimeTooSkewed",
-      `The difference between the request time and the server's time is too large: ${Math.round(skew_ms / 1000)} s, at most ${sigv4_clock_skew_max_ms / 60_000} minutes either way`,
+      `The difference between the request time and the server's time is too large: the request is ${Math.round(Math.abs(skew_ms) / 1000)} s ${skew_ms < 0 ? "behind" : "ahead of"} the server's clock, at most ${sigv4_clock_skew_max_ms / 60_000} minutes either way`,
       new Map([
         ["RequestTime", amz_date],
         ["ServerTime", new Date(now_ms).toISOString()],
