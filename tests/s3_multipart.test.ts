@@ -10,8 +10,11 @@ import { multipart_handlers, part_size_min_bytes } from "../lib/s3/multipart.ts"
 import { objectKey, partRecordsPrefix, uploadRecordKey } from "../lib/s3/names.ts";
 import type { S3Context } from "../lib/s3/request.ts";
 import { TestCluster } from "./support/cluster.ts";
+import { S3Error } from "../lib/s3/s3_error.ts";
 import {
   call,
+  chunked,
+  s3Request,
   childrenNamed,
   errorCode,
   gatewayContext,
@@ -150,6 +153,59 @@ describe("multipart upload across gateways", () => {
     const doc = await xmlOf(await ok(completeCall(a, "empty", upload_id, [[1, etag]])));
     expect(textOf(doc, "ETag")).toBe(expectedEtag([new Uint8Array(0)]));
     expect((await a.client.head(objectKey(bucket, "empty"))).size).toBe(0);
+  });
+
+  test("an empty last part after a full one adds nothing to the bytes but counts in the ETag", async () => {
+    const [a] = gateways as [S3Context];
+    const upload_id = await createUpload(a, "empty-last");
+    const full = randomBytes(part_size_min_bytes);
+    const e1 = await sendPart(a, "empty-last", upload_id, 1, full);
+    const e2 = await sendPart(a, "empty-last", upload_id, 2, new Uint8Array(0));
+    const doc = await xmlOf(
+      await ok(
+        completeCall(a, "empty-last", upload_id, [
+          [1, e1],
+          [2, e2],
+        ]),
+      ),
+    );
+    expect(textOf(doc, "ETag")).toBe(expectedEtag([full, new Uint8Array(0)]));
+    expect(await readObject(a, "empty-last")).toEqual(full);
+  });
+
+  test("Content-MD5 is checked: a wrong one is BadDigest and leaves no part", async () => {
+    const [a] = gateways as [S3Context];
+    const upload_id = await createUpload(a, "digest");
+    const body = randomBytes(1000);
+    const query = { uploadId: upload_id, partNumber: "1" };
+    const wrong = Buffer.from(new Uint8Array(16)).toString("base64");
+    const bad = await call(uploadPart, a, { method: "PUT", bucket, key: "digest", query, body, headers: { "content-md5": wrong } });
+    expect(await errorCode(bad)).toBe("BadDigest");
+    expect(await recordsLeft(a, upload_id)).toBe(1); // the upload record only
+    const garbled = await call(uploadPart, a, { method: "PUT", bucket, key: "digest", query, body, headers: { "content-md5": "abc" } });
+    expect(await errorCode(garbled)).toBe("InvalidDigest");
+    const right = Buffer.from(md5Hex(body), "hex").toString("base64");
+    await ok(call(uploadPart, a, { method: "PUT", bucket, key: "digest", query, body, headers: { "content-md5": right } }));
+    await ok(call(abort, a, { method: "DELETE", bucket, key: "digest", query: { uploadId: upload_id } }));
+  });
+});
+
+describe("UploadPart writes no part unless the whole body arrived verified", () => {
+  test("a body whose check fails at its end, or shorter than its size: the error, and no part record", async () => {
+    const [a] = gateways as [S3Context];
+    const upload_id = await createUpload(a, "unverified");
+    const query = { uploadId: upload_id, partNumber: "1" };
+    async function* failsAtEnd(): AsyncGenerator<Uint8Array> {
+      yield randomBytes(part_size_min_bytes);
+      throw new S3Error("BadDigest", "the trailer's checksum does not match");
+    }
+    const request = s3Request({ method: "PUT", bucket, key: "unverified", query });
+    const failed = await uploadPart!({ ...request, body: failsAtEnd(), size: part_size_min_bytes }, a).catch((e: unknown) => e);
+    expect((failed as S3Error).code).toBe("BadDigest");
+    const short = await uploadPart!({ ...request, body: chunked(randomBytes(10)), size: 11 }, a).catch((e: unknown) => e);
+    expect((short as S3Error).code).toBe("IncompleteBody");
+    expect(await recordsLeft(a, upload_id)).toBe(1); // the upload record only
+    await ok(call(abort, a, { method: "DELETE", bucket, key: "unverified", query: { uploadId: upload_id } }));
   });
 });
 

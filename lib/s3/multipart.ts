@@ -157,6 +157,7 @@ async function uploadPart(request: S3Request, context: S3Context): Promise<Respo
   if (size === null) throw new S3Error("MissingContentLength", "UploadPart needs the part's size (Content-Length)");
   const size_max = Math.min(part_size_max_bytes, part_blocks_max * record.block_size_max);
   if (size > size_max) throw new S3Error("EntityTooLarge", `a part of ${size} bytes: parts are at most ${size_max} bytes`);
+  const content_md5 = contentMd5Of(request.headers);
   const source = bodySource(request.body, size, "the part");
   const md5 = new Bun.CryptoHasher("md5");
   let info: PartInfo | null = null;
@@ -166,12 +167,15 @@ async function uploadPart(request: S3Request, context: S3Context): Promise<Respo
     info = await upload.sendPart(part_number, source, { md5 });
     assert(await source.atEnd(), "a part within size_max fits in one native part");
   }
+  const digest = new Uint8Array(md5.digest() as Uint8Array);
+  if (content_md5 !== null && !Buffer.from(content_md5).equals(Buffer.from(digest)))
+    throw new S3Error("BadDigest", "the Content-MD5 you specified did not match what we received");
   const part: PartRecord = {
     attempt: info?.attempt ?? 0n,
     block_count: info?.block_count ?? 0,
     size: info?.part_size ?? 0,
     part_checksum: info?.part_checksum ?? 0n,
-    md5: new Uint8Array(md5.digest() as Uint8Array),
+    md5: digest,
     last_modified_ms: context.now(),
     block_checksums: packBlockChecksums(info?.block_checksums ?? []),
   };
@@ -184,6 +188,17 @@ async function uploadPart(request: S3Request, context: S3Context): Promise<Respo
     throw noSuchUpload(upload_id!);
   }
   return new Response(null, { status: 200, headers: { etag: md5Etag(part.md5) } });
+}
+
+/** Content-MD5 (base64 of 16 bytes) if sent: checked against the part before its record is
+ * written. */
+function contentMd5Of(headers: Headers): Uint8Array | null {
+  const text = headers.get("content-md5");
+  if (text === null) return null;
+  const bytes = /^[A-Za-z0-9+/]{22}==$/.test(text.trim()) ? new Uint8Array(Buffer.from(text.trim(), "base64")) : null;
+  if (bytes === null || bytes.length !== 16)
+    throw new S3Error("InvalidDigest", "the Content-MD5 you specified is not the base64 of 16 bytes");
+  return bytes;
 }
 
 async function exists(client: Client, key: Uint8Array): Promise<boolean> {
@@ -270,7 +285,7 @@ async function completeUpload(request: S3Request, context: S3Context): Promise<R
   const parts = requestedParts(await readXmlBody(request.body, complete_body_max_bytes));
   const done = (etag: string): Response =>
     xmlResponse("CompleteMultipartUploadResult", (w) => {
-      w.leaf("Location", `http://${request.headers.get("host") ?? "localhost"}/${bucket}/${encodeURI(key)}`);
+      w.leaf("Location", `http://${request.headers.get("host") ?? "localhost"}/${bucket}/${encodeURIComponent(key).replace(/%2F/g, "/")}`);
       w.leaf("Bucket", bucket);
       w.leaf("Key", key);
       w.leaf("ETag", etag);
