@@ -217,32 +217,15 @@ describe("Complete refuses", () => {
     const small = randomBytes(1000);
     const e1 = await sendPart(b, key, upload_id, 1, small);
     const e2 = await sendPart(b, key, upload_id, 2, small);
-    expect(await errorCode(completeCall(a, key, upload_id, [[1, `"${"0".repeat(32)}"`]]))).toBe("InvalidPart");
-    expect(
-      await errorCode(
-        completeCall(a, key, upload_id, [
-          [1, e1],
-          [3, e2],
-        ]),
-      ),
-    ).toBe("InvalidPart");
-    expect(
-      await errorCode(
-        completeCall(a, key, upload_id, [
-          [2, e2],
-          [1, e1],
-        ]),
-      ),
-    ).toBe("InvalidPartOrder");
-    expect(
-      await errorCode(
-        completeCall(a, key, upload_id, [
-          [1, e1],
-          [2, e2],
-        ]),
-      ),
-    ).toBe("EntityTooSmall");
-    expect(await errorCode(completeCall(a, key, upload_id, []))).toBe("MalformedXML");
+    const list = (...numbers: number[]): [number, string][] => numbers.map((n) => [n, n === 1 ? e1 : e2]);
+    const refusals: [[number, string][], string][] = [
+      [[[1, `"${"0".repeat(32)}"`]], "InvalidPart"],
+      [list(1, 3), "InvalidPart"],
+      [list(2, 1), "InvalidPartOrder"],
+      [list(1, 2), "EntityTooSmall"],
+      [[], "MalformedXML"],
+    ];
+    for (const [parts, code] of refusals) expect(await errorCode(completeCall(a, key, upload_id, parts))).toBe(code);
     // A small part is fine as the last one.
     await ok(completeCall(a, key, upload_id, [[2, e2]]));
     expect(await readObject(a, key)).toEqual(small);
