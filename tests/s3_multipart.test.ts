@@ -24,7 +24,7 @@ import {
   randomBytes,
   textOf,
   xmlOf,
-} from "./support/s3_handlers.ts";
+} from "./support/s3_handler_calls.ts";
 
 let cluster: TestCluster;
 let gateways: S3Context[];

@@ -5,22 +5,20 @@
  * Deleting a key that does not exist succeeds, as in S3.
  */
 import { ClientError } from "../client/errors.ts";
-import { requireBucket } from "./bucket_interim.ts";
+import { requireBucket } from "./buckets.ts";
 import { s3ErrorOf } from "./client_errors.ts";
-import { bucketOf, s3Handler, xmlResponse } from "./handler_util.ts";
+import { bucketOf, s3Handler, s3XmlResponse } from "./handler_util.ts";
 import { objectKey, s3_key_size_max_bytes } from "./names.ts";
 import type { S3Context, S3Handler, S3Request } from "./request.ts";
+import type { S3Operation } from "./router.ts";
 import { S3Error } from "./s3_error.ts";
-import { readXmlBody, type XmlElement } from "./xml_interim.ts";
+import { readXmlBody, type XmlElement } from "./xml.ts";
 
 /** S3's limit of keys per DeleteObjects; more is MalformedXML, as S3 answers. */
 export const delete_objects_keys_max = 1000;
 /** The request body: 1,000 keys of 1,024 bytes, each character escaped at worst as a 6-byte
  * character reference, plus the elements around them. */
 export const delete_objects_body_max_bytes = delete_objects_keys_max * (6 * s3_key_size_max_bytes + 256);
-
-// Until lib/s3/router.ts (branch s3-xml) exports S3Operation: the name this file dispatches.
-type S3Operation = "DeleteObjects";
 
 interface Requested {
   key: string;
@@ -64,21 +62,21 @@ async function deleteObjects(request: S3Request, context: S3Context): Promise<Re
   const { quiet, objects } = requested(await readXmlBody(request.body, delete_objects_body_max_bytes));
   const results: { o: Requested; error: S3Error | null }[] = [];
   for (const o of objects) results.push({ o, error: await deleteOne(context, bucket, o) });
-  return xmlResponse("DeleteResult", (w) => {
+  return s3XmlResponse("DeleteResult", (w) => {
     for (const { o, error } of results) {
       if (error === null) {
         if (quiet) continue;
         w.open("Deleted");
         w.leaf("Key", o.key);
         if (o.version_id !== null) w.leaf("VersionId", o.version_id);
-        w.close("Deleted");
+        w.close();
       } else {
         w.open("Error");
         w.leaf("Key", o.key);
         if (o.version_id !== null) w.leaf("VersionId", o.version_id);
         w.leaf("Code", error.code);
         w.leaf("Message", error.message);
-        w.close("Error");
+        w.close();
       }
     }
   });

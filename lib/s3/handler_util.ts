@@ -2,11 +2,11 @@
  * What the multipart, listing and DeleteObjects handlers share: client errors turned into S3
  * errors, the request's bucket and key, XML responses, owners, and S3's integer query parameters.
  */
-import { assert } from "../util/assert.ts";
+import { xmlResponse } from "./buckets.ts";
 import { s3ErrorOf } from "./client_errors.ts";
 import type { S3Handler, S3Request } from "./request.ts";
 import { S3Error } from "./s3_error.ts";
-import { s3Xml, type XmlWriter } from "./xml_interim.ts";
+import { s3Xml, type XmlWriter } from "./xml.ts";
 
 /** A handler whose client errors reach the gateway as their S3 equivalents. */
 export function s3Handler(handler: S3Handler): S3Handler {
@@ -17,17 +17,13 @@ export function s3Handler(handler: S3Handler): S3Handler {
 }
 
 export function bucketOf(request: S3Request): string {
-  assert(request.bucket !== null, "the router sends bucket operations with a bucket");
+  if (request.bucket === null) throw new S3Error("InvalidRequest", "this operation needs a bucket");
   return request.bucket;
 }
 
-export function targetOf(request: S3Request): { bucket: string; key: string } {
-  assert(request.bucket !== null && request.key !== null, "the router sends object operations with a bucket and key");
-  return { bucket: request.bucket, key: request.key };
-}
-
-export function xmlResponse(root: string, fill: (w: XmlWriter) => void, headers: Record<string, string> = {}): Response {
-  return new Response(s3Xml(root, fill), { status: 200, headers: { "content-type": "application/xml", ...headers } });
+/** 200 with the S3 document `root` holding what fill writes. */
+export function s3XmlResponse(root: string, fill: (w: XmlWriter) => void): Response {
+  return xmlResponse(s3Xml(root, fill));
 }
 
 /** Owner, Initiator: the gateway has no accounts, so an access key is the identity S3 shows. */
@@ -35,7 +31,7 @@ export function writeOwner(w: XmlWriter, element: string, access_key: string): v
   w.open(element);
   w.leaf("ID", access_key);
   w.leaf("DisplayName", access_key);
-  w.close(element);
+  w.close();
 }
 
 /** An integer query parameter in min..max (default when absent); InvalidArgument naming it. */

@@ -18,19 +18,16 @@
  */
 import { ClientError } from "../client/errors.ts";
 import { key_size_max, list_limit_max } from "../constants.ts";
-import { requireBucket } from "./bucket_interim.ts";
+import { isoDate, requireBucket } from "./buckets.ts";
 import { etagOf } from "./etag.ts";
-import { bucketOf, invalidArgument, queryInteger, s3Handler, urlEncoder, writeOwner, xmlResponse } from "./handler_util.ts";
-import { isoTime } from "./multipart_lists.ts";
+import { bucketOf, invalidArgument, queryInteger, s3Handler, urlEncoder, writeOwner, s3XmlResponse } from "./handler_util.ts";
 import { bucketPrefix } from "./names.ts";
 import type { S3Context, S3Handler, S3Request } from "./request.ts";
-import type { XmlWriter } from "./xml_interim.ts";
+import type { S3Operation } from "./router.ts";
+import type { XmlWriter } from "./xml.ts";
 
 /** S3's largest page (max-keys above it is taken as it). */
 export const list_keys_max = 1000;
-
-// Until lib/s3/router.ts (branch s3-xml) exports S3Operation: the names this file dispatches.
-type S3Operation = "ListObjectsV2" | "ListObjects";
 
 const encoder = new TextEncoder();
 const strict_utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -170,7 +167,7 @@ async function listObjectsV2(request: S3Request, context: S3Context): Promise<Re
   const scan = await scanBucket(context, bucket, { prefix, delimiter, start, max });
   const objects = await describe(context, scan.objects);
   const fetch_owner = request.query.get("fetch-owner") === "true";
-  return xmlResponse("ListBucketResult", (w) => {
+  return s3XmlResponse("ListBucketResult", (w) => {
     w.leaf("Name", bucket);
     w.leaf("Prefix", encode(prefix));
     if (delimiter !== "") w.leaf("Delimiter", encode(delimiter));
@@ -192,7 +189,7 @@ async function listObjectsV1(request: S3Request, context: S3Context): Promise<Re
   const marker = request.query.get("marker") ?? "";
   const scan = await scanBucket(context, bucket, { prefix, delimiter, start: markerPosition(marker, prefix, delimiter), max });
   const objects = await describe(context, scan.objects);
-  return xmlResponse("ListBucketResult", (w) => {
+  return s3XmlResponse("ListBucketResult", (w) => {
     w.leaf("Name", bucket);
     w.leaf("Prefix", encode(prefix));
     w.leaf("Marker", encode(marker));
@@ -218,19 +215,19 @@ function markerPosition(marker: string, prefix: string, delimiter: string): Posi
 function writeContents(w: XmlWriter, o: Described, encode: (s: string) => string, owner: string | null): void {
   w.open("Contents");
   w.leaf("Key", encode(o.key));
-  w.leaf("LastModified", isoTime(o.last_modified_ms));
+  w.leaf("LastModified", isoDate(o.last_modified_ms));
   w.leaf("ETag", o.etag);
   w.leaf("Size", String(o.size));
   if (owner !== null) writeOwner(w, "Owner", owner);
   w.leaf("StorageClass", "STANDARD");
-  w.close("Contents");
+  w.close();
 }
 
 function writePrefixes(w: XmlWriter, prefixes: readonly string[], encode: (s: string) => string): void {
   for (const p of prefixes) {
     w.open("CommonPrefixes");
     w.leaf("Prefix", encode(p));
-    w.close("CommonPrefixes");
+    w.close();
   }
 }
 

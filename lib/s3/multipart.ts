@@ -15,9 +15,9 @@ import type { Client } from "../client/client.ts";
 import { ClientError } from "../client/errors.ts";
 import type { PartInfo } from "../client/large_put.ts";
 import { part_blocks_max, upload_parts_max } from "../constants.ts";
-import { metaNameProblem, userMetaProblem, type MetaEntry } from "../store/large_bodies.ts";
+import { userMetaProblem, type MetaEntry } from "../store/large_bodies.ts";
 import { assert } from "../util/assert.ts";
-import { requireBucket } from "./bucket_interim.ts";
+import { requireBucket } from "./buckets.ts";
 import { etagOf, md5Etag, multipartMd5, parts_meta_name, partCountOf, sameEtag } from "./etag.ts";
 import { list_parts_handler, list_uploads_handler } from "./multipart_lists.ts";
 import {
@@ -34,12 +34,15 @@ import {
   type PartRecord,
   type UploadRecord,
 } from "./multipart_records.ts";
-import { objectKey, partRecordKey, partRecordsPrefix, uploadRecordKey } from "./names.ts";
+import { partRecordKey, partRecordsPrefix, uploadRecordKey } from "./names.ts";
 import type { S3Context, S3Handler, S3Request } from "./request.ts";
 import { S3Error } from "./s3_error.ts";
 import { conditionFailed, writeConditions } from "./write_conditions.ts";
-import { readXmlBody, type XmlElement } from "./xml_interim.ts";
-import { invalidArgument, s3Handler, targetOf, xmlResponse } from "./handler_util.ts";
+import { readXmlBody, type XmlElement } from "./xml.ts";
+import { invalidArgument, s3Handler, s3XmlResponse } from "./handler_util.ts";
+import { contentTypeFromHeaders, metaOptions, objectOf, userMetaFromHeaders } from "./object_headers.ts";
+import { contentMd5 } from "./object_put.ts";
+import type { S3Operation } from "./router.ts";
 
 /** S3's smallest part, except the last one of an upload. A constant, not an option: the tests
  * send 5 MiB parts (a few of them cost well under a second here), and an option that loosens the
@@ -51,29 +54,6 @@ export const part_size_max_bytes = 5 * 1024 * 1024 * 1024;
 export const complete_body_max_bytes = 2 * 1024 * 1024;
 /** S3's user metadata limit: names and values of the x-amz-meta-* headers, in bytes. */
 export const s3_user_meta_max_bytes = 2048;
-
-// Until lib/s3/router.ts (branch s3-xml) exports S3Operation: the names this file dispatches.
-type S3Operation =
-  "CreateMultipartUpload" | "UploadPart" | "CompleteMultipartUpload" | "AbortMultipartUpload" | "ListParts" | "ListMultipartUploads";
-
-/** x-amz-meta-* as PutObject takes them (docs/S3.md §3): lowercase names of a-z 0-9 -, the
- * reserved part-count name refused, at most s3_user_meta_max_bytes of names and values. */
-export function userMetaOfHeaders(headers: Headers): [string, string][] {
-  const meta: [string, string][] = [];
-  let bytes = 0;
-  for (const [header, value] of headers) {
-    if (!header.startsWith("x-amz-meta-")) continue;
-    const name = header.slice("x-amz-meta-".length).toLowerCase();
-    const problem = metaNameProblem(name);
-    if (problem !== null || name === parts_meta_name)
-      throw invalidArgument(header, value, problem ?? `${header} is reserved for the gateway's own use`);
-    bytes += Buffer.byteLength(name) + Buffer.byteLength(value);
-    meta.push([name, value]);
-  }
-  if (bytes > s3_user_meta_max_bytes)
-    throw new S3Error("MetadataTooLarge", `x-amz-meta-* names and values are ${bytes} bytes, at most ${s3_user_meta_max_bytes}`);
-  return meta;
-}
 
 /**
  * The part count a completed object records. KNOWN GAP: the native complete_upload takes no
@@ -89,28 +69,15 @@ function recordedPartCount(n: number): number {
 }
 
 async function createUpload(request: S3Request, context: S3Context): Promise<Response> {
-  const { bucket, key } = targetOf(request);
-  const native_key = objectKey(bucket, key);
+  const { bucket, key, native: native_key } = objectOf(request);
   await requireBucket(context, bucket);
-  const meta = userMetaOfHeaders(request.headers);
-  const content_type = request.headers.get("content-type") ?? "";
-  const encoder = new TextEncoder();
-  const entries: MetaEntry[] = [...meta, [parts_meta_name, String(recordedPartCount(1))]].map(([name, value]) => ({
-    name,
-    value: encoder.encode(value),
-  }));
+  const meta = userMetaFromHeaders(request.headers);
+  const content_type = contentTypeFromHeaders(request.headers);
+  const entries: MetaEntry[] = [...meta, { name: parts_meta_name, value: new TextEncoder().encode(String(recordedPartCount(1))) }];
+  // The reserved entry takes room of the native limit too.
   const problem = userMetaProblem(entries);
   if (problem !== null) throw new S3Error("MetadataTooLarge", `user metadata: ${problem}`);
-  let upload;
-  try {
-    upload = await context.client.createUpload(native_key, {
-      content_type,
-      meta: Object.fromEntries(entries.map((e) => [e.name, e.value])),
-    });
-  } catch (e) {
-    if (e instanceof ClientError && e.code === "bad_request") throw new S3Error("InvalidArgument", e.message);
-    throw e;
-  }
+  const upload = await context.client.createUpload(native_key, metaOptions(content_type, entries));
   const tag = newUploadTag();
   const upload_id = formatUploadId(upload.id, tag);
   const record: UploadRecord = {
@@ -118,8 +85,8 @@ async function createUpload(request: S3Request, context: S3Context): Promise<Res
     created_ms: context.now(),
     native_id: upload.id,
     block_size_max: upload.block_size_max,
-    content_type,
-    meta,
+    content_type: content_type ?? "",
+    meta: meta.map((e) => [e.name, e.value]),
     tag,
     initiator: request.access_key,
   };
@@ -129,7 +96,7 @@ async function createUpload(request: S3Request, context: S3Context): Promise<Res
     await upload.abort().catch(() => undefined);
     throw e;
   }
-  return xmlResponse("InitiateMultipartUploadResult", (w) => {
+  return s3XmlResponse("InitiateMultipartUploadResult", (w) => {
     w.leaf("Bucket", bucket);
     w.leaf("Key", key);
     w.leaf("UploadId", upload_id);
@@ -149,7 +116,7 @@ function partNumberOf(request: S3Request): number {
 }
 
 async function uploadPart(request: S3Request, context: S3Context): Promise<Response> {
-  const { bucket, key } = targetOf(request);
+  const { bucket, key } = objectOf(request);
   const part_number = partNumberOf(request);
   const upload_id = request.query.get("uploadId");
   const record = await readUploadRecord(context.client, bucket, key, upload_id);
@@ -157,7 +124,7 @@ async function uploadPart(request: S3Request, context: S3Context): Promise<Respo
   if (size === null) throw new S3Error("MissingContentLength", "UploadPart needs the part's size (Content-Length)");
   const size_max = Math.min(part_size_max_bytes, part_blocks_max * record.block_size_max);
   if (size > size_max) throw new S3Error("EntityTooLarge", `a part of ${size} bytes: parts are at most ${size_max} bytes`);
-  const content_md5 = contentMd5Of(request.headers);
+  const content_md5 = contentMd5(request.headers);
   const source = bodySource(request.body, size, "the part");
   const md5 = new Bun.CryptoHasher("md5");
   let info: PartInfo | null = null;
@@ -188,17 +155,6 @@ async function uploadPart(request: S3Request, context: S3Context): Promise<Respo
     throw noSuchUpload(upload_id!);
   }
   return new Response(null, { status: 200, headers: { etag: md5Etag(part.md5) } });
-}
-
-/** Content-MD5 (base64 of 16 bytes) if sent: checked against the part before its record is
- * written. */
-function contentMd5Of(headers: Headers): Uint8Array | null {
-  const text = headers.get("content-md5");
-  if (text === null) return null;
-  const bytes = /^[A-Za-z0-9+/]{22}==$/.test(text.trim()) ? new Uint8Array(Buffer.from(text.trim(), "base64")) : null;
-  if (bytes === null || bytes.length !== 16)
-    throw new S3Error("InvalidDigest", "the Content-MD5 you specified is not the base64 of 16 bytes");
-  return bytes;
 }
 
 async function exists(client: Client, key: Uint8Array): Promise<boolean> {
@@ -278,13 +234,12 @@ async function alreadyCompleted(client: Client, native_key: Uint8Array, parts: r
 }
 
 async function completeUpload(request: S3Request, context: S3Context): Promise<Response> {
-  const { bucket, key } = targetOf(request);
-  const native_key = objectKey(bucket, key);
+  const { bucket, key, native: native_key } = objectOf(request);
   const upload_id = request.query.get("uploadId");
   parseUploadId(upload_id);
   const parts = requestedParts(await readXmlBody(request.body, complete_body_max_bytes));
   const done = (etag: string): Response =>
-    xmlResponse("CompleteMultipartUploadResult", (w) => {
+    s3XmlResponse("CompleteMultipartUploadResult", (w) => {
       w.leaf("Location", `http://${request.headers.get("host") ?? "localhost"}/${bucket}/${encodeURIComponent(key).replace(/%2F/g, "/")}`);
       w.leaf("Bucket", bucket);
       w.leaf("Key", key);
@@ -362,7 +317,7 @@ async function deleteRecords(client: Client, bucket: string, upload_id: string):
 }
 
 async function abortUpload(request: S3Request, context: S3Context): Promise<Response> {
-  const { bucket, key } = targetOf(request);
+  const { bucket, key } = objectOf(request);
   const upload_id = request.query.get("uploadId");
   const record = await readUploadRecord(context.client, bucket, key, upload_id);
   try {

@@ -7,9 +7,10 @@
  * would), so neither list checks.
  */
 import { uploads_open_max_ceiling } from "../constants.ts";
-import { requireBucket } from "./bucket_interim.ts";
+import { isoDate, requireBucket } from "./buckets.ts";
 import { md5Etag } from "./etag.ts";
-import { bucketOf, queryInteger, targetOf, urlEncoder, writeOwner, xmlResponse } from "./handler_util.ts";
+import { bucketOf, queryInteger, urlEncoder, writeOwner, s3XmlResponse } from "./handler_util.ts";
+import { objectOf } from "./object_headers.ts";
 import { decodePartRecord, decodeUploadRecord, readUploadRecord, type PartRecord, type UploadRecord } from "./multipart_records.ts";
 import { partRecordKey, partRecordsPrefix, uploadRecordsPrefix } from "./names.ts";
 import type { S3Context, S3Request } from "./request.ts";
@@ -23,12 +24,8 @@ export const upload_records_read_max = uploads_open_max_ceiling;
 
 const decoder = new TextDecoder();
 
-export function isoTime(ms: number): string {
-  return new Date(ms).toISOString();
-}
-
 export async function list_parts_handler(request: S3Request, context: S3Context): Promise<Response> {
-  const { bucket, key } = targetOf(request);
+  const { bucket, key } = objectOf(request);
   const upload_id = request.query.get("uploadId");
   const record = await readUploadRecord(context.client, bucket, key, upload_id);
   const max = queryInteger(request, "max-parts", 0, list_parts_max, list_parts_max);
@@ -44,7 +41,7 @@ export async function list_parts_handler(request: S3Request, context: S3Context)
     parts.push({ number, record: decodePartRecord((await context.client.get(entry.key)).value) });
   }
   const last = parts[parts.length - 1];
-  return xmlResponse("ListPartsResult", (w) => {
+  return s3XmlResponse("ListPartsResult", (w) => {
     w.leaf("Bucket", bucket);
     w.leaf("Key", encode(key));
     w.leaf("UploadId", upload_id!);
@@ -59,10 +56,10 @@ export async function list_parts_handler(request: S3Request, context: S3Context)
     for (const p of parts) {
       w.open("Part");
       w.leaf("PartNumber", String(p.number));
-      w.leaf("LastModified", isoTime(p.record.last_modified_ms));
+      w.leaf("LastModified", isoDate(p.record.last_modified_ms));
       w.leaf("ETag", md5Etag(p.record.md5));
       w.leaf("Size", String(p.record.size));
-      w.close("Part");
+      w.close();
     }
   });
 }
@@ -139,7 +136,7 @@ export async function list_uploads_handler(request: S3Request, context: S3Contex
       last = { key: u.record.key, upload_id: u.upload_id };
     }
   }
-  return xmlResponse("ListMultipartUploadsResult", (w) => {
+  return s3XmlResponse("ListMultipartUploadsResult", (w) => {
     w.leaf("Bucket", bucket);
     w.leaf("KeyMarker", encode(key_marker));
     w.leaf("UploadIdMarker", upload_id_marker);
@@ -157,13 +154,13 @@ export async function list_uploads_handler(request: S3Request, context: S3Contex
       writeOwner(w, "Initiator", u.record.initiator);
       writeOwner(w, "Owner", u.record.initiator);
       w.leaf("StorageClass", "STANDARD");
-      w.leaf("Initiated", isoTime(u.record.created_ms));
-      w.close("Upload");
+      w.leaf("Initiated", isoDate(u.record.created_ms));
+      w.close();
     }
     for (const p of prefixes) {
       w.open("CommonPrefixes");
       w.leaf("Prefix", encode(p));
-      w.close("CommonPrefixes");
+      w.close();
     }
   });
 }

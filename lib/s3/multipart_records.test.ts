@@ -40,12 +40,12 @@ describe("records", () => {
       native_id: 7,
       block_size_max: 4 << 20,
       content_type: "text/plain",
-      meta: [["colour", "blue"]],
+      meta: [["colour", new TextEncoder().encode("blue")]],
       tag: "0123456789abcdef",
       initiator: "AKID",
     };
     expect(decodeUploadRecord(encodeUploadRecord(r))).toEqual(r);
-    expect(() => decodeUploadRecord(encodeUploadRecord({ ...r, meta: [["x", 1 as unknown as string]] }))).toThrow(S3Error);
+    expect(() => decodeUploadRecord(encodeUploadRecord({ ...r, meta: [["x", "not bytes" as unknown as Uint8Array]] }))).toThrow(S3Error);
   });
 
   test("a part record round-trips attempts and checksums above 2^53 exactly", () => {

@@ -26,8 +26,8 @@ export interface UploadRecord {
   /** The block size create_upload answered; a part is cut into blocks of it. */
   block_size_max: number;
   content_type: string;
-  /** x-amz-meta-* names (lowercase) and values, in the order given. */
-  meta: [string, string][];
+  /** x-amz-meta-* names (lowercase) and values (the header's bytes), in the order given. */
+  meta: [string, Uint8Array][];
   tag: string;
   /** The access key that created it (ListParts and ListMultipartUploads show it as Initiator). */
   initiator: string;
@@ -97,7 +97,7 @@ export function decodeUploadRecord(bytes: Uint8Array): UploadRecord {
     typeof r["tag"] === "string" &&
     typeof r["initiator"] === "string" &&
     Array.isArray(meta) &&
-    meta.every((e) => Array.isArray(e) && e.length === 2 && typeof e[0] === "string" && typeof e[1] === "string");
+    meta.every((e) => Array.isArray(e) && e.length === 2 && typeof e[0] === "string" && e[1] instanceof Uint8Array);
   if (!ok) throw damaged("upload");
   return {
     key: r["key"] as string,
@@ -105,7 +105,7 @@ export function decodeUploadRecord(bytes: Uint8Array): UploadRecord {
     native_id: r["native_id"] as number,
     block_size_max: r["block_size_max"] as number,
     content_type: r["content_type"] as string,
-    meta: meta as [string, string][],
+    meta: (meta as [string, Uint8Array][]).map(([name, value]) => [name, new Uint8Array(value)]),
     tag: r["tag"] as string,
     initiator: r["initiator"] as string,
   };

@@ -7,7 +7,7 @@ import { Client } from "../../lib/client/client.ts";
 import { bucketRecordKey } from "../../lib/s3/names.ts";
 import type { S3Context, S3Handler, S3Request } from "../../lib/s3/request.ts";
 import { S3Error } from "../../lib/s3/s3_error.ts";
-import { parseXml, type XmlElement } from "../../lib/s3/xml_interim.ts";
+import { parseXml, type XmlElement } from "../../lib/s3/xml.ts";
 import type { TestCluster } from "./cluster.ts";
 
 export function gatewayContext(cluster: TestCluster): S3Context {
