@@ -145,6 +145,40 @@ describe("multipart upload across gateways", () => {
     expect(await errorCode(completeCall(b, key, upload_id, [[1, etags.get(2)!]]))).toBe("NoSuchUpload");
   }, 60_000);
 
+  test("the same upload completed on two gateways at once: both succeed with one ETag", async () => {
+    const [a, b, c] = gateways as [S3Context, S3Context, S3Context];
+    const key = "twice";
+    const upload_id = await createUpload(a, key);
+    const body = randomBytes(2000);
+    const etag = await sendPart(a, key, upload_id, 1, body);
+    const results = await Promise.all([b, c].map((g) => ok(completeCall(g, key, upload_id, [[1, etag]]))));
+    const etags = await Promise.all(results.map(async (r) => textOf(await xmlOf(r), "ETag")));
+    expect(etags).toEqual([expectedEtag([body]), expectedEtag([body])]);
+    expect(await recordsLeft(a, upload_id)).toBe(0);
+  });
+
+  test("a gateway that stopped after the native complete left the upload record: Complete again succeeds and removes it", async () => {
+    const [a, b] = gateways as [S3Context, S3Context];
+    const key = "half-cleaned";
+    const upload_id = await createUpload(a, key);
+    const saved = (await a.client.get(uploadRecordKey(bucket, upload_id))).value;
+    const body = randomBytes(3000);
+    const etag = await sendPart(a, key, upload_id, 1, body);
+    await ok(completeCall(a, key, upload_id, [[1, etag]]));
+    // As if the cleanup had stopped after the part records.
+    await a.client.put(uploadRecordKey(bucket, upload_id), saved);
+    const listed = await xmlOf(await ok(call(listUploads, a, { bucket, query: { prefix: key } })));
+    expect(childrenNamed(listed, "Upload").map((u) => textOf(u, "UploadId"))).toEqual([upload_id]);
+    const again = await xmlOf(await ok(completeCall(b, key, upload_id, [[1, etag]])));
+    expect(textOf(again, "ETag")).toBe(expectedEtag([body]));
+    expect(await recordsLeft(a, upload_id)).toBe(0);
+    // Abort removes such a leftover too (its native upload is gone).
+    await a.client.put(uploadRecordKey(bucket, upload_id), saved);
+    expect((await ok(call(abort, b, { method: "DELETE", bucket, key, query: { uploadId: upload_id } }))).status).toBe(204);
+    expect(await recordsLeft(a, upload_id)).toBe(0);
+    expect(await readObject(a, key)).toEqual(body);
+  });
+
   test("an upload whose only part is empty completes to an empty object", async () => {
     const [a] = gateways as [S3Context];
     const upload_id = await createUpload(a, "empty");
