@@ -87,7 +87,8 @@ export async function scanBucket(
   const bucket_prefix = bucketPrefix(bucket);
   const list_prefix = encoder.encode(`${bucket}/${o.prefix}`);
   const scan: Scan = { objects: [], prefixes: [], truncated: false, last: null };
-  if (o.max === 0) return scan;
+  // No key is longer than key_size_max, so none has a longer prefix.
+  if (o.max === 0 || list_prefix.length > key_size_max) return scan;
   let after = o.start === null ? new Uint8Array(0) : nativeAfter(bucket_prefix, o.start);
   /** The common prefix just listed: the rest of its keys in the page are skipped. */
   let current: string | null = null;
