@@ -391,6 +391,17 @@ describe("listings", () => {
     const grouped = await xmlOf(await ok(call(listUploads, a, { bucket: b2, query: { delimiter: "/" } })));
     expect(childrenNamed(grouped, "Upload").map((u) => textOf(u, "Key"))).toEqual(["a", "a", "c"]);
     expect(childrenNamed(grouped, "CommonPrefixes").map((p) => textOf(p, "Prefix"))).toEqual(["b/"]);
+    // One at a time with the delimiter: the common prefix once, then on past it.
+    const seen: string[] = [];
+    let markers: Record<string, string> = {};
+    for (;;) {
+      const doc = await xmlOf(await ok(call(listUploads, a, { bucket: b2, query: { delimiter: "/", "max-uploads": "1", ...markers } })));
+      seen.push(...childrenNamed(doc, "Upload").map((u) => textOf(u, "Key")!));
+      seen.push(...childrenNamed(doc, "CommonPrefixes").map((p) => textOf(p, "Prefix")!));
+      if (textOf(doc, "IsTruncated") !== "true") break;
+      markers = { "key-marker": textOf(doc, "NextKeyMarker")!, "upload-id-marker": textOf(doc, "NextUploadIdMarker")! };
+    }
+    expect(seen).toEqual(["a", "a", "b/", "c"]);
     const prefixed = await xmlOf(await ok(call(listUploads, a, { bucket: b2, query: { prefix: "b/" } })));
     expect(childrenNamed(prefixed, "Upload").map((u) => textOf(u, "Key"))).toEqual(["b/1", "b/2"]);
   });
