@@ -82,8 +82,7 @@ function concat(parts: Uint8Array[]): Uint8Array {
 
 function expectedEtag(parts: Uint8Array[]): string {
   const md5s = parts.map((p) => new Uint8Array(Buffer.from(md5Hex(p), "hex")));
-  // The part count is recorded as 1 until complete_upload carries metadata (multipart.ts).
-  return `"${Buffer.from(multipartMd5(md5s)).toString("hex")}-1"`;
+  return `"${Buffer.from(multipartMd5(md5s)).toString("hex")}-${parts.length}"`;
 }
 
 async function recordsLeft(g: S3Context, upload_id: string): Promise<number> {

@@ -15,7 +15,7 @@ import type { Client } from "../client/client.ts";
 import { ClientError } from "../client/errors.ts";
 import type { PartInfo } from "../client/large_put.ts";
 import { part_blocks_max, upload_parts_max } from "../constants.ts";
-import { userMetaProblem, type MetaEntry } from "../store/large_bodies.ts";
+import { encodeUserMeta, userMetaProblem, type MetaEntry } from "../store/large_bodies.ts";
 import { assert } from "../util/assert.ts";
 import { requireBucket } from "./buckets.ts";
 import { etagOf, md5Etag, multipartMd5, parts_meta_name, partCountOf, sameEtag } from "./etag.ts";
@@ -53,17 +53,13 @@ export const part_size_max_bytes = 5 * 1024 * 1024 * 1024;
 /** A CompleteMultipartUpload body: 10,000 parts of about 100 bytes each fit with room to spare. */
 export const complete_body_max_bytes = 2 * 1024 * 1024;
 
-/**
- * The part count a completed object records. KNOWN GAP: the native complete_upload takes no
- * metadata (the object gets the metadata given at create_upload, when the count is not known),
- * so the count is recorded as 1 at create and the ETag of every multipart object is "MD5-1": a
- * multipart ETag (SDKs do not check it against the content's MD5) that every call agrees on
- * (Complete, HEAD, GET, listings, If-Match), with S3's MD5 of the part MD5s but not S3's count.
- * When complete_upload can carry metadata, this returns n and Complete passes it.
- */
-function recordedPartCount(n: number): number {
-  assert(n >= 1, "a completed upload has a part");
-  return 1;
+/** The user metadata a completed object stores: the upload's and the part count, which the ETag's
+ * "-N" shows and which is known only now (complete_upload replaces the upload's metadata). */
+function completedMeta(record: UploadRecord, part_count: number): Uint8Array {
+  assert(part_count >= 1 && part_count <= upload_parts_max, "a completed upload has 1..10,000 parts");
+  const entries: MetaEntry[] = record.meta.map(([name, value]) => ({ name, value }));
+  entries.push({ name: parts_meta_name, value: new TextEncoder().encode(String(part_count)) });
+  return encodeUserMeta(entries);
 }
 
 async function createUpload(request: S3Request, context: S3Context): Promise<Response> {
@@ -71,11 +67,11 @@ async function createUpload(request: S3Request, context: S3Context): Promise<Res
   await requireBucket(context, bucket);
   const meta = userMetaFromHeaders(request.headers);
   const content_type = contentTypeFromHeaders(request.headers);
-  const entries: MetaEntry[] = [...meta, { name: parts_meta_name, value: new TextEncoder().encode(String(recordedPartCount(1))) }];
-  // The reserved entry takes room of the native limit too.
-  const problem = userMetaProblem(entries);
+  // The part count Complete adds must fit the native limit too: check with the largest.
+  const largest = [...meta, { name: parts_meta_name, value: new TextEncoder().encode(String(upload_parts_max)) }];
+  const problem = userMetaProblem(largest);
   if (problem !== null) throw new S3Error("MetadataTooLarge", `user metadata: ${problem}`);
-  const upload = await context.client.createUpload(native_key, metaOptions(content_type, entries));
+  const upload = await context.client.createUpload(native_key, metaOptions(content_type, meta));
   const tag = newUploadTag();
   const upload_id = formatUploadId(upload.id, tag);
   const record: UploadRecord = {
@@ -227,7 +223,7 @@ async function alreadyCompleted(client: Client, native_key: Uint8Array, parts: r
     throw e;
   }
   if (header.md5 === null || !Buffer.from(header.md5).equals(Buffer.from(md5))) return null;
-  if (partCountOf(header) !== recordedPartCount(parts.length)) return null;
+  if (partCountOf(header) !== parts.length) return null;
   return etagOf(header);
 }
 
@@ -324,13 +320,13 @@ async function completeUpload(request: S3Request, context: S3Context): Promise<R
   const md5 = multipartMd5(records.map((r) => r.md5));
   const upload = context.client.openUpload(record.native_id, record.block_size_max);
   try {
-    await upload.complete(nativeParts(parts, records), { ...conditions, md5 });
+    await upload.complete(nativeParts(parts, records), { ...conditions, md5, user_meta: completedMeta(record, parts.length) });
   } catch (e) {
     if (e instanceof ClientError && e.code === "upload_not_found") return gone(noSuchUpload(upload_id!));
     throw conditionFailed(e);
   }
   await deleteRecords(context.client, bucket, upload_id!);
-  return done(`"${Buffer.from(md5).toString("hex")}-${recordedPartCount(parts.length)}"`);
+  return done(`"${Buffer.from(md5).toString("hex")}-${parts.length}"`);
 }
 
 /** Every part record of the upload (those Complete left out too), then the upload record. A
