@@ -166,11 +166,9 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     if (raw_target.length > request_target_bytes_max)
       throw new S3Error("InvalidRequest", `the request target is ${raw_target.length} bytes: at most ${request_target_bytes_max}`);
     const headers = headersOf(req);
-    const r = route(x.method, target.path, target.query, headers.get("host"), o.domain);
-    let operation: S3Operation = r.operation;
-    const copy_source = headers.has("x-amz-copy-source");
-    if (operation === "PutObject" && copy_source) operation = "CopyObject";
-    if (operation === "UploadPart" && copy_source) throw new S3Error("NotImplemented", "UploadPartCopy is not supported");
+    // The headers tell CopyObject from PutObject (and refuse UploadPartCopy).
+    const r = route(x.method, target.path, target.query, headers.get("host"), o.domain, headers);
+    const operation = r.operation;
     x.operation = operation;
     const auth: Authenticated = authenticate(
       { method: x.method, raw_path: target.path, raw_query: target.query, headers },
