@@ -211,6 +211,16 @@ export class Client {
     });
   }
 
+  /** An upload opened earlier, by this client or another process: its id and the block_size_max
+   * its create gave (Upload.block_size_max). Nothing is sent until a part, complete or abort. */
+  openUpload(upload_id: number, block_size_max: number): Upload {
+    if (!Number.isSafeInteger(upload_id) || upload_id < 1)
+      throw new ClientError("bad_request", `an upload id is a positive whole number, got ${upload_id}`);
+    if (!Number.isSafeInteger(block_size_max) || block_size_max < 1 || block_size_max > block_size_max_ceiling_bytes)
+      throw new ClientError("bad_request", `block_size_max must be 1..${block_size_max_ceiling_bytes}, got ${block_size_max}`);
+    return Upload.open(this.putCalls(), upload_id, block_size_max);
+  }
+
   /** Aborts an upload a failed put left open (its id is in the error: ClientError.upload_id). */
   async abortUpload(upload_id: number): Promise<void> {
     if (!Number.isSafeInteger(upload_id) || upload_id < 1)

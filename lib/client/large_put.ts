@@ -242,6 +242,14 @@ export class Upload {
     return new Upload(calls, reply.upload_id, reply.block_size_max);
   }
 
+  /** An upload created earlier, perhaps by another process (an S3 gateway finishing an upload
+   * another gateway started): its id and the block size its create_upload reply gave. */
+  static open(calls: PutCalls, upload_id: number, block_size_max: number): Upload {
+    assert(Number.isSafeInteger(upload_id) && upload_id >= 1, () => `upload id ${upload_id}`);
+    assert(Number.isSafeInteger(block_size_max) && block_size_max >= 1, () => `block_size_max ${block_size_max}`);
+    return new Upload(calls, upload_id, block_size_max);
+  }
+
   /**
    * Sends part_number: up to part_blocks_max blocks read from source (the rest stays for the next
    * part). Blocks go out on the lanes, at most one per lane; a lane keeps its block until ok, so a
