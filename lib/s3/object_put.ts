@@ -24,6 +24,20 @@ function awsChunked(headers: Headers): boolean {
   );
 }
 
+const md5_bytes = 16;
+
+/** The Content-MD5 header's 16 bytes, or null when absent (InvalidDigest when it is not base64 of
+ * 16 bytes). The body itself is checked against it by payload.ts. */
+export function contentMd5(headers: Headers): Uint8Array | null {
+  const text = headers.get("content-md5");
+  if (text === null) return null;
+  const trimmed = text.trim();
+  const bytes = /^[A-Za-z0-9+/]*={0,2}$/.test(trimmed) ? new Uint8Array(Buffer.from(trimmed, "base64")) : new Uint8Array(0);
+  if (bytes.length !== md5_bytes)
+    throw new S3Error("InvalidDigest", `Content-MD5 ${JSON.stringify(text)} is not the base64 of a 16-byte MD5`);
+  return bytes;
+}
+
 export async function putObject(request: S3Request, context: S3Context): Promise<Response> {
   const { bucket, native } = objectOf(request);
   const options = metaOptions(contentTypeFromHeaders(request.headers), userMetaFromHeaders(request.headers));
