@@ -45,7 +45,8 @@ export interface DevOptions {
   uploadAbandonAge?: unknown;
   scrubRate?: unknown;
   s3?: unknown;
-  s3Port?: unknown;
+  /** cac leaves "s3-port" as it is (no camelCase after a digit). */
+  "s3-port"?: unknown;
 }
 
 /** The dev gateway's keys: the environment's when set, else the fixed development keys. */
@@ -109,7 +110,7 @@ export async function dev(options: DevOptions): Promise<void> {
   if (!isLogLevel(log_level)) throw new UsageError(`--log-level must be debug, info, warn or error, got "${log_level}"`);
   const large = largeObjectOptions(options);
   const s3 = options.s3 !== false;
-  const s3_port = parseIntArg("--s3-port", options.s3Port ?? s3_port_default, 1, 65535);
+  const s3_port = parseIntArg("--s3-port", options["s3-port"] ?? s3_port_default, 1, 65535);
   const s3_keys = s3 ? devCredentials() : null;
 
   const addresses: Address[] = Array.from({ length: count }, (_, i) => ({ host, port: base_port + i }));
