@@ -271,7 +271,7 @@ export interface Signer {
   sign(string_to_sign: string, options?: { signingDate?: Date }): Promise<string>;
   presign(
     request: HttpRequestLike,
-    options: { expiresIn: number; signingDate?: Date; unhoistableHeaders?: Set<string> },
+    options: { expiresIn: number; signingDate?: Date; unsignableHeaders?: Set<string>; unhoistableHeaders?: Set<string> },
   ): Promise<HttpRequestLike>;
 }
 
