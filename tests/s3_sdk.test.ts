@@ -137,6 +137,29 @@ describe("PutObject and GetObject", () => {
     expect(await getText(bucket, "signed-payload")).toBe("signed payload body");
   }, 30_000);
 
+  test("every checksum the SDK offers (CRC32, CRC32C, CRC64NVME, SHA-1, SHA-256) is accepted as a stream's trailer and as a Buffer's header", async () => {
+    const sent = s3.recordRequests();
+    for (const algorithm of ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"]) {
+      const data = crypto.randomBytes(70_000);
+      const header = `x-amz-checksum-${algorithm.toLowerCase()}`;
+      const streamed = await s3.call("PutObject", {
+        Bucket: bucket,
+        Key: `sum-${algorithm}-stream`,
+        Body: Readable.from([data.subarray(0, 30_000), data.subarray(30_000)]),
+        ContentLength: data.length,
+        ChecksumAlgorithm: algorithm,
+      });
+      expect(streamed.ETag).toBe(`"${md5Hex(data)}"`);
+      const trailer_put = sent.at(-1)!;
+      expect(trailer_put.headers["x-amz-content-sha256"]).toBe("STREAMING-UNSIGNED-PAYLOAD-TRAILER");
+      expect(trailer_put.headers["x-amz-trailer"]).toBe(header);
+      await s3.call("PutObject", { Bucket: bucket, Key: `sum-${algorithm}-buffer`, Body: data, ChecksumAlgorithm: algorithm });
+      expect(sent.at(-1)!.headers[header]).toBeDefined();
+      for (const key of [`sum-${algorithm}-stream`, `sum-${algorithm}-buffer`])
+        expect(Buffer.compare(Buffer.from(await getBytes(bucket, key)), data)).toBe(0);
+    }
+  }, 60_000);
+
   test("a STREAMING-AWS4-HMAC-SHA256-PAYLOAD body, every chunk signed, is stored; one bad chunk signature stores nothing", async () => {
     const data = crypto.randomBytes(200_000);
     const good = await streamingSignedPut(bucket, "chunk-signed", data, 64 * 1024, false);
@@ -441,6 +464,44 @@ describe("multipart", () => {
       404,
     );
     await expectSdkError(s3.call("HeadObject", { Bucket: bucket, Key: "doomed" }), "NotFound", 404);
+  }, 60_000);
+});
+
+describe("two gateways on one cluster", () => {
+  test("a second gateway sees the first one's buckets, and a multipart upload started on one is finished on the other", async () => {
+    const second = await startS3Gateway({ cluster: gateway.cluster });
+    const other = sdk.client(second);
+    try {
+      await createBucket("sdk-two-gateways");
+      expect((await other.call("HeadBucket", { Bucket: "sdk-two-gateways" })).$metadata.httpStatusCode).toBe(200);
+      const id = (await s3.call("CreateMultipartUpload", { Bucket: "sdk-two-gateways", Key: "shared" })).UploadId as string;
+      const part1 = crypto.randomBytes(5 * MiB);
+      const part2 = crypto.randomBytes(1000);
+      const e1 = (await other.call("UploadPart", { Bucket: "sdk-two-gateways", Key: "shared", UploadId: id, PartNumber: 1, Body: part1 }))
+        .ETag;
+      const e2 = (await s3.call("UploadPart", { Bucket: "sdk-two-gateways", Key: "shared", UploadId: id, PartNumber: 2, Body: part2 }))
+        .ETag;
+      const listed = await s3.call("ListParts", { Bucket: "sdk-two-gateways", Key: "shared", UploadId: id });
+      expect((listed.Parts as { PartNumber: number }[]).map((p) => p.PartNumber)).toEqual([1, 2]);
+      const done = await other.call("CompleteMultipartUpload", {
+        Bucket: "sdk-two-gateways",
+        Key: "shared",
+        UploadId: id,
+        MultipartUpload: {
+          Parts: [
+            { PartNumber: 1, ETag: e1 },
+            { PartNumber: 2, ETag: e2 },
+          ],
+        },
+      });
+      expect(done.ETag).toBe(multipartEtag([part1, part2]));
+      expect(sha256Hex(await getBytes("sdk-two-gateways", "shared"))).toBe(sha256Hex(Buffer.concat([part1, part2])));
+    } finally {
+      other.destroy();
+      await second.stop();
+    }
+    // Stopping the second gateway left the cluster serving the first.
+    expect((await s3.call("HeadBucket", { Bucket: "sdk-two-gateways" })).$metadata.httpStatusCode).toBe(200);
   }, 60_000);
 });
 

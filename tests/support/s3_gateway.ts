@@ -24,6 +24,8 @@ export class S3Gateway {
     readonly process: Subprocess,
     readonly log_path: string,
     readonly region: string,
+    /** Whether stop() also destroys the cluster (false for a second gateway on a shared one). */
+    private readonly owns_cluster: boolean,
   ) {}
 
   get host(): string {
@@ -45,23 +47,32 @@ export class S3Gateway {
     return fs.existsSync(this.log_path) ? fs.readFileSync(this.log_path, "utf8") : "";
   }
 
-  /** Kills the gateway, then the cluster (and its directory). */
+  /** Kills the gateway, then the cluster (and its directory) when it started it. */
   async stop(): Promise<void> {
     if (this.running()) {
       this.process.kill("SIGKILL");
       await this.process.exited;
     }
-    await this.cluster.destroy();
+    if (this.owns_cluster) await this.cluster.destroy();
   }
 }
 
-/** A 3-replica cluster and a gateway in front of it, answering HTTP. */
-export async function startS3Gateway(options: { region?: string; extra_args?: string[] } = {}): Promise<S3Gateway> {
-  const cluster = await TestCluster.start(3);
+export interface GatewayOptions {
+  region?: string;
+  /** More `toastyfs s3` options (e.g. --domain). */
+  extra_args?: string[];
+  /** Serve this cluster (another gateway's) instead of starting one; stop() leaves it running. */
+  cluster?: TestCluster;
+}
+
+/** A 3-replica cluster (or the one given) and a gateway in front of it, answering HTTP. */
+export async function startS3Gateway(options: GatewayOptions = {}): Promise<S3Gateway> {
+  const owns_cluster = options.cluster === undefined;
+  const cluster = options.cluster ?? (await TestCluster.start(3));
   try {
     const [port] = await freePorts(1);
     const region = options.region ?? test_region;
-    const log_path = path.join(cluster.dir, "s3-gateway.log");
+    const log_path = path.join(cluster.dir, `s3-gateway-${port}.log`);
     const log = fs.openSync(log_path, "a");
     const command = [
       ...toastyfsCommand(),
@@ -83,7 +94,7 @@ export async function startS3Gateway(options: { region?: string; extra_args?: st
       env: { ...process.env, TOASTYFS_S3_ACCESS_KEY: test_access_key, TOASTYFS_S3_SECRET_KEY: test_secret_key },
     });
     fs.closeSync(log);
-    const gateway = new S3Gateway(cluster, port!, child, log_path, region);
+    const gateway = new S3Gateway(cluster, port!, child, log_path, region, owns_cluster);
     await waitFor(
       "the S3 gateway to answer HTTP",
       async () => {
@@ -101,7 +112,7 @@ export async function startS3Gateway(options: { region?: string; extra_args?: st
     });
     return gateway;
   } catch (error) {
-    await cluster.destroy();
+    if (owns_cluster) await cluster.destroy();
     throw error;
   }
 }
