@@ -33,7 +33,10 @@ let sdk: AwsSdk;
 beforeAll(async () => {
   // A region other than us-east-1, whose legacy quirks (an empty LocationConstraint, refusing its own
   // name as one) would blur what the location cases check.
-  [sdk, gateway] = await Promise.all([AwsSdk.load(), startS3Gateway({ region: conformance_region })]);
+  [sdk, gateway] = await Promise.all([
+    AwsSdk.load(),
+    startS3Gateway({ region: conformance_region, extra_args: ["--domain", vhost_domain] }),
+  ]);
 }, 180_000);
 
 afterAll(async () => {
@@ -42,6 +45,7 @@ afterAll(async () => {
 
 const MiB = 1024 * 1024;
 const conformance_region = "eu-toasty-1";
+const vhost_domain = "s3.toasty.test";
 const empty_md5 = "d41d8cd98f00b204e9800998ecf8427e";
 
 function send(request: RawRequest, options: SignOptions & { body_bytes_sent?: number } = {}): Promise<RawResponse> {
@@ -250,6 +254,32 @@ describe("PutObject", () => {
     await expectAbsent(b, "sha-lie");
   });
 
+  test("an x-amz-checksum-* header that is not the body's is BadDigest, and nothing is stored", async () => {
+    const body = "checksummed body";
+    expect((await put(b, "crc-ok", body, { "x-amz-checksum-crc32": crc32Base64(body) })).status).toBe(200);
+    expectRawError(await put(b, "crc-bad", body, { "x-amz-checksum-crc32": crc32Base64("another body") }), "BadDigest", 400);
+    await expectAbsent(b, "crc-bad");
+    const sha = crypto.createHash("sha256").update("another body").digest("base64");
+    expectRawError(await put(b, "sha-bad", body, { "x-amz-checksum-sha256": sha }), "BadDigest", 400);
+    await expectAbsent(b, "sha-bad");
+  });
+
+  test("STREAMING-UNSIGNED-PAYLOAD-TRAILER: the right trailer stores the decoded bytes; a wrong one is BadDigest; a short body is refused", async () => {
+    const data = crypto.randomBytes(100_000);
+    const good = await send(...trailerPut(b, "trailer-ok", data, crc32Base64(data), data.length));
+    expect(good.status, good.text).toBe(200);
+    expect(good.headers.get("etag")).toBe(`"${md5Hex(data)}"`);
+    expect(sha256Hex((await get(b, "trailer-ok")).body)).toBe(sha256Hex(data));
+
+    expectRawError(await send(...trailerPut(b, "trailer-bad", data, crc32Base64("not the data"), data.length)), "BadDigest", 400);
+    await expectAbsent(b, "trailer-bad");
+    // The chunks hold fewer bytes than x-amz-decoded-content-length announces.
+    const short = await send(...trailerPut(b, "trailer-short", data, crc32Base64(data), data.length + 10));
+    expect(short.status).toBe(400);
+    expect(xmlValue(short.text, "Code")).toBeTruthy();
+    await expectAbsent(b, "trailer-short");
+  });
+
   test("a body cut short of its Content-Length (client gone) stores nothing, and the gateway stays up", async () => {
     const body = crypto.randomBytes(256 * 1024);
     const r = await rawHttp(
@@ -368,6 +398,23 @@ describe("GetObject", () => {
   test("a Range header that does not parse is ignored: 200 with the whole object", async () => {
     const r = await get(b, "obj", { range: "bytes=abc" });
     expect(r.status).toBe(200);
+    expect(r.text).toBe(content);
+  });
+
+  test("response-* query parameters override the answer's headers (how download links set a file name)", async () => {
+    const r = await send({
+      method: "GET",
+      path: objectPath(b, "obj"),
+      query: {
+        "response-content-type": "application/x-override",
+        "response-content-disposition": 'attachment; filename="x.txt"',
+        "response-cache-control": "no-store",
+      },
+    });
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-type")).toBe("application/x-override");
+    expect(r.headers.get("content-disposition")).toBe('attachment; filename="x.txt"');
+    expect(r.headers.get("cache-control")).toBe("no-store");
     expect(r.text).toBe(content);
   });
 
@@ -786,6 +833,25 @@ describe("multipart uploads", () => {
     }
   });
 
+  test("ListParts pages with max-parts and part-number-marker; ListMultipartUploads filters by prefix", async () => {
+    const id = await create("paged/parts");
+    const etags = [];
+    for (const n of [1, 2, 3]) etags.push(await uploadPart("paged/parts", id, n, `part ${n}`));
+    const first = await send({ method: "GET", path: objectPath(b, "paged/parts"), query: { uploadId: id, "max-parts": "2" } });
+    expect(xmlValues(first.text, "PartNumber")).toEqual(["1", "2"]);
+    expect(xmlValue(first.text, "IsTruncated")).toBe("true");
+    expect(xmlValue(first.text, "NextPartNumberMarker")).toBe("2");
+    const rest = await send({ method: "GET", path: objectPath(b, "paged/parts"), query: { uploadId: id, "part-number-marker": "2" } });
+    expect(xmlValues(rest.text, "PartNumber")).toEqual(["3"]);
+    expect(xmlValues(rest.text, "ETag")).toEqual([etags[2]!]);
+    expect(xmlValue(rest.text, "IsTruncated")).toBe("false");
+    await create("elsewhere");
+    const uploads = await send({ method: "GET", path: `/${b}`, query: { uploads: "", prefix: "paged/" } });
+    expect(uploads.status, uploads.text).toBe(200);
+    expect(xmlValues(uploads.text, "Key")).toEqual(["paged/parts"]);
+    expect(xmlValues(uploads.text, "UploadId")).toEqual([id]);
+  });
+
   test("Complete with If-None-Match * onto an existing key is PreconditionFailed and leaves the object", async () => {
     await putOk(b, "guarded", "original");
     const id = await create("guarded");
@@ -851,6 +917,20 @@ describe("authentication", () => {
     expect(ok.text).toBe("presigned");
     const expired = await presigned("GET", "/auth-presign/k", 5, new Date(Date.now() - 60_000));
     expectRawError(expired, "AccessDenied", 403);
+  });
+});
+
+describe("virtual-hosted style", () => {
+  test("with --domain, BUCKET.DOMAIN/KEY is the same object as /BUCKET/KEY; path style still works", async () => {
+    await createBucket("vhost-bkt");
+    const host = `vhost-bkt.${vhost_domain}:${gateway.port}`;
+    const r = await send({ method: "PUT", path: "/dir/key.txt", body: "virtual", headers: { host } });
+    expect(r.status, r.text).toBe(200);
+    expect((await get("vhost-bkt", "dir/key.txt")).text).toBe("virtual");
+    const back = await send({ method: "GET", path: "/dir/key.txt", headers: { host } });
+    expect(back.text).toBe("virtual");
+    const listing = await send({ method: "GET", path: "/", query: { "list-type": "2" }, headers: { host } });
+    expect(listed(listing).keys).toEqual(["dir/key.txt"]);
   });
 });
 
@@ -971,6 +1051,40 @@ describe("bad input", () => {
     await expectGatewayServing();
   });
 });
+
+function crc32Base64(data: string | Uint8Array): string {
+  const out = Buffer.alloc(4);
+  out.writeUInt32BE(Bun.hash.crc32(data) >>> 0);
+  return out.toString("base64");
+}
+
+/**
+ * A PutObject as recent SDKs send a stream: aws-chunked, STREAMING-UNSIGNED-PAYLOAD-TRAILER, the
+ * data in 64 KiB chunks, then the x-amz-checksum-crc32 trailer. decoded_length is what
+ * x-amz-decoded-content-length claims.
+ */
+function trailerPut(bucket: string, key: string, data: Uint8Array, crc32: string, decoded_length: number): [RawRequest, SignOptions] {
+  const parts: Uint8Array[] = [];
+  const text = (t: string) => new TextEncoder().encode(t);
+  for (let at = 0; at < data.length; at += 64 * 1024) {
+    const chunk = data.subarray(at, at + 64 * 1024);
+    parts.push(text(`${chunk.length.toString(16)}\r\n`), chunk, text("\r\n"));
+  }
+  parts.push(text(`0\r\nx-amz-checksum-crc32:${crc32}\r\n\r\n`));
+  return [
+    {
+      method: "PUT",
+      path: objectPath(bucket, key),
+      body: Buffer.concat(parts),
+      headers: {
+        "content-encoding": "aws-chunked",
+        "x-amz-decoded-content-length": String(decoded_length),
+        "x-amz-trailer": "x-amz-checksum-crc32",
+      },
+    },
+    { payload_hash: "STREAMING-UNSIGNED-PAYLOAD-TRAILER" },
+  ];
+}
 
 /** Signs a request for rawHttp (which sends it byte for byte) without sending it. */
 function signedForRaw(request: RawRequest, options: SignOptions = {}): Promise<RawRequest> {
