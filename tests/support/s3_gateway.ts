@@ -74,19 +74,13 @@ export async function startS3Gateway(options: GatewayOptions = {}): Promise<S3Ga
     const region = options.region ?? test_region;
     const log_path = path.join(cluster.dir, `s3-gateway-${port}.log`);
     const log = fs.openSync(log_path, "a");
-    const command = [
-      ...toastyfsCommand(),
-      "s3",
-      "--listen",
-      `127.0.0.1:${port}`,
-      "--cluster",
-      cluster.cluster_arg,
-      "--region",
-      region,
-      "--log-level",
-      "debug",
-      ...(options.extra_args ?? []),
+    const flags: [string, string][] = [
+      ["--listen", `127.0.0.1:${port}`],
+      ["--cluster", cluster.cluster_arg],
+      ["--region", region],
+      ["--log-level", "debug"],
     ];
+    const command = [...toastyfsCommand(), "s3", ...flags.flat(), ...(options.extra_args ?? [])];
     const child = Bun.spawn(command, {
       stdout: log,
       stderr: log,
