@@ -957,6 +957,13 @@ describe("unsupported operations", () => {
       { method: "GET", path: "/unsupported", query: { encryption: "" } },
       { method: "GET", path: "/unsupported/k", query: { partNumber: "1" } },
       { method: "POST", path: "/unsupported/k", query: { restore: "" }, body: "<RestoreRequest/>" },
+      {
+        method: "POST",
+        path: "/unsupported",
+        query: {},
+        body: "--x--\r\n",
+        headers: { "content-type": "multipart/form-data; boundary=x" },
+      },
       { method: "GET", path: "/unsupported/k", query: { tagging: "" } },
       { method: "PUT", path: "/unsupported/k", query: { tagging: "" }, body: "<Tagging><TagSet/></Tagging>" },
       { method: "GET", path: "/unsupported/k", query: { acl: "" } },
