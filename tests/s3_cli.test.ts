@@ -47,9 +47,12 @@ afterAll(async () => {
 });
 
 /** aws --endpoint-url GATEWAY ARGS; fails the test with the CLI's stderr unless it exits 0. */
-async function aws(args: string[], options: { timeout_ms?: number; cwd?: string; allow_failure?: boolean } = {}): Promise<RunResult> {
+async function aws(
+  args: string[],
+  options: { timeout_ms?: number; cwd?: string; allow_failure?: boolean; env?: Record<string, string> } = {},
+): Promise<RunResult> {
   const result = await runCommand([aws_binary!, "--endpoint-url", gateway.endpoint, ...args], {
-    env,
+    env: { ...env, ...options.env },
     timeout_ms: options.timeout_ms ?? 60_000,
     ...(options.cwd ? { cwd: options.cwd } : {}),
   });
@@ -153,6 +156,33 @@ describe.skipIf(aws_binary === null)("aws s3", () => {
     fs.rmSync(back);
     fs.rmSync(source.path);
   }, 180_000);
+});
+
+describe.skipIf(aws_binary === null)("aws s3 presign", () => {
+  test("a SigV4 presigned URL (signature_version s3v4) is fetched with plain HTTP; CLI v1's default SigV2 URL is refused, naming SigV4", async () => {
+    await aws(["s3", "mb", "s3://cli-presign"]);
+    const file = path.join(dir, "presign.txt");
+    fs.writeFileSync(file, "shared by URL\n");
+    await aws(["s3", "cp", file, "s3://cli-presign/shared.txt"]);
+    // aws CLI v1 presigns with SigV2 unless the profile says s3v4.
+    const v4_config = path.join(dir, "home", "config-s3v4");
+    fs.writeFileSync(v4_config, `${fs.readFileSync(env.AWS_CONFIG_FILE!, "utf8")}    signature_version = s3v4\n`);
+    const v4 = (
+      await aws(["s3", "presign", "s3://cli-presign/shared.txt", "--expires-in", "300"], { env: { AWS_CONFIG_FILE: v4_config } })
+    ).stdout.trim();
+    expect(v4).toContain("X-Amz-Algorithm=AWS4-HMAC-SHA256");
+    const got = await fetch(v4);
+    expect(got.status).toBe(200);
+    expect(await got.text()).toBe("shared by URL\n");
+
+    const v2 = (await aws(["s3", "presign", "s3://cli-presign/shared.txt", "--expires-in", "300"])).stdout.trim();
+    expect(v2).toContain("AWSAccessKeyId=");
+    const refused = await fetch(v2);
+    const body = await refused.text();
+    expect(refused.status).toBe(400);
+    expect(body).toContain("<Code>InvalidRequest</Code>");
+    expect(body).toContain("AWS4-HMAC-SHA256");
+  }, 60_000);
 });
 
 describe.skipIf(aws_binary === null)("aws s3api", () => {
