@@ -388,6 +388,20 @@ describe("conditional writes", () => {
     }
     expect(await getText(bucket, "race")).toBe(`writer ${winners[0]}`);
   }, 60_000);
+
+  test("10 concurrent IfMatch puts naming the same version: exactly one replaces it", async () => {
+    const base = await s3.call("PutObject", { Bucket: bucket, Key: "cas-race", Body: "base" });
+    const results = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) =>
+        s3.call("PutObject", { Bucket: bucket, Key: "cas-race", Body: `replacer ${i}`, IfMatch: base.ETag as string }),
+      ),
+    );
+    const winners = results.flatMap((r, i) => (r.status === "fulfilled" ? [i] : []));
+    expect(winners.length).toBe(1);
+    for (const r of results)
+      if (r.status === "rejected") expect(["PreconditionFailed", "ConditionalRequestConflict"]).toContain((r.reason as Error).name);
+    expect(await getText(bucket, "cas-race")).toBe(`replacer ${winners[0]}`);
+  }, 60_000);
 });
 
 describe("multipart", () => {
@@ -414,7 +428,44 @@ describe("multipart", () => {
     expect(sha256Hex(back)).toBe(sha256Hex(data));
     const uploads = await s3.call("ListMultipartUploads", { Bucket: bucket });
     expect(uploads.Uploads ?? []).toEqual([]);
+
+    // A range across the boundary of parts 1 and 2 reads both.
+    const from = 5 * MiB - 100;
+    const across = await getBytes(bucket, "big", { Range: `bytes=${from}-${from + 199}` });
+    expect(Buffer.compare(Buffer.from(across), data.subarray(from, from + 200))).toBe(0);
+    // A copy is a single object again: its ETag is the content's MD5.
+    const copy = await s3.call("CopyObject", { Bucket: bucket, Key: "big-copy", CopySource: `${bucket}/big` });
+    expect((copy.CopyObjectResult as { ETag: string }).ETag).toBe(`"${md5Hex(data)}"`);
+    expect(sha256Hex(await getBytes(bucket, "big-copy"))).toBe(sha256Hex(data));
   }, 120_000);
+
+  test("two uploads completing onto one new key with IfNoneMatch *: exactly one wins, and its bytes are the object", async () => {
+    const ids: string[] = [];
+    const etags: unknown[] = [];
+    for (const i of [0, 1]) {
+      const id = (await s3.call("CreateMultipartUpload", { Bucket: bucket, Key: "contested" })).UploadId as string;
+      ids.push(id);
+      etags.push(
+        (await s3.call("UploadPart", { Bucket: bucket, Key: "contested", UploadId: id, PartNumber: 1, Body: `upload ${i}` })).ETag,
+      );
+    }
+    const results = await Promise.allSettled(
+      ids.map((id, i) =>
+        s3.call("CompleteMultipartUpload", {
+          Bucket: bucket,
+          Key: "contested",
+          UploadId: id,
+          IfNoneMatch: "*",
+          MultipartUpload: { Parts: [{ PartNumber: 1, ETag: etags[i] }] },
+        }),
+      ),
+    );
+    const winners = results.flatMap((r, i) => (r.status === "fulfilled" ? [i] : []));
+    expect(winners.length).toBe(1);
+    const loser = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+    expect(["PreconditionFailed", "ConditionalRequestConflict"]).toContain((loser.reason as Error).name);
+    expect(await getText(bucket, "contested")).toBe(`upload ${winners[0]}`);
+  }, 60_000);
 
   test("by hand: parts out of order, ListParts, ListMultipartUploads, Complete; Abort forgets an upload", async () => {
     const created = await s3.call("CreateMultipartUpload", { Bucket: bucket, Key: "manual", Metadata: { kind: "manual" } });
