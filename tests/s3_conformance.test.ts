@@ -629,6 +629,17 @@ describe("ListObjectsV2", () => {
     expect(prefixes).toEqual(["foo%2B1/", "foo/", "quux%20ab/"]);
   });
 
+  test("a key XML 1.0 cannot carry (U+0001) lists with encoding-type=url; without it the listing is InvalidArgument, saying to ask for url", async () => {
+    await createBucket("list-ctl");
+    await putOk("list-ctl", "ctl\u0001key", "x");
+    await putOk("list-ctl", "plain", "x");
+    const url = listed(await list("list-ctl", { "list-type": "2", "encoding-type": "url" }));
+    expect(url.keys).toEqual(["ctl%01key", "plain"]);
+    const plain = await list("list-ctl", { "list-type": "2" });
+    expectRawError(plain, "InvalidArgument", 400);
+    expect(xmlValue(plain.text, "Message")).toContain("encoding-type=url");
+  });
+
   test("start-after past the last key: nothing, not truncated", async () => {
     const r = await list(b, { "list-type": "2", "start-after": "zzz" });
     expect(listed(r).keys).toEqual([]);
