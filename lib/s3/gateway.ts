@@ -81,6 +81,8 @@ export interface GatewayOptions {
   now?: () => number;
   /** Serve /metrics and /health here. */
   metrics?: Address | null;
+  /** Handlers that replace the built-in ones for their operations (tests: a handler with a bug). */
+  handlers?: ReadonlyMap<S3Operation, S3Handler>;
 }
 
 export interface Gateway {
@@ -138,6 +140,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const now = o.now ?? (() => Date.now());
   const metrics = new GatewayMetrics();
   const log = o.log;
+  const table: ReadonlyMap<S3Operation, S3Handler> = o.handlers === undefined ? handlers : new Map([...handlers, ...o.handlers]);
 
   const pickClient = (): Client => {
     let best = clients[0]!;
@@ -176,7 +179,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       now(),
     );
     x.access_key = auth.access_key;
-    const handler = handlers.get(operation);
+    const handler = table.get(operation);
     if (handler === undefined) throw new S3Error("NotImplemented", `${operation} is not supported`);
     let body = empty_body;
     let size: number | null = 0;
