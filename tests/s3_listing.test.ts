@@ -116,6 +116,7 @@ describe("ListObjectsV2", () => {
       ["nothing", "/", "5"],
       ["top", "", "1"],
       ["d1", "/", "2"],
+      ["x".repeat(1030), "/", "5"],
     ] as const) {
       const listed = await listAllV2({ prefix, delimiter, "max-keys": max, "encoding-type": "url" }, decodeURIComponent);
       expect(listed.items).toEqual(model(prefix, delimiter));

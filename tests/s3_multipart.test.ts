@@ -82,8 +82,7 @@ function concat(parts: Uint8Array[]): Uint8Array {
 
 function expectedEtag(parts: Uint8Array[]): string {
   const md5s = parts.map((p) => new Uint8Array(Buffer.from(md5Hex(p), "hex")));
-  // The part count is recorded as 1 until complete_upload carries metadata (multipart.ts).
-  return `"${Buffer.from(multipartMd5(md5s)).toString("hex")}-1"`;
+  return `"${Buffer.from(multipartMd5(md5s)).toString("hex")}-${parts.length}"`;
 }
 
 async function recordsLeft(g: S3Context, upload_id: string): Promise<number> {
@@ -144,6 +143,40 @@ describe("multipart upload across gateways", () => {
     // Other parts than those completed: the upload is gone.
     expect(await errorCode(completeCall(b, key, upload_id, [[1, etags.get(2)!]]))).toBe("NoSuchUpload");
   }, 60_000);
+
+  test("the same upload completed on two gateways at once: both succeed with one ETag", async () => {
+    const [a, b, c] = gateways as [S3Context, S3Context, S3Context];
+    const key = "twice";
+    const upload_id = await createUpload(a, key);
+    const body = randomBytes(2000);
+    const etag = await sendPart(a, key, upload_id, 1, body);
+    const results = await Promise.all([b, c].map((g) => ok(completeCall(g, key, upload_id, [[1, etag]]))));
+    const etags = await Promise.all(results.map(async (r) => textOf(await xmlOf(r), "ETag")));
+    expect(etags).toEqual([expectedEtag([body]), expectedEtag([body])]);
+    expect(await recordsLeft(a, upload_id)).toBe(0);
+  });
+
+  test("a gateway that stopped after the native complete left the upload record: Complete again succeeds and removes it", async () => {
+    const [a, b] = gateways as [S3Context, S3Context];
+    const key = "half-cleaned";
+    const upload_id = await createUpload(a, key);
+    const saved = (await a.client.get(uploadRecordKey(bucket, upload_id))).value;
+    const body = randomBytes(3000);
+    const etag = await sendPart(a, key, upload_id, 1, body);
+    await ok(completeCall(a, key, upload_id, [[1, etag]]));
+    // As if the cleanup had stopped after the part records.
+    await a.client.put(uploadRecordKey(bucket, upload_id), saved);
+    const listed = await xmlOf(await ok(call(listUploads, a, { bucket, query: { prefix: key } })));
+    expect(childrenNamed(listed, "Upload").map((u) => textOf(u, "UploadId"))).toEqual([upload_id]);
+    const again = await xmlOf(await ok(completeCall(b, key, upload_id, [[1, etag]])));
+    expect(textOf(again, "ETag")).toBe(expectedEtag([body]));
+    expect(await recordsLeft(a, upload_id)).toBe(0);
+    // Abort removes such a leftover too (its native upload is gone).
+    await a.client.put(uploadRecordKey(bucket, upload_id), saved);
+    expect((await ok(call(abort, b, { method: "DELETE", bucket, key, query: { uploadId: upload_id } }))).status).toBe(204);
+    expect(await recordsLeft(a, upload_id)).toBe(0);
+    expect(await readObject(a, key)).toEqual(body);
+  });
 
   test("an upload whose only part is empty completes to an empty object", async () => {
     const [a] = gateways as [S3Context];
@@ -357,6 +390,17 @@ describe("listings", () => {
     const grouped = await xmlOf(await ok(call(listUploads, a, { bucket: b2, query: { delimiter: "/" } })));
     expect(childrenNamed(grouped, "Upload").map((u) => textOf(u, "Key"))).toEqual(["a", "a", "c"]);
     expect(childrenNamed(grouped, "CommonPrefixes").map((p) => textOf(p, "Prefix"))).toEqual(["b/"]);
+    // One at a time with the delimiter: the common prefix once, then on past it.
+    const seen: string[] = [];
+    let markers: Record<string, string> = {};
+    for (;;) {
+      const doc = await xmlOf(await ok(call(listUploads, a, { bucket: b2, query: { delimiter: "/", "max-uploads": "1", ...markers } })));
+      seen.push(...childrenNamed(doc, "Upload").map((u) => textOf(u, "Key")!));
+      seen.push(...childrenNamed(doc, "CommonPrefixes").map((p) => textOf(p, "Prefix")!));
+      if (textOf(doc, "IsTruncated") !== "true") break;
+      markers = { "key-marker": textOf(doc, "NextKeyMarker")!, "upload-id-marker": textOf(doc, "NextUploadIdMarker")! };
+    }
+    expect(seen).toEqual(["a", "a", "b/", "c"]);
     const prefixed = await xmlOf(await ok(call(listUploads, a, { bucket: b2, query: { prefix: "b/" } })));
     expect(childrenNamed(prefixed, "Upload").map((u) => textOf(u, "Key"))).toEqual(["b/1", "b/2"]);
   });

@@ -207,6 +207,8 @@ export interface CompleteOptions extends Conditions {
   size?: number | null;
   /** The MD5 of the whole content, stored with the object. */
   md5?: Uint8Array | null;
+  /** User metadata (encodeUserMeta) that replaces what the upload was created with. */
+  user_meta?: Uint8Array | null;
 }
 
 /**
@@ -327,7 +329,14 @@ export class Upload {
   async complete(parts: readonly PartInfo[], o: CompleteOptions = {}): Promise<PutResult> {
     const sorted = [...parts].sort((a, b) => a.part_number - b.part_number);
     const md5 = o.md5 ?? null;
-    const body = encodeCompleteUpload({ upload_id: this.id, ...conditionOf(o), declared_size: o.size ?? null, md5, parts: sorted });
+    const body = encodeCompleteUpload({
+      upload_id: this.id,
+      ...conditionOf(o),
+      declared_size: o.size ?? null,
+      md5,
+      parts: sorted,
+      user_meta: o.user_meta ?? null,
+    });
     const reply = decodeCompleteUploadReply(await this.calls.main.call(Operation.complete_upload, body));
     if (reply === null) throw new ClientError("protocol", "malformed complete_upload reply");
     const all = new ChecksumList();

@@ -15,7 +15,7 @@ import type { Client } from "../client/client.ts";
 import { ClientError } from "../client/errors.ts";
 import type { PartInfo } from "../client/large_put.ts";
 import { part_blocks_max, upload_parts_max } from "../constants.ts";
-import { userMetaProblem, type MetaEntry } from "../store/large_bodies.ts";
+import { encodeUserMeta, userMetaProblem, type MetaEntry } from "../store/large_bodies.ts";
 import { assert } from "../util/assert.ts";
 import { requireBucket } from "./buckets.ts";
 import { etagOf, md5Etag, multipartMd5, parts_meta_name, partCountOf, sameEtag } from "./etag.ts";
@@ -52,20 +52,14 @@ export const part_size_min_bytes = 5 * 1024 * 1024;
 export const part_size_max_bytes = 5 * 1024 * 1024 * 1024;
 /** A CompleteMultipartUpload body: 10,000 parts of about 100 bytes each fit with room to spare. */
 export const complete_body_max_bytes = 2 * 1024 * 1024;
-/** S3's user metadata limit: names and values of the x-amz-meta-* headers, in bytes. */
-export const s3_user_meta_max_bytes = 2048;
 
-/**
- * The part count a completed object records. KNOWN GAP: the native complete_upload takes no
- * metadata (the object gets the metadata given at create_upload, when the count is not known),
- * so the count is recorded as 1 at create and the ETag of every multipart object is "MD5-1": a
- * multipart ETag (SDKs do not check it against the content's MD5) that every call agrees on
- * (Complete, HEAD, GET, listings, If-Match), with S3's MD5 of the part MD5s but not S3's count.
- * When complete_upload can carry metadata, this returns n and Complete passes it.
- */
-function recordedPartCount(n: number): number {
-  assert(n >= 1, "a completed upload has a part");
-  return 1;
+/** The user metadata a completed object stores: the upload's and the part count, which the ETag's
+ * "-N" shows and which is known only now (complete_upload replaces the upload's metadata). */
+function completedMeta(record: UploadRecord, part_count: number): Uint8Array {
+  assert(part_count >= 1 && part_count <= upload_parts_max, "a completed upload has 1..10,000 parts");
+  const entries: MetaEntry[] = record.meta.map(([name, value]) => ({ name, value }));
+  entries.push({ name: parts_meta_name, value: new TextEncoder().encode(String(part_count)) });
+  return encodeUserMeta(entries);
 }
 
 async function createUpload(request: S3Request, context: S3Context): Promise<Response> {
@@ -73,11 +67,11 @@ async function createUpload(request: S3Request, context: S3Context): Promise<Res
   await requireBucket(context, bucket);
   const meta = userMetaFromHeaders(request.headers);
   const content_type = contentTypeFromHeaders(request.headers);
-  const entries: MetaEntry[] = [...meta, { name: parts_meta_name, value: new TextEncoder().encode(String(recordedPartCount(1))) }];
-  // The reserved entry takes room of the native limit too.
-  const problem = userMetaProblem(entries);
+  // The part count Complete adds must fit the native limit too: check with the largest.
+  const largest = [...meta, { name: parts_meta_name, value: new TextEncoder().encode(String(upload_parts_max)) }];
+  const problem = userMetaProblem(largest);
   if (problem !== null) throw new S3Error("MetadataTooLarge", `user metadata: ${problem}`);
-  const upload = await context.client.createUpload(native_key, metaOptions(content_type, entries));
+  const upload = await context.client.createUpload(native_key, metaOptions(content_type, meta));
   const tag = newUploadTag();
   const upload_id = formatUploadId(upload.id, tag);
   const record: UploadRecord = {
@@ -229,10 +223,69 @@ async function alreadyCompleted(client: Client, native_key: Uint8Array, parts: r
     throw e;
   }
   if (header.md5 === null || !Buffer.from(header.md5).equals(Buffer.from(md5))) return null;
-  if (partCountOf(header) !== recordedPartCount(parts.length)) return null;
+  if (partCountOf(header) !== parts.length) return null;
   return etagOf(header);
 }
 
+/** The part records the Complete names, each checked against its ETag; the number of the first
+ * part that has no record, if one has none. */
+async function partsNamed(client: Client, upload_id: string, parts: readonly RequestedPart[]): Promise<PartRecord[] | number> {
+  const records: PartRecord[] = [];
+  for (const p of parts) {
+    let part: PartRecord;
+    try {
+      part = decodePartRecord((await client.get(partRecordKey(upload_id, p.part_number))).value);
+    } catch (e) {
+      if (e instanceof ClientError && e.code === "not_found") return p.part_number;
+      throw e;
+    }
+    if (!sameEtag(p.etag, md5Etag(part.md5))) throw invalidPart(p.part_number, `has ETag ${md5Etag(part.md5)}, not ${p.etag}`);
+    records.push(part);
+  }
+  return records;
+}
+
+function checkPartSizes(parts: readonly RequestedPart[], records: readonly PartRecord[]): void {
+  const small = records.findIndex((r, i) => i < records.length - 1 && r.size < part_size_min_bytes);
+  if (small < 0) return;
+  const { part_number } = parts[small]!;
+  const size = records[small]!.size;
+  throw new S3Error(
+    "EntityTooSmall",
+    `part ${part_number} is ${size} bytes: every part but the last is at least ${part_size_min_bytes} bytes`,
+    new Map([
+      ["PartNumber", String(part_number)],
+      ["ProposedSize", String(size)],
+      ["MinSizeAllowed", String(part_size_min_bytes)],
+    ]),
+  );
+}
+
+/** The native parts (an empty part has no blocks and is left out, see the module comment). */
+function nativeParts(parts: readonly RequestedPart[], records: readonly PartRecord[]): PartInfo[] {
+  return records.flatMap((r, i) =>
+    r.block_count === 0
+      ? []
+      : [
+          {
+            part_number: parts[i]!.part_number,
+            block_count: r.block_count,
+            attempt: r.attempt,
+            part_size: r.size,
+            part_checksum: r.part_checksum,
+            block_checksums: blockChecksumsOf(r),
+          },
+        ],
+  );
+}
+
+/**
+ * Complete: the records are read and checked, the native upload completed under the request's
+ * condition, then the records deleted (parts first: a gateway that stops half-way leaves the
+ * upload record, which ListMultipartUploads shows and AbortMultipartUpload removes, never part
+ * records nothing names). Whenever the upload or one of its parts turns out to be gone, the
+ * request may be a retry of a Complete that succeeded (alreadyCompleted).
+ */
 async function completeUpload(request: S3Request, context: S3Context): Promise<Response> {
   const { bucket, key, native: native_key } = objectOf(request);
   const upload_id = request.query.get("uploadId");
@@ -245,75 +298,49 @@ async function completeUpload(request: S3Request, context: S3Context): Promise<R
       w.leaf("Key", key);
       w.leaf("ETag", etag);
     });
+  /** The upload (or a part) is gone: success if the object is what this Complete makes. */
+  const gone = async (error: S3Error): Promise<Response> => {
+    const etag = await alreadyCompleted(context.client, native_key, parts);
+    if (etag === null) throw error;
+    await deleteRecords(context.client, bucket, upload_id!);
+    return done(etag);
+  };
   let record: UploadRecord;
   try {
     record = await readUploadRecord(context.client, bucket, key, upload_id);
   } catch (e) {
     if (!(e instanceof S3Error && e.code === "NoSuchUpload")) throw e;
-    const etag = await alreadyCompleted(context.client, native_key, parts);
-    if (etag === null) throw e;
-    return done(etag);
+    return gone(e);
   }
   // Every part must exist with its ETag before sizes are judged: a missing part is the news.
-  const records: PartRecord[] = [];
-  for (const p of parts) {
-    let part: PartRecord;
-    try {
-      part = decodePartRecord((await context.client.get(partRecordKey(upload_id!, p.part_number))).value);
-    } catch (e) {
-      if (e instanceof ClientError && e.code === "not_found") throw invalidPart(p.part_number, "was not uploaded");
-      throw e;
-    }
-    if (!sameEtag(p.etag, md5Etag(part.md5))) throw invalidPart(p.part_number, `has ETag ${md5Etag(part.md5)}, not ${p.etag}`);
-    records.push(part);
-  }
-  const small = records.findIndex((r, i) => i < records.length - 1 && r.size < part_size_min_bytes);
-  if (small >= 0)
-    throw new S3Error(
-      "EntityTooSmall",
-      `part ${parts[small]!.part_number} is ${records[small]!.size} bytes: every part but the last is at least ${part_size_min_bytes} bytes`,
-      new Map([
-        ["PartNumber", String(parts[small]!.part_number)],
-        ["ProposedSize", String(records[small]!.size)],
-        ["MinSizeAllowed", String(part_size_min_bytes)],
-      ]),
-    );
+  const records = await partsNamed(context.client, upload_id!, parts);
+  if (typeof records === "number") return gone(invalidPart(records, "was not uploaded"));
+  checkPartSizes(parts, records);
   const conditions = await writeConditions(request.headers, context.client, native_key);
   const md5 = multipartMd5(records.map((r) => r.md5));
-  const native_parts: PartInfo[] = [];
-  records.forEach((r, i) => {
-    if (r.block_count === 0) return;
-    native_parts.push({
-      part_number: parts[i]!.part_number,
-      block_count: r.block_count,
-      attempt: r.attempt,
-      part_size: r.size,
-      part_checksum: r.part_checksum,
-      block_checksums: blockChecksumsOf(r),
-    });
-  });
   const upload = context.client.openUpload(record.native_id, record.block_size_max);
   try {
-    await upload.complete(native_parts, { ...conditions, md5 });
+    await upload.complete(nativeParts(parts, records), { ...conditions, md5, user_meta: completedMeta(record, parts.length) });
   } catch (e) {
-    if (e instanceof ClientError && e.code === "upload_not_found") {
-      const etag = await alreadyCompleted(context.client, native_key, parts);
-      if (etag === null) throw noSuchUpload(upload_id!);
-      await deleteRecords(context.client, bucket, upload_id!);
-      return done(etag);
-    }
+    if (e instanceof ClientError && e.code === "upload_not_found") return gone(noSuchUpload(upload_id!));
     throw conditionFailed(e);
   }
   await deleteRecords(context.client, bucket, upload_id!);
-  return done(`"${Buffer.from(md5).toString("hex")}-${recordedPartCount(parts.length)}"`);
+  return done(`"${Buffer.from(md5).toString("hex")}-${parts.length}"`);
 }
 
-/** Every part record of the upload (those Complete left out too), then the upload record. */
+/** Every part record of the upload (those Complete left out too), then the upload record. A
+ * record already gone (another Complete or Abort of the upload got there first) is no error. */
 async function deleteRecords(client: Client, bucket: string, upload_id: string): Promise<void> {
   const keys: Uint8Array[] = [];
   for await (const entry of client.listAll(partRecordsPrefix(upload_id))) keys.push(entry.key);
-  for (const k of keys) await client.delete(k);
-  await client.delete(uploadRecordKey(bucket, upload_id));
+  for (const k of [...keys, uploadRecordKey(bucket, upload_id)]) {
+    try {
+      await client.delete(k);
+    } catch (e) {
+      if (!(e instanceof ClientError && e.code === "not_found")) throw e;
+    }
+  }
 }
 
 async function abortUpload(request: S3Request, context: S3Context): Promise<Response> {

@@ -109,9 +109,13 @@ export async function list_uploads_handler(request: S3Request, context: S3Contex
   // After the marker: keys after key-marker, and with upload-id-marker the uploads of key-marker
   // that come after that one.
   const marker_index = upload_id_marker === "" ? -1 : all.findIndex((u) => u.record.key === key_marker && u.upload_id === upload_id_marker);
+  // A key-marker that is a common prefix (a NextKeyMarker) resumes after all the keys under it.
+  const at = delimiter === "" || !key_marker.startsWith(prefix) ? -1 : key_marker.indexOf(delimiter, prefix.length);
+  const marker_is_prefix = at >= 0 && at + delimiter.length === key_marker.length;
   const after = all.filter((u, i) => {
     if (!u.record.key.startsWith(prefix)) return false;
     if (key_marker === "") return true;
+    if (marker_is_prefix && u.record.key.startsWith(key_marker)) return false;
     if (u.record.key === key_marker) return marker_index >= 0 && i > marker_index;
     return byteOrder(u.record.key, key_marker) > 0;
   });

@@ -7,6 +7,7 @@ import {
   encodePartRecord,
   encodeUploadRecord,
   formatUploadId,
+  noSuchUpload,
   newUploadTag,
   packBlockChecksums,
   parseUploadId,
@@ -20,14 +21,7 @@ describe("UploadId", () => {
     expect(tag).toMatch(/^[0-9a-f]{16}$/);
     expect(parseUploadId(formatUploadId(42, tag))).toEqual({ native_id: 42, tag });
     for (const bad of [null, "", "42", `42.${tag}x`, `042.${tag}`, `0.${tag}`, `99999999999999999.${tag}`, `42.${tag.toUpperCase()}A`]) {
-      let error: unknown = null;
-      try {
-        parseUploadId(bad);
-      } catch (e) {
-        error = e;
-      }
-      expect(error).toBeInstanceOf(S3Error);
-      expect((error as S3Error).code).toBe("NoSuchUpload");
+      expect(() => parseUploadId(bad)).toThrow(noSuchUpload(bad ?? ""));
     }
   });
 });
