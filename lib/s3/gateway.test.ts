@@ -30,7 +30,7 @@ beforeAll(async () => {
     client,
     credentials: new Credentials(new Map([[key.access_key, key.secret]])),
     region: "us-east-1",
-    domain: null,
+    domain: "s3.test",
     log: (level, text) => logs.push(`${level} ${text}`),
     metrics: { host: "127.0.0.1", port: 0 },
     handlers: new Map<S3Operation, S3Handler>([["GetBucketLocation", buggy]]),
@@ -89,6 +89,16 @@ describe("the gateway", () => {
     await waitFor("the held requests to end", () => gateway.metrics.in_flight === 0, 10_000);
     expect((await signedFetch(gateway.url, key, { method: "GET", path: "/unit/held" })).status).toBe(404);
   }, 30_000);
+
+  test("with a domain, a Host of BUCKET.DOMAIN names the bucket (virtual-hosted style); path style still works", async () => {
+    const port = new URL(gateway.url).port;
+    const host = `unit.s3.test:${port}`;
+    const headers = signHeaders(key, { method: "PUT", host, path: "/vh-key" });
+    const put = await fetch(`${gateway.url}/vh-key`, { method: "PUT", headers, body: "virtual" });
+    expect(put.status).toBe(200);
+    const get = await signedFetch(gateway.url, key, { method: "GET", path: "/unit/vh-key" });
+    expect(await get.text()).toBe("virtual");
+  });
 
   test("the metrics endpoint serves /metrics and /health", async () => {
     const text = await (await fetch(`${gateway.metrics_url}/metrics`)).text();
