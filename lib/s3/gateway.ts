@@ -52,6 +52,9 @@ export const connections_max = 1024;
 /** A connection that neither sends nor reads for this long is closed: a client that stops sending
  * its body or stops reading the response, or an idle keep-alive connection. */
 export const idle_timeout_ms = 60_000;
+/** On stop, requests in flight get this long to finish before their connections are closed. */
+export const stop_grace_ms = 10_000;
+const stop_poll_ms = 20;
 /** A request's head must arrive within this long of its first byte. */
 export const headers_timeout_ms = 20_000;
 
@@ -81,6 +84,8 @@ export interface GatewayOptions {
   now?: () => number;
   /** Serve /metrics and /health here. */
   metrics?: Address | null;
+  /** Handlers that replace the built-in ones for their operations (tests: a handler with a bug). */
+  handlers?: ReadonlyMap<S3Operation, S3Handler>;
 }
 
 export interface Gateway {
@@ -138,6 +143,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const now = o.now ?? (() => Date.now());
   const metrics = new GatewayMetrics();
   const log = o.log;
+  const table: ReadonlyMap<S3Operation, S3Handler> = o.handlers === undefined ? handlers : new Map([...handlers, ...o.handlers]);
 
   const pickClient = (): Client => {
     let best = clients[0]!;
@@ -176,7 +182,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       now(),
     );
     x.access_key = auth.access_key;
-    const handler = handlers.get(operation);
+    const handler = table.get(operation);
     if (handler === undefined) throw new S3Error("NotImplemented", `${operation} is not supported`);
     let body = empty_body;
     let size: number | null = 0;
@@ -311,9 +317,14 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     url: `http://${host}:${port}`,
     metrics_url: metrics_server === null ? null : `http://${formatAddress({ host: o.metrics!.host, port: metrics_server.port })}`,
     metrics,
+    /** Stops accepting, lets the requests in flight finish for up to stop_grace_ms, then closes every connection. */
     async stop() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const deadline = performance.now() + stop_grace_ms;
+      while (metrics.in_flight > 0 && performance.now() < deadline) await Bun.sleep(stop_poll_ms);
       server.closeAllConnections();
-      await Promise.all([new Promise<void>((resolve) => server.close(() => resolve())), metrics_server?.stop()]);
+      await Promise.all([closed, metrics_server?.stop()]);
     },
   };
 }
