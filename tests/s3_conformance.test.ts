@@ -1148,6 +1148,13 @@ function trailerPut(bucket: string, key: string, data: Uint8Array, crc32: string
   ];
 }
 
+describe("the gateway after all of the above", () => {
+  test("it is still up, logged no bug and answered no 5xx but NotImplemented", () => {
+    expect(gateway.running()).toBe(true);
+    expect(gateway.serverErrors()).toEqual([]);
+  });
+});
+
 /** Signs a request for rawHttp (which sends it byte for byte) without sending it. */
 function signedForRaw(request: RawRequest, options: SignOptions = {}): Promise<RawRequest> {
   return signRaw(sdk, gateway, request, options);

@@ -600,6 +600,13 @@ describe("authentication and unsupported operations", () => {
   }, 30_000);
 });
 
+describe("the gateway after all of the above", () => {
+  test("it is still up, logged no bug and answered no 5xx but NotImplemented", () => {
+    expect(gateway.running()).toBe(true);
+    expect(gateway.serverErrors()).toEqual([]);
+  });
+});
+
 /**
  * PutObject with a STREAMING-AWS4-HMAC-SHA256-PAYLOAD body, signed by hand: the seed signature
  * from smithy's signer over the headers, then each chunk's signature chained from the previous

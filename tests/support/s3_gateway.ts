@@ -47,6 +47,16 @@ export class S3Gateway {
     return fs.existsSync(this.log_path) ? fs.readFileSync(this.log_path, "utf8") : "";
   }
 
+  /** Log lines of bugs (error level) and of 5xx answers other than NotImplemented: none is the
+   * gateway handling everything a test sent, bad input included, as an S3 error of the client's. */
+  serverErrors(): string[] {
+    return this.logs()
+      .split("\n")
+      .filter(
+        (line) => / s3 error /.test(line) || (/ s3 (debug|info|warn) \S+ \S+ 5\d\d /.test(line) && !/ 501 NotImplemented /.test(line)),
+      );
+  }
+
   /** Kills the gateway, then the cluster (and its directory) when it started it. */
   async stop(): Promise<void> {
     if (this.running()) {
