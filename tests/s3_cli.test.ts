@@ -277,3 +277,10 @@ describe.skipIf(aws_binary === null)("aws s3api", () => {
     expect(after.Uploads ?? []).toEqual([]);
   }, 120_000);
 });
+
+describe.skipIf(aws_binary === null)("the gateway after all of the above", () => {
+  test("it is still up, logged no bug and answered no 5xx", () => {
+    expect(gateway.running()).toBe(true);
+    expect(gateway.serverErrors()).toEqual([]);
+  });
+});
