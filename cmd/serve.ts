@@ -82,7 +82,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   // Metrics bind first: a port in use fails before the data directory is touched.
   let metrics: MetricsServer | null = null;
   if (metrics_address !== null && requests !== undefined) {
-    metrics = new MetricsServer(metrics_address, { status: () => node.status(), data_dir }, requests);
+    metrics = new MetricsServer(metrics_address, { status: () => node.status(), readiness: () => node.readiness(), data_dir }, requests);
     try {
       metrics.start();
     } catch (error) {

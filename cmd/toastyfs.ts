@@ -21,7 +21,7 @@ function serveCommand(name: string, description: string) {
     .option("--listen <host:port>", "Address to bind, if not --addr (behind NAT, in a container, behind a proxy)")
     .option("--peer <host:port>", "Another replica's address (repeat for each peer)", { type: [String] })
     .option("--data <dir>", "Data directory (default: ./toastyfs-data/<host>_<port>)")
-    .option("--metrics <host:port>", "Serve Prometheus metrics over HTTP at http://<host:port>/metrics")
+    .option("--metrics <host:port>", "Serve Prometheus metrics at http://<host:port>/metrics and health checks at /livez, /readyz")
     .option("--log-level <level>", "debug, info, warn or error", { default: "info" })
     .option("--log-format <format>", "text or json", { default: "text" })
     .option("--block-size-max <bytes>", "Largest block of a streamed object, 16..4194304 (default 4 MiB; the same on every replica)")
