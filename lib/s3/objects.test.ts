@@ -318,6 +318,15 @@ describe("CopyObject", () => {
     await expect(call("HeadObject", { method: "HEAD", key: "c" })).rejects.toMatchObject({ code: "NoSuchKey" });
   });
 
+  test("a copy of a multi-block object streams the source into the destination", async () => {
+    const big = pattern(10 * 1024 * 1024, 3);
+    await put("big-src", big);
+    const xml = await (await copy("big-dst", { "x-amz-copy-source": `/${bucket}/big-src` })).text();
+    expect(xml).toContain(md5Hex(big));
+    const back = new Uint8Array(await (await call("GetObject", { method: "GET", key: "big-dst" })).arrayBuffer());
+    expect(Buffer.compare(back, big)).toBe(0);
+  }, 30_000);
+
   test("destination conditions: If-None-Match * refuses to replace", async () => {
     await put("dst-exists", "old");
     await expect(copy("dst-exists", { "x-amz-copy-source": `/${bucket}/src`, "if-none-match": "*" })).rejects.toMatchObject({
