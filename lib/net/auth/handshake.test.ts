@@ -16,7 +16,8 @@ import {
   type DialerOptions,
   type HandshakeStep,
 } from "./handshake.ts";
-import { clientOnly, deriveKeys, type AuthKeys } from "./secret.ts";
+import { clientOnly, deriveKeys, toHex, type AuthKeys } from "./secret.ts";
+import { FrameSealer } from "./frame_tag.ts";
 
 const keys = deriveKeys(Uint8Array.from({ length: 32 }, (_, i) => i));
 const other_keys = deriveKeys(Uint8Array.from({ length: 32 }, (_, i) => 255 - i));
@@ -246,5 +247,33 @@ describe("handshake", () => {
   test("an acceptor that gets neither a hello nor a plain frame refuses it as malformed", () => {
     const f = failed(acceptor().receive(new Uint8Array(128).fill(7)));
     expect([f.reason, f.refusal]).toEqual(["malformed", RefusalCode.malformed]);
+  });
+
+  test("the test vectors of docs/PROTOCOL.md §6.7", () => {
+    const vector_keys = deriveKeys(Uint8Array.from({ length: 32 }, (_, i) => i));
+    const options = { keys: vector_keys, cluster: 0x0123456789abcdefn, replica_count: 3 };
+    const d = new Dialer({
+      ...options,
+      role: AuthRole.client,
+      index: sender_client,
+      expected_acceptor: 1,
+      nonce: new Uint8Array(32).fill(0xd0),
+    });
+    const a = new Acceptor({ ...options, index: 1, nonce: new Uint8Array(32).fill(0xa0) });
+    const hello = d.start();
+    const challenge = a.receive(hello).output!;
+    const dial = done(d.receive(challenge));
+    done(a.receive(dial.output!));
+    expect(toHex(vector_keys.replica!)).toBe("cd462b49c101b37f38569e1e4ae4d7a4bd729a2a47e8547b97fc935b1ec14c41");
+    expect(toHex(vector_keys.client)).toBe("2a7488228b5e81beeb88c9991214290a73b2acf29af7ff580f82ac368cdd0cb7");
+    expect(toHex(hello)).toBe(`54465348010100ffefcdab8967452301${"d0".repeat(32)}`);
+    expect(toHex(challenge)).toBe(`5446534801020100${"a0".repeat(32)}932d83ea9f64c33db587b0a423f6bbf890fc0d9a320d6297387e1c8234009d6d`);
+    expect(toHex(dial.output!)).toBe("54465348010300008464515691f8e39ed2213563d024ad8cb2bf371642d7243db137379b332fb80f");
+    expect(toHex(dial.keys.send)).toBe("80a3a417eb181260004c3a48b00be0eac23a950b789798b9ec9ee663490ffcaa");
+    expect(toHex(dial.keys.receive)).toBe("3d7639271cc65e80e0f582352555d98d474994cdcf47b9c3865bce4cea7cf805");
+    const sealer = new FrameSealer(dial.keys.send);
+    const abc = new TextEncoder().encode("abc");
+    expect(toHex(sealer.seal(abc))).toBe("33eb7c1c730ab7c2075b207a12b6c65b");
+    expect(toHex(sealer.seal(abc))).toBe("c80c5276a1900bedc91f0d185d01b2cd");
   });
 });
