@@ -353,6 +353,10 @@ export class Client {
 
 /** Asks every replica about itself (toastyfs status); a replica that does not answer within
  * timeout_ms is reported as null (probeCluster also says what its connection did). */
-export async function clusterStatus(addresses: Address[], timeout_ms = 1000): Promise<(ReplicaStatus | null)[]> {
-  return (await probeCluster(addresses, timeout_ms)).map((p) => p.status);
+export async function clusterStatus(
+  addresses: Address[],
+  timeout_ms = 1000,
+  secret: AuthKeys | null = null,
+): Promise<(ReplicaStatus | null)[]> {
+  return (await probeCluster(addresses, timeout_ms, secret)).map((p) => p.status);
 }
