@@ -11,7 +11,7 @@ import * as path from "node:path";
 import { Client } from "../lib/client/client.ts";
 import { newSecret, readSecretFile, writeSecretFile } from "../lib/net/auth/secret.ts";
 import { seededPrng, withCluster } from "./support/harness.ts";
-import { fuzzCase, sendCase, type FuzzTarget } from "./support/fuzz.ts";
+import { fuzzConnections, type FuzzTarget } from "./support/fuzz.ts";
 import { membership } from "../lib/net/address.ts";
 
 const connections_per_replica = 500;
@@ -28,19 +28,8 @@ test("fuzzed frames without the handshake: every connection refused, nothing rea
     for (let i = 0; i < 50; i++) await client.put(`before/${i}`, new TextEncoder().encode(`value ${i}`));
     const before = await cluster.status();
     const target: FuzzTarget = { cluster: membership(cluster.addresses).cluster, replica_count: cluster.replicas.length, view: 0 };
-    const outcomes = new Map<string, number>();
-    let sent = 0;
     const total = connections_per_replica * cluster.replicas.length;
-    await Promise.all(
-      Array.from({ length: parallel }, async () => {
-        while (sent < total) {
-          const n = sent++;
-          const r = cluster.replicas[n % cluster.replicas.length]!;
-          const outcome = await sendCase(r.port, fuzzCase(prng, n % 2 === 0 ? "peer" : "client", target));
-          outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-        }
-      }),
-    );
+    const outcomes = await fuzzConnections(cluster.replicas, prng, target, total, parallel);
     console.log(`fuzzed ${total} unauthenticated connections: ${JSON.stringify(Object.fromEntries(outcomes))}`);
     expect(outcomes.get("timeout") ?? 0).toBe(0);
     for (const r of cluster.replicas) expect(cluster.running(r)).toBe(true);
