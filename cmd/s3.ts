@@ -93,6 +93,7 @@ export async function runGateway(o: RunGatewayOptions): Promise<Gateway> {
       region: o.region,
       domain: o.domain,
       log: (level, text) => log.log(level, text),
+      log_debug: log.enabled("debug"),
       metrics: o.metrics,
     });
   } catch (error) {
