@@ -41,7 +41,7 @@ export function parseCopySource(text: string): { bucket: string; key: string } {
   const path = question < 0 ? text : text.slice(0, question);
   if (question >= 0) {
     const query = new URLSearchParams(text.slice(question + 1));
-    if (query.has("versionId"))
+    if ((query.get("versionId") ?? "null") !== "null")
       throw new S3Error("NotImplemented", "x-amz-copy-source with versionId: this gateway keeps one version per key");
   }
   let decoded = "";

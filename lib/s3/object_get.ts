@@ -93,7 +93,8 @@ function checkGetQuery(request: S3Request): void {
   // Reading one part of a multipart object is not supported: serving the whole object instead
   // would hand a client the wrong bytes.
   if (request.query.has("partNumber")) throw new S3Error("NotImplemented", "GetObject and HeadObject with partNumber are not supported");
-  if (request.query.has("versionId")) throw new S3Error("NotImplemented", "versionId: this gateway keeps one version per key");
+  if ((request.query.get("versionId") ?? "null") !== "null")
+    throw new S3Error("NotImplemented", "versionId: this gateway keeps one version per key");
 }
 
 function okResponse(

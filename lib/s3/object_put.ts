@@ -1,50 +1,41 @@
 /**
  * PutObject and DeleteObject (docs/S3.md §3). A put streams the verified body into Client.put,
  * which writes nothing visible until the whole body has been read and checked: the body iterator
- * throws (a bad digest, a short body) before it ends, so the object is never half-written.
+ * (payload.ts: payload hash, Content-MD5, checksums, length) throws before it ends if a check
+ * fails, so the object is never half-written.
  */
 import { ClientError } from "../client/errors.ts";
 import { requireBucket } from "./buckets.ts";
 import { md5Etag } from "./etag.ts";
 import { contentTypeFromHeaders, metaOptions, objectOf, userMetaFromHeaders } from "./object_headers.ts";
 import type { S3Context, S3Request } from "./request.ts";
+import { contentEncodings } from "./payload.ts";
 import { S3Error } from "./s3_error.ts";
 import { conditionFailed, writeConditions } from "./write_conditions.ts";
 
 /** S3's largest single PutObject (and CopyObject); larger objects are multipart uploads. */
 export const put_object_size_max_bytes = 5 * 1024 * 1024 * 1024;
-const md5_bytes = 16;
 
 /** Whether the body is aws-chunked (its decoded size may be unknown up front). */
 function awsChunked(headers: Headers): boolean {
-  const encoding = headers.get("content-encoding") ?? "";
-  const sha = headers.get("x-amz-content-sha256") ?? "";
-  return encoding.split(",").some((e) => e.trim().toLowerCase() === "aws-chunked") || sha.startsWith("STREAMING-");
+  return (
+    contentEncodings(headers.get("content-encoding")).includes("aws-chunked") ||
+    (headers.get("x-amz-content-sha256") ?? "").startsWith("STREAMING-")
+  );
 }
 
-/** The Content-MD5 header's 16 bytes, or null when absent (InvalidDigest when it is not base64 of 16 bytes). */
+const md5_bytes = 16;
+
+/** The Content-MD5 header's 16 bytes, or null when absent (InvalidDigest when it is not base64 of
+ * 16 bytes). The body itself is checked against it by payload.ts. */
 export function contentMd5(headers: Headers): Uint8Array | null {
   const text = headers.get("content-md5");
   if (text === null) return null;
-  const bytes = /^[A-Za-z0-9+/]*={0,2}$/.test(text.trim()) ? new Uint8Array(Buffer.from(text.trim(), "base64")) : new Uint8Array(0);
+  const trimmed = text.trim();
+  const bytes = /^[A-Za-z0-9+/]*={0,2}$/.test(trimmed) ? new Uint8Array(Buffer.from(trimmed, "base64")) : new Uint8Array(0);
   if (bytes.length !== md5_bytes)
     throw new S3Error("InvalidDigest", `Content-MD5 ${JSON.stringify(text)} is not the base64 of a 16-byte MD5`);
   return bytes;
-}
-
-/** The body, checked against Content-MD5 before it reports its end (BadDigest). */
-export async function* md5Checked(body: AsyncIterable<Uint8Array>, expected: Uint8Array): AsyncGenerator<Uint8Array> {
-  const hasher = new Bun.CryptoHasher("md5");
-  for await (const chunk of body) {
-    hasher.update(chunk);
-    yield chunk;
-  }
-  const got = new Uint8Array(hasher.digest() as Uint8Array);
-  if (!got.every((b, i) => b === expected[i]))
-    throw new S3Error(
-      "BadDigest",
-      `the body's MD5 ${Buffer.from(got).toString("base64")} is not the Content-MD5 ${Buffer.from(expected).toString("base64")}`,
-    );
 }
 
 export async function putObject(request: S3Request, context: S3Context): Promise<Response> {
@@ -61,12 +52,10 @@ export async function putObject(request: S3Request, context: S3Context): Promise
         ["ProposedSize", String(request.size)],
       ]),
     );
-  const md5 = contentMd5(request.headers);
   await requireBucket(context, bucket);
   const conditions = await writeConditions(request.headers, context.client, native);
-  const body = md5 === null ? request.body : md5Checked(request.body, md5);
   try {
-    const result = await context.client.put(native, body, {
+    const result = await context.client.put(native, request.body, {
       ...options,
       ...conditions,
       ...(request.size === null ? {} : { size: request.size }),
@@ -80,7 +69,8 @@ export async function putObject(request: S3Request, context: S3Context): Promise
 /** 204 whether or not the key existed, as S3. If-Match makes it conditional (412 otherwise). */
 export async function deleteObject(request: S3Request, context: S3Context): Promise<Response> {
   const { bucket, native } = objectOf(request);
-  if (request.query.has("versionId")) throw new S3Error("NotImplemented", "versionId: this gateway keeps one version per key");
+  if ((request.query.get("versionId") ?? "null") !== "null")
+    throw new S3Error("NotImplemented", "versionId: this gateway keeps one version per key");
   await requireBucket(context, bucket);
   let if_version: number | undefined;
   if (request.headers.has("if-match")) {
