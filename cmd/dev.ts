@@ -118,8 +118,6 @@ export async function dev(options: DevOptions): Promise<void> {
   const secret_file = optionString("--secret-file", options.secretFile);
   // A bad file fails here, once, not in every replica; the keys also let dev ask the replicas how they are.
   const secret = secret_file === undefined ? null : secretFrom(secret_file);
-  // The gateway (lib/s3) does not take a secret yet: it could not reach a cluster that has one.
-  if (secret !== null && s3) throw new UsageError("--secret-file: the dev S3 gateway cannot authenticate to the cluster yet; add --no-s3");
 
   const addresses: Address[] = Array.from({ length: count }, (_, i) => ({ host, port: base_port + i }));
   const names = addresses.map(formatAddress);
@@ -286,6 +284,7 @@ export async function dev(options: DevOptions): Promise<void> {
         domain: null,
         metrics: null,
         logger,
+        secret,
       });
     } catch (error) {
       console.error(`error: the S3 gateway did not start: ${(error as Error).message}; stopping`);

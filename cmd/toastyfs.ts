@@ -69,6 +69,7 @@ cli
   .option("--region <region>", "The region the gateway answers for (default: us-east-1)")
   .option("--domain <domain>", "Also accept virtual-hosted-style requests: BUCKET.<domain>")
   .option("--credentials <file>", "More access keys: one 'ACCESS_KEY_ID SECRET' per line")
+  .option("--secret-file <file>", secret_file_help)
   .option("--metrics <host:port>", "Serve Prometheus metrics at http://<host:port>/metrics and a health check at /health")
   .option("--log-level <level>", "debug (one line per request), info, warn or error", { default: "info" })
   .option("--log-format <format>", "text or json", { default: "text" })

@@ -29,6 +29,9 @@ import { sender_client } from "../lib/constants.ts";
 import { TestCluster } from "./support/cluster.ts";
 import { toastyfs } from "./support/cli.ts";
 import { waitFor } from "../lib/net/test_support.ts";
+import { Credentials } from "../lib/s3/credentials.ts";
+import { startGateway } from "../lib/s3/gateway.ts";
+import { signedFetch, type S3Key } from "./support/s3_sign.ts";
 
 let cluster: TestCluster;
 let keys: AuthKeys;
@@ -188,5 +191,35 @@ describe("a cluster with a secret", () => {
       expect(new TextDecoder().decode((await client.get("auth/flipped")).value)).toBe("survived");
     });
     expect(await counter("auth_failures_tag")).toBeGreaterThan(tags_before);
+  }, 60_000);
+});
+
+describe("the S3 gateway in front of a cluster with a secret", () => {
+  test("a gateway holding only a client key stores and serves objects; its /health sees the quorum", async () => {
+    const s3_key: S3Key = { access_key: "auth-s3", secret: "auth-s3-secret", region: "us-east-1" };
+    const client_keys = readSecretFile(client_file);
+    const client = new Client({ addresses: cluster.addresses, operation_timeout_ms: 20_000, secret: client_keys });
+    const gateway = await startGateway({
+      listen: { host: "127.0.0.1", port: 0 },
+      client,
+      credentials: new Credentials(new Map([[s3_key.access_key, s3_key.secret]])),
+      region: "us-east-1",
+      domain: null,
+      log: () => {},
+      metrics: { host: "127.0.0.1", port: 0 },
+    });
+    try {
+      expect((await signedFetch(gateway.url, s3_key, { method: "PUT", path: "/secured" })).status).toBe(200);
+      const put = await signedFetch(gateway.url, s3_key, { method: "PUT", path: "/secured/k", body: text("behind a secret") });
+      expect(put.status).toBe(200);
+      const get = await signedFetch(gateway.url, s3_key, { method: "GET", path: "/secured/k" });
+      expect(await get.text()).toBe("behind a secret");
+      expect(await keysInCluster()).toContain("secured/k");
+      const health = await fetch(`${gateway.metrics_url}/health`);
+      expect([health.status, await health.text()]).toEqual([200, expect.stringMatching(/^ok: 3 of 3 replicas answer/)]);
+    } finally {
+      await gateway.stop();
+      await client.close();
+    }
   }, 60_000);
 });
