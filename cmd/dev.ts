@@ -7,6 +7,8 @@
  * few commands to try, forwards every replica's output with a prefix, reports a replica that dies,
  * and on Ctrl-C or SIGTERM stops every replica cleanly (SIGTERM, wait) and exits 0.
  */
+import { isLoopbackHost } from "./serve.ts";
+import { secretFrom } from "./secret.ts";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
@@ -44,6 +46,7 @@ export interface DevOptions {
   blockSizeMax?: unknown;
   uploadAbandonAge?: unknown;
   scrubRate?: unknown;
+  secretFile?: unknown;
   s3?: unknown;
   /** cac leaves "s3-port" as it is (no camelCase after a digit). */
   "s3-port"?: unknown;
@@ -112,6 +115,9 @@ export async function dev(options: DevOptions): Promise<void> {
   const s3 = options.s3 !== false;
   const s3_port = parseIntArg("--s3-port", options["s3-port"] ?? s3_port_default, 1, 65535);
   const s3_keys = s3 ? devCredentials() : null;
+  const secret_file = optionString("--secret-file", options.secretFile);
+  // A bad file fails here, once, not in every replica; the keys also let dev ask the replicas how they are.
+  const secret = secret_file === undefined ? null : secretFrom(secret_file);
 
   const addresses: Address[] = Array.from({ length: count }, (_, i) => ({ host, port: base_port + i }));
   const names = addresses.map(formatAddress);
@@ -155,6 +161,8 @@ export async function dev(options: DevOptions): Promise<void> {
       ...large.args,
     ];
     if (metrics) args.push("--metrics", formatAddress({ host, port: address.port + metrics_port_offset }));
+    if (secret_file !== undefined) args.push("--secret-file", secret_file);
+    else if (!isLoopbackHost(host)) args.push("--insecure"); // dev is for trying things out: say so, don't refuse
     const child = Bun.spawn([...selfCommand(), ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     const c: Child = { address, name, prefix, args, process: child, exited: false };
     void forward(child.stdout, prefix);
@@ -255,7 +263,7 @@ export async function dev(options: DevOptions): Promise<void> {
       await stopAll("startup timed out");
       process.exit(1);
     }
-    const statuses = await clusterStatus(addresses, 500);
+    const statuses = await clusterStatus(addresses, 500, secret);
     const p = statuses.find((s) => s !== null && s.primary);
     if (p && statuses.every((s) => s !== null)) {
       primary = p.address;
@@ -276,6 +284,7 @@ export async function dev(options: DevOptions): Promise<void> {
         domain: null,
         metrics: null,
         logger,
+        secret,
       });
     } catch (error) {
       console.error(`error: the S3 gateway did not start: ${(error as Error).message}; stopping`);
@@ -310,6 +319,7 @@ export async function dev(options: DevOptions): Promise<void> {
     "",
     "Try, in another terminal:",
     ...(cluster === dev_cluster ? [] : [`  export TOASTYFS_CLUSTER=${cluster}`]),
+    ...(secret_file === undefined ? [] : [`  export TOASTYFS_SECRET_FILE=${path.resolve(secret_file)}`]),
     `  echo 'hello, world' | ${cmd} put hello -`,
     `  ${cmd} get hello`,
     `  ${cmd} ls --long`,

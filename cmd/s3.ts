@@ -11,6 +11,8 @@ import { startGateway, type Gateway } from "../lib/s3/gateway.ts";
 import { OperationError, UsageError, optionString } from "./cli_util.ts";
 import { clusterFrom } from "./client_commands.ts";
 import { loggerFrom } from "./serve.ts";
+import { secretFrom } from "./secret.ts";
+import type { AuthKeys } from "../lib/net/auth/secret.ts";
 
 /** Clients (cluster sessions) a gateway spreads its requests over: one client has one request
  * outstanding at a time, so this is how many cluster operations a gateway keeps in flight. */
@@ -28,6 +30,7 @@ export interface S3Options {
   metrics?: unknown;
   logLevel?: unknown;
   logFormat?: unknown;
+  secretFile?: unknown;
 }
 
 function addressOption(name: string, value: unknown): Address | null {
@@ -68,6 +71,8 @@ export interface RunGatewayOptions {
   metrics: Address | null;
   logger: Logger;
   clients?: number;
+  /** The cluster's keys (--secret-file), or null: no authentication. */
+  secret?: AuthKeys | null;
 }
 
 /** Starts a gateway with its own clients; stop() closes both. A port in use is an OperationError. */
@@ -78,6 +83,7 @@ export async function runGateway(o: RunGatewayOptions): Promise<Gateway> {
     () =>
       new Client({
         addresses: o.addresses,
+        secret: o.secret ?? null,
         // Only trouble: 16 clients each saying "connected to replica N" would bury the gateway's lines.
         log: (level, text) => {
           if (level === "warn" || level === "error") log.log(level, text);
@@ -93,6 +99,7 @@ export async function runGateway(o: RunGatewayOptions): Promise<Gateway> {
       region: o.region,
       domain: o.domain,
       log: (level, text) => log.log(level, text),
+      log_debug: log.enabled("debug"),
       metrics: o.metrics,
     });
   } catch (error) {
@@ -117,7 +124,8 @@ export async function s3(options: S3Options): Promise<void> {
   const credentials = credentialsFrom(process.env, optionString("--credentials", options.credentials) ?? null);
   const metrics = addressOption("--metrics", options.metrics);
   const logger = loggerFrom(options);
-  const gateway = await runGateway({ listen, addresses, credentials, region, domain, metrics, logger });
+  const secret = secretFrom(options.secretFile);
+  const gateway = await runGateway({ listen, addresses, credentials, region, domain, metrics, logger, secret });
   const lines = [
     `toastyfs s3: serving S3 at ${gateway.url} (region ${region}${domain === null ? "" : `, virtual-hosted buckets under ${domain}`})`,
     `  cluster   ${addresses.map(formatAddress).join(",")} (${source})`,

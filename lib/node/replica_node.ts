@@ -12,6 +12,7 @@
  *   is logged (once; repeats, across restarts too, as one line with a count: failure_log.ts) and
  *   written out.
  */
+import type { AuthKeys } from "../net/auth/secret.ts";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 import { Prng } from "../util/prng.ts";
@@ -48,6 +49,9 @@ export interface ReplicaNodeOptions {
   data_dir: string;
   config?: Partial<Config>;
   logger: Logger;
+  /** The cluster's keys (docs/PROTOCOL.md §6): every connection is authenticated. Null or absent:
+   * none (loopback clusters and `toastyfs dev`). */
+  secret?: AuthKeys | null;
   /** Metrics hooks (lib/node/metrics.ts): told when a client request arrives and when a message
    * to a client is handed to the transport, to count requests and time them at this node. */
   requests?: RequestHooks;
@@ -128,6 +132,7 @@ export class ReplicaNode {
         // several callbacks of a turn, and they now leave together (flush() below sends them
         // before it blocks in fdatasync).
         flush_per_turn: true,
+        secret: this.options.secret ?? null,
         log: (level, text) => this.note(level, text),
       },
       {

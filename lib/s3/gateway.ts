@@ -84,6 +84,8 @@ export interface GatewayOptions {
   now?: () => number;
   /** Serve /metrics and /health here. */
   metrics?: Address | null;
+  /** Whether log takes debug lines (default true): when not, the per-request line is not even built. */
+  log_debug?: boolean;
   /** Handlers that replace the built-in ones for their operations (tests: a handler with a bug). */
   handlers?: ReadonlyMap<S3Operation, S3Handler>;
 }
@@ -143,6 +145,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const now = o.now ?? (() => Date.now());
   const metrics = new GatewayMetrics();
   const log = o.log;
+  const debug = o.log_debug ?? true;
   const table: ReadonlyMap<S3Operation, S3Handler> = o.handlers === undefined ? handlers : new Map([...handlers, ...o.handlers]);
 
   const pickClient = (): Client => {
@@ -155,6 +158,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     metrics.in_flight -= 1;
     const seconds = (performance.now() - x.started) / 1000;
     metrics.observe(x.operation, status, seconds, x.bytes_in, bytes_out);
+    if (status < 500 && !debug) return;
     const code = x.error === null ? "" : ` ${x.error.code}`;
     const line = `${x.method} ${x.path} ${status}${code} in=${x.bytes_in} out=${bytes_out} ${(seconds * 1000).toFixed(1)}ms id=${x.id} key=${x.access_key ?? "-"} op=${x.operation}`;
     if (status >= 500) log("warn", `${line}${x.error === null ? "" : `: ${x.error.message}`}`);
@@ -218,7 +222,13 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     return errorResponse(s3, x.path, x.id);
   };
 
-  const respond = async (x: Exchange, req: http.IncomingMessage, res: http.ServerResponse, response: Response): Promise<void> => {
+  const respond = async (
+    x: Exchange,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    response: Response,
+    first = true,
+  ): Promise<void> => {
     response.headers.set("x-amz-request-id", x.id);
     response.headers.set("x-amz-id-2", Buffer.from(x.id).toString("base64"));
     // A request body the handler did not read (an error before it, or an operation without one)
@@ -228,8 +238,12 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     try {
       sent = await send(res, response, x.method === "HEAD");
     } catch (error) {
-      // Reading a bounded body whole failed before anything was sent.
-      sent = await send(res, render(x, error), x.method === "HEAD");
+      // The body failed before anything was sent (a bounded body read whole, or an object's first
+      // chunk): answer the error instead.
+      if (first && !res.headersSent) return respond(x, req, res, render(x, error), false);
+      res.destroy();
+      finish(x, response.status, 0);
+      return;
     }
     if (sent.failure !== null) {
       x.error = s3ErrorOf(sent.failure);
@@ -306,7 +320,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   let metrics_server: { port: number; stop(): Promise<void> } | null = null;
   if (o.metrics !== undefined && o.metrics !== null) {
     try {
-      metrics_server = startMetricsServer(o.metrics, metrics, clients[0]!.membership.replicas);
+      metrics_server = startMetricsServer(o.metrics, metrics, clients[0]!.membership.replicas, clients[0]!.options.secret ?? null);
     } catch (error) {
       server.close();
       throw listenError(o.metrics, error);

@@ -87,7 +87,8 @@ export interface Sent {
  * Writes a handler's Response: status and headers, then the body. A body whose length the handler
  * declared (Content-Length: an object) is streamed with backpressure; any other (an XML document,
  * small and bounded by its handler) is read whole first so it carries its Content-Length. A
- * source that fails mid-body destroys the connection: the client sees a short body.
+ * source that fails before its first chunk throws (nothing is sent yet: the caller answers an
+ * error); one that fails later destroys the connection: the client sees a short body.
  */
 export async function send(res: ServerResponse, response: Response, head_only: boolean): Promise<Sent> {
   const headers: Record<string, string> = {};
@@ -105,22 +106,33 @@ export async function send(res: ServerResponse, response: Response, head_only: b
     res.end(bytes);
     return { bytes: bytes.byteLength, failure: null };
   }
-  res.writeHead(response.status, headers);
+  // The first chunk is read before the status goes out: a source that fails at once is still an
+  // error response, and a body that is one chunk (a small object) leaves in one write.
   const reader = response.body.getReader();
+  const first = await reader.read();
+  const declared = Number(headers["content-length"]);
+  if (first.done || first.value.byteLength === declared) {
+    const bytes = first.done ? new Uint8Array(0) : first.value;
+    res.writeHead(response.status, headers);
+    res.end(bytes);
+    if (!first.done) void reader.read().catch(() => undefined);
+    return { bytes: bytes.byteLength, failure: null };
+  }
+  res.writeHead(response.status, headers);
   let bytes = 0;
+  let chunk: Awaited<ReturnType<typeof reader.read>> = first;
   for (;;) {
-    let chunk: Awaited<ReturnType<typeof reader.read>>;
-    try {
-      chunk = await reader.read();
-    } catch (error) {
-      res.destroy();
-      return { bytes, failure: error };
-    }
     if (chunk.done) break;
     bytes += chunk.value.byteLength;
     if (res.destroyed || (!res.write(chunk.value) && !(await waitDrain(res)))) {
       void reader.cancel().catch(() => undefined);
       return { bytes, failure: new Error("the client closed the connection") };
+    }
+    try {
+      chunk = await reader.read();
+    } catch (error) {
+      res.destroy();
+      return { bytes, failure: error };
     }
   }
   res.end();

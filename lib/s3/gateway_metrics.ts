@@ -5,6 +5,7 @@
  * the cluster's replicas answer a status probe and one of them is primary, 503 otherwise.
  */
 import { clusterStatus } from "../client/client.ts";
+import type { AuthKeys } from "../net/auth/secret.ts";
 import type { Address } from "../net/address.ts";
 
 /** How long /health waits for each replica's status answer. */
@@ -61,8 +62,8 @@ export class GatewayMetrics {
 }
 
 /** Whether a majority of the replicas answer and one of them says it is primary. */
-export async function clusterHealthy(addresses: Address[]): Promise<{ healthy: boolean; text: string }> {
-  const statuses = await clusterStatus(addresses, health_probe_timeout_ms);
+export async function clusterHealthy(addresses: Address[], secret: AuthKeys | null = null): Promise<{ healthy: boolean; text: string }> {
+  const statuses = await clusterStatus(addresses, health_probe_timeout_ms, secret);
   const answered = statuses.filter((s) => s !== null).length;
   const quorum = Math.floor(addresses.length / 2) + 1;
   const primary = statuses.some((s) => s !== null && s.primary);
@@ -74,7 +75,12 @@ export async function clusterHealthy(addresses: Address[]): Promise<{ healthy: b
 }
 
 /** The metrics endpoint: /metrics and /health. */
-export function startMetricsServer(address: Address, metrics: GatewayMetrics, cluster: Address[]): { port: number; stop(): Promise<void> } {
+export function startMetricsServer(
+  address: Address,
+  metrics: GatewayMetrics,
+  cluster: Address[],
+  secret: AuthKeys | null = null,
+): { port: number; stop(): Promise<void> } {
   const server = Bun.serve({
     hostname: address.host,
     port: address.port,
@@ -83,7 +89,7 @@ export function startMetricsServer(address: Address, metrics: GatewayMetrics, cl
       if (path === "/metrics")
         return new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
       if (path === "/health") {
-        const { healthy, text } = await clusterHealthy(cluster);
+        const { healthy, text } = await clusterHealthy(cluster, secret);
         return new Response(text, { status: healthy ? 200 : 503, headers: { "content-type": "text/plain" } });
       }
       return new Response("toastyfs S3 gateway: see /metrics and /health\n", { status: path === "/" ? 200 : 404 });
