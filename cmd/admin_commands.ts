@@ -199,7 +199,11 @@ export class AdminSession {
   constructor(readonly settings: ClusterSettings) {}
 
   private get c(): Client {
-    this.client ??= new Client({ addresses: this.settings.addresses, operation_timeout_ms: this.settings.operation_timeout_ms });
+    this.client ??= new Client({
+      addresses: this.settings.addresses,
+      operation_timeout_ms: this.settings.operation_timeout_ms,
+      secret: this.settings.secret,
+    });
     return this.client;
   }
 
@@ -239,7 +243,7 @@ export class AdminSession {
   }
 
   async probes(): Promise<ReplicaProbe[]> {
-    return probeCluster(this.settings.addresses, status_timeout_ms);
+    return probeCluster(this.settings.addresses, status_timeout_ms, this.settings.secret);
   }
 
   async statuses(): Promise<(ReplicaStatus | null)[]> {

@@ -7,17 +7,22 @@
  * few commands to try, forwards every replica's output with a prefix, reports a replica that dies,
  * and on Ctrl-C or SIGTERM stops every replica cleanly (SIGTERM, wait) and exits 0.
  */
+import { isLoopbackHost } from "./serve.ts";
+import { secretFrom } from "./secret.ts";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import type { Subprocess } from "bun";
 import { clusterStatus } from "../lib/client/client.ts";
 import { formatAddress, type Address } from "../lib/net/address.ts";
-import { isLogLevel } from "../lib/node/log.ts";
+import { Logger, isLogLevel } from "../lib/node/log.ts";
 import { dataDirFor } from "../lib/node/replica_node.ts";
 import { replicas_max } from "../lib/constants.ts";
 import { OperationError, UsageError, largeObjectOptions, optionString, parseIntArg } from "./cli_util.ts";
 import { dev_cluster } from "./client_commands.ts";
+import { Credentials } from "../lib/s3/credentials.ts";
+import type { Gateway } from "../lib/s3/gateway.ts";
+import { region_default, runGateway } from "./s3.ts";
 
 /** The cluster must serve within this long of starting (formatting takes well under a second). */
 const startup_timeout_ms = 30_000;
@@ -25,6 +30,11 @@ const startup_timeout_ms = 30_000;
 const stop_timeout_ms = 10_000;
 /** Metrics listen on the replica's port plus this. */
 export const metrics_port_offset = 100;
+export const s3_port_default = 9000;
+/** The S3 keys of a dev cluster when TOASTYFS_S3_ACCESS_KEY / TOASTYFS_S3_SECRET_KEY are unset:
+ * fixed and printed, so they protect nothing; for a development machine only. */
+export const dev_s3_access_key = "toastyfs-dev";
+export const dev_s3_secret_key = "toastyfs-dev-secret";
 
 export interface DevOptions {
   replicas?: unknown;
@@ -36,6 +46,23 @@ export interface DevOptions {
   blockSizeMax?: unknown;
   uploadAbandonAge?: unknown;
   scrubRate?: unknown;
+  secretFile?: unknown;
+  s3?: unknown;
+  /** cac leaves "s3-port" as it is (no camelCase after a digit). */
+  "s3-port"?: unknown;
+}
+
+/** The dev gateway's keys: the environment's when set, else the fixed development keys. */
+function devCredentials(): { credentials: Credentials; from_env: boolean } {
+  const env = process.env;
+  if (env.TOASTYFS_S3_ACCESS_KEY !== undefined || env.TOASTYFS_S3_SECRET_KEY !== undefined) {
+    try {
+      return { credentials: Credentials.load(env, null), from_env: true };
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  }
+  return { credentials: new Credentials(new Map([[dev_s3_access_key, dev_s3_secret_key]])), from_env: false };
 }
 
 interface Child {
@@ -85,6 +112,12 @@ export async function dev(options: DevOptions): Promise<void> {
   const log_level = optionString("--log-level", options.logLevel) ?? "info";
   if (!isLogLevel(log_level)) throw new UsageError(`--log-level must be debug, info, warn or error, got "${log_level}"`);
   const large = largeObjectOptions(options);
+  const s3 = options.s3 !== false;
+  const s3_port = parseIntArg("--s3-port", options["s3-port"] ?? s3_port_default, 1, 65535);
+  const s3_keys = s3 ? devCredentials() : null;
+  const secret_file = optionString("--secret-file", options.secretFile);
+  // A bad file fails here, once, not in every replica; the keys also let dev ask the replicas how they are.
+  const secret = secret_file === undefined ? null : secretFrom(secret_file);
 
   const addresses: Address[] = Array.from({ length: count }, (_, i) => ({ host, port: base_port + i }));
   const names = addresses.map(formatAddress);
@@ -101,6 +134,8 @@ export async function dev(options: DevOptions): Promise<void> {
       );
     }
   }
+  if (s3 && !(await portFree(host, s3_port)))
+    throw new OperationError(`S3 port ${formatAddress({ host, port: s3_port })} is in use: pick another with --s3-port, or use --no-s3`);
   const data_dirs = addresses.map((a) => path.join(data_root, path.basename(dataDirFor(a))));
   const reused = data_dirs.filter((d) => fs.existsSync(path.join(d, "superblock")));
   try {
@@ -126,6 +161,8 @@ export async function dev(options: DevOptions): Promise<void> {
       ...large.args,
     ];
     if (metrics) args.push("--metrics", formatAddress({ host, port: address.port + metrics_port_offset }));
+    if (secret_file !== undefined) args.push("--secret-file", secret_file);
+    else if (!isLoopbackHost(host)) args.push("--insecure"); // dev is for trying things out: say so, don't refuse
     const child = Bun.spawn([...selfCommand(), ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     const c: Child = { address, name, prefix, args, process: child, exited: false };
     void forward(child.stdout, prefix);
@@ -135,12 +172,17 @@ export async function dev(options: DevOptions): Promise<void> {
 
   let stopping = false;
   let started = false;
+  let gateway: Gateway | null = null;
   const alive = () => children.filter((c) => !c.exited).length;
   const quorum = Math.floor(count / 2) + 1;
 
   const stopAll = async (signal: string): Promise<number> => {
     if (stopping) return 0;
     stopping = true;
+    if (gateway !== null) {
+      say(`${signal}: stopping the S3 gateway`);
+      await gateway.stop();
+    }
     say(`${signal}: stopping ${alive()} replica${alive() === 1 ? "" : "s"} (SIGTERM)...`);
     for (const c of children) if (!c.exited) c.process.kill("SIGTERM");
     const timer = setTimeout(() => {
@@ -221,7 +263,7 @@ export async function dev(options: DevOptions): Promise<void> {
       await stopAll("startup timed out");
       process.exit(1);
     }
-    const statuses = await clusterStatus(addresses, 500);
+    const statuses = await clusterStatus(addresses, 500, secret);
     const p = statuses.find((s) => s !== null && s.primary);
     if (p && statuses.every((s) => s !== null)) {
       primary = p.address;
@@ -231,7 +273,30 @@ export async function dev(options: DevOptions): Promise<void> {
     }
   }
   started = true;
+  if (s3_keys !== null) {
+    const logger = new Logger(log_level);
+    try {
+      gateway = await runGateway({
+        listen: { host, port: s3_port },
+        addresses,
+        credentials: s3_keys.credentials,
+        region: region_default,
+        domain: null,
+        metrics: null,
+        logger,
+        secret,
+      });
+    } catch (error) {
+      console.error(`error: the S3 gateway did not start: ${(error as Error).message}; stopping`);
+      await stopAll("startup failed");
+      process.exit(1);
+    }
+  }
   const cmd = displayCommand();
+  const s3_env =
+    s3_keys === null || s3_keys.from_env
+      ? ""
+      : `AWS_ACCESS_KEY_ID=${dev_s3_access_key} AWS_SECRET_ACCESS_KEY=${dev_s3_secret_key} AWS_DEFAULT_REGION=${region_default} `;
   const cluster = names.join(",");
   const lines = [
     "",
@@ -243,14 +308,24 @@ export async function dev(options: DevOptions): Promise<void> {
           `  metrics   ${addresses.map((a) => `http://${formatAddress({ host: a.host, port: a.port + metrics_port_offset })}/metrics`).join("  ")}`,
         ]
       : []),
+    ...(gateway === null
+      ? []
+      : [
+          `  s3        ${gateway.url}  (region ${region_default})`,
+          s3_keys!.from_env
+            ? "  s3 keys   from TOASTYFS_S3_ACCESS_KEY and TOASTYFS_S3_SECRET_KEY"
+            : `  s3 keys   access key ${dev_s3_access_key}  secret ${dev_s3_secret_key}  (development only: fixed and public; set TOASTYFS_S3_ACCESS_KEY and TOASTYFS_S3_SECRET_KEY for your own)`,
+        ]),
     "",
     "Try, in another terminal:",
     ...(cluster === dev_cluster ? [] : [`  export TOASTYFS_CLUSTER=${cluster}`]),
+    ...(secret_file === undefined ? [] : [`  export TOASTYFS_SECRET_FILE=${path.resolve(secret_file)}`]),
     `  echo 'hello, world' | ${cmd} put hello -`,
     `  ${cmd} get hello`,
     `  ${cmd} ls --long`,
     `  ${cmd} status`,
     `  ${cmd} admin`,
+    ...(gateway === null ? [] : [`  ${s3_env}aws --endpoint-url ${gateway.url} s3 mb s3://photos`]),
     "",
     "Ctrl-C stops the cluster.",
     "",

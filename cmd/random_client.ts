@@ -6,6 +6,7 @@
  * Ctrl-C (SIGINT) or SIGTERM stops it early: no new operations, the ones in flight finish, and the
  * history so far is checked. A second signal exits at once (130).
  */
+import { secretFrom, secret_file_help } from "./secret.ts";
 import { cac } from "cac";
 import * as fs from "node:fs";
 import { runRandomWorkload, operation_kinds, type WorkloadResult } from "../lib/check/random_workload.ts";
@@ -34,12 +35,14 @@ cli
     "An operation no replica completes in this long is left open; the run stops when nothing is answered for 3 times this",
     { default: 10_000 },
   )
+  .option("--secret-file <file>", secret_file_help)
   .option("--history-out <file>", "Save the recorded history (JSON) to a file")
   .option("--check-history <file>", "Run nothing: check a saved history file")
   .example("toastyfs_random_client --cluster 127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083 --seed 7 --clients 8 --ops 5000")
   .action(async (options: Record<string, unknown>) => {
     if (options.checkHistory !== undefined) return checkFile(String(options.checkHistory));
     const { addresses } = clusterFrom(options.cluster);
+    const secret = secretFrom(options.secretFile);
     const seed_given = options.seed !== undefined;
     const seed = seed_given ? parseIntArg("--seed", options.seed, 0, Number.MAX_SAFE_INTEGER) : Math.floor(Math.random() * 2 ** 32);
     const clients = parseIntArg("--clients", options.clients, 1, 200);
@@ -63,6 +66,7 @@ cli
     );
     const result = await runRandomWorkload({
       addresses,
+      secret,
       seed,
       clients,
       ops,

@@ -8,6 +8,7 @@ import { FsError } from "../lib/storage/fs.ts";
 import { ActivityLog, check_interval_ms } from "../lib/node/activity_log.ts";
 import { MetricsError, MetricsServer, RequestMetrics } from "../lib/node/metrics.ts";
 import { UsageError, largeObjectOptions, optionString } from "./cli_util.ts";
+import { secretFrom } from "./secret.ts";
 
 export interface ServeOptions {
   addr?: unknown;
@@ -20,6 +21,13 @@ export interface ServeOptions {
   blockSizeMax?: unknown;
   uploadAbandonAge?: unknown;
   scrubRate?: unknown;
+  secretFile?: unknown;
+  insecure?: unknown;
+}
+
+/** Whether host names this machine's loopback interface only (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 export function loggerFrom(options: { logLevel?: unknown; logFormat?: unknown }): Logger {
@@ -63,6 +71,21 @@ export async function serve(options: ServeOptions): Promise<void> {
     if (error instanceof AddressError) throw new UsageError(`--metrics: ${error.message}`);
     throw error;
   }
+  // Without a secret, anyone who reaches the port can delete every object or corrupt the cluster
+  // (docs/PROTOCOL.md §6): only loopback, or an explicit --insecure, runs that way.
+  const secret = secretFrom(options.secretFile);
+  const bound = listen ?? self;
+  if (secret === null && !isLoopbackHost(bound.host)) {
+    if (options.insecure !== true) {
+      throw new UsageError(
+        `refusing to listen on ${formatAddress(bound)} without a secret: anyone who can reach it could read, change or delete every object. Create one (toastyfs secret new FILE), give it to every replica and client (--secret-file FILE), or pass --insecure on a network you trust`,
+      );
+    }
+    logger.log(
+      "warn",
+      `--insecure: listening on ${formatAddress(bound)} without a secret: anyone who can reach this port can read, change or delete every object and disrupt the cluster`,
+    );
+  }
   const requests = metrics_address === null ? undefined : new RequestMetrics();
   let node: ReplicaNode;
   try {
@@ -72,6 +95,7 @@ export async function serve(options: ServeOptions): Promise<void> {
       data_dir,
       logger,
       config: large.config,
+      secret,
       ...(listen ? { listen } : {}),
       ...(requests ? { requests } : {}),
     });
@@ -82,7 +106,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   // Metrics bind first: a port in use fails before the data directory is touched.
   let metrics: MetricsServer | null = null;
   if (metrics_address !== null && requests !== undefined) {
-    metrics = new MetricsServer(metrics_address, { status: () => node.status(), data_dir }, requests);
+    metrics = new MetricsServer(metrics_address, { status: () => node.status(), readiness: () => node.readiness(), data_dir }, requests);
     try {
       metrics.start();
     } catch (error) {

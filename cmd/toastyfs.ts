@@ -9,7 +9,9 @@ import { serve } from "./serve.ts";
 import { registerClientCommands } from "./client_commands.ts";
 import { dev } from "./dev.ts";
 import { admin } from "./admin.ts";
+import { s3 } from "./s3.ts";
 import { toastyfs_version } from "./version.ts";
+import { registerSecretCommands, secret_file_help } from "./secret.ts";
 
 const cli = cac("toastyfs");
 
@@ -20,12 +22,17 @@ function serveCommand(name: string, description: string) {
     .option("--listen <host:port>", "Address to bind, if not --addr (behind NAT, in a container, behind a proxy)")
     .option("--peer <host:port>", "Another replica's address (repeat for each peer)", { type: [String] })
     .option("--data <dir>", "Data directory (default: ./toastyfs-data/<host>_<port>)")
-    .option("--metrics <host:port>", "Serve Prometheus metrics over HTTP at http://<host:port>/metrics")
+    .option("--metrics <host:port>", "Serve Prometheus metrics at http://<host:port>/metrics and health checks at /livez, /readyz")
     .option("--log-level <level>", "debug, info, warn or error", { default: "info" })
     .option("--log-format <format>", "text or json", { default: "text" })
     .option("--block-size-max <bytes>", "Largest block of a streamed object, 16..4194304 (default 4 MiB; the same on every replica)")
     .option("--upload-abandon-age <seconds>", "An upload untouched this long is aborted and its blocks reclaimed (default 86400)")
     .option("--scrub-rate <MB/s>", "How fast each replica re-reads and verifies stored values and blocks, 1..6710 (default 6)")
+    .option(
+      "--secret-file <file>",
+      "The cluster's secret (toastyfs secret new): authenticate every connection (default: $TOASTYFS_SECRET_FILE)",
+    )
+    .option("--insecure", "Listen on a non-loopback address without a secret (anyone who reaches the port can change anything)")
     .action((options: Record<string, unknown>) => serve(options));
 }
 
@@ -45,16 +52,35 @@ cli
   .option("--block-size-max <bytes>", "Largest block of a streamed object, 16..4194304 (default 4 MiB)")
   .option("--upload-abandon-age <seconds>", "An upload untouched this long is aborted and its blocks reclaimed (default 86400)")
   .option("--scrub-rate <MB/s>", "How fast each replica re-reads and verifies stored values and blocks, 1..6710 (default 6)")
+  .option("--s3-port <port>", "Port of the S3 gateway dev also runs, on --host (default 9000)")
+  .option("--no-s3", "Run no S3 gateway")
+  .option("--secret-file <file>", "Give the replicas this secret (default: none; clients then need it too)")
   .example("toastyfs dev")
   .example("toastyfs dev --replicas 5 --base-port 9001 --data /tmp/toastyfs")
   .action((options: Record<string, unknown>) => dev(options));
 
 registerClientCommands(cli);
+registerSecretCommands(cli);
+
+cli
+  .command("s3", "Run an S3 gateway in front of the cluster (keys: TOASTYFS_S3_ACCESS_KEY and TOASTYFS_S3_SECRET_KEY, or --credentials)")
+  .option("--listen <host:port>", "Address the S3 endpoint serves on (required)")
+  .option("--cluster <host:port,...>", "The cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster)")
+  .option("--region <region>", "The region the gateway answers for (default: us-east-1)")
+  .option("--domain <domain>", "Also accept virtual-hosted-style requests: BUCKET.<domain>")
+  .option("--credentials <file>", "More access keys: one 'ACCESS_KEY_ID SECRET' per line")
+  .option("--secret-file <file>", secret_file_help)
+  .option("--metrics <host:port>", "Serve Prometheus metrics at http://<host:port>/metrics and a health check at /health")
+  .option("--log-level <level>", "debug (one line per request), info, warn or error", { default: "info" })
+  .option("--log-format <format>", "text or json", { default: "text" })
+  .example("TOASTYFS_S3_ACCESS_KEY=admin TOASTYFS_S3_SECRET_KEY=change-me-please toastyfs s3 --listen 127.0.0.1:9000")
+  .action((options: Record<string, unknown>) => s3(options));
 
 cli
   .command("admin", "Admin shell: interactive on a terminal; one command per line from a pipe")
   .option("--cluster <host:port,...>", "The cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster)")
   .option("--timeout <seconds>", "Give up on an operation after this long (default: 10)")
+  .option("--secret-file <file>", secret_file_help)
   .option("-c, --command <cmd>", "Run one command and exit (like a line on stdin)")
   .example("toastyfs admin")
   .example("printf 'status\\nls\\n' | toastyfs admin")

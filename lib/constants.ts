@@ -41,6 +41,26 @@ export const list_reply_size_max = 1024 * 1024;
 export const gc_received_bytes_step = 64 * 1024 * 1024;
 
 /*
+ * Readiness (/readyz on the metrics listener, lib/node/readiness.ts). With the default timing a
+ * primary sends a heartbeat every 100 ms (heartbeat_ticks x tick_ms) and a backup that hears
+ * nothing from it starts a view change after 600 ms +-10% (view_change_timeout_ticks), so at most
+ * 660 ms.
+ */
+/** A backup is not ready once its primary has been silent this long, and a primary once it has
+ * not heard from enough backups for a quorum within it. Five heartbeat intervals, so a late
+ * heartbeat or two (a slow fsync) do not flap it; below the shortest election timeout (540 ms), so
+ * a backup whose primary died says so ("no word from primary 1 for 0.5 s") before its view change
+ * starts. It also catches what the election timer cannot: a primary cut off from its backups keeps
+ * its status, and only this tells that it can no longer commit. */
+export const ready_primary_silence_ms = 500;
+/** A replica is not ready while its executed commit is further than this many ops behind the
+ * highest commit number it has heard of. A healthy backup trails by the prepares in flight
+ * (pipeline_prepare_max, 8) and what commits before the next prepare or heartbeat tells it; 64 is
+ * eight pipelines, while a replica repairing a gap or heading for state sync (a checkpoint interval,
+ * 256 ops, behind) is well past it. */
+export const ready_commit_lag_ops_max = 64;
+
+/*
  * Large objects (docs/LARGE_OBJECTS.md §2, issue 14). Defined for the operation bodies of
  * lib/store/large_bodies.ts and the primary's checks (docs/PROTOCOL.md §3.15). The simulator
  * keeps the production values until it drives large objects (§13 step 8).

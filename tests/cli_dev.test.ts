@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Subprocess } from "bun";
-import { toastyfsCommand, waitFor } from "./support/cluster.ts";
+import { freePorts, toastyfsCommand, waitFor } from "./support/cluster.ts";
 import { freeConsecutivePorts, portFree, toastyfs } from "./support/cli.ts";
 
 interface Dev {
@@ -18,10 +18,11 @@ interface Dev {
 
 let cwd: string;
 let base: number;
+let s3_port: number;
 const running: Dev[] = [];
 
 function startDev(): Dev {
-  const child = Bun.spawn([...toastyfsCommand(), "dev", "--base-port", String(base)], {
+  const child = Bun.spawn([...toastyfsCommand(), "dev", "--base-port", String(base), "--s3-port", String(s3_port)], {
     cwd,
     stdin: "ignore",
     stdout: "pipe",
@@ -63,6 +64,7 @@ async function childrenOf(pid: number): Promise<number[]> {
 beforeAll(async () => {
   cwd = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-dev-"));
   base = await freeConsecutivePorts(3, 100);
+  [s3_port] = await freePorts(1);
 });
 
 afterAll(async () => {
@@ -84,6 +86,18 @@ describe("toastyfs dev", () => {
     expect(dev.stdout).toContain(`export TOASTYFS_CLUSTER=${cluster()}`);
     // Each replica's output is forwarded with a prefix naming its port.
     expect(dev.stderr).toMatch(new RegExp(`^\\[${base}\\] .*listening on`, "m"));
+
+    // The S3 gateway answers at its endpoint with the development keys it printed.
+    expect(dev.stdout).toContain(`s3        http://127.0.0.1:${s3_port}`);
+    expect(dev.stdout).toContain("access key toastyfs-dev  secret toastyfs-dev-secret  (development only");
+    const s3 = new Bun.S3Client({
+      endpoint: `http://127.0.0.1:${s3_port}`,
+      accessKeyId: "toastyfs-dev",
+      secretAccessKey: "toastyfs-dev-secret",
+      bucket: "no-such-bucket",
+    });
+    // Signed with the dev keys and verified: the answer is about the bucket, not the signature.
+    await expect(s3.file("k").text()).rejects.toMatchObject({ code: "NoSuchBucket" });
 
     const put = await toastyfs(["put", "hello", "-", "--cluster", cluster()], { stdin: "hello from dev\n" });
     expect(put.stderr).toBe("");

@@ -12,7 +12,7 @@ import { Result } from "../lib/store/operations.ts";
 import { describeStatuses } from "./support/cluster.ts";
 import { seededPrng, withCluster } from "./support/harness.ts";
 import { Ledger, WriteLoad, valueFor } from "./support/workload.ts";
-import { fuzzCase, malformedPeerMessages, malformedRequests, sendCase, type FuzzTarget } from "./support/fuzz.ts";
+import { fuzzConnections, malformedPeerMessages, malformedRequests, type FuzzTarget } from "./support/fuzz.ts";
 
 /** Connections per replica; each carries one bad frame after 0-3 good ones. */
 const connections_per_replica = 2000;
@@ -38,24 +38,13 @@ test("fuzzed frames: replicas stay up, keep serving, lose nothing, and count wha
     const started = performance.now();
     const expected = cluster.replicas.map(() => ({ invalid: 0, truncated: 0 }));
     const kinds = new Map<string, number>();
-    const outcomes = new Map<string, number>();
-    let sent = 0;
     let frames = 0;
     const total = connections_per_replica * cluster.replicas.length;
-    await Promise.all(
-      Array.from({ length: parallel }, async () => {
-        while (sent < total) {
-          const n = sent++;
-          const r = cluster.replicas[n % cluster.replicas.length]!;
-          const c = fuzzCase(prng, n % 2 === 0 ? "peer" : "client", target);
-          kinds.set(`${c.role}/${c.kind}`, (kinds.get(`${c.role}/${c.kind}`) ?? 0) + 1);
-          expected[r.index]![c.expect] += 1;
-          frames += c.frames;
-          const outcome = await sendCase(r.port, c);
-          outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-        }
-      }),
-    );
+    const outcomes = await fuzzConnections(cluster.replicas, prng, target, total, parallel, (c, replica) => {
+      kinds.set(`${c.role}/${c.kind}`, (kinds.get(`${c.role}/${c.kind}`) ?? 0) + 1);
+      expected[replica]![c.expect] += 1;
+      frames += c.frames;
+    });
     const fuzz_ms = Math.round(performance.now() - started);
     const acks_during = load.acks.length;
 

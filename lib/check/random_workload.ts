@@ -14,6 +14,7 @@
  * Keys carry a per-run random prefix, so runs against the same cluster never read each other's
  * values (the checker would take a value it never saw written for a bug).
  */
+import type { AuthKeys } from "../net/auth/secret.ts";
 import { randomBytes } from "node:crypto";
 import { Prng } from "../util/prng.ts";
 import { checksum } from "../util/checksum.ts";
@@ -122,6 +123,8 @@ export interface RandomWorkloadOptions {
   shouldStop?: () => boolean;
   /** Called about once a second while the run goes on. */
   onProgress?: (progress: WorkloadProgress) => void;
+  /** The cluster's keys, if it has a secret (docs/PROTOCOL.md §6). */
+  secret?: AuthKeys | null;
 }
 
 export interface WorkloadProgress {
@@ -191,6 +194,7 @@ export async function runRandomWorkload(options: RandomWorkloadOptions): Promise
     const client = new Client({
       addresses: options.addresses,
       client_id: BigInt(planner.client),
+      secret: options.secret ?? null,
       ...(options.operation_timeout_ms !== undefined ? { operation_timeout_ms: options.operation_timeout_ms } : {}),
     });
     const worker = new WorkloadClient(planner, client, recorder, key_prefix, options.keys, count, error);

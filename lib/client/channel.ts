@@ -8,7 +8,9 @@
 import type { Message } from "../net/codec.ts";
 import { Operation, Result } from "../store/operations.ts";
 import { ClientError } from "./errors.ts";
-import { ClientSession, resultError } from "./session.ts";
+import { ClientSession, resultError, type Step } from "./session.ts";
+
+const wait_step: Step = { kind: "wait" };
 
 /** What a large put or get needs of a channel: the ok reply's body, or a ClientError. */
 export interface Caller {
@@ -35,6 +37,9 @@ export interface ChannelIo {
 
 export class Channel implements Caller {
   private waiter: ((received: Received | null) => void) | null = null;
+  /** Authentication failures reported since the last wait, for the session (bounded: one per
+   * replica, the latest). */
+  private readonly auth_failures = new Map<number, string>();
   private chain: Promise<unknown> = Promise.resolve();
   busy_replies = 0;
 
@@ -63,6 +68,13 @@ export class Channel implements Caller {
   /** A reply for this channel's client id. */
   deliver(received: Received): void {
     this.waiter?.(received);
+  }
+
+  /** The connection to replica `from` failed authentication: the session hears of it at once. */
+  authFailed(from: number, detail: string): void {
+    if (this.waiter === null) return; // no request outstanding: nothing to tell
+    this.auth_failures.set(from, detail);
+    this.waiter(null);
   }
 
   /** Ends the current wait at once: the target's connection closed, or the client is closing. */
@@ -100,6 +112,14 @@ export class Channel implements Caller {
         throw new ClientError("closed", "the client is closed");
       }
       if (event !== null && event.message.header.result === Result.busy) this.busy_replies += 1;
+      if (event === null && this.auth_failures.size > 0) {
+        step = wait_step;
+        for (const [from, detail] of this.auth_failures) {
+          if (step.kind === "wait") step = this.core.onAuthFailure(from, detail, Date.now());
+        }
+        this.auth_failures.clear();
+        continue;
+      }
       step = event === null ? this.core.expire(Date.now()) : this.core.onReply(event.message, event.from, Date.now());
     }
   }

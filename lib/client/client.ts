@@ -14,6 +14,7 @@ import { randomBytes } from "node:crypto";
 import { checksum } from "../util/checksum.ts";
 import { ClientSession } from "./session.ts";
 import type { Message } from "../net/codec.ts";
+import type { AuthKeys } from "../net/auth/secret.ts";
 import { TcpTransport, type ConnectionInfo } from "../net/tcp_transport.ts";
 import { formatAddress, membership, type Address, type Membership } from "../net/address.ts";
 import { block_size_max_ceiling_bytes, client_lanes_default, gc_received_bytes_step, key_size_max } from "../constants.ts";
@@ -70,6 +71,10 @@ export interface ClientOptions {
   log?: (level: "debug" | "info" | "warn" | "error", text: string) => void;
   /** Extra client ids for blocks and reads in flight at once (default client_lanes_default). */
   lanes?: number;
+  /** The cluster's keys, when it has a secret (docs/PROTOCOL.md §6): readSecretFile of the secret
+   * or of a client key file (lib/net/auth/secret.ts). A missing, extra or wrong one fails every
+   * operation with authentication_failed. */
+  secret?: AuthKeys | null;
 }
 
 export interface GetResult extends ObjectInfo {
@@ -129,9 +134,19 @@ export class Client {
     this.id = (options.client_id ?? 0n) ^ random;
     this.main = this.channel(this.id, Number(random % BigInt(this.membership.replicas.length)));
     this.transport = new TcpTransport(
-      { cluster: this.membership.cluster, self: null, peers: this.membership.replicas, log: options.log ?? (() => {}) },
+      {
+        cluster: this.membership.cluster,
+        self: null,
+        peers: this.membership.replicas,
+        secret: options.secret ?? null,
+        log: options.log ?? (() => {}),
+      },
       {
         onMessage: (message, connection) => this.onMessage(message, connection),
+        onAuthenticationFailed: (connection: ConnectionInfo, detail: string) => {
+          if (connection.peer === null) return;
+          for (const c of this.channels.values()) c.authFailed(connection.peer, detail);
+        },
         onConnectionClose: (connection: ConnectionInfo) => {
           // Retry at once instead of waiting out the attempt.
           for (const c of this.channels.values()) if (connection.peer === c.core.target) c.nudge();
@@ -209,6 +224,16 @@ export class Client {
       declared_size: options.size ?? null,
       metadata: metadataOf(options),
     });
+  }
+
+  /** An upload opened earlier, by this client or another process: its id and the block_size_max
+   * its create gave (Upload.block_size_max). Nothing is sent until a part, complete or abort. */
+  openUpload(upload_id: number, block_size_max: number): Upload {
+    if (!Number.isSafeInteger(upload_id) || upload_id < 1)
+      throw new ClientError("bad_request", `an upload id is a positive whole number, got ${upload_id}`);
+    if (!Number.isSafeInteger(block_size_max) || block_size_max < 1 || block_size_max > block_size_max_ceiling_bytes)
+      throw new ClientError("bad_request", `block_size_max must be 1..${block_size_max_ceiling_bytes}, got ${block_size_max}`);
+    return Upload.open(this.putCalls(), upload_id, block_size_max);
   }
 
   /** Aborts an upload a failed put left open (its id is in the error: ClientError.upload_id). */
@@ -328,6 +353,10 @@ export class Client {
 
 /** Asks every replica about itself (toastyfs status); a replica that does not answer within
  * timeout_ms is reported as null (probeCluster also says what its connection did). */
-export async function clusterStatus(addresses: Address[], timeout_ms = 1000): Promise<(ReplicaStatus | null)[]> {
-  return (await probeCluster(addresses, timeout_ms)).map((p) => p.status);
+export async function clusterStatus(
+  addresses: Address[],
+  timeout_ms = 1000,
+  secret: AuthKeys | null = null,
+): Promise<(ReplicaStatus | null)[]> {
+  return (await probeCluster(addresses, timeout_ms, secret)).map((p) => p.status);
 }

@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { Command, finalize, Header } from "../net/codec.ts";
 import { TcpTransport } from "../net/tcp_transport.ts";
+import type { AuthKeys } from "../net/auth/secret.ts";
 import { formatAddress, membership, type Address } from "../net/address.ts";
 import { sender_client } from "../constants.ts";
 import { decodeStatus, type ReplicaStatus } from "../net/status_codec.ts";
@@ -29,7 +30,7 @@ export interface ReplicaProbe {
 }
 
 /** A replica that does not answer within timeout_ms gets status null and what its connection did. */
-export async function probeCluster(addresses: Address[], timeout_ms = 1000): Promise<ReplicaProbe[]> {
+export async function probeCluster(addresses: Address[], timeout_ms = 1000, secret: AuthKeys | null = null): Promise<ReplicaProbe[]> {
   const m = membership(addresses);
   const id = randomBytes(8).readBigUInt64LE(0);
   const probes: ReplicaProbe[] = m.replicas.map((a) => ({
@@ -45,7 +46,7 @@ export async function probeCluster(addresses: Address[], timeout_ms = 1000): Pro
   let done: () => void = () => {};
   const all = new Promise<void>((resolve) => (done = resolve));
   const transport = new TcpTransport(
-    { cluster: m.cluster, self: null, peers: m.replicas, log: () => {} },
+    { cluster: m.cluster, self: null, peers: m.replicas, secret, log: () => {} },
     {
       onMessage: (message, connection) => {
         const h = message.header;
@@ -69,6 +70,10 @@ export async function probeCluster(addresses: Address[], timeout_ms = 1000): Pro
       },
       onConnectionOpen: (connection) => {
         if (connection.peer !== null) probes[connection.peer]!.connected = true;
+      },
+      onAuthenticationFailed: (connection, detail) => {
+        const p = connection.peer === null ? undefined : probes[connection.peer];
+        if (p !== undefined && p.failure === null) p.failure = detail;
       },
       onConnectionClose: (connection, reason) => {
         // The first failure is the telling one; our own close at the end comes after the answers.

@@ -10,6 +10,9 @@ export type ClientErrorCode =
   | "evicted"
   /** No replica answered in time: fewer than a majority are up and reachable. */
   | "no_quorum"
+  /** Every replica refused this client's authentication, or the client refused theirs: a missing,
+   * extra or wrong secret (docs/PROTOCOL.md §6.4). Not an outage: retrying will not help. */
+  | "authentication_failed"
   /** Every replica answered that it belongs to another cluster: the client's address list
    * differs from the replicas' (docs/PROTOCOL.md §3.7 wrong_cluster). */
   | "wrong_cluster"

@@ -291,6 +291,27 @@ describe("Upload", () => {
     expect(cluster.store.large.upload_count).toBe(0);
     await expect(other.abort()).rejects.toMatchObject({ code: "upload_not_found" });
   });
+
+  test("an upload reopened by id elsewhere (other calls, no create) takes parts and completes; the first sees its parts", async () => {
+    const { cluster, calls } = setup();
+    const one = bytes(block + 5, 3);
+    const two = bytes(7, 4);
+    const created = await Upload.create(calls, key, { condition: 0, if_version: 0, declared_size: null, metadata: null });
+    const p1 = await created.sendPart(1, bodySource(one));
+    // Another process: its own callers, only the id and block size of the first.
+    const elsewhere = Upload.open(
+      { main: cluster.caller(), lanes: cluster.callers(2), inline_max: block },
+      created.id,
+      created.block_size_max,
+    );
+    const p2 = await elsewhere.sendPart(2, bodySource(two));
+    await elsewhere.complete([p1, p2], {});
+    const both = new Uint8Array(one.length + two.length);
+    both.set(one);
+    both.set(two, one.length);
+    expect(await readBack(cluster)).toEqual(both);
+    await expect(Upload.open(calls, created.id, block).abort()).rejects.toMatchObject({ code: "upload_not_found" });
+  });
 });
 
 describe("the lane window", () => {

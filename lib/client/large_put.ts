@@ -207,6 +207,8 @@ export interface CompleteOptions extends Conditions {
   size?: number | null;
   /** The MD5 of the whole content, stored with the object. */
   md5?: Uint8Array | null;
+  /** User metadata (encodeUserMeta) that replaces what the upload was created with. */
+  user_meta?: Uint8Array | null;
 }
 
 /**
@@ -240,6 +242,14 @@ export class Upload {
         `${o.declared_size} bytes is over the cluster's object limit of ${reply.object_size_max} bytes`,
       );
     return new Upload(calls, reply.upload_id, reply.block_size_max);
+  }
+
+  /** An upload created earlier, perhaps by another process (an S3 gateway finishing an upload
+   * another gateway started): its id and the block size its create_upload reply gave. */
+  static open(calls: PutCalls, upload_id: number, block_size_max: number): Upload {
+    assert(Number.isSafeInteger(upload_id) && upload_id >= 1, () => `upload id ${upload_id}`);
+    assert(Number.isSafeInteger(block_size_max) && block_size_max >= 1, () => `block_size_max ${block_size_max}`);
+    return new Upload(calls, upload_id, block_size_max);
   }
 
   /**
@@ -319,7 +329,14 @@ export class Upload {
   async complete(parts: readonly PartInfo[], o: CompleteOptions = {}): Promise<PutResult> {
     const sorted = [...parts].sort((a, b) => a.part_number - b.part_number);
     const md5 = o.md5 ?? null;
-    const body = encodeCompleteUpload({ upload_id: this.id, ...conditionOf(o), declared_size: o.size ?? null, md5, parts: sorted });
+    const body = encodeCompleteUpload({
+      upload_id: this.id,
+      ...conditionOf(o),
+      declared_size: o.size ?? null,
+      md5,
+      parts: sorted,
+      user_meta: o.user_meta ?? null,
+    });
     const reply = decodeCompleteUploadReply(await this.calls.main.call(Operation.complete_upload, body));
     if (reply === null) throw new ClientError("protocol", "malformed complete_upload reply");
     const all = new ChecksumList();

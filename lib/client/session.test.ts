@@ -252,6 +252,20 @@ describe("ClientSession", () => {
     expect(failed.error.message).toContain("replicas a:1, b:2, c:3 belong to another cluster");
   });
 
+  test("authentication failures: the next replica at once; every replica failed: authentication_failed, not no_quorum", () => {
+    const s = session({ names: ["a:1", "b:2", "c:3"] });
+    sent(s.start(Operation.get, get_hello, 0));
+    expect(sent(s.onAuthFailure(0, "authentication failed: wrong secret", 1)).replica).toBe(1);
+    // A failure at a replica that is not the current target is remembered, without a resend.
+    expect(s.onAuthFailure(2, "authentication failed: wrong secret", 2).kind).toBe("wait");
+    const failed = s.onAuthFailure(1, "authentication failed: wrong secret", 3);
+    if (failed.kind !== "failed") throw new Error("expected failed");
+    expect(failed.error.code).toBe("authentication_failed");
+    expect(failed.error.message).toBe("authentication failed: wrong secret (every replica: a:1,b:2,c:3)");
+    expect(s.pending).toBe(false);
+    expect(s.onAuthFailure(0, "late", 4).kind).toBe("wait");
+  });
+
   test("no answer within the operation timeout: no_quorum, naming the replicas", () => {
     const s = session({ operation_timeout: 2500, names: ["a:1", "b:2", "c:3"] });
     sent(s.start(Operation.get, get_hello, 0));

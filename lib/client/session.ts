@@ -67,6 +67,8 @@ interface Request {
   redirected: boolean;
   /** Replicas that answered wrong_cluster: they serve another cluster (§3.7). */
   readonly foreign: Set<number>;
+  /** Replicas whose connection failed authentication, with why (docs/PROTOCOL.md §6.4). */
+  readonly auth_failed: Map<number, string>;
   /** The last message built, reused while the view hint it carries is current. */
   message: Message | null;
 }
@@ -188,6 +190,25 @@ export class ClientSession {
     }
   }
 
+  /** The connection to replica `from` failed authentication (a missing, extra or wrong secret,
+   * docs/PROTOCOL.md §6.4): that replica cannot serve this client, the next one is tried at once.
+   * Once every replica has failed so, the operation fails with authentication_failed: no amount of
+   * waiting fixes a secret. */
+  onAuthFailure(from: number, detail: string, now: number): Step {
+    const r = this.current;
+    if (r === null) return wait;
+    r.auth_failed.set(from, detail);
+    if (r.auth_failed.size === this.n) {
+      const reasons = [...new Set(r.auth_failed.values())].join("; ");
+      return this.fail(new ClientError("authentication_failed", `${reasons} (every replica: ${this.names().join(",")})`));
+    }
+    if (from !== this.target) return wait;
+    let next = this.target;
+    while (r.auth_failed.has(next)) next = (next + 1) % this.n;
+    this.redirect(next);
+    return this.retryAfter(0, now);
+  }
+
   /** A reply that ends the request: the operation's answer, or the register before it. */
   private final(reply: Message, now: number): Step {
     const h = reply.header;
@@ -233,6 +254,7 @@ export class ClientSession {
       sends: 0,
       redirected: false,
       foreign: new Set(),
+      auth_failed: new Map(),
       message: null,
     };
     return this.transmit(now);
@@ -257,7 +279,7 @@ export class ClientSession {
       return this.fail(
         new ClientError(
           "no_quorum",
-          `no replica completed the request within ${this.options.operation_timeout} ${this.options.unit ?? "ms"} after ${r.sends} attempts: is a majority (${Math.floor(n / 2) + 1} of ${n}) of ${this.names().join(",")} running and reachable?${r.foreign.size > 0 ? ` Also, ${this.describeForeign(r.foreign)}` : ""}`,
+          `no replica completed the request within ${this.options.operation_timeout} ${this.options.unit ?? "ms"} after ${r.sends} attempts: is a majority (${Math.floor(n / 2) + 1} of ${n}) of ${this.names().join(",")} running and reachable?${r.foreign.size > 0 ? ` Also, ${this.describeForeign(r.foreign)}` : ""}${r.auth_failed.size > 0 ? ` Also, authentication failed at ${[...r.auth_failed.keys()].map((i) => this.names()[i]!).join(", ")}: ${[...new Set(r.auth_failed.values())].join("; ")}` : ""}`,
         ),
       );
     }

@@ -8,6 +8,7 @@ import type { Socket } from "bun";
 import type { Admittee, ConnectionRole } from "./admission.ts";
 import type { FrameReader } from "./frame_reader.ts";
 import type { FrameWriter } from "./frame_writer.ts";
+import type { Acceptor, Dialer } from "./auth/handshake.ts";
 
 export type Direction = "incoming" | "outgoing";
 
@@ -41,6 +42,15 @@ export class Connection implements Admittee {
   closed = false;
   /** Why this node is closing it, for the close log line (null: the peer closed it). */
   closing_reason: string | null = null;
+  /** While the authentication handshake runs (docs/PROTOCOL.md §6.2): it sees every byte until it
+   * is over. Null without a secret, and once the connection is authenticated. */
+  handshake: Dialer | Acceptor | null = null;
+  /** Incoming, with a secret: what the handshake proved the peer to be, sender_client or a
+   * replica index (§6.5: the only sender its frames may name); null before, or without a secret. */
+  authenticated_as: number | null = null;
+  /** Without a secret: whether the stream's first bytes were looked at for a stray handshake or
+   * a refusal (§6.4). */
+  first_bytes_seen = false;
   /** Incoming only: clients whose replies are routed here (learned from their requests), oldest
    * first, so the transport can evict when a connection claims too many. */
   readonly clients = new Set<bigint>();

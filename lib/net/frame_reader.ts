@@ -25,6 +25,7 @@ import { allocUninitialized, readU16, readU32, readU64Big } from "../util/bytes.
 import { checksum } from "../util/checksum.ts";
 import { header_size, message_size_max, protocol_version, sender_client, wire_magic } from "../constants.ts";
 import { Offset, command_max, decode, decodeHeader, type DecodeError, type Header, type Message } from "./codec.ts";
+import { tag_size, type FrameOpener } from "./auth/frame_tag.ts";
 
 /** The retained partial-frame buffer: frames up to this size are assembled in it. Larger ones get
  * a buffer of their own (owned by the message afterwards), so an idle connection that once carried
@@ -32,8 +33,9 @@ import { Offset, command_max, decode, decodeHeader, type DecodeError, type Heade
 export const reader_buffer_size_initial = 64 * 1024;
 
 /** Why a frame was rejected. The same codes as the codec's DecodeError, minus "short" (a whole
- * frame is never shorter than its header). */
-export type FrameErrorCode = Exclude<DecodeError, "short">;
+ * frame is never shorter than its header), plus "tag": on an authenticated connection, a frame
+ * whose tag does not verify (docs/PROTOCOL.md §6.3). */
+export type FrameErrorCode = Exclude<DecodeError, "short"> | "tag";
 
 /** A frame failed validation. The connection it came from can no longer be trusted to be in sync
  * (a bad size field means the next frame boundary is unknown), so the caller closes it. */
@@ -74,8 +76,12 @@ export class FrameReader {
    * handed to the decoded message when complete. Grows to the frame size as bytes arrive. */
   private large: Uint8Array | null = null;
   private buffered = 0;
-  /** Size of the frame being assembled, known once its header validated; 0 before. */
+  /** Size of the frame being assembled, its tag included, known once its header validated; 0 before. */
   private frame_size = 0;
+  /** On an authenticated connection (authenticate()), the check of each frame's tag, and the
+   * tag's size (the bytes that follow every frame); null and 0 before. */
+  private opener: FrameOpener | null = null;
+  private trailer = 0;
 
   /** The chunk being consumed by next(), and the read position in it. */
   private chunk: Uint8Array | null = null;
@@ -126,6 +132,17 @@ export class FrameReader {
     return this.large?.length ?? 0;
   }
 
+  /** From now on every frame is followed by a tag that `opener` must accept (docs/PROTOCOL.md §6.3).
+   * Called once, after the handshake, before any frame arrived. */
+  authenticate(opener: FrameOpener): void {
+    assert(
+      this.opener === null && this.buffered === 0 && this.chunk === null && this.failed === null,
+      "FrameReader.authenticate: not at the start of the stream",
+    );
+    this.opener = opener;
+    this.trailer = tag_size;
+  }
+
   /** Hands the reader the next chunk of the stream. Call next() until it returns null before
    * pushing again. The chunk is not retained after next() returns null. */
   push(chunk: Uint8Array): void {
@@ -159,9 +176,11 @@ export class FrameReader {
       const available = chunk.length - this.chunk_offset;
       if (available >= header_size) {
         const size = this.checkHeader(chunk, this.chunk_offset);
-        if (available >= size) {
+        if (available >= size + this.trailer) {
           const frame = chunk.subarray(this.chunk_offset, this.chunk_offset + size);
-          this.consumed(size);
+          const tag = chunk.subarray(this.chunk_offset + size, this.chunk_offset + size + this.trailer);
+          this.consumed(size + this.trailer);
+          this.checkTag(frame, tag);
           return this.decodeFrame(frame);
         }
       }
@@ -187,18 +206,21 @@ export class FrameReader {
         return null;
       }
       if (this.frame_size === 0) {
-        this.frame_size = this.checkHeader(this.buffer, 0);
+        this.frame_size = this.checkHeader(this.buffer, 0) + this.trailer;
         continue; // a header-only frame (size == header_size) completes on the next pass
       }
-      const size = this.frame_size;
+      const total = this.frame_size;
+      const size = total - this.trailer;
       const large = this.large;
-      // A large frame's buffer is exactly its size by now and goes with the message (no body copy);
-      // a small frame's body is copied out of the retained buffer by decode.
+      // A large frame's buffer is exactly its size (and tag) by now and goes with the message (no
+      // body copy); a small frame's body is copied out of the retained buffer by decode.
       assert(
-        (large === null) === size <= this.buffer.length && (large === null || large.length === size),
+        (large === null) === total <= this.buffer.length && (large === null || large.length === total),
         "FrameReader: large frame buffer out of step",
       );
-      const message = large !== null ? this.decodeFrame(large, true) : this.decodeFrame(this.buffer.subarray(0, size), false);
+      const whole = large ?? this.buffer;
+      this.checkTag(whole.subarray(0, size), whole.subarray(size, total));
+      const message = this.decodeFrame(whole.subarray(0, size), large !== null);
       this.large = null;
       this.buffered = 0;
       this.frame_size = 0;
@@ -299,6 +321,18 @@ export class FrameReader {
         `(replicas started with different --addr/--peer sets form different clusters; start every replica and client with the same set of addresses)`,
       decodeHeader(bytes, offset),
     );
+  }
+
+  /** On an authenticated connection: the frame's tag, before anything of its body is trusted. */
+  private checkTag(frame: Uint8Array, tag: Uint8Array): void {
+    const opener = this.opener;
+    if (opener === null) return;
+    if (!opener.open(frame, tag)) {
+      throw new FrameError(
+        "tag",
+        "frame tag mismatch: the frame was altered, replayed, reordered or forged in transit (or the peer's session key differs)",
+      );
+    }
   }
 
   /** Runs the full codec validation (body checksum, field ranges) on one whole frame. owned: the

@@ -19,13 +19,20 @@
  * message is queued behind it, the body is copied into the buffer after all, so the blocked and
  * ordering logic below only ever deals with the buffer.
  *
+ * On an authenticated connection (`tagged`, docs/PROTOCOL.md §6.3) every frame is followed by a
+ * 16-byte tag that depends on the connection's session key and the frame's sequence number on it.
+ * Messages queued before the connection is authenticated (a dialer's first request, sent before
+ * its handshake is over) get a gap of that size behind them, filled in order by attach().
+ *
  * The buffer is bounded. VSR tolerates message loss (everything is retried), unbounded buffering
  * toward a peer that stopped reading is a memory leak, so above the bound new messages are dropped
  * and counted, and send() returns false.
  */
 import { assert } from "../util/assert.ts";
 import { header_size, message_size_max } from "../constants.ts";
-import { encodeInto, writeHeader, type Message } from "./codec.ts";
+import { readU32 } from "../util/bytes.ts";
+import { Offset, encodeInto, writeHeader, type Message } from "./codec.ts";
+import { tag_size, type FrameSealer } from "./auth/frame_tag.ts";
 
 /** Bytes queued per connection beyond which new messages are dropped: 64 MiB of backlog plus room
  * for one maximum-size message, so a writer below 64 MiB can always take any message. */
@@ -49,6 +56,8 @@ export interface FrameWriterOptions {
   buffered_bytes_max?: number;
   /** Flush at the end of the event-loop turn instead of after the current callback. */
   per_turn?: boolean;
+  /** Every frame is followed by a tag: attach() must be given a FrameSealer. */
+  tagged?: boolean;
 }
 
 export class FrameWriter {
@@ -84,9 +93,14 @@ export class FrameWriter {
   };
 
   private readonly per_turn: boolean;
+  /** Bytes after each frame: tag_size when tagged, else 0. */
+  private readonly trailer: number;
+  /** Tags what is sent while attached (tagged writers only). */
+  private sealer: FrameSealer | null = null;
 
   constructor(options: FrameWriterOptions = {}) {
     this.per_turn = options.per_turn ?? false;
+    this.trailer = options.tagged === true ? tag_size : 0;
     this.buffered_bytes_max = options.buffered_bytes_max ?? write_buffer_size_max;
     assert(
       Number.isInteger(this.buffered_bytes_max) && this.buffered_bytes_max >= header_size,
@@ -113,10 +127,14 @@ export class FrameWriter {
     return this.sink !== null;
   }
 
-  /** Starts writing to a (newly opened) connection; anything queued before goes out first. */
-  attach(sink: ByteSink): void {
+  /** Starts writing to a (newly opened, and for a tagged writer authenticated) connection; anything
+   * queued before goes out first, tagged by `sealer` in order. */
+  attach(sink: ByteSink, sealer: FrameSealer | null = null): void {
     assert(this.sink === null, "FrameWriter.attach: already attached");
+    assert((sealer !== null) === this.trailer > 0, "FrameWriter.attach: a tagged writer needs a sealer, an untagged one none");
     this.sink = sink;
+    this.sealer = sealer;
+    if (sealer !== null) this.sealQueued(sealer);
     this.blocked = false;
     if (this.end > this.start) this.schedule();
   }
@@ -127,6 +145,7 @@ export class FrameWriter {
     const discarded = this.buffered_bytes;
     this.bytes_discarded += discarded;
     this.sink = null;
+    this.sealer = null;
     this.blocked = false;
     this.start = 0;
     this.end = 0;
@@ -140,21 +159,29 @@ export class FrameWriter {
   send(message: Message): boolean {
     const size = message.header.size;
     assert(size === header_size + message.body.length && size <= message_size_max, "FrameWriter.send: message not finalized");
-    if (this.buffered_bytes + size > this.buffered_bytes_max) {
+    if (this.buffered_bytes + size + this.trailer > this.buffered_bytes_max) {
       this.messages_dropped += 1;
       return false;
     }
     if (message.body.length >= external_body_size_min && this.sink !== null && !this.blocked) {
-      this.reserve(header_size);
+      this.reserve(header_size + this.trailer);
+      const header_at = this.end;
       writeHeader(message.header, this.buffer, this.end);
       this.end += header_size;
       this.externals.push({ at: this.end, body: message.body });
       this.external_bytes += message.body.length;
+      // The tag goes in the buffer right after the header: in the stream, after the body.
+      if (this.sealer !== null) {
+        this.sealer.sealInto([this.buffer.subarray(header_at, header_at + header_size), message.body], this.buffer, this.end);
+        this.end += this.trailer;
+      }
     } else {
-      this.reserve(size);
+      this.reserve(size + this.trailer);
       const written = encodeInto(message, this.buffer, this.end);
       assert(written === size, "FrameWriter.send: encodeInto wrote an unexpected size");
-      this.end += size;
+      // Unattached, a tagged writer leaves the tag's room (attach fills it); attached, it seals now.
+      if (this.sealer !== null) this.sealer.sealInto([this.buffer.subarray(this.end, this.end + size)], this.buffer, this.end + size);
+      this.end += size + this.trailer;
     }
     this.messages_queued += 1;
     if (!this.blocked) this.schedule();
@@ -235,6 +262,18 @@ export class FrameWriter {
     this.end = total;
     this.externals = [];
     this.external_bytes = 0;
+  }
+
+  /** Fills the tag after each frame queued while unattached (all in the buffer, back to back). */
+  private sealQueued(sealer: FrameSealer): void {
+    assert(this.externals.length === 0, "FrameWriter: external bodies queued while unattached");
+    let position = this.start;
+    while (position < this.end) {
+      const size = readU32(this.buffer, position + Offset.size);
+      assert(position + size + this.trailer <= this.end, "FrameWriter.sealQueued: frames out of step");
+      sealer.sealInto([this.buffer.subarray(position, position + size)], this.buffer, position + size);
+      position += size + this.trailer;
+    }
   }
 
   private schedule(): void {

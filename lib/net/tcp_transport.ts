@@ -23,6 +23,12 @@
  * all, and replicas' connections are kept apart from clients'. Sends never block and never buffer
  * without bound: above the write bound, messages are dropped and counted (VSR retries).
  *
+ * With a secret (options.secret, docs/PROTOCOL.md §6), every connection starts with the handshake of
+ * lib/net/auth/handshake.ts before any frame, every frame carries a tag, and an accepted connection
+ * may only carry frames of the role it authenticated as (a client's requests, or replica i's
+ * messages). A failure closes the connection, is counted (auth_failures_<reason>) and logged once a
+ * minute per host; a dialer that learns why (a refusal) tells its owner (onAuthenticationFailed).
+ *
  * A frame whose only fault is another cluster id (a client or replica given another address list)
  * gets one wrong_cluster reply before its connection closes (lib/net/cluster_mismatch.ts); a
  * replica that receives such a reply says in its log why its peer refused it.
@@ -44,6 +50,23 @@ import { answersClusterMismatch, clusterMismatchOf, clusterMismatchReply } from 
 import { FrameWriter, write_buffer_size_max } from "./frame_writer.ts";
 import { LogLimiter } from "./log_limiter.ts";
 import type { SocketHandler, TCPSocketConnectOptions } from "bun";
+import { randomBytes } from "node:crypto";
+import { readU32 } from "../util/bytes.ts";
+import type { AuthKeys } from "./auth/secret.ts";
+import { FrameOpener, FrameSealer } from "./auth/frame_tag.ts";
+import {
+  Acceptor,
+  AuthRole,
+  Dialer,
+  RefusalCode,
+  handshake_magic,
+  nonce_size,
+  refusal,
+  refusalMessage,
+  refusal_magic,
+  refusal_size,
+  type AuthFailure,
+} from "./auth/handshake.ts";
 
 /**
  * Messages that answer another and call for nothing back. Sending one does not start the
@@ -127,6 +150,9 @@ export interface TransportOptions {
   reconnect_backoff_max_ms?: number;
   /** Overrides for the connection limits of lib/net/admission.ts (tests use small ones). */
   admission?: Partial<AdmissionLimits>;
+  /** The cluster's keys (docs/PROTOCOL.md §6): every connection is authenticated. A replica needs
+   * the full secret; a client may hold the client key only. Null or absent: no authentication. */
+  secret?: AuthKeys | null;
   log(level: LogLevel, text: string): void;
 }
 
@@ -137,7 +163,27 @@ export interface TransportHandlers {
   /** A connection closed, or (outgoing) a connect attempt failed; anything queued on it was
    * dropped. A client uses this to retry on another replica at once (docs/DESIGN.md §9). */
   onConnectionClose?(connection: ConnectionInfo, reason: string): void;
+  /** A connection this node dialed failed authentication (wrong or missing secret on either side,
+   * §6.4); `detail` says which, for the user. onConnectionClose follows. */
+  onAuthenticationFailed?(connection: ConnectionInfo, detail: string): void;
 }
+
+/** Why a connection failed authentication, as counted: the handshake's reasons, plus a bad frame
+ * tag, a frame outside the authenticated role, and a handshake sent to a replica without a secret. */
+export type AuthFailureReason = AuthFailure | "tag" | "role" | "no_secret";
+const auth_failure_reasons: readonly AuthFailureReason[] = [
+  "plain_frame",
+  "refused",
+  "malformed",
+  "version",
+  "wrong_cluster",
+  "bad_sender",
+  "bad_mac",
+  "tag",
+  "role",
+  "no_secret",
+];
+type AuthFailureCounters = { [reason in AuthFailureReason as `auth_failures_${reason}`]: number };
 
 export interface TransportStats {
   /** Valid messages received. */
@@ -177,6 +223,9 @@ export interface TransportStats {
   /** Dialed connections closed because their replica went silent (presumed half-open). */
   connections_closed_silent: number;
 }
+
+/** The transport's counters: TransportStats and the authentication failures by reason. */
+export type TransportCounters = TransportStats & AuthFailureCounters;
 
 export class TransportError extends Error {
   override name = "TransportError";
@@ -221,8 +270,8 @@ class Peer {
 }
 
 export class TcpTransport {
-  readonly stats: Readonly<TransportStats>;
-  private readonly counters: TransportStats = {
+  readonly stats: Readonly<TransportCounters>;
+  private readonly counters: TransportCounters = {
     frames_in: 0,
     bytes_in: 0,
     frames_out: 0,
@@ -243,6 +292,7 @@ export class TcpTransport {
     connect_failures: 0,
     connect_timeouts: 0,
     connections_closed_silent: 0,
+    ...(Object.fromEntries(auth_failure_reasons.map((reason) => [`auth_failures_${reason}`, 0])) as AuthFailureCounters),
   };
 
   private readonly peers: Peer[];
@@ -258,6 +308,7 @@ export class TcpTransport {
   private readonly connect_timeout_ms: number;
   private readonly peer_silence_timeout_ms: number;
   private readonly write_buffer_size_max: number;
+  private readonly secret: AuthKeys | null;
   private readonly dial: (options: TCPSocketConnectOptions<SocketData>) => Promise<TransportSocket>;
   private listener: { stop(close_active?: boolean): void; readonly port: number } | null = null;
   private tick_timer: ReturnType<typeof setInterval> | null = null;
@@ -285,6 +336,11 @@ export class TcpTransport {
     this.connect_timeout_ms = options.connect_timeout_ms ?? connect_timeout_ms;
     this.peer_silence_timeout_ms = options.peer_silence_timeout_ms ?? peer_silence_timeout_ms;
     this.write_buffer_size_max = options.write_buffer_size_max ?? write_buffer_size_max;
+    this.secret = options.secret ?? null;
+    assert(
+      this.secret === null || options.self === null || this.secret.replica !== null,
+      "TcpTransport: a replica needs the full secret, not a client key",
+    );
     this.dial = options.dial ?? ((dial_options) => Bun.connect<SocketData>(dial_options));
     this.admission = new Admission(options.admission);
     assert(this.connect_timeout_ms > 0 && this.peer_silence_timeout_ms > 0, "TcpTransport: timeouts must be positive");
@@ -465,7 +521,11 @@ export class TcpTransport {
   }
 
   private newWriter(): FrameWriter {
-    return new FrameWriter({ buffered_bytes_max: this.write_buffer_size_max, per_turn: this.options.flush_per_turn === true });
+    return new FrameWriter({
+      buffered_bytes_max: this.write_buffer_size_max,
+      per_turn: this.options.flush_per_turn === true,
+      tagged: this.secret !== null,
+    });
   }
 
   /** Writes now what every connection has queued (each writer would otherwise do it at the end of
@@ -651,8 +711,113 @@ export class TcpTransport {
     connection.opened_at_ms = nowMs();
     socket.setNoDelay(true); // coalescing is ours; Nagle would only add latency
     socket.setKeepAlive(true, keepalive_idle_ms);
-    connection.writer.attach(socket);
+    const secret = this.secret;
+    if (secret === null) {
+      connection.writer.attach(socket);
+      this.handlers.onConnectionOpen?.(connection.info);
+      return;
+    }
+    // The writer waits for the handshake: what is queued meanwhile goes out tagged after it.
+    const nonce = new Uint8Array(randomBytes(nonce_size));
+    const self = this.options.self;
+    if (connection.info.direction === "incoming") {
+      assert(self !== null, "opened: a client accepted a connection");
+      connection.handshake = new Acceptor({
+        keys: secret,
+        index: self,
+        cluster: this.options.cluster,
+        replica_count: this.peers.length,
+        nonce,
+      });
+    } else {
+      const dialer = new Dialer({
+        keys: secret,
+        role: self === null ? AuthRole.client : AuthRole.replica,
+        index: self ?? sender_client,
+        cluster: this.options.cluster,
+        replica_count: this.peers.length,
+        expected_acceptor: connection.info.peer,
+        nonce,
+      });
+      connection.handshake = dialer;
+      this.writeHandshake(connection, dialer.start());
+    }
+  }
+
+  /** Writes a handshake message straight to the socket (before the writer is attached). Fixed and
+   * under 100 bytes, on a connection that has sent nothing else: the kernel takes it whole. */
+  private writeHandshake(connection: Connection, bytes: Uint8Array): boolean {
+    const socket = connection.socket;
+    assert(socket !== null, "writeHandshake: no socket");
+    const written = socket.write(bytes);
+    if (written === bytes.length) return true;
+    this.terminate(connection, `handshake write failed (${written} of ${bytes.length} bytes taken)`);
+    return false;
+  }
+
+  /** Feeds the handshake; once it is over, starts frames (and reads those that followed it). */
+  private onHandshakeData(connection: Connection, handshake: Dialer | Acceptor, chunk: Uint8Array): void {
+    const step = handshake.receive(chunk);
+    if (step.status === "failed") return this.authFailed(connection, step.reason, step.detail, step.output);
+    if (step.output !== null && !this.writeHandshake(connection, step.output)) return;
+    if (step.status === "pending") return;
+    connection.handshake = null;
+    if (connection.info.direction === "incoming") {
+      connection.authenticated_as = step.peer_role === AuthRole.client ? sender_client : step.peer_index;
+    }
+    connection.reader.authenticate(new FrameOpener(step.keys.receive));
+    connection.writer.attach(connection.socket!, new FrameSealer(step.keys.send));
     this.handlers.onConnectionOpen?.(connection.info);
+    if (step.rest.length > 0 && !connection.closed) this.readFrames(connection, step.rest);
+  }
+
+  /** Closes a connection that failed authentication, after the refusal if there is one; counts it,
+   * logs it once a minute per host, and tells the owner of a dialed connection. */
+  private authFailed(connection: Connection, reason: AuthFailureReason, detail: string, refusal_bytes: Uint8Array | null): void {
+    this.counters[`auth_failures_${reason}`] += 1;
+    const host = connection.remote_host;
+    const incoming = connection.info.direction === "incoming";
+    const suppressed = this.log_limiter.admit(`auth ${host}`, nowMs());
+    if (suppressed !== null) {
+      const more = suppressed > 0 ? ` (${suppressed} more authentication failures from ${host} since the last line)` : "";
+      this.options.log(
+        "warn",
+        incoming
+          ? `closing connection ${connection.info.remote}: authentication failed: the peer ${detail}${more}`
+          : `connection to replica ${connection.info.peer} at ${connection.info.remote}: ${detail}${more}`,
+      );
+    }
+    connection.closing_reason = `authentication failed (${reason})`;
+    if (!incoming) this.handlers.onAuthenticationFailed?.(connection.info, detail);
+    if (refusal_bytes !== null && connection.socket !== null) {
+      connection.socket.write(refusal_bytes);
+      connection.socket.end(); // after the refusal, not instead of it
+    }
+    this.terminate(connection, connection.closing_reason);
+  }
+
+  /** Without a secret, the first bytes of a stream: a handshake sent to this replica is refused
+   * with no_secret, a refusal received from a replica with a secret is reported (§6.4). False:
+   * the connection was closed. */
+  private checkFirstBytes(connection: Connection, chunk: Uint8Array): boolean {
+    connection.first_bytes_seen = true;
+    if (chunk.length < 4) return true;
+    const magic = readU32(chunk, 0);
+    if (connection.info.direction === "incoming" && magic === handshake_magic) {
+      this.authFailed(
+        connection,
+        "no_secret",
+        "sent an authentication handshake, but this replica has no secret configured",
+        refusal(RefusalCode.no_secret),
+      );
+      return false;
+    }
+    if (connection.info.direction === "outgoing" && magic === refusal_magic) {
+      const code = chunk.length >= refusal_size ? chunk[5]! : 0;
+      this.authFailed(connection, "refused", `authentication failed: ${refusalMessage(code)}`, null);
+      return false;
+    }
+    return true;
   }
 
   private onClosed(connection: Connection, reason: string): void {
@@ -719,6 +884,13 @@ export class TcpTransport {
   private onData(connection: Connection, chunk: Uint8Array): void {
     if (connection.closed || this.closed) return;
     this.counters.bytes_in += chunk.length;
+    const handshake = connection.handshake;
+    if (handshake !== null) return this.onHandshakeData(connection, handshake, chunk);
+    if (this.secret === null && !connection.first_bytes_seen && !this.checkFirstBytes(connection, chunk)) return;
+    this.readFrames(connection, chunk);
+  }
+
+  private readFrames(connection: Connection, chunk: Uint8Array): void {
     const reader = connection.reader;
     const incoming = connection.info.direction === "incoming";
     try {
@@ -728,6 +900,14 @@ export class TcpTransport {
         if (message === null) return;
         this.counters.frames_in += 1;
         if (incoming) {
+          if (connection.authenticated_as !== null && !this.allowedSender(connection.authenticated_as, message.header)) {
+            return this.authFailed(
+              connection,
+              "role",
+              `authenticated as ${connection.authenticated_as === sender_client ? "a client" : `replica ${connection.authenticated_as}`} but sent ${Command[message.header.command] ?? message.header.command} as ${message.header.replica === sender_client ? "a client" : `replica ${message.header.replica}`}`,
+              null,
+            );
+          }
           if (connection.role === "unidentified" && !this.identify(connection, message.header.replica)) return;
           connection.last_frame_ms = nowMs();
         } else if (this.options.self !== null) {
@@ -744,8 +924,15 @@ export class TcpTransport {
     }
   }
 
+  /** §6.5: a client's connection carries only its requests; replica i's only frames sent as i. */
+  private allowedSender(authenticated_as: number, header: Header): boolean {
+    if (authenticated_as !== sender_client) return header.replica === authenticated_as;
+    return header.replica === sender_client && (header.command === Command.request || header.command === Command.request_status);
+  }
+
   private rejectFrame(connection: Connection, error: FrameError): void {
     this.counters.frames_dropped_invalid += 1;
+    if (error.code === "tag") this.counters.auth_failures_tag += 1;
     const foreign = error.foreign;
     if (foreign !== null && connection.info.direction === "incoming" && this.options.self !== null && answersClusterMismatch(foreign)) {
       return this.answerForeign(connection, foreign);

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { Command, Header } from "../net/codec.ts";
 import { Operation, Result } from "../store/operations.ts";
-import { RequestMetrics, renderMetrics, requests_tracked_max } from "./metrics.ts";
+import { MetricsServer, RequestMetrics, renderMetrics, requests_tracked_max } from "./metrics.ts";
+import type { ReadinessSnapshot } from "./readiness.ts";
 import type { ReplicaStatus } from "../net/status_codec.ts";
 
 function header(command: Command, client: bigint, request: number, operation: Operation, result = Result.ok): Header {
@@ -50,7 +51,7 @@ describe("RequestMetrics", () => {
     m.requestArrived(header(Command.request, 6n, 1, Operation.get));
     m.replySent(header(Command.reply, 6n, 1, Operation.get, Result.not_found));
     expect(m.in_flight).toBe(0);
-    const text = renderMetrics(status, m, "/nonexistent");
+    const text = renderMetrics(status, m, "/nonexistent", true);
     expect(text).toContain('toastyfs_requests_total{operation="put",result="ok"} 1');
     expect(text).toContain('toastyfs_requests_total{operation="get",result="not_found"} 1');
     expect(text).toContain('toastyfs_request_duration_seconds_bucket{operation="put",le="0.005"} 0');
@@ -68,7 +69,8 @@ describe("RequestMetrics", () => {
 
 describe("renderMetrics", () => {
   test("exposes status, view changes and dropped frames in the text format", () => {
-    const text = renderMetrics(status, new RequestMetrics(), "/nonexistent");
+    const text = renderMetrics(status, new RequestMetrics(), "/nonexistent", false);
+    expect(text).toContain("toastyfs_ready 0\n");
     expect(text).toContain("toastyfs_view 3\n");
     expect(text).toContain("toastyfs_commit_executed 39\n");
     expect(text).toContain("toastyfs_journal_ops 40\n");
@@ -82,6 +84,56 @@ describe("renderMetrics", () => {
     for (const line of text.split("\n").filter((l) => l !== "" && !l.startsWith("#"))) {
       const name = line.split(/[{ ]/)[0]!.replace(/_(bucket|sum|count)$/, "");
       expect(families.has(name) || families.has(line.split(/[{ ]/)[0]!)).toBe(true);
+    }
+  });
+});
+
+describe("MetricsServer health endpoints", () => {
+  const healthy: ReadinessSnapshot = {
+    replica: 1,
+    replica_count: 3,
+    status: "normal",
+    view: 3,
+    acting_primary: false,
+    syncing: false,
+    primary_heard_ms: 50,
+    backups_heard_ms: [50, 60],
+    commit_min: 40,
+    commit_known: 40,
+  };
+
+  test("/livez is ok; /readyz and toastyfs_ready follow the replica's readiness; ?verbose lists the checks", async () => {
+    let snapshot = healthy;
+    const server = new MetricsServer(
+      { host: "127.0.0.1", port: 0 },
+      { status: () => status, readiness: () => snapshot, data_dir: "/nonexistent" },
+      new RequestMetrics(),
+    );
+    server.start();
+    try {
+      const get = async (path: string) => {
+        const response = await fetch(`http://127.0.0.1:${server.port}${path}`);
+        return { code: response.status, body: await response.text() };
+      };
+      expect(await get("/livez")).toEqual({ code: 200, body: "ok\n" });
+      expect(await get("/readyz")).toEqual({ code: 200, body: "ready\n" });
+      expect(await get("/metrics")).toMatchObject({ body: expect.stringContaining("toastyfs_ready 1\n") });
+      snapshot = { ...healthy, status: "view_change", view: 5, primary_heard_ms: null };
+      expect(await get("/readyz")).toEqual({ code: 503, body: "not ready: view change in progress (view 5)\n" });
+      const verbose = await get("/readyz?verbose");
+      expect(verbose.code).toBe(503);
+      expect(verbose.body.split("\n")).toEqual([
+        "not ready: view change in progress (view 5)",
+        "FAIL status: view change in progress (view 5)",
+        "FAIL primary: no word from primary 2 in view 5",
+        "ok   commit: commit 40 of 40 known",
+        "",
+      ]);
+      expect(await get("/metrics")).toMatchObject({ body: expect.stringContaining("toastyfs_ready 0\n") });
+      expect(await get("/livez")).toEqual({ code: 200, body: "ok\n" });
+      expect((await get("/nope")).code).toBe(404);
+    } finally {
+      await server.stop();
     }
   });
 });

@@ -8,6 +8,9 @@
  *   their result. ReplicaNode calls the two hooks of RequestMetrics.
  * - Everything else is read at scrape time from the node's status document (the same one
  *   `toastyfs status` shows) and from the sizes of the files in the data directory.
+ *
+ * The same listener answers health checks: /livez (200 while the process serves) and /readyz (200
+ * while the replica is ready, 503 with the reason otherwise: lib/node/readiness.ts).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -15,6 +18,7 @@ import { Command, type Header } from "../net/codec.ts";
 import { formatAddress, type Address } from "../net/address.ts";
 import { Operation, Result } from "../store/operations.ts";
 import type { ReplicaStatus } from "../net/status_codec.ts";
+import { readiness, readinessText, type ReadinessSnapshot } from "./readiness.ts";
 
 /** Upper bounds of the latency buckets, in seconds. */
 export const latency_buckets_s = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -164,7 +168,7 @@ const frames_dropped: Record<string, string> = {
   messages_dropped_no_route: "no_route",
 };
 
-export function renderMetrics(status: ReplicaStatus, requests: RequestMetrics, data_dir: string): string {
+export function renderMetrics(status: ReplicaStatus, requests: RequestMetrics, data_dir: string, ready: boolean): string {
   const e = new Exposition();
   const replica = { replica: String(status.replica), address: status.address };
   e.gauge("toastyfs_replica_info", "This replica's index and address (always 1).", 1, replica);
@@ -177,6 +181,7 @@ export function renderMetrics(status: ReplicaStatus, requests: RequestMetrics, d
     "1 if the replica reports a problem (disk full, storage error); see toastyfs status.",
     status.problem === null ? 0 : 1,
   );
+  e.gauge("toastyfs_ready", "1 while /readyz answers 200 (normal status, hears its primary or a quorum, caught up).", ready ? 1 : 0);
   e.gauge("toastyfs_view", "Current view number.", status.view);
   e.gauge("toastyfs_log_view", "The view of the newest log this replica vouches for.", status.log_view);
   e.gauge("toastyfs_op", "Highest op number in the journal.", status.op);
@@ -234,12 +239,15 @@ const large_object_gauges: Record<string, string> = {
   pinned_dead_bytes: "Bytes of segments nothing live references that checkpoint retention still keeps (an idle primary nudges them free).",
 };
 
+const endpoints = "see /metrics, /livez, /readyz (?verbose: one line per check)";
+
 export class MetricsError extends Error {
   override name = "MetricsError";
 }
 
 export interface MetricsSource {
   status(): ReplicaStatus;
+  readiness(): ReadinessSnapshot;
   readonly data_dir: string;
 }
 
@@ -274,14 +282,21 @@ export class MetricsServer {
 
   private handle(request: Request): Response {
     const url = new URL(request.url);
+    const text = { "content-type": "text/plain; charset=utf-8" };
     if (url.pathname === "/metrics") {
-      return new Response(renderMetrics(this.source.status(), this.requests, this.source.data_dir), {
+      const ready = readiness(this.source.readiness()).ready;
+      return new Response(renderMetrics(this.source.status(), this.requests, this.source.data_dir, ready), {
         headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
       });
     }
-    if (url.pathname === "/")
-      return new Response("toastyfs replica metrics: see /metrics\n", { headers: { "content-type": "text/plain" } });
-    return new Response("not found: see /metrics\n", { status: 404 });
+    // Answering at all is the check: the event loop turns.
+    if (url.pathname === "/livez") return new Response("ok\n", { headers: text });
+    if (url.pathname === "/readyz") {
+      const r = readiness(this.source.readiness());
+      return new Response(readinessText(r, url.searchParams.has("verbose")), { status: r.ready ? 200 : 503, headers: text });
+    }
+    if (url.pathname === "/") return new Response(`toastyfs replica: ${endpoints}\n`, { headers: text });
+    return new Response(`not found: ${endpoints}\n`, { status: 404, headers: text });
   }
 
   async stop(): Promise<void> {

@@ -12,6 +12,7 @@
  *   is logged (once; repeats, across restarts too, as one line with a count: failure_log.ts) and
  *   written out.
  */
+import type { AuthKeys } from "../net/auth/secret.ts";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 import { Prng } from "../util/prng.ts";
@@ -20,7 +21,7 @@ import { Command, finalize, Header, type Message } from "../net/codec.ts";
 import { TcpTransport, type ConnectionInfo } from "../net/tcp_transport.ts";
 import { formatAddress, indexOf, membership, type Address, type Membership } from "../net/address.ts";
 import { Replica } from "../vsr/replica.ts";
-import type { Env } from "../vsr/env.ts";
+import { primaryIndex, type Env } from "../vsr/env.ts";
 import { FileStorage, ForeignDataError } from "../storage/file_storage.ts";
 import { FsError } from "../storage/fs.ts";
 import { NodeFs } from "./node_fs.ts";
@@ -30,6 +31,7 @@ import { DataDirectory } from "./data_directory.ts";
 import { FailureLog } from "./failure_log.ts";
 import { LogLimiter } from "../net/log_limiter.ts";
 import { StartupError } from "./startup_error.ts";
+import type { ReadinessSnapshot } from "./readiness.ts";
 
 export { StartupError };
 
@@ -47,6 +49,9 @@ export interface ReplicaNodeOptions {
   data_dir: string;
   config?: Partial<Config>;
   logger: Logger;
+  /** The cluster's keys (docs/PROTOCOL.md §6): every connection is authenticated. Null or absent:
+   * none (loopback clusters and `toastyfs dev`). */
+  secret?: AuthKeys | null;
   /** Metrics hooks (lib/node/metrics.ts): told when a client request arrives and when a message
    * to a client is handed to the transport, to count requests and time them at this node. */
   requests?: RequestHooks;
@@ -79,8 +84,14 @@ export class ReplicaNode {
   private status_name = "down";
   private status_since_ms = performance.now();
   private status_view = 0;
-  /** Per replica index (this one's entry unused): what status reports about each peer. */
-  private readonly peers: { heard_at_ms: number | null; connected: boolean; error: string | null }[];
+  /** Per replica index (this one's entry unused): what status reports about each peer, and when it
+   * last spoke as the primary of a view (readiness: a backup must hear the primary of its view). */
+  private readonly peers: {
+    heard_at_ms: number | null;
+    connected: boolean;
+    error: string | null;
+    as_primary: { view: number; at_ms: number } | null;
+  }[];
   private last_warning: { text: string; at_ms: number } | null = null;
   private readonly failures: FailureLog;
   /** A fatal failure was reported: nothing runs any more, the process is exiting. */
@@ -94,7 +105,7 @@ export class ReplicaNode {
     if (this.index < 0) throw new StartupError(`--addr ${formatAddress(options.self)} is not among the cluster's addresses`);
     this.config = { ...defaultConfig(this.membership.replicas.length, this.membership.cluster), ...options.config };
     this.log = options.logger.child(`replica=${this.index}`);
-    this.peers = this.membership.replicas.map(() => ({ heard_at_ms: null, connected: false, error: null }));
+    this.peers = this.membership.replicas.map(() => ({ heard_at_ms: null, connected: false, error: null, as_primary: null }));
     this.failures = new FailureLog(options.data_dir, (level, text) => this.log.log(level, text));
   }
 
@@ -121,6 +132,7 @@ export class ReplicaNode {
         // several callbacks of a turn, and they now leave together (flush() below sends them
         // before it blocks in fdatasync).
         flush_per_turn: true,
+        secret: this.options.secret ?? null,
         log: (level, text) => this.note(level, text),
       },
       {
@@ -192,7 +204,13 @@ export class ReplicaNode {
   private onMessage(message: Message, connection: ConnectionInfo): void {
     if (this.failed) return;
     const sender = message.header.replica;
-    if (sender < this.peers.length) this.peers[sender]!.heard_at_ms = performance.now();
+    if (sender < this.peers.length) {
+      const peer = this.peers[sender]!;
+      peer.heard_at_ms = performance.now();
+      // The latest such message counts, not the highest view: a forged one is replaced by the next.
+      if (primaryIndex(message.header.view, this.peers.length) === sender)
+        peer.as_primary = { view: message.header.view, at_ms: peer.heard_at_ms };
+    }
     if (message.header.command === Command.request_status) return this.fatalOnThrow(() => this.sendStatus(message, connection));
     if (this.replica === null) return;
     if (message.header.command === Command.request) this.options.requests?.requestArrived(message.header); // metrics: arrival time
@@ -381,6 +399,29 @@ export class ReplicaNode {
       ),
       last_warning: this.last_warning === null ? null : { text: this.last_warning.text, ms_ago: Math.round(now - this.last_warning.at_ms) },
       incarnation: r?.incarnation ?? null,
+    };
+  }
+
+  /** What /readyz decides on (lib/node/readiness.ts), taken now. */
+  readiness(): ReadinessSnapshot {
+    const now = performance.now();
+    const r = this.replica;
+    const d = r?.describe();
+    const view = d?.view ?? 0;
+    const primary = primaryIndex(view, this.peers.length);
+    const contact = primary === this.index ? null : this.peers[primary]!.as_primary;
+    const ago = (at_ms: number | null): number | null => (at_ms === null ? null : Math.round(now - at_ms));
+    return {
+      replica: this.index,
+      replica_count: this.peers.length,
+      status: d?.status ?? "down",
+      view,
+      acting_primary: d?.primary ?? false,
+      syncing: r?.state_sync.syncing ?? false,
+      primary_heard_ms: contact !== null && contact.view === view ? ago(contact.at_ms) : null,
+      backups_heard_ms: this.peers.flatMap((p, i) => (i === this.index ? [] : [ago(p.heard_at_ms)])),
+      commit_min: d?.commit_min ?? 0,
+      commit_known: r?.commitKnown() ?? 0,
     };
   }
 

@@ -216,6 +216,23 @@ interface Verified {
   signature: string;
 }
 
+/** Signing keys already derived: a key is four HMACs, about half of what verifying a small
+ * request costs, and it changes only with the day, the region and the secret. Bounded: cleared
+ * whole when full (a few keys a day are in use). */
+const signing_keys = new Map<string, Buffer>();
+export const signing_keys_max = 256;
+
+function cachedSigningKey(secret: string, scope_date: string, region: string): Buffer {
+  const id = `${scope_date}\n${region}\n${secret}`;
+  let key = signing_keys.get(id);
+  if (key === undefined) {
+    if (signing_keys.size >= signing_keys_max) signing_keys.clear();
+    key = signingKey(secret, scope_date, region);
+    signing_keys.set(id, key);
+  }
+  return key;
+}
+
 function verify(
   request: SignedRequest,
   claim: SignatureClaim,
@@ -242,7 +259,7 @@ function verify(
   ].join("\n");
   const scope = credentialScope(claim.scope_date, claim.region);
   const string_to_sign = `${sigv4_algorithm}\n${amz_date}\n${scope}\n${sha256Hex(canonical_request)}`;
-  const signing_key = signingKey(secret, claim.scope_date, claim.region);
+  const signing_key = cachedSigningKey(secret, claim.scope_date, claim.region);
   if (!signatureMatches(claim.signature, hmac(signing_key, string_to_sign)))
     throw new S3Error(
       "SignatureDoesNotMatch",

@@ -339,7 +339,8 @@ function executeCompleteUpload(store: ObjectStore, timestamp: number, body: Uint
   );
   const version = store.revision + 1;
   const entry: ObjectEntry = { version, timestamp, size, checksum: manifest, segment: 0, offset: 0, chunks: { blocks: ids, ends } };
-  const meta = entryMeta(upload.metadata, request.md5);
+  const user_meta = request.user_meta ?? upload.metadata.user_meta;
+  const meta = entryMeta({ content_type: upload.metadata.content_type, user_meta }, request.md5);
   if (meta !== undefined) entry.meta = meta;
   store.large.adopt(upload, ids, upload.key);
   store.set(upload.key, entry); // the previous version's blocks (or value) die

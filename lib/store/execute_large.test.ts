@@ -93,7 +93,7 @@ class Disk {
   complete(
     upload_id: number,
     parts: UploadPart[],
-    o: { condition?: Condition; if_version?: number; declared_size?: number | null; md5?: Uint8Array | null } = {},
+    o: { condition?: Condition; if_version?: number; declared_size?: number | null; md5?: Uint8Array | null; user_meta?: Uint8Array } = {},
   ): ExecuteResult {
     const body = encodeCompleteUpload({
       upload_id,
@@ -102,6 +102,7 @@ class Disk {
       declared_size: o.declared_size ?? null,
       md5: o.md5 ?? null,
       parts,
+      user_meta: o.user_meta ?? null,
     });
     return this.exec(Operation.complete_upload, body);
   }
@@ -482,6 +483,19 @@ describe("complete_upload", () => {
     expect(d.store.get("a")!.meta).toEqual({ ...metadata, md5 });
     const reply = decodeReadReply(d.read("a", { length: 0, metadata: true }).body)!;
     expect(reply.header).toMatchObject({ kind: ObjectKind.chunked, block_count: 1, md5, metadata });
+  });
+
+  test("user metadata given at complete replaces the upload's; the content type stays", () => {
+    const d = new Disk();
+    const metadata = { content_type: "video/mp4", user_meta: encodeUserMeta([{ name: "owner", value: k("ann") }]) };
+    const id = d.createId("a", { metadata });
+    const user_meta = encodeUserMeta([
+      { name: "owner", value: k("ann") },
+      { name: "toastyfs-s3-parts", value: k("3") },
+    ]);
+    const part = d.part(id, 1, bytes(10, 9), 16);
+    expect(d.complete(id, [part], { user_meta }).result).toBe(Result.ok);
+    expect(d.store.get("a")!.meta).toEqual({ content_type: "video/mp4", user_meta, md5: null });
   });
 });
 

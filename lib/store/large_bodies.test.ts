@@ -433,9 +433,10 @@ describe("complete_upload", () => {
         declared_size: prng.chance(0.5) ? null : u53(prng),
         md5: prng.chance(0.5) ? null : bytes(prng, 16),
         parts: randomParts(prng, prng.chance(0.05) ? upload_parts_max : prng.int(20)),
+        user_meta: prng.chance(0.5) ? null : encodeUserMeta([{ name: "toastyfs-s3-parts", value: bytes(prng, prng.int(8)) }]),
       };
       const body = encodeCompleteUpload(r);
-      expect(body.length).toBe(complete_upload_fixed_size + upload_part_size * r.parts.length);
+      expect(body.length).toBe(complete_upload_fixed_size + upload_part_size * r.parts.length + (r.user_meta?.length ?? 0));
       expect(decodeCompleteUpload(body)).toEqual(r);
     }
   });
@@ -459,7 +460,8 @@ describe("complete_upload", () => {
     const bad: [string, (b: Uint8Array) => void][] = [
       ["upload id 2^53", (b) => setU64(b, 0, 1n << 53n)],
       ["condition 3", (b) => (b[8] = 3)],
-      ["an undefined flag", (b) => (b[9] = 7)],
+      ["an undefined flag", (b) => (b[9] = 11)],
+      ["a user metadata size without its flag", (b) => setU16(b, 10, 1)],
       ["md5 without its flag", (b) => (b[9] = 2)],
       ["declared size without its flag", (b) => (b[9] = 1)],
       ["if_version 2^53", (b) => setU64(b, 16, 1n << 53n)],
@@ -475,6 +477,14 @@ describe("complete_upload", () => {
       ["part size 2^53", (b) => setU64(b, p1 + 16, 1n << 53n)],
     ];
     for (const [what, change] of bad) expect([what, decodeCompleteUpload(mutated(good, change))]).toEqual([what, null]);
+    // User metadata: its size must cover exactly the bytes after the parts, in a canonical encoding.
+    const meta = encodeUserMeta([{ name: "n", value: new Uint8Array([1, 2]) }]);
+    const with_meta = encodeCompleteUpload({ ...decodeCompleteUpload(good)!, user_meta: meta });
+    expect(decodeCompleteUpload(with_meta)!.user_meta).toEqual(meta);
+    expect(decodeCompleteUpload(longer(with_meta))).toBeNull();
+    expect(decodeCompleteUpload(with_meta.subarray(0, with_meta.length - 1))).toBeNull();
+    expect(decodeCompleteUpload(mutated(with_meta, (b) => (b[b.length - meta.length + 3] = 0x41)))).toBeNull(); // name "A"
+    expect(decodeCompleteUpload(mutated(with_meta, (b) => (b[9] = 3)))).toBeNull(); // the bytes without the flag
     // More than 10,000 parts, even with every byte present.
     const many = new Uint8Array(complete_upload_fixed_size + upload_part_size * (upload_parts_max + 1));
     setU32(many, 12, upload_parts_max + 1);

@@ -368,6 +368,10 @@ export const complete_upload_fixed_size = 48;
 export const upload_part_size = 32;
 const complete_flag_md5 = 1;
 const complete_flag_declared_size = 2;
+/** User metadata follows the parts and replaces the upload's (the S3 gateway records a multipart
+ * object's part count, known only at complete: docs/S3.md §3). */
+const complete_flag_user_meta = 4;
+const complete_flags = complete_flag_md5 | complete_flag_declared_size | complete_flag_user_meta;
 
 export interface UploadPart {
   part_number: number;
@@ -387,6 +391,8 @@ export interface CompleteUploadRequest {
   md5: Uint8Array | null;
   /** part_number strictly ascending; none makes an empty object. */
   parts: UploadPart[];
+  /** A canonical user-metadata encoding that replaces the upload's; null keeps the upload's. */
+  user_meta?: Uint8Array | null;
 }
 
 export function encodeCompleteUpload(r: CompleteUploadRequest): Uint8Array {
@@ -395,10 +401,20 @@ export function encodeCompleteUpload(r: CompleteUploadRequest): Uint8Array {
   assert(r.declared_size === null || isU53(r.declared_size), "declared_size below 2^53");
   assertMd5(r.md5);
   assert(r.parts.length <= upload_parts_max, () => `${r.parts.length} parts`);
-  const body = new Uint8Array(complete_upload_fixed_size + upload_part_size * r.parts.length);
+  const user_meta = r.user_meta ?? null;
+  assert(user_meta === null || decodeUserMeta(user_meta) !== null, "user metadata is a canonical encoding");
+  const parts_end = complete_upload_fixed_size + upload_part_size * r.parts.length;
+  const body = new Uint8Array(parts_end + (user_meta?.length ?? 0));
   writeU64(body, 0, r.upload_id);
   body[8] = r.condition;
-  body[9] = (r.md5 === null ? 0 : complete_flag_md5) | (r.declared_size === null ? 0 : complete_flag_declared_size);
+  body[9] =
+    (r.md5 === null ? 0 : complete_flag_md5) |
+    (r.declared_size === null ? 0 : complete_flag_declared_size) |
+    (user_meta === null ? 0 : complete_flag_user_meta);
+  if (user_meta !== null) {
+    writeU16(body, 10, user_meta.length);
+    body.set(user_meta, parts_end);
+  }
   writeU32(body, 12, r.parts.length);
   writeU64(body, 16, r.if_version);
   writeU64(body, 24, r.declared_size ?? 0);
@@ -434,11 +450,16 @@ export function decodeCompleteUpload(body: Uint8Array): CompleteUploadRequest | 
   const if_version = readU64(body, 16);
   const declared = readU64(body, 24);
   const md5 = body.subarray(32, 48);
-  if (!isU53(upload_id) || !isCondition(condition) || (flags & ~(complete_flag_md5 | complete_flag_declared_size)) !== 0) return null;
+  const user_meta_size = readU16(body, 10);
+  if (!isU53(upload_id) || !isCondition(condition) || (flags & ~complete_flags) !== 0) return null;
   if (!isU53(if_version) || !isU53(declared)) return null;
   if ((flags & complete_flag_declared_size) === 0 && declared !== 0) return null;
   if ((flags & complete_flag_md5) === 0 && !isZero(md5, 0, md5.length)) return null;
-  if (part_count > upload_parts_max || body.length !== complete_upload_fixed_size + upload_part_size * part_count) return null;
+  if ((flags & complete_flag_user_meta) === 0 && user_meta_size !== 0) return null;
+  const parts_end = complete_upload_fixed_size + upload_part_size * part_count;
+  if (part_count > upload_parts_max || body.length !== parts_end + user_meta_size) return null;
+  const user_meta = (flags & complete_flag_user_meta) !== 0 ? body.slice(parts_end) : null;
+  if (user_meta !== null && decodeUserMeta(user_meta) === null) return null;
   const parts: UploadPart[] = [];
   let previous = 0;
   for (let i = 0; i < part_count; i++) {
@@ -462,6 +483,7 @@ export function decodeCompleteUpload(body: Uint8Array): CompleteUploadRequest | 
     declared_size: (flags & complete_flag_declared_size) !== 0 ? declared : null,
     md5: (flags & complete_flag_md5) !== 0 ? md5.slice() : null,
     parts,
+    user_meta,
   };
 }
 

@@ -4,6 +4,7 @@
  * throwaway data directories. Helpers wait for conditions with a deadline; nothing sleeps in place
  * of a condition.
  */
+import { readSecretFile, type AuthKeys } from "../../lib/net/auth/secret.ts";
 import { spawn, type Subprocess } from "bun";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -104,11 +105,18 @@ export class TestCluster {
    * replica's real port, so tests can cut replica-to-replica links while clients still reach
    * every replica (see tests/support/proxy.ts).
    */
-  static async start(count = 3, options: { extra_args?: string[]; proxy?: boolean; wrap?: CommandWrapper } = {}): Promise<TestCluster> {
+  static async start(
+    count = 3,
+    options: { extra_args?: string[]; proxy?: boolean; wrap?: CommandWrapper; secret_file?: string } = {},
+  ): Promise<TestCluster> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-test-"));
     const ports = await freePorts(options.proxy ? 2 * count : count);
     const cluster = options.proxy ? new TestCluster(dir, ports.slice(0, count), ports.slice(count)) : new TestCluster(dir, ports);
-    cluster.extra_args = options.extra_args ?? [];
+    cluster.extra_args = [...(options.extra_args ?? [])];
+    if (options.secret_file !== undefined) {
+      cluster.extra_args.push("--secret-file", options.secret_file);
+      cluster.secret = readSecretFile(options.secret_file);
+    }
     cluster.wrap = options.wrap ?? null;
     if (options.proxy) {
       cluster.network = await ProxyNetwork.start(
@@ -123,6 +131,8 @@ export class TestCluster {
   }
 
   private extra_args: string[] = [];
+  /** The cluster's keys when started with a secret_file: the harness's own status checks need them. */
+  secret: AuthKeys | null = null;
   private wrap: CommandWrapper | null = null;
 
   get cluster_arg(): string {
@@ -175,7 +185,7 @@ export class TestCluster {
 
   /** Each replica's status; null for one that does not answer within timeout_ms. */
   async status(timeout_ms = 500): Promise<(ReplicaStatus | null)[]> {
-    return clusterStatus(this.addresses, timeout_ms);
+    return clusterStatus(this.addresses, timeout_ms, this.secret);
   }
 
   /** All running replicas answer, in normal status, one of them primary, all at the same commit. */

@@ -249,6 +249,36 @@ export function sendCase(port: number, c: FuzzCase, timeout_ms = 5000): Promise<
 }
 
 /**
+ * Sends `total` fuzz cases, `parallel` connections at a time, round robin over the replicas (even
+ * case numbers as a peer, odd as a client). `seen` is told of each case before it is sent. Resolves
+ * with how many connections ended each way (sendCase).
+ */
+export async function fuzzConnections(
+  replicas: readonly { index: number; port: number }[],
+  prng: Prng,
+  target: FuzzTarget,
+  total: number,
+  parallel: number,
+  seen: (c: FuzzCase, replica: number) => void = () => {},
+): Promise<Map<string, number>> {
+  const outcomes = new Map<string, number>();
+  let sent = 0;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (sent < total) {
+        const n = sent++;
+        const r = replicas[n % replicas.length]!;
+        const c = fuzzCase(prng, n % 2 === 0 ? "peer" : "client", target);
+        seen(c, r.index);
+        const outcome = await sendCase(r.port, c);
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+      }
+    }),
+  );
+  return outcomes;
+}
+
+/**
  * Well-formed requests (valid frames) with malformed contents: unknown operations, random bodies,
  * bad key sizes, conditions an operation does not take. Every one must be answered with an error
  * reply (docs/PROTOCOL.md §1.5: a client request is never silently dropped for being well-formed

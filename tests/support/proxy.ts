@@ -21,10 +21,16 @@
  *   as a TCP connection that timed out during the partition would be), so the replicas redial.
  *
  * The proxy does not parse anything beyond that one byte and the magic; it does not validate
- * checksums (a connection whose first bytes are not a header is treated as a client's).
+ * checksums (a connection whose first bytes are not a header is treated as a client's). On a
+ * cluster with a secret a connection starts with the handshake's HELLO (docs/PROTOCOL.md §6.2),
+ * whose bytes 6 and 7 name the sender's role and index instead.
+ *
+ * flipClientByte() arms a fault for authentication tests: one byte of the next client connection's
+ * stream toward a replica is flipped in flight.
  */
 import * as net from "node:net";
 import { header_size, sender_client, wire_magic } from "../../lib/constants.ts";
+import { AuthRole, handshake_magic } from "../../lib/net/auth/handshake.ts";
 
 const offset_magic = 88;
 const offset_replica = 115;
@@ -40,6 +46,9 @@ interface ProxiedConnection {
   pending_bytes: number;
   /** Set once the partition discarded any byte of this connection. */
   lost_bytes: boolean;
+  /** Offset in the stream toward the replica of a byte to flip (flipClientByte), and bytes forwarded so far that way. */
+  flip_at: number | null;
+  forwarded: number;
   closed: boolean;
 }
 
@@ -60,6 +69,8 @@ export class ProxyNetwork {
   private readonly connections = new Set<ProxiedConnection>();
   /** Cut unordered pairs, as "min,max". */
   private readonly cut_pairs = new Set<string>();
+  /** Replica index -> stream offset to flip in its next client connection. */
+  private readonly flips = new Map<number, number>();
 
   private constructor(
     readonly host: string,
@@ -98,6 +109,8 @@ export class ProxyNetwork {
       pending: [],
       pending_bytes: 0,
       lost_bytes: false,
+      flip_at: null,
+      forwarded: 0,
       closed: false,
     };
     this.connections.add(c);
@@ -114,16 +127,25 @@ export class ProxyNetwork {
     if (c.sender === null) {
       c.pending.push(chunk);
       c.pending_bytes += chunk.length;
-      if (c.pending_bytes <= offset_replica) return;
+      if (c.pending_bytes < 8) return;
       const head = Buffer.concat(c.pending);
+      const hello = head.readUInt32LE(0) === handshake_magic;
+      if (!hello && c.pending_bytes <= offset_replica) {
+        c.pending = [head];
+        return;
+      }
       c.pending = [];
       c.pending_bytes = 0;
       // A connection that does not start with a header is treated as a client's (it never is a peer).
       const is_header = head.length >= header_size && head.readUInt32LE(offset_magic) === wire_magic;
-      const sender = is_header ? head[offset_replica]! : sender_client;
+      const sender = hello ? (head[6] === AuthRole.replica ? head[7]! : sender_client) : is_header ? head[offset_replica]! : sender_client;
       c.sender = sender < this.listen_ports.length ? sender : sender_client;
       if (c.sender === sender_client) this.stats.client_connections += 1;
       else this.stats.peer_connections += 1;
+      if (c.sender === sender_client && this.flips.has(c.dest)) {
+        c.flip_at = this.flips.get(c.dest)!;
+        this.flips.delete(c.dest);
+      }
       chunk = head;
     }
     this.forward(c, chunk, c.downstream, c.upstream);
@@ -137,6 +159,15 @@ export class ProxyNetwork {
       c.lost_bytes = true;
       return;
     }
+    if (from === c.downstream) {
+      const at = c.flip_at;
+      if (at !== null && at >= c.forwarded && at < c.forwarded + chunk.length) {
+        chunk = Buffer.from(chunk);
+        chunk[at - c.forwarded]! ^= 0x01;
+        c.flip_at = null;
+      }
+      c.forwarded += chunk.length;
+    }
     if (!to.write(chunk)) {
       from.pause();
       to.once("drain", () => from.resume());
@@ -149,6 +180,11 @@ export class ProxyNetwork {
     this.connections.delete(c);
     c.downstream.destroy();
     c.upstream.destroy();
+  }
+
+  /** Flips the byte at `offset` of the stream the next client connection to replica `dest` sends. */
+  flipClientByte(dest: number, offset: number): void {
+    this.flips.set(dest, offset);
   }
 
   isCut(a: number, b: number): boolean {
