@@ -21,6 +21,7 @@
  *
  * --quick: 2 s windows and a 256 MiB upload. --profile: the gateway side of each workload only,
  * each against a fresh gateway run from source under bun --cpu-prof; prints its top functions.
+ * S3_ONLY=TEXT runs only the workloads whose name contains TEXT (e.g. S3_ONLY="32 clients").
  * MB = 10^6 bytes. Ctrl-C stops the cluster and the gateway and removes their data.
  */
 import { spawn, type Subprocess } from "bun";
@@ -619,7 +620,9 @@ export async function runS3(flags: S3Flags): Promise<void> {
     console.log(`idle CPU of the gateway: ${fmt(await idleCpuPercent([gateway.pid], 2000), 1)}% of a core`);
     const bench = new S3Bench(cluster, gateway, keys, flags.quick);
     try {
-      const workloads = bench.workloads();
+      // As bench/run.ts's PROFILE_ONLY: a substring of the workloads' names, for a quick look at a few.
+      const only = process.env.S3_ONLY;
+      const workloads = bench.workloads().filter((w) => only === undefined || w.name.includes(only));
       if (flags.profile) results.push(...(await profileGateway(cluster, keys, workloads)));
       else {
         for (const [i, w] of workloads.entries()) {
