@@ -522,10 +522,13 @@ function report(results: WorkloadResult[]): string {
     ),
   );
   out.push("");
-  const per = (m: Measured, unit: Unit) =>
+  /** CPU seconds per unit of work done: µs per operation, or ms per MB. */
+  const per = (cpu_s: number, m: Measured, unit: Unit) =>
     unit === "MB/s"
-      ? `${fmt((1000 * m.cpu.gateway) / Math.max(m.mb_per_s * m.seconds, 1e-9), 1)} ms/MB`
-      : `${fmt((1e6 * m.cpu.gateway) / Math.max(m.ops, 1))} µs/op`;
+      ? `${fmt((1000 * cpu_s) / Math.max(m.mb_per_s * m.seconds, 1e-9), 1)} ms/MB`
+      : `${fmt((1e6 * cpu_s) / Math.max(m.ops, 1))} µs/op`;
+  const all = (m: Measured) => m.cpu.gateway + m.cpu.replicas + m.cpu.bench;
+  const pair = (r: WorkloadResult, cell: (m: Measured) => string) => `${r.native === null ? "-" : cell(r.native)}, ${cell(r.gateway)}`;
   out.push(
     table(
       [
@@ -536,21 +539,26 @@ function report(results: WorkloadResult[]): string {
         "gateway CPU per unit",
         "replicas (native, gateway)",
         "bench process (native, gateway)",
+        "all: cores busy (native, gateway)",
+        "all: CPU per unit (native, gateway)",
       ],
       results.map((r) => [
         r.name,
-        `${r.native === null ? "-" : fmt(r.native.seconds, 1)}, ${fmt(r.gateway.seconds, 1)}`,
+        pair(r, (m) => fmt(m.seconds, 1)),
         fmt(r.gateway.cpu.gateway, 2),
         fmt(r.gateway.cpu.gateway / r.gateway.seconds, 2),
-        per(r.gateway, r.unit),
-        `${r.native === null ? "-" : fmt(r.native.cpu.replicas, 2)}, ${fmt(r.gateway.cpu.replicas, 2)}`,
-        `${r.native === null ? "-" : fmt(r.native.cpu.bench, 2)}, ${fmt(r.gateway.cpu.bench, 2)}`,
+        per(r.gateway.cpu.gateway, r.gateway, r.unit),
+        pair(r, (m) => fmt(m.cpu.replicas, 2)),
+        pair(r, (m) => fmt(m.cpu.bench, 2)),
+        pair(r, (m) => fmt(all(m) / m.seconds, 2)),
+        pair(r, (m) => per(all(m), m, r.unit)),
       ]),
     ),
   );
   out.push(
     `user + system time from /proc/PID/stat (gateway, replicas) and process.cpuUsage() (this process: the clients) over each side's measured window; ` +
-      `cores busy = CPU s / window s, of the ${os.cpus().length} this machine has (shared with anything else running)`,
+      `cores busy = CPU s / window s, of the ${os.cpus().length} this machine has (shared with anything else running); ` +
+      `all = gateway + replicas + bench process: when the cores are full, gateway/native follows the inverse ratio of "all: CPU per unit"`,
   );
   const errors = results.map((r) => `${r.name}: ${r.native?.errors ?? "-"}, ${r.gateway.errors}`);
   out.push(`client errors in the windows (native, gateway): ${errors.join("; ")}`);
