@@ -6,6 +6,7 @@
  *   ./node_modules/.bin/bun bench/run.ts [--quick] [--no-etcd] [--json FILE]
  *   ./node_modules/.bin/bun bench/run.ts --profile     (ToastyFS only, replicas under bun --cpu-prof)
  *   ./node_modules/.bin/bun bench/run.ts --large [--rss] (issue 14: 1 GiB objects against the machine's limit; bench/large.ts)
+ *   ./node_modules/.bin/bun bench/run.ts --s3 [--quick] [--profile] (issue 15: the S3 gateway against the native client; bench/s3.ts)
  *
  * Results move ±40% between runs on a shared 2-core machine; compare ratios, not absolutes.
  */
@@ -17,6 +18,7 @@ import { SyncCounter, closedLoop, failoverOnce, idleCpuPercent, perfAvailable, t
 import { summarizeProfile } from "./profile.ts";
 import { fmt, loadAverage, machine, table } from "./report.ts";
 import { runLarge } from "./large.ts";
+import { runS3 } from "./s3.ts";
 
 interface Settings {
   warmup_ms: number;
@@ -25,13 +27,14 @@ interface Settings {
 }
 
 const usage =
-  "usage: bun bench/run.ts [--quick] [--no-etcd] [--json FILE] [--profile] | --large [--rss] [--quick] [--lanes N] [--no-etcd] [--json FILE]";
+  "usage: bun bench/run.ts [--quick] [--no-etcd] [--json FILE] [--profile] | --large [--rss] [--quick] [--lanes N] [--no-etcd] [--json FILE] | --s3 [--quick] [--profile] [--json FILE]";
 const args = process.argv.slice(2);
 const flags = {
   quick: false,
   etcd: true,
   profile: false,
   large: false,
+  s3: false,
   rss: false,
   lanes: null as number | null,
   json: null as string | null,
@@ -42,6 +45,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--no-etcd") flags.etcd = false;
   else if (a === "--profile") flags.profile = true;
   else if (a === "--large") flags.large = true;
+  else if (a === "--s3") flags.s3 = true;
   else if (a === "--rss") flags.rss = true;
   else if (a === "--lanes" && args[i + 1] !== undefined) {
     const text = args[++i]!;
@@ -61,6 +65,10 @@ for (let i = 0; i < args.length; i++) {
 }
 if ((flags.rss || flags.lanes !== null) && !flags.large) {
   console.error(`error: --rss and --lanes go with --large (${usage})`);
+  process.exit(2);
+}
+if (flags.s3 && (flags.large || !flags.etcd)) {
+  console.error(`error: --s3 is its own run, without --large or --no-etcd (${usage})`);
   process.exit(2);
 }
 if (flags.profile && flags.large) {
@@ -460,6 +468,7 @@ async function runProfile(): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  if (flags.s3) return runS3(flags);
   if (flags.profile) return runProfile();
   if (flags.large) return runLarge(flags);
   const started = performance.now();

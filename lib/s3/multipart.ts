@@ -40,7 +40,7 @@ import { S3Error } from "./s3_error.ts";
 import { conditionFailed, writeConditions } from "./write_conditions.ts";
 import { readXmlBody, type XmlElement } from "./xml.ts";
 import { invalidArgument, s3Handler, s3XmlResponse } from "./handler_util.ts";
-import { contentTypeFromHeaders, metaOptions, objectOf, userMetaFromHeaders } from "./object_headers.ts";
+import { contentTypeFromHeaders, metaOptions, objectOf, refuseUnsupportedWriteHeaders, userMetaFromHeaders } from "./object_headers.ts";
 import { contentMd5 } from "./object_put.ts";
 import type { S3Operation } from "./router.ts";
 
@@ -65,6 +65,7 @@ function completedMeta(record: UploadRecord, part_count: number): Uint8Array {
 async function createUpload(request: S3Request, context: S3Context): Promise<Response> {
   const { bucket, key, native: native_key } = objectOf(request);
   await requireBucket(context, bucket);
+  refuseUnsupportedWriteHeaders(request.headers);
   const meta = userMetaFromHeaders(request.headers);
   const content_type = contentTypeFromHeaders(request.headers);
   // The part count Complete adds must fit the native limit too: check with the largest.

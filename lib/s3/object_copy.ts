@@ -17,6 +17,7 @@ import {
   objectOf,
   readConditions,
   storedUserMeta,
+  refuseUnsupportedWriteHeaders,
   userMetaFromHeaders,
 } from "./object_headers.ts";
 import { noSuchKey } from "./object_get.ts";
@@ -76,6 +77,9 @@ export async function copyObject(request: S3Request, context: S3Context): Promis
   const source = parseCopySource(source_text);
   const source_native = objectKey(source.bucket, source.key);
   const mode = directive(request.headers);
+  refuseUnsupportedWriteHeaders(request.headers);
+  if (request.headers.has("x-amz-tagging-directive"))
+    throw new S3Error("NotImplemented", "object tagging (x-amz-tagging-directive) is not supported by this gateway");
   // Validated before any read, so a bad header costs nothing.
   const replaced = mode === "REPLACE" ? metaOptions(contentTypeFromHeaders(request.headers), userMetaFromHeaders(request.headers)) : null;
   await requireBucket(context, source.bucket);

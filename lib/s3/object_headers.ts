@@ -27,6 +27,45 @@ function latin1Bytes(text: string): Uint8Array {
   return new Uint8Array(Buffer.from(text, "latin1"));
 }
 
+/**
+ * Write headers asking for what the gateway does not do: each is NotImplemented naming it, never
+ * accepted and dropped (a client that asked for encryption, a retention lock or tags must not
+ * believe it got them). An ACL of "private" and the STANDARD storage class are what every object
+ * has, so they are accepted.
+ */
+const unsupported_write_headers: ReadonlyMap<string, string> = new Map([
+  ["x-amz-server-side-encryption", "server-side encryption"],
+  ["x-amz-server-side-encryption-aws-kms-key-id", "server-side encryption with KMS"],
+  ["x-amz-server-side-encryption-context", "server-side encryption with KMS"],
+  ["x-amz-server-side-encryption-bucket-key-enabled", "S3 bucket keys"],
+  ["x-amz-server-side-encryption-customer-algorithm", "server-side encryption with customer keys (SSE-C)"],
+  ["x-amz-server-side-encryption-customer-key", "server-side encryption with customer keys (SSE-C)"],
+  ["x-amz-server-side-encryption-customer-key-md5", "server-side encryption with customer keys (SSE-C)"],
+  ["x-amz-object-lock-mode", "Object Lock"],
+  ["x-amz-object-lock-retain-until-date", "Object Lock"],
+  ["x-amz-object-lock-legal-hold", "Object Lock legal holds"],
+  ["x-amz-tagging", "object tagging"],
+  ["x-amz-website-redirect-location", "website redirects"],
+  ["x-amz-grant-full-control", "ACL grants"],
+  ["x-amz-grant-read", "ACL grants"],
+  ["x-amz-grant-read-acp", "ACL grants"],
+  ["x-amz-grant-write-acp", "ACL grants"],
+]);
+
+export function refuseUnsupportedWriteHeaders(headers: Headers): void {
+  for (const [name, what] of unsupported_write_headers)
+    if (headers.has(name)) throw new S3Error("NotImplemented", `${what} (${name}) is not supported by this gateway`);
+  const acl = headers.get("x-amz-acl");
+  if (acl !== null && acl.trim() !== "private")
+    throw new S3Error(
+      "NotImplemented",
+      `x-amz-acl ${JSON.stringify(acl)}: ACLs are not supported (every object is private to the gateway's keys)`,
+    );
+  const storage_class = headers.get("x-amz-storage-class");
+  if (storage_class !== null && storage_class.trim() !== "STANDARD")
+    throw new S3Error("NotImplemented", `x-amz-storage-class ${JSON.stringify(storage_class)}: only STANDARD is supported`);
+}
+
 /** The x-amz-meta-* headers as native metadata entries (names lowercase, as HTTP gives them). */
 export function userMetaFromHeaders(headers: Headers): MetaEntry[] {
   const entries: MetaEntry[] = [];

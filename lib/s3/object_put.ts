@@ -7,7 +7,7 @@
 import { ClientError } from "../client/errors.ts";
 import { requireBucket } from "./buckets.ts";
 import { md5Etag } from "./etag.ts";
-import { contentTypeFromHeaders, metaOptions, objectOf, userMetaFromHeaders } from "./object_headers.ts";
+import { contentTypeFromHeaders, metaOptions, objectOf, refuseUnsupportedWriteHeaders, userMetaFromHeaders } from "./object_headers.ts";
 import type { S3Context, S3Request } from "./request.ts";
 import { contentEncodings } from "./payload.ts";
 import { S3Error } from "./s3_error.ts";
@@ -40,6 +40,7 @@ export function contentMd5(headers: Headers): Uint8Array | null {
 
 export async function putObject(request: S3Request, context: S3Context): Promise<Response> {
   const { bucket, native } = objectOf(request);
+  refuseUnsupportedWriteHeaders(request.headers);
   const options = metaOptions(contentTypeFromHeaders(request.headers), userMetaFromHeaders(request.headers));
   if (request.size === null && !awsChunked(request.headers))
     throw new S3Error("MissingContentLength", "PutObject needs a Content-Length (or an aws-chunked body)");

@@ -52,6 +52,21 @@ describe("PutObject and GetObject", () => {
     expect(Math.abs(modified - Date.now())).toBeLessThan(60_000);
   });
 
+  test("encryption, Object Lock, tags, grants and other ACLs or storage classes are NotImplemented, and nothing is stored", async () => {
+    const refused: Record<string, string>[] = [
+      { "x-amz-server-side-encryption": "AES256" },
+      { "x-amz-server-side-encryption-customer-algorithm": "AES256" },
+      { "x-amz-object-lock-mode": "GOVERNANCE" },
+      { "x-amz-tagging": "a=b" },
+      { "x-amz-grant-read": "id=x" },
+      { "x-amz-acl": "public-read" },
+      { "x-amz-storage-class": "GLACIER" },
+    ];
+    for (const headers of refused) await expect(put("refused", "x", headers)).rejects.toMatchObject({ code: "NotImplemented" });
+    await expect(call("HeadObject", { method: "HEAD", key: "refused" })).rejects.toMatchObject({ code: "NoSuchKey" });
+    expect((await put("accepted", "x", { "x-amz-acl": "private", "x-amz-storage-class": "STANDARD" })).status).toBe(200);
+  });
+
   test("without a Content-Type the object reads as binary/octet-stream; metadata bytes round-trip", async () => {
     await put("plain", "x", { "x-amz-meta-raw": "caf\u00e9" });
     const head = await call("HeadObject", { method: "HEAD", key: "plain" });
