@@ -1015,18 +1015,18 @@ describe("unsupported operations", () => {
     await expectAbsent("no-lock", "held");
   });
 
-  // GATEWAY BUG (reported to the lead; test.failing until fixed, then make it a plain test):
-  // CreateBucket with x-amz-bucket-object-lock-enabled: true answers 200 and creates a bucket
-  // without a lock, so the client believes its objects can be locked. PutObject's lock headers are
-  // NotImplemented since main d94bc62; CreateBucket's is not. Seen on main 14ea953.
-  test.failing(
-    "GATEWAY BUG: CreateBucket with Object Lock enabled is NotImplemented and creates nothing (today: 200, a bucket without a lock)",
-    async () => {
-      const r = await send({ method: "PUT", path: "/lock-bucket", headers: { "x-amz-bucket-object-lock-enabled": "true" } });
+  test("CreateBucket with Object Lock enabled, a public ACL or a grant is NotImplemented and creates nothing", async () => {
+    const refused: Record<string, string>[] = [
+      { "x-amz-bucket-object-lock-enabled": "true" },
+      { "x-amz-acl": "public-read" },
+      { "x-amz-grant-read": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"' },
+    ];
+    for (const headers of refused) {
+      const r = await send({ method: "PUT", path: "/lock-bucket", headers });
       expectRawError(r, "NotImplemented", 501);
       expect((await send({ method: "HEAD", path: "/lock-bucket" })).status).toBe(404);
-    },
-  );
+    }
+  });
 
   test("x-amz-tagging, SSE-S3, a public ACL, grants or a colder storage class on PutObject are NotImplemented; private and STANDARD are fine", async () => {
     await createBucket("no-tags");

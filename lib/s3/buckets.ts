@@ -10,6 +10,7 @@ import type { S3Operation } from "./router.ts";
 import { S3Error } from "./s3_error.ts";
 import { bucketPrefix, bucketRecordKey, bucket_records_prefix, checkBucketName, uploadRecordsPrefix } from "./names.ts";
 import { XmlWriter, readXmlBody, s3Xml } from "./xml.ts";
+import { refuseUnsupportedBucketHeaders } from "./object_headers.ts";
 
 /** A CreateBucketConfiguration body is a few hundred bytes; more is not one. */
 export const create_bucket_body_bytes_max = 64 * 1024;
@@ -97,6 +98,8 @@ async function locationConstraint(request: S3Request): Promise<string> {
 const createBucket: S3Handler = async (request, context) => {
   const bucket = bucketOf(request);
   checkBucketName(bucket);
+  refuseUnsupportedBucketHeaders(request.headers);
+  refuseUnsupportedBucketHeaders(request.headers);
   const location = await locationConstraint(request);
   if (location !== "" && location !== context.region)
     throw new S3Error(

@@ -52,15 +52,34 @@ const unsupported_write_headers: ReadonlyMap<string, string> = new Map([
   ["x-amz-grant-write-acp", "ACL grants"],
 ]);
 
-export function refuseUnsupportedWriteHeaders(headers: Headers): void {
-  for (const [name, what] of unsupported_write_headers)
-    if (headers.has(name)) throw new S3Error("NotImplemented", `${what} (${name}) is not supported by this gateway`);
+/** "private" and "bucket-owner-full-control" describe what every object is (the gateway's keys own
+ * all of it); any other canned ACL would grant access the gateway cannot enforce. */
+const acls_accepted: ReadonlySet<string> = new Set(["private", "bucket-owner-full-control"]);
+
+function refuseAcl(headers: Headers): void {
   const acl = headers.get("x-amz-acl");
-  if (acl !== null && acl.trim() !== "private")
+  if (acl !== null && !acls_accepted.has(acl.trim()))
     throw new S3Error(
       "NotImplemented",
       `x-amz-acl ${JSON.stringify(acl)}: ACLs are not supported (every object is private to the gateway's keys)`,
     );
+}
+
+/** CreateBucket: Object Lock, grants and public ACLs are NotImplemented (a bucket that claimed a
+ * lock it does not enforce would be worse than none). */
+export function refuseUnsupportedBucketHeaders(headers: Headers): void {
+  const lock = headers.get("x-amz-bucket-object-lock-enabled");
+  if (lock !== null && lock.trim().toLowerCase() !== "false")
+    throw new S3Error("NotImplemented", "Object Lock (x-amz-bucket-object-lock-enabled) is not supported by this gateway");
+  for (const name of ["x-amz-grant-full-control", "x-amz-grant-read", "x-amz-grant-read-acp", "x-amz-grant-write", "x-amz-grant-write-acp"])
+    if (headers.has(name)) throw new S3Error("NotImplemented", `ACL grants (${name}) are not supported by this gateway`);
+  refuseAcl(headers);
+}
+
+export function refuseUnsupportedWriteHeaders(headers: Headers): void {
+  for (const [name, what] of unsupported_write_headers)
+    if (headers.has(name)) throw new S3Error("NotImplemented", `${what} (${name}) is not supported by this gateway`);
+  refuseAcl(headers);
   const storage_class = headers.get("x-amz-storage-class");
   if (storage_class !== null && storage_class.trim() !== "STANDARD")
     throw new S3Error("NotImplemented", `x-amz-storage-class ${JSON.stringify(storage_class)}: only STANDARD is supported`);
