@@ -167,7 +167,11 @@ interface Candidate {
  * with exactly one copy in this replica's segments qualify, so the flip hits the copy in use.
  * Returns what it damaged.
  */
-export function flipJournalByte(data_dir: string, ledger: Ledger, prng: Prng, checkpoint_op: number): string {
+/** Flips one byte of a live value held once in data_dir's journal segments (a recent or a cold one),
+ * else, unless only_live, of the middle of the largest segment; null when only_live finds no such value. */
+export function flipJournalByte(data_dir: string, ledger: Ledger, prng: Prng, checkpoint_op: number, only_live?: false): string;
+export function flipJournalByte(data_dir: string, ledger: Ledger, prng: Prng, checkpoint_op: number, only_live: true): string | null;
+export function flipJournalByte(data_dir: string, ledger: Ledger, prng: Prng, checkpoint_op: number, only_live = false): string | null {
   const journal = path.join(data_dir, "journal");
   const files = fs
     .readdirSync(journal)
@@ -195,6 +199,7 @@ export function flipJournalByte(data_dir: string, ledger: Ledger, prng: Prng, ch
   }
   const cold = live.filter((c) => c.cold);
   let target = cold.length > 0 && prng.chance(0.5) ? prng.pick(cold) : live.length > 0 ? prng.pick(live) : null;
+  if (target === null && only_live) return null;
   if (target === null) {
     const largest = segments.reduce((a, b) => (b.bytes.length > a.bytes.length ? b : a));
     if (largest.bytes.length === 0) throw new Error(`the segments of ${journal} hold no data`);
