@@ -40,6 +40,21 @@ void tfs_sleep_ms(int64_t ms)
     }
 }
 
+int tfs_random_bytes(uint8_t *out, size_t len)
+{
+    size_t got = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    while (got < len) {
+        ssize_t n = read(fd, out + got, len - got);
+        if (n > 0) got += (size_t)n;
+        else if (n < 0 && errno == EINTR) continue;
+        else break;
+    }
+    close(fd);
+    return got == len ? 0 : -1;
+}
+
 uint64_t tfs_random64(void)
 {
     static uint64_t counter;
@@ -165,6 +180,33 @@ int tfs_send_all(int fd, const uint8_t *data, size_t len, int64_t idle_ms, int64
         return -1; /* EPIPE, ECONNRESET, ... */
     }
     return 0;
+}
+
+long tfs_recv_exact(int fd, uint8_t *out, size_t len, int64_t deadline_ms)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = recv(fd, out + got, len - got, 0);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        if (n == 0) return (long)got;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            struct pollfd pfd;
+            int timeout = remaining_ms(deadline_ms), ready;
+            if (timeout == 0) return -1;
+            pfd.fd = fd;
+            pfd.events = POLLIN;
+            pfd.revents = 0;
+            ready = poll(&pfd, 1, timeout);
+            if (ready < 0 && errno != EINTR) return -1;
+            continue;
+        }
+        return got > 0 ? (long)got : -1; /* ECONNRESET after a refusal still shows what arrived */
+    }
+    return (long)got;
 }
 
 void tfs_close_fd(int fd)
