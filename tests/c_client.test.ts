@@ -14,6 +14,7 @@ import { Command, encode, finalize, Header, type Message } from "../lib/net/code
 import { FrameReader } from "../lib/net/frame_reader.ts";
 import { membership, parseAddress } from "../lib/net/address.ts";
 import { checksum } from "../lib/util/checksum.ts";
+import { newSecret, readSecretFile, writeClientKeyFile, writeSecretFile } from "../lib/net/auth/secret.ts";
 import { Operation, Result, decodeKeyRequest, encodeGetReply, encodeListReply, encodeU64 } from "../lib/store/operations.ts";
 import { repo, TestCluster, waitFor } from "./support/cluster.ts";
 import { copyCTree, readmeBlock } from "./support/c_docs.ts";
@@ -372,6 +373,66 @@ class FakeCluster {
     return bytes;
   }
 }
+
+describe("C client against a 3-replica cluster with a secret (issue 16)", () => {
+  let cluster: TestCluster;
+  let dir: string;
+  let secret_file: string;
+  let client_file: string;
+  let wrong_file: string;
+  const program = () => path.join(build_dir, "auth_client_test");
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(fs.realpathSync("/tmp"), "toastyfs-c-auth-"));
+    secret_file = path.join(dir, "secret");
+    client_file = path.join(dir, "client.key");
+    wrong_file = path.join(dir, "wrong");
+    writeSecretFile(secret_file, newSecret());
+    writeSecretFile(wrong_file, newSecret());
+    writeClientKeyFile(client_file, readSecretFile(secret_file));
+    cluster = await TestCluster.start(3, { secret_file });
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.destroy();
+    if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("put/get/list/delete (small and a 5 MiB upload) with the secret file, a client key file and TOASTYFS_SECRET_FILE, valgrind clean", async () => {
+    for (const [mode, file] of [
+      ["roundtrip", secret_file],
+      ["roundtrip", client_file],
+      ["env", secret_file],
+    ] as const) {
+      const r = await runValgrind([program(), mode, cluster.cluster_arg, file], 120_000);
+      expect(r.stdout, `${mode} ${file}`).toContain(", 0 failed");
+      console.log(`auth_client_test ${mode} ${path.basename(file)}: ${r.stdout.trim()}; valgrind: ${summary(r)}`);
+    }
+  }, 300_000);
+
+  test("no secret or a wrong one: TOASTYFS_AUTH_FAILED at once, nothing written, valgrind clean", async () => {
+    const none = await runValgrind([program(), "refused", cluster.cluster_arg, "none"], 60_000);
+    expect(none.stdout).toContain("authentication failed: ");
+    expect(none.stdout).toContain("the replica requires a secret");
+    const wrong = await runValgrind([program(), "refused", cluster.cluster_arg, wrong_file], 60_000);
+    expect(wrong.stdout).toContain("authentication failed: ");
+    expect(wrong.stdout).toContain("does not hold our secret");
+    const absent = await run([program(), "absent", cluster.cluster_arg, secret_file]);
+    expect(absent.code, `${absent.stdout}\n${absent.stderr}`).toBe(0);
+    console.log(`no secret: ${none.stdout.trim()}\nwrong secret: ${wrong.stdout.trim()}`);
+  }, 180_000);
+
+  test("a secret against a cluster without one: TOASTYFS_AUTH_FAILED saying the replica has none", async () => {
+    const plain = await TestCluster.start(3);
+    try {
+      const r = await run([program(), "refused", plain.cluster_arg, secret_file]);
+      expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+      expect(r.stdout).toContain("the replica has no secret configured");
+    } finally {
+      await plain.destroy();
+    }
+  }, 90_000);
+});
 
 describe("C client against fake replicas that misbehave", () => {
   const failing: FakeMode[][] = [

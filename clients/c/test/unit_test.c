@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../tfs_internal.h"
 
@@ -461,10 +463,10 @@ static void test_arguments(void)
     CHECK(tfs_now_ms() - start < 2000);
     toastyfs_free(tfs);
 
-    for (code = 0; code >= TOASTYFS_TOO_MANY_UPLOADS; code--) CHECK(toastyfs_strerror(code) != NULL && toastyfs_strerror(code)[0] != '\0');
+    for (code = 0; code >= TOASTYFS_AUTH_FAILED; code--) CHECK(toastyfs_strerror(code) != NULL && toastyfs_strerror(code)[0] != '\0');
     CHECK(strcmp(toastyfs_strerror(TOASTYFS_NOT_FOUND), "not found") == 0);
     CHECK(strcmp(toastyfs_strerror(12345), "unknown error code") == 0);
-    CHECK(strcmp(toastyfs_strerror(TOASTYFS_TOO_MANY_UPLOADS - 1), "unknown error code") == 0);
+    CHECK(strcmp(toastyfs_strerror(TOASTYFS_AUTH_FAILED - 1), "unknown error code") == 0);
 #undef EXPECT
 }
 
@@ -636,6 +638,67 @@ static void test_auth_vectors(void)
     CHECK(strstr(err, "does not hold our secret") != NULL);
 }
 
+/* Writes text to a new temporary file with mode `mode`; its path into path (a mkstemp template). */
+static void write_temp(char *path, const char *text, mode_t mode)
+{
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    CHECK(fchmod(fd, mode) == 0);
+    close(fd);
+}
+
+static void test_secret_files(void)
+{
+    char *addrs[] = {"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"};
+    char good[] = "/tmp/toastyfs-c-secret-XXXXXX", open_mode[] = "/tmp/toastyfs-c-secret-XXXXXX";
+    char client_key[] = "/tmp/toastyfs-c-secret-XXXXXX", garbage[] = "/tmp/toastyfs-c-secret-XXXXXX";
+    char error[300];
+    ToastyFS *tfs;
+    ToastyFS_Result res;
+
+    write_temp(good, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n", 0600);
+    write_temp(open_mode, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n", 0644);
+    write_temp(client_key, "client 2a7488228b5e81beeb88c9991214290a73b2acf29af7ff580f82ac368cdd0cb7\n", 0400);
+    write_temp(garbage, "not a secret\n", 0600);
+
+    tfs = toastyfs_init_secret(0, addrs, 3, good, error, sizeof error);
+    CHECK(tfs != NULL && error[0] == '\0');
+    toastyfs_free(tfs);
+    tfs = toastyfs_init_secret(0, addrs, 3, client_key, error, sizeof error);
+    CHECK(tfs != NULL);
+    toastyfs_free(tfs);
+    tfs = toastyfs_init_secret(0, addrs, 3, NULL, error, sizeof error);
+    CHECK(tfs != NULL);
+    toastyfs_free(tfs);
+
+    tfs = toastyfs_init_secret(0, addrs, 3, open_mode, error, sizeof error);
+    CHECK(tfs == NULL && strstr(error, "readable or writable by group or others (mode 0644)") != NULL &&
+          strstr(error, "chmod 600") != NULL);
+    tfs = toastyfs_init_secret(0, addrs, 3, garbage, error, sizeof error);
+    CHECK(tfs == NULL && strstr(error, garbage) != NULL && strstr(error, "64 hex digits") != NULL);
+    tfs = toastyfs_init_secret(0, addrs, 3, "/nonexistent/secret", error, sizeof error);
+    CHECK(tfs == NULL && strstr(error, "cannot read the secret file /nonexistent/secret") != NULL);
+    tfs = toastyfs_init_secret(0, addrs, 0, good, error, sizeof error);
+    CHECK(tfs == NULL && strstr(error, "invalid addresses") != NULL);
+    CHECK(toastyfs_init_secret(0, addrs, 3, garbage, NULL, 0) == NULL);
+
+    /* TOASTYFS_SECRET_FILE unusable: a handle, whose every operation says why, without connecting. */
+    CHECK(setenv("TOASTYFS_SECRET_FILE", open_mode, 1) == 0);
+    tfs = toastyfs_init(0, addrs, 3);
+    CHECK(tfs != NULL);
+    CHECK(toastyfs_get(tfs, "k", 1, &res) == TOASTYFS_AUTH_FAILED && res.status == TOASTYFS_AUTH_FAILED);
+    CHECK(strncmp(res.message, "authentication failed: ", 23) == 0 && strstr(res.message, "chmod 600") != NULL);
+    toastyfs_free(tfs);
+    CHECK(unsetenv("TOASTYFS_SECRET_FILE") == 0);
+
+    unlink(good);
+    unlink(open_mode);
+    unlink(client_key);
+    unlink(garbage);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "xxh64-prefixes") == 0) return xxh64_prefixes();
@@ -646,5 +709,6 @@ int main(int argc, char **argv)
     test_arguments();
     test_sha256();
     test_auth_vectors();
+    test_secret_files();
     return check_report("unit_test");
 }
