@@ -152,6 +152,21 @@ int tfs_connect(const tfs_address *address, int64_t deadline_ms)
     return fd;
 }
 
+/* Waits until fd is ready for events or until passes: its revents (0: interrupted), or -1 at the
+ * deadline or on an error of poll itself. */
+static int wait_ready(int fd, short events, int64_t until)
+{
+    struct pollfd pfd;
+    int timeout = remaining_ms(until), ready;
+    if (timeout == 0) return -1;
+    pfd.fd = fd;
+    pfd.events = events;
+    pfd.revents = 0;
+    ready = poll(&pfd, 1, timeout);
+    if (ready < 0) return errno == EINTR ? 0 : -1;
+    return ready > 0 ? pfd.revents : 0;
+}
+
 int tfs_send_all(int fd, const uint8_t *data, size_t len, int64_t idle_ms, int64_t deadline_ms)
 {
     size_t sent = 0;
@@ -165,16 +180,8 @@ int tfs_send_all(int fd, const uint8_t *data, size_t len, int64_t idle_ms, int64
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd pfd;
-            int64_t until = idle_deadline < deadline_ms ? idle_deadline : deadline_ms;
-            int timeout = remaining_ms(until), ready;
-            if (timeout == 0) return -1;
-            pfd.fd = fd;
-            pfd.events = POLLOUT;
-            pfd.revents = 0;
-            ready = poll(&pfd, 1, timeout);
-            if (ready < 0 && errno != EINTR) return -1;
-            if (ready > 0 && (pfd.revents & (POLLERR | POLLNVAL))) return -1;
+            int revents = wait_ready(fd, POLLOUT, idle_deadline < deadline_ms ? idle_deadline : deadline_ms);
+            if (revents < 0 || (revents & (POLLERR | POLLNVAL))) return -1;
             continue;
         }
         return -1; /* EPIPE, ECONNRESET, ... */
@@ -194,14 +201,7 @@ long tfs_recv_exact(int fd, uint8_t *out, size_t len, int64_t deadline_ms)
         if (n == 0) return (long)got;
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            struct pollfd pfd;
-            int timeout = remaining_ms(deadline_ms), ready;
-            if (timeout == 0) return -1;
-            pfd.fd = fd;
-            pfd.events = POLLIN;
-            pfd.revents = 0;
-            ready = poll(&pfd, 1, timeout);
-            if (ready < 0 && errno != EINTR) return -1;
+            if (wait_ready(fd, POLLIN, deadline_ms) < 0) return -1;
             continue;
         }
         return got > 0 ? (long)got : -1; /* ECONNRESET after a refusal still shows what arrived */
