@@ -390,8 +390,14 @@ describe("C client against a 3-replica cluster with a secret (issue 16)", () => 
     writeSecretFile(secret_file, newSecret());
     writeSecretFile(wrong_file, newSecret());
     writeClientKeyFile(client_file, readSecretFile(secret_file));
-    cluster = await TestCluster.start(3, { secret_file });
+    // Through proxies (tests/support/proxy.ts), so a test can flip a byte in flight.
+    cluster = await TestCluster.start(3, { secret_file, proxy: true });
   }, 60_000);
+
+  async function tagFailures(): Promise<number> {
+    const statuses = await cluster.status(2000);
+    return statuses.reduce((sum, s) => sum + (s?.counters["auth_failures_tag"] ?? 0), 0);
+  }
 
   afterAll(async () => {
     await cluster?.destroy();
@@ -421,6 +427,16 @@ describe("C client against a 3-replica cluster with a secret (issue 16)", () => 
     expect(absent.code, `${absent.stdout}\n${absent.stderr}`).toBe(0);
     console.log(`no secret: ${none.stdout.trim()}\nwrong secret: ${wrong.stdout.trim()}`);
   }, 180_000);
+
+  test("a byte of the C client's tag flipped in flight: the replica closes that connection, the client goes on over a fresh one", async () => {
+    const before = await tagFailures();
+    // The first client connection to each replica: HELLO (48) and PROOF (40), then the register
+    // request (128 bytes, empty body) and its 16-byte tag: flip a byte of that tag.
+    for (let i = 0; i < 3; i++) cluster.network!.flipClientByte(i, 48 + 40 + 128 + 5);
+    const r = await run([program(), "roundtrip", cluster.cluster_arg, secret_file]);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(await tagFailures()).toBeGreaterThan(before);
+  }, 60_000);
 
   test("a secret against a cluster without one: TOASTYFS_AUTH_FAILED saying the replica has none", async () => {
     const plain = await TestCluster.start(3);
