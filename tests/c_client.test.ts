@@ -4,7 +4,9 @@
  * and under valgrind; a put stream that survives kill -9 of the primary; fake replicas (Bun TCP
  * servers) that answer with garbage, truncated frames and bad checksums; and the README example:
  * the block of clients/c/README.md that builds it, run verbatim in a fresh copy of the tree next to
- * `toastyfs dev` on 127.0.0.1:8081-8083 (tests/support/dev_ports.ts).
+ * `toastyfs dev` on 127.0.0.1:8081-8083 (tests/support/dev_ports.ts). And the same client against a
+ * cluster with a secret (docs/PROTOCOL.md §6, issue 16): secret file, client key file,
+ * TOASTYFS_SECRET_FILE, refusals, and tags flipped either way.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
@@ -15,6 +17,8 @@ import { FrameReader } from "../lib/net/frame_reader.ts";
 import { membership, parseAddress } from "../lib/net/address.ts";
 import { checksum } from "../lib/util/checksum.ts";
 import { newSecret, readSecretFile, writeClientKeyFile, writeSecretFile } from "../lib/net/auth/secret.ts";
+import { Acceptor } from "../lib/net/auth/handshake.ts";
+import { FrameOpener, FrameSealer, tag_size } from "../lib/net/auth/frame_tag.ts";
 import { Operation, Result, decodeKeyRequest, encodeGetReply, encodeListReply, encodeU64 } from "../lib/store/operations.ts";
 import { repo, TestCluster, waitFor } from "./support/cluster.ts";
 import { copyCTree, readmeBlock } from "./support/c_docs.ts";
@@ -437,6 +441,91 @@ describe("C client against a 3-replica cluster with a secret (issue 16)", () => 
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(await tagFailures()).toBeGreaterThan(before);
   }, 60_000);
+
+  test("a reply whose tag does not verify is never taken: the connection closes and the put fails with TOASTYFS_PROTOCOL (valgrind clean)", async () => {
+    // A one-replica fake that authenticates for real (lib/net/auth), checks the client's tags, and
+    // tags its register reply right and every later reply wrong.
+    const keys = readSecretFile(secret_file);
+    let client_tags_bad = 0;
+    let replies_tagged_wrong = 0;
+    type Conn = { acceptor: Acceptor; opener: FrameOpener | null; sealer: FrameSealer | null; pending: Uint8Array };
+    let cluster_id = 0n;
+    const server = Bun.listen<Conn>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: (socket) => {
+          const nonce = crypto.getRandomValues(new Uint8Array(32));
+          socket.data = {
+            acceptor: new Acceptor({ keys, index: 0, cluster: cluster_id, replica_count: 1, nonce }),
+            opener: null,
+            sealer: null,
+            pending: new Uint8Array(0),
+          };
+        },
+        data: (socket, received) => {
+          const c = socket.data;
+          let chunk: Uint8Array = received;
+          if (c.opener === null) {
+            const step = c.acceptor.receive(chunk);
+            if (step.output !== null) socket.write(step.output);
+            if (step.status === "failed") return void socket.end();
+            if (step.status === "pending") return;
+            c.opener = new FrameOpener(step.keys.receive);
+            c.sealer = new FrameSealer(step.keys.send);
+            chunk = step.rest;
+          }
+          c.pending = Buffer.concat([c.pending, chunk]);
+          for (;;) {
+            if (c.pending.length < 128) return;
+            const size = new DataView(c.pending.buffer, c.pending.byteOffset).getUint32(92, true);
+            if (c.pending.length < size + tag_size) return;
+            const frame = c.pending.slice(0, size);
+            const tag = c.pending.slice(size, size + tag_size);
+            c.pending = c.pending.slice(size + tag_size);
+            if (!c.opener.open(frame, tag)) {
+              client_tags_bad += 1;
+              return void socket.end();
+            }
+            const reader = new FrameReader({ cluster: cluster_id });
+            reader.push(frame);
+            const request = reader.next()!;
+            const h = new Header();
+            h.command = Command.reply;
+            h.cluster = cluster_id;
+            h.replica = 0;
+            h.replica_count = 1;
+            h.client = request.header.client;
+            h.request = request.header.request;
+            h.operation = request.header.operation;
+            h.session = request.header.operation === Operation.register ? 1 : request.header.session;
+            h.op = 1;
+            h.timestamp = Date.now();
+            const body = request.header.operation === Operation.put ? encodeU64(1) : new Uint8Array(0);
+            const reply = encode(finalize(h, body));
+            const reply_tag = c.sealer!.seal(reply);
+            if (request.header.operation !== Operation.register) {
+              reply_tag[3]! ^= 0x40;
+              replies_tagged_wrong += 1;
+            }
+            socket.write(Buffer.concat([reply, reply_tag]));
+          }
+        },
+        error: () => {},
+        close: () => {},
+      },
+    });
+    try {
+      const address = `127.0.0.1:${server.port}`;
+      cluster_id = membership([parseAddress(address)]).cluster;
+      const r = await runValgrind([program(), "bad-tag", address, secret_file], 60_000);
+      expect(r.stdout).toContain("a frame whose tag does not verify");
+      expect(client_tags_bad).toBe(0);
+      expect(replies_tagged_wrong).toBe(2);
+    } finally {
+      server.stop(true);
+    }
+  }, 90_000);
 
   test("a secret against a cluster without one: TOASTYFS_AUTH_FAILED saying the replica has none", async () => {
     const plain = await TestCluster.start(3);

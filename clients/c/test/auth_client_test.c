@@ -7,6 +7,9 @@
  *   auth_client_test env ADDRS FILE         the same with toastyfs_init and TOASTYFS_SECRET_FILE=FILE
  *   auth_client_test refused ADDRS FILE|none  every call fails at once with TOASTYFS_AUTH_FAILED
  *   auth_client_test absent ADDRS FILE      the key the refused calls tried to write does not exist
+ *   auth_client_test bad-tag ADDRS FILE     against a fake replica whose register reply is tagged right
+ *                                           and every later reply wrong: the put fails with
+ *                                           TOASTYFS_PROTOCOL, its reply never taken
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -114,6 +117,12 @@ int main(int argc, char **argv)
         roundtrip(tfs, mode);
     } else if (strcmp(mode, "refused") == 0) {
         refused(tfs);
+    } else if (strcmp(mode, "bad-tag") == 0) {
+        CHECK_STATUS(toastyfs_put(tfs, "k", 1, "v", 1, &res), TOASTYFS_PROTOCOL, res);
+        CHECK(strstr(res.message, "a frame whose tag does not verify") != NULL);
+        CHECK(strstr(res.message, "registering") == NULL); /* the register's reply was taken */
+        printf("put: %s\n", res.message);
+        toastyfs_result_free(&res);
     } else if (strcmp(mode, "absent") == 0) {
         CHECK_STATUS(toastyfs_stat(tfs, REFUSED_KEY, (int)strlen(REFUSED_KEY), &res), TOASTYFS_NOT_FOUND, res);
         toastyfs_result_free(&res);
