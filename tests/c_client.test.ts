@@ -4,7 +4,9 @@
  * and under valgrind; a put stream that survives kill -9 of the primary; fake replicas (Bun TCP
  * servers) that answer with garbage, truncated frames and bad checksums; and the README example:
  * the block of clients/c/README.md that builds it, run verbatim in a fresh copy of the tree next to
- * `toastyfs dev` on 127.0.0.1:8081-8083 (tests/support/dev_ports.ts).
+ * `toastyfs dev` on 127.0.0.1:8081-8083 (tests/support/dev_ports.ts). And the same client against a
+ * cluster with a secret (docs/PROTOCOL.md §6, issue 16): secret file, client key file,
+ * TOASTYFS_SECRET_FILE, refusals, and tags flipped either way.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
@@ -14,6 +16,9 @@ import { Command, encode, finalize, Header, type Message } from "../lib/net/code
 import { FrameReader } from "../lib/net/frame_reader.ts";
 import { membership, parseAddress } from "../lib/net/address.ts";
 import { checksum } from "../lib/util/checksum.ts";
+import { newSecret, readSecretFile, writeClientKeyFile, writeSecretFile } from "../lib/net/auth/secret.ts";
+import { Acceptor } from "../lib/net/auth/handshake.ts";
+import { FrameOpener, FrameSealer, tag_size } from "../lib/net/auth/frame_tag.ts";
 import { Operation, Result, decodeKeyRequest, encodeGetReply, encodeListReply, encodeU64 } from "../lib/store/operations.ts";
 import { repo, TestCluster, waitFor } from "./support/cluster.ts";
 import { copyCTree, readmeBlock } from "./support/c_docs.ts";
@@ -372,6 +377,167 @@ class FakeCluster {
     return bytes;
   }
 }
+
+describe("C client against a 3-replica cluster with a secret (issue 16)", () => {
+  let cluster: TestCluster;
+  let dir: string;
+  let secret_file: string;
+  let client_file: string;
+  let wrong_file: string;
+  const program = () => path.join(build_dir, "auth_client_test");
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(fs.realpathSync("/tmp"), "toastyfs-c-auth-"));
+    secret_file = path.join(dir, "secret");
+    client_file = path.join(dir, "client.key");
+    wrong_file = path.join(dir, "wrong");
+    writeSecretFile(secret_file, newSecret());
+    writeSecretFile(wrong_file, newSecret());
+    writeClientKeyFile(client_file, readSecretFile(secret_file));
+    // Through proxies (tests/support/proxy.ts), so a test can flip a byte in flight.
+    cluster = await TestCluster.start(3, { secret_file, proxy: true });
+  }, 60_000);
+
+  async function tagFailures(): Promise<number> {
+    const statuses = await cluster.status(2000);
+    return statuses.reduce((sum, s) => sum + (s?.counters["auth_failures_tag"] ?? 0), 0);
+  }
+
+  afterAll(async () => {
+    await cluster?.destroy();
+    if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("put/get/list/delete (small and a 5 MiB upload) with the secret file, a client key file and TOASTYFS_SECRET_FILE, valgrind clean", async () => {
+    for (const [mode, file] of [
+      ["roundtrip", secret_file],
+      ["roundtrip", client_file],
+      ["env", secret_file],
+    ] as const) {
+      const r = await runValgrind([program(), mode, cluster.cluster_arg, file], 120_000);
+      expect(r.stdout, `${mode} ${file}`).toContain(", 0 failed");
+      console.log(`auth_client_test ${mode} ${path.basename(file)}: ${r.stdout.trim()}; valgrind: ${summary(r)}`);
+    }
+  }, 300_000);
+
+  test("no secret or a wrong one: TOASTYFS_AUTH_FAILED at once, nothing written, valgrind clean", async () => {
+    const none = await runValgrind([program(), "refused", cluster.cluster_arg, "none"], 60_000);
+    expect(none.stdout).toContain("authentication failed: ");
+    expect(none.stdout).toContain("the replica requires a secret");
+    const wrong = await runValgrind([program(), "refused", cluster.cluster_arg, wrong_file], 60_000);
+    expect(wrong.stdout).toContain("authentication failed: ");
+    expect(wrong.stdout).toContain("does not hold our secret");
+    const absent = await run([program(), "absent", cluster.cluster_arg, secret_file]);
+    expect(absent.code, `${absent.stdout}\n${absent.stderr}`).toBe(0);
+    console.log(`no secret: ${none.stdout.trim()}\nwrong secret: ${wrong.stdout.trim()}`);
+  }, 180_000);
+
+  test("a byte of the C client's tag flipped in flight: the replica closes that connection, the client goes on over a fresh one", async () => {
+    const before = await tagFailures();
+    // The first client connection to each replica: HELLO (48) and PROOF (40), then the register
+    // request (128 bytes, empty body) and its 16-byte tag: flip a byte of that tag.
+    for (let i = 0; i < 3; i++) cluster.network!.flipClientByte(i, 48 + 40 + 128 + 5);
+    const r = await run([program(), "roundtrip", cluster.cluster_arg, secret_file]);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(await tagFailures()).toBeGreaterThan(before);
+  }, 60_000);
+
+  test("a reply whose tag does not verify is never taken: the connection closes and the put fails with TOASTYFS_PROTOCOL (valgrind clean)", async () => {
+    // A one-replica fake that authenticates for real (lib/net/auth), checks the client's tags, and
+    // tags its register reply right and every later reply wrong.
+    const keys = readSecretFile(secret_file);
+    let client_tags_bad = 0;
+    let replies_tagged_wrong = 0;
+    type Conn = { acceptor: Acceptor; opener: FrameOpener | null; sealer: FrameSealer | null; pending: Uint8Array };
+    let cluster_id = 0n;
+    const server = Bun.listen<Conn>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: (socket) => {
+          const nonce = crypto.getRandomValues(new Uint8Array(32));
+          socket.data = {
+            acceptor: new Acceptor({ keys, index: 0, cluster: cluster_id, replica_count: 1, nonce }),
+            opener: null,
+            sealer: null,
+            pending: new Uint8Array(0),
+          };
+        },
+        data: (socket, received) => {
+          const c = socket.data;
+          let chunk: Uint8Array = received;
+          if (c.opener === null) {
+            const step = c.acceptor.receive(chunk);
+            if (step.output !== null) socket.write(step.output);
+            if (step.status === "failed") return void socket.end();
+            if (step.status === "pending") return;
+            c.opener = new FrameOpener(step.keys.receive);
+            c.sealer = new FrameSealer(step.keys.send);
+            chunk = step.rest;
+          }
+          c.pending = Buffer.concat([c.pending, chunk]);
+          for (;;) {
+            if (c.pending.length < 128) return;
+            const size = new DataView(c.pending.buffer, c.pending.byteOffset).getUint32(92, true);
+            if (c.pending.length < size + tag_size) return;
+            const frame = c.pending.slice(0, size);
+            const tag = c.pending.slice(size, size + tag_size);
+            c.pending = c.pending.slice(size + tag_size);
+            if (!c.opener.open(frame, tag)) {
+              client_tags_bad += 1;
+              return void socket.end();
+            }
+            const reader = new FrameReader({ cluster: cluster_id });
+            reader.push(frame);
+            const request = reader.next()!;
+            const h = new Header();
+            h.command = Command.reply;
+            h.cluster = cluster_id;
+            h.replica = 0;
+            h.replica_count = 1;
+            h.client = request.header.client;
+            h.request = request.header.request;
+            h.operation = request.header.operation;
+            h.session = request.header.operation === Operation.register ? 1 : request.header.session;
+            h.op = 1;
+            h.timestamp = Date.now();
+            const body = request.header.operation === Operation.put ? encodeU64(1) : new Uint8Array(0);
+            const reply = encode(finalize(h, body));
+            const reply_tag = c.sealer!.seal(reply);
+            if (request.header.operation !== Operation.register) {
+              reply_tag[3]! ^= 0x40;
+              replies_tagged_wrong += 1;
+            }
+            socket.write(Buffer.concat([reply, reply_tag]));
+          }
+        },
+        error: () => {},
+        close: () => {},
+      },
+    });
+    try {
+      const address = `127.0.0.1:${server.port}`;
+      cluster_id = membership([parseAddress(address)]).cluster;
+      const r = await runValgrind([program(), "bad-tag", address, secret_file], 60_000);
+      expect(r.stdout).toContain("a frame whose tag does not verify");
+      expect(client_tags_bad).toBe(0);
+      expect(replies_tagged_wrong).toBe(2);
+    } finally {
+      server.stop(true);
+    }
+  }, 90_000);
+
+  test("a secret against a cluster without one: TOASTYFS_AUTH_FAILED saying the replica has none", async () => {
+    const plain = await TestCluster.start(3);
+    try {
+      const r = await run([program(), "refused", plain.cluster_arg, secret_file]);
+      expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+      expect(r.stdout).toContain("the replica has no secret configured");
+    } finally {
+      await plain.destroy();
+    }
+  }, 90_000);
+});
 
 describe("C client against fake replicas that misbehave", () => {
   const failing: FakeMode[][] = [

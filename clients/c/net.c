@@ -40,6 +40,21 @@ void tfs_sleep_ms(int64_t ms)
     }
 }
 
+int tfs_random_bytes(uint8_t *out, size_t len)
+{
+    size_t got = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    while (got < len) {
+        ssize_t n = read(fd, out + got, len - got);
+        if (n > 0) got += (size_t)n;
+        else if (n < 0 && errno == EINTR) continue;
+        else break;
+    }
+    close(fd);
+    return got == len ? 0 : -1;
+}
+
 uint64_t tfs_random64(void)
 {
     static uint64_t counter;
@@ -137,6 +152,21 @@ int tfs_connect(const tfs_address *address, int64_t deadline_ms)
     return fd;
 }
 
+/* Waits until fd is ready for events or until passes: its revents (0: interrupted), or -1 at the
+ * deadline or on an error of poll itself. */
+static int wait_ready(int fd, short events, int64_t until)
+{
+    struct pollfd pfd;
+    int timeout = remaining_ms(until), ready;
+    if (timeout == 0) return -1;
+    pfd.fd = fd;
+    pfd.events = events;
+    pfd.revents = 0;
+    ready = poll(&pfd, 1, timeout);
+    if (ready < 0) return errno == EINTR ? 0 : -1;
+    return ready > 0 ? pfd.revents : 0;
+}
+
 int tfs_send_all(int fd, const uint8_t *data, size_t len, int64_t idle_ms, int64_t deadline_ms)
 {
     size_t sent = 0;
@@ -150,21 +180,33 @@ int tfs_send_all(int fd, const uint8_t *data, size_t len, int64_t idle_ms, int64
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd pfd;
-            int64_t until = idle_deadline < deadline_ms ? idle_deadline : deadline_ms;
-            int timeout = remaining_ms(until), ready;
-            if (timeout == 0) return -1;
-            pfd.fd = fd;
-            pfd.events = POLLOUT;
-            pfd.revents = 0;
-            ready = poll(&pfd, 1, timeout);
-            if (ready < 0 && errno != EINTR) return -1;
-            if (ready > 0 && (pfd.revents & (POLLERR | POLLNVAL))) return -1;
+            int revents = wait_ready(fd, POLLOUT, idle_deadline < deadline_ms ? idle_deadline : deadline_ms);
+            if (revents < 0 || (revents & (POLLERR | POLLNVAL))) return -1;
             continue;
         }
         return -1; /* EPIPE, ECONNRESET, ... */
     }
     return 0;
+}
+
+long tfs_recv_exact(int fd, uint8_t *out, size_t len, int64_t deadline_ms)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = recv(fd, out + got, len - got, 0);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        if (n == 0) return (long)got;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (wait_ready(fd, POLLIN, deadline_ms) < 0) return -1;
+            continue;
+        }
+        return got > 0 ? (long)got : -1; /* ECONNRESET after a refusal still shows what arrived */
+    }
+    return (long)got;
 }
 
 void tfs_close_fd(int fd)

@@ -327,6 +327,61 @@ TFS_HIDDEN int tfs_put_large(ToastyFS *t, const char *key, size_t key_len, const
 /* toastyfs_get of a value above what one get returns: head, allocate, read. */
 TFS_HIDDEN int tfs_get_large(ToastyFS *t, const char *key, size_t key_len, ToastyFS_Result *res);
 
+/* --- SHA-256 and HMAC-SHA256 (sha256.c): FIPS 180-4, RFC 2104 */
+
+#define TFS_SHA256_SIZE 32u
+typedef struct tfs_sha256 {
+    uint32_t state[8];
+    uint64_t bytes;
+    uint8_t buf[64];
+} tfs_sha256;
+TFS_HIDDEN void tfs_sha256_init(tfs_sha256 *s);
+TFS_HIDDEN void tfs_sha256_update(tfs_sha256 *s, const void *data, size_t len);
+TFS_HIDDEN void tfs_sha256_final(tfs_sha256 *s, uint8_t out[TFS_SHA256_SIZE]);
+typedef struct tfs_hmac {
+    tfs_sha256 inner, outer;
+} tfs_hmac;
+TFS_HIDDEN void tfs_hmac_init(tfs_hmac *h, const uint8_t *key, size_t key_len);
+TFS_HIDDEN void tfs_hmac_update(tfs_hmac *h, const void *data, size_t len);
+TFS_HIDDEN void tfs_hmac_final(tfs_hmac *h, uint8_t out[TFS_SHA256_SIZE]);
+/* 1 if the len bytes at a and b are equal, in time that does not depend on where they differ. */
+TFS_HIDDEN int tfs_equal_ct(const uint8_t *a, const uint8_t *b, size_t len);
+
+/* --- Authentication (auth.c): docs/PROTOCOL.md §6 */
+
+#define TFS_AUTH_KEY_SIZE 32u
+#define TFS_AUTH_NONCE_SIZE 32u
+#define TFS_AUTH_HELLO_SIZE 48u
+#define TFS_AUTH_CHALLENGE_SIZE 72u
+#define TFS_AUTH_PROOF_SIZE 40u
+#define TFS_AUTH_REFUSAL_SIZE 8u
+#define TFS_AUTH_TAG_SIZE 16u
+#define TFS_AUTH_HANDSHAKE_MAGIC 0x48534654u /* "TFSH" */
+#define TFS_AUTH_REFUSAL_MAGIC 0x52534654u   /* "TFSR" */
+/* A secret file holds 64 hex digits; what is read of one is bounded well above that (whitespace). */
+#define TFS_AUTH_FILE_SIZE_MAX 4096u
+
+/* Reads a secret file or a client key file (§6.1) into K_client. 0, or -1 with a message naming the
+ * file in err (err_len bytes). */
+TFS_HIDDEN int tfs_auth_read_file(const char *path, uint8_t client_key[TFS_AUTH_KEY_SIZE], char *err, size_t err_len);
+/* Parses the text of such a file (len bytes); `path` names it in err. 0 or -1. */
+TFS_HIDDEN int tfs_auth_parse(const char *text, size_t len, const char *path, uint8_t client_key[TFS_AUTH_KEY_SIZE],
+                              char *err, size_t err_len);
+/* The HELLO of a client (role 0, index 255) of cluster with nonce_d. */
+TFS_HIDDEN void tfs_auth_hello(uint8_t hello[TFS_AUTH_HELLO_SIZE], uint64_t cluster,
+                               const uint8_t nonce[TFS_AUTH_NONCE_SIZE]);
+/* Checks a CHALLENGE from the replica `expected` of n: 0 with the PROOF and the session keys (send
+ * = K_d2a, receive = K_a2d), or -1 with why in err. */
+TFS_HIDDEN int tfs_auth_answer(const uint8_t key[TFS_AUTH_KEY_SIZE], const uint8_t hello[TFS_AUTH_HELLO_SIZE],
+                               const uint8_t challenge[TFS_AUTH_CHALLENGE_SIZE], int expected, int n,
+                               uint8_t proof[TFS_AUTH_PROOF_SIZE], uint8_t send_key[TFS_AUTH_KEY_SIZE],
+                               uint8_t receive_key[TFS_AUTH_KEY_SIZE], char *err, size_t err_len);
+/* What a refusal code means to the user (§6.4). */
+TFS_HIDDEN const char *tfs_auth_refusal_message(int code);
+/* The tag of a frame given in up to two parts (b may be NULL) at sequence number seq (§6.3). */
+TFS_HIDDEN void tfs_auth_tag(const uint8_t key[TFS_AUTH_KEY_SIZE], uint64_t seq, const uint8_t *a, size_t a_len,
+                             const uint8_t *b, size_t b_len, uint8_t tag[TFS_AUTH_TAG_SIZE]);
+
 /* --- Addresses and membership (address.c): lib/net/address.ts, PROTOCOL §3.1 */
 
 #define TFS_HOST_MAX 255
@@ -349,6 +404,11 @@ TFS_HIDDEN int64_t tfs_now_ms(void);
 TFS_HIDDEN void tfs_sleep_ms(int64_t ms);
 /* 64 bits from /dev/urandom, or (if that fails) a hash of the time, the pid and addresses. */
 TFS_HIDDEN uint64_t tfs_random64(void);
+/* len bytes from /dev/urandom: 0, or -1 if it cannot be read (nonces must not be guessable). */
+TFS_HIDDEN int tfs_random_bytes(uint8_t *out, size_t len);
+/* Receives exactly len bytes before deadline_ms: len, fewer if the peer closed first (how many
+ * arrived), or -1 on an error or the deadline. */
+TFS_HIDDEN long tfs_recv_exact(int fd, uint8_t *out, size_t len, int64_t deadline_ms);
 /* A non-blocking TCP connection to address, established before deadline_ms: the fd, or -1. */
 TFS_HIDDEN int tfs_connect(const tfs_address *address, int64_t deadline_ms);
 /* Sends all len bytes on a non-blocking fd; gives up when no byte could be sent for idle_ms, or at

@@ -45,6 +45,12 @@ typedef struct tfs_conn {
     uint32_t body_len;
     uint32_t body_have;
     int64_t progress_ms; /* when bytes last arrived */
+    /* With a secret (docs/PROTOCOL.md §6): the session keys of this connection, the sequence
+     * numbers of the next frame each way, and the tag that follows the frame being received. */
+    uint8_t send_key[TFS_AUTH_KEY_SIZE], receive_key[TFS_AUTH_KEY_SIZE];
+    uint64_t send_seq, receive_seq;
+    uint8_t tag[TFS_AUTH_TAG_SIZE];
+    uint32_t tag_have;
 } tfs_conn;
 
 /* A validated frame; the body (body_len + 1 bytes) is owned by whoever holds it. */
@@ -69,6 +75,9 @@ struct ToastyFS {
     int attempt_timeout_ms;
     int operation_timeout_ms;
     uint32_t block_size; /* the block size uploads use: 4 MiB until a create_upload reply says otherwise */
+    int auth;                              /* 1: every connection authenticates with client_key (§6) */
+    uint8_t client_key[TFS_AUTH_KEY_SIZE]; /* K_client */
+    char auth_error[240]; /* TOASTYFS_SECRET_FILE could not be used: every operation fails with this */
 };
 
 /* One request being retried. */
@@ -85,6 +94,7 @@ typedef struct tfs_call {
     int sent;            /* sent at least once: a write's outcome is then unknown on failure */
     int protocol_errors; /* malformed frames or replies while this call was pending */
     int no_memory;
+    int auth_failed;   /* a replica refused us or failed the handshake: problem says why */
     char problem[200]; /* the last thing that went wrong, for the final message */
 } tfs_call;
 
@@ -132,6 +142,7 @@ static void conn_reset_frame(tfs_conn *c)
     c->header_have = 0;
     c->body_len = 0;
     c->body_have = 0;
+    c->tag_have = 0;
 }
 
 static void conn_close(tfs_conn *c)
@@ -139,6 +150,74 @@ static void conn_close(tfs_conn *c)
     tfs_close_fd(c->fd);
     c->fd = -1;
     conn_reset_frame(c);
+    /* A reconnection starts new keys and sequence 0 (§6.3). */
+    memset(c->send_key, 0, sizeof c->send_key);
+    memset(c->receive_key, 0, sizeof c->receive_key);
+    c->send_seq = 0;
+    c->receive_seq = 0;
+}
+
+/* Closes connection i after an authentication failure: the call ends with TOASTYFS_AUTH_FAILED. */
+static void conn_auth_failed(ToastyFS *t, int i, tfs_call *call, const char *why)
+{
+    conn_close(&t->conns[i]);
+    call->auth_failed = 1;
+    set_problem(call, "%s: %s", t->replicas[i].text, why);
+}
+
+/*
+ * The handshake of §6.2 on the new connection i, before its first frame: HELLO, the CHALLENGE
+ * checked (the replica dialed, mac_a), PROOF, session keys. 0, or -1 with the connection closed: an
+ * authentication failure sets call->auth_failed; a replica that closes or stays silent without a
+ * refusal is just unreachable (the next replica is tried).
+ */
+static int conn_handshake(ToastyFS *t, int i, tfs_call *call, int64_t idle_ms, int64_t deadline)
+{
+    tfs_conn *c = &t->conns[i];
+    uint8_t nonce[TFS_AUTH_NONCE_SIZE], hello[TFS_AUTH_HELLO_SIZE], challenge[TFS_AUTH_CHALLENGE_SIZE];
+    uint8_t proof[TFS_AUTH_PROOF_SIZE];
+    char why[160];
+    long got;
+
+    if (tfs_random_bytes(nonce, sizeof nonce) != 0) {
+        conn_auth_failed(t, i, call, "cannot read /dev/urandom for a handshake nonce");
+        return -1;
+    }
+    tfs_auth_hello(hello, t->cluster, nonce);
+    if (tfs_send_all(c->fd, hello, sizeof hello, idle_ms, deadline) != 0) {
+        set_problem(call, "sending the handshake to %s failed", t->replicas[i].text);
+        conn_close(c);
+        return -1;
+    }
+    got = tfs_recv_exact(c->fd, challenge, 4, deadline);
+    if (got == 4 && tfs_get_u32(challenge) == TFS_AUTH_REFUSAL_MAGIC) {
+        got = tfs_recv_exact(c->fd, challenge + 4, TFS_AUTH_REFUSAL_SIZE - 4, deadline);
+        conn_auth_failed(t, i, call, tfs_auth_refusal_message(got == 4 ? challenge[5] : 0));
+        return -1;
+    }
+    if (got == 4) {
+        got = tfs_recv_exact(c->fd, challenge + 4, sizeof challenge - 4, deadline);
+        if (got >= 0) got += 4;
+    }
+    if (got != (long)sizeof challenge) {
+        set_problem(call, "%s %s during the handshake", t->replicas[i].text,
+                    got < 0 ? "did not answer" : "closed the connection");
+        conn_close(c);
+        return -1;
+    }
+    if (tfs_auth_answer(t->client_key, hello, challenge, i, t->n, proof, c->send_key, c->receive_key, why,
+                        sizeof why) != 0) {
+        conn_auth_failed(t, i, call, why);
+        return -1;
+    }
+    c->send_seq = 0;
+    c->receive_seq = 0;
+    if (tfs_send_all(c->fd, proof, sizeof proof, idle_ms, deadline) != 0) {
+        set_problem(call, "sending the handshake to %s failed", t->replicas[i].text);
+        conn_close(c);
+        return -1;
+    }
+    return 0;
 }
 
 /* Closes a connection that delivered something invalid and counts it against the call. */
@@ -162,8 +241,19 @@ static int conn_read(ToastyFS *t, int i, tfs_call *call, tfs_frame *out)
         size_t wanted;
         ssize_t got;
 
-        if (c->header_have == TFS_HEADER_SIZE && c->body_have == c->body_len) {
-            /* A whole frame: the header was validated, the body is complete. */
+        if (c->header_have == TFS_HEADER_SIZE && c->body_have == c->body_len &&
+            (!t->auth || c->tag_have == TFS_AUTH_TAG_SIZE)) {
+            /* A whole frame: the header was validated, the body is complete, and (with a secret) its
+             * tag is checked before anything else of the body (§6.3). */
+            if (t->auth) {
+                uint8_t expected[TFS_AUTH_TAG_SIZE];
+                tfs_auth_tag(c->receive_key, c->receive_seq++, c->header, TFS_HEADER_SIZE, c->body, c->body_len,
+                             expected);
+                if (!tfs_equal_ct(expected, c->tag, TFS_AUTH_TAG_SIZE)) {
+                    conn_reject(t, i, call, "a frame whose tag does not verify");
+                    return READ_INVALID;
+                }
+            }
             if (tfs_check_body(c->header, c->body, c->body_len) != TFS_FRAME_OK) {
                 conn_reject(t, i, call, tfs_frame_error_name(TFS_FRAME_CHECKSUM_BODY));
                 return READ_INVALID;
@@ -179,14 +269,24 @@ static int conn_read(ToastyFS *t, int i, tfs_call *call, tfs_frame *out)
         if (c->header_have < TFS_HEADER_SIZE) {
             into = c->header + c->header_have;
             wanted = TFS_HEADER_SIZE - c->header_have;
-        } else {
+        } else if (c->body_have < c->body_len) {
             into = c->body + c->body_have;
             wanted = c->body_len - c->body_have;
+        } else {
+            into = c->tag + c->tag_have;
+            wanted = TFS_AUTH_TAG_SIZE - c->tag_have;
         }
         got = recv(c->fd, into, wanted, 0);
         if (got < 0 && errno == EINTR) continue;
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return READ_MORE;
         if (got <= 0) {
+            /* Without a secret, a replica that requires one answers our first frame with a refusal
+             * (§6.4) where a frame's checksum would be, and closes. */
+            if (!t->auth && c->header_have >= TFS_AUTH_REFUSAL_SIZE &&
+                tfs_get_u32(c->header) == TFS_AUTH_REFUSAL_MAGIC) {
+                conn_auth_failed(t, i, call, tfs_auth_refusal_message(c->header[5]));
+                return READ_CLOSED;
+            }
             set_problem(call, "%s closed the connection%s", t->replicas[i].text,
                         c->header_have > 0 ? " in the middle of a frame" : "");
             conn_close(c);
@@ -213,8 +313,10 @@ static int conn_read(ToastyFS *t, int i, tfs_call *call, tfs_frame *out)
                     return READ_CLOSED;
                 }
             }
-        } else {
+        } else if (c->body_have < c->body_len) {
             c->body_have += (uint32_t)got;
+        } else {
+            c->tag_have += (uint32_t)got;
         }
     }
 }
@@ -567,6 +669,8 @@ static int give_up(ToastyFS *t, tfs_call *call, ToastyFS_Result *res, int status
     res->outcome_unknown = call->sent && operation_is_write(call->operation) && call->operation != TFS_OP_REGISTER;
     if (status == TOASTYFS_NO_MEMORY)
         set_message(res, "out of memory while receiving a reply");
+    else if (status == TOASTYFS_AUTH_FAILED)
+        set_message(res, "authentication failed: %s", call->problem);
     else if (status == TOASTYFS_PROTOCOL)
         set_message(res, "replicas sent %d malformed messages, giving up; the last: %s", call->protocol_errors,
                     call->problem);
@@ -590,6 +694,9 @@ static int run_call(ToastyFS *t, tfs_call *call, ToastyFS_Result *res)
         tfs_conn *conn = &t->conns[target];
 
         if (call->no_memory) return give_up(t, call, res, TOASTYFS_NO_MEMORY);
+        /* A refusal or a failed handshake will not heal by retrying: the secret is wrong or
+         * missing on one side, which the caller must fix (§6.4, §6.6). */
+        if (call->auth_failed) return give_up(t, call, res, TOASTYFS_AUTH_FAILED);
         if (call->protocol_errors >= PROTOCOL_ERRORS_PER_REPLICA_MAX * t->n)
             return give_up(t, call, res, TOASTYFS_PROTOCOL);
         if (now >= call->deadline) return give_up(t, call, res, TOASTYFS_NO_QUORUM);
@@ -604,12 +711,18 @@ static int run_call(ToastyFS *t, tfs_call *call, ToastyFS_Result *res)
             if (conn->fd < 0) {
                 conn->fd = tfs_connect(&t->replicas[target], attempt_deadline);
                 if (conn->fd < 0) set_problem(call, "could not connect to %s", t->replicas[target].text);
+                else if (t->auth) (void)conn_handshake(t, target, call, idle, attempt_deadline);
             }
             if (conn->fd >= 0) {
                 conn->progress_ms = tfs_now_ms();
                 tfs_seal_header(call->msg, t->view_hint);
+                uint8_t tag[TFS_AUTH_TAG_SIZE];
+                if (t->auth)
+                    tfs_auth_tag(conn->send_key, conn->send_seq++, call->msg, call->msg_len, call->tail, call->tail_len,
+                                 tag);
                 if (tfs_send_all(conn->fd, call->msg, call->msg_len, idle, call->deadline) != 0 ||
-                    (call->tail_len > 0 && tfs_send_all(conn->fd, call->tail, call->tail_len, idle, call->deadline) != 0)) {
+                    (call->tail_len > 0 && tfs_send_all(conn->fd, call->tail, call->tail_len, idle, call->deadline) != 0) ||
+                    (t->auth && tfs_send_all(conn->fd, tag, sizeof tag, idle, call->deadline) != 0)) {
                     set_problem(call, "sending to %s failed", t->replicas[target].text);
                     conn_close(conn); /* a partly sent frame leaves the stream out of sync */
                 } else {
@@ -701,7 +814,7 @@ static int ensure_session(ToastyFS *t, int64_t deadline, ToastyFS_Result *res)
         res->message[0] = '\0';
         return 0;
     }
-    {
+    if (status != TOASTYFS_AUTH_FAILED) { /* that one says it all, and callers match its prefix */
         char detail[sizeof res->message];
         memcpy(detail, res->message, sizeof detail);
         set_message(res, "registering a session failed: %s", detail);
@@ -813,6 +926,7 @@ int tfs_check_common(ToastyFS *tfs, ToastyFS_Result *res)
     if (res == NULL) return TOASTYFS_INVALID_ARGUMENT;
     memset(res, 0, sizeof *res);
     if (tfs == NULL) return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: the ToastyFS handle is NULL");
+    if (tfs->auth_error[0] != '\0') return tfs_fail(res, TOASTYFS_AUTH_FAILED, "authentication failed: %s", tfs->auth_error);
     return 0;
 }
 
@@ -876,7 +990,7 @@ static int key_op(ToastyFS *tfs, uint8_t operation, const char *key, int key_len
     return execute(tfs, operation, TFS_KEY_REQUEST_FIXED + k.key_len, build_key, &k, res);
 }
 
-ToastyFS *toastyfs_init(uint64_t client_id, char **addrs, int num_addrs)
+static ToastyFS *init_common(uint64_t client_id, char **addrs, int num_addrs)
 {
     tfs_address sorted[TOASTYFS_REPLICAS_MAX];
     uint64_t cluster, random;
@@ -912,11 +1026,48 @@ ToastyFS *toastyfs_init(uint64_t client_id, char **addrs, int num_addrs)
     return t;
 }
 
+ToastyFS *toastyfs_init(uint64_t client_id, char **addrs, int num_addrs)
+{
+    ToastyFS *t = init_common(client_id, addrs, num_addrs);
+    const char *file = getenv("TOASTYFS_SECRET_FILE");
+    if (t == NULL || file == NULL || file[0] == '\0') return t;
+    /* No way to report here without changing toastyfs_init: a file that cannot be used fails every
+     * operation with TOASTYFS_AUTH_FAILED and says why, rather than connecting without a secret. */
+    if (tfs_auth_read_file(file, t->client_key, t->auth_error, sizeof t->auth_error) == 0) t->auth = 1;
+    else if (t->auth_error[0] == '\0') (void)snprintf(t->auth_error, sizeof t->auth_error, "%s is unusable", file);
+    return t;
+}
+
+ToastyFS *toastyfs_init_secret(uint64_t client_id, char **addrs, int num_addrs, const char *secret_file, char *error,
+                               size_t error_len)
+{
+    char why[240];
+    ToastyFS *t;
+    if (error != NULL && error_len > 0) error[0] = '\0';
+    t = init_common(client_id, addrs, num_addrs);
+    if (t == NULL) {
+        if (error != NULL && error_len > 0)
+            (void)snprintf(error, error_len, errno == ENOMEM ? "out of memory" : "invalid addresses: give 1 to 15 distinct host:port");
+        return NULL;
+    }
+    if (secret_file == NULL) return t;
+    why[0] = '\0';
+    if (tfs_auth_read_file(secret_file, t->client_key, why, sizeof why) != 0) {
+        if (error != NULL && error_len > 0) (void)snprintf(error, error_len, "%s", why);
+        toastyfs_free(t);
+        errno = EACCES;
+        return NULL;
+    }
+    t->auth = 1;
+    return t;
+}
+
 void toastyfs_free(ToastyFS *tfs)
 {
     int i;
     if (tfs == NULL) return;
     for (i = 0; i < tfs->n; i++) conn_close(&tfs->conns[i]);
+    memset(tfs->client_key, 0, sizeof tfs->client_key);
     free(tfs);
 }
 
@@ -1025,6 +1176,7 @@ const char *toastyfs_strerror(int code)
     case TOASTYFS_SOURCE_CHANGED: return "source changed: the file shrank or grew while it was read";
     case TOASTYFS_CALLBACK: return "callback failed: a source or sink stopped the operation, or the file descriptor failed";
     case TOASTYFS_TOO_MANY_UPLOADS: return "too many uploads: the cluster has its limit of open uploads";
+    case TOASTYFS_AUTH_FAILED: return "authentication failed: the secret is missing, wrong, or not the cluster's (TOASTYFS_SECRET_FILE)";
     default: return "unknown error code";
     }
 }

@@ -93,6 +93,9 @@ extern "C" {
 #define TOASTYFS_CALLBACK (-18)         /* a source or sink callback returned nonzero, or reading or writing the
                                             file descriptor failed (res->message says which) */
 #define TOASTYFS_TOO_MANY_UPLOADS (-19) /* the cluster has its limit of open uploads */
+#define TOASTYFS_AUTH_FAILED (-20)      /* "authentication failed: ...": a replica refused us (it requires a secret,
+                                            or has none), the handshake failed (wrong secret), or the secret file
+                                            of TOASTYFS_SECRET_FILE is unusable. Retrying does not help. */
 
 /* Conditions of toastyfs_put_if (the values are the wire codes). */
 #define TOASTYFS_IF_VERSION 1  /* succeed only if the key exists with version == if_version */
@@ -141,8 +144,29 @@ typedef struct ToastyFS_Result {
  * rand() or 0. Nothing is sent until the first operation. Returns NULL (errno EINVAL or ENOMEM) if
  * addrs is NULL, num_addrs is not 1..15, an address is malformed, has no port or a port outside
  * 1..65535, or is listed twice.
+ *
+ * A cluster with a secret (docs/PROTOCOL.md §6): when the environment variable TOASTYFS_SECRET_FILE
+ * names a file, every connection authenticates with it, as toastyfs_init_secret does. If that file
+ * cannot be used (missing, not 64 hex digits, readable by group or others) the handle is still
+ * returned, and every operation fails with TOASTYFS_AUTH_FAILED and a message naming the file.
  */
 TOASTYFS_API ToastyFS *toastyfs_init(uint64_t client_id, char **addrs, int num_addrs);
+
+/*
+ * toastyfs_init for a cluster with a secret, named explicitly (TOASTYFS_SECRET_FILE is ignored):
+ * secret_file is either the cluster's secret file (`toastyfs secret new FILE`: 64 hex digits) or a
+ * client key file (`toastyfs secret client SECRET_FILE OUT`: "client " and 64 hex digits), which
+ * lets a process authenticate as a client and never as a replica. The file must not be readable or
+ * writable by group or others (chmod 600). secret_file NULL: no secret. Returns NULL with errno
+ * EINVAL (addresses, as toastyfs_init), ENOMEM, or EACCES (the file is unusable), and, if error is
+ * not NULL, a message of at most error_len bytes (NUL included) saying why.
+ *
+ * Every connection then starts with the handshake of §6.2 and every frame carries a tag (§6.3).
+ * A replica that refuses the client, or a failed handshake, fails the operation at once with
+ * TOASTYFS_AUTH_FAILED ("authentication failed: ..."), never TOASTYFS_NO_QUORUM.
+ */
+TOASTYFS_API ToastyFS *toastyfs_init_secret(uint64_t client_id, char **addrs, int num_addrs, const char *secret_file,
+                                            char *error, size_t error_len);
 
 /* Closes the connections and frees the handle. NULL is ignored. */
 TOASTYFS_API void toastyfs_free(ToastyFS *tfs);

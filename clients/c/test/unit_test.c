@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../tfs_internal.h"
 
@@ -461,10 +463,10 @@ static void test_arguments(void)
     CHECK(tfs_now_ms() - start < 2000);
     toastyfs_free(tfs);
 
-    for (code = 0; code >= TOASTYFS_TOO_MANY_UPLOADS; code--) CHECK(toastyfs_strerror(code) != NULL && toastyfs_strerror(code)[0] != '\0');
+    for (code = 0; code >= TOASTYFS_AUTH_FAILED; code--) CHECK(toastyfs_strerror(code) != NULL && toastyfs_strerror(code)[0] != '\0');
     CHECK(strcmp(toastyfs_strerror(TOASTYFS_NOT_FOUND), "not found") == 0);
     CHECK(strcmp(toastyfs_strerror(12345), "unknown error code") == 0);
-    CHECK(strcmp(toastyfs_strerror(TOASTYFS_TOO_MANY_UPLOADS - 1), "unknown error code") == 0);
+    CHECK(strcmp(toastyfs_strerror(TOASTYFS_AUTH_FAILED - 1), "unknown error code") == 0);
 #undef EXPECT
 }
 
@@ -492,6 +494,211 @@ static int xxh64_prefixes(void)
     return 0;
 }
 
+/* --- SHA-256, HMAC-SHA256 and the authentication of PROTOCOL.md §6 */
+
+/* Compares bytes with a hex string (spaces ignored). */
+static int hex_is(const uint8_t *bytes, size_t len, const char *hex)
+{
+    size_t i = 0;
+    for (; *hex; hex++) {
+        unsigned v;
+        if (*hex == ' ') continue;
+        if (i >= len || sscanf(hex, "%2x", &v) != 1 || bytes[i] != (uint8_t)v) return 0;
+        i++;
+        hex++;
+    }
+    return i == len;
+}
+
+static void sha256_of(const void *data, size_t len, uint8_t out[32])
+{
+    tfs_sha256 s;
+    tfs_sha256_init(&s);
+    tfs_sha256_update(&s, data, len);
+    tfs_sha256_final(&s, out);
+}
+
+static void hmac_of(const uint8_t *key, size_t key_len, const void *data, size_t len, uint8_t out[32])
+{
+    tfs_hmac h;
+    tfs_hmac_init(&h, key, key_len);
+    tfs_hmac_update(&h, data, len);
+    tfs_hmac_final(&h, out);
+}
+
+static void test_sha256(void)
+{
+    uint8_t out[32], key[131];
+    static char million[1000000];
+    tfs_sha256 s;
+    size_t i;
+
+    /* FIPS 180-4 examples (NIST CSRC "SHA256.pdf", "SHA2_Additional.pdf"). */
+    sha256_of("abc", 3, out);
+    CHECK(hex_is(out, 32, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+    sha256_of("", 0, out);
+    CHECK(hex_is(out, 32, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    sha256_of("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56, out);
+    CHECK(hex_is(out, 32, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
+    memset(million, 'a', sizeof million);
+    sha256_of(million, sizeof million, out);
+    CHECK(hex_is(out, 32, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"));
+    /* The same million fed in uneven pieces: the buffering across blocks. */
+    tfs_sha256_init(&s);
+    for (i = 0; i < sizeof million;) {
+        size_t piece = 1 + (i * 7) % 131;
+        if (piece > sizeof million - i) piece = sizeof million - i;
+        tfs_sha256_update(&s, million + i, piece);
+        i += piece;
+    }
+    tfs_sha256_final(&s, out);
+    CHECK(hex_is(out, 32, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"));
+
+    /* RFC 4231 test cases 1, 2, 4 and 6 (a key longer than the block). */
+    memset(key, 0x0b, 20);
+    hmac_of(key, 20, "Hi There", 8, out);
+    CHECK(hex_is(out, 32, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"));
+    hmac_of((const uint8_t *)"Jefe", 4, "what do ya want for nothing?", 28, out);
+    CHECK(hex_is(out, 32, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"));
+    {
+        uint8_t data[50];
+        for (i = 0; i < 25; i++) key[i] = (uint8_t)(i + 1);
+        memset(data, 0xcd, sizeof data);
+        hmac_of(key, 25, data, sizeof data, out);
+        CHECK(hex_is(out, 32, "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"));
+    }
+    memset(key, 0xaa, sizeof key);
+    hmac_of(key, sizeof key, "Test Using Larger Than Block-Size Key - Hash Key First", 54, out);
+    CHECK(hex_is(out, 32, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"));
+
+    CHECK(tfs_equal_ct((const uint8_t *)"abcd", (const uint8_t *)"abcd", 4));
+    CHECK(!tfs_equal_ct((const uint8_t *)"abcd", (const uint8_t *)"abce", 4));
+}
+
+static void test_auth_vectors(void)
+{
+    /* §6.7: secret 00..1f, cluster 0x0123456789abcdef, a client dialing replica 1 of 3. */
+    char secret_text[80], err[256];
+    uint8_t k_client[32], nonce_d[32], hello[48], challenge[72], proof[40], send[32], receive[32], tag[16];
+    tfs_hmac h;
+    int i;
+
+    for (i = 0; i < 32; i++) (void)snprintf(secret_text + 2 * i, 3, "%02x", i);
+    (void)strcat(secret_text, "\n");
+    CHECK(tfs_auth_parse(secret_text, strlen(secret_text), "s", k_client, err, sizeof err) == 0);
+    CHECK(hex_is(k_client, 32, "2a7488228b5e81beeb88c9991214290a73b2acf29af7ff580f82ac368cdd0cb7"));
+    {
+        /* K_replica, derived the same way: proves the HMAC matches the TypeScript side's too. */
+        uint8_t secret[32], k_replica[32];
+        for (i = 0; i < 32; i++) secret[i] = (uint8_t)i;
+        hmac_of(secret, 32, "toastyfs replica v1", 19, k_replica);
+        CHECK(hex_is(k_replica, 32, "cd462b49c101b37f38569e1e4ae4d7a4bd729a2a47e8547b97fc935b1ec14c41"));
+    }
+    /* A client key file holds K_client itself, either case, surrounded by whitespace. */
+    {
+        uint8_t k[32];
+        CHECK(tfs_auth_parse("  client 2A7488228B5E81BEEB88C9991214290A73B2ACF29AF7FF580F82AC368CDD0CB7\n\n", 75, "c",
+                             k, err, sizeof err) == 0);
+        CHECK(memcmp(k, k_client, 32) == 0);
+        CHECK(tfs_auth_parse("0011\n", 5, "short.key", k, err, sizeof err) == -1);
+        CHECK(strstr(err, "short.key") != NULL && strstr(err, "64 hex digits") != NULL);
+        memcpy(secret_text + 10, "zz", 2);
+        CHECK(tfs_auth_parse(secret_text, strlen(secret_text), "bad.key", k, err, sizeof err) == -1);
+        CHECK(strstr(err, "character 11") != NULL && strstr(err, "not a hex digit") != NULL);
+    }
+
+    memset(nonce_d, 0xd0, sizeof nonce_d);
+    tfs_auth_hello(hello, CLUSTER, nonce_d);
+    CHECK(hex_is(hello, 48, "54465348010100ffefcdab8967452301 "
+                            "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0"));
+    /* The CHALLENGE replica 1 sends: its mac_a as the vector gives it. */
+    memcpy(challenge, "\x54\x46\x53\x48\x01\x02\x01\x00", 8);
+    memset(challenge + 8, 0xa0, 32);
+    tfs_hmac_init(&h, k_client, 32);
+    tfs_hmac_update(&h, "accept", 6);
+    tfs_hmac_update(&h, hello, 48);
+    tfs_hmac_update(&h, challenge, 40);
+    tfs_hmac_final(&h, challenge + 40);
+    CHECK(hex_is(challenge + 40, 32, "932d83ea9f64c33db587b0a423f6bbf890fc0d9a320d6297387e1c8234009d6d"));
+
+    CHECK(tfs_auth_answer(k_client, hello, challenge, 1, 3, proof, send, receive, err, sizeof err) == 0);
+    CHECK(hex_is(proof, 40, "5446534801030000 8464515691f8e39ed2213563d024ad8cb2bf371642d7243db137379b332fb80f"));
+    CHECK(hex_is(send, 32, "80a3a417eb181260004c3a48b00be0eac23a950b789798b9ec9ee663490ffcaa"));
+    CHECK(hex_is(receive, 32, "3d7639271cc65e80e0f582352555d98d474994cdcf47b9c3865bce4cea7cf805"));
+    tfs_auth_tag(send, 0, (const uint8_t *)"abc", 3, NULL, 0, tag);
+    CHECK(hex_is(tag, 16, "33eb7c1c730ab7c2075b207a12b6c65b"));
+    tfs_auth_tag(send, 1, (const uint8_t *)"a", 1, (const uint8_t *)"bc", 2, tag);
+    CHECK(hex_is(tag, 16, "c80c5276a1900bedc91f0d185d01b2cd"));
+
+    /* The dialer refuses a CHALLENGE from another replica than it dialed, or with a wrong mac. */
+    CHECK(tfs_auth_answer(k_client, hello, challenge, 2, 3, proof, send, receive, err, sizeof err) == -1);
+    CHECK(strstr(err, "replica 1, expected 2") != NULL);
+    challenge[71] ^= 1;
+    CHECK(tfs_auth_answer(k_client, hello, challenge, 1, 3, proof, send, receive, err, sizeof err) == -1);
+    CHECK(strstr(err, "does not hold our secret") != NULL);
+}
+
+/* Writes text to a new temporary file with mode `mode`; its path into path (a mkstemp template). */
+static void write_temp(char *path, const char *text, mode_t mode)
+{
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    CHECK(fchmod(fd, mode) == 0);
+    close(fd);
+}
+
+static void test_secret_files(void)
+{
+    char *addrs[] = {"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"};
+    char good[] = "/tmp/toastyfs-c-secret-XXXXXX", open_mode[] = "/tmp/toastyfs-c-secret-XXXXXX";
+    char client_key[] = "/tmp/toastyfs-c-secret-XXXXXX", garbage[] = "/tmp/toastyfs-c-secret-XXXXXX";
+    char error[300];
+    ToastyFS *tfs;
+    ToastyFS_Result res;
+
+    write_temp(good, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n", 0600);
+    write_temp(open_mode, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n", 0644);
+    write_temp(client_key, "client 2a7488228b5e81beeb88c9991214290a73b2acf29af7ff580f82ac368cdd0cb7\n", 0400);
+    write_temp(garbage, "not a secret\n", 0600);
+
+    tfs = toastyfs_init_secret(0, addrs, 3, good, error, sizeof error);
+    CHECK(tfs != NULL && error[0] == '\0');
+    toastyfs_free(tfs);
+    tfs = toastyfs_init_secret(0, addrs, 3, client_key, error, sizeof error);
+    CHECK(tfs != NULL);
+    toastyfs_free(tfs);
+    tfs = toastyfs_init_secret(0, addrs, 3, NULL, error, sizeof error);
+    CHECK(tfs != NULL);
+    toastyfs_free(tfs);
+
+    tfs = toastyfs_init_secret(0, addrs, 3, open_mode, error, sizeof error);
+    CHECK(tfs == NULL && strstr(error, "readable or writable by group or others (mode 0644)") != NULL &&
+          strstr(error, "chmod 600") != NULL);
+    tfs = toastyfs_init_secret(0, addrs, 3, garbage, error, sizeof error);
+    CHECK(tfs == NULL && strstr(error, garbage) != NULL && strstr(error, "64 hex digits") != NULL);
+    tfs = toastyfs_init_secret(0, addrs, 3, "/nonexistent/secret", error, sizeof error);
+    CHECK(tfs == NULL && strstr(error, "cannot read the secret file /nonexistent/secret") != NULL);
+    tfs = toastyfs_init_secret(0, addrs, 0, good, error, sizeof error);
+    CHECK(tfs == NULL && strstr(error, "invalid addresses") != NULL);
+    CHECK(toastyfs_init_secret(0, addrs, 3, garbage, NULL, 0) == NULL);
+
+    /* TOASTYFS_SECRET_FILE unusable: a handle, whose every operation says why, without connecting. */
+    CHECK(setenv("TOASTYFS_SECRET_FILE", open_mode, 1) == 0);
+    tfs = toastyfs_init(0, addrs, 3);
+    CHECK(tfs != NULL);
+    CHECK(toastyfs_get(tfs, "k", 1, &res) == TOASTYFS_AUTH_FAILED && res.status == TOASTYFS_AUTH_FAILED);
+    CHECK(strncmp(res.message, "authentication failed: ", 23) == 0 && strstr(res.message, "chmod 600") != NULL);
+    toastyfs_free(tfs);
+    CHECK(unsetenv("TOASTYFS_SECRET_FILE") == 0);
+
+    unlink(good);
+    unlink(open_mode);
+    unlink(client_key);
+    unlink(garbage);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "xxh64-prefixes") == 0) return xxh64_prefixes();
@@ -500,5 +707,8 @@ int main(int argc, char **argv)
     test_requests();
     test_replies();
     test_arguments();
+    test_sha256();
+    test_auth_vectors();
+    test_secret_files();
     return check_report("unit_test");
 }

@@ -1,0 +1,127 @@
+/*
+ * SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104): what the authentication of docs/PROTOCOL.md §6
+ * needs, written here so the library keeps no dependency beyond libc. Checked against the FIPS and
+ * RFC 4231 known answers in test/unit_test.c.
+ */
+#include <string.h>
+
+#include "tfs_internal.h"
+
+static const uint32_t K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+static uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static void compress(uint32_t state[8], const uint8_t block[64])
+{
+    uint32_t w[64], a, b, c, d, e, f, g, h;
+    int i;
+    for (i = 0; i < 16; i++) w[i] = get_be32(block + 4 * i);
+    for (i = 16; i < 64; i++) {
+        uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    a = state[0], b = state[1], c = state[2], d = state[3];
+    e = state[4], f = state[5], g = state[6], h = state[7];
+    for (i = 0; i < 64; i++) {
+        uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
+        uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        h = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
+    }
+    state[0] += a, state[1] += b, state[2] += c, state[3] += d;
+    state[4] += e, state[5] += f, state[6] += g, state[7] += h;
+}
+
+void tfs_sha256_init(tfs_sha256 *s)
+{
+    static const uint32_t initial[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                        0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(s->state, initial, sizeof initial);
+    s->bytes = 0;
+}
+
+void tfs_sha256_update(tfs_sha256 *s, const void *data, size_t len)
+{
+    const uint8_t *p = (const uint8_t *)data;
+    size_t have = (size_t)(s->bytes % 64);
+    s->bytes += len;
+    if (have > 0) {
+        size_t take = 64 - have < len ? 64 - have : len;
+        memcpy(s->buf + have, p, take);
+        p += take, len -= take, have += take;
+        if (have < 64) return;
+        compress(s->state, s->buf);
+    }
+    for (; len >= 64; p += 64, len -= 64) compress(s->state, p);
+    if (len > 0) memcpy(s->buf, p, len);
+}
+
+void tfs_sha256_final(tfs_sha256 *s, uint8_t out[TFS_SHA256_SIZE])
+{
+    uint8_t pad[72];
+    uint64_t bits = s->bytes * 8;
+    size_t have = (size_t)(s->bytes % 64), pad_len = have < 56 ? 56 - have : 120 - have;
+    int i;
+    memset(pad, 0, sizeof pad);
+    pad[0] = 0x80;
+    for (i = 0; i < 8; i++) pad[pad_len + (size_t)i] = (uint8_t)(bits >> (56 - 8 * i));
+    tfs_sha256_update(s, pad, pad_len + 8);
+    for (i = 0; i < 8; i++) {
+        out[4 * i] = (uint8_t)(s->state[i] >> 24);
+        out[4 * i + 1] = (uint8_t)(s->state[i] >> 16);
+        out[4 * i + 2] = (uint8_t)(s->state[i] >> 8);
+        out[4 * i + 3] = (uint8_t)s->state[i];
+    }
+}
+
+void tfs_hmac_init(tfs_hmac *h, const uint8_t *key, size_t key_len)
+{
+    uint8_t block[64];
+    size_t i;
+    memset(block, 0, sizeof block);
+    if (key_len > 64) {
+        /* RFC 2104: a key longer than the block is hashed first. */
+        tfs_sha256_init(&h->inner);
+        tfs_sha256_update(&h->inner, key, key_len);
+        tfs_sha256_final(&h->inner, block);
+    } else if (key_len > 0) {
+        memcpy(block, key, key_len);
+    }
+    for (i = 0; i < 64; i++) block[i] ^= 0x36;
+    tfs_sha256_init(&h->inner);
+    tfs_sha256_update(&h->inner, block, 64);
+    for (i = 0; i < 64; i++) block[i] ^= 0x36 ^ 0x5c;
+    tfs_sha256_init(&h->outer);
+    tfs_sha256_update(&h->outer, block, 64);
+}
+
+void tfs_hmac_update(tfs_hmac *h, const void *data, size_t len) { tfs_sha256_update(&h->inner, data, len); }
+
+void tfs_hmac_final(tfs_hmac *h, uint8_t out[TFS_SHA256_SIZE])
+{
+    uint8_t inner[TFS_SHA256_SIZE];
+    tfs_sha256_final(&h->inner, inner);
+    tfs_sha256_update(&h->outer, inner, sizeof inner);
+    tfs_sha256_final(&h->outer, out);
+}
+
+int tfs_equal_ct(const uint8_t *a, const uint8_t *b, size_t len)
+{
+    uint8_t diff = 0;
+    size_t i;
+    for (i = 0; i < len; i++) diff |= (uint8_t)(a[i] ^ b[i]);
+    return diff == 0;
+}
