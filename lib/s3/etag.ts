@@ -36,12 +36,17 @@ export function etagOf(header: ObjectHeader): string {
     return `"${sum}${header.version.toString(16).padStart(16, "0")}-1"`;
   }
   const parts = partCountOf(header);
-  return parts === null ? `"${hex(header.md5)}"` : `"${hex(header.md5)}-${parts}"`;
+  return parts === null ? md5Etag(header.md5) : multipartEtag(header.md5, parts);
 }
 
 /** The quoted ETag of a single upload with this MD5. */
 export function md5Etag(md5: Uint8Array): string {
   return `"${hex(md5)}"`;
+}
+
+/** The quoted ETag of a multipart object: its stored MD5 (multipartMd5) and the part count. */
+export function multipartEtag(md5: Uint8Array, part_count: number): string {
+  return `"${hex(md5)}-${part_count}"`;
 }
 
 /** The MD5 a multipart object stores: MD5 of the parts' binary MD5s, in part order. */

@@ -18,7 +18,7 @@ import { part_blocks_max, upload_parts_max } from "../constants.ts";
 import { encodeUserMeta, userMetaProblem, type MetaEntry } from "../store/large_bodies.ts";
 import { assert } from "../util/assert.ts";
 import { requireBucket } from "./buckets.ts";
-import { etagOf, md5Etag, multipartMd5, parts_meta_name, partCountOf, sameEtag } from "./etag.ts";
+import { etagOf, md5Etag, multipartEtag, multipartMd5, parts_meta_name, partCountOf, sameEtag } from "./etag.ts";
 import { list_parts_handler, list_uploads_handler } from "./multipart_lists.ts";
 import {
   blockChecksumsOf,
@@ -327,7 +327,7 @@ async function completeUpload(request: S3Request, context: S3Context): Promise<R
     throw conditionFailed(e);
   }
   await deleteRecords(context.client, bucket, upload_id!);
-  return done(`"${Buffer.from(md5).toString("hex")}-${parts.length}"`);
+  return done(multipartEtag(md5, parts.length));
 }
 
 /** Every part record of the upload (those Complete left out too), then the upload record. A
