@@ -3,6 +3,7 @@
 import type { CAC, Command } from "cac";
 import { MarkedArgs, kebabCase, processArgs, userArgs, type RawArg } from "./raw_argv.ts";
 import { escapeBytes } from "../lib/util/escape.ts";
+import { AddressError, parseAddress, type Address } from "../lib/net/address.ts";
 import {
   block_size_max_ceiling_bytes,
   block_size_min_bytes,
@@ -71,6 +72,18 @@ export function optionString(name: string, value: unknown): string | undefined {
   const text = String(value);
   if (text === "") throw new UsageError(`${name} is empty: give it a value`);
   return text;
+}
+
+/** An option that is a host:port, or null when absent; a bad one is a UsageError naming the option. */
+export function addressOption(name: string, value: unknown): Address | null {
+  const text = optionString(name, value);
+  if (text === undefined) return null;
+  try {
+    return parseAddress(text);
+  } catch (error) {
+    if (error instanceof AddressError) throw new UsageError(`${name}: ${error.message}`);
+    throw error;
+  }
 }
 
 /** The first line of a message, without control characters: errors are always one line. */

@@ -4,11 +4,11 @@
  * through runGateway.
  */
 import { Client } from "../lib/client/client.ts";
-import { AddressError, formatAddress, parseAddress, type Address } from "../lib/net/address.ts";
+import { formatAddress, type Address } from "../lib/net/address.ts";
 import type { Logger } from "../lib/node/log.ts";
 import { Credentials } from "../lib/s3/credentials.ts";
 import { startGateway, type Gateway } from "../lib/s3/gateway.ts";
-import { OperationError, UsageError, optionString } from "./cli_util.ts";
+import { OperationError, UsageError, addressOption, optionString } from "./cli_util.ts";
 import { clusterFrom } from "./client_commands.ts";
 import { loggerFrom } from "./serve.ts";
 import { secretFrom } from "./secret.ts";
@@ -31,17 +31,6 @@ export interface S3Options {
   logLevel?: unknown;
   logFormat?: unknown;
   secretFile?: unknown;
-}
-
-function addressOption(name: string, value: unknown): Address | null {
-  const text = optionString(name, value);
-  if (text === undefined) return null;
-  try {
-    return parseAddress(text);
-  } catch (error) {
-    if (error instanceof AddressError) throw new UsageError(`${name}: ${error.message}`);
-    throw error;
-  }
 }
 
 export function regionFrom(value: unknown): string {

@@ -1,5 +1,5 @@
 /** `toastyfs serve` (the default command): runs one replica until SIGTERM/SIGINT. */
-import { parseAddress, parseAddressList, AddressError, formatAddress, type Address } from "../lib/net/address.ts";
+import { parseAddress, parseAddressList, AddressError, formatAddress } from "../lib/net/address.ts";
 import { ReplicaNode, StartupError, dataDirFor } from "../lib/node/replica_node.ts";
 import { Logger, isLogLevel, type LogFormat } from "../lib/node/log.ts";
 import { TransportError } from "../lib/net/tcp_transport.ts";
@@ -7,7 +7,7 @@ import { ForeignDataError } from "../lib/storage/file_storage.ts";
 import { FsError } from "../lib/storage/fs.ts";
 import { ActivityLog, check_interval_ms } from "../lib/node/activity_log.ts";
 import { MetricsError, MetricsServer, RequestMetrics } from "../lib/node/metrics.ts";
-import { UsageError, largeObjectOptions, optionString } from "./cli_util.ts";
+import { UsageError, addressOption, largeObjectOptions, optionString } from "./cli_util.ts";
 import { secretFrom } from "./secret.ts";
 
 export interface ServeOptions {
@@ -53,24 +53,10 @@ export async function serve(options: ServeOptions): Promise<void> {
     if (error instanceof AddressError) throw new UsageError(error.message);
     throw error;
   }
-  const listen_text = optionString("--listen", options.listen);
-  let listen: Address | undefined;
-  try {
-    listen = listen_text === undefined ? undefined : parseAddress(listen_text);
-  } catch (error) {
-    if (error instanceof AddressError) throw new UsageError(`--listen: ${error.message}`);
-    throw error;
-  }
+  const listen = addressOption("--listen", options.listen) ?? undefined;
   const data_dir = optionString("--data", options.data) ?? dataDirFor(self);
   const large = largeObjectOptions(options);
-  const metrics_text = optionString("--metrics", options.metrics);
-  let metrics_address = null;
-  try {
-    metrics_address = metrics_text === undefined ? null : parseAddress(metrics_text);
-  } catch (error) {
-    if (error instanceof AddressError) throw new UsageError(`--metrics: ${error.message}`);
-    throw error;
-  }
+  const metrics_address = addressOption("--metrics", options.metrics);
   // Without a secret, anyone who reaches the port can delete every object or corrupt the cluster
   // (docs/PROTOCOL.md §6): only loopback, or an explicit --insecure, runs that way.
   const secret = secretFrom(options.secretFile);
