@@ -9,14 +9,10 @@ import type { S3Context, S3Handler, S3Request } from "../../lib/s3/request.ts";
 import { S3Error } from "../../lib/s3/s3_error.ts";
 import { parseXml, type XmlElement } from "../../lib/s3/xml.ts";
 import type { TestCluster } from "./cluster.ts";
+import { handlerContext, s3Request as handlerRequest } from "./s3_handlers.ts";
 
 export function gatewayContext(cluster: TestCluster): S3Context {
-  return {
-    client: new Client({ addresses: cluster.addresses }),
-    region: "us-east-1",
-    now: () => Date.now(),
-    log: () => {},
-  };
+  return handlerContext(new Client({ addresses: cluster.addresses }));
 }
 
 /** A bucket as CreateBucket leaves it: its record (the value is not read by these handlers). */
@@ -40,17 +36,16 @@ export interface RequestParts {
 
 export function s3Request(r: RequestParts): S3Request {
   const body = typeof r.body === "string" ? new TextEncoder().encode(r.body) : (r.body ?? new Uint8Array(0));
-  return {
-    id: crypto.randomUUID(),
+  return handlerRequest({
     method: r.method ?? "GET",
     bucket: r.bucket,
     key: r.key ?? null,
-    query: new URLSearchParams(r.query ?? {}),
-    headers: new Headers(r.headers ?? {}),
+    query: new URLSearchParams(r.query ?? {}).toString(),
+    ...(r.headers === undefined ? {} : { headers: r.headers }),
     access_key: "test-key",
     body: chunked(body),
     size: body.length,
-  };
+  });
 }
 
 /** The handler's answer: the response, or the S3Error it threw. */

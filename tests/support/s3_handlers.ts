@@ -15,16 +15,16 @@ export interface HandlerWorld {
   close(): Promise<void>;
 }
 
+/** What the gateway gives its handlers, around one client: region us-east-1, the wall clock. */
+export function handlerContext(client: Client, log: S3Context["log"] = () => {}): S3Context {
+  return { client, region: "us-east-1", now: () => Date.now(), log };
+}
+
 export async function handlerWorld(replicas = 1): Promise<HandlerWorld> {
   const cluster = await TestCluster.start(replicas);
   const client = new Client({ addresses: cluster.addresses });
   const logs: string[] = [];
-  const context: S3Context = {
-    client,
-    region: "us-east-1",
-    now: () => Date.now(),
-    log: (level, text) => logs.push(`${level} ${text}`),
-  };
+  const context = handlerContext(client, (level, text) => logs.push(`${level} ${text}`));
   return {
     cluster,
     client,
@@ -48,6 +48,8 @@ export interface RequestParts {
   /** The verified body; its size is taken from it unless `size` says otherwise. */
   body?: Uint8Array | string | AsyncIterable<Uint8Array>;
   size?: number | null;
+  /** The access key that signed it (default AKTEST). */
+  access_key?: string;
 }
 
 export function s3Request(p: RequestParts): S3Request {
@@ -69,7 +71,7 @@ export function s3Request(p: RequestParts): S3Request {
     key: p.key ?? null,
     query: new URLSearchParams(p.query ?? ""),
     headers: new Headers(p.headers ?? {}),
-    access_key: "AKTEST",
+    access_key: p.access_key ?? "AKTEST",
     body,
     size,
   };
