@@ -30,6 +30,8 @@ import {
   buildStartViewChange,
   buildStatus,
   buildSyncChunk,
+  buildRequestSnapshot,
+  buildSnapshotChunk,
   buildValue,
   decodeDoViewChangeBody,
   decodeHeaders,
@@ -58,6 +60,8 @@ import {
   readStartViewChange,
   readStatus,
   readSyncChunk,
+  readRequestSnapshot,
+  readSnapshotChunk,
   readValue,
   type Envelope,
 } from "./messages.ts";
@@ -655,6 +659,10 @@ function rebuild(m: Message): Message {
       return buildRequestBlock(env, ok(readRequestBlock(m)));
     case Command.block:
       return buildBlock(env, ok(readBlock(m)));
+    case Command.request_snapshot:
+      return buildRequestSnapshot(env.cluster, ok(readRequestSnapshot(m)));
+    case Command.snapshot_chunk:
+      return buildSnapshotChunk(env, readSnapshotChunk(m));
   }
 }
 

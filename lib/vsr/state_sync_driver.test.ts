@@ -49,6 +49,9 @@ class FakeStorage {
   readSyncChunk(): SyncChunk | null {
     return this.served;
   }
+  retains(): boolean {
+    return this.served !== null;
+  }
   /** Transfers dropped for good (syncAbort). */
   aborted = 0;
   syncAbort(): void {
@@ -75,11 +78,15 @@ class FakeHost<S extends StateSyncHost["storage"] = FakeStorage> implements Stat
   readonly replica = 1;
   readonly config = { replica_count: 3, checkpoint_interval_ops: interval, clients_max: 4, tick_ms: 10 };
   readonly sent: { to: number; message: Message }[] = [];
+  readonly answered: { client: bigint; message: Message }[] = [];
   readonly logs: string[] = [];
   readonly levels: string[] = [];
   readonly env = {
     sendToReplica: (to: number, message: Message): void => {
       this.sent.push({ to, message });
+    },
+    sendToClient: (client: bigint, message: Message): void => {
+      this.answered.push({ client, message });
     },
     log: (level: string, text: string): void => {
       this.levels.push(level);
