@@ -775,7 +775,7 @@ test("random field values survive every builder and reader", () => {
 test("a builder for every command", () => {
   // rebuild's switch is exhaustive over Command (a new command fails to typecheck there); this
   // guards the numbering it relies on.
-  expect(command_max).toBe(Command.block);
+  expect(command_max).toBe(Command.snapshot_chunk);
 });
 
 test("builders refuse what no honest replica sends", () => {
@@ -807,4 +807,21 @@ test("builders refuse what no honest replica sends", () => {
   expect(() => buildRequestBlock(from, { id: 0, checksum: 0n })).toThrow(AssertionError);
   expect(() => buildBlock(from, { id: 1, checksum: 0n, data: new Uint8Array(0) })).toThrow(AssertionError);
   expect(() => buildRequestHeaders(from, { op_min: 5, op_max: 4 })).toThrow(AssertionError);
+});
+
+describe("request_snapshot", () => {
+  const asked = { client: 5n, request: 3, checkpoint: { op: 16, digest: 7n, checksum: 8n }, position: 4, size_max: 4096 };
+  const withBody = (body: Uint8Array) => finalize(buildRequestSnapshot(1n, asked).header, body);
+  test("reads back what was built", () => {
+    expect(readRequestSnapshot(buildRequestSnapshot(1n, asked))).toEqual(asked);
+  });
+  test("a malformed request says why (the replica answers bad_request)", () => {
+    expect(readRequestSnapshot(withBody(new Uint8Array(4)))).toBe("a body of 4 bytes, not 8");
+    expect(readRequestSnapshot(withBody(new Uint8Array([0, 16, 0, 0, 1, 0, 0, 0])))).toBe("reserved bytes not zero");
+    expect(readRequestSnapshot(withBody(new Uint8Array(8)))).toMatch(/^size_max 0 is not 1\.\.\d+$/);
+    expect(readRequestSnapshot(withBody(new Uint8Array([0, 0, 0x41, 0, 0, 0, 0, 0])))).toMatch(/^size_max 4259840 is not/);
+    const newest = buildRequestSnapshot(1n, { ...asked, checkpoint: { op: 0, digest: 0n, checksum: 0n }, position: 0 });
+    newest.header.commit = 2;
+    expect(readRequestSnapshot(finalize(newest.header, newest.body))).toContain("from position 0");
+  });
 });
