@@ -18,13 +18,27 @@ import { clusterFrom, describeClientError } from "./client_commands.ts";
 import { secretFrom, secret_file_help } from "./secret.ts";
 import { formatBytes } from "./format.ts";
 
-const help = `save FILE: stream a consistent snapshot of every object (one committed op) from a replica into FILE.
-      verify FILE: check a snapshot file: every record, value and block, the trailer, the state digest.
-      restore FILE --addr A --peer B ...: build the data directories of a new cluster holding the snapshot's objects.`;
+const help = "Snapshots: save FILE (every object as of one committed op), verify FILE, restore FILE --addr A --peer B ... (a new cluster)";
+
+const usage = `snapshot save FILE [--cluster A,B,C] [--secret-file F] [--quiet]
+      Streams a consistent point-in-time snapshot from a replica into FILE: every object, with its
+      metadata and bytes, as of one checkpoint taken after every write acknowledged before the save
+      started (an idle cluster is moved to its next checkpoint with at most 256 no-ops that change
+      nothing). Open uploads are left out. Written to FILE.tmp, synced, then renamed.
+  $ toastyfs snapshot verify FILE
+      Checks the header, every record, every value and block against its checksum, the trailer's
+      counts and SHA-256, and that the state rebuilt from the records has the checkpoint's digest.
+      Prints op, objects, bytes and digest; exits 1 naming the record and offset of any damage.
+  $ toastyfs snapshot restore FILE --addr A --peer B --peer C [--data DIR ...] [--quiet]
+      Verifies FILE, then builds the data directories of a NEW cluster (its own cluster id, new
+      versions and timestamps) holding exactly the snapshot's objects; then run
+      toastyfs serve --addr A --peer B --peer C on each member. Refuses a non-empty directory, and
+      never binds A, B or C (it runs the new cluster on free loopback ports meanwhile).`;
 
 export function registerSnapshotCommands(cli: CAC): void {
   cli
     .command("snapshot <action> <file>", help)
+    .usage(usage)
     .option("--cluster <host:port,...>", "save: the cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster)")
     .option("--secret-file <file>", `save: ${secret_file_help}`)
     .option("--quiet", "save, restore: no progress on stderr, only the summary line")

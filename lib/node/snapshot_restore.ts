@@ -9,8 +9,9 @@
  * replica runs under its real address (which decides the cluster id and its replica index,
  * lib/net/address.ts) but listens on, and is dialed at, a free loopback port: the real addresses
  * are never bound, and may belong to other machines. Versions and timestamps are the new
- * cluster's; bytes, content type, user metadata (and an MD5, where one was stored) are the
- * snapshot's. Open uploads and client sessions are not restored.
+ * cluster's; bytes, content type, user metadata and MD5 are the snapshot's (but an inline object
+ * with an MD5 and no other metadata is put without it: the client has no request for that). Open
+ * uploads and client sessions are not restored.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";

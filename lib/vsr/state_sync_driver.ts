@@ -233,7 +233,9 @@ export class StateSync {
     const { checkpoint, position } = readRequestSync(message);
     assert(position >= 0, () => `replica ${host.replica}: a sync chunk asked at position ${position}`);
     const chunk = host.storage.readSyncChunk(checkpoint, position, sync_chunk_size_max);
-    if (chunk === null) return;
+    // An object record can outgrow a message by a few bytes (docs/PROTOCOL.md §7): never an
+    // assertion (finalize's) from what a client stored; the peer asks another replica.
+    if (chunk === null || header_size + chunk.bytes.length > message_size_max) return;
     host.env.sendToReplica(
       message.header.replica,
       buildSyncChunk(host.envelope(host.view), { checkpoint, position, next: chunk.next, body: chunk.bytes }),
@@ -267,7 +269,7 @@ export class StateSync {
     const source = this.snapshot_streams.take(id, host.ticks);
     if (source === null) return answer(Result.busy);
     const chunk = host.storage.readSyncChunk(id, request.position, request.size_max, source);
-    // A record that does not fit in a message cannot be sent (docs/PROTOCOL.md §7).
+    // A record that does not fit in a message cannot be sent (docs/PROTOCOL.md §7, as above).
     if (chunk === null || header_size + chunk.bytes.length > message_size_max) return answer(Result.unavailable);
     if (chunk.next === null) this.snapshot_streams.finished(source);
     answer(Result.ok, chunk.bytes, chunk.next);
