@@ -14,13 +14,13 @@ import { dataDirFor } from "../lib/node/replica_node.ts";
 import { SnapshotFileError, SnapshotLoader, SnapshotWriter, readSnapshotFile } from "../lib/node/snapshot_file.ts";
 import { RestoreError, describeMembers, restoreSnapshot } from "../lib/node/snapshot_restore.ts";
 import { OperationError, UsageError, optionString } from "./cli_util.ts";
-import { clusterFrom, describeClientError } from "./client_commands.ts";
+import { clusterFrom, describeClientError, timeoutFrom } from "./client_commands.ts";
 import { secretFrom, secret_file_help } from "./secret.ts";
 import { formatBytes } from "./format.ts";
 
 const help = "Snapshots: save FILE (every object as of one committed op), verify FILE, restore FILE --addr A --peer B ... (a new cluster)";
 
-const usage = `snapshot save FILE [--cluster A,B,C] [--secret-file F] [--quiet]
+const usage = `snapshot save FILE [--cluster A,B,C] [--secret-file F] [--timeout S] [--quiet]
       Streams a consistent point-in-time snapshot from a replica into FILE: every object, with its
       metadata and bytes, as of one checkpoint taken after every write acknowledged before the save
       started (an idle cluster is moved to its next checkpoint with at most 256 no-ops that change
@@ -41,6 +41,10 @@ export function registerSnapshotCommands(cli: CAC): void {
     .usage(usage)
     .option("--cluster <host:port,...>", "save: the cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster)")
     .option("--secret-file <file>", `save: ${secret_file_help}`)
+    .option(
+      "--timeout <seconds>",
+      "save: give up when the cluster commits nothing, or no replica has a checkpoint to save, for this long (default: 60)",
+    )
     .option("--quiet", "save, restore: no progress on stderr, only the summary line")
     .option("--addr <host:port>", "restore: a member of the new cluster (with --peer for each other member)")
     .option("--peer <host:port>", "restore: another member of the new cluster (repeat)", { type: [String] })
@@ -58,6 +62,9 @@ export function registerSnapshotCommands(cli: CAC): void {
     });
 }
 
+/** How long save waits for the cluster (a no-op committed, a checkpoint to save) by default. */
+const save_timeout_ms_default = 60_000;
+
 function hex(n: bigint): string {
   return n.toString(16).padStart(16, "0");
 }
@@ -71,6 +78,7 @@ function progressLine(quiet: boolean): (text: string) => void {
 async function save(file: string, options: Record<string, unknown>): Promise<void> {
   const { addresses } = clusterFrom(options.cluster);
   const secret = secretFrom(options.secretFile);
+  const wait_timeout_ms = options.timeout === undefined ? save_timeout_ms_default : timeoutFrom(options.timeout);
   const note = progressLine(options.quiet === true);
   const cluster = membership(addresses).cluster;
   const started = performance.now();
@@ -85,7 +93,7 @@ async function save(file: string, options: Record<string, unknown>): Promise<voi
   let noted_ms = 0;
   try {
     const read = await readSnapshot(
-      { addresses, secret, note },
+      { addresses, secret, note, wait_timeout_ms },
       {
         begin: (checkpoint: SnapshotCheckpoint, replica_count: number) => {
           writer.begin({ cluster, replica_count, checkpoint, created_ms: Date.now() });

@@ -18,6 +18,7 @@ import { checksum } from "../lib/util/checksum.ts";
 import { decodeUserMeta } from "../lib/store/large_bodies.ts";
 
 import { readSnapshotFile, readStored } from "../lib/node/snapshot_file.ts";
+import { readSnapshot } from "../lib/client/snapshot_reader.ts";
 import { TestCluster, freePorts, toastyfsCommand, waitFor } from "./support/cluster.ts";
 import { toastyfs } from "./support/cli.ts";
 
@@ -172,6 +173,45 @@ describe("snapshot of a cluster under load", () => {
   }, 120_000);
 });
 
+describe("a checkpoint that stops being retained mid-stream", () => {
+  test("the save starts over from the newest checkpoint, still after its start", async () => {
+    const begun: number[] = [];
+    const client = new Client({ addresses: cluster.addresses });
+    // Enough records for several chunks of 256 bytes.
+    await Promise.all(Array.from({ length: 20 }, (_, i) => client.put(`stream/${i}`, new Uint8Array(200).fill(i))));
+    let paused = false;
+    const read = await readSnapshot(
+      { addresses: cluster.addresses, chunk_size_max: 256 },
+      {
+        begin: (checkpoint) => void begun.push(checkpoint.op),
+        chunk: async () => {
+          if (paused) return;
+          paused = true;
+          // While this save waits, the cluster moves three checkpoints on: the one it reads is
+          // no longer retained anywhere (STORAGE.md §10.5).
+          const gone = begun[0]! + 3 * 256;
+          await waitFor(
+            "three more checkpoints",
+            async () => {
+              await Promise.all(Array.from({ length: 16 }, (_, i) => client.put(`churn/${i}`, new Uint8Array([i]))));
+              const statuses = await cluster.status();
+              return statuses.every((s) => s !== null && s.checkpoint >= gone);
+            },
+            60_000,
+            0,
+          );
+        },
+      },
+    );
+    await client.close();
+    expect(read.restarts).toBe(1);
+    expect(begun).toHaveLength(2);
+    expect(begun[1]!).toBeGreaterThan(begun[0]!);
+    expect(read.checkpoint.op).toBe(begun[1]!);
+    expect(read.checkpoint.op).toBeGreaterThanOrEqual(read.start_op);
+  }, 90_000);
+});
+
 describe("snapshot files", () => {
   test("an idle cluster's save holds the write made just before it", async () => {
     const client = new Client({ addresses: cluster.addresses });
@@ -214,6 +254,15 @@ describe("snapshot files", () => {
     const hashed = await toastyfs(["snapshot", "verify", path.join(dir, "tail.tfs")]);
     expect(hashed.code).toBe(1);
     expect(hashed.stderr).toContain("damaged");
+  }, 30_000);
+
+  test("a save that cannot reach the cluster fails within --timeout and leaves no file", async () => {
+    const [port] = await freePorts(1);
+    const file = path.join(dir, "unreachable.tfs");
+    const result = await toastyfs(["snapshot", "save", file, "--cluster", `127.0.0.1:${port}`, "--timeout", "1"]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("error: snapshot save: no replica completed the request");
+    expect(fs.existsSync(file) || fs.existsSync(`${file}.tmp`)).toBe(false);
   }, 30_000);
 
   test("restore refuses a data directory that is not empty, and leaves it as it was", async () => {

@@ -42,10 +42,11 @@ export interface SnapshotCheckpoint {
   checksum: bigint;
 }
 
-/** Where the records go: begin (again, when the stream starts over), then each chunk in order. */
+/** Where the records go: begin (again, when the stream starts over), then each chunk in order
+ * (the next is asked for once chunk returns, or its promise resolves). */
 export interface SnapshotSink {
   begin(checkpoint: SnapshotCheckpoint, replica_count: number): void;
-  chunk(position: number, records: Uint8Array): void;
+  chunk(position: number, records: Uint8Array): void | Promise<void>;
 }
 
 export interface SnapshotReaderOptions {
@@ -228,6 +229,8 @@ class SnapshotReader {
     let position = 0;
     let turn = 0;
     let failures = 0;
+    /** Replicas that said they do not retain the checkpoint (a lagging one may never have taken it). */
+    const lacking = new Set<number>();
     for (;;) {
       const replica = order[turn % order.length]!;
       const reply = await this.requestChunk(replica, pinned, position);
@@ -240,13 +243,16 @@ class SnapshotReader {
           pinned = served;
           sink.begin(pinned, h.replica_count);
         }
-        sink.chunk(position, reply!.body);
+        await sink.chunk(position, reply!.body);
         failures = 0;
+        lacking.clear();
         if (h.timestamp === 0) return pinned;
         position = h.timestamp;
         continue;
       }
-      if (result === Result.not_found) return null;
+      // Not retained there: another replica may still have it; none has: start over.
+      if (result === Result.not_found) lacking.add(replica);
+      if (lacking.size === n) return null;
       if (result === Result.bad_request) throw new ClientError("protocol", `replica ${replica} refused a snapshot request as malformed`);
       // No answer, busy, unavailable, another cluster: the same part from the next replica.
       failures += 1;
