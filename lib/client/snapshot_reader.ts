@@ -242,6 +242,8 @@ class SnapshotReader {
           if (served.op < start_op) return null; // the status was newer than what it serves now
           pinned = served;
           sink.begin(pinned, h.replica_count);
+        } else if (served.op !== pinned.op || served.digest !== pinned.digest || served.checksum !== pinned.checksum) {
+          throw new ClientError("protocol", `replica ${replica} answered for checkpoint ${served.op}, not ${pinned.op}`);
         }
         await sink.chunk(position, reply!.body);
         failures = 0;
