@@ -60,6 +60,8 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
   const indexes = options.addresses.map((a) => indexOf(m, a));
   const dirs: string[] = new Array<string>(m.replicas.length);
   options.data_dirs.forEach((dir, i) => (dirs[indexes[i]!] = dir));
+  if (new Set(dirs.map((d) => path.resolve(d))).size !== dirs.length)
+    throw new RestoreError(`two members were given the same data directory (${options.data_dirs.join(", ")}): each needs its own`);
   for (const dir of dirs) {
     if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0)
       throw new RestoreError(
