@@ -12,6 +12,7 @@ import { admin } from "./admin.ts";
 import { s3 } from "./s3.ts";
 import { toastyfs_version } from "./version.ts";
 import { registerSecretCommands, secret_file_help } from "./secret.ts";
+import { registerSnapshotCommands } from "./snapshot.ts";
 
 const cli = cac("toastyfs");
 
@@ -61,6 +62,7 @@ cli
 
 registerClientCommands(cli);
 registerSecretCommands(cli);
+registerSnapshotCommands(cli);
 
 cli
   .command("s3", "Run an S3 gateway in front of the cluster (keys: TOASTYFS_S3_ACCESS_KEY and TOASTYFS_S3_SECRET_KEY, or --credentials)")

@@ -99,6 +99,18 @@ export const uploads_open_max_ceiling = 65_536;
  * keeps `touched + age` far below 2^53 for any timestamp. */
 export const upload_abandon_ms_ceiling = 2 ** 40;
 
+// Snapshots (docs/PROTOCOL.md §3.16, request_snapshot and snapshot_chunk).
+/** Largest `size_max` a snapshot client may ask for: a chunk is at most that, or one record (one
+ * value or block) alone. */
+export const snapshot_chunk_size_max_bytes = 4 * 1024 * 1024;
+/** Checkpoints a replica serves to snapshot clients at once: each one served holds a decoded copy of
+ * that checkpoint's index in memory (about as much as the replica's own), so a request for a third
+ * is answered busy while two are in use. */
+export const snapshot_streams_max = 2;
+/** A snapshot stream nobody asked for a chunk for this long (30 s at 10 ms ticks) is abandoned: its
+ * place may go to another checkpoint. */
+export const snapshot_stream_idle_ticks = 3000;
+
 export interface Config {
   /** Identifies the cluster; every message and data directory carries it. */
   cluster: bigint;

@@ -68,8 +68,11 @@ export class TracedStorage implements Storage {
   writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void {
     this.inner.writeCheckpoint(checkpoint, store, clients);
   }
-  readSyncChunk(id: CheckpointId, position: number, size_max: number): SyncChunk | null {
-    return this.inner.readSyncChunk(id, position, size_max);
+  readSyncChunk(id: CheckpointId, position: number, size_max: number, source?: number): SyncChunk | null {
+    return this.inner.readSyncChunk(id, position, size_max, source);
+  }
+  retains(id: CheckpointId): boolean {
+    return this.inner.retains(id);
   }
   syncBegin(id: CheckpointId): void {
     this.inner.syncBegin(id);

@@ -62,6 +62,9 @@ const client_lanes_max = 64;
 export interface ClientOptions {
   /** The cluster's replica addresses (all of them, in any order). */
   addresses: Address[];
+  /** Where to dial each replica, in replica index order, when not at its address (a cluster run
+   * under other addresses' identity: toastyfs snapshot restore). Default: the addresses. */
+  dial?: Address[];
   /** The caller's part of the client id; 64 random bits are mixed in (docs/DESIGN.md §4). */
   client_id?: bigint;
   /** An attempt with no reply is retried on the next replica after this long. */
@@ -137,7 +140,7 @@ export class Client {
       {
         cluster: this.membership.cluster,
         self: null,
-        peers: this.membership.replicas,
+        peers: options.dial ?? this.membership.replicas,
         secret: options.secret ?? null,
         log: options.log ?? (() => {}),
       },

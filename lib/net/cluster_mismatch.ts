@@ -15,7 +15,7 @@
  */
 import { readU64Big } from "../util/bytes.ts";
 import { replicas_max, sender_client } from "../constants.ts";
-import { Command, command_max, finalize, Header, type Message } from "./codec.ts";
+import { Command, command_max, finalize, Header, isClientCommand, type Message } from "./codec.ts";
 import { Result } from "../store/operations.ts";
 
 /** Body of the answer: the replier's cluster id. */
@@ -25,7 +25,7 @@ export const cluster_mismatch_body_size = 8;
  * request), or any message from a replica of another cluster. */
 export function answersClusterMismatch(foreign: Header): boolean {
   if (foreign.command < 1 || foreign.command > command_max) return false;
-  if (foreign.replica === sender_client) return foreign.command === Command.request || foreign.command === Command.request_status;
+  if (foreign.replica === sender_client) return isClientCommand(foreign.command);
   return foreign.replica < replicas_max;
 }
 

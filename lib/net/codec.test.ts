@@ -9,6 +9,7 @@ import {
   encode,
   encodeInto,
   finalize,
+  isClientCommand,
   writeHeader,
   type DecodeError,
   type Message,
@@ -317,4 +318,9 @@ describe("decodeHeader", () => {
     expect(decodeHeader(padded, 10)).not.toBeNull();
     expect(decodeHeader(padded, 11)).toBeNull();
   });
+});
+
+test("a client's connection carries request, request_status and request_snapshot, and nothing else", () => {
+  const allowed = Array.from({ length: command_max }, (_, i) => i + 1).filter(isClientCommand);
+  expect(allowed).toEqual([Command.request, Command.request_status, Command.request_snapshot]);
 });

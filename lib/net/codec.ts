@@ -35,8 +35,17 @@ export enum Command {
   /** A replica whose copy of a block is damaged asks a peer for it by block id and checksum. */
   request_block = 22,
   block = 23,
+  /** A client (toastyfs snapshot save) asks any replica for part of a retained checkpoint. */
+  request_snapshot = 24,
+  snapshot_chunk = 25,
 }
-export const command_max = 23;
+export const command_max = 25;
+
+/** The commands a client sends (sender 255, docs/PROTOCOL.md §1.1, §6.5): the only ones a client's
+ * connection may carry, and the ones that teach a replica where to answer that client. */
+export function isClientCommand(command: number): boolean {
+  return command === Command.request || command === Command.request_status || command === Command.request_snapshot;
+}
 
 /** Byte offsets of the header fields. u64 fields sit at 8-aligned offsets. */
 export const Offset = {

@@ -41,7 +41,7 @@
 import { assert } from "../util/assert.ts";
 import { sender_client } from "../constants.ts";
 import { formatAddress, type Address } from "./address.ts";
-import { Command, type Header, type Message } from "./codec.ts";
+import { Command, isClientCommand, type Header, type Message } from "./codec.ts";
 import { Backoff, reconnect_backoff_max_ms, reconnect_backoff_min_ms } from "./backoff.ts";
 import { Admission, type AdmissionLimits, type LimitScope } from "./admission.ts";
 import { Connection, type ConnectionInfo, type Direction, type SocketData, type TransportSocket } from "./connection.ts";
@@ -82,6 +82,7 @@ const answers_expect_nothing: ReadonlySet<number> = new Set([
   Command.block,
   Command.reply,
   Command.status,
+  Command.snapshot_chunk,
 ]);
 
 /** Whether sending this message starts the half-open clock. A prepare another replica made
@@ -927,7 +928,7 @@ export class TcpTransport {
   /** §6.5: a client's connection carries only its requests; replica i's only frames sent as i. */
   private allowedSender(authenticated_as: number, header: Header): boolean {
     if (authenticated_as !== sender_client) return header.replica === authenticated_as;
-    return header.replica === sender_client && (header.command === Command.request || header.command === Command.request_status);
+    return header.replica === sender_client && isClientCommand(header.command);
   }
 
   private rejectFrame(connection: Connection, error: FrameError): void {
@@ -1000,7 +1001,7 @@ export class TcpTransport {
     }
     // Only a client's own request (sender 255, docs/PROTOCOL.md §1.1) teaches where that client is.
     if (
-      (header.command === Command.request || header.command === Command.request_status) &&
+      isClientCommand(header.command) &&
       header.replica === sender_client &&
       connection.info.direction === "incoming" &&
       this.options.self !== null

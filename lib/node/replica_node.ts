@@ -46,6 +46,10 @@ export interface ReplicaNodeOptions {
   listen?: Address;
   /** Every replica of the cluster, this one included (order does not matter). */
   addresses: Address[];
+  /** Where to dial each replica, in replica index order, when not at its address (toastyfs
+   * snapshot restore runs the new cluster on loopback ports under its real addresses' identity).
+   * Default: the addresses. */
+  dial?: Address[];
   data_dir: string;
   config?: Partial<Config>;
   logger: Logger;
@@ -127,7 +131,7 @@ export class ReplicaNode {
         cluster: this.membership.cluster,
         self: this.index,
         listen: this.options.listen ?? this.options.self,
-        peers: this.membership.replicas,
+        peers: this.options.dial ?? this.membership.replicas,
         // One write per connection per turn (docs/DESIGN.md §9): a primary makes a prepare in each of
         // several callbacks of a turn, and they now leave together (flush() below sends them
         // before it blocks in fdatasync).

@@ -41,7 +41,7 @@ import { recoverJournal, restorable } from "./journal_recovery.ts";
 import { CheckpointStore, type ReclaimView } from "./checkpoint_store.ts";
 import { SyncReceiver, SyncSource } from "./sync_stream.ts";
 import { hasSpace } from "./space_probe.ts";
-import { header_size } from "../constants.ts";
+import { header_size, snapshot_streams_max } from "../constants.ts";
 
 export { header_record_size, ring_copies } from "./ring_record.ts";
 
@@ -74,7 +74,8 @@ export class FileStorage implements Storage {
   private readonly ring: HeaderRing;
   private readonly files: SegmentFiles;
   private readonly checkpoints: CheckpointStore;
-  private readonly source = new SyncSource();
+  /** The state-sync stream's sources: peers' (0), then one per snapshot stream (readSyncChunk). */
+  private readonly sources = Array.from({ length: 1 + snapshot_streams_max }, () => new SyncSource());
   private readonly receiver: SyncReceiver;
   /** Journaled prepares by op: usually one; after recovery, every copy found (lib/vsr picks). */
   private readonly prepares = new Map<number, PrepareLocation[]>();
@@ -354,15 +355,23 @@ export class FileStorage implements Storage {
     this.checkpoints.write(checkpoint, store, clients);
   }
 
-  readSyncChunk(id: CheckpointId, position: number, size_max: number): SyncChunk | null {
-    if (this.checkpoints.find(id) === undefined) return null;
-    return this.source.readChunk(
+  readSyncChunk(id: CheckpointId, position: number, size_max: number, source = 0): SyncChunk | null {
+    assert(Number.isInteger(source) && source >= 0 && source < this.sources.length, () => `readSyncChunk: source ${source}`);
+    if (!this.retains(id)) return null;
+    const chunk = this.sources[source]!.readChunk(
       id,
       position,
       size_max,
       () => this.checkpoints.load(id, 1 << 30),
       (entry) => this.files.readValue(entry),
     );
+    // A snapshot client reads its stream once; a peer may ask again, so its copy stays.
+    if (source > 0 && chunk !== null && chunk.next === null) this.sources[source] = new SyncSource();
+    return chunk;
+  }
+
+  retains(id: CheckpointId): boolean {
+    return this.checkpoints.find(id) !== undefined;
   }
 
   syncBegin(id: CheckpointId): void {

@@ -32,6 +32,32 @@ describe("FileStorage: state sync", () => {
     return out;
   }
 
+  test("a stream refused says which record and what is wrong with it", () => {
+    const w = new World(new Prng(7));
+    w.run(interval * 3 + 1);
+    const snapshot = w.snapshots.get(interval * 2)!;
+    const stream = chunks(w.storage, snapshot.id, 1 << 20);
+    expect(stream).toHaveLength(1);
+    const bytes = stream[0]!.slice();
+    // Damage the value of an object (records: the anchor, the sessions, then objects in key order).
+    const k = snapshot.store.findIndex(([key]) => (snapshot.values.get(key)?.length ?? 0) >= 32);
+    const value = snapshot.values.get(snapshot.store[k]![0])!;
+    const at = Buffer.from(bytes).indexOf(Buffer.from(value));
+    expect(at).toBeGreaterThan(0);
+    bytes[at + 5]! ^= 1;
+    const b = newReplica(77);
+    b.storage.syncBegin(snapshot.id);
+    expect(b.storage.syncApply(bytes)).toBe(false);
+    const receiver = (
+      b.storage as unknown as { receiver: { rejection: { record: number; offset: number; what: string }; records: number } }
+    ).receiver;
+    const record = 1 + snapshot.sessions.length + k;
+    expect(receiver.rejection).toMatchObject({ record, what: "an object whose value does not match its checksum" });
+    expect(receiver.records).toBe(record);
+    expect(bytes[receiver.rejection.offset]).toBe(3); // the record's type byte: an object
+    expect(receiver.rejection.offset).toBeLessThan(at);
+  });
+
   test("streaming a checkpoint reproduces its store, clients and values on another replica", () => {
     for (let seed = 1; seed <= 30; seed++) {
       const w = new World(new Prng(seed));

@@ -247,14 +247,34 @@ interface Receiving {
   bad: boolean;
 }
 
+/** Why a stream was refused, and where: for logs and `toastyfs snapshot verify`. */
+export interface SyncRejection {
+  /** The record's position in the stream (0: the anchor). */
+  record: number;
+  /** Its offset in the bytes given to the apply() that refused it. */
+  offset: number;
+  what: string;
+}
+
 export class SyncReceiver {
   private receiving: Receiving | null = null;
+  /** Records applied since begin(). */
+  records = 0;
+  /** Why the stream being received was refused; null while it is not. */
+  rejection: SyncRejection | null = null;
   /** Segments of a sync received but not yet adopted by writeCheckpoint: deleted if the replica
    * rejects it (digest mismatch) and starts over, so a sync that keeps failing cannot fill the
    * disk. */
   private unadopted: Segment[] = [];
 
-  constructor(private readonly segments: SegmentFiles) {}
+  /** `segments` receives the values and blocks: the replica's segment files, or (toastyfs
+   * snapshot) a sink that only notes where each one sits in a snapshot file. */
+  constructor(private readonly segments: Pick<SegmentFiles, "create" | "appendValue" | "discard">) {}
+
+  /** Objects received since begin(). */
+  get objects(): number {
+    return this.receiving?.objects.size ?? 0;
+  }
 
   /** Whether a segment belongs to a sync not yet adopted (garbage collection leaves it). */
   holds(segment: Segment): boolean {
@@ -279,6 +299,8 @@ export class SyncReceiver {
 
   begin(id: CheckpointId): void {
     this.abort();
+    this.records = 0;
+    this.rejection = null;
     this.receiving = {
       id,
       anchor: null,
@@ -304,17 +326,21 @@ export class SyncReceiver {
     if (rx === null || rx.bad) return false;
     const r = new Reader(bytes);
     while (!r.done && !r.bad) {
+      const offset = r.offset;
       const type = r.u8();
       r.align();
       // A chunked object's blocks follow it before anything else.
-      if (rx.expecting !== null && type !== Type.block) return this.bad();
-      if (!this.applyRecord(rx, r, type)) return this.bad();
+      if (rx.expecting !== null && type !== Type.block)
+        return this.bad(offset, `a record of type ${type} where a block of the object before it was due`);
+      const what = r.bad ? null : this.applyRecord(rx, r, type);
+      if (what !== null || r.bad) return this.bad(offset, r.bad ? "a record cut short" : what!);
+      this.records += 1;
     }
-    return !r.bad || this.bad();
+    return true;
   }
 
-  /** One record of a type; false if it is malformed or does not fit where it is. */
-  private applyRecord(rx: Receiving, r: Reader, type: number): boolean {
+  /** One record of a type; what is wrong with it if it is malformed or does not fit where it is. */
+  private applyRecord(rx: Receiving, r: Reader, type: number): string | null {
     if (type === Type.anchor || type === Type.anchor_v2) {
       const h = decodeHeader(r.raw(header_size), 0);
       const revision = r.u64();
@@ -323,17 +349,18 @@ export class SyncReceiver {
         rx.upload_counter = r.u64();
         rx.block_counter = r.u64();
       }
-      if (h === null || r.bad) return false;
+      if (h === null || r.bad) return "an anchor that does not parse";
       rx.anchor = h;
       rx.revision = revision;
       rx.previous = previous;
     } else if (type === Type.session) {
       const session = readSession(r);
-      if (session === null) return false;
+      if (session === null) return "a session that does not parse";
       rx.sessions.push(session);
     } else if (type === Type.object || type === Type.object_v2) {
       const object = type === Type.object ? legacyObject(r) : readObjectRecord(r, false);
-      if (object === null || rx.objects.has(object.key)) return false;
+      if (object === null) return "an object that does not parse";
+      if (rx.objects.has(object.key)) return "an object whose key came before";
       const { key, entry } = object;
       rx.upload_id = null;
       if (entry.chunks !== undefined) {
@@ -341,45 +368,50 @@ export class SyncReceiver {
       } else {
         const value = r.raw(entry.size);
         r.align();
-        if (r.bad || checksum(value) !== entry.checksum) return false;
+        if (r.bad) return "an object cut short";
+        if (checksum(value) !== entry.checksum) return "an object whose value does not match its checksum";
         Object.assign(entry, this.append(rx, value));
       }
       rx.objects.set(key, entry);
     } else if (type === Type.upload) {
       const upload = readUploadRecord(r);
-      if (upload === null) return false;
+      if (upload === null) return "an upload that does not parse";
       rx.uploads.push(upload);
       rx.upload_id = upload.id;
     } else if (type === Type.block) {
       return this.applyBlock(rx, r);
     } else {
-      return false;
+      return `an unknown record type ${type}`;
     }
-    return true;
+    return null;
   }
 
   /** A block record: one a chunked object announced, or a pending block of the upload before it. */
-  private applyBlock(rx: Receiving, r: Reader): boolean {
+  private applyBlock(rx: Receiving, r: Reader): string | null {
     const block = readBlockRecord(r);
-    if (block === null || block.segment !== 0 || block.offset !== 0 || block.size > block_size_max_ceiling_bytes) return false;
+    if (block === null || block.segment !== 0 || block.offset !== 0 || block.size > block_size_max_ceiling_bytes)
+      return "a block that does not parse";
     const data = r.raw(block.size);
     r.align();
-    if (r.bad || checksum(data) !== block.checksum) return false;
+    if (r.bad) return "a block cut short";
+    if (checksum(data) !== block.checksum) return `block ${block.id} whose data does not match its checksum`;
     const expecting = rx.expecting;
     if (expecting !== null) {
-      if (block.slot !== null || expecting.ids[expecting.next] !== block.id) return false;
+      if (block.slot !== null || expecting.ids[expecting.next] !== block.id)
+        return `block ${block.id} where the object before it names another`;
       expecting.next += 1;
       if (expecting.next === expecting.ids.length) rx.expecting = null;
     } else if (block.slot === null || block.slot.upload_id !== rx.upload_id) {
-      return false;
+      return `block ${block.id} that belongs to no object or upload before it`;
     }
     rx.blocks.push({ ...block, ...this.append(rx, data) });
-    return true;
+    return null;
   }
 
-  private bad(): boolean {
+  private bad(offset: number, what: string): boolean {
     assert(this.receiving !== null, "sync receiver: damage without a sync");
     if (this.receiving !== null) this.receiving.bad = true;
+    this.rejection = { record: this.records, offset, what };
     return false;
   }
 

@@ -31,7 +31,7 @@ export function admit(h: Header, config: Pick<Config, "cluster" | "replica_count
   assert(replica >= 0 && replica < config.replica_count, () => `receiver ${replica} of ${config.replica_count} replicas`);
   if (h.cluster !== config.cluster) return { kind: "drop", why: "cluster mismatch" };
   // Requests come from clients: the replica fields of their header name no sender.
-  if (h.command === Command.request) return admitted;
+  if (h.command === Command.request || h.command === Command.request_snapshot) return admitted;
   if (h.replica >= config.replica_count || h.replica_count !== config.replica_count) {
     return {
       kind: "drop",

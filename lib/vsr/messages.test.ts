@@ -30,6 +30,8 @@ import {
   buildStartViewChange,
   buildStatus,
   buildSyncChunk,
+  buildRequestSnapshot,
+  buildSnapshotChunk,
   buildValue,
   decodeDoViewChangeBody,
   decodeHeaders,
@@ -58,6 +60,8 @@ import {
   readStartViewChange,
   readStatus,
   readSyncChunk,
+  readRequestSnapshot,
+  readSnapshotChunk,
   readValue,
   type Envelope,
 } from "./messages.ts";
@@ -655,6 +659,10 @@ function rebuild(m: Message): Message {
       return buildRequestBlock(env, ok(readRequestBlock(m)));
     case Command.block:
       return buildBlock(env, ok(readBlock(m)));
+    case Command.request_snapshot:
+      return buildRequestSnapshot(env.cluster, ok(readRequestSnapshot(m)));
+    case Command.snapshot_chunk:
+      return buildSnapshotChunk(env, readSnapshotChunk(m));
   }
 }
 
@@ -767,7 +775,7 @@ test("random field values survive every builder and reader", () => {
 test("a builder for every command", () => {
   // rebuild's switch is exhaustive over Command (a new command fails to typecheck there); this
   // guards the numbering it relies on.
-  expect(command_max).toBe(Command.block);
+  expect(command_max).toBe(Command.snapshot_chunk);
 });
 
 test("builders refuse what no honest replica sends", () => {
@@ -799,4 +807,21 @@ test("builders refuse what no honest replica sends", () => {
   expect(() => buildRequestBlock(from, { id: 0, checksum: 0n })).toThrow(AssertionError);
   expect(() => buildBlock(from, { id: 1, checksum: 0n, data: new Uint8Array(0) })).toThrow(AssertionError);
   expect(() => buildRequestHeaders(from, { op_min: 5, op_max: 4 })).toThrow(AssertionError);
+});
+
+describe("request_snapshot", () => {
+  const asked = { client: 5n, request: 3, checkpoint: { op: 16, digest: 7n, checksum: 8n }, position: 4, size_max: 4096 };
+  const withBody = (body: Uint8Array) => finalize(buildRequestSnapshot(1n, asked).header, body);
+  test("reads back what was built", () => {
+    expect(readRequestSnapshot(buildRequestSnapshot(1n, asked))).toEqual(asked);
+  });
+  test("a malformed request says why (the replica answers bad_request)", () => {
+    expect(readRequestSnapshot(withBody(new Uint8Array(4)))).toBe("a body of 4 bytes, not 8");
+    expect(readRequestSnapshot(withBody(new Uint8Array([0, 16, 0, 0, 1, 0, 0, 0])))).toBe("reserved bytes not zero");
+    expect(readRequestSnapshot(withBody(new Uint8Array(8)))).toMatch(/^size_max 0 is not 1\.\.\d+$/);
+    expect(readRequestSnapshot(withBody(new Uint8Array([0, 0, 0x41, 0, 0, 0, 0, 0])))).toMatch(/^size_max 4259840 is not/);
+    const newest = buildRequestSnapshot(1n, { ...asked, checkpoint: { op: 0, digest: 0n, checksum: 0n }, position: 0 });
+    newest.header.commit = 2;
+    expect(readRequestSnapshot(finalize(newest.header, newest.body))).toContain("from position 0");
+  });
 });

@@ -13,7 +13,7 @@
  */
 import { assert } from "../util/assert.ts";
 import { Command, Header, decodeHeader, finalize, writeHeader, type Message } from "../net/codec.ts";
-import { faulty_ops_max, header_size, key_size_max, sender_client, view_headers_max } from "../constants.ts";
+import { faulty_ops_max, header_size, key_size_max, sender_client, snapshot_chunk_size_max_bytes, view_headers_max } from "../constants.ts";
 import { keyFromBytes, keyToBytes } from "../store/keys.ts";
 import type { Result } from "../store/operations.ts";
 import type { CheckpointId } from "./storage.ts";
@@ -615,6 +615,109 @@ export function readSyncChunk(message: Message): SyncChunk {
     checkpoint: { op: h.op, digest: h.checkpoint_digest, checksum: h.context },
     position: h.commit,
     next: h.result === 0 ? h.timestamp : null,
+    body: message.body,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// request_snapshot (24), snapshot_chunk (25): a client reads a retained checkpoint (§3.16)
+
+/** Body of request_snapshot: `u32 size_max`, `u32` reserved. */
+export const request_snapshot_body_size = 8;
+
+export interface RequestSnapshot {
+  client: bigint;
+  request: number;
+  /** The checkpoint wanted; op 0 (digest and checksum 0): the replica's newest durable one. */
+  checkpoint: CheckpointId;
+  /** The record to start from (0 with op 0: a stream starts at its anchor). */
+  position: number;
+  /** Records stop before they would pass this many bytes (one record always goes). */
+  size_max: number;
+}
+
+export function buildRequestSnapshot(cluster: bigint, rs: RequestSnapshot): Message {
+  assert(readableRequestSnapshot(rs) === null, () => `request_snapshot: ${readableRequestSnapshot(rs)}`);
+  const h = startClient(Command.request_snapshot, cluster);
+  h.client = rs.client;
+  h.request = rs.request;
+  h.op = rs.checkpoint.op;
+  h.checkpoint_digest = rs.checkpoint.digest;
+  h.context = rs.checkpoint.checksum;
+  h.commit = rs.position;
+  const body = new Uint8Array(request_snapshot_body_size);
+  new DataView(body.buffer).setUint32(0, rs.size_max, true);
+  return finalize(h, body);
+}
+
+/** The request, or why it is malformed (answered bad_request). */
+export function readRequestSnapshot(message: Message): RequestSnapshot | string {
+  const h = message.header;
+  const body = message.body;
+  if (body.length !== request_snapshot_body_size) return `a body of ${body.length} bytes, not ${request_snapshot_body_size}`;
+  const view = new DataView(body.buffer, body.byteOffset, body.length);
+  if (view.getUint32(4, true) !== 0) return "reserved bytes not zero";
+  const rs: RequestSnapshot = {
+    client: h.client,
+    request: h.request,
+    checkpoint: { op: h.op, digest: h.checkpoint_digest, checksum: h.context },
+    position: h.commit,
+    size_max: view.getUint32(0, true),
+  };
+  return readableRequestSnapshot(rs) ?? rs;
+}
+
+function readableRequestSnapshot(rs: RequestSnapshot): string | null {
+  if (!Number.isInteger(rs.size_max) || rs.size_max < 1 || rs.size_max > snapshot_chunk_size_max_bytes)
+    return `size_max ${rs.size_max} is not 1..${snapshot_chunk_size_max_bytes}`;
+  if (!Number.isSafeInteger(rs.position) || rs.position < 0) return `position ${rs.position}`;
+  if (rs.checkpoint.op === 0 && (rs.position !== 0 || rs.checkpoint.digest !== 0n || rs.checkpoint.checksum !== 0n))
+    return "the newest checkpoint (op 0) is asked for from position 0, without a digest or checksum";
+  return null;
+}
+
+export interface SnapshotChunk {
+  client: bigint;
+  request: number;
+  /** ok; not_found: that checkpoint is not retained (any more, or yet); busy: the replica serves
+   * snapshot_streams_max other checkpoints; unavailable: it cannot read that part here;
+   * bad_request. Only ok carries records. */
+  result: Result;
+  /** The checkpoint served (with ok: the newest one when op 0 was asked). */
+  checkpoint: CheckpointId;
+  /** The position served (the request's). */
+  position: number;
+  /** The position to ask for next; null on the last chunk. */
+  next: number | null;
+  /** Records of the state-sync stream (§4.8). */
+  body: Uint8Array;
+}
+
+export function buildSnapshotChunk(from: Envelope, chunk: SnapshotChunk): Message {
+  assert(chunk.next === null || chunk.next > chunk.position, () => `snapshot chunk at ${chunk.position} names ${chunk.next} next`);
+  assert(chunk.result === 0 || chunk.body.length === 0, () => `snapshot answer ${chunk.result} with records`);
+  const h = start(Command.snapshot_chunk, from);
+  h.client = chunk.client;
+  h.request = chunk.request;
+  h.result = chunk.result;
+  h.op = chunk.checkpoint.op;
+  h.checkpoint_digest = chunk.checkpoint.digest;
+  h.context = chunk.checkpoint.checksum;
+  h.commit = chunk.position;
+  h.timestamp = chunk.next ?? 0;
+  return finalize(h, chunk.body);
+}
+
+/** A `timestamp` of 0 is the last chunk (no record follows the anchor at position 0). */
+export function readSnapshotChunk(message: Message): SnapshotChunk {
+  const h = message.header;
+  return {
+    client: h.client,
+    request: h.request,
+    result: h.result as Result,
+    checkpoint: { op: h.op, digest: h.checkpoint_digest, checksum: h.context },
+    position: h.commit,
+    next: h.timestamp === 0 ? null : h.timestamp,
     body: message.body,
   };
 }

@@ -370,6 +370,8 @@ export class Replica {
         return this.state_sync.onRequestSync(message);
       case Command.sync_chunk:
         return this.state_sync.onSyncChunk(message);
+      case Command.request_snapshot:
+        return this.state_sync.onRequestSnapshot(message);
       case Command.request_value:
         return this.values.onRequestValue(message);
       case Command.value:
@@ -381,6 +383,7 @@ export class Replica {
       case Command.reply:
       case Command.request_status:
       case Command.status:
+      case Command.snapshot_chunk:
         return this.drop(message, "not a replication message");
     }
   }

@@ -1,10 +1,20 @@
 import { describe, expect, test } from "bun:test";
-import { Header, type Message } from "../net/codec.ts";
+import { Command, Header, finalize, type Message } from "../net/codec.ts";
 import { ObjectStore } from "../store/object_store.ts";
 import { ClientTable } from "./client_table.ts";
 import { DurableState } from "./durable_state.ts";
 import { Journal } from "./journal.ts";
-import { buildRequestSync, buildSyncChunk, readRequestSync, type Envelope } from "./messages.ts";
+import {
+  buildRequestSnapshot,
+  buildRequestSync,
+  buildSyncChunk,
+  readRequestSync,
+  readSnapshotChunk,
+  type Envelope,
+  type RequestSnapshot,
+} from "./messages.ts";
+import { Result } from "../store/operations.ts";
+import { snapshot_stream_idle_ticks } from "../constants.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { sync_backoff_ticks, sync_retry_ticks_max, sync_retry_ticks_min } from "./state_sync.ts";
 import { StateSync, type StateSyncHost, type SyncReceived } from "./state_sync_driver.ts";
@@ -46,8 +56,16 @@ class FakeStorage {
     if (this.full) throw noSpace();
     this.checkpoints.push(checkpoint);
   }
-  readSyncChunk(): SyncChunk | null {
+  /** The sources readSyncChunk was asked to serve from (0: peers; 1, 2: snapshot streams). */
+  readonly sources: number[] = [];
+  /** Whether retains() says yes; null: whenever a chunk is served. */
+  retained: boolean | null = null;
+  readSyncChunk(_id: CheckpointId, _position: number, _size_max: number, source = 0): SyncChunk | null {
+    this.sources.push(source);
     return this.served;
+  }
+  retains(): boolean {
+    return this.retained ?? this.served !== null;
   }
   /** Transfers dropped for good (syncAbort). */
   aborted = 0;
@@ -75,11 +93,15 @@ class FakeHost<S extends StateSyncHost["storage"] = FakeStorage> implements Stat
   readonly replica = 1;
   readonly config = { replica_count: 3, checkpoint_interval_ops: interval, clients_max: 4, tick_ms: 10 };
   readonly sent: { to: number; message: Message }[] = [];
+  readonly answered: { client: bigint; message: Message }[] = [];
   readonly logs: string[] = [];
   readonly levels: string[] = [];
   readonly env = {
     sendToReplica: (to: number, message: Message): void => {
       this.sent.push({ to, message });
+    },
+    sendToClient: (client: bigint, message: Message): void => {
+      this.answered.push({ client, message });
     },
     log: (level: string, text: string): void => {
       this.levels.push(level);
@@ -507,6 +529,70 @@ describe("StateSync transfers", () => {
     sync.primaryCheckpointIs(16);
     expect(sync.primary_checkpoint_op).toBe(16);
     sync.invariants();
+  });
+});
+
+describe("StateSync serving snapshot clients", () => {
+  const newest = { op: 0, digest: 0n, checksum: 0n };
+  function ask(fields: Partial<RequestSnapshot> = {}): Message {
+    return buildRequestSnapshot(1n, { client: 5n, request: 9, checkpoint: newest, position: 0, size_max: 4096, ...fields });
+  }
+  function answer(host: FakeHost): { result: Result; op: number; next: number | null; body: number[] } {
+    const m = host.answered.at(-1)!;
+    expect(m.client).toBe(5n);
+    expect(m.message.header.command).toBe(Command.snapshot_chunk);
+    const c = readSnapshotChunk(m.message);
+    expect(c.request).toBe(9);
+    return { result: c.result, op: c.checkpoint.op, next: c.next, body: [...c.body] };
+  }
+
+  test("answers from the durable checkpoint, a retained one, or says why not", () => {
+    const { host, sync, target } = behind();
+    sync.onRequestSnapshot(ask());
+    expect(answer(host)).toEqual({ result: Result.not_found, op: 0, next: null, body: [] }); // no checkpoint yet
+    host.durable.restart(0, 0, target);
+    sync.onRequestSnapshot(ask());
+    expect(answer(host).result).toBe(Result.not_found); // not retained here
+    host.storage.served = { bytes: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]), next: 3 };
+    sync.onRequestSnapshot(ask());
+    expect(answer(host)).toEqual({ result: Result.ok, op: 16, next: 3, body: [1, 2, 3, 4, 5, 6, 7, 8] });
+    host.storage.served = { bytes: new Uint8Array(8), next: 5 };
+    sync.onRequestSnapshot(ask({ checkpoint: target, position: 3 }));
+    expect(answer(host)).toMatchObject({ result: Result.ok, next: 5 });
+    expect(host.storage.sources).toEqual([1, 1]); // one stream, never the peers' source
+    host.storage.retained = true;
+    host.storage.served = null;
+    sync.onRequestSnapshot(ask({ checkpoint: target, position: 99 }));
+    expect(answer(host).result).toBe(Result.unavailable); // past the end, or damaged here
+    const malformed = ask();
+    const bad = finalize(malformed.header, new Uint8Array(4));
+    sync.onRequestSnapshot(bad);
+    expect(answer(host).result).toBe(Result.bad_request);
+    expect(host.sent).toHaveLength(0); // nothing to any replica
+  });
+
+  test("serves two checkpoints at once, each from its own source; a third waits until one ends or idles", () => {
+    const { host, sync, target } = behind();
+    const other = { ...target, op: 24, checksum: 5n };
+    const third = { ...target, op: 32, checksum: 6n };
+    host.storage.served = { bytes: new Uint8Array(8), next: 1 };
+    sync.onRequestSnapshot(ask({ checkpoint: target }));
+    sync.onRequestSnapshot(ask({ checkpoint: other }));
+    expect(host.storage.sources).toEqual([1, 2]);
+    sync.onRequestSnapshot(ask({ checkpoint: third }));
+    expect(answer(host).result).toBe(Result.busy);
+    host.storage.served = { bytes: new Uint8Array(8), next: null }; // the last chunk of target
+    sync.onRequestSnapshot(ask({ checkpoint: target, position: 1 }));
+    expect(answer(host)).toMatchObject({ result: Result.ok, next: null });
+    host.storage.served = { bytes: new Uint8Array(8), next: 1 };
+    sync.onRequestSnapshot(ask({ checkpoint: third }));
+    expect(answer(host).result).toBe(Result.ok);
+    expect(host.storage.sources).toEqual([1, 2, 1, 1]);
+    sync.onRequestSnapshot(ask({ checkpoint: target }));
+    expect(answer(host).result).toBe(Result.busy);
+    host.ticks += snapshot_stream_idle_ticks;
+    sync.onRequestSnapshot(ask({ checkpoint: target }));
+    expect(answer(host).result).toBe(Result.ok);
   });
 });
 

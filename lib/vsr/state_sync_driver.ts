@@ -15,7 +15,8 @@
  */
 import { assert } from "../util/assert.ts";
 import type { Header, Message } from "../net/codec.ts";
-import type { Config } from "../constants.ts";
+import { header_size, message_size_max, type Config } from "../constants.ts";
+import { Result } from "../store/operations.ts";
 import type { ObjectStore } from "../store/object_store.ts";
 import type { ClientTable } from "./client_table.ts";
 import type { Journal } from "./journal.ts";
@@ -24,7 +25,16 @@ import { isNoSpace, type CheckpointId, type CheckpointMeta, type Storage } from 
 import { stateDigest } from "./root.ts";
 import { SyncFailures, SyncTargets, SyncTransfer, syncNeeded, sync_chunk_size_max } from "./state_sync.ts";
 import { primaryIndex, type Env, type Status } from "./env.ts";
-import { buildRequestSync, buildSyncChunk, readRequestSync, readSyncChunk, type Envelope } from "./messages.ts";
+import {
+  buildRequestSync,
+  buildSnapshotChunk,
+  buildSyncChunk,
+  readRequestSnapshot,
+  readRequestSync,
+  readSyncChunk,
+  type Envelope,
+} from "./messages.ts";
+import { SnapshotStreams } from "./snapshot_streams.ts";
 
 /** A checkpoint as storage assembled it from a transfer, verified against the target. */
 export interface SyncReceived {
@@ -37,10 +47,10 @@ export interface SyncReceived {
 export interface StateSyncHost {
   readonly replica: number;
   readonly config: Pick<Config, "replica_count" | "checkpoint_interval_ops" | "clients_max" | "tick_ms">;
-  readonly env: Pick<Env, "sendToReplica" | "log">;
-  readonly storage: Pick<Storage, "writeCheckpoint" | "readSyncChunk" | "syncBegin" | "syncApply" | "syncFinish" | "syncAbort">;
+  readonly env: Pick<Env, "sendToReplica" | "sendToClient" | "log">;
+  readonly storage: Pick<Storage, "writeCheckpoint" | "readSyncChunk" | "retains" | "syncBegin" | "syncApply" | "syncFinish" | "syncAbort">;
   readonly journal: Pick<Journal, "header">;
-  readonly durable: Pick<DurableState, "taking" | "written_checkpoint" | "missing" | "retryable">;
+  readonly durable: Pick<DurableState, "checkpoint" | "taking" | "written_checkpoint" | "missing" | "retryable">;
   readonly stats: { syncs: number };
   readonly status: Status;
   readonly view: number;
@@ -74,6 +84,8 @@ export class StateSync {
   private readonly sync_targets = new SyncTargets();
   /** Consecutive failed attempts and the backoff they impose on the next one (state_sync.ts). */
   private readonly failures = new SyncFailures();
+  /** The checkpoints served to snapshot clients, each from a storage source of its own. */
+  private readonly snapshot_streams = new SnapshotStreams();
 
   constructor(private readonly host: StateSyncHost) {
     assert(host.config.checkpoint_interval_ops > 0, "checkpoint interval must be positive");
@@ -221,11 +233,46 @@ export class StateSync {
     const { checkpoint, position } = readRequestSync(message);
     assert(position >= 0, () => `replica ${host.replica}: a sync chunk asked at position ${position}`);
     const chunk = host.storage.readSyncChunk(checkpoint, position, sync_chunk_size_max);
-    if (chunk === null) return;
+    // An object record can outgrow a message by a few bytes (docs/PROTOCOL.md §7): never an
+    // assertion (finalize's) from what a client stored; the peer asks another replica.
+    if (chunk === null || header_size + chunk.bytes.length > message_size_max) return;
     host.env.sendToReplica(
       message.header.replica,
       buildSyncChunk(host.envelope(host.view), { checkpoint, position, next: chunk.next, body: chunk.bytes }),
     );
+  }
+
+  /** A client's request for part of a checkpoint (toastyfs snapshot save, docs/PROTOCOL.md §3.16):
+   * served from storage as a peer's request_sync is, outside consensus (any replica, any status,
+   * no session), from the durable checkpoint (op 0) or any retained one, and always answered. */
+  onRequestSnapshot(message: Message): void {
+    const host = this.host;
+    const h = message.header;
+    const request = readRequestSnapshot(message);
+    const asked = typeof request === "string" ? { op: h.op, digest: h.checkpoint_digest, checksum: h.context } : request.checkpoint;
+    const id = asked.op === 0 ? host.durable.checkpoint : asked;
+    const answer = (result: Result, records: Uint8Array = new Uint8Array(0), next: number | null = null): void =>
+      host.env.sendToClient(
+        h.client,
+        buildSnapshotChunk(host.envelope(host.view), {
+          client: h.client,
+          request: h.request,
+          result,
+          checkpoint: id,
+          position: h.commit,
+          next,
+          body: records,
+        }),
+      );
+    if (typeof request === "string") return answer(Result.bad_request);
+    if (id.op === 0 || !host.storage.retains(id)) return answer(Result.not_found);
+    const source = this.snapshot_streams.take(id, host.ticks);
+    if (source === null) return answer(Result.busy);
+    const chunk = host.storage.readSyncChunk(id, request.position, request.size_max, source);
+    // A record that does not fit in a message cannot be sent (docs/PROTOCOL.md §7, as above).
+    if (chunk === null || header_size + chunk.bytes.length > message_size_max) return answer(Result.unavailable);
+    if (chunk.next === null) this.snapshot_streams.finished(source);
+    answer(Result.ok, chunk.bytes, chunk.next);
   }
 
   onSyncChunk(message: Message): void {

@@ -145,8 +145,13 @@ export interface Storage {
   /** Writes a checkpoint's data files durably. It takes effect once a writeState naming it is
    * flushed; until then the previous checkpoint stays valid. */
   writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void;
-  /** Reads part of a retained checkpoint, for a peer that is syncing; null if not retained. */
-  readSyncChunk(id: CheckpointId, position: number, size_max: number): SyncChunk | null;
+  /** Reads part of a retained checkpoint, for a peer that is syncing (source 0) or a snapshot
+   * client (source 1..snapshot_streams_max, docs/PROTOCOL.md §3.16): each source keeps its own
+   * decoded copy of the checkpoint it serves, and a snapshot source drops it after serving its
+   * last chunk. null if not retained, the position is past the end, or a value is damaged here. */
+  readSyncChunk(id: CheckpointId, position: number, size_max: number, source?: number): SyncChunk | null;
+  /** Whether this checkpoint is retained here (it can be served). */
+  retains(id: CheckpointId): boolean;
   /** Begins receiving a checkpoint by state sync (discarding any earlier partial sync). */
   syncBegin(id: CheckpointId): void;
   /** Applies one received chunk; false if the chunk does not parse. */
