@@ -21,6 +21,12 @@ export const request_overhead_max = 64 + key_size_max;
 /** The largest message on the wire: a prepare carrying one maximum-size put, or a reply with one
  * value. Frames above this are rejected before they are buffered. */
 export const message_size_max = header_size + 64 + request_overhead_max + value_size_max_default;
+/** The most key + content type + user metadata + value bytes one put_object may carry. Its object
+ * record in the state-sync stream (docs/STORAGE.md §8: 8 + 40 + 32 bytes of fields, three paddings
+ * to 8, 101 bytes at most) must fit in one sync_chunk message, and a request that fills a message
+ * would not: without this bound such an object could never be synced to a lagging replica or saved
+ * by a snapshot. */
+export const put_object_payload_max_bytes = message_size_max - header_size - 128;
 /** Replicas are numbered 0..replica_count-1 in a u8; clients use this sender id. */
 export const replicas_max = 15;
 export const sender_client = 255;

@@ -19,6 +19,19 @@ import { LargeDisk, logicalStateOf, stateOf } from "../../tests/support/large_st
 import { cluster, options, replica_count } from "../../tests/support/storage_world.ts";
 import { FileStorage } from "./file_storage.ts";
 import { rootPrepare } from "../vsr/root.ts";
+import {
+  block_size_max_ceiling_bytes,
+  content_type_size_max_bytes,
+  header_size,
+  key_size_max,
+  message_size_max,
+  object_meta_size_max_bytes,
+  value_size_max_default,
+} from "../constants.ts";
+import { encodePutObject, encodeUserMeta, putObjectValueMax } from "../store/large_bodies.ts";
+import { sizeLimitOf, validateRequest } from "../store/execute.ts";
+import { Condition, Operation, Result } from "../store/operations.ts";
+import { sync_chunk_size_max } from "../vsr/state_sync.ts";
 
 const clients_max = 4;
 
@@ -125,6 +138,36 @@ describe("sync stream with large objects", () => {
         for (const b of received.store.large.allBlocks()) expect(files.readValue(b)).toEqual(d.read(d.store.large.block(b.id)!));
       }
     }
+  });
+
+  test("the largest put_object a primary accepts streams in one message, and a byte more is refused", () => {
+    const key = new Uint8Array(key_size_max).fill(0x6b);
+    const empty = encodeUserMeta([{ name: "m", value: new Uint8Array(0) }]).length;
+    const user_meta = encodeUserMeta([{ name: "m", value: new Uint8Array(object_meta_size_max_bytes - empty).fill(0x76) }]);
+    const metadata = { content_type: "t".repeat(content_type_size_max_bytes), user_meta };
+    const arrival = { value_size_max: value_size_max_default, block_size_max: block_size_max_ceiling_bytes };
+    const value_max = putObjectValueMax({ key, metadata }, arrival);
+    const body = (size: number) =>
+      encodePutObject({
+        key,
+        condition: Condition.none,
+        if_version: 0,
+        md5: new Uint8Array(16).fill(1),
+        metadata,
+        value: new Uint8Array(size),
+      });
+    // The request one byte longer still fits a message: the bound, not the message size, refuses it.
+    expect(header_size + body(value_max + 1).length).toBeLessThanOrEqual(message_size_max);
+    expect(validateRequest(Operation.put_object, body(value_max + 1), arrival)).toBe(Result.value_too_large);
+    expect(sizeLimitOf(Operation.put_object, arrival, body(value_max + 1))).toBe(value_max);
+    expect(validateRequest(Operation.put_object, body(value_max), arrival)).toBe(Result.ok);
+    const d = new LargeDisk(new Prng(5));
+    expect(d.exec(Operation.put_object, body(value_max))).toBe(Result.ok);
+    const chunks = stream(sourceOf(d), sync_chunk_size_max);
+    const largest = Math.max(...chunks.map((c) => c.bytes.length));
+    // Within a few bytes of the message size, and inside it.
+    expect(header_size + largest).toBeLessThanOrEqual(message_size_max);
+    expect(header_size + largest).toBeGreaterThan(message_size_max - 128);
   });
 
   test("any position is served on its own (a position maps to its record without walking)", () => {

@@ -36,6 +36,7 @@ import {
   encodeUploadIncomplete,
   manifestChecksum,
   partChecksum,
+  putObjectValueMax,
   validateLargeRequest,
   type BlockMapEntry,
   type ObjectHeader,
@@ -92,9 +93,14 @@ export function validateRequest(operation: number, body: Uint8Array, limits: Arr
 }
 
 /** The limit a value_too_large answer to this operation names (PROTOCOL.md §3.7): the block size
- * for a block, the object size for an upload's declared or completed size, else the value size. */
-export function sizeLimitOf(operation: number, limits: ArrivalLimits): number {
+ * for a block, the object size for an upload's declared or completed size, for a put_object the
+ * value size its key and metadata leave (putObjectValueMax), else the value size. */
+export function sizeLimitOf(operation: number, limits: ArrivalLimits, body?: Uint8Array): number {
   switch (operation) {
+    case Operation.put_object: {
+      const request = body === undefined ? null : decodePutObject(body);
+      return request === null ? limits.value_size_max : putObjectValueMax(request, limits);
+    }
     case Operation.write_block:
       return limits.block_size_max;
     case Operation.create_upload:

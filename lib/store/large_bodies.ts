@@ -17,6 +17,7 @@ import {
   object_meta_size_max_bytes,
   object_size_max_bytes,
   part_blocks_max,
+  put_object_payload_max_bytes,
   read_size_max_bytes,
   upload_abandon_ms_ceiling,
   upload_parts_max,
@@ -921,6 +922,14 @@ export function decodeReadReply(body: Uint8Array): ReadReply | null {
   return { header, block_map, data };
 }
 
+/** The largest value a put_object with this key and metadata may carry: value_size_max, less
+ * what the key and metadata take of put_object_payload_max_bytes (so the object's sync record fits
+ * a message, constants.ts). */
+export function putObjectValueMax(r: { key: Uint8Array; metadata: ObjectMetadata }, limits: { readonly value_size_max: number }): number {
+  const named = r.key.length + r.metadata.content_type.length + r.metadata.user_meta.length;
+  return Math.min(limits.value_size_max, put_object_payload_max_bytes - named);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Arrival checks that need only the body and the configuration (§3.13 step 3)
 
@@ -962,7 +971,7 @@ export function validateLargeRequest(
       const r = decodePutObject(body);
       if (r === null) return Result.bad_request;
       if (!validKey(r.key)) return Result.key_invalid;
-      return r.value.length > limits.value_size_max ? Result.value_too_large : Result.ok;
+      return r.value.length > putObjectValueMax(r, limits) ? Result.value_too_large : Result.ok;
     }
     default:
       // housekeeping is made by the primary only; anything else is not a large-object operation.

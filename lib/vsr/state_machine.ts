@@ -416,7 +416,11 @@ export class StateMachine {
     const view = result === Result.not_primary && host.status === "view_change" ? host.log_view : host.view;
     // The limit a request broke travels with the error, so a client can name it.
     const limit =
-      result === Result.value_too_large ? sizeLimitOf(h.operation, host.config) : result === Result.key_invalid ? key_size_max : null;
+      result === Result.value_too_large
+        ? sizeLimitOf(h.operation, host.config, message.body)
+        : result === Result.key_invalid
+          ? key_size_max
+          : null;
     const body = limit === null ? new Uint8Array(0) : encodeU64(limit);
     const reply: Reply = {
       client: h.client,

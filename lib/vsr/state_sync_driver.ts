@@ -233,7 +233,7 @@ export class StateSync {
     const { checkpoint, position } = readRequestSync(message);
     assert(position >= 0, () => `replica ${host.replica}: a sync chunk asked at position ${position}`);
     const chunk = host.storage.readSyncChunk(checkpoint, position, sync_chunk_size_max);
-    // An object record can outgrow a message by a few bytes (docs/PROTOCOL.md §7): never an
+    // Only an object stored before put_object_payload_max_bytes can outgrow a message (PROTOCOL.md §7): never an
     // assertion (finalize's) from what a client stored; the peer asks another replica.
     if (chunk === null || header_size + chunk.bytes.length > message_size_max) return;
     host.env.sendToReplica(

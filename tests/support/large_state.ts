@@ -37,7 +37,8 @@ export class LargeDisk {
 
   constructor(readonly prng: Prng) {}
 
-  private exec(operation: Operation, body: Uint8Array): Result {
+  /** Executes one write as a committed prepare would, its body stored in a segment of its own. */
+  exec(operation: Operation, body: Uint8Array): Result {
     const segment = this.next_segment++;
     const image = new Uint8Array(100 + body.length);
     image.set(body, 100);
