@@ -59,6 +59,9 @@ export enum RefusalCode {
   bad_proof = 6,
   /** A malformed HELLO or PROOF. */
   malformed = 7,
+  /** Mutual TLS (§6.8): the dialer's certificate was missing or not issued by the cluster's CA.
+   * Sent inside TLS, once the dialer has verified the replica. */
+  tls_certificate = 8,
 }
 
 /** Reasons a handshake failed, as counted in auth_failures. */
@@ -131,6 +134,8 @@ export function refusalMessage(code: number): string {
       return "the replica rejected our proof: wrong secret";
     case RefusalCode.malformed:
       return "the replica found our handshake malformed";
+    case RefusalCode.tls_certificate:
+      return "TLS: the replica refused our certificate (none given, or not issued by the cluster's CA: check --tls-cert, --tls-key and --tls-ca)";
     default:
       return `the replica refused the connection (code ${code})`;
   }
