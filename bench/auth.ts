@@ -18,6 +18,7 @@
  *   ./node_modules/.bin/bun bench/run.ts --auth [--quick] [--rounds N] [--json FILE]
  *   ./node_modules/.bin/bun bench/run.ts --auth --profile [--quick]   (secured replicas under bun --cpu-prof)
  *
+ * AUTH_ONLY=TEXT runs only the workloads whose name contains TEXT (e.g. AUTH_ONLY="1 MiB").
  * Certificates (a CA, a replica and a client certificate, EC P-256) are made with the openssl CLI
  * into a temporary directory, as tests/tls.test.ts does. MB = 10^6 bytes.
  */
@@ -93,11 +94,13 @@ function variants(dir: string): Variant[] {
   ];
 }
 
+/** AUTH_ONLY=TEXT keeps the workloads whose name contains TEXT (experiments on one row). */
 function workloads(): Workload[] {
+  const only = process.env.AUTH_ONLY ?? "";
   return [
     { name: "1 KiB put, 64 clients", clients: 64, size: kib, value: randomValue(kib) },
     { name: "1 MiB put, 8 clients", clients: 8, size: mib, value: randomValue(mib) },
-  ];
+  ].filter((w) => w.name.includes(only));
 }
 
 function put(workload: Workload, round: number) {
