@@ -12,7 +12,8 @@
  * on every variant alike. An idle cluster costs about 1% of a core in heartbeats.
  *
  * Prints, per workload and variant: ops/s, MB/s, p50/p99 latency, CPU ms per operation (the three
- * replicas and the client process), and each secured variant's throughput as a ratio of plain.
+ * replicas and the client process), and each secured variant's throughput and CPU per operation as
+ * ratios of plain.
  * Target (issue 16): the secret costs at most 15%.
  *
  *   ./node_modules/.bin/bun bench/run.ts --auth [--quick] [--rounds N] [--json FILE]
@@ -110,7 +111,7 @@ const cpuPerOp = (r: LoadResult): number => (r.server_cpu_ms_per_kop.reduce((a, 
 export async function runAuth(flags: AuthFlags): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-auth-bench-"));
   const load = flags.quick ? { warmup_ms: 500, measure_ms: 2000 } : { warmup_ms: 1000, measure_ms: 5000 };
-  const rounds = flags.rounds ?? (flags.quick ? 1 : 2);
+  const rounds = flags.rounds ?? (flags.quick ? 1 : 4);
   const all = variants(dir);
   const clusters: ToastyCluster[] = [];
   const stop = async () => {
@@ -154,6 +155,12 @@ export async function runAuth(flags: AuthFlags): Promise<void> {
   }
 }
 
+/**
+ * Throughput on a shared 2-core machine moves by half from one 5 s window to the next, so each
+ * variant's cost is given two ways: the throughput ratio to plain (the issue's measure) and the
+ * ratio of CPU time per operation (replicas and clients), which others' load disturbs far less and
+ * which is what throughput follows when the cores are the bottleneck, as they are here.
+ */
 function report(measured: Measured[], rounds: number, measure_ms: number): void {
   const body: string[][] = [];
   const verdicts: string[] = [];
@@ -161,29 +168,36 @@ function report(measured: Measured[], rounds: number, measure_ms: number): void 
     const plain = measured.find((p) => p.workload === m.workload && p.variant === "plain")!;
     const ops = mean(m.rounds.map((r) => r.ops_per_s));
     const ratio = ops / mean(plain.rounds.map((r) => r.ops_per_s));
+    const cpu = mean(m.rounds.map(cpuPerOp));
+    const cpu_ratio = cpu / mean(plain.rounds.map(cpuPerOp));
     body.push([
       m.workload,
       m.variant,
       fmt(ops),
       fmt(mean(m.rounds.map((r) => r.mb_per_s)), 1),
       `${fmt(mean(m.rounds.map((r) => r.p50_ms)), 1)} / ${fmt(mean(m.rounds.map((r) => r.p99_ms)), 1)}`,
-      fmt(mean(m.rounds.map(cpuPerOp)), 3),
       m.variant === "plain" ? "1" : fmt(ratio, 2),
+      fmt(cpu, 3),
+      m.variant === "plain" ? "1" : fmt(cpu_ratio, 2),
       m.rounds.map((r) => fmt(r.ops_per_s)).join(", "),
     ]);
+    if (m.variant === "plain") continue;
+    const costs = `costs ${fmt((1 - ratio) * 100, 1)}% of throughput and ${fmt((cpu_ratio - 1) * 100, 1)}% more CPU per operation`;
     if (m.variant === "secret") {
-      const met = ratio >= 1 - secret_cost_max;
+      const met = (x: boolean) => (x ? "met" : "MISSED");
       verdicts.push(
-        `${m.workload}: the secret costs ${fmt((1 - ratio) * 100, 1)}% (target <= ${secret_cost_max * 100}%): ${met ? "met" : "MISSED"}`,
+        `${m.workload}: the secret ${costs} (target <= ${secret_cost_max * 100}%: throughput ${met(ratio >= 1 - secret_cost_max)}, CPU ${met(cpu_ratio <= 1 + secret_cost_max)})`,
       );
-    } else if (m.variant !== "plain") {
-      verdicts.push(`${m.workload}: ${m.variant} costs ${fmt((1 - ratio) * 100, 1)}%`);
+    } else {
+      verdicts.push(`${m.workload}: ${m.variant} ${costs}`);
     }
   }
   console.log(
     `\nAuthentication overhead: 3 replicas each, ${rounds} round(s) of ${measure_ms / 1000} s per workload and variant (means; latency p50 / p99 in ms)\n`,
   );
-  console.log(table(["workload", "variant", "ops/s", "MB/s", "p50 / p99 ms", "CPU ms/op", "x plain", "ops/s by round"], body));
+  console.log(
+    table(["workload", "variant", "ops/s", "MB/s", "p50 / p99 ms", "ops x plain", "CPU ms/op", "CPU x plain", "ops/s by round"], body),
+  );
   console.log("");
   for (const v of verdicts) console.log(v);
   console.log(`machine: ${machine()}; load average at the end ${loadAverage()}`);
