@@ -9,7 +9,7 @@
  * Workloads: 1 KiB put with 64 clients and 1 MiB put with 8 clients. The three clusters run side
  * by side and each workload is measured on each in turn, in rounds whose order alternates
  * (plain, secret, TLS / TLS, secret, plain): on a shared 2-core machine background load then falls
- * on every variant alike. An idle cluster costs about 1% of a core in heartbeats.
+ * on every variant alike (the two clusters not measured idle meanwhile).
  *
  * Prints, per workload and variant: ops/s, MB/s, p50/p99 latency, CPU ms per operation (the three
  * replicas and the client process), and each secured variant's throughput and CPU per operation as
