@@ -29,12 +29,9 @@
  * messages). A failure closes the connection, is counted (auth_failures_<reason>) and logged once a
  * minute per host; a dialer that learns why (a refusal) tells its owner (onAuthenticationFailed).
  *
- * With TLS files (options.tls, docs/PROTOCOL.md §6.8), every connection is mutual TLS: a replica
- * asks each dialer for a certificate and a dialer checks the replica's, both against the cluster's
- * CA. Nothing is read or written on a connection until Bun's handshake callback says the peer's
- * certificate verified; then the secret's handshake (if any) runs inside TLS. A replica tells a
- * dialer whose certificate it refused why (a refusal, inside TLS); a plain dialer recognizes the
- * TLS alert a TLS replica answers it with. Failures count as auth_failures_tls.
+ * With TLS files (options.tls, docs/PROTOCOL.md §6.8, lib/net/tls.ts), every connection is mutual
+ * TLS, and nothing is read or written on it until Bun's handshake callback says the peer's
+ * certificate verified; then the secret's handshake (if any) runs inside TLS.
  *
  * A frame whose only fault is another cluster id (a client or replica given another address list)
  * gets one wrong_cluster reply before its connection closes (lib/net/cluster_mismatch.ts); a
@@ -60,7 +57,7 @@ import type { SocketHandler, TCPSocketConnectOptions } from "bun";
 import { randomBytes } from "node:crypto";
 import { readU32 } from "../util/bytes.ts";
 import type { AuthKeys } from "./auth/secret.ts";
-import { isTlsAlert, isTlsHandshake, tlsSocketOptions, type TlsFiles } from "./tls.ts";
+import { tlsHandshakeFailure, tlsMismatch, tlsSocketOptions, type TlsFiles } from "./tls.ts";
 import { FrameOpener, FrameSealer } from "./auth/frame_tag.ts";
 import {
   Acceptor,
@@ -745,22 +742,8 @@ export class TcpTransport {
     connection.tls_pending = false;
     if (success && socket.authorized) return this.authenticate(connection, socket);
     const why = error?.message ?? socket.getAuthorizationError()?.message ?? "not authorized";
-    if (connection.info.direction === "incoming") {
-      // A plain dialer never completes the handshake; one with a certificate the CA did not
-      // issue (or none) does, and reads the refusal before the close.
-      const refused = success ? refusal(RefusalCode.tls_certificate) : null;
-      const detail = success
-        ? `presented no TLS certificate, or one the cluster's CA did not issue (${why})`
-        : `failed the TLS handshake (${why}): a client or replica without --tls-cert/--tls-key/--tls-ca?`;
-      return this.authFailed(connection, "tls", detail, refused);
-    }
-    const host = connection.remote_host;
-    this.authFailed(
-      connection,
-      "tls",
-      `TLS: the replica's certificate was not accepted (${why}): it must be issued by the CA in ${this.tls?.ca_file} and name ${host} (subjectAltName)`,
-      null,
-    );
+    const failure = tlsHandshakeFailure(connection.info.direction, success, why, this.tls?.ca_file ?? "", connection.remote_host);
+    this.authFailed(connection, "tls", failure.detail, failure.refuse ? refusal(RefusalCode.tls_certificate) : null);
   }
 
   /** After TLS (if any): the secret's handshake, or straight to frames. */
@@ -849,30 +832,6 @@ export class TcpTransport {
       connection.socket.end(); // after the refusal, not instead of it
     }
     this.terminate(connection, connection.closing_reason);
-  }
-
-  /** Without TLS, the first bytes of a stream: a TLS alert from a replica that requires TLS, or a
-   * ClientHello from a dialer that expects it here. True: the connection was closed. */
-  private tlsMismatch(connection: Connection, chunk: Uint8Array): boolean {
-    if (connection.info.direction === "outgoing" && isTlsAlert(chunk)) {
-      this.authFailed(
-        connection,
-        "tls",
-        "TLS: the replica requires TLS and answered our plain connection with a TLS alert (give --tls-cert, --tls-key and --tls-ca)",
-        null,
-      );
-      return true;
-    }
-    if (connection.info.direction === "incoming" && isTlsHandshake(chunk)) {
-      this.authFailed(
-        connection,
-        "tls",
-        "started a TLS handshake, but this replica has no TLS configured (--tls-cert, --tls-key, --tls-ca)",
-        null,
-      );
-      return true;
-    }
-    return false;
   }
 
   /** Without a secret, the first bytes of a stream: a handshake sent to this replica is refused
@@ -966,7 +925,8 @@ export class TcpTransport {
     if (connection.tls_pending) return this.terminate(connection, "data before the TLS handshake completed");
     if (!connection.tls_checked) {
       connection.tls_checked = true;
-      if (this.tls === null && this.tlsMismatch(connection, chunk)) return;
+      const mismatch = this.tls === null ? tlsMismatch(connection.info.direction, chunk) : null;
+      if (mismatch !== null) return this.authFailed(connection, "tls", mismatch, null);
     }
     const handshake = connection.handshake;
     if (handshake !== null) return this.onHandshakeData(connection, handshake, chunk);

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { TestCa } from "../../tests/support/tls_certs.ts";
-import { TlsConfigError, isTlsAlert, isTlsHandshake, readTlsFiles } from "./tls.ts";
+import { TlsConfigError, isTlsAlert, isTlsHandshake, readTlsFiles, tlsHandshakeFailure, tlsMismatch } from "./tls.ts";
 
 const ca = TestCa.create();
 const other = TestCa.create("other", ca.dir);
@@ -73,5 +73,28 @@ describe("first bytes", () => {
     expect(isTlsAlert(new Uint8Array([21, 3, 1, 0, 3]))).toBe(false);
     expect(isTlsHandshake(new Uint8Array([22, 3, 1, 1, 0]))).toBe(true);
     expect(isTlsHandshake(new Uint8Array([0x54, 0x46, 0x53, 0x31]))).toBe(false);
+  });
+});
+
+describe("failures", () => {
+  test("a replica refuses (and tells) a dialer that completed the handshake with a bad certificate, not a plain one", () => {
+    expect(tlsHandshakeFailure("incoming", true, "unable to get issuer certificate", "ca.crt", "10.0.0.9")).toEqual({
+      detail: "presented no TLS certificate, or one the cluster's CA did not issue (unable to get issuer certificate)",
+      refuse: true,
+    });
+    expect(tlsHandshakeFailure("incoming", false, "WRONG_VERSION_NUMBER", "ca.crt", "10.0.0.9").refuse).toBe(false);
+  });
+
+  test("a dialer says which CA file and which name the replica's certificate must match", () => {
+    const failure = tlsHandshakeFailure("outgoing", false, "self signed certificate in certificate chain", "/etc/ca.crt", "10.0.0.1");
+    expect(failure.detail).toMatch(/^TLS: .*issued by the CA in \/etc\/ca.crt and name 10.0.0.1/);
+    expect(failure.refuse).toBe(false);
+  });
+
+  test("without TLS: an alert to a dialer and a ClientHello to a replica are TLS mismatches; frames are not", () => {
+    expect(tlsMismatch("outgoing", new Uint8Array([21, 3, 3, 0, 2, 2, 40]))).toMatch(/requires TLS/);
+    expect(tlsMismatch("incoming", new Uint8Array([22, 3, 1, 2, 0]))).toMatch(/no TLS configured/);
+    expect(tlsMismatch("incoming", new Uint8Array([21, 3, 3, 0, 2]))).toBeNull();
+    expect(tlsMismatch("outgoing", new Uint8Array(128).fill(7))).toBeNull();
   });
 });

@@ -13,6 +13,7 @@
 import { X509Certificate, createPrivateKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { TLSOptions } from "bun";
+import type { Direction } from "./connection.ts";
 
 /** The PEM texts Bun's TLS options take, with the files they came from (for messages). */
 export interface TlsFiles {
@@ -96,6 +97,38 @@ export function tlsSocketOptions(files: TlsFiles, side: "listen" | "dial"): TLSO
   return side === "listen"
     ? { ...own, ca: files.ca, requestCert: true, rejectUnauthorized: false }
     : { ...own, ca: files.ca, rejectUnauthorized: true };
+}
+
+/** Why a TLS handshake failed, for the log (incoming: what "the peer" did) or for the dialer's
+ * owner; refuse: the replica tells the dialer (a refusal inside TLS). A plain dialer never
+ * completes the handshake; one whose certificate the CA did not issue (or that sent none) does,
+ * and can read the refusal before the close. */
+export function tlsHandshakeFailure(
+  direction: Direction,
+  completed: boolean,
+  why: string,
+  ca_file: string,
+  host: string,
+): { detail: string; refuse: boolean } {
+  if (direction === "outgoing") {
+    return {
+      detail: `TLS: the replica's certificate was not accepted (${why}): it must be issued by the CA in ${ca_file} and name ${host} (subjectAltName)`,
+      refuse: false,
+    };
+  }
+  return completed
+    ? { detail: `presented no TLS certificate, or one the cluster's CA did not issue (${why})`, refuse: true }
+    : { detail: `failed the TLS handshake (${why}): a client or replica without --tls-cert/--tls-key/--tls-ca?`, refuse: false };
+}
+
+/** Without TLS, what a stream's first bytes say: a TLS alert from a replica that requires TLS, or
+ * a ClientHello from a dialer that expects TLS here (the failure's detail); null: neither. */
+export function tlsMismatch(direction: Direction, first: Uint8Array): string | null {
+  if (direction === "outgoing" && isTlsAlert(first))
+    return "TLS: the replica requires TLS and answered our plain connection with a TLS alert (give --tls-cert, --tls-key and --tls-ca)";
+  if (direction === "incoming" && isTlsHandshake(first))
+    return "started a TLS handshake, but this replica has no TLS configured (--tls-cert, --tls-key, --tls-ca)";
+  return null;
 }
 
 /** Whether a stream's first bytes are a TLS alert record (content type 21, version 3.x, length 2):
