@@ -269,14 +269,10 @@ describe("handshake", () => {
   test("the test vectors of docs/PROTOCOL.md §6.7", () => {
     const vector_keys = deriveKeys(Uint8Array.from({ length: 32 }, (_, i) => i));
     const options = { keys: vector_keys, cluster: 0x0123456789abcdefn, replica_count: 3 };
-    const d = new Dialer({
-      ...options,
-      role: AuthRole.client,
-      index: sender_client,
-      expected_acceptor: 1,
-      nonce: new Uint8Array(32).fill(0xd0),
-    });
-    const a = new Acceptor({ ...options, index: 1, nonce: new Uint8Array(32).fill(0xa0) });
+    const client = { role: AuthRole.client, index: sender_client, expected_acceptor: 1, nonce: new Uint8Array(32).fill(0xd0) };
+    const replica = { ...options, index: 1, nonce: new Uint8Array(32).fill(0xa0) };
+    const d = new Dialer({ ...options, ...client });
+    const a = new Acceptor(replica);
     const hello = d.start();
     const challenge = a.receive(hello).output!;
     const dial = done(d.receive(challenge));
@@ -293,15 +289,8 @@ describe("handshake", () => {
     expect(toHex(sealer.seal(abc))).toBe("33eb7c1c730ab7c2075b207a12b6c65b");
     expect(toHex(sealer.seal(abc))).toBe("c80c5276a1900bedc91f0d185d01b2cd");
     // Version 2: the same exchange with 02 in byte 4 of each message, and AES-256-GCM tags.
-    const d2 = new Dialer({
-      ...options,
-      role: AuthRole.client,
-      index: sender_client,
-      expected_acceptor: 1,
-      nonce: new Uint8Array(32).fill(0xd0),
-      version: 2,
-    });
-    const a2 = new Acceptor({ ...options, index: 1, nonce: new Uint8Array(32).fill(0xa0) });
+    const d2 = new Dialer({ ...options, ...client, version: 2 });
+    const a2 = new Acceptor(replica);
     const dial2 = done(d2.receive(a2.receive(d2.start()).output!));
     done(a2.receive(dial2.output!));
     expect(toHex(dial2.keys.send)).toBe("9961c4545909cc8383739f6596a670b0c45995ac88c183ba6bea1cf48894f65a");
