@@ -14,6 +14,8 @@ import { Client, clusterStatus } from "../lib/client/client.ts";
 import { parseAddress, type Address } from "../lib/net/address.ts";
 import type { ReplicaStatus } from "../lib/net/status_codec.ts";
 import { EtcdClient, etcdStatus } from "./etcd_client.ts";
+import type { AuthKeys } from "../lib/net/auth/secret.ts";
+import type { TlsFiles } from "../lib/net/tls.ts";
 
 export const repo = path.resolve(import.meta.dir, "..");
 const bun = path.join(repo, "node_modules/.bin/bun");
@@ -167,6 +169,10 @@ export interface ToastyOptions {
   profile_dir?: string;
   /** Called once the processes are started, before they are healthy (so Ctrl-C can stop them). */
   launched?: (cluster: BenchCluster) => void;
+  /** More replica options (bench/auth.ts: --secret-file, --tls-*). */
+  args?: string[];
+  /** What every client (and the status probes) needs to get in: the secret, TLS files. */
+  access?: { secret?: AuthKeys | null; tls?: TlsFiles | null };
 }
 
 export class ToastyCluster extends ProcessCluster implements BenchCluster {
@@ -205,7 +211,16 @@ export class ToastyCluster extends ProcessCluster implements BenchCluster {
   protected command(index: number): string[] {
     const self = `127.0.0.1:${this.ports[index]}`;
     const peers = this.ports.filter((_, i) => i !== index).flatMap((p) => ["--peer", `127.0.0.1:${p}`]);
-    const args = ["--addr", self, ...peers, "--data", path.join(this.dir, `replica-${index}`), "--log-level", "warn"];
+    const args = [
+      "--addr",
+      self,
+      ...peers,
+      "--data",
+      path.join(this.dir, `replica-${index}`),
+      "--log-level",
+      "warn",
+      ...(this.options.args ?? []),
+    ];
     const profile = this.options.profile_dir;
     if (profile !== undefined) {
       return [
@@ -221,7 +236,7 @@ export class ToastyCluster extends ProcessCluster implements BenchCluster {
   }
 
   async status(): Promise<(ReplicaStatus | null)[]> {
-    return clusterStatus(this.addresses, 500);
+    return clusterStatus(this.addresses, 500, this.options.access?.secret ?? null, this.options.access?.tls ?? null);
   }
 
   async leader(timeout_ms = 20_000): Promise<number> {
@@ -262,6 +277,7 @@ export class ToastyCluster extends ProcessCluster implements BenchCluster {
       addresses: this.addresses,
       client_id: BigInt(index),
       operation_timeout_ms: 30_000,
+      ...this.options.access,
       ...(attempt_timeout_ms !== undefined ? { attempt_timeout_ms } : {}),
     });
     return {

@@ -7,6 +7,7 @@
  *   ./node_modules/.bin/bun bench/run.ts --profile     (ToastyFS only, replicas under bun --cpu-prof)
  *   ./node_modules/.bin/bun bench/run.ts --large [--rss] (issue 14: 1 GiB objects against the machine's limit; bench/large.ts)
  *   ./node_modules/.bin/bun bench/run.ts --s3 [--quick] [--profile] (issue 15: the S3 gateway against the native client; bench/s3.ts)
+ *   ./node_modules/.bin/bun bench/run.ts --auth [--quick] [--rounds N] [--profile] (issue 16: plain vs secret vs TLS + secret; bench/auth.ts)
  *
  * Results move ±40% between runs on a shared 2-core machine; compare ratios, not absolutes.
  */
@@ -19,6 +20,7 @@ import { summarizeProfile } from "./profile.ts";
 import { fmt, loadAverage, machine, table } from "./report.ts";
 import { runLarge } from "./large.ts";
 import { runS3 } from "./s3.ts";
+import { runAuth } from "./auth.ts";
 
 interface Settings {
   warmup_ms: number;
@@ -27,7 +29,7 @@ interface Settings {
 }
 
 const usage =
-  "usage: bun bench/run.ts [--quick] [--no-etcd] [--json FILE] [--profile] | --large [--rss] [--quick] [--lanes N] [--no-etcd] [--json FILE] | --s3 [--quick] [--profile] [--json FILE]";
+  "usage: bun bench/run.ts [--quick] [--no-etcd] [--json FILE] [--profile] | --large [--rss] [--quick] [--lanes N] [--no-etcd] [--json FILE] | --s3 [--quick] [--profile] [--json FILE] | --auth [--quick] [--rounds N] [--profile] [--json FILE]";
 const args = process.argv.slice(2);
 const flags = {
   quick: false,
@@ -35,6 +37,8 @@ const flags = {
   profile: false,
   large: false,
   s3: false,
+  auth: false,
+  rounds: null as number | null,
   rss: false,
   lanes: null as number | null,
   json: null as string | null,
@@ -46,7 +50,15 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--profile") flags.profile = true;
   else if (a === "--large") flags.large = true;
   else if (a === "--s3") flags.s3 = true;
-  else if (a === "--rss") flags.rss = true;
+  else if (a === "--auth") flags.auth = true;
+  else if (a === "--rounds" && args[i + 1] !== undefined) {
+    const text = args[++i]!;
+    flags.rounds = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!(flags.rounds >= 1 && flags.rounds <= 20)) {
+      console.error(`error: --rounds must be a whole number from 1 to 20, got "${text}"`);
+      process.exit(2);
+    }
+  } else if (a === "--rss") flags.rss = true;
   else if (a === "--lanes" && args[i + 1] !== undefined) {
     const text = args[++i]!;
     flags.lanes = /^\d+$/.test(text) ? Number(text) : NaN;
@@ -69,6 +81,14 @@ if ((flags.rss || flags.lanes !== null) && !flags.large) {
 }
 if (flags.s3 && (flags.large || !flags.etcd)) {
   console.error(`error: --s3 is its own run, without --large or --no-etcd (${usage})`);
+  process.exit(2);
+}
+if (flags.auth && (flags.large || flags.s3 || !flags.etcd)) {
+  console.error(`error: --auth is its own run, without --large, --s3 or --no-etcd (${usage})`);
+  process.exit(2);
+}
+if (flags.rounds !== null && !flags.auth) {
+  console.error(`error: --rounds goes with --auth (${usage})`);
   process.exit(2);
 }
 if (flags.profile && flags.large) {
@@ -469,6 +489,7 @@ async function runProfile(): Promise<void> {
 
 async function main(): Promise<void> {
   if (flags.s3) return runS3(flags);
+  if (flags.auth) return runAuth(flags);
   if (flags.profile) return runProfile();
   if (flags.large) return runLarge(flags);
   const started = performance.now();

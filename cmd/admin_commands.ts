@@ -203,6 +203,7 @@ export class AdminSession {
       addresses: this.settings.addresses,
       operation_timeout_ms: this.settings.operation_timeout_ms,
       secret: this.settings.secret,
+      tls: this.settings.tls,
     });
     return this.client;
   }
@@ -243,7 +244,7 @@ export class AdminSession {
   }
 
   async probes(): Promise<ReplicaProbe[]> {
-    return probeCluster(this.settings.addresses, status_timeout_ms, this.settings.secret);
+    return probeCluster(this.settings.addresses, status_timeout_ms, this.settings.secret, this.settings.tls);
   }
 
   async statuses(): Promise<(ReplicaStatus | null)[]> {

@@ -20,6 +20,8 @@ import { renderStatus } from "./status_report.ts";
 import { probeCluster } from "../lib/client/cluster_probe.ts";
 import type { AuthKeys } from "../lib/net/auth/secret.ts";
 import { secretFrom, secret_file_help } from "./secret.ts";
+import type { TlsFiles } from "../lib/net/tls.ts";
+import { tlsFrom, tlsOptions } from "./tls_options.ts";
 import { Progress, progress_size_min } from "./progress.ts";
 import { openInputFile, streamToFile, streamToStdout } from "./transfer.ts";
 import { checkMetadata, formatHeader, metaOption } from "./object_options.ts";
@@ -37,6 +39,8 @@ export interface ClusterSettings {
   operation_timeout_ms: number;
   /** The cluster's keys (--secret-file, TOASTYFS_SECRET_FILE), or null: no authentication. */
   secret: AuthKeys | null;
+  /** Mutual TLS files (--tls-cert, --tls-key, --tls-ca), or null: plain TCP. */
+  tls: TlsFiles | null;
 }
 
 /** --cluster, else $TOASTYFS_CLUSTER, else the dev cluster. */
@@ -70,7 +74,12 @@ export function timeoutFrom(option: unknown): number {
 }
 
 export function settingsFrom(options: Record<string, unknown>): ClusterSettings {
-  return { ...clusterFrom(options.cluster), operation_timeout_ms: timeoutFrom(options.timeout), secret: secretFrom(options.secretFile) };
+  return {
+    ...clusterFrom(options.cluster),
+    operation_timeout_ms: timeoutFrom(options.timeout),
+    secret: secretFrom(options.secretFile),
+    tls: tlsFrom(options),
+  };
 }
 
 /** Keys are 1 to key_size_max (1088) bytes. */
@@ -126,7 +135,12 @@ export function describeClientError(what: string, error: ClientError): string {
 export async function withClient<T>(settings: ClusterSettings, what: string, fn: (client: Client) => Promise<T>): Promise<T> {
   let client: Client;
   try {
-    client = new Client({ addresses: settings.addresses, operation_timeout_ms: settings.operation_timeout_ms, secret: settings.secret });
+    client = new Client({
+      addresses: settings.addresses,
+      operation_timeout_ms: settings.operation_timeout_ms,
+      secret: settings.secret,
+      tls: settings.tls,
+    });
   } catch (error) {
     if (error instanceof AddressError) throw new UsageError(error.message);
     throw error;
@@ -149,7 +163,7 @@ function keyOptions(command: Command): Command {
 }
 
 function clusterOptions(command: Command): Command {
-  return command
+  return tlsOptions(command)
     .option("--cluster <host:port,...>", "The cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster 127.0.0.1:8081-8083)")
     .option("--timeout <seconds>", `Give up after this long without an answer from a majority (default: ${cli_timeout_s_default})`)
     .option("--secret-file <file>", secret_file_help);
@@ -295,13 +309,15 @@ export function registerClientCommands(cli: CAC): void {
       });
     });
 
-  cli
-    .command("status", "One line per replica (address, reachable, role, view, op, commit, checkpoint, lag, disk) and a verdict")
+  tlsOptions(
+    cli.command("status", "One line per replica (address, reachable, role, view, op, commit, checkpoint, lag, disk) and a verdict"),
+  )
     .option("--cluster <host:port,...>", "The cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster)")
     .option("--secret-file <file>", secret_file_help)
     .action(async (options: Record<string, unknown>) => {
       const { addresses } = clusterFrom(options.cluster);
-      const report = renderStatus(await probeCluster(addresses, status_timeout_ms, secretFrom(options.secretFile)), status_timeout_ms);
+      const probes = await probeCluster(addresses, status_timeout_ms, secretFrom(options.secretFile), tlsFrom(options));
+      const report = renderStatus(probes, status_timeout_ms);
       console.log([...report.lines, report.verdict].join("\n"));
       if (!report.serving) process.exitCode = 1;
     });

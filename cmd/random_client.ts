@@ -7,6 +7,7 @@
  * history so far is checked. A second signal exits at once (130).
  */
 import { secretFrom, secret_file_help } from "./secret.ts";
+import { tlsFrom, tlsOptions } from "./tls_options.ts";
 import { cac } from "cac";
 import * as fs from "node:fs";
 import { runRandomWorkload, operation_kinds, type WorkloadResult } from "../lib/check/random_workload.ts";
@@ -22,8 +23,7 @@ import { parseIntArg, runCli, UsageError } from "./cli_util.ts";
 import { clusterFrom } from "./client_commands.ts";
 
 const cli = cac("toastyfs_random_client");
-cli
-  .command("", "Run a random concurrent workload against a cluster and check the history for linearizability")
+tlsOptions(cli.command("", "Run a random concurrent workload against a cluster and check the history for linearizability"))
   .option("--cluster <addrs>", "host:port,... (default: $TOASTYFS_CLUSTER or the dev cluster)")
   .option("--seed <n>", "Seed for the operation choices (default: random, printed)")
   .option("--clients <m>", "Concurrent clients (1-200)", { default: 4 })
@@ -43,6 +43,7 @@ cli
     if (options.checkHistory !== undefined) return checkFile(String(options.checkHistory));
     const { addresses } = clusterFrom(options.cluster);
     const secret = secretFrom(options.secretFile);
+    const tls = tlsFrom(options);
     const seed_given = options.seed !== undefined;
     const seed = seed_given ? parseIntArg("--seed", options.seed, 0, Number.MAX_SAFE_INTEGER) : Math.floor(Math.random() * 2 ** 32);
     const clients = parseIntArg("--clients", options.clients, 1, 200);
@@ -67,6 +68,7 @@ cli
     const result = await runRandomWorkload({
       addresses,
       secret,
+      tls,
       seed,
       clients,
       ops,

@@ -13,6 +13,8 @@ import { clusterFrom } from "./client_commands.ts";
 import { loggerFrom } from "./serve.ts";
 import { secretFrom } from "./secret.ts";
 import type { AuthKeys } from "../lib/net/auth/secret.ts";
+import type { TlsFiles } from "../lib/net/tls.ts";
+import { tlsFrom } from "./tls_options.ts";
 
 /** Clients (cluster sessions) a gateway spreads its requests over: one client has one request
  * outstanding at a time, so this is how many cluster operations a gateway keeps in flight. */
@@ -31,6 +33,9 @@ export interface S3Options {
   logLevel?: unknown;
   logFormat?: unknown;
   secretFile?: unknown;
+  tlsCert?: unknown;
+  tlsKey?: unknown;
+  tlsCa?: unknown;
 }
 
 export function regionFrom(value: unknown): string {
@@ -62,6 +67,8 @@ export interface RunGatewayOptions {
   clients?: number;
   /** The cluster's keys (--secret-file), or null: no authentication. */
   secret?: AuthKeys | null;
+  /** Mutual TLS to the replicas (--tls-cert, --tls-key, --tls-ca), or null: plain TCP. */
+  tls?: TlsFiles | null;
 }
 
 /** Starts a gateway with its own clients; stop() closes both. A port in use is an OperationError. */
@@ -73,6 +80,7 @@ export async function runGateway(o: RunGatewayOptions): Promise<Gateway> {
       new Client({
         addresses: o.addresses,
         secret: o.secret ?? null,
+        tls: o.tls ?? null,
         // Only trouble: 16 clients each saying "connected to replica N" would bury the gateway's lines.
         log: (level, text) => {
           if (level === "warn" || level === "error") log.log(level, text);
@@ -114,7 +122,8 @@ export async function s3(options: S3Options): Promise<void> {
   const metrics = addressOption("--metrics", options.metrics);
   const logger = loggerFrom(options);
   const secret = secretFrom(options.secretFile);
-  const gateway = await runGateway({ listen, addresses, credentials, region, domain, metrics, logger, secret });
+  const tls = tlsFrom(options);
+  const gateway = await runGateway({ listen, addresses, credentials, region, domain, metrics, logger, secret, tls });
   const lines = [
     `toastyfs s3: serving S3 at ${gateway.url} (region ${region}${domain === null ? "" : `, virtual-hosted buckets under ${domain}`})`,
     `  cluster   ${addresses.map(formatAddress).join(",")} (${source})`,

@@ -9,6 +9,7 @@ import { ActivityLog, check_interval_ms } from "../lib/node/activity_log.ts";
 import { MetricsError, MetricsServer, RequestMetrics } from "../lib/node/metrics.ts";
 import { UsageError, addressOption, largeObjectOptions, optionString } from "./cli_util.ts";
 import { secretFrom } from "./secret.ts";
+import { tlsFrom } from "./tls_options.ts";
 
 export interface ServeOptions {
   addr?: unknown;
@@ -23,6 +24,9 @@ export interface ServeOptions {
   scrubRate?: unknown;
   secretFile?: unknown;
   insecure?: unknown;
+  tlsCert?: unknown;
+  tlsKey?: unknown;
+  tlsCa?: unknown;
 }
 
 /** Whether host names this machine's loopback interface only (127.0.0.0/8, ::1, localhost). */
@@ -57,14 +61,16 @@ export async function serve(options: ServeOptions): Promise<void> {
   const data_dir = optionString("--data", options.data) ?? dataDirFor(self);
   const large = largeObjectOptions(options);
   const metrics_address = addressOption("--metrics", options.metrics);
-  // Without a secret, anyone who reaches the port can delete every object or corrupt the cluster
-  // (docs/PROTOCOL.md §6): only loopback, or an explicit --insecure, runs that way.
+  // Without a secret or TLS, anyone who reaches the port can delete every object or corrupt the
+  // cluster (docs/PROTOCOL.md §6): only loopback, or an explicit --insecure, runs that way. Mutual
+  // TLS alone counts as secured: only holders of a certificate from the cluster's CA get in (§6.8).
   const secret = secretFrom(options.secretFile);
+  const tls = tlsFrom(options);
   const bound = listen ?? self;
-  if (secret === null && !isLoopbackHost(bound.host)) {
+  if (secret === null && tls === null && !isLoopbackHost(bound.host)) {
     if (options.insecure !== true) {
       throw new UsageError(
-        `refusing to listen on ${formatAddress(bound)} without a secret: anyone who can reach it could read, change or delete every object. Create one (toastyfs secret new FILE), give it to every replica and client (--secret-file FILE), or pass --insecure on a network you trust`,
+        `refusing to listen on ${formatAddress(bound)} without a secret: anyone who can reach it could read, change or delete every object. Create one (toastyfs secret new FILE), give it to every replica and client (--secret-file FILE), or use mutual TLS (--tls-cert, --tls-key, --tls-ca), or pass --insecure on a network you trust`,
       );
     }
     logger.log(
@@ -82,6 +88,7 @@ export async function serve(options: ServeOptions): Promise<void> {
       logger,
       config: large.config,
       secret,
+      tls,
       ...(listen ? { listen } : {}),
       ...(requests ? { requests } : {}),
     });

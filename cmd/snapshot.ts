@@ -16,11 +16,12 @@ import { RestoreError, describeMembers, restoreSnapshot } from "../lib/node/snap
 import { OperationError, UsageError, optionString } from "./cli_util.ts";
 import { clusterFrom, describeClientError, timeoutFrom } from "./client_commands.ts";
 import { secretFrom, secret_file_help } from "./secret.ts";
+import { tlsFrom, tlsOptions } from "./tls_options.ts";
 import { formatBytes } from "./format.ts";
 
 const help = "Snapshots: save FILE (every object as of one committed op), verify FILE, restore FILE --addr A --peer B ... (a new cluster)";
 
-const usage = `snapshot save FILE [--cluster A,B,C] [--secret-file F] [--timeout S] [--quiet]
+const usage = `snapshot save FILE [--cluster A,B,C] [--secret-file F] [--tls-cert C --tls-key K --tls-ca CA] [--timeout S] [--quiet]
       Streams a consistent point-in-time snapshot from a replica into FILE: every object, with its
       metadata and bytes, as of one checkpoint taken after every write acknowledged before the save
       started (an idle cluster is moved to its next checkpoint with at most 256 no-ops that change
@@ -36,8 +37,7 @@ const usage = `snapshot save FILE [--cluster A,B,C] [--secret-file F] [--timeout
       never binds A, B or C (it runs the new cluster on free loopback ports meanwhile).`;
 
 export function registerSnapshotCommands(cli: CAC): void {
-  cli
-    .command("snapshot <action> <file>", help)
+  tlsOptions(cli.command("snapshot <action> <file>", help))
     .usage(usage)
     .option("--cluster <host:port,...>", "save: the cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster)")
     .option("--secret-file <file>", `save: ${secret_file_help}`)
@@ -93,7 +93,7 @@ async function save(file: string, options: Record<string, unknown>): Promise<voi
   let noted_ms = 0;
   try {
     const read = await readSnapshot(
-      { addresses, secret, note, wait_timeout_ms },
+      { addresses, secret, tls: tlsFrom(options), note, wait_timeout_ms },
       {
         begin: (checkpoint: SnapshotCheckpoint, replica_count: number) => {
           writer.begin({ cluster, replica_count, checkpoint, created_ms: Date.now() });

@@ -13,6 +13,7 @@ import { s3 } from "./s3.ts";
 import { toastyfs_version } from "./version.ts";
 import { registerSecretCommands, secret_file_help } from "./secret.ts";
 import { registerSnapshotCommands } from "./snapshot.ts";
+import { tlsOptions } from "./tls_options.ts";
 
 const cli = cac("toastyfs");
 
@@ -33,7 +34,10 @@ function serveCommand(name: string, description: string) {
       "--secret-file <file>",
       "The cluster's secret (toastyfs secret new): authenticate every connection (default: $TOASTYFS_SECRET_FILE)",
     )
-    .option("--insecure", "Listen on a non-loopback address without a secret (anyone who reaches the port can change anything)")
+    .option("--insecure", "Listen on a non-loopback address without a secret or TLS (anyone who reaches the port can change anything)")
+    .option("--tls-cert <file>", "Mutual TLS on every connection: this replica's certificate (PEM), issued by --tls-ca, naming --addr")
+    .option("--tls-key <file>", "Mutual TLS: the certificate's private key (PEM, unencrypted)")
+    .option("--tls-ca <file>", "Mutual TLS: the cluster's CA (PEM): peers and clients must present a certificate it issued")
     .action((options: Record<string, unknown>) => serve(options));
 }
 
@@ -64,8 +68,12 @@ registerClientCommands(cli);
 registerSecretCommands(cli);
 registerSnapshotCommands(cli);
 
-cli
-  .command("s3", "Run an S3 gateway in front of the cluster (keys: TOASTYFS_S3_ACCESS_KEY and TOASTYFS_S3_SECRET_KEY, or --credentials)")
+tlsOptions(
+  cli.command(
+    "s3",
+    "Run an S3 gateway in front of the cluster (keys: TOASTYFS_S3_ACCESS_KEY and TOASTYFS_S3_SECRET_KEY, or --credentials)",
+  ),
+)
   .option("--listen <host:port>", "Address the S3 endpoint serves on (required)")
   .option("--cluster <host:port,...>", "The cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster)")
   .option("--region <region>", "The region the gateway answers for (default: us-east-1)")
@@ -78,8 +86,7 @@ cli
   .example("TOASTYFS_S3_ACCESS_KEY=admin TOASTYFS_S3_SECRET_KEY=change-me-please toastyfs s3 --listen 127.0.0.1:9000")
   .action((options: Record<string, unknown>) => s3(options));
 
-cli
-  .command("admin", "Admin shell: interactive on a terminal; one command per line from a pipe")
+tlsOptions(cli.command("admin", "Admin shell: interactive on a terminal; one command per line from a pipe"))
   .option("--cluster <host:port,...>", "The cluster's replicas (default: $TOASTYFS_CLUSTER, else the dev cluster)")
   .option("--timeout <seconds>", "Give up on an operation after this long (default: 10)")
   .option("--secret-file <file>", secret_file_help)

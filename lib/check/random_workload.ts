@@ -15,6 +15,7 @@
  * values (the checker would take a value it never saw written for a bug).
  */
 import type { AuthKeys } from "../net/auth/secret.ts";
+import type { TlsFiles } from "../net/tls.ts";
 import { randomBytes } from "node:crypto";
 import { Prng } from "../util/prng.ts";
 import { checksum } from "../util/checksum.ts";
@@ -125,6 +126,8 @@ export interface RandomWorkloadOptions {
   onProgress?: (progress: WorkloadProgress) => void;
   /** The cluster's keys, if it has a secret (docs/PROTOCOL.md §6). */
   secret?: AuthKeys | null;
+  /** Mutual TLS files, if the cluster requires TLS (docs/PROTOCOL.md §6.8). */
+  tls?: TlsFiles | null;
 }
 
 export interface WorkloadProgress {
@@ -195,6 +198,7 @@ export async function runRandomWorkload(options: RandomWorkloadOptions): Promise
       addresses: options.addresses,
       client_id: BigInt(planner.client),
       secret: options.secret ?? null,
+      tls: options.tls ?? null,
       ...(options.operation_timeout_ms !== undefined ? { operation_timeout_ms: options.operation_timeout_ms } : {}),
     });
     const worker = new WorkloadClient(planner, client, recorder, key_prefix, options.keys, count, error);

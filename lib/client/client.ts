@@ -15,6 +15,7 @@ import { checksum } from "../util/checksum.ts";
 import { ClientSession } from "./session.ts";
 import type { Message } from "../net/codec.ts";
 import type { AuthKeys } from "../net/auth/secret.ts";
+import type { TlsFiles } from "../net/tls.ts";
 import { TcpTransport, type ConnectionInfo } from "../net/tcp_transport.ts";
 import { formatAddress, membership, type Address, type Membership } from "../net/address.ts";
 import { block_size_max_ceiling_bytes, client_lanes_default, gc_received_bytes_step, key_size_max } from "../constants.ts";
@@ -78,6 +79,10 @@ export interface ClientOptions {
    * or of a client key file (lib/net/auth/secret.ts). A missing, extra or wrong one fails every
    * operation with authentication_failed. */
   secret?: AuthKeys | null;
+  /** Mutual TLS to every replica (docs/PROTOCOL.md §6.8): readTlsFiles of this client's
+   * certificate, key and the cluster's CA. A replica that refuses the certificate, or that
+   * requires TLS of a client without it, fails every operation with authentication_failed. */
+  tls?: TlsFiles | null;
 }
 
 export interface GetResult extends ObjectInfo {
@@ -142,6 +147,7 @@ export class Client {
         self: null,
         peers: options.dial ?? this.membership.replicas,
         secret: options.secret ?? null,
+        tls: options.tls ?? null,
         log: options.log ?? (() => {}),
       },
       {
@@ -360,6 +366,7 @@ export async function clusterStatus(
   addresses: Address[],
   timeout_ms = 1000,
   secret: AuthKeys | null = null,
+  tls: TlsFiles | null = null,
 ): Promise<(ReplicaStatus | null)[]> {
-  return (await probeCluster(addresses, timeout_ms, secret)).map((p) => p.status);
+  return (await probeCluster(addresses, timeout_ms, secret, tls)).map((p) => p.status);
 }

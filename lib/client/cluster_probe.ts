@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { Command, finalize, Header } from "../net/codec.ts";
 import { TcpTransport } from "../net/tcp_transport.ts";
 import type { AuthKeys } from "../net/auth/secret.ts";
+import type { TlsFiles } from "../net/tls.ts";
 import { formatAddress, membership, type Address } from "../net/address.ts";
 import { sender_client } from "../constants.ts";
 import { decodeStatus, type ReplicaStatus } from "../net/status_codec.ts";
@@ -30,7 +31,12 @@ export interface ReplicaProbe {
 }
 
 /** A replica that does not answer within timeout_ms gets status null and what its connection did. */
-export async function probeCluster(addresses: Address[], timeout_ms = 1000, secret: AuthKeys | null = null): Promise<ReplicaProbe[]> {
+export async function probeCluster(
+  addresses: Address[],
+  timeout_ms = 1000,
+  secret: AuthKeys | null = null,
+  tls: TlsFiles | null = null,
+): Promise<ReplicaProbe[]> {
   const m = membership(addresses);
   const id = randomBytes(8).readBigUInt64LE(0);
   const probes: ReplicaProbe[] = m.replicas.map((a) => ({
@@ -46,7 +52,7 @@ export async function probeCluster(addresses: Address[], timeout_ms = 1000, secr
   let done: () => void = () => {};
   const all = new Promise<void>((resolve) => (done = resolve));
   const transport = new TcpTransport(
-    { cluster: m.cluster, self: null, peers: m.replicas, secret, log: () => {} },
+    { cluster: m.cluster, self: null, peers: m.replicas, secret, tls, log: () => {} },
     {
       onMessage: (message, connection) => {
         const h = message.header;

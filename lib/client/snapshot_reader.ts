@@ -21,6 +21,7 @@ import { randomBytes } from "node:crypto";
 import { Command, Header, finalize, type Message } from "../net/codec.ts";
 import { TcpTransport } from "../net/tcp_transport.ts";
 import type { AuthKeys } from "../net/auth/secret.ts";
+import type { TlsFiles } from "../net/tls.ts";
 import { formatAddress, membership, type Address, type Membership } from "../net/address.ts";
 import { decodeStatus, type ReplicaStatus } from "../net/status_codec.ts";
 import { defaultConfig, sender_client, snapshot_chunk_size_max_bytes } from "../constants.ts";
@@ -52,6 +53,8 @@ export interface SnapshotSink {
 export interface SnapshotReaderOptions {
   addresses: Address[];
   secret?: AuthKeys | null;
+  /** Mutual TLS files (docs/PROTOCOL.md §6.8), or null: plain TCP. */
+  tls?: TlsFiles | null;
   /** A chunk not answered within this long is asked of another replica (the first request of a
    * stream makes the replica load the checkpoint). */
   attempt_timeout_ms?: number;
@@ -130,7 +133,14 @@ class SnapshotReader {
       moved: () => {},
     });
     this.transport = new TcpTransport(
-      { cluster: this.m.cluster, self: null, peers: this.m.replicas, secret: options.secret ?? null, log: () => {} },
+      {
+        cluster: this.m.cluster,
+        self: null,
+        peers: this.m.replicas,
+        secret: options.secret ?? null,
+        tls: options.tls ?? null,
+        log: () => {},
+      },
       {
         onMessage: (message, connection) => this.onMessage(message, connection.peer),
         onAuthenticationFailed: (connection, detail) => {

@@ -48,6 +48,12 @@ export class Connection implements Admittee {
   /** Incoming, with a secret: what the handshake proved the peer to be, sender_client or a
    * replica index (§6.5: the only sender its frames may name); null before, or without a secret. */
   authenticated_as: number | null = null;
+  /** With TLS: the socket is open but the peer's certificate is not yet verified; nothing is read
+   * or written until it is (docs/PROTOCOL.md §6.8). */
+  tls_pending = false;
+  /** Without TLS: whether the stream's first bytes were looked at for TLS records (a replica that
+   * requires TLS, or a dialer that expects it). */
+  tls_checked = false;
   /** Without a secret: whether the stream's first bytes were looked at for a stray handshake or
    * a refusal (§6.4). */
   first_bytes_seen = false;

@@ -29,6 +29,10 @@
  * messages). A failure closes the connection, is counted (auth_failures_<reason>) and logged once a
  * minute per host; a dialer that learns why (a refusal) tells its owner (onAuthenticationFailed).
  *
+ * With TLS files (options.tls, docs/PROTOCOL.md §6.8, lib/net/tls.ts), every connection is mutual
+ * TLS, and nothing is read or written on it until Bun's handshake callback says the peer's
+ * certificate verified; then the secret's handshake (if any) runs inside TLS.
+ *
  * A frame whose only fault is another cluster id (a client or replica given another address list)
  * gets one wrong_cluster reply before its connection closes (lib/net/cluster_mismatch.ts); a
  * replica that receives such a reply says in its log why its peer refused it.
@@ -53,6 +57,7 @@ import type { SocketHandler, TCPSocketConnectOptions } from "bun";
 import { randomBytes } from "node:crypto";
 import { readU32 } from "../util/bytes.ts";
 import type { AuthKeys } from "./auth/secret.ts";
+import { tlsHandshakeFailure, tlsMismatch, tlsSocketOptions, type TlsFiles } from "./tls.ts";
 import { FrameOpener, FrameSealer } from "./auth/frame_tag.ts";
 import {
   Acceptor,
@@ -60,6 +65,7 @@ import {
   Dialer,
   RefusalCode,
   handshake_magic,
+  handshake_version_gmac,
   nonce_size,
   refusal,
   refusalMessage,
@@ -154,6 +160,9 @@ export interface TransportOptions {
   /** The cluster's keys (docs/PROTOCOL.md §6): every connection is authenticated. A replica needs
    * the full secret; a client may hold the client key only. Null or absent: no authentication. */
   secret?: AuthKeys | null;
+  /** Mutual TLS on every connection (docs/PROTOCOL.md §6.8), with these files (lib/net/tls.ts
+   * readTlsFiles). Null or absent: plain TCP. */
+  tls?: TlsFiles | null;
   log(level: LogLevel, text: string): void;
 }
 
@@ -171,7 +180,7 @@ export interface TransportHandlers {
 
 /** Why a connection failed authentication, as counted: the handshake's reasons, plus a bad frame
  * tag, a frame outside the authenticated role, and a handshake sent to a replica without a secret. */
-export type AuthFailureReason = AuthFailure | "tag" | "role" | "no_secret";
+export type AuthFailureReason = AuthFailure | "tag" | "role" | "no_secret" | "tls";
 const auth_failure_reasons: readonly AuthFailureReason[] = [
   "plain_frame",
   "refused",
@@ -183,6 +192,7 @@ const auth_failure_reasons: readonly AuthFailureReason[] = [
   "tag",
   "role",
   "no_secret",
+  "tls",
 ];
 type AuthFailureCounters = { [reason in AuthFailureReason as `auth_failures_${reason}`]: number };
 
@@ -310,6 +320,7 @@ export class TcpTransport {
   private readonly peer_silence_timeout_ms: number;
   private readonly write_buffer_size_max: number;
   private readonly secret: AuthKeys | null;
+  private readonly tls: TlsFiles | null;
   private readonly dial: (options: TCPSocketConnectOptions<SocketData>) => Promise<TransportSocket>;
   private listener: { stop(close_active?: boolean): void; readonly port: number } | null = null;
   private tick_timer: ReturnType<typeof setInterval> | null = null;
@@ -338,6 +349,7 @@ export class TcpTransport {
     this.peer_silence_timeout_ms = options.peer_silence_timeout_ms ?? peer_silence_timeout_ms;
     this.write_buffer_size_max = options.write_buffer_size_max ?? write_buffer_size_max;
     this.secret = options.secret ?? null;
+    this.tls = options.tls ?? null;
     assert(
       this.secret === null || options.self === null || this.secret.replica !== null,
       "TcpTransport: a replica needs the full secret, not a client key",
@@ -372,6 +384,7 @@ export class TcpTransport {
         this.onClosed(connection, connection.closing_reason ?? (error === undefined ? "closed by the peer" : describeError(error)));
       },
       error: (socket: TransportSocket, error: Error) => this.onHandlerError(socket, error),
+      handshake: (socket: TransportSocket, success: boolean, error: Error | null) => this.onTlsHandshake(socket, success, error),
     };
     this.incoming_handlers = { ...common, open: (socket: TransportSocket) => this.onAccepted(socket) };
     this.outgoing_handlers = { ...common, open: (socket: TransportSocket) => this.onConnected(socket) };
@@ -385,7 +398,8 @@ export class TcpTransport {
     const listen = this.options.listen;
     if (listen !== undefined) {
       try {
-        this.listener = Bun.listen<SocketData>({ hostname: listen.host, port: listen.port, socket: this.incoming_handlers });
+        const tls = this.tls === null ? {} : { tls: tlsSocketOptions(this.tls, "listen") };
+        this.listener = Bun.listen<SocketData>({ hostname: listen.host, port: listen.port, socket: this.incoming_handlers, ...tls });
       } catch (error) {
         this.closed = true;
         throw new TransportError("listen", `cannot listen on ${formatAddress(listen)}: ${listenAdvice(error)}`);
@@ -561,7 +575,8 @@ export class TcpTransport {
       if (peer.connection === connection && connection.socket === null) this.connectFailed(peer, connection, describeError(error));
     };
     try {
-      this.dial({ hostname: peer.address.host, port: peer.address.port, data: connection, socket: this.outgoing_handlers }).then(
+      const tls = this.tls === null ? {} : { tls: tlsSocketOptions(this.tls, "dial") };
+      this.dial({ hostname: peer.address.host, port: peer.address.port, data: connection, socket: this.outgoing_handlers, ...tls }).then(
         undefined,
         failed,
       );
@@ -712,6 +727,28 @@ export class TcpTransport {
     connection.opened_at_ms = nowMs();
     socket.setNoDelay(true); // coalescing is ours; Nagle would only add latency
     socket.setKeepAlive(true, keepalive_idle_ms);
+    if (this.tls !== null) {
+      connection.tls_pending = true; // onTlsHandshake goes on once the peer's certificate verified
+      return;
+    }
+    this.authenticate(connection, socket);
+  }
+
+  /** Bun's TLS handshake finished: trust the connection only if the peer's certificate verified
+   * against the CA (and, for a dialer, names the address dialed). */
+  private onTlsHandshake(socket: TransportSocket, success: boolean, error: Error | null): void {
+    const connection = socket.data;
+    if (connection === undefined) return void socket.terminate();
+    if (connection.closed || this.closed || !connection.tls_pending) return;
+    connection.tls_pending = false;
+    if (success && socket.authorized) return this.authenticate(connection, socket);
+    const why = error?.message ?? socket.getAuthorizationError()?.message ?? "not authorized";
+    const failure = tlsHandshakeFailure(connection.info.direction, success, why, this.tls?.ca_file ?? "", connection.remote_host);
+    this.authFailed(connection, "tls", failure.detail, failure.refuse ? refusal(RefusalCode.tls_certificate) : null);
+  }
+
+  /** After TLS (if any): the secret's handshake, or straight to frames. */
+  private authenticate(connection: Connection, socket: TransportSocket): void {
     const secret = this.secret;
     if (secret === null) {
       connection.writer.attach(socket);
@@ -739,6 +776,7 @@ export class TcpTransport {
         replica_count: this.peers.length,
         expected_acceptor: connection.info.peer,
         nonce,
+        version: handshake_version_gmac, // AES-GCM tags: a fraction of HMAC's cost on large frames
       });
       connection.handshake = dialer;
       this.writeHandshake(connection, dialer.start());
@@ -766,8 +804,8 @@ export class TcpTransport {
     if (connection.info.direction === "incoming") {
       connection.authenticated_as = step.peer_role === AuthRole.client ? sender_client : step.peer_index;
     }
-    connection.reader.authenticate(new FrameOpener(step.keys.receive));
-    connection.writer.attach(connection.socket!, new FrameSealer(step.keys.send));
+    connection.reader.authenticate(new FrameOpener(step.keys.receive, step.keys.version));
+    connection.writer.attach(connection.socket!, new FrameSealer(step.keys.send, step.keys.version));
     this.handlers.onConnectionOpen?.(connection.info);
     if (step.rest.length > 0 && !connection.closed) this.readFrames(connection, step.rest);
   }
@@ -885,6 +923,12 @@ export class TcpTransport {
   private onData(connection: Connection, chunk: Uint8Array): void {
     if (connection.closed || this.closed) return;
     this.counters.bytes_in += chunk.length;
+    if (connection.tls_pending) return this.terminate(connection, "data before the TLS handshake completed");
+    if (!connection.tls_checked) {
+      connection.tls_checked = true;
+      const mismatch = this.tls === null ? tlsMismatch(connection.info.direction, chunk) : null;
+      if (mismatch !== null) return this.authFailed(connection, "tls", mismatch, null);
+    }
     const handshake = connection.handshake;
     if (handshake !== null) return this.onHandshakeData(connection, handshake, chunk);
     if (this.secret === null && !connection.first_bytes_seen && !this.checkFirstBytes(connection, chunk)) return;

@@ -13,6 +13,7 @@
  *   written out.
  */
 import type { AuthKeys } from "../net/auth/secret.ts";
+import type { TlsFiles } from "../net/tls.ts";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 import { Prng } from "../util/prng.ts";
@@ -56,6 +57,9 @@ export interface ReplicaNodeOptions {
   /** The cluster's keys (docs/PROTOCOL.md §6): every connection is authenticated. Null or absent:
    * none (loopback clusters and `toastyfs dev`). */
   secret?: AuthKeys | null;
+  /** Mutual TLS on every connection, to and from peers and clients (docs/PROTOCOL.md §6.8). Null
+   * or absent: plain TCP. */
+  tls?: TlsFiles | null;
   /** Metrics hooks (lib/node/metrics.ts): told when a client request arrives and when a message
    * to a client is handed to the transport, to count requests and time them at this node. */
   requests?: RequestHooks;
@@ -137,6 +141,7 @@ export class ReplicaNode {
         // before it blocks in fdatasync).
         flush_per_turn: true,
         secret: this.options.secret ?? null,
+        tls: this.options.tls ?? null,
         log: (level, text) => this.note(level, text),
       },
       {

@@ -320,7 +320,13 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   let metrics_server: { port: number; stop(): Promise<void> } | null = null;
   if (o.metrics !== undefined && o.metrics !== null) {
     try {
-      metrics_server = startMetricsServer(o.metrics, metrics, clients[0]!.membership.replicas, clients[0]!.options.secret ?? null);
+      metrics_server = startMetricsServer(
+        o.metrics,
+        metrics,
+        clients[0]!.membership.replicas,
+        clients[0]!.options.secret ?? null,
+        clients[0]!.options.tls ?? null,
+      );
     } catch (error) {
       server.close();
       throw listenError(o.metrics, error);

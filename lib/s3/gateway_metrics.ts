@@ -6,6 +6,7 @@
  */
 import { clusterStatus } from "../client/client.ts";
 import type { AuthKeys } from "../net/auth/secret.ts";
+import type { TlsFiles } from "../net/tls.ts";
 import type { Address } from "../net/address.ts";
 
 /** How long /health waits for each replica's status answer. */
@@ -62,8 +63,12 @@ export class GatewayMetrics {
 }
 
 /** Whether a majority of the replicas answer and one of them says it is primary. */
-export async function clusterHealthy(addresses: Address[], secret: AuthKeys | null = null): Promise<{ healthy: boolean; text: string }> {
-  const statuses = await clusterStatus(addresses, health_probe_timeout_ms, secret);
+export async function clusterHealthy(
+  addresses: Address[],
+  secret: AuthKeys | null = null,
+  tls: TlsFiles | null = null,
+): Promise<{ healthy: boolean; text: string }> {
+  const statuses = await clusterStatus(addresses, health_probe_timeout_ms, secret, tls);
   const answered = statuses.filter((s) => s !== null).length;
   const quorum = Math.floor(addresses.length / 2) + 1;
   const primary = statuses.some((s) => s !== null && s.primary);
@@ -80,6 +85,7 @@ export function startMetricsServer(
   metrics: GatewayMetrics,
   cluster: Address[],
   secret: AuthKeys | null = null,
+  tls: TlsFiles | null = null,
 ): { port: number; stop(): Promise<void> } {
   const server = Bun.serve({
     hostname: address.host,
@@ -89,7 +95,7 @@ export function startMetricsServer(
       if (path === "/metrics")
         return new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
       if (path === "/health") {
-        const { healthy, text } = await clusterHealthy(cluster, secret);
+        const { healthy, text } = await clusterHealthy(cluster, secret, tls);
         return new Response(text, { status: healthy ? 200 : 503, headers: { "content-type": "text/plain" } });
       }
       return new Response("toastyfs S3 gateway: see /metrics and /health\n", { status: path === "/" ? 200 : 404 });

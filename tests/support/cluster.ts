@@ -5,6 +5,7 @@
  * of a condition.
  */
 import { readSecretFile, type AuthKeys } from "../../lib/net/auth/secret.ts";
+import { readTlsFiles, type TlsFiles } from "../../lib/net/tls.ts";
 import { spawn, type Subprocess } from "bun";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -107,7 +108,14 @@ export class TestCluster {
    */
   static async start(
     count = 3,
-    options: { extra_args?: string[]; proxy?: boolean; wrap?: CommandWrapper; secret_file?: string } = {},
+    options: {
+      extra_args?: string[];
+      proxy?: boolean;
+      wrap?: CommandWrapper;
+      secret_file?: string;
+      /** Mutual TLS: every replica gets these files, and so do the harness's own status checks. */
+      tls?: { cert: string; key: string; ca: string };
+    } = {},
   ): Promise<TestCluster> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-test-"));
     const ports = await freePorts(options.proxy ? 2 * count : count);
@@ -116,6 +124,11 @@ export class TestCluster {
     if (options.secret_file !== undefined) {
       cluster.extra_args.push("--secret-file", options.secret_file);
       cluster.secret = readSecretFile(options.secret_file);
+    }
+    if (options.tls !== undefined) {
+      const { cert, key, ca } = options.tls;
+      cluster.extra_args.push("--tls-cert", cert, "--tls-key", key, "--tls-ca", ca);
+      cluster.tls = readTlsFiles(cert, key, ca);
     }
     cluster.wrap = options.wrap ?? null;
     if (options.proxy) {
@@ -133,6 +146,8 @@ export class TestCluster {
   private extra_args: string[] = [];
   /** The cluster's keys when started with a secret_file: the harness's own status checks need them. */
   secret: AuthKeys | null = null;
+  /** The TLS files when started with tls. */
+  tls: TlsFiles | null = null;
   private wrap: CommandWrapper | null = null;
 
   get cluster_arg(): string {
@@ -185,7 +200,7 @@ export class TestCluster {
 
   /** Each replica's status; null for one that does not answer within timeout_ms. */
   async status(timeout_ms = 500): Promise<(ReplicaStatus | null)[]> {
-    return clusterStatus(this.addresses, timeout_ms, this.secret);
+    return clusterStatus(this.addresses, timeout_ms, this.secret, this.tls);
   }
 
   /** All running replicas answer, in normal status, one of them primary, all at the same commit. */

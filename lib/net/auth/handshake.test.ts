@@ -8,6 +8,7 @@ import {
   Dialer,
   RefusalCode,
   challenge_size,
+  handshake_version_gmac,
   hello_size,
   proof_size,
   refusal,
@@ -209,7 +210,7 @@ describe("handshake", () => {
     unknown_role[6] = 7;
     expect(failed(acceptor().receive(unknown_role)).reason).toBe("malformed");
     const version = dialer().start().slice();
-    version[4] = 2;
+    version[4] = 3;
     expect(failed(acceptor().receive(version)).refusal).toBe(RefusalCode.version);
   });
 
@@ -249,17 +250,29 @@ describe("handshake", () => {
     expect([f.reason, f.refusal]).toEqual(["malformed", RefusalCode.malformed]);
   });
 
+  test("version 2: both sides speak it, the keys say so, and the version byte is inside every MAC", () => {
+    const { dial, accept } = run(dialer({ version: handshake_version_gmac }), acceptor());
+    const d = done(dial);
+    const a = done(accept!);
+    expect([d.keys.version, a.keys.version]).toEqual([2, 2]);
+    expect(a.keys.receive).toEqual(d.keys.send);
+    // Another version gives other keys: a HELLO altered in flight from 2 to 1 fails mac_a.
+    const v1 = done(run(dialer(), acceptor()).dial);
+    expect(v1.keys.version).toBe(1);
+    expect(v1.keys.send).not.toEqual(d.keys.send);
+    const downgraded = dialer({ version: handshake_version_gmac });
+    const hello = downgraded.start().slice();
+    hello[4] = 1;
+    expect(failed(downgraded.receive(acceptor().receive(hello).output!)).reason).toBe("version");
+  });
+
   test("the test vectors of docs/PROTOCOL.md §6.7", () => {
     const vector_keys = deriveKeys(Uint8Array.from({ length: 32 }, (_, i) => i));
     const options = { keys: vector_keys, cluster: 0x0123456789abcdefn, replica_count: 3 };
-    const d = new Dialer({
-      ...options,
-      role: AuthRole.client,
-      index: sender_client,
-      expected_acceptor: 1,
-      nonce: new Uint8Array(32).fill(0xd0),
-    });
-    const a = new Acceptor({ ...options, index: 1, nonce: new Uint8Array(32).fill(0xa0) });
+    const client = { role: AuthRole.client, index: sender_client, expected_acceptor: 1, nonce: new Uint8Array(32).fill(0xd0) };
+    const replica = { ...options, index: 1, nonce: new Uint8Array(32).fill(0xa0) };
+    const d = new Dialer({ ...options, ...client });
+    const a = new Acceptor(replica);
     const hello = d.start();
     const challenge = a.receive(hello).output!;
     const dial = done(d.receive(challenge));
@@ -275,5 +288,14 @@ describe("handshake", () => {
     const abc = new TextEncoder().encode("abc");
     expect(toHex(sealer.seal(abc))).toBe("33eb7c1c730ab7c2075b207a12b6c65b");
     expect(toHex(sealer.seal(abc))).toBe("c80c5276a1900bedc91f0d185d01b2cd");
+    // Version 2: the same exchange with 02 in byte 4 of each message, and AES-256-GCM tags.
+    const d2 = new Dialer({ ...options, ...client, version: 2 });
+    const a2 = new Acceptor(replica);
+    const dial2 = done(d2.receive(a2.receive(d2.start()).output!));
+    done(a2.receive(dial2.output!));
+    expect(toHex(dial2.keys.send)).toBe("9961c4545909cc8383739f6596a670b0c45995ac88c183ba6bea1cf48894f65a");
+    const sealer2 = new FrameSealer(dial2.keys.send, 2);
+    expect(toHex(sealer2.seal(abc))).toBe("d81bb9d4a1c6ab4bdc350bcd0788a466");
+    expect(toHex(sealer2.seal(abc))).toBe("9b718ebfbd84cb76bfd0d0e904cf58a6");
   });
 });
