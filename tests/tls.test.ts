@@ -107,6 +107,22 @@ describe("a cluster with mutual TLS", () => {
     expect(admin.code).toBe(0);
   }, 60_000);
 
+  test("snapshot save works over TLS and the file verifies with the object in it; without a certificate it fails", async () => {
+    await withClient({ tls: client_tls }, (c) => c.put("tls/snapshot", text("saved over TLS")));
+    const file = path.join(ca.dir, "tls.snapshot");
+    const args = ["--cluster", cluster.cluster_arg, "--quiet", "--timeout", "30"];
+    const saved = cli(["snapshot", "save", file, ...args, ...tlsArgs(client)]);
+    expect(saved.stderr).toBe("");
+    expect(saved.code).toBe(0);
+    const verified = cli(["snapshot", "verify", file]);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(/[1-9]\d* objects?/);
+    const refused = cli(["snapshot", "save", `${file}.plain`, ...args.slice(0, 3), "--timeout", "5"]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/TLS/);
+    expect(fs.existsSync(`${file}.plain`)).toBe(false);
+  }, 60_000);
+
   test("a client without a certificate is refused: authentication_failed, and nothing changes", async () => {
     const before = await keysIn(cluster, { tls: client_tls });
     const failures = await tlsFailures(cluster);
