@@ -207,9 +207,10 @@ export class DurableState {
         assert(false, `replica ${this.replica}: queued checkpoint ${written.checkpoint.op} below the durable ${this.checkpoint_.op}`);
     }
     const floor = this.remembered_op - 4 * this.interval_ops;
-    this.ids.forEach((id, op) => {
+    for (const op of this.ids.keys()) {
+      const id = this.ids.get(op)!;
       if (id.op !== op) assert(false, `replica ${this.replica}: checkpoint id ${id.op} kept under op ${op}`);
       if (op < floor) assert(false, `replica ${this.replica}: checkpoint id ${op} kept beyond 4 intervals below ${this.remembered_op}`);
-    });
+    }
   }
 }
