@@ -1,6 +1,7 @@
 /**
  * Simulator speed (docs/DESIGN.md §9: target 1 M simulated events per second per core): runs a fixed set
- * of seeds, one after another on one core, and prints events per second for each cluster size.
+ * of seeds, one after another on one core, and prints for each cluster size the events per second
+ * by the wall clock and per second of the main thread's CPU time, and seeds per CPU-minute.
  *
  *   bun bench/simulator.ts [--seeds N] [--from S] [--replicas 3,5]
  *
