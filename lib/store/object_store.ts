@@ -225,23 +225,26 @@ export class ObjectStore {
     let sum = 0n;
     let bytes = 0;
     const object_blocks: [string, readonly number[]][] = [];
+    // Runs at every checkpoint of every simulated replica: conditions first, and an assert with its
+    // message only for an entry that fails.
     for (const [key, entry] of this.entries) {
-      assert(entry.version >= 1 && entry.version <= this.revision, () => `${key}: version ${entry.version} above the revision`);
+      if (!(entry.version >= 1 && entry.version <= this.revision)) assert(false, `${key}: version ${entry.version} above the revision`);
       sum += entryHash(key, entry);
       bytes += entry.size;
       if (entry.chunks === undefined) {
-        assert(this.segment_keys.get(entry.segment)?.has(key) === true, () => `${key}: not accounted in segment ${entry.segment}`);
+        if (this.segment_keys.get(entry.segment)?.has(key) !== true) assert(false, `${key}: not accounted in segment ${entry.segment}`);
         continue;
       }
       const { blocks, ends } = entry.chunks;
       assert(blocks.length === ends.length, () => `${key}: ${blocks.length} blocks, ${ends.length} ends`);
       let end = 0;
-      blocks.forEach((id, i) => {
+      for (let i = 0; i < blocks.length; i++) {
+        const id = blocks[i]!;
         const block = this.large.block(id);
-        assert(block !== undefined, () => `${key}: missing block ${id}`);
-        assert(ends[i] === end + block.size, () => `${key}: end ${i} is ${ends[i]}, blocks add up to ${end + block.size}`);
+        if (block === undefined) assert(false, `${key}: missing block ${id}`);
+        if (ends[i] !== end + block.size) assert(false, `${key}: end ${i} is ${ends[i]}, blocks add up to ${end + block.size}`);
         end = ends[i]!;
-      });
+      }
       assert(end === entry.size, () => `${key}: blocks add up to ${end}, size ${entry.size}`);
       object_blocks.push([key, blocks]);
     }

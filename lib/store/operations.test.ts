@@ -3,6 +3,7 @@ import {
   Condition,
   Operation,
   allocValueWithHeadroom,
+  headroom_size_min,
   decodeKeyRequest,
   decodeListReply,
   decodeListRequest,
@@ -197,15 +198,17 @@ describe("replies", () => {
     expect(readObjectInfo(stat, 0)).toEqual(info);
   });
 
-  test("a value read with headroom becomes a get reply without a copy, once", () => {
+  test("a large value read with headroom becomes a get reply without a copy, once; a small one is copied", () => {
     const prng = new Prng(6);
-    for (const size of [0, 100, 100_000]) {
+    for (const size of [0, 100, headroom_size_min - 1, headroom_size_min, 100_000]) {
       const info = randomInfo(prng);
       const value = allocValueWithHeadroom(size);
       value.set(bytes(prng, size));
       const expected = value.slice();
       const get = encodeGetReply(info, value);
-      expect(get.buffer).toBe(value.buffer); // built in place
+      if (size >= headroom_size_min)
+        expect(get.buffer).toBe(value.buffer); // built in place
+      else expect(get.buffer).not.toBe(value.buffer);
       expect(readObjectInfo(get, 0)).toEqual(info);
       expect(get.subarray(object_info_size)).toEqual(expected);
       // A second reply from the same value gets a body of its own.

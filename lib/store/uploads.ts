@@ -387,16 +387,19 @@ export class LargeState {
     assert(this.uploads.size <= uploads_open_max_ceiling, () => `${this.uploads.size} uploads open, above any limit`);
     const owned = new Set<number>();
     let sum = 0n;
+    // Runs at every checkpoint of every simulated replica: conditions first, and an assert with its
+    // message only for what fails.
     for (const [id, u] of this.uploads) {
       assert(u.id === id && id >= 1 && id <= this.upload_counter, () => `upload ${id} above the counter ${this.upload_counter}`);
       assert(u.created <= u.touched, () => `upload ${id} touched before it was created`);
       let bytes = 0;
       for (const [key, block_id] of u.slots) {
         const b = this.blocks.get(block_id);
-        assert(b !== undefined, () => `upload ${id} slot ${key} names missing block ${block_id}`);
-        assert(b.slot !== null && b.key === null && b.slot.upload_id === id, () => `block ${block_id} is not owned by upload ${id}`);
-        assert(slotKey(b.slot.part, b.slot.attempt, b.slot.index) === key, () => `block ${block_id} names another slot`);
-        assert(!owned.has(block_id), () => `block ${block_id} has two owners`);
+        if (b === undefined) assert(false, `upload ${id} slot ${key} names missing block ${block_id}`);
+        if (!(b.slot !== null && b.key === null && b.slot.upload_id === id))
+          assert(false, `block ${block_id} is not owned by upload ${id}`);
+        if (slotKey(b.slot.part, b.slot.attempt, b.slot.index) !== key) assert(false, `block ${block_id} names another slot`);
+        if (owned.has(block_id)) assert(false, `block ${block_id} has two owners`);
         owned.add(block_id);
         bytes += b.size;
         sum += pendingBlockHash(b);
@@ -407,9 +410,9 @@ export class LargeState {
     for (const [key, ids] of object_blocks) {
       for (const block_id of ids) {
         const b = this.blocks.get(block_id);
-        assert(b !== undefined, () => `object ${key} names missing block ${block_id}`);
-        assert(b.slot === null && b.key === key, () => `block ${block_id} is not owned by object ${key}`);
-        assert(!owned.has(block_id), () => `block ${block_id} has two owners`);
+        if (b === undefined) assert(false, `object ${key} names missing block ${block_id}`);
+        if (!(b.slot === null && b.key === key)) assert(false, `block ${block_id} is not owned by object ${key}`);
+        if (owned.has(block_id)) assert(false, `block ${block_id} has two owners`);
         owned.add(block_id);
       }
     }
@@ -418,8 +421,8 @@ export class LargeState {
     const by_segment = new Map<number, number>();
     let total = 0;
     for (const [id, b] of this.blocks) {
-      assert(b.id === id && id >= 1 && id <= this.block_counter, () => `block ${id} above the counter ${this.block_counter}`);
-      assert(this.segment_blocks.get(b.segment)?.has(id) === true, () => `block ${id} not accounted in segment ${b.segment}`);
+      if (!(b.id === id && id >= 1 && id <= this.block_counter)) assert(false, `block ${id} above the counter ${this.block_counter}`);
+      if (this.segment_blocks.get(b.segment)?.has(id) !== true) assert(false, `block ${id} not accounted in segment ${b.segment}`);
       by_segment.set(b.segment, (by_segment.get(b.segment) ?? 0) + b.size);
       total += b.size;
     }

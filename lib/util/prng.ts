@@ -43,7 +43,9 @@ export class Prng {
 
   /** A uniformly distributed integer in [0, n), without modulo bias. */
   int(n: number): number {
-    assert(Number.isInteger(n) && n > 0 && n <= 2 ** 32, `prng int bound must be in [1, 2^32], got ${n}`);
+    // The message only on failure: a template argument is built on every call (the simulator
+    // draws several times per event).
+    if (!(Number.isInteger(n) && n > 0 && n <= 2 ** 32)) assert(false, `prng int bound must be in [1, 2^32], got ${n}`);
     const limit = 2 ** 32 - (2 ** 32 % n);
     for (;;) {
       const x = this.u32();
@@ -53,7 +55,7 @@ export class Prng {
 
   /** An integer in [min, max], both inclusive. */
   range(min: number, max: number): number {
-    assert(min <= max, `prng range: min ${min} > max ${max}`);
+    if (!(min <= max)) assert(false, `prng range: min ${min} > max ${max}`);
     return min + this.int(max - min + 1);
   }
 

@@ -185,38 +185,32 @@ export class DurableState {
   /** recovering: a recovering replica whose checkpoint file was damaged may sync one below the
    * durable one (the root until then), and execute up to it before it persists anything. */
   invariants(recovering: boolean): void {
-    assert(
-      this.log_view_ <= Math.max(this.view_, 0),
-      () => `replica ${this.replica}: durable log_view ${this.log_view_} above the durable view ${this.view_}`,
-    );
+    // Runs after every simulator step: each check is a plain condition first, and the assert (with
+    // its message closure) is reached only when one fails.
+    if (this.log_view_ > Math.max(this.view_, 0))
+      assert(false, `replica ${this.replica}: durable log_view ${this.log_view_} above the durable view ${this.view_}`);
     const pending = this.pending_;
     if (pending !== null) {
-      assert(
-        recovering || pending.op > this.checkpoint_.op,
-        () => `replica ${this.replica}: pending checkpoint ${pending.op} not above the durable ${this.checkpoint_.op}`,
-      );
-      assert(
-        this.ids.get(pending.op) === pending,
-        () => `replica ${this.replica}: pending checkpoint ${pending.op} is not among the ids prepares name`,
-      );
+      if (!(recovering || pending.op > this.checkpoint_.op))
+        assert(false, `replica ${this.replica}: pending checkpoint ${pending.op} not above the durable ${this.checkpoint_.op}`);
+      if (this.ids.get(pending.op) !== pending)
+        assert(false, `replica ${this.replica}: pending checkpoint ${pending.op} is not among the ids prepares name`);
     }
     const written = this.written;
     if (written !== null) {
-      assert(
-        written.view >= this.view_ && written.log_view >= this.log_view_,
-        () => `replica ${this.replica}: queued view ${written.view}/${written.log_view} below the durable ${this.view_}/${this.log_view_}`,
-      );
-      assert(
-        written.checkpoint.op >= this.checkpoint_.op,
-        () => `replica ${this.replica}: queued checkpoint ${written.checkpoint.op} below the durable ${this.checkpoint_.op}`,
-      );
+      if (!(written.view >= this.view_ && written.log_view >= this.log_view_))
+        assert(
+          false,
+          `replica ${this.replica}: queued view ${written.view}/${written.log_view} below the durable ${this.view_}/${this.log_view_}`,
+        );
+      if (!(written.checkpoint.op >= this.checkpoint_.op))
+        assert(false, `replica ${this.replica}: queued checkpoint ${written.checkpoint.op} below the durable ${this.checkpoint_.op}`);
     }
-    for (const [op, id] of this.ids) {
-      assert(id.op === op, () => `replica ${this.replica}: checkpoint id ${id.op} kept under op ${op}`);
-      assert(
-        op >= this.remembered_op - 4 * this.interval_ops,
-        () => `replica ${this.replica}: checkpoint id ${op} kept beyond 4 intervals below ${this.remembered_op}`,
-      );
+    const floor = this.remembered_op - 4 * this.interval_ops;
+    for (const op of this.ids.keys()) {
+      const id = this.ids.get(op)!;
+      if (id.op !== op) assert(false, `replica ${this.replica}: checkpoint id ${id.op} kept under op ${op}`);
+      if (op < floor) assert(false, `replica ${this.replica}: checkpoint id ${op} kept beyond 4 intervals below ${this.remembered_op}`);
     }
   }
 }

@@ -129,3 +129,18 @@ describe("damaged slots", () => {
     journal.invariants();
   });
 });
+
+describe("invariants", () => {
+  test("reports the lowest op with a header in (above, up_to], or -1", () => {
+    const journal = new Journal(slots);
+    expect(journal.invariants()).toBe(-1);
+    expect(journal.invariants(0, 100)).toBe(-1);
+    for (const op of [9, 12, 14]) journal.setHeader(header(op));
+    expect(journal.invariants()).toBe(-1); // no range: only the slot checks
+    expect(journal.invariants(8, 16)).toBe(9);
+    expect(journal.invariants(9, 16)).toBe(12);
+    expect(journal.invariants(12, 13)).toBe(-1);
+    expect(journal.invariants(12, 14)).toBe(14);
+    expect(journal.invariants(14, 22)).toBe(-1);
+  });
+});
