@@ -230,6 +230,19 @@ describe("the gateway's HTTP/1.1 server", () => {
     expect(server.connections()).toBe(0);
   });
 
+  test("a handler that takes longer than the idle timeout (waiting on the cluster, not the client) keeps its connection", async () => {
+    const server = serve(
+      async (exchange) => {
+        await Bun.sleep(1500);
+        await echo(exchange);
+      },
+      { idle_timeout_ms: 200 },
+    );
+    const c = await raw(server.port);
+    c.write("PUT /slow HTTP/1.1\r\nContent-Length: 2\r\n\r\nok");
+    await c.until("the response", () => c.text().includes("PUT /slow [ok]"), 5000);
+  });
+
   test("beyond connections_max a new connection is closed at once", async () => {
     const server = serve(echo, { connections_max: 2 });
     const a = await raw(server.port);

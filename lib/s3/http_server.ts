@@ -237,7 +237,8 @@ class BodyQueue {
     return new ReadableStream<Uint8Array>(
       {
         pull: async (controller) => {
-          if (this.expect_continue && !this.continue_sent) {
+          // A client that sent its body without waiting needs no 100 Continue.
+          if (this.expect_continue && !this.continue_sent && !this.ended && this.received === 0) {
             this.continue_sent = true;
             this.connection.write(Buffer.from("HTTP/1.1 100 Continue\r\n\r\n", "latin1"));
           }
@@ -365,6 +366,8 @@ class Connection {
   onData(data: Uint8Array): void {
     if (this.closed) return;
     this.last_activity = performance.now();
+    // Refused, or answered with "connection: close": nothing more is read (nor kept).
+    if (this.closing && !this.busy) return;
     if (this.decoder !== null && !this.decoder.done) {
       this.feedBody(data);
       return;
@@ -447,8 +450,25 @@ class Connection {
       return;
     }
     this.decoder = null;
+    // The next pipelined request waits until this response has gone out: a client that sends
+    // requests and reads no responses holds one response here, not one per request.
+    if (this.out.length === 0) return this.continueReading();
+    this.busy = true;
+    void this.flushed().then((ok) => {
+      this.busy = false;
+      if (ok) this.continueReading();
+    });
+  }
+
+  private continueReading(): void {
     this.resume();
     this.nextRequest();
+  }
+
+  /** Waiting on the client: for its head, its body, or for it to take a response. A handler at
+   * work on a request it has whole (waiting on the cluster) is not. */
+  get waiting_on_client(): boolean {
+    return !this.busy || this.queue?.ended === false || this.out.length > 0;
   }
 
   /** Answers a request refused before any handler saw it, then closes. */
@@ -530,7 +550,7 @@ class Server implements HttpServer {
     const now = performance.now();
     for (const c of [...this.open]) {
       if (c.head_started !== null && !c.busy && now - c.head_started > this.options.headers_timeout_ms) c.close(true);
-      else if (now - c.last_activity > this.options.idle_timeout_ms) c.close(true);
+      else if (c.waiting_on_client && now - c.last_activity > this.options.idle_timeout_ms) c.close(true);
     }
   }
 }
