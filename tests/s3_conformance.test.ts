@@ -739,6 +739,17 @@ describe("multipart uploads", () => {
     expect((await send({ method: "GET", path: objectPath(b, "invalid-part"), query: { uploadId: id } })).status).toBe(200);
   });
 
+  test("UploadPart's Content-MD5 (checked by the handler, not hashed twice): wrong is BadDigest and leaves no part, right is the ETag", async () => {
+    const id = await create("part-md5");
+    const part = { method: "PUT", path: objectPath(b, "part-md5"), query: { partNumber: "1", uploadId: id }, body: "part body" };
+    expectRawError(await send({ ...part, headers: { "content-md5": md5Base64("not the part") } }), "BadDigest", 400);
+    const parts = await send({ method: "GET", path: objectPath(b, "part-md5"), query: { uploadId: id } });
+    expect(xmlValue(parts.text, "PartNumber")).toBeNull();
+    const r = await send({ ...part, headers: { "content-md5": md5Base64("part body") } });
+    expect(r.status, r.text).toBe(200);
+    expect(r.headers.get("etag")).toBe(`"${Buffer.from(md5Base64("part body"), "base64").toString("hex")}"`);
+  });
+
   test("parts listed out of order, or twice, are InvalidPartOrder", async () => {
     // Both parts are 5 MiB, so only the order can be wrong.
     const id = await create("order");

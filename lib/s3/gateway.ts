@@ -1,5 +1,6 @@
 /**
- * The S3 gateway's HTTP server (docs/S3.md): node:http (gateway_http.ts says why not Bun.serve);
+ * The S3 gateway's HTTP server (docs/S3.md): its own HTTP/1.1 server on Bun.listen (http_server.ts
+ * says why not node:http or Bun.serve);
  * per request a request id, then route →
  * authenticate → verified body (for operations that carry one) → handler → response. Every thrown
  * S3Error or ClientError becomes S3's XML error document; anything else is a bug, logged with its
@@ -10,9 +11,6 @@
  * reading. Bodies stream through with backpressure; none is held whole.
  */
 import { randomBytes } from "node:crypto";
-import * as http from "node:http";
-import type { AddressInfo } from "node:net";
-import type { Duplex } from "node:stream";
 import type { Client } from "../client/client.ts";
 import { ClientError } from "../client/errors.ts";
 import { formatAddress, type Address } from "../net/address.ts";
@@ -24,7 +22,9 @@ import type { Credentials } from "./credentials.ts";
 import { delete_objects_handlers } from "./delete_objects.ts";
 import { errorResponse } from "./error_response.ts";
 import { GatewayMetrics, startMetricsServer } from "./gateway_metrics.ts";
-import { bodyStream, headersOf, send, splitTarget } from "./gateway_http.ts";
+import { splitTarget } from "./gateway_http.ts";
+import { header_bytes_max } from "./http_head.ts";
+import { type HttpExchange, startHttpServer } from "./http_server.ts";
 import { listing_handlers } from "./listing.ts";
 import { multipart_handlers } from "./multipart.ts";
 import { object_handlers } from "./objects.ts";
@@ -36,8 +36,8 @@ import { authenticate } from "./sigv4.ts";
 import { errorXml } from "./xml.ts";
 
 /** A request's head (request line and headers) may be this long; a longer one is answered 400
- * InvalidRequest and the connection closed (node:http maxHeaderSize; Bun.serve's own is 16 KiB too). */
-export const header_bytes_max = 16 * 1024;
+ * InvalidRequest and the connection closed (http_head.ts). */
+export { header_bytes_max };
 /** The request target (path and query). An S3 key is at most 1,024 bytes (3,072 percent-encoded);
  * presigned queries add about 1 KiB. */
 export const request_target_bytes_max = 8 * 1024;
@@ -57,6 +57,9 @@ export const stop_grace_ms = 10_000;
 const stop_poll_ms = 20;
 /** A request's head must arrive within this long of its first byte. */
 export const headers_timeout_ms = 20_000;
+
+/** Operations whose handler checks Content-MD5 itself, with the MD5 it computes anyway. */
+const operations_checking_content_md5 = new Set<S3Operation>(["UploadPart"]);
 
 /** Operations whose request carries a body the handler reads. */
 const operations_with_body = new Set<S3Operation>(["PutObject", "UploadPart", "CreateBucket", "DeleteObjects", "CompleteMultipartUpload"]);
@@ -101,8 +104,15 @@ const empty_body: AsyncIterable<Uint8Array> = {
   async *[Symbol.asyncIterator]() {},
 };
 
+/** Request ids: a random prefix per gateway process and a counter, 16 hex digits as S3's. Unique
+ * without a call into the random source per request (randomBytes cost about 2 µs a request, a
+ * counter 0.1 µs); an id names a request, it guards nothing. */
+const request_id_prefix = randomBytes(4).toString("hex").toUpperCase();
+let request_count = 0;
+
 function requestId(): string {
-  return randomBytes(8).toString("hex").toUpperCase();
+  request_count = (request_count + 1) % 2 ** 32;
+  return request_id_prefix + request_count.toString(16).toUpperCase().padStart(8, "0");
 }
 
 /** Counts a body's bytes as they are read. */
@@ -129,13 +139,6 @@ function listenError(address: Address, error: unknown): Error {
   const code = (error as NodeJS.ErrnoException).code;
   const why = code === "EADDRINUSE" ? "the port is in use" : code === "EADDRNOTAVAIL" ? "no such local address" : (error as Error).message;
   return new Error(`cannot listen on ${formatAddress(address)}: ${why}`);
-}
-
-function listen(server: http.Server, address: Address): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once("error", (error) => reject(listenError(address, error)));
-    server.listen(address.port, address.host, () => resolve((server.address() as AddressInfo).port));
-  });
 }
 
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
@@ -168,14 +171,14 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   /** Route, authenticate, decode the body, run the handler. */
   const dispatch = async (
     x: Exchange,
-    req: http.IncomingMessage,
+    exchange: HttpExchange,
     target: { path: string; query: string },
     client: Client,
   ): Promise<Response> => {
-    const raw_target = req.url ?? "/";
+    const raw_target = exchange.target;
     if (raw_target.length > request_target_bytes_max)
       throw new S3Error("InvalidRequest", `the request target is ${raw_target.length} bytes: at most ${request_target_bytes_max}`);
-    const headers = headersOf(req);
+    const headers = exchange.headers;
     // The headers tell CopyObject from PutObject (and refuse UploadPartCopy).
     const r = route(x.method, target.path, target.query, headers.get("host"), o.domain, headers);
     const operation = r.operation;
@@ -194,7 +197,9 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       const declared = Number(headers.get("content-length") ?? "0");
       if (declared > request_body_bytes_max)
         throw new S3Error("EntityTooLarge", `a request body is at most ${request_body_bytes_max} bytes, Content-Length says ${declared}`);
-      const verified = verifiedBody(bodyStream(req, request_body_bytes_max), headers, auth.payload);
+      const verified = verifiedBody(exchange.body, headers, auth.payload, {
+        content_md5: !operations_checking_content_md5.has(operation),
+      });
       body = countedBody(verified.body, (n) => (x.bytes_in += n));
       size = verified.size;
     }
@@ -222,26 +227,20 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     return errorResponse(s3, x.path, x.id);
   };
 
-  const respond = async (
-    x: Exchange,
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    response: Response,
-    first = true,
-  ): Promise<void> => {
+  const respond = async (x: Exchange, exchange: HttpExchange, response: Response, first = true): Promise<void> => {
     response.headers.set("x-amz-request-id", x.id);
     response.headers.set("x-amz-id-2", Buffer.from(x.id).toString("base64"));
     // A request body the handler did not read (an error before it, or an operation without one)
-    // would have to be drained for the connection to carry another request: close it instead.
-    if (!req.complete) response.headers.set("connection", "close");
+    // would have to be drained for the connection to carry another request: the server closes
+    // it instead (http_server.ts).
     let sent;
     try {
-      sent = await send(res, response, x.method === "HEAD");
+      sent = await exchange.send(response, x.method === "HEAD");
     } catch (error) {
       // The body failed before anything was sent (a bounded body read whole, or an object's first
       // chunk): answer the error instead.
-      if (first && !res.headersSent) return respond(x, req, res, render(x, error), false);
-      res.destroy();
+      if (first && !exchange.headers_sent) return respond(x, exchange, render(x, error), false);
+      exchange.destroy();
       finish(x, response.status, 0);
       return;
     }
@@ -252,11 +251,11 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     finish(x, response.status, sent.bytes);
   };
 
-  const serve = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    const target = splitTarget(req.url ?? "/");
+  const serve = async (exchange: HttpExchange): Promise<void> => {
+    const target = splitTarget(exchange.target);
     const x: Exchange = {
       id: requestId(),
-      method: req.method ?? "GET",
+      method: exchange.method,
       path: target.path,
       operation: "unknown",
       access_key: null,
@@ -269,8 +268,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       metrics.refused += 1;
       return respond(
         x,
-        req,
-        res,
+        exchange,
         render(x, new S3Error("SlowDown", `more than ${requests_in_flight_max} requests in flight: retry later`)),
       );
     }
@@ -278,45 +276,42 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     busy.set(client, busy.get(client)! + 1);
     let response: Response;
     try {
-      response = await dispatch(x, req, target, client);
+      response = await dispatch(x, exchange, target, client);
     } catch (error) {
       response = render(x, error);
     } finally {
       busy.set(client, busy.get(client)! - 1);
     }
-    await respond(x, req, res, response);
+    await respond(x, exchange, response);
   };
 
-  const server = http.createServer({ maxHeaderSize: header_bytes_max }, (req, res) => {
-    serve(req, res).catch((error: unknown) => {
-      log("error", `bug: serving ${req.method} ${req.url}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-      res.destroy();
+  let server;
+  try {
+    server = startHttpServer({
+      hostname: o.listen.host,
+      port: o.listen.port,
+      handler: (exchange) =>
+        serve(exchange).catch((error: unknown) => {
+          log(
+            "error",
+            `bug: serving ${exchange.method} ${exchange.target}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+          );
+          exchange.destroy();
+        }),
+      refusal: (status, message) => {
+        // A head too large or not HTTP: answered, then the connection is closed.
+        log("debug", `bad request from a client: ${status} ${message}`);
+        return { content_type: "application/xml", body: errorXml(new S3Error("InvalidRequest", message), "/", requestId()) };
+      },
+      body_bytes_max: request_body_bytes_max,
+      connections_max,
+      idle_timeout_ms,
+      headers_timeout_ms,
     });
-  });
-  server.maxConnections = connections_max;
-  server.timeout = idle_timeout_ms;
-  server.keepAliveTimeout = idle_timeout_ms;
-  server.headersTimeout = headers_timeout_ms;
-  // A 5 GiB body may take long; a stalled one is caught by the idle timeout.
-  server.requestTimeout = 0;
-  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
-    // A head too large or not HTTP: answered if the socket still takes it, then closed.
-    const overflow = error.code === "HPE_HEADER_OVERFLOW";
-    const s3 = new S3Error(
-      "InvalidRequest",
-      overflow
-        ? `the request line and headers are over ${header_bytes_max} bytes`
-        : `not a valid HTTP request (${error.code ?? error.message})`,
-    );
-    log("debug", `bad request from a client: ${s3.message}`);
-    if (socket.writable) {
-      const body = errorXml(s3, "/", requestId());
-      socket.end(
-        `HTTP/1.1 ${s3.status} Bad Request\r\nContent-Type: application/xml\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      );
-    } else socket.destroy();
-  });
-  const port = await listen(server, o.listen);
+  } catch (error) {
+    throw listenError(o.listen, error);
+  }
+  const port = server.port;
   let metrics_server: { port: number; stop(): Promise<void> } | null = null;
   if (o.metrics !== undefined && o.metrics !== null) {
     try {
@@ -328,7 +323,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         clients[0]!.options.tls ?? null,
       );
     } catch (error) {
-      server.close();
+      server.closeAll();
       throw listenError(o.metrics, error);
     }
   }
@@ -339,12 +334,11 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     metrics,
     /** Stops accepting, lets the requests in flight finish for up to stop_grace_ms, then closes every connection. */
     async stop() {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
+      server.stopAccepting();
       const deadline = performance.now() + stop_grace_ms;
       while (metrics.in_flight > 0 && performance.now() < deadline) await Bun.sleep(stop_poll_ms);
-      server.closeAllConnections();
-      await Promise.all([closed, metrics_server?.stop()]);
+      server.closeAll();
+      await metrics_server?.stop();
     },
   };
 }

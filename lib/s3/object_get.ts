@@ -11,6 +11,7 @@ import { errorResponse } from "./error_response.ts";
 import { etagOf } from "./etag.ts";
 import { httpDate, objectOf, objectResponseHeaders, readConditions } from "./object_headers.ts";
 import type { S3Context, S3Request } from "./request.ts";
+import { checkBucketName } from "./names.ts";
 import { S3Error } from "./s3_error.ts";
 
 /** GetObject's query parameters that override a response header (S3 lets a signed request set them). */
@@ -89,6 +90,21 @@ export function noSuchKey(error: unknown, key: string): unknown {
   return error;
 }
 
+/**
+ * A read of an object missed (or failed): NoSuchBucket when the bucket does not exist, else
+ * NoSuchKey. Reads go to the object first and ask about the bucket only on a miss, which saves a
+ * get or head the bucket check (a cluster read, at most once a second per bucket: buckets.ts) on
+ * every hit. An object can exist only in a bucket that existed when it was written; a bucket
+ * deleted since is empty (DeleteBucket refuses a bucket with objects), so a hit answers as the
+ * bucket check would, except for the object of a put that raced a DeleteBucket, which the put's
+ * own bucket check could not see either (docs/S3.md §2).
+ */
+async function missed(context: S3Context, bucket: string, key: string, error: unknown): Promise<unknown> {
+  if (!(error instanceof ClientError && error.code === "not_found")) return error;
+  await requireBucket(context, bucket);
+  return noSuchKey(error, key);
+}
+
 function checkGetQuery(request: S3Request): void {
   // Reading one part of a multipart object is not supported: serving the whole object instead
   // would hand a client the wrong bytes.
@@ -117,19 +133,20 @@ export async function getObject(request: S3Request, context: S3Context): Promise
   const { bucket, key, native } = objectOf(request);
   checkGetQuery(request);
   const overrides = overridesOf(request.query);
-  await requireBucket(context, bucket);
+  checkBucketName(bucket);
   const range = rangeOf(request.headers);
   let stream: GetStream;
   try {
     stream = await context.client.getStream(native, range === null ? {} : { range });
   } catch (error) {
-    if (range === null || !(error instanceof ClientError && error.code === "range_invalid")) throw noSuchKey(error, key);
+    if (range === null || !(error instanceof ClientError && error.code === "range_invalid"))
+      throw await missed(context, bucket, key, error);
     // Conditions come before the range (RFC 9110 §13.2.2): read them from the header.
     let header: ObjectHeader;
     try {
       header = await context.client.head(native);
     } catch (e) {
-      throw noSuchKey(e, key);
+      throw await missed(context, bucket, key, e);
     }
     return conditionResponse(request, header) ?? rangeNotSatisfiable(request, range, header.size);
   }
@@ -148,12 +165,12 @@ export async function headObject(request: S3Request, context: S3Context): Promis
   const { bucket, key, native } = objectOf(request);
   checkGetQuery(request);
   const overrides = overridesOf(request.query);
-  await requireBucket(context, bucket);
+  checkBucketName(bucket);
   let header: ObjectHeader;
   try {
     header = await context.client.head(native);
   } catch (error) {
-    throw noSuchKey(error, key);
+    throw await missed(context, bucket, key, error);
   }
   const early = conditionResponse(request, header);
   if (early !== null) return early;

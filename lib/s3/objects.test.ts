@@ -139,6 +139,21 @@ describe("PutObject and GetObject", () => {
         code: "NoSuchBucket",
       });
   });
+
+  test("a read goes to the object first, yet a miss still tells a missing bucket from a missing key, and a bad name is refused first", async () => {
+    // GetObject and HeadObject read the object before the bucket (object_get.ts): the three
+    // answers must be what a bucket-first order gives.
+    for (const [operation, method] of [
+      ["GetObject", "GET"],
+      ["HeadObject", "HEAD"],
+    ] as const) {
+      await expect(call(operation, { method, key: "never-put" })).rejects.toMatchObject({ code: "NoSuchKey" });
+      await expect(call(operation, { method, bucket: "no-such-bucket", key: "k", headers: { range: "bytes=5-9" } })).rejects.toMatchObject({
+        code: "NoSuchBucket",
+      });
+      await expect(call(operation, { method, bucket: "Bad_Name", key: "k" })).rejects.toMatchObject({ code: "InvalidBucketName" });
+    }
+  });
 });
 
 describe("ranges and conditional reads", () => {

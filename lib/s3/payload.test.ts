@@ -121,6 +121,14 @@ describe("Content-MD5", () => {
       expect(e.code).toBe("InvalidDigest");
     }
   });
+
+  test("left to the handler when it checks Content-MD5 itself: the body is not hashed, the header's form still is checked", async () => {
+    const wrong = { "content-md5": md5Base64(text("other")) };
+    const passed = verifiedBody(streamOf([data]), new Headers(wrong), unsigned, { content_md5: false });
+    expect(await collect(passed.body)).toEqual(data);
+    const e = await s3Failure(() => verifiedBody(null, new Headers({ "content-md5": "abc" }), unsigned, { content_md5: false }));
+    expect(e.code).toBe("InvalidDigest");
+  });
 });
 
 describe("x-amz-checksum-* headers", () => {

@@ -24,11 +24,20 @@ import { S3Error } from "./s3_error.ts";
 const md5_size_bytes = 16;
 const aws_chunked_encoding = "aws-chunked";
 
+export interface VerifyOptions {
+  /** Hash the body to check Content-MD5 (default true). False for a handler that hashes the body
+   * with MD5 anyway and checks Content-MD5 itself before anything it wrote becomes visible
+   * (UploadPart: the part's ETag), so the same bytes are not hashed twice. The header's form is
+   * checked either way. */
+  content_md5?: boolean;
+}
+
 /** The verified body of a request (lib/s3/request.ts S3Request.body) and its size if known. */
 export function verifiedBody(
   raw: ReadableStream<Uint8Array> | null,
   headers: Headers,
   payload: PayloadMode,
+  o: VerifyOptions = {},
 ): { body: AsyncIterable<Uint8Array>; size: number | null } {
   const chunked = payload.kind === "streaming_signed" || payload.kind === "streaming_unsigned_trailer";
   const trailer_mode = payload.kind === "streaming_unsigned_trailer" || (payload.kind === "streaming_signed" && payload.trailer);
@@ -58,7 +67,7 @@ export function verifiedBody(
 
   async function* body(): AsyncGenerator<Uint8Array, void, undefined> {
     const sha256 = payload.kind === "sha256" ? new Bun.CryptoHasher("sha256") : null;
-    const md5 = content_md5 !== null ? new Bun.CryptoHasher("md5") : null;
+    const md5 = content_md5 !== null && o.content_md5 !== false ? new Bun.CryptoHasher("md5") : null;
     const checksum: BodyChecksum | null = expected !== null ? newChecksum(expected.algorithm) : null;
     let received = 0;
     try {
