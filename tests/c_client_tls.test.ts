@@ -23,8 +23,9 @@ const program = path.join(build_dir, "auth_client_test");
 
 /** Runs a program under valgrind (when installed) and asserts it exited 0 with no memory errors and
  * no leaks. */
-async function checked(cmd: string[], timeout_ms = 120_000): Promise<Run> {
-  const full = valgrind === null ? cmd : [valgrind, ...valgrind_args, ...cmd];
+async function checked(cmd: string[], timeout_ms = 120_000, env: Record<string, string> = {}): Promise<Run> {
+  const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  const full = [...(vars.length > 0 ? ["env", ...vars] : []), ...(valgrind === null ? cmd : [valgrind, ...valgrind_args, ...cmd])];
   const r = await run(full, { timeout_ms });
   const context = `${cmd.join(" ")}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
   expect(r.code, context).toBe(0);
@@ -90,6 +91,13 @@ describe("C client against a 3-replica cluster with mutual TLS", () => {
       console.log(`auth_client_test ${mode} over TLS: ${r.stdout.trim()}; valgrind: ${summary(r)}`);
     }
   }, 400_000);
+
+  test("client_test's round trips (0 B to 16 MiB values, conditions, list, bad inputs) over TLS from TOASTYFS_TLS_* alone, valgrind clean", async () => {
+    const env = { TOASTYFS_TLS_CERT: client.cert, TOASTYFS_TLS_KEY: client.key, TOASTYFS_TLS_CA: client.ca };
+    const r = await checked([path.join(build_dir, "client_test"), "roundtrip", cluster.cluster_arg], 180_000, env);
+    expect(r.stdout).toContain("roundtrip: ok");
+    console.log(`client_test roundtrip over TLS: valgrind: ${summary(r)}`);
+  }, 200_000);
 
   test("no certificate, one from another CA, a CA that did not issue the replicas', or plain TCP: TOASTYFS_AUTH_FAILED at once saying TLS, nothing written, valgrind clean", async () => {
     const failures = await tlsFailures();
