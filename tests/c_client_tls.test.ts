@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { refusal, RefusalCode } from "../lib/net/auth/handshake.ts";
 import { newSecret, writeSecretFile } from "../lib/net/auth/secret.ts";
 import { readTlsFiles } from "../lib/net/tls.ts";
 import { repo, TestCluster } from "./support/cluster.ts";
@@ -130,32 +131,59 @@ describe("C client against a 3-replica cluster with mutual TLS", () => {
   }, 60_000);
 });
 
-describe("C client and a replica certificate that does not name the address dialed", () => {
-  test("the handshake is refused: TOASTYFS_AUTH_FAILED naming the address, nothing sent (valgrind clean)", async () => {
-    // A one-replica "cluster" on 127.0.0.1 whose certificate (from the right CA) names only a DNS name.
-    const misnamed = ca.issue("misnamed", { san: "DNS:elsewhere.example" });
-    const files = readTlsFiles(misnamed.cert, misnamed.key, misnamed.ca);
-    let received = 0;
-    const server = Bun.listen<undefined>({
-      hostname: "127.0.0.1",
-      port: 0,
-      tls: { cert: files.cert, key: files.key, ca: files.ca, requestCert: true, rejectUnauthorized: false },
-      socket: {
-        data: (_socket, chunk) => void (received += chunk.length),
-        error: () => {},
-        close: () => {},
+/** A one-replica "cluster" with TLS whose certificate (from the cluster's CA) names san. It counts
+ * the bytes that reach it through TLS and answers the first with the tls_certificate refusal, as
+ * a replica does to a certificate it refuses: so a client that got that far passed the name check. */
+function fakeTlsReplica(san: string): { port: number; received: () => number; stop: () => void } {
+  const named = ca.issue(`named-${san.replace(/\W+/g, "_")}`, { san });
+  const files = readTlsFiles(named.cert, named.key, named.ca);
+  let received = 0;
+  const server = Bun.listen<undefined>({
+    hostname: "127.0.0.1",
+    port: 0,
+    tls: { cert: files.cert, key: files.key, ca: files.ca, requestCert: true, rejectUnauthorized: false },
+    socket: {
+      data: (socket, chunk) => {
+        received += chunk.length;
+        socket.write(refusal(RefusalCode.tls_certificate));
+        socket.end();
       },
-    });
-    try {
-      const r = await checked([program, "refused", `127.0.0.1:${server.port}`, "none", ...tlsArgs(client)]);
-      expect(r.stdout).toMatch(
-        /TLS: the replica's certificate was not accepted \(IP address mismatch\): .* and name 127\.0\.0\.1 \(subjectAltName\)/,
-      );
-      expect(received).toBe(0);
-    } finally {
-      server.stop(true);
+      error: () => {},
+      close: () => {},
+    },
+  });
+  return { port: server.port, received: () => received, stop: () => server.stop(true) };
+}
+
+describe("C client: the replica's certificate must name the address dialed", () => {
+  test("an IP or a DNS name the certificate does not name: refused in the handshake, nothing sent; a DNS name it names passes (valgrind clean)", async () => {
+    const cases: [string, string, RegExp, boolean][] = [
+      [
+        "127.0.0.1",
+        "DNS:elsewhere.example",
+        /certificate was not accepted \(IP address mismatch\): .* and name 127\.0\.0\.1 \(subjectAltName\)/,
+        false,
+      ],
+      [
+        "localhost",
+        "DNS:elsewhere.example",
+        /certificate was not accepted \(hostname mismatch\): .* and name localhost \(subjectAltName\)/,
+        false,
+      ],
+      ["localhost", "DNS:localhost", /TLS: the replica refused our certificate/, true],
+    ];
+    for (const [host, san, message, passes] of cases) {
+      const fake = fakeTlsReplica(san);
+      try {
+        const r = await checked([program, "refused", `${host}:${fake.port}`, "none", ...tlsArgs(client)]);
+        expect(r.stdout, `${host} against ${san}`).toMatch(message);
+        if (passes) expect(fake.received(), `${host} against ${san}`).toBeGreaterThan(0);
+        else expect(fake.received(), `${host} against ${san}`).toBe(0);
+      } finally {
+        fake.stop();
+      }
     }
-  }, 60_000);
+  }, 120_000);
 });
 
 describe("C client with TLS and a secret together", () => {
