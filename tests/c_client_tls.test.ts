@@ -224,6 +224,7 @@ describe("C client with TLS against a cluster without TLS", () => {
     try {
       const r = await checked([program, "refused", plain.cluster_arg, "none", ...tlsArgs(client)]);
       expect(r.stdout).toMatch(/^put: authentication failed: 127\.0\.0\.1:\d+: TLS: .*does (the replica|it) run TLS/m);
+      console.log(r.stdout.trim().split("\n")[0]);
     } finally {
       await plain.destroy();
     }
