@@ -316,6 +316,8 @@ export class ClientSession {
       auth_failed: new Map(),
       message: null,
     };
+    // Not to a replica just found unreachable (the lanes start where the main channel last went).
+    if (this.isDown(this.target, now)) this.target = this.nextUp(this.target, now);
     return this.transmit(now);
   }
 
