@@ -1,23 +1,15 @@
 import { describe, expect, test } from "bun:test";
-import { Command, Header, finalize, type Message } from "../net/codec.ts";
+import type { Message } from "../net/codec.ts";
 import { Operation, Result, encodeKeyRequest } from "../store/operations.ts";
 import { Channel, type ChannelIo } from "./channel.ts";
 import { ClientSession } from "./session.ts";
+import { replyTo } from "./test_support.ts";
 
 const cluster = 0x0123456789abcdefn;
 const get_hello = encodeKeyRequest(new TextEncoder().encode("hello"), null);
 
 function ok(to: Message, replica: number): Message {
-  const h = new Header();
-  h.command = Command.reply;
-  h.cluster = cluster;
-  h.client = to.header.client;
-  h.request = to.header.request;
-  h.operation = to.header.operation;
-  h.replica = replica;
-  h.replica_count = 3;
-  h.result = Result.ok;
-  return finalize(h, new Uint8Array(0));
+  return replyTo(to, { replica, result: Result.ok });
 }
 
 /** A channel over a fake transport: replicas in `down` refuse connections (reported the way

@@ -1,9 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Command, Header, decode, encode, finalize, type Message } from "../net/codec.ts";
+import { decode, encode, type Message } from "../net/codec.ts";
 import { Condition, Operation, Result, encodeKeyRequest, encodeU64 } from "../store/operations.ts";
 import { ClientSession, resultError, type SessionOptions, type Step } from "./session.ts";
+import { replyTo } from "./test_support.ts";
 
 const cluster = 0x0123456789abcdefn;
 const client_id = 0xfedcba9876543210n;
@@ -32,18 +33,7 @@ function hex(text: string): Uint8Array {
 }
 
 /** A reply to the session's pending request (request and operation taken from what it sent). */
-function reply(to: Message, fields: Partial<Header>, body: Uint8Array = new Uint8Array(0)): Message {
-  const h = new Header();
-  h.command = Command.reply;
-  h.cluster = cluster;
-  h.client = to.header.client;
-  h.request = to.header.request;
-  h.operation = to.header.operation;
-  h.session = to.header.session;
-  h.replica_count = 3;
-  Object.assign(h, fields);
-  return finalize(h, body);
-}
+const reply = replyTo;
 
 function sent(step: Step): { replica: number; message: Message } {
   if (step.kind !== "send") throw new Error(`expected a send, got ${JSON.stringify(step.kind)}`);
