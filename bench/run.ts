@@ -8,6 +8,7 @@
  *   ./node_modules/.bin/bun bench/run.ts --large [--rss] (issue 14: 1 GiB objects against the machine's limit; bench/large.ts)
  *   ./node_modules/.bin/bun bench/run.ts --s3 [--quick] [--profile] (issue 15: the S3 gateway against the native client; bench/s3.ts)
  *   ./node_modules/.bin/bun bench/run.ts --auth [--quick] [--rounds N] [--profile] (issue 16: plain vs secret vs TLS + secret; bench/auth.ts)
+ *   ./node_modules/.bin/bun bench/run.ts --client-failover [--quick] (issue 17: a CLI or Client put resuming after the primary's SIGKILL; bench/client_failover.ts)
  *
  * Results move ±40% between runs on a shared 2-core machine; compare ratios, not absolutes.
  */
@@ -21,6 +22,7 @@ import { fmt, loadAverage, machine, table } from "./report.ts";
 import { runLarge } from "./large.ts";
 import { runS3 } from "./s3.ts";
 import { runAuth } from "./auth.ts";
+import { runClientFailover } from "./client_failover.ts";
 
 interface Settings {
   warmup_ms: number;
@@ -29,7 +31,7 @@ interface Settings {
 }
 
 const usage =
-  "usage: bun bench/run.ts [--quick] [--no-etcd] [--json FILE] [--profile] | --large [--rss] [--quick] [--lanes N] [--no-etcd] [--json FILE] | --s3 [--quick] [--profile] [--json FILE] | --auth [--quick] [--rounds N] [--profile] [--json FILE]";
+  "usage: bun bench/run.ts [--quick] [--no-etcd] [--json FILE] [--profile] | --large [--rss] [--quick] [--lanes N] [--no-etcd] [--json FILE] | --s3 [--quick] [--profile] [--json FILE] | --auth [--quick] [--rounds N] [--profile] [--json FILE] | --client-failover [--quick] [--json FILE]";
 const args = process.argv.slice(2);
 const flags = {
   quick: false,
@@ -38,6 +40,7 @@ const flags = {
   large: false,
   s3: false,
   auth: false,
+  client_failover: false,
   rounds: null as number | null,
   rss: false,
   lanes: null as number | null,
@@ -51,6 +54,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--large") flags.large = true;
   else if (a === "--s3") flags.s3 = true;
   else if (a === "--auth") flags.auth = true;
+  else if (a === "--client-failover") flags.client_failover = true;
   else if (a === "--rounds" && args[i + 1] !== undefined) {
     const text = args[++i]!;
     flags.rounds = /^\d+$/.test(text) ? Number(text) : NaN;
@@ -85,6 +89,10 @@ if (flags.s3 && (flags.large || !flags.etcd)) {
 }
 if (flags.auth && (flags.large || flags.s3 || !flags.etcd)) {
   console.error(`error: --auth is its own run, without --large, --s3 or --no-etcd (${usage})`);
+  process.exit(2);
+}
+if (flags.client_failover && (flags.large || flags.s3 || flags.auth || flags.profile || !flags.etcd)) {
+  console.error(`error: --client-failover is its own run, without --large, --s3, --auth, --profile or --no-etcd (${usage})`);
   process.exit(2);
 }
 if (flags.rounds !== null && !flags.auth) {
@@ -490,6 +498,7 @@ async function runProfile(): Promise<void> {
 async function main(): Promise<void> {
   if (flags.s3) return runS3(flags);
   if (flags.auth) return runAuth(flags);
+  if (flags.client_failover) return runClientFailover(flags);
   if (flags.profile) return runProfile();
   if (flags.large) return runLarge(flags);
   const started = performance.now();

@@ -7,6 +7,7 @@
  */
 import type { Message } from "../net/codec.ts";
 import { Operation, Result } from "../store/operations.ts";
+import { assert } from "../util/assert.ts";
 import { ClientError } from "./errors.ts";
 import { ClientSession, resultError, type Step } from "./session.ts";
 
@@ -40,6 +41,8 @@ export class Channel implements Caller {
   /** Authentication failures reported since the last wait, for the session (bounded: one per
    * replica, the latest). */
   private readonly auth_failures = new Map<number, string>();
+  /** Replicas found unreachable since the last wait, for the session (bounded: one per replica). */
+  private readonly unreachable_replicas = new Set<number>();
   private chain: Promise<unknown> = Promise.resolve();
   busy_replies = 0;
 
@@ -75,6 +78,26 @@ export class Channel implements Caller {
     if (this.waiter === null) return; // no request outstanding: nothing to tell
     this.auth_failures.set(from, detail);
     this.waiter(null);
+  }
+
+  /** A connection to replica `from` could not be made (refused, or timed out before it opened).
+   * While a request runs, the session hears of it at once (it moves on if that was its target);
+   * otherwise it only notes it, for the next request. */
+  unreachable(from: number): void {
+    if (!this.core.pending) {
+      const step = this.core.onUnreachable(from, Date.now());
+      assert(step.kind === "wait", "a session with no request pending was asked to send");
+      return;
+    }
+    // Reported while the request runs (a connect can fail within the send): handled at its next
+    // wait, which this ends at once (awaitReply).
+    this.unreachable_replicas.add(from);
+    this.waiter?.(null);
+  }
+
+  /** A connection to replica `from` opened: the session stops skipping it. */
+  reachable(from: number): void {
+    this.core.onReachable(from);
   }
 
   /** Ends the current wait at once: the target's connection closed, or the client is closing. */
@@ -120,6 +143,14 @@ export class Channel implements Caller {
         this.auth_failures.clear();
         continue;
       }
+      if (event === null && this.unreachable_replicas.size > 0) {
+        // The target last: the others are marked first, so its retry skips them too.
+        const target = this.core.target;
+        for (const from of this.unreachable_replicas) if (from !== target) this.core.onUnreachable(from, Date.now());
+        step = this.unreachable_replicas.has(target) ? this.core.onUnreachable(target, Date.now()) : wait_step;
+        this.unreachable_replicas.clear();
+        continue;
+      }
       step = event === null ? this.core.expire(Date.now()) : this.core.onReply(event.message, event.from, Date.now());
     }
   }
@@ -127,6 +158,7 @@ export class Channel implements Caller {
   /** The next message for this client id, or null when timeout_ms passes or a nudge comes first. */
   private awaitReply(timeout_ms: number): Promise<Received | null> {
     return new Promise((resolve) => {
+      if (this.unreachable_replicas.size > 0) return resolve(null);
       const timer = setTimeout(() => finish(null), Math.max(0, timeout_ms));
       const finish = (received: Received | null): void => {
         clearTimeout(timer);

@@ -120,6 +120,9 @@ export class Client {
   private readonly channels = new Map<bigint, Channel>();
   private readonly io: ChannelIo;
   private started: Promise<void> | null = null;
+  /** Ids of this client's connections that opened and have not closed (at most one per replica):
+   * one that closes without having opened was refused or timed out. */
+  private readonly opened = new Set<number>();
   private closed = false;
   /** The cluster's block_size_max, once a create_upload reply has said it. */
   private block_size_max: number | null = null;
@@ -156,9 +159,22 @@ export class Client {
           if (connection.peer === null) return;
           for (const c of this.channels.values()) c.authFailed(connection.peer, detail);
         },
+        onConnectionOpen: (connection: ConnectionInfo) => {
+          if (connection.peer === null) return;
+          this.opened.add(connection.id);
+          for (const c of this.channels.values()) c.reachable(connection.peer);
+        },
         onConnectionClose: (connection: ConnectionInfo) => {
+          const peer = connection.peer;
+          if (peer === null) return;
+          if (!this.opened.delete(connection.id)) {
+            // It never opened: the replica is most likely down. Every channel skips it for a
+            // while, and one waiting on it moves on at once (session.ts onUnreachable).
+            for (const c of this.channels.values()) c.unreachable(peer);
+            return;
+          }
           // Retry at once instead of waiting out the attempt.
-          for (const c of this.channels.values()) if (connection.peer === c.core.target) c.nudge();
+          for (const c of this.channels.values()) if (peer === c.core.target) c.nudge();
         },
       },
     );

@@ -1,9 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Command, Header, decode, encode, finalize, type Message } from "../net/codec.ts";
+import { decode, encode, type Message } from "../net/codec.ts";
 import { Condition, Operation, Result, encodeKeyRequest, encodeU64 } from "../store/operations.ts";
 import { ClientSession, resultError, type SessionOptions, type Step } from "./session.ts";
+import { replyTo } from "./test_support.ts";
 
 const cluster = 0x0123456789abcdefn;
 const client_id = 0xfedcba9876543210n;
@@ -32,18 +33,7 @@ function hex(text: string): Uint8Array {
 }
 
 /** A reply to the session's pending request (request and operation taken from what it sent). */
-function reply(to: Message, fields: Partial<Header>, body: Uint8Array = new Uint8Array(0)): Message {
-  const h = new Header();
-  h.command = Command.reply;
-  h.cluster = cluster;
-  h.client = to.header.client;
-  h.request = to.header.request;
-  h.operation = to.header.operation;
-  h.session = to.header.session;
-  h.replica_count = 3;
-  Object.assign(h, fields);
-  return finalize(h, body);
-}
+const reply = replyTo;
 
 function sent(step: Step): { replica: number; message: Message } {
   if (step.kind !== "send") throw new Error(`expected a send, got ${JSON.stringify(step.kind)}`);
@@ -187,6 +177,89 @@ describe("ClientSession", () => {
     // The redirect is retried once where it pointed, then the next replica.
     expect(sent(s.expire(106)).replica).toBe(2);
     expect(sent(s.expire(s.wake_at)).replica).toBe(3);
+  });
+
+  test("an unreachable target (connection refused): the next replica at once, and later retries skip it", () => {
+    const s = session({ first_target: 0 });
+    const first = sent(s.start(Operation.get, get_hello, 0));
+    expect(first.replica).toBe(0);
+    const next = sent(s.onUnreachable(0, 1));
+    expect(next.replica).toBe(1);
+    expect(next.message.header.request).toBe(1);
+    expect(s.wake_at).toBe(1001); // replica 1 has a whole attempt to answer
+    // Replica 1 never answers: the attempt times out, and the retry goes to 2, not to the dead 0.
+    const targets = [sent(s.expire(1001)).replica, sent(s.expire(1500)).replica];
+    expect(targets).toEqual([2, 1]);
+    // Unreachable replicas that are not the target are only noted.
+    expect(s.onUnreachable(2, 1600)).toEqual({ kind: "wait" });
+  });
+
+  test("a backup naming a primary this client could not reach is not followed there: the live replicas are asked again after the backoff", () => {
+    const s = session({ first_target: 0 });
+    // Registered with replica 0 as primary of view 3 (3 % 3 = 0).
+    const register = sent(s.start(Operation.put, get_hello, 0));
+    const put = sent(s.onReply(reply(register.message, { replica: 0, view: 3, result: Result.ok, session: 9 }), 0, 1));
+    expect(put.replica).toBe(0);
+    // Replica 0 is killed: its connection closes (a retry at once), and reconnecting is refused.
+    expect(sent(s.expire(2)).replica).toBe(1);
+    expect(s.onUnreachable(0, 3)).toEqual({ kind: "wait" });
+    // Replica 1 has not finished its view change: it still names 0, of view 3. Pause, then ask 2.
+    let now = 4;
+    const polled: number[] = [];
+    let replier = 1;
+    for (let i = 0; i < 12; i++) {
+      expect(s.onReply(reply(put.message, { replica: replier, view: 3, result: Result.not_primary }), replier, now)).toEqual({
+        kind: "wait",
+      });
+      expect(s.wake_at).toBe(now + 50);
+      now = s.wake_at;
+      const poll = sent(s.expire(now));
+      // Polls answered are not lost attempts: each still waits one attempt timeout, not four.
+      expect(s.wake_at).toBe(now + 1000);
+      polled.push((replier = poll.replica));
+      now += 1;
+    }
+    expect(polled).toEqual([2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1]);
+    // The view change finished: a backup of view 4 names replica 1, which is followed at once.
+    expect(sent(s.onReply(reply(put.message, { replica: 2, view: 4, result: Result.not_primary }), 2, now)).replica).toBe(1);
+    expect(s.onReply(reply(put.message, { replica: 1, view: 4, result: Result.ok }), 1, now + 1).kind).toBe("done");
+  });
+
+  test("a replica found unreachable is tried again once it is named primary of a later view, heard from, reconnected, or after two attempt timeouts", () => {
+    // A fresh client (no reply yet) knows no view of replica 0: a backup naming it in any view is not followed.
+    const s = session({ first_target: 0 });
+    const first = sent(s.start(Operation.get, get_hello, 0));
+    expect(sent(s.onUnreachable(0, 0)).replica).toBe(1);
+    expect(s.onReply(reply(first.message, { replica: 1, view: 6, result: Result.not_primary }), 1, 1)).toEqual({ kind: "wait" });
+    // Named primary of view 9, after it was down in view 6: elected since, so followed at once.
+    expect(sent(s.expire(s.wake_at)).replica).toBe(2);
+    expect(sent(s.onReply(reply(first.message, { replica: 2, view: 9, result: Result.not_primary }), 2, 60)).replica).toBe(0);
+    // Refused again; a reply from it (on its connection) clears the mark as well.
+    expect(sent(s.onUnreachable(0, 70)).replica).toBe(1);
+    expect(s.onReply(reply(first.message, { replica: 0, view: 9, result: Result.ok }), 0, 71).kind).toBe("done");
+    const second = sent(s.start(Operation.get, get_hello, 100));
+    expect(second.replica).toBe(0);
+    // Marked again, then reconnected: no longer skipped.
+    expect(sent(s.onUnreachable(0, 101)).replica).toBe(1);
+    s.onReachable(0);
+    expect(sent(s.expire(s.wake_at)).replica).toBe(2);
+    expect(sent(s.expire(s.wake_at)).replica).toBe(0);
+    // Marked again: skipped until two attempt timeouts have passed.
+    const at = s.wake_at;
+    expect(sent(s.onUnreachable(0, at)).replica).toBe(1);
+    expect(sent(s.expire(at + 1000)).replica).toBe(2);
+    expect(sent(s.expire(at + 1999)).replica).toBe(1);
+    expect(sent(s.expire(at + 2000)).replica).toBe(2);
+    expect(sent(s.expire(at + 2001)).replica).toBe(0);
+  });
+
+  test("every replica unreachable: plain rotation (the transport's reconnect backoff paces it)", () => {
+    const s = session({ first_target: 0 });
+    sent(s.start(Operation.get, get_hello, 0));
+    expect(s.onUnreachable(1, 0)).toEqual({ kind: "wait" });
+    expect(s.onUnreachable(2, 0)).toEqual({ kind: "wait" });
+    // Only replica 0 is left: the retry goes back to it.
+    expect(sent(s.onUnreachable(0, 1)).replica).toBe(1);
   });
 
   test("busy and unavailable: the same replica after a growing pause; no_space: the next replica", () => {

@@ -8,6 +8,12 @@
  * simulator), and the options' durations are in that unit. It sends nothing: it returns a Step
  * saying what to send to which replica, or what the operation's answer is, and `wake_at` says
  * when to call expire() if no reply comes first. One operation at a time (§3.1).
+ *
+ * The caller may also say that a replica could not be reached at all (onUnreachable: its
+ * connection was refused, or timed out before it opened): that replica is most likely down, so
+ * sends skip it for a while and a backup that still names it as primary (its view change has not
+ * finished) is not followed there but asked again, with the other live replicas, after a short
+ * pause. The simulator has no connections and never says so.
  */
 import { Command, Header, finalize, type Message } from "../net/codec.ts";
 import { key_size_max, sender_client } from "../constants.ts";
@@ -29,8 +35,9 @@ export interface SessionOptions {
   /** Extra patience per MiB of request body on one attempt (large values take a while). */
   attempt_timeout_per_mib?: number;
   /** The pause before retrying after busy, unavailable or no_space (times the attempts so far, up
-   * to ten times), and after not_primary from a replica changing views or once every replica has
-   * been tried (hammering a view change only slows it down). */
+   * to ten times), and after not_primary from a replica changing views, or naming a primary this
+   * client could not reach, or once every replica has been tried (hammering a view change only
+   * slows it down). */
   backoff: number;
   /** An operation no replica completes within this long fails with no_quorum. Infinity: retry
    * until answered (the simulator, whose liveness check bounds it instead). */
@@ -63,6 +70,10 @@ interface Request {
   readonly attempt_timeout: number;
   /** Sends so far, the first included. */
   sends: number;
+  /** Of those, the ones made after a pause because a backup named a primary that is down: they
+   * were answered and paced, so they neither lengthen the attempt timeout nor count as hints
+   * going round in circles. */
+  polls: number;
   /** The target was set from a reply: the next retry goes there instead of to the next replica. */
   redirected: boolean;
   /** Replicas that answered wrong_cluster: they serve another cluster (§3.7). */
@@ -82,6 +93,10 @@ interface PendingOperation {
 const wait: Step = { kind: "wait" };
 const duplicate: Step = { kind: "ignored", problem: null };
 const mib = 2 ** 20;
+/** A replica that could not be reached is skipped for this many attempt timeouts, unless heard from
+ * sooner: long enough to outlast a view change that replaces it, short enough that a replica that
+ * came back (and is not heard from, or named primary of a later view) is tried again. */
+const down_attempt_timeouts = 2;
 const u32_max = 2 ** 32 - 1;
 
 export class ClientSession {
@@ -98,6 +113,12 @@ export class ClientSession {
   private operation: PendingOperation | null = null;
   private current: Request | null = null;
   private readonly n: number;
+  /** Whether any reply to this client has arrived (view_hint means something). */
+  private heard = false;
+  /** Replicas that could not be reached (onUnreachable), with when, and the highest view this
+   * client knew of it as primary (null: none yet; the first reply naming it primary sets it). A
+   * reply naming it primary of a later view means it was elected since: it is up. At most n. */
+  private readonly down = new Map<number, { since: number; view: number | null }>();
 
   constructor(readonly options: SessionOptions) {
     this.n = options.replica_count;
@@ -131,6 +152,26 @@ export class ClientSession {
     return this.resend(now);
   }
 
+  /** Replica `replica` could not be reached: its connection was refused or timed out before it
+   * opened. Sends skip it for a while (down_attempt_timeouts); if it was the target of the pending
+   * request, the next live replica is tried at once. */
+  onUnreachable(replica: number, now: number): Step {
+    assert(Number.isInteger(replica) && replica >= 0 && replica < this.n, () => `onUnreachable: no replica ${replica}`);
+    // The view it was primary of as far as this client knows (a client that has heard no reply
+    // knows none: view_hint 0 is only its starting value).
+    const known = this.heard && this.view_hint % this.n === replica ? this.view_hint : null;
+    const before = this.down.get(replica)?.view ?? null;
+    this.down.set(replica, { since: now, view: before === null ? known : Math.max(before, known ?? before) });
+    if (this.current === null || replica !== this.target) return wait;
+    this.current.redirected = false;
+    return this.resend(now);
+  }
+
+  /** A connection to replica `replica` opened: it is up again. */
+  onReachable(replica: number): void {
+    this.down.delete(replica);
+  }
+
   /** Drops the pending operation (the caller gave up on it: closed, or the run ended). */
   abandon(): void {
     this.operation = null;
@@ -149,6 +190,8 @@ export class ClientSession {
     if (h.operation !== r.operation)
       return { kind: "ignored", problem: `reply to request ${h.request} is for operation ${h.operation}, the request was ${r.operation}` };
     this.view_hint = Math.max(this.view_hint, h.view);
+    this.heard = true;
+    if (from !== null) this.down.delete(from);
     const result = h.result as Result;
     switch (result) {
       case Result.not_primary: {
@@ -162,10 +205,25 @@ export class ClientSession {
           this.redirect((h.replica + 1) % this.n);
           return this.retryAfter(this.options.backoff, now);
         }
+        const down = this.down.get(hinted);
+        if (down !== undefined && this.isDown(hinted, now)) {
+          if (down.view === null || h.view <= down.view) {
+            // It names a primary this client could not reach, in a view no later than the one it
+            // was down in: the view change that replaces it has not finished (a replica changing
+            // views names the last primary it knew). Ask the live replicas again after a pause,
+            // starting with the one after the replier, rather than the dead one (whose connects
+            // the transport backs off, up to a second) or the replier at once.
+            down.view = Math.max(down.view ?? h.view, h.view);
+            this.target = h.replica;
+            r.polls += 1;
+            return this.retryAfter(this.options.backoff, now);
+          }
+          this.down.delete(hinted); // primary of a later view: elected since, so up again
+        }
         // A backup in normal status names its primary: go there at once, unless every replica has
         // been tried (the hints go round in circles: pause).
         this.redirect(hinted);
-        return this.retryAfter(r.sends > this.n ? this.options.backoff : 0, now);
+        return this.retryAfter(Math.max(0, r.sends - r.polls) > this.n ? this.options.backoff : 0, now);
       }
       case Result.no_space:
         // That primary's disk is full and it abdicates: a replica with space will lead.
@@ -252,11 +310,14 @@ export class ClientSession {
       body,
       attempt_timeout,
       sends: 0,
+      polls: 0,
       redirected: false,
       foreign: new Set(),
       auth_failed: new Map(),
       message: null,
     };
+    // Not to a replica just found unreachable (the lanes start where the main channel last went).
+    if (this.isDown(this.target, now)) this.target = this.nextUp(this.target, now);
     return this.transmit(now);
   }
 
@@ -283,16 +344,39 @@ export class ClientSession {
         ),
       );
     }
-    // Retry once where a reply pointed; otherwise that replica had its chance: the next one.
-    if (r.redirected) r.redirected = false;
-    else this.target = (this.target + 1) % this.n;
+    // Retry once where a reply pointed; otherwise that replica had its chance: the next one (that
+    // is not known to be down).
+    if (r.redirected && !this.isDown(this.target, now)) r.redirected = false;
+    else {
+      r.redirected = false;
+      this.target = this.nextUp(this.target, now);
+    }
     return this.transmit(now);
+  }
+
+  /** Whether replica i could not be reached lately (a mark expires after down_attempt_timeouts). */
+  private isDown(i: number, now: number): boolean {
+    const down = this.down.get(i);
+    if (down === undefined) return false;
+    if (now - down.since < this.options.attempt_timeout * down_attempt_timeouts) return true;
+    this.down.delete(i);
+    return false;
+  }
+
+  /** The first replica after `from` not known to be down (`from` itself if it is the only one);
+   * plain rotation if every replica is down (the transport's reconnect backoff paces that). */
+  private nextUp(from: number, now: number): number {
+    for (let k = 1; k <= this.n; k++) {
+      const i = (from + k) % this.n;
+      if (!this.isDown(i, now)) return i;
+    }
+    return (from + 1) % this.n;
   }
 
   private transmit(now: number): Step {
     const r = this.current!;
     if (r.message === null || r.message.header.view !== this.view_hint) r.message = this.build(r);
-    const backoff = Math.min(4, 1 + Math.floor(r.sends / this.n));
+    const backoff = Math.min(4, 1 + Math.floor(Math.max(0, r.sends - r.polls) / this.n));
     r.sends += 1;
     this.wake_at = Math.min(now + r.attempt_timeout * backoff, this.operation!.deadline);
     return { kind: "send", replica: this.target, message: r.message };
