@@ -48,17 +48,17 @@ export const gc_received_bytes_step = 64 * 1024 * 1024;
 
 /*
  * Readiness (/readyz on the metrics listener, lib/node/readiness.ts). With the default timing a
- * primary sends a heartbeat every 100 ms (heartbeat_ticks x tick_ms) and a backup that hears
- * nothing from it starts a view change after 600 ms +-10% (view_change_timeout_ticks), so at most
- * 660 ms.
+ * primary sends a heartbeat every 50 ms (heartbeat_ticks x tick_ms) and a backup that hears
+ * nothing from it starts a view change after 300 ms +-10% (view_change_timeout_ticks), so at most
+ * 330 ms.
  */
 /** A backup is not ready once its primary has been silent this long, and a primary once it has
  * not heard from enough backups for a quorum within it. Five heartbeat intervals, so a late
- * heartbeat or two (a slow fsync) do not flap it; below the shortest election timeout (540 ms), so
- * a backup whose primary died says so ("no word from primary 1 for 0.5 s") before its view change
+ * heartbeat or two (a slow fsync) do not flap it; below the shortest election timeout (270 ms), so
+ * a backup whose primary died says so ("no word from primary 1 for 0.25 s") before its view change
  * starts. It also catches what the election timer cannot: a primary cut off from its backups keeps
  * its status, and only this tells that it can no longer commit. */
-export const ready_primary_silence_ms = 500;
+export const ready_primary_silence_ms = 250;
 /** A replica is not ready while its executed commit is further than this many ops behind the
  * highest commit number it has heard of. A healthy backup trails by the prepares in flight
  * (pipeline_prepare_max, 8) and what commits before the next prepare or heartbeat tells it; 64 is
@@ -193,9 +193,12 @@ export function defaultConfig(replica_count: number, cluster: bigint): Config {
     clients_max: 256,
     value_size_max: value_size_max_default,
     tick_ms: 10,
-    heartbeat_ticks: 10,
-    view_change_timeout_ticks: 60,
-    view_change_retry_ticks: 60,
+    // A backup notices a dead primary after 300 ms: six heartbeats it did not hear. Heartbeats no
+    // longer wait behind fdatasync (it runs off the event loop, STORAGE.md §10.9), so a busy
+    // primary still sends them on time; etcd's defaults are a 100 ms heartbeat and 1 s election.
+    heartbeat_ticks: 5,
+    view_change_timeout_ticks: 30,
+    view_change_retry_ticks: 30,
     prepare_retry_ticks: 20,
     repair_ticks: 5,
     probe_ticks: 10,

@@ -60,12 +60,12 @@ describe("readiness", () => {
 
   test("a primary that hears fewer backups than a quorum needs is not ready (cut off, it keeps its status)", () => {
     expect(reason({ backups_heard_ms: [null, ready_primary_silence_ms + 1] }, primary)).toBe(
-      "primary, heard from 0 of 2 backups within 0.5 s (a quorum needs 1)",
+      "primary, heard from 0 of 2 backups within 0.25 s (a quorum needs 1)",
     );
     const five = { ...primary, replica_count: 5, view: 6, backups_heard_ms: [10, 5000, null, 20] };
     expect(readiness(five).ready).toBe(true);
     expect(readiness({ ...five, backups_heard_ms: [10, 5000, null, null] }).reason).toBe(
-      "primary, heard from 1 of 4 backups within 0.5 s (a quorum needs 2)",
+      "primary, heard from 1 of 4 backups within 0.25 s (a quorum needs 2)",
     );
     // One replica is its own quorum.
     expect(readiness({ ...primary, replica: 0, view: 0, replica_count: 1, backups_heard_ms: [] }).ready).toBe(true);

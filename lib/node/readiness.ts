@@ -58,8 +58,9 @@ export interface Readiness {
   checks: ReadinessCheck[];
 }
 
+/** 250 ms as "0.25 s", 2345 as "2.3 s": hundredths below a second, where the limit lives. */
 function seconds(ms: number): string {
-  return `${(ms / 1000).toFixed(1)} s`;
+  return `${Number((ms / 1000).toFixed(ms < 1000 ? 2 : 1))} s`;
 }
 
 function count(n: number): string {
