@@ -45,7 +45,11 @@ export class Journal {
   private readonly states: SlotState[];
   /** Per slot: the op whose record was found unreadable there (-1: none). */
   private readonly damaged_op: number[];
+  /** Ops written since the last flush began (the next group). */
   private dirty_ops: number[] = [];
+  /** The group of the flush in flight: each op with the checksum of the prepare it wrote, so a
+   * slot rewritten meanwhile is not completed by this group (docs/STORAGE.md §10.9). */
+  private flying: { op: number; checksum: bigint }[] = [];
   /** Counts changes (for checks that only need to run when something changed). */
   mutations = 0;
 
@@ -179,23 +183,32 @@ export class Journal {
     this.set(slot, header, SlotState.faulty);
   }
 
-  /** Everything written so far is durable. Returns the ops that just became durable. */
+  /** A flush began: every prepare written so far is in its group. */
+  flushBegin(): void {
+    assert(this.flying.length === 0, "journal: a flush began while another is in flight");
+    for (const op of this.dirty_ops) {
+      const h = this.headers[this.slot(op)];
+      if (h !== null && h !== undefined && h.op === op) this.flying.push({ op, checksum: h.checksum });
+    }
+    this.dirty_ops = [];
+  }
+
+  /** The flush in flight completed: its group is durable. Returns the ops that just became durable. */
   flushed(): number[] {
     this.mutations += 1;
-    const ops = this.dirty_ops;
-    this.dirty_ops = [];
+    const group = this.flying;
+    this.flying = [];
     const durable: number[] = [];
-    for (const op of ops) {
+    for (const { op, checksum } of group) {
       const slot = this.slot(op);
       const h = this.headers[slot];
-      // Rewritten, removed or found damaged since: not this write's to complete.
-      if (h !== null && h !== undefined && h.op === op && this.states[slot] === SlotState.dirty) {
+      // Rewritten (by another prepare, possibly in the next group), removed or found damaged
+      // since: not this group's write to complete.
+      if (h !== null && h !== undefined && h.op === op && h.checksum === checksum && this.states[slot] === SlotState.dirty) {
         this.set(slot, h, SlotState.durable);
         durable.push(op);
       }
     }
-    // No write may survive the flush as dirty: it would never be acknowledged.
-    assert(this.dirty_ops.length === 0, "journal: writes queued during flushed()");
     return durable;
   }
 

@@ -295,17 +295,47 @@ export class Replica {
     this.values.scrub(this.ticks, !this.no_space && !this.state_sync.syncing && this.status === "normal");
   }
 
-  /** Whether flush() has anything to make durable. */
+  /** Whether a flush should begin now: writes are queued and none is in flight (docs/STORAGE.md
+   * §10.9: one group in flight, one being gathered). */
   needsFlush(): boolean {
-    return this.storage.pending();
+    return !this.storage.flushing() && this.storage.pending();
   }
 
-  /** Makes every queued write durable, then acts on what that allows. */
-  flush(): void {
-    if (!this.storage.pending()) return;
-    this.storage.flush();
-    assert(!this.storage.pending(), () => `replica ${this.replica}: writes still pending after a flush`);
+  /** Whether a flush has begun and not completed. */
+  flushing(): boolean {
+    return this.storage.flushing();
+  }
+
+  /** The driver's event "begin": every write queued so far becomes the group in flight. Returns
+   * the files to fdatasync before flushSynced. Nothing of the group is acted on until completion. */
+  flushBegin(): readonly number[] {
+    assert(!this.storage.flushing(), () => `replica ${this.replica}: a flush began while another is in flight`);
+    this.journal.flushBegin();
+    this.durable.flushBegin();
+    return this.storage.flushBegin();
+  }
+
+  /** The driver's event "synced": every fdatasync last returned succeeded. Returns the next files
+   * to sync, or null when the group is durable, after acting on what that allows (completed). */
+  flushSynced(): readonly number[] | null {
+    const next = this.storage.flushSynced();
+    if (next !== null) return next;
     this.onDurable();
+    return null;
+  }
+
+  /** Makes every queued write durable on the calling thread (the flush in flight first), acting on
+   * what each group allows (tests, shutdown). */
+  flush(): void {
+    if (this.storage.flushing()) this.completeInline();
+    if (!this.storage.pending()) return;
+    this.flushBegin();
+    this.completeInline();
+  }
+
+  private completeInline(): void {
+    do this.storage.flushSyncInline();
+    while (this.flushSynced() !== null);
   }
 
   /** Primary of its view, in normal status, its start_view sent: it takes requests and reads. */
@@ -585,7 +615,7 @@ export class Replica {
     this.durable.record(state);
   }
 
-  /** Called after a flush: everything queued before it is durable now. */
+  /** Called when a flush completed: its group is durable now. */
   private onDurable(): void {
     const written = this.durable.flushed();
     if (written !== null) this.formation.durable(written.incarnation);
