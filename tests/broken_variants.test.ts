@@ -59,6 +59,16 @@ class AckBeforeDurable extends Replica {
   }
 }
 
+/** Acts on a flush's group when the flush begins, before its asynchronous fdatasyncs returned
+ * (docs/STORAGE.md §10.9): acknowledgements, the new view, replies. */
+class AckAtFlushBegin extends Replica {
+  override flushBegin(): readonly number[] {
+    const files = super.flushBegin();
+    this.onDurable();
+    return files;
+  }
+}
+
 /** A new primary takes the shortest log offered in the view change instead of the longest. */
 class ShorterLog extends Replica {
   override chooseLog(dvcs: DoViewChange[]): DoViewChange {
@@ -255,6 +265,11 @@ class NudgeNeverNeeded extends FileStorage {
 describe("broken replicas are caught", () => {
   test("a commit quorum of f", () => expectCaught("commit quorum of f", QuorumOfF, 100), timeout_ms);
   test("a backup acknowledging before its write is durable", () => expectCaught("ack before durable", AckBeforeDurable, 200), timeout_ms);
+  test(
+    "a replica acting on a flush when it begins, before its asynchronous fdatasync returned",
+    () => expectCaught("ack at flush begin", AckAtFlushBegin, 200),
+    timeout_ms,
+  );
   test("a new primary choosing a shorter log", () => expectCaught("shorter log chosen", ShorterLog, 300), timeout_ms);
   test(
     "a new primary choosing a shorter log that covers the commit number",

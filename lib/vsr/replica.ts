@@ -615,8 +615,9 @@ export class Replica {
     this.durable.record(state);
   }
 
-  /** Called when a flush completed: its group is durable now. */
-  private onDurable(): void {
+  /** Called when a flush completed: its group is durable now. (Protected so that a broken variant
+   * in tests/broken_variants.test.ts can call it too early.) */
+  protected onDurable(): void {
     const written = this.durable.flushed();
     if (written !== null) this.formation.durable(written.incarnation);
     const durable_ops = this.journal.flushed();
