@@ -58,6 +58,11 @@ export class DurableState {
   get pending(): CheckpointId | null {
     return this.pending_;
   }
+  /** The view of the superblock write in the flush in flight (-1: none): on its way to the disk,
+   * it can no longer be replaced. */
+  get view_flushing(): number {
+    return this.flying?.view ?? -1;
+  }
   /** The newest superblock write queued or in flight and not yet durable, if any. */
   get in_flight(): StateWritten | null {
     return this.written ?? this.flying;

@@ -73,6 +73,9 @@ export class Replica {
   get view_durable(): number {
     return this.durable.view;
   }
+  get view_flushing(): number {
+    return this.durable.view_flushing;
+  }
   get log_view_durable(): number {
     return this.durable.log_view;
   }
@@ -1172,6 +1175,7 @@ export class Replica {
     if (this.log_view > this.view) this.broken(`log_view ${this.log_view} > view`);
     if (this.view_durable > this.view || this.log_view_durable > Math.max(this.view_durable, 0))
       this.broken(`durable view ${this.view_durable}/${this.log_view_durable} ahead of view`);
+    if (this.view_flushing > this.view) this.broken(`superblock of view ${this.view_flushing} being flushed, ahead of view ${this.view}`);
     this.durable.invariants(this.status === "recovering");
     this.votes.invariants((what) => this.broken(what));
     this.formation_driver.invariants();
