@@ -4,8 +4,10 @@
  * only supplies time and I/O:
  *
  * - every message and tick is handed to the replica synchronously;
- * - one flush per event-loop turn (setImmediate) makes every write of that turn durable with one
- *   round of fdatasync (group commit), then the replica sends the acknowledgements it allows;
+ * - a flush begins at the end of a turn (setImmediate) when none is in flight, taking every write
+ *   queued so far as one group (group commit); its fdatasyncs run on the thread pool while the
+ *   event loop keeps receiving and gathering the next group, and only when its last step returned
+ *   does the replica send the acknowledgements it allows (docs/STORAGE.md §10.9);
  * - an I/O error during a flush is never retried: the files are closed and the replica is
  *   reopened from disk, rejoining the cluster with whatever it finds there (docs/STORAGE.md §14.6);
  * - any other exception from the replica (an assertion: a bug) stops the process, after its trace
@@ -25,7 +27,7 @@ import { Replica } from "../vsr/replica.ts";
 import { primaryIndex, type Env } from "../vsr/env.ts";
 import { FileStorage, ForeignDataError } from "../storage/file_storage.ts";
 import { FsError } from "../storage/fs.ts";
-import { NodeFs } from "./node_fs.ts";
+import { fdatasyncAll, NodeFs } from "./node_fs.ts";
 import { Logger } from "./log.ts";
 import { encodeStatus, type ReplicaStatus } from "../net/status_codec.ts";
 import { DataDirectory } from "./data_directory.ts";
@@ -80,6 +82,9 @@ export class ReplicaNode {
   private directory: DataDirectory | null = null;
   private tick_timer: ReturnType<typeof setInterval> | null = null;
   private flush_scheduled = false;
+  /** Counts flush steps handed to the thread pool: a completion whose number is not the last one
+   * (the replica was dropped and reopened, or stop() finished the flush itself) is ignored. */
+  private flush_step = 0;
   private stopping = false;
   private readonly started_ms = Date.now();
   private readonly log: Logger;
@@ -137,8 +142,8 @@ export class ReplicaNode {
         listen: this.options.listen ?? this.options.self,
         peers: this.options.dial ?? this.membership.replicas,
         // One write per connection per turn (docs/DESIGN.md §9): a primary makes a prepare in each of
-        // several callbacks of a turn, and they now leave together (flush() below sends them
-        // before it blocks in fdatasync).
+        // several callbacks of a turn, and they now leave together (flushBegin() below sends them
+        // before the flush of that turn begins).
         flush_per_turn: true,
         secret: this.options.secret ?? null,
         tls: this.options.tls ?? null,
@@ -295,31 +300,54 @@ export class ReplicaNode {
     setTimeout(() => process.exit(1), fatal_exit_wait_ms);
   }
 
-  /** One flush per event-loop turn covers every write of the turn. */
+  /** A flush begins at the end of a turn with writes queued, unless one is in flight (it begins the
+   * next when it completes). */
   private afterEvent(): void {
     if (this.flush_scheduled || this.replica === null || !this.replica.needsFlush()) return;
     this.flush_scheduled = true;
-    setImmediate(() => this.flush());
+    setImmediate(() => this.flushBegin());
   }
 
-  private flush(): void {
+  private flushBegin(): void {
     this.flush_scheduled = false;
     const replica = this.replica;
-    if (replica === null || this.failed) return;
-    // What this turn produced leaves before the fdatasync blocks the event loop (the backups'
-    // journal writes overlap the primary's), and what the flush allowed (acknowledgements,
-    // replies) right after it, not a turn later.
+    if (replica === null || this.failed || this.stopping || !replica.needsFlush()) return;
+    // What this turn produced leaves before the disk works (the backups' journal writes overlap
+    // the primary's).
     this.transport?.flushWrites();
+    let files: readonly number[];
     try {
-      replica.flush();
-      this.problem = null;
+      files = replica.flushBegin();
     } catch (error) {
       if (!(error instanceof FsError)) return this.fatal(error);
-      this.onStorageError(error);
-      return;
+      return this.onStorageError(error);
+    }
+    this.syncStep(replica, files);
+  }
+
+  /** Hands one step's fdatasyncs to the thread pool; the event loop runs on meanwhile. */
+  private syncStep(replica: Replica, files: readonly number[]): void {
+    const step = ++this.flush_step;
+    fdatasyncAll(files, (error) => this.flushSynced(replica, step, error));
+  }
+
+  /** A step's fdatasyncs returned: the next step, or the group completed and what it allows
+   * (acknowledgements, replies) leaves at once. */
+  private flushSynced(replica: Replica, step: number, error: FsError | null): void {
+    if (replica !== this.replica || step !== this.flush_step || this.failed) return;
+    // RULE: never retry a failed fsync (below).
+    if (error !== null) return this.onStorageError(error);
+    let next: readonly number[] | null;
+    try {
+      next = replica.flushSynced();
+    } catch (error) {
+      if (!(error instanceof FsError)) return this.fatal(error);
+      return this.onStorageError(error);
     } finally {
       this.transport?.flushWrites();
     }
+    if (next !== null) return this.syncStep(replica, next);
+    this.problem = null;
     this.afterEvent();
   }
 
@@ -453,7 +481,9 @@ export class ReplicaNode {
     if (this.stopping) return;
     this.stopping = true;
     if (this.tick_timer !== null) clearInterval(this.tick_timer);
-    if (this.flush_scheduled && this.replica !== null) {
+    if (this.replica !== null && (this.flush_scheduled || this.replica.flushing())) {
+      // The step on the thread pool, if any, is finished here instead (its completion is ignored).
+      this.flush_step += 1;
       try {
         this.replica.flush();
       } catch (error) {
