@@ -690,7 +690,7 @@ export class Simulator {
       if (!(error instanceof AssertionError)) throw error;
       this.fail(`invariant broken: ${error.message}`);
     }
-    if (node.flush_scheduled || !node.replica.needsFlush()) return;
+    if (node.flush_scheduled || !node.replica.flushes.needed()) return;
     node.flush_scheduled = true;
     this.schedule(0, Kind.flush, node.index, node.incarnation, null);
   }
@@ -709,8 +709,8 @@ export class Simulator {
       return;
     }
     const replica = node.replica;
-    if (!replica.needsFlush()) return;
-    this.guard(node, () => void replica.flushBegin());
+    if (!replica.flushes.needed()) return;
+    this.guard(node, () => void replica.flushes.begin());
     if (node.replica === replica) this.scheduleFlushSynced(node);
     this.afterReplicaEvent(node);
   }
@@ -734,7 +734,7 @@ export class Simulator {
     let next: readonly number[] | null = null;
     this.guard(node, () => {
       storage.flushSyncInline();
-      next = replica.flushSynced();
+      next = replica.flushes.synced();
     });
     if (node.replica !== replica) return;
     if (next !== null) this.scheduleFlushSynced(node);

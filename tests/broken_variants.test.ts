@@ -5,6 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Replica } from "../lib/vsr/replica.ts";
+import { FlushEvents } from "../lib/vsr/flush_events.ts";
 import type { DoViewChange, SuffixDecision } from "../lib/vsr/view_change.ts";
 import type { Header, Message } from "../lib/net/codec.ts";
 import { Operation } from "../lib/store/operations.ts";
@@ -62,11 +63,13 @@ class AckBeforeDurable extends Replica {
 /** Acts on a flush's group when the flush begins, before its asynchronous fdatasyncs returned
  * (docs/STORAGE.md §10.9): acknowledgements, the new view, replies. */
 class AckAtFlushBegin extends Replica {
-  override flushBegin(): readonly number[] {
-    const files = super.flushBegin();
-    this.onDurable();
-    return files;
-  }
+  override readonly flushes = new (class extends FlushEvents {
+    override begin(): readonly number[] {
+      const files = super.begin();
+      this.completed();
+      return files;
+    }
+  })(this, () => this.onDurable());
 }
 
 /** A new primary takes the shortest log offered in the view change instead of the longest. */

@@ -303,7 +303,7 @@ export class ReplicaNode {
   /** A flush begins at the end of a turn with writes queued, unless one is in flight (it begins the
    * next when it completes). */
   private afterEvent(): void {
-    if (this.flush_scheduled || this.replica === null || !this.replica.needsFlush()) return;
+    if (this.flush_scheduled || this.replica === null || !this.replica.flushes.needed()) return;
     this.flush_scheduled = true;
     setImmediate(() => this.flushBegin());
   }
@@ -311,13 +311,13 @@ export class ReplicaNode {
   private flushBegin(): void {
     this.flush_scheduled = false;
     const replica = this.replica;
-    if (replica === null || this.failed || this.stopping || !replica.needsFlush()) return;
+    if (replica === null || this.failed || this.stopping || !replica.flushes.needed()) return;
     // What this turn produced leaves before the disk works (the backups' journal writes overlap
     // the primary's).
     this.transport?.flushWrites();
     let files: readonly number[];
     try {
-      files = replica.flushBegin();
+      files = replica.flushes.begin();
     } catch (error) {
       if (!(error instanceof FsError)) return this.fatal(error);
       return this.onStorageError(error);
@@ -339,7 +339,7 @@ export class ReplicaNode {
     if (error !== null) return this.onStorageError(error);
     let next: readonly number[] | null;
     try {
-      next = replica.flushSynced();
+      next = replica.flushes.synced();
     } catch (error) {
       if (!(error instanceof FsError)) return this.fatal(error);
       return this.onStorageError(error);
@@ -481,11 +481,11 @@ export class ReplicaNode {
     if (this.stopping) return;
     this.stopping = true;
     if (this.tick_timer !== null) clearInterval(this.tick_timer);
-    if (this.replica !== null && (this.flush_scheduled || this.replica.flushing())) {
+    if (this.replica !== null && (this.flush_scheduled || this.replica.flushes.inFlight())) {
       // The step on the thread pool, if any, is finished here instead (its completion is ignored).
       this.flush_step += 1;
       try {
-        this.replica.flush();
+        this.replica.flushes.now();
       } catch (error) {
         this.log.log("error", `final flush failed: ${(error as Error).message}`);
       }

@@ -39,6 +39,7 @@ import { decodeBatch } from "./batch.ts";
 import { isNoSpace, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { DurableState } from "./durable_state.ts";
+import { FlushEvents } from "./flush_events.ts";
 import { StateSync, type SyncReceived } from "./state_sync_driver.ts";
 import { describeOps } from "./window.ts";
 import { ValueKeeper } from "./value_keeper.ts";
@@ -97,6 +98,8 @@ export class Replica {
   store: ObjectStore;
   clients: ClientTable;
   readonly journal: Journal;
+  /** The flush events its driver delivers: begin, synced, completed (docs/STORAGE.md §10.9). */
+  readonly flushes: FlushEvents;
   readonly quorum: number;
   readonly f: number;
   realtime = 0;
@@ -232,6 +235,7 @@ export class Replica {
     this.timeout_prepare = new Timeout("prepare", config.prepare_retry_ticks);
     this.timeout_repair = new Timeout("repair", config.repair_ticks);
     this.formation = new Formation(replica, n);
+    this.flushes = new FlushEvents(this, () => this.onDurable());
     // A part's constructor never calls its host: each receives this half-built replica and first
     // uses it when the replica is opened, so their order here does not matter.
     this.space = new DiskSpace(replica, env, storage, config.batch_size_max);
@@ -296,49 +300,6 @@ export class Replica {
   /** Verifies a few values at rest per tick (value_keeper.ts). Protected so a test can disable it. */
   protected scrub(): void {
     this.values.scrub(this.ticks, !this.no_space && !this.state_sync.syncing && this.status === "normal");
-  }
-
-  /** Whether a flush should begin now: writes are queued and none is in flight (docs/STORAGE.md
-   * §10.9: one group in flight, one being gathered). */
-  needsFlush(): boolean {
-    return !this.storage.flushing() && this.storage.pending();
-  }
-
-  /** Whether a flush has begun and not completed. */
-  flushing(): boolean {
-    return this.storage.flushing();
-  }
-
-  /** The driver's event "begin": every write queued so far becomes the group in flight. Returns
-   * the files to fdatasync before flushSynced. Nothing of the group is acted on until completion. */
-  flushBegin(): readonly number[] {
-    assert(!this.storage.flushing(), () => `replica ${this.replica}: a flush began while another is in flight`);
-    this.journal.flushBegin();
-    this.durable.flushBegin();
-    return this.storage.flushBegin();
-  }
-
-  /** The driver's event "synced": every fdatasync last returned succeeded. Returns the next files
-   * to sync, or null when the group is durable, after acting on what that allows (completed). */
-  flushSynced(): readonly number[] | null {
-    const next = this.storage.flushSynced();
-    if (next !== null) return next;
-    this.onDurable();
-    return null;
-  }
-
-  /** Makes every queued write durable on the calling thread (the flush in flight first), acting on
-   * what each group allows (tests, shutdown). */
-  flush(): void {
-    if (this.storage.flushing()) this.completeInline();
-    if (!this.storage.pending()) return;
-    this.flushBegin();
-    this.completeInline();
-  }
-
-  private completeInline(): void {
-    do this.storage.flushSyncInline();
-    while (this.flushSynced() !== null);
   }
 
   /** Primary of its view, in normal status, its start_view sent: it takes requests and reads. */
@@ -618,8 +579,8 @@ export class Replica {
     this.durable.record(state);
   }
 
-  /** Called when a flush completed: its group is durable now. (Protected so that a broken variant
-   * in tests/broken_variants.test.ts can call it too early.) */
+  /** Called when a flush completed: its group is durable now (flush_events.ts). Protected for a
+   * broken variant (tests/broken_variants.test.ts) that calls it too early. */
   protected onDurable(): void {
     const written = this.durable.flushed();
     if (written !== null) this.formation.durable(written.incarnation);
