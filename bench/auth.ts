@@ -141,6 +141,9 @@ export async function runAuth(flags: AuthFlags): Promise<void> {
         const order = round % 2 === 0 ? [0, 1, 2] : [2, 1, 0];
         for (const v of order) {
           log(`${w.name}: ${all[v]!.name} (round ${round + 1} of ${rounds})`);
+          // The three clusters share one disk: without this, the dirty pages of the window before
+          // are written back during this one and bill whichever variant comes next.
+          Bun.spawnSync(["sync"]);
           const result = await closedLoop(stores[v]!, put(w, round), { ...load, pids: clusters[v]!.pids() });
           if (result.errors > 0) log(`  ${result.errors} operations failed`);
           measured.find((m) => m.variant === all[v]!.name && m.workload === w.name)!.rounds.push(result);

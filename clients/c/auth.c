@@ -198,6 +198,9 @@ const char *tfs_auth_refusal_message(int code)
     case 5: return "the replica speaks another handshake version";
     case 6: return "the replica rejected our proof: wrong secret";
     case 7: return "the replica found our handshake malformed";
+    case 8:
+        return "TLS: the replica refused our certificate (none given, or not issued by the cluster's CA: check "
+               "TOASTYFS_TLS_CERT, TOASTYFS_TLS_KEY and TOASTYFS_TLS_CA, or the files given to toastyfs_init_tls)";
     default: return "the replica refused the connection (unknown code)";
     }
 }

@@ -1,6 +1,7 @@
 /*
- * Sockets, time and randomness: POSIX only. Every socket is non-blocking and every wait is a
- * poll() with a deadline, so no call can hang past the operation timeout.
+ * Sockets, streams, time and randomness: POSIX only. Every socket is non-blocking and every wait is
+ * a poll() with a deadline, so no call can hang past the operation timeout. A stream is plain TCP
+ * or TLS (tls.c) over it; reading and writing either look the same to the client core.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -152,9 +153,7 @@ int tfs_connect(const tfs_address *address, int64_t deadline_ms)
     return fd;
 }
 
-/* Waits until fd is ready for events or until passes: its revents (0: interrupted), or -1 at the
- * deadline or on an error of poll itself. */
-static int wait_ready(int fd, short events, int64_t until)
+int tfs_wait_ready(int fd, short events, int64_t until)
 {
     struct pollfd pfd;
     int timeout = remaining_ms(until), ready;
@@ -167,41 +166,70 @@ static int wait_ready(int fd, short events, int64_t until)
     return ready > 0 ? pfd.revents : 0;
 }
 
-int tfs_send_all(int fd, const uint8_t *data, size_t len, int64_t idle_ms, int64_t deadline_ms)
+long tfs_stream_read(tfs_stream *s, uint8_t *buf, size_t len)
+{
+    ssize_t n;
+    if (s->tls != NULL) return tfs_tls_read(s, buf, len);
+    do n = recv(s->fd, buf, len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0) return (long)n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        s->wait = POLLIN;
+        return TFS_IO_AGAIN;
+    }
+    return TFS_IO_ERROR;
+}
+
+long tfs_stream_write(tfs_stream *s, const uint8_t *buf, size_t len)
+{
+    ssize_t n;
+    if (s->tls != NULL) return tfs_tls_write(s, buf, len);
+    do n = send(s->fd, buf, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) return (long)n;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        s->wait = POLLOUT;
+        return TFS_IO_AGAIN;
+    }
+    return TFS_IO_ERROR; /* EPIPE, ECONNRESET, ... */
+}
+
+size_t tfs_stream_buffered(const tfs_stream *s) { return s->tls != NULL ? tfs_tls_buffered(s) : 0; }
+
+int tfs_send_all(tfs_stream *s, const uint8_t *data, size_t len, int64_t idle_ms, int64_t deadline_ms)
 {
     size_t sent = 0;
     int64_t idle_deadline = tfs_now_ms() + idle_ms;
     while (sent < len) {
-        ssize_t n = send(fd, data + sent, len - sent, MSG_NOSIGNAL);
+        long n = tfs_stream_write(s, data + sent, len - sent);
         if (n > 0) {
             sent += (size_t)n;
             idle_deadline = tfs_now_ms() + idle_ms;
             continue;
         }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int revents = wait_ready(fd, POLLOUT, idle_deadline < deadline_ms ? idle_deadline : deadline_ms);
+        if (n == TFS_IO_AGAIN) {
+            int revents = tfs_wait_ready(s->fd, s->wait, idle_deadline < deadline_ms ? idle_deadline : deadline_ms);
             if (revents < 0 || (revents & (POLLERR | POLLNVAL))) return -1;
             continue;
         }
-        return -1; /* EPIPE, ECONNRESET, ... */
+        return -1;
     }
+    s->wait = POLLIN;
     return 0;
 }
 
-long tfs_recv_exact(int fd, uint8_t *out, size_t len, int64_t deadline_ms)
+long tfs_recv_exact(tfs_stream *s, uint8_t *out, size_t len, int64_t deadline_ms)
 {
     size_t got = 0;
     while (got < len) {
-        ssize_t n = recv(fd, out + got, len - got, 0);
+        long n = tfs_stream_read(s, out + got, len - got);
         if (n > 0) {
             got += (size_t)n;
             continue;
         }
         if (n == 0) return (long)got;
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (wait_ready(fd, POLLIN, deadline_ms) < 0) return -1;
+        if (n == TFS_IO_AGAIN) {
+            if (tfs_wait_ready(s->fd, s->wait, deadline_ms) < 0) return -1;
             continue;
         }
         return got > 0 ? (long)got : -1; /* ECONNRESET after a refusal still shows what arrived */
@@ -209,7 +237,11 @@ long tfs_recv_exact(int fd, uint8_t *out, size_t len, int64_t deadline_ms)
     return (long)got;
 }
 
-void tfs_close_fd(int fd)
+void tfs_stream_close(tfs_stream *s)
 {
-    if (fd >= 0) close(fd);
+    tfs_tls_free(s);
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+    s->wait = POLLIN;
+    s->eof = 0;
 }

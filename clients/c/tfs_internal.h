@@ -397,7 +397,7 @@ TFS_HIDDEN int tfs_parse_address(const char *text, tfs_address *out);
  * 0, or -1 for a bad address, a duplicate, or a count outside 1..15. */
 TFS_HIDDEN int tfs_membership(char **addrs, int count, tfs_address *sorted, uint64_t *cluster);
 
-/* --- Sockets and time (net.c) */
+/* --- Sockets, streams and time (net.c) */
 
 /* Milliseconds on a monotonic clock. */
 TFS_HIDDEN int64_t tfs_now_ms(void);
@@ -406,14 +406,67 @@ TFS_HIDDEN void tfs_sleep_ms(int64_t ms);
 TFS_HIDDEN uint64_t tfs_random64(void);
 /* len bytes from /dev/urandom: 0, or -1 if it cannot be read (nonces must not be guessable). */
 TFS_HIDDEN int tfs_random_bytes(uint8_t *out, size_t len);
-/* Receives exactly len bytes before deadline_ms: len, fewer if the peer closed first (how many
- * arrived), or -1 on an error or the deadline. */
-TFS_HIDDEN long tfs_recv_exact(int fd, uint8_t *out, size_t len, int64_t deadline_ms);
 /* A non-blocking TCP connection to address, established before deadline_ms: the fd, or -1. */
 TFS_HIDDEN int tfs_connect(const tfs_address *address, int64_t deadline_ms);
-/* Sends all len bytes on a non-blocking fd; gives up when no byte could be sent for idle_ms, or at
- * deadline_ms. 0, or -1 (the connection is then out of sync and must be closed). */
-TFS_HIDDEN int tfs_send_all(int fd, const uint8_t *data, size_t len, int64_t idle_ms, int64_t deadline_ms);
-TFS_HIDDEN void tfs_close_fd(int fd);
+/* Waits until fd is ready for events or until passes: its revents (0: interrupted), or -1 at the
+ * deadline or on an error of poll itself. */
+TFS_HIDDEN int tfs_wait_ready(int fd, short events, int64_t until);
+
+/* A connection's byte stream: plain TCP, or TLS over it once tfs_tls_handshake succeeded. Every
+ * read and write is non-blocking; one that cannot go on now returns TFS_IO_AGAIN and sets `wait`
+ * to what to poll fd for (TLS can need to write in order to read, and the reverse). */
+#define TFS_IO_ERROR (-1)
+#define TFS_IO_AGAIN (-2)
+typedef struct tfs_stream {
+    int fd;     /* -1: closed */
+    void *tls;  /* the OpenSSL SSL of this connection (tls.c); NULL: plain TCP */
+    short wait; /* after TFS_IO_AGAIN: POLLIN or POLLOUT */
+    int eof;    /* the peer closed its side (tls.c's socket layer notes it for OpenSSL) */
+} tfs_stream;
+
+/* Up to len bytes: how many (> 0), 0 if the peer closed, TFS_IO_AGAIN, or TFS_IO_ERROR. */
+TFS_HIDDEN long tfs_stream_read(tfs_stream *s, uint8_t *buf, size_t len);
+/* Up to len bytes written: how many (> 0), TFS_IO_AGAIN, or TFS_IO_ERROR. */
+TFS_HIDDEN long tfs_stream_write(tfs_stream *s, const uint8_t *buf, size_t len);
+/* Bytes already received and decrypted but not yet read: poll() cannot see them, so a reader must
+ * not wait while there are any. Always 0 on plain TCP. */
+TFS_HIDDEN size_t tfs_stream_buffered(const tfs_stream *s);
+/* Receives exactly len bytes before deadline_ms: len, fewer if the peer closed first (how many
+ * arrived), or -1 on an error or the deadline. */
+TFS_HIDDEN long tfs_recv_exact(tfs_stream *s, uint8_t *out, size_t len, int64_t deadline_ms);
+/* Sends all len bytes; gives up when no byte could be sent for idle_ms, or at deadline_ms. 0, or -1
+ * (the connection is then out of sync and must be closed). */
+TFS_HIDDEN int tfs_send_all(tfs_stream *s, const uint8_t *data, size_t len, int64_t idle_ms, int64_t deadline_ms);
+/* Frees the TLS state, closes the socket; fd becomes -1. Safe on a closed stream. */
+TFS_HIDDEN void tfs_stream_close(tfs_stream *s);
+
+/* --- Mutual TLS (tls.c): docs/PROTOCOL.md §6.8. Built on OpenSSL when TOASTYFS_HAVE_TLS is
+ * defined (the Makefile does when it finds OpenSSL); otherwise the same functions exist and say
+ * that TLS is unavailable. */
+
+/* The certificate, key and CA of a handle, loaded and checked once (an OpenSSL SSL_CTX). */
+typedef struct tfs_tls_config tfs_tls_config;
+/* 1 if this library was built with TLS. */
+TFS_HIDDEN int tfs_tls_built_in(void);
+/* Loads the PEM files (cert_file and key_file both NULL: present no certificate). NULL with a
+ * message naming the file in err (err_len bytes) if one is unusable, or without TLS built in. */
+TFS_HIDDEN tfs_tls_config *tfs_tls_config_new(const char *cert_file, const char *key_file, const char *ca_file,
+                                              char *err, size_t err_len);
+TFS_HIDDEN void tfs_tls_config_free(tfs_tls_config *config);
+enum { TFS_TLS_OK = 0, TFS_TLS_REFUSED = -1, TFS_TLS_NO_ANSWER = -2 };
+/* The TLS handshake on s (connected, plain) with the replica at address: TFS_TLS_OK (s is now TLS;
+ * the replica's certificate chains to the CA and names address->host), TFS_TLS_REFUSED (a failed
+ * handshake or a refused certificate: an authentication failure, why in err), or TFS_TLS_NO_ANSWER
+ * (the deadline passed, or the socket failed). s is closed on failure. */
+TFS_HIDDEN int tfs_tls_handshake(tfs_tls_config *config, tfs_stream *s, const tfs_address *address,
+                                 int64_t deadline_ms, char *err, size_t err_len);
+/* The TLS half of tfs_stream_read, _write, _buffered and _close. */
+TFS_HIDDEN long tfs_tls_read(tfs_stream *s, uint8_t *buf, size_t len);
+TFS_HIDDEN long tfs_tls_write(tfs_stream *s, const uint8_t *buf, size_t len);
+TFS_HIDDEN size_t tfs_tls_buffered(const tfs_stream *s);
+TFS_HIDDEN void tfs_tls_free(tfs_stream *s);
+/* Whether a stream's first len bytes are a TLS alert record (content type 21, version 3.x, length
+ * 2): what a replica that requires TLS answers a plain connection with (lib/net/tls.ts isTlsAlert). */
+TFS_HIDDEN int tfs_is_tls_alert(const uint8_t *bytes, size_t len);
 
 #endif /* TFS_INTERNAL_H */

@@ -1,6 +1,7 @@
 /*
  * The client: sessions, request numbers and retries (docs/PROTOCOL.md §3.8-§3.10, the same policy
- * as lib/client/client.ts), over one lazily opened TCP connection per replica.
+ * as lib/client/client.ts), over one lazily opened TCP connection per replica (TLS over it when
+ * the handle has TLS files, then the secret's handshake when it has a secret: docs/PROTOCOL.md §6).
  *
  * One operation = (for a write, register if there is no session: reads need none) + one request,
  * retried with the same request number until a final answer or the operation deadline:
@@ -33,12 +34,16 @@
 /* Extra patience per MiB of request on one attempt (a large value takes a while to replicate). */
 #define ATTEMPT_MS_PER_MIB 100
 #define BACKOFF_MS 50
+/* What a plain client reports when a replica answers it with a TLS alert (§6.8). */
+#define TLS_REQUIRED                                                                                                   \
+    "TLS: the replica requires TLS and answered our plain connection with a TLS alert (set TOASTYFS_TLS_CERT, "     \
+    "TOASTYFS_TLS_KEY and TOASTYFS_TLS_CA, or call toastyfs_init_tls)"
 /* Give up early with TOASTYFS_PROTOCOL after this many malformed replies per replica. */
 #define PROTOCOL_ERRORS_PER_REPLICA_MAX 2
 
 /* A connection to one replica and the frame being received on it. */
 typedef struct tfs_conn {
-    int fd; /* -1: not connected */
+    tfs_stream stream; /* stream.fd -1: not connected */
     uint8_t header[TFS_HEADER_SIZE];
     uint32_t header_have;
     uint8_t *body; /* body_len + 1 bytes, allocated once the header is validated */
@@ -78,6 +83,9 @@ struct ToastyFS {
     int auth;                              /* 1: every connection authenticates with client_key (§6) */
     uint8_t client_key[TFS_AUTH_KEY_SIZE]; /* K_client */
     char auth_error[240]; /* TOASTYFS_SECRET_FILE could not be used: every operation fails with this */
+    tfs_tls_config *tls;  /* mutual TLS on every connection (§6.8); NULL: plain TCP */
+    int tls_status;       /* nonzero: TLS was asked for and cannot be used; every operation fails with it */
+    char tls_error[300];  /* and says this */
 };
 
 /* One request being retried. */
@@ -95,7 +103,7 @@ typedef struct tfs_call {
     int protocol_errors; /* malformed frames or replies while this call was pending */
     int no_memory;
     int auth_failed;   /* a replica refused us or failed the handshake: problem says why */
-    char problem[200]; /* the last thing that went wrong, for the final message */
+    char problem[400]; /* the last thing that went wrong, for the final message */
 } tfs_call;
 
 static void set_message(ToastyFS_Result *res, const char *fmt, ...)
@@ -147,8 +155,7 @@ static void conn_reset_frame(tfs_conn *c)
 
 static void conn_close(tfs_conn *c)
 {
-    tfs_close_fd(c->fd);
-    c->fd = -1;
+    tfs_stream_close(&c->stream);
     conn_reset_frame(c);
     /* A reconnection starts new keys and sequence 0 (§6.3). */
     memset(c->send_key, 0, sizeof c->send_key);
@@ -184,20 +191,24 @@ static int conn_handshake(ToastyFS *t, int i, tfs_call *call, int64_t idle_ms, i
         return -1;
     }
     tfs_auth_hello(hello, t->cluster, nonce);
-    if (tfs_send_all(c->fd, hello, sizeof hello, idle_ms, deadline) != 0) {
+    if (tfs_send_all(&c->stream, hello, sizeof hello, idle_ms, deadline) != 0) {
         set_problem(call, "sending the handshake to %s failed", t->replicas[i].text);
         conn_close(c);
         return -1;
     }
-    got = tfs_recv_exact(c->fd, challenge, 4, deadline);
+    got = tfs_recv_exact(&c->stream, challenge, 4, deadline);
     if (got == 4 && tfs_get_u32(challenge) == TFS_AUTH_REFUSAL_MAGIC) {
-        got = tfs_recv_exact(c->fd, challenge + 4, TFS_AUTH_REFUSAL_SIZE - 4, deadline);
+        got = tfs_recv_exact(&c->stream, challenge + 4, TFS_AUTH_REFUSAL_SIZE - 4, deadline);
         conn_auth_failed(t, i, call, tfs_auth_refusal_message(got == 4 ? challenge[5] : 0));
         return -1;
     }
     if (got == 4) {
-        got = tfs_recv_exact(c->fd, challenge + 4, sizeof challenge - 4, deadline);
+        got = tfs_recv_exact(&c->stream, challenge + 4, sizeof challenge - 4, deadline);
         if (got >= 0) got += 4;
+    }
+    if (t->tls == NULL && got >= 5 && tfs_is_tls_alert(challenge, (size_t)got)) {
+        conn_auth_failed(t, i, call, TLS_REQUIRED);
+        return -1;
     }
     if (got != (long)sizeof challenge) {
         set_problem(call, "%s %s during the handshake", t->replicas[i].text,
@@ -212,12 +223,36 @@ static int conn_handshake(ToastyFS *t, int i, tfs_call *call, int64_t idle_ms, i
     }
     c->send_seq = 0;
     c->receive_seq = 0;
-    if (tfs_send_all(c->fd, proof, sizeof proof, idle_ms, deadline) != 0) {
+    if (tfs_send_all(&c->stream, proof, sizeof proof, idle_ms, deadline) != 0) {
         set_problem(call, "sending the handshake to %s failed", t->replicas[i].text);
         conn_close(c);
         return -1;
     }
     return 0;
+}
+
+/*
+ * Opens the connection to replica i: TCP, then TLS (§6.8) if the handle has it, then the secret's
+ * handshake (§6.2) if it has a secret. On failure the connection stays closed and call->problem
+ * says why; a refused certificate or a failed TLS handshake sets call->auth_failed, as a refusal
+ * does, while a replica that is down or silent is just unreachable (the next one is tried).
+ */
+static void conn_open(ToastyFS *t, int i, tfs_call *call, int64_t idle_ms, int64_t deadline)
+{
+    tfs_conn *c = &t->conns[i];
+    char why[sizeof call->problem];
+    c->stream.fd = tfs_connect(&t->replicas[i], deadline);
+    if (c->stream.fd < 0) {
+        set_problem(call, "could not connect to %s", t->replicas[i].text);
+        return;
+    }
+    if (t->tls != NULL) {
+        int r = tfs_tls_handshake(t->tls, &c->stream, &t->replicas[i], deadline, why, sizeof why);
+        if (r == TFS_TLS_REFUSED) conn_auth_failed(t, i, call, why);
+        else if (r != TFS_TLS_OK) set_problem(call, "%s", why);
+        if (r != TFS_TLS_OK) return;
+    }
+    if (t->auth) (void)conn_handshake(t, i, call, idle_ms, deadline);
 }
 
 /* Closes a connection that delivered something invalid and counts it against the call. */
@@ -239,7 +274,7 @@ static int conn_read(ToastyFS *t, int i, tfs_call *call, tfs_frame *out)
     for (;;) {
         uint8_t *into;
         size_t wanted;
-        ssize_t got;
+        long got;
 
         if (c->header_have == TFS_HEADER_SIZE && c->body_have == c->body_len &&
             (!t->auth || c->tag_have == TFS_AUTH_TAG_SIZE)) {
@@ -276,15 +311,20 @@ static int conn_read(ToastyFS *t, int i, tfs_call *call, tfs_frame *out)
             into = c->tag + c->tag_have;
             wanted = TFS_AUTH_TAG_SIZE - c->tag_have;
         }
-        got = recv(c->fd, into, wanted, 0);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return READ_MORE;
+        got = tfs_stream_read(&c->stream, into, wanted);
+        if (got == TFS_IO_AGAIN) return READ_MORE;
         if (got <= 0) {
             /* Without a secret, a replica that requires one answers our first frame with a refusal
-             * (§6.4) where a frame's checksum would be, and closes. */
+             * (§6.4) where a frame's checksum would be, and closes; so does a replica with TLS that
+             * refused our certificate. One that requires TLS of a plain client answers with a TLS
+             * alert (§6.8). */
             if (!t->auth && c->header_have >= TFS_AUTH_REFUSAL_SIZE &&
                 tfs_get_u32(c->header) == TFS_AUTH_REFUSAL_MAGIC) {
                 conn_auth_failed(t, i, call, tfs_auth_refusal_message(c->header[5]));
+                return READ_CLOSED;
+            }
+            if (!t->auth && t->tls == NULL && tfs_is_tls_alert(c->header, c->header_have)) {
+                conn_auth_failed(t, i, call, TLS_REQUIRED);
                 return READ_CLOSED;
             }
             set_problem(call, "%s closed the connection%s", t->replicas[i].text,
@@ -348,18 +388,22 @@ static int pump(ToastyFS *t, tfs_call *call, int target, int64_t *attempt_deadli
     for (;;) {
         struct pollfd fds[TOASTYFS_REPLICAS_MAX];
         int index[TOASTYFS_REPLICAS_MAX];
-        int count = 0, i, ready;
+        int count = 0, i, ready, buffered = 0;
         int64_t now = tfs_now_ms(), wait;
 
         for (i = 0; i < t->n; i++) {
-            if (t->conns[i].fd < 0) continue;
-            fds[count].fd = t->conns[i].fd;
-            fds[count].events = POLLIN;
+            const tfs_stream *s = &t->conns[i].stream;
+            if (s->fd < 0) continue;
+            fds[count].fd = s->fd;
+            /* TLS may need to write before it can read on (s->wait after a read that could not). */
+            fds[count].events = (short)(POLLIN | (s->wait & POLLOUT));
             fds[count].revents = 0;
             index[count++] = i;
+            if (tfs_stream_buffered(s) > 0) buffered = 1;
         }
-        if (target >= 0 && t->conns[target].fd < 0) return PUMP_TARGET_FAILED;
-        wait = idle_ms > 0 ? *attempt_deadline - now : 0;
+        if (target >= 0 && t->conns[target].stream.fd < 0) return PUMP_TARGET_FAILED;
+        /* Bytes TLS already decrypted are ready though poll() cannot see them: do not wait. */
+        wait = idle_ms > 0 && !buffered ? *attempt_deadline - now : 0;
         if (wait < 0) wait = 0;
         if (count == 0) {
             if (wait == 0) return PUMP_TIMEOUT;
@@ -372,7 +416,7 @@ static int pump(ToastyFS *t, tfs_call *call, int target, int64_t *attempt_deadli
 
         for (i = 0; i < count; i++) {
             int c = index[i], frames;
-            if (fds[i].revents == 0) continue;
+            if (fds[i].revents == 0 && tfs_stream_buffered(&t->conns[c].stream) == 0) continue;
             /* A bounded number of frames per round, so a peer that floods us with replies to other
              * requests cannot keep us here past the deadline. */
             for (frames = 0; frames < 64; frames++) {
@@ -402,7 +446,7 @@ static int pump(ToastyFS *t, tfs_call *call, int target, int64_t *attempt_deadli
         }
         if (call->no_memory) return PUMP_TARGET_FAILED;
         if (idle_ms <= 0) return PUMP_TIMEOUT;
-        if (target >= 0 && t->conns[target].fd >= 0) {
+        if (target >= 0 && t->conns[target].stream.fd >= 0) {
             int64_t extended = min64(t->conns[target].progress_ms + idle_ms, call->deadline);
             if (extended > *attempt_deadline) *attempt_deadline = extended;
         }
@@ -708,28 +752,25 @@ static int run_call(ToastyFS *t, tfs_call *call, ToastyFS_Result *res)
          * connections (so a connection the replica dropped is redialed rather than written to). */
         r = pump(t, call, -1, &attempt_deadline, 0, &reply);
         if (r != PUMP_REPLY) {
-            if (conn->fd < 0) {
-                conn->fd = tfs_connect(&t->replicas[target], attempt_deadline);
-                if (conn->fd < 0) set_problem(call, "could not connect to %s", t->replicas[target].text);
-                else if (t->auth) (void)conn_handshake(t, target, call, idle, attempt_deadline);
-            }
-            if (conn->fd >= 0) {
+            if (conn->stream.fd < 0) conn_open(t, target, call, idle, attempt_deadline);
+            if (conn->stream.fd >= 0) {
                 conn->progress_ms = tfs_now_ms();
                 tfs_seal_header(call->msg, t->view_hint);
                 uint8_t tag[TFS_AUTH_TAG_SIZE];
                 if (t->auth)
                     tfs_auth_tag(conn->send_key, conn->send_seq++, call->msg, call->msg_len, call->tail, call->tail_len,
                                  tag);
-                if (tfs_send_all(conn->fd, call->msg, call->msg_len, idle, call->deadline) != 0 ||
-                    (call->tail_len > 0 && tfs_send_all(conn->fd, call->tail, call->tail_len, idle, call->deadline) != 0) ||
-                    (t->auth && tfs_send_all(conn->fd, tag, sizeof tag, idle, call->deadline) != 0)) {
+                if (tfs_send_all(&conn->stream, call->msg, call->msg_len, idle, call->deadline) != 0 ||
+                    (call->tail_len > 0 &&
+                     tfs_send_all(&conn->stream, call->tail, call->tail_len, idle, call->deadline) != 0) ||
+                    (t->auth && tfs_send_all(&conn->stream, tag, sizeof tag, idle, call->deadline) != 0)) {
                     set_problem(call, "sending to %s failed", t->replicas[target].text);
                     conn_close(conn); /* a partly sent frame leaves the stream out of sync */
                 } else {
                     call->sent = 1;
                     attempt_deadline = min64(call->deadline, tfs_now_ms() + idle);
                     r = pump(t, call, target, &attempt_deadline, idle, &reply);
-                    if (r == PUMP_TIMEOUT && conn->fd >= 0)
+                    if (r == PUMP_TIMEOUT && conn->stream.fd >= 0)
                         set_problem(call, "no reply from %s within %lld ms", t->replicas[target].text,
                                     (long long)idle);
                 }
@@ -927,6 +968,9 @@ int tfs_check_common(ToastyFS *tfs, ToastyFS_Result *res)
     memset(res, 0, sizeof *res);
     if (tfs == NULL) return fail(res, TOASTYFS_INVALID_ARGUMENT, "invalid argument: the ToastyFS handle is NULL");
     if (tfs->auth_error[0] != '\0') return tfs_fail(res, TOASTYFS_AUTH_FAILED, "authentication failed: %s", tfs->auth_error);
+    if (tfs->tls_status != 0)
+        return tfs_fail(res, tfs->tls_status, "%s%s",
+                        tfs->tls_status == TOASTYFS_AUTH_FAILED ? "authentication failed: " : "", tfs->tls_error);
     return 0;
 }
 
@@ -1017,7 +1061,8 @@ static ToastyFS *init_common(uint64_t client_id, char **addrs, int num_addrs)
     t->n = num_addrs;
     for (i = 0; i < num_addrs; i++) {
         t->replicas[i] = sorted[i];
-        t->conns[i].fd = -1;
+        t->conns[i].stream.fd = -1;
+        t->conns[i].stream.wait = POLLIN;
     }
     t->target = (int)((random >> 32) % (uint64_t)num_addrs);
     t->attempt_timeout_ms = ATTEMPT_TIMEOUT_MS_DEFAULT;
@@ -1026,17 +1071,79 @@ static ToastyFS *init_common(uint64_t client_id, char **addrs, int num_addrs)
     return t;
 }
 
+/* An environment variable's value; NULL if it is not set or empty. */
+static const char *env(const char *name)
+{
+    const char *value = getenv(name);
+    return value != NULL && value[0] != '\0' ? value : NULL;
+}
+
+/* TOASTYFS_TLS_CERT, TOASTYFS_TLS_KEY and TOASTYFS_TLS_CA, all three or none (lib/net/tls.ts). */
+static void init_tls_from_env(ToastyFS *t)
+{
+    const char *cert = env("TOASTYFS_TLS_CERT"), *key = env("TOASTYFS_TLS_KEY"), *ca = env("TOASTYFS_TLS_CA");
+    if (cert == NULL && key == NULL && ca == NULL) return;
+    if (cert == NULL || key == NULL || ca == NULL) {
+        t->tls_status = TOASTYFS_AUTH_FAILED;
+        (void)snprintf(t->tls_error, sizeof t->tls_error,
+                       "TLS needs TOASTYFS_TLS_CERT, TOASTYFS_TLS_KEY and TOASTYFS_TLS_CA together:%s%s%s not set",
+                       cert == NULL ? " TOASTYFS_TLS_CERT" : "", key == NULL ? " TOASTYFS_TLS_KEY" : "",
+                       ca == NULL ? " TOASTYFS_TLS_CA" : "");
+        return;
+    }
+    (void)toastyfs_init_tls(t, cert, key, ca, NULL, 0);
+}
+
 ToastyFS *toastyfs_init(uint64_t client_id, char **addrs, int num_addrs)
 {
     ToastyFS *t = init_common(client_id, addrs, num_addrs);
-    const char *file = getenv("TOASTYFS_SECRET_FILE");
-    if (t == NULL || file == NULL || file[0] == '\0') return t;
+    const char *file = env("TOASTYFS_SECRET_FILE");
+    if (t == NULL) return t;
     /* No way to report here without changing toastyfs_init: a file that cannot be used fails every
-     * operation with TOASTYFS_AUTH_FAILED and says why, rather than connecting without a secret. */
+     * operation with TOASTYFS_AUTH_FAILED (or, for TLS asked of a library built without it,
+     * TOASTYFS_TLS_UNAVAILABLE) and says why, rather than connecting without it. */
+    init_tls_from_env(t);
+    if (file == NULL) return t;
     if (tfs_auth_read_file(file, t->client_key, t->auth_error, sizeof t->auth_error) == 0) t->auth = 1;
     else if (t->auth_error[0] == '\0') (void)snprintf(t->auth_error, sizeof t->auth_error, "%s is unusable", file);
     return t;
 }
+
+int toastyfs_init_tls(ToastyFS *tfs, const char *cert_file, const char *key_file, const char *ca_file, char *error,
+                      size_t error_len)
+{
+    tfs_tls_config *config = NULL;
+    int i;
+    if (error != NULL && error_len > 0) error[0] = '\0';
+    if (tfs == NULL) {
+        if (error != NULL && error_len > 0) (void)snprintf(error, error_len, "invalid argument: the handle is NULL");
+        return TOASTYFS_INVALID_ARGUMENT;
+    }
+    /* Connections open now were made with the old settings. */
+    for (i = 0; i < tfs->n; i++) conn_close(&tfs->conns[i]);
+    tfs_tls_config_free(tfs->tls);
+    tfs->tls = NULL;
+    tfs->tls_status = 0;
+    tfs->tls_error[0] = '\0';
+    if (cert_file == NULL && key_file == NULL && ca_file == NULL) return TOASTYFS_OK;
+    if (ca_file == NULL || (cert_file == NULL) != (key_file == NULL)) {
+        tfs->tls_status = TOASTYFS_INVALID_ARGUMENT;
+        (void)snprintf(tfs->tls_error, sizeof tfs->tls_error,
+                       "invalid argument: toastyfs_init_tls needs a CA file, and a certificate with its key (or "
+                       "neither)");
+    } else if (!tfs_tls_built_in()) {
+        tfs->tls_status = TOASTYFS_TLS_UNAVAILABLE;
+        (void)tfs_tls_config_new(cert_file, key_file, ca_file, tfs->tls_error, sizeof tfs->tls_error);
+    } else if ((config = tfs_tls_config_new(cert_file, key_file, ca_file, tfs->tls_error, sizeof tfs->tls_error)) ==
+               NULL) {
+        tfs->tls_status = TOASTYFS_AUTH_FAILED;
+    }
+    if (error != NULL && error_len > 0) (void)snprintf(error, error_len, "%s", tfs->tls_error);
+    tfs->tls = config;
+    return tfs->tls_status;
+}
+
+int toastyfs_tls_available(void) { return tfs_tls_built_in(); }
 
 ToastyFS *toastyfs_init_secret(uint64_t client_id, char **addrs, int num_addrs, const char *secret_file, char *error,
                                size_t error_len)
@@ -1067,6 +1174,7 @@ void toastyfs_free(ToastyFS *tfs)
     int i;
     if (tfs == NULL) return;
     for (i = 0; i < tfs->n; i++) conn_close(&tfs->conns[i]);
+    tfs_tls_config_free(tfs->tls);
     memset(tfs->client_key, 0, sizeof tfs->client_key);
     free(tfs);
 }
@@ -1176,7 +1284,8 @@ const char *toastyfs_strerror(int code)
     case TOASTYFS_SOURCE_CHANGED: return "source changed: the file shrank or grew while it was read";
     case TOASTYFS_CALLBACK: return "callback failed: a source or sink stopped the operation, or the file descriptor failed";
     case TOASTYFS_TOO_MANY_UPLOADS: return "too many uploads: the cluster has its limit of open uploads";
-    case TOASTYFS_AUTH_FAILED: return "authentication failed: the secret is missing, wrong, or not the cluster's (TOASTYFS_SECRET_FILE)";
+    case TOASTYFS_AUTH_FAILED: return "authentication failed: the secret is missing, wrong, or not the cluster's (TOASTYFS_SECRET_FILE), or TLS failed (a certificate refused either way, a TLS handshake that failed, TLS files unusable)";
+    case TOASTYFS_TLS_UNAVAILABLE: return "TLS unavailable: this libtoasty was built without OpenSSL";
     default: return "unknown error code";
     }
 }

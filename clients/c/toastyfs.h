@@ -1,8 +1,10 @@
 /*
  * toastyfs.h: the C client library of ToastyFS, a replicated object store.
  *
- * C99, blocking, no dependencies beyond libc and POSIX sockets. Link with libtoasty.a (nothing
- * else is needed: no -lpthread, no -lm) or libtoasty.so.
+ * C99, blocking, no dependencies beyond libc and POSIX sockets, and OpenSSL (libssl, libcrypto) for
+ * mutual TLS when the library was built with it (the Makefile uses it when it finds it; see
+ * toastyfs_tls_available). Link with libtoasty.so, or with libtoasty.a plus, when built with TLS,
+ * -lssl -lcrypto (`make -s -C clients/c link-flags` prints what is needed; no -lpthread, no -lm).
  *
  *     char *addrs[] = { "127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083" };
  *     ToastyFS *tfs = toastyfs_init(0, addrs, 3);
@@ -95,7 +97,12 @@ extern "C" {
 #define TOASTYFS_TOO_MANY_UPLOADS (-19) /* the cluster has its limit of open uploads */
 #define TOASTYFS_AUTH_FAILED (-20)      /* "authentication failed: ...": a replica refused us (it requires a secret,
                                             or has none), the handshake failed (wrong secret), or the secret file
-                                            of TOASTYFS_SECRET_FILE is unusable. Retrying does not help. */
+                                            of TOASTYFS_SECRET_FILE is unusable; or TLS (the message then says
+                                            "TLS"): the replica refused our certificate, we refused its, the TLS
+                                            handshake failed, the replica requires TLS and we have none, or a TLS
+                                            file is unusable. Retrying does not help. */
+#define TOASTYFS_TLS_UNAVAILABLE (-21)  /* TLS was asked for (toastyfs_init_tls, TOASTYFS_TLS_*), but this library
+                                            was built without OpenSSL */
 
 /* Conditions of toastyfs_put_if (the values are the wire codes). */
 #define TOASTYFS_IF_VERSION 1  /* succeed only if the key exists with version == if_version */
@@ -149,6 +156,13 @@ typedef struct ToastyFS_Result {
  * names a file, every connection authenticates with it, as toastyfs_init_secret does. If that file
  * cannot be used (missing, not 64 hex digits, readable by group or others) the handle is still
  * returned, and every operation fails with TOASTYFS_AUTH_FAILED and a message naming the file.
+ *
+ * A cluster with mutual TLS (docs/PROTOCOL.md §6.8): when TOASTYFS_TLS_CERT, TOASTYFS_TLS_KEY and
+ * TOASTYFS_TLS_CA name the client's certificate, its key and the cluster's CA (PEM files), every
+ * connection is TLS, as after toastyfs_init_tls. If only some are set, or a file cannot be used, the
+ * handle is still returned and every operation fails with TOASTYFS_AUTH_FAILED saying why; if the
+ * library was built without TLS, with TOASTYFS_TLS_UNAVAILABLE. With both, the secret's handshake
+ * runs inside TLS.
  */
 TOASTYFS_API ToastyFS *toastyfs_init(uint64_t client_id, char **addrs, int num_addrs);
 
@@ -167,6 +181,35 @@ TOASTYFS_API ToastyFS *toastyfs_init(uint64_t client_id, char **addrs, int num_a
  */
 TOASTYFS_API ToastyFS *toastyfs_init_secret(uint64_t client_id, char **addrs, int num_addrs, const char *secret_file,
                                             char *error, size_t error_len);
+
+/*
+ * Mutual TLS to every replica (docs/PROTOCOL.md §6.8), for a cluster whose replicas run with
+ * --tls-cert, --tls-key and --tls-ca: cert_file is this client's certificate (PEM, optionally
+ * followed by intermediates), key_file its unencrypted private key, ca_file the CA certificate(s)
+ * the cluster trusts. Replaces what TOASTYFS_TLS_* set in toastyfs_init; combine it with
+ * toastyfs_init_secret for TLS and a secret (the secret's handshake then runs inside TLS). All
+ * three NULL: plain TCP again. cert_file and key_file both NULL with a ca_file: TLS without a
+ * client certificate, which ToastyFS replicas refuse (useful only behind something else).
+ *
+ * Every connection then negotiates TLS 1.2 or later, checks that the replica's certificate chains
+ * to ca_file and names the address dialed (an IP subjectAltName for a numeric host, a DNS name
+ * otherwise), and presents the client's certificate. A certificate refused either way, or a TLS
+ * handshake that fails, fails the operation at once with TOASTYFS_AUTH_FAILED and a message that
+ * says TLS; nothing is sent to a replica before its certificate verified.
+ *
+ * Returns TOASTYFS_OK; TOASTYFS_INVALID_ARGUMENT (tfs NULL, no ca_file, a certificate without its
+ * key or the reverse); TOASTYFS_AUTH_FAILED (a file is missing, unreadable, holds no PEM
+ * certificate or key, or the key is not the certificate's); or TOASTYFS_TLS_UNAVAILABLE (built
+ * without OpenSSL). If error is not NULL it gets the reason (at most error_len bytes, NUL
+ * included). On a failure (tfs not NULL) every operation of the handle fails with the same status
+ * and reason until a later call succeeds: it never falls back to plain TCP. Open connections are
+ * closed either way.
+ */
+TOASTYFS_API int toastyfs_init_tls(ToastyFS *tfs, const char *cert_file, const char *key_file, const char *ca_file,
+                                   char *error, size_t error_len);
+
+/* 1 if this library was built with TLS (OpenSSL), 0 if not. */
+TOASTYFS_API int toastyfs_tls_available(void);
 
 /* Closes the connections and frees the handle. NULL is ignored. */
 TOASTYFS_API void toastyfs_free(ToastyFS *tfs);

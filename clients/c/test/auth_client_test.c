@@ -1,6 +1,7 @@
 /*
- * The C client against a cluster with a secret (docs/PROTOCOL.md §6), run by
- * tests/c_client_auth.test.ts, natively and under valgrind. Exit status 0 when every check passed.
+ * The C client against a cluster with a secret (docs/PROTOCOL.md §6), with mutual TLS (§6.8), or
+ * both, run by tests/c_client.test.ts and tests/c_client_tls.test.ts, natively and under valgrind.
+ * Exit status 0 when every check passed.
  *
  *   auth_client_test roundtrip ADDRS FILE   toastyfs_init_secret(FILE): put, get, list, stat, delete of
  *                                           small values and of a value large enough to be uploaded
@@ -10,6 +11,13 @@
  *   auth_client_test bad-tag ADDRS FILE     against a fake replica whose register reply is tagged right
  *                                           and every later reply wrong: the put fails with
  *                                           TOASTYFS_PROTOCOL, its reply never taken
+ *   auth_client_test tls-files ADDRS none CERT KEY CA
+ *                                           toastyfs_init_tls refuses the files with TOASTYFS_AUTH_FAILED
+ *                                           (printed), and every call then fails the same way
+ *
+ * FILE is a secret or client key file, or none. Three more arguments CERT KEY CA (CERT and KEY may
+ * be none: no client certificate) add TLS: toastyfs_init_tls after the init, or in mode env the
+ * variables TOASTYFS_TLS_CERT, TOASTYFS_TLS_KEY and TOASTYFS_TLS_CA.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -21,18 +29,45 @@
 /* Above the 4 MiB block size: an upload of two blocks, each frame tagged and its tail sent apart. */
 #define LARGE_SIZE (5u * 1024u * 1024u + 123u)
 
-static ToastyFS *open_handle(const char *mode, const char *file)
+/* An argument, or NULL for "none". */
+static const char *optional(const char *arg) { return strcmp(arg, "none") == 0 ? NULL : arg; }
+
+/* tls: NULL, or CERT KEY CA. */
+static ToastyFS *open_handle(const char *mode, const char *file, char **tls)
 {
-    char error[300];
+    char error[400];
     ToastyFS *tfs;
     if (strcmp(mode, "env") == 0) {
-        if (setenv("TOASTYFS_SECRET_FILE", file, 1) != 0) return NULL;
-        tfs = toastyfs_init(7, addr_list, addr_count);
-    } else {
-        tfs = toastyfs_init_secret(7, addr_list, addr_count, strcmp(file, "none") == 0 ? NULL : file, error, sizeof error);
-        if (tfs == NULL) fprintf(stderr, "toastyfs_init_secret: %s\n", error);
+        if (optional(file) != NULL && setenv("TOASTYFS_SECRET_FILE", file, 1) != 0) return NULL;
+        if (tls != NULL && (setenv("TOASTYFS_TLS_CERT", tls[0], 1) != 0 || setenv("TOASTYFS_TLS_KEY", tls[1], 1) != 0 ||
+                            setenv("TOASTYFS_TLS_CA", tls[2], 1) != 0))
+            return NULL;
+        return toastyfs_init(7, addr_list, addr_count);
+    }
+    tfs = toastyfs_init_secret(7, addr_list, addr_count, optional(file), error, sizeof error);
+    if (tfs == NULL) fprintf(stderr, "toastyfs_init_secret: %s\n", error);
+    if (tfs != NULL && tls != NULL && strcmp(mode, "tls-files") != 0) {
+        int status = toastyfs_init_tls(tfs, optional(tls[0]), optional(tls[1]), tls[2], error, sizeof error);
+        CHECK(status == TOASTYFS_OK);
+        if (status != TOASTYFS_OK) fprintf(stderr, "toastyfs_init_tls: %d %s\n", status, error);
     }
     return tfs;
+}
+
+/* toastyfs_init_tls refuses the files: TOASTYFS_AUTH_FAILED, the reason printed, and every call then
+ * fails the same way at once (never over plain TCP). */
+static void tls_files(ToastyFS *tfs, char **tls)
+{
+    char error[400];
+    ToastyFS_Result res;
+    CHECK(tls != NULL);
+    if (tls == NULL) return;
+    CHECK(toastyfs_init_tls(tfs, optional(tls[0]), optional(tls[1]), tls[2], error, sizeof error) ==
+          TOASTYFS_AUTH_FAILED);
+    printf("toastyfs_init_tls: %s\n", error);
+    CHECK_STATUS(toastyfs_put(tfs, REFUSED_KEY, (int)strlen(REFUSED_KEY), "x", 1, &res), TOASTYFS_AUTH_FAILED, res);
+    CHECK(strstr(res.message, error) != NULL);
+    toastyfs_result_free(&res);
 }
 
 static void roundtrip(ToastyFS *tfs, const char *prefix)
@@ -102,13 +137,14 @@ int main(int argc, char **argv)
     ToastyFS_Result res;
     const char *mode;
 
-    if (argc != 4) {
-        fprintf(stderr, "usage: auth_client_test roundtrip|env|refused|absent ADDRS FILE|none\n");
+    if (argc != 4 && argc != 7) {
+        fprintf(stderr, "usage: auth_client_test roundtrip|env|refused|absent|bad-tag|tls-files ADDRS FILE|none "
+                        "[CERT|none KEY|none CA]\n");
         return 2;
     }
     mode = argv[1];
     parse_addrs(argv[2]);
-    tfs = open_handle(mode, argv[3]);
+    tfs = open_handle(mode, argv[3], argc == 7 ? argv + 4 : NULL);
     CHECK(tfs != NULL);
     if (tfs == NULL) return check_report("auth_client_test");
     /* Short enough that a refused call waiting for the operation timeout would fail the time checks. */
@@ -123,6 +159,8 @@ int main(int argc, char **argv)
         CHECK(strstr(res.message, "registering") == NULL); /* the register's reply was taken */
         printf("put: %s\n", res.message);
         toastyfs_result_free(&res);
+    } else if (strcmp(mode, "tls-files") == 0) {
+        tls_files(tfs, argc == 7 ? argv + 4 : NULL);
     } else if (strcmp(mode, "absent") == 0) {
         CHECK_STATUS(toastyfs_stat(tfs, REFUSED_KEY, (int)strlen(REFUSED_KEY), &res), TOASTYFS_NOT_FOUND, res);
         toastyfs_result_free(&res);

@@ -463,10 +463,12 @@ static void test_arguments(void)
     CHECK(tfs_now_ms() - start < 2000);
     toastyfs_free(tfs);
 
-    for (code = 0; code >= TOASTYFS_AUTH_FAILED; code--) CHECK(toastyfs_strerror(code) != NULL && toastyfs_strerror(code)[0] != '\0');
+    for (code = 0; code >= TOASTYFS_TLS_UNAVAILABLE; code--)
+        CHECK(toastyfs_strerror(code) != NULL && toastyfs_strerror(code)[0] != '\0' &&
+              strcmp(toastyfs_strerror(code), "unknown error code") != 0);
     CHECK(strcmp(toastyfs_strerror(TOASTYFS_NOT_FOUND), "not found") == 0);
     CHECK(strcmp(toastyfs_strerror(12345), "unknown error code") == 0);
-    CHECK(strcmp(toastyfs_strerror(TOASTYFS_AUTH_FAILED - 1), "unknown error code") == 0);
+    CHECK(strcmp(toastyfs_strerror(TOASTYFS_TLS_UNAVAILABLE - 1), "unknown error code") == 0);
 #undef EXPECT
 }
 
@@ -699,6 +701,68 @@ static void test_secret_files(void)
     unlink(garbage);
 }
 
+/* toastyfs_init_tls and TOASTYFS_TLS_* without a cluster: arguments, unusable files, and a library
+ * built without TLS. Each failure fails every operation of the handle at once, the same way. */
+static void test_tls_setup(void)
+{
+    char *addrs[] = {"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"};
+    char garbage[] = "/tmp/toastyfs-c-tls-XXXXXX";
+    char error[400];
+    int built_in = toastyfs_tls_available(), unusable = built_in ? TOASTYFS_AUTH_FAILED : TOASTYFS_TLS_UNAVAILABLE;
+    ToastyFS *tfs = toastyfs_init(0, addrs, 3);
+    ToastyFS_Result res;
+
+    CHECK(tfs != NULL);
+    if (tfs == NULL) return;
+    CHECK(built_in == tfs_tls_built_in() && (built_in == 0 || built_in == 1));
+    printf("TLS built in: %s\n", built_in ? "yes" : "no");
+    write_temp(garbage, "not a certificate\n", 0600);
+
+    CHECK(toastyfs_init_tls(NULL, "c", "k", "ca", error, sizeof error) == TOASTYFS_INVALID_ARGUMENT);
+    CHECK(toastyfs_init_tls(tfs, "c", NULL, "ca", error, sizeof error) == TOASTYFS_INVALID_ARGUMENT);
+    CHECK(strstr(error, "a certificate with its key") != NULL);
+    CHECK(toastyfs_get(tfs, "k", 1, &res) == TOASTYFS_INVALID_ARGUMENT && res.status == TOASTYFS_INVALID_ARGUMENT);
+    CHECK(toastyfs_init_tls(tfs, "c", "k", NULL, NULL, 0) == TOASTYFS_INVALID_ARGUMENT);
+    /* Plain TCP again: nothing listens, so an operation now gets as far as no quorum. */
+    CHECK(toastyfs_init_tls(tfs, NULL, NULL, NULL, error, sizeof error) == TOASTYFS_OK && error[0] == '\0');
+    CHECK(toastyfs_set_timeouts(tfs, 100, 200) == TOASTYFS_OK);
+    CHECK(toastyfs_get(tfs, "k", 1, &res) == TOASTYFS_NO_QUORUM);
+
+    /* A missing CA, a CA file that holds no certificate: named, and every call fails the same way
+     * without connecting (TOASTYFS_TLS_UNAVAILABLE, before any file is read, without TLS). */
+    CHECK(toastyfs_init_tls(tfs, "/nonexistent/c.crt", "/nonexistent/c.key", "/nonexistent/ca.crt", error,
+                            sizeof error) == unusable);
+    if (built_in) CHECK(strcmp(error, "TLS: cannot read the TLS CA /nonexistent/ca.crt: no such file") == 0);
+    else CHECK(strstr(error, "built without OpenSSL") != NULL);
+    CHECK(toastyfs_put(tfs, "k", 1, "v", 1, &res) == unusable && res.status == unusable);
+    CHECK(strstr(res.message, error) != NULL);
+    if (built_in) CHECK(strncmp(res.message, "authentication failed: TLS: ", 28) == 0);
+    CHECK(toastyfs_init_tls(tfs, NULL, NULL, garbage, error, sizeof error) == unusable);
+    if (built_in) CHECK(strstr(error, garbage) != NULL && strstr(error, "holds no PEM certificate") != NULL);
+    CHECK(toastyfs_init_tls(tfs, garbage, garbage, "/nonexistent/ca.crt", error, sizeof error) == unusable);
+    toastyfs_free(tfs);
+
+    /* The environment: all three or none; a file that cannot be used fails every operation. */
+    CHECK(setenv("TOASTYFS_TLS_CERT", garbage, 1) == 0);
+    tfs = toastyfs_init(0, addrs, 3);
+    CHECK(toastyfs_list(tfs, "", 0, NULL, 0, 10, &res) == TOASTYFS_AUTH_FAILED);
+    CHECK(strstr(res.message, "TLS needs TOASTYFS_TLS_CERT, TOASTYFS_TLS_KEY and TOASTYFS_TLS_CA together: "
+                              "TOASTYFS_TLS_KEY TOASTYFS_TLS_CA not set") != NULL);
+    toastyfs_free(tfs);
+    CHECK(setenv("TOASTYFS_TLS_KEY", garbage, 1) == 0 && setenv("TOASTYFS_TLS_CA", garbage, 1) == 0);
+    tfs = toastyfs_init(0, addrs, 3);
+    CHECK(toastyfs_stat(tfs, "k", 1, &res) == unusable);
+    if (built_in) CHECK(strstr(res.message, garbage) != NULL && strstr(res.message, "TLS") != NULL);
+    else CHECK(strstr(res.message, "built without OpenSSL") != NULL);
+    /* An explicit call replaces what the environment said. */
+    CHECK(toastyfs_init_tls(tfs, NULL, NULL, NULL, NULL, 0) == TOASTYFS_OK);
+    CHECK(toastyfs_set_timeouts(tfs, 100, 200) == TOASTYFS_OK);
+    CHECK(toastyfs_stat(tfs, "k", 1, &res) == TOASTYFS_NO_QUORUM);
+    toastyfs_free(tfs);
+    CHECK(unsetenv("TOASTYFS_TLS_CERT") == 0 && unsetenv("TOASTYFS_TLS_KEY") == 0 && unsetenv("TOASTYFS_TLS_CA") == 0);
+    unlink(garbage);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "xxh64-prefixes") == 0) return xxh64_prefixes();
@@ -710,5 +774,6 @@ int main(int argc, char **argv)
     test_sha256();
     test_auth_vectors();
     test_secret_files();
+    test_tls_setup();
     return check_report("unit_test");
 }
