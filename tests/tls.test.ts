@@ -12,7 +12,8 @@ import * as path from "node:path";
 import { Client, ClientError } from "../lib/client/client.ts";
 import { newSecret, readSecretFile, writeSecretFile, type AuthKeys } from "../lib/net/auth/secret.ts";
 import { readTlsFiles, type TlsFiles } from "../lib/net/tls.ts";
-import { TestCluster, freePorts, toastyfsCommand } from "./support/cluster.ts";
+import { TestCluster, freePorts } from "./support/cluster.ts";
+import { toastyfs, type RunResult } from "./support/cli.ts";
 import { TestCa, tlsArgs, type CertFiles } from "./support/tls_certs.ts";
 
 let ca: TestCa;
@@ -75,15 +76,6 @@ async function expectTlsRefusal(options: { tls?: TlsFiles | null }, pattern: Reg
   expect(performance.now() - started).toBeLessThan(10_000);
 }
 
-function cli(args: string[], stdin?: string): { code: number; stdout: string; stderr: string } {
-  const result = Bun.spawnSync([...toastyfsCommand(), ...args], {
-    stdin: stdin === undefined ? "ignore" : Buffer.from(stdin),
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  return { code: result.exitCode ?? -1, stdout: result.stdout.toString(), stderr: result.stderr.toString() };
-}
-
 describe("a cluster with mutual TLS", () => {
   test("put, get, list and delete work with a certificate from the cluster's CA", async () => {
     await withClient({ tls: client_tls }, async (c) => {
@@ -97,12 +89,12 @@ describe("a cluster with mutual TLS", () => {
     });
   }, 60_000);
 
-  test("the CLI and the admin shell work with --tls-cert, --tls-key and --tls-ca", () => {
+  test("the CLI and the admin shell work with --tls-cert, --tls-key and --tls-ca", async () => {
     const args = ["--cluster", cluster.cluster_arg, ...tlsArgs(client)];
-    const status = cli(["status", ...args]);
+    const status = await toastyfs(["status", ...args]);
     expect(status.stdout).toContain("primary");
     expect(status.code).toBe(0);
-    const admin = cli(["admin", ...args], "put tls/admin hello\nget tls/admin\n");
+    const admin = await toastyfs(["admin", ...args], { stdin: "put tls/admin hello\nget tls/admin\n" });
     expect(admin.stdout).toContain("hello");
     expect(admin.code).toBe(0);
   }, 60_000);
@@ -111,13 +103,13 @@ describe("a cluster with mutual TLS", () => {
     await withClient({ tls: client_tls }, (c) => c.put("tls/snapshot", text("saved over TLS")));
     const file = path.join(ca.dir, "tls.snapshot");
     const args = ["--cluster", cluster.cluster_arg, "--quiet", "--timeout", "30"];
-    const saved = cli(["snapshot", "save", file, ...args, ...tlsArgs(client)]);
+    const saved = await toastyfs(["snapshot", "save", file, ...args, ...tlsArgs(client)]);
     expect(saved.stderr).toBe("");
     expect(saved.code).toBe(0);
-    const verified = cli(["snapshot", "verify", file]);
+    const verified = await toastyfs(["snapshot", "verify", file]);
     expect(verified.code).toBe(0);
     expect(verified.stdout).toMatch(/[1-9]\d* objects?/);
-    const refused = cli(["snapshot", "save", `${file}.plain`, ...args.slice(0, 3), "--timeout", "5"]);
+    const refused = await toastyfs(["snapshot", "save", `${file}.plain`, ...args.slice(0, 3), "--timeout", "5"]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/TLS/);
     expect(fs.existsSync(`${file}.plain`)).toBe(false);
@@ -151,7 +143,7 @@ describe("a cluster with mutual TLS", () => {
     const before = await keysIn(cluster, { tls: client_tls });
     await expectTlsRefusal({}, /requires TLS/);
     expect(await keysIn(cluster, { tls: client_tls })).toEqual(before);
-    const plain = cli(["put", "tls/plain", "-", "--cluster", cluster.cluster_arg], "x");
+    const plain = await toastyfs(["put", "tls/plain", "-", "--cluster", cluster.cluster_arg], { stdin: "x" });
     expect(plain.code).toBe(1);
     expect(plain.stderr).toMatch(/requires TLS/);
   }, 60_000);
@@ -194,15 +186,10 @@ describe("TLS and a secret together", () => {
 });
 
 describe("start-up checks", () => {
-  async function serve(args: string[]): Promise<{ code: number; stderr: string }> {
+  async function serve(args: string[]): Promise<RunResult> {
     const [port] = await freePorts(1);
     const dir = fs.mkdtempSync(path.join(ca.dir, "data-"));
-    const result = Bun.spawnSync([...toastyfsCommand(), "serve", "--addr", `127.0.0.1:${port}`, "--data", dir, ...args], {
-      stdout: "pipe",
-      stderr: "pipe",
-      timeout: 20_000,
-    });
-    return { code: result.exitCode ?? -1, stderr: result.stderr.toString() };
+    return toastyfs(["serve", "--addr", `127.0.0.1:${port}`, "--data", dir, ...args], { timeout_ms: 20_000 });
   }
 
   test("a replica with a missing key file fails at start, naming the file", async () => {
