@@ -598,8 +598,11 @@ export class Replica {
     if (this.isPrimary()) {
       this.primary.onDurable(durable_ops);
     } else if (this.acks_after_start_view !== null) {
-      // The installed start_view is durable: acknowledge what the new primary has not seen
-      // committed, in this view (ops this replica knows are committed included).
+      // Once the installed start_view is durable, acknowledge what the new primary has not seen
+      // committed, in this view (ops this replica knows are committed included). A flush in
+      // flight when it was installed completes first without it (docs/STORAGE.md §10.9): the
+      // acknowledgements wait for the flush that has it.
+      if (this.view_durable !== this.view || this.log_view_durable !== this.view) return;
       const from = this.acks_after_start_view + 1;
       this.acks_after_start_view = null;
       for (let op = from; op <= this.op; op++) this.sendPrepareOk(op);
