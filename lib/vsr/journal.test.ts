@@ -171,6 +171,21 @@ describe("a flush in flight (docs/STORAGE.md §10.9)", () => {
     expect(journal.hasDurable(3, other.checksum)).toBe(true);
   });
 
+  test("a prepare found damaged while its flush is in flight and rewritten by repair is durable only with its new copy", () => {
+    const journal = new Journal(slots);
+    const h = header(4);
+    journal.wrote(h);
+    journal.flushBegin();
+    // Read back damaged before its group completed: the copy in flight is known bad.
+    journal.damaged(h);
+    journal.wrote(h);
+    expect(journal.flushed()).toEqual([]);
+    expect(journal.hasDurable(4, h.checksum)).toBe(false);
+    expect(journal.state(4)).toBe(SlotState.dirty);
+    expect(flushNow(journal)).toEqual([4]);
+    expect(journal.hasDurable(4, h.checksum)).toBe(true);
+  });
+
   test("one flush in flight at a time", () => {
     const journal = new Journal(slots);
     journal.wrote(header(1));

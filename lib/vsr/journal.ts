@@ -47,9 +47,13 @@ export class Journal {
   private readonly damaged_op: number[];
   /** Ops written since the last flush began (the next group). */
   private dirty_ops: number[] = [];
-  /** The group of the flush in flight: each op with the checksum of the prepare it wrote, so a
-   * slot rewritten meanwhile is not completed by this group (docs/STORAGE.md §10.9). */
-  private flying: { op: number; checksum: bigint }[] = [];
+  /** Per slot: which write put its prepare there (a count of writes, 0: none since open). */
+  private readonly write_id: number[];
+  private writes = 0;
+  /** The group of the flush in flight: each op with the write it took, so a slot written again
+   * meanwhile is not completed by this group (docs/STORAGE.md §10.9), even with the same prepare:
+   * a prepare found damaged and rewritten by repair is durable only once its new copy is. */
+  private flying: { op: number; write: number }[] = [];
   /** Counts changes (for checks that only need to run when something changed). */
   mutations = 0;
 
@@ -58,6 +62,7 @@ export class Journal {
     this.headers = new Array<Header | null>(slot_count).fill(null);
     this.states = new Array<SlotState>(slot_count).fill(SlotState.empty);
     this.damaged_op = new Array<number>(slot_count).fill(-1);
+    this.write_id = new Array<number>(slot_count).fill(0);
   }
 
   private slot(op: number): number {
@@ -150,6 +155,8 @@ export class Journal {
     const slot = this.slot(header.op);
     this.set(slot, header, SlotState.dirty);
     this.damaged_op[slot] = -1;
+    this.writes += 1;
+    this.write_id[slot] = this.writes;
     this.dirty_ops.push(header.op);
     assert(
       this.hasPrepare(header.op, header.checksum) && !this.isDamaged(header.op),
@@ -187,8 +194,9 @@ export class Journal {
   flushBegin(): void {
     assert(this.flying.length === 0, "journal: a flush began while another is in flight");
     for (const op of this.dirty_ops) {
-      const h = this.headers[this.slot(op)];
-      if (h !== null && h !== undefined && h.op === op) this.flying.push({ op, checksum: h.checksum });
+      const slot = this.slot(op);
+      const h = this.headers[slot];
+      if (h !== null && h !== undefined && h.op === op) this.flying.push({ op, write: this.write_id[slot]! });
     }
     this.dirty_ops = [];
   }
@@ -199,12 +207,12 @@ export class Journal {
     const group = this.flying;
     this.flying = [];
     const durable: number[] = [];
-    for (const { op, checksum } of group) {
+    for (const { op, write } of group) {
       const slot = this.slot(op);
       const h = this.headers[slot];
-      // Rewritten (by another prepare, possibly in the next group), removed or found damaged
-      // since: not this group's write to complete.
-      if (h !== null && h !== undefined && h.op === op && h.checksum === checksum && this.states[slot] === SlotState.dirty) {
+      // Written again (by another prepare or the same one, its copy in the next group), removed
+      // or found damaged since: not this group's write to complete.
+      if (h !== null && h !== undefined && h.op === op && this.write_id[slot] === write && this.states[slot] === SlotState.dirty) {
         this.set(slot, h, SlotState.durable);
         durable.push(op);
       }
