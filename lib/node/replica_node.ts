@@ -65,6 +65,9 @@ export interface ReplicaNodeOptions {
   /** Metrics hooks (lib/node/metrics.ts): told when a client request arrives and when a message
    * to a client is handed to the transport, to count requests and time them at this node. */
   requests?: RequestHooks;
+  /** The fdatasyncs of a flush step, off the event loop (tests stand in for the disk). Default:
+   * fdatasyncAll (lib/node/node_fs.ts, on the thread pool). */
+  fdatasync?: (fds: readonly number[], done: (error: FsError | null) => void) => void;
 }
 
 export interface RequestHooks {
@@ -83,8 +86,10 @@ export class ReplicaNode {
   private tick_timer: ReturnType<typeof setInterval> | null = null;
   private flush_scheduled = false;
   /** Counts flush steps handed to the thread pool: a completion whose number is not the last one
-   * (the replica was dropped and reopened, or stop() finished the flush itself) is ignored. */
+   * (the replica was dropped and reopened) is ignored. */
   private flush_step = 0;
+  /** stop() waiting for the step on the thread pool to return (see stop()). */
+  private step_waiters: (() => void)[] = [];
   private stopping = false;
   private readonly started_ms = Date.now();
   private readonly log: Logger;
@@ -328,7 +333,12 @@ export class ReplicaNode {
   /** Hands one step's fdatasyncs to the thread pool; the event loop runs on meanwhile. */
   private syncStep(replica: Replica, files: readonly number[]): void {
     const step = ++this.flush_step;
-    fdatasyncAll(files, (error) => this.flushSynced(replica, step, error));
+    (this.options.fdatasync ?? fdatasyncAll)(files, (error) => {
+      this.flushSynced(replica, step, error);
+      const waiters = this.step_waiters;
+      this.step_waiters = [];
+      for (const wake of waiters) wake();
+    });
   }
 
   /** A step's fdatasyncs returned: the next step, or the group completed and what it allows
@@ -363,6 +373,7 @@ export class ReplicaNode {
     this.storage?.close();
     this.replica = null;
     this.storage = null;
+    if (this.stopping) return; // stop() closes what is left
     try {
       this.counters.reopens += 1;
       this.openReplica();
@@ -476,14 +487,21 @@ export class ReplicaNode {
     this.transport?.sendToClient(request.header.client, finalize(h, encodeStatus(this.status())));
   }
 
-  /** SIGTERM/SIGINT: stop accepting, finish the in-flight flush, close the files. */
+  /** SIGTERM/SIGINT: stop ticking, let the flush in flight complete, flush what is queued, close
+   * the files. */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     if (this.tick_timer !== null) clearInterval(this.tick_timer);
-    if (this.replica !== null && (this.flush_scheduled || this.replica.flushes.inFlight())) {
-      // The step on the thread pool, if any, is finished here instead (its completion is ignored).
-      this.flush_step += 1;
+    // The step on the thread pool is waited for, never synced again here: a second fdatasync of
+    // the same files racing one that fails may return success for pages the kernel dropped (one
+    // error is reported once per open file), and completing the group on it would acknowledge
+    // writes that are lost (docs/STORAGE.md §14.6). Its completion goes on to the ring step, if
+    // any, and completes the group, or reports the error, as while running.
+    while (this.replica !== null && !this.failed && this.replica.flushes.inFlight()) {
+      await new Promise<void>((wake) => this.step_waiters.push(wake));
+    }
+    if (this.replica !== null && !this.failed && this.replica.flushes.needed()) {
       try {
         this.replica.flushes.now();
       } catch (error) {
