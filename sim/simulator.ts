@@ -84,7 +84,10 @@ const epoch_ms = 1_767_225_600_000; // virtual wall clock starts at 2026-01-01
 enum Kind {
   deliver,
   tick,
+  /** A flush begins (the driver's next turn after writes were queued, docs/STORAGE.md §10.9). */
   flush,
+  /** The fdatasyncs of the flush step in flight return (its group completes after the last). */
+  flush_synced,
   client,
   fault,
   /** Reopen a replica's data directory after an I/O error (lib/node retries after a second). */
@@ -467,6 +470,8 @@ export class Simulator {
         return this.onTick(event);
       case Kind.flush:
         return this.onFlush(event);
+      case Kind.flush_synced:
+        return this.onFlushSynced(event);
       case Kind.client:
         return this.onClient(event.node);
       case Kind.fault:
@@ -685,11 +690,15 @@ export class Simulator {
       if (!(error instanceof AssertionError)) throw error;
       this.fail(`invariant broken: ${error.message}`);
     }
-    if (node.flush_scheduled || !node.replica.needsFlush()) return;
+    if (node.flush_scheduled || !node.replica.flushes.needed()) return;
     node.flush_scheduled = true;
-    this.schedule(this.prng.exponential(this.rates.disk_latency_mean_us), Kind.flush, node.index, node.incarnation, null);
+    this.schedule(0, Kind.flush, node.index, node.incarnation, null);
   }
 
+  /** Begins a flush (docs/STORAGE.md §10.9): the replica's queued writes become the group in
+   * flight; its segments' fdatasync returns a disk latency later, as a separate event. Nothing the
+   * group allows happens before the last step's event, and a crash before it loses what the
+   * simulated file system has not synced. */
   private onFlush(event: Event): void {
     const node = this.nodes[event.node]!;
     if (node.incarnation !== event.incarnation || node.replica === null) return;
@@ -700,7 +709,35 @@ export class Simulator {
       return;
     }
     const replica = node.replica;
-    this.guard(node, () => replica.flush());
+    if (!replica.flushes.needed()) return;
+    this.guard(node, () => void replica.flushes.begin());
+    if (node.replica === replica) this.scheduleFlushSynced(node);
+    this.afterReplicaEvent(node);
+  }
+
+  /** Each step of a flush (segments, then the header ring) takes half the disk latency. */
+  private scheduleFlushSynced(node: ReplicaNode): void {
+    this.schedule(this.prng.exponential(this.rates.disk_latency_mean_us / 2), Kind.flush_synced, node.index, node.incarnation, null);
+  }
+
+  /** The step's fdatasyncs return: they run on the simulated file system now (a crash before this
+   * event lost the writes they cover), then the replica issues the next step or completes. */
+  private onFlushSynced(event: Event): void {
+    const node = this.nodes[event.node]!;
+    if (node.incarnation !== event.incarnation || node.replica === null) return;
+    if (node.paused) {
+      this.schedule(tick_us, Kind.flush_synced, node.index, node.incarnation, null);
+      return;
+    }
+    const replica = node.replica;
+    const storage = node.storage!;
+    let next: readonly number[] | null = null;
+    this.guard(node, () => {
+      storage.flushSyncInline();
+      next = replica.flushes.synced();
+    });
+    if (node.replica !== replica) return;
+    if (next !== null) this.scheduleFlushSynced(node);
     this.afterReplicaEvent(node);
   }
 

@@ -123,7 +123,7 @@ export class TestCluster {
   /** Flushes a replica's queued writes (repeatedly: acting on durability may queue more). */
   settle(index: number): void {
     const replica = this.replicas[index];
-    for (let i = 0; i < 10 && replica !== null && replica !== undefined && replica.needsFlush(); i++) replica.flush();
+    for (let i = 0; i < 10 && replica !== null && replica !== undefined && replica.flushes.needed(); i++) replica.flushes.now();
     replica?.invariants();
   }
 

@@ -1,5 +1,5 @@
 /**
- * Wraps the replica's real Storage to tell the checker which prepares each flush made durable:
+ * Wraps the replica's real Storage to tell the checker which prepares each completed flush made durable:
  * the ground truth for "a reply needs f+1 durable copies". Adds no behaviour of its own.
  */
 import type { Message } from "../lib/net/codec.ts";
@@ -11,6 +11,8 @@ import type { ReclaimView } from "../lib/storage/checkpoint_store.ts";
 
 export class TracedStorage implements Storage {
   private written: [number, bigint][] = [];
+  /** The prepares in the group of the flush in flight. */
+  private flying: [number, bigint][] = [];
   /** The prepares the last successful flush made durable (the simulator aims faults at them). */
   last_flushed: [number, bigint][] = [];
 
@@ -36,12 +38,25 @@ export class TracedStorage implements Storage {
   pending(): boolean {
     return this.inner.pending();
   }
-  flush(): void {
-    const written = this.written;
+  flushing(): boolean {
+    return this.inner.flushing();
+  }
+  flushBegin(): readonly number[] {
+    this.flying = this.written;
     this.written = [];
-    this.inner.flush();
-    if (written.length > 0) this.last_flushed = written;
-    this.onFlushed(written);
+    return this.inner.flushBegin();
+  }
+  flushSynced(): readonly number[] | null {
+    const next = this.inner.flushSynced();
+    if (next !== null) return next;
+    const group = this.flying;
+    this.flying = [];
+    if (group.length > 0) this.last_flushed = group;
+    this.onFlushed(group);
+    return null;
+  }
+  flushSyncInline(): void {
+    this.inner.flushSyncInline();
   }
   readPrepare(op: number, checksum: bigint): Message | null {
     return this.inner.readPrepare(op, checksum);

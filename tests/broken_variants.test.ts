@@ -5,6 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Replica } from "../lib/vsr/replica.ts";
+import { FlushEvents } from "../lib/vsr/flush_events.ts";
 import type { DoViewChange, SuffixDecision } from "../lib/vsr/view_change.ts";
 import type { Header, Message } from "../lib/net/codec.ts";
 import { Operation } from "../lib/store/operations.ts";
@@ -57,6 +58,18 @@ class AckBeforeDurable extends Replica {
   protected override prepareOkReady(op: number, checksum: bigint): boolean {
     return this.journal.hasPrepare(op, checksum);
   }
+}
+
+/** Acts on a flush's group when the flush begins, before its asynchronous fdatasyncs returned
+ * (docs/STORAGE.md §10.9): acknowledgements, the new view, replies. */
+class AckAtFlushBegin extends Replica {
+  override readonly flushes = new (class extends FlushEvents {
+    override begin(): readonly number[] {
+      const files = super.begin();
+      this.completed();
+      return files;
+    }
+  })(this, () => this.onDurable());
 }
 
 /** A new primary takes the shortest log offered in the view change instead of the longest. */
@@ -255,6 +268,11 @@ class NudgeNeverNeeded extends FileStorage {
 describe("broken replicas are caught", () => {
   test("a commit quorum of f", () => expectCaught("commit quorum of f", QuorumOfF, 100), timeout_ms);
   test("a backup acknowledging before its write is durable", () => expectCaught("ack before durable", AckBeforeDurable, 200), timeout_ms);
+  test(
+    "a replica acting on a flush when it begins, before its asynchronous fdatasync returned",
+    () => expectCaught("ack at flush begin", AckAtFlushBegin, 200),
+    timeout_ms,
+  );
   test("a new primary choosing a shorter log", () => expectCaught("shorter log chosen", ShorterLog, 300), timeout_ms);
   test(
     "a new primary choosing a shorter log that covers the commit number",

@@ -4,8 +4,10 @@
  * only supplies time and I/O:
  *
  * - every message and tick is handed to the replica synchronously;
- * - one flush per event-loop turn (setImmediate) makes every write of that turn durable with one
- *   round of fdatasync (group commit), then the replica sends the acknowledgements it allows;
+ * - a flush begins at the end of a turn (setImmediate) when none is in flight, taking every write
+ *   queued so far as one group (group commit); its fdatasyncs run on the thread pool while the
+ *   event loop keeps receiving and gathering the next group, and only when its last step returned
+ *   does the replica send the acknowledgements it allows (docs/STORAGE.md §10.9);
  * - an I/O error during a flush is never retried: the files are closed and the replica is
  *   reopened from disk, rejoining the cluster with whatever it finds there (docs/STORAGE.md §14.6);
  * - any other exception from the replica (an assertion: a bug) stops the process, after its trace
@@ -25,7 +27,7 @@ import { Replica } from "../vsr/replica.ts";
 import { primaryIndex, type Env } from "../vsr/env.ts";
 import { FileStorage, ForeignDataError } from "../storage/file_storage.ts";
 import { FsError } from "../storage/fs.ts";
-import { NodeFs } from "./node_fs.ts";
+import { fdatasyncAll, NodeFs } from "./node_fs.ts";
 import { Logger } from "./log.ts";
 import { encodeStatus, type ReplicaStatus } from "../net/status_codec.ts";
 import { DataDirectory } from "./data_directory.ts";
@@ -63,6 +65,9 @@ export interface ReplicaNodeOptions {
   /** Metrics hooks (lib/node/metrics.ts): told when a client request arrives and when a message
    * to a client is handed to the transport, to count requests and time them at this node. */
   requests?: RequestHooks;
+  /** The fdatasyncs of a flush step, off the event loop (tests stand in for the disk). Default:
+   * fdatasyncAll (lib/node/node_fs.ts, on the thread pool). */
+  fdatasync?: (fds: readonly number[], done: (error: FsError | null) => void) => void;
 }
 
 export interface RequestHooks {
@@ -80,6 +85,11 @@ export class ReplicaNode {
   private directory: DataDirectory | null = null;
   private tick_timer: ReturnType<typeof setInterval> | null = null;
   private flush_scheduled = false;
+  /** Counts flush steps handed to the thread pool: a completion whose number is not the last one
+   * (the replica was dropped and reopened) is ignored. */
+  private flush_step = 0;
+  /** stop() waiting for the step on the thread pool to return (see stop()). */
+  private step_waiters: (() => void)[] = [];
   private stopping = false;
   private readonly started_ms = Date.now();
   private readonly log: Logger;
@@ -137,8 +147,8 @@ export class ReplicaNode {
         listen: this.options.listen ?? this.options.self,
         peers: this.options.dial ?? this.membership.replicas,
         // One write per connection per turn (docs/DESIGN.md §9): a primary makes a prepare in each of
-        // several callbacks of a turn, and they now leave together (flush() below sends them
-        // before it blocks in fdatasync).
+        // several callbacks of a turn, and they now leave together (flushBegin() below sends them
+        // before the flush of that turn begins).
         flush_per_turn: true,
         secret: this.options.secret ?? null,
         tls: this.options.tls ?? null,
@@ -295,31 +305,59 @@ export class ReplicaNode {
     setTimeout(() => process.exit(1), fatal_exit_wait_ms);
   }
 
-  /** One flush per event-loop turn covers every write of the turn. */
+  /** A flush begins at the end of a turn with writes queued, unless one is in flight (it begins the
+   * next when it completes). */
   private afterEvent(): void {
-    if (this.flush_scheduled || this.replica === null || !this.replica.needsFlush()) return;
+    if (this.flush_scheduled || this.replica === null || !this.replica.flushes.needed()) return;
     this.flush_scheduled = true;
-    setImmediate(() => this.flush());
+    setImmediate(() => this.flushBegin());
   }
 
-  private flush(): void {
+  private flushBegin(): void {
     this.flush_scheduled = false;
     const replica = this.replica;
-    if (replica === null || this.failed) return;
-    // What this turn produced leaves before the fdatasync blocks the event loop (the backups'
-    // journal writes overlap the primary's), and what the flush allowed (acknowledgements,
-    // replies) right after it, not a turn later.
+    if (replica === null || this.failed || this.stopping || !replica.flushes.needed()) return;
+    // What this turn produced leaves before the disk works (the backups' journal writes overlap
+    // the primary's).
     this.transport?.flushWrites();
+    let files: readonly number[];
     try {
-      replica.flush();
-      this.problem = null;
+      files = replica.flushes.begin();
     } catch (error) {
       if (!(error instanceof FsError)) return this.fatal(error);
-      this.onStorageError(error);
-      return;
+      return this.onStorageError(error);
+    }
+    this.syncStep(replica, files);
+  }
+
+  /** Hands one step's fdatasyncs to the thread pool; the event loop runs on meanwhile. */
+  private syncStep(replica: Replica, files: readonly number[]): void {
+    const step = ++this.flush_step;
+    (this.options.fdatasync ?? fdatasyncAll)(files, (error) => {
+      this.flushSynced(replica, step, error);
+      const waiters = this.step_waiters;
+      this.step_waiters = [];
+      for (const wake of waiters) wake();
+    });
+  }
+
+  /** A step's fdatasyncs returned: the next step, or the group completed and what it allows
+   * (acknowledgements, replies) leaves at once. */
+  private flushSynced(replica: Replica, step: number, error: FsError | null): void {
+    if (replica !== this.replica || step !== this.flush_step || this.failed) return;
+    // RULE: never retry a failed fsync (below).
+    if (error !== null) return this.onStorageError(error);
+    let next: readonly number[] | null;
+    try {
+      next = replica.flushes.synced();
+    } catch (error) {
+      if (!(error instanceof FsError)) return this.fatal(error);
+      return this.onStorageError(error);
     } finally {
       this.transport?.flushWrites();
     }
+    if (next !== null) return this.syncStep(replica, next);
+    this.problem = null;
     this.afterEvent();
   }
 
@@ -335,6 +373,7 @@ export class ReplicaNode {
     this.storage?.close();
     this.replica = null;
     this.storage = null;
+    if (this.stopping) return; // stop() closes what is left
     try {
       this.counters.reopens += 1;
       this.openReplica();
@@ -448,14 +487,23 @@ export class ReplicaNode {
     this.transport?.sendToClient(request.header.client, finalize(h, encodeStatus(this.status())));
   }
 
-  /** SIGTERM/SIGINT: stop accepting, finish the in-flight flush, close the files. */
+  /** SIGTERM/SIGINT: stop ticking, let the flush in flight complete, flush what is queued, close
+   * the files. */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     if (this.tick_timer !== null) clearInterval(this.tick_timer);
-    if (this.flush_scheduled && this.replica !== null) {
+    // The step on the thread pool is waited for, never synced again here: a second fdatasync of
+    // the same files racing one that fails may return success for pages the kernel dropped (one
+    // error is reported once per open file), and completing the group on it would acknowledge
+    // writes that are lost (docs/STORAGE.md §14.6). Its completion goes on to the ring step, if
+    // any, and completes the group, or reports the error, as while running.
+    while (this.replica !== null && !this.failed && this.replica.flushes.inFlight()) {
+      await new Promise<void>((wake) => this.step_waiters.push(wake));
+    }
+    if (this.replica !== null && !this.failed && this.replica.flushes.needed()) {
       try {
-        this.replica.flush();
+        this.replica.flushes.now();
       } catch (error) {
         this.log.log("error", `final flush failed: ${(error as Error).message}`);
       }

@@ -194,6 +194,7 @@ export class SnapshotLoader {
         allocated: 0,
         max_op,
         dirty: false,
+        in_flight: false,
       }),
       // The value is a view into the frame: where it sits in the frame is where it sits in the file.
       appendValue: (segment: Segment, value: Uint8Array) => ({

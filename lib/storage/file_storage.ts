@@ -81,6 +81,9 @@ export class FileStorage implements Storage {
   private readonly prepares = new Map<number, PrepareLocation[]>();
   private pending_records: PrepareLocation[] = [];
   private pending_state: VsrState | null = null;
+  /** The group of writes whose flush has begun and not completed (docs/STORAGE.md §10.9): at most
+   * one. step: which fdatasyncs the driver is running, fds: on which files. */
+  private flight: { step: "segments" | "ring"; records: PrepareLocation[]; state: VsrState | null; fds: Fd[] } | null = null;
   private readonly root: Header;
 
   constructor(
@@ -276,30 +279,82 @@ export class FileStorage implements Storage {
     return this.pending_records.length > 0 || this.pending_state !== null || this.files.pendingCreate;
   }
 
-  flush(): void {
-    assert(this.superblock_fd >= 0 && this.ring.fd >= 0, "flush: storage not open");
+  flushing(): boolean {
+    return this.flight !== null;
+  }
+
+  /** Takes every write queued so far as the group in flight (docs/STORAGE.md §10.9): new segments'
+   * names are synced now; returns the segments the driver must fdatasync before flushSynced. */
+  flushBegin(): Fd[] {
+    assert(this.superblock_fd >= 0 && this.ring.fd >= 0, "flushBegin: storage not open");
+    assert(this.flight === null, "flushBegin: a flush is already in flight");
     this.stats.flushes += 1;
-    this.files.sync();
-    // The superblock before the ring records: a record of a new view's prepare may replace one of
-    // an op this replica acknowledged in its old log_view, and must not be durable while the
-    // superblock still offers that old log (a crash between the two would leave a log of the old
-    // view missing an op it acknowledged in it). The superblock vouches only for headers, so
-    // records that follow it are never missing from what it promises.
-    const state = this.pending_state;
-    if (state !== null) {
-      this.pending_state = null;
-      this.sequence += 1;
-      writeSuperblock(this.fs, this.superblock_fd, { sequence: this.sequence, identity: this.options, state }, this.superblock_first_half);
-      this.superblock_first_half = 0;
-      this.stats.superblock_writes += 1;
-      this.stats.fdatasyncs += 2; // one per half (superblock.ts)
-      if (this.checkpoints.stateFlushed(state.checkpoint)) this.collectGarbage();
+    const fds = this.files.syncBegin();
+    this.stats.fdatasyncs += fds.length;
+    this.flight = { step: "segments", records: this.pending_records, state: this.pending_state, fds };
+    this.pending_records = [];
+    this.pending_state = null;
+    return fds;
+  }
+
+  /** Every fdatasync of the files last returned succeeded: issues the group's next step and
+   * returns the files it needs synced, or null once the group is durable (completed). */
+  flushSynced(): Fd[] | null {
+    const flight = this.flight;
+    assert(flight !== null, "flushSynced: no flush in flight");
+    assert(this.superblock_fd >= 0 && this.ring.fd >= 0, "flushSynced: storage not open");
+    if (flight.step === "segments") {
+      this.files.syncCompleted();
+      // The superblock before the ring records: a record of a new view's prepare may replace one of
+      // an op this replica acknowledged in its old log_view, and must not be durable while the
+      // superblock still offers that old log (a crash between the two would leave a log of the old
+      // view missing an op it acknowledged in it). The superblock vouches only for headers, so
+      // records that follow it are never missing from what it promises. Written on the calling
+      // thread: states are written at view changes and checkpoints, not per group.
+      const state = flight.state;
+      if (state !== null) {
+        this.sequence += 1;
+        writeSuperblock(
+          this.fs,
+          this.superblock_fd,
+          { sequence: this.sequence, identity: this.options, state },
+          this.superblock_first_half,
+        );
+        this.superblock_first_half = 0;
+        this.stats.superblock_writes += 1;
+        this.stats.fdatasyncs += 2; // one per half (superblock.ts)
+        if (this.checkpoints.stateFlushed(state.checkpoint)) this.collectGarbage();
+      }
+      if (flight.records.length > 0) {
+        this.ring.write(flight.records, this.sequence);
+        this.stats.fdatasyncs += 1;
+        flight.step = "ring";
+        flight.fds = [this.ring.fd];
+        return flight.fds;
+      }
     }
-    if (this.pending_records.length > 0) {
-      this.ring.write(this.pending_records, this.sequence);
-      this.datasync(this.ring.fd);
-      this.pending_records = [];
-    }
+    this.flight = null;
+    return null;
+  }
+
+  /** Runs the fdatasyncs of the step in flight on the calling thread (the simulator delivers them
+   * as an event; tests and shutdown need them now). The caller then calls flushSynced. */
+  flushSyncInline(): void {
+    assert(this.flight !== null, "flushSyncInline: no flush in flight");
+    for (const fd of this.flight.fds) this.syncFile(fd);
+  }
+
+  /** A whole flush on the calling thread: the group in flight, if any, then everything queued. */
+  flush(): void {
+    if (this.flight !== null) this.completeInline();
+    this.flushBegin();
+    this.completeInline();
+    assert(!this.pending(), "flush: writes still queued");
+  }
+
+  private completeInline(): void {
+    do this.flushSyncInline();
+    while (this.flushSynced() !== null);
   }
 
   /** Deletes files nothing needs (checkpoint_store.ts), and forgets prepares no longer read. */
@@ -412,13 +467,18 @@ export class FileStorage implements Storage {
       }
     }
     this.superblock_fd = this.ring.fd = -1;
+    this.flight = null;
     assert(this.files.segments.size === 0 && this.files.active === null, "close: segments left open");
   }
 
   /** Every fdatasync of this storage goes through here, so group commit shows in the counters. */
   private datasync(fd: Fd): void {
-    assert(fd >= 0, "datasync: file not open");
     this.stats.fdatasyncs += 1;
+    this.syncFile(fd);
+  }
+
+  private syncFile(fd: Fd): void {
+    assert(fd >= 0, "datasync: file not open");
     try {
       this.fs.fdatasync(fd);
     } catch (error) {

@@ -37,6 +37,9 @@ export interface Segment {
   /** Highest op of a prepare written into it (-1 if none known). */
   max_op: number;
   dirty: boolean;
+  /** Its fdatasync was handed to the driver by syncBegin and has not completed (docs/STORAGE.md
+   * §10.9): a synchronous sync() must still cover it, and its descriptor must stay open. */
+  in_flight: boolean;
 }
 
 export function segmentPath(id: number): string {
@@ -51,6 +54,10 @@ export class SegmentFiles {
   private next_id = 1;
   /** A segment was created since the last sync: the journal directory needs an fsync. */
   private created = false;
+  /** Descriptors of segments removed while their fdatasync was in flight: closed when it completes,
+   * so a sync on the thread pool never meets a closed (or reused) descriptor. At most one per
+   * segment that was open at syncBegin. */
+  private close_after_sync: Fd[] = [];
   /** Reused for encoding small prepares, and a large prepare's header (see prepare_scratch_size). */
   private readonly prepare_scratch = new Uint8Array(prepare_scratch_size);
 
@@ -75,7 +82,7 @@ export class SegmentFiles {
       const id = Number(match[1]);
       const fd = this.fs.open(segmentPath(id), false);
       const size = this.fs.size(fd);
-      this.segments.set(id, { id, fd, write_offset: size, capacity: size, allocated: 0, max_op: -1, dirty: false });
+      this.segments.set(id, { id, fd, write_offset: size, capacity: size, allocated: 0, max_op: -1, dirty: false, in_flight: false });
       this.next_id = Math.max(this.next_id, id + 1);
     }
   }
@@ -86,7 +93,7 @@ export class SegmentFiles {
     const capacity = Math.max(this.segment_size_bytes, pad8(size));
     const fd = this.fs.open(segmentPath(id), true);
     this.fs.truncate(fd, capacity);
-    const segment: Segment = { id, fd, write_offset: 0, capacity, allocated: 0, max_op, dirty: true };
+    const segment: Segment = { id, fd, write_offset: 0, capacity, allocated: 0, max_op, dirty: true, in_flight: false };
     assert(!this.segments.has(id), "segments: id reused");
     this.segments.set(id, segment);
     this.created = true;
@@ -222,15 +229,46 @@ export class SegmentFiles {
     return checksum(bytes) === entry.checksum ? bytes : null;
   }
 
-  /** Makes every segment written since the last sync durable, and new segments' names too. */
+  /** Makes every segment written since the last sync durable, and new segments' names too. A
+   * segment whose asynchronous sync is still in flight is synced again here: whoever calls this
+   * (a checkpoint) needs its values durable now. */
   sync(): void {
-    // (`created` may outlive the segment it was set for: one created and then removed, by garbage
-    // collection or an installed sync, still needs the directory fsync; sweep seed 203916113145.)
     for (const segment of this.segments.values()) {
-      if (!segment.dirty) continue;
+      if (!segment.dirty && !segment.in_flight) continue;
       this.datasync(segment.fd);
       segment.dirty = false;
     }
+    this.syncDirectory();
+  }
+
+  /** The asynchronous form of sync() (docs/STORAGE.md §10.9): the segments written since the last
+   * sync are returned for the driver to fdatasync; they count as in flight until syncCompleted,
+   * which makes new segments' names durable. Writes after this belong to the next sync. */
+  syncBegin(): Fd[] {
+    assert(this.close_after_sync.length === 0, "segments: a sync begun while another is in flight");
+    const fds: Fd[] = [];
+    for (const segment of this.segments.values()) {
+      assert(!segment.in_flight, () => `segments: segment ${segment.id} still in flight at syncBegin`);
+      if (!segment.dirty) continue;
+      segment.dirty = false;
+      segment.in_flight = true;
+      fds.push(segment.fd);
+    }
+    return fds;
+  }
+
+  /** The fdatasyncs syncBegin returned have all succeeded: new segments' names are made durable
+   * (on the calling thread: a segment is created once per segment_size_bytes written). */
+  syncCompleted(): void {
+    for (const segment of this.segments.values()) segment.in_flight = false;
+    this.syncDirectory();
+    for (const fd of this.close_after_sync) this.fs.close(fd);
+    this.close_after_sync = [];
+  }
+
+  private syncDirectory(): void {
+    // (`created` may outlive the segment it was set for: one created and then removed, by garbage
+    // collection or an installed sync, still needs the directory fsync; sweep seed 203916113145.)
     if (this.created) {
       this.fs.fsyncDir("journal");
       this.created = false;
@@ -240,7 +278,8 @@ export class SegmentFiles {
   /** Closes and deletes a segment (the caller fsyncs the directory). */
   remove(segment: Segment): void {
     assert(segment !== this.active, "segments: removing the active segment");
-    this.fs.close(segment.fd);
+    if (segment.in_flight) this.close_after_sync.push(segment.fd);
+    else this.fs.close(segment.fd);
     this.fs.unlink(segmentPath(segment.id));
     this.segments.delete(segment.id);
   }
@@ -265,7 +304,8 @@ export class SegmentFiles {
 
   /** Forgets every segment and returns their descriptors for the caller to close. */
   release(): Fd[] {
-    const fds = [...this.segments.values()].map((s) => s.fd);
+    const fds = [...this.segments.values()].map((s) => s.fd).concat(this.close_after_sync);
+    this.close_after_sync = [];
     assert(
       fds.every((fd) => fd >= 0),
       "segments: a segment without a file",

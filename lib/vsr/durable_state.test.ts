@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { Header } from "../net/codec.ts";
 import { AssertionError } from "../util/assert.ts";
 import { DurableState } from "./durable_state.ts";
+import { flushNow } from "./test_support.ts";
 import type { CheckpointId, VsrState } from "./storage.ts";
 
 const K = 8;
@@ -34,19 +35,33 @@ describe("DurableState", () => {
     d.record(state(1, 1, d.toWrite()));
     expect(d.view).toBe(-1);
     expect(d.in_flight?.view).toBe(1);
-    const written = d.flushed();
+    const written = flushNow(d);
     expect(written?.incarnation).toBe(5);
     expect(d.view).toBe(1);
     expect(d.log_view).toBe(1);
     expect(d.in_flight).toBeNull();
-    expect(d.flushed()).toBeNull();
+    expect(flushNow(d)).toBeNull();
+  });
+
+  test("a write queued while a flush is in flight waits for the next one", () => {
+    const d = fresh();
+    d.record(state(1, 1, d.toWrite()));
+    d.flushBegin();
+    d.record(state(2, 2, d.toWrite()));
+    expect(d.in_flight?.view).toBe(2);
+    expect(d.flushed()?.view).toBe(1);
+    expect(d.view).toBe(1);
+    expect(d.in_flight?.view).toBe(2);
+    d.invariants(false);
+    expect(flushNow(d)?.view).toBe(2);
+    expect(d.in_flight).toBeNull();
   });
 
   test("a later write replaces the queued one", () => {
     const d = fresh();
     d.record(state(1, 1, d.toWrite()));
     d.record(state(2, 1, d.toWrite()));
-    d.flushed();
+    flushNow(d);
     expect(d.view).toBe(2);
     expect(d.log_view).toBe(1);
   });
@@ -54,7 +69,7 @@ describe("DurableState", () => {
   test("the durable view never goes backwards", () => {
     const d = fresh();
     d.record(state(3, 3, d.toWrite()));
-    d.flushed();
+    flushNow(d);
     expect(() => d.record(state(2, 2, d.toWrite()))).toThrow(AssertionError);
     expect(() => d.record(state(3, 2, d.toWrite()))).toThrow(AssertionError);
   });
@@ -71,7 +86,7 @@ describe("DurableState", () => {
     d.invariants(false);
     d.record(state(1, 1, d.toWrite()));
     expect(d.pending).toBe(taken);
-    d.flushed();
+    flushNow(d);
     expect(d.checkpoint).toBe(taken);
     expect(d.pending).toBeNull();
   });

@@ -28,6 +28,8 @@ export class DurableState {
   private pending_: CheckpointId | null = null;
   /** The superblock write queued, if any (one at a time: a later write replaces it). */
   private written: StateWritten | null = null;
+  /** The superblock write in the group of the flush in flight (docs/STORAGE.md §10.9), if any. */
+  private flying: StateWritten | null = null;
   /** Ids of the recent checkpoints this replica took or synced, by op: prepares name them. */
   private readonly ids = new Map<number, CheckpointId>();
   /** The op last remembered: ids are kept for 4 intervals below it. */
@@ -56,15 +58,20 @@ export class DurableState {
   get pending(): CheckpointId | null {
     return this.pending_;
   }
-  /** The superblock write queued and not yet durable, if any. */
+  /** The view of the superblock write in the flush in flight (-1: none): on its way to the disk,
+   * it can no longer be replaced. */
+  get view_flushing(): number {
+    return this.flying?.view ?? -1;
+  }
+  /** The newest superblock write queued or in flight and not yet durable, if any. */
   get in_flight(): StateWritten | null {
-    return this.written;
+    return this.written ?? this.flying;
   }
 
   /** Opened from a superblock: what it holds is durable. checkpoint null: its file is damaged, so
    * the state is recovered from peers and the durable checkpoint stays the root until then. */
   restart(view: number, log_view: number, checkpoint: CheckpointId | null): void {
-    assert(this.view_ === -1 && this.written === null, () => `replica ${this.replica}: restarted twice`);
+    assert(this.view_ === -1 && this.written === null && this.flying === null, () => `replica ${this.replica}: restarted twice`);
     assert(log_view <= view, () => `replica ${this.replica}: superblock log_view ${log_view} above its view ${view}`);
     this.view_ = view;
     this.log_view_ = log_view;
@@ -167,12 +174,19 @@ export class DurableState {
     this.written = { view: state.view, log_view: state.log_view, checkpoint: state.checkpoint, incarnation: state.incarnation };
   }
 
-  /** Everything queued before a flush is durable now: returns the superblock that became durable,
-   * if one was queued (the replica tells formation of its incarnation). */
-  flushed(): StateWritten | null {
-    const written = this.written;
-    if (written === null) return null;
+  /** A flush began: the queued superblock write, if any, is in its group. */
+  flushBegin(): void {
+    assert(this.flying === null, () => `replica ${this.replica}: a flush began while another is in flight`);
+    this.flying = this.written;
     this.written = null;
+  }
+
+  /** The flush in flight completed: returns the superblock it made durable, if its group had one
+   * (the replica tells formation of its incarnation). */
+  flushed(): StateWritten | null {
+    const written = this.flying;
+    if (written === null) return null;
+    this.flying = null;
     assert(written.view >= this.view_ && written.log_view >= this.log_view_, "durable view went backwards");
     this.view_ = written.view;
     this.log_view_ = written.log_view;
@@ -196,8 +210,8 @@ export class DurableState {
       if (this.ids.get(pending.op) !== pending)
         assert(false, `replica ${this.replica}: pending checkpoint ${pending.op} is not among the ids prepares name`);
     }
-    const written = this.written;
-    if (written !== null) {
+    for (const written of [this.flying, this.written]) {
+      if (written === null) continue;
       if (!(written.view >= this.view_ && written.log_view >= this.log_view_))
         assert(
           false,

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { Header } from "../net/codec.ts";
 import { Journal, SlotState } from "./journal.ts";
+import { flushNow } from "./test_support.ts";
 
 const slots = 8;
 
@@ -23,10 +24,10 @@ describe("slot states", () => {
     expect(journal.state(3)).toBe(SlotState.dirty);
     expect(journal.hasPrepare(3, h.checksum)).toBe(true);
     expect(journal.hasDurable(3, h.checksum)).toBe(false);
-    expect(journal.flushed()).toEqual([3]);
+    expect(flushNow(journal)).toEqual([3]);
     expect(journal.state(3)).toBe(SlotState.durable);
     expect(journal.hasDurable(3, h.checksum)).toBe(true);
-    expect(journal.flushed()).toEqual([]);
+    expect(flushNow(journal)).toEqual([]);
     journal.invariants();
   });
 
@@ -34,7 +35,7 @@ describe("slot states", () => {
     const journal = new Journal(slots);
     const h = header(3);
     journal.wrote(h);
-    journal.flushed();
+    flushNow(journal);
     journal.setHeader(header(3));
     expect(journal.state(3)).toBe(SlotState.durable);
     journal.setHeader(header(3, 77n));
@@ -47,7 +48,7 @@ describe("slot states", () => {
     const journal = new Journal(slots);
     const h = header(2);
     journal.wrote(h);
-    journal.flushed();
+    flushNow(journal);
     journal.damaged(h);
     expect(journal.state(2)).toBe(SlotState.faulty);
     expect(journal.isFaulty(2, h.checksum)).toBe(true);
@@ -75,7 +76,7 @@ describe("slot states", () => {
     journal.remove(1);
     journal.setHeader(header(2, 9n));
     journal.damaged(header(3));
-    expect(journal.flushed()).toEqual([]);
+    expect(flushNow(journal)).toEqual([]);
     expect(journal.state(1)).toBe(SlotState.empty);
     expect(journal.state(2)).toBe(SlotState.header);
     expect(journal.state(3)).toBe(SlotState.faulty);
@@ -88,7 +89,7 @@ describe("slot states", () => {
     journal.wrote(header(1 + slots));
     expect(journal.state(1)).toBe(SlotState.empty);
     expect(journal.header(1)).toBeNull();
-    expect(journal.flushed()).toEqual([1 + slots]);
+    expect(flushNow(journal)).toEqual([1 + slots]);
     journal.remove(1); // not the op it holds: nothing changes
     expect(journal.state(1 + slots)).toBe(SlotState.durable);
   });
@@ -142,5 +143,54 @@ describe("invariants", () => {
     expect(journal.invariants(12, 13)).toBe(-1);
     expect(journal.invariants(12, 14)).toBe(14);
     expect(journal.invariants(14, 22)).toBe(-1);
+  });
+});
+
+describe("a flush in flight (docs/STORAGE.md §10.9)", () => {
+  test("completes only the group it began with: a prepare written meanwhile waits for the next flush", () => {
+    const journal = new Journal(slots);
+    journal.wrote(header(1));
+    journal.flushBegin();
+    journal.wrote(header(2));
+    expect(journal.flushed()).toEqual([1]);
+    expect(journal.state(2)).toBe(SlotState.dirty);
+    expect(journal.hasDurable(2, header(2).checksum)).toBe(false);
+    expect(flushNow(journal)).toEqual([2]);
+    journal.invariants();
+  });
+
+  test("a slot rewritten by another prepare while its flush is in flight is not completed by it", () => {
+    const journal = new Journal(slots);
+    journal.wrote(header(3));
+    journal.flushBegin();
+    const other = header(3, 77n);
+    journal.wrote(other);
+    expect(journal.flushed()).toEqual([]);
+    expect(journal.hasDurable(3, other.checksum)).toBe(false);
+    expect(flushNow(journal)).toEqual([3]);
+    expect(journal.hasDurable(3, other.checksum)).toBe(true);
+  });
+
+  test("a prepare found damaged while its flush is in flight and rewritten by repair is durable only with its new copy", () => {
+    const journal = new Journal(slots);
+    const h = header(4);
+    journal.wrote(h);
+    journal.flushBegin();
+    // Read back damaged before its group completed: the copy in flight is known bad.
+    journal.damaged(h);
+    journal.wrote(h);
+    expect(journal.flushed()).toEqual([]);
+    expect(journal.hasDurable(4, h.checksum)).toBe(false);
+    expect(journal.state(4)).toBe(SlotState.dirty);
+    expect(flushNow(journal)).toEqual([4]);
+    expect(journal.hasDurable(4, h.checksum)).toBe(true);
+  });
+
+  test("one flush in flight at a time", () => {
+    const journal = new Journal(slots);
+    journal.wrote(header(1));
+    journal.flushBegin();
+    journal.wrote(header(2));
+    expect(() => journal.flushBegin()).toThrow("another is in flight");
   });
 });

@@ -45,7 +45,15 @@ export class Journal {
   private readonly states: SlotState[];
   /** Per slot: the op whose record was found unreadable there (-1: none). */
   private readonly damaged_op: number[];
+  /** Ops written since the last flush began (the next group). */
   private dirty_ops: number[] = [];
+  /** Per slot: which write put its prepare there (a count of writes, 0: none since open). */
+  private readonly write_id: number[];
+  private writes = 0;
+  /** The group of the flush in flight: each op with the write it took, so a slot written again
+   * meanwhile is not completed by this group (docs/STORAGE.md §10.9), even with the same prepare:
+   * a prepare found damaged and rewritten by repair is durable only once its new copy is. */
+  private flying: { op: number; write: number }[] = [];
   /** Counts changes (for checks that only need to run when something changed). */
   mutations = 0;
 
@@ -54,6 +62,7 @@ export class Journal {
     this.headers = new Array<Header | null>(slot_count).fill(null);
     this.states = new Array<SlotState>(slot_count).fill(SlotState.empty);
     this.damaged_op = new Array<number>(slot_count).fill(-1);
+    this.write_id = new Array<number>(slot_count).fill(0);
   }
 
   private slot(op: number): number {
@@ -146,6 +155,8 @@ export class Journal {
     const slot = this.slot(header.op);
     this.set(slot, header, SlotState.dirty);
     this.damaged_op[slot] = -1;
+    this.writes += 1;
+    this.write_id[slot] = this.writes;
     this.dirty_ops.push(header.op);
     assert(
       this.hasPrepare(header.op, header.checksum) && !this.isDamaged(header.op),
@@ -179,23 +190,33 @@ export class Journal {
     this.set(slot, header, SlotState.faulty);
   }
 
-  /** Everything written so far is durable. Returns the ops that just became durable. */
-  flushed(): number[] {
-    this.mutations += 1;
-    const ops = this.dirty_ops;
-    this.dirty_ops = [];
-    const durable: number[] = [];
-    for (const op of ops) {
+  /** A flush began: every prepare written so far is in its group. */
+  flushBegin(): void {
+    assert(this.flying.length === 0, "journal: a flush began while another is in flight");
+    for (const op of this.dirty_ops) {
       const slot = this.slot(op);
       const h = this.headers[slot];
-      // Rewritten, removed or found damaged since: not this write's to complete.
-      if (h !== null && h !== undefined && h.op === op && this.states[slot] === SlotState.dirty) {
+      if (h !== null && h !== undefined && h.op === op) this.flying.push({ op, write: this.write_id[slot]! });
+    }
+    this.dirty_ops = [];
+  }
+
+  /** The flush in flight completed: its group is durable. Returns the ops that just became durable. */
+  flushed(): number[] {
+    this.mutations += 1;
+    const group = this.flying;
+    this.flying = [];
+    const durable: number[] = [];
+    for (const { op, write } of group) {
+      const slot = this.slot(op);
+      const h = this.headers[slot];
+      // Written again (by another prepare or the same one, its copy in the next group), removed
+      // or found damaged since: not this group's write to complete.
+      if (h !== null && h !== undefined && h.op === op && this.write_id[slot] === write && this.states[slot] === SlotState.dirty) {
         this.set(slot, h, SlotState.durable);
         durable.push(op);
       }
     }
-    // No write may survive the flush as dirty: it would never be acknowledged.
-    assert(this.dirty_ops.length === 0, "journal: writes queued during flushed()");
     return durable;
   }
 

@@ -9,6 +9,7 @@ import { Prng } from "../util/prng.ts";
 import { DurableState } from "./durable_state.ts";
 import type { Env, ReplicaObserver, Status } from "./env.ts";
 import { Journal } from "./journal.ts";
+import { flushNow } from "./test_support.ts";
 import { Leader } from "./leader.ts";
 import { buildCommitOk, buildPrepareOk, readCommit, readPrepare, type Envelope } from "./messages.ts";
 import { Primary, type PrimaryHost } from "./primary.ts";
@@ -213,7 +214,7 @@ function secondsOf(host: FakeHost, primary: Primary): (seconds?: number) => void
 
 /** Commits the prepares sent to replica 1: the primary's copies durable, and replica 1's acks. */
 function commitSent(host: FakeHost, primary: Primary, prepares: Sent[]): void {
-  primary.onDurable(host.journal.flushed());
+  primary.onDurable(flushNow(host.journal));
   for (const { message } of prepares) primary.onPrepareOk(prepareOk(1, message));
 }
 
@@ -235,7 +236,7 @@ describe("Primary", () => {
     expect(host.primaries).toEqual([0]);
 
     // Its own durable copy is one of two.
-    primary.onDurable(host.journal.flushed());
+    primary.onDurable(flushNow(host.journal));
     expect(host.commit_max).toBe(0);
     // An ack naming another prepare of op 1 counts for nothing.
     primary.onPrepareOk(prepareOk(1, prepare, 12345n));
@@ -425,7 +426,7 @@ describe("Primary", () => {
     const prepare = host.takeSent()[0]!.message;
     primary.onPrepareOk(prepareOk(1, prepare));
     expect(host.commit_max).toBe(0);
-    primary.onDurable(host.journal.flushed());
+    primary.onDurable(flushNow(host.journal));
     expect(host.commit_max).toBe(1);
   });
 
@@ -437,7 +438,7 @@ describe("Primary", () => {
     expect(host.op).toBe(4);
     expect(host.leader!.queued).toBe(2);
     const prepares = host.takeSent().filter((s) => s.to === 1);
-    primary.onDurable(host.journal.flushed());
+    primary.onDurable(flushNow(host.journal));
     // Op 2's ack alone commits nothing: op 1 goes first.
     primary.onPrepareOk(prepareOk(1, prepares[1]!.message));
     expect(host.commit_max).toBe(0);
@@ -515,7 +516,7 @@ describe("Primary", () => {
     const commitAll = (): void => {
       primary.prepareQueued();
       for (let sent = host.takeSent(); sent.length > 0; sent = host.takeSent()) {
-        primary.onDurable(host.journal.flushed());
+        primary.onDurable(flushNow(host.journal));
         for (const s of sent) if (s.to === 1) primary.onPrepareOk(prepareOk(1, s.message));
       }
     };

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { Recovering, recovery_nonces_max, type RecoveryFacts } from "./recovery.ts";
+import { Header } from "../net/codec.ts";
+import { Recovering, recovery_nonces_max, recoveryFacts, type RecoveryFacts, type RecoveryHost } from "./recovery.ts";
 
 /** A recovering replica in view 3 that installed its start_view (log up to op 10), executed up to
  * op 4, holds every prepare, and has persisted everything: ready, unless a test changes a fact. */
@@ -112,5 +113,32 @@ describe("Recovering.step", () => {
     expect(asked).toBe(0);
     expect(installed().step(caughtUp({ ioPending }))).toBe("io_pending");
     expect(asked).toBe(1);
+  });
+});
+
+describe("recoveryFacts", () => {
+  test("a flush in flight counts as I/O pending: a prepare in its group is not durable yet", () => {
+    const io = { pending: false, flushing: false };
+    const host: RecoveryHost = {
+      view: 3,
+      commit_min: 4,
+      config: { checkpoint_interval_ops: 8 },
+      state_sync: { syncing: false, primary_checkpoint_op: 8 },
+      journal: { header: () => new Header(), hasPrepare: () => true },
+      durable: { pending: null },
+      checkpoint: { op: 0, digest: 0n, checksum: 0n },
+      view_durable: 3,
+      log_view_durable: 3,
+      recoveryPersists: () => true,
+      storage: { pending: () => io.pending, flushing: () => io.flushing },
+    };
+    expect(installed().step(recoveryFacts(host))).toBe("ready");
+    io.pending = true;
+    expect(installed().step(recoveryFacts(host))).toBe("io_pending");
+    // The flush began: nothing is queued, but its group (repaired prepares among them) is still on
+    // its way to the disk.
+    io.pending = false;
+    io.flushing = true;
+    expect(installed().step(recoveryFacts(host))).toBe("io_pending");
   });
 });

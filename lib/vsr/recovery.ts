@@ -27,7 +27,8 @@ export type RecoveryStep =
   | "below_checkpoint_floor"
   /** The view, log_view or the synced checkpoint is not durable: the Replica persists its state. */
   | "not_durable"
-  /** Writes are still queued. */
+  /** Writes are still queued, or a flush is in flight (docs/STORAGE.md §10.9): a prepare it
+   * holds may not be durable yet. */
   | "io_pending"
   | "ready";
 
@@ -66,7 +67,8 @@ export interface RecoveryHost {
   /** RULE: a recovering replica persists its synced checkpoint before it rejoins (a hook the
    * simulator's broken variants override). */
   recoveryPersists(): boolean;
-  readonly storage: { pending(): boolean };
+  /** Writes queued, and a flush in flight: "that log" is persisted only once both are done. */
+  readonly storage: { pending(): boolean; flushing(): boolean };
 }
 
 /** What step() decides on, as the replica stands now. */
@@ -85,7 +87,7 @@ export function recoveryFacts(r: RecoveryHost): RecoveryFacts {
     view_durable: r.view_durable,
     log_view_durable: r.log_view_durable,
     checkpointToPersist: () => r.durable.pending !== null && r.recoveryPersists(),
-    ioPending: () => r.storage.pending(),
+    ioPending: () => r.storage.pending() || r.storage.flushing(),
   };
   return facts;
 }

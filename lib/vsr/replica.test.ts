@@ -4,7 +4,9 @@
  * real replicas, real storage on simulated disks, messages delivered when the test says.
  */
 import { describe, expect, test } from "bun:test";
-import { Command } from "../net/codec.ts";
+import { Command, type Message } from "../net/codec.ts";
+import { Operation, encodeKeyRequest } from "../store/operations.ts";
+import { keyToBytes } from "../store/keys.ts";
 import { FsError } from "../storage/fs.ts";
 import type { CheckpointMeta, Storage } from "./storage.ts";
 import type { ObjectStore } from "../store/object_store.ts";
@@ -123,4 +125,51 @@ describe("a promise never outlives the memory behind it (items 1 and 3)", () => 
       }
     });
   }
+});
+
+describe("a flush in flight (docs/STORAGE.md §10.9)", () => {
+  test("a backup that installs a start_view while a flush is in flight acknowledges the view's ops once the view is durable", () => {
+    const cluster = new TestCluster(3);
+    cluster.startAll();
+    cluster.until(() => cluster.primary() !== null, 2000, "a primary");
+    const client = new TestClient(cluster, 0xc2n);
+    client.register();
+    client.put("a", "1");
+    // The last op is prepared on every replica; the commit that would tell the backups is lost.
+    const old = cluster.replicas.indexOf(cluster.primary()!);
+    cluster.filter = (from, _to, message) => !(from === old && message.header.command === Command.commit);
+    client.request = client.request + 1;
+    cluster.request(old, client.id, client.session, client.request, Operation.put, encodeKeyRequest(keyToBytes("b"), new Uint8Array([2])));
+    const op = cluster.replica(old).op;
+    cluster.crash(old);
+    // Hold the new primary's start_view on its way to the other backup.
+    const held: Message[] = [];
+    cluster.filter = (_from, _to, message) => {
+      if (message.header.command !== Command.start_view) return true;
+      held.push(message);
+      return false;
+    };
+    cluster.until(() => held.length > 0, 3000, "a start_view");
+    const sv = held[0]!;
+    expect(sv.header.op).toBe(op);
+    expect(sv.header.commit).toBeLessThan(op);
+    const primary = sv.header.replica;
+    const backup = [0, 1, 2].find((i) => i !== old && i !== primary)!;
+    cluster.filter = () => true;
+    // A flush of the backup's is in flight when the start_view arrives: its completion does not
+    // make the new view durable (that is the next flush's), so it must not use up the
+    // acknowledgements the view owes.
+    const replica = cluster.replica(backup);
+    const sent_before = cluster.sent.length;
+    replica.flushes.begin();
+    replica.onMessage(sv);
+    expect(replica.flushes.inFlight()).toBe(true);
+    replica.flushes.now(); // the group in flight completes, then the one with the new view
+    expect(replica.view_durable).toBe(sv.header.view);
+    const acked = cluster.sent
+      .slice(sent_before)
+      .filter((s) => s.from === backup && s.to === primary && s.message.header.command === Command.prepare_ok)
+      .map((s) => s.message.header.op);
+    expect(acked).toContain(op);
+  });
 });

@@ -39,6 +39,7 @@ import { decodeBatch } from "./batch.ts";
 import { isNoSpace, type CheckpointId, type Recovered, type Storage, type VsrState } from "./storage.ts";
 import { rootPrepare, stateDigest } from "./root.ts";
 import { DurableState } from "./durable_state.ts";
+import { FlushEvents } from "./flush_events.ts";
 import { StateSync, type SyncReceived } from "./state_sync_driver.ts";
 import { describeOps } from "./window.ts";
 import { ValueKeeper } from "./value_keeper.ts";
@@ -73,6 +74,9 @@ export class Replica {
   get view_durable(): number {
     return this.durable.view;
   }
+  get view_flushing(): number {
+    return this.durable.view_flushing;
+  }
   get log_view_durable(): number {
     return this.durable.log_view;
   }
@@ -94,6 +98,8 @@ export class Replica {
   store: ObjectStore;
   clients: ClientTable;
   readonly journal: Journal;
+  /** The flush events its driver delivers: begin, synced, completed (docs/STORAGE.md §10.9). */
+  readonly flushes: FlushEvents;
   readonly quorum: number;
   readonly f: number;
   realtime = 0;
@@ -229,6 +235,7 @@ export class Replica {
     this.timeout_prepare = new Timeout("prepare", config.prepare_retry_ticks);
     this.timeout_repair = new Timeout("repair", config.repair_ticks);
     this.formation = new Formation(replica, n);
+    this.flushes = new FlushEvents(this, () => this.onDurable());
     // A part's constructor never calls its host: each receives this half-built replica and first
     // uses it when the replica is opened, so their order here does not matter.
     this.space = new DiskSpace(replica, env, storage, config.batch_size_max);
@@ -293,19 +300,6 @@ export class Replica {
   /** Verifies a few values at rest per tick (value_keeper.ts). Protected so a test can disable it. */
   protected scrub(): void {
     this.values.scrub(this.ticks, !this.no_space && !this.state_sync.syncing && this.status === "normal");
-  }
-
-  /** Whether flush() has anything to make durable. */
-  needsFlush(): boolean {
-    return this.storage.pending();
-  }
-
-  /** Makes every queued write durable, then acts on what that allows. */
-  flush(): void {
-    if (!this.storage.pending()) return;
-    this.storage.flush();
-    assert(!this.storage.pending(), () => `replica ${this.replica}: writes still pending after a flush`);
-    this.onDurable();
   }
 
   /** Primary of its view, in normal status, its start_view sent: it takes requests and reads. */
@@ -585,8 +579,9 @@ export class Replica {
     this.durable.record(state);
   }
 
-  /** Called after a flush: everything queued before it is durable now. */
-  private onDurable(): void {
+  /** Called when a flush completed: its group is durable now (flush_events.ts). Protected for a
+   * broken variant (tests/broken_variants.test.ts) that calls it too early. */
+  protected onDurable(): void {
     const written = this.durable.flushed();
     if (written !== null) this.formation.durable(written.incarnation);
     const durable_ops = this.journal.flushed();
@@ -603,8 +598,11 @@ export class Replica {
     if (this.isPrimary()) {
       this.primary.onDurable(durable_ops);
     } else if (this.acks_after_start_view !== null) {
-      // The installed start_view is durable: acknowledge what the new primary has not seen
-      // committed, in this view (ops this replica knows are committed included).
+      // Once the installed start_view is durable, acknowledge what the new primary has not seen
+      // committed, in this view (ops this replica knows are committed included). A flush in
+      // flight when it was installed completes first without it (docs/STORAGE.md §10.9): the
+      // acknowledgements wait for the flush that has it.
+      if (this.view_durable !== this.view || this.log_view_durable !== this.view) return;
       const from = this.acks_after_start_view + 1;
       this.acks_after_start_view = null;
       for (let op = from; op <= this.op; op++) this.sendPrepareOk(op);
@@ -1141,6 +1139,7 @@ export class Replica {
     if (this.log_view > this.view) this.broken(`log_view ${this.log_view} > view`);
     if (this.view_durable > this.view || this.log_view_durable > Math.max(this.view_durable, 0))
       this.broken(`durable view ${this.view_durable}/${this.log_view_durable} ahead of view`);
+    if (this.view_flushing > this.view) this.broken(`superblock of view ${this.view_flushing} being flushed, ahead of view ${this.view}`);
     this.durable.invariants(this.status === "recovering");
     this.votes.invariants((what) => this.broken(what));
     this.formation_driver.invariants();

@@ -45,6 +45,7 @@ class FakeHost implements ViewInstallHost {
   view = 3;
   log_view = 1;
   view_durable = 3;
+  view_flushing = -1;
   log_view_durable = 1;
   op = 0;
   commit_min = 0;
@@ -433,6 +434,12 @@ describe("joining a lower view", () => {
     host.view_durable = 3;
     host.log_view = 2;
     expect([2, 3, 4, 5].map((v) => part.mayJoinView(v))).toEqual([false, true, true, false]);
+    // A superblock of view 5 on its way to the disk: view 4 could leave it above the view joined.
+    host.view_flushing = 5;
+    expect(part.mayJoinView(4)).toBe(false);
+    host.view_flushing = 4;
+    expect(part.mayJoinView(4)).toBe(true);
+    host.view_flushing = -1;
     host.status = "normal";
     host.view_change = null;
     expect(part.mayJoinView(4)).toBe(false);

@@ -38,6 +38,8 @@ export interface ViewInstallHost {
   readonly view: number;
   readonly log_view: number;
   readonly view_durable: number;
+  /** The view of the superblock write in flight, if higher (docs/STORAGE.md §10.9). */
+  readonly view_flushing: number;
   readonly log_view_durable: number;
   readonly op: number;
   readonly commit_min: number;
@@ -340,11 +342,13 @@ export class ViewInstall {
    * left its old view on its own timeout or votes, but promised nothing beyond view_durable (no
    * do_view_change or start_view is sent before the view is durable), so joining any view from
    * view_durable on breaks no promise, and spares a cluster that never followed it from waiting
-   * for a view change it does not need.
+   * for a view change it does not need. A superblock write whose flush has begun counts as
+   * durable here: it can no longer be taken back, and would leave the superblock's view above the
+   * view joined (docs/STORAGE.md §10.9).
    */
   mayJoinView(v: number): boolean {
     const r = this.host;
-    const may = r.status === "view_change" && v >= r.view_durable && v >= r.log_view && v < r.view;
+    const may = r.status === "view_change" && v >= r.view_durable && v >= r.view_flushing && v >= r.log_view && v < r.view;
     assert(!may || r.view_change !== null, () => `replica ${r.replica}: changing views without view change state`);
     return may;
   }

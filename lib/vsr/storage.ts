@@ -1,9 +1,11 @@
 /**
  * The Storage interface the replica uses (docs/STORAGE.md §12). lib/storage implements it over a
- * FileSystem; the replica never sees files. Writes are queued and become durable only when the
- * driver calls flush() (one group commit per event-loop turn in production, at a simulated latency
- * in the simulator); the replica acts on durability only after flush returns, which is how
- * "persist before you promise" is enforced.
+ * FileSystem; the replica never sees files. Writes are queued and become durable only through a
+ * flush the driver runs as events (docs/STORAGE.md §10.9): begin takes the queued writes as a
+ * group and names the files to fdatasync; the driver syncs them (on the thread pool in production,
+ * as a later event in the simulator) and delivers synced, step after step, until the group is
+ * completed. The replica acts on durability only at completion, which is how "persist before you
+ * promise" is enforced; nothing here waits.
  */
 import { assert } from "../util/assert.ts";
 import type { Header, Message } from "../net/codec.ts";
@@ -120,11 +122,21 @@ export interface Storage {
   writeState(state: VsrState): void;
   /** Queues a prepare (header + body) for the journal. */
   writePrepare(message: Message): void;
-  /** Whether there are queued writes for flush() to make durable. */
+  /** Whether there are queued writes that no flush has taken yet. */
   pending(): boolean;
-  /** Writes everything queued and makes it durable (fdatasync), in the order that keeps every
-   * acknowledgement true at a crash. Throws on an I/O error: the replica must then stop. */
-  flush(): void;
+  /** Whether a flush has begun and not completed (at most one is in flight). */
+  flushing(): boolean;
+  /** Takes every queued write as the group in flight and issues what may be issued now; returns
+   * the files (descriptors) the driver must fdatasync before it calls flushSynced. Throws on an I/O
+   * error: the replica must then stop. */
+  flushBegin(): readonly number[];
+  /** Every fdatasync of the files last returned succeeded: issues the group's next step, in the
+   * order that keeps every acknowledgement true at a crash, and returns the files it needs synced;
+   * null when the group is durable (completed). */
+  flushSynced(): readonly number[] | null;
+  /** Runs the fdatasyncs of the step in flight on the calling thread (the driver then calls
+   * flushSynced). Throws on an I/O error, which is never retried. */
+  flushSyncInline(): void;
   /** A journaled prepare with this op and checksum, verified; null if absent or damaged. */
   readPrepare(op: number, checksum: bigint): Message | null;
   /** Where the body of that prepare starts on disk (values are located inside it). */

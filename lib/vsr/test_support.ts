@@ -32,3 +32,9 @@ export function prepareChain(to: number, options: { view?: number; parent?: bigi
 export function commitKnown(numbers: { readonly commit_max: number; readonly commit_hint: number }): number {
   return Math.max(numbers.commit_max, numbers.commit_hint);
 }
+
+/** A whole flush of a Journal or DurableState in a unit test: begin, then completed at once. */
+export function flushNow<T>(part: { flushBegin(): void; flushed(): T }): T {
+  part.flushBegin();
+  return part.flushed();
+}

@@ -32,7 +32,8 @@ class FakeHost implements ViewChangeVotesHost {
   view_durable = 3;
   durable: { in_flight: { view: number } | null } = { in_flight: null };
   pending = false;
-  readonly storage = { pending: () => this.pending };
+  flushing = false;
+  readonly storage = { pending: () => this.pending, flushing: () => this.flushing };
   durable_ops = new Set<number>([7]);
   faulty_ops = new Set<number>([8]);
   readonly journal = {
@@ -213,6 +214,33 @@ describe("do_view_change", () => {
     const body = readDoViewChange(host.sent[0]!.message);
     if (typeof body === "string") throw new Error(body);
     expect([...body.presence]).toEqual([presence_present, presence_absent, presence_absent]);
+  });
+
+  test("it waits for writes queued and for a flush in flight: a damaged prepare rewritten is offered only once durable", () => {
+    // Sweep seed 622466772508: op 8 was acknowledged, found damaged after a crash (faulty), and
+    // rewritten by repair; offered while its group was in flight, it read as never held.
+    const { host, votes } = setup(2);
+    host.startViewChange(4);
+    host.view_durable = 4;
+    host.faulty_ops.clear();
+    host.pending = true;
+    votes.onStartViewChange(svc(0, 4));
+    expect(host.sent.filter((s) => s.message.header.command === Command.do_view_change)).toEqual([]);
+    // The flush began: nothing queued, but op 8 is still dirty in the group in flight.
+    host.pending = false;
+    host.flushing = true;
+    votes.maybeSendDoViewChange();
+    expect(host.sent.filter((s) => s.message.header.command === Command.do_view_change)).toEqual([]);
+    expect(host.offered).toEqual([]);
+    // The group completed: op 8 is durable, and offered as held.
+    host.flushing = false;
+    host.durable_ops.add(8);
+    votes.maybeSendDoViewChange();
+    const sent = host.sent.filter((s) => s.message.header.command === Command.do_view_change);
+    expect(sent.length).toBe(1);
+    const body = readDoViewChange(sent[0]!.message);
+    if (typeof body === "string") throw new Error(body);
+    expect([...body.presence]).toEqual([presence_present, presence_present, presence_present]);
   });
 
   test("the new primary keeps its own and collects the others', then asks to start the view", () => {

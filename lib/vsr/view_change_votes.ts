@@ -36,7 +36,8 @@ export interface ViewChangeVotesHost {
   readonly view_durable: number;
   /** The superblock write in flight, if any (the view it makes durable). */
   readonly durable: { readonly in_flight: { readonly view: number } | null };
-  readonly storage: { pending(): boolean };
+  /** Writes queued, and a flush in flight (docs/STORAGE.md §10.9): a do_view_change waits for both. */
+  readonly storage: { pending(): boolean; flushing(): boolean };
   readonly journal: Pick<Journal, "hasDurable" | "isFaulty" | "isDamaged">;
   readonly observer: Pick<ReplicaObserver, "doViewChange"> | null;
   /** The role object of a view change: non-null exactly while status is view_change. */
@@ -168,7 +169,10 @@ export class ViewChangeVotes {
   }
 
   /** RULE (persist before you promise): do_view_change is sent only once this view is durable,
-   * and is built only from durable state (nothing is left to flush). */
+   * and is built only from durable state: nothing is queued and no flush is in flight. A prepare
+   * rewritten into a slot (repair of one found damaged, which it offers as faulty) is dirty until
+   * its group completes, so offered in between it would read as never held, though this replica
+   * may have acknowledged it (docs/STORAGE.md §10.9, sweep seed 622466772508). */
   maybeSendDoViewChange(): void {
     const host = this.host;
     const vc = host.view_change;
@@ -177,7 +181,7 @@ export class ViewChangeVotes {
       if (host.durable.in_flight?.view !== host.view) host.writeState();
       if (host.promiseNeedsDurableView()) return;
     }
-    if (host.storage.pending() && host.promiseNeedsDurableView()) return;
+    if ((host.storage.pending() || host.storage.flushing()) && host.promiseNeedsDurableView()) return;
     // RULE (persist before you promise), asserted apart from the checks above.
     assert(
       host.view_durable === host.view || !host.promiseNeedsDurableView(),

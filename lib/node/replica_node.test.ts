@@ -1,0 +1,51 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { FsError } from "../storage/fs.ts";
+import { Logger } from "./log.ts";
+import { ReplicaNode } from "./replica_node.ts";
+import { freeConsecutivePorts } from "../../tests/support/cli.ts";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A one-replica node whose flush steps' fdatasyncs are held until the test returns them. */
+async function heldNode(): Promise<{ node: ReplicaNode; held: ((error: FsError | null) => void)[]; first: Promise<void> }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-node-"));
+  dirs.push(dir);
+  const port = await freeConsecutivePorts(1);
+  const address = { host: "127.0.0.1", port };
+  const held: ((error: FsError | null) => void)[] = [];
+  let arrived = (): void => {};
+  const first = new Promise<void>((resolve) => (arrived = resolve));
+  const node = new ReplicaNode({
+    self: address,
+    addresses: [address],
+    data_dir: dir,
+    logger: new Logger("error", "text", "", () => {}),
+    fdatasync: (_fds, done) => {
+      held.push(done);
+      arrived();
+    },
+  });
+  await node.start();
+  return { node, held, first };
+}
+
+describe("ReplicaNode stop() with a flush step on the thread pool (docs/STORAGE.md §10.9, §14.6)", () => {
+  test("waits for the step and acts on its error, instead of syncing the same files again and completing the group", async () => {
+    const { node, held, first } = await heldNode();
+    await first; // a one-replica cluster formats itself: its first flush is on the "thread pool"
+    expect(held.length).toBe(1);
+    const stopped = node.stop();
+    // The held fdatasync fails: nothing of the group may be acted on, and the error is handled as
+    // while running (the replica is dropped), not ignored.
+    held.shift()!(new FsError("EIO", "fdatasync failed: test"));
+    await stopped;
+    expect(node.counters.storage_errors).toBe(1);
+    expect(node.counters.reopens).toBe(0);
+  });
+});
