@@ -120,9 +120,9 @@ const moved_since_collection = { streamed: 0, whole: 0 };
  * < 200 MB). Whole values (get, put of one block, on the main channel) only hint (Bun.gc(false)):
  * a synchronous collection hands the freed memory back to the system, so every page of the next
  * replies' fresh buffers faults again. 8 clients getting 1 MiB values spent 1.2-1.45 ms of CPU per
- * get with it (270 page faults per get) against 0.76-0.85 ms (110) without, at a peak RSS of
- * 142-155 MB against 235-276 MB (bench/RESULTS.md, "Read path"); whoever holds many whole values
- * holds them anyway, and a stream still collects.
+ * get with it (260-280 page faults per get) against 0.75-0.92 ms (90-140) with the hint or none,
+ * at a peak RSS of 142-155 MB against 235-276 MB (bench/RESULTS.md, "Read path"); whoever
+ * holds many whole values holds them anyway, and a stream still collects.
  */
 function collectGarbage(bytes: number, streamed: boolean): void {
   const kind = streamed ? "streamed" : "whole";
