@@ -173,6 +173,10 @@ export interface Config {
   /** Bytes of values and blocks the scrubber reads and verifies per tick (64 KiB: about 6.5 MB/s
    * at a 10 ms tick, so 1 TiB takes two days a pass); scrub_bytes_per_tick_min..max. */
   scrub_bytes_per_tick: number;
+  /** Bytes of get replies the primary keeps to answer repeated gets of the same version without
+   * reading the disk (lib/store/read_cache.ts); 0 turns the cache off. Node-local: it changes no
+   * reply, only where the bytes come from. */
+  read_cache_bytes_max: number;
 }
 
 export const scrub_bytes_per_tick_min = 4096;
@@ -208,8 +212,15 @@ export function defaultConfig(replica_count: number, cluster: bigint): Config {
     request_queue_bytes_max: 64 * 1024 * 1024,
     reclaim_nudge_bytes_min: 16 * 1024 * 1024,
     scrub_bytes_per_tick: 64 * 1024,
+    // Off by default, and so in the simulator, whose traces follow every disk read; a replica node
+    // turns it on (read_cache_bytes_default).
+    read_cache_bytes_max: 0,
   };
 }
+
+/** The read cache of a replica node (Config.read_cache_bytes_max): 32 MiB, a small share of a
+ * replica's memory, holds a working set of a few dozen 1 MiB values or about 25,000 of 1 KiB. */
+export const read_cache_bytes_default = 32 * 1024 * 1024;
 
 /**
  * Why a configuration's large-object limits are out of range, or null if they are in range. The
@@ -237,6 +248,9 @@ export function largeObjectConfigProblem(config: Config): string | null {
   }
   if (!whole(config.scrub_bytes_per_tick, scrub_bytes_per_tick_min, scrub_bytes_per_tick_max)) {
     return `scrub_bytes_per_tick must be ${scrub_bytes_per_tick_min}..${scrub_bytes_per_tick_max} bytes, got ${config.scrub_bytes_per_tick}`;
+  }
+  if (!whole(config.read_cache_bytes_max, 0, Number.MAX_SAFE_INTEGER)) {
+    return `read_cache_bytes_max must be a whole number of bytes (0: no cache), got ${config.read_cache_bytes_max}`;
   }
   return null;
 }

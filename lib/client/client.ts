@@ -107,6 +107,31 @@ function keyBytes(key: Key): Uint8Array {
   return typeof key === "string" ? encoder.encode(key) : key;
 }
 
+/** Bytes of bodies moved by every Client of this process since the last collection, by kind (see
+ * collectGarbage). Process-wide: the garbage is the process's, not one client's. */
+const moved_since_collection = { streamed: 0, whole: 0 };
+
+/**
+ * Collects garbage after every gc_received_bytes_step of bodies sent or received. A streamed put
+ * or get turns every block into garbage (the request body, the reply) and the collector lets it
+ * pile up far beyond the few blocks alive at once; as in the replica (ReplicaNode.collectGarbage),
+ * this bounds the pile. Synchronous for streams: measured once on a 1.5 GiB put in 4 MiB blocks,
+ * the CLI's peak RSS was 174 MB with it, 201-214 MB with Bun.gc(false) or none (the target is
+ * < 200 MB). Whole values (get, put of one block, on the main channel) only hint (Bun.gc(false)):
+ * a synchronous collection hands the freed memory back to the system, so every page of the next
+ * replies' fresh buffers faults again. 8 clients getting 1 MiB values spent 1.2-1.45 ms of CPU per
+ * get with it (260-280 page faults per get) against 0.75-0.92 ms (90-140) with the hint or none,
+ * at a peak RSS of 142-155 MB against 235-276 MB (bench/RESULTS.md, "Read path"); whoever
+ * holds many whole values holds them anyway, and a stream still collects.
+ */
+function collectGarbage(bytes: number, streamed: boolean): void {
+  const kind = streamed ? "streamed" : "whole";
+  moved_since_collection[kind] += bytes;
+  if (moved_since_collection[kind] < gc_received_bytes_step) return;
+  moved_since_collection[kind] = 0;
+  Bun.gc(streamed);
+}
+
 export class Client {
   readonly id: bigint;
   readonly membership: Membership;
@@ -118,7 +143,10 @@ export class Client {
   private readonly lane_count: number;
   /** Channels by client id, to route replies. */
   private readonly channels = new Map<bigint, Channel>();
+  /** The lanes' side of the process (blocks of streamed puts and gets): collected synchronously. */
   private readonly io: ChannelIo;
+  /** The main channel's (whole values, metadata): left to the collector, with a hint. */
+  private readonly main_io: ChannelIo;
   private started: Promise<void> | null = null;
   /** Ids of this client's connections that opened and have not closed (at most one per replica):
    * one that closes without having opened was refused or timed out. */
@@ -126,8 +154,6 @@ export class Client {
   private closed = false;
   /** The cluster's block_size_max, once a create_upload reply has said it. */
   private block_size_max: number | null = null;
-  /** Bytes of request and reply bodies since the last collection (collectGarbage). */
-  private moved_bytes = 0;
 
   constructor(readonly options: ClientOptions) {
     this.membership = membership(options.addresses);
@@ -139,11 +165,12 @@ export class Client {
       send: (replica, message) => this.transport.sendToReplica(replica, message),
       closed: () => this.closed,
       log: (level, text) => options.log?.(level, text),
-      moved: (bytes) => this.collectGarbage(bytes),
+      moved: (bytes) => collectGarbage(bytes, true),
     };
+    this.main_io = { ...this.io, moved: (bytes) => collectGarbage(bytes, false) };
     const random = randomBytes(8).readBigUInt64LE(0);
     this.id = (options.client_id ?? 0n) ^ random;
-    this.main = this.channel(this.id, Number(random % BigInt(this.membership.replicas.length)));
+    this.main = this.channel(this.id, Number(random % BigInt(this.membership.replicas.length)), this.main_io);
     this.transport = new TcpTransport(
       {
         cluster: this.membership.cluster,
@@ -180,7 +207,7 @@ export class Client {
     );
   }
 
-  private channel(id: bigint, first_target: number): Channel {
+  private channel(id: bigint, first_target: number, io = this.io): Channel {
     const core = new ClientSession({
       client_id: id,
       cluster: this.membership.cluster,
@@ -193,7 +220,7 @@ export class Client {
       unit: "ms",
       names: this.membership.replicas.map(formatAddress),
     });
-    const channel = new Channel(core, this.io);
+    const channel = new Channel(core, io);
     this.channels.set(id, channel);
     return channel;
   }
@@ -352,20 +379,6 @@ export class Client {
     const n = decodeU64(body);
     if (n === null) throw new ClientError("protocol", "malformed reply");
     return n;
-  }
-
-  /**
-   * Collects garbage after every gc_received_bytes_step of bodies sent or received. A streamed put
-   * or get turns every block into garbage (the request body, the reply) and the collector lets it
-   * pile up far beyond the few blocks alive at once; as in the replica (ReplicaNode.collectGarbage),
-   * this bounds the pile. Synchronous: measured once on a 1.5 GiB put in 4 MiB blocks, the CLI's
-   * peak RSS was 174 MB with it, 201-214 MB with Bun.gc(false) or none (the target is < 200 MB).
-   */
-  private collectGarbage(bytes: number): void {
-    this.moved_bytes += bytes;
-    if (this.moved_bytes < gc_received_bytes_step) return;
-    this.moved_bytes = 0;
-    Bun.gc(true);
   }
 
   /** A reply goes to the channel of its client id; one for no channel of ours goes to the main

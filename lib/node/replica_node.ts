@@ -19,7 +19,7 @@ import type { TlsFiles } from "../net/tls.ts";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 import { Prng } from "../util/prng.ts";
-import { defaultConfig, gc_received_bytes_step, type Config } from "../constants.ts";
+import { defaultConfig, gc_received_bytes_step, read_cache_bytes_default, type Config } from "../constants.ts";
 import { Command, finalize, Header, type Message } from "../net/codec.ts";
 import { TcpTransport, type ConnectionInfo } from "../net/tcp_transport.ts";
 import { formatAddress, indexOf, membership, type Address, type Membership } from "../net/address.ts";
@@ -121,7 +121,11 @@ export class ReplicaNode {
     this.membership = membership(options.addresses);
     this.index = indexOf(this.membership, options.self);
     if (this.index < 0) throw new StartupError(`--addr ${formatAddress(options.self)} is not among the cluster's addresses`);
-    this.config = { ...defaultConfig(this.membership.replicas.length, this.membership.cluster), ...options.config };
+    this.config = {
+      ...defaultConfig(this.membership.replicas.length, this.membership.cluster),
+      read_cache_bytes_max: read_cache_bytes_default,
+      ...options.config,
+    };
     this.log = options.logger.child(`replica=${this.index}`);
     this.peers = this.membership.replicas.map(() => ({ heard_at_ms: null, connected: false, error: null, as_primary: null }));
     this.failures = new FailureLog(options.data_dir, (level, text) => this.log.log(level, text));

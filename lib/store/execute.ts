@@ -7,6 +7,7 @@
 import { checksum } from "../util/checksum.ts";
 import { keyFromBytes, keyToBytes } from "./keys.ts";
 import type { EntryMeta, ObjectEntry, ObjectStore, ValueLocation } from "./object_store.ts";
+import type { ReadCache } from "./read_cache.ts";
 import {
   Condition,
   Operation,
@@ -172,6 +173,8 @@ export interface Readers {
   value: ValueReader;
   block: BlockReader;
   value_size_max: number;
+  /** Get replies kept from earlier reads (the primary's, read_cache.ts); none: every get reads. */
+  cache?: ReadCache | null;
 }
 
 /** get, stat and list. A get of a chunked object up to value_size_max is assembled from its blocks
@@ -192,9 +195,14 @@ export function executeRead(store: ObjectStore, operation: Operation, body: Uint
     if (whole === null) return { result: Result.unavailable, body: empty };
     return { result: Result.ok, body: encodeGetReply({ ...entry, checksum: checksum(whole.data) }, whole.data) };
   }
+  const cache = readers.cache ?? null;
+  const cached = cache?.get(key, entry) ?? null;
+  if (cached !== null) return { result: Result.ok, body: cached };
   const value = readers.value(key, entry);
   if (value === null) return { result: Result.unavailable, body: empty };
-  return { result: Result.ok, body: encodeGetReply(entry, value) };
+  const reply = encodeGetReply(entry, value);
+  cache?.put(key, entry, reply);
+  return { result: Result.ok, body: reply };
 }
 
 function executeList(store: ObjectStore, body: Uint8Array): ExecuteResult {

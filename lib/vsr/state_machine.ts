@@ -30,6 +30,7 @@ import {
 } from "../store/execute.ts";
 import { decodeReadRequest, decodeWriteBlock, type WriteBlockRequest } from "../store/large_bodies.ts";
 import { keyFromBytes } from "../store/keys.ts";
+import { ReadCache } from "../store/read_cache.ts";
 import { Operation, Result, encodeU64, freesSpace, isWrite } from "../store/operations.ts";
 import type { ClientTable, StoredReply } from "./client_table.ts";
 import type { Leader } from "./leader.ts";
@@ -42,7 +43,10 @@ import type { Env, ReplicaObserver, Status } from "./env.ts";
 
 /** What the state machine reads of its Replica, and the commit numbers it advances as it executes. */
 export interface StateMachineHost {
-  readonly config: Pick<Config, "value_size_max" | "block_size_max" | "uploads_open_max" | "checkpoint_interval_ops">;
+  readonly config: Pick<
+    Config,
+    "value_size_max" | "block_size_max" | "uploads_open_max" | "checkpoint_interval_ops" | "read_cache_bytes_max"
+  >;
   readonly replica: number;
   readonly env: Pick<Env, "log" | "sendToClient">;
   readonly storage: Pick<Storage, "prepareBodyLocation" | "readPrepare">;
@@ -105,7 +109,12 @@ export function readFromStore(store: ObjectStore, operation: Operation, body: Ui
 }
 
 export class StateMachine {
-  constructor(private readonly host: StateMachineHost) {}
+  /** Get replies kept to answer repeated gets without the disk (read_cache.ts); null when off. */
+  readonly read_cache: ReadCache | null;
+
+  constructor(private readonly host: StateMachineHost) {
+    this.read_cache = host.config.read_cache_bytes_max > 0 ? new ReadCache(host.config.read_cache_bytes_max) : null;
+  }
 
   /** A client's request at this replica. True: it was queued to be prepared, and the primary
    * should prepare what its pipeline has room for. */
@@ -191,6 +200,7 @@ export class StateMachine {
       value: (key, entry) => values.readValue(key, entry),
       block: (block) => values.readBlock(block),
       value_size_max: this.host.config.value_size_max,
+      cache: this.read_cache,
     };
   }
 
