@@ -298,6 +298,10 @@ export class Simulator {
     // runs in most seeds' reclaim phase; in some, never (the production value is above anything a
     // simulated disk holds), so retention alone is exercised too.
     if (!this.prng.chance(0.2)) config.reclaim_nudge_bytes_min = 1 + this.prng.int(4 * config.segment_size_bytes);
+    // The primary's read cache (lib/store/read_cache.ts) in most seeds, from a few values to the
+    // whole working set, so gets are answered from it across overwrites, deletes, damage at rest,
+    // view changes and state syncs; off in some, as a production config may have it.
+    if (!this.prng.chance(0.25)) config.read_cache_bytes_max = 256 + this.prng.int(64 * 1024);
     return config;
   }
 
