@@ -121,6 +121,10 @@ export class SimClient {
   /** An idle phase of the workload: no new operation starts before this time (µs). */
   idle_until = 0;
   completed = 0;
+  /** How often the connection rules of docs/PROTOCOL.md §3.9 came into play: refusals reported to
+   * the sessions (onUnreachable), connections opened after one (onReachable), and retries paced
+   * because a backup named a primary this client could not reach (the poll path). */
+  readonly connections = { unreachable: 0, reachable: 0, polls: 0 };
   private readonly lanes: Lane[] = [];
   private upload: Upload | null = null;
   private reading: Reading | null = null;
@@ -522,8 +526,46 @@ export class SimClient {
 
   onMessage(message: Message, from: number, now: number): void {
     const lane = this.lanes.find((l) => l.session.options.client_id === message.header.client);
-    if (lane !== undefined) return this.applyLane(lane, lane.session.onReply(message, from, now), now);
-    this.apply(this.session.onReply(message, from, now), now);
+    if (lane !== undefined) return this.applyLane(lane, this.reply(lane.session, message, from, now), now);
+    this.apply(this.reply(this.session, message, from, now), now);
+  }
+
+  /** The session's step for a reply, counting the poll path (its count is private to the session:
+   * a not_primary naming another replica leaves the target on the replier, with a pause, only
+   * there; following the hint moves the target to the named primary). */
+  private reply(session: ClientSession, message: Message, from: number, now: number): Step {
+    const step = session.onReply(message, from, now);
+    const h = message.header;
+    if (
+      step.kind === "wait" &&
+      h.result === Result.not_primary &&
+      h.view % this.replica_count !== h.replica &&
+      session.target === h.replica
+    )
+      this.connections.polls += 1;
+    return step;
+  }
+
+  /** A connect to replica `replica` was refused (it is not running): every session hears it, as
+   * every channel of the TCP client does (lib/client/client.ts), and one waiting on that replica
+   * moves on at once; the others skip it for a while. */
+  onUnreachable(replica: number, now: number): void {
+    this.connections.unreachable += 1;
+    // A session with nothing pending only notes it (for its next request); its step is to wait,
+    // which must not replace the client's own wake time (think time, an idle phase).
+    if (this.session.pending) this.apply(this.session.onUnreachable(replica, now), now);
+    else assert(this.session.onUnreachable(replica, now).kind === "wait", "an idle session was asked to send");
+    for (const lane of this.lanes) {
+      if (lane.session.pending) this.applyLane(lane, lane.session.onUnreachable(replica, now), now);
+      else assert(lane.session.onUnreachable(replica, now).kind === "wait", "an idle lane was asked to send");
+    }
+  }
+
+  /** A connection to replica `replica` opened after a refusal: no session skips it any longer. */
+  onReachable(replica: number): void {
+    this.connections.reachable += 1;
+    this.session.onReachable(replica);
+    for (const lane of this.lanes) lane.session.onReachable(replica);
   }
 
   private answered(message: Message, now: number): void {

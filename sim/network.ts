@@ -111,8 +111,9 @@ export class Network {
     this.blocked[from * this.nodes + to] = blocked ? 1 : 0;
   }
 
+  /** Whether the link drops everything: a partition, or an isolate() cut. */
   isBlocked(from: number, to: number): boolean {
-    return this.blocked[from * this.nodes + to] === 1;
+    return this.blocked[from * this.nodes + to] === 1 || (this.isolated.size > 0 && this.cut(from, to));
   }
 
   clog(from: number, to: number, extra_us: number): void {

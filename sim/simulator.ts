@@ -24,6 +24,7 @@ import { FsError } from "../lib/storage/fs.ts";
 import { Heap, type Timed } from "./heap.ts";
 import { Network, type NetworkOptions, type Packet } from "./network.ts";
 import { SimClient } from "./client.ts";
+import { ClientLinks } from "./client_links.ts";
 import { StateChecker, deadSegments, type IdleSnapshot } from "./checker.ts";
 import { TracedStorage } from "./traced_storage.ts";
 import type { History } from "../lib/check/history.ts";
@@ -63,6 +64,12 @@ export interface SimResult {
   history_size: number;
   /** The linearizability check ran out of budget on some key (not a failure). */
   check_unknown: boolean;
+  /** Clients' connects refused by a replica that was not running (each reported to the client's
+   * sessions: onUnreachable), connections opened after such a refusal (onReachable), and retries
+   * paced because a backup named a primary the client could not reach (docs/PROTOCOL.md §3.9). */
+  client_refusals: number;
+  client_reconnects: number;
+  client_polls: number;
 }
 
 const tick_us = 10_000;
@@ -98,6 +105,9 @@ enum Kind {
   bounce,
   /** Power loss of one replica, left down (restarted by the random restarts). */
   crash,
+  /** The outcome of client `node`'s connect to replica `incarnation` (that field names the
+   * replica here): refused if it is still not running. */
+  connect,
 }
 
 interface Event extends Timed {
@@ -194,6 +204,11 @@ export class Simulator {
   private readonly clients: SimClient[] = [];
   private readonly client_nodes = new Map<bigint, number>();
   private readonly client_scheduled: number[] = [];
+  /** Per client: its connections as the TCP client sees them (refused, or opened again). */
+  private readonly links: ClientLinks[] = [];
+  /** Draws the connect delays and reconnect backoffs (its own stream: a run with no crashes draws
+   * nothing from it). */
+  private readonly link_prng: Prng;
   private readonly network: Network;
   private readonly checker: StateChecker;
   private readonly history: History = [];
@@ -265,7 +280,7 @@ export class Simulator {
           think_mean_us: this.shape.think_mean_us[c]!,
         },
         {
-          send: (from, to, bytes) => this.network.send(from, to, bytes),
+          send: (from, to, bytes) => this.clientSend(from, to, bytes),
           writeReplied: (client_id, request, op) => this.checker.writeReplied(client_id, request, op),
           blockAcked: (slot, block_checksum, op) => this.checker.blockAcked(slot, block_checksum, op),
           manifestInstalled: (slots, op, client, request) => this.checker.manifestInstalled(slots, op, client, request),
@@ -277,6 +292,8 @@ export class Simulator {
       for (const id of client.ids) this.client_nodes.set(id, node);
       this.client_scheduled.push(Infinity);
     }
+    this.link_prng = this.prng.fork();
+    for (let c = 0; c < o.clients; c++) this.links.push(new ClientLinks(o.replicas, () => this.link_prng.float()));
   }
 
   private drawConfig(): Config {
@@ -413,7 +430,11 @@ export class Simulator {
     if (this.violation === null) this.runLiveness();
     if (this.violation === null) this.runReclaim();
     if (this.violation === null) this.checkHistory();
-    return this.result();
+    const result = this.result();
+    this.log(
+      `clients: ${result.client_refusals} refused connect(s) reported (onUnreachable), ${result.client_reconnects} connection(s) opened after one (onReachable), ${result.client_polls} retry(ies) paced because a backup named a primary the client could not reach`,
+    );
+    return result;
   }
 
   private check_unknown = false;
@@ -440,6 +461,9 @@ export class Simulator {
       faults: this.faults,
       history_size: this.history.length,
       check_unknown: this.check_unknown,
+      client_refusals: this.clients.reduce((sum, c) => sum + c.connections.unreachable, 0),
+      client_reconnects: this.clients.reduce((sum, c) => sum + c.connections.reachable, 0),
+      client_polls: this.clients.reduce((sum, c) => sum + c.connections.polls, 0),
     };
   }
 
@@ -497,6 +521,8 @@ export class Simulator {
         this.down(node);
         return;
       }
+      case Kind.connect:
+        return this.onConnect(event.node, event.incarnation);
     }
   }
 
@@ -654,6 +680,9 @@ export class Simulator {
     }
     const node = this.nodes[packet.to]!;
     if (node.replica === null) return;
+    // A client's message arrived: its connection to this replica is open (a paused replica's
+    // kernel still accepts). After a refusal, that is what the TCP client's onReachable hears.
+    if (packet.from >= this.options.replicas) this.clientAccepted(packet.from - this.options.replicas, node.index);
     if (node.paused) {
       if (node.inbox.length < 1000) node.inbox.push(packet);
       return;
@@ -759,6 +788,44 @@ export class Simulator {
       incarnation: 0,
       packet: null,
     });
+  }
+
+  /** A client's message to a replica. A replica that is not running refuses the connection: the
+   * message goes nowhere, and the client hears of the refusal after a connect delay (a refused
+   * connect is quick: the network's one-way latency), as the TCP client's onUnreachable. */
+  private clientSend(from: number, to: number, bytes: Uint8Array): void {
+    if (this.nodes[to]!.replica !== null) return this.network.send(from, to, bytes);
+    const client = from - this.options.replicas;
+    const at = this.links[client]!.connect(to, this.now);
+    if (at === null) return; // an attempt is under way: its outcome stands for this message too
+    const o = this.network.options;
+    const delay = at - this.now + o.delay_min_us + this.link_prng.exponential(o.delay_mean_us);
+    this.schedule(delay, Kind.connect, client, to, null);
+  }
+
+  /** The outcome of a client's connect: refused if the replica is still not running. A partition
+   * between them is silence, not a refusal (TCP would time out, as the session's attempt timeout
+   * already does); a replica that started meanwhile would have accepted (the next message opens). */
+  private onConnect(index: number, replica: number): void {
+    const links = this.links[index]!;
+    const from = this.options.replicas + index;
+    if (this.nodes[replica]!.replica !== null || this.network.isBlocked(from, replica) || this.network.isBlocked(replica, from)) {
+      links.unanswered(replica);
+      return;
+    }
+    links.refused(replica, this.now);
+    const client = this.clients[index]!;
+    this.log(`client ${index}: replica ${replica} refused the connection (not running)`);
+    client.onUnreachable(replica, this.now);
+    this.scheduleClient(client);
+  }
+
+  private clientAccepted(index: number, replica: number): void {
+    if (!this.links[index]!.accepted(replica)) return;
+    const client = this.clients[index]!;
+    this.log(`client ${index}: connected to replica ${replica} again`);
+    client.onReachable(replica);
+    this.scheduleClient(client);
   }
 
   private onClient(index: number): void {

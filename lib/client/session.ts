@@ -13,7 +13,7 @@
  * connection was refused, or timed out before it opened): that replica is most likely down, so
  * sends skip it for a while and a backup that still names it as primary (its view change has not
  * finished) is not followed there but asked again, with the other live replicas, after a short
- * pause. The simulator has no connections and never says so.
+ * pause. The simulator says so when a client sends to a replica that is not running (sim/client_links.ts).
  */
 import { Command, Header, finalize, type Message } from "../net/codec.ts";
 import { key_size_max, sender_client } from "../constants.ts";
