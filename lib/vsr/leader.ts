@@ -183,6 +183,12 @@ export class Leader {
     return only === null ? this.request_queue.length > 0 : this.request_queue.some((r) => only(r.operation));
   }
 
+  /** Whether the queue already holds half a batch (by bytes) or a whole one (by count): a prepare
+   * cut from it now amortizes its fixed costs as well as a later one would. */
+  queueFillsBatch(): boolean {
+    return this.request_queue.length >= this.limits.batch_requests_max || 2 * this.request_queue_bytes >= this.limits.batch_size_max;
+  }
+
   /** Takes the next batch off the queue: in arrival order, at most batch_requests_max requests
    * and batch_size_max bytes encoded (one request always fits, whatever its size). With `only`,
    * just the requests it accepts, the others left queued in order: requests of different clients

@@ -3,7 +3,7 @@ import { Command, Header, type Message } from "../net/codec.ts";
 import { defaultConfig, type Config } from "../constants.ts";
 import { Operation } from "../store/operations.ts";
 import { ObjectStore } from "../store/object_store.ts";
-import { decodeBatch } from "./batch.ts";
+import { batchEntrySize, batch_header_size, decodeBatch } from "./batch.ts";
 import { decodeHousekeeping } from "../store/large_bodies.ts";
 import { Prng } from "../util/prng.ts";
 import { DurableState } from "./durable_state.ts";
@@ -49,6 +49,9 @@ class FakeHost implements PrimaryHost {
   };
   readonly journal: Journal;
   readonly durable: DurableState;
+  /** Tests that hold a flush in flight set this. */
+  flush_in_flight = false;
+  readonly flushes = { inFlight: (): boolean => this.flush_in_flight };
   readonly primaries: number[] = [];
   readonly observer: ReplicaObserver;
   status: Status = "normal";
@@ -250,6 +253,39 @@ describe("Primary", () => {
     expect(host.executions[host.executions.length - 1]).toBe(1);
     expect(host.leader!.pipeline.length).toBe(0);
     expect(host.timeout_prepare.running).toBe(false);
+  });
+
+  test("while its flush is in flight, requests wait and become one prepare when it completes; half a batch is cut at once", () => {
+    const host = new FakeHost({ batch_size_max: 4096 });
+    const primary = new Primary(host);
+    host.queue(1);
+    primary.prepareQueued();
+    expect(host.op).toBe(1);
+    host.takeSent();
+    // The flush of op 1 begins: three requests arrive one by one and are held, not three prepares.
+    host.flush_in_flight = true;
+    for (let client = 2; client <= 4; client++) {
+      host.queue(1, client);
+      primary.prepareQueued();
+    }
+    expect(host.op).toBe(1);
+    expect(host.takeSent()).toEqual([]);
+    // The flush completed: the three leave as one prepare.
+    host.flush_in_flight = false;
+    primary.onDurable(flushNow(host.journal));
+    expect(host.op).toBe(2);
+    expect(readPrepare(host.takeSent()[0]!.message).requests).toBe(3);
+    // In flight again: a queue holding half a batch's bytes is not held (8-byte bodies: 256 of them
+    // are 2,048 of the 4,096 bytes).
+    host.flush_in_flight = true;
+    host.queue(255, 100);
+    primary.prepareQueued();
+    expect(host.op).toBe(2);
+    host.queue(1, 400);
+    primary.prepareQueued();
+    // A full batch leaves; the rest, under half a batch, waits for the flush.
+    expect(host.op).toBe(3);
+    expect(readPrepare(host.takeSent()[0]!.message).requests).toBe(Math.floor((4096 - batch_header_size) / batchEntrySize(8)));
   });
 
   test("proposes housekeeping once a second while an upload is older than upload_abandon_ms by its clock", () => {
