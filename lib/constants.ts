@@ -218,6 +218,10 @@ export function defaultConfig(replica_count: number, cluster: bigint): Config {
   };
 }
 
+/** A replica node runs a flush's fdatasyncs on the event loop when its group gathered at most this
+ * many requests and prepares (a lone client), on the thread pool otherwise (lib/node/replica_node.ts). */
+export const flush_inline_arrivals_max = 1;
+
 /** The read cache of a replica node (Config.read_cache_bytes_max): 32 MiB, a small share of a
  * replica's memory, holds a working set of a few dozen 1 MiB values or about 25,000 of 1 KiB. */
 export const read_cache_bytes_default = 32 * 1024 * 1024;

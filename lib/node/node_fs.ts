@@ -47,6 +47,20 @@ export function fdatasyncAll(fds: readonly Fd[], done: (error: FsError | null) =
   }
 }
 
+/** fdatasync of every file in `fds` on the calling thread, one after another; `done` runs before
+ * this returns, with the first error as fdatasyncAll gives it. */
+export function fdatasyncAllInline(fds: readonly Fd[], done: (error: FsError | null) => void): void {
+  let first: FsError | null = null;
+  for (const fd of fds) {
+    try {
+      fs.fdatasyncSync(fd);
+    } catch (error) {
+      if (first === null) first = new FsError("EIO", `fdatasync failed: ${fsError("fdatasync", error).message}`);
+    }
+  }
+  done(first);
+}
+
 export class NodeFs implements FileSystem {
   constructor(readonly root: string) {}
 

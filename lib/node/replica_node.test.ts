@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { FsError } from "../storage/fs.ts";
 import { Logger } from "./log.ts";
 import { ReplicaNode } from "./replica_node.ts";
+import { Client } from "../client/client.ts";
 import { freeConsecutivePorts } from "../../tests/support/cli.ts";
 
 const dirs: string[] = [];
@@ -47,5 +48,36 @@ describe("ReplicaNode stop() with a flush step on the thread pool (docs/STORAGE.
     await stopped;
     expect(node.counters.storage_errors).toBe(1);
     expect(node.counters.reopens).toBe(0);
+  });
+});
+
+describe("ReplicaNode: where a flush's fdatasyncs run", () => {
+  test("a lone client's puts are synced on the event loop; concurrent clients' groups go to the thread pool", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-node-"));
+    dirs.push(dir);
+    const port = await freeConsecutivePorts(1);
+    const address = { host: "127.0.0.1", port };
+    const node = new ReplicaNode({ self: address, addresses: [address], data_dir: dir, logger: new Logger("error", "text", "", () => {}) });
+    await node.start();
+    const clients = Array.from({ length: 16 }, () => new Client({ addresses: [address], operation_timeout_ms: 20_000 }));
+    try {
+      const value = new Uint8Array(1024).fill(7);
+      await clients[0]!.put("warm", value);
+      const pool_before = node.counters.flush_steps_pool;
+      const inline_before = node.counters.flush_steps_inline;
+      for (let i = 0; i < 10; i++) await clients[0]!.put(`lone/${i}`, value);
+      // Each of those groups gathered one request: synced inline, two steps per flush.
+      expect(node.counters.flush_steps_inline - inline_before).toBeGreaterThanOrEqual(20);
+      expect(node.counters.flush_steps_pool).toBe(pool_before);
+      await Promise.all(
+        clients.map(async (c, k) => {
+          for (let i = 0; i < 10; i++) await c.put(`busy/${k}/${i}`, value);
+        }),
+      );
+      expect(node.counters.flush_steps_pool).toBeGreaterThan(pool_before);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await node.stop();
+    }
   });
 });

@@ -6,7 +6,8 @@
  * - every message and tick is handed to the replica synchronously;
  * - a flush begins at the end of a turn (setImmediate) when none is in flight, taking every write
  *   queued so far as one group (group commit); its fdatasyncs run on the thread pool while the
- *   event loop keeps receiving and gathering the next group, and only when its last step returned
+ *   event loop keeps receiving and gathering the next group (on the event loop when the group
+ *   gathered a single request or prepare: a lone client), and only when its last step returned
  *   does the replica send the acknowledgements it allows (docs/STORAGE.md §10.9);
  * - an I/O error during a flush is never retried: the files are closed and the replica is
  *   reopened from disk, rejoining the cluster with whatever it finds there (docs/STORAGE.md §14.6);
@@ -19,7 +20,7 @@ import type { TlsFiles } from "../net/tls.ts";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 import { Prng } from "../util/prng.ts";
-import { defaultConfig, gc_received_bytes_step, read_cache_bytes_default, type Config } from "../constants.ts";
+import { defaultConfig, flush_inline_arrivals_max, gc_received_bytes_step, read_cache_bytes_default, type Config } from "../constants.ts";
 import { Command, finalize, Header, type Message } from "../net/codec.ts";
 import { TcpTransport, type ConnectionInfo } from "../net/tcp_transport.ts";
 import { formatAddress, indexOf, membership, type Address, type Membership } from "../net/address.ts";
@@ -27,7 +28,7 @@ import { Replica } from "../vsr/replica.ts";
 import { primaryIndex, type Env } from "../vsr/env.ts";
 import { FileStorage, ForeignDataError } from "../storage/file_storage.ts";
 import { FsError } from "../storage/fs.ts";
-import { fdatasyncAll, NodeFs } from "./node_fs.ts";
+import { fdatasyncAll, fdatasyncAllInline, NodeFs } from "./node_fs.ts";
 import { Logger } from "./log.ts";
 import { encodeStatus, type ReplicaStatus } from "../net/status_codec.ts";
 import { DataDirectory } from "./data_directory.ts";
@@ -88,13 +89,19 @@ export class ReplicaNode {
   /** Counts flush steps handed to the thread pool: a completion whose number is not the last one
    * (the replica was dropped and reopened) is ignored. */
   private flush_step = 0;
+  /** Requests and prepares that arrived since the last flush began: what the next group gathers.
+   * A flush whose group gathered at most flush_inline_arrivals_max of them runs its fdatasyncs on
+   * the event loop: nothing else is waiting to be received while the disk works, and the hand-off
+   * to the thread pool and back costs a lone client 6-12% of its puts (bench/RESULTS.md, issue
+   * 17). A busier group goes to the thread pool, so the loop keeps receiving the next one. */
+  private arrivals_since_begin = 0;
   /** stop() waiting for the step on the thread pool to return (see stop()). */
   private step_waiters: (() => void)[] = [];
   private stopping = false;
   private readonly started_ms = Date.now();
   private readonly log: Logger;
   private problem: string | null = null;
-  readonly counters = { storage_errors: 0, reopens: 0, status_requests: 0, gc_requests: 0 };
+  readonly counters = { storage_errors: 0, reopens: 0, status_requests: 0, gc_requests: 0, flush_steps_inline: 0, flush_steps_pool: 0 };
   /** bytes_in at the last collectGarbage request. */
   private gc_received_bytes = 0;
   /** The replica's status as last seen, since when (performance.now()) and in which view it was
@@ -237,6 +244,7 @@ export class ReplicaNode {
     if (message.header.command === Command.request_status) return this.fatalOnThrow(() => this.sendStatus(message, connection));
     if (this.replica === null) return;
     if (message.header.command === Command.request) this.options.requests?.requestArrived(message.header); // metrics: arrival time
+    if (message.header.command === Command.request || message.header.command === Command.prepare) this.arrivals_since_begin += 1;
     const replica = this.replica;
     this.guard(() => replica.onMessage(message));
   }
@@ -331,14 +339,18 @@ export class ReplicaNode {
       if (!(error instanceof FsError)) return this.fatal(error);
       return this.onStorageError(error);
     }
-    this.syncStep(replica, files);
+    const inline = this.options.fdatasync === undefined && this.arrivals_since_begin <= flush_inline_arrivals_max;
+    this.arrivals_since_begin = 0;
+    this.syncStep(replica, files, inline);
   }
 
-  /** Hands one step's fdatasyncs to the thread pool; the event loop runs on meanwhile. */
-  private syncStep(replica: Replica, files: readonly number[]): void {
+  /** Hands one step's fdatasyncs to the thread pool, where the event loop runs on meanwhile, or
+   * (inline) runs them now: then the next step, or the completion, follows before this returns. */
+  private syncStep(replica: Replica, files: readonly number[], inline: boolean): void {
     const step = ++this.flush_step;
-    (this.options.fdatasync ?? fdatasyncAll)(files, (error) => {
-      this.flushSynced(replica, step, error);
+    if (this.options.fdatasync === undefined) this.counters[inline ? "flush_steps_inline" : "flush_steps_pool"] += 1;
+    (this.options.fdatasync ?? (inline ? fdatasyncAllInline : fdatasyncAll))(files, (error) => {
+      this.flushSynced(replica, step, error, inline);
       const waiters = this.step_waiters;
       this.step_waiters = [];
       for (const wake of waiters) wake();
@@ -347,7 +359,7 @@ export class ReplicaNode {
 
   /** A step's fdatasyncs returned: the next step, or the group completed and what it allows
    * (acknowledgements, replies) leaves at once. */
-  private flushSynced(replica: Replica, step: number, error: FsError | null): void {
+  private flushSynced(replica: Replica, step: number, error: FsError | null, step_inline: boolean): void {
     if (replica !== this.replica || step !== this.flush_step || this.failed) return;
     // RULE: never retry a failed fsync (below).
     if (error !== null) return this.onStorageError(error);
@@ -360,7 +372,7 @@ export class ReplicaNode {
     } finally {
       this.transport?.flushWrites();
     }
-    if (next !== null) return this.syncStep(replica, next);
+    if (next !== null) return this.syncStep(replica, next, step_inline);
     this.problem = null;
     this.afterEvent();
   }
