@@ -127,6 +127,18 @@ describe("the gateway's HTTP/1.1 server", () => {
     expect(r.text()).not.toContain("100 Continue");
   });
 
+  test("Expect: 100-continue with an empty body gets 100 Continue before the response, and the connection serves the next request", async () => {
+    const server = serve(echo);
+    const c = await raw(server.port);
+    c.write("PUT /empty HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n");
+    await c.until("the response", () => c.text().includes("PUT /empty []"));
+    expect(c.text()).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
+    expect(count(c.text(), "100 Continue")).toBe(1);
+    c.write("PUT /next HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+    await c.until("the next response", () => c.text().includes("PUT /next [x]"));
+    expect(count(c.text(), "100 Continue")).toBe(1);
+  });
+
   test("a handler that does not read pauses the socket: the client is held back, nothing is lost", async () => {
     const size = 48 * 1024 * 1024;
     let release = (): void => undefined;

@@ -431,6 +431,11 @@ class Connection {
     this.head_started = null;
     this.busy = true;
     this.decoder = new BodyDecoder(head.framing);
+    // An empty body with Expect: 100-continue (aws s3 sync of an empty file) is answered with
+    // 100 Continue before the response, as S3 does. RFC 9110 lets a server skip it, but botocore
+    // then keeps that response's status for the connection's next request, whose response it
+    // misreads and waits on until its read timeout (60 s): one upload of a parallel sync hung.
+    if (head.expect_continue && this.decoder.done) this.write(Buffer.from("HTTP/1.1 100 Continue\r\n\r\n", "latin1"));
     this.queue = this.decoder.done ? null : new BodyQueue(this, head.expect_continue, this.server.options.body_bytes_max);
     const exchange = new HttpExchange(this, head, this.queue);
     if (rest.byteLength > 0) {
