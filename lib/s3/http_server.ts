@@ -27,6 +27,8 @@ export const body_buffer_bytes_max = 1024 * 1024;
 export const coalesce_body_bytes_max = 64 * 1024;
 /** How often timeouts are checked: they fire up to this late. */
 const sweep_interval_ms = 1000;
+/** The interim answer to Expect: 100-continue (written, never changed, so one buffer serves all). */
+const continue_response = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n", "latin1");
 
 export interface HttpServerOptions {
   hostname: string;
@@ -243,7 +245,7 @@ class BodyQueue {
           // A client that sent its body without waiting needs no 100 Continue.
           if (this.expect_continue && !this.continue_sent && !this.ended && this.received === 0) {
             this.continue_sent = true;
-            this.connection.write(Buffer.from("HTTP/1.1 100 Continue\r\n\r\n", "latin1"));
+            this.connection.write(continue_response);
           }
           while (this.pieces.length === 0 && !this.ended && this.failure === null) await new Promise<void>((r) => (this.wake = r));
           const piece = this.pieces.shift();
@@ -435,7 +437,7 @@ class Connection {
     // 100 Continue before the response, as S3 does. RFC 9110 lets a server skip it, but botocore
     // then keeps that response's status for the connection's next request, whose response it
     // misreads and waits on until its read timeout (60 s): one upload of a parallel sync hung.
-    if (head.expect_continue && this.decoder.done) this.write(Buffer.from("HTTP/1.1 100 Continue\r\n\r\n", "latin1"));
+    if (head.expect_continue && this.decoder.done) this.write(continue_response);
     this.queue = this.decoder.done ? null : new BodyQueue(this, head.expect_continue, this.server.options.body_bytes_max);
     const exchange = new HttpExchange(this, head, this.queue);
     if (rest.byteLength > 0) {
