@@ -167,7 +167,7 @@ class ViewChangeFake {
 
 describe("C client: a primary whose host went away, and a view change longer than an attempt timeout", () => {
   test("the backups' hints are not followed back to it: the live replicas are polled, and the put succeeds within a poll of the view change's end", async () => {
-    const view_change_ms = 1300;
+    const view_change_ms = 1500;
     const fake = new ViewChangeFake(view_change_ms);
     const hole_port = await fake.start();
     try {
