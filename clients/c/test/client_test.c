@@ -30,6 +30,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -413,8 +414,8 @@ static int black_hole(int port, int fds[2])
     fds[1] = socket(AF_INET, SOCK_STREAM, 0);
     if (fds[1] < 0 || connect(fds[1], (struct sockaddr *)&at, sizeof at) != 0) return -1;
     /* The queue is full now: a further connect must get no answer. */
-    probe = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (probe < 0) return -1;
+    probe = socket(AF_INET, SOCK_STREAM, 0);
+    if (probe < 0 || fcntl(probe, F_SETFL, O_NONBLOCK) != 0) return -1;
     if (connect(probe, (struct sockaddr *)&at, sizeof at) == 0 || errno != EINPROGRESS) {
         close(probe);
         fprintf(stderr, "black hole on port %d: a connect did not hang\n", port);
