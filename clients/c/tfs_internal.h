@@ -319,6 +319,58 @@ TFS_HIDDEN void tfs_learn_block_size(ToastyFS *t, uint32_t block_size);
 TFS_HIDDEN int tfs_put_inline(ToastyFS *t, const char *key, size_t key_len, const char *data, size_t data_len,
                               uint8_t condition, uint64_t if_version, ToastyFS_Result *res);
 
+/* --- Choosing a replica (route.c): docs/PROTOCOL.md §3.9, without I/O. Times in ms on the caller's
+ * clock; replica indexes 0..n-1. */
+
+typedef struct tfs_down {
+    int marked;      /* the replica could not be reached lately */
+    int64_t since;   /* when */
+    int has_view;    /* view is known: */
+    uint32_t view;   /* the highest view this client knew it as primary of while it was down */
+} tfs_down;
+
+/* What the choice remembers between operations (one per handle). */
+typedef struct tfs_route {
+    int n;
+    int target;         /* where the next send goes */
+    uint32_t view_hint; /* the highest view seen in any reply */
+    int heard;          /* any reply arrived: view_hint means something */
+    int64_t attempt_timeout_ms, backoff_ms; /* T and B */
+    tfs_down down[TOASTYFS_REPLICAS_MAX];
+} tfs_route;
+
+/* What it remembers of one request (the register before a write is a request of its own). */
+typedef struct tfs_attempts {
+    int sends;      /* sends so far */
+    int polls;      /* of those, the ones after a pause because a backup named a down primary */
+    int redirected; /* the target was set from a reply: the next retry goes there */
+} tfs_attempts;
+
+TFS_HIDDEN void tfs_route_init(tfs_route *r, int n, int first_target, int64_t attempt_timeout_ms, int64_t backoff_ms);
+/* up(i): not marked down, or marked 2T ago or more (the mark is then forgotten). */
+TFS_HIDDEN int tfs_route_up(tfs_route *r, int i, int64_t now);
+/* The first of i+1, i+2, ... (mod n) that is up; i if it is the only one; i+1 if none is. */
+TFS_HIDDEN int tfs_route_next_up(tfs_route *r, int i, int64_t now);
+/* A new request: clears a, and moves the target off a replica that is down. */
+TFS_HIDDEN void tfs_route_begin(tfs_route *r, tfs_attempts *a, int64_t now);
+/* A send to r->target: counts it and returns its attempt timeout (T, up to 4T once every replica
+ * has had one; polls do not count). */
+TFS_HIDDEN int64_t tfs_route_send(tfs_route *r, tfs_attempts *a);
+/* The attempt is over without a usable reply (timeout, the connection closed, or a pause a reply
+ * asked for has passed): sets the target of the retry. */
+TFS_HIDDEN void tfs_route_resend(tfs_route *r, tfs_attempts *a, int64_t now);
+/* A connection to replica i could not be made (refused, or no answer before it opened): marks it
+ * down. 1 if i is the target (the caller retries at once, tfs_route_resend). */
+TFS_HIDDEN int tfs_route_unreachable(tfs_route *r, int i, int64_t now);
+/* A connection to replica i opened: it is up. */
+TFS_HIDDEN void tfs_route_reachable(tfs_route *r, int i);
+/* A reply to the pending request (on the connection to replica `from`, -1 if unknown) from replica
+ * `replica` in `view` with `result`. For not_primary, busy and unavailable: sets the target (and
+ * a's flags) and returns how long to wait before tfs_route_resend. For any other result (final):
+ * the target becomes the replier; returns 0. */
+TFS_HIDDEN int64_t tfs_route_reply(tfs_route *r, tfs_attempts *a, int from, int replica, uint32_t view, uint8_t result,
+                                   int64_t now);
+
 /* --- Large objects (upload.c, read_stream.c) */
 
 /* toastyfs_put of a value above the block size: an upload from memory, blocks sliced from data. */

@@ -4,11 +4,15 @@
  * the handle has TLS files, then the secret's handshake when it has a secret: docs/PROTOCOL.md §6).
  *
  * One operation = (for a write, register if there is no session: reads need none) + one request,
- * retried with the same request number until a final answer or the operation deadline:
- *   - no reply within the attempt timeout, a refused or closed connection, or a malformed frame:
- *     the next replica (a connection that delivered a malformed frame is closed: the stream can no
- *     longer be trusted to be in sync);
- *   - not_primary: the hinted primary (view % n), or the next replica if the replier names itself;
+ * retried with the same request number until a final answer or the operation deadline. Where each
+ * retry goes and after what pause is route.c's (docs/PROTOCOL.md §3.9):
+ *   - no reply within the attempt timeout, a closed connection, or a malformed frame: the next
+ *     replica not known to be down (a connection that delivered a malformed frame is closed: the
+ *     stream can no longer be trusted to be in sync);
+ *   - a connection that could not be made (refused, or no answer before the attempt's deadline):
+ *     that replica is down for two attempt timeouts, and the next live one is tried at once;
+ *   - not_primary: the hinted primary (view % n), unless it is down (the live replicas are asked
+ *     again after a pause), or the next replica if the replier names itself;
  *   - busy, unavailable: back off, then the same replica;
  *   - evicted: forget the session (the next operation registers again); the write's outcome is
  *     unknown.
@@ -75,9 +79,7 @@ struct ToastyFS {
     tfs_conn conns[TOASTYFS_REPLICAS_MAX];
     uint64_t session; /* 0: not registered */
     uint32_t request_number;
-    uint32_t view_hint;
-    int target;
-    int attempt_timeout_ms;
+    tfs_route route; /* target, view hint, replicas found down, attempt timeout (route.c) */
     int operation_timeout_ms;
     uint32_t block_size; /* the block size uploads use: 4 MiB until a create_upload reply says otherwise */
     int auth;                              /* 1: every connection authenticates with client_key (§6) */
@@ -98,7 +100,7 @@ typedef struct tfs_call {
     tfs_out *out;
     uint32_t request;
     int64_t deadline;
-    int attempts;
+    tfs_attempts attempts;
     int sent;            /* sent at least once: a write's outcome is then unknown on failure */
     int protocol_errors; /* malformed frames or replies while this call was pending */
     int no_memory;
@@ -236,23 +238,26 @@ static int conn_handshake(ToastyFS *t, int i, tfs_call *call, int64_t idle_ms, i
  * handshake (§6.2) if it has a secret. On failure the connection stays closed and call->problem
  * says why; a refused certificate or a failed TLS handshake sets call->auth_failed, as a refusal
  * does, while a replica that is down or silent is just unreachable (the next one is tried).
+ * Returns 1 if it opened (ready for frames), 0 if not: refused, no answer before deadline, or
+ * closed or failed before the handshakes were over (as the TypeScript transport counts "opened").
  */
-static void conn_open(ToastyFS *t, int i, tfs_call *call, int64_t idle_ms, int64_t deadline)
+static int conn_open(ToastyFS *t, int i, tfs_call *call, int64_t idle_ms, int64_t deadline)
 {
     tfs_conn *c = &t->conns[i];
     char why[sizeof call->problem];
     c->stream.fd = tfs_connect(&t->replicas[i], deadline);
     if (c->stream.fd < 0) {
         set_problem(call, "could not connect to %s", t->replicas[i].text);
-        return;
+        return 0;
     }
     if (t->tls != NULL) {
         int r = tfs_tls_handshake(t->tls, &c->stream, &t->replicas[i], deadline, why, sizeof why);
         if (r == TFS_TLS_REFUSED) conn_auth_failed(t, i, call, why);
         else if (r != TFS_TLS_OK) set_problem(call, "%s", why);
-        if (r != TFS_TLS_OK) return;
+        if (r != TFS_TLS_OK) return 0;
     }
-    if (t->auth) (void)conn_handshake(t, i, call, idle_ms, deadline);
+    if (t->auth && conn_handshake(t, i, call, idle_ms, deadline) != 0) return 0;
+    return 1;
 }
 
 /* Closes a connection that delivered something invalid and counts it against the call. */
@@ -688,11 +693,10 @@ static int interpret(ToastyFS *t, tfs_call *call, tfs_frame *f, ToastyFS_Result 
 
 /* --- The retry loop */
 
-static int64_t attempt_idle_ms(const ToastyFS *t, const tfs_call *call)
+/* The extra patience a large request gets on each attempt, on top of route.c's attempt timeout. */
+static int64_t large_request_ms(const tfs_call *call)
 {
-    int factor = 1 + (call->attempts - 1) / t->n;
-    if (factor > 4) factor = 4;
-    return (int64_t)t->attempt_timeout_ms * factor + (int64_t)((call->msg_len + call->tail_len) >> 20) * ATTEMPT_MS_PER_MIB;
+    return (int64_t)((call->msg_len + call->tail_len) >> 20) * ATTEMPT_MS_PER_MIB;
 }
 
 static void sleep_until(int64_t until_ms) { tfs_sleep_ms(until_ms - tfs_now_ms()); }
@@ -723,7 +727,7 @@ static int give_up(ToastyFS *t, tfs_call *call, ToastyFS_Result *res, int status
                     "no replica completed the request within %d ms after %d attempts: is a majority (%d of %d) "
                     "of %s running and reachable, and were the replicas started with exactly these addresses? "
                     "(last problem: %s)",
-                    t->operation_timeout_ms, call->attempts, t->n / 2 + 1, t->n, list,
+                    t->operation_timeout_ms, call->attempts.sends, t->n / 2 + 1, t->n, list,
                     call->problem[0] ? call->problem : "none");
     return status;
 }
@@ -731,9 +735,12 @@ static int give_up(ToastyFS *t, tfs_call *call, ToastyFS_Result *res, int status
 /* Sends call->msg until a final answer (0, res filled) or a failure (negative, res filled). */
 static int run_call(ToastyFS *t, tfs_call *call, ToastyFS_Result *res)
 {
+    tfs_route *route = &t->route;
+    tfs_attempts *a = &call->attempts;
+    tfs_route_begin(route, a, tfs_now_ms());
     for (;;) {
-        int64_t now = tfs_now_ms(), attempt_start = now, attempt_deadline, idle;
-        int target = t->target, r;
+        int64_t now = tfs_now_ms(), attempt_start = now, attempt_deadline = now, idle;
+        int target = route->target, r;
         tfs_frame reply;
         tfs_conn *conn = &t->conns[target];
 
@@ -744,18 +751,22 @@ static int run_call(ToastyFS *t, tfs_call *call, ToastyFS_Result *res)
         if (call->protocol_errors >= PROTOCOL_ERRORS_PER_REPLICA_MAX * t->n)
             return give_up(t, call, res, TOASTYFS_PROTOCOL);
         if (now >= call->deadline) return give_up(t, call, res, TOASTYFS_NO_QUORUM);
-        call->attempts++;
-        idle = attempt_idle_ms(t, call);
-        attempt_deadline = min64(call->deadline, now + idle);
 
         /* Drain what arrived since the last attempt: late replies, and closes of idle
          * connections (so a connection the replica dropped is redialed rather than written to). */
         r = pump(t, call, -1, &attempt_deadline, 0, &reply);
         if (r != PUMP_REPLY) {
-            if (conn->stream.fd < 0) conn_open(t, target, call, idle, attempt_deadline);
+            idle = tfs_route_send(route, a) + large_request_ms(call);
+            attempt_deadline = min64(call->deadline, now + idle);
+            if (conn->stream.fd < 0) {
+                if (conn_open(t, target, call, idle, attempt_deadline))
+                    tfs_route_reachable(route, target);
+                else if (tfs_now_ms() < call->deadline) /* not cut short by the operation's end */
+                    (void)tfs_route_unreachable(route, target, tfs_now_ms()); /* it is the target */
+            }
             if (conn->stream.fd >= 0) {
                 conn->progress_ms = tfs_now_ms();
-                tfs_seal_header(call->msg, t->view_hint);
+                tfs_seal_header(call->msg, route->view_hint);
                 uint8_t tag[TFS_AUTH_TAG_SIZE];
                 if (t->auth)
                     tfs_auth_tag(conn->send_key, conn->send_seq++, call->msg, call->msg_len, call->tail, call->tail_len,
@@ -778,10 +789,13 @@ static int run_call(ToastyFS *t, tfs_call *call, ToastyFS_Result *res)
         }
 
         if (r != PUMP_REPLY) {
-            /* Timed out, refused, closed or malformed: the next replica. Once every replica has
-             * been tried, pace fast failures so a cluster in a view change is not hammered. */
-            t->target = (target + 1) % t->n;
-            if (call->attempts >= t->n) sleep_until(min64(call->deadline, attempt_start + BACKOFF_MS));
+            /* Timed out, refused, closed or malformed: the next replica not known to be down. This
+             * client has no reconnect backoff (the TypeScript transport's paces §3.9's rotation when
+             * every replica is down), so once every replica has had an attempt, fast failures are
+             * paced by B. */
+            a->redirected = 0;
+            tfs_route_resend(route, a, tfs_now_ms());
+            if (a->sends - a->polls >= t->n) sleep_until(min64(call->deadline, attempt_start + BACKOFF_MS));
             continue;
         }
 
@@ -790,23 +804,17 @@ static int run_call(ToastyFS *t, tfs_call *call, ToastyFS_Result *res)
             uint32_t view = tfs_get_u32(h + TFS_OFF_VIEW);
             int replica = h[TFS_OFF_REPLICA];
             uint8_t result = h[TFS_OFF_RESULT];
-            if (view > t->view_hint) t->view_hint = view;
 
-            if (result == TFS_RESULT_NOT_PRIMARY) {
-                int p = (int)(view % (uint32_t)t->n);
-                t->target = p == replica ? (replica + 1) % t->n : p;
+            if (result == TFS_RESULT_NOT_PRIMARY || result == TFS_RESULT_BUSY || result == TFS_RESULT_UNAVAILABLE) {
+                int64_t pause = tfs_route_reply(route, a, reply.conn, replica, view, result, tfs_now_ms());
                 free(reply.body);
-                set_problem(call, "%s is not the primary", t->replicas[replica].text);
-                if (call->attempts > t->n) sleep_until(min64(call->deadline, tfs_now_ms() + BACKOFF_MS));
-                continue;
-            }
-            if (result == TFS_RESULT_BUSY || result == TFS_RESULT_UNAVAILABLE) {
-                int steps = call->attempts < 10 ? call->attempts : 10;
-                t->target = replica;
-                free(reply.body);
-                set_problem(call, "%s is %s", t->replicas[replica].text,
-                            result == TFS_RESULT_BUSY ? "busy" : "unable to read the value right now");
-                sleep_until(min64(call->deadline, tfs_now_ms() + (int64_t)BACKOFF_MS * steps));
+                if (result == TFS_RESULT_NOT_PRIMARY)
+                    set_problem(call, "%s is not the primary", t->replicas[replica].text);
+                else
+                    set_problem(call, "%s is %s", t->replicas[replica].text,
+                                result == TFS_RESULT_BUSY ? "busy" : "unable to read the value right now");
+                if (pause > 0) sleep_until(min64(call->deadline, tfs_now_ms() + pause));
+                tfs_route_resend(route, a, tfs_now_ms());
                 continue;
             }
             if (interpret(t, call, &reply, res) != 0) {
@@ -814,11 +822,15 @@ static int run_call(ToastyFS *t, tfs_call *call, ToastyFS_Result *res)
                 (void)snprintf(what, sizeof what, "a malformed reply (result %u)", (unsigned)result);
                 free(reply.body);
                 conn_reject(t, reply.conn, call, what);
-                t->target = (reply.conn + 1) % t->n;
+                route->target = reply.conn;
+                a->redirected = 0;
+                tfs_route_resend(route, a, tfs_now_ms());
                 continue;
             }
             free(reply.body); /* NULL if interpret took it */
-            t->target = replica;
+            /* A wrong_cluster reply names no replica of ours (§3.7). */
+            (void)tfs_route_reply(route, a, reply.conn, result == TFS_RESULT_WRONG_CLUSTER ? -1 : replica, view, result,
+                                  tfs_now_ms());
             return res->status;
         }
     }
@@ -1064,8 +1076,8 @@ static ToastyFS *init_common(uint64_t client_id, char **addrs, int num_addrs)
         t->conns[i].stream.fd = -1;
         t->conns[i].stream.wait = POLLIN;
     }
-    t->target = (int)((random >> 32) % (uint64_t)num_addrs);
-    t->attempt_timeout_ms = ATTEMPT_TIMEOUT_MS_DEFAULT;
+    tfs_route_init(&t->route, num_addrs, (int)((random >> 32) % (uint64_t)num_addrs), ATTEMPT_TIMEOUT_MS_DEFAULT,
+                   BACKOFF_MS);
     t->operation_timeout_ms = OPERATION_TIMEOUT_MS_DEFAULT;
     t->block_size = TOASTYFS_BLOCK_SIZE_MAX;
     return t;
@@ -1182,7 +1194,7 @@ void toastyfs_free(ToastyFS *tfs)
 int toastyfs_set_timeouts(ToastyFS *tfs, int attempt_timeout_ms, int operation_timeout_ms)
 {
     if (tfs == NULL || attempt_timeout_ms <= 0 || operation_timeout_ms <= 0) return TOASTYFS_INVALID_ARGUMENT;
-    tfs->attempt_timeout_ms = attempt_timeout_ms;
+    tfs->route.attempt_timeout_ms = attempt_timeout_ms;
     tfs->operation_timeout_ms = operation_timeout_ms;
     return TOASTYFS_OK;
 }

@@ -15,15 +15,30 @@
  *                                 must succeed (its session must not have been evicted meanwhile)
  *   client_test reads ADDRS N KEY N fresh clients, each reading KEY once (get, stat or list in
  *                                 turn) and freed: reads that must not cost a session each
+ *   client_test resume ADDRS PID same|fresh [HOLE_PORT]  one client puts until 10 puts have
+ *                                 succeeded, sends SIGKILL to PID (the primary, found by the caller)
+ *                                 and times the next put, by the same client or by a new one (which
+ *                                 registers first, as a CLI does): "resume: ... N ms". With
+ *                                 HOLE_PORT (the killed replica's), connects to it then get no
+ *                                 answer, as if its host had gone away
+ *   client_test hole-put ADDRS HOLE_PORT  makes 127.0.0.1:HOLE_PORT a black hole (connects get no
+ *                                 answer), then times one put by a new client: "hole-put: took N ms"
  *
  * ADDRS is a comma-separated list of host:port.
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -370,11 +385,137 @@ static int wrong_cluster(void)
     return failures == 0 ? 0 : 2;
 }
 
+/*
+ * Makes connects to 127.0.0.1:port get no answer, as a host that went away or a firewall that drops
+ * does: a listener with a backlog of 0 holding one connection it never accepts, so the kernel drops
+ * every further SYN (Linux). Waits (up to 5 s) for the port to be free: a replica just killed still
+ * holds it until its process is gone. fds[0] and fds[1] are closed by the caller. 0, or -1.
+ */
+static int black_hole(int port, int fds[2])
+{
+    struct sockaddr_in at;
+    struct pollfd p;
+    double until = now_s() + 5;
+    int one = 1, probe;
+
+    memset(&at, 0, sizeof at);
+    at.sin_family = AF_INET;
+    at.sin_port = htons((uint16_t)port);
+    at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (;;) {
+        fds[0] = socket(AF_INET, SOCK_STREAM, 0);
+        if (fds[0] < 0) return -1;
+        (void)setsockopt(fds[0], SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fds[0], (struct sockaddr *)&at, sizeof at) == 0 && listen(fds[0], 0) == 0) break;
+        close(fds[0]);
+        if (errno != EADDRINUSE || now_s() > until) return -1;
+        (void)poll(NULL, 0, 1); /* the port frees when the killed process is reaped: look again */
+    }
+    fds[1] = socket(AF_INET, SOCK_STREAM, 0);
+    if (fds[1] < 0 || connect(fds[1], (struct sockaddr *)&at, sizeof at) != 0) return -1;
+    /* The queue is full now: a further connect must get no answer. */
+    probe = socket(AF_INET, SOCK_STREAM, 0);
+    if (probe < 0 || fcntl(probe, F_SETFL, O_NONBLOCK) != 0) return -1;
+    if (connect(probe, (struct sockaddr *)&at, sizeof at) == 0 || errno != EINPROGRESS) {
+        close(probe);
+        fprintf(stderr, "black hole on port %d: a connect did not hang\n", port);
+        return -1;
+    }
+    p.fd = probe;
+    p.events = POLLOUT;
+    p.revents = 0;
+    one = poll(&p, 1, 200);
+    close(probe);
+    if (one != 0) {
+        fprintf(stderr, "black hole on port %d: a connect was answered\n", port);
+        return -1;
+    }
+    return 0;
+}
+
+/* The first put after kill -9 of the primary (docs/PROTOCOL.md §3.9: backups changing views keep
+ * naming it; the client must not keep going back there). With hole_port, the dead primary's port is
+ * made a black hole before the put, as if its host had gone away. */
+static int resume(long pid, int fresh, int hole_port)
+{
+    char value[1024];
+    ToastyFS *tfs = toastyfs_init(0, addr_list, addr_count);
+    ToastyFS_Result res;
+    double start, took;
+    int i, hole[2] = {-1, -1};
+    CHECK(tfs != NULL && pid > 1);
+    if (tfs == NULL || pid <= 1) return 2;
+    memset(value, 'r', sizeof value);
+    toastyfs_set_timeouts(tfs, 1000, 20000);
+    for (i = 0; i < 10; i++)
+        CHECK_STATUS(toastyfs_put(tfs, "resume/before", 13, value, (int)sizeof value, &res), TOASTYFS_OK, res);
+    if (failures > 0) return 2;
+    if (fresh) {
+        toastyfs_free(tfs);
+        tfs = toastyfs_init(0, addr_list, addr_count);
+        CHECK(tfs != NULL);
+        if (tfs == NULL) return 2;
+        toastyfs_set_timeouts(tfs, 1000, 20000);
+    }
+    start = now_s();
+    if (kill((pid_t)pid, SIGKILL) != 0) {
+        perror("kill");
+        return 2;
+    }
+    if (hole_port > 0 && black_hole(hole_port, hole) != 0) {
+        perror("black hole");
+        return 2;
+    }
+    CHECK_STATUS(toastyfs_put(tfs, "resume/after", 12, value, (int)sizeof value, &res), TOASTYFS_OK, res);
+    took = now_s() - start;
+    printf("resume: the first put after kill -9 of the primary (%s client%s) took %.0f ms\n", fresh ? "a new" : "the same",
+           hole_port > 0 ? ", its port a black hole" : "", took * 1000);
+    toastyfs_free(tfs);
+    for (i = 0; i < 2; i++)
+        if (hole[i] >= 0) close(hole[i]);
+    return failures == 0 ? 0 : 2;
+}
+
+/* A put by a new client to a cluster whose replica at 127.0.0.1:hole_port has gone away (a black
+ * hole, made here first) while the others are still changing views. */
+static int hole_put(int hole_port)
+{
+    int hole[2] = {-1, -1}, i;
+    ToastyFS *tfs;
+    ToastyFS_Result res;
+    double start;
+    if (black_hole(hole_port, hole) != 0) {
+        perror("black hole");
+        return 2;
+    }
+    tfs = toastyfs_init(0, addr_list, addr_count);
+    CHECK(tfs != NULL);
+    if (tfs == NULL) return 2;
+    toastyfs_set_timeouts(tfs, 1000, 20000);
+    start = now_s();
+    CHECK_STATUS(toastyfs_put(tfs, "hole", 4, "value", 5, &res), TOASTYFS_OK, res);
+    printf("hole-put: took %.0f ms\n", (now_s() - start) * 1000);
+    toastyfs_free(tfs);
+    for (i = 0; i < 2; i++)
+        if (hole[i] >= 0) close(hole[i]);
+    return failures == 0 ? 0 : 2;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 5 && strcmp(argv[1], "resume") == 0) {
+        parse_addrs(argv[2]);
+        return resume(atol(argv[3]), strcmp(argv[4], "fresh") == 0, argc >= 6 ? atoi(argv[5]) : 0);
+    }
+    if (argc == 4 && strcmp(argv[1], "hole-put") == 0) {
+        parse_addrs(argv[2]);
+        return hole_put(atoi(argv[3]));
+    }
     if (argc != 3 && !(argc == 5 && strcmp(argv[1], "reads") == 0)) {
         fprintf(stderr, "usage: client_test roundtrip|failover|fake-error|fake-recover|fake-evict|long-lived|wrong-cluster host:port,...\n"
-                        "       client_test reads host:port,... COUNT KEY\n");
+                        "       client_test reads host:port,... COUNT KEY\n"
+                        "       client_test resume host:port,... PID same|fresh [HOLE_PORT]\n"
+                        "       client_test hole-put host:port,... HOLE_PORT\n");
         return 2;
     }
     srand((unsigned)time(NULL));

@@ -763,6 +763,124 @@ static void test_tls_setup(void)
     unlink(garbage);
 }
 
+/* The choice of replica, docs/PROTOCOL.md §3.9 (route.c), with T = 1000 and B = 50 on a made-up
+ * clock; the cases of lib/client/session.test.ts that concern it. */
+static void test_route(void)
+{
+    tfs_route r;
+    tfs_attempts a;
+    int i, replier = 1, polled[12];
+    int64_t now, pause;
+
+    /* An unreachable target: the next replica at once, and retries skip it. */
+    tfs_route_init(&r, 3, 0, 1000, 50);
+    tfs_route_begin(&r, &a, 0);
+    CHECK(r.target == 0 && tfs_route_send(&r, &a) == 1000);
+    CHECK(tfs_route_unreachable(&r, 0, 1) == 1);
+    tfs_route_resend(&r, &a, 1);
+    CHECK(r.target == 1 && tfs_route_send(&r, &a) == 1000);
+    tfs_route_resend(&r, &a, 1001); /* 1 timed out: 2, not the dead 0 */
+    CHECK(r.target == 2 && tfs_route_send(&r, &a) == 1000);
+    tfs_route_resend(&r, &a, 1500);
+    CHECK(r.target == 1 && tfs_route_send(&r, &a) == 2000); /* every replica had an attempt: 2T */
+    CHECK(tfs_route_unreachable(&r, 2, 1600) == 0);         /* not the target: only noted */
+    /* A new request does not start at a replica that is down. */
+    r.target = 0;
+    tfs_route_begin(&r, &a, 1700);
+    CHECK(r.target == 1);
+
+    /* Registered with 0 as primary of view 3; 0 is killed. The backups, changing views, name 0 of
+     * view 3: not followed; 1 and 2 are polled every B, and polls do not lengthen the attempt. */
+    tfs_route_init(&r, 3, 0, 1000, 50);
+    tfs_route_begin(&r, &a, 0);
+    (void)tfs_route_send(&r, &a);
+    CHECK(tfs_route_reply(&r, &a, 0, 0, 3, TFS_RESULT_OK, 1) == 0 && r.target == 0);
+    tfs_route_begin(&r, &a, 1); /* the put */
+    (void)tfs_route_send(&r, &a);
+    tfs_route_resend(&r, &a, 2); /* its connection closed */
+    CHECK(r.target == 1);
+    CHECK(tfs_route_unreachable(&r, 0, 3) == 0);
+    CHECK(r.down[0].marked && r.down[0].has_view && r.down[0].view == 3);
+    (void)tfs_route_send(&r, &a);
+    now = 4;
+    for (i = 0; i < 12; i++) {
+        pause = tfs_route_reply(&r, &a, replier, replier, 3, TFS_RESULT_NOT_PRIMARY, now);
+        CHECK(pause == 50);
+        now += pause;
+        tfs_route_resend(&r, &a, now);
+        CHECK(tfs_route_send(&r, &a) == 1000);
+        polled[i] = replier = r.target;
+        now += 1;
+    }
+    for (i = 0; i < 12; i++) CHECK(polled[i] == (i % 2 == 0 ? 2 : 1));
+    /* The view change is over: a backup of view 4 (later than 0's, 3) names 1, followed at once. */
+    CHECK(tfs_route_reply(&r, &a, 2, 2, 4, TFS_RESULT_NOT_PRIMARY, now) == 0);
+    tfs_route_resend(&r, &a, now);
+    CHECK(r.target == 1);
+
+    /* A fresh client (no reply yet) knows no view of 0: a hint naming it in any view is not followed;
+     * named primary of a later view than the hints so far, it is (elected since). */
+    tfs_route_init(&r, 3, 0, 1000, 50);
+    tfs_route_begin(&r, &a, 0);
+    (void)tfs_route_send(&r, &a);
+    CHECK(tfs_route_unreachable(&r, 0, 0) == 1);
+    CHECK(!r.down[0].has_view);
+    tfs_route_resend(&r, &a, 0);
+    CHECK(r.target == 1);
+    (void)tfs_route_send(&r, &a);
+    CHECK(tfs_route_reply(&r, &a, 1, 1, 6, TFS_RESULT_NOT_PRIMARY, 1) == 50);
+    tfs_route_resend(&r, &a, 51);
+    CHECK(r.target == 2);
+    (void)tfs_route_send(&r, &a);
+    CHECK(tfs_route_reply(&r, &a, 2, 2, 9, TFS_RESULT_NOT_PRIMARY, 60) == 0);
+    tfs_route_resend(&r, &a, 60);
+    CHECK(r.target == 0 && !r.down[0].marked);
+    /* Refused again, then a reply on its connection: up. Marked again, then reconnected: up. */
+    CHECK(tfs_route_unreachable(&r, 0, 70) == 1);
+    CHECK(r.down[0].has_view && r.down[0].view == 9); /* view_hint 9 names it */
+    CHECK(tfs_route_reply(&r, &a, 0, 0, 9, TFS_RESULT_OK, 71) == 0 && !r.down[0].marked && r.target == 0);
+    (void)tfs_route_unreachable(&r, 0, 100);
+    tfs_route_reachable(&r, 0);
+    CHECK(tfs_route_up(&r, 0, 101));
+    /* Marked: skipped until two attempt timeouts have passed. */
+    (void)tfs_route_unreachable(&r, 0, 200);
+    CHECK(!tfs_route_up(&r, 0, 2199) && tfs_route_next_up(&r, 2, 2199) == 1);
+    CHECK(tfs_route_up(&r, 0, 2200) && tfs_route_next_up(&r, 2, 2200) == 0);
+
+    /* A replier naming itself is changing views: the next replica after B. */
+    tfs_route_init(&r, 3, 1, 1000, 50);
+    tfs_route_begin(&r, &a, 0);
+    (void)tfs_route_send(&r, &a);
+    CHECK(tfs_route_reply(&r, &a, 1, 1, 4, TFS_RESULT_NOT_PRIMARY, 0) == 50);
+    tfs_route_resend(&r, &a, 50);
+    CHECK(r.target == 2);
+    /* Hints going round in circles (more sends than replicas): even a backup's hint waits B. */
+    a.sends = 4;
+    CHECK(tfs_route_reply(&r, &a, 2, 2, 6, TFS_RESULT_NOT_PRIMARY, 60) == 50 && r.target == 0);
+    tfs_route_resend(&r, &a, 110);
+    CHECK(r.target == 0); /* retried once where it pointed */
+    tfs_route_resend(&r, &a, 1110);
+    CHECK(r.target == 1); /* then the next */
+
+    /* Every replica down: plain rotation. */
+    tfs_route_init(&r, 3, 0, 1000, 50);
+    for (i = 0; i < 3; i++) (void)tfs_route_unreachable(&r, i, 0);
+    CHECK(tfs_route_next_up(&r, 0, 1) == 1 && tfs_route_next_up(&r, 2, 1) == 0);
+
+    /* busy and unavailable: the same replica after B * min(sends, 10). */
+    tfs_route_init(&r, 3, 0, 1000, 50);
+    tfs_route_begin(&r, &a, 0);
+    (void)tfs_route_send(&r, &a);
+    CHECK(tfs_route_reply(&r, &a, 0, 0, 0, TFS_RESULT_BUSY, 10) == 50);
+    tfs_route_resend(&r, &a, 60);
+    CHECK(r.target == 0);
+    (void)tfs_route_send(&r, &a);
+    CHECK(tfs_route_reply(&r, &a, 0, 0, 0, TFS_RESULT_UNAVAILABLE, 70) == 100);
+    a.sends = 30;
+    CHECK(tfs_route_reply(&r, &a, 0, 0, 0, TFS_RESULT_BUSY, 80) == 500);
+    CHECK(tfs_route_send(&r, &a) == 4000); /* at most 4T */
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "xxh64-prefixes") == 0) return xxh64_prefixes();
@@ -775,5 +893,6 @@ int main(int argc, char **argv)
     test_auth_vectors();
     test_secret_files();
     test_tls_setup();
+    test_route();
     return check_report("unit_test");
 }
