@@ -52,5 +52,10 @@ export function applyAllocatorOptions(): void {
   if (typeof execve !== "function") return;
   const plan = allocatorReexec(process.execPath, process.argv, process.execArgv, process.env);
   if (plan === null) return;
-  execve.call(process, process.execPath, plan.args, plan.env);
+  try {
+    execve.call(process, process.execPath, plan.args, plan.env);
+  } catch {
+    // The executable could not be run again (removed or replaced on disk meanwhile): the option
+    // only saves CPU, so run without it rather than not at all.
+  }
 }
