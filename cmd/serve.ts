@@ -10,6 +10,7 @@ import { MetricsError, MetricsServer, RequestMetrics } from "../lib/node/metrics
 import { UsageError, addressOption, largeObjectOptions, optionString } from "./cli_util.ts";
 import { secretFrom } from "./secret.ts";
 import { tlsFrom } from "./tls_options.ts";
+import { applyAllocatorOptions } from "../lib/node/allocator_options.ts";
 
 export interface ServeOptions {
   addr?: unknown;
@@ -47,6 +48,8 @@ export async function serve(options: ServeOptions): Promise<void> {
     throw new UsageError(
       "--addr host:port is required to run a replica (for a local cluster: toastyfs dev; every command: toastyfs --help)",
     );
+  // Before anything is opened: may re-execute the process (lib/node/allocator_options.ts).
+  applyAllocatorOptions();
   const logger = loggerFrom(options);
   let self, peers;
   try {

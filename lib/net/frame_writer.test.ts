@@ -255,11 +255,32 @@ describe("FrameWriter", () => {
     const sink = new FakeSink(0);
     const writer = new FrameWriter();
     writer.attach(sink);
-    for (let i = 0; i < 10; i++) writer.send(randomMessage(prng, 1024 * 1024));
+    // Bodies below external_body_size_min are copied in (large ones never are).
+    for (let i = 0; i < 100; i++) writer.send(randomMessage(prng, external_body_size_min - 1));
     await turn();
     expect(writer.buffer_capacity).toBeGreaterThan(write_buffer_size_retain_max);
     sink.accept = Infinity;
     writer.flush();
     expect(writer.buffer_capacity).toBe(write_buffer_size_initial);
+  });
+
+  test("a blocked writer queues large bodies without copying them, and sends them intact on drain", async () => {
+    const prng = new Prng(11);
+    const sink = new FakeSink(1000);
+    const writer = new FrameWriter();
+    writer.attach(sink);
+    const messages = Array.from({ length: 10 }, (_, i) => randomMessage(prng, i % 3 === 0 ? 100 : 1024 * 1024));
+    for (const m of messages) writer.send(m);
+    await turn();
+    expect(writer.is_blocked).toBe(true);
+    const later = randomMessage(prng, 1024 * 1024);
+    writer.send(later);
+    expect(writer.buffer_capacity).toBe(write_buffer_size_initial);
+    expect(writer.buffered_bytes).toBe(concat([...messages, later].map(encode)).length - sink.bytes().length);
+    expect(sink.bytes().length).toBeLessThan(2000);
+    sink.accept = Infinity;
+    writer.flush();
+    expect(writer.is_blocked).toBe(false);
+    expect(sameBytes(sink.bytes(), concat([...messages, later].map(encode)))).toBe(true);
   });
 });

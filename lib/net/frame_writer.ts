@@ -11,13 +11,14 @@
  * accepts what the kernel takes and returns that count (short or 0 under backpressure, -1 when
  * closed); the rest waits here for the socket's `drain` event, which must call flush().
  *
- * A large body (a 1 MiB value in a prepare or a get reply) is not copied into the buffer when it
- * can go out as is: its header is encoded into the buffer and the body is written from the
- * message itself right after the buffered bytes, in the same flush (one more write() call, one
- * 1 MiB copy fewer per message and connection). Bodies are immutable once finalized, and the
- * reference is held only until that flush: if the kernel does not take everything, or another
- * message is queued behind it, the body is copied into the buffer after all, so the blocked and
- * ordering logic below only ever deals with the buffer.
+ * A large body (a 1 MiB value in a prepare or a get reply) is never copied into the buffer once
+ * the writer is attached: its header is encoded into the buffer and the body is written from the
+ * message itself right after the buffered bytes (one more write() call, one 1 MiB copy fewer per
+ * message and connection). Bodies are immutable once finalized, so the reference may be held
+ * until the kernel has taken the whole body, also across a blocked socket and behind later
+ * messages. That matters most when it is blocked: a primary whose backups read slower than it
+ * prepares is blocked toward them most of the time, and copying each prepare into a grown buffer
+ * was about a tenth of its CPU per 1 MiB put (bench/RESULTS.md, "1 MiB puts and gets: CPU per op").
  *
  * On an authenticated connection (`tagged`, docs/PROTOCOL.md §6.3) every frame is followed by a
  * 16-byte tag that depends on the connection's session key and the frame's sequence number on it.
@@ -79,7 +80,8 @@ export class FrameWriter {
   private start = 0;
   private end = 0;
   /** Large bodies written from their messages (see above), in stream order: each goes right after
-   * buffer[..at), which ends with its header. Only queued while not blocked. */
+   * buffer[..at), which ends with its header. The first may be partly written (then it is the
+   * rest of its body). */
   private externals: { at: number; body: Uint8Array }[] = [];
   private external_bytes = 0;
   private flush_scheduled = false;
@@ -163,7 +165,7 @@ export class FrameWriter {
       this.messages_dropped += 1;
       return false;
     }
-    if (message.body.length >= external_body_size_min && this.sink !== null && !this.blocked) {
+    if (message.body.length >= external_body_size_min && this.sink !== null) {
       this.reserve(header_size + this.trailer);
       const header_at = this.end;
       writeHeader(message.header, this.buffer, this.end);
@@ -211,8 +213,8 @@ export class FrameWriter {
   /**
    * One sink.write of bytes[offset..+length): the buffer from `start`, or the first external
    * body. Consumes what was accepted and returns true if that was everything. Otherwise the writer
-   * is blocked with every unwritten byte in its buffer (internalize), or the sink is closed (then
-   * nothing changes: the close handler detaches and counts what is discarded).
+   * is blocked (the rest waits where it is, in the buffer or the external body, for drain), or the
+   * sink is closed (then nothing changes: the close handler detaches and counts what is discarded).
    */
   private write(sink: ByteSink, bytes: Uint8Array, offset: number, length: number): boolean {
     const accepted = sink.write(bytes, offset, length);
@@ -230,38 +232,8 @@ export class FrameWriter {
       else first.body = bytes.subarray(accepted);
     }
     if (accepted === length) return true;
-    this.internalize();
     this.blocked = true;
     return false;
-  }
-
-  /** Copies whatever is left of the external bodies into the buffer, each where it belongs in the
-   * stream, so that a blocked writer holds everything it has to send in the buffer alone. */
-  private internalize(): void {
-    if (this.externals.length === 0) return;
-    const pieces: Uint8Array[] = [];
-    let position = this.start;
-    for (const { at, body } of this.externals) {
-      pieces.push(this.buffer.subarray(position, at), body);
-      position = at;
-    }
-    pieces.push(this.buffer.subarray(position, this.end));
-    const total = this.buffered_bytes;
-    // A fresh buffer (the pieces include views of the old one); within the bound, as in reserve.
-    let capacity = write_buffer_size_initial;
-    while (capacity < total) capacity *= 2;
-    const next = new Uint8Array(Math.min(capacity, Math.max(this.buffered_bytes_max, write_buffer_size_initial)));
-    let offset = 0;
-    for (const piece of pieces) {
-      next.set(piece, offset);
-      offset += piece.length;
-    }
-    assert(offset === total, "FrameWriter.internalize: lost bytes");
-    this.buffer = next;
-    this.start = 0;
-    this.end = total;
-    this.externals = [];
-    this.external_bytes = 0;
   }
 
   /** Fills the tag after each frame queued while unattached (all in the buffer, back to back). */
