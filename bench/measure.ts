@@ -127,6 +127,26 @@ export async function idleCpuPercent(pids: (number | null)[], ms: number): Promi
   return (100 * (after - before)) / ms;
 }
 
+/**
+ * Waits until the servers' CPU over a window of window_ms is at most quiet_percent of a core, or
+ * timeout_ms passed; returns the ms waited and the last reading. A workload must not pay for the
+ * work the previous one left behind (a checkpoint, compaction, the idle nudge after large puts),
+ * which would fall on whichever system ran last.
+ */
+export async function waitQuiet(
+  pids: (number | null)[],
+  quiet_percent: number,
+  timeout_ms: number,
+  window_ms = 500,
+): Promise<{ waited_ms: number; percent: number }> {
+  const started = performance.now();
+  for (;;) {
+    const percent = await idleCpuPercent(pids, window_ms);
+    const waited_ms = performance.now() - started;
+    if (percent <= quiet_percent || waited_ms >= timeout_ms) return { waited_ms, percent };
+  }
+}
+
 // --- fsync counting
 
 export function perfAvailable(): boolean {

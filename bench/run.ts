@@ -10,19 +10,24 @@
  *   ./node_modules/.bin/bun bench/run.ts --auth [--quick] [--rounds N] [--profile] (issue 16: plain vs secret vs TLS + secret; bench/auth.ts)
  *   ./node_modules/.bin/bun bench/run.ts --client-failover [--quick] (issue 17: a CLI or Client put resuming after the primary's SIGKILL; bench/client_failover.ts)
  *
- * Results move ±40% between runs on a shared 2-core machine; compare ratios, not absolutes.
+ * Before each workload both clusters settle (waitQuiet: their CPU back near idle), so no workload pays
+ * for what the one before it left behind. Results move ±40% between runs on a shared 2-core machine;
+ * compare ratios, not absolutes.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { EtcdCluster, ToastyCluster, etcdInstalled, type BenchCluster, type Store } from "./clusters.ts";
-import { SyncCounter, closedLoop, failoverOnce, idleCpuPercent, perfAvailable, type LoadResult } from "./measure.ts";
+import { SyncCounter, closedLoop, failoverOnce, idleCpuPercent, perfAvailable, waitQuiet, type LoadResult } from "./measure.ts";
 import { summarizeProfile } from "./profile.ts";
 import { fmt, loadAverage, machine, table } from "./report.ts";
 import { runLarge } from "./large.ts";
 import { runS3 } from "./s3.ts";
 import { runAuth } from "./auth.ts";
 import { runClientFailover } from "./client_failover.ts";
+
+/** The longest wait for both clusters to settle before a workload (waitQuiet). */
+const quiet_timeout_ms = 15_000;
 
 interface Settings {
   warmup_ms: number;
@@ -129,7 +134,7 @@ interface SyncStats {
   /** Committed entries in the window: ToastyFS prepares (each a batch), etcd raft entries. */
   commits: number;
   /** Per member: [fdatasync, fsync]. */
-  members: { fdatasync: number; fsync: number; leader: boolean }[];
+  members: { fdatasync: number; fsync: number; leader: boolean; storage_fdatasyncs?: number }[];
 }
 
 interface SuiteResult {
@@ -202,15 +207,23 @@ class SystemRun {
     const counters = this.count_syncs ? this.cluster.pids().map((pid) => (pid === null ? null : new SyncCounter(pid))) : [];
     let commits_before = 0;
     let commits_after = 0;
+    // ToastyFS also counts its own fdatasyncs (FileStorage stats): exact whichever thread ran them,
+    // where perf stat -p follows only the threads that existed when it attached.
+    const storageSyncs = async (): Promise<(number | null)[]> =>
+      this.cluster instanceof ToastyCluster ? (await this.cluster.status()).map((s) => s?.counters.fdatasyncs ?? null) : [];
+    let syncs_before: (number | null)[] = [];
+    let syncs_after: (number | null)[] = [];
     const put64 = await closedLoop(this.many, async (s, c, i) => (await s.put(`p64/${c}/${i % 100}`, this.small), kib), {
       ...this.load,
       pids: this.cluster.pids(),
       onWindowStart: async () => {
         await Promise.all(counters.map((c) => c?.enable()));
         commits_before = await this.cluster.commitCount();
+        syncs_before = await storageSyncs();
       },
       onWindowEnd: async () => {
         commits_after = await this.cluster.commitCount();
+        syncs_after = await storageSyncs();
         await Promise.all(counters.map((c) => c?.disable()));
       },
     });
@@ -221,7 +234,12 @@ class SystemRun {
       this.result.sync = {
         puts: put64.ops,
         commits: commits_after - commits_before,
-        members: counts.map((c, i) => ({ ...c, leader: i === current })),
+        members: counts.map((c, i) => {
+          const before = syncs_before[i];
+          const after = syncs_after[i];
+          const storage = before != null && after != null ? { storage_fdatasyncs: after - before } : {};
+          return { ...c, leader: i === current, ...storage };
+        }),
       };
     }
   }
@@ -411,7 +429,10 @@ function report(toasty: SuiteResult, etcd: SuiteResult | null): string {
     if (s === null) continue;
     const per = s.members.map(
       (m, i) =>
-        `member ${i}${m.leader ? " (leader)" : ""}: ${fmt(m.fdatasync)} fdatasync + ${fmt(m.fsync)} fsync = ${fmt(s.puts / Math.max(1, m.fdatasync + m.fsync), 1)} puts per sync`,
+        `member ${i}${m.leader ? " (leader)" : ""}: ${fmt(m.fdatasync)} fdatasync + ${fmt(m.fsync)} fsync = ${fmt(s.puts / Math.max(1, m.fdatasync + m.fsync), 1)} puts per sync` +
+        (m.storage_fdatasyncs === undefined
+          ? ""
+          : `; its own count: ${fmt(m.storage_fdatasyncs)} fdatasyncs = ${fmt(s.puts / Math.max(1, m.storage_fdatasyncs), 1)} puts per fdatasync`),
     );
     const unit = r.system === "ToastyFS" ? "prepares" : "raft entries";
     out.push("");
@@ -537,8 +558,17 @@ async function main(): Promise<void> {
       (r) => r.getBig(),
       ...Array.from({ length: settings.failover_reps }, (_, rep) => (r: SystemRun) => r.failover(rep)),
     ];
+    // Before each workload, both clusters settle: what the last one left to do (checkpoints after
+    // large puts, the idle nudge) must not fall on the next, whichever system that is.
+    const all_pids = (): (number | null)[] => clusters.flatMap((c) => c.pids());
+    const quiet_percent = Math.max(5, 2 * idle.reduce((a, b) => a + b, 0));
     for (let i = 0; i < steps.length; i++) {
-      for (const r of i % 2 === 0 ? runs : [...runs].reverse()) await steps[i]!(r);
+      for (const r of i % 2 === 0 ? runs : [...runs].reverse()) {
+        const quiet = await waitQuiet(all_pids(), quiet_percent, quiet_timeout_ms);
+        if (quiet.waited_ms > 1000 || quiet.percent > quiet_percent)
+          console.error(`  (waited ${fmt(quiet.waited_ms / 1000, 1)} s for the clusters to settle: ${fmt(quiet.percent, 1)}% of a core)`);
+        await steps[i]!(r);
+      }
     }
   } finally {
     await Promise.all(runs.map((r) => r.close()));
