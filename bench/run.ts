@@ -9,6 +9,7 @@
  *   ./node_modules/.bin/bun bench/run.ts --s3 [--quick] [--profile] (issue 15: the S3 gateway against the native client; bench/s3.ts)
  *   ./node_modules/.bin/bun bench/run.ts --auth [--quick] [--rounds N] [--profile] (issue 16: plain vs secret vs TLS + secret; bench/auth.ts)
  *   ./node_modules/.bin/bun bench/run.ts --client-failover [--quick] (issue 17: a CLI or Client put resuming after the primary's SIGKILL; bench/client_failover.ts)
+ *   ./node_modules/.bin/bun bench/run.ts --tail [--quick] (issue 17: where the p99 of 64-client puts comes from; bench/tail.ts)
  *
  * Before each workload both clusters settle (waitQuiet: their CPU back near idle), so no workload pays
  * for what the one before it left behind. Results move ±40% between runs on a shared 2-core machine;
@@ -25,6 +26,7 @@ import { runLarge } from "./large.ts";
 import { runS3 } from "./s3.ts";
 import { runAuth } from "./auth.ts";
 import { runClientFailover } from "./client_failover.ts";
+import { runTail } from "./tail.ts";
 
 /** The longest wait for both clusters to settle before a workload (waitQuiet). */
 const quiet_timeout_ms = 15_000;
@@ -36,7 +38,7 @@ interface Settings {
 }
 
 const usage =
-  "usage: bun bench/run.ts [--quick] [--no-etcd] [--json FILE] [--profile] | --large [--rss] [--quick] [--lanes N] [--no-etcd] [--json FILE] | --s3 [--quick] [--profile] [--json FILE] | --auth [--quick] [--rounds N] [--profile] [--json FILE] | --client-failover [--quick] [--json FILE]";
+  "usage: bun bench/run.ts [--quick] [--no-etcd] [--json FILE] [--profile] | --large [--rss] [--quick] [--lanes N] [--no-etcd] [--json FILE] | --s3 [--quick] [--profile] [--json FILE] | --auth [--quick] [--rounds N] [--profile] [--json FILE] | --client-failover [--quick] [--json FILE] | --tail [--quick] [--json FILE]";
 const args = process.argv.slice(2);
 const flags = {
   quick: false,
@@ -46,6 +48,7 @@ const flags = {
   s3: false,
   auth: false,
   client_failover: false,
+  tail: false,
   rounds: null as number | null,
   rss: false,
   lanes: null as number | null,
@@ -60,6 +63,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--s3") flags.s3 = true;
   else if (a === "--auth") flags.auth = true;
   else if (a === "--client-failover") flags.client_failover = true;
+  else if (a === "--tail") flags.tail = true;
   else if (a === "--rounds" && args[i + 1] !== undefined) {
     const text = args[++i]!;
     flags.rounds = /^\d+$/.test(text) ? Number(text) : NaN;
@@ -98,6 +102,10 @@ if (flags.auth && (flags.large || flags.s3 || !flags.etcd)) {
 }
 if (flags.client_failover && (flags.large || flags.s3 || flags.auth || flags.profile || !flags.etcd)) {
   console.error(`error: --client-failover is its own run, without --large, --s3, --auth, --profile or --no-etcd (${usage})`);
+  process.exit(2);
+}
+if (flags.tail && (flags.large || flags.s3 || flags.auth || flags.profile || flags.client_failover)) {
+  console.error(`error: --tail is its own run (ToastyFS only), without --large, --s3, --auth, --profile or --client-failover (${usage})`);
   process.exit(2);
 }
 if (flags.rounds !== null && !flags.auth) {
@@ -520,6 +528,7 @@ async function main(): Promise<void> {
   if (flags.s3) return runS3(flags);
   if (flags.auth) return runAuth(flags);
   if (flags.client_failover) return runClientFailover(flags);
+  if (flags.tail) return runTail(flags);
   if (flags.profile) return runProfile();
   if (flags.large) return runLarge(flags);
   const started = performance.now();
