@@ -213,7 +213,8 @@ export class DurableState {
     if (this.flying !== null) this.queuedInvariants(this.flying);
     if (this.written !== null) this.queuedInvariants(this.written);
     const floor = this.remembered_op - 4 * this.interval_ops;
-    for (const [op, id] of this.ids) {
+    for (const op of this.ids.keys()) {
+      const id = this.ids.get(op)!;
       if (id.op !== op) assert(false, `replica ${this.replica}: checkpoint id ${id.op} kept under op ${op}`);
       if (op < floor) assert(false, `replica ${this.replica}: checkpoint id ${op} kept beyond 4 intervals below ${this.remembered_op}`);
     }
