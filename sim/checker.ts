@@ -72,8 +72,8 @@ export class StateChecker {
   /** Ground truth for large objects: per block slot ("upload:part:attempt:index"), the first
    * canonical op that wrote it with each checksum. */
   private readonly slot_writes = new Map<string, Map<bigint, number>>();
-  /** First execution of each request: "client:request" -> op. */
-  private readonly executions = new Map<string, number>();
+  /** First execution of each request: client -> request -> op. */
+  private readonly executions = new Map<bigint, Map<number, number>>();
   private readonly primaries = new Map<number, number>();
   /** Per replica: prepares its disk holds durably, op -> checksums (tracked at each flush). */
   private readonly durable: Map<number, Set<bigint>>[];
@@ -193,9 +193,11 @@ export class StateChecker {
 
   request(replica: number, client: bigint, request: number, op: number, duplicate: boolean): void {
     if (duplicate) return;
-    const key = `${client}:${request}`;
-    const first = this.executions.get(key);
-    if (first === undefined) this.executions.set(key, op);
+    // By client, then request: a string key per execution (a bigint formatted) cost more than the rest.
+    let requests = this.executions.get(client);
+    if (requests === undefined) this.executions.set(client, (requests = new Map()));
+    const first = requests.get(request);
+    if (first === undefined) requests.set(request, op);
     else if (first !== op)
       this.fail(
         `replica ${replica} executed request ${request} of client ${client.toString(16)} at op ${op}, but it was executed at op ${first} already`,

@@ -18,6 +18,13 @@ import type { Prng } from "../lib/util/prng.ts";
  * order, and a directory's volatile entries are its durable entries with its pending changes
  * applied in order. Bytes past a file's size are zero in both images.
  *
+ * A pending write's bytes are kept once: in the volatile image, where the write put them, until
+ * something changes that range of the volatile image before the write is synced (a later write,
+ * a truncate below it, a corruption's reread); only then are they copied aside into the file's
+ * arena. Most writes (appends, the superblock's copies) are synced before anything overwrites
+ * them, and copying every write into the arena first was a third of the simulator's file system
+ * cost.
+ *
  * crash() resolves every pending record independently: a write is lost, applied or torn (a random
  * subset of its sectors, the last possibly partially), a truncate and a directory change are lost
  * or applied (a rename as a whole). Every choice comes from the Prng, so a seed replays a run.
@@ -101,9 +108,11 @@ export class SimFsCounters {
 }
 
 const EMPTY = new Uint8Array(0);
-/** Pending-record stride: [file offset (or new size), arena offset, length (-1: truncate)]. */
+/** Pending-record stride: [file offset (or new size), arena offset (IN_VOLATILE: the bytes are
+ * the volatile image's at the file offset), length (TRUNCATE: a truncate)]. */
 const RECORD = 3;
 const TRUNCATE = -1;
+const IN_VOLATILE = -1;
 /** A file's pending-byte arena above this size is released after a sync instead of reused. */
 const ARENA_KEEP_MAX = 4 << 20;
 
@@ -117,9 +126,15 @@ class FileNode {
   durable_size = 0;
   /** Pending records, RECORD numbers each, oldest first. */
   pending: number[] = [];
-  /** Copies of the pending write bytes, referenced by the records. */
+  /** Copies of pending write bytes the volatile image no longer holds, referenced by the records. */
   arena: Uint8Array = EMPTY;
   arena_used = 0;
+  /** Bytes of all pending writes (SimFsCounters.fdatasync_bytes). */
+  pending_bytes = 0;
+  /** The file range holding every pending write whose bytes are IN_VOLATILE (empty: low >= high):
+   * a change of the volatile image outside it needs no look at the records. */
+  volatile_low = Infinity;
+  volatile_high = 0;
   /** In SimFs.dirty_files. */
   dirty = false;
   /** Volatile directory entries naming this file. */
@@ -513,7 +528,7 @@ export class SimFs implements FileSystem {
       this.pwriteMisdirected(node, buffer, offset, end);
     } else {
       writeVolatile(node, buffer, offset, end);
-      this.record(node, buffer, offset);
+      this.record(node, offset, length);
     }
     this.used += growth;
     this.counters.pwrite_bytes += length;
@@ -527,7 +542,7 @@ export class SimFs implements FileSystem {
     const intended = Math.floor(offset / SECTOR_SIZE);
     if (sectors <= 1) {
       writeVolatile(node, buffer, offset, end);
-      this.record(node, buffer, offset);
+      this.record(node, offset, buffer.length);
       return;
     }
     let target = this.prng.int(sectors - 1);
@@ -541,7 +556,7 @@ export class SimFs implements FileSystem {
     if (landed >= new_size) return;
     const part = buffer.subarray(0, Math.min(buffer.length, new_size - landed));
     writeVolatile(node, part, landed, landed + part.length);
-    this.record(node, part, landed);
+    this.record(node, landed, part.length);
   }
 
   private fdatasyncNow(fd: Fd): void {
@@ -559,11 +574,13 @@ export class SimFs implements FileSystem {
     if (!node.dirty) return;
     const pending = node.pending;
     for (let i = 0; i < pending.length; i += RECORD) {
+      const offset = pending[i]!;
       const length = pending[i + 2]!;
-      if (length === TRUNCATE) truncateDurable(node, pending[i]!);
-      else writeDurable(node, node.arena, pending[i + 1]!, length, pending[i]!);
+      if (length === TRUNCATE) truncateDurable(node, offset);
+      else if (pending[i + 1] === IN_VOLATILE) writeDurable(node, node.data, offset, length, offset);
+      else writeDurable(node, node.arena, pending[i + 1]!, length, offset);
     }
-    this.counters.fdatasync_bytes += node.arena_used;
+    this.counters.fdatasync_bytes += node.pending_bytes;
     clearPending(node);
     this.undirty(node);
   }
@@ -691,12 +708,12 @@ export class SimFs implements FileSystem {
     return node;
   }
 
-  private record(node: FileNode, bytes: Uint8Array, offset: number): void {
-    const need = node.arena_used + bytes.length;
-    if (need > node.arena.length) node.arena = grow(node.arena, need, node.arena_used);
-    node.arena.set(bytes, node.arena_used);
-    node.pending.push(offset, node.arena_used, bytes.length);
-    node.arena_used = need;
+  /** A pending write of the bytes writeVolatile just put at [offset, offset + length). */
+  private record(node: FileNode, offset: number, length: number): void {
+    node.pending.push(offset, IN_VOLATILE, length);
+    node.pending_bytes += length;
+    if (offset < node.volatile_low) node.volatile_low = offset;
+    if (offset + length > node.volatile_high) node.volatile_high = offset + length;
     if (!node.dirty) this.markDirty(node);
   }
 
@@ -745,13 +762,16 @@ export class SimFs implements FileSystem {
         continue;
       }
       const fate = prng.int(3);
+      // The volatile image is left alone until every record is resolved.
+      const source = start === IN_VOLATILE ? node.data : node.arena;
+      const at = start === IN_VOLATILE ? offset : start;
       if (fate === 0) {
         this.counters.unsynced_writes_lost++;
       } else if (fate === 1) {
-        writeDurable(node, node.arena, start, length, offset);
+        writeDurable(node, source, at, length, offset);
         this.counters.unsynced_writes_applied++;
       } else {
-        tearDurable(node, node.arena, start, length, offset, prng);
+        tearDurable(node, source, at, length, offset, prng);
         this.counters.unsynced_writes_torn++;
       }
     }
@@ -906,14 +926,17 @@ function grow(buffer: Uint8Array, need: number, used: number): Uint8Array {
 }
 
 function writeVolatile(node: FileNode, bytes: Uint8Array, offset: number, end: number): void {
+  keepPendingBytes(node, offset, end);
   if (end > node.data.length) node.data = grow(node.data, end, node.size);
   node.data.set(bytes, offset);
   if (end > node.size) node.size = end;
 }
 
 function truncateVolatile(node: FileNode, size: number): void {
-  if (size < node.size) node.data.fill(0, size, node.size);
-  else if (size > node.data.length) node.data = grow(node.data, size, node.size);
+  if (size < node.size) {
+    keepPendingBytes(node, size, node.size);
+    node.data.fill(0, size, node.size);
+  } else if (size > node.data.length) node.data = grow(node.data, size, node.size);
   node.size = size;
 }
 
@@ -954,8 +977,37 @@ function tearDurable(node: FileNode, source: Uint8Array, start: number, length: 
   }
 }
 
+/** Before the volatile image's bytes [start, end) change: copies the bytes of every pending write
+ * they hold into the arena, so the write still has them when it is synced or a crash resolves it. */
+function keepPendingBytes(node: FileNode, start: number, end: number): void {
+  if (end <= node.volatile_low || start >= node.volatile_high) return;
+  const pending = node.pending;
+  let low = Infinity;
+  let high = 0;
+  for (let i = 0; i < pending.length; i += RECORD) {
+    if (pending[i + 1] !== IN_VOLATILE) continue;
+    const offset = pending[i]!;
+    const length = pending[i + 2]!;
+    if (offset < end && offset + length > start) {
+      const need = node.arena_used + length;
+      if (need > node.arena.length) node.arena = grow(node.arena, need, node.arena_used);
+      node.arena.set(node.data.subarray(offset, offset + length), node.arena_used);
+      pending[i + 1] = node.arena_used;
+      node.arena_used = need;
+    } else {
+      if (offset < low) low = offset;
+      if (offset + length > high) high = offset + length;
+    }
+  }
+  node.volatile_low = low;
+  node.volatile_high = high;
+}
+
 function clearPending(node: FileNode): void {
   node.pending.length = 0;
+  node.pending_bytes = 0;
+  node.volatile_low = Infinity;
+  node.volatile_high = 0;
   node.arena_used = 0;
   if (node.arena.length > ARENA_KEEP_MAX) node.arena = EMPTY;
 }
@@ -987,8 +1039,12 @@ function refreshVolatile(node: FileNode, start: number, end: number): void {
     const from = Math.max(offset, start);
     const to = Math.min(offset + length, end);
     if (from >= to) continue;
-    const arena_start = pending[i + 1]! + (from - offset);
-    bytes.set(node.arena.subarray(arena_start, arena_start + (to - from)), from - start);
+    // A write whose bytes are still in the volatile image is the last change of its range (any
+    // later one would have moved them to the arena), so reading them back before the image is
+    // rewritten below is exact.
+    const source = pending[i + 1] === IN_VOLATILE ? node.data : node.arena;
+    const source_start = (pending[i + 1] === IN_VOLATILE ? offset : pending[i + 1]!) + (from - offset);
+    bytes.set(source.subarray(source_start, source_start + (to - from)), from - start);
   }
   const limit = Math.min(end, node.size);
   if (limit > start) node.data.set(bytes.subarray(0, limit - start), start);

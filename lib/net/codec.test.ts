@@ -113,6 +113,18 @@ describe("codec round trips", () => {
     }
   });
 
+  test("a message without a body is checked against the empty body's checksum", () => {
+    const prng = new Prng(4);
+    const message = finalize(randomHeader(prng, Command.commit));
+    const encoded = encode(message);
+    const decoded = decode(encoded, message.header.cluster);
+    expect(decoded.ok && decoded.message.body.length).toBe(0);
+    // A header that claims some other (non-empty) body, sealed as if valid: the body check refuses it.
+    new DataView(encoded.buffer).setBigUint64(Offset.checksum_body, checksum(new Uint8Array([1])), true);
+    reseal(encoded);
+    expect(expectError(encoded, message.header.cluster)).toBe("checksum_body");
+  });
+
   test("the wire layout is the documented one", () => {
     const prng = new Prng(2);
     const message = randomMessage(prng, Command.prepare);

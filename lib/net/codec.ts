@@ -116,7 +116,11 @@ export interface Message {
   body: Uint8Array;
 }
 
+/** The body of every message without one (nothing can change a zero-length array), and its
+ * checksum: most messages (pings, commits, prepare_oks) have none, and each was a fresh array and
+ * a hash call. */
 const empty_body = new Uint8Array(0);
+const empty_body_checksum = checksum(empty_body);
 
 // Headers are encoded and decoded through one scratch buffer with a long-lived DataView: making a
 // DataView over each message's own bytes (which materializes its ArrayBuffer) cost more than the
@@ -233,8 +237,9 @@ export function decode(bytes: Uint8Array, cluster: bigint | null, owned = false)
     return fail("size", `header says ${size} bytes, frame has ${bytes.length} (max ${message_size_max})`);
   const header_checksum = checksum(scratch_checksummed);
   if (header_checksum !== v.getBigUint64(Offset.checksum, true)) return fail("checksum_header", "header checksum mismatch");
-  const body = owned ? bytes.subarray(header_size, size) : bytes.slice(header_size, size);
-  if (checksum(body) !== v.getBigUint64(Offset.checksum_body, true)) return fail("checksum_body", "body checksum mismatch");
+  const body = size === header_size ? empty_body : owned ? bytes.subarray(header_size, size) : bytes.slice(header_size, size);
+  const body_checksum = body.length === 0 ? empty_body_checksum : checksum(body);
+  if (body_checksum !== v.getBigUint64(Offset.checksum_body, true)) return fail("checksum_body", "body checksum mismatch");
   const h = readHeader(v);
   if (h === null) return fail("field", "a u64 field exceeds 2^53");
   if (cluster !== null && h.cluster !== cluster)

@@ -21,10 +21,12 @@ export class Prng {
       z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
       return (z ^ (z >>> 16)) >>> 0;
     };
-    this.a = next();
-    this.b = next();
-    this.c = next();
-    this.d = next();
+    // Held as int32 from the start (u32 leaves them so): a field that is sometimes a uint32 above
+    // 2^31 is a double to the JIT, and every draw then converts.
+    this.a = next() | 0;
+    this.b = next() | 0;
+    this.c = next() | 0;
+    this.d = next() | 0;
     if ((this.a | this.b | this.c | this.d) === 0) this.a = 1;
   }
 

@@ -210,21 +210,24 @@ export class DurableState {
       if (this.ids.get(pending.op) !== pending)
         assert(false, `replica ${this.replica}: pending checkpoint ${pending.op} is not among the ids prepares name`);
     }
-    for (const written of [this.flying, this.written]) {
-      if (written === null) continue;
-      if (!(written.view >= this.view_ && written.log_view >= this.log_view_))
-        assert(
-          false,
-          `replica ${this.replica}: queued view ${written.view}/${written.log_view} below the durable ${this.view_}/${this.log_view_}`,
-        );
-      if (!(written.checkpoint.op >= this.checkpoint_.op))
-        assert(false, `replica ${this.replica}: queued checkpoint ${written.checkpoint.op} below the durable ${this.checkpoint_.op}`);
-    }
+    if (this.flying !== null) this.queuedInvariants(this.flying);
+    if (this.written !== null) this.queuedInvariants(this.written);
     const floor = this.remembered_op - 4 * this.interval_ops;
     for (const op of this.ids.keys()) {
       const id = this.ids.get(op)!;
       if (id.op !== op) assert(false, `replica ${this.replica}: checkpoint id ${id.op} kept under op ${op}`);
       if (op < floor) assert(false, `replica ${this.replica}: checkpoint id ${op} kept beyond 4 intervals below ${this.remembered_op}`);
     }
+  }
+
+  /** A state queued or in flight to the superblock never goes below the durable one. */
+  private queuedInvariants(written: StateWritten): void {
+    if (!(written.view >= this.view_ && written.log_view >= this.log_view_))
+      assert(
+        false,
+        `replica ${this.replica}: queued view ${written.view}/${written.log_view} below the durable ${this.view_}/${this.log_view_}`,
+      );
+    if (!(written.checkpoint.op >= this.checkpoint_.op))
+      assert(false, `replica ${this.replica}: queued checkpoint ${written.checkpoint.op} below the durable ${this.checkpoint_.op}`);
   }
 }

@@ -168,10 +168,9 @@ export class FormationDriver {
 
   /** A probe only runs before the cluster formed: a formed replica has stopped its timer. */
   invariants(): void {
-    assert(
-      !this.probing || !this.host.formation.formed,
-      () => `replica ${this.host.replica}: still probing a formed cluster (status ${this.host.status})`,
-    );
+    // Runs after every simulator step: the condition first, the message only on failure.
+    if (this.probing && this.host.formation.formed)
+      assert(false, `replica ${this.host.replica}: still probing a formed cluster (status ${this.host.status})`);
     assert(this.warnings.size <= this.warnings.keys_max, "the warning limiter grew past its bound");
   }
 

@@ -177,6 +177,30 @@ describe("LogChain", () => {
     expect(() => chain.suffixHeaders()).toThrow(/no header for its head/);
   });
 
+  test("invariants() checks each installed suffix once, as the full pass does, and the caller cannot change it in between", () => {
+    const long = prepareChain(80, { view: 2 });
+    const host = hostAt(2, 2);
+    const chain = new LogChain(host);
+    const given = long.slice(29, 40);
+    chain.installLog(given, 40);
+    chain.invariants();
+    chain.suffixInvariants();
+    // The caller's array is not the suffix: changing it changes nothing the chain holds.
+    given.reverse();
+    expect(chain.suffixHeaders().map((h) => h.op)).toEqual(long.slice(29, 40).map((h) => h.op));
+    chain.invariants();
+    chain.suffixInvariants();
+    // Persisted state may carry more than a message does: both checks refuse it, the remembered one
+    // at the first check after it is installed, and again every time.
+    chain.vouched(long.slice(0, 65));
+    expect(() => chain.invariants()).toThrow(/65 view headers/);
+    expect(() => chain.invariants()).toThrow(/65 view headers/);
+    expect(() => chain.suffixInvariants()).toThrow(/65 view headers/);
+    chain.vouched(long.slice(1, 65));
+    chain.invariants();
+    chain.suffixInvariants();
+  });
+
   test("wanted: a prepare whose header is held without it, or the parent of a held header", () => {
     const host = hostAt(8, 2);
     host.journal.remove(6);

@@ -265,14 +265,21 @@ export class ViewChangeVotes {
     host.view_install.maybeStartView();
   }
 
+  private higherVotesInvariants(broken: (what: string) => never): void {
+    const host = this.host;
+    for (const [view, votes] of this.svc_higher) {
+      if (votes.size === 0 || votes.size > host.f) broken(`${votes.size} votes for view ${view} kept (f is ${host.f})`);
+      for (const r of votes) if (r < 0 || r >= host.config.replica_count) broken(`a vote for view ${view} from replica ${r}`);
+    }
+  }
+
   /** What holds between events; `broken` reports a violation. */
   invariants(broken: (what: string) => never): void {
     const host = this.host;
     // Votes are counted only in normal status, and reaching f+1 leaves the view (which drops them).
-    if (host.status === "view_change" && this.svc_higher.size > 0) broken("votes for higher views while changing views");
-    for (const [view, votes] of this.svc_higher) {
-      if (votes.size === 0 || votes.size > host.f) broken(`${votes.size} votes for view ${view} kept (f is ${host.f})`);
-      for (const r of votes) if (r < 0 || r >= host.config.replica_count) broken(`a vote for view ${view} from replica ${r}`);
+    if (this.svc_higher.size > 0) {
+      if (host.status === "view_change") broken("votes for higher views while changing views");
+      this.higherVotesInvariants(broken);
     }
     const vc = host.view_change;
     if (vc === null) return;
