@@ -207,8 +207,21 @@ export class ObjectStore {
   }
 
   /** Every entry in key order (checkpoints, state sync). */
-  *all(): IterableIterator<[string, ObjectEntry]> {
-    for (const key of this.sorted.all()) yield [key, this.entries.get(key)!];
+  all(): IterableIterator<[string, ObjectEntry]> {
+    // An iterator object, not a generator: a checkpoint base walks every entry, and the generator
+    // (over the sorted keys' own) cost about 75 ns per entry, most of the walk.
+    const keys = this.sorted.all();
+    const entries = this.entries;
+    const iterator: IterableIterator<[string, ObjectEntry]> = {
+      next(): IteratorResult<[string, ObjectEntry]> {
+        const key = keys.next();
+        return key.done === true ? { done: true, value: undefined } : { done: false, value: [key.value, entries.get(key.value)!] };
+      },
+      [Symbol.iterator]() {
+        return iterator;
+      },
+    };
+    return iterator;
   }
 
   /** Multiset hash of the entries; the checkpoint digest mixes in the revision and sessions. */

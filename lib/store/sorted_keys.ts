@@ -47,7 +47,7 @@ export class SortedKeys {
     return { keys, truncated: false };
   }
 
-  *all(): IterableIterator<string> {
-    yield* this.keys;
+  all(): IterableIterator<string> {
+    return this.keys.values();
   }
 }
