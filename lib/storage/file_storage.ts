@@ -8,8 +8,9 @@
  *   journal/<id>.seg           append-only segment files of prepares; values stay in them
  *   checkpoint/<op>.ckpt       checkpoint files (checkpoint_file.ts)
  *
- * Write order per flush (group commit): prepares to segments, fdatasync them; then the superblock
- * if queued; then header records to the ring, fdatasync it. A prepare is acknowledged only after the
+ * Write order per flush (group commit): prepares to segments and checkpoint files written since the
+ * last flush, fdatasync them (and name the checkpoints); then the superblock if queued, a half per
+ * step; then header records to the ring, fdatasync it. A prepare is acknowledged only after the
  * flush, so a header record on disk means the prepare was durable first: at recovery, a record
  * whose prepare is damaged is "faulty" (repair from peers), while a prepare with no record was never
  * acknowledged.

@@ -154,8 +154,9 @@ export interface Storage {
   /** Writes a value repaired from a peer into a segment (durable at the next flush); returns
    * where it now lives. Throws the no-space signal (isNoSpace) when the disk is full. */
   writeValue(value: Uint8Array): ValueLocation;
-  /** Writes a checkpoint's data files durably. It takes effect once a writeState naming it is
-   * flushed; until then the previous checkpoint stays valid. */
+  /** Writes a checkpoint's data files; the next flush makes them durable before its superblock
+   * step (docs/STORAGE.md §10.3). It takes effect once a writeState naming it is flushed; until
+   * then the previous checkpoint stays valid. */
   writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void;
   /** Reads part of a retained checkpoint, for a peer that is syncing (source 0) or a snapshot
    * client (source 1..snapshot_streams_max, docs/PROTOCOL.md §3.16): each source keeps its own
