@@ -17,6 +17,7 @@ import {
   decodeCheckpointSummary,
   encodeCheckpoint,
   baseRecords,
+  deltaBytesAtLeast,
   deltaRecords,
   type CheckpointContents,
   type CheckpointSummary,
@@ -259,9 +260,16 @@ export class CheckpointStore {
     let contents: CheckpointContents | null = null;
     let bytes: Uint8Array | null = null;
     if (tail !== null && tail.store === store && tail.op < id.op && tail.chain.length < chain_length_max) {
-      contents = { ...common, link: { kind: "delta", parent_op: tail.op, base_op: tail.chain[0]! }, records: deltaRecords(store, changes) };
-      bytes = encodeCheckpoint(contents);
-      if (tail.delta_bytes + bytes.length > tail.base_bytes) bytes = null;
+      const records = deltaRecords(store, changes);
+      const at_least = deltaBytesAtLeast(records, common.sessions.length);
+      if (tail.delta_bytes + at_least <= tail.base_bytes) {
+        contents = { ...common, link: { kind: "delta", parent_op: tail.op, base_op: tail.chain[0]! }, records };
+        bytes = encodeCheckpoint(contents);
+        // The skip above is exact only while this holds: a bound above the encoding would turn
+        // deltas that fit into bases.
+        assert(bytes.length >= at_least, () => `checkpoint delta of ${bytes!.length} bytes under its lower bound ${at_least}`);
+        if (tail.delta_bytes + bytes.length > tail.base_bytes) bytes = null;
+      }
     }
     if (bytes === null) {
       contents = { ...common, link: { kind: "base", parent_op: id.op, base_op: id.op }, records: baseRecords(store) };
