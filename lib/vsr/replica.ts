@@ -480,6 +480,12 @@ export class Replica {
     });
   }
 
+  /** The read cache's counts and size (status, metrics); null when it is off. */
+  readCache(): { hits: number; misses: number; bytes: number } | null {
+    const cache = this.state_machine.read_cache;
+    return cache === null ? null : { hits: cache.hits, misses: cache.misses, bytes: cache.bytes };
+  }
+
   /** Why this replica refuses writes, if it does (status, metrics). */
   problem(): string | null {
     if (this.no_space) return "disk full: refusing new writes until space is freed (reads, deletes and abort-upload still served)";
