@@ -11,12 +11,13 @@
  * 2. An fdatasync that fails with ENOSPC (NFS, thin provisioning, or EDQUOT, which NodeFs also
  *    maps to ENOSPC) once surfaced from writeCheckpoint() as FsError ENOSPC, the code the replica
  *    reads as "disk full" (lib/vsr/state_sync_driver.ts takeCheckpoint and finish catch it, mark no_space and
- *    carry on with the same FileStorage). writeCheckpoint first fdatasyncs the segments, which may hold
+ *    carry on with the same FileStorage). writeCheckpoint then fdatasynced the segments, which may hold
  *    prepares written since the last flush; the next flush fdatasyncs them again, Linux reports
  *    success (the error was reported once), the header records go out and the prepares are
  *    acknowledged although their pages may have been dropped. A failed fsync must never look like
  *    a full disk: every fdatasync failure is reported as EIO, and the replica reopens from disk
- *    (docs/DESIGN.md §5).
+ *    (docs/DESIGN.md §5). (writeCheckpoint now leaves every fdatasync to the flush after it; the
+ *    test checks that flush.)
  */
 import { describe, expect, test } from "bun:test";
 import { FileStorage, header_record_size, ring_copies, type StorageOptions } from "../lib/storage/file_storage.ts";
@@ -82,10 +83,13 @@ describe("a full disk (docs/STORAGE.md)", () => {
     const clients = new ClientTable(clients_max);
     const id: CheckpointId = { op: 1, digest: stateDigest(store, clients), checksum: first.header.checksum };
     const previous: CheckpointId = { op: 0, digest: stateDigest(store, clients), checksum: root.checksum };
+    // writeCheckpoint only writes its file; the flush after it syncs that file and the segments
+    // (docs/STORAGE.md §10.3), so that is where the failed fdatasync surfaces.
+    storage.writeCheckpoint({ id, anchor: first.header, previous }, store, clients);
     fs.fail_with = "ENOSPC";
     let code: string | null = null;
     try {
-      storage.writeCheckpoint({ id, anchor: first.header, previous }, store, clients);
+      storage.flush();
     } catch (error) {
       code = error instanceof FsError ? error.code : "not an FsError";
     }
