@@ -10,6 +10,7 @@ import {
   checkRecovery,
   clients_max,
   cluster,
+  expectCheckpoint,
   expectSameMessage,
   interval,
   journalByOp,
@@ -341,6 +342,53 @@ describe("FileStorage: a checkpoint's file in the flush after it (docs/STORAGE.m
       w.storage.flush();
       expect(w.fs.exists(checkpointPath(next.op))).toBe(true);
     }
+  });
+
+  test("a checkpoint taken during a flush, over values written after it began, survives a crash at any point of the next flush", () => {
+    // A backup executes (and checkpoints) a committed op whose prepare it journaled after the
+    // flush in flight began, often into the segment that flush is syncing: the next flush must
+    // sync that segment again, and the checkpoint's file, before its superblock names it.
+    const k = interval * 3;
+    const seen = { crashed: 0, new_checkpoint: 0 };
+    for (let seed = 1; seed <= 12; seed++) {
+      for (let at = 1; at <= 16; at++) {
+        const w = new World(new Prng(seed));
+        w.run(interval * 2 + 3);
+        w.publish = false;
+        while (w.executed < k - 2) w.step(1);
+        const published = w.checkpoint.op;
+        w.write(1); // op k - 1: its segment is in the group in flight
+        w.writeState({ ...w.state, commit_max: k - 2, view_headers: w.suffix() });
+        w.storage.flushBegin();
+        w.write(1); // op k, after the begin
+        w.flushed.add(k - 1).add(k); // committed: executed now (takes checkpoint k), journaled or not
+        w.execute();
+        const c = w.snapshots.get(k)!;
+        expect(w.storage.pending()).toBe(true);
+        w.writeState({ ...w.state, commit_max: k, checkpoint: c.id, view_headers: w.suffix() });
+        do w.storage.flushSyncInline();
+        while (w.storage.flushSynced() !== null);
+        w.fs.armCrash(at);
+        try {
+          w.storage.flush(); // the checkpoint's: file and segments, rename, superblock, ring
+          w.fs.disarmCrash();
+          w.fs.crash(w.prng);
+        } catch (error) {
+          if (!(error instanceof SimulatedCrash)) throw error;
+          seen.crashed += 1;
+        }
+        const recovered = w.reopen();
+        // The superblock names the old checkpoint or the new one, and whichever it names loads
+        // whole, every value read back from disk.
+        expect([published, k]).toContain(recovered.state!.checkpoint.op);
+        expect(recovered.checkpoint).not.toBeNull();
+        if (recovered.state!.checkpoint.op === k) seen.new_checkpoint += 1;
+        expectCheckpoint(w, recovered, w.storage);
+      }
+    }
+    // Crashes landed inside that flush, and some after the superblock named the new checkpoint.
+    expect(seen.crashed).toBeGreaterThan(12 * 8);
+    expect(seen.new_checkpoint).toBeGreaterThan(12);
   });
 });
 
