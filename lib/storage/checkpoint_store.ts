@@ -321,11 +321,13 @@ export class CheckpointStore {
    * before any superblock can name them (the flush's next step). */
   flushRename(): void {
     if (this.flushing.length === 0) return;
-    for (const c of this.flushing) {
+    // Each file leaves the list as its descriptor closes: if a close or a rename throws (a reopen
+    // follows), release() must not close that descriptor again, as its number may be reused.
+    for (let c = this.flushing.shift(); c !== undefined; c = this.flushing.shift()) {
       this.fs.close(c.fd);
       this.fs.rename(`${checkpointPath(c.op)}.tmp`, checkpointPath(c.op));
     }
-    this.flushing = [];
+    assert(this.flushing.length === 0, "checkpoint store: files left unrenamed");
     this.fs.fsyncDir("checkpoint");
   }
 

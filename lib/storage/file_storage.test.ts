@@ -24,7 +24,12 @@ import {
 import { FileStorage, ForeignDataError } from "./file_storage.ts";
 import { checkpointPath } from "./checkpoint_file.ts";
 import { encode } from "../net/codec.ts";
-import { rootPrepare } from "../vsr/root.ts";
+import { rootPrepare, stateDigest } from "../vsr/root.ts";
+import { ObjectStore } from "../store/object_store.ts";
+import { ClientTable } from "../vsr/client_table.ts";
+import { FsError, type Fd } from "./fs.ts";
+import { ForwardingFs } from "../../tests/support/forwarding_fs.ts";
+import { formatStorage, registerPrepare } from "../../tests/support/storage_fixture.ts";
 import type { VsrState } from "../vsr/storage.ts";
 import { header_size } from "../constants.ts";
 import { Prng } from "../util/prng.ts";
@@ -389,6 +394,38 @@ describe("FileStorage: a checkpoint's file in the flush after it (docs/STORAGE.m
     // Crashes landed inside that flush, and some after the superblock named the new checkpoint.
     expect(seen.crashed).toBeGreaterThan(12 * 8);
     expect(seen.new_checkpoint).toBeGreaterThan(12);
+  });
+
+  test("BUG: a checkpoint's file whose rename failed is closed once, not again when the storage closes", () => {
+    // An error in the step that renames checkpoint files is a reopen (docs/STORAGE.md §14.6): the
+    // storage closes every file it holds, and must not close again a descriptor that step already
+    // closed (by then its number may be another file's).
+    class RenameFails extends ForwardingFs {
+      fail = false;
+      readonly closes = new Map<Fd, number>();
+      override close(fd: Fd): void {
+        this.closes.set(fd, (this.closes.get(fd) ?? 0) + 1);
+        this.inner.close(fd);
+      }
+      override rename(from: string, to: string): void {
+        if (this.fail) throw new FsError("EIO", `rename ${from}: input/output error (test)`);
+        this.inner.rename(from, to);
+      }
+    }
+    const fs = new RenameFails(new SimFs(new Prng(5)));
+    const { storage, root } = formatStorage(fs, options(), clients_max);
+    const first = registerPrepare(options(), 1, root.checksum);
+    storage.writePrepare(first);
+    const store = new ObjectStore();
+    const clients = new ClientTable(clients_max);
+    const digest = stateDigest(store, clients);
+    const id = { op: 1, digest, checksum: first.header.checksum };
+    storage.writeCheckpoint({ id, anchor: first.header, previous: { op: 0, digest, checksum: root.checksum } }, store, clients);
+    fs.fail = true;
+    expect(() => storage.flush()).toThrow(FsError);
+    storage.close();
+    expect(fs.closes.size).toBeGreaterThan(3); // superblock, ring, a segment, the checkpoint's file
+    expect([...fs.closes].filter(([, n]) => n !== 1)).toEqual([]);
   });
 });
 
