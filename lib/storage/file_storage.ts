@@ -102,9 +102,8 @@ export class FileStorage implements Storage {
   ) {
     assert(options.journal_slot_count > 0 && options.segment_size_bytes > 0, "storage: options");
     this.root = rootPrepare(options.cluster, options.replica_count);
-    const datasync = (fd: Fd): void => this.datasync(fd);
     this.ring = new HeaderRing(fs, options.journal_slot_count);
-    this.files = new SegmentFiles(fs, options.segment_size_bytes, datasync);
+    this.files = new SegmentFiles(fs, options.segment_size_bytes);
     this.receiver = new SyncReceiver(this.files);
     this.checkpoints = new CheckpointStore(fs, this.files, options.journal_slot_count, this.stats, (segment) =>
       this.receiver.holds(segment),
