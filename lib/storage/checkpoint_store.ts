@@ -276,7 +276,9 @@ export class CheckpointStore {
       bytes = encodeCheckpoint(contents);
     }
     const tmp = `${checkpointPath(id.op)}.tmp`;
-    assert(!this.unsynced.some((u) => u.op === id.op), () => `checkpoint store: checkpoint ${id.op} written twice before a flush`);
+    // Not while a flush holds this op's .tmp either: truncating it under that flush's fdatasync
+    // would have the flush rename bytes it never synced.
+    assert(!this.renaming(id.op), () => `checkpoint store: checkpoint ${id.op} written again before its flush renamed it`);
     const fd = this.fs.open(tmp, true);
     try {
       this.fs.truncate(fd, 0);
