@@ -292,8 +292,9 @@ export class FileStorage implements Storage {
     return this.flight !== null;
   }
 
-  /** Takes every write queued so far as the group in flight (docs/STORAGE.md §10.9): new segments'
-   * names are synced now; returns the segments the driver must fdatasync before flushSynced. */
+  /** Takes every write queued so far as the group in flight (docs/STORAGE.md §10.9); returns the
+   * segments and checkpoint files the driver must fdatasync before flushSynced (new segments'
+   * names are synced in flushSynced, once they are). */
   flushBegin(): Fd[] {
     assert(this.superblock_fd >= 0 && this.ring.fd >= 0, "flushBegin: storage not open");
     assert(this.flight === null, "flushBegin: a flush is already in flight");
