@@ -284,9 +284,14 @@ export class CheckpointStore {
       this.fs.truncate(fd, 0);
       this.fs.pwrite(fd, bytes, 0);
     } catch (error) {
-      // A full disk skips this checkpoint (its .tmp is collected later); anything else propagates
-      // as it is (a crash in the simulator has already closed every file).
-      if (error instanceof FsError) fsOrNull(() => this.fs.close(fd));
+      // A full disk skips this checkpoint, and its partial .tmp goes now: left for the next
+      // collection (a publish, which needs a checkpoint written, or a restart) it would hold the
+      // space the replica waits for. Anything else propagates as it is (a crash in the simulator has already
+      // closed every file).
+      if (error instanceof FsError) {
+        fsOrNull(() => this.fs.close(fd));
+        fsOrNull(() => this.fs.unlink(tmp));
+      }
       throw error;
     }
     this.unsynced.push({ op: id.op, fd });
