@@ -396,6 +396,49 @@ describe("FileStorage: a checkpoint's file in the flush after it (docs/STORAGE.m
     expect(seen.new_checkpoint).toBeGreaterThan(12);
   });
 
+  test("two checkpoints written before one flush, the second a delta of the first: a crash at any point of it recovers the old or the second whole", () => {
+    const k = interval * 8; // by then a base outweighs an interval's delta
+    const seen = { crashed: 0, second: 0 };
+    for (let seed = 1; seed <= 8; seed++) {
+      for (let at = 1; at <= 16; at++) {
+        const w = new World(new Prng(seed), options(), 400, 200);
+        w.run(k - interval + 3);
+        w.publish = false;
+        while (w.executed < k - 2) w.step(1);
+        const published = w.checkpoint.op;
+        // Committed and executed (a backup told the commit), not yet flushed: checkpoints k and
+        // k + interval both wait for the next flush.
+        const ops = w.write(interval + 2);
+        for (const op of ops.slice(0, 2)) w.flushed.add(op);
+        w.execute();
+        const deltas = w.storage.stats.checkpoints_delta;
+        for (const op of ops) w.flushed.add(op);
+        w.execute();
+        expect(w.executed).toBe(k + interval);
+        expect(w.storage.stats.checkpoints_delta).toBe(deltas + 1); // k + interval is a delta of k
+        expect(w.fs.exists(`${checkpointPath(k)}.tmp`) && w.fs.exists(`${checkpointPath(k + interval)}.tmp`)).toBe(true);
+        const c = w.snapshots.get(k + interval)!;
+        w.writeState({ ...w.state, commit_max: k + interval, checkpoint: c.id, view_headers: w.suffix() });
+        w.fs.armCrash(at);
+        try {
+          w.storage.flush();
+          w.fs.disarmCrash();
+          w.fs.crash(w.prng);
+        } catch (error) {
+          if (!(error instanceof SimulatedCrash)) throw error;
+          seen.crashed += 1;
+        }
+        const recovered = w.reopen();
+        expect([published, k + interval]).toContain(recovered.state!.checkpoint.op);
+        expect(recovered.checkpoint).not.toBeNull();
+        if (recovered.state!.checkpoint.op === k + interval) seen.second += 1;
+        expectCheckpoint(w, recovered, w.storage);
+      }
+    }
+    expect(seen.crashed).toBeGreaterThan(8 * 8);
+    expect(seen.second).toBeGreaterThan(8);
+  });
+
   test("BUG: a checkpoint's file whose rename failed is closed once, not again when the storage closes", () => {
     // An error in the step that renames checkpoint files is a reopen (docs/STORAGE.md §14.6): the
     // storage closes every file it holds, and must not close again a descriptor that step already
