@@ -286,8 +286,8 @@ export class CheckpointStore {
     } catch (error) {
       // A full disk skips this checkpoint, and its partial .tmp goes now: left for the next
       // collection (a publish, which needs a checkpoint written, or a restart) it would hold the
-      // space the replica waits for. Anything else propagates as it is (a crash in the simulator has already
-      // closed every file).
+      // space the replica waits for. Anything else propagates as it is (a crash in the simulator
+      // has already closed every file).
       if (error instanceof FsError) {
         fsOrNull(() => this.fs.close(fd));
         fsOrNull(() => this.fs.unlink(tmp));
