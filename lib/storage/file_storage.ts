@@ -425,8 +425,10 @@ export class FileStorage implements Storage {
 
   writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void {
     assert(checkpoint.id.op > (this.checkpoints.retained[0]?.id.op ?? -1), "writeCheckpoint: not above the published checkpoint");
-    this.receiver.adopt();
     this.checkpoints.write(checkpoint, store, clients);
+    // Only a written checkpoint adopts a sync's segments: if a full disk refused it, the replica
+    // drops the sync, and syncAbort must still find them to delete.
+    this.receiver.adopt();
   }
 
   readSyncChunk(id: CheckpointId, position: number, size_max: number, source = 0): SyncChunk | null {
