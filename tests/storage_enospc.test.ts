@@ -1,6 +1,6 @@
 /**
- * docs/STORAGE.md §"A full disk" and §"A failed fsync": two rules of the storage layer, each of
- * which the code once broke (both found while writing STORAGE.md).
+ * docs/STORAGE.md §"A full disk" and §"A failed fsync": rules of the storage layer, each of which
+ * the code once broke (the first two found while writing STORAGE.md).
  *
  * 1. The header ring is preallocated at format so that a full disk can never make a flush fail
  *    (file_storage.ts recover()). A fresh directory has no superblock record yet, so recover()
@@ -18,6 +18,9 @@
  *    a full disk: every fdatasync failure is reported as EIO, and the replica reopens from disk
  *    (docs/DESIGN.md §5). (writeCheckpoint now leaves every fdatasync to the flush after it; the
  *    test checks that flush.)
+ *
+ * 3. A checkpoint skipped for a full disk left its partial .tmp (and, once, its descriptor) until
+ *    the next collection, holding the space the replica waited for.
  */
 import { describe, expect, test } from "bun:test";
 import { FileStorage, header_record_size, ring_copies, type StorageOptions } from "../lib/storage/file_storage.ts";
@@ -95,5 +98,43 @@ describe("a full disk (docs/STORAGE.md)", () => {
     }
     expect(code).not.toBeNull(); // the failure is reported...
     expect(code).not.toBe("ENOSPC"); // ...but not as the code that means "refuse writes, carry on"
+  });
+
+  test("a checkpoint skipped for a full disk leaves no partial file holding the space it took", () => {
+    // A pwrite into a full disk writes what fits, then fails (NodeFs.pwrite loops on short
+    // writes). The skipped checkpoint's .tmp is garbage at once: left until the next collection (a
+    // publish, which needs a checkpoint written, or a restart), it would keep the replica out of
+    // space.
+    class ShortWriteFs extends ForwardingFs {
+      full = false;
+      override pwrite(fd: Fd, buffer: Uint8Array, offset: number): void {
+        if (!this.full) return this.inner.pwrite(fd, buffer, offset);
+        this.inner.pwrite(fd, buffer.subarray(0, buffer.length >> 1), offset);
+        throw new FsError("ENOSPC", "write: No space left on device");
+      }
+    }
+    const sim = new SimFs(new Prng(4));
+    const fs = new ShortWriteFs(sim);
+    const { storage, root } = format(fs);
+    const first = prepare(1, root.checksum);
+    storage.writePrepare(first);
+    storage.flush();
+    const used = sim.usedBytes();
+    const store = new ObjectStore();
+    const clients = new ClientTable(clients_max);
+    const digest = stateDigest(store, clients);
+    const id: CheckpointId = { op: 1, digest, checksum: first.header.checksum };
+    fs.full = true;
+    let code: string | null = null;
+    try {
+      storage.writeCheckpoint({ id, anchor: first.header, previous: { op: 0, digest, checksum: root.checksum } }, store, clients);
+    } catch (error) {
+      code = error instanceof FsError ? error.code : "not an FsError";
+    }
+    fs.full = false;
+    expect(code).toBe("ENOSPC"); // the replica skips the checkpoint and retries it with space
+    expect(sim.readdir("checkpoint")).toEqual([]);
+    expect(sim.usedBytes()).toBe(used);
+    expect(storage.pending()).toBe(false); // nothing of it is left for a flush
   });
 });

@@ -276,15 +276,22 @@ export class CheckpointStore {
       bytes = encodeCheckpoint(contents);
     }
     const tmp = `${checkpointPath(id.op)}.tmp`;
-    assert(!this.unsynced.some((u) => u.op === id.op), () => `checkpoint store: checkpoint ${id.op} written twice before a flush`);
+    // Not while a flush holds this op's .tmp either: truncating it under that flush's fdatasync
+    // would have the flush rename bytes it never synced.
+    assert(!this.renaming(id.op), () => `checkpoint store: checkpoint ${id.op} written again before its flush renamed it`);
     const fd = this.fs.open(tmp, true);
     try {
       this.fs.truncate(fd, 0);
       this.fs.pwrite(fd, bytes, 0);
     } catch (error) {
-      // A full disk skips this checkpoint (its .tmp is collected later); anything else propagates
-      // as it is (a crash in the simulator has already closed every file).
-      if (error instanceof FsError) fsOrNull(() => this.fs.close(fd));
+      // A full disk skips this checkpoint, and its partial .tmp goes now: left for the next
+      // collection (a publish, which needs a checkpoint written, or a restart) it would hold the
+      // space the replica waits for. Anything else propagates as it is (a crash in the simulator
+      // has already closed every file).
+      if (error instanceof FsError) {
+        fsOrNull(() => this.fs.close(fd));
+        fsOrNull(() => this.fs.unlink(tmp));
+      }
       throw error;
     }
     this.unsynced.push({ op: id.op, fd });
@@ -321,11 +328,13 @@ export class CheckpointStore {
    * before any superblock can name them (the flush's next step). */
   flushRename(): void {
     if (this.flushing.length === 0) return;
-    for (const c of this.flushing) {
+    // Each file leaves the list as its descriptor closes: if a close or a rename throws (a reopen
+    // follows), release() must not close that descriptor again, as its number may be reused.
+    for (let c = this.flushing.shift(); c !== undefined; c = this.flushing.shift()) {
       this.fs.close(c.fd);
       this.fs.rename(`${checkpointPath(c.op)}.tmp`, checkpointPath(c.op));
     }
-    this.flushing = [];
+    assert(this.flushing.length === 0, "checkpoint store: files left unrenamed");
     this.fs.fsyncDir("checkpoint");
   }
 

@@ -102,9 +102,8 @@ export class FileStorage implements Storage {
   ) {
     assert(options.journal_slot_count > 0 && options.segment_size_bytes > 0, "storage: options");
     this.root = rootPrepare(options.cluster, options.replica_count);
-    const datasync = (fd: Fd): void => this.datasync(fd);
     this.ring = new HeaderRing(fs, options.journal_slot_count);
-    this.files = new SegmentFiles(fs, options.segment_size_bytes, datasync);
+    this.files = new SegmentFiles(fs, options.segment_size_bytes);
     this.receiver = new SyncReceiver(this.files);
     this.checkpoints = new CheckpointStore(fs, this.files, options.journal_slot_count, this.stats, (segment) =>
       this.receiver.holds(segment),
@@ -293,8 +292,9 @@ export class FileStorage implements Storage {
     return this.flight !== null;
   }
 
-  /** Takes every write queued so far as the group in flight (docs/STORAGE.md §10.9): new segments'
-   * names are synced now; returns the segments the driver must fdatasync before flushSynced. */
+  /** Takes every write queued so far as the group in flight (docs/STORAGE.md §10.9); returns the
+   * segments and checkpoint files the driver must fdatasync before flushSynced (new segments'
+   * names are synced in flushSynced, once they are). */
   flushBegin(): Fd[] {
     assert(this.superblock_fd >= 0 && this.ring.fd >= 0, "flushBegin: storage not open");
     assert(this.flight === null, "flushBegin: a flush is already in flight");
@@ -425,8 +425,10 @@ export class FileStorage implements Storage {
 
   writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void {
     assert(checkpoint.id.op > (this.checkpoints.retained[0]?.id.op ?? -1), "writeCheckpoint: not above the published checkpoint");
-    this.receiver.adopt();
     this.checkpoints.write(checkpoint, store, clients);
+    // Only a written checkpoint adopts a sync's segments: if a full disk refused it, the replica
+    // drops the sync, and syncAbort must still find them to delete.
+    this.receiver.adopt();
   }
 
   readSyncChunk(id: CheckpointId, position: number, size_max: number, source = 0): SyncChunk | null {

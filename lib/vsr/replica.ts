@@ -936,8 +936,9 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Checkpoints and state sync
 
-  /** A synced checkpoint verified and durable (StateSync): it becomes this replica's state, as if
-   * it had executed up to it. */
+  /** A synced checkpoint verified and its file written (StateSync; durable with the next flush,
+   * before any superblock names it): it becomes this replica's state, as if it had executed up to
+   * it. */
   installSynced(target: CheckpointId, received: SyncReceived): void {
     const { store, clients, checkpoint } = received;
     const anchor = checkpoint.anchor;

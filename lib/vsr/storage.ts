@@ -169,9 +169,9 @@ export interface Storage {
   syncBegin(id: CheckpointId): void;
   /** Applies one received chunk; false if the chunk does not parse. */
   syncApply(bytes: Uint8Array): boolean;
-  /** Finishes a sync: makes the received values durable and returns the namespace, client table
-   * and anchor header (null if the stream was incomplete). The caller verifies the digest, then
-   * writes the checkpoint with writeCheckpoint. */
+  /** Finishes a sync: returns the namespace, client table and anchor header (null if the stream
+   * was incomplete). The caller verifies the digest, then writes the checkpoint with
+   * writeCheckpoint; the flush after it makes the received values durable with its file. */
   syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; checkpoint: CheckpointMeta } | null;
   /** Drops a sync that will not be finished (a view change, a full disk, no peer serving it): its
    * segments are deleted now, not when the next sync begins, which may be never. */
