@@ -73,6 +73,9 @@ const per_count = new Map<number, { done: number; failed: number; steps: number;
   replica_counts.map((r) => [r, { done: 0, failed: 0, steps: 0, ms: 0 }]),
 );
 const failures: SweepOutcome[] = [];
+/** Seeds that exercised each kind of event, over the whole sweep (a sweep is evidence only for
+ * what its seeds did). */
+const coverage = { faults: 0, view_changes: 0, client_refusals: 0, client_polls: 0 };
 let done = 0;
 const started = performance.now();
 
@@ -113,6 +116,7 @@ await new Promise<void>((resolve) => {
       c.done += 1;
       c.steps += o.steps;
       c.ms += o.ms;
+      for (const kind of Object.keys(coverage) as (keyof typeof coverage)[]) if (o[kind] > 0) coverage[kind] += 1;
       if (!o.ok) {
         c.failed += 1;
         failures.push(o);
@@ -131,6 +135,9 @@ await new Promise<void>((resolve) => {
 });
 clearInterval(timer);
 report(true);
+console.log(
+  `seeds with faults ${coverage.faults}, with view changes ${coverage.view_changes}, with refused client connects ${coverage.client_refusals}, with paced polls ${coverage.client_polls} (of ${total})`,
+);
 console.log(`${total - failures.length} passed, ${failures.length} failed`);
 for (const f of failures) console.log(`  ${reproduce(f)}`);
 process.exit(failures.length > 0 ? 1 : 0);

@@ -16,6 +16,12 @@ export interface SweepOutcome extends SweepJob {
   violation: string | null;
   steps: number;
   ms: number;
+  /** What the seed exercised (SimResult): faults injected, view changes, and clients' refused
+   * connects and paced polls (docs/PROTOCOL.md §3.9). */
+  faults: number;
+  view_changes: number;
+  client_refusals: number;
+  client_polls: number;
 }
 
 declare const self: Worker;
@@ -26,7 +32,17 @@ self.onmessage = (event: MessageEvent<SweepJob>) => {
   let outcome: SweepOutcome;
   try {
     const result = simulate({ seed: job.seed, replicas: job.replicas, clients: job.clients, ticks: job.ticks });
-    outcome = { ...job, ok: result.ok, violation: result.violation, steps: result.step, ms: performance.now() - started };
+    outcome = {
+      ...job,
+      ok: result.ok,
+      violation: result.violation,
+      steps: result.step,
+      ms: performance.now() - started,
+      faults: result.faults,
+      view_changes: result.view_changes,
+      client_refusals: result.client_refusals,
+      client_polls: result.client_polls,
+    };
   } catch (error) {
     // The simulator reports violations as results; anything thrown is a bug in it, and a failure.
     outcome = {
@@ -35,6 +51,10 @@ self.onmessage = (event: MessageEvent<SweepJob>) => {
       violation: `simulator threw: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
       steps: 0,
       ms: performance.now() - started,
+      faults: 0,
+      view_changes: 0,
+      client_refusals: 0,
+      client_polls: 0,
     };
   }
   self.postMessage(outcome);

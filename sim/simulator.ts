@@ -748,7 +748,8 @@ export class Simulator {
     this.afterReplicaEvent(node);
   }
 
-  /** Each step of a flush (segments, then the header ring) takes half the disk latency. */
+  /** Each step of a flush (segments and checkpoint files, each superblock half, the header ring)
+   * takes half the disk latency. */
   private scheduleFlushSynced(node: ReplicaNode): void {
     this.schedule(this.prng.exponential(this.rates.disk_latency_mean_us / 2), Kind.flush_synced, node.index, node.incarnation, null);
   }

@@ -79,7 +79,7 @@ describe("determinism", () => {
     const a = run();
     const b = run();
     expect(a.result).toEqual(b.result);
-    expect(a.trace.length).toBeGreaterThan(20);
+    expect(a.trace.length).toBeGreaterThan(10); // a run with events to compare, not an empty trace
     expect(a.trace).toEqual(b.trace);
   });
 

@@ -31,7 +31,14 @@ const status: ReplicaStatus = {
   object_bytes: 10,
   uptime_ms: 5000,
   problem: null,
-  counters: { view_changes: 2, frames_dropped_invalid: 4, frames_truncated: 1, repairs_requested: 7 },
+  counters: {
+    view_changes: 2,
+    frames_dropped_invalid: 4,
+    frames_truncated: 1,
+    repairs_requested: 7,
+    read_cache_hits: 9,
+    read_cache_bytes: 5000,
+  },
   status_ms: 4000,
   status_view: 3,
   peers: [],
@@ -78,6 +85,10 @@ describe("renderMetrics", () => {
     expect(text).toContain('toastyfs_frames_dropped_total{reason="invalid"} 4');
     expect(text).toContain('toastyfs_frames_dropped_total{reason="truncated"} 1');
     expect(text).toContain("toastyfs_repairs_requested_total 7\n");
+    // The read cache: hits are a count, its bytes a level.
+    expect(text).toContain("toastyfs_read_cache_hits_total 9\n");
+    expect(text).toContain("# TYPE toastyfs_read_cache_bytes gauge");
+    expect(text).toContain("toastyfs_read_cache_bytes 5000\n");
     expect(text).toContain('toastyfs_replica_status{status="normal"} 1');
     // Every sample line belongs to a family declared with # TYPE.
     const families = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));

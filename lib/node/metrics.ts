@@ -222,21 +222,22 @@ export function renderMetrics(status: ReplicaStatus, requests: RequestMetrics, d
   );
   for (const [counter, reason] of Object.entries(frames_dropped))
     e.sample("toastyfs_frames_dropped_total", status.counters[counter] ?? 0, { reason });
-  // What uploads and blocks hold now (docs/PROTOCOL.md §3.15): levels, not counts of events.
-  for (const [name, help] of Object.entries(large_object_gauges)) e.gauge(`toastyfs_${name}`, help, status.counters[name] ?? 0);
+  // What uploads, blocks and the read cache hold now: levels, not counts of events.
+  for (const [name, help] of Object.entries(level_gauges)) e.gauge(`toastyfs_${name}`, help, status.counters[name] ?? 0);
   for (const name of Object.keys(status.counters).sort()) {
-    if (name === "view_changes" || name in frames_dropped || name in large_object_gauges) continue;
+    if (name === "view_changes" || name in frames_dropped || name in level_gauges) continue;
     const metric = `toastyfs_${name.replace(/[^a-zA-Z0-9_]/g, "_")}_total`;
     e.counter(metric, `The replica's ${name.replace(/_/g, " ")} counter.`, status.counters[name] ?? 0);
   }
   return e.text();
 }
 
-const large_object_gauges: Record<string, string> = {
+const level_gauges: Record<string, string> = {
   uploads_open: "Uploads open (created, neither completed, aborted nor expired).",
   blocks_live: "Blocks held by open uploads and stored objects.",
   block_bytes_live: "Bytes of those blocks.",
   pinned_dead_bytes: "Bytes of segments nothing live references that checkpoint retention still keeps (an idle primary nudges them free).",
+  read_cache_bytes: "Bytes of get replies the primary's read cache holds (bodies, keys and per-entry overhead).",
 };
 
 const endpoints = "see /metrics, /livez, /readyz (?verbose: one line per check)";

@@ -81,3 +81,27 @@ describe("ReplicaNode: where a flush's fdatasyncs run", () => {
     }
   });
 });
+
+describe("ReplicaNode: the read cache in status and metrics", () => {
+  test("repeated gets count as hits, the first as a miss, and the cache's bytes are a level", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-node-"));
+    dirs.push(dir);
+    const port = await freeConsecutivePorts(1);
+    const address = { host: "127.0.0.1", port };
+    const node = new ReplicaNode({ self: address, addresses: [address], data_dir: dir, logger: new Logger("error", "text", "", () => {}) });
+    await node.start();
+    const client = new Client({ addresses: [address], operation_timeout_ms: 20_000 });
+    try {
+      await client.put("hot", new Uint8Array(4096).fill(3));
+      const before = node.status().counters;
+      for (let i = 0; i < 5; i++) expect((await client.get("hot"))?.value.length).toBe(4096);
+      const after = node.status().counters;
+      expect(after.read_cache_misses! - before.read_cache_misses!).toBe(1);
+      expect(after.read_cache_hits! - before.read_cache_hits!).toBe(4);
+      expect(after.read_cache_bytes!).toBeGreaterThan(4096);
+    } finally {
+      await client.close();
+      await node.stop();
+    }
+  });
+});

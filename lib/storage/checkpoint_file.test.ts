@@ -4,6 +4,7 @@ import {
   baseContents,
   checkpointPath,
   decodeCheckpoint,
+  deltaBytesAtLeast,
   deltaRecords,
   encodeCheckpoint,
   type CheckpointContents,
@@ -191,7 +192,9 @@ describe("checkpoint file", () => {
         sessions: clients.entries(),
         records: deltaRecords(store, store.takeChanges()),
       };
-      const decoded = decodeCheckpoint(encodeCheckpoint(delta), 5);
+      const encoded = encodeCheckpoint(delta);
+      expect(deltaBytesAtLeast(delta.records, delta.sessions.length)).toBeLessThanOrEqual(encoded.length);
+      const decoded = decodeCheckpoint(encoded, 5);
       expect(decoded).not.toBeNull();
       expect(decoded!.link).toEqual(delta.link);
       const state = applyChain([base, decoded!], 5)!;

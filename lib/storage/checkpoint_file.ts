@@ -212,6 +212,21 @@ export function encodeCheckpoint(c: CheckpointContents): Uint8Array {
 }
 
 /**
+ * A lower bound on the bytes encodeCheckpoint writes for a delta of these records (every field
+ * counted at its smallest: a tag and an object record with its key and location per set, a tag,
+ * the key and its size per removal, a tag and an id per upload or block). CheckpointStore.write
+ * skips encoding a delta that could not fit beside the base it would be kept instead of (its
+ * encoding would be thrown away): the bytes written are the same, the wasted encoding is not.
+ */
+export function deltaBytesAtLeast(records: StateRecords, sessions: number): number {
+  const pad8 = (n: number): number => (n + 7) & ~7;
+  let bytes = fixed_size + header_size + sessions * 56;
+  for (const [key, entry] of records.objects) bytes += (entry === null ? 16 : 64) + pad8(key.length);
+  bytes += 16 * (records.uploads.size + records.blocks.size);
+  return bytes;
+}
+
+/**
  * Whether a file needs version 3: a state that never had an upload (both counters 0, so no upload
  * or block) and whose records are all inline objects without metadata is written as version 2,
  * byte for byte as before issue 14, as the sync stream keeps its old records for such a state. Old

@@ -37,6 +37,7 @@ describe("FileStorage: checkpoints", () => {
       const published = w.checkpoint;
       w.publish = false;
       w.run(interval * 3 + 2);
+      w.flush([]); // the checkpoint file is synced and named by the flush after it was written
       expect(w.snapshots.has(interval * 3)).toBe(true);
       expect(w.fs.exists(checkpointPath(interval * 3))).toBe(true);
       w.fs.crash(w.prng);

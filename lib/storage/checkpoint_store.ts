@@ -7,7 +7,7 @@ import { assert } from "../util/assert.ts";
 import type { ObjectStore } from "../store/object_store.ts";
 import type { ClientTable } from "../vsr/client_table.ts";
 import type { CheckpointId, CheckpointMeta } from "../vsr/storage.ts";
-import { fsOrNull, readFully, type Fd, type FileSystem } from "./fs.ts";
+import { FsError, fsOrNull, readFully, type Fd, type FileSystem } from "./fs.ts";
 import type { Segment, SegmentFiles } from "./segments.ts";
 import {
   applyChain,
@@ -17,6 +17,7 @@ import {
   decodeCheckpointSummary,
   encodeCheckpoint,
   baseRecords,
+  deltaBytesAtLeast,
   deltaRecords,
   type CheckpointContents,
   type CheckpointSummary,
@@ -80,12 +81,15 @@ export class CheckpointStore {
   /** The last checkpoint written, which the next one may be a delta of: only if it is of the same
    * store object (a store replaced by state sync starts a new base) and nothing failed since. */
   private tail: { op: number; store: ObjectStore; chain: number[]; base_bytes: number; delta_bytes: number } | null = null;
+  /** Checkpoint files written (under their .tmp names) since the last flush began, and those the
+   * flush in flight syncs: open until renamed. */
+  private unsynced: { op: number; fd: Fd }[] = [];
+  private flushing: { op: number; fd: Fd }[] = [];
 
   constructor(
     private readonly fs: FileSystem,
     private readonly segments: SegmentFiles,
     private readonly slot_count: number,
-    private readonly datasync: (fd: Fd) => void,
     private readonly stats: CheckpointStats,
     /** Segments a state sync is still writing or has not yet handed over: never collected. */
     private readonly busy: (segment: Segment) => boolean,
@@ -153,6 +157,7 @@ export class CheckpointStore {
     for (const name of this.fs.readdir("checkpoint")) {
       const match = /^(\d{16})\.ckpt(\.tmp)?$/.exec(name);
       if (match === null || (match[2] === undefined && keep_ops.has(Number(match[1])))) continue;
+      if (match[2] !== undefined && this.renaming(Number(match[1]))) continue;
       this.fs.unlink(`checkpoint/${name}`);
       removed = true;
     }
@@ -175,6 +180,11 @@ export class CheckpointStore {
       "checkpoint store: collected the active segment",
     );
     return (this.retained[0]?.id.op ?? 0) - this.slot_count;
+  }
+
+  /** A checkpoint whose .tmp file a flush is still to sync and rename. */
+  private renaming(op: number): boolean {
+    return this.unsynced.some((c) => c.op === op) || this.flushing.some((c) => c.op === op);
   }
 
   /** Prepares within a journal window below the published checkpoint still serve peers' repairs
@@ -236,35 +246,55 @@ export class CheckpointStore {
   }
 
   /** Writes a delta of what changed since the last checkpoint of the same store, or a base when
-   * there is none, or when the deltas since the last base would outweigh it. */
+   * there is none, or when the deltas since the last base would outweigh it, to its `.tmp` file;
+   * not yet durable. The next flush makes it durable in its first step, with the segments whose
+   * values its index points at, and renames it before its superblock step (flushBegin,
+   * flushRename): so the encoding stays on the calling thread, and its fdatasync runs with the
+   * flush's, off the event loop in lib/node. */
   write(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void {
     const id = checkpoint.id;
     const changes = store.takeChanges();
     const tail = this.tail;
     this.tail = null; // until this write succeeds, the next checkpoint must be a base
-    // The values the index points at must be durable before anything points at the index.
-    this.segments.sync();
     const common = { checkpoint, revision: store.revision, segments: store.segments(), sessions: clients.entries() };
     let contents: CheckpointContents | null = null;
     let bytes: Uint8Array | null = null;
     if (tail !== null && tail.store === store && tail.op < id.op && tail.chain.length < chain_length_max) {
-      contents = { ...common, link: { kind: "delta", parent_op: tail.op, base_op: tail.chain[0]! }, records: deltaRecords(store, changes) };
-      bytes = encodeCheckpoint(contents);
-      if (tail.delta_bytes + bytes.length > tail.base_bytes) bytes = null;
+      const records = deltaRecords(store, changes);
+      const at_least = deltaBytesAtLeast(records, common.sessions.length);
+      if (tail.delta_bytes + at_least <= tail.base_bytes) {
+        contents = { ...common, link: { kind: "delta", parent_op: tail.op, base_op: tail.chain[0]! }, records };
+        bytes = encodeCheckpoint(contents);
+        // The skip above is exact only while this holds: a bound above the encoding would turn
+        // deltas that fit into bases.
+        assert(bytes.length >= at_least, () => `checkpoint delta of ${bytes!.length} bytes under its lower bound ${at_least}`);
+        if (tail.delta_bytes + bytes.length > tail.base_bytes) bytes = null;
+      }
     }
     if (bytes === null) {
       contents = { ...common, link: { kind: "base", parent_op: id.op, base_op: id.op }, records: baseRecords(store) };
       bytes = encodeCheckpoint(contents);
     }
-    const path = checkpointPath(id.op);
-    const tmp = `${path}.tmp`;
+    const tmp = `${checkpointPath(id.op)}.tmp`;
+    // Not while a flush holds this op's .tmp either: truncating it under that flush's fdatasync
+    // would have the flush rename bytes it never synced.
+    assert(!this.renaming(id.op), () => `checkpoint store: checkpoint ${id.op} written again before its flush renamed it`);
     const fd = this.fs.open(tmp, true);
-    this.fs.truncate(fd, 0);
-    this.fs.pwrite(fd, bytes, 0);
-    this.datasync(fd);
-    this.fs.close(fd);
-    this.fs.rename(tmp, path);
-    this.fs.fsyncDir("checkpoint");
+    try {
+      this.fs.truncate(fd, 0);
+      this.fs.pwrite(fd, bytes, 0);
+    } catch (error) {
+      // A full disk skips this checkpoint, and its partial .tmp goes now: left for the next
+      // collection (a publish, which needs a checkpoint written, or a restart) it would hold the
+      // space the replica waits for. Anything else propagates as it is (a crash in the simulator
+      // has already closed every file).
+      if (error instanceof FsError) {
+        fsOrNull(() => this.fs.close(fd));
+        fsOrNull(() => this.fs.unlink(tmp));
+      }
+      throw error;
+    }
+    this.unsynced.push({ op: id.op, fd });
     const base = contents!.link.kind === "base";
     assert(base || tail !== null, "checkpoint store: a delta without a parent");
     if (base) this.stats.checkpoints_base += 1;
@@ -279,6 +309,41 @@ export class CheckpointStore {
       delta_bytes: base ? 0 : tail!.delta_bytes + bytes.length,
     };
     this.written.set(id.op, { id, segments: common.segments, chain });
+  }
+
+  /** Checkpoints written since the last flush began: their files are for the next flush to sync. */
+  pending(): boolean {
+    return this.unsynced.length > 0;
+  }
+
+  /** A flush begins: the checkpoint files written so far are its to sync (their fds). */
+  flushBegin(): Fd[] {
+    assert(this.flushing.length === 0, "checkpoint store: a flush began with checkpoint files still in flight");
+    this.flushing = this.unsynced;
+    this.unsynced = [];
+    return this.flushing.map((c) => c.fd);
+  }
+
+  /** The flush's first step synced them: each file takes its name, and the names are made durable
+   * before any superblock can name them (the flush's next step). */
+  flushRename(): void {
+    if (this.flushing.length === 0) return;
+    // Each file leaves the list as its descriptor closes: if a close or a rename throws (a reopen
+    // follows), release() must not close that descriptor again, as its number may be reused.
+    for (let c = this.flushing.shift(); c !== undefined; c = this.flushing.shift()) {
+      this.fs.close(c.fd);
+      this.fs.rename(`${checkpointPath(c.op)}.tmp`, checkpointPath(c.op));
+    }
+    assert(this.flushing.length === 0, "checkpoint store: files left unrenamed");
+    this.fs.fsyncDir("checkpoint");
+  }
+
+  /** Open checkpoint files (closing the storage). */
+  release(): Fd[] {
+    const fds = [...this.flushing, ...this.unsynced].map((c) => c.fd);
+    this.flushing = [];
+    this.unsynced = [];
+    return fds;
   }
 
   /** The checkpoint files older than the published one that this replica still retains (so it

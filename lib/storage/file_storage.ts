@@ -8,8 +8,9 @@
  *   journal/<id>.seg           append-only segment files of prepares; values stay in them
  *   checkpoint/<op>.ckpt       checkpoint files (checkpoint_file.ts)
  *
- * Write order per flush (group commit): prepares to segments, fdatasync them; then the superblock
- * if queued; then header records to the ring, fdatasync it. A prepare is acknowledged only after the
+ * Write order per flush (group commit): prepares to segments and checkpoint files written since the
+ * last flush, fdatasync them (and name the checkpoints); then the superblock if queued, a half per
+ * step; then header records to the ring, fdatasync it. A prepare is acknowledged only after the
  * flush, so a header record on disk means the prepare was durable first: at recovery, a record
  * whose prepare is damaged is "faulty" (repair from peers), while a prepare with no record was never
  * acknowledged.
@@ -31,7 +32,9 @@ import {
   superblock_copies,
   superblock_copy_size,
   superblock_path,
+  encodeSuperblock,
   writeSuperblock,
+  writeSuperblockHalf,
   type SuperblockIdentity,
 } from "./superblock.ts";
 import { damagedRecords, headers_path, type PrepareLocation } from "./ring_record.ts";
@@ -83,7 +86,14 @@ export class FileStorage implements Storage {
   private pending_state: VsrState | null = null;
   /** The group of writes whose flush has begun and not completed (docs/STORAGE.md §10.9): at most
    * one. step: which fdatasyncs the driver is running, fds: on which files. */
-  private flight: { step: "segments" | "ring"; records: PrepareLocation[]; state: VsrState | null; fds: Fd[] } | null = null;
+  private flight: {
+    step: "segments" | "superblock_first" | "superblock_second" | "ring";
+    records: PrepareLocation[];
+    state: VsrState | null;
+    fds: Fd[];
+    /** The state's encoding, once its first half is written (the second half writes the same). */
+    superblock: Uint8Array | null;
+  } | null = null;
   private readonly root: Header;
 
   constructor(
@@ -92,11 +102,10 @@ export class FileStorage implements Storage {
   ) {
     assert(options.journal_slot_count > 0 && options.segment_size_bytes > 0, "storage: options");
     this.root = rootPrepare(options.cluster, options.replica_count);
-    const datasync = (fd: Fd): void => this.datasync(fd);
     this.ring = new HeaderRing(fs, options.journal_slot_count);
-    this.files = new SegmentFiles(fs, options.segment_size_bytes, datasync);
+    this.files = new SegmentFiles(fs, options.segment_size_bytes);
     this.receiver = new SyncReceiver(this.files);
-    this.checkpoints = new CheckpointStore(fs, this.files, options.journal_slot_count, datasync, this.stats, (segment) =>
+    this.checkpoints = new CheckpointStore(fs, this.files, options.journal_slot_count, this.stats, (segment) =>
       this.receiver.holds(segment),
     );
   }
@@ -276,22 +285,25 @@ export class FileStorage implements Storage {
 
   pending(): boolean {
     assert(this.pending_records.length === 0 || this.ring.fd >= 0, "pending: records queued on a closed storage");
-    return this.pending_records.length > 0 || this.pending_state !== null || this.files.pendingCreate;
+    return this.pending_records.length > 0 || this.pending_state !== null || this.files.pendingCreate || this.checkpoints.pending();
   }
 
   flushing(): boolean {
     return this.flight !== null;
   }
 
-  /** Takes every write queued so far as the group in flight (docs/STORAGE.md §10.9): new segments'
-   * names are synced now; returns the segments the driver must fdatasync before flushSynced. */
+  /** Takes every write queued so far as the group in flight (docs/STORAGE.md §10.9); returns the
+   * segments and checkpoint files the driver must fdatasync before flushSynced (new segments'
+   * names are synced in flushSynced, once they are). */
   flushBegin(): Fd[] {
     assert(this.superblock_fd >= 0 && this.ring.fd >= 0, "flushBegin: storage not open");
     assert(this.flight === null, "flushBegin: a flush is already in flight");
     this.stats.flushes += 1;
-    const fds = this.files.syncBegin();
+    // Checkpoint files written since the last flush are synced with the segments their indexes
+    // point into: both before the superblock step, which may name the checkpoint.
+    const fds = [...this.files.syncBegin(), ...this.checkpoints.flushBegin()];
     this.stats.fdatasyncs += fds.length;
-    this.flight = { step: "segments", records: this.pending_records, state: this.pending_state, fds };
+    this.flight = { step: "segments", records: this.pending_records, state: this.pending_state, fds, superblock: null };
     this.pending_records = [];
     this.pending_state = null;
     return fds;
@@ -305,33 +317,40 @@ export class FileStorage implements Storage {
     assert(this.superblock_fd >= 0 && this.ring.fd >= 0, "flushSynced: storage not open");
     if (flight.step === "segments") {
       this.files.syncCompleted();
+      this.checkpoints.flushRename();
       // The superblock before the ring records: a record of a new view's prepare may replace one of
       // an op this replica acknowledged in its old log_view, and must not be durable while the
       // superblock still offers that old log (a crash between the two would leave a log of the old
       // view missing an op it acknowledged in it). The superblock vouches only for headers, so
-      // records that follow it are never missing from what it promises. Written on the calling
-      // thread: states are written at view changes and checkpoints, not per group.
+      // records that follow it are never missing from what it promises. Its two halves are two
+      // steps, each synced before the next is written (superblock.ts), so a torn write never
+      // destroys the newest state's last copy.
       const state = flight.state;
       if (state !== null) {
         this.sequence += 1;
-        writeSuperblock(
-          this.fs,
-          this.superblock_fd,
-          { sequence: this.sequence, identity: this.options, state },
-          this.superblock_first_half,
-        );
-        this.superblock_first_half = 0;
-        this.stats.superblock_writes += 1;
-        this.stats.fdatasyncs += 2; // one per half (superblock.ts)
-        if (this.checkpoints.stateFlushed(state.checkpoint)) this.collectGarbage();
-      }
-      if (flight.records.length > 0) {
-        this.ring.write(flight.records, this.sequence);
+        flight.superblock = encodeSuperblock({ sequence: this.sequence, identity: this.options, state });
+        writeSuperblockHalf(this.fs, this.superblock_fd, flight.superblock, this.superblock_first_half);
         this.stats.fdatasyncs += 1;
-        flight.step = "ring";
-        flight.fds = [this.ring.fd];
+        flight.step = "superblock_first";
+        flight.fds = [this.superblock_fd];
         return flight.fds;
       }
+    } else if (flight.step === "superblock_first") {
+      writeSuperblockHalf(this.fs, this.superblock_fd, flight.superblock!, 1 - this.superblock_first_half);
+      this.stats.fdatasyncs += 1;
+      flight.step = "superblock_second";
+      return flight.fds;
+    } else if (flight.step === "superblock_second") {
+      this.superblock_first_half = 0;
+      this.stats.superblock_writes += 1;
+      if (this.checkpoints.stateFlushed(flight.state!.checkpoint)) this.collectGarbage();
+    }
+    if (flight.step !== "ring" && flight.records.length > 0) {
+      this.ring.write(flight.records, this.sequence);
+      this.stats.fdatasyncs += 1;
+      flight.step = "ring";
+      flight.fds = [this.ring.fd];
+      return flight.fds;
     }
     this.flight = null;
     return null;
@@ -406,8 +425,10 @@ export class FileStorage implements Storage {
 
   writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void {
     assert(checkpoint.id.op > (this.checkpoints.retained[0]?.id.op ?? -1), "writeCheckpoint: not above the published checkpoint");
-    this.receiver.adopt();
     this.checkpoints.write(checkpoint, store, clients);
+    // Only a written checkpoint adopts a sync's segments: if a full disk refused it, the replica
+    // drops the sync, and syncAbort must still find them to delete.
+    this.receiver.adopt();
   }
 
   readSyncChunk(id: CheckpointId, position: number, size_max: number, source = 0): SyncChunk | null {
@@ -456,7 +477,7 @@ export class FileStorage implements Storage {
 
   /** Closes every file (before reopening after an I/O error, or at shutdown). */
   close(): void {
-    const fds = [this.superblock_fd, this.ring.fd, ...this.files.release()];
+    const fds = [this.superblock_fd, this.ring.fd, ...this.files.release(), ...this.checkpoints.release()];
     for (const fd of fds) {
       if (fd < 0) continue;
       try {

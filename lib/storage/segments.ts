@@ -38,7 +38,8 @@ export interface Segment {
   max_op: number;
   dirty: boolean;
   /** Its fdatasync was handed to the driver by syncBegin and has not completed (docs/STORAGE.md
-   * §10.9): a synchronous sync() must still cover it, and its descriptor must stay open. */
+   * §10.9): its descriptor must stay open. A write meanwhile marks it dirty again, for the next
+   * flush (a checkpoint's values may be in that write, §10.3). */
   in_flight: boolean;
 }
 
@@ -64,7 +65,6 @@ export class SegmentFiles {
   constructor(
     private readonly fs: FileSystem,
     private readonly segment_size_bytes: number,
-    private readonly datasync: (fd: Fd) => void,
   ) {
     assert(segment_size_bytes > 0, "segments: segment size");
   }
@@ -229,21 +229,9 @@ export class SegmentFiles {
     return checksum(bytes) === entry.checksum ? bytes : null;
   }
 
-  /** Makes every segment written since the last sync durable, and new segments' names too. A
-   * segment whose asynchronous sync is still in flight is synced again here: whoever calls this
-   * (a checkpoint) needs its values durable now. */
-  sync(): void {
-    for (const segment of this.segments.values()) {
-      if (!segment.dirty && !segment.in_flight) continue;
-      this.datasync(segment.fd);
-      segment.dirty = false;
-    }
-    this.syncDirectory();
-  }
-
-  /** The asynchronous form of sync() (docs/STORAGE.md §10.9): the segments written since the last
-   * sync are returned for the driver to fdatasync; they count as in flight until syncCompleted,
-   * which makes new segments' names durable. Writes after this belong to the next sync. */
+  /** A flush begins (docs/STORAGE.md §10.9): the segments written since the last sync are returned
+   * for the driver to fdatasync; they count as in flight until syncCompleted, which makes new
+   * segments' names durable. Writes after this belong to the next sync. */
   syncBegin(): Fd[] {
     assert(this.close_after_sync.length === 0, "segments: a sync begun while another is in flight");
     const fds: Fd[] = [];

@@ -60,7 +60,14 @@ export function writeSuperblock(fs: FileSystem, fd: Fd, record: SuperblockRecord
   assert(first_half === 0 || first_half === 1, "writeSuperblock: first half");
   const bytes = encodeSuperblock(record);
   for (const half of [first_half, 1 - first_half]) {
-    for (let copy = half * 2; copy < half * 2 + 2; copy++) fs.pwrite(fd, bytes, copy * superblock_copy_size);
+    writeSuperblockHalf(fs, fd, bytes, half);
     fs.fdatasync(fd);
   }
+}
+
+/** Writes one half (two copies) of an encoded state, not yet durable: a flush writes the halves as
+ * two steps, each fdatasynced before the next (file_storage.ts), as writeSuperblock does inline. */
+export function writeSuperblockHalf(fs: FileSystem, fd: Fd, bytes: Uint8Array, half: number): void {
+  assert((half === 0 || half === 1) && bytes.length === superblock_copy_size, "writeSuperblockHalf: half or size");
+  for (let copy = half * 2; copy < half * 2 + 2; copy++) fs.pwrite(fd, bytes, copy * superblock_copy_size);
 }

@@ -90,7 +90,7 @@ function stream(s: Source, size_max: number): SyncChunk[] {
 function receiver(): { rx: SyncReceiver; files: SegmentFiles } {
   const fs = new SimFs(new Prng(99));
   fs.mkdir("journal");
-  const files = new SegmentFiles(fs, 4096, (fd) => fs.fdatasync(fd));
+  const files = new SegmentFiles(fs, 4096);
   return { rx: new SyncReceiver(files), files };
 }
 

@@ -240,6 +240,25 @@ describe("FileStorage: state sync", () => {
     expect(b.storage.syncApply(stream.at(-1)!)).toBe(false);
   });
 
+  test("a synced state whose checkpoint a full disk refused is deleted when the sync is dropped", () => {
+    // StateSync.finish: writeCheckpoint fails with ENOSPC, the replica drops the sync (syncAbort).
+    // Its segments are referenced by nothing: kept, they would hold the space it waits for.
+    const w = new World(new Prng(11));
+    w.run(interval * 2);
+    const b = newReplica(11);
+    const idle = b.fs.usedBytes();
+    b.storage.syncBegin(w.checkpoint);
+    for (const chunk of chunks(w.storage, w.checkpoint, 4096)) expect(b.storage.syncApply(chunk)).toBe(true);
+    const received = b.storage.syncFinish(clients_max)!;
+    expect(received).not.toBeNull();
+    expect(b.fs.usedBytes()).toBeGreaterThan(idle);
+    b.fs.capacity_bytes = b.fs.usedBytes() + 8;
+    expect(() => b.storage.writeCheckpoint(received.checkpoint, received.store, received.clients)).toThrow("exceed the disk capacity");
+    b.storage.syncAbort();
+    b.fs.capacity_bytes = Infinity;
+    expect(b.fs.usedBytes()).toBe(idle);
+  });
+
   test("an incomplete stream does not finish", () => {
     const w = new World(new Prng(9));
     w.run(interval * 2);

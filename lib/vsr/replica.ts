@@ -480,6 +480,12 @@ export class Replica {
     });
   }
 
+  /** The read cache's counts and size (status, metrics); null when it is off. */
+  readCache(): { hits: number; misses: number; bytes: number } | null {
+    const cache = this.state_machine.read_cache;
+    return cache === null ? null : { hits: cache.hits, misses: cache.misses, bytes: cache.bytes };
+  }
+
   /** Why this replica refuses writes, if it does (status, metrics). */
   problem(): string | null {
     if (this.no_space) return "disk full: refusing new writes until space is freed (reads, deletes and abort-upload still served)";
@@ -930,8 +936,9 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Checkpoints and state sync
 
-  /** A synced checkpoint verified and durable (StateSync): it becomes this replica's state, as if
-   * it had executed up to it. */
+  /** A synced checkpoint verified and its file written (StateSync; durable with the next flush,
+   * before any superblock names it): it becomes this replica's state, as if it had executed up to
+   * it. */
   installSynced(target: CheckpointId, received: SyncReceived): void {
     const { store, clients, checkpoint } = received;
     const anchor = checkpoint.anchor;

@@ -71,7 +71,8 @@ export interface StateSyncHost {
   commitKnown(): number;
   /** Repair requests (repairer.ts): a backup asks the primary for a committed header, which names the target. */
   readonly repairer: { requestHeaders(op_min: number, op_max: number): void };
-  /** The checkpoint of target arrived, verified and durable: it becomes the replica's state. */
+  /** The checkpoint of target arrived, verified and written (durable with the next flush): it
+   * becomes the replica's state. */
   installSynced(target: CheckpointId, received: SyncReceived): void;
 }
 

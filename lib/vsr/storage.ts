@@ -154,8 +154,9 @@ export interface Storage {
   /** Writes a value repaired from a peer into a segment (durable at the next flush); returns
    * where it now lives. Throws the no-space signal (isNoSpace) when the disk is full. */
   writeValue(value: Uint8Array): ValueLocation;
-  /** Writes a checkpoint's data files durably. It takes effect once a writeState naming it is
-   * flushed; until then the previous checkpoint stays valid. */
+  /** Writes a checkpoint's data files; the next flush makes them durable before its superblock
+   * step (docs/STORAGE.md §10.3). It takes effect once a writeState naming it is flushed; until
+   * then the previous checkpoint stays valid. */
   writeCheckpoint(checkpoint: CheckpointMeta, store: ObjectStore, clients: ClientTable): void;
   /** Reads part of a retained checkpoint, for a peer that is syncing (source 0) or a snapshot
    * client (source 1..snapshot_streams_max, docs/PROTOCOL.md §3.16): each source keeps its own
@@ -168,9 +169,9 @@ export interface Storage {
   syncBegin(id: CheckpointId): void;
   /** Applies one received chunk; false if the chunk does not parse. */
   syncApply(bytes: Uint8Array): boolean;
-  /** Finishes a sync: makes the received values durable and returns the namespace, client table
-   * and anchor header (null if the stream was incomplete). The caller verifies the digest, then
-   * writes the checkpoint with writeCheckpoint. */
+  /** Finishes a sync: returns the namespace, client table and anchor header (null if the stream
+   * was incomplete). The caller verifies the digest, then writes the checkpoint with
+   * writeCheckpoint; the flush after it makes the received values durable with its file. */
   syncFinish(clients_max: number): { store: ObjectStore; clients: ClientTable; checkpoint: CheckpointMeta } | null;
   /** Drops a sync that will not be finished (a view change, a full disk, no peer serving it): its
    * segments are deleted now, not when the next sync begins, which may be never. */
