@@ -168,8 +168,9 @@ export class Replica {
   // invariants and the read-only state are for drivers and the simulator).
   /** The acting primary's normal operation, driving the Leader (primary.ts). */
   readonly primary: Primary;
-  /** Requests on arrival, and committed batches applied to the store and the client table (state_machine.ts). */
-  private readonly state_machine: StateMachine;
+  /** Requests on arrival, and committed batches applied to the store and the client table
+   * (state_machine.ts). Status reads its read cache's counters. */
+  readonly state_machine: StateMachine;
   /** The log's shape: hash chain, window, and the suffix log_view vouches for (log_chain.ts). */
   readonly chain: LogChain;
   /** Votes to leave a view, and the do_view_change sent once (view_change_votes.ts). */
@@ -478,12 +479,6 @@ export class Replica {
       const h = this.journal.header(op);
       return h === null || !this.journal.hasDurable(op, h.checksum);
     });
-  }
-
-  /** The read cache's counts and size (status, metrics); null when it is off. */
-  readCache(): { hits: number; misses: number; bytes: number } | null {
-    const cache = this.state_machine.read_cache;
-    return cache === null ? null : { hits: cache.hits, misses: cache.misses, bytes: cache.bytes };
   }
 
   /** Why this replica refuses writes, if it does (status, metrics). */
@@ -936,9 +931,8 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Checkpoints and state sync
 
-  /** A synced checkpoint verified and its file written (StateSync; durable with the next flush,
-   * before any superblock names it): it becomes this replica's state, as if it had executed up to
-   * it. */
+  /** A synced checkpoint verified and its file written (durable with the next flush, before any
+   * superblock names it): it becomes this replica's state, as if it had executed up to it. */
   installSynced(target: CheckpointId, received: SyncReceived): void {
     const { store, clients, checkpoint } = received;
     const anchor = checkpoint.anchor;
@@ -1193,8 +1187,7 @@ export class Replica {
     this.clients.invariants();
   }
 
-  /** A field, not a method: the parts' invariants take it as their callback, and a closure made
-   * for them on every call was a measurable share of the simulator's checks after every step. */
+  /** A field: the parts' invariants take it as their callback (no closure per check). */
   private readonly broken = (what: string): never => {
     throw new AssertionError(`replica ${this.replica} (${this.status}, view ${this.view}): ${what}`);
   };
