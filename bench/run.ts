@@ -11,11 +11,12 @@
  *   ./node_modules/.bin/bun bench/run.ts --client-failover [--quick] (issue 17: a CLI or Client put resuming after the primary's SIGKILL; bench/client_failover.ts)
  *   ./node_modules/.bin/bun bench/run.ts --tail [--quick] (issue 17: where the p99 of 64-client puts comes from; bench/tail.ts)
  *
- * Before each workload both clusters settle (waitQuiet: their CPU back near idle), so no workload pays
- * for what the one before it left behind. Results move ±40% between runs on a shared 2-core machine;
+ * Before each workload the page cache is written back (sync) and both clusters settle (waitQuiet:
+ * their CPU back near idle), so no workload pays for what the one before it left behind. Results move ±40% between runs on a shared 2-core machine;
  * compare ratios, not absolutes.
  */
 import * as fs from "node:fs";
+import { spawnSync } from "bun";
 import * as os from "node:os";
 import * as path from "node:path";
 import { EtcdCluster, ToastyCluster, etcdInstalled, type BenchCluster, type Store } from "./clusters.ts";
@@ -573,6 +574,12 @@ async function main(): Promise<void> {
     const quiet_percent = Math.max(5, 2 * idle.reduce((a, b) => a + b, 0));
     for (let i = 0; i < steps.length; i++) {
       for (const r of i % 2 === 0 ? runs : [...runs].reverse()) {
+        // The disk too: the last workload's dirty pages (a GiB of 1 MiB values in the page cache)
+        // are written back before the next starts, or its fdatasyncs queue behind them.
+        const synced = performance.now();
+        spawnSync(["sync"]);
+        const sync_ms = performance.now() - synced;
+        if (sync_ms > 1000) console.error(`  (waited ${fmt(sync_ms / 1000, 1)} s for the page cache to be written back)`);
         const quiet = await waitQuiet(all_pids(), quiet_percent, quiet_timeout_ms);
         if (quiet.waited_ms > 1000 || quiet.percent > quiet_percent)
           console.error(`  (waited ${fmt(quiet.waited_ms / 1000, 1)} s for the clusters to settle: ${fmt(quiet.percent, 1)}% of a core)`);
