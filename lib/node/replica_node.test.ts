@@ -13,6 +13,17 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 });
 
+/** A started one-replica node on a fresh data directory. */
+async function singleNode(): Promise<{ node: ReplicaNode; address: { host: string; port: number } }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-node-"));
+  dirs.push(dir);
+  const port = await freeConsecutivePorts(1);
+  const address = { host: "127.0.0.1", port };
+  const node = new ReplicaNode({ self: address, addresses: [address], data_dir: dir, logger: new Logger("error", "text", "", () => {}) });
+  await node.start();
+  return { node, address };
+}
+
 /** A one-replica node whose flush steps' fdatasyncs are held until the test returns them. */
 async function heldNode(): Promise<{ node: ReplicaNode; held: ((error: FsError | null) => void)[]; first: Promise<void> }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-node-"));
@@ -53,12 +64,7 @@ describe("ReplicaNode stop() with a flush step on the thread pool (docs/STORAGE.
 
 describe("ReplicaNode: where a flush's fdatasyncs run", () => {
   test("a lone client's puts are synced on the event loop; concurrent clients' groups go to the thread pool", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-node-"));
-    dirs.push(dir);
-    const port = await freeConsecutivePorts(1);
-    const address = { host: "127.0.0.1", port };
-    const node = new ReplicaNode({ self: address, addresses: [address], data_dir: dir, logger: new Logger("error", "text", "", () => {}) });
-    await node.start();
+    const { node, address } = await singleNode();
     const clients = Array.from({ length: 16 }, () => new Client({ addresses: [address], operation_timeout_ms: 20_000 }));
     try {
       const value = new Uint8Array(1024).fill(7);
@@ -84,12 +90,7 @@ describe("ReplicaNode: where a flush's fdatasyncs run", () => {
 
 describe("ReplicaNode: the read cache in status and metrics", () => {
   test("repeated gets count as hits, the first as a miss, and the cache's bytes are a level", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "toastyfs-node-"));
-    dirs.push(dir);
-    const port = await freeConsecutivePorts(1);
-    const address = { host: "127.0.0.1", port };
-    const node = new ReplicaNode({ self: address, addresses: [address], data_dir: dir, logger: new Logger("error", "text", "", () => {}) });
-    await node.start();
+    const { node, address } = await singleNode();
     const client = new Client({ addresses: [address], operation_timeout_ms: 20_000 });
     try {
       await client.put("hot", new Uint8Array(4096).fill(3));

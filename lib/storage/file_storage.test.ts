@@ -284,6 +284,21 @@ describe("FileStorage: an asynchronous flush (docs/STORAGE.md §10.9)", () => {
   });
 });
 
+/** Flushes with the power lost at the at-th file-system mutation (or right after, if the flush
+ * has fewer); true if the crash landed inside the flush. */
+function flushCrashingAt(w: World, at: number): boolean {
+  w.fs.armCrash(at);
+  try {
+    w.storage.flush();
+    w.fs.disarmCrash();
+    w.fs.crash(w.prng);
+    return false;
+  } catch (error) {
+    if (!(error instanceof SimulatedCrash)) throw error;
+    return true;
+  }
+}
+
 describe("FileStorage: a checkpoint's file in the flush after it (docs/STORAGE.md §10.3)", () => {
   /** A world whose checkpoint at interval * 3 is written and queued, none of it flushed yet. */
   function queuedCheckpoint(seed: number): World {
@@ -373,15 +388,8 @@ describe("FileStorage: a checkpoint's file in the flush after it (docs/STORAGE.m
         w.writeState({ ...w.state, commit_max: k, checkpoint: c.id, view_headers: w.suffix() });
         do w.storage.flushSyncInline();
         while (w.storage.flushSynced() !== null);
-        w.fs.armCrash(at);
-        try {
-          w.storage.flush(); // the checkpoint's: file and segments, rename, superblock, ring
-          w.fs.disarmCrash();
-          w.fs.crash(w.prng);
-        } catch (error) {
-          if (!(error instanceof SimulatedCrash)) throw error;
-          seen.crashed += 1;
-        }
+        // The checkpoint's flush: file and segments, rename, superblock, ring.
+        if (flushCrashingAt(w, at)) seen.crashed += 1;
         const recovered = w.reopen();
         // The superblock names the old checkpoint or the new one, and whichever it names loads
         // whole, every value read back from disk.
@@ -419,15 +427,7 @@ describe("FileStorage: a checkpoint's file in the flush after it (docs/STORAGE.m
         expect(w.fs.exists(`${checkpointPath(k)}.tmp`) && w.fs.exists(`${checkpointPath(k + interval)}.tmp`)).toBe(true);
         const c = w.snapshots.get(k + interval)!;
         w.writeState({ ...w.state, commit_max: k + interval, checkpoint: c.id, view_headers: w.suffix() });
-        w.fs.armCrash(at);
-        try {
-          w.storage.flush();
-          w.fs.disarmCrash();
-          w.fs.crash(w.prng);
-        } catch (error) {
-          if (!(error instanceof SimulatedCrash)) throw error;
-          seen.crashed += 1;
-        }
+        if (flushCrashingAt(w, at)) seen.crashed += 1;
         const recovered = w.reopen();
         expect([published, k + interval]).toContain(recovered.state!.checkpoint.op);
         expect(recovered.checkpoint).not.toBeNull();
