@@ -12,6 +12,7 @@
  */
 import * as fs from "node:fs";
 import { ToastyCluster } from "./clusters.ts";
+import { percentile } from "./measure.ts";
 import { fmt, loadAverage, machine } from "./report.ts";
 
 export interface TailFlags {
@@ -76,10 +77,6 @@ export interface TailResult {
   client_stall_ms: number;
 }
 
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
 export async function measureTail(warmup_ms: number, measure_ms: number): Promise<TailResult> {
   const cluster = await ToastyCluster.start(3);
   const stores = Array.from({ length: clients }, (_, i) => cluster.client(i + 1));
@@ -128,7 +125,7 @@ export async function measureTail(warmup_ms: number, measure_ms: number): Promis
     }));
     const window = puts.filter((p) => p.start >= warmup_ms && p.end <= warmup_ms + measure_ms);
     const latencies = window.map((p) => p.end - p.start).sort((a, b) => a - b);
-    const p99 = quantile(latencies, 0.99);
+    const p99 = percentile(latencies, 0.99);
     const checkpoints = checkpoint_times.filter((t) => t >= warmup_ms && t <= warmup_ms + measure_ms);
     // A put "was in flight" at a checkpoint if the checkpoint became durable (as polled, so up to
     // one poll late) between its start and its end.
@@ -139,10 +136,10 @@ export async function measureTail(warmup_ms: number, measure_ms: number): Promis
     return {
       puts: window.length,
       seconds: measure_ms / 1000,
-      p50_ms: quantile(latencies, 0.5),
-      p90_ms: quantile(latencies, 0.9),
+      p50_ms: percentile(latencies, 0.5),
+      p90_ms: percentile(latencies, 0.9),
       p99_ms: p99,
-      p999_ms: quantile(latencies, 0.999),
+      p999_ms: percentile(latencies, 0.999),
       max_ms: latencies[latencies.length - 1]!,
       checkpoints: checkpoints.length,
       tail: tail.length,

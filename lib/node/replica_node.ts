@@ -418,6 +418,7 @@ export class ReplicaNode {
     const now = performance.now();
     const r = this.replica;
     const d = r?.describe();
+    const cache = r?.state_machine.read_cache ?? null;
     return {
       replica: this.index,
       address: formatAddress(this.options.self),
@@ -447,9 +448,9 @@ export class ReplicaNode {
         pinned_dead_bytes: r && this.storage ? this.storage.pinnedDeadBytes(r.store) : 0,
         // The primary's read cache (docs/STORAGE.md §10.10): gets answered from it, gets that read
         // the disk while it was on, and the bytes it holds now.
-        read_cache_hits: r?.state_machine.read_cache?.hits ?? 0,
-        read_cache_misses: r?.state_machine.read_cache?.misses ?? 0,
-        read_cache_bytes: r?.state_machine.read_cache?.bytes ?? 0,
+        read_cache_hits: cache?.hits ?? 0,
+        read_cache_misses: cache?.misses ?? 0,
+        read_cache_bytes: cache?.bytes ?? 0,
       },
       status_ms: Math.round(now - this.status_since_ms),
       status_view: this.status_view,

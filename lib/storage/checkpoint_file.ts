@@ -31,6 +31,7 @@
  */
 import { assert } from "../util/assert.ts";
 import { checksum } from "../util/checksum.ts";
+import { pad8 } from "../util/bytes.ts";
 import { decodeHeader, writeHeader } from "../net/codec.ts";
 import { header_size } from "../constants.ts";
 import type { ObjectEntry, ObjectStore, StoreChanges } from "../store/object_store.ts";
@@ -219,7 +220,6 @@ export function encodeCheckpoint(c: CheckpointContents): Uint8Array {
  * encoding would be thrown away): the bytes written are the same, the wasted encoding is not.
  */
 export function deltaBytesAtLeast(records: StateRecords, sessions: number): number {
-  const pad8 = (n: number): number => (n + 7) & ~7;
   let bytes = fixed_size + header_size + sessions * 56;
   for (const [key, entry] of records.objects) bytes += (entry === null ? 16 : 64) + pad8(key.length);
   bytes += 16 * (records.uploads.size + records.blocks.size);
