@@ -12,8 +12,8 @@
  *   ./node_modules/.bin/bun bench/run.ts --tail [--quick] (issue 17: where the p99 of 64-client puts comes from; bench/tail.ts)
  *
  * Before each workload the page cache is written back (sync) and both clusters settle (waitQuiet:
- * their CPU back near idle), so no workload pays for what the one before it left behind. Results move ±40% between runs on a shared 2-core machine;
- * compare ratios, not absolutes.
+ * their CPU back near idle), so no workload pays for what the one before it left behind. Results
+ * move ±40% between runs on a shared 2-core machine; compare ratios, not absolutes.
  */
 import * as fs from "node:fs";
 import { spawnSync } from "bun";
